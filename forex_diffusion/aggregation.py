@@ -1,0 +1,307 @@
+"""Tick → candle aggregation by event time, for several timeframes at once.
+
+Semantics (DESIGN.md "Event time", RELIABILITY.md §4):
+
+* A tick at ``ts`` belongs to the bucket ``[open, open + tf)`` holding ``ts``; only
+  buckets with ticks produce a candle; candles are labelled by open time.
+* Per symbol, the watermark is the latest event time seen minus ``allowed_lateness_ms``.
+  A bucket closes (``final=True``) once the watermark reaches its end. A tick older than
+  the watermark is *late*: it raises :class:`ValidationError` (reason ``late``) and is
+  never merged. Any tick not older than the watermark lands in buckets that are still
+  open on every timeframe, so a closed candle is immutable.
+* Out-of-order ticks within the lateness revise the forming bucket: ``open`` is the
+  price of the earliest event, ``close`` of the latest (ties: the later arrival).
+* The price side is mid (default), bid or ask; spread statistics and tick counts are
+  carried whatever the side.
+
+The hot path works on ints and floats; :class:`~forex_diffusion.domain.Candle` records
+are built only when a bucket closes or a caller asks for the forming ones.
+
+>>> agg = CandleAggregator(["1m"], price="bid", allowed_lateness_ms=0)
+>>> agg.add("EURUSD", 60_000, 1.1, 1.2)
+[]
+>>> [c.close for c in agg.add("EURUSD", 120_000, 1.3, 1.4)]
+[1.1]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .domain import Candle, PriceSide, Tick
+from .errors import ConfigError, RejectReason, ValidationError
+from .timeframes import Timeframe, parse_timeframes
+
+__all__ = ["CandleAggregator", "SNAPSHOT_VERSION"]
+
+SNAPSHOT_VERSION = 1
+
+# Bar slots (a plain list is the fastest mutable record in CPython).
+_OPEN_MS, _END_MS, _O, _H, _L, _C, _VOL, _N, _SSUM, _SMIN, _SMAX, _OTS, _CTS = range(13)
+_INF = float("inf")
+
+
+class _Series:
+    """Open buckets of one symbol on every timeframe, and its watermark."""
+
+    __slots__ = ("max_ts", "cur", "bars", "next_close")
+
+    def __init__(self, n_tf: int) -> None:
+        self.max_ts = -(2**62)
+        self.cur: list[list[Any] | None] = [None] * n_tf  # latest bucket per timeframe
+        self.bars: list[dict[int, list[Any]]] = [{} for _ in range(n_tf)]
+        self.next_close = 2**62  # smallest end among open buckets
+
+
+class CandleAggregator:
+    """Aggregate ticks of many symbols into candles of several timeframes.
+
+    Parameters
+    ----------
+    timeframes:
+        Names (``"1m"``) or :class:`Timeframe` objects.
+    price:
+        ``"mid"`` (default), ``"bid"`` or ``"ask"``.
+    allowed_lateness_ms:
+        How far behind the latest event time a tick may arrive and still count.
+    """
+
+    def __init__(
+        self,
+        timeframes: Iterable[str | Timeframe] | str,
+        *,
+        price: PriceSide = "mid",
+        allowed_lateness_ms: int = 2_000,
+    ) -> None:
+        if price not in ("mid", "bid", "ask"):
+            raise ConfigError(f"price must be mid, bid or ask, not {price!r}")
+        if allowed_lateness_ms < 0:
+            raise ConfigError("allowed_lateness_ms must be >= 0")
+        if isinstance(timeframes, str):
+            tfs = parse_timeframes(timeframes)
+        else:
+            items = list(timeframes)
+            tfs = tuple(t if isinstance(t, Timeframe) else Timeframe.parse(t) for t in items)
+            if not tfs:
+                raise ConfigError("at least one timeframe is required")
+            tfs = tuple(sorted({t.name: t for t in tfs}.values(), key=lambda t: t.duration_ms))
+        self.timeframes: tuple[Timeframe, ...] = tfs
+        self.price: PriceSide = price
+        self.allowed_lateness_ms = allowed_lateness_ms
+        self._series: dict[str, _Series] = {}
+        self._epoch_tf = tuple(not t.is_daily for t in tfs)
+        self._dur = tuple(t.duration_ms for t in tfs)
+        self.late_count = 0
+
+    # -- hot path ---------------------------------------------------------------------------
+
+    def add(
+        self, symbol: str, ts_ms: int, bid: float, ask: float, volume: float = 0.0
+    ) -> list[Candle]:
+        """Fold one validated quote; return the candles this closed (oldest first).
+
+        Raises :class:`ValidationError` with reason ``late`` for a tick older than the
+        watermark; the state is unchanged then.
+        """
+        s = self._series.get(symbol)
+        if s is None:
+            s = self._series[symbol] = _Series(len(self._dur))
+        lateness = self.allowed_lateness_ms
+        if ts_ms < s.max_ts - lateness:
+            self.late_count += 1
+            raise ValidationError(
+                RejectReason.LATE,
+                f"{symbol} ts_ms={ts_ms} older than watermark {s.max_ts - lateness}",
+            )
+        side = self.price
+        p = (bid + ask) * 0.5 if side == "mid" else (bid if side == "bid" else ask)
+        spread = ask - bid
+        cur = s.cur
+        for i, dur in enumerate(self._dur):
+            bar = cur[i]
+            if bar is None or not (bar[0] <= ts_ms < bar[1]):
+                bar = self._bucket(s, i, ts_ms)
+            if bar[_N] == 0:
+                bar[_O] = bar[_H] = bar[_L] = bar[_C] = p
+                bar[_SMIN] = bar[_SMAX] = spread
+                bar[_OTS] = bar[_CTS] = ts_ms
+            else:
+                if p > bar[_H]:
+                    bar[_H] = p
+                elif p < bar[_L]:
+                    bar[_L] = p
+                if ts_ms >= bar[_CTS]:
+                    bar[_C] = p
+                    bar[_CTS] = ts_ms
+                elif ts_ms < bar[_OTS]:
+                    bar[_O] = p
+                    bar[_OTS] = ts_ms
+                if spread < bar[_SMIN]:
+                    bar[_SMIN] = spread
+                elif spread > bar[_SMAX]:
+                    bar[_SMAX] = spread
+            bar[_N] += 1
+            bar[_VOL] += volume
+            bar[_SSUM] += spread
+        if ts_ms > s.max_ts:
+            s.max_ts = ts_ms
+            if ts_ms - lateness >= s.next_close:
+                return self._close(symbol, s, ts_ms - lateness)
+        return []
+
+    def _bucket(self, s: _Series, i: int, ts_ms: int) -> list[Any]:
+        if self._epoch_tf[i]:
+            start = ts_ms - ts_ms % self._dur[i]
+            end = start + self._dur[i]
+        else:
+            start, end = self.timeframes[i].bounds(ts_ms)
+        bars = s.bars[i]
+        bar = bars.get(start)
+        if bar is None:
+            bar = [start, end, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, 0.0, 0, 0]
+            bars[start] = bar
+            if end < s.next_close:
+                s.next_close = end
+        if s.cur[i] is None or start >= s.cur[i][0]:  # type: ignore[index]
+            s.cur[i] = bar
+        return bar
+
+    def _close(self, symbol: str, s: _Series, watermark: int) -> list[Candle]:
+        out: list[tuple[int, int, Candle]] = []
+        next_close = 2**62
+        for i, bars in enumerate(s.bars):
+            done = [k for k, b in bars.items() if b[_END_MS] <= watermark]
+            for k in done:
+                bar = bars.pop(k)
+                if s.cur[i] is bar:
+                    s.cur[i] = None
+                out.append((bar[_END_MS], self._dur[i], self._candle(symbol, i, bar, True)))
+            for b in bars.values():
+                if b[_END_MS] < next_close:
+                    next_close = b[_END_MS]
+        s.next_close = next_close
+        out.sort(key=lambda t: (t[0], t[1]))
+        return [c for _, _, c in out]
+
+    def _candle(self, symbol: str, i: int, bar: list[Any], final: bool) -> Candle:
+        n = bar[_N]
+        return Candle(
+            symbol=symbol,
+            timeframe=self.timeframes[i].name,
+            open_ms=bar[_OPEN_MS],
+            close_ms=bar[_END_MS],
+            open=bar[_O],
+            high=bar[_H],
+            low=bar[_L],
+            close=bar[_C],
+            volume=bar[_VOL],
+            tick_count=n,
+            spread_mean=bar[_SSUM] / n,
+            spread_min=bar[_SMIN],
+            spread_max=bar[_SMAX],
+            final=final,
+            revision=n,
+        )
+
+    # -- other entry points -----------------------------------------------------------------
+
+    def add_tick(self, tick: Tick) -> list[Candle]:
+        """:meth:`add` for a :class:`Tick` record."""
+        return self.add(tick.symbol, tick.ts_ms, tick.bid, tick.ask, tick.volume)
+
+    def advance(self, symbol: str, event_ms: int) -> list[Candle]:
+        """Move ``symbol``'s event clock to ``event_ms`` without a tick (idle-series timer).
+
+        Closes what a tick at ``event_ms`` would have closed. Time never goes backwards.
+        """
+        s = self._series.get(symbol)
+        if s is None or event_ms <= s.max_ts:
+            return []
+        s.max_ts = event_ms
+        wm = event_ms - self.allowed_lateness_ms
+        return self._close(symbol, s, wm) if wm >= s.next_close else []
+
+    def flush(self, symbol: str | None = None) -> list[Candle]:
+        """Close every open bucket (end of input); of one symbol or of all."""
+        names = [symbol] if symbol is not None else sorted(self._series)
+        out: list[Candle] = []
+        for name in names:
+            s = self._series.get(name)
+            if s is not None:
+                out.extend(self._close(name, s, 2**62))
+        return out
+
+    def forming(self, symbol: str) -> list[Candle]:
+        """The still-open candles of ``symbol`` (``final=False``), by timeframe then time."""
+        s = self._series.get(symbol)
+        if s is None:
+            return []
+        return [
+            self._candle(symbol, i, bars[k], False)
+            for i, bars in enumerate(s.bars)
+            for k in sorted(bars)
+        ]
+
+    def watermark(self, symbol: str) -> int | None:
+        """Current watermark of ``symbol`` in epoch ms, or None before its first tick."""
+        s = self._series.get(symbol)
+        return None if s is None else s.max_ts - self.allowed_lateness_ms
+
+    def last_event_ms(self, symbol: str) -> int | None:
+        """Latest event time seen for ``symbol``."""
+        s = self._series.get(symbol)
+        return None if s is None else s.max_ts
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(self._series)
+
+    def run(self, ticks: Iterable[Tick]) -> list[Candle]:
+        """Aggregate ``ticks`` in order and flush; late ticks are skipped (and counted)."""
+        out: list[Candle] = []
+        for t in ticks:
+            try:
+                out.extend(self.add(t.symbol, t.ts_ms, t.bid, t.ask, t.volume))
+            except ValidationError:
+                continue
+        out.extend(self.flush())
+        return out
+
+    # -- state ------------------------------------------------------------------------------
+
+    def snapshot(self, symbols: Sequence[str] | None = None) -> dict[str, Any]:
+        """Plain-data (JSON-able) state of the given symbols (all by default)."""
+        names = self._series if symbols is None else [s for s in symbols if s in self._series]
+        series = {}
+        for name in names:
+            s = self._series[name]
+            series[name] = {
+                "max_ts": s.max_ts,
+                "bars": [[list(b) for _, b in sorted(bars.items())] for bars in s.bars],
+            }
+        return {
+            "version": SNAPSHOT_VERSION,
+            "timeframes": [t.name for t in self.timeframes],
+            "price": self.price,
+            "allowed_lateness_ms": self.allowed_lateness_ms,
+            "series": series,
+        }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Load state written by :meth:`snapshot` (replacing the symbols it names)."""
+        if data.get("version") != SNAPSHOT_VERSION:
+            raise ConfigError(f"unsupported aggregator snapshot version {data.get('version')!r}")
+        if data.get("timeframes") != [t.name for t in self.timeframes] or data.get("price") != self.price:
+            raise ConfigError("aggregator snapshot was taken with other timeframes or price side")
+        for name, sd in data["series"].items():
+            s = _Series(len(self._dur))
+            s.max_ts = int(sd["max_ts"])
+            for i, bars in enumerate(sd["bars"]):
+                for b in bars:
+                    bar = list(b)
+                    s.bars[i][bar[_OPEN_MS]] = bar
+                    if s.cur[i] is None or bar[_OPEN_MS] >= s.cur[i][0]:  # type: ignore[index]
+                        s.cur[i] = bar
+                    s.next_close = min(s.next_close, bar[_END_MS])
+            self._series[name] = s

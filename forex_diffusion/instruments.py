@@ -1,0 +1,93 @@
+"""The instrument registry: known symbols, their pip size, and an explicit alias map.
+
+Symbols are normalised only through the alias map (``EUR/USD``, ``EUR_USD``, ``eurusd``
+→ ``EURUSD``); anything else is unknown and must never create state or metric labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+__all__ = ["DEFAULT_INSTRUMENTS", "Instrument", "InstrumentRegistry"]
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """A currency pair: six-letter ``symbol`` and the size of one pip in price units."""
+
+    symbol: str
+    pip: float
+    decimals: int
+
+    @property
+    def base(self) -> str:
+        return self.symbol[:3]
+
+    @property
+    def quote(self) -> str:
+        return self.symbol[3:]
+
+
+def _inst(symbol: str) -> Instrument:
+    jpy = symbol.endswith("JPY")
+    # Pip is 0.01 for JPY quotes, 0.0001 otherwise; feeds quote one extra (fractional) digit.
+    return Instrument(symbol, 0.01 if jpy else 0.0001, 3 if jpy else 5)
+
+
+DEFAULT_INSTRUMENTS: tuple[Instrument, ...] = tuple(
+    _inst(s)
+    for s in (
+        "EURUSD", "GBPUSD", "USDJPY", "USDCHF", "AUDUSD", "USDCAD", "NZDUSD",
+        "EURGBP", "EURJPY", "EURCHF", "GBPJPY", "AUDJPY",
+    )
+)
+
+
+class InstrumentRegistry:
+    """Look up instruments by symbol or alias; unknown names give ``None``."""
+
+    def __init__(self, instruments: Iterable[Instrument] = DEFAULT_INSTRUMENTS) -> None:
+        self._by_symbol: dict[str, Instrument] = {}
+        self._aliases: dict[str, str] = {}
+        for inst in instruments:
+            if len(inst.symbol) != 6 or not inst.symbol.isalpha() or not inst.symbol.isupper():
+                raise ConfigError(f"symbol {inst.symbol!r} must be six upper-case letters")
+            self._by_symbol[inst.symbol] = inst
+            b, q = inst.base, inst.quote
+            for form in (f"{b}{q}", f"{b}/{q}", f"{b}_{q}", f"{b}-{q}"):
+                self._aliases[form] = inst.symbol
+                self._aliases[form.lower()] = inst.symbol
+
+    @classmethod
+    def of(cls, symbols: Iterable[str]) -> InstrumentRegistry:
+        """Registry of exactly these symbols (aliases accepted when defaults know them)."""
+        defaults = {i.symbol: i for i in DEFAULT_INSTRUMENTS}
+        insts = []
+        for s in symbols:
+            norm = InstrumentRegistry().normalise(s) or s.upper()
+            insts.append(defaults.get(norm) or _inst(norm))
+        return cls(insts)
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(self._by_symbol)
+
+    def normalise(self, name: str) -> str | None:
+        """Return the canonical symbol for ``name``, or None when it is not known."""
+        return self._aliases.get(name) if isinstance(name, str) else None
+
+    def get(self, symbol: str) -> Instrument | None:
+        return self._by_symbol.get(symbol)
+
+    def __contains__(self, symbol: object) -> bool:
+        return symbol in self._by_symbol
+
+    def with_symbol(self, symbol: str) -> InstrumentRegistry:
+        """A registry that also knows ``symbol`` (for offline commands naming it)."""
+        norm = self.normalise(symbol)
+        if norm is not None:
+            return self
+        return InstrumentRegistry([*self._by_symbol.values(), _inst(symbol.upper())])

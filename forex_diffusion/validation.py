@@ -1,0 +1,178 @@
+"""Tick validation: one reason code per refused quote, counters for accepted quirks.
+
+The checks follow the bad-input catalogue (RELIABILITY.md §3). Real feeds cross: about
+10 % of FXCM EUR/USD ticks have bid > ask by up to 2.2 pips, so crossed quotes within
+``crossed_tolerance`` (a fraction of mid) are accepted and counted, never clamped.
+
+>>> v = TickValidator(ValidationConfig())
+>>> v.check("EURUSD", 1_399_000_000_000, 1.38727, 1.38729) is None
+True
+>>> v.check("EURUSD", 1_399_000_000_000, float("nan"), 1.38729)
+<RejectReason.NON_FINITE: 'non_finite'>
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from .domain import Tick
+from .errors import ConfigError, RejectReason, ValidationError
+from .instruments import InstrumentRegistry
+
+__all__ = ["ValidationConfig", "TickValidator", "ValidationCounters"]
+
+_MIN_TS_MS = 946_684_800_000  # 2000-01-01: earlier is a unit error or garbage
+_MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ValidationConfig:
+    """Validator settings.
+
+    crossed_tolerance: largest accepted ``(bid - ask) / mid`` (default 5e-4, about 7 pips
+        on EUR/USD; FXCM's worst real crossing is 2.2 pips).
+    max_spread_fraction: widest accepted ``(ask - bid) / mid`` (0.5 %, polygon's FX filter).
+    future_skew_ms: how far past the wall clock an event may be (when ``now_ms`` is given).
+    max_decimals_extra: digits allowed beyond the instrument's quoted precision.
+    dedup_window: tick ids remembered per symbol for duplicate detection.
+    """
+
+    crossed_tolerance: float = 5e-4
+    max_spread_fraction: float = 5e-3
+    future_skew_ms: int = 5_000
+    min_ts_ms: int = _MIN_TS_MS
+    max_ts_ms: int = _MAX_TS_MS
+    check_precision: bool = True
+    max_decimals_extra: int = 0
+    dedup_window: int = 100_000
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.crossed_tolerance < 0.1):
+            raise ConfigError("crossed_tolerance must be in [0, 0.1)")
+        if not (0 < self.max_spread_fraction < 1):
+            raise ConfigError("max_spread_fraction must be in (0, 1)")
+        if self.future_skew_ms < 0 or self.dedup_window < 0 or self.max_decimals_extra < 0:
+            raise ConfigError("future_skew_ms, dedup_window and max_decimals_extra must be >= 0")
+        if self.min_ts_ms >= self.max_ts_ms:
+            raise ConfigError("min_ts_ms must be below max_ts_ms")
+
+
+@dataclass(slots=True)
+class ValidationCounters:
+    """Accepted quirks and refusals, by kind."""
+
+    accepted: int = 0
+    crossed_accepted: int = 0
+    locked: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+
+class TickValidator:
+    """Check quotes against the catalogue; stateful only for duplicate ids (bounded)."""
+
+    def __init__(
+        self, config: ValidationConfig | None = None, instruments: InstrumentRegistry | None = None
+    ) -> None:
+        self.config = config or ValidationConfig()
+        self.instruments = instruments or InstrumentRegistry()
+        self.counters = ValidationCounters()
+        self._seen: dict[str, OrderedDict[str, None]] = {}
+        self._scale: dict[str, float] = {}
+
+    def check(
+        self,
+        symbol: str,
+        ts_ms: int,
+        bid: float,
+        ask: float,
+        *,
+        tick_id: str | None = None,
+        now_ms: int | None = None,
+    ) -> RejectReason | None:
+        """Return the reason ``symbol/ts_ms/bid/ask`` is refused, or None when it is accepted.
+
+        ``symbol`` must already be canonical (see :meth:`InstrumentRegistry.normalise`).
+        Accepted crossed or locked quotes are counted.
+        """
+        reason = self._reason(symbol, ts_ms, bid, ask, tick_id, now_ms)
+        c = self.counters
+        if reason is None:
+            c.accepted += 1
+            if bid > ask:
+                c.crossed_accepted += 1
+            elif bid == ask:
+                c.locked += 1
+        else:
+            c.rejected[reason.value] = c.rejected.get(reason.value, 0) + 1
+        return reason
+
+    def _reason(
+        self,
+        symbol: str,
+        ts_ms: int,
+        bid: float,
+        ask: float,
+        tick_id: str | None,
+        now_ms: int | None,
+    ) -> RejectReason | None:
+        cfg = self.config
+        if symbol not in self.instruments:
+            return RejectReason.UNKNOWN_SYMBOL
+        if type(ts_ms) is not int or not (cfg.min_ts_ms <= ts_ms < cfg.max_ts_ms):
+            return RejectReason.BAD_TS
+        if now_ms is not None and ts_ms > now_ms + cfg.future_skew_ms:
+            return RejectReason.FUTURE_TS
+        if not (math.isfinite(bid) and math.isfinite(ask)):
+            return RejectReason.NON_FINITE
+        if not (bid > 0 and ask > 0):
+            return RejectReason.NON_POSITIVE
+        mid = (bid + ask) * 0.5
+        spread = ask - bid
+        if -spread > cfg.crossed_tolerance * mid:
+            return RejectReason.CROSSED
+        if spread > cfg.max_spread_fraction * mid:
+            return RejectReason.WIDE_SPREAD
+        if cfg.check_precision and not (self._on_grid(symbol, bid) and self._on_grid(symbol, ask)):
+            return RejectReason.PRECISION
+        if tick_id is not None and cfg.dedup_window:
+            seen = self._seen.get(symbol)
+            if seen is None:
+                seen = self._seen[symbol] = OrderedDict()
+            if tick_id in seen:
+                return RejectReason.DUPLICATE
+            seen[tick_id] = None
+            if len(seen) > cfg.dedup_window:
+                seen.popitem(last=False)
+        return None
+
+    def _on_grid(self, symbol: str, price: float) -> bool:
+        scale = self._scale.get(symbol)
+        if scale is None:
+            inst = self.instruments.get(symbol)
+            assert inst is not None
+            scale = self._scale[symbol] = 10.0 ** (inst.decimals + self.config.max_decimals_extra)
+        x = price * scale
+        return abs(x - round(x)) < 1e-6 * max(1.0, abs(x)) ** 0.5
+
+    def validate(self, tick: Tick, *, now_ms: int | None = None) -> Tick:
+        """Return ``tick`` (with its canonical symbol) or raise :class:`ValidationError`."""
+        symbol = self.instruments.normalise(tick.symbol)
+        if symbol is None:
+            self.counters.rejected["unknown_symbol"] = self.counters.rejected.get("unknown_symbol", 0) + 1
+            raise ValidationError(RejectReason.UNKNOWN_SYMBOL, f"symbol {tick.symbol[:32]!r}")
+        reason = self.check(symbol, tick.ts_ms, tick.bid, tick.ask, tick_id=tick.tick_id, now_ms=now_ms)
+        if reason is not None:
+            raise ValidationError(reason, f"{symbol} ts_ms={tick.ts_ms} bid={tick.bid!r} ask={tick.ask!r}")
+        if symbol != tick.symbol:
+            return Tick(symbol=symbol, ts_ms=tick.ts_ms, bid=tick.bid, ask=tick.ask, volume=tick.volume, tick_id=tick.tick_id)
+        return tick
+
+    def snapshot(self) -> dict[str, list[str]]:
+        """Plain-data state (recent tick ids per symbol)."""
+        return {s: list(ids) for s, ids in self._seen.items()}
+
+    def restore(self, data: dict[str, list[str]]) -> None:
+        """Inverse of :meth:`snapshot`."""
+        self._seen = {s: OrderedDict.fromkeys(ids) for s, ids in data.items()}
