@@ -1,0 +1,341 @@
+"""Readers for tick and candle files (CSV, optionally gzipped).
+
+Layouts, detected from the header (or its absence):
+
+ticks
+    ``ts_ms,bid,ask[,…]`` (the normalised files in shared/data), generic
+    ``timestamp,symbol,bid,ask[,volume]``, Dukascopy ``Gmt time,Ask,Bid,AskVolume,BidVolume``,
+    HistData ASCII tick ``YYYYMMDD HHMMSSfff,bid,ask,vol`` (no header).
+candles
+    ``ts_ms,bid_open,…,ask_size`` (Lean minute/hour), ``date,pair,bid_open,…`` (Lean daily),
+    ``ts_ms,open,high,low,close,volume``, generic ``timestamp,symbol,open,high,low,close[,volume]``,
+    ``,Open,High,Low,Close,Volume`` (pandas export), Dukascopy ``Gmt time,Open,…``,
+    HistData ASCII M1 ``YYYYMMDD HHMMSS;o;h;l;c;v`` and MetaTrader ``YYYY.MM.DD,HH:MM,o,h,l,c,v``
+    (both without header).
+
+A row that cannot be read is not fatal: it is returned in ``rejects`` with its line number
+and reason, and the rest of the file is read. Values are only parsed here; the validator
+(same as the stream's) decides what is acceptable.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from .domain import PriceSide, Tick
+from .errors import DataFormatError, RejectReason
+from .instruments import InstrumentRegistry
+
+__all__ = ["FileReject", "LoadedFile", "iter_ticks", "read_candles", "read_ticks", "symbol_from_path"]
+
+_NAN_WORDS = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
+
+
+@dataclass(frozen=True, slots=True)
+class FileReject:
+    """A row refused while reading: 1-based ``line``, reason, detail, the raw text."""
+
+    line: int
+    reason: RejectReason
+    detail: str
+    raw: str
+
+
+@dataclass(slots=True)
+class LoadedFile:
+    """A parsed file: ``frame`` has canonical columns; ``rejects`` the unreadable rows."""
+
+    frame: pd.DataFrame
+    layout: str
+    rejects: list[FileReject] = field(default_factory=list)
+
+
+def symbol_from_path(path: str | Path, instruments: InstrumentRegistry | None = None) -> str | None:
+    """Find a known symbol in a file name (``lean_oanda_eurusd_ticks…`` → ``EURUSD``)."""
+    reg = instruments or InstrumentRegistry()
+    for token in re.split(r"[^A-Za-z]+", Path(path).name):
+        for i in range(0, max(0, len(token) - 5)):
+            sym = reg.normalise(token[i : i + 6].upper())
+            if sym:
+                return sym
+    return None
+
+
+def _open_text(path: str | Path) -> str:
+    p = Path(path)
+    if not p.exists():
+        raise DataFormatError(f"{p}: no such file")
+    raw = p.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise DataFormatError(f"{p}: corrupt gzip stream ({exc})") from exc
+    return raw.decode("utf-8", errors="replace")
+
+
+def _read_frame(text: str, sep: str, header: bool) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(
+            io.StringIO(text),
+            sep=sep,
+            header=0 if header else None,
+            dtype=str,
+            keep_default_na=False,
+            skipinitialspace=True,
+            on_bad_lines="skip",
+            engine="c",
+        )
+    except pd.errors.ParserError as exc:
+        raise DataFormatError(f"cannot parse CSV: {exc}") from exc
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def _line_numbers(df: pd.DataFrame, header: bool) -> np.ndarray:
+    return df.index.to_numpy() + (2 if header else 1)
+
+
+def _bad_lines(text: str, sep: str, header: bool, ncols: int) -> list[FileReject]:
+    """Lines whose field count differs from the header's (pandas skips them)."""
+    out = []
+    for i, line in enumerate(text.splitlines(), start=1):
+        if header and i == 1 or not line.strip():
+            continue
+        if line.count(sep) + 1 < ncols:
+            out.append(FileReject(i, RejectReason.MALFORMED, f"expected {ncols} fields", line[:200]))
+    return out
+
+
+def _numbers(col: pd.Series, name: str, lines: np.ndarray, rejects: list[FileReject], bad: np.ndarray) -> np.ndarray:
+    s = col.str.strip()
+    vals = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+    nan = np.isnan(vals)
+    if nan.any():
+        words = s.str.lower().isin(_NAN_WORDS).to_numpy()
+        for j in np.flatnonzero(nan & ~words & ~bad):
+            rejects.append(FileReject(int(lines[j]), RejectReason.MALFORMED, f"{name}={s.iloc[j][:40]!r} is not a number", ""))
+            bad[j] = True
+        # literal nan/inf stay in the frame: the validator refuses them as non_finite
+    return vals
+
+
+def _timestamps(col: pd.Series, lines: np.ndarray, rejects: list[FileReject], bad: np.ndarray, *, fmt: str | None = None, tz: str = "UTC") -> np.ndarray:
+    s = col.str.strip()
+    out = np.zeros(len(s), dtype=np.int64)
+    numeric = pd.to_numeric(s, errors="coerce")
+    is_num = numeric.notna().to_numpy()
+    if is_num.any():
+        v = numeric.to_numpy(dtype=float)[is_num]
+        # epoch in s, ms, us or ns by magnitude
+        scale = np.where(v < 1e11, 1000.0, np.where(v < 1e14, 1.0, np.where(v < 1e17, 1e-3, 1e-6)))
+        out[is_num] = np.round(v * scale).astype(np.int64)
+    rest = ~is_num
+    if rest.any():
+        parsed = pd.to_datetime(s[rest], format=fmt, errors="coerce", utc=False)
+        if getattr(parsed.dt, "tz", None) is None:
+            parsed = parsed.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+        parsed = parsed.dt.tz_convert("UTC")
+        ok = parsed.notna().to_numpy()
+        ms = np.asarray(parsed.dt.as_unit("ms").array.asi8, dtype=np.int64)
+        idx = np.flatnonzero(rest)
+        out[idx] = ms
+        for j in idx[~ok]:
+            if not bad[j]:
+                rejects.append(FileReject(int(lines[j]), RejectReason.BAD_TS, f"timestamp {s.iloc[j][:40]!r}", ""))
+                bad[j] = True
+    return out
+
+
+def _symbols(df: pd.DataFrame, col: str | None, symbol: str | None, path: str | Path,
+             reg: InstrumentRegistry) -> pd.Series:
+    if col is not None:
+        return df[col].str.strip()
+    sym = symbol or symbol_from_path(path, reg)
+    if sym is None:
+        raise DataFormatError(f"{path}: the file names no symbol; pass one (--symbol)")
+    return pd.Series([sym] * len(df), index=df.index, dtype=object)
+
+
+def _head(text: str) -> str:
+    return text[: text.find("\n")] if "\n" in text else text
+
+
+def read_ticks(path: str | Path, *, symbol: str | None = None, tz: str = "UTC",
+               instruments: InstrumentRegistry | None = None) -> LoadedFile:
+    """Read a tick file into columns ``line, ts_ms, symbol, bid, ask, volume``."""
+    reg = instruments or InstrumentRegistry()
+    text = _open_text(path)
+    head = _head(text).strip().lower()
+    if head.startswith("ts_ms"):
+        layout, sep, header = "ts_ms", ",", True
+    elif head.startswith("timestamp"):
+        layout, sep, header = "generic", ",", True
+    elif head.startswith("gmt time") or head.startswith("time (utc)"):
+        layout, sep, header = "dukascopy", ",", True
+    elif re.match(r"^\d{8} \d{9},", head):
+        layout, sep, header = "histdata", ",", False
+    else:
+        raise DataFormatError(f"{path}: unrecognised tick layout (header {head[:80]!r})")
+    df = _read_frame(text, sep, header)
+    if df.empty:
+        raise DataFormatError(f"{path}: no rows")
+    rejects = _bad_lines(text, sep, header, 3 if layout != "generic" else 4)
+    lines = _line_numbers(df, header)
+    bad = np.zeros(len(df), dtype=bool)
+    cols = {c.lower(): c for c in df.columns}
+    if layout == "ts_ms":
+        ts = _timestamps(df["ts_ms"], lines, rejects, bad)
+        bid_c, ask_c, vol_c, sym_c = cols["bid"], cols["ask"], cols.get("volume"), cols.get("symbol")
+    elif layout == "generic":
+        ts = _timestamps(df[cols["timestamp"]], lines, rejects, bad, tz=tz)
+        bid_c, ask_c, vol_c, sym_c = cols["bid"], cols["ask"], cols.get("volume"), cols.get("symbol")
+    elif layout == "dukascopy":
+        tcol = df.columns[0]
+        ts = _timestamps(df[tcol], lines, rejects, bad, fmt="%d.%m.%Y %H:%M:%S.%f", tz=tz)
+        bid_c, ask_c, vol_c, sym_c = cols["bid"], cols["ask"], cols.get("bidvolume"), None
+    else:  # histdata tick: 'YYYYMMDD HHMMSSfff', bid, ask, vol; EST-like New York time
+        df.columns = ["time", "bid", "ask", "volume"][: len(df.columns)] + list(df.columns[4:])
+        ts = _timestamps(df["time"], lines, rejects, bad, fmt="%Y%m%d %H%M%S%f",
+                         tz=tz if tz != "UTC" else "America/New_York")
+        bid_c, ask_c, vol_c, sym_c = "bid", "ask", "volume" if "volume" in df.columns else None, None
+    bid = _numbers(df[bid_c], "bid", lines, rejects, bad)
+    ask = _numbers(df[ask_c], "ask", lines, rejects, bad)
+    vol = _numbers(df[vol_c], "volume", lines, rejects, bad) if vol_c else np.zeros(len(df))
+    vol = np.where(np.isfinite(vol), vol, 0.0)
+    syms = _symbols(df, sym_c, symbol, path, reg)
+    frame = pd.DataFrame({"line": lines, "ts_ms": ts, "symbol": syms.to_numpy(), "bid": bid, "ask": ask, "volume": vol})
+    frame = frame[~bad].reset_index(drop=True)
+    rejects.sort(key=lambda r: r.line)
+    return LoadedFile(frame, layout, rejects)
+
+
+def iter_ticks(frame: pd.DataFrame) -> Iterator[Tick]:
+    """Yield :class:`Tick` records from a :func:`read_ticks` frame."""
+    for ts, sym, b, a, v in zip(frame["ts_ms"].tolist(), frame["symbol"].tolist(),
+                                frame["bid"].tolist(), frame["ask"].tolist(),
+                                frame["volume"].tolist(), strict=True):
+        yield Tick(symbol=sym, ts_ms=ts, bid=b, ask=a, volume=v)
+
+
+_OHLC = ("open", "high", "low", "close")
+
+
+def read_candles(path: str | Path, *, symbol: str | None = None, price: PriceSide = "mid",
+                 tz: str = "UTC", instruments: InstrumentRegistry | None = None) -> LoadedFile:
+    """Read a candle file into columns ``line, ts_ms, symbol, open, high, low, close, volume``.
+
+    For files with bid and ask bars, ``price`` picks the side; ``mid`` averages the bid
+    and ask fields (for high/low that is the mean of the extremes, an approximation of the
+    mid bar's extremes, documented as such). ``ts_ms`` is the bar open time.
+    """
+    reg = instruments or InstrumentRegistry()
+    text = _open_text(path)
+    head = _head(text).strip()
+    low = head.lower()
+    if low.startswith("ts_ms"):
+        layout, sep, header = "ts_ms", ",", True
+    elif low.startswith("date,pair"):
+        layout, sep, header = "lean_daily", ",", True
+    elif low.startswith("timestamp") or low.startswith("time,") or low.startswith("datetime"):
+        layout, sep, header = "generic", ",", True
+    elif low.startswith(",open"):
+        layout, sep, header = "pandas", ",", True
+    elif low.startswith("gmt time") or low.startswith("time (utc)"):
+        layout, sep, header = "dukascopy", ",", True
+    elif low.startswith("<date>"):
+        layout, sep, header = "metatrader", ",", True
+    elif re.match(r"^\d{8} \d{6};", low):
+        layout, sep, header = "histdata", ";", False
+    elif re.match(r"^\d{4}\.\d{2}\.\d{2},\d{2}:\d{2}", low):
+        layout, sep, header = "metatrader", ",", False
+    else:
+        raise DataFormatError(f"{path}: unrecognised candle layout (header {head[:80]!r})")
+    df = _read_frame(text, sep, header)
+    if df.empty:
+        raise DataFormatError(f"{path}: no rows")
+    lines = _line_numbers(df, header)
+    bad = np.zeros(len(df), dtype=bool)
+    rejects: list[FileReject] = []
+    cols = {c.lower().strip("<>"): c for c in df.columns}
+    sym_c: str | None = None
+    if layout == "ts_ms":
+        ts = _timestamps(df["ts_ms"], lines, rejects, bad)
+        sym_c = cols.get("symbol")
+    elif layout == "lean_daily":
+        ts = _timestamps(df[cols["date"]], lines, rejects, bad, fmt="%Y-%m-%d", tz=tz)
+        sym_c = cols["pair"]
+    elif layout == "generic":
+        tcol = cols.get("timestamp") or cols.get("time") or cols["datetime"]
+        ts = _timestamps(df[tcol], lines, rejects, bad, tz=tz)
+        sym_c = cols.get("symbol")
+    elif layout == "pandas":
+        ts = _timestamps(df[df.columns[0]], lines, rejects, bad, tz=tz)
+    elif layout == "dukascopy":
+        ts = _timestamps(df[df.columns[0]], lines, rejects, bad, fmt="%d.%m.%Y %H:%M:%S.%f", tz=tz)
+    elif layout == "histdata":
+        df.columns = ["time", "open", "high", "low", "close", "volume"][: len(df.columns)]
+        cols = {c: c for c in df.columns}
+        ts = _timestamps(df["time"], lines, rejects, bad, fmt="%Y%m%d %H%M%S",
+                         tz=tz if tz != "UTC" else "America/New_York")
+    else:  # metatrader
+        if header:
+            dcol, tcol = cols["date"], cols["time"]
+            stamp = df[dcol].str.strip() + " " + df[tcol].str.strip()
+            rename = {cols[k]: k for k in ("open", "high", "low", "close") if k in cols}
+            vol = cols.get("tickvol") or cols.get("vol") or cols.get("volume")
+            if vol:
+                rename[vol] = "volume"
+            df = df.rename(columns=rename)
+        else:
+            names = ["date", "time", "open", "high", "low", "close", "volume"]
+            df.columns = names[: len(df.columns)] + [f"x{i}" for i in range(len(df.columns) - len(names))]
+            stamp = df["date"].str.strip() + " " + df["time"].str.strip()
+        cols = {c.lower(): c for c in df.columns}
+        ts = _timestamps(stamp, lines, rejects, bad, fmt="%Y.%m.%d %H:%M", tz=tz)
+    ohlc: dict[str, np.ndarray] = {}
+    has_sides = "bid_open" in cols
+    for k in _OHLC:
+        if has_sides:
+            b = _numbers(df[cols[f"bid_{k}"]], f"bid_{k}", lines, rejects, bad)
+            a = _numbers(df[cols[f"ask_{k}"]], f"ask_{k}", lines, rejects, bad)
+            ohlc[k] = b if price == "bid" else a if price == "ask" else (b + a) / 2.0
+        else:
+            if k not in cols:
+                raise DataFormatError(f"{path}: missing column {k!r}")
+            ohlc[k] = _numbers(df[cols[k]], k, lines, rejects, bad)
+    vcol = cols.get("volume")
+    if has_sides:
+        vol_arr = np.zeros(len(df))
+    elif vcol:
+        vol_arr = _numbers(df[vcol], "volume", lines, rejects, bad)
+        vol_arr = np.where(np.isfinite(vol_arr), vol_arr, 0.0)
+    else:
+        vol_arr = np.zeros(len(df))
+    syms = _symbols(df, sym_c, symbol, path, reg)
+    if sym_c is not None:
+        syms = syms.map(lambda s: reg.normalise(s) or s)
+    frame = pd.DataFrame({"line": lines, "ts_ms": ts, "symbol": syms.to_numpy(), **ohlc, "volume": vol_arr})
+    frame = frame[~bad].reset_index(drop=True)
+    rejects.sort(key=lambda r: r.line)
+    return LoadedFile(frame, layout, rejects)
+
+
+Layout = Literal["ticks", "candles"]
+
+
+def sniff_kind(path: str | Path) -> Layout:
+    """Whether a file holds ticks or candles, from its header."""
+    head = _head(_open_text(path)).lower()
+    if "open" in head or "<date>" in head or re.match(r"^\d{8} \d{6};", head) or re.match(r"^\d{4}\.\d{2}\.\d{2},", head):
+        return "candles"
+    return "ticks"
