@@ -1,0 +1,1 @@
+"""``forexd`` sub-commands: one module each, each with ``register(app)``."""
