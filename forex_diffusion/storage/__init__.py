@@ -1,0 +1,40 @@
+"""Storage: SQLAlchemy tables and repository functions (SQLite file by default, PostgreSQL by URL).
+
+Every sink is keyed, so a replay or a redelivery overwrites and never duplicates.
+Transient database errors are retried with bounded, jittered exponential backoff
+(tenacity); permanent ones are raised at once.
+"""
+
+from __future__ import annotations
+
+from .engine import make_engine, sqlite_url
+from .repository import (
+    count_candles,
+    fetch_candles,
+    fetch_forecasts,
+    load_snapshot,
+    save_progress,
+    upsert_candles,
+    upsert_forecasts,
+)
+from .retry import classify, db_retry, is_transient
+from .tables import candles, forecasts, metadata, snapshots
+
+__all__ = [
+    "candles",
+    "classify",
+    "count_candles",
+    "db_retry",
+    "fetch_candles",
+    "fetch_forecasts",
+    "forecasts",
+    "is_transient",
+    "load_snapshot",
+    "make_engine",
+    "metadata",
+    "save_progress",
+    "snapshots",
+    "sqlite_url",
+    "upsert_candles",
+    "upsert_forecasts",
+]

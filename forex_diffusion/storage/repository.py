@@ -1,0 +1,220 @@
+"""Repository functions: keyed upserts, windowed reads, atomic progress snapshots."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, and_, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..domain import Candle
+from .retry import db_retry
+from .tables import candles, forecasts, snapshots
+
+__all__ = [
+    "count_candles",
+    "fetch_candles",
+    "fetch_forecasts",
+    "load_snapshot",
+    "save_progress",
+    "upsert_candles",
+    "upsert_forecasts",
+]
+
+_CANDLE_COLS = (
+    "close_ms", "open", "high", "low", "close", "volume", "tick_count",
+    "spread_mean", "spread_min", "spread_max", "revision", "final",
+)
+
+
+def _insert(conn: Connection, table: Table) -> Any:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"dialect {conn.dialect.name} is not supported")
+
+
+def _candle_row(c: Candle) -> dict[str, Any]:
+    return {
+        "symbol": c.symbol, "timeframe": c.timeframe, "open_ms": c.open_ms, "close_ms": c.close_ms,
+        "open": c.open, "high": c.high, "low": c.low, "close": c.close, "volume": c.volume,
+        "tick_count": c.tick_count, "spread_mean": c.spread_mean, "spread_min": c.spread_min,
+        "spread_max": c.spread_max, "revision": c.revision, "final": c.final,
+    }
+
+
+def _upsert_candles(conn: Connection, items: Sequence[Candle]) -> None:
+    if not items:
+        return
+    rows = list({(c.symbol, c.timeframe, c.open_ms): _candle_row(c) for c in items}.values())
+    stmt = _insert(conn, candles)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["symbol", "timeframe", "open_ms"],
+        set_={k: stmt.excluded[k] for k in _CANDLE_COLS},
+        # A final candle is immutable; a forming one only moves forward in revision.
+        where=and_(candles.c.final.is_(False), candles.c.revision <= stmt.excluded.revision),
+    )
+    conn.execute(stmt, rows)
+
+
+def _upsert_forecasts(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    now = int(time.time() * 1000)
+    values = [
+        {
+            "symbol": r["symbol"], "timeframe": r["timeframe"], "as_of_ms": int(r["as_of_ms"]),
+            "horizon": int(r["horizon"]), "model_version": str(r["model_version"]),
+            "payload": r, "created_ms": now,
+        }
+        for r in rows
+    ]
+    stmt = _insert(conn, forecasts)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["symbol", "timeframe", "as_of_ms", "horizon", "model_version"],
+        set_={"payload": stmt.excluded.payload},
+    )
+    conn.execute(stmt, values)
+
+
+@db_retry
+def upsert_candles(engine: Engine, items: Iterable[Candle]) -> int:
+    """Insert or update candles by ``(symbol, timeframe, open_ms)``; return how many were given."""
+    batch = list(items)
+    with engine.begin() as conn:
+        _upsert_candles(conn, batch)
+    return len(batch)
+
+
+@db_retry
+def upsert_forecasts(engine: Engine, rows: Iterable[dict[str, Any]]) -> int:
+    """Insert or replace forecast records keyed by symbol/timeframe/as_of/horizon/model_version."""
+    batch = list(rows)
+    with engine.begin() as conn:
+        _upsert_forecasts(conn, batch)
+    return len(batch)
+
+
+@db_retry
+def save_progress(
+    engine: Engine,
+    *,
+    consumer: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    state: dict[str, Any],
+    candle_items: Sequence[Candle] = (),
+    forecast_rows: Sequence[dict[str, Any]] = (),
+) -> None:
+    """Write effects and the state/offset they reflect in ONE transaction.
+
+    After a crash the consumer restores ``state`` and resumes at ``offset + 1``; the
+    effects it then re-applies are keyed upserts, so nothing is lost or doubled.
+    """
+    payload = json.dumps(state, separators=(",", ":"), allow_nan=False)
+    now = int(time.time() * 1000)
+    with engine.begin() as conn:
+        _upsert_candles(conn, candle_items)
+        _upsert_forecasts(conn, forecast_rows)
+        stmt = _insert(conn, snapshots).values(
+            consumer=consumer, topic=topic, partition=partition, offset=offset,
+            state=payload, updated_ms=now,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["consumer", "topic", "partition"],
+            set_={"offset": stmt.excluded.offset, "state": stmt.excluded.state,
+                  "updated_ms": stmt.excluded.updated_ms},
+        )
+        conn.execute(stmt)
+
+
+@db_retry
+def load_snapshot(engine: Engine, *, consumer: str, topic: str, partition: int) -> tuple[int, dict[str, Any]] | None:
+    """Return ``(offset, state)`` stored by :func:`save_progress`, or None."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(snapshots.c.offset, snapshots.c.state).where(
+                snapshots.c.consumer == consumer, snapshots.c.topic == topic,
+                snapshots.c.partition == partition,
+            )
+        ).first()
+    if row is None:
+        return None
+    return int(row.offset), json.loads(row.state)
+
+
+def _to_candle(r: Any) -> Candle:
+    return Candle(
+        symbol=r.symbol, timeframe=r.timeframe, open_ms=r.open_ms, close_ms=r.close_ms,
+        open=r.open, high=r.high, low=r.low, close=r.close, volume=r.volume,
+        tick_count=r.tick_count, spread_mean=r.spread_mean, spread_min=r.spread_min,
+        spread_max=r.spread_max, final=bool(r.final), revision=r.revision,
+    )
+
+
+@db_retry
+def fetch_candles(
+    engine: Engine,
+    symbol: str,
+    timeframe: str,
+    *,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    limit: int | None = None,
+    final_only: bool = True,
+) -> list[Candle]:
+    """Candles of one series ordered by open time, within ``[start_ms, end_ms)``.
+
+    With ``limit`` and no ``start_ms``, the most recent ``limit`` candles (the window an
+    inference path needs) are returned, still oldest first.
+    """
+    q = select(candles).where(candles.c.symbol == symbol, candles.c.timeframe == timeframe)
+    if start_ms is not None:
+        q = q.where(candles.c.open_ms >= start_ms)
+    if end_ms is not None:
+        q = q.where(candles.c.open_ms < end_ms)
+    if final_only:
+        q = q.where(candles.c.final.is_(True))
+    if limit is not None and start_ms is None:
+        q = q.order_by(candles.c.open_ms.desc()).limit(limit)
+        with engine.connect() as conn:
+            rows = list(conn.execute(q))
+        rows.reverse()
+    else:
+        q = q.order_by(candles.c.open_ms)
+        if limit is not None:
+            q = q.limit(limit)
+        with engine.connect() as conn:
+            rows = list(conn.execute(q))
+    return [_to_candle(r) for r in rows]
+
+
+@db_retry
+def count_candles(engine: Engine, symbol: str | None = None, timeframe: str | None = None) -> int:
+    """Number of candle rows (optionally of one symbol/timeframe)."""
+    q = select(func.count()).select_from(candles)
+    if symbol is not None:
+        q = q.where(candles.c.symbol == symbol)
+    if timeframe is not None:
+        q = q.where(candles.c.timeframe == timeframe)
+    with engine.connect() as conn:
+        return int(conn.execute(q).scalar_one())
+
+
+@db_retry
+def fetch_forecasts(engine: Engine, symbol: str | None = None, timeframe: str | None = None) -> list[dict[str, Any]]:
+    """Stored forecast payloads ordered by as_of, horizon, model version."""
+    q = select(forecasts)
+    if symbol is not None:
+        q = q.where(forecasts.c.symbol == symbol)
+    if timeframe is not None:
+        q = q.where(forecasts.c.timeframe == timeframe)
+    q = q.order_by(forecasts.c.symbol, forecasts.c.timeframe, forecasts.c.as_of_ms,
+                   forecasts.c.horizon, forecasts.c.model_version)
+    with engine.connect() as conn:
+        return [dict(r.payload) for r in conn.execute(q)]
