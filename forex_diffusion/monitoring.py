@@ -1,0 +1,383 @@
+"""Rolling live forecast quality: CRPS, CRPS skill against the random walk, interval coverage.
+
+A forecast of a series ``(symbol, timeframe)`` states quantiles of the price for each
+horizon step. Once a step has been realised, :meth:`QualityMonitor.update` scores it and
+adds the score to a rolling window kept per series and *horizon group* (a fixed, small
+set of step ranges, so the number of tracked keys stays bounded and is safe as a metric
+label). :meth:`QualityMonitor.snapshot_metrics` returns one :class:`QualityRow` per key.
+
+Scores, for quantile levels :math:`\\tau_1 < \\dots < \\tau_K` and realised value
+:math:`y`:
+
+- CRPS, in its quantile-loss form: :math:`2 \\cdot \\frac{1}{K} \\sum_k \\rho_{\\tau_k}(y - q_k)`
+  with the pinball loss :math:`\\rho_\\tau(u) = \\max(\\tau u, (\\tau - 1) u)`; in price units.
+- CRPS skill against a reference (the EWMA random walk's quantiles):
+  :math:`1 - \\overline{\\mathrm{CRPS}}_{model} / \\overline{\\mathrm{CRPS}}_{rw}` over the window;
+  positive means better than the random walk.
+- Coverage of the central 50 % interval (quantiles 25/75 %) and 90 % interval (5/95 %):
+  the share of realised values inside the interval, ends included; ``None`` when the
+  forecast does not carry those levels.
+
+The module is pure: no metrics library, no I/O. The streaming shell turns rows into
+Prometheus gauges.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .errors import ConfigError, RejectReason, ValidationError
+
+__all__ = [
+    "DEFAULT_HORIZON_GROUPS",
+    "HorizonGroup",
+    "QualityMonitor",
+    "QualityRow",
+    "crps_from_quantiles",
+    "pinball_loss",
+]
+
+logger = logging.getLogger(__name__)
+
+_LEVEL_TOL = 1e-9
+_INTERVALS: dict[str, tuple[float, float]] = {"50": (0.25, 0.75), "90": (0.05, 0.95)}
+
+
+@dataclass(frozen=True, slots=True)
+class HorizonGroup:
+    """A contiguous range of horizon steps ``first..last`` (``last=None``: no upper end)."""
+
+    first: int
+    last: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.first < 1:
+            raise ConfigError(f"horizon group must start at step >= 1, got {self.first}")
+        if self.last is not None and self.last < self.first:
+            raise ConfigError(f"horizon group end {self.last} precedes its start {self.first}")
+
+    @property
+    def label(self) -> str:
+        """Return the group's label: ``"1"``, ``"2-4"`` or ``"13+"``."""
+        if self.last is None:
+            return f"{self.first}+"
+        if self.last == self.first:
+            return str(self.first)
+        return f"{self.first}-{self.last}"
+
+    def contains(self, step: int) -> bool:
+        """Return whether horizon ``step`` falls in this group."""
+        return step >= self.first and (self.last is None or step <= self.last)
+
+
+DEFAULT_HORIZON_GROUPS: tuple[HorizonGroup, ...] = (
+    HorizonGroup(1, 1),
+    HorizonGroup(2, 4),
+    HorizonGroup(5, 12),
+    HorizonGroup(13, None),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QualityRow:
+    """Rolling forecast quality of one series and horizon group.
+
+    Attributes
+    ----------
+    symbol, timeframe
+        The series.
+    horizon
+        The horizon group's label (see :attr:`HorizonGroup.label`).
+    count
+        Number of scored steps in the window.
+    crps, crps_rw
+        Mean CRPS of the model and of the random-walk reference over the window, in
+        price units.
+    crps_skill
+        ``1 - crps / crps_rw``; ``None`` when the reference's CRPS is zero.
+    coverage_50, coverage_90
+        Share of realised values inside the central 50 % / 90 % interval; ``None``
+        when no forecast in the window carried the needed quantile levels.
+    """
+
+    symbol: str
+    timeframe: str
+    horizon: str
+    count: int
+    crps: float
+    crps_rw: float
+    crps_skill: float | None
+    coverage_50: float | None
+    coverage_90: float | None
+
+
+def pinball_loss(tau: float, quantile: float, realized: float) -> float:
+    """Return the pinball (quantile) loss of ``quantile`` at level ``tau`` for ``realized``.
+
+    Examples
+    --------
+    >>> pinball_loss(0.9, 1.0, 2.0)
+    0.9
+    >>> round(pinball_loss(0.9, 3.0, 2.0), 12)
+    0.1
+    """
+    u = realized - quantile
+    return max(tau * u, (tau - 1.0) * u)
+
+
+def crps_from_quantiles(
+    quantile_levels: Sequence[float], quantiles: Sequence[float], realized: float
+) -> float:
+    """Return the CRPS approximated from quantiles: twice the mean pinball loss over levels.
+
+    Parameters
+    ----------
+    quantile_levels
+        Levels in (0, 1), shape ``(K,)``.
+    quantiles
+        The forecast's quantiles at those levels, shape ``(K,)``.
+    realized
+        The realised value.
+
+    Examples
+    --------
+    >>> crps_from_quantiles([0.5], [1.0], 1.0)
+    0.0
+    >>> round(crps_from_quantiles([0.25, 0.5, 0.75], [0.0, 1.0, 2.0], 1.0), 4)
+    0.3333
+    """
+    if len(quantile_levels) != len(quantiles) or not quantiles:
+        raise ValidationError(
+            RejectReason.INCONSISTENT,
+            f"{len(quantiles)} quantiles for {len(quantile_levels)} levels",
+        )
+    total = math.fsum(
+        pinball_loss(t, q, realized) for t, q in zip(quantile_levels, quantiles, strict=True)
+    )
+    return 2.0 * total / len(quantiles)
+
+
+def _level_index(levels: Sequence[float], tau: float) -> int | None:
+    for i, level in enumerate(levels):
+        if abs(level - tau) <= _LEVEL_TOL:
+            return i
+    return None
+
+
+class _Window:
+    """Scores of one key: bounded deques, summed exactly on read."""
+
+    __slots__ = ("crps", "crps_rw", "cover_50", "cover_90")
+
+    def __init__(self, size: int) -> None:
+        self.crps: deque[float] = deque(maxlen=size)
+        self.crps_rw: deque[float] = deque(maxlen=size)
+        # One entry per scored step: 1.0 inside, 0.0 outside, None when not measurable.
+        self.cover_50: deque[float | None] = deque(maxlen=size)
+        self.cover_90: deque[float | None] = deque(maxlen=size)
+
+    def __getstate__(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+
+
+def _share(values: deque[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return math.fsum(known) / len(known) if known else None
+
+
+class QualityMonitor:
+    """Track rolling forecast quality per series and horizon group, in bounded memory.
+
+    Parameters
+    ----------
+    window
+        Number of most recent scored steps kept per key (series x horizon group).
+    horizon_groups
+        Disjoint step ranges, in increasing order; a step outside all of them is not scored.
+    max_series
+        Most ``(symbol, timeframe)`` series tracked; updates for further series are
+        dropped (and counted in :attr:`dropped`), so memory stays bounded whatever the
+        caller sends.
+
+    Examples
+    --------
+    >>> mon = QualityMonitor(window=3)
+    >>> levels = [0.05, 0.25, 0.5, 0.75, 0.95]
+    >>> for y in (1.0, 1.1, 0.4):
+    ...     _ = mon.update("EURUSD", "5m", 1, levels, [0.6, 0.9, 1.0, 1.1, 1.4],
+    ...                    [0.2, 0.7, 1.0, 1.3, 1.8], y)
+    >>> row, = mon.snapshot_metrics()
+    >>> row.horizon, row.count, round(row.coverage_50, 3), round(row.coverage_90, 3)
+    ('1', 3, 0.667, 0.667)
+    >>> row.crps_skill > 0
+    True
+    """
+
+    def __init__(
+        self,
+        window: int = 500,
+        horizon_groups: Sequence[HorizonGroup] = DEFAULT_HORIZON_GROUPS,
+        max_series: int = 1024,
+    ) -> None:
+        if window < 1:
+            raise ConfigError(f"window must be >= 1, got {window}")
+        if max_series < 1:
+            raise ConfigError(f"max_series must be >= 1, got {max_series}")
+        if not horizon_groups:
+            raise ConfigError("at least one horizon group is needed")
+        for prev, cur in zip(horizon_groups, horizon_groups[1:], strict=False):
+            if prev.last is None or cur.first <= prev.last:
+                raise ConfigError("horizon groups must be disjoint and in increasing order")
+        self.window = window
+        self.horizon_groups = tuple(horizon_groups)
+        self.max_series = max_series
+        self._windows: dict[tuple[str, str, str], _Window] = {}
+        self._series: set[tuple[str, str]] = set()
+        self.dropped = 0
+
+    @property
+    def horizon_labels(self) -> tuple[str, ...]:
+        """Return the labels of the horizon groups, in order (a bounded label set)."""
+        return tuple(g.label for g in self.horizon_groups)
+
+    def group_of(self, step: int) -> str | None:
+        """Return the label of the horizon group holding ``step``, or None."""
+        for group in self.horizon_groups:
+            if group.contains(step):
+                return group.label
+        return None
+
+    def update(
+        self,
+        symbol: str,
+        timeframe: str,
+        step: int,
+        quantile_levels: Sequence[float],
+        quantiles: Sequence[float],
+        rw_quantiles: Sequence[float],
+        realized: float,
+    ) -> float | None:
+        """Score one realised horizon step and add it to its window.
+
+        Parameters
+        ----------
+        symbol, timeframe
+            The series.
+        step
+            Horizon step, 1-based.
+        quantile_levels
+            Levels in (0, 1), strictly increasing, shape ``(K,)``.
+        quantiles
+            The model's quantiles of price at those levels, shape ``(K,)``.
+        rw_quantiles
+            The random-walk reference's quantiles at the same levels, shape ``(K,)``.
+        realized
+            The realised price.
+
+        Returns
+        -------
+        float or None
+            The model's CRPS for this step; None when the step falls in no horizon
+            group or the series limit is reached (nothing is recorded then).
+
+        Raises
+        ------
+        ValidationError
+            Mismatched lengths, levels outside (0, 1) or not increasing, or non-finite
+            values (reason ``inconsistent``); nothing is recorded.
+        """
+        self._check(quantile_levels, quantiles, rw_quantiles, realized)
+        group = self.group_of(step)
+        if group is None:
+            return None
+        series = (symbol, timeframe)
+        if series not in self._series:
+            if len(self._series) >= self.max_series:
+                self.dropped += 1
+                if self.dropped == 1:
+                    logger.warning(
+                        "quality monitor full max_series=%d dropped symbol=%s timeframe=%s",
+                        self.max_series, symbol, timeframe,
+                    )
+                return None
+            self._series.add(series)
+        key = (symbol, timeframe, group)
+        win = self._windows.get(key)
+        if win is None:
+            win = self._windows[key] = _Window(self.window)
+        crps = crps_from_quantiles(quantile_levels, quantiles, realized)
+        win.crps.append(crps)
+        win.crps_rw.append(crps_from_quantiles(quantile_levels, rw_quantiles, realized))
+        for name, (lo_tau, hi_tau) in _INTERVALS.items():
+            lo = _level_index(quantile_levels, lo_tau)
+            hi = _level_index(quantile_levels, hi_tau)
+            inside = None if lo is None or hi is None else float(
+                quantiles[lo] <= realized <= quantiles[hi]
+            )
+            getattr(win, f"cover_{name}").append(inside)
+        return crps
+
+    @staticmethod
+    def _check(
+        levels: Sequence[float],
+        quantiles: Sequence[float],
+        rw_quantiles: Sequence[float],
+        realized: float,
+    ) -> None:
+        def bad(detail: str) -> ValidationError:
+            return ValidationError(RejectReason.INCONSISTENT, detail)
+
+        if not levels or len(quantiles) != len(levels) or len(rw_quantiles) != len(levels):
+            raise bad(
+                f"levels/quantiles/rw_quantiles lengths "
+                f"{len(levels)}/{len(quantiles)}/{len(rw_quantiles)}"
+            )
+        if any(not (0.0 < t < 1.0) for t in levels):
+            raise bad("quantile levels must lie in (0, 1)")
+        if any(b <= a for a, b in zip(levels, levels[1:], strict=False)):
+            raise bad("quantile levels must be strictly increasing")
+        values = [*quantiles, *rw_quantiles, realized]
+        if not all(math.isfinite(v) for v in values):
+            raise bad("non-finite quantile or realised value")
+
+    def snapshot_metrics(self) -> list[QualityRow]:
+        """Return one row per tracked series and horizon group, sorted by key."""
+        rows = []
+        for (symbol, timeframe, group), win in sorted(self._windows.items()):
+            n = len(win.crps)
+            if n == 0:
+                continue
+            crps = math.fsum(win.crps) / n
+            crps_rw = math.fsum(win.crps_rw) / n
+            rows.append(
+                QualityRow(
+                    symbol=symbol,
+                    timeframe=timeframe,
+                    horizon=group,
+                    count=n,
+                    crps=crps,
+                    crps_rw=crps_rw,
+                    crps_skill=1.0 - crps / crps_rw if crps_rw > 0.0 else None,
+                    coverage_50=_share(win.cover_50),
+                    coverage_90=_share(win.cover_90),
+                )
+            )
+        return rows
+
+    def reset(self) -> None:
+        """Forget every score (hyperparameters are kept)."""
+        self._windows.clear()
+        self._series.clear()
+        self.dropped = 0
+
+    def clone(self) -> QualityMonitor:
+        """Return a fresh, empty monitor with the same hyperparameters."""
+        return QualityMonitor(self.window, self.horizon_groups, self.max_series)
