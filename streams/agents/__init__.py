@@ -1,0 +1,18 @@
+"""Agents, registered on a :class:`~streams.app.Runtime` by role."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..app import Runtime
+
+__all__ = ["register_agents"]
+
+
+def register_agents(rt: Runtime, roles: tuple[str, ...]) -> None:
+    """Attach the agents of ``roles`` (``ticks``, ``candles``, ``retrain``) to ``rt.app``."""
+    if "ticks" in roles:
+        from .ticks import TickAgent
+
+        TickAgent(rt).register()

@@ -1,0 +1,92 @@
+"""The Faust application: one App configured from :class:`Settings`, its topics and agents.
+
+Agents are thin (decode → core call → send). Stateful consumers keep their state per
+partition in the database *together with the offset it reflects* (one transaction), and
+on assignment restore it and seek to the next offset — so a crash or a rebalance never
+loses or doubles a tick, whatever Faust's own offset commits did.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from forex_diffusion.instruments import InstrumentRegistry
+from forex_diffusion.storage import make_engine
+
+from .settings import Settings
+
+__all__ = ["Runtime", "create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def _credentials(settings: Settings) -> Any:
+    proto = settings.kafka_security_protocol
+    if proto == "PLAINTEXT":
+        return None
+    ctx = ssl.create_default_context(cafile=settings.kafka_ssl_cafile) if proto in ("SSL", "SASL_SSL") else None
+    if proto == "SSL":
+        return faust.SSLCredentials(ctx)
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=settings.kafka_sasl_password,
+        ssl_context=ctx,
+        mechanism=settings.kafka_sasl_mechanism,
+    )
+
+
+@dataclass
+class Runtime:
+    """The App with its topics and shared services."""
+
+    settings: Settings
+    app: faust.App
+    topics: dict[str, faust.TopicT]
+    instruments: InstrumentRegistry
+    engine: Any
+    metrics: Any = None
+
+
+def create_app(settings: Settings, *, roles: tuple[str, ...] = ("ticks",), metrics: Any = None) -> Runtime:
+    """Build the Faust App and register the agents of the given roles."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker_url,
+        broker_credentials=_credentials(settings),
+        store="memory://",
+        autodiscover=False,
+        datadir=str(settings.data_dir / "faust"),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        broker_rebalance_timeout=settings.broker_rebalance_timeout_s,
+        broker_session_timeout=settings.broker_session_timeout_s,
+        broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
+        producer_max_request_size=max(1_048_576, settings.max_message_bytes * 4),
+        consumer_max_fetch_size=4 * 1_048_576,
+    )
+    topics = {
+        name: app.topic(settings.topic(name), key_type=bytes, value_type=bytes,
+                        partitions=settings.partitions)
+        for name in ("ticks", "candles", "forecasts", "drift", "models", "deadletter")
+    }
+    topics["retrain.requests"] = app.topic(settings.topic("retrain.requests"), key_type=bytes,
+                                           value_type=bytes, partitions=settings.partitions)
+    rt = Runtime(
+        settings=settings, app=app, topics=topics,
+        instruments=InstrumentRegistry.of(settings.symbols),
+        engine=make_engine(settings.db_url), metrics=metrics,
+    )
+    from .agents import register_agents
+
+    register_agents(rt, roles)
+    return rt

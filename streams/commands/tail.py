@@ -1,0 +1,60 @@
+"""``forexd tail TOPIC``: print a topic's records as JSON lines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Optional
+
+import typer
+
+from ..kafka import make_consumer
+from ..settings import Settings
+
+
+async def tail_topic(settings: Settings, name: str, *, from_beginning: bool, limit: int | None,
+                     timeout_s: float | None, out=sys.stdout) -> int:  # type: ignore[no-untyped-def]
+    topic = name if name.startswith(settings.topic_prefix + "fx.") else settings.topic(name.removeprefix("fx."))
+    consumer = make_consumer(settings, topic, auto_offset_reset="earliest" if from_beginning else "latest")
+    await consumer.start()
+    n = 0
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    try:
+        while limit is None or n < limit:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            batch = await consumer.getmany(timeout_ms=int(min(remaining or 1.0, 1.0) * 1000))
+            for _tp, msgs in batch.items():
+                for m in msgs:
+                    try:
+                        value = json.loads(m.value)
+                    except ValueError:
+                        value = m.value.decode("utf-8", "replace") if m.value else None
+                    out.write(json.dumps({"partition": m.partition, "offset": m.offset,
+                                          "key": m.key.decode("utf-8", "replace") if m.key else None,
+                                          "value": value}) + "\n")
+                    n += 1
+                    if limit is not None and n >= limit:
+                        break
+            out.flush()
+    finally:
+        await consumer.stop()
+    return n
+
+
+def tail(
+    topic: str = typer.Argument(..., help="Topic: ticks, candles, forecasts, drift, models, deadletter, retrain.requests (prefix added)."),
+    from_beginning: bool = typer.Option(False, "--from-beginning", help="Start at the earliest offset."),
+    limit: Optional[int] = typer.Option(None, "-n", "--max", help="Stop after this many records."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Stop after this many seconds."),
+) -> None:
+    """Print TOPIC's records as JSON lines (partition, offset, key, value)."""
+    settings = Settings.from_env()
+    asyncio.run(tail_topic(settings, topic, from_beginning=from_beginning, limit=limit, timeout_s=timeout))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("tail")(tail)

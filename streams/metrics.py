@@ -1,0 +1,589 @@
+"""Prometheus metrics of a worker, and the ``/metrics`` endpoint that serves them.
+
+Every family is defined on the :class:`Metrics` instance's own ``CollectorRegistry``, so
+two workers (or tests) in one process never collide. Names follow the Prometheus
+conventions: a ``forexd_`` prefix, base units (``_seconds``), ``_total`` on counters,
+histograms for latencies and ``_ratio`` for shares.
+
+Every label has a bounded domain fixed at construction (RELIABILITY.md §5.3):
+
+- ``symbol`` only takes the configured symbols. Anything else never becomes a label
+  value; the event is counted by the label-free ``forexd_unconfigured_symbol_events_total``.
+- ``timeframe`` only the configured timeframes, ``horizon`` only the quality monitor's
+  horizon-group labels, ``partition`` only ``0 .. partitions - 1``, ``topic`` only the
+  configured topic names.
+- ``reason`` on dead letters only :class:`~forex_diffusion.errors.RejectReason` values;
+  the other enumerated labels (source, detector, retrain reason and outcome, dependency,
+  quote flag) only their fixed sets below.
+
+A value outside its domain is not exported as a label; it is counted by the label-free
+``forexd_invalid_label_values_total`` and logged, and the call otherwise does nothing —
+a metrics call never stops an agent.
+
+The endpoint binds ``127.0.0.1`` by default; binding more is an explicit choice (the
+compose deployment sets ``FOREXD_METRICS_ADDR=0.0.0.0`` inside its private network).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import start_http_server as _start_http_server
+
+from forex_diffusion.errors import RejectReason
+from forex_diffusion.monitoring import DEFAULT_HORIZON_GROUPS, QualityRow
+from forex_diffusion.timeframes import TIMEFRAME_NAMES
+
+__all__ = [
+    "CIRCUIT_STATES",
+    "DEPENDENCIES",
+    "DETECTORS",
+    "METRIC_PREFIX",
+    "QUOTE_FLAGS",
+    "RETRAIN_OUTCOMES",
+    "RETRAIN_REASONS",
+    "SOURCE_KINDS",
+    "STANDARD_TOPICS",
+    "Metrics",
+]
+
+logger = logging.getLogger(__name__)
+
+METRIC_PREFIX = "forexd_"
+
+#: Kinds of source topic a dead letter comes from (``retrain.requests`` is accepted too).
+SOURCE_KINDS: frozenset[str] = frozenset(
+    {"ticks", "candles", "forecasts", "drift", "retrain_requests", "models"}
+)
+#: Drift detectors that may appear as a label (lower case; ``-``/space read as ``_``).
+DETECTORS: frozenset[str] = frozenset(
+    {"adwin", "page_hinkley", "kswin", "ddm", "eddm", "hddm_a", "hddm_w", "ks", "cusum"}
+)
+RETRAIN_REASONS: frozenset[str] = frozenset({"drift", "manual", "schedule"})
+RETRAIN_OUTCOMES: frozenset[str] = frozenset(
+    {"registered", "promoted", "rejected", "failed", "rolled_back", "skipped"}
+)
+DEPENDENCIES: frozenset[str] = frozenset({"database", "broker", "model_store"})
+#: Circuit-breaker states and the gauge value that encodes each.
+CIRCUIT_STATES: dict[str, int] = {"closed": 0, "half_open": 1, "open": 2}
+QUOTE_FLAGS: frozenset[str] = frozenset({"crossed", "locked"})
+#: Topic names as in DESIGN.md (default prefix ``fx.``).
+STANDARD_TOPICS: tuple[str, ...] = (
+    "fx.ticks",
+    "fx.candles",
+    "fx.forecasts",
+    "fx.drift",
+    "fx.retrain.requests",
+    "fx.models",
+    "fx.deadletter",
+)
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_RETRAIN_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
+
+
+def _norm(value: str) -> str:
+    return value.strip().lower().replace("-", "_").replace(" ", "_").replace(".", "_")
+
+
+@dataclass(frozen=True, slots=True)
+class _Server:
+    server: WSGIServer
+    thread: threading.Thread
+
+
+class Metrics:
+    """Define a worker's metric families and record what its agents report.
+
+    Parameters
+    ----------
+    symbols
+        The configured symbols: the only values a ``symbol`` label ever takes.
+    timeframes
+        The configured timeframes (candles and forecasts): the only ``timeframe`` values.
+    partitions
+        Partition count of the consumed topics: ``partition`` labels lie in
+        ``0 .. partitions - 1``.
+    topics
+        Topic names allowed as the ``topic`` label of consumer lag.
+    horizon_labels
+        Horizon-group labels of forecast quality (the monitor's ``horizon_labels``).
+    clock
+        Wall clock in epoch seconds, for feed staleness (injectable for tests).
+
+    Examples
+    --------
+    >>> m = Metrics(["EURUSD"], timeframes=["5m"])
+    >>> m.ticks_processed("EURUSD", 3)
+    >>> m.ticks_processed("XXXYYY")
+    >>> b'forexd_ticks_processed_total{symbol="EURUSD"} 3.0' in m.render()
+    True
+    >>> b"XXXYYY" in m.render()
+    False
+    """
+
+    def __init__(
+        self,
+        symbols: Iterable[str],
+        *,
+        timeframes: Iterable[str] = TIMEFRAME_NAMES,
+        partitions: int = 1,
+        topics: Iterable[str] = STANDARD_TOPICS,
+        horizon_labels: Iterable[str] = tuple(g.label for g in DEFAULT_HORIZON_GROUPS),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if partitions < 1:
+            raise ValueError(f"partitions must be >= 1, got {partitions}")
+        self.symbols = frozenset(symbols)
+        self.timeframes = frozenset(timeframes)
+        self.partitions = partitions
+        self.topics = frozenset(topics)
+        self.horizon_labels = frozenset(horizon_labels)
+        self.clock = clock
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._server: _Server | None = None
+        self._last_arrival: dict[str, float] = {}
+        self._define()
+
+    # ------------------------------------------------------------------ definitions
+
+    def _define(self) -> None:
+        r = self.registry
+        p = METRIC_PREFIX
+        self.unconfigured_symbol_events = Counter(
+            f"{p}unconfigured_symbol_events_total",
+            "Events about a symbol outside the configured set (never exported as a label).",
+            registry=r,
+        )
+        self.invalid_label_values = Counter(
+            f"{p}invalid_label_values_total",
+            "Metric updates refused because a label value lay outside its bounded domain.",
+            registry=r,
+        )
+        self.ticks = Counter(
+            f"{p}ticks_processed_total", "Valid ticks processed.", ["symbol"], registry=r
+        )
+        self.candles_in = Counter(
+            f"{p}candles_processed_total",
+            "Candles consumed from the candle topic (external feed).",
+            ["symbol", "timeframe"],
+            registry=r,
+        )
+        self.candles_out = Counter(
+            f"{p}candles_emitted_total",
+            "Closed candles emitted by the aggregator.",
+            ["symbol", "timeframe"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            f"{p}dead_letters_total",
+            "Records sent to the dead-letter topic, by source topic kind and reason.",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.late_ticks = Counter(
+            f"{p}late_ticks_total",
+            "Ticks later than the allowed lateness (dead-lettered, never merged).",
+            ["symbol"],
+            registry=r,
+        )
+        self.quotes_flagged = Counter(
+            f"{p}quotes_flagged_total",
+            "Accepted quotes that were crossed (within tolerance) or locked.",
+            ["symbol", "flag"],
+            registry=r,
+        )
+        self.forecast_latency = Histogram(
+            f"{p}forecast_latency_seconds",
+            "Time from the closing candle's arrival to the forecast being sent.",
+            ["timeframe"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.forecasts = Counter(
+            f"{p}forecasts_emitted_total",
+            "Forecasts emitted.",
+            ["symbol", "timeframe"],
+            registry=r,
+        )
+        self.forecasts_degraded = Counter(
+            f"{p}forecasts_degraded_total",
+            "Forecasts emitted with a reduced sampling budget (load shedding) or a fallback.",
+            ["symbol", "timeframe"],
+            registry=r,
+        )
+        self.sampling_samples = Gauge(
+            f"{p}sampling_samples",
+            "Diffusion samples drawn per forecast in the latest forecast (sampling budget).",
+            ["symbol", "timeframe"],
+            registry=r,
+        )
+        self.sampling_steps = Gauge(
+            f"{p}sampling_denoising_steps",
+            "Denoising steps per sample in the latest forecast (sampling budget).",
+            ["symbol", "timeframe"],
+            registry=r,
+        )
+        q_labels = ["symbol", "timeframe", "horizon"]
+        self.quality_crps = Gauge(
+            f"{p}forecast_crps",
+            "Rolling mean CRPS of the forecasts, in price units (quantile-loss form).",
+            q_labels,
+            registry=r,
+        )
+        self.quality_crps_rw = Gauge(
+            f"{p}forecast_crps_random_walk",
+            "Rolling mean CRPS of the EWMA random-walk reference, in price units.",
+            q_labels,
+            registry=r,
+        )
+        self.quality_skill = Gauge(
+            f"{p}forecast_crps_skill_ratio",
+            "Rolling CRPS skill against the random walk: 1 - CRPS_model / CRPS_rw.",
+            q_labels,
+            registry=r,
+        )
+        self.quality_coverage = Gauge(
+            f"{p}forecast_interval_coverage_ratio",
+            "Rolling share of realised prices inside the central prediction interval.",
+            [*q_labels, "interval"],
+            registry=r,
+        )
+        self.quality_steps = Gauge(
+            f"{p}forecast_quality_window_steps",
+            "Number of realised horizon steps in the rolling quality window.",
+            q_labels,
+            registry=r,
+        )
+        self.drift_events = Counter(
+            f"{p}drift_events_total",
+            "Drift detections, by detector and series.",
+            ["detector", "symbol", "timeframe"],
+            registry=r,
+        )
+        self.retrain_requests = Counter(
+            f"{p}retrain_requests_total", "Retrain requests, by reason.", ["reason"], registry=r
+        )
+        self.retrain_outcomes = Counter(
+            f"{p}retrain_outcomes_total", "Finished retrain jobs, by outcome.", ["outcome"],
+            registry=r,
+        )
+        self.retrain_seconds = Histogram(
+            f"{p}retrain_duration_seconds",
+            "Wall-clock duration of retrain jobs.",
+            buckets=_RETRAIN_BUCKETS,
+            registry=r,
+        )
+        self.model_version = Gauge(
+            f"{p}model_version_in_service",
+            "Model version serving each key (symbol/timeframe/horizon).",
+            ["key"],
+            registry=r,
+        )
+        self.artifacts_rejected = Counter(
+            f"{p}model_artifacts_rejected_total",
+            "Model artifacts refused at load (hash mismatch, pickle, corrupt).",
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            f"{p}consumer_lag_records",
+            "Records between the consumer's position and the high-water mark.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.feed_staleness = Gauge(
+            f"{p}feed_staleness_seconds",
+            "Seconds since the last tick of each symbol arrived (computed at scrape time).",
+            ["symbol"],
+            registry=r,
+        )
+        self.feed_last_event = Gauge(
+            f"{p}feed_last_event_timestamp_seconds",
+            "Event time of the last tick of each symbol, in epoch seconds.",
+            ["symbol"],
+            registry=r,
+        )
+        self.circuit = Gauge(
+            f"{p}circuit_breaker_state",
+            "Circuit-breaker state per dependency: 0 closed, 1 half-open, 2 open.",
+            ["dependency"],
+            registry=r,
+        )
+
+    # ------------------------------------------------------------------ label guards
+
+    def _symbol_ok(self, symbol: str) -> bool:
+        if symbol in self.symbols:
+            return True
+        self.unconfigured_symbol_events.inc()
+        return False
+
+    def _invalid(self, label: str, value: object) -> None:
+        self.invalid_label_values.inc()
+        logger.warning("metric label refused label=%s value=%.40r", label, value)
+
+    def _series_ok(self, symbol: str, timeframe: str) -> bool:
+        if not self._symbol_ok(symbol):
+            return False
+        if timeframe not in self.timeframes:
+            self._invalid("timeframe", timeframe)
+            return False
+        return True
+
+    def _enum(self, label: str, value: str, domain: frozenset[str]) -> str | None:
+        norm = _norm(value) if isinstance(value, str) else ""
+        if norm in domain:
+            return norm
+        self._invalid(label, value)
+        return None
+
+    # ------------------------------------------------------------------ recording
+
+    def ticks_processed(self, symbol: str, n: int = 1) -> None:
+        """Count ``n`` valid ticks of ``symbol``."""
+        if self._symbol_ok(symbol):
+            self.ticks.labels(symbol).inc(n)
+
+    def candles_processed(self, symbol: str, timeframe: str, n: int = 1) -> None:
+        """Count ``n`` candles consumed from the candle topic."""
+        if self._series_ok(symbol, timeframe):
+            self.candles_in.labels(symbol, timeframe).inc(n)
+
+    def candles_emitted(self, symbol: str, timeframe: str, n: int = 1) -> None:
+        """Count ``n`` closed candles emitted for a series."""
+        if self._series_ok(symbol, timeframe):
+            self.candles_out.labels(symbol, timeframe).inc(n)
+
+    def dead_letter(self, source_topic_kind: str, reason: RejectReason | str) -> None:
+        """Count one dead-lettered record by source topic kind and reject reason."""
+        source = self._enum("source", source_topic_kind, SOURCE_KINDS)
+        try:
+            why = RejectReason(reason)
+        except ValueError:
+            self._invalid("reason", reason)
+            return
+        if source is not None:
+            self.dead_letters.labels(source, why.value).inc()
+
+    def late_tick(self, symbol: str) -> None:
+        """Count one tick refused as later than the allowed lateness."""
+        if self._symbol_ok(symbol):
+            self.late_ticks.labels(symbol).inc()
+
+    def quote_flagged(self, symbol: str, flag: str) -> None:
+        """Count one accepted but crossed (within tolerance) or locked quote."""
+        kind = self._enum("flag", flag, QUOTE_FLAGS)
+        if kind is not None and self._symbol_ok(symbol):
+            self.quotes_flagged.labels(symbol, kind).inc()
+
+    def forecast_emitted(
+        self,
+        symbol: str,
+        timeframe: str,
+        latency_s: float,
+        steps: int,
+        samples: int,
+        degraded: bool = False,
+    ) -> None:
+        """Record one emitted forecast: its latency and the sampling budget it used.
+
+        Parameters
+        ----------
+        symbol, timeframe
+            The series.
+        latency_s
+            Seconds from the closing candle's arrival to the forecast being sent.
+        steps
+            Denoising steps per sample used.
+        samples
+            Number of diffusion samples drawn.
+        degraded
+            Whether the budget was reduced (load shedding) or a fallback served.
+        """
+        if not self._series_ok(symbol, timeframe):
+            return
+        if math.isfinite(latency_s) and latency_s >= 0:
+            self.forecast_latency.labels(timeframe).observe(latency_s)
+        self.forecasts.labels(symbol, timeframe).inc()
+        if degraded:
+            self.forecasts_degraded.labels(symbol, timeframe).inc()
+        self.sampling_samples.labels(symbol, timeframe).set(samples)
+        self.sampling_steps.labels(symbol, timeframe).set(steps)
+
+    def set_quality(self, rows: Iterable[QualityRow]) -> None:
+        """Publish the quality monitor's rows (rows outside the label domains are skipped)."""
+        for row in rows:
+            if not self._series_ok(row.symbol, row.timeframe):
+                continue
+            if row.horizon not in self.horizon_labels:
+                self._invalid("horizon", row.horizon)
+                continue
+            key = (row.symbol, row.timeframe, row.horizon)
+            self.quality_crps.labels(*key).set(row.crps)
+            self.quality_crps_rw.labels(*key).set(row.crps_rw)
+            self.quality_steps.labels(*key).set(row.count)
+            self._set_or_remove(self.quality_skill, key, row.crps_skill)
+            self._set_or_remove(self.quality_coverage, (*key, "50"), row.coverage_50)
+            self._set_or_remove(self.quality_coverage, (*key, "90"), row.coverage_90)
+
+    @staticmethod
+    def _set_or_remove(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
+        if value is not None:
+            gauge.labels(*labels).set(value)
+            return
+        try:
+            gauge.remove(*labels)
+        except KeyError:
+            pass
+
+    def drift_event(self, detector: str, symbol: str, timeframe: str) -> None:
+        """Count one drift detection by ``detector`` on a series."""
+        name = self._enum("detector", detector, DETECTORS)
+        if name is not None and self._series_ok(symbol, timeframe):
+            self.drift_events.labels(name, symbol, timeframe).inc()
+
+    def retrain_request(self, reason: str) -> None:
+        """Count one retrain request (reason: drift, manual or schedule)."""
+        why = self._enum("reason", reason, RETRAIN_REASONS)
+        if why is not None:
+            self.retrain_requests.labels(why).inc()
+
+    def retrain_outcome(self, outcome: str) -> None:
+        """Count one finished retrain job by outcome (promoted, rejected, failed, ...)."""
+        kind = self._enum("outcome", outcome, RETRAIN_OUTCOMES)
+        if kind is not None:
+            self.retrain_outcomes.labels(kind).inc()
+
+    def retrain_duration(self, seconds: float) -> None:
+        """Observe the duration of one retrain job."""
+        if math.isfinite(seconds) and seconds >= 0:
+            self.retrain_seconds.observe(seconds)
+
+    def model_in_service(self, key: str, version: int | str) -> None:
+        """Set the model version serving ``key`` (``SYMBOL/TIMEFRAME/HORIZON``).
+
+        ``version`` is an integer or a string such as ``"7"`` or ``"v7"``.
+        """
+        parts = key.split("/") if isinstance(key, str) else []
+        if len(parts) != 3:
+            self._invalid("key", key)
+            return
+        symbol, timeframe, horizon = parts
+        if not self._series_ok(symbol, timeframe):
+            return
+        if not (horizon.isdigit() and 0 < len(horizon) <= 4):
+            self._invalid("key", key)
+            return
+        text = str(version).strip().lower().removeprefix("v")
+        if not text.isdigit():
+            self._invalid("version", version)
+            return
+        self.model_version.labels(key).set(int(text))
+
+    def artifact_rejected(self) -> None:
+        """Count one model artifact refused at load."""
+        self.artifacts_rejected.inc()
+
+    def set_lag(self, topic: str, partition: int, lag: int) -> None:
+        """Set the consumer lag of one partition of a configured topic."""
+        if topic not in self.topics:
+            self._invalid("topic", topic)
+            return
+        if not (isinstance(partition, int) and 0 <= partition < self.partitions):
+            self._invalid("partition", partition)
+            return
+        self.consumer_lag.labels(topic, str(partition)).set(max(0, lag))
+
+    def set_lag_from_positions(
+        self, topic: str, partition: int, position: int | None, highwater: int | None
+    ) -> None:
+        """Set the lag from the consumer's position and the partition's high-water mark.
+
+        Nothing is set while either is unknown (no fetch yet).
+        """
+        if position is None or highwater is None:
+            return
+        self.set_lag(topic, partition, highwater - position)
+
+    def feed_seen(self, symbol: str, event_ts_s: float) -> None:
+        """Note a tick of ``symbol`` arriving now, with event time ``event_ts_s``."""
+        if not self._symbol_ok(symbol):
+            return
+        first = symbol not in self._last_arrival
+        self._last_arrival[symbol] = self.clock()
+        self.feed_last_event.labels(symbol).set(event_ts_s)
+        if first:
+            self.feed_staleness.labels(symbol).set_function(
+                lambda s=symbol: max(0.0, self.clock() - self._last_arrival[s])
+            )
+
+    def circuit_state(self, dependency: str, state: str) -> None:
+        """Set a dependency's circuit-breaker state (closed, half_open or open)."""
+        dep = self._enum("dependency", dependency, DEPENDENCIES)
+        st = _norm(state) if isinstance(state, str) else ""
+        if st not in CIRCUIT_STATES:
+            self._invalid("state", state)
+            return
+        if dep is not None:
+            self.circuit.labels(dep).set(CIRCUIT_STATES[st])
+
+    # ------------------------------------------------------------------ exposition
+
+    def render(self) -> bytes:
+        """Return the registry in the Prometheus text format (what ``/metrics`` serves)."""
+        return generate_latest(self.registry)
+
+    @property
+    def port(self) -> int | None:
+        """Return the port the endpoint listens on, or None when not serving."""
+        return None if self._server is None else int(self._server.server.server_port)
+
+    def serve(
+        self,
+        addr: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+    ) -> int:
+        """Start serving ``/metrics`` on ``addr:port`` in a daemon thread; return the port.
+
+        Parameters
+        ----------
+        addr
+            Address to bind; loopback by default. Exposing more is an explicit choice.
+        port
+            Port to bind; 0 picks a free one.
+        certfile, keyfile
+            Serve HTTPS with this certificate and key.
+
+        Returns
+        -------
+        int
+            The bound port.
+        """
+        if self._server is not None:
+            raise RuntimeError(f"metrics endpoint already serving on port {self.port}")
+        server, thread = _start_http_server(
+            port, addr=addr, registry=self.registry, certfile=certfile, keyfile=keyfile
+        )
+        self._server = _Server(server, thread)
+        bound = int(server.server_port)
+        logger.info("metrics endpoint serving addr=%s port=%d", addr, bound)
+        return bound
+
+    def stop(self) -> None:
+        """Stop the endpoint (no-op when not serving)."""
+        srv, self._server = self._server, None
+        if srv is None:
+            return
+        srv.server.shutdown()
+        srv.server.server_close()
+        srv.thread.join(timeout=5)

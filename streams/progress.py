@@ -1,0 +1,102 @@
+"""Per-partition progress of a stateful consumer, stored with its effects in the database.
+
+The consumer's state for a partition and the offset it reflects are saved in one
+transaction (with the candle/forecast upserts they caused, after the output messages are
+acknowledged by the broker). When partitions are assigned, the state is restored and the
+consumer seeks to ``offset + 1``: Kafka is the log, the database is the checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from faust.types import TP
+
+from forex_diffusion.storage import load_snapshot, save_progress
+
+__all__ = ["PartitionProgress"]
+
+log = logging.getLogger(__name__)
+
+
+class PartitionProgress:
+    """Track processed offsets per partition of one topic; checkpoint and restore them."""
+
+    def __init__(
+        self,
+        *,
+        consumer: str,
+        topic: str,
+        engine: Any,
+        snapshot: Callable[[int], dict[str, Any]],
+        restore: Callable[[int, dict[str, Any]], None],
+        drop: Callable[[int], None],
+    ) -> None:
+        self.consumer = consumer
+        self.topic = topic
+        self.engine = engine
+        self._snapshot = snapshot
+        self._restore = restore
+        self._drop = drop
+        self.offsets: dict[int, int] = {}
+        self.dirty: set[int] = set()
+        self.last_save = time.monotonic()
+
+    def mark(self, partition: int, offset: int) -> None:
+        """Record that ``offset`` of ``partition`` has been processed (in memory)."""
+        self.offsets[partition] = offset
+        self.dirty.add(partition)
+
+    async def save(
+        self,
+        effects: dict[int, tuple[Sequence[Any], Sequence[dict[str, Any]]]] | None = None,
+    ) -> None:
+        """Persist state + offset of every dirty partition with its ``(candles, forecasts)``."""
+        effects = effects or {}
+        parts = sorted(self.dirty | set(effects))
+        loop = asyncio.get_running_loop()
+        for p in parts:
+            if p not in self.offsets:
+                continue
+            state = self._snapshot(p)
+            candles, forecasts = effects.get(p, ((), ()))
+            await loop.run_in_executor(
+                None,
+                lambda p=p, state=state, candles=candles, forecasts=forecasts: save_progress(
+                    self.engine, consumer=self.consumer, topic=self.topic, partition=p,
+                    offset=self.offsets[p], state=state, candle_items=list(candles),
+                    forecast_rows=list(forecasts),
+                ),
+            )
+        self.dirty.clear()
+        self.last_save = time.monotonic()
+
+    async def on_assigned(self, app: Any, assigned: Iterable[TP]) -> None:
+        """Restore state and seek each newly assigned partition of our topic."""
+        loop = asyncio.get_running_loop()
+        for tp in assigned:
+            if tp.topic != self.topic:
+                continue
+            snap = await loop.run_in_executor(
+                None, lambda tp=tp: load_snapshot(self.engine, consumer=self.consumer, topic=self.topic, partition=tp.partition)
+            )
+            if snap is None:
+                self.offsets.pop(tp.partition, None)
+                continue
+            offset, state = snap
+            self._restore(tp.partition, state)
+            self.offsets[tp.partition] = offset
+            await app.consumer.seek(tp, offset + 1)
+            log.info("progress.restored consumer=%s partition=%d offset=%d", self.consumer, tp.partition, offset)
+
+    async def on_revoked(self, revoked: Iterable[TP]) -> None:
+        """Forget state of revoked partitions (they were checkpointed by the caller first)."""
+        for tp in revoked:
+            if tp.topic == self.topic:
+                self._drop(tp.partition)
+                self.offsets.pop(tp.partition, None)
+                self.dirty.discard(tp.partition)

@@ -1,0 +1,122 @@
+"""Worker settings, read once from ``FOREXD_*`` environment variables at the entry points."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from forex_diffusion.errors import ConfigError
+from forex_diffusion.instruments import InstrumentRegistry
+from forex_diffusion.timeframes import parse_timeframes
+
+__all__ = ["Settings"]
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything a worker needs; unknown keys are rejected.
+
+    Secrets (``kafka_sasl_password``) never appear in ``repr``.
+    """
+
+    app_id: str = "forexd"
+    broker_url: str = "kafka://127.0.0.1:9092"
+    topic_prefix: str = ""
+    partitions: int = 4
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    symbols: tuple[str, ...] = ("EURUSD", "GBPUSD", "USDJPY")
+    timeframes: tuple[str, ...] = ("1m", "5m", "15m", "1h")
+    forecast_timeframes: tuple[str, ...] = ("1m",)
+    horizon: int = 24
+    price: str = "mid"
+    allowed_lateness_ms: int = 2_000
+    idle_close_s: float = 10.0
+    snapshot_interval_s: float = 1.0
+    max_message_bytes: int = 64 * 1024
+    model_dir: Path | None = None
+    metrics_addr: str = "127.0.0.1"
+    metrics_port: int = 9464
+    web_port: int = 6066
+    broker_rebalance_timeout_s: float = 5.0
+    broker_session_timeout_s: float = 6.0
+    broker_heartbeat_interval_s: float = 1.0
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = field(default=None, repr=False)
+    kafka_ssl_cafile: str | None = None
+    forecast_steps: int | None = None
+    forecast_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1:
+            raise ConfigError("partitions must be >= 1")
+        parse_timeframes(self.timeframes)
+        parse_timeframes(self.forecast_timeframes)
+        if not set(self.forecast_timeframes) <= set(self.timeframes):
+            raise ConfigError("forecast_timeframes must be among timeframes")
+        if self.price not in ("mid", "bid", "ask"):
+            raise ConfigError("price must be mid, bid or ask")
+        if self.horizon < 1:
+            raise ConfigError("horizon must be >= 1")
+        reg = InstrumentRegistry()
+        canon = tuple(reg.normalise(s) or s for s in self.symbols)
+        object.__setattr__(self, "symbols", canon)
+        if self.kafka_security_protocol not in ("PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT"):
+            raise ConfigError("kafka_security_protocol must be PLAINTEXT, SSL, SASL_SSL or SASL_PLAINTEXT")
+        if self.kafka_security_protocol == "SASL_PLAINTEXT" and self.kafka_sasl_mechanism.startswith("SCRAM"):
+            raise ConfigError("SCRAM needs TLS: use SASL_SSL")
+
+    @property
+    def db_url(self) -> str:
+        """The database URL (a SQLite file under ``data_dir`` by default)."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'forexd.db').resolve()}"
+
+    def topic(self, name: str) -> str:
+        """Full topic name of ``fx.<name>`` with the configured prefix."""
+        return f"{self.topic_prefix}fx.{name}"
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with ``changes``."""
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``FOREXD_<FIELD>`` variables (upper-case field names)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"FOREXD_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.name, f.type, raw)
+        values.update(overrides)
+        return cls(**values)
+
+
+def _convert(name: str, typ: Any, raw: str) -> Any:
+    t = str(typ)
+    try:
+        if "tuple" in t:
+            return _csv(raw)
+        if "Path" in t:
+            return Path(raw)
+        if t.startswith("int"):
+            return int(raw)
+        if t.startswith("float"):
+            return float(raw)
+        if "int | None" in t:
+            return int(raw)
+        return raw
+    except ValueError as exc:
+        raise ConfigError(f"FOREXD_{name.upper()}={raw!r} is not a valid {t}") from exc
