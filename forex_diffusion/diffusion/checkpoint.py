@@ -1,0 +1,163 @@
+"""Checkpoints: weights-only ``.pt`` files with a JSON manifest, kept per model key.
+
+Layout under a model directory::
+
+    <model_dir>/<key>/<version>.pt     torch.save(state_dict) -- tensors only
+    <model_dir>/<key>/<version>.json   manifest: configs, data window, metrics, sha256
+
+``key`` is ``SYMBOL-TIMEFRAME-hH`` (e.g. ``EURUSD-1h-h24``); ``version`` starts with the
+UTC creation time, so versions sort chronologically. Loading verifies the sha256 in the
+manifest before reading, then reads with ``torch.load(weights_only=True)``, so a file
+carrying pickled objects is refused even when its hash matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+import tempfile
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ArtifactError, ConfigError
+
+__all__ = ["MANIFEST_FORMAT", "CheckpointManager", "load_checkpoint", "model_key", "resolve_checkpoint"]
+
+logger = logging.getLogger(__name__)
+
+#: Manifest schema version.
+MANIFEST_FORMAT = 1
+
+
+def model_key(symbol: str, timeframe: str, horizon: int) -> str:
+    """Return the model key ``SYMBOL-TIMEFRAME-hH``."""
+    return f"{symbol.upper()}-{timeframe}-h{horizon}"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class CheckpointManager:
+    """Save checkpoints under ``root/<key>/`` and keep the last ``keep`` of each key.
+
+    Parameters
+    ----------
+    root
+        The model directory.
+    keep
+        How many versions of one key to keep (older ones are deleted after a save).
+    """
+
+    def __init__(self, root: str | Path, *, keep: int = 3) -> None:
+        if keep < 1:
+            raise ConfigError(f"keep must be >= 1, got {keep}")
+        self.root = Path(root)
+        self.keep = keep
+
+    def versions(self, key: str) -> list[Path]:
+        """Return the checkpoint files of ``key``, oldest first."""
+        d = self.root / key
+        return sorted(p for p in d.glob("*.pt") if p.with_suffix(".json").exists()) if d.is_dir() else []
+
+    def latest(self, key: str) -> Path | None:
+        """Return the newest checkpoint of ``key``, or None."""
+        v = self.versions(key)
+        return v[-1] if v else None
+
+    def save(self, state_dict: dict[str, torch.Tensor], manifest: dict[str, Any], *, key: str) -> Path:
+        """Write weights and manifest atomically; return the ``.pt`` path.
+
+        ``manifest`` gets ``format``, ``key``, ``version``, ``created_at``, ``file`` and
+        ``sha256`` added (the input dict is not modified).
+        """
+        d = self.root / key
+        d.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+        fd, tmp_name = tempfile.mkstemp(dir=d, suffix=".tmp")
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            torch.save(tensors, tmp)
+            digest = _sha256(tmp)
+            now = datetime.now(UTC)
+            version = f"{now:%Y%m%dT%H%M%S%f}Z-{digest[:8]}"
+            pt = d / f"{version}.pt"
+            os.replace(tmp, pt)
+        finally:
+            tmp.unlink(missing_ok=True)
+        full = {**manifest, "format": MANIFEST_FORMAT, "key": key, "version": version,
+                "created_at": now.isoformat(), "file": pt.name, "sha256": digest}
+        js = pt.with_suffix(".json")
+        js_tmp = js.with_suffix(".json.tmp")
+        js_tmp.write_text(json.dumps(full, indent=2, sort_keys=True, allow_nan=True))
+        os.replace(js_tmp, js)
+        logger.info("checkpoint saved key=%s version=%s path=%s", key, version, pt)
+        self._prune(key)
+        return pt
+
+    def _prune(self, key: str) -> None:
+        for old in self.versions(key)[: -self.keep]:
+            old.unlink(missing_ok=True)
+            old.with_suffix(".json").unlink(missing_ok=True)
+            logger.info("checkpoint pruned key=%s path=%s", key, old)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """Return the ``.pt`` file for a ``.pt``/``.json`` path or a key directory (its newest)."""
+    p = Path(path)
+    if p.is_dir():
+        found = CheckpointManager(p.parent).latest(p.name)
+        if found is None:
+            raise ArtifactError(f"{p}: no checkpoint in this directory")
+        return found
+    if p.suffix == ".json":
+        p = p.with_suffix(".pt")
+    return p
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read and verify a checkpoint; return ``(state_dict, manifest)``.
+
+    Raises
+    ------
+    ArtifactError
+        Missing files, unreadable manifest, sha256 mismatch, non-tensor or pickled
+        content, or a corrupt archive.
+    """
+    pt = resolve_checkpoint(path)
+    js = pt.with_suffix(".json")
+    if not pt.is_file():
+        raise ArtifactError(f"{pt}: checkpoint file not found")
+    if not js.is_file():
+        raise ArtifactError(f"{js}: manifest not found (a checkpoint is loaded only with its manifest)")
+    try:
+        manifest = json.loads(js.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{js}: unreadable manifest ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise ArtifactError(f"{js}: not a format-{MANIFEST_FORMAT} manifest")
+    digest = _sha256(pt)
+    if digest != manifest.get("sha256"):
+        raise ArtifactError(
+            f"{pt}: sha256 mismatch (file {digest[:12]}…, manifest {str(manifest.get('sha256'))[:12]}…); refusing it")
+    try:
+        state = torch.load(pt, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError,
+            ValueError, AttributeError, TypeError) as exc:
+        raise ArtifactError(f"{pt}: refused by the weights-only loader ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ArtifactError(f"{pt}: not a state dict of tensors")
+    return state, manifest

@@ -1,0 +1,109 @@
+"""The denoising network: an MLP over the horizon with FiLM conditioning.
+
+The context encoding is computed once per series and shared by all its samples, so
+the cost per sample is a few ``width x width`` matmuls per sampler step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+__all__ = ["Denoiser", "DenoiserConfig"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DenoiserConfig:
+    """Sizes of the denoiser.
+
+    Parameters
+    ----------
+    horizon
+        ``H``, length of the generated return path.
+    cond_dim
+        Width of the (normalised) conditioning vector.
+    width
+        Hidden width of the per-sample MLP.
+    cond_width
+        Width of the context encoding.
+    blocks
+        Number of residual FiLM blocks.
+    time_dim
+        Width of the sinusoidal diffusion-step embedding.
+    """
+
+    horizon: int
+    cond_dim: int
+    width: int = 128
+    cond_width: int = 128
+    blocks: int = 3
+    time_dim: int = 32
+
+    def __post_init__(self) -> None:
+        for name in ("horizon", "cond_dim", "width", "cond_width", "blocks", "time_dim"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.time_dim % 2:
+            raise ConfigError("time_dim must be even")
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Return sinusoidal embeddings of integer steps: ``t [B]`` → ``[B, dim]``."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float().unsqueeze(-1) * freqs
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
+
+
+class _Block(nn.Module):
+    def __init__(self, width: int, cond_width: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width, elementwise_affine=False)
+        self.film = nn.Linear(cond_width, 2 * width)
+        self.fc1 = nn.Linear(width, width)
+        self.fc2 = nn.Linear(width, width)
+        self.act = nn.SiLU()
+
+    def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """``h [B, S, W]``, ``c [B, C]`` → ``[B, S, W]``."""
+        gamma, beta = self.film(c).unsqueeze(1).chunk(2, dim=-1)
+        z = self.norm(h) * (1.0 + gamma) + beta
+        return h + self.fc2(self.act(self.fc1(z)))
+
+
+class Denoiser(nn.Module):
+    """Predict the noise of ``x_t`` given the diffusion step and the context encoding."""
+
+    def __init__(self, config: DenoiserConfig) -> None:
+        super().__init__()
+        self.config = config
+        w, cw = config.width, config.cond_width
+        self.cond_encoder = nn.Sequential(
+            nn.Linear(config.cond_dim, cw), nn.SiLU(), nn.Linear(cw, cw), nn.SiLU())
+        self.time_mlp = nn.Sequential(nn.Linear(config.time_dim, cw), nn.SiLU())
+        self.inp = nn.Linear(config.horizon, w)
+        self.blocks = nn.ModuleList(_Block(w, cw) for _ in range(config.blocks))
+        self.out_norm = nn.LayerNorm(w, elementwise_affine=False)
+        self.out = nn.Linear(w, config.horizon)
+
+    def encode(self, cond: torch.Tensor) -> torch.Tensor:
+        """Encode normalised conditioning ``[B, D]`` → ``[B, C]`` (once per series)."""
+        out: torch.Tensor = self.cond_encoder(cond)
+        return out
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond_emb: torch.Tensor) -> torch.Tensor:
+        """Return predicted noise.
+
+        Shapes: ``x_t [B, S, H]``, ``t [B]`` (long), ``cond_emb [B, C]`` → ``[B, S, H]``.
+        """
+        c = cond_emb + self.time_mlp(timestep_embedding(t, self.config.time_dim))
+        h = self.inp(x_t)
+        for block in self.blocks:
+            h = block(h, c)
+        out: torch.Tensor = self.out(self.out_norm(h))
+        return out

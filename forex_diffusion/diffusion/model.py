@@ -1,0 +1,137 @@
+"""The conditional diffusion model: noise-prediction loss and the DDIM sampler.
+
+The model generates ``x0 [H]``, the next ``H`` log returns divided by the EWMA
+volatility at the origin. It holds, as buffers, the normalisation of the conditioning
+vector (train-set mean and std, ``std == 0`` replaced by 1) and the per-step spread
+calibration fitted on the validation set, so a checkpoint's ``state_dict`` is the whole
+model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import ConfigError
+from .denoiser import Denoiser, DenoiserConfig
+from .schedule import NoiseSchedule, ScheduleConfig
+
+__all__ = ["DiffusionModel", "ModelConfig"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelConfig:
+    """Architecture of a :class:`DiffusionModel`.
+
+    Parameters
+    ----------
+    denoiser
+        Network sizes (``horizon`` and ``cond_dim`` live here).
+    schedule
+        Noise schedule.
+    x0_clip
+        The sampler clips its estimate of ``x0`` to ``[-x0_clip, x0_clip]``.
+    """
+
+    denoiser: DenoiserConfig
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    x0_clip: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.x0_clip > 0:
+            raise ConfigError(f"x0_clip must be > 0, got {self.x0_clip}")
+
+    @property
+    def horizon(self) -> int:
+        """Steps ahead ``H``."""
+        return self.denoiser.horizon
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the plain-data form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are refused."""
+        try:
+            return cls(denoiser=DenoiserConfig(**data["denoiser"]),
+                       schedule=ScheduleConfig(**data["schedule"]), x0_clip=float(data["x0_clip"]))
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"bad model config: {exc}") from exc
+
+
+class DiffusionModel(nn.Module):
+    """Denoiser + schedule + normalisation and calibration buffers."""
+
+    cond_mean: torch.Tensor
+    cond_std: torch.Tensor
+    spread_scale: torch.Tensor
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.schedule = NoiseSchedule(config.schedule)
+        self.denoiser = Denoiser(config.denoiser)
+        d, h = config.denoiser.cond_dim, config.horizon
+        self.register_buffer("cond_mean", torch.zeros(d))
+        self.register_buffer("cond_std", torch.ones(d))
+        self.register_buffer("spread_scale", torch.ones(h))
+
+    def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store the conditioning mean/std ``[D]``; a zero std is replaced by 1."""
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        self.cond_mean.copy_(mean)
+        self.cond_std.copy_(std)
+
+    def normalise(self, cond: torch.Tensor) -> torch.Tensor:
+        """Standardise raw conditioning ``[B, D]`` → ``[B, D]`` (returns a new tensor)."""
+        return (cond - self.cond_mean) / self.cond_std
+
+    def loss(self, x0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Return the noise-prediction MSE for a batch.
+
+        Shapes: ``x0 [B, H]`` scaled returns, ``cond [B, D]`` raw conditioning → scalar.
+        """
+        b = x0.shape[0]
+        t = torch.randint(0, self.schedule.steps, (b,), generator=generator, device=x0.device)
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+        x_t = self.schedule.q_sample(x0, t, noise)
+        emb = self.denoiser.encode(self.normalise(cond))
+        eps = self.denoiser(x_t.unsqueeze(1), t, emb).squeeze(1)
+        return F.mse_loss(eps, noise)
+
+    @torch.no_grad()
+    def sample(self, cond: torch.Tensor, noise: torch.Tensor, steps: int) -> torch.Tensor:
+        """Run the deterministic DDIM sampler (eta = 0) from ``noise``.
+
+        Shapes: ``cond [B, D]`` raw conditioning, ``noise [B, S, H]`` → ``x0 [B, S, H]``
+        (uncalibrated scaled returns). Inputs are not modified.
+        """
+        sched = self.schedule
+        emb = self.denoiser.encode(self.normalise(cond))
+        b = cond.shape[0]
+        clip = self.config.x0_clip
+        ts = sched.ddim_timesteps(steps)
+        x = noise
+        x0 = noise
+        for i, t in enumerate(ts):
+            tt = torch.full((b,), t, dtype=torch.long, device=cond.device)
+            eps = self.denoiser(x, tt, emb)
+            a, s = sched.sqrt_alpha_bar[t], sched.sqrt_one_minus_alpha_bar[t]
+            x0 = ((x - s * eps) / a).clamp(-clip, clip)
+            if i + 1 < len(ts):
+                tn = ts[i + 1]
+                x = sched.sqrt_alpha_bar[tn] * x0 + sched.sqrt_one_minus_alpha_bar[tn] * eps
+        return x0
+
+    def calibrated_paths(self, x0: torch.Tensor) -> torch.Tensor:
+        """Return cumulative scaled returns with the per-step spread calibration applied.
+
+        Shapes: ``x0 [B, S, H]`` → ``[B, S, H]``; ``out[..., h]`` is the log price change
+        from the origin to step ``h+1`` divided by the origin volatility.
+        """
+        return torch.cumsum(x0, dim=-1) * self.spread_scale

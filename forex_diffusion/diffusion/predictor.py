@@ -1,0 +1,220 @@
+"""Serve a trained model: batched, seeded sampling of price-path quantiles.
+
+One :meth:`Predictor.forecast` call samples many series at once. Each series draws its
+initial noise from its own ``torch.Generator`` seeded from ``(symbol, timeframe,
+as_of_ms, model_version)``, and the DDIM sampler is deterministic, so a forecast does not
+depend on which other series share the batch (up to float32 matmul rounding, see
+``docs/diffusion.md``) and a replay reproduces it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ArtifactError, ConfigError, ModelError
+from ..evaluation import QUANTILE_LEVELS
+from .checkpoint import load_checkpoint
+from .context import ContextSpec, ForecastRequest, SeriesContext
+from .model import DiffusionModel, ModelConfig
+
+__all__ = ["Forecast", "Predictor", "antithetic_noise", "resolve_device", "series_seed"]
+
+logger = logging.getLogger(__name__)
+
+
+def series_seed(symbol: str, timeframe: str, as_of_ms: int, model_version: str) -> int:
+    """Return the 63-bit sampling seed of one forecast key."""
+    digest = hashlib.sha256(f"{symbol}|{timeframe}|{as_of_ms}|{model_version}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
+
+
+def antithetic_noise(seed: int, samples: int, horizon: int) -> torch.Tensor:
+    """Return ``[samples, horizon]`` standard normal noise ``(z, -z)`` from one seeded generator."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    z = torch.randn((math.ceil(samples / 2), horizon), generator=g)
+    return torch.cat([z, -z], dim=0)[:samples]
+
+
+def resolve_device(device: str) -> torch.device:
+    """Map ``auto|cpu|cuda[:n]`` to a torch device (``auto`` picks CUDA when available)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu" or device.startswith("cuda"):
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' requested but CUDA is not available")
+        return torch.device(device)
+    raise ConfigError(f"unknown device {device!r}; expected auto, cpu or cuda")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Forecast:
+    """A probabilistic forecast of the next ``horizon`` closes of one series.
+
+    Attributes
+    ----------
+    quantiles
+        ``[horizon, Q]`` price quantiles at ``levels``.
+    mean
+        ``[horizon]`` mean price.
+    p_up
+        ``[horizon]`` probability that the close at the step is above ``last_close``.
+    latency_s
+        Wall time of the sampling call that produced this forecast (shared by its batch).
+    """
+
+    symbol: str
+    timeframe: str
+    as_of_ms: int
+    horizon: int
+    model_version: str
+    last_close: float
+    levels: tuple[float, ...]
+    quantiles: np.ndarray
+    mean: np.ndarray
+    p_up: np.ndarray
+    steps: int
+    samples: int
+    latency_s: float
+
+    def quantile(self, level: float) -> np.ndarray:
+        """Return the ``[horizon]`` path of one quantile level."""
+        try:
+            return self.quantiles[:, self.levels.index(level)]
+        except ValueError as exc:
+            raise ConfigError(f"level {level} not in {self.levels}") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-able form (arrays as nested lists)."""
+        return {
+            "symbol": self.symbol, "timeframe": self.timeframe, "as_of": self.as_of_ms,
+            "horizon": self.horizon, "model_version": self.model_version,
+            "last_close": self.last_close, "levels": list(self.levels),
+            "quantiles": self.quantiles.tolist(), "mean": self.mean.tolist(),
+            "p_up": self.p_up.tolist(), "steps": self.steps, "samples": self.samples,
+            "latency_s": self.latency_s,
+        }
+
+
+class Predictor:
+    """A loaded model ready to forecast; build with :meth:`load`.
+
+    Parameters
+    ----------
+    model
+        The model (its buffers hold normalisation and calibration).
+    manifest
+        The checkpoint manifest (``version``, ``context``, ``sampling`` ...).
+    device
+        Where to sample.
+    """
+
+    def __init__(self, model: DiffusionModel, manifest: dict[str, Any], *, device: str = "cpu") -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.manifest = manifest
+        self.version: str = str(manifest.get("version", "unversioned"))
+        self.key: str = str(manifest.get("key", ""))
+        self.context_spec = ContextSpec.from_dict(manifest["context"])
+        sampling = manifest.get("sampling", {})
+        self.default_steps = int(sampling.get("steps", 8))
+        self.default_samples = int(sampling.get("samples", 100))
+        self.extra_dim = int(manifest.get("extra_dim", 0))
+        self.levels: tuple[float, ...] = QUANTILE_LEVELS
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> Predictor:
+        """Load a verified checkpoint (``.pt``, its ``.json``, or a key directory).
+
+        Raises
+        ------
+        ArtifactError
+            Hash mismatch, pickle content, corrupt file, or weights that do not fit the
+            manifest's architecture.
+        """
+        state, manifest = load_checkpoint(path)
+        try:
+            config = ModelConfig.from_dict(manifest["model"])
+            model = DiffusionModel(config)
+            model.load_state_dict(state, strict=True)
+            ContextSpec.from_dict(manifest["context"])
+        except (KeyError, RuntimeError, ConfigError) as exc:
+            raise ArtifactError(f"{path}: checkpoint does not match its manifest ({exc})") from exc
+        logger.info("model loaded key=%s version=%s", manifest.get("key"), manifest.get("version"))
+        return cls(model, manifest, device=device)
+
+    @property
+    def horizon(self) -> int:
+        """Steps ahead ``H``."""
+        return self.model.config.horizon
+
+    def new_context(self, symbol: str, timeframe: str) -> SeriesContext:
+        """Return an empty :class:`SeriesContext` with this model's context parameters."""
+        return SeriesContext(symbol=symbol, timeframe=timeframe, spec=self.context_spec)
+
+    def _conditioning(self, req: ForecastRequest) -> np.ndarray:
+        parts = [req.past_returns, req.past_ranges, req.calendar, np.array([req.vol_ratio])]
+        if self.extra_dim:
+            if req.extra is None or np.asarray(req.extra).size != self.extra_dim:
+                raise ModelError(f"model {self.key} needs {self.extra_dim} extra features for {req.symbol}")
+            parts.append(np.asarray(req.extra, dtype=np.float64).ravel())
+        cond = np.concatenate(parts)
+        if cond.size != self.model.config.denoiser.cond_dim:
+            raise ModelError(f"conditioning has {cond.size} values, model {self.key} expects "
+                             f"{self.model.config.denoiser.cond_dim}")
+        return cond
+
+    def forecast(self, requests: Sequence[ForecastRequest], *, steps: int | None = None,
+                 samples: int | None = None) -> list[Forecast]:
+        """Forecast many series in one batched sampling call.
+
+        Parameters
+        ----------
+        requests
+            One request per series (from :meth:`SeriesContext.request`).
+        steps, samples
+            DDIM steps and sample paths; default to the manifest's sampling settings.
+
+        Returns
+        -------
+        list[Forecast]
+            In the order of ``requests``.
+        """
+        if not requests:
+            return []
+        n_steps = self.default_steps if steps is None else int(steps)
+        n_samples = self.default_samples if samples is None else int(samples)
+        if n_samples < 2:
+            raise ConfigError(f"samples must be >= 2, got {n_samples}")
+        t0 = time.perf_counter()
+        h = self.horizon
+        cond = torch.as_tensor(np.stack([self._conditioning(r) for r in requests]), dtype=torch.float32)
+        noise = torch.stack([
+            antithetic_noise(series_seed(r.symbol, r.timeframe, r.as_of_ms, self.version), n_samples, h)
+            for r in requests])
+        with torch.inference_mode():
+            x0 = self.model.sample(cond.to(self.device), noise.to(self.device), n_steps)
+            paths = self.model.calibrated_paths(x0).cpu().numpy().astype(np.float64)  # [B, S, H]
+        sigma = np.array([r.sigma for r in requests])[:, None, None]
+        last = np.array([r.last_close for r in requests])[:, None, None]
+        prices = last * np.exp(paths * sigma)
+        qs = np.moveaxis(np.quantile(prices, self.levels, axis=1), 0, -1)  # [B, H, Q]
+        means = prices.mean(axis=1)
+        p_up = (prices > last).mean(axis=1)
+        latency = time.perf_counter() - t0
+        return [
+            Forecast(symbol=r.symbol, timeframe=r.timeframe, as_of_ms=r.as_of_ms, horizon=h,
+                     model_version=self.version, last_close=r.last_close, levels=self.levels,
+                     quantiles=qs[i], mean=means[i], p_up=p_up[i], steps=n_steps,
+                     samples=n_samples, latency_s=latency)
+            for i, r in enumerate(requests)
+        ]

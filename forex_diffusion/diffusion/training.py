@@ -1,0 +1,467 @@
+"""Train a conditional diffusion forecaster on a candle frame and save a checkpoint.
+
+:func:`train` is a plain function (the retraining jobs call it; ``forexd train`` wraps it):
+
+1. features with :func:`~.context.build_features` (the recursion of
+   :class:`~.context.SeriesContext`), targets = the next ``H`` log returns over the
+   origin's EWMA volatility;
+2. chronological split: train (targets end before ``DATE1``), validation (origins from
+   ``DATE1``, targets end before ``DATE2``), test (origins from ``DATE2``); 60/20/20 of
+   the candles when no dates are given; a two-sample KS test on the time stamps must
+   find the sets disjoint (statistic 1), else :class:`~forex_diffusion.errors.ModelError`;
+3. noise-prediction training with AdamW, early stopping on validation CRPS, a wall-clock
+   budget;
+4. per-step spread calibration: the factor ``s_h`` (grid 0.5–2.0) that minimises the
+   validation CRPS of the sampled cumulative log returns at step ``h``;
+5. test scores against the EWMA random walk; checkpoint + manifest.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import ks_2samp, norm
+
+from ..errors import ConfigError, ModelError
+from ..evaluation import QUANTILE_LEVELS, crps_quantiles
+from ..timeframes import Timeframe
+from .checkpoint import CheckpointManager, model_key
+from .context import CALENDAR_DIM, ContextSpec, build_features
+from .denoiser import DenoiserConfig
+from .model import DiffusionModel, ModelConfig
+from .predictor import antithetic_noise, resolve_device
+from .schedule import ScheduleConfig
+
+__all__ = ["TrainConfig", "TrainProgress", "TrainResult", "train"]
+
+logger = logging.getLogger(__name__)
+
+_SCALE_GRID = np.round(np.arange(0.5, 2.0001, 0.025), 4)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainConfig:
+    """Everything :func:`train` needs besides the data; stored in the manifest.
+
+    Parameters
+    ----------
+    symbol, timeframe, horizon
+        The model key.
+    context
+        Context window and volatility scaling.
+    width, cond_width, blocks, time_dim
+        Denoiser sizes.
+    schedule
+        Diffusion noise schedule.
+    split
+        ``(DATE1, DATE2)`` in epoch ms; None → 60/20/20 of the candles.
+    until_ms
+        Ignore candles closing after this time.
+    max_minutes, max_steps
+        Wall-clock budget (training stops, then calibrates and saves) and step cap.
+    batch_size, lr, weight_decay, seed
+        Optimisation.
+    device, compile
+        ``auto|cpu|cuda``; wrap the loss in ``torch.compile``.
+    eval_every, patience, val_windows, val_samples
+        Early stopping: validation CRPS every ``eval_every`` steps on ``val_windows``
+        windows with ``val_samples`` paths; stop after ``patience`` evaluations without
+        improvement.
+    calib_windows, test_windows
+        Windows used for calibration and for the test scores (evenly spaced subsets).
+    sample_steps, samples
+        Default DDIM steps and sample paths of the saved model.
+    keep
+        Checkpoints kept per model key.
+    """
+
+    symbol: str
+    timeframe: str
+    horizon: int = 24
+    context: ContextSpec = field(default_factory=ContextSpec)
+    width: int = 96
+    cond_width: int = 128
+    blocks: int = 3
+    time_dim: int = 32
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    split: tuple[int, int] | None = None
+    until_ms: int | None = None
+    max_minutes: float = 10.0
+    max_steps: int = 20_000
+    batch_size: int = 512
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    device: str = "auto"
+    compile: bool = False
+    eval_every: int = 250
+    patience: int = 8
+    val_windows: int = 512
+    val_samples: int = 32
+    calib_windows: int = 2048
+    test_windows: int = 2048
+    sample_steps: int = 8
+    samples: int = 100
+    keep: int = 3
+
+    def __post_init__(self) -> None:
+        Timeframe.parse(self.timeframe)
+        if not self.symbol:
+            raise ConfigError("symbol is required")
+        for name in ("horizon", "max_steps", "batch_size", "eval_every", "patience", "val_windows",
+                     "val_samples", "calib_windows", "test_windows", "sample_steps", "keep"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.samples < 2 or self.val_samples < 2:
+            raise ConfigError("samples and val_samples must be >= 2")
+        if self.sample_steps > self.schedule.steps:
+            raise ConfigError(f"sample_steps {self.sample_steps} > schedule steps {self.schedule.steps}")
+        if not self.max_minutes > 0:
+            raise ConfigError(f"max_minutes must be > 0, got {self.max_minutes}")
+        if not (self.lr > 0 and self.weight_decay >= 0):
+            raise ConfigError("lr must be > 0 and weight_decay >= 0")
+        if self.split is not None and not self.split[0] < self.split[1]:
+            raise ConfigError(f"split dates must increase, got {self.split}")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise ConfigError(f"unknown device {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the plain-data form."""
+        d = asdict(self)
+        d["split"] = list(self.split) if self.split else None
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build from plain data; unknown keys are refused."""
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ConfigError(f"unknown TrainConfig keys: {sorted(unknown)}")
+        d = dict(data)
+        if isinstance(d.get("context"), dict):
+            d["context"] = ContextSpec.from_dict(d["context"])
+        if isinstance(d.get("schedule"), dict):
+            d["schedule"] = ScheduleConfig(**d["schedule"])
+        if d.get("split") is not None:
+            d["split"] = (int(d["split"][0]), int(d["split"][1]))
+        return cls(**d)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainProgress:
+    """One progress report (every evaluation)."""
+
+    step: int
+    max_steps: int
+    elapsed_s: float
+    budget_s: float
+    loss: float
+    val_crps: float
+    best_val_crps: float
+
+
+@dataclass(frozen=True, slots=True)
+class TrainResult:
+    """Outcome of :func:`train`: the checkpoint path, its version and manifest."""
+
+    checkpoint: Path
+    version: str
+    metrics: dict[str, Any]
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Windows:
+    cond: np.ndarray  # [N, D] raw conditioning
+    target: np.ndarray  # [N, H] scaled returns (clipped)
+    cum: np.ndarray  # [N, H] realised cumulative log change (unscaled, unclipped)
+    sigma: np.ndarray  # [N]
+    origin_ms: np.ndarray  # [N]
+    end_ms: np.ndarray  # [N]
+
+    def take(self, idx: np.ndarray) -> _Windows:
+        return _Windows(self.cond[idx], self.target[idx], self.cum[idx], self.sigma[idx],
+                        self.origin_ms[idx], self.end_ms[idx])
+
+    def __len__(self) -> int:
+        return len(self.sigma)
+
+
+def _close_times(ts_ms: np.ndarray, tf: Timeframe) -> np.ndarray:
+    if not tf.is_daily:
+        return ts_ms + tf.duration_ms
+    return np.array([tf.end_of(int(t)) for t in ts_ms], dtype=np.int64)
+
+
+def _windows(candles: pd.DataFrame, config: TrainConfig, extra: np.ndarray | None) -> _Windows:
+    missing = {"ts_ms", "high", "low", "close"} - set(candles.columns)
+    if missing:
+        raise ConfigError(f"candles frame lacks columns {sorted(missing)}")
+    frame = candles.sort_values("ts_ms", kind="stable")
+    if extra is not None:
+        if len(extra) != len(candles):
+            raise ConfigError(f"extra has {len(extra)} rows, candles {len(candles)}")
+        extra = np.asarray(extra, dtype=np.float64)[frame.index.to_numpy()]
+    frame = frame.reset_index(drop=True)
+    keep = ~frame["ts_ms"].duplicated(keep="last").to_numpy()
+    tf = Timeframe.parse(config.timeframe)
+    close_ms = _close_times(frame["ts_ms"].to_numpy(dtype=np.int64), tf)
+    if config.until_ms is not None:
+        keep &= close_ms <= config.until_ms
+    frame, close_ms = frame[keep].reset_index(drop=True), close_ms[keep]
+    if extra is not None:
+        extra = extra[keep]
+    feats = build_features(close_ms, frame["high"].to_numpy(dtype=np.float64),
+                           frame["low"].to_numpy(dtype=np.float64),
+                           frame["close"].to_numpy(dtype=np.float64), config.context, extra)
+    h = config.horizon
+    n = len(close_ms)
+    idx = np.flatnonzero(feats.ready[: max(n - h, 0)])
+    if idx.size == 0:
+        raise ModelError(f"not enough candles ({n}) for context {config.context.ready_after} + horizon {h}")
+    lc = feats.log_close
+    steps = np.arange(1, h + 1)
+    cum = lc[idx[:, None] + steps] - lc[idx][:, None]
+    rets = np.diff(lc[idx[:, None] + np.arange(0, h + 1)], axis=1)
+    sig = feats.sigma[idx]
+    target = np.clip(rets / sig[:, None], -config.context.clip, config.context.clip)
+    return _Windows(feats.cond[idx], target, cum, sig, close_ms[idx], close_ms[idx + h])
+
+
+def _split(w: _Windows, config: TrainConfig) -> tuple[_Windows, _Windows, _Windows, tuple[int, int]]:
+    if config.split is not None:
+        d1, d2 = config.split
+    else:
+        times = np.sort(w.origin_ms)
+        d1, d2 = int(times[int(0.6 * len(times))]), int(times[int(0.8 * len(times))])
+    tr = np.flatnonzero(w.end_ms <= d1)
+    va = np.flatnonzero((w.origin_ms >= d1) & (w.end_ms <= d2))
+    te = np.flatnonzero(w.origin_ms >= d2)
+    if tr.size < config.batch_size or va.size < 16:
+        raise ModelError(f"split leaves {tr.size} train / {va.size} validation windows; "
+                         "give more data or other split dates")
+    return w.take(tr), w.take(va), w.take(te), (d1, d2)
+
+
+def _leakage_check(train: _Windows, val: _Windows, test: _Windows) -> dict[str, float]:
+    """KS two-sample tests on time stamps: every later set must lie wholly after the earlier."""
+    out: dict[str, float] = {}
+    pairs = [("train_val", train.end_ms, val.origin_ms)]
+    if len(test):
+        pairs.append(("val_test", val.end_ms, test.origin_ms))
+    for name, early, late in pairs:
+        stat = float(ks_2samp(early, late).statistic)
+        if stat < 1.0 or early.max() > late.min():
+            raise ModelError(f"leakage: {name} time stamps overlap (KS statistic {stat:.4f} < 1)")
+        out[f"ks_time_{name}"] = stat
+    # information only: shift of the scaled-return distribution between train and later sets
+    out["ks_returns_train_val"] = float(ks_2samp(train.target[:, 0], val.target[:, 0]).statistic)
+    if len(test):
+        out["ks_returns_train_test"] = float(ks_2samp(train.target[:, 0], test.target[:, 0]).statistic)
+    return out
+
+
+def _spread_idx(n: int, k: int) -> np.ndarray:
+    return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(np.int64))
+
+
+def _sample_cum(model: DiffusionModel, w: _Windows, samples: int, steps: int, seed: int,
+                device: torch.device, calibrated: bool, batch: int = 64) -> np.ndarray:
+    """Return sampled cumulative log changes ``[N, S, H]`` (float64, unscaled)."""
+    out = []
+    h = model.config.horizon
+    model.eval()
+    with torch.inference_mode():
+        for lo in range(0, len(w), batch):
+            hi = min(lo + batch, len(w))
+            cond = torch.as_tensor(w.cond[lo:hi], dtype=torch.float32, device=device)
+            noise = torch.stack([antithetic_noise(seed + i, samples, h) for i in range(lo, hi)]).to(device)
+            x0 = model.sample(cond, noise, steps)
+            paths = model.calibrated_paths(x0) if calibrated else torch.cumsum(x0, dim=-1)
+            out.append(paths.cpu().numpy().astype(np.float64) * w.sigma[lo:hi, None, None])
+    return np.concatenate(out)
+
+
+def _quantiles(cum: np.ndarray) -> np.ndarray:
+    """``[N, S, H]`` → ``[N, H, Q]``."""
+    return np.moveaxis(np.quantile(cum, QUANTILE_LEVELS, axis=1), 0, -1)
+
+
+def _fit_scales(q: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step scale minimising the quantile CRPS; returns ``(scale [H], crps [H])``."""
+    losses = np.stack([crps_quantiles(g * q, y).mean(axis=0) for g in _SCALE_GRID])  # [G, H]
+    best = losses.argmin(axis=0)
+    return _SCALE_GRID[best], losses[best, np.arange(q.shape[1])]
+
+
+def _rw_quantiles(w: _Windows) -> np.ndarray:
+    z = norm.ppf(np.asarray(QUANTILE_LEVELS))
+    h = np.sqrt(np.arange(1, w.cum.shape[1] + 1))
+    out: np.ndarray = w.sigma[:, None, None] * h[None, :, None] * z[None, None, :]
+    return out
+
+
+def _scores(q: np.ndarray, w: _Windows) -> dict[str, Any]:
+    crps = crps_quantiles(q, w.cum).mean(axis=0)
+    rw = crps_quantiles(_rw_quantiles(w), w.cum).mean(axis=0)
+    lo, hi = q[..., 0], q[..., -1]
+    cover90 = ((lo <= w.cum) & (w.cum <= hi)).mean(axis=0)
+    q25 = 0.5 * (q[..., 2] + q[..., 3])
+    q75 = 0.5 * (q[..., 7] + q[..., 8])
+    cover50 = ((q25 <= w.cum) & (w.cum <= q75)).mean(axis=0)
+    return {"n": len(w), "crps": crps.tolist(), "rw_crps": rw.tolist(),
+            "skill": (1.0 - crps / rw).tolist(), "cover50": cover50.tolist(), "cover90": cover90.tolist()}
+
+
+def train(config: TrainConfig, candles: pd.DataFrame, model_dir: str | Path, *,
+          extra: np.ndarray | None = None,
+          progress: Callable[[TrainProgress], None] | None = None) -> TrainResult:
+    """Train, calibrate, score and save a model; return the checkpoint.
+
+    Parameters
+    ----------
+    config
+        Training configuration.
+    candles
+        Closed candles of one series with columns ``ts_ms`` (bar open), ``high``, ``low``,
+        ``close`` (as :func:`forex_diffusion.readers.read_candles` gives). Not modified.
+    model_dir
+        Checkpoint root; the checkpoint goes to ``model_dir/<key>/<version>.pt``.
+    extra
+        Optional ``[N, E]`` extra features aligned with ``candles`` rows.
+    progress
+        Called after each validation evaluation.
+
+    Returns
+    -------
+    TrainResult
+        Checkpoint path, version, metrics (validation/test CRPS, skill vs the EWMA random
+        walk and coverage per step, calibration scales, leakage KS statistics).
+    """
+    t_start = time.monotonic()
+    budget = config.max_minutes * 60.0
+    device = resolve_device(config.device)
+    windows = _windows(candles, config, extra)
+    train_w, val_w, test_w, (d1, d2) = _split(windows, config)
+    ks = _leakage_check(train_w, val_w, test_w)
+    e_dim = 0 if extra is None else int(np.asarray(extra).shape[1])
+    cond_dim = 2 * config.context.window + CALENDAR_DIM + 1 + e_dim
+    torch.manual_seed(config.seed)
+    mconf = ModelConfig(
+        denoiser=DenoiserConfig(horizon=config.horizon, cond_dim=cond_dim, width=config.width,
+                                cond_width=config.cond_width, blocks=config.blocks, time_dim=config.time_dim),
+        schedule=config.schedule, x0_clip=config.context.clip)
+    model = DiffusionModel(mconf)
+    model.set_normalisation(torch.as_tensor(train_w.cond.mean(axis=0), dtype=torch.float32),
+                            torch.as_tensor(train_w.cond.std(axis=0), dtype=torch.float32))
+    model.to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("train start key=%s params=%d train=%d val=%d test=%d device=%s",
+                model_key(config.symbol, config.timeframe, config.horizon), n_params,
+                len(train_w), len(val_w), len(test_w), device)
+    x_all = torch.as_tensor(train_w.target, dtype=torch.float32, device=device)
+    c_all = torch.as_tensor(train_w.cond, dtype=torch.float32, device=device)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    gen = torch.Generator(device=device).manual_seed(config.seed)
+    idx_gen = torch.Generator(device="cpu").manual_seed(config.seed + 1)
+    loss_fn: Callable[..., torch.Tensor] = model.loss
+    if config.compile:
+        loss_fn = torch.compile(model.loss)  # type: ignore[assignment]
+    val_sub = val_w.take(_spread_idx(len(val_w), config.val_windows))
+    best_state = copy.deepcopy(model.state_dict())
+    best_val, bad_evals, step, last_loss = math.inf, 0, 0, math.nan
+    running = 0.0
+    reserve = min(0.15 * budget, 60.0)  # time kept for calibration and scoring
+    stop_reason = "max_steps"
+    while step < config.max_steps:
+        model.train()
+        bi = torch.randint(0, len(train_w), (config.batch_size,), generator=idx_gen).to(device)
+        loss = loss_fn(x_all[bi], c_all[bi], gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        running += float(loss.detach())
+        out_of_time = time.monotonic() - t_start > budget - reserve
+        if step % config.eval_every == 0 or out_of_time or step == config.max_steps:
+            last_loss = running / max(1, (step - 1) % config.eval_every + 1)
+            running = 0.0
+            cum = _sample_cum(model, val_sub, config.val_samples, config.sample_steps, 10_000_019,
+                              device, calibrated=False)
+            _, crps_h = _fit_scales(_quantiles(cum), val_sub.cum)
+            val_crps = float(crps_h.mean())
+            if val_crps < best_val:
+                best_val, bad_evals = val_crps, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                bad_evals += 1
+            logger.info("train eval step=%d loss=%.4f val_crps=%.3e best=%.3e", step, last_loss, val_crps, best_val)
+            if progress is not None:
+                progress(TrainProgress(step, config.max_steps, time.monotonic() - t_start, budget,
+                                       last_loss, val_crps, best_val))
+            if bad_evals >= config.patience:
+                stop_reason = "early_stopping"
+                break
+            if out_of_time:
+                stop_reason = "time_budget"
+                break
+    model.load_state_dict(best_state)
+    # calibration of the per-step spread on validation windows
+    calib = val_w.take(_spread_idx(len(val_w), config.calib_windows))
+    cum = _sample_cum(model, calib, config.samples, config.sample_steps, 20_000_003, device, calibrated=False)
+    scales, _ = _fit_scales(_quantiles(cum), calib.cum)
+    model.spread_scale.copy_(torch.as_tensor(scales, dtype=torch.float32))
+    val_scores = _scores(_quantiles(cum * scales), calib)
+    metrics: dict[str, Any] = {
+        "params": n_params, "steps": step, "stop_reason": stop_reason, "best_val_crps": best_val,
+        "train_seconds": time.monotonic() - t_start, "spread_scale": scales.tolist(),
+        "val": val_scores, **ks,
+    }
+    if len(test_w):
+        tsub = test_w.take(_spread_idx(len(test_w), config.test_windows))
+        tcum = _sample_cum(model, tsub, config.samples, config.sample_steps, 30_000_001, device, calibrated=True)
+        metrics["test"] = _scores(_quantiles(tcum), tsub)
+    metrics["train_seconds"] = time.monotonic() - t_start
+    manifest = {
+        "symbol": config.symbol, "timeframe": config.timeframe, "horizon": config.horizon,
+        "model": mconf.to_dict(), "context": config.context.to_dict(), "train_config": config.to_dict(),
+        "sampling": {"steps": config.sample_steps, "samples": config.samples},
+        "extra_dim": e_dim,
+        "feature_spec": {
+            "cond": [f"past_return[{config.context.window}]", f"past_range[{config.context.window}]",
+                     f"calendar[{CALENDAR_DIM}]", "vol_ratio", f"extra[{e_dim}]"],
+            "target": "next H log returns / EWMA sigma at origin",
+        },
+        "data_window": {
+            "first_close_ms": int(windows.origin_ms.min()), "last_close_ms": int(windows.end_ms.max()),
+            "split_ms": [d1, d2], "n_train": len(train_w), "n_val": len(val_w), "n_test": len(test_w),
+        },
+        "metrics": metrics,
+    }
+    mgr = CheckpointManager(model_dir, keep=config.keep)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    path = mgr.save(state, manifest, key=model_key(config.symbol, config.timeframe, config.horizon))
+    saved = json_manifest(path)
+    logger.info("train done path=%s steps=%d stop=%s seconds=%.1f", path, step, stop_reason,
+                metrics["train_seconds"])
+    return TrainResult(checkpoint=path, version=saved["version"], metrics=metrics, manifest=saved)
+
+
+def json_manifest(path: Path) -> dict[str, Any]:
+    """Return the manifest stored next to a checkpoint."""
+    import json
+
+    data: dict[str, Any] = json.loads(path.with_suffix(".json").read_text())
+    return data
