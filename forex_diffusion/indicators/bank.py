@@ -1,0 +1,294 @@
+"""The indicator bank of one series (symbol, timeframe): a configured set, updated together.
+
+Closed candles go to :meth:`IndicatorBank.update`, the forming one to
+:meth:`IndicatorBank.revise`; both return flat ``{column: value | None}`` dicts whose
+column names are those of ``forexd indicators`` (``bb_lower_20``, ``macd_signal_9``...).
+A candle whose ``open_ms`` is not after the last committed one (a redelivery or a replay)
+is ignored, so an at-least-once feed gives each candle once. :meth:`IndicatorBank.snapshot`
+returns JSON-able, versioned plain data that :meth:`IndicatorBank.restore` turns back
+into a bank that continues exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+from .base import SNAPSHOT_VERSION, BarLike, Indicator
+from .registry import build_indicator, indicator_token
+
+__all__ = ["DEFAULT_SPEC", "BankSpec", "IndicatorBank"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SPEC: tuple[str, ...] = (
+    "sma_20", "ema_20", "rsi_14", "atr_14", "bb_20", "macd_12_26_9", "donchian_20",
+    "keltner_20", "stoch_14_3", "adx_14", "hurst_100",
+)
+"""The default set; its columns are those listed in ``forexd indicators --help``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BankSpec:
+    """Which indicators a bank holds, as spec tokens (see :mod:`.registry`).
+
+    Tokens are canonicalised (``bb_20`` → ``bb_20_2``); two indicators may not write the
+    same column.
+
+    Parameters
+    ----------
+    indicators
+        Spec tokens such as ``("sma_20", "bb_20_2.5")``.
+    """
+
+    indicators: tuple[str, ...] = field(default=DEFAULT_SPEC)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.indicators, str) or not isinstance(self.indicators, Iterable):
+            raise ConfigError("BankSpec.indicators must be a sequence of spec tokens")
+        tokens = tuple(str(t).strip() for t in self.indicators if str(t).strip())
+        if not tokens:
+            raise ConfigError("an indicator bank needs at least one indicator")
+        built = [build_indicator(t) for t in tokens]
+        canon = tuple(indicator_token(i) for i in built)
+        seen: dict[str, str] = {}
+        for tok, ind in zip(canon, built, strict=True):
+            for col in ind.columns:
+                if col in seen:
+                    raise ConfigError(f"indicators {seen[col]!r} and {tok!r} both write column {col!r}")
+                seen[col] = tok
+        object.__setattr__(self, "indicators", canon)
+
+    @classmethod
+    def parse(cls, text: str | None) -> BankSpec:
+        """Parse a comma-separated spec (``"sma_50,rsi_7"``); empty or None → the default."""
+        if text is None or not text.strip() or text.strip().lower() == "default":
+            return cls()
+        return cls(indicators=tuple(text.split(",")))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BankSpec:
+        """Build from plain data, rejecting unknown keys."""
+        unknown = set(data) - {"indicators"}
+        if unknown:
+            raise ConfigError(f"unknown BankSpec field(s): {', '.join(sorted(unknown))}")
+        return cls(indicators=tuple(data.get("indicators", DEFAULT_SPEC)))
+
+    def build(self) -> list[Indicator[Any]]:
+        """Return fresh indicators, in spec order."""
+        return [build_indicator(t) for t in self.indicators]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Flat output columns, in spec order."""
+        return tuple(c for ind in self.build() for c in ind.columns)
+
+    def __str__(self) -> str:
+        return ",".join(self.indicators)
+
+
+class IndicatorBank:
+    """The configured indicators of one (symbol, timeframe) series.
+
+    Parameters
+    ----------
+    spec
+        A :class:`BankSpec`, a comma-separated spec string, or None for the default set.
+
+    Examples
+    --------
+    >>> from forex_diffusion.domain import Candle
+    >>> bank = IndicatorBank("sma_2,rsi_2")
+    >>> def bar(i, c):
+    ...     return Candle(symbol="EURUSD", timeframe="1m", open_ms=i * 60_000,
+    ...                   close_ms=(i + 1) * 60_000, open=c, high=c, low=c, close=c)
+    >>> bank.update(bar(0, 1.0))
+    {'sma_2': None, 'rsi_2': None}
+    >>> bank.update(bar(1, 2.0))
+    {'sma_2': 1.5, 'rsi_2': None}
+    >>> bank.revise(bar(2, 1.5))
+    {'sma_2': 1.75, 'rsi_2': 66.66666666666666}
+    >>> bank.update(bar(2, 1.5)) == bank.values()
+    True
+    """
+
+    __slots__ = ("spec", "_inds", "_plan", "_columns", "_values", "_forming", "_count",
+                 "_last_open", "_ready", "_ready_at", "duplicates")
+
+    def __init__(self, spec: BankSpec | str | None = None) -> None:
+        if spec is None or isinstance(spec, str):
+            spec = BankSpec.parse(spec)
+        if not isinstance(spec, BankSpec):
+            raise ConfigError(f"spec must be a BankSpec, a string or None, not {type(spec).__name__}")
+        self.spec = spec
+        self._install(spec.build())
+
+    def _install(self, inds: list[Indicator[Any]]) -> None:
+        self._inds = inds
+        self._plan = [(i._push, i._peek, i.input_kind == "scalar", len(i.columns)) for i in inds]
+        self._columns = tuple(c for i in inds for c in i.columns)
+        self._ready_at = max(i.ready_after for i in inds)
+        self._values: list[float | None] = [None] * len(self._columns)
+        self._forming: list[float | None] | None = None
+        self._count = 0
+        self._last_open: int | None = None
+        self._ready = False
+        self.duplicates = 0
+
+    # ---- hot path ---------------------------------------------------------------------
+    def _update_list(self, bar: BarLike) -> list[float | None]:
+        """Commit ``bar`` for every indicator; return the flat values (no dict)."""
+        c = bar.close
+        out: list[float | None] = []
+        ap = out.append
+        ex = out.extend
+        for push, _, scalar, width in self._plan:
+            r = push(c) if scalar else push(bar)
+            if width == 1:
+                ap(r)
+            elif r is None:
+                ex((None,) * width)
+            else:
+                ex(r)
+        self._values = out
+        self._forming = None
+        self._count += 1
+        return out
+
+    def _revise_list(self, bar: BarLike) -> list[float | None]:
+        c = bar.close
+        out: list[float | None] = []
+        ap = out.append
+        ex = out.extend
+        for _, peek, scalar, width in self._plan:
+            r = peek(c) if scalar else peek(bar)
+            if width == 1:
+                ap(r)
+            elif r is None:
+                ex((None,) * width)
+            else:
+                ex(r)
+        self._forming = out
+        return out
+
+    def _is_stale(self, bar: BarLike) -> bool:
+        om = getattr(bar, "open_ms", None)
+        last = self._last_open
+        return om is not None and last is not None and om <= last
+
+    def update(self, candle: BarLike) -> dict[str, float | None]:
+        """Commit a closed candle and return every column's value (None while undefined).
+
+        A candle that does not open after the last committed one is a redelivery: it is
+        ignored (counted in ``duplicates``) and the current values are returned.
+        """
+        om = getattr(candle, "open_ms", None)
+        last = self._last_open
+        if om is not None and last is not None and om <= last:
+            self.duplicates += 1
+            log.debug("indicator bank ignores candle open_ms=%s (last=%s)", om, last)
+            return dict(zip(self._columns, self._values, strict=True))
+        if om is not None:
+            self._last_open = om
+        return dict(zip(self._columns, self._update_list(candle), strict=True))
+
+    def revise(self, candle: BarLike) -> dict[str, float | None]:
+        """Return every column's value with ``candle`` as the forming candle; commits nothing.
+
+        A forming candle that does not open after the last committed one is stale and
+        ignored (the current values are returned).
+        """
+        if self._is_stale(candle):
+            return self.values()
+        return dict(zip(self._columns, self._revise_list(candle), strict=True))
+
+    # ---- views ------------------------------------------------------------------------
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Flat output column names, in spec order."""
+        return self._columns
+
+    @property
+    def indicators(self) -> tuple[Indicator[Any], ...]:
+        """The member indicators (read-only use: their own ``value`` is not maintained)."""
+        return tuple(self._inds)
+
+    def values(self) -> dict[str, float | None]:
+        """Return the latest values: the forming candle's if one was revised since the last update."""
+        vals = self._values if self._forming is None else self._forming
+        return dict(zip(self._columns, vals, strict=True))
+
+    def committed_values(self) -> dict[str, float | None]:
+        """Return the values after the last closed candle."""
+        return dict(zip(self._columns, self._values, strict=True))
+
+    @property
+    def count(self) -> int:
+        """Number of closed candles committed."""
+        return self._count
+
+    @property
+    def last_open_ms(self) -> int | None:
+        """Open time of the last committed candle (None before the first or without times)."""
+        return self._last_open
+
+    @property
+    def is_ready(self) -> bool:
+        """Whether every member indicator is ready (see :data:`~.base.READY_TOLERANCE`)."""
+        if not self._ready and self._count >= self._ready_at:
+            self._ready = True
+        return self._ready
+
+    @property
+    def ready_after(self) -> int:
+        """Closed candles needed before :attr:`is_ready`."""
+        return self._ready_at
+
+    def ready_columns(self) -> dict[str, bool]:
+        """Return, per column, whether its indicator is ready."""
+        return {c: self._count >= i.ready_after for i in self._inds for c in i.columns}
+
+    def reset(self) -> None:
+        """Forget every candle; keep the spec."""
+        self._install(self.spec.build())
+
+    # ---- persistence ------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Return the whole bank as JSON-able, versioned plain data."""
+        return {
+            "type": "IndicatorBank",
+            "version": SNAPSHOT_VERSION,
+            "spec": list(self.spec.indicators),
+            "count": self._count,
+            "last_open_ms": self._last_open,
+            "duplicates": self.duplicates,
+            "values": list(self._values),
+            "indicators": [i.snapshot() for i in self._inds],
+        }
+
+    @classmethod
+    def restore(cls, data: dict[str, Any]) -> IndicatorBank:
+        """Rebuild a bank from :meth:`snapshot` output."""
+        if not isinstance(data, dict) or data.get("type") != "IndicatorBank":
+            raise ConfigError("not an IndicatorBank snapshot")
+        if data.get("version") != SNAPSHOT_VERSION:
+            raise ConfigError(f"unsupported IndicatorBank snapshot version {data.get('version')!r}")
+        bank = cls(BankSpec(indicators=tuple(data["spec"])))
+        inds = [Indicator.restore(d) for d in data["indicators"]]
+        if [indicator_token(i) for i in inds] != list(bank.spec.indicators):
+            raise ConfigError("IndicatorBank snapshot: indicators do not match its spec")
+        bank._install(inds)
+        bank._count = int(data["count"])
+        bank._last_open = None if data["last_open_ms"] is None else int(data["last_open_ms"])
+        bank.duplicates = int(data.get("duplicates", 0))
+        vals = data["values"]
+        if len(vals) != len(bank._columns):
+            raise ConfigError("IndicatorBank snapshot: wrong number of values")
+        bank._values = [None if v is None else float(v) for v in vals]
+        return bank
+
+    def __repr__(self) -> str:
+        return f"IndicatorBank(spec={str(self.spec)!r}, count={self._count})"

@@ -1,0 +1,339 @@
+"""The incremental-indicator base: bookkeeping, revision, readiness, snapshot/restore.
+
+An indicator writes only its formula, as two methods on plain floats:
+
+``_push(x)``
+    commit one closed input and return the raw output (a float, a tuple of floats for
+    composite indicators, or ``None`` while the output is undefined);
+``_peek(x)``
+    return the raw output *as if* ``x`` were the next closed input, without changing any
+    state. This is what makes the revision of a forming candle exact: a forming candle
+    never touches the committed state, so any number of revisions followed by the
+    closed candle gives bit-for-bit the numbers of the closed candle alone.
+
+The base class owns the rest: :meth:`Indicator.update`, :meth:`Indicator.revise`,
+:attr:`Indicator.value`, :attr:`Indicator.is_ready`, :meth:`Indicator.reset`,
+:meth:`Indicator.clone`, :meth:`Indicator.snapshot` / :meth:`Indicator.restore`.
+
+Readiness
+    ``value`` is defined from the first bar where TA-Lib defines it (its *lookback*).
+    ``is_ready`` turns true later, when the weight the recursion still gives to the state
+    it started from (the seed) is at most :data:`READY_TOLERANCE`; for windowed
+    indicators (SMA, Donchian, ...) that is as soon as the window is full.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+
+from ..errors import ConfigError
+
+__all__ = [
+    "READY_TOLERANCE",
+    "SNAPSHOT_VERSION",
+    "BarIndicator",
+    "BarLike",
+    "Indicator",
+    "Raw",
+    "ScalarIndicator",
+    "SimpleBar",
+    "cascade_ready_steps",
+    "check_period",
+]
+
+READY_TOLERANCE = 1e-6
+"""Largest weight the initial (seed) state may still carry in a value that is ``is_ready``."""
+
+SNAPSHOT_VERSION = 1
+"""Version of the plain-data form written by :meth:`Indicator.snapshot`."""
+
+V = TypeVar("V")
+Raw = float | tuple[float, ...] | None
+"""A raw output: one float, a tuple of floats (composite indicators) or None (undefined)."""
+
+
+@runtime_checkable
+class BarLike(Protocol):
+    """Anything with ``high``, ``low`` and ``close`` floats (a :class:`~forex_diffusion.domain.Candle`)."""
+
+    @property
+    def high(self) -> float: ...
+
+    @property
+    def low(self) -> float: ...
+
+    @property
+    def close(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SimpleBar:
+    """A minimal bar for tests and batch use (``high``, ``low``, ``close``)."""
+
+    high: float
+    low: float
+    close: float
+
+
+def check_period(name: str, value: int, minimum: int = 1) -> int:
+    """Validate an integer period parameter and return it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def cascade_ready_steps(rates: Sequence[float], tol: float = READY_TOLERANCE) -> int:
+    """Return how many steps a cascade of linear recursions needs to forget its seed.
+
+    Stage ``i`` follows ``e_i <- r_i * e_i + (1 - r_i) * e_{i-1}`` (an EMA or Wilder
+    average of the stage before it); every stage starts with unit error. The result is
+    the first step count after which every ``e_i <= tol``.
+
+    Parameters
+    ----------
+    rates
+        Decay factors ``1 - alpha`` of the stages, upstream first.
+    tol
+        Largest seed weight accepted.
+
+    Returns
+    -------
+    int
+        The number of updates after the seed.
+
+    Examples
+    --------
+    >>> cascade_ready_steps([13 / 14])  # Wilder(14): (13/14)^k <= 1e-6
+    187
+    """
+    errs = [1.0] * len(rates)
+    steps = 0
+    while max(errs) > tol:
+        steps += 1
+        upstream = 0.0
+        for i, r in enumerate(rates):
+            errs[i] = r * errs[i] + (1.0 - r) * upstream
+            upstream = errs[i]
+        if steps > 10_000_000:  # pragma: no cover - rates validated to be < 1
+            raise ConfigError("recursion does not forget its seed")
+    return steps
+
+
+class _NoForming:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<no forming input>"
+
+
+_NO = _NoForming()
+
+
+class Indicator(ABC, Generic[V]):
+    """Base of every incremental indicator.
+
+    Subclasses set ``_params`` (hyper-parameter names, stored under their own names in
+    ``__init__``), ``columns`` (flat output names), implement ``_push``/``_peek`` and
+    ``_get_state``/``_set_state`` and call ``self._init_state()`` at the end of
+    ``__init__``.
+    """
+
+    __slots__ = ("_n", "_raw", "_fraw", "_ready_at")
+
+    _params: ClassVar[tuple[str, ...]] = ()
+    input_kind: ClassVar[str] = "scalar"
+    _n: int
+    _raw: Raw
+    _fraw: Raw | _NoForming
+    _ready_at: int
+
+    # ---- formula (subclasses) -------------------------------------------------------
+    @abstractmethod
+    def _init_state(self) -> None:
+        """Reset the formula state to 'nothing seen'; set ``_ready_at``."""
+
+    @abstractmethod
+    def _push(self, x: Any) -> Raw:
+        """Commit one closed input and return the raw output."""
+
+    @abstractmethod
+    def _peek(self, x: Any) -> Raw:
+        """Return the raw output for ``x`` as the next input, changing nothing."""
+
+    @abstractmethod
+    def _get_state(self) -> dict[str, Any]:
+        """Return the formula state as plain data."""
+
+    @abstractmethod
+    def _set_state(self, state: dict[str, Any]) -> None:
+        """Load the formula state written by :meth:`_get_state`."""
+
+    @property
+    @abstractmethod
+    def columns(self) -> tuple[str, ...]:
+        """Flat output names, e.g. ``("bb_lower_20", "bb_middle_20", "bb_upper_20")``."""
+
+    def _wrap(self, raw: Any) -> V:
+        """Turn a defined raw output into the public value (composites override)."""
+        return raw  # type: ignore[no-any-return]
+
+    # ---- public surface ----------------------------------------------------------------
+    def _reset_bookkeeping(self) -> None:
+        self._n = 0
+        self._raw = None
+        self._fraw = _NO
+
+    def reset(self) -> None:
+        """Forget every input; keep the parameters."""
+        self._reset_bookkeeping()
+        self._init_state()
+
+    def _step(self, x: Any) -> Raw:
+        """Commit ``x`` and return the raw output (the bank's hot path)."""
+        raw = self._push(x)
+        self._raw = raw
+        self._fraw = _NO
+        return raw
+
+    def _revise_raw(self, x: Any) -> Raw:
+        """Return the raw output with ``x`` as the forming input (the bank's hot path)."""
+        raw = self._peek(x)
+        self._fraw = raw
+        return raw
+
+    @abstractmethod
+    def _convert(self, x: Any) -> Any:
+        """Turn a public input into what ``_push`` takes."""
+
+    def update(self, x: Any) -> V | None:
+        """Commit one closed input and return the new value (None while undefined)."""
+        raw = self._step(self._convert(x))
+        return None if raw is None else self._wrap(raw)
+
+    def revise(self, x: Any) -> V | None:
+        """Return the value with ``x`` as the forming (not yet closed) input.
+
+        The committed state is untouched: the next :meth:`revise` replaces this one and
+        the next :meth:`update` commits its own input as if no revision had happened.
+        """
+        raw = self._revise_raw(self._convert(x))
+        return None if raw is None else self._wrap(raw)
+
+    @property
+    def value(self) -> V | None:
+        """The latest value: the forming input's if one was revised since the last update."""
+        raw = self._raw if self._fraw is _NO else self._fraw
+        return None if raw is None else self._wrap(raw)
+
+    @property
+    def committed_value(self) -> V | None:
+        """The value after the last closed input, ignoring any forming input."""
+        return None if self._raw is None else self._wrap(self._raw)
+
+    @property
+    def count(self) -> int:
+        """Number of closed inputs committed."""
+        return self._n
+
+    @property
+    def is_defined(self) -> bool:
+        """Whether the committed value is defined (TA-Lib's lookback has passed)."""
+        return self._raw is not None
+
+    @property
+    def is_ready(self) -> bool:
+        """Whether the value no longer depends on the stream start beyond the tolerance."""
+        return self._n >= self._ready_at
+
+    @property
+    def ready_after(self) -> int:
+        """Number of closed inputs after which :attr:`is_ready` is true."""
+        return self._ready_at
+
+    def params(self) -> dict[str, Any]:
+        """Return the hyper-parameters, as given to ``__init__``."""
+        return {name: getattr(self, name) for name in self._params}
+
+    def clone(self) -> Indicator[V]:
+        """Return a fresh, unfitted copy with the same parameters."""
+        return type(self)(**self.params())
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the whole state as JSON-able plain data (versioned)."""
+        return {
+            "type": type(self).__name__,
+            "version": SNAPSHOT_VERSION,
+            "params": self.params(),
+            "n": self._n,
+            "raw": _raw_to_plain(self._raw),
+            "state": self._get_state(),
+        }
+
+    @classmethod
+    def restore(cls, data: dict[str, Any]) -> Indicator[Any]:
+        """Rebuild an indicator from :meth:`snapshot` output (any registered type)."""
+        from .registry import indicator_class
+
+        if not isinstance(data, dict) or data.get("version") != SNAPSHOT_VERSION:
+            raise ConfigError(f"unsupported indicator snapshot version {data.get('version')!r}"
+                              if isinstance(data, dict) else "indicator snapshot must be a dict")
+        klass = indicator_class(str(data.get("type")))
+        if cls is not Indicator and not issubclass(klass, cls):
+            raise ConfigError(f"snapshot of {klass.__name__} cannot restore a {cls.__name__}")
+        ind = klass(**data["params"])
+        ind._n = int(data["n"])
+        raw = data["raw"]
+        ind._raw = tuple(raw) if isinstance(raw, list) else raw
+        ind._fraw = _NO
+        ind._set_state(data["state"])
+        return ind
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.snapshot()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        other = Indicator.restore(state)
+        for klass in type(other).__mro__:
+            for slot in getattr(klass, "__slots__", ()):
+                if hasattr(other, slot):
+                    object.__setattr__(self, slot, getattr(other, slot))
+
+
+def _raw_to_plain(raw: Raw) -> Any:
+    return list(raw) if isinstance(raw, tuple) else raw
+
+
+class ScalarIndicator(Indicator[V]):
+    """An indicator of one float per bar; a bar given to ``update`` is read at its close."""
+
+    __slots__ = ()
+    input_kind: ClassVar[str] = "scalar"
+
+    def _convert(self, x: Any) -> float:
+        if isinstance(x, (int, float)):
+            v = float(x)
+        else:
+            v = float(x.close)
+        if not math.isfinite(v):
+            raise ConfigError(f"{type(self).__name__} input must be finite, got {v!r}")
+        return v
+
+
+class BarIndicator(Indicator[V]):
+    """An indicator of the bar's high, low and close (any :class:`BarLike`)."""
+
+    __slots__ = ()
+    input_kind: ClassVar[str] = "bar"
+
+    def _convert(self, x: Any) -> BarLike:
+        if not isinstance(x, BarLike):
+            raise ConfigError(f"{type(self).__name__} needs a bar with high/low/close, got {type(x).__name__}")
+        return x

@@ -1,0 +1,152 @@
+"""Price channels: Donchian (highest high / lowest low) and Keltner (EMA ± m · ATR)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+from ..errors import ConfigError
+from .base import BarIndicator, BarLike, check_period
+from .extrema import Max, Min
+from .moving import EMA
+from .values import BandsValue, ChannelValue
+from .volatility import ATR
+
+__all__ = ["Donchian", "Keltner"]
+
+
+class Donchian(BarIndicator[ChannelValue]):
+    """Donchian channel: highest high and lowest low of the last ``period`` bars.
+
+    The current bar is included (as TA-Lib ``MAX``/``MIN`` and pandas ``rolling``).
+
+    Parameters
+    ----------
+    period
+        Window length (>= 1).
+
+    Examples
+    --------
+    >>> from forex_diffusion.indicators.base import SimpleBar as B
+    >>> dc = Donchian(2)
+    >>> [dc.update(b) for b in (B(2, 1, 1.5), B(3, 2, 2.5), B(2.5, 1.5, 2))]
+    [None, ChannelValue(upper=3, lower=1), ChannelValue(upper=3, lower=1.5)]
+    """
+
+    __slots__ = ("period", "_hh", "_ll")
+    _params: ClassVar[tuple[str, ...]] = ("period",)
+    spec_name: ClassVar[str] = "donchian"
+
+    def __init__(self, period: int = 20) -> None:
+        self.period = check_period("period", period)
+        self._reset_bookkeeping()
+        self._init_state()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (f"donchian_upper_{self.period}", f"donchian_lower_{self.period}")
+
+    def _wrap(self, raw: Any) -> ChannelValue:
+        return ChannelValue(*raw)
+
+    def _init_state(self) -> None:
+        self._hh = Max(self.period)
+        self._ll = Min(self.period)
+        self._ready_at = self.period
+
+    def _push(self, bar: BarLike) -> tuple[float, float] | None:
+        self._n += 1
+        hh = self._hh._push(bar.high)
+        ll = self._ll._push(bar.low)
+        if hh is None:
+            return None
+        return (hh, ll)  # type: ignore[return-value]
+
+    def _peek(self, bar: BarLike) -> tuple[float, float] | None:
+        hh = self._hh._peek(bar.high)
+        if hh is None:
+            return None
+        return (hh, self._ll._peek(bar.low))  # type: ignore[return-value]
+
+    def _get_state(self) -> dict[str, Any]:
+        return {"hh": self._hh.snapshot(), "ll": self._ll.snapshot()}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self._hh = Max.restore(state["hh"])  # type: ignore[assignment]
+        self._ll = Min.restore(state["ll"])  # type: ignore[assignment]
+
+
+class Keltner(BarIndicator[BandsValue]):
+    """Keltner channel: EMA(``period``) of the close ± ``multiplier`` · ATR(``atr_period``).
+
+    The EMA and the ATR follow TA-Lib seeding (see :class:`EMA`, :class:`ATR`); the first
+    value is at the bar where both are defined.
+
+    Parameters
+    ----------
+    period
+        EMA span of the middle line.
+    multiplier
+        Width in ATRs (> 0).
+    atr_period
+        Wilder length of the ATR.
+
+    Examples
+    --------
+    >>> from forex_diffusion.indicators.base import SimpleBar as B
+    >>> kc = Keltner(2, 2.0, 1)
+    >>> [kc.update(b) for b in (B(2, 1, 1.5), B(3, 2, 2.5), B(3, 1, 2))]
+    [None, BandsValue(lower=-1.0, middle=2.0, upper=5.0), BandsValue(lower=-2.0, middle=2.0, upper=6.0)]
+    """
+
+    __slots__ = ("period", "multiplier", "atr_period", "_ema", "_atr")
+    _params: ClassVar[tuple[str, ...]] = ("period", "multiplier", "atr_period")
+    spec_name: ClassVar[str] = "keltner"
+
+    def __init__(self, period: int = 20, multiplier: float = 2.0, atr_period: int = 10) -> None:
+        self.period = check_period("period", period)
+        if not (isinstance(multiplier, (int, float)) and math.isfinite(multiplier) and multiplier > 0):
+            raise ConfigError(f"multiplier must be a positive number, got {multiplier!r}")
+        self.multiplier = float(multiplier)
+        self.atr_period = check_period("atr_period", atr_period)
+        self._reset_bookkeeping()
+        self._init_state()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        sfx = str(self.period)
+        if self.multiplier != 2.0 or self.atr_period != 10:
+            sfx += f"_{self.multiplier:g}_{self.atr_period}"
+        return (f"keltner_lower_{sfx}", f"keltner_middle_{sfx}", f"keltner_upper_{sfx}")
+
+    def _wrap(self, raw: Any) -> BandsValue:
+        return BandsValue(*raw)
+
+    def _init_state(self) -> None:
+        self._ema = EMA(self.period)
+        self._atr = ATR(self.atr_period)
+        self._ready_at = max(self._ema.ready_after, self._atr.ready_after)
+
+    def _push(self, bar: BarLike) -> tuple[float, float, float] | None:
+        self._n += 1
+        mid = self._ema._push(bar.close)
+        atr = self._atr._push(bar)
+        if mid is None or atr is None:
+            return None
+        w = self.multiplier * atr
+        return (mid - w, mid, mid + w)
+
+    def _peek(self, bar: BarLike) -> tuple[float, float, float] | None:
+        mid = self._ema._peek(bar.close)
+        atr = self._atr._peek(bar)
+        if mid is None or atr is None:
+            return None
+        w = self.multiplier * atr
+        return (mid - w, mid, mid + w)
+
+    def _get_state(self) -> dict[str, Any]:
+        return {"ema": self._ema.snapshot(), "atr": self._atr.snapshot()}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self._ema = EMA.restore(state["ema"])  # type: ignore[assignment]
+        self._atr = ATR.restore(state["atr"])  # type: ignore[assignment]

@@ -1,0 +1,147 @@
+"""Rolling maximum and minimum (monotonic deque: amortised O(1), revisable in O(1))."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, ClassVar
+
+from .base import ScalarIndicator, check_period
+
+__all__ = ["Max", "Min"]
+
+
+class Max(ScalarIndicator[float]):
+    """Highest input over the last ``period`` inputs (TA-Lib ``MAX``).
+
+    A monotonic deque of ``(index, value)`` keeps only inputs that can still be the
+    maximum; its front is the maximum. The maximum of the window with the oldest input
+    dropped is the front or, when the front is leaving, the next entry, which is what
+    makes :meth:`revise` O(1).
+
+    Parameters
+    ----------
+    period
+        Window length (>= 1).
+
+    Examples
+    --------
+    >>> m = Max(3)
+    >>> [m.update(x) for x in (3.0, 1.0, 2.0, 0.5, 0.7)]
+    [None, None, 3.0, 2.0, 2.0]
+    """
+
+    __slots__ = ("period", "_dq")
+    _params: ClassVar[tuple[str, ...]] = ("period",)
+    spec_name: ClassVar[str] = "max"
+
+    def __init__(self, period: int = 20) -> None:
+        self.period = check_period("period", period)
+        self._reset_bookkeeping()
+        self._init_state()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (f"{self.spec_name}_{self.period}",)
+
+    def _init_state(self) -> None:
+        self._dq: deque[tuple[int, float]] = deque()
+        self._ready_at = self.period
+
+    def _push(self, x: float) -> float | None:
+        i = self._n
+        self._n = i + 1
+        dq = self._dq
+        while dq and dq[-1][1] <= x:
+            dq.pop()
+        dq.append((i, x))
+        if dq[0][0] <= i - self.period:
+            dq.popleft()
+        if i + 1 < self.period:
+            return None
+        return dq[0][1]
+
+    def _peek(self, x: float) -> float | None:
+        i = self._n
+        if i + 1 < self.period:
+            return None
+        dq = self._dq
+        if not dq:
+            return x
+        j, m = dq[0]
+        if j <= i - self.period:
+            if len(dq) == 1:
+                return x
+            m = dq[1][1]
+        return m if m > x else x
+
+    def _get_state(self) -> dict[str, Any]:
+        return {"dq": [[j, v] for j, v in self._dq]}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self._dq = deque((int(j), float(v)) for j, v in state["dq"])
+
+
+class Min(ScalarIndicator[float]):
+    """Lowest input over the last ``period`` inputs (TA-Lib ``MIN``).
+
+    Parameters
+    ----------
+    period
+        Window length (>= 1).
+
+    Examples
+    --------
+    >>> m = Min(2)
+    >>> [m.update(x) for x in (3.0, 1.0, 2.0, 4.0)]
+    [None, 1.0, 1.0, 2.0]
+    """
+
+    __slots__ = ("period", "_dq")
+    _params: ClassVar[tuple[str, ...]] = ("period",)
+    spec_name: ClassVar[str] = "min"
+
+    def __init__(self, period: int = 20) -> None:
+        self.period = check_period("period", period)
+        self._reset_bookkeeping()
+        self._init_state()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (f"{self.spec_name}_{self.period}",)
+
+    def _init_state(self) -> None:
+        self._dq: deque[tuple[int, float]] = deque()
+        self._ready_at = self.period
+
+    def _push(self, x: float) -> float | None:
+        i = self._n
+        self._n = i + 1
+        dq = self._dq
+        while dq and dq[-1][1] >= x:
+            dq.pop()
+        dq.append((i, x))
+        if dq[0][0] <= i - self.period:
+            dq.popleft()
+        if i + 1 < self.period:
+            return None
+        return dq[0][1]
+
+    def _peek(self, x: float) -> float | None:
+        i = self._n
+        if i + 1 < self.period:
+            return None
+        dq = self._dq
+        if not dq:
+            return x
+        j, m = dq[0]
+        if j <= i - self.period:
+            if len(dq) == 1:
+                return x
+            m = dq[1][1]
+        return m if m < x else x
+
+    def _get_state(self) -> dict[str, Any]:
+        return {"dq": [[j, v] for j, v in self._dq]}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self._dq = deque((int(j), float(v)) for j, v in state["dq"])

@@ -1,0 +1,332 @@
+"""Momentum: RSI (Wilder), MACD, Stochastic oscillator; TA-Lib conventions."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, ClassVar
+
+from ..errors import ConfigError
+from .base import BarIndicator, BarLike, ScalarIndicator, cascade_ready_steps, check_period
+from .extrema import Max, Min
+from .moving import EMA, SMA
+from .values import MACDValue, StochasticValue
+
+__all__ = ["MACD", "RSI", "Stochastic"]
+
+
+class RSI(ScalarIndicator[float]):
+    """Relative strength index with Wilder's smoothing, TA-Lib conventions.
+
+    The first value (bar ``period``) uses the plain means of the gains and losses of the
+    first ``period`` changes; then ``avg = (avg * (period - 1) + x) / period``.
+    ``RSI = 100 * gain / (gain + loss)``, and 0 when both are 0 (as TA-Lib).
+
+    Parameters
+    ----------
+    period
+        Smoothing length (>= 2).
+
+    Examples
+    --------
+    >>> rsi = RSI(2)
+    >>> [rsi.update(x) for x in (1.0, 2.0, 1.5, 2.5)]
+    [None, None, 66.66666666666666, 85.71428571428571]
+    """
+
+    __slots__ = ("period", "_prev", "_gain", "_loss")
+    _params: ClassVar[tuple[str, ...]] = ("period",)
+    spec_name: ClassVar[str] = "rsi"
+
+    def __init__(self, period: int = 14) -> None:
+        self.period = check_period("period", period, 2)
+        self._reset_bookkeeping()
+        self._init_state()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (f"rsi_{self.period}",)
+
+    def _init_state(self) -> None:
+        self._prev = 0.0
+        self._gain = 0.0
+        self._loss = 0.0
+        p = self.period
+        self._ready_at = p + 1 + cascade_ready_steps([1.0 - 1.0 / p])
+
+    def _push(self, x: float) -> float | None:
+        n = self._n + 1
+        self._n = n
+        d = x - self._prev
+        self._prev = x
+        if n == 1:
+            return None
+        p = self.period
+        g = self._gain
+        lo = self._loss
+        if n > p + 1:
+            g *= p - 1
+            lo *= p - 1
+            if d < 0:
+                lo -= d
+            else:
+                g += d
+            g /= p
+            lo /= p
+        else:
+            if d < 0:
+                lo -= d
+            else:
+                g += d
+            if n <= p:
+                self._gain = g
+                self._loss = lo
+                return None
+            g /= p
+            lo /= p
+        self._gain = g
+        self._loss = lo
+        t = g + lo
+        return 100.0 * (g / t) if t != 0.0 else 0.0
+
+    def _peek(self, x: float) -> float | None:
+        n = self._n + 1
+        p = self.period
+        if n <= p:
+            return None
+        d = x - self._prev
+        g = self._gain
+        lo = self._loss
+        if n > p + 1:
+            g *= p - 1
+            lo *= p - 1
+        if d < 0:
+            lo -= d
+        else:
+            g += d
+        g /= p
+        lo /= p
+        t = g + lo
+        return 100.0 * (g / t) if t != 0.0 else 0.0
+
+    def _get_state(self) -> dict[str, Any]:
+        return {"prev": self._prev, "gain": self._gain, "loss": self._loss}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self._prev = float(state["prev"])
+        self._gain = float(state["gain"])
+        self._loss = float(state["loss"])
+
+
+class MACD(ScalarIndicator[MACDValue]):
+    """MACD: EMA(fast) - EMA(slow), its EMA(signal), and the histogram; TA-Lib seeding.
+
+    As in TA-Lib, both EMAs start at bar ``slow - 1``: the slow one from the mean of the
+    first ``slow`` inputs, the fast one from the mean of the last ``fast`` of them (not
+    from the first ``fast`` inputs, which TA-Lib's stand-alone ``EMA`` would use). The
+    signal is an EMA of the MACD line seeded by the mean of its first ``signal`` values,
+    and all three outputs start at bar ``slow + signal - 2``. Equals TA-Lib ``MACD`` from
+    its first value.
+
+    Parameters
+    ----------
+    fast, slow, signal
+        EMA spans; ``fast < slow``.
+
+    Examples
+    --------
+    >>> m = MACD(2, 3, 2)
+    >>> [m.update(x) for x in (1.0, 2.0, 3.0)]
+    [None, None, None]
+    >>> m.update(5.0)
+    MACDValue(macd=0.6666666666666661, signal=0.583333333333333, histogram=0.08333333333333304)
+    """
+
+    __slots__ = ("fast", "slow", "signal", "_kf", "_ks", "_recent", "_ssum", "_fe", "_se", "_sig")
+    _params: ClassVar[tuple[str, ...]] = ("fast", "slow", "signal")
+    spec_name: ClassVar[str] = "macd"
+
+    def __init__(self, fast: int = 12, slow: int = 26, signal: int = 9) -> None:
+        self.fast = check_period("fast", fast)
+        self.slow = check_period("slow", slow, 2)
+        self.signal = check_period("signal", signal)
+        if fast >= slow:
+            raise ConfigError(f"fast ({fast}) must be shorter than slow ({slow})")
+        self._kf = 2.0 / (fast + 1)
+        self._ks = 2.0 / (slow + 1)
+        self._reset_bookkeeping()
+        self._init_state()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        f, s, g = self.fast, self.slow, self.signal
+        return (f"macd_{f}_{s}", f"macd_signal_{g}", f"macd_hist_{f}_{s}_{g}")
+
+    def _wrap(self, raw: Any) -> MACDValue:
+        return MACDValue(*raw)
+
+    def _init_state(self) -> None:
+        self._recent: deque[float] = deque(maxlen=self.fast)
+        self._ssum = 0.0
+        self._fe = 0.0
+        self._se = 0.0
+        self._sig = EMA(self.signal)
+        rates = [1.0 - self._ks, 1.0 - 2.0 / (self.signal + 1)]
+        self._ready_at = self.slow + cascade_ready_steps(rates)
+
+    def _lines(self, x: float, n: int) -> tuple[float, float] | None:
+        """Fast and slow EMA after ``x`` as input number ``n``; None before ``slow``."""
+        s = self.slow
+        if n > s:
+            fe = self._fe
+            se = self._se
+            return (x - fe) * self._kf + fe, (x - se) * self._ks + se
+        if n < s:
+            return None
+        recent = list(self._recent)
+        if len(recent) == self.fast:
+            del recent[0]
+        recent.append(x)
+        total = 0.0
+        for v in recent:  # left to right, as TA-Lib sums its seed
+            total += v
+        return total / self.fast, (self._ssum + x) / s
+
+    def _push(self, x: float) -> tuple[float, float, float] | None:
+        n = self._n + 1
+        self._n = n
+        lines = self._lines(x, n)
+        if n <= self.slow:
+            self._recent.append(x)
+            self._ssum += x
+        if lines is None:
+            return None
+        fe, se = lines
+        self._fe = fe
+        self._se = se
+        m = fe - se
+        sig = self._sig._push(m)
+        if sig is None:
+            return None
+        return (m, sig, m - sig)
+
+    def _peek(self, x: float) -> tuple[float, float, float] | None:
+        lines = self._lines(x, self._n + 1)
+        if lines is None:
+            return None
+        m = lines[0] - lines[1]
+        sig = self._sig._peek(m)
+        if sig is None:
+            return None
+        return (m, sig, m - sig)
+
+    def _get_state(self) -> dict[str, Any]:
+        return {"recent": list(self._recent), "ssum": self._ssum, "fe": self._fe, "se": self._se,
+                "sig": self._sig.snapshot()}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self._recent = deque((float(v) for v in state["recent"]), maxlen=self.fast)
+        self._ssum = float(state["ssum"])
+        self._fe = float(state["fe"])
+        self._se = float(state["se"])
+        sig = EMA.restore(state["sig"])
+        assert isinstance(sig, EMA)
+        self._sig = sig
+
+
+class Stochastic(BarIndicator[StochasticValue]):
+    """Stochastic oscillator %K / %D, TA-Lib conventions.
+
+    Raw %K is ``100 * (close - LL) / (HH - LL)`` over the last ``k_period`` bars (0 when
+    ``HH == LL``); %K is its SMA over ``smooth_k`` (1: the fast stochastic) and %D the SMA
+    of %K over ``d_period``. With ``smooth_k=1`` it equals TA-Lib ``STOCHF(k, d, SMA)``;
+    with ``smooth_k=3`` TA-Lib ``STOCH(k, 3, SMA, d, SMA)``, both from their first value.
+
+    Parameters
+    ----------
+    k_period
+        Look-back of the highest high / lowest low.
+    d_period
+        SMA length of %D.
+    smooth_k
+        SMA length applied to raw %K (1 = none).
+
+    Examples
+    --------
+    >>> from forex_diffusion.indicators.base import SimpleBar as B
+    >>> st = Stochastic(2, 2)
+    >>> [st.update(b) for b in (B(2, 1, 1.5), B(3, 1, 2.5), B(3, 2, 2.0))]
+    [None, None, StochasticValue(k=50.0, d=62.5)]
+    """
+
+    __slots__ = ("k_period", "d_period", "smooth_k", "_hh", "_ll", "_ks", "_ds")
+    _params: ClassVar[tuple[str, ...]] = ("k_period", "d_period", "smooth_k")
+    spec_name: ClassVar[str] = "stoch"
+
+    def __init__(self, k_period: int = 14, d_period: int = 3, smooth_k: int = 1) -> None:
+        self.k_period = check_period("k_period", k_period)
+        self.d_period = check_period("d_period", d_period)
+        self.smooth_k = check_period("smooth_k", smooth_k)
+        self._reset_bookkeeping()
+        self._init_state()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        k = f"{self.k_period}" if self.smooth_k == 1 else f"{self.k_period}_{self.smooth_k}"
+        return (f"stoch_k_{k}", f"stoch_d_{self.d_period}")
+
+    def _wrap(self, raw: Any) -> StochasticValue:
+        return StochasticValue(*raw)
+
+    def _init_state(self) -> None:
+        self._hh = Max(self.k_period)
+        self._ll = Min(self.k_period)
+        self._ks = SMA(self.smooth_k) if self.smooth_k > 1 else None
+        self._ds = SMA(self.d_period)
+        self._ready_at = self.k_period + self.smooth_k + self.d_period - 2
+
+    @staticmethod
+    def _raw_k(c: float, hh: float, ll: float) -> float:
+        diff = (hh - ll) / 100.0
+        return (c - ll) / diff if diff != 0.0 else 0.0
+
+    def _push(self, bar: BarLike) -> tuple[float, float] | None:
+        self._n += 1
+        hh = self._hh._push(bar.high)
+        ll = self._ll._push(bar.low)
+        if hh is None or ll is None:
+            return None
+        k: float | None = self._raw_k(bar.close, hh, ll)
+        ks = self._ks
+        if ks is not None:
+            k = ks._push(k)  # type: ignore[arg-type]
+            if k is None:
+                return None
+        d = self._ds._push(k)  # type: ignore[arg-type]
+        if d is None:
+            return None
+        return (k, d)  # type: ignore[return-value]
+
+    def _peek(self, bar: BarLike) -> tuple[float, float] | None:
+        hh = self._hh._peek(bar.high)
+        ll = self._ll._peek(bar.low)
+        if hh is None or ll is None:
+            return None
+        k: float | None = self._raw_k(bar.close, hh, ll)
+        if self._ks is not None:
+            k = self._ks._peek(k)  # type: ignore[arg-type]
+            if k is None:
+                return None
+        d = self._ds._peek(k)  # type: ignore[arg-type]
+        if d is None:
+            return None
+        return (k, d)  # type: ignore[return-value]
+
+    def _get_state(self) -> dict[str, Any]:
+        return {"hh": self._hh.snapshot(), "ll": self._ll.snapshot(),
+                "ks": None if self._ks is None else self._ks.snapshot(), "ds": self._ds.snapshot()}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self._hh = Max.restore(state["hh"])  # type: ignore[assignment]
+        self._ll = Min.restore(state["ll"])  # type: ignore[assignment]
+        self._ks = None if state["ks"] is None else SMA.restore(state["ks"])  # type: ignore[assignment]
+        self._ds = SMA.restore(state["ds"])  # type: ignore[assignment]

@@ -1,0 +1,123 @@
+"""Trend strength: ADX (Wilder), TA-Lib conventions."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from .base import BarIndicator, BarLike, cascade_ready_steps, check_period
+
+__all__ = ["ADX"]
+
+_State = tuple[float, float, float, float, float, float, float, float]
+
+
+class ADX(BarIndicator[float]):
+    """Average directional index, reproducing TA-Lib ``ADX`` step by step.
+
+    Directional moves: ``up = high - prev_high``, ``down = prev_low - low``; +DM = up
+    when ``up > down`` and ``up > 0``, -DM = down when ``down > up`` and ``down > 0``.
+    TA-Lib seeds the smoothed sums of +DM, -DM and TR with plain sums over the first
+    ``period - 1`` changes, then applies Wilder's running sum ``s = s - s/period + x``;
+    DX = ``100 |+DI - -DI| / (+DI + -DI)``; the first ADX (bar ``2 * period - 1``) is the
+    mean of the first ``period`` DX values, then ``adx = (adx * (period - 1) + dx) / period``
+    (a step where TR or +DI + -DI is zero leaves ADX unchanged, as in TA-Lib).
+
+    Parameters
+    ----------
+    period
+        Wilder length (>= 2).
+
+    Examples
+    --------
+    >>> from forex_diffusion.indicators.base import SimpleBar as B
+    >>> adx = ADX(2)
+    >>> bars = [B(2, 1, 1.5), B(3, 2, 2.5), B(4, 3, 3.5), B(3.5, 2, 2.5)]
+    >>> [adx.update(b) for b in bars]
+    [None, None, None, 57.142857142857146]
+    """
+
+    __slots__ = ("period", "_ph", "_pl", "_pc", "_pdm", "_mdm", "_tr", "_sdx", "_adx")
+    _params: ClassVar[tuple[str, ...]] = ("period",)
+    spec_name: ClassVar[str] = "adx"
+
+    def __init__(self, period: int = 14) -> None:
+        self.period = check_period("period", period, 2)
+        self._reset_bookkeeping()
+        self._init_state()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (f"adx_{self.period}",)
+
+    def _init_state(self) -> None:
+        self._ph = self._pl = self._pc = 0.0
+        self._pdm = self._mdm = self._tr = 0.0
+        self._sdx = self._adx = 0.0
+        r = 1.0 - 1.0 / self.period
+        self._ready_at = 2 * self.period + cascade_ready_steps([r, r])
+
+    def _next(self, h: float, lo: float, c: float, n: int) -> tuple[_State, float | None]:
+        """Return the state after bar number ``n`` and its ADX (None before the first)."""
+        p = self.period
+        if n == 1:
+            return (h, lo, c, 0.0, 0.0, 0.0, 0.0, 0.0), None
+        ph, pl, pc = self._ph, self._pl, self._pc
+        pdm, mdm, tr, sdx, adx = self._pdm, self._mdm, self._tr, self._sdx, self._adx
+        up = h - ph
+        down = pl - lo
+        t = h - lo
+        v = h - pc if h > pc else pc - h
+        if v > t:
+            t = v
+        v = lo - pc if lo > pc else pc - lo
+        if v > t:
+            t = v
+        if n <= p:  # plain sums over the first period - 1 changes
+            if down > 0 and up < down:
+                mdm += down
+            elif up > 0 and up > down:
+                pdm += up
+            return (h, lo, c, pdm, mdm, tr + t, sdx, adx), None
+        mdm -= mdm / p
+        pdm -= pdm / p
+        if down > 0 and up < down:
+            mdm += down
+        elif up > 0 and up > down:
+            pdm += up
+        tr = tr - tr / p + t
+        dx = None
+        if tr != 0.0:
+            mdi = 100.0 * (mdm / tr)
+            pdi = 100.0 * (pdm / tr)
+            s = mdi + pdi
+            if s != 0.0:
+                dx = 100.0 * (abs(mdi - pdi) / s)
+        if n < 2 * p:
+            if dx is not None:
+                sdx += dx
+            return (h, lo, c, pdm, mdm, tr, sdx, adx), None
+        if n == 2 * p:
+            if dx is not None:
+                sdx += dx
+            adx = sdx / p
+        elif dx is not None:
+            adx = (adx * (p - 1) + dx) / p
+        return (h, lo, c, pdm, mdm, tr, sdx, adx), adx
+
+    def _push(self, bar: BarLike) -> float | None:
+        n = self._n + 1
+        self._n = n
+        st, out = self._next(bar.high, bar.low, bar.close, n)
+        (self._ph, self._pl, self._pc, self._pdm, self._mdm, self._tr, self._sdx, self._adx) = st
+        return out
+
+    def _peek(self, bar: BarLike) -> float | None:
+        return self._next(bar.high, bar.low, bar.close, self._n + 1)[1]
+
+    def _get_state(self) -> dict[str, Any]:
+        return {"ph": self._ph, "pl": self._pl, "pc": self._pc, "pdm": self._pdm, "mdm": self._mdm,
+                "tr": self._tr, "sdx": self._sdx, "adx": self._adx}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        for key in ("ph", "pl", "pc", "pdm", "mdm", "tr", "sdx", "adx"):
+            setattr(self, f"_{key}", float(state[key]))
