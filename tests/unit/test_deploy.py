@@ -1,0 +1,358 @@
+"""Tests for the deployment files: docker-compose.yml, Dockerfile, Prometheus/Grafana, docs.
+
+``docker compose config`` is used where the compose plugin exists; everywhere, a YAML-level
+check covers services, images, health checks, restart policies and environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from streams.metrics import Metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+DOCS = ROOT / "docs" / "operations.md"
+
+FOREXD_SERVICES = ("worker", "retrain-worker", "replay")
+LONG_RUNNING = ("kafka", "postgres", "prometheus", "grafana", "worker", "retrain-worker")
+REQUIRED_ENV = (
+    "FOREXD_BROKER_URL", "FOREXD_TOPIC_PREFIX", "FOREXD_PARTITIONS", "FOREXD_DATABASE_URL",
+    "FOREXD_SYMBOLS", "FOREXD_TIMEFRAMES", "FOREXD_FORECAST_TIMEFRAMES", "FOREXD_HORIZON",
+    "FOREXD_MODEL_DIR", "FOREXD_METRICS_ADDR", "FOREXD_METRICS_PORT", "FOREXD_DATA_DIR",
+    "FOREXD_ALLOWED_LATENESS_MS", "FOREXD_KAFKA_SECURITY_PROTOCOL", "FOREXD_KAFKA_SASL_MECHANISM",
+    "FOREXD_KAFKA_SASL_USERNAME", "FOREXD_KAFKA_SASL_PASSWORD", "FOREXD_KAFKA_SSL_CAFILE",
+)
+
+_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Expand compose-style ``$VAR``, ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``.
+
+    Defaults may nest (``${A:-x${B:-y}}``); ``$$`` is a literal dollar.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch != "$":
+            out.append(ch)
+            i += 1
+            continue
+        nxt = text[i + 1 : i + 2]
+        if nxt == "$":
+            out.append("$")
+            i += 2
+        elif nxt == "{":
+            depth, j = 1, i + 2
+            while depth:
+                if j >= len(text):
+                    raise ValueError(f"unbalanced braces in {text!r}")
+                depth += {"{": 1, "}": -1}.get(text[j], 0)
+                j += 1
+            body = text[i + 2 : j - 1]
+            name = _VAR.match(body)
+            assert name is not None, body
+            var, rest = name.group(), body[name.end():]
+            if rest.startswith(":-"):
+                value = env.get(var) or interpolate(rest[2:], env)
+            elif rest.startswith("-"):
+                value = env[var] if var in env else interpolate(rest[1:], env)
+            elif rest == "":
+                value = env.get(var, "")
+            else:
+                raise ValueError(f"unsupported expansion ${{{body}}}")
+            out.append(value)
+            i = j
+        else:
+            name = _VAR.match(text, i + 1)
+            if name is None:
+                out.append("$")
+                i += 1
+            else:
+                out.append(env.get(name.group(), ""))
+                i = name.end()
+    return "".join(out)
+
+
+def _resolve(node: Any, env: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _resolve(v, env) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve(v, env) for v in node]
+    if isinstance(node, str):
+        return interpolate(node, env)
+    return node
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+@pytest.fixture(scope="module")
+def compose(raw: dict[str, Any]) -> dict[str, Any]:
+    """The compose file with every variable at its default (an empty environment)."""
+    return _resolve(raw, {})
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: "" if v is None else str(v) for k, v in env.items()}
+
+
+# ---------------------------------------------------------------------- interpolation helper
+
+
+def test_interpolate_follows_compose_rules() -> None:
+    env = {"A": "1", "EMPTY": ""}
+    assert interpolate("${A}-$A-$$A", env) == "1-1-$A"
+    assert interpolate("${MISSING:-d}|${EMPTY:-d}|${EMPTY-d}|${MISSING-d}", env) == "d|d||d"
+    assert interpolate("${MISSING:-x${B:-y}z}", env) == "xyz"
+    assert interpolate("${MISSING:-x${A:-y}z}", env) == "x1z"
+
+
+# ---------------------------------------------------------------------- compose
+
+
+def _compose_cli() -> list[str] | None:
+    """Return the compose command line available here: the v2 plugin, else v1, else None."""
+    if shutil.which("docker") and subprocess.run(
+        ["docker", "compose", "version"], capture_output=True
+    ).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+@pytest.mark.skipif(
+    _compose_cli() is None,
+    reason="no docker compose CLI here (the docker client has no compose plugin); "
+    "the YAML-level tests below apply",
+)
+def test_docker_compose_config_validates() -> None:
+    cli = _compose_cli()
+    assert cli is not None
+    result = subprocess.run(
+        [*cli, "-f", str(COMPOSE), "config"],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        env={"PATH": os.environ.get("PATH", "")},
+    )
+    assert result.returncode == 0, result.stderr
+    # The CLI's own interpolation gives what the YAML-level tests assume.
+    rendered = yaml.safe_load(result.stdout)
+    assert set(rendered["services"]) >= {"kafka", "worker", "retrain-worker", "replay"}
+    env = _env(rendered["services"]["worker"])
+    assert env["FOREXD_DATABASE_URL"] == "postgresql+psycopg2://forexd:forexd@postgres:5432/forexd"
+
+
+def test_compose_defines_the_whole_stack(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) == {
+        "kafka", "postgres", "prometheus", "grafana", "worker", "retrain-worker", "replay",
+    }
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert services["postgres"]["image"].startswith("postgres:")
+    assert services["prometheus"]["image"].startswith("prom/prometheus:")
+    assert services["grafana"]["image"].startswith("grafana/grafana:")
+    for name, svc in services.items():
+        image = svc.get("image", "")
+        assert ":" in image, f"{name}: image must carry a tag"
+        if name not in FOREXD_SERVICES:
+            assert not image.endswith(":latest"), f"{name}: pin third-party images"
+    for name in FOREXD_SERVICES:
+        assert services[name]["build"] == "." and services[name]["image"] == "forexd:latest"
+
+
+def test_kafka_runs_in_kraft_mode_without_zookeeper(compose: dict[str, Any], raw: dict[str, Any]) -> None:
+    env = _env(compose["services"]["kafka"])
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].startswith("1@kafka:")
+    assert "CONTROLLER" in env["KAFKA_CONTROLLER_LISTENER_NAMES"]
+    assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert "zookeeper" not in COMPOSE.read_text().lower()
+    # The broker URL the workers use points at that listener.
+    assert _env(compose["services"]["worker"])["FOREXD_BROKER_URL"] == "kafka://kafka:9092"
+
+
+def test_commands_run_worker_retrain_worker_and_replay_of_bundled_sample(
+    compose: dict[str, Any],
+) -> None:
+    s = compose["services"]
+    assert s["worker"]["command"] == ["forexd", "worker"]
+    assert s["retrain-worker"]["command"] == ["forexd", "worker", "--role", "retrain"]
+    cmd = s["replay"]["command"]
+    assert cmd[:2] == ["forexd", "replay"]
+    # The default file is the sample bundled in the repository (copied to /app/data/sample).
+    sample = cmd[2].removeprefix("/app/")
+    assert sample.startswith("data/sample/") and (ROOT / sample).is_file(), cmd[2]
+    assert cmd[3:] == ["--speed", "60", "--symbol", "EURUSD"]
+
+
+def test_long_running_services_have_healthchecks_and_restart_policies(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    for name in LONG_RUNNING:
+        svc = services[name]
+        assert svc.get("restart") in ("unless-stopped", "always"), name
+        hc = svc.get("healthcheck")
+        assert hc and hc.get("test"), f"{name}: no health check"
+        assert hc["test"][0] in ("CMD", "CMD-SHELL"), name
+        for key in ("interval", "timeout", "retries"):
+            assert key in hc, f"{name}: healthcheck without {key}"
+    # The replay job ends; it is restarted only when it fails.
+    assert services["replay"]["restart"].startswith("on-failure")
+
+
+def test_dependencies_wait_for_health_of_services_that_define_it(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, svc in services.items():
+        for dep, cond in svc.get("depends_on", {}).items():
+            assert dep in services, f"{name} depends on unknown {dep}"
+            if cond["condition"] == "service_healthy":
+                assert "healthcheck" in services[dep], f"{name}: {dep} has no health check"
+    for name in ("worker", "retrain-worker"):
+        deps = services[name]["depends_on"]
+        assert deps["kafka"]["condition"] == "service_healthy"
+        assert deps["postgres"]["condition"] == "service_healthy"
+
+
+def test_forexd_services_are_configured_only_through_forexd_environment(
+    compose: dict[str, Any], raw: dict[str, Any],
+) -> None:
+    for name in FOREXD_SERVICES:
+        env = _env(compose["services"][name])
+        missing = [v for v in REQUIRED_ENV if v not in env]
+        assert not missing, f"{name}: missing {missing}"
+        assert all(k.startswith("FOREXD_") for k in env), name
+        assert env["FOREXD_DATABASE_URL"] == "postgresql+psycopg2://forexd:forexd@postgres:5432/forexd"
+        assert env["FOREXD_METRICS_PORT"] == "9464"
+        # No secret is written into the file: the password comes from the environment.
+        raw_env = raw["services"][name]["environment"]
+        assert raw_env["FOREXD_KAFKA_SASL_PASSWORD"].startswith("${")
+        assert env["FOREXD_KAFKA_SASL_PASSWORD"] == ""
+
+
+def test_environment_overrides_reach_the_workers(raw: dict[str, Any]) -> None:
+    url = "postgresql+psycopg2://forexd:s3cret@postgres:5432/forexd"
+    resolved = _resolve(raw, {"FOREXD_SYMBOLS": "EURUSD", "POSTGRES_PASSWORD": "s3cret",
+                              "FOREXD_DATABASE_URL": url,
+                              "REPLAY_FILE": "/app/data/sample/other.csv"})
+    env = _env(resolved["services"]["worker"])
+    assert env["FOREXD_SYMBOLS"] == "EURUSD"
+    assert env["FOREXD_DATABASE_URL"] == url
+    assert _env(resolved["services"]["postgres"])["POSTGRES_PASSWORD"] == "s3cret"
+    assert resolved["services"]["replay"]["command"][2] == "/app/data/sample/other.csv"
+
+
+def test_worker_settings_accept_the_compose_environment(compose: dict[str, Any]) -> None:
+    settings_mod = pytest.importorskip("streams.settings")
+    for name in FOREXD_SERVICES:
+        settings = settings_mod.Settings.from_env(_env(compose["services"][name]))
+        assert settings.metrics_addr == "0.0.0.0" and settings.metrics_port == 9464
+        assert settings.broker_url == "kafka://kafka:9092"
+
+
+def test_host_ports_are_published_on_loopback_only(compose: dict[str, Any]) -> None:
+    for name, svc in compose["services"].items():
+        for port in svc.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name}: {port} exposed beyond loopback"
+    for name in FOREXD_SERVICES:
+        assert "ports" not in compose["services"][name], f"{name}: metrics must stay internal"
+
+
+def test_bind_mounts_point_at_files_in_the_repository(compose: dict[str, Any]) -> None:
+    mounts = [
+        v.split(":")[0] for svc in compose["services"].values() for v in svc.get("volumes", [])
+        if v.startswith("./")
+    ]
+    assert mounts
+    for m in mounts:
+        assert (ROOT / m).exists(), m
+    named = {v.split(":")[0] for svc in compose["services"].values()
+             for v in svc.get("volumes", []) if not v.startswith(("./", "/"))}
+    assert named <= set(compose["volumes"])
+
+
+# ---------------------------------------------------------------------- prometheus / grafana
+
+
+def test_prometheus_scrapes_both_workers_on_their_metrics_port(compose: dict[str, Any]) -> None:
+    cfg = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    targets = {t for job in cfg["scrape_configs"] for sc in job["static_configs"]
+               for t in sc["targets"]}
+    port = _env(compose["services"]["worker"])["FOREXD_METRICS_PORT"]
+    assert {f"worker:{port}", f"retrain-worker:{port}"} <= targets
+    for rule_file in cfg["rule_files"]:
+        assert (ROOT / "deploy/prometheus" / Path(rule_file).name).is_file()
+
+
+def test_grafana_provisioning_matches_mounts(compose: dict[str, Any]) -> None:
+    ds = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
+    (source,) = ds["datasources"]
+    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+    prov = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/forexd.yml").read_text())
+    path = prov["providers"][0]["options"]["path"]
+    mounts = dict(v.split(":")[:2] for v in compose["services"]["grafana"]["volumes"]
+                  if v.startswith("./"))
+    assert mounts["./deploy/grafana/dashboards"] == path
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    assert list((ROOT / "deploy/grafana/dashboards").glob("*.json"))
+
+
+# ---------------------------------------------------------------------- Dockerfile
+
+
+def test_dockerfile_installs_cpu_torch_then_package_with_broker_extra() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    torch = text.index("pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu")
+    pkg = text.index('pip install ".[broker]"')
+    assert torch < pkg
+    assert re.search(r"^USER \S+", text, re.M), "run unprivileged"
+    assert "COPY data/sample" in text
+    assert re.search(r'^CMD \["forexd", "worker"\]', text, re.M)
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".venv" in ignored and ".git" in ignored and ".env" in ignored
+    assert "data" not in ignored and "README.md" not in ignored
+
+
+# ---------------------------------------------------------------------- docs
+
+
+def test_operations_doc_lists_every_environment_variable_and_metric(
+    raw: dict[str, Any],
+) -> None:
+    doc = DOCS.read_text()
+    used = set(re.findall(r"\bFOREXD_[A-Z_]+\b", COMPOSE.read_text()))
+    used |= set(REQUIRED_ENV)
+    undocumented = sorted(v for v in used if f"`{v}`" not in doc)
+    assert not undocumented, undocumented
+    compose_vars = set(re.findall(r"\$\{([A-Z_]+)", COMPOSE.read_text())) - used
+    assert not sorted(v for v in compose_vars if f"`{v}`" not in doc)
+    families = [f for f in Metrics(["EURUSD"]).registry.collect()]
+    for fam in families:
+        shown = f"{fam.name}_total" if fam.type == "counter" else fam.name
+        assert f"`{shown}`" in doc, shown
+
+
+def test_operations_doc_covers_every_settings_field() -> None:
+    settings_mod = pytest.importorskip("streams.settings")
+    from dataclasses import fields
+
+    doc = DOCS.read_text()
+    missing = [f"FOREXD_{f.name.upper()}" for f in fields(settings_mod.Settings)
+               if f"`FOREXD_{f.name.upper()}`" not in doc]
+    assert not missing, missing
