@@ -212,7 +212,7 @@ class BollingerBands(ScalarIndicator[BandsValue]):
         d = x - a
         if n > p:
             o = buf[0] - a
-            return self._bands(a, self._s1 + d - o, self._s2 + d * d - o * o)
+            return self._bands(a, self._s1 + (d - o), self._s2 + (d * d - o * o))  # as _push's +=
         return self._bands(a, self._s1 + d, self._s2 + d * d)
 
     def _get_state(self) -> dict[str, Any]:
