@@ -111,7 +111,7 @@ def _bad_lines(text: str, sep: str, header: bool, ncols: int) -> list[FileReject
     for i, line in enumerate(text.splitlines(), start=1):
         if header and i == 1 or not line.strip():
             continue
-        if line.count(sep) + 1 < ncols:
+        if line.count(sep) + 1 != ncols:
             out.append(FileReject(i, RejectReason.MALFORMED, f"expected {ncols} fields", line[:200]))
     return out
 
@@ -166,6 +166,13 @@ def _symbols(df: pd.DataFrame, col: str | None, symbol: str | None, path: str | 
     return pd.Series([sym] * len(df), index=df.index, dtype=object)
 
 
+def _dedup(rejects: list[FileReject]) -> list[FileReject]:
+    seen: dict[int, FileReject] = {}
+    for r in rejects:
+        seen.setdefault(r.line, r)
+    return sorted(seen.values(), key=lambda r: r.line)
+
+
 def _head(text: str) -> str:
     return text[: text.find("\n")] if "\n" in text else text
 
@@ -189,7 +196,7 @@ def read_ticks(path: str | Path, *, symbol: str | None = None, tz: str = "UTC",
     df = _read_frame(text, sep, header)
     if df.empty:
         raise DataFormatError(f"{path}: no rows")
-    rejects = _bad_lines(text, sep, header, 3 if layout != "generic" else 4)
+    rejects = _bad_lines(text, sep, header, len(df.columns))
     lines = _line_numbers(df, header)
     bad = np.zeros(len(df), dtype=bool)
     cols = {c.lower(): c for c in df.columns}
@@ -215,8 +222,7 @@ def read_ticks(path: str | Path, *, symbol: str | None = None, tz: str = "UTC",
     syms = _symbols(df, sym_c, symbol, path, reg)
     frame = pd.DataFrame({"line": lines, "ts_ms": ts, "symbol": syms.to_numpy(), "bid": bid, "ask": ask, "volume": vol})
     frame = frame[~bad].reset_index(drop=True)
-    rejects.sort(key=lambda r: r.line)
-    return LoadedFile(frame, layout, rejects)
+    return LoadedFile(frame, layout, _dedup(rejects))
 
 
 def iter_ticks(frame: pd.DataFrame) -> Iterator[Tick]:
@@ -326,8 +332,7 @@ def read_candles(path: str | Path, *, symbol: str | None = None, price: PriceSid
         syms = syms.map(lambda s: reg.normalise(s) or s)
     frame = pd.DataFrame({"line": lines, "ts_ms": ts, "symbol": syms.to_numpy(), **ohlc, "volume": vol_arr})
     frame = frame[~bad].reset_index(drop=True)
-    rejects.sort(key=lambda r: r.line)
-    return LoadedFile(frame, layout, rejects)
+    return LoadedFile(frame, layout, _dedup(rejects))
 
 
 Layout = Literal["ticks", "candles"]

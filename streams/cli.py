@@ -48,3 +48,5 @@ _register_all()
 def main() -> None:
     """Entry point of the ``forexd`` console script."""
     app()
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""Shared fixtures: real data paths, the embedded broker, PostgreSQL, worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+SAMPLE_TICKS = ROOT / "data" / "sample" / "oanda_eurusd_ticks_2014-05-05_07.csv.gz"
+
+
+def shared_file(name: str) -> Path:
+    """A file of ../shared/data, or skip (a user's clone has no ../shared)."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the extended tests read ../shared/data beside the checkout")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_ticks() -> Path:
+    return SAMPLE_TICKS
+
+
+# -- broker ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``host:port`` of a Kafka-protocol broker: $FOREXD_TEST_KAFKA_BOOTSTRAP or the embedded one."""
+    given = os.environ.get("FOREXD_TEST_KAFKA_BOOTSTRAP")
+    if given:
+        yield given
+        return
+    from forex_diffusion.errors import ConfigError
+    from streams.broker import EmbeddedBroker
+
+    log = tmp_path_factory.mktemp("broker") / "broker.log"
+    try:
+        broker = EmbeddedBroker(log_path=log).start()
+    except ConfigError as exc:
+        if os.environ.get("FOREXD_TEST_REQUIRE_BROKER"):
+            raise
+        pytest.skip(f"no Kafka broker for integration tests: {exc}")
+    yield broker.bootstrap
+    broker.stop()
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A fresh topic prefix per test, so tests sharing the broker never see each other."""
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+# -- databases ------------------------------------------------------------------------------
+
+PG_URL = os.environ.get("FOREXD_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+
+
+def _pg_available(url: str) -> str | None:
+    try:
+        import sqlalchemy as sa
+
+        eng = sa.create_engine(url, connect_args={"connect_timeout": 3})
+        with eng.connect() as c:
+            c.execute(sa.text("select 1"))
+        eng.dispose()
+        return None
+    except Exception as exc:  # any connection problem means "not available"
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+
+
+@pytest.fixture(scope="session")
+def pg_base_url() -> str:
+    why = _pg_available(PG_URL)
+    if why is not None:
+        if os.environ.get("FOREXD_TEST_REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL is required here but unreachable at {PG_URL}: {why}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL} ({why}); set FOREXD_TEST_POSTGRES_URL")
+    return PG_URL
+
+
+@pytest.fixture
+def pg_url(pg_base_url: str) -> Iterator[str]:
+    """A PostgreSQL URL whose default schema is fresh for this test."""
+    import sqlalchemy as sa
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    eng = sa.create_engine(pg_base_url)
+    with eng.begin() as c:
+        c.execute(sa.text(f'CREATE SCHEMA "{schema}"'))  # identifier from uuid, not input
+    sep = "&" if "?" in pg_base_url else "?"
+    yield f"{pg_base_url}{sep}options=-csearch_path%3D{schema}"
+    with eng.begin() as c:
+        c.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    eng.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each storage test runs on a SQLite file and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+# -- worker processes -----------------------------------------------------------------------
+
+
+class WorkerProcess:
+    """A ``forexd worker`` subprocess with its own environment."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, role: str = "stream") -> None:
+        self.env = env
+        self.log_path = log_path
+        self.role = role
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--role", self.role, "--loglevel", "info"],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+        )
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.alive():
+            assert self.proc is not None
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout)
+        return self.proc.returncode
+
+    def wait(self, timeout: float) -> int | None:
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def worker_env(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for a worker on the test broker with a fresh prefix and data dir."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOREXD_")}
+    env.update({
+        "FOREXD_BROKER_URL": f"kafka://{kafka_bootstrap}",
+        "FOREXD_TOPIC_PREFIX": topic_prefix,
+        "FOREXD_APP_ID": f"forexd-{topic_prefix.rstrip('.')}",
+        "FOREXD_DATA_DIR": str(tmp_path / "var"),
+        "FOREXD_SYMBOLS": "EURUSD,USDJPY",
+        "FOREXD_PARTITIONS": "2",
+        "FOREXD_TIMEFRAMES": "1m,5m,1h",
+        "FOREXD_FORECAST_TIMEFRAMES": "1m",
+        "FOREXD_IDLE_CLOSE_S": "3",
+        "FOREXD_METRICS_PORT": "-1",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+@pytest.fixture
+def spawn_worker(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+    """Factory of worker subprocesses; all are stopped at teardown."""
+    procs: list[WorkerProcess] = []
+
+    def spawn(env: dict[str, str], role: str = "stream", name: str | None = None) -> WorkerProcess:
+        w = WorkerProcess(env, tmp_path / f"{name or 'worker'}-{len(procs)}.log", role).start()
+        procs.append(w)
+        return w
+
+    yield spawn
+    for w in procs:
+        w.stop()
+
+
+def wait_until(pred, timeout: float, interval: float = 0.25, what: str = "condition"):  # type: ignore[no-untyped-def]
+    """Poll ``pred`` until truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last={last!r})")
+
+
+@pytest.fixture(name="wait_until")
+def _wait_until_fixture():  # type: ignore[no-untyped-def]
+    return wait_until

@@ -1,0 +1,61 @@
+"""The core never imports the Kafka shell: walk every module's imports."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+CORE = Path(__file__).resolve().parents[2] / "forex_diffusion"
+FORBIDDEN = {"faust", "aiokafka", "streams", "retraining", "mode", "kafka"}
+LAYER_RULES = {"retraining": {"streams", "faust", "aiokafka"}}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+def _modules(pkg: Path) -> list[Path]:
+    return sorted(p for p in pkg.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", _modules(CORE), ids=lambda p: str(p.relative_to(CORE.parent)))
+def test_core_module_imports_no_kafka_or_upper_layer(path: Path) -> None:
+    bad = _imports(path) & FORBIDDEN
+    assert not bad, f"{path} imports {sorted(bad)}: the core must not depend on the Kafka shell"
+
+
+@pytest.mark.parametrize(
+    "path", _modules(CORE.parent / "retraining"), ids=lambda p: str(p.relative_to(CORE.parent))
+)
+def test_retraining_module_imports_no_streams(path: Path) -> None:
+    bad = _imports(path) & LAYER_RULES["retraining"]
+    assert not bad, f"{path} imports {sorted(bad)}: retraining must not import streams/faust"
+
+
+def test_import_check_catches_a_forbidden_import(tmp_path: Path) -> None:
+    bad = tmp_path / "m.py"
+    bad.write_text("import faust\nfrom aiokafka import AIOKafkaConsumer\n")
+    assert _imports(bad) & FORBIDDEN == {"faust", "aiokafka"}
+
+
+def test_importing_the_core_loads_no_kafka_module() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, forex_diffusion, forex_diffusion.aggregation, forex_diffusion.codec, "
+        "forex_diffusion.storage, forex_diffusion.offline, forex_diffusion.pipeline;"
+        "bad=[m for m in sys.modules if m.split('.')[0] in ('faust','aiokafka','streams','retraining')];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=CORE.parent)
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -1,0 +1,77 @@
+"""``forexd candles``: the same numbers as the core, bad rows refused with reasons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from forex_diffusion.offline import aggregate_ticks_file
+from streams.cli import app
+
+SHARED = Path(__file__).resolve().parents[4] / "shared" / "data"
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("vendor", ["oanda", "fxcm"])
+def test_cli_bid_and_ask_candles_equal_vendor_minute_bars(vendor: str, tmp_path: Path) -> None:
+    ticks = SHARED / f"lean_{vendor}_eurusd_ticks_2014-05-01_15.csv.gz"
+    if not ticks.exists():
+        pytest.skip(f"{ticks} absent (extended data beside the checkout)")
+    ref = pd.read_csv(SHARED / f"lean_{vendor}_eurusd_m1_2014-05-01_15.csv.gz")
+    for side in ("bid", "ask"):
+        out = tmp_path / f"{side}.csv"
+        res = runner.invoke(app, ["candles", str(ticks), "--price", side, "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        got = pd.read_csv(out)
+        assert list(got.columns[:8]) == ["symbol", "timeframe", "open_time", "open", "high", "low", "close", "tick_count"]
+        assert (got.open_time.str.endswith("Z")).all()
+        ts = pd.to_datetime(got.open_time, utc=True).dt.as_unit("ms").astype("int64")
+        assert ts.tolist() == ref.ts_ms.tolist()
+        for k in ("open", "high", "low", "close"):
+            assert got[k].tolist() == ref[f"{side}_{k}"].tolist(), (side, k)
+
+
+def test_cli_matches_core_api_on_bundled_sample(sample_ticks: Path, tmp_path: Path) -> None:
+    out = tmp_path / "c.csv"
+    res = runner.invoke(app, ["candles", str(sample_ticks), "--timeframes", "1m,5m,1h", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    got = pd.read_csv(out)
+    core = aggregate_ticks_file(sample_ticks, timeframes=["1m", "5m", "1h"])
+    assert len(got) == len(core.candles)
+    assert got.close.tolist() == [c.close for c in core.candles]
+    assert got.tick_count.sum() == 3 * 111_408
+
+
+def test_cli_refuses_bad_rows_counts_them_and_keeps_going(tmp_path: Path) -> None:
+    src = tmp_path / "eurusd_ticks.csv"
+    src.write_text(
+        "ts_ms,bid,ask\n"
+        "1398902400292,1.38676,1.38686\n"
+        "1398902401000,nan,1.38686\n"
+        "1398902402000,-1.3,1.38686\n"
+        "1398902403000,1.39676,1.38686\n"
+        "1398902404000,x,1.38686\n"
+        "1398902405000,1.38677,1.38687\n"
+        "1398902465000,1.38680,1.38690\n"
+    )
+    rej = tmp_path / "rej.csv"
+    out = tmp_path / "out.csv"
+    res = runner.invoke(app, ["candles", str(src), "--rejects", str(rej), "-o", str(out), "--price", "bid"])
+    assert res.exit_code == 0, res.output
+    rows = pd.read_csv(rej)
+    assert rows[["line", "reason"]].values.tolist() == [[3, "non_finite"], [4, "non_positive"], [5, "crossed"], [6, "malformed"]]
+    assert "crossed=1" in res.stderr and "non_finite=1" in res.stderr and "malformed=1" in res.stderr
+    got = pd.read_csv(out)
+    assert got[["open", "close", "tick_count"]].values.tolist() == [[1.38676, 1.38677, 2], [1.3868, 1.3868, 1]]
+
+
+def test_cli_symbol_option_and_missing_file(tmp_path: Path) -> None:
+    src = tmp_path / "ticks.csv"
+    src.write_text("ts_ms,bid,ask\n1357077600295,86.655,86.728\n")
+    res = runner.invoke(app, ["candles", str(src), "--symbol", "USDJPY"])
+    assert res.exit_code == 0 and "USDJPY,1m,2013-01-01T22:00:00Z" in res.stdout
+    res = runner.invoke(app, ["candles", str(tmp_path / "missing.csv")])
+    assert res.exit_code == 2 and "no such file" in res.stderr
