@@ -85,6 +85,7 @@ STANDARD_TOPICS: tuple[str, ...] = (
     "fx.deadletter",
 )
 
+_HORIZON_LABELS: tuple[str, ...] = tuple(group.label for group in DEFAULT_HORIZON_GROUPS)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _RETRAIN_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
 
@@ -136,7 +137,7 @@ class Metrics:
         timeframes: Iterable[str] = TIMEFRAME_NAMES,
         partitions: int = 1,
         topics: Iterable[str] = STANDARD_TOPICS,
-        horizon_labels: Iterable[str] = tuple(g.label for g in DEFAULT_HORIZON_GROUPS),
+        horizon_labels: Iterable[str] = _HORIZON_LABELS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if partitions < 1:
@@ -372,9 +373,15 @@ class Metrics:
         if source is not None:
             self.dead_letters.labels(source, why.value).inc()
 
-    def late_tick(self, symbol: str) -> None:
-        """Count one tick refused as later than the allowed lateness."""
-        if self._symbol_ok(symbol):
+    def late_tick(self, symbol: str | None = None) -> None:
+        """Count one tick refused as later than the allowed lateness.
+
+        ``symbol=None`` (the caller could not tell) counts it with an empty ``symbol``
+        label, which Prometheus reads as no label.
+        """
+        if symbol is None:
+            self.late_ticks.labels("").inc()
+        elif self._symbol_ok(symbol):
             self.late_ticks.labels(symbol).inc()
 
     def quote_flagged(self, symbol: str, flag: str) -> None:
@@ -520,9 +527,13 @@ class Metrics:
         self._last_arrival[symbol] = self.clock()
         self.feed_last_event.labels(symbol).set(event_ts_s)
         if first:
-            self.feed_staleness.labels(symbol).set_function(
-                lambda s=symbol: max(0.0, self.clock() - self._last_arrival[s])
-            )
+            self.feed_staleness.labels(symbol).set_function(self._staleness_of(symbol))
+
+    def _staleness_of(self, symbol: str) -> Callable[[], float]:
+        def staleness() -> float:
+            return max(0.0, self.clock() - self._last_arrival[symbol])
+
+        return staleness
 
     def circuit_state(self, dependency: str, state: str) -> None:
         """Set a dependency's circuit-breaker state (closed, half_open or open)."""

@@ -89,6 +89,7 @@ def _exercise(m: Metrics, symbol: str = "EURUSD") -> None:
     m.dead_letter("ticks", RejectReason.LATE)
     m.dead_letter("retrain.requests", "schema")
     m.late_tick(symbol)
+    m.late_tick(None)
     m.quote_flagged(symbol, "crossed")
     m.forecast_emitted(symbol, "1m", 0.042, steps=20, samples=64, degraded=True)
     mon = QualityMonitor()
@@ -205,6 +206,8 @@ def test_every_label_is_bounded_and_takes_only_values_from_its_domain() -> None:
             if label == "key":
                 sym, tf, h = value.split("/")
                 assert sym in SYMBOLS and tf in TIMEFRAMES and h.isdigit(), value
+            elif label == "symbol" and value == "" and family.startswith("forexd_late_ticks"):
+                continue  # a late tick whose symbol the agent could not tell
             elif domain is not None:
                 assert value in domain, f"{family}: {label}={value!r} outside its domain"
     assert seen_labels >= {"symbol", "timeframe", "reason", "partition", "topic", "key"}
@@ -513,3 +516,14 @@ def test_alert_rules_reference_only_metrics_that_exist() -> None:
     assert exprs
     referenced = {name for e in exprs for name in re.findall(r"\bforexd_\w+", e)}
     assert referenced and referenced <= valid, sorted(referenced - valid)
+
+
+def test_late_tick_without_symbol_is_counted_with_an_empty_symbol_label() -> None:
+    m = _make()
+    m.late_tick(None)
+    m.late_tick("EURUSD")
+    m.late_tick(UNKNOWN)
+    late = {s.labels["symbol"]: s.value for n, s in _samples(m)
+            if n == "forexd_late_ticks" and s.name.endswith("_total")}
+    assert late == {"": 1, "EURUSD": 1}
+    assert m.unconfigured_symbol_events._value.get() == 1

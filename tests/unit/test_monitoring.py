@@ -43,7 +43,7 @@ def test_crps_from_quantiles_is_twice_mean_pinball_loss() -> None:
     levels = sorted(rng.uniform(0.01, 0.99, size=9).tolist())
     qs = sorted(rng.normal(size=9).tolist())
     y = 0.3
-    expected = 2.0 * np.mean([max(t * (y - q), (t - 1) * (y - q)) for t, q in zip(levels, qs)])
+    expected = 2.0 * np.mean([max(t * (y - q), (t - 1) * (y - q)) for t, q in zip(levels, qs, strict=True)])
     assert crps_from_quantiles(levels, qs, y) == pytest.approx(expected, rel=1e-12)
 
 
