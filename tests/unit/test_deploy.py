@@ -213,8 +213,10 @@ def test_long_running_services_have_healthchecks_and_restart_policies(
         assert hc["test"][0] in ("CMD", "CMD-SHELL"), name
         for key in ("interval", "timeout", "retries"):
             assert key in hc, f"{name}: healthcheck without {key}"
-    # The replay job ends; it is restarted only when it fails.
+    # The replay job ends; it is restarted only when it fails, and the image's /metrics
+    # health check (it serves none) is switched off.
     assert services["replay"]["restart"].startswith("on-failure")
+    assert services["replay"]["healthcheck"] == {"disable": True}
 
 
 def test_dependencies_wait_for_health_of_services_that_define_it(compose: dict[str, Any]) -> None:
