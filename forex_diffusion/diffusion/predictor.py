@@ -206,8 +206,10 @@ class Predictor:
             paths = self.model.calibrated_paths(x0).cpu().numpy().astype(np.float64)  # [B, S, H]
         sigma = np.array([r.sigma for r in requests])[:, None, None]
         last = np.array([r.last_close for r in requests])[:, None, None]
-        prices = last * np.exp(paths * sigma)
-        qs = np.moveaxis(np.quantile(prices, self.levels, axis=1), 0, -1)  # [B, H, Q]
+        logchg = paths * sigma
+        prices = last * np.exp(logchg)
+        q_log = np.moveaxis(np.quantile(logchg, self.levels, axis=1), 0, -1)  # [B, H, Q]
+        qs = last * np.exp(self.model.calibrate_quantiles(q_log))
         means = prices.mean(axis=1)
         p_up = (prices > last).mean(axis=1)
         latency = time.perf_counter() - t0

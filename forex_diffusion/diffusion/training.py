@@ -11,8 +11,9 @@
    find the sets disjoint (statistic 1), else :class:`~forex_diffusion.errors.ModelError`;
 3. noise-prediction training with AdamW, early stopping on validation CRPS, a wall-clock
    budget;
-4. per-step spread calibration: the factor ``s_h`` (grid 0.5–2.0) that minimises the
-   validation CRPS of the sampled cumulative log returns at step ``h``;
+4. calibration on validation windows: the per-step factor ``s_h`` (grid 0.5–2.0) of the
+   sampled cumulative log returns that minimises the CRPS at step ``h``, then a factor per
+   (step, quantile level) (grid 0.7–1.5) that minimises that level's pinball loss;
 5. test scores against the EWMA random walk; checkpoint + manifest.
 """
 
@@ -47,6 +48,7 @@ __all__ = ["TrainConfig", "TrainProgress", "TrainResult", "train"]
 logger = logging.getLogger(__name__)
 
 _SCALE_GRID = np.round(np.arange(0.5, 2.0001, 0.025), 4)
+_QSCALE_GRID = np.round(np.arange(0.7, 1.5001, 0.02), 4)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,12 +189,13 @@ class _Windows:
     target: np.ndarray  # [N, H] scaled returns (clipped)
     cum: np.ndarray  # [N, H] realised cumulative log change (unscaled, unclipped)
     sigma: np.ndarray  # [N]
-    origin_ms: np.ndarray  # [N]
-    end_ms: np.ndarray  # [N]
+    origin_ms: np.ndarray  # [N] close time of the origin candle
+    first_ms: np.ndarray  # [N] close time of the first target candle
+    end_ms: np.ndarray  # [N] close time of the last target candle
 
     def take(self, idx: np.ndarray) -> _Windows:
         return _Windows(self.cond[idx], self.target[idx], self.cum[idx], self.sigma[idx],
-                        self.origin_ms[idx], self.end_ms[idx])
+                        self.origin_ms[idx], self.first_ms[idx], self.end_ms[idx])
 
     def __len__(self) -> int:
         return len(self.sigma)
@@ -236,7 +239,7 @@ def _windows(candles: pd.DataFrame, config: TrainConfig, extra: np.ndarray | Non
     rets = np.diff(lc[idx[:, None] + np.arange(0, h + 1)], axis=1)
     sig = feats.sigma[idx]
     target = np.clip(rets / sig[:, None], -config.context.clip, config.context.clip)
-    return _Windows(feats.cond[idx], target, cum, sig, close_ms[idx], close_ms[idx + h])
+    return _Windows(feats.cond[idx], target, cum, sig, close_ms[idx], close_ms[idx + 1], close_ms[idx + h])
 
 
 def _split(w: _Windows, config: TrainConfig) -> tuple[_Windows, _Windows, _Windows, tuple[int, int]]:
@@ -255,14 +258,17 @@ def _split(w: _Windows, config: TrainConfig) -> tuple[_Windows, _Windows, _Windo
 
 
 def _leakage_check(train: _Windows, val: _Windows, test: _Windows) -> dict[str, float]:
-    """KS two-sample tests on time stamps: every later set must lie wholly after the earlier."""
+    """KS two-sample tests on target time stamps: a later set's targets lie wholly after the earlier's.
+
+    The statistic is 1 exactly when the two sets of target times do not overlap.
+    """
     out: dict[str, float] = {}
-    pairs = [("train_val", train.end_ms, val.origin_ms)]
+    pairs = [("train_val", train.end_ms, val.first_ms)]
     if len(test):
-        pairs.append(("val_test", val.end_ms, test.origin_ms))
+        pairs.append(("val_test", val.end_ms, test.first_ms))
     for name, early, late in pairs:
         stat = float(ks_2samp(early, late).statistic)
-        if stat < 1.0 or early.max() > late.min():
+        if stat < 1.0 or early.max() >= late.min():
             raise ModelError(f"leakage: {name} time stamps overlap (KS statistic {stat:.4f} < 1)")
         out[f"ks_time_{name}"] = stat
     # information only: shift of the scaled-return distribution between train and later sets
@@ -303,6 +309,17 @@ def _fit_scales(q: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     losses = np.stack([crps_quantiles(g * q, y).mean(axis=0) for g in _SCALE_GRID])  # [G, H]
     best = losses.argmin(axis=0)
     return _SCALE_GRID[best], losses[best, np.arange(q.shape[1])]
+
+
+def _fit_quantile_scales(q: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per (step, level) factor minimising that level's pinball loss; ``[H, Q]``."""
+    tau = np.asarray(QUANTILE_LEVELS)
+    losses = []
+    for g in _QSCALE_GRID:
+        u = y[:, :, None] - g * q
+        losses.append(np.maximum(tau * u, (tau - 1.0) * u).mean(axis=0))  # [H, Q]
+    out: np.ndarray = _QSCALE_GRID[np.stack(losses).argmin(axis=0)]
+    return out
 
 
 def _rw_quantiles(w: _Windows) -> np.ndarray:
@@ -423,7 +440,11 @@ def train(config: TrainConfig, candles: pd.DataFrame, model_dir: str | Path, *,
     cum = _sample_cum(model, calib, config.samples, config.sample_steps, 20_000_003, device, calibrated=False)
     scales, _ = _fit_scales(_quantiles(cum), calib.cum)
     model.spread_scale.copy_(torch.as_tensor(scales, dtype=torch.float32))
-    val_scores = _scores(_quantiles(cum * scales), calib)
+    # fitted in volatility units (each window weighs the same), so the levels match coverage
+    qscale = _fit_quantile_scales(_quantiles(cum * scales) / calib.sigma[:, None, None],
+                                  calib.cum / calib.sigma[:, None])
+    model.quantile_scale.copy_(torch.as_tensor(qscale, dtype=torch.float32))
+    val_scores = _scores(model.calibrate_quantiles(_quantiles(cum * scales)), calib)
     metrics: dict[str, Any] = {
         "params": n_params, "steps": step, "stop_reason": stop_reason, "best_val_crps": best_val,
         "train_seconds": time.monotonic() - t_start, "spread_scale": scales.tolist(),
@@ -432,7 +453,7 @@ def train(config: TrainConfig, candles: pd.DataFrame, model_dir: str | Path, *,
     if len(test_w):
         tsub = test_w.take(_spread_idx(len(test_w), config.test_windows))
         tcum = _sample_cum(model, tsub, config.samples, config.sample_steps, 30_000_001, device, calibrated=True)
-        metrics["test"] = _scores(_quantiles(tcum), tsub)
+        metrics["test"] = _scores(model.calibrate_quantiles(_quantiles(tcum)), tsub)
     metrics["train_seconds"] = time.monotonic() - t_start
     manifest = {
         "symbol": config.symbol, "timeframe": config.timeframe, "horizon": config.horizon,
