@@ -338,8 +338,9 @@ class CalibrationMonitor:
         chi-square of the PIT histogram (``bins`` equal bins) divided by ``overlap`` above
         the ``1 - pit_alpha`` quantile of chi-square with ``bins - 1`` degrees of freedom.
 
-    A condition fires when it starts to hold, and again every ``window`` updates while it
-    keeps holding (so a persistent miscalibration is seen as persistent).
+    After a condition fires it stays silent for ``window`` updates (a refractory period:
+    no chatter around the threshold), then fires again if it still holds, so a persistent
+    miscalibration is seen as persistent.
 
     Parameters
     ----------
@@ -389,8 +390,7 @@ class CalibrationMonitor:
         self._counts = [0] * bins
         self._n = 0
         self._chi2_crit = float(sp_stats.chi2.ppf(1.0 - pit_alpha, bins - 1))
-        self._alarmed = dict.fromkeys(self.NAMES, False)
-        self._since = dict.fromkeys(self.NAMES, 0)
+        self._since = dict.fromkeys(self.NAMES, window)
         self._detections: tuple[Detection, ...] = ()
 
     @property
@@ -461,15 +461,10 @@ class CalibrationMonitor:
         self._detections = tuple(found)
 
     def _check(self, name: str, stat: float, thr: float, found: list[Detection]) -> None:
-        if stat > thr:
-            self._since[name] += 1
-            if not self._alarmed[name] or self._since[name] >= self.window:
-                self._alarmed[name] = True
-                self._since[name] = 0
-                found.append(Detection(name, stat, thr))
-        else:
-            self._alarmed[name] = False
+        self._since[name] += 1
+        if stat > thr and self._since[name] > self.window:
             self._since[name] = 0
+            found.append(Detection(name, stat, thr))
 
 
 class KSFeatureDetector:
@@ -615,7 +610,10 @@ class KSFeatureDetector:
 class DriftConfig:
     """Parameters of a :class:`DriftMonitor` (see the detectors for their meaning).
 
-    ``non_overlapping`` feeds the loss detectors of horizon ``h`` only every ``h``-th value.
+    ``non_overlapping`` feeds the loss detectors of horizon ``h`` only every ``h``-th value;
+    ``ks_stride`` feeds the KS detector every ``ks_stride``-th feature row (features built
+    from overlapping windows are autocorrelated, which the KS test does not allow for), so
+    its windows span ``ks_*_size * ks_stride`` candles.
     """
 
     adwin_delta: float = 0.002
@@ -626,13 +624,14 @@ class DriftConfig:
     ph_alpha: float = 1 - 0.0001
     non_overlapping: bool = True
     calibration_window: int = 250
-    coverage_z: float = 4.0
+    coverage_z: float = 4.5
     pit_bins: int = 10
-    pit_alpha: float = 1e-3
-    ks_reference_size: int = 500
-    ks_recent_size: int = 200
-    ks_alpha: float = 1e-4
-    ks_check_every: int = 50
+    pit_alpha: float = 1e-4
+    ks_reference_size: int = 250
+    ks_recent_size: int = 100
+    ks_alpha: float = 1e-3
+    ks_check_every: int = 25
+    ks_stride: int = 12
     ks_features: tuple[str, ...] | None = None
     enable_features: bool = True
 
@@ -643,6 +642,8 @@ class DriftConfig:
             raise ConfigError("ph_threshold > 0, ph_delta >= 0 and ph_min_instances >= 1 required")
         if not 0 < self.ph_alpha <= 1:
             raise ConfigError("ph_alpha must be in (0, 1]")
+        if self.ks_stride < 1:
+            raise ConfigError("ks_stride must be >= 1")
         # The detector constructors validate the rest; build one of each now to fail early.
         CalibrationMonitor(window=self.calibration_window, z=self.coverage_z, bins=self.pit_bins, pit_alpha=self.pit_alpha)
         KSFeatureDetector(
@@ -679,6 +680,7 @@ class DriftMonitor:
             check_every=self.config.ks_check_every,
             features=self.config.ks_features,
         )
+        self._feature_rows = 0
         self.n_events = 0
 
     def _event(self, det: str, stat: float, thr: float, horizon: int | None, ts_ms: int) -> DriftEvent:
@@ -775,6 +777,9 @@ class DriftMonitor:
     def update_features(self, features: Mapping[str, float], ts_ms: int) -> list[DriftEvent]:
         """Feed one feature row to the KS detector (a series-level event: horizon None)."""
         if not self.config.enable_features:
+            return []
+        self._feature_rows += 1
+        if (self._feature_rows - 1) % self.config.ks_stride:
             return []
         self._ks.update(features)
         if self._ks.drift_detected:

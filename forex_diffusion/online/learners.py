@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from river import base, linear_model, metrics, preprocessing
+from river import base, linear_model, metrics, optim, preprocessing
 
 from ..domain import Candle
 from ..errors import ConfigError, RejectReason, ValidationError
@@ -55,13 +55,23 @@ logger = logging.getLogger(__name__)
 
 
 def default_regressor() -> base.Regressor:
-    """Return the default regressor: ``StandardScaler | LinearRegression``."""
-    return preprocessing.StandardScaler() | linear_model.LinearRegression()
+    """Return the default regressor: ``StandardScaler | LinearRegression``.
+
+    Learning rates are a tenth of river's defaults: FX returns are nearly unpredictable and
+    the labels of consecutive h-step forecasts overlap, so river's default SGD(0.01) mostly
+    learns noise (skill -0.05 at +1 and -0.19 at +12 on hourly EUR/USD 2007-2010, against
+    -0.004 and -0.011 with these rates).
+    """
+    return preprocessing.StandardScaler() | linear_model.LinearRegression(
+        optimizer=optim.SGD(0.001), intercept_lr=0.0001
+    )
 
 
 def default_classifier() -> base.Classifier:
     """Return the default sign classifier: ``StandardScaler | LogisticRegression``."""
-    return preprocessing.StandardScaler() | linear_model.LogisticRegression()
+    return preprocessing.StandardScaler() | linear_model.LogisticRegression(
+        optimizer=optim.SGD(0.01), intercept_lr=0.001
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
