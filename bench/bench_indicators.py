@@ -1,0 +1,158 @@
+"""Benchmark: the incremental indicator bank against talipp on the same real candles.
+
+Run: ``.venv/bin/python bench/bench_indicators.py [N_BARS]``. Prints ns per candle for
+both libraries on the same set of indicators (best of 3 runs, same process), the ratio,
+the full default set, a per-indicator breakdown and the memory of one series' bank.
+Reads ``../shared/data`` (EURUSD 1-minute bid candles); exits with a message without it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forex_diffusion.domain import Candle
+from forex_diffusion.indicators import IndicatorBank, build_indicator
+from forex_diffusion.readers import read_candles
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lean_oanda_eurusd_m1_2014-05-01_15.csv.gz"
+TALIPP_SET = "rsi_14,ema_20,atr_14,bb_20,macd_12_26_9,keltner_20,donchian_20"
+
+
+def best_of(fn: Callable[[], None], repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def deep_size(obj: Any, seen: set[int] | None = None) -> int:
+    """Bytes held by ``obj`` and everything it references (numpy: ``nbytes``)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen or isinstance(obj, type):
+        return 0
+    seen.add(id(obj))
+    size = sys.getsizeof(obj)
+    if isinstance(obj, np.ndarray):
+        return size + (obj.nbytes if obj.base is None else 0)
+    if isinstance(obj, dict):
+        return size + sum(deep_size(k, seen) + deep_size(v, seen) for k, v in obj.items())
+    if isinstance(obj, (list, tuple, set, frozenset)) or type(obj).__name__ == "deque":
+        return size + sum(deep_size(v, seen) for v in obj)
+    for klass in type(obj).__mro__:
+        for slot in getattr(klass, "__slots__", ()):
+            if hasattr(obj, slot):
+                size += deep_size(getattr(obj, slot), seen)
+    if hasattr(obj, "__dict__"):
+        size += deep_size(vars(obj), seen)
+    return size
+
+
+def ours(candles: list[Candle], spec: str, as_dict: bool) -> Callable[[], None]:
+    def run() -> None:
+        bank = IndicatorBank(spec)
+        step = bank.update if as_dict else bank._update_list
+        for c in candles:
+            step(c)
+    return run
+
+
+def talipp_run(candles: list[Candle], full: bool) -> Callable[[], None]:
+    from talipp.indicators import ADX, ATR, BB, EMA, MACD, RSI, SMA, DonchianChannels, KeltnerChannels, Stoch
+    from talipp.ohlcv import OHLCV
+
+    bars = [OHLCV(c.open, c.high, c.low, c.close, 0.0) for c in candles]
+    closes = [c.close for c in candles]
+
+    def run() -> None:
+        scalar = [RSI(14), EMA(20), BB(20, 2.0), MACD(12, 26, 9)]
+        ohlc = [ATR(14), KeltnerChannels(20, 10, 2.0, 2.0), DonchianChannels(20)]
+        if full:
+            scalar.append(SMA(20))
+            ohlc += [Stoch(14, 3), ADX(14, 14)]
+        for x, b in zip(closes, bars, strict=True):
+            for ind in scalar:
+                ind.add(x)
+                ind[-1]
+            for ind in ohlc:
+                ind.add(b)
+                ind[-1]
+    return run
+
+
+def main() -> int:
+    if not DATA.exists():
+        print(f"bench_indicators: {DATA} is absent; nothing measured")
+        return 0
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 15_000
+    f = read_candles(DATA, price="bid").frame.iloc[:n]
+    candles = [Candle(symbol="EURUSD", timeframe="1m", open_ms=int(t), close_ms=int(t) + 60_000, open=o,
+                      high=h, low=lo, close=c)
+               for t, o, h, lo, c in zip(f.ts_ms, f.open, f.high, f.low, f.close, strict=True)]
+    n = len(candles)
+    print(f"{n} EURUSD 1-minute bid candles; ns per candle, best of 3, one process")
+
+    def ns(seconds: float) -> float:
+        return seconds / n * 1e9
+
+    try:
+        import talipp  # noqa: F401
+        have_talipp = True
+    except ImportError:
+        have_talipp = False
+        print("talipp is not installed (pip install talipp): no comparison")
+
+    print(f"\n[talipp set: {TALIPP_SET}]")
+    o_list = ns(best_of(ours(candles, TALIPP_SET, as_dict=False)))
+    o_dict = ns(best_of(ours(candles, TALIPP_SET, as_dict=True)))
+    print(f"  ours, values as list      {o_list:10.0f}")
+    print(f"  ours, bank.update -> dict {o_dict:10.0f}")
+    if have_talipp:
+        t_ns = ns(best_of(talipp_run(candles, full=False)))
+        print(f"  talipp add + [-1]         {t_ns:10.0f}")
+        print(f"  ratio talipp / ours(dict) {t_ns / o_dict:10.1f}x")
+
+    print("\n[full default set]")
+    d_list = ns(best_of(ours(candles, "default", as_dict=False)))
+    d_dict = ns(best_of(ours(candles, "default", as_dict=True)))
+    no_hurst = "sma_20,ema_20,rsi_14,atr_14,bb_20,macd_12_26_9,donchian_20,keltner_20,stoch_14_3,adx_14"
+    d_nh = ns(best_of(ours(candles, no_hurst, as_dict=True)))
+    print(f"  ours, values as list      {d_list:10.0f}")
+    print(f"  ours, bank.update -> dict {d_dict:10.0f}")
+    print(f"  ours without hurst_100    {d_nh:10.0f}")
+    if have_talipp:
+        t_full = ns(best_of(talipp_run(candles, full=True)))
+        print(f"  talipp (no Hurst in it)   {t_full:10.0f}")
+        print(f"  ratio talipp / ours w/o hurst {t_full / d_nh:6.1f}x")
+
+    print("\n[per indicator, _push only]")
+    for tok in IndicatorBank().spec.indicators:
+        ind = build_indicator(tok)
+        xs: list[Any] = [c.close for c in candles] if ind.input_kind == "scalar" else candles
+
+        def one(ind: Any = ind, xs: list[Any] = xs) -> None:
+            fresh = ind.clone()
+            push = fresh._push
+            for x in xs:
+                push(x)
+        print(f"  {tok:18s} {ns(best_of(one)):8.0f}")
+
+    bank = IndicatorBank()
+    for c in candles:
+        bank.update(c)
+    print("\n[memory of one series, full default bank]")
+    print(f"  in memory (deep size)     {deep_size(bank):8d} bytes")
+    print(f"  JSON snapshot             {len(json.dumps(bank.snapshot())):8d} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
