@@ -66,7 +66,18 @@ def ours(candles: list[Candle], spec: str, as_dict: bool) -> Callable[[], None]:
 
 
 def talipp_run(candles: list[Candle], full: bool) -> Callable[[], None]:
-    from talipp.indicators import ADX, ATR, BB, EMA, MACD, RSI, SMA, DonchianChannels, KeltnerChannels, Stoch
+    from talipp.indicators import (
+        ADX,
+        ATR,
+        BB,
+        EMA,
+        MACD,
+        RSI,
+        SMA,
+        DonchianChannels,
+        KeltnerChannels,
+        Stoch,
+    )
     from talipp.ohlcv import OHLCV
 
     bars = [OHLCV(c.open, c.high, c.low, c.close, 0.0) for c in candles]

@@ -408,7 +408,8 @@ class Standardiser:
         arr = np.asarray(x, dtype=float)
         if arr.shape[-1] != self.mean_.shape[0]:
             raise ConfigError(f"expected {self.mean_.shape[0]} columns, got {arr.shape[-1]}")
-        return (arr - self.mean_) / self.scale_
+        out: np.ndarray = (arr - self.mean_) / self.scale_
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data."""

@@ -148,11 +148,11 @@ class IndicatorBank:
         for push, _, scalar, width in self._plan:
             r = push(c) if scalar else push(bar)
             if width == 1:
-                ap(r)
+                ap(r)  # type: ignore[arg-type]
             elif r is None:
                 ex((None,) * width)
             else:
-                ex(r)
+                ex(r)  # type: ignore[arg-type]
         self._values = out
         self._forming = None
         self._count += 1
@@ -166,11 +166,11 @@ class IndicatorBank:
         for _, peek, scalar, width in self._plan:
             r = peek(c) if scalar else peek(bar)
             if width == 1:
-                ap(r)
+                ap(r)  # type: ignore[arg-type]
             elif r is None:
                 ex((None,) * width)
             else:
-                ex(r)
+                ex(r)  # type: ignore[arg-type]
         self._forming = out
         return out
 

@@ -23,7 +23,7 @@ from .volatility import ATR, BollingerBands, RealisedVolatility
 __all__ = ["INDICATOR_CLASSES", "build_indicator", "indicator_class", "indicator_token"]
 
 INDICATOR_CLASSES: dict[str, type[Indicator[Any]]] = {
-    klass.spec_name: klass  # type: ignore[attr-defined]
+    klass.spec_name: klass
     for klass in (SMA, EMA, RSI, ATR, BollingerBands, MACD, Max, Min, Donchian, Keltner,
                   Stochastic, ADX, RealisedVolatility, Hurst)
 }

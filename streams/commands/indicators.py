@@ -1,10 +1,10 @@
 """``forexd indicators FILE``: compute the incremental indicators over a candle file."""
+# ruff: noqa: B008  -- typer declares options as argument defaults by design
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,13 +18,13 @@ _INPUT_COLUMNS = ["ts_ms", "symbol", "open", "high", "low", "close", "volume"]
 def indicators(
     file: Path = typer.Argument(..., help="Candle file (CSV, optionally .gz): the ../shared/data layouts, "
                                 "timestamp,symbol,open,high,low,close[,volume], Dukascopy, HistData, MetaTrader."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="CSV to write (default: standard output)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="CSV to write (default: standard output)."),
     price: str = typer.Option("mid", "--price", help="Side of bid/ask candle files: mid|bid|ask."),
-    spec: Optional[str] = typer.Option(
+    spec: str | None = typer.Option(
         None, "--spec",
         help=f"Comma-separated indicators name_param_param (default: {','.join(DEFAULT_SPEC)}); "
              f"names: {', '.join(sorted(INDICATOR_CLASSES))}."),
-    symbol: Optional[str] = typer.Option(None, "--symbol", help="Symbol for files without one (else from the file name)."),
+    symbol: str | None = typer.Option(None, "--symbol", help="Symbol for files without one (else from the file name)."),
     only_ready: bool = typer.Option(False, "--only-ready",
                                     help="Leave a value empty until its indicator is ready (seed forgotten), "
                                          "not only until it is defined."),
