@@ -378,7 +378,11 @@ class OnlineLearnerSet:
 
         realised: list[RealisedLabel] = []
         for h, st in self._horizons.items():
-            while st.pending and index - st.pending[0].index >= h:
+            while (
+                st.pending
+                and index - st.pending[0].index >= h
+                and st.pending[0].as_of_ms < as_of
+            ):
                 realised.append(self._realise(h, st, st.pending.popleft(), candle, clip))
 
         predictions: list[HorizonPrediction] = []
