@@ -191,7 +191,7 @@ class AdwinDetector:
         self.min_window_length = min_window_length
         self.grace_period = grace_period
         self.shadow_size = shadow_size
-        self._adwin = river_drift.ADWIN(
+        self._adwin: Any = river_drift.ADWIN(  # type: ignore[no-untyped-call]  # river's ADWIN.__init__ is unannotated
             delta=delta, clock=clock, min_window_length=min_window_length, grace_period=grace_period
         )
         self._shadow: deque[float] = deque(maxlen=shadow_size)
@@ -291,7 +291,7 @@ class PageHinkleyDetector:
         self.threshold_ = threshold
         self.alpha = alpha
         self.mode = mode
-        self._ph = river_drift.PageHinkley(
+        self._ph: Any = river_drift.PageHinkley(
             min_instances=min_instances, delta=delta, threshold=threshold, alpha=alpha, mode=mode
         )
         self._statistic = math.nan
@@ -384,8 +384,9 @@ class CalibrationMonitor:
         self.bins = bins
         self.pit_alpha = pit_alpha
         self.overlap = overlap
-        self._cov50 = river_utils.Rolling(river_stats.Mean, window_size=window)
-        self._cov90 = river_utils.Rolling(river_stats.Mean, window_size=window)
+        # river's Rolling proxies the wrapped statistic dynamically (typed as Any here)
+        self._cov50: Any = river_utils.Rolling(river_stats.Mean, window_size=window)
+        self._cov90: Any = river_utils.Rolling(river_stats.Mean, window_size=window)
         self._pit_bins: deque[int] = deque(maxlen=window)
         self._counts = [0] * bins
         self._n = 0

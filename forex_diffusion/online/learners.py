@@ -30,9 +30,9 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from river import base, linear_model, metrics, optim, preprocessing
 
@@ -62,16 +62,18 @@ def default_regressor() -> base.Regressor:
     learns noise (skill -0.05 at +1 and -0.19 at +12 on hourly EUR/USD 2007-2010, against
     -0.004 and -0.011 with these rates).
     """
-    return preprocessing.StandardScaler() | linear_model.LinearRegression(
+    pipe = preprocessing.StandardScaler() | linear_model.LinearRegression(
         optimizer=optim.SGD(0.001), intercept_lr=0.0001
     )
+    return cast(base.Regressor, pipe)  # a Pipeline ending in a regressor is one
 
 
 def default_classifier() -> base.Classifier:
     """Return the default sign classifier: ``StandardScaler | LogisticRegression``."""
-    return preprocessing.StandardScaler() | linear_model.LogisticRegression(
+    pipe = preprocessing.StandardScaler() | linear_model.LogisticRegression(
         optimizer=optim.SGD(0.01), intercept_lr=0.001
     )
+    return cast(base.Classifier, pipe)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -208,7 +210,7 @@ class _Pending:
     as_of_ms: int
     close: float
     scale: float
-    x: dict[str, float]
+    x: dict[Hashable, Any]
     y_pred: float
     p_up: float
 
@@ -218,9 +220,10 @@ class _HorizonState:
     regressor: base.Regressor
     classifier: base.Classifier
     pending: deque[_Pending]
-    mae: metrics.MAE = field(default_factory=metrics.MAE)
-    naive_mae: metrics.MAE = field(default_factory=metrics.MAE)
-    hits: metrics.Accuracy = field(default_factory=metrics.Accuracy)
+    # river's metrics are untyped; Any keeps mypy strict elsewhere
+    mae: Any = field(default_factory=metrics.MAE)
+    naive_mae: Any = field(default_factory=metrics.MAE)
+    hits: Any = field(default_factory=metrics.Accuracy)
     last_trained_ms: int | None = None
     n_learned: int = 0
     n_evicted: int = 0
@@ -373,7 +376,7 @@ class OnlineLearnerSet:
         self._n_candles += 1
         self._last_close_ms = as_of
         index = self._n_candles
-        x = {k: float(v) for k, v in features.items() if math.isfinite(v)}
+        x: dict[Hashable, Any] = {k: float(v) for k, v in features.items() if math.isfinite(v)}
         clip = self.config.target_clip
 
         realised: list[RealisedLabel] = []
