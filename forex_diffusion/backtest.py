@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -28,9 +29,9 @@ from .diffusion.predictor import Forecast, Predictor
 from .domain import Candle
 from .errors import ConfigError
 from .evaluation import QUANTILE_LEVELS, ewma_random_walk_quantiles
-from .timeframes import Timeframe
+from .timeframes import Timeframe, datetime_to_ms
 
-__all__ = ["BACKTEST_COLUMNS", "BacktestConfig", "backtest", "write_backtest_csv"]
+__all__ = ["BACKTEST_COLUMNS", "BacktestConfig", "backtest", "parse_utc_date", "write_backtest_csv"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,21 @@ class BacktestConfig:
             raise ConfigError("every and batch must be >= 1")
         if self.from_ms is not None and self.to_ms is not None and self.from_ms > self.to_ms:
             raise ConfigError("--from must not be after --to")
+
+
+def parse_utc_date(text: str) -> int:
+    """Parse ``YYYY-MM-DD`` or an ISO-8601 time (naive = UTC) to epoch ms.
+
+    >>> parse_utc_date("2017-01-01")
+    1483228800000
+    """
+    try:
+        dt = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise ConfigError(f"bad date {text!r}: expected YYYY-MM-DD or ISO-8601") from exc
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return datetime_to_ms(dt)
 
 
 def _candles(frame: pd.DataFrame, symbol: str, tf: Timeframe) -> list[Candle]:

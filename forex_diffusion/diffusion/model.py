@@ -7,7 +7,9 @@ the validation set, so a checkpoint's ``state_dict`` is the whole model:
 ``spread_scale [H]`` multiplies the sampled cumulative paths (mean, ``p_up`` and the base
 quantiles come from these), ``quantile_scale [H, Q]`` then corrects each quantile level of
 the cumulative log change (heavy tails: the CRPS-optimal spread alone under-covers the
-90 % interval).
+90 % interval), and ``rw_weight [H]`` averages the quantiles with those of the EWMA random
+walk (quantile averaging), fitted per step on validation so that a step where the
+network adds nothing falls back to the baseline instead of doing worse.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.stats import norm
 from torch import nn
 from torch.nn import functional as F
 
@@ -25,7 +28,7 @@ from ..evaluation import QUANTILE_LEVELS
 from .denoiser import Denoiser, DenoiserConfig
 from .schedule import NoiseSchedule, ScheduleConfig
 
-__all__ = ["DiffusionModel", "ModelConfig"]
+__all__ = ["DiffusionModel", "ModelConfig", "random_walk_log_quantiles"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +79,7 @@ class DiffusionModel(nn.Module):
     cond_std: torch.Tensor
     spread_scale: torch.Tensor
     quantile_scale: torch.Tensor
+    rw_weight: torch.Tensor
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -87,6 +91,7 @@ class DiffusionModel(nn.Module):
         self.register_buffer("cond_std", torch.ones(d))
         self.register_buffer("spread_scale", torch.ones(h))
         self.register_buffer("quantile_scale", torch.ones(h, len(QUANTILE_LEVELS)))
+        self.register_buffer("rw_weight", torch.zeros(h))
 
     def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Store the conditioning mean/std ``[D]``; a zero std is replaced by 1."""
@@ -143,12 +148,26 @@ class DiffusionModel(nn.Module):
         """
         return torch.cumsum(x0, dim=-1) * self.spread_scale
 
-    def calibrate_quantiles(self, q: np.ndarray) -> np.ndarray:
-        """Apply ``quantile_scale`` to log-change quantiles and sort each row.
+    def calibrate_quantiles(self, q: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        """Calibrate log-change quantiles: per-level scale, sort, blend with the random walk.
 
-        Shapes: ``q [..., H, Q]`` (float64, levels ``QUANTILE_LEVELS``) → same shape, new
-        array. Sorting (monotone rearrangement) never increases the quantile loss.
+        Shapes: ``q [B, H, Q]`` (float64, levels ``QUANTILE_LEVELS``), ``sigma [B]`` (EWMA
+        volatility at the origin) → ``[B, H, Q]``, a new array. Sorting (monotone
+        rearrangement) never increases the quantile loss.
         """
         scale = self.quantile_scale.detach().cpu().numpy().astype(np.float64)
-        out: np.ndarray = np.sort(q * scale, axis=-1)
+        w = self.rw_weight.detach().cpu().numpy().astype(np.float64)[:, None]
+        model_q = np.sort(q * scale, axis=-1)
+        out: np.ndarray = (1.0 - w) * model_q + w * random_walk_log_quantiles(sigma, q.shape[-2])
         return out
+
+
+def random_walk_log_quantiles(sigma: np.ndarray, horizon: int) -> np.ndarray:
+    """Return log-change quantiles of the Gaussian random walk, ``sigma [B]`` → ``[B, H, Q]``."""
+    z = _Z
+    h = np.sqrt(np.arange(1, horizon + 1, dtype=np.float64))
+    out: np.ndarray = np.asarray(sigma, dtype=np.float64)[:, None, None] * h[None, :, None] * z[None, None, :]
+    return out
+
+
+_Z = norm.ppf(np.asarray(QUANTILE_LEVELS, dtype=np.float64))

@@ -209,9 +209,13 @@ class Predictor:
         logchg = paths * sigma
         prices = last * np.exp(logchg)
         q_log = np.moveaxis(np.quantile(logchg, self.levels, axis=1), 0, -1)  # [B, H, Q]
-        qs = last * np.exp(self.model.calibrate_quantiles(q_log))
-        means = prices.mean(axis=1)
-        p_up = (prices > last).mean(axis=1)
+        qs = last * np.exp(self.model.calibrate_quantiles(q_log, sigma[:, 0, 0]))
+        # mean and p_up blend like a mixture with the random walk (weight rw_weight per step)
+        w = self.model.rw_weight.detach().cpu().numpy().astype(np.float64)[None, :]
+        steps_ = np.arange(1, h + 1, dtype=np.float64)[None, :]
+        rw_mean = last[:, :, 0] * np.exp(0.5 * sigma[:, :, 0] ** 2 * steps_)
+        means = (1.0 - w) * prices.mean(axis=1) + w * rw_mean
+        p_up = (1.0 - w) * (prices > last).mean(axis=1) + w * 0.5
         latency = time.perf_counter() - t0
         return [
             Forecast(symbol=r.symbol, timeframe=r.timeframe, as_of_ms=r.as_of_ms, horizon=h,

@@ -13,7 +13,9 @@
    budget;
 4. calibration on validation windows: the per-step factor ``s_h`` (grid 0.5–2.0) of the
    sampled cumulative log returns that minimises the CRPS at step ``h``, then a factor per
-   (step, quantile level) (grid 0.7–1.5) that minimises that level's pinball loss;
+   (step, quantile level) (grid 0.7–1.5) that minimises that level's pinball loss, then
+   a per-step weight (grid 0–1) of the EWMA random walk's quantiles in a quantile
+   average, so that a step where the network adds nothing falls back to the baseline;
 5. test scores against the EWMA random walk; checkpoint + manifest.
 """
 
@@ -49,6 +51,7 @@ logger = logging.getLogger(__name__)
 
 _SCALE_GRID = np.round(np.arange(0.5, 2.0001, 0.025), 4)
 _QSCALE_GRID = np.round(np.arange(0.7, 1.5001, 0.02), 4)
+_RW_GRID = np.round(np.arange(0.0, 1.0001, 0.1), 4)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -322,6 +325,16 @@ def _fit_quantile_scales(q: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
+def _fit_rw_weight(model: DiffusionModel, q: np.ndarray, w: _Windows) -> np.ndarray:
+    """Per-step weight of the random walk in the quantile average minimising validation CRPS."""
+    losses = []
+    for g in _RW_GRID:
+        model.rw_weight.fill_(float(g))
+        losses.append(crps_quantiles(model.calibrate_quantiles(q, w.sigma), w.cum).mean(axis=0))
+    out: np.ndarray = _RW_GRID[np.stack(losses).argmin(axis=0)]
+    return out
+
+
 def _rw_quantiles(w: _Windows) -> np.ndarray:
     z = norm.ppf(np.asarray(QUANTILE_LEVELS))
     h = np.sqrt(np.arange(1, w.cum.shape[1] + 1))
@@ -444,16 +457,19 @@ def train(config: TrainConfig, candles: pd.DataFrame, model_dir: str | Path, *,
     qscale = _fit_quantile_scales(_quantiles(cum * scales) / calib.sigma[:, None, None],
                                   calib.cum / calib.sigma[:, None])
     model.quantile_scale.copy_(torch.as_tensor(qscale, dtype=torch.float32))
-    val_scores = _scores(model.calibrate_quantiles(_quantiles(cum * scales)), calib)
+    rw_w = _fit_rw_weight(model, _quantiles(cum * scales), calib)
+    model.rw_weight.copy_(torch.as_tensor(rw_w, dtype=torch.float32))
+    val_scores = _scores(model.calibrate_quantiles(_quantiles(cum * scales), calib.sigma), calib)
     metrics: dict[str, Any] = {
         "params": n_params, "steps": step, "stop_reason": stop_reason, "best_val_crps": best_val,
         "train_seconds": time.monotonic() - t_start, "spread_scale": scales.tolist(),
+        "rw_weight": rw_w.tolist(),
         "val": val_scores, **ks,
     }
     if len(test_w):
         tsub = test_w.take(_spread_idx(len(test_w), config.test_windows))
         tcum = _sample_cum(model, tsub, config.samples, config.sample_steps, 30_000_001, device, calibrated=True)
-        metrics["test"] = _scores(model.calibrate_quantiles(_quantiles(tcum)), tsub)
+        metrics["test"] = _scores(model.calibrate_quantiles(_quantiles(tcum), tsub.sigma), tsub)
     metrics["train_seconds"] = time.monotonic() - t_start
     manifest = {
         "symbol": config.symbol, "timeframe": config.timeframe, "horizon": config.horizon,
