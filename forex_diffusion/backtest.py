@@ -15,6 +15,8 @@ close ``step`` candles later, empty where the file ends first.
 from __future__ import annotations
 
 import logging
+import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,7 +33,8 @@ from .errors import ConfigError
 from .evaluation import QUANTILE_LEVELS, ewma_random_walk_quantiles
 from .timeframes import Timeframe, datetime_to_ms
 
-__all__ = ["BACKTEST_COLUMNS", "BacktestConfig", "backtest", "parse_utc_date", "write_backtest_csv"]
+__all__ = ["BACKTEST_COLUMNS", "BacktestConfig", "backtest", "fan_chart_png", "parse_utc_date",
+           "write_backtest_csv"]
 
 logger = logging.getLogger(__name__)
 
@@ -191,3 +194,75 @@ def _rows(index: list[int], reqs: list[ForecastRequest], fcs: list[Forecast], cl
 def write_backtest_csv(rows: pd.DataFrame, out: str | Path | IO[str]) -> None:
     """Write backtest rows as CSV (floats in shortest round-trip form, empty for NaN)."""
     rows.to_csv(out, index=False, na_rep="", lineterminator="\n")
+
+
+def fan_chart_png(rows: pd.DataFrame, out: str | Path, *, as_of: int | None = None,
+                  width: int = 800, height: int = 400) -> int:
+    """Draw the fan chart of one forecast against the realised path as a PNG; return its as_of.
+
+    Bands: model 5–95 % (light), 20–80 % (mid), 40–60 % (dark blue), median (navy line);
+    the random walk's 5–95 % bounds (grey lines); realised closes (red). ``as_of`` defaults
+    to the last forecast whose whole horizon is realised. Pure numpy + zlib (no plotting
+    library needed).
+    """
+    if rows.empty:
+        raise ConfigError("no backtest rows to plot")
+    done = rows.groupby("as_of")["realized"].apply(lambda s: bool(np.isfinite(s.to_numpy(dtype=float)).all()))
+    if as_of is None:
+        full = done[done].index
+        as_of = int(full.max() if len(full) else rows["as_of"].max())
+    g = rows[rows["as_of"] == as_of].sort_values("step")
+    if g.empty:
+        raise ConfigError(f"no forecast at as_of={as_of}")
+    h = len(g)
+    cols = [*_Q, "rw_q05", "rw_q95", "realized"]
+    vals = g[cols].to_numpy(dtype=np.float64)
+    lo, hi = np.nanmin(vals), np.nanmax(vals)
+    pad = 0.05 * (hi - lo or abs(hi) * 1e-4 or 1.0)
+    lo, hi = lo - pad, hi + pad
+    img = np.full((height, width, 3), 255, dtype=np.uint8)
+    x = np.linspace(0.04 * width, 0.96 * width, h)
+
+    def ypix(v: np.ndarray) -> np.ndarray:
+        return (height - 1) * (1.0 - (v - lo) / (hi - lo))
+
+    xs = np.arange(width)
+    for (a, b), colour in (((_Q[0], _Q[-1]), (198, 219, 239)), ((_Q[2], _Q[8]), (107, 174, 214)),
+                           ((_Q[4], _Q[6]), (33, 113, 181))):
+        top = np.interp(xs, x, ypix(g[b].to_numpy(dtype=np.float64)), left=np.nan, right=np.nan)
+        bot = np.interp(xs, x, ypix(g[a].to_numpy(dtype=np.float64)), left=np.nan, right=np.nan)
+        for xi in np.flatnonzero(np.isfinite(top)):
+            img[int(max(top[xi], 0)): int(min(bot[xi], height - 1)) + 1, xi] = colour
+    for name, colour in (("rw_q05", (120, 120, 120)), ("rw_q95", (120, 120, 120)),
+                         ("q50", (8, 48, 107)), ("realized", (203, 24, 29))):
+        yv = g[name].to_numpy(dtype=np.float64)
+        ok = np.isfinite(yv)
+        if ok.sum() >= 1:
+            _polyline(img, x[ok], ypix(yv[ok]), colour)
+    _write_png(img, Path(out) if not isinstance(out, Path) else out)
+    return as_of
+
+
+def _polyline(img: np.ndarray, x: np.ndarray, y: np.ndarray, colour: tuple[int, int, int]) -> None:
+    hgt, wid = img.shape[:2]
+    pts = max(2, int(abs(x[-1] - x[0])) * 2 + 2) if len(x) > 1 else 1
+    t = np.linspace(0, len(x) - 1, pts)
+    xi = np.interp(t, np.arange(len(x)), x)
+    yi = np.interp(t, np.arange(len(y)), y)
+    for dx in (0, 1):
+        for dy in (0, 1):
+            cx = np.clip(np.round(xi).astype(int) + dx, 0, wid - 1)
+            cy = np.clip(np.round(yi).astype(int) + dy, 0, hgt - 1)
+            img[cy, cx] = colour
+
+
+def _write_png(img: np.ndarray, path: Path) -> None:
+    hgt, wid = img.shape[:2]
+    raw = b"".join(b"\x00" + img[r].tobytes() for r in range(hgt))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", wid, hgt, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+    path.write_bytes(png)

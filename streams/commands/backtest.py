@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from forex_diffusion.backtest import BacktestConfig, backtest, parse_utc_date, write_backtest_csv
+from forex_diffusion.backtest import BacktestConfig, backtest, fan_chart_png, parse_utc_date, write_backtest_csv
 from forex_diffusion.diffusion import Predictor
 from forex_diffusion.errors import ForexDiffusionError
 from forex_diffusion.evaluation import StepGroupSummary, summarize_forecasts
@@ -31,6 +31,8 @@ def backtest_command(
     samples: Optional[int] = typer.Option(None, "--samples", help="Sample paths (default: the model's)."),
     price: str = typer.Option("mid", "--price", help="Side of bid/ask files: mid|bid|ask."),
     per_step: bool = typer.Option(False, "--per-step", help="Summarise every step instead of step groups."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="PNG fan chart of one forecast (--plot-as-of, default the last fully realised) against the realised path."),
+    plot_as_of: Optional[str] = typer.Option(None, "--plot-as-of", help="as_of (UTC time) of the plotted forecast."),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads."),
     device: str = typer.Option("cpu", "--device", help="auto|cpu|cuda."),
 ) -> None:
@@ -58,6 +60,9 @@ def backtest_command(
             rows = backtest(frame, predictor, config,
                             progress=lambda done, total: progress.update(task, completed=done, total=total))
         write_backtest_csv(rows, output)
+        plotted = None
+        if plot is not None:
+            plotted = fan_chart_png(rows, plot, as_of=parse_utc_date(plot_as_of) if plot_as_of else None)
     except ForexDiffusionError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -66,6 +71,8 @@ def backtest_command(
     summary = summarize_forecasts(rows, groups)
     typer.echo(f"model {predictor.key} {predictor.version}: {rows['as_of'].nunique()} forecasts, {len(rows)} rows -> {output}")
     typer.echo(format_summary(summary))
+    if plot is not None:
+        typer.echo(f"fan chart of as_of={plotted} -> {plot}")
 
 
 def format_summary(summary: list[StepGroupSummary]) -> str:

@@ -115,12 +115,14 @@ def test_cli_backtest_writes_csv_and_prints_a_summary(model_path: Path, tmp_path
     out = tmp_path / "bt.csv"
     res = CliRunner().invoke(app, ["backtest", str(HOURLY), "--symbol", "EURUSD", "--timeframe", "1h",
                                    "--model", str(model_path), "--from", "2016-06-20", "--to", "2016-06-24",
-                                   "--every", "2", "-o", str(out)])
+                                   "--every", "2", "-o", str(out), "--plot", str(tmp_path / "fan.png")])
     assert res.exit_code == 0, res.output
     rows = pd.read_csv(out)
     assert list(rows.columns) == list(BACKTEST_COLUMNS)
     assert rows["as_of"].min() >= ms(2016, 6, 20) and rows["as_of"].max() <= ms(2016, 6, 24)
     assert "skill" in res.output and "cover90" in res.output
+    png = (tmp_path / "fan.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and b"IDAT" in png and b"IEND" in png
     bad = CliRunner().invoke(app, ["backtest", str(HOURLY), "--symbol", "EURUSD", "--timeframe", "1h",
                                    "--model", str(tmp_path / "missing.pt"), "-o", str(out)])
     assert bad.exit_code == 2 and "not found" in bad.output
