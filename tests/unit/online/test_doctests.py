@@ -1,0 +1,24 @@
+"""Run the examples in the docstrings of the learner, drift and trigger modules."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "forex_diffusion.online.features",
+        "forex_diffusion.online.learners",
+        "forex_diffusion.online.snapshot",
+        "forex_diffusion.drift",
+        "forex_diffusion.trigger",
+    ],
+)
+def test_docstring_examples_run(module: str) -> None:
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
