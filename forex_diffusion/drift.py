@@ -488,7 +488,8 @@ class KSFeatureDetector:
     check_every
         Rows between tests.
     features
-        Feature names to test (default: every name of the first row).
+        Feature names to test (default: every name seen, so a feature that only appears
+        after warm-up is added when it first shows up).
 
     Examples
     --------
@@ -520,6 +521,7 @@ class KSFeatureDetector:
         self.alpha = alpha
         self.check_every = check_every
         self.features: tuple[str, ...] | None = tuple(features) if features is not None else None
+        self._auto = features is None
         self._reference: dict[str, list[float]] = {}
         self._recent: dict[str, deque[float]] = {}
         self._n_ref = 0
@@ -564,10 +566,11 @@ class KSFeatureDetector:
     def update(self, features: Mapping[str, float]) -> None:
         """Feed one feature row (missing or non-finite values are skipped per feature)."""
         self._detected = False
-        if self.features is None:
-            if not features:
-                return
-            self.features = tuple(sorted(features))
+        if self._auto and not features.keys() <= set(self.features or ()):
+            # names learned from the data; a feature that appears after warm-up joins late
+            self.features = tuple(sorted(set(self.features or ()) | set(features)))
+        if not self.features:
+            return
         if not self.reference_ready:
             for k in self.features:
                 v = features.get(k)

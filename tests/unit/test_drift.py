@@ -235,6 +235,21 @@ def test_ks_detector_finds_a_feature_shift_and_not_a_stationary_window() -> None
     assert ks.statistic > ks.threshold
 
 
+def test_ks_detector_picks_up_a_feature_that_appears_after_warmup() -> None:
+    rng = np.random.default_rng(8)
+    ks = KSFeatureDetector(reference_size=100, recent_size=50, check_every=5)
+    hits = []
+    for i in range(600):
+        row = {"early": float(rng.normal())}
+        if i >= 10:  # like ret_12, which needs 13 closes
+            row["late"] = float(rng.normal(0.0 if i < 400 else 2.0))
+        ks.update(row)
+        if ks.drift_detected:
+            hits.append((i, ks.feature))
+    assert ks.features == ("early", "late")
+    assert hits and hits[0][0] >= 400 and hits[0][1] == "late"
+
+
 def test_ks_reference_can_be_set_from_a_training_window() -> None:
     rng = np.random.default_rng(6)
     ks = KSFeatureDetector(reference_size=200, recent_size=100, check_every=5)
