@@ -99,9 +99,15 @@ def basic_features(
     dict[str, float]
         Finite feature values by name.
     """
+    return _features_and_vol(closes, lags, vol_window, short_window)[0]
+
+
+def _features_and_vol(
+    closes: Sequence[float], lags: Sequence[int], vol_window: int, short_window: int
+) -> tuple[dict[str, float], float]:
     vol = trailing_vol(closes, window=vol_window)
     if not (vol > 0.0 and math.isfinite(vol)):
-        return {}
+        return {}, vol
     last = closes[-1]
     out: dict[str, float] = {}
     for k in lags:
@@ -112,7 +118,7 @@ def basic_features(
     short = _std_of_log_returns(closes, short_window)
     if short > 0.0 and math.isfinite(short):
         out["log_vol_ratio"] = math.log(short / vol)
-    return out
+    return out, vol
 
 
 class BasicFeatures:
@@ -169,11 +175,7 @@ class BasicFeatures:
         if not (close > 0.0 and math.isfinite(close)):
             raise ConfigError(f"close must be positive and finite, got {close!r}")
         self._closes.append(close)
-        window = list(self._closes)
-        feats = basic_features(
-            window, lags=self.lags, vol_window=self.vol_window, short_window=self.short_window
-        )
-        return feats, trailing_vol(window, window=self.vol_window)
+        return _features_and_vol(list(self._closes), self.lags, self.vol_window, self.short_window)
 
     def reset(self) -> None:
         """Forget every close."""
