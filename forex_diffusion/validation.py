@@ -46,7 +46,7 @@ class ValidationConfig:
     max_ts_ms: int = _MAX_TS_MS
     check_precision: bool = True
     max_decimals_extra: int = 0
-    dedup_window: int = 100_000
+    dedup_window: int = 10_000
 
     def __post_init__(self) -> None:
         if not (0 <= self.crossed_tolerance < 0.1):

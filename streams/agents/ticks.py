@@ -44,7 +44,7 @@ class TickAgent:
         self.lock = asyncio.Lock()
         self.sends: list[Any] = []
         self.progress = PartitionProgress(
-            consumer=self.consumer_name, topic=s.topic("ticks"), engine=rt.engine,
+            consumer=f"{s.app_id}:{self.consumer_name}", topic=s.topic("ticks"), engine=rt.engine,
             snapshot=lambda p: self.pipeline.snapshot(sorted(self.symbols.get(p, ()))),
             restore=self._restore, drop=self._drop,
         )

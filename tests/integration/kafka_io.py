@@ -1,0 +1,88 @@
+"""Small synchronous helpers to publish and read topics in integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+
+def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
+    async def go() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            new = [NewTopic(n, partitions, 1) for n in names if n not in existing]
+            if new:
+                try:
+                    await admin.create_topics(new)
+                except TopicAlreadyExistsError:
+                    pass
+        finally:
+            await admin.close()
+
+    asyncio.run(go())
+
+
+def publish(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> int:
+    async def go() -> int:
+        p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=10, max_request_size=4 * 1024 * 1024)
+        await p.start()
+        n = 0
+        try:
+            futs = []
+            for key, value in records:
+                futs.append(await p.send(topic, value=value, key=key))
+                n += 1
+                if len(futs) >= 5000:
+                    await asyncio.gather(*futs)
+                    futs.clear()
+            await asyncio.gather(*futs)
+        finally:
+            await p.stop()
+        return n
+
+    return asyncio.run(go())
+
+
+def read_all(bootstrap: str, topic: str, *, idle_s: float = 2.0, timeout_s: float = 30.0,
+             expect: int | None = None) -> list[Any]:
+    """Every record of ``topic`` from the beginning, until ``expect`` are read or it is idle."""
+
+    async def go() -> list[Any]:
+        c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False)
+        await c.start()
+        out: list[Any] = []
+        last = time.monotonic()
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline:
+                batch = await c.getmany(timeout_ms=300)
+                got = False
+                for msgs in batch.values():
+                    for m in msgs:
+                        out.append(m)
+                        got = True
+                if got:
+                    last = time.monotonic()
+                if expect is not None and len(out) >= expect and time.monotonic() - last > 0.5:
+                    break
+                if expect is None and out and time.monotonic() - last > idle_s:
+                    break
+        finally:
+            await c.stop()
+        return out
+
+    return asyncio.run(go())
+
+
+def values(msgs: list[Any]) -> list[dict[str, Any]]:
+    return [json.loads(m.value) for m in msgs]
