@@ -8,9 +8,9 @@ daylight-saving changes.
 
 >>> tf = Timeframe.parse("5m")
 >>> tf.floor(1_399_000_123_456)
-1399000200000
->>> Timeframe.parse("1d").bounds(1_399_000_123_456)  # 2014-05-02 03:15 UTC
-(1398891600000, 1398978000000)
+1398999900000
+>>> Timeframe.parse("1d").bounds(1_399_000_123_456)  # 2014-05-02 03:15 UTC = 23:15 New York
+(1398978000000, 1399064400000)
 """
 
 from __future__ import annotations
