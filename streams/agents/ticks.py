@@ -14,7 +14,7 @@ from forex_diffusion.errors import ValidationError
 from forex_diffusion.pipeline import TickPipeline
 
 from ..deadletter import dead_letter_headers, dead_letter_record
-from ..failpoints import failpoint
+from retraining.failpoints import failpoint
 from ..progress import PartitionProgress
 
 if TYPE_CHECKING:
