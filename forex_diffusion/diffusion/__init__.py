@@ -9,7 +9,14 @@ manifests), :mod:`.context` (:class:`SeriesContext`, the per-series window).
 from __future__ import annotations
 
 from .checkpoint import CheckpointManager, load_checkpoint, model_key
-from .context import CALENDAR_DIM, ContextSpec, ForecastRequest, SeriesContext, build_features, calendar_features
+from .context import (
+    CALENDAR_DIM,
+    ContextSpec,
+    ForecastRequest,
+    SeriesContext,
+    build_features,
+    calendar_features,
+)
 from .denoiser import Denoiser, DenoiserConfig
 from .model import DiffusionModel, ModelConfig
 from .predictor import Forecast, Predictor, series_seed

@@ -73,7 +73,8 @@ class _Block(nn.Module):
         """``h [B, S, W]``, ``c [B, C]`` → ``[B, S, W]``."""
         gamma, beta = self.film(c).unsqueeze(1).chunk(2, dim=-1)
         z = self.norm(h) * (1.0 + gamma) + beta
-        return h + self.fc2(self.act(self.fc1(z)))
+        out: torch.Tensor = h + self.fc2(self.act(self.fc1(z)))
+        return out
 
 
 class Denoiser(nn.Module):

@@ -12,10 +12,12 @@
 3. noise-prediction training with AdamW, early stopping on validation CRPS, a wall-clock
    budget;
 4. calibration on validation windows: the per-step factor ``s_h`` (grid 0.5–2.0) of the
-   sampled cumulative log returns that minimises the CRPS at step ``h``, then a factor per
+   sampled cumulative log returns that minimises the CRPS around step ``h`` (losses
+   averaged over steps ``h ± H/12``), then a factor per
    (step, quantile level) (grid 0.7–1.5) that minimises that level's pinball loss, then
-   a per-step weight (grid 0–1) of the EWMA random walk's quantiles in a quantile
-   average, so that a step where the network adds nothing falls back to the baseline;
+   a per-step weight (grid 0–1, same step smoothing) of the EWMA random walk's quantiles
+   in a quantile average, so that a step where the network adds nothing falls back to
+   the baseline;
 5. test scores against the EWMA random walk; checkpoint + manifest.
 """
 
@@ -76,6 +78,8 @@ class TrainConfig:
         Wall-clock budget (training stops, then calibrates and saves) and step cap.
     batch_size, lr, weight_decay, seed
         Optimisation.
+    ema_decay
+        Exponential moving average of the weights, evaluated and saved (0 disables).
     device, compile
         ``auto|cpu|cuda``; wrap the loss in ``torch.compile``.
     eval_every, patience, val_windows, val_samples
@@ -106,6 +110,7 @@ class TrainConfig:
     batch_size: int = 512
     lr: float = 2e-3
     weight_decay: float = 1e-4
+    ema_decay: float = 0.99
     seed: int = 0
     device: str = "auto"
     compile: bool = False
@@ -113,8 +118,8 @@ class TrainConfig:
     patience: int = 8
     val_windows: int = 512
     val_samples: int = 32
-    calib_windows: int = 2048
-    test_windows: int = 2048
+    calib_windows: int = 4096
+    test_windows: int = 4096
     sample_steps: int = 8
     samples: int = 100
     keep: int = 3
@@ -135,6 +140,8 @@ class TrainConfig:
             raise ConfigError(f"max_minutes must be > 0, got {self.max_minutes}")
         if not (self.lr > 0 and self.weight_decay >= 0):
             raise ConfigError("lr must be > 0 and weight_decay >= 0")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.split is not None and not self.split[0] < self.split[1]:
             raise ConfigError(f"split dates must increase, got {self.split}")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
@@ -310,7 +317,7 @@ def _quantiles(cum: np.ndarray) -> np.ndarray:
 def _fit_scales(q: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-step scale minimising the quantile CRPS; returns ``(scale [H], crps [H])``."""
     losses = np.stack([crps_quantiles(g * q, y).mean(axis=0) for g in _SCALE_GRID])  # [G, H]
-    best = losses.argmin(axis=0)
+    best = _smooth_steps(losses).argmin(axis=0)
     return _SCALE_GRID[best], losses[best, np.arange(q.shape[1])]
 
 
@@ -331,7 +338,20 @@ def _fit_rw_weight(model: DiffusionModel, q: np.ndarray, w: _Windows) -> np.ndar
     for g in _RW_GRID:
         model.rw_weight.fill_(float(g))
         losses.append(crps_quantiles(model.calibrate_quantiles(q, w.sigma), w.cum).mean(axis=0))
-    out: np.ndarray = _RW_GRID[np.stack(losses).argmin(axis=0)]
+    out: np.ndarray = _RW_GRID[_smooth_steps(np.stack(losses)).argmin(axis=0)]
+    return out
+
+
+def _smooth_steps(losses: np.ndarray) -> np.ndarray:
+    """Average ``[G, H]`` loss curves over neighbouring steps (±H/12) to cut selection noise."""
+    h = losses.shape[1]
+    half = h // 12
+    if half == 0:
+        return losses
+    c = np.cumsum(np.pad(losses, ((0, 0), (1, 0))), axis=1)
+    lo = np.clip(np.arange(h) - half, 0, h)
+    hi = np.clip(np.arange(h) + half + 1, 0, h)
+    out: np.ndarray = (c[:, hi] - c[:, lo]) / (hi - lo)
     return out
 
 
@@ -407,8 +427,11 @@ def train(config: TrainConfig, candles: pd.DataFrame, model_dir: str | Path, *,
     idx_gen = torch.Generator(device="cpu").manual_seed(config.seed + 1)
     loss_fn: Callable[..., torch.Tensor] = model.loss
     if config.compile:
-        loss_fn = torch.compile(model.loss)  # type: ignore[assignment]
+        loss_fn = torch.compile(model.loss)
     val_sub = val_w.take(_spread_idx(len(val_w), config.val_windows))
+    ema = copy.deepcopy(model)  # the averaged weights are evaluated and saved
+    ema_params = list(ema.parameters())
+    params = list(model.parameters())
     best_state = copy.deepcopy(model.state_dict())
     best_val, bad_evals, step, last_loss = math.inf, 0, 0, math.nan
     running = 0.0
@@ -419,22 +442,25 @@ def train(config: TrainConfig, candles: pd.DataFrame, model_dir: str | Path, *,
         bi = torch.randint(0, len(train_w), (config.batch_size,), generator=idx_gen).to(device)
         loss = loss_fn(x_all[bi], c_all[bi], gen)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        with torch.no_grad():
+            for e, p in zip(ema_params, params, strict=True):
+                e.lerp_(p, 1.0 - config.ema_decay)
         step += 1
         running += float(loss.detach())
         out_of_time = time.monotonic() - t_start > budget - reserve
         if step % config.eval_every == 0 or out_of_time or step == config.max_steps:
             last_loss = running / max(1, (step - 1) % config.eval_every + 1)
             running = 0.0
-            cum = _sample_cum(model, val_sub, config.val_samples, config.sample_steps, 10_000_019,
+            cum = _sample_cum(ema, val_sub, config.val_samples, config.sample_steps, 10_000_019,
                               device, calibrated=False)
             _, crps_h = _fit_scales(_quantiles(cum), val_sub.cum)
             val_crps = float(crps_h.mean())
             if val_crps < best_val:
                 best_val, bad_evals = val_crps, 0
-                best_state = copy.deepcopy(model.state_dict())
+                best_state = copy.deepcopy(ema.state_dict())
             else:
                 bad_evals += 1
             logger.info("train eval step=%d loss=%.4f val_crps=%.3e best=%.3e", step, last_loss, val_crps, best_val)

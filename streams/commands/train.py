@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
 
 import torch
 import typer
@@ -24,8 +23,8 @@ def train_command(
     symbol: str = typer.Option(..., "--symbol", help="Symbol, e.g. EURUSD."),
     timeframe: str = typer.Option(..., "--timeframe", help="Timeframe of the file's candles, e.g. 1h."),
     horizon: int = typer.Option(24, "--horizon", help="Steps ahead H."),
-    until: Optional[str] = typer.Option(None, "--until", help="Ignore candles closing after DATE (UTC)."),
-    split: Optional[str] = typer.Option(None, "--split", help="DATE1,DATE2: train before DATE1, validate DATE1–DATE2, test after DATE2 (default 60/20/20)."),
+    until: str | None = typer.Option(None, "--until", help="Ignore candles closing after DATE (UTC)."),
+    split: str | None = typer.Option(None, "--split", help="DATE1,DATE2: train before DATE1, validate DATE1–DATE2, test after DATE2 (default 60/20/20)."),
     max_minutes: float = typer.Option(10.0, "--max-minutes", help="Wall-clock budget of the whole run."),
     max_steps: int = typer.Option(20_000, "--max-steps", help="Optimiser step cap."),
     model_dir: Path = typer.Option(..., "--model-dir", help="Checkpoint root; writes DIR/SYMBOL-TF-hH/VERSION.{pt,json}."),
@@ -33,7 +32,7 @@ def train_command(
     window: int = typer.Option(48, "--window", help="Past candles the model sees."),
     width: int = typer.Option(96, "--width", help="Hidden width of the denoiser."),
     blocks: int = typer.Option(3, "--blocks", help="Residual blocks of the denoiser."),
-    calib_windows: int = typer.Option(2048, "--calib-windows", help="Validation windows used to calibrate (and test windows scored)."),
+    calib_windows: int = typer.Option(4096, "--calib-windows", help="Validation windows used to calibrate (and test windows scored)."),
     seed: int = typer.Option(0, "--seed", help="Seed of initialisation, batches and noise."),
     device: str = typer.Option("auto", "--device", help="auto|cpu|cuda."),
     compile_: bool = typer.Option(False, "--compile", help="Wrap the loss in torch.compile."),
