@@ -65,3 +65,5 @@ snapshots = Table(
     Column("updated_ms", BigInteger, nullable=False),
     UniqueConstraint("consumer", "topic", "partition", name="uq_snapshot_key"),
 )
+
+from . import registry as _registry  # noqa: E402,F401  (register its tables)
