@@ -1,0 +1,462 @@
+"""Retraining jobs: fetch → train a challenger → evaluate both on one hold-out → decide → register.
+
+:func:`run_retrain` is a plain function (the retrain agent runs it in a separate process
+through :mod:`retraining.runner`; ``forexd retrain --local`` runs it in-process):
+
+1. :meth:`ModelRegistry.recover` removes what a killed job of the same key left;
+2. the most recent ``train_candles + holdout_candles`` closed candles come from the
+   database (:func:`~forex_diffusion.storage.fetch_candles`, retried with backoff);
+3. the challenger trains on the candles before the hold-out (it never sees it) in a
+   staging directory, and is published into the key's directory atomically;
+4. challenger and serving champion forecast the same hold-out origins walk-forward
+   (:func:`~forex_diffusion.backtest.backtest`); CRPS, 90 %/50 % coverage and the EWMA
+   random walk's CRPS are computed on them;
+5. :func:`~retraining.policy.decide_promotion` decides; the version is registered (as the
+   challenger) and promoted or rejected, each a single transaction;
+6. retention deletes what the rule no longer keeps.
+
+A job for one key at a time: :class:`InFlight` admits one request per model key (and
+never the same request id twice within its memory).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace  # noqa: F401  (replace: doctest)
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine
+
+from forex_diffusion.backtest import BacktestConfig, backtest
+from forex_diffusion.diffusion import Predictor, TrainConfig, TrainProgress, train
+from forex_diffusion.errors import ConfigError, ForexDiffusionError, ModelError, RegistryError
+from forex_diffusion.evaluation import summarize_forecasts
+from forex_diffusion.storage import fetch_candles
+from forex_diffusion.storage.registry import ModelKey, ModelVersion
+from forex_diffusion.timeframes import Timeframe
+from forex_diffusion.trigger import RetrainRequest
+
+from .failpoints import failpoint
+from .policy import HoldoutScores, PromotionPolicy, decide_promotion
+from .registry import ModelRegistry, summarise_train_metrics
+
+__all__ = ["OUTCOME_SCHEMA", "InFlight", "JobConfig", "JobOutcome", "JobStatus", "evaluate_holdout",
+           "key_of", "run_retrain"]
+
+logger = logging.getLogger(__name__)
+
+JobStatus = Literal["promoted", "rejected", "failed"]
+_STATUSES: tuple[str, ...] = ("promoted", "rejected", "failed")
+#: Schema version of the ``fx.models`` value (:meth:`JobOutcome.to_dict`).
+OUTCOME_SCHEMA = 1
+_FIXED_TRAIN_KEYS = frozenset({"symbol", "timeframe", "horizon"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobConfig:
+    """How a retrain job trains, evaluates and decides.
+
+    Parameters
+    ----------
+    train
+        :class:`~forex_diffusion.diffusion.TrainConfig` fields other than symbol,
+        timeframe and horizon (plain data; unknown keys are refused).
+    horizon
+        Horizon of a request that names none.
+    train_candles, holdout_candles
+        Candles the challenger trains on, and the most recent candles it never sees, on
+        which both models are scored.
+    warmup_candles
+        Candles before the hold-out fed to each model's context before scoring.
+    eval_every, eval_samples, eval_steps
+        Score every ``eval_every``-th hold-out origin with this many sample paths and
+        DDIM steps (None: the model's defaults).
+    policy
+        The promotion rule.
+    keep_last, audit_window_ms
+        Retention: the newest versions kept, and how far back forecasts pin a version.
+    """
+
+    train: Mapping[str, Any] = field(default_factory=dict)
+    horizon: int = 24
+    train_candles: int = 6000
+    holdout_candles: int = 480
+    warmup_candles: int = 500
+    eval_every: int = 4
+    eval_samples: int | None = 64
+    eval_steps: int | None = None
+    policy: PromotionPolicy = field(default_factory=PromotionPolicy)
+    keep_last: int = 3
+    audit_window_ms: int = 7 * 86_400_000
+
+    def __post_init__(self) -> None:
+        bad = _FIXED_TRAIN_KEYS & set(self.train)
+        if bad:
+            raise ConfigError(f"train must not set {sorted(bad)} (they come from the request)")
+        built = self.train_config("EURUSD", "1h", self.horizon)  # validates keys and values
+        plain = built.to_dict()
+        object.__setattr__(self, "train", MappingProxyType({k: plain[k] for k in self.train}))
+        for name in ("horizon", "train_candles", "holdout_candles", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup_candles < 0 or self.keep_last < 0 or self.audit_window_ms < 0:
+            raise ConfigError("warmup_candles, keep_last and audit_window_ms must be >= 0")
+        if self.holdout_candles <= self.horizon:
+            raise ConfigError(f"holdout_candles {self.holdout_candles} must exceed the horizon {self.horizon}")
+
+    def train_config(self, symbol: str, timeframe: str, horizon: int) -> TrainConfig:
+        """The training configuration of one key."""
+        return TrainConfig.from_dict({**self.train, "symbol": symbol, "timeframe": timeframe,
+                                      "horizon": horizon})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-able form."""
+        return {"train": dict(self.train), "horizon": self.horizon, "train_candles": self.train_candles,
+                "holdout_candles": self.holdout_candles, "warmup_candles": self.warmup_candles,
+                "eval_every": self.eval_every, "eval_samples": self.eval_samples,
+                "eval_steps": self.eval_steps, "policy": self.policy.to_dict(),
+                "keep_last": self.keep_last, "audit_window_ms": self.audit_window_ms}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ConfigError``."""
+        names = {"train", "horizon", "train_candles", "holdout_candles", "warmup_candles", "eval_every",
+                 "eval_samples", "eval_steps", "policy", "keep_last", "audit_window_ms"}
+        unknown = set(data) - names
+        if unknown:
+            raise ConfigError(f"unknown JobConfig keys: {sorted(unknown)}")
+        d = dict(data)
+        if isinstance(d.get("policy"), Mapping):
+            d["policy"] = PromotionPolicy.from_dict(d["policy"])
+        return cls(**d)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobOutcome:
+    """The result of one retrain job; its :meth:`to_dict` is the ``fx.models`` value.
+
+    ``version`` is None when the job failed before registering; ``champion`` is the
+    key's champion after the job; ``artifact`` the absolute path of the new version's
+    checkpoint (what a forecaster loads after a promotion).
+    """
+
+    request_id: str
+    key: str
+    symbol: str
+    timeframe: str
+    horizon: int
+    version: str | None
+    status: JobStatus
+    reason: str
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+    champion: str | None = None
+    artifact: str | None = None
+    sha256: str | None = None
+    finished_at_ms: int = 0
+
+    def __post_init__(self) -> None:
+        if self.status not in _STATUSES:
+            raise ConfigError(f"job status must be one of {_STATUSES}, not {self.status!r}")
+
+    @property
+    def exit_code(self) -> int:
+        """Command-line exit status: 0 promoted, 3 rejected, 1 failed."""
+        return {"promoted": 0, "rejected": 3}.get(self.status, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-able form (with the schema version ``v``)."""
+        return {"v": OUTCOME_SCHEMA, "request_id": self.request_id, "key": self.key,
+                "symbol": self.symbol, "timeframe": self.timeframe, "horizon": self.horizon,
+                "version": self.version, "status": self.status, "reason": self.reason,
+                "metrics": _jsonable(dict(self.metrics)), "duration_s": self.duration_s,
+                "champion": self.champion, "artifact": self.artifact, "sha256": self.sha256,
+                "finished_at_ms": self.finished_at_ms}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobOutcome:
+        """Inverse of :meth:`to_dict`; unknown keys or another schema version raise ``ConfigError``."""
+        d = dict(data)
+        v = d.pop("v", OUTCOME_SCHEMA)
+        if v != OUTCOME_SCHEMA:
+            raise ConfigError(f"unsupported job outcome schema {v}")
+        names = {"request_id", "key", "symbol", "timeframe", "horizon", "version", "status", "reason",
+                 "metrics", "duration_s", "champion", "artifact", "sha256", "finished_at_ms"}
+        unknown = set(d) - names
+        if unknown:
+            raise ConfigError(f"unknown JobOutcome keys: {sorted(unknown)}")
+        try:
+            d["horizon"] = int(d["horizon"])
+            d["duration_s"] = float(d.get("duration_s", 0.0))
+            d["finished_at_ms"] = int(d.get("finished_at_ms", 0))
+            return cls(**d)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"bad JobOutcome: {exc}") from exc
+
+
+def _jsonable(x: Any) -> Any:
+    """Non-finite floats → None (JSON has no NaN), recursively."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+def key_of(request: RetrainRequest, default_horizon: int) -> ModelKey:
+    """The model key a request retrains (its horizon, else ``default_horizon``)."""
+    return ModelKey(symbol=request.symbol, timeframe=request.timeframe,
+                    horizon=default_horizon if request.horizon is None else request.horizon)
+
+
+class InFlight:
+    """Admit at most one running job per model key, and each request id once (pure, no clock).
+
+    Parameters
+    ----------
+    default_horizon
+        Horizon of requests that name none.
+    remember
+        How many finished request ids are remembered (a redelivered request is not run again).
+
+    >>> from forex_diffusion.trigger import RetrainRequest
+    >>> r = RetrainRequest(request_id="a", symbol="EURUSD", timeframe="1h", horizon=24,
+    ...                    reason="manual", requested_at_ms=0)
+    >>> f = InFlight()
+    >>> f.admit(r), f.admit(replace(r, request_id="b")), f.admit(r)
+    (True, False, False)
+    >>> f.done(r); f.admit(replace(r, request_id="c")), f.admit(r)
+    (True, False)
+    """
+
+    def __init__(self, *, default_horizon: int = 24, remember: int = 4096) -> None:
+        if remember < 0:
+            raise ConfigError("remember must be >= 0")
+        self.default_horizon = default_horizon
+        self.remember = remember
+        self._running: dict[str, str] = {}
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def key(self, request: RetrainRequest) -> str:
+        """The de-duplication key of a request."""
+        return str(key_of(request, self.default_horizon))
+
+    def admit(self, request: RetrainRequest) -> bool:
+        """Start tracking ``request`` and return True, or return False for a duplicate."""
+        k = self.key(request)
+        if k in self._running or request.request_id in self._seen:
+            logger.info("retrain duplicate request=%s key=%s running=%s", request.request_id, k,
+                        self._running.get(k))
+            return False
+        self._running[k] = request.request_id
+        self._remember(request.request_id)
+        return True
+
+    def done(self, request: RetrainRequest) -> None:
+        """Mark the job of ``request`` finished (whatever its outcome)."""
+        k = self.key(request)
+        if self._running.get(k) == request.request_id:
+            del self._running[k]
+
+    def running(self) -> dict[str, str]:
+        """``{model key: request id}`` of the jobs in flight."""
+        return dict(self._running)
+
+    def _remember(self, request_id: str) -> None:
+        if not self.remember:
+            return
+        self._seen[request_id] = None
+        while len(self._seen) > self.remember:
+            self._seen.popitem(last=False)
+
+
+def _frame(candles: list[Any]) -> pd.DataFrame:
+    return pd.DataFrame({
+        "ts_ms": np.array([c.open_ms for c in candles], dtype=np.int64),
+        "open": [c.open for c in candles], "high": [c.high for c in candles],
+        "low": [c.low for c in candles], "close": [c.close for c in candles],
+    })
+
+
+def evaluate_holdout(predictor: Predictor, frame: pd.DataFrame, *, symbol: str, timeframe: str,
+                     holdout_start: int, every: int, samples: int | None,
+                     steps: int | None) -> HoldoutScores:
+    """Score a model walk-forward on the hold-out rows ``frame[holdout_start:]``.
+
+    Origins are the hold-out candles whose whole horizon lies in ``frame``; the rows
+    before ``holdout_start`` only warm the context up. CRPS is the quantile form in price
+    units averaged over origins and steps.
+    """
+    h = predictor.horizon
+    last_origin = len(frame) - 1 - h
+    if last_origin < holdout_start:
+        raise ModelError(f"hold-out of {len(frame) - holdout_start} candles is shorter than the horizon {h}")
+    tf = Timeframe.parse(timeframe)
+    ts = frame["ts_ms"].to_numpy(dtype=np.int64)
+    cfg = BacktestConfig(symbol=symbol, timeframe=timeframe, from_ms=tf.end_of(int(ts[holdout_start])),
+                         to_ms=tf.end_of(int(ts[last_origin])), every=every, steps=steps, samples=samples)
+    rows = backtest(frame, predictor, cfg)
+    if rows.empty:
+        return HoldoutScores(crps=math.nan, rw_crps=math.nan, cover90=math.nan, cover50=math.nan, n=0)
+    s = summarize_forecasts(rows, groups=[(1, h)])[0]
+    n = int(rows.loc[np.isfinite(rows["realized"].to_numpy(dtype=np.float64)), "as_of"].nunique())
+    return HoldoutScores(crps=s.crps, rw_crps=s.rw_crps, cover90=s.cover90, cover50=s.cover50, n=n)
+
+
+def run_retrain(request: RetrainRequest, *, engine: Engine, model_dir: str | Path,
+                config: JobConfig | None = None, registry: ModelRegistry | None = None,
+                progress: Callable[[str, Any], None] | None = None) -> JobOutcome:
+    """Run one retrain job to its end and return its outcome (never raises the project's errors).
+
+    Parameters
+    ----------
+    request
+        What to retrain.
+    engine
+        Database with the candles and the registry.
+    model_dir
+        Artifact root.
+    config
+        Job settings (defaults: :class:`JobConfig`).
+    registry
+        A registry to use (default: one on ``engine`` and ``model_dir``).
+    progress
+        Called with ``(stage, detail)``: ``fetch``, ``train`` (a
+        :class:`~forex_diffusion.diffusion.TrainProgress`), ``evaluate``, ``decide``.
+
+    Returns
+    -------
+    JobOutcome
+        ``promoted`` or ``rejected`` with the version and the decision's reason, or
+        ``failed`` with the error (a :class:`~forex_diffusion.errors.ForexDiffusionError`).
+    """
+    cfg = config or JobConfig()
+    reg = registry or ModelRegistry(engine, model_dir)
+    key = key_of(request, cfg.horizon)
+    t0 = time.monotonic()
+    timings: dict[str, float] = {}
+    metrics: dict[str, Any] = {"timings": timings}
+    version: ModelVersion | None = None
+    stage = reg.model_dir / ".staging"
+    log_ctx = f"request={request.request_id} key={key}"
+
+    def note(stage_name: str, detail: Any = None) -> None:
+        if progress is not None:
+            progress(stage_name, detail)
+
+    def outcome(status: JobStatus, reason: str) -> JobOutcome:
+        champ = reg.champion(key) if status != "failed" else _safe_champion(reg, key)
+        out = JobOutcome(
+            request_id=request.request_id, key=str(key), symbol=key.symbol, timeframe=key.timeframe,
+            horizon=key.horizon, version=None if version is None else version.version, status=status,
+            reason=reason, metrics=metrics, duration_s=time.monotonic() - t0,
+            champion=None if champ is None else champ.version,
+            artifact=None if version is None else str(reg.path_of(version)),
+            sha256=None if version is None else version.sha256, finished_at_ms=int(time.time() * 1000))
+        logger.info("retrain done %s status=%s version=%s seconds=%.1f reason=%s", log_ctx, status,
+                    out.version, out.duration_s, reason)
+        return out
+
+    try:
+        if key.symbol == "*":
+            raise ConfigError("a job trains on one symbol's candles; '*' models are registered with "
+                              "`forexd models register`")
+        reg.recover(key)
+        tc = cfg.train_config(key.symbol, key.timeframe, key.horizon)
+        note("fetch", None)
+        t = time.monotonic()
+        candles = fetch_candles(engine, key.symbol, key.timeframe, limit=cfg.train_candles + cfg.holdout_candles)
+        timings["fetch_s"] = time.monotonic() - t
+        if len(candles) < cfg.holdout_candles + max(cfg.train_candles // 4, 2 * tc.batch_size):
+            raise ModelError(f"not enough candles for {key}: {len(candles)} in the database")
+        frame = _frame(candles)
+        hold = len(frame) - cfg.holdout_candles
+        metrics["data"] = {"candles": len(frame), "train_first_open_ms": int(frame["ts_ms"].iloc[0]),
+                           "holdout_first_open_ms": int(frame["ts_ms"].iloc[hold]),
+                           "last_open_ms": int(frame["ts_ms"].iloc[-1])}
+        staging = reg.staging_dir(key, f"{request.request_id[:16]}-{uuid.uuid4().hex[:6]}")
+
+        def on_train(p: TrainProgress) -> None:
+            failpoint("retrain.training")  # crash mid-training
+            note("train", p)
+
+        t = time.monotonic()
+        result = train(tc, frame.iloc[:hold].reset_index(drop=True), staging, progress=on_train)
+        timings["train_s"] = time.monotonic() - t
+        metrics["train"] = summarise_train_metrics(result.metrics)
+        final = reg.publish(result.checkpoint, key)
+        shutil.rmtree(staging, ignore_errors=True)
+
+        note("evaluate", None)
+        t = time.monotonic()
+        lo = max(0, hold - cfg.warmup_candles)
+        window = frame.iloc[lo:].reset_index(drop=True)
+
+        def score(p: Predictor) -> HoldoutScores:
+            return evaluate_holdout(p, window, symbol=key.symbol, timeframe=key.timeframe,
+                                    holdout_start=hold - lo, every=cfg.eval_every,
+                                    samples=cfg.eval_samples, steps=cfg.eval_steps)
+
+        challenger = score(Predictor.load(final))
+        metrics["challenger"] = challenger.to_dict()
+        champ = reg.resolve_champion(key.symbol, key.timeframe, key.horizon)
+        champ_scores: HoldoutScores | None = None
+        if champ is not None:
+            metrics["champion_version"] = champ.version
+            try:
+                champ_scores = score(reg.load(champ))
+                metrics["champion"] = champ_scores.to_dict()
+            except ForexDiffusionError as exc:
+                metrics["champion_error"] = str(exc)
+                logger.warning("retrain champion unusable %s champion=%s error=%s", log_ctx, champ.version, exc)
+        timings["evaluate_s"] = time.monotonic() - t
+
+        decision = decide_promotion(challenger, champ_scores, cfg.policy)
+        note("decide", decision)
+        failpoint("retrain.register")  # crash after publishing, before registering
+        version = reg.register(final, key=key, request_id=request.request_id,
+                               metrics={"train": metrics["train"], "holdout": challenger.to_dict(),
+                                        "champion_holdout": metrics.get("champion")})
+        if decision.promote:
+            try:
+                version = reg.promote(version.version, decision.reason)
+                status: JobStatus = "promoted"
+                reason = decision.reason
+            except RegistryError as exc:
+                version = reg.reject(version.version, f"promotion refused: {exc}")
+                status, reason = "rejected", f"promotion refused: {exc}"
+        else:
+            version = reg.reject(version.version, decision.reason)
+            status, reason = "rejected", decision.reason
+        try:
+            retained = reg.apply_retention(key, keep_last=cfg.keep_last, audit_window_ms=cfg.audit_window_ms)
+            metrics["retention_deleted"] = list(retained.deleted)
+        except ForexDiffusionError as exc:  # the decision stands; retention runs again next job
+            logger.warning("retrain retention failed %s error=%s", log_ctx, exc)
+        return outcome(status, reason)
+    except ForexDiffusionError as exc:
+        logger.error("retrain failed %s error=%s", log_ctx, exc)
+        return outcome("failed", f"{type(exc).__name__}: {exc}")
+    finally:
+        for d in stage.glob(f"{key.dir_name}-{request.request_id[:16]}-*") if stage.is_dir() else ():
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _safe_champion(reg: ModelRegistry, key: ModelKey) -> ModelVersion | None:
+    try:
+        return reg.champion(key)
+    except ForexDiffusionError:
+        return None
+

@@ -1,0 +1,158 @@
+"""The promotion rule: a pure function from hold-out scores to a decision and its reason.
+
+Challenger and champion are scored on the SAME recent hold-out (walk-forward forecasts,
+quantile CRPS in price units, 90 % interval coverage, and the EWMA random walk's CRPS on
+the same origins). The rule, in order:
+
+1. the challenger's scores must be finite and cover at least ``min_windows`` origins;
+2. its 90 % interval coverage must lie within ``coverage90_bounds``;
+3. with a champion: the challenger's CRPS must be below the champion's by at least
+   ``min_improvement`` (relative); without one: below the random walk's CRPS by at least
+   ``min_skill_vs_rw`` (relative; a negative value tolerates a slightly worse model).
+
+>>> pol = PromotionPolicy(min_improvement=0.01)
+>>> ch = HoldoutScores(crps=0.98, rw_crps=1.0, cover90=0.9, cover50=0.5, n=100)
+>>> decide_promotion(ch, HoldoutScores(crps=1.0, rw_crps=1.0, cover90=0.9, cover50=0.5, n=100), pol).promote
+True
+>>> d = decide_promotion(ch, HoldoutScores(crps=0.985, rw_crps=1.0, cover90=0.9, cover50=0.5, n=100), pol)
+>>> d.promote, d.reason.split(":")[0]
+(False, 'not_better')
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from forex_diffusion.errors import ConfigError
+
+__all__ = ["HoldoutScores", "PromotionDecision", "PromotionPolicy", "decide_promotion"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HoldoutScores:
+    """Scores of one model on the hold-out.
+
+    Parameters
+    ----------
+    crps
+        Mean quantile CRPS over origins and steps (price units).
+    rw_crps
+        The EWMA random walk's CRPS on the same origins and steps.
+    cover90, cover50
+        Fractions of realised closes inside the 5–95 % and 25–75 % intervals.
+    n
+        Forecast origins scored.
+    """
+
+    crps: float
+    rw_crps: float
+    cover90: float
+    cover50: float
+    n: int
+
+    @property
+    def skill(self) -> float:
+        """``1 - crps / rw_crps`` (NaN when undefined)."""
+        return 1.0 - self.crps / self.rw_crps if self.rw_crps > 0 else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-able form (with ``skill``)."""
+        return {"crps": self.crps, "rw_crps": self.rw_crps, "cover90": self.cover90,
+                "cover50": self.cover50, "n": self.n, "skill": self.skill}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HoldoutScores:
+        """Inverse of :meth:`to_dict` (``skill`` is derived, so ignored)."""
+        return cls(crps=float(data["crps"]), rw_crps=float(data["rw_crps"]),
+                   cover90=float(data["cover90"]), cover50=float(data["cover50"]), n=int(data["n"]))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PromotionPolicy:
+    """Parameters of :func:`decide_promotion`.
+
+    Parameters
+    ----------
+    min_improvement
+        Relative CRPS improvement over the champion required (0.005 = 0.5 % better).
+    coverage90_bounds
+        Accepted range of the challenger's 90 % interval coverage.
+    min_skill_vs_rw
+        Without a champion: required relative CRPS improvement over the random walk.
+    min_windows
+        Minimum hold-out origins scored.
+    """
+
+    min_improvement: float = 0.005
+    coverage90_bounds: tuple[float, float] = (0.80, 0.97)
+    min_skill_vs_rw: float = 0.0
+    min_windows: int = 20
+
+    def __post_init__(self) -> None:
+        lo, hi = self.coverage90_bounds
+        if not 0.0 <= lo < hi <= 1.0:
+            raise ConfigError(f"coverage90_bounds must satisfy 0 <= lo < hi <= 1, got {self.coverage90_bounds}")
+        if not (math.isfinite(self.min_improvement) and math.isfinite(self.min_skill_vs_rw)):
+            raise ConfigError("min_improvement and min_skill_vs_rw must be finite")
+        if self.min_improvement >= 1.0 or self.min_skill_vs_rw >= 1.0:
+            raise ConfigError("a relative improvement must be < 1")
+        if self.min_windows < 1:
+            raise ConfigError(f"min_windows must be >= 1, got {self.min_windows}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-able form."""
+        return {"min_improvement": self.min_improvement, "coverage90_bounds": list(self.coverage90_bounds),
+                "min_skill_vs_rw": self.min_skill_vs_rw, "min_windows": self.min_windows}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PromotionPolicy:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ConfigError``."""
+        unknown = set(data) - {"min_improvement", "coverage90_bounds", "min_skill_vs_rw", "min_windows"}
+        if unknown:
+            raise ConfigError(f"unknown PromotionPolicy keys: {sorted(unknown)}")
+        d = dict(data)
+        if "coverage90_bounds" in d:
+            lo, hi = d["coverage90_bounds"]
+            d["coverage90_bounds"] = (float(lo), float(hi))
+        return cls(**d)
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionDecision:
+    """Whether to promote, and why (``code: detail``)."""
+
+    promote: bool
+    reason: str
+
+
+def decide_promotion(challenger: HoldoutScores, champion: HoldoutScores | None,
+                     policy: PromotionPolicy) -> PromotionDecision:
+    """Apply the promotion rule; pure (no clock, no I/O, inputs untouched).
+
+    Reason codes: ``invalid``, ``too_few_windows``, ``coverage``, ``not_better``,
+    ``better`` (promote), ``no_champion_worse_than_rw``, ``no_champion_beats_rw`` (promote).
+    """
+    c = challenger
+    if not all(math.isfinite(x) for x in (c.crps, c.rw_crps, c.cover90)) or c.crps < 0:
+        return PromotionDecision(False, f"invalid: non-finite challenger scores (crps={c.crps}, cover90={c.cover90})")
+    if c.n < policy.min_windows:
+        return PromotionDecision(False, f"too_few_windows: {c.n} < {policy.min_windows}")
+    lo, hi = policy.coverage90_bounds
+    if not lo <= c.cover90 <= hi:
+        return PromotionDecision(False, f"coverage: cover90 {c.cover90:.3f} outside [{lo:.2f}, {hi:.2f}]")
+    if champion is not None and math.isfinite(champion.crps) and champion.crps > 0:
+        gain = 1.0 - c.crps / champion.crps
+        text = (f"crps {c.crps:.6g} vs champion {champion.crps:.6g} ({100 * gain:+.2f} %, "
+                f"need {100 * policy.min_improvement:+.2f} %), cover90 {c.cover90:.3f}")
+        if gain >= policy.min_improvement:
+            return PromotionDecision(True, f"better: {text}")
+        return PromotionDecision(False, f"not_better: {text}")
+    skill = c.skill
+    text = (f"no valid champion; crps {c.crps:.6g} vs random walk {c.rw_crps:.6g} "
+            f"(skill {100 * skill:+.2f} %, need {100 * policy.min_skill_vs_rw:+.2f} %), cover90 {c.cover90:.3f}")
+    if math.isfinite(skill) and skill >= policy.min_skill_vs_rw:
+        return PromotionDecision(True, f"no_champion_beats_rw: {text}")
+    return PromotionDecision(False, f"no_champion_worse_than_rw: {text}")

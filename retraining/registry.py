@@ -1,0 +1,384 @@
+"""The model registry: versions in the database, artifacts in the model directory.
+
+:class:`ModelRegistry` joins the registry tables (:mod:`forex_diffusion.storage.registry`)
+to the files under ``model_dir``::
+
+    <model_dir>/<SYMBOL-tf-hH>/<version>.pt      weights only (torch.save of tensors)
+    <model_dir>/<SYMBOL-tf-hH>/<version>.json    manifest with the sha256 of the .pt
+    <model_dir>/.staging/<SYMBOL-tf-hH>-<id>/     where a job trains (never loaded from)
+
+Rules it keeps:
+
+- an artifact enters its key directory only complete: staged files are fsynced, then
+  renamed (``os.replace``) into place, the manifest last, then the directory is fsynced;
+  a loader needs both files and a matching hash, so a crash at any point leaves nothing
+  loadable that is not whole;
+- an alias moves only to a version whose artifact loads (:meth:`verify` runs
+  :meth:`Predictor.load <forex_diffusion.diffusion.Predictor.load>`, and the manifest's
+  sha256 must equal the one registered);
+- every database change is one transaction;
+- :meth:`recover` removes what a killed job left (staging directories, temp files,
+  artifacts no registry row names); :meth:`apply_retention` deletes what the retention
+  rule does not keep.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from forex_diffusion.diffusion import Predictor, load_checkpoint
+from forex_diffusion.errors import ArtifactError, ConfigError, RegistryError
+from forex_diffusion.storage import registry as store
+from forex_diffusion.storage.registry import AliasChange, ModelKey, ModelVersion
+
+from .failpoints import failpoint
+
+__all__ = [
+    "ModelRegistry",
+    "RetentionResult",
+    "config_hash",
+    "fsync_path",
+    "select_retained",
+    "summarise_train_metrics",
+]
+
+logger = logging.getLogger(__name__)
+
+STAGING = ".staging"
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's (or a directory's) content to disk."""
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if path.is_dir() else 0)
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def config_hash(train_config: Mapping[str, Any]) -> str:
+    """Return the sha256 of a training config's canonical JSON."""
+    text = json.dumps(train_config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _mean(values: Any) -> float | None:
+    try:
+        vals = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None
+    return sum(vals) / len(vals) if vals else None
+
+
+def summarise_train_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Compact training metrics (means over steps of the test scores) for the registry row."""
+    out: dict[str, Any] = {k: metrics[k] for k in ("steps", "stop_reason", "train_seconds", "params",
+                                                    "best_val_crps") if k in metrics}
+    test = metrics.get("test")
+    if isinstance(test, Mapping):
+        for name in ("crps", "rw_crps", "skill", "cover50", "cover90"):
+            if name in test:
+                out[f"test_{name}"] = _mean(test[name])
+        out["test_n"] = test.get("n")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionResult:
+    """What :meth:`ModelRegistry.apply_retention` kept and deleted (version ids)."""
+
+    kept: tuple[str, ...]
+    deleted: tuple[str, ...]
+
+
+def select_retained(versions: Sequence[ModelVersion], *, champion: str | None, previous: str | None,
+                    challenger: str | None, referenced: Iterable[str], keep_last: int) -> set[str]:
+    """Return the versions the retention rule keeps (pure).
+
+    Kept: the champion, the previous champion (what a rollback restores), the challenger,
+    every version in ``referenced`` (named by forecasts in the audit window) and the
+    ``keep_last`` newest non-deleted versions. Deleted versions are never in the result.
+    """
+    if keep_last < 0:
+        raise ConfigError(f"keep_last must be >= 0, got {keep_last}")
+    live = [v for v in versions if v.status != "deleted"]
+    newest = sorted(live, key=lambda v: (v.created_ms, v.version))[-keep_last:] if keep_last else []
+    keep = {v.version for v in newest}
+    keep |= {x for x in (champion, previous, challenger) if x is not None}
+    keep |= set(referenced)
+    return keep & {v.version for v in live}
+
+
+class ModelRegistry:
+    """Model versions of every key: register, promote, reject, roll back, retain.
+
+    Parameters
+    ----------
+    engine
+        Database holding the registry tables.
+    model_dir
+        Artifact root.
+    clock
+        Epoch-ms clock (tests pass a fake one).
+    """
+
+    def __init__(self, engine: Engine, model_dir: str | Path, *,
+                 clock: Callable[[], int] | None = None) -> None:
+        self.engine = engine
+        self.model_dir = Path(model_dir)
+        self._clock = clock or (lambda: int(time.time() * 1000))
+
+    # -- paths and verification --------------------------------------------------------------
+
+    def key_dir(self, key: ModelKey) -> Path:
+        """Directory of ``key``'s artifacts."""
+        return self.model_dir / key.dir_name
+
+    def path_of(self, version: ModelVersion) -> Path:
+        """Absolute path of a version's ``.pt`` file."""
+        return self.model_dir / version.artifact
+
+    def staging_dir(self, key: ModelKey, job_id: str) -> Path:
+        """A fresh staging directory for one job of ``key``."""
+        d = self.model_dir / STAGING / f"{key.dir_name}-{job_id}"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def verify(self, version: ModelVersion) -> bool:
+        """Whether the version's artifact loads and is the one registered (sha256)."""
+        try:
+            predictor = Predictor.load(self.path_of(version))
+        except ArtifactError as exc:
+            logger.warning("registry artifact refused version=%s error=%s", version.version, exc)
+            return False
+        if predictor.manifest.get("sha256") != version.sha256:
+            logger.warning("registry sha256 differs from the registered one version=%s", version.version)
+            return False
+        return True
+
+    def load(self, version: ModelVersion) -> Predictor:
+        """Load a verified version.
+
+        Raises
+        ------
+        ArtifactError
+            The artifact is missing, corrupt, unsafe or not the one registered.
+        """
+        predictor = Predictor.load(self.path_of(version))
+        if predictor.manifest.get("sha256") != version.sha256:
+            raise ArtifactError(f"{version.version}: sha256 differs from the registry's")
+        return predictor
+
+    # -- writing artifacts -------------------------------------------------------------------
+
+    def publish(self, checkpoint: str | Path, key: ModelKey) -> Path:
+        """Move a staged checkpoint (``.pt`` + ``.json``) into ``key``'s directory; return the new ``.pt``.
+
+        Both files are fsynced, renamed into place (weights first, manifest last) and the
+        directory is fsynced; until the manifest lands nothing there loads.
+        """
+        pt = Path(checkpoint)
+        js = pt.with_suffix(".json")
+        if not (pt.is_file() and js.is_file()):
+            raise ArtifactError(f"{pt}: staged checkpoint or manifest missing")
+        dest = self.key_dir(key)
+        dest.mkdir(parents=True, exist_ok=True)
+        fsync_path(pt)
+        fsync_path(js)
+        final_pt, final_js = dest / pt.name, dest / js.name
+        os.replace(pt, final_pt)
+        failpoint("retrain.write")  # crash here: a .pt without manifest (not loadable)
+        os.replace(js, final_js)
+        fsync_path(dest)
+        logger.info("registry published path=%s", final_pt)
+        return final_pt
+
+    def import_artifact(self, checkpoint: str | Path, *, key: ModelKey | None = None,
+                        request_id: str | None = None) -> ModelVersion:
+        """Copy an existing checkpoint (e.g. from ``forexd train``) into the registry and register it."""
+        state_path = Path(checkpoint)
+        _, manifest = load_checkpoint(state_path)  # refuses corrupt / pickle / hash mismatch
+        k = key or ModelKey(symbol=str(manifest["symbol"]), timeframe=str(manifest["timeframe"]),
+                            horizon=int(manifest["horizon"]))
+        src = state_path if state_path.suffix == ".pt" else state_path.with_suffix(".pt")
+        stage = self.staging_dir(k, f"import-{manifest['version']}")
+        try:
+            for s in (src, src.with_suffix(".json")):
+                shutil.copyfile(s, stage / s.name)
+            final = self.publish(stage / src.name, k)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        return self.register(final, key=k, metrics=summarise_train_metrics(manifest.get("metrics", {})),
+                             request_id=request_id, challenger=False)
+
+    def register(self, checkpoint: str | Path, *, key: ModelKey, metrics: Mapping[str, Any],
+                 request_id: str | None = None, challenger: bool = True) -> ModelVersion:
+        """Register a published checkpoint (status ``registered``; optionally the challenger).
+
+        Raises
+        ------
+        ArtifactError
+            The checkpoint does not load.
+        """
+        pt = Path(checkpoint)
+        predictor = Predictor.load(pt)  # never register what does not load
+        m = predictor.manifest
+        window = m.get("data_window", {})
+        try:
+            rel = pt.resolve().relative_to(self.model_dir.resolve())
+        except ValueError as exc:
+            raise RegistryError(f"{pt} is not under the model directory {self.model_dir}") from exc
+        v = ModelVersion(
+            version=str(m["version"]), key=key, artifact=rel.as_posix(), sha256=str(m["sha256"]),
+            config_hash=config_hash(m.get("train_config", {})),
+            data_first_ms=window.get("first_close_ms"), data_last_ms=window.get("last_close_ms"),
+            metrics=dict(metrics), request_id=request_id)
+        return store.insert_version(self.engine, v, challenger=challenger, now_ms=self._clock())
+
+    # -- aliases -----------------------------------------------------------------------------
+
+    def get(self, version: str) -> ModelVersion:
+        """Return one version.
+
+        Raises
+        ------
+        RegistryError
+            Unknown version.
+        """
+        v = store.get_version(self.engine, version)
+        if v is None:
+            raise RegistryError(f"unknown version {version}")
+        return v
+
+    def champion(self, key: ModelKey) -> ModelVersion | None:
+        """The champion of ``key``, or None."""
+        version = store.get_aliases(self.engine, key).get("champion")
+        return None if version is None else self.get(version)
+
+    def challenger(self, key: ModelKey) -> ModelVersion | None:
+        """The latest challenger of ``key`` (until promoted), or None."""
+        version = store.get_aliases(self.engine, key).get("challenger")
+        return None if version is None else self.get(version)
+
+    def resolve_champion(self, symbol: str, timeframe: str, horizon: int) -> ModelVersion | None:
+        """The champion serving a series: its own key's, else the ``*`` key's."""
+        own = self.champion(ModelKey(symbol=symbol, timeframe=timeframe, horizon=horizon))
+        if own is not None:
+            return own
+        return self.champion(ModelKey(symbol="*", timeframe=timeframe, horizon=horizon))
+
+    def previous_champion(self, key: ModelKey) -> ModelVersion | None:
+        """The version :meth:`rollback` would restore, or None."""
+        return store.previous_champion(self.engine, key)
+
+    def promote(self, version: str, reason: str) -> ModelVersion:
+        """Make ``version`` its key's champion after verifying its artifact.
+
+        Raises
+        ------
+        RegistryError
+            Unknown or deleted version, or an artifact that does not load.
+        """
+        return store.promote_version(self.engine, version, reason=reason, now_ms=self._clock(),
+                                     usable=self.verify,
+                                     before_commit=lambda: failpoint("registry.promote"))
+
+    def reject(self, version: str, reason: str) -> ModelVersion:
+        """Mark a version rejected."""
+        return store.reject_version(self.engine, version, reason=reason, now_ms=self._clock())
+
+    def rollback(self, key: ModelKey, reason: str = "manual") -> ModelVersion:
+        """Restore the previous champion of ``key``; return it.
+
+        Raises
+        ------
+        RegistryError
+            No champion, nothing to restore, or its artifact does not load.
+        """
+        restored, _ = store.rollback_champion(self.engine, key, reason=reason, now_ms=self._clock(),
+                                              usable=self.verify)
+        return restored
+
+    def history(self, key: ModelKey) -> list[AliasChange]:
+        """Alias changes of ``key``, oldest first."""
+        return store.alias_history(self.engine, key)
+
+    def list(self, key: ModelKey | None = None, *,
+             include_deleted: bool = True) -> builtins.list[ModelVersion]:
+        """Versions (of one key or all), oldest first."""
+        return store.list_versions(self.engine, key, include_deleted=include_deleted)
+
+    # -- retention and recovery --------------------------------------------------------------
+
+    def apply_retention(self, key: ModelKey, *, keep_last: int, audit_window_ms: int) -> RetentionResult:
+        """Delete the versions of ``key`` the retention rule does not keep.
+
+        Rows are marked ``deleted`` first (one transaction, refused for an aliased
+        version), then their files are removed; a crash in between leaves files no live
+        row names, which :meth:`recover` removes.
+        """
+        versions = self.list(key)
+        aliases = store.get_aliases(self.engine, key)
+        prev = self.previous_champion(key)
+        referenced = store.referenced_versions(
+            self.engine, [v.version for v in versions if v.status != "deleted"],
+            since_ms=self._clock() - audit_window_ms)
+        keep = select_retained(versions, champion=aliases.get("champion"),
+                               previous=None if prev is None else prev.version,
+                               challenger=aliases.get("challenger"), referenced=referenced,
+                               keep_last=keep_last)
+        doomed = [v for v in versions if v.status != "deleted" and v.version not in keep]
+        deleted = store.mark_deleted(self.engine, [v.version for v in doomed],
+                                     reason=f"retention: not among the last {keep_last}, unaliased, "
+                                            f"unreferenced for {audit_window_ms} ms",
+                                     now_ms=self._clock()) if doomed else []
+        for v in doomed:
+            if v.version in deleted:
+                self._unlink(self.path_of(v))
+        logger.info("registry retention key=%s kept=%d deleted=%d", key, len(keep), len(deleted))
+        return RetentionResult(kept=tuple(sorted(keep)), deleted=tuple(deleted))
+
+    def _unlink(self, pt: Path) -> None:
+        pt.with_suffix(".json").unlink(missing_ok=True)  # manifest first: the .pt stops loading
+        pt.unlink(missing_ok=True)
+
+    def recover(self, key: ModelKey) -> builtins.list[Path]:
+        """Remove what a killed job of ``key`` left behind; return the removed paths.
+
+        Removes ``key``'s staging directories, temp files in its directory, and artifacts
+        that no live (non-deleted) registry row names. Run it only while no other job of
+        ``key`` is running (the in-flight tracker and the CLI make sure of that).
+        """
+        removed: builtins.list[Path] = []
+        staging = self.model_dir / STAGING
+        if staging.is_dir():
+            for d in staging.glob(f"{key.dir_name}-*"):
+                shutil.rmtree(d, ignore_errors=True)
+                removed.append(d)
+        d = self.key_dir(key)
+        if d.is_dir():
+            live = {Path(v.artifact).stem for v in self.list(key, include_deleted=False)}
+            for f in sorted(d.iterdir()):
+                if not f.is_file():
+                    continue
+                name = f.name
+                orphan = (f.suffix in (".pt", ".json") and f.stem not in live)
+                if name.endswith(".tmp") or orphan:
+                    f.unlink(missing_ok=True)
+                    removed.append(f)
+        if removed:
+            logger.warning("registry recovered key=%s removed=%s", key, [p.name for p in removed])
+        return removed
