@@ -21,6 +21,7 @@ never the same request id twice within its memory).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shutil
@@ -39,7 +40,15 @@ from sqlalchemy import Engine
 
 from forex_diffusion.backtest import BacktestConfig, backtest
 from forex_diffusion.diffusion import Predictor, TrainConfig, TrainProgress, train
-from forex_diffusion.errors import ConfigError, ForexDiffusionError, ModelError, RegistryError
+from forex_diffusion.codec import decode_json
+from forex_diffusion.errors import (
+    ConfigError,
+    ForexDiffusionError,
+    ModelError,
+    RegistryError,
+    RejectReason,
+    ValidationError,
+)
 from forex_diffusion.evaluation import summarize_forecasts
 from forex_diffusion.storage import fetch_candles
 from forex_diffusion.storage.registry import ModelKey, ModelVersion
@@ -50,8 +59,8 @@ from .failpoints import failpoint
 from .policy import HoldoutScores, PromotionPolicy, decide_promotion
 from .registry import ModelRegistry, summarise_train_metrics
 
-__all__ = ["OUTCOME_SCHEMA", "InFlight", "JobConfig", "JobOutcome", "JobStatus", "evaluate_holdout",
-           "key_of", "run_retrain"]
+__all__ = ["OUTCOME_SCHEMA", "InFlight", "JobConfig", "JobOutcome", "JobStatus", "decode_outcome",
+           "decode_request", "encode_outcome", "encode_request", "evaluate_holdout", "key_of", "run_retrain"]
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +222,47 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [_jsonable(v) for v in x]
     return x
+
+
+def encode_request(request: RetrainRequest) -> bytes:
+    """The ``fx.retrain.requests`` value of a request (JSON with the schema version ``v``)."""
+    return json.dumps({"v": OUTCOME_SCHEMA, **request.to_dict()}, separators=(",", ":")).encode()
+
+
+def decode_request(raw: bytes | str) -> RetrainRequest:
+    """Inverse of :func:`encode_request` (a value without ``v`` is read as version 1).
+
+    Raises
+    ------
+    ValidationError
+        Malformed JSON, another schema version, unknown or missing keys.
+    """
+    obj = decode_json(raw)
+    obj.pop("v", None)
+    try:
+        return RetrainRequest.from_dict(obj)
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise ValidationError(RejectReason.SCHEMA, str(exc)) from None
+
+
+def encode_outcome(outcome: JobOutcome) -> bytes:
+    """The ``fx.models`` value of an outcome."""
+    return json.dumps(outcome.to_dict(), separators=(",", ":"), allow_nan=False).encode()
+
+
+def decode_outcome(raw: bytes | str) -> JobOutcome:
+    """Inverse of :func:`encode_outcome`.
+
+    Raises
+    ------
+    ValidationError
+        Malformed JSON, another schema version, unknown or missing keys.
+    """
+    obj = decode_json(raw, max_bytes=1 << 20)
+    try:
+        return JobOutcome.from_dict(obj)
+    except ConfigError as exc:
+        raise ValidationError(RejectReason.SCHEMA, str(exc)) from None
 
 
 def key_of(request: RetrainRequest, default_horizon: int) -> ModelKey:

@@ -1,0 +1,143 @@
+"""Run a retrain job in a separate process, so the caller (a stream worker) keeps flowing.
+
+The child is ``python -m retraining.runner``: it reads one JSON job spec on stdin
+(``request``, ``db_url``, ``model_dir``, ``config``, ``threads``), runs
+:func:`~retraining.jobs.run_retrain`, and writes the :class:`~retraining.jobs.JobOutcome`
+as the last line of stdout (logs go to stderr). Its exit status is the outcome's
+(0 promoted, 3 rejected, 1 failed). A child that dies (killed, out of memory, a
+failpoint) yields a ``failed`` outcome naming its exit status; the next job of the key
+cleans up what it left (:meth:`~retraining.registry.ModelRegistry.recover`).
+
+:func:`run_job` blocks; :func:`run_job_async` awaits the child without blocking an
+event loop (for a Faust agent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from forex_diffusion.errors import ConfigError
+from forex_diffusion.trigger import RetrainRequest
+
+from .jobs import JobConfig, JobOutcome, key_of
+
+__all__ = ["job_spec", "main", "run_job", "run_job_async"]
+
+logger = logging.getLogger(__name__)
+
+
+def job_spec(request: RetrainRequest, *, db_url: str, model_dir: str | Path, config: JobConfig | None = None,
+             threads: int = 1) -> dict[str, Any]:
+    """The JSON spec the child reads."""
+    if threads < 1:
+        raise ConfigError(f"threads must be >= 1, got {threads}")
+    return {"request": request.to_dict(), "db_url": db_url, "model_dir": str(model_dir),
+            "config": (config or JobConfig()).to_dict(), "threads": threads}
+
+
+def _command() -> list[str]:
+    return [sys.executable, "-m", "retraining.runner"]
+
+
+def _child_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    out = dict(os.environ if env is None else env)
+    root = str(Path(__file__).resolve().parents[1])
+    out["PYTHONPATH"] = root + (os.pathsep + out["PYTHONPATH"] if out.get("PYTHONPATH") else "")
+    return out
+
+
+def _outcome(spec: Mapping[str, Any], rc: int | None, stdout: bytes, stderr: bytes,
+             seconds: float) -> JobOutcome:
+    lines = [ln for ln in stdout.decode("utf-8", "replace").splitlines() if ln.strip()]
+    if lines:
+        try:
+            return JobOutcome.from_dict(json.loads(lines[-1]))
+        except (ValueError, ConfigError):
+            pass
+    request = RetrainRequest.from_dict(spec["request"])
+    key = key_of(request, int(spec["config"].get("horizon", 24)))
+    tail = stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
+    why = "timed out" if rc is None else f"exited with status {rc}"
+    logger.error("retrain job process %s request=%s stderr=%s", why, request.request_id, tail)
+    return JobOutcome(request_id=request.request_id, key=str(key), symbol=key.symbol,
+                      timeframe=key.timeframe, horizon=key.horizon, version=None, status="failed",
+                      reason=f"job process {why}: {' | '.join(tail)[-400:]}", duration_s=seconds,
+                      finished_at_ms=int(time.time() * 1000))
+
+
+def run_job(request: RetrainRequest, *, db_url: str, model_dir: str | Path, config: JobConfig | None = None,
+            threads: int = 1, timeout_s: float | None = None,
+            env: Mapping[str, str] | None = None) -> JobOutcome:
+    """Run one job in a child process and return its outcome (blocking).
+
+    ``env`` replaces the child's environment (``FOREXD_FAILPOINT`` arms a failpoint there).
+    A child past ``timeout_s`` is killed and reported ``failed``.
+    """
+    spec = job_spec(request, db_url=db_url, model_dir=model_dir, config=config, threads=threads)
+    t0 = time.monotonic()
+    proc = subprocess.Popen(_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=_child_env(env), start_new_session=True)
+    try:
+        out, err = proc.communicate(json.dumps(spec).encode(), timeout=timeout_s)
+        rc: int | None = proc.returncode
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        rc = None
+    return _outcome(spec, rc, out, err, time.monotonic() - t0)
+
+
+async def run_job_async(request: RetrainRequest, *, db_url: str, model_dir: str | Path,
+                        config: JobConfig | None = None, threads: int = 1, timeout_s: float | None = None,
+                        env: Mapping[str, str] | None = None) -> JobOutcome:
+    """Like :func:`run_job`, awaiting the child without blocking the event loop."""
+    spec = job_spec(request, db_url=db_url, model_dir=model_dir, config=config, threads=threads)
+    t0 = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        *_command(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=_child_env(env), start_new_session=True)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(json.dumps(spec).encode()), timeout_s)
+        rc: int | None = proc.returncode
+    except TimeoutError:
+        proc.kill()
+        out, err = await proc.communicate()
+        rc = None
+    return _outcome(spec, rc, out, err, time.monotonic() - t0)
+
+
+def main() -> int:
+    """Child entry point: spec on stdin, outcome JSON on the last stdout line."""
+    logging.basicConfig(level=os.environ.get("FOREXD_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    import torch
+
+    from forex_diffusion.storage import make_engine
+
+    from .jobs import run_retrain
+
+    spec = json.loads(sys.stdin.read())
+    torch.set_num_threads(int(spec.get("threads", 1)))
+    request = RetrainRequest.from_dict(spec["request"])
+    engine = make_engine(spec["db_url"])
+    try:
+        outcome = run_retrain(request, engine=engine, model_dir=spec["model_dir"],
+                              config=JobConfig.from_dict(spec.get("config", {})))
+    finally:
+        engine.dispose()
+    sys.stdout.write(json.dumps(outcome.to_dict(), allow_nan=False) + "\n")
+    sys.stdout.flush()
+    return outcome.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""``forexd models list|promote|rollback|history|register``: inspect and move model versions."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from forex_diffusion.errors import ForexDiffusionError
+from forex_diffusion.storage import make_engine
+from forex_diffusion.storage.registry import ModelKey, get_aliases
+from retraining.registry import ModelRegistry
+
+from ..settings import Settings
+
+models_app = typer.Typer(
+    help="Model registry: list versions, promote, roll back, show alias history, register a checkpoint.",
+    no_args_is_help=True,
+)
+
+_DB_HELP = "Database URL (default: FOREXD_DATABASE_URL, else the SQLite file under FOREXD_DATA_DIR)."
+_DIR_HELP = "Artifact root (default: FOREXD_MODEL_DIR, else FOREXD_DATA_DIR/models)."
+
+
+def resolve_paths(db: str | None, model_dir: Path | None) -> tuple[str, Path]:
+    """Database URL and model directory from the options, else the ``FOREXD_*`` settings."""
+    settings = Settings.from_env()
+    url = db or settings.db_url
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return url, model_dir or settings.model_dir or settings.data_dir / "models"
+
+
+def open_registry(db: str | None, model_dir: Path | None) -> ModelRegistry:
+    """A registry on the resolved database and model directory."""
+    url, mdir = resolve_paths(db, model_dir)
+    return ModelRegistry(make_engine(url), mdir)
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.4g}" if isinstance(x, float) else ("-" if x is None else str(x))
+
+
+def _fail(exc: ForexDiffusionError) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(2)
+
+
+@models_app.command("list")
+def list_command(
+    key: str | None = typer.Option(None, "--key", help="Only this key: SYMBOL/timeframe/horizon."),
+    live: bool = typer.Option(False, "--live", help="Hide deleted versions."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
+    model_dir: Path | None = typer.Option(None, "--model-dir", help=_DIR_HELP),
+) -> None:
+    """List registered versions (oldest first) with status, aliases and hold-out scores.
+
+    Reads the registry tables; writes nothing.
+    """
+    try:
+        reg = open_registry(db, model_dir)
+        k = ModelKey.parse(key) if key else None
+        versions = reg.list(k, include_deleted=not live)
+        aliases: dict[str, str] = {}
+        for kk in {v.key for v in versions}:
+            for name, ver in reg_aliases(reg, kk).items():
+                aliases[ver] = ",".join(filter(None, [aliases.get(ver), name]))
+    except ForexDiffusionError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        for v in versions:
+            typer.echo(json.dumps({**v.to_dict(), "aliases": aliases.get(v.version, "")}))
+        return
+    typer.echo(f"{'version':34} {'key':16} {'status':11} {'alias':18} {'created':20} "
+               f"{'crps':>9} {'skill':>8} {'cover90':>7}")
+    for v in versions:
+        h = v.metrics.get("holdout") or {}
+        typer.echo(f"{v.version:34} {str(v.key):16} {v.status:11} {aliases.get(v.version, '-'):18} "
+                   f"{_when(v.created_ms):20} {_fmt(h.get('crps')):>9} {_fmt(h.get('skill')):>8} "
+                   f"{_fmt(h.get('cover90')):>7}")
+
+
+def reg_aliases(reg: ModelRegistry, key: ModelKey) -> dict[str, str]:
+    """``{alias: version}`` of a key."""
+    return get_aliases(reg.engine, key)
+
+
+@models_app.command("promote")
+def promote_command(
+    version: str = typer.Argument(..., help="Version id (see `forexd models list`)."),
+    reason: str = typer.Option("manual", "--reason", help="Recorded in the alias history."),
+    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
+    model_dir: Path | None = typer.Option(None, "--model-dir", help=_DIR_HELP),
+) -> None:
+    """Make VERSION the champion of its key after verifying its artifact (hash + weights-only load).
+
+    Writes the alias and its history in one transaction; exit 2 if refused.
+    """
+    try:
+        v = open_registry(db, model_dir).promote(version, f"manual: {reason}")
+    except ForexDiffusionError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"promoted {v.version} champion of {v.key}")
+
+
+@models_app.command("rollback")
+def rollback_command(
+    key: str = typer.Argument(..., help="Model key SYMBOL/timeframe/horizon (or SYMBOL-tf-hH)."),
+    reason: str = typer.Option("manual", "--reason", help="Recorded in the alias history."),
+    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
+    model_dir: Path | None = typer.Option(None, "--model-dir", help=_DIR_HELP),
+) -> None:
+    """Restore the previous champion of KEY; the current one is marked rolled_back.
+
+    Exit 2 when there is nothing to restore or its artifact does not load.
+    """
+    try:
+        v = open_registry(db, model_dir).rollback(ModelKey.parse(key), reason)
+    except ForexDiffusionError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"rolled back: {v.version} champion of {v.key}")
+
+
+@models_app.command("history")
+def history_command(
+    key: str = typer.Argument(..., help="Model key SYMBOL/timeframe/horizon."),
+    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
+    model_dir: Path | None = typer.Option(None, "--model-dir", help=_DIR_HELP),
+) -> None:
+    """Print the alias history of KEY (alias, version, from, to, reason), oldest first."""
+    try:
+        rows = open_registry(db, model_dir).history(ModelKey.parse(key))
+    except ForexDiffusionError as exc:
+        raise _fail(exc) from exc
+    for r in rows:
+        typer.echo(f"{r.alias:10} {r.version:34} {_when(r.from_ms):20} {_when(r.to_ms):20} {r.reason}")
+
+
+@models_app.command("register")
+def register_command(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint .pt (with its .json manifest), e.g. from `forexd train`."),
+    key: str | None = typer.Option(None, "--key", help="Key to register under (default: the manifest's); '*' symbol serves every symbol."),
+    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
+    model_dir: Path | None = typer.Option(None, "--model-dir", help=_DIR_HELP),
+) -> None:
+    """Verify CHECKPOINT, copy it into the model directory and register it (not promoted)."""
+    try:
+        v = open_registry(db, model_dir).import_artifact(checkpoint, key=ModelKey.parse(key) if key else None)
+    except ForexDiffusionError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"registered {v.version} for {v.key}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``models`` to the ``forexd`` app."""
+    app.add_typer(models_app, name="models")

@@ -1,0 +1,150 @@
+"""``forexd retrain``: retrain one model key, in-process (``--local``) or through the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+
+import typer
+from aiokafka import TopicPartition
+
+from forex_diffusion.errors import ForexDiffusionError, ValidationError
+from forex_diffusion.storage import make_engine
+from forex_diffusion.trigger import RetrainRequest, request_id_for
+from retraining.jobs import JobConfig, JobOutcome, decode_outcome, encode_request, run_retrain
+
+from ..kafka import ensure_topics, make_consumer, make_producer
+from ..settings import Settings
+from .models import resolve_paths
+
+logger = logging.getLogger(__name__)
+
+
+def _print(outcome: JobOutcome) -> None:
+    typer.echo(f"{outcome.status} key={outcome.key} version={outcome.version} "
+               f"seconds={outcome.duration_s:.1f}")
+    typer.echo(f"reason: {outcome.reason}")
+    typer.echo(json.dumps(outcome.to_dict(), sort_keys=True))
+
+
+async def send_request(settings: Settings, request: RetrainRequest, *, wait: bool,
+                       timeout_s: float) -> JobOutcome | None:
+    """Send ``request`` to ``fx.retrain.requests``; with ``wait``, return the matching ``fx.models`` outcome.
+
+    The consumer is positioned at the end of ``fx.models`` before the request is sent, so
+    the outcome cannot be missed. Returns None when ``wait`` is False.
+
+    Raises
+    ------
+    TimeoutError
+        No outcome for the request within ``timeout_s``.
+    """
+    req_topic, models_topic = settings.topic("retrain.requests"), settings.topic("models")
+    await ensure_topics(settings, [req_topic, models_topic])
+    consumer = make_consumer(settings) if wait else None
+    try:
+        if consumer is not None:
+            await consumer.start()
+            parts = consumer.partitions_for_topic(models_topic)
+            if not parts:
+                await consumer.topics()  # forces a metadata refresh
+                parts = consumer.partitions_for_topic(models_topic) or set()
+            tps = [TopicPartition(models_topic, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            await consumer.seek_to_end(*tps)
+            for tp in tps:
+                await consumer.position(tp)
+        producer = make_producer(settings)
+        await producer.start()
+        try:
+            await producer.send_and_wait(req_topic, encode_request(request), key=request.symbol.encode())
+        finally:
+            await producer.stop()
+        if consumer is None:
+            return None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for msgs in batch.values():
+                for m in msgs:
+                    try:
+                        out = decode_outcome(m.value or b"")
+                    except ValidationError:
+                        continue
+                    if out.request_id == request.request_id:
+                        return out
+        raise TimeoutError(f"no outcome for request {request.request_id} within {timeout_s} s")
+    finally:
+        if consumer is not None:
+            await consumer.stop()
+
+
+def retrain_command(
+    symbol: str = typer.Option(..., "--symbol", help="Symbol, e.g. EURUSD."),
+    timeframe: str = typer.Option(..., "--timeframe", help="Timeframe, e.g. 1h."),
+    horizon: int | None = typer.Option(None, "--horizon", help="Steps ahead (default: the job's / worker's horizon)."),
+    reason: str = typer.Option("", "--reason", help="Free text recorded with the request."),
+    local: bool = typer.Option(False, "--local", help="Run the job here instead of sending it to the broker."),
+    db: str | None = typer.Option(None, "--db", help="Database URL (default: FOREXD_DATABASE_URL / the data dir's SQLite file)."),
+    model_dir: Path | None = typer.Option(None, "--model-dir", help="Artifact root (default: FOREXD_MODEL_DIR / DATA_DIR/models)."),
+    config: Path | None = typer.Option(None, "--config", help="JSON file of job settings (JobConfig.to_dict form) for --local."),
+    max_minutes: float | None = typer.Option(None, "--max-minutes", help="Training wall-clock budget for --local."),
+    threads: int = typer.Option(2, "--threads", help="torch CPU threads for --local."),
+    wait: bool = typer.Option(False, "--wait", help="Broker form: wait for the outcome on fx.models."),
+    timeout: float = typer.Option(1800.0, "--timeout", help="Seconds --wait waits."),
+) -> None:
+    """Retrain one model key (symbol, timeframe, horizon): train a challenger, score it against the champion, promote or reject.
+
+    --local reads candles from --db, writes the artifact under --model-dir and the registry
+    rows to --db, prints the outcome (last line: JSON) and exits 0 promoted, 3 rejected,
+    1 failed. Without --local it sends a request to fx.retrain.requests (FOREXD_BROKER_URL,
+    FOREXD_TOPIC_PREFIX); with --wait it prints the matching fx.models outcome and exits
+    the same way.
+    """
+    now = int(time.time() * 1000)
+    try:
+        settings = Settings.from_env()
+        sym = symbol.upper()
+        request = RetrainRequest(request_id=request_id_for(sym, timeframe, horizon, "manual", now),
+                                 symbol=sym, timeframe=timeframe, horizon=horizon, reason="manual",
+                                 requested_at_ms=now, detail=reason)
+        if local:
+            import torch
+
+            data = json.loads(config.read_text()) if config else {}
+            data.setdefault("horizon", settings.horizon)
+            if max_minutes is not None:
+                data["train"] = {**data.get("train", {}), "max_minutes": max_minutes}
+            job = JobConfig.from_dict(data)
+            url, mdir = resolve_paths(db, model_dir)
+            torch.set_num_threads(threads)
+            engine = make_engine(url)
+            try:
+                outcome = run_retrain(request, engine=engine, model_dir=mdir, config=job)
+            finally:
+                engine.dispose()
+        else:
+            got = asyncio.run(send_request(settings, request, wait=wait, timeout_s=timeout))
+            if got is None:
+                typer.echo(f"sent request_id={request.request_id} key={request.key}")
+                return
+            outcome = got
+    except (ForexDiffusionError, OSError, json.JSONDecodeError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except TimeoutError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    _print(outcome)
+    raise typer.Exit(outcome.exit_code)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``retrain`` to the ``forexd`` app."""
+    app.command("retrain")(retrain_command)
+
+
+__all__ = ["register", "retrain_command", "send_request"]
