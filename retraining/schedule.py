@@ -82,7 +82,8 @@ def due_requests(entries: Sequence[ScheduleEntry], last_fired: Mapping[str, int]
     for e in entries:
         k = str(e.key)
         slot = e.slot(now_ms)
-        if fired.get(k, -1) >= slot:
+        last = fired.get(k)
+        if last is not None and last >= slot:
             continue
         fired[k] = slot
         out.append(RetrainRequest(
