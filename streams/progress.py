@@ -51,28 +51,34 @@ class PartitionProgress:
         self.offsets[partition] = offset
         self.dirty.add(partition)
 
-    async def save(
+    def capture(self, partitions: Iterable[int] = ()) -> dict[int, tuple[int, dict[str, Any]]]:
+        """Take ``(offset, state)`` of every dirty partition (and ``partitions``) right now.
+
+        Synchronous on purpose: the state and the offsets are consistent because no other
+        coroutine runs in between. The caller persists them later with :meth:`persist`.
+        """
+        parts = sorted(self.dirty | set(partitions))
+        self.dirty.clear()
+        return {p: (self.offsets[p], self._snapshot(p)) for p in parts if p in self.offsets}
+
+    async def persist(
         self,
+        captured: dict[int, tuple[int, dict[str, Any]]],
         effects: dict[int, tuple[Sequence[Any], Sequence[dict[str, Any]]]] | None = None,
     ) -> None:
-        """Persist state + offset of every dirty partition with its ``(candles, forecasts)``."""
+        """Write each captured ``(offset, state)`` with its ``(candles, forecasts)`` in one transaction."""
         effects = effects or {}
-        parts = sorted(self.dirty | set(effects))
         loop = asyncio.get_running_loop()
-        for p in parts:
-            if p not in self.offsets:
-                continue
-            state = self._snapshot(p)
+        for p, (offset, state) in captured.items():
             candles, forecasts = effects.get(p, ((), ()))
             await loop.run_in_executor(
                 None,
-                lambda p=p, state=state, candles=candles, forecasts=forecasts: save_progress(
+                lambda p=p, offset=offset, state=state, candles=candles, forecasts=forecasts: save_progress(
                     self.engine, consumer=self.consumer, topic=self.topic, partition=p,
-                    offset=self.offsets[p], state=state, candle_items=list(candles),
+                    offset=offset, state=state, candle_items=list(candles),
                     forecast_rows=list(forecasts),
                 ),
             )
-        self.dirty.clear()
         self.last_save = time.monotonic()
 
     async def on_assigned(self, app: Any, assigned: Iterable[TP]) -> None:

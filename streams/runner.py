@@ -32,7 +32,11 @@ def run_worker(*, role: str = "stream", log_level: str = "warn", settings: Setti
     try:
         from .metrics import Metrics
 
-        metrics = Metrics(symbols=settings.symbols, partitions=settings.partitions)
+        metrics = Metrics(
+            settings.symbols, timeframes=settings.timeframes, partitions=settings.partitions,
+            topics=[settings.topic(n) for n in ("ticks", "candles", "forecasts", "drift",
+                                                "retrain.requests", "models", "deadletter")],
+        )
         if settings.metrics_port >= 0:
             metrics.serve(settings.metrics_addr, settings.metrics_port)
     except ImportError:  # metrics module not available

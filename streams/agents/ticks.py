@@ -42,7 +42,9 @@ class TickAgent:
         self.partition_of: dict[str, int] = {}
         self.last_arrival: dict[str, tuple[float, int]] = {}
         self.lock = asyncio.Lock()
-        self.sends: list[Any] = []
+        self.dead: list[tuple[Any, bytes, list[tuple[str, bytes]]]] = []
+        self.n_pending = 0
+        self._flush_task: asyncio.Future[None] | None = None
         self.progress = PartitionProgress(
             consumer=f"{s.app_id}:{self.consumer_name}", topic=s.topic("ticks"), engine=rt.engine,
             snapshot=lambda p: self.pipeline.snapshot(sorted(self.symbols.get(p, ()))),
@@ -62,7 +64,7 @@ class TickAgent:
         for s in syms:
             self.partition_of.pop(s, None)
             self.last_arrival.pop(s, None)
-        self.pending.pop(partition, None)
+        self.n_pending -= len(self.pending.pop(partition, []))
 
     def register(self) -> None:
         app, topics, s = self.rt.app, self.rt.topics, self.rt.settings
@@ -71,6 +73,9 @@ class TickAgent:
         async def ticks(stream: Any) -> None:
             async for event in stream.events():
                 await self.handle(event.message)
+                # yield to the background checkpoint now and then
+                if self._flush_task is not None and not self._flush_task.done() and self.processed % 256 == 0:
+                    await asyncio.sleep(0)
 
         @app.timer(interval=0.5)
         async def housekeeping() -> None:
@@ -89,15 +94,16 @@ class TickAgent:
         self._interval = s.snapshot_interval_s
 
     async def handle(self, msg: Any) -> None:
-        """Process one message (never raises for bad input)."""
+        """Process one message (never raises for bad input, never waits for I/O)."""
         p = msg.partition
         failpoint("after_consume_before_processing")
+        tick = None
         try:
             tick = decode_tick(msg.value, key=msg.key, instruments=self.rt.instruments,
                                max_bytes=self.rt.settings.max_message_bytes)
             closed = self.pipeline.process(tick, now_ms=int(time.time() * 1000))
         except ValidationError as exc:
-            await self.dead_letter(msg, exc)
+            self.dead_letter(msg, exc, tick.symbol if tick is not None else None)
         else:
             sym = tick.symbol
             if self.partition_of.get(sym) != p:
@@ -106,27 +112,27 @@ class TickAgent:
             self.last_arrival[sym] = (time.monotonic(), tick.ts_ms)
             if closed:
                 self.pending[p].extend(closed)
+                self.n_pending += len(closed)
             m = self.rt.metrics
             if m is not None:
                 m.ticks_processed(sym)
                 m.feed_seen(sym, tick.ts_ms / 1000.0)
         self.progress.mark(p, msg.offset)
         self.processed += 1
-        if time.monotonic() - self.progress.last_save >= self._interval or sum(map(len, self.pending.values())) >= 1000:
-            await self.flush()
+        if self.n_pending >= 1000:
+            self.schedule_flush()
 
-    async def dead_letter(self, msg: Any, exc: ValidationError) -> None:
-        """Send the refused message to ``fx.deadletter`` with its reason and origin."""
+    def dead_letter(self, msg: Any, exc: ValidationError, symbol: str | None = None) -> None:
+        """Queue the refused message for ``fx.deadletter`` with its reason and origin."""
         value = dead_letter_record(topic=msg.topic, partition=msg.partition, offset=msg.offset,
                                    raw=msg.value, key=msg.key, error=exc)
         headers = dead_letter_headers(topic=msg.topic, partition=msg.partition, offset=msg.offset, error=exc)
-        fut = await self.rt.topics["deadletter"].send(key=msg.key, value=value, headers=headers)
-        self.sends.append(fut)
+        self.dead.append((msg.key, value, headers))
         m = self.rt.metrics
         if m is not None:
             m.dead_letter("ticks", exc.reason.value)
             if exc.reason.value == "late":
-                m.late_tick(None)
+                m.late_tick(symbol if symbol in self.rt.instruments else None)
         log.debug("deadletter reason=%s partition=%d offset=%d", exc.reason.value, msg.partition, msg.offset)
 
     async def on_timer(self) -> None:
@@ -140,16 +146,31 @@ class TickAgent:
                 if closed:
                     p = self.partition_of[sym]
                     self.pending[p].extend(closed)
+                    self.n_pending += len(closed)
                     self.progress.dirty.add(p)
-        if any(self.pending.values()) or (self.progress.dirty and now - self.progress.last_save >= self._interval):
-            await self.flush()
+        if self.n_pending or self.dead or (self.progress.dirty and now - self.progress.last_save >= self._interval):
+            self.schedule_flush()
+
+    def schedule_flush(self) -> None:
+        """Start a background checkpoint unless one is already running (the agent never waits)."""
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.ensure_future(self.flush())
 
     async def flush(self) -> None:
-        """Publish pending candles, wait for the broker's acks, then checkpoint with the DB upserts."""
+        """Checkpoint: capture state+offsets now, publish the candles and dead letters they
+        imply, wait for the broker's acks, then write state, offsets and candles in one DB
+        transaction. Offsets are never stored ahead of their effects."""
         async with self.lock:
             pending, self.pending = self.pending, defaultdict(list)
-            topic = self.rt.topics["candles"]
-            sends, self.sends = self.sends, []
+            dead, self.dead = self.dead, []
+            self.n_pending = 0
+            captured = self.progress.capture(pending.keys())
+            if not captured and not dead:
+                return
+            topic, dl_topic = self.rt.topics["candles"], self.rt.topics["deadletter"]
+            sends = []
+            for key, value, headers in dead:
+                sends.append(await dl_topic.send(key=key, value=value, headers=headers))
             for candles in pending.values():
                 for c in candles:
                     sends.append(await topic.send(key=c.symbol.encode(), value=encode_candle(c)))
@@ -157,11 +178,7 @@ class TickAgent:
                 failpoint("during_output_send")
                 await asyncio.gather(*sends)
             effects = {p: (cs, ()) for p, cs in pending.items() if cs}
-            for p in effects:
-                self.progress.dirty.add(p)
-            if not self.progress.dirty:
-                return
-            await self.progress.save(effects)
+            await self.progress.persist(captured, effects)
             failpoint("after_db_upsert_before_commit")
             m = self.rt.metrics
             if m is not None:

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
 
 import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from forex_diffusion.backtest import BacktestConfig, backtest, fan_chart_png, parse_utc_date, write_backtest_csv
+from forex_diffusion.backtest import (
+    BacktestConfig,
+    backtest,
+    fan_chart_png,
+    parse_utc_date,
+    write_backtest_csv,
+)
 from forex_diffusion.diffusion import Predictor
 from forex_diffusion.errors import ForexDiffusionError
 from forex_diffusion.evaluation import StepGroupSummary, summarize_forecasts
@@ -23,16 +28,16 @@ def backtest_command(
     symbol: str = typer.Option(..., "--symbol", help="Symbol, e.g. EURUSD."),
     timeframe: str = typer.Option(..., "--timeframe", help="Timeframe of the file's candles."),
     model: Path = typer.Option(..., "--model", help="Checkpoint (.pt or .json) or a model-key directory (newest)."),
-    from_: Optional[str] = typer.Option(None, "--from", help="First as_of (UTC date); earlier candles only warm the context."),
-    to: Optional[str] = typer.Option(None, "--to", help="Last as_of (UTC date)."),
+    from_: str | None = typer.Option(None, "--from", help="First as_of (UTC date); earlier candles only warm the context."),
+    to: str | None = typer.Option(None, "--to", help="Last as_of (UTC date)."),
     every: int = typer.Option(1, "--every", help="Forecast every K-th candle."),
     output: Path = typer.Option(..., "-o", "--output", help="CSV to write, one row per (as_of, step)."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="DDIM steps (default: the model's)."),
-    samples: Optional[int] = typer.Option(None, "--samples", help="Sample paths (default: the model's)."),
+    steps: int | None = typer.Option(None, "--steps", help="DDIM steps (default: the model's)."),
+    samples: int | None = typer.Option(None, "--samples", help="Sample paths (default: the model's)."),
     price: str = typer.Option("mid", "--price", help="Side of bid/ask files: mid|bid|ask."),
     per_step: bool = typer.Option(False, "--per-step", help="Summarise every step instead of step groups."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="PNG fan chart of one forecast (--plot-as-of, default the last fully realised) against the realised path."),
-    plot_as_of: Optional[str] = typer.Option(None, "--plot-as-of", help="as_of (UTC time) of the plotted forecast."),
+    plot: Path | None = typer.Option(None, "--plot", help="PNG fan chart of one forecast (--plot-as-of, default the last fully realised) against the realised path."),
+    plot_as_of: str | None = typer.Option(None, "--plot-as-of", help="as_of (UTC time) of the plotted forecast."),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads."),
     device: str = typer.Option("cpu", "--device", help="auto|cpu|cuda."),
 ) -> None:

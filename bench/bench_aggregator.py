@@ -1,0 +1,78 @@
+"""Core aggregator throughput: ticks/s for 1m+5m+1h at once over the FXCM EUR/USD day files.
+
+Peers measured in the same process on the same ticks:
+- ``TickPipeline`` (validate + aggregate: what the agent runs per tick);
+- pandas ``resample().ohlc()`` per timeframe (a batch computation, not streaming: the
+  number a researcher gets from a DataFrame, shown for scale).
+
+Run: ``.venv/bin/python bench/bench_aggregator.py [FILE]`` (one core; best of 3).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from forex_diffusion.aggregation import CandleAggregator
+from forex_diffusion.domain import Tick
+from forex_diffusion.instruments import InstrumentRegistry
+from forex_diffusion.pipeline import TickPipeline
+from forex_diffusion.readers import read_ticks
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = ROOT.parent / "shared" / "data" / "lean_fxcm_eurusd_ticks_2014-05-01_15.csv.gz"
+SAMPLE = ROOT / "data" / "sample" / "oanda_eurusd_ticks_2014-05-05_07.csv.gz"
+TFS = ["1m", "5m", "1h"]
+
+
+def best(fn, repeat: int = 3) -> float:  # type: ignore[no-untyped-def]
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else (DEFAULT if DEFAULT.exists() else SAMPLE)
+    frame = read_ticks(path, symbol="EURUSD").frame
+    ts, bid, ask = frame.ts_ms.tolist(), frame.bid.tolist(), frame.ask.tolist()
+    n = len(ts)
+
+    def core() -> None:
+        agg = CandleAggregator(TFS)
+        add = agg.add
+        for i in range(n):
+            add("EURUSD", ts[i], bid[i], ask[i])
+        agg.flush()
+
+    ticks = [Tick(symbol="EURUSD", ts_ms=t, bid=b, ask=a) for t, b, a in zip(ts, bid, ask, strict=True)]
+
+    def pipeline() -> None:
+        p = TickPipeline(timeframes=TFS, instruments=InstrumentRegistry())
+        proc = p.process
+        for t in ticks:
+            proc(t)
+        p.flush()
+
+    def pandas_batch() -> None:
+        s = pd.Series((frame.bid.to_numpy() + frame.ask.to_numpy()) / 2,
+                      index=pd.to_datetime(frame.ts_ms, unit="ms", utc=True))
+        for tf in ("1min", "5min", "1h"):
+            s.resample(tf).ohlc().dropna()
+
+    t_core, t_pipe, t_pd = best(core), best(pipeline), best(pandas_batch)
+    print(f"file: {path.name}  ticks: {n:,}  timeframes: {','.join(TFS)}")
+    print(f"{'aggregator (core)':32s} {n / t_core:12,.0f} ticks/s  {t_core / n * 1e9:8.0f} ns/tick")
+    print(f"{'validate+aggregate (pipeline)':32s} {n / t_pipe:12,.0f} ticks/s  {t_pipe / n * 1e9:8.0f} ns/tick")
+    print(f"{'pandas resample (batch peer)':32s} {n / t_pd:12,.0f} ticks/s  {t_pd / n * 1e9:8.0f} ns/tick")
+    print(f"ratio core/pandas-batch: {t_pd / t_core:.2f}   target core >= 200,000 ticks/s: "
+          f"{'met' if n / t_core >= 200_000 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
