@@ -213,6 +213,8 @@ class ModelRegistry:
         _, manifest = load_checkpoint(state_path)  # refuses corrupt / pickle / hash mismatch
         k = key or ModelKey(symbol=str(manifest["symbol"]), timeframe=str(manifest["timeframe"]),
                             horizon=int(manifest["horizon"]))
+        if store.get_version(self.engine, str(manifest["version"])) is not None:
+            raise RegistryError(f"version {manifest['version']} is already registered")
         src = state_path if state_path.suffix == ".pt" else state_path.with_suffix(".pt")
         stage = self.staging_dir(k, f"import-{manifest['version']}")
         try:
