@@ -39,8 +39,8 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from forex_diffusion.backtest import BacktestConfig, backtest
-from forex_diffusion.diffusion import Predictor, TrainConfig, TrainProgress, train
 from forex_diffusion.codec import decode_json
+from forex_diffusion.diffusion import Predictor, TrainConfig, TrainProgress, train
 from forex_diffusion.errors import (
     ConfigError,
     ForexDiffusionError,

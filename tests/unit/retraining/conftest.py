@@ -25,8 +25,8 @@ HORIZON = 12
 
 #: Training settings that run in a few seconds on 2 cores.
 TINY_TRAIN: dict[str, object] = dict(
-    context={"window": 16, "warmup": 12}, width=32, cond_width=32, blocks=1, max_steps=40, eval_every=20,
-    batch_size=128, val_windows=64, val_samples=16, calib_windows=128, test_windows=128, sample_steps=4,
+    context={"window": 16, "warmup": 12}, width=32, cond_width=32, blocks=1, max_steps=20, eval_every=10,
+    batch_size=128, val_windows=32, val_samples=16, calib_windows=64, test_windows=64, sample_steps=4,
     samples=32, device="cpu", max_minutes=1.0)
 
 
