@@ -150,7 +150,7 @@ def crps_from_quantiles(
     >>> round(crps_from_quantiles([0.25, 0.5, 0.75], [0.0, 1.0, 2.0], 1.0), 4)
     0.3333
     """
-    if len(quantile_levels) != len(quantiles) or not quantiles:
+    if len(quantile_levels) != len(quantiles) or len(quantiles) == 0:
         raise ValidationError(
             RejectReason.INCONSISTENT,
             f"{len(quantiles)} quantiles for {len(quantile_levels)} levels",

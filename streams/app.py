@@ -50,6 +50,7 @@ class Runtime:
     instruments: InstrumentRegistry
     engine: Any
     metrics: Any = None
+    quality: Any = None
 
 
 def create_app(settings: Settings, *, roles: tuple[str, ...] = ("ticks",), metrics: Any = None) -> Runtime:
@@ -86,6 +87,10 @@ def create_app(settings: Settings, *, roles: tuple[str, ...] = ("ticks",), metri
         instruments=InstrumentRegistry.of(settings.symbols),
         engine=make_engine(settings.db_url), metrics=metrics,
     )
+    if metrics is not None:
+        from forex_diffusion.monitoring import QualityMonitor
+
+        rt.quality = QualityMonitor()
     from .agents import register_agents
 
     register_agents(rt, roles)

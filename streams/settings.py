@@ -55,6 +55,9 @@ class Settings:
     kafka_ssl_cafile: str | None = None
     forecast_steps: int | None = None
     forecast_samples: int | None = None
+    forecast_min_steps: int | None = None
+    forecast_min_samples: int | None = None
+    forecast_degrade_batch: int = 0
 
     def __post_init__(self) -> None:
         if self.partitions < 1:

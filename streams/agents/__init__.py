@@ -16,3 +16,8 @@ def register_agents(rt: Runtime, roles: tuple[str, ...]) -> None:
         from .ticks import TickAgent
 
         TickAgent(rt).register()
+    if "candles" in roles:
+        from .candles import CandleAgent
+
+        rt.candle_agent = CandleAgent(rt)  # type: ignore[attr-defined]
+        rt.candle_agent.register()  # type: ignore[attr-defined]

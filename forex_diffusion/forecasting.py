@@ -1,0 +1,334 @@
+"""The per-symbol state machine of the forecast path, driven by plain method calls.
+
+For each closed candle of a symbol (any configured timeframe), :meth:`SymbolForecaster.on_candle`
+
+1. updates the multi-timeframe feature builders (no look-ahead: a higher timeframe is
+   seen through its last *closed* candle);
+2. on a forecast timeframe: updates the diffusion context, steps the online learners
+   (delayed labels, prequential), scores the earlier diffusion forecasts whose steps this
+   candle realises (CRPS vs the EWMA random walk, interval hits, PIT), feeds the drift
+   monitor, asks the trigger policy whether to request a retrain, and returns the
+   :class:`ForecastRequest` that the agent batches into one sampling call.
+
+:meth:`SymbolForecaster.record` turns a sampled :class:`Forecast` into the ``fx.forecasts``
+record (with the learner's prediction and the random-walk baseline) and remembers it for
+scoring. The state snapshots as plain data (binary parts base64, hash-verified), so a
+worker that takes over the partition resumes exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from scipy.stats import norm
+
+from .diffusion.context import ContextSpec, ForecastRequest, SeriesContext
+from .diffusion.predictor import Forecast
+from .domain import Candle
+from .drift import DriftConfig, DriftEvent, DriftMonitor
+from .errors import ConfigError
+from .evaluation import QUANTILE_LEVELS, crps_quantiles
+from .features import FeatureBuilder, FeatureConfig
+from .online.learners import LearnerConfig, LearnerStep, OnlineLearnerSet
+from .timeframes import Timeframe
+from .trigger import Decision, RetrainRequest, TriggerPolicy, TriggerState, decide
+
+__all__ = [
+    "CandleOutcome",
+    "Evaluation",
+    "ForecasterConfig",
+    "RandomWalkPredictor",
+    "SymbolForecaster",
+    "forecast_record",
+]
+
+SNAPSHOT_VERSION = 1
+_Z = norm.ppf(np.asarray(QUANTILE_LEVELS))
+
+
+class PredictorLike(Protocol):
+    """What the agent needs of a model: a batched ``forecast`` and its identity."""
+
+    version: str
+    horizon: int
+
+    def forecast(self, requests: Sequence[ForecastRequest], *, steps: int | None = None,
+                 samples: int | None = None) -> list[Forecast]: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForecasterConfig:
+    """Settings of a :class:`SymbolForecaster` (shared by every symbol of a worker)."""
+
+    timeframes: tuple[str, ...] = ("1m", "5m", "15m", "1h")
+    forecast_timeframes: tuple[str, ...] = ("1m",)
+    horizon: int = 24
+    context: ContextSpec = field(default_factory=ContextSpec)
+    feature_spec: str | None = None
+    learner_horizons: tuple[int, ...] | None = None
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    trigger: TriggerPolicy = field(default_factory=TriggerPolicy)
+    pending_forecasts: int = 0  # 0: horizon + 1 (enough to score every step)
+    history: int = 512
+
+    def __post_init__(self) -> None:
+        tfs = {Timeframe.parse(t).name for t in self.timeframes}
+        if not {Timeframe.parse(t).name for t in self.forecast_timeframes} <= tfs:
+            raise ConfigError("forecast_timeframes must be among timeframes")
+        if self.horizon < 1:
+            raise ConfigError("horizon must be >= 1")
+
+    @property
+    def horizons(self) -> tuple[int, ...]:
+        """Learner horizons: one step and the full horizon by default."""
+        return self.learner_horizons or tuple(sorted({1, self.horizon}))
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """One realised step of an earlier forecast: inputs of the live quality metrics."""
+
+    symbol: str
+    timeframe: str
+    as_of_ms: int
+    step: int
+    model_version: str
+    realized: float
+    quantiles: np.ndarray
+    rw_quantiles: np.ndarray
+    crps: float
+    crps_rw: float
+
+
+@dataclass(slots=True)
+class CandleOutcome:
+    """What one candle produced."""
+
+    candle: Candle
+    duplicate: bool = False
+    request: ForecastRequest | None = None
+    learner: LearnerStep | None = None
+    drift: list[DriftEvent] = field(default_factory=list)
+    retrain: RetrainRequest | None = None
+    decision: Decision | None = None
+    evaluations: list[Evaluation] = field(default_factory=list)
+    features: np.ndarray | None = None
+    due: bool = False
+
+
+class RandomWalkPredictor:
+    """The EWMA Gaussian random walk as a predictor (served while no model is registered).
+
+    Deterministic: quantiles in closed form, the mean ``last_close·exp(σ²h/2)``,
+    ``p_up = 1/2``.
+    """
+
+    version = "rw-ewma"
+
+    def __init__(self, horizon: int) -> None:
+        self.horizon = horizon
+
+    def forecast(self, requests: Sequence[ForecastRequest], *, steps: int | None = None,
+                 samples: int | None = None) -> list[Forecast]:
+        h = np.sqrt(np.arange(1, self.horizon + 1, dtype=np.float64))
+        out = []
+        for r in requests:
+            s = r.sigma * h
+            q = r.last_close * np.exp(s[:, None] * _Z[None, :])
+            out.append(Forecast(
+                symbol=r.symbol, timeframe=r.timeframe, as_of_ms=r.as_of_ms, horizon=self.horizon,
+                model_version=self.version, last_close=r.last_close, levels=tuple(QUANTILE_LEVELS),
+                quantiles=q, mean=r.last_close * np.exp(s**2 / 2), p_up=np.full(self.horizon, 0.5),
+                steps=0, samples=0, latency_s=0.0,
+            ))
+        return out
+
+
+def rw_quantiles(last_close: float, sigma: float, horizon: int) -> np.ndarray:
+    """``[horizon, Q]`` quantiles of the EWMA random walk from ``last_close``."""
+    h = np.sqrt(np.arange(1, horizon + 1, dtype=np.float64))
+    return last_close * np.exp(sigma * h[:, None] * _Z[None, :])
+
+
+def forecast_record(f: Forecast, *, learner: LearnerStep | None, rw: np.ndarray,
+                    degraded: bool = False) -> dict[str, Any]:
+    """The ``fx.forecasts`` value (JSON-able) of a forecast."""
+    rec = f.to_dict()
+    rec["v"] = 1
+    rec["as_of_ms"] = f.as_of_ms
+    rec["rw_quantiles"] = rw.tolist()
+    rec["degraded"] = degraded
+    rec["learner"] = [p.to_dict() for p in learner.predictions] if learner is not None else []
+    return rec
+
+
+class _Series:
+    """State of one forecast timeframe of a symbol."""
+
+    def __init__(self, symbol: str, tf: str, cfg: ForecasterConfig) -> None:
+        self.features = FeatureBuilder(
+            FeatureConfig(forecast_timeframe=tf, timeframes=tuple(t for t in cfg.timeframes
+                                                                  if Timeframe.parse(t).duration_ms >= Timeframe.parse(tf).duration_ms),
+                          spec=cfg.feature_spec),
+            symbol=symbol,
+        )
+        self.symbol, self.tf = symbol, tf
+        self.context = SeriesContext(symbol=symbol, timeframe=tf, spec=cfg.context)
+        # contexts of the serving models' specs (built from the history when a model appears)
+        self.contexts: dict[str, SeriesContext] = {}
+        self.history: deque[Candle] = deque(maxlen=cfg.history)
+        self.learners = OnlineLearnerSet(symbol, tf, LearnerConfig(horizons=cfg.horizons))
+        self.drift = DriftMonitor(symbol, tf, cfg.drift)
+        self.trigger = TriggerState()
+        # pending diffusion forecasts: (as_of_ms, model_version, quantiles [H,Q], rw [H,Q], steps seen)
+        self.pending: deque[list[Any]] = deque(maxlen=cfg.pending_forecasts or cfg.horizon + 1)
+
+
+class SymbolForecaster:
+    """Everything the forecast path keeps for one symbol."""
+
+    def __init__(self, symbol: str, config: ForecasterConfig) -> None:
+        self.symbol = symbol
+        self.config = config
+        self.series = {Timeframe.parse(tf).name: _Series(symbol, Timeframe.parse(tf).name, config)
+                       for tf in config.forecast_timeframes}
+        self.last_open: dict[str, int] = {}
+
+    def on_candle(self, candle: Candle) -> CandleOutcome:
+        """Process one closed candle of this symbol (any configured timeframe)."""
+        out = CandleOutcome(candle)
+        if not candle.final or candle.symbol != self.symbol:
+            out.duplicate = True
+            return out
+        last = self.last_open.get(candle.timeframe)
+        if last is not None and candle.open_ms <= last:
+            out.duplicate = True  # redelivery or replay: state already holds it
+            return out
+        self.last_open[candle.timeframe] = candle.open_ms
+        for s in self.series.values():
+            s.features.on_candle(candle)
+        s = self.series.get(candle.timeframe)
+        if s is None:
+            return out
+        s.context.update(candle)
+        s.history.append(candle)
+        for ctx in s.contexts.values():
+            ctx.update(candle)
+        fv = s.features.features(candle.timeframe, candle.close_ms)
+        feats = fv.as_dict() if fv is not None else {}
+        sigma = s.context.sigma
+        out.learner = s.learners.step(candle, feats, sigma if sigma and math.isfinite(sigma) else float("nan"))
+        events = s.drift.update_learner(out.learner)
+        if feats:
+            events += s.drift.update_features(feats, candle.close_ms)
+        out.evaluations = self._score(s, candle)
+        for ev in out.evaluations:
+            if ev.step in (1, self.config.horizon):
+                events += s.drift.update_crps(ev.step, ev.crps, candle.close_ms)
+                levels = np.asarray(QUANTILE_LEVELS)
+                pit = float(np.interp(ev.realized, ev.quantiles, levels, left=0.0, right=1.0))
+                hit50 = (
+                    bool(np.interp(0.25, levels, ev.quantiles) <= ev.realized <= np.interp(0.75, levels, ev.quantiles)))
+                hit90 = bool(ev.quantiles[0] <= ev.realized <= ev.quantiles[-1])
+                events += s.drift.update_calibration(ev.step, candle.close_ms, pit=pit, hit50=hit50, hit90=hit90)
+        out.drift = events
+        decision, s.trigger = decide(events, s.trigger, self.config.trigger, candle.close_ms)
+        out.decision = decision
+        out.retrain = decision.request
+        out.features = fv.values if fv is not None else None
+        out.request = s.context.request(candle.close_ms, extra=out.features)
+        out.due = out.request is not None
+        return out
+
+    def request(self, outcome: CandleOutcome, spec: ContextSpec | None) -> ForecastRequest | None:
+        """The forecast request of ``outcome``'s candle for a model with context ``spec``."""
+        if not outcome.due:
+            return None
+        s = self.series[outcome.candle.timeframe]
+        if spec is None or spec == s.context.spec:
+            return outcome.request
+        key = repr(spec.to_dict())
+        ctx = s.contexts.get(key)
+        if ctx is None:
+            ctx = SeriesContext(symbol=self.symbol, timeframe=s.tf, spec=spec)
+            for c in s.history:
+                ctx.update(c)
+            s.contexts[key] = ctx
+        return ctx.request(outcome.candle.close_ms, extra=outcome.features)
+
+    def _score(self, s: _Series, candle: Candle) -> list[Evaluation]:
+        evals = []
+        for p in s.pending:
+            p[4] += 1
+            step = p[4]
+            if step <= p[2].shape[0]:
+                q, rw = p[2][step - 1], p[3][step - 1]
+                y = np.array([candle.close])
+                crps = float(crps_quantiles(q[None, :], y)[0])
+                crps_rw = float(crps_quantiles(rw[None, :], y)[0])
+                evals.append(Evaluation(self.symbol, candle.timeframe, p[0], step, p[1], candle.close,
+                                        q, rw, crps, crps_rw))
+        while s.pending and s.pending[0][4] >= s.pending[0][2].shape[0]:
+            s.pending.popleft()
+        return evals
+
+    def record(self, forecast: Forecast, learner: LearnerStep | None, *, degraded: bool = False) -> dict[str, Any]:
+        """Remember ``forecast`` for scoring and return its ``fx.forecasts`` record."""
+        s = self.series[forecast.timeframe]
+        rw = rw_quantiles(forecast.last_close, s.context.sigma, forecast.horizon)
+        s.pending.append([forecast.as_of_ms, forecast.model_version, np.asarray(forecast.quantiles), rw, 0])
+        return forecast_record(forecast, learner=learner, rw=rw, degraded=degraded)
+
+    def close_request(self, timeframe: str, request_id: str) -> None:
+        """The retrain request ``request_id`` is finished: allow new ones (after cooldown)."""
+        from .trigger import close_request
+
+        s = self.series.get(timeframe)
+        if s is not None:
+            s.trigger = close_request(s.trigger, request_id)
+
+    # -- state ----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain-data (JSON-able) state."""
+        ser = {}
+        for tf, s in self.series.items():
+            ser[tf] = {
+                "features": s.features.snapshot(),
+                "context": s.context.snapshot(),
+                "learners": base64.b64encode(s.learners.snapshot()).decode("ascii"),
+                "drift": base64.b64encode(s.drift.snapshot()).decode("ascii"),
+                "trigger": s.trigger.to_dict(),
+                "pending": [[p[0], p[1], p[2].tolist(), p[3].tolist(), p[4]] for p in s.pending],
+                "history": [c.to_dict() for c in s.history],
+                "contexts": {k: c.snapshot() for k, c in s.contexts.items()},
+            }
+        return {"version": SNAPSHOT_VERSION, "symbol": self.symbol, "last_open": dict(self.last_open), "series": ser}
+
+    @classmethod
+    def restore(cls, data: dict[str, Any], config: ForecasterConfig) -> SymbolForecaster:
+        """Inverse of :meth:`snapshot` (binary parts are hash-verified)."""
+        if data.get("version") != SNAPSHOT_VERSION:
+            raise ConfigError(f"unsupported forecaster snapshot version {data.get('version')!r}")
+        f = cls(data["symbol"], config)
+        f.last_open = {k: int(v) for k, v in data["last_open"].items()}
+        for tf, d in data["series"].items():
+            if tf not in f.series:
+                continue
+            s = f.series[tf]
+            s.features = FeatureBuilder.restore(d["features"])
+            s.context = SeriesContext.restore(d["context"])
+            s.learners = OnlineLearnerSet.restore(base64.b64decode(d["learners"]))
+            s.drift = DriftMonitor.restore(base64.b64decode(d["drift"]))
+            s.trigger = TriggerState.from_dict(d["trigger"])
+            s.history.extend(Candle.from_dict(c) for c in d.get("history", []))
+            s.contexts = {k: SeriesContext.restore(c) for k, c in d.get("contexts", {}).items()}
+            for p in d["pending"]:
+                s.pending.append([int(p[0]), p[1], np.asarray(p[2]), np.asarray(p[3]), int(p[4])])
+        return f

@@ -1,0 +1,98 @@
+"""Which model serves a key, loaded safely and swapped between two forecasts.
+
+:class:`ModelBook` resolves the champion of ``(symbol, timeframe, horizon)`` from the
+registry (a symbol-specific key first, then ``*``), loads it weights-only and hash-verified,
+and caches it by version. :meth:`ModelBook.refresh` (called when an ``fx.models`` record
+arrives) re-resolves the champions; a model that fails to load is refused and the previous
+one keeps serving. With no registered model the EWMA random walk serves, under its own
+version name, so the stream always forecasts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from .diffusion.predictor import Predictor
+from .errors import ForexDiffusionError
+from .forecasting import RandomWalkPredictor
+from .storage.registry import ModelKey, get_aliases, get_version
+
+__all__ = ["ModelBook"]
+
+log = logging.getLogger(__name__)
+
+
+class ModelBook:
+    """Champion predictors per model key, with a fallback and refusal of bad artifacts."""
+
+    def __init__(self, engine: Engine | None, *, horizon: int, device: str = "cpu",
+                 on_rejected: Callable[[str, Exception], None] | None = None) -> None:
+        self.engine = engine
+        self.horizon = horizon
+        self.device = device
+        self.on_rejected = on_rejected
+        self._loaded: dict[str, Any] = {}  # version -> predictor
+        self._serving: dict[tuple[str, str], Any] = {}  # (symbol, tf) -> predictor
+        self._fallback = RandomWalkPredictor(horizon)
+        self.rejected: dict[str, str] = {}
+
+    def _champion_version(self, symbol: str, timeframe: str) -> str | None:
+        if self.engine is None:
+            return None
+        for sym in (symbol, "*"):
+            key = ModelKey(symbol=sym, timeframe=timeframe, horizon=self.horizon)
+            version = get_aliases(self.engine, key).get("champion")
+            if version:
+                return version
+        return None
+
+    def _load(self, version: str) -> Any | None:
+        if version in self._loaded:
+            return self._loaded[version]
+        if version in self.rejected or self.engine is None:
+            return None
+        row = get_version(self.engine, version)
+        if row is None:
+            return None
+        try:
+            pred = Predictor.load(Path(row.artifact), device=self.device)
+        except (ForexDiffusionError, OSError) as exc:
+            self.rejected[version] = str(exc)[:300]
+            log.error("model.rejected version=%s error=%s", version, type(exc).__name__)
+            if self.on_rejected is not None:
+                self.on_rejected(version, exc)
+            return None
+        self._loaded[version] = pred
+        return pred
+
+    def predictor(self, symbol: str, timeframe: str) -> Any:
+        """The predictor serving ``(symbol, timeframe)`` now."""
+        cur = self._serving.get((symbol, timeframe))
+        if cur is None:
+            cur = self._resolve(symbol, timeframe)
+        return cur
+
+    def _resolve(self, symbol: str, timeframe: str) -> Any:
+        version = self._champion_version(symbol, timeframe)
+        pred = self._load(version) if version else None
+        prev = self._serving.get((symbol, timeframe))
+        chosen = pred or prev or self._fallback
+        if pred is None and prev is not None and version is not None:
+            log.warning("model.kept version=%s reason=champion %s not loadable", getattr(prev, "version", "?"), version)
+        self._serving[(symbol, timeframe)] = chosen
+        return chosen
+
+    def refresh(self) -> dict[tuple[str, str], str]:
+        """Re-resolve every key served so far (after an ``fx.models`` record); return versions."""
+        for sym, tf in list(self._serving):
+            self._resolve(sym, tf)
+        return {k: getattr(v, "version", "?") for k, v in self._serving.items()}
+
+    def versions(self) -> dict[tuple[str, str], str]:
+        """Version in service per ``(symbol, timeframe)``."""
+        return {k: getattr(v, "version", "?") for k, v in self._serving.items()}

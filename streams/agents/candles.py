@@ -1,0 +1,235 @@
+"""The candle agent: closed candles → features, learners, drift, diffusion forecasts.
+
+Per symbol a :class:`~forex_diffusion.forecasting.SymbolForecaster` holds the whole
+per-series state (indicator banks, feature builders, context, learners, drift monitor,
+trigger state). Candles are taken in small batches; the forecast requests of a batch go to
+the serving models in ONE sampling call per model, run in an executor so the event loop
+never blocks. Forecasts, drift events and retrain requests are published; state, offsets
+and forecast rows are checkpointed together, like the tick agent's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from forex_diffusion.codec import decode_candle, encode
+from forex_diffusion.errors import ForexDiffusionError, ValidationError
+from forex_diffusion.forecasting import CandleOutcome, ForecasterConfig, SymbolForecaster
+from forex_diffusion.serving import ModelBook
+from retraining.failpoints import failpoint
+
+from ..deadletter import dead_letter_headers, dead_letter_record
+from ..progress import PartitionProgress
+
+if TYPE_CHECKING:
+    from ..app import Runtime
+
+__all__ = ["CandleAgent"]
+
+log = logging.getLogger(__name__)
+
+
+class CandleAgent:
+    """Consume ``fx.candles`` and ``fx.models``; publish forecasts, drift, retrain requests."""
+
+    consumer_name = "candles"
+
+    def __init__(self, rt: Runtime) -> None:
+        s = rt.settings
+        self.rt = rt
+        self.config = ForecasterConfig(timeframes=s.timeframes, forecast_timeframes=s.forecast_timeframes,
+                                       horizon=s.horizon)
+        self.timeframes = frozenset(s.timeframes)
+        self.forecasters: dict[str, SymbolForecaster] = {}
+        self.symbols: dict[int, set[str]] = defaultdict(set)
+        m = rt.metrics
+        self.models = ModelBook(rt.engine, horizon=s.horizon,
+                                on_rejected=(lambda v, e: m.artifact_rejected()) if m is not None else None)
+        self.progress = PartitionProgress(
+            consumer=f"{s.app_id}:{self.consumer_name}", topic=s.topic("candles"), engine=rt.engine,
+            snapshot=self._snapshot, restore=self._restore, drop=self._drop,
+        )
+        self.pending_rows: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        self.out: list[tuple[str, bytes, bytes]] = []  # (topic name, key, value)
+        self.dead: list[tuple[Any, bytes, list[tuple[str, bytes]]]] = []
+        self.lock = asyncio.Lock()
+        self._flush_task: asyncio.Future[None] | None = None
+        self.forecasts_emitted = 0
+
+    # -- partition state --------------------------------------------------------------------
+
+    def _snapshot(self, partition: int) -> dict[str, Any]:
+        return {"symbols": {s: self.forecasters[s].snapshot() for s in sorted(self.symbols.get(partition, ()))
+                            if s in self.forecasters}}
+
+    def _restore(self, partition: int, state: dict[str, Any]) -> None:
+        for sym, data in state.get("symbols", {}).items():
+            self.forecasters[sym] = SymbolForecaster.restore(data, self.config)
+            self.symbols[partition].add(sym)
+
+    def _drop(self, partition: int) -> None:
+        for sym in self.symbols.pop(partition, set()):
+            self.forecasters.pop(sym, None)
+        self.pending_rows.pop(partition, None)
+
+    # -- wiring -----------------------------------------------------------------------------
+
+    def register(self) -> None:
+        app, topics = self.rt.app, self.rt.topics
+
+        @app.agent(topics["candles"], name="forexd.candles")
+        async def candles(stream: Any) -> None:
+            async for events in stream.take_events(64, within=0.05):
+                await self.handle_batch([e.message for e in events])
+
+        @app.agent(topics["models"], name="forexd.models")
+        async def models(stream: Any) -> None:
+            async for _value in stream:
+                versions = await asyncio.get_running_loop().run_in_executor(None, self.models.refresh)
+                log.info("models.refreshed versions=%s", versions)
+                m = self.rt.metrics
+                if m is not None:
+                    for (sym, tf), v in versions.items():
+                        m.model_in_service(f"{sym}/{tf}/{self.rt.settings.horizon}", v)
+
+        @app.timer(interval=self.rt.settings.snapshot_interval_s)
+        async def checkpoint() -> None:
+            if self.progress.dirty or self.out or self.dead:
+                self.schedule_flush()
+
+        @app.on_partitions_assigned.connect
+        async def _assigned(sender: Any, assigned: Any, **_: Any) -> None:
+            await self.progress.on_assigned(app, assigned)
+
+        @app.on_partitions_revoked.connect
+        async def _revoked(sender: Any, revoked: Any, **_: Any) -> None:
+            await self.flush()
+            await self.progress.on_revoked(revoked)
+
+    # -- processing -------------------------------------------------------------------------
+
+    def _process(self, msg: Any) -> tuple[int, CandleOutcome] | None:
+        try:
+            candle = decode_candle(msg.value, key=msg.key, instruments=self.rt.instruments,
+                                   timeframes=self.timeframes, max_bytes=self.rt.settings.max_message_bytes)
+        except ValidationError as exc:
+            self.dead.append((msg.key, dead_letter_record(topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                                                          raw=msg.value, key=msg.key, error=exc),
+                              dead_letter_headers(topic=msg.topic, partition=msg.partition, offset=msg.offset, error=exc)))
+            if self.rt.metrics is not None:
+                self.rt.metrics.dead_letter("candles", exc.reason.value)
+            return None
+        if not candle.final:
+            return None
+        f = self.forecasters.get(candle.symbol)
+        if f is None:
+            f = self.forecasters[candle.symbol] = SymbolForecaster(candle.symbol, self.config)
+        self.symbols[msg.partition].add(candle.symbol)
+        out = f.on_candle(candle)
+        if self.rt.metrics is not None and not out.duplicate:
+            self.rt.metrics.candles_processed(candle.symbol, candle.timeframe)
+        return msg.partition, out
+
+    async def handle_batch(self, msgs: list[Any]) -> None:
+        """Process a batch of candle messages and forecast every due series in one call per model."""
+        outcomes: list[tuple[int, CandleOutcome]] = []
+        for msg in msgs:
+            r = self._process(msg)
+            if r is not None:
+                outcomes.append(r)
+            self.progress.mark(msg.partition, msg.offset)
+        due: dict[int, list[tuple[int, CandleOutcome]]] = defaultdict(list)
+        for p, o in outcomes:
+            self._publish_side_outputs(p, o)
+            if o.due:
+                pred = self.models.predictor(o.candle.symbol, o.candle.timeframe)
+                due[id(pred)].append((p, o))
+        s = self.rt.settings
+        degraded = len(outcomes) >= s.forecast_degrade_batch > 0
+        for group in due.values():
+            pred = self.models.predictor(group[0][1].candle.symbol, group[0][1].candle.timeframe)
+            steps = s.forecast_min_steps if degraded and s.forecast_min_steps else s.forecast_steps
+            samples = s.forecast_min_samples if degraded and s.forecast_min_samples else s.forecast_samples
+            spec = getattr(pred, "context_spec", None)
+            pairs = [(p, o, self.forecasters[o.candle.symbol].request(o, spec)) for p, o in group]
+            pairs = [(p, o, r) for p, o, r in pairs if r is not None]
+            group = [(p, o) for p, o, _ in pairs]
+            reqs = [r for _, _, r in pairs]
+            if not reqs:
+                continue
+            loop = asyncio.get_running_loop()
+            try:
+                fcs = await loop.run_in_executor(
+                    None, lambda pred=pred, reqs=reqs, steps=steps, samples=samples:  # type: ignore[misc]
+                    pred.forecast(reqs, steps=steps, samples=samples))
+            except ForexDiffusionError as exc:
+                log.error("forecast.failed model=%s error=%s", getattr(pred, "version", "?"), exc)
+                continue
+            for (p, o), fc in zip(group, fcs, strict=True):
+                rec = self.forecasters[o.candle.symbol].record(fc, o.learner, degraded=degraded)
+                key = o.candle.symbol.encode()
+                self.out.append(("forecasts", key, encode(rec)))
+                self.pending_rows[p].append(rec)
+                self.forecasts_emitted += 1
+                if self.rt.metrics is not None:
+                    self.rt.metrics.forecast_emitted(o.candle.symbol, o.candle.timeframe, fc.latency_s,
+                                                     fc.steps, fc.samples, degraded)
+        if len(self.out) >= 500:
+            self.schedule_flush()
+
+    def _publish_side_outputs(self, p: int, o: CandleOutcome) -> None:
+        m = self.rt.metrics
+        key = o.candle.symbol.encode()
+        for ev in o.drift:
+            self.out.append(("drift", key, encode({"v": 1, **ev.to_dict()})))
+            if m is not None:
+                m.drift_event(ev.detector.split(":")[0], ev.symbol, ev.timeframe)
+        if o.retrain is not None:
+            self.out.append(("retrain.requests", key, encode({"v": 1, **o.retrain.to_dict()})))
+            if m is not None:
+                m.retrain_request(o.retrain.reason)
+        if m is not None and o.evaluations:
+            self.rt_quality(o)
+
+    def rt_quality(self, o: CandleOutcome) -> None:
+        q = getattr(self.rt, "quality", None)
+        if q is None:
+            return
+        from forex_diffusion.evaluation import QUANTILE_LEVELS
+
+        for ev in o.evaluations:
+            q.update(ev.symbol, ev.timeframe, ev.step, QUANTILE_LEVELS, ev.quantiles.tolist(),
+                     ev.rw_quantiles.tolist(), ev.realized)
+
+    def schedule_flush(self) -> None:
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.ensure_future(self.flush())
+
+    async def flush(self) -> None:
+        """Publish queued records, wait for acks, then checkpoint state + offsets + forecast rows."""
+        async with self.lock:
+            out, self.out = self.out, []
+            dead, self.dead = self.dead, []
+            rows, self.pending_rows = self.pending_rows, defaultdict(list)
+            captured = self.progress.capture(rows.keys())
+            if not captured and not out and not dead:
+                return
+            sends = []
+            for kind, key, value in out:
+                sends.append(await self.rt.topics[kind].send(key=key, value=value))
+            dl = self.rt.topics["deadletter"]
+            for key, value, headers in dead:
+                sends.append(await dl.send(key=key, value=value, headers=headers))
+            if sends:
+                failpoint("during_output_send")
+                await asyncio.gather(*sends)
+            await self.progress.persist(captured, {p: ((), r) for p, r in rows.items()})
+            failpoint("after_db_upsert_before_commit")
+            m = self.rt.metrics
+            q = getattr(self.rt, "quality", None)
+            if m is not None and q is not None:
+                m.set_quality(q.snapshot_metrics())
