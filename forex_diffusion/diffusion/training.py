@@ -435,7 +435,12 @@ def train(config: TrainConfig, candles: pd.DataFrame, model_dir: str | Path, *,
     best_state = copy.deepcopy(model.state_dict())
     best_val, bad_evals, step, last_loss = math.inf, 0, 0, math.nan
     running = 0.0
-    reserve = min(0.15 * budget, 60.0)  # time kept for calibration and scoring
+    # time kept for calibration and scoring: at least min(15 %, 60 s), and, once an
+    # evaluation has been timed, that time scaled by the sampling work still to do
+    reserve = min(0.15 * budget, 60.0)
+    n_calib = min(len(val_w), config.calib_windows)
+    n_test = min(len(test_w), config.test_windows)
+    work_ratio = (n_calib + n_test) * config.samples / max(1, len(val_sub) * config.val_samples)
     stop_reason = "max_steps"
     while step < config.max_steps:
         model.train()
@@ -454,8 +459,10 @@ def train(config: TrainConfig, candles: pd.DataFrame, model_dir: str | Path, *,
         if step % config.eval_every == 0 or out_of_time or step == config.max_steps:
             last_loss = running / max(1, (step - 1) % config.eval_every + 1)
             running = 0.0
+            t_eval = time.monotonic()
             cum = _sample_cum(ema, val_sub, config.val_samples, config.sample_steps, 10_000_019,
                               device, calibrated=False)
+            reserve = max(reserve, 1.3 * work_ratio * (time.monotonic() - t_eval))
             _, crps_h = _fit_scales(_quantiles(cum), val_sub.cum)
             val_crps = float(crps_h.mean())
             if val_crps < best_val:
