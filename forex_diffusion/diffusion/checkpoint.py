@@ -94,6 +94,7 @@ class CheckpointManager:
             now = datetime.now(UTC)
             version = f"{now:%Y%m%dT%H%M%S%f}Z-{digest[:8]}"
             pt = d / f"{version}.pt"
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; artifacts are shared read-only
             os.replace(tmp, pt)
         finally:
             tmp.unlink(missing_ok=True)

@@ -462,7 +462,8 @@ def train(config: TrainConfig, candles: pd.DataFrame, model_dir: str | Path, *,
             t_eval = time.monotonic()
             cum = _sample_cum(ema, val_sub, config.val_samples, config.sample_steps, 10_000_019,
                               device, calibrated=False)
-            reserve = max(reserve, 1.3 * work_ratio * (time.monotonic() - t_eval))
+            # 0.4: batches of 100 paths sample ~3x cheaper per path than the 32-path evaluation
+            reserve = max(reserve, 0.4 * work_ratio * (time.monotonic() - t_eval))
             _, crps_h = _fit_scales(_quantiles(cum), val_sub.cum)
             val_crps = float(crps_h.mean())
             if val_crps < best_val:
