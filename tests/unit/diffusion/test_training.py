@@ -66,3 +66,24 @@ def test_config_rejects_unknown_keys_and_bad_values() -> None:
         TrainConfig(symbol="EURUSD", timeframe="1h", split=(5, 1))
     cfg = tiny_config()
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_extra_features_are_learned_and_then_required(hourly: pd.DataFrame, tmp_path: Path) -> None:
+    from forex_diffusion.diffusion import Predictor
+    from forex_diffusion.domain import Candle
+
+    # controlled cause: extras are a deterministic function of the time (the property is plumbing)
+    extra = np.stack([np.sin(hourly.ts_ms.to_numpy() / 3.6e6), np.cos(hourly.ts_ms.to_numpy() / 3.6e6)], axis=1)
+    res = train(tiny_config(max_steps=2, eval_every=1, calib_windows=32, test_windows=32), hourly, tmp_path,
+                extra=extra)
+    pred = Predictor.load(res.checkpoint)
+    assert pred.extra_dim == 2 and res.manifest["extra_dim"] == 2
+    ctx = pred.new_context("EURUSD", "1h")
+    f = hourly.iloc[:100]
+    for t, o, h, lo, c in zip(f.ts_ms, f.open, f.high, f.low, f.close, strict=True):
+        ctx.update(Candle(symbol="EURUSD", timeframe="1h", open_ms=int(t), close_ms=int(t) + 3_600_000,
+                          open=o, high=h, low=lo, close=c))
+    with pytest.raises(ModelError, match="extra features"):
+        pred.forecast([ctx.request()])  # type: ignore[list-item]
+    fc = pred.forecast([ctx.request(extra=extra[99])])[0]  # type: ignore[list-item]
+    assert np.all(np.isfinite(fc.quantiles))
