@@ -224,7 +224,8 @@ def fan_chart_png(rows: pd.DataFrame, out: str | Path, *, as_of: int | None = No
     x = np.linspace(0.04 * width, 0.96 * width, h)
 
     def ypix(v: np.ndarray) -> np.ndarray:
-        return (height - 1) * (1.0 - (v - lo) / (hi - lo))
+        out: np.ndarray = (height - 1) * (1.0 - (v - lo) / (hi - lo))
+        return out
 
     xs = np.arange(width)
     for (a, b), colour in (((_Q[0], _Q[-1]), (198, 219, 239)), ((_Q[2], _Q[8]), (107, 174, 214)),

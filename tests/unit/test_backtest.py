@@ -12,7 +12,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from forex_diffusion.backtest import BACKTEST_COLUMNS, BacktestConfig, backtest, parse_utc_date, write_backtest_csv
+from forex_diffusion.backtest import (
+    BACKTEST_COLUMNS,
+    BacktestConfig,
+    backtest,
+    parse_utc_date,
+    write_backtest_csv,
+)
 from forex_diffusion.diffusion import ContextSpec, Predictor, TrainConfig, train
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ConfigError

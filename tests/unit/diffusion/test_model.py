@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from forex_diffusion.diffusion import DenoiserConfig, DiffusionModel, ModelConfig, NoiseSchedule, ScheduleConfig
+from forex_diffusion.diffusion import (
+    DenoiserConfig,
+    DiffusionModel,
+    ModelConfig,
+    NoiseSchedule,
+    ScheduleConfig,
+)
 from forex_diffusion.errors import ConfigError
 
 torch.set_num_threads(2)
