@@ -80,6 +80,7 @@ def test_random_walk_quantiles_follow_sqrt_h_and_the_median_is_the_last_price() 
     assert width[0] == pytest.approx(2 * 1.6448536 * 0.001, rel=1e-6)
 
 
+@pytest.mark.shared_data
 def test_ewma_volatility_matches_the_series_context_on_real_hourly() -> None:
     if not HOURLY.exists():
         pytest.skip(f"real data not found at {HOURLY}")

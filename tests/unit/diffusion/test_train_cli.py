@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from forex_diffusion.diffusion import Predictor
 from streams.cli import app
 
 from .conftest import HOURLY
+
+pytestmark = pytest.mark.shared_data  # reads ../shared/data (skips when absent)
 
 
 def test_train_cli_prints_the_checkpoint_path_as_last_line(tmp_path: Path, hourly: object) -> None:
