@@ -311,6 +311,13 @@ class FeatureBuilder:
             return None
         return self.features(candle.timeframe, candle.close_ms)
 
+    def indicator_values(self, timeframe: str) -> dict[str, float | None]:
+        """Committed indicator values of ``timeframe``'s bank (after its last closed candle)."""
+        tf = Timeframe.parse(timeframe).name
+        if tf not in self._series:
+            raise ConfigError(f"timeframe {tf} is not built by this FeatureBuilder")
+        return self._series[tf].bank.committed_values()
+
     def features(self, timeframe: str | None = None, as_of_ms: int | None = None) -> FeatureVector | None:
         """Return the vector of ``timeframe`` at ``as_of_ms``, or None while not ready.
 

@@ -120,6 +120,8 @@ class CandleOutcome:
     evaluations: list[Evaluation] = field(default_factory=list)
     features: np.ndarray | None = None
     due: bool = False
+    indicators: dict[str, float | None] | None = None
+    sigma: float = float("nan")
 
 
 class RandomWalkPredictor:
@@ -213,6 +215,11 @@ class SymbolForecaster:
         self.last_open[candle.timeframe] = candle.open_ms
         for s in self.series.values():
             s.features.on_candle(candle)
+        for s in self.series.values():
+            if candle.timeframe in s.features.config.timeframes:
+                out.indicators = {k: (v if v is not None and math.isfinite(v) else None)
+                                  for k, v in s.features.indicator_values(candle.timeframe).items()}
+                break
         s = self.series.get(candle.timeframe)
         if s is None:
             return out
@@ -223,6 +230,7 @@ class SymbolForecaster:
         fv = s.features.features(candle.timeframe, candle.close_ms)
         feats = fv.as_dict() if fv is not None else {}
         sigma = s.context.sigma
+        out.sigma = sigma
         out.learner = s.learners.step(candle, feats, sigma if sigma and math.isfinite(sigma) else float("nan"))
         events = s.drift.update_learner(out.learner)
         if feats:
@@ -278,10 +286,14 @@ class SymbolForecaster:
             s.pending.popleft()
         return evals
 
-    def record(self, forecast: Forecast, learner: LearnerStep | None, *, degraded: bool = False) -> dict[str, Any]:
-        """Remember ``forecast`` for scoring and return its ``fx.forecasts`` record."""
+    def record(self, forecast: Forecast, outcome: CandleOutcome, *, degraded: bool = False) -> dict[str, Any]:
+        """Remember ``forecast`` (made on ``outcome``'s candle) for scoring; return its ``fx.forecasts`` record.
+
+        The random-walk baseline uses the EWMA volatility at the forecast's ``as_of``.
+        """
         s = self.series[forecast.timeframe]
-        rw = rw_quantiles(forecast.last_close, s.context.sigma, forecast.horizon)
+        learner = outcome.learner
+        rw = rw_quantiles(forecast.last_close, outcome.sigma, forecast.horizon)
         s.pending.append([forecast.as_of_ms, forecast.model_version, np.asarray(forecast.quantiles), rw, 0])
         return forecast_record(forecast, learner=learner, rw=rw, degraded=degraded)
 

@@ -31,8 +31,11 @@ class ModelBook:
     """Champion predictors per model key, with a fallback and refusal of bad artifacts."""
 
     def __init__(self, engine: Engine | None, *, horizon: int, device: str = "cpu",
+                 model_dir: str | Path | None = None,
                  on_rejected: Callable[[str, Exception], None] | None = None) -> None:
         self.engine = engine
+        self.model_dir = Path(model_dir) if model_dir else None
+        self._files: dict[str, Path] = {}
         self.horizon = horizon
         self.device = device
         self.on_rejected = on_rejected
@@ -42,25 +45,35 @@ class ModelBook:
         self.rejected: dict[str, str] = {}
 
     def _champion_version(self, symbol: str, timeframe: str) -> str | None:
-        if self.engine is None:
-            return None
-        for sym in (symbol, "*"):
-            key = ModelKey(symbol=sym, timeframe=timeframe, horizon=self.horizon)
-            version = get_aliases(self.engine, key).get("champion")
-            if version:
-                return version
+        if self.engine is not None:
+            for sym in (symbol, "*"):
+                key = ModelKey(symbol=sym, timeframe=timeframe, horizon=self.horizon)
+                version = get_aliases(self.engine, key).get("champion")
+                if version:
+                    return version
+        # no registry champion: the newest checkpoint under model_dir (e.g. a bundled model)
+        if self.model_dir is not None:
+            for sym in (symbol, "*"):
+                key = ModelKey(symbol=sym, timeframe=timeframe, horizon=self.horizon)
+                found = sorted((self.model_dir / key.dir_name).glob("*.pt"))
+                if found:
+                    self._files[found[-1].stem] = found[-1]
+                    return found[-1].stem
         return None
 
     def _load(self, version: str) -> Any | None:
         if version in self._loaded:
             return self._loaded[version]
-        if version in self.rejected or self.engine is None:
+        if version in self.rejected:
             return None
-        row = get_version(self.engine, version)
-        if row is None:
-            return None
+        path = self._files.get(version)
+        if path is None:
+            row = get_version(self.engine, version) if self.engine is not None else None
+            if row is None:
+                return None
+            path = Path(row.artifact)
         try:
-            pred = Predictor.load(Path(row.artifact), device=self.device)
+            pred = Predictor.load(path, device=self.device)
         except (ForexDiffusionError, OSError) as exc:
             self.rejected[version] = str(exc)[:300]
             log.error("model.rejected version=%s error=%s", version, type(exc).__name__)

@@ -29,6 +29,7 @@ class PartitionProgress:
     def __init__(
         self,
         *,
+        app: Any = None,
         consumer: str,
         topic: str,
         engine: Any,
@@ -36,6 +37,7 @@ class PartitionProgress:
         restore: Callable[[int, dict[str, Any]], None],
         drop: Callable[[int], None],
     ) -> None:
+        self.app = app
         self.consumer = consumer
         self.topic = topic
         self.engine = engine
@@ -45,6 +47,15 @@ class PartitionProgress:
         self.offsets: dict[int, int] = {}
         self.dirty: set[int] = set()
         self.last_save = time.monotonic()
+
+    def admit(self, partition: int, offset: int) -> bool:
+        """Whether a message is new: its offset is past the last one processed.
+
+        A message at or before the checkpoint is already in the restored state (the group's
+        committed offset may lag the checkpoint by the commit that failed with a crash).
+        """
+        last = self.offsets.get(partition)
+        return last is None or offset > last
 
     def mark(self, partition: int, offset: int) -> None:
         """Record that ``offset`` of ``partition`` has been processed (in memory)."""
@@ -79,14 +90,29 @@ class PartitionProgress:
                     forecast_rows=list(forecasts),
                 ),
             )
+        if self.app is not None and captured:
+            # The group's committed offset follows the checkpoint, never leads it (Faust's
+            # own periodic commits are switched off in create_app).
+            positions = {TP(self.topic, p): off + 1 for p, (off, _s) in captured.items()}
+            try:
+                await self.app.consumer._commit(positions)
+            except Exception as exc:  # a failed commit only means more replay (deduplicated)
+                log.warning("progress.commit_failed consumer=%s error=%s", self.consumer, type(exc).__name__)
         self.last_save = time.monotonic()
 
     async def on_assigned(self, app: Any, assigned: Iterable[TP]) -> None:
-        """Restore state and seek each newly assigned partition of our topic."""
+        """Restore state of each newly assigned partition of our topic and position it.
+
+        Faust resumes a partition at the group's *committed* offset. Faust's own periodic
+        commits are off (they would run ahead of the checkpoint); the agents commit right
+        after each checkpoint, so the database decides where consumption resumes.
+        """
         loop = asyncio.get_running_loop()
-        for tp in assigned:
-            if tp.topic != self.topic:
-                continue
+        mine = [tp for tp in assigned if tp.topic == self.topic]
+        if not mine:
+            return
+        positions: dict[TP, int] = {}
+        for tp in mine:
             snap = await loop.run_in_executor(
                 None, lambda tp=tp: load_snapshot(self.engine, consumer=self.consumer, topic=self.topic, partition=tp.partition)
             )
@@ -96,8 +122,14 @@ class PartitionProgress:
             offset, state = snap
             self._restore(tp.partition, state)
             self.offsets[tp.partition] = offset
-            await app.consumer.seek(tp, offset + 1)
+            positions[tp] = offset + 1
             log.info("progress.restored consumer=%s partition=%d offset=%d", self.consumer, tp.partition, offset)
+        # Positions: Faust's recovery seeks to the group's committed offset, which the agents
+        # keep equal to (or, after a crash between checkpoint and commit, just behind) the
+        # checkpoint; admit() skips what the restored state already holds. The explicit
+        # seek below covers the case where it runs after Faust's.
+        for tp, pos in positions.items():
+            await app.consumer.seek(tp, pos)
 
     async def on_revoked(self, revoked: Iterable[TP]) -> None:
         """Forget state of revoked partitions (they were checkpointed by the caller first)."""

@@ -47,10 +47,10 @@ class CandleAgent:
         self.forecasters: dict[str, SymbolForecaster] = {}
         self.symbols: dict[int, set[str]] = defaultdict(set)
         m = rt.metrics
-        self.models = ModelBook(rt.engine, horizon=s.horizon,
+        self.models = ModelBook(rt.engine, horizon=s.horizon, model_dir=s.model_dir,
                                 on_rejected=(lambda v, e: m.artifact_rejected()) if m is not None else None)
         self.progress = PartitionProgress(
-            consumer=f"{s.app_id}:{self.consumer_name}", topic=s.topic("candles"), engine=rt.engine,
+            app=rt.app, consumer=f"{s.app_id}:{self.consumer_name}", topic=s.topic("candles"), engine=rt.engine,
             snapshot=self._snapshot, restore=self._restore, drop=self._drop,
         )
         self.pending_rows: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -58,6 +58,10 @@ class CandleAgent:
         self.dead: list[tuple[Any, bytes, list[tuple[str, bytes]]]] = []
         self.lock = asyncio.Lock()
         self._flush_task: asyncio.Future[None] | None = None
+        # set between batches: a checkpoint captures state only there, never while a batch
+        # is half done (its state advanced but its forecasts not yet queued)
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.forecasts_emitted = 0
 
     # -- partition state --------------------------------------------------------------------
@@ -136,8 +140,17 @@ class CandleAgent:
 
     async def handle_batch(self, msgs: list[Any]) -> None:
         """Process a batch of candle messages and forecast every due series in one call per model."""
+        self._idle.clear()
+        try:
+            await self._handle_batch(msgs)
+        finally:
+            self._idle.set()
+
+    async def _handle_batch(self, msgs: list[Any]) -> None:
         outcomes: list[tuple[int, CandleOutcome]] = []
         for msg in msgs:
+            if not self.progress.admit(msg.partition, msg.offset):
+                continue  # already reflected in the restored state
             r = self._process(msg)
             if r is not None:
                 outcomes.append(r)
@@ -170,7 +183,7 @@ class CandleAgent:
                 log.error("forecast.failed model=%s error=%s", getattr(pred, "version", "?"), exc)
                 continue
             for (p, o), fc in zip(group, fcs, strict=True):
-                rec = self.forecasters[o.candle.symbol].record(fc, o.learner, degraded=degraded)
+                rec = self.forecasters[o.candle.symbol].record(fc, o, degraded=degraded)
                 key = o.candle.symbol.encode()
                 self.out.append(("forecasts", key, encode(rec)))
                 self.pending_rows[p].append(rec)
@@ -184,6 +197,11 @@ class CandleAgent:
     def _publish_side_outputs(self, p: int, o: CandleOutcome) -> None:
         m = self.rt.metrics
         key = o.candle.symbol.encode()
+        if o.indicators is not None:
+            c = o.candle
+            self.out.append(("indicators", key, encode({
+                "v": 1, "symbol": c.symbol, "timeframe": c.timeframe, "open_time": c.open_ms,
+                "close_time": c.close_ms, "values": o.indicators})))
         for ev in o.drift:
             self.out.append(("drift", key, encode({"v": 1, **ev.to_dict()})))
             if m is not None:
@@ -212,6 +230,8 @@ class CandleAgent:
     async def flush(self) -> None:
         """Publish queued records, wait for acks, then checkpoint state + offsets + forecast rows."""
         async with self.lock:
+            await self._idle.wait()
+            # no await between here and capture(): state, offsets and queued records agree
             out, self.out = self.out, []
             dead, self.dead = self.dead, []
             rows, self.pending_rows = self.pending_rows, defaultdict(list)

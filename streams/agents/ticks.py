@@ -46,7 +46,7 @@ class TickAgent:
         self.n_pending = 0
         self._flush_task: asyncio.Future[None] | None = None
         self.progress = PartitionProgress(
-            consumer=f"{s.app_id}:{self.consumer_name}", topic=s.topic("ticks"), engine=rt.engine,
+            app=rt.app, consumer=f"{s.app_id}:{self.consumer_name}", topic=s.topic("ticks"), engine=rt.engine,
             snapshot=lambda p: self.pipeline.snapshot(sorted(self.symbols.get(p, ()))),
             restore=self._restore, drop=self._drop,
         )
@@ -97,6 +97,8 @@ class TickAgent:
         """Process one message (never raises for bad input, never waits for I/O)."""
         p = msg.partition
         failpoint("after_consume_before_processing")
+        if not self.progress.admit(p, msg.offset):
+            return  # already reflected in the restored state
         tick = None
         try:
             tick = decode_tick(msg.value, key=msg.key, instruments=self.rt.instruments,

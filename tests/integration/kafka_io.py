@@ -53,8 +53,12 @@ def publish(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, by
 
 
 def read_all(bootstrap: str, topic: str, *, idle_s: float = 2.0, timeout_s: float = 30.0,
-             expect: int | None = None) -> list[Any]:
-    """Every record of ``topic`` from the beginning, until ``expect`` are read or it is idle."""
+             expect: int | None = None, distinct: Any = None) -> list[Any]:
+    """Every record of ``topic`` from the beginning, until ``expect`` are read or it is idle.
+
+    With ``distinct`` (a function of a message), ``expect`` counts distinct keys, so
+    redelivered copies do not end the wait early.
+    """
 
     async def go() -> list[Any]:
         c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
@@ -73,7 +77,8 @@ def read_all(bootstrap: str, topic: str, *, idle_s: float = 2.0, timeout_s: floa
                         got = True
                 if got:
                     last = time.monotonic()
-                if expect is not None and len(out) >= expect and time.monotonic() - last > 0.5:
+                n = len(out) if distinct is None else len({distinct(m) for m in out})
+                if expect is not None and n >= expect and time.monotonic() - last > 0.5:
                     break
                 if expect is None and out and time.monotonic() - last > idle_s:
                     break
