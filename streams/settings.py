@@ -58,6 +58,8 @@ class Settings:
     forecast_min_steps: int | None = None
     forecast_min_samples: int | None = None
     forecast_degrade_batch: int = 0
+    retrain_schedule: tuple[str, ...] = ()
+    retrain_job_config: str = ""
 
     def __post_init__(self) -> None:
         if self.partitions < 1:

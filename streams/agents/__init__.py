@@ -21,3 +21,8 @@ def register_agents(rt: Runtime, roles: tuple[str, ...]) -> None:
 
         rt.candle_agent = CandleAgent(rt)  # type: ignore[attr-defined]
         rt.candle_agent.register()  # type: ignore[attr-defined]
+    if "retrain" in roles:
+        from .retrain import RetrainAgent
+
+        rt.retrain_agent = RetrainAgent(rt)  # type: ignore[attr-defined]
+        rt.retrain_agent.register()  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ and forecast rows are checkpointed together, like the tick agent's.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import defaultdict
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from forex_diffusion.codec import decode_candle, encode
 from forex_diffusion.errors import ForexDiffusionError, ValidationError
 from forex_diffusion.forecasting import CandleOutcome, ForecasterConfig, SymbolForecaster
-from forex_diffusion.serving import ModelBook
+from retraining.serving import ModelBook
 from retraining.failpoints import failpoint
 
 from ..deadletter import dead_letter_headers, dead_letter_record
@@ -47,13 +48,14 @@ class CandleAgent:
         self.forecasters: dict[str, SymbolForecaster] = {}
         self.symbols: dict[int, set[str]] = defaultdict(set)
         m = rt.metrics
-        self.models = ModelBook(rt.engine, horizon=s.horizon, model_dir=s.model_dir,
+        self.models = ModelBook(rt.engine, horizon=s.horizon, model_dir=s.model_dir or (s.data_dir / "models"),
                                 on_rejected=(lambda v, e: m.artifact_rejected()) if m is not None else None)
         self.progress = PartitionProgress(
             app=rt.app, consumer=f"{s.app_id}:{self.consumer_name}", topic=s.topic("candles"), engine=rt.engine,
             snapshot=self._snapshot, restore=self._restore, drop=self._drop,
         )
         self.pending_rows: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        self.pending_candles: dict[int, list[Any]] = defaultdict(list)
         self.out: list[tuple[str, bytes, bytes]] = []  # (topic name, key, value)
         self.dead: list[tuple[Any, bytes, list[tuple[str, bytes]]]] = []
         self.lock = asyncio.Lock()
@@ -79,6 +81,7 @@ class CandleAgent:
         for sym in self.symbols.pop(partition, set()):
             self.forecasters.pop(sym, None)
         self.pending_rows.pop(partition, None)
+        self.pending_candles.pop(partition, None)
 
     # -- wiring -----------------------------------------------------------------------------
 
@@ -92,7 +95,8 @@ class CandleAgent:
 
         @app.agent(topics["models"], name="forexd.models")
         async def models(stream: Any) -> None:
-            async for _value in stream:
+            async for value in stream:
+                self._close_request(value)
                 versions = await asyncio.get_running_loop().run_in_executor(None, self.models.refresh)
                 log.info("models.refreshed versions=%s", versions)
                 m = self.rt.metrics
@@ -114,6 +118,17 @@ class CandleAgent:
             await self.flush()
             await self.progress.on_revoked(revoked)
 
+    def _close_request(self, value: bytes) -> None:
+        """An outcome on fx.models finishes its request: the trigger may open new ones."""
+        try:
+            data = json.loads(value)
+            rid, sym, tf = data.get("request_id"), data.get("symbol"), data.get("timeframe")
+        except (ValueError, AttributeError):
+            return
+        f = self.forecasters.get(sym) if isinstance(sym, str) else None
+        if f is not None and isinstance(rid, str) and isinstance(tf, str):
+            f.close_request(tf, rid)
+
     # -- processing -------------------------------------------------------------------------
 
     def _process(self, msg: Any) -> tuple[int, CandleOutcome] | None:
@@ -134,6 +149,8 @@ class CandleAgent:
             f = self.forecasters[candle.symbol] = SymbolForecaster(candle.symbol, self.config)
         self.symbols[msg.partition].add(candle.symbol)
         out = f.on_candle(candle)
+        if not out.duplicate:
+            self.pending_candles[msg.partition].append(candle)
         if self.rt.metrics is not None and not out.duplicate:
             self.rt.metrics.candles_processed(candle.symbol, candle.timeframe)
         return msg.partition, out
@@ -235,7 +252,8 @@ class CandleAgent:
             out, self.out = self.out, []
             dead, self.dead = self.dead, []
             rows, self.pending_rows = self.pending_rows, defaultdict(list)
-            captured = self.progress.capture(rows.keys())
+            cands, self.pending_candles = self.pending_candles, defaultdict(list)
+            captured = self.progress.capture(set(rows) | set(cands))
             if not captured and not out and not dead:
                 return
             sends = []
@@ -247,7 +265,7 @@ class CandleAgent:
             if sends:
                 failpoint("during_output_send")
                 await asyncio.gather(*sends)
-            await self.progress.persist(captured, {p: ((), r) for p, r in rows.items()})
+            await self.progress.persist(captured, {p: (cands.get(p, ()), rows.get(p, ())) for p in set(rows) | set(cands)})
             failpoint("after_db_upsert_before_commit")
             m = self.rt.metrics
             q = getattr(self.rt, "quality", None)

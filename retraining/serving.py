@@ -17,10 +17,12 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from .diffusion.predictor import Predictor
-from .errors import ForexDiffusionError
-from .forecasting import RandomWalkPredictor
-from .storage.registry import ModelKey, get_aliases, get_version
+from forex_diffusion.diffusion.predictor import Predictor
+from forex_diffusion.errors import ForexDiffusionError
+from forex_diffusion.forecasting import RandomWalkPredictor
+from forex_diffusion.storage.registry import ModelKey
+
+from .registry import ModelRegistry
 
 __all__ = ["ModelBook"]
 
@@ -35,6 +37,7 @@ class ModelBook:
                  on_rejected: Callable[[str, Exception], None] | None = None) -> None:
         self.engine = engine
         self.model_dir = Path(model_dir) if model_dir else None
+        self.registry = ModelRegistry(engine, self.model_dir) if engine is not None and self.model_dir else None
         self._files: dict[str, Path] = {}
         self.horizon = horizon
         self.device = device
@@ -45,12 +48,10 @@ class ModelBook:
         self.rejected: dict[str, str] = {}
 
     def _champion_version(self, symbol: str, timeframe: str) -> str | None:
-        if self.engine is not None:
-            for sym in (symbol, "*"):
-                key = ModelKey(symbol=sym, timeframe=timeframe, horizon=self.horizon)
-                version = get_aliases(self.engine, key).get("champion")
-                if version:
-                    return version
+        if self.registry is not None:
+            row = self.registry.resolve_champion(symbol, timeframe, self.horizon)
+            if row is not None:
+                return row.version
         # no registry champion: the newest checkpoint under model_dir (e.g. a bundled model)
         if self.model_dir is not None:
             for sym in (symbol, "*"):
@@ -67,13 +68,14 @@ class ModelBook:
         if version in self.rejected:
             return None
         path = self._files.get(version)
-        if path is None:
-            row = get_version(self.engine, version) if self.engine is not None else None
-            if row is None:
-                return None
-            path = Path(row.artifact)
         try:
-            pred = Predictor.load(path, device=self.device)
+            if path is not None:
+                pred = Predictor.load(path, device=self.device)
+            else:
+                row = self.registry.get(version) if self.registry is not None else None
+                if row is None:
+                    return None
+                pred = self.registry.load(row)  # weights-only, sha256 checked against the registry
         except (ForexDiffusionError, OSError) as exc:
             self.rejected[version] = str(exc)[:300]
             log.error("model.rejected version=%s error=%s", version, type(exc).__name__)
