@@ -1,0 +1,329 @@
+"""Fault-injection harness: generator, oracle, invariant checker and fault drivers.
+
+RELIABILITY.md §1. The generator publishes deterministic ticks (real EUR/USD quotes of the
+bundled sample, plus a USD/JPY series derived from them so both partitions are used) with
+``tick_id``s; the oracle folds the ticks topic *as the broker holds it* (read from offset 0)
+through the core's validator and :class:`CandleAggregator`; the checker compares the
+database and ``fx.candles`` with it and computes I1, I2, I5 and the dead-letter account
+(I11). The drivers only use local means: signals, ``pg_ctlcluster``, an SQLite lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from forex_diffusion.aggregation import CandleAggregator
+from forex_diffusion.codec import decode_candle, decode_tick, encode
+from forex_diffusion.domain import Candle
+from forex_diffusion.errors import ValidationError
+from forex_diffusion.instruments import InstrumentRegistry
+from forex_diffusion.readers import read_ticks
+from forex_diffusion.storage import count_candles, fetch_candles, make_engine
+from forex_diffusion.validation import TickValidator, ValidationConfig
+
+from ..integration.kafka_io import create_topics, read_all
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "data" / "sample" / "oanda_eurusd_ticks_2014-05-05_07.csv.gz"
+TIMEFRAMES = ("1m", "5m", "1h")
+SYMBOLS = ("EURUSD", "USDJPY")
+TOPICS = ("ticks", "candles", "indicators", "deadletter", "forecasts", "drift", "models", "retrain.requests")
+DUR = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000}
+MAX_BYTES = 64 * 1024
+
+Record = tuple[bytes | None, bytes]
+CandleKey = tuple[str, str, int]
+
+
+def ckey(c: Candle) -> CandleKey:
+    """The sink key of a candle: ``(symbol, timeframe, open_ms)``."""
+    return (c.symbol, c.timeframe, c.open_ms)
+
+
+def sort_key(c: Candle) -> tuple[str, int, int]:
+    return (c.symbol, DUR[c.timeframe], c.open_ms)
+
+
+# -- generator ----------------------------------------------------------------------------
+
+
+def tick_records(n: int, *, start: int = 0, source: Path = SAMPLE, jpy: bool = True) -> list[Record]:
+    """``n`` deterministic good ticks (EUR/USD from ``source`` and a derived USD/JPY), ending
+    just before an hour boundary so the idle timer closes the last bars within seconds."""
+    frame = read_ticks(source).frame.iloc[start:start + n]
+    boundary = int(frame.ts_ms.iloc[-1]) // 3_600_000 * 3_600_000
+    frame = frame[frame.ts_ms < boundary]
+    out: list[Record] = []
+    for i, (t, b, a) in enumerate(zip(frame.ts_ms.tolist(), frame.bid.tolist(), frame.ask.tolist(), strict=True)):
+        out.append((b"EURUSD", encode({"v": 1, "symbol": "EURUSD", "ts": t, "bid": b, "ask": a,
+                                       "tick_id": f"e:{start + i}"})))
+        if jpy:
+            out.append((b"USDJPY", encode({"v": 1, "symbol": "USDJPY", "ts": t, "bid": round(b * 100 - 36, 3),
+                                           "ask": round(a * 100 - 36, 3), "tick_id": f"j:{start + i}"})))
+    return out
+
+
+def bad_records(t0: int) -> list[tuple[Record, str]]:
+    """A few refused records (malformed, schema, non-finite, unknown symbol) with their reasons."""
+    return [
+        ((b"EURUSD", b"\xff\xfe not json"), "malformed"),
+        ((b"EURUSD", encode({"v": 1, "symbol": "EURUSD", "ts": t0, "bid": 1.38676})), "schema"),
+        ((b"EURUSD", b'{"v":1,"symbol":"EURUSD","ts":%d,"bid":NaN,"ask":1.38686}' % t0), "non_finite"),
+        ((b"XAUUSD", encode({"v": 1, "symbol": "XAUUSD", "ts": t0, "bid": 1.1, "ask": 1.2})), "unknown_symbol"),
+    ]
+
+
+def interleave(good: Sequence[Record], bad: Sequence[tuple[Record, str]]) -> list[Record]:
+    """``good`` with the ``bad`` records spread evenly through it (after the first 100)."""
+    out = list(good)
+    if not bad:
+        return out
+    step = max(1, (len(out) - 100) // (len(bad) + 1))
+    for j, (rec, _r) in enumerate(reversed(bad)):
+        out.insert(100 + step * (len(bad) - j), rec)
+    return out
+
+
+# -- oracle -------------------------------------------------------------------------------
+
+
+@dataclass
+class Oracle:
+    """Expected candles and refusals folded from the ticks topic as the broker holds it."""
+
+    candles: list[Candle]
+    refused: dict[tuple[int, int], str]  # (partition, offset) -> reason
+    accepted: Counter[str] = field(default_factory=Counter)  # accepted ticks per symbol
+    consumed: int = 0
+
+
+def fold(msgs: Iterable[Any], *, symbols: Sequence[str] = SYMBOLS, timeframes: Sequence[str] = TIMEFRAMES,
+         allowed_lateness_ms: int = 2_000) -> Oracle:
+    """Fold ticks-topic messages (per partition, in offset order) through the core."""
+    instruments = InstrumentRegistry.of(symbols)
+    validator = TickValidator(ValidationConfig(), instruments)
+    agg = CandleAggregator(timeframes, price="mid", allowed_lateness_ms=allowed_lateness_ms)
+    out: list[Candle] = []
+    refused: dict[tuple[int, int], str] = {}
+    accepted: Counter[str] = Counter()
+    ordered = sorted(msgs, key=lambda m: (m.partition, m.offset))
+    now = int(time.time() * 1000)
+    for m in ordered:
+        try:
+            t = decode_tick(m.value, key=m.key, instruments=instruments, max_bytes=MAX_BYTES)
+            reason = validator.check(t.symbol, t.ts_ms, t.bid, t.ask, tick_id=t.tick_id, now_ms=now)
+            if reason is not None:
+                raise ValidationError(reason, "oracle")
+            out.extend(agg.add(t.symbol, t.ts_ms, t.bid, t.ask, t.volume))
+            accepted[t.symbol] += 1
+        except ValidationError as exc:
+            refused[(m.partition, m.offset)] = exc.reason.value
+    out.extend(agg.flush())
+    return Oracle(sorted(out, key=sort_key), refused, accepted, len(ordered))
+
+
+# -- checker ------------------------------------------------------------------------------
+
+
+def db_candles(url: str, symbols: Sequence[str] = SYMBOLS) -> list[Candle]:
+    eng = make_engine(url)
+    try:
+        got = [c for s in symbols for tf in TIMEFRAMES for c in fetch_candles(eng, s, tf)]
+    finally:
+        eng.dispose()
+    return sorted(got, key=sort_key)
+
+
+def db_count(url: str) -> int:
+    eng = make_engine(url)
+    try:
+        return count_candles(eng)
+    finally:
+        eng.dispose()
+
+
+@dataclass
+class Report:
+    """What the checker found; ``violations`` empty means every invariant held."""
+
+    expected: int
+    db_rows: int
+    topic_records: int
+    topic_duplicates: int  # redelivered identical copies on fx.candles (allowed: at-least-once)
+    lost: list[CandleKey]
+    extra: list[CandleKey]
+    differing: list[CandleKey]
+    dead_letters: int
+    dead_letter_copies: int
+    violations: list[str]
+
+    def summary(self) -> str:
+        return (f"expected={self.expected} db_rows={self.db_rows} topic={self.topic_records} "
+                f"topic_dups={self.topic_duplicates} lost={len(self.lost)} extra={len(self.extra)} "
+                f"differing={len(self.differing)} dlq={self.dead_letters}(+{self.dead_letter_copies} copies) "
+                f"violations={self.violations[:6]}")
+
+
+def check(oracle: Oracle, *, db: list[Candle], db_rows: int, candle_msgs: Sequence[Any],
+          dead_msgs: Sequence[Any]) -> Report:
+    """Compare DB and topics with the oracle; compute I1 (lost), I2 (double count), I5
+    (DB holds each candle once) and the dead-letter account (I11)."""
+    exp = {ckey(c): c for c in oracle.candles}
+    violations: list[str] = []
+    got_db = {ckey(c): c for c in db}
+    lost = sorted(set(exp) - set(got_db))
+    extra = sorted(set(got_db) - set(exp))
+    differing = sorted(k for k in set(exp) & set(got_db) if got_db[k] != exp[k])
+    if lost:
+        violations.append(f"I1 lost in DB: {len(lost)} e.g. {lost[:3]}")
+    if extra:
+        violations.append(f"extra in DB: {len(extra)} e.g. {extra[:3]}")
+    if differing:
+        k = differing[0]
+        violations.append(f"DB differs: {len(differing)} e.g. {got_db[k]} != {exp[k]}")
+    if db_rows != len(db) or len(db) != len(got_db):
+        violations.append(f"I5 DB rows {db_rows} for {len(got_db)} distinct candles")
+    for sym, n in oracle.accepted.items():  # I2: tick_count of the 1m bars sums to the accepted ticks
+        counted = sum(c.tick_count for c in db if c.symbol == sym and c.timeframe == "1m")
+        if counted != n:
+            violations.append(f"I2 {sym}: 1m tick_count sum {counted} != accepted ticks {n}")
+    topic: dict[CandleKey, list[Candle]] = {}
+    for m in candle_msgs:
+        c = decode_candle(m.value, key=m.key)
+        topic.setdefault(ckey(c), []).append(c)
+    t_lost = sorted(set(exp) - set(topic))
+    if t_lost:
+        violations.append(f"I1 lost on fx.candles: {len(t_lost)} e.g. {t_lost[:3]}")
+    t_bad = [k for k, cs in topic.items() if k not in exp or any(c != exp[k] for c in cs)]
+    if t_bad:
+        violations.append(f"fx.candles records differing from the oracle: {len(t_bad)} e.g. {t_bad[:3]}")
+    dups = sum(len(cs) - 1 for cs in topic.values())
+    dl: dict[tuple[int, int], list[str]] = {}
+    for m in dead_msgs:
+        v = json.loads(m.value)
+        dl.setdefault((v["partition"], v["offset"]), []).append(v["reason"])
+    dl_reasons = {k: rs[0] for k, rs in dl.items()}
+    if dl_reasons != oracle.refused:
+        violations.append(f"I11 dead letters {sorted(dl_reasons.items())[:5]} != refused {sorted(oracle.refused.items())[:5]}")
+    return Report(len(exp), db_rows, len(candle_msgs), dups, lost, extra, differing, len(dl),
+                  sum(len(v) - 1 for v in dl.values()), violations)
+
+
+# -- fault drivers ------------------------------------------------------------------------
+
+PG_CLUSTER = ("15", "main")
+
+
+def pg_ctl(action: str) -> None:
+    """``pg_ctlcluster 15 main <action>`` (root only)."""
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", *PG_CLUSTER, action],
+                   check=True, capture_output=True, timeout=60)
+
+
+def pg_ready(timeout_s: float = 60.0) -> None:
+    """Wait until ``pg_isready`` answers on 127.0.0.1:5432."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-q"]).returncode == 0:
+            return
+        time.sleep(0.3)
+    raise AssertionError("PostgreSQL did not come back")
+
+
+def pg_restart_safely() -> None:
+    """Start PostgreSQL (if stopped) and wait for it; used in ``finally`` blocks."""
+    try:
+        pg_ctl("start")
+    except subprocess.CalledProcessError:
+        pass  # already running
+    pg_ready()
+
+
+class SqliteLockHolder:
+    """Another process holding ``BEGIN EXCLUSIVE`` on an SQLite file for ``seconds``."""
+
+    def __init__(self, path: Path, seconds: float) -> None:
+        code = (
+            "import sqlite3,sys,time\n"
+            "c=sqlite3.connect(sys.argv[1],isolation_level=None,timeout=30)\n"
+            "c.execute('BEGIN EXCLUSIVE')\n"
+            "print('locked',flush=True)\n"
+            "time.sleep(float(sys.argv[2]))\n"
+            "c.execute('COMMIT')\n"
+        )
+        self.proc = subprocess.Popen([sys.executable, "-c", code, str(path), str(seconds)],
+                                     stdout=subprocess.PIPE, text=True)
+
+    def wait_locked(self, timeout_s: float = 30.0) -> None:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.strip() == "locked", line
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+
+def pause(pid_group: int, seconds: float) -> None:
+    """SIGSTOP a process group for ``seconds``, then SIGCONT it."""
+    os.killpg(pid_group, signal.SIGSTOP)
+    try:
+        time.sleep(seconds)
+    finally:
+        os.killpg(pid_group, signal.SIGCONT)
+
+
+def wait_for(pred: Callable[[], Any], timeout: float, interval: float = 0.25, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last={last!r})")
+
+
+# -- settling -----------------------------------------------------------------------------
+
+
+def sqlite_url(env: dict[str, str]) -> str:
+    return env.get("FOREXD_DATABASE_URL") or f"sqlite:///{Path(env['FOREXD_DATA_DIR']) / 'forexd.db'}"
+
+
+def make_topics(bootstrap: str, env: dict[str, str]) -> None:
+    create_topics(bootstrap, [f"{env['FOREXD_TOPIC_PREFIX']}fx.{t}" for t in TOPICS], int(env["FOREXD_PARTITIONS"]))
+
+
+def settle(bootstrap: str, env: dict[str, str], *, timeout_s: float = 90.0) -> tuple[Report, float]:
+    """Fold the ticks topic into the oracle, wait until the DB equals it (or ``timeout_s``),
+    then check every invariant. Returns the report and the seconds it took to converge."""
+    prefix = env["FOREXD_TOPIC_PREFIX"]
+    url = sqlite_url(env)
+    oracle = fold(read_all(bootstrap, f"{prefix}fx.ticks", idle_s=1.0, timeout_s=60))
+    t0 = time.monotonic()
+    deadline = t0 + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if db_candles(url) == oracle.candles:
+                break
+        except Exception:  # noqa: BLE001 - the DB may be unavailable while a fault heals
+            pass
+        time.sleep(0.5)
+    converged = time.monotonic() - t0
+    candles = read_all(bootstrap, f"{prefix}fx.candles", expect=len(oracle.candles), timeout_s=30,
+                       distinct=lambda m: (m.key, m.value[:120]))
+    dead = read_all(bootstrap, f"{prefix}fx.deadletter", expect=len(oracle.refused), timeout_s=20)
+    db = db_candles(url)
+    return check(oracle, db=db, db_rows=db_count(url), candle_msgs=candles, dead_msgs=dead), converged
