@@ -1,0 +1,723 @@
+"""Forecast quality report: stored candles, forecasts and model changes → one HTML page.
+
+The page is self-contained (inline CSS and SVG charts, no scripts, no plotting library):
+
+1. the candle closes of the period with forecast fan charts (5–95 % and 25–75 % bands,
+   median) for a sample of ``as_of`` times, each against the realised path;
+2. the rolling CRPS of the model and of the EWMA random-walk baseline stored in every
+   forecast payload, and the rolling 50 %/90 % interval coverage;
+3. the model changes of the series (registry alias history: registrations, promotions,
+   rollbacks) and drift events when a ``drift_events`` table exists;
+4. summary numbers: forecasts, realised steps, CRPS, skill vs the random walk, coverage.
+
+Step ``k`` of a forecast made at ``as_of`` is realised by the close of the ``k``-th stored
+candle whose open time is at or after ``as_of`` (``as_of`` is the close time of the candle
+the forecast was made on). Scores use :func:`~forex_diffusion.evaluation.crps_quantiles`
+and :func:`~forex_diffusion.evaluation.summarize_forecasts`, so they equal the backtest's.
+
+Use :func:`load_report` (database → :class:`ReportData`) then :func:`render_report`
+(→ HTML string); every string placed in the page is escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, MetaData, Table, func, inspect, select
+
+from .errors import ConfigError
+from .evaluation import QUANTILE_LEVELS, crps_quantiles, summarize_forecasts
+from .storage.registry import alias_history, list_versions
+from .storage.repository import fetch_candles
+from .storage.retry import db_retry
+from .storage.tables import forecasts
+from .timeframes import Timeframe, ms_to_datetime
+
+__all__ = [
+    "DriftTable",
+    "ModelChange",
+    "ReportConfig",
+    "ReportData",
+    "Summary",
+    "empty_message",
+    "list_series",
+    "load_report",
+    "realise",
+    "render_report",
+    "rolling_scores",
+    "summarize",
+]
+
+logger = logging.getLogger(__name__)
+
+_Q = [f"q{round(t * 100):02d}" for t in QUANTILE_LEVELS]
+_RW = [f"rw_{n}" for n in _Q]
+_TIME_COLUMNS = ("ts_ms", "event_ms", "at_ms", "time_ms", "detected_ms", "created_ms")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportConfig:
+    """What to report on.
+
+    Parameters
+    ----------
+    symbol, timeframe
+        The series.
+    from_ms, to_ms
+        Forecasts with ``from_ms <= as_of_ms < to_ms`` (None: unbounded); candles of the
+        same period are drawn.
+    window
+        Forecasts per rolling window of the CRPS and coverage charts.
+    fans
+        Number of sampled forecasts drawn as fan charts.
+    """
+
+    symbol: str
+    timeframe: str
+    from_ms: int | None = None
+    to_ms: int | None = None
+    window: int = 100
+    fans: int = 6
+
+    def __post_init__(self) -> None:
+        Timeframe.parse(self.timeframe)
+        if self.window < 1:
+            raise ConfigError(f"window must be >= 1, got {self.window}")
+        if self.fans < 0:
+            raise ConfigError(f"fans must be >= 0, got {self.fans}")
+        if self.from_ms is not None and self.to_ms is not None and self.from_ms >= self.to_ms:
+            raise ConfigError("the period's start must be before its end")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelChange:
+    """One registry alias change of a model key serving the series."""
+
+    ms: int
+    key: str
+    alias: str
+    version: str
+    event: str
+    reason: str
+    until_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DriftTable:
+    """Rows of the ``drift_events`` table in the period (columns as the table has them)."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+    time_column: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Scores over every realised step (``skill = 1 - crps / rw_crps``)."""
+
+    forecasts: int
+    steps: int
+    crps: float
+    rw_crps: float
+    skill: float
+    cover50: float
+    cover90: float
+    rw_cover90: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportData:
+    """Everything :func:`render_report` draws.
+
+    ``candles`` has columns ``open_ms, close_ms, close``; ``steps`` one row per
+    ``(as_of, model_version, step)`` with ``q05…q95``, ``rw_q05…rw_q95``, ``realized``
+    (NaN while unknown) and ``realized_ms``. ``drift`` is None when the database has no
+    ``drift_events`` table.
+    """
+
+    config: ReportConfig
+    candles: pd.DataFrame
+    steps: pd.DataFrame
+    changes: tuple[ModelChange, ...] = ()
+    drift: DriftTable | None = None
+    payloads: tuple[dict[str, Any], ...] = field(default=(), repr=False)
+
+    @property
+    def empty(self) -> bool:
+        """True when the period holds no forecast of the series."""
+        return self.steps.empty
+
+
+# -- loading --------------------------------------------------------------------------------
+
+
+@db_retry
+def list_series(engine: Engine) -> list[tuple[str, str, int]]:
+    """Return ``(symbol, timeframe, forecast rows)`` of every series with forecasts, most first."""
+    q = (select(forecasts.c.symbol, forecasts.c.timeframe, func.count())
+         .group_by(forecasts.c.symbol, forecasts.c.timeframe))
+    with engine.connect() as conn:
+        rows = [(str(r[0]), str(r[1]), int(r[2])) for r in conn.execute(q)]
+    return sorted(rows, key=lambda r: (-r[2], r[0], r[1]))
+
+
+@db_retry
+def _fetch_payloads(engine: Engine, cfg: ReportConfig) -> list[dict[str, Any]]:
+    q = select(forecasts.c.payload).where(forecasts.c.symbol == cfg.symbol,
+                                          forecasts.c.timeframe == cfg.timeframe)
+    if cfg.from_ms is not None:
+        q = q.where(forecasts.c.as_of_ms >= cfg.from_ms)
+    if cfg.to_ms is not None:
+        q = q.where(forecasts.c.as_of_ms < cfg.to_ms)
+    q = q.order_by(forecasts.c.as_of_ms, forecasts.c.horizon, forecasts.c.model_version)
+    with engine.connect() as conn:
+        return [dict(r.payload) for r in conn.execute(q)]
+
+
+def _candle_frame(items: Iterable[Any]) -> pd.DataFrame:
+    rows = [(c.open_ms, c.close_ms, c.close) for c in items]
+    frame = pd.DataFrame(rows, columns=["open_ms", "close_ms", "close"])
+    return frame.drop_duplicates("open_ms").sort_values("open_ms", kind="stable").reset_index(drop=True)
+
+
+def realise(payloads: Sequence[dict[str, Any]], candles: pd.DataFrame) -> pd.DataFrame:
+    """Return one row per forecast step with its realised close (NaN where not yet known).
+
+    Step ``k`` of the forecast at ``as_of`` is realised by the close of the ``k``-th
+    candle (of ``candles``, ordered by ``open_ms``) opening at or after ``as_of``.
+    Columns: ``as_of, model_version, step, last_close, q05…q95, rw_q05…rw_q95, realized,
+    realized_ms`` (``realized_ms`` is NaN where not realised).
+    """
+    cols = ["as_of", "model_version", "step", "last_close", *_Q, *_RW, "realized", "realized_ms"]
+    if not payloads:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in cols})
+    opens = candles["open_ms"].to_numpy(dtype=np.int64)
+    closes = candles["close"].to_numpy(dtype=np.float64)
+    close_ms = candles["close_ms"].to_numpy(dtype=np.float64)
+    parts: list[pd.DataFrame] = []
+    for p in payloads:
+        q = np.asarray(p["quantiles"], dtype=np.float64)
+        rw = np.asarray(p.get("rw_quantiles") or np.full_like(q, np.nan), dtype=np.float64)
+        levels = tuple(float(x) for x in p.get("levels", QUANTILE_LEVELS))
+        if q.ndim != 2 or q.shape[1] != len(_Q) or not np.allclose(levels, QUANTILE_LEVELS):
+            logger.warning("report skipped forecast as_of=%s: unexpected quantile levels", p.get("as_of_ms"))
+            continue
+        h = q.shape[0]
+        as_of = int(p["as_of_ms"])
+        idx = int(np.searchsorted(opens, as_of, side="left")) + np.arange(h)
+        known = idx < len(opens)
+        realized = np.where(known, closes[np.minimum(idx, len(opens) - 1)] if len(opens) else np.nan, np.nan)
+        r_ms = np.where(known, close_ms[np.minimum(idx, len(opens) - 1)] if len(opens) else np.nan, np.nan)
+        data: dict[str, Any] = {
+            "as_of": as_of, "model_version": str(p.get("model_version", "")),
+            "step": np.arange(1, h + 1), "last_close": float(p.get("last_close", np.nan)),
+        }
+        for k, name in enumerate(_Q):
+            data[name] = q[:, k]
+        for k, name in enumerate(_RW):
+            data[name] = rw[:, k]
+        data["realized"] = realized
+        data["realized_ms"] = r_ms
+        parts.append(pd.DataFrame(data, columns=cols))
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in cols})
+    return pd.concat(parts, ignore_index=True)
+
+
+def _model_changes(engine: Engine, cfg: ReportConfig) -> tuple[ModelChange, ...]:
+    names = set(inspect(engine).get_table_names())
+    if not {"model_versions", "model_alias_history"} <= names:
+        return ()
+    keys = {v.key for v in list_versions(engine)
+            if v.key.symbol in (cfg.symbol, "*") and v.key.timeframe == cfg.timeframe}
+    out: list[ModelChange] = []
+    for key in sorted(keys, key=str):
+        for ch in alias_history(engine, key):
+            if cfg.to_ms is not None and ch.from_ms >= cfg.to_ms:
+                continue
+            if cfg.from_ms is not None and ch.to_ms is not None and ch.to_ms <= cfg.from_ms:
+                continue
+            if ch.alias == "champion":
+                event = "rollback" if ch.reason.startswith("rollback") else "promotion"
+            else:
+                event = ch.alias
+            out.append(ModelChange(ms=ch.from_ms, key=str(key), alias=ch.alias, version=ch.version,
+                                   event=event, reason=ch.reason, until_ms=ch.to_ms))
+    return tuple(sorted(out, key=lambda c: (c.ms, c.key, c.alias)))
+
+
+@db_retry
+def _drift_events(engine: Engine, cfg: ReportConfig, limit: int = 500) -> DriftTable | None:
+    if not inspect(engine).has_table("drift_events"):
+        return None
+    table = Table("drift_events", MetaData(), autoload_with=engine)
+    cols = table.c
+    q = select(table)
+    if "symbol" in cols:
+        q = q.where(cols["symbol"] == cfg.symbol)
+    if "timeframe" in cols:
+        q = q.where(cols["timeframe"] == cfg.timeframe)
+    tcol = next((c for c in _TIME_COLUMNS if c in cols), None)
+    if tcol is not None:
+        if cfg.from_ms is not None:
+            q = q.where(cols[tcol] >= cfg.from_ms)
+        if cfg.to_ms is not None:
+            q = q.where(cols[tcol] < cfg.to_ms)
+        q = q.order_by(cols[tcol])
+    q = q.limit(limit)
+    with engine.connect() as conn:
+        rows = tuple(tuple(r) for r in conn.execute(q))
+    return DriftTable(columns=tuple(c.name for c in table.columns), rows=rows, time_column=tcol)
+
+
+def load_report(engine: Engine, config: ReportConfig) -> ReportData:
+    """Read the period's forecasts, the candles that realise them, model changes and drift.
+
+    A database without the project's tables reads as empty (nothing is created).
+    """
+    tables = set(inspect(engine).get_table_names())
+    if not {"forecasts", "candles"} <= tables:
+        empty = _candle_frame([])
+        return ReportData(config=config, candles=empty, steps=realise([], empty),
+                          changes=_model_changes(engine, config), drift=_drift_events(engine, config))
+    payloads = _fetch_payloads(engine, config)
+    max_h = max((len(p.get("quantiles", ())) for p in payloads), default=0)
+    start = config.from_ms
+    if payloads and (start is None or int(payloads[0]["as_of_ms"]) < start):
+        start = int(payloads[0]["as_of_ms"])
+    # context before the period (for the first fans), the period, and the steps after it
+    before = fetch_candles(engine, config.symbol, config.timeframe, end_ms=start, limit=2 * max_h) \
+        if start is not None and max_h else []
+    inside = fetch_candles(engine, config.symbol, config.timeframe, start_ms=start, end_ms=config.to_ms)
+    after = fetch_candles(engine, config.symbol, config.timeframe, start_ms=config.to_ms, limit=max_h) \
+        if config.to_ms is not None and max_h else []
+    candles = _candle_frame([*before, *inside, *after])
+    steps = realise(payloads, candles)
+    return ReportData(config=config, candles=candles, steps=steps,
+                      changes=_model_changes(engine, config), drift=_drift_events(engine, config),
+                      payloads=tuple(payloads))
+
+
+# -- scores ---------------------------------------------------------------------------------
+
+
+def summarize(steps: pd.DataFrame) -> Summary:
+    """Score every realised step of ``steps`` (a :func:`realise` frame) as one group."""
+    n_fc = int(steps.groupby(["as_of", "model_version"]).ngroups) if len(steps) else 0
+    h = int(steps["step"].max()) if len(steps) else 1
+    g = summarize_forecasts(steps, [(1, max(h, 1))])[0] if len(steps) else None
+    if g is None:
+        return Summary(n_fc, 0, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
+    return Summary(forecasts=n_fc, steps=g.n, crps=g.crps, rw_crps=g.rw_crps, skill=g.skill,
+                   cover50=g.cover50, cover90=g.cover90, rw_cover90=g.rw_cover90)
+
+
+def rolling_scores(steps: pd.DataFrame, window: int) -> pd.DataFrame:
+    """Rolling scores over the last ``window`` forecasts with a realised step, by ``as_of``.
+
+    Returns columns ``as_of, crps, rw_crps, cover50, cover90, n`` where each value pools
+    every realised step of the forecasts in the window (``n`` of them).
+    """
+    out_cols = ["as_of", "crps", "rw_crps", "cover50", "cover90", "n"]
+    done = steps[np.isfinite(steps["realized"].to_numpy(dtype=np.float64))] if len(steps) else steps
+    if done.empty:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in out_cols})
+    y = done["realized"].to_numpy(dtype=np.float64)
+    q = done[_Q].to_numpy(dtype=np.float64)
+    rq = done[_RW].to_numpy(dtype=np.float64)
+    q25 = q[:, 2] + 0.5 * (q[:, 3] - q[:, 2])
+    q75 = q[:, 7] + 0.5 * (q[:, 8] - q[:, 7])
+    per = pd.DataFrame({
+        "as_of": done["as_of"].to_numpy(),
+        "crps": crps_quantiles(q, y), "rw_crps": crps_quantiles(rq, y),
+        "in50": ((q25 <= y) & (y <= q75)).astype(float), "in90": ((q[:, 0] <= y) & (y <= q[:, -1])).astype(float),
+        "n": 1.0,
+    })
+    by = per.groupby(["as_of"], sort=True).sum()
+    roll = by.rolling(window, min_periods=1).sum()
+    return pd.DataFrame({
+        "as_of": roll.index.to_numpy(dtype=np.int64),
+        "crps": (roll["crps"] / roll["n"]).to_numpy(), "rw_crps": (roll["rw_crps"] / roll["n"]).to_numpy(),
+        "cover50": (roll["in50"] / roll["n"]).to_numpy(), "cover90": (roll["in90"] / roll["n"]).to_numpy(),
+        "n": roll["n"].to_numpy(),
+    }, columns=out_cols)
+
+
+def _sample_fans(steps: pd.DataFrame, n: int) -> list[tuple[int, str]]:
+    """Up to ``n`` evenly spaced ``(as_of, model_version)`` forecasts, fully realised ones first."""
+    if steps.empty or n == 0:
+        return []
+    full = steps.groupby(["as_of", "model_version"])["realized"].apply(
+        lambda s: bool(np.isfinite(s.to_numpy(dtype=np.float64)).all()))
+    pool = list(full[full].index) or list(full.index)
+    if len(pool) <= n:
+        return [(int(a), str(v)) for a, v in pool]
+    picks = np.linspace(0, len(pool) - 1, n).round().astype(int)
+    return [(int(pool[i][0]), str(pool[i][1])) for i in picks]
+
+
+# -- SVG ------------------------------------------------------------------------------------
+
+
+def _e(text: Any) -> str:
+    """Escape ``text`` for HTML/SVG text and attribute values."""
+    return html.escape(str(text), quote=True)
+
+
+def _fmt_time(ms: float | int | None) -> str:
+    if ms is None or not math.isfinite(float(ms)):
+        return "–"
+    return ms_to_datetime(int(ms)).strftime("%Y-%m-%d %H:%M")
+
+
+def _fmt(v: float, spec: str = ".4g") -> str:
+    return "–" if v is None or not math.isfinite(v) else format(v, spec)
+
+
+def _pct(v: float) -> str:
+    return "–" if v is None or not math.isfinite(v) else f"{100 * v:.1f} %"
+
+
+def _nice_ticks(lo: float, hi: float, n: int = 5) -> tuple[np.ndarray, int]:
+    """Round tick values covering ``[lo, hi]`` and the decimals that print them."""
+    span = hi - lo if hi > lo else abs(hi) or 1.0
+    raw = span / max(n, 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    ticks = np.arange(math.ceil(lo / step) * step, hi + step * 1e-9, step)
+    return ticks, max(0, -math.floor(math.log10(step)) + (1 if step / mag == 2.5 else 0))
+
+
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    """Plot area of one chart: data ranges mapped to pixels."""
+
+    width: int
+    height: int
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+    left: int = 70
+    right: int = 16
+    top: int = 28
+    bottom: int = 36
+
+    def x(self, v: np.ndarray | float) -> np.ndarray:
+        span = self.x1 - self.x0 or 1.0
+        return self.left + (np.asarray(v, dtype=np.float64) - self.x0) / span * (self.width - self.left - self.right)
+
+    def y(self, v: np.ndarray | float) -> np.ndarray:
+        span = self.y1 - self.y0 or 1.0
+        return self.top + (1.0 - (np.asarray(v, dtype=np.float64) - self.y0) / span) * (self.height - self.top - self.bottom)
+
+
+def _frame(width: int, height: int, xs: Sequence[np.ndarray], ys: Sequence[np.ndarray],
+           y_floor: float | None = None) -> _Frame:
+    xv = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in xs] or [np.zeros(1)])
+    yv = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in ys] or [np.zeros(1)])
+    xv, yv = xv[np.isfinite(xv)], yv[np.isfinite(yv)]
+    x0, x1 = (float(xv.min()), float(xv.max())) if xv.size else (0.0, 1.0)
+    y0, y1 = (float(yv.min()), float(yv.max())) if yv.size else (0.0, 1.0)
+    if y_floor is not None:
+        y0 = min(y0, y_floor)
+    pad = 0.05 * (y1 - y0 or abs(y1) * 1e-4 or 1.0)
+    return _Frame(width, height, x0, x1 if x1 > x0 else x0 + 1.0, y0 - pad, y1 + pad)
+
+
+def _pts(f: _Frame, x: np.ndarray, y: np.ndarray) -> str:
+    px, py = f.x(x), f.y(y)
+    return " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px, py, strict=True) if math.isfinite(a) and math.isfinite(b))
+
+
+def _line(f: _Frame, x: np.ndarray, y: np.ndarray, colour: str, width: float = 1.5, dash: str = "",
+          title: str = "") -> str:
+    ok = np.isfinite(np.asarray(x, dtype=np.float64)) & np.isfinite(np.asarray(y, dtype=np.float64))
+    if ok.sum() < 1:
+        return ""
+    d = f' stroke-dasharray="{dash}"' if dash else ""
+    t = f"<title>{_e(title)}</title>" if title else ""
+    return (f'<polyline fill="none" stroke="{colour}" stroke-width="{width}"{d} '
+            f'points="{_pts(f, np.asarray(x)[ok], np.asarray(y)[ok])}">{t}</polyline>')
+
+
+def _band(f: _Frame, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, colour: str, opacity: float = 1.0,
+          title: str = "") -> str:
+    ok = np.isfinite(x) & np.isfinite(lo) & np.isfinite(hi)
+    if ok.sum() < 1:
+        return ""
+    pts = _pts(f, np.concatenate([x[ok], x[ok][::-1]]), np.concatenate([hi[ok], lo[ok][::-1]]))
+    t = f"<title>{_e(title)}</title>" if title else ""
+    return f'<polygon fill="{colour}" fill-opacity="{opacity}" stroke="none" points="{pts}">{t}</polygon>'
+
+
+def _vline(f: _Frame, x: float, colour: str, label: str = "", dash: str = "4 3") -> str:
+    if not f.x0 <= x <= f.x1:
+        return ""
+    px = float(f.x(x))
+    out = (f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{f.top}" y2="{f.height - f.bottom}" stroke="{colour}" '
+           f'stroke-width="1" stroke-dasharray="{dash}"><title>{_e(label)}</title></line>')
+    return out
+
+
+def _axes(f: _Frame, *, y_fmt: str = "", y_pct: bool = False, time_x: bool = True) -> str:
+    parts = [f'<rect x="{f.left}" y="{f.top}" width="{f.width - f.left - f.right}" '
+             f'height="{f.height - f.top - f.bottom}" fill="#fff" stroke="#bbb"/>']
+    ticks, dec = _nice_ticks(f.y0, f.y1, 5)
+    for t in ticks:
+        py = float(f.y(t))
+        label = f"{100 * t:.0f}%" if y_pct else (format(t, y_fmt) if y_fmt else f"{t:.{dec}f}")
+        parts.append(f'<line x1="{f.left}" x2="{f.width - f.right}" y1="{py:.1f}" y2="{py:.1f}" stroke="#eee"/>'
+                     f'<text x="{f.left - 6}" y="{py + 4:.1f}" text-anchor="end">{_e(label)}</text>')
+    n = max(2, (f.width - f.left - f.right) // 150)
+    for t in np.linspace(f.x0, f.x1, n):
+        px = float(f.x(t))
+        label = _fmt_time(t) if time_x else f"{t:g}"
+        parts.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{f.height - f.bottom}" '
+                     f'y2="{f.height - f.bottom + 4}" stroke="#888"/>'
+                     f'<text x="{px:.1f}" y="{f.height - f.bottom + 16}" text-anchor="middle">{_e(label)}</text>')
+    return "".join(parts)
+
+
+def _svg(f: _Frame, title: str, body: Sequence[str], legend: Sequence[tuple[str, str]] = (),
+         css_class: str = "chart") -> str:
+    leg = []
+    x = f.left
+    for colour, name in legend:
+        leg.append(f'<rect x="{x}" y="{f.top - 16}" width="12" height="8" fill="{colour}"/>'
+                   f'<text x="{x + 16}" y="{f.top - 8}">{_e(name)}</text>')
+        x += 26 + 7 * len(name)
+    return (f'<svg class="{css_class}" xmlns="http://www.w3.org/2000/svg" width="{f.width}" height="{f.height}" '
+            f'viewBox="0 0 {f.width} {f.height}" role="img" aria-label="{_e(title)}">'
+            f"<title>{_e(title)}</title>{''.join(body)}{''.join(leg)}</svg>")
+
+
+def _decimate(x: np.ndarray, y: np.ndarray, max_points: int = 1600) -> tuple[np.ndarray, np.ndarray]:
+    """Keep each bucket's min and max (in time order) when there are more than ``max_points``."""
+    n = len(x)
+    if n <= max_points:
+        return x, y
+    buckets = np.array_split(np.arange(n), max_points // 2)
+    keep: list[int] = []
+    for b in buckets:
+        i, j = b[np.argmin(y[b])], b[np.argmax(y[b])]
+        keep.extend(sorted({int(i), int(j)}))
+    idx = np.asarray(keep)
+    return x[idx], y[idx]
+
+
+_BAND90, _BAND50, _MEDIAN, _REAL, _PRICE, _RWC = "#c6dbef", "#6baed6", "#08306b", "#cb181d", "#444", "#777"
+
+
+def _fan_geometry(data: ReportData, as_of: int, version: str) -> tuple[pd.DataFrame, np.ndarray]:
+    g = data.steps[(data.steps["as_of"] == as_of) & (data.steps["model_version"] == version)].sort_values("step")
+    dur = Timeframe.parse(data.config.timeframe).duration_ms
+    nominal = as_of + g["step"].to_numpy(dtype=np.float64) * dur
+    xs = np.where(np.isfinite(g["realized_ms"].to_numpy(dtype=np.float64)), g["realized_ms"], nominal)
+    return g, xs.astype(np.float64)
+
+
+def _fan_layers(f: _Frame, g: pd.DataFrame, xs: np.ndarray, as_of: int, *, realised: bool = True) -> list[str]:
+    lc = float(g["last_close"].iloc[0]) if len(g) else math.nan
+    x = np.concatenate([[as_of], xs])
+
+    def col(name: str) -> np.ndarray:
+        return np.concatenate([[lc], g[name].to_numpy(dtype=np.float64)])
+
+    q25 = col("q20") + 0.5 * (col("q30") - col("q20"))
+    q75 = col("q70") + 0.5 * (col("q80") - col("q70"))
+    when = _fmt_time(as_of)
+    out = [_band(f, x, col("q05"), col("q95"), _BAND90, 0.85, f"5–95 % forecast at {when}"),
+           _band(f, x, q25, q75, _BAND50, 0.9, f"25–75 % forecast at {when}"),
+           _line(f, x, col("q50"), _MEDIAN, 1.5, title=f"median forecast at {when}")]
+    if realised:
+        out.append(_line(f, x, col("realized"), _REAL, 1.5, title="realised closes"))
+    return out
+
+
+def _price_chart(data: ReportData, fans: list[tuple[int, str]]) -> str:
+    c = data.candles
+    cfg = data.config
+    inside = c
+    if cfg.from_ms is not None:
+        inside = inside[inside["close_ms"] >= cfg.from_ms]
+    if cfg.to_ms is not None:
+        inside = inside[inside["open_ms"] < cfg.to_ms]
+    x, y = _decimate(inside["close_ms"].to_numpy(dtype=np.float64), inside["close"].to_numpy(dtype=np.float64))
+    geo = [_fan_geometry(data, a, v) for a, v in fans]
+    fx = [x] + [gx for _, gx in geo]
+    fy = [y] + [g[["q05", "q95"]].to_numpy() for g, _ in geo]
+    f = _frame(960, 340, fx, fy)
+    body = [_axes(f), _line(f, x, y, _PRICE, 1.0, title="candle closes")]
+    for i, ((a, _v), (g, gx)) in enumerate(zip(fans, geo, strict=True), start=1):
+        body.extend(_fan_layers(f, g, gx, a, realised=False))
+        px = float(f.x(a))
+        body.append(f'<text x="{px:.1f}" y="{f.top + 12}" text-anchor="middle" class="fanno">{i}</text>')
+    body.extend(_change_marks(f, data))
+    legend = [(_PRICE, "close"), (_BAND90, "5–95 %"), (_BAND50, "25–75 %"), (_MEDIAN, "median"),
+              ("#2ca02c", "champion change"), ("#ff7f0e", "drift event")]
+    title = f"{cfg.symbol} {cfg.timeframe} closes with sampled forecast fans"
+    return _svg(f, title, body, legend)
+
+
+def _fan_panel(data: ReportData, n: int, as_of: int, version: str) -> str:
+    g, gx = _fan_geometry(data, as_of, version)
+    c = data.candles
+    h = len(g)
+    ctx = c[c["close_ms"] <= as_of].tail(2 * h)
+    cx, cy = ctx["close_ms"].to_numpy(dtype=np.float64), ctx["close"].to_numpy(dtype=np.float64)
+    f = _frame(470, 260, [cx, gx, np.array([as_of])],
+               [cy, g[["q05", "q95", "rw_q05", "rw_q95", "realized"]].to_numpy()])
+    body = [_axes(f), _line(f, cx, cy, _PRICE, 1.2, title="closes before as_of")]
+    body.extend(_fan_layers(f, g, gx, as_of))
+    for name in ("rw_q05", "rw_q95"):
+        body.append(_line(f, gx, g[name].to_numpy(dtype=np.float64), _RWC, 1.0, "3 3", "random walk 5–95 %"))
+    body.append(_vline(f, float(as_of), "#999", f"as_of {_fmt_time(as_of)}", dash="2 2"))
+    title = f"{n}. as_of {_fmt_time(as_of)} UTC, {version}"
+    legend = [(_BAND90, "5–95"), (_BAND50, "25–75"), (_MEDIAN, "median"), (_REAL, "realised"), (_RWC, "RW 5–95")]
+    return f'<figure><figcaption>{_e(title)}</figcaption>{_svg(f, title, body, legend, "fan")}</figure>'
+
+
+def _change_marks(f: _Frame, data: ReportData) -> list[str]:
+    out = [_vline(f, float(ch.ms), "#2ca02c", f"{ch.event}: {ch.version} ({ch.reason})")
+           for ch in data.changes if ch.alias == "champion"]
+    d = data.drift
+    if d is not None and d.time_column is not None:
+        i = d.columns.index(d.time_column)
+        out.extend(_vline(f, float(r[i]), "#ff7f0e", "drift: " + ", ".join(f"{k}={v}" for k, v in zip(d.columns, r, strict=True)),
+                          dash="1 3")
+                   for r in d.rows if r[i] is not None)
+    return out
+
+
+def _rolling_charts(data: ReportData, roll: pd.DataFrame) -> str:
+    if roll.empty:
+        return "<p class='note'>No forecast step is realised yet by a stored candle: nothing to score.</p>"
+    x = roll["as_of"].to_numpy(dtype=np.float64)
+    w = data.config.window
+    f = _frame(960, 260, [x], [roll["crps"].to_numpy(), roll["rw_crps"].to_numpy()], y_floor=0.0)
+    body = [_axes(f, y_fmt=".2g"), _line(f, x, roll["rw_crps"].to_numpy(dtype=np.float64), _RWC, 1.5, "5 3", "random walk CRPS"),
+            _line(f, x, roll["crps"].to_numpy(dtype=np.float64), _MEDIAN, 1.5, title="model CRPS")]
+    body.extend(_change_marks(f, data))
+    crps = _svg(f, f"Rolling CRPS over {w} forecasts", body, [(_MEDIAN, "model"), (_RWC, "random walk")])
+    f2 = _Frame(960, 260, f.x0, f.x1, 0.0, 1.0)
+    body2 = [_axes(f2, y_pct=True), _line(f2, np.array([f2.x0, f2.x1]), np.array([0.5, 0.5]), "#6baed6", 1, "4 4"),
+             _line(f2, np.array([f2.x0, f2.x1]), np.array([0.9, 0.9]), "#08306b", 1, "4 4"),
+             _line(f2, x, roll["cover50"].to_numpy(dtype=np.float64), "#6baed6", 1.8, title="50 % interval coverage"),
+             _line(f2, x, roll["cover90"].to_numpy(dtype=np.float64), "#08306b", 1.8, title="90 % interval coverage")]
+    body2.extend(_change_marks(f2, data))
+    cov = _svg(f2, f"Rolling coverage over {w} forecasts", body2,
+               [("#6baed6", "50 % interval (nominal dashed)"), ("#08306b", "90 % interval (nominal dashed)")])
+    return (f"<h3>Rolling CRPS (lower is better), {w} forecasts per window</h3>{crps}"
+            f"<h3>Rolling interval coverage, {w} forecasts per window</h3>{cov}")
+
+
+# -- HTML -----------------------------------------------------------------------------------
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1000px;color:#222}
+h1{font-size:22px;margin-bottom:4px} h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:28px}
+h3{font-size:14px;margin:14px 0 4px;color:#444} .sub{color:#666;margin-top:0}
+.cards{display:flex;flex-wrap:wrap;gap:10px} .card{border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:130px}
+.card b{display:block;font-size:20px} .card span{color:#666;font-size:12px}
+table{border-collapse:collapse;margin:6px 0;font-size:13px} td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}
+th{background:#f5f5f5} td.num{text-align:right;font-variant-numeric:tabular-nums}
+svg text{font-size:11px;fill:#333} svg .fanno{font-weight:bold;fill:#08306b}
+.fans{display:grid;grid-template-columns:repeat(2,1fr);gap:8px} figure{margin:0} figcaption{font-size:12px;color:#444}
+.note{color:#666;font-style:italic}
+"""
+
+
+def _table(head: Sequence[str], rows: Iterable[Sequence[Any]], num: Sequence[bool] | None = None) -> str:
+    num = num or [False] * len(head)
+    th = "".join(f"<th>{_e(h)}</th>" for h in head)
+    trs = "".join("<tr>" + "".join(f"<td{' class=num' if n else ''}>{_e(v)}</td>" for v, n in zip(r, num, strict=True))
+                  + "</tr>" for r in rows)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
+
+
+def _summary_html(s: Summary) -> str:
+    cards = [("forecasts", str(s.forecasts)), ("realised steps", str(s.steps)),
+             ("CRPS model", _fmt(s.crps)), ("CRPS random walk", _fmt(s.rw_crps)),
+             ("CRPS skill vs RW", _pct(s.skill)), ("50 % coverage", _pct(s.cover50)),
+             ("90 % coverage", _pct(s.cover90)), ("RW 90 % coverage", _pct(s.rw_cover90))]
+    return "<div class='cards'>" + "".join(
+        f"<div class='card' data-metric='{_e(k)}'><b>{_e(v)}</b><span>{_e(k)}</span></div>" for k, v in cards) + "</div>"
+
+
+def _versions_html(steps: pd.DataFrame) -> str:
+    rows = []
+    for version, g in steps.groupby("model_version", sort=True):
+        s = summarize(g)
+        rows.append((version, _fmt_time(g["as_of"].min()), _fmt_time(g["as_of"].max()), s.forecasts, s.steps,
+                     _fmt(s.crps), _fmt(s.rw_crps), _pct(s.skill), _pct(s.cover50), _pct(s.cover90)))
+    return _table(["model version", "first as_of", "last as_of", "forecasts", "realised steps", "CRPS",
+                   "RW CRPS", "skill", "50 % cov.", "90 % cov."], rows,
+                  [False, False, False, True, True, True, True, True, True, True])
+
+
+def _changes_html(data: ReportData) -> str:
+    if not data.changes:
+        return "<p class='note'>No registry alias changes for this series in the period.</p>"
+    rows = [(_fmt_time(c.ms), c.event, c.alias, c.key, c.version, c.reason, _fmt_time(c.until_ms) if c.until_ms else "current")
+            for c in data.changes]
+    return _table(["time (UTC)", "event", "alias", "model key", "version", "reason", "until"], rows)
+
+
+def _drift_html(data: ReportData) -> str:
+    d = data.drift
+    if d is None:
+        return "<p class='note'>The database has no <code>drift_events</code> table: drift events are not recorded here.</p>"
+    if not d.rows:
+        return "<p class='note'>No drift events for this series in the period.</p>"
+    rows = [[_fmt_time(v) if c == d.time_column and v is not None else ("" if v is None else v)
+             for c, v in zip(d.columns, r, strict=True)] for r in d.rows]
+    return _table(list(d.columns), rows)
+
+
+def render_report(data: ReportData, *, title: str | None = None) -> str:
+    """Render ``data`` as a self-contained HTML page (inline CSS and SVG; every string escaped)."""
+    cfg = data.config
+    head = title or f"Forecast report: {cfg.symbol} {cfg.timeframe}"
+    period = f"{_fmt_time(cfg.from_ms) if cfg.from_ms is not None else 'start'} → " \
+             f"{_fmt_time(cfg.to_ms) if cfg.to_ms is not None else 'end'} (UTC, as_of)"
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(head)}</title>"
+             f"<style>{_CSS}</style></head><body><h1>{_e(head)}</h1><p class='sub'>Period {_e(period)}</p>"]
+    if data.empty:
+        parts.append(f"<p class='note' id='empty'>{_e(empty_message(data))}</p></body></html>")
+        return "".join(parts)
+    s = summarize(data.steps)
+    first, last = int(data.steps["as_of"].min()), int(data.steps["as_of"].max())
+    parts.append(f"<h2>Summary</h2><p class='sub'>{s.forecasts} forecasts from {_e(_fmt_time(first))} to "
+                 f"{_e(_fmt_time(last))}; scores pool every realised step (step k is realised by the close of the "
+                 f"k-th candle after as_of). Skill is 1 − CRPS/CRPS<sub>RW</sub>; the random walk is the EWMA "
+                 f"baseline stored with each forecast.</p>{_summary_html(s)}")
+    parts.append(f"<h3>By model version</h3>{_versions_html(data.steps)}")
+    fans = _sample_fans(data.steps, cfg.fans)
+    parts.append(f"<h2>Price and forecasts</h2>{_price_chart(data, fans)}")
+    if fans:
+        parts.append("<h3>Sampled forecasts against the realised path</h3><div class='fans'>"
+                     + "".join(_fan_panel(data, i, a, v) for i, (a, v) in enumerate(fans, start=1)) + "</div>")
+    parts.append(f"<h2>Scores over time</h2>{_rolling_charts(data, rolling_scores(data.steps, cfg.window))}")
+    parts.append(f"<h2>Model changes</h2>{_changes_html(data)}<h2>Drift events</h2>{_drift_html(data)}")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def empty_message(data: ReportData) -> str:
+    """The sentence that explains an empty report."""
+    cfg = data.config
+    where = f"{cfg.symbol} {cfg.timeframe}"
+    when = ""
+    if cfg.from_ms is not None or cfg.to_ms is not None:
+        when = f" with as_of in [{_fmt_time(cfg.from_ms) if cfg.from_ms is not None else 'start'}, " \
+               f"{_fmt_time(cfg.to_ms) if cfg.to_ms is not None else 'end'})"
+    held = f" ({len(data.candles)} candles are stored there)" if len(data.candles) else ""
+    return f"No forecasts of {where}{when}{held}: nothing to report."

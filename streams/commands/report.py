@@ -1,0 +1,64 @@
+"""``forexd report``: an HTML report of stored forecasts against realised candles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from forex_diffusion.backtest import parse_utc_date
+from forex_diffusion.errors import ForexDiffusionError
+from forex_diffusion.report import ReportConfig, empty_message, list_series, load_report, render_report
+from forex_diffusion.storage import make_engine
+
+from ..settings import Settings
+
+
+def report_command(
+    output: Path = typer.Option(..., "-o", "--output", help="HTML file to write."),
+    db: str | None = typer.Option(None, "--db", help="Database URL (default: FOREXD_DATABASE_URL, else the SQLite file under FOREXD_DATA_DIR)."),
+    symbol: str | None = typer.Option(None, "--symbol", help="Symbol (default: the series with the most stored forecasts)."),
+    timeframe: str | None = typer.Option(None, "--timeframe", help="Timeframe (default: as --symbol's default)."),
+    from_: str | None = typer.Option(None, "--from", help="First as_of, inclusive (UTC date or ISO-8601 time)."),
+    to: str | None = typer.Option(None, "--to", help="End of the period, exclusive (UTC date or ISO-8601 time)."),
+    window: int = typer.Option(100, "--window", help="Forecasts per rolling window of the CRPS and coverage charts."),
+    fans: int = typer.Option(6, "--fans", help="Number of sampled forecasts drawn as fan charts."),
+) -> None:
+    """Write a self-contained HTML report of forecast quality for one series and period.
+
+    Shows closes with forecast fans, rolling CRPS vs the random walk, rolling 50/90 %
+    coverage, registry model changes, drift events (if recorded) and summary numbers.
+    Exits 1 when the period holds no forecast, 2 on bad options or database errors.
+    """
+    url = db or Settings.from_env().db_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        typer.echo(f"error: database file {url.removeprefix('sqlite:///')} does not exist", err=True)
+        raise typer.Exit(2)
+    try:
+        engine = make_engine(url, create=False)
+        if symbol is None or timeframe is None:
+            series = [s for s in list_series(engine)
+                      if (symbol is None or s[0] == symbol) and (timeframe is None or s[1] == timeframe)]
+            if not series:
+                typer.echo("error: no stored forecasts"
+                           + (f" of {symbol}" if symbol else "") + (f" at {timeframe}" if timeframe else "")
+                           + ": nothing to report", err=True)
+                raise typer.Exit(1)
+            symbol, timeframe = series[0][0], series[0][1]
+        config = ReportConfig(symbol=symbol, timeframe=timeframe,
+                              from_ms=parse_utc_date(from_) if from_ else None,
+                              to_ms=parse_utc_date(to) if to else None, window=window, fans=fans)
+        data = load_report(engine, config)
+    except ForexDiffusionError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if data.empty:
+        typer.echo(f"error: {empty_message(data)}", err=True)
+        raise typer.Exit(1)
+    output.write_text(render_report(data), encoding="utf-8")
+    n = data.steps.groupby(["as_of", "model_version"]).ngroups
+    typer.echo(f"report of {symbol} {timeframe}: {n} forecasts, {len(data.candles)} candles -> {output}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report_command)
