@@ -254,6 +254,8 @@ def read_candles(path: str | Path, *, symbol: str | None = None, price: PriceSid
         layout, sep, header = "lean_daily", ",", True
     elif low.startswith("timestamp") or low.startswith("time,") or low.startswith("datetime"):
         layout, sep, header = "generic", ",", True
+    elif low.startswith("symbol,timeframe,open_time"):
+        layout, sep, header = "forexd", ",", True
     elif low.startswith(",open"):
         layout, sep, header = "pandas", ",", True
     elif low.startswith("gmt time") or low.startswith("time (utc)"):
@@ -284,6 +286,9 @@ def read_candles(path: str | Path, *, symbol: str | None = None, price: PriceSid
         tcol = cols.get("timestamp") or cols.get("time") or cols["datetime"]
         ts = _timestamps(df[tcol], lines, rejects, bad, tz=tz)
         sym_c = cols.get("symbol")
+    elif layout == "forexd":  # what `forexd candles` writes
+        ts = _timestamps(df[cols["open_time"]], lines, rejects, bad, tz=tz)
+        sym_c = cols["symbol"]
     elif layout == "pandas":
         ts = _timestamps(df[df.columns[0]], lines, rejects, bad, tz=tz)
     elif layout == "dukascopy":

@@ -64,7 +64,8 @@ SOURCE_KINDS: frozenset[str] = frozenset(
 )
 #: Drift detectors that may appear as a label (lower case; ``-``/space read as ``_``).
 DETECTORS: frozenset[str] = frozenset(
-    {"adwin", "page_hinkley", "kswin", "ddm", "eddm", "hddm_a", "hddm_w", "ks", "cusum"}
+    {"adwin", "page_hinkley", "kswin", "ddm", "eddm", "hddm_a", "hddm_w", "ks", "cusum",
+     "coverage50", "coverage90", "pit_uniformity"}
 )
 RETRAIN_REASONS: frozenset[str] = frozenset({"drift", "manual", "schedule"})
 RETRAIN_OUTCOMES: frozenset[str] = frozenset(

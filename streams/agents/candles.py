@@ -208,6 +208,8 @@ class CandleAgent:
                 if self.rt.metrics is not None:
                     self.rt.metrics.forecast_emitted(o.candle.symbol, o.candle.timeframe, fc.latency_s,
                                                      fc.steps, fc.samples, degraded)
+                    self.rt.metrics.model_in_service(f"{o.candle.symbol}/{o.candle.timeframe}/{s.horizon}",
+                                                     fc.model_version)
         if len(self.out) >= 500:
             self.schedule_flush()
 

@@ -99,3 +99,16 @@ def test_shared_candle_files_read_both_sides() -> None:
     assert set(daily.symbol) == {"EURGBP", "EURUSD", "GBPUSD", "NZDUSD"}
     bt = read_candles(SHARED / "backtesting-0.6.6_EURUSD_h1.csv", symbol="EURUSD").frame
     assert len(bt) == 5000 and bt.volume.iloc[0] == 1413
+
+
+def test_reads_back_what_forexd_candles_writes(sample_ticks: Path, tmp_path: Path) -> None:
+    from forex_diffusion.offline import aggregate_ticks_file, write_candles_csv
+
+    run = aggregate_ticks_file(sample_ticks, timeframes=["1m"])
+    out = tmp_path / "c.csv"
+    with out.open("w") as fh:
+        write_candles_csv(run.candles, fh)
+    lf = read_candles(out)
+    assert lf.layout == "forexd" and len(lf.frame) == len(run.candles)
+    assert lf.frame.ts_ms.tolist() == [c.open_ms for c in run.candles]
+    assert lf.frame.close.tolist() == [c.close for c in run.candles]

@@ -1,0 +1,205 @@
+"""``forexd demo``: the whole system on one machine, with nothing but the package.
+
+Starts the embedded broker on a free local port, a worker (all roles) on a SQLite file,
+replays the bundled real OANDA EUR/USD ticks at ``speed`` times real time (with a few
+malformed and late ticks mixed in, to show the dead-letter path), serves ``/metrics``,
+and prints a live table of the latest forecasts. Every child process is ended on exit,
+Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from forex_diffusion.codec import encode
+from forex_diffusion.replaying import records_from_file
+
+from .broker import EmbeddedBroker, free_port
+from .kafka import ensure_topics, make_consumer, make_producer
+from .settings import Settings
+
+__all__ = ["DemoResult", "run_demo"]
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "sample" / "oanda_eurusd_ticks_2014-05-05_07.csv.gz"
+MODELS = ROOT / "data" / "models"
+TOPICS = ("ticks", "candles", "indicators", "forecasts", "drift", "models", "deadletter", "retrain.requests")
+# a retrain small enough for a demo: the loop closes within a minute
+DEMO_JOB = {"horizon": 24, "train_candles": 200, "holdout_candles": 60, "warmup_candles": 48, "eval_every": 4,
+            "eval_samples": 16,
+            "train": {"max_steps": 60, "max_minutes": 0.5, "width": 32, "cond_width": 32, "blocks": 1,
+                      "val_windows": 64, "val_samples": 8, "calib_windows": 128, "test_windows": 128,
+                      "eval_every": 20, "batch_size": 128}}
+
+
+class DemoResult:
+    """What a demo run did (for the caller and the tests)."""
+
+    def __init__(self) -> None:
+        self.forecasts: list[dict[str, Any]] = []
+        self.published = 0
+        self.metrics_url = ""
+        self.metrics_text = ""
+        self.pids: list[int] = []
+        self.data_dir: Path | None = None
+
+
+def _bad_and_late(first: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    """A few refused messages: malformed JSON, NaN price, unknown symbol, a late tick."""
+    ts = int(first["ts"])
+    return [
+        (b"EURUSD", b'{"v":1,"symbol":"EURUSD","ts":'),
+        (b"EURUSD", b'{"v":1,"symbol":"EURUSD","ts":%d,"bid":NaN,"ask":1.2}' % ts),
+        (b"XAUUSD", encode({"v": 1, "symbol": "XAUUSD", "ts": ts, "bid": 2000.1, "ask": 2000.3})),
+        (b"EURUSD", encode({**first, "ts": ts})),  # replayed after later ticks: late
+    ]
+
+
+async def _replay(settings: Settings, speed: float, result: DemoResult, stop: asyncio.Event) -> None:
+    _, _, records = records_from_file(SAMPLE, symbol="EURUSD")
+    producer = make_producer(settings, linger_ms=5)
+    await producer.start()
+    topic = settings.topic("ticks")
+    t0 = time.monotonic()
+    first_ts: int | None = None
+    first_value: dict[str, Any] | None = None
+    try:
+        for i, (key, ts, value) in enumerate(records):
+            if stop.is_set():
+                break
+            if first_ts is None:
+                first_ts, first_value = ts, json.loads(value)
+            due = (ts - first_ts) / 1000.0 / speed
+            lag = due - (time.monotonic() - t0)
+            if lag > 0:
+                await asyncio.sleep(lag)
+            await producer.send(topic, value=value, key=key.encode())
+            result.published += 1
+            if i == 2_000 and first_value is not None:
+                for k, v in _bad_and_late(first_value):
+                    await producer.send(topic, value=v, key=k)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def _fmt(rec: dict[str, Any]) -> list[str]:
+    q = rec["quantiles"]
+    levels = rec["levels"]
+    i5, i50, i95 = levels.index(0.05), levels.index(0.5), levels.index(0.95)
+    out = [rec["symbol"], rec["timeframe"], time.strftime("%Y-%m-%d %H:%M", time.gmtime(rec["as_of_ms"] / 1000))]
+    for step in (1, 6, len(q)):
+        row = q[step - 1]
+        out.append(f"{row[i50]:.5f} [{row[i5]:.5f}, {row[i95]:.5f}]")
+    out += [f"{rec['p_up'][0]:.2f}", str(rec["model_version"])[:24], f"{rec['latency_s'] * 1000:.1f} ms"]
+    return out
+
+
+async def _watch(settings: Settings, result: DemoResult, stop: asyncio.Event,
+                 show: Callable[[dict[str, Any]], None]) -> None:
+    consumer = make_consumer(settings, settings.topic("forecasts"))
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=500)
+            for msgs in batch.values():
+                for m in msgs:
+                    rec = json.loads(m.value)
+                    result.forecasts.append(rec)
+                    show(rec)
+    finally:
+        await consumer.stop()
+
+
+async def _scrape(url: str) -> str:
+    loop = asyncio.get_running_loop()
+
+    def get() -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 (our own loopback endpoint)
+            return str(resp.read().decode())
+
+    return await loop.run_in_executor(None, get)
+
+
+def run_demo(*, duration: float | None = 120.0, speed: float = 600.0, data_dir: Path | None = None,
+             metrics_port: int | None = None, show: Callable[[dict[str, Any]], None] | None = None,
+             keep: bool = False) -> DemoResult:
+    """Run the demo for ``duration`` seconds (None: until Ctrl-C); return what happened."""
+    result = DemoResult()
+    own_dir = data_dir is None
+    data = Path(tempfile.mkdtemp(prefix="forexd-demo-")) if data_dir is None else data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    result.data_dir = data
+    broker = EmbeddedBroker(log_path=data / "broker.log").start()
+    result.pids.append(broker.proc.pid if broker.proc else -1)
+    port = metrics_port or free_port()
+    models = data / "models"
+    if MODELS.exists() and not models.exists():
+        shutil.copytree(MODELS, models)
+    settings = Settings(broker_url=broker.url, data_dir=data, symbols=("EURUSD",),
+                        timeframes=("1m", "5m", "1h"), forecast_timeframes=("1m",), horizon=24,
+                        model_dir=models, metrics_port=port, idle_close_s=3.0,
+                        retrain_job_config=json.dumps(DEMO_JOB))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOREXD_")}
+    env.update({"FOREXD_BROKER_URL": broker.url, "FOREXD_DATA_DIR": str(data), "FOREXD_SYMBOLS": "EURUSD",
+                "FOREXD_TIMEFRAMES": "1m,5m,1h", "FOREXD_FORECAST_TIMEFRAMES": "1m", "FOREXD_HORIZON": "24",
+                "FOREXD_MODEL_DIR": str(models), "FOREXD_METRICS_PORT": str(port), "FOREXD_IDLE_CLOSE_S": "3",
+                "FOREXD_RETRAIN_JOB_CONFIG": json.dumps(DEMO_JOB), "PYTHONUNBUFFERED": "1"})
+    log = open(data / "worker.log", "ab")  # noqa: SIM115
+    worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--role", "all", "--loglevel", "info"],
+                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+    result.pids.append(worker.pid)
+    result.metrics_url = f"http://127.0.0.1:{port}/metrics"
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await ensure_topics(settings, [settings.topic(t) for t in TOPICS])
+        tasks = [asyncio.ensure_future(_replay(settings, speed, result, stop)),
+                 asyncio.ensure_future(_watch(settings, result, stop, show or (lambda r: None)))]
+        try:
+            if duration is None:
+                await stop.wait()
+            else:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), duration)
+            with contextlib.suppress(Exception):
+                result.metrics_text = await _scrape(result.metrics_url)
+        finally:
+            stop.set()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        asyncio.run(main())
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(10)
+        log.close()
+        broker.stop()
+        if own_dir and not keep:
+            shutil.rmtree(data, ignore_errors=True)
+    return result
