@@ -152,7 +152,7 @@ class ReportData:
     @property
     def empty(self) -> bool:
         """True when the period holds no forecast of the series."""
-        return self.steps.empty
+        return bool(self.steps.empty)
 
 
 # -- loading --------------------------------------------------------------------------------
@@ -476,13 +476,18 @@ def _axes(f: _Frame, *, y_fmt: str = "", y_pct: bool = False, time_x: bool = Tru
         label = f"{100 * t:.0f}%" if y_pct else (format(t, y_fmt) if y_fmt else f"{t:.{dec}f}")
         parts.append(f'<line x1="{f.left}" x2="{f.width - f.right}" y1="{py:.1f}" y2="{py:.1f}" stroke="#eee"/>'
                      f'<text x="{f.left - 6}" y="{py + 4:.1f}" text-anchor="end">{_e(label)}</text>')
-    n = max(2, (f.width - f.left - f.right) // 150)
-    for t in np.linspace(f.x0, f.x1, n):
+    n = max(3, (f.width - f.left - f.right) // 130)
+    short = "%H:%M" if f.x1 - f.x0 < 36 * 3_600_000 else "%m-%d %H:%M"
+    for i, t in enumerate(np.linspace(f.x0, f.x1, n)):
         px = float(f.x(t))
-        label = _fmt_time(t) if time_x else f"{t:g}"
+        if time_x:
+            label = ms_to_datetime(int(t)).strftime("%Y-%m-%d %H:%M" if i == 0 else short)
+        else:
+            label = f"{t:g}"
+        anchor = "start" if i == 0 else ("end" if i == n - 1 else "middle")
         parts.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{f.height - f.bottom}" '
                      f'y2="{f.height - f.bottom + 4}" stroke="#888"/>'
-                     f'<text x="{px:.1f}" y="{f.height - f.bottom + 16}" text-anchor="middle">{_e(label)}</text>')
+                     f'<text x="{px:.1f}" y="{f.height - f.bottom + 16}" text-anchor="{anchor}">{_e(label)}</text>')
     return "".join(parts)
 
 

@@ -8,7 +8,13 @@ import typer
 
 from forex_diffusion.backtest import parse_utc_date
 from forex_diffusion.errors import ForexDiffusionError
-from forex_diffusion.report import ReportConfig, empty_message, list_series, load_report, render_report
+from forex_diffusion.report import (
+    ReportConfig,
+    empty_message,
+    list_series,
+    load_report,
+    render_report,
+)
 from forex_diffusion.storage import make_engine
 
 from ..settings import Settings

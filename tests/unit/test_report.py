@@ -20,7 +20,13 @@ from forex_diffusion.forecasting import ForecasterConfig, RandomWalkPredictor, S
 from forex_diffusion.offline import aggregate_ticks_file
 from forex_diffusion.report import ReportConfig, load_report, render_report, rolling_scores
 from forex_diffusion.storage import make_engine, sqlite_url, upsert_candles, upsert_forecasts
-from forex_diffusion.storage.registry import ModelKey, ModelVersion, insert_version, promote_version, rollback_champion
+from forex_diffusion.storage.registry import (
+    ModelKey,
+    ModelVersion,
+    insert_version,
+    promote_version,
+    rollback_champion,
+)
 from streams.cli import app
 
 SAMPLE_TICKS = Path(__file__).resolve().parents[2] / "data" / "sample" / "oanda_eurusd_ticks_2014-05-05_07.csv.gz"
