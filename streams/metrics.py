@@ -27,6 +27,7 @@ compose deployment sets ``FOREXD_METRICS_ADDR=0.0.0.0`` inside its private netwo
 from __future__ import annotations
 
 import logging
+import re
 import math
 import threading
 import time
@@ -489,11 +490,27 @@ class Metrics:
         if not (horizon.isdigit() and 0 < len(horizon) <= 4):
             self._invalid("key", key)
             return
+        number = self._version_number(version)
+        if number == number:  # NaN: refused (counted) by _version_number
+            self.model_version.labels(key).set(number)
+
+    def _version_number(self, version: int | str) -> float:
+        """A number for a version: ``7``/``"v7"`` as is; a registry version
+        ``YYYYmmddTHHMMSSffffffZ-hash`` as its creation time (epoch seconds, so a swap
+        always changes it); the random-walk baseline ``rw-ewma`` as -1."""
         text = str(version).strip().lower().removeprefix("v")
-        if not text.isdigit():
+        if text.isdigit():
+            return float(int(text))
+        if text == "rw-ewma":
+            return -1.0
+        m = re.match(r"^(\d{8}t\d{6})(\d{0,6})z-[0-9a-f]+$", text)
+        if m is None:
             self._invalid("version", version)
-            return
-        self.model_version.labels(key).set(int(text))
+            return float("nan")
+        from datetime import UTC, datetime
+
+        dt = datetime.strptime(m.group(1), "%Y%m%dt%H%M%S").replace(tzinfo=UTC)
+        return dt.timestamp() + (int(m.group(2)) / 10 ** len(m.group(2)) if m.group(2) else 0.0)
 
     def artifact_rejected(self) -> None:
         """Count one model artifact refused at load."""

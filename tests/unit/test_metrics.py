@@ -122,7 +122,7 @@ def _exercise_junk(m: Metrics) -> int:
         lambda: m.retrain_request("because"),
         lambda: m.retrain_outcome("exploded"),
         lambda: m.model_in_service("EURUSD/1m/24/extra", 1),
-        lambda: m.model_in_service("EURUSD/1m/24", "latest"),
+        lambda: m.model_in_service("EURUSD/1m/24", "latest"),  # not a version: refused
         lambda: m.set_lag("fx.other", 0, 1),
         lambda: m.set_lag("fx.ticks", PARTITIONS, 1),
         lambda: m.set_lag("fx.ticks", -1, 1),
