@@ -46,7 +46,6 @@ class RejectReason(StrEnum):
     NON_POSITIVE = "non_positive"
     CROSSED = "crossed"
     WIDE_SPREAD = "wide_spread"
-    SPIKE_UNCONFIRMED = "spike_unconfirmed"
     PRECISION = "precision"
     UNKNOWN_SYMBOL = "unknown_symbol"
     DUPLICATE = "duplicate"
@@ -55,7 +54,6 @@ class RejectReason(StrEnum):
     BAD_TS = "bad_ts"
     KEY_MISMATCH = "key_mismatch"
     OVERSIZE = "oversize"
-    OFF_HOURS = "off_hours"
     INCONSISTENT = "inconsistent"
 
 

@@ -104,6 +104,11 @@ class CandleAgent:
                     for (sym, tf), v in versions.items():
                         m.model_in_service(f"{sym}/{tf}/{self.rt.settings.horizon}", v)
 
+        @app.timer(interval=15.0)
+        async def refresh_models() -> None:
+            # promotions and rollbacks made from the CLI (no fx.models record) are picked up too
+            await asyncio.get_running_loop().run_in_executor(None, self.models.refresh)
+
         @app.timer(interval=self.rt.settings.snapshot_interval_s)
         async def checkpoint() -> None:
             if self.progress.dirty or self.out or self.dead:

@@ -1,0 +1,59 @@
+"""A diffusion forecast produced through the broker equals the one ``forexd backtest`` produces
+for the same as_of (the same context, model and per-series seed)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forex_diffusion.backtest import BacktestConfig, backtest
+from forex_diffusion.codec import encode_candle
+from forex_diffusion.diffusion.predictor import Predictor
+from forex_diffusion.offline import aggregate_ticks_file
+
+from .kafka_io import create_topics, publish, read_all
+
+pytestmark = pytest.mark.broker
+ROOT = Path(__file__).resolve().parents[2]
+MODEL_DIR = ROOT / "data" / "models" / "EURUSD-1m-h24"
+TOPICS = ("ticks", "candles", "indicators", "deadletter", "forecasts", "drift", "models", "retrain.requests")
+DUR = {"1m": 1, "5m": 5, "1h": 60}
+Q = ["q05", "q10", "q20", "q30", "q40", "q50", "q60", "q70", "q80", "q90", "q95"]
+
+
+def test_broker_forecasts_equal_backtest_rows_for_the_same_as_of(
+    worker_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, sample_ticks: Path, tmp_path: Path,
+) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(MODEL_DIR, models / MODEL_DIR.name)
+    env = dict(worker_env, FOREXD_SYMBOLS="EURUSD", FOREXD_HORIZON="24", FOREXD_MODEL_DIR=str(models))
+    prefix = env["FOREXD_TOPIC_PREFIX"]
+    create_topics(kafka_bootstrap, [f"{prefix}fx.{t}" for t in TOPICS], 2)
+    candles = sorted(aggregate_ticks_file(sample_ticks, timeframes=["1m", "5m", "1h"]).candles,
+                     key=lambda c: (c.close_ms, -DUR[c.timeframe]))[:1200]
+    publish(kafka_bootstrap, f"{prefix}fx.candles", [(b"EURUSD", encode_candle(c)) for c in candles])
+    pred = Predictor.load(MODEL_DIR)
+    m1 = [c for c in candles if c.timeframe == "1m"]
+    frame = pd.DataFrame({"ts_ms": [c.open_ms for c in m1], "open": [c.open for c in m1], "high": [c.high for c in m1],
+                          "low": [c.low for c in m1], "close": [c.close for c in m1]})
+    rows = backtest(frame, pred, BacktestConfig(symbol="EURUSD", timeframe="1m"))
+    assert len(rows) > 0
+    expected_as_of = sorted(set(rows.as_of.tolist()))
+
+    w = spawn_worker(env)
+    msgs = read_all(kafka_bootstrap, f"{prefix}fx.forecasts", expect=len(expected_as_of), timeout_s=240,
+                    distinct=lambda m: json.loads(m.value)["as_of_ms"])
+    got = {json.loads(m.value)["as_of_ms"]: json.loads(m.value) for m in msgs}
+    assert set(got) == set(expected_as_of), (len(got), len(expected_as_of), w.log()[-2000:])
+    assert {r["model_version"] for r in got.values()} == {pred.version}
+    for as_of, g in rows.groupby("as_of"):
+        rec = got[as_of]
+        broker_q = np.asarray(rec["quantiles"])  # [H, 11]
+        np.testing.assert_allclose(broker_q, g[Q].to_numpy(), rtol=1e-7, atol=0)
+        np.testing.assert_allclose(np.asarray(rec["p_up"]), g["p_up"].to_numpy(), rtol=1e-7, atol=1e-12)
