@@ -9,6 +9,11 @@ import numpy as np
 
 from .base import ScalarIndicator, check_period
 
+_log = math.log
+_sqrt = math.sqrt
+_mul = np.multiply
+_sub = np.subtract
+
 __all__ = ["Hurst"]
 
 
@@ -40,7 +45,7 @@ class Hurst(ScalarIndicator[float]):
     (None, 0.601125)
     """
 
-    __slots__ = ("period", "_ring", "_pos", "_len", "_ar", "_tmp", "_s1", "_s2")
+    __slots__ = ("period", "_ring", "_lg", "_last", "_pos", "_len", "_ar", "_tmp", "_s1", "_s2", "_logn")
     _params: ClassVar[tuple[str, ...]] = ("period",)
     spec_name: ClassVar[str] = "hurst"
 
@@ -48,6 +53,7 @@ class Hurst(ScalarIndicator[float]):
         self.period = check_period("period", period, 8)
         self._ar = np.arange(period, dtype=float)
         self._tmp = np.empty(period)
+        self._logn = math.log(period)
         self._reset_bookkeeping()
         self._init_state()
 
@@ -58,6 +64,8 @@ class Hurst(ScalarIndicator[float]):
     def _init_state(self) -> None:
         w = self.period + 1
         self._ring = np.zeros(2 * w)  # log prices, each written at i and i + w
+        self._lg = [0.0] * w  # the same log prices as Python floats, at i (scalar reads)
+        self._last = 0.0  # the newest log price
         self._pos = 0  # index of the oldest log price of the window
         self._len = 0  # log prices held (<= w)
         self._s1 = 0.0
@@ -84,40 +92,62 @@ class Hurst(ScalarIndicator[float]):
         return math.log(r / math.sqrt(var)) / math.log(n)
 
     def _push(self, x: float) -> float | None:
-        self._n += 1
-        lx = math.log(x)
-        w = self.period + 1
+        n1 = self._n + 1
+        self._n = n1
+        lx = _log(x)
+        n = self.period
+        w = n + 1
         ring = self._ring
+        lg = self._lg
         k = self._len
         if k == 0:
             ring[0] = ring[w] = lx
+            lg[0] = lx
+            self._last = lx
             self._len = 1
             return None
         pos = self._pos
-        last = float(ring[pos + k - 1])
-        r = lx - last
+        r = lx - self._last
+        self._last = lx
         if k == w:
-            o = float(ring[pos + 1]) - float(ring[pos])
+            p1 = pos + 1 if pos + 1 < w else 0
+            o = lg[p1] - lg[pos]
             self._s1 += r - o
             self._s2 += r * r - o * o
             ring[pos] = ring[pos + w] = lx
-            pos = pos + 1 if pos + 1 < w else 0
+            lg[pos] = lx
+            pos = p1
             self._pos = pos
         else:
             self._s1 += r
             self._s2 += r * r
             ring[k] = ring[k + w] = lx
+            lg[k] = lx
             k += 1
             self._len = k
             if k < w:
                 return None
-        n = self.period
-        if self._n % n == 0:  # exact resync of the window sums, amortised O(1)
+        if n1 % n == 0:  # exact resync of the window sums, amortised O(1)
             rets = np.diff(ring[pos : pos + w]).tolist()
             self._s1 = math.fsum(rets)
             self._s2 = math.fsum([v * v for v in rets])
-        head = ring[pos : pos + n]
-        return self._exponent(head, (lx - float(head[0])) / n, self._s1, self._s2)
+        # _exponent, inlined (same operations, same order)
+        s1 = self._s1
+        m = s1 / n
+        var = self._s2 / n - m * m
+        if var <= 0.0:
+            return 0.5
+        base = lg[pos]
+        tmp = self._tmp
+        _mul(self._ar, (lx - base) / n, tmp)
+        _sub(ring[pos : pos + n], tmp, tmp)
+        tmp.sort()
+        hi = float(tmp[-1]) - base
+        lo = float(tmp[0]) - base
+        rr = (hi if hi > 0.0 else 0.0) - (lo if lo < 0.0 else 0.0)  # Y_0 = Y_n = 0
+        if rr <= 0.0:
+            return 0.5
+        return _log(rr / _sqrt(var)) / self._logn
 
     def _peek(self, x: float) -> float | None:
         w = self.period + 1
@@ -156,6 +186,8 @@ class Hurst(ScalarIndicator[float]):
         self._ring = np.zeros(2 * w)
         self._ring[: len(logs)] = logs
         self._ring[w : w + len(logs)] = logs
+        self._lg = logs + [0.0] * (w - len(logs))
+        self._last = logs[-1] if logs else 0.0
         self._pos = 0
         self._len = len(logs)
         self._s1 = float(state["s1"])
