@@ -118,7 +118,7 @@ class CandleAggregator:
         p = (bid + ask) * 0.5 if side == "mid" else (bid if side == "bid" else ask)
         spread = ask - bid
         cur = s.cur
-        for i, dur in enumerate(self._dur):
+        for i in range(len(self._dur)):
             bar = cur[i]
             if bar is None or not (bar[0] <= ts_ms < bar[1]):
                 bar = self._bucket(s, i, ts_ms)

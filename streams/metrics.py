@@ -27,8 +27,8 @@ compose deployment sets ``FOREXD_METRICS_ADDR=0.0.0.0`` inside its private netwo
 from __future__ import annotations
 
 import logging
-import re
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable

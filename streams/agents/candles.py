@@ -13,15 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from forex_diffusion.codec import decode_candle, encode
 from forex_diffusion.errors import ForexDiffusionError, ValidationError
 from forex_diffusion.forecasting import CandleOutcome, ForecasterConfig, SymbolForecaster
-from retraining.serving import ModelBook
 from retraining.failpoints import failpoint
+from retraining.serving import ModelBook
 
 from ..deadletter import dead_letter_headers, dead_letter_record
 from ..progress import PartitionProgress

@@ -12,9 +12,9 @@ from forex_diffusion.codec import decode_tick, encode_candle
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ValidationError
 from forex_diffusion.pipeline import TickPipeline
+from retraining.failpoints import failpoint
 
 from ..deadletter import dead_letter_headers, dead_letter_record
-from retraining.failpoints import failpoint
 from ..progress import PartitionProgress
 
 if TYPE_CHECKING:

@@ -5,23 +5,21 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from forex_diffusion.domain import PriceSide
 from forex_diffusion.errors import ForexDiffusionError
 from forex_diffusion.offline import aggregate_ticks_file, write_candles_csv
 
 
 def candles(
     file: Path = typer.Argument(..., help="Tick file (CSV, optionally .gz): ts_ms,bid,ask | timestamp,symbol,bid,ask[,volume] | Dukascopy | HistData."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="CSV to write (default: standard output)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="CSV to write (default: standard output)."),
     price: str = typer.Option("mid", "--price", help="Price side of the candles: mid|bid|ask."),
     timeframes: str = typer.Option("1m", "--timeframes", help="Comma-separated timeframes, e.g. 1m,5m,1h."),
-    symbol: Optional[str] = typer.Option(None, "--symbol", help="Symbol for files without one (else taken from the file name)."),
+    symbol: str | None = typer.Option(None, "--symbol", help="Symbol for files without one (else taken from the file name)."),
     lateness_ms: int = typer.Option(2000, "--allowed-lateness-ms", help="Allowed lateness of ticks (event time)."),
-    rejects: Optional[Path] = typer.Option(None, "--rejects", help="Write each refused row with its reason to this CSV."),
+    rejects: Path | None = typer.Option(None, "--rejects", help="Write each refused row with its reason to this CSV."),
 ) -> None:
     """Read ticks from FILE and write candles as CSV.
 

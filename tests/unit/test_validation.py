@@ -117,7 +117,7 @@ def test_real_fxcm_feed_flows_with_default_tolerance() -> None:
         pytest.skip(f"{path} absent (extended data beside the checkout)")
     frame = read_ticks(path).frame
     v = TickValidator()
-    reasons = [v.check("EURUSD", t, b, a) for t, b, a in zip(frame.ts_ms.tolist(), frame.bid.tolist(), frame.ask.tolist())]
+    reasons = [v.check("EURUSD", t, b, a) for t, b, a in zip(frame.ts_ms.tolist(), frame.bid.tolist(), frame.ask.tolist(), strict=True)]
     assert all(r is None for r in reasons)
     assert v.counters.crossed_accepted == 116_871  # the data README's count
     assert 0.09 < v.counters.crossed_accepted / len(frame) < 0.11
