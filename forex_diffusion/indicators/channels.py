@@ -55,12 +55,33 @@ class Donchian(BarIndicator[ChannelValue]):
         self._ready_at = self.period
 
     def _push(self, bar: BarLike) -> tuple[float, float] | None:
+        # Max._push and Min._push, inlined (same deques, same state)
         self._n += 1
-        hh = self._hh._push(bar.high)
-        ll = self._ll._push(bar.low)
-        if hh is None:
+        p = self.period
+        m = self._hh
+        i = m._n
+        m._n = i + 1
+        x = bar.high
+        dq = m._dq
+        while dq and dq[-1][1] <= x:
+            dq.pop()
+        dq.append((i, x))
+        if dq[0][0] <= i - p:
+            dq.popleft()
+        hh = dq[0][1]
+        m = self._ll
+        j = m._n
+        m._n = j + 1
+        x = bar.low
+        dq = m._dq
+        while dq and dq[-1][1] >= x:
+            dq.pop()
+        dq.append((j, x))
+        if dq[0][0] <= j - p:
+            dq.popleft()
+        if i + 1 < p:
             return None
-        return (hh, ll)  # type: ignore[return-value]
+        return (hh, dq[0][1])
 
     def _peek(self, bar: BarLike) -> tuple[float, float] | None:
         hh = self._hh._peek(bar.high)

@@ -290,12 +290,35 @@ class Stochastic(BarIndicator[StochasticValue]):
         return (c - ll) / diff if diff != 0.0 else 0.0
 
     def _push(self, bar: BarLike) -> tuple[float, float] | None:
+        # Max._push and Min._push, inlined (same deques, same state)
         self._n += 1
-        hh = self._hh._push(bar.high)
-        ll = self._ll._push(bar.low)
-        if hh is None or ll is None:
+        p = self.k_period
+        m = self._hh
+        i = m._n
+        m._n = i + 1
+        x = bar.high
+        dq = m._dq
+        while dq and dq[-1][1] <= x:
+            dq.pop()
+        dq.append((i, x))
+        if dq[0][0] <= i - p:
+            dq.popleft()
+        hh = dq[0][1]
+        m = self._ll
+        j = m._n
+        m._n = j + 1
+        x = bar.low
+        dq = m._dq
+        while dq and dq[-1][1] >= x:
+            dq.pop()
+        dq.append((j, x))
+        if dq[0][0] <= j - p:
+            dq.popleft()
+        if i + 1 < p or j + 1 < p:
             return None
-        k: float | None = self._raw_k(bar.close, hh, ll)
+        ll = dq[0][1]
+        diff = (hh - ll) / 100.0  # _raw_k, inlined
+        k: float | None = (bar.close - ll) / diff if diff != 0.0 else 0.0
         ks = self._ks
         if ks is not None:
             k = ks._push(k)  # type: ignore[arg-type]
