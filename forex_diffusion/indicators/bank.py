@@ -90,6 +90,32 @@ class BankSpec:
         return ",".join(self.indicators)
 
 
+def _compile_commit(plan: list[tuple[Any, Any, bool, int]]) -> Any:
+    """Return ``commit(bank, bar) -> values``: every ``_push`` of ``plan`` unrolled in one function.
+
+    The same calls, in the same order, as a loop over ``plan`` would make (so the same
+    values), without the per-indicator loop, tuple unpacking and width tests.
+    """
+    env: dict[str, Any] = {}
+    body = ["def commit(bank, bar):", "    c = bar.close"]
+    items = []
+    for k, (push, _, scalar, width) in enumerate(plan):
+        env[f"p{k}"] = push
+        body.append(f"    r{k} = p{k}({'c' if scalar else 'bar'})")
+        if width == 1:
+            items.append(f"r{k}")
+        else:
+            env[f"none{k}"] = (None,) * width
+            items.append(f"*(none{k} if r{k} is None else r{k})")
+    body += [f"    out = [{', '.join(items)}]",
+             "    bank._values = out",
+             "    bank._forming = None",
+             "    bank._count += 1",
+             "    return out"]
+    exec("\n".join(body), env)  # noqa: S102 - generated from the plan above, no outside text
+    return env["commit"]
+
+
 class IndicatorBank:
     """The configured indicators of one (symbol, timeframe) series.
 
@@ -116,7 +142,7 @@ class IndicatorBank:
     """
 
     __slots__ = ("spec", "_inds", "_plan", "_columns", "_values", "_forming", "_count",
-                 "_last_open", "_ready", "_ready_at", "duplicates")
+                 "_last_open", "_ready", "_ready_at", "duplicates", "_commit")
 
     def __init__(self, spec: BankSpec | str | None = None) -> None:
         if spec is None or isinstance(spec, str):
@@ -129,6 +155,7 @@ class IndicatorBank:
     def _install(self, inds: list[Indicator[Any]]) -> None:
         self._inds = inds
         self._plan = [(i._push, i._peek, i.input_kind == "scalar", len(i.columns)) for i in inds]
+        self._commit = _compile_commit(self._plan)
         self._columns = tuple(c for i in inds for c in i.columns)
         self._ready_at = max(i.ready_after for i in inds)
         self._values: list[float | None] = [None] * len(self._columns)
@@ -141,22 +168,7 @@ class IndicatorBank:
     # ---- hot path ---------------------------------------------------------------------
     def _update_list(self, bar: BarLike) -> list[float | None]:
         """Commit ``bar`` for every indicator; return the flat values (no dict)."""
-        c = bar.close
-        out: list[float | None] = []
-        ap = out.append
-        ex = out.extend
-        for push, _, scalar, width in self._plan:
-            r = push(c) if scalar else push(bar)
-            if width == 1:
-                ap(r)  # type: ignore[arg-type]
-            elif r is None:
-                ex((None,) * width)
-            else:
-                ex(r)  # type: ignore[arg-type]
-        self._values = out
-        self._forming = None
-        self._count += 1
-        return out
+        return self._commit(self, bar)
 
     def _revise_list(self, bar: BarLike) -> list[float | None]:
         c = bar.close
@@ -193,7 +205,7 @@ class IndicatorBank:
             return dict(zip(self._columns, self._values, strict=True))
         if om is not None:
             self._last_open = om
-        return dict(zip(self._columns, self._update_list(candle), strict=True))
+        return dict(zip(self._columns, self._commit(self, candle)))  # lengths equal by construction
 
     def revise(self, candle: BarLike) -> dict[str, float | None]:
         """Return every column's value with ``candle`` as the forming candle; commits nothing.
@@ -289,6 +301,14 @@ class IndicatorBank:
             raise ConfigError("IndicatorBank snapshot: wrong number of values")
         bank._values = [None if v is None else float(v) for v in vals]
         return bank
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__ if k != "_commit" and hasattr(self, k)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+        self._commit = _compile_commit(self._plan)
 
     def __repr__(self) -> str:
         return f"IndicatorBank(spec={str(self.spec)!r}, count={self._count})"
