@@ -150,6 +150,32 @@ class Keltner(BarIndicator[BandsValue]):
 
     def _push(self, bar: BarLike) -> tuple[float, float, float] | None:
         self._n += 1
+        ema = self._ema
+        atr = self._atr
+        en = ema._n + 1
+        an = atr._n + 1
+        if en > ema.period and an > atr.period + 1:  # steady state: both _push, inlined
+            ema._n = en
+            e = ema._ema
+            mid = (bar.close - e) * ema._k + e
+            ema._ema = mid
+            atr._n = an
+            pc = atr._pc
+            h = bar.high
+            lo = bar.low
+            atr._pc = bar.close
+            tr = h - lo
+            v = h - pc if h > pc else pc - h  # type: ignore[operator]
+            if v > tr:
+                tr = v
+            v = lo - pc if lo > pc else pc - lo  # type: ignore[operator]
+            if v > tr:
+                tr = v
+            p = atr.period
+            a = (atr._atr * (p - 1) + tr) / p
+            atr._atr = a
+            w = self.multiplier * a
+            return (mid - w, mid, mid + w)
         mid = self._ema._push(bar.close)
         atr = self._atr._push(bar)
         if mid is None or atr is None:

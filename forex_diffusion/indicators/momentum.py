@@ -194,6 +194,26 @@ class MACD(ScalarIndicator[MACDValue]):
     def _push(self, x: float) -> tuple[float, float, float] | None:
         n = self._n + 1
         self._n = n
+        if n > self.slow:  # steady state: _lines and the signal EMA's _push, inlined
+            fe = self._fe
+            fe = (x - fe) * self._kf + fe
+            se = self._se
+            se = (x - se) * self._ks + se
+            self._fe = fe
+            self._se = se
+            m = fe - se
+            sig_ema = self._sig
+            k = sig_ema._n + 1
+            if k > sig_ema.period:
+                sig_ema._n = k
+                e = sig_ema._ema
+                e = (m - e) * sig_ema._k + e
+                sig_ema._ema = e
+                return (m, e, m - e)
+            sig = sig_ema._push(m)
+            if sig is None:
+                return None
+            return (m, sig, m - sig)
         lines = self._lines(x, n)
         if n <= self.slow:
             self._recent.append(x)

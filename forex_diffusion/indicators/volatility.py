@@ -12,6 +12,9 @@ from .values import BandsValue
 __all__ = ["ATR", "BollingerBands", "RealisedVolatility"]
 
 
+_sqrt = math.sqrt
+
+
 def _fmt(x: float) -> str:
     return f"{x:g}"
 
@@ -174,6 +177,20 @@ class BollingerBands(ScalarIndicator[BandsValue]):
         self._n = n
         p = self.period
         buf = self._buf
+        if n > p and n % p:  # steady state, no resync: the sums and _bands, inlined
+            a = self._anchor
+            o = buf[0] - a
+            d = x - a
+            s1 = self._s1 + (d - o)
+            s2 = self._s2 + (d * d - o * o)
+            self._s1 = s1
+            self._s2 = s2
+            buf.append(x)
+            m = s1 / p
+            var = s2 / p - m * m
+            sd = _sqrt(var) * self.k if var > 0.0 else 0.0
+            mid = a + m
+            return (mid - sd, mid, mid + sd)
         if n == 1:
             self._anchor = x
         a = self._anchor
