@@ -139,6 +139,7 @@ def main() -> int:
     print(f"  ours, values as list      {d_list:10.0f}")
     print(f"  ours, bank.update -> dict {d_dict:10.0f}")
     print(f"  ours without hurst_100    {d_nh:10.0f}")
+    print(f"  hurst_100's share         {d_dict - d_nh:10.0f}")
     if have_talipp:
         t_full = ns(best_of(talipp_run(candles, full=True)))
         print(f"  talipp (no Hurst in it)   {t_full:10.0f}")
