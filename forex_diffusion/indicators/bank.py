@@ -12,9 +12,9 @@ into a bank that continues exactly as if it had never stopped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ..errors import ConfigError
 from .base import SNAPSHOT_VERSION, BarLike, Indicator
@@ -90,7 +90,7 @@ class BankSpec:
         return ",".join(self.indicators)
 
 
-def _compile_commit(plan: list[tuple[Any, Any, bool, int]]) -> Any:
+def _compile_commit(plan: list[tuple[Any, Any, bool, int]]) -> Callable[[Any, Any], list[float | None]]:
     """Return ``commit(bank, bar) -> values``: every ``_push`` of ``plan`` unrolled in one function.
 
     The same calls, in the same order, as a loop over ``plan`` would make (so the same
@@ -113,7 +113,7 @@ def _compile_commit(plan: list[tuple[Any, Any, bool, int]]) -> Any:
              "    bank._count += 1",
              "    return out"]
     exec("\n".join(body), env)  # noqa: S102 - generated from the plan above, no outside text
-    return env["commit"]
+    return cast("Callable[[Any, Any], list[float | None]]", env["commit"])
 
 
 class IndicatorBank:
@@ -205,7 +205,7 @@ class IndicatorBank:
             return dict(zip(self._columns, self._values, strict=True))
         if om is not None:
             self._last_open = om
-        return dict(zip(self._columns, self._commit(self, candle)))  # lengths equal by construction
+        return dict(zip(self._columns, self._commit(self, candle), strict=False))  # equal lengths by construction
 
     def revise(self, candle: BarLike) -> dict[str, float | None]:
         """Return every column's value with ``candle`` as the forming candle; commits nothing.

@@ -58,22 +58,22 @@ class Donchian(BarIndicator[ChannelValue]):
         # Max._push and Min._push, inlined (same deques, same state)
         self._n += 1
         p = self.period
-        m = self._hh
-        i = m._n
-        m._n = i + 1
+        mx = self._hh
+        i = mx._n
+        mx._n = i + 1
         x = bar.high
-        dq = m._dq
+        dq = mx._dq
         while dq and dq[-1][1] <= x:
             dq.pop()
         dq.append((i, x))
         if dq[0][0] <= i - p:
             dq.popleft()
         hh = dq[0][1]
-        m = self._ll
-        j = m._n
-        m._n = j + 1
+        mn = self._ll
+        j = mn._n
+        mn._n = j + 1
         x = bar.low
-        dq = m._dq
+        dq = mn._dq
         while dq and dq[-1][1] >= x:
             dq.pop()
         dq.append((j, x))
@@ -150,32 +150,32 @@ class Keltner(BarIndicator[BandsValue]):
 
     def _push(self, bar: BarLike) -> tuple[float, float, float] | None:
         self._n += 1
-        ema = self._ema
-        atr = self._atr
-        en = ema._n + 1
-        an = atr._n + 1
-        if en > ema.period and an > atr.period + 1:  # steady state: both _push, inlined
-            ema._n = en
-            e = ema._ema
-            mid = (bar.close - e) * ema._k + e
-            ema._ema = mid
-            atr._n = an
-            pc = atr._pc
+        em = self._ema
+        at = self._atr
+        en = em._n + 1
+        an = at._n + 1
+        if en > em.period and an > at.period + 1:  # steady state: both _push, inlined
+            em._n = en
+            e = em._ema
+            md = (bar.close - e) * em._k + e
+            em._ema = md
+            at._n = an
+            pc: float = at._pc  # type: ignore[assignment]  # set: an > 1
             h = bar.high
             lo = bar.low
-            atr._pc = bar.close
+            at._pc = bar.close
             tr = h - lo
-            v = h - pc if h > pc else pc - h  # type: ignore[operator]
+            v = h - pc if h > pc else pc - h
             if v > tr:
                 tr = v
-            v = lo - pc if lo > pc else pc - lo  # type: ignore[operator]
+            v = lo - pc if lo > pc else pc - lo
             if v > tr:
                 tr = v
-            p = atr.period
-            a = (atr._atr * (p - 1) + tr) / p
-            atr._atr = a
+            p = at.period
+            a = (at._atr * (p - 1) + tr) / p
+            at._atr = a
             w = self.multiplier * a
-            return (mid - w, mid, mid + w)
+            return (md - w, md, md + w)
         mid = self._ema._push(bar.close)
         atr = self._atr._push(bar)
         if mid is None or atr is None:

@@ -313,22 +313,22 @@ class Stochastic(BarIndicator[StochasticValue]):
         # Max._push and Min._push, inlined (same deques, same state)
         self._n += 1
         p = self.k_period
-        m = self._hh
-        i = m._n
-        m._n = i + 1
+        mx = self._hh
+        i = mx._n
+        mx._n = i + 1
         x = bar.high
-        dq = m._dq
+        dq = mx._dq
         while dq and dq[-1][1] <= x:
             dq.pop()
         dq.append((i, x))
         if dq[0][0] <= i - p:
             dq.popleft()
         hh = dq[0][1]
-        m = self._ll
-        j = m._n
-        m._n = j + 1
+        mn = self._ll
+        j = mn._n
+        mn._n = j + 1
         x = bar.low
-        dq = m._dq
+        dq = mn._dq
         while dq and dq[-1][1] >= x:
             dq.pop()
         dq.append((j, x))
