@@ -224,9 +224,9 @@ def check(oracle: Oracle, *, db: list[Candle], db_rows: int, candle_msgs: Sequen
 PG_CLUSTER = ("15", "main")
 
 
-def pg_ctl(action: str) -> None:
-    """``pg_ctlcluster 15 main <action>`` (root only)."""
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", *PG_CLUSTER, action],
+def pg_ctl(action: str, *args: str) -> None:
+    """``pg_ctlcluster 15 main <action> [args]`` (root only)."""
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", *PG_CLUSTER, action, *args],
                    check=True, capture_output=True, timeout=60)
 
 
