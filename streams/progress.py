@@ -47,6 +47,7 @@ class PartitionProgress:
         self.offsets: dict[int, int] = {}
         self.dirty: set[int] = set()
         self.last_save = time.monotonic()
+        self._commits: set[asyncio.Future[None]] = set()
 
     def admit(self, partition: int, offset: int) -> bool:
         """Whether a message is new: its offset is past the last one processed.
@@ -91,14 +92,21 @@ class PartitionProgress:
                 ),
             )
         if self.app is not None and captured:
-            # The group's committed offset follows the checkpoint, never leads it (Faust's
-            # own periodic commits are switched off in create_app).
+            # The group's committed offset follows the checkpoint, never leads it (Faust's own
+            # periodic commits are off in create_app). The checkpoint in the database is what
+            # counts; the commit only shortens the replay after a restart (admit() skips what
+            # the state holds), so it runs in the background and may fail or time out.
             positions = {TP(self.topic, p): off + 1 for p, (off, _s) in captured.items()}
-            try:
-                await self.app.consumer._commit(positions)
-            except Exception as exc:  # a failed commit only means more replay (deduplicated)
-                log.warning("progress.commit_failed consumer=%s error=%s", self.consumer, type(exc).__name__)
+            task = asyncio.ensure_future(self._commit(positions))
+            self._commits.add(task)
+            task.add_done_callback(self._commits.discard)
         self.last_save = time.monotonic()
+
+    async def _commit(self, positions: dict[TP, int]) -> None:
+        try:
+            await asyncio.wait_for(self.app.consumer._commit(positions), timeout=10.0)
+        except Exception as exc:  # a failed commit only means a longer (deduplicated) replay
+            log.warning("progress.commit_failed consumer=%s error=%s", self.consumer, type(exc).__name__)
 
     async def on_assigned(self, app: Any, assigned: Iterable[TP]) -> None:
         """Restore state of each newly assigned partition of our topic and position it.
@@ -111,7 +119,6 @@ class PartitionProgress:
         mine = [tp for tp in assigned if tp.topic == self.topic]
         if not mine:
             return
-        positions: dict[TP, int] = {}
         for tp in mine:
             snap = await loop.run_in_executor(
                 None, lambda tp=tp: load_snapshot(self.engine, consumer=self.consumer, topic=self.topic, partition=tp.partition)
@@ -122,14 +129,11 @@ class PartitionProgress:
             offset, state = snap
             self._restore(tp.partition, state)
             self.offsets[tp.partition] = offset
-            positions[tp] = offset + 1
             log.info("progress.restored consumer=%s partition=%d offset=%d", self.consumer, tp.partition, offset)
-        # Positions: Faust's recovery seeks to the group's committed offset, which the agents
-        # keep equal to (or, after a crash between checkpoint and commit, just behind) the
-        # checkpoint; admit() skips what the restored state already holds. The explicit
-        # seek below covers the case where it runs after Faust's.
-        for tp, pos in positions.items():
-            await app.consumer.seek(tp, pos)
+        # No explicit seek: Faust's recovery seeks to the group's committed offset, which the
+        # agents keep equal to (or, after a crash between checkpoint and commit, just behind)
+        # the checkpoint, and admit() skips what the restored state already holds. (Seeking
+        # here races the fetcher, which can then fail with a KeyError on the partition.)
 
     async def on_revoked(self, revoked: Iterable[TP]) -> None:
         """Forget state of revoked partitions (they were checkpointed by the caller first)."""

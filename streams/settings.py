@@ -31,7 +31,7 @@ class Settings:
     topic_prefix: str = ""
     partitions: int = 4
     data_dir: Path = Path("var")
-    database_url: str = ""
+    database_url: str = field(default="", repr=False)  # may hold a password
     symbols: tuple[str, ...] = ("EURUSD", "GBPUSD", "USDJPY")
     timeframes: tuple[str, ...] = ("1m", "5m", "15m", "1h")
     forecast_timeframes: tuple[str, ...] = ("1m",)

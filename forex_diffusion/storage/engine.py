@@ -39,5 +39,7 @@ def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
             cur.close()
 
     if create:
-        metadata.create_all(engine)
+        from .retry import db_retry
+
+        db_retry(metadata.create_all)(engine)  # a database still starting up is waited for
     return engine

@@ -63,6 +63,10 @@ class CandleAgent:
         # is half done (its state advanced but its forecasts not yet queued)
         self._idle = asyncio.Event()
         self._idle.set()
+        # cleared while checkpoints fail: consumption pauses (Kafka is the buffer)
+        self.healthy = asyncio.Event()
+        self.healthy.set()
+        self.failures = 0
         self.forecasts_emitted = 0
 
     # -- partition state --------------------------------------------------------------------
@@ -161,6 +165,12 @@ class CandleAgent:
 
     async def handle_batch(self, msgs: list[Any]) -> None:
         """Process a batch of candle messages and forecast every due series in one call per model."""
+        while not self.healthy.is_set():
+            self.schedule_flush()
+            try:
+                await asyncio.wait_for(self.healthy.wait(), timeout=1.0)
+            except TimeoutError:
+                continue
         self._idle.clear()
         try:
             await self._handle_batch(msgs)
@@ -262,18 +272,40 @@ class CandleAgent:
             captured = self.progress.capture(set(rows) | set(cands))
             if not captured and not out and not dead:
                 return
-            sends = []
-            for kind, key, value in out:
-                sends.append(await self.rt.topics[kind].send(key=key, value=value))
-            dl = self.rt.topics["deadletter"]
-            for key, value, headers in dead:
-                sends.append(await dl.send(key=key, value=value, headers=headers))
-            if sends:
-                failpoint("during_output_send")
-                await asyncio.gather(*sends)
-            await self.progress.persist(captured, {p: (cands.get(p, ()), rows.get(p, ())) for p in set(rows) | set(cands)})
-            failpoint("after_db_upsert_before_commit")
-            m = self.rt.metrics
-            q = getattr(self.rt, "quality", None)
-            if m is not None and q is not None:
-                m.set_quality(q.snapshot_metrics())
+            try:
+                await self._publish_and_persist(out, dead, rows, cands, captured)
+            except Exception as exc:  # noqa: BLE001 - any failure: keep everything, retry, back off
+                self.out[:0] = out
+                self.dead[:0] = dead
+                for p, r in rows.items():
+                    self.pending_rows[p][:0] = r
+                for p, c in cands.items():
+                    self.pending_candles[p][:0] = c
+                self.progress.dirty |= set(captured)
+                self.failures += 1
+                self.healthy.clear()
+                log.warning("checkpoint.failed attempt=%d error=%s", self.failures, type(exc).__name__)
+                await asyncio.sleep(min(30.0, 0.25 * 2 ** min(self.failures, 7)))
+                return
+            if self.failures:
+                log.warning("checkpoint.recovered after=%d failures", self.failures)
+            self.failures = 0
+            self.healthy.set()
+
+    async def _publish_and_persist(self, out: list[Any], dead: list[Any], rows: dict[int, list[Any]],
+                                   cands: dict[int, list[Any]], captured: dict[int, Any]) -> None:
+        sends = []
+        for kind, key, value in out:
+            sends.append(await self.rt.topics[kind].send(key=key, value=value))
+        dl = self.rt.topics["deadletter"]
+        for key, value, headers in dead:
+            sends.append(await dl.send(key=key, value=value, headers=headers))
+        if sends:
+            failpoint("during_output_send")
+            await asyncio.gather(*sends)
+        await self.progress.persist(captured, {p: (cands.get(p, ()), rows.get(p, ())) for p in set(rows) | set(cands)})
+        failpoint("after_db_upsert_before_commit")
+        m = self.rt.metrics
+        q = getattr(self.rt, "quality", None)
+        if m is not None and q is not None:
+            m.set_quality(q.snapshot_metrics())

@@ -45,6 +45,11 @@ class TickAgent:
         self.dead: list[tuple[Any, bytes, list[tuple[str, bytes]]]] = []
         self.n_pending = 0
         self._flush_task: asyncio.Future[None] | None = None
+        # cleared while checkpoints fail (database or broker down): the agent then stops
+        # consuming — Kafka is the buffer — instead of piling up state it cannot persist
+        self.healthy = asyncio.Event()
+        self.healthy.set()
+        self.failures = 0
         self.progress = PartitionProgress(
             app=rt.app, consumer=f"{s.app_id}:{self.consumer_name}", topic=s.topic("ticks"), engine=rt.engine,
             snapshot=lambda p: self.pipeline.snapshot(sorted(self.symbols.get(p, ()))),
@@ -97,6 +102,8 @@ class TickAgent:
         """Process one message (never raises for bad input, never waits for I/O)."""
         p = msg.partition
         failpoint("after_consume_before_processing")
+        if not self.healthy.is_set():
+            await self.wait_healthy()
         if not self.progress.admit(p, msg.offset):
             return  # already reflected in the restored state
         tick = None
@@ -169,21 +176,55 @@ class TickAgent:
             captured = self.progress.capture(pending.keys())
             if not captured and not dead:
                 return
-            topic, dl_topic = self.rt.topics["candles"], self.rt.topics["deadletter"]
-            sends = []
-            for key, value, headers in dead:
-                sends.append(await dl_topic.send(key=key, value=value, headers=headers))
-            for candles in pending.values():
-                for c in candles:
-                    sends.append(await topic.send(key=c.symbol.encode(), value=encode_candle(c)))
-            if sends:
-                failpoint("during_output_send")
-                await asyncio.gather(*sends)
-            effects = {p: (cs, ()) for p, cs in pending.items() if cs}
-            await self.progress.persist(captured, effects)
-            failpoint("after_db_upsert_before_commit")
-            m = self.rt.metrics
-            if m is not None:
-                for cs in pending.values():
-                    for c in cs:
-                        m.candles_emitted(c.symbol, c.timeframe)
+            try:
+                await self._publish_and_persist(pending, dead, captured)
+            except Exception as exc:  # noqa: BLE001 - any failure: keep everything, retry, back off
+                for p, cs in pending.items():
+                    self.pending[p][:0] = cs
+                    self.n_pending += len(cs)
+                self.dead[:0] = dead
+                self.progress.dirty |= set(captured)
+                self.failures += 1
+                self.healthy.clear()
+                log.warning("checkpoint.failed attempt=%d error=%s: %s", self.failures, type(exc).__name__,
+                            str(exc).splitlines()[0][:200] if str(exc) else "")
+                if self.rt.metrics is not None:
+                    self.rt.metrics.circuit_state("database", "open")
+                await asyncio.sleep(min(30.0, 0.25 * 2 ** min(self.failures, 7)))
+                return
+            if self.failures:
+                log.warning("checkpoint.recovered after=%d failures", self.failures)
+                if self.rt.metrics is not None:
+                    self.rt.metrics.circuit_state("database", "closed")
+            self.failures = 0
+            self.healthy.set()
+
+    async def wait_healthy(self) -> None:
+        """Hold consumption until a checkpoint succeeds again (retried in the background)."""
+        while not self.healthy.is_set():
+            self.schedule_flush()
+            try:
+                await asyncio.wait_for(self.healthy.wait(), timeout=1.0)
+            except TimeoutError:
+                continue
+
+    async def _publish_and_persist(self, pending: dict[int, list[Candle]], dead: list[Any],
+                                   captured: dict[int, Any]) -> None:
+        topic, dl_topic = self.rt.topics["candles"], self.rt.topics["deadletter"]
+        sends = []
+        for key, value, headers in dead:
+            sends.append(await dl_topic.send(key=key, value=value, headers=headers))
+        for candles in pending.values():
+            for c in candles:
+                sends.append(await topic.send(key=c.symbol.encode(), value=encode_candle(c)))
+        if sends:
+            failpoint("during_output_send")
+            await asyncio.gather(*sends)
+        effects = {p: (cs, ()) for p, cs in pending.items() if cs}
+        await self.progress.persist(captured, effects)
+        failpoint("after_db_upsert_before_commit")
+        m = self.rt.metrics
+        if m is not None:
+            for cs in pending.values():
+                for c in cs:
+                    m.candles_emitted(c.symbol, c.timeframe)
