@@ -46,8 +46,8 @@ class Settings:
     metrics_port: int = 9464
     web_port: int = 6066
     broker_rebalance_timeout_s: float = 5.0
-    broker_session_timeout_s: float = 6.0
-    broker_heartbeat_interval_s: float = 1.0
+    broker_session_timeout_s: float = 20.0
+    broker_heartbeat_interval_s: float = 2.0
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str = "SCRAM-SHA-512"
     kafka_sasl_username: str | None = None

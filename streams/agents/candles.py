@@ -123,7 +123,12 @@ class CandleAgent:
 
         @app.on_partitions_revoked.connect
         async def _revoked(sender: Any, revoked: Any, **_: Any) -> None:
-            await self.flush()
+            # bounded: Faust gives the rebalance callbacks < session timeout; an unfinished
+            # checkpoint only means the next owner replays from the previous one
+            try:
+                await asyncio.wait_for(self.flush(), timeout=5.0)
+            except asyncio.TimeoutError:
+                log.warning("revoke.checkpoint_timeout: the next owner replays from the last checkpoint")
             await self.progress.on_revoked(revoked)
 
     def _close_request(self, value: bytes) -> None:
@@ -271,6 +276,7 @@ class CandleAgent:
             cands, self.pending_candles = self.pending_candles, defaultdict(list)
             captured = self.progress.capture(set(rows) | set(cands))
             if not captured and not out and not dead:
+                self.healthy.set()
                 return
             try:
                 await self._publish_and_persist(out, dead, rows, cands, captured)
@@ -302,7 +308,8 @@ class CandleAgent:
             sends.append(await dl.send(key=key, value=value, headers=headers))
         if sends:
             failpoint("during_output_send")
-            await asyncio.gather(*sends)
+            # a send the broker never acknowledges becomes a failed checkpoint (retried), not a hang
+            await asyncio.wait_for(asyncio.gather(*sends), timeout=60.0)
         await self.progress.persist(captured, {p: (cands.get(p, ()), rows.get(p, ())) for p in set(rows) | set(cands)})
         failpoint("after_db_upsert_before_commit")
         m = self.rt.metrics

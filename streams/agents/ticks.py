@@ -92,7 +92,12 @@ class TickAgent:
 
         @app.on_partitions_revoked.connect
         async def _revoked(sender: Any, revoked: Any, **_: Any) -> None:
-            await self.flush()
+            # bounded: Faust gives the rebalance callbacks < session timeout; an unfinished
+            # checkpoint only means the next owner replays from the previous one
+            try:
+                await asyncio.wait_for(self.flush(), timeout=5.0)
+            except asyncio.TimeoutError:
+                log.warning("revoke.checkpoint_timeout: the next owner replays from the last checkpoint")
             await self.progress.on_revoked(revoked)
 
         self._ticks_agent = ticks
@@ -175,6 +180,7 @@ class TickAgent:
             self.n_pending = 0
             captured = self.progress.capture(pending.keys())
             if not captured and not dead:
+                self.healthy.set()
                 return
             try:
                 await self._publish_and_persist(pending, dead, captured)
@@ -219,7 +225,8 @@ class TickAgent:
                 sends.append(await topic.send(key=c.symbol.encode(), value=encode_candle(c)))
         if sends:
             failpoint("during_output_send")
-            await asyncio.gather(*sends)
+            # a send the broker never acknowledges becomes a failed checkpoint (retried), not a hang
+            await asyncio.wait_for(asyncio.gather(*sends), timeout=60.0)
         effects = {p: (cs, ()) for p, cs in pending.items() if cs}
         await self.progress.persist(captured, effects)
         failpoint("after_db_upsert_before_commit")

@@ -44,8 +44,6 @@ def test_settings_repr_hides_kafka_password() -> None:
     assert SENTINEL not in repr(s) and SENTINEL not in str(s)
 
 
-@pytest.mark.xfail(strict=True, reason="Settings.database_url is a plain dataclass field: repr(Settings) prints "
-                   "the DB URL with its password")
 def test_settings_repr_hides_database_password() -> None:
     """A password inside FOREXD_DATABASE_URL is absent from repr(Settings)."""
     s = Settings.from_env({"FOREXD_DATABASE_URL": PG_SENTINEL_URL})
@@ -78,8 +76,6 @@ def test_storage_error_messages_hide_database_password() -> None:
         assert SENTINEL not in str(exc) and SENTINEL not in repr(exc)
 
 
-@pytest.mark.xfail(strict=True, reason="make_engine(create=True) runs metadata.create_all outside db_retry: a DB "
-                   "outage at worker start escapes as a raw sqlalchemy OperationalError (no retry, no StorageError)")
 def test_make_engine_on_unreachable_db_raises_a_storage_error() -> None:
     """Creating the tables on an unreachable database raises the project's StorageError."""
     from forex_diffusion.errors import StorageError
