@@ -44,6 +44,7 @@ def _publish_burst(bootstrap: str, env: dict[str, str], n: int, start: int = 0) 
 
 
 @pytest.mark.postgres
+@pytest.mark.slow  # intermittent open defect: long settle timeouts when it fails
 @pytest.mark.xfail(strict=False, reason="intermittent: restarted/recovering tick worker may stall under load (open, see docs/reliability.md)")
 def test_postgres_outage_worker_survives_and_db_equals_oracle(
     fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, pg_url: str,

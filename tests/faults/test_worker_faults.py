@@ -39,7 +39,9 @@ def _safe_count(url: str) -> int:
         return 0
 
 
-FLAKY = pytest.mark.xfail(strict=False, reason="intermittent defect: a tick worker restarted after a crash sometimes stops emitting while the machine is loaded (open, see docs/reliability.md)")
+# Intermittent (open defect): these wait out long settle timeouts when they fail, so they run
+# with `make test-all` / `-m slow`, not in the default suite, until the stall is fixed.
+FLAKY = [pytest.mark.slow, pytest.mark.xfail(strict=False, reason="intermittent defect: a tick worker restarted after a crash sometimes stops emitting while the machine is loaded (open, see docs/reliability.md)")]
 
 
 @pytest.mark.parametrize("fault", [
