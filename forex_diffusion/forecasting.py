@@ -37,7 +37,7 @@ from .evaluation import QUANTILE_LEVELS, crps_quantiles
 from .features import FeatureBuilder, FeatureConfig
 from .online.learners import LearnerConfig, LearnerStep, OnlineLearnerSet
 from .timeframes import Timeframe
-from .trigger import Decision, RetrainRequest, TriggerPolicy, TriggerState, decide
+from .trigger import Decision, RetrainRequest, TriggerPolicy, TriggerState, close_request, decide
 
 __all__ = [
     "CandleOutcome",
@@ -299,8 +299,6 @@ class SymbolForecaster:
 
     def close_request(self, timeframe: str, request_id: str) -> None:
         """The retrain request ``request_id`` is finished: allow new ones (after cooldown)."""
-        from .trigger import close_request
-
         s = self.series.get(timeframe)
         if s is not None:
             s.trigger = close_request(s.trigger, request_id)
