@@ -40,6 +40,7 @@ class Settings:
     allowed_lateness_ms: int = 2_000
     idle_close_s: float = 10.0
     snapshot_interval_s: float = 1.0
+    status_interval_s: float = 30.0
     max_message_bytes: int = 64 * 1024
     model_dir: Path | None = None
     metrics_addr: str = "127.0.0.1"

@@ -178,6 +178,7 @@ def worker_env(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> dict[
         "FOREXD_TIMEFRAMES": "1m,5m,1h",
         "FOREXD_FORECAST_TIMEFRAMES": "1m",
         "FOREXD_IDLE_CLOSE_S": "3",
+        "FOREXD_STATUS_INTERVAL_S": "5",
         "FOREXD_METRICS_PORT": "-1",
         "PYTHONUNBUFFERED": "1",
     })

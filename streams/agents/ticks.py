@@ -8,6 +8,8 @@ import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
+from faust.types import TP
+
 from forex_diffusion.codec import decode_tick, encode_candle
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ValidationError
@@ -56,6 +58,7 @@ class TickAgent:
             restore=self._restore, drop=self._drop,
         )
         self.processed = 0
+        self._last_status = time.monotonic()
 
     def _restore(self, partition: int, state: dict[str, Any]) -> None:
         self.pipeline.restore(state)
@@ -153,7 +156,14 @@ class TickAgent:
         """Close candles of idle series on wall-clock time; checkpoint periodically."""
         now = time.monotonic()
         idle_s = self.rt.settings.idle_close_s
+        behind = self._behind_partitions()
         for sym, (wall, event_ms) in list(self.last_arrival.items()):
+            if sym in self.partition_of and self.partition_of[sym] in behind:
+                # the feed is not quiet, this worker is behind it (paused while checkpoints
+                # fail, or slow): its next ticks are already in the log, so the quiet time
+                # counts only from when it has caught up again
+                self.last_arrival[sym] = (now, event_ms)
+                continue
             idle = now - wall
             if idle >= idle_s:
                 closed = self.pipeline.advance(sym, event_ms + int(idle * 1000))
@@ -164,6 +174,37 @@ class TickAgent:
                     self.progress.dirty.add(p)
         if self.n_pending or self.dead or (self.progress.dirty and now - self.progress.last_save >= self._interval):
             self.schedule_flush()
+        if now - self._last_status >= self.rt.settings.status_interval_s > 0:
+            self._last_status = now
+            flushing = self._flush_task is not None and not self._flush_task.done()
+            log.info("ticks.status processed=%d offsets=%s pending=%d dead=%d healthy=%s failures=%d flushing=%s",
+                     self.processed, dict(sorted(self.progress.offsets.items())), self.n_pending, len(self.dead),
+                     self.healthy.is_set(), self.failures, flushing)
+
+    def _behind_partitions(self) -> set[int]:
+        """Partitions whose log holds ticks this worker has not processed yet.
+
+        A series is idle only when its *feed* is quiet. While the agent is paused (database
+        or broker down) or lags, wall-clock time passes without the feed being quiet, and
+        closing a bar then would refuse its own remaining ticks as late. The broker's
+        high-water mark from the last fetch tells the two apart; unknown means behind.
+        """
+        parts = set(self.partition_of.values())
+        if not self.healthy.is_set():
+            return parts
+        consumer = getattr(self.rt.app, "consumer", None)
+        if consumer is None:
+            return set()
+        behind = set()
+        for p in parts:
+            try:
+                hw = consumer.highwater(TP(self.progress.topic, p))
+            except Exception:  # noqa: BLE001 - no assignment or no fetch yet: not known to be caught up
+                hw = None
+            last = self.progress.offsets.get(p)
+            if hw is None or last is None or last + 1 < hw:
+                behind.add(p)
+        return behind
 
     def schedule_flush(self) -> None:
         """Start a background checkpoint unless one is already running (the agent never waits)."""

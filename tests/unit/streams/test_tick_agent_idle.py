@@ -1,0 +1,93 @@
+"""The tick agent's idle close counts only quiet *feed* time, never its own pause or lag.
+
+Regression: while checkpoints failed (database down) the agent held consumption, the
+wall-clock idle timer closed the forming bars, and the ticks of those bars still waiting
+in the log were then refused as late (31 ticks per symbol lost in the PostgreSQL-outage
+fault test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from forex_diffusion.codec import encode
+from forex_diffusion.instruments import InstrumentRegistry
+from forex_diffusion.readers import read_ticks
+from streams.agents.ticks import TickAgent
+from streams.app import Runtime
+from streams.settings import Settings
+
+SAMPLE = Path(__file__).resolve().parents[3] / "data" / "sample" / "oanda_eurusd_ticks_2014-05-05_07.csv.gz"
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.hw: int | None = None
+
+    def highwater(self, tp: Any) -> int | None:
+        return self.hw
+
+
+def _agent(tmp_path: Path) -> tuple[TickAgent, FakeConsumer]:
+    s = Settings(symbols=("EURUSD",), timeframes=("1m", "5m"), data_dir=tmp_path, idle_close_s=3.0,
+                 status_interval_s=0)
+    consumer = FakeConsumer()
+    rt = Runtime(settings=s, app=SimpleNamespace(consumer=consumer), topics={},
+                 instruments=InstrumentRegistry.of(s.symbols), engine=None)
+    return TickAgent(rt), consumer
+
+
+def _feed(agent: TickAgent, n: int) -> int:
+    frame = read_ticks(SAMPLE).frame.iloc[:n]
+    for off, (t, b, a) in enumerate(zip(frame.ts_ms.tolist(), frame.bid.tolist(), frame.ask.tolist(), strict=True)):
+        msg = SimpleNamespace(topic="fx.ticks", partition=0, offset=off, key=b"EURUSD",
+                              value=encode({"v": 1, "symbol": "EURUSD", "ts": t, "bid": b, "ask": a}))
+        asyncio.run(agent.handle(msg))
+    return n - 1
+
+
+def _quiet_for(agent: TickAgent, seconds: float) -> None:
+    for sym, (wall, ts) in list(agent.last_arrival.items()):
+        agent.last_arrival[sym] = (wall - seconds, ts)
+
+
+async def _timer(agent: TickAgent) -> None:
+    agent.schedule_flush = lambda: None  # type: ignore[method-assign]  # no broker here
+    await agent.on_timer()
+
+
+def test_idle_close_waits_while_the_log_holds_unprocessed_ticks(tmp_path: Path) -> None:
+    agent, consumer = _agent(tmp_path)
+    last = _feed(agent, 300)
+    base = agent.n_pending
+    consumer.hw = last + 50  # the broker holds 49 more ticks than we processed: we lag
+    _quiet_for(agent, 60)
+    asyncio.run(_timer(agent))
+    assert agent.n_pending == base
+    consumer.hw = None  # high-water mark unknown: not known to be caught up
+    _quiet_for(agent, 60)
+    asyncio.run(_timer(agent))
+    assert agent.n_pending == base
+    consumer.hw = last + 1  # caught up: quiet time now counts, from the moment we caught up
+    asyncio.run(_timer(agent))
+    assert agent.n_pending == base
+    _quiet_for(agent, 400)
+    asyncio.run(_timer(agent))
+    assert agent.n_pending == base + 2  # the forming 1m and 5m bars close
+
+
+def test_idle_close_waits_while_checkpoints_fail(tmp_path: Path) -> None:
+    agent, consumer = _agent(tmp_path)
+    consumer.hw = _feed(agent, 300) + 1
+    base = agent.n_pending
+    agent.healthy.clear()  # consumption held: the feed may be busy, we cannot tell
+    _quiet_for(agent, 60)
+    asyncio.run(_timer(agent))
+    assert agent.n_pending == base
+    agent.healthy.set()
+    _quiet_for(agent, 400)
+    asyncio.run(_timer(agent))
+    assert agent.n_pending == base + 2
