@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from ..errors import ConfigError
 from .base import SNAPSHOT_VERSION, BarLike, Indicator
+from .fused import build_kernel
 from .registry import build_indicator, indicator_token
 
 __all__ = ["DEFAULT_SPEC", "BankSpec", "IndicatorBank"]
@@ -29,6 +30,9 @@ DEFAULT_SPEC: tuple[str, ...] = (
     "keltner_20", "stoch_14_3", "adx_14", "hurst_100",
 )
 """The default set; its columns are those listed in ``forexd indicators --help``."""
+
+_NEVER = 1 << 62
+_PICKLED = ("spec", "_inds", "_values", "_forming", "_count", "_last_open", "_ready", "duplicates")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,7 +146,8 @@ class IndicatorBank:
     """
 
     __slots__ = ("spec", "_inds", "_plan", "_columns", "_values", "_forming", "_count",
-                 "_last_open", "_ready", "_ready_at", "duplicates", "_commit")
+                 "_last_open", "_ready", "_ready_at", "duplicates", "_commit", "_kernel", "_fuse_at",
+                 "_step_list", "_step_dict")
 
     def __init__(self, spec: BankSpec | str | None = None) -> None:
         if spec is None or isinstance(spec, str):
@@ -164,13 +169,58 @@ class IndicatorBank:
         self._last_open: int | None = None
         self._ready = False
         self.duplicates = 0
+        self._kernel = build_kernel(self, inds)
+        self._fuse_at = _NEVER if self._kernel is None else self._kernel.steady - 1
+        self._step_list: Callable[[Any], list[float | None]] = self._generic_list
+        self._step_dict: Callable[[Any], dict[str, float | None]] = self._generic_dict
 
     # ---- hot path ---------------------------------------------------------------------
+    # Until every member is past its warm-up, a candle goes to each member's ``_push``
+    # (``_commit``); from then on to the fused kernel (see :mod:`.fused`), which holds the
+    # state in its cells. ``_sync`` writes that state back before anything reads a member.
+    def _fuse(self) -> None:
+        """Switch to the fused step when the next candle is in every member's steady state."""
+        kernel = self._kernel
+        if kernel is not None and self._count >= self._fuse_at and self._step_list is not kernel.step_list:
+            if kernel.load():
+                self._step_list = kernel.step_list
+                self._step_dict = kernel.step_dict
+            else:  # pragma: no cover - members disagree with their structure: keep calling them
+                log.warning("indicator bank %s: members inconsistent, fused step disabled", self.spec)
+                self._kernel = None
+                self._fuse_at = _NEVER
+
+    def _sync(self) -> None:
+        """Bring the members' own state up to date (after fused steps)."""
+        if self._kernel is not None:
+            self._kernel.flush()
+
+    def _generic_list(self, bar: BarLike) -> list[float | None]:
+        out = self._commit(self, bar)
+        if self._count >= self._fuse_at:
+            self._fuse()
+        return out
+
+    def _generic_dict(self, candle: BarLike) -> dict[str, float | None]:
+        om = getattr(candle, "open_ms", None)
+        last = self._last_open
+        if om is not None and last is not None and om <= last:
+            return self._redelivered(om)
+        if om is not None:
+            self._last_open = om
+        return dict(zip(self._columns, self._generic_list(candle), strict=False))  # equal lengths by construction
+
+    def _redelivered(self, om: int) -> dict[str, float | None]:
+        self.duplicates += 1
+        log.debug("indicator bank ignores candle open_ms=%s (last=%s)", om, self._last_open)
+        return dict(zip(self._columns, self._values, strict=True))
+
     def _update_list(self, bar: BarLike) -> list[float | None]:
-        """Commit ``bar`` for every indicator; return the flat values (no dict)."""
-        return self._commit(self, bar)
+        """Commit ``bar`` for every indicator; return the flat values (no dict, no redelivery check)."""
+        return self._step_list(bar)
 
     def _revise_list(self, bar: BarLike) -> list[float | None]:
+        self._sync()
         c = bar.close
         out: list[float | None] = []
         ap = out.append
@@ -197,15 +247,7 @@ class IndicatorBank:
         A candle that does not open after the last committed one is a redelivery: it is
         ignored (counted in ``duplicates``) and the current values are returned.
         """
-        om = getattr(candle, "open_ms", None)
-        last = self._last_open
-        if om is not None and last is not None and om <= last:
-            self.duplicates += 1
-            log.debug("indicator bank ignores candle open_ms=%s (last=%s)", om, last)
-            return dict(zip(self._columns, self._values, strict=True))
-        if om is not None:
-            self._last_open = om
-        return dict(zip(self._columns, self._commit(self, candle), strict=False))  # equal lengths by construction
+        return self._step_dict(candle)
 
     def revise(self, candle: BarLike) -> dict[str, float | None]:
         """Return every column's value with ``candle`` as the forming candle; commits nothing.
@@ -226,6 +268,7 @@ class IndicatorBank:
     @property
     def indicators(self) -> tuple[Indicator[Any], ...]:
         """The member indicators (read-only use: their own ``value`` is not maintained)."""
+        self._sync()
         return tuple(self._inds)
 
     def values(self) -> dict[str, float | None]:
@@ -270,6 +313,7 @@ class IndicatorBank:
     # ---- persistence ------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """Return the whole bank as JSON-able, versioned plain data."""
+        self._sync()
         return {
             "type": "IndicatorBank",
             "version": SNAPSHOT_VERSION,
@@ -300,15 +344,20 @@ class IndicatorBank:
         if len(vals) != len(bank._columns):
             raise ConfigError("IndicatorBank snapshot: wrong number of values")
         bank._values = [None if v is None else float(v) for v in vals]
+        bank._fuse()
         return bank
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__ if k != "_commit" and hasattr(self, k)}
+        self._sync()
+        return {k: getattr(self, k) for k in _PICKLED if hasattr(self, k)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
+        kept = {k: state[k] for k in _PICKLED[2:] if k in state}
+        object.__setattr__(self, "spec", state["spec"])
+        self._install(state["_inds"])
+        for k, v in kept.items():
             object.__setattr__(self, k, v)
-        self._commit = _compile_commit(self._plan)
+        self._fuse()
 
     def __repr__(self) -> str:
         return f"IndicatorBank(spec={str(self.spec)!r}, count={self._count})"
