@@ -292,7 +292,7 @@ def _hurst(ind: Hurst, v: str) -> Part:
     return Part(
         steady=w + 1,
         state=((f"{v}last", "_last"), (f"{v}pos", "_pos"), (f"{v}s1", "_s1"), (f"{v}s2", "_s2")),
-        refs=((f"{v}ring", "_ring"), (f"{v}lg", "_lg"), (f"{v}ar", "_ar"), (f"{v}tmp", "_tmp")),
+        refs=((f"{v}ring", "_ring"), (f"{v}lg", "_lg"), (f"{v}ar", "_ar"), (f"{v}tmp", "_tmp"), (f"{v}sc", "_sc")),
         blocks=(("", (
             f"{v}lx = log(c)",
             f"{v}r = {v}lx - {v}last",
@@ -315,11 +315,12 @@ def _hurst(ind: Hurst, v: str) -> Part:
             f"if {v}var > 0.0:",
             f"    {v}base = {v}lg[{v}pos]",
             f"    {v}t = {v}tmp",
-            f"    mul({v}ar, ({v}lx - {v}base) / {p}, {v}t)",
+            f"    {v}sc[()] = ({v}lx - {v}base) / {p}",
+            f"    mul({v}ar, {v}sc, {v}t)",
             f"    sub({v}ring[{v}pos:{v}pos + {p}], {v}t, {v}t)",
             f"    {v}t.sort()",
-            f"    {v}hi = float({v}t[-1]) - {v}base",
-            f"    {v}lo = float({v}t[0]) - {v}base",
+            f"    {v}hi = {v}t.item(-1) - {v}base",
+            f"    {v}lo = {v}t.item(0) - {v}base",
             f"    {v}rr = ({v}hi if {v}hi > 0.0 else 0.0) - ({v}lo if {v}lo < 0.0 else 0.0)",
             f"    if {v}rr > 0.0:",
             f"        {v}out = log({v}rr / sqrt({v}var)) / {_f(ind._logn)}",
@@ -425,14 +426,14 @@ def _factory(tokens: tuple[str, ...]) -> tuple[Callable[..., Any], int] | None:
     tail = [f"x{j} = {e}" for j, e in enumerate(outs)] + ["dirty = True",
             f"v = [{', '.join(f'x{j}' for j in range(len(outs)))}]", "bank._values = v",
             "bank._forming = None", "bank._count = n"]
-    dict_items = ", ".join(f"{col!r}: x{j}" for j, col in enumerate(columns))
+    fill = [f"d[{col!r}] = x{j}" for j, col in enumerate(columns)]  # a copy + stores beats a dict display
 
     def indent(lines: list[str], depth: int) -> list[str]:
         return [" " * (4 * depth) + ln for ln in lines]
 
     src = [
         f"def factory(bank, {', '.join(f'o{k}' for k in range(len(inds)))}):",
-        *indent([f"{c} = None" for c in cells] + ["dirty = False"], 1),
+        *indent([f"{c} = None" for c in cells] + ["dirty = False", f"blank = dict.fromkeys({tuple(columns)!r})"], 1),
         "    def load():",
         *indent([nl, *load, "dirty = False", "return True"], 2),
         "    def flush():",
@@ -450,7 +451,7 @@ def _factory(tokens: tuple[str, ...]) -> tuple[Callable[..., Any], int] | None:
                   "    if last is not None and om <= last:",
                   "        return bank._redelivered(om)",
                   "    bank._last_open = om",
-                  *head, *body, *tail, f"return {{{dict_items}}}"], 2),
+                  *head, *body, *tail, "d = blank.copy()", *fill, "return d"], 2),
         "    return load, flush, step_list, step_dict",
     ]
     env = dict(_ENV)

@@ -45,7 +45,7 @@ class Hurst(ScalarIndicator[float]):
     (None, 0.601125)
     """
 
-    __slots__ = ("period", "_ring", "_lg", "_last", "_pos", "_len", "_ar", "_tmp", "_s1", "_s2", "_logn")
+    __slots__ = ("period", "_ring", "_lg", "_last", "_pos", "_len", "_ar", "_tmp", "_sc", "_s1", "_s2", "_logn")
     _params: ClassVar[tuple[str, ...]] = ("period",)
     spec_name: ClassVar[str] = "hurst"
 
@@ -53,6 +53,7 @@ class Hurst(ScalarIndicator[float]):
         self.period = check_period("period", period, 8)
         self._ar = np.arange(period, dtype=float)
         self._tmp = np.empty(period)
+        self._sc = np.empty(())  # the chord slope as a 0-d array: a cheaper ufunc operand than a float
         self._logn = math.log(period)
         self._reset_bookkeeping()
         self._init_state()
@@ -80,12 +81,14 @@ class Hurst(ScalarIndicator[float]):
         if var <= 0.0:
             return 0.5
         tmp = self._tmp
-        np.multiply(self._ar, slope, out=tmp)
+        sc = self._sc
+        sc[()] = slope
+        np.multiply(self._ar, sc, out=tmp)
         np.subtract(head, tmp, out=tmp)
         tmp.sort()
         base = float(head[0])
-        hi = float(tmp[-1]) - base
-        lo = float(tmp[0]) - base
+        hi = tmp.item(-1) - base
+        lo = tmp.item(0) - base
         r = (hi if hi > 0.0 else 0.0) - (lo if lo < 0.0 else 0.0)  # Y_0 = Y_n = 0
         if r <= 0.0:
             return 0.5
@@ -139,11 +142,13 @@ class Hurst(ScalarIndicator[float]):
             return 0.5
         base = lg[pos]
         tmp = self._tmp
-        _mul(self._ar, (lx - base) / n, tmp)
+        sc = self._sc
+        sc[()] = (lx - base) / n
+        _mul(self._ar, sc, tmp)
         _sub(ring[pos : pos + n], tmp, tmp)
         tmp.sort()
-        hi = float(tmp[-1]) - base
-        lo = float(tmp[0]) - base
+        hi = tmp.item(-1) - base
+        lo = tmp.item(0) - base
         rr = (hi if hi > 0.0 else 0.0) - (lo if lo < 0.0 else 0.0)  # Y_0 = Y_n = 0
         if rr <= 0.0:
             return 0.5
