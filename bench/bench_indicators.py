@@ -1,8 +1,11 @@
 """Benchmark: the incremental indicator bank against talipp on the same real candles.
 
-Run: ``.venv/bin/python bench/bench_indicators.py [N_BARS]``. Prints ns per candle for
-both libraries on the same set of indicators (best of 3 runs, same process), the ratio,
-the full default set, a per-indicator breakdown and the memory of one series' bank.
+Run: ``.venv/bin/python bench/bench_indicators.py [N_BARS] [REPEAT]``. Prints ns per candle
+for both libraries on the same set of indicators (best of REPEAT runs, default 5, same
+process), the ratio, the full default set, a per-indicator breakdown and the memory of one
+series' bank. Each run builds a fresh bank, so the warm-up candles (members called one by
+one until the fused step takes over, see ``forex_diffusion/indicators/fused.py``) and the
+fused step's compilation (once per spec, cached; timed separately below) are not hidden.
 Reads ``../shared/data`` (EURUSD 1-minute bid candles); exits with a message without it.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,14 +22,18 @@ from typing import Any
 import numpy as np
 
 from forex_diffusion.domain import Candle
-from forex_diffusion.indicators import IndicatorBank, build_indicator
+from forex_diffusion.indicators import IndicatorBank, build_indicator, fused
 from forex_diffusion.readers import read_candles
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lean_oanda_eurusd_m1_2014-05-01_15.csv.gz"
 TALIPP_SET = "rsi_14,ema_20,atr_14,bb_20,macd_12_26_9,keltner_20,donchian_20"
 
 
-def best_of(fn: Callable[[], None], repeat: int = 3) -> float:
+REPEAT = 5
+
+
+def best_of(fn: Callable[[], None], repeat: int | None = None) -> float:
+    repeat = REPEAT if repeat is None else repeat
     best = float("inf")
     for _ in range(repeat):
         t = time.perf_counter()
@@ -35,12 +43,20 @@ def best_of(fn: Callable[[], None], repeat: int = 3) -> float:
 
 
 def deep_size(obj: Any, seen: set[int] | None = None) -> int:
-    """Bytes held by ``obj`` and everything it references (numpy: ``nbytes``)."""
+    """Bytes held by ``obj`` and everything it references (numpy: ``nbytes``).
+
+    Functions count with their closure cells and what those hold, not their code object
+    (the fused step's code is shared by every bank of a spec; see :func:`code_size`).
+    """
     seen = set() if seen is None else seen
-    if id(obj) in seen or isinstance(obj, type):
+    if id(obj) in seen or isinstance(obj, (type, types.ModuleType, types.BuiltinFunctionType, np.ufunc)):
         return 0
     seen.add(id(obj))
     size = sys.getsizeof(obj)
+    if isinstance(obj, types.MethodType):
+        return size + deep_size(obj.__self__, seen)
+    if isinstance(obj, types.FunctionType):
+        return size + sum(sys.getsizeof(c) + deep_size(c.cell_contents, seen) for c in obj.__closure__ or ())
     if isinstance(obj, np.ndarray):
         return size + (obj.nbytes if obj.base is None else 0)
     if isinstance(obj, dict):
@@ -54,6 +70,11 @@ def deep_size(obj: Any, seen: set[int] | None = None) -> int:
     if hasattr(obj, "__dict__"):
         size += deep_size(vars(obj), seen)
     return size
+
+
+def code_size(code: types.CodeType) -> int:
+    """Bytes of a code object and the code objects nested in it."""
+    return sys.getsizeof(code) + sum(code_size(c) for c in code.co_consts if isinstance(c, types.CodeType))
 
 
 def ours(candles: list[Candle], spec: str, as_dict: bool) -> Callable[[], None]:
@@ -103,13 +124,15 @@ def main() -> int:
     if not DATA.exists():
         print(f"bench_indicators: {DATA} is absent; nothing measured")
         return 0
+    global REPEAT
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 15_000
+    REPEAT = int(sys.argv[2]) if len(sys.argv) > 2 else REPEAT
     f = read_candles(DATA, price="bid").frame.iloc[:n]
     candles = [Candle(symbol="EURUSD", timeframe="1m", open_ms=int(t), close_ms=int(t) + 60_000, open=o,
                       high=h, low=lo, close=c)
                for t, o, h, lo, c in zip(f.ts_ms, f.open, f.high, f.low, f.close, strict=True)]
     n = len(candles)
-    print(f"{n} EURUSD 1-minute bid candles; ns per candle, best of 3, one process")
+    print(f"{n} EURUSD 1-minute bid candles; ns per candle, best of {REPEAT}, one process")
 
     def ns(seconds: float) -> float:
         return seconds / n * 1e9
@@ -145,7 +168,7 @@ def main() -> int:
         print(f"  talipp (no Hurst in it)   {t_full:10.0f}")
         print(f"  ratio talipp / ours w/o hurst {t_full / d_nh:6.1f}x")
 
-    print("\n[per indicator, _push only]")
+    print("\n[per indicator: member._push alone | one-member bank, values as list]")
     for tok in IndicatorBank().spec.indicators:
         ind = build_indicator(tok)
         xs: list[Any] = [c.close for c in candles] if ind.input_kind == "scalar" else candles
@@ -155,7 +178,21 @@ def main() -> int:
             push = fresh._push
             for x in xs:
                 push(x)
-        print(f"  {tok:18s} {ns(best_of(one)):8.0f}")
+        alone = ns(best_of(one))
+        print(f"  {tok:18s} {alone:8.0f} {ns(best_of(ours(candles, tok, as_dict=False))):8.0f}")
+
+    fused._factory.cache_clear()
+    t = time.perf_counter()
+    fresh = IndicatorBank()
+    compile_us = (time.perf_counter() - t) * 1e6
+    t = time.perf_counter()
+    IndicatorBank()
+    cached_us = (time.perf_counter() - t) * 1e6
+    print("\n[fused step of the default spec]")
+    print(f"  first bank of the spec (generate + compile)  {compile_us:8.0f} us")
+    print(f"  next bank of the spec (cached code)          {cached_us:8.0f} us")
+    made = fused._factory(fresh.spec.indicators)
+    shared = code_size(made[0].__code__) if made is not None else 0
 
     bank = IndicatorBank()
     for c in candles:
@@ -163,6 +200,7 @@ def main() -> int:
     print("\n[memory of one series, full default bank]")
     print(f"  in memory (deep size)     {deep_size(bank):8d} bytes")
     print(f"  JSON snapshot             {len(json.dumps(bank.snapshot())):8d} bytes")
+    print(f"  fused code, once per spec {shared:8d} bytes (shared by every bank of the spec)")
     return 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, cast
 
 from ..errors import ConfigError
@@ -94,30 +95,39 @@ class BankSpec:
         return ",".join(self.indicators)
 
 
-def _compile_commit(plan: list[tuple[Any, Any, bool, int]]) -> Callable[[Any, Any], list[float | None]]:
-    """Return ``commit(bank, bar) -> values``: every ``_push`` of ``plan`` unrolled in one function.
+@lru_cache(maxsize=64)
+def _commit_factory(shape: tuple[tuple[bool, int], ...]) -> Callable[..., Callable[[Any, Any], list[float | None]]]:
+    """Compile ``make(push0, push1, ...) -> commit`` for members of the given (scalar, width) shape.
 
-    The same calls, in the same order, as a loop over ``plan`` would make (so the same
-    values), without the per-indicator loop, tuple unpacking and width tests.
+    ``commit(bank, bar) -> values`` calls every ``_push`` unrolled in one function: the same
+    calls, in the same order, as a loop over the members would make (so the same values),
+    without the per-indicator loop, tuple unpacking and width tests. Compiled once per
+    shape; a bank holds only the closure.
     """
-    env: dict[str, Any] = {}
-    body = ["def commit(bank, bar):", "    c = bar.close"]
+    body = ["    def commit(bank, bar):", "        c = bar.close"]
     items = []
-    for k, (push, _, scalar, width) in enumerate(plan):
-        env[f"p{k}"] = push
-        body.append(f"    r{k} = p{k}({'c' if scalar else 'bar'})")
+    for k, (scalar, width) in enumerate(shape):
+        body.append(f"        r{k} = p{k}({'c' if scalar else 'bar'})")
         if width == 1:
             items.append(f"r{k}")
         else:
-            env[f"none{k}"] = (None,) * width
-            items.append(f"*(none{k} if r{k} is None else r{k})")
-    body += [f"    out = [{', '.join(items)}]",
-             "    bank._values = out",
-             "    bank._forming = None",
-             "    bank._count += 1",
-             "    return out"]
-    exec("\n".join(body), env)  # noqa: S102 - generated from the plan above, no outside text
-    return cast("Callable[[Any, Any], list[float | None]]", env["commit"])
+            items.append(f"*({(None,) * width!r} if r{k} is None else r{k})")
+    body += [f"        out = [{', '.join(items)}]",
+             "        bank._values = out",
+             "        bank._forming = None",
+             "        bank._count += 1",
+             "        return out",
+             "    return commit"]
+    env: dict[str, Any] = {}
+    src = [f"def make({', '.join(f'p{k}' for k in range(len(shape)))}):", *body]
+    exec("\n".join(src), env)  # noqa: S102 - generated from the shape above, no outside text
+    return cast("Callable[..., Callable[[Any, Any], list[float | None]]]", env["make"])
+
+
+def _compile_commit(plan: list[tuple[Any, Any, bool, int]]) -> Callable[[Any, Any], list[float | None]]:
+    """Return ``commit(bank, bar) -> values`` over the ``_push`` of every member of ``plan``."""
+    make = _commit_factory(tuple((scalar, width) for _, _, scalar, width in plan))
+    return make(*(push for push, _, _, _ in plan))
 
 
 class IndicatorBank:

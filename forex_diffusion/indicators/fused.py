@@ -433,7 +433,7 @@ def _factory(tokens: tuple[str, ...]) -> tuple[Callable[..., Any], int] | None:
 
     src = [
         f"def factory(bank, {', '.join(f'o{k}' for k in range(len(inds)))}):",
-        *indent([f"{c} = None" for c in cells] + ["dirty = False", f"blank = dict.fromkeys({tuple(columns)!r})"], 1),
+        *indent([f"{c} = None" for c in cells] + ["dirty = False"], 1),
         "    def load():",
         *indent([nl, *load, "dirty = False", "return True"], 2),
         "    def flush():",
@@ -451,10 +451,10 @@ def _factory(tokens: tuple[str, ...]) -> tuple[Callable[..., Any], int] | None:
                   "    if last is not None and om <= last:",
                   "        return bank._redelivered(om)",
                   "    bank._last_open = om",
-                  *head, *body, *tail, "d = blank.copy()", *fill, "return d"], 2),
+                  *head, *body, *tail, "d = BLANK.copy()", *fill, "return d"], 2),
         "    return load, flush, step_list, step_dict",
     ]
-    env = dict(_ENV)
+    env = dict(_ENV, BLANK=dict.fromkeys(columns))  # copied, never changed: shared by the spec's banks
     code = compile("\n".join(src) + "\n", f"<fused bank {','.join(tokens)}>", "exec")
     exec(code, env)  # noqa: S102 - generated from the parts above, no outside text
     return env["factory"], steady
