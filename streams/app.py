@@ -74,14 +74,16 @@ def create_app(settings: Settings, *, roles: tuple[str, ...] = ("ticks",), metri
         broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
         producer_max_request_size=max(1_048_576, settings.max_message_bytes * 4),
         consumer_max_fetch_size=4 * 1_048_576,
-        # Offsets are committed by the agents right after each checkpoint (streams/progress.py);
-        # Faust's own periodic commits would run ahead of the checkpoint, so they are off.
-        broker_commit_every=2**31 - 1,
-        broker_commit_interval=10 * 365 * 86_400.0,
     )
+    # The stateful consumers (ticks, candles) commit their offsets themselves, right after each
+    # checkpoint (streams/progress.py). Their topics do not ack to Faust, so Faust never
+    # commits them: neither periodically nor when the worker stops (a commit on stop would
+    # run ahead of the checkpoint and skip the ticks in between after a restart). The other
+    # consumed topics (retrain requests, model outcomes) use Faust's own periodic commits.
+    checkpointed = ("ticks", "candles")
     topics = {
         name: app.topic(settings.topic(name), key_type=bytes, value_type=bytes,
-                        partitions=settings.partitions)
+                        partitions=settings.partitions, acks=name not in checkpointed)
         for name in ("ticks", "candles", "indicators", "forecasts", "drift", "models", "deadletter")
     }
     topics["retrain.requests"] = app.topic(settings.topic("retrain.requests"), key_type=bytes,

@@ -92,8 +92,8 @@ class PartitionProgress:
                 ),
             )
         if self.app is not None and captured:
-            # The group's committed offset follows the checkpoint, never leads it (Faust's own
-            # periodic commits are off in create_app). The checkpoint in the database is what
+            # The group's committed offset follows the checkpoint, never leads it (the topic
+            # does not ack to Faust, so Faust never commits it: see create_app). The checkpoint in the database is what
             # counts; the commit only shortens the replay after a restart (admit() skips what
             # the state holds), so it runs in the background and may fail or time out.
             positions = {TP(self.topic, p): off + 1 for p, (off, _s) in captured.items()}
@@ -111,9 +111,10 @@ class PartitionProgress:
     async def on_assigned(self, app: Any, assigned: Iterable[TP]) -> None:
         """Restore state of each newly assigned partition of our topic and position it.
 
-        Faust resumes a partition at the group's *committed* offset. Faust's own periodic
-        commits are off (they would run ahead of the checkpoint); the agents commit right
-        after each checkpoint, so the database decides where consumption resumes.
+        Faust resumes a partition at the group's *committed* offset. Faust never commits
+        these topics itself (they do not ack; its commits would run ahead of the
+        checkpoint); the agents commit right after each checkpoint, so the database decides
+        where consumption resumes.
         """
         loop = asyncio.get_running_loop()
         mine = [tp for tp in assigned if tp.topic == self.topic]
@@ -130,10 +131,44 @@ class PartitionProgress:
             self._restore(tp.partition, state)
             self.offsets[tp.partition] = offset
             log.info("progress.restored consumer=%s partition=%d offset=%d", self.consumer, tp.partition, offset)
+        ends = await self._log_ends(app, mine)
+        for tp in mine:
+            self.check_log_end(tp.partition, ends.get(tp))
         # No explicit seek: Faust's recovery seeks to the group's committed offset, which the
         # agents keep equal to (or, after a crash between checkpoint and commit, just behind)
         # the checkpoint, and admit() skips what the restored state already holds. (Seeking
         # here races the fetcher, which can then fail with a KeyError on the partition.)
+
+    async def _log_ends(self, app: Any, tps: Sequence[TP]) -> dict[TP, int]:
+        """The partitions' log-end offsets from the broker ({} when it cannot tell now)."""
+        consumer = getattr(app, "consumer", None)
+        if consumer is None or not any(tp.partition in self.offsets for tp in tps):
+            return {}
+        try:
+            return dict(await asyncio.wait_for(consumer.highwaters(*tps), timeout=10.0))
+        except Exception as exc:  # noqa: BLE001 - the check is skipped, not the assignment
+            log.warning("progress.log_end_unknown consumer=%s error=%s", self.consumer, type(exc).__name__)
+            return {}
+
+    def check_log_end(self, partition: int, log_end: int | None) -> bool:
+        """Detect a partition log shorter than the checkpoint says it was (D3).
+
+        A checkpoint at offset ``n`` means the log held ``n + 1`` records. A log end at or
+        below ``n`` means the log was reset (a recreated topic, a broker with memory storage
+        restarted): its offsets are new records, and skipping them as "already processed"
+        would silently lose them. The restored state is kept (it reflects real ticks) and
+        only the offset bookkeeping is reset, so every record of the new log is processed;
+        the keyed sinks and the tick-id de-duplication absorb a republished history.
+        Returns whether a reset was detected.
+        """
+        last = self.offsets.get(partition)
+        if log_end is None or last is None or log_end > last:
+            return False
+        log.error("progress.log_reset consumer=%s topic=%s partition=%d checkpoint_offset=%d log_end=%d: "
+                  "the log is shorter than the checkpoint; processing it from its start",
+                  self.consumer, self.topic, partition, last, log_end)
+        self.offsets.pop(partition, None)
+        return True
 
     async def on_revoked(self, revoked: Iterable[TP]) -> None:
         """Forget state of revoked partitions (they were checkpointed by the caller first)."""

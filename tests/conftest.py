@@ -63,6 +63,8 @@ def topic_prefix() -> str:
 
 # -- databases ------------------------------------------------------------------------------
 
+TEST_SESSION_TIMEOUT_S = 8.0  # consumer-group session timeout of the test workers
+
 PG_URL = os.environ.get("FOREXD_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 
 
@@ -98,6 +100,7 @@ def pg_url(pg_base_url: str) -> Iterator[str]:
     eng = sa.create_engine(pg_base_url)
     with eng.begin() as c:
         c.execute(sa.text(f'CREATE SCHEMA "{schema}"'))  # identifier from uuid, not input
+    eng.dispose()  # a fault test may restart PostgreSQL: the drop below opens a fresh connection
     sep = "&" if "?" in pg_base_url else "?"
     yield f"{pg_base_url}{sep}options=-csearch_path%3D{schema}"
     with eng.begin() as c:
@@ -179,6 +182,9 @@ def worker_env(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> dict[
         "FOREXD_FORECAST_TIMEFRAMES": "1m",
         "FOREXD_IDLE_CLOSE_S": "3",
         "FOREXD_STATUS_INTERVAL_S": "5",
+        # The embedded broker (Tansu) holds a JoinGroup for half the session timeout, and a
+        # killed member keeps its partitions for the whole of it: 8 s keeps restarts short.
+        "FOREXD_BROKER_SESSION_TIMEOUT_S": str(TEST_SESSION_TIMEOUT_S),
         "FOREXD_METRICS_PORT": "-1",
         "PYTHONUNBUFFERED": "1",
     })

@@ -127,7 +127,7 @@ class CandleAgent:
             # checkpoint only means the next owner replays from the previous one
             try:
                 await asyncio.wait_for(self.flush(), timeout=5.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("revoke.checkpoint_timeout: the next owner replays from the last checkpoint")
             await self.progress.on_revoked(revoked)
 

@@ -99,7 +99,7 @@ class TickAgent:
             # checkpoint only means the next owner replays from the previous one
             try:
                 await asyncio.wait_for(self.flush(), timeout=5.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("revoke.checkpoint_timeout: the next owner replays from the last checkpoint")
             await self.progress.on_revoked(revoked)
 
@@ -201,6 +201,9 @@ class TickAgent:
                 hw = consumer.highwater(TP(self.progress.topic, p))
             except Exception:  # noqa: BLE001 - no assignment or no fetch yet: not known to be caught up
                 hw = None
+            if self.progress.check_log_end(p, hw):
+                behind.add(p)  # the log was reset under us: its new records are ahead
+                continue
             last = self.progress.offsets.get(p)
             if hw is None or last is None or last + 1 < hw:
                 behind.add(p)

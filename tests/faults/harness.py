@@ -306,12 +306,19 @@ def make_topics(bootstrap: str, env: dict[str, str]) -> None:
     create_topics(bootstrap, [f"{env['FOREXD_TOPIC_PREFIX']}fx.{t}" for t in TOPICS], int(env["FOREXD_PARTITIONS"]))
 
 
-def settle(bootstrap: str, env: dict[str, str], *, timeout_s: float = 90.0) -> tuple[Report, float]:
+def settle(bootstrap: str, env: dict[str, str], *, timeout_s: float = 90.0,
+           published: int | None = None) -> tuple[Report, float]:
     """Fold the ticks topic into the oracle, wait until the DB equals it (or ``timeout_s``),
-    then check every invariant. Returns the report and the seconds it took to converge."""
+    then check every invariant. Returns the report and the seconds it took to converge.
+
+    ``published`` (the number of records on the ticks topic, when the test knows it) makes
+    the oracle wait for all of them instead of stopping at the first second of silence.
+    """
     prefix = env["FOREXD_TOPIC_PREFIX"]
     url = sqlite_url(env)
-    oracle = fold(read_all(bootstrap, f"{prefix}fx.ticks", idle_s=1.0, timeout_s=60))
+    ticks = read_all(bootstrap, f"{prefix}fx.ticks", idle_s=1.0, timeout_s=60, expect=published)
+    assert published is None or len(ticks) >= published, f"oracle read {len(ticks)} of {published} ticks"
+    oracle = fold(ticks)
     t0 = time.monotonic()
     deadline = t0 + timeout_s
     while time.monotonic() < deadline:

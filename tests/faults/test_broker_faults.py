@@ -18,6 +18,7 @@ import pytest
 
 from streams.broker import EmbeddedBroker
 
+from ..integration.kafka_io import publish, read_all
 from .harness import (
     db_candles,
     db_count,
@@ -27,7 +28,6 @@ from .harness import (
     tick_records,
     wait_for,
 )
-from ..integration.kafka_io import publish, read_all
 
 pytestmark = pytest.mark.broker
 
@@ -69,6 +69,7 @@ def test_broker_sigkill_and_restart_worker_reconnects_without_duplicates(
     new_1m = [c for c in after if c.timeframe == "1m" and c not in before]
     print(f"broker sigkill: later ticks {len(later)}, counted in new 1m candles {sum(c.tick_count for c in new_1m)}")
     print(f"broker sigkill: first candles {resumed:.1f}s after the broker returned; db rows {len(before)} -> {len(after)}")
+    w.stop()  # while the broker is up: a worker stopping without one waits out its timeouts
 
 
 def test_broker_paused_then_resumed_worker_drains_to_oracle(
@@ -91,6 +92,7 @@ def test_broker_paused_then_resumed_worker_drains_to_oracle(
     print(f"broker pause: converged {converged:.1f}s after SIGCONT; {report.summary()}")
     assert w.alive(), w.log()[-3000:]
     assert not report.violations, report.summary() + "\n" + w.log()[-3000:]
+    w.stop()  # while the broker is up
 
 
 def _count(url: str) -> int:

@@ -15,8 +15,8 @@ import pytest
 from forex_diffusion.codec import encode
 from forex_diffusion.readers import read_ticks
 
-from .harness import make_topics, settle
 from ..integration.kafka_io import publish, read_all
+from .harness import make_topics, settle
 
 pytestmark = [pytest.mark.broker, pytest.mark.shared_data]
 FXCM = Path(__file__).resolve().parents[3] / "shared" / "data" / "lean_fxcm_eurusd_ticks_2014-05-01_15.csv.gz"
@@ -80,10 +80,10 @@ def test_fxcm_day_with_one_percent_hostile_records_dead_letters_exactly_and_cand
     make_topics(kafka_bootstrap, env)
     publish(kafka_bootstrap, f"{env['FOREXD_TOPIC_PREFIX']}fx.ticks", stream)
     w = spawn_worker(env, role="ticks", name="hostile")
-    report, converged = settle(kafka_bootstrap, env, timeout_s=150)
+    report, converged = settle(kafka_bootstrap, env, timeout_s=150, published=len(stream))
     dl = read_all(kafka_bootstrap, f"{env['FOREXD_TOPIC_PREFIX']}fx.deadletter", expect=len(injected), timeout_s=30)
     reasons = sorted(json.loads(m.value)["reason"] for m in dl)
-    assert reasons == sorted(injected), (len(reasons), len(injected))
+    assert reasons == sorted(injected), f"{len(reasons)} dead letters for {len(injected)} injected\n{w.log()[-4000:]}"
     assert not report.violations, report.summary() + "\n" + w.log()[-3000:]
     assert w.alive()
     print(f"hostile: good={len(good)} injected={len(injected)} kinds={len(set(injected))} {report.summary()}")

@@ -8,8 +8,16 @@ from typing import Any
 
 import pytest
 
-from .harness import bad_records, db_candles, db_count, interleave, make_topics, settle, tick_records
 from ..integration.kafka_io import publish
+from .harness import (
+    bad_records,
+    db_candles,
+    db_count,
+    interleave,
+    make_topics,
+    settle,
+    tick_records,
+)
 
 pytestmark = pytest.mark.broker
 
@@ -39,8 +47,8 @@ def test_replay_from_zero_into_empty_and_populated_db_gives_identical_tables(
     b.stop()
     c = spawn_worker(dict(fault_env, FOREXD_DATABASE_URL=db1, FOREXD_APP_ID=app + "-c"), role="ticks", name="c")
     # C re-emits every candle; wait for the second copy of each on fx.candles, then compare.
-    from .harness import wait_for
     from ..integration.kafka_io import read_all
+    from .harness import wait_for
 
     prefix = fault_env["FOREXD_TOPIC_PREFIX"]
     wait_for(lambda: len(read_all(kafka_bootstrap, f"{prefix}fx.candles", idle_s=1.0, timeout_s=10)) >= 3 * len(table1),

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from .harness import db_count, make_topics, settle, sqlite_url, tick_records, wait_for
 from ..integration.kafka_io import publish
+from .harness import db_count, make_topics, settle, sqlite_url, tick_records, wait_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.soak]
 CYCLES = 20
@@ -41,7 +41,7 @@ def test_soak_twenty_worker_crash_cycles_end_equal_to_oracle(
         before = _count(url)
         t0 = time.monotonic()
         w = spawn_worker(env, role="ticks", name=f"soak{cycle}")
-        wait_for(lambda: _count(url) > before or not w.alive(), 120, interval=0.1, what=f"progress in cycle {cycle}")
+        wait_for(lambda before=before, w=w: _count(url) > before or not w.alive(), 120, interval=0.1, what=f"progress in cycle {cycle}")
         recoveries.append(time.monotonic() - t0)
         if fault == "sigkill":
             time.sleep(rnd.uniform(0.0, 1.0))
