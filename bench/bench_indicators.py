@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from forex_diffusion.domain import Candle
-from forex_diffusion.indicators import IndicatorBank, build_indicator, fused
+from forex_diffusion.indicators import Hurst, IndicatorBank, build_indicator, fused
 from forex_diffusion.readers import read_candles
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lean_oanda_eurusd_m1_2014-05-01_15.csv.gz"
@@ -57,8 +57,8 @@ def deep_size(obj: Any, seen: set[int] | None = None) -> int:
         return size + deep_size(obj.__self__, seen)
     if isinstance(obj, types.FunctionType):
         return size + sum(sys.getsizeof(c) + deep_size(c.cell_contents, seen) for c in obj.__closure__ or ())
-    if isinstance(obj, np.ndarray):
-        return size + (obj.nbytes if obj.base is None else 0)
+    if isinstance(obj, np.ndarray):  # getsizeof includes owned data; a view counts the array it shows
+        return size if obj.base is None else size + deep_size(obj.base, seen)
     if isinstance(obj, dict):
         return size + sum(deep_size(k, seen) + deep_size(v, seen) for k, v in obj.items())
     if isinstance(obj, (list, tuple, set, frozenset)) or type(obj).__name__ == "deque":
@@ -197,10 +197,16 @@ def main() -> int:
     bank = IndicatorBank()
     for c in candles:
         bank.update(c)
+    # read-only tables shared by every Hurst of a period: counted once, not per series
+    tables = {id(h._off): h._off for h in bank.indicators if isinstance(h, Hurst)}
+    seen = set(tables)
+    table_bytes = sum(deep_size(t) for t in tables.values())
     print("\n[memory of one series, full default bank]")
-    print(f"  in memory (deep size)     {deep_size(bank):8d} bytes")
+    print(f"  in memory (deep size)     {deep_size(bank, seen):8d} bytes")
     print(f"  JSON snapshot             {len(json.dumps(bank.snapshot())):8d} bytes")
-    print(f"  fused code, once per spec {shared:8d} bytes (shared by every bank of the spec)")
+    print("  shared by every bank of the spec, once per process:")
+    print(f"    fused step code         {shared:8d} bytes")
+    print(f"    Hurst offset table      {table_bytes:8d} bytes")
     return 0
 
 

@@ -22,12 +22,13 @@ __all__ = ["Hurst"]
 def _offsets(period: int) -> tuple[np.ndarray, ...]:
     """Row ``p``: the window offset ``(i - p) mod (period + 1)`` of ring slot ``i``, as floats.
 
-    Shared (read-only) by every Hurst of this period: one ``(period+1)^2`` table.
+    Shared (read-only) by every Hurst of this period. Every row is a view of one array
+    ``b[j] = (j - period) mod (period + 1)``: row ``p`` is ``b[period - p : 2 * period + 1 - p]``.
     """
     w = period + 1
-    table = ((np.arange(w)[None, :] - np.arange(w)[:, None]) % w).astype(float)
-    table.flags.writeable = False
-    return tuple(table)
+    b = ((np.arange(2 * w - 1) - (w - 1)) % w).astype(float)
+    b.flags.writeable = False
+    return tuple(b[w - 1 - p : 2 * w - 1 - p] for p in range(w))
 
 
 def window_returns(ring: list[float], start: int) -> list[float]:
