@@ -6,7 +6,9 @@ column names are those of ``forexd indicators`` (``bb_lower_20``, ``macd_signal_
 A candle whose ``open_ms`` is not after the last committed one (a redelivery or a replay)
 is ignored, so an at-least-once feed gives each candle once. :meth:`IndicatorBank.snapshot`
 returns JSON-able, versioned plain data that :meth:`IndicatorBank.restore` turns back
-into a bank that continues exactly as if it had never stopped.
+into a bank that continues exactly as if it had never stopped. Once every member is past
+its warm-up, closed candles go through one generated step (:mod:`.fused`) that gives the
+members' values bit for bit.
 """
 
 from __future__ import annotations
@@ -195,7 +197,7 @@ class IndicatorBank:
             if kernel.load():
                 self._step_list = kernel.step_list
                 self._step_dict = kernel.step_dict
-            else:  # pragma: no cover - members disagree with their structure: keep calling them
+            else:  # members disagree with their structure (a doctored snapshot): keep calling them
                 log.warning("indicator bank %s: members inconsistent, fused step disabled", self.spec)
                 self._kernel = None
                 self._fuse_at = _NEVER

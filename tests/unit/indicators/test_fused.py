@@ -135,3 +135,23 @@ def test_members_handed_out_are_up_to_date(candles: list[Candle]) -> None:
     assert _is_fused(bank)
     assert [i.snapshot()["state"] for i in bank.indicators] == [i.snapshot()["state"] for i in inds]
     assert [i.count for i in bank.indicators] == [700] * len(inds)
+
+
+def test_inconsistent_members_keep_the_bank_on_the_members_with_a_warning(
+        candles: list[Candle], caplog: pytest.LogCaptureFixture) -> None:
+    # ATR and ADX share one previous close in the fused step; a snapshot whose two
+    # previous closes disagree cannot be fused, so the bank must keep calling the members.
+    from forex_diffusion.indicators import Indicator
+
+    bank = IndicatorBank("atr_14,adx_14")
+    for c in candles[:400]:
+        bank.update(c)
+    data = json.loads(json.dumps(bank.snapshot()))
+    data["indicators"][0]["state"]["pc"] += 1e-4
+    with caplog.at_level("WARNING", logger="forex_diffusion.indicators.bank"):
+        odd = IndicatorBank.restore(data)
+    assert "fused step disabled" in caplog.text and not _is_fused(odd)
+    members = [Indicator.restore(d) for d in data["indicators"]]
+    for c in candles[400:700]:
+        expected = [m.update(c) for m in members]
+        assert list(odd.update(c).values()) == expected
