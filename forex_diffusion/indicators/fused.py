@@ -41,7 +41,7 @@ from .channels import Donchian, Keltner
 from .hurst import Hurst, window_returns
 from .momentum import MACD, RSI, Stochastic
 from .moving import EMA, SMA
-from .registry import build_indicator
+from .registry import build_indicator, indicator_token
 from .trend import ADX
 from .volatility import ATR, BollingerBands
 
@@ -461,8 +461,6 @@ def _factory(tokens: tuple[str, ...]) -> tuple[Callable[..., Any], int] | None:
 
 def build_kernel(bank: Any, inds: list[Indicator[Any]]) -> Kernel | None:
     """Return the fused kernel of ``bank`` over its members ``inds`` (None: nothing to fuse)."""
-    from .registry import indicator_token
-
     made = _factory(tuple(indicator_token(i) for i in inds))
     if made is None:
         return None
