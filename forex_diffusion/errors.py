@@ -55,6 +55,8 @@ class RejectReason(StrEnum):
     KEY_MISMATCH = "key_mismatch"
     OVERSIZE = "oversize"
     INCONSISTENT = "inconsistent"
+    SPIKE_UNCONFIRMED = "spike_unconfirmed"
+    OFF_HOURS = "off_hours"
 
 
 class ForexDiffusionError(Exception):

@@ -4,6 +4,10 @@ The checks follow the bad-input catalogue (RELIABILITY.md §3). Real feeds cross
 10 % of FXCM EUR/USD ticks have bid > ask by up to 2.2 pips, so crossed quotes within
 ``crossed_tolerance`` (a fraction of mid) are accepted and counted, never clamped.
 
+Ticks inside the weekly FX closure (B21, :mod:`~forex_diffusion.market_hours`) follow an
+explicit policy: ``off_hours="accept"`` (default: accepted and counted in
+``counters.off_hours``; real feeds quote there) or ``"reject"`` (reason ``off_hours``).
+
 >>> v = TickValidator(ValidationConfig())
 >>> v.check("EURUSD", 1_399_000_000_000, 1.38727, 1.38729) is None
 True
@@ -16,10 +20,12 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Literal
 
 from .domain import Tick
 from .errors import ConfigError, RejectReason, ValidationError
 from .instruments import InstrumentRegistry
+from .market_hours import DEFAULT_MARKET_HOURS, WEEK_MS, MarketHours
 
 __all__ = ["ValidationConfig", "TickValidator", "ValidationCounters"]
 
@@ -37,6 +43,9 @@ class ValidationConfig:
     future_skew_ms: how far past the wall clock an event may be (when ``now_ms`` is given).
     max_decimals_extra: digits allowed beyond the instrument's quoted precision.
     dedup_window: tick ids remembered per symbol for duplicate detection.
+    off_hours: policy for ticks inside the weekly closure ``market_hours``: ``"accept"``
+        (default; counted in ``counters.off_hours``) or ``"reject"`` (reason ``off_hours``).
+    market_hours: the closure (default Friday 22:00 to Sunday 21:00 UTC).
     """
 
     crossed_tolerance: float = 5e-4
@@ -47,8 +56,14 @@ class ValidationConfig:
     check_precision: bool = True
     max_decimals_extra: int = 0
     dedup_window: int = 10_000
+    off_hours: Literal["accept", "reject"] = "accept"
+    market_hours: MarketHours = DEFAULT_MARKET_HOURS
 
     def __post_init__(self) -> None:
+        if self.off_hours not in ("accept", "reject"):
+            raise ConfigError(f"off_hours must be 'accept' or 'reject', not {self.off_hours!r}")
+        if not isinstance(self.market_hours, MarketHours):
+            raise ConfigError("market_hours must be a MarketHours")
         if not (0 <= self.crossed_tolerance < 0.1):
             raise ConfigError("crossed_tolerance must be in [0, 0.1)")
         if not (0 < self.max_spread_fraction < 1):
@@ -66,6 +81,7 @@ class ValidationCounters:
     accepted: int = 0
     crossed_accepted: int = 0
     locked: int = 0
+    off_hours: int = 0  # accepted inside the weekly closure (policy "accept")
     rejected: dict[str, int] = field(default_factory=dict)
 
 
@@ -80,6 +96,13 @@ class TickValidator:
         self.counters = ValidationCounters()
         self._seen: dict[str, OrderedDict[str, None]] = {}
         self._scale: dict[str, float] = {}
+        self._hours = self.config.market_hours
+        self._off_shift, self._off_length = self._hours.shift_ms, self._hours.length_ms
+        self._reject_off = self.config.off_hours == "reject"
+
+    def is_off_hours(self, ts_ms: int) -> bool:
+        """Return whether ``ts_ms`` falls in the configured weekly closure."""
+        return self._hours.is_closed(ts_ms)
 
     def check(
         self,
@@ -94,7 +117,7 @@ class TickValidator:
         """Return the reason ``symbol/ts_ms/bid/ask`` is refused, or None when it is accepted.
 
         ``symbol`` must already be canonical (see :meth:`InstrumentRegistry.normalise`).
-        Accepted crossed or locked quotes are counted.
+        Accepted crossed, locked or off-hours quotes are counted.
         """
         reason = self._reason(symbol, ts_ms, bid, ask, tick_id, now_ms)
         c = self.counters
@@ -136,6 +159,9 @@ class TickValidator:
             return RejectReason.WIDE_SPREAD
         if cfg.check_precision and not (self._on_grid(symbol, bid) and self._on_grid(symbol, ask)):
             return RejectReason.PRECISION
+        off = (ts_ms + self._off_shift) % WEEK_MS < self._off_length  # MarketHours.is_closed, inlined
+        if off and self._reject_off:
+            return RejectReason.OFF_HOURS
         if tick_id is not None and cfg.dedup_window:
             seen = self._seen.get(symbol)
             if seen is None:
@@ -145,6 +171,8 @@ class TickValidator:
             seen[tick_id] = None
             if len(seen) > cfg.dedup_window:
                 seen.popitem(last=False)
+        if off:
+            self.counters.off_hours += 1
         return None
 
     def _on_grid(self, symbol: str, price: float) -> bool:

@@ -1,0 +1,286 @@
+"""Huge-jump guard (bad-input catalogue B9): hold a jump until the new level is confirmed.
+
+A tick of one symbol is a *jump* when its mid is far from the last accepted ("good") mid::
+
+    r = |log(mid / last_good_mid)|        jump  <=>  r > max(k * sigma, min_move)
+
+Both bounds must be exceeded: ``k * sigma`` adapts to the symbol's tick noise and
+``min_move`` keeps ordinary bursts out (on the real EUR/USD tick files the largest tick
+return is 0.22 %, well below the default 0.5 %).
+
+**Estimator.** ``sigma`` is an exponentially weighted mean of the absolute log mid returns
+between consecutive *accepted* ticks, ``sigma += a * (r - sigma)``, with ``a = 1/m`` for
+the ``m``-th return while ``m < 1/alpha`` (a plain running mean, so the start is not biased
+towards 0) and ``a = alpha`` afterwards. It is a mean absolute deviation, not a standard
+deviation (for Gaussian returns ``sigma ~= 0.8 * std``). **Warm-up:** nothing is held
+before ``warmup`` ticks have been accepted.
+
+**Hold.** A jump is not deleted: it is held (with whatever the caller attached to it),
+and the ticks after it decide:
+
+* a tick within the threshold of the *first* held tick's mid confirms the new level; after
+  ``confirm`` (M) consecutive confirmations every held tick is released in arrival order,
+  ``last_good`` moves to the last of them and the returns between them (not the jump
+  itself) are folded into ``sigma``;
+* a tick that is not a jump from ``last_good`` (back near the old level) ends the hold: the
+  held ticks are quarantined (``spike_unconfirmed``) and that tick passes normally;
+* a tick that is a jump from ``last_good`` but far from the held level starts a new hold
+  (the previous held ticks are quarantined).
+
+So at most ``confirm + 1`` ticks are ever held. A real level change such as EUR/CHF
+1.2011 -> 0.8597 on 2015-01-15 is accepted as soon as M ticks stay near a new level. The
+guard never moves a price and never decides on time: the caller owns what a held tick
+means for its clock (see :class:`~forex_diffusion.pipeline.TickPipeline`).
+
+>>> g = SpikeGuard(SpikeConfig(warmup=3, confirm=2))
+>>> for mid in (1.2011, 1.2012, 1.2010):
+...     g.accept(mid)
+>>> g.low <= 0.8597 <= g.high, g.classify(0.8597)
+(False, 'start')
+>>> g.hold("t1", 0.8597), g.classify(0.8600), g.hold("t2", 0.8600)
+(None, 'confirm', None)
+>>> g.classify(0.8590), g.hold("t3", 0.8590)
+('confirm', ['t1', 't2', 't3'])
+>>> round(g.last_good or 0.0, 4), g.holding
+(0.859, False)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+from .errors import ConfigError
+
+__all__ = ["HeldVerdict", "SpikeConfig", "SpikeCounters", "SpikeGuard"]
+
+T = TypeVar("T")
+
+HeldVerdict = Literal["start", "confirm", "revert", "restart"]
+
+_log = math.log
+_INF = math.inf
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpikeConfig:
+    """Huge-jump guard settings (conservative: no hold on the real tick files, see docs).
+
+    enabled: False turns the guard off (every tick passes).
+    k: jump bound in units of ``sigma`` (EWMA of absolute log returns); default 25.
+    min_move: jump bound as an absolute log return (0.005 ~= 0.5 %); a tick must exceed
+        both ``k * sigma`` and ``min_move`` to be held.
+    alpha: EWMA weight of the newest return (0.01: a memory of about 100 ticks).
+    warmup: accepted ticks of a symbol before anything can be held.
+    confirm: M, the consecutive ticks near the new level that accept it.
+    """
+
+    enabled: bool = True
+    k: float = 25.0
+    min_move: float = 0.005
+    alpha: float = 0.01
+    warmup: int = 100
+    confirm: int = 3
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.k) and self.k > 0):
+            raise ConfigError("k must be a positive finite number")
+        if not (0 < self.min_move < 1):
+            raise ConfigError("min_move must be in (0, 1)")
+        if not (0 < self.alpha <= 1):
+            raise ConfigError("alpha must be in (0, 1]")
+        if type(self.warmup) is not int or self.warmup < 2:
+            raise ConfigError("warmup must be an int >= 2")
+        if type(self.confirm) is not int or not (1 <= self.confirm <= 100):
+            raise ConfigError("confirm must be an int in [1, 100]")
+
+
+@dataclass(slots=True)
+class SpikeCounters:
+    """What the guards of one pipeline did, summed over symbols."""
+
+    holds: int = 0  # holds started
+    confirmed: int = 0  # holds that ended with the new level accepted
+    unconfirmed: int = 0  # holds that ended in quarantine
+    released: int = 0  # ticks released by confirmed holds
+    quarantined: int = 0  # ticks quarantined as spike_unconfirmed
+
+
+class SpikeGuard(Generic[T]):
+    """Hold huge mid jumps of one symbol until ``confirm`` ticks confirm the new level.
+
+    Hot path: a mid inside the pass band ``low <= mid <= high`` is not a jump (and nothing
+    is held); the caller keeps the tick and calls :meth:`accept`. The band is
+    ``last_good * exp(∓threshold)`` once warm, everything during warm-up, and empty while
+    ticks are held, so one comparison covers the three cases without a logarithm.
+    Otherwise the caller asks :meth:`classify` (``start`` when nothing is held) and acts:
+    ``start``/``confirm`` → :meth:`hold`; ``restart`` → :meth:`end_hold` then :meth:`hold`;
+    ``revert`` → :meth:`end_hold` then :meth:`accept`. Held items are opaque to the guard.
+    """
+
+    __slots__ = ("config", "n", "last_good", "sigma", "threshold", "low", "high", "_f_lo", "_f_hi",
+                 "_wide", "_held", "_held_mids", "_k", "_min", "_alpha", "_switch", "_warmup", "_steady",
+                 "_bind")
+
+    def __init__(self, config: SpikeConfig | None = None) -> None:
+        cfg = config or SpikeConfig()
+        self.config = cfg
+        self._k = cfg.k
+        self._min = cfg.min_move
+        self._alpha = cfg.alpha
+        self._switch = 1.0 / cfg.alpha
+        self._warmup = cfg.warmup
+        self._steady = max(cfg.warmup, math.ceil(self._switch))  # accept's fast path from here
+        self._bind = cfg.min_move / cfg.k  # sigma above this: k * sigma binds
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (warm-up starts again; held items are dropped)."""
+        self.n = 0  # accepted ticks, counted until the start is over (then it stops)
+        self.last_good: float | None = None
+        self.sigma = 0.0
+        self._set_threshold(self._min)
+        self.low, self.high = 0.0, _INF  # the pass band: everything during warm-up
+        self._held: list[T] = []
+        self._held_mids: list[float] = []
+
+    def _set_threshold(self, t: float) -> None:
+        if t <= self._min:
+            t = self._min
+        self.threshold = t
+        self._wide = t > self._min
+        self._f_lo, self._f_hi = math.exp(-t), math.exp(t)
+
+    def _set_band(self) -> None:
+        last = self.last_good
+        if self._held:
+            self.low, self.high = _INF, -_INF
+        elif last is None or self.n < self._warmup:
+            self.low, self.high = 0.0, _INF
+        else:
+            self.low, self.high = last * self._f_lo, last * self._f_hi
+
+    # -- hot path ---------------------------------------------------------------------------
+
+    def accept(self, mid: float) -> None:
+        """Take ``mid`` as the new good mid: fold its return into ``sigma``, move the band."""
+        if self.n < self._steady:  # warm-up or the running-mean start of sigma
+            self._accept_start(mid)
+            return
+        # steady state: n stops counting (it only gates the start), a few float ops
+        r = _log(mid / self.last_good)  # type: ignore[operator]
+        sigma = self.sigma
+        sigma += ((r if r > 0.0 else -r) - sigma) * self._alpha
+        self.sigma = sigma
+        self.last_good = mid
+        if sigma > self._bind or self._wide:  # k * sigma > min_move: the threshold follows sigma
+            self._set_threshold(self._k * sigma)
+        self.low = mid * self._f_lo
+        self.high = mid * self._f_hi
+
+    def _accept_start(self, mid: float) -> None:
+        n = self.n
+        last = self.last_good
+        if last is not None:
+            r = _log(mid / last)
+            sigma = self.sigma
+            sigma += ((r if r > 0.0 else -r) - sigma) * (1.0 / n if n < self._switch else self._alpha)
+            self.sigma = sigma
+            self._set_threshold(self._k * sigma)
+        self.last_good = mid
+        self.n = n = n + 1
+        if n >= self._warmup:
+            self.low = mid * self._f_lo
+            self.high = mid * self._f_hi
+
+    def is_jump(self, mid: float) -> bool:
+        """Return whether ``mid`` is a jump from the last good mid (never during warm-up)."""
+        last = self.last_good
+        if last is None or self.n < self._warmup:
+            return False
+        return not (last * self._f_lo <= mid <= last * self._f_hi)
+
+    # -- hold -------------------------------------------------------------------------------
+
+    @property
+    def holding(self) -> bool:
+        """Whether ticks are held, waiting for confirmation."""
+        return bool(self._held)
+
+    @property
+    def held(self) -> tuple[T, ...]:
+        """The held items, in arrival order."""
+        return tuple(self._held)
+
+    def classify(self, mid: float) -> HeldVerdict:
+        """Judge ``mid`` outside the pass band (pure).
+
+        ``revert``: not a jump from the last good mid (ends a hold). ``start``: a jump and
+        nothing is held. ``confirm``: within the threshold of the first held mid.
+        ``restart``: a jump to a third level.
+        """
+        if not self.is_jump(mid):
+            return "revert"
+        if not self._held:
+            return "start"
+        m0 = self._held_mids[0]
+        return "confirm" if m0 * self._f_lo <= mid <= m0 * self._f_hi else "restart"
+
+    def hold(self, item: T, mid: float) -> list[T] | None:
+        """Hold ``item`` whose mid is ``mid``; return every held item once the level is confirmed.
+
+        The first held item sets the level; each later one must have been judged
+        ``confirm`` by :meth:`classify`. On the ``confirm``-th confirmation the held items
+        are returned in arrival order, ``last_good`` becomes the last one's mid and the
+        returns between them (not the jump) are folded into ``sigma``.
+        """
+        self._held.append(item)
+        self._held_mids.append(mid)
+        if len(self._held) <= self.config.confirm:
+            self.low, self.high = _INF, -_INF  # empty band: every tick goes to classify
+            return None
+        items, mids = self._held, self._held_mids
+        self._held, self._held_mids = [], []
+        self.last_good = mids[0]
+        self.n += 1
+        for m in mids[1:]:
+            self.accept(m)
+        self._set_band()
+        return items
+
+    def end_hold(self) -> list[T]:
+        """Stop holding; return the held items (the caller quarantines them)."""
+        items = self._held
+        self._held, self._held_mids = [], []
+        self._set_band()
+        return items
+
+    # -- state ------------------------------------------------------------------------------
+
+    def snapshot(self, encode: Callable[[T], Any]) -> dict[str, Any]:
+        """Plain-data state; ``encode`` turns a held item into JSON-able data."""
+        return {
+            "n": self.n,
+            "last_good": self.last_good,
+            "sigma": self.sigma,
+            "held": [[m, encode(x)] for m, x in zip(self._held_mids, self._held, strict=True)],
+        }
+
+    def restore(self, data: dict[str, Any], decode: Callable[[Any], T]) -> None:
+        """Inverse of :meth:`snapshot` (``decode`` inverts its ``encode``)."""
+        n, last, sigma = int(data["n"]), data["last_good"], float(data["sigma"])
+        held = [(float(m), decode(x)) for m, x in data["held"]]
+        if n < 0 or (last is None) != (n == 0) or not (math.isfinite(sigma) and sigma >= 0):
+            raise ConfigError("malformed spike guard snapshot")
+        if len(held) > self.config.confirm or (held and last is None):
+            raise ConfigError("spike guard snapshot holds more ticks than confirm allows, or "
+                              "holds ticks before any was accepted")
+        self.reset()
+        self.n, self.sigma = n, sigma
+        self.last_good = None if last is None else float(last)
+        self._set_threshold(self._k * sigma)
+        self._held_mids = [m for m, _ in held]
+        self._held = [x for _, x in held]
+        self._set_band()
