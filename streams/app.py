@@ -72,6 +72,9 @@ def create_app(settings: Settings, *, roles: tuple[str, ...] = ("ticks",), metri
         broker_rebalance_timeout=settings.broker_rebalance_timeout_s,
         broker_session_timeout=settings.broker_session_timeout_s,
         broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
+        # Faust's default is 20 minutes: a produce request the broker never answers would hold
+        # a checkpoint that long before the producer retries it.
+        producer_request_timeout=settings.producer_request_timeout_s,
         producer_max_request_size=max(1_048_576, settings.max_message_bytes * 4),
         consumer_max_fetch_size=4 * 1_048_576,
     )

@@ -49,6 +49,7 @@ class Settings:
     broker_rebalance_timeout_s: float = 5.0
     broker_session_timeout_s: float = 20.0
     broker_heartbeat_interval_s: float = 2.0
+    producer_request_timeout_s: float = 20.0
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str = "SCRAM-SHA-512"
     kafka_sasl_username: str | None = None
@@ -63,6 +64,8 @@ class Settings:
     retrain_job_config: str = ""
 
     def __post_init__(self) -> None:
+        if self.producer_request_timeout_s <= 0:
+            raise ConfigError("producer_request_timeout_s must be > 0")
         if self.partitions < 1:
             raise ConfigError("partitions must be >= 1")
         parse_timeframes(self.timeframes)
@@ -80,6 +83,13 @@ class Settings:
             raise ConfigError("kafka_security_protocol must be PLAINTEXT, SSL, SASL_SSL or SASL_PLAINTEXT")
         if self.kafka_security_protocol == "SASL_PLAINTEXT" and self.kafka_sasl_mechanism.startswith("SCRAM"):
             raise ConfigError("SCRAM needs TLS: use SASL_SSL")
+
+    @property
+    def send_ack_timeout_s(self) -> float:
+        """How long a checkpoint waits for the broker's acks of its output records: past the
+        producer's own request timeout (so the producer retries a lost request first); a
+        checkpoint that still has no ack fails and is retried, never hangs."""
+        return self.producer_request_timeout_s * 2 + 5.0
 
     @property
     def db_url(self) -> str:

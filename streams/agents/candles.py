@@ -309,7 +309,7 @@ class CandleAgent:
         if sends:
             failpoint("during_output_send")
             # a send the broker never acknowledges becomes a failed checkpoint (retried), not a hang
-            await asyncio.wait_for(asyncio.gather(*sends), timeout=60.0)
+            await asyncio.wait_for(asyncio.gather(*sends), timeout=self.rt.settings.send_ack_timeout_s)
         await self.progress.persist(captured, {p: (cands.get(p, ()), rows.get(p, ())) for p in set(rows) | set(cands)})
         failpoint("after_db_upsert_before_commit")
         m = self.rt.metrics

@@ -270,7 +270,7 @@ class TickAgent:
         if sends:
             failpoint("during_output_send")
             # a send the broker never acknowledges becomes a failed checkpoint (retried), not a hang
-            await asyncio.wait_for(asyncio.gather(*sends), timeout=60.0)
+            await asyncio.wait_for(asyncio.gather(*sends), timeout=self.rt.settings.send_ack_timeout_s)
         effects = {p: (cs, ()) for p, cs in pending.items() if cs}
         await self.progress.persist(captured, effects)
         failpoint("after_db_upsert_before_commit")

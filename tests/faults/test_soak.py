@@ -12,12 +12,25 @@ from typing import Any
 
 import pytest
 
+from streams.broker import EmbeddedBroker
+
 from ..integration.kafka_io import publish
-from .harness import db_count, make_topics, settle, sqlite_url, tick_records, wait_for
+from .harness import (
+    db_count,
+    make_topics,
+    pause,
+    pg_ctl,
+    pg_restart_safely,
+    settle,
+    sqlite_url,
+    tick_records,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.soak]
 CYCLES = 20
-FAULTS = ("sigkill", "after_consume_before_processing:700", "during_output_send:2", "after_db_upsert_before_commit:2")
+FAULTS = ("sigkill", "after_consume_before_processing:700", "during_output_send:2", "after_db_upsert_before_commit:2",
+          "sigterm")
 
 
 def test_soak_twenty_worker_crash_cycles_end_equal_to_oracle(
@@ -36,19 +49,21 @@ def test_soak_twenty_worker_crash_cycles_end_equal_to_oracle(
         published += publish(kafka_bootstrap, f"{fault_env['FOREXD_TOPIC_PREFIX']}fx.ticks",
                              tick_records(per, start=cycle * per))
         fault = FAULTS[cycle % len(FAULTS)]
-        env = dict(fault_env) if fault == "sigkill" else dict(fault_env, FOREXD_FAILPOINT=fault,
-                                                              FOREXD_SNAPSHOT_INTERVAL_S="0.1")
+        signalled = fault in ("sigkill", "sigterm")
+        env = dict(fault_env) if signalled else dict(fault_env, FOREXD_FAILPOINT=fault,
+                                                     FOREXD_SNAPSHOT_INTERVAL_S="0.1")
         before = _count(url)
         t0 = time.monotonic()
         w = spawn_worker(env, role="ticks", name=f"soak{cycle}")
         wait_for(lambda before=before, w=w: _count(url) > before or not w.alive(), 120, interval=0.1, what=f"progress in cycle {cycle}")
         recoveries.append(time.monotonic() - t0)
-        if fault == "sigkill":
+        if signalled:
             time.sleep(rnd.uniform(0.0, 1.0))
-            w.kill(signal.SIGKILL)
+            w.kill(signal.SIGKILL if fault == "sigkill" else signal.SIGTERM)
         assert w.wait(120) is not None, f"cycle {cycle} ({fault}): worker did not die"
     w = spawn_worker(fault_env, role="ticks", name="soak-final")
-    report, converged = settle(kafka_bootstrap, fault_env, timeout_s=180)
+    report, converged = settle(kafka_bootstrap, fault_env, timeout_s=180, published=published)
+    _report("worker crashes", published, report, recoveries, converged)
     print(f"soak: cycles={CYCLES} ticks={published} lost={len(report.lost)} duplicated_db_rows="
           f"{report.db_rows - report.expected + len(report.lost)} topic_redeliveries={report.topic_duplicates} "
           f"restart_to_progress_s median={statistics.median(recoveries):.1f} max={max(recoveries):.1f} "
@@ -61,3 +76,72 @@ def _count(url: str) -> int:
         return db_count(url)
     except Exception:  # noqa: BLE001
         return 0
+
+
+def _report(what: str, published: int, report: Any, recoveries: list[float], converged: float) -> None:
+    print(f"soak[{what}]: cycles={CYCLES} ticks={published} lost={len(report.lost)} "
+          f"duplicated_db_rows={report.db_rows - report.expected + len(report.lost)} "
+          f"recovery_s median={statistics.median(recoveries):.1f} max={max(recoveries):.1f} "
+          f"final_converge_s={converged:.1f}")
+
+
+def test_soak_twenty_broker_pauses_end_equal_to_oracle(
+    fault_env: dict[str, str], spawn_worker: Any, own_broker: EmbeddedBroker,
+) -> None:
+    """F3 long form: 20 cycles of a burst published, then the broker SIGSTOPped for 3-6 s
+    under the running worker; recovery = time from SIGCONT to the next checkpointed candle.
+    The final DB and fx.candles equal the oracle."""
+    rnd = random.Random(11)
+    env = dict(fault_env, FOREXD_BROKER_URL=own_broker.url)
+    boot = own_broker.bootstrap
+    make_topics(boot, env)
+    url = sqlite_url(env)
+    per, published, recoveries = 1_000, 0, []
+    w = spawn_worker(env, role="ticks", name="soak-broker")
+    for cycle in range(CYCLES):
+        published += publish(boot, f"{env['FOREXD_TOPIC_PREFIX']}fx.ticks", tick_records(per, start=cycle * per))
+        before = _count(url)
+        assert own_broker.proc is not None
+        pause(own_broker.proc.pid, rnd.uniform(3.0, 6.0))
+        t0 = time.monotonic()
+        wait_for(lambda before=before: _count(url) > before, 120, interval=0.1, what=f"progress after pause {cycle}")
+        recoveries.append(time.monotonic() - t0)
+        assert w.alive(), w.log()[-3000:]
+    report, converged = settle(boot, env, timeout_s=180, published=published)
+    _report("broker pauses", published, report, recoveries, converged)
+    assert not report.violations, report.summary() + "\n" + w.log()[-3000:]
+    w.stop()
+
+
+@pytest.mark.postgres
+def test_soak_twenty_postgres_outages_and_one_of_120_s_end_equal_to_oracle(
+    fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, pg_url: str,
+) -> None:
+    """F13 long form: 20 PostgreSQL stops (2-5 s, immediate) while bursts arrive, then one
+    outage of 120 s: the worker never exits, holds consumption while checkpoints fail, and
+    drains after each return; recovery = time from PostgreSQL ready to the next checkpoint.
+    The final DB equals the oracle."""
+    rnd = random.Random(13)
+    env = dict(fault_env, FOREXD_DATABASE_URL=pg_url)
+    make_topics(kafka_bootstrap, env)
+    per, published, recoveries = 1_000, 0, []
+    w = spawn_worker(env, role="ticks", name="soak-pg")
+    wait_for(lambda: w.alive() and "Worker]: Ready" in w.log(), 120, interval=0.2, what="worker ready")
+    for cycle in range(CYCLES + 1):
+        published += publish(kafka_bootstrap, f"{env['FOREXD_TOPIC_PREFIX']}fx.ticks",
+                             tick_records(per, start=cycle * per))
+        before = _count(pg_url)
+        outage = 120.0 if cycle == CYCLES else rnd.uniform(2.0, 5.0)
+        try:
+            pg_ctl("stop", "-m", "immediate")
+            time.sleep(outage)
+            assert w.alive(), f"the worker died during outage {cycle}:\n" + w.log()[-3000:]
+        finally:
+            pg_restart_safely()
+        t0 = time.monotonic()
+        wait_for(lambda before=before: _count(pg_url) > before, 120, interval=0.2, what=f"progress after outage {cycle}")
+        recoveries.append(time.monotonic() - t0)
+    report, converged = settle(kafka_bootstrap, env, timeout_s=180, published=published)
+    _report("postgres outages", published, report, recoveries, converged)
+    assert w.alive(), w.log()[-3000:]
+    assert not report.violations, report.summary() + "\n" + w.log()[-3000:]
