@@ -1,7 +1,8 @@
 """Core aggregator throughput: ticks/s for 1m+5m+1h at once over the FXCM EUR/USD day files.
 
 Peers measured in the same process on the same ticks:
-- ``TickPipeline`` (validate + aggregate: what the agent runs per tick);
+- ``TickPipeline`` (validate + spike guard + aggregate: what the agent runs per tick), and
+  the same with the spike guard off (its cost is the difference);
 - pandas ``resample().ohlc()`` per timeframe (a batch computation, not streaming: the
   number a researcher gets from a DataFrame, shown for scale).
 
@@ -21,6 +22,7 @@ from forex_diffusion.domain import Tick
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.pipeline import TickPipeline
 from forex_diffusion.readers import read_ticks
+from forex_diffusion.spikes import SpikeConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT.parent / "shared" / "data" / "lean_fxcm_eurusd_ticks_2014-05-01_15.csv.gz"
@@ -52,12 +54,15 @@ def main() -> None:
 
     ticks = [Tick(symbol="EURUSD", ts_ms=t, bid=b, ask=a) for t, b, a in zip(ts, bid, ask, strict=True)]
 
-    def pipeline() -> None:
-        p = TickPipeline(timeframes=TFS, instruments=InstrumentRegistry())
+    def pipeline(spikes: SpikeConfig | None = None) -> None:
+        p = TickPipeline(timeframes=TFS, instruments=InstrumentRegistry(), spikes=spikes)
         proc = p.process
         for t in ticks:
             proc(t)
         p.flush()
+
+    def pipeline_no_guard() -> None:
+        pipeline(SpikeConfig(enabled=False))
 
     def pandas_batch() -> None:
         s = pd.Series((frame.bid.to_numpy() + frame.ask.to_numpy()) / 2,
@@ -66,9 +71,11 @@ def main() -> None:
             s.resample(tf).ohlc().dropna()
 
     t_core, t_pipe, t_pd = best(core), best(pipeline), best(pandas_batch)
+    t_nog = best(pipeline_no_guard)
     print(f"file: {path.name}  ticks: {n:,}  timeframes: {','.join(TFS)}")
     print(f"{'aggregator (core)':32s} {n / t_core:12,.0f} ticks/s  {t_core / n * 1e9:8.0f} ns/tick")
-    print(f"{'validate+aggregate (pipeline)':32s} {n / t_pipe:12,.0f} ticks/s  {t_pipe / n * 1e9:8.0f} ns/tick")
+    print(f"{'validate+guard+aggregate (pipeline)':32s} {n / t_pipe:12,.0f} ticks/s  {t_pipe / n * 1e9:8.0f} ns/tick")
+    print(f"{'pipeline, spike guard off':32s} {n / t_nog:12,.0f} ticks/s  {t_nog / n * 1e9:8.0f} ns/tick")
     print(f"{'pandas resample (batch peer)':32s} {n / t_pd:12,.0f} ticks/s  {t_pd / n * 1e9:8.0f} ns/tick")
     print(f"ratio core/pandas-batch: {t_pd / t_core:.2f}   target core >= 200,000 ticks/s: "
           f"{'met' if n / t_core >= 200_000 else 'NOT met'}")

@@ -81,6 +81,17 @@ class MarketHours:
         """Return whether the market is closed at ``ts_ms`` (epoch ms UTC)."""
         return (ts_ms + self.shift_ms) % _WEEK_MS < self.length_ms
 
+    def open_span(self, ts_ms: int) -> tuple[int, int]:
+        """The open period ``[start, end)`` that holds ``ts_ms`` (which must be open), in epoch ms.
+
+        A caller can test ``start <= ts < end`` for the next ticks instead of the modulo.
+        """
+        since_close = (ts_ms + self.shift_ms) % _WEEK_MS
+        if since_close < self.length_ms:
+            raise ValueError(f"ts_ms={ts_ms} falls in the closure")
+        close = ts_ms - since_close
+        return close + self.length_ms, close + _WEEK_MS
+
 
 DEFAULT_MARKET_HOURS = MarketHours()
 

@@ -63,7 +63,19 @@ class TickPipeline:
 
     ``spikes`` configures the B9 guard (default :class:`SpikeConfig`: on, k=25,
     min_move=0.5 %, M=3; ``SpikeConfig(enabled=False)`` turns it off). The B21 weekend
-    policy is ``validation.off_hours``.
+    policy is ``validation.off_hours`` (default ``accept``: counted in :attr:`off_hours`).
+
+    What a caller of the guard must know:
+
+    * :meth:`process` returns ``[]`` for a held tick and raises nothing; the candles come
+      out of the call that confirms the hold. Drain :meth:`take_quarantined` after every
+      call (dead-letter each record by its ``ref``) *before* checkpointing: a quarantined
+      tick is no longer in :meth:`snapshot`.
+    * Lateness is judged as if the held ticks had reached the aggregator: a tick older than
+      a held tick by more than ``allowed_lateness_ms`` is refused ``late``, as it would be
+      without the guard.
+    * :meth:`advance` never moves a symbol's clock past its earliest held tick;
+      :meth:`flush` (end of a finite input) quarantines what is still held.
     """
 
     def __init__(
@@ -102,8 +114,9 @@ class TickPipeline:
             raise ValidationError(reason, f"{sym} ts_ms={tick.ts_ms}")
         if not self._guard_on:
             return self.aggregator.add(sym, tick.ts_ms, tick.bid, tick.ask, tick.volume)
-        g = self._guards.get(sym)
-        if g is None:
+        try:
+            g = self._guards[sym]
+        except KeyError:
             g = self._guards[sym] = SpikeGuard(self.spike_config)
         mid = (tick.bid + tick.ask) * 0.5
         if not (g.low <= mid <= g.high):  # a jump, or ticks are held

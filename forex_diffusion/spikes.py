@@ -27,10 +27,19 @@ and the ticks after it decide:
 * a tick that is a jump from ``last_good`` but far from the held level starts a new hold
   (the previous held ticks are quarantined).
 
-So at most ``confirm + 1`` ticks are ever held. A real level change such as EUR/CHF
-1.2011 -> 0.8597 on 2015-01-15 is accepted as soon as M ticks stay near a new level. The
-guard never moves a price and never decides on time: the caller owns what a held tick
-means for its clock (see :class:`~forex_diffusion.pipeline.TickPipeline`).
+So at most ``confirm`` ticks wait at a time (the next confirmation releases them). A real
+level change such as EUR/CHF 1.2011 -> 0.8597 on 2015-01-15 is accepted as soon as M ticks
+stay near a new level. The confirmation tolerance is the threshold of before the jump
+(``sigma`` does not move during a hold), so a market that keeps printing farther apart than
+that (the minutes after the SNB decision) restarts the hold, and the prints in between are
+quarantined, until M + 1 consecutive ticks agree; returns of the new regime then raise
+``sigma`` and with it the threshold. The guard never moves a price and never decides on
+time: the caller owns what a held tick means for its clock (see
+:class:`~forex_diffusion.pipeline.TickPipeline`).
+
+The jump test is done against the precomputed pass band ``last_good * exp(∓threshold)``
+(same test, no logarithm per tick); once the start is over, :meth:`SpikeGuard.accept` costs
+one logarithm and a few float operations.
 
 >>> g = SpikeGuard(SpikeConfig(warmup=3, confirm=2))
 >>> for mid in (1.2011, 1.2012, 1.2010):

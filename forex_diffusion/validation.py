@@ -25,7 +25,7 @@ from typing import Literal
 from .domain import Tick
 from .errors import ConfigError, RejectReason, ValidationError
 from .instruments import InstrumentRegistry
-from .market_hours import DEFAULT_MARKET_HOURS, WEEK_MS, MarketHours
+from .market_hours import DEFAULT_MARKET_HOURS, MarketHours
 
 __all__ = ["ValidationConfig", "TickValidator", "ValidationCounters"]
 
@@ -97,7 +97,7 @@ class TickValidator:
         self._seen: dict[str, OrderedDict[str, None]] = {}
         self._scale: dict[str, float] = {}
         self._hours = self.config.market_hours
-        self._off_shift, self._off_length = self._hours.shift_ms, self._hours.length_ms
+        self._open_from, self._open_until = 0, 0  # the open period of the last tick (a cache)
         self._reject_off = self.config.off_hours == "reject"
 
     def is_off_hours(self, ts_ms: int) -> bool:
@@ -159,9 +159,13 @@ class TickValidator:
             return RejectReason.WIDE_SPREAD
         if cfg.check_precision and not (self._on_grid(symbol, bid) and self._on_grid(symbol, ask)):
             return RejectReason.PRECISION
-        off = (ts_ms + self._off_shift) % WEEK_MS < self._off_length  # MarketHours.is_closed, inlined
-        if off and self._reject_off:
-            return RejectReason.OFF_HOURS
+        off = False
+        if not (self._open_from <= ts_ms < self._open_until):  # once a week, or off hours
+            off = self._hours.is_closed(ts_ms)
+            if not off:
+                self._open_from, self._open_until = self._hours.open_span(ts_ms)
+            elif self._reject_off:
+                return RejectReason.OFF_HOURS
         if tick_id is not None and cfg.dedup_window:
             seen = self._seen.get(symbol)
             if seen is None:

@@ -109,3 +109,31 @@ def test_real_feeds_inside_the_default_closure(name: str, off: int) -> None:
         pytest.skip(f"{path} absent (extended data beside the checkout)")
     ts = read_ticks(path).frame.ts_ms.tolist()
     assert sum(map(is_off_hours, ts)) == off
+
+
+def test_open_span_is_the_open_period_holding_the_tick() -> None:
+    h = MarketHours()
+    assert h.open_span(ms("2014-05-07 12:00")) == (ms("2014-05-04 21:00"), ms("2014-05-09 22:00"))
+    with pytest.raises(ValueError):
+        h.open_span(SATURDAY)
+
+
+@pytest.mark.parametrize("policy", ["accept", "reject"])
+def test_validator_verdicts_equal_the_pure_function_in_any_tick_order(policy: str) -> None:
+    """The validator caches the open period of the last tick: out-of-order ticks, weekends and
+    far jumps in time must still get exactly ``is_off_hours``."""
+    import random
+
+    rng = random.Random(7)
+    base = ms("2014-05-09 20:00")
+    ts = [base + rng.randrange(0, 3 * 86_400_000) for _ in range(3_000)]
+    ts += [ms("2014-05-16 21:59:59.999"), ms("2014-05-16 22:00"), ms("2014-05-07 12:00"),
+           ms("2014-05-18 20:59:59.999"), ms("2014-05-18 21:00")]
+    v = TickValidator(ValidationConfig(off_hours=policy))  # type: ignore[arg-type]
+    got = [v.check("EURUSD", t, 1.38727, 1.38729) for t in ts]
+    off = [is_off_hours(t) for t in ts]
+    if policy == "reject":
+        assert got == [RejectReason.OFF_HOURS if o else None for o in off]
+    else:
+        assert got == [None] * len(ts) and v.counters.off_hours == sum(off)
+    assert 0 < sum(off) < len(ts)
