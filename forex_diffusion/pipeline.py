@@ -213,6 +213,16 @@ class TickPipeline:
             event_ms = min(event_ms, min(t.ts_ms for t, _ in g.held))
         return self.aggregator.advance(symbol, event_ms)
 
+    def expire_hold(self, symbol: str) -> int:
+        """End an open hold of ``symbol`` without confirmation (its feed went quiet): the held
+        ticks are quarantined as ``spike_unconfirmed``. Returns how many were quarantined."""
+        g = self._guards.get(symbol)
+        if g is None or not g.holding:
+            return 0
+        items = g.end_hold()
+        self._quarantine(symbol, items)
+        return len(items)
+
     def flush(self) -> list[Candle]:
         """Close every open candle (end of a finite input); held ticks are quarantined."""
         for sym in sorted(self._guards):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from faust.types import TP
 
-from forex_diffusion.codec import decode_tick, encode_candle
+from forex_diffusion.codec import decode_tick, encode_candle, encode_tick
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ValidationError
 from forex_diffusion.pipeline import TickPipeline
@@ -118,10 +118,11 @@ class TickAgent:
         try:
             tick = decode_tick(msg.value, key=msg.key, instruments=self.rt.instruments,
                                max_bytes=self.rt.settings.max_message_bytes)
-            closed = self.pipeline.process(tick, now_ms=int(time.time() * 1000))
+            closed = self.pipeline.process(tick, now_ms=int(time.time() * 1000), ref=[p, msg.offset])
         except ValidationError as exc:
             self.dead_letter(msg, exc, tick.symbol if tick is not None else None)
         else:
+            self._dead_letter_quarantined(msg.topic)
             sym = tick.symbol
             if self.partition_of.get(sym) != p:
                 self.partition_of[sym] = p
@@ -141,16 +142,26 @@ class TickAgent:
 
     def dead_letter(self, msg: Any, exc: ValidationError, symbol: str | None = None) -> None:
         """Queue the refused message for ``fx.deadletter`` with its reason and origin."""
-        value = dead_letter_record(topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                                   raw=msg.value, key=msg.key, error=exc)
-        headers = dead_letter_headers(topic=msg.topic, partition=msg.partition, offset=msg.offset, error=exc)
-        self.dead.append((msg.key, value, headers))
+        self._dead_letter(msg.topic, msg.partition, msg.offset, msg.value, msg.key, exc, symbol)
+
+    def _dead_letter_quarantined(self, topic: str) -> None:
+        """B9: dead-letter held price jumps that were not confirmed, with their own origin."""
+        for q in self.pipeline.take_quarantined():
+            qp, qoff = q.ref
+            self._dead_letter(topic, qp, qoff, encode_tick(q.tick), q.symbol.encode(),
+                              ValidationError(q.reason, "price jump held and not confirmed"), q.symbol)
+
+    def _dead_letter(self, topic: str, partition: int, offset: int, raw: bytes | None, key: bytes | None,
+                     exc: ValidationError, symbol: str | None) -> None:
+        value = dead_letter_record(topic=topic, partition=partition, offset=offset, raw=raw, key=key, error=exc)
+        headers = dead_letter_headers(topic=topic, partition=partition, offset=offset, error=exc)
+        self.dead.append((key, value, headers))
         m = self.rt.metrics
         if m is not None:
             m.dead_letter("ticks", exc.reason.value)
             if exc.reason.value == "late":
                 m.late_tick(symbol if symbol in self.rt.instruments else None)
-        log.debug("deadletter reason=%s partition=%d offset=%d", exc.reason.value, msg.partition, msg.offset)
+        log.debug("deadletter reason=%s partition=%d offset=%d", exc.reason.value, partition, offset)
 
     async def on_timer(self) -> None:
         """Close candles of idle series on wall-clock time; checkpoint periodically."""
@@ -166,6 +177,9 @@ class TickAgent:
                 continue
             idle = now - wall
             if idle >= idle_s:
+                if self.pipeline.expire_hold(sym):  # a quiet feed confirms no jump
+                    self._dead_letter_quarantined(self.progress.topic)
+                    self.progress.dirty.add(self.partition_of[sym])
                 closed = self.pipeline.advance(sym, event_ms + int(idle * 1000))
                 if closed:
                     p = self.partition_of[sym]

@@ -79,8 +79,8 @@ def test_replayed_sample_equals_offline_candles_and_replays_never_duplicate(
     # Replay from offset 0 by a new consumer group into the populated DB: identical table.
     env2 = dict(worker_env, FOREXD_APP_ID=worker_env["FOREXD_APP_ID"] + "-again")
     w2 = spawn_worker(env2)
-    wait_until(lambda: len(read_all(kafka_bootstrap, f"{prefix}fx.candles", idle_s=1.0, timeout_s=20)) >= 2 * len(expected),
-               180, interval=2, what="second group to re-emit all candles")
+    again_msgs = read_all(kafka_bootstrap, f"{prefix}fx.candles", expect=2 * len(expected), timeout_s=180)
+    assert len(again_msgs) >= 2 * len(expected), "the second group did not re-emit every candle\n" + w2.log()[-3000:]
     assert count_candles(_db(worker_env)) == len(expected)
     assert _all_db_candles(worker_env) == expected
     w2.stop()
