@@ -131,44 +131,10 @@ class PartitionProgress:
             self._restore(tp.partition, state)
             self.offsets[tp.partition] = offset
             log.info("progress.restored consumer=%s partition=%d offset=%d", self.consumer, tp.partition, offset)
-        ends = await self._log_ends(app, mine)
-        for tp in mine:
-            self.check_log_end(tp.partition, ends.get(tp))
         # No explicit seek: Faust's recovery seeks to the group's committed offset, which the
         # agents keep equal to (or, after a crash between checkpoint and commit, just behind)
         # the checkpoint, and admit() skips what the restored state already holds. (Seeking
         # here races the fetcher, which can then fail with a KeyError on the partition.)
-
-    async def _log_ends(self, app: Any, tps: Sequence[TP]) -> dict[TP, int]:
-        """The partitions' log-end offsets from the broker ({} when it cannot tell now)."""
-        consumer = getattr(app, "consumer", None)
-        if consumer is None or not any(tp.partition in self.offsets for tp in tps):
-            return {}
-        try:
-            return dict(await asyncio.wait_for(consumer.highwaters(*tps), timeout=10.0))
-        except Exception as exc:  # noqa: BLE001 - the check is skipped, not the assignment
-            log.warning("progress.log_end_unknown consumer=%s error=%s", self.consumer, type(exc).__name__)
-            return {}
-
-    def check_log_end(self, partition: int, log_end: int | None) -> bool:
-        """Detect a partition log shorter than the checkpoint says it was (D3).
-
-        A checkpoint at offset ``n`` means the log held ``n + 1`` records. A log end at or
-        below ``n`` means the log was reset (a recreated topic, a broker with memory storage
-        restarted): its offsets are new records, and skipping them as "already processed"
-        would silently lose them. The restored state is kept (it reflects real ticks) and
-        only the offset bookkeeping is reset, so every record of the new log is processed;
-        the keyed sinks and the tick-id de-duplication absorb a republished history.
-        Returns whether a reset was detected.
-        """
-        last = self.offsets.get(partition)
-        if log_end is None or last is None or log_end > last:
-            return False
-        log.error("progress.log_reset consumer=%s topic=%s partition=%d checkpoint_offset=%d log_end=%d: "
-                  "the log is shorter than the checkpoint; processing it from its start",
-                  self.consumer, self.topic, partition, last, log_end)
-        self.offsets.pop(partition, None)
-        return True
 
     async def on_revoked(self, revoked: Iterable[TP]) -> None:
         """Forget state of revoked partitions (they were checkpointed by the caller first)."""

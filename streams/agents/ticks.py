@@ -215,9 +215,6 @@ class TickAgent:
                 hw = consumer.highwater(TP(self.progress.topic, p))
             except Exception:  # noqa: BLE001 - no assignment or no fetch yet: not known to be caught up
                 hw = None
-            if self.progress.check_log_end(p, hw):
-                behind.add(p)  # the log was reset under us: its new records are ahead
-                continue
             last = self.progress.offsets.get(p)
             if hw is None or last is None or last + 1 < hw:
                 behind.add(p)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import random
 import signal
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -78,6 +80,18 @@ def _count(url: str) -> int:
         return 0
 
 
+def _stacks(w: Any) -> str:
+    """Thread stacks of a stuck worker (py-spy, when installed), for the failure message."""
+    import shutil
+    import subprocess
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if w.proc is None or not Path(spy).exists():
+        return "(no py-spy)"
+    res = subprocess.run([spy, "dump", "--pid", str(w.proc.pid)], capture_output=True, text=True, timeout=60)
+    return res.stdout[-6000:] + res.stderr[-500:]
+
+
 def _report(what: str, published: int, report: Any, recoveries: list[float], converged: float) -> None:
     print(f"soak[{what}]: cycles={CYCLES} ticks={published} lost={len(report.lost)} "
           f"duplicated_db_rows={report.db_rows - report.expected + len(report.lost)} "
@@ -104,7 +118,10 @@ def test_soak_twenty_broker_pauses_end_equal_to_oracle(
         assert own_broker.proc is not None
         pause(own_broker.proc.pid, rnd.uniform(3.0, 6.0))
         t0 = time.monotonic()
-        wait_for(lambda before=before: _count(url) > before, 120, interval=0.1, what=f"progress after pause {cycle}")
+        try:
+            wait_for(lambda before=before: _count(url) > before, 120, interval=0.1, what=f"progress after pause {cycle}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{_stacks(w)}\n{w.log()[-3000:]}") from None
         recoveries.append(time.monotonic() - t0)
         assert w.alive(), w.log()[-3000:]
     report, converged = settle(boot, env, timeout_s=180, published=published)

@@ -31,7 +31,11 @@ def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None
     asyncio.run(go())
 
 
-def publish(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> int:
+def publish(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]],
+            partition_of: Any = None) -> int:
+    """Publish ``(key, value)`` records in order; ``partition_of(key)`` picks partitions
+    explicitly (default: the producer's key hash)."""
+
     async def go() -> int:
         p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=10, max_request_size=4 * 1024 * 1024)
         await p.start()
@@ -39,7 +43,8 @@ def publish(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, by
         try:
             futs = []
             for key, value in records:
-                futs.append(await p.send(topic, value=value, key=key))
+                part = None if partition_of is None else partition_of(key)
+                futs.append(await p.send(topic, value=value, key=key, partition=part))
                 n += 1
                 if len(futs) >= 5000:
                     await asyncio.gather(*futs)
