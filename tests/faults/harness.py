@@ -57,12 +57,14 @@ def sort_key(c: Candle) -> tuple[str, int, int]:
 # -- generator ----------------------------------------------------------------------------
 
 
-def tick_records(n: int, *, start: int = 0, source: Path = SAMPLE, jpy: bool = True) -> list[Record]:
+def tick_records(n: int, *, start: int = 0, source: Path = SAMPLE, jpy: bool = True, trim: bool = True) -> list[Record]:
     """``n`` deterministic good ticks (EUR/USD from ``source`` and a derived USD/JPY), ending
-    just before an hour boundary so the idle timer closes the last bars within seconds."""
+    just before an hour boundary (``trim``) so the idle timer closes the last bars within
+    seconds; rows of the last hour are dropped, so a span inside one hour gives nothing."""
     frame = read_ticks(source).frame.iloc[start:start + n]
-    boundary = int(frame.ts_ms.iloc[-1]) // 3_600_000 * 3_600_000
-    frame = frame[frame.ts_ms < boundary]
+    if trim:
+        boundary = int(frame.ts_ms.iloc[-1]) // 3_600_000 * 3_600_000
+        frame = frame[frame.ts_ms < boundary]
     out: list[Record] = []
     for i, (t, b, a) in enumerate(zip(frame.ts_ms.tolist(), frame.bid.tolist(), frame.ask.tolist(), strict=True)):
         out.append((b"EURUSD", encode({"v": 1, "symbol": "EURUSD", "ts": t, "bid": b, "ask": a,
@@ -70,6 +72,27 @@ def tick_records(n: int, *, start: int = 0, source: Path = SAMPLE, jpy: bool = T
         if jpy:
             out.append((b"USDJPY", encode({"v": 1, "symbol": "USDJPY", "ts": t, "bid": round(b * 100 - 36, 3),
                                            "ask": round(a * 100 - 36, 3), "tick_id": f"j:{start + i}"})))
+    return out
+
+
+def hour_bursts(count: int, *, source: Path = SAMPLE, jpy: bool = True, max_rows: int = 1_500) -> list[list[Record]]:
+    """``count`` non-empty bursts of real ticks, one per clock hour of ``source``: the last
+    ``max_rows`` (at most) EUR/USD rows of each hour, so each burst ends just before its hour
+    boundary, consecutive bursts never share a bar, and the idle timer closes every bar of a
+    burst within seconds. (``tick_records`` with a fixed row count comes out empty when the
+    rows lie inside one hour.)"""
+    frame = read_ticks(source).frame
+    hours = (frame.ts_ms // 3_600_000).to_numpy()
+    ends = [i for i in range(1, len(hours)) if hours[i] != hours[i - 1]]  # first row of the next hour
+    out: list[list[Record]] = []
+    prev = 0
+    for end in ends:
+        if len(out) == count:
+            break
+        start = max(prev, end - max_rows)
+        out.append(tick_records(end - start, start=start, source=source, jpy=jpy, trim=False))
+        prev = end
+    assert len(out) == count, f"{source} has only {len(out)} hours"
     return out
 
 

@@ -19,13 +19,13 @@ from streams.broker import EmbeddedBroker
 from ..integration.kafka_io import publish
 from .harness import (
     db_count,
+    hour_bursts,
     make_topics,
     pause,
     pg_ctl,
     pg_restart_safely,
     settle,
     sqlite_url,
-    tick_records,
     wait_for,
 )
 
@@ -44,12 +44,11 @@ def test_soak_twenty_worker_crash_cycles_end_equal_to_oracle(
     rnd = random.Random(7)
     make_topics(kafka_bootstrap, fault_env)
     url = sqlite_url(fault_env)
-    per = 2_000  # sample rows per burst: every burst spans an hour boundary (bursts end before one)
+    bursts = hour_bursts(CYCLES)  # one clock hour each, never empty
     recoveries: list[float] = []
     published = 0
     for cycle in range(CYCLES):
-        published += publish(kafka_bootstrap, f"{fault_env['FOREXD_TOPIC_PREFIX']}fx.ticks",
-                             tick_records(per, start=cycle * per))
+        published += publish(kafka_bootstrap, f"{fault_env['FOREXD_TOPIC_PREFIX']}fx.ticks", bursts[cycle])
         fault = FAULTS[cycle % len(FAULTS)]
         signalled = fault in ("sigkill", "sigterm")
         env = dict(fault_env) if signalled else dict(fault_env, FOREXD_FAILPOINT=fault,
@@ -110,10 +109,10 @@ def test_soak_twenty_broker_pauses_end_equal_to_oracle(
     boot = own_broker.bootstrap
     make_topics(boot, env)
     url = sqlite_url(env)
-    per, published, recoveries = 1_000, 0, []
+    bursts, published, recoveries = hour_bursts(CYCLES), 0, []
     w = spawn_worker(env, role="ticks", name="soak-broker")
     for cycle in range(CYCLES):
-        published += publish(boot, f"{env['FOREXD_TOPIC_PREFIX']}fx.ticks", tick_records(per, start=cycle * per))
+        published += publish(boot, f"{env['FOREXD_TOPIC_PREFIX']}fx.ticks", bursts[cycle])
         before = _count(url)
         assert own_broker.proc is not None
         pause(own_broker.proc.pid, rnd.uniform(3.0, 6.0))
@@ -141,12 +140,11 @@ def test_soak_twenty_postgres_outages_and_one_of_120_s_end_equal_to_oracle(
     rnd = random.Random(13)
     env = dict(fault_env, FOREXD_DATABASE_URL=pg_url)
     make_topics(kafka_bootstrap, env)
-    per, published, recoveries = 1_000, 0, []
+    bursts, published, recoveries = hour_bursts(CYCLES + 1), 0, []
     w = spawn_worker(env, role="ticks", name="soak-pg")
     wait_for(lambda: w.alive() and "Worker]: Ready" in w.log(), 120, interval=0.2, what="worker ready")
     for cycle in range(CYCLES + 1):
-        published += publish(kafka_bootstrap, f"{env['FOREXD_TOPIC_PREFIX']}fx.ticks",
-                             tick_records(per, start=cycle * per))
+        published += publish(kafka_bootstrap, f"{env['FOREXD_TOPIC_PREFIX']}fx.ticks", bursts[cycle])
         before = _count(pg_url)
         outage = 120.0 if cycle == CYCLES else rnd.uniform(2.0, 5.0)
         try:
