@@ -27,6 +27,19 @@ __all__ = ["TickAgent"]
 log = logging.getLogger(__name__)
 
 
+FETCH_FRESH_MS = 5_000.0  # a fetch response older than this: the broker is not answering
+
+
+def _last_fetch_ms(consumer: Any, tp: TP) -> float | None:
+    """Wall-clock ms of the last fetch response for ``tp`` (aiokafka under Faust's consumer
+    thread), or None where the consumer does not expose it."""
+    try:
+        ts = consumer._thread._consumer.last_poll_timestamp(tp)
+    except Exception:  # noqa: BLE001 - another transport, or not assigned yet
+        return None
+    return None if ts is None else float(ts)
+
+
 class TickAgent:
     """Consume ``fx.ticks``; emit final candles to ``fx.candles`` and the database."""
 
@@ -210,13 +223,21 @@ class TickAgent:
         if consumer is None:
             return set()
         behind = set()
+        now_ms = time.time() * 1000.0
         for p in parts:
+            tp = TP(self.progress.topic, p)
             try:
-                hw = consumer.highwater(TP(self.progress.topic, p))
+                hw = consumer.highwater(tp)
             except Exception:  # noqa: BLE001 - no assignment or no fetch yet: not known to be caught up
                 hw = None
             last = self.progress.offsets.get(p)
             if hw is None or last is None or last + 1 < hw:
+                behind.add(p)
+                continue
+            # the high-water mark is only as fresh as the last fetch response: while the broker
+            # does not answer (paused, restarting) the feed is not known to be quiet
+            polled = _last_fetch_ms(consumer, tp)
+            if polled is not None and now_ms - polled > FETCH_FRESH_MS:
                 behind.add(p)
         return behind
 

@@ -82,16 +82,22 @@ def hour_bursts(count: int, *, source: Path = SAMPLE, jpy: bool = True, max_rows
     burst within seconds. (``tick_records`` with a fixed row count comes out empty when the
     rows lie inside one hour.)"""
     frame = read_ticks(source).frame
-    hours = (frame.ts_ms // 3_600_000).to_numpy()
+    ts = frame.ts_ms.to_numpy()
+    hours = ts // 3_600_000
     ends = [i for i in range(1, len(hours)) if hours[i] != hours[i - 1]]  # first row of the next hour
     out: list[list[Record]] = []
-    prev = 0
     for end in ends:
         if len(out) == count:
             break
-        start = max(prev, end - max_rows)
-        out.append(tick_records(end - start, start=start, source=source, jpy=jpy, trim=False))
-        prev = end
+        # only the hour's second half: at least 30 min of event time separate two bursts, more
+        # than the wall-clock time between them, so the idle timer (which advances a quiet
+        # series' clock by wall-clock time, right for a live feed) never makes a burst late
+        half = hours[end - 1] * 3_600_000 + 1_800_000
+        start = end
+        while start > 0 and ts[start - 1] >= half and end - start < max_rows:
+            start -= 1
+        if start < end:
+            out.append(tick_records(end - start, start=start, source=source, jpy=jpy, trim=False))
     assert len(out) == count, f"{source} has only {len(out)} hours"
     return out
 

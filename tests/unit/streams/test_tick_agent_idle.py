@@ -91,3 +91,22 @@ def test_idle_close_waits_while_checkpoints_fail(tmp_path: Path) -> None:
     _quiet_for(agent, 400)
     asyncio.run(_timer(agent))
     assert agent.n_pending == base + 2
+
+
+def test_idle_close_waits_while_the_broker_does_not_answer_fetches(tmp_path: Path) -> None:
+    """Caught up by the last high-water mark, but that fetch response is old (broker paused
+    or restarting): the feed is not known to be quiet, so nothing closes."""
+    import time
+
+    agent, consumer = _agent(tmp_path)
+    consumer.hw = _feed(agent, 300) + 1
+    polled = {"ms": time.time() * 1000 - 30_000}
+    consumer._thread = SimpleNamespace(_consumer=SimpleNamespace(last_poll_timestamp=lambda tp: polled["ms"]))
+    base = agent.n_pending
+    _quiet_for(agent, 400)
+    asyncio.run(_timer(agent))
+    assert agent.n_pending == base
+    polled["ms"] = time.time() * 1000  # fetches answered again
+    _quiet_for(agent, 400)
+    asyncio.run(_timer(agent))
+    assert agent.n_pending == base + 2
