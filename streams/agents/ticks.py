@@ -75,9 +75,15 @@ class TickAgent:
 
     def _restore(self, partition: int, state: dict[str, Any]) -> None:
         self.pipeline.restore(state)
+        now = time.monotonic()
         for sym in state.get("aggregator", {}).get("series", {}):
             self.symbols[partition].add(sym)
             self.partition_of[sym] = partition
+            # a restored series may get no new tick at all (its feed ended before the crash):
+            # its forming bars must still close on the idle timer, counted from the restore
+            last_ms = self.pipeline.aggregator.last_event_ms(sym)
+            if last_ms is not None and sym not in self.last_arrival:
+                self.last_arrival[sym] = (now, last_ms)
 
     def _drop(self, partition: int) -> None:
         syms = sorted(self.symbols.pop(partition, set()))

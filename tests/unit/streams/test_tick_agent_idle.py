@@ -110,3 +110,18 @@ def test_idle_close_waits_while_the_broker_does_not_answer_fetches(tmp_path: Pat
     _quiet_for(agent, 400)
     asyncio.run(_timer(agent))
     assert agent.n_pending == base + 2
+
+
+def test_restored_series_without_new_ticks_still_closes_on_the_idle_timer(tmp_path: Path) -> None:
+    """A worker restarted after its feed ended restores forming bars and receives no tick:
+    the idle timer must still close them (it lost the last bars of a burst before)."""
+    first, _ = _agent(tmp_path)
+    last = _feed(first, 300)
+    state = first.pipeline.snapshot(["EURUSD"])
+    agent, consumer = _agent(tmp_path / "second")
+    agent._restore(0, state)
+    agent.progress.offsets[0] = last
+    consumer.hw = last + 1
+    _quiet_for(agent, 400)
+    asyncio.run(_timer(agent))
+    assert agent.n_pending == 2
