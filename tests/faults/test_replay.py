@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ..integration.kafka_io import publish
+from ..integration.kafka_io import publish, read_all
 from .harness import (
     bad_records,
     db_candles,
@@ -42,17 +42,15 @@ def test_replay_from_zero_into_empty_and_populated_db_gives_identical_tables(
     a.stop()
     table1 = db_candles(db1)
 
+    # B and C run at once (different groups, different databases).
     b = spawn_worker(dict(fault_env, FOREXD_DATABASE_URL=db2, FOREXD_APP_ID=app + "-b"), role="ticks", name="b")
-    settle(kafka_bootstrap, dict(fault_env, FOREXD_DATABASE_URL=db2))
-    b.stop()
     c = spawn_worker(dict(fault_env, FOREXD_DATABASE_URL=db1, FOREXD_APP_ID=app + "-c"), role="ticks", name="c")
-    # C re-emits every candle; wait for the second copy of each on fx.candles, then compare.
-    from ..integration.kafka_io import read_all
-    from .harness import wait_for
-
+    settle(kafka_bootstrap, dict(fault_env, FOREXD_DATABASE_URL=db2))
+    # C re-emits every candle: wait for the third copy of each on fx.candles (A, B, C), then compare.
     prefix = fault_env["FOREXD_TOPIC_PREFIX"]
-    wait_for(lambda: len(read_all(kafka_bootstrap, f"{prefix}fx.candles", idle_s=1.0, timeout_s=10)) >= 3 * len(table1),
-             120, interval=1.0, what="worker C to re-emit every candle")
+    emitted = read_all(kafka_bootstrap, f"{prefix}fx.candles", expect=3 * len(table1), timeout_s=120)
+    assert len(emitted) >= 3 * len(table1), "worker C did not re-emit every candle\n" + c.log()[-3000:]
+    b.stop()
     c.stop()
     assert db_candles(db2) == table1, "replay into an empty DB differs"
     assert db_candles(db1) == table1, "replay into the populated DB changed it"
