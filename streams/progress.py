@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from faust.types import TP
@@ -136,8 +136,19 @@ class PartitionProgress:
         # the checkpoint, and admit() skips what the restored state already holds. (Seeking
         # here races the fetcher, which can then fail with a KeyError on the partition.)
 
-    async def on_revoked(self, revoked: Iterable[TP]) -> None:
-        """Forget state of revoked partitions (they were checkpointed by the caller first)."""
+    async def on_revoked(self, revoked: Iterable[TP], *,
+                         checkpoint: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Checkpoint (``checkpoint``, bounded), then forget the state of revoked partitions.
+
+        Faust gives the rebalance callbacks less than the session timeout; an unfinished
+        checkpoint only means the next owner replays from the previous one.
+        """
+        if checkpoint is not None:
+            try:
+                await asyncio.wait_for(checkpoint(), timeout=5.0)
+            except TimeoutError:
+                log.warning("revoke.checkpoint_timeout consumer=%s: the next owner replays from the last checkpoint",
+                            self.consumer)
         for tp in revoked:
             if tp.topic == self.topic:
                 self._drop(tp.partition)

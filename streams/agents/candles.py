@@ -123,13 +123,7 @@ class CandleAgent:
 
         @app.on_partitions_revoked.connect
         async def _revoked(sender: Any, revoked: Any, **_: Any) -> None:
-            # bounded: Faust gives the rebalance callbacks < session timeout; an unfinished
-            # checkpoint only means the next owner replays from the previous one
-            try:
-                await asyncio.wait_for(self.flush(), timeout=5.0)
-            except TimeoutError:
-                log.warning("revoke.checkpoint_timeout: the next owner replays from the last checkpoint")
-            await self.progress.on_revoked(revoked)
+            await self.progress.on_revoked(revoked, checkpoint=self.flush)
 
     def _close_request(self, value: bytes) -> None:
         """An outcome on fx.models finishes its request: the trigger may open new ones."""

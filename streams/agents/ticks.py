@@ -114,13 +114,7 @@ class TickAgent:
 
         @app.on_partitions_revoked.connect
         async def _revoked(sender: Any, revoked: Any, **_: Any) -> None:
-            # bounded: Faust gives the rebalance callbacks < session timeout; an unfinished
-            # checkpoint only means the next owner replays from the previous one
-            try:
-                await asyncio.wait_for(self.flush(), timeout=5.0)
-            except TimeoutError:
-                log.warning("revoke.checkpoint_timeout: the next owner replays from the last checkpoint")
-            await self.progress.on_revoked(revoked)
+            await self.progress.on_revoked(revoked, checkpoint=self.flush)
 
         self._ticks_agent = ticks
         self._interval = s.snapshot_interval_s
