@@ -34,11 +34,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
-
 from .base import Indicator
 from .channels import Donchian, Keltner
-from .hurst import Hurst, window_returns
+from .hurst import Hurst, resync_step
 from .momentum import MACD, RSI, Stochastic
 from .moving import EMA, SMA
 from .registry import build_indicator, indicator_token
@@ -291,38 +289,13 @@ def _hurst(ind: Hurst, v: str) -> Part:
     w = p + 1
     return Part(
         steady=w + 1,
-        state=((f"{v}last", "_last"), (f"{v}pos", "_pos"), (f"{v}s1", "_s1"), (f"{v}s2", "_s2")),
-        refs=((f"{v}ring", "_ring"), (f"{v}lg", "_lg"), (f"{v}off", "_off"), (f"{v}tmp", "_tmp"), (f"{v}sc", "_sc")),
-        blocks=(("", (
-            f"{v}lx = log(c)",
-            f"{v}r = {v}lx - {v}last",
-            f"{v}last = {v}lx",
-            f"{v}nw = {v}pos",
-            f"{v}pos = {v}nw + 1 if {v}nw + 1 < {w} else 0",
-            f"{v}o = {v}lg[{v}pos] - {v}lg[{v}nw]",
-            f"{v}s1 += {v}r - {v}o",
-            f"{v}s2 += {v}r * {v}r - {v}o * {v}o",
-            f"{v}ring[{v}nw] = {v}lx",
-            f"{v}lg[{v}nw] = {v}lx",
-            f"if n % {p} == 0:",
-            f"    {v}rets = window_returns({v}lg, {v}pos)",
-            f"    {v}s1 = fsum({v}rets)",
-            f"    {v}s2 = fsum([x * x for x in {v}rets])",
-            f"{v}m = {v}s1 / {p}",  # Hurst._exponent from here
-            f"{v}var = {v}s2 / {p} - {v}m * {v}m",
-            f"{v}out = 0.5",
-            f"if {v}var > 0.0:",
-            f"    {v}base = {v}lg[{v}pos]",
-            f"    {v}sc[()] = ({v}lx - {v}base) / {p}",
-            f"    mul({v}off[{v}pos], {v}sc, {v}tmp)",
-            f"    sub({v}ring, {v}tmp, {v}tmp)",
-            f"    {v}tmp[{v}nw] = {v}base",
-            f"    {v}tmp.sort()",
-            f"    {v}hi = {v}tmp.item(-1) - {v}base",
-            f"    {v}lo = {v}tmp.item(0) - {v}base",
-            f"    {v}rr = ({v}hi if {v}hi > 0.0 else 0.0) - ({v}lo if {v}lo < 0.0 else 0.0)",
-            f"    if {v}rr > 0.0:",
-            f"        {v}out = log({v}rr / sqrt({v}var)) / {_f(ind._logn)}",
+        state=(),
+        refs=((f"{v}buf", "_buf"), (f"{v}k", "_k"), (f"{v}step", "_k.step")),
+        blocks=(("", (  # Hurst._push with a full window: one compiled call
+            f"if n % {p}:",
+            f"    {v}out = {v}step({v}buf, {w}, log(c))",
+            "else:",
+            f"    {v}out = hurst_resync({v}buf, {w}, log(c), {v}k)",
         )),),
         outs=(f"{v}out",))
 
@@ -339,8 +312,8 @@ def part_of(ind: Indicator[Any], prefix: str) -> Part | None:
     return None if emit is None else emit(ind, prefix)
 
 
-_ENV: dict[str, Any] = {"fsum": math.fsum, "sqrt": math.sqrt, "log": math.log, "mul": np.multiply,
-                        "sub": np.subtract, "bb_resync": BollingerBands._resync, "window_returns": window_returns}
+_ENV: dict[str, Any] = {"fsum": math.fsum, "sqrt": math.sqrt, "log": math.log,
+                        "bb_resync": BollingerBands._resync, "hurst_resync": resync_step}
 
 
 @dataclass(frozen=True, slots=True)

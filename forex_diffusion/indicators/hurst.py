@@ -3,38 +3,125 @@
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
 from .base import ScalarIndicator, check_period
 
 _log = math.log
-_sqrt = math.sqrt
-_mul = np.multiply
-_sub = np.subtract
 
-__all__ = ["Hurst"]
+__all__ = ["Hurst", "Kernels", "hurst_kernels", "python_kernels", "resync_exponent", "resync_step",
+           "window_returns"]
+
+# Layout of a Hurst buffer (float64, length period + 6): the window's period + 1 log prices
+# in ring order, then its scalar state. One array is one argument for the compiled kernels.
+LAST, POS, S1, S2, LOGN = range(1, 6)  # offsets after the ring: buf[w + LAST] ...
 
 
-@lru_cache(maxsize=16)
-def _offsets(period: int) -> tuple[np.ndarray, ...]:
-    """Row ``p``: the window offset ``(i - p) mod (period + 1)`` of ring slot ``i``, as floats.
+class Kernels(NamedTuple):
+    """The compiled steady-state steps over a full Hurst buffer (see :func:`hurst_kernels`).
 
-    Shared (read-only) by every Hurst of this period. Every row is a view of one array
-    ``b[j] = (j - period) mod (period + 1)``: row ``p`` is ``b[period - p : 2 * period + 1 - p]``.
+    ``step(buf, w, lx)`` commits the log price ``lx`` and returns ``H``; ``advance`` commits
+    only; ``exponent(buf, w)`` returns ``H`` of the window ``buf`` holds.
     """
-    w = period + 1
-    b = ((np.arange(2 * w - 1) - (w - 1)) % w).astype(float)
-    b.flags.writeable = False
-    return tuple(b[w - 1 - p : 2 * w - 1 - p] for p in range(w))
+
+    step: Callable[[np.ndarray, int, float], float]
+    advance: Callable[[np.ndarray, int, float], None]
+    exponent: Callable[[np.ndarray, int], float]
+
+
+def _advance(buf: np.ndarray, w: int, lx: float) -> None:
+    """Write ``lx`` over the oldest log price of the full window; update the return sums."""
+    nw = int(buf[w + POS])  # the oldest slot becomes the newest
+    pos = nw + 1 if nw + 1 < w else 0
+    r = lx - buf[w + LAST]
+    o = buf[pos] - buf[nw]  # the return leaving the window
+    buf[w + S1] += r - o
+    buf[w + S2] += r * r - o * o
+    buf[nw] = lx
+    buf[w + LAST] = lx
+    buf[w + POS] = pos
+
+
+def _exponent(buf: np.ndarray, w: int) -> float:
+    """``H`` of the full window in ``buf`` (see :class:`Hurst`): one pass over the ring."""
+    n = w - 1
+    m = buf[w + S1] / n
+    var = buf[w + S2] / n - m * m
+    if var <= 0.0:
+        return 0.5
+    pos = int(buf[w + POS])
+    nw = pos - 1 if pos > 0 else w - 1
+    base = buf[pos]
+    slope = (buf[nw] - base) / n
+    hi = 0.0  # Y_0 = Y_n = 0 belong to the set
+    lo = 0.0
+    for i in range(w):
+        if i == nw:
+            continue
+        t = i - pos if i >= pos else i - pos + w
+        y = (buf[i] - t * slope) - base
+        if y > hi:
+            hi = y
+        elif y < lo:
+            lo = y
+    r = hi - lo
+    if r <= 0.0:
+        return 0.5
+    return float(math.log(r / math.sqrt(var)) / buf[w + LOGN])
+
+
+def _step(buf: np.ndarray, w: int, lx: float) -> float:
+    _advance(buf, w, lx)
+    return _exponent(buf, w)
+
+
+def python_kernels() -> Kernels:
+    """The steps as plain Python (the reference of the compiled ones)."""
+    return Kernels(_step, _advance, _exponent)
+
+
+@lru_cache(maxsize=1)
+def hurst_kernels() -> Kernels:
+    """The steps compiled by numba (cached on disk), or the same Python functions without it.
+
+    Compiled lazily, on the first Hurst built in a process (numba's import and the cache
+    load take about 0.3 s; a first compile about 2 s). The compiled and the Python steps
+    perform the same IEEE operations in the same order (no fast-math), so the values do
+    not depend on which one runs; the unit tests compare the two on real candles.
+    ``FOREXD_NO_JIT=1`` selects the Python steps.
+    """
+    if os.environ.get("FOREXD_NO_JIT", "") not in ("", "0"):
+        return python_kernels()
+    try:
+        from . import _hurst_jit
+    except ImportError:  # pragma: no cover - numba is a dependency; kept for odd platforms
+        return python_kernels()
+    return _hurst_jit.kernels()
 
 
 def window_returns(ring: list[float], start: int) -> list[float]:
     """The log returns of a full ring of log prices whose oldest is at ``start``, oldest first."""
     order = ring[start:] + ring[:start]
     return [order[i + 1] - order[i] for i in range(len(order) - 1)]
+
+
+def resync_exponent(buf: np.ndarray, w: int, kernels: Kernels) -> float:
+    """``H`` of the full window in ``buf`` after recomputing its sums exactly (``fsum``)."""
+    rets = window_returns(buf[:w].tolist(), int(buf[w + POS]))
+    buf[w + S1] = math.fsum(rets)
+    buf[w + S2] = math.fsum([v * v for v in rets])
+    return kernels.exponent(buf, w)
+
+
+def resync_step(buf: np.ndarray, w: int, lx: float, kernels: Kernels) -> float:
+    """``step`` with the exact resync of the window sums: every ``period`` updates."""
+    kernels.advance(buf, w, lx)
+    return resync_exponent(buf, w, kernels)
 
 
 class Hurst(ScalarIndicator[float]):
@@ -49,11 +136,10 @@ class Hurst(ScalarIndicator[float]):
 
     ``Y_t`` is the distance of the log price ``L_t`` from the chord joining the window's
     first and last log prices: ``Y_t = (L_t - t·slope) - L_0``. The window's ``n + 1`` log
-    prices sit in a numpy ring; one pass ``ring - offset·slope`` (the offsets of every ring
-    slot for the current start come from a shared table, so no slicing), the newest slot
-    set to ``L_0`` (its ``Y_n`` is 0 by definition, not by rounding) and an in-place sort
-    give ``max Y`` and ``min Y``: O(``period``) per update in three numpy calls. ``m`` and
-    ``S`` come from window sums in O(1). First value at bar ``period``.
+    prices sit in a ring; in steady state one compiled pass over it (numba, see
+    :func:`hurst_kernels`) gives ``max Y`` and ``min Y``: O(``period``) per update, one call.
+    ``m`` and ``S`` come from window sums kept in O(1) and recomputed exactly (``fsum``)
+    every ``period`` updates. First value at bar ``period``.
 
     Parameters
     ----------
@@ -68,16 +154,13 @@ class Hurst(ScalarIndicator[float]):
     (None, 0.601125)
     """
 
-    __slots__ = ("period", "_ring", "_lg", "_last", "_pos", "_len", "_off", "_tmp", "_sc", "_s1", "_s2", "_logn")
+    __slots__ = ("period", "_buf", "_len", "_k")
     _params: ClassVar[tuple[str, ...]] = ("period",)
     spec_name: ClassVar[str] = "hurst"
 
     def __init__(self, period: int = 100) -> None:
         self.period = check_period("period", period, 8)
-        self._off = _offsets(period)
-        self._tmp = np.empty(period + 1)
-        self._sc = np.empty(())  # the chord slope as a 0-d array: a cheaper ufunc operand than a float
-        self._logn = math.log(period)
+        self._k = hurst_kernels()
         self._reset_bookkeeping()
         self._init_state()
 
@@ -87,117 +170,75 @@ class Hurst(ScalarIndicator[float]):
 
     def _init_state(self) -> None:
         w = self.period + 1
-        self._ring = np.zeros(w)  # log prices in ring order; once full the window starts at _pos
-        self._lg = [0.0] * w  # the same log prices as Python floats (scalar reads)
-        self._last = 0.0  # the newest log price
-        self._pos = 0  # slot of the oldest log price of the window
+        self._buf = np.zeros(w + LOGN + 1)  # ring of log prices; once full the window starts at POS
+        self._buf[w + LOGN] = math.log(self.period)
         self._len = 0  # log prices held (<= w)
-        self._s1 = 0.0
-        self._s2 = 0.0
         self._ready_at = self.period + 1
 
-    def _exponent(self, ring: np.ndarray, start: int, newest: int, lx: float, s1: float, s2: float) -> float:
-        """``H`` of the full window in ``ring`` (oldest at slot ``start``, ``lx`` at ``newest``)."""
-        n = self.period
-        m = s1 / n
-        var = s2 / n - m * m
-        if var <= 0.0:
-            return 0.5
-        base = self._lg[start]
-        tmp = self._tmp
-        sc = self._sc
-        sc[()] = (lx - base) / n
-        _mul(self._off[start], sc, tmp)
-        _sub(ring, tmp, tmp)
-        tmp[newest] = base  # Y_n = 0 exactly
-        tmp.sort()
-        hi = tmp.item(-1) - base
-        lo = tmp.item(0) - base
-        r = (hi if hi > 0.0 else 0.0) - (lo if lo < 0.0 else 0.0)
-        if r <= 0.0:
-            return 0.5
-        return _log(r / _sqrt(var)) / self._logn
+    def _advance_partial(self, buf: np.ndarray, lx: float) -> None:
+        """Add the log price ``lx`` to a window that is not yet full (``_len`` < w)."""
+        w = self.period + 1
+        k = self._len
+        if k:
+            r = lx - buf[w + LAST]
+            buf[w + S1] += r
+            buf[w + S2] += r * r
+        buf[k] = lx
+        buf[w + LAST] = lx
 
     def _push(self, x: float) -> float | None:
         n1 = self._n + 1
         self._n = n1
         lx = _log(x)
         w = self.period + 1
-        ring = self._ring
-        lg = self._lg
-        k = self._len
-        if k == 0:
-            ring[0] = lx
-            lg[0] = lx
-            self._last = lx
-            self._len = 1
+        buf = self._buf
+        if self._len == w:
+            if n1 % self.period:
+                return self._k.step(buf, w, lx)
+            return resync_step(buf, w, lx, self._k)
+        self._advance_partial(buf, lx)
+        self._len += 1
+        if self._len < w:
             return None
-        r = lx - self._last
-        self._last = lx
-        if k == w:
-            newest = self._pos
-            pos = newest + 1 if newest + 1 < w else 0
-            o = lg[pos] - lg[newest]
-            self._s1 += r - o
-            self._s2 += r * r - o * o
-            self._pos = pos
-        else:
-            newest = k
-            pos = 0
-            self._s1 += r
-            self._s2 += r * r
-            self._len = k + 1
-        ring[newest] = lx
-        lg[newest] = lx
-        if k + 1 < w:
-            return None
-        if n1 % self.period == 0:  # exact resync of the window sums, amortised O(1)
-            rets = window_returns(lg, pos)
-            self._s1 = math.fsum(rets)
-            self._s2 = math.fsum([v * v for v in rets])
-        return self._exponent(ring, pos, newest, lx, self._s1, self._s2)
+        if n1 % self.period == 0:
+            return resync_exponent(buf, w, self._k)
+        return self._k.exponent(buf, w)
 
     def _peek(self, x: float) -> float | None:
         w = self.period + 1
-        k = self._len
-        if k + 1 < w:
+        if self._len + 1 < w:
             return None
         lx = _log(x)
-        r = lx - self._last
-        if k == w:
-            newest = self._pos
-            pos = newest + 1 if newest + 1 < w else 0
-            o = self._lg[pos] - self._lg[newest]
-            s1 = self._s1 + (r - o)  # the association of _push's +=
-            s2 = self._s2 + (r * r - o * o)
-        else:
-            newest = k
-            pos = 0
-            s1 = self._s1 + r
-            s2 = self._s2 + r * r
-        ring = self._ring.copy()
-        ring[newest] = lx
+        buf = self._buf.copy()
+        if self._len == w:
+            if (self._n + 1) % self.period:
+                return self._k.step(buf, w, lx)
+            return resync_step(buf, w, lx, self._k)
+        self._advance_partial(buf, lx)
         if (self._n + 1) % self.period == 0:
-            lg = list(self._lg)
-            lg[newest] = lx
-            rets = window_returns(lg, pos)
-            s1 = math.fsum(rets)
-            s2 = math.fsum([v * v for v in rets])
-        return self._exponent(ring, pos, newest, lx, s1, s2)
+            return resync_exponent(buf, w, self._k)
+        return self._k.exponent(buf, w)
 
     def _get_state(self) -> dict[str, Any]:
-        lg = self._lg
-        logs = lg[: self._len] if self._len < len(lg) else lg[self._pos :] + lg[: self._pos]
-        return {"logs": logs, "s1": self._s1, "s2": self._s2}
+        w = self.period + 1
+        buf = self._buf
+        lg = buf[:w].tolist()
+        if self._len < w:
+            logs = lg[: self._len]
+        else:
+            pos = int(buf[w + POS])
+            logs = lg[pos:] + lg[:pos]
+        return {"logs": logs, "s1": float(buf[w + S1]), "s2": float(buf[w + S2])}
 
     def _set_state(self, state: dict[str, Any]) -> None:
         logs = [float(v) for v in state["logs"]]
         w = self.period + 1
-        self._ring = np.zeros(w)
-        self._ring[: len(logs)] = logs
-        self._lg = logs + [0.0] * (w - len(logs))
-        self._last = logs[-1] if logs else 0.0
-        self._pos = 0
+        self._init_state()
+        buf = self._buf
+        buf[: len(logs)] = logs
+        buf[w + LAST] = logs[-1] if logs else 0.0
+        buf[w + POS] = 0
+        buf[w + S1] = float(state["s1"])
+        buf[w + S2] = float(state["s2"])
         self._len = len(logs)
-        self._s1 = float(state["s1"])
-        self._s2 = float(state["s2"])
+
