@@ -32,7 +32,8 @@ RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin forex
     && chown -R forexd /app/var
 USER forexd
 ENV FOREXD_DATA_DIR=/app/var \
-    FOREXD_MODEL_DIR=/app/var/models
+    FOREXD_MODEL_DIR=/app/var/models \
+    NUMBA_CACHE_DIR=/app/var/numba
 VOLUME ["/app/var"]
 # Metrics endpoint; it binds 127.0.0.1 unless FOREXD_METRICS_ADDR says otherwise.
 EXPOSE 9464

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import numpy as np
 from .base import ScalarIndicator, check_period
 
 _log = math.log
+log = logging.getLogger(__name__)
 
 __all__ = ["Hurst", "Kernels", "hurst_kernels", "python_kernels", "resync_exponent", "resync_step",
            "window_returns"]
@@ -99,9 +101,11 @@ def hurst_kernels() -> Kernels:
         return python_kernels()
     try:
         from . import _hurst_jit
-    except ImportError:  # pragma: no cover - numba is a dependency; kept for odd platforms
+
+        return _hurst_jit.kernels()
+    except Exception as exc:  # noqa: BLE001 - no numba, no writable cache, no compiler: same values, slower
+        log.warning("Hurst runs its Python steps (about 3x slower): numba unavailable: %s", exc)
         return python_kernels()
-    return _hurst_jit.kernels()
 
 
 def window_returns(ring: list[float], start: int) -> list[float]:
