@@ -2,6 +2,14 @@
 
 Used by ``forexd demo`` and the test fixtures; production points ``FOREXD_BROKER_URL`` at
 Apache Kafka. Storage is in memory unless a ``postgres://`` storage URL is given.
+
+Security options, as Tansu 0.6.0 behaves (``tests/security/test_live_tls_scram.py`` pins it):
+``authentication=True`` passes ``--authentication``: the broker then offers SCRAM-SHA-256 and
+SCRAM-SHA-512 and closes a connection that sends any request but ApiVersions before a SASL
+login, ``tansu user create`` included; its in-memory users do not outlive it, so such a broker
+has no user to log in as. ``cert``/``key`` pass ``--cert``/``--key``: Tansu 0.6.0 refuses the
+two together (one exclusive group in its argument parser) and serves plaintext with either
+alone; :meth:`EmbeddedBroker.start` raises :class:`ConfigError` with the broker's message.
 """
 
 from __future__ import annotations
@@ -48,13 +56,24 @@ def resolve_broker_bin() -> str:
 
 
 class EmbeddedBroker:
-    """Start and stop a Tansu broker on 127.0.0.1."""
+    """Start and stop a Tansu broker on 127.0.0.1.
+
+    ``advertised_port`` is the port the broker names in its metadata (default: ``port``); a
+    proxy in front of the broker gives its own. ``authentication``, ``cert``, ``key``: see
+    the module docstring.
+    """
 
     def __init__(self, port: int | None = None, *, storage_url: str | None = None,
-                 log_path: Path | None = None) -> None:
+                 log_path: Path | None = None,
+                 advertised_port: int | None = None, authentication: bool = False,
+                 cert: Path | None = None, key: Path | None = None) -> None:
         self.port = port or free_port()
         self.storage_url = storage_url
         self.log_path = log_path
+        self.advertised_port = advertised_port or self.port
+        self.authentication = authentication
+        self.cert = cert
+        self.key = key
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -70,15 +89,21 @@ class EmbeddedBroker:
         """Start the broker and wait until it accepts connections."""
         binary = resolve_broker_bin()
         cmd = [binary, "broker", "--listener-url", f"tcp://127.0.0.1:{self.port}",
-               "--advertised-listener-url", f"tcp://127.0.0.1:{self.port}"]
+               "--advertised-listener-url", f"tcp://127.0.0.1:{self.advertised_port}"]
         if self.storage_url:
             cmd += ["--storage-engine", self.storage_url]
+        if self.authentication:
+            cmd.append("--authentication")
+        if self.cert is not None:
+            cmd += ["--cert", str(self.cert)]
+        if self.key is not None:
+            cmd += ["--key", str(self.key)]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise ConfigError(f"embedded broker exited with {self.proc.returncode}")
+                raise ConfigError(f"embedded broker exited with {self.proc.returncode}{self._log_tail()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     log.info("broker.started port=%d pid=%d", self.port, self.proc.pid)
@@ -87,6 +112,12 @@ class EmbeddedBroker:
                 time.sleep(0.1)
         self.stop()
         raise ConfigError(f"embedded broker did not listen on {self.port} within {timeout_s}s")
+
+    def _log_tail(self, chars: int = 500) -> str:
+        """``": <end of the broker log>"`` (its own error, e.g. a refused option), or ``""``."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return ": " + self.log_path.read_bytes()[-chars:].decode(errors="replace").strip()
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the broker process (fault injection)."""
