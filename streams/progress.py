@@ -46,6 +46,7 @@ class PartitionProgress:
         self._drop = drop
         self.offsets: dict[int, int] = {}
         self.dirty: set[int] = set()
+        self.resets = 0  # log resets detected (see admit)
         self.last_save = time.monotonic()
         self._commits: set[asyncio.Future[None]] = set()
 
@@ -53,10 +54,44 @@ class PartitionProgress:
         """Whether a message is new: its offset is past the last one processed.
 
         A message at or before the checkpoint is already in the restored state (the group's
-        committed offset may lag the checkpoint by the commit that failed with a crash).
+        committed offset may lag the checkpoint by the commit that failed with a crash) —
+        unless the log no longer holds the checkpoint (D3: a broker that lost its log, a
+        topic deleted and recreated): then its offsets start again below the checkpoint and
+        every message is new. See :meth:`_log_was_reset`.
         """
         last = self.offsets.get(partition)
-        return last is None or offset > last
+        if last is None or offset > last:
+            return True
+        if self._log_was_reset(partition, offset, last):
+            self.offsets[partition] = offset - 1
+            self.dirty.add(partition)
+            return True
+        return False
+
+    def _log_was_reset(self, partition: int, offset: int, last: int) -> bool:
+        """Whether the log of ``partition`` no longer reaches ``last``, the offset processed last.
+
+        Asked only for a message at or before ``last`` (after a restart, or when the consumer
+        fell back to the log start because its position was out of range). A log that held
+        offset ``last`` has a high-water mark above it, and the mark never falls unless the
+        log is truncated. The mark is the one of the fetch responses (the broker's
+        ListOffsets answer is not used: the embedded broker reports the last batch's base
+        offset there, below records it has delivered). Not detected: a reset log that has
+        grown past ``last`` again before this worker reads it (the consumer resumes at the
+        committed offset, past the new records); that needs a fingerprint of the
+        checkpointed record.
+        """
+        try:
+            hw = self.app.consumer.highwater(TP(self.topic, partition)) if self.app is not None else None
+        except Exception:  # noqa: BLE001 - not fetched yet: decide on a later message
+            hw = None
+        if hw is None or last < hw:
+            return False
+        self.resets += 1
+        log.error("progress.log_reset consumer=%s topic=%s partition=%d checkpoint=%d log_end=%d "
+                  "first_offset=%d: the log no longer holds the checkpoint; consuming it from here",
+                  self.consumer, self.topic, partition, last, hw, offset)
+        return True
 
     def mark(self, partition: int, offset: int) -> None:
         """Record that ``offset`` of ``partition`` has been processed (in memory)."""
