@@ -64,7 +64,7 @@ def test_worker_signal_mid_burst_ends_equal_to_oracle(
     the session timeout in the middle of a burst, then restarted (kill, term) or resumed
     (stop), ends with the DB and fx.candles equal to the oracle (I1, I2, I5, I11)."""
     n = _burst(kafka_bootstrap, fault_env)
-    w = spawn_worker(fault_env, role="ticks", name="first")
+    w = first = spawn_worker(fault_env, role="ticks", name="first")
     _first_checkpoint(fault_env)
     before = db_count(sqlite_url(fault_env))
     if fault == "sigkill":
@@ -81,7 +81,8 @@ def test_worker_signal_mid_burst_ends_equal_to_oracle(
     if fault != "sigstop":
         w = spawn_worker(fault_env, role="ticks", name="second")
     report, converged = settle(kafka_bootstrap, fault_env, published=n)
-    assert not report.violations, report.summary() + "\n" + w.log()[-3000:]
+    assert not report.violations, (report.summary() + "\n--- first worker\n" + first.log()[-4000:]
+                                   + "\n--- worker after the fault\n" + w.log()[-4000:])
     assert w.alive(), w.log()[-3000:]
     print(f"fault={fault} db_rows_at_fault={before} recovered_in={time.monotonic() - t_restart:.1f}s "
           f"(converged {converged:.1f}s) {report.summary()}")
