@@ -23,6 +23,7 @@ import numpy as np
 
 from forex_diffusion.domain import Candle
 from forex_diffusion.indicators import Hurst, IndicatorBank, build_indicator, fused
+from forex_diffusion.indicators.hurst import python_kernels
 from forex_diffusion.readers import read_candles
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lean_oanda_eurusd_m1_2014-05-01_15.csv.gz"
@@ -180,6 +181,15 @@ def main() -> int:
                 push(x)
         alone = ns(best_of(one))
         print(f"  {tok:18s} {alone:8.0f} {ns(best_of(ours(candles, tok, as_dict=False))):8.0f}")
+        if isinstance(ind, Hurst):  # the uncompiled fallback (FOREXD_NO_JIT=1), same values
+
+            def py_steps(ind: Any = ind, xs: list[Any] = xs) -> None:
+                fresh = ind.clone()
+                fresh._k = python_kernels()
+                push = fresh._push
+                for x in xs:
+                    push(x)
+            print(f"  {tok + ' numpy':18s} {ns(best_of(py_steps)):8.0f}")
 
     tokens = IndicatorBank().spec.indicators
 
@@ -197,16 +207,11 @@ def main() -> int:
     bank = IndicatorBank()
     for c in candles:
         bank.update(c)
-    # read-only tables shared by every Hurst of a period: counted once, not per series
-    tables = {id(h._off): h._off for h in bank.indicators if isinstance(h, Hurst)}
-    seen = set(tables)
-    table_bytes = sum(deep_size(t) for t in tables.values())
     print("\n[memory of one series, full default bank]")
-    print(f"  in memory (deep size)     {deep_size(bank, seen):8d} bytes")
+    print(f"  in memory (deep size)     {deep_size(bank):8d} bytes")
     print(f"  JSON snapshot             {len(json.dumps(bank.snapshot())):8d} bytes")
     print("  shared by every bank of the spec, once per process:")
     print(f"    fused step code         {shared:8d} bytes")
-    print(f"    Hurst offset table      {table_bytes:8d} bytes")
     return 0
 
 

@@ -77,25 +77,60 @@ def _exponent(buf: np.ndarray, w: int) -> float:
     return float(math.log(r / math.sqrt(var)) / buf[w + LOGN])
 
 
-def _step(buf: np.ndarray, w: int, lx: float) -> float:
+@lru_cache(maxsize=16)
+def _offsets(w: int) -> tuple[np.ndarray, ...]:
+    """Row ``pos``: ``t = (i - pos) mod w`` of every ring slot ``i``, as floats (read-only)."""
+    b = ((np.arange(2 * w - 1) - (w - 1)) % w).astype(float)
+    b.flags.writeable = False
+    return tuple(b[w - 1 - p : 2 * w - 1 - p] for p in range(w))
+
+
+def _exponent_numpy(buf: np.ndarray, w: int) -> float:
+    """:func:`_exponent` with numpy calls instead of the loop (the uncompiled fallback).
+
+    Same IEEE operations per slot (``buf[i] - t·slope``, then ``- base``; the newest slot
+    set to ``base`` is its ``Y_n = 0``), and subtracting one ``base`` preserves the order, so
+    ``max - base`` is the loop's ``hi``: equal floats (the unit tests compare the two).
+    """
+    n = w - 1
+    s1 = float(buf[w + S1])
+    m = s1 / n
+    var = float(buf[w + S2]) / n - m * m
+    if var <= 0.0:
+        return 0.5
+    pos = int(buf[w + POS])
+    nw = pos - 1 if pos > 0 else w - 1
+    base = float(buf[pos])
+    slope = (float(buf[nw]) - base) / n
+    y = buf[:w] - _offsets(w)[pos] * slope
+    y[nw] = base
+    y.sort()
+    hi = y.item(-1) - base
+    lo = y.item(0) - base
+    r = (hi if hi > 0.0 else 0.0) - (lo if lo < 0.0 else 0.0)
+    if r <= 0.0:
+        return 0.5
+    return math.log(r / math.sqrt(var)) / float(buf[w + LOGN])
+
+
+def _step_numpy(buf: np.ndarray, w: int, lx: float) -> float:
     _advance(buf, w, lx)
-    return _exponent(buf, w)
+    return _exponent_numpy(buf, w)
 
 
 def python_kernels() -> Kernels:
-    """The steps as plain Python (the reference of the compiled ones)."""
-    return Kernels(_step, _advance, _exponent)
+    """The steps without numba: ``_advance`` as Python, the window pass with numpy calls."""
+    return Kernels(_step_numpy, _advance, _exponent_numpy)
 
 
 @lru_cache(maxsize=1)
 def hurst_kernels() -> Kernels:
-    """The steps compiled by numba (cached on disk), or the same Python functions without it.
+    """The steps compiled by numba (cached on disk), or :func:`python_kernels` without it.
 
     Compiled lazily, on the first Hurst built in a process (numba's import and the cache
-    load take about 0.3 s; a first compile about 2 s). The compiled and the Python steps
-    perform the same IEEE operations in the same order (no fast-math), so the values do
-    not depend on which one runs; the unit tests compare the two on real candles.
-    ``FOREXD_NO_JIT=1`` selects the Python steps.
+    load take about 0.3 s; a first compile about 2 s). Both perform the same IEEE
+    operations per slot (no fast-math), so the values do not depend on which one runs; the
+    unit tests compare them on real candles. ``FOREXD_NO_JIT=1`` selects the fallback.
     """
     if os.environ.get("FOREXD_NO_JIT", "") not in ("", "0"):
         return python_kernels()
@@ -104,7 +139,7 @@ def hurst_kernels() -> Kernels:
 
         return _hurst_jit.kernels()
     except Exception as exc:  # noqa: BLE001 - no numba, no writable cache, no compiler: same values, slower
-        log.warning("Hurst runs its Python steps (about 3x slower): numba unavailable: %s", exc)
+        log.warning("Hurst runs its numpy steps (about 5x slower): numba unavailable: %s", exc)
         return python_kernels()
 
 

@@ -1,9 +1,9 @@
-"""Hurst's compiled steady-state steps (numba) equal its Python steps bit for bit.
+"""Hurst's compiled steady-state steps (numba) equal its uncompiled numpy steps bit for bit.
 
 ``forex_diffusion/indicators/hurst.py`` keeps the window in one float64 buffer and runs its
-steady state through :func:`hurst_kernels` (numba, compiled lazily and cached on disk); the
-same functions, uncompiled, are the reference and the fallback (``FOREXD_NO_JIT=1``). These
-tests feed both the real EURUSD candles with revisions of the forming candle, exact
+steady state through :func:`hurst_kernels` (a loop compiled by numba, lazily, cached on
+disk); without numba (or with ``FOREXD_NO_JIT=1``) the window pass runs as numpy calls.
+These tests feed both the real EURUSD candles with revisions of the forming candle, exact
 resyncs every ``period`` updates and snapshot round trips, and require equal floats.
 """
 
@@ -33,7 +33,7 @@ def closes() -> list[float]:
 
 
 def test_the_compiled_kernels_are_in_use() -> None:
-    pytest.importorskip("numba", reason="numba is a dependency; without it Hurst runs its Python steps")
+    pytest.importorskip("numba", reason="numba is a dependency; without it Hurst runs its numpy steps")
     k = hurst_kernels()
     assert k.step is not python_kernels().step
     assert type(k.step).__name__ in ("builtin_function_or_method", "CPUDispatcher")
@@ -65,10 +65,10 @@ def test_flat_window_and_steady_trend_edge_values() -> None:
     assert out[8:] == [0.5] * 12
 
 
-def test_python_fallback_selected_by_environment() -> None:
+def test_numpy_fallback_selected_by_environment() -> None:
     code = ("from forex_diffusion.indicators.hurst import hurst_kernels, python_kernels;"
-            "assert hurst_kernels() == python_kernels(); print('python')")
+            "assert hurst_kernels() == python_kernels(); print('numpy')")
     env = dict(os.environ, FOREXD_NO_JIT="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "python"
+    assert out.stdout.strip() == "numpy"
