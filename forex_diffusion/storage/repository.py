@@ -38,6 +38,26 @@ def _insert(conn: Connection, table: Table) -> Any:
     raise NotImplementedError(f"dialect {conn.dialect.name} is not supported")
 
 
+_ROWS_PER_STATEMENT = 1_000  # 15 candle columns x 1,000 rows: far below PostgreSQL's 65,535 parameters
+
+
+def _execute_rows(conn: Connection, stmt: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Execute the upsert ``stmt`` for ``rows`` (distinct keys: one statement may not update a
+    row twice).
+
+    On PostgreSQL as multi-row ``VALUES`` statements of at most ``_ROWS_PER_STATEMENT``
+    rows, one round trip each. SQLAlchemy does not batch an ``ON CONFLICT DO UPDATE``
+    executemany (no "insertmanyvalues" for upserts), and psycopg2's ``executemany`` sends one
+    statement per row: a checkpoint of 300 candles took 120 s on a database 200 ms away (F15).
+    On SQLite, in process and without round trips, as one executemany.
+    """
+    if conn.dialect.name != "postgresql":
+        conn.execute(stmt, rows)
+        return
+    for i in range(0, len(rows), _ROWS_PER_STATEMENT):
+        conn.execute(stmt.values(list(rows[i:i + _ROWS_PER_STATEMENT])))
+
+
 def _candle_row(c: Candle) -> dict[str, Any]:
     return {
         "symbol": c.symbol, "timeframe": c.timeframe, "open_ms": c.open_ms, "close_ms": c.close_ms,
@@ -58,27 +78,27 @@ def _upsert_candles(conn: Connection, items: Sequence[Candle]) -> None:
         # A final candle is immutable; a forming one only moves forward in revision.
         where=and_(candles.c.final.is_(False), candles.c.revision <= stmt.excluded.revision),
     )
-    conn.execute(stmt, rows)
+    _execute_rows(conn, stmt, rows)
 
 
 def _upsert_forecasts(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
     now = int(time.time() * 1000)
-    values = [
-        {
+    values = {  # one row per key, the last one given (as if written one after the other)
+        (r["symbol"], r["timeframe"], int(r["as_of_ms"]), int(r["horizon"]), str(r["model_version"])): {
             "symbol": r["symbol"], "timeframe": r["timeframe"], "as_of_ms": int(r["as_of_ms"]),
             "horizon": int(r["horizon"]), "model_version": str(r["model_version"]),
             "payload": r, "created_ms": now,
         }
         for r in rows
-    ]
+    }
     stmt = _insert(conn, forecasts)
     stmt = stmt.on_conflict_do_update(
         index_elements=["symbol", "timeframe", "as_of_ms", "horizon", "model_version"],
         set_={"payload": stmt.excluded.payload},
     )
-    conn.execute(stmt, values)
+    _execute_rows(conn, stmt, list(values.values()))
 
 
 @db_retry

@@ -140,3 +140,36 @@ def test_sqlite_write_lock_held_by_another_process_is_waited_out(tmp_path: Path)
     upsert_candles(eng, [candle()])  # busy_timeout + retries ride out the 3 s lock
     holder.wait(10)
     assert count_candles(eng) == 1 and time.monotonic() - t0 >= 1.0
+
+
+@pytest.mark.postgres
+def test_postgres_checkpoint_sends_one_statement_per_thousand_candles_not_one_per_row(pg_url: str) -> None:
+    """F15 regression: psycopg2's executemany ran the candle upsert once per row (SQLAlchemy
+    does not batch ON CONFLICT DO UPDATE), so a checkpoint of 300 candles took 120 s on a
+    database 200 ms away. Now 2,500 candles go as 3 multi-row statements, and duplicate
+    forecast keys in one batch keep the last row."""
+    import sqlalchemy as sa
+
+    eng = make_engine(pg_url)
+    statements: list[bool] = []
+
+    @sa.event.listens_for(eng, "before_cursor_execute")
+    def _count(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("INSERT INTO CANDLES"):
+            statements.append(executemany)
+
+    items = [candle(open_ms=i * 60_000, final=i % 2 == 0) for i in range(2_500)]
+    fc = {"symbol": "EURUSD", "timeframe": "1m", "as_of_ms": 60_000, "horizon": 3, "model_version": "v1"}
+    save_progress(eng, consumer="ticks", topic="fx.ticks", partition=0, offset=7, state={},
+                  candle_items=items, forecast_rows=[dict(fc, q50=1.0), dict(fc, q50=2.0)])
+    assert statements == [False, False, False]
+    assert count_candles(eng) == 2_500
+    assert fetch_candles(eng, "EURUSD", "1m", final_only=False) == items
+    assert fetch_forecasts(eng) == [dict(fc, q50=2.0)]
+    # the conflict rule holds row by row inside one statement: finals stay, forming bars advance
+    statements.clear()
+    upsert_candles(eng, [candle(open_ms=i * 60_000, close=9.9, revision=4, final=True) for i in range(2_500)])
+    assert statements == [False, False, False]
+    got = fetch_candles(eng, "EURUSD", "1m", final_only=False)
+    assert [c.close for c in got] == [1.5 if i % 2 == 0 else 9.9 for i in range(2_500)]
+    eng.dispose()
