@@ -188,7 +188,9 @@ class TickAgent:
                 # counts only from when it has caught up again
                 self.last_arrival[sym] = (now, event_ms)
                 continue
-            idle = now - wall
+            # quiet only as far as the broker vouches for it: after its last fetch response
+            # the feed is unknown (a broker killed right after it answered is not a quiet feed)
+            idle = now - wall - self._unanswered_s(self.partition_of.get(sym))
             if idle >= idle_s:
                 if self.pipeline.expire_hold(sym):  # a quiet feed confirms no jump
                     self._dead_letter_quarantined(self.progress.topic)
@@ -207,6 +209,14 @@ class TickAgent:
             log.info("ticks.status processed=%d offsets=%s pending=%d dead=%d healthy=%s failures=%d flushing=%s",
                      self.processed, dict(sorted(self.progress.offsets.items())), self.n_pending, len(self.dead),
                      self.healthy.is_set(), self.failures, flushing)
+
+    def _unanswered_s(self, partition: int | None) -> float:
+        """Seconds since the broker last answered a fetch for ``partition`` (0 when unknown)."""
+        consumer = getattr(self.rt.app, "consumer", None)
+        if consumer is None or partition is None:
+            return 0.0
+        polled = _last_fetch_ms(consumer, TP(self.progress.topic, partition))
+        return 0.0 if polled is None else max(0.0, (time.time() * 1000.0 - polled) / 1000.0)
 
     def _behind_partitions(self) -> set[int]:
         """Partitions whose log holds ticks this worker has not processed yet.

@@ -125,3 +125,36 @@ def test_restored_series_without_new_ticks_still_closes_on_the_idle_timer(tmp_pa
     _quiet_for(agent, 400)
     asyncio.run(_timer(agent))
     assert agent.n_pending == 2
+
+
+
+def test_idle_timer_counts_quiet_time_only_up_to_the_last_fetch_response(tmp_path: Path) -> None:
+    """Regression (F1, broker ``kill -9`` mid-burst): the worker had processed every tick of
+    its last fetch, the broker died right after answering, and 3.5 s later (its answer 3.4 s
+    old, younger than the 5 s staleness rule) the 3 s idle timer advanced the series' clock;
+    the next ticks, already acknowledged by the broker and fetched after its restart, were
+    refused as late (4 ticks, 6 bars off the oracle in every run of the durable-broker F1
+    test). Time after the last fetch response is not known to be quiet."""
+    import time
+
+    agent, consumer = _agent(tmp_path)
+    frame = read_ticks(SAMPLE).frame.iloc[:320]
+    ticks = list(zip(frame.ts_ms.tolist(), frame.bid.tolist(), frame.ask.tolist(), strict=True))
+
+    def feed(first: int, last: int) -> None:
+        for off in range(first, last):
+            t, b, a = ticks[off]
+            asyncio.run(agent.handle(SimpleNamespace(
+                topic="fx.ticks", partition=0, offset=off, key=b"EURUSD",
+                value=encode({"v": 1, "symbol": "EURUSD", "ts": t, "bid": b, "ask": a}))))
+
+    feed(0, 297)  # the sample's ticks 297-299 follow tick 296 within 0.3 s
+    consumer.hw = 297  # caught up with the last fetch response
+    polled = {"ms": time.time() * 1000 - 3_400}
+    consumer._thread = SimpleNamespace(_consumer=SimpleNamespace(last_poll_timestamp=lambda tp: polled["ms"]))
+    _quiet_for(agent, 3.5)
+    asyncio.run(_timer(agent))
+    polled["ms"] = time.time() * 1000  # the broker is back: the ticks it held arrive
+    feed(297, 320)
+    assert agent.dead == [], "ticks the broker held during its outage were refused"
+    assert agent.processed == 320
