@@ -38,7 +38,7 @@ from forex_diffusion.readers import read_ticks
 from forex_diffusion.storage import count_candles, fetch_candles, make_engine
 from forex_diffusion.storage.tables import snapshots
 from forex_diffusion.validation import TickValidator, ValidationConfig
-from streams.broker import free_port
+from streams.broker import EmbeddedBroker, free_port
 
 from ..integration.kafka_io import create_topics, read_all
 
@@ -413,6 +413,49 @@ class Generator:
             else:
                 self.acked.append((time.monotonic(), md.partition, md.offset, rec[1]))
         return again
+
+
+# -- broker bounce (F1/F2) ----------------------------------------------------------------
+
+RESUME_BUDGET_S = 30.0  # RELIABILITY F1: the worker resumes within 30 s of the broker's return
+
+
+def bounce(broker: EmbeddedBroker, sig: int, down_s: float) -> float:
+    """Signal the broker, wait for it to exit, keep it down ``down_s``, start it again on the
+    same port and storage; the monotonic time it accepts connections again."""
+    broker.signal(sig)
+    broker.wait(30)
+    time.sleep(down_s)
+    broker.start()
+    return time.monotonic()
+
+
+def resumed_after(gen: Generator, url: str, topic: str, back: float, timeout_s: float = 90.0) -> float:
+    """Seconds from the broker's return (``back``) until the worker's DB checkpoint covers the
+    first tick the broker acknowledged after its return: the worker consumes again."""
+    p, off = wait_for(lambda: gen.first_ack_after(back), timeout_s, interval=0.05,
+                      what="a send acknowledged after the broker's return")
+    wait_for(lambda: _checkpoint_or_none(url, topic).get(p, -1) >= off, timeout_s, interval=0.1,
+             what=f"a checkpoint covering offset {off} of partition {p}")
+    return time.monotonic() - back
+
+
+def _checkpoint_or_none(url: str, topic: str) -> dict[int, int]:
+    try:
+        return checkpoint_offsets(url, topic)
+    except Exception:  # noqa: BLE001 - no DB file or table yet
+        return {}
+
+
+# aiokafka logs losing its broker connection at error level; these are the reconnect messages
+RECONNECT = ("Unable connect to node", "Unable to update metadata", "NodeNotReadyError",
+             "KafkaConnectionError", "Group Coordinator Request failed", "marking coordinator dead")
+
+
+def unexpected_errors(log: str) -> list[str]:
+    """Error- and critical-level lines of a worker log other than reconnect messages (F2)."""
+    return [ln for ln in log.splitlines()
+            if ("[ERROR]" in ln or "[CRITICAL]" in ln or "Traceback" in ln) and not any(r in ln for r in RECONNECT)]
 
 
 # -- durable storage for the embedded broker ----------------------------------------------

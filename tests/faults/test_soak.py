@@ -1,5 +1,6 @@
 """Long form (``-m soak``): ≥ 20 cycles of worker SIGKILLs and failpoint crashes under a
-restarting supervisor loop while bursts of ticks keep arriving; the final state equals the
+restarting supervisor loop while bursts of ticks keep arriving, of broker pauses, of broker
+kills and restarts (durable broker), and of PostgreSQL outages; the final state equals the
 oracle. Prints cycles, ticks, lost, duplicated and recovery times."""
 
 from __future__ import annotations
@@ -16,16 +17,23 @@ import pytest
 
 from streams.broker import EmbeddedBroker
 
-from ..integration.kafka_io import publish
+from ..integration.kafka_io import publish, read_all
 from .harness import (
+    RESUME_BUDGET_S,
+    Generator,
+    acked_but_missing,
+    bounce,
     db_count,
+    describe_missing,
     hour_bursts,
     make_topics,
     pause,
     pg_ctl,
     pg_restart_safely,
+    resumed_after,
     settle,
     sqlite_url,
+    unexpected_errors,
     wait_for,
 )
 
@@ -127,6 +135,60 @@ def test_soak_twenty_broker_pauses_end_equal_to_oracle(
     _report("broker pauses", published, report, recoveries, converged)
     assert not report.violations, report.summary() + "\n" + w.log()[-3000:]
     w.stop()
+
+
+@pytest.mark.timeout(1800)
+def test_soak_twenty_broker_kills_and_restarts_end_equal_to_oracle(
+    fault_env: dict[str, str], spawn_worker: Any, durable_broker: EmbeddedBroker,
+) -> None:
+    """F1/F2 long form on the durable broker: 20 cycles, SIGKILL and SIGTERM in turn, each a
+    third of the way into a burst the generator is publishing; the broker stays down 5-20 s
+    and is restarted on the same port and storage. Recovery = broker back to the checkpoint
+    covering the first tick acknowledged after its return. One worker throughout, never
+    restarted; at the end every acknowledged send is on the topic and the DB and fx.candles
+    equal the oracle."""
+    rnd = random.Random(17)
+    env = dict(fault_env, FOREXD_BROKER_URL=durable_broker.url)
+    boot, topic = durable_broker.bootstrap, f"{env['FOREXD_TOPIC_PREFIX']}fx.ticks"
+    make_topics(boot, env)
+    url = sqlite_url(env)
+    bursts, recoveries, downs = hour_bursts(CYCLES + 1), [], []
+    w = spawn_worker(env, role="ticks", name="soak-broker-kill")
+    wait_for(lambda: "Worker]: Ready" in w.log(), 120, interval=0.2, what="worker ready")
+    pid = w.proc.pid
+    gen = Generator(boot, topic, batch=50, interval_s=0.1).start(bursts[0])
+    for cycle in range(CYCLES):
+        target = sum(len(b) for b in bursts[:cycle]) + len(bursts[cycle]) // 3
+        wait_for(lambda target=target: len(gen.acked) >= target, 120, interval=0.05, what=f"mid-burst {cycle}")
+        at_fault = len(gen.acked)
+        sig = signal.SIGKILL if cycle % 2 == 0 else signal.SIGTERM
+        down = rnd.uniform(5.0, 20.0)
+        downs.append(down)
+        back = bounce(durable_broker, sig, down)
+        gen.join(180)  # the sends the outage blocked (a SIGTERMed broker drains them first)
+        gen.start(bursts[cycle + 1])  # the feed goes on
+        try:
+            recoveries.append(resumed_after(gen, url, topic, back, timeout_s=120))
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{_stacks(w)}\n{w.log()[-3000:]}") from None
+        assert w.alive() and w.proc.pid == pid, w.log()[-3000:]
+        print(f"cycle {cycle}: {signal.Signals(sig).name} down {down:.1f}s (acked {at_fault} before), "
+              f"consumed again {recoveries[-1]:.1f}s after the broker returned", flush=True)
+    published = gen.join(180)
+    report, converged = settle(boot, env, timeout_s=180, published=published)
+    ticks = read_all(boot, topic, expect=published, timeout_s=120)
+    missing = acked_but_missing(gen.acked, ticks)
+    errors = unexpected_errors(w.log())
+    _report("broker kills", published, report, recoveries, converged)
+    print(f"soak[broker kills]: sigkill={(CYCLES + 1) // 2} sigterm={CYCLES // 2} down_s {min(downs):.1f}-"
+          f"{max(downs):.1f} acked={published} on_topic={len(ticks)} resent={len(gen.failures)} "
+          f"acked_lost={len(missing)} unexpected_error_lines={len(errors)} {report.summary()}")
+    assert not missing, "acknowledged sends lost by the broker: " + describe_missing(gen.acked, ticks, missing)
+    assert w.alive() and w.proc.pid == pid, w.log()[-3000:]
+    assert not report.violations, report.summary() + "\n" + w.log()[-3000:]
+    assert max(recoveries) <= RESUME_BUDGET_S, f"recoveries {recoveries}"
+    assert not errors, "error-level log lines beyond reconnect messages:\n" + "\n".join(errors[:20])
+    w.stop()  # while the broker is up
 
 
 @pytest.mark.postgres
