@@ -1,9 +1,9 @@
 """Fault-injection harness: generator, oracle, invariant checker and fault drivers.
 
 RELIABILITY.md §1. The generator publishes deterministic ticks (real EUR/USD quotes of the
-bundled sample, plus a USD/JPY series derived from them so both partitions are used) with
-``tick_id``s; the oracle folds the ticks topic *as the broker holds it* (read from offset 0)
-through the core's validator and :class:`CandleAggregator`; the checker compares the
+bundled sample, plus a USD/JPY series derived from them; the key hash puts both on partition 1
+of 2, ``by_symbol`` gives each its own) with ``tick_id``s; the oracle folds the ticks topic
+*as the broker holds it* (read from offset 0) through the core's validator and :class:`CandleAggregator`; the checker compares the
 database and ``fx.candles`` with it and computes I1, I2, I5 and the dead-letter account
 (I11). The drivers only use local means: signals, ``pg_ctlcluster``, an SQLite lock.
 
