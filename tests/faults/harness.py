@@ -3,9 +3,10 @@
 RELIABILITY.md §1. The generator publishes deterministic ticks (real EUR/USD quotes of the
 bundled sample, plus a USD/JPY series derived from them; the key hash puts both on partition 1
 of 2, ``by_symbol`` gives each its own) with ``tick_id``s; the oracle folds the ticks topic
-*as the broker holds it* (read from offset 0) through the core's validator and :class:`CandleAggregator`; the checker compares the
-database and ``fx.candles`` with it and computes I1, I2, I5 and the dead-letter account
-(I11). The drivers only use local means: signals, ``pg_ctlcluster``, an SQLite lock.
+*as the broker holds it* (read from offset 0) through the core's validator and
+:class:`CandleAggregator`; the checker compares the database and ``fx.candles`` with it and
+computes I1, I2, I5 and the dead-letter account (I11). The drivers only use local means:
+signals, ``pg_ctlcluster``, an SQLite lock.
 
 Broker kills (F1/F2) need a broker whose log outlives its process: :class:`LocalS3` runs a
 moto S3 server for the embedded broker's ``s3://`` storage, and :class:`Generator` keeps
