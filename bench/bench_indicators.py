@@ -28,6 +28,8 @@ from forex_diffusion.readers import read_candles
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lean_oanda_eurusd_m1_2014-05-01_15.csv.gz"
 TALIPP_SET = "rsi_14,ema_20,atr_14,bb_20,macd_12_26_9,keltner_20,donchian_20"
+TALIPP_REF_NS = 19_000.0
+"""talipp on TALIPP_SET as the issue measured it (#3): the machine speed the 5 us goal assumes."""
 
 
 REPEAT = 5
@@ -40,6 +42,22 @@ def best_of(fn: Callable[[], None], repeat: int | None = None) -> float:
         t = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - t)
+    return best
+
+
+def best_of_each(fns: list[Callable[[], None]], repeat: int | None = None) -> list[float]:
+    """Best time of each of ``fns``, run in turn round after round (A B C A B C ...).
+
+    Interleaved, the peers of a comparison see the same moments of this shared machine's
+    speed, which moves by up to 2x within a minute; their ratio is what is compared.
+    """
+    repeat = REPEAT if repeat is None else repeat
+    best = [float("inf")] * len(fns)
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            t = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t)
     return best
 
 
@@ -146,28 +164,41 @@ def main() -> int:
         print("talipp is not installed (pip install talipp): no comparison")
 
     print(f"\n[talipp set: {TALIPP_SET}]")
-    o_list = ns(best_of(ours(candles, TALIPP_SET, as_dict=False)))
-    o_dict = ns(best_of(ours(candles, TALIPP_SET, as_dict=True)))
+    runs = [ours(candles, TALIPP_SET, as_dict=False), ours(candles, TALIPP_SET, as_dict=True)]
+    if have_talipp:
+        runs.append(talipp_run(candles, full=False))
+    times = [ns(t) for t in best_of_each(runs)]
+    o_list, o_dict = times[0], times[1]
     print(f"  ours, values as list      {o_list:10.0f}")
     print(f"  ours, bank.update -> dict {o_dict:10.0f}")
+    t_ns = 0.0
     if have_talipp:
-        t_ns = ns(best_of(talipp_run(candles, full=False)))
+        t_ns = times[2]
         print(f"  talipp add + [-1]         {t_ns:10.0f}")
         print(f"  ratio talipp / ours(dict) {t_ns / o_dict:10.1f}x")
 
     print("\n[full default set]")
-    d_list = ns(best_of(ours(candles, "default", as_dict=False)))
-    d_dict = ns(best_of(ours(candles, "default", as_dict=True)))
     no_hurst = "sma_20,ema_20,rsi_14,atr_14,bb_20,macd_12_26_9,donchian_20,keltner_20,stoch_14_3,adx_14"
-    d_nh = ns(best_of(ours(candles, no_hurst, as_dict=True)))
+    runs = [ours(candles, "default", as_dict=False), ours(candles, "default", as_dict=True),
+            ours(candles, no_hurst, as_dict=True)]
+    if have_talipp:
+        runs += [talipp_run(candles, full=True), talipp_run(candles, full=False)]
+    times = [ns(t) for t in best_of_each(runs)]
+    d_list, d_dict, d_nh = times[:3]
     print(f"  ours, values as list      {d_list:10.0f}")
     print(f"  ours, bank.update -> dict {d_dict:10.0f}")
     print(f"  ours without hurst_100    {d_nh:10.0f}")
     print(f"  hurst_100's share         {d_dict - d_nh:10.0f}")
     if have_talipp:
-        t_full = ns(best_of(talipp_run(candles, full=True)))
+        t_full, t_set = times[3], times[4]
         print(f"  talipp (no Hurst in it)   {t_full:10.0f}")
         print(f"  ratio talipp / ours w/o hurst {t_full / d_nh:6.1f}x")
+        # This box's speed moves by 2x between runs (shared VM); the issue states its goal
+        # on a machine where talipp's set took 19 us: scale by talipp's set in these rounds.
+        scale = TALIPP_REF_NS / t_set
+        print(f"  talipp set in these rounds {t_set:9.0f}")
+        print(f"  scaled to talipp set = {TALIPP_REF_NS / 1000:.0f} us (x{scale:.2f}): "
+              f"list {d_list * scale:.0f}, dict {d_dict * scale:.0f}")
 
     print("\n[per indicator: member._push alone | one-member bank, values as list]")
     for tok in IndicatorBank().spec.indicators:
