@@ -125,6 +125,10 @@ class CandleAgent:
         async def _revoked(sender: Any, revoked: Any, **_: Any) -> None:
             await self.progress.on_revoked(revoked, checkpoint=self.flush)
 
+        @app.on_before_shutdown.connect
+        async def _stopping(sender: Any, **_: Any) -> None:
+            await self.progress.on_shutdown(self.flush)
+
     def _close_request(self, value: bytes) -> None:
         """An outcome on fx.models finishes its request: the trigger may open new ones."""
         try:

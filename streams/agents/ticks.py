@@ -116,6 +116,10 @@ class TickAgent:
         async def _revoked(sender: Any, revoked: Any, **_: Any) -> None:
             await self.progress.on_revoked(revoked, checkpoint=self.flush)
 
+        @app.on_before_shutdown.connect
+        async def _stopping(sender: Any, **_: Any) -> None:
+            await self.progress.on_shutdown(self.flush)
+
         self._ticks_agent = ticks
         self._interval = s.snapshot_interval_s
 

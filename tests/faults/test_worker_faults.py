@@ -6,6 +6,8 @@ in the DB, and exactly the refused records dead-lettered."""
 
 from __future__ import annotations
 
+import ast
+import re
 import signal
 import time
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 from ..integration.kafka_io import publish
 from .harness import (
     bad_records,
+    checkpoint_offsets,
     db_count,
     interleave,
     make_topics,
@@ -74,6 +77,11 @@ def test_worker_signal_mid_burst_ends_equal_to_oracle(
         w.kill(signal.SIGTERM)
         rc = w.wait(60)
         assert rc is not None, "SIGTERM did not stop the worker within 60 s"
+        # F5: a graceful stop checkpoints what it processed before it exits
+        stopped = re.findall(r"shutdown\.checkpoint consumer=\S+ offsets=(\{[^}]*\})", w.log())
+        assert stopped, "no final checkpoint on SIGTERM\n" + w.log()[-3000:]
+        topic = f"{fault_env['FOREXD_TOPIC_PREFIX']}fx.ticks"
+        assert checkpoint_offsets(sqlite_url(fault_env), topic) == ast.literal_eval(stopped[-1])
     else:
         assert w.proc is not None
         os_pause(w.proc.pid, float(fault_env["FOREXD_BROKER_SESSION_TIMEOUT_S"]) + 2.0)

@@ -1,4 +1,5 @@
-"""D3: a log that no longer holds the checkpoint is detected, and its records are consumed.
+"""D3: a log that no longer holds the checkpoint is detected, and its records are consumed;
+F5: a graceful stop checkpoints once more, bounded.
 
 ``PartitionProgress.admit`` skips messages at or before the last processed offset: after a
 restart they are already in the restored state. When the broker lost its log (memory
@@ -77,3 +78,25 @@ def test_an_unknown_log_end_is_not_a_reset(hw: Any) -> None:
         c.fail = True
     assert not pp.admit(0, 3)
     assert pp.resets == 0 and pp.offsets[0] == 100
+
+
+def test_shutdown_checkpoint_runs_once_and_is_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+
+    pp = _progress(FakeConsumer())
+    pp.offsets[1] = 41
+    calls: list[str] = []
+
+    async def quick() -> None:
+        calls.append("quick")
+
+    async def stuck() -> None:
+        calls.append("stuck")
+        await asyncio.sleep(30)
+
+    with caplog.at_level(logging.INFO, logger="streams.progress"):
+        asyncio.run(pp.on_shutdown(quick))
+        asyncio.run(pp.on_shutdown(stuck, timeout_s=0.2))
+    assert calls == ["quick", "stuck"]
+    assert "shutdown.checkpoint consumer=test:ticks offsets={1: 41}" in caplog.text
+    assert "shutdown.checkpoint_timeout" in caplog.text
