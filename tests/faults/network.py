@@ -34,11 +34,12 @@ from forex_diffusion.storage import make_engine
 from forex_diffusion.storage.tables import snapshots
 from streams.broker import free_port, resolve_broker_bin
 
-from .harness import Generator, wait_for
+from ..integration.kafka_io import publish
+from .harness import Generator, by_symbol, wait_for
 from .proxy import FaultProxy
 
 __all__ = ["CheckpointWatch", "PartitionCycle", "ProxiedBroker", "dial_broker_directly", "group_churn",
-           "partition_cycle", "worker_starts"]
+           "partition_cycle", "uncovered", "via", "worker_starts"]
 
 
 class ProxiedBroker:
@@ -115,6 +116,23 @@ def dial_broker_directly(broker: ProxiedBroker) -> Iterator[None]:
         yield
     finally:
         client.create_conn = real
+
+
+def via(proxy: FaultProxy, url: str) -> str:
+    """The database ``url`` with its host and port replaced by the proxy's."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+
+
+def uncovered(acked: Sequence[tuple[float, int, int, bytes]], checkpoint: dict[int, int]) -> dict[int, int]:
+    """Per partition, how many offsets up to the last one the broker acknowledged (``acked``
+    as :class:`~tests.faults.harness.Generator` logs them) the checkpoint does not cover yet
+    (0: it covers them all)."""
+    ends: dict[int, int] = {}
+    for _t, p, off, _v in acked:
+        ends[p] = max(ends.get(p, -1), off)
+    return {p: end - checkpoint.get(p, -1) for p, end in ends.items()}
 
 
 @dataclass(frozen=True)
@@ -229,8 +247,8 @@ class PartitionCycle:
     """What one F16 cycle measured (monotonic seconds)."""
 
     partition_s: float  # how long the proxy forwarded nothing
-    acked_at_cut: int  # sends the broker had acknowledged when the partition began
-    acked: int  # sends acknowledged by the end of the cycle
+    acked_at_cut: int  # records published before the partition began
+    acked: int  # records published in the cycle (all acknowledged)
     resume_s: float  # heal -> first checkpoint past the offsets checkpointed at the heal
     caught_up_s: float  # heal -> checkpoint covers every acknowledged send
     reconnects: int  # connections the worker opened through the proxy after the heal
@@ -239,18 +257,22 @@ class PartitionCycle:
 def partition_cycle(broker: ProxiedBroker, watch: CheckpointWatch, topic: str,
                     records: Sequence[tuple[bytes | None, bytes]], partition_s: float, *,
                     reset_on_heal: bool = False, timeout_s: float = 120.0) -> PartitionCycle:
-    """Publish ``records`` directly to the broker (paced, from a background thread); once a
-    third is acknowledged and the worker has checkpointed during the burst, make the proxy
-    forward nothing for ``partition_s`` (the feed goes on), then heal it (after aborting the
-    held connections, with ``reset_on_heal``) and time the worker's recovery."""
+    """Publish the first third of ``records`` directly to the broker; once the worker has
+    checkpointed some of it, make the proxy forward nothing for ``partition_s`` while the
+    rest is published (paced, from a background thread: the feed goes on, and the worker
+    has records to fetch after the heal however fast it was before), then heal it (after
+    aborting the held connections, with ``reset_on_heal``) and time the worker's recovery."""
+    head, tail = records[:len(records) // 3], records[len(records) // 3:]
+    assert head and tail, "a burst of at least 3 records"
     start = time.monotonic()
     base = watch.offsets()
-    gen = Generator(broker.bootstrap, topic, batch=100, interval_s=0.05).start(records)
-    wait_for(lambda: len(gen.acked) >= len(records) // 3 and watch.first_advance_after(start, base),
-             timeout_s, interval=0.05, what="a checkpoint mid-burst")
-    acked_at_cut = len(gen.acked)
+    acked_at_cut = publish(broker.bootstrap, topic, head, partition_of=by_symbol)
+    wait_for(lambda: watch.first_advance_after(start, base), timeout_s, interval=0.05,
+             what="a checkpoint of the burst's first third")
     broker.proxy.blackhole()
-    time.sleep(partition_s)
+    cut = time.monotonic()
+    gen = Generator(broker.bootstrap, topic, batch=100, interval_s=0.05).start(tail)
+    time.sleep(max(0.0, partition_s - (time.monotonic() - cut)))
     at_heal = watch.offsets()
     accepted = broker.proxy.stats().accepted
     if reset_on_heal:
@@ -259,12 +281,9 @@ def partition_cycle(broker: ProxiedBroker, watch: CheckpointWatch, topic: str,
     healed = time.monotonic()
     first = wait_for(lambda: watch.first_advance_after(healed, at_heal), timeout_s, interval=0.05,
                      what="the first checkpoint after the heal")
-    acked = gen.join(timeout_s)
-    ends: dict[int, int] = {}
-    for _t, p, off, _v in gen.acked:
-        ends[p] = max(ends.get(p, -1), off)
-    wait_for(lambda: all(watch.offsets().get(p, -1) >= off for p, off in ends.items()), timeout_s,
-             interval=0.05, what=f"checkpoints covering the log ends {ends}")
+    acked = acked_at_cut + gen.join(timeout_s)
+    wait_for(lambda: all(v <= 0 for v in uncovered(gen.acked, watch.offsets()).values()), timeout_s,
+             interval=0.05, what="checkpoints covering the whole log")
     caught_up = time.monotonic() - healed
     return PartitionCycle(partition_s, acked_at_cut, acked, first.seen - healed, caught_up,
                           broker.proxy.stats().accepted - accepted)

@@ -63,6 +63,15 @@ class _Conn:
         self.client = client
         self.upstream: asyncio.StreamWriter | None = None
         self.task = task
+        self.up = self.down = 0  # bytes forwarded each way
+        self.held = [0, 0]  # chunks read but not yet forwarded, up and down
+        self.eof = [False, False]  # end of stream forwarded, up and down
+
+    def describe(self) -> str:
+        peer = self.client.get_extra_info("peername")
+        return (f"client_port={peer[1] if peer else '?'} upstream={'yes' if self.upstream else 'no'} "
+                f"up={self.up}B down={self.down}B held_up={self.held[0]} held_down={self.held[1]} "
+                f"eof_up={self.eof[0]} eof_down={self.eof[1]}")
 
     def abort(self) -> None:
         for w in (self.client, self.upstream):
@@ -170,6 +179,11 @@ class FaultProxy:
             return "blackhole"
         return f"delay({self._delay_s * 1000:g}ms)" if self._delay_s else "pass"
 
+    def connections(self) -> list[str]:
+        """One line per open connection (bytes each way, chunks held, ends forwarded), to
+        diagnose a client that hangs."""
+        return self._call(lambda: [c.describe() for c in self._conns])
+
     def stats(self) -> ProxyStats:
         return self._call(lambda: ProxyStats(self._accepted, self._connected, len(self._conns), self._up,
                                              self._down, self._delayed, self._resets))
@@ -217,7 +231,8 @@ class FaultProxy:
                 return
             conn.upstream = up_writer
             self._connected += 1
-            await asyncio.gather(self._pipe(reader, up_writer, up=True), self._pipe(up_reader, writer, up=False))
+            await asyncio.gather(self._pipe(conn, reader, up_writer, up=True),
+                                 self._pipe(conn, up_reader, writer, up=False))
         except (asyncio.CancelledError, OSError):
             pass
         finally:
@@ -226,11 +241,12 @@ class FaultProxy:
                 if w is not None:
                     w.close()
 
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, *, up: bool) -> None:
+    async def _pipe(self, conn: _Conn, src: asyncio.StreamReader, dst: asyncio.StreamWriter, *, up: bool) -> None:
         """Copy ``src`` to ``dst`` through a bounded FIFO: the reader stamps each chunk with its
         release time (now + delay); the writer waits for it and for the gate."""
         assert self._loop is not None and self._open is not None
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(self.HOLD_CHUNKS)
+        side = 0 if up else 1
 
         async def read() -> None:
             while True:
@@ -238,6 +254,7 @@ class FaultProxy:
                     chunk = await src.read(self.CHUNK)
                 except OSError:
                     chunk = _EOF
+                conn.held[side] += 1
                 await queue.put((self._loop.time() + self._delay_s, chunk))  # type: ignore[union-attr]
                 if not chunk:
                     return
@@ -249,7 +266,9 @@ class FaultProxy:
                 if wait > 0:
                     await asyncio.sleep(wait)
                 await self._open.wait()  # type: ignore[union-attr]
+                conn.held[side] -= 1
                 if not chunk:
+                    conn.eof[side] = True
                     with contextlib.suppress(OSError, RuntimeError):
                         if dst.can_write_eof():
                             dst.write_eof()
@@ -260,8 +279,10 @@ class FaultProxy:
                 await dst.drain()
                 if up:
                     self._up += len(chunk)
+                    conn.up += len(chunk)
                 else:
                     self._down += len(chunk)
+                    conn.down += len(chunk)
                 if self._delay_s:
                     self._delayed += 1
 

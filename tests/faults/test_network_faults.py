@@ -44,6 +44,8 @@ from .network import (
     dial_broker_directly,
     group_churn,
     partition_cycle,
+    uncovered,
+    via,
     worker_starts,
 )
 from .proxy import FaultProxy
@@ -61,20 +63,6 @@ def _records() -> list[tuple[bytes | None, bytes]]:
     return interleave(good, bad_records(t0))
 
 
-def _via(proxy: FaultProxy, url: str) -> str:
-    """``url`` with its host and port replaced by the proxy's."""
-    return make_url(url).set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-
-
-def uncovered(acked: list[tuple[float, int, int, bytes]], checkpoint: dict[int, int]) -> dict[int, int]:
-    """Per partition, how many offsets up to the last one the broker acknowledged the
-    checkpoint does not cover yet (0: it covers them all)."""
-    ends: dict[int, int] = {}
-    for _t, p, off, _v in acked:
-        ends[p] = max(ends.get(p, -1), off)
-    return {p: end - checkpoint.get(p, -1) for p, end in ends.items()}
-
-
 @pytest.mark.postgres
 def test_slow_postgres_200ms_per_chunk_keeps_worker_in_group_and_checkpointing(
     fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, pg_url: str,
@@ -89,7 +77,7 @@ def test_slow_postgres_200ms_per_chunk_keeps_worker_in_group_and_checkpointing(
     records = _records()
     head, tail = records[:3_000], records[3_000:]
     with FaultProxy(pg.host or "127.0.0.1", pg.port or 5432) as proxy, CheckpointWatch(pg_url, topic) as watch:
-        env = dict(fault_env, FOREXD_DATABASE_URL=_via(proxy, pg_url))
+        env = dict(fault_env, FOREXD_DATABASE_URL=via(proxy, pg_url))
         make_topics(kafka_bootstrap, env)
         published = publish(kafka_bootstrap, topic, head, partition_of=by_symbol)
         w = spawn_worker(env, role="ticks", name="pg-slow")
