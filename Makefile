@@ -20,11 +20,16 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/forexd demo
 
+# Two processes (the fault and broker tests mostly wait on brokers, timers and subprocesses),
+# then the tests that stop a shared service (PostgreSQL), alone.
+XDIST ?= -n 2
 test: setup
-	$(BIN)/python -m pytest -q -m "not soak and not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(XDIST) -m "not soak and not slow and not serial" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "serial and not soak and not slow" $(PYTEST_ARGS)
 
 test-all: setup
-	$(BIN)/python -m pytest -q -m "not soak" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(XDIST) -m "not soak and not serial" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "serial and not soak" $(PYTEST_ARGS)
 
 soak: setup
 	$(BIN)/python -m pytest -q -m soak $(PYTEST_ARGS)

@@ -44,6 +44,7 @@ def _publish_burst(bootstrap: str, env: dict[str, str], n: int, start: int = 0) 
 
 
 @pytest.mark.postgres
+@pytest.mark.serial  # stops the machine's PostgreSQL: nothing else may use it meanwhile
 def test_postgres_outage_worker_survives_and_db_equals_oracle(
     fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, pg_url: str,
 ) -> None:

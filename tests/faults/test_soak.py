@@ -192,6 +192,7 @@ def test_soak_twenty_broker_kills_and_restarts_end_equal_to_oracle(
 
 
 @pytest.mark.postgres
+@pytest.mark.serial
 def test_soak_twenty_postgres_outages_and_one_of_120_s_end_equal_to_oracle(
     fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, pg_url: str,
 ) -> None:
