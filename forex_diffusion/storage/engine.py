@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 
 from .tables import metadata
 
-__all__ = ["make_engine", "sqlite_url"]
+__all__ = ["create_tables", "make_engine", "sqlite_url"]
 
 
 def sqlite_url(path: str | Path) -> str:
@@ -41,5 +42,29 @@ def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
     if create:
         from .retry import db_retry
 
-        db_retry(metadata.create_all)(engine)  # a database still starting up is waited for
+        db_retry(create_tables)(engine)  # a database still starting up is waited for
     return engine
+
+
+def create_tables(engine: Engine, *, attempts: int = 3) -> None:
+    """Create the project's tables that do not exist yet, tolerating a concurrent creator.
+
+    ``create_all`` checks, then creates: another process (a second worker, a test reading the
+    same file) creating a table in between makes it fail with "table ... already exists"
+    (SQLite) or a duplicate ``pg_type`` row (PostgreSQL). That is not an error: the next
+    check sees the table. (Found under load: a worker exited at start while the fault
+    harness opened the same SQLite file.)
+    """
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine)
+            return
+        except DBAPIError as exc:
+            if attempt + 1 < attempts and _lost_creation_race(exc):
+                continue
+            raise
+
+
+def _lost_creation_race(exc: DBAPIError) -> bool:
+    text = str(exc.orig).lower()
+    return "already exists" in text or "pg_type_typname_nsp_index" in text
