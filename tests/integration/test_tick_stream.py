@@ -39,6 +39,16 @@ def _all_db_candles(env: dict[str, str]) -> list[Candle]:
     return sorted((c for tf in ("1m", "5m", "1h") for c in fetch_candles(eng, "EURUSD", tf)), key=_key)
 
 
+def _distinct_copies(candles: list[Candle]) -> list[Candle]:
+    """One of each candle, sorted; every redelivered copy (at-least-once) must be identical."""
+    copies: dict[tuple[str, int, int], list[Candle]] = {}
+    for c in candles:
+        copies.setdefault(_key(c), []).append(c)
+    differing = [k for k, cs in copies.items() if any(c != cs[0] for c in cs)]
+    assert not differing, f"redelivered copies differ: {differing[:5]}"
+    return sorted((cs[0] for cs in copies.values()), key=_key)
+
+
 def _replay(env: dict[str, str], path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "streams.cli", "replay", str(path), "--speed", "max"],
                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -54,8 +64,9 @@ def test_replayed_sample_equals_offline_candles_and_late_replays_change_nothing(
     expected = sorted(aggregate_ticks_file(sample_ticks, timeframes=["1m", "5m", "1h"]).candles, key=_key)
     _replay(worker_env, sample_ticks)
     w = spawn_worker(worker_env)
-    msgs = read_all(kafka_bootstrap, f"{prefix}fx.candles", expect=len(expected), timeout_s=180)
-    got = sorted((decode_candle(m.value, key=m.key) for m in msgs), key=_key)
+    msgs = read_all(kafka_bootstrap, f"{prefix}fx.candles", expect=len(expected), timeout_s=180,
+                    distinct=lambda m: _key(decode_candle(m.value, key=m.key)))
+    got = _distinct_copies([decode_candle(m.value, key=m.key) for m in msgs])
     assert len(got) == len(expected), w.log()[-3000:]
     assert got == expected  # every field: OHLC, tick_count, spreads, revision, final
     wait_until(lambda: count_candles(_db(worker_env)) == len(expected), 30, what="DB to hold every candle")
@@ -161,13 +172,7 @@ def test_bad_messages_are_dead_lettered_exactly_and_good_candles_unchanged(
     # refused, e.g. NotLeaderForPartition under load) publishes its candles again, identical
     msgs = read_all(kafka_bootstrap, f"{prefix}fx.candles", expect=len(expected), timeout_s=120,
                     distinct=lambda m: _key(decode_candle(m.value)))
-    copies: dict[tuple[str, int, int], list[Candle]] = {}
-    for m in msgs:
-        c = decode_candle(m.value)
-        copies.setdefault(_key(c), []).append(c)
-    differing = [k for k, cs in copies.items() if any(c != cs[0] for c in cs)]
-    assert not differing, (differing[:5], w.log()[-4000:])
-    got = sorted((cs[0] for cs in copies.values()), key=_key)
+    got = _distinct_copies([decode_candle(m.value) for m in msgs])
     missing = sorted(set(map(_key, expected)) - set(map(_key, got)))
     extra = sorted(set(map(_key, got)) - set(map(_key, expected)))
     assert not missing and not extra, (len(got), len(expected), missing[:10], extra[:10])
