@@ -18,6 +18,7 @@ import faust
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.storage import make_engine
 
+from .producer import ProducerWatch
 from .settings import Settings
 
 __all__ = ["Runtime", "create_app"]
@@ -51,6 +52,7 @@ class Runtime:
     engine: Any
     metrics: Any = None
     quality: Any = None
+    producer: ProducerWatch | None = None
 
 
 def create_app(settings: Settings, *, roles: tuple[str, ...] = ("ticks",), metrics: Any = None) -> Runtime:
@@ -96,6 +98,9 @@ def create_app(settings: Settings, *, roles: tuple[str, ...] = ("ticks",), metri
         instruments=InstrumentRegistry.of(settings.symbols),
         engine=make_engine(settings.db_url), metrics=metrics,
     )
+    # one for the app's producer, which both checkpointing agents share
+    rt.producer = ProducerWatch(app, after_s=settings.producer_reset_after_s,
+                                start_timeout_s=settings.producer_request_timeout_s, metrics=metrics)
     if metrics is not None:
         from forex_diffusion.monitoring import QualityMonitor
 

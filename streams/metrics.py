@@ -313,6 +313,11 @@ class Metrics:
             ["symbol"],
             registry=r,
         )
+        self.producer_resets = Counter(
+            f"{p}producer_resets_total",
+            "Kafka producers re-created after their sends kept failing (RELIABILITY F16).",
+            registry=r,
+        )
         self.circuit = Gauge(
             f"{p}circuit_breaker_state",
             "Circuit-breaker state per dependency: 0 closed, 1 half-open, 2 open.",
@@ -552,6 +557,10 @@ class Metrics:
             return max(0.0, self.clock() - self._last_arrival[symbol])
 
         return staleness
+
+    def producer_reset(self) -> None:
+        """Count a re-created producer."""
+        self.producer_resets.inc()
 
     def circuit_state(self, dependency: str, state: str) -> None:
         """Set a dependency's circuit-breaker state (closed, half_open or open)."""

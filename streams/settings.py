@@ -50,6 +50,7 @@ class Settings:
     broker_session_timeout_s: float = 20.0
     broker_heartbeat_interval_s: float = 2.0
     producer_request_timeout_s: float = 20.0
+    producer_reset_after_s: float = 120.0
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str = "SCRAM-SHA-512"
     kafka_sasl_username: str | None = None
@@ -66,6 +67,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.producer_request_timeout_s <= 0:
             raise ConfigError("producer_request_timeout_s must be > 0")
+        if self.producer_reset_after_s <= 0:
+            raise ConfigError("producer_reset_after_s must be > 0")
         if self.partitions < 1:
             raise ConfigError("partitions must be >= 1")
         parse_timeframes(self.timeframes)

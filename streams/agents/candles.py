@@ -23,6 +23,7 @@ from retraining.failpoints import failpoint
 from retraining.serving import ModelBook
 
 from ..deadletter import dead_letter_headers, dead_letter_record
+from ..producer import send_all
 from ..progress import PartitionProgress
 
 if TYPE_CHECKING:
@@ -298,16 +299,10 @@ class CandleAgent:
 
     async def _publish_and_persist(self, out: list[Any], dead: list[Any], rows: dict[int, list[Any]],
                                    cands: dict[int, list[Any]], captured: dict[int, Any]) -> None:
-        sends = []
-        for kind, key, value in out:
-            sends.append(await self.rt.topics[kind].send(key=key, value=value))
         dl = self.rt.topics["deadletter"]
-        for key, value, headers in dead:
-            sends.append(await dl.send(key=key, value=value, headers=headers))
-        if sends:
-            failpoint("during_output_send")
-            # a send the broker never acknowledges becomes a failed checkpoint (retried), not a hang
-            await asyncio.wait_for(asyncio.gather(*sends), timeout=self.rt.settings.send_ack_timeout_s)
+        records = [(self.rt.topics[kind], key, value, None) for kind, key, value in out]
+        records += [(dl, key, value, headers) for key, value, headers in dead]
+        await send_all(self.rt, records)
         await self.progress.persist(captured, {p: (cands.get(p, ()), rows.get(p, ())) for p in set(rows) | set(cands)})
         failpoint("after_db_upsert_before_commit")
         m = self.rt.metrics

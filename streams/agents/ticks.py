@@ -17,6 +17,7 @@ from forex_diffusion.pipeline import TickPipeline
 from retraining.failpoints import failpoint
 
 from ..deadletter import dead_letter_headers, dead_letter_record
+from ..producer import send_all
 from ..progress import PartitionProgress
 
 if TYPE_CHECKING:
@@ -307,16 +308,9 @@ class TickAgent:
     async def _publish_and_persist(self, pending: dict[int, list[Candle]], dead: list[Any],
                                    captured: dict[int, Any]) -> None:
         topic, dl_topic = self.rt.topics["candles"], self.rt.topics["deadletter"]
-        sends = []
-        for key, value, headers in dead:
-            sends.append(await dl_topic.send(key=key, value=value, headers=headers))
-        for candles in pending.values():
-            for c in candles:
-                sends.append(await topic.send(key=c.symbol.encode(), value=encode_candle(c)))
-        if sends:
-            failpoint("during_output_send")
-            # a send the broker never acknowledges becomes a failed checkpoint (retried), not a hang
-            await asyncio.wait_for(asyncio.gather(*sends), timeout=self.rt.settings.send_ack_timeout_s)
+        records = [(dl_topic, key, value, headers) for key, value, headers in dead]
+        records += [(topic, c.symbol.encode(), encode_candle(c), None) for cs in pending.values() for c in cs]
+        await send_all(self.rt, records)
         effects = {p: (cs, ()) for p, cs in pending.items() if cs}
         await self.progress.persist(captured, effects)
         failpoint("after_db_upsert_before_commit")

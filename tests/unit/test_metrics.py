@@ -341,6 +341,8 @@ def test_model_version_circuit_state_and_retrain_families() -> None:
     m.model_in_service("GBPUSD/1m/12", 2)
     m.circuit_state("database", "half-open")
     m.circuit_state("broker", "closed")
+    m.producer_reset()
+    m.producer_reset()
     m.retrain_request("manual")
     m.retrain_outcome("rolled-back")
     m.retrain_duration(90.0)
@@ -350,6 +352,7 @@ def test_model_version_circuit_state_and_retrain_families() -> None:
     assert v[("forexd_model_version_in_service", (("key", "GBPUSD/1m/12"),))] == 2
     assert v[("forexd_circuit_breaker_state", (("dependency", "database"),))] == 1
     assert v[("forexd_circuit_breaker_state", (("dependency", "broker"),))] == 0
+    assert v[("forexd_producer_resets_total", ())] == 2
     assert v[("forexd_retrain_requests_total", (("reason", "manual"),))] == 1
     assert v[("forexd_retrain_outcomes_total", (("outcome", "rolled_back"),))] == 1
     assert v[("forexd_retrain_duration_seconds_count", ())] == 1
