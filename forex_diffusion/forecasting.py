@@ -155,7 +155,8 @@ class RandomWalkPredictor:
 def rw_quantiles(last_close: float, sigma: float, horizon: int) -> np.ndarray:
     """``[horizon, Q]`` quantiles of the EWMA random walk from ``last_close``."""
     h = np.sqrt(np.arange(1, horizon + 1, dtype=np.float64))
-    return last_close * np.exp(sigma * h[:, None] * _Z[None, :])
+    out: np.ndarray = last_close * np.exp(sigma * h[:, None] * _Z[None, :])
+    return out
 
 
 def forecast_record(f: Forecast, *, learner: LearnerStep | None, rw: np.ndarray,
@@ -213,12 +214,12 @@ class SymbolForecaster:
             out.duplicate = True  # redelivery or replay: state already holds it
             return out
         self.last_open[candle.timeframe] = candle.open_ms
-        for s in self.series.values():
-            s.features.on_candle(candle)
-        for s in self.series.values():
-            if candle.timeframe in s.features.config.timeframes:
+        for each in self.series.values():
+            each.features.on_candle(candle)
+        for each in self.series.values():
+            if candle.timeframe in each.features.config.timeframes:
                 out.indicators = {k: (v if v is not None and math.isfinite(v) else None)
-                                  for k, v in s.features.indicator_values(candle.timeframe).items()}
+                                  for k, v in each.features.indicator_values(candle.timeframe).items()}
                 break
         s = self.series.get(candle.timeframe)
         if s is None:

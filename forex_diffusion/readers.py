@@ -102,7 +102,8 @@ def _read_frame(text: str, sep: str, header: bool) -> pd.DataFrame:
 
 
 def _line_numbers(df: pd.DataFrame, header: bool) -> np.ndarray:
-    return df.index.to_numpy() + (2 if header else 1)
+    lines: np.ndarray = df.index.to_numpy() + (2 if header else 1)
+    return lines
 
 
 def _bad_lines(text: str, sep: str, header: bool, ncols: int) -> list[FileReject]:
@@ -118,7 +119,7 @@ def _bad_lines(text: str, sep: str, header: bool, ncols: int) -> list[FileReject
 
 def _numbers(col: pd.Series, name: str, lines: np.ndarray, rejects: list[FileReject], bad: np.ndarray) -> np.ndarray:
     s = col.str.strip()
-    vals = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+    vals: np.ndarray = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
     nan = np.isnan(vals)
     if nan.any():
         words = s.str.lower().isin(_NAN_WORDS).to_numpy()

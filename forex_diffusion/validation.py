@@ -186,7 +186,7 @@ class TickValidator:
             assert inst is not None
             scale = self._scale[symbol] = 10.0 ** (inst.decimals + self.config.max_decimals_extra)
         x = price * scale
-        return abs(x - round(x)) < 1e-6 * max(1.0, abs(x)) ** 0.5
+        return bool(abs(x - round(x)) < 1e-6 * max(1.0, abs(x)) ** 0.5)
 
     def validate(self, tick: Tick, *, now_ms: int | None = None) -> Tick:
         """Return ``tick`` (with its canonical symbol) or raise :class:`ValidationError`."""
