@@ -52,11 +52,14 @@ class ModelBook:
             row = self.registry.resolve_champion(symbol, timeframe, self.horizon)
             if row is not None:
                 return row.version
-        # no registry champion: the newest checkpoint under model_dir (e.g. a bundled model)
+        # no registry champion: the newest checkpoint under model_dir (e.g. a bundled model).
+        # A version the registry knows serves only as a champion, never as a file found
+        # here: not a challenger it did not promote, nor a rejected or rolled-back one.
         if self.model_dir is not None:
             for sym in (symbol, "*"):
                 key = ModelKey(symbol=sym, timeframe=timeframe, horizon=self.horizon)
-                found = sorted((self.model_dir / key.dir_name).glob("*.pt"))
+                known = {v.version for v in self.registry.list(key)} if self.registry is not None else set()
+                found = [p for p in sorted((self.model_dir / key.dir_name).glob("*.pt")) if p.stem not in known]
                 if found:
                     self._files[found[-1].stem] = found[-1]
                     return found[-1].stem
