@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from faust.types import TP
 
+from forex_diffusion.errors import PermanentStorageError
 from forex_diffusion.storage import load_snapshot, save_progress
 
-__all__ = ["PartitionProgress"]
+__all__ = ["EXIT_STORAGE_FATAL", "PartitionProgress"]
 
 log = logging.getLogger(__name__)
+
+EXIT_STORAGE_FATAL = 74  # sysexits EX_IOERR: the database refuses writes for good
+FATAL_MIN_ATTEMPTS = 3  # a permanent storage error is fatal only after this many checkpoints failed with it
 
 
 class PartitionProgress:
@@ -36,6 +42,7 @@ class PartitionProgress:
         snapshot: Callable[[int], dict[str, Any]],
         restore: Callable[[int, dict[str, Any]], None],
         drop: Callable[[int], None],
+        fatal_after_s: float = 30.0,
     ) -> None:
         self.app = app
         self.consumer = consumer
@@ -49,6 +56,8 @@ class PartitionProgress:
         self.resets = 0  # log resets detected (see admit)
         self.last_save = time.monotonic()
         self._commits: set[asyncio.Future[None]] = set()
+        self.fatal_after_s = fatal_after_s
+        self._permanent: tuple[float, int] | None = None  # (first failure, count) of the current streak
 
     def admit(self, partition: int, offset: int) -> bool:
         """Whether a message is new: its offset is past the last one processed.
@@ -136,6 +145,40 @@ class PartitionProgress:
             self._commits.add(task)
             task.add_done_callback(self._commits.discard)
         self.last_save = time.monotonic()
+        self._permanent = None
+
+    def checkpoint_failed(self, exc: BaseException) -> None:
+        """Count a failed checkpoint; exit the process when the database refuses writes for good.
+
+        A :class:`PermanentStorageError` (read-only database, disk I/O error, missing table) is
+        retried like any failure -- an operator may fix it within seconds -- but a streak of
+        them lasting ``fatal_after_s`` (and at least ``FATAL_MIN_ATTEMPTS`` checkpoints) is
+        fatal (F14): one CRITICAL line names the cause and the database (no password), and
+        the process exits with :data:`EXIT_STORAGE_FATAL` at once, so a supervisor sees it.
+        Nothing is committed: the group's offset never leads the last durable checkpoint,
+        and the restarted worker replays from there. Any other failure (broker down, a
+        transient database error) ends the streak: those are waited out, never fatal.
+        """
+        if not isinstance(exc, PermanentStorageError):
+            self._permanent = None
+            return
+        now = time.monotonic()
+        first, n = self._permanent or (now, 0)
+        self._permanent = (first, n + 1)
+        if n + 1 >= FATAL_MIN_ATTEMPTS and now - first >= self.fatal_after_s:
+            self._fatal(exc, n + 1, now - first)
+
+    def _fatal(self, exc: BaseException, attempts: int, span_s: float) -> None:
+        db = self.engine.url.render_as_string(hide_password=True) if self.engine is not None else "?"
+        log.critical("storage.fatal consumer=%s db=%s attempts=%d over=%.1fs error=%s: %s -- the database "
+                     "refuses writes; exiting with %d, offsets stay at the last durable checkpoint",
+                     self.consumer, db, attempts, span_s, type(exc).__name__,
+                     str(exc).splitlines()[0][:200] if str(exc) else "", EXIT_STORAGE_FATAL)
+        for h in logging.getLogger().handlers:
+            h.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_STORAGE_FATAL)
 
     async def _commit(self, positions: dict[TP, int]) -> None:
         try:

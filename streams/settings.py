@@ -51,6 +51,9 @@ class Settings:
     broker_heartbeat_interval_s: float = 2.0
     producer_request_timeout_s: float = 20.0
     producer_reset_after_s: float = 120.0
+    # F14: a checkpoint failing with a permanent storage error (read-only database, disk I/O
+    # error, missing table) is retried at least this long (and 3 times), then the worker exits
+    db_fatal_after_s: float = 30.0
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str = "SCRAM-SHA-512"
     kafka_sasl_username: str | None = None
@@ -69,6 +72,8 @@ class Settings:
             raise ConfigError("producer_request_timeout_s must be > 0")
         if self.producer_reset_after_s <= 0:
             raise ConfigError("producer_reset_after_s must be > 0")
+        if self.db_fatal_after_s < 0:
+            raise ConfigError("db_fatal_after_s must be >= 0")
         if self.partitions < 1:
             raise ConfigError("partitions must be >= 1")
         parse_timeframes(self.timeframes)

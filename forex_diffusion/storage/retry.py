@@ -41,6 +41,8 @@ _TRANSIENT_TEXT = (
     "connection already closed",
     "the database system is starting up",
     "the database system is shutting down",
+    "the database system is not yet accepting connections",
+    "the database system is in recovery mode",
     "could not serialize access",
     "deadlock detected",
     "timeout expired",

@@ -52,7 +52,7 @@ class CandleAgent:
                                 on_rejected=(lambda v, e: m.artifact_rejected()) if m is not None else None)
         self.progress = PartitionProgress(
             app=rt.app, consumer=f"{s.app_id}:{self.consumer_name}", topic=s.topic("candles"), engine=rt.engine,
-            snapshot=self._snapshot, restore=self._restore, drop=self._drop,
+            fatal_after_s=s.db_fatal_after_s, snapshot=self._snapshot, restore=self._restore, drop=self._drop,
         )
         self.pending_rows: dict[int, list[dict[str, Any]]] = defaultdict(list)
         self.pending_candles: dict[int, list[Any]] = defaultdict(list)
@@ -290,6 +290,7 @@ class CandleAgent:
                 self.failures += 1
                 self.healthy.clear()
                 log.warning("checkpoint.failed attempt=%d error=%s", self.failures, type(exc).__name__)
+                self.progress.checkpoint_failed(exc)  # F14: a lasting permanent storage error exits
                 await asyncio.sleep(min(30.0, 0.25 * 2 ** min(self.failures, 7)))
                 return
             if self.failures:

@@ -68,7 +68,7 @@ class TickAgent:
         self.failures = 0
         self.progress = PartitionProgress(
             app=rt.app, consumer=f"{s.app_id}:{self.consumer_name}", topic=s.topic("ticks"), engine=rt.engine,
-            snapshot=lambda p: self.pipeline.snapshot(sorted(self.symbols.get(p, ()))),
+            fatal_after_s=s.db_fatal_after_s, snapshot=lambda p: self.pipeline.snapshot(sorted(self.symbols.get(p, ()))),
             restore=self._restore, drop=self._drop,
         )
         self.processed = 0
@@ -285,6 +285,7 @@ class TickAgent:
                 self.healthy.clear()
                 log.warning("checkpoint.failed attempt=%d error=%s: %s", self.failures, type(exc).__name__,
                             str(exc).splitlines()[0][:200] if str(exc) else "")
+                self.progress.checkpoint_failed(exc)  # F14: a lasting permanent storage error exits
                 if self.rt.metrics is not None:
                     self.rt.metrics.circuit_state("database", "open")
                 await asyncio.sleep(min(30.0, 0.25 * 2 ** min(self.failures, 7)))
