@@ -204,7 +204,9 @@ def publish_with_restart(bootstrap: str, topic: str, records: Sequence[Record], 
         try:
             for i in range(0, restart_at, 2000):
                 out.records += await settle(await send(first, records[i:min(i + 2000, restart_at)]))
-            flying = await send(first, records[restart_at:restart_at + in_flight])
+            batch = records[restart_at:restart_at + in_flight]
+            out.in_flight = len(batch)
+            flying = await send(first, batch)
         finally:
             await first.stop()  # the "crash": the in-flight batch's fate is unknown to the next producer
         out.resent = sum(1 for f in flying if f.done() and not f.cancelled() and f.exception() is None)

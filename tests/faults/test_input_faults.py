@@ -19,12 +19,18 @@ from typing import Any
 
 import pytest
 
+from forex_diffusion.domain import Tick
+from forex_diffusion.errors import ValidationError
+from forex_diffusion.instruments import InstrumentRegistry
+from forex_diffusion.pipeline import TickPipeline
+from forex_diffusion.readers import read_ticks
 from streams.broker import free_port
 from streams.settings import Settings
 
 from ..integration.kafka_io import publish, read_all
-from .harness import Oracle, by_symbol, fold, make_topics, tick_records
+from .harness import SAMPLE, TIMEFRAMES, Oracle, by_symbol, fold, make_topics, tick_records
 from .input_faults import (
+    DEDUP_WINDOW,
     as_messages,
     clean_oracle,
     converge,
@@ -146,3 +152,48 @@ def test_ticks_later_than_the_allowed_lateness_are_dead_lettered_counted_and_cha
     print(f"F11: ticks={len(clean)} late_injected={len(late_ids)} late_dead_lettered={report.dead_letters} "
           f"forexd_late_ticks_total={counted:.0f} converged {converged:.1f}s {report.summary()}")
 
+
+
+# -- the duplicate window (F9's limit) ----------------------------------------------------
+# The worker's validator (TickPipeline with the default ValidationConfig) remembers the last
+# DEDUP_WINDOW tick ids per symbol, first in first out. These run the core, not a worker.
+
+
+def _eurusd(rows: Any) -> list[Tick]:
+    return [Tick(symbol="EURUSD", ts_ms=t, bid=b, ask=a, tick_id=f"e:{i}")
+            for i, (t, b, a) in enumerate(zip(rows.ts_ms.tolist(), rows.bid.tolist(), rows.ask.tolist(), strict=True))]
+
+
+def _refusal(pipeline: TickPipeline, tick: Tick) -> str | None:
+    try:
+        pipeline.process(tick)
+    except ValidationError as exc:
+        return exc.reason.value
+    return None
+
+
+def test_on_real_ticks_a_copy_beyond_the_duplicate_window_is_refused_late_not_counted_twice() -> None:
+    """Real ticks: a copy of the tick DEDUP_WINDOW ids back is a ``duplicate``; a copy of
+    the one just beyond is no longer recognised, but is far older than the watermark
+    (10,000 ticks of the sample span hours), so it is refused ``late``: not counted twice,
+    but dead-lettered and counted as late, not as a duplicate."""
+    ticks = _eurusd(read_ticks(SAMPLE).frame.iloc[:DEDUP_WINDOW + 100])
+    pipeline = TickPipeline(timeframes=TIMEFRAMES, instruments=InstrumentRegistry.of(["EURUSD"]))
+    assert [_refusal(pipeline, t) for t in ticks] == [None] * len(ticks)
+    assert _refusal(pipeline, ticks[-DEDUP_WINDOW]) == "duplicate"
+    assert _refusal(pipeline, ticks[-DEDUP_WINDOW - 1]) == "late"
+    assert _refusal(pipeline, ticks[0]) == "late"
+
+
+@pytest.mark.xfail(strict=True, reason="finding (F9): the duplicate window bounds ids, not time: a copy "
+                   "more than 10,000 ids of its symbol back but within the allowed lateness is accepted again")
+def test_a_copy_beyond_the_duplicate_window_but_within_the_lateness_is_refused() -> None:
+    """Synthetic (the cause needs a feed denser than any real one: 10,001 ticks of a symbol
+    inside the 2 s allowed lateness; the densest real file has 337): the copy should be a
+    ``duplicate``; it is accepted, so its bar counts the tick twice (I2)."""
+    t0 = 1_399_273_200_000  # 2014-05-05 07:00 UTC
+    pipeline = TickPipeline(timeframes=TIMEFRAMES, instruments=InstrumentRegistry.of(["EURUSD"]))
+    ticks = [Tick(symbol="EURUSD", ts_ms=t0 + i // 10, bid=1.38676, ask=1.38686, tick_id=f"s:{i}")
+             for i in range(DEDUP_WINDOW + 1)]
+    assert [_refusal(pipeline, t) for t in ticks] == [None] * len(ticks)
+    assert _refusal(pipeline, ticks[0]) == "duplicate"
