@@ -181,7 +181,8 @@ def test_soak_retrain_killed_mid_write_and_mid_promotion(db_url: str, tmp_path: 
             partials += 1
         else:  # killed inside the promotion transaction: registered challenger, no alias moved
             (v,) = [reg.get(x) for x in new_rows]
-            assert v.status == "registered" and reg.challenger(KEY).version == v.version
+            challenger = reg.challenger(KEY)
+            assert v.status == "registered" and challenger is not None and challenger.version == v.version
             assert reg.verify(v)  # published whole before the kill
         after_kill = reg.champion(KEY)
         assert after_kill is not None and after_kill.version == before.version
