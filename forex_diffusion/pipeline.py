@@ -109,7 +109,9 @@ class TickPipeline:
         candles now; they come out when the hold is confirmed.
         """
         sym = tick.symbol
-        reason = self.validator.check(sym, tick.ts_ms, tick.bid, tick.ask, tick_id=tick.tick_id, now_ms=now_ms)
+        last = self.aggregator.last_event_ms(sym)
+        reason = self.validator.check(sym, tick.ts_ms, tick.bid, tick.ask, tick_id=tick.tick_id, now_ms=now_ms,
+                                      late_before_ms=None if last is None else last - self.aggregator.allowed_lateness_ms)
         if reason is not None:
             raise ValidationError(reason, f"{sym} ts_ms={tick.ts_ms}")
         if not self._guard_on:

@@ -17,10 +17,11 @@ True
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from .domain import Tick
 from .errors import ConfigError, RejectReason, ValidationError
@@ -31,6 +32,7 @@ __all__ = ["ValidationConfig", "TickValidator", "ValidationCounters"]
 
 _MIN_TS_MS = 946_684_800_000  # 2000-01-01: earlier is a unit error or garbage
 _MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
+_UNKNOWN_TS = -(1 << 62)  # event time of an id restored from an older snapshot: forgettable
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,7 +44,10 @@ class ValidationConfig:
     max_spread_fraction: widest accepted ``(ask - bid) / mid`` (0.5 %, polygon's FX filter).
     future_skew_ms: how far past the wall clock an event may be (when ``now_ms`` is given).
     max_decimals_extra: digits allowed beyond the instrument's quoted precision.
-    dedup_window: tick ids remembered per symbol for duplicate detection.
+    dedup_window: tick ids remembered per symbol for duplicate detection. Past it, the
+        oldest ids are forgotten only once a copy would be refused as late anyway (see
+        ``late_before_ms`` of :meth:`TickValidator.check`), up to ``dedup_cap_factor`` times
+        the window (a memory bound for feeds denser than any real one).
     off_hours: policy for ticks inside the weekly closure ``market_hours``: ``"accept"``
         (default; counted in ``counters.off_hours``) or ``"reject"`` (reason ``off_hours``).
     market_hours: the closure (default Friday 22:00 to Sunday 21:00 UTC).
@@ -56,6 +61,7 @@ class ValidationConfig:
     check_precision: bool = True
     max_decimals_extra: int = 0
     dedup_window: int = 10_000
+    dedup_cap_factor: int = 10
     off_hours: Literal["accept", "reject"] = "accept"
     market_hours: MarketHours = DEFAULT_MARKET_HOURS
 
@@ -70,6 +76,8 @@ class ValidationConfig:
             raise ConfigError("max_spread_fraction must be in (0, 1)")
         if self.future_skew_ms < 0 or self.dedup_window < 0 or self.max_decimals_extra < 0:
             raise ConfigError("future_skew_ms, dedup_window and max_decimals_extra must be >= 0")
+        if self.dedup_cap_factor < 1:
+            raise ConfigError("dedup_cap_factor must be >= 1")
         if self.min_ts_ms >= self.max_ts_ms:
             raise ConfigError("min_ts_ms must be below max_ts_ms")
 
@@ -94,7 +102,7 @@ class TickValidator:
         self.config = config or ValidationConfig()
         self.instruments = instruments or InstrumentRegistry()
         self.counters = ValidationCounters()
-        self._seen: dict[str, OrderedDict[str, None]] = {}
+        self._seen: dict[str, OrderedDict[str, int]] = {}  # tick id -> its event time, in arrival order
         self._scale: dict[str, float] = {}
         self._hours = self.config.market_hours
         self._open_from, self._open_until = 0, 0  # the open period of the last tick (a cache)
@@ -113,13 +121,17 @@ class TickValidator:
         *,
         tick_id: str | None = None,
         now_ms: int | None = None,
+        late_before_ms: int | None = None,
     ) -> RejectReason | None:
         """Return the reason ``symbol/ts_ms/bid/ask`` is refused, or None when it is accepted.
 
         ``symbol`` must already be canonical (see :meth:`InstrumentRegistry.normalise`).
-        Accepted crossed, locked or off-hours quotes are counted.
+        Accepted crossed, locked or off-hours quotes are counted. ``late_before_ms`` is the
+        event time below which the caller refuses a tick of ``symbol`` as late (the
+        aggregator's watermark): beyond ``dedup_window`` only ids of such ticks are forgotten,
+        so a copy is never accepted twice (D12). Without it ids are forgotten by count.
         """
-        reason = self._reason(symbol, ts_ms, bid, ask, tick_id, now_ms)
+        reason = self._reason(symbol, ts_ms, bid, ask, tick_id, now_ms, late_before_ms)
         c = self.counters
         if reason is None:
             c.accepted += 1
@@ -139,6 +151,7 @@ class TickValidator:
         ask: float,
         tick_id: str | None,
         now_ms: int | None,
+        late_before_ms: int | None = None,
     ) -> RejectReason | None:
         cfg = self.config
         if symbol not in self.instruments:
@@ -172,12 +185,24 @@ class TickValidator:
                 seen = self._seen[symbol] = OrderedDict()
             if tick_id in seen:
                 return RejectReason.DUPLICATE
-            seen[tick_id] = None
+            seen[tick_id] = ts_ms
             if len(seen) > cfg.dedup_window:
-                seen.popitem(last=False)
+                self._forget(seen, late_before_ms)
         if off:
             self.counters.off_hours += 1
         return None
+
+    def _forget(self, seen: OrderedDict[str, int], late_before_ms: int | None) -> None:
+        """Drop the oldest ids beyond the window, keeping those whose copy would not be late."""
+        cfg = self.config
+        if late_before_ms is None:
+            seen.popitem(last=False)
+            return
+        cap = cfg.dedup_window * cfg.dedup_cap_factor
+        while len(seen) > cfg.dedup_window:
+            if len(seen) <= cap and next(iter(seen.values())) >= late_before_ms:
+                return  # its copy would still be accepted: remember it (a dense burst)
+            seen.popitem(last=False)
 
     def _on_grid(self, symbol: str, price: float) -> bool:
         scale = self._scale.get(symbol)
@@ -201,10 +226,25 @@ class TickValidator:
             return Tick(symbol=symbol, ts_ms=tick.ts_ms, bid=tick.bid, ask=tick.ask, volume=tick.volume, tick_id=tick.tick_id)
         return tick
 
-    def snapshot(self) -> dict[str, list[str]]:
-        """Plain-data state (recent tick ids per symbol)."""
-        return {s: list(ids) for s, ids in self._seen.items()}
+    def snapshot(self) -> dict[str, Any]:
+        """Plain-data state: per symbol the recent tick ids in arrival order and their event
+        times as differences from the previous one (small numbers in JSON)."""
+        out: dict[str, Any] = {}
+        for s, seen in self._seen.items():
+            ts = list(seen.values())
+            out[s] = {"ids": list(seen), "dts": [t - p for t, p in zip(ts, [0, *ts[:-1]], strict=True)]}
+        return out
 
-    def restore(self, data: dict[str, list[str]]) -> None:
-        """Inverse of :meth:`snapshot`."""
-        self._seen = {s: OrderedDict.fromkeys(ids) for s, ids in data.items()}
+    def restore(self, data: dict[str, Any]) -> None:
+        """Inverse of :meth:`snapshot`; a plain list of ids (older snapshots) is restored
+        with unknown times, forgettable by count as before."""
+        seen: dict[str, OrderedDict[str, int]] = {}
+        for s, v in data.items():
+            if isinstance(v, list):
+                seen[s] = OrderedDict.fromkeys(v, _UNKNOWN_TS)
+                continue
+            ids, dts = v["ids"], v["dts"]
+            if len(ids) != len(dts):
+                raise ValueError(f"tick ids of {s}: {len(ids)} ids, {len(dts)} times")
+            seen[s] = OrderedDict(zip(ids, itertools.accumulate(dts), strict=True))
+        self._seen = seen

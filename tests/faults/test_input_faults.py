@@ -13,6 +13,7 @@ injected copies (``duplicate``) and late ticks (``late``), once each."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from typing import Any
@@ -185,15 +186,17 @@ def test_on_real_ticks_a_copy_beyond_the_duplicate_window_is_refused_late_not_co
     assert _refusal(pipeline, ticks[0]) == "late"
 
 
-@pytest.mark.xfail(strict=True, reason="finding (F9): the duplicate window bounds ids, not time: a copy "
-                   "more than 10,000 ids of its symbol back but within the allowed lateness is accepted again")
 def test_a_copy_beyond_the_duplicate_window_but_within_the_lateness_is_refused() -> None:
-    """Synthetic (the cause needs a feed denser than any real one: 10,001 ticks of a symbol
-    inside the 2 s allowed lateness; the densest real file has 337): the copy should be a
-    ``duplicate``; it is accepted, so its bar counts the tick twice (I2)."""
+    """D12, synthetic (the cause needs a feed denser than any real one: 10,001 ticks of a
+    symbol inside the 2 s allowed lateness; the densest real file has 337): the copy is a
+    ``duplicate``, also after a snapshot round trip (before the fix it was accepted, and its
+    bar counted the tick twice, I2)."""
     t0 = 1_399_273_200_000  # 2014-05-05 07:00 UTC
     pipeline = TickPipeline(timeframes=TIMEFRAMES, instruments=InstrumentRegistry.of(["EURUSD"]))
     ticks = [Tick(symbol="EURUSD", ts_ms=t0 + i // 10, bid=1.38676, ask=1.38686, tick_id=f"s:{i}")
              for i in range(DEDUP_WINDOW + 1)]
     assert [_refusal(pipeline, t) for t in ticks] == [None] * len(ticks)
     assert _refusal(pipeline, ticks[0]) == "duplicate"
+    restored = TickPipeline(timeframes=TIMEFRAMES, instruments=InstrumentRegistry.of(["EURUSD"]))
+    restored.restore(json.loads(json.dumps(pipeline.snapshot(["EURUSD"]))))
+    assert _refusal(restored, ticks[1]) == "duplicate"
