@@ -17,6 +17,7 @@ import pytest
 from ..integration.kafka_io import publish
 from .harness import (
     bad_records,
+    by_symbol,
     checkpoint_offsets,
     db_count,
     interleave,
@@ -37,7 +38,9 @@ def _burst(bootstrap: str, env: dict[str, str]) -> int:
     t0 = int(good[200][1].split(b'"ts":')[1].split(b",")[0])
     records = interleave(good, bad_records(t0))
     make_topics(bootstrap, env)
-    return publish(bootstrap, f"{env['FOREXD_TOPIC_PREFIX']}fx.ticks", records)
+    # each symbol on its own partition: a checkpoint covers two partitions (the key hash
+    # would put both on partition 1)
+    return publish(bootstrap, f"{env['FOREXD_TOPIC_PREFIX']}fx.ticks", records, by_symbol)
 
 
 def _first_checkpoint(env: dict[str, str]) -> None:
