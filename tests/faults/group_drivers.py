@@ -232,7 +232,10 @@ class Supervisor:
         with self._lock:
             cur = self.lives[-1]
             name = signal.Signals(sig).name
-            cur.signals.append(name if cur.worker.alive() else f"{name}(exited)")
+            log = cur.worker.log()
+            state = ("exited" if not cur.worker.alive() else "ready" if "Worker]: Ready" in log
+                     else "starting" if log else "importing")
+            cur.signals.append(f"{name}@{state}")
             cur.worker.kill(sig)
         return cur
 
@@ -253,14 +256,23 @@ class Supervisor:
 
 
 def storm(sup: Supervisor, rnd: random.Random, *, terms: int, kills: int,
-          term_gap: tuple[float, float] = (1.0, 5.0), kill_gap: tuple[float, float] = (0.1, 1.0)) -> list[str]:
+          term_gap: tuple[float, float] = (1.0, 5.0), kill_gap: tuple[float, float] = (0.1, 1.0),
+          after_ready: bool = False) -> list[str]:
     """Faust's ``killer.py`` schedule: ``terms`` SIGTERMs at ``term_gap`` intervals, then
-    ``kills`` SIGKILLs at ``kill_gap`` intervals, each to whatever worker runs then."""
+    ``kills`` SIGKILLs at ``kill_gap`` intervals, each to whatever worker runs then.
+    ``after_ready``: each interval starts when the current worker is ready (assigned), so
+    every signal lands on a consuming worker rather than on one still starting."""
     sent: list[str] = []
+    victim: Incarnation | None = None
     for sig, n, gap in ((signal.SIGTERM, terms, term_gap), (signal.SIGKILL, kills, kill_gap)):
         for _ in range(n):
+            if after_ready:  # the next worker, not the one signalled last, is assigned
+                deadline = time.monotonic() + 180
+                while sup.lives[-1] is victim or "Worker]: Ready" not in sup.lives[-1].worker.log():
+                    assert time.monotonic() < deadline, "the restarted worker never became ready"
+                    time.sleep(0.1)
             time.sleep(rnd.uniform(*gap))
-            sup.signal(sig)
+            victim = sup.signal(sig)
             sent.append(signal.Signals(sig).name)
     return sent
 

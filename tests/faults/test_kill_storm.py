@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ def first_ts(burst: list[tuple[bytes | None, bytes]]) -> int:
 
 
 def kill_storm(env: dict[str, str], spawn_worker: Any, bootstrap: str, *, bursts: list[Any], terms: int,
-               kills: int, period_s: float, seed: int, label: str) -> dict[str, Any]:
+               kills: int, period_s: float, seed: int, label: str, after_ready: bool = False) -> dict[str, Any]:
     """Run one storm under a supervisor while ``bursts[1:]`` arrive every ``period_s``; the
     figures, after asserting that the final state equals the oracle."""
     rnd = random.Random(seed)
@@ -38,7 +39,7 @@ def kill_storm(env: dict[str, str], spawn_worker: Any, bootstrap: str, *, bursts
         watch.phase = "storm"
         feed.start_paced(bursts[1:], period_s)
         t_storm = time.monotonic()
-        sent = storm(sup, rnd, terms=terms, kills=kills)
+        sent = storm(sup, rnd, terms=terms, kills=kills, after_ready=after_ready)
         storm_s = time.monotonic() - t_storm
         published = feed.join()
         w = sup.stop()
@@ -55,8 +56,9 @@ def kill_storm(env: dict[str, str], spawn_worker: Any, bootstrap: str, *, bursts
     lives = sup.lives
     recoveries = [life.checkpointed for life in lives[1:] if life.checkpointed is not None]
     last = lives[-1]
+    victims = Counter(sig for life in lives for sig in life.signals)
     figures = {
-        "signals": len(sent), "sent": sent, "incarnations": len(lives), "ticks": published,
+        "signals": len(sent), "sent": sent, "victims": victims, "incarnations": len(lives), "ticks": published,
         "lost": len(report.lost), "duplicated_db_rows": report.db_rows - report.expected + len(report.lost),
         "recoveries": recoveries, "checkpointed_lives": sum(1 for life in lives if life.checkpointed is not None),
         "final_recovery": last.checkpointed, "converged": converged, "storm_s": storm_s, "covered": covered,
@@ -64,7 +66,7 @@ def kill_storm(env: dict[str, str], spawn_worker: Any, bootstrap: str, *, bursts
     }
     print(f"kill storm[{label}]: signals={len(sent)} ({sent.count('SIGTERM')} TERM, {sent.count('SIGKILL')} KILL) "
           f"in {storm_s:.1f}s incarnations={len(lives)} (checkpointed: {figures['checkpointed_lives']}) "
-          f"per life {[life.signals for life in lives]} ticks={published} lost={figures['lost']} "
+          f"victims {dict(sorted(victims.items()))} ticks={published} lost={figures['lost']} "
           f"duplicated_db_rows={figures['duplicated_db_rows']} topic_redeliveries={report.topic_duplicates} "
           f"restart_to_checkpoint_s {spread(recoveries)} final_restart_to_checkpoint_s="
           f"{last.checkpointed if last.checkpointed is None else round(last.checkpointed, 1)} "
