@@ -72,16 +72,16 @@ def test_replayed_sample_equals_offline_candles_and_late_replays_change_nothing(
     wait_until(lambda: count_candles(_db(worker_env)) == len(expected), 30, what="DB to hold every candle")
     assert _all_db_candles(worker_env) == expected
 
-    # The same ticks a second time (the first 5,000, to keep the suite short): every one is
+    # The same ticks a second time (the first 1,000, to keep the suite short): every one is
     # late (older than the watermark) and dead-lettered; no candle is touched and the DB
     # still holds each once.
     again = tmp_path / "again.csv"
-    read_ticks(sample_ticks).frame.iloc[:5_000][["ts_ms", "bid", "ask"]].to_csv(again, index=False)
+    read_ticks(sample_ticks).frame.iloc[:1_000][["ts_ms", "bid", "ask"]].to_csv(again, index=False)
     res = subprocess.run([sys.executable, "-m", "streams.cli", "replay", str(again), "--symbol", "EURUSD"],
                          env=worker_env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
-    dl = read_all(kafka_bootstrap, f"{prefix}fx.deadletter", expect=5_000, timeout_s=240)
-    assert len(dl) == 5_000 and {v["reason"] for v in values(dl)} == {"late"}
+    dl = read_all(kafka_bootstrap, f"{prefix}fx.deadletter", expect=1_000, timeout_s=240)
+    assert len(dl) == 1_000 and {v["reason"] for v in values(dl)} == {"late"}
     assert count_candles(_db(worker_env)) == len(expected)
     assert _all_db_candles(worker_env) == expected
     assert w.alive()
