@@ -49,9 +49,9 @@ def test_soak_kill_storm_on_ready_workers_ends_equal_to_oracle(
     """The same 10 + 10 schedule, but each interval counted from the moment the restarted
     worker is assigned its partitions: with a restart taking longer than the intervals, the
     plain schedule mostly hits workers still importing; here every signal hits a consuming
-    worker while bursts keep arriving (every 5 s)."""
-    figures = kill_storm(fault_env, spawn_worker, kafka_bootstrap, bursts=hour_bursts(71), terms=10, kills=10,
-                         period_s=5.0, seed=67, label="ready", after_ready=True)
+    worker while bursts keep arriving (every 10 s)."""
+    figures = kill_storm(fault_env, spawn_worker, kafka_bootstrap, bursts=hour_bursts(40), terms=10, kills=10,
+                         period_s=10.0, seed=67, label="ready", after_ready=True)
     assert figures["victims"] == {"SIGTERM@ready": 10, "SIGKILL@ready": 10}, figures["victims"]
 
 
