@@ -75,7 +75,6 @@ def kill_storm(env: dict[str, str], spawn_worker: Any, bootstrap: str, *, bursts
     logs = "\n".join(f"--- {life.worker.log_path.name}\n{life.worker.log()[-1500:]}" for life in lives[-3:])
     assert w.alive(), "the final worker exited\n" + logs
     assert not report.violations, report.summary() + "\n" + logs
-    assert last.checkpointed is not None, "the worker restarted after the storm never checkpointed\n" + logs
     return figures
 
 
