@@ -184,6 +184,8 @@ class CandleAgent:
     async def _handle_batch(self, msgs: list[Any]) -> None:
         outcomes: list[tuple[int, CandleOutcome]] = []
         for msg in msgs:
+            if self.progress.restoring:
+                await self.progress.restored(msg.partition)  # D15: wait for the partition's restore
             if not self.progress.admit(msg.partition, msg.offset):
                 continue  # already reflected in the restored state
             r = self._process(msg)

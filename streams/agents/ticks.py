@@ -130,6 +130,8 @@ class TickAgent:
         failpoint("after_consume_before_processing")
         if not self.healthy.is_set():
             await self.wait_healthy()
+        if self.progress.restoring:
+            await self.progress.restored(p)  # D15: never count into a state about to be restored
         if not self.progress.admit(p, msg.offset):
             return  # already reflected in the restored state
         tick = None

@@ -100,3 +100,46 @@ def test_shutdown_checkpoint_runs_once_and_is_bounded(caplog: pytest.LogCaptureF
     assert calls == ["quick", "stuck"]
     assert "shutdown.checkpoint consumer=test:ticks offsets={1: 41}" in caplog.text
     assert "shutdown.checkpoint_timeout" in caplog.text
+
+
+def test_records_of_a_partition_wait_until_its_restore_finishes(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """D15 (found by the F7 soak): Faust delivers a newly assigned partition's records while
+    ``on_assigned`` still reads its snapshot. An agent that processed them then counted them
+    into an empty state the restore overwrote (6 ticks lost per hand-over). ``restored()``
+    holds them until the checkpoint (a real SQLite one, read slowly here) is in place."""
+    import asyncio
+    import time
+
+    from faust.types import TP
+
+    import streams.progress as progress_mod
+    from forex_diffusion.storage import make_engine, save_progress
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    save_progress(engine, consumer="test:ticks", topic="fx.ticks", partition=0, offset=50,
+                  state={"n": 50}, candle_items=[], forecast_rows=[])
+    real_load = progress_mod.load_snapshot
+
+    def slow_load(*args: Any, **kw: Any) -> Any:
+        time.sleep(0.3)  # a database under load
+        return real_load(*args, **kw)
+
+    monkeypatch.setattr(progress_mod, "load_snapshot", slow_load)
+    events: list[str] = []
+    pp = PartitionProgress(app=SimpleNamespace(consumer=FakeConsumer()), consumer="test:ticks", topic="fx.ticks",
+                           engine=engine, snapshot=lambda p: {}, restore=lambda p, s: events.append(f"restore {s}"),
+                           drop=lambda p: None)
+
+    async def agent() -> None:  # what TickAgent.handle does with the first fetched records
+        await asyncio.sleep(0.05)  # the fetcher delivers while the snapshot is being read
+        for offset in (49, 50, 51):
+            if pp.restoring:
+                await pp.restored(0)
+            events.append(f"{offset} {'new' if pp.admit(0, offset) else 'skipped'}")
+
+    async def go() -> None:
+        await asyncio.gather(pp.on_assigned(None, [TP("fx.ticks", 0)]), agent())
+
+    asyncio.run(go())
+    assert events == ["restore {'n': 50}", "49 skipped", "50 skipped", "51 new"]
+    assert pp.restoring == {}
