@@ -27,19 +27,16 @@ import pytest
 import torch
 
 from forex_diffusion.diffusion import load_checkpoint
-from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ArtifactError
-from forex_diffusion.readers import read_candles
 from forex_diffusion.storage import make_engine, upsert_candles
 from forex_diffusion.storage.registry import ModelKey
-from forex_diffusion.timeframes import Timeframe
 from retraining.jobs import run_retrain
 from retraining.policy import PromotionPolicy
 from retraining.registry import STAGING, ModelRegistry
 from retraining.runner import run_job
 from retraining.serving import ModelBook
 
-from ..unit.retraining.conftest import HORIZON, HOURLY, ms, request, tiny_job
+from ..unit.retraining.conftest import HORIZON, load_hourly_candles, request, tiny_job
 from ..unit.retraining.test_artifact_faults import KEY as KEY_1M
 from ..unit.retraining.test_artifact_faults import (
     KINDS,
@@ -114,17 +111,6 @@ def test_soak_corrupt_champions_are_refused_and_the_previous_keeps_serving(
               f"versions_served={len(set(served))} per cycle {_spread(per_cycle)}")
 
 
-def _hourly() -> list[Candle]:
-    if not HOURLY.exists():
-        pytest.skip(f"real data not found at {HOURLY} (needs ../shared/data beside the checkout)")
-    frame = read_candles(HOURLY, symbol="EURUSD", price="bid").frame
-    frame = frame[(frame["ts_ms"] >= ms(2015, 10, 1)) & (frame["ts_ms"] < ms(2016, 7, 1))]
-    tf = Timeframe.parse("1h")
-    return [Candle(symbol="EURUSD", timeframe="1h", open_ms=int(r.ts_ms), close_ms=tf.end_of(int(r.ts_ms)),
-                   open=float(r.open), high=float(r.high), low=float(r.low), close=float(r.close))
-            for r in frame.itertuples()]
-
-
 def _complete(reg: ModelRegistry, book: ModelBook) -> str:
     """The registry points to a complete version and the book serves exactly it; return it."""
     champion = reg.champion(KEY)
@@ -143,7 +129,7 @@ def _complete(reg: ModelRegistry, book: ModelBook) -> str:
 def test_soak_retrain_killed_mid_write_and_mid_promotion(db_url: str, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     engine = make_engine(db_url)
-    upsert_candles(engine, _hourly())
+    upsert_candles(engine, load_hourly_candles())
     models = tmp_path / "models"
     reg = ModelRegistry(engine, models)
     book = ModelBook(engine, horizon=HORIZON, model_dir=models)

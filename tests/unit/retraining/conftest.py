@@ -56,6 +56,11 @@ def request(request_id: str = "r1", **kw: object) -> RetrainRequest:
 @pytest.fixture(scope="session")
 def hourly_candles() -> list[Candle]:
     """Hourly EUR/USD bid candles 2015-10 .. 2016-06 (real data)."""
+    return load_hourly_candles()
+
+
+def load_hourly_candles() -> list[Candle]:
+    """The candles of :func:`hourly_candles` (skips when ../shared/data is absent)."""
     if not HOURLY.exists():
         pytest.skip(f"real data not found at {HOURLY} (needs ../shared/data beside the checkout)")
     frame = read_candles(HOURLY, symbol="EURUSD", price="bid").frame
