@@ -66,6 +66,14 @@ class Settings:
     forecast_degrade_batch: int = 0
     retrain_schedule: tuple[str, ...] = ()
     retrain_job_config: str = ""
+    # issue 13: retrain jobs at once per worker (more wait in a bounded queue), and the
+    # wall-clock limit after which a job's process group is killed (reported failed/timeout)
+    retrain_concurrency: int = 1
+    retrain_timeout_s: float = 3 * 3600.0
+    # issue 13: HMAC key of the pickle-bearing state snapshots (unset: generated once into
+    # data_dir/state.key, mode 0600); "accept" loads old unsigned snapshots (migration only)
+    state_key: str | None = field(default=None, repr=False)
+    state_unsigned: str = "refuse"
 
     def __post_init__(self) -> None:
         if self.producer_request_timeout_s <= 0:
@@ -76,6 +84,12 @@ class Settings:
             raise ConfigError("db_fatal_after_s must be >= 0")
         if self.partitions < 1:
             raise ConfigError("partitions must be >= 1")
+        if self.retrain_concurrency < 1 or not self.retrain_timeout_s > 0:
+            raise ConfigError("retrain_concurrency must be >= 1 and retrain_timeout_s > 0")
+        if self.state_unsigned not in ("refuse", "accept"):
+            raise ConfigError("state_unsigned must be refuse or accept")
+        if self.state_key is not None and len(self.state_key) < 32:
+            raise ConfigError("state_key must be at least 32 characters (e.g. 64 hex digits)")
         parse_timeframes(self.timeframes)
         parse_timeframes(self.forecast_timeframes)
         if not set(self.forecast_timeframes) <= set(self.timeframes):
