@@ -57,6 +57,10 @@ class RejectReason(StrEnum):
     INCONSISTENT = "inconsistent"
     SPIKE_UNCONFIRMED = "spike_unconfirmed"
     OFF_HOURS = "off_hours"
+    OUT_OF_RANGE = "out_of_range"
+    """A value outside the bounds its field allows (magnitude, length, time range)."""
+    INTERNAL = "internal"
+    """An unexpected exception while handling the record (a bug); the error names its type."""
 
 
 class ForexDiffusionError(Exception):
