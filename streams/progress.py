@@ -130,19 +130,21 @@ class PartitionProgress:
     async def persist(
         self,
         captured: dict[int, tuple[int, dict[str, Any]]],
-        effects: dict[int, tuple[Sequence[Any], Sequence[dict[str, Any]]]] | None = None,
+        effects: dict[int, tuple[Sequence[Any], ...]] | None = None,
     ) -> None:
-        """Write each captured ``(offset, state)`` with its ``(candles, forecasts)`` in one transaction."""
+        """Write each captured ``(offset, state)`` with its ``(candles, forecasts[, drift events])``
+        in one transaction."""
         effects = effects or {}
         loop = asyncio.get_running_loop()
         for p, (offset, state) in captured.items():
-            candles, forecasts = effects.get(p, ((), ()))
+            candles, forecasts, *more = effects.get(p, ((), ()))
+            drift = more[0] if more else ()
             await loop.run_in_executor(
                 None,
-                lambda p=p, offset=offset, state=state, candles=candles, forecasts=forecasts: save_progress(
+                lambda p=p, offset=offset, state=state, candles=candles, forecasts=forecasts, drift=drift: save_progress(
                     self.engine, consumer=self.consumer, topic=self.topic, partition=p,
                     offset=offset, state=state, candle_items=list(candles),
-                    forecast_rows=list(forecasts),
+                    forecast_rows=list(forecasts), drift_items=list(drift),
                 ),
             )
         if self.app is not None and captured:

@@ -11,21 +11,26 @@ from .engine import make_engine, sqlite_url
 from .repository import (
     count_candles,
     fetch_candles,
+    fetch_drift_events,
     fetch_forecasts,
     load_snapshot,
     save_progress,
     upsert_candles,
+    upsert_drift_events,
     upsert_forecasts,
 )
 from .retry import classify, db_retry, is_transient
-from .tables import candles, forecasts, metadata, snapshots
+from .tables import NO_HORIZON, candles, drift_events, forecasts, metadata, snapshots
 
 __all__ = [
+    "NO_HORIZON",
     "candles",
     "classify",
     "count_candles",
     "db_retry",
+    "drift_events",
     "fetch_candles",
+    "fetch_drift_events",
     "fetch_forecasts",
     "forecasts",
     "is_transient",
@@ -36,5 +41,6 @@ __all__ = [
     "snapshots",
     "sqlite_url",
     "upsert_candles",
+    "upsert_drift_events",
     "upsert_forecasts",
 ]

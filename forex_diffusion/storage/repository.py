@@ -5,22 +5,27 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Table, and_, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..domain import Candle
 from .retry import db_retry
-from .tables import candles, forecasts, snapshots
+from .tables import NO_HORIZON, candles, drift_events, forecasts, snapshots
+
+if TYPE_CHECKING:
+    from ..drift import DriftEvent
 
 __all__ = [
     "count_candles",
     "fetch_candles",
+    "fetch_drift_events",
     "fetch_forecasts",
     "load_snapshot",
     "save_progress",
     "upsert_candles",
+    "upsert_drift_events",
     "upsert_forecasts",
 ]
 
@@ -101,6 +106,26 @@ def _upsert_forecasts(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     _execute_rows(conn, stmt, list(values.values()))
 
 
+def _upsert_drift(conn: Connection, items: Sequence[DriftEvent]) -> None:
+    if not items:
+        return
+    now = int(time.time() * 1000)
+    values = {  # one row per key, the last one given
+        (e.symbol, e.timeframe, int(e.ts_ms), e.detector, NO_HORIZON if e.horizon is None else int(e.horizon)): {
+            "symbol": e.symbol, "timeframe": e.timeframe, "ts_ms": int(e.ts_ms), "detector": e.detector,
+            "horizon": NO_HORIZON if e.horizon is None else int(e.horizon),
+            "statistic": float(e.statistic), "threshold": float(e.threshold), "created_ms": now,
+        }
+        for e in items
+    }
+    stmt = _insert(conn, drift_events)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["symbol", "timeframe", "ts_ms", "detector", "horizon"],
+        set_={"statistic": stmt.excluded.statistic, "threshold": stmt.excluded.threshold},
+    )
+    _execute_rows(conn, stmt, list(values.values()))
+
+
 @db_retry
 def upsert_candles(engine: Engine, items: Iterable[Candle]) -> int:
     """Insert or update candles by ``(symbol, timeframe, open_ms)``; return how many were given."""
@@ -120,6 +145,18 @@ def upsert_forecasts(engine: Engine, rows: Iterable[dict[str, Any]]) -> int:
 
 
 @db_retry
+def upsert_drift_events(engine: Engine, items: Iterable[DriftEvent]) -> int:
+    """Insert or update drift events keyed by symbol/timeframe/ts/detector/horizon; return how many were given.
+
+    An event without a horizon is stored with ``horizon`` = :data:`~.tables.NO_HORIZON` (0).
+    """
+    batch = list(items)
+    with engine.begin() as conn:
+        _upsert_drift(conn, batch)
+    return len(batch)
+
+
+@db_retry
 def save_progress(
     engine: Engine,
     *,
@@ -130,8 +167,9 @@ def save_progress(
     state: dict[str, Any],
     candle_items: Sequence[Candle] = (),
     forecast_rows: Sequence[dict[str, Any]] = (),
+    drift_items: Sequence[DriftEvent] = (),
 ) -> None:
-    """Write effects and the state/offset they reflect in ONE transaction.
+    """Write effects (candles, forecasts, drift events) and the state/offset they reflect in ONE transaction.
 
     After a crash the consumer restores ``state`` and resumes at ``offset + 1``; the
     effects it then re-applies are keyed upserts, so nothing is lost or doubled.
@@ -141,6 +179,7 @@ def save_progress(
     with engine.begin() as conn:
         _upsert_candles(conn, candle_items)
         _upsert_forecasts(conn, forecast_rows)
+        _upsert_drift(conn, drift_items)
         stmt = _insert(conn, snapshots).values(
             consumer=consumer, topic=topic, partition=partition, offset=offset,
             state=payload, updated_ms=now,
@@ -238,3 +277,23 @@ def fetch_forecasts(engine: Engine, symbol: str | None = None, timeframe: str | 
                    forecasts.c.horizon, forecasts.c.model_version)
     with engine.connect() as conn:
         return [dict(r.payload) for r in conn.execute(q)]
+
+
+@db_retry
+def fetch_drift_events(
+    engine: Engine, symbol: str | None = None, timeframe: str | None = None
+) -> list[dict[str, Any]]:
+    """Stored drift events (``ts_ms, symbol, timeframe, detector, horizon, statistic, threshold``)
+    ordered by event time; ``horizon`` is None for an event without one."""
+    t = drift_events
+    q = select(t.c.ts_ms, t.c.symbol, t.c.timeframe, t.c.detector, t.c.horizon, t.c.statistic, t.c.threshold)
+    if symbol is not None:
+        q = q.where(t.c.symbol == symbol)
+    if timeframe is not None:
+        q = q.where(t.c.timeframe == timeframe)
+    q = q.order_by(t.c.ts_ms, t.c.symbol, t.c.timeframe, t.c.detector, t.c.horizon)
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(q)]
+    for r in rows:
+        r["horizon"] = None if r["horizon"] == NO_HORIZON else int(r["horizon"])
+    return rows

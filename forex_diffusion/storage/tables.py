@@ -16,7 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["candles", "forecasts", "metadata", "snapshots"]
+__all__ = ["NO_HORIZON", "candles", "drift_events", "forecasts", "metadata", "snapshots"]
 
 metadata = MetaData()
 
@@ -49,6 +49,25 @@ forecasts = Table(
     Column("horizon", Integer, primary_key=True),
     Column("model_version", String(64), primary_key=True),
     Column("payload", JSON, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+#: ``drift_events.horizon`` of a detection on a signal without a horizon (feature drift):
+#: a key column cannot be NULL, and horizons start at 1.
+NO_HORIZON = 0
+
+# The events the candle agent publishes on ``fx.drift`` (DESIGN.md), keyed by the series, the
+# detector, the horizon and the event time, so a replay overwrites and never duplicates.
+drift_events = Table(
+    "drift_events",
+    metadata,
+    Column("symbol", String(16), primary_key=True),
+    Column("timeframe", String(8), primary_key=True),
+    Column("ts_ms", BigInteger, primary_key=True),
+    Column("detector", String(64), primary_key=True),
+    Column("horizon", Integer, primary_key=True),
+    Column("statistic", Float, nullable=False),
+    Column("threshold", Float, nullable=False),
     Column("created_ms", BigInteger, nullable=False),
 )
 

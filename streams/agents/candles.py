@@ -56,6 +56,7 @@ class CandleAgent:
         )
         self.pending_rows: dict[int, list[dict[str, Any]]] = defaultdict(list)
         self.pending_candles: dict[int, list[Any]] = defaultdict(list)
+        self.pending_drift: dict[int, list[Any]] = defaultdict(list)  # DriftEvents, stored with the checkpoint
         self.out: list[tuple[str, bytes, bytes]] = []  # (topic name, key, value)
         self.dead: list[tuple[Any, bytes, list[tuple[str, bytes]]]] = []
         self.lock = asyncio.Lock()
@@ -86,6 +87,7 @@ class CandleAgent:
             self.forecasters.pop(sym, None)
         self.pending_rows.pop(partition, None)
         self.pending_candles.pop(partition, None)
+        self.pending_drift.pop(partition, None)
 
     # -- wiring -----------------------------------------------------------------------------
 
@@ -243,6 +245,7 @@ class CandleAgent:
                 "close_time": c.close_ms, "values": o.indicators})))
         for ev in o.drift:
             self.out.append(("drift", key, encode({"v": 1, **ev.to_dict()})))
+            self.pending_drift[p].append(ev)
             if m is not None:
                 m.drift_event(ev.detector.split(":")[0], ev.symbol, ev.timeframe)
         if o.retrain is not None:
@@ -275,12 +278,13 @@ class CandleAgent:
             dead, self.dead = self.dead, []
             rows, self.pending_rows = self.pending_rows, defaultdict(list)
             cands, self.pending_candles = self.pending_candles, defaultdict(list)
-            captured = self.progress.capture(set(rows) | set(cands))
+            drift, self.pending_drift = self.pending_drift, defaultdict(list)
+            captured = self.progress.capture(set(rows) | set(cands) | set(drift))
             if not captured and not out and not dead:
                 self.healthy.set()
                 return
             try:
-                await self._publish_and_persist(out, dead, rows, cands, captured)
+                await self._publish_and_persist(out, dead, rows, cands, captured, drift)
             except Exception as exc:  # noqa: BLE001 - any failure: keep everything, retry, back off
                 self.out[:0] = out
                 self.dead[:0] = dead
@@ -288,6 +292,8 @@ class CandleAgent:
                     self.pending_rows[p][:0] = r
                 for p, c in cands.items():
                     self.pending_candles[p][:0] = c
+                for p, d in drift.items():
+                    self.pending_drift[p][:0] = d
                 self.progress.dirty |= set(captured)
                 self.failures += 1
                 self.healthy.clear()
@@ -301,12 +307,15 @@ class CandleAgent:
             self.healthy.set()
 
     async def _publish_and_persist(self, out: list[Any], dead: list[Any], rows: dict[int, list[Any]],
-                                   cands: dict[int, list[Any]], captured: dict[int, Any]) -> None:
+                                   cands: dict[int, list[Any]], captured: dict[int, Any],
+                                   drift: dict[int, list[Any]] | None = None) -> None:
         dl = self.rt.topics["deadletter"]
         records = [(self.rt.topics[kind], key, value, None) for kind, key, value in out]
         records += [(dl, key, value, headers) for key, value, headers in dead]
         await send_all(self.rt, records)
-        await self.progress.persist(captured, {p: (cands.get(p, ()), rows.get(p, ())) for p in set(rows) | set(cands)})
+        drift = drift or {}
+        await self.progress.persist(captured, {p: (cands.get(p, ()), rows.get(p, ()), drift.get(p, ()))
+                                               for p in set(rows) | set(cands) | set(drift)})
         failpoint("after_db_upsert_before_commit")
         m = self.rt.metrics
         q = getattr(self.rt, "quality", None)
