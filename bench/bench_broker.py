@@ -20,9 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from forex_diffusion.bundled import SAMPLE_TICKS
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SAMPLE = ROOT / "data" / "sample" / "oanda_eurusd_ticks_2014-05-05_07.csv.gz"
+SAMPLE = SAMPLE_TICKS
 
 
 def _settings(bootstrap: str, prefix: str, data_dir: str, app_id: str):  # type: ignore[no-untyped-def]

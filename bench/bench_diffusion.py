@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from forex_diffusion.bundled import MODELS
 from forex_diffusion.diffusion import (
     ContextSpec,
     DenoiserConfig,
@@ -38,8 +39,8 @@ from forex_diffusion.evaluation import ewma_random_walk_quantiles
 from forex_diffusion.readers import read_candles
 from forex_diffusion.timeframes import datetime_to_ms
 
-HOURLY = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
-BUNDLED = Path(__file__).resolve().parents[1] / "data" / "models" / "EURUSD-1h-h24"
+HOURLY = Path(__file__).resolve().parents[1] / "tests" / "data" / "lean" / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
+BUNDLED = MODELS / "EURUSD-1h-h24"
 
 
 def _predictor(model: Path | None) -> Predictor:

@@ -53,7 +53,7 @@ from forex_diffusion.trigger import (  # noqa: E402
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
-H1_FILE = ROOT.parent / "shared" / "data" / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
+H1_FILE = ROOT / "tests" / "data" / "lean" / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
 SIGMA = 1e-3
 
 

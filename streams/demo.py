@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from forex_diffusion.bundled import MODELS, SAMPLE_TICKS
 from forex_diffusion.codec import encode
 from forex_diffusion.replaying import records_from_file
 
@@ -32,9 +33,7 @@ from .settings import Settings
 
 __all__ = ["DemoResult", "run_demo"]
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "data" / "sample" / "oanda_eurusd_ticks_2014-05-05_07.csv.gz"
-MODELS = ROOT / "data" / "models"
+SAMPLE = SAMPLE_TICKS
 TOPICS = ("ticks", "candles", "indicators", "forecasts", "drift", "models", "deadletter", "retrain.requests")
 # a retrain small enough for a demo: the loop closes within a minute
 DEMO_JOB = {"horizon": 24, "train_candles": 200, "holdout_candles": 60, "warmup_candles": 48, "eval_every": 4,
@@ -137,8 +136,14 @@ async def _scrape(url: str) -> str:
 
 def run_demo(*, duration: float | None = 120.0, speed: float = 600.0, data_dir: Path | None = None,
              metrics_port: int | None = None, show: Callable[[dict[str, Any]], None] | None = None,
-             keep: bool = False) -> DemoResult:
-    """Run the demo for ``duration`` seconds (None: until Ctrl-C); return what happened."""
+             keep: bool = False, until: Callable[[DemoResult], bool] | None = None,
+             poll_s: float = 2.0) -> DemoResult:
+    """Run the demo for ``duration`` seconds (None: until Ctrl-C); return what happened.
+
+    With ``until``, the demo also ends as soon as ``until(result)`` holds, checked every
+    ``poll_s`` seconds after a fresh scrape of ``/metrics`` into ``result.metrics_text``:
+    callers that wait for progress (the tests) pass ``duration`` as a generous ceiling.
+    """
     result = DemoResult()
     own_dir = data_dir is None
     data = Path(tempfile.mkdtemp(prefix="forexd-demo-")) if data_dir is None else data_dir
@@ -161,7 +166,7 @@ def run_demo(*, duration: float | None = 120.0, speed: float = 600.0, data_dir: 
                 "FOREXD_RETRAIN_JOB_CONFIG": json.dumps(DEMO_JOB), "PYTHONUNBUFFERED": "1"})
     log = open(data / "worker.log", "ab")  # noqa: SIM115
     worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--role", "all", "--loglevel", "info"],
-                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=data)
     result.pids.append(worker.pid)
     result.metrics_url = f"http://127.0.0.1:{port}/metrics"
 
@@ -175,11 +180,19 @@ def run_demo(*, duration: float | None = 120.0, speed: float = 600.0, data_dir: 
         tasks = [asyncio.ensure_future(_replay(settings, speed, result, stop)),
                  asyncio.ensure_future(_watch(settings, result, stop, show or (lambda r: None)))]
         try:
-            if duration is None:
-                await stop.wait()
-            else:
+            deadline = None if duration is None else loop.time() + duration
+            while not stop.is_set():
+                left = None if deadline is None else deadline - loop.time()
+                if left is not None and left <= 0:
+                    break
+                wait = left if until is None else (poll_s if left is None else min(poll_s, left))
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), duration)
+                    await asyncio.wait_for(stop.wait(), wait)
+                if until is not None and not stop.is_set():
+                    with contextlib.suppress(Exception):  # the worker may not serve /metrics yet
+                        result.metrics_text = await _scrape(result.metrics_url)
+                    if until(result):
+                        break
             with contextlib.suppress(Exception):
                 result.metrics_text = await _scrape(result.metrics_url)
         finally:

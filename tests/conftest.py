@@ -13,17 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from forex_diffusion.bundled import SAMPLE_TICKS
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
-SAMPLE_TICKS = ROOT / "data" / "sample" / "oanda_eurusd_ticks_2014-05-05_07.csv.gz"
-
-
-def shared_file(name: str) -> Path:
-    """A file of ../shared/data, or skip (a user's clone has no ../shared)."""
-    path = SHARED_DATA / name
-    if not path.exists():
-        pytest.skip(f"{path} is absent: the extended tests read ../shared/data beside the checkout")
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -27,9 +27,11 @@ import forex_diffusion.indicators as pkg
 from forex_diffusion.domain import Candle
 from forex_diffusion.indicators import READY_TOLERANCE, Indicator, build_indicator
 
+from ..realdata import DATA
+
 talib = pytest.importorskip("talib", reason="ta-lib is a test dependency (pip install ta-lib)")
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DATA = DATA
 M1 = DATA / "lean_oanda_eurusd_m1_2014-05-01_15.csv.gz"
 H1 = DATA / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
 N_BARS = 3000

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from forex_diffusion.aggregation import CandleAggregator
+from forex_diffusion.bundled import SAMPLE_TICKS
 from forex_diffusion.codec import decode_candle, decode_tick, encode
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ValidationError
@@ -44,7 +45,7 @@ from streams.broker import EmbeddedBroker, free_port
 from ..integration.kafka_io import create_topics, read_all
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "data" / "sample" / "oanda_eurusd_ticks_2014-05-05_07.csv.gz"
+SAMPLE = SAMPLE_TICKS
 TIMEFRAMES = ("1m", "5m", "1h")
 SYMBOLS = ("EURUSD", "USDJPY")
 TOPICS = ("ticks", "candles", "indicators", "deadletter", "forecasts", "drift", "models", "retrain.requests")

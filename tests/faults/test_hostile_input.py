@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +15,11 @@ from forex_diffusion.codec import encode
 from forex_diffusion.readers import read_ticks
 
 from ..integration.kafka_io import publish, read_all
+from ..realdata import DATA
 from .harness import make_topics, settle
 
 pytestmark = [pytest.mark.broker, pytest.mark.shared_data]
-FXCM = Path(__file__).resolve().parents[3] / "shared" / "data" / "lean_fxcm_eurusd_ticks_2014-05-01_15.csv.gz"
+FXCM = DATA / "lean_fxcm_eurusd_ticks_2014-05-01_15.csv.gz"
 
 
 def _bad(t0: int, now_ms: int, good_first: bytes, n: int = 0) -> list[tuple[bytes | None, bytes, str]]:

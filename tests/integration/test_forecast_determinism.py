@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from forex_diffusion.backtest import BacktestConfig, backtest
+from forex_diffusion.bundled import MODELS
 from forex_diffusion.codec import encode_candle
 from forex_diffusion.diffusion.predictor import Predictor
 from forex_diffusion.offline import aggregate_ticks_file
@@ -20,8 +21,7 @@ from forex_diffusion.offline import aggregate_ticks_file
 from .kafka_io import create_topics, publish, read_all
 
 pytestmark = pytest.mark.broker
-ROOT = Path(__file__).resolve().parents[2]
-MODEL_DIR = ROOT / "data" / "models" / "EURUSD-1m-h24"
+MODEL_DIR = MODELS / "EURUSD-1m-h24"
 TOPICS = ("ticks", "candles", "indicators", "deadletter", "forecasts", "drift", "models", "retrain.requests")
 DUR = {"1m": 1, "5m": 5, "1h": 60}
 Q = ["q05", "q10", "q20", "q30", "q40", "q50", "q60", "q70", "q80", "q90", "q95"]

@@ -14,7 +14,9 @@ from forex_diffusion.errors import ConfigError, RejectReason, ValidationError
 from forex_diffusion.offline import aggregate_ticks_file
 from forex_diffusion.readers import read_ticks
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+from ..realdata import DATA
+
+SHARED = DATA
 M = 60_000
 
 

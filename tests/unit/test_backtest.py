@@ -26,9 +26,11 @@ from forex_diffusion.readers import read_candles
 from forex_diffusion.timeframes import datetime_to_ms
 from streams.cli import app
 
+from ..realdata import DATA
+
 pytestmark = pytest.mark.shared_data  # reads ../shared/data (skips when absent)
 
-HOURLY = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
+HOURLY = DATA / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
 HOUR = 3_600_000
 
 

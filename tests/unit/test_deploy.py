@@ -195,9 +195,9 @@ def test_commands_run_worker_retrain_worker_and_replay_of_bundled_sample(
     assert s["retrain-worker"]["command"] == ["forexd", "worker", "--role", "retrain"]
     cmd = s["replay"]["command"]
     assert cmd[:2] == ["forexd", "replay"]
-    # The default file is the sample bundled in the repository (copied to /app/data/sample).
+    # The default file is the sample bundled in the package (the image copies the source to /app).
     sample = cmd[2].removeprefix("/app/")
-    assert sample.startswith("data/sample/") and (ROOT / sample).is_file(), cmd[2]
+    assert sample.startswith("forex_diffusion/bundled/sample/") and (ROOT / sample).is_file(), cmd[2]
     assert cmd[3:] == ["--speed", "60", "--symbol", "EURUSD"]
 
 
@@ -324,7 +324,7 @@ def test_dockerfile_installs_cpu_torch_then_package_with_broker_extra() -> None:
     pkg = text.index('pip install ".[broker]"')
     assert torch < pkg
     assert re.search(r"^USER \S+", text, re.M), "run unprivileged"
-    assert "COPY data/sample" in text
+    assert "COPY forex_diffusion ./forex_diffusion" in text  # the bundled sample and models ride along
     assert re.search(r'^CMD \["forexd", "worker"\]', text, re.M)
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".venv" in ignored and ".git" in ignored and ".env" in ignored

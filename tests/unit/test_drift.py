@@ -10,7 +10,6 @@ until its retrain): the exact Gaussian of regime 1.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +29,8 @@ from forex_diffusion.errors import ArtifactError, ConfigError
 from forex_diffusion.online import BasicFeatures, LearnerConfig, OnlineLearnerSet
 from forex_diffusion.readers import read_candles
 
+from ..realdata import DATA
+
 HOUR = 3_600_000
 SIGMA = 1e-3
 N_CANDLES = 1500
@@ -39,7 +40,7 @@ VOL_DELAY_BOUND = 40
 FLIP_DELAY_BOUND = 400
 FALSE_ALARM_RUNS_BOUND = 2  # of 20 stationary runs (10 %); measured 0
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = DATA
 H1_FILE = DATA / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
 
 

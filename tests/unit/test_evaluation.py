@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,7 +25,9 @@ from forex_diffusion.evaluation import (
 )
 from forex_diffusion.readers import read_candles
 
-HOURLY = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
+from ..realdata import DATA
+
+HOURLY = DATA / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
 
 
 def _gaussian_crps(mu: float, sd: float, y: float) -> float:

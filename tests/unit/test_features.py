@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +22,9 @@ from forex_diffusion.features import (
 )
 from forex_diffusion.timeframes import Timeframe
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+from ..realdata import DATA
+
+DATA = DATA
 M1 = DATA / "lean_oanda_eurusd_m1_2014-05-01_15.csv.gz"
 N_MINUTES = 9000
 CFG = FeatureConfig(forecast_timeframe="1m", timeframes=("1m", "5m", "15m"), vol_window=50)

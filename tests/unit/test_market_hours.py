@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +14,9 @@ from forex_diffusion.pipeline import TickPipeline
 from forex_diffusion.readers import read_ticks
 from forex_diffusion.validation import TickValidator, ValidationConfig
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+from ..realdata import DATA, require
+
+SHARED = DATA
 
 
 def ms(text: str) -> int:
@@ -104,9 +105,7 @@ def test_counted_only_when_accepted() -> None:
 ])
 def test_real_feeds_inside_the_default_closure(name: str, off: int) -> None:
     """Measured: what the default window flags on real files (accepted by the default policy)."""
-    path = SHARED / name
-    if not path.exists():
-        pytest.skip(f"{path} absent (extended data beside the checkout)")
+    path = require(name)
     ts = read_ticks(path).frame.ts_ms.tolist()
     assert sum(map(is_off_hours, ts)) == off
 

@@ -10,7 +10,9 @@ import pytest
 from forex_diffusion.errors import DataFormatError, RejectReason
 from forex_diffusion.readers import read_candles, read_ticks, sniff_kind, symbol_from_path
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+from ..realdata import DATA, require
+
+SHARED = DATA
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -97,7 +99,10 @@ def test_shared_candle_files_read_both_sides() -> None:
     assert ((mid.close - (bid.close + ask.close) / 2).abs() < 1e-12).all()
     daily = read_candles(SHARED / "lean_oanda_d1_4pairs.csv.gz", price="bid").frame
     assert set(daily.symbol) == {"EURGBP", "EURUSD", "GBPUSD", "NZDUSD"}
-    bt = read_candles(SHARED / "backtesting-0.6.6_EURUSD_h1.csv", symbol="EURUSD").frame
+
+
+def test_backtesting_package_file_reads_with_its_tick_volumes() -> None:
+    bt = read_candles(require("backtesting-0.6.6_EURUSD_h1.csv"), symbol="EURUSD").frame
     assert len(bt) == 5000 and bt.volume.iloc[0] == 1413
 
 

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import BigInteger, Column, Engine, Float, Integer, MetaData, String, Table
 from typer.testing import CliRunner
 
+from forex_diffusion.bundled import SAMPLE_TICKS
 from forex_diffusion.domain import Candle
 from forex_diffusion.forecasting import ForecasterConfig, RandomWalkPredictor, SymbolForecaster
 from forex_diffusion.offline import aggregate_ticks_file
@@ -29,7 +30,6 @@ from forex_diffusion.storage.registry import (
 )
 from streams.cli import app
 
-SAMPLE_TICKS = Path(__file__).resolve().parents[2] / "data" / "sample" / "oanda_eurusd_ticks_2014-05-05_07.csv.gz"
 HORIZON = 12
 N_CANDLES = 1500
 HOSTILE = '<script>alert("x")</script>&'

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from forex_diffusion.bundled import SAMPLE_TICKS
 from forex_diffusion.domain import Candle, Tick
 from forex_diffusion.errors import ConfigError, RejectReason, ValidationError
 from forex_diffusion.instruments import InstrumentRegistry
@@ -16,9 +16,10 @@ from forex_diffusion.pipeline import Quarantined, TickPipeline
 from forex_diffusion.readers import read_ticks
 from forex_diffusion.spikes import SpikeConfig, SpikeGuard
 
-ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "data"
-SAMPLE = ROOT / "data" / "sample" / "oanda_eurusd_ticks_2014-05-05_07.csv.gz"
+from ..realdata import DATA, require
+
+SHARED = DATA
+SAMPLE = SAMPLE_TICKS
 SNB_MS = 1_421_314_200_000  # 2015-01-15 09:30 UTC, the SNB drops the EUR/CHF floor
 TFS = ["1m", "5m"]
 Run = tuple[list[Candle], list[Quarantined], list[tuple[int, RejectReason]]]
@@ -338,9 +339,7 @@ def test_bundled_sample_holds_nothing_and_candles_equal_no_guard() -> None:
     "truefx_usdjpy_ticks_2013-01-01_sample.csv.gz",
 ])
 def test_real_tick_files_hold_nothing_with_the_defaults(name: str) -> None:
-    path = SHARED / name
-    if not path.exists():
-        pytest.skip(f"{path} absent (extended data beside the checkout)")
+    path = require(name)
     frame = read_ticks(path).frame
     g: SpikeGuard[None] = SpikeGuard()
     jumps = 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 
@@ -23,9 +22,11 @@ from forex_diffusion.trigger import (
     request_id_for,
 )
 
+from ..realdata import DATA
+
 HOUR = 3_600_000
 DAY = 24 * HOUR
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = DATA
 H1_FILE = DATA / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
 # Stated in docs/drift.md: with the default policy (7-day cooldown) a series asks for at most
 # this many retrains a year on real hourly EUR/USD (measured 0.45/yr over 2007-2017).

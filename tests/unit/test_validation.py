@@ -10,6 +10,8 @@ from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.readers import read_ticks
 from forex_diffusion.validation import TickValidator, ValidationConfig
 
+from ..realdata import DATA
+
 T0 = 1_399_000_000_000
 NOW = T0 + 1_000
 
@@ -147,9 +149,8 @@ def test_config_rejects_unknown_keys() -> None:
 
 def test_real_fxcm_feed_flows_with_default_tolerance() -> None:
     """About 10 % of FXCM EUR/USD ticks are crossed by up to 2.2 pips: accepted, counted."""
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[3] / "shared" / "data" / "lean_fxcm_eurusd_ticks_2014-05-01_15.csv.gz"
+    path = DATA / "lean_fxcm_eurusd_ticks_2014-05-01_15.csv.gz"
     if not path.exists():
         pytest.skip(f"{path} absent (extended data beside the checkout)")
     frame = read_ticks(path).frame

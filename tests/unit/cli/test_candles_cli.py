@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 from forex_diffusion.offline import aggregate_ticks_file
 from streams.cli import app
 
-SHARED = Path(__file__).resolve().parents[4] / "shared" / "data"
+from ...realdata import DATA
+
+SHARED = DATA
 runner = CliRunner()
 
 

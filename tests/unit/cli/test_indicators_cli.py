@@ -12,9 +12,11 @@ from typer.testing import CliRunner
 
 from streams.cli import app
 
+from ...realdata import DATA
+
 talib = pytest.importorskip("talib", reason="ta-lib is a test dependency")
 
-DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
+DATA = DATA
 DEFAULT_COLUMNS = [
     "sma_20", "ema_20", "rsi_14", "atr_14", "bb_lower_20", "bb_middle_20", "bb_upper_20", "macd_12_26",
     "macd_signal_9", "macd_hist_12_26_9", "donchian_upper_20", "donchian_lower_20", "keltner_lower_20",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,7 +12,9 @@ from forex_diffusion.diffusion import ContextSpec, Predictor, TrainConfig, Train
 from forex_diffusion.readers import read_candles
 from forex_diffusion.timeframes import datetime_to_ms
 
-SHARED = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
+from ...realdata import DATA
+
+SHARED = DATA
 HOURLY = SHARED / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,9 @@ from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ConfigError
 from forex_diffusion.indicators import BankSpec, IndicatorBank, compute_indicators
 
-DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
+from ...realdata import DATA
+
+DATA = DATA
 M1 = DATA / "lean_oanda_eurusd_m1_2014-05-01_15.csv.gz"
 
 

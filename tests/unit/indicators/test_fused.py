@@ -20,7 +20,9 @@ from forex_diffusion.domain import Candle
 from forex_diffusion.indicators import IndicatorBank, build_indicator
 from forex_diffusion.indicators.fused import part_of
 
-DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
+from ...realdata import DATA
+
+DATA = DATA
 M1 = DATA / "lean_oanda_eurusd_m1_2014-05-01_15.csv.gz"
 H1 = DATA / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
 

@@ -14,7 +14,6 @@ import os
 import random
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -22,7 +21,9 @@ from forex_diffusion.indicators import Hurst
 from forex_diffusion.indicators.hurst import hurst_kernels, python_kernels
 from forex_diffusion.readers import read_candles
 
-M1 = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "lean_oanda_eurusd_m1_2014-05-01_15.csv.gz"
+from ...realdata import DATA
+
+M1 = DATA / "lean_oanda_eurusd_m1_2014-05-01_15.csv.gz"
 
 
 @pytest.fixture(scope="module")

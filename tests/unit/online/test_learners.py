@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +24,9 @@ from forex_diffusion.online import (
 )
 from forex_diffusion.readers import read_candles
 
-DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
+from ...realdata import DATA
+
+DATA = DATA
 H1_FILE = DATA / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
 HOUR = 3_600_000
 

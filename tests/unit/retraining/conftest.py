@@ -19,7 +19,9 @@ from forex_diffusion.trigger import RetrainRequest
 from retraining.jobs import JobConfig
 from retraining.policy import PromotionPolicy
 
-SHARED = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
+from ...realdata import DATA
+
+SHARED = DATA
 HOURLY = SHARED / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
 HORIZON = 12
 

@@ -21,6 +21,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from forex_diffusion.bundled import MODELS
 from forex_diffusion.errors import ArtifactError
 from forex_diffusion.forecasting import RandomWalkPredictor
 from forex_diffusion.instruments import InstrumentRegistry
@@ -32,8 +33,7 @@ from streams.app import Runtime
 from streams.metrics import Metrics
 from streams.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[3]
-M1 = sorted((ROOT / "data" / "models" / "EURUSD-1m-h24").glob("*.pt"))[-1]
+M1 = sorted((MODELS / "EURUSD-1m-h24").glob("*.pt"))[-1]
 KEY = ModelKey(symbol="EURUSD", timeframe="1m", horizon=24)
 REJECTED = "forexd_model_artifacts_rejected_total"
 

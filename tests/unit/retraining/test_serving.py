@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from forex_diffusion.bundled import MODELS
 from forex_diffusion.forecasting import RandomWalkPredictor
 from forex_diffusion.storage import make_engine
 from forex_diffusion.storage.registry import ModelKey
 from retraining.registry import ModelRegistry
 from retraining.serving import ModelBook
 
-ROOT = Path(__file__).resolve().parents[3]
-M1 = sorted((ROOT / "data" / "models" / "EURUSD-1m-h24").glob("*.pt"))[-1]
-H1 = sorted((ROOT / "data" / "models" / "EURUSD-1h-h24").glob("*.pt"))[-1]
+M1 = sorted((MODELS / "EURUSD-1m-h24").glob("*.pt"))[-1]
+H1 = sorted((MODELS / "EURUSD-1h-h24").glob("*.pt"))[-1]
 KEY = ModelKey(symbol="EURUSD", timeframe="1m", horizon=24)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from forex_diffusion.bundled import SAMPLE_TICKS
 from forex_diffusion.codec import encode
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.readers import read_ticks
@@ -17,7 +18,7 @@ from streams.agents.ticks import TickAgent
 from streams.app import Runtime
 from streams.settings import Settings
 
-SAMPLE = Path(__file__).resolve().parents[3] / "data" / "sample" / "oanda_eurusd_ticks_2014-05-05_07.csv.gz"
+SAMPLE = SAMPLE_TICKS
 
 
 def _agent(tmp_path: Path) -> TickAgent:
