@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from forex_diffusion.bundled import SAMPLE_TICKS
+
+from .waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -196,18 +197,6 @@ def spawn_worker(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
     yield spawn
     for w in procs:
         w.stop()
-
-
-def wait_until(pred, timeout: float, interval: float = 0.25, what: str = "condition"):  # type: ignore[no-untyped-def]
-    """Poll ``pred`` until truthy; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last={last!r})")
 
 
 @pytest.fixture(name="wait_until")

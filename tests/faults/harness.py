@@ -43,6 +43,7 @@ from forex_diffusion.validation import TickValidator, ValidationConfig
 from streams.broker import EmbeddedBroker, free_port
 
 from ..integration.kafka_io import create_topics, read_all
+from ..waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = SAMPLE_TICKS
@@ -585,15 +586,7 @@ def pause(pid_group: int, seconds: float) -> None:
         os.killpg(pid_group, signal.SIGCONT)
 
 
-def wait_for(pred: Callable[[], Any], timeout: float, interval: float = 0.25, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last={last!r})")
+wait_for = wait_until  # harness name of the shared progress-following wait
 
 
 # -- settling -----------------------------------------------------------------------------
@@ -609,7 +602,7 @@ def make_topics(bootstrap: str, env: dict[str, str]) -> None:
 
 def settle(bootstrap: str, env: dict[str, str], *, timeout_s: float = 90.0,
            published: int | None = None) -> tuple[Report, float]:
-    """Fold the ticks topic into the oracle, wait until the DB equals it (or ``timeout_s``),
+    """Fold the ticks topic into the oracle, wait until the DB equals it (or stalls ``timeout_s``),
     then check every invariant. Returns the report and the seconds it took to converge.
 
     ``published`` (the number of records on the ticks topic, when the test knows it) makes
@@ -620,14 +613,19 @@ def settle(bootstrap: str, env: dict[str, str], *, timeout_s: float = 90.0,
     ticks = read_all(bootstrap, f"{prefix}fx.ticks", idle_s=1.0, timeout_s=60, expect=published)
     assert published is None or len(ticks) >= published, f"oracle read {len(ticks)} of {published} ticks"
     oracle = fold(ticks)
-    t0 = time.monotonic()
-    deadline = t0 + timeout_s
-    while time.monotonic() < deadline:
+    # ``timeout_s`` follows progress: it is the longest time the DB may go without a change
+    # while it still differs from the oracle (a busy machine converges later, not never).
+    t0 = last_change = time.monotonic()
+    seen: Any = None
+    while time.monotonic() - last_change < timeout_s:
         try:
-            if db_candles(url) == oracle.candles:
-                break
+            now = db_candles(url)
         except Exception:  # noqa: BLE001 - the DB may be unavailable while a fault heals
-            pass
+            now = None
+        if now == oracle.candles:
+            break
+        if now is not None and now != seen:
+            seen, last_change = now, time.monotonic()
         time.sleep(0.5)
     converged = time.monotonic() - t0
     candles = read_all(bootstrap, f"{prefix}fx.candles", expect=len(oracle.candles), timeout_s=30,

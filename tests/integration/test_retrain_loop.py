@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ TINY_JOB = {
 
 def test_drift_request_is_trained_gated_and_swapped_in_without_a_gap(
     worker_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, sample_ticks: Path, pg_url: str,
-    tmp_path: Path,
+    tmp_path: Path, wait_until: Any,
 ) -> None:
     env = dict(worker_env, FOREXD_SYMBOLS="EURUSD", FOREXD_HORIZON="12", FOREXD_DATABASE_URL=pg_url,
                FOREXD_MODEL_DIR=str(tmp_path / "models"), FOREXD_RETRAIN_JOB_CONFIG=json.dumps(TINY_JOB),
@@ -59,7 +58,8 @@ def test_drift_request_is_trained_gated_and_swapped_in_without_a_gap(
         assert champion == outcome["version"] and Path(outcome["artifact"]).exists()
     else:  # a worse challenger is never promoted: the random walk keeps serving
         assert champion is None
-    time.sleep(3)  # the forecaster refreshes its model book on the fx.models record
+    # the forecaster refreshes its model book on the fx.models record (and logs it)
+    wait_until(lambda: "models.refreshed" in w.log(), 120, what="the model book refreshed on the outcome")
 
     publish(kafka_bootstrap, f"{prefix}fx.candles", [(b"EURUSD", encode_candle(c)) for c in second])
     due = {c.close_ms for c in second if c.timeframe == "1m"}

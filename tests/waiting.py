@@ -1,0 +1,32 @@
+"""Waiting in tests: poll a condition, and give a slow machine as long as it keeps moving."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def wait_until(pred: Callable[[], Any], timeout: float, interval: float = 0.25, what: str = "condition",
+               progress: Callable[[], Any] | None = None) -> Any:
+    """Poll ``pred`` until it is truthy and return its value.
+
+    Without ``progress`` the wait fails ``timeout`` seconds after it began. With ``progress``
+    (a function whose value changes whenever the awaited work advances: rows stored, offsets
+    checkpointed, records read), ``timeout`` is the longest time allowed *without* a change:
+    a loaded machine that keeps advancing gets as long as it needs, a stalled one fails.
+    """
+    last_change = time.monotonic()
+    seen = progress() if progress is not None else None
+    last = None
+    while time.monotonic() - last_change < timeout:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+        if progress is not None:
+            now = progress()
+            if now != seen:
+                seen, last_change = now, time.monotonic()
+    stall = f" without progress (last progress {seen!r})" if progress is not None else ""
+    raise AssertionError(f"timed out after {timeout}s{stall} waiting for {what} (last={last!r})")
