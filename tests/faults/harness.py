@@ -439,7 +439,8 @@ def resumed_after(gen: Generator, url: str, topic: str, back: float, timeout_s: 
     p, off = wait_for(lambda: gen.first_ack_after(back), timeout_s, interval=0.05,
                       what="a send acknowledged after the broker's return")
     wait_for(lambda: _checkpoint_or_none(url, topic).get(p, -1) >= off, timeout_s, interval=0.1,
-             what=f"a checkpoint covering offset {off} of partition {p}")
+             what=f"a checkpoint covering offset {off} of partition {p}",
+             progress=lambda: _checkpoint_or_none(url, topic))
     return time.monotonic() - back
 
 

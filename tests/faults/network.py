@@ -255,7 +255,7 @@ def partition_cycle(broker: ProxiedBroker, watch: CheckpointWatch, topic: str,
                      what="the first checkpoint after the heal")
     acked = acked_at_cut + gen.join(timeout_s)
     wait_for(lambda: all(v <= 0 for v in uncovered(gen.acked, watch.offsets()).values()), timeout_s,
-             interval=0.05, what="checkpoints covering the whole log")
+             interval=0.05, what="checkpoints covering the whole log", progress=watch.offsets)
     caught_up = time.monotonic() - healed
     return PartitionCycle(partition_s, acked_at_cut, acked, first.seen - healed, caught_up,
                           broker.proxy.stats().accepted - accepted)

@@ -63,10 +63,10 @@ def test_durable_broker_stopped_mid_burst_and_restarted_worker_ends_equal_to_ora
     t0 = int(bursts[0][200][1].split(b'"ts":')[1].split(b",")[0])
     records = interleave(bursts[0], bad_records(t0)) + bursts[1]
     w = spawn_worker(env, role="ticks", name=f"durable-{signal.Signals(sig).name.lower()}")
-    wait_for(lambda: "Worker]: Ready" in w.log(), 120, interval=0.2, what="worker ready")
+    wait_for(lambda: "Worker]: Ready" in w.log(), 240, interval=0.2, what="worker ready")
     pid = w.proc.pid
     gen = Generator(boot, topic, batch=50, interval_s=0.1).start(records)
-    wait_for(lambda: _count(url) > 0 and len(gen.acked) >= len(records) // 3, 120, interval=0.1,
+    wait_for(lambda: _count(url) > 0 and len(gen.acked) >= len(records) // 3, 240, interval=0.1,
              what="a checkpoint mid-burst")
     at_fault = len(gen.acked)
     back = bounce(durable_broker, sig, down_s=5.0)
@@ -102,7 +102,7 @@ def test_broker_paused_then_resumed_worker_drains_to_oracle(
     make_topics(boot, env)
     publish(boot, f"{env['FOREXD_TOPIC_PREFIX']}fx.ticks", tick_records(6_000))
     w = spawn_worker(env, role="ticks", name="broker-pause")
-    wait_for(lambda: _count(sqlite_url(env)) > 0, 120, interval=0.1, what="first checkpoint")
+    wait_for(lambda: _count(sqlite_url(env)) > 0, 240, interval=0.1, what="first checkpoint")
     own_broker.signal(signal.SIGSTOP)
     try:
         time.sleep(10)

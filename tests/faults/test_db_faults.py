@@ -62,7 +62,7 @@ def test_postgres_outage_worker_survives_and_db_equals_oracle(
     make_topics(kafka_bootstrap, env)
     _publish_burst(kafka_bootstrap, env, 3_000)
     w = spawn_worker(env, role="ticks", name="pg")
-    wait_for(lambda: _count(pg_url) > 0, 120, interval=0.2, what="first candles in PostgreSQL")
+    wait_for(lambda: _count(pg_url) > 0, 240, interval=0.2, what="first candles in PostgreSQL")
     try:
         pg_ctl("stop", "-m", "immediate")
         down = time.monotonic()
@@ -88,7 +88,7 @@ def test_sqlite_exclusive_lock_is_waited_out_and_db_equals_oracle(
     _publish_burst(kafka_bootstrap, fault_env, 3_000)
     db = Path(fault_env["FOREXD_DATA_DIR"]) / "forexd.db"
     w = spawn_worker(fault_env, role="ticks", name="sqlite")
-    wait_for(lambda: _count(f"sqlite:///{db}") > 0, 120, interval=0.2, what="first candles in SQLite")
+    wait_for(lambda: _count(f"sqlite:///{db}") > 0, 240, interval=0.2, what="first candles in SQLite")
     holder = SqliteLockHolder(db, 8.0)
     try:
         holder.wait_locked()
@@ -155,7 +155,7 @@ def test_sqlite_read_only_is_fatal_after_a_bounded_retry_and_a_restart_equals_or
     url = f"sqlite:///{db}"
     topic = f"{fault_env['FOREXD_TOPIC_PREFIX']}fx.ticks"
     w = spawn_worker(dict(fault_env, FOREXD_DB_FATAL_AFTER_S="3"), role="ticks", name="readonly")
-    wait_for(lambda: _count(url) > 0, 120, interval=0.2, what="first candles in SQLite")
+    wait_for(lambda: _count(url) > 0, 240, interval=0.2, what="first candles in SQLite")
     files = [f for f in (db, Path(f"{db}-wal")) if f.exists()]
     try:
         _immutable(files)

@@ -35,7 +35,7 @@ def kill_storm(env: dict[str, str], spawn_worker: Any, bootstrap: str, *, bursts
     watch = CheckpointWatch(url, topic, feed).start()
     sup = Supervisor(spawn_worker, env, label).start()
     try:
-        wait_for(lambda: watch.latest(), 120, interval=0.2, what="the first checkpoint")
+        wait_for(lambda: watch.latest(), 240, interval=0.2, what="the first checkpoint")
         watch.phase = "storm"
         feed.start_paced(bursts[1:], period_s)
         t_storm = time.monotonic()
@@ -46,7 +46,8 @@ def kill_storm(env: dict[str, str], spawn_worker: Any, bootstrap: str, *, bursts
         t_last = time.monotonic()
         watch.phase = "after the storm"
         report, converged = settle(bootstrap, env, timeout_s=150, published=published)
-        wait_for(lambda: watch.covers(feed.ends), 30, interval=0.2, what="the checkpoint covering the log")
+        wait_for(lambda: watch.covers(feed.ends), 30, interval=0.2, what="the checkpoint covering the log",
+                 progress=watch.latest)
         covered = next(t for t, offs in watch.samples if t >= t_last
                        and all(offs.get(p, -1) >= end - 1 for p, end in feed.ends.items())) - t_last
     finally:

@@ -79,7 +79,7 @@ def test_local_store_deleted_after_a_kill_restart_restores_from_db_and_equals_or
     n = publish(kafka_bootstrap, f"{fault_env['FOREXD_TOPIC_PREFIX']}fx.ticks", records)
     url, data_dir = sqlite_url(fault_env), Path(fault_env["FOREXD_DATA_DIR"])
     w = spawn_worker(fault_env, role="ticks", name="first")
-    wait_for(lambda: _count(url) > 0, 120, interval=0.1, what="the first checkpointed candles")
+    wait_for(lambda: _count(url) > 0, 240, interval=0.1, what="the first checkpointed candles")
     w.kill(signal.SIGKILL)
     assert w.wait(30) is not None
     gone = _wipe_local_store(data_dir)
@@ -113,7 +113,7 @@ def test_soak_twenty_local_store_deletions_end_equal_to_oracle(
         before = _count(url)
         t = time.monotonic()
         w = spawn_worker(fault_env, role="ticks", name=f"f8-{cycle}")
-        wait_for(lambda before=before: _count(url) > before, 120, interval=0.1, what=f"progress in cycle {cycle}")
+        wait_for(lambda before=before: _count(url) > before, 240, interval=0.1, what=f"progress in cycle {cycle}")
         progress.append(time.monotonic() - t)
         restores += bool(_restored(w.log()))
         time.sleep(rnd.uniform(0.0, 1.0))

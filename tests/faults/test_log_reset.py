@@ -53,7 +53,8 @@ def test_worker_consumes_a_log_that_restarted_below_its_checkpoint(
         got = sorted(db_candles(sqlite_url(env)), key=lambda c: (c.symbol, c.timeframe, c.open_ms))
         return got == expected
 
-    wait_for(converged, 120, interval=0.5, what="the new log's candles in the DB, the old ones unchanged")
+    wait_for(converged, 240, interval=0.5, what="the new log's candles in the DB, the old ones unchanged",
+             progress=lambda: db_candles(sqlite_url(env)))
     took = time.monotonic() - back
     log = w.log()
     assert "progress.log_reset" in log, log[-3000:]

@@ -82,7 +82,7 @@ def test_slow_postgres_200ms_per_chunk_keeps_worker_in_group_and_checkpointing(
         published = publish(kafka_bootstrap, topic, head, partition_of=by_symbol)
         w = spawn_worker(env, role="ticks", name="pg-slow")
         pid = w.proc.pid
-        wait_for(lambda: watch.offsets(), 120, interval=0.1, what="the first checkpoint in PostgreSQL")
+        wait_for(lambda: watch.offsets(), 240, interval=0.1, what="the first checkpoint in PostgreSQL")
         proxy.delay(DB_DELAY_MS)
         slow = time.monotonic()
         gen = Generator(kafka_bootstrap, topic, batch=100, interval_s=0.1).start(tail)  # ~8 s of ticks
@@ -139,7 +139,7 @@ def test_broker_partition_longer_than_session_timeout_worker_reconnects_to_oracl
             topic = f"{env['FOREXD_TOPIC_PREFIX']}fx.ticks"
             make_topics(broker.bootstrap, env)
             w = spawn_worker(env, role="ticks", name="partition")
-            wait_for(lambda: "Worker]: Ready" in w.log(), 120, interval=0.2, what="worker ready")
+            wait_for(lambda: "Worker]: Ready" in w.log(), 240, interval=0.2, what="worker ready")
             pid = w.proc.pid
             with CheckpointWatch(sqlite_url(env), topic) as watch:
                 cycle = partition_cycle(broker, watch, topic, _records(), F16_PARTITION_S, reset_on_heal=True)

@@ -42,12 +42,12 @@ def test_second_worker_joins_then_first_is_killed_ends_equal_to_oracle(
     published = publish(kafka_bootstrap, topic, interleave(bursts[0], bad_records(t0)), _partition)
 
     a = spawn_worker(env_a, role="ticks", name="a")
-    wait_for(lambda: _status_processed(a.log()) > 0, 120, interval=0.5, what="worker a processing")
+    wait_for(lambda: _status_processed(a.log()) > 0, 240, interval=0.5, what="worker a processing")
     b = spawn_worker(env_b, role="ticks", name="b")
     # the group rebalances: each worker ends up with one partition of fx.ticks
-    wait_for(lambda: "Worker]: Ready" in b.log(), 120, interval=0.5, what="worker b assigned")
+    wait_for(lambda: "Worker]: Ready" in b.log(), 240, interval=0.5, what="worker b assigned")
     published += publish(kafka_bootstrap, topic, bursts[1], _partition)
-    wait_for(lambda: _status_processed(b.log()) > 0, 120, interval=0.5, what="worker b processing its partition")
+    wait_for(lambda: _status_processed(b.log()) > 0, 240, interval=0.5, what="worker b processing its partition")
     a.kill(signal.SIGKILL)
     assert a.wait(30) is not None
     published += publish(kafka_bootstrap, topic, bursts[2], _partition)

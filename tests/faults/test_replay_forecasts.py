@@ -72,7 +72,8 @@ def test_replay_of_candles_into_empty_and_populated_db_gives_identical_forecast_
     db1, db2 = f"sqlite:///{tmp_path / 'one.db'}", f"sqlite:///{tmp_path / 'two.db'}"
 
     a = spawn_worker(dict(env, FOREXD_DATABASE_URL=db1), role="candles", name="a")
-    wait_for(lambda: len(_safe_rows(db1)) >= len(expected), 240, interval=0.5, what="worker A's forecast rows")
+    wait_for(lambda: len(_safe_rows(db1)) >= len(expected), 240, interval=0.5, what="worker A's forecast rows",
+             progress=lambda: len(_safe_rows(db1)))
     before = _rows(db1)
     a.stop()
     before_candles = db_candles(db1, symbols=["EURUSD"])
@@ -86,7 +87,8 @@ def test_replay_of_candles_into_empty_and_populated_db_gives_identical_forecast_
     c = spawn_worker(dict(env, FOREXD_DATABASE_URL=db1, FOREXD_APP_ID=app + "-c"), role="candles", name="c")
     for url, who, w in ((db2, "b", b), (db1, "c", c)):
         wait_for(lambda url=url, who=who: _checkpoint(url, f"{app}-{who}:candles", topic) == end, 240,
-                 interval=0.5, what=f"worker {who.upper()} replayed to {end}")
+                 interval=0.5, what=f"worker {who.upper()} replayed to {end}",
+                 progress=lambda url=url, who=who: _checkpoint(url, f"{app}-{who}:candles", topic))
         assert w.alive(), w.log()[-3000:]
     b.stop()
     c.stop()

@@ -44,7 +44,7 @@ def _burst(bootstrap: str, env: dict[str, str]) -> int:
 
 
 def _first_checkpoint(env: dict[str, str]) -> None:
-    wait_for(lambda: _safe_count(sqlite_url(env)) > 0, 120, interval=0.1, what="the first checkpointed candles")
+    wait_for(lambda: _safe_count(sqlite_url(env)) > 0, 240, interval=0.1, what="the first checkpointed candles")
 
 
 def _safe_count(url: str) -> int:
@@ -140,7 +140,7 @@ def test_wedged_producer_is_recreated_and_the_same_worker_ends_equal_to_oracle(
                FOREXD_PRODUCER_RESET_AFTER_S="5")
     w = spawn_worker(env, role="ticks", name="wedged")
     pid = w.proc.pid
-    wait_for(lambda: "producer.reset failing_for=" in w.log(), 120, interval=0.2, what="the producer reset")
+    wait_for(lambda: "producer.reset failing_for=" in w.log(), 240, interval=0.2, what="the producer reset")
     report, converged = settle(kafka_bootstrap, fault_env, published=n)
     log = w.log()
     assert not report.violations, report.summary() + "\n" + log[-4000:]

@@ -122,7 +122,7 @@ def test_worker_killed_mid_stream_resumes_to_the_uninterrupted_result(
     if crash == "sigkill":
         w1 = spawn_worker(dict(env, FOREXD_SNAPSHOT_INTERVAL_S="2"), name="first")
         wait_until(lambda: len(read_all(kafka_bootstrap, f"{prefix}fx.forecasts", idle_s=0.3, timeout_s=5)) >= 200,
-                   180, interval=0.2, what="the first forecasts")
+                   300, interval=0.2, what="the first forecasts")
         w1.kill(signal.SIGKILL)
     else:  # a failpoint exits the worker (os._exit(137)) at a named point of its 3rd checkpoint
         w1 = spawn_worker(dict(env, FOREXD_FAILPOINT=crash, FOREXD_SNAPSHOT_INTERVAL_S="0.1"), name="first")

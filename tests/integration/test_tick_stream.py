@@ -69,7 +69,8 @@ def test_replayed_sample_equals_offline_candles_and_late_replays_change_nothing(
     got = _distinct_copies([decode_candle(m.value, key=m.key) for m in msgs])
     assert len(got) == len(expected), w.log()[-3000:]
     assert got == expected  # every field: OHLC, tick_count, spreads, revision, final
-    wait_until(lambda: count_candles(_db(worker_env)) == len(expected), 30, what="DB to hold every candle")
+    wait_until(lambda: count_candles(_db(worker_env)) == len(expected), 30, what="DB to hold every candle",
+               progress=lambda: count_candles(_db(worker_env)))
     assert _all_db_candles(worker_env) == expected
 
     # The same ticks a second time (the first 1,000, to keep the suite short): every one is
@@ -178,6 +179,7 @@ def test_bad_messages_are_dead_lettered_exactly_and_good_candles_unchanged(
     assert not missing and not extra, (len(got), len(expected), missing[:10], extra[:10])
     assert got == expected
     # the sink is idempotent: the DB holds each candle once, whatever the topic redelivered
-    wait_until(lambda: count_candles(_db(worker_env)) == len(expected), 30, what="DB to hold every candle")
+    wait_until(lambda: count_candles(_db(worker_env)) == len(expected), 30, what="DB to hold every candle",
+               progress=lambda: count_candles(_db(worker_env)))
     assert _all_db_candles(worker_env) == expected
     assert w.alive()

@@ -247,7 +247,8 @@ def test_worker_over_tls_stores_real_ticks_as_candles_and_never_leaks_the_passwo
     replay_out = _replay(env, ticks)  # the producer and topic admin of `forexd replay`, over TLS
     _publish(settings, [(b"EURUSD", b"\xff\xfe not json"), (b"XAUUSD", b'{"v":1,"symbol":"XAUUSD","ts":1,"bid":1,"ask":2}')])
     w = spawn_worker(env, role="ticks")
-    wait_until(lambda: _db_count(env) >= len(expected), 60, what="every candle in the DB\n" + w.log()[-2000:])
+    wait_until(lambda: _db_count(env) >= len(expected), 60, what="every candle in the DB\n" + w.log()[-2000:],
+               progress=lambda: _db_count(env))
     assert _db_candles(env) == expected
     dead = _read(settings, settings.topic("deadletter"), expect=2)
     assert sorted(json.loads(m.value)["reason"] for m in dead) == ["malformed", "unknown_symbol"]
