@@ -57,6 +57,10 @@ class RejectReason(StrEnum):
     INCONSISTENT = "inconsistent"
     SPIKE_UNCONFIRMED = "spike_unconfirmed"
     OFF_HOURS = "off_hours"
+    #: a retrain request for a model key (timeframe, horizon) outside the configuration
+    UNKNOWN_KEY = "unknown_key"
+    #: a retrain request refused because the worker's bounded job queue is full
+    QUEUE_FULL = "queue_full"
     OUT_OF_RANGE = "out_of_range"
     """A value outside the bounds its field allows (magnitude, length, time range)."""
     INTERNAL = "internal"
