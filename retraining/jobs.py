@@ -17,6 +17,10 @@ through :mod:`retraining.runner`; ``forexd retrain --local`` runs it in-process)
 
 A job for one key at a time: :class:`InFlight` admits one request per model key (and
 never the same request id twice within its memory).
+
+A request is a hostile input like any other record (issue 13): its ``request_id`` must
+match :data:`REQUEST_ID_PATTERN` (:func:`check_request_id`) before any path is built from
+it, and :func:`check_key` refuses model keys outside the worker's configuration.
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import shutil
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace  # noqa: F401  (replace: doctest)
 from pathlib import Path
 from types import MappingProxyType
@@ -47,6 +52,7 @@ from forex_diffusion.errors import (
     ModelError,
     RegistryError,
     RejectReason,
+    StorageError,
     ValidationError,
 )
 from forex_diffusion.evaluation import summarize_forecasts
@@ -59,8 +65,9 @@ from .failpoints import failpoint
 from .policy import HoldoutScores, PromotionPolicy, decide_promotion
 from .registry import ModelRegistry, summarise_train_metrics
 
-__all__ = ["OUTCOME_SCHEMA", "InFlight", "JobConfig", "JobOutcome", "JobStatus", "decode_outcome",
-           "decode_request", "encode_outcome", "encode_request", "evaluate_holdout", "key_of", "run_retrain"]
+__all__ = ["OUTCOME_SCHEMA", "REQUEST_ID_PATTERN", "InFlight", "JobConfig", "JobOutcome", "JobStatus",
+           "check_key", "check_request_id", "decode_outcome", "decode_request", "encode_outcome",
+           "encode_request", "evaluate_holdout", "key_of", "run_retrain"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +76,31 @@ _STATUSES: tuple[str, ...] = ("promoted", "rejected", "failed")
 #: Schema version of the ``fx.models`` value (:meth:`JobOutcome.to_dict`).
 OUTCOME_SCHEMA = 1
 _FIXED_TRAIN_KEYS = frozenset({"symbol", "timeframe", "horizon"})
+#: What a ``request_id`` may be: what ``forexd retrain``, the drift trigger and the schedule
+#: generate (24 hex digits, :func:`~forex_diffusion.trigger.request_id_for`) and any other
+#: short id made of letters, digits, ``_`` and ``-`` (no path separator, dot or glob character).
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def check_request_id(request_id: object) -> str:
+    """Return ``request_id`` if it matches :data:`REQUEST_ID_PATTERN`.
+
+    >>> check_request_id("3f2a9c")
+    '3f2a9c'
+    >>> check_request_id("../x")
+    Traceback (most recent call last):
+    ...
+    forex_diffusion.errors.ValidationError: schema: request_id must match ^[A-Za-z0-9_-]{1,64}$ (got '../x')
+
+    Raises
+    ------
+    ValidationError
+        ``schema``: not a string of 1 to 64 letters, digits, ``_`` or ``-``.
+    """
+    if not isinstance(request_id, str) or not REQUEST_ID_PATTERN.fullmatch(request_id):
+        shown = repr(request_id)[:40] if isinstance(request_id, str) else type(request_id).__name__
+        raise ValidationError(RejectReason.SCHEMA, f"request_id must match {REQUEST_ID_PATTERN.pattern} (got {shown})")
+    return request_id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -235,14 +267,17 @@ def decode_request(raw: bytes | str) -> RetrainRequest:
     Raises
     ------
     ValidationError
-        Malformed JSON, another schema version, unknown or missing keys.
+        Malformed JSON, another schema version, unknown or missing keys, a ``request_id``
+        outside :data:`REQUEST_ID_PATTERN`.
     """
     obj = decode_json(raw)
     obj.pop("v", None)
     try:
-        return RetrainRequest.from_dict(obj)
+        request = RetrainRequest.from_dict(obj)
     except (ConfigError, TypeError, ValueError) as exc:
-        raise ValidationError(RejectReason.SCHEMA, str(exc)) from None
+        raise ValidationError(RejectReason.SCHEMA, str(exc)[:200]) from None
+    check_request_id(request.request_id)
+    return request
 
 
 def encode_outcome(outcome: JobOutcome) -> bytes:
@@ -269,6 +304,32 @@ def key_of(request: RetrainRequest, default_horizon: int) -> ModelKey:
     """The model key a request retrains (its horizon, else ``default_horizon``)."""
     return ModelKey(symbol=request.symbol, timeframe=request.timeframe,
                     horizon=default_horizon if request.horizon is None else request.horizon)
+
+
+def check_key(request: RetrainRequest, *, symbols: Collection[str], timeframes: Collection[str],
+              horizons: Collection[int], default_horizon: int) -> ModelKey:
+    """The model key of ``request`` if the worker is configured to serve it.
+
+    The symbol must be one of ``symbols`` as written (the canonical form: an alias such as
+    ``EUR/USD`` is refused, never guessed), the timeframe one of ``timeframes`` and the
+    horizon (``default_horizon`` when the request names none) one of ``horizons``.
+
+    Raises
+    ------
+    ValidationError
+        ``unknown_symbol`` for the symbol, ``unknown_key`` for the timeframe or horizon.
+    """
+    if request.symbol not in symbols:
+        raise ValidationError(RejectReason.UNKNOWN_SYMBOL, f"symbol {request.symbol[:32]!r} is not configured")
+    if request.timeframe not in timeframes:
+        raise ValidationError(RejectReason.UNKNOWN_KEY, f"timeframe {request.timeframe[:16]!r} is not configured")
+    horizon = default_horizon if request.horizon is None else request.horizon
+    if horizon not in horizons:
+        raise ValidationError(RejectReason.UNKNOWN_KEY, f"horizon {horizon} is not configured ({sorted(horizons)})")
+    try:
+        return key_of(request, default_horizon)
+    except ConfigError as exc:  # configured but still not a model key: refuse, never raise
+        raise ValidationError(RejectReason.UNKNOWN_KEY, str(exc)[:200]) from None
 
 
 class InFlight:
@@ -393,13 +454,22 @@ def run_retrain(request: RetrainRequest, *, engine: Engine, model_dir: str | Pat
         ``failed`` with the error (a :class:`~forex_diffusion.errors.ForexDiffusionError`).
     """
     cfg = config or JobConfig()
-    reg = registry or ModelRegistry(engine, model_dir)
-    key = key_of(request, cfg.horizon)
     t0 = time.monotonic()
+    try:  # issue 13: nothing is built from a request before its parts are validated
+        check_request_id(request.request_id)
+        key = key_of(request, cfg.horizon)
+    except ForexDiffusionError as exc:
+        logger.error("retrain refused request=%r error=%s", request.request_id[:64], exc)
+        return JobOutcome(
+            request_id=request.request_id[:64], key=request.key[:64], symbol=request.symbol[:32],
+            timeframe=request.timeframe[:16], horizon=cfg.horizon if request.horizon is None else request.horizon,
+            version=None, status="failed", reason=_failure_reason(exc), duration_s=time.monotonic() - t0,
+            finished_at_ms=int(time.time() * 1000))
+    reg = registry or ModelRegistry(engine, model_dir)
     timings: dict[str, float] = {}
     metrics: dict[str, Any] = {"timings": timings}
     version: ModelVersion | None = None
-    stage = reg.model_dir / ".staging"
+    staging: Path | None = None
     log_ctx = f"request={request.request_id} key={key}"
 
     def note(stage_name: str, detail: Any = None) -> None:
@@ -436,7 +506,7 @@ def run_retrain(request: RetrainRequest, *, engine: Engine, model_dir: str | Pat
         metrics["data"] = {"candles": len(frame), "train_first_open_ms": int(frame["ts_ms"].iloc[0]),
                            "holdout_first_open_ms": int(frame["ts_ms"].iloc[hold]),
                            "last_open_ms": int(frame["ts_ms"].iloc[-1])}
-        staging = reg.staging_dir(key, f"{request.request_id[:16]}-{uuid.uuid4().hex[:6]}")
+        staging = reg.staging_dir(key, f"{request.request_id}-{uuid.uuid4().hex[:6]}")
 
         def on_train(p: TrainProgress) -> None:
             failpoint("retrain.training")  # crash mid-training
@@ -497,11 +567,29 @@ def run_retrain(request: RetrainRequest, *, engine: Engine, model_dir: str | Pat
             logger.warning("retrain retention failed %s error=%s", log_ctx, exc)
         return outcome(status, reason)
     except ForexDiffusionError as exc:
-        logger.error("retrain failed %s error=%s", log_ctx, exc)
-        return outcome("failed", f"{type(exc).__name__}: {exc}")
+        logger.error("retrain failed %s error_type=%s error=%s", log_ctx, type(exc).__name__, exc)
+        return outcome("failed", _failure_reason(exc))
     finally:
-        for d in stage.glob(f"{key.dir_name}-{request.request_id[:16]}-*") if stage.is_dir() else ():
-            shutil.rmtree(d, ignore_errors=True)
+        if staging is not None:  # exactly the directory this job made (never a glob: issue 13)
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _failure_reason(exc: ForexDiffusionError) -> str:
+    """A failed job's published reason: a short code and the exception type, never its text
+    (which may hold paths, SQL or a child's output; the log has it)."""
+    if isinstance(exc, ValidationError):
+        code = exc.reason.value
+    elif isinstance(exc, StorageError):
+        code = "storage"
+    elif isinstance(exc, ModelError):
+        code = "model"
+    elif isinstance(exc, RegistryError):
+        code = "registry"
+    elif isinstance(exc, ConfigError):
+        code = "config"
+    else:
+        code = "error"
+    return f"{code}: {type(exc).__name__}"
 
 
 def _safe_champion(reg: ModelRegistry, key: ModelKey) -> ModelVersion | None:

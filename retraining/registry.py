@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -57,6 +58,22 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 STAGING = ".staging"
+#: A staging job id: a request id, ``-`` and a random suffix, or ``import-<version>``.
+_JOB_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def _inside(root: Path, path: Path) -> Path:
+    """Return ``path`` if it resolves inside ``root`` (issue 13: paths built from a record stay there).
+
+    Raises
+    ------
+    RegistryError
+        ``path`` resolves outside ``root`` (``..``, an absolute part, a symlink out).
+    """
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise RegistryError(f"path {str(path)[:200]!r} leaves its root {str(root)!r}")
+    return path
 
 
 def fsync_path(path: Path) -> None:
@@ -144,16 +161,26 @@ class ModelRegistry:
     # -- paths and verification --------------------------------------------------------------
 
     def key_dir(self, key: ModelKey) -> Path:
-        """Directory of ``key``'s artifacts."""
-        return self.model_dir / key.dir_name
+        """Directory of ``key``'s artifacts (checked to stay under the model directory)."""
+        return _inside(self.model_dir, self.model_dir / key.dir_name)
 
     def path_of(self, version: ModelVersion) -> Path:
         """Absolute path of a version's ``.pt`` file."""
         return self.model_dir / version.artifact
 
     def staging_dir(self, key: ModelKey, job_id: str) -> Path:
-        """A fresh staging directory for one job of ``key``."""
-        d = self.model_dir / STAGING / f"{key.dir_name}-{job_id}"
+        """A fresh staging directory for one job of ``key``.
+
+        Raises
+        ------
+        RegistryError
+            ``job_id`` is not a plain name (letters, digits, ``_``, ``.``, ``-``; no leading
+            dot) or the directory would leave ``<model_dir>/.staging``; nothing is created.
+        """
+        if not _JOB_ID.fullmatch(job_id):
+            raise RegistryError(f"bad staging job id {job_id[:80]!r}")
+        root = self.model_dir / STAGING
+        d = _inside(root, root / f"{key.dir_name}-{job_id}")
         d.mkdir(parents=True, exist_ok=True)
         return d
 
@@ -368,6 +395,7 @@ class ModelRegistry:
         staging = self.model_dir / STAGING
         if staging.is_dir():
             for d in staging.glob(f"{key.dir_name}-*"):
+                _inside(staging, d)  # the key's parts are validated (ModelKey); checked anyway
                 shutil.rmtree(d, ignore_errors=True)
                 removed.append(d)
         d = self.key_dir(key)

@@ -5,8 +5,11 @@ The child is ``python -m retraining.runner``: it reads one JSON job spec on stdi
 :func:`~retraining.jobs.run_retrain`, and writes the :class:`~retraining.jobs.JobOutcome`
 as the last line of stdout (logs go to stderr). Its exit status is the outcome's
 (0 promoted, 3 rejected, 1 failed). A child that dies (killed, out of memory, a
-failpoint) yields a ``failed`` outcome naming its exit status; the next job of the key
-cleans up what it left (:meth:`~retraining.registry.ModelRegistry.recover`).
+failpoint) yields a ``failed`` outcome naming its exit status (``process_exit: status N``);
+one past its wall-clock limit is killed with its whole process group and yields ``failed``
+with the reason ``timeout``. The child's stderr goes to this process's log, never into the
+outcome (which is published). The next job of the key cleans up what it left
+(:meth:`~retraining.registry.ModelRegistry.recover`).
 
 :func:`run_job` blocks; :func:`run_job_async` awaits the child without blocking an
 event loop (for a Faust agent).
@@ -18,17 +21,18 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from forex_diffusion.errors import ConfigError
 from forex_diffusion.trigger import RetrainRequest
 
-from .jobs import JobConfig, JobOutcome, key_of
+from .jobs import JobConfig, JobOutcome
 
 __all__ = ["job_spec", "main", "run_job", "run_job_async"]
 
@@ -44,8 +48,16 @@ def job_spec(request: RetrainRequest, *, db_url: str, model_dir: str | Path, con
             "config": (config or JobConfig()).to_dict(), "threads": threads}
 
 
-def _command() -> list[str]:
-    return [sys.executable, "-m", "retraining.runner"]
+def _command(command: Sequence[str] | None = None) -> list[str]:
+    return list(command) if command is not None else [sys.executable, "-m", "retraining.runner"]
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the child's process group (it leads its own session: ``start_new_session``)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _child_env(env: Mapping[str, str] | None) -> dict[str, str]:
@@ -58,60 +70,76 @@ def _child_env(env: Mapping[str, str] | None) -> dict[str, str]:
 def _outcome(spec: Mapping[str, Any], rc: int | None, stdout: bytes, stderr: bytes,
              seconds: float) -> JobOutcome:
     lines = [ln for ln in stdout.decode("utf-8", "replace").splitlines() if ln.strip()]
-    if lines:
+    if lines and rc is not None:
         try:
             return JobOutcome.from_dict(json.loads(lines[-1]))
         except (ValueError, ConfigError):
             pass
     request = RetrainRequest.from_dict(spec["request"])
-    key = key_of(request, int(spec["config"].get("horizon", 24)))
+    horizon = int(spec["config"].get("horizon", 24)) if request.horizon is None else request.horizon
+    reason = "timeout" if rc is None else f"process_exit: status {rc}"
     tail = stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
-    why = "timed out" if rc is None else f"exited with status {rc}"
-    logger.error("retrain job process %s request=%s stderr=%s", why, request.request_id, tail)
-    return JobOutcome(request_id=request.request_id, key=str(key), symbol=key.symbol,
-                      timeframe=key.timeframe, horizon=key.horizon, version=None, status="failed",
-                      reason=f"job process {why}: {' | '.join(tail)[-400:]}", duration_s=seconds,
-                      finished_at_ms=int(time.time() * 1000))
+    logger.error("retrain job process failed request=%s reason=%s stderr=%s", request.request_id, reason, tail)
+    return JobOutcome(request_id=request.request_id, key=f"{request.symbol}/{request.timeframe}/{horizon}",
+                      symbol=request.symbol,
+                      timeframe=request.timeframe, horizon=horizon, version=None, status="failed",
+                      reason=reason, duration_s=seconds, finished_at_ms=int(time.time() * 1000))
 
 
 def run_job(request: RetrainRequest, *, db_url: str, model_dir: str | Path, config: JobConfig | None = None,
-            threads: int = 1, timeout_s: float | None = None,
-            env: Mapping[str, str] | None = None) -> JobOutcome:
+            threads: int = 1, timeout_s: float | None = None, env: Mapping[str, str] | None = None,
+            command: Sequence[str] | None = None) -> JobOutcome:
     """Run one job in a child process and return its outcome (blocking).
 
     ``env`` replaces the child's environment (``FOREXD_FAILPOINT`` arms a failpoint there).
-    A child past ``timeout_s`` is killed and reported ``failed``.
+    A child past ``timeout_s`` is killed with its process group and reported ``failed``
+    (``timeout``). ``command`` replaces the child's command line (tests).
     """
     spec = job_spec(request, db_url=db_url, model_dir=model_dir, config=config, threads=threads)
     t0 = time.monotonic()
-    proc = subprocess.Popen(_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(_command(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=_child_env(env), start_new_session=True)
     try:
         out, err = proc.communicate(json.dumps(spec).encode(), timeout=timeout_s)
         rc: int | None = proc.returncode
     except subprocess.TimeoutExpired:
-        proc.kill()
+        _kill_group(proc.pid)
         out, err = proc.communicate()
         rc = None
+    except BaseException:  # interrupted: never leave a training child behind
+        _kill_group(proc.pid)
+        proc.wait()
+        raise
     return _outcome(spec, rc, out, err, time.monotonic() - t0)
 
 
 async def run_job_async(request: RetrainRequest, *, db_url: str, model_dir: str | Path,
                         config: JobConfig | None = None, threads: int = 1, timeout_s: float | None = None,
-                        env: Mapping[str, str] | None = None) -> JobOutcome:
-    """Like :func:`run_job`, awaiting the child without blocking the event loop."""
+                        env: Mapping[str, str] | None = None,
+                        command: Sequence[str] | None = None) -> JobOutcome:
+    """Like :func:`run_job`, awaiting the child without blocking the event loop.
+
+    A cancelled wait (the worker stopping) kills the child's process group too.
+    """
     spec = job_spec(request, db_url=db_url, model_dir=model_dir, config=config, threads=threads)
     t0 = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
-        *_command(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        *_command(command), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, env=_child_env(env), start_new_session=True)
     try:
         out, err = await asyncio.wait_for(proc.communicate(json.dumps(spec).encode()), timeout_s)
         rc: int | None = proc.returncode
     except TimeoutError:
-        proc.kill()
-        out, err = await proc.communicate()
+        _kill_group(proc.pid)
+        try:  # the group is dead, so its pipes close; bounded in case something escaped it
+            out, err = await asyncio.wait_for(proc.communicate(), 30.0)
+        except TimeoutError:
+            out, err = b"", b""
+            await proc.wait()
         rc = None
+    except BaseException:
+        _kill_group(proc.pid)
+        raise
     return _outcome(spec, rc, out, err, time.monotonic() - t0)
 
 

@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("module", ["retraining.policy", "retraining.schedule", "retraining.jobs",
+@pytest.mark.parametrize("module", ["retraining.policy", "retraining.schedule", "retraining.jobs", "retraining.job_queue",
                                     "forex_diffusion.storage.registry"])
 def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)

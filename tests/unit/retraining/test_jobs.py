@@ -68,11 +68,13 @@ def test_first_job_promotes_and_a_challenger_not_better_is_rejected_champion_unc
     assert decode_outcome(encode_outcome(third)).version == third.version
 
 
-def test_job_without_candles_fails_and_leaves_nothing(tmp_path: Path) -> None:
+def test_job_without_candles_fails_and_leaves_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
     out = run_retrain(request("r0"), engine=engine, model_dir=tmp_path / "m", config=tiny_job())
     assert out.status == "failed" and out.exit_code == 1 and out.version is None
-    assert "not enough candles" in out.reason
+    # the published reason is a code and the exception type (issue 13); the log has the text
+    assert out.reason == "model: ModelError", out.reason
+    assert "not enough candles" in caplog.text
     assert ModelRegistry(engine, tmp_path / "m").list() == []
     assert not list((tmp_path / "m").rglob("*.pt"))
 
