@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
-from .codec import SCHEMA_VERSION, encode
 from .readers import read_candles, read_ticks, sniff_kind
 from .timeframes import Timeframe
+from .wire import encode_unchecked
 
 __all__ = ["ReplayRecord", "records_from_file"]
 
@@ -35,12 +33,12 @@ def records_from_file(
             for line, ts, sym, b, a, v in zip(frame["line"].tolist(), frame["ts_ms"].tolist(),
                                               frame["symbol"].tolist(), frame["bid"].tolist(),
                                               frame["ask"].tolist(), frame["volume"].tolist(), strict=True):
-                obj: dict[str, object] = {"v": SCHEMA_VERSION, "symbol": sym, "ts": ts, "bid": b, "ask": a}
+                obj: dict[str, object] = {"symbol": sym, "ts": ts, "bid": b, "ask": a}
                 if v:
                     obj["volume"] = v
                 if tick_ids:
                     obj["tick_id"] = f"{stem}:{line}"
-                yield sym, ts, _encode_lenient(obj)
+                yield sym, ts, encode_unchecked("ticks", obj)
 
         return kind, len(frame), gen_ticks()
     if timeframe is None:
@@ -53,18 +51,11 @@ def records_from_file(
                                            frame["open"].tolist(), frame["high"].tolist(),
                                            frame["low"].tolist(), frame["close"].tolist(),
                                            frame["volume"].tolist(), strict=True):
-            obj = {"v": SCHEMA_VERSION, "symbol": sym, "timeframe": tf.name, "open_time": ts,
+            obj = {"symbol": sym, "timeframe": tf.name, "open_time": ts,
                    "close_time": tf.end_of(ts), "open": o, "high": h, "low": lo, "close": c,
                    "volume": v, "tick_count": 0, "final": True, "revision": 0}
             # event time of a candle is its close
-            yield sym, tf.end_of(ts), _encode_lenient(obj)
+            yield sym, tf.end_of(ts), encode_unchecked("candles", obj)
 
     return kind, len(frame), gen_candles()
 
-
-def _encode_lenient(obj: dict[str, object]) -> bytes:
-    # a file may hold nan/inf rows: publish them as the feed would (the stream refuses them)
-    for k, v in obj.items():
-        if isinstance(v, float) and not np.isfinite(v):
-            obj[k] = str(v)
-    return encode(obj)

@@ -60,8 +60,17 @@ def test_oversize_message_is_refused_before_parsing() -> None:
 
 
 def test_aliases_normalise_and_extra_fields_are_ignored() -> None:
-    t = decode_tick(raw(symbol="eur_usd", extra={"a": 1}), key=b"EUR/USD")
+    t = decode_tick(raw(symbol="eur_usd", extra={"a": 1}), key=b"EURUSD")
     assert t == Tick(symbol="EURUSD", ts_ms=GOOD["ts"], bid=1.38727, ask=1.38729)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("key", [None, b"EUR/USD", b"eurusd", b"USDJPY", b"\xff"])
+def test_key_that_is_not_the_canonical_symbol_is_refused(key: bytes | None) -> None:
+    # issue 13 finding 6: a null or alias key used to be accepted (the symbol's ticks then
+    # landed on several partitions); the key must be the canonical symbol
+    with pytest.raises(ValidationError) as ei:
+        decode_tick(raw(symbol="eur_usd"), key=key)
+    assert ei.value.reason is RejectReason.KEY_MISMATCH
 
 
 def test_prices_as_strings_are_exact() -> None:
