@@ -1,16 +1,40 @@
-"""Dead-letter records: the raw bytes (or text), where they came from, and why."""
+"""Dead letters, and the containment of one record's failure that every agent shares.
+
+:class:`Containment` is the one place where a record's failure is handled: whatever goes
+wrong while an agent handles one message (decoding, validation, processing, encoding what it
+produced), the message goes to ``fx.deadletter`` once, with a reason from the fixed set
+(:class:`~forex_diffusion.errors.RejectReason`), is counted, and the agent goes on with the
+next one. The project's :class:`~forex_diffusion.errors.ValidationError` carries its reason;
+any other exception is a bug: it is dead-lettered as ``internal`` with its type in the error
+text, and logged at ERROR with its traceback. ``BaseException`` that is not an ``Exception``
+(cancellation, exit) is never swallowed.
+
+>>> sent = []
+>>> c = Containment(source="ticks", sink=lambda k, v, h: sent.append(v))
+>>> from types import SimpleNamespace
+>>> msg = SimpleNamespace(topic="fx.ticks", partition=0, offset=7, key=b"EURUSD", value=b"{")
+>>> with c.record(msg) as rec:
+...     rec.stage = "decode"
+...     raise KeyError("boom")
+>>> rec.failed, c.internal_errors, b'"reason":"internal"' in sent[0]
+(True, 1, True)
+"""
 
 from __future__ import annotations
 
-import base64
+import logging
+from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 
-from forex_diffusion.codec import encode
-from forex_diffusion.errors import ValidationError
+from forex_diffusion.errors import RejectReason, ValidationError
+from forex_diffusion.wire import dead_letter_value
 
-__all__ = ["dead_letter_record", "dead_letter_headers"]
+__all__ = ["Containment", "RecordScope", "dead_letter_headers", "dead_letter_record"]
 
-_MAX_RAW = 16 * 1024
+log = logging.getLogger(__name__)
+
+DeadLetter = tuple[bytes | None, bytes, list[tuple[str, bytes]]]  # (key, value, headers)
 
 
 def dead_letter_record(
@@ -18,31 +42,118 @@ def dead_letter_record(
     error: ValidationError,
 ) -> bytes:
     """The ``fx.deadletter`` value for a refused message (oversize payloads are truncated)."""
-    body: dict[str, Any] = {
-        "v": 1, "source_topic": topic, "partition": partition, "offset": offset,
-        "reason": error.reason.value, "error": error.detail[:500],
-    }
-    raw = raw or b""
-    body["size"] = len(raw)
-    clipped = raw[:_MAX_RAW]
-    body["truncated"] = len(raw) > _MAX_RAW
-    try:
-        body["raw"] = clipped.decode("utf-8")
-        body["raw_encoding"] = "utf-8"
-    except UnicodeDecodeError:
-        body["raw"] = base64.b64encode(clipped).decode("ascii")
-        body["raw_encoding"] = "base64"
-    if key is not None:
-        body["key"] = key.decode("utf-8", "replace")[:64]
-    return encode(body)
+    return dead_letter_value(topic=topic, partition=partition, offset=offset, raw=raw, key=key,
+                             reason=error.reason, error=error.detail)
 
 
-def dead_letter_headers(*, topic: str, partition: int, offset: int, error: ValidationError) -> list[tuple[str, bytes]]:
-    """Connect-style headers: ``x-error-reason``, ``x-orig-topic``, ``x-orig-partition``, ``x-orig-offset``."""
+def dead_letter_headers(*, topic: str, partition: int, offset: int, error: ValidationError,
+                        exception: str | None = None) -> list[tuple[str, bytes]]:
+    """Connect-style headers: ``x-error-reason``, ``x-orig-topic``, ``x-orig-partition``,
+    ``x-orig-offset``, ``x-exception`` (the unexpected exception's type for ``internal``)."""
     return [
         ("x-error-reason", error.reason.value.encode()),
-        ("x-orig-topic", topic.encode()),
+        ("x-orig-topic", topic.encode("utf-8", "replace")),
         ("x-orig-partition", str(partition).encode()),
         ("x-orig-offset", str(offset).encode()),
-        ("x-exception", type(error).__name__.encode()),
+        ("x-exception", (exception or type(error).__name__).encode("ascii", "replace")[:128]),
     ]
+
+
+class Containment:
+    """Contain one record's failure: dead-letter it once with its reason, count it, go on.
+
+    Parameters
+    ----------
+    source
+        The agent's source topic kind (``ticks``, ``candles``): the metric label.
+    sink
+        Called with ``(key, value, headers)`` of each dead letter; the agent queues it and
+        publishes it with its next checkpoint.
+    metrics
+        Returns the metrics object (or None): counted as ``dead_letters_total{source, reason}``.
+    on_refused
+        Called with ``(error, symbol)`` after each dead letter (agent-specific counters).
+    """
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        sink: Callable[[bytes | None, bytes, list[tuple[str, bytes]]], None],
+        metrics: Callable[[], Any] = lambda: None,
+        on_refused: Callable[[ValidationError, str | None], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.sink = sink
+        self.metrics = metrics
+        self.on_refused = on_refused
+        self.internal_errors = 0
+        self.refused = 0
+
+    def record(self, msg: Any) -> RecordScope:
+        """A context for handling ``msg``: an exception inside it dead-letters ``msg``."""
+        return RecordScope(self, msg)
+
+    def refuse(self, *, topic: str, partition: int, offset: int, raw: bytes | None, key: bytes | None,
+               error: ValidationError, symbol: str | None = None, exception: str | None = None) -> None:
+        """Dead-letter one record (the message's own origin, or a held tick's) with ``error``'s reason."""
+        value = dead_letter_record(topic=topic, partition=partition, offset=offset, raw=raw, key=key, error=error)
+        headers = dead_letter_headers(topic=topic, partition=partition, offset=offset, error=error,
+                                      exception=exception)
+        self.sink(key, value, headers)
+        self.refused += 1
+        m = self.metrics()
+        if m is not None:
+            m.dead_letter(self.source, error.reason.value)
+        if self.on_refused is not None:
+            self.on_refused(error, symbol)
+        log.debug("deadletter source=%s reason=%s partition=%d offset=%d", self.source, error.reason.value,
+                  partition, offset)
+
+    def fail(self, msg: Any, exc: BaseException, *, stage: str, symbol: str | None = None) -> None:
+        """Dead-letter ``msg`` for ``exc`` raised at ``stage``: its reason, or ``internal``."""
+        topic, partition, offset = msg.topic, msg.partition, msg.offset
+        if isinstance(exc, ValidationError):
+            self.refuse(topic=topic, partition=partition, offset=offset, raw=msg.value, key=msg.key,
+                        error=exc, symbol=symbol)
+            return
+        self.internal_errors += 1
+        name = type(exc).__name__
+        log.error("record.internal_error source=%s stage=%s topic=%s partition=%s offset=%s error=%s: "
+                  "dead-lettered as internal, the stream goes on", self.source, stage, topic, partition, offset,
+                  name, exc_info=exc)
+        text = str(exc).splitlines()[0][:200] if str(exc) else ""
+        err = ValidationError(RejectReason.INTERNAL, f"{name} at {stage}: {text}" if text else f"{name} at {stage}")
+        try:
+            self.refuse(topic=topic, partition=partition, offset=offset, raw=msg.value, key=msg.key,
+                        error=err, symbol=symbol, exception=name)
+        except Exception:  # noqa: BLE001 - the dead letter itself failed: never stop the stream
+            log.exception("record.deadletter_failed source=%s partition=%s offset=%s", self.source,
+                          partition, offset)
+
+
+class RecordScope:
+    """``with containment.record(msg) as rec:`` — set ``rec.stage`` as the work proceeds.
+
+    On an exception the record is dead-lettered (see :meth:`Containment.fail`), the exception
+    is swallowed and ``rec.failed`` is True; set ``rec.symbol`` once known for the counters.
+    """
+
+    __slots__ = ("containment", "failed", "msg", "stage", "symbol")
+
+    def __init__(self, containment: Containment, msg: Any) -> None:
+        self.containment = containment
+        self.msg = msg
+        self.stage = "decode"
+        self.symbol: str | None = None
+        self.failed = False
+
+    def __enter__(self) -> RecordScope:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+        if exc is None or not isinstance(exc, Exception):
+            return False
+        self.failed = True
+        self.containment.fail(self.msg, exc, stage=self.stage, symbol=self.symbol)
+        return True

@@ -11,18 +11,26 @@ and forecast rows are checkpointed together, like the tick agent's.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from forex_diffusion.codec import decode_candle, encode
+from forex_diffusion.candle_gate import CandleGate
 from forex_diffusion.errors import ForexDiffusionError, ValidationError
 from forex_diffusion.forecasting import CandleOutcome, ForecasterConfig, SymbolForecaster
+from forex_diffusion.wire import (
+    decode_candle,
+    decode_model_outcome,
+    encode_drift,
+    encode_forecast,
+    encode_indicators,
+    encode_retrain_request,
+)
 from retraining.failpoints import failpoint
 from retraining.serving import ModelBook
 
-from ..deadletter import dead_letter_headers, dead_letter_record
+from ..deadletter import Containment
 from ..producer import send_all
 from ..progress import PartitionProgress
 
@@ -59,6 +67,9 @@ class CandleAgent:
         self.pending_drift: dict[int, list[Any]] = defaultdict(list)  # DriftEvents, stored with the checkpoint
         self.out: list[tuple[str, bytes, bytes]] = []  # (topic name, key, value)
         self.dead: list[tuple[Any, bytes, list[tuple[str, bytes]]]] = []
+        self.contain = Containment(source="candles", sink=lambda k, v, h: self.dead.append((k, v, h)),
+                                   metrics=lambda: self.rt.metrics)
+        self.gate = CandleGate()  # far-future candles never reach a series (issue 13)
         self.lock = asyncio.Lock()
         self._flush_task: asyncio.Future[None] | None = None
         # set between batches: a checkpoint captures state only there, never while a batch
@@ -83,6 +94,7 @@ class CandleAgent:
             self.symbols[partition].add(sym)
 
     def _drop(self, partition: int) -> None:
+        self.gate.drop(self.symbols.get(partition, ()))
         for sym in self.symbols.pop(partition, set()):
             self.forecasters.pop(sym, None)
         self.pending_rows.pop(partition, None)
@@ -135,39 +147,53 @@ class CandleAgent:
     def _close_request(self, value: bytes) -> None:
         """An outcome on fx.models finishes its request: the trigger may open new ones."""
         try:
-            data = json.loads(value)
-            rid, sym, tf = data.get("request_id"), data.get("symbol"), data.get("timeframe")
-        except (ValueError, AttributeError):
+            data = decode_model_outcome(value)
+        except ValidationError as exc:
+            log.warning("models.refused reason=%s error=%s", exc.reason.value, exc.detail[:200])
             return
-        f = self.forecasters.get(sym) if isinstance(sym, str) else None
-        if f is not None and isinstance(rid, str) and isinstance(tf, str):
-            f.close_request(tf, rid)
+        f = self.forecasters.get(data["symbol"])
+        if f is not None:
+            f.close_request(data["timeframe"], data["request_id"])
 
     # -- processing -------------------------------------------------------------------------
 
-    def _process(self, msg: Any) -> tuple[int, CandleOutcome] | None:
-        try:
+    def _process(self, msg: Any) -> tuple[int, CandleOutcome, Any] | None:
+        """Decode → admit → forecaster → encode the side outputs, for one message.
+
+        Containment (issue 13): whatever fails -- decode, the event-time gate, processing,
+        encoding what it produced -- dead-letters the message once, and the batch goes on.
+        The candle is checked (shape, key, time) before it touches any state.
+        """
+        p = msg.partition
+        with self.contain.record(msg) as rec:
             candle = decode_candle(msg.value, key=msg.key, instruments=self.rt.instruments,
                                    timeframes=self.timeframes, max_bytes=self.rt.settings.max_message_bytes)
-        except ValidationError as exc:
-            self.dead.append((msg.key, dead_letter_record(topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                                                          raw=msg.value, key=msg.key, error=exc),
-                              dead_letter_headers(topic=msg.topic, partition=msg.partition, offset=msg.offset, error=exc)))
-            if self.rt.metrics is not None:
-                self.rt.metrics.dead_letter("candles", exc.reason.value)
-            return None
-        if not candle.final:
-            return None
-        f = self.forecasters.get(candle.symbol)
-        if f is None:
-            f = self.forecasters[candle.symbol] = SymbolForecaster(candle.symbol, self.config)
-        self.symbols[msg.partition].add(candle.symbol)
-        out = f.on_candle(candle)
-        if not out.duplicate:
-            self.pending_candles[msg.partition].append(candle)
-        if self.rt.metrics is not None and not out.duplicate:
-            self.rt.metrics.candles_processed(candle.symbol, candle.timeframe)
-        return msg.partition, out
+            rec.symbol = candle.symbol
+            if not candle.final:
+                return None
+            rec.stage = "validate"
+            f = self.forecasters.get(candle.symbol)
+            watermark = f.last_open.get(candle.timeframe) if f is not None else None
+            reason = self.gate.check(candle, watermark_ms=watermark, now_ms=int(time.time() * 1000))
+            if reason is not None:
+                raise ValidationError(reason, f"{candle.symbol} {candle.timeframe} open_time={candle.open_ms} "
+                                              f"ahead of the series (last open {watermark}) or the clock")
+            rec.stage = "process"
+            if f is None:
+                f = self.forecasters[candle.symbol] = SymbolForecaster(candle.symbol, self.config)
+            self.symbols[p].add(candle.symbol)
+            out = f.on_candle(candle)
+            rec.stage = "encode"
+            side = self._encode_side_outputs(out)
+            rec.stage = "account"
+            self.out.extend(side)
+            self._account_side_outputs(p, out)
+            if not out.duplicate:
+                self.pending_candles[p].append(candle)
+                if self.rt.metrics is not None:
+                    self.rt.metrics.candles_processed(candle.symbol, candle.timeframe)
+            return p, out, msg
+        return None
 
     async def handle_batch(self, msgs: list[Any]) -> None:
         """Process a batch of candle messages and forecast every due series in one call per model."""
@@ -184,7 +210,7 @@ class CandleAgent:
             self._idle.set()
 
     async def _handle_batch(self, msgs: list[Any]) -> None:
-        outcomes: list[tuple[int, CandleOutcome]] = []
+        outcomes: list[tuple[int, CandleOutcome, Any]] = []
         for msg in msgs:
             if self.progress.restoring:
                 await self.progress.restored(msg.partition)  # D15: wait for the partition's restore
@@ -194,12 +220,11 @@ class CandleAgent:
             if r is not None:
                 outcomes.append(r)
             self.progress.mark(msg.partition, msg.offset)
-        due: dict[int, list[tuple[int, CandleOutcome]]] = defaultdict(list)
-        for p, o in outcomes:
-            self._publish_side_outputs(p, o)
+        due: dict[int, list[tuple[int, CandleOutcome, Any]]] = defaultdict(list)
+        for p, o, msg in outcomes:
             if o.due:
                 pred = self.models.predictor(o.candle.symbol, o.candle.timeframe)
-                due[id(pred)].append((p, o))
+                due[id(pred)].append((p, o, msg))
         s = self.rt.settings
         degraded = len(outcomes) >= s.forecast_degrade_batch > 0
         for group in due.values():
@@ -207,10 +232,14 @@ class CandleAgent:
             steps = s.forecast_min_steps if degraded and s.forecast_min_steps else s.forecast_steps
             samples = s.forecast_min_samples if degraded and s.forecast_min_samples else s.forecast_samples
             spec = getattr(pred, "context_spec", None)
-            pairs = [(p, o, self.forecasters[o.candle.symbol].request(o, spec)) for p, o in group]
-            pairs = [(p, o, r) for p, o, r in pairs if r is not None]
-            group = [(p, o) for p, o, _ in pairs]
-            reqs = [r for _, _, r in pairs]
+            triples = []
+            for p, o, msg in group:
+                with self.contain.record(msg) as scope:
+                    scope.stage, scope.symbol = "forecast", o.candle.symbol
+                    r = self.forecasters[o.candle.symbol].request(o, spec)
+                    if r is not None:
+                        triples.append((p, o, msg, r))
+            reqs = [r for *_, r in triples]
             if not reqs:
                 continue
             loop = asyncio.get_running_loop()
@@ -221,37 +250,48 @@ class CandleAgent:
             except ForexDiffusionError as exc:
                 log.error("forecast.failed model=%s error=%s", getattr(pred, "version", "?"), exc)
                 continue
-            for (p, o), fc in zip(group, fcs, strict=True):
-                rec = self.forecasters[o.candle.symbol].record(fc, o, degraded=degraded)
-                key = o.candle.symbol.encode()
-                self.out.append(("forecasts", key, encode(rec)))
-                self.pending_rows[p].append(rec)
-                self.forecasts_emitted += 1
-                if self.rt.metrics is not None:
-                    self.rt.metrics.forecast_emitted(o.candle.symbol, o.candle.timeframe, fc.latency_s,
-                                                     fc.steps, fc.samples, degraded)
-                    self.rt.metrics.model_in_service(f"{o.candle.symbol}/{o.candle.timeframe}/{s.horizon}",
-                                                     fc.model_version)
+            except Exception as exc:  # noqa: BLE001 - a bug of the model path: no one record's fault
+                self.contain.internal_errors += 1
+                log.error("forecast.internal_error model=%s error=%s: no forecasts for this batch",
+                          getattr(pred, "version", "?"), type(exc).__name__, exc_info=exc)
+                continue
+            for (p, o, msg, _r), fc in zip(triples, fcs, strict=True):
+                with self.contain.record(msg) as scope:
+                    scope.stage, scope.symbol = "forecast", o.candle.symbol
+                    rec = self.forecasters[o.candle.symbol].record(fc, o, degraded=degraded)
+                    value = encode_forecast(rec)
+                    key = o.candle.symbol.encode()
+                    self.out.append(("forecasts", key, value))
+                    self.pending_rows[p].append(rec)
+                    self.forecasts_emitted += 1
+                    if self.rt.metrics is not None:
+                        self.rt.metrics.forecast_emitted(o.candle.symbol, o.candle.timeframe, fc.latency_s,
+                                                         fc.steps, fc.samples, degraded)
+                        self.rt.metrics.model_in_service(f"{o.candle.symbol}/{o.candle.timeframe}/{s.horizon}",
+                                                         fc.model_version)
         if len(self.out) >= 500:
             self.schedule_flush()
 
-    def _publish_side_outputs(self, p: int, o: CandleOutcome) -> None:
-        m = self.rt.metrics
+    @staticmethod
+    def _encode_side_outputs(o: CandleOutcome) -> list[tuple[str, bytes, bytes]]:
+        """The indicator, drift and retrain-request records of one outcome, encoded."""
         key = o.candle.symbol.encode()
+        side: list[tuple[str, bytes, bytes]] = []
         if o.indicators is not None:
-            c = o.candle
-            self.out.append(("indicators", key, encode({
-                "v": 1, "symbol": c.symbol, "timeframe": c.timeframe, "open_time": c.open_ms,
-                "close_time": c.close_ms, "values": o.indicators})))
+            side.append(("indicators", key, encode_indicators(o.candle, o.indicators)))
+        side += [("drift", key, encode_drift(ev)) for ev in o.drift]
+        if o.retrain is not None:
+            side.append(("retrain.requests", key, encode_retrain_request(o.retrain)))
+        return side
+
+    def _account_side_outputs(self, p: int, o: CandleOutcome) -> None:
+        m = self.rt.metrics
         for ev in o.drift:
-            self.out.append(("drift", key, encode({"v": 1, **ev.to_dict()})))
             self.pending_drift[p].append(ev)
             if m is not None:
                 m.drift_event(ev.detector.split(":")[0], ev.symbol, ev.timeframe)
-        if o.retrain is not None:
-            self.out.append(("retrain.requests", key, encode({"v": 1, **o.retrain.to_dict()})))
-            if m is not None:
-                m.retrain_request(o.retrain.reason)
+        if o.retrain is not None and m is not None:
+            m.retrain_request(o.retrain.reason)
         if m is not None and o.evaluations:
             self.rt_quality(o)
 

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from faust.types import TP
 
-from forex_diffusion.codec import decode_tick, encode_candle, encode_tick
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ValidationError
 from forex_diffusion.pipeline import TickPipeline
+from forex_diffusion.wire import decode_tick, encode_candle, encode_tick
 from retraining.failpoints import failpoint
 
-from ..deadletter import dead_letter_headers, dead_letter_record
+from ..deadletter import Containment
 from ..producer import send_all
 from ..progress import PartitionProgress
 
@@ -54,11 +54,15 @@ class TickAgent:
             allowed_lateness_ms=s.allowed_lateness_ms,
         )
         self.pending: dict[int, list[Candle]] = defaultdict(list)
+        # the fx.candles value of each pending candle, encoded when it closed (same order)
+        self.pending_wire: dict[int, list[bytes]] = defaultdict(list)
         self.symbols: dict[int, set[str]] = defaultdict(set)
         self.partition_of: dict[str, int] = {}
         self.last_arrival: dict[str, tuple[float, int]] = {}
         self.lock = asyncio.Lock()
         self.dead: list[tuple[Any, bytes, list[tuple[str, bytes]]]] = []
+        self.contain = Containment(source="ticks", sink=lambda k, v, h: self.dead.append((k, v, h)),
+                                   metrics=lambda: self.rt.metrics, on_refused=self._on_refused)
         self.n_pending = 0
         self._flush_task: asyncio.Future[None] | None = None
         # cleared while checkpoints fail (database or broker down): the agent then stops
@@ -93,6 +97,7 @@ class TickAgent:
             self.partition_of.pop(s, None)
             self.last_arrival.pop(s, None)
         self.n_pending -= len(self.pending.pop(partition, []))
+        self.pending_wire.pop(partition, None)
 
     def register(self) -> None:
         app, topics, s = self.rt.app, self.rt.topics, self.rt.settings
@@ -134,22 +139,25 @@ class TickAgent:
             await self.progress.restored(p)  # D15: never count into a state about to be restored
         if not self.progress.admit(p, msg.offset):
             return  # already reflected in the restored state
-        tick = None
-        try:
+        # Containment (issue 13): whatever fails for this record -- decode, validation,
+        # processing, encoding the candles it closed -- dead-letters it once, and we go on.
+        with self.contain.record(msg) as rec:
             tick = decode_tick(msg.value, key=msg.key, instruments=self.rt.instruments,
                                max_bytes=self.rt.settings.max_message_bytes)
+            rec.symbol = sym = tick.symbol
+            rec.stage = "process"
             closed = self.pipeline.process(tick, now_ms=int(time.time() * 1000), ref=[p, msg.offset])
-        except ValidationError as exc:
-            self.dead_letter(msg, exc, tick.symbol if tick is not None else None)
-        else:
+            rec.stage = "encode"
+            wire = [encode_candle(c) for c in closed]
+            rec.stage = "account"
             self._dead_letter_quarantined(msg.topic)
-            sym = tick.symbol
             if self.partition_of.get(sym) != p:
                 self.partition_of[sym] = p
                 self.symbols[p].add(sym)
             self.last_arrival[sym] = (time.monotonic(), tick.ts_ms)
             if closed:
                 self.pending[p].extend(closed)
+                self.pending_wire[p].extend(wire)
                 self.n_pending += len(closed)
             m = self.rt.metrics
             if m is not None:
@@ -162,26 +170,35 @@ class TickAgent:
 
     def dead_letter(self, msg: Any, exc: ValidationError, symbol: str | None = None) -> None:
         """Queue the refused message for ``fx.deadletter`` with its reason and origin."""
-        self._dead_letter(msg.topic, msg.partition, msg.offset, msg.value, msg.key, exc, symbol)
+        self.contain.fail(msg, exc, stage="validate", symbol=symbol)
 
     def _dead_letter_quarantined(self, topic: str) -> None:
         """B9: dead-letter held price jumps that were not confirmed, with their own origin."""
         for q in self.pipeline.take_quarantined():
             qp, qoff = q.ref
-            self._dead_letter(topic, qp, qoff, encode_tick(q.tick), q.symbol.encode(),
-                              ValidationError(q.reason, "price jump held and not confirmed"), q.symbol)
+            self.contain.refuse(topic=topic, partition=qp, offset=qoff, raw=encode_tick(q.tick),
+                                key=q.symbol.encode(), symbol=q.symbol,
+                                error=ValidationError(q.reason, "price jump held and not confirmed"))
 
-    def _dead_letter(self, topic: str, partition: int, offset: int, raw: bytes | None, key: bytes | None,
-                     exc: ValidationError, symbol: str | None) -> None:
-        value = dead_letter_record(topic=topic, partition=partition, offset=offset, raw=raw, key=key, error=exc)
-        headers = dead_letter_headers(topic=topic, partition=partition, offset=offset, error=exc)
-        self.dead.append((key, value, headers))
+    def _on_refused(self, exc: ValidationError, symbol: str | None) -> None:
         m = self.rt.metrics
-        if m is not None:
-            m.dead_letter("ticks", exc.reason.value)
-            if exc.reason.value == "late":
-                m.late_tick(symbol if symbol in self.rt.instruments else None)
-        log.debug("deadletter reason=%s partition=%d offset=%d", exc.reason.value, partition, offset)
+        if m is not None and exc.reason.value == "late":
+            m.late_tick(symbol if symbol in self.rt.instruments else None)
+
+    def _queue_idle_closed(self, p: int, closed: list[Candle]) -> None:
+        """Queue candles the idle timer closed (no record to dead-letter: a candle that cannot
+        be encoded -- a bug -- is logged at ERROR, counted and left out)."""
+        for c in closed:
+            try:
+                value = encode_candle(c)
+            except Exception as exc:  # noqa: BLE001 - contained: the timer goes on
+                self.contain.internal_errors += 1
+                log.error("candle.encode_failed symbol=%s timeframe=%s open_ms=%d error=%s", c.symbol,
+                          c.timeframe, c.open_ms, type(exc).__name__, exc_info=exc)
+                continue
+            self.pending[p].append(c)
+            self.pending_wire[p].append(value)
+            self.n_pending += 1
 
     async def on_timer(self) -> None:
         """Close candles of idle series on wall-clock time; checkpoint periodically."""
@@ -205,8 +222,7 @@ class TickAgent:
                 closed = self.pipeline.advance(sym, event_ms + int(idle * 1000))
                 if closed:
                     p = self.partition_of[sym]
-                    self.pending[p].extend(closed)
-                    self.n_pending += len(closed)
+                    self._queue_idle_closed(p, closed)
                     self.progress.dirty.add(p)
         if self.n_pending or self.dead or (self.progress.dirty and now - self.progress.last_save >= self._interval):
             self.schedule_flush()
@@ -269,6 +285,7 @@ class TickAgent:
         transaction. Offsets are never stored ahead of their effects."""
         async with self.lock:
             pending, self.pending = self.pending, defaultdict(list)
+            wire, self.pending_wire = self.pending_wire, defaultdict(list)
             dead, self.dead = self.dead, []
             self.n_pending = 0
             captured = self.progress.capture(pending.keys())
@@ -276,10 +293,11 @@ class TickAgent:
                 self.healthy.set()
                 return
             try:
-                await self._publish_and_persist(pending, dead, captured)
+                await self._publish_and_persist(pending, wire, dead, captured)
             except Exception as exc:  # noqa: BLE001 - any failure: keep everything, retry, back off
                 for p, cs in pending.items():
                     self.pending[p][:0] = cs
+                    self.pending_wire[p][:0] = wire.get(p, [])
                     self.n_pending += len(cs)
                 self.dead[:0] = dead
                 self.progress.dirty |= set(captured)
@@ -308,11 +326,14 @@ class TickAgent:
             except TimeoutError:
                 continue
 
-    async def _publish_and_persist(self, pending: dict[int, list[Candle]], dead: list[Any],
-                                   captured: dict[int, Any]) -> None:
+    async def _publish_and_persist(self, pending: dict[int, list[Candle]], wire: dict[int, list[bytes]],
+                                   dead: list[Any], captured: dict[int, Any]) -> None:
         topic, dl_topic = self.rt.topics["candles"], self.rt.topics["deadletter"]
         records = [(dl_topic, key, value, headers) for key, value, headers in dead]
-        records += [(topic, c.symbol.encode(), encode_candle(c), None) for cs in pending.values() for c in cs]
+        # encoded when they closed (never at flush: a value that cannot be encoded must not
+        # wedge the checkpoint, issue 13 finding 3)
+        records += [(topic, c.symbol.encode(), value, None)
+                    for p, cs in pending.items() for c, value in zip(cs, wire.get(p, []), strict=True)]
         await send_all(self.rt, records)
         effects = {p: (cs, ()) for p, cs in pending.items() if cs}
         await self.progress.persist(captured, effects)
