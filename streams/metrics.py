@@ -5,7 +5,7 @@ two workers (or tests) in one process never collide. Names follow the Prometheus
 conventions: a ``forexd_`` prefix, base units (``_seconds``), ``_total`` on counters,
 histograms for latencies and ``_ratio`` for shares.
 
-Every label has a bounded domain fixed at construction (RELIABILITY.md §5.3):
+Every label has a bounded domain fixed at construction:
 
 - ``symbol`` only takes the configured symbols. Anything else never becomes a label
   value; the event is counted by the label-free ``forexd_unconfigured_symbol_events_total``.
@@ -15,6 +15,14 @@ Every label has a bounded domain fixed at construction (RELIABILITY.md §5.3):
 - ``reason`` on dead letters only :class:`~forex_diffusion.errors.RejectReason` values;
   the other enumerated labels (source, detector, retrain reason and outcome, dependency,
   quote flag) only their fixed sets below.
+- ``version`` of ``forexd_model_version_in_service`` only the version serving each key
+  now (the previous one's series is removed on a swap), at most 64 characters of
+  ``[A-Za-z0-9._:+-]``.
+
+Besides the ``forexd_`` families, the registry carries the standard process
+(``process_*``: CPU, memory, open files, start time), platform (``python_info``) and
+garbage-collector (``python_gc_*``) collectors of ``prometheus_client``, and
+``forexd_build_info{version, python, torch}`` = 1.
 
 A value outside its domain is not exported as a label; it is counted by the label-free
 ``forexd_invalid_label_values_total`` and logged, and the call otherwise does nothing —
@@ -28,14 +36,25 @@ from __future__ import annotations
 
 import logging
 import math
+import platform
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from importlib import metadata as _metadata
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client import start_http_server as _start_http_server
 
 from forex_diffusion.errors import RejectReason
@@ -44,6 +63,7 @@ from forex_diffusion.timeframes import TIMEFRAME_NAMES
 
 __all__ = [
     "CIRCUIT_STATES",
+    "build_info",
     "DEPENDENCIES",
     "DETECTORS",
     "METRIC_PREFIX",
@@ -90,6 +110,25 @@ STANDARD_TOPICS: tuple[str, ...] = (
 _HORIZON_LABELS: tuple[str, ...] = tuple(group.label for group in DEFAULT_HORIZON_GROUPS)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _RETRAIN_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
+
+
+_VERSION_LABEL = re.compile(r"^[A-Za-z0-9._:+-]{1,64}$")
+
+
+def _dist_version(name: str) -> str:
+    try:
+        return _metadata.version(name)
+    except _metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def build_info() -> dict[str, str]:
+    """Return the ``forexd_build_info`` labels: the package, Python and torch versions.
+
+    Read from the installed distributions' metadata, so torch is never imported for it.
+    """
+    return {"version": _dist_version("forex-diffusion-streaming"), "python": platform.python_version(),
+            "torch": _dist_version("torch")}
 
 
 def _norm(value: str) -> str:
@@ -153,6 +192,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._server: _Server | None = None
         self._last_arrival: dict[str, float] = {}
+        self._serving: dict[str, str] = {}  # key -> version label currently exported
         self._define()
 
     # ------------------------------------------------------------------ definitions
@@ -160,6 +200,18 @@ class Metrics:
     def _define(self) -> None:
         r = self.registry
         p = METRIC_PREFIX
+        # the defaults prometheus_client puts on its global registry, on this one
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        self.build = Gauge(
+            f"{p}build_info",
+            "Always 1; the labels name the forexd package, Python and torch versions.",
+            ["version", "python", "torch"],
+            registry=r,
+        )
+        info = build_info()
+        self.build.labels(info["version"], info["python"], info["torch"]).set(1)
         self.unconfigured_symbol_events = Counter(
             f"{p}unconfigured_symbol_events_total",
             "Events about a symbol outside the configured set (never exported as a label).",
@@ -286,8 +338,8 @@ class Metrics:
         )
         self.model_version = Gauge(
             f"{p}model_version_in_service",
-            "Model version serving each key (symbol/timeframe/horizon).",
-            ["key"],
+            "Always 1 per key (symbol/timeframe/horizon); the version label names the model serving it.",
+            ["key", "version"],
             registry=r,
         )
         self.artifacts_rejected = Counter(
@@ -315,7 +367,7 @@ class Metrics:
         )
         self.producer_resets = Counter(
             f"{p}producer_resets_total",
-            "Kafka producers re-created after their sends kept failing (RELIABILITY F16).",
+            "Kafka producers re-created after their sends kept failing (fault F16, docs/reliability.md).",
             registry=r,
         )
         self.circuit = Gauge(
@@ -483,7 +535,11 @@ class Metrics:
     def model_in_service(self, key: str, version: int | str) -> None:
         """Set the model version serving ``key`` (``SYMBOL/TIMEFRAME/HORIZON``).
 
-        ``version`` is an integer or a string such as ``"7"`` or ``"v7"``.
+        ``forexd_model_version_in_service{key, version}`` is 1 for the version serving the
+        key now; a swap removes the previous version's series, so ``version`` has one value
+        per key at a time. ``version`` is a registry version
+        (``YYYYmmddTHHMMSSffffffZ-hash``), ``rw-ewma`` (the random-walk baseline) or any
+        string of at most 64 characters of ``[A-Za-z0-9._:+-]`` (an integer is its digits).
         """
         parts = key.split("/") if isinstance(key, str) else []
         if len(parts) != 3:
@@ -495,27 +551,20 @@ class Metrics:
         if not (horizon.isdigit() and 0 < len(horizon) <= 4):
             self._invalid("key", key)
             return
-        number = self._version_number(version)
-        if number == number:  # NaN: refused (counted) by _version_number
-            self.model_version.labels(key).set(number)
-
-    def _version_number(self, version: int | str) -> float:
-        """A number for a version: ``7``/``"v7"`` as is; a registry version
-        ``YYYYmmddTHHMMSSffffffZ-hash`` as its creation time (epoch seconds, so a swap
-        always changes it); the random-walk baseline ``rw-ewma`` as -1."""
-        text = str(version).strip().lower().removeprefix("v")
-        if text.isdigit():
-            return float(int(text))
-        if text == "rw-ewma":
-            return -1.0
-        m = re.match(r"^(\d{8}t\d{6})(\d{0,6})z-[0-9a-f]+$", text)
-        if m is None:
+        label = str(version).strip() if isinstance(version, int | str) and not isinstance(version, bool) else ""
+        if not _VERSION_LABEL.match(label):
             self._invalid("version", version)
-            return float("nan")
-        from datetime import UTC, datetime
-
-        dt = datetime.strptime(m.group(1), "%Y%m%dt%H%M%S").replace(tzinfo=UTC)
-        return dt.timestamp() + (int(m.group(2)) / 10 ** len(m.group(2)) if m.group(2) else 0.0)
+            return
+        previous = self._serving.get(key)
+        if previous == label:
+            return
+        if previous is not None:
+            try:
+                self.model_version.remove(key, previous)
+            except KeyError:
+                pass
+        self._serving[key] = label
+        self.model_version.labels(key, label).set(1)
 
     def artifact_rejected(self) -> None:
         """Count one model artifact refused at load."""

@@ -163,6 +163,8 @@ class TickAgent:
             if m is not None:
                 m.ticks_processed(sym)
                 m.feed_seen(sym, tick.ts_ms / 1000.0)
+                if tick.bid >= tick.ask:  # accepted crossed (within tolerance) or locked quote
+                    m.quote_flagged(sym, "crossed" if tick.bid > tick.ask else "locked")
         self.progress.mark(p, msg.offset)
         self.processed += 1
         if self.n_pending >= 1000:

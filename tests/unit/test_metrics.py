@@ -54,8 +54,17 @@ BOUNDED_LABELS: dict[str, frozenset[str] | None] = {
     "dependency": DEPENDENCIES,
     "flag": QUOTE_FLAGS,
     "key": None,
+    "python": None,  # forexd_build_info: fixed per process
+    "torch": None,
+    "version": None,  # model_version_in_service: one value per key (checked below)
     "le": None,  # histogram buckets: fixed at definition
 }
+#: Families of prometheus_client's process, platform and GC collectors.
+STANDARD_FAMILIES = frozenset({
+    "process_virtual_memory_bytes", "process_resident_memory_bytes", "process_start_time_seconds",
+    "process_cpu_seconds", "process_open_fds", "process_max_fds", "python_info",
+    "python_gc_objects_collected", "python_gc_objects_uncollectable", "python_gc_collections",
+})
 REASONS_BY_FAMILY = {
     "forexd_dead_letters": frozenset(r.value for r in RejectReason),
     "forexd_retrain_requests": RETRAIN_REASONS,
@@ -122,7 +131,8 @@ def _exercise_junk(m: Metrics) -> int:
         lambda: m.retrain_request("because"),
         lambda: m.retrain_outcome("exploded"),
         lambda: m.model_in_service("EURUSD/1m/24/extra", 1),
-        lambda: m.model_in_service("EURUSD/1m/24", "latest"),  # not a version: refused
+        lambda: m.model_in_service("EURUSD/1m/24", "v 7<b>"),  # not a version label: refused
+        lambda: m.model_in_service("EURUSD/1m/24", "x" * 65),  # too long: refused
         lambda: m.set_lag("fx.other", 0, 1),
         lambda: m.set_lag("fx.ticks", PARTITIONS, 1),
         lambda: m.set_lag("fx.ticks", -1, 1),
@@ -171,6 +181,10 @@ def test_every_metric_name_follows_prometheus_conventions() -> None:
     m = _make()
     _exercise(m)
     families = list(m.registry.collect())
+    # besides forexd's own families, only prometheus_client's standard collectors
+    others = {f.name for f in families if not f.name.startswith("forexd_")}
+    assert others <= STANDARD_FAMILIES, others - STANDARD_FAMILIES
+    families = [f for f in families if f.name.startswith("forexd_")]
     assert len(families) >= 25
     for fam in families:
         assert re.fullmatch(r"forexd_[a-z][a-z0-9_]*[a-z0-9]", fam.name), fam.name
@@ -197,6 +211,8 @@ def test_every_label_is_bounded_and_takes_only_values_from_its_domain() -> None:
     _exercise_junk(m)
     seen_labels: set[str] = set()
     for family, s in _samples(m):
+        if family in STANDARD_FAMILIES:
+            continue  # prometheus_client's collectors: fixed per process or per GC generation
         for label, value in s.labels.items():
             assert label in BOUNDED_LABELS, f"{family}: unbounded label {label!r}"
             seen_labels.add(label)
@@ -239,7 +255,7 @@ def test_out_of_domain_label_values_are_refused_and_counted() -> None:
     values = {v for _, s in _samples(m) for v in s.labels.values()}
     for junk in ("kaboom", "weird-topic", "weird_topic", "smelly", "my_detector", "my-detector",
                  "because", "exploded", "fx.other", "redis", "ajar", "99", "3m", "4", "-1",
-                 UNKNOWN, "EURUSD/1m/24/extra", "EURUSD/1m/24"):
+                 UNKNOWN, "EURUSD/1m/24/extra", "EURUSD/1m/24", "v 7<b>", "x" * 65):
         assert junk not in values, junk
 
 
@@ -348,14 +364,83 @@ def test_model_version_circuit_state_and_retrain_families() -> None:
     m.retrain_duration(90.0)
     m.retrain_duration(float("nan"))  # ignored
     v = {(s.name, tuple(sorted(s.labels.items()))): s.value for _, s in _samples(m)}
-    assert v[("forexd_model_version_in_service", (("key", "EURUSD/5m/24"),))] == 7
-    assert v[("forexd_model_version_in_service", (("key", "GBPUSD/1m/12"),))] == 2
+    assert v[("forexd_model_version_in_service", (("key", "EURUSD/5m/24"), ("version", "v7")))] == 1
+    assert v[("forexd_model_version_in_service", (("key", "GBPUSD/1m/12"), ("version", "2")))] == 1
     assert v[("forexd_circuit_breaker_state", (("dependency", "database"),))] == 1
     assert v[("forexd_circuit_breaker_state", (("dependency", "broker"),))] == 0
     assert v[("forexd_producer_resets_total", ())] == 2
     assert v[("forexd_retrain_requests_total", (("reason", "manual"),))] == 1
     assert v[("forexd_retrain_outcomes_total", (("outcome", "rolled_back"),))] == 1
     assert v[("forexd_retrain_duration_seconds_count", ())] == 1
+
+
+def test_model_version_is_a_label_with_one_series_per_key_that_a_swap_replaces() -> None:
+    m = _make()
+    registry_version = "20261128T201504588185Z-7ab98944"
+    m.model_in_service("EURUSD/1m/24", "rw-ewma")  # the random walk serves before any model
+    m.model_in_service("EURUSD/1m/24", registry_version)  # hot swap
+    m.model_in_service("EURUSD/1m/24", registry_version)  # the next forecast: unchanged
+    m.model_in_service("GBPUSD/1m/24", "rw-ewma")
+    served = sorted((s.labels["key"], s.labels["version"], s.value) for n, s in _samples(m)
+                    if n == "forexd_model_version_in_service")
+    assert served == [("EURUSD/1m/24", registry_version, 1.0), ("GBPUSD/1m/24", "rw-ewma", 1.0)]
+    m.model_in_service("EURUSD/1m/24", "rw-ewma")  # rollback to the baseline
+    served = sorted((s.labels["key"], s.labels["version"]) for n, s in _samples(m)
+                    if n == "forexd_model_version_in_service")
+    assert served == [("EURUSD/1m/24", "rw-ewma"), ("GBPUSD/1m/24", "rw-ewma")]
+
+
+def test_build_info_and_default_process_platform_gc_collectors_are_exported() -> None:
+    import platform
+    from importlib import metadata
+
+    fams = {f.name: f for f in _families(_make())}
+    (build,) = fams["forexd_build_info"].samples
+    assert build.value == 1
+    assert build.labels == {"version": metadata.version("forex-diffusion-streaming"),
+                            "python": platform.python_version(), "torch": metadata.version("torch")}
+    assert "python_info" in fams and "python_gc_objects_collected" in fams
+    if Path("/proc/self/stat").exists():  # the process collector reads /proc (Linux)
+        for name in ("process_cpu_seconds", "process_resident_memory_bytes", "process_start_time_seconds",
+                     "process_open_fds"):
+            assert name in fams, name
+    # each Metrics has its own collectors: a second instance in the process does not collide
+    assert b"forexd_build_info" in _make().render()
+
+
+def test_tick_agent_counts_accepted_crossed_and_locked_quotes(tmp_path: Path) -> None:
+    """Regression: forexd_quotes_flagged_total was on the dashboard but never incremented."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from forex_diffusion.codec import encode
+    from forex_diffusion.instruments import InstrumentRegistry
+    from streams.agents.ticks import TickAgent
+    from streams.app import Runtime
+    from streams.settings import Settings
+
+    s = Settings(symbols=("EURUSD",), timeframes=("1m",), data_dir=tmp_path, status_interval_s=0)
+    m = Metrics(["EURUSD"], timeframes=["1m"])
+    rt = Runtime(settings=s, app=SimpleNamespace(consumer=None), topics={},
+                 instruments=InstrumentRegistry.of(s.symbols), engine=None, metrics=m)
+    agent = TickAgent(rt)
+    t0 = 1_399_273_200_000  # Monday 2014-05-05 07:00 UTC: the market is open
+    quotes = [(1.38700, 1.38710), (1.38712, 1.38705), (1.38705, 1.38705), (1.38703, 1.38709),
+              (1.38712, 1.38706), (1.50000, 1.38700)]  # normal, crossed, locked, normal, crossed, refused
+
+    async def go() -> None:
+        for off, (bid, ask) in enumerate(quotes):
+            await agent.handle(SimpleNamespace(
+                topic="fx.ticks", partition=0, offset=off, key=b"EURUSD",
+                value=encode({"v": 1, "symbol": "EURUSD", "ts": t0 + 1_000 * off, "bid": bid, "ask": ask})))
+
+    asyncio.run(go())
+    flagged = {s.labels["flag"]: s.value for n, s in _samples(m) if n == "forexd_quotes_flagged"
+               and s.name.endswith("_total")}
+    assert flagged == {"crossed": 2, "locked": 1}
+    assert len(agent.dead) == 1  # crossed beyond the tolerance: refused, not flagged
+    counters = agent.pipeline.validator.counters
+    assert (counters.crossed_accepted, counters.locked) == (2, 1)  # the same count as the validator's
 
 
 def test_two_instances_in_one_process_do_not_collide() -> None:
