@@ -6,16 +6,20 @@ check covers services, images, health checks, restart policies and environment.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import re
 import shutil
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from forex_diffusion.market_hours import MarketHours
 from streams.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +27,12 @@ COMPOSE = ROOT / "docker-compose.yml"
 DOCS = ROOT / "docs" / "operations.md"
 
 FOREXD_SERVICES = ("worker", "retrain-worker", "replay")
-LONG_RUNNING = ("kafka", "postgres", "prometheus", "grafana", "worker", "retrain-worker")
+#: Services that run the image built from ./Dockerfile.
+IMAGE_SERVICES = (*FOREXD_SERVICES, "models-seed")
+LONG_RUNNING = ("kafka", "postgres", "prometheus", "alertmanager", "alert-sink", "grafana", "worker",
+                "retrain-worker")
+RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
+ALERTMANAGER = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 REQUIRED_ENV = (
     "FOREXD_BROKER_URL", "FOREXD_TOPIC_PREFIX", "FOREXD_PARTITIONS", "FOREXD_DATABASE_URL",
     "FOREXD_SYMBOLS", "FOREXD_TIMEFRAMES", "FOREXD_FORECAST_TIMEFRAMES", "FOREXD_HORIZON",
@@ -161,18 +170,21 @@ def test_docker_compose_config_validates() -> None:
 def test_compose_defines_the_whole_stack(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert set(services) == {
-        "kafka", "postgres", "prometheus", "grafana", "worker", "retrain-worker", "replay",
+        "kafka", "postgres", "prometheus", "alertmanager", "alert-sink", "grafana", "models-seed", "worker",
+        "retrain-worker", "replay",
     }
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert services["postgres"]["image"].startswith("postgres:")
     assert services["prometheus"]["image"].startswith("prom/prometheus:")
+    assert services["alertmanager"]["image"].startswith("prom/alertmanager:")
+    assert services["alert-sink"]["image"].startswith("python:")
     assert services["grafana"]["image"].startswith("grafana/grafana:")
     for name, svc in services.items():
         image = svc.get("image", "")
         assert ":" in image, f"{name}: image must carry a tag"
-        if name not in FOREXD_SERVICES:
+        if name not in IMAGE_SERVICES:
             assert not image.endswith(":latest"), f"{name}: pin third-party images"
-    for name in FOREXD_SERVICES:
+    for name in IMAGE_SERVICES:
         assert services[name]["build"] == "." and services[name]["image"] == "forexd:latest"
 
 
@@ -213,10 +225,11 @@ def test_long_running_services_have_healthchecks_and_restart_policies(
         assert hc["test"][0] in ("CMD", "CMD-SHELL"), name
         for key in ("interval", "timeout", "retries"):
             assert key in hc, f"{name}: healthcheck without {key}"
-    # The replay job ends; it is restarted only when it fails, and the image's /metrics
-    # health check (it serves none) is switched off.
-    assert services["replay"]["restart"].startswith("on-failure")
-    assert services["replay"]["healthcheck"] == {"disable": True}
+    # The replay and seed jobs end; they are restarted only when they fail, and the image's
+    # /metrics health check (they serve none) is switched off.
+    for job in ("replay", "models-seed"):
+        assert services[job]["restart"].startswith("on-failure"), job
+        assert services[job]["healthcheck"] == {"disable": True}, job
 
 
 def test_dependencies_wait_for_health_of_services_that_define_it(compose: dict[str, Any]) -> None:
@@ -272,7 +285,7 @@ def test_host_ports_are_published_on_loopback_only(compose: dict[str, Any]) -> N
     for name, svc in compose["services"].items():
         for port in svc.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name}: {port} exposed beyond loopback"
-    for name in FOREXD_SERVICES:
+    for name in IMAGE_SERVICES:
         assert "ports" not in compose["services"][name], f"{name}: metrics must stay internal"
 
 
@@ -313,6 +326,228 @@ def test_grafana_provisioning_matches_mounts(compose: dict[str, Any]) -> None:
     assert mounts["./deploy/grafana/dashboards"] == path
     assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
     assert list((ROOT / "deploy/grafana/dashboards").glob("*.json"))
+
+
+# ---------------------------------------------------------------------- the model served
+
+
+def _load_script(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_workers_start_after_the_bundled_models_are_seeded_into_their_model_dir(compose: dict[str, Any]) -> None:
+    s = compose["services"]
+    seed = s["models-seed"]
+    script = seed["command"][1]
+    mounts = dict(v.split(":")[:2] for v in seed["volumes"])
+    # the script is the repository's, mounted read-only where the command runs it
+    (host,) = [h for h, c in mounts.items() if script.startswith(c + "/")]
+    assert (ROOT / host / Path(script).name).is_file()
+    model_dir = _env(seed)["FOREXD_MODEL_DIR"]
+    for name in ("worker", "retrain-worker"):
+        assert _env(s[name])["FOREXD_MODEL_DIR"] == model_dir
+        assert s[name]["depends_on"]["models-seed"]["condition"] == "service_completed_successfully"
+        # the seed writes on the volume the workers read their model directory from
+        (vol,) = [v for v in s[name]["volumes"] if model_dir.startswith(v.split(":")[1])]
+        assert vol in seed["volumes"]
+
+
+def test_seed_copies_missing_models_only_and_the_model_book_then_serves_the_bundled_model(tmp_path: Path) -> None:
+    from forex_diffusion.bundled import MODELS
+    from retraining.serving import ModelBook
+
+    seed = _load_script(ROOT / "deploy" / "worker" / "seed_models.py")
+    target = tmp_path / "models"
+    bundled = sorted(p.relative_to(MODELS) for p in MODELS.glob("*/*") if p.suffix in (".pt", ".json"))
+    assert any(p.suffix == ".pt" for p in bundled)
+    copied = seed.seed(MODELS, target)
+    assert sorted(p.relative_to(target) for p in copied) == bundled
+    for rel in bundled:
+        assert (target / rel).read_bytes() == (MODELS / rel).read_bytes()
+    assert not list(target.rglob(".*.tmp"))
+    # a second start copies nothing and never overwrites what is there
+    first = target / bundled[0]
+    first.write_bytes(b"kept")
+    assert seed.seed(MODELS, target) == []
+    assert first.read_bytes() == b"kept"
+    first.write_bytes((MODELS / bundled[0]).read_bytes())
+    # what compose serves: the bundled 1m EURUSD model at the default horizon, not the random walk
+    (pt,) = (target / "EURUSD-1m-h24").glob("*.pt")
+    book = ModelBook(None, horizon=24, model_dir=target)
+    pred = book.predictor("EURUSD", "1m")
+    assert pred.version == pt.stem != "rw-ewma"
+
+
+def test_seed_script_needs_a_model_dir(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                       tmp_path: Path) -> None:
+    seed = _load_script(ROOT / "deploy" / "worker" / "seed_models.py")
+    monkeypatch.delenv("FOREXD_MODEL_DIR", raising=False)
+    assert seed.main(["seed_models.py"]) == 2
+    assert "FOREXD_MODEL_DIR" in capsys.readouterr().err
+    monkeypatch.setenv("FOREXD_MODEL_DIR", str(tmp_path / "m"))
+    assert seed.main(["seed_models.py"]) == 0
+    assert "EURUSD-1m-h24/" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------- alerts
+
+
+def _rules() -> dict[str, dict[str, Any]]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return {r["alert"]: r for g in groups for r in g["rules"]}
+
+
+def test_prometheus_sends_alerts_to_the_compose_alertmanager(compose: dict[str, Any]) -> None:
+    cfg = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    (am,) = cfg["alerting"]["alertmanagers"]
+    (target,) = [t for sc in am["static_configs"] for t in sc["targets"]]
+    host, port = target.split(":")
+    svc = compose["services"][host]
+    assert svc["image"].startswith("prom/alertmanager:")
+    assert f"127.0.0.1:{port}:{port}" in svc["ports"]
+    mounts = dict(v.split(":")[:2] for v in svc["volumes"] if v.startswith("./"))
+    config_flag = next(c for c in svc["command"] if c.startswith("--config.file="))
+    config_path = Path(config_flag.split("=", 1)[1])
+    assert mounts["./deploy/alertmanager"] == str(config_path.parent)
+    assert (ALERTMANAGER.parent / config_path.name).is_file()
+
+
+def test_alertmanager_routes_every_rule_by_severity_to_a_documented_receiver(compose: dict[str, Any]) -> None:
+    cfg = yaml.safe_load(ALERTMANAGER.read_text())
+    rules = _rules()
+    assert len(rules) == 8
+    severities = {r["labels"]["severity"] for r in rules.values()}
+    assert severities == {"critical", "warning"}
+    receivers = {r["name"]: r for r in cfg["receivers"]}
+    assert receivers[cfg["route"]["receiver"]] == {"name": "null"}  # unlabelled alerts are dropped
+    routed = {}
+    for route in cfg["route"]["routes"]:
+        (matcher,) = route["matchers"]
+        m = re.fullmatch(r'severity="(\w+)"', matcher)
+        assert m, matcher
+        routed[m.group(1)] = route["receiver"]
+    assert set(routed) == severities
+    sink = compose["services"]["alert-sink"]
+    sink_port = sink["command"][-1]
+    for severity, name in routed.items():
+        hooks = receivers[name]["webhook_configs"]
+        assert hooks, severity
+        for hook in hooks:
+            assert hook["url"].startswith(f"http://alert-sink:{sink_port}/"), hook
+            assert hook["send_resolved"] is True
+    # every severity's receiver is named in the operations guide
+    doc = DOCS.read_text()
+    assert "deploy/alertmanager/alertmanager.yml" in doc and "alert-sink" in doc
+
+
+@pytest.mark.skipif(shutil.which("amtool") is None, reason="amtool (Alertmanager) not installed here; "
+                    "the structural test above applies")
+def test_amtool_accepts_the_config_and_routes_by_severity() -> None:
+    ok = subprocess.run(["amtool", "check-config", str(ALERTMANAGER)], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    for severity in ("critical", "warning"):
+        r = subprocess.run(["amtool", "config", "routes", "test", f"--config.file={ALERTMANAGER}",
+                            "alertname=ForexdFeedStale", f"severity={severity}"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.stdout.strip() == severity, r.stdout + r.stderr
+
+
+def test_webhook_sink_logs_one_line_per_alert() -> None:
+    import threading
+    import urllib.request
+    from contextlib import redirect_stdout
+    from http.server import HTTPServer
+    from io import StringIO
+
+    sink = _load_script(ROOT / "deploy" / "alertmanager" / "webhook_sink.py")
+    payload = {"receiver": "warning", "status": "firing", "alerts": [
+        {"status": "firing", "labels": {"alertname": "ForexdFeedStale", "severity": "warning", "symbol": "EURUSD"},
+         "annotations": {"summary": "No tick for EURUSD"}},
+        {"status": "resolved", "labels": {"alertname": "ForexdCircuitOpen", "severity": "critical",
+                                          "dependency": "database"}, "annotations": {}},
+    ]}
+    server = HTTPServer(("127.0.0.1", 0), sink._Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    out = StringIO()
+    with redirect_stdout(out):
+        thread.start()
+        try:
+            url = f"http://127.0.0.1:{server.server_port}"
+            assert urllib.request.urlopen(url + "/", timeout=10).read() == b"ok\n"  # the health check
+            req = urllib.request.Request(url + "/warning", data=json.dumps(payload).encode(),
+                                         headers={"Content-Type": "application/json"})
+            assert urllib.request.urlopen(req, timeout=10).status == 200
+        finally:
+            server.shutdown()
+            server.server_close()
+    assert out.getvalue().splitlines() == [
+        'alert receiver=warning status=firing alertname=ForexdFeedStale severity=warning symbol=EURUSD '
+        'summary="No tick for EURUSD"',
+        'alert receiver=warning status=resolved alertname=ForexdCircuitOpen severity=critical '
+        'dependency=database summary=""',
+    ]
+
+
+# FX trades from Sunday 17:00 to Friday 17:00 New York: 21:00 (summer) or 22:00 (winter) UTC.
+_WIDEST_WEEKEND = MarketHours(closes="Fri 21:00", opens="Sun 22:00")
+_NARROWEST_WEEKEND = MarketHours(closes="Fri 22:00", opens="Sun 21:00")
+
+
+def _market_gate(expr: str) -> str:
+    """The time condition of a rule (``... and on () (<gate>)``) as a Python expression.
+
+    Each term is a label-less instant vector (``day_of_week()``, ``hour()`` of ``time()``):
+    a comparison keeps or drops its one sample and ``and``/``or`` intersect and unite, so
+    the condition holds exactly when the boolean reading of the terms does.
+    """
+    head, sep, gate = expr.partition("and on ()")
+    assert sep, expr
+    allowed = re.fullmatch(r"[\s()<>=!0-9]*(?:(?:day_of_week\(\)|hour\(\)|and|or)[\s()<>=!0-9]*)*", gate)
+    assert allowed, f"unexpected PromQL in the market-hours gate: {gate!r}"
+    return " ".join(gate.replace("day_of_week()", "dow").replace("hour()", "hour").split())
+
+
+def test_feed_stale_rule_is_silent_over_the_fx_weekend_and_alerts_in_the_week() -> None:
+    rule = _rules()["ForexdFeedStale"]
+    expr = rule["expr"]
+    assert re.match(r"\s*max by \(symbol\) \(forexd_feed_staleness_seconds\) > \d+", expr)
+    gate = _market_gate(expr)
+    monday = datetime(2014, 5, 5, tzinfo=UTC)  # any week: the gate only reads UTC weekday and hour
+    silent, alerting = [], []
+    for h in range(7 * 24):
+        t = monday + timedelta(hours=h, minutes=30)
+        ts_ms = int(t.timestamp() * 1000)
+        dow = (t.weekday() + 1) % 7  # PromQL: 0 = Sunday
+        on = eval(gate, {"__builtins__": {}}, {"dow": dow, "hour": t.hour})  # noqa: S307 - checked above
+        (alerting if on else silent).append(t)
+        # never while the market may be closed in either season (the widest weekend) ...
+        if _WIDEST_WEEKEND.is_closed(ts_ms):
+            assert not on, f"ForexdFeedStale can fire at {t:%a %H:%M} UTC, when FX is closed"
+        # ... and always while it is open in both, except the hour of grace after the open
+        elif not _NARROWEST_WEEKEND.is_closed(ts_ms) and not (dow == 0 and t.hour == 22):
+            assert on, f"ForexdFeedStale is silent at {t:%a %H:%M} UTC, when FX is open"
+    assert len(silent) == 3 + 24 + 23  # Friday 21:00 to Sunday 23:00 UTC
+    assert "FX" in rule["annotations"]["description"] or "weekend" in rule["annotations"]["description"]
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Prometheus) not installed here; "
+                    "the structural tests above apply")
+def test_promtool_accepts_config_and_rules_and_passes_the_rule_unit_tests(tmp_path: Path) -> None:
+    def run(*args: str) -> None:
+        r = subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+    run("check", "rules", str(RULES))
+    # the config names its rule file by its path in the container: check a copy that points here
+    cfg = (ROOT / "deploy/prometheus/prometheus.yml").read_text().replace("/etc/prometheus/", f"{RULES.parent}/")
+    (tmp_path / "prometheus.yml").write_text(cfg)
+    run("check", "config", str(tmp_path / "prometheus.yml"))
+    # eval times on a Friday evening, Saturday, Sunday before and after the grace hour, Monday
+    run("test", "rules", str(ROOT / "deploy/prometheus/tests/rules_test.yml"))
 
 
 # ---------------------------------------------------------------------- Dockerfile
@@ -358,3 +593,21 @@ def test_operations_doc_covers_every_settings_field() -> None:
     missing = [f"FOREXD_{f.name.upper()}" for f in fields(settings_mod.Settings)
                if f"`FOREXD_{f.name.upper()}`" not in doc]
     assert not missing, missing
+
+
+def test_operations_doc_lists_exactly_the_reject_reasons() -> None:
+    from forex_diffusion.errors import RejectReason
+
+    doc = DOCS.read_text()
+    m = re.search(r"`forex_diffusion\.errors\.RejectReason` \(([^)]*)\)", doc)
+    assert m, "the reason list of the metrics section"
+    listed = re.findall(r"`(\w+)`", m.group(1))
+    assert sorted(listed) == sorted(r.value for r in RejectReason)
+
+
+def test_operations_doc_cites_no_file_outside_the_repository() -> None:
+    doc = DOCS.read_text()
+    assert "RELIABILITY.md" not in doc and "../shared" not in doc
+    for path in set(re.findall(r"`((?:deploy|docs|tests|forex_diffusion|streams|retraining)/[\w./-]+)`", doc)):
+        assert (ROOT / path).exists(), path
+
