@@ -20,6 +20,7 @@ from forex_diffusion.storage import make_engine
 
 from .producer import ProducerWatch
 from .settings import Settings
+from .state_key import install_state_key
 
 __all__ = ["Runtime", "create_app"]
 
@@ -58,6 +59,7 @@ class Runtime:
 def create_app(settings: Settings, *, roles: tuple[str, ...] = ("ticks",), metrics: Any = None) -> Runtime:
     """Build the Faust App and register the agents of the given roles."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    install_state_key(settings)  # issue 13: the key that signs the state snapshots, before any restore
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,

@@ -18,14 +18,15 @@ from typing import Any
 
 from faust.types import TP
 
-from forex_diffusion.errors import PermanentStorageError
+from forex_diffusion.errors import ArtifactError, PermanentStorageError
 from forex_diffusion.storage import load_snapshot, save_progress
 
-__all__ = ["EXIT_STORAGE_FATAL", "PartitionProgress"]
+__all__ = ["EXIT_STATE_REFUSED", "EXIT_STORAGE_FATAL", "PartitionProgress"]
 
 log = logging.getLogger(__name__)
 
 EXIT_STORAGE_FATAL = 74  # sysexits EX_IOERR: the database refuses writes for good
+EXIT_STATE_REFUSED = 65  # sysexits EX_DATAERR: a checkpointed state failed its signature (issue 13)
 FATAL_MIN_ATTEMPTS = 3  # a permanent storage error is fatal only after this many checkpoints failed with it
 
 
@@ -192,6 +193,25 @@ class PartitionProgress:
         sys.stderr.flush()
         os._exit(EXIT_STORAGE_FATAL)
 
+    def _state_refused(self, partition: int, offset: int, exc: ArtifactError) -> None:
+        """Stop the worker: a checkpointed state failed its signature or cannot be restored.
+
+        Issue 13 (see docs/operations.md, "State snapshots are signed"): starting the series
+        fresh from the checkpoint's offset would silently lose its history (the state would
+        no longer be the fold of the input, I6/I7), and would let whoever can write the table
+        reset it. So, like fatal storage, the worker stops loudly with
+        :data:`EXIT_STATE_REFUSED`; an operator fixes the key or deletes the row.
+        """
+        log.error("state.refused consumer=%s topic=%s partition=%d offset=%d error=%s -- not loaded; fix "
+                  "FOREXD_STATE_KEY (shared by every worker) or delete this partition's checkpoint row to "
+                  "start it fresh; exiting with %d", self.consumer, self.topic, partition, offset, exc,
+                  EXIT_STATE_REFUSED)
+        for h in logging.getLogger().handlers:
+            h.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_STATE_REFUSED)
+
     async def _commit(self, positions: dict[TP, int]) -> None:
         try:
             await asyncio.wait_for(self.app.consumer._commit(positions), timeout=10.0)
@@ -225,7 +245,10 @@ class PartitionProgress:
                 self.offsets.pop(tp.partition, None)
             else:
                 offset, state = snap
-                self._restore(tp.partition, state)
+                try:
+                    self._restore(tp.partition, state)
+                except ArtifactError as exc:  # issue 13: a refused snapshot is never loaded
+                    self._state_refused(tp.partition, offset, exc)
                 self.offsets[tp.partition] = offset
                 log.info("progress.restored consumer=%s partition=%d offset=%d", self.consumer, tp.partition, offset)
             self.restoring.pop(tp.partition).set()

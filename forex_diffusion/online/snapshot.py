@@ -1,15 +1,25 @@
-"""Hash-verified snapshots of the service's own learner and detector state.
+"""HMAC-signed snapshots of the service's own learner and detector state.
 
 River models are plain Python objects and are stored pickled. A pickle runs code when it is
 loaded, so RELIABILITY.md §5.5 allows it only for artifacts this service wrote itself, and
-only after the bytes are verified. A snapshot is::
+only after the bytes are verified. Whoever can write the state table must not be able to
+forge one (issue 13), so every snapshot is signed with the deployment's secret state key::
 
-    MAGIC (8 bytes) | digest (32 bytes) | pickle payload
+    MAGIC "FXDSNAP2" (8 bytes) | key id (8 bytes) | HMAC-SHA256(key, MAGIC | key id | payload) (32) | pickle payload
 
-The digest is ``HMAC-SHA256(key, payload)`` when a key is given (the deployment's secret:
-a reader without it cannot forge a snapshot) and plain ``SHA256(payload)`` otherwise (which
-catches corruption and truncation, not tampering). The digest is checked *before* anything
-is unpickled; any mismatch raises :class:`~forex_diffusion.errors.ArtifactError`.
+The key id (a hash of the key, not the key) says which key signed it, so a worker with
+another key says so instead of "tampered". The signature is checked *before* anything is
+unpickled; a mismatch raises :class:`~forex_diffusion.errors.ArtifactError` and is logged
+at ERROR (``state.refused``).
+
+The key is the process's state key, installed once by the worker from its settings
+(:func:`configure_state_key`; the core never reads the environment), or ``key=`` per call.
+Until one is installed a random per-process key is used: snapshots then round-trip inside
+the process only (tests, offline tools), and nothing another process wrote loads.
+
+Old snapshots (``FXDSNAP1``: a plain SHA-256 anyone can recompute, or an HMAC of the bare
+payload) are refused unless the worker runs with ``accept_unsigned`` (the migration setting
+``FOREXD_STATE_UNSIGNED=accept``); the next checkpoint writes them back signed.
 
 >>> blob = dump_state({"n": 3})
 >>> load_state(blob)
@@ -17,7 +27,7 @@ is unpickled; any mismatch raises :class:`~forex_diffusion.errors.ArtifactError`
 >>> load_state(blob[:-1])
 Traceback (most recent call last):
 ...
-forex_diffusion.errors.ArtifactError: snapshot digest mismatch (corrupt, truncated or signed with another key)
+forex_diffusion.errors.ArtifactError: state snapshot signature mismatch (tampered or corrupt): refused, not loaded
 """
 
 from __future__ import annotations
@@ -26,43 +36,95 @@ import hashlib
 import hmac
 import logging
 import pickle
+import secrets
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..errors import ArtifactError
+from ..errors import ArtifactError, ConfigError
 
-__all__ = ["SNAPSHOT_MAGIC", "dump_state", "load_state"]
+__all__ = ["LEGACY_MAGIC", "MIN_KEY_BYTES", "SNAPSHOT_MAGIC", "configure_state_key", "dump_state", "key_id",
+           "load_state"]
 
 logger = logging.getLogger(__name__)
 
-SNAPSHOT_MAGIC = b"FXDSNAP1"
+SNAPSHOT_MAGIC = b"FXDSNAP2"
+#: The unsigned format written before issue 13 (refused unless migrating).
+LEGACY_MAGIC = b"FXDSNAP1"
+#: The shortest state key :func:`configure_state_key` accepts.
+MIN_KEY_BYTES = 32
+_ID_LEN = 8
 _DIGEST_LEN = 32
 
 T = TypeVar("T")
 
 
-def _digest(payload: bytes, key: bytes | None) -> bytes:
-    if key is None:
-        return hashlib.sha256(payload).digest()
-    return hmac.new(key, payload, hashlib.sha256).digest()
+@dataclass(frozen=True, slots=True)
+class _Signing:
+    key: bytes
+    accept_unsigned: bool = False
+
+
+# The process's state key (see the module docstring): a random one until the worker installs
+# the deployment's key with configure_state_key().
+_signing = _Signing(secrets.token_bytes(32))
+
+
+def configure_state_key(key: bytes, *, accept_unsigned: bool = False) -> None:
+    """Install the deployment's state key for this process (the worker calls it once at start).
+
+    Parameters
+    ----------
+    key
+        The secret (at least :data:`MIN_KEY_BYTES` bytes); every worker of a deployment that
+        shares a database must use the same one.
+    accept_unsigned
+        Also load old unsigned (``FXDSNAP1``) snapshots: a one-off migration switch.
+
+    Raises
+    ------
+    ConfigError
+        A key shorter than :data:`MIN_KEY_BYTES`.
+    """
+    global _signing
+    if len(key) < MIN_KEY_BYTES:
+        raise ConfigError(f"the state key must be at least {MIN_KEY_BYTES} bytes, got {len(key)}")
+    _signing = _Signing(bytes(key), accept_unsigned)
+    logger.info("state key installed key_id=%s accept_unsigned=%s", key_id(key), accept_unsigned)
+
+
+def key_id(key: bytes) -> str:
+    """A public fingerprint of a state key (16 hex digits; reveals nothing usable of it)."""
+    return hashlib.sha256(b"forexd-state-key-id\0" + key).hexdigest()[: 2 * _ID_LEN]
+
+
+def _sign(key: bytes, kid: bytes, payload: bytes) -> bytes:
+    return hmac.new(key, SNAPSHOT_MAGIC + kid + payload, hashlib.sha256).digest()
 
 
 def dump_state(obj: object, *, key: bytes | None = None) -> bytes:
-    """Serialise ``obj`` into a digest-prefixed snapshot.
+    """Serialise ``obj`` into a signed snapshot.
 
     Parameters
     ----------
     obj
         Any picklable object owned by the service (learner set, drift monitor, ...).
     key
-        Optional HMAC key; without it the digest is a plain SHA-256.
+        HMAC key (default: the process's state key).
 
     Returns
     -------
     bytes
-        ``MAGIC | digest | payload``.
+        ``MAGIC | key id | signature | payload``.
     """
+    k = _signing.key if key is None else key
+    kid = bytes.fromhex(key_id(k))
     payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    return SNAPSHOT_MAGIC + _digest(payload, key) + payload
+    return SNAPSHOT_MAGIC + kid + _sign(k, kid, payload) + payload
+
+
+def _refuse(reason: str, message: str, size: int) -> ArtifactError:
+    logger.error("state.refused reason=%s size=%d: %s", reason, size, message)
+    return ArtifactError(message)
 
 
 def load_state(data: bytes, *, key: bytes | None = None, expected: type[T] | None = None) -> T | Any:
@@ -73,7 +135,7 @@ def load_state(data: bytes, *, key: bytes | None = None, expected: type[T] | Non
     data
         The snapshot bytes.
     key
-        The HMAC key it was written with (None for a plain SHA-256 digest).
+        The HMAC key it was signed with (default: the process's state key).
     expected
         If given, the restored object must be an instance of this type.
 
@@ -85,21 +147,30 @@ def load_state(data: bytes, *, key: bytes | None = None, expected: type[T] | Non
     Raises
     ------
     ArtifactError
-        Wrong magic, digest mismatch (checked before unpickling), unreadable payload or an
-        object of the wrong type.
+        Not a snapshot, signed with another key, signature mismatch (all checked before
+        unpickling), an old unsigned snapshot outside a migration, an unreadable payload or
+        an object of the wrong type.
     """
+    k = _signing.key if key is None else key
     head = len(SNAPSHOT_MAGIC)
-    if len(data) < head + _DIGEST_LEN or data[:head] != SNAPSHOT_MAGIC:
-        raise ArtifactError("not a forex_diffusion state snapshot (bad magic or too short)")
-    digest = data[head : head + _DIGEST_LEN]
-    payload = data[head + _DIGEST_LEN :]
-    if not hmac.compare_digest(digest, _digest(payload, key)):
-        logger.warning("snapshot refused reason=digest_mismatch size=%d", len(data))
-        raise ArtifactError(
-            "snapshot digest mismatch (corrupt, truncated or signed with another key)"
-        )
+    magic = data[:head]
+    if magic == LEGACY_MAGIC:
+        payload = _legacy_payload(data, key)
+    elif magic == SNAPSHOT_MAGIC and len(data) >= head + _ID_LEN + _DIGEST_LEN:
+        kid = data[head : head + _ID_LEN]
+        digest = data[head + _ID_LEN : head + _ID_LEN + _DIGEST_LEN]
+        payload = data[head + _ID_LEN + _DIGEST_LEN :]
+        mine = key_id(k)
+        if kid.hex() != mine:
+            raise _refuse("other_key", f"state snapshot signed with another state key (key id {kid.hex()}, this "
+                          f"process has {mine}): every worker of a deployment must share FOREXD_STATE_KEY", len(data))
+        if not hmac.compare_digest(digest, _sign(k, kid, payload)):
+            raise _refuse("signature", "state snapshot signature mismatch (tampered or corrupt): refused, not loaded",
+                          len(data))
+    else:
+        raise _refuse("format", "not a forex_diffusion state snapshot (bad magic or too short)", len(data))
     try:
-        obj = pickle.loads(payload)  # noqa: S301 - verified service-owned artifact (§5.5)
+        obj = pickle.loads(payload)  # noqa: S301 - signed service-owned artifact (§5.5)
     except Exception as exc:  # a verified but unreadable payload (version skew)
         raise ArtifactError(f"snapshot payload cannot be restored: {exc}") from exc
     if expected is not None and not isinstance(obj, expected):
@@ -107,3 +178,17 @@ def load_state(data: bytes, *, key: bytes | None = None, expected: type[T] | Non
             f"snapshot holds a {type(obj).__name__}, expected {expected.__name__}"
         )
     return obj
+
+
+def _legacy_payload(data: bytes, key: bytes | None) -> bytes:
+    """The payload of an old ``FXDSNAP1`` snapshot, verified, if migrating (else refused)."""
+    if not _signing.accept_unsigned:
+        raise _refuse("unsigned", "old unsigned state snapshot refused (it could be forged); set "
+                      "FOREXD_STATE_UNSIGNED=accept once to migrate it", len(data))
+    head = len(LEGACY_MAGIC)
+    digest, payload = data[head : head + _DIGEST_LEN], data[head + _DIGEST_LEN :]
+    want = hashlib.sha256(payload).digest() if key is None else hmac.new(key, payload, hashlib.sha256).digest()
+    if len(digest) != _DIGEST_LEN or not hmac.compare_digest(digest, want):
+        raise _refuse("signature", "old state snapshot digest mismatch (tampered or corrupt): refused", len(data))
+    logger.warning("state.migrated_unsigned size=%d: loaded an old unsigned snapshot (migration)", len(data))
+    return payload
