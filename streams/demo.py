@@ -25,6 +25,7 @@ from typing import Any
 
 from forex_diffusion.bundled import MODELS, SAMPLE_TICKS
 from forex_diffusion.codec import encode
+from forex_diffusion.errors import ServiceUnavailableError
 from forex_diffusion.replaying import records_from_file
 
 from .broker import EmbeddedBroker, free_port
@@ -35,6 +36,7 @@ __all__ = ["DemoResult", "run_demo"]
 
 SAMPLE = SAMPLE_TICKS
 TOPICS = ("ticks", "candles", "indicators", "forecasts", "drift", "models", "deadletter", "retrain.requests")
+READY_TIMEOUT_S = 600.0  # the longest wait for the worker's first /metrics answer
 # a retrain small enough for a demo: the loop closes within a minute
 DEMO_JOB = {"horizon": 24, "train_candles": 200, "holdout_candles": 60, "warmup_candles": 48, "eval_every": 4,
             "eval_samples": 16,
@@ -53,6 +55,7 @@ class DemoResult:
         self.metrics_text = ""
         self.pids: list[int] = []
         self.data_dir: Path | None = None
+        self.ready_s = 0.0  # seconds from the worker's launch to its first /metrics answer
 
 
 def _bad_and_late(first: dict[str, Any]) -> list[tuple[bytes, bytes]]:
@@ -164,6 +167,7 @@ def run_demo(*, duration: float | None = 120.0, speed: float = 600.0, data_dir: 
                 "FOREXD_TIMEFRAMES": "1m,5m,1h", "FOREXD_FORECAST_TIMEFRAMES": "1m", "FOREXD_HORIZON": "24",
                 "FOREXD_MODEL_DIR": str(models), "FOREXD_METRICS_PORT": str(port), "FOREXD_IDLE_CLOSE_S": "3",
                 "FOREXD_RETRAIN_JOB_CONFIG": json.dumps(DEMO_JOB), "PYTHONUNBUFFERED": "1"})
+    t_start = time.monotonic()
     log = open(data / "worker.log", "ab")  # noqa: SIM115
     worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--role", "all", "--loglevel", "info"],
                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=data)
@@ -177,6 +181,26 @@ def run_demo(*, duration: float | None = 120.0, speed: float = 600.0, data_dir: 
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
         await ensure_topics(settings, [settings.topic(t) for t in TOPICS])
+        # The replay and the duration start once the worker serves /metrics: on a busy machine
+        # its start-up (torch, the models) can take longer than a short --duration.
+        ready_by = loop.time() + READY_TIMEOUT_S
+        while not stop.is_set():
+            try:
+                await _scrape(result.metrics_url)
+                break
+            except Exception as exc:  # noqa: BLE001 - not listening yet
+                if worker.poll() is not None:
+                    raise ServiceUnavailableError(
+                        "demo worker", result.metrics_url,
+                        f"it exited with code {worker.returncode} before it was ready; "
+                        "run with --data-dir DIR to keep its log") from exc
+                if loop.time() > ready_by:
+                    raise ServiceUnavailableError(
+                        "demo worker", result.metrics_url,
+                        f"not ready within {READY_TIMEOUT_S:.0f} s; run with --data-dir DIR to keep its log") from exc
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
+        result.ready_s = time.monotonic() - t_start
         tasks = [asyncio.ensure_future(_replay(settings, speed, result, stop)),
                  asyncio.ensure_future(_watch(settings, result, stop, show or (lambda r: None)))]
         try:
