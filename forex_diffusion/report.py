@@ -7,8 +7,13 @@ The page is self-contained (inline CSS and SVG charts, no scripts, no plotting l
 2. the rolling CRPS of the model and of the EWMA random-walk baseline stored in every
    forecast payload, and the rolling 50 %/90 % interval coverage;
 3. the model changes of the series (registry alias history: registrations, promotions,
-   rollbacks) and drift events when a ``drift_events`` table exists;
-4. summary numbers: forecasts, realised steps, CRPS, skill vs the random walk, coverage.
+   rollbacks) and the drift events the candle agent stored (``drift_events``);
+4. summary numbers: forecasts, realised steps, CRPS, skill vs the random walk, coverage;
+5. reliability per horizon step group (``1``, ``2-4``, ``5-12``, ``13+``): for every
+   quantile level τ the share of realised closes at or below the forecast's τ-quantile
+   against τ (the diagonal is perfect calibration; the random walk's is drawn too), and the
+   PIT histogram over the bins the quantile levels delimit (uniform density 1 when
+   calibrated).
 
 Step ``k`` of a forecast made at ``as_of`` is realised by the close of the ``k``-th stored
 candle whose open time is at or after ``as_of`` (``as_of`` is the close time of the candle
@@ -34,15 +39,17 @@ from sqlalchemy import Engine, MetaData, Table, func, inspect, select
 
 from .errors import ConfigError
 from .evaluation import QUANTILE_LEVELS, crps_quantiles, summarize_forecasts
+from .monitoring import DEFAULT_HORIZON_GROUPS, HorizonGroup
 from .storage.registry import alias_history, list_versions
 from .storage.repository import fetch_candles
 from .storage.retry import db_retry
-from .storage.tables import forecasts
+from .storage.tables import NO_HORIZON, forecasts
 from .timeframes import Timeframe, ms_to_datetime
 
 __all__ = [
     "DriftTable",
     "ModelChange",
+    "Reliability",
     "ReportConfig",
     "ReportData",
     "Summary",
@@ -50,6 +57,7 @@ __all__ = [
     "list_series",
     "load_report",
     "realise",
+    "reliability",
     "render_report",
     "rolling_scores",
     "summarize",
@@ -350,6 +358,66 @@ def rolling_scores(steps: pd.DataFrame, window: int) -> pd.DataFrame:
     }, columns=out_cols)
 
 
+@dataclass(frozen=True, slots=True)
+class Reliability:
+    """Calibration of the realised steps of one horizon group.
+
+    ``below[k]`` is the share of realised closes at or below the forecast's quantile at
+    ``levels[k]`` (``rw_below`` the same for the random walk); a calibrated forecast has
+    ``below ≈ levels``. ``pit[j]`` is the share of closes in the ``j``-th of the
+    ``len(levels) + 1`` bins the quantiles delimit (below the first, between neighbours,
+    above the last); ``pit_density[j] = pit[j] / width[j]`` is 1 in every bin when calibrated.
+    """
+
+    group: str
+    n: int
+    levels: tuple[float, ...]
+    below: tuple[float, ...]
+    rw_below: tuple[float, ...]
+    pit: tuple[float, ...]
+
+    @property
+    def widths(self) -> tuple[float, ...]:
+        """Return the nominal probability of each PIT bin."""
+        edges = (0.0, *self.levels, 1.0)
+        return tuple(b - a for a, b in zip(edges[:-1], edges[1:], strict=True))
+
+    @property
+    def pit_density(self) -> tuple[float, ...]:
+        """Return each PIT bin's share divided by its nominal probability."""
+        return tuple(p / w for p, w in zip(self.pit, self.widths, strict=True))
+
+
+def reliability(steps: pd.DataFrame,
+                groups: Sequence[HorizonGroup] = DEFAULT_HORIZON_GROUPS) -> list[Reliability]:
+    """Return the calibration of the realised steps of ``steps`` per horizon step group.
+
+    Groups without a realised step are left out. A realised close equal to a quantile counts
+    as at or below it.
+    """
+    out: list[Reliability] = []
+    if steps.empty:
+        return out
+    done = steps[np.isfinite(steps["realized"].to_numpy(dtype=np.float64))]
+    levels = tuple(float(x) for x in QUANTILE_LEVELS)
+    for grp in groups:
+        g = done[[grp.contains(int(k)) for k in done["step"]]] if len(done) else done
+        if g.empty:
+            continue
+        y = g["realized"].to_numpy(dtype=np.float64)[:, None]
+        q = np.sort(g[_Q].to_numpy(dtype=np.float64), axis=1)  # a crossed quantile set: sorted
+        rq = g[_RW].to_numpy(dtype=np.float64)
+        below = (y <= q).mean(axis=0)
+        rw_ok = np.isfinite(rq).all(axis=1)
+        rw_below = (y[rw_ok] <= np.sort(rq[rw_ok], axis=1)).mean(axis=0) if rw_ok.any() \
+            else np.full(len(levels), np.nan)
+        bins = (y > q).sum(axis=1)  # 0: at or below the first quantile ... len(levels): above the last
+        pit = np.bincount(bins, minlength=len(levels) + 1) / len(y)
+        out.append(Reliability(group=grp.label, n=len(y), levels=levels, below=tuple(float(v) for v in below),
+                               rw_below=tuple(float(v) for v in rw_below), pit=tuple(float(v) for v in pit)))
+    return out
+
+
 def _sample_fans(steps: pd.DataFrame, n: int) -> list[tuple[int, str]]:
     """Up to ``n`` evenly spaced ``(as_of, model_version)`` forecasts, fully realised ones first."""
     if steps.empty or n == 0:
@@ -624,6 +692,59 @@ def _rolling_charts(data: ReportData, roll: pd.DataFrame) -> str:
             f"<h3>Rolling interval coverage, {w} forecasts per window</h3>{cov}")
 
 
+def _reliability_charts(data: ReportData) -> str:
+    rel = reliability(data.steps)
+    if not rel:
+        return "<p class='note'>No forecast step is realised yet by a stored candle: nothing to calibrate.</p>"
+    figs = []
+    for r in rel:
+        lv = np.asarray(r.levels)
+        f = _Frame(470, 260, 0.0, 1.0, 0.0, 1.0)
+        body = [_axes(f, y_pct=True, time_x=False),
+                _line(f, np.array([0.0, 1.0]), np.array([0.0, 1.0]), "#999", 1, "4 4", "perfect calibration"),
+                _line(f, lv, np.asarray(r.rw_below), _RWC, 1.2, "3 3", "random walk"),
+                _line(f, lv, np.asarray(r.below), _MEDIAN, 1.8, title="model")]
+        body.extend(f'<circle cx="{float(f.x(a)):.1f}" cy="{float(f.y(b)):.1f}" r="2.5" fill="{_MEDIAN}">'
+                    f"<title>{_e(f'level {a:.2f}: {100 * b:.1f} % of closes at or below')}</title></circle>"
+                    for a, b in zip(lv, r.below, strict=True))
+        body.append(_axis_titles(f, "nominal quantile level", "closes at or below the quantile"))
+        title = f"Steps {r.group}: share of closes at or below each forecast quantile ({r.n} steps)"
+        cal = _svg(f, title, body, [(_MEDIAN, "model"), (_RWC, "random walk"), ("#999", "ideal")], "rel")
+        dens = np.asarray(r.pit_density)
+        edges = np.array([0.0, *r.levels, 1.0])
+        f2 = _Frame(470, 260, 0.0, 1.0, 0.0, max(2.0, float(np.nanmax(dens)) * 1.1))
+        bars = [_axes(f2, y_fmt=".1f", time_x=False)]
+        for a, b, d, share in zip(edges[:-1], edges[1:], dens, r.pit, strict=True):
+            x0, x1, y0, y1 = float(f2.x(a)), float(f2.x(b)), float(f2.y(d)), float(f2.y(0.0))
+            bars.append(f'<rect x="{x0 + 0.5:.1f}" y="{y0:.1f}" width="{max(x1 - x0 - 1, 0.5):.1f}" '
+                        f'height="{max(y1 - y0, 0):.1f}" fill="{_BAND50}">'
+                        f"<title>{_e(f'PIT {a:.2f}–{b:.2f}: {100 * share:.1f} % of closes (nominal {100 * (b - a):.0f} %)')}"
+                        "</title></rect>")
+        bars.append(_line(f2, np.array([0.0, 1.0]), np.array([1.0, 1.0]), "#999", 1, "4 4", "uniform"))
+        bars.append(_axis_titles(f2, "PIT (forecast CDF at the realised close)", "density (1 = calibrated)"))
+        pit = _svg(f2, f"Steps {r.group}: PIT histogram ({r.n} steps)", bars,
+                   [(_BAND50, "share / bin width"), ("#999", "uniform")], "pit")
+        figs.append(f"<figure><figcaption>{_e(f'Steps {r.group}: reliability, {r.n} realised steps')}</figcaption>"
+                    f"{cal}</figure><figure><figcaption>{_e(f'Steps {r.group}: PIT histogram')}</figcaption>"
+                    f"{pit}</figure>")
+    rows = [(r.group, r.n, *(_pct(b) for b in r.below)) for r in rel]
+    table = _table(["steps", "realised", *(f"≤ q{round(t * 100):02d}" for t in QUANTILE_LEVELS)], rows,
+                   [False, True, *([True] * len(QUANTILE_LEVELS))])
+    return ("<p class='sub'>For each horizon step group: the share of realised closes at or below each "
+            "forecast quantile against its nominal level (on the diagonal when calibrated; above it the "
+            "quantiles are too high, below too low), and the PIT histogram (flat at 1 when calibrated; "
+            "U-shaped: intervals too narrow; hump-shaped: too wide).</p>"
+            f"<div class='fans'>{''.join(figs)}</div>{table}")
+
+
+def _axis_titles(f: _Frame, x_title: str, y_title: str) -> str:
+    cx = (f.left + f.width - f.right) / 2
+    cy = (f.top + f.height - f.bottom) / 2
+    return (f'<text x="{cx:.1f}" y="{f.height - 4}" text-anchor="middle" class="axis">{_e(x_title)}</text>'
+            f'<text x="12" y="{cy:.1f}" text-anchor="middle" class="axis" '
+            f'transform="rotate(-90 12 {cy:.1f})">{_e(y_title)}</text>')
+
+
 # -- HTML -----------------------------------------------------------------------------------
 
 _CSS = """
@@ -682,7 +803,8 @@ def _drift_html(data: ReportData) -> str:
         return "<p class='note'>The database has no <code>drift_events</code> table: drift events are not recorded here.</p>"
     if not d.rows:
         return "<p class='note'>No drift events for this series in the period.</p>"
-    rows = [[_fmt_time(v) if c == d.time_column and v is not None else ("" if v is None else v)
+    rows = [[_fmt_time(v) if c == d.time_column and v is not None
+             else ("–" if v is None or (c == "horizon" and v == NO_HORIZON) else v)
              for c, v in zip(d.columns, r, strict=True)] for r in d.rows]
     return _table(list(d.columns), rows)
 
@@ -711,6 +833,7 @@ def render_report(data: ReportData, *, title: str | None = None) -> str:
         parts.append("<h3>Sampled forecasts against the realised path</h3><div class='fans'>"
                      + "".join(_fan_panel(data, i, a, v) for i, (a, v) in enumerate(fans, start=1)) + "</div>")
     parts.append(f"<h2>Scores over time</h2>{_rolling_charts(data, rolling_scores(data.steps, cfg.window))}")
+    parts.append(f"<h2>Reliability by horizon</h2>{_reliability_charts(data)}")
     parts.append(f"<h2>Model changes</h2>{_changes_html(data)}<h2>Drift events</h2>{_drift_html(data)}")
     parts.append("</body></html>")
     return "".join(parts)

@@ -12,15 +12,29 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import BigInteger, Column, Engine, Float, Integer, MetaData, String, Table
+from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from forex_diffusion.bundled import SAMPLE_TICKS
 from forex_diffusion.domain import Candle
+from forex_diffusion.drift import DriftEvent
 from forex_diffusion.forecasting import ForecasterConfig, RandomWalkPredictor, SymbolForecaster
 from forex_diffusion.offline import aggregate_ticks_file
-from forex_diffusion.report import ReportConfig, load_report, render_report, rolling_scores
-from forex_diffusion.storage import make_engine, sqlite_url, upsert_candles, upsert_forecasts
+from forex_diffusion.report import (
+    ReportConfig,
+    load_report,
+    reliability,
+    render_report,
+    rolling_scores,
+)
+from forex_diffusion.storage import (
+    make_engine,
+    save_progress,
+    sqlite_url,
+    upsert_candles,
+    upsert_drift_events,
+    upsert_forecasts,
+)
 from forex_diffusion.storage.registry import (
     ModelKey,
     ModelVersion,
@@ -147,14 +161,16 @@ def test_report_page_is_well_formed_with_price_fan_and_score_charts(db: Engine) 
     data = load_report(db, ReportConfig(symbol="EURUSD", timeframe="1m", window=50, fans=4))
     page = render_report(data)
     p = _parse(page)
-    # price overview + 4 fan panels + rolling CRPS + rolling coverage
-    assert p.tags["svg"] == 1 + 4 + 2
+    # price overview + 4 fan panels + rolling CRPS + rolling coverage + reliability and PIT
+    # per horizon group (steps 1, 2-4, 5-12 of a 12-step horizon)
+    assert p.tags["svg"] == 1 + 4 + 2 + 2 * 3
     assert p.tags["polygon"] >= 2 * 4 * 2  # two bands per fan, overview and panel
     assert p.tags["polyline"] >= 10
     text = " ".join(p.text)
-    for heading in ("Summary", "Price and forecasts", "Scores over time", "Model changes", "Drift events"):
+    for heading in ("Summary", "Price and forecasts", "Scores over time", "Reliability by horizon",
+                    "Model changes", "Drift events"):
         assert heading in text
-    assert "The database has no drift_events table" in "".join(p.text)
+    assert "No drift events for this series in the period." in text
 
 
 def test_summary_numbers_equal_an_independent_computation(db: Engine, records: list[dict[str, Any]],
@@ -225,28 +241,97 @@ def test_hostile_symbol_is_escaped_everywhere(db: Engine) -> None:
     _parse(empty)
 
 
-def test_drift_events_table_is_shown_when_present(tmp_path: Path, candles: list[Candle],
-                                                  records: list[dict[str, Any]]) -> None:
+def test_drift_section_lists_the_drift_events_the_candle_agent_stored(tmp_path: Path, candles: list[Candle],
+                                                                      records: list[dict[str, Any]]) -> None:
+    """Regression: the drift section was always empty because nothing wrote drift_events."""
     engine = make_engine(sqlite_url(tmp_path / "drift.db"))
     upsert_candles(engine, candles[:200])
     upsert_forecasts(engine, records[:100])
-    md = MetaData()
-    t = Table("drift_events", md, Column("id", Integer, primary_key=True), Column("detector", String(32)),
-              Column("statistic", Float), Column("threshold", Float), Column("symbol", String(16)),
-              Column("timeframe", String(8)), Column("horizon", Integer), Column("ts_ms", BigInteger))
-    md.create_all(engine)
-    with engine.begin() as conn:
-        conn.execute(t.insert(), [
-            {"detector": "adwin<crps>", "statistic": 0.5, "threshold": 0.1, "symbol": "EURUSD", "timeframe": "1m",
-             "horizon": HORIZON, "ts_ms": candles[150].close_ms},
-            {"detector": "other", "statistic": 0.5, "threshold": 0.1, "symbol": "GBPUSD", "timeframe": "1m",
-             "horizon": HORIZON, "ts_ms": candles[150].close_ms},
-        ])
-    data = load_report(engine, ReportConfig(symbol="EURUSD", timeframe="1m"))
-    assert data.drift is not None and len(data.drift.rows) == 1
+    t = candles[150].close_ms
+
+    def ev(detector: str, symbol: str = "EURUSD", horizon: int | None = HORIZON, ts: int = t) -> DriftEvent:
+        return DriftEvent(detector=detector, statistic=0.5, threshold=0.1, symbol=symbol, timeframe="1m",
+                          horizon=horizon, ts_ms=ts)
+
+    # as the candle agent writes them: with its checkpoint
+    save_progress(engine, consumer="forexd:candles", topic="fx.candles", partition=0, offset=7, state={},
+                  drift_items=[ev("adwin<crps>"), ev("page_hinkley:features", horizon=None), ev("other", "GBPUSD")])
+    upsert_drift_events(engine, [ev("late", ts=candles[199].close_ms + 10 * 60_000)])  # after the period
+    data = load_report(engine, ReportConfig(symbol="EURUSD", timeframe="1m", to_ms=candles[199].close_ms))
+    assert data.drift is not None and data.drift.time_column == "ts_ms"
+    detectors = [r[data.drift.columns.index("detector")] for r in data.drift.rows]
+    assert sorted(detectors) == ["adwin<crps>", "page_hinkley:features"]
     page = render_report(data)
-    _parse(page)
-    assert "adwin&lt;crps&gt;" in page and "GBPUSD" not in page
+    p = _parse(page)
+    section = "".join(p.text).split("Drift events", 1)[1]
+    assert "adwin<crps>" in section and "page_hinkley:features" in section  # escaped in the page
+    assert "adwin&lt;crps&gt;" in page and "GBPUSD" not in page and "late" not in section
+    assert "No drift events" not in section
+    assert "2014-05-05" in section  # the event time, as a UTC date
+
+
+def test_a_database_without_the_drift_table_says_so(tmp_path: Path, candles: list[Candle],
+                                                   records: list[dict[str, Any]]) -> None:
+    engine = make_engine(sqlite_url(tmp_path / "old.db"))
+    upsert_candles(engine, candles[:200])
+    upsert_forecasts(engine, records[:100])
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE drift_events")  # a database from before the table
+    data = load_report(engine, ReportConfig(symbol="EURUSD", timeframe="1m"))
+    assert data.drift is None
+    assert "The database has no drift_events table" in "".join(_parse(render_report(data)).text)
+
+
+def test_reliability_per_horizon_group_equals_an_independent_count(db: Engine, records: list[dict[str, Any]],
+                                                                   candles: list[Candle]) -> None:
+    data = load_report(db, ReportConfig(symbol="EURUSD", timeframe="1m"))
+    rel = {r.group: r for r in reliability(data.steps)}
+    assert list(rel) == ["1", "2-4", "5-12"]  # no step beyond the 12-step horizon
+    # independent: loop over forecasts and steps
+    groups = {"1": range(1, 2), "2-4": range(2, 5), "5-12": range(5, 13)}
+    opens = [c.open_ms for c in candles]
+    for name, steps in groups.items():
+        below = np.zeros(len(LEVELS))
+        rw_below = np.zeros(len(LEVELS))
+        pit = np.zeros(len(LEVELS) + 1)
+        n = 0
+        for r in records:
+            first = next((i for i, o in enumerate(opens) if o >= r["as_of_ms"]), len(opens))
+            for k in steps:
+                if first + k - 1 >= len(candles):
+                    continue
+                y = candles[first + k - 1].close
+                q, rq = sorted(r["quantiles"][k - 1]), sorted(r["rw_quantiles"][k - 1])
+                below += [y <= v for v in q]
+                rw_below += [y <= v for v in rq]
+                pit[sum(y > v for v in q)] += 1
+                n += 1
+        got = rel[name]
+        assert got.n == n > 0
+        assert got.levels == LEVELS
+        np.testing.assert_allclose(got.below, below / n, atol=1e-12)
+        np.testing.assert_allclose(got.rw_below, rw_below / n, atol=1e-12)
+        np.testing.assert_allclose(got.pit, pit / n, atol=1e-12)
+        assert sum(got.pit) == pytest.approx(1.0)
+        assert sum(d * w for d, w in zip(got.pit_density, got.widths, strict=True)) == pytest.approx(1.0)
+
+
+def test_reliability_charts_are_drawn_per_group_with_axis_titles_and_legend(db: Engine) -> None:
+    data = load_report(db, ReportConfig(symbol="EURUSD", timeframe="1m", fans=0))
+    page = render_report(data)
+    section = page.split("<h2>Reliability by horizon</h2>", 1)[1].split("<h2>", 1)[0]
+    p = _parse(section)
+    assert p.tags["svg"] == 2 * 3
+    text = " ".join(p.text)
+    for group in ("1", "2-4", "5-12"):
+        assert f"Steps {group}: share of closes at or below each forecast quantile" in text
+        assert f"Steps {group}: PIT histogram" in text
+    for label in ("nominal quantile level", "closes at or below the quantile", "PIT (forecast CDF at the realised close)",
+                  "model", "random walk", "ideal", "uniform"):
+        assert label in text, label
+    assert p.tags["rect"] >= 3 * (len(LEVELS) + 1)  # the PIT bars
+    empty = render_report(dataclasses.replace(data, steps=data.steps.assign(realized=np.nan)))
+    assert "nothing to calibrate" in empty
 
 
 def test_cli_writes_the_report(db: Engine, tmp_path: Path) -> None:
