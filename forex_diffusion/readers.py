@@ -35,7 +35,19 @@ from .domain import PriceSide, Tick
 from .errors import DataFormatError, RejectReason
 from .instruments import InstrumentRegistry
 
-__all__ = ["FileReject", "LoadedFile", "iter_ticks", "read_candles", "read_ticks", "symbol_from_path"]
+__all__ = [
+    "FileReject",
+    "LoadedFile",
+    "bar_spacing_ms",
+    "check_price_scale",
+    "file_timeframes",
+    "iter_ticks",
+    "read_candle_series",
+    "read_candles",
+    "read_ticks",
+    "select_series",
+    "symbol_from_path",
+]
 
 _NAN_WORDS = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
 
@@ -350,3 +362,139 @@ def sniff_kind(path: str | Path) -> Layout:
     if "open" in head or "<date>" in head or re.match(r"^\d{8} \d{6};", head) or re.match(r"^\d{4}\.\d{2}\.\d{2},", head):
         return "candles"
     return "ticks"
+
+
+# --- selecting one series of a candle file --------------------------------------------------
+
+
+def file_timeframes(path: str | Path) -> pd.Series | None:
+    """The ``timeframe`` column of a candle file, indexed by line number (as ``line`` of
+    :func:`read_candles`), or None when the file has no such column."""
+    text = _open_text(path)
+    head = [c.strip().lower() for c in _head(text).split(",")]
+    if "timeframe" not in head:
+        return None
+    df = _read_frame(text, ",", True)
+    col = {c.lower(): c for c in df.columns}["timeframe"]
+    return pd.Series(df[col].str.strip().to_numpy(), index=_line_numbers(df, True), name="timeframe")
+
+
+def select_series(loaded: LoadedFile, path: str | Path, *, symbol: str | None = None,
+                  timeframe: str | None = None, one_symbol: bool = True,
+                  timeframes: pd.Series | None = None,
+                  instruments: InstrumentRegistry | None = None) -> LoadedFile:
+    """Keep the rows of one symbol and one timeframe of a read candle file.
+
+    A file holding several timeframes (``forexd candles --timeframes 1m,5m``) needs
+    ``timeframe``; with ``one_symbol``, a file holding several symbols needs ``symbol``.
+    ``timeframes`` is :func:`file_timeframes` of ``path`` (read when not given).
+
+    Raises
+    ------
+    DataFormatError
+        Several series and none chosen, or the chosen one is not in the file (the message
+        lists what the file holds and the option to pass).
+    """
+    reg = instruments or InstrumentRegistry()
+    frame = loaded.frame
+    name = Path(path).name
+    tfs = file_timeframes(path) if timeframes is None else timeframes
+    if tfs is not None and len(frame):
+        row_tf = tfs.reindex(frame["line"].to_numpy()).to_numpy()
+        held = sorted(set(row_tf.tolist()), key=str)
+        if timeframe is None:
+            if len(held) > 1:
+                raise DataFormatError(f"{name} holds several timeframes ({', '.join(map(str, held))}): "
+                                      "pass --timeframe to choose one")
+        else:
+            keep = row_tf == timeframe
+            if not keep.any():
+                raise DataFormatError(f"{name} holds no {timeframe} candles (it holds "
+                                      f"{', '.join(map(str, held))}): pass one of those to --timeframe")
+            frame = frame[keep]
+    held_syms = sorted(set(frame["symbol"].tolist()), key=str)
+    if symbol is not None and held_syms != [symbol]:
+        # rows named by the file (a symbol column, normalised by the reader): keep the chosen one
+        want = reg.normalise(symbol) or reg.normalise(symbol.upper()) or symbol.upper()
+        keep_s = (frame["symbol"] == want).to_numpy()
+        if not keep_s.any():
+            raise DataFormatError(f"{name} holds no {want} candles (it holds "
+                                  f"{', '.join(map(str, held_syms))}): pass one of those to --symbol")
+        frame = frame[keep_s]
+    elif one_symbol and len(held_syms) > 1:
+        raise DataFormatError(f"{name} holds several symbols ({', '.join(map(str, held_syms))}): "
+                              "pass --symbol to choose one")
+    if len(frame) == len(loaded.frame):
+        return loaded
+    return LoadedFile(frame.reset_index(drop=True), loaded.layout, loaded.rejects)
+
+
+def bar_spacing_ms(frame: pd.DataFrame) -> int | None:
+    """The most common gap between consecutive bar opens of one series (None under 10 bars)."""
+    ts = np.sort(frame["ts_ms"].to_numpy(dtype=np.int64))
+    if len(ts) < 10:
+        return None
+    gaps = np.diff(ts)
+    gaps = gaps[gaps > 0]
+    if not len(gaps):
+        return None
+    values, counts = np.unique(gaps, return_counts=True)
+    return int(values[np.argmax(counts)])
+
+
+def check_price_scale(frame: pd.DataFrame, symbol: str, path: str | Path,
+                      instruments: InstrumentRegistry | None = None) -> None:
+    """Refuse prices that cannot be ``symbol``'s: the median close over the pip size must lie
+    in ``[1e3, 1e6)`` (EURUSD ~1.1 / 0.0001, USDJPY ~150 / 0.01; EURUSD prices read as USDJPY
+    give ~110, USDJPY prices read as EURUSD ~1.5e6).
+
+    Raises
+    ------
+    DataFormatError
+        The prices are off by orders of magnitude for the symbol's pip size.
+    """
+    reg = (instruments or InstrumentRegistry()).with_symbol(symbol)
+    inst = reg.get(reg.normalise(symbol) or symbol.upper())
+    close = frame["close"].to_numpy(dtype=float)
+    close = close[np.isfinite(close)]
+    if inst is None or not len(close):
+        return
+    median = float(np.median(close))
+    if not 1e3 <= median / inst.pip < 1e6:
+        raise DataFormatError(f"{Path(path).name}: a median close of {median:g} is not a {inst.symbol} price "
+                              f"(pip {inst.pip:g}): pass the file's own --symbol")
+
+
+def read_candle_series(path: str | Path, *, symbol: str | None = None, timeframe: str | None = None,
+                       price: PriceSide = "mid", one_symbol: bool = True, tz: str = "UTC",
+                       instruments: InstrumentRegistry | None = None) -> LoadedFile:
+    """Read a candle file and keep one series: :func:`read_candles` then :func:`select_series`.
+
+    When ``timeframe`` is given and the file has no timeframe column, the bars' most common
+    spacing must be that timeframe's duration (daily bars are not checked).
+
+    Raises
+    ------
+    DataFormatError
+        As :func:`read_candles` and :func:`select_series`, or bars spaced unlike ``timeframe``.
+    """
+    from .timeframes import Timeframe
+
+    loaded = read_candles(path, symbol=symbol, price=price, tz=tz, instruments=instruments)
+    tfs = file_timeframes(path)
+    loaded = select_series(loaded, path, symbol=symbol, timeframe=timeframe, one_symbol=one_symbol,
+                           timeframes=tfs, instruments=instruments)
+    if timeframe is not None and tfs is None:
+        tf = Timeframe.parse(timeframe)
+        spacing = bar_spacing_ms(loaded.frame)
+        if spacing is not None and not tf.is_daily and spacing != tf.duration_ms:
+            raise DataFormatError(f"{Path(path).name}: its bars are {_span(spacing)} apart, not {timeframe}: "
+                                  f"pass --timeframe {_span(spacing)} (or the file of {timeframe} candles)")
+    return loaded
+
+
+def _span(ms: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
