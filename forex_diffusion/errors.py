@@ -4,14 +4,21 @@ Every error the project raises on purpose derives from :class:`ForexDiffusionErr
 
     ForexDiffusionError
     ├── ConfigError              bad settings or parameters (raised at construction)
+    │   └── SettingsError          a ``FOREXD_*`` environment variable with a bad value
     ├── DataFormatError          a file or record that cannot be read at all
+    │   └── InputNotFoundError     an input file that is missing or unreadable
     ├── ValidationError          one input record refused; carries a :class:`RejectReason`
     ├── StorageError
     │   ├── TransientStorageError   retried with backoff (locked, connection lost)
     │   └── PermanentStorageError   never retried (integrity, schema, read-only)
     ├── ModelError
     │   └── ArtifactError          a checkpoint refused (hash mismatch, pickle, corrupt)
-    └── RegistryError            an impossible registry operation (unknown version, ...)
+    ├── RegistryError            an impossible registry operation (unknown version, ...)
+    ├── OutputError              an output file that cannot be created
+    └── ServiceUnavailableError  the broker or the database cannot be reached (with its address)
+
+The ``forexd`` command line turns each branch into one line on standard error and a
+documented exit status (``streams.cli.EXIT_CODES``).
 
 Agents catch ``ForexDiffusionError`` per message (dead-letter, count, continue); anything
 else is a bug and fails loudly.
@@ -26,10 +33,14 @@ __all__ = [
     "ConfigError",
     "DataFormatError",
     "ForexDiffusionError",
+    "InputNotFoundError",
     "ModelError",
+    "OutputError",
     "PermanentStorageError",
     "RegistryError",
     "RejectReason",
+    "ServiceUnavailableError",
+    "SettingsError",
     "StorageError",
     "TransientStorageError",
     "ValidationError",
@@ -110,3 +121,29 @@ class ArtifactError(ModelError):
 
 class RegistryError(ForexDiffusionError):
     """An impossible model-registry operation."""
+
+
+class SettingsError(ConfigError):
+    """A ``FOREXD_*`` environment variable holds a value the settings refuse."""
+
+
+class InputNotFoundError(DataFormatError):
+    """An input file that does not exist or cannot be read."""
+
+
+class OutputError(ForexDiffusionError):
+    """An output file that cannot be created (missing directory, no permission)."""
+
+
+class ServiceUnavailableError(ForexDiffusionError):
+    """The broker or the database cannot be reached.
+
+    ``service`` names it (``broker``, ``database``); ``address`` is where it was looked for,
+    with any password already hidden.
+    """
+
+    def __init__(self, service: str, address: str, detail: str = "") -> None:
+        self.service = service
+        self.address = address
+        self.detail = detail
+        super().__init__(f"{service} unreachable at {address}" + (f" ({detail})" if detail else ""))

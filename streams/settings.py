@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from forex_diffusion.errors import ConfigError
+from forex_diffusion.errors import ConfigError, SettingsError
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.timeframes import parse_timeframes
 
-__all__ = ["Settings"]
+__all__ = ["OTHER_VARIABLES", "Settings", "unknown_variables"]
+
+# FOREXD_* variables read elsewhere than Settings (the CLI, the core, the test harness)
+OTHER_VARIABLES = frozenset({"FOREXD_LOG_LEVEL", "FOREXD_NO_JIT", "FOREXD_FAILPOINT",
+                             "FOREXD_SERVICES", "FOREXD_TANSU_BIN"})
+_OTHER_PREFIXES = ("FOREXD_TEST_",)
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -139,7 +145,31 @@ class Settings:
                 continue
             values[f.name] = _convert(f.name, f.type, raw)
         values.update(overrides)
-        return cls(**values)
+        try:
+            return cls(**values)
+        except SettingsError:
+            raise
+        except ConfigError as exc:
+            raise SettingsError(f"{exc}: fix the FOREXD_* environment variables "
+                                "(docs/operations.md lists them)") from exc
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """One warning line per ``FOREXD_*`` variable in ``env`` that nothing reads (a typo).
+
+    Each line names the variable and, when one is close, the setting it was probably meant
+    to be.
+    """
+    env = os.environ if env is None else env
+    known = {f"FOREXD_{f.name.upper()}" for f in fields(Settings)} | OTHER_VARIABLES
+    out = []
+    for name in sorted(env):
+        if not name.startswith("FOREXD_") or name in known or name.startswith(_OTHER_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else "; see docs/operations.md for the settings"
+        out.append(f"warning: unknown environment variable {name} is ignored{hint}")
+    return out
 
 
 def _convert(name: str, typ: Any, raw: str) -> Any:
@@ -157,4 +187,6 @@ def _convert(name: str, typ: Any, raw: str) -> Any:
             return int(raw)
         return raw
     except ValueError as exc:
-        raise ConfigError(f"FOREXD_{name.upper()}={raw!r} is not a valid {t}") from exc
+        kind = t.replace(" | None", "")
+        raise SettingsError(f"FOREXD_{name.upper()}={raw!r} is not a valid {kind}: "
+                            f"set it to a number or unset it") from exc
