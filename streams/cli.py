@@ -2,6 +2,13 @@
 
 Each sub-command lives in its own module under :mod:`streams.commands` and exposes
 ``register(app: typer.Typer) -> None``; this module discovers and registers them all.
+Command modules import only the standard library, typer and the light core modules
+(errors, settings, timeframes) at import time; torch, pandas, faust, aiokafka and
+sqlalchemy are imported inside the command functions, so ``forexd --help`` stays fast.
+
+Every error a user can cause ends as one line on standard error (``error: <problem>:
+<fix>``) and an exit status from :data:`EXIT_CODES`; the table is in the README
+("Command line", "Exit codes").
 """
 
 from __future__ import annotations
@@ -9,13 +16,123 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
+import sys
+from collections.abc import Sequence
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
+
+from forex_diffusion.errors import (
+    ConfigError,
+    DataFormatError,
+    ForexDiffusionError,
+    InputNotFoundError,
+    ModelError,
+    OutputError,
+    RegistryError,
+    ServiceUnavailableError,
+    SettingsError,
+    StorageError,
+    ValidationError,
+)
 
 from . import commands
 
+# the click exceptions typer raises (typer >= 0.25 vendors click as typer._click)
+_click = importlib.import_module(typer.BadParameter.__module__)
+
+__all__ = ["EXIT_CODES", "LOG_LEVELS", "app", "error_line", "exit_code_for", "main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # retrain job failed; no forecast in the span (backtest, report)
+EXIT_USAGE = 2  # click's own usage errors; a bad option value; a model or registry refusal
+EXIT_REJECTED = 3  # retrain: the challenger was rejected
+EXIT_DATAERR = 65  # sysexits EX_DATAERR: input data unusable as given
+EXIT_NOINPUT = 66  # EX_NOINPUT: an input file missing or unreadable
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: broker or database unreachable
+EXIT_CANTCREAT = 73  # EX_CANTCREAT: an output file cannot be created
+EXIT_IOERR = 74  # EX_IOERR: storage failure (the worker's fatal storage exit too)
+EXIT_CONFIG = 78  # EX_CONFIG: a FOREXD_* variable holds a bad value
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+#: Exception class → exit status, first match wins (subclasses before their bases).
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (InputNotFoundError, EXIT_NOINPUT),
+    (FileNotFoundError, EXIT_NOINPUT),
+    (IsADirectoryError, EXIT_NOINPUT),
+    (DataFormatError, EXIT_DATAERR),
+    (ValidationError, EXIT_DATAERR),
+    (ServiceUnavailableError, EXIT_UNAVAILABLE),
+    (OutputError, EXIT_CANTCREAT),
+    (SettingsError, EXIT_CONFIG),
+    (ConfigError, EXIT_USAGE),
+    (ModelError, EXIT_USAGE),
+    (RegistryError, EXIT_USAGE),
+    (StorageError, EXIT_IOERR),
+    (OSError, EXIT_IOERR),
+    (ForexDiffusionError, EXIT_FAILED),
+)
+
+#: ``--log-level`` values and the logging level each means.
+LOG_LEVELS: dict[str, int] = {
+    "crit": logging.CRITICAL, "critical": logging.CRITICAL, "error": logging.ERROR,
+    "warn": logging.WARNING, "warning": logging.WARNING, "info": logging.INFO,
+    "debug": logging.DEBUG,
+}
+
+
+def exit_code_for(exc: BaseException) -> int | None:
+    """The exit status of ``exc`` from :data:`EXIT_CODES`, or None for a bug (not mapped)."""
+    for cls, code in EXIT_CODES:
+        if isinstance(exc, cls):
+            return code
+    return None
+
+
+def error_line(exc: BaseException) -> str:
+    """``error: <message>`` on one line (newlines and runs of spaces folded)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"error: {text}"
+
+
+class ForexdGroup(TyperGroup):
+    """The root group: usage errors and the project's errors become one line and a status."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             windows_expand_args: bool = True, **extra: Any) -> Any:
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False,
+                              windows_expand_args=windows_expand_args, **extra)
+            code = rv if isinstance(rv, int) else EXIT_OK
+        except _click.NoArgsIsHelpError as exc:
+            typer.echo(exc.format_message(), err=True)
+            code = EXIT_USAGE
+        except _click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "forexd"
+            typer.echo(f"error: {' '.join(exc.format_message().split())} (see '{where} --help')", err=True)
+            code = exc.exit_code
+        except _click.ClickException as exc:
+            typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+            code = exc.exit_code
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            code = EXIT_INTERRUPTED
+        except (ForexDiffusionError, OSError) as exc:
+            mapped = exit_code_for(exc)
+            if mapped is None:  # pragma: no cover - every OSError is mapped
+                raise
+            typer.echo(error_line(exc), err=True)
+            code = mapped
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
 app = typer.Typer(
     name="forexd",
+    cls=ForexdGroup,
     help="ForexDiffusion Streaming: streaming FX candles, indicators, learners and diffusion forecasts.",
     no_args_is_help=True,
     add_completion=False,
@@ -23,13 +140,39 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("forex-diffusion-streaming")
+        except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
+            v = "unknown (not installed)"
+        typer.echo(f"forexd {v}")
+        raise typer.Exit()
+
+
+def _level(value: str) -> str:
+    low = value.lower()
+    if low not in LOG_LEVELS:
+        raise typer.BadParameter(f"{value!r} is not a log level: use one of crit, error, warn, info, debug")
+    return low
+
+
 @app.callback()
 def _root(
-    log_level: str = typer.Option("warn", "--log-level", help="crit|error|warn|info|debug"),
+    ctx: typer.Context,
+    log_level: str = typer.Option("warn", "--log-level", envvar="FOREXD_LOG_LEVEL", callback=_level,
+                                  help="crit|error|warn|info|debug."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
 ) -> None:
-    level = {"crit": logging.CRITICAL, "error": logging.ERROR, "warn": logging.WARNING,
-             "info": logging.INFO, "debug": logging.DEBUG}.get(log_level.lower(), logging.WARNING)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from .settings import unknown_variables
+
+    logging.basicConfig(level=LOG_LEVELS[log_level], format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    ctx.obj = {"log_level": log_level}
+    for line in unknown_variables():
+        typer.echo(line, err=True)
 
 
 def _register_all() -> None:
@@ -48,5 +191,7 @@ _register_all()
 def main() -> None:
     """Entry point of the ``forexd`` console script."""
     app()
+
+
 if __name__ == "__main__":
     main()

@@ -2,75 +2,132 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from forex_diffusion.backtest import (
-    BacktestConfig,
-    backtest,
-    fan_chart_png,
-    parse_utc_date,
-    write_backtest_csv,
-)
-from forex_diffusion.diffusion import Predictor
-from forex_diffusion.errors import ForexDiffusionError
-from forex_diffusion.evaluation import StepGroupSummary, summarize_forecasts
-from forex_diffusion.readers import read_candles
+from forex_diffusion.errors import DataFormatError
+from forex_diffusion.instruments import InstrumentRegistry
+from forex_diffusion.timeframes import Timeframe
+
+from ._common import check_input, check_output, check_positive, check_price, progress_bar
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from forex_diffusion.evaluation import StepGroupSummary
+
+_PRICE_COLUMNS_PREFIXES = ("q", "rw_q")
+
+
+def check_model_fits(manifest: dict[str, Any], *, symbol: str, timeframe: str) -> None:
+    """Refuse a model trained at another timeframe, or for a symbol of another price scale.
+
+    A model for one pair may forecast another of the same scale (its inputs are returns in
+    units of recent volatility), not one whose pip differs (EURUSD vs USDJPY); a model key
+    with symbol ``*`` serves every symbol.
+    """
+    key = manifest.get("key") or "the model"
+    m_tf = manifest.get("timeframe")
+    if m_tf and m_tf != timeframe:
+        raise DataFormatError(f"model {key} forecasts {m_tf} candles, not {timeframe}: pass a {timeframe} "
+                              f"model, or the {m_tf} candles with --timeframe {m_tf}")
+    m_sym = manifest.get("symbol")
+    if m_sym and m_sym not in ("*", symbol):
+        reg = InstrumentRegistry()
+        a, b = reg.with_symbol(m_sym), reg.with_symbol(symbol)
+        ia, ib = a.get(a.normalise(m_sym) or m_sym), b.get(b.normalise(symbol) or symbol)
+        if ia is not None and ib is not None and ia.pip != ib.pip:
+            raise DataFormatError(f"model {key} was trained on {m_sym} (pip {ia.pip:g}), whose prices are "
+                                  f"not on {symbol}'s scale (pip {ib.pip:g}): pass a {symbol} model")
+
+
+def _span_message(frame: pd.DataFrame, file: Path) -> str:
+    from forex_diffusion.offline import format_ms
+
+    ts = frame["ts_ms"]
+    return f"{file.name} runs from {format_ms(int(ts.min()))} to {format_ms(int(ts.max()))}"
 
 
 def backtest_command(
     file: Path = typer.Argument(..., help="Candle file (CSV, optionally .gz)."),
-    symbol: str = typer.Option(..., "--symbol", help="Symbol, e.g. EURUSD."),
-    timeframe: str = typer.Option(..., "--timeframe", help="Timeframe of the file's candles."),
+    symbol: str = typer.Option(..., "--symbol", help="Symbol, e.g. EURUSD (selects its rows in files with several)."),
+    timeframe: str = typer.Option(..., "--timeframe", help="Timeframe of the candles (selects it in files with several)."),
     model: Path = typer.Option(..., "--model", help="Checkpoint (.pt or .json) or a model-key directory (newest)."),
     from_: str | None = typer.Option(None, "--from", help="First as_of (UTC date); earlier candles only warm the context."),
     to: str | None = typer.Option(None, "--to", help="Last as_of (UTC date)."),
     every: int = typer.Option(1, "--every", help="Forecast every K-th candle."),
     output: Path = typer.Option(..., "-o", "--output", help="CSV to write, one row per (as_of, step)."),
     steps: int | None = typer.Option(None, "--steps", help="DDIM steps (default: the model's)."),
-    samples: int | None = typer.Option(None, "--samples", help="Sample paths (default: the model's)."),
+    samples: int | None = typer.Option(None, "-n", "--samples", help="Sample paths (default: the model's)."),
     price: str = typer.Option("mid", "--price", help="Side of bid/ask files: mid|bid|ask."),
     per_step: bool = typer.Option(False, "--per-step", help="Summarise every step instead of step groups."),
     plot: Path | None = typer.Option(None, "--plot", help="PNG fan chart of one forecast (--plot-as-of, default the last fully realised) against the realised path."),
     plot_as_of: str | None = typer.Option(None, "--plot-as-of", help="as_of (UTC time) of the plotted forecast."),
-    threads: int = typer.Option(2, "--threads", help="torch CPU threads."),
+    threads: int = typer.Option(2, "--threads", help="torch CPU threads (>= 1)."),
     device: str = typer.Option("cpu", "--device", help="auto|cpu|cuda."),
 ) -> None:
     """Forecast at each due candle of FILE with --model and score against the EWMA random walk.
 
     Writes symbol,timeframe,as_of,step,q05..q95,mean,p_up,realized,rw_q05..rw_q95
-    (as_of in epoch ms UTC; realized empty where unknown), then prints CRPS, skill vs the
-    random walk and 50/90 % coverage per step group.
+    (as_of in epoch ms UTC; realized empty where unknown; prices at the instrument's
+    precision), then prints CRPS, skill vs the random walk and 50/90 % coverage per step
+    group. Refuses a model of another timeframe or price scale, and exits 1 when the span
+    holds no forecast.
     """
-    if price not in ("mid", "bid", "ask"):
-        raise typer.BadParameter("--price must be mid, bid or ask")
-    err = Console(stderr=True)
-    try:
-        torch.set_num_threads(threads)
-        predictor = Predictor.load(model, device=device)
-        config = BacktestConfig(symbol=symbol.upper(), timeframe=timeframe,
-                                from_ms=parse_utc_date(from_) if from_ else None,
-                                to_ms=parse_utc_date(to) if to else None,
-                                every=every, steps=steps, samples=samples)
-        frame = read_candles(file, symbol=symbol.upper(), price=price).frame  # type: ignore[arg-type]
-        progress = Progress(TextColumn("backtest"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                            TimeRemainingColumn(), console=err, transient=True)
-        with progress:
-            task = progress.add_task("", total=len(frame))
-            rows = backtest(frame, predictor, config,
-                            progress=lambda done, total: progress.update(task, completed=done, total=total))
-        write_backtest_csv(rows, output)
-        plotted = None
-        if plot is not None:
-            plotted = fan_chart_png(rows, plot, as_of=parse_utc_date(plot_as_of) if plot_as_of else None)
-    except ForexDiffusionError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    from forex_diffusion.backtest import BacktestConfig, parse_utc_date
+
+    check_price(price)
+    check_positive(threads, "--threads")
+    check_positive(every, "--every")
+    check_positive(steps, "--steps")
+    check_positive(samples, "-n/--samples")
+    if device not in ("auto", "cpu", "cuda"):
+        raise typer.BadParameter(f"--device must be auto, cpu or cuda, not {device!r}")
+    sym = (InstrumentRegistry().normalise(symbol) or symbol.upper())
+    Timeframe.parse(timeframe)
+    config = BacktestConfig(symbol=sym, timeframe=timeframe,
+                            from_ms=parse_utc_date(from_) if from_ else None,
+                            to_ms=parse_utc_date(to) if to else None,
+                            every=every, steps=steps, samples=samples)
+    plot_ms = parse_utc_date(plot_as_of) if plot_as_of else None
+    check_input(file, "candle file")
+    check_output(output)
+    check_output(plot, "--plot")
+
+    import torch
+
+    from forex_diffusion.backtest import backtest, fan_chart_png, write_backtest_csv
+    from forex_diffusion.diffusion import Predictor
+    from forex_diffusion.evaluation import summarize_forecasts
+    from forex_diffusion.readers import check_price_scale, read_candle_series
+
+    torch.set_num_threads(threads)
+    predictor = Predictor.load(model, device=device)
+    check_model_fits(predictor.manifest, symbol=sym, timeframe=timeframe)
+    frame = read_candle_series(file, symbol=sym, timeframe=timeframe, price=price).frame  # type: ignore[arg-type]
+    check_price_scale(frame, sym, file)
+    if len(frame) and config.from_ms is not None and config.from_ms > int(frame["ts_ms"].max()):
+        typer.echo(f"error: --from {from_} is past the data ({_span_message(frame, file)}): "
+                   "choose an earlier --from", err=True)
+        raise typer.Exit(1)
+    core_log = logging.getLogger("forex_diffusion.backtest")
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        core_log.setLevel(logging.ERROR)  # its "no forecast" warning is said below, once
+    with progress_bar("backtest") as progress:
+        task = progress.add_task("", total=len(frame))
+        rows = backtest(frame, predictor, config,
+                        progress=lambda done, total: progress.update(task, completed=done, total=total))
+    if rows.empty:
+        typer.echo(f"error: no forecast in the span ({_span_message(frame, file)}; the model needs "
+                   f"{predictor.context_spec.window} candles of context before --from): widen --from/--to",
+                   err=True)
+        raise typer.Exit(1)
+    write_backtest_csv(_rounded(rows, price), output)
+    plotted = fan_chart_png(rows, plot, as_of=plot_ms) if plot is not None else None
     horizon = predictor.horizon
     groups = [(s, s) for s in range(1, horizon + 1)] if per_step else None
     summary = summarize_forecasts(rows, groups)
@@ -78,6 +135,13 @@ def backtest_command(
     typer.echo(format_summary(summary))
     if plot is not None:
         typer.echo(f"fan chart of as_of={plotted} -> {plot}")
+
+
+def _rounded(rows: pd.DataFrame, price: str) -> pd.DataFrame:
+    from ._precision import round_price_columns
+
+    cols = [c for c in rows.columns if c.startswith(_PRICE_COLUMNS_PREFIXES) or c in ("mean", "realized")]
+    return round_price_columns(rows, cols, price=price)
 
 
 def format_summary(summary: list[StepGroupSummary]) -> str:
@@ -93,8 +157,6 @@ def format_summary(summary: list[StepGroupSummary]) -> str:
 
 def _f(x: float, spec: str) -> str:
     return "nan" if math.isnan(x) else format(x, spec)
-
-
 
 
 def register(app: typer.Typer) -> None:

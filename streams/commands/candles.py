@@ -8,8 +8,10 @@ from pathlib import Path
 
 import typer
 
-from forex_diffusion.errors import ForexDiffusionError
-from forex_diffusion.offline import aggregate_ticks_file, write_candles_csv
+from forex_diffusion.timeframes import parse_timeframes
+
+from ._common import check_input, check_output, check_price, progress_bar
+from ._precision import write_candles_rounded
 
 
 def candles(
@@ -24,22 +26,27 @@ def candles(
     """Read ticks from FILE and write candles as CSV.
 
     Writes symbol,timeframe,open_time,open,high,low,close,tick_count,volume and spread
-    columns (open_time ISO-8601 UTC). Bad rows are refused with the stream's validator;
-    counts by reason go to standard error.
+    columns (open_time ISO-8601 UTC; prices at the instrument's precision). Bad rows are
+    refused with the stream's validator; counts by reason go to standard error.
     """
-    if price not in ("mid", "bid", "ask"):
-        raise typer.BadParameter("--price must be mid, bid or ask")
-    try:
-        run = aggregate_ticks_file(file, timeframes=timeframes, price=price,  # type: ignore[arg-type]
-                                   symbol=symbol, allowed_lateness_ms=lateness_ms)
-    except ForexDiffusionError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    from forex_diffusion.offline import aggregate_ticks_file
+
+    check_price(price)
+    parse_timeframes(timeframes)
+    check_input(file, "tick file")
+    check_output(output)
+    check_output(rejects, "--rejects")
+    with progress_bar("candles") as progress:
+        task = progress.add_task("", total=None)
+        run = aggregate_ticks_file(
+            file, timeframes=timeframes, price=price,  # type: ignore[arg-type]
+            symbol=symbol, allowed_lateness_ms=lateness_ms,
+            progress=lambda done, total: progress.update(task, completed=done, total=total))
     if output is None:
-        write_candles_csv(run.candles, sys.stdout)
+        write_candles_rounded(run.candles, sys.stdout, price)
     else:
         with output.open("w", newline="") as fh:
-            write_candles_csv(run.candles, fh)
+            write_candles_rounded(run.candles, fh, price)
     if rejects is not None:
         with rejects.open("w", newline="") as fh:
             w = csv.writer(fh, lineterminator="\n")

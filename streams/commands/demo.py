@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def demo(
@@ -21,6 +21,10 @@ def demo(
     """Run the whole system locally: embedded broker, a worker on SQLite, the bundled OANDA
     EUR/USD ticks replayed at --speed, /metrics, and a live table of the latest forecasts
     (median and 90 % band at steps 1, 6 and 24, p_up, model version, latency)."""
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
     from ..demo import _fmt, run_demo
 
     console = Console()

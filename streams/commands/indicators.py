@@ -8,11 +8,16 @@ from pathlib import Path
 
 import typer
 
-from forex_diffusion.errors import ForexDiffusionError
-from forex_diffusion.indicators import DEFAULT_SPEC, INDICATOR_CLASSES, BankSpec, compute_indicators
-from forex_diffusion.readers import read_candles
+from forex_diffusion.timeframes import Timeframe
+
+from ._common import check_input, check_output, check_price, progress_bar
+from ._precision import round_price_columns
 
 _INPUT_COLUMNS = ["ts_ms", "symbol", "open", "high", "low", "close", "volume"]
+# Written out here so that `forexd --help` need not import the indicators (numba); a unit
+# test keeps them equal to forex_diffusion.indicators.DEFAULT_SPEC / INDICATOR_CLASSES.
+DEFAULT_SPEC_HELP = "sma_20,ema_20,rsi_14,atr_14,bb_20,macd_12_26_9,donchian_20,keltner_20,stoch_14_3,adx_14,hurst_100"
+INDICATOR_NAMES_HELP = "adx, atr, bb, donchian, ema, hurst, keltner, macd, max, min, rsi, rv, sma, stoch"
 
 
 def indicators(
@@ -22,9 +27,12 @@ def indicators(
     price: str = typer.Option("mid", "--price", help="Side of bid/ask candle files: mid|bid|ask."),
     spec: str | None = typer.Option(
         None, "--spec",
-        help=f"Comma-separated indicators name_param_param (default: {','.join(DEFAULT_SPEC)}); "
-             f"names: {', '.join(sorted(INDICATOR_CLASSES))}."),
-    symbol: str | None = typer.Option(None, "--symbol", help="Symbol for files without one (else from the file name)."),
+        help=f"Comma-separated indicators name_param_param (default: {DEFAULT_SPEC_HELP}); "
+             f"names: {INDICATOR_NAMES_HELP}."),
+    symbol: str | None = typer.Option(None, "--symbol", help="Symbol for files without one (else from the file name); "
+                                      "selects it in files with several."),
+    timeframe: str | None = typer.Option(None, "--timeframe", help="Timeframe to select in files holding several "
+                                         "(what `forexd candles --timeframes 1m,5m` writes)."),
     only_ready: bool = typer.Option(False, "--only-ready",
                                     help="Leave a value empty until its indicator is ready (seed forgotten), "
                                          "not only until it is defined."),
@@ -36,18 +44,26 @@ def indicators(
     macd_signal_9, macd_hist_12_26_9, donchian_upper_20, donchian_lower_20, keltner_lower_20,
     keltner_middle_20, keltner_upper_20, stoch_k_14, stoch_d_3, adx_14, hurst_100; a value is
     empty while its indicator warms up. The numbers come from the same incremental classes
-    the stream runs, row by row, and equal TA-Lib's where TA-Lib has the indicator.
+    the stream runs, row by row, and equal TA-Lib's where TA-Lib has the indicator. Several
+    symbols each get their own indicators; several timeframes need --timeframe.
     """
-    if price not in ("mid", "bid", "ask"):
-        raise typer.BadParameter("--price must be mid, bid or ask")
-    try:
-        bank_spec = BankSpec.parse(spec)
-        loaded = read_candles(file, symbol=symbol, price=price)  # type: ignore[arg-type]
+    from forex_diffusion.indicators import BankSpec, compute_indicators
+    from forex_diffusion.readers import read_candle_series
+
+    check_price(price)
+    if timeframe is not None:
+        Timeframe.parse(timeframe)
+    bank_spec = BankSpec.parse(spec)
+    check_input(file, "candle file")
+    check_output(output)
+    with progress_bar("indicators", elapsed=True, description=True) as progress:
+        task = progress.add_task("reading", total=None)
+        loaded = read_candle_series(file, symbol=symbol, timeframe=timeframe, price=price,  # type: ignore[arg-type]
+                                    one_symbol=False)
+        progress.update(task, description=f"{len(loaded.frame)} candles")
         frame = loaded.frame[_INPUT_COLUMNS]
         result = compute_indicators(frame, bank_spec, only_ready=only_ready)
-    except ForexDiffusionError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    result = round_price_columns(result, ["open", "high", "low", "close"], price=price)
     if output is None:
         result.to_csv(sys.stdout, index=False, lineterminator="\n")
     else:

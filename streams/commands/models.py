@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from forex_diffusion.errors import ForexDiffusionError
-from forex_diffusion.storage import make_engine
-from forex_diffusion.storage.registry import ModelKey, get_aliases
-from retraining.registry import ModelRegistry
-
 from ..settings import Settings
+from ._common import open_engine
+
+if TYPE_CHECKING:
+    from forex_diffusion.storage.registry import ModelKey
+    from retraining.registry import ModelRegistry
 
 models_app = typer.Typer(
     help="Model registry: list versions, promote, roll back, show alias history, register a checkpoint.",
@@ -29,15 +29,15 @@ def resolve_paths(db: str | None, model_dir: Path | None) -> tuple[str, Path]:
     """Database URL and model directory from the options, else the ``FOREXD_*`` settings."""
     settings = Settings.from_env()
     url = db or settings.db_url
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return url, model_dir or settings.model_dir or settings.data_dir / "models"
 
 
 def open_registry(db: str | None, model_dir: Path | None) -> ModelRegistry:
-    """A registry on the resolved database and model directory."""
+    """A registry on the resolved database (reachable, else exit 69) and model directory."""
+    from retraining.registry import ModelRegistry
+
     url, mdir = resolve_paths(db, model_dir)
-    return ModelRegistry(make_engine(url), mdir)
+    return ModelRegistry(open_engine(url), mdir)
 
 
 def _when(ms: int | None) -> str:
@@ -50,9 +50,10 @@ def _fmt(x: Any) -> str:
     return f"{x:.4g}" if isinstance(x, float) else ("-" if x is None else str(x))
 
 
-def _fail(exc: ForexDiffusionError) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(2)
+def _key(text: str) -> ModelKey:
+    from forex_diffusion.storage.registry import ModelKey
+
+    return ModelKey.parse(text)
 
 
 @models_app.command("list")
@@ -67,16 +68,13 @@ def list_command(
 
     Reads the registry tables; writes nothing.
     """
-    try:
-        reg = open_registry(db, model_dir)
-        k = ModelKey.parse(key) if key else None
-        versions = reg.list(k, include_deleted=not live)
-        aliases: dict[str, str] = {}
-        for kk in {v.key for v in versions}:
-            for name, ver in reg_aliases(reg, kk).items():
-                aliases[ver] = ",".join(filter(None, [aliases.get(ver), name]))
-    except ForexDiffusionError as exc:
-        raise _fail(exc) from exc
+    reg = open_registry(db, model_dir)
+    k = _key(key) if key else None
+    versions = reg.list(k, include_deleted=not live)
+    aliases: dict[str, str] = {}
+    for kk in {v.key for v in versions}:
+        for name, ver in reg_aliases(reg, kk).items():
+            aliases[ver] = ",".join(filter(None, [aliases.get(ver), name]))
     if as_json:
         for v in versions:
             typer.echo(json.dumps({**v.to_dict(), "aliases": aliases.get(v.version, "")}))
@@ -92,6 +90,8 @@ def list_command(
 
 def reg_aliases(reg: ModelRegistry, key: ModelKey) -> dict[str, str]:
     """``{alias: version}`` of a key."""
+    from forex_diffusion.storage.registry import get_aliases
+
     return get_aliases(reg.engine, key)
 
 
@@ -106,10 +106,7 @@ def promote_command(
 
     Writes the alias and its history in one transaction; exit 2 if refused.
     """
-    try:
-        v = open_registry(db, model_dir).promote(version, f"manual: {reason}")
-    except ForexDiffusionError as exc:
-        raise _fail(exc) from exc
+    v = open_registry(db, model_dir).promote(version, f"manual: {reason}")
     typer.echo(f"promoted {v.version} champion of {v.key}")
 
 
@@ -124,10 +121,7 @@ def rollback_command(
 
     Exit 2 when there is nothing to restore or its artifact does not load.
     """
-    try:
-        v = open_registry(db, model_dir).rollback(ModelKey.parse(key), reason)
-    except ForexDiffusionError as exc:
-        raise _fail(exc) from exc
+    v = open_registry(db, model_dir).rollback(_key(key), reason)
     typer.echo(f"rolled back: {v.version} champion of {v.key}")
 
 
@@ -138,10 +132,7 @@ def history_command(
     model_dir: Path | None = typer.Option(None, "--model-dir", help=_DIR_HELP),
 ) -> None:
     """Print the alias history of KEY (alias, version, from, to, reason), oldest first."""
-    try:
-        rows = open_registry(db, model_dir).history(ModelKey.parse(key))
-    except ForexDiffusionError as exc:
-        raise _fail(exc) from exc
+    rows = open_registry(db, model_dir).history(_key(key))
     for r in rows:
         typer.echo(f"{r.alias:10} {r.version:34} {_when(r.from_ms):20} {_when(r.to_ms):20} {r.reason}")
 
@@ -154,10 +145,7 @@ def register_command(
     model_dir: Path | None = typer.Option(None, "--model-dir", help=_DIR_HELP),
 ) -> None:
     """Verify CHECKPOINT, copy it into the model directory and register it (not promoted)."""
-    try:
-        v = open_registry(db, model_dir).import_artifact(checkpoint, key=ModelKey.parse(key) if key else None)
-    except ForexDiffusionError as exc:
-        raise _fail(exc) from exc
+    v = open_registry(db, model_dir).import_artifact(checkpoint, key=_key(key) if key else None)
     typer.echo(f"registered {v.version} for {v.key}")
 
 

@@ -4,16 +4,48 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from forex_diffusion.replaying import records_from_file
+from forex_diffusion.errors import DataFormatError
 
-from ..kafka import ensure_topics, make_producer
 from ..settings import Settings
+from ._common import broker_call, check_input, check_positive, progress_bar
+
+
+def _candle_selection(path: Path, *, symbol: str | None,
+                      timeframe: str | None) -> tuple[str, list[bool] | None]:
+    """The timeframe to publish a candle file as, and which of its rows to publish (None: all).
+
+    A file with a timeframe column (what ``forexd candles`` writes) gives the timeframe when
+    it holds one; several need ``timeframe`` to choose. A symbol column is filtered by
+    ``symbol`` when given.
+    """
+    from forex_diffusion.readers import file_timeframes, read_candles, select_series
+    from forex_diffusion.timeframes import Timeframe
+
+    tfs = file_timeframes(path)
+    held = sorted(set(tfs.tolist())) if tfs is not None else []
+    if timeframe is None:
+        if len(held) == 1:
+            timeframe = str(held[0])
+        elif len(held) > 1:
+            raise DataFormatError(f"{path.name} holds several timeframes ({', '.join(held)}): "
+                                  "pass --timeframe to choose one")
+        else:
+            raise DataFormatError(f"{path.name} is a candle file with no timeframe column: "
+                                  "pass --timeframe (e.g. 1m)")
+    Timeframe.parse(timeframe)
+    if len(held) <= 1 and symbol is None:
+        return timeframe, None
+    loaded = read_candles(path, symbol=symbol)
+    kept = select_series(loaded, path, symbol=symbol, timeframe=timeframe, one_symbol=False, timeframes=tfs)
+    if kept is loaded:
+        return timeframe, None
+    return timeframe, loaded.frame["line"].isin(kept.frame["line"]).tolist()
 
 
 async def replay_file(
@@ -21,17 +53,50 @@ async def replay_file(
     timeframe: str | None = None, kind: str | None = None, tick_ids: bool = False,
     limit: int | None = None, show_progress: bool = False,
 ) -> int:
-    """Publish ``path`` to ``fx.ticks`` or ``fx.candles``; ``speed=None`` is as fast as possible."""
-    kind, total, records = records_from_file(path, symbol=symbol, timeframe=timeframe, kind=kind, tick_ids=tick_ids)
+    """Publish ``path`` to ``fx.ticks`` or ``fx.candles``; ``speed=None`` is as fast as possible.
+
+    Raises
+    ------
+    InputNotFoundError
+        ``path`` is missing or unreadable.
+    DataFormatError
+        A candle file with several timeframes and no ``timeframe``, or none of the chosen one.
+    ServiceUnavailableError
+        The broker does not answer.
+    """
+    from forex_diffusion.readers import sniff_kind
+    from forex_diffusion.replaying import ReplayRecord, records_from_file
+
+    from ..kafka import ensure_topics, make_producer
+
+    check_input(path)
+    kind = kind or sniff_kind(path)
+    mask: list[bool] | None = None
+    if kind == "candles":
+        timeframe, mask = _candle_selection(path, symbol=symbol, timeframe=timeframe)
+    kind, total, records = records_from_file(path, symbol=symbol, timeframe=timeframe, kind=kind,
+                                             tick_ids=tick_ids)
+    if mask is not None:
+        # records come in the reader's row order, as the mask does
+        chosen, total = mask, sum(mask)
+        all_records = records
+
+        def selected() -> Iterator[ReplayRecord]:
+            for keep, rec in zip(chosen, all_records, strict=True):
+                if keep:
+                    yield rec
+
+        records = selected()
     topic = settings.topic(kind)
-    await ensure_topics(settings, [topic])
+    await broker_call(settings, lambda: ensure_topics(settings, [topic]))
     producer = make_producer(settings)
-    await producer.start()
+    await broker_call(settings, producer.start, cleanup=producer.stop)
     sent = 0
     first_event: int | None = None
     t0 = time.monotonic()
-    progress = Progress(TextColumn("replay"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                        TimeRemainingColumn(), transient=True, disable=not show_progress)
+    progress = progress_bar("replay")
+    if not show_progress:
+        progress.disable = True
     try:
         with progress:
             task = progress.add_task("replay", total=min(total, limit or total))
@@ -59,22 +124,36 @@ async def replay_file(
     return sent
 
 
+def _speed(value: str) -> float | None:
+    if value == "max":
+        return None
+    try:
+        spd = float(value)
+    except ValueError:
+        raise typer.BadParameter(f"--speed must be a multiple of real time (e.g. 60) or 'max', not {value!r}") from None
+    if not spd > 0 or spd == float("inf"):
+        raise typer.BadParameter(f"--speed must be positive or 'max', not {value!r}")
+    return spd
+
+
 def replay(
     file: Path = typer.Argument(..., help="Tick file (→ fx.ticks) or candle file (→ fx.candles)."),
     speed: str = typer.Option("max", "--speed", help="Multiple of real time (e.g. 60) or 'max'."),
-    symbol: Optional[str] = typer.Option(None, "--symbol", help="Symbol for files without one."),
-    timeframe: Optional[str] = typer.Option(None, "--timeframe", help="Timeframe of a candle file."),
+    symbol: Optional[str] = typer.Option(None, "--symbol", help="Symbol for files without one; selects it in candle files with several."),
+    timeframe: Optional[str] = typer.Option(None, "--timeframe", help="Timeframe of a candle file (selects it in files with several)."),
     tick_ids: bool = typer.Option(False, "--tick-ids", help="Give each tick an id (<file>:<line>) for de-duplication."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Publish at most this many records."),
+    limit: Optional[int] = typer.Option(None, "-n", "--limit", help="Publish at most this many records."),
 ) -> None:
     """Publish FILE to its topic (key = symbol), paced by event time unless --speed max.
 
-    Reads the broker and topic prefix from FOREXD_BROKER_URL / FOREXD_TOPIC_PREFIX.
+    Reads the broker and topic prefix from FOREXD_BROKER_URL / FOREXD_TOPIC_PREFIX; an
+    unreachable broker exits 69. A candle file holding several timeframes needs
+    --timeframe to choose one.
     """
-    spd = None if speed == "max" else float(speed)
-    if spd is not None and spd <= 0:
-        raise typer.BadParameter("--speed must be positive or 'max'")
+    spd = _speed(speed)
+    check_positive(limit, "-n/--limit")
     settings = Settings.from_env()
+    check_input(file)
     n = asyncio.run(replay_file(settings, file, speed=spd, symbol=symbol, timeframe=timeframe,
                                 tick_ids=tick_ids, limit=limit, show_progress=True))
     typer.echo(f"published {n} records", err=True)

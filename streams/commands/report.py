@@ -6,18 +6,8 @@ from pathlib import Path
 
 import typer
 
-from forex_diffusion.backtest import parse_utc_date
-from forex_diffusion.errors import ForexDiffusionError
-from forex_diffusion.report import (
-    ReportConfig,
-    empty_message,
-    list_series,
-    load_report,
-    render_report,
-)
-from forex_diffusion.storage import make_engine
-
 from ..settings import Settings
+from ._common import check_output, check_positive, open_engine
 
 
 def report_command(
@@ -34,14 +24,26 @@ def report_command(
 
     Shows closes with forecast fans, rolling CRPS vs the random walk, rolling 50/90 %
     coverage, registry model changes, drift events (if recorded) and summary numbers.
-    Exits 1 when the period holds no forecast, 2 on bad options or database errors.
+    Exits 1 when the period holds no forecast, 2 on bad options, 66 when the database file
+    does not exist, 69 when the database does not answer.
     """
+    from forex_diffusion.backtest import parse_utc_date
+    from forex_diffusion.report import (
+        ReportConfig,
+        empty_message,
+        list_series,
+        load_report,
+        render_report,
+    )
+
+    check_positive(window, "--window")
+    check_positive(fans, "--fans")
+    from_ms = parse_utc_date(from_) if from_ else None
+    to_ms = parse_utc_date(to) if to else None
+    check_output(output)
     url = db or Settings.from_env().db_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        typer.echo(f"error: database file {url.removeprefix('sqlite:///')} does not exist", err=True)
-        raise typer.Exit(2)
+    engine = open_engine(url, create=False)
     try:
-        engine = make_engine(url, create=False)
         if symbol is None or timeframe is None:
             series = [s for s in list_series(engine)
                       if (symbol is None or s[0] == symbol) and (timeframe is None or s[1] == timeframe)]
@@ -52,12 +54,10 @@ def report_command(
                 raise typer.Exit(1)
             symbol, timeframe = series[0][0], series[0][1]
         config = ReportConfig(symbol=symbol, timeframe=timeframe,
-                              from_ms=parse_utc_date(from_) if from_ else None,
-                              to_ms=parse_utc_date(to) if to else None, window=window, fans=fans)
+                              from_ms=from_ms, to_ms=to_ms, window=window, fans=fans)
         data = load_report(engine, config)
-    except ForexDiffusionError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
     if data.empty:
         typer.echo(f"error: {empty_message(data)}", err=True)
         raise typer.Exit(1)

@@ -7,18 +7,20 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
-from aiokafka import TopicPartition
 
-from forex_diffusion.errors import ForexDiffusionError, ValidationError
-from forex_diffusion.storage import make_engine
-from forex_diffusion.trigger import RetrainRequest, request_id_for
-from retraining.jobs import JobConfig, JobOutcome, decode_outcome, encode_request, run_retrain
+from forex_diffusion.errors import DataFormatError
+from forex_diffusion.timeframes import Timeframe
 
-from ..kafka import ensure_topics, make_consumer, make_producer
 from ..settings import Settings
+from ._common import broker_call, check_input, check_positive, open_engine, progress_bar
 from .models import resolve_paths
+
+if TYPE_CHECKING:
+    from forex_diffusion.trigger import RetrainRequest
+    from retraining.jobs import JobOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +43,22 @@ async def send_request(settings: Settings, request: RetrainRequest, *, wait: boo
     ------
     TimeoutError
         No outcome for the request within ``timeout_s``.
+    ServiceUnavailableError
+        The broker does not answer.
     """
+    from aiokafka import TopicPartition
+
+    from forex_diffusion.errors import ValidationError
+    from retraining.jobs import decode_outcome, encode_request
+
+    from ..kafka import ensure_topics, make_consumer, make_producer
+
     req_topic, models_topic = settings.topic("retrain.requests"), settings.topic("models")
-    await ensure_topics(settings, [req_topic, models_topic])
+    await broker_call(settings, lambda: ensure_topics(settings, [req_topic, models_topic]))
     consumer = make_consumer(settings) if wait else None
     try:
         if consumer is not None:
-            await consumer.start()
+            await broker_call(settings, consumer.start, cleanup=consumer.stop)
             parts = consumer.partitions_for_topic(models_topic)
             if not parts:
                 await consumer.topics()  # forces a metadata refresh
@@ -58,7 +69,7 @@ async def send_request(settings: Settings, request: RetrainRequest, *, wait: boo
             for tp in tps:
                 await consumer.position(tp)
         producer = make_producer(settings)
-        await producer.start()
+        await broker_call(settings, producer.start, cleanup=producer.stop)
         try:
             await producer.send_and_wait(req_topic, encode_request(request), key=request.symbol.encode())
         finally:
@@ -92,7 +103,7 @@ def retrain_command(
     model_dir: Path | None = typer.Option(None, "--model-dir", help="Artifact root (default: FOREXD_MODEL_DIR / DATA_DIR/models)."),
     config: Path | None = typer.Option(None, "--config", help="JSON file of job settings (JobConfig.to_dict form) for --local."),
     max_minutes: float | None = typer.Option(None, "--max-minutes", help="Training wall-clock budget for --local."),
-    threads: int = typer.Option(2, "--threads", help="torch CPU threads for --local."),
+    threads: int = typer.Option(2, "--threads", help="torch CPU threads for --local (>= 1)."),
     wait: bool = typer.Option(False, "--wait", help="Broker form: wait for the outcome on fx.models."),
     timeout: float = typer.Option(1800.0, "--timeout", help="Seconds --wait waits."),
 ) -> None:
@@ -104,42 +115,68 @@ def retrain_command(
     FOREXD_TOPIC_PREFIX); with --wait it prints the matching fx.models outcome and exits
     the same way.
     """
-    now = int(time.time() * 1000)
-    try:
-        settings = Settings.from_env()
-        sym = symbol.upper()
-        request = RetrainRequest(request_id=request_id_for(sym, timeframe, horizon, "manual", now),
-                                 symbol=sym, timeframe=timeframe, horizon=horizon, reason="manual",
-                                 requested_at_ms=now, detail=reason)
-        if local:
-            import torch
+    from forex_diffusion.trigger import RetrainRequest, request_id_for
 
-            data = json.loads(config.read_text()) if config else {}
-            data.setdefault("horizon", settings.horizon)
-            if max_minutes is not None:
-                data["train"] = {**data.get("train", {}), "max_minutes": max_minutes}
-            job = JobConfig.from_dict(data)
-            url, mdir = resolve_paths(db, model_dir)
-            torch.set_num_threads(threads)
-            engine = make_engine(url)
-            try:
-                outcome = run_retrain(request, engine=engine, model_dir=mdir, config=job)
-            finally:
-                engine.dispose()
-        else:
+    check_positive(threads, "--threads")
+    check_positive(horizon, "--horizon")
+    if not timeout > 0:
+        raise typer.BadParameter(f"--timeout must be positive, not {timeout}")
+    Timeframe.parse(timeframe)
+    if config is not None:
+        check_input(config, "--config file")
+    now = int(time.time() * 1000)
+    settings = Settings.from_env()
+    sym = symbol.upper()
+    request = RetrainRequest(request_id=request_id_for(sym, timeframe, horizon, "manual", now),
+                             symbol=sym, timeframe=timeframe, horizon=horizon, reason="manual",
+                             requested_at_ms=now, detail=reason)
+    if local:
+        outcome = _run_local(request, settings, config=config, max_minutes=max_minutes, db=db,
+                             model_dir=model_dir, threads=threads)
+    else:
+        try:
             got = asyncio.run(send_request(settings, request, wait=wait, timeout_s=timeout))
-            if got is None:
-                typer.echo(f"sent request_id={request.request_id} key={request.key}")
-                return
-            outcome = got
-    except (ForexDiffusionError, OSError, json.JSONDecodeError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    except TimeoutError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        except TimeoutError as exc:
+            typer.echo(f"error: {exc}: the retrain worker may be down or busy; raise --timeout "
+                       f"or check `forexd tail models`", err=True)
+            raise typer.Exit(1) from exc
+        if got is None:
+            typer.echo(f"sent request_id={request.request_id} key={request.key}")
+            return
+        outcome = got
     _print(outcome)
     raise typer.Exit(outcome.exit_code)
+
+
+def _run_local(request: RetrainRequest, settings: Settings, *, config: Path | None,
+               max_minutes: float | None, db: str | None, model_dir: Path | None,
+               threads: int) -> JobOutcome:
+    import torch
+
+    from retraining.jobs import JobConfig, run_retrain
+
+    try:
+        data: dict[str, Any] = json.loads(config.read_text()) if config else {}
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(f"--config {config} is not JSON ({exc}): fix the file "
+                              "(JobConfig.to_dict form)") from exc
+    data.setdefault("horizon", settings.horizon)
+    if max_minutes is not None:
+        data["train"] = {**data.get("train", {}), "max_minutes": max_minutes}
+    job = JobConfig.from_dict(data)
+    url, mdir = resolve_paths(db, model_dir)
+    torch.set_num_threads(threads)
+    engine = open_engine(url)
+    try:
+        with progress_bar("retrain", elapsed=True, description=True) as progress:
+            task = progress.add_task("starting", total=None)
+
+            def stage(name: str, detail: Any) -> None:
+                progress.update(task, description=f"{name} {detail if detail is not None else ''}"[:60])
+
+            return run_retrain(request, engine=engine, model_dir=mdir, config=job, progress=stage)
+    finally:
+        engine.dispose()
 
 
 def register(app: typer.Typer) -> None:

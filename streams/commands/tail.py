@@ -6,19 +6,23 @@ import asyncio
 import json
 import sys
 import time
-from typing import Optional
+from typing import Optional, TextIO
 
 import typer
 
-from ..kafka import make_consumer
 from ..settings import Settings
+from ._common import broker_call, check_positive
 
 
 async def tail_topic(settings: Settings, name: str, *, from_beginning: bool, limit: int | None,
-                     timeout_s: float | None, out=sys.stdout) -> int:  # type: ignore[no-untyped-def]
+                     timeout_s: float | None, out: TextIO | None = None) -> int:
+    """Print ``name``'s records to ``out`` (standard output) as JSON lines; return how many."""
+    from ..kafka import make_consumer
+
+    out = out or sys.stdout
     topic = name if name.startswith(settings.topic_prefix + "fx.") else settings.topic(name.removeprefix("fx."))
     consumer = make_consumer(settings, topic, auto_offset_reset="earliest" if from_beginning else "latest")
-    await consumer.start()
+    await broker_call(settings, consumer.start, cleanup=consumer.stop)
     n = 0
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     try:
@@ -51,7 +55,12 @@ def tail(
     limit: Optional[int] = typer.Option(None, "-n", "--max", help="Stop after this many records."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Stop after this many seconds."),
 ) -> None:
-    """Print TOPIC's records as JSON lines (partition, offset, key, value)."""
+    """Print TOPIC's records as JSON lines (partition, offset, key, value).
+
+    Reads the broker and topic prefix from FOREXD_BROKER_URL / FOREXD_TOPIC_PREFIX; an
+    unreachable broker exits 69.
+    """
+    check_positive(limit, "-n")
     settings = Settings.from_env()
     asyncio.run(tail_topic(settings, topic, from_beginning=from_beginning, limit=limit, timeout_s=timeout))
 

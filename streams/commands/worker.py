@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
+
+_ROLES = "stream, ticks, candles, retrain, all"
 
 
 def worker(
-    role: str = typer.Option("stream", "--role", help="stream (ticks+candles+forecasts), ticks, candles, retrain, or all."),
-    log_level: str = typer.Option("warn", "--loglevel", help="crit|error|warn|info|debug"),
+    ctx: typer.Context,
+    role: str = typer.Option("stream", "--role", help=f"One of {_ROLES} (stream = ticks+candles+forecasts)."),
+    log_level: Optional[str] = typer.Option(None, "--log-level",
+                                            help="crit|error|warn|info|debug (default: forexd --log-level, warn)."),
+    legacy_level: Optional[str] = typer.Option(None, "--loglevel", hidden=True,
+                                               help="Old spelling of --log-level."),
 ) -> None:
     """Run a Faust worker.
 
@@ -15,10 +23,24 @@ def worker(
     fx.candles, fx.forecasts, fx.drift, fx.retrain.requests, fx.models, fx.deadletter and
     the database at FOREXD_DATABASE_URL (SQLite under FOREXD_DATA_DIR by default). Serves
     Prometheus metrics on FOREXD_METRICS_ADDR:FOREXD_METRICS_PORT (127.0.0.1 by default).
+    Exits 78 on a bad FOREXD_* value and 74 when the database refuses writes for good.
     """
+    from ..cli import LOG_LEVELS
+    from ..runner import ROLES
+    from ..settings import Settings
+
+    if role not in ROLES:
+        raise typer.BadParameter(f"--role must be one of {', '.join(ROLES)}, not {role!r}")
+    level = (log_level or legacy_level or (ctx.obj or {}).get("log_level") or "warn").lower()
+    if level not in LOG_LEVELS:
+        raise typer.BadParameter(f"--log-level must be crit, error, warn, info or debug, not {level!r}")
+    # faust takes logging's own names: crit -> CRITICAL, warn -> WARNING
+    name = {"crit": "critical", "warn": "warning"}.get(level, level)
+    settings = Settings.from_env()
+
     from ..runner import run_worker
 
-    run_worker(role=role, log_level=log_level)
+    run_worker(role=role, log_level=name, settings=settings)
 
 
 def register(app: typer.Typer) -> None:

@@ -43,7 +43,9 @@ def test_cli_matches_core_api_on_bundled_sample(sample_ticks: Path, tmp_path: Pa
     got = pd.read_csv(out)
     core = aggregate_ticks_file(sample_ticks, timeframes=["1m", "5m", "1h"])
     assert len(got) == len(core.candles)
-    assert got.close.tolist() == [c.close for c in core.candles]
+    # prices at the instrument's precision: a mid of 5-decimal quotes has 6 decimals
+    assert got.close.tolist() == [round(c.close, 6) for c in core.candles]
+    assert max(len(t.split(".")[1]) for t in out.read_text().splitlines()[1].split(",")[3:7]) <= 6
     assert got.tick_count.sum() == 3 * 111_408
 
 
@@ -76,4 +78,4 @@ def test_cli_symbol_option_and_missing_file(tmp_path: Path) -> None:
     res = runner.invoke(app, ["candles", str(src), "--symbol", "USDJPY"])
     assert res.exit_code == 0 and "USDJPY,1m,2013-01-01T22:00:00Z" in res.stdout
     res = runner.invoke(app, ["candles", str(tmp_path / "missing.csv")])
-    assert res.exit_code == 2 and "no such file" in res.stderr
+    assert res.exit_code == 66 and "does not exist" in res.stderr

@@ -1,0 +1,185 @@
+"""Checks and helpers shared by the ``forexd`` sub-commands.
+
+Light at import (standard library, typer and the core's error classes only): each helper
+imports what it needs when called, so ``forexd --help`` does not load rich.progress,
+aiokafka or sqlalchemy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import typer
+
+from forex_diffusion.errors import InputNotFoundError, OutputError, ServiceUnavailableError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+    from sqlalchemy.engine import Engine
+
+    from ..settings import Settings
+
+__all__ = [
+    "PRICE_SIDES",
+    "broker_call",
+    "check_input",
+    "check_output",
+    "check_positive",
+    "check_price",
+    "hide_password",
+    "open_engine",
+    "progress_bar",
+]
+
+PRICE_SIDES = ("mid", "bid", "ask")
+T = TypeVar("T")
+
+
+def check_input(path: Path, what: str = "input file") -> Path:
+    """Return ``path`` if it is a readable file, else raise :class:`InputNotFoundError`."""
+    if not path.exists():
+        raise InputNotFoundError(f"{what} {path} does not exist: check the path")
+    if path.is_dir():
+        raise InputNotFoundError(f"{what} {path} is a directory: pass a file")
+    if not os.access(path, os.R_OK):
+        raise InputNotFoundError(f"{what} {path} is not readable: check its permissions")
+    return path
+
+
+def check_output(path: Path | None, option: str = "-o") -> None:
+    """Refuse, before any work, an output whose directory is missing or not writable."""
+    if path is None:
+        return
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a directory; give {option} a file name")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {path}: directory {parent} does not exist; create it or "
+                          f"choose another {option}")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise OutputError(f"cannot write {path}: permission denied; choose another {option}")
+
+
+def check_price(price: str) -> str:
+    """``price`` if it is a side of bid/ask files, else a usage error."""
+    if price not in PRICE_SIDES:
+        raise typer.BadParameter(f"--price must be mid, bid or ask, not {price!r}")
+    return price
+
+
+def check_positive(value: int | None, option: str) -> None:
+    """A usage error unless ``value`` is None or >= 1."""
+    if value is not None and value < 1:
+        raise typer.BadParameter(f"{option} must be at least 1, not {value}")
+
+
+def progress_bar(label: str, *, elapsed: bool = False, description: bool = False) -> Progress:
+    """A transient rich progress bar on standard error, disabled unless that is a terminal."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    err = Console(stderr=True)
+    columns: list[ProgressColumn | str] = [TextColumn(label), BarColumn()]
+    columns.append(TextColumn("{task.description}") if description
+                   else TextColumn("{task.completed}/{task.total}"))
+    columns.append(TimeElapsedColumn() if elapsed else TimeRemainingColumn())
+    return Progress(*columns, console=err, transient=True,
+                    disable=not (sys.stderr.isatty() and err.is_terminal))
+
+
+def hide_password(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown without its credentials
+        return url.split("@", 1)[-1] if "@" in url else url
+
+
+def open_engine(url: str, *, create: bool = True, connect_timeout_s: int = 10) -> Engine:
+    """An engine on ``url`` after one bounded connection attempt.
+
+    Raises
+    ------
+    ServiceUnavailableError
+        The database does not answer (address shown, password hidden).
+    """
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+    from forex_diffusion.errors import ConfigError
+    from forex_diffusion.storage import make_engine
+
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.exists():
+            raise InputNotFoundError(f"database file {path} does not exist: check --db or "
+                                     "FOREXD_DATABASE_URL / FOREXD_DATA_DIR")
+    else:
+        try:
+            args: dict[str, Any] = {}
+            if url.startswith(("postgresql", "postgres")):
+                args = {"connect_timeout": connect_timeout_s}
+            probe = create_engine(url, connect_args=args, pool_pre_ping=False, hide_parameters=True)
+        except ImportError as exc:
+            raise ConfigError(f"database URL {hide_password(url)} needs a driver that is not installed "
+                              f"({exc}): name an installed one, e.g. postgresql+psycopg2://") from exc
+        except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+            raise ConfigError(f"database URL {hide_password(url)} is not valid ({exc}): fix --db or "
+                              "FOREXD_DATABASE_URL") from exc
+        try:
+            with probe.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except DBAPIError as exc:
+            first = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+            raise ServiceUnavailableError("database", hide_password(url),
+                                          f"{first}; start it or fix --db / FOREXD_DATABASE_URL") from exc
+        finally:
+            probe.dispose()
+    return make_engine(url, create=create)
+
+
+async def broker_call(settings: Settings, make: Callable[[], Awaitable[T]], *,
+                      timeout_s: float | None = None, cleanup: Callable[[], Awaitable[Any]] | None = None) -> T:
+    """Await ``make()`` (a client start, a topic check); an unreachable broker becomes
+    :class:`ServiceUnavailableError` with its address, within ``timeout_s`` (default: the
+    producer request timeout + 10 s), after ``cleanup()`` (e.g. stopping the client)."""
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    limit = timeout_s if timeout_s is not None else settings.producer_request_timeout_s + 10.0
+    # aiokafka logs each refused connection at ERROR; the one line below says it (shown at info)
+    kafka_log = logging.getLogger("aiokafka")
+    quiet = logging.getLogger().getEffectiveLevel() > logging.INFO and kafka_log.level == logging.NOTSET
+    if quiet:
+        kafka_log.setLevel(logging.CRITICAL)
+    try:
+        return await asyncio.wait_for(make(), limit)
+    except (KafkaConnectionError, KafkaError, OSError, TimeoutError) as exc:
+        if cleanup is not None:
+            try:
+                await cleanup()
+            except Exception:  # noqa: BLE001, S110 - the client never started; nothing to close
+                pass
+        detail = "no answer" if isinstance(exc, TimeoutError) else type(exc).__name__
+        raise ServiceUnavailableError(
+            "broker", settings.broker_url,
+            f"{detail}; start it or set FOREXD_BROKER_URL") from exc
+    finally:
+        if quiet:
+            kafka_log.setLevel(logging.NOTSET)
