@@ -20,6 +20,7 @@ and reason, and the rest of the file is read. Values are only parsed here; the v
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import re
@@ -95,10 +96,29 @@ def _open_text(path: str | Path) -> str:
     return raw.decode("utf-8", errors="replace")
 
 
+_NEWLINE = re.compile(r"\r\n|\r|\n")  # what pandas' C parser ends a line on
+
+
 def _read_frame(text: str, sep: str, header: bool) -> pd.DataFrame:
+    """Parse ``text`` with every value a string; the index is each row's 1-based line number.
+
+    Quotes are plain characters (no supported layout quotes), so a row's fields are exactly
+    its ``sep``-separated parts, as :func:`_bad_lines` counts them. Blank lines are skipped;
+    a row with more fields than the header is skipped (and reported by :func:`_bad_lines`),
+    one with fewer is kept with missing values (rows with more never reach pandas: it
+    took a first row with an extra field for an index). The line numbers travel with the rows, so a
+    skipped row never shifts the numbers of the rows after it.
+    """
+    rows = _NEWLINE.split(text)
+    first = rows[0] if header else next((r for r in rows if r.strip()), "")
+    most = first.count(sep)  # separators of a full row; pandas mishandles rows with more
+    body = [f"{i}{sep}{line}" for i, line in enumerate(rows, start=1)
+            if line.strip() and not (header and i == 1) and line.count(sep) <= most]
+    if header:
+        body.insert(0, f"__line{sep}{rows[0]}")
     try:
         df = pd.read_csv(
-            io.StringIO(text),
+            io.StringIO("\n".join(body)),
             sep=sep,
             header=0 if header else None,
             dtype=str,
@@ -106,22 +126,30 @@ def _read_frame(text: str, sep: str, header: bool) -> pd.DataFrame:
             skipinitialspace=True,
             on_bad_lines="skip",
             engine="c",
+            quoting=csv.QUOTE_NONE,
+            index_col=False,  # never guess an index (a first row with an extra field did)
         )
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
     except pd.errors.ParserError as exc:
         raise DataFormatError(f"cannot parse CSV: {exc}") from exc
-    df.columns = [str(c).strip() for c in df.columns]
+    first = df.columns[0]
+    df.index = pd.Index(df[first].astype(np.int64).to_numpy(), name=None)
+    df = df.drop(columns=first)
+    df.columns = [str(c).strip() for c in df.columns] if header else [str(i) for i in range(len(df.columns))]
     return df
 
 
 def _line_numbers(df: pd.DataFrame, header: bool) -> np.ndarray:
-    lines: np.ndarray = df.index.to_numpy() + (2 if header else 1)
+    """The 1-based file line of each row of a :func:`_read_frame` frame."""
+    lines: np.ndarray = df.index.to_numpy(dtype=np.int64)
     return lines
 
 
 def _bad_lines(text: str, sep: str, header: bool, ncols: int) -> list[FileReject]:
     """Lines whose field count differs from the header's (pandas skips them)."""
     out = []
-    for i, line in enumerate(text.splitlines(), start=1):
+    for i, line in enumerate(_NEWLINE.split(text), start=1):
         if header and i == 1 or not line.strip():
             continue
         if line.count(sep) + 1 != ncols:
@@ -151,7 +179,15 @@ def _timestamps(col: pd.Series, lines: np.ndarray, rejects: list[FileReject], ba
         v = numeric.to_numpy(dtype=float)[is_num]
         # epoch in s, ms, us or ns by magnitude
         scale = np.where(v < 1e11, 1000.0, np.where(v < 1e14, 1.0, np.where(v < 1e17, 1e-3, 1e-6)))
-        out[is_num] = np.round(v * scale).astype(np.int64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            ms = np.round(v * scale)
+        fits = np.isfinite(ms) & (np.abs(ms) < 2.0**62)  # beyond: no time at all (inf, 1e308)
+        idx = np.flatnonzero(is_num)
+        out[idx[fits]] = ms[fits].astype(np.int64)
+        for j in idx[~fits]:
+            if not bad[j]:
+                rejects.append(FileReject(int(lines[j]), RejectReason.BAD_TS, f"timestamp {s.iloc[j][:40]!r}", ""))
+                bad[j] = True
     rest = ~is_num
     if rest.any():
         parsed = pd.to_datetime(s[rest], format=fmt, errors="coerce", utc=False)
@@ -211,7 +247,7 @@ def read_ticks(path: str | Path, *, symbol: str | None = None, tz: str = "UTC",
         raise DataFormatError(f"{path}: no rows")
     rejects = _bad_lines(text, sep, header, len(df.columns))
     lines = _line_numbers(df, header)
-    bad = np.zeros(len(df), dtype=bool)
+    bad = np.isin(lines, [r.line for r in rejects])  # fields missing: refused once, as malformed
     cols = {c.lower(): c for c in df.columns}
     if layout == "ts_ms":
         ts = _timestamps(df["ts_ms"], lines, rejects, bad)
@@ -230,8 +266,8 @@ def read_ticks(path: str | Path, *, symbol: str | None = None, tz: str = "UTC",
         bid_c, ask_c, vol_c, sym_c = "bid", "ask", "volume" if "volume" in df.columns else None, None
     bid = _numbers(df[bid_c], "bid", lines, rejects, bad)
     ask = _numbers(df[ask_c], "ask", lines, rejects, bad)
+    # nan/inf volumes stay: the validator refuses them (non_finite), they never count as 0
     vol = _numbers(df[vol_c], "volume", lines, rejects, bad) if vol_c else np.zeros(len(df))
-    vol = np.where(np.isfinite(vol), vol, 0.0)
     syms = _symbols(df, sym_c, symbol, path, reg)
     frame = pd.DataFrame({"line": lines, "ts_ms": ts, "symbol": syms.to_numpy(), "bid": bid, "ask": ask, "volume": vol})
     frame = frame[~bad].reset_index(drop=True)
