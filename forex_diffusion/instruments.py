@@ -2,6 +2,10 @@
 
 Symbols are normalised only through the alias map (``EUR/USD``, ``EUR_USD``, ``eurusd``
 → ``EURUSD``); anything else is unknown and must never create state or metric labels.
+
+Each instrument carries the range its price has traded in (``low``/``high``, rounded out
+from the history since 1999); the validator refuses a price beyond a multiple of it
+(``out_of_range``). A symbol the defaults do not know gets a wide range (1e-4 to 1e6).
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ __all__ = ["DEFAULT_INSTRUMENTS", "Instrument", "InstrumentRegistry"]
 
 @dataclass(frozen=True, slots=True)
 class Instrument:
-    """A currency pair: six-letter ``symbol`` and the size of one pip in price units."""
+    """A currency pair: six-letter ``symbol``, the size of one pip in price units, the quoted
+    decimals and the range (``low``, ``high``) its price has traded in."""
 
     symbol: str
     pip: float
     decimals: int
+    low: float = 1e-4
+    high: float = 1e6
 
     @property
     def base(self) -> str:
@@ -31,10 +38,19 @@ class Instrument:
         return self.symbol[3:]
 
 
+# Traded range since 1999 (daily extremes), rounded outwards.
+_RANGES: dict[str, tuple[float, float]] = {
+    "EURUSD": (0.8, 1.65), "GBPUSD": (1.0, 2.15), "USDJPY": (75.0, 165.0), "USDCHF": (0.7, 1.85),
+    "AUDUSD": (0.47, 1.11), "USDCAD": (0.9, 1.65), "NZDUSD": (0.39, 0.89), "EURGBP": (0.56, 0.99),
+    "EURJPY": (88.0, 176.0), "EURCHF": (0.85, 1.69), "GBPJPY": (116.0, 252.0), "AUDJPY": (55.0, 108.0),
+}
+
+
 def _inst(symbol: str) -> Instrument:
     jpy = symbol.endswith("JPY")
     # Pip is 0.01 for JPY quotes, 0.0001 otherwise; feeds quote one extra (fractional) digit.
-    return Instrument(symbol, 0.01 if jpy else 0.0001, 3 if jpy else 5)
+    low, high = _RANGES.get(symbol, (1e-4, 1e6))
+    return Instrument(symbol, 0.01 if jpy else 0.0001, 3 if jpy else 5, low, high)
 
 
 DEFAULT_INSTRUMENTS: tuple[Instrument, ...] = tuple(
@@ -55,6 +71,8 @@ class InstrumentRegistry:
         for inst in instruments:
             if len(inst.symbol) != 6 or not inst.symbol.isalpha() or not inst.symbol.isupper():
                 raise ConfigError(f"symbol {inst.symbol!r} must be six upper-case letters")
+            if not (0 < inst.low < inst.high < 1e12):
+                raise ConfigError(f"price range of {inst.symbol} must satisfy 0 < low < high < 1e12")
             self._by_symbol[inst.symbol] = inst
             b, q = inst.base, inst.quote
             for form in (f"{b}{q}", f"{b}/{q}", f"{b}_{q}", f"{b}-{q}"):

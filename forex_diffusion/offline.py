@@ -1,4 +1,10 @@
-"""Offline pipelines over files, running the same core code as the agents."""
+"""Offline pipelines over files, running the same core code as the agents.
+
+:func:`aggregate_ticks_file` (``forexd candles``) runs the tick agent's
+:class:`~forex_diffusion.pipeline.TickPipeline` row by row: the same validator, event-time
+jump guard, price spike guard and aggregator, so a file gives the candles a replay of it
+into a worker gives, and a row either reaches the candles or is refused with its reason.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from .aggregation import CandleAggregator
-from .domain import Candle, PriceSide
+from .domain import Candle, PriceSide, Tick
 from .errors import RejectReason, ValidationError
 from .instruments import InstrumentRegistry
+from .pipeline import TickPipeline
 from .readers import FileReject, read_ticks
+from .spikes import SpikeConfig
+from .time_jumps import TimeJumpConfig
 from .timeframes import ms_to_datetime
-from .validation import TickValidator, ValidationConfig
+from .validation import ValidationConfig
 
 __all__ = ["CANDLE_CSV_COLUMNS", "CandleRun", "aggregate_ticks_file", "format_ms", "write_candles_csv"]
 
@@ -53,13 +61,16 @@ def aggregate_ticks_file(
     symbol: str | None = None,
     allowed_lateness_ms: int = 2_000,
     validation: ValidationConfig | None = None,
+    spikes: SpikeConfig | None = None,
+    times: TimeJumpConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> CandleRun:
-    """Read, validate and aggregate a tick file with the stream's validator and aggregator.
+    """Read, validate and aggregate a tick file with the tick agent's pipeline.
 
     A bad row never stops the run: it is refused with its reason (``rejects``), counted,
-    and the rest is aggregated. Candles are returned sorted by symbol, timeframe duration
-    and open time.
+    and the rest is aggregated; a row the guards hold and then refuse (a price jump or a
+    far-future time not confirmed) is refused once, with that reason. Candles are returned
+    sorted by symbol, timeframe duration and open time.
     """
     instruments = InstrumentRegistry()
     if symbol is not None:
@@ -70,38 +81,45 @@ def aggregate_ticks_file(
     for name in set(frame["symbol"].unique().tolist()):
         if instruments.normalise(name) is None and isinstance(name, str) and len(name) == 6 and name.isalpha():
             instruments = instruments.with_symbol(name)
-    validator = TickValidator(validation or ValidationConfig(), instruments)
-    agg = CandleAggregator(timeframes, price=price, allowed_lateness_ms=allowed_lateness_ms)
+    pipe = TickPipeline(timeframes=timeframes, instruments=instruments, price=price,
+                        allowed_lateness_ms=allowed_lateness_ms, validation=validation, spikes=spikes, times=times)
     run = CandleRun(candles=[], rejects=list(loaded.rejects))
     run.counts.update(r.reason.value for r in loaded.rejects)
     out = run.candles
-    check, add = validator.check, agg.add
+    process, take = pipe.process, pipe.take_quarantined
     normalise = instruments.normalise
     lines = frame["line"].tolist()
     n = len(lines)
-    for i, (ts, sym, b, a, v) in enumerate(zip(frame["ts_ms"].tolist(), frame["symbol"].tolist(),
-                                               frame["bid"].tolist(), frame["ask"].tolist(),
-                                               frame["volume"].tolist(), strict=True)):
+
+    def refuse(line: int, reason: RejectReason, detail: str) -> None:
+        run.counts[reason.value] += 1
+        run.rejects.append(FileReject(line, reason, detail, ""))
+
+    for i, (line, ts, sym, b, a, v) in enumerate(zip(lines, frame["ts_ms"].tolist(), frame["symbol"].tolist(),
+                                                     frame["bid"].tolist(), frame["ask"].tolist(),
+                                                     frame["volume"].tolist(), strict=True)):
         canon = normalise(sym) if isinstance(sym, str) else None
-        reason = RejectReason.UNKNOWN_SYMBOL if canon is None else check(canon, ts, b, a)
-        if reason is None:
+        if canon is None:
+            refuse(int(line), RejectReason.UNKNOWN_SYMBOL, f"{sym} ts_ms={ts} bid={b!r} ask={a!r}")
+        else:
             try:
-                closed = add(canon, ts, b, a, v)  # type: ignore[arg-type]
+                closed = process(Tick(symbol=canon, ts_ms=ts, bid=b, ask=a, volume=v), ref=int(line))
             except ValidationError as exc:
-                reason = exc.reason
+                refuse(int(line), exc.reason, f"{canon} ts_ms={ts} bid={b!r} ask={a!r} volume={v!r}")
             else:
                 if closed:
                     out.extend(closed)
-        if reason is not None:
-            run.counts[reason.value] += 1
-            run.rejects.append(FileReject(int(lines[i]), reason, f"{sym} ts_ms={ts} bid={b!r} ask={a!r}", ""))
+                for q in take():
+                    refuse(q.ref, q.reason, f"{q.detail}: {q.symbol} ts_ms={q.tick.ts_ms} bid={q.tick.bid!r}")
         if progress is not None and i % 100_000 == 0:
             progress(i, n)
-    out.extend(agg.flush())
+    out.extend(pipe.flush())
+    for q in take():
+        refuse(q.ref, q.reason, f"{q.detail}: {q.symbol} ts_ms={q.tick.ts_ms} bid={q.tick.bid!r}")
     run.ticks_read = n
-    run.crossed_accepted = validator.counters.crossed_accepted
-    run.locked = validator.counters.locked
-    order = {t.name: t.duration_ms for t in agg.timeframes}
+    run.crossed_accepted = pipe.validator.counters.crossed_accepted
+    run.locked = pipe.validator.counters.locked
+    order = {t.name: t.duration_ms for t in pipe.aggregator.timeframes}
     out.sort(key=lambda c: (c.symbol, order[c.timeframe], c.open_ms))
     run.rejects.sort(key=lambda r: r.line)
     return run

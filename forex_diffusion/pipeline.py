@@ -1,10 +1,17 @@
 """Per-symbol processing chains driven by plain method calls (the agents are thin shells).
 
-:class:`TickPipeline` is validate → spike guard → aggregate, what the tick agent runs per
-tick (``forexd candles``, :func:`~forex_diffusion.offline.aggregate_ticks_file`, runs the
-same validator and aggregator without the spike guard). Its state (open buckets, watermark, recent tick ids, the
-spike guards with their held ticks) snapshots per symbol as plain data, so a worker that
-takes over a partition resumes where the last one stopped.
+:class:`TickPipeline` is validate → time guard → spike guard → aggregate, what the tick
+agent runs per tick and what ``forexd candles``
+(:func:`~forex_diffusion.offline.aggregate_ticks_file`) runs per row. Its state (open
+buckets, watermark, recent tick ids, the time and spike guards with their held ticks)
+snapshots per symbol as plain data, so a worker that takes over a partition resumes where
+the last one stopped.
+
+The time guard (:mod:`~forex_diffusion.time_jumps`) holds a tick far ahead of its series'
+event time (default: more than 4 days) until later ticks confirm the new time, so one bad
+clock cannot move the watermark; an unconfirmed one is refused as ``future_ts`` (through
+:meth:`TickPipeline.take_quarantined`). The first ticks of a series are held until their
+times agree (see the module); candles are the same as without the guard.
 
 The spike guard (B9, :mod:`~forex_diffusion.spikes`) holds a huge jump back from the
 aggregator until ``confirm`` ticks confirm the new level; then the held ticks go through
@@ -26,6 +33,7 @@ from .errors import ConfigError, RejectReason, ValidationError
 from .instruments import InstrumentRegistry
 from .market_hours import MarketHours
 from .spikes import SpikeConfig, SpikeCounters, SpikeGuard
+from .time_jumps import TimeJumpConfig, TimeJumpGuard
 from .timeframes import Timeframe
 from .validation import TickValidator, ValidationConfig
 
@@ -44,6 +52,7 @@ class Quarantined:
     tick: Tick
     ref: Any
     reason: RejectReason
+    detail: str = "price jump held and not confirmed"
 
 
 def _encode(item: _Held) -> dict[str, Any]:
@@ -62,8 +71,10 @@ class TickPipeline:
     """Validate, guard against huge jumps, and aggregate ticks of the configured symbols.
 
     ``spikes`` configures the B9 guard (default :class:`SpikeConfig`: on, k=25,
-    min_move=0.5 %, M=3; ``SpikeConfig(enabled=False)`` turns it off). The B21 weekend
-    policy is ``validation.off_hours`` (default ``accept``: counted in :attr:`off_hours`).
+    min_move=0.5 %, M=3; ``SpikeConfig(enabled=False)`` turns it off); ``times`` the
+    event-time jump guard (default :class:`TimeJumpConfig`: on, 4 days, M=3). The B21
+    weekend policy is ``validation.off_hours`` (default ``accept``: counted in
+    :attr:`off_hours`).
 
     What a caller of the guard must know:
 
@@ -75,7 +86,12 @@ class TickPipeline:
       a held tick by more than ``allowed_lateness_ms`` is refused ``late``, as it would be
       without the guard.
     * :meth:`advance` never moves a symbol's clock past its earliest held tick;
-      :meth:`flush` (end of a finite input) quarantines what is still held.
+      :meth:`flush` (end of a finite input) quarantines what is still held (the first
+      ticks of a series held by the time guard are released instead: nothing contradicts
+      them). Candles of ticks released outside :meth:`process` (by :meth:`expire_hold`)
+      come out of the next :meth:`advance`, :meth:`process` or :meth:`flush`.
+    * Feed the idle timer from :meth:`event_time`, not from the last tick's time: a held
+      far-future tick is not the series' time.
     """
 
     def __init__(
@@ -87,15 +103,21 @@ class TickPipeline:
         allowed_lateness_ms: int = 2_000,
         validation: ValidationConfig | None = None,
         spikes: SpikeConfig | None = None,
+        times: TimeJumpConfig | None = None,
     ) -> None:
         self.instruments = instruments
         self.validator = TickValidator(validation or ValidationConfig(), instruments)
         self.aggregator = CandleAggregator(timeframes, price=price, allowed_lateness_ms=allowed_lateness_ms)
         self.spike_config = spikes or SpikeConfig()
         self.spike_counters = SpikeCounters()
+        self.time_counters: dict[str, int] = {"holds": 0, "confirmed": 0, "refused": 0}
         self._guard_on = self.spike_config.enabled
         self._guards: dict[str, SpikeGuard[_Held]] = {}
+        self.time_config = times or TimeJumpConfig()
+        self._clock_on = self.time_config.enabled
+        self._clocks: dict[str, TimeJumpGuard[_Held]] = {}
         self._quarantined: list[Quarantined] = []
+        self._released: list[Candle] = []  # candles of ticks released outside process()
 
     # -- hot path ---------------------------------------------------------------------------
 
@@ -110,10 +132,26 @@ class TickPipeline:
         """
         sym = tick.symbol
         last = self.aggregator.last_event_ms(sym)
-        reason = self.validator.check(sym, tick.ts_ms, tick.bid, tick.ask, tick_id=tick.tick_id, now_ms=now_ms,
+        reason = self.validator.check(sym, tick.ts_ms, tick.bid, tick.ask, volume=tick.volume, tick_id=tick.tick_id,
+                                      now_ms=now_ms,
                                       late_before_ms=None if last is None else last - self.aggregator.allowed_lateness_ms)
         if reason is not None:
             raise ValidationError(reason, f"{sym} ts_ms={tick.ts_ms}")
+        if self._clock_on:
+            c = self._clocks.get(sym)
+            if c is None:
+                c = self._new_clock(sym)
+            if tick.ts_ms > c.limit:  # a jump in time, ticks are held, or a new series
+                return self._time_guarded(c, tick, ref)
+            if tick.ts_ms > c.top:  # type: ignore[operator]  # top is set when limit is
+                c.accept(tick.ts_ms)
+        if self._released:
+            return self._drain_released() + self._price_stage(tick, ref)
+        return self._price_stage(tick, ref)
+
+    def _price_stage(self, tick: Tick, ref: Any) -> list[Candle]:
+        """Spike guard → aggregator for a tick the validator and time guard let through."""
+        sym = tick.symbol
         if not self._guard_on:
             return self.aggregator.add(sym, tick.ts_ms, tick.bid, tick.ask, tick.volume)
         try:
@@ -126,6 +164,100 @@ class TickPipeline:
         closed = self.aggregator.add(sym, tick.ts_ms, tick.bid, tick.ask, tick.volume)
         g.accept(mid)  # after add: a late tick changes nothing
         return closed
+
+    # -- the time guard ---------------------------------------------------------------------
+
+    def _new_clock(self, sym: str) -> TimeJumpGuard[_Held]:
+        """A guard for ``sym``, starting from the time its restored state already has."""
+        top = self.aggregator.last_event_ms(sym)
+        g = self._guards.get(sym)
+        if g is not None and g.holding:
+            held = max(t.ts_ms for t, _ in g.held)
+            top = held if top is None else max(top, held)
+        c: TimeJumpGuard[_Held] = TimeJumpGuard(self.time_config, top=top)
+        self._clocks[sym] = c
+        return c
+
+    def _time_guarded(self, c: TimeJumpGuard[_Held], tick: Tick, ref: Any) -> list[Candle]:
+        """The rare path: ``tick`` is far ahead of its series, time-held ticks wait, or the
+        series has no time yet."""
+        sym = tick.symbol
+        out = self._drain_released()
+        verdict = c.classify(tick.ts_ms)
+        if verdict == "first":
+            settled = c.hold_first((tick, ref), tick.ts_ms)
+            if settled is not None:
+                out += self._settled(sym, c, *settled)
+            return out
+        if verdict == "revert":  # back near the series' time: the held ticks were a bad clock
+            self._refuse_time(sym, c.end_hold(), c.top)
+            c.accept(tick.ts_ms)
+            return out + self._price_stage(tick, ref)
+        if verdict == "restart":  # far from the series and from the held time
+            self._refuse_time(sym, c.end_hold(), c.top)
+        elif verdict == "confirm":
+            top = max(c.held_ts)
+            lateness = self.aggregator.allowed_lateness_ms
+            if tick.ts_ms < top - lateness:  # late against a held tick, as without the guard
+                self.aggregator.late_count += 1
+                raise ValidationError(RejectReason.LATE, f"{sym} ts_ms={tick.ts_ms} older than watermark "
+                                      f"{top - lateness} (held ticks count)")
+        if verdict != "confirm":
+            self.time_counters["holds"] += 1
+            log.info("time.hold symbol=%s ts_ms=%d series_ms=%s max_jump_ms=%d",
+                     sym, tick.ts_ms, c.top, self.time_config.max_jump_ms)
+        released = c.hold((tick, ref), tick.ts_ms)
+        if released is not None:
+            self.time_counters["confirmed"] += 1
+            log.info("time.confirmed symbol=%s ticks=%d series_ms=%s", sym, len(released), c.top)
+            out += self._release(released)
+        return out
+
+    def _settled(self, sym: str, c: TimeJumpGuard[_Held], released: list[_Held], refused: list[_Held]) -> list[Candle]:
+        """The first ticks of ``sym`` agreed on a time: pass ``released`` on, refuse the rest."""
+        self._refuse_time(sym, refused, c.top)
+        return self._release(released)
+
+    def _release(self, items: Sequence[_Held]) -> list[Candle]:
+        out: list[Candle] = []
+        for t, r in items:
+            try:
+                out.extend(self._price_stage(t, r))
+            except ValidationError as exc:  # late against an earlier released tick
+                self._quarantined.append(Quarantined(t.symbol, t, r, exc.reason, exc.detail))
+        return out
+
+    def _refuse_time(self, sym: str, items: Sequence[_Held], series_ms: int | None) -> None:
+        if not items:
+            return
+        self.time_counters["refused"] += len(items)
+        log.info("time.unconfirmed symbol=%s ticks=%d first_ts_ms=%d series_ms=%s",
+                 sym, len(items), items[0][0].ts_ms, series_ms)
+        for t, r in items:
+            ahead = series_ms is None or t.ts_ms > series_ms
+            reason = RejectReason.FUTURE_TS if ahead else RejectReason.LATE
+            what = "ahead of" if ahead else "before"
+            self._quarantined.append(Quarantined(sym, t, r, reason, f"event time {t.ts_ms} far {what} its series "
+                                                 f"({series_ms}), not confirmed by later ticks"))
+
+    def _drain_released(self) -> list[Candle]:
+        out, self._released = self._released, []
+        return out
+
+    def event_time(self, symbol: str) -> int | None:
+        """The latest event time of ``symbol`` the guards let through (None before the
+        first); time-held ticks do not count. What an idle timer should count from."""
+        c = self._clocks.get(symbol)
+        if c is not None:
+            return c.top
+        return self.aggregator.last_event_ms(symbol)
+
+    def time_held_count(self, symbol: str) -> int:
+        """How many ticks of ``symbol`` the time guard holds."""
+        c = self._clocks.get(symbol)
+        return 0 if c is None else len(c.held)
+
+    # -- the spike guard --------------------------------------------------------------------
 
     def _guarded(self, g: SpikeGuard[_Held], tick: Tick, mid: float, ref: Any) -> list[Candle]:
         """The rare path: ``tick`` is a jump, or ``symbol`` has held ticks."""
@@ -186,6 +318,8 @@ class TickPipeline:
 
     def take_quarantined(self) -> list[Quarantined]:
         """Return the ticks quarantined since the last call (oldest first) and forget them."""
+        if not self._quarantined:
+            return []
         out, self._quarantined = self._quarantined, []
         return out
 
@@ -207,31 +341,53 @@ class TickPipeline:
     def advance(self, symbol: str, event_ms: int) -> list[Candle]:
         """Idle-series timer: move ``symbol``'s event clock without a tick.
 
-        While ticks are held the clock stops at the earliest held tick, so that releasing
-        them never makes them late.
+        While ticks are held the clock stops at the earliest price-held tick, so that
+        releasing them never makes them late, and it never goes more than the time guard's
+        ``max_jump_ms`` past the series' latest let-through tick (a held far-future tick is
+        not the series' time). Candles of ticks :meth:`expire_hold` released come first.
         """
         g = self._guards.get(symbol)
         if g is not None and g.holding:
             event_ms = min(event_ms, min(t.ts_ms for t, _ in g.held))
-        return self.aggregator.advance(symbol, event_ms)
+        c = self._clocks.get(symbol)
+        if c is not None and c.top is not None:
+            event_ms = min(event_ms, c.top + self.time_config.max_jump_ms)
+        out = self._drain_released()
+        return out + self.aggregator.advance(symbol, event_ms)
 
     def expire_hold(self, symbol: str) -> int:
-        """End an open hold of ``symbol`` without confirmation (its feed went quiet): the held
-        ticks are quarantined as ``spike_unconfirmed``. Returns how many were quarantined."""
+        """End the open holds of ``symbol`` without confirmation (its feed went quiet).
+
+        Price-held ticks are quarantined as ``spike_unconfirmed``, time-held ones as
+        ``future_ts``; the first ticks of a new series are released instead (their candles
+        come out of the next :meth:`advance`). Returns how many were quarantined.
+        """
+        n = len(self._quarantined)
+        c = self._clocks.get(symbol)
+        if c is not None and c.holding:
+            released, refused = c.settle()
+            self._refuse_time(symbol, refused, c.top)
+            self._released += self._release(released)
         g = self._guards.get(symbol)
-        if g is None or not g.holding:
-            return 0
-        items = g.end_hold()
-        self._quarantine(symbol, items)
-        return len(items)
+        if g is not None and g.holding:
+            self._quarantine(symbol, g.end_hold())
+        return len(self._quarantined) - n
 
     def flush(self) -> list[Candle]:
-        """Close every open candle (end of a finite input); held ticks are quarantined."""
+        """Close every open candle (end of a finite input). Held ticks are quarantined, but
+        the first ticks of a series the time guard holds are released (largest cluster)."""
+        for sym in sorted(self._clocks):
+            c = self._clocks[sym]
+            if c.holding:
+                released, refused = c.settle()
+                self._refuse_time(sym, refused, c.top)
+                self._released += self._release(released)
         for sym in sorted(self._guards):
             g = self._guards[sym]
             if g.holding:
                 self._quarantine(sym, g.end_hold())
-        return self.aggregator.flush()
+        out = self._drain_released()
+        return out + self.aggregator.flush()
 
     # -- state ------------------------------------------------------------------------------
 
@@ -242,13 +398,17 @@ class TickPipeline:
             "aggregator": self.aggregator.snapshot(symbols),
             "tick_ids": {s: seen[s] for s in symbols if s in seen},
             "spikes": {s: self._guards[s].snapshot(_encode) for s in symbols if s in self._guards},
+            "times": {s: self._clocks[s].snapshot(_encode) for s in symbols if s in self._clocks},
         }
 
     def restore(self, data: dict[str, Any]) -> None:
         """Load what :meth:`snapshot` wrote (replacing those symbols' state).
 
-        A snapshot without ``spikes`` (older versions) starts the guards afresh (warm-up).
-        With the guard turned off, ticks the snapshot holds are quarantined.
+        A snapshot without ``spikes`` (older versions) starts the guards afresh (warm-up);
+        one without ``times`` starts the time guards from the restored watermark. With a
+        guard turned off, ticks the snapshot holds are quarantined (the first ticks of a
+        series held by the time guard are released; their candles come out of the next
+        :meth:`advance`, :meth:`process` or :meth:`flush`).
         """
         try:
             self.aggregator.restore(data["aggregator"])
@@ -256,8 +416,10 @@ class TickPipeline:
             current.update(data.get("tick_ids", {}))
             self.validator.restore(current)
             spikes = data.get("spikes", {})
-            for sym in set(data["aggregator"]["series"]) | set(spikes):
+            times = data.get("times", {})
+            for sym in set(data["aggregator"]["series"]) | set(spikes) | set(times):
                 self._guards.pop(sym, None)
+                self._clocks.pop(sym, None)
             for sym, state in spikes.items():
                 g: SpikeGuard[_Held] = SpikeGuard(self.spike_config)
                 g.restore(state, _decode)
@@ -265,6 +427,15 @@ class TickPipeline:
                     self._guards[sym] = g
                 else:
                     self._quarantine(sym, g.end_hold())
+            for sym, state in times.items():
+                c: TimeJumpGuard[_Held] = TimeJumpGuard(self.time_config)
+                c.restore(state, _decode)
+                self._clocks[sym] = c
+                if not self._clock_on:
+                    released, refused = c.settle()
+                    self._refuse_time(sym, refused, c.top)
+                    self._released += self._release(released)
+                    del self._clocks[sym]
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"malformed tick pipeline snapshot: {exc}") from exc
 
@@ -274,3 +445,4 @@ class TickPipeline:
             self.aggregator._series.pop(s, None)
             self.validator._seen.pop(s, None)
             self._guards.pop(s, None)
+            self._clocks.pop(s, None)

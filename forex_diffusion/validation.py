@@ -4,6 +4,11 @@ The checks follow the bad-input catalogue (RELIABILITY.md §3). Real feeds cross
 10 % of FXCM EUR/USD ticks have bid > ask by up to 2.2 pips, so crossed quotes within
 ``crossed_tolerance`` (a fraction of mid) are accepted and counted, never clamped.
 
+Extremes are refused on arrival, never discovered later (issue 13): a price beyond
+``price_range_factor`` times the instrument's traded range (:mod:`~forex_diffusion.instruments`),
+a negative, sub-``min_volume`` or over-``max_volume`` volume (so sums of volumes stay
+finite) get reason ``out_of_range``; a non-finite volume ``non_finite``.
+
 Ticks inside the weekly FX closure (B21, :mod:`~forex_diffusion.market_hours`) follow an
 explicit policy: ``off_hours="accept"`` (default: accepted and counted in
 ``counters.off_hours``; real feeds quote there) or ``"reject"`` (reason ``off_hours``).
@@ -13,6 +18,10 @@ explicit policy: ``off_hours="accept"`` (default: accepted and counted in
 True
 >>> v.check("EURUSD", 1_399_000_000_000, float("nan"), 1.38729)
 <RejectReason.NON_FINITE: 'non_finite'>
+>>> v.check("EURUSD", 1_399_000_000_000, 1e304, 1e304)
+<RejectReason.OUT_OF_RANGE: 'out_of_range'>
+>>> v.check("EURUSD", 1_399_000_000_000, 1.38727, 1.38729, volume=1e308)
+<RejectReason.OUT_OF_RANGE: 'out_of_range'>
 """
 
 from __future__ import annotations
@@ -51,6 +60,11 @@ class ValidationConfig:
     off_hours: policy for ticks inside the weekly closure ``market_hours``: ``"accept"``
         (default; counted in ``counters.off_hours``) or ``"reject"`` (reason ``off_hours``).
     market_hours: the closure (default Friday 22:00 to Sunday 21:00 UTC).
+    price_range_factor: a price must lie within the instrument's traded range widened by
+        this factor, ``[low / f, high * f]`` (default 10); beyond: ``out_of_range``.
+    max_volume: largest accepted tick volume (default 1e15: a sum of 1e9 of them is
+        still finite and exact enough); ``min_volume``: smallest accepted positive volume
+        (default 1e-9; sub-normal volumes are garbage). 0 is always accepted.
     """
 
     crossed_tolerance: float = 5e-4
@@ -64,6 +78,9 @@ class ValidationConfig:
     dedup_cap_factor: int = 10
     off_hours: Literal["accept", "reject"] = "accept"
     market_hours: MarketHours = DEFAULT_MARKET_HOURS
+    price_range_factor: float = 10.0
+    max_volume: float = 1e15
+    min_volume: float = 1e-9
 
     def __post_init__(self) -> None:
         if self.off_hours not in ("accept", "reject"):
@@ -80,6 +97,10 @@ class ValidationConfig:
             raise ConfigError("dedup_cap_factor must be >= 1")
         if self.min_ts_ms >= self.max_ts_ms:
             raise ConfigError("min_ts_ms must be below max_ts_ms")
+        if not (1.0 <= self.price_range_factor <= 1e6):
+            raise ConfigError("price_range_factor must be in [1, 1e6]")
+        if not (0.0 < self.min_volume < self.max_volume <= 1e200):
+            raise ConfigError("volumes bounds must satisfy 0 < min_volume < max_volume <= 1e200")
 
 
 @dataclass(slots=True)
@@ -104,6 +125,7 @@ class TickValidator:
         self.counters = ValidationCounters()
         self._seen: dict[str, OrderedDict[str, int]] = {}  # tick id -> its event time, in arrival order
         self._scale: dict[str, float] = {}
+        self._range: dict[str, tuple[float, float]] = {}
         self._hours = self.config.market_hours
         self._open_from, self._open_until = 0, 0  # the open period of the last tick (a cache)
         self._reject_off = self.config.off_hours == "reject"
@@ -119,11 +141,12 @@ class TickValidator:
         bid: float,
         ask: float,
         *,
+        volume: float = 0.0,
         tick_id: str | None = None,
         now_ms: int | None = None,
         late_before_ms: int | None = None,
     ) -> RejectReason | None:
-        """Return the reason ``symbol/ts_ms/bid/ask`` is refused, or None when it is accepted.
+        """Return the reason ``symbol/ts_ms/bid/ask/volume`` is refused, or None when accepted.
 
         ``symbol`` must already be canonical (see :meth:`InstrumentRegistry.normalise`).
         Accepted crossed, locked or off-hours quotes are counted. ``late_before_ms`` is the
@@ -131,7 +154,7 @@ class TickValidator:
         aggregator's watermark): beyond ``dedup_window`` only ids of such ticks are forgotten,
         so a copy is never accepted twice (D12). Without it ids are forgotten by count.
         """
-        reason = self._reason(symbol, ts_ms, bid, ask, tick_id, now_ms, late_before_ms)
+        reason = self._reason(symbol, ts_ms, bid, ask, volume, tick_id, now_ms, late_before_ms)
         c = self.counters
         if reason is None:
             c.accepted += 1
@@ -149,6 +172,7 @@ class TickValidator:
         ts_ms: int,
         bid: float,
         ask: float,
+        volume: float,
         tick_id: str | None,
         now_ms: int | None,
         late_before_ms: int | None = None,
@@ -164,6 +188,16 @@ class TickValidator:
             return RejectReason.NON_FINITE
         if not (bid > 0 and ask > 0):
             return RejectReason.NON_POSITIVE
+        rng = self._range.get(symbol)
+        if rng is None:
+            rng = self._price_range(symbol)
+        if not (rng[0] <= bid <= rng[1] and rng[0] <= ask <= rng[1]):
+            return RejectReason.OUT_OF_RANGE
+        if volume:  # 0 (no volume) is the common case
+            if not math.isfinite(volume):
+                return RejectReason.NON_FINITE
+            if not (cfg.min_volume <= volume <= cfg.max_volume):
+                return RejectReason.OUT_OF_RANGE  # negative, sub-normal or too large to sum
         mid = (bid + ask) * 0.5
         spread = ask - bid
         if -spread > cfg.crossed_tolerance * mid:
@@ -204,6 +238,13 @@ class TickValidator:
                 return  # its copy would still be accepted: remember it (a dense burst)
             seen.popitem(last=False)
 
+    def _price_range(self, symbol: str) -> tuple[float, float]:
+        inst = self.instruments.get(symbol)
+        assert inst is not None
+        f = self.config.price_range_factor
+        rng = self._range[symbol] = (inst.low / f, inst.high * f)
+        return rng
+
     def _on_grid(self, symbol: str, price: float) -> bool:
         scale = self._scale.get(symbol)
         if scale is None:
@@ -211,6 +252,8 @@ class TickValidator:
             assert inst is not None
             scale = self._scale[symbol] = 10.0 ** (inst.decimals + self.config.max_decimals_extra)
         x = price * scale
+        if not (-1e300 < x < 1e300):  # never reached after the range check; round(inf) raises
+            return False
         return bool(abs(x - round(x)) < 1e-6 * max(1.0, abs(x)) ** 0.5)
 
     def validate(self, tick: Tick, *, now_ms: int | None = None) -> Tick:
@@ -219,7 +262,8 @@ class TickValidator:
         if symbol is None:
             self.counters.rejected["unknown_symbol"] = self.counters.rejected.get("unknown_symbol", 0) + 1
             raise ValidationError(RejectReason.UNKNOWN_SYMBOL, f"symbol {tick.symbol[:32]!r}")
-        reason = self.check(symbol, tick.ts_ms, tick.bid, tick.ask, tick_id=tick.tick_id, now_ms=now_ms)
+        reason = self.check(symbol, tick.ts_ms, tick.bid, tick.ask, volume=tick.volume, tick_id=tick.tick_id,
+                            now_ms=now_ms)
         if reason is not None:
             raise ValidationError(reason, f"{symbol} ts_ms={tick.ts_ms} bid={tick.bid!r} ask={tick.ask!r}")
         if symbol != tick.symbol:

@@ -154,7 +154,9 @@ class TickAgent:
             if self.partition_of.get(sym) != p:
                 self.partition_of[sym] = p
                 self.symbols[p].add(sym)
-            self.last_arrival[sym] = (time.monotonic(), tick.ts_ms)
+            # the idle timer counts from the series' time: a held far-future tick is not it
+            ev = self.pipeline.event_time(sym)
+            self.last_arrival[sym] = (time.monotonic(), tick.ts_ms if ev is None else ev)
             if closed:
                 self.pending[p].extend(closed)
                 self.pending_wire[p].extend(wire)
@@ -175,12 +177,13 @@ class TickAgent:
         self.contain.fail(msg, exc, stage="validate", symbol=symbol)
 
     def _dead_letter_quarantined(self, topic: str) -> None:
-        """B9: dead-letter held price jumps that were not confirmed, with their own origin."""
+        """Dead-letter held ticks that were not confirmed (B9 price jumps, far-future event
+        times), with their own origin."""
         for q in self.pipeline.take_quarantined():
             qp, qoff = q.ref
             self.contain.refuse(topic=topic, partition=qp, offset=qoff, raw=encode_tick(q.tick),
                                 key=q.symbol.encode(), symbol=q.symbol,
-                                error=ValidationError(q.reason, "price jump held and not confirmed"))
+                                error=ValidationError(q.reason, q.detail))
 
     def _on_refused(self, exc: ValidationError, symbol: str | None) -> None:
         m = self.rt.metrics

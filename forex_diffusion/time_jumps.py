@@ -1,0 +1,251 @@
+"""Event-time jump guard: hold a tick far ahead of its series until later ticks confirm it.
+
+One bad clock must not move a watermark (DESIGN.md "One boundary"). A tick of one series
+is a *time jump* when its event time is more than ``max_jump_ms`` after the latest event
+time the guard let through (``top``)::
+
+    jump  <=>  ts > top + max_jump_ms
+
+The default, 4 days, is longer than any market closure (a weekend plus a holiday), so a
+real feed never trips it; when one does (an outage longer than that), the ticks after the
+gap confirm the new time at once and nothing is lost. The wall clock is not used here:
+replays and backfills of history are guarded as well as a live feed (the validator judges
+a tick against the wall clock when the caller gives one).
+
+**Hold** (like the price guard, :mod:`~forex_diffusion.spikes`). A jump is held, with
+whatever the caller attached to it, and the ticks after it decide:
+
+* a tick within ``max_jump_ms`` of the first held one confirms the new time; after
+  ``confirm`` (M) confirmations every held tick is released in arrival order and ``top``
+  moves to the latest of them;
+* a tick that is not a jump (back near the series' time) ends the hold: the held ticks are
+  refused (``future_ts``) and that tick passes;
+* a jump far from the held time starts a new hold (the previous held ticks are refused).
+
+**Start of a series.** Before any tick was let through there is no time to judge against,
+and the first tick may be the bad one. The first ticks are held until one cluster of event
+times (ticks within ``max_jump_ms`` of one tick) has M + 1 members and outnumbers the held
+ticks outside it by at least M; that cluster is released (in arrival order), the others are
+refused (``future_ts`` when after the cluster, ``late`` when before it). At the end of
+the input (:meth:`TimeJumpGuard.settle`) the largest cluster is released (ties: the
+earliest), so a series of one tick still gives its candle.
+
+A held tick never moves the clock: the caller keeps it out of the aggregator until it is
+released (see :class:`~forex_diffusion.pipeline.TickPipeline`).
+
+>>> g = TimeJumpGuard(TimeJumpConfig(max_jump_ms=1_000, confirm=2))
+>>> g.hold_first("a", 0), g.hold_first("b", 10), g.hold_first("c", 20)
+(None, None, (['a', 'b', 'c'], []))
+>>> g.top, g.limit
+(20, 1020)
+>>> g.classify(5_000), g.hold("far", 5_000)
+('start', None)
+>>> g.classify(30)  # back near the series' time: the jump was a bad clock
+'revert'
+>>> g.end_hold()
+['far']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+from .errors import ConfigError
+
+__all__ = ["TimeJumpConfig", "TimeJumpGuard", "TimeVerdict"]
+
+T = TypeVar("T")
+
+TimeVerdict = Literal["start", "confirm", "revert", "restart", "first"]
+
+_NEVER = -(1 << 63)  # a limit no event time passes: every tick goes to classify
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimeJumpConfig:
+    """Event-time jump guard settings.
+
+    enabled: False turns the guard off (every tick passes).
+    max_jump_ms: how far past its series' latest event time a tick may be without being
+        held (default 4 days: longer than a weekend plus a holiday).
+    confirm: M, the ticks near the new time that accept it (and, at the start of a series,
+        the lead the winning cluster needs).
+    max_start_held: at most this many ticks are held at the start of a series; past it the
+        largest cluster is released (a memory bound).
+    """
+
+    enabled: bool = True
+    max_jump_ms: int = 4 * DAY_MS
+    confirm: int = 3
+    max_start_held: int = 64
+
+    def __post_init__(self) -> None:
+        if type(self.max_jump_ms) is not int or self.max_jump_ms <= 0:
+            raise ConfigError("max_jump_ms must be a positive int")
+        if type(self.confirm) is not int or not (1 <= self.confirm <= 100):
+            raise ConfigError("confirm must be an int in [1, 100]")
+        if type(self.max_start_held) is not int or self.max_start_held < 2 * self.confirm + 1:
+            raise ConfigError("max_start_held must be an int >= 2 * confirm + 1")
+
+
+class TimeJumpGuard(Generic[T]):
+    """Hold ticks of one series far ahead of its event time until later ticks confirm them.
+
+    Hot path: a tick with ``ts <= limit`` is not a jump; the caller lets it through and
+    calls :meth:`accept`. ``limit`` is ``top + max_jump_ms`` once the series has a time, and
+    below every event time while ticks are held or before the first is let through.
+    Otherwise the caller asks :meth:`classify` and acts: ``start``/``confirm`` →
+    :meth:`hold`; ``restart`` → :meth:`end_hold` then :meth:`hold`; ``revert`` →
+    :meth:`end_hold` then let the tick through; ``first`` (no time yet) →
+    :meth:`hold_first`. Held items are opaque to the guard.
+    """
+
+    __slots__ = ("config", "top", "limit", "_held", "_held_ts", "_jump", "_confirm")
+
+    def __init__(self, config: TimeJumpConfig | None = None, *, top: int | None = None) -> None:
+        cfg = config or TimeJumpConfig()
+        self.config = cfg
+        self._jump = cfg.max_jump_ms
+        self._confirm = cfg.confirm
+        self._held: list[T] = []
+        self._held_ts: list[int] = []
+        self.top: int | None = None
+        self.limit = _NEVER
+        if top is not None:
+            self.accept(top)
+
+    # -- hot path ---------------------------------------------------------------------------
+
+    def accept(self, ts: int) -> None:
+        """Take ``ts`` as let through: the series' time moves to it if it is later."""
+        top = self.top
+        if top is None or ts > top:
+            self.top = ts
+            if not self._held:
+                self.limit = ts + self._jump
+
+    # -- hold -------------------------------------------------------------------------------
+
+    @property
+    def holding(self) -> bool:
+        """Whether ticks are held, waiting for confirmation."""
+        return bool(self._held)
+
+    @property
+    def held(self) -> tuple[T, ...]:
+        """The held items, in arrival order."""
+        return tuple(self._held)
+
+    @property
+    def held_ts(self) -> tuple[int, ...]:
+        """Event times of the held items, in arrival order."""
+        return tuple(self._held_ts)
+
+    def classify(self, ts: int) -> TimeVerdict:
+        """Judge ``ts`` past ``limit`` (pure): see the module docstring."""
+        top = self.top
+        if top is None:
+            return "first"
+        if ts <= top + self._jump:
+            return "revert"  # near the series' time: ends a hold (if any), the tick passes
+        if not self._held:
+            return "start"
+        t0 = self._held_ts[0]
+        return "confirm" if abs(ts - t0) <= self._jump else "restart"
+
+    def hold(self, item: T, ts: int) -> list[T] | None:
+        """Hold ``item`` (a jump); return every held item once the new time is confirmed."""
+        self._held.append(item)
+        self._held_ts.append(ts)
+        self.limit = _NEVER
+        if len(self._held) <= self._confirm:
+            return None
+        items, times = self._held, self._held_ts
+        self._held, self._held_ts = [], []
+        for t in times:
+            self.accept(t)
+        self.limit = self.top + self._jump  # type: ignore[operator]
+        return items
+
+    def end_hold(self) -> list[T]:
+        """Stop holding; return the held items (the caller refuses them)."""
+        items = self._held
+        self._held, self._held_ts = [], []
+        self.limit = _NEVER if self.top is None else self.top + self._jump
+        return items
+
+    # -- start of a series ------------------------------------------------------------------
+
+    def hold_first(self, item: T, ts: int) -> tuple[list[T], list[T]] | None:
+        """Hold ``item`` while the series has no time; once a cluster wins, return
+        ``(released, refused)`` (both in arrival order) and set the series' time."""
+        self._held.append(item)
+        self._held_ts.append(ts)
+        n = len(self._held)
+        if n < self._confirm + 1:
+            return None
+        members = self._best()
+        if len(members) < self._confirm + 1 or len(members) - (n - len(members)) < self._confirm:
+            if n < self.config.max_start_held:
+                return None
+            return self.settle()
+        return self._release(members)
+
+    def settle(self) -> tuple[list[T], list[T]]:
+        """End a start-of-series hold: release the largest cluster (ties: the earliest), refuse
+        the rest. Returns ``(released, refused)``; ``([], [])`` when nothing is held."""
+        if not self._held:
+            return [], []
+        if self.top is not None:
+            return [], self.end_hold()
+        return self._release(self._best())
+
+    def _best(self) -> list[int]:
+        """Indices of the largest cluster of held event times (ties: the earliest centre)."""
+        best: list[int] = []
+        best_t = 0
+        for t in self._held_ts:
+            m = self._cluster(t)
+            if len(m) > len(best) or (len(m) == len(best) and t < best_t):
+                best, best_t = m, t
+        return best
+
+    def _cluster(self, t: int) -> list[int]:
+        j = self._jump
+        return [i for i, x in enumerate(self._held_ts) if -j <= x - t <= j]
+
+    def _release(self, members: list[int]) -> tuple[list[T], list[T]]:
+        keep = set(members)
+        released = [x for i, x in enumerate(self._held) if i in keep]
+        refused = [x for i, x in enumerate(self._held) if i not in keep]
+        times = [self._held_ts[i] for i in members]
+        self._held, self._held_ts = [], []
+        for t in times:
+            self.accept(t)
+        self.limit = self.top + self._jump  # type: ignore[operator]
+        return released, refused
+
+    # -- state ------------------------------------------------------------------------------
+
+    def snapshot(self, encode: Callable[[T], Any]) -> dict[str, Any]:
+        """Plain-data state; ``encode`` turns a held item into JSON-able data."""
+        return {"top": self.top, "held": [[t, encode(x)] for t, x in zip(self._held_ts, self._held, strict=True)]}
+
+    def restore(self, data: dict[str, Any], decode: Callable[[Any], T]) -> None:
+        """Inverse of :meth:`snapshot` (``decode`` inverts its ``encode``)."""
+        top = data["top"]
+        held = [(t, decode(x)) for t, x in data["held"]]
+        if top is not None and type(top) is not int:
+            raise ConfigError("malformed time guard snapshot: top must be an int or null")
+        if any(type(t) is not int for t, _ in held):
+            raise ConfigError("malformed time guard snapshot: held event times must be ints")
+        limit = self.config.max_start_held if top is None else self._confirm
+        if len(held) > limit:
+            raise ConfigError("time guard snapshot holds more ticks than its config allows")
+        self.top = top
+        self._held_ts = [t for t, _ in held]
+        self._held = [x for _, x in held]
+        self.limit = _NEVER if top is None or held else top + self._jump
