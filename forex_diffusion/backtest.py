@@ -26,6 +26,7 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
+from ._bitmap_font import draw_text, text_width
 from .diffusion.context import ForecastRequest
 from .diffusion.predictor import Forecast, Predictor
 from .domain import Candle
@@ -33,7 +34,7 @@ from .errors import ConfigError
 from .evaluation import QUANTILE_LEVELS, ewma_random_walk_quantiles
 from .timeframes import Timeframe, datetime_to_ms
 
-__all__ = ["BACKTEST_COLUMNS", "BacktestConfig", "backtest", "fan_chart_png", "parse_utc_date",
+__all__ = ["BACKTEST_COLUMNS", "BacktestConfig", "backtest", "fan_chart_png", "fan_chart_text", "parse_utc_date",
            "write_backtest_csv"]
 
 logger = logging.getLogger(__name__)
@@ -196,14 +197,47 @@ def write_backtest_csv(rows: pd.DataFrame, out: str | Path | IO[str]) -> None:
     rows.to_csv(out, index=False, na_rep="", lineterminator="\n")
 
 
+_FAN_BANDS = (((_Q[0], _Q[-1]), (198, 219, 239), "model 5-95 %"), ((_Q[2], _Q[8]), (107, 174, 214), "20-80 %"),
+              ((_Q[4], _Q[6]), (33, 113, 181), "40-60 %"))
+_FAN_LINES = (("q50", (8, 48, 107), "median"), ("realized", (203, 24, 29), "realised close"),
+              ("rw_q05", (120, 120, 120), "random walk 5-95 %"), ("rw_q95", (120, 120, 120), ""))
+_INK, _GRID, _FRAME = (40, 40, 40), (232, 232, 232), (150, 150, 150)
+
+
+def _ticks(lo: float, hi: float, n: int = 6) -> tuple[np.ndarray, int]:
+    """Round tick values inside ``[lo, hi]`` and the decimals that print them."""
+    raw = (hi - lo) / max(n, 1) or abs(hi) * 1e-4 or 1.0
+    mag = 10.0 ** np.floor(np.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    ticks = np.arange(np.ceil(lo / step) * step, hi + step * 1e-9, step)
+    return ticks, int(max(0, -np.floor(np.log10(step)) + (1 if round(step / mag, 3) == 2.5 else 0)))
+
+
+def fan_chart_text(rows: pd.DataFrame, as_of: int) -> dict[str, str]:
+    """Return the title, axis titles and legend of the fan chart of the forecast at ``as_of``."""
+    g = rows[rows["as_of"] == as_of]
+    symbol, tf = str(g["symbol"].iloc[0]), str(g["timeframe"].iloc[0])
+    when = datetime.fromtimestamp(as_of / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
+    return {
+        "title": f"{symbol} {tf} forecast at {when} UTC, {len(g)} steps",
+        "x": f"time (UTC), one step = {tf}",
+        "y": f"price ({symbol})",
+        "legend": ", ".join(lbl for *_x, lbl in (*_FAN_BANDS, *_FAN_LINES) if lbl),
+    }
+
+
 def fan_chart_png(rows: pd.DataFrame, out: str | Path, *, as_of: int | None = None,
-                  width: int = 800, height: int = 400) -> int:
+                  width: int = 900, height: int = 480) -> int:
     """Draw the fan chart of one forecast against the realised path as a PNG; return its as_of.
 
     Bands: model 5–95 % (light), 20–80 % (mid), 40–60 % (dark blue), median (navy line);
-    the random walk's 5–95 % bounds (grey lines); realised closes (red). ``as_of`` defaults
-    to the last forecast whose whole horizon is realised. Pure numpy + zlib (no plotting
-    library needed).
+    the random walk's 5–95 % bounds (grey lines); realised closes (red). The x axis is the
+    step's close time in UTC (ticks ``MM-DD HH:MM``, the first with its year), the y axis
+    the price in the instrument's quote currency; a title names the series and the forecast
+    time, a legend the layers. ``as_of`` defaults to the last forecast whose whole horizon
+    is realised. Pure numpy + zlib with a built-in 5×7 font (no plotting library needed);
+    the title, axis titles and legend are also stored as the PNG's ``Title`` and
+    ``Description`` text chunks.
     """
     if rows.empty:
         raise ConfigError("no backtest rows to plot")
@@ -214,33 +248,66 @@ def fan_chart_png(rows: pd.DataFrame, out: str | Path, *, as_of: int | None = No
     g = rows[rows["as_of"] == as_of].sort_values("step")
     if g.empty:
         raise ConfigError(f"no forecast at as_of={as_of}")
-    h = len(g)
+    text = fan_chart_text(rows, as_of)
+    dur = Timeframe.parse(str(g["timeframe"].iloc[0])).duration_ms
+    t = as_of + g["step"].to_numpy(dtype=np.float64) * dur  # close time of each step
     cols = [*_Q, "rw_q05", "rw_q95", "realized"]
     vals = g[cols].to_numpy(dtype=np.float64)
     lo, hi = np.nanmin(vals), np.nanmax(vals)
     pad = 0.05 * (hi - lo or abs(hi) * 1e-4 or 1.0)
     lo, hi = lo - pad, hi + pad
+    left, right, top, bottom = 96, 24, 56, 56
+    x0, x1, y0, y1 = left, width - right, top, height - bottom  # the plot area, in pixels
+    t0, t1 = float(as_of), float(as_of + (len(g) + 0.5) * dur)
     img = np.full((height, width, 3), 255, dtype=np.uint8)
-    x = np.linspace(0.04 * width, 0.96 * width, h)
 
     def ypix(v: np.ndarray) -> np.ndarray:
-        out: np.ndarray = (height - 1) * (1.0 - (v - lo) / (hi - lo))
+        out: np.ndarray = y0 + (y1 - y0) * (1.0 - (v - lo) / (hi - lo))
         return out
 
+    x = x0 + (x1 - x0) * (t - t0) / (t1 - t0)
+    yticks, dec = _ticks(lo, hi)
+    for v in yticks:
+        py = int(round(float(ypix(np.asarray(v, dtype=np.float64)))))
+        img[py, x0:x1] = _GRID
+        img[py, x0 - 4:x0] = _FRAME
+        draw_text(img, f"{v:.{dec}f}", x0 - 7, py - 3, _INK, anchor="right")
     xs = np.arange(width)
-    for (a, b), colour in (((_Q[0], _Q[-1]), (198, 219, 239)), ((_Q[2], _Q[8]), (107, 174, 214)),
-                           ((_Q[4], _Q[6]), (33, 113, 181))):
-        top = np.interp(xs, x, ypix(g[b].to_numpy(dtype=np.float64)), left=np.nan, right=np.nan)
-        bot = np.interp(xs, x, ypix(g[a].to_numpy(dtype=np.float64)), left=np.nan, right=np.nan)
-        for xi in np.flatnonzero(np.isfinite(top)):
-            img[int(max(top[xi], 0)): int(min(bot[xi], height - 1)) + 1, xi] = colour
-    for name, colour in (("rw_q05", (120, 120, 120)), ("rw_q95", (120, 120, 120)),
-                         ("q50", (8, 48, 107)), ("realized", (203, 24, 29))):
+    for (a, b), colour, _label in _FAN_BANDS:
+        upper = np.interp(xs, x, ypix(g[b].to_numpy(dtype=np.float64)), left=np.nan, right=np.nan)
+        lower = np.interp(xs, x, ypix(g[a].to_numpy(dtype=np.float64)), left=np.nan, right=np.nan)
+        for xi in np.flatnonzero(np.isfinite(upper) & np.isfinite(lower)):
+            img[int(max(upper[xi], y0)): int(min(lower[xi], y1)) + 1, xi] = colour
+    for name, colour, _label in _FAN_LINES:
         yv = g[name].to_numpy(dtype=np.float64)
         ok = np.isfinite(yv)
         if ok.sum() >= 1:
             _polyline(img, x[ok], ypix(yv[ok]), colour)
-    _write_png(img, Path(out) if not isinstance(out, Path) else out)
+    # frame, x ticks (every k-th step), axis titles, title, legend
+    img[y0, x0:x1 + 1] = img[y1, x0:x1 + 1] = _FRAME
+    img[y0:y1 + 1, x0] = img[y0:y1 + 1, x1] = _FRAME
+    every = max(1, int(np.ceil(len(g) / max(1, (x1 - x0) // 110))))
+    free = x0  # labels never overlap: one that would is left out (its tick stays)
+    for i in range(0, len(g), every):
+        px = int(round(float(x[i])))
+        img[y1:y1 + 5, px] = _FRAME
+        fmt = "%Y-%m-%d %H:%M" if i == 0 else ("%H:%M" if t1 - t0 < 86_400_000 else "%m-%d %H:%M")
+        label = datetime.fromtimestamp(t[i] / 1000, tz=UTC).strftime(fmt)
+        start = px if i == 0 else px - text_width(label) // 2
+        if start >= free:
+            draw_text(img, label, start, y1 + 9, _INK)
+            free = start + text_width(label) + 12
+    draw_text(img, text["x"], (x0 + x1) // 2, height - 20, _INK, anchor="middle")
+    draw_text(img, text["y"], 8, (y0 + y1) // 2, _INK, anchor="middle", vertical=True)
+    draw_text(img, text["title"], width // 2, 8, _INK, scale=2, anchor="middle")
+    lx = x0
+    for colour, label in [(c, lbl) for _ab, c, lbl in _FAN_BANDS] + [(c, lbl) for _n, c, lbl in _FAN_LINES if lbl]:
+        img[36:43, lx:lx + 14] = colour
+        draw_text(img, label, lx + 18, 36, _INK)
+        lx += 18 + text_width(label) + 16
+    _write_png(img, Path(out) if not isinstance(out, Path) else out,
+               {"Title": text["title"], "Description": f"x: {text['x']}; y: {text['y']}; legend: {text['legend']}",
+                "Software": "forexd backtest --plot"})
     return as_of
 
 
@@ -257,13 +324,15 @@ def _polyline(img: np.ndarray, x: np.ndarray, y: np.ndarray, colour: tuple[int, 
             img[cy, cx] = colour
 
 
-def _write_png(img: np.ndarray, path: Path) -> None:
+def _write_png(img: np.ndarray, path: Path, text: dict[str, str] | None = None) -> None:
     hgt, wid = img.shape[:2]
     raw = b"".join(b"\x00" + img[r].tobytes() for r in range(hgt))
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", wid, hgt, 8, 2, 0, 0, 0))
+    meta = b"".join(chunk(b"tEXt", k.encode("latin-1") + b"\x00" + v.encode("latin-1", "replace"))
+                    for k, v in (text or {}).items())
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", wid, hgt, 8, 2, 0, 0, 0)) + meta
            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
     path.write_bytes(png)
