@@ -159,3 +159,44 @@ def test_real_fxcm_feed_flows_with_default_tolerance() -> None:
     assert all(r is None for r in reasons)
     assert v.counters.crossed_accepted == 116_871  # the data README's count
     assert 0.09 < v.counters.crossed_accepted / len(frame) < 0.11
+
+
+@pytest.mark.parametrize(
+    "kw,reason",
+    [
+        ({"bid": 1e304, "ask": 1e304}, RejectReason.OUT_OF_RANGE),  # was an OverflowError in _on_grid
+        ({"bid": 1.7976931348623157e308, "ask": 1.7976931348623157e308}, RejectReason.OUT_OF_RANGE),
+        ({"ask": 1e308}, RejectReason.OUT_OF_RANGE),
+        ({"bid": 1e-308, "ask": 1e-308}, RejectReason.OUT_OF_RANGE),
+        ({"bid": 5e-324, "ask": 5e-324}, RejectReason.OUT_OF_RANGE),
+        ({"bid": 14.0, "ask": 14.0001}, None),  # within 10x EUR/USD's traded range: the spike guard's job
+        ({"bid": 17.0, "ask": 17.0001}, RejectReason.OUT_OF_RANGE),
+        ({"bid": -0.0}, RejectReason.NON_POSITIVE),
+        ({"volume": 1e308}, RejectReason.OUT_OF_RANGE),  # two of them summed to inf at flush
+        ({"volume": 1e16}, RejectReason.OUT_OF_RANGE),
+        ({"volume": -1.0}, RejectReason.OUT_OF_RANGE),
+        ({"volume": 5e-324}, RejectReason.OUT_OF_RANGE),
+        ({"volume": float("nan")}, RejectReason.NON_FINITE),
+        ({"volume": float("-inf")}, RejectReason.NON_FINITE),
+        ({"volume": 0.0}, None),
+        ({"volume": -0.0}, None),
+        ({"volume": 1e15}, None),
+        ({"volume": 0.75}, None),
+    ],
+)
+def test_extremes_are_refused_on_arrival(kw: dict[str, object], reason: RejectReason | None) -> None:
+    assert check(**kw) is reason
+
+
+def test_usdjpy_range_is_its_own_and_unknown_symbols_get_a_wide_one() -> None:
+    v = TickValidator()
+    assert v.check("USDJPY", T0, 86.655, 86.728) is None
+    assert v.check("USDJPY", T0, 1.387, 1.388) is RejectReason.OUT_OF_RANGE  # below 75 / 10
+    reg = InstrumentRegistry().with_symbol("XAUUSD")
+    w = TickValidator(ValidationConfig(check_precision=False), reg)
+    assert w.check("XAUUSD", T0, 2350.10, 2350.50) is None
+    assert w.check("XAUUSD", T0, 1e8, 1e8) is RejectReason.OUT_OF_RANGE
+    with pytest.raises(ConfigError):
+        ValidationConfig(max_volume=float("inf"))
+    with pytest.raises(ConfigError):
+        ValidationConfig(price_range_factor=0.5)
