@@ -527,20 +527,55 @@ class LocalS3:
 PG_CLUSTER = ("15", "main")
 
 
+def _pg_embedded() -> Any:
+    """This process's embedded PostgreSQL (tests/pg_embedded.py), None when the tests use
+    the one at $FOREXD_TEST_POSTGRES_URL."""
+    from ..pg_embedded import active
+
+    return active()
+
+
 def pg_ctl(action: str, *args: str) -> None:
-    """``pg_ctlcluster 15 main <action> [args]`` (root only)."""
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", *PG_CLUSTER, action, *args],
-                   check=True, capture_output=True, timeout=60)
+    """Stop or start the PostgreSQL the tests use: this process's embedded server
+    (tests/pg_embedded.py) when it runs one, else ``pg_ctlcluster 15 main <action> [args]``
+    (the system cluster at $FOREXD_TEST_POSTGRES_URL; root only)."""
+    server = _pg_embedded()
+    if server is None:
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", *PG_CLUSTER, action, *args],
+                       check=True, capture_output=True, timeout=60)
+        return
+    if action not in ("stop", "start", "restart"):
+        raise ValueError(f"pg_ctl action {action!r} is not supported for the embedded server")
+    mode = args[args.index("-m") + 1] if "-m" in args else "fast"
+    if action in ("stop", "restart"):
+        if not server.running():
+            raise subprocess.CalledProcessError(2, ["pg_ctl", "stop"], "", "server is not running")
+        server.stop(mode)
+    if action in ("start", "restart"):
+        if server.running():
+            raise subprocess.CalledProcessError(1, ["pg_ctl", "start"], "", "server is running")
+        if not server.start():
+            raise AssertionError(f"the embedded PostgreSQL could not bind port {server.port} again")
 
 
 def pg_ready(timeout_s: float = 60.0) -> None:
-    """Wait until ``pg_isready`` answers on 127.0.0.1:5432."""
+    """Wait until ``pg_isready`` answers at the host and port of the PostgreSQL in use."""
+    from ..pg_embedded import configured_url, host_port
+
+    server = _pg_embedded()
+    if server is not None:
+        host, port = server.host, server.port
+        isready = str(server.bin / "pg_isready")
+    else:
+        host, port = host_port(configured_url())
+        isready = "pg_isready"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-q"]).returncode == 0:
+        probe = [isready, "-h", host, "-p", str(port), "-t", "5", "-q"]
+        if subprocess.run(probe, check=False).returncode == 0:
             return
         time.sleep(0.3)
-    raise AssertionError("PostgreSQL did not come back")
+    raise AssertionError(f"PostgreSQL at {host}:{port} did not come back within {timeout_s:.0f} s")
 
 
 def pg_restart_safely() -> None:
