@@ -38,6 +38,7 @@ from forex_diffusion.errors import (
 )
 
 from . import commands
+from .commands._common import LOG_LEVELS
 
 # the click exceptions typer raises (typer >= 0.25 vendors click as typer._click)
 _click = importlib.import_module(typer.BadParameter.__module__)
@@ -73,14 +74,6 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (OSError, EXIT_IOERR),
     (ForexDiffusionError, EXIT_FAILED),
 )
-
-#: ``--log-level`` values and the logging level each means.
-LOG_LEVELS: dict[str, int] = {
-    "crit": logging.CRITICAL, "critical": logging.CRITICAL, "error": logging.ERROR,
-    "warn": logging.WARNING, "warning": logging.WARNING, "info": logging.INFO,
-    "debug": logging.DEBUG,
-}
-
 
 def exit_code_for(exc: BaseException) -> int | None:
     """The exit status of ``exc`` from :data:`EXIT_CODES`, or None for a bug (not mapped)."""

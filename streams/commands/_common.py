@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 __all__ = [
+    "LOG_LEVELS",
     "PRICE_SIDES",
     "broker_call",
     "check_input",
@@ -38,6 +39,13 @@ __all__ = [
 ]
 
 PRICE_SIDES = ("mid", "bid", "ask")
+
+#: ``--log-level`` values and the logging level each means.
+LOG_LEVELS: dict[str, int] = {
+    "crit": logging.CRITICAL, "critical": logging.CRITICAL, "error": logging.ERROR,
+    "warn": logging.WARNING, "warning": logging.WARNING, "info": logging.INFO,
+    "debug": logging.DEBUG,
+}
 T = TypeVar("T")
 
 

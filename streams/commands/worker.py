@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from ._common import LOG_LEVELS
+
 _ROLES = "stream, ticks, candles, retrain, all"
 
 
@@ -25,7 +27,6 @@ def worker(
     Prometheus metrics on FOREXD_METRICS_ADDR:FOREXD_METRICS_PORT (127.0.0.1 by default).
     Exits 78 on a bad FOREXD_* value and 74 when the database refuses writes for good.
     """
-    from ..cli import LOG_LEVELS
     from ..runner import ROLES
     from ..settings import Settings
 
