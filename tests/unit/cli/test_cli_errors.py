@@ -317,3 +317,21 @@ def test_the_readme_exit_code_table_lists_every_mapped_code() -> None:
     table = text[text.index("### Exit codes"):]
     documented = {int(m) for m in re.findall(r"^\| `(\d+)` \|", table, flags=re.M)}
     assert {code for _, code in EXIT_CODES} | {0, 2, 3, 74} <= documented
+
+
+@pytest.mark.broker
+def test_replay_publishes_only_the_chosen_timeframe_and_tail_reads_it(
+        kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> None:
+    """With the broker up: ``--timeframe 5m`` of a two-timeframe file publishes its 5m rows only."""
+    import json
+
+    multi = write_forexd_candles(tmp_path / "multi.csv", {"1m": 60, "5m": 300}, n=12)
+    env = {"FOREXD_BROKER_URL": f"kafka://{kafka_bootstrap}", "FOREXD_TOPIC_PREFIX": topic_prefix,
+           "FOREXD_PARTITIONS": "1"}
+    res = forexd("replay", str(multi), "--timeframe", "5m", env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.strip().splitlines()[-1] == "published 12 records"
+    res = forexd("tail", "candles", "--from-beginning", "-n", "12", "--timeout", "120", env=env)
+    assert res.returncode == 0, res.stderr
+    values = [json.loads(line)["value"] for line in res.stdout.splitlines()]
+    assert len(values) == 12 and {v["timeframe"] for v in values} == {"5m"}
