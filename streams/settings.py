@@ -51,7 +51,6 @@ class Settings:
     model_dir: Path | None = None
     metrics_addr: str = "127.0.0.1"
     metrics_port: int = 9464
-    web_port: int = 6066
     broker_rebalance_timeout_s: float = 5.0
     broker_session_timeout_s: float = 20.0
     broker_heartbeat_interval_s: float = 2.0
