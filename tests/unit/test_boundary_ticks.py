@@ -287,7 +287,7 @@ def _property(tmp_path: Path, clean_run: CandleRun, hostile: list[tuple[int, str
 _SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]}
 
 
-@settings(max_examples=40, derandomize=True, **_SETTINGS)  # type: ignore[arg-type]
+@settings(max_examples=150, derandomize=True, **_SETTINGS)  # type: ignore[arg-type]
 @given(hostile=hostile_file(len(REAL)))
 def test_generated_hostile_rows_change_no_candle_and_are_each_refused_once(
     tmp_path: Path, clean_run: CandleRun, hostile: list[tuple[int, str]]
