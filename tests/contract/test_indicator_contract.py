@@ -31,7 +31,6 @@ from ..realdata import DATA
 
 talib = pytest.importorskip("talib", reason="ta-lib is a test dependency (pip install ta-lib)")
 
-DATA = DATA
 M1 = DATA / "lean_oanda_eurusd_m1_2014-05-01_15.csv.gz"
 H1 = DATA / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
 N_BARS = 3000

@@ -16,7 +16,6 @@ from forex_diffusion.readers import read_ticks
 
 from ..realdata import DATA
 
-SHARED = DATA
 M = 60_000
 
 
@@ -131,8 +130,8 @@ def test_shuffled_within_lateness_gives_the_sorted_result(sample_ticks: Path) ->
 @pytest.mark.parametrize("vendor", ["oanda", "fxcm"])
 @pytest.mark.parametrize("side", ["bid", "ask"])
 def test_golden_one_minute_candles_equal_the_vendor_bars_exactly(vendor: str, side: str) -> None:
-    ticks = SHARED / f"lean_{vendor}_eurusd_ticks_2014-05-01_15.csv.gz"
-    bars = SHARED / f"lean_{vendor}_eurusd_m1_2014-05-01_15.csv.gz"
+    ticks = DATA / f"lean_{vendor}_eurusd_ticks_2014-05-01_15.csv.gz"
+    bars = DATA / f"lean_{vendor}_eurusd_m1_2014-05-01_15.csv.gz"
     if not ticks.exists():
         pytest.skip(f"{ticks} absent (extended data beside the checkout)")
     run = aggregate_ticks_file(ticks, timeframes=["1m"], price=side)  # type: ignore[arg-type]

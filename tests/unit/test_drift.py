@@ -40,7 +40,6 @@ VOL_DELAY_BOUND = 40
 FLIP_DELAY_BOUND = 400
 FALSE_ALARM_RUNS_BOUND = 2  # of 20 stationary runs (10 %); measured 0
 
-DATA = DATA
 H1_FILE = DATA / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
 
 

@@ -24,7 +24,6 @@ from forex_diffusion.timeframes import Timeframe
 
 from ..realdata import DATA
 
-DATA = DATA
 M1 = DATA / "lean_oanda_eurusd_m1_2014-05-01_15.csv.gz"
 N_MINUTES = 9000
 CFG = FeatureConfig(forecast_timeframe="1m", timeframes=("1m", "5m", "15m"), vol_window=50)

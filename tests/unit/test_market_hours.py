@@ -14,9 +14,7 @@ from forex_diffusion.pipeline import TickPipeline
 from forex_diffusion.readers import read_ticks
 from forex_diffusion.validation import TickValidator, ValidationConfig
 
-from ..realdata import DATA, require
-
-SHARED = DATA
+from ..realdata import require
 
 
 def ms(text: str) -> int:

@@ -12,8 +12,6 @@ from forex_diffusion.readers import read_candles, read_ticks, sniff_kind, symbol
 
 from ..realdata import DATA, require
 
-SHARED = DATA
-
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
     p = tmp_path / name
@@ -89,7 +87,7 @@ def test_candle_layouts(tmp_path: Path) -> None:
 
 
 def test_shared_candle_files_read_both_sides() -> None:
-    path = SHARED / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
+    path = DATA / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
     if not path.exists():
         pytest.skip(f"{path} absent")
     bid = read_candles(path, price="bid").frame
@@ -97,7 +95,7 @@ def test_shared_candle_files_read_both_sides() -> None:
     mid = read_candles(path).frame
     assert len(bid) == 68_271 and (ask.close > bid.close).mean() > 0.99
     assert ((mid.close - (bid.close + ask.close) / 2).abs() < 1e-12).all()
-    daily = read_candles(SHARED / "lean_oanda_d1_4pairs.csv.gz", price="bid").frame
+    daily = read_candles(DATA / "lean_oanda_d1_4pairs.csv.gz", price="bid").frame
     assert set(daily.symbol) == {"EURGBP", "EURUSD", "GBPUSD", "NZDUSD"}
 
 

@@ -16,9 +16,8 @@ from forex_diffusion.pipeline import Quarantined, TickPipeline
 from forex_diffusion.readers import read_ticks
 from forex_diffusion.spikes import SpikeConfig, SpikeGuard
 
-from ..realdata import DATA, require
+from ..realdata import require
 
-SHARED = DATA
 SAMPLE = SAMPLE_TICKS
 SNB_MS = 1_421_314_200_000  # 2015-01-15 09:30 UTC, the SNB drops the EUR/CHF floor
 TFS = ["1m", "5m"]

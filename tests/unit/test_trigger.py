@@ -26,7 +26,6 @@ from ..realdata import DATA
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
-DATA = DATA
 H1_FILE = DATA / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
 # Stated in docs/drift.md: with the default policy (7-day cooldown) a series asks for at most
 # this many retrains a year on real hourly EUR/USD (measured 0.45/yr over 2007-2017).

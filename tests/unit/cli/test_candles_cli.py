@@ -13,16 +13,15 @@ from streams.cli import app
 
 from ...realdata import DATA
 
-SHARED = DATA
 runner = CliRunner()
 
 
 @pytest.mark.parametrize("vendor", ["oanda", "fxcm"])
 def test_cli_bid_and_ask_candles_equal_vendor_minute_bars(vendor: str, tmp_path: Path) -> None:
-    ticks = SHARED / f"lean_{vendor}_eurusd_ticks_2014-05-01_15.csv.gz"
+    ticks = DATA / f"lean_{vendor}_eurusd_ticks_2014-05-01_15.csv.gz"
     if not ticks.exists():
         pytest.skip(f"{ticks} absent (extended data beside the checkout)")
-    ref = pd.read_csv(SHARED / f"lean_{vendor}_eurusd_m1_2014-05-01_15.csv.gz")
+    ref = pd.read_csv(DATA / f"lean_{vendor}_eurusd_m1_2014-05-01_15.csv.gz")
     for side in ("bid", "ask"):
         out = tmp_path / f"{side}.csv"
         res = runner.invoke(app, ["candles", str(ticks), "--price", side, "-o", str(out)])

@@ -12,11 +12,10 @@ from typer.testing import CliRunner
 
 from streams.cli import app
 
-from ...realdata import DATA
+from ...realdata import require
 
 talib = pytest.importorskip("talib", reason="ta-lib is a test dependency")
 
-DATA = DATA
 DEFAULT_COLUMNS = [
     "sma_20", "ema_20", "rsi_14", "atr_14", "bb_lower_20", "bb_middle_20", "bb_upper_20", "macd_12_26",
     "macd_signal_9", "macd_hist_12_26_9", "donchian_upper_20", "donchian_lower_20", "keltner_lower_20",
@@ -24,15 +23,9 @@ DEFAULT_COLUMNS = [
 ]
 
 
-def _need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"real data {path} is absent (../shared/data is not beside the checkout)")
-    return path
-
-
 @pytest.fixture()
 def h1_slice(tmp_path: Path) -> Path:
-    src = _need(DATA / "lean_oanda_eurusd_h1_2007_2017.csv.gz")
+    src = require("lean_oanda_eurusd_h1_2007_2017.csv.gz")
     with gzip.open(src, "rt") as fh:
         lines = [next(fh) for _ in range(1501)]
     out = tmp_path / "lean_oanda_eurusd_h1_slice.csv"
@@ -59,7 +52,7 @@ def test_default_columns_equal_talib_on_bid_side(h1_slice: Path, tmp_path: Path)
 
 
 def test_spec_and_only_ready_and_generic_layout(tmp_path: Path) -> None:
-    src = _need(DATA / "backtesting-0.6.6_EURUSD_h1.csv")
+    src = require("backtesting-0.6.6_EURUSD_h1.csv")
     raw = pd.read_csv(src).iloc[:400]
     generic = tmp_path / "generic.csv"
     pd.DataFrame({"timestamp": raw.iloc[:, 0], "symbol": "EURUSD", "open": raw.Open, "high": raw.High,

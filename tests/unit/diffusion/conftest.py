@@ -14,8 +14,7 @@ from forex_diffusion.timeframes import datetime_to_ms
 
 from ...realdata import DATA
 
-SHARED = DATA
-HOURLY = SHARED / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
+HOURLY = DATA / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
 
 
 def ms(y: int, m: int, d: int) -> int:

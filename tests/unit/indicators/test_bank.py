@@ -14,7 +14,6 @@ from forex_diffusion.indicators import BankSpec, IndicatorBank, compute_indicato
 
 from ...realdata import DATA
 
-DATA = DATA
 M1 = DATA / "lean_oanda_eurusd_m1_2014-05-01_15.csv.gz"
 
 

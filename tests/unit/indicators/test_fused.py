@@ -22,7 +22,6 @@ from forex_diffusion.indicators.fused import part_of
 
 from ...realdata import DATA
 
-DATA = DATA
 M1 = DATA / "lean_oanda_eurusd_m1_2014-05-01_15.csv.gz"
 H1 = DATA / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
 

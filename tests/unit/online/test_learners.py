@@ -26,7 +26,6 @@ from forex_diffusion.readers import read_candles
 
 from ...realdata import DATA
 
-DATA = DATA
 H1_FILE = DATA / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
 HOUR = 3_600_000
 

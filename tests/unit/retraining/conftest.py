@@ -21,8 +21,7 @@ from retraining.policy import PromotionPolicy
 
 from ...realdata import DATA
 
-SHARED = DATA
-HOURLY = SHARED / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
+HOURLY = DATA / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
 HORIZON = 12
 
 #: Training settings that run in a few seconds on 2 cores.
