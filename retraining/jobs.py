@@ -25,7 +25,6 @@ it, and :func:`check_key` refuses model keys outside the worker's configuration.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -43,8 +42,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
+from forex_diffusion import wire
 from forex_diffusion.backtest import BacktestConfig, backtest
-from forex_diffusion.codec import decode_json
 from forex_diffusion.diffusion import Predictor, TrainConfig, TrainProgress, train
 from forex_diffusion.errors import (
     ConfigError,
@@ -257,43 +256,38 @@ def _jsonable(x: Any) -> Any:
 
 
 def encode_request(request: RetrainRequest) -> bytes:
-    """The ``fx.retrain.requests`` value of a request (JSON with the schema version ``v``)."""
-    return json.dumps({"v": OUTCOME_SCHEMA, **request.to_dict()}, separators=(",", ":")).encode()
+    """The ``fx.retrain.requests`` value of a request (:func:`forex_diffusion.wire.encode_retrain_request`)."""
+    return wire.encode_retrain_request(request)
 
 
 def decode_request(raw: bytes | str) -> RetrainRequest:
-    """Inverse of :func:`encode_request` (a value without ``v`` is read as version 1).
+    """Decode an ``fx.retrain.requests`` value through the topic's schema (:mod:`forex_diffusion.wire`).
 
     Raises
     ------
     ValidationError
-        Malformed JSON, another schema version, unknown or missing keys, a ``request_id``
-        outside :data:`REQUEST_ID_PATTERN`.
+        Malformed JSON, another schema version, wrong, missing or out-of-bound fields, a
+        ``request_id`` outside :data:`REQUEST_ID_PATTERN`.
     """
-    obj = decode_json(raw)
-    obj.pop("v", None)
-    try:
-        request = RetrainRequest.from_dict(obj)
-    except (ConfigError, TypeError, ValueError) as exc:
-        raise ValidationError(RejectReason.SCHEMA, str(exc)[:200]) from None
+    request = wire.decode_retrain_request(raw)
     check_request_id(request.request_id)
     return request
 
 
 def encode_outcome(outcome: JobOutcome) -> bytes:
-    """The ``fx.models`` value of an outcome."""
-    return json.dumps(outcome.to_dict(), separators=(",", ":"), allow_nan=False).encode()
+    """The ``fx.models`` value of an outcome (:func:`forex_diffusion.wire.encode_model_outcome`)."""
+    return wire.encode_model_outcome(outcome.to_dict())
 
 
 def decode_outcome(raw: bytes | str) -> JobOutcome:
-    """Inverse of :func:`encode_outcome`.
+    """Decode an ``fx.models`` value through the topic's schema into a :class:`JobOutcome`.
 
     Raises
     ------
     ValidationError
-        Malformed JSON, another schema version, unknown or missing keys.
+        Malformed JSON, another schema version, wrong, missing or out-of-bound fields.
     """
-    obj = decode_json(raw, max_bytes=1 << 20)
+    obj = wire.decode_model_outcome(raw, max_bytes=1 << 20)
     try:
         return JobOutcome.from_dict(obj)
     except ConfigError as exc:

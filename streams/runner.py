@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import socket
+import time
+
+from forex_diffusion.errors import ServiceUnavailableError
 
 from .settings import Settings
 
@@ -19,6 +23,43 @@ ROLES = {
 }
 
 
+def _bootstrap_addresses(url: str) -> list[tuple[str, int]]:
+    """``kafka://h:p;h2:p2`` → ``[(h, p), (h2, p2)]`` (port 9092 where none is given)."""
+    out = []
+    for part in url.replace(";", ",").split(","):
+        part = part.strip().split("://", 1)[-1].strip("/")
+        if part:
+            host, _, port = part.rpartition(":") if ":" in part else (part, "", "9092")
+            out.append((host.strip("[]"), int(port) if port.isdigit() else 9092))
+    return out
+
+
+def wait_for_broker(url: str, wait_s: float, *, interval_s: float = 2.0) -> None:
+    """Return once a bootstrap address of ``url`` accepts a TCP connection.
+
+    Raises
+    ------
+    ServiceUnavailableError
+        None answered within ``wait_s`` seconds (one WARNING line per failed round).
+    """
+    addrs = _bootstrap_addresses(url)
+    if not addrs:
+        raise ServiceUnavailableError("broker", repr(url), "no host:port in FOREXD_BROKER_URL")
+    why = "no answer"
+    deadline = time.monotonic() + wait_s
+    while True:
+        for host, port in addrs:
+            try:
+                with socket.create_connection((host, port), timeout=min(5.0, max(wait_s, 0.5))):
+                    return
+            except OSError as exc:
+                why = exc.strerror or type(exc).__name__
+        if time.monotonic() >= deadline:
+            raise ServiceUnavailableError("broker", url, f"{why}; start it or set FOREXD_BROKER_URL")
+        log.warning("broker.wait address=%s error=%s", ",".join(f"{h}:{p}" for h, p in addrs), why)
+        time.sleep(min(interval_s, max(0.0, deadline - time.monotonic())))
+
+
 def run_worker(*, role: str = "stream", log_level: str = "warn", settings: Settings | None = None) -> None:
     """Build the app for ``role`` and run it until SIGTERM/SIGINT."""
     import faust
@@ -28,6 +69,7 @@ def run_worker(*, role: str = "stream", log_level: str = "warn", settings: Setti
     if role not in ROLES:
         raise SystemExit(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
     settings = settings or Settings.from_env()
+    wait_for_broker(settings.broker_url, settings.broker_wait_s)
     metrics = None
     try:
         from .metrics import Metrics

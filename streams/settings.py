@@ -56,6 +56,8 @@ class Settings:
     broker_heartbeat_interval_s: float = 2.0
     producer_request_timeout_s: float = 20.0
     producer_reset_after_s: float = 120.0
+    # a worker starting while the broker is not up yet waits this long for it, then exits 69
+    broker_wait_s: float = 60.0
     # F14: a checkpoint failing with a permanent storage error (read-only database, disk I/O
     # error, missing table) is retried at least this long (and 3 times), then the worker exits
     db_fatal_after_s: float = 30.0
@@ -85,6 +87,8 @@ class Settings:
             raise ConfigError("producer_request_timeout_s must be > 0")
         if self.producer_reset_after_s <= 0:
             raise ConfigError("producer_reset_after_s must be > 0")
+        if self.broker_wait_s < 0:
+            raise ConfigError("broker_wait_s must be >= 0")
         if self.db_fatal_after_s < 0:
             raise ConfigError("db_fatal_after_s must be >= 0")
         if self.partitions < 1:

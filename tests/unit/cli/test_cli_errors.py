@@ -74,6 +74,15 @@ def test_tail_with_the_broker_down_exits_69_naming_the_address_without_unclosed_
     assert_one_line(res.stderr, "broker unreachable at kafka://127.0.0.1:1", "FOREXD_BROKER_URL")
 
 
+def test_worker_with_the_broker_down_waits_then_exits_69_naming_the_address() -> None:
+    res = forexd("worker", env={"FOREXD_BROKER_URL": DOWN, "FOREXD_BROKER_WAIT_S": "0"})
+    assert res.returncode == 69, res.stderr
+    assert_one_line(res.stderr, "broker unreachable at kafka://127.0.0.1:1", "FOREXD_BROKER_URL")
+    waited = forexd("worker", env={"FOREXD_BROKER_URL": DOWN, "FOREXD_BROKER_WAIT_S": "1"})
+    assert waited.returncode == 69 and "broker.wait address=127.0.0.1:1" in waited.stderr, waited.stderr
+    assert "Traceback" not in waited.stderr and waited.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
 def test_replay_with_the_broker_down_exits_69_after_reading_the_file(tmp_path: Path) -> None:
     ticks = tmp_path / "eurusd_ticks.csv"
     ticks.write_text("ts_ms,bid,ask\n1398902400292,1.38676,1.38686\n1398902405000,1.38677,1.38687\n")
