@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from .readers import read_candles, read_ticks, sniff_kind
+from .readers import FileReject, read_candles, read_ticks, sniff_kind
 from .timeframes import Timeframe
 from .wire import encode_unchecked
 
@@ -17,17 +17,22 @@ ReplayRecord = tuple[str, int, bytes]  # (key symbol, event ts_ms, value)
 def records_from_file(
     path: str | Path, *, symbol: str | None = None, timeframe: str | None = None,
     kind: str | None = None, price: str = "mid", tick_ids: bool = False,
+    rejects: list[FileReject] | None = None,
 ) -> tuple[str, int, Iterator[ReplayRecord]]:
     """Return ``(kind, count, records)`` for a tick or candle file.
 
     Ticks become ``fx.ticks`` values (with ``tick_id = "<file>:<line>"`` when ``tick_ids``);
     candles become ``fx.candles`` values of ``timeframe`` (required for candle files).
-    Rows the reader cannot parse are skipped (``forexd candles --rejects`` lists them).
+    Rows the reader cannot parse are not published: they are appended to ``rejects`` when
+    given (the same rows, reasons and lines ``forexd candles --rejects`` lists).
     """
     kind = kind or sniff_kind(path)
     stem = Path(path).name.split(".")[0]
     if kind == "ticks":
-        frame = read_ticks(path, symbol=symbol).frame
+        loaded = read_ticks(path, symbol=symbol)
+        frame = loaded.frame
+        if rejects is not None:
+            rejects.extend(loaded.rejects)
 
         def gen_ticks() -> Iterator[ReplayRecord]:
             for line, ts, sym, b, a, v in zip(frame["line"].tolist(), frame["ts_ms"].tolist(),
@@ -44,7 +49,10 @@ def records_from_file(
     if timeframe is None:
         raise ValueError("candle files need a timeframe (--timeframe)")
     tf = Timeframe.parse(timeframe)
-    frame = read_candles(path, symbol=symbol, price=price).frame  # type: ignore[arg-type]
+    loaded_candles = read_candles(path, symbol=symbol, price=price)  # type: ignore[arg-type]
+    frame = loaded_candles.frame
+    if rejects is not None:
+        rejects.extend(loaded_candles.rejects)
 
     def gen_candles() -> Iterator[ReplayRecord]:
         for ts, sym, o, h, lo, c, v in zip(frame["ts_ms"].tolist(), frame["symbol"].tolist(),

@@ -49,6 +49,25 @@ LOG_LEVELS: dict[str, int] = {
 T = TypeVar("T")
 
 
+def write_rejects(rejects: Any, path: Path) -> None:
+    """Write refused rows (``line, reason, detail``) as CSV, as ``candles`` and ``replay`` do."""
+    import csv
+
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["line", "reason", "detail"])
+        for r in rejects:
+            w.writerow([r.line, r.reason.value, r.detail or r.raw])
+
+
+def reject_summary(rejects: Any) -> str:
+    """``reason=count, …`` of refused rows, or ``none``."""
+    from collections import Counter
+
+    counts = Counter(r.reason.value for r in rejects)
+    return ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none"
+
+
 def check_input(path: Path, what: str = "input file") -> Path:
     """Return ``path`` if it is a readable file, else raise :class:`InputNotFoundError`."""
     if not path.exists():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import typer
 
 from forex_diffusion.timeframes import parse_timeframes
 
-from ._common import check_input, check_output, check_price, progress_bar
+from ._common import check_input, check_output, check_price, progress_bar, write_rejects
 from ._precision import write_candles_rounded
 
 
@@ -48,11 +47,7 @@ def candles(
         with output.open("w", newline="") as fh:
             write_candles_rounded(run.candles, fh, price)
     if rejects is not None:
-        with rejects.open("w", newline="") as fh:
-            w = csv.writer(fh, lineterminator="\n")
-            w.writerow(["line", "reason", "detail"])
-            for r in run.rejects:
-                w.writerow([r.line, r.reason.value, r.detail or r.raw])
+        write_rejects(run.rejects, rejects)
     summary = ", ".join(f"{k}={v}" for k, v in sorted(run.counts.items())) or "none"
     typer.echo(
         f"ticks={run.ticks_read} candles={len(run.candles)} crossed_accepted={run.crossed_accepted} "

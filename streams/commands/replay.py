@@ -6,14 +6,22 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from forex_diffusion.errors import DataFormatError
 
 from ..settings import Settings
-from ._common import broker_call, check_input, check_positive, progress_bar
+from ._common import (
+    broker_call,
+    check_input,
+    check_output,
+    check_positive,
+    progress_bar,
+    reject_summary,
+    write_rejects,
+)
 
 
 def _candle_selection(path: Path, *, symbol: str | None,
@@ -51,9 +59,11 @@ def _candle_selection(path: Path, *, symbol: str | None,
 async def replay_file(
     settings: Settings, path: Path, *, speed: float | None, symbol: str | None = None,
     timeframe: str | None = None, kind: str | None = None, tick_ids: bool = False,
-    limit: int | None = None, show_progress: bool = False,
+    limit: int | None = None, show_progress: bool = False, rejects: list[Any] | None = None,
 ) -> int:
     """Publish ``path`` to ``fx.ticks`` or ``fx.candles``; ``speed=None`` is as fast as possible.
+
+    Rows the reader refuses are not published; they are appended to ``rejects`` when given.
 
     Raises
     ------
@@ -75,7 +85,7 @@ async def replay_file(
     if kind == "candles":
         timeframe, mask = _candle_selection(path, symbol=symbol, timeframe=timeframe)
     kind, total, records = records_from_file(path, symbol=symbol, timeframe=timeframe, kind=kind,
-                                             tick_ids=tick_ids)
+                                             tick_ids=tick_ids, rejects=rejects)
     if mask is not None:
         # records come in the reader's row order, as the mask does
         chosen, total = mask, sum(mask)
@@ -143,6 +153,7 @@ def replay(
     timeframe: Optional[str] = typer.Option(None, "--timeframe", help="Timeframe of a candle file (selects it in files with several)."),
     tick_ids: bool = typer.Option(False, "--tick-ids", help="Give each tick an id (<file>:<line>) for de-duplication."),
     limit: Optional[int] = typer.Option(None, "-n", "--limit", help="Publish at most this many records."),
+    rejects: Optional[Path] = typer.Option(None, "--rejects", help="Write each row the reader refused (not published) with its reason to this CSV."),
 ) -> None:
     """Publish FILE to its topic (key = symbol), paced by event time unless --speed max.
 
@@ -154,9 +165,13 @@ def replay(
     check_positive(limit, "-n/--limit")
     settings = Settings.from_env()
     check_input(file)
+    check_output(rejects, "--rejects")
+    refused: list[Any] = []
     n = asyncio.run(replay_file(settings, file, speed=spd, symbol=symbol, timeframe=timeframe,
-                                tick_ids=tick_ids, limit=limit, show_progress=True))
-    typer.echo(f"published {n} records", err=True)
+                                tick_ids=tick_ids, limit=limit, show_progress=True, rejects=refused))
+    if rejects is not None:
+        write_rejects(refused, rejects)
+    typer.echo(f"published {n} records; refused {len(refused)} rows: {reject_summary(refused)}", err=True)
 
 
 def register(app: typer.Typer) -> None:

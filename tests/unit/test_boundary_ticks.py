@@ -26,57 +26,29 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from forex_diffusion.bundled import SAMPLE_TICKS
 from forex_diffusion.codec import encode_candle
 from forex_diffusion.errors import RejectReason
 from forex_diffusion.offline import CandleRun, aggregate_ticks_file
 from streams.cli import app
 
+from ..hostile_ticks import (
+    ASK,
+    BID,
+    DAY,
+    HOSTILE,
+    REAL,
+    T_FIRST,
+    T_LAST,
+    TFS,
+    YEAR,
+    _real,
+    clean_rows,
+    mix,
+    row,
+    write,
+)
+
 runner = CliRunner()
-HEADER = "timestamp,symbol,bid,ask,volume"
-DAY = 86_400_000
-YEAR = 365 * DAY
-TFS = ["1m", "5m", "1h"]
-
-
-def _real(n: int, start: int = 0) -> list[tuple[int, str, str, str]]:
-    df = pd.read_csv(SAMPLE_TICKS, dtype={"bid": str, "ask": str}).iloc[start:start + n]
-    vols = [f"{(i % 7) * 0.25:g}" for i in range(len(df))]  # some volume, some 0
-    return list(zip(df.ts_ms.tolist(), df.bid.tolist(), df.ask.tolist(), vols, strict=True))
-
-
-REAL = _real(3_000)
-T_FIRST, T_LAST = REAL[0][0], REAL[-1][0]
-
-
-def row(ts: object, bid: object, ask: object, vol: object = "1") -> str:
-    return f"{ts},EURUSD,{bid},{ask},{vol}"
-
-
-def clean_rows(real: list[tuple[int, str, str, str]] = REAL) -> list[str]:
-    return [row(t, b, a, v) for t, b, a, v in real]
-
-
-def mix(clean: list[str], hostile: list[tuple[int, str]]) -> tuple[list[str], list[int]]:
-    """Insert each ``(gap, row)`` before clean row ``gap`` (gap == len: at the end); return the
-    rows and the 1-based file lines (header = line 1) of the hostile ones."""
-    by_gap: dict[int, list[str]] = {}
-    for gap, text in hostile:
-        by_gap.setdefault(gap, []).append(text)
-    out: list[str] = []
-    lines: list[int] = []
-    for i in range(len(clean) + 1):
-        for text in by_gap.get(i, []):
-            out.append(text)
-            lines.append(len(out) + 1)
-        if i < len(clean):
-            out.append(clean[i])
-    return out, lines
-
-
-def write(path: Path, rows: list[str]) -> Path:
-    path.write_text("\n".join([HEADER, *rows]) + "\n")
-    return path
 
 
 def run_core(path: Path) -> CandleRun:
@@ -98,64 +70,6 @@ def assert_same_and_each_refused_once(run: CandleRun, clean: CandleRun, lines: l
     for c in run.candles:
         assert math.isfinite(c.volume) and c.volume >= 0
         encode_candle(c)  # never fails at flush
-
-
-# -- the catalogue -------------------------------------------------------------------------
-
-_T = T_FIRST + 60_000  # inside the file
-_B, _A = "1.38710", "1.38726"
-HOSTILE: dict[str, str] = {
-    # times
-    "future_3y": row(_T + 3 * YEAR, _B, _A),
-    "future_2099": row(4_070_908_800_000, _B, _A),
-    "future_2200": row(7_258_118_400_000, _B, _A),
-    "future_iso_9999": row("9999-12-31T23:59:59Z", _B, _A),
-    "ts_1e308": row("1e308", _B, _A),
-    "ts_inf": row("inf", _B, _A),
-    "ts_nan": row("nan", _B, _A),
-    "ts_2_63": row(2**63, _B, _A),
-    "ts_minus_2_63": row(-(2**63) - 1, _B, _A),
-    "past_1970": row(0, _B, _A),
-    "past_1999": row(915_148_800_000, _B, _A),
-    "past_2005": row(1_104_537_600_000, _B, _A),
-    "past_iso_1900": row("1900-01-01T00:00:00Z", _B, _A),
-    "ts_negative": row(-1, _B, _A),
-    "ts_empty": row("", _B, _A),
-    # prices
-    "price_1e308": row(_T, "1e308", "1e308"),
-    "price_1e304": row(_T, "1e304", "1e304"),
-    "price_max_float": row(_T, "1.7976931348623157e308", "1.7976931348623157e308"),
-    "ask_1e308": row(_T, _B, "1e308"),
-    "price_1e-308": row(_T, "1e-308", "1e-308"),
-    "price_5e-324": row(_T, "5e-324", "5e-324"),
-    "price_min_normal": row(_T, "2.2250738585072014e-308", "2.2250738585072014e-308"),
-    "price_zero": row(_T, "0", "0"),
-    "price_minus_zero": row(_T, "-0.0", _A),
-    "price_negative": row(_T, "-1.38710", _A),
-    "price_-1e308": row(_T, "-1e308", _A),
-    "price_nan": row(_T, "nan", _A),
-    "price_inf": row(_T, _B, "inf"),
-    "price_-inf": row(_T, "-inf", _A),
-    "price_garbage": row(_T, "1.3.8", _A),
-    # volumes
-    "volume_1e308": row(_T, _B, _A, "1e308"),
-    "volume_max_float": row(_T, _B, _A, "1.7976931348623157e308"),
-    "volume_1e-308": row(_T, _B, _A, "1e-308"),
-    "volume_5e-324": row(_T, _B, _A, "5e-324"),
-    "volume_negative": row(_T, _B, _A, "-1"),
-    "volume_-1e308": row(_T, _B, _A, "-1e308"),
-    "volume_nan": row(_T, _B, _A, "nan"),
-    "volume_inf": row(_T, _B, _A, "inf"),
-    "volume_-inf": row(_T, _B, _A, "-inf"),
-    # layout
-    "missing_volume": f"{_T},EURUSD,{_B},{_A}",
-    "missing_three": f"{_T},EURUSD",
-    "only_ts": f"{_T}",
-    "extra_field": row(_T, _B, _A) + ",1",
-    "extra_fields": row(_T, _B, _A) + ",x,y,z",
-    "quoted_comma": f'{_T},"EURUSD,{_B}",{_A},1',
-    "empty_fields": ",,,,",
-}
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
@@ -213,7 +127,7 @@ def test_finding2_price_near_the_float_limit_is_refused_not_a_crash(tmp_path: Pa
 def test_finding3_huge_and_negative_volumes_are_refused_on_arrival(tmp_path: Path, clean_run: CandleRun) -> None:
     clean = clean_rows()
     t = REAL[20][0]
-    hostile = [(20, row(t, _B, _A, "1e308")), (21, row(t + 1, _B, _A, "1e308")), (22, row(t + 2, _B, _A, "-5"))]
+    hostile = [(20, row(t, BID, ASK, "1e308")), (21, row(t + 1, BID, ASK, "1e308")), (22, row(t + 2, BID, ASK, "-5"))]
     rows, lines = mix(clean, hostile)
     run = run_core(write(tmp_path / "eurusd.csv", rows))
     assert_same_and_each_refused_once(run, clean_run, lines)

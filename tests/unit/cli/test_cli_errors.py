@@ -339,7 +339,7 @@ def test_replay_publishes_only_the_chosen_timeframe_and_tail_reads_it(
            "FOREXD_PARTITIONS": "1"}
     res = forexd("replay", str(multi), "--timeframe", "5m", env=env)
     assert res.returncode == 0, res.stderr
-    assert res.stderr.strip().splitlines()[-1] == "published 12 records"
+    assert res.stderr.strip().splitlines()[-1] == "published 12 records; refused 0 rows: none"
     res = forexd("tail", "candles", "--from-beginning", "-n", "12", "--timeout", "120", env=env)
     assert res.returncode == 0, res.stderr
     values = [json.loads(line)["value"] for line in res.stdout.splitlines()]
