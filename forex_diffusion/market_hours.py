@@ -93,6 +93,32 @@ class MarketHours:
         return close + self.length_ms, close + _WEEK_MS
 
 
+    def add_open_time(self, ts_ms: int, span_ms: int) -> int:
+        """The instant at which ``span_ms`` of *open-market* time has passed since ``ts_ms``.
+
+        Closures are skipped: from a Friday evening, one hour of open time ends an hour
+        after the Sunday open. Bounded work: one step per closure crossed.
+
+        >>> h = MarketHours()
+        >>> fri = 1_399_669_200_000  # Fri 2014-05-09 21:00 UTC, an hour before the close
+        >>> (h.add_open_time(fri, 2 * 3_600_000) - fri) // 3_600_000  # 1 h Friday + 47 h closed + 1 h Sunday
+        49
+        """
+        if span_ms < 0:
+            raise ValueError("span_ms must be >= 0")
+        t = ts_ms
+        since_close = (t + self.shift_ms) % _WEEK_MS
+        if since_close < self.length_ms:  # closed: the count starts at the open
+            t += self.length_ms - since_close
+            since_close = self.length_ms
+        left = span_ms
+        while left > _WEEK_MS - since_close:  # past this week's close: skip the closure
+            left -= _WEEK_MS - since_close
+            t += _WEEK_MS - since_close + self.length_ms
+            since_close = self.length_ms
+        return t + left
+
+
 DEFAULT_MARKET_HOURS = MarketHours()
 
 

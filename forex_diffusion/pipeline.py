@@ -72,7 +72,7 @@ class TickPipeline:
 
     ``spikes`` configures the B9 guard (default :class:`SpikeConfig`: on, k=25,
     min_move=0.5 %, M=3; ``SpikeConfig(enabled=False)`` turns it off); ``times`` the
-    event-time jump guard (default :class:`TimeJumpConfig`: on, 4 days, M=3). The B21
+    event-time jump guard (default :class:`TimeJumpConfig`: on, ten minutes of open-market time, M=3). The B21
     weekend policy is ``validation.off_hours`` (default ``accept``: counted in
     :attr:`off_hours`).
 
@@ -343,7 +343,7 @@ class TickPipeline:
 
         While ticks are held the clock stops at the earliest price-held tick, so that
         releasing them never makes them late, and it never goes more than the time guard's
-        ``max_jump_ms`` past the series' latest let-through tick (a held far-future tick is
+        ``idle_cap_ms`` past the series' latest let-through tick (a held far-future tick is
         not the series' time). Candles of ticks :meth:`expire_hold` released come first.
         """
         g = self._guards.get(symbol)
@@ -351,7 +351,7 @@ class TickPipeline:
             event_ms = min(event_ms, min(t.ts_ms for t, _ in g.held))
         c = self._clocks.get(symbol)
         if c is not None and c.top is not None:
-            event_ms = min(event_ms, c.top + self.time_config.max_jump_ms)
+            event_ms = min(event_ms, c.top + self.time_config.idle_cap_ms)
         out = self._drain_released()
         return out + self.aggregator.advance(symbol, event_ms)
 

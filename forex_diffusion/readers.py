@@ -24,6 +24,7 @@ import csv
 import gzip
 import io
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,7 +191,11 @@ def _timestamps(col: pd.Series, lines: np.ndarray, rejects: list[FileReject], ba
                 bad[j] = True
     rest = ~is_num
     if rest.any():
-        parsed = pd.to_datetime(s[rest], format=fmt, errors="coerce", utc=False)
+        with warnings.catch_warnings():
+            # text that is no date at all ("x") makes pandas warn that it could not infer a
+            # format and parses each value alone: those rows become NaT and are refused below
+            warnings.simplefilter("ignore", UserWarning)
+            parsed = pd.to_datetime(s[rest], format=fmt, errors="coerce", utc=False)
         if getattr(parsed.dt, "tz", None) is None:
             parsed = parsed.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
         parsed = parsed.dt.tz_convert("UTC")

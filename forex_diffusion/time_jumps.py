@@ -1,21 +1,27 @@
 """Event-time jump guard: hold a tick far ahead of its series until later ticks confirm it.
 
 One bad clock must not move a watermark (DESIGN.md "One boundary"). A tick of one series
-is a *time jump* when its event time is more than ``max_jump_ms`` after the latest event
-time the guard let through (``top``)::
+is a *time jump* when its event time is more than ``max_jump_ms`` of *open-market* time
+after the latest event time the guard let through (``top``); the weekly closure
+(:class:`~forex_diffusion.market_hours.MarketHours`) does not count::
 
-    jump  <=>  ts > top + max_jump_ms
+    jump  <=>  ts > reach(top)      reach(t) = t + max_jump_ms of open-market time
 
-The default, 4 days, is longer than any market closure (a weekend plus a holiday), so a
-real feed never trips it; when one does (an outage longer than that), the ticks after the
-gap confirm the new time at once and nothing is lost. The wall clock is not used here:
+The default, ten minutes, holds a clock that is minutes to years ahead (a local time taken
+for UTC, a corrupt year), which would otherwise make every tick after it late. A real feed
+crosses the weekend without tripping it; a real gap longer than that inside the week (a
+holiday, an outage, a quiet roll-over) is confirmed by the ticks after it at once and nothing
+is lost: those few ticks only wait for their confirmation (two holds in each of the two
+weeks of OANDA and FXCM EUR/USD ticks bundled for the tests). A clock less than ten minutes
+ahead is not caught: the ticks behind it that are older than its watermark are refused
+``late``, as without the guard. The wall clock is not used here:
 replays and backfills of history are guarded as well as a live feed (the validator judges
 a tick against the wall clock when the caller gives one).
 
 **Hold** (like the price guard, :mod:`~forex_diffusion.spikes`). A jump is held, with
 whatever the caller attached to it, and the ticks after it decide:
 
-* a tick within ``max_jump_ms`` of the first held one confirms the new time; after
+* a tick within ``max_jump_ms`` (open-market time) of the first held one confirms the new time; after
   ``confirm`` (M) confirmations every held tick is released in arrival order and ``top``
   moves to the latest of them;
 * a tick that is not a jump (back near the series' time) ends the hold: the held ticks are
@@ -33,7 +39,7 @@ earliest), so a series of one tick still gives its candle.
 A held tick never moves the clock: the caller keeps it out of the aggregator until it is
 released (see :class:`~forex_diffusion.pipeline.TickPipeline`).
 
->>> g = TimeJumpGuard(TimeJumpConfig(max_jump_ms=1_000, confirm=2))
+>>> g = TimeJumpGuard(TimeJumpConfig(max_jump_ms=1_000, confirm=2, hours=None))
 >>> g.hold_first("a", 0), g.hold_first("b", 10), g.hold_first("c", 20)
 (None, None, (['a', 'b', 'c'], []))
 >>> g.top, g.limit
@@ -53,6 +59,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 from .errors import ConfigError
+from .market_hours import DEFAULT_MARKET_HOURS, MarketHours
 
 __all__ = ["TimeJumpConfig", "TimeJumpGuard", "TimeVerdict"]
 
@@ -62,6 +69,7 @@ TimeVerdict = Literal["start", "confirm", "revert", "restart", "first"]
 
 _NEVER = -(1 << 63)  # a limit no event time passes: every tick goes to classify
 DAY_MS = 86_400_000
+MINUTE_MS = 60_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,7 +78,10 @@ class TimeJumpConfig:
 
     enabled: False turns the guard off (every tick passes).
     max_jump_ms: how far past its series' latest event time a tick may be without being
-        held (default 4 days: longer than a weekend plus a holiday).
+        held, in open-market time (default ten minutes; closures of ``hours`` do not count).
+    hours: the weekly closure skipped by ``max_jump_ms`` (None: plain elapsed time).
+    idle_cap_ms: the idle timer never moves a series' clock more than this past its latest
+        let-through tick (default 4 days: a daily bar still closes on a quiet feed).
     confirm: M, the ticks near the new time that accept it (and, at the start of a series,
         the lead the winning cluster needs).
     max_start_held: at most this many ticks are held at the start of a series; past it the
@@ -78,13 +89,17 @@ class TimeJumpConfig:
     """
 
     enabled: bool = True
-    max_jump_ms: int = 4 * DAY_MS
+    max_jump_ms: int = 10 * MINUTE_MS
     confirm: int = 3
     max_start_held: int = 64
+    hours: MarketHours | None = DEFAULT_MARKET_HOURS
+    idle_cap_ms: int = 4 * DAY_MS
 
     def __post_init__(self) -> None:
-        if type(self.max_jump_ms) is not int or self.max_jump_ms <= 0:
-            raise ConfigError("max_jump_ms must be a positive int")
+        if type(self.max_jump_ms) is not int or not (0 < self.max_jump_ms <= 30 * DAY_MS):
+            raise ConfigError("max_jump_ms must be an int in (0, 30 days]")
+        if type(self.idle_cap_ms) is not int or self.idle_cap_ms <= 0:
+            raise ConfigError("idle_cap_ms must be a positive int")
         if type(self.confirm) is not int or not (1 <= self.confirm <= 100):
             raise ConfigError("confirm must be an int in [1, 100]")
         if type(self.max_start_held) is not int or self.max_start_held < 2 * self.confirm + 1:
@@ -103,12 +118,13 @@ class TimeJumpGuard(Generic[T]):
     :meth:`hold_first`. Held items are opaque to the guard.
     """
 
-    __slots__ = ("config", "top", "limit", "_held", "_held_ts", "_jump", "_confirm")
+    __slots__ = ("config", "top", "limit", "_held", "_held_ts", "_jump", "_confirm", "_hours")
 
     def __init__(self, config: TimeJumpConfig | None = None, *, top: int | None = None) -> None:
         cfg = config or TimeJumpConfig()
         self.config = cfg
         self._jump = cfg.max_jump_ms
+        self._hours = cfg.hours
         self._confirm = cfg.confirm
         self._held: list[T] = []
         self._held_ts: list[int] = []
@@ -116,6 +132,15 @@ class TimeJumpGuard(Generic[T]):
         self.limit = _NEVER
         if top is not None:
             self.accept(top)
+
+    def reach(self, ts: int) -> int:
+        """The latest event time not a jump from ``ts``: ``max_jump_ms`` of open-market time."""
+        hours = self._hours
+        return ts + self._jump if hours is None else hours.add_open_time(ts, self._jump)
+
+    def _near(self, a: int, b: int) -> bool:
+        lo, hi = (a, b) if a <= b else (b, a)
+        return hi <= self.reach(lo)
 
     # -- hot path ---------------------------------------------------------------------------
 
@@ -125,7 +150,7 @@ class TimeJumpGuard(Generic[T]):
         if top is None or ts > top:
             self.top = ts
             if not self._held:
-                self.limit = ts + self._jump
+                self.limit = self.reach(ts)
 
     # -- hold -------------------------------------------------------------------------------
 
@@ -149,12 +174,12 @@ class TimeJumpGuard(Generic[T]):
         top = self.top
         if top is None:
             return "first"
-        if ts <= top + self._jump:
+        if ts <= self.reach(top):
             return "revert"  # near the series' time: ends a hold (if any), the tick passes
         if not self._held:
             return "start"
         t0 = self._held_ts[0]
-        return "confirm" if abs(ts - t0) <= self._jump else "restart"
+        return "confirm" if self._near(ts, t0) else "restart"
 
     def hold(self, item: T, ts: int) -> list[T] | None:
         """Hold ``item`` (a jump); return every held item once the new time is confirmed."""
@@ -167,14 +192,14 @@ class TimeJumpGuard(Generic[T]):
         self._held, self._held_ts = [], []
         for t in times:
             self.accept(t)
-        self.limit = self.top + self._jump  # type: ignore[operator]
+        self.limit = self.reach(self.top)  # type: ignore[arg-type]
         return items
 
     def end_hold(self) -> list[T]:
         """Stop holding; return the held items (the caller refuses them)."""
         items = self._held
         self._held, self._held_ts = [], []
-        self.limit = _NEVER if self.top is None else self.top + self._jump
+        self.limit = _NEVER if self.top is None else self.reach(self.top)
         return items
 
     # -- start of a series ------------------------------------------------------------------
@@ -214,8 +239,7 @@ class TimeJumpGuard(Generic[T]):
         return best
 
     def _cluster(self, t: int) -> list[int]:
-        j = self._jump
-        return [i for i, x in enumerate(self._held_ts) if -j <= x - t <= j]
+        return [i for i, x in enumerate(self._held_ts) if self._near(x, t)]
 
     def _release(self, members: list[int]) -> tuple[list[T], list[T]]:
         keep = set(members)
@@ -225,7 +249,7 @@ class TimeJumpGuard(Generic[T]):
         self._held, self._held_ts = [], []
         for t in times:
             self.accept(t)
-        self.limit = self.top + self._jump  # type: ignore[operator]
+        self.limit = self.reach(self.top)  # type: ignore[arg-type]
         return released, refused
 
     # -- state ------------------------------------------------------------------------------
@@ -248,4 +272,4 @@ class TimeJumpGuard(Generic[T]):
         self.top = top
         self._held_ts = [t for t, _ in held]
         self._held = [x for _, x in held]
-        self.limit = _NEVER if top is None or held else top + self._jump
+        self.limit = _NEVER if top is None or held else self.reach(top)

@@ -37,6 +37,10 @@ from .errors import ConfigError, RejectReason, ValidationError
 from .instruments import InstrumentRegistry
 from .market_hours import DEFAULT_MARKET_HOURS, MarketHours
 
+MAX_TICK_VOLUME = 1e15
+"""The largest tick volume accepted by default (the wire schema's bound too): a sum of 1e9 of
+them stays finite and exact enough."""
+
 __all__ = ["ValidationConfig", "TickValidator", "ValidationCounters"]
 
 _MIN_TS_MS = 946_684_800_000  # 2000-01-01: earlier is a unit error or garbage
@@ -79,7 +83,7 @@ class ValidationConfig:
     off_hours: Literal["accept", "reject"] = "accept"
     market_hours: MarketHours = DEFAULT_MARKET_HOURS
     price_range_factor: float = 10.0
-    max_volume: float = 1e15
+    max_volume: float = MAX_TICK_VOLUME
     min_volume: float = 1e-9
 
     def __post_init__(self) -> None:

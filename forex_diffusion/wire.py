@@ -58,6 +58,7 @@ from .errors import ConfigError, RejectReason, ValidationError
 from .instruments import InstrumentRegistry
 from .timeframes import Timeframe
 from .trigger import RetrainRequest
+from .validation import MAX_TICK_VOLUME
 
 __all__ = [
     "CANDLE_VOLUME_MAX",
@@ -103,7 +104,7 @@ DEFAULT_MAX_BYTES: Final = 64 * 1024
 PRICE_MAX: Final = 1e9
 """Largest price magnitude on the wire (no instrument trades near it; per-instrument ranges
 are the validator's)."""
-TICK_VOLUME_MAX: Final = 1e12
+TICK_VOLUME_MAX: Final = MAX_TICK_VOLUME  # the validator's default: a file and the stream agree
 """Largest volume of one tick: a candle's sum of 10^12 such ticks stays finite."""
 CANDLE_VOLUME_MAX: Final = 1e24
 TS_MIN: Final = 0

@@ -66,6 +66,10 @@ BID, ASK = "1.38710", "1.38726"
 HOSTILE: dict[str, str] = {
     # times
     "future_3y": row(T_IN + 3 * YEAR, BID, ASK),
+    "future_3h": row(T_LAST + 3 * 3_600_000, BID, ASK),  # a local time taken for UTC
+    "future_20min": row(T_LAST + 20 * 60_000, BID, ASK),
+    "future_3_9_days": row(T_IN + 3 * DAY + 21 * 3_600_000, BID, ASK),
+    "ts_text": row("x", BID, ASK),
     "future_2099": row(4_070_908_800_000, BID, ASK),
     "future_2200": row(7_258_118_400_000, BID, ASK),
     "future_iso_9999": row("9999-12-31T23:59:59Z", BID, ASK),
@@ -98,6 +102,7 @@ HOSTILE: dict[str, str] = {
     "price_garbage": row(T_IN, "1.3.8", ASK),
     # volumes
     "volume_1e308": row(T_IN, BID, ASK, "1e308"),
+    "volume_1e16": row(T_IN, BID, ASK, "1e16"),  # past the bound shared by the file reader and the wire
     "volume_max_float": row(T_IN, BID, ASK, "1.7976931348623157e308"),
     "volume_1e-308": row(T_IN, BID, ASK, "1e-308"),
     "volume_5e-324": row(T_IN, BID, ASK, "5e-324"),

@@ -80,12 +80,15 @@ def test_reject_policy_refuses_before_the_tick_id_is_remembered() -> None:
 def test_accept_policy_keeps_weekend_ticks_and_counts_them() -> None:
     p = TickPipeline(timeframes=["1m"], instruments=InstrumentRegistry())
     out = []
-    for i in range(3):
+    for i in range(4):
         out += p.process(Tick(symbol="EURUSD", ts_ms=SATURDAY + i * 1_000, bid=1.38727, ask=1.38729))
-    out += p.process(Tick(symbol="EURUSD", ts_ms=ms("2014-05-12 03:00"), bid=1.38727, ask=1.38729))
-    assert p.off_hours == 3 and p.validator.counters.accepted == 4
+    # Monday 03:00 is 6 h of open market after the weekend ticks: a time jump, held until the
+    # ticks after it confirm the new time (the event-time guard), then the candle is whole
+    for i in range(4):
+        out += p.process(Tick(symbol="EURUSD", ts_ms=ms("2014-05-12 03:00") + i * 1_000, bid=1.38727, ask=1.38729))
+    assert p.off_hours == 4 and p.validator.counters.accepted == 8
     assert p.validator.counters.rejected == {}
-    assert [c.tick_count for c in out + p.flush()] == [3, 1]
+    assert [c.tick_count for c in out + p.flush()] == [4, 4]
     assert p.validator.is_off_hours(SATURDAY) and p.market_hours == MarketHours()
 
 
