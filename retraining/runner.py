@@ -72,8 +72,10 @@ def _outcome(spec: Mapping[str, Any], rc: int | None, stdout: bytes, stderr: byt
     lines = [ln for ln in stdout.decode("utf-8", "replace").splitlines() if ln.strip()]
     if lines and rc is not None:
         try:
-            return JobOutcome.from_dict(json.loads(lines[-1]))
-        except (ValueError, ConfigError):
+            obj = json.loads(lines[-1])
+            if isinstance(obj, dict):  # a child that printed 42, [1, 2] or null did not finish
+                return JobOutcome.from_dict(obj)
+        except (ValueError, TypeError, RecursionError, ConfigError):
             pass
     request = RetrainRequest.from_dict(spec["request"])
     horizon = int(spec["config"].get("horizon", 24)) if request.horizon is None else request.horizon

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -185,7 +186,10 @@ def _convert(name: str, typ: Any, raw: str) -> Any:
         if t.startswith("int"):
             return int(raw)
         if t.startswith("float"):
-            return float(raw)
+            x = float(raw)
+            if not math.isfinite(x):  # nan passes every "< 0" check: a wait of nan never ends
+                raise ValueError(raw)
+            return x
         if "int | None" in t:
             return int(raw)
         return raw

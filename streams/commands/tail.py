@@ -33,10 +33,10 @@ async def tail_topic(settings: Settings, name: str, *, from_beginning: bool, lim
             batch = await consumer.getmany(timeout_ms=int(min(remaining or 1.0, 1.0) * 1000))
             for _tp, msgs in batch.items():
                 for m in msgs:
-                    try:
-                        value = json.loads(m.value)
-                    except ValueError:
-                        value = m.value.decode("utf-8", "replace") if m.value else None
+                    try:  # any bytes: a tombstone (None), non-JSON, a value nested too deep
+                        value = json.loads(m.value) if m.value is not None else None
+                    except (ValueError, TypeError, RecursionError):
+                        value = m.value.decode("utf-8", "replace")
                     out.write(json.dumps({"partition": m.partition, "offset": m.offset,
                                           "key": m.key.decode("utf-8", "replace") if m.key else None,
                                           "value": value}) + "\n")
@@ -61,6 +61,8 @@ def tail(
     unreachable broker exits 69.
     """
     check_positive(limit, "-n")
+    if timeout is not None and not (0 < timeout < float("inf")):
+        raise typer.BadParameter(f"--timeout must be a positive number of seconds, not {timeout!r}")
     settings = Settings.from_env()
     asyncio.run(tail_topic(settings, topic, from_beginning=from_beginning, limit=limit, timeout_s=timeout))
 

@@ -111,6 +111,18 @@ def test_worker_with_a_bad_partition_count_exits_78_before_starting() -> None:
     assert_one_line(res.stderr, "FOREXD_PARTITIONS='abc'")
 
 
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_worker_with_a_non_finite_duration_exits_78_instead_of_spinning(value: str) -> None:
+    """``nan`` passed every ``< 0`` check: FOREXD_BROKER_WAIT_S=nan made the broker wait endless."""
+    from streams.settings import Settings
+
+    with pytest.raises(Exception, match="FOREXD_IDLE_CLOSE_S"):
+        Settings.from_env({"FOREXD_IDLE_CLOSE_S": value})
+    res = forexd("worker", env={"FOREXD_BROKER_URL": DOWN, "FOREXD_BROKER_WAIT_S": value})
+    assert res.returncode == 78, res.stderr
+    assert_one_line(res.stderr, f"FOREXD_BROKER_WAIT_S={value!r}")
+
+
 def test_a_misspelt_forexd_variable_is_warned_about_on_one_line() -> None:
     res = forexd("tail", "fx.ticks", env={"FOREXD_BROKER_URL": DOWN, "FOREXD_PARTITINS": "3"})
     warnings = [ln for ln in res.stderr.splitlines() if ln.startswith("warning:")]
@@ -180,6 +192,13 @@ def test_an_unreachable_database_exits_69_with_its_address_and_no_password(
     assert res.exit_code == 69, res.output
     assert_one_line(res.stderr, "database unreachable at postgresql+psycopg2://forexd:***@127.0.0.1:1/forexd")
     assert "s3cret" not in res.output
+
+
+@pytest.mark.parametrize("value", ["nan", "0", "-1"])
+def test_tail_with_a_timeout_that_is_no_duration_is_a_usage_error(value: str) -> None:
+    res = runner.invoke(app, ["tail", "ticks", "--timeout", value])
+    assert res.exit_code == 2
+    assert_one_line(res.stderr, "--timeout must be a positive number of seconds")
 
 
 def test_backtest_with_zero_threads_is_a_usage_error(tmp_path: Path) -> None:

@@ -314,3 +314,14 @@ def test_a_failed_child_outcome_carries_its_exit_status_and_no_stderr(tmp_path: 
     out = asyncio.run(go())
     assert out.status == "failed" and out.reason == "process_exit: status 3", out.reason
     assert "hunter2" not in json.dumps(out.to_dict())
+
+
+@pytest.mark.parametrize("last_line", [b"42", b"[1, 2]", b"null", b"[" * 100_000])
+def test_a_child_whose_last_line_is_json_but_no_outcome_is_reported_failed(last_line: bytes) -> None:
+    """Was: ``JobOutcome.from_dict(42)`` raised TypeError out of the runner, nothing was published."""
+    from retraining.runner import _outcome
+
+    r = RetrainRequest(request_id="r1", symbol="EURUSD", timeframe="1h", horizon=12, reason="manual",
+                       requested_at_ms=1)
+    out = _outcome({"request": r.to_dict(), "config": {"horizon": 12}}, 0, last_line + b"\n", b"", 0.1)
+    assert out.status == "failed" and out.request_id == "r1"
