@@ -17,9 +17,11 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from faust.types import TP
+from sqlalchemy.exc import DBAPIError
 
-from forex_diffusion.errors import ArtifactError, PermanentStorageError
+from forex_diffusion.errors import PermanentStorageError
 from forex_diffusion.storage import load_snapshot, save_progress
+from forex_diffusion.storage.retry import classify
 
 __all__ = ["EXIT_STATE_REFUSED", "EXIT_STORAGE_FATAL", "PartitionProgress"]
 
@@ -193,7 +195,31 @@ class PartitionProgress:
         sys.stderr.flush()
         os._exit(EXIT_STORAGE_FATAL)
 
-    def _state_refused(self, partition: int, offset: int, exc: ArtifactError) -> None:
+    async def _load_snapshot(self, partition: int) -> tuple[int, dict[str, Any]] | None:
+        """The partition's checkpoint row; a database that does not answer is waited out.
+
+        An outage during a rebalance pauses the restore (a WARNING line per attempt, backing
+        off to 30 s) instead of crashing the worker; a row that cannot be read as a state
+        (not JSON) stops it like a refused snapshot.
+        """
+        loop = asyncio.get_running_loop()
+        delay = 0.5
+        while True:
+            try:
+                return await loop.run_in_executor(None, lambda: load_snapshot(
+                    self.engine, consumer=self.consumer, topic=self.topic, partition=partition))
+            except (DBAPIError, ConnectionError, TimeoutError) as exc:
+                err = classify(exc)
+                if isinstance(err, PermanentStorageError):
+                    raise err from exc
+                log.warning("progress.restore_waits consumer=%s partition=%d error=%s retry_in=%.1fs",
+                            self.consumer, partition, err, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+            except ValueError as exc:  # the state column is not JSON
+                self._state_refused(partition, -1, exc)
+
+    def _state_refused(self, partition: int, offset: int, exc: Exception) -> None:
         """Stop the worker: a checkpointed state failed its signature or cannot be restored.
 
         Issue 13 (see docs/operations.md, "State snapshots are signed"): starting the series
@@ -202,9 +228,9 @@ class PartitionProgress:
         reset it. So, like fatal storage, the worker stops loudly with
         :data:`EXIT_STATE_REFUSED`; an operator fixes the key or deletes the row.
         """
-        log.error("state.refused consumer=%s topic=%s partition=%d offset=%d error=%s -- not loaded; fix "
+        log.error("state.refused consumer=%s topic=%s partition=%d offset=%d error=%s: %s -- not loaded; fix "
                   "FOREXD_STATE_KEY (shared by every worker) or delete this partition's checkpoint row to "
-                  "start it fresh; exiting with %d", self.consumer, self.topic, partition, offset, exc,
+                  "start it fresh; exiting with %d", self.consumer, self.topic, partition, offset, type(exc).__name__, exc,
                   EXIT_STATE_REFUSED)
         for h in logging.getLogger().handlers:
             h.flush()
@@ -226,7 +252,6 @@ class PartitionProgress:
         checkpoint); the agents commit right after each checkpoint, so the database decides
         where consumption resumes.
         """
-        loop = asyncio.get_running_loop()
         mine = [tp for tp in assigned if tp.topic == self.topic]
         if not mine:
             return
@@ -238,16 +263,16 @@ class PartitionProgress:
             if tp.partition not in self.restoring:
                 self.restoring[tp.partition] = asyncio.Event()
         for tp in mine:
-            snap = await loop.run_in_executor(
-                None, lambda tp=tp: load_snapshot(self.engine, consumer=self.consumer, topic=self.topic, partition=tp.partition)
-            )
+            snap = await self._load_snapshot(tp.partition)
             if snap is None:
                 self.offsets.pop(tp.partition, None)
             else:
                 offset, state = snap
                 try:
                     self._restore(tp.partition, state)
-                except ArtifactError as exc:  # issue 13: a refused snapshot is never loaded
+                except Exception as exc:  # noqa: BLE001 - issue 13: a state that fails is never loaded
+                    # a tampered or foreign signature (ArtifactError), a malformed or unknown-version
+                    # snapshot (ConfigError, KeyError, ...): the worker stops, it never hangs in restore
                     self._state_refused(tp.partition, offset, exc)
                 self.offsets[tp.partition] = offset
                 log.info("progress.restored consumer=%s partition=%d offset=%d", self.consumer, tp.partition, offset)

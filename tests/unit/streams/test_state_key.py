@@ -89,3 +89,32 @@ def test_a_tampered_checkpoint_stops_the_worker_loudly_and_is_never_loaded(
     assert loaded == [] and 0 not in pp.offsets
     assert "state.refused consumer=test:candles topic=fx.candles partition=0 offset=7" in caplog.text
     assert "signature mismatch" in caplog.text
+
+
+@pytest.mark.parametrize("state, raised", [
+    ({"learners": "not base64 !"}, "Error"),  # a restore that fails with something else than ArtifactError
+    ({}, "KeyError"),  # a snapshot of another version: a field is missing
+])
+def test_a_state_that_cannot_be_restored_stops_the_worker_instead_of_hanging(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        state: dict[str, Any], raised: str) -> None:
+    """Review finding: only ArtifactError stopped the worker; any other failure left the partition
+    marked as restoring for ever, and every record of it waited in ``restored()`` without end."""
+    install_state_key(Settings(data_dir=tmp_path / "var"))
+    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    save_progress(engine, consumer="test:candles", topic="fx.candles", partition=0, offset=7,
+                  state=state, candle_items=[], forecast_rows=[])
+
+    def restore(partition: int, st: dict[str, Any]) -> None:
+        load_state(base64.b64decode(st["learners"], validate=True))
+
+    def exit_(code: int) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr(progress_mod.os, "_exit", exit_)
+    pp = PartitionProgress(app=None, consumer="test:candles", topic="fx.candles", engine=engine,
+                           snapshot=lambda p: {}, restore=restore, drop=lambda p: None)
+    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as info:
+        asyncio.run(pp.on_assigned(None, [TP("fx.candles", 0)]))
+    assert info.value.code == EXIT_STATE_REFUSED
+    assert 0 not in pp.offsets and raised in caplog.text
