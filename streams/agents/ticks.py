@@ -141,6 +141,14 @@ class TickAgent:
             return  # already reflected in the restored state
         # Containment (issue 13): whatever fails for this record -- decode, validation,
         # processing, encoding the candles it closed -- dead-letters it once, and we go on.
+        try:
+            self._process(msg, p)
+        finally:
+            # held ticks the pipeline gave up on (this record may itself have been refused)
+            self._dead_letter_quarantined(msg.topic)
+        self.progress.mark(p, msg.offset)
+
+    def _process(self, msg: Any, p: int) -> None:
         with self.contain.record(msg) as rec:
             tick = decode_tick(msg.value, key=msg.key, instruments=self.rt.instruments,
                                max_bytes=self.rt.settings.max_message_bytes)
@@ -150,7 +158,6 @@ class TickAgent:
             rec.stage = "encode"
             wire = [encode_candle(c) for c in closed]
             rec.stage = "account"
-            self._dead_letter_quarantined(msg.topic)
             if self.partition_of.get(sym) != p:
                 self.partition_of[sym] = p
                 self.symbols[p].add(sym)
@@ -167,7 +174,6 @@ class TickAgent:
                 m.feed_seen(sym, tick.ts_ms / 1000.0)
                 if tick.bid >= tick.ask:  # accepted crossed (within tolerance) or locked quote
                     m.quote_flagged(sym, "crossed" if tick.bid > tick.ask else "locked")
-        self.progress.mark(p, msg.offset)
         self.processed += 1
         if self.n_pending >= 1000:
             self.schedule_flush()
@@ -289,6 +295,7 @@ class TickAgent:
         imply, wait for the broker's acks, then write state, offsets and candles in one DB
         transaction. Offsets are never stored ahead of their effects."""
         async with self.lock:
+            self._dead_letter_quarantined(self.progress.topic)  # none may wait past this checkpoint
             pending, self.pending = self.pending, defaultdict(list)
             wire, self.pending_wire = self.pending_wire, defaultdict(list)
             dead, self.dead = self.dead, []

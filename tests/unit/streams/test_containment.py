@@ -136,6 +136,24 @@ def test_tick_with_a_key_that_is_not_the_canonical_symbol_is_dead_lettered(key: 
     assert [(d["reason"], d["offset"]) for d in _dead(agent)] == [("key_mismatch", 10)]
 
 
+def test_a_held_far_future_tick_given_up_by_a_late_tick_is_dead_lettered_at_once(tmp_path: Path) -> None:
+    """Review finding: a held tick refused while the next record failed itself (late) waited in
+    the pipeline until the next good tick, so a checkpoint could commit past it and a crash
+    lose its dead letter. Now it is dead-lettered right after that record."""
+    msgs = _tick_msgs()[:20]
+    first = json.loads(msgs[0].value)
+    far = dict(json.loads(msgs[10].value), ts=json.loads(msgs[10].value)["ts"] + 5 * 86_400_000)
+    late = dict(first, ts=first["ts"] - 60_000)  # older than the watermark: refused as late
+    stream = msgs[:10] + [
+        SimpleNamespace(topic="fx.ticks", partition=0, offset=10, key=b"EURUSD", value=encode(far)),
+        SimpleNamespace(topic="fx.ticks", partition=0, offset=11, key=b"EURUSD", value=encode(late)),
+    ]
+    agent = TickAgent(_runtime(tmp_path))
+    _feed_ticks(agent, stream)
+    assert sorted((d["reason"], d["offset"]) for d in _dead(agent)) == [("future_ts", 10), ("late", 11)]
+    assert agent.pipeline.take_quarantined() == []
+
+
 # -- candle agent -------------------------------------------------------------------------------
 
 T0 = 1_399_248_000_000  # 2014-05-05 00:00 UTC, on every grid
