@@ -37,6 +37,10 @@ from .errors import ConfigError, RejectReason, ValidationError
 from .instruments import InstrumentRegistry
 from .market_hours import DEFAULT_MARKET_HOURS, MarketHours
 
+PRICE_RANGE_FACTOR = 10.0
+"""By default a price must lie in ``[low / f, high * f]`` of its instrument's traded range
+(ticks here, candles in :func:`forex_diffusion.wire.decode_candle`)."""
+
 MAX_TICK_VOLUME = 1e15
 """The largest tick volume accepted by default (the wire schema's bound too): a sum of 1e9 of
 them stays finite and exact enough."""
@@ -82,7 +86,7 @@ class ValidationConfig:
     dedup_cap_factor: int = 10
     off_hours: Literal["accept", "reject"] = "accept"
     market_hours: MarketHours = DEFAULT_MARKET_HOURS
-    price_range_factor: float = 10.0
+    price_range_factor: float = PRICE_RANGE_FACTOR
     max_volume: float = MAX_TICK_VOLUME
     min_volume: float = 1e-9
 

@@ -58,7 +58,7 @@ from .errors import ConfigError, RejectReason, ValidationError
 from .instruments import InstrumentRegistry
 from .timeframes import Timeframe
 from .trigger import RetrainRequest
-from .validation import MAX_TICK_VOLUME
+from .validation import MAX_TICK_VOLUME, PRICE_RANGE_FACTOR
 
 __all__ = [
     "CANDLE_VOLUME_MAX",
@@ -739,7 +739,8 @@ def decode_candle(
     """Decode an ``fx.candles`` value and check it is a bar of its timeframe.
 
     Beyond the schema: prices > 0 (``non_positive``), low ≤ open, close ≤ high
-    (``inconsistent``), ``open_time`` on the timeframe's grid and ``close_time`` its end
+    (``inconsistent``), prices within the instrument's traded range widened by
+    :data:`~forex_diffusion.validation.PRICE_RANGE_FACTOR` (``out_of_range``), ``open_time`` on the timeframe's grid and ``close_time`` its end
     (``bad_ts``), and the timeframe among ``timeframes`` when given (``schema``).
     """
     d = decode_record("candles", raw, max_bytes=max_bytes)
@@ -753,6 +754,12 @@ def decode_candle(
         raise ValidationError(RejectReason.NON_POSITIVE, "price <= 0")
     if not (lo <= min(o, c) and h >= max(o, c)):
         raise ValidationError(RejectReason.INCONSISTENT, "high/low do not bound open/close")
+    inst = (instruments or _DEFAULT_REGISTRY).get(symbol)
+    if inst is not None:  # as for ticks: within a sane multiple of the instrument's traded range
+        f = PRICE_RANGE_FACTOR
+        if lo < inst.low / f or h > inst.high * f:
+            raise ValidationError(RejectReason.OUT_OF_RANGE,
+                                  f"{symbol} prices [{lo:.6g}, {h:.6g}] outside [{inst.low / f:.6g}, {inst.high * f:.6g}]")
     open_ms, close_ms = d["open_time"], d["close_time"]
     try:
         start, end = tf.bounds(open_ms)

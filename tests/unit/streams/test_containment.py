@@ -272,6 +272,10 @@ def test_forged_far_future_candle_does_not_freeze_the_series(tmp_path: Path) -> 
     ({"open_time": T0 + 61_000, "close_time": T0 + 121_000}, "bad_ts"),
     ({"close_time": T0 + 180_000}, "bad_ts"),
     ({"volume": float("inf")}, "non_finite"),
+    # review finding: candles had no per-instrument price bound (ticks had); a close of 5e-324
+    # would have put inf into the features, learners and drift detectors of the series
+    ({"open": 1e9, "high": 1e9, "close": 1e9}, "out_of_range"),
+    ({"low": 5e-324}, "out_of_range"),
 ])
 def test_inconsistent_candle_is_refused_before_it_touches_state(change: dict[str, Any], reason: str,
                                                                 tmp_path: Path) -> None:
