@@ -160,6 +160,7 @@ class Field:
     fields: tuple[Field, ...] | None = None
     truncate: bool = False
     non_finite_as_null: bool = False
+    out_of_bounds: RejectReason = RejectReason.OUT_OF_RANGE  # the reason a value past the bounds gets
     description: str = ""
 
 
@@ -293,7 +294,7 @@ def _bounds(f: Field, x: float, path: str) -> None:
         lo = "-inf" if f.minimum is None else f"{f.minimum:g}"
         hi = "inf" if f.maximum is None else f"{f.maximum:g}"
         shown = f"{x:.6g}" if isinstance(x, float) else (str(x) if abs(x) < 10**30 else "a huge integer")
-        raise _fail(RejectReason.OUT_OF_RANGE, path, f"{shown} outside [{lo}, {hi}]")
+        raise _fail(f.out_of_bounds, path, f"{shown} outside [{lo}, {hi}]")
 
 
 def _check_json(x: Any, path: str, depth: int) -> None:
@@ -374,7 +375,8 @@ def _field_schema(f: Field) -> dict[str, Any]:
 # -- topic schemas ---------------------------------------------------------------------------
 
 def _ts(name: str, **kw: Any) -> Field:
-    return Field(name=name, kind="integer", minimum=TS_MIN, maximum=TS_MAX,
+    # a time outside the calendar is a bad timestamp, as the file readers and the validator say
+    return Field(name=name, kind="integer", minimum=TS_MIN, maximum=TS_MAX, out_of_bounds=RejectReason.BAD_TS,
                  description=kw.pop("description", "epoch milliseconds, UTC"), **kw)
 
 
@@ -390,7 +392,8 @@ _TF_F = Field(name="timeframe", kind="string", pattern=_TIMEFRAME, description="
 _TF_NULL_F = Field(name="timeframe", kind="string", pattern=_TIMEFRAME, nullable=True)
 _HORIZON_F = Field(name="horizon", kind="integer", minimum=1, maximum=HORIZON_MAX, nullable=True,
                    description="forecast steps (null: the worker's default)")
-_PRICE_IN = {"kind": "price", "minimum": -PRICE_MAX, "maximum": PRICE_MAX}
+# no lower bound: a price <= 0 is the validator's ``non_positive`` (a file and the stream agree)
+_PRICE_IN = {"kind": "price", "maximum": PRICE_MAX}
 _QUANTILE_ROW = Field(name="row", kind="array", max_items=FORECAST_LEVELS_MAX, items=_num("q"))
 
 _LEARNER = Field(name="prediction", kind="object", fields=(

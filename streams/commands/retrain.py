@@ -121,12 +121,17 @@ def retrain_command(
     check_positive(horizon, "--horizon")
     if not timeout > 0:
         raise typer.BadParameter(f"--timeout must be positive, not {timeout}")
-    Timeframe.parse(timeframe)
+    timeframe = Timeframe.parse(timeframe).name  # one spelling on the wire: 1H -> 1h
     if config is not None:
         check_input(config, "--config file")
     now = int(time.time() * 1000)
     settings = Settings.from_env()
-    sym = symbol.upper()
+    from forex_diffusion.instruments import InstrumentRegistry
+
+    # EUR/USD, eur_usd -> EURUSD; a pair the registry does not list is taken as six letters
+    sym = InstrumentRegistry().normalise(symbol) or (symbol.upper() if symbol.isalpha() and len(symbol) == 6 else None)
+    if sym is None:
+        raise typer.BadParameter(f"--symbol {symbol!r} is no currency pair (e.g. EURUSD or EUR/USD)")
     request = RetrainRequest(request_id=request_id_for(sym, timeframe, horizon, "manual", now),
                              symbol=sym, timeframe=timeframe, horizon=horizon, reason="manual",
                              requested_at_ms=now, detail=reason)

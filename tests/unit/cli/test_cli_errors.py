@@ -363,3 +363,17 @@ def test_replay_publishes_only_the_chosen_timeframe_and_tail_reads_it(
     assert res.returncode == 0, res.stderr
     values = [json.loads(line)["value"] for line in res.stdout.splitlines()]
     assert len(values) == 12 and {v["timeframe"] for v in values} == {"5m"}
+
+
+def test_retrain_refuses_a_symbol_that_is_no_pair_before_sending() -> None:
+    """Review finding: ``--symbol EUR/XYZ`` was sent and failed at encoding as ``internal`` (65)."""
+    res = runner.invoke(app, ["retrain", "--symbol", "EUR/XYZ1", "--timeframe", "1H"], env={"FOREXD_BROKER_URL": DOWN})
+    assert res.exit_code == 2
+    assert_one_line(res.stderr, "--symbol 'EUR/XYZ1' is no currency pair")
+
+
+def test_retrain_sends_the_canonical_symbol_and_timeframe_spelling() -> None:
+    """``EUR/USD`` and ``1H`` reach the broker form as ``EURUSD`` and ``1h`` (here: the broker is down)."""
+    res = forexd("retrain", "--symbol", "EUR/USD", "--timeframe", "1H", env={"FOREXD_BROKER_URL": DOWN})
+    assert res.returncode == 69, res.stderr
+    assert_one_line(res.stderr, "broker unreachable")

@@ -144,7 +144,8 @@ def test_every_schema_invalid_record_is_refused_by_decode(kind: str) -> None:
     (b'{"v":1,"symbol":"EURUSD","ts":1,"bid":1e304,"ask":1.2}', RejectReason.OUT_OF_RANGE),
     (b'{"v":1,"symbol":"EURUSD","ts":1,"bid":1.1,"ask":1.2,"volume":1e308}', RejectReason.OUT_OF_RANGE),
     (b'{"v":1,"symbol":"EURUSD","ts":1,"bid":1.1,"ask":1.2,"volume":-1}', RejectReason.OUT_OF_RANGE),
-    (b'{"v":1,"symbol":"EURUSD","ts":' + b"9" * 30 + b',"bid":1.1,"ask":1.2}', RejectReason.OUT_OF_RANGE),
+    # a time outside the calendar: bad_ts, as the file readers and the validator say
+    (b'{"v":1,"symbol":"EURUSD","ts":' + b"9" * 30 + b',"bid":1.1,"ask":1.2}', RejectReason.BAD_TS),
     (b'{"v":1,"symbol":"EURUSD","ts":' + b"9" * 5000 + b',"bid":1.1,"ask":1.2}', RejectReason.MALFORMED),
     (b'{"v":1,"symbol":"EUR\\u00dcSD","ts":1,"bid":1.1,"ask":1.2}', RejectReason.SCHEMA),
     (b'{"v":1,"symbol":"EURUSD","ts":1,"bid":1.1,"ask":1.2,"tick_id":"a\\nb"}', RejectReason.SCHEMA),
@@ -163,7 +164,7 @@ def test_decode_tick_refuses_hostile_values(payload: bytes, reason: RejectReason
     ({"high": 1.12}, RejectReason.INCONSISTENT),
     ({"low": 0.0}, RejectReason.NON_POSITIVE),
     ({"timeframe": "7x"}, RejectReason.SCHEMA),
-    ({"open_time": wire.TS_MAX + 1}, RejectReason.OUT_OF_RANGE),
+    ({"open_time": wire.TS_MAX + 1}, RejectReason.BAD_TS),
 ])
 def test_decode_candle_checks_the_bar(change: dict[str, Any], reason: RejectReason) -> None:
     obj = {**json.loads(wire.encode_candle(CANDLE)), **change}
