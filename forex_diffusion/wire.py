@@ -67,6 +67,7 @@ __all__ = [
     "SCHEMAS",
     "SCHEMA_VERSION",
     "TICK_VOLUME_MAX",
+    "jsonable",
     "TS_MAX",
     "UNCHECKED",
     "Field",
@@ -589,17 +590,18 @@ def _sanitise(f: Field, x: Any) -> Any:
     if k == "object" and isinstance(x, Mapping) and f.fields is not None:
         return {g.name: _sanitise(g, x[g.name]) for g in f.fields if g.name in x}
     if k == "json":
-        return _jsonable(x)
+        return jsonable(x)
     return x
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
+    """``x`` with non-finite floats as ``None`` (JSON has no NaN), recursively; keys as text."""
     if isinstance(x, float):
         return x if math.isfinite(x) else None
     if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     return x
 
 

@@ -219,7 +219,7 @@ class JobOutcome:
         return {"v": OUTCOME_SCHEMA, "request_id": self.request_id, "key": self.key,
                 "symbol": self.symbol, "timeframe": self.timeframe, "horizon": self.horizon,
                 "version": self.version, "status": self.status, "reason": self.reason,
-                "metrics": _jsonable(dict(self.metrics)), "duration_s": self.duration_s,
+                "metrics": wire.jsonable(dict(self.metrics)), "duration_s": self.duration_s,
                 "champion": self.champion, "artifact": self.artifact, "sha256": self.sha256,
                 "finished_at_ms": self.finished_at_ms}
 
@@ -242,17 +242,6 @@ class JobOutcome:
             return cls(**d)
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"bad JobOutcome: {exc}") from exc
-
-
-def _jsonable(x: Any) -> Any:
-    """Non-finite floats → None (JSON has no NaN), recursively."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    return x
 
 
 def encode_request(request: RetrainRequest) -> bytes:
