@@ -133,7 +133,11 @@ def _parse(name: str, day_roll_tz: str, day_roll_hour: int) -> Timeframe:
         zone = ZoneInfo(day_roll_tz)
     except Exception as exc:  # ZoneInfoNotFoundError, ValueError
         raise ConfigError(f"unknown time zone {day_roll_tz!r}") from exc
-    return Timeframe(name, duration, day_roll_tz, day_roll_hour, zone)
+    # one spelling per duration, whatever was written: 01m -> 1m, 60m -> 1h, 1440m -> 1d
+    hour = _UNITS["h"]
+    canonical = "1d" if duration == _UNITS["d"] else (
+        f"{duration // hour}h" if duration % hour == 0 else f"{duration // _MINUTE}m")
+    return Timeframe(canonical, duration, day_roll_tz, day_roll_hour, zone)
 
 
 def parse_timeframes(names: str | Iterable[str], **kwargs: object) -> tuple[Timeframe, ...]:

@@ -62,3 +62,11 @@ def test_ms_datetime_round_trip_is_utc_aware() -> None:
     assert dt.tzinfo is UTC and datetime_to_ms(dt) == t
     with pytest.raises(ConfigError):
         datetime_to_ms(datetime(2014, 1, 1))
+
+
+@pytest.mark.parametrize("written, name", [("01m", "1m"), ("60m", "1h"), ("240m", "4h"), ("1440m", "1d"),
+                                           ("1H", "1h"), (" 5M ", "5m"), ("24h", "1d")])
+def test_one_spelling_per_duration(written: str, name: str) -> None:
+    """Review finding: ``01m`` kept its spelling, so ``--timeframes 1m,01m`` gave each candle twice."""
+    assert Timeframe.parse(written).name == name
+    assert [t.name for t in parse_timeframes(f"1m,{written},{name}")] == sorted({"1m", name}, key=lambda n: Timeframe.parse(n).duration_ms)
