@@ -113,21 +113,24 @@ class Containment:
     def fail(self, msg: Any, exc: BaseException, *, stage: str, symbol: str | None = None) -> None:
         """Dead-letter ``msg`` for ``exc`` raised at ``stage``: its reason, or ``internal``."""
         topic, partition, offset = msg.topic, msg.partition, msg.offset
-        if isinstance(exc, ValidationError):
-            self.refuse(topic=topic, partition=partition, offset=offset, raw=msg.value, key=msg.key,
-                        error=exc, symbol=symbol)
-            return
-        self.internal_errors += 1
-        name = type(exc).__name__
-        log.error("record.internal_error source=%s stage=%s topic=%s partition=%s offset=%s error=%s: "
-                  "dead-lettered as internal, the stream goes on", self.source, stage, topic, partition, offset,
-                  name, exc_info=exc)
-        text = str(exc).splitlines()[0][:200] if str(exc) else ""
-        err = ValidationError(RejectReason.INTERNAL, f"{name} at {stage}: {text}" if text else f"{name} at {stage}")
         try:
+            if isinstance(exc, ValidationError):
+                self.refuse(topic=topic, partition=partition, offset=offset, raw=msg.value, key=msg.key,
+                            error=exc, symbol=symbol)
+                return
+            self.internal_errors += 1
+            name = type(exc).__name__
+            log.error("record.internal_error source=%s stage=%s topic=%s partition=%s offset=%s error=%s: "
+                      "dead-lettered as internal, the stream goes on", self.source, stage, topic, partition,
+                      offset, name, exc_info=exc)
+            try:
+                text = str(exc).splitlines()[0][:200] if str(exc) else ""
+            except Exception:  # noqa: BLE001 - an exception whose __str__ fails still has a type
+                text = ""
+            err = ValidationError(RejectReason.INTERNAL, f"{name} at {stage}: {text}" if text else f"{name} at {stage}")
             self.refuse(topic=topic, partition=partition, offset=offset, raw=msg.value, key=msg.key,
                         error=err, symbol=symbol, exception=name)
-        except Exception:  # noqa: BLE001 - the dead letter itself failed: never stop the stream
+        except Exception:  # noqa: BLE001 - the dead letter itself failed (sink, metric, callback): go on
             log.exception("record.deadletter_failed source=%s partition=%s offset=%s", self.source,
                           partition, offset)
 

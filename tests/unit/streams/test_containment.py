@@ -17,7 +17,7 @@ import pytest
 
 from forex_diffusion.bundled import SAMPLE_TICKS
 from forex_diffusion.domain import Candle
-from forex_diffusion.errors import ModelError
+from forex_diffusion.errors import ModelError, RejectReason, ValidationError
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.readers import read_ticks
 from forex_diffusion.wire import encode, encode_candle
@@ -286,3 +286,28 @@ def test_inconsistent_candle_is_refused_before_it_touches_state(change: dict[str
     agent = _candle_agent(tmp_path)
     _feed_candles(agent, _candle_msgs(cs, values={1: raw}))
     assert [(d["reason"], d["offset"]) for d in _dead(agent)] == [(reason, 1)]
+
+
+def test_a_failing_dead_letter_path_never_escapes_the_record_scope(caplog: pytest.LogCaptureFixture) -> None:
+    """Review finding: a sink, metric or callback that fails inside ``Containment.fail`` (or an
+    exception whose ``__str__`` raises) escaped the record scope and stopped the agent."""
+    from streams.deadletter import Containment
+
+    class Unprintable(RuntimeError):
+        def __str__(self) -> str:
+            raise ValueError("no text")
+
+    def bad_callback(error: Any, symbol: str | None) -> None:
+        raise RuntimeError("callback broke")
+
+    sent: list[Any] = []
+    c = Containment(source="ticks", sink=lambda k, v, h: sent.append(v), on_refused=bad_callback)
+    msg = SimpleNamespace(topic="fx.ticks", partition=0, offset=5, key=b"EURUSD", value=b"{}")
+    for exc in (Unprintable(), ValidationError(RejectReason.MALFORMED, "x")):
+        with caplog.at_level(logging.ERROR), c.record(msg) as rec:
+            raise exc
+        assert rec.failed
+    assert len(sent) == 2 and "record.deadletter_failed" in caplog.text
+    broken = Containment(source="ticks", sink=lambda k, v, h: (_ for _ in ()).throw(OSError("sink down")))
+    with broken.record(msg):
+        raise RuntimeError("boom")
