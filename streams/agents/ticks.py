@@ -81,12 +81,19 @@ class TickAgent:
     def _restore(self, partition: int, state: dict[str, Any]) -> None:
         self.pipeline.restore(state)
         now = time.monotonic()
-        for sym in state.get("aggregator", {}).get("series", {}):
+        # a series restored with only held ticks (its first ticks, awaiting confirmation) has no
+        # aggregator series yet: it joins the idle timer too, which expires the hold
+        held = {sym for sym, t in state.get("times", {}).items() if t.get("held")}
+        for sym in set(state.get("aggregator", {}).get("series", {})) | held:
             self.symbols[partition].add(sym)
             self.partition_of[sym] = partition
             # a restored series may get no new tick at all (its feed ended before the crash):
             # its forming bars must still close on the idle timer, counted from the restore
             last_ms = self.pipeline.aggregator.last_event_ms(sym)
+            if last_ms is None:
+                last_ms = self.pipeline.event_time(sym)
+            if last_ms is None and sym in held:
+                last_ms = min(t for t, _ in state["times"][sym]["held"])
             if last_ms is not None and sym not in self.last_arrival:
                 self.last_arrival[sym] = (now, last_ms)
 

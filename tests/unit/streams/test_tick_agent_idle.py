@@ -129,6 +129,25 @@ def test_restored_series_without_new_ticks_still_closes_on_the_idle_timer(tmp_pa
 
 
 
+def test_restored_series_holding_only_its_first_ticks_is_released_by_the_idle_timer(tmp_path: Path) -> None:
+    """A worker restarted while a new series' first ticks still waited for confirmation (the
+    time guard holds them) was not watched by the idle timer: with no further tick, they
+    stayed held in the checkpoint for ever. Now the quiet feed releases them."""
+    first, _ = _agent(tmp_path)
+    last = _feed(first, 3)  # fewer than the 4 a start-of-series cluster needs
+    state = first.pipeline.snapshot(["EURUSD"])
+    assert state["times"]["EURUSD"]["held"] and not state["aggregator"].get("series")
+    agent, consumer = _agent(tmp_path / "second")
+    agent._restore(0, state)
+    assert "EURUSD" in agent.last_arrival
+    agent.progress.offsets[0] = last
+    consumer.hw = last + 1
+    _quiet_for(agent, 400)
+    asyncio.run(_timer(agent))
+    asyncio.run(_timer(agent))
+    assert agent.n_pending >= 1  # the released ticks' bars closed on the quiet feed
+
+
 def test_idle_timer_counts_quiet_time_only_up_to_the_last_fetch_response(tmp_path: Path) -> None:
     """Regression (F1, broker ``kill -9`` mid-burst): the worker had processed every tick of
     its last fetch, the broker died right after answering, and 3.5 s later (its answer 3.4 s
