@@ -9,44 +9,21 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
 
 import pytest
 
 from forex_diffusion.bundled import SAMPLE_TICKS
 from forex_diffusion.codec import encode_candle
-from forex_diffusion.domain import Candle, Tick
+from forex_diffusion.domain import Tick
 from forex_diffusion.errors import ConfigError, RejectReason, ValidationError
-from forex_diffusion.instruments import InstrumentRegistry
-from forex_diffusion.pipeline import Quarantined, TickPipeline
 from forex_diffusion.readers import read_ticks
 from forex_diffusion.time_jumps import TimeJumpConfig, TimeJumpGuard
 
-TFS = ["1m", "5m"]
+from ..pipeline_runs import feed, pipeline, run
+
 DAY = 86_400_000
-Run = tuple[list[Candle], list[Quarantined], list[tuple[int, RejectReason]]]
 
 
-def pipeline(**kw: Any) -> TickPipeline:
-    return TickPipeline(timeframes=TFS, instruments=InstrumentRegistry(), **kw)
-
-
-def feed(p: TickPipeline, ticks: list[Tick], start: int = 0) -> Run:
-    out: list[Candle] = []
-    refused: list[tuple[int, RejectReason]] = []
-    for i, t in enumerate(ticks, start):
-        try:
-            out.extend(p.process(t, ref={"offset": i}))
-        except ValidationError as exc:
-            refused.append((i, exc.reason))
-    return out, p.take_quarantined(), refused
-
-
-def run(ticks: list[Tick], **kw: Any) -> Run:
-    p = pipeline(**kw)
-    out, quarantined, refused = feed(p, ticks)
-    out.extend(p.flush())
-    return out, quarantined + p.take_quarantined(), refused
 
 
 def sample(n: int, start: int = 0) -> list[Tick]:
@@ -156,7 +133,7 @@ def test_snapshot_mid_hold_of_a_bad_clock_restores_its_ref() -> None:
     q = pipeline()
     q.restore(json.loads(json.dumps(p.snapshot(["EURUSD"]))))
     _, quarantined, _ = feed(q, stream[1_002:], start=1_002)
-    assert [(x.ref, x.reason) for x in quarantined] == [({"offset": 1_001}, RejectReason.FUTURE_TS)]
+    assert [(x.ref, x.reason) for x in quarantined] == [({"partition": 0, "offset": 1_001}, RejectReason.FUTURE_TS)]
 
 
 def test_restore_of_an_older_snapshot_without_time_state_guards_from_the_watermark() -> None:

@@ -10,41 +10,17 @@ import pytest
 
 from forex_diffusion.bundled import SAMPLE_TICKS
 from forex_diffusion.domain import Candle, Tick
-from forex_diffusion.errors import ConfigError, RejectReason, ValidationError
-from forex_diffusion.instruments import InstrumentRegistry
-from forex_diffusion.pipeline import Quarantined, TickPipeline
+from forex_diffusion.errors import ConfigError, RejectReason
 from forex_diffusion.readers import read_ticks
 from forex_diffusion.spikes import SpikeConfig, SpikeGuard
 
+from ..pipeline_runs import feed, pipeline, run
 from ..realdata import require
 
 SAMPLE = SAMPLE_TICKS
 SNB_MS = 1_421_314_200_000  # 2015-01-15 09:30 UTC, the SNB drops the EUR/CHF floor
-TFS = ["1m", "5m"]
-Run = tuple[list[Candle], list[Quarantined], list[tuple[int, RejectReason]]]
 
 
-def pipeline(**kw: Any) -> TickPipeline:
-    return TickPipeline(timeframes=TFS, instruments=InstrumentRegistry(), **kw)
-
-
-def feed(p: TickPipeline, ticks: list[Tick], start: int = 0) -> Run:
-    """Process ``ticks`` (refs are their positions + ``start``); no flush."""
-    out: list[Candle] = []
-    refused: list[tuple[int, RejectReason]] = []
-    for i, t in enumerate(ticks, start):
-        try:
-            out.extend(p.process(t, ref={"partition": 0, "offset": i}))
-        except ValidationError as exc:
-            refused.append((i, exc.reason))
-    return out, p.take_quarantined(), refused
-
-
-def run(ticks: list[Tick], **kw: Any) -> Run:
-    p = pipeline(**kw)
-    out, quarantined, refused = feed(p, ticks)
-    out.extend(p.flush())
-    return out, quarantined + p.take_quarantined(), refused
 
 
 def no_guard(ticks: list[Tick]) -> list[Candle]:

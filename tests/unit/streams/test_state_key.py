@@ -62,6 +62,21 @@ def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="chmod 600"):
         load_or_create_key(tmp_path)
 
+def _assign_expecting_exit(engine: Any, restore: Any, monkeypatch: pytest.MonkeyPatch,
+                           caplog: pytest.LogCaptureFixture) -> PartitionProgress:
+    """Assign partition 0 of ``fx.candles`` and expect the worker to stop with EXIT_STATE_REFUSED."""
+
+    def exit_(code: int) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr(progress_mod.os, "_exit", exit_)
+    pp = PartitionProgress(app=None, consumer="test:candles", topic="fx.candles", engine=engine,
+                           snapshot=lambda p: {}, restore=restore, drop=lambda p: None)
+    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as info:
+        asyncio.run(pp.on_assigned(None, [TP("fx.candles", 0)]))
+    assert info.value.code == EXIT_STATE_REFUSED
+    return pp
+
 
 def test_a_tampered_checkpoint_stops_the_worker_loudly_and_is_never_loaded(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
@@ -77,15 +92,7 @@ def test_a_tampered_checkpoint_stops_the_worker_loudly_and_is_never_loaded(
     def restore(partition: int, state: dict[str, Any]) -> None:  # what the candle agent's restore does
         loaded.append(load_state(base64.b64decode(state["learners"])))
 
-    def exit_(code: int) -> None:
-        raise SystemExit(code)
-
-    monkeypatch.setattr(progress_mod.os, "_exit", exit_)
-    pp = PartitionProgress(app=None, consumer="test:candles", topic="fx.candles", engine=engine,
-                           snapshot=lambda p: {}, restore=restore, drop=lambda p: None)
-    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as info:
-        asyncio.run(pp.on_assigned(None, [TP("fx.candles", 0)]))
-    assert info.value.code == EXIT_STATE_REFUSED
+    pp = _assign_expecting_exit(engine, restore, monkeypatch, caplog)
     assert loaded == [] and 0 not in pp.offsets
     assert "state.refused consumer=test:candles topic=fx.candles partition=0 offset=7" in caplog.text
     assert "signature mismatch" in caplog.text
@@ -108,13 +115,5 @@ def test_a_state_that_cannot_be_restored_stops_the_worker_instead_of_hanging(
     def restore(partition: int, st: dict[str, Any]) -> None:
         load_state(base64.b64decode(st["learners"], validate=True))
 
-    def exit_(code: int) -> None:
-        raise SystemExit(code)
-
-    monkeypatch.setattr(progress_mod.os, "_exit", exit_)
-    pp = PartitionProgress(app=None, consumer="test:candles", topic="fx.candles", engine=engine,
-                           snapshot=lambda p: {}, restore=restore, drop=lambda p: None)
-    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as info:
-        asyncio.run(pp.on_assigned(None, [TP("fx.candles", 0)]))
-    assert info.value.code == EXIT_STATE_REFUSED
+    pp = _assign_expecting_exit(engine, restore, monkeypatch, caplog)
     assert 0 not in pp.offsets and raised in caplog.text
