@@ -799,12 +799,12 @@ class DriftMonitor:
         """The KS feature-window detector (e.g. to :meth:`~KSFeatureDetector.set_reference`)."""
         return self._ks
 
-    def snapshot(self, *, key: bytes | None = None) -> bytes:
+    def snapshot(self, *, key: bytes | None = None, context: bytes = b"") -> bytes:
         """Return the whole monitor state as verified snapshot bytes."""
-        return dump_state(self, key=key)
+        return dump_state(self, key=key, context=context)
 
     @classmethod
-    def restore(cls, data: bytes, *, key: bytes | None = None) -> DriftMonitor:
+    def restore(cls, data: bytes, *, key: bytes | None = None, context: bytes = b"") -> DriftMonitor:
         """Rebuild a monitor from :meth:`snapshot` bytes (raises ``ArtifactError``)."""
-        obj: DriftMonitor = load_state(data, key=key, expected=cls)
+        obj: DriftMonitor = load_state(data, key=key, expected=cls, context=context)
         return obj

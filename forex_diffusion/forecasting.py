@@ -193,6 +193,11 @@ class _Series:
         self.pending: deque[list[Any]] = deque(maxlen=cfg.pending_forecasts or cfg.horizon + 1)
 
 
+def _ctx(symbol: str, timeframe: str, part: str) -> bytes:
+    """What a signed state part belongs to: ``EURUSD/1m/learners``."""
+    return f"{symbol}/{timeframe}/{part}".encode()
+
+
 class SymbolForecaster:
     """Everything the forecast path keeps for one symbol."""
 
@@ -313,8 +318,8 @@ class SymbolForecaster:
             ser[tf] = {
                 "features": s.features.snapshot(),
                 "context": s.context.snapshot(),
-                "learners": base64.b64encode(s.learners.snapshot()).decode("ascii"),
-                "drift": base64.b64encode(s.drift.snapshot()).decode("ascii"),
+                "learners": base64.b64encode(s.learners.snapshot(context=_ctx(self.symbol, tf, "learners"))).decode("ascii"),
+                "drift": base64.b64encode(s.drift.snapshot(context=_ctx(self.symbol, tf, "drift"))).decode("ascii"),
                 "trigger": s.trigger.to_dict(),
                 "pending": [[p[0], p[1], p[2].tolist(), p[3].tolist(), p[4]] for p in s.pending],
                 "history": [c.to_dict() for c in s.history],
@@ -323,10 +328,17 @@ class SymbolForecaster:
         return {"version": SNAPSHOT_VERSION, "symbol": self.symbol, "last_open": dict(self.last_open), "series": ser}
 
     @classmethod
-    def restore(cls, data: dict[str, Any], config: ForecasterConfig) -> SymbolForecaster:
-        """Inverse of :meth:`snapshot` (binary parts are hash-verified)."""
+    def restore(cls, data: dict[str, Any], config: ForecasterConfig, *, symbol: str | None = None) -> SymbolForecaster:
+        """Inverse of :meth:`snapshot` (binary parts are signed for their series).
+
+        ``symbol``: the series the caller restores (the checkpoint's key). A snapshot of
+        another symbol is refused (``ConfigError``), and its signed parts name their series:
+        one copied into another place fails its signature (``ArtifactError``).
+        """
         if data.get("version") != SNAPSHOT_VERSION:
             raise ConfigError(f"unsupported forecaster snapshot version {data.get('version')!r}")
+        if symbol is not None and data.get("symbol") != symbol:
+            raise ConfigError(f"the state stored for {symbol} is {str(data.get('symbol'))[:16]!r}'s")
         f = cls(data["symbol"], config)
         f.last_open = {k: int(v) for k, v in data["last_open"].items()}
         for tf, d in data["series"].items():
@@ -335,8 +347,8 @@ class SymbolForecaster:
             s = f.series[tf]
             s.features = FeatureBuilder.restore(d["features"])
             s.context = SeriesContext.restore(d["context"])
-            s.learners = OnlineLearnerSet.restore(base64.b64decode(d["learners"]))
-            s.drift = DriftMonitor.restore(base64.b64decode(d["drift"]))
+            s.learners = OnlineLearnerSet.restore(base64.b64decode(d["learners"]), context=_ctx(f.symbol, tf, "learners"))
+            s.drift = DriftMonitor.restore(base64.b64decode(d["drift"]), context=_ctx(f.symbol, tf, "drift"))
             s.trigger = TriggerState.from_dict(d["trigger"])
             s.history.extend(Candle.from_dict(c) for c in d.get("history", []))
             s.contexts = {k: SeriesContext.restore(c) for k, c in d.get("contexts", {}).items()}

@@ -443,14 +443,14 @@ class OnlineLearnerSet:
 
     # -- persistence ---------------------------------------------------------------------
 
-    def snapshot(self, *, key: bytes | None = None) -> bytes:
+    def snapshot(self, *, key: bytes | None = None, context: bytes = b"") -> bytes:
         """Return the whole learner state as verified snapshot bytes."""
-        return dump_state(self, key=key)
+        return dump_state(self, key=key, context=context)
 
     @classmethod
-    def restore(cls, data: bytes, *, key: bytes | None = None) -> OnlineLearnerSet:
+    def restore(cls, data: bytes, *, key: bytes | None = None, context: bytes = b"") -> OnlineLearnerSet:
         """Rebuild a learner set from :meth:`snapshot` bytes (raises ``ArtifactError``)."""
-        obj: OnlineLearnerSet = load_state(data, key=key, expected=cls)
+        obj: OnlineLearnerSet = load_state(data, key=key, expected=cls, context=context)
         return obj
 
 

@@ -27,7 +27,12 @@ payload) are refused unless the worker runs with ``accept_unsigned`` (the migrat
 >>> load_state(blob[:-1])
 Traceback (most recent call last):
 ...
-forex_diffusion.errors.ArtifactError: state snapshot signature mismatch (tampered or corrupt): refused, not loaded
+forex_diffusion.errors.ArtifactError: state snapshot signature mismatch (tampered, corrupt, or another series' state: signed for another context than ''): refused, not loaded
+>>> mine = dump_state({"n": 3}, context=b"EURUSD/1m/learners")
+>>> load_state(mine, context=b"GBPUSD/1m/learners")
+Traceback (most recent call last):
+...
+forex_diffusion.errors.ArtifactError: state snapshot signature mismatch (tampered, corrupt, or another series' state: signed for another context than 'GBPUSD/1m/learners'): refused, not loaded
 """
 
 from __future__ import annotations
@@ -97,11 +102,16 @@ def key_id(key: bytes) -> str:
     return hashlib.sha256(b"forexd-state-key-id\0" + key).hexdigest()[: 2 * _ID_LEN]
 
 
-def _sign(key: bytes, kid: bytes, payload: bytes) -> bytes:
-    return hmac.new(key, SNAPSHOT_MAGIC + kid + payload, hashlib.sha256).digest()
+def _sign(key: bytes, kid: bytes, payload: bytes, context: bytes = b"") -> bytes:
+    # the context (e.g. ``EURUSD/1m/learners``) is signed with the payload: a snapshot copied
+    # into another series' place fails its signature there
+    if len(context) > 0xFFFF:
+        raise ValueError("snapshot context longer than 65,535 bytes")
+    head = SNAPSHOT_MAGIC + kid + len(context).to_bytes(2, "big") + context
+    return hmac.new(key, head + payload, hashlib.sha256).digest()
 
 
-def dump_state(obj: object, *, key: bytes | None = None) -> bytes:
+def dump_state(obj: object, *, key: bytes | None = None, context: bytes = b"") -> bytes:
     """Serialise ``obj`` into a signed snapshot.
 
     Parameters
@@ -110,6 +120,9 @@ def dump_state(obj: object, *, key: bytes | None = None) -> bytes:
         Any picklable object owned by the service (learner set, drift monitor, ...).
     key
         HMAC key (default: the process's state key).
+    context
+        What the state belongs to (e.g. ``b"EURUSD/1m/learners"``), signed with it, not stored:
+        :func:`load_state` must be given the same context.
 
     Returns
     -------
@@ -119,7 +132,7 @@ def dump_state(obj: object, *, key: bytes | None = None) -> bytes:
     k = _signing.key if key is None else key
     kid = bytes.fromhex(key_id(k))
     payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    return SNAPSHOT_MAGIC + kid + _sign(k, kid, payload) + payload
+    return SNAPSHOT_MAGIC + kid + _sign(k, kid, payload, context) + payload
 
 
 def _refuse(reason: str, message: str, size: int) -> ArtifactError:
@@ -127,7 +140,8 @@ def _refuse(reason: str, message: str, size: int) -> ArtifactError:
     return ArtifactError(message)
 
 
-def load_state(data: bytes, *, key: bytes | None = None, expected: type[T] | None = None) -> T | Any:
+def load_state(data: bytes, *, key: bytes | None = None, expected: type[T] | None = None,
+               context: bytes = b"") -> T | Any:
     """Verify and deserialise a snapshot made by :func:`dump_state`.
 
     Parameters
@@ -138,6 +152,8 @@ def load_state(data: bytes, *, key: bytes | None = None, expected: type[T] | Non
         The HMAC key it was signed with (default: the process's state key).
     expected
         If given, the restored object must be an instance of this type.
+    context
+        The context it was signed for (:func:`dump_state`); another one fails the signature.
 
     Returns
     -------
@@ -164,9 +180,10 @@ def load_state(data: bytes, *, key: bytes | None = None, expected: type[T] | Non
         if kid.hex() != mine:
             raise _refuse("other_key", f"state snapshot signed with another state key (key id {kid.hex()}, this "
                           f"process has {mine}): every worker of a deployment must share FOREXD_STATE_KEY", len(data))
-        if not hmac.compare_digest(digest, _sign(k, kid, payload)):
-            raise _refuse("signature", "state snapshot signature mismatch (tampered or corrupt): refused, not loaded",
-                          len(data))
+        if not hmac.compare_digest(digest, _sign(k, kid, payload, context)):
+            raise _refuse("signature", "state snapshot signature mismatch (tampered, corrupt, or another "
+                          f"series' state: signed for another context than {context.decode(errors='replace')!r}): "
+                          "refused, not loaded", len(data))
     else:
         raise _refuse("format", "not a forex_diffusion state snapshot (bad magic or too short)", len(data))
     try:

@@ -90,7 +90,7 @@ class CandleAgent:
 
     def _restore(self, partition: int, state: dict[str, Any]) -> None:
         for sym, data in state.get("symbols", {}).items():
-            self.forecasters[sym] = SymbolForecaster.restore(data, self.config)
+            self.forecasters[sym] = SymbolForecaster.restore(data, self.config, symbol=sym)
             self.symbols[partition].add(sym)
 
     def _drop(self, partition: int) -> None:

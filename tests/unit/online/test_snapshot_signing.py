@@ -112,3 +112,28 @@ def test_an_explicit_key_overrides_the_process_key_and_short_keys_are_refused() 
         load_state(blob)
     with pytest.raises(ValueError):
         configure_state_key(b"short")
+
+
+def test_a_signed_state_copied_into_another_series_place_is_refused() -> None:
+    """Review finding: signatures covered the payload only, so whoever can write the state table
+    could copy one series' signed learners into another series' row. The context is signed too."""
+    blob = dump_state({"n": 1}, context=b"EURUSD/1m/learners")
+    assert load_state(blob, context=b"EURUSD/1m/learners") == {"n": 1}
+    for other in (b"GBPUSD/1m/learners", b"EURUSD/5m/learners", b"EURUSD/1m/drift", b""):
+        with pytest.raises(ArtifactError, match="another context"):
+            load_state(blob, context=other)
+
+
+def test_a_forecaster_state_stored_under_another_symbol_is_refused() -> None:
+    from forex_diffusion.errors import ConfigError
+    from forex_diffusion.forecasting import ForecasterConfig, SymbolForecaster
+
+    cfg = ForecasterConfig()
+    state = SymbolForecaster("EURUSD", cfg).snapshot()
+    assert SymbolForecaster.restore(state, cfg, symbol="EURUSD").symbol == "EURUSD"
+    with pytest.raises(ConfigError, match="state stored for GBPUSD"):
+        SymbolForecaster.restore(state, cfg, symbol="GBPUSD")  # copied whole into GBPUSD's place
+    relabelled = {**state, "symbol": "GBPUSD"}  # ... and relabelled: its signed parts still say EURUSD
+    if relabelled["series"]:
+        with pytest.raises(ArtifactError):
+            SymbolForecaster.restore(relabelled, cfg, symbol="GBPUSD")
