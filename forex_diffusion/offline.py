@@ -19,6 +19,7 @@ from .domain import Candle, PriceSide, Tick
 from .errors import RejectReason, ValidationError
 from .instruments import InstrumentRegistry
 from .pipeline import TickPipeline
+from .precision import price_decimals, price_text
 from .readers import FileReject, read_ticks
 from .spikes import SpikeConfig
 from .time_jumps import TimeJumpConfig
@@ -125,23 +126,40 @@ def aggregate_ticks_file(
     return run
 
 
-def candle_csv_row(c: Candle) -> list[object]:
-    """One CSV row in :data:`CANDLE_CSV_COLUMNS` order (floats in shortest round-trip form)."""
-    return [
-        c.symbol, c.timeframe, format_ms(c.open_ms), repr(c.open), repr(c.high), repr(c.low),
-        repr(c.close), c.tick_count, repr(c.volume),
-        "" if c.spread_mean is None else repr(c.spread_mean),
-        "" if c.spread_min is None else repr(c.spread_min),
-        "" if c.spread_max is None else repr(c.spread_max),
-    ]
+def candle_csv_row(c: Candle, decimals: tuple[int, int] | None = None) -> list[object]:
+    """One CSV row in :data:`CANDLE_CSV_COLUMNS` order: floats in shortest round-trip form, or
+    with ``decimals`` = (prices, spreads) rounded to those decimals (spread mean: 2 more)."""
+    if decimals is None:
+        return [
+            c.symbol, c.timeframe, format_ms(c.open_ms), repr(c.open), repr(c.high), repr(c.low),
+            repr(c.close), c.tick_count, repr(c.volume),
+            "" if c.spread_mean is None else repr(c.spread_mean),
+            "" if c.spread_min is None else repr(c.spread_min),
+            "" if c.spread_max is None else repr(c.spread_max),
+        ]
+    d, ds = decimals
+    return [c.symbol, c.timeframe, format_ms(c.open_ms), price_text(c.open, d), price_text(c.high, d),
+            price_text(c.low, d), price_text(c.close, d), c.tick_count, repr(c.volume),
+            price_text(c.spread_mean, ds + 2), price_text(c.spread_min, ds), price_text(c.spread_max, ds)]
 
 
-def write_candles_csv(candles: Iterable[Candle], out: IO[str]) -> int:
-    """Write candles as CSV with a header; return the number of rows."""
+def write_candles_csv(candles: Iterable[Candle], out: IO[str], *, price: str | None = None) -> int:
+    """Write candles as CSV with a header; return the number of rows.
+
+    With ``price`` (the side the candles were built from: ``mid``, ``bid``, ``ask``), prices
+    and spreads are written at the instrument's precision (:mod:`~forex_diffusion.precision`,
+    no ``1.3868299999999998``); without it, as exact shortest round-trip floats.
+    """
     w = csv.writer(out, lineterminator="\n")
     w.writerow(CANDLE_CSV_COLUMNS)
     n = 0
+    cache: dict[str, tuple[int, int]] = {}
     for c in candles:
-        w.writerow(candle_csv_row(c))
+        decimals = None
+        if price is not None:
+            if c.symbol not in cache:
+                cache[c.symbol] = (price_decimals(c.symbol, price), price_decimals(c.symbol, "mid"))
+            decimals = cache[c.symbol]
+        w.writerow(candle_csv_row(c, decimals))
         n += 1
     return n

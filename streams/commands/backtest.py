@@ -138,7 +138,7 @@ def backtest_command(
 
 
 def _rounded(rows: pd.DataFrame, price: str) -> pd.DataFrame:
-    from ._precision import round_price_columns
+    from forex_diffusion.precision import round_price_columns
 
     cols = [c for c in rows.columns if c.startswith(_PRICE_COLUMNS_PREFIXES) or c in ("mean", "realized")]
     return round_price_columns(rows, cols, price=price)

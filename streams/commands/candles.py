@@ -10,7 +10,6 @@ import typer
 from forex_diffusion.timeframes import parse_timeframes
 
 from ._common import check_input, check_output, check_price, progress_bar, write_rejects
-from ._precision import write_candles_rounded
 
 
 def candles(
@@ -28,7 +27,7 @@ def candles(
     columns (open_time ISO-8601 UTC; prices at the instrument's precision). Bad rows are
     refused with the stream's validator; counts by reason go to standard error.
     """
-    from forex_diffusion.offline import aggregate_ticks_file
+    from forex_diffusion.offline import aggregate_ticks_file, write_candles_csv
 
     check_price(price)
     parse_timeframes(timeframes)
@@ -42,10 +41,10 @@ def candles(
             symbol=symbol, allowed_lateness_ms=lateness_ms,
             progress=lambda done, total: progress.update(task, completed=done, total=total))
     if output is None:
-        write_candles_rounded(run.candles, sys.stdout, price)
+        write_candles_csv(run.candles, sys.stdout, price=price)
     else:
         with output.open("w", newline="") as fh:
-            write_candles_rounded(run.candles, fh, price)
+            write_candles_csv(run.candles, fh, price=price)
     if rejects is not None:
         write_rejects(run.rejects, rejects)
     summary = ", ".join(f"{k}={v}" for k, v in sorted(run.counts.items())) or "none"

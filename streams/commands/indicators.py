@@ -8,10 +8,10 @@ from pathlib import Path
 
 import typer
 
+from forex_diffusion.precision import round_price_columns
 from forex_diffusion.timeframes import Timeframe
 
 from ._common import check_input, check_output, check_price, progress_bar
-from ._precision import round_price_columns
 
 _INPUT_COLUMNS = ["ts_ms", "symbol", "open", "high", "low", "close", "volume"]
 # Written out here so that `forexd --help` need not import the indicators (numba); a unit

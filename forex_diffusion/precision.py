@@ -7,18 +7,15 @@ prices and keep full precision.
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterable, Sequence
-from typing import IO, TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from forex_diffusion.instruments import InstrumentRegistry
+from .instruments import InstrumentRegistry
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from forex_diffusion.domain import Candle
-
-__all__ = ["price_decimals", "round_price_columns", "write_candles_rounded"]
+__all__ = ["price_decimals", "price_text", "round_price_columns"]
 
 _REGISTRY = InstrumentRegistry()
 
@@ -34,30 +31,11 @@ def price_decimals(symbol: str, price: str = "mid") -> int:
     return decimals + 1 if price == "mid" else decimals
 
 
-def _fmt(x: float | None, decimals: int) -> str:
+def price_text(x: float | None, decimals: int) -> str:
+    """``x`` rounded to ``decimals`` in shortest round-trip form; ``None`` as empty text."""
     if x is None:
         return ""
     return repr(round(x, decimals))
-
-
-def write_candles_rounded(candles: Iterable[Candle], out: IO[str], price: str = "mid") -> int:
-    """Write candles as :func:`forex_diffusion.offline.write_candles_csv` does, with prices
-    and spreads at the instrument's precision; return the number of rows."""
-    from forex_diffusion.offline import CANDLE_CSV_COLUMNS, format_ms
-
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(CANDLE_CSV_COLUMNS)
-    n = 0
-    cache: dict[str, tuple[int, int]] = {}
-    for c in candles:
-        if c.symbol not in cache:
-            cache[c.symbol] = (price_decimals(c.symbol, price), price_decimals(c.symbol, "mid"))
-        d, ds = cache[c.symbol]
-        w.writerow([c.symbol, c.timeframe, format_ms(c.open_ms), _fmt(c.open, d), _fmt(c.high, d),
-                    _fmt(c.low, d), _fmt(c.close, d), c.tick_count, repr(c.volume),
-                    _fmt(c.spread_mean, ds + 2), _fmt(c.spread_min, ds), _fmt(c.spread_max, ds)])
-        n += 1
-    return n
 
 
 def round_price_columns(frame: pd.DataFrame, columns: Sequence[str], *, symbol_column: str = "symbol",
