@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_INSTRUMENTS", "Instrument", "InstrumentRegistry"]
+__all__ = ["DEFAULT_INSTRUMENTS", "Instrument", "InstrumentRegistry", "is_symbol_set_key", "series_symbol",
+           "symbol_set_key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,3 +110,31 @@ class InstrumentRegistry:
         if norm is not None:
             return self
         return InstrumentRegistry([*self._by_symbol.values(), _inst(symbol.upper())])
+
+
+def series_symbol(name: str) -> str:
+    """The symbol of a global model's series name (``EURUSD@oanda`` → ``EURUSD``)."""
+    return name.split("@", 1)[0].upper()
+
+
+def symbol_set_key(symbols: Iterable[str]) -> str:
+    """The model-key symbol of a global model over a set of symbols.
+
+    ``SET`` and the first 8 hex digits (upper case) of the sha256 of the sorted, distinct
+    symbols joined by commas: short, a safe path part, the same for the same set in any
+    order. The set itself is in the model's manifest (``symbols``).
+
+    >>> symbol_set_key(["GBPUSD", "EURUSD"]) == symbol_set_key(["eurusd", "GBPUSD", "EURUSD"])
+    True
+    >>> len(symbol_set_key(["EURUSD"]))
+    11
+    """
+    import hashlib
+
+    text = ",".join(sorted({s.upper() for s in symbols}))
+    return "SET" + hashlib.sha256(text.encode()).hexdigest()[:8].upper()
+
+
+def is_symbol_set_key(symbol: str) -> bool:
+    """Whether a model-key symbol names a symbol set (:func:`symbol_set_key`)."""
+    return len(symbol) == 11 and symbol.startswith("SET") and all(c in "0123456789ABCDEF" for c in symbol[3:])

@@ -35,6 +35,11 @@ class DenoiserConfig:
         Number of residual FiLM blocks.
     time_dim
         Width of the sinusoidal diffusion-step embedding.
+    series, series_dim
+        A global model's learnt series embedding: ``series`` rows of width ``series_dim``,
+        projected (no bias) and added to the context encoding. ``series_dim`` 0 (the
+        default, every per-series model) means no embedding; index ``-1`` (a series the
+        model was not trained on) is the zero vector, i.e. adds nothing.
     """
 
     horizon: int
@@ -43,6 +48,8 @@ class DenoiserConfig:
     cond_width: int = 128
     blocks: int = 3
     time_dim: int = 32
+    series: int = 0
+    series_dim: int = 0
 
     def __post_init__(self) -> None:
         for name in ("horizon", "cond_dim", "width", "cond_width", "blocks", "time_dim"):
@@ -50,6 +57,9 @@ class DenoiserConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.time_dim % 2:
             raise ConfigError("time_dim must be even")
+        if self.series < 0 or self.series_dim < 0 or (self.series_dim > 0) != (self.series > 0):
+            raise ConfigError(f"series embedding needs series >= 1 and series_dim >= 1 (or both 0), "
+                              f"got {self.series} x {self.series_dim}")
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -91,10 +101,20 @@ class Denoiser(nn.Module):
         self.blocks = nn.ModuleList(_Block(w, cw) for _ in range(config.blocks))
         self.out_norm = nn.LayerNorm(w, elementwise_affine=False)
         self.out = nn.Linear(w, config.horizon)
+        if config.series_dim:
+            self.series_emb = nn.Embedding(config.series, config.series_dim)
+            self.series_proj = nn.Linear(config.series_dim, cw, bias=False)
 
-    def encode(self, cond: torch.Tensor) -> torch.Tensor:
-        """Encode normalised conditioning ``[B, D]`` → ``[B, C]`` (once per series)."""
+    def encode(self, cond: torch.Tensor, series: torch.Tensor | None = None) -> torch.Tensor:
+        """Encode normalised conditioning ``[B, D]`` → ``[B, C]`` (once per series).
+
+        ``series [B]`` (long) indexes the series embedding of a global model; ``-1`` adds
+        nothing; ignored without an embedding.
+        """
         out: torch.Tensor = self.cond_encoder(cond)
+        if self.config.series_dim and series is not None:
+            known = (series >= 0).unsqueeze(-1).to(out.dtype)
+            out = out + self.series_proj(self.series_emb(series.clamp(min=0)) * known)
         return out
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond_emb: torch.Tensor) -> torch.Tensor:

@@ -103,28 +103,32 @@ class DiffusionModel(nn.Module):
         """Standardise raw conditioning ``[B, D]`` → ``[B, D]`` (returns a new tensor)."""
         return (cond - self.cond_mean) / self.cond_std
 
-    def loss(self, x0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def loss(self, x0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None,
+             series: torch.Tensor | None = None) -> torch.Tensor:
         """Return the noise-prediction MSE for a batch.
 
-        Shapes: ``x0 [B, H]`` scaled returns, ``cond [B, D]`` raw conditioning → scalar.
+        Shapes: ``x0 [B, H]`` scaled returns, ``cond [B, D]`` raw conditioning, ``series
+        [B]`` (long, a global model's series index, optional) → scalar.
         """
         b = x0.shape[0]
         t = torch.randint(0, self.schedule.steps, (b,), generator=generator, device=x0.device)
         noise = torch.randn(x0.shape, generator=generator, device=x0.device)
         x_t = self.schedule.q_sample(x0, t, noise)
-        emb = self.denoiser.encode(self.normalise(cond))
+        emb = self.denoiser.encode(self.normalise(cond), series)
         eps = self.denoiser(x_t.unsqueeze(1), t, emb).squeeze(1)
         return F.mse_loss(eps, noise)
 
     @torch.no_grad()
-    def sample(self, cond: torch.Tensor, noise: torch.Tensor, steps: int) -> torch.Tensor:
+    def sample(self, cond: torch.Tensor, noise: torch.Tensor, steps: int,
+               series: torch.Tensor | None = None) -> torch.Tensor:
         """Run the deterministic DDIM sampler (eta = 0) from ``noise``.
 
-        Shapes: ``cond [B, D]`` raw conditioning, ``noise [B, S, H]`` → ``x0 [B, S, H]``
-        (uncalibrated scaled returns). Inputs are not modified.
+        Shapes: ``cond [B, D]`` raw conditioning, ``noise [B, S, H]``, ``series [B]``
+        (long, optional, see :meth:`Denoiser.encode`) → ``x0 [B, S, H]`` (uncalibrated
+        scaled returns). Inputs are not modified.
         """
         sched = self.schedule
-        emb = self.denoiser.encode(self.normalise(cond))
+        emb = self.denoiser.encode(self.normalise(cond), series)
         b = cond.shape[0]
         clip = self.config.x0_clip
         ts = sched.ddim_timesteps(steps)
