@@ -274,7 +274,8 @@ class ModelRegistry:
             version=str(m["version"]), key=key, artifact=rel.as_posix(), sha256=str(m["sha256"]),
             config_hash=config_hash(m.get("train_config", {})),
             data_first_ms=window.get("first_close_ms"), data_last_ms=window.get("last_close_ms"),
-            metrics=dict(metrics), request_id=request_id)
+            metrics={**metrics, **({"symbols": list(m["symbols"])} if m.get("symbols") else {})},
+            request_id=request_id)
         return store.insert_version(self.engine, v, challenger=challenger, now_ms=self._clock())
 
     # -- aliases -----------------------------------------------------------------------------
@@ -303,11 +304,35 @@ class ModelRegistry:
         return None if version is None else self.get(version)
 
     def resolve_champion(self, symbol: str, timeframe: str, horizon: int) -> ModelVersion | None:
-        """The champion serving a series: its own key's, else the ``*`` key's."""
+        """The champion serving a series, the most specific first: its own key's, else that
+        of a global model whose symbol set holds ``symbol`` (the smallest set; of equal
+        sizes the newest champion), else the ``*`` key's."""
         own = self.champion(ModelKey(symbol=symbol, timeframe=timeframe, horizon=horizon))
         if own is not None:
             return own
+        covering = [v for v in self.global_champions(timeframe, horizon) if symbol.upper() in self.symbols_of(v)]
+        if covering:
+            return min(covering, key=lambda v: (len(self.symbols_of(v)), -v.created_ms, v.version))
         return self.champion(ModelKey(symbol="*", timeframe=timeframe, horizon=horizon))
+
+    def global_champions(self, timeframe: str, horizon: int) -> builtins.list[ModelVersion]:
+        """Champions of the global-model keys (symbol sets) of ``(timeframe, horizon)``."""
+        keys = {v.key for v in self.list(include_deleted=False)
+                if v.key.is_symbol_set and v.key.timeframe == timeframe and v.key.horizon == horizon}
+        return [c for c in (self.champion(k) for k in sorted(keys, key=str)) if c is not None]
+
+    def symbols_of(self, version: ModelVersion) -> frozenset[str]:
+        """The symbols a global model version serves (its registry row, else its manifest); empty
+        for a per-series or ``*`` model."""
+        if not version.key.is_symbol_set:
+            return frozenset()
+        syms = version.metrics.get("symbols")
+        if not syms:
+            try:
+                syms = json.loads(self.path_of(version).with_suffix(".json").read_text()).get("symbols", [])
+            except (OSError, ValueError):
+                syms = []
+        return frozenset(str(x).upper() for x in syms)
 
     def previous_champion(self, key: ModelKey) -> ModelVersion | None:
         """The version :meth:`rollback` would restore, or None."""

@@ -1,7 +1,9 @@
 """Which model serves a key, loaded safely and swapped between two forecasts.
 
 :class:`ModelBook` resolves the champion of ``(symbol, timeframe, horizon)`` from the
-registry (a symbol-specific key first, then ``*``), loads it weights-only and hash-verified,
+registry (a symbol-specific key first, then a global model whose symbol set holds the
+symbol, the smallest such set, then ``*``; the same order for checkpoint files found
+under the model directory when the registry has no champion), loads it weights-only and hash-verified,
 and caches it by version. :meth:`ModelBook.refresh` (called when an ``fx.models`` record
 arrives) re-resolves the champions; a model that fails to load is refused and the previous
 one keeps serving. With no registered model the EWMA random walk serves, under its own
@@ -27,6 +29,18 @@ from .registry import ModelRegistry
 __all__ = ["ModelBook"]
 
 log = logging.getLogger(__name__)
+
+
+def _file_symbols(pt: Path) -> dict[str, int]:
+    """``{symbol: size of the set}`` of a global model checkpoint's manifest (empty if unreadable)."""
+    import json
+
+    try:
+        syms = json.loads(pt.with_suffix(".json").read_text()).get("symbols") or []
+    except (OSError, ValueError, AttributeError):
+        return {}
+    names = {str(x).upper() for x in syms}
+    return dict.fromkeys(names, len(names))
 
 
 class ModelBook:
@@ -56,14 +70,35 @@ class ModelBook:
         # A version the registry knows serves only as a champion, never as a file found
         # here: not a challenger it did not promote, nor a rejected or rolled-back one.
         if self.model_dir is not None:
-            for sym in (symbol, "*"):
-                key = ModelKey(symbol=sym, timeframe=timeframe, horizon=self.horizon)
-                known = {v.version for v in self.registry.list(key)} if self.registry is not None else set()
-                found = [p for p in sorted((self.model_dir / key.dir_name).glob("*.pt")) if p.stem not in known]
-                if found:
-                    self._files[found[-1].stem] = found[-1]
-                    return found[-1].stem
+            for sym in (symbol, "", "*"):  # "": a global model whose symbol set holds the symbol
+                keys = ([ModelKey(symbol=sym, timeframe=timeframe, horizon=self.horizon)] if sym
+                        else self._global_keys(timeframe))
+                best: tuple[int, Path] | None = None
+                for key in keys:
+                    known = {v.version for v in self.registry.list(key)} if self.registry is not None else set()
+                    found = [p for p in sorted((self.model_dir / key.dir_name).glob("*.pt")) if p.stem not in known]
+                    if not found:
+                        continue
+                    size = 0 if sym else _file_symbols(found[-1]).get(symbol.upper(), 0)
+                    if (sym or size) and (best is None or size < best[0]):
+                        best = (size, found[-1])
+                if best is not None:
+                    self._files[best[1].stem] = best[1]
+                    return best[1].stem
         return None
+
+    def _global_keys(self, timeframe: str) -> list[ModelKey]:
+        """Keys of the global models (symbol sets) of ``timeframe`` with a directory under model_dir."""
+        assert self.model_dir is not None
+        out = []
+        for d in sorted(self.model_dir.glob(f"SET*-{timeframe}-h{self.horizon}")):
+            try:
+                key = ModelKey.parse(d.name)
+            except ForexDiffusionError:
+                continue
+            if key.is_symbol_set and key.dir_name == d.name:
+                out.append(key)
+        return out
 
     def _load(self, version: str) -> Any | None:
         if version in self._loaded:

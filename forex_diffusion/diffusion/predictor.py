@@ -129,6 +129,9 @@ class Predictor:
         self.default_steps = int(sampling.get("steps", 8))
         self.default_samples = int(sampling.get("samples", 100))
         self.extra_dim = int(manifest.get("extra_dim", 0))
+        # a global model: its series (embedding order) and the symbols it serves
+        self.series: tuple[str, ...] = tuple(str(x) for x in manifest.get("series", ()))
+        self.symbols: frozenset[str] = frozenset(str(x) for x in manifest.get("symbols", ()))
         self.levels: tuple[float, ...] = QUANTILE_LEVELS
 
     @classmethod
@@ -156,6 +159,20 @@ class Predictor:
     def horizon(self) -> int:
         """Steps ahead ``H``."""
         return self.model.config.horizon
+
+    def series_index(self, name: str) -> int:
+        """Index of a global model's series embedding for ``name``, or -1 (zero embedding).
+
+        ``name`` is a series name (``EURUSD``, ``EURUSD@oanda``) or a symbol that names
+        exactly one of the model's series; a symbol shared by several series (two vendors
+        of EUR/USD) or unknown to the model gets -1.
+        """
+        if name in self.series:
+            return self.series.index(name)
+        from ..instruments import series_symbol
+
+        hits = [i for i, s in enumerate(self.series) if series_symbol(s) == name.upper()]
+        return hits[0] if len(hits) == 1 else -1
 
     def new_context(self, symbol: str, timeframe: str) -> SeriesContext:
         """Return an empty :class:`SeriesContext` with this model's context parameters."""
@@ -202,7 +219,9 @@ class Predictor:
             antithetic_noise(series_seed(r.symbol, r.timeframe, r.as_of_ms, self.version), n_samples, h)
             for r in requests])
         with torch.inference_mode():
-            x0 = self.model.sample(cond.to(self.device), noise.to(self.device), n_steps)
+            series = (torch.as_tensor([self.series_index(r.symbol) for r in requests], device=self.device)
+                      if self.model.config.denoiser.series_dim else None)
+            x0 = self.model.sample(cond.to(self.device), noise.to(self.device), n_steps, series)
             paths = self.model.calibrated_paths(x0).cpu().numpy().astype(np.float64)  # [B, S, H]
         sigma = np.array([r.sigma for r in requests])[:, None, None]
         last = np.array([r.last_close for r in requests])[:, None, None]

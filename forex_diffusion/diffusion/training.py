@@ -27,7 +27,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from scipy.stats import ks_2samp, norm
 
 from ..errors import ConfigError, ModelError
 from ..evaluation import QUANTILE_LEVELS, crps_quantiles
+from ..instruments import series_symbol, symbol_set_key
 from ..timeframes import Timeframe
 from .checkpoint import CheckpointManager, model_key
 from .context import CALENDAR_DIM, ContextSpec, build_features
@@ -92,6 +93,13 @@ class TrainConfig:
         Default DDIM steps and sample paths of the saved model.
     keep
         Checkpoints kept per model key.
+    series
+        A global model's series, in embedding-index order (empty: one series, the usual
+        per-series model). A name is a symbol, optionally ``@`` and a tag telling apart
+        two series of one symbol (``EURUSD@oanda``); ``symbol`` is then the key of the
+        symbol set (:func:`~forex_diffusion.instruments.symbol_set_key`).
+    series_embedding
+        Width of the learnt series embedding of a global model (0: none).
     """
 
     symbol: str
@@ -123,9 +131,19 @@ class TrainConfig:
     sample_steps: int = 8
     samples: int = 100
     keep: int = 3
+    series: tuple[str, ...] = ()
+    series_embedding: int = 0
 
     def __post_init__(self) -> None:
         Timeframe.parse(self.timeframe)
+        object.__setattr__(self, "series", tuple(str(x) for x in self.series))
+        if len(set(self.series)) != len(self.series):
+            raise ConfigError(f"series names repeat: {list(self.series)}")
+        if self.series_embedding < 0 or (self.series_embedding and not self.series):
+            raise ConfigError("series_embedding must be >= 0 and needs several series")
+        if self.series and self.symbol != symbol_set_key(series_symbol(n) for n in self.series):
+            raise ConfigError(f"a global model's symbol is its symbol set's key "
+                              f"{symbol_set_key(series_symbol(n) for n in self.series)}, not {self.symbol}")
         if not self.symbol:
             raise ConfigError("symbol is required")
         for name in ("horizon", "max_steps", "batch_size", "eval_every", "patience", "val_windows",
@@ -151,6 +169,7 @@ class TrainConfig:
         """Return the plain-data form."""
         d = asdict(self)
         d["split"] = list(self.split) if self.split else None
+        d["series"] = list(self.series)
         return d
 
     @classmethod
@@ -167,6 +186,8 @@ class TrainConfig:
             d["schedule"] = ScheduleConfig(**d["schedule"])
         if d.get("split") is not None:
             d["split"] = (int(d["split"][0]), int(d["split"][1]))
+        if d.get("series") is not None:
+            d["series"] = tuple(d["series"])
         return cls(**d)
 
 
@@ -202,10 +223,12 @@ class _Windows:
     origin_ms: np.ndarray  # [N] close time of the origin candle
     first_ms: np.ndarray  # [N] close time of the first target candle
     end_ms: np.ndarray  # [N] close time of the last target candle
+    series: np.ndarray | None = None  # [N] series index of a global model's windows
 
     def take(self, idx: np.ndarray) -> _Windows:
         return _Windows(self.cond[idx], self.target[idx], self.cum[idx], self.sigma[idx],
-                        self.origin_ms[idx], self.first_ms[idx], self.end_ms[idx])
+                        self.origin_ms[idx], self.first_ms[idx], self.end_ms[idx],
+                        None if self.series is None else self.series[idx])
 
     def __len__(self) -> int:
         return len(self.sigma)
@@ -250,6 +273,27 @@ def _windows(candles: pd.DataFrame, config: TrainConfig, extra: np.ndarray | Non
     sig = feats.sigma[idx]
     target = np.clip(rets / sig[:, None], -config.context.clip, config.context.clip)
     return _Windows(feats.cond[idx], target, cum, sig, close_ms[idx], close_ms[idx + 1], close_ms[idx + h])
+
+
+def _pooled_windows(candles: Mapping[str, pd.DataFrame], config: TrainConfig,
+                    extra: Mapping[str, np.ndarray] | None) -> _Windows:
+    """Windows of each series of a global model, concatenated (none spans two series).
+
+    Each series gets its own features (its own EWMA volatility, context and calendar);
+    ``series`` holds the index of ``config.series`` each window comes from.
+    """
+    missing = set(config.series) - set(candles)
+    if missing or set(candles) - set(config.series):
+        raise ConfigError(f"candles name series {sorted(candles)}, the config {list(config.series)}")
+    parts = []
+    for i, name in enumerate(config.series):
+        try:
+            w = _windows(candles[name], config, None if extra is None else extra[name])
+        except ModelError as exc:
+            raise ModelError(f"series {name}: {exc}") from exc
+        parts.append(_Windows(w.cond, w.target, w.cum, w.sigma, w.origin_ms, w.first_ms, w.end_ms,
+                              np.full(len(w), i, dtype=np.int64)))
+    return _Windows(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(_Windows)))
 
 
 def _split(w: _Windows, config: TrainConfig) -> tuple[_Windows, _Windows, _Windows, tuple[int, int]]:
@@ -303,7 +347,8 @@ def _sample_cum(model: DiffusionModel, w: _Windows, samples: int, steps: int, se
             hi = min(lo + batch, len(w))
             cond = torch.as_tensor(w.cond[lo:hi], dtype=torch.float32, device=device)
             noise = torch.stack([antithetic_noise(seed + i, samples, h) for i in range(lo, hi)]).to(device)
-            x0 = model.sample(cond, noise, steps)
+            series = None if w.series is None else torch.as_tensor(w.series[lo:hi], device=device)
+            x0 = model.sample(cond, noise, steps, series)
             paths = model.calibrated_paths(x0) if calibrated else torch.cumsum(x0, dim=-1)
             out.append(paths.cpu().numpy().astype(np.float64) * w.sigma[lo:hi, None, None])
     return np.concatenate(out)
@@ -374,8 +419,8 @@ def _scores(q: np.ndarray, w: _Windows) -> dict[str, Any]:
             "skill": (1.0 - crps / rw).tolist(), "cover50": cover50.tolist(), "cover90": cover90.tolist()}
 
 
-def train(config: TrainConfig, candles: pd.DataFrame, model_dir: str | Path, *,
-          extra: np.ndarray | None = None,
+def train(config: TrainConfig, candles: pd.DataFrame | Mapping[str, pd.DataFrame], model_dir: str | Path, *,
+          extra: np.ndarray | Mapping[str, np.ndarray] | None = None,
           progress: Callable[[TrainProgress], None] | None = None) -> TrainResult:
     """Train, calibrate, score and save a model; return the checkpoint.
 
@@ -386,10 +431,14 @@ def train(config: TrainConfig, candles: pd.DataFrame, model_dir: str | Path, *,
     candles
         Closed candles of one series with columns ``ts_ms`` (bar open), ``high``, ``low``,
         ``close`` (as :func:`forex_diffusion.readers.read_candles` gives). Not modified.
+        A global model (``config.series`` given) takes ``{series name: frame}``: windows
+        are built per series (never across two), the same split dates cut every series,
+        and the training windows are pooled (targets are in volatility units).
     model_dir
         Checkpoint root; the checkpoint goes to ``model_dir/<key>/<version>.pt``.
     extra
-        Optional ``[N, E]`` extra features aligned with ``candles`` rows.
+        Optional ``[N, E]`` extra features aligned with ``candles`` rows (a mapping by
+        series name for a global model).
     progress
         Called after each validation evaluation.
 
@@ -402,15 +451,29 @@ def train(config: TrainConfig, candles: pd.DataFrame, model_dir: str | Path, *,
     t_start = time.monotonic()
     budget = config.max_minutes * 60.0
     device = resolve_device(config.device)
-    windows = _windows(candles, config, extra)
+    if config.series:
+        if not isinstance(candles, Mapping) or (extra is not None and not isinstance(extra, Mapping)):
+            raise ConfigError("a global model (config.series) takes candles (and extra) by series name")
+        windows = _pooled_windows(candles, config, extra)
+    else:
+        if isinstance(candles, Mapping) or isinstance(extra, Mapping):
+            raise ConfigError("candles by series name need config.series (a global model)")
+        windows = _windows(candles, config, extra)
     train_w, val_w, test_w, (d1, d2) = _split(windows, config)
     ks = _leakage_check(train_w, val_w, test_w)
-    e_dim = 0 if extra is None else int(np.asarray(extra).shape[1])
+    if extra is None:
+        e_dim = 0
+    elif isinstance(extra, Mapping):
+        e_dim = int(np.asarray(next(iter(extra.values()))).shape[1])
+    else:
+        e_dim = int(np.asarray(extra).shape[1])
     cond_dim = 2 * config.context.window + CALENDAR_DIM + 1 + e_dim
     torch.manual_seed(config.seed)
     mconf = ModelConfig(
         denoiser=DenoiserConfig(horizon=config.horizon, cond_dim=cond_dim, width=config.width,
-                                cond_width=config.cond_width, blocks=config.blocks, time_dim=config.time_dim),
+                                cond_width=config.cond_width, blocks=config.blocks, time_dim=config.time_dim,
+                                series=len(config.series) if config.series_embedding else 0,
+                                series_dim=config.series_embedding),
         schedule=config.schedule, x0_clip=config.context.clip)
     model = DiffusionModel(mconf)
     model.set_normalisation(torch.as_tensor(train_w.cond.mean(axis=0), dtype=torch.float32),
@@ -422,6 +485,7 @@ def train(config: TrainConfig, candles: pd.DataFrame, model_dir: str | Path, *,
                 len(train_w), len(val_w), len(test_w), device)
     x_all = torch.as_tensor(train_w.target, dtype=torch.float32, device=device)
     c_all = torch.as_tensor(train_w.cond, dtype=torch.float32, device=device)
+    s_all = None if train_w.series is None else torch.as_tensor(train_w.series, device=device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator(device=device).manual_seed(config.seed)
     idx_gen = torch.Generator(device="cpu").manual_seed(config.seed + 1)
@@ -446,7 +510,7 @@ def train(config: TrainConfig, candles: pd.DataFrame, model_dir: str | Path, *,
     while step < config.max_steps:
         model.train()
         bi = torch.randint(0, len(train_w), (config.batch_size,), generator=idx_gen).to(device)
-        loss = loss_fn(x_all[bi], c_all[bi], gen)
+        loss = loss_fn(x_all[bi], c_all[bi], gen) if s_all is None else loss_fn(x_all[bi], c_all[bi], gen, s_all[bi])
         opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -506,12 +570,26 @@ def train(config: TrainConfig, candles: pd.DataFrame, model_dir: str | Path, *,
         tsub = test_w.take(_spread_idx(len(test_w), config.test_windows))
         tcum = _sample_cum(model, tsub, config.samples, config.sample_steps, 30_000_001, device, calibrated=True)
         metrics["test"] = _scores(model.calibrate_quantiles(_quantiles(tcum), tsub.sigma), tsub)
+        if test_w.series is not None:
+            # per series, on the windows a per-series model of that series would score
+            # (the same evenly spaced subset of its test span), for side-by-side reports
+            by_series: dict[str, Any] = {}
+            for i, name in enumerate(config.series):
+                ws = test_w.take(np.flatnonzero(test_w.series == i))
+                if len(ws):
+                    ws = ws.take(_spread_idx(len(ws), config.test_windows))
+                    scum = _sample_cum(model, ws, config.samples, config.sample_steps, 30_000_001, device,
+                                       calibrated=True)
+                    by_series[name] = _scores(model.calibrate_quantiles(_quantiles(scum), ws.sigma), ws)
+            metrics["test_series"] = by_series
     metrics["train_seconds"] = time.monotonic() - t_start
     manifest = {
         "symbol": config.symbol, "timeframe": config.timeframe, "horizon": config.horizon,
         "model": mconf.to_dict(), "context": config.context.to_dict(), "train_config": config.to_dict(),
         "sampling": {"steps": config.sample_steps, "samples": config.samples},
         "extra_dim": e_dim,
+        **({"series": list(config.series), "symbols": sorted({series_symbol(n) for n in config.series}),
+            "series_embedding": config.series_embedding} if config.series else {}),
         "feature_spec": {
             "cond": [f"past_return[{config.context.window}]", f"past_range[{config.context.window}]",
                      f"calendar[{CALENDAR_DIM}]", "vol_ratio", f"extra[{e_dim}]"],

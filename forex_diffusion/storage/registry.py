@@ -159,6 +159,26 @@ class ModelKey:
         sym = "ANY" if self.symbol == "*" else self.symbol
         return f"{sym}-{self.timeframe}-h{self.horizon}"
 
+    @property
+    def is_symbol_set(self) -> bool:
+        """Whether this is a global model's key (symbol ``SETxxxxxxxx``, a symbol set's hash)."""
+        from ..instruments import is_symbol_set_key
+
+        return is_symbol_set_key(self.symbol)
+
+    @classmethod
+    def for_symbols(cls, symbols: Iterable[str], timeframe: str, horizon: int) -> ModelKey:
+        """The key of a global model over ``symbols`` (the set's hash, see
+        :func:`~forex_diffusion.instruments.symbol_set_key`).
+
+        >>> k = ModelKey.for_symbols(["GBPUSD", "EURUSD"], "1d", 10)
+        >>> k.is_symbol_set, k == ModelKey.for_symbols(["EURUSD", "GBPUSD"], "1d", 10)
+        (True, True)
+        """
+        from ..instruments import symbol_set_key
+
+        return cls(symbol=symbol_set_key(symbols), timeframe=timeframe, horizon=horizon)
+
     @classmethod
     def parse(cls, text: str) -> ModelKey:
         """Read ``SYMBOL/tf/H`` or ``SYMBOL-tf-hH``."""

@@ -36,6 +36,12 @@ def check_model_fits(manifest: dict[str, Any], *, symbol: str, timeframe: str) -
         raise DataFormatError(f"model {key} forecasts {m_tf} candles, not {timeframe}: pass a {timeframe} "
                               f"model, or the {m_tf} candles with --timeframe {m_tf}")
     m_sym = manifest.get("symbol")
+    if manifest.get("symbols"):  # a global model serves only the symbols of its set
+        held = [str(x) for x in manifest["symbols"]]
+        if symbol not in held:
+            raise DataFormatError(f"model {key} is a global model of {', '.join(held)}; it does not serve "
+                                  f"{symbol}: pass one of those to --symbol, or a {symbol} model")
+        return
     if m_sym and m_sym not in ("*", symbol):
         reg = InstrumentRegistry()
         a, b = reg.with_symbol(m_sym), reg.with_symbol(symbol)

@@ -83,9 +83,11 @@ def list_command(
                f"{'crps':>9} {'skill':>8} {'cover90':>7}")
     for v in versions:
         h = v.metrics.get("holdout") or {}
+        # a global model's key is its symbol set's hash: the set follows the row
+        syms = v.metrics.get("symbols")
         typer.echo(f"{v.version:34} {str(v.key):16} {v.status:11} {aliases.get(v.version, '-'):18} "
                    f"{_when(v.created_ms):20} {_fmt(h.get('crps')):>9} {_fmt(h.get('skill')):>8} "
-                   f"{_fmt(h.get('cover90')):>7}")
+                   f"{_fmt(h.get('cover90')):>7}" + (f"  symbols={','.join(map(str, syms))}" if syms else ""))
 
 
 def reg_aliases(reg: ModelRegistry, key: ModelKey) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -21,8 +21,8 @@ logger = logging.getLogger(__name__)
 
 
 def train_command(
-    file: Path = typer.Argument(..., help="Candle file (CSV, optionally .gz), any layout `forexd candles` writes or the readers know."),
-    symbol: str = typer.Option(..., "--symbol", help="Symbol, e.g. EURUSD (selects its rows in files with several)."),
+    files: list[Path] = typer.Argument(..., help="Candle file(s) (CSV, optionally .gz), any layout `forexd candles` writes or the readers know; several files train one global model, each file's rows of each symbol a series."),
+    symbol: str = typer.Option(..., "--symbol", help="Symbol, e.g. EURUSD (selects its rows in files with several); A,B,C or `all` (every symbol of the file) trains one global model over those series."),
     timeframe: str = typer.Option(..., "--timeframe", help="Timeframe of the candles, e.g. 1h (selects it in files with several)."),
     horizon: int = typer.Option(24, "--horizon", help="Steps ahead H."),
     until: str | None = typer.Option(None, "--until", help="Ignore candles closing after DATE (UTC)."),
@@ -40,12 +40,18 @@ def train_command(
     compile_: bool = typer.Option(False, "--compile", help="Wrap the loss in torch.compile."),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads (>= 1)."),
     keep: int = typer.Option(3, "--keep", help="Checkpoints kept for this model key."),
+    series_embedding: int = typer.Option(0, "--series-embedding", help="Global model: width of a learnt series embedding (0: none)."),
 ) -> None:
     """Train on FILE, calibrate on the validation span, score the test span, save a checkpoint.
 
     Reads one candle file; writes a weights-only checkpoint and its JSON manifest (configs,
     data window, metrics, sha256) under --model-dir. Prints the test scores per step and,
     as the LAST line, the checkpoint path.
+
+    Several symbols (``--symbol A,B,C`` or ``all``) or several files train ONE global
+    model: windows per series (never across two), the same split dates for every series,
+    pooled training; its key is the symbol set's (``SETxxxxxxxx-TF-hH``). Series are named
+    by symbol, or ``SYMBOL@FILESTEM`` when several files are given.
     """
     from forex_diffusion.backtest import parse_utc_date
     from forex_diffusion.diffusion import ContextSpec, TrainConfig
@@ -56,7 +62,18 @@ def train_command(
         check_positive(value, option)
     if not max_minutes > 0:
         raise typer.BadParameter(f"--max-minutes must be positive, not {max_minutes}")
-    sym = InstrumentRegistry().normalise(symbol) or symbol.upper()
+    if series_embedding < 0:
+        raise typer.BadParameter(f"--series-embedding must be >= 0, not {series_embedding}")
+    reg = InstrumentRegistry()
+    wanted = [s.strip() for s in symbol.split(",") if s.strip()]
+    if not wanted:
+        raise typer.BadParameter("--symbol is empty: name a symbol, A,B,C or all")
+    every = [s.lower() for s in wanted] == ["all"]
+    syms = [] if every else list(dict.fromkeys(reg.normalise(s) or s.upper() for s in wanted))
+    is_global = every or len(syms) > 1 or len(files) > 1
+    if series_embedding and not is_global:
+        raise typer.BadParameter("--series-embedding needs a global model: several symbols or files")
+    sym = syms[0] if syms else "ALL"
     Timeframe.parse(timeframe)
     dates = None
     if split:
@@ -70,8 +87,18 @@ def train_command(
         calib_windows=calib_windows, test_windows=calib_windows, val_windows=min(512, calib_windows),
         until_ms=parse_utc_date(until) if until else None, max_minutes=max_minutes,
         max_steps=max_steps, seed=seed, device=device, compile=compile_, keep=keep)
-    check_input(file, "candle file")
+    for f in files:
+        check_input(f, "candle file")
     _check_model_dir(model_dir)
+    series = _read_series(files, syms, timeframe=timeframe, price=price) if is_global else None
+    if series is not None:
+        import dataclasses
+
+        from forex_diffusion.instruments import series_symbol, symbol_set_key
+
+        sym = symbol_set_key(series_symbol(n) for n in series)
+        config = dataclasses.replace(config, symbol=sym, series=tuple(series),
+                                     series_embedding=series_embedding)
 
     import torch
 
@@ -79,8 +106,14 @@ def train_command(
     from forex_diffusion.readers import check_price_scale, read_candle_series
 
     torch.set_num_threads(threads)
-    loaded = read_candle_series(file, symbol=sym, timeframe=timeframe, price=price)  # type: ignore[arg-type]
-    check_price_scale(loaded.frame, sym, file)
+    candles: Any
+    if series is not None:
+        candles = series
+        typer.echo(f"global model {sym} over {len(series)} series: {', '.join(series)}")
+    else:
+        loaded = read_candle_series(files[0], symbol=sym, timeframe=timeframe, price=price)  # type: ignore[arg-type]
+        check_price_scale(loaded.frame, sym, files[0])
+        candles = loaded.frame
     with progress_bar("train", elapsed=True, description=True) as progress:
         task = progress.add_task("", total=config.max_minutes * 60.0)
 
@@ -88,7 +121,7 @@ def train_command(
             progress.update(task, completed=min(p.elapsed_s, p.budget_s),
                             description=f"step {p.step} loss {p.loss:.4f} val CRPS {p.val_crps:.3e}")
 
-        result = train(config, loaded.frame, model_dir, progress=report)
+        result = train(config, candles, model_dir, progress=report)
     m = result.metrics
     typer.echo(f"steps={m['steps']} stop={m['stop_reason']} seconds={m['train_seconds']:.1f} params={m['params']}")
     test = m.get("test")
@@ -96,7 +129,44 @@ def train_command(
         typer.echo("step  skill_vs_rw  cover50  cover90")
         for i, (s, c5, c9) in enumerate(zip(test["skill"], test["cover50"], test["cover90"], strict=True), start=1):
             typer.echo(f"{i:4d}  {s:+.4f}      {c5:.3f}    {c9:.3f}")
+    for name, sc in m.get("test_series", {}).items():
+        skill = sc["skill"]
+        typer.echo(f"series {name}: n={sc['n']} skill step1 {skill[0]:+.4f} mean {sum(skill) / len(skill):+.4f} "
+                   f"cover90 mean {sum(sc['cover90']) / len(sc['cover90']):.3f}")
     typer.echo(str(result.checkpoint))
+
+
+def _read_series(files: list[Path], syms: list[str], *, timeframe: str, price: str) -> dict[str, Any]:
+    """The series of a global model: ``{name: candle frame}`` for each file and symbol.
+
+    ``syms`` empty means every symbol of each file. A name is the symbol, or
+    ``SYMBOL@FILESTEM`` when several files are given (two vendors of one pair are two
+    series). Each series' rows are selected by symbol and timeframe, never mixed.
+    """
+    import re
+
+    from forex_diffusion.errors import DataFormatError
+    from forex_diffusion.readers import check_price_scale, read_candle_series, read_candles
+
+    out: dict[str, Any] = {}
+    tags: list[str] = []
+    for f in files:
+        base = f.name.split(".", 1)[0]
+        tag = re.sub(r"[^A-Za-z0-9_-]+", "_", base).strip("_").lower() or "file"
+        while tag in tags:
+            tag += "_"
+        tags.append(tag)
+        held = syms or sorted(set(read_candles(f, price=price).frame["symbol"].tolist()))  # type: ignore[arg-type]
+        if not held or any(not isinstance(s, str) or not s for s in held):
+            raise DataFormatError(f"{f.name} names no symbols: pass --symbol")
+        for s in held:
+            frame = read_candle_series(f, symbol=s, timeframe=timeframe, price=price).frame  # type: ignore[arg-type]
+            check_price_scale(frame, s, f)
+            out[s if len(files) == 1 else f"{s}@{tag}"] = frame
+    if len(out) < 2:
+        raise DataFormatError(f"a global model needs at least two series, got {', '.join(out) or 'none'}: "
+                              "pass several symbols (A,B or all) or several files")
+    return out
 
 
 def _check_model_dir(model_dir: Path) -> None:
