@@ -1,6 +1,10 @@
 """Benchmark the diffusion forecaster: forecast latency (1 series, batch of 32) and training.
 
-Run: ``.venv/bin/python bench/bench_diffusion.py [--model PATH] [--threads 2] [--train-minutes 1]``
+Run: ``.venv/bin/python bench/bench_diffusion.py [--model PATH] [--threads 2] [--train-minutes 1]
+[--compile-steps 200] [--compile-rounds 5]``
+
+The first line names the device: the GPU (``torch.cuda.get_device_name``) when CUDA is
+available, else the CPU; with a GPU present the latency rows are repeated on it.
 
 Latency: ``Predictor.forecast`` with 100 samples, H = 24, the model's default DDIM
 steps, on CPU with ``--threads`` threads; p50/p99 over repeated calls on real hourly
@@ -8,13 +12,20 @@ EUR/USD contexts. Peers measured in the same process: the same model sampled wit
 DDIM steps (the step counts of published diffusion forecasters), and the EWMA random
 walk baseline. Training: a short ``train()`` on the hourly 2007–2017 set (train to 2015,
 validate 2016) to measure throughput; the full run's time is in docs/diffusion.md.
+``--compile``: training steps/s of the default architecture (batch 512) with the loss eager
+and through ``torch.compile``, the same step as :func:`train` (loss, backward, clipping,
+AdamW, EMA) on synthetic batches of the real shapes (the work does not depend on the values),
+measured after warm-up (the compilation time is printed apart), rounds alternating the two so
+that load on the machine hits both alike; the ratio is the median of the rounds' ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -86,14 +97,100 @@ def _row(name: str, ms: np.ndarray, ref: float | None = None) -> None:
     print(f"  {name:<42} p50 {p50:8.2f} ms   p99 {p99:8.2f} ms{ratio}")
 
 
+def _device_line() -> str:
+    """The device the figures are measured on: the GPU's name when CUDA is available, else the CPU."""
+    if torch.cuda.is_available():
+        return (f"device: GPU {torch.cuda.get_device_name(0)} (cuda:0 of {torch.cuda.device_count()}); "
+                f"CPU rows use {torch.get_num_threads()} threads")
+    cpu = "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = f"CPU {line.split(':', 1)[1].strip()}"
+                break
+    except OSError:
+        pass
+    return f"device: {cpu}, {torch.get_num_threads()} threads (no CUDA GPU)"
+
+
+def _train_step(compiled: bool, device: torch.device) -> Callable[[], float]:
+    """One optimiser step of :func:`train` on the default architecture (batch 512), loss eager or compiled."""
+    cfg = TrainConfig(symbol="EURUSD", timeframe="1h")
+    spec = cfg.context
+    cond_dim = 2 * spec.window + CALENDAR_DIM + 1
+    torch.manual_seed(cfg.seed)
+    model = DiffusionModel(ModelConfig(
+        denoiser=DenoiserConfig(horizon=cfg.horizon, cond_dim=cond_dim, width=cfg.width, cond_width=cfg.cond_width,
+                                blocks=cfg.blocks, time_dim=cfg.time_dim),
+        schedule=cfg.schedule, x0_clip=spec.clip)).to(device)
+    ema = copy.deepcopy(model)
+    params, ema_params = list(model.parameters()), list(ema.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    idx_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
+    n = 20_000
+    x_all = torch.randn(n, cfg.horizon, device=device).clamp(-spec.clip, spec.clip)
+    c_all = torch.randn(n, cond_dim, device=device)
+    loss_fn: Callable[..., torch.Tensor] = torch.compile(model.loss) if compiled else model.loss
+
+    def step() -> float:
+        model.train()
+        bi = torch.randint(0, n, (cfg.batch_size,), generator=idx_gen).to(device)
+        loss = loss_fn(x_all[bi], c_all[bi], gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        with torch.no_grad():
+            for e, p in zip(ema_params, params, strict=True):
+                e.lerp_(p, 1.0 - cfg.ema_decay)
+        return float(loss.detach())  # train() reads the loss every step (a device sync)
+
+    return step
+
+
+def _compile_rates(device: torch.device, steps: int, rounds: int = 3, warmup: int = 20) -> None:
+    """Print training steps/s with the loss eager and compiled, and their ratio (same run)."""
+    fns: dict[str, Callable[[], float]] = {}
+    for name in ("eager", "compiled"):
+        try:
+            f = _train_step(name == "compiled", device)
+            t0 = time.perf_counter()
+            f()
+            first = time.perf_counter() - t0
+            for _ in range(warmup):
+                f()
+        except Exception as exc:  # a missing C compiler, an unsupported backend: say so, go on
+            print(f"  {name}: failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+            return
+        fns[name] = f
+        print(f"  {name:<9} first step {first:7.2f} s (compilation when compiled), then {warmup} warm-up steps")
+    rates: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, f in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                f()
+            rates[name].append(steps / (time.perf_counter() - t0))
+    ratios = [c / e for e, c in zip(rates["eager"], rates["compiled"], strict=True)]
+    for name, r in rates.items():
+        print(f"  {name:<9} {np.median(r):8.1f} steps/s (median of {rounds} rounds of {steps}: "
+              f"{', '.join(f'{x:.1f}' for x in r)})")
+    print(f"  compiled / eager: x{np.median(ratios):.2f} (rounds {', '.join(f'{x:.2f}' for x in ratios)})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train-minutes", type=float, default=1.0)
     ap.add_argument("--reps", type=int, default=100)
+    ap.add_argument("--compile-steps", type=int, default=200,
+                    help="steps per round of the eager vs torch.compile training measurement (0: skip)")
+    ap.add_argument("--compile-rounds", type=int, default=5, help="rounds of that measurement (median)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    print(_device_line())
     pred = _predictor(args.model)
     n_params = sum(p.numel() for p in pred.model.parameters())
     print(f"model {pred.key} {pred.version}: {n_params} params, default steps {pred.default_steps}, "
@@ -114,6 +211,16 @@ def main() -> None:
          float(np.median(t32)))
     print(f"goals: 1 series p50 <= 15 ms: {'met' if np.median(t1) <= 15 else 'MISSED'}; "
           f"batch of 32 p50 <= 150 ms: {'met' if np.median(t32) <= 150 else 'MISSED'}")
+    if torch.cuda.is_available():
+        gpu = Predictor(copy.deepcopy(pred.model), pred.manifest, device="cuda")
+        print(f"on the GPU ({torch.cuda.get_device_name(0)}), same requests (ratio: to the CPU rows above):")
+        _row("1 series (default steps)", _time(lambda: gpu.forecast(one, samples=100), args.reps), float(np.median(t1)))
+        _row("batch of 32 series (default steps)", _time(lambda: gpu.forecast(reqs, samples=100),
+                                                         max(10, args.reps // 4)), float(np.median(t32)))
+    if args.compile_steps > 0:
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        print(f"training steps/s, default architecture, batch 512, on {dev}, loss eager vs torch.compile:")
+        _compile_rates(dev, args.compile_steps, rounds=max(1, args.compile_rounds))
     frame = read_candles(HOURLY, symbol="EURUSD", price="mid").frame
     cfg = TrainConfig(symbol="EURUSD", timeframe="1h", horizon=24, device="cpu", max_minutes=args.train_minutes,
                       split=(datetime_to_ms(datetime(2016, 1, 1, tzinfo=UTC)),

@@ -9,6 +9,11 @@ Layout under a model directory::
 UTC creation time, so versions sort chronologically. Loading verifies the sha256 in the
 manifest before reading, then reads with ``torch.load(weights_only=True)``, so a file
 carrying pickled objects is refused even when its hash matches.
+
+Retention keeps the newest ``keep`` versions of a key and never deletes a version the
+caller's ``protected`` callback names: a model directory a worker serves from holds the
+registry's versions (champion, challenger, rollback targets), which only the caller (the
+CLI, the retraining jobs) can ask about.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import os
 import pickle
 import tempfile
 import zipfile
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 #: Manifest schema version.
 MANIFEST_FORMAT = 1
+
+#: ``protected(key, candidates)`` → those of the candidate versions that must not be deleted.
+Protected = Callable[[str, Sequence[str]], Collection[str]]
 
 
 def model_key(symbol: str, timeframe: str, horizon: int) -> str:
@@ -58,13 +67,18 @@ class CheckpointManager:
         The model directory.
     keep
         How many versions of one key to keep (older ones are deleted after a save).
+    protected
+        Called after a save with the key and the versions retention would delete (oldest
+        first); those it returns are kept (e.g. versions a model registry names). If it
+        raises, nothing is deleted.
     """
 
-    def __init__(self, root: str | Path, *, keep: int = 3) -> None:
+    def __init__(self, root: str | Path, *, keep: int = 3, protected: Protected | None = None) -> None:
         if keep < 1:
             raise ConfigError(f"keep must be >= 1, got {keep}")
         self.root = Path(root)
         self.keep = keep
+        self.protected = protected
 
     def versions(self, key: str) -> list[Path]:
         """Return the checkpoint files of ``key``, oldest first."""
@@ -109,7 +123,19 @@ class CheckpointManager:
         return pt
 
     def _prune(self, key: str) -> None:
-        for old in self.versions(key)[: -self.keep]:
+        doomed = self.versions(key)[: -self.keep]
+        if doomed and self.protected is not None:
+            try:
+                spared = set(self.protected(key, [p.stem for p in doomed]))
+            except Exception as exc:  # whatever failed, deleting without an answer is worse
+                logger.warning("checkpoint retention skipped key=%s: protected versions unknown (%s: %s)",
+                               key, type(exc).__name__, exc)
+                return
+            for p in doomed:
+                if p.stem in spared:
+                    logger.info("checkpoint kept key=%s version=%s reason=protected", key, p.stem)
+            doomed = [p for p in doomed if p.stem not in spared]
+        for old in doomed:
             old.unlink(missing_ok=True)
             old.with_suffix(".json").unlink(missing_ok=True)
             logger.info("checkpoint pruned key=%s path=%s", key, old)

@@ -41,7 +41,7 @@ from ..errors import ConfigError, ModelError
 from ..evaluation import QUANTILE_LEVELS, crps_quantiles
 from ..instruments import series_symbol, symbol_set_key
 from ..timeframes import Timeframe
-from .checkpoint import CheckpointManager, model_key
+from .checkpoint import CheckpointManager, Protected, model_key
 from .context import CALENDAR_DIM, ContextSpec, build_features
 from .denoiser import DenoiserConfig
 from .model import DiffusionModel, ModelConfig
@@ -322,8 +322,11 @@ def _leakage_check(train: _Windows, val: _Windows, test: _Windows) -> dict[str, 
         pairs.append(("val_test", val.end_ms, test.first_ms))
     for name, early, late in pairs:
         stat = float(ks_2samp(early, late).statistic)
+        # the statistic is also 1 for sets in the wrong order: the bounds decide that
         if stat < 1.0 or early.max() >= late.min():
-            raise ModelError(f"leakage: {name} time stamps overlap (KS statistic {stat:.4f} < 1)")
+            raise ModelError(f"leakage: {name} time stamps overlap (KS statistic {stat:.4f}; the earlier "
+                             f"set's last target closes at {int(early.max())} ms, the later set's first "
+                             f"at {int(late.min())} ms)")
         out[f"ks_time_{name}"] = stat
     # information only: shift of the scaled-return distribution between train and later sets
     out["ks_returns_train_val"] = float(ks_2samp(train.target[:, 0], val.target[:, 0]).statistic)
@@ -421,7 +424,8 @@ def _scores(q: np.ndarray, w: _Windows) -> dict[str, Any]:
 
 def train(config: TrainConfig, candles: pd.DataFrame | Mapping[str, pd.DataFrame], model_dir: str | Path, *,
           extra: np.ndarray | Mapping[str, np.ndarray] | None = None,
-          progress: Callable[[TrainProgress], None] | None = None) -> TrainResult:
+          progress: Callable[[TrainProgress], None] | None = None,
+          protected: Protected | None = None) -> TrainResult:
     """Train, calibrate, score and save a model; return the checkpoint.
 
     Parameters
@@ -441,6 +445,9 @@ def train(config: TrainConfig, candles: pd.DataFrame | Mapping[str, pd.DataFrame
         series name for a global model).
     progress
         Called after each validation evaluation.
+    protected
+        Versions the checkpoint retention must keep (``(key, candidates) -> kept``, e.g. the
+        versions a model registry names); see :class:`~.checkpoint.CheckpointManager`.
 
     Returns
     -------
@@ -601,7 +608,7 @@ def train(config: TrainConfig, candles: pd.DataFrame | Mapping[str, pd.DataFrame
         },
         "metrics": metrics,
     }
-    mgr = CheckpointManager(model_dir, keep=config.keep)
+    mgr = CheckpointManager(model_dir, keep=config.keep, protected=protected)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     path = mgr.save(state, manifest, key=model_key(config.symbol, config.timeframe, config.horizon))
     saved = json_manifest(path)

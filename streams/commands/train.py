@@ -15,6 +15,8 @@ from forex_diffusion.timeframes import Timeframe
 from ._common import check_input, check_positive, check_price, progress_bar
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from forex_diffusion.diffusion import TrainProgress
 
 logger = logging.getLogger(__name__)
@@ -39,7 +41,8 @@ def train_command(
     device: str = typer.Option("auto", "--device", help="auto|cpu|cuda."),
     compile_: bool = typer.Option(False, "--compile", help="Wrap the loss in torch.compile."),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads (>= 1)."),
-    keep: int = typer.Option(3, "--keep", help="Checkpoints kept for this model key."),
+    keep: int = typer.Option(3, "--keep", help="Checkpoints kept for this model key (besides every version the model registry names)."),
+    db: str | None = typer.Option(None, "--db", help="Registry database whose versions retention never deletes (default: FOREXD_DATABASE_URL, else the SQLite file under FOREXD_DATA_DIR if it exists)."),
     series_embedding: int = typer.Option(0, "--series-embedding", help="Global model: width of a learnt series embedding (0: none)."),
 ) -> None:
     """Train on FILE, calibrate on the validation span, score the test span, save a checkpoint.
@@ -90,6 +93,7 @@ def train_command(
     for f in files:
         check_input(f, "candle file")
     _check_model_dir(model_dir)
+    protected = _registry_protection(db)
     series = _read_series(files, syms, timeframe=timeframe, price=price) if is_global else None
     if series is not None:
         import dataclasses
@@ -121,7 +125,7 @@ def train_command(
             progress.update(task, completed=min(p.elapsed_s, p.budget_s),
                             description=f"step {p.step} loss {p.loss:.4f} val CRPS {p.val_crps:.3e}")
 
-        result = train(config, candles, model_dir, progress=report)
+        result = train(config, candles, model_dir, progress=report, protected=protected)
     m = result.metrics
     typer.echo(f"steps={m['steps']} stop={m['stop_reason']} seconds={m['train_seconds']:.1f} params={m['params']}")
     test = m.get("test")
@@ -167,6 +171,41 @@ def _read_series(files: list[Path], syms: list[str], *, timeframe: str, price: s
         raise DataFormatError(f"a global model needs at least two series, got {', '.join(out) or 'none'}: "
                               "pass several symbols (A,B or all) or several files")
     return out
+
+
+def _registry_protection(db: str | None) -> Callable[[str, Sequence[str]], set[str]] | None:
+    """What checkpoint retention must keep: every version the model registry names (any
+    status but ``deleted``), so training into a serving directory never deletes a registered,
+    champion or rollback version. The database is ``--db``, else ``FOREXD_DATABASE_URL``,
+    else the SQLite file under ``FOREXD_DATA_DIR`` when it exists (as ``forexd models``
+    resolves it); none of them: no registry, plain retention. A named database that does
+    not answer stops the command before training (exit 69)."""
+    import os
+
+    from ..settings import Settings
+    from ._common import open_engine
+
+    env = {k: os.environ[k] for k in ("FOREXD_DATABASE_URL", "FOREXD_DATA_DIR") if os.environ.get(k)}
+    settings = Settings.from_env(env)
+    url = db or settings.database_url
+    if not url:
+        default = settings.data_dir / "forexd.db"
+        if not default.is_file():
+            return None
+        url = settings.db_url
+    engine = open_engine(url, create=False)
+
+    def protected(key: str, candidates: Sequence[str]) -> set[str]:
+        from sqlalchemy import inspect
+
+        from forex_diffusion.storage.registry import get_version
+
+        if not inspect(engine).has_table("model_versions"):
+            return set()  # no registry tables: nothing registered
+        rows = {v: get_version(engine, v) for v in candidates}
+        return {v for v, row in rows.items() if row is not None and row.status != "deleted"}
+
+    return protected
 
 
 def _check_model_dir(model_dir: Path) -> None:
