@@ -39,7 +39,8 @@ def two_series(hourly: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def global_config(**kw: object) -> TrainConfig:
-    return replace(tiny_config(), symbol=TWO, series=("EURUSD", "GBPUSD"), **kw)  # type: ignore[arg-type]
+    config: TrainConfig = replace(tiny_config(), symbol=TWO, series=("EURUSD", "GBPUSD"), **kw)
+    return config
 
 
 def test_pooled_windows_are_each_series_own_windows_and_never_cross(hourly: pd.DataFrame) -> None:
@@ -66,7 +67,7 @@ def test_split_cuts_every_series_at_the_same_dates(hourly: pd.DataFrame) -> None
     tr, va, te, dates = _split(_pooled_windows(frames, config, None), config)
     assert dates == (d1, d2)
     for i in (0, 1):
-        t, v, s = (w.take(np.flatnonzero(w.series == i)) for w in (tr, va, te))  # type: ignore[operator]
+        t, v, s = (w.take(np.flatnonzero(w.series == i)) for w in (tr, va, te))
         assert len(t) and len(v) and t.end_ms.max() <= d1 and v.origin_ms.min() >= d1 and v.end_ms.max() <= d2
         if len(s):
             assert s.origin_ms.min() >= d2
