@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from forex_diffusion.bundled import MODELS
 from forex_diffusion.forecasting import RandomWalkPredictor
@@ -15,6 +16,7 @@ from forex_diffusion.storage import make_engine
 from forex_diffusion.storage.registry import ModelKey
 from retraining.registry import ModelRegistry
 from retraining.serving import ModelBook
+from streams.cli import app
 
 M1 = sorted((MODELS / "EURUSD-1m-h24").glob("*.pt"))[-1]
 
@@ -72,6 +74,12 @@ def test_registry_routes_per_series_then_smallest_global_then_star(db_url: str, 
     assert served[("AUDUSD", "1m")] == "v-star"  # no global model covers it
     assert book.predictor("GBPUSD", "1m").version == "v-small"  # the smallest covering set
     assert reg.resolve_champion("GBPUSD", "1m", 24).version == "v-small"  # type: ignore[union-attr]
+    # `forexd models list` names a global key's symbols
+    res = CliRunner().invoke(app, ["models", "list", "--db", db_url, "--model-dir", str(models)])
+    assert res.exit_code == 0, res.output
+    small_row = next(line for line in res.output.splitlines() if line.startswith("v-small"))
+    assert f"{small.key}" in small_row and small_row.endswith("symbols=EURUSD,GBPUSD")
+    assert "symbols=" not in next(line for line in res.output.splitlines() if line.startswith("v-own"))
 
 
 def test_model_dir_files_route_like_the_registry(tmp_path: Path) -> None:
