@@ -485,7 +485,7 @@ MODELS = RecordSchema(topic="fx.models", description="The outcome of a retrain j
     Field(name="timeframe", kind="string", max_length=16, truncate=True),
     Field(name="horizon", kind="integer", minimum=0, maximum=HORIZON_MAX),
     Field(name="version", kind="string", pattern=_TOKEN, max_length=128, nullable=True),
-    Field(name="status", kind="string", enum=("promoted", "rejected", "failed")),
+    Field(name="status", kind="string", enum=("promoted", "shadow", "rejected", "failed")),
     Field(name="reason", kind="string", max_length=2000, truncate=True),
     Field(name="metrics", kind="json", description="evaluation metrics (non-finite values are null)"),
     Field(name="duration_s", kind="number", minimum=0.0, maximum=1e9),

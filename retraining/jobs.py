@@ -12,7 +12,9 @@ through :mod:`retraining.runner`; ``forexd retrain --local`` runs it in-process)
    (:func:`~forex_diffusion.backtest.backtest`); CRPS, 90 %/50 % coverage and the EWMA
    random walk's CRPS are computed on them;
 5. :func:`~retraining.policy.decide_promotion` decides; the version is registered (as the
-   challenger) and promoted or rejected, each a single transaction;
+   challenger) and promoted or rejected, each a single transaction -- or, with
+   ``shadow_forecasts`` and a champion it beat, put in shadow (issue 16: the candle agent
+   scores it live and decides, :mod:`retraining.shadow`);
 6. retention deletes what the rule no longer keeps.
 
 A job for one key at a time: :class:`InFlight` admits one request per model key (and
@@ -70,8 +72,8 @@ __all__ = ["OUTCOME_SCHEMA", "REQUEST_ID_PATTERN", "InFlight", "JobConfig", "Job
 
 logger = logging.getLogger(__name__)
 
-JobStatus = Literal["promoted", "rejected", "failed"]
-_STATUSES: tuple[str, ...] = ("promoted", "rejected", "failed")
+JobStatus = Literal["promoted", "shadow", "rejected", "failed"]
+_STATUSES: tuple[str, ...] = ("promoted", "shadow", "rejected", "failed")
 #: Schema version of the ``fx.models`` value (:meth:`JobOutcome.to_dict`).
 OUTCOME_SCHEMA = 1
 _FIXED_TRAIN_KEYS = frozenset({"symbol", "timeframe", "horizon"})
@@ -125,6 +127,11 @@ class JobConfig:
         The promotion rule.
     keep_last, audit_window_ms
         Retention: the newest versions kept, and how far back forecasts pin a version.
+    shadow_forecasts
+        Issue 16: a challenger that wins against a champion enters **shadow** instead of
+        being promoted, until this many of its live forecasts are realised (the candle
+        agent then promotes or rejects it); 0 promotes at once. A challenger with no
+        champion to face is promoted at once either way.
     """
 
     train: Mapping[str, Any] = field(default_factory=dict)
@@ -138,6 +145,7 @@ class JobConfig:
     policy: PromotionPolicy = field(default_factory=PromotionPolicy)
     keep_last: int = 3
     audit_window_ms: int = 7 * 86_400_000
+    shadow_forecasts: int = 0
 
     def __post_init__(self) -> None:
         bad = _FIXED_TRAIN_KEYS & set(self.train)
@@ -149,8 +157,8 @@ class JobConfig:
         for name in ("horizon", "train_candles", "holdout_candles", "eval_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.warmup_candles < 0 or self.keep_last < 0 or self.audit_window_ms < 0:
-            raise ConfigError("warmup_candles, keep_last and audit_window_ms must be >= 0")
+        if self.warmup_candles < 0 or self.keep_last < 0 or self.audit_window_ms < 0 or self.shadow_forecasts < 0:
+            raise ConfigError("warmup_candles, keep_last, audit_window_ms and shadow_forecasts must be >= 0")
         if self.holdout_candles <= self.horizon:
             raise ConfigError(f"holdout_candles {self.holdout_candles} must exceed the horizon {self.horizon}")
 
@@ -165,13 +173,14 @@ class JobConfig:
                 "holdout_candles": self.holdout_candles, "warmup_candles": self.warmup_candles,
                 "eval_every": self.eval_every, "eval_samples": self.eval_samples,
                 "eval_steps": self.eval_steps, "policy": self.policy.to_dict(),
-                "keep_last": self.keep_last, "audit_window_ms": self.audit_window_ms}
+                "keep_last": self.keep_last, "audit_window_ms": self.audit_window_ms,
+                "shadow_forecasts": self.shadow_forecasts}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise ``ConfigError``."""
         names = {"train", "horizon", "train_candles", "holdout_candles", "warmup_candles", "eval_every",
-                 "eval_samples", "eval_steps", "policy", "keep_last", "audit_window_ms"}
+                 "eval_samples", "eval_steps", "policy", "keep_last", "audit_window_ms", "shadow_forecasts"}
         unknown = set(data) - names
         if unknown:
             raise ConfigError(f"unknown JobConfig keys: {sorted(unknown)}")
@@ -211,8 +220,8 @@ class JobOutcome:
 
     @property
     def exit_code(self) -> int:
-        """Command-line exit status: 0 promoted, 3 rejected, 1 failed."""
-        return {"promoted": 0, "rejected": 3}.get(self.status, 1)
+        """Command-line exit status: 0 promoted or in shadow, 3 rejected, 1 failed."""
+        return {"promoted": 0, "shadow": 0, "rejected": 3}.get(self.status, 1)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able form (with the schema version ``v``)."""
@@ -532,10 +541,18 @@ def run_retrain(request: RetrainRequest, *, engine: Engine, model_dir: str | Pat
         version = reg.register(final, key=key, request_id=request.request_id,
                                metrics={"train": metrics["train"], "holdout": challenger.to_dict(),
                                         "champion_holdout": metrics.get("champion")})
-        if decision.promote:
+        if decision.promote and cfg.shadow_forecasts > 0 and champ_scores is not None:
+            try:  # issue 16: a challenger that beat a champion offline first serves in shadow
+                version = reg.start_shadow(version.version, decision.reason, required=cfg.shadow_forecasts)
+                status: JobStatus = "shadow"
+                reason = decision.reason
+            except RegistryError as exc:
+                version = reg.reject(version.version, f"shadow refused: {exc}")
+                status, reason = "rejected", f"shadow refused: {exc}"
+        elif decision.promote:
             try:
                 version = reg.promote(version.version, decision.reason)
-                status: JobStatus = "promoted"
+                status = "promoted"
                 reason = decision.reason
             except RegistryError as exc:
                 version = reg.reject(version.version, f"promotion refused: {exc}")

@@ -17,18 +17,29 @@ True
 >>> d = decide_promotion(ch, HoldoutScores(crps=0.985, rw_crps=1.0, cover90=0.9, cover50=0.5, n=100), pol)
 >>> d.promote, d.reason.split(":")[0]
 (False, 'not_better')
+
+A challenger that passes may first serve in **shadow** (issue 16): its live forecasts are
+scored beside the champion's on the same origins, and :func:`decide_shadow` promotes it
+once ``required`` of them are realised if its CRPS is no worse than the champion's there:
+
+>>> live = ShadowScores(n=48, crps=1.02, champion_crps=1.0, rw_crps=1.1, cover90=0.9, champion_cover90=0.9)
+>>> decide_shadow(live, required=96) is None  # still waiting
+True
+>>> decide_shadow(live, required=48).reason.split(":")[0]
+'shadow_worse'
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from forex_diffusion.errors import ConfigError
 
-__all__ = ["HoldoutScores", "PromotionDecision", "PromotionPolicy", "decide_promotion"]
+__all__ = ["HoldoutScores", "PromotionDecision", "PromotionPolicy", "ShadowScores", "decide_promotion",
+           "decide_shadow"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,3 +167,83 @@ def decide_promotion(challenger: HoldoutScores, champion: HoldoutScores | None,
     if math.isfinite(skill) and skill >= policy.min_skill_vs_rw:
         return PromotionDecision(True, f"no_champion_beats_rw: {text}")
     return PromotionDecision(False, f"no_champion_worse_than_rw: {text}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShadowScores:
+    """A shadow's realised live forecasts beside the champion's on the same origins.
+
+    Parameters
+    ----------
+    n
+        Realised forecast origins compared (every step of each realised).
+    crps, champion_crps, rw_crps
+        Mean quantile CRPS over those origins and steps (price units) of the shadow, of
+        the champion that served them, and of the EWMA random walk.
+    cover90, champion_cover90
+        Fractions of realised closes inside each one's 5–95 % interval.
+    """
+
+    n: int
+    crps: float
+    champion_crps: float
+    rw_crps: float
+    cover90: float
+    champion_cover90: float
+
+    @property
+    def skill(self) -> float:
+        """``1 - crps / champion_crps``: above 0 the shadow beats the champion (NaN when undefined)."""
+        return 1.0 - self.crps / self.champion_crps if self.champion_crps > 0 else math.nan
+
+    @property
+    def skill_rw(self) -> float:
+        """``1 - crps / rw_crps`` of the shadow (NaN when undefined)."""
+        return 1.0 - self.crps / self.rw_crps if self.rw_crps > 0 else math.nan
+
+    @property
+    def champion_skill_rw(self) -> float:
+        """``1 - champion_crps / rw_crps`` (NaN when undefined)."""
+        return 1.0 - self.champion_crps / self.rw_crps if self.rw_crps > 0 else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-able form (with the skills)."""
+        return {"n": self.n, "crps": self.crps, "champion_crps": self.champion_crps, "rw_crps": self.rw_crps,
+                "cover90": self.cover90, "champion_cover90": self.champion_cover90, "skill": self.skill,
+                "skill_rw": self.skill_rw, "champion_skill_rw": self.champion_skill_rw}
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Mapping[str, Any]]) -> ShadowScores:
+        """Aggregate ``shadow_scores`` rows (one per origin, each a mean over its steps) with equal weights."""
+        if not rows:
+            return cls(n=0, crps=math.nan, champion_crps=math.nan, rw_crps=math.nan, cover90=math.nan,
+                       champion_cover90=math.nan)
+
+        def mean(name: str) -> float:
+            return math.fsum(float(r[name]) for r in rows) / len(rows)
+
+        return cls(n=len(rows), crps=mean("crps"), champion_crps=mean("champion_crps"), rw_crps=mean("rw_crps"),
+                   cover90=mean("cover90"), champion_cover90=mean("champion_cover90"))
+
+
+def decide_shadow(scores: ShadowScores, *, required: int) -> PromotionDecision | None:
+    """The shadow rule; pure. None while fewer than ``required`` forecasts are realised.
+
+    Given exactly the first ``required`` realised origins (the caller passes no more, so a
+    late decision sees the same rows as a timely one): promote when the shadow's CRPS is
+    no worse than the champion's on them (``shadow_not_worse``), else reject
+    (``shadow_worse``); non-finite scores reject (``shadow_invalid``).
+    """
+    if required < 1:
+        raise ConfigError(f"required must be >= 1, got {required}")
+    if scores.n < required:
+        return None
+    s = scores
+    if not all(math.isfinite(x) for x in (s.crps, s.champion_crps)) or s.crps < 0:
+        return PromotionDecision(False, f"shadow_invalid: non-finite live scores (crps={s.crps}, "
+                                        f"champion={s.champion_crps})")
+    text = (f"live crps {s.crps:.6g} vs champion {s.champion_crps:.6g} ({100 * s.skill:+.2f} %) over "
+            f"{s.n} realised forecasts, cover90 {s.cover90:.3f} vs {s.champion_cover90:.3f}")
+    if s.crps <= s.champion_crps:
+        return PromotionDecision(True, f"shadow_not_worse: {text}")
+    return PromotionDecision(False, f"shadow_worse: {text}")

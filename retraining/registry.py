@@ -338,8 +338,11 @@ class ModelRegistry:
         """The version :meth:`rollback` would restore, or None."""
         return store.previous_champion(self.engine, key)
 
-    def promote(self, version: str, reason: str) -> ModelVersion:
+    def promote(self, version: str, reason: str, *, expect_status: str | None = None) -> ModelVersion:
         """Make ``version`` its key's champion after verifying its artifact.
+
+        With ``expect_status`` (``shadow``), a version whose status differs is returned
+        unchanged: the shadow was decided (or superseded) already.
 
         Raises
         ------
@@ -348,11 +351,29 @@ class ModelRegistry:
         """
         return store.promote_version(self.engine, version, reason=reason, now_ms=self._clock(),
                                      usable=self.verify,
-                                     before_commit=lambda: failpoint("registry.promote"))
+                                     before_commit=lambda: failpoint("registry.promote"),
+                                     expect_status=expect_status)
 
-    def reject(self, version: str, reason: str) -> ModelVersion:
-        """Mark a version rejected."""
-        return store.reject_version(self.engine, version, reason=reason, now_ms=self._clock())
+    def reject(self, version: str, reason: str, *, expect_status: str | None = None) -> ModelVersion:
+        """Mark a version rejected (unchanged if ``expect_status`` is given and differs)."""
+        return store.reject_version(self.engine, version, reason=reason, now_ms=self._clock(),
+                                    expect_status=expect_status)
+
+    def shadow(self, key: ModelKey) -> ModelVersion | None:
+        """The version in shadow for ``key`` (issue 16), or None."""
+        version = store.get_aliases(self.engine, key).get("shadow")
+        return None if version is None else self.get(version)
+
+    def start_shadow(self, version: str, reason: str, *, required: int) -> ModelVersion:
+        """Put ``version`` in shadow until ``required`` live forecasts are realised (artifact verified first).
+
+        Raises
+        ------
+        RegistryError
+            Unknown, deleted or champion version, or an artifact that does not load.
+        """
+        return store.start_shadow(self.engine, version, reason=reason, required=required, now_ms=self._clock(),
+                                  usable=self.verify)
 
     def rollback(self, key: ModelKey, reason: str = "manual") -> ModelVersion:
         """Restore the previous champion of ``key``; return it.
@@ -392,7 +413,8 @@ class ModelRegistry:
             since_ms=self._clock() - audit_window_ms)
         keep = select_retained(versions, champion=aliases.get("champion"),
                                previous=None if prev is None else prev.version,
-                               challenger=aliases.get("challenger"), referenced=referenced,
+                               challenger=aliases.get("challenger"),
+                               referenced=set(referenced) | {v for a, v in aliases.items() if a == "shadow"},
                                keep_last=keep_last)
         doomed = [v for v in versions if v.status != "deleted" and v.version not in keep]
         deleted = store.mark_deleted(self.engine, [v.version for v in doomed],

@@ -58,6 +58,7 @@ class ModelBook:
         self.on_rejected = on_rejected
         self._loaded: dict[str, Any] = {}  # version -> predictor
         self._serving: dict[tuple[str, str], Any] = {}  # (symbol, tf) -> predictor
+        self._shadows: dict[tuple[str, str], Any] = {}  # (symbol, tf) -> shadow predictor or None (issue 16)
         self._fallback = RandomWalkPredictor(horizon)
         self.rejected: dict[str, str] = {}
 
@@ -140,10 +141,42 @@ class ModelBook:
         self._serving[(symbol, timeframe)] = chosen
         return chosen
 
+    def shadow(self, symbol: str, timeframe: str) -> Any | None:
+        """The version in shadow for the series' own key, loaded (issue 16), or None.
+
+        Only a symbol's own key has a shadow (a job trains one symbol); one that does not
+        load, or that already serves the series, is None. Re-resolved by :meth:`refresh`.
+        """
+        k = (symbol, timeframe)
+        if k not in self._shadows:
+            self._resolve_shadow(symbol, timeframe)
+        return self._shadows[k]
+
+    def _resolve_shadow(self, symbol: str, timeframe: str) -> None:
+        pred = None
+        if self.registry is not None:
+            try:
+                row = self.registry.shadow(ModelKey(symbol=symbol, timeframe=timeframe, horizon=self.horizon))
+            except ForexDiffusionError as exc:
+                log.warning("model.shadow_unresolved symbol=%s timeframe=%s error=%s", symbol, timeframe, exc)
+                row = None
+            if row is not None:
+                pred = self._load(row.version)
+        serving = self._serving.get((symbol, timeframe))
+        if pred is not None and serving is not None and getattr(serving, "version", None) == pred.version:
+            pred = None
+        self._shadows[(symbol, timeframe)] = pred
+
+    def shadow_versions(self) -> dict[tuple[str, str], str]:
+        """Version in shadow per ``(symbol, timeframe)`` (series without one are left out)."""
+        return {k: str(getattr(v, "version", "?")) for k, v in self._shadows.items() if v is not None}
+
     def refresh(self) -> dict[tuple[str, str], str]:
         """Re-resolve every key served so far (after an ``fx.models`` record); return versions."""
         for sym, tf in list(self._serving):
             self._resolve(sym, tf)
+        for sym, tf in list(self._shadows):
+            self._resolve_shadow(sym, tf)
         return {k: getattr(v, "version", "?") for k, v in self._serving.items()}
 
     def versions(self) -> dict[tuple[str, str], str]:

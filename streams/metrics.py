@@ -70,6 +70,8 @@ __all__ = [
     "QUOTE_FLAGS",
     "RETRAIN_OUTCOMES",
     "RETRAIN_REASONS",
+    "SHADOW_DECISIONS",
+    "SHADOW_ROLES",
     "SOURCE_KINDS",
     "STANDARD_TOPICS",
     "Metrics",
@@ -90,8 +92,11 @@ DETECTORS: frozenset[str] = frozenset(
 )
 RETRAIN_REASONS: frozenset[str] = frozenset({"drift", "manual", "schedule"})
 RETRAIN_OUTCOMES: frozenset[str] = frozenset(
-    {"registered", "promoted", "rejected", "failed", "rolled_back", "skipped"}
+    {"registered", "promoted", "shadow", "rejected", "failed", "rolled_back", "skipped"}
 )
+#: Roles of the live shadow comparison (issue 16) and the decisions that end a shadow.
+SHADOW_ROLES: frozenset[str] = frozenset({"champion", "shadow"})
+SHADOW_DECISIONS: frozenset[str] = frozenset({"promoted", "rejected"})
 DEPENDENCIES: frozenset[str] = frozenset({"database", "broker", "model_store"})
 #: Circuit-breaker states and the gauge value that encodes each.
 CIRCUIT_STATES: dict[str, int] = {"closed": 0, "half_open": 1, "open": 2}
@@ -193,6 +198,7 @@ class Metrics:
         self._server: _Server | None = None
         self._last_arrival: dict[str, float] = {}
         self._serving: dict[str, str] = {}  # key -> version label currently exported
+        self._shadowing: dict[str, str] = {}  # key -> version label in shadow (issue 16)
         self._define()
 
     # ------------------------------------------------------------------ definitions
@@ -347,6 +353,46 @@ class Metrics:
             "Model artifacts refused at load (hash mismatch, pickle, corrupt).",
             registry=r,
         )
+        # issue 16: a challenger in live shadow, beside the champion on the same origins
+        self.shadow_version = Gauge(
+            f"{p}model_version_in_shadow",
+            "Always 1 per key in shadow; the version label names the challenger in shadow.",
+            ["key", "version"],
+            registry=r,
+        )
+        self.shadow_crps = Gauge(
+            f"{p}shadow_crps",
+            "Mean CRPS (price units) over the shadow's realised forecasts, of the shadow and of the "
+            "champion on the same origins (role).",
+            ["key", "role"],
+            registry=r,
+        )
+        self.shadow_skill = Gauge(
+            f"{p}shadow_skill_ratio",
+            "1 - CRPS_shadow / CRPS_champion over the shadow's realised forecasts; >= 0 promotes.",
+            ["key"],
+            registry=r,
+        )
+        self.shadow_realised = Gauge(
+            f"{p}shadow_realised_forecasts",
+            "Realised forecasts of the version in shadow (the decision needs the required number).",
+            ["key"],
+            registry=r,
+        )
+        self.shadow_required = Gauge(
+            f"{p}shadow_required_forecasts",
+            "Realised forecasts the version in shadow needs before it is promoted or rejected.",
+            ["key"],
+            registry=r,
+        )
+        self.shadow_decisions = Counter(
+            f"{p}shadow_decisions_total",
+            "Shadows decided by their live scores, by outcome (promoted, rejected).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in sorted(SHADOW_DECISIONS):
+            self.shadow_decisions.labels(outcome)  # exported at 0 from the start
         self.consumer_lag = Gauge(
             f"{p}consumer_lag_records",
             "Records between the consumer's position and the high-water mark.",
@@ -569,6 +615,58 @@ class Metrics:
     def artifact_rejected(self) -> None:
         """Count one model artifact refused at load."""
         self.artifacts_rejected.inc()
+
+    def _key_ok(self, key: str) -> bool:
+        parts = key.split("/") if isinstance(key, str) else []
+        if len(parts) != 3 or not (parts[2].isdigit() and 0 < len(parts[2]) <= 4):
+            self._invalid("key", key)
+            return False
+        return self._series_ok(parts[0], parts[1])
+
+    def shadow_progress(self, key: str, version: str, *, realised: int, required: int, crps: float | None,
+                        champion_crps: float | None) -> None:
+        """Export where the shadow of ``key`` stands: its version, realised/required counts and
+        both roles' mean CRPS over its realised forecasts (one version per key at a time)."""
+        if not self._key_ok(key):
+            return
+        label = str(version).strip()
+        if not _VERSION_LABEL.match(label):
+            self._invalid("version", version)
+            return
+        previous = self._shadowing.get(key)
+        if previous is not None and previous != label:
+            self._remove(self.shadow_version, (key, previous))
+        self._shadowing[key] = label
+        self.shadow_version.labels(key, label).set(1)
+        self.shadow_realised.labels(key).set(realised)
+        self.shadow_required.labels(key).set(required)
+        mine = crps if crps is not None and math.isfinite(crps) else None
+        theirs = champion_crps if champion_crps is not None and math.isfinite(champion_crps) else None
+        self._set_or_remove(self.shadow_crps, (key, "shadow"), mine)
+        self._set_or_remove(self.shadow_crps, (key, "champion"), theirs)
+        skill = 1.0 - mine / theirs if mine is not None and theirs is not None and theirs > 0 else None
+        self._set_or_remove(self.shadow_skill, (key,), skill)
+
+    def shadow_ended(self, key: str, decision: str | None = None) -> None:
+        """Remove ``key``'s shadow series; count the ``decision`` (promoted, rejected) that ended it."""
+        if decision is not None:
+            kind = self._enum("outcome", decision, SHADOW_DECISIONS)
+            if kind is not None:
+                self.shadow_decisions.labels(kind).inc()
+        previous = self._shadowing.pop(key, None)
+        if previous is not None:
+            self._remove(self.shadow_version, (key, previous))
+        for gauge, labels in ((self.shadow_realised, (key,)), (self.shadow_required, (key,)),
+                              (self.shadow_skill, (key,)), (self.shadow_crps, (key, "shadow")),
+                              (self.shadow_crps, (key, "champion"))):
+            self._remove(gauge, labels)
+
+    @staticmethod
+    def _remove(gauge: Gauge, labels: tuple[str, ...]) -> None:
+        try:
+            gauge.remove(*labels)
+        except KeyError:
+            pass
 
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
         """Set the consumer lag of one partition of a configured topic."""

@@ -135,19 +135,21 @@ class PartitionProgress:
         captured: dict[int, tuple[int, dict[str, Any]]],
         effects: dict[int, tuple[Sequence[Any], ...]] | None = None,
     ) -> None:
-        """Write each captured ``(offset, state)`` with its ``(candles, forecasts[, drift events])``
-        in one transaction."""
+        """Write each captured ``(offset, state)`` with its ``(candles, forecasts[, drift events[,
+        shadow score rows]])`` in one transaction."""
         effects = effects or {}
         loop = asyncio.get_running_loop()
         for p, (offset, state) in captured.items():
             candles, forecasts, *more = effects.get(p, ((), ()))
             drift = more[0] if more else ()
+            shadow = more[1] if len(more) > 1 else ()
             await loop.run_in_executor(
                 None,
-                lambda p=p, offset=offset, state=state, candles=candles, forecasts=forecasts, drift=drift: save_progress(
+                lambda p=p, offset=offset, state=state, candles=candles, forecasts=forecasts, drift=drift,
+                shadow=shadow: save_progress(
                     self.engine, consumer=self.consumer, topic=self.topic, partition=p,
                     offset=offset, state=state, candle_items=list(candles),
-                    forecast_rows=list(forecasts), drift_items=list(drift),
+                    forecast_rows=list(forecasts), drift_items=list(drift), shadow_rows=list(shadow),
                 ),
             )
         if self.app is not None and captured:

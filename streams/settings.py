@@ -78,6 +78,9 @@ class Settings:
     # wall-clock limit after which a job's process group is killed (reported failed/timeout)
     retrain_concurrency: int = 1
     retrain_timeout_s: float = 3 * 3600.0
+    # issue 16: a challenger that beats a champion offline serves in shadow until this many of
+    # its live forecasts are realised, then is promoted or rejected on them (0: promote at once)
+    shadow_forecasts: int = 96
     # issue 13: HMAC key of the pickle-bearing state snapshots (unset: generated once into
     # data_dir/state.key, mode 0600); "accept" loads old unsigned snapshots (migration only)
     state_key: str | None = field(default=None, repr=False)
@@ -96,6 +99,8 @@ class Settings:
             raise ConfigError("partitions must be >= 1")
         if self.retrain_concurrency < 1 or not self.retrain_timeout_s > 0:
             raise ConfigError("retrain_concurrency must be >= 1 and retrain_timeout_s > 0")
+        if self.shadow_forecasts < 0:
+            raise ConfigError("shadow_forecasts must be >= 0 (0: no shadow)")
         if self.state_unsigned not in ("refuse", "accept"):
             raise ConfigError("state_unsigned must be refuse or accept")
         if self.state_key is not None and len(self.state_key) < 32:

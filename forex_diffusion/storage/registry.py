@@ -1,17 +1,20 @@
 """Model registry tables and their transactional repository functions.
 
-Three tables on the project's :data:`~forex_diffusion.storage.tables.metadata`:
+Four tables on the project's :data:`~forex_diffusion.storage.tables.metadata`:
 
 ``model_versions``
     One row per trained model version: key, artifact path (relative to the model
     directory), manifest sha256, config hash, training data window, metrics (JSON),
-    status (``registered``, ``promoted``, ``rejected``, ``rolled_back``, ``deleted``).
+    status (``registered``, ``shadow``, ``promoted``, ``rejected``, ``rolled_back``, ``deleted``).
 ``model_aliases``
-    The version pointers: ``(model_key, alias) -> version`` with alias ``champion`` or
-    ``challenger``. Promoting is updating one row.
+    The version pointers: ``(model_key, alias) -> version`` with alias ``champion``,
+    ``challenger`` or ``shadow``. Promoting is updating one row.
 ``model_alias_history``
     Every pointer change: alias, key, version, ``from_ms``, ``to_ms`` (None while current),
     reason.
+``shadow_scores``
+    The realised live forecasts of a version in shadow, each beside the champion's on the
+    same origin (issue 16).
 
 Every write function here is ONE transaction: a crash (or a failed statement) leaves
 either all of its effects or none. Artifact checks (does the file load?) are the caller's
@@ -34,6 +37,7 @@ from sqlalchemy import (
     Column,
     Connection,
     Engine,
+    Float,
     Integer,
     String,
     Table,
@@ -42,6 +46,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import ConfigError, RegistryError
 from .retry import db_retry
@@ -67,16 +72,21 @@ __all__ = [
     "referenced_versions",
     "reject_version",
     "rollback_champion",
+    "SHADOW_COLUMNS",
+    "insert_shadow_scores",
+    "read_shadow_scores",
+    "shadow_scores",
+    "start_shadow",
 ]
 
 logger = logging.getLogger(__name__)
 
-Status = Literal["registered", "promoted", "rejected", "rolled_back", "deleted"]
-Alias = Literal["champion", "challenger"]
+Status = Literal["registered", "shadow", "promoted", "rejected", "rolled_back", "deleted"]
+Alias = Literal["champion", "challenger", "shadow"]
 #: Version statuses.
-STATUSES: tuple[str, ...] = ("registered", "promoted", "rejected", "rolled_back", "deleted")
+STATUSES: tuple[str, ...] = ("registered", "shadow", "promoted", "rejected", "rolled_back", "deleted")
 #: Alias names.
-ALIASES: tuple[str, ...] = ("champion", "challenger")
+ALIASES: tuple[str, ...] = ("champion", "challenger", "shadow")
 
 model_versions = Table(
     "model_versions",
@@ -119,6 +129,29 @@ model_alias_history = Table(
     Column("to_ms", BigInteger),
     Column("reason", Text, nullable=False),
 )
+
+#: One row per realised forecast origin of a version in shadow (issue 16): its CRPS and the
+#: serving champion's on the same origin and realised closes (means over the horizon's
+#: steps), with the random walk's. Keyed by (version, as_of_ms): a replayed origin is
+#: inserted once. Written in the candle agent's checkpoint transaction.
+shadow_scores = Table(
+    "shadow_scores",
+    metadata,
+    Column("version", String(64), primary_key=True),
+    Column("as_of_ms", BigInteger, primary_key=True),
+    Column("model_key", String(64), nullable=False, index=True),
+    Column("champion_version", String(64), nullable=False),
+    Column("steps", Integer, nullable=False),
+    Column("crps", Float, nullable=False),
+    Column("champion_crps", Float, nullable=False),
+    Column("rw_crps", Float, nullable=False),
+    Column("cover90", Float, nullable=False),
+    Column("champion_cover90", Float, nullable=False),
+    Column("realised_ms", BigInteger, nullable=False),
+)
+#: Columns of a ``shadow_scores`` row, in order.
+SHADOW_COLUMNS: tuple[str, ...] = ("version", "as_of_ms", "model_key", "champion_version", "steps", "crps",
+                                   "champion_crps", "rw_crps", "cover90", "champion_cover90", "realised_ms")
 
 _SYMBOL = re.compile(r"^(\*|[A-Z0-9]{2,16})$")
 
@@ -382,12 +415,14 @@ def _check_usable(v: ModelVersion, usable: Callable[[ModelVersion], bool] | None
 @db_retry
 def promote_version(engine: Engine, version: str, *, reason: str, now_ms: int,
                     usable: Callable[[ModelVersion], bool] | None = None,
-                    before_commit: Callable[[], None] | None = None) -> ModelVersion:
+                    before_commit: Callable[[], None] | None = None,
+                    expect_status: str | None = None) -> ModelVersion:
     """Make ``version`` the champion of its key, in one transaction.
 
     The old champion keeps its status (``promoted``: it was one), its history row is
-    closed; a challenger alias on ``version`` is dropped. Promoting the current champion
-    again changes nothing.
+    closed; a challenger or shadow alias on ``version`` is dropped. Promoting the current
+    champion again changes nothing. With ``expect_status`` (e.g. ``shadow``), a version
+    whose status is another one is returned unchanged (a decision already taken).
 
     Raises
     ------
@@ -398,6 +433,8 @@ def promote_version(engine: Engine, version: str, *, reason: str, now_ms: int,
         v = _get(conn, version, lock=True)
         if v is None:
             raise RegistryError(f"unknown version {version}")
+        if expect_status is not None and v.status != expect_status:
+            return v
         current = _alias(conn, v.key, "champion", lock=True)
         if current == version:
             return v
@@ -405,6 +442,8 @@ def promote_version(engine: Engine, version: str, *, reason: str, now_ms: int,
         _point(conn, v.key, "champion", version, reason, now_ms)
         if _alias(conn, v.key, "challenger") == version:
             _point(conn, v.key, "challenger", None, "promoted", now_ms)
+        if _alias(conn, v.key, "shadow") == version:
+            _point(conn, v.key, "shadow", None, "promoted", now_ms)
         _set_status(conn, version, "promoted", reason, now_ms)
         if before_commit is not None:
             before_commit()
@@ -415,14 +454,21 @@ def promote_version(engine: Engine, version: str, *, reason: str, now_ms: int,
 
 
 @db_retry
-def reject_version(engine: Engine, version: str, *, reason: str, now_ms: int) -> ModelVersion:
-    """Mark a non-champion version ``rejected`` (it stays the challenger for inspection)."""
+def reject_version(engine: Engine, version: str, *, reason: str, now_ms: int,
+                   expect_status: str | None = None) -> ModelVersion:
+    """Mark a non-champion version ``rejected`` (it stays the challenger for inspection; a
+    shadow alias on it is dropped). With ``expect_status``, a version whose status is
+    another one is returned unchanged."""
     with engine.begin() as conn:
         v = _get(conn, version, lock=True)
         if v is None:
             raise RegistryError(f"unknown version {version}")
+        if expect_status is not None and v.status != expect_status:
+            return v
         if _alias(conn, v.key, "champion") == version:
             raise RegistryError(f"version {version} is the champion of {v.key}; roll back instead")
+        if _alias(conn, v.key, "shadow") == version:
+            _point(conn, v.key, "shadow", None, "rejected", now_ms)
         _set_status(conn, version, "rejected", reason, now_ms)
         out = _get(conn, version)
     assert out is not None
@@ -491,3 +537,66 @@ def mark_deleted(engine: Engine, versions: Iterable[str], *, reason: str, now_ms
             _set_status(conn, version, "deleted", reason, now_ms)
             out.append(version)
     return out
+
+
+@db_retry
+def start_shadow(engine: Engine, version: str, *, reason: str, required: int, now_ms: int,
+                 usable: Callable[[ModelVersion], bool] | None = None) -> ModelVersion:
+    """Put ``version`` in shadow for its key, in one transaction (issue 16).
+
+    Its status becomes ``shadow``, the ``shadow`` alias points at it (the challenger alias
+    stays), and its metrics gain ``shadow: {"required": N, "since_ms": now}``: the number of
+    realised live forecasts after which the stream decides. A version already in shadow
+    for the key is rejected (``superseded``).
+
+    Raises
+    ------
+    RegistryError
+        Unknown or deleted version, the key's champion, ``required < 1``, or ``usable``
+        refuses it.
+    """
+    if required < 1:
+        raise RegistryError(f"a shadow needs at least 1 realised forecast, got {required}")
+    with engine.begin() as conn:
+        v = _get(conn, version, lock=True)
+        if v is None:
+            raise RegistryError(f"unknown version {version}")
+        if _alias(conn, v.key, "champion", lock=True) == version:
+            raise RegistryError(f"version {version} is already the champion of {v.key}")
+        _check_usable(v, usable)
+        old = _alias(conn, v.key, "shadow", lock=True)
+        if old is not None and old != version:
+            _set_status(conn, old, "rejected", f"superseded: {version} entered shadow", now_ms)
+        _point(conn, v.key, "shadow", version, reason, now_ms)
+        metrics = {**v.metrics, "shadow": {"required": int(required), "since_ms": now_ms}}
+        conn.execute(update(model_versions).where(model_versions.c.version == version)
+                     .values(metrics=metrics, status="shadow", reason=reason, updated_ms=now_ms))
+        out = _get(conn, version)
+    assert out is not None
+    logger.info("registry shadow version=%s key=%s required=%d superseded=%s", version, v.key, required, old)
+    return out
+
+
+def insert_shadow_scores(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Insert realised shadow scores on ``conn`` (inside the caller's transaction); a row whose
+    ``(version, as_of_ms)`` exists already is left as it is (first write wins)."""
+    items = [{k: r[k] for k in SHADOW_COLUMNS} for r in rows]
+    if not items:
+        return
+    if conn.dialect.name == "postgresql":
+        stmt: Any = postgresql.insert(shadow_scores)
+    elif conn.dialect.name == "sqlite":
+        stmt = sqlite.insert(shadow_scores)
+    else:
+        raise NotImplementedError(f"dialect {conn.dialect.name} is not supported")
+    conn.execute(stmt.on_conflict_do_nothing(index_elements=["version", "as_of_ms"]), items)
+
+
+@db_retry
+def read_shadow_scores(engine: Engine, version: str, *, limit: int | None = None) -> list[dict[str, Any]]:
+    """The realised shadow scores of ``version``, oldest origin first (at most ``limit``)."""
+    q = select(shadow_scores).where(shadow_scores.c.version == version).order_by(shadow_scores.c.as_of_ms)
+    if limit is not None:
+        q = q.limit(limit)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q)]

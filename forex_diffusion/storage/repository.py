@@ -168,8 +168,10 @@ def save_progress(
     candle_items: Sequence[Candle] = (),
     forecast_rows: Sequence[dict[str, Any]] = (),
     drift_items: Sequence[DriftEvent] = (),
+    shadow_rows: Sequence[dict[str, Any]] = (),
 ) -> None:
-    """Write effects (candles, forecasts, drift events) and the state/offset they reflect in ONE transaction.
+    """Write effects (candles, forecasts, drift events, realised shadow scores) and the
+    state/offset they reflect in ONE transaction.
 
     After a crash the consumer restores ``state`` and resumes at ``offset + 1``; the
     effects it then re-applies are keyed upserts, so nothing is lost or doubled.
@@ -180,6 +182,10 @@ def save_progress(
         _upsert_candles(conn, candle_items)
         _upsert_forecasts(conn, forecast_rows)
         _upsert_drift(conn, drift_items)
+        if shadow_rows:
+            from .registry import insert_shadow_scores
+
+            insert_shadow_scores(conn, shadow_rows)
         stmt = _insert(conn, snapshots).values(
             consumer=consumer, topic=topic, partition=partition, offset=offset,
             state=payload, updated_ms=now,

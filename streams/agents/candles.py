@@ -33,6 +33,7 @@ from retraining.serving import ModelBook
 from ..deadletter import Containment
 from ..producer import send_all
 from ..progress import PartitionProgress
+from .shadow import ShadowLane
 
 if TYPE_CHECKING:
     from ..app import Runtime
@@ -70,6 +71,9 @@ class CandleAgent:
         self.contain = Containment(source="candles", sink=lambda k, v, h: self.dead.append((k, v, h)),
                                    metrics=lambda: self.rt.metrics)
         self.gate = CandleGate()  # far-future candles never reach a series (issue 13)
+        # issue 16: a challenger in shadow forecasts beside the champion, unpublished, scored live
+        self.shadow = ShadowLane(self.models, metrics=lambda: self.rt.metrics,
+                                 send=lambda kind, key, value: self.out.append((kind, key, value)))
         self.lock = asyncio.Lock()
         self._flush_task: asyncio.Future[None] | None = None
         # set between batches: a checkpoint captures state only there, never while a batch
@@ -86,15 +90,18 @@ class CandleAgent:
 
     def _snapshot(self, partition: int) -> dict[str, Any]:
         return {"symbols": {s: self.forecasters[s].snapshot() for s in sorted(self.symbols.get(partition, ()))
-                            if s in self.forecasters}}
+                            if s in self.forecasters},
+                "shadow": self.shadow.snapshot(self.symbols.get(partition, ()))}
 
     def _restore(self, partition: int, state: dict[str, Any]) -> None:
         for sym, data in state.get("symbols", {}).items():
             self.forecasters[sym] = SymbolForecaster.restore(data, self.config, symbol=sym)
             self.symbols[partition].add(sym)
+        self.shadow.restore(state.get("shadow"))
 
     def _drop(self, partition: int) -> None:
         self.gate.drop(self.symbols.get(partition, ()))
+        self.shadow.drop(partition, self.symbols.get(partition, ()))
         for sym in self.symbols.pop(partition, set()):
             self.forecasters.pop(sym, None)
         self.pending_rows.pop(partition, None)
@@ -126,6 +133,7 @@ class CandleAgent:
         async def refresh_models() -> None:
             # promotions and rollbacks made from the CLI (no fx.models record) are picked up too
             await asyncio.get_running_loop().run_in_executor(None, self.models.refresh)
+            await self.shadow.settle()  # shadows running here: export, and decide any that are due
 
         @app.timer(interval=self.rt.settings.snapshot_interval_s)
         async def checkpoint() -> None:
@@ -189,6 +197,7 @@ class CandleAgent:
             self.out.extend(side)
             self._account_side_outputs(p, out)
             if not out.duplicate:
+                self.shadow.on_candle(p, candle)
                 self.pending_candles[p].append(candle)
                 if self.rt.metrics is not None:
                     self.rt.metrics.candles_processed(candle.symbol, candle.timeframe)
@@ -255,10 +264,12 @@ class CandleAgent:
                 log.error("forecast.internal_error model=%s error=%s: no forecasts for this batch",
                           getattr(pred, "version", "?"), type(exc).__name__, exc_info=exc)
                 continue
+            emitted = []
             for (p, o, msg, _r), fc in zip(triples, fcs, strict=True):
                 with self.contain.record(msg) as scope:
                     scope.stage, scope.symbol = "forecast", o.candle.symbol
                     rec = self.forecasters[o.candle.symbol].record(fc, o, degraded=degraded)
+                    emitted.append((p, o, fc))
                     value = encode_forecast(rec)
                     key = o.candle.symbol.encode()
                     self.out.append(("forecasts", key, value))
@@ -269,6 +280,10 @@ class CandleAgent:
                                                          fc.steps, fc.samples, degraded)
                         self.rt.metrics.model_in_service(f"{o.candle.symbol}/{o.candle.timeframe}/{s.horizon}",
                                                          fc.model_version)
+            await self.shadow.forecast(  # issue 16: the same requests, for a shadow of these series
+                emitted, lambda o, sp: self.forecasters[o.candle.symbol].request(
+                    o, getattr(sp, "context_spec", None)),
+                steps=steps, samples=samples, degraded=degraded)
         if len(self.out) >= 500:
             self.schedule_flush()
 
@@ -319,12 +334,13 @@ class CandleAgent:
             rows, self.pending_rows = self.pending_rows, defaultdict(list)
             cands, self.pending_candles = self.pending_candles, defaultdict(list)
             drift, self.pending_drift = self.pending_drift, defaultdict(list)
-            captured = self.progress.capture(set(rows) | set(cands) | set(drift))
+            shadow = self.shadow.take()
+            captured = self.progress.capture(set(rows) | set(cands) | set(drift) | set(shadow))
             if not captured and not out and not dead:
                 self.healthy.set()
                 return
             try:
-                await self._publish_and_persist(out, dead, rows, cands, captured, drift)
+                await self._publish_and_persist(out, dead, rows, cands, captured, drift, shadow=shadow)
             except Exception as exc:  # noqa: BLE001 - any failure: keep everything, retry, back off
                 self.out[:0] = out
                 self.dead[:0] = dead
@@ -334,6 +350,7 @@ class CandleAgent:
                     self.pending_candles[p][:0] = c
                 for p, d in drift.items():
                     self.pending_drift[p][:0] = d
+                self.shadow.give_back(shadow)
                 self.progress.dirty |= set(captured)
                 self.failures += 1
                 self.healthy.clear()
@@ -341,6 +358,7 @@ class CandleAgent:
                 self.progress.checkpoint_failed(exc)  # F14: a lasting permanent storage error exits
                 await asyncio.sleep(min(30.0, 0.25 * 2 ** min(self.failures, 7)))
                 return
+            self.shadow.persisted(shadow)
             if self.failures:
                 log.warning("checkpoint.recovered after=%d failures", self.failures)
             self.failures = 0
@@ -348,14 +366,16 @@ class CandleAgent:
 
     async def _publish_and_persist(self, out: list[Any], dead: list[Any], rows: dict[int, list[Any]],
                                    cands: dict[int, list[Any]], captured: dict[int, Any],
-                                   drift: dict[int, list[Any]] | None = None) -> None:
+                                   drift: dict[int, list[Any]] | None = None, *,
+                                   shadow: dict[int, list[Any]] | None = None) -> None:
         dl = self.rt.topics["deadletter"]
         records = [(self.rt.topics[kind], key, value, None) for kind, key, value in out]
         records += [(dl, key, value, headers) for key, value, headers in dead]
         await send_all(self.rt, records)
-        drift = drift or {}
-        await self.progress.persist(captured, {p: (cands.get(p, ()), rows.get(p, ()), drift.get(p, ()))
-                                               for p in set(rows) | set(cands) | set(drift)})
+        drift, shadow = drift or {}, shadow or {}
+        await self.progress.persist(captured, {p: (cands.get(p, ()), rows.get(p, ()), drift.get(p, ()),
+                                                   shadow.get(p, ()))
+                                               for p in set(rows) | set(cands) | set(drift) | set(shadow)})
         failpoint("after_db_upsert_before_commit")
         m = self.rt.metrics
         q = getattr(self.rt, "quality", None)

@@ -30,10 +30,20 @@ from ..deadletter import dead_letter_headers, dead_letter_record
 
 if TYPE_CHECKING:
     from ..app import Runtime
+    from ..settings import Settings
 
-__all__ = ["RetrainAgent"]
+__all__ = ["RetrainAgent", "job_config"]
 
 log = logging.getLogger(__name__)
+
+
+def job_config(s: Settings) -> JobConfig:
+    """The worker's job settings: ``FOREXD_RETRAIN_JOB_CONFIG`` (else the defaults at the
+    worker's horizon), with ``FOREXD_SHADOW_FORECASTS`` unless that JSON names ``shadow_forecasts``."""
+    data = json.loads(s.retrain_job_config) if s.retrain_job_config else {"horizon": s.horizon}
+    if isinstance(data, dict) and "shadow_forecasts" not in data:
+        data = {**data, "shadow_forecasts": s.shadow_forecasts}
+    return JobConfig.from_dict(data)
 
 
 class RetrainAgent:
@@ -42,7 +52,7 @@ class RetrainAgent:
     def __init__(self, rt: Runtime) -> None:
         s = rt.settings
         self.rt = rt
-        self.config = JobConfig.from_dict(json.loads(s.retrain_job_config)) if s.retrain_job_config else JobConfig(horizon=s.horizon)
+        self.config = job_config(s)
         self.model_dir = Path(s.model_dir or (s.data_dir / "models"))
         self.schedule = [ScheduleEntry.parse(x) for x in s.retrain_schedule]
         self.horizons = frozenset({s.horizon, self.config.horizon, *(e.key.horizon for e in self.schedule)})

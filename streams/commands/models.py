@@ -1,4 +1,4 @@
-"""``forexd models list|promote|rollback|history|register``: inspect and move model versions."""
+"""``forexd models list|promote|rollback|history|register|shadow``: inspect and move model versions."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from retraining.registry import ModelRegistry
 
 models_app = typer.Typer(
-    help="Model registry: list versions, promote, roll back, show alias history, register a checkpoint.",
+    help="Model registry: list versions, promote, roll back, show alias history, register a checkpoint, "
+         "show a live shadow.",
     no_args_is_help=True,
 )
 
@@ -149,6 +150,56 @@ def register_command(
     """Verify CHECKPOINT, copy it into the model directory and register it (not promoted)."""
     v = open_registry(db, model_dir).import_artifact(checkpoint, key=_key(key) if key else None)
     typer.echo(f"registered {v.version} for {v.key}")
+
+
+@models_app.command("shadow")
+def shadow_command(
+    key: str = typer.Argument(..., help="Model key SYMBOL/timeframe/horizon (or SYMBOL-tf-hH)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object."),
+    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
+    model_dir: Path | None = typer.Option(None, "--model-dir", help=_DIR_HELP),
+) -> None:
+    """Show the live shadow of KEY: realised forecasts, shadow vs champion CRPS, skill, decision state.
+
+    The version in shadow, else the key's latest version that was in shadow (decided).
+    Reads the registry and the shadow_scores table; writes nothing. Exit 2 for a key
+    without versions or without any shadow.
+    """
+    from forex_diffusion.errors import RegistryError
+    from retraining.shadow import shadow_state
+
+    reg = open_registry(db, model_dir)
+    k = _key(key)
+    versions = reg.list(k)
+    if not versions:
+        raise RegistryError(f"unknown key {k}: no registered version (see `forexd models list`)")
+    current = reg.shadow(k)
+    been = [v for v in versions if isinstance(v.metrics.get("shadow"), dict)]
+    chosen = current or (max(been, key=lambda v: (v.updated_ms, v.version)) if been else None)
+    if chosen is None:
+        raise RegistryError(f"{k} has no version in shadow, and none has been (a challenger enters "
+                            "shadow when it beats a champion and FOREXD_SHADOW_FORECASTS > 0)")
+    st = shadow_state(reg, chosen.version)
+    champion = reg.champion(k)
+    if as_json:
+        typer.echo(json.dumps({**st.to_dict(), "champion": None if champion is None else champion.version,
+                               "since_ms": chosen.metrics["shadow"].get("since_ms")}, default=str))
+        return
+    sc = st.scores
+
+    def pct(x: float) -> str:
+        return "-" if x != x else f"{100 * x:+.2f} %"
+
+    typer.echo(f"key {k}  shadow {chosen.version}  state {st.state}")
+    typer.echo(f"since {_when(chosen.metrics['shadow'].get('since_ms'))}  realised forecasts {st.realised} "
+               f"of {st.required}  champion now {'-' if champion is None else champion.version}")
+    typer.echo(f"{'':12} {'crps':>11} {'skill_vs_rw':>12} {'cover90':>8}")
+    typer.echo(f"{'shadow':12} {_fmt(sc.crps):>11} {pct(sc.skill_rw):>12} {_fmt(sc.cover90):>8}")
+    typer.echo(f"{'champion':12} {_fmt(sc.champion_crps):>11} {pct(sc.champion_skill_rw):>12} "
+               f"{_fmt(sc.champion_cover90):>8}")
+    typer.echo(f"{'random walk':12} {_fmt(sc.rw_crps):>11}")
+    typer.echo(f"skill vs champion {pct(sc.skill)} (promoted when >= 0 after {st.required} realised forecasts)")
+    typer.echo(f"reason: {st.reason}")
 
 
 def register(app: typer.Typer) -> None:

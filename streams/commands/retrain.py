@@ -110,8 +110,9 @@ def retrain_command(
     """Retrain one model key (symbol, timeframe, horizon): train a challenger, score it against the champion, promote or reject.
 
     --local reads candles from --db, writes the artifact under --model-dir and the registry
-    rows to --db, prints the outcome (last line: JSON) and exits 0 promoted, 3 rejected,
-    1 failed. Without --local it sends a request to fx.retrain.requests (FOREXD_BROKER_URL,
+    rows to --db, prints the outcome (last line: JSON) and exits 0 promoted (or shadow: a
+    challenger that beat the champion serves in shadow for FOREXD_SHADOW_FORECASTS realised
+    live forecasts first), 3 rejected, 1 failed. Without --local it sends a request to fx.retrain.requests (FOREXD_BROKER_URL,
     FOREXD_TOPIC_PREFIX); with --wait it prints the matching fx.models outcome and exits
     the same way.
     """
@@ -166,6 +167,7 @@ def _run_local(request: RetrainRequest, settings: Settings, *, config: Path | No
         raise DataFormatError(f"--config {config} is not JSON ({exc}): fix the file "
                               "(JobConfig.to_dict form)") from exc
     data.setdefault("horizon", settings.horizon)
+    data.setdefault("shadow_forecasts", settings.shadow_forecasts)  # issue 16: FOREXD_SHADOW_FORECASTS
     if max_minutes is not None:
         data["train"] = {**data.get("train", {}), "max_minutes": max_minutes}
     job = JobConfig.from_dict(data)
