@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ import pandas as pd
 
 from ._bitmap_font import draw_text, text_width
 from .diffusion.context import ForecastRequest
+from .diffusion.inputs import build_extra, frame_candles
 from .diffusion.predictor import Forecast, Predictor
 from .domain import Candle
 from .errors import ConfigError
@@ -107,7 +108,9 @@ def _candles(frame: pd.DataFrame, symbol: str, tf: Timeframe) -> list[Candle]:
 
 
 def backtest(candles: pd.DataFrame, predictor: Predictor, config: BacktestConfig, *,
-             progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+             progress: Callable[[int, int], None] | None = None,
+             touch: list[pd.DataFrame] | None = None,
+             others: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Walk forward through ``candles`` and return one row per (as_of, step).
 
     Parameters
@@ -121,6 +124,15 @@ def backtest(candles: pd.DataFrame, predictor: Predictor, config: BacktestConfig
     progress
         Called with ``(candles_done, candles_total)`` after each sampling call.
 
+    others
+        Candles of the other pairs a model's ``cross`` input names (same columns and
+        timeframe), by symbol. A model with named inputs gets them from
+        :func:`~forex_diffusion.diffusion.inputs.build_extra` (the builder the stream
+        runs); a candle whose inputs are not ready yet gets no forecast.
+    touch
+        When given, one frame per sampling call is appended to it: the touch probabilities
+        of the predictor's bands with the realised touches (:func:`touch_frame`), for
+        :func:`~forex_diffusion.touch.summarize_touch`. The returned rows do not change.
     Returns
     -------
     pandas.DataFrame
@@ -131,6 +143,15 @@ def backtest(candles: pd.DataFrame, predictor: Predictor, config: BacktestConfig
     closes = np.array([b.close for b in bars])
     ctx = predictor.new_context(config.symbol, tf.name)
     pending: list[tuple[int, ForecastRequest]] = []
+    extras = None
+    if predictor.inputs:
+        missing = [s for s in predictor.inputs.cross_symbols if s not in (others or {})]
+        if missing:
+            raise ConfigError(f"model {predictor.key} takes other pairs' returns as input: "
+                              f"give the candles of {', '.join(missing)}")
+        extras = build_extra(bars, predictor.inputs,
+                             {s: frame_candles(f, s, tf.name) for s, f in (others or {}).items()
+                              if s in predictor.inputs.cross_symbols})
     blocks: list[pd.DataFrame] = []
     eligible = 0
     h = predictor.horizon
@@ -150,7 +171,12 @@ def backtest(candles: pd.DataFrame, predictor: Predictor, config: BacktestConfig
             continue
         if config.to_ms is not None and bar.close_ms > config.to_ms:
             break
-        req = ctx.request(bar.close_ms)
+        extra = None
+        if extras is not None:
+            extra = extras[i]
+            if not np.isfinite(extra).all():
+                continue  # the model's inputs are still warming up
+        req = ctx.request(bar.close_ms, extra=extra)
         if req is None:
             continue
         eligible += 1

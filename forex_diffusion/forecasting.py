@@ -21,14 +21,15 @@ from __future__ import annotations
 import base64
 import math
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 from scipy.stats import norm
 
 from .diffusion.context import ContextSpec, ForecastRequest, SeriesContext
+from .diffusion.inputs import CrossBook, InputsBuilder, InputSpec
 from .diffusion.predictor import Forecast
 from .domain import Candle
 from .drift import DriftConfig, DriftEvent, DriftMonitor
@@ -134,6 +135,8 @@ class RandomWalkPredictor:
     version = "rw-ewma"
 
     def __init__(self, horizon: int) -> None:
+    inputs: dict[str, np.ndarray | None] = field(default_factory=dict)  # own part of each model's inputs
+    context_requests: dict[str, ForecastRequest | None] = field(default_factory=dict)  # per serving context spec
         self.horizon = horizon
 
     def forecast(self, requests: Sequence[ForecastRequest], *, steps: int | None = None,
@@ -200,8 +203,10 @@ def _ctx(symbol: str, timeframe: str, part: str) -> bytes:
 
 class SymbolForecaster:
     """Everything the forecast path keeps for one symbol."""
+        # builders of the serving models' named inputs (built from the history when a model appears)
+        self.inputs: dict[str, InputsBuilder] = {}
 
-    def __init__(self, symbol: str, config: ForecasterConfig) -> None:
+    def __init__(self, symbol: str, config: ForecasterConfig, *, book: CrossBook | None = None) -> None:
         self.symbol = symbol
         self.config = config
         self.series = {Timeframe.parse(tf).name: _Series(symbol, Timeframe.parse(tf).name, config)
@@ -219,6 +224,9 @@ class SymbolForecaster:
             out.duplicate = True  # redelivery or replay: state already holds it
             return out
         self.last_open[candle.timeframe] = candle.open_ms
+        # the worker's recent closes of every pair it serves (models with a ``cross`` input)
+        self.book = book
+        self.inputs_skipped = 0  # due candles not forecast: the model's inputs not ready (warm-up, other pair behind)
         for each in self.series.values():
             each.features.on_candle(candle)
         for each in self.series.values():
@@ -237,6 +245,8 @@ class SymbolForecaster:
         feats = fv.as_dict() if fv is not None else {}
         sigma = s.context.sigma
         out.sigma = sigma
+        if self.book is not None:
+            self.book.update(candle)
         out.learner = s.learners.step(candle, feats, sigma if sigma and math.isfinite(sigma) else float("nan"))
         events = s.drift.update_learner(out.learner)
         if feats:
@@ -251,6 +261,9 @@ class SymbolForecaster:
                     bool(np.interp(0.25, levels, ev.quantiles) <= ev.realized <= np.interp(0.75, levels, ev.quantiles)))
                 hit90 = bool(ev.quantiles[0] <= ev.realized <= ev.quantiles[-1])
                 events += s.drift.update_calibration(ev.step, candle.close_ms, pit=pit, hit50=hit50, hit90=hit90)
+        for key, builder in s.inputs.items():
+            builder.update(candle)
+            out.inputs[key] = builder.own(candle.close_ms)
         out.drift = events
         decision, s.trigger = decide(events, s.trigger, self.config.trigger, candle.close_ms)
         out.decision = decision
@@ -260,8 +273,70 @@ class SymbolForecaster:
         out.due = out.request is not None
         return out
 
-    def request(self, outcome: CandleOutcome, spec: ContextSpec | None) -> ForecastRequest | None:
-        """The forecast request of ``outcome``'s candle for a model with context ``spec``."""
+    def warm(self, candles: Iterable[Candle]) -> int:
+        """Rebuild the :attr:`cold` series (no checkpointed state) from stored ``candles``.
+
+        ``candles`` are this symbol's closed candles of every configured timeframe that come
+        before the first new one, in stream order (close time, then the shorter timeframe
+        first, as the aggregator emits them). Each cold series ends in the state it would
+        have had seeing them live -- context, history, features, learners, drift monitor --
+        so the next candle is forecast at once. Nothing is published for them: no forecast
+        is pending for scoring, and the trigger state starts empty (no request is open).
+        A forecaster with no state at all also takes their last open times. Returns the
+        number of candles replayed.
+        """
+        if not self.cold:
+            return 0
+        tfs = tuple(tf for tf in self.series if tf in self.cold)
+        fresh = SymbolForecaster(self.symbol, replace(self.config, forecast_timeframes=tfs), book=self.book)
+        n = 0
+        for c in candles:
+            n += not fresh.on_candle(c).duplicate
+        for tf in tfs:
+            s = fresh.series[tf]
+            s.trigger = TriggerState()
+            s.pending.clear()
+            self.series[tf] = s
+        if len(tfs) == len(self.series) and not self.last_open:
+            self.last_open = dict(fresh.last_open)
+        self.cold = set()
+        return n
+
+    def request(self, outcome: CandleOutcome, spec: ContextSpec | None,
+                inputs: InputSpec | None = None) -> ForecastRequest | None:
+        """The forecast request of ``outcome``'s candle for a model with context ``spec`` and ``inputs``.
+
+        A model with named inputs gets them from an :class:`InputsBuilder` of this series
+        (the builder ``forexd train``/``backtest`` run); None while they are not ready, or
+        while a ``cross`` pair's stream has not reached the candle's close (see
+        ``docs/diffusion.md``).
+        """
+        req = self._request(outcome, spec)
+        if req is None or not inputs:
+            return req
+        extra = self._inputs(outcome, inputs)
+        if extra is None:
+            self.inputs_skipped += 1
+            return None
+        return replace(req, extra=extra)
+
+    def _inputs(self, outcome: CandleOutcome, inputs: InputSpec) -> np.ndarray | None:
+        s = self.series[outcome.candle.timeframe]
+        as_of = outcome.candle.close_ms
+        key = ",".join(inputs.names)
+        builder = s.inputs.get(key)
+        if builder is None:
+            builder = s.inputs[key] = InputsBuilder(inputs, self.symbol)
+        if builder.last_close_ms is None or builder.last_close_ms < as_of:
+            for c in s.history:  # a new builder catches up from the history (bounded)
+                if c.close_ms <= as_of:
+                    builder.update(c)
+        own = builder.own(as_of) if builder.last_close_ms == as_of else outcome.inputs.get(key)
+        if own is None:
+            return None
+        return builder.vector(as_of, self.book, own=own)
+
+    def _request(self, outcome: CandleOutcome, spec: ContextSpec | None) -> ForecastRequest | None:
         if not outcome.due:
             return None
         s = self.series[outcome.candle.timeframe]
@@ -274,8 +349,17 @@ class SymbolForecaster:
             for c in s.history:
                 ctx.update(c)
             s.contexts[key] = ctx
-        return ctx.request(outcome.candle.close_ms, extra=outcome.features)
+        if ctx.last_close_ms != as_of:  # created after this candle, within its batch: rebuild up to it
+            ctx = SeriesContext(symbol=self.symbol, timeframe=s.tf, spec=spec)
+            for c in s.history:
+                if c.close_ms <= as_of:
+                    ctx.update(c)
+            if ctx.last_close_ms != as_of:
+                return None
+        return ctx.request(as_of, extra=outcome.features)
 
+        # the serving models' own-spec requests, taken now: later candles of the same batch move the contexts on
+        out.context_requests = {k: c.request(candle.close_ms, extra=out.features) for k, c in s.contexts.items()}
     def _score(self, s: _Series, candle: Candle) -> list[Evaluation]:
         evals = []
         for p in s.pending:
@@ -286,6 +370,9 @@ class SymbolForecaster:
                 y = np.array([candle.close])
                 crps = float(crps_quantiles(q[None, :], y)[0])
                 crps_rw = float(crps_quantiles(rw[None, :], y)[0])
+        if key in outcome.context_requests:
+            return outcome.context_requests[key]
+        as_of = outcome.candle.close_ms
                 evals.append(Evaluation(self.symbol, candle.timeframe, p[0], step, p[1], candle.close,
                                         q, rw, crps, crps_rw))
         while s.pending and s.pending[0][4] >= s.pending[0][2].shape[0]:
@@ -325,10 +412,14 @@ class SymbolForecaster:
                 "history": [c.to_dict() for c in s.history],
                 "contexts": {k: c.snapshot() for k, c in s.contexts.items()},
             }
-        return {"version": SNAPSHOT_VERSION, "symbol": self.symbol, "last_open": dict(self.last_open), "series": ser}
+        out = {"version": SNAPSHOT_VERSION, "symbol": self.symbol, "last_open": dict(self.last_open), "series": ser}
+        if self.book is not None and self.book.snapshot(self.symbol):
+            out["cross_book"] = self.book.snapshot(self.symbol)  # this pair's recent closes
+        return out
 
     @classmethod
-    def restore(cls, data: dict[str, Any], config: ForecasterConfig, *, symbol: str | None = None) -> SymbolForecaster:
+    def restore(cls, data: dict[str, Any], config: ForecasterConfig, *, symbol: str | None = None,
+                book: CrossBook | None = None) -> SymbolForecaster:
         """Inverse of :meth:`snapshot` (binary parts are signed for their series).
 
         ``symbol``: the series the caller restores (the checkpoint's key). A snapshot of
@@ -339,10 +430,13 @@ class SymbolForecaster:
             raise ConfigError(f"unsupported forecaster snapshot version {data.get('version')!r}")
         if symbol is not None and data.get("symbol") != symbol:
             raise ConfigError(f"the state stored for {symbol} is {str(data.get('symbol'))[:16]!r}'s")
-        f = cls(data["symbol"], config)
+        f = cls(data["symbol"], config, book=book)
+        if book is not None:
+            book.restore(f.symbol, data.get("cross_book", {}))
         f.last_open = {k: int(v) for k, v in data["last_open"].items()}
         for tf, d in data["series"].items():
             if tf not in f.series:
+                "inputs": {k: b.snapshot() for k, b in s.inputs.items()},
                 continue
             s = f.series[tf]
             s.features = FeatureBuilder.restore(d["features"])
@@ -355,3 +449,4 @@ class SymbolForecaster:
             for p in d["pending"]:
                 s.pending.append([int(p[0]), p[1], np.asarray(p[2]), np.asarray(p[3]), int(p[4])])
         return f
+            s.inputs = {k: InputsBuilder.restore(b) for k, b in d.get("inputs", {}).items()}

@@ -341,7 +341,8 @@ def build_features(close_ms: np.ndarray, high: np.ndarray, low: np.ndarray, clos
     spec
         The context parameters.
     extra
-        Optional ``[N, E]`` extra features, row ``i`` known at ``close_ms[i]``.
+        Optional ``[N, E]`` extra features, row ``i`` known at ``close_ms[i]``; a row
+        with a NaN (inputs not ready yet) is not ready.
 
     Returns
     -------
@@ -371,6 +372,8 @@ def build_features(close_ms: np.ndarray, high: np.ndarray, low: np.ndarray, clos
     sigma = np.maximum(np.sqrt(var), spec.min_sigma)
     sigma_slow = np.maximum(np.sqrt(var_slow), spec.min_sigma)
     ready = np.arange(n) >= spec.ready_after
+    if extra is not None:
+        ready &= np.isfinite(extra).all(axis=1)  # extras still warming up (NaN): no window
     e_dim = 0 if extra is None else extra.shape[1]
     cond = np.zeros((n, 2 * w + 1 + _calendar_width() + e_dim))
     idx = np.flatnonzero(ready)

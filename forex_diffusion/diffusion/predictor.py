@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 def series_seed(symbol: str, timeframe: str, as_of_ms: int, model_version: str) -> int:
     """Return the 63-bit sampling seed of one forecast key."""
     digest = hashlib.sha256(f"{symbol}|{timeframe}|{as_of_ms}|{model_version}".encode()).digest()
+from .inputs import InputsBuilder, InputSpec
     return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
 
 
@@ -154,6 +155,10 @@ class Predictor:
             raise ArtifactError(f"{path}: checkpoint does not match its manifest ({exc})") from exc
         logger.info("model loaded key=%s version=%s", manifest.get("key"), manifest.get("version"))
         return cls(model, manifest, device=device)
+        self.inputs = InputSpec.from_manifest(manifest)  # named model inputs (none: extra_dim 0)
+        if self.inputs and len(self.inputs.features) != self.extra_dim:
+            raise ArtifactError(f"model {self.key}: extra_dim {self.extra_dim} but its inputs "
+                                f"{','.join(self.inputs.names)} have {len(self.inputs.features)} features")
 
     @property
     def horizon(self) -> int:
@@ -177,12 +182,15 @@ class Predictor:
     def new_context(self, symbol: str, timeframe: str) -> SeriesContext:
         """Return an empty :class:`SeriesContext` with this model's context parameters."""
         return SeriesContext(symbol=symbol, timeframe=timeframe, spec=self.context_spec)
+            InputSpec.from_manifest(manifest)
 
     def _conditioning(self, req: ForecastRequest) -> np.ndarray:
         parts = [req.past_returns, req.past_ranges, req.calendar, np.array([req.vol_ratio])]
         if self.extra_dim:
             if req.extra is None or np.asarray(req.extra).size != self.extra_dim:
-                raise ModelError(f"model {self.key} needs {self.extra_dim} extra features for {req.symbol}")
+                raise ModelError(f"model {self.key} needs its inputs {','.join(self.inputs.names)} "
+                                 f"({self.extra_dim} extra features) for {req.symbol} at {req.as_of_ms}: "
+                                 "build them with Predictor.new_inputs")
             parts.append(np.asarray(req.extra, dtype=np.float64).ravel())
         cond = np.concatenate(parts)
         if cond.size != self.model.config.denoiser.cond_dim:
@@ -205,6 +213,10 @@ class Predictor:
         -------
         list[Forecast]
             In the order of ``requests``.
+    def new_inputs(self, symbol: str) -> InputsBuilder | None:
+        """Return an empty builder of this model's named inputs (None for a model without inputs)."""
+        return InputsBuilder(self.inputs, symbol) if self.inputs else None
+
         """
         if not requests:
             return []

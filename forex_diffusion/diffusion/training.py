@@ -44,6 +44,7 @@ from ..timeframes import Timeframe
 from .checkpoint import CheckpointManager, Protected, model_key
 from .context import CALENDAR_DIM, ContextSpec, build_features
 from .denoiser import DenoiserConfig
+from .inputs import InputSpec
 from .model import DiffusionModel, ModelConfig
 from .predictor import antithetic_noise, resolve_device
 from .schedule import ScheduleConfig
@@ -100,6 +101,9 @@ class TrainConfig:
         symbol set (:func:`~forex_diffusion.instruments.symbol_set_key`).
     series_embedding
         Width of the learnt series embedding of a global model (0: none).
+    inputs
+        Named model inputs (``indicators``, ``mtf[:TF,..]``, ``cross:SYM,..``; see
+        :mod:`.inputs`); the ``extra`` given to :func:`train` must be their features.
     """
 
     symbol: str
@@ -133,9 +137,11 @@ class TrainConfig:
     keep: int = 3
     series: tuple[str, ...] = ()
     series_embedding: int = 0
+    inputs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         Timeframe.parse(self.timeframe)
+        object.__setattr__(self, "inputs", InputSpec.parse(self.inputs, self.timeframe).names)
         object.__setattr__(self, "series", tuple(str(x) for x in self.series))
         if len(set(self.series)) != len(self.series):
             raise ConfigError(f"series names repeat: {list(self.series)}")
@@ -170,6 +176,7 @@ class TrainConfig:
         d = asdict(self)
         d["split"] = list(self.split) if self.split else None
         d["series"] = list(self.series)
+        d["inputs"] = list(self.inputs)
         return d
 
     @classmethod
@@ -188,6 +195,8 @@ class TrainConfig:
             d["split"] = (int(d["split"][0]), int(d["split"][1]))
         if d.get("series") is not None:
             d["series"] = tuple(d["series"])
+        if d.get("inputs") is not None:
+            d["inputs"] = tuple(d["inputs"])
         return cls(**d)
 
 
@@ -458,6 +467,8 @@ def train(config: TrainConfig, candles: pd.DataFrame | Mapping[str, pd.DataFrame
     t_start = time.monotonic()
     budget = config.max_minutes * 60.0
     device = resolve_device(config.device)
+    inputs = InputSpec(config.inputs, config.timeframe)
+    _check_extra(inputs, extra)
     if config.series:
         if not isinstance(candles, Mapping) or (extra is not None and not isinstance(extra, Mapping)):
             raise ConfigError("a global model (config.series) takes candles (and extra) by series name")
@@ -595,6 +606,7 @@ def train(config: TrainConfig, candles: pd.DataFrame | Mapping[str, pd.DataFrame
         "model": mconf.to_dict(), "context": config.context.to_dict(), "train_config": config.to_dict(),
         "sampling": {"steps": config.sample_steps, "samples": config.samples},
         "extra_dim": e_dim,
+        **({"inputs": inputs.to_dict()} if inputs else {}),
         **({"series": list(config.series), "symbols": sorted({series_symbol(n) for n in config.series}),
             "series_embedding": config.series_embedding} if config.series else {}),
         "feature_spec": {
@@ -615,6 +627,19 @@ def train(config: TrainConfig, candles: pd.DataFrame | Mapping[str, pd.DataFrame
     logger.info("train done path=%s steps=%d stop=%s seconds=%.1f", path, step, stop_reason,
                 metrics["train_seconds"])
     return TrainResult(checkpoint=path, version=saved["version"], metrics=metrics, manifest=saved)
+
+
+def _check_extra(inputs: InputSpec, extra: np.ndarray | Mapping[str, np.ndarray] | None) -> None:
+    """The extra features must be the named inputs' (build them with :func:`.inputs.build_extra_frame`)."""
+    if not inputs:
+        return
+    if extra is None:
+        raise ConfigError(f"config.inputs names {','.join(inputs.names)} but no extra features were given: "
+                          "build them with forex_diffusion.diffusion.inputs.build_extra_frame")
+    for e in (extra.values() if isinstance(extra, Mapping) else [extra]):
+        if np.asarray(e).ndim != 2 or np.asarray(e).shape[1] != len(inputs.features):
+            raise ConfigError(f"extra features have shape {np.asarray(e).shape}, the inputs "
+                              f"{','.join(inputs.names)} have {len(inputs.features)} columns")
 
 
 def json_manifest(path: Path) -> dict[str, Any]:

@@ -44,6 +44,7 @@ def train_command(
     keep: int = typer.Option(3, "--keep", help="Checkpoints kept for this model key (besides every version the model registry names)."),
     db: str | None = typer.Option(None, "--db", help="Registry database whose versions retention never deletes (default: FOREXD_DATABASE_URL, else the SQLite file under FOREXD_DATA_DIR if it exists)."),
     series_embedding: int = typer.Option(0, "--series-embedding", help="Global model: width of a learnt series embedding (0: none)."),
+    inputs: str | None = typer.Option(None, "--inputs", help="Model inputs besides returns, ranges and calendar: indicators, mtf[:TF1,TF2], cross:SYM1,SYM2 (other pairs of FILE), comma-separated."),
 ) -> None:
     """Train on FILE, calibrate on the validation span, score the test span, save a checkpoint.
 
@@ -89,7 +90,8 @@ def train_command(
         context=ContextSpec(window=window), width=width, blocks=blocks, split=dates,
         calib_windows=calib_windows, test_windows=calib_windows, val_windows=min(512, calib_windows),
         until_ms=parse_utc_date(until) if until else None, max_minutes=max_minutes,
-        max_steps=max_steps, seed=seed, device=device, compile=compile_, keep=keep)
+        max_steps=max_steps, seed=seed, device=device, compile=compile_, keep=keep,
+        inputs=tuple(i for i in (inputs or "").split(",") if i.strip()))
     for f in files:
         check_input(f, "candle file")
     _check_model_dir(model_dir)
@@ -125,7 +127,8 @@ def train_command(
             progress.update(task, completed=min(p.elapsed_s, p.budget_s),
                             description=f"step {p.step} loss {p.loss:.4f} val CRPS {p.val_crps:.3e}")
 
-        result = train(config, candles, model_dir, progress=report, protected=protected)
+        extra = _input_features(config, candles, files[0], price) if config.inputs else None
+        result = train(config, candles, model_dir, progress=report, protected=protected, extra=extra)
     m = result.metrics
     typer.echo(f"steps={m['steps']} stop={m['stop_reason']} seconds={m['train_seconds']:.1f} params={m['params']}")
     test = m.get("test")
@@ -225,3 +228,21 @@ def _check_model_dir(model_dir: Path) -> None:
 def register(app: typer.Typer) -> None:
     """Add ``train`` to the ``forexd`` app."""
     app.command("train")(train_command)
+
+
+def _input_features(config: Any, candles: Any, file: Path, price: str) -> Any:
+    """The extra features of ``config.inputs`` (one array, or one per series of a global model).
+
+    Built by :func:`forex_diffusion.diffusion.inputs.build_extra_frame`, the builder the
+    worker runs; the other pairs of a ``cross`` input are read from ``file``.
+    """
+    from forex_diffusion.diffusion.inputs import InputSpec, build_extra_frame
+    from forex_diffusion.instruments import series_symbol
+    from forex_diffusion.readers import read_candle_series
+
+    spec = InputSpec(config.inputs, config.timeframe)
+    others = {s: read_candle_series(file, symbol=s, timeframe=config.timeframe, price=price).frame  # type: ignore[arg-type]
+              for s in spec.cross_symbols}
+    if isinstance(candles, dict):
+        return {n: build_extra_frame(f, series_symbol(n), config.timeframe, spec, others) for n, f in candles.items()}
+    return build_extra_frame(candles, config.symbol, config.timeframe, spec, others)
