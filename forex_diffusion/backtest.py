@@ -34,9 +34,10 @@ from .domain import Candle
 from .errors import ConfigError
 from .evaluation import QUANTILE_LEVELS, ewma_random_walk_quantiles
 from .timeframes import Timeframe, datetime_to_ms
+from .touch import TOUCH_COLUMNS, realised_touch, touch_rows
 
 __all__ = ["BACKTEST_COLUMNS", "BacktestConfig", "backtest", "fan_chart_png", "fan_chart_text", "parse_utc_date",
-           "write_backtest_csv"]
+           "touch_frame", "write_backtest_csv"]
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +162,8 @@ def backtest(candles: pd.DataFrame, predictor: Predictor, config: BacktestConfig
             return
         forecasts = predictor.forecast([r for _, r in pending], steps=config.steps, samples=config.samples)
         blocks.append(_rows([i for i, _ in pending], [r for _, r in pending], forecasts, closes, h))
+        if touch is not None:
+            touch.append(touch_frame([i for i, _ in pending], forecasts, closes))
         pending.clear()
         if progress is not None:
             progress(done, len(bars))
@@ -216,6 +219,21 @@ def _rows(index: list[int], reqs: list[ForecastRequest], fcs: list[Forecast], cl
     for k, name in enumerate(_Q):
         data[f"rw_{name}"] = rw[:, :, k].ravel()
     return pd.DataFrame(data, columns=list(BACKTEST_COLUMNS))
+
+
+def touch_frame(index: list[int], fcs: list[Forecast], closes: np.ndarray) -> pd.DataFrame:
+    """Touch rows (:data:`~forex_diffusion.touch.TOUCH_COLUMNS`) of forecasts made on the closes at ``index``."""
+    done = [(i, f) for i, f in zip(index, fcs, strict=True) if f.touch is not None]
+    if not done:
+        return pd.DataFrame({c: [] for c in TOUCH_COLUMNS})
+    t0 = done[0][1].touch
+    assert t0 is not None
+    sides = [1 if b.startswith("+") else -1 for b in t0.bands]
+    levels = np.stack([f.touch.levels for _, f in done])  # type: ignore[union-attr]
+    hit = realised_touch(closes, np.asarray([i for i, _ in done]), levels, sides, done[0][1].horizon)
+    return touch_rows(np.asarray([f.as_of_ms for _, f in done]), t0.bands, levels,
+                      np.stack([f.touch.p for _, f in done]),  # type: ignore[union-attr]
+                      np.stack([f.touch.rw_p for _, f in done]), hit)  # type: ignore[union-attr]
 
 
 def write_backtest_csv(rows: pd.DataFrame, out: str | Path | IO[str]) -> None:

@@ -13,7 +13,10 @@ The page is self-contained (inline CSS and SVG charts, no scripts, no plotting l
    quantile level τ the share of realised closes at or below the forecast's τ-quantile
    against τ (the diagonal is perfect calibration; the random walk's is drawn too), and the
    PIT histogram over the bins the quantile levels delimit (uniform density 1 when
-   calibrated).
+   calibrated);
+6. touch probabilities, for forecasts that carry them (``touch``): Brier score and skill
+   against the random walk's touch probabilities per step group, and a reliability diagram
+   (predicted probability bins against the observed touch frequency, model and random walk).
 
 Step ``k`` of a forecast made at ``as_of`` is realised by the close of the ``k``-th stored
 candle whose open time is at or after ``as_of`` (``as_of`` is the close time of the candle
@@ -45,6 +48,7 @@ from .storage.repository import fetch_candles
 from .storage.retry import db_retry
 from .storage.tables import NO_HORIZON, forecasts
 from .timeframes import Timeframe, ms_to_datetime
+from .touch import TOUCH_COLUMNS, realised_touch, touch_reliability, touch_rows
 
 __all__ = [
     "DriftTable",
@@ -61,6 +65,7 @@ __all__ = [
     "render_report",
     "rolling_scores",
     "summarize",
+    "touch_realise",
 ]
 
 logger = logging.getLogger(__name__)
@@ -236,6 +241,37 @@ def realise(payloads: Sequence[dict[str, Any]], candles: pd.DataFrame) -> pd.Dat
         parts.append(pd.DataFrame(data, columns=cols))
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in cols})
+    return pd.concat(parts, ignore_index=True)
+
+
+def touch_realise(payloads: Sequence[dict[str, Any]], candles: pd.DataFrame) -> pd.DataFrame:
+    """Touch rows (:data:`~forex_diffusion.touch.TOUCH_COLUMNS`) of the payloads that carry ``touch``.
+
+    Steps are realised as in :func:`realise`; ``hit`` is NaN where the step is not yet known.
+    """
+    opens = candles["open_ms"].to_numpy(dtype=np.int64)
+    closes = candles["close"].to_numpy(dtype=np.float64)
+    parts: list[pd.DataFrame] = []
+    for p in payloads:
+        t = p.get("touch")
+        if not t or not t.get("bands"):
+            continue
+        try:
+            prob = np.asarray(t["p"], dtype=np.float64)
+            rw = np.asarray(t["rw_p"], dtype=np.float64)
+            levels = np.asarray(t["levels"], dtype=np.float64)
+            bands = [str(b) for b in t["bands"]]
+        except (KeyError, TypeError, ValueError):
+            continue
+        if prob.ndim != 2 or prob.shape != rw.shape or prob.shape[0] != len(bands) or levels.shape != (len(bands),):
+            continue
+        h = prob.shape[1]
+        start = int(np.searchsorted(opens, int(p["as_of_ms"]), side="left"))
+        path = np.concatenate([[float(p.get("last_close", np.nan))], closes[start:start + h]])
+        hit = realised_touch(path, np.array([0]), levels[None, :], [1 if b.startswith("+") else -1 for b in bands], h)
+        parts.append(touch_rows(np.array([int(p["as_of_ms"])]), bands, levels[None, :], prob[None], rw[None], hit))
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in TOUCH_COLUMNS})
     return pd.concat(parts, ignore_index=True)
 
 
@@ -737,6 +773,44 @@ def _reliability_charts(data: ReportData) -> str:
             f"<div class='fans'>{''.join(figs)}</div>{table}")
 
 
+def _touch_html(data: ReportData) -> str:
+    t = touch_realise(data.payloads, data.candles)
+    done = t[np.isfinite(t["hit"].to_numpy(dtype=np.float64))] if len(t) else t
+    if done.empty:
+        return ("<p class='note'>No realised touch probability: the forecasts carry no <code>touch</code> "
+                "field (older records, or <code>FOREXD_TOUCH_BANDS=none</code>) or no step is realised yet.</p>")
+    rows = []
+    for grp in DEFAULT_HORIZON_GROUPS:
+        g = done[[grp.contains(int(k)) for k in done["step"]]]
+        if g.empty:
+            continue
+        y = g["hit"].to_numpy(dtype=np.float64)
+        b = float(np.mean((g["p"].to_numpy(dtype=np.float64) - y) ** 2))
+        rb = float(np.mean((g["rw_p"].to_numpy(dtype=np.float64) - y) ** 2))
+        rows.append((grp.label, len(g), _pct(float(y.mean())), _fmt(b), _fmt(rb), _pct(1 - b / rb if rb > 0 else math.nan)))
+    table = _table(["steps", "band-steps", "touched", "Brier", "RW Brier", "skill"], rows,
+                   [False, True, True, True, True, True])
+    rel, rw = touch_reliability(done), touch_reliability(done, column="rw_p")
+    f = _Frame(470, 300, 0.0, 1.0, 0.0, 1.0)
+    body = [_axes(f, y_pct=True, time_x=False),
+            _line(f, np.array([0.0, 1.0]), np.array([0.0, 1.0]), "#999", 1, "4 4", "perfect calibration"),
+            _line(f, rw["predicted"].to_numpy(), rw["observed"].to_numpy(), _RWC, 1.2, "3 3", "random walk"),
+            _line(f, rel["predicted"].to_numpy(), rel["observed"].to_numpy(), _MEDIAN, 1.8, title="model")]
+    body.extend(f'<circle cx="{float(f.x(a)):.1f}" cy="{float(f.y(b)):.1f}" r="{2 + min(4.0, math.log10(max(n, 1))):.1f}" '
+                f'fill="{_MEDIAN}"><title>{_e(f"predicted {a:.3f}: touched {100 * b:.1f} % of {n} band-steps")}</title></circle>'
+                for a, b, n in zip(rel["predicted"], rel["observed"], rel["n"], strict=True))
+    body.append(_axis_titles(f, "predicted touch probability (bin mean)", "observed touch frequency"))
+    bands = ", ".join(sorted(set(done["band"].astype(str))))
+    svg = _svg(f, f"Touch reliability ({len(done)} realised band-steps; bands {bands})", body,
+               [(_MEDIAN, "model"), (_RWC, "random walk"), ("#999", "ideal")], "touchrel")
+    return ("<p class='sub'>Probability that a close of steps 1..h is at or beyond each band's level "
+            f"(bands {_e(bands)}; close-based: intrabar highs and lows are not modelled). Brier score "
+            "(lower is better) and skill 1 − Brier/Brier<sub>RW</sub> against the random walk's touch "
+            "probabilities stored with each forecast; the reliability diagram bins the predicted "
+            "probabilities in tenths (on the diagonal when calibrated).</p>"
+            f"{table}<figure><figcaption>Touch reliability</figcaption>{svg}</figure>")
+
+
 def _axis_titles(f: _Frame, x_title: str, y_title: str) -> str:
     cx = (f.left + f.width - f.right) / 2
     cy = (f.top + f.height - f.bottom) / 2
@@ -834,6 +908,7 @@ def render_report(data: ReportData, *, title: str | None = None) -> str:
                      + "".join(_fan_panel(data, i, a, v) for i, (a, v) in enumerate(fans, start=1)) + "</div>")
     parts.append(f"<h2>Scores over time</h2>{_rolling_charts(data, rolling_scores(data.steps, cfg.window))}")
     parts.append(f"<h2>Reliability by horizon</h2>{_reliability_charts(data)}")
+    parts.append(f"<h2>Touch probabilities</h2>{_touch_html(data)}")
     parts.append(f"<h2>Model changes</h2>{_changes_html(data)}<h2>Drift events</h2>{_drift_html(data)}")
     parts.append("</body></html>")
     return "".join(parts)

@@ -117,6 +117,7 @@ INT64_MAX: Final = 2**63 - 1
 HORIZON_MAX: Final = 100_000
 FORECAST_STEPS_MAX: Final = 10_000
 FORECAST_LEVELS_MAX: Final = 101
+TOUCH_BANDS_MAX: Final = 32
 MAX_JSON_DEPTH: Final = 8
 
 _SYMBOL_IN = r"[A-Za-z0-9/_.:-]{1,32}"  # a symbol or an alias as a feed writes it
@@ -396,6 +397,10 @@ _HORIZON_F = Field(name="horizon", kind="integer", minimum=1, maximum=HORIZON_MA
 # no lower bound: a price <= 0 is the validator's ``non_positive`` (a file and the stream agree)
 _PRICE_IN = {"kind": "price", "maximum": PRICE_MAX}
 _QUANTILE_ROW = Field(name="row", kind="array", max_items=FORECAST_LEVELS_MAX, items=_num("q"))
+_PROB_ROW = Field(name="row", kind="array", max_items=FORECAST_STEPS_MAX,
+                  items=Field(name="p", kind="number", minimum=0.0, maximum=1.0, nullable=True,
+                              non_finite_as_null=True))
+_TOUCH_BAND = r"[+-][0-9.eE+-]{1,24}(pip|sigma|vol)"
 
 _LEARNER = Field(name="prediction", kind="object", fields=(
     Field(name="horizon", kind="integer", minimum=1, maximum=HORIZON_MAX),
@@ -457,6 +462,27 @@ FORECASTS = RecordSchema(topic="fx.forecasts", description="A probabilistic fore
     Field(name="degraded", kind="boolean"),
     Field(name="learner", kind="array", max_items=1024, items=_LEARNER,
           description="the online learners' predictions"),
+    Field(name="touch", kind="object", required=False, fields=(
+        Field(name="bands", kind="array", max_items=TOUCH_BANDS_MAX,
+              items=Field(name="band", kind="string", pattern=_TOUCH_BAND, max_length=32),
+              description="band names: side, size, unit (pip, sigma: one-step EWMA volatility, "
+                          "vol: sigma * sqrt(horizon)), e.g. +0.5vol, -20pip"),
+        Field(name="levels", kind="array", max_items=TOUCH_BANDS_MAX, items=_num("level"),
+              description="each band's price level"),
+        Field(name="p", kind="array", max_items=TOUCH_BANDS_MAX, items=_PROB_ROW,
+              description="[band][step] probability that a close of steps 1..h is at or beyond the level "
+                          "(close-based; calibrated: blended with the random walk)"),
+        Field(name="rw_p", kind="array", max_items=TOUCH_BANDS_MAX, items=_PROB_ROW,
+              description="[band][step] the EWMA random walk's touch probability"),
+    ), description="touch probabilities of configured bands (optional)"),
+    Field(name="extremes", kind="object", required=False, fields=(
+        Field(name="levels", kind="array", max_items=FORECAST_LEVELS_MAX,
+              items=Field(name="level", kind="number", minimum=0.0, maximum=1.0)),
+        Field(name="max", kind="array", max_items=FORECAST_STEPS_MAX, items=_QUANTILE_ROW,
+              description="[step][level] quantiles of the highest close of steps 1..h"),
+        Field(name="min", kind="array", max_items=FORECAST_STEPS_MAX, items=_QUANTILE_ROW,
+              description="[step][level] quantiles of the lowest close of steps 1..h"),
+    ), description="running maximum and minimum quantiles (optional)"),
 ))
 
 DRIFT = RecordSchema(topic="fx.drift", description="A drift detection on one series.", fields=(

@@ -23,6 +23,7 @@ from forex_diffusion.diffusion.predictor import Predictor
 from forex_diffusion.errors import ForexDiffusionError
 from forex_diffusion.forecasting import RandomWalkPredictor
 from forex_diffusion.storage.registry import ModelKey
+from forex_diffusion.touch import parse_touch_bands
 
 from .registry import ModelRegistry
 
@@ -48,7 +49,8 @@ class ModelBook:
 
     def __init__(self, engine: Engine | None, *, horizon: int, device: str = "cpu",
                  model_dir: str | Path | None = None,
-                 on_rejected: Callable[[str, Exception], None] | None = None) -> None:
+                 on_rejected: Callable[[str, Exception], None] | None = None,
+                 touch_bands: str | None = None) -> None:
         self.engine = engine
         self.model_dir = Path(model_dir) if model_dir else None
         self.registry = ModelRegistry(engine, self.model_dir) if engine is not None and self.model_dir else None
@@ -56,6 +58,8 @@ class ModelBook:
         self.horizon = horizon
         self.device = device
         self.on_rejected = on_rejected
+        # issue 16: the touch bands every loaded model's forecasts carry (None: the default)
+        self.touch_bands = parse_touch_bands(touch_bands)
         self._loaded: dict[str, Any] = {}  # version -> predictor
         self._serving: dict[tuple[str, str], Any] = {}  # (symbol, tf) -> predictor
         self._shadows: dict[tuple[str, str], Any] = {}  # (symbol, tf) -> shadow predictor or None (issue 16)
@@ -121,6 +125,8 @@ class ModelBook:
             if self.on_rejected is not None:
                 self.on_rejected(version, exc)
             return None
+        if isinstance(pred, Predictor):
+            pred.touch_bands = self.touch_bands
         self._loaded[version] = pred
         return pred
 

@@ -72,6 +72,9 @@ class Settings:
     forecast_min_steps: int | None = None
     forecast_min_samples: int | None = None
     forecast_degrade_batch: int = 0
+    # issue 16: bands whose touch probabilities each forecast carries ([+|-]<size><pip|sigma|vol>,
+    # comma-separated; vol = sigma * sqrt(horizon); "none": no touch field), see forex_diffusion/touch.py
+    touch_bands: str = "0.5vol,1vol"
     retrain_schedule: tuple[str, ...] = ()
     retrain_job_config: str = ""
     # issue 13: retrain jobs at once per worker (more wait in a bounded queue), and the
@@ -101,6 +104,10 @@ class Settings:
             raise ConfigError("retrain_concurrency must be >= 1 and retrain_timeout_s > 0")
         if self.shadow_forecasts < 0:
             raise ConfigError("shadow_forecasts must be >= 0 (0: no shadow)")
+        if self.touch_bands != "0.5vol,1vol":
+            from forex_diffusion.touch import parse_touch_bands
+
+            parse_touch_bands(self.touch_bands)  # ConfigError on a bad spec
         if self.state_unsigned not in ("refuse", "accept"):
             raise ConfigError("state_unsigned must be refuse or accept")
         if self.state_key is not None and len(self.state_key) < 32:

@@ -23,8 +23,19 @@ import torch
 
 from ..errors import ArtifactError, ConfigError, ModelError
 from ..evaluation import QUANTILE_LEVELS
+from ..touch import (
+    EXTREME_LEVELS,
+    ExtremesForecast,
+    TouchBand,
+    TouchForecast,
+    band_distances,
+    extremes_from_paths,
+    parse_touch_bands,
+    touch_from_paths,
+)
 from .checkpoint import load_checkpoint
 from .context import ContextSpec, ForecastRequest, SeriesContext
+from .inputs import InputsBuilder, InputSpec
 from .model import DiffusionModel, ModelConfig
 
 __all__ = ["Forecast", "Predictor", "antithetic_noise", "resolve_device", "series_seed"]
@@ -35,7 +46,6 @@ logger = logging.getLogger(__name__)
 def series_seed(symbol: str, timeframe: str, as_of_ms: int, model_version: str) -> int:
     """Return the 63-bit sampling seed of one forecast key."""
     digest = hashlib.sha256(f"{symbol}|{timeframe}|{as_of_ms}|{model_version}".encode()).digest()
-from .inputs import InputsBuilder, InputSpec
     return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
 
 
@@ -71,6 +81,9 @@ class Forecast:
         ``[horizon]`` probability that the close at the step is above ``last_close``.
     latency_s
         Wall time of the sampling call that produced this forecast (shared by its batch).
+    touch, extremes
+        Touch probabilities of the predictor's bands and running max/min quantiles per
+        step (:mod:`forex_diffusion.touch`); None when not computed.
     """
 
     symbol: str
@@ -86,6 +99,8 @@ class Forecast:
     steps: int
     samples: int
     latency_s: float
+    touch: TouchForecast | None = None
+    extremes: ExtremesForecast | None = None
 
     def quantile(self, level: float) -> np.ndarray:
         """Return the ``[horizon]`` path of one quantile level."""
@@ -95,8 +110,8 @@ class Forecast:
             raise ConfigError(f"level {level} not in {self.levels}") from exc
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON-able form (arrays as nested lists)."""
-        return {
+        """Return the JSON-able form (arrays as nested lists; ``touch``/``extremes`` when present)."""
+        out = {
             "symbol": self.symbol, "timeframe": self.timeframe, "as_of": self.as_of_ms,
             "horizon": self.horizon, "model_version": self.model_version,
             "last_close": self.last_close, "levels": list(self.levels),
@@ -104,6 +119,11 @@ class Forecast:
             "p_up": self.p_up.tolist(), "steps": self.steps, "samples": self.samples,
             "latency_s": self.latency_s,
         }
+        if self.touch is not None:
+            out["touch"] = self.touch.to_dict()
+        if self.extremes is not None:
+            out["extremes"] = self.extremes.to_dict()
+        return out
 
 
 class Predictor:
@@ -117,9 +137,14 @@ class Predictor:
         The checkpoint manifest (``version``, ``context``, ``sampling`` ...).
     device
         Where to sample.
+    touch_bands
+        Bands whose touch probabilities each forecast carries (spec ``"0.5vol,1vol,20pip"``
+        or parsed bands; None: :data:`~forex_diffusion.touch.DEFAULT_TOUCH_BANDS`; ``""``:
+        none). Running max/min quantiles are always computed.
     """
 
-    def __init__(self, model: DiffusionModel, manifest: dict[str, Any], *, device: str = "cpu") -> None:
+    def __init__(self, model: DiffusionModel, manifest: dict[str, Any], *, device: str = "cpu",
+                 touch_bands: str | Sequence[TouchBand] | None = None) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.manifest = manifest
@@ -130,13 +155,19 @@ class Predictor:
         self.default_steps = int(sampling.get("steps", 8))
         self.default_samples = int(sampling.get("samples", 100))
         self.extra_dim = int(manifest.get("extra_dim", 0))
+        self.inputs = InputSpec.from_manifest(manifest)  # named model inputs (none: extra_dim 0)
+        if self.inputs and len(self.inputs.features) != self.extra_dim:
+            raise ArtifactError(f"model {self.key}: extra_dim {self.extra_dim} but its inputs "
+                                f"{','.join(self.inputs.names)} have {len(self.inputs.features)} features")
         # a global model: its series (embedding order) and the symbols it serves
         self.series: tuple[str, ...] = tuple(str(x) for x in manifest.get("series", ()))
         self.symbols: frozenset[str] = frozenset(str(x) for x in manifest.get("symbols", ()))
         self.levels: tuple[float, ...] = QUANTILE_LEVELS
+        self.touch_bands: tuple[TouchBand, ...] = parse_touch_bands(touch_bands)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> Predictor:
+    def load(cls, path: str | Path, device: str = "cpu", *,
+             touch_bands: str | Sequence[TouchBand] | None = None) -> Predictor:
         """Load a verified checkpoint (``.pt``, its ``.json``, or a key directory).
 
         Raises
@@ -151,14 +182,11 @@ class Predictor:
             model = DiffusionModel(config)
             model.load_state_dict(state, strict=True)
             ContextSpec.from_dict(manifest["context"])
+            InputSpec.from_manifest(manifest)
         except (KeyError, RuntimeError, ConfigError) as exc:
             raise ArtifactError(f"{path}: checkpoint does not match its manifest ({exc})") from exc
         logger.info("model loaded key=%s version=%s", manifest.get("key"), manifest.get("version"))
-        return cls(model, manifest, device=device)
-        self.inputs = InputSpec.from_manifest(manifest)  # named model inputs (none: extra_dim 0)
-        if self.inputs and len(self.inputs.features) != self.extra_dim:
-            raise ArtifactError(f"model {self.key}: extra_dim {self.extra_dim} but its inputs "
-                                f"{','.join(self.inputs.names)} have {len(self.inputs.features)} features")
+        return cls(model, manifest, device=device, touch_bands=touch_bands)
 
     @property
     def horizon(self) -> int:
@@ -182,7 +210,10 @@ class Predictor:
     def new_context(self, symbol: str, timeframe: str) -> SeriesContext:
         """Return an empty :class:`SeriesContext` with this model's context parameters."""
         return SeriesContext(symbol=symbol, timeframe=timeframe, spec=self.context_spec)
-            InputSpec.from_manifest(manifest)
+
+    def new_inputs(self, symbol: str) -> InputsBuilder | None:
+        """Return an empty builder of this model's named inputs (None for a model without inputs)."""
+        return InputsBuilder(self.inputs, symbol) if self.inputs else None
 
     def _conditioning(self, req: ForecastRequest) -> np.ndarray:
         parts = [req.past_returns, req.past_ranges, req.calendar, np.array([req.vol_ratio])]
@@ -213,10 +244,6 @@ class Predictor:
         -------
         list[Forecast]
             In the order of ``requests``.
-    def new_inputs(self, symbol: str) -> InputsBuilder | None:
-        """Return an empty builder of this model's named inputs (None for a model without inputs)."""
-        return InputsBuilder(self.inputs, symbol) if self.inputs else None
-
         """
         if not requests:
             return []
@@ -247,11 +274,30 @@ class Predictor:
         rw_mean = last[:, :, 0] * np.exp(0.5 * sigma[:, :, 0] ** 2 * steps_)
         means = (1.0 - w) * prices.mean(axis=1) + w * rw_mean
         p_up = (1.0 - w) * (prices > last).mean(axis=1) + w * 0.5
+        touch, extremes = self._touch(requests, logchg, sigma[:, 0, 0], last[:, 0, 0], w[0])
         latency = time.perf_counter() - t0
         return [
             Forecast(symbol=r.symbol, timeframe=r.timeframe, as_of_ms=r.as_of_ms, horizon=h,
                      model_version=self.version, last_close=r.last_close, levels=self.levels,
                      quantiles=qs[i], mean=means[i], p_up=p_up[i], steps=n_steps,
-                     samples=n_samples, latency_s=latency)
+                     samples=n_samples, latency_s=latency, touch=touch[i] if touch else None,
+                     extremes=extremes[i])
             for i, r in enumerate(requests)
         ]
+
+    def _touch(self, requests: Sequence[ForecastRequest], logchg: np.ndarray, sigma: np.ndarray,
+               last: np.ndarray, w: np.ndarray) -> tuple[list[TouchForecast], list[ExtremesForecast]]:
+        """Touch probabilities and running max/min quantiles of a batch (see :mod:`forex_diffusion.touch`)."""
+        h = self.horizon
+        mx, mn = extremes_from_paths(logchg, sigma, w)
+        ext = [ExtremesForecast(levels=EXTREME_LEVELS, max=last[i] * np.exp(mx[i]), min=last[i] * np.exp(mn[i]))
+               for i in range(len(requests))]
+        bands = self.touch_bands
+        if not bands:
+            return [], ext
+        sides = [b.side for b in bands]
+        dist = band_distances(bands, last, sigma, h, [r.symbol for r in requests])
+        p, rw = touch_from_paths(logchg, dist, sides, sigma, w)
+        levels = last[:, None] * np.exp(np.asarray(sides, dtype=np.float64)[None, :] * dist)
+        names = tuple(b.name for b in bands)
+        return [TouchForecast(bands=names, levels=levels[i], p=p[i], rw_p=rw[i]) for i in range(len(requests))], ext

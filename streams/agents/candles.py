@@ -58,7 +58,8 @@ class CandleAgent:
         self.symbols: dict[int, set[str]] = defaultdict(set)
         m = rt.metrics
         self.models = ModelBook(rt.engine, horizon=s.horizon, model_dir=s.model_dir or (s.data_dir / "models"),
-                                on_rejected=(lambda v, e: m.artifact_rejected()) if m is not None else None)
+                                on_rejected=(lambda v, e: m.artifact_rejected()) if m is not None else None,
+                                touch_bands=s.touch_bands)
         self.progress = PartitionProgress(
             app=rt.app, consumer=f"{s.app_id}:{self.consumer_name}", topic=s.topic("candles"), engine=rt.engine,
             fatal_after_s=s.db_fatal_after_s, snapshot=self._snapshot, restore=self._restore, drop=self._drop,

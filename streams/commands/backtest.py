@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from forex_diffusion.evaluation import StepGroupSummary
+    from forex_diffusion.touch import TouchStepSummary
 
 _PRICE_COLUMNS_PREFIXES = ("q", "rw_q")
 
@@ -75,14 +76,17 @@ def backtest_command(
     plot_as_of: str | None = typer.Option(None, "--plot-as-of", help="as_of (UTC time) of the plotted forecast."),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads (>= 1)."),
     device: str = typer.Option("cpu", "--device", help="auto|cpu|cuda."),
+    touch_bands: str | None = typer.Option(None, "--touch-bands", help="Touch bands scored, e.g. 0.5vol,1vol,20pip (default 0.5vol,1vol; none: no touch scores)."),
+    touch_output: Path | None = typer.Option(None, "--touch-output", help="CSV of touch rows: as_of,band,step,level,p,rw_p,hit."),
 ) -> None:
     """Forecast at each due candle of FILE with --model and score against the EWMA random walk.
 
     Writes symbol,timeframe,as_of,step,q05..q95,mean,p_up,realized,rw_q05..rw_q95
     (as_of in epoch ms UTC; realized empty where unknown; prices at the instrument's
     precision), then prints CRPS, skill vs the random walk and 50/90 % coverage per step
-    group. Refuses a model of another timeframe or price scale, and exits 1 when the span
-    holds no forecast.
+    group, then the touch probabilities' Brier score and skill vs the random walk per step
+    (close-based touches of --touch-bands) and their reliability table. Refuses a model of
+    another timeframe or price scale, and exits 1 when the span holds no forecast.
     """
     from forex_diffusion.backtest import BacktestConfig, parse_utc_date
 
@@ -103,6 +107,10 @@ def backtest_command(
     check_input(file, "candle file")
     check_output(output)
     check_output(plot, "--plot")
+    check_output(touch_output, "--touch-output")
+    from forex_diffusion.touch import parse_touch_bands
+
+    bands = parse_touch_bands(touch_bands)
 
     import torch
 
@@ -112,7 +120,7 @@ def backtest_command(
     from forex_diffusion.readers import check_price_scale, read_candle_series
 
     torch.set_num_threads(threads)
-    predictor = Predictor.load(model, device=device)
+    predictor = Predictor.load(model, device=device, touch_bands=bands)
     check_model_fits(predictor.manifest, symbol=sym, timeframe=timeframe)
     frame = read_candle_series(file, symbol=sym, timeframe=timeframe, price=price).frame  # type: ignore[arg-type]
     check_price_scale(frame, sym, file)
@@ -125,7 +133,8 @@ def backtest_command(
         core_log.setLevel(logging.ERROR)  # its "no forecast" warning is said below, once
     with progress_bar("backtest") as progress:
         task = progress.add_task("", total=len(frame))
-        rows = backtest(frame, predictor, config,
+        touch_parts: list[pd.DataFrame] = []
+        rows = backtest(frame, predictor, config, touch=touch_parts,
                         progress=lambda done, total: progress.update(task, completed=done, total=total))
     if rows.empty:
         typer.echo(f"error: no forecast in the span ({_span_message(frame, file)}; the model needs "
@@ -141,6 +150,20 @@ def backtest_command(
     typer.echo(format_summary(summary))
     if plot is not None:
         typer.echo(f"fan chart of as_of={plotted} -> {plot}")
+    if bands:
+        import pandas as pd
+
+        from forex_diffusion.precision import round_price_columns
+        from forex_diffusion.touch import summarize_touch, touch_reliability
+
+        trows = pd.concat(touch_parts, ignore_index=True)
+        if touch_output is not None:
+            out = round_price_columns(trows, ["level"], symbol=sym, price=price)
+            out.to_csv(touch_output, index=False, na_rep="", lineterminator="\n")
+        typer.echo(f"touch ({', '.join(b.name for b in bands)}; close-based) Brier per step, bands pooled:")
+        typer.echo(format_touch_summary(summarize_touch(trows)))
+        typer.echo("touch reliability (all steps and bands):")
+        typer.echo(format_touch_reliability(touch_reliability(trows), touch_reliability(trows, column="rw_p")))
 
 
 def _rounded(rows: pd.DataFrame, price: str) -> pd.DataFrame:
@@ -158,6 +181,31 @@ def format_summary(summary: list[StepGroupSummary]) -> str:
         lines.append(f"{label:<8}{s.n:>6}  {_f(s.crps, '.4e'):>10}  {_f(s.rw_crps, '.4e'):>10}  "
                      f"{_f(s.skill, '+.4f'):>7}  {_f(s.cover50, '.3f'):>7}  {_f(s.cover90, '.3f'):>7}  "
                      f"{_f(s.rw_cover90, '.3f'):>9}")
+    return "\n".join(lines)
+
+
+def format_touch_summary(summary: list[TouchStepSummary]) -> str:
+    """Return the touch Brier scores as a fixed-width text table."""
+    lines = ["step  band        n      rate   brier      rw_brier   skill"]
+    for s in summary:
+        lines.append(f"{s.step:<6}{s.band:<10}{s.n:>7}  {_f(s.rate, '.3f'):>6}  {_f(s.brier, '.5f'):>9}  "
+                     f"{_f(s.rw_brier, '.5f'):>9}  {_f(s.skill, '+.4f'):>7}")
+    return "\n".join(lines)
+
+
+def format_touch_reliability(model: pd.DataFrame, rw: pd.DataFrame) -> str:
+    """Return the reliability tables of the model and the random walk side by side (by bin)."""
+    lines = ["bin         n        predicted  observed   rw_n     rw_pred  rw_obs"]
+    m = model.set_index("bin_lo")
+    r = rw.set_index("bin_lo")
+    for lo in sorted(set(m.index) | set(r.index)):
+        a = m.loc[lo] if lo in m.index else None
+        b = r.loc[lo] if lo in r.index else None
+        cells = [f"{lo:.1f}-{lo + 0.1:.1f}".ljust(10)]
+        cells.append(f"{int(a['n']):>7}  {a['predicted']:>9.4f}  {a['observed']:>8.4f}" if a is not None
+                     else f"{'':>7}  {'':>9}  {'':>8}")
+        cells.append(f"{int(b['n']):>7}  {b['predicted']:>7.4f}  {b['observed']:>6.4f}" if b is not None else "")
+        lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
 
