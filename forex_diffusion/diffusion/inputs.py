@@ -306,7 +306,9 @@ class _XSeries:
         return [max(-clip, min(clip, (self.logc[j] - self.logc[j - k]) / (sig * math.sqrt(k)))) for k in _CROSS_LAGS]
 
     def snapshot(self) -> dict[str, Any]:
-        return {"times": list(self.times), "logc": list(self.logc), "var": list(self.var), "n": self.n,
+        # strict JSON: the variance of a return still seeding (NaN) is written as null
+        return {"times": list(self.times), "logc": list(self.logc),
+                "var": [None if v != v else v for v in self.var], "n": self.n,
                 "seed": self.seed, "v": self.v}
 
     @classmethod
@@ -314,7 +316,7 @@ class _XSeries:
         x = cls()
         x.times.extend(int(t) for t in d["times"])
         x.logc.extend(float(v) for v in d["logc"])
-        x.var.extend(float(v) for v in d["var"])
+        x.var.extend(math.nan if v is None else float(v) for v in d["var"])
         x.n, x.seed, x.v = int(d["n"]), float(d["seed"]), float(d["v"])
         return x
 

@@ -66,7 +66,7 @@ def test_builder_online_equals_offline_on_real_hourly_data_through_a_restart(h1:
     online = np.full_like(offline, np.nan)
     for i, c in enumerate(frame_candles(h1, "EURUSD", "1h")):
         if i == 900:  # a worker restart: the builder resumes from its plain-data snapshot
-            b = InputsBuilder.restore(json.loads(json.dumps(b.snapshot())))
+            b = InputsBuilder.restore(json.loads(json.dumps(b.snapshot(), allow_nan=False)))
         b.update(c)
         v = b.vector(c.close_ms)
         if v is not None:
@@ -108,6 +108,12 @@ def test_cross_input_needs_the_other_pair_to_reach_as_of() -> None:
         book.update(bar("GBPUSD", i, 1.3 + 0.01 * rng.standard_normal()))
     b.update(bar("EURUSD", 40, 1.1))
     assert b.vector(41 * day, book) is None  # GBPUSD's candle closing at as_of not seen yet
+    # the book's state is strict JSON (the stored state refuses NaN) and restores exactly
+    fresh = CrossBook()
+    book.update(bar("USDJPY", 0, 110.0))  # one candle: its variance is still seeding
+    for sym in ("GBPUSD", "USDJPY"):
+        fresh.restore(sym, json.loads(json.dumps(book.snapshot(sym), allow_nan=False)))
+    book = fresh
     book.update(bar("GBPUSD", 40, 1.31))
     book.update(bar("GBPUSD", 41, 1.5))  # a later one is never used for this as_of
     v = b.vector(41 * day, book)
@@ -129,7 +135,7 @@ def test_stream_forecaster_builds_the_same_inputs_as_the_backtest(d1: dict[str, 
     for n, c in enumerate(bars):
         if n == 700:  # restart of the worker: the forecasters and the book come back from their snapshots
             book = CrossBook()
-            fcs = {s: SymbolForecaster.restore(json.loads(json.dumps(f.snapshot())), cfg, symbol=s, book=book)
+            fcs = {s: SymbolForecaster.restore(json.loads(json.dumps(f.snapshot(), allow_nan=False)), cfg, symbol=s, book=book)
                    for s, f in fcs.items()}
         batch.append(fcs[c.symbol].on_candle(c))
         if n == len(bars) - 1 or bars[n + 1].close_ms != c.close_ms:
