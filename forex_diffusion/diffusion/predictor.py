@@ -31,6 +31,7 @@ from ..touch import (
     band_distances,
     extremes_from_paths,
     parse_touch_bands,
+    rw_touch_table,
     touch_from_paths,
 )
 from .checkpoint import load_checkpoint
@@ -164,6 +165,7 @@ class Predictor:
         self.symbols: frozenset[str] = frozenset(str(x) for x in manifest.get("symbols", ()))
         self.levels: tuple[float, ...] = QUANTILE_LEVELS
         self.touch_bands: tuple[TouchBand, ...] = parse_touch_bands(touch_bands)
+        rw_touch_table(self.horizon)  # the random walk's touch table, built once per horizon (~0.5 s at H=24)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", *,
