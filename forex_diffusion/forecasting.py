@@ -77,18 +77,31 @@ class ForecasterConfig:
     trigger: TriggerPolicy = field(default_factory=TriggerPolicy)
     pending_forecasts: int = 0  # 0: horizon + 1 (enough to score every step)
     history: int = 512
+    # issue 16: (timeframe, horizon) of forecast timeframes whose model horizon is not
+    # ``horizon``; with ``keyed_horizons`` retrain requests name each series' horizon
+    models: tuple[tuple[str, int], ...] = ()
+    keyed_horizons: bool = False
 
     def __post_init__(self) -> None:
         tfs = {Timeframe.parse(t).name for t in self.timeframes}
         if not {Timeframe.parse(t).name for t in self.forecast_timeframes} <= tfs:
             raise ConfigError("forecast_timeframes must be among timeframes")
-        if self.horizon < 1:
+        if self.horizon < 1 or any(h < 1 for _, h in self.models):
             raise ConfigError("horizon must be >= 1")
 
     @property
     def horizons(self) -> tuple[int, ...]:
         """Learner horizons: one step and the full horizon by default."""
         return self.learner_horizons or tuple(sorted({1, self.horizon}))
+
+    def horizon_of(self, timeframe: str) -> int:
+        """The model horizon of forecast timeframe ``timeframe``."""
+        name = Timeframe.parse(timeframe).name
+        return next((h for tf, h in self.models if Timeframe.parse(tf).name == name), self.horizon)
+
+    def learner_horizons_of(self, timeframe: str) -> tuple[int, ...]:
+        """Learner horizons of ``timeframe``'s series: one step and its model's horizon."""
+        return self.learner_horizons or tuple(sorted({1, self.horizon_of(timeframe)}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +135,8 @@ class CandleOutcome:
     features: np.ndarray | None = None
     due: bool = False
     indicators: dict[str, float | None] | None = None
+    inputs: dict[str, np.ndarray | None] = field(default_factory=dict)  # own part of each model's inputs
+    context_requests: dict[str, ForecastRequest | None] = field(default_factory=dict)  # per serving context spec
     sigma: float = float("nan")
 
 
@@ -135,8 +150,6 @@ class RandomWalkPredictor:
     version = "rw-ewma"
 
     def __init__(self, horizon: int) -> None:
-    inputs: dict[str, np.ndarray | None] = field(default_factory=dict)  # own part of each model's inputs
-    context_requests: dict[str, ForecastRequest | None] = field(default_factory=dict)  # per serving context spec
         self.horizon = horizon
 
     def forecast(self, requests: Sequence[ForecastRequest], *, steps: int | None = None,
@@ -185,15 +198,19 @@ class _Series:
             symbol=symbol,
         )
         self.symbol, self.tf = symbol, tf
+        self.horizon = cfg.horizon_of(tf)
+        self.policy = replace(cfg.trigger, model_horizon=self.horizon) if cfg.keyed_horizons else cfg.trigger
         self.context = SeriesContext(symbol=symbol, timeframe=tf, spec=cfg.context)
         # contexts of the serving models' specs (built from the history when a model appears)
         self.contexts: dict[str, SeriesContext] = {}
+        # builders of the serving models' named inputs (built from the history when a model appears)
+        self.inputs: dict[str, InputsBuilder] = {}
         self.history: deque[Candle] = deque(maxlen=cfg.history)
-        self.learners = OnlineLearnerSet(symbol, tf, LearnerConfig(horizons=cfg.horizons))
+        self.learners = OnlineLearnerSet(symbol, tf, LearnerConfig(horizons=cfg.learner_horizons_of(tf)))
         self.drift = DriftMonitor(symbol, tf, cfg.drift)
         self.trigger = TriggerState()
         # pending diffusion forecasts: (as_of_ms, model_version, quantiles [H,Q], rw [H,Q], steps seen)
-        self.pending: deque[list[Any]] = deque(maxlen=cfg.pending_forecasts or cfg.horizon + 1)
+        self.pending: deque[list[Any]] = deque(maxlen=cfg.pending_forecasts or self.horizon + 1)
 
 
 def _ctx(symbol: str, timeframe: str, part: str) -> bytes:
@@ -203,15 +220,19 @@ def _ctx(symbol: str, timeframe: str, part: str) -> bytes:
 
 class SymbolForecaster:
     """Everything the forecast path keeps for one symbol."""
-        # builders of the serving models' named inputs (built from the history when a model appears)
-        self.inputs: dict[str, InputsBuilder] = {}
 
     def __init__(self, symbol: str, config: ForecasterConfig, *, book: CrossBook | None = None) -> None:
         self.symbol = symbol
         self.config = config
+        # the worker's recent closes of every pair it serves (models with a ``cross`` input)
+        self.book = book
+        self.inputs_skipped = 0  # due candles not forecast: the model's inputs not ready (warm-up, other pair behind)
         self.series = {Timeframe.parse(tf).name: _Series(symbol, Timeframe.parse(tf).name, config)
                        for tf in config.forecast_timeframes}
         self.last_open: dict[str, int] = {}
+        # forecast timeframes whose series has no state yet: neither restored from a
+        # snapshot nor warmed (:meth:`warm`); the agent warms them from stored candles
+        self.cold: set[str] = set(self.series)
 
     def on_candle(self, candle: Candle) -> CandleOutcome:
         """Process one closed candle of this symbol (any configured timeframe)."""
@@ -224,9 +245,8 @@ class SymbolForecaster:
             out.duplicate = True  # redelivery or replay: state already holds it
             return out
         self.last_open[candle.timeframe] = candle.open_ms
-        # the worker's recent closes of every pair it serves (models with a ``cross`` input)
-        self.book = book
-        self.inputs_skipped = 0  # due candles not forecast: the model's inputs not ready (warm-up, other pair behind)
+        if self.book is not None:
+            self.book.update(candle)
         for each in self.series.values():
             each.features.on_candle(candle)
         for each in self.series.values():
@@ -241,19 +261,20 @@ class SymbolForecaster:
         s.history.append(candle)
         for ctx in s.contexts.values():
             ctx.update(candle)
+        for key, builder in s.inputs.items():
+            builder.update(candle)
+            out.inputs[key] = builder.own(candle.close_ms)
         fv = s.features.features(candle.timeframe, candle.close_ms)
         feats = fv.as_dict() if fv is not None else {}
         sigma = s.context.sigma
         out.sigma = sigma
-        if self.book is not None:
-            self.book.update(candle)
         out.learner = s.learners.step(candle, feats, sigma if sigma and math.isfinite(sigma) else float("nan"))
         events = s.drift.update_learner(out.learner)
         if feats:
             events += s.drift.update_features(feats, candle.close_ms)
         out.evaluations = self._score(s, candle)
         for ev in out.evaluations:
-            if ev.step in (1, self.config.horizon):
+            if ev.step in (1, s.horizon):
                 events += s.drift.update_crps(ev.step, ev.crps, candle.close_ms)
                 levels = np.asarray(QUANTILE_LEVELS)
                 pit = float(np.interp(ev.realized, ev.quantiles, levels, left=0.0, right=1.0))
@@ -261,16 +282,15 @@ class SymbolForecaster:
                     bool(np.interp(0.25, levels, ev.quantiles) <= ev.realized <= np.interp(0.75, levels, ev.quantiles)))
                 hit90 = bool(ev.quantiles[0] <= ev.realized <= ev.quantiles[-1])
                 events += s.drift.update_calibration(ev.step, candle.close_ms, pit=pit, hit50=hit50, hit90=hit90)
-        for key, builder in s.inputs.items():
-            builder.update(candle)
-            out.inputs[key] = builder.own(candle.close_ms)
         out.drift = events
-        decision, s.trigger = decide(events, s.trigger, self.config.trigger, candle.close_ms)
+        decision, s.trigger = decide(events, s.trigger, s.policy, candle.close_ms)
         out.decision = decision
         out.retrain = decision.request
         out.features = fv.values if fv is not None else None
         out.request = s.context.request(candle.close_ms, extra=out.features)
         out.due = out.request is not None
+        # the serving models' own-spec requests, taken now: later candles of the same batch move the contexts on
+        out.context_requests = {k: c.request(candle.close_ms, extra=out.features) for k, c in s.contexts.items()}
         return out
 
     def warm(self, candles: Iterable[Candle]) -> int:
@@ -343,6 +363,9 @@ class SymbolForecaster:
         if spec is None or spec == s.context.spec:
             return outcome.request
         key = repr(spec.to_dict())
+        if key in outcome.context_requests:
+            return outcome.context_requests[key]
+        as_of = outcome.candle.close_ms
         ctx = s.contexts.get(key)
         if ctx is None:
             ctx = SeriesContext(symbol=self.symbol, timeframe=s.tf, spec=spec)
@@ -358,8 +381,6 @@ class SymbolForecaster:
                 return None
         return ctx.request(as_of, extra=outcome.features)
 
-        # the serving models' own-spec requests, taken now: later candles of the same batch move the contexts on
-        out.context_requests = {k: c.request(candle.close_ms, extra=out.features) for k, c in s.contexts.items()}
     def _score(self, s: _Series, candle: Candle) -> list[Evaluation]:
         evals = []
         for p in s.pending:
@@ -370,9 +391,6 @@ class SymbolForecaster:
                 y = np.array([candle.close])
                 crps = float(crps_quantiles(q[None, :], y)[0])
                 crps_rw = float(crps_quantiles(rw[None, :], y)[0])
-        if key in outcome.context_requests:
-            return outcome.context_requests[key]
-        as_of = outcome.candle.close_ms
                 evals.append(Evaluation(self.symbol, candle.timeframe, p[0], step, p[1], candle.close,
                                         q, rw, crps, crps_rw))
         while s.pending and s.pending[0][4] >= s.pending[0][2].shape[0]:
@@ -403,6 +421,7 @@ class SymbolForecaster:
         ser = {}
         for tf, s in self.series.items():
             ser[tf] = {
+                "horizon": s.horizon,
                 "features": s.features.snapshot(),
                 "context": s.context.snapshot(),
                 "learners": base64.b64encode(s.learners.snapshot(context=_ctx(self.symbol, tf, "learners"))).decode("ascii"),
@@ -411,6 +430,7 @@ class SymbolForecaster:
                 "pending": [[p[0], p[1], p[2].tolist(), p[3].tolist(), p[4]] for p in s.pending],
                 "history": [c.to_dict() for c in s.history],
                 "contexts": {k: c.snapshot() for k, c in s.contexts.items()},
+                "inputs": {k: b.snapshot() for k, b in s.inputs.items()},
             }
         out = {"version": SNAPSHOT_VERSION, "symbol": self.symbol, "last_open": dict(self.last_open), "series": ser}
         if self.book is not None and self.book.snapshot(self.symbol):
@@ -435,9 +455,9 @@ class SymbolForecaster:
             book.restore(f.symbol, data.get("cross_book", {}))
         f.last_open = {k: int(v) for k, v in data["last_open"].items()}
         for tf, d in data["series"].items():
-            if tf not in f.series:
-                "inputs": {k: b.snapshot() for k, b in s.inputs.items()},
-                continue
+            if tf not in f.series or int(d.get("horizon", f.series[tf].horizon)) != f.series[tf].horizon:
+                continue  # a series of another model horizon (issue 16) starts afresh (cold)
+            f.cold.discard(tf)
             s = f.series[tf]
             s.features = FeatureBuilder.restore(d["features"])
             s.context = SeriesContext.restore(d["context"])
@@ -446,7 +466,7 @@ class SymbolForecaster:
             s.trigger = TriggerState.from_dict(d["trigger"])
             s.history.extend(Candle.from_dict(c) for c in d.get("history", []))
             s.contexts = {k: SeriesContext.restore(c) for k, c in d.get("contexts", {}).items()}
+            s.inputs = {k: InputsBuilder.restore(b) for k, b in d.get("inputs", {}).items()}
             for p in d["pending"]:
                 s.pending.append([int(p[0]), p[1], np.asarray(p[2]), np.asarray(p[3]), int(p[4])])
         return f
-            s.inputs = {k: InputsBuilder.restore(b) for k, b in d.get("inputs", {}).items()}

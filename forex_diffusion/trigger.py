@@ -150,6 +150,10 @@ class TriggerPolicy:
         Age after which an open request no longer blocks a new one (a dead job).
     per_horizon
         Model keys include the horizon (one model per horizon) instead of one per series.
+    model_horizon
+        Without ``per_horizon``: the horizon of the one model the series serves, named in
+        its requests' keys (``EURUSD/1h/24``); None keeps the key ``EURUSD/1h`` (the
+        worker's default horizon). A worker serving several horizons sets it (issue 16).
     max_events
         Bound on the events kept in the state per series.
     """
@@ -161,6 +165,7 @@ class TriggerPolicy:
     request_ttl_ms: int = 3 * 24 * 3_600_000
     per_horizon: bool = False
     max_events: int = 256
+    model_horizon: int | None = None
 
     def __post_init__(self) -> None:
         if self.min_detectors < 1 or self.persistence < 1:
@@ -272,7 +277,7 @@ def decide(
     symbol, timeframe = next(iter(series))
     skey = model_key(symbol, timeframe, None)
 
-    horizon_of = (lambda h: h) if policy.per_horizon else (lambda h: None)
+    horizon_of = (lambda h: h) if policy.per_horizon else (lambda h: policy.model_horizon)
     kept = [
         _Seen(d, h, t) for d, h, t in state.events.get(skey, ()) if now_ms - t < policy.window_ms
     ]

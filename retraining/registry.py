@@ -196,15 +196,15 @@ class ModelRegistry:
             return False
         return True
 
-    def load(self, version: ModelVersion) -> Predictor:
-        """Load a verified version.
+    def load(self, version: ModelVersion, *, device: str = "cpu") -> Predictor:
+        """Load a verified version (onto ``device``: cpu, cuda, cuda:N, auto).
 
         Raises
         ------
         ArtifactError
             The artifact is missing, corrupt, unsafe or not the one registered.
         """
-        predictor = Predictor.load(self.path_of(version))
+        predictor = Predictor.load(self.path_of(version), device=device)
         if predictor.manifest.get("sha256") != version.sha256:
             raise ArtifactError(f"{version.version}: sha256 differs from the registry's")
         return predictor

@@ -13,7 +13,7 @@ version name, so the stream always forecasts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ class ModelBook:
     """Champion predictors per model key, with a fallback and refusal of bad artifacts."""
 
     def __init__(self, engine: Engine | None, *, horizon: int, device: str = "cpu",
+                 horizons: Mapping[str, int] | None = None,
                  model_dir: str | Path | None = None,
                  on_rejected: Callable[[str, Exception], None] | None = None,
                  touch_bands: str | None = None) -> None:
@@ -64,11 +65,15 @@ class ModelBook:
         self._serving: dict[tuple[str, str], Any] = {}  # (symbol, tf) -> predictor
         self._shadows: dict[tuple[str, str], Any] = {}  # (symbol, tf) -> shadow predictor or None (issue 16)
         self._fallback = RandomWalkPredictor(horizon)
+        # issue 16: the model horizon of each timeframe served (one per timeframe); a
+        # timeframe not named serves ``horizon``. The random walk stands in at each one.
+        self.horizons = dict(horizons or {})
+        self._fallbacks = {h: RandomWalkPredictor(h) for h in set(self.horizons.values()) - {horizon}}
         self.rejected: dict[str, str] = {}
 
     def _champion_version(self, symbol: str, timeframe: str) -> str | None:
         if self.registry is not None:
-            row = self.registry.resolve_champion(symbol, timeframe, self.horizon)
+            row = self.registry.resolve_champion(symbol, timeframe, self.horizon_of(timeframe))
             if row is not None:
                 return row.version
         # no registry champion: the newest checkpoint under model_dir (e.g. a bundled model).
@@ -76,7 +81,7 @@ class ModelBook:
         # here: not a challenger it did not promote, nor a rejected or rolled-back one.
         if self.model_dir is not None:
             for sym in (symbol, "", "*"):  # "": a global model whose symbol set holds the symbol
-                keys = ([ModelKey(symbol=sym, timeframe=timeframe, horizon=self.horizon)] if sym
+                keys = ([ModelKey(symbol=sym, timeframe=timeframe, horizon=self.horizon_of(timeframe))] if sym
                         else self._global_keys(timeframe))
                 best: tuple[int, Path] | None = None
                 for key in keys:
@@ -96,7 +101,7 @@ class ModelBook:
         """Keys of the global models (symbol sets) of ``timeframe`` with a directory under model_dir."""
         assert self.model_dir is not None
         out = []
-        for d in sorted(self.model_dir.glob(f"SET*-{timeframe}-h{self.horizon}")):
+        for d in sorted(self.model_dir.glob(f"SET*-{timeframe}-h{self.horizon_of(timeframe)}")):
             try:
                 key = ModelKey.parse(d.name)
             except ForexDiffusionError:
@@ -104,6 +109,10 @@ class ModelBook:
             if key.is_symbol_set and key.dir_name == d.name:
                 out.append(key)
         return out
+
+    def horizon_of(self, timeframe: str) -> int:
+        """The model horizon served at ``timeframe`` (the key is ``(symbol, timeframe, horizon)``)."""
+        return self.horizons.get(timeframe, self.horizon)
 
     def _load(self, version: str) -> Any | None:
         if version in self._loaded:
@@ -118,7 +127,7 @@ class ModelBook:
                 row = self.registry.get(version) if self.registry is not None else None
                 if row is None:
                     return None
-                pred = self.registry.load(row)  # weights-only, sha256 checked against the registry
+                pred = self.registry.load(row, device=self.device)  # weights-only, sha256 checked
         except (ForexDiffusionError, OSError) as exc:
             self.rejected[version] = str(exc)[:300]
             log.error("model.rejected version=%s error=%s", version, type(exc).__name__)
@@ -141,7 +150,7 @@ class ModelBook:
         version = self._champion_version(symbol, timeframe)
         pred = self._load(version) if version else None
         prev = self._serving.get((symbol, timeframe))
-        chosen = pred or prev or self._fallback
+        chosen = pred or prev or self._fallbacks.get(self.horizon_of(timeframe), self._fallback)
         if pred is None and prev is not None and version is not None:
             log.warning("model.kept version=%s reason=champion %s not loadable", getattr(prev, "version", "?"), version)
         self._serving[(symbol, timeframe)] = chosen
@@ -162,7 +171,8 @@ class ModelBook:
         pred = None
         if self.registry is not None:
             try:
-                row = self.registry.shadow(ModelKey(symbol=symbol, timeframe=timeframe, horizon=self.horizon))
+                row = self.registry.shadow(ModelKey(symbol=symbol, timeframe=timeframe,
+                                                    horizon=self.horizon_of(timeframe)))
             except ForexDiffusionError as exc:
                 log.warning("model.shadow_unresolved symbol=%s timeframe=%s error=%s", symbol, timeframe, exc)
                 row = None

@@ -69,6 +69,7 @@ def run_worker(*, role: str = "stream", log_level: str = "warn", settings: Setti
     if role not in ROLES:
         raise SystemExit(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
     settings = settings or Settings.from_env()
+    settings.check_device()  # FOREXD_DEVICE=cuda without CUDA: exit 78 before anything starts
     wait_for_broker(settings.broker_url, settings.broker_wait_s)
     metrics = None
     try:

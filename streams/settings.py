@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 from forex_diffusion.errors import ConfigError, SettingsError
 from forex_diffusion.instruments import InstrumentRegistry
-from forex_diffusion.timeframes import parse_timeframes
+from forex_diffusion.timeframes import Timeframe, parse_timeframes
 
 __all__ = ["OTHER_VARIABLES", "Settings", "unknown_variables"]
 
@@ -20,6 +21,33 @@ __all__ = ["OTHER_VARIABLES", "Settings", "unknown_variables"]
 OTHER_VARIABLES = frozenset({"FOREXD_LOG_LEVEL", "FOREXD_NO_JIT", "FOREXD_FAILPOINT",
                              "FOREXD_SERVICES", "FOREXD_TANSU_BIN"})
 _OTHER_PREFIXES = ("FOREXD_TEST_",)
+
+
+_CUDA = re.compile(r"cuda(:[0-9]{1,2})?")
+
+
+def _parse_models(items: tuple[str, ...], timeframes: tuple[str, ...]) -> list[tuple[str, int]]:
+    """``("1m:60", "1h:24")`` → ``[("1m", 60), ("1h", 24)]``, each timeframe written as in
+    ``timeframes``; ``ConfigError`` on a malformed entry, an unknown or unconfigured
+    timeframe, a horizon < 1, or a timeframe listed twice."""
+    configured = {Timeframe.parse(t).name: t for t in timeframes}
+    out: list[tuple[str, int]] = []
+    for item in items:
+        tf, sep, h = item.partition(":")
+        if not sep or not h.strip().isdigit():
+            raise ConfigError(f"models entry {item[:32]!r} is not TIMEFRAME:HORIZON (e.g. 1m:60,1h:24)")
+        name = Timeframe.parse(tf.strip()).name
+        if name not in configured:
+            raise ConfigError(f"models entry {item[:32]!r}: timeframe {name} is not among timeframes")
+        horizon = int(h)
+        if horizon < 1:
+            raise ConfigError(f"models entry {item[:32]!r}: horizon must be >= 1")
+        if any(configured[name] == t for t, _ in out):
+            # its forecasts, drift events, quality metrics and served model are keyed by
+            # (symbol, timeframe): two horizons of one timeframe would collide there
+            raise ConfigError(f"models lists timeframe {name} twice: one horizon per timeframe")
+        out.append((configured[name], horizon))
+    return out
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -43,6 +71,14 @@ class Settings:
     timeframes: tuple[str, ...] = ("1m", "5m", "15m", "1h")
     forecast_timeframes: tuple[str, ...] = ("1m",)
     horizon: int = 24
+    # issue 16: several (timeframe, horizon) models per worker, "1m:60,1h:24"; when set it
+    # replaces forecast_timeframes and horizon (horizon becomes the first model's)
+    models: tuple[str, ...] = ()
+    # issue 16: device of the serving models: cpu, cuda, cuda:N or auto (cuda when present)
+    device: str = "cpu"
+    # issue 16: warm start: stored candles per timeframe replayed into a series that has no
+    # checkpointed state, so its first new candle is forecast (0: off)
+    warm_candles: int = 512
     price: str = "mid"
     allowed_lateness_ms: int = 2_000
     idle_close_s: float = 10.0
@@ -113,6 +149,12 @@ class Settings:
         if self.state_key is not None and len(self.state_key) < 32:
             raise ConfigError("state_key must be at least 32 characters (e.g. 64 hex digits)")
         parse_timeframes(self.timeframes)
+        if self.models:
+            self._derive_from_models()
+        if self.device not in ("cpu", "auto") and not _CUDA.fullmatch(self.device):
+            raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, not {self.device[:32]!r}")
+        if self.warm_candles < 0:
+            raise ConfigError("warm_candles must be >= 0 (0: no warm start)")
         parse_timeframes(self.forecast_timeframes)
         if not set(self.forecast_timeframes) <= set(self.timeframes):
             raise ConfigError("forecast_timeframes must be among timeframes")
@@ -127,6 +169,42 @@ class Settings:
             raise ConfigError("kafka_security_protocol must be PLAINTEXT, SSL, SASL_SSL or SASL_PLAINTEXT")
         if self.kafka_security_protocol == "SASL_PLAINTEXT" and self.kafka_sasl_mechanism.startswith("SCRAM"):
             raise ConfigError("SCRAM needs TLS: use SASL_SSL")
+
+    def _derive_from_models(self) -> None:
+        """Check ``models`` and set ``forecast_timeframes`` and ``horizon`` from it."""
+        pairs = _parse_models(self.models, self.timeframes)
+        tfs = tuple(tf for tf, _ in pairs)
+        # set directly too (not only through FOREXD_*): they must agree or be the defaults
+        if self.forecast_timeframes not in (("1m",), tfs) or self.horizon not in (24, pairs[0][1]):
+            raise ConfigError("models conflicts with forecast_timeframes/horizon: set models alone")
+        object.__setattr__(self, "models", tuple(f"{tf}:{h}" for tf, h in pairs))
+        object.__setattr__(self, "forecast_timeframes", tfs)
+        object.__setattr__(self, "horizon", pairs[0][1])
+
+    @property
+    def model_horizons(self) -> dict[str, int]:
+        """Horizon per forecast timeframe: ``models``, else ``horizon`` for every one of
+        ``forecast_timeframes`` (the worker serves one model per timeframe)."""
+        if self.models:
+            return dict(_parse_models(self.models, self.timeframes))
+        return {tf: self.horizon for tf in self.forecast_timeframes}
+
+    def check_device(self) -> None:
+        """Refuse a CUDA ``device`` on a machine without CUDA (``SettingsError``, exit 78).
+
+        Imports torch: called where the serving models run (the worker), not by every command.
+        """
+        if not self.device.startswith("cuda"):
+            return
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SettingsError(f"FOREXD_DEVICE={self.device} but CUDA is not available on this machine: "
+                                "set FOREXD_DEVICE=cpu (or auto, which takes CUDA only when present)")
+        n = int(self.device.split(":")[1]) if ":" in self.device else 0
+        if n >= torch.cuda.device_count():
+            raise SettingsError(f"FOREXD_DEVICE={self.device} but this machine has "
+                                f"{torch.cuda.device_count()} CUDA device(s)")
 
     @property
     def send_ack_timeout_s(self) -> float:
@@ -154,6 +232,12 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``FOREXD_<FIELD>`` variables (upper-case field names)."""
         env = os.environ if env is None else env
+        if env.get("FOREXD_MODELS"):
+            given = [n for n in ("FOREXD_HORIZON", "FOREXD_FORECAST_TIMEFRAMES") if env.get(n)]
+            if given:
+                raise SettingsError(f"FOREXD_MODELS replaces {' and '.join(given)}: unset "
+                                    f"{'them' if len(given) > 1 else 'it'} (FOREXD_MODELS=1m:24 is "
+                                    "FOREXD_FORECAST_TIMEFRAMES=1m with FOREXD_HORIZON=24)")
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = env.get(f"FOREXD_{f.name.upper()}")

@@ -17,8 +17,11 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from forex_diffusion.candle_gate import CandleGate
+from forex_diffusion.diffusion.inputs import CrossBook
+from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ForexDiffusionError, ValidationError
 from forex_diffusion.forecasting import CandleOutcome, ForecasterConfig, SymbolForecaster
+from forex_diffusion.warm_start import warm_start
 from forex_diffusion.wire import (
     decode_candle,
     decode_model_outcome,
@@ -51,13 +54,18 @@ class CandleAgent:
     def __init__(self, rt: Runtime) -> None:
         s = rt.settings
         self.rt = rt
+        # issue 16: one model per forecast timeframe, each at its own horizon (FOREXD_MODELS);
+        # with several horizons a retrain request names its series' horizon
+        horizons = s.model_horizons
         self.config = ForecasterConfig(timeframes=s.timeframes, forecast_timeframes=s.forecast_timeframes,
-                                       horizon=s.horizon)
+                                       horizon=s.horizon, models=tuple(horizons.items()),
+                                       keyed_horizons=len(set(horizons.values())) > 1)
         self.timeframes = frozenset(s.timeframes)
         self.forecasters: dict[str, SymbolForecaster] = {}
         self.symbols: dict[int, set[str]] = defaultdict(set)
         m = rt.metrics
-        self.models = ModelBook(rt.engine, horizon=s.horizon, model_dir=s.model_dir or (s.data_dir / "models"),
+        self.models = ModelBook(rt.engine, horizon=s.horizon, horizons=horizons, device=s.device,
+                                model_dir=s.model_dir or (s.data_dir / "models"),
                                 on_rejected=(lambda v, e: m.artifact_rejected()) if m is not None else None,
                                 touch_bands=s.touch_bands)
         self.progress = PartitionProgress(
@@ -75,6 +83,7 @@ class CandleAgent:
         # issue 16: a challenger in shadow forecasts beside the champion, unpublished, scored live
         self.shadow = ShadowLane(self.models, metrics=lambda: self.rt.metrics,
                                  send=lambda kind, key, value: self.out.append((kind, key, value)))
+        self.book = CrossBook()  # recent closes of every pair here, for models with a cross-pair input
         self.lock = asyncio.Lock()
         self._flush_task: asyncio.Future[None] | None = None
         # set between batches: a checkpoint captures state only there, never while a batch
@@ -96,7 +105,7 @@ class CandleAgent:
 
     def _restore(self, partition: int, state: dict[str, Any]) -> None:
         for sym, data in state.get("symbols", {}).items():
-            self.forecasters[sym] = SymbolForecaster.restore(data, self.config, symbol=sym)
+            self.forecasters[sym] = SymbolForecaster.restore(data, self.config, symbol=sym, book=self.book)
             self.symbols[partition].add(sym)
         self.shadow.restore(state.get("shadow"))
 
@@ -128,7 +137,7 @@ class CandleAgent:
                 m = self.rt.metrics
                 if m is not None:
                     for (sym, tf), v in versions.items():
-                        m.model_in_service(f"{sym}/{tf}/{self.rt.settings.horizon}", v)
+                        m.model_in_service(f"{sym}/{tf}/{self.models.horizon_of(tf)}", v)
 
         @app.timer(interval=15.0)
         async def refresh_models() -> None:
@@ -189,7 +198,8 @@ class CandleAgent:
                                               f"ahead of the series (last open {watermark}) or the clock")
             rec.stage = "process"
             if f is None:
-                f = self.forecasters[candle.symbol] = SymbolForecaster(candle.symbol, self.config)
+                f = self.forecasters[candle.symbol] = SymbolForecaster(candle.symbol, self.config, book=self.book)
+            f.cold = set()  # warmed before its first candle here (_warm) or not at all: it goes on live
             self.symbols[p].add(candle.symbol)
             out = f.on_candle(candle)
             rec.stage = "encode"
@@ -219,8 +229,58 @@ class CandleAgent:
         finally:
             self._idle.set()
 
+    async def _warm(self, msgs: list[Any]) -> None:
+        """Warm start (issue 16): each series of the batch without checkpointed state -- a
+        symbol new to this worker, or a forecast timeframe its restored state lacks -- is
+        rebuilt from the stored candles before its first candle here, in an executor (the
+        event loop keeps serving the broker). A failure is logged and the series starts cold."""
+        firsts: dict[str, Candle] = {}
+        for msg in msgs:
+            try:
+                sym = msg.key.decode() if isinstance(msg.key, bytes) else None
+            except UnicodeDecodeError:
+                continue
+            f = self.forecasters.get(sym) if sym is not None else None
+            if sym is None or sym in firsts or (f is not None and not f.cold):
+                continue
+            if self.progress.restoring:
+                await self.progress.restored(msg.partition)
+                f = self.forecasters.get(sym)
+                if f is not None and not f.cold:
+                    continue
+            last = self.progress.offsets.get(msg.partition)
+            if last is not None and msg.offset <= last:
+                continue  # already in the restored state (admit() decides; this only skips)
+            try:  # refused candles are dead-lettered by _process, not here
+                candle = decode_candle(msg.value, key=msg.key, instruments=self.rt.instruments,
+                                       timeframes=self.timeframes, max_bytes=self.rt.settings.max_message_bytes)
+            except Exception:  # noqa: BLE001
+                continue
+            if candle.final:
+                firsts[sym] = candle
+        if not firsts:
+            return
+        engine, n = self.rt.engine, self.rt.settings.warm_candles
+
+        def warm() -> dict[str, SymbolForecaster]:
+            out = {}
+            for sym, first in firsts.items():
+                f = self.forecasters.get(sym) or SymbolForecaster(sym, self.config, book=self.book)
+                cold = ",".join(sorted(f.cold))
+                try:
+                    replayed = warm_start(f, engine, before=first, per_timeframe=n) if engine is not None else 0
+                    log.info("warm.start symbol=%s series=%s candles=%d", sym, cold, replayed)
+                except Exception as exc:  # noqa: BLE001 - the series only starts cold, as before
+                    log.warning("warm.failed symbol=%s error=%s", sym, type(exc).__name__)
+                f.cold = set()
+                out[sym] = f
+            return out
+
+        self.forecasters.update(await asyncio.get_running_loop().run_in_executor(None, warm))
+
     async def _handle_batch(self, msgs: list[Any]) -> None:
         outcomes: list[tuple[int, CandleOutcome, Any]] = []
+        await self._warm(msgs)
         for msg in msgs:
             if self.progress.restoring:
                 await self.progress.restored(msg.partition)  # D15: wait for the partition's restore
@@ -246,7 +306,7 @@ class CandleAgent:
             for p, o, msg in group:
                 with self.contain.record(msg) as scope:
                     scope.stage, scope.symbol = "forecast", o.candle.symbol
-                    r = self.forecasters[o.candle.symbol].request(o, spec)
+                    r = self.forecasters[o.candle.symbol].request(o, spec, getattr(pred, "inputs", None))
                     if r is not None:
                         triples.append((p, o, msg, r))
             reqs = [r for *_, r in triples]
@@ -279,11 +339,12 @@ class CandleAgent:
                     if self.rt.metrics is not None:
                         self.rt.metrics.forecast_emitted(o.candle.symbol, o.candle.timeframe, fc.latency_s,
                                                          fc.steps, fc.samples, degraded)
-                        self.rt.metrics.model_in_service(f"{o.candle.symbol}/{o.candle.timeframe}/{s.horizon}",
+                        self.rt.metrics.model_in_service(f"{o.candle.symbol}/{o.candle.timeframe}/"
+                                                         f"{self.models.horizon_of(o.candle.timeframe)}",
                                                          fc.model_version)
             await self.shadow.forecast(  # issue 16: the same requests, for a shadow of these series
                 emitted, lambda o, sp: self.forecasters[o.candle.symbol].request(
-                    o, getattr(sp, "context_spec", None)),
+                    o, getattr(sp, "context_spec", None), getattr(sp, "inputs", None)),
                 steps=steps, samples=samples, degraded=degraded)
         if len(self.out) >= 500:
             self.schedule_flush()

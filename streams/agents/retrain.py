@@ -55,7 +55,8 @@ class RetrainAgent:
         self.config = job_config(s)
         self.model_dir = Path(s.model_dir or (s.data_dir / "models"))
         self.schedule = [ScheduleEntry.parse(x) for x in s.retrain_schedule]
-        self.horizons = frozenset({s.horizon, self.config.horizon, *(e.key.horizon for e in self.schedule)})
+        self.horizons = frozenset({s.horizon, self.config.horizon, *s.model_horizons.values(),
+                                   *(e.key.horizon for e in self.schedule)})
         self.last_fired: dict[str, int] = {}
         self.queue = RetrainQueue(self._run, concurrency=s.retrain_concurrency, default_horizon=self.config.horizon)
 

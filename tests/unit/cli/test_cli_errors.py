@@ -377,3 +377,15 @@ def test_retrain_sends_the_canonical_symbol_and_timeframe_spelling() -> None:
     res = forexd("retrain", "--symbol", "EUR/USD", "--timeframe", "1H", env={"FOREXD_BROKER_URL": DOWN})
     assert res.returncode == 69, res.stderr
     assert_one_line(res.stderr, "broker unreachable")
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({"FOREXD_MODELS": "1h:24,1h:6"}, "1h twice"),
+    ({"FOREXD_MODELS": "1m:60", "FOREXD_HORIZON": "24"}, "FOREXD_MODELS replaces FOREXD_HORIZON"),
+    # no CUDA here: "not available"; a machine with CUDA has no 100th device
+    ({"FOREXD_DEVICE": "cuda:99"}, "FOREXD_DEVICE=cuda:99"),
+])
+def test_worker_with_bad_models_or_device_exits_78_on_one_line(env: dict[str, str], says: str) -> None:
+    res = forexd("worker", env={"FOREXD_BROKER_URL": DOWN, "FOREXD_BROKER_WAIT_S": "0", **env})
+    assert res.returncode == 78, res.stderr
+    assert_one_line(res.stderr, says)

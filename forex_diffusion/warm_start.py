@@ -1,0 +1,64 @@
+"""Warm start: rebuild a series that has no checkpointed state from the stored candles.
+
+A worker that takes over a series without state for it (a new symbol on the partition, a
+model timeframe added to ``FOREXD_MODELS``, a series whose model horizon changed) would
+otherwise wait ``window`` candles -- and the indicator banks ~250 -- before its first
+forecast, although the database holds the history. :func:`stored_history` reads the last
+``per_timeframe`` closed candles of each timeframe that come before the first new candle
+in stream order, and :func:`warm_start` replays them through
+:meth:`~forex_diffusion.forecasting.SymbolForecaster.warm`: the series end in the state
+they would have had seeing those candles live, so the first new candle is forecast.
+
+A checkpoint restore stays the primary path: only :attr:`SymbolForecaster.cold` series
+(no restored state) are warmed.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from .domain import Candle
+from .forecasting import SymbolForecaster
+from .storage.repository import fetch_candles
+from .timeframes import Timeframe
+
+__all__ = ["stream_key", "stored_history", "warm_start"]
+
+
+def stream_key(candle: Candle) -> tuple[int, int]:
+    """Position of a candle in the stream of its symbol: close time, then the shorter
+    timeframe first (the order :class:`~forex_diffusion.aggregation.CandleAggregator`
+    emits)."""
+    return candle.close_ms, Timeframe.parse(candle.timeframe).duration_ms
+
+
+def stored_history(engine: Engine, symbol: str, timeframes: tuple[str, ...], *, before: Candle,
+                   per_timeframe: int) -> list[Candle]:
+    """The stored closed candles of ``symbol`` that come before ``before`` in stream order,
+    at most the last ``per_timeframe`` of each of ``timeframes``, in stream order."""
+    if per_timeframe <= 0:
+        return []
+    first = stream_key(before)
+    out: list[Candle] = []
+    for tf in timeframes:
+        dur = Timeframe.parse(tf).duration_ms
+        # candles closing up to ``before``'s close (one more: the one closing with it, of a
+        # timeframe after it in stream order, is filtered out below)
+        rows = fetch_candles(engine, symbol, tf, end_ms=before.close_ms - dur + 1, limit=per_timeframe + 1)
+        kept = [c for c in rows if stream_key(c) < first]
+        out.extend(kept[-per_timeframe:])
+    out.sort(key=stream_key)
+    return out
+
+
+def warm_start(forecaster: SymbolForecaster, engine: Engine, *, before: Candle, per_timeframe: int) -> int:
+    """Warm ``forecaster``'s cold series from the stored candles before ``before``; return
+    how many candles were replayed (0: nothing cold, or nothing stored)."""
+    if not forecaster.cold:
+        return 0
+    if per_timeframe <= 0:
+        forecaster.cold = set()
+        return 0
+    history = stored_history(engine, forecaster.symbol, forecaster.config.timeframes, before=before,
+                             per_timeframe=per_timeframe)
+    return forecaster.warm(history)

@@ -1,0 +1,108 @@
+"""The candle agent with several (timeframe, horizon) models and warm start (issue 16).
+
+One agent serves 1m/H24 (the bundled diffusion model) and 5m/H6 (no model: the random walk
+at H6): its forecasts carry each model's horizon and version, the model book resolves both
+keys, its state carries both series and restores. An agent with stored candles but no
+checkpoint forecasts the first candle it sees; with the warm start off it cannot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from forex_diffusion.bundled import MODELS, SAMPLE_TICKS
+from forex_diffusion.domain import Candle
+from forex_diffusion.instruments import InstrumentRegistry
+from forex_diffusion.offline import aggregate_ticks_file
+from forex_diffusion.storage import make_engine, upsert_candles
+from forex_diffusion.warm_start import stream_key
+from forex_diffusion.wire import encode_candle
+from streams.agents.candles import CandleAgent
+from streams.app import Runtime
+from streams.settings import Settings
+
+TFS = ("1m", "5m")
+M1 = sorted((MODELS / "EURUSD-1m-h24").glob("*.pt"))[-1]
+
+
+@pytest.fixture(scope="module")
+def candles() -> list[Candle]:
+    return sorted(aggregate_ticks_file(SAMPLE_TICKS, timeframes=list(TFS)).candles, key=stream_key)
+
+
+def _agent(tmp_path: Path, *, engine: Any = None, **kw: Any) -> CandleAgent:
+    s = Settings(symbols=("EURUSD",), timeframes=TFS, data_dir=tmp_path, status_interval_s=0,
+                 forecast_steps=2, forecast_samples=16, **kw)
+    rt = Runtime(settings=s, app=SimpleNamespace(consumer=None), topics={},
+                 instruments=InstrumentRegistry.of(s.symbols), engine=engine)
+    return CandleAgent(rt)
+
+
+def _feed(agent: CandleAgent, cs: list[Candle], start: int = 0, batch: int = 32) -> list[dict[str, Any]]:
+    """Feed ``cs`` in batches; return the forecast records (taken off the queue as a
+    checkpoint would: nothing is published in these tests)."""
+    msgs = [SimpleNamespace(topic="fx.candles", partition=0, offset=start + i, key=b"EURUSD",
+                            value=encode_candle(c)) for i, c in enumerate(cs)]
+    out: list[dict[str, Any]] = []
+
+    async def go() -> None:
+        for i in range(0, len(msgs), batch):
+            await agent.handle_batch(msgs[i:i + batch])
+            out.extend(json.loads(v) for kind, _k, v in agent.out if kind == "forecasts")
+            agent.out.clear()
+    asyncio.run(go())
+    return out
+
+
+def test_one_agent_serves_two_timeframe_horizon_models(tmp_path: Path, candles: list[Candle]) -> None:
+    agent = _agent(tmp_path, models=("1m:24", "5m:6"), model_dir=MODELS)
+    cs = candles[:420]  # ~350 1m and ~70 5m candles: both contexts get ready
+    recs = _feed(agent, cs)
+    by_tf = {tf: [r for r in recs if r["timeframe"] == tf] for tf in TFS}
+    assert by_tf["1m"] and by_tf["5m"]
+    assert {(r["horizon"], r["model_version"], len(r["quantiles"])) for r in by_tf["1m"]} == {(24, M1.stem, 24)}
+    assert {(r["horizon"], r["model_version"], len(r["quantiles"])) for r in by_tf["5m"]} == {(6, "rw-ewma", 6)}
+    # the learners of each series predict at one step and at its own model's horizon
+    assert {p["horizon"] for r in by_tf["5m"] for p in r["learner"]} == {1, 6}
+    assert {p["horizon"] for r in by_tf["1m"] for p in r["learner"]} == {1, 24}
+    # the model book resolves both keys (symbol, timeframe, horizon)
+    assert agent.models.versions() == {("EURUSD", "1m"): M1.stem, ("EURUSD", "5m"): "rw-ewma"}
+    assert (agent.models.horizon_of("1m"), agent.models.horizon_of("5m")) == (24, 6)
+    assert agent.models.predictor("EURUSD", "5m").horizon == 6
+    # a drift request of a series names its model's horizon
+    f = agent.forecasters["EURUSD"]
+    assert (f.series["1m"].policy.model_horizon, f.series["5m"].policy.model_horizon) == (24, 6)
+
+    # the partition state holds both series, each with its horizon, and restores
+    state = json.loads(json.dumps(agent._snapshot(0)))
+    assert {tf: d["horizon"] for tf, d in state["symbols"]["EURUSD"]["series"].items()} == {"1m": 24, "5m": 6}
+    other = _agent(tmp_path, models=("1m:24", "5m:6"), model_dir=MODELS)
+    other._restore(0, state)
+    g = other.forecasters["EURUSD"]
+    assert g.cold == set() and {tf: s.horizon for tf, s in g.series.items()} == {"1m": 24, "5m": 6}
+    assert [c.close_ms for c in g.series["5m"].history] == [c.close_ms for c in f.series["5m"].history]
+
+
+def test_an_agent_with_stored_candles_and_no_checkpoint_forecasts_its_first_candle(
+    tmp_path: Path, candles: list[Candle],
+) -> None:
+    k = [i for i, c in enumerate(candles) if c.timeframe == "1m"][300]
+    engine = make_engine(f"sqlite:///{tmp_path / 'forexd.db'}")
+    upsert_candles(engine, candles[:k])  # what the previous worker stored; its checkpoint is gone
+
+    agent = _agent(tmp_path, engine=engine)
+    recs = _feed(agent, [candles[k]], start=k)
+    assert [(r["as_of_ms"], r["timeframe"], r["horizon"]) for r in recs] == [(candles[k].close_ms, "1m", 24)]
+    assert agent.forecasters["EURUSD"].cold == set()
+    assert len(agent.forecasters["EURUSD"].series["1m"].history) == 301  # 300 stored + this one
+
+    # the same through a worker that never stored anything, or with the warm start off: none
+    for off in (_agent(tmp_path / "a", engine=make_engine(f"sqlite:///{tmp_path / 'empty.db'}")),
+                _agent(tmp_path / "b", engine=engine, warm_candles=0)):
+        assert _feed(off, [candles[k]], start=k) == []
