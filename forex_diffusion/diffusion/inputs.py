@@ -17,7 +17,7 @@ centred and scaled; the model standardises them again with train-set mean/std):
     ``value/close/vol``, oscillators as ``(x-50)/50``, Hurst as ``H-0.5`` (``vol``: RMS log
     return over 100 bars). The block's own returns and ``logvol`` are left out (the
     context window already holds the returns, ``vol_ratio`` the volatility level).
-    16 features; ready after 253 bars (ADX).
+    14 features; ready after 253 bars (ADX).
 ``mtf`` or ``mtf:TF1,TF2``
     Higher-timeframe bars *derived from the series' own candles* (a higher bar closes when
     a candle reaches its end or a candle of a later bucket arrives, so it is never seen
@@ -39,7 +39,7 @@ Several inputs are written comma-separated: ``indicators,mtf:4h,1d,cross:GBPUSD,
 
 >>> spec = InputSpec.parse("indicators,cross:GBPUSD", "1h")
 >>> spec.names, len(spec.features), spec.cross_symbols
-(('indicators', 'cross:GBPUSD'), 18, ('GBPUSD',))
+(('indicators', 'cross:GBPUSD'), 16, ('GBPUSD',))
 """
 
 from __future__ import annotations

@@ -237,12 +237,17 @@ def _input_features(config: Any, candles: Any, file: Path, price: str) -> Any:
     worker runs; the other pairs of a ``cross`` input are read from ``file``.
     """
     from forex_diffusion.diffusion.inputs import InputSpec, build_extra_frame
+    from forex_diffusion.errors import DataFormatError
     from forex_diffusion.instruments import series_symbol
     from forex_diffusion.readers import read_candle_series
 
     spec = InputSpec(config.inputs, config.timeframe)
-    others = {s: read_candle_series(file, symbol=s, timeframe=config.timeframe, price=price).frame  # type: ignore[arg-type]
-              for s in spec.cross_symbols}
+    others = {}
+    for s in spec.cross_symbols:
+        try:
+            others[s] = read_candle_series(file, symbol=s, timeframe=config.timeframe, price=price).frame  # type: ignore[arg-type]
+        except DataFormatError as exc:
+            raise DataFormatError(f"--inputs cross:{s}: {str(exc).split(': pass', 1)[0]}") from exc
     if isinstance(candles, dict):
         return {n: build_extra_frame(f, series_symbol(n), config.timeframe, spec, others) for n, f in candles.items()}
     return build_extra_frame(candles, config.symbol, config.timeframe, spec, others)

@@ -27,21 +27,40 @@ DUR = {"1m": 1, "5m": 5, "1h": 60}
 Q = ["q05", "q10", "q20", "q30", "q40", "q50", "q60", "q70", "q80", "q90", "q95"]
 
 
+def _model_with_inputs(frame: pd.DataFrame, models: Path) -> Path:
+    """A tiny 1m/H24 model whose conditioning includes the indicator bank and derived 5m bars."""
+    from forex_diffusion.diffusion import ContextSpec, TrainConfig, train
+    from forex_diffusion.diffusion.inputs import InputSpec, build_extra_frame
+
+    config = TrainConfig(symbol="EURUSD", timeframe="1m", horizon=24, context=ContextSpec(window=16, warmup=12),
+                         width=16, cond_width=16, blocks=1, max_steps=20, eval_every=10, batch_size=64,
+                         val_windows=32, val_samples=8, calib_windows=64, test_windows=64, sample_steps=4,
+                         samples=32, device="cpu", inputs=("indicators", "mtf:5m"))
+    extra = build_extra_frame(frame, "EURUSD", "1m", InputSpec(config.inputs, "1m"))
+    return train(config, frame, models, extra=extra).checkpoint
+
+
+@pytest.mark.parametrize("inputs", [False, True], ids=["calendar_only", "with_inputs"])
 def test_broker_forecasts_equal_backtest_rows_for_the_same_as_of(
     worker_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, sample_ticks: Path, tmp_path: Path,
+    inputs: bool,
 ) -> None:
     models = tmp_path / "models"
-    shutil.copytree(MODEL_DIR, models / MODEL_DIR.name)
     env = dict(worker_env, FOREXD_SYMBOLS="EURUSD", FOREXD_HORIZON="24", FOREXD_MODEL_DIR=str(models))
     prefix = env["FOREXD_TOPIC_PREFIX"]
     create_topics(kafka_bootstrap, [f"{prefix}fx.{t}" for t in TOPICS], 2)
     candles = sorted(aggregate_ticks_file(sample_ticks, timeframes=["1m", "5m", "1h"]).candles,
                      key=lambda c: (c.close_ms, -DUR[c.timeframe]))[:1200]
-    publish(kafka_bootstrap, f"{prefix}fx.candles", [(b"EURUSD", encode_candle(c)) for c in candles])
-    pred = Predictor.load(MODEL_DIR)
     m1 = [c for c in candles if c.timeframe == "1m"]
     frame = pd.DataFrame({"ts_ms": [c.open_ms for c in m1], "open": [c.open for c in m1], "high": [c.high for c in m1],
                           "low": [c.low for c in m1], "close": [c.close for c in m1]})
+    if inputs:  # the worker builds the model's inputs with the builder the backtest runs
+        pred = Predictor.load(_model_with_inputs(frame, models))
+        assert pred.inputs and pred.extra_dim > 0
+    else:
+        shutil.copytree(MODEL_DIR, models / MODEL_DIR.name)
+        pred = Predictor.load(MODEL_DIR)
+    publish(kafka_bootstrap, f"{prefix}fx.candles", [(b"EURUSD", encode_candle(c)) for c in candles])
     rows = backtest(frame, pred, BacktestConfig(symbol="EURUSD", timeframe="1m"))
     assert len(rows) > 0
     expected_as_of = sorted(set(rows.as_of.tolist()))

@@ -45,6 +45,14 @@ def d1() -> dict[str, pd.DataFrame]:
     return {s: read_candle_series(DAILY, symbol=s, timeframe="1d").frame for s in ("EURUSD", "GBPUSD", "NZDUSD")}
 
 
+def test_module_examples_hold() -> None:
+    import doctest
+
+    from forex_diffusion.diffusion import inputs
+
+    assert doctest.testmod(inputs).failed == 0
+
+
 def test_spec_parses_names_and_refuses_unknown_ones() -> None:
     spec = InputSpec.parse("indicators,mtf,cross:gbpusd,NZDUSD", "1h")
     assert spec.names == ("indicators", "mtf:4h,1d", "cross:GBPUSD,NZDUSD")
