@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,7 +79,7 @@ class RetrainAgent:
     def handle(self, msg: Any) -> None:
         """Check a request message and queue its job, or dead-letter it (never raises)."""
         try:
-            request = decode_request(msg.value)
+            request = self.named(decode_request(msg.value))
             self.check(request)
             if self.queue.submit(request) == "queue_full":
                 raise ValidationError(RejectReason.QUEUE_FULL,
@@ -89,6 +90,13 @@ class RetrainAgent:
             log.exception("retrain.internal_error topic=%s partition=%s offset=%s", msg.topic, msg.partition, msg.offset)
             self._dead_letter(msg, ValidationError(RejectReason.INTERNAL, type(exc).__name__))
 
+    def named(self, request: RetrainRequest) -> RetrainRequest:
+        """A request naming no horizon, for a timeframe that ``FOREXD_MODELS`` serves, retrains
+        that timeframe's model (issue 16); otherwise the job's horizon applies, as before."""
+        s = self.rt.settings
+        h = s.model_horizons.get(request.timeframe) if s.models and request.horizon is None else None
+        return request if h is None else replace(request, horizon=h)
+
     def check(self, request: RetrainRequest) -> None:
         """Refuse a request whose model key the worker does not serve (``ValidationError``)."""
         s = self.rt.settings
@@ -98,6 +106,7 @@ class RetrainAgent:
     def start(self, request: RetrainRequest) -> None:
         """Queue a request this worker made itself (the schedule); refusals are logged."""
         try:
+            request = self.named(request)
             self.check(request)
             said = self.queue.submit(request)
         except Exception:  # noqa: BLE001 - a bad schedule entry never stops the timer

@@ -106,3 +106,25 @@ def test_an_agent_with_stored_candles_and_no_checkpoint_forecasts_its_first_cand
     for off in (_agent(tmp_path / "a", engine=make_engine(f"sqlite:///{tmp_path / 'empty.db'}")),
                 _agent(tmp_path / "b", engine=engine, warm_candles=0)):
         assert _feed(off, [candles[k]], start=k) == []
+
+
+def test_the_retrain_agent_takes_requests_for_every_model_and_names_their_horizon(tmp_path: Path) -> None:
+    from forex_diffusion.errors import ValidationError
+    from forex_diffusion.trigger import RetrainRequest
+    from streams.agents.retrain import RetrainAgent
+
+    s = Settings(symbols=("EURUSD",), timeframes=("1m", "5m", "1h"), data_dir=tmp_path, models=("1m:60", "1h:24"))
+    agent = RetrainAgent(SimpleNamespace(settings=s, metrics=None, app=None, topics={}))  # type: ignore[arg-type]
+    assert {60, 24} <= agent.horizons
+
+    def req(tf: str, h: int | None) -> RetrainRequest:
+        return RetrainRequest(request_id="a" * 24, symbol="EURUSD", timeframe=tf, horizon=h, reason="manual",
+                              requested_at_ms=0)
+    # a request naming no horizon (forexd retrain without --horizon) retrains its timeframe's model
+    assert agent.named(req("1h", None)).horizon == 24 and agent.named(req("1m", None)).horizon == 60
+    assert agent.named(req("5m", None)).horizon is None  # no model there: the job's horizon, as before
+    assert agent.named(req("1h", 6)).horizon == 6
+    agent.check(req("1h", 24))
+    agent.check(req("1m", 60))
+    with pytest.raises(ValidationError, match="horizon 12 is not configured"):
+        agent.check(req("1h", 12))
