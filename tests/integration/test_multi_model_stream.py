@@ -1,6 +1,8 @@
 """One worker serving two (timeframe, horizon) models through the real broker (issue 16):
 ``FOREXD_MODELS=1m:12,5m:6`` publishes forecasts for both series, each with its own horizon,
-equal to the offline core's run of the same candles."""
+equal to the offline core's run of the same candles. Restarted with its checkpoint gone, a
+worker rebuilds both series from the stored candles and forecasts the first new candle of
+each."""
 
 from __future__ import annotations
 
@@ -9,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import delete
 
 from forex_diffusion.codec import encode_candle
 from forex_diffusion.domain import Candle
 from forex_diffusion.forecasting import ForecasterConfig, RandomWalkPredictor, SymbolForecaster
 from forex_diffusion.offline import aggregate_ticks_file
+from forex_diffusion.storage import make_engine
+from forex_diffusion.storage.tables import snapshots
 
 from .kafka_io import create_topics, publish, read_all
 
@@ -26,7 +31,7 @@ MODELS = {"1m": 12, "5m": 6}
 def candles(sample_ticks: Path) -> list[Candle]:
     out = aggregate_ticks_file(sample_ticks, timeframes=["1m", "5m", "1h"]).candles
     dur = {"1m": 1, "5m": 5, "1h": 60}
-    return sorted(out, key=lambda c: (c.close_ms, dur[c.timeframe]))[:1500]
+    return sorted(out, key=lambda c: (c.close_ms, dur[c.timeframe]))[:1560]
 
 
 def offline(candles: list[Candle]) -> dict[tuple[str, int], dict[str, Any]]:
@@ -49,15 +54,16 @@ def _strip(rec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in rec.items() if k != "latency_s"}
 
 
-def test_a_worker_serving_two_timeframe_horizon_models_forecasts_both(
-    worker_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, candles: list[Candle],
+def test_a_worker_serves_two_timeframe_horizon_models_and_restarted_without_state_forecasts_at_once(
+    worker_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, candles: list[Candle], wait_until: Any,
 ) -> None:
     env = dict(worker_env, FOREXD_SYMBOLS="EURUSD", FOREXD_MODELS="1m:12,5m:6", FOREXD_SNAPSHOT_INTERVAL_S="0.5")
     del env["FOREXD_FORECAST_TIMEFRAMES"]  # FOREXD_MODELS replaces it (both set: exit 78)
     prefix = env["FOREXD_TOPIC_PREFIX"]
     create_topics(kafka_bootstrap, [f"{prefix}fx.{t}" for t in TOPICS], 2)
-    publish(kafka_bootstrap, f"{prefix}fx.candles", [(b"EURUSD", encode_candle(c)) for c in candles])
-    expected = offline(candles)
+    first, later = candles[:1500], candles[1500:]
+    publish(kafka_bootstrap, f"{prefix}fx.candles", [(b"EURUSD", encode_candle(c)) for c in first])
+    expected = offline(first)
     assert {tf for tf, _ in expected} == {"1m", "5m"}
     w = spawn_worker(env)
     msgs = read_all(kafka_bootstrap, f"{prefix}fx.forecasts", expect=len(expected), timeout_s=240,
@@ -68,3 +74,26 @@ def test_a_worker_serving_two_timeframe_horizon_models_forecasts_both(
         assert rec["horizon"] == MODELS[rec["timeframe"]] == len(rec["quantiles"])
         assert _strip(rec) == _strip(expected[key]), key
     assert w.alive()
+
+    # restart with the checkpoint gone (the stored candles stay): the first new candle of each
+    # series is forecast at once, not a context window later
+    assert w.stop() is not None
+    engine = make_engine(f"sqlite:///{Path(env['FOREXD_DATA_DIR']) / 'forexd.db'}")
+    with engine.begin() as conn:
+        assert conn.execute(delete(snapshots)).rowcount > 0
+    w2 = spawn_worker(env, name="restarted")
+    publish(kafka_bootstrap, f"{prefix}fx.candles", [(b"EURUSD", encode_candle(c)) for c in later])
+    firsts = {tf: next(c for c in later if c.timeframe == tf) for tf in MODELS}
+    want = {(tf, c.close_ms) for tf, c in firsts.items()}
+    seen: set[tuple[str, int]] = set()
+
+    def new_ones() -> bool:
+        for m in read_all(kafka_bootstrap, f"{prefix}fx.forecasts", idle_s=0.5, timeout_s=10):
+            r = json.loads(m.value)
+            if (r["timeframe"], r["as_of_ms"]) in want:
+                assert r["horizon"] == MODELS[r["timeframe"]]
+                seen.add((r["timeframe"], r["as_of_ms"]))
+        return seen == want
+
+    wait_until(new_ones, 240, interval=1.0, what=f"forecasts of the first new candles {want}")
+    assert w2.alive()
