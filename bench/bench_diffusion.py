@@ -179,12 +179,70 @@ def _compile_rates(device: torch.device, steps: int, rounds: int = 3, warmup: in
     print(f"  compiled / eager: x{np.median(ratios):.2f} (rounds {', '.join(f'{x:.2f}' for x in ratios)})")
 
 
+def _inputs_rows(names: str, pred: Predictor, reqs: list[ForecastRequest], reps: int) -> None:
+    """Latency with named model inputs: the builders' per-candle cost plus sampling a model with extras.
+
+    The model is the default architecture with the inputs' extra width (untrained: the work
+    does not depend on the weights), timed in rounds alternating with the model without
+    inputs; the ratios are to that model in the same rounds.
+    """
+    import dataclasses
+
+    from forex_diffusion.diffusion.inputs import InputsBuilder, InputSpec, frame_candles
+
+    spec = InputSpec.parse(names, "1h")
+    e = len(spec.features)
+    frame = read_candles(HOURLY, symbol="EURUSD", price="mid").frame.iloc[-3000:]
+    bars = frame_candles(frame, "EURUSD", "1h")
+    warm, timed = bars[:-200], bars[-200:]
+    builders = [InputsBuilder(spec, "EURUSD") for _ in range(32)]
+    for b in builders:
+        for c in warm:
+            b.update(c)
+    t0 = time.perf_counter()
+    vec = None
+    for c in timed:
+        builders[0].update(c)
+        vec = builders[0].vector(c.close_ms)
+    per_candle = (time.perf_counter() - t0) / len(timed) * 1e3
+    assert vec is not None
+    cfg = pred.model.config
+    mcfg = dataclasses.replace(cfg, denoiser=dataclasses.replace(cfg.denoiser, cond_dim=cfg.denoiser.cond_dim + e))
+    manifest = {**pred.manifest, "extra_dim": e, "inputs": spec.to_dict(), "timeframe": "1h"}
+    predx = Predictor(DiffusionModel(mcfg), manifest)
+    reqs_x = [dataclasses.replace(r, extra=vec) for r in reqs]
+    # rounds alternate the model without and with inputs, so that load on the machine hits both alike
+    base1, with1, base32, with32 = [], [], [], []
+    for k in range(reps):
+        for fn, out in ((lambda: pred.forecast(reqs[:1], samples=100), base1),
+                        (lambda: predx.forecast(reqs_x[:1], samples=100), with1)):
+            t0 = time.perf_counter()
+            fn()
+            out.append((time.perf_counter() - t0) * 1e3)
+        if k % 4 == 0:
+            for fn, out in ((lambda: pred.forecast(reqs, samples=100), base32),
+                            (lambda: predx.forecast(reqs_x, samples=100), with32)):
+                t0 = time.perf_counter()
+                fn()
+                out.append((time.perf_counter() - t0) * 1e3)
+    print(f"with inputs {','.join(spec.names)} ({e} extra features): building them costs "
+          f"{per_candle * 1e3:.0f} us per candle and series; rounds alternating without/with "
+          f"(ratio: with / without, same rounds):")
+    _row("1 series, model without inputs", np.array(base1))
+    _row("1 series: inputs of one candle + forecast", np.array(with1) + per_candle, float(np.median(base1)))
+    _row("batch of 32, model without inputs", np.array(base32))
+    _row("batch of 32: inputs of 32 candles + forecast", np.array(with32) + 32 * per_candle,
+         float(np.median(base32)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train-minutes", type=float, default=1.0)
     ap.add_argument("--reps", type=int, default=100)
+    ap.add_argument("--inputs", default="indicators,mtf",
+                    help="model inputs timed against the model without ('' to skip)")
     ap.add_argument("--compile-steps", type=int, default=200,
                     help="steps per round of the eager vs torch.compile training measurement (0: skip)")
     ap.add_argument("--compile-rounds", type=int, default=5, help="rounds of that measurement (median)")
@@ -211,6 +269,8 @@ def main() -> None:
          float(np.median(t32)))
     print(f"goals: 1 series p50 <= 15 ms: {'met' if np.median(t1) <= 15 else 'MISSED'}; "
           f"batch of 32 p50 <= 150 ms: {'met' if np.median(t32) <= 150 else 'MISSED'}")
+    if args.inputs:
+        _inputs_rows(args.inputs, pred, reqs, args.reps)
     if torch.cuda.is_available():
         gpu = Predictor(copy.deepcopy(pred.model), pred.manifest, device="cuda")
         print(f"on the GPU ({torch.cuda.get_device_name(0)}), same requests (ratio: to the CPU rows above):")
