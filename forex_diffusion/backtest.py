@@ -124,7 +124,6 @@ def backtest(candles: pd.DataFrame, predictor: Predictor, config: BacktestConfig
         Window, cadence and sampler settings.
     progress
         Called with ``(candles_done, candles_total)`` after each sampling call.
-
     others
         Candles of the other pairs a model's ``cross`` input names (same columns and
         timeframe), by symbol. A model with named inputs gets them from
@@ -134,6 +133,7 @@ def backtest(candles: pd.DataFrame, predictor: Predictor, config: BacktestConfig
         When given, one frame per sampling call is appended to it: the touch probabilities
         of the predictor's bands with the realised touches (:func:`touch_frame`), for
         :func:`~forex_diffusion.touch.summarize_touch`. The returned rows do not change.
+
     Returns
     -------
     pandas.DataFrame
@@ -143,7 +143,6 @@ def backtest(candles: pd.DataFrame, predictor: Predictor, config: BacktestConfig
     bars = _candles(candles, config.symbol, tf)
     closes = np.array([b.close for b in bars])
     ctx = predictor.new_context(config.symbol, tf.name)
-    pending: list[tuple[int, ForecastRequest]] = []
     extras = None
     if predictor.inputs:
         missing = [s for s in predictor.inputs.cross_symbols if s not in (others or {})]
@@ -153,6 +152,7 @@ def backtest(candles: pd.DataFrame, predictor: Predictor, config: BacktestConfig
         extras = build_extra(bars, predictor.inputs,
                              {s: frame_candles(f, s, tf.name) for s, f in (others or {}).items()
                               if s in predictor.inputs.cross_symbols})
+    pending: list[tuple[int, ForecastRequest]] = []
     blocks: list[pd.DataFrame] = []
     eligible = 0
     h = predictor.horizon

@@ -128,13 +128,16 @@ def backtest_command(
         typer.echo(f"error: --from {from_} is past the data ({_span_message(frame, file)}): "
                    "choose an earlier --from", err=True)
         raise typer.Exit(1)
+    # a model whose inputs name other pairs (cross:...) reads them from the same file
+    others = {s: read_candle_series(file, symbol=s, timeframe=timeframe, price=price).frame  # type: ignore[arg-type]
+              for s in predictor.inputs.cross_symbols}
     core_log = logging.getLogger("forex_diffusion.backtest")
     if logging.getLogger().getEffectiveLevel() > logging.INFO:
         core_log.setLevel(logging.ERROR)  # its "no forecast" warning is said below, once
     with progress_bar("backtest") as progress:
         task = progress.add_task("", total=len(frame))
         touch_parts: list[pd.DataFrame] = []
-        rows = backtest(frame, predictor, config, touch=touch_parts,
+        rows = backtest(frame, predictor, config, touch=touch_parts, others=others,
                         progress=lambda done, total: progress.update(task, completed=done, total=total))
     if rows.empty:
         typer.echo(f"error: no forecast in the span ({_span_message(frame, file)}; the model needs "
