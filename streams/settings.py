@@ -14,6 +14,7 @@ from typing import Any
 from forex_diffusion.errors import ConfigError, SettingsError
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.timeframes import Timeframe, parse_timeframes
+from forex_diffusion.wire import FORECAST_STEPS_MAX
 
 __all__ = ["OTHER_VARIABLES", "Settings", "unknown_variables"]
 
@@ -34,14 +35,14 @@ def _parse_models(items: tuple[str, ...], timeframes: tuple[str, ...]) -> list[t
     out: list[tuple[str, int]] = []
     for item in items:
         tf, sep, h = item.partition(":")
-        if not sep or not h.strip().isdigit():
+        if not sep or re.fullmatch(r"[0-9]{1,9}", h.strip()) is None:  # ASCII digits only ('²' is a digit)
             raise ConfigError(f"models entry {item[:32]!r} is not TIMEFRAME:HORIZON (e.g. 1m:60,1h:24)")
         name = Timeframe.parse(tf.strip()).name
         if name not in configured:
             raise ConfigError(f"models entry {item[:32]!r}: timeframe {name} is not among timeframes")
         horizon = int(h)
-        if horizon < 1:
-            raise ConfigError(f"models entry {item[:32]!r}: horizon must be >= 1")
+        if not 1 <= horizon <= FORECAST_STEPS_MAX:
+            raise ConfigError(f"models entry {item[:32]!r}: horizon must be >= 1 and at most {FORECAST_STEPS_MAX}")
         if any(configured[name] == t for t, _ in out):
             # its forecasts, drift events, quality metrics and served model are keyed by
             # (symbol, timeframe): two horizons of one timeframe would collide there
@@ -160,8 +161,8 @@ class Settings:
             raise ConfigError("forecast_timeframes must be among timeframes")
         if self.price not in ("mid", "bid", "ask"):
             raise ConfigError("price must be mid, bid or ask")
-        if self.horizon < 1:
-            raise ConfigError("horizon must be >= 1")
+        if not 1 <= self.horizon <= FORECAST_STEPS_MAX:  # a longer forecast cannot be encoded on fx.forecasts
+            raise ConfigError(f"horizon must be >= 1 and at most {FORECAST_STEPS_MAX}")
         reg = InstrumentRegistry()
         canon = tuple(reg.normalise(s) or s for s in self.symbols)
         object.__setattr__(self, "symbols", canon)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from forex_diffusion.errors import ConfigError, SettingsError
 from streams.settings import Settings, unknown_variables
@@ -34,6 +36,12 @@ def test_without_models_the_horizon_serves_every_forecast_timeframe_as_before() 
     ({"FOREXD_MODELS": "1m:x"}, "not TIMEFRAME:HORIZON"),
     ({"FOREXD_MODELS": "1m:-3"}, "not TIMEFRAME:HORIZON"),
     ({"FOREXD_MODELS": "1m:0"}, "horizon must be >= 1"),
+    # non-ASCII digits pass str.isdigit() but not int(): a config error, not a ValueError
+    ({"FOREXD_MODELS": "1m:\u00b2"}, "not TIMEFRAME:HORIZON"),
+    ({"FOREXD_MODELS": "1m:\u0663"}, "not TIMEFRAME:HORIZON"),
+    ({"FOREXD_MODELS": "1m:" + "9" * 5000}, "not TIMEFRAME:HORIZON"),  # int() refuses > 4300 digits
+    ({"FOREXD_MODELS": "1m:10001"}, "at most 10000"),  # fx.forecasts holds at most 10000 steps
+    ({"FOREXD_HORIZON": "99999999999999999999"}, "at most 10000"),
     ({"FOREXD_MODELS": "3x:5"}, "unknown timeframe"),
     ({"FOREXD_MODELS": "4h:6"}, "4h is not among timeframes"),
     # two horizons of one timeframe would share its forecasts' key, drift events and metrics
@@ -75,3 +83,13 @@ def test_devices_parse_and_cuda_without_cuda_is_refused(device: str, monkeypatch
             s.check_device()
     else:
         s.check_device()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=24))
+def test_any_models_string_is_a_config_or_a_config_error(text: str) -> None:
+    try:
+        s = Settings.from_env({"FOREXD_MODELS": "1m:" + text})
+    except SettingsError:
+        return
+    assert all(1 <= h <= 10_000 for h in s.model_horizons.values())
