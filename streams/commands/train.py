@@ -66,8 +66,8 @@ def train_command(
         check_positive(value, option)
     if not max_minutes > 0:
         raise typer.BadParameter(f"--max-minutes must be positive, not {max_minutes}")
-    if series_embedding < 0:
-        raise typer.BadParameter(f"--series-embedding must be >= 0, not {series_embedding}")
+    if not 0 <= series_embedding <= 1024:  # beyond: an allocation failure (traceback), not a model
+        raise typer.BadParameter(f"--series-embedding must be in [0, 1024], not {series_embedding}")
     reg = InstrumentRegistry()
     wanted = [s.strip() for s in symbol.split(",") if s.strip()]
     if not wanted:

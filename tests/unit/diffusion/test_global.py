@@ -169,3 +169,8 @@ def test_cli_selection_errors_are_one_line(tmp_path: Path) -> None:
                                         tmp=tmp_path / "m"))
     assert res.exit_code == 2 and "needs a global model" in res.output
     assert not (tmp_path / "m").exists()
+    # a huge embedding width was a traceback (cannot allocate); it is a usage error before reading
+    res = CliRunner().invoke(app, daily(str(DAILY), "--symbol", "all", "--series-embedding", "100000000",
+                                        tmp=tmp_path / "m"))
+    assert res.exit_code == 2 and "--series-embedding must be in [0, 1024]" in res.output, res.output
+    assert not (tmp_path / "m").exists()
