@@ -166,6 +166,18 @@ def _read_series(files: list[Path], syms: list[str], *, timeframe: str, price: s
         held = syms or sorted(set(read_candles(f, price=price).frame["symbol"].tolist()))  # type: ignore[arg-type]
         if not held or any(not isinstance(s, str) or not s for s in held):
             raise DataFormatError(f"{f.name} names no symbols: pass --symbol")
+        if len(syms) > 1:
+            # a file without a symbol column gives its rows any symbol asked for: A,B would
+            # train two copies of one series under two names; its symbol must be the file's
+            try:
+                named = set(read_candles(f, price=price).frame["symbol"].tolist())  # type: ignore[arg-type]
+            except DataFormatError:
+                named = set()
+            missing = [s for s in syms if s not in named]
+            if missing:
+                raise DataFormatError(f"{f.name} holds no {missing[0]} candles (it holds "
+                                      f"{', '.join(sorted(map(str, named))) or 'one unnamed series'}): "
+                                      "pass the symbols it holds to --symbol, or one file per symbol")
         for s in held:
             frame = read_candle_series(f, symbol=s, timeframe=timeframe, price=price).frame  # type: ignore[arg-type]
             check_price_scale(frame, s, f)

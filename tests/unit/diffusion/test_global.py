@@ -174,3 +174,14 @@ def test_cli_selection_errors_are_one_line(tmp_path: Path) -> None:
                                         tmp=tmp_path / "m"))
     assert res.exit_code == 2 and "--series-embedding must be in [0, 1024]" in res.output, res.output
     assert not (tmp_path / "m").exists()
+
+
+def test_cli_symbol_list_on_a_file_without_a_symbol_column_is_refused(tmp_path: Path) -> None:
+    # such a file's rows take whatever symbol is asked for: EURUSD,GBPUSD trained two copies of
+    # the EURUSD rows, one of them named GBPUSD (and served to GBPUSD series)
+    f = read_candle_series(DAILY, symbol="EURUSD", timeframe="1d").frame
+    plain = tmp_path / "vendor_eurusd_d1.csv"
+    f[["ts_ms", "open", "high", "low", "close"]].to_csv(plain, index=False)
+    res = CliRunner().invoke(app, daily(str(plain), "--symbol", "EURUSD,GBPUSD", tmp=tmp_path / "m"))
+    assert res.exit_code == 65 and "holds no GBPUSD candles (it holds EURUSD)" in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
