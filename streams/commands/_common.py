@@ -93,6 +93,22 @@ def check_output(path: Path | None, option: str = "-o") -> None:
         raise OutputError(f"cannot write {path}: permission denied; choose another {option}")
 
 
+def file_symbols(path: Path, price: str = "mid") -> set[str]:
+    """The symbols a candle file names: its symbol column, else the pair in its name (empty: none).
+
+    A file without a symbol column gives its rows whatever symbol is asked for, so whether
+    it holds pair X (a global model's series, a ``cross:X`` input) is asked here, not by
+    reading X.
+    """
+    from forex_diffusion.errors import DataFormatError
+    from forex_diffusion.readers import read_candles
+
+    try:
+        return {str(s) for s in read_candles(path, price=price).frame["symbol"].tolist() if s}  # type: ignore[arg-type]
+    except DataFormatError:
+        return set()
+
+
 def check_price(price: str) -> str:
     """``price`` if it is a side of bid/ask files, else a usage error."""
     if price not in PRICE_SIDES:

@@ -13,7 +13,14 @@ from forex_diffusion.errors import DataFormatError
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.timeframes import Timeframe
 
-from ._common import check_input, check_output, check_positive, check_price, progress_bar
+from ._common import (
+    check_input,
+    check_output,
+    check_positive,
+    check_price,
+    file_symbols,
+    progress_bar,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -129,6 +136,11 @@ def backtest_command(
                    "choose an earlier --from", err=True)
         raise typer.Exit(1)
     # a model whose inputs name other pairs (cross:...) reads them from the same file
+    held = file_symbols(file, price) if predictor.inputs.cross_symbols else set()
+    for s in predictor.inputs.cross_symbols:
+        if s not in held:  # a file without a symbol column would give its own rows as the other pair's
+            raise DataFormatError(f"model input cross:{s}: {file.name} holds no {s} candles "
+                                  f"(it holds {', '.join(sorted(held)) or 'one unnamed series'})")
     others = {s: read_candle_series(file, symbol=s, timeframe=timeframe, price=price).frame  # type: ignore[arg-type]
               for s in predictor.inputs.cross_symbols}
     core_log = logging.getLogger("forex_diffusion.backtest")

@@ -12,7 +12,7 @@ from forex_diffusion.errors import OutputError
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.timeframes import Timeframe
 
-from ._common import check_input, check_positive, check_price, progress_bar
+from ._common import check_input, check_positive, check_price, file_symbols, progress_bar
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -169,10 +169,7 @@ def _read_series(files: list[Path], syms: list[str], *, timeframe: str, price: s
         if len(syms) > 1:
             # a file without a symbol column gives its rows any symbol asked for: A,B would
             # train two copies of one series under two names; its symbol must be the file's
-            try:
-                named = set(read_candles(f, price=price).frame["symbol"].tolist())  # type: ignore[arg-type]
-            except DataFormatError:
-                named = set()
+            named = file_symbols(f, price)
             missing = [s for s in syms if s not in named]
             if missing:
                 raise DataFormatError(f"{f.name} holds no {missing[0]} candles (it holds "
@@ -255,7 +252,11 @@ def _input_features(config: Any, candles: Any, file: Path, price: str) -> Any:
 
     spec = InputSpec(config.inputs, config.timeframe)
     others = {}
+    held = file_symbols(file, price) if spec.cross_symbols else set()
     for s in spec.cross_symbols:
+        if s not in held:  # a file without a symbol column would give its own rows as the other pair's
+            raise DataFormatError(f"--inputs cross:{s}: {file.name} holds no {s} candles "
+                                  f"(it holds {', '.join(sorted(held)) or 'one unnamed series'})")
         try:
             others[s] = read_candle_series(file, symbol=s, timeframe=config.timeframe, price=price).frame  # type: ignore[arg-type]
         except DataFormatError as exc:

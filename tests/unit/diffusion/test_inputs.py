@@ -242,3 +242,24 @@ def test_train_refuses_inputs_without_their_features(d1: dict[str, pd.DataFrame]
     with pytest.raises(ConfigError, match="have 14 columns"):
         train(config, d1["EURUSD"], tmp_path, extra=np.zeros((len(d1["EURUSD"]), 3)))
     assert build_extra([], InputSpec(("indicators",), "1d")).shape == (0, 14)
+
+
+def test_cli_cross_input_from_a_file_without_a_symbol_column_is_refused(
+        cross_model: TrainResult, d1: dict[str, pd.DataFrame], tmp_path: Path) -> None:
+    # such a file gives its rows any symbol asked for: cross:GBPUSD read the EURUSD rows as
+    # GBPUSD's (train and backtest); the stream then fed the real GBPUSD -- refused instead
+    from typer.testing import CliRunner
+
+    from streams.cli import app
+
+    plain = tmp_path / "vendor_eurusd_d1.csv"
+    d1["EURUSD"][["ts_ms", "open", "high", "low", "close"]].to_csv(plain, index=False)
+    res = CliRunner().invoke(app, ["train", str(plain), "--symbol", "EURUSD", "--inputs", "cross:GBPUSD",
+                                   "--timeframe", "1d", "--horizon", "5", "--max-steps", "2",
+                                   "--model-dir", str(tmp_path / "m"), "--device", "cpu"])
+    assert res.exit_code == 65 and "cross:GBPUSD" in res.output and "holds no GBPUSD candles (it holds EURUSD)" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
+    res = CliRunner().invoke(app, ["backtest", str(plain), "--model", str(cross_model.checkpoint), "--symbol", "EURUSD",
+                                   "--timeframe", "1d", "--output", str(tmp_path / "bt.csv"), "--threads", "1"])
+    assert res.exit_code == 65 and "holds no GBPUSD candles (it holds EURUSD)" in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1
