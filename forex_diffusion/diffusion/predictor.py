@@ -300,6 +300,7 @@ class Predictor:
         sides = [b.side for b in bands]
         dist = band_distances(bands, last, sigma, h, [r.symbol for r in requests])
         p, rw = touch_from_paths(logchg, dist, sides, sigma, w)
-        levels = last[:, None] * np.exp(np.asarray(sides, dtype=np.float64)[None, :] * dist)
+        with np.errstate(over="ignore"):  # a band too far to price (1e300sigma): inf, null on the wire
+            levels = last[:, None] * np.exp(np.asarray(sides, dtype=np.float64)[None, :] * dist)
         names = tuple(b.name for b in bands)
         return [TouchForecast(bands=names, levels=levels[i], p=p[i], rw_p=rw[i]) for i in range(len(requests))], ext

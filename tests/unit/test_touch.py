@@ -299,3 +299,17 @@ def test_worker_setting_and_model_book_apply_the_bands() -> None:
     assert [b.name for b in pred.touch_bands] == ["+20pip", "+1sigma", "-1sigma"]
     none = ModelBook(None, horizon=24, model_dir=BUNDLED.parent, touch_bands="none").predictor("EURUSD", "1h")
     assert isinstance(none, Predictor) and none.touch_bands == ()
+
+
+def test_a_band_too_far_to_price_gives_an_infinite_level_without_a_warning(hourly_2017: pd.DataFrame) -> None:
+    # a hostile FOREXD_TOUCH_BANDS / --touch-bands size is accepted by the parser; its level
+    # overflowed with a RuntimeWarning on stderr (forexd backtest) at every forecast
+    import warnings
+
+    far = Predictor.load(BUNDLED, touch_bands="1e300sigma,+1e300pip")
+    req = _request(far, hourly_2017)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fc = far.forecast([req])[0]
+    assert fc.touch is not None and np.isposinf(fc.touch.levels[0]) and fc.touch.levels[1] == 0.0
+    assert fc.touch.levels[2] > 1e290 and (fc.touch.p == 0.0).all()
