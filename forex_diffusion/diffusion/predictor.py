@@ -43,6 +43,11 @@ __all__ = ["Forecast", "Predictor", "antithetic_noise", "resolve_device", "serie
 
 logger = logging.getLogger(__name__)
 
+#: Longest horizon given touch probabilities and running extremes: the random walk's table
+#: grows as H**1.5 (H=720: 190 MB, ~17 s to build, ~0.6 GB at peak; H=10000: ~10 GB), built
+#: at load; a longer model forecasts without them (the fields are optional), as before them.
+TOUCH_HORIZON_MAX = 720
+
 
 def series_seed(symbol: str, timeframe: str, as_of_ms: int, model_version: str) -> int:
     """Return the 63-bit sampling seed of one forecast key."""
@@ -165,7 +170,12 @@ class Predictor:
         self.symbols: frozenset[str] = frozenset(str(x) for x in manifest.get("symbols", ()))
         self.levels: tuple[float, ...] = QUANTILE_LEVELS
         self.touch_bands: tuple[TouchBand, ...] = parse_touch_bands(touch_bands)
-        rw_touch_table(self.horizon)  # the random walk's touch table, built once per horizon (~0.5 s at H=24)
+        self.path_stats = self.horizon <= TOUCH_HORIZON_MAX  # touch and extremes computed
+        if self.path_stats:
+            rw_touch_table(self.horizon)  # the random walk's touch table, built once per horizon (~0.5 s at H=24)
+        elif self.touch_bands:
+            logger.warning("model %s: horizon %d > %d, forecasts carry no touch probabilities or extremes",
+                           self.key, self.horizon, TOUCH_HORIZON_MAX)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", *,
@@ -276,7 +286,11 @@ class Predictor:
         rw_mean = last[:, :, 0] * np.exp(0.5 * sigma[:, :, 0] ** 2 * steps_)
         means = (1.0 - w) * prices.mean(axis=1) + w * rw_mean
         p_up = (1.0 - w) * (prices > last).mean(axis=1) + w * 0.5
-        touch, extremes = self._touch(requests, logchg, sigma[:, 0, 0], last[:, 0, 0], w[0])
+        touch: list[TouchForecast] = []
+        extremes: list[ExtremesForecast | None] = [None] * len(requests)
+        if self.path_stats:
+            touch, ext = self._touch(requests, logchg, sigma[:, 0, 0], last[:, 0, 0], w[0])
+            extremes = list(ext)
         latency = time.perf_counter() - t0
         return [
             Forecast(symbol=r.symbol, timeframe=r.timeframe, as_of_ms=r.as_of_ms, horizon=h,

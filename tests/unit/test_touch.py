@@ -313,3 +313,25 @@ def test_a_band_too_far_to_price_gives_an_infinite_level_without_a_warning(hourl
         fc = far.forecast([req])[0]
     assert fc.touch is not None and np.isposinf(fc.touch.levels[0]) and fc.touch.levels[1] == 0.0
     assert fc.touch.levels[2] > 1e290 and (fc.touch.p == 0.0).all()
+
+
+def test_a_horizon_past_the_touch_limit_loads_without_the_random_walk_table(
+        hourly_2017: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the table grows as H**1.5 and was built at every load (H=10000: ~10 GB): a longer model
+    # forecasts as before touch probabilities existed, with neither touch nor extremes
+    import forex_diffusion.diffusion.predictor as predictor_module
+
+    plain = Predictor.load(BUNDLED)
+    req = _request(plain, hourly_2017)
+    ref = plain.forecast([req])[0]
+    monkeypatch.setattr(predictor_module, "TOUCH_HORIZON_MAX", 23)
+
+    def refuse(horizon: int) -> None:
+        raise AssertionError(f"random-walk touch table built for H={horizon}")
+
+    monkeypatch.setattr(predictor_module, "rw_touch_table", refuse)
+    long = Predictor.load(BUNDLED)
+    fc = long.forecast([req])[0]
+    assert fc.touch is None and fc.extremes is None
+    assert np.array_equal(fc.quantiles, ref.quantiles) and np.array_equal(fc.p_up, ref.p_up)
+    assert "touch" not in fc.to_dict() and "extremes" not in fc.to_dict()
