@@ -94,6 +94,8 @@ def train_command(
         inputs=tuple(i for i in (inputs or "").split(",") if i.strip()))
     for f in files:
         check_input(f, "candle file")
+    if len({f.resolve() for f in files}) < len(files):  # one file twice: two copies of its series
+        raise typer.BadParameter("a candle file is given twice: name each file once")
     _check_model_dir(model_dir)
     protected = _registry_protection(db)
     series = _read_series(files, syms, timeframe=timeframe, price=price) if is_global else None

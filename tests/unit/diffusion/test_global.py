@@ -185,3 +185,7 @@ def test_cli_symbol_list_on_a_file_without_a_symbol_column_is_refused(tmp_path: 
     res = CliRunner().invoke(app, daily(str(plain), "--symbol", "EURUSD,GBPUSD", tmp=tmp_path / "m"))
     assert res.exit_code == 65 and "holds no GBPUSD candles (it holds EURUSD)" in res.output, res.output
     assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
+    # the same file twice trained a "global" model over two copies of one series
+    res = CliRunner().invoke(app, daily(str(DAILY), str(DAILY), "--symbol", "EURUSD", tmp=tmp_path / "m"))
+    assert res.exit_code == 2 and "given twice" in res.output, res.output
+    assert not (tmp_path / "m").exists()
