@@ -57,6 +57,7 @@ import pandas as pd
 from ..domain import Candle
 from ..errors import ConfigError, ModelError
 from ..features import FeatureBuilder, FeatureConfig
+from ..instruments import InstrumentRegistry
 from ..timeframes import Timeframe
 from .context import ContextSpec, _step_var
 
@@ -138,7 +139,9 @@ class InputSpec:
             else:
                 if len(g) < 2:
                     raise ConfigError("'cross' needs symbols: cross:GBPUSD,USDJPY")
-                names.append("cross:" + ",".join(s.strip().upper() for s in g[1:]))
+                # canonical, as the stream's candles name the pairs (cross:eur/usd is EURUSD)
+                reg = InstrumentRegistry()
+                names.append("cross:" + ",".join(reg.normalise(s.strip()) or s.strip().upper() for s in g[1:]))
         return cls(tuple(names), timeframe)
 
     def __bool__(self) -> bool:

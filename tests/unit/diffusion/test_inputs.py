@@ -57,6 +57,8 @@ def test_spec_parses_names_and_refuses_unknown_ones() -> None:
     spec = InputSpec.parse("indicators,mtf,cross:gbpusd,NZDUSD", "1h")
     assert spec.names == ("indicators", "mtf:4h,1d", "cross:GBPUSD,NZDUSD")
     assert spec.mtf_timeframes == ("4h", "1d") and spec.cross_symbols == ("GBPUSD", "NZDUSD")
+    # an alias is the canonical symbol the stream's candles carry (else the model never forecasts)
+    assert InputSpec.parse("cross:eur/usd,GBP_USD", "1h").cross_symbols == ("EURUSD", "GBPUSD")
     assert len(spec.features) == 14 + 2 * 8 + 2 * 2 and len(set(spec.features)) == len(spec.features)
     assert InputSpec.parse("mtf:1h", "15m").names == ("mtf:1h",)
     for bad, tf in (("rsi", "1h"), ("cross", "1h"), ("mtf:30m", "1h"), ("mtf", "1d"), ("indicators,indicators", "1h")):
