@@ -14,7 +14,6 @@ from typing import Any
 from forex_diffusion.errors import ConfigError, SettingsError
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.timeframes import Timeframe, parse_timeframes
-from forex_diffusion.wire import FORECAST_STEPS_MAX
 
 __all__ = ["OTHER_VARIABLES", "Settings", "unknown_variables"]
 
@@ -25,6 +24,9 @@ _OTHER_PREFIXES = ("FOREXD_TEST_",)
 
 
 _CUDA = re.compile(r"cuda(:[0-9]{1,2})?")
+# forex_diffusion.wire.FORECAST_STEPS_MAX: the longest forecast fx.forecasts carries (not imported:
+# the wire module loads sqlalchemy and scipy, and `forexd --help` imports these settings)
+FORECAST_STEPS_MAX = 10_000
 
 
 def _parse_models(items: tuple[str, ...], timeframes: tuple[str, ...]) -> list[tuple[str, int]]:

@@ -93,3 +93,10 @@ def test_any_models_string_is_a_config_or_a_config_error(text: str) -> None:
     except SettingsError:
         return
     assert all(1 <= h <= 10_000 for h in s.model_horizons.values())
+
+
+def test_the_horizon_bound_is_the_wire_s() -> None:
+    from forex_diffusion.wire import FORECAST_STEPS_MAX
+    from streams import settings
+
+    assert settings.FORECAST_STEPS_MAX == FORECAST_STEPS_MAX
