@@ -17,6 +17,9 @@ from forex_diffusion.timeframes import Timeframe, parse_timeframes
 
 __all__ = ["OTHER_VARIABLES", "Settings", "unknown_variables"]
 
+#: Most stored candles per timeframe a series is warmed from (each assignment reads them).
+MAX_WARM_CANDLES = 100_000
+
 # FOREXD_* variables read elsewhere than Settings (the CLI, the core, the test harness)
 OTHER_VARIABLES = frozenset({"FOREXD_LOG_LEVEL", "FOREXD_NO_JIT", "FOREXD_FAILPOINT",
                              "FOREXD_SERVICES", "FOREXD_TANSU_BIN"})
@@ -156,8 +159,8 @@ class Settings:
             self._derive_from_models()
         if self.device not in ("cpu", "auto") and not _CUDA.fullmatch(self.device):
             raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, not {self.device[:32]!r}")
-        if self.warm_candles < 0:
-            raise ConfigError("warm_candles must be >= 0 (0: no warm start)")
+        if not 0 <= self.warm_candles <= MAX_WARM_CANDLES:
+            raise ConfigError(f"warm_candles must be in 0..{MAX_WARM_CANDLES} (0: no warm start)")
         parse_timeframes(self.forecast_timeframes)
         if not set(self.forecast_timeframes) <= set(self.timeframes):
             raise ConfigError("forecast_timeframes must be among timeframes")

@@ -50,7 +50,8 @@ def test_without_models_the_horizon_serves_every_forecast_timeframe_as_before() 
     ({"FOREXD_MODELS": "1m:60", "FOREXD_FORECAST_TIMEFRAMES": "1m"}, "replaces FOREXD_FORECAST_TIMEFRAMES"),
     ({"FOREXD_DEVICE": "gpu"}, "device must be cpu, cuda, cuda:N or auto"),
     ({"FOREXD_DEVICE": "cuda:x"}, "device must be"),
-    ({"FOREXD_WARM_CANDLES": "-1"}, "warm_candles must be >= 0"),
+    ({"FOREXD_WARM_CANDLES": "-1"}, "warm_candles must be in 0..100000"),
+    ({"FOREXD_WARM_CANDLES": "100001"}, "warm_candles must be in 0..100000"),
     ({"FOREXD_WARM_CANDLES": "many"}, "not a valid int"),
 ])
 def test_invalid_or_conflicting_values_are_a_config_error(env: dict[str, str], says: str) -> None:
