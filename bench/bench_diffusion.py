@@ -287,6 +287,8 @@ def main() -> None:
         dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         print(f"training steps/s, default architecture, batch 512, on {dev}, loss eager vs torch.compile:")
         _compile_rates(dev, args.compile_steps, rounds=max(1, args.compile_rounds))
+    if args.train_minutes <= 0:
+        return  # --train-minutes 0: latency only
     frame = read_candles(HOURLY, symbol="EURUSD", price="mid").frame
     cfg = TrainConfig(symbol="EURUSD", timeframe="1h", horizon=24, device="cpu", max_minutes=args.train_minutes,
                       split=(datetime_to_ms(datetime(2016, 1, 1, tzinfo=UTC)),
