@@ -40,7 +40,8 @@ def _parse_models(items: tuple[str, ...], timeframes: tuple[str, ...]) -> list[t
     out: list[tuple[str, int]] = []
     for item in items:
         tf, sep, h = item.partition(":")
-        if not sep or re.fullmatch(r"[0-9]{1,9}", h.strip()) is None:  # ASCII digits only ('²' is a digit)
+        h = h.strip()
+        if not sep or re.fullmatch(r"[0-9]{1,9}", h) is None:  # ASCII digits only ('²' is a digit)
             raise ConfigError(f"models entry {item[:32]!r} is not TIMEFRAME:HORIZON (e.g. 1m:60,1h:24)")
         name = Timeframe.parse(tf.strip()).name
         if name not in configured:

@@ -118,13 +118,18 @@ def test_worker_killed_mid_stream_resumes_to_the_uninterrupted_result(
     create_topics(kafka_bootstrap, [f"{prefix}fx.{t}" for t in TOPICS], 2)
     candles = sample_candles[:2500]
     expected = offline_forecasts(candles)
-    publish(kafka_bootstrap, f"{prefix}fx.candles", [(b"EURUSD", encode_candle(c)) for c in candles])
+    records = [(b"EURUSD", encode_candle(c)) for c in candles]
     if crash == "sigkill":
+        # the second half is published only after the kill: on a fast machine the first worker
+        # could otherwise finish the whole stream before the test sees its first forecasts
+        publish(kafka_bootstrap, f"{prefix}fx.candles", records[:1250])
         w1 = spawn_worker(dict(env, FOREXD_SNAPSHOT_INTERVAL_S="2"), name="first")
         wait_until(lambda: len(read_all(kafka_bootstrap, f"{prefix}fx.forecasts", idle_s=0.3, timeout_s=5)) >= 200,
                    300, interval=0.2, what="the first forecasts")
         w1.kill(signal.SIGKILL)
-    else:  # a failpoint exits the worker (os._exit(137)) at a named point of its 3rd checkpoint
+        publish(kafka_bootstrap, f"{prefix}fx.candles", records[1250:])
+    else:
+        publish(kafka_bootstrap, f"{prefix}fx.candles", records)  # a failpoint exits the worker (os._exit(137)) at a named point of its 3rd checkpoint
         w1 = spawn_worker(dict(env, FOREXD_FAILPOINT=crash, FOREXD_SNAPSHOT_INTERVAL_S="0.1"), name="first")
     assert w1.wait(120) is not None
     before = len(_by_as_of(read_all(kafka_bootstrap, f"{prefix}fx.forecasts", idle_s=0.5, timeout_s=10)))
