@@ -58,6 +58,13 @@ _QSCALE_GRID = np.round(np.arange(0.7, 1.5001, 0.02), 4)
 _RW_GRID = np.round(np.arange(0.0, 1.0001, 0.1), 4)
 
 
+#: Largest sizes a training run accepts (beyond them a run fails allocating, not learning).
+_MAX_WIDTH = 4096
+_MAX_BLOCKS = 64
+_MAX_WINDOW = 10_000
+_MAX_HORIZON = 10_000  # the most steps an fx.forecasts record carries (wire.FORECAST_STEPS_MAX)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrainConfig:
     """Everything :func:`train` needs besides the data; stored in the manifest.
@@ -156,6 +163,13 @@ class TrainConfig:
                      "val_samples", "calib_windows", "test_windows", "sample_steps", "keep"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        # sizes past these are allocation failures (a traceback after minutes), not models
+        for name, most in (("width", _MAX_WIDTH), ("cond_width", _MAX_WIDTH), ("time_dim", _MAX_WIDTH),
+                           ("blocks", _MAX_BLOCKS), ("horizon", _MAX_HORIZON)):
+            if getattr(self, name) > most:
+                raise ConfigError(f"{name} must be at most {most}, got {getattr(self, name)}")
+        if self.context.window > _MAX_WINDOW:
+            raise ConfigError(f"window must be at most {_MAX_WINDOW}, got {self.context.window}")
         if self.samples < 2 or self.val_samples < 2:
             raise ConfigError("samples and val_samples must be >= 2")
         if self.sample_steps > self.schedule.steps:
