@@ -37,19 +37,24 @@ def sample_candles(sample_ticks: Path) -> list[Candle]:
     return stream_order(aggregate_ticks_file(sample_ticks, timeframes=["1m", "5m", "1h"]).candles)
 
 
-def offline_forecasts(candles: list[Candle]) -> dict[int, dict[str, Any]]:
-    cfg = ForecasterConfig(timeframes=("1m", "5m", "1h"), forecast_timeframes=("1m",), horizon=HORIZON)
+def offline_records(candles: list[Candle], cfg: ForecasterConfig,
+                    horizon_of: dict[str, int]) -> list[dict[str, Any]]:
+    """The core's fx.forecasts records for ``candles`` (random walk at each timeframe's horizon), as JSON."""
     f = SymbolForecaster("EURUSD", cfg)
-    pred = RandomWalkPredictor(HORIZON)
-    out = {}
+    preds = {tf: RandomWalkPredictor(h) for tf, h in horizon_of.items()}
+    out = []
     for c in candles:
         o = f.on_candle(c)
         if o.due:
             req = f.request(o, None)
             assert req is not None
-            rec = f.record(pred.forecast([req])[0], o)
-            out[rec["as_of_ms"]] = json.loads(json.dumps(rec))
+            out.append(json.loads(json.dumps(f.record(preds[c.timeframe].forecast([req])[0], o))))
     return out
+
+
+def offline_forecasts(candles: list[Candle]) -> dict[int, dict[str, Any]]:
+    cfg = ForecasterConfig(timeframes=("1m", "5m", "1h"), forecast_timeframes=("1m",), horizon=HORIZON)
+    return {rec["as_of_ms"]: rec for rec in offline_records(candles, cfg, {"1m": HORIZON})}
 
 
 def _env(worker_env: dict[str, str]) -> dict[str, str]:

@@ -15,12 +15,13 @@ from sqlalchemy import delete
 
 from forex_diffusion.codec import encode_candle
 from forex_diffusion.domain import Candle
-from forex_diffusion.forecasting import ForecasterConfig, RandomWalkPredictor, SymbolForecaster
+from forex_diffusion.forecasting import ForecasterConfig
 from forex_diffusion.offline import aggregate_ticks_file
 from forex_diffusion.storage import make_engine
 from forex_diffusion.storage.tables import snapshots
 
 from .kafka_io import create_topics, publish, read_all
+from .test_candle_stream import offline_records
 
 pytestmark = pytest.mark.broker
 TOPICS = ("ticks", "candles", "indicators", "deadletter", "forecasts", "drift", "models", "retrain.requests")
@@ -37,17 +38,7 @@ def candles(sample_ticks: Path) -> list[Candle]:
 def offline(candles: list[Candle]) -> dict[tuple[str, int], dict[str, Any]]:
     cfg = ForecasterConfig(timeframes=("1m", "5m", "1h"), forecast_timeframes=tuple(MODELS), horizon=12,
                            models=tuple(MODELS.items()), keyed_horizons=True)
-    f = SymbolForecaster("EURUSD", cfg)
-    preds = {tf: RandomWalkPredictor(h) for tf, h in MODELS.items()}
-    out = {}
-    for c in candles:
-        o = f.on_candle(c)
-        if o.due:
-            req = f.request(o, None)
-            assert req is not None
-            rec = f.record(preds[c.timeframe].forecast([req])[0], o)
-            out[(rec["timeframe"], rec["as_of_ms"])] = json.loads(json.dumps(rec))
-    return out
+    return {(rec["timeframe"], rec["as_of_ms"]): rec for rec in offline_records(candles, cfg, MODELS)}
 
 
 def _strip(rec: dict[str, Any]) -> dict[str, Any]:
