@@ -157,6 +157,7 @@ class ModelRegistry:
         self.engine = engine
         self.model_dir = Path(model_dir)
         self._clock = clock or (lambda: int(time.time() * 1000))
+        self._symbols: dict[str, frozenset[str]] = {}  # version -> its symbol set (never changes)
 
     # -- paths and verification --------------------------------------------------------------
 
@@ -310,9 +311,10 @@ class ModelRegistry:
         own = self.champion(ModelKey(symbol=symbol, timeframe=timeframe, horizon=horizon))
         if own is not None:
             return own
-        covering = [v for v in self.global_champions(timeframe, horizon) if symbol.upper() in self.symbols_of(v)]
+        covering = [(len(syms), -v.created_ms, v.version, v) for v in self.global_champions(timeframe, horizon)
+                    if symbol.upper() in (syms := self.symbols_of(v))]
         if covering:
-            return min(covering, key=lambda v: (len(self.symbols_of(v)), -v.created_ms, v.version))
+            return min(covering, key=lambda c: c[:3])[3]
         return self.champion(ModelKey(symbol="*", timeframe=timeframe, horizon=horizon))
 
     def global_champions(self, timeframe: str, horizon: int) -> builtins.list[ModelVersion]:
@@ -326,13 +328,17 @@ class ModelRegistry:
         for a per-series or ``*`` model."""
         if not version.key.is_symbol_set:
             return frozenset()
+        known = self._symbols.get(version.version)
+        if known is not None:
+            return known
         syms = version.metrics.get("symbols")
         if not syms:
             try:
                 syms = json.loads(self.path_of(version).with_suffix(".json").read_text()).get("symbols", [])
             except (OSError, ValueError):
-                syms = []
-        return frozenset(str(x).upper() for x in syms)
+                return frozenset()  # unreadable now: not remembered, asked again next time
+        known = self._symbols[version.version] = frozenset(str(x).upper() for x in syms)
+        return known
 
     def previous_champion(self, key: ModelKey) -> ModelVersion | None:
         """The version :meth:`rollback` would restore, or None."""
