@@ -49,6 +49,7 @@ bench: setup
 
 lint: setup
 	$(BIN)/ruff check forex_diffusion retraining streams tests bench
+	$(BIN)/ruff format --check forex_diffusion retraining streams tests bench
 	$(BIN)/mypy
 
 clean:

@@ -66,8 +66,9 @@ def main() -> None:
         pipeline(SpikeConfig(enabled=False))
 
     def pandas_batch() -> None:
-        s = pd.Series((frame.bid.to_numpy() + frame.ask.to_numpy()) / 2,
-                      index=pd.to_datetime(frame.ts_ms, unit="ms", utc=True))
+        s = pd.Series(
+            (frame.bid.to_numpy() + frame.ask.to_numpy()) / 2, index=pd.to_datetime(frame.ts_ms, unit="ms", utc=True)
+        )
         for tf in ("1min", "5min", "1h"):
             s.resample(tf).ohlc().dropna()
 
@@ -78,8 +79,10 @@ def main() -> None:
     print(f"{'validate+guard+aggregate (pipeline)':32s} {n / t_pipe:12,.0f} ticks/s  {t_pipe / n * 1e9:8.0f} ns/tick")
     print(f"{'pipeline, spike guard off':32s} {n / t_nog:12,.0f} ticks/s  {t_nog / n * 1e9:8.0f} ns/tick")
     print(f"{'pandas resample (batch peer)':32s} {n / t_pd:12,.0f} ticks/s  {t_pd / n * 1e9:8.0f} ns/tick")
-    print(f"ratio core/pandas-batch: {t_pd / t_core:.2f}   target core >= 200,000 ticks/s: "
-          f"{'met' if n / t_core >= 200_000 else 'NOT met'}")
+    print(
+        f"ratio core/pandas-batch: {t_pd / t_core:.2f}   target core >= 200,000 ticks/s: "
+        f"{'met' if n / t_core >= 200_000 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

@@ -30,9 +30,17 @@ SAMPLE = SAMPLE_TICKS
 def _settings(bootstrap: str, prefix: str, data_dir: str, app_id: str):  # type: ignore[no-untyped-def]
     from streams.settings import Settings
 
-    return Settings(broker_url=f"kafka://{bootstrap}", topic_prefix=prefix, app_id=app_id,
-                    data_dir=Path(data_dir), partitions=1, symbols=("EURUSD",),
-                    timeframes=("1m", "5m", "1h"), forecast_timeframes=("1m",), metrics_port=-1)
+    return Settings(
+        broker_url=f"kafka://{bootstrap}",
+        topic_prefix=prefix,
+        app_id=app_id,
+        data_dir=Path(data_dir),
+        partitions=1,
+        symbols=("EURUSD",),
+        timeframes=("1m", "5m", "1h"),
+        forecast_timeframes=("1m",),
+        metrics_port=-1,
+    )
 
 
 def child(mode: str, bootstrap: str, prefix: str, n: int, data_dir: str) -> None:
@@ -44,10 +52,19 @@ def child(mode: str, bootstrap: str, prefix: str, n: int, data_dir: str) -> None
     settings = _settings(bootstrap, prefix, data_dir, f"bench-{mode}-{os.getpid()}")
     state = {"n": 0, "t0": 0.0}
     if mode == "count":
-        app = faust.App(settings.app_id, broker=settings.broker_url, store="memory://", autodiscover=False,
-                        value_serializer="raw", key_serializer="raw", web_enabled=False,
-                        consumer_auto_offset_reset="earliest", broker_rebalance_timeout=5,
-                        broker_session_timeout=6, broker_heartbeat_interval=1)
+        app = faust.App(
+            settings.app_id,
+            broker=settings.broker_url,
+            store="memory://",
+            autodiscover=False,
+            value_serializer="raw",
+            key_serializer="raw",
+            web_enabled=False,
+            consumer_auto_offset_reset="earliest",
+            broker_rebalance_timeout=5,
+            broker_session_timeout=6,
+            broker_heartbeat_interval=1,
+        )
         topic = app.topic(settings.topic("ticks"), value_type=bytes, key_type=bytes)
 
         @app.agent(topic)
@@ -142,8 +159,12 @@ def main() -> None:
             t_raw = asyncio.run(raw_consume(broker.bootstrap, topic, n))
             results = {}
             for mode in ("count", "ticks", "count", "ticks"):
-                out = subprocess.run([sys.executable, __file__, "--child", mode, broker.bootstrap, prefix, str(n), tmp],
-                                     capture_output=True, text=True, timeout=600)
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", mode, broker.bootstrap, prefix, str(n), tmp],
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                )
                 line = [x for x in out.stdout.splitlines() if x.startswith("{")]
                 if not line:
                     print(out.stdout[-2000:], out.stderr[-3000:])

@@ -61,17 +61,34 @@ def _predictor(model: Path | None) -> Predictor:
     spec = ContextSpec()
     cfg = ModelConfig(denoiser=DenoiserConfig(horizon=24, cond_dim=2 * spec.window + CALENDAR_DIM + 1))
     print("no model given or bundled: timing an untrained model of the default architecture")
-    return Predictor(DiffusionModel(cfg), {"version": "bench", "key": "EURUSD-1h-h24",
-                                           "context": spec.to_dict(), "sampling": {"steps": 8, "samples": 100}})
+    return Predictor(
+        DiffusionModel(cfg),
+        {
+            "version": "bench",
+            "key": "EURUSD-1h-h24",
+            "context": spec.to_dict(),
+            "sampling": {"steps": 8, "samples": 100},
+        },
+    )
 
 
 def _requests(pred: Predictor, n: int) -> list[ForecastRequest]:
-    frame = read_candles(HOURLY, symbol="EURUSD", price="mid").frame.iloc[-(n + 400):]
+    frame = read_candles(HOURLY, symbol="EURUSD", price="mid").frame.iloc[-(n + 400) :]
     ctx: SeriesContext = pred.new_context("EURUSD", "1h")
     out = []
     for k, (t, o, h, lo, c) in enumerate(zip(frame.ts_ms, frame.open, frame.high, frame.low, frame.close, strict=True)):
-        ctx.update(Candle(symbol="EURUSD", timeframe="1h", open_ms=int(t), close_ms=int(t) + 3_600_000,
-                          open=o, high=h, low=lo, close=c))
+        ctx.update(
+            Candle(
+                symbol="EURUSD",
+                timeframe="1h",
+                open_ms=int(t),
+                close_ms=int(t) + 3_600_000,
+                open=o,
+                high=h,
+                low=lo,
+                close=c,
+            )
+        )
         if k >= 400:
             req = ctx.request()
             assert req is not None
@@ -100,8 +117,10 @@ def _row(name: str, ms: np.ndarray, ref: float | None = None) -> None:
 def _device_line() -> str:
     """The device the figures are measured on: the GPU's name when CUDA is available, else the CPU."""
     if torch.cuda.is_available():
-        return (f"device: GPU {torch.cuda.get_device_name(0)} (cuda:0 of {torch.cuda.device_count()}); "
-                f"CPU rows use {torch.get_num_threads()} threads")
+        return (
+            f"device: GPU {torch.cuda.get_device_name(0)} (cuda:0 of {torch.cuda.device_count()}); "
+            f"CPU rows use {torch.get_num_threads()} threads"
+        )
     cpu = "CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -119,10 +138,20 @@ def _train_step(compiled: bool, device: torch.device) -> Callable[[], float]:
     spec = cfg.context
     cond_dim = 2 * spec.window + CALENDAR_DIM + 1
     torch.manual_seed(cfg.seed)
-    model = DiffusionModel(ModelConfig(
-        denoiser=DenoiserConfig(horizon=cfg.horizon, cond_dim=cond_dim, width=cfg.width, cond_width=cfg.cond_width,
-                                blocks=cfg.blocks, time_dim=cfg.time_dim),
-        schedule=cfg.schedule, x0_clip=spec.clip)).to(device)
+    model = DiffusionModel(
+        ModelConfig(
+            denoiser=DenoiserConfig(
+                horizon=cfg.horizon,
+                cond_dim=cond_dim,
+                width=cfg.width,
+                cond_width=cfg.cond_width,
+                blocks=cfg.blocks,
+                time_dim=cfg.time_dim,
+            ),
+            schedule=cfg.schedule,
+            x0_clip=spec.clip,
+        )
+    ).to(device)
     ema = copy.deepcopy(model)
     params, ema_params = list(model.parameters()), list(ema.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -174,8 +203,10 @@ def _compile_rates(device: torch.device, steps: int, rounds: int = 3, warmup: in
             rates[name].append(steps / (time.perf_counter() - t0))
     ratios = [c / e for e, c in zip(rates["eager"], rates["compiled"], strict=True)]
     for name, r in rates.items():
-        print(f"  {name:<9} {np.median(r):8.1f} steps/s (median of {rounds} rounds of {steps}: "
-              f"{', '.join(f'{x:.1f}' for x in r)})")
+        print(
+            f"  {name:<9} {np.median(r):8.1f} steps/s (median of {rounds} rounds of {steps}: "
+            f"{', '.join(f'{x:.1f}' for x in r)})"
+        )
     print(f"  compiled / eager: x{np.median(ratios):.2f} (rounds {', '.join(f'{x:.2f}' for x in ratios)})")
 
 
@@ -214,25 +245,30 @@ def _inputs_rows(names: str, pred: Predictor, reqs: list[ForecastRequest], reps:
     # rounds alternate the model without and with inputs, so that load on the machine hits both alike
     base1, with1, base32, with32 = [], [], [], []
     for k in range(reps):
-        for fn, out in ((lambda: pred.forecast(reqs[:1], samples=100), base1),
-                        (lambda: predx.forecast(reqs_x[:1], samples=100), with1)):
+        for fn, out in (
+            (lambda: pred.forecast(reqs[:1], samples=100), base1),
+            (lambda: predx.forecast(reqs_x[:1], samples=100), with1),
+        ):
             t0 = time.perf_counter()
             fn()
             out.append((time.perf_counter() - t0) * 1e3)
         if k % 4 == 0:
-            for fn, out in ((lambda: pred.forecast(reqs, samples=100), base32),
-                            (lambda: predx.forecast(reqs_x, samples=100), with32)):
+            for fn, out in (
+                (lambda: pred.forecast(reqs, samples=100), base32),
+                (lambda: predx.forecast(reqs_x, samples=100), with32),
+            ):
                 t0 = time.perf_counter()
                 fn()
                 out.append((time.perf_counter() - t0) * 1e3)
-    print(f"with inputs {','.join(spec.names)} ({e} extra features): building them costs "
-          f"{per_candle * 1e3:.0f} us per candle and series; rounds alternating without/with "
-          f"(ratio: with / without, same rounds):")
+    print(
+        f"with inputs {','.join(spec.names)} ({e} extra features): building them costs "
+        f"{per_candle * 1e3:.0f} us per candle and series; rounds alternating without/with "
+        f"(ratio: with / without, same rounds):"
+    )
     _row("1 series, model without inputs", np.array(base1))
     _row("1 series: inputs of one candle + forecast", np.array(with1) + per_candle, float(np.median(base1)))
     _row("batch of 32, model without inputs", np.array(base32))
-    _row("batch of 32: inputs of 32 candles + forecast", np.array(with32) + 32 * per_candle,
-         float(np.median(base32)))
+    _row("batch of 32: inputs of 32 candles + forecast", np.array(with32) + 32 * per_candle, float(np.median(base32)))
 
 
 def main() -> None:
@@ -241,18 +277,25 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train-minutes", type=float, default=1.0)
     ap.add_argument("--reps", type=int, default=100)
-    ap.add_argument("--inputs", default="indicators,mtf",
-                    help="model inputs timed against the model without ('' to skip)")
-    ap.add_argument("--compile-steps", type=int, default=200,
-                    help="steps per round of the eager vs torch.compile training measurement (0: skip)")
+    ap.add_argument(
+        "--inputs", default="indicators,mtf", help="model inputs timed against the model without ('' to skip)"
+    )
+    ap.add_argument(
+        "--compile-steps",
+        type=int,
+        default=200,
+        help="steps per round of the eager vs torch.compile training measurement (0: skip)",
+    )
     ap.add_argument("--compile-rounds", type=int, default=5, help="rounds of that measurement (median)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(_device_line())
     pred = _predictor(args.model)
     n_params = sum(p.numel() for p in pred.model.parameters())
-    print(f"model {pred.key} {pred.version}: {n_params} params, default steps {pred.default_steps}, "
-          f"threads {torch.get_num_threads()}")
+    print(
+        f"model {pred.key} {pred.version}: {n_params} params, default steps {pred.default_steps}, "
+        f"threads {torch.get_num_threads()}"
+    )
     reqs = _requests(pred, 32)
     one = reqs[:1]
     print("forecast latency, 100 samples, H=24:")
@@ -261,28 +304,44 @@ def main() -> None:
     t32 = _time(lambda: pred.forecast(reqs, samples=100), max(10, args.reps // 4))
     _row("batch of 32 series (default steps)", t32)
     print("peers (same process):")
-    _row("1 series, 100 DDIM steps", _time(lambda: pred.forecast(one, steps=100, samples=100), 10), float(np.median(t1)))
-    _row("batch of 32, 100 DDIM steps", _time(lambda: pred.forecast(reqs, steps=100, samples=100), 5), float(np.median(t32)))
+    _row(
+        "1 series, 100 DDIM steps", _time(lambda: pred.forecast(one, steps=100, samples=100), 10), float(np.median(t1))
+    )
+    _row(
+        "batch of 32, 100 DDIM steps",
+        _time(lambda: pred.forecast(reqs, steps=100, samples=100), 5),
+        float(np.median(t32)),
+    )
     last = np.array([r.last_close for r in reqs])
     sig = np.array([r.sigma for r in reqs])
-    _row("batch of 32, EWMA random walk quantiles", _time(lambda: ewma_random_walk_quantiles(last, sig, 24), 100),
-         float(np.median(t32)))
-    print(f"goals: 1 series p50 <= 15 ms: {'met' if np.median(t1) <= 15 else 'MISSED'}; "
-          f"batch of 32 p50 <= 150 ms: {'met' if np.median(t32) <= 150 else 'MISSED'}")
+    _row(
+        "batch of 32, EWMA random walk quantiles",
+        _time(lambda: ewma_random_walk_quantiles(last, sig, 24), 100),
+        float(np.median(t32)),
+    )
+    print(
+        f"goals: 1 series p50 <= 15 ms: {'met' if np.median(t1) <= 15 else 'MISSED'}; "
+        f"batch of 32 p50 <= 150 ms: {'met' if np.median(t32) <= 150 else 'MISSED'}"
+    )
     if args.inputs:
         _inputs_rows(args.inputs, pred, reqs, args.reps)
     if torch.cuda.is_available():
         gpu = Predictor(copy.deepcopy(pred.model), pred.manifest, device="cuda")
         print(f"on the GPU ({torch.cuda.get_device_name(0)}), same requests (ratio: to the CPU rows above):")
         _row("1 series (default steps)", _time(lambda: gpu.forecast(one, samples=100), args.reps), float(np.median(t1)))
-        _row("batch of 32 series (default steps)", _time(lambda: gpu.forecast(reqs, samples=100),
-                                                         max(10, args.reps // 4)), float(np.median(t32)))
+        _row(
+            "batch of 32 series (default steps)",
+            _time(lambda: gpu.forecast(reqs, samples=100), max(10, args.reps // 4)),
+            float(np.median(t32)),
+        )
         # the tolerance docs/diffusion.md "Device" states: same seeded noise, float32 kernels differ
         cpu_q = np.stack([f.quantiles for f in pred.forecast(reqs, samples=100)])
         gpu_q = np.stack([f.quantiles for f in gpu.forecast(reqs, samples=100)])
         rel = float(np.max(np.abs(gpu_q - cpu_q) / np.abs(cpu_q)))
-        print(f"  GPU vs CPU quantiles, batch of 32: max relative difference {rel:.2e} "
-              f"({'within' if rel <= 1e-6 else 'OUTSIDE'} the stated 1e-6)")
+        print(
+            f"  GPU vs CPU quantiles, batch of 32: max relative difference {rel:.2e} "
+            f"({'within' if rel <= 1e-6 else 'OUTSIDE'} the stated 1e-6)"
+        )
     if args.compile_steps > 0:
         dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         print(f"training steps/s, default architecture, batch 512, on {dev}, loss eager vs torch.compile:")
@@ -290,17 +349,24 @@ def main() -> None:
     if args.train_minutes <= 0:
         return  # --train-minutes 0: latency only
     frame = read_candles(HOURLY, symbol="EURUSD", price="mid").frame
-    cfg = TrainConfig(symbol="EURUSD", timeframe="1h", horizon=24, device="cpu", max_minutes=args.train_minutes,
-                      split=(datetime_to_ms(datetime(2016, 1, 1, tzinfo=UTC)),
-                             datetime_to_ms(datetime(2017, 1, 1, tzinfo=UTC))))
+    cfg = TrainConfig(
+        symbol="EURUSD",
+        timeframe="1h",
+        horizon=24,
+        device="cpu",
+        max_minutes=args.train_minutes,
+        split=(datetime_to_ms(datetime(2016, 1, 1, tzinfo=UTC)), datetime_to_ms(datetime(2017, 1, 1, tzinfo=UTC))),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         res = train(cfg, frame, tmp)
         wall = time.perf_counter() - t0
     m = res.metrics
-    print(f"training, hourly EUR/USD 2007-2015 (budget {args.train_minutes} min): {m['steps']} steps in "
-          f"{wall:.1f} s wall ({m['steps'] / wall:.1f} steps/s incl. evaluation, calibration, scoring); "
-          f"stop={m['stop_reason']}; test skill step1 {m['test']['skill'][0]:+.4f} step24 {m['test']['skill'][-1]:+.4f}")
+    print(
+        f"training, hourly EUR/USD 2007-2015 (budget {args.train_minutes} min): {m['steps']} steps in "
+        f"{wall:.1f} s wall ({m['steps'] / wall:.1f} steps/s incl. evaluation, calibration, scoring); "
+        f"stop={m['stop_reason']}; test skill step1 {m['test']['skill'][0]:+.4f} step24 {m['test']['skill'][-1]:+.4f}"
+    )
 
 
 if __name__ == "__main__":

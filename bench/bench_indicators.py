@@ -102,6 +102,7 @@ def ours(candles: list[Candle], spec: str, as_dict: bool) -> Callable[[], None]:
         step = bank.update if as_dict else bank._update_list
         for c in candles:
             step(c)
+
     return run
 
 
@@ -136,6 +137,7 @@ def talipp_run(candles: list[Candle], full: bool) -> Callable[[], None]:
             for ind in ohlc:
                 ind.add(b)
                 ind[-1]
+
     return run
 
 
@@ -147,9 +149,12 @@ def main() -> int:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 15_000
     REPEAT = int(sys.argv[2]) if len(sys.argv) > 2 else REPEAT
     f = read_candles(DATA, price="bid").frame.iloc[:n]
-    candles = [Candle(symbol="EURUSD", timeframe="1m", open_ms=int(t), close_ms=int(t) + 60_000, open=o,
-                      high=h, low=lo, close=c)
-               for t, o, h, lo, c in zip(f.ts_ms, f.open, f.high, f.low, f.close, strict=True)]
+    candles = [
+        Candle(
+            symbol="EURUSD", timeframe="1m", open_ms=int(t), close_ms=int(t) + 60_000, open=o, high=h, low=lo, close=c
+        )
+        for t, o, h, lo, c in zip(f.ts_ms, f.open, f.high, f.low, f.close, strict=True)
+    ]
     n = len(candles)
     print(f"{n} EURUSD 1-minute bid candles; ns per candle, best of {REPEAT}, one process")
 
@@ -158,6 +163,7 @@ def main() -> int:
 
     try:
         import talipp  # noqa: F401
+
         have_talipp = True
     except ImportError:
         have_talipp = False
@@ -179,8 +185,11 @@ def main() -> int:
 
     print("\n[full default set]")
     no_hurst = "sma_20,ema_20,rsi_14,atr_14,bb_20,macd_12_26_9,donchian_20,keltner_20,stoch_14_3,adx_14"
-    runs = [ours(candles, "default", as_dict=False), ours(candles, "default", as_dict=True),
-            ours(candles, no_hurst, as_dict=True)]
+    runs = [
+        ours(candles, "default", as_dict=False),
+        ours(candles, "default", as_dict=True),
+        ours(candles, no_hurst, as_dict=True),
+    ]
     if have_talipp:
         runs += [talipp_run(candles, full=True), talipp_run(candles, full=False)]
     times = [ns(t) for t in best_of_each(runs)]
@@ -197,8 +206,10 @@ def main() -> int:
         # on a machine where talipp's set took 19 us: scale by talipp's set in these rounds.
         scale = TALIPP_REF_NS / t_set
         print(f"  talipp set in these rounds {t_set:9.0f}")
-        print(f"  scaled to talipp set = {TALIPP_REF_NS / 1000:.0f} us (x{scale:.2f}): "
-              f"list {d_list * scale:.0f}, dict {d_dict * scale:.0f}")
+        print(
+            f"  scaled to talipp set = {TALIPP_REF_NS / 1000:.0f} us (x{scale:.2f}): "
+            f"list {d_list * scale:.0f}, dict {d_dict * scale:.0f}"
+        )
 
     print("\n[per indicator: member._push alone | one-member bank, values as list]")
     for tok in IndicatorBank().spec.indicators:
@@ -210,6 +221,7 @@ def main() -> int:
             push = fresh._push
             for x in xs:
                 push(x)
+
         alone = ns(best_of(one))
         print(f"  {tok:18s} {alone:8.0f} {ns(best_of(ours(candles, tok, as_dict=False))):8.0f}")
         if isinstance(ind, Hurst):  # the uncompiled fallback (FOREXD_NO_JIT=1), same values
@@ -220,6 +232,7 @@ def main() -> int:
                 push = fresh._push
                 for x in xs:
                     push(x)
+
             print(f"  {tok + ' numpy':18s} {ns(best_of(py_steps)):8.0f}")
 
     tokens = IndicatorBank().spec.indicators
@@ -227,6 +240,7 @@ def main() -> int:
     def generate() -> None:
         fused._factory.cache_clear()
         fused._factory(tokens)
+
     compile_us = best_of(generate) * 1e6
     new_bank_us = best_of(IndicatorBank) * 1e6
     print("\n[fused step of the default spec, once per spec and process]")

@@ -69,8 +69,16 @@ def _best_of(fn: Callable[[], int], repeat: int = 3) -> float:
 
 def _candles(closes: list[float], t0: int = 0) -> list[Candle]:
     return [
-        Candle(symbol="EURUSD", timeframe="1h", open_ms=t0 + i * HOUR, close_ms=t0 + (i + 1) * HOUR,
-               open=c, high=c, low=c, close=c)
+        Candle(
+            symbol="EURUSD",
+            timeframe="1h",
+            open_ms=t0 + i * HOUR,
+            close_ms=t0 + (i + 1) * HOUR,
+            open=c,
+            high=c,
+            low=c,
+            close=c,
+        )
         for i, c in enumerate(closes)
     ]
 
@@ -120,6 +128,7 @@ def bench_detectors(values: list[float]) -> None:
             for x in values:
                 upd(x)
             return len(values)
+
         return run
 
     pairs = [
@@ -210,16 +219,20 @@ def regimes() -> None:
             if post:
                 delays.append(post[0][0])
                 first_by[f"{post[0][1].detector}@{post[0][1].horizon}"] += 1
-        print(f"  {label:22s} delay median {np.median(delays):.0f}, max {max(delays)} candles "
-              f"({len(delays)}/10 detected); pre-change events {pre}; first: {dict(first_by)}")
+        print(
+            f"  {label:22s} delay median {np.median(delays):.0f}, max {max(delays)} candles "
+            f"({len(delays)}/10 detected); pre-change events {pre}; first: {dict(first_by)}"
+        )
     for n in (1500, 3000):
         runs, events = 0, 0
         for seed in range(100, 120):
             evs = _regime_run(seed, "none", n, n)
             runs += bool(evs)
             events += len(evs)
-        print(f"  stationary, 20 seeds x {n}: runs with an alarm {runs}/20, "
-              f"events {events} ({events / (20 * n) * 1000:.3f} per 1000 candles)")
+        print(
+            f"  stationary, 20 seeds x {n}: runs with an alarm {runs}/20, "
+            f"events {events} ({events / (20 * n) * 1000:.3f} per 1000 candles)"
+        )
 
 
 # -- real data --------------------------------------------------------------------------------
@@ -240,8 +253,7 @@ def _real_batches(
     batches: list[tuple[int, list[DriftEvent]]] = []
     t = time.perf_counter()
     for i, (ts, c) in enumerate(zip(ts_list, closes, strict=True)):
-        candle = Candle(symbol="EURUSD", timeframe="1h", open_ms=ts, close_ms=ts + HOUR,
-                        open=c, high=c, low=c, close=c)
+        candle = Candle(symbol="EURUSD", timeframe="1h", open_ms=ts, close_ms=ts + HOUR, open=c, high=c, low=c, close=c)
         f, vol = fb.update(c)
         vols.append(vol)
         evs = mon.update_learner(ls.step(candle, f, vol)) + mon.update_features(f, ts + HOUR)
@@ -284,12 +296,16 @@ def real_rates(frame: object) -> None:
                 if d.request is not None:
                     made.append(d.request)
             per_year = Counter(time.gmtime(r.requested_at_ms / 1000).tm_year for r in made)
-            print(f"  requests, {name:48s} {len(made):4d} = {len(made) / years:6.2f}/year, "
-                  f"max in a calendar year {max(per_year.values(), default=0)}; decisions {dict(reasons)}")
+            print(
+                f"  requests, {name:48s} {len(made):4d} = {len(made) / years:6.2f}/year, "
+                f"max in a calendar year {max(per_year.values(), default=0)}; decisions {dict(reasons)}"
+            )
         if not baseline:
             for h, sk in ls.skills().items():
-                print(f"  learner +{h}: MAE {sk.mae:.4f}, no-change MAE {sk.naive_mae:.4f}, "
-                      f"skill {sk.skill:+.4f}, hit rate {sk.hit_rate:.4f}")
+                print(
+                    f"  learner +{h}: MAE {sk.mae:.4f}, no-change MAE {sk.naive_mae:.4f}, "
+                    f"skill {sk.skill:+.4f}, hit rate {sk.hit_rate:.4f}"
+                )
 
 
 def main() -> None:

@@ -96,9 +96,7 @@ class CandleAggregator:
 
     # -- hot path ---------------------------------------------------------------------------
 
-    def add(
-        self, symbol: str, ts_ms: int, bid: float, ask: float, volume: float = 0.0
-    ) -> list[Candle]:
+    def add(self, symbol: str, ts_ms: int, bid: float, ask: float, volume: float = 0.0) -> list[Candle]:
         """Fold one validated quote; return the candles this closed (oldest first).
 
         Raises :class:`ValidationError` with reason ``late`` for a tick older than the
@@ -237,11 +235,7 @@ class CandleAggregator:
         s = self._series.get(symbol)
         if s is None:
             return []
-        return [
-            self._candle(symbol, i, bars[k], False)
-            for i, bars in enumerate(s.bars)
-            for k in sorted(bars)
-        ]
+        return [self._candle(symbol, i, bars[k], False) for i, bars in enumerate(s.bars) for k in sorted(bars)]
 
     def watermark(self, symbol: str) -> int | None:
         """Current watermark of ``symbol`` in epoch ms, or None before its first tick."""

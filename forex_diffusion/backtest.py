@@ -36,15 +36,32 @@ from .evaluation import QUANTILE_LEVELS, ewma_random_walk_quantiles
 from .timeframes import Timeframe, datetime_to_ms
 from .touch import TOUCH_COLUMNS, realised_touch, touch_rows
 
-__all__ = ["BACKTEST_COLUMNS", "BacktestConfig", "backtest", "fan_chart_png", "fan_chart_text", "parse_utc_date",
-           "touch_frame", "write_backtest_csv"]
+__all__ = [
+    "BACKTEST_COLUMNS",
+    "BacktestConfig",
+    "backtest",
+    "fan_chart_png",
+    "fan_chart_text",
+    "parse_utc_date",
+    "touch_frame",
+    "write_backtest_csv",
+]
 
 logger = logging.getLogger(__name__)
 
 _Q = [f"q{round(t * 100):02d}" for t in QUANTILE_LEVELS]
 #: Column order of the backtest CSV.
 BACKTEST_COLUMNS: tuple[str, ...] = (
-    "symbol", "timeframe", "as_of", "step", *_Q, "mean", "p_up", "realized", *[f"rw_{q}" for q in _Q])
+    "symbol",
+    "timeframe",
+    "as_of",
+    "step",
+    *_Q,
+    "mean",
+    "p_up",
+    "realized",
+    *[f"rw_{q}" for q in _Q],
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,17 +118,33 @@ def parse_utc_date(text: str) -> int:
 def _candles(frame: pd.DataFrame, symbol: str, tf: Timeframe) -> list[Candle]:
     f = frame.sort_values("ts_ms", kind="stable").drop_duplicates("ts_ms", keep="last")
     out = []
-    for ts, o, h, lo, c in zip(f["ts_ms"].tolist(), f["open"].tolist(), f["high"].tolist(),
-                               f["low"].tolist(), f["close"].tolist(), strict=True):
-        out.append(Candle(symbol=symbol, timeframe=tf.name, open_ms=int(ts), close_ms=tf.end_of(int(ts)),
-                          open=float(o), high=float(h), low=float(lo), close=float(c)))
+    for ts, o, h, lo, c in zip(
+        f["ts_ms"].tolist(), f["open"].tolist(), f["high"].tolist(), f["low"].tolist(), f["close"].tolist(), strict=True
+    ):
+        out.append(
+            Candle(
+                symbol=symbol,
+                timeframe=tf.name,
+                open_ms=int(ts),
+                close_ms=tf.end_of(int(ts)),
+                open=float(o),
+                high=float(h),
+                low=float(lo),
+                close=float(c),
+            )
+        )
     return out
 
 
-def backtest(candles: pd.DataFrame, predictor: Predictor, config: BacktestConfig, *,
-             progress: Callable[[int, int], None] | None = None,
-             touch: list[pd.DataFrame] | None = None,
-             others: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+def backtest(
+    candles: pd.DataFrame,
+    predictor: Predictor,
+    config: BacktestConfig,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    touch: list[pd.DataFrame] | None = None,
+    others: Mapping[str, pd.DataFrame] | None = None,
+) -> pd.DataFrame:
     """Walk forward through ``candles`` and return one row per (as_of, step).
 
     Parameters
@@ -147,11 +180,14 @@ def backtest(candles: pd.DataFrame, predictor: Predictor, config: BacktestConfig
     if predictor.inputs:
         missing = [s for s in predictor.inputs.cross_symbols if s not in (others or {})]
         if missing:
-            raise ConfigError(f"model {predictor.key} takes other pairs' returns as input: "
-                              f"give the candles of {', '.join(missing)}")
-        extras = build_extra(bars, predictor.inputs,
-                             {s: frame_candles(f, s, tf.name) for s, f in (others or {}).items()
-                              if s in predictor.inputs.cross_symbols})
+            raise ConfigError(
+                f"model {predictor.key} takes other pairs' returns as input: give the candles of {', '.join(missing)}"
+            )
+        extras = build_extra(
+            bars,
+            predictor.inputs,
+            {s: frame_candles(f, s, tf.name) for s, f in (others or {}).items() if s in predictor.inputs.cross_symbols},
+        )
     pending: list[tuple[int, ForecastRequest]] = []
     blocks: list[pd.DataFrame] = []
     eligible = 0
@@ -190,14 +226,16 @@ def backtest(candles: pd.DataFrame, predictor: Predictor, config: BacktestConfig
             flush(i + 1)
     flush(len(bars))
     if not blocks:
-        logger.warning("backtest produced no forecast symbol=%s from=%s to=%s",
-                       config.symbol, config.from_ms, config.to_ms)
+        logger.warning(
+            "backtest produced no forecast symbol=%s from=%s to=%s", config.symbol, config.from_ms, config.to_ms
+        )
         return pd.DataFrame({c: [] for c in BACKTEST_COLUMNS})
     return pd.concat(blocks, ignore_index=True)
 
 
-def _rows(index: list[int], reqs: list[ForecastRequest], fcs: list[Forecast], closes: np.ndarray,
-          h: int) -> pd.DataFrame:
+def _rows(
+    index: list[int], reqs: list[ForecastRequest], fcs: list[Forecast], closes: np.ndarray, h: int
+) -> pd.DataFrame:
     n = len(fcs)
     idx = np.asarray(index)
     steps = np.arange(1, h + 1)
@@ -231,9 +269,14 @@ def touch_frame(index: list[int], fcs: list[Forecast], closes: np.ndarray) -> pd
     sides = [1 if b.startswith("+") else -1 for b in t0.bands]
     levels = np.stack([f.touch.levels for _, f in done])  # type: ignore[union-attr]
     hit = realised_touch(closes, np.asarray([i for i, _ in done]), levels, sides, done[0][1].horizon)
-    return touch_rows(np.asarray([f.as_of_ms for _, f in done]), t0.bands, levels,
-                      np.stack([f.touch.p for _, f in done]),  # type: ignore[union-attr]
-                      np.stack([f.touch.rw_p for _, f in done]), hit)  # type: ignore[union-attr]
+    return touch_rows(
+        np.asarray([f.as_of_ms for _, f in done]),
+        t0.bands,
+        levels,
+        np.stack([f.touch.p for _, f in done]),  # type: ignore[union-attr]
+        np.stack([f.touch.rw_p for _, f in done]),  # type: ignore[union-attr]
+        hit,
+    )
 
 
 def write_backtest_csv(rows: pd.DataFrame, out: str | Path | IO[str]) -> None:
@@ -241,10 +284,17 @@ def write_backtest_csv(rows: pd.DataFrame, out: str | Path | IO[str]) -> None:
     rows.to_csv(out, index=False, na_rep="", lineterminator="\n")
 
 
-_FAN_BANDS = (((_Q[0], _Q[-1]), (198, 219, 239), "model 5-95 %"), ((_Q[2], _Q[8]), (107, 174, 214), "20-80 %"),
-              ((_Q[4], _Q[6]), (33, 113, 181), "40-60 %"))
-_FAN_LINES = (("q50", (8, 48, 107), "median"), ("realized", (203, 24, 29), "realised close"),
-              ("rw_q05", (120, 120, 120), "random walk 5-95 %"), ("rw_q95", (120, 120, 120), ""))
+_FAN_BANDS = (
+    ((_Q[0], _Q[-1]), (198, 219, 239), "model 5-95 %"),
+    ((_Q[2], _Q[8]), (107, 174, 214), "20-80 %"),
+    ((_Q[4], _Q[6]), (33, 113, 181), "40-60 %"),
+)
+_FAN_LINES = (
+    ("q50", (8, 48, 107), "median"),
+    ("realized", (203, 24, 29), "realised close"),
+    ("rw_q05", (120, 120, 120), "random walk 5-95 %"),
+    ("rw_q95", (120, 120, 120), ""),
+)
 _INK, _GRID, _FRAME = (40, 40, 40), (232, 232, 232), (150, 150, 150)
 
 
@@ -270,8 +320,9 @@ def fan_chart_text(rows: pd.DataFrame, as_of: int) -> dict[str, str]:
     }
 
 
-def fan_chart_png(rows: pd.DataFrame, out: str | Path, *, as_of: int | None = None,
-                  width: int = 900, height: int = 480) -> int:
+def fan_chart_png(
+    rows: pd.DataFrame, out: str | Path, *, as_of: int | None = None, width: int = 900, height: int = 480
+) -> int:
     """Draw the fan chart of one forecast against the realised path as a PNG; return its as_of.
 
     Bands: model 5–95 % (light), 20–80 % (mid), 40–60 % (dark blue), median (navy line);
@@ -314,27 +365,27 @@ def fan_chart_png(rows: pd.DataFrame, out: str | Path, *, as_of: int | None = No
     for v in yticks:
         py = int(round(float(ypix(np.asarray(v, dtype=np.float64)))))
         img[py, x0:x1] = _GRID
-        img[py, x0 - 4:x0] = _FRAME
+        img[py, x0 - 4 : x0] = _FRAME
         draw_text(img, f"{v:.{dec}f}", x0 - 7, py - 3, _INK, anchor="right")
     xs = np.arange(width)
     for (a, b), colour, _label in _FAN_BANDS:
         upper = np.interp(xs, x, ypix(g[b].to_numpy(dtype=np.float64)), left=np.nan, right=np.nan)
         lower = np.interp(xs, x, ypix(g[a].to_numpy(dtype=np.float64)), left=np.nan, right=np.nan)
         for xi in np.flatnonzero(np.isfinite(upper) & np.isfinite(lower)):
-            img[int(max(upper[xi], y0)): int(min(lower[xi], y1)) + 1, xi] = colour
+            img[int(max(upper[xi], y0)) : int(min(lower[xi], y1)) + 1, xi] = colour
     for name, colour, _label in _FAN_LINES:
         yv = g[name].to_numpy(dtype=np.float64)
         ok = np.isfinite(yv)
         if ok.sum() >= 1:
             _polyline(img, x[ok], ypix(yv[ok]), colour)
     # frame, x ticks (every k-th step), axis titles, title, legend
-    img[y0, x0:x1 + 1] = img[y1, x0:x1 + 1] = _FRAME
-    img[y0:y1 + 1, x0] = img[y0:y1 + 1, x1] = _FRAME
+    img[y0, x0 : x1 + 1] = img[y1, x0 : x1 + 1] = _FRAME
+    img[y0 : y1 + 1, x0] = img[y0 : y1 + 1, x1] = _FRAME
     every = max(1, int(np.ceil(len(g) / max(1, (x1 - x0) // 110))))
     free = x0  # labels never overlap: one that would is left out (its tick stays)
     for i in range(0, len(g), every):
         px = int(round(float(x[i])))
-        img[y1:y1 + 5, px] = _FRAME
+        img[y1 : y1 + 5, px] = _FRAME
         fmt = "%Y-%m-%d %H:%M" if i == 0 else ("%H:%M" if t1 - t0 < 86_400_000 else "%m-%d %H:%M")
         label = datetime.fromtimestamp(t[i] / 1000, tz=UTC).strftime(fmt)
         start = px if i == 0 else px - text_width(label) // 2
@@ -346,12 +397,18 @@ def fan_chart_png(rows: pd.DataFrame, out: str | Path, *, as_of: int | None = No
     draw_text(img, text["title"], width // 2, 8, _INK, scale=2, anchor="middle")
     lx = x0
     for colour, label in [(c, lbl) for _ab, c, lbl in _FAN_BANDS] + [(c, lbl) for _n, c, lbl in _FAN_LINES if lbl]:
-        img[36:43, lx:lx + 14] = colour
+        img[36:43, lx : lx + 14] = colour
         draw_text(img, label, lx + 18, 36, _INK)
         lx += 18 + text_width(label) + 16
-    _write_png(img, Path(out) if not isinstance(out, Path) else out,
-               {"Title": text["title"], "Description": f"x: {text['x']}; y: {text['y']}; legend: {text['legend']}",
-                "Software": "forexd backtest --plot"})
+    _write_png(
+        img,
+        Path(out) if not isinstance(out, Path) else out,
+        {
+            "Title": text["title"],
+            "Description": f"x: {text['x']}; y: {text['y']}; legend: {text['legend']}",
+            "Software": "forexd backtest --plot",
+        },
+    )
     return as_of
 
 
@@ -375,8 +432,14 @@ def _write_png(img: np.ndarray, path: Path, text: dict[str, str] | None = None) 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    meta = b"".join(chunk(b"tEXt", k.encode("latin-1") + b"\x00" + v.encode("latin-1", "replace"))
-                    for k, v in (text or {}).items())
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", wid, hgt, 8, 2, 0, 0, 0)) + meta
-           + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+    meta = b"".join(
+        chunk(b"tEXt", k.encode("latin-1") + b"\x00" + v.encode("latin-1", "replace")) for k, v in (text or {}).items()
+    )
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", wid, hgt, 8, 2, 0, 0, 0))
+        + meta
+        + chunk(b"IDAT", zlib.compress(raw, 6))
+        + chunk(b"IEND", b"")
+    )
     path.write_bytes(png)

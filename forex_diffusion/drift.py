@@ -318,9 +318,7 @@ class PageHinkleyDetector:
         if ph.drift_detected:
             up = ph._sum_increase - ph._min_increase
             down = ph._max_decrease - ph._sum_decrease
-            self._statistic = float(
-                up if self.mode == "up" else down if self.mode == "down" else max(up, down)
-            )
+            self._statistic = float(up if self.mode == "up" else down if self.mode == "down" else max(up, down))
 
 
 class CalibrationMonitor:
@@ -649,10 +647,15 @@ class DriftConfig:
         if self.ks_stride < 1:
             raise ConfigError("ks_stride must be >= 1")
         # The detector constructors validate the rest; build one of each now to fail early.
-        CalibrationMonitor(window=self.calibration_window, z=self.coverage_z, bins=self.pit_bins, pit_alpha=self.pit_alpha)
+        CalibrationMonitor(
+            window=self.calibration_window, z=self.coverage_z, bins=self.pit_bins, pit_alpha=self.pit_alpha
+        )
         KSFeatureDetector(
-            reference_size=self.ks_reference_size, recent_size=self.ks_recent_size,
-            alpha=self.ks_alpha, check_every=self.ks_check_every, features=self.ks_features,
+            reference_size=self.ks_reference_size,
+            recent_size=self.ks_recent_size,
+            alpha=self.ks_alpha,
+            check_every=self.ks_check_every,
+            features=self.ks_features,
         )
 
 
@@ -690,12 +693,23 @@ class DriftMonitor:
     def _event(self, det: str, stat: float, thr: float, horizon: int | None, ts_ms: int) -> DriftEvent:
         self.n_events += 1
         ev = DriftEvent(
-            detector=det, statistic=stat, threshold=thr, symbol=self.symbol,
-            timeframe=self.timeframe, horizon=horizon, ts_ms=ts_ms,
+            detector=det,
+            statistic=stat,
+            threshold=thr,
+            symbol=self.symbol,
+            timeframe=self.timeframe,
+            horizon=horizon,
+            ts_ms=ts_ms,
         )
         logger.info(
             "drift detector=%s symbol=%s timeframe=%s horizon=%s statistic=%.6g threshold=%.6g ts=%d",
-            det, self.symbol, self.timeframe, horizon, stat, thr, ts_ms,
+            det,
+            self.symbol,
+            self.timeframe,
+            horizon,
+            stat,
+            thr,
+            ts_ms,
         )
         return ev
 
@@ -733,8 +747,12 @@ class DriftMonitor:
             dets = (
                 AdwinDetector(f"adwin:{signal}", delta=c.adwin_delta, clock=c.adwin_clock),
                 PageHinkleyDetector(
-                    f"page_hinkley:{signal}", min_instances=c.ph_min_instances, delta=c.ph_delta,
-                    threshold=c.ph_threshold, alpha=c.ph_alpha, mode="up",
+                    f"page_hinkley:{signal}",
+                    min_instances=c.ph_min_instances,
+                    delta=c.ph_delta,
+                    threshold=c.ph_threshold,
+                    alpha=c.ph_alpha,
+                    mode="up",
                 ),
             )
             self._loss[key] = dets
@@ -771,8 +789,11 @@ class DriftMonitor:
         if mon is None:
             c = self.config
             mon = CalibrationMonitor(
-                window=c.calibration_window, z=c.coverage_z, bins=c.pit_bins,
-                pit_alpha=c.pit_alpha, overlap=horizon,
+                window=c.calibration_window,
+                z=c.coverage_z,
+                bins=c.pit_bins,
+                pit_alpha=c.pit_alpha,
+                overlap=horizon,
             )
             self._calibration[horizon] = mon
         mon.update(pit=pit, hit50=hit50, hit90=hit90)

@@ -137,8 +137,9 @@ def ewma_volatility(log_returns: np.ndarray, lam: float = 0.94, warmup: int = 24
     return np.sqrt(out)
 
 
-def ewma_random_walk_quantiles(last_close: np.ndarray, sigma: np.ndarray, horizon: int,
-                               levels: Sequence[float] = QUANTILE_LEVELS) -> np.ndarray:
+def ewma_random_walk_quantiles(
+    last_close: np.ndarray, sigma: np.ndarray, horizon: int, levels: Sequence[float] = QUANTILE_LEVELS
+) -> np.ndarray:
     """Return price quantiles of the Gaussian random walk in log price.
 
     ``price_h = last_close * exp(sigma * sqrt(h) * z_tau)``, ``h = 1..horizon``.
@@ -180,8 +181,9 @@ class StepGroupSummary:
     mae_median: float
 
 
-def summarize_forecasts(rows: pd.DataFrame, groups: Sequence[tuple[int, int]] | None = None,
-                        levels: Sequence[float] = QUANTILE_LEVELS) -> list[StepGroupSummary]:
+def summarize_forecasts(
+    rows: pd.DataFrame, groups: Sequence[tuple[int, int]] | None = None, levels: Sequence[float] = QUANTILE_LEVELS
+) -> list[StepGroupSummary]:
     """Score backtest rows per step group.
 
     ``rows`` has the backtest CSV columns (``step``, ``q05…q95``, ``rw_q05…rw_q95``,
@@ -201,14 +203,19 @@ def summarize_forecasts(rows: pd.DataFrame, groups: Sequence[tuple[int, int]] | 
         rq = g[["rw_" + n for n in names]].to_numpy(dtype=np.float64)
         c = float(crps_quantiles(q, y, levels).mean()) if len(g) else math.nan
         rc = float(crps_quantiles(rq, y, levels).mean()) if len(g) else math.nan
-        out.append(StepGroupSummary(
-            steps=(lo, hi), n=len(g), crps=c, rw_crps=rc,
-            skill=1.0 - c / rc if rc > 0 else math.nan,
-            cover50=coverage(_interp(g, 0.25), _interp(g, 0.75), y) if len(g) else math.nan,
-            cover90=coverage(g["q05"].to_numpy(), g["q95"].to_numpy(), y) if len(g) else math.nan,
-            rw_cover90=coverage(g["rw_q05"].to_numpy(), g["rw_q95"].to_numpy(), y) if len(g) else math.nan,
-            mae_median=median_abs_error(g["q50"].to_numpy(), y) if len(g) else math.nan,
-        ))
+        out.append(
+            StepGroupSummary(
+                steps=(lo, hi),
+                n=len(g),
+                crps=c,
+                rw_crps=rc,
+                skill=1.0 - c / rc if rc > 0 else math.nan,
+                cover50=coverage(_interp(g, 0.25), _interp(g, 0.75), y) if len(g) else math.nan,
+                cover90=coverage(g["q05"].to_numpy(), g["q95"].to_numpy(), y) if len(g) else math.nan,
+                rw_cover90=coverage(g["rw_q05"].to_numpy(), g["rw_q95"].to_numpy(), y) if len(g) else math.nan,
+                mae_median=median_abs_error(g["q50"].to_numpy(), y) if len(g) else math.nan,
+            )
+        )
     return out
 
 

@@ -110,8 +110,9 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         if isinstance(self.timeframes, str):
             object.__setattr__(self, "timeframes", tuple(t for t in self.timeframes.split(",") if t.strip()))
-        tfs = sorted({Timeframe.parse(t).name: Timeframe.parse(t) for t in self.timeframes}.values(),
-                     key=lambda t: t.duration_ms)
+        tfs = sorted(
+            {Timeframe.parse(t).name: Timeframe.parse(t) for t in self.timeframes}.values(), key=lambda t: t.duration_ms
+        )
         if not tfs:
             raise ConfigError("FeatureConfig.timeframes is empty")
         object.__setattr__(self, "timeframes", tuple(t.name for t in tfs))
@@ -139,13 +140,18 @@ class FeatureConfig:
         """``timeframe`` and every configured timeframe longer than it, shortest first."""
         if timeframe not in self.timeframes:
             raise ConfigError(f"timeframe {timeframe!r} is not configured ({', '.join(self.timeframes)})")
-        return self.timeframes[self.timeframes.index(timeframe):]
+        return self.timeframes[self.timeframes.index(timeframe) :]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data."""
-        return {"forecast_timeframe": self.forecast_timeframe, "timeframes": list(self.timeframes),
-                "spec": self.spec, "vol_window": self.vol_window, "return_lags": self.return_lags,
-                "history": self.history}
+        return {
+            "forecast_timeframe": self.forecast_timeframe,
+            "timeframes": list(self.timeframes),
+            "spec": self.spec,
+            "vol_window": self.vol_window,
+            "return_lags": self.return_lags,
+            "history": self.history,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
@@ -217,13 +223,19 @@ class _Series:
 
     def names(self, lags: int) -> list[str]:
         tf = self.tf
-        return ([f"ret_{k}@{tf}" for k in range(1, lags + 1)] + [f"logvol@{tf}"]
-                + [f"{c}@{tf}" for c in self.bank.columns])
+        return (
+            [f"ret_{k}@{tf}" for k in range(1, lags + 1)] + [f"logvol@{tf}"] + [f"{c}@{tf}" for c in self.bank.columns]
+        )
 
     def snapshot(self) -> dict[str, Any]:
-        return {"bank": self.bank.snapshot(), "rv": self.rv.snapshot(), "rets": list(self.rets),
-                "prev": self.prev, "last_open": self.last_open,
-                "blocks": [[t, b] for t, b in self.blocks]}
+        return {
+            "bank": self.bank.snapshot(),
+            "rv": self.rv.snapshot(),
+            "rets": list(self.rets),
+            "prev": self.prev,
+            "last_open": self.last_open,
+            "blocks": [[t, b] for t, b in self.blocks],
+        }
 
     def load(self, data: dict[str, Any]) -> None:
         self.bank = IndicatorBank.restore(data["bank"])
@@ -274,7 +286,8 @@ class FeatureBuilder:
         if timeframe not in self._names:
             lags = self.config.return_lags
             self._names[timeframe] = tuple(
-                n for tf in self.config.context_timeframes(timeframe) for n in self._series[tf].names(lags))
+                n for tf in self.config.context_timeframes(timeframe) for n in self._series[tf].names(lags)
+            )
         return self._names[timeframe]
 
     @property
@@ -291,8 +304,9 @@ class FeatureBuilder:
         if self.symbol is None:
             self.symbol = candle.symbol
         elif candle.symbol != self.symbol:
-            raise ValidationError(RejectReason.KEY_MISMATCH,
-                                  f"feature builder of {self.symbol} got a {candle.symbol} candle")
+            raise ValidationError(
+                RejectReason.KEY_MISMATCH, f"feature builder of {self.symbol} got a {candle.symbol} candle"
+            )
         s = self._series.get(candle.timeframe)
         if s is None or not candle.final or (s.last_open is not None and candle.open_ms <= s.last_open):
             self.ignored += 1
@@ -339,8 +353,9 @@ class FeatureBuilder:
             parts.extend(block)
         arr = np.array(parts, dtype=float)
         arr.setflags(write=False)
-        return FeatureVector(symbol=self.symbol or "", timeframe=tf, as_of_ms=as_of_ms,
-                             names=self.names_for(tf), values=arr)
+        return FeatureVector(
+            symbol=self.symbol or "", timeframe=tf, as_of_ms=as_of_ms, names=self.names_for(tf), values=arr
+        )
 
     def is_ready(self, timeframe: str | None = None) -> bool:
         """Whether the last vector of ``timeframe`` (default: forecast) is available."""
@@ -348,9 +363,14 @@ class FeatureBuilder:
 
     def snapshot(self) -> dict[str, Any]:
         """Return the whole builder as JSON-able, versioned plain data."""
-        return {"type": "FeatureBuilder", "version": SNAPSHOT_VERSION, "symbol": self.symbol,
-                "config": self.config.to_dict(), "ignored": self.ignored,
-                "series": {tf: s.snapshot() for tf, s in self._series.items()}}
+        return {
+            "type": "FeatureBuilder",
+            "version": SNAPSHOT_VERSION,
+            "symbol": self.symbol,
+            "config": self.config.to_dict(),
+            "ignored": self.ignored,
+            "series": {tf: s.snapshot() for tf, s in self._series.items()},
+        }
 
     @classmethod
     def restore(cls, data: dict[str, Any]) -> FeatureBuilder:
@@ -480,8 +500,9 @@ def ks_leakage_check(train: np.ndarray, test: np.ndarray, alpha: float = 0.01) -
     return KSResult(statistic=stat, pvalue=p, alpha=alpha, shifted=p < alpha, n_train=len(a), n_test=len(b))
 
 
-def ks_leakage_checks(train: np.ndarray, test: np.ndarray, names: Sequence[str],
-                      alpha: float = 0.01) -> dict[str, KSResult]:
+def ks_leakage_checks(
+    train: np.ndarray, test: np.ndarray, names: Sequence[str], alpha: float = 0.01
+) -> dict[str, KSResult]:
     """Run :func:`ks_leakage_check` per column of two ``(rows, features)`` matrices."""
     a = np.asarray(train, dtype=float)
     b = np.asarray(test, dtype=float)

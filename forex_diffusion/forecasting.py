@@ -59,8 +59,9 @@ class PredictorLike(Protocol):
     version: str
     horizon: int
 
-    def forecast(self, requests: Sequence[ForecastRequest], *, steps: int | None = None,
-                 samples: int | None = None) -> list[Forecast]: ...
+    def forecast(
+        self, requests: Sequence[ForecastRequest], *, steps: int | None = None, samples: int | None = None
+    ) -> list[Forecast]: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -152,19 +153,31 @@ class RandomWalkPredictor:
     def __init__(self, horizon: int) -> None:
         self.horizon = horizon
 
-    def forecast(self, requests: Sequence[ForecastRequest], *, steps: int | None = None,
-                 samples: int | None = None) -> list[Forecast]:
+    def forecast(
+        self, requests: Sequence[ForecastRequest], *, steps: int | None = None, samples: int | None = None
+    ) -> list[Forecast]:
         h = np.sqrt(np.arange(1, self.horizon + 1, dtype=np.float64))
         out = []
         for r in requests:
             s = r.sigma * h
             q = r.last_close * np.exp(s[:, None] * _Z[None, :])
-            out.append(Forecast(
-                symbol=r.symbol, timeframe=r.timeframe, as_of_ms=r.as_of_ms, horizon=self.horizon,
-                model_version=self.version, last_close=r.last_close, levels=tuple(QUANTILE_LEVELS),
-                quantiles=q, mean=r.last_close * np.exp(s**2 / 2), p_up=np.full(self.horizon, 0.5),
-                steps=0, samples=0, latency_s=0.0,
-            ))
+            out.append(
+                Forecast(
+                    symbol=r.symbol,
+                    timeframe=r.timeframe,
+                    as_of_ms=r.as_of_ms,
+                    horizon=self.horizon,
+                    model_version=self.version,
+                    last_close=r.last_close,
+                    levels=tuple(QUANTILE_LEVELS),
+                    quantiles=q,
+                    mean=r.last_close * np.exp(s**2 / 2),
+                    p_up=np.full(self.horizon, 0.5),
+                    steps=0,
+                    samples=0,
+                    latency_s=0.0,
+                )
+            )
         return out
 
 
@@ -175,8 +188,9 @@ def rw_quantiles(last_close: float, sigma: float, horizon: int) -> np.ndarray:
     return out
 
 
-def forecast_record(f: Forecast, *, learner: LearnerStep | None, rw: np.ndarray,
-                    degraded: bool = False) -> dict[str, Any]:
+def forecast_record(
+    f: Forecast, *, learner: LearnerStep | None, rw: np.ndarray, degraded: bool = False
+) -> dict[str, Any]:
     """The ``fx.forecasts`` value (JSON-able) of a forecast."""
     rec = f.to_dict()
     rec["v"] = 1
@@ -192,9 +206,13 @@ class _Series:
 
     def __init__(self, symbol: str, tf: str, cfg: ForecasterConfig) -> None:
         self.features = FeatureBuilder(
-            FeatureConfig(forecast_timeframe=tf, timeframes=tuple(t for t in cfg.timeframes
-                                                                  if Timeframe.parse(t).duration_ms >= Timeframe.parse(tf).duration_ms),
-                          spec=cfg.feature_spec),
+            FeatureConfig(
+                forecast_timeframe=tf,
+                timeframes=tuple(
+                    t for t in cfg.timeframes if Timeframe.parse(t).duration_ms >= Timeframe.parse(tf).duration_ms
+                ),
+                spec=cfg.feature_spec,
+            ),
             symbol=symbol,
         )
         self.symbol, self.tf = symbol, tf
@@ -227,8 +245,10 @@ class SymbolForecaster:
         # the worker's recent closes of every pair it serves (models with a ``cross`` input)
         self.book = book
         self.inputs_skipped = 0  # due candles not forecast: the model's inputs not ready (warm-up, other pair behind)
-        self.series = {Timeframe.parse(tf).name: _Series(symbol, Timeframe.parse(tf).name, config)
-                       for tf in config.forecast_timeframes}
+        self.series = {
+            Timeframe.parse(tf).name: _Series(symbol, Timeframe.parse(tf).name, config)
+            for tf in config.forecast_timeframes
+        }
         self.last_open: dict[str, int] = {}
         # forecast timeframes whose series has no state yet: neither restored from a
         # snapshot nor warmed (:meth:`warm`); the agent warms them from stored candles
@@ -251,8 +271,10 @@ class SymbolForecaster:
             each.features.on_candle(candle)
         for each in self.series.values():
             if candle.timeframe in each.features.config.timeframes:
-                out.indicators = {k: (v if v is not None and math.isfinite(v) else None)
-                                  for k, v in each.features.indicator_values(candle.timeframe).items()}
+                out.indicators = {
+                    k: (v if v is not None and math.isfinite(v) else None)
+                    for k, v in each.features.indicator_values(candle.timeframe).items()
+                }
                 break
         s = self.series.get(candle.timeframe)
         if s is None:
@@ -278,8 +300,9 @@ class SymbolForecaster:
                 events += s.drift.update_crps(ev.step, ev.crps, candle.close_ms)
                 levels = np.asarray(QUANTILE_LEVELS)
                 pit = float(np.interp(ev.realized, ev.quantiles, levels, left=0.0, right=1.0))
-                hit50 = (
-                    bool(np.interp(0.25, levels, ev.quantiles) <= ev.realized <= np.interp(0.75, levels, ev.quantiles)))
+                hit50 = bool(
+                    np.interp(0.25, levels, ev.quantiles) <= ev.realized <= np.interp(0.75, levels, ev.quantiles)
+                )
                 hit90 = bool(ev.quantiles[0] <= ev.realized <= ev.quantiles[-1])
                 events += s.drift.update_calibration(ev.step, candle.close_ms, pit=pit, hit50=hit50, hit90=hit90)
         out.drift = events
@@ -322,8 +345,9 @@ class SymbolForecaster:
         self.cold = set()
         return n
 
-    def request(self, outcome: CandleOutcome, spec: ContextSpec | None,
-                inputs: InputSpec | None = None) -> ForecastRequest | None:
+    def request(
+        self, outcome: CandleOutcome, spec: ContextSpec | None, inputs: InputSpec | None = None
+    ) -> ForecastRequest | None:
         """The forecast request of ``outcome``'s candle for a model with context ``spec`` and ``inputs``.
 
         A model with named inputs gets them from an :class:`InputsBuilder` of this series
@@ -391,8 +415,9 @@ class SymbolForecaster:
                 y = np.array([candle.close])
                 crps = float(crps_quantiles(q[None, :], y)[0])
                 crps_rw = float(crps_quantiles(rw[None, :], y)[0])
-                evals.append(Evaluation(self.symbol, candle.timeframe, p[0], step, p[1], candle.close,
-                                        q, rw, crps, crps_rw))
+                evals.append(
+                    Evaluation(self.symbol, candle.timeframe, p[0], step, p[1], candle.close, q, rw, crps, crps_rw)
+                )
         while s.pending and s.pending[0][4] >= s.pending[0][2].shape[0]:
             s.pending.popleft()
         return evals
@@ -424,7 +449,9 @@ class SymbolForecaster:
                 "horizon": s.horizon,
                 "features": s.features.snapshot(),
                 "context": s.context.snapshot(),
-                "learners": base64.b64encode(s.learners.snapshot(context=_ctx(self.symbol, tf, "learners"))).decode("ascii"),
+                "learners": base64.b64encode(s.learners.snapshot(context=_ctx(self.symbol, tf, "learners"))).decode(
+                    "ascii"
+                ),
                 "drift": base64.b64encode(s.drift.snapshot(context=_ctx(self.symbol, tf, "drift"))).decode("ascii"),
                 "trigger": s.trigger.to_dict(),
                 "pending": [[p[0], p[1], p[2].tolist(), p[3].tolist(), p[4]] for p in s.pending],
@@ -439,8 +466,9 @@ class SymbolForecaster:
         return out
 
     @classmethod
-    def restore(cls, data: dict[str, Any], config: ForecasterConfig, *, symbol: str | None = None,
-                book: CrossBook | None = None) -> SymbolForecaster:
+    def restore(
+        cls, data: dict[str, Any], config: ForecasterConfig, *, symbol: str | None = None, book: CrossBook | None = None
+    ) -> SymbolForecaster:
         """Inverse of :meth:`snapshot` (binary parts are signed for their series).
 
         ``symbol``: the series the caller restores (the checkpoint's key). A snapshot of
@@ -462,7 +490,9 @@ class SymbolForecaster:
             s = f.series[tf]
             s.features = FeatureBuilder.restore(d["features"])
             s.context = SeriesContext.restore(d["context"])
-            s.learners = OnlineLearnerSet.restore(base64.b64decode(d["learners"]), context=_ctx(f.symbol, tf, "learners"))
+            s.learners = OnlineLearnerSet.restore(
+                base64.b64decode(d["learners"]), context=_ctx(f.symbol, tf, "learners")
+            )
             s.drift = DriftMonitor.restore(base64.b64decode(d["drift"]), context=_ctx(f.symbol, tf, "drift"))
             s.trigger = TriggerState.from_dict(d["trigger"])
             s.history.extend(Candle.from_dict(c) for c in d.get("history", []))

@@ -15,8 +15,14 @@ from dataclasses import dataclass
 
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_INSTRUMENTS", "Instrument", "InstrumentRegistry", "is_symbol_set_key", "series_symbol",
-           "symbol_set_key"]
+__all__ = [
+    "DEFAULT_INSTRUMENTS",
+    "Instrument",
+    "InstrumentRegistry",
+    "is_symbol_set_key",
+    "series_symbol",
+    "symbol_set_key",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +47,18 @@ class Instrument:
 
 # Traded range since 1999 (daily extremes), rounded outwards.
 _RANGES: dict[str, tuple[float, float]] = {
-    "EURUSD": (0.8, 1.65), "GBPUSD": (1.0, 2.15), "USDJPY": (75.0, 165.0), "USDCHF": (0.7, 1.85),
-    "AUDUSD": (0.47, 1.11), "USDCAD": (0.9, 1.65), "NZDUSD": (0.39, 0.89), "EURGBP": (0.56, 0.99),
-    "EURJPY": (88.0, 176.0), "EURCHF": (0.85, 1.69), "GBPJPY": (116.0, 252.0), "AUDJPY": (55.0, 108.0),
+    "EURUSD": (0.8, 1.65),
+    "GBPUSD": (1.0, 2.15),
+    "USDJPY": (75.0, 165.0),
+    "USDCHF": (0.7, 1.85),
+    "AUDUSD": (0.47, 1.11),
+    "USDCAD": (0.9, 1.65),
+    "NZDUSD": (0.39, 0.89),
+    "EURGBP": (0.56, 0.99),
+    "EURJPY": (88.0, 176.0),
+    "EURCHF": (0.85, 1.69),
+    "GBPJPY": (116.0, 252.0),
+    "AUDJPY": (55.0, 108.0),
 }
 
 
@@ -57,8 +72,18 @@ def _inst(symbol: str) -> Instrument:
 DEFAULT_INSTRUMENTS: tuple[Instrument, ...] = tuple(
     _inst(s)
     for s in (
-        "EURUSD", "GBPUSD", "USDJPY", "USDCHF", "AUDUSD", "USDCAD", "NZDUSD",
-        "EURGBP", "EURJPY", "EURCHF", "GBPJPY", "AUDJPY",
+        "EURUSD",
+        "GBPUSD",
+        "USDJPY",
+        "USDCHF",
+        "AUDUSD",
+        "USDCAD",
+        "NZDUSD",
+        "EURGBP",
+        "EURJPY",
+        "EURCHF",
+        "GBPJPY",
+        "AUDJPY",
     )
 )
 

@@ -92,7 +92,6 @@ class MarketHours:
         close = ts_ms - since_close
         return close + self.length_ms, close + _WEEK_MS
 
-
     def add_open_time(self, ts_ms: int, span_ms: int) -> int:
         """The instant at which ``span_ms`` of *open-market* time has passed since ``ts_ms``.
 

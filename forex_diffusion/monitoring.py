@@ -129,9 +129,7 @@ def pinball_loss(tau: float, quantile: float, realized: float) -> float:
     return max(tau * u, (tau - 1.0) * u)
 
 
-def crps_from_quantiles(
-    quantile_levels: Sequence[float], quantiles: Sequence[float], realized: float
-) -> float:
+def crps_from_quantiles(quantile_levels: Sequence[float], quantiles: Sequence[float], realized: float) -> float:
     """Return the CRPS approximated from quantiles: twice the mean pinball loss over levels.
 
     Parameters
@@ -155,9 +153,7 @@ def crps_from_quantiles(
             RejectReason.INCONSISTENT,
             f"{len(quantiles)} quantiles for {len(quantile_levels)} levels",
         )
-    total = math.fsum(
-        pinball_loss(t, q, realized) for t, q in zip(quantile_levels, quantiles, strict=True)
-    )
+    total = math.fsum(pinball_loss(t, q, realized) for t, q in zip(quantile_levels, quantiles, strict=True))
     return 2.0 * total / len(quantiles)
 
 
@@ -305,7 +301,9 @@ class QualityMonitor:
                 if self.dropped == 1:
                     logger.warning(
                         "quality monitor full max_series=%d dropped symbol=%s timeframe=%s",
-                        self.max_series, symbol, timeframe,
+                        self.max_series,
+                        symbol,
+                        timeframe,
                     )
                 return None
             self._series.add(series)
@@ -319,9 +317,7 @@ class QualityMonitor:
         for name, (lo_tau, hi_tau) in _INTERVALS.items():
             lo = _level_index(quantile_levels, lo_tau)
             hi = _level_index(quantile_levels, hi_tau)
-            inside = None if lo is None or hi is None else float(
-                quantiles[lo] <= realized <= quantiles[hi]
-            )
+            inside = None if lo is None or hi is None else float(quantiles[lo] <= realized <= quantiles[hi])
             getattr(win, f"cover_{name}").append(inside)
         return crps
 
@@ -336,10 +332,7 @@ class QualityMonitor:
             return ValidationError(RejectReason.INCONSISTENT, detail)
 
         if not levels or len(quantiles) != len(levels) or len(rw_quantiles) != len(levels):
-            raise bad(
-                f"levels/quantiles/rw_quantiles lengths "
-                f"{len(levels)}/{len(quantiles)}/{len(rw_quantiles)}"
-            )
+            raise bad(f"levels/quantiles/rw_quantiles lengths {len(levels)}/{len(quantiles)}/{len(rw_quantiles)}")
         if any(not (0.0 < t < 1.0) for t in levels):
             raise bad("quantile levels must lie in (0, 1)")
         if any(b <= a for a, b in zip(levels, levels[1:], strict=False)):

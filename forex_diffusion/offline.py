@@ -29,8 +29,18 @@ from .validation import ValidationConfig
 __all__ = ["CANDLE_CSV_COLUMNS", "CandleRun", "aggregate_ticks_file", "format_ms", "write_candles_csv"]
 
 CANDLE_CSV_COLUMNS = (
-    "symbol", "timeframe", "open_time", "open", "high", "low", "close", "tick_count",
-    "volume", "spread_mean", "spread_min", "spread_max",
+    "symbol",
+    "timeframe",
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "tick_count",
+    "volume",
+    "spread_mean",
+    "spread_min",
+    "spread_max",
 )
 
 
@@ -82,8 +92,15 @@ def aggregate_ticks_file(
     for name in set(frame["symbol"].unique().tolist()):
         if instruments.normalise(name) is None and isinstance(name, str) and len(name) == 6 and name.isalpha():
             instruments = instruments.with_symbol(name)
-    pipe = TickPipeline(timeframes=timeframes, instruments=instruments, price=price,
-                        allowed_lateness_ms=allowed_lateness_ms, validation=validation, spikes=spikes, times=times)
+    pipe = TickPipeline(
+        timeframes=timeframes,
+        instruments=instruments,
+        price=price,
+        allowed_lateness_ms=allowed_lateness_ms,
+        validation=validation,
+        spikes=spikes,
+        times=times,
+    )
     run = CandleRun(candles=[], rejects=list(loaded.rejects))
     run.counts.update(r.reason.value for r in loaded.rejects)
     out = run.candles
@@ -96,9 +113,17 @@ def aggregate_ticks_file(
         run.counts[reason.value] += 1
         run.rejects.append(FileReject(line, reason, detail, ""))
 
-    for i, (line, ts, sym, b, a, v) in enumerate(zip(lines, frame["ts_ms"].tolist(), frame["symbol"].tolist(),
-                                                     frame["bid"].tolist(), frame["ask"].tolist(),
-                                                     frame["volume"].tolist(), strict=True)):
+    for i, (line, ts, sym, b, a, v) in enumerate(
+        zip(
+            lines,
+            frame["ts_ms"].tolist(),
+            frame["symbol"].tolist(),
+            frame["bid"].tolist(),
+            frame["ask"].tolist(),
+            frame["volume"].tolist(),
+            strict=True,
+        )
+    ):
         canon = normalise(sym) if isinstance(sym, str) else None
         if canon is None:
             refuse(int(line), RejectReason.UNKNOWN_SYMBOL, f"{sym} ts_ms={ts} bid={b!r} ask={a!r}")
@@ -131,16 +156,34 @@ def candle_csv_row(c: Candle, decimals: tuple[int, int] | None = None) -> list[o
     with ``decimals`` = (prices, spreads) rounded to those decimals (spread mean: 2 more)."""
     if decimals is None:
         return [
-            c.symbol, c.timeframe, format_ms(c.open_ms), repr(c.open), repr(c.high), repr(c.low),
-            repr(c.close), c.tick_count, repr(c.volume),
+            c.symbol,
+            c.timeframe,
+            format_ms(c.open_ms),
+            repr(c.open),
+            repr(c.high),
+            repr(c.low),
+            repr(c.close),
+            c.tick_count,
+            repr(c.volume),
             "" if c.spread_mean is None else repr(c.spread_mean),
             "" if c.spread_min is None else repr(c.spread_min),
             "" if c.spread_max is None else repr(c.spread_max),
         ]
     d, ds = decimals
-    return [c.symbol, c.timeframe, format_ms(c.open_ms), price_text(c.open, d), price_text(c.high, d),
-            price_text(c.low, d), price_text(c.close, d), c.tick_count, repr(c.volume),
-            price_text(c.spread_mean, ds + 2), price_text(c.spread_min, ds), price_text(c.spread_max, ds)]
+    return [
+        c.symbol,
+        c.timeframe,
+        format_ms(c.open_ms),
+        price_text(c.open, d),
+        price_text(c.high, d),
+        price_text(c.low, d),
+        price_text(c.close, d),
+        c.tick_count,
+        repr(c.volume),
+        price_text(c.spread_mean, ds + 2),
+        price_text(c.spread_min, ds),
+        price_text(c.spread_max, ds),
+    ]
 
 
 def write_candles_csv(candles: Iterable[Candle], out: IO[str], *, price: str | None = None) -> int:

@@ -57,13 +57,26 @@ class Quarantined:
 
 def _encode(item: _Held) -> dict[str, Any]:
     t, ref = item
-    return {"symbol": t.symbol, "ts_ms": t.ts_ms, "bid": t.bid, "ask": t.ask,
-            "volume": t.volume, "tick_id": t.tick_id, "ref": ref}
+    return {
+        "symbol": t.symbol,
+        "ts_ms": t.ts_ms,
+        "bid": t.bid,
+        "ask": t.ask,
+        "volume": t.volume,
+        "tick_id": t.tick_id,
+        "ref": ref,
+    }
 
 
 def _decode(data: dict[str, Any]) -> _Held:
-    t = Tick(symbol=str(data["symbol"]), ts_ms=int(data["ts_ms"]), bid=float(data["bid"]),
-             ask=float(data["ask"]), volume=float(data["volume"]), tick_id=data["tick_id"])
+    t = Tick(
+        symbol=str(data["symbol"]),
+        ts_ms=int(data["ts_ms"]),
+        bid=float(data["bid"]),
+        ask=float(data["ask"]),
+        volume=float(data["volume"]),
+        tick_id=data["tick_id"],
+    )
     return t, data["ref"]
 
 
@@ -132,9 +145,16 @@ class TickPipeline:
         """
         sym = tick.symbol
         last = self.aggregator.last_event_ms(sym)
-        reason = self.validator.check(sym, tick.ts_ms, tick.bid, tick.ask, volume=tick.volume, tick_id=tick.tick_id,
-                                      now_ms=now_ms,
-                                      late_before_ms=None if last is None else last - self.aggregator.allowed_lateness_ms)
+        reason = self.validator.check(
+            sym,
+            tick.ts_ms,
+            tick.bid,
+            tick.ask,
+            volume=tick.volume,
+            tick_id=tick.tick_id,
+            now_ms=now_ms,
+            late_before_ms=None if last is None else last - self.aggregator.allowed_lateness_ms,
+        )
         if reason is not None:
             raise ValidationError(reason, f"{sym} ts_ms={tick.ts_ms}")
         if self._clock_on:
@@ -200,12 +220,19 @@ class TickPipeline:
             lateness = self.aggregator.allowed_lateness_ms
             if tick.ts_ms < top - lateness:  # late against a held tick, as without the guard
                 self.aggregator.late_count += 1
-                raise ValidationError(RejectReason.LATE, f"{sym} ts_ms={tick.ts_ms} older than watermark "
-                                      f"{top - lateness} (held ticks count)")
+                raise ValidationError(
+                    RejectReason.LATE,
+                    f"{sym} ts_ms={tick.ts_ms} older than watermark {top - lateness} (held ticks count)",
+                )
         if verdict != "confirm":
             self.time_counters["holds"] += 1
-            log.info("time.hold symbol=%s ts_ms=%d series_ms=%s max_jump_ms=%d",
-                     sym, tick.ts_ms, c.top, self.time_config.max_jump_ms)
+            log.info(
+                "time.hold symbol=%s ts_ms=%d series_ms=%s max_jump_ms=%d",
+                sym,
+                tick.ts_ms,
+                c.top,
+                self.time_config.max_jump_ms,
+            )
         released = c.hold((tick, ref), tick.ts_ms)
         if released is not None:
             self.time_counters["confirmed"] += 1
@@ -231,14 +258,26 @@ class TickPipeline:
         if not items:
             return
         self.time_counters["refused"] += len(items)
-        log.info("time.unconfirmed symbol=%s ticks=%d first_ts_ms=%d series_ms=%s",
-                 sym, len(items), items[0][0].ts_ms, series_ms)
+        log.info(
+            "time.unconfirmed symbol=%s ticks=%d first_ts_ms=%d series_ms=%s",
+            sym,
+            len(items),
+            items[0][0].ts_ms,
+            series_ms,
+        )
         for t, r in items:
             ahead = series_ms is None or t.ts_ms > series_ms
             reason = RejectReason.FUTURE_TS if ahead else RejectReason.LATE
             what = "ahead of" if ahead else "before"
-            self._quarantined.append(Quarantined(sym, t, r, reason, f"event time {t.ts_ms} far {what} its series "
-                                                 f"({series_ms}), not confirmed by later ticks"))
+            self._quarantined.append(
+                Quarantined(
+                    sym,
+                    t,
+                    r,
+                    reason,
+                    f"event time {t.ts_ms} far {what} its series ({series_ms}), not confirmed by later ticks",
+                )
+            )
 
     def _drain_released(self) -> list[Candle]:
         out, self._released = self._released, []
@@ -276,8 +315,14 @@ class TickPipeline:
             self._check_late(sym, tick.ts_ms, g.held)
         if verdict != "confirm":
             self.spike_counters.holds += 1
-            log.info("spike.hold symbol=%s ts_ms=%d mid=%r last_good=%r threshold=%.6f",
-                     sym, tick.ts_ms, mid, g.last_good, g.threshold)
+            log.info(
+                "spike.hold symbol=%s ts_ms=%d mid=%r last_good=%r threshold=%.6f",
+                sym,
+                tick.ts_ms,
+                mid,
+                g.last_good,
+                g.threshold,
+            )
         released = g.hold((tick, ref), mid)
         if released is None:
             return []
@@ -301,8 +346,11 @@ class TickPipeline:
                 top = t.ts_ms
         if top is not None and ts_ms < top - self.aggregator.allowed_lateness_ms:
             self.aggregator.late_count += 1
-            raise ValidationError(RejectReason.LATE, f"{sym} ts_ms={ts_ms} older than watermark "
-                                  f"{top - self.aggregator.allowed_lateness_ms} (held ticks count)")
+            raise ValidationError(
+                RejectReason.LATE,
+                f"{sym} ts_ms={ts_ms} older than watermark "
+                f"{top - self.aggregator.allowed_lateness_ms} (held ticks count)",
+            )
 
     def _quarantine(self, sym: str, items: Sequence[_Held]) -> None:
         if not items:

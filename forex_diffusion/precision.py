@@ -38,8 +38,14 @@ def price_text(x: float | None, decimals: int) -> str:
     return repr(round(x, decimals))
 
 
-def round_price_columns(frame: pd.DataFrame, columns: Sequence[str], *, symbol_column: str = "symbol",
-                        symbol: str | None = None, price: str = "mid") -> pd.DataFrame:
+def round_price_columns(
+    frame: pd.DataFrame,
+    columns: Sequence[str],
+    *,
+    symbol_column: str = "symbol",
+    symbol: str | None = None,
+    price: str = "mid",
+) -> pd.DataFrame:
     """A copy of ``frame`` with ``columns`` rounded to each row's symbol precision."""
     out = frame.copy()
     cols = [c for c in columns if c in out.columns]

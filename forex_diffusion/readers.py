@@ -113,8 +113,11 @@ def _read_frame(text: str, sep: str, header: bool) -> pd.DataFrame:
     rows = _NEWLINE.split(text)
     first = rows[0] if header else next((r for r in rows if r.strip()), "")
     most = first.count(sep)  # separators of a full row; pandas mishandles rows with more
-    body = [f"{i}{sep}{line}" for i, line in enumerate(rows, start=1)
-            if line.strip() and not (header and i == 1) and line.count(sep) <= most]
+    body = [
+        f"{i}{sep}{line}"
+        for i, line in enumerate(rows, start=1)
+        if line.strip() and not (header and i == 1) and line.count(sep) <= most
+    ]
     if header:
         body.insert(0, f"__line{sep}{rows[0]}")
     try:
@@ -165,13 +168,23 @@ def _numbers(col: pd.Series, name: str, lines: np.ndarray, rejects: list[FileRej
     if nan.any():
         words = s.str.lower().isin(_NAN_WORDS).to_numpy()
         for j in np.flatnonzero(nan & ~words & ~bad):
-            rejects.append(FileReject(int(lines[j]), RejectReason.MALFORMED, f"{name}={s.iloc[j][:40]!r} is not a number", ""))
+            rejects.append(
+                FileReject(int(lines[j]), RejectReason.MALFORMED, f"{name}={s.iloc[j][:40]!r} is not a number", "")
+            )
             bad[j] = True
         # literal nan/inf stay in the frame: the validator refuses them as non_finite
     return vals
 
 
-def _timestamps(col: pd.Series, lines: np.ndarray, rejects: list[FileReject], bad: np.ndarray, *, fmt: str | None = None, tz: str = "UTC") -> np.ndarray:
+def _timestamps(
+    col: pd.Series,
+    lines: np.ndarray,
+    rejects: list[FileReject],
+    bad: np.ndarray,
+    *,
+    fmt: str | None = None,
+    tz: str = "UTC",
+) -> np.ndarray:
     s = col.str.strip()
     out = np.zeros(len(s), dtype=np.int64)
     numeric = pd.to_numeric(s, errors="coerce")
@@ -210,8 +223,9 @@ def _timestamps(col: pd.Series, lines: np.ndarray, rejects: list[FileReject], ba
     return out
 
 
-def _symbols(df: pd.DataFrame, col: str | None, symbol: str | None, path: str | Path,
-             reg: InstrumentRegistry) -> pd.Series:
+def _symbols(
+    df: pd.DataFrame, col: str | None, symbol: str | None, path: str | Path, reg: InstrumentRegistry
+) -> pd.Series:
     if col is not None:
         return df[col].str.strip()
     sym = symbol or symbol_from_path(path, reg)
@@ -231,8 +245,9 @@ def _head(text: str) -> str:
     return text[: text.find("\n")] if "\n" in text else text
 
 
-def read_ticks(path: str | Path, *, symbol: str | None = None, tz: str = "UTC",
-               instruments: InstrumentRegistry | None = None) -> LoadedFile:
+def read_ticks(
+    path: str | Path, *, symbol: str | None = None, tz: str = "UTC", instruments: InstrumentRegistry | None = None
+) -> LoadedFile:
     """Read a tick file into columns ``line, ts_ms, symbol, bid, ask, volume``."""
     reg = instruments or InstrumentRegistry()
     text = _open_text(path)
@@ -266,8 +281,9 @@ def read_ticks(path: str | Path, *, symbol: str | None = None, tz: str = "UTC",
         bid_c, ask_c, vol_c, sym_c = cols["bid"], cols["ask"], cols.get("bidvolume"), None
     else:  # histdata tick: 'YYYYMMDD HHMMSSfff', bid, ask, vol; EST-like New York time
         df.columns = ["time", "bid", "ask", "volume"][: len(df.columns)] + list(df.columns[4:])
-        ts = _timestamps(df["time"], lines, rejects, bad, fmt="%Y%m%d %H%M%S%f",
-                         tz=tz if tz != "UTC" else "America/New_York")
+        ts = _timestamps(
+            df["time"], lines, rejects, bad, fmt="%Y%m%d %H%M%S%f", tz=tz if tz != "UTC" else "America/New_York"
+        )
         bid_c, ask_c, vol_c, sym_c = "bid", "ask", "volume" if "volume" in df.columns else None, None
     bid = _numbers(df[bid_c], "bid", lines, rejects, bad)
     ask = _numbers(df[ask_c], "ask", lines, rejects, bad)
@@ -281,17 +297,28 @@ def read_ticks(path: str | Path, *, symbol: str | None = None, tz: str = "UTC",
 
 def iter_ticks(frame: pd.DataFrame) -> Iterator[Tick]:
     """Yield :class:`Tick` records from a :func:`read_ticks` frame."""
-    for ts, sym, b, a, v in zip(frame["ts_ms"].tolist(), frame["symbol"].tolist(),
-                                frame["bid"].tolist(), frame["ask"].tolist(),
-                                frame["volume"].tolist(), strict=True):
+    for ts, sym, b, a, v in zip(
+        frame["ts_ms"].tolist(),
+        frame["symbol"].tolist(),
+        frame["bid"].tolist(),
+        frame["ask"].tolist(),
+        frame["volume"].tolist(),
+        strict=True,
+    ):
         yield Tick(symbol=sym, ts_ms=ts, bid=b, ask=a, volume=v)
 
 
 _OHLC = ("open", "high", "low", "close")
 
 
-def read_candles(path: str | Path, *, symbol: str | None = None, price: PriceSide = "mid",
-                 tz: str = "UTC", instruments: InstrumentRegistry | None = None) -> LoadedFile:
+def read_candles(
+    path: str | Path,
+    *,
+    symbol: str | None = None,
+    price: PriceSide = "mid",
+    tz: str = "UTC",
+    instruments: InstrumentRegistry | None = None,
+) -> LoadedFile:
     """Read a candle file into columns ``line, ts_ms, symbol, open, high, low, close, volume``.
 
     For files with bid and ask bars, ``price`` picks the side; ``mid`` averages the bid
@@ -350,8 +377,9 @@ def read_candles(path: str | Path, *, symbol: str | None = None, price: PriceSid
     elif layout == "histdata":
         df.columns = ["time", "open", "high", "low", "close", "volume"][: len(df.columns)]
         cols = {c: c for c in df.columns}
-        ts = _timestamps(df["time"], lines, rejects, bad, fmt="%Y%m%d %H%M%S",
-                         tz=tz if tz != "UTC" else "America/New_York")
+        ts = _timestamps(
+            df["time"], lines, rejects, bad, fmt="%Y%m%d %H%M%S", tz=tz if tz != "UTC" else "America/New_York"
+        )
     else:  # metatrader
         if header:
             dcol, tcol = cols["date"], cols["time"]
@@ -400,7 +428,12 @@ Layout = Literal["ticks", "candles"]
 def sniff_kind(path: str | Path) -> Layout:
     """Whether a file holds ticks or candles, from its header."""
     head = _head(_open_text(path)).lower()
-    if "open" in head or "<date>" in head or re.match(r"^\d{8} \d{6};", head) or re.match(r"^\d{4}\.\d{2}\.\d{2},", head):
+    if (
+        "open" in head
+        or "<date>" in head
+        or re.match(r"^\d{8} \d{6};", head)
+        or re.match(r"^\d{4}\.\d{2}\.\d{2},", head)
+    ):
         return "candles"
     return "ticks"
 
@@ -420,10 +453,16 @@ def file_timeframes(path: str | Path) -> pd.Series | None:
     return pd.Series(df[col].str.strip().to_numpy(), index=_line_numbers(df, True), name="timeframe")
 
 
-def select_series(loaded: LoadedFile, path: str | Path, *, symbol: str | None = None,
-                  timeframe: str | None = None, one_symbol: bool = True,
-                  timeframes: pd.Series | None = None,
-                  instruments: InstrumentRegistry | None = None) -> LoadedFile:
+def select_series(
+    loaded: LoadedFile,
+    path: str | Path,
+    *,
+    symbol: str | None = None,
+    timeframe: str | None = None,
+    one_symbol: bool = True,
+    timeframes: pd.Series | None = None,
+    instruments: InstrumentRegistry | None = None,
+) -> LoadedFile:
     """Keep the rows of one symbol and one timeframe of a read candle file.
 
     A file holding several timeframes (``forexd candles --timeframes 1m,5m``) needs
@@ -445,13 +484,16 @@ def select_series(loaded: LoadedFile, path: str | Path, *, symbol: str | None = 
         held = sorted(set(row_tf.tolist()), key=str)
         if timeframe is None:
             if len(held) > 1:
-                raise DataFormatError(f"{name} holds several timeframes ({', '.join(map(str, held))}): "
-                                      "pass --timeframe to choose one")
+                raise DataFormatError(
+                    f"{name} holds several timeframes ({', '.join(map(str, held))}): pass --timeframe to choose one"
+                )
         else:
             keep = row_tf == timeframe
             if not keep.any():
-                raise DataFormatError(f"{name} holds no {timeframe} candles (it holds "
-                                      f"{', '.join(map(str, held))}): pass one of those to --timeframe")
+                raise DataFormatError(
+                    f"{name} holds no {timeframe} candles (it holds "
+                    f"{', '.join(map(str, held))}): pass one of those to --timeframe"
+                )
             frame = frame[keep]
     held_syms = sorted(set(frame["symbol"].tolist()), key=str)
     if symbol is not None and held_syms != [symbol]:
@@ -459,12 +501,15 @@ def select_series(loaded: LoadedFile, path: str | Path, *, symbol: str | None = 
         want = reg.normalise(symbol) or reg.normalise(symbol.upper()) or symbol.upper()
         keep_s = (frame["symbol"] == want).to_numpy()
         if not keep_s.any():
-            raise DataFormatError(f"{name} holds no {want} candles (it holds "
-                                  f"{', '.join(map(str, held_syms))}): pass one of those to --symbol")
+            raise DataFormatError(
+                f"{name} holds no {want} candles (it holds "
+                f"{', '.join(map(str, held_syms))}): pass one of those to --symbol"
+            )
         frame = frame[keep_s]
     elif one_symbol and len(held_syms) > 1:
-        raise DataFormatError(f"{name} holds several symbols ({', '.join(map(str, held_syms))}): "
-                              "pass --symbol to choose one")
+        raise DataFormatError(
+            f"{name} holds several symbols ({', '.join(map(str, held_syms))}): pass --symbol to choose one"
+        )
     if len(frame) == len(loaded.frame):
         return loaded
     return LoadedFile(frame.reset_index(drop=True), loaded.layout, loaded.rejects)
@@ -483,8 +528,9 @@ def bar_spacing_ms(frame: pd.DataFrame) -> int | None:
     return int(values[np.argmax(counts)])
 
 
-def check_price_scale(frame: pd.DataFrame, symbol: str, path: str | Path,
-                      instruments: InstrumentRegistry | None = None) -> None:
+def check_price_scale(
+    frame: pd.DataFrame, symbol: str, path: str | Path, instruments: InstrumentRegistry | None = None
+) -> None:
     """Refuse prices that cannot be ``symbol``'s: the median close over the pip size must lie
     in ``[1e3, 1e6)`` (EURUSD ~1.1 / 0.0001, USDJPY ~150 / 0.01; EURUSD prices read as USDJPY
     give ~110, USDJPY prices read as EURUSD ~1.5e6).
@@ -502,13 +548,22 @@ def check_price_scale(frame: pd.DataFrame, symbol: str, path: str | Path,
         return
     median = float(np.median(close))
     if not 1e3 <= median / inst.pip < 1e6:
-        raise DataFormatError(f"{Path(path).name}: a median close of {median:g} is not a {inst.symbol} price "
-                              f"(pip {inst.pip:g}): pass the file's own --symbol")
+        raise DataFormatError(
+            f"{Path(path).name}: a median close of {median:g} is not a {inst.symbol} price "
+            f"(pip {inst.pip:g}): pass the file's own --symbol"
+        )
 
 
-def read_candle_series(path: str | Path, *, symbol: str | None = None, timeframe: str | None = None,
-                       price: PriceSide = "mid", one_symbol: bool = True, tz: str = "UTC",
-                       instruments: InstrumentRegistry | None = None) -> LoadedFile:
+def read_candle_series(
+    path: str | Path,
+    *,
+    symbol: str | None = None,
+    timeframe: str | None = None,
+    price: PriceSide = "mid",
+    one_symbol: bool = True,
+    tz: str = "UTC",
+    instruments: InstrumentRegistry | None = None,
+) -> LoadedFile:
     """Read a candle file and keep one series: :func:`read_candles` then :func:`select_series`.
 
     When ``timeframe`` is given and the file has no timeframe column, the bars' most common
@@ -523,14 +578,17 @@ def read_candle_series(path: str | Path, *, symbol: str | None = None, timeframe
 
     loaded = read_candles(path, symbol=symbol, price=price, tz=tz, instruments=instruments)
     tfs = file_timeframes(path)
-    loaded = select_series(loaded, path, symbol=symbol, timeframe=timeframe, one_symbol=one_symbol,
-                           timeframes=tfs, instruments=instruments)
+    loaded = select_series(
+        loaded, path, symbol=symbol, timeframe=timeframe, one_symbol=one_symbol, timeframes=tfs, instruments=instruments
+    )
     if timeframe is not None and tfs is None:
         tf = Timeframe.parse(timeframe)
         spacing = bar_spacing_ms(loaded.frame)
         if spacing is not None and not tf.is_daily and spacing != tf.duration_ms:
-            raise DataFormatError(f"{Path(path).name}: its bars are {_span(spacing)} apart, not {timeframe}: "
-                                  f"pass --timeframe {_span(spacing)} (or the file of {timeframe} candles)")
+            raise DataFormatError(
+                f"{Path(path).name}: its bars are {_span(spacing)} apart, not {timeframe}: "
+                f"pass --timeframe {_span(spacing)} (or the file of {timeframe} candles)"
+            )
     return loaded
 
 

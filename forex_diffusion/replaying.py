@@ -15,8 +15,13 @@ ReplayRecord = tuple[str, int, bytes]  # (key symbol, event ts_ms, value)
 
 
 def records_from_file(
-    path: str | Path, *, symbol: str | None = None, timeframe: str | None = None,
-    kind: str | None = None, price: str = "mid", tick_ids: bool = False,
+    path: str | Path,
+    *,
+    symbol: str | None = None,
+    timeframe: str | None = None,
+    kind: str | None = None,
+    price: str = "mid",
+    tick_ids: bool = False,
     rejects: list[FileReject] | None = None,
 ) -> tuple[str, int, Iterator[ReplayRecord]]:
     """Return ``(kind, count, records)`` for a tick or candle file.
@@ -35,9 +40,15 @@ def records_from_file(
             rejects.extend(loaded.rejects)
 
         def gen_ticks() -> Iterator[ReplayRecord]:
-            for line, ts, sym, b, a, v in zip(frame["line"].tolist(), frame["ts_ms"].tolist(),
-                                              frame["symbol"].tolist(), frame["bid"].tolist(),
-                                              frame["ask"].tolist(), frame["volume"].tolist(), strict=True):
+            for line, ts, sym, b, a, v in zip(
+                frame["line"].tolist(),
+                frame["ts_ms"].tolist(),
+                frame["symbol"].tolist(),
+                frame["bid"].tolist(),
+                frame["ask"].tolist(),
+                frame["volume"].tolist(),
+                strict=True,
+            ):
                 obj: dict[str, object] = {"symbol": sym, "ts": ts, "bid": b, "ask": a}
                 if v:
                     obj["volume"] = v
@@ -55,15 +66,31 @@ def records_from_file(
         rejects.extend(loaded_candles.rejects)
 
     def gen_candles() -> Iterator[ReplayRecord]:
-        for ts, sym, o, h, lo, c, v in zip(frame["ts_ms"].tolist(), frame["symbol"].tolist(),
-                                           frame["open"].tolist(), frame["high"].tolist(),
-                                           frame["low"].tolist(), frame["close"].tolist(),
-                                           frame["volume"].tolist(), strict=True):
-            obj = {"symbol": sym, "timeframe": tf.name, "open_time": ts,
-                   "close_time": tf.end_of(ts), "open": o, "high": h, "low": lo, "close": c,
-                   "volume": v, "tick_count": 0, "final": True, "revision": 0}
+        for ts, sym, o, h, lo, c, v in zip(
+            frame["ts_ms"].tolist(),
+            frame["symbol"].tolist(),
+            frame["open"].tolist(),
+            frame["high"].tolist(),
+            frame["low"].tolist(),
+            frame["close"].tolist(),
+            frame["volume"].tolist(),
+            strict=True,
+        ):
+            obj = {
+                "symbol": sym,
+                "timeframe": tf.name,
+                "open_time": ts,
+                "close_time": tf.end_of(ts),
+                "open": o,
+                "high": h,
+                "low": lo,
+                "close": c,
+                "volume": v,
+                "tick_count": 0,
+                "final": True,
+                "revision": 0,
+            }
             # event time of a candle is its close
             yield sym, tf.end_of(ts), encode_unchecked("candles", obj)
 
     return kind, len(frame), gen_candles()
-

@@ -174,8 +174,9 @@ class ReportData:
 @db_retry
 def list_series(engine: Engine) -> list[tuple[str, str, int]]:
     """Return ``(symbol, timeframe, forecast rows)`` of every series with forecasts, most first."""
-    q = (select(forecasts.c.symbol, forecasts.c.timeframe, func.count())
-         .group_by(forecasts.c.symbol, forecasts.c.timeframe))
+    q = select(forecasts.c.symbol, forecasts.c.timeframe, func.count()).group_by(
+        forecasts.c.symbol, forecasts.c.timeframe
+    )
     with engine.connect() as conn:
         rows = [(str(r[0]), str(r[1]), int(r[2])) for r in conn.execute(q)]
     return sorted(rows, key=lambda r: (-r[2], r[0], r[1]))
@@ -183,8 +184,7 @@ def list_series(engine: Engine) -> list[tuple[str, str, int]]:
 
 @db_retry
 def _fetch_payloads(engine: Engine, cfg: ReportConfig) -> list[dict[str, Any]]:
-    q = select(forecasts.c.payload).where(forecasts.c.symbol == cfg.symbol,
-                                          forecasts.c.timeframe == cfg.timeframe)
+    q = select(forecasts.c.payload).where(forecasts.c.symbol == cfg.symbol, forecasts.c.timeframe == cfg.timeframe)
     if cfg.from_ms is not None:
         q = q.where(forecasts.c.as_of_ms >= cfg.from_ms)
     if cfg.to_ms is not None:
@@ -229,8 +229,10 @@ def realise(payloads: Sequence[dict[str, Any]], candles: pd.DataFrame) -> pd.Dat
         realized = np.where(known, closes[np.minimum(idx, len(opens) - 1)] if len(opens) else np.nan, np.nan)
         r_ms = np.where(known, close_ms[np.minimum(idx, len(opens) - 1)] if len(opens) else np.nan, np.nan)
         data: dict[str, Any] = {
-            "as_of": as_of, "model_version": str(p.get("model_version", "")),
-            "step": np.arange(1, h + 1), "last_close": float(p.get("last_close", np.nan)),
+            "as_of": as_of,
+            "model_version": str(p.get("model_version", "")),
+            "step": np.arange(1, h + 1),
+            "last_close": float(p.get("last_close", np.nan)),
         }
         for k, name in enumerate(_Q):
             data[name] = q[:, k]
@@ -267,7 +269,7 @@ def touch_realise(payloads: Sequence[dict[str, Any]], candles: pd.DataFrame) -> 
             continue
         h = prob.shape[1]
         start = int(np.searchsorted(opens, int(p["as_of_ms"]), side="left"))
-        path = np.concatenate([[float(p.get("last_close", np.nan))], closes[start:start + h]])
+        path = np.concatenate([[float(p.get("last_close", np.nan))], closes[start : start + h]])
         hit = realised_touch(path, np.array([0]), levels[None, :], [1 if b.startswith("+") else -1 for b in bands], h)
         parts.append(touch_rows(np.array([int(p["as_of_ms"])]), bands, levels[None, :], prob[None], rw[None], hit))
     if not parts:
@@ -279,8 +281,9 @@ def _model_changes(engine: Engine, cfg: ReportConfig) -> tuple[ModelChange, ...]
     names = set(inspect(engine).get_table_names())
     if not {"model_versions", "model_alias_history"} <= names:
         return ()
-    keys = {v.key for v in list_versions(engine)
-            if v.key.symbol in (cfg.symbol, "*") and v.key.timeframe == cfg.timeframe}
+    keys = {
+        v.key for v in list_versions(engine) if v.key.symbol in (cfg.symbol, "*") and v.key.timeframe == cfg.timeframe
+    }
     out: list[ModelChange] = []
     for key in sorted(keys, key=str):
         for ch in alias_history(engine, key):
@@ -292,8 +295,17 @@ def _model_changes(engine: Engine, cfg: ReportConfig) -> tuple[ModelChange, ...]
                 event = "rollback" if ch.reason.startswith("rollback") else "promotion"
             else:
                 event = ch.alias
-            out.append(ModelChange(ms=ch.from_ms, key=str(key), alias=ch.alias, version=ch.version,
-                                   event=event, reason=ch.reason, until_ms=ch.to_ms))
+            out.append(
+                ModelChange(
+                    ms=ch.from_ms,
+                    key=str(key),
+                    alias=ch.alias,
+                    version=ch.version,
+                    event=event,
+                    reason=ch.reason,
+                    until_ms=ch.to_ms,
+                )
+            )
     return tuple(sorted(out, key=lambda c: (c.ms, c.key, c.alias)))
 
 
@@ -329,24 +341,40 @@ def load_report(engine: Engine, config: ReportConfig) -> ReportData:
     tables = set(inspect(engine).get_table_names())
     if not {"forecasts", "candles"} <= tables:
         empty = _candle_frame([])
-        return ReportData(config=config, candles=empty, steps=realise([], empty),
-                          changes=_model_changes(engine, config), drift=_drift_events(engine, config))
+        return ReportData(
+            config=config,
+            candles=empty,
+            steps=realise([], empty),
+            changes=_model_changes(engine, config),
+            drift=_drift_events(engine, config),
+        )
     payloads = _fetch_payloads(engine, config)
     max_h = max((len(p.get("quantiles", ())) for p in payloads), default=0)
     start = config.from_ms
     if payloads and (start is None or int(payloads[0]["as_of_ms"]) < start):
         start = int(payloads[0]["as_of_ms"])
     # context before the period (for the first fans), the period, and the steps after it
-    before = fetch_candles(engine, config.symbol, config.timeframe, end_ms=start, limit=2 * max_h) \
-        if start is not None and max_h else []
+    before = (
+        fetch_candles(engine, config.symbol, config.timeframe, end_ms=start, limit=2 * max_h)
+        if start is not None and max_h
+        else []
+    )
     inside = fetch_candles(engine, config.symbol, config.timeframe, start_ms=start, end_ms=config.to_ms)
-    after = fetch_candles(engine, config.symbol, config.timeframe, start_ms=config.to_ms, limit=max_h) \
-        if config.to_ms is not None and max_h else []
+    after = (
+        fetch_candles(engine, config.symbol, config.timeframe, start_ms=config.to_ms, limit=max_h)
+        if config.to_ms is not None and max_h
+        else []
+    )
     candles = _candle_frame([*before, *inside, *after])
     steps = realise(payloads, candles)
-    return ReportData(config=config, candles=candles, steps=steps,
-                      changes=_model_changes(engine, config), drift=_drift_events(engine, config),
-                      payloads=tuple(payloads))
+    return ReportData(
+        config=config,
+        candles=candles,
+        steps=steps,
+        changes=_model_changes(engine, config),
+        drift=_drift_events(engine, config),
+        payloads=tuple(payloads),
+    )
 
 
 # -- scores ---------------------------------------------------------------------------------
@@ -359,8 +387,16 @@ def summarize(steps: pd.DataFrame) -> Summary:
     g = summarize_forecasts(steps, [(1, max(h, 1))])[0] if len(steps) else None
     if g is None:
         return Summary(n_fc, 0, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
-    return Summary(forecasts=n_fc, steps=g.n, crps=g.crps, rw_crps=g.rw_crps, skill=g.skill,
-                   cover50=g.cover50, cover90=g.cover90, rw_cover90=g.rw_cover90)
+    return Summary(
+        forecasts=n_fc,
+        steps=g.n,
+        crps=g.crps,
+        rw_crps=g.rw_crps,
+        skill=g.skill,
+        cover50=g.cover50,
+        cover90=g.cover90,
+        rw_cover90=g.rw_cover90,
+    )
 
 
 def rolling_scores(steps: pd.DataFrame, window: int) -> pd.DataFrame:
@@ -378,20 +414,29 @@ def rolling_scores(steps: pd.DataFrame, window: int) -> pd.DataFrame:
     rq = done[_RW].to_numpy(dtype=np.float64)
     q25 = q[:, 2] + 0.5 * (q[:, 3] - q[:, 2])
     q75 = q[:, 7] + 0.5 * (q[:, 8] - q[:, 7])
-    per = pd.DataFrame({
-        "as_of": done["as_of"].to_numpy(),
-        "crps": crps_quantiles(q, y), "rw_crps": crps_quantiles(rq, y),
-        "in50": ((q25 <= y) & (y <= q75)).astype(float), "in90": ((q[:, 0] <= y) & (y <= q[:, -1])).astype(float),
-        "n": 1.0,
-    })
+    per = pd.DataFrame(
+        {
+            "as_of": done["as_of"].to_numpy(),
+            "crps": crps_quantiles(q, y),
+            "rw_crps": crps_quantiles(rq, y),
+            "in50": ((q25 <= y) & (y <= q75)).astype(float),
+            "in90": ((q[:, 0] <= y) & (y <= q[:, -1])).astype(float),
+            "n": 1.0,
+        }
+    )
     by = per.groupby(["as_of"], sort=True).sum()
     roll = by.rolling(window, min_periods=1).sum()
-    return pd.DataFrame({
-        "as_of": roll.index.to_numpy(dtype=np.int64),
-        "crps": (roll["crps"] / roll["n"]).to_numpy(), "rw_crps": (roll["rw_crps"] / roll["n"]).to_numpy(),
-        "cover50": (roll["in50"] / roll["n"]).to_numpy(), "cover90": (roll["in90"] / roll["n"]).to_numpy(),
-        "n": roll["n"].to_numpy(),
-    }, columns=out_cols)
+    return pd.DataFrame(
+        {
+            "as_of": roll.index.to_numpy(dtype=np.int64),
+            "crps": (roll["crps"] / roll["n"]).to_numpy(),
+            "rw_crps": (roll["rw_crps"] / roll["n"]).to_numpy(),
+            "cover50": (roll["in50"] / roll["n"]).to_numpy(),
+            "cover90": (roll["in90"] / roll["n"]).to_numpy(),
+            "n": roll["n"].to_numpy(),
+        },
+        columns=out_cols,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,8 +469,7 @@ class Reliability:
         return tuple(p / w for p, w in zip(self.pit, self.widths, strict=True))
 
 
-def reliability(steps: pd.DataFrame,
-                groups: Sequence[HorizonGroup] = DEFAULT_HORIZON_GROUPS) -> list[Reliability]:
+def reliability(steps: pd.DataFrame, groups: Sequence[HorizonGroup] = DEFAULT_HORIZON_GROUPS) -> list[Reliability]:
     """Return the calibration of the realised steps of ``steps`` per horizon step group.
 
     Groups without a realised step are left out. A realised close equal to a quantile counts
@@ -445,12 +489,21 @@ def reliability(steps: pd.DataFrame,
         rq = g[_RW].to_numpy(dtype=np.float64)
         below = (y <= q).mean(axis=0)
         rw_ok = np.isfinite(rq).all(axis=1)
-        rw_below = (y[rw_ok] <= np.sort(rq[rw_ok], axis=1)).mean(axis=0) if rw_ok.any() \
-            else np.full(len(levels), np.nan)
+        rw_below = (
+            (y[rw_ok] <= np.sort(rq[rw_ok], axis=1)).mean(axis=0) if rw_ok.any() else np.full(len(levels), np.nan)
+        )
         bins = (y > q).sum(axis=1)  # 0: at or below the first quantile ... len(levels): above the last
         pit = np.bincount(bins, minlength=len(levels) + 1) / len(y)
-        out.append(Reliability(group=grp.label, n=len(y), levels=levels, below=tuple(float(v) for v in below),
-                               rw_below=tuple(float(v) for v in rw_below), pit=tuple(float(v) for v in pit)))
+        out.append(
+            Reliability(
+                group=grp.label,
+                n=len(y),
+                levels=levels,
+                below=tuple(float(v) for v in below),
+                rw_below=tuple(float(v) for v in rw_below),
+                pit=tuple(float(v) for v in pit),
+            )
+        )
     return out
 
 
@@ -459,7 +512,8 @@ def _sample_fans(steps: pd.DataFrame, n: int) -> list[tuple[int, str]]:
     if steps.empty or n == 0:
         return []
     full = steps.groupby(["as_of", "model_version"])["realized"].apply(
-        lambda s: bool(np.isfinite(s.to_numpy(dtype=np.float64)).all()))
+        lambda s: bool(np.isfinite(s.to_numpy(dtype=np.float64)).all())
+    )
     pool = list(full[full].index) or list(full.index)
     if len(pool) <= n:
         return [(int(a), str(v)) for a, v in pool]
@@ -520,11 +574,14 @@ class _Frame:
 
     def y(self, v: np.ndarray | float) -> np.ndarray:
         span = self.y1 - self.y0 or 1.0
-        return self.top + (1.0 - (np.asarray(v, dtype=np.float64) - self.y0) / span) * (self.height - self.top - self.bottom)
+        return self.top + (1.0 - (np.asarray(v, dtype=np.float64) - self.y0) / span) * (
+            self.height - self.top - self.bottom
+        )
 
 
-def _frame(width: int, height: int, xs: Sequence[np.ndarray], ys: Sequence[np.ndarray],
-           y_floor: float | None = None) -> _Frame:
+def _frame(
+    width: int, height: int, xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], y_floor: float | None = None
+) -> _Frame:
     xv = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in xs] or [np.zeros(1)])
     yv = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in ys] or [np.zeros(1)])
     xv, yv = xv[np.isfinite(xv)], yv[np.isfinite(yv)]
@@ -541,19 +598,23 @@ def _pts(f: _Frame, x: np.ndarray, y: np.ndarray) -> str:
     return " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px, py, strict=True) if math.isfinite(a) and math.isfinite(b))
 
 
-def _line(f: _Frame, x: np.ndarray, y: np.ndarray, colour: str, width: float = 1.5, dash: str = "",
-          title: str = "") -> str:
+def _line(
+    f: _Frame, x: np.ndarray, y: np.ndarray, colour: str, width: float = 1.5, dash: str = "", title: str = ""
+) -> str:
     ok = np.isfinite(np.asarray(x, dtype=np.float64)) & np.isfinite(np.asarray(y, dtype=np.float64))
     if ok.sum() < 1:
         return ""
     d = f' stroke-dasharray="{dash}"' if dash else ""
     t = f"<title>{_e(title)}</title>" if title else ""
-    return (f'<polyline fill="none" stroke="{colour}" stroke-width="{width}"{d} '
-            f'points="{_pts(f, np.asarray(x)[ok], np.asarray(y)[ok])}">{t}</polyline>')
+    return (
+        f'<polyline fill="none" stroke="{colour}" stroke-width="{width}"{d} '
+        f'points="{_pts(f, np.asarray(x)[ok], np.asarray(y)[ok])}">{t}</polyline>'
+    )
 
 
-def _band(f: _Frame, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, colour: str, opacity: float = 1.0,
-          title: str = "") -> str:
+def _band(
+    f: _Frame, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, colour: str, opacity: float = 1.0, title: str = ""
+) -> str:
     ok = np.isfinite(x) & np.isfinite(lo) & np.isfinite(hi)
     if ok.sum() < 1:
         return ""
@@ -566,20 +627,26 @@ def _vline(f: _Frame, x: float, colour: str, label: str = "", dash: str = "4 3")
     if not f.x0 <= x <= f.x1:
         return ""
     px = float(f.x(x))
-    out = (f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{f.top}" y2="{f.height - f.bottom}" stroke="{colour}" '
-           f'stroke-width="1" stroke-dasharray="{dash}"><title>{_e(label)}</title></line>')
+    out = (
+        f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{f.top}" y2="{f.height - f.bottom}" stroke="{colour}" '
+        f'stroke-width="1" stroke-dasharray="{dash}"><title>{_e(label)}</title></line>'
+    )
     return out
 
 
 def _axes(f: _Frame, *, y_fmt: str = "", y_pct: bool = False, time_x: bool = True) -> str:
-    parts = [f'<rect x="{f.left}" y="{f.top}" width="{f.width - f.left - f.right}" '
-             f'height="{f.height - f.top - f.bottom}" fill="#fff" stroke="#bbb"/>']
+    parts = [
+        f'<rect x="{f.left}" y="{f.top}" width="{f.width - f.left - f.right}" '
+        f'height="{f.height - f.top - f.bottom}" fill="#fff" stroke="#bbb"/>'
+    ]
     ticks, dec = _nice_ticks(f.y0, f.y1, 5)
     for t in ticks:
         py = float(f.y(t))
         label = f"{100 * t:.0f}%" if y_pct else (format(t, y_fmt) if y_fmt else f"{t:.{dec}f}")
-        parts.append(f'<line x1="{f.left}" x2="{f.width - f.right}" y1="{py:.1f}" y2="{py:.1f}" stroke="#eee"/>'
-                     f'<text x="{f.left - 6}" y="{py + 4:.1f}" text-anchor="end">{_e(label)}</text>')
+        parts.append(
+            f'<line x1="{f.left}" x2="{f.width - f.right}" y1="{py:.1f}" y2="{py:.1f}" stroke="#eee"/>'
+            f'<text x="{f.left - 6}" y="{py + 4:.1f}" text-anchor="end">{_e(label)}</text>'
+        )
     n = max(3, (f.width - f.left - f.right) // 130)
     short = "%H:%M" if f.x1 - f.x0 < 36 * 3_600_000 else "%m-%d %H:%M"
     for i, t in enumerate(np.linspace(f.x0, f.x1, n)):
@@ -589,23 +656,30 @@ def _axes(f: _Frame, *, y_fmt: str = "", y_pct: bool = False, time_x: bool = Tru
         else:
             label = f"{t:g}"
         anchor = "start" if i == 0 else ("end" if i == n - 1 else "middle")
-        parts.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{f.height - f.bottom}" '
-                     f'y2="{f.height - f.bottom + 4}" stroke="#888"/>'
-                     f'<text x="{px:.1f}" y="{f.height - f.bottom + 16}" text-anchor="{anchor}">{_e(label)}</text>')
+        parts.append(
+            f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{f.height - f.bottom}" '
+            f'y2="{f.height - f.bottom + 4}" stroke="#888"/>'
+            f'<text x="{px:.1f}" y="{f.height - f.bottom + 16}" text-anchor="{anchor}">{_e(label)}</text>'
+        )
     return "".join(parts)
 
 
-def _svg(f: _Frame, title: str, body: Sequence[str], legend: Sequence[tuple[str, str]] = (),
-         css_class: str = "chart") -> str:
+def _svg(
+    f: _Frame, title: str, body: Sequence[str], legend: Sequence[tuple[str, str]] = (), css_class: str = "chart"
+) -> str:
     leg = []
     x = f.left
     for colour, name in legend:
-        leg.append(f'<rect x="{x}" y="{f.top - 16}" width="12" height="8" fill="{colour}"/>'
-                   f'<text x="{x + 16}" y="{f.top - 8}">{_e(name)}</text>')
+        leg.append(
+            f'<rect x="{x}" y="{f.top - 16}" width="12" height="8" fill="{colour}"/>'
+            f'<text x="{x + 16}" y="{f.top - 8}">{_e(name)}</text>'
+        )
         x += 26 + 7 * len(name)
-    return (f'<svg class="{css_class}" xmlns="http://www.w3.org/2000/svg" width="{f.width}" height="{f.height}" '
-            f'viewBox="0 0 {f.width} {f.height}" role="img" aria-label="{_e(title)}">'
-            f"<title>{_e(title)}</title>{''.join(body)}{''.join(leg)}</svg>")
+    return (
+        f'<svg class="{css_class}" xmlns="http://www.w3.org/2000/svg" width="{f.width}" height="{f.height}" '
+        f'viewBox="0 0 {f.width} {f.height}" role="img" aria-label="{_e(title)}">'
+        f"<title>{_e(title)}</title>{''.join(body)}{''.join(leg)}</svg>"
+    )
 
 
 def _decimate(x: np.ndarray, y: np.ndarray, max_points: int = 1600) -> tuple[np.ndarray, np.ndarray]:
@@ -643,9 +717,11 @@ def _fan_layers(f: _Frame, g: pd.DataFrame, xs: np.ndarray, as_of: int, *, reali
     q25 = col("q20") + 0.5 * (col("q30") - col("q20"))
     q75 = col("q70") + 0.5 * (col("q80") - col("q70"))
     when = _fmt_time(as_of)
-    out = [_band(f, x, col("q05"), col("q95"), _BAND90, 0.85, f"5–95 % forecast at {when}"),
-           _band(f, x, q25, q75, _BAND50, 0.9, f"25–75 % forecast at {when}"),
-           _line(f, x, col("q50"), _MEDIAN, 1.5, title=f"median forecast at {when}")]
+    out = [
+        _band(f, x, col("q05"), col("q95"), _BAND90, 0.85, f"5–95 % forecast at {when}"),
+        _band(f, x, q25, q75, _BAND50, 0.9, f"25–75 % forecast at {when}"),
+        _line(f, x, col("q50"), _MEDIAN, 1.5, title=f"median forecast at {when}"),
+    ]
     if realised:
         out.append(_line(f, x, col("realized"), _REAL, 1.5, title="realised closes"))
     return out
@@ -670,8 +746,14 @@ def _price_chart(data: ReportData, fans: list[tuple[int, str]]) -> str:
         px = float(f.x(a))
         body.append(f'<text x="{px:.1f}" y="{f.top + 12}" text-anchor="middle" class="fanno">{i}</text>')
     body.extend(_change_marks(f, data))
-    legend = [(_PRICE, "close"), (_BAND90, "5–95 %"), (_BAND50, "25–75 %"), (_MEDIAN, "median"),
-              ("#2ca02c", "champion change"), ("#ff7f0e", "drift event")]
+    legend = [
+        (_PRICE, "close"),
+        (_BAND90, "5–95 %"),
+        (_BAND50, "25–75 %"),
+        (_MEDIAN, "median"),
+        ("#2ca02c", "champion change"),
+        ("#ff7f0e", "drift event"),
+    ]
     title = f"{cfg.symbol} {cfg.timeframe} closes with sampled forecast fans"
     return _svg(f, title, body, legend)
 
@@ -682,8 +764,9 @@ def _fan_panel(data: ReportData, n: int, as_of: int, version: str) -> str:
     h = len(g)
     ctx = c[c["close_ms"] <= as_of].tail(2 * h)
     cx, cy = ctx["close_ms"].to_numpy(dtype=np.float64), ctx["close"].to_numpy(dtype=np.float64)
-    f = _frame(470, 260, [cx, gx, np.array([as_of])],
-               [cy, g[["q05", "q95", "rw_q05", "rw_q95", "realized"]].to_numpy()])
+    f = _frame(
+        470, 260, [cx, gx, np.array([as_of])], [cy, g[["q05", "q95", "rw_q05", "rw_q95", "realized"]].to_numpy()]
+    )
     body = [_axes(f), _line(f, cx, cy, _PRICE, 1.2, title="closes before as_of")]
     body.extend(_fan_layers(f, g, gx, as_of))
     for name in ("rw_q05", "rw_q95"):
@@ -691,18 +774,29 @@ def _fan_panel(data: ReportData, n: int, as_of: int, version: str) -> str:
     body.append(_vline(f, float(as_of), "#999", f"as_of {_fmt_time(as_of)}", dash="2 2"))
     title = f"{n}. as_of {_fmt_time(as_of)} UTC, {version}"
     legend = [(_BAND90, "5–95"), (_BAND50, "25–75"), (_MEDIAN, "median"), (_REAL, "realised"), (_RWC, "RW 5–95")]
-    return f'<figure><figcaption>{_e(title)}</figcaption>{_svg(f, title, body, legend, "fan")}</figure>'
+    return f"<figure><figcaption>{_e(title)}</figcaption>{_svg(f, title, body, legend, 'fan')}</figure>"
 
 
 def _change_marks(f: _Frame, data: ReportData) -> list[str]:
-    out = [_vline(f, float(ch.ms), "#2ca02c", f"{ch.event}: {ch.version} ({ch.reason})")
-           for ch in data.changes if ch.alias == "champion"]
+    out = [
+        _vline(f, float(ch.ms), "#2ca02c", f"{ch.event}: {ch.version} ({ch.reason})")
+        for ch in data.changes
+        if ch.alias == "champion"
+    ]
     d = data.drift
     if d is not None and d.time_column is not None:
         i = d.columns.index(d.time_column)
-        out.extend(_vline(f, float(r[i]), "#ff7f0e", "drift: " + ", ".join(f"{k}={v}" for k, v in zip(d.columns, r, strict=True)),
-                          dash="1 3")
-                   for r in d.rows if r[i] is not None)
+        out.extend(
+            _vline(
+                f,
+                float(r[i]),
+                "#ff7f0e",
+                "drift: " + ", ".join(f"{k}={v}" for k, v in zip(d.columns, r, strict=True)),
+                dash="1 3",
+            )
+            for r in d.rows
+            if r[i] is not None
+        )
     return out
 
 
@@ -712,20 +806,32 @@ def _rolling_charts(data: ReportData, roll: pd.DataFrame) -> str:
     x = roll["as_of"].to_numpy(dtype=np.float64)
     w = data.config.window
     f = _frame(960, 260, [x], [roll["crps"].to_numpy(), roll["rw_crps"].to_numpy()], y_floor=0.0)
-    body = [_axes(f, y_fmt=".2g"), _line(f, x, roll["rw_crps"].to_numpy(dtype=np.float64), _RWC, 1.5, "5 3", "random walk CRPS"),
-            _line(f, x, roll["crps"].to_numpy(dtype=np.float64), _MEDIAN, 1.5, title="model CRPS")]
+    body = [
+        _axes(f, y_fmt=".2g"),
+        _line(f, x, roll["rw_crps"].to_numpy(dtype=np.float64), _RWC, 1.5, "5 3", "random walk CRPS"),
+        _line(f, x, roll["crps"].to_numpy(dtype=np.float64), _MEDIAN, 1.5, title="model CRPS"),
+    ]
     body.extend(_change_marks(f, data))
     crps = _svg(f, f"Rolling CRPS over {w} forecasts", body, [(_MEDIAN, "model"), (_RWC, "random walk")])
     f2 = _Frame(960, 260, f.x0, f.x1, 0.0, 1.0)
-    body2 = [_axes(f2, y_pct=True), _line(f2, np.array([f2.x0, f2.x1]), np.array([0.5, 0.5]), "#6baed6", 1, "4 4"),
-             _line(f2, np.array([f2.x0, f2.x1]), np.array([0.9, 0.9]), "#08306b", 1, "4 4"),
-             _line(f2, x, roll["cover50"].to_numpy(dtype=np.float64), "#6baed6", 1.8, title="50 % interval coverage"),
-             _line(f2, x, roll["cover90"].to_numpy(dtype=np.float64), "#08306b", 1.8, title="90 % interval coverage")]
+    body2 = [
+        _axes(f2, y_pct=True),
+        _line(f2, np.array([f2.x0, f2.x1]), np.array([0.5, 0.5]), "#6baed6", 1, "4 4"),
+        _line(f2, np.array([f2.x0, f2.x1]), np.array([0.9, 0.9]), "#08306b", 1, "4 4"),
+        _line(f2, x, roll["cover50"].to_numpy(dtype=np.float64), "#6baed6", 1.8, title="50 % interval coverage"),
+        _line(f2, x, roll["cover90"].to_numpy(dtype=np.float64), "#08306b", 1.8, title="90 % interval coverage"),
+    ]
     body2.extend(_change_marks(f2, data))
-    cov = _svg(f2, f"Rolling coverage over {w} forecasts", body2,
-               [("#6baed6", "50 % interval (nominal dashed)"), ("#08306b", "90 % interval (nominal dashed)")])
-    return (f"<h3>Rolling CRPS (lower is better), {w} forecasts per window</h3>{crps}"
-            f"<h3>Rolling interval coverage, {w} forecasts per window</h3>{cov}")
+    cov = _svg(
+        f2,
+        f"Rolling coverage over {w} forecasts",
+        body2,
+        [("#6baed6", "50 % interval (nominal dashed)"), ("#08306b", "90 % interval (nominal dashed)")],
+    )
+    return (
+        f"<h3>Rolling CRPS (lower is better), {w} forecasts per window</h3>{crps}"
+        f"<h3>Rolling interval coverage, {w} forecasts per window</h3>{cov}"
+    )
 
 
 def _reliability_charts(data: ReportData) -> str:
@@ -736,13 +842,17 @@ def _reliability_charts(data: ReportData) -> str:
     for r in rel:
         lv = np.asarray(r.levels)
         f = _Frame(470, 260, 0.0, 1.0, 0.0, 1.0)
-        body = [_axes(f, y_pct=True, time_x=False),
-                _line(f, np.array([0.0, 1.0]), np.array([0.0, 1.0]), "#999", 1, "4 4", "perfect calibration"),
-                _line(f, lv, np.asarray(r.rw_below), _RWC, 1.2, "3 3", "random walk"),
-                _line(f, lv, np.asarray(r.below), _MEDIAN, 1.8, title="model")]
-        body.extend(f'<circle cx="{float(f.x(a)):.1f}" cy="{float(f.y(b)):.1f}" r="2.5" fill="{_MEDIAN}">'
-                    f"<title>{_e(f'level {a:.2f}: {100 * b:.1f} % of closes at or below')}</title></circle>"
-                    for a, b in zip(lv, r.below, strict=True))
+        body = [
+            _axes(f, y_pct=True, time_x=False),
+            _line(f, np.array([0.0, 1.0]), np.array([0.0, 1.0]), "#999", 1, "4 4", "perfect calibration"),
+            _line(f, lv, np.asarray(r.rw_below), _RWC, 1.2, "3 3", "random walk"),
+            _line(f, lv, np.asarray(r.below), _MEDIAN, 1.8, title="model"),
+        ]
+        body.extend(
+            f'<circle cx="{float(f.x(a)):.1f}" cy="{float(f.y(b)):.1f}" r="2.5" fill="{_MEDIAN}">'
+            f"<title>{_e(f'level {a:.2f}: {100 * b:.1f} % of closes at or below')}</title></circle>"
+            for a, b in zip(lv, r.below, strict=True)
+        )
         body.append(_axis_titles(f, "nominal quantile level", "closes at or below the quantile"))
         title = f"Steps {r.group}: share of closes at or below each forecast quantile ({r.n} steps)"
         cal = _svg(f, title, body, [(_MEDIAN, "model"), (_RWC, "random walk"), ("#999", "ideal")], "rel")
@@ -752,33 +862,49 @@ def _reliability_charts(data: ReportData) -> str:
         bars = [_axes(f2, y_fmt=".1f", time_x=False)]
         for a, b, d, share in zip(edges[:-1], edges[1:], dens, r.pit, strict=True):
             x0, x1, y0, y1 = float(f2.x(a)), float(f2.x(b)), float(f2.y(d)), float(f2.y(0.0))
-            bars.append(f'<rect x="{x0 + 0.5:.1f}" y="{y0:.1f}" width="{max(x1 - x0 - 1, 0.5):.1f}" '
-                        f'height="{max(y1 - y0, 0):.1f}" fill="{_BAND50}">'
-                        f"<title>{_e(f'PIT {a:.2f}–{b:.2f}: {100 * share:.1f} % of closes (nominal {100 * (b - a):.0f} %)')}"
-                        "</title></rect>")
+            bars.append(
+                f'<rect x="{x0 + 0.5:.1f}" y="{y0:.1f}" width="{max(x1 - x0 - 1, 0.5):.1f}" '
+                f'height="{max(y1 - y0, 0):.1f}" fill="{_BAND50}">'
+                f"<title>{_e(f'PIT {a:.2f}–{b:.2f}: {100 * share:.1f} % of closes (nominal {100 * (b - a):.0f} %)')}"
+                "</title></rect>"
+            )
         bars.append(_line(f2, np.array([0.0, 1.0]), np.array([1.0, 1.0]), "#999", 1, "4 4", "uniform"))
         bars.append(_axis_titles(f2, "PIT (forecast CDF at the realised close)", "density (1 = calibrated)"))
-        pit = _svg(f2, f"Steps {r.group}: PIT histogram ({r.n} steps)", bars,
-                   [(_BAND50, "share / bin width"), ("#999", "uniform")], "pit")
-        figs.append(f"<figure><figcaption>{_e(f'Steps {r.group}: reliability, {r.n} realised steps')}</figcaption>"
-                    f"{cal}</figure><figure><figcaption>{_e(f'Steps {r.group}: PIT histogram')}</figcaption>"
-                    f"{pit}</figure>")
+        pit = _svg(
+            f2,
+            f"Steps {r.group}: PIT histogram ({r.n} steps)",
+            bars,
+            [(_BAND50, "share / bin width"), ("#999", "uniform")],
+            "pit",
+        )
+        figs.append(
+            f"<figure><figcaption>{_e(f'Steps {r.group}: reliability, {r.n} realised steps')}</figcaption>"
+            f"{cal}</figure><figure><figcaption>{_e(f'Steps {r.group}: PIT histogram')}</figcaption>"
+            f"{pit}</figure>"
+        )
     rows = [(r.group, r.n, *(_pct(b) for b in r.below)) for r in rel]
-    table = _table(["steps", "realised", *(f"≤ q{round(t * 100):02d}" for t in QUANTILE_LEVELS)], rows,
-                   [False, True, *([True] * len(QUANTILE_LEVELS))])
-    return ("<p class='sub'>For each horizon step group: the share of realised closes at or below each "
-            "forecast quantile against its nominal level (on the diagonal when calibrated; above it the "
-            "quantiles are too high, below too low), and the PIT histogram (flat at 1 when calibrated; "
-            "U-shaped: intervals too narrow; hump-shaped: too wide).</p>"
-            f"<div class='fans'>{''.join(figs)}</div>{table}")
+    table = _table(
+        ["steps", "realised", *(f"≤ q{round(t * 100):02d}" for t in QUANTILE_LEVELS)],
+        rows,
+        [False, True, *([True] * len(QUANTILE_LEVELS))],
+    )
+    return (
+        "<p class='sub'>For each horizon step group: the share of realised closes at or below each "
+        "forecast quantile against its nominal level (on the diagonal when calibrated; above it the "
+        "quantiles are too high, below too low), and the PIT histogram (flat at 1 when calibrated; "
+        "U-shaped: intervals too narrow; hump-shaped: too wide).</p>"
+        f"<div class='fans'>{''.join(figs)}</div>{table}"
+    )
 
 
 def _touch_html(data: ReportData) -> str:
     t = touch_realise(data.payloads, data.candles)
     done = t[np.isfinite(t["hit"].to_numpy(dtype=np.float64))] if len(t) else t
     if done.empty:
-        return ("<p class='note'>No realised touch probability: the forecasts carry no <code>touch</code> "
-                "field (older records, or <code>FOREXD_TOUCH_BANDS=none</code>) or no step is realised yet.</p>")
+        return (
+            "<p class='note'>No realised touch probability: the forecasts carry no <code>touch</code> "
+            "field (older records, or <code>FOREXD_TOUCH_BANDS=none</code>) or no step is realised yet.</p>"
+        )
     rows = []
     for grp in DEFAULT_HORIZON_GROUPS:
         g = done[[grp.contains(int(k)) for k in done["step"]]]
@@ -787,36 +913,52 @@ def _touch_html(data: ReportData) -> str:
         y = g["hit"].to_numpy(dtype=np.float64)
         b = float(np.mean((g["p"].to_numpy(dtype=np.float64) - y) ** 2))
         rb = float(np.mean((g["rw_p"].to_numpy(dtype=np.float64) - y) ** 2))
-        rows.append((grp.label, len(g), _pct(float(y.mean())), _fmt(b), _fmt(rb), _pct(1 - b / rb if rb > 0 else math.nan)))
-    table = _table(["steps", "band-steps", "touched", "Brier", "RW Brier", "skill"], rows,
-                   [False, True, True, True, True, True])
+        rows.append(
+            (grp.label, len(g), _pct(float(y.mean())), _fmt(b), _fmt(rb), _pct(1 - b / rb if rb > 0 else math.nan))
+        )
+    table = _table(
+        ["steps", "band-steps", "touched", "Brier", "RW Brier", "skill"], rows, [False, True, True, True, True, True]
+    )
     rel, rw = touch_reliability(done), touch_reliability(done, column="rw_p")
     f = _Frame(470, 300, 0.0, 1.0, 0.0, 1.0)
-    body = [_axes(f, y_pct=True, time_x=False),
-            _line(f, np.array([0.0, 1.0]), np.array([0.0, 1.0]), "#999", 1, "4 4", "perfect calibration"),
-            _line(f, rw["predicted"].to_numpy(), rw["observed"].to_numpy(), _RWC, 1.2, "3 3", "random walk"),
-            _line(f, rel["predicted"].to_numpy(), rel["observed"].to_numpy(), _MEDIAN, 1.8, title="model")]
-    body.extend(f'<circle cx="{float(f.x(a)):.1f}" cy="{float(f.y(b)):.1f}" r="{2 + min(4.0, math.log10(max(n, 1))):.1f}" '
-                f'fill="{_MEDIAN}"><title>{_e(f"predicted {a:.3f}: touched {100 * b:.1f} % of {n} band-steps")}</title></circle>'
-                for a, b, n in zip(rel["predicted"], rel["observed"], rel["n"], strict=True))
+    body = [
+        _axes(f, y_pct=True, time_x=False),
+        _line(f, np.array([0.0, 1.0]), np.array([0.0, 1.0]), "#999", 1, "4 4", "perfect calibration"),
+        _line(f, rw["predicted"].to_numpy(), rw["observed"].to_numpy(), _RWC, 1.2, "3 3", "random walk"),
+        _line(f, rel["predicted"].to_numpy(), rel["observed"].to_numpy(), _MEDIAN, 1.8, title="model"),
+    ]
+    body.extend(
+        f'<circle cx="{float(f.x(a)):.1f}" cy="{float(f.y(b)):.1f}" r="{2 + min(4.0, math.log10(max(n, 1))):.1f}" '
+        f'fill="{_MEDIAN}"><title>{_e(f"predicted {a:.3f}: touched {100 * b:.1f} % of {n} band-steps")}</title></circle>'
+        for a, b, n in zip(rel["predicted"], rel["observed"], rel["n"], strict=True)
+    )
     body.append(_axis_titles(f, "predicted touch probability (bin mean)", "observed touch frequency"))
     bands = ", ".join(sorted(set(done["band"].astype(str))))
-    svg = _svg(f, f"Touch reliability ({len(done)} realised band-steps; bands {bands})", body,
-               [(_MEDIAN, "model"), (_RWC, "random walk"), ("#999", "ideal")], "touchrel")
-    return ("<p class='sub'>Probability that a close of steps 1..h is at or beyond each band's level "
-            f"(bands {_e(bands)}; close-based: intrabar highs and lows are not modelled). Brier score "
-            "(lower is better) and skill 1 − Brier/Brier<sub>RW</sub> against the random walk's touch "
-            "probabilities stored with each forecast; the reliability diagram bins the predicted "
-            "probabilities in tenths (on the diagonal when calibrated).</p>"
-            f"{table}<figure><figcaption>Touch reliability</figcaption>{svg}</figure>")
+    svg = _svg(
+        f,
+        f"Touch reliability ({len(done)} realised band-steps; bands {bands})",
+        body,
+        [(_MEDIAN, "model"), (_RWC, "random walk"), ("#999", "ideal")],
+        "touchrel",
+    )
+    return (
+        "<p class='sub'>Probability that a close of steps 1..h is at or beyond each band's level "
+        f"(bands {_e(bands)}; close-based: intrabar highs and lows are not modelled). Brier score "
+        "(lower is better) and skill 1 − Brier/Brier<sub>RW</sub> against the random walk's touch "
+        "probabilities stored with each forecast; the reliability diagram bins the predicted "
+        "probabilities in tenths (on the diagonal when calibrated).</p>"
+        f"{table}<figure><figcaption>Touch reliability</figcaption>{svg}</figure>"
+    )
 
 
 def _axis_titles(f: _Frame, x_title: str, y_title: str) -> str:
     cx = (f.left + f.width - f.right) / 2
     cy = (f.top + f.height - f.bottom) / 2
-    return (f'<text x="{cx:.1f}" y="{f.height - 4}" text-anchor="middle" class="axis">{_e(x_title)}</text>'
-            f'<text x="12" y="{cy:.1f}" text-anchor="middle" class="axis" '
-            f'transform="rotate(-90 12 {cy:.1f})">{_e(y_title)}</text>')
+    return (
+        f'<text x="{cx:.1f}" y="{f.height - 4}" text-anchor="middle" class="axis">{_e(x_title)}</text>'
+        f'<text x="12" y="{cy:.1f}" text-anchor="middle" class="axis" '
+        f'transform="rotate(-90 12 {cy:.1f})">{_e(y_title)}</text>'
+    )
 
 
 # -- HTML -----------------------------------------------------------------------------------
@@ -838,36 +980,82 @@ svg text{font-size:11px;fill:#333} svg .fanno{font-weight:bold;fill:#08306b}
 def _table(head: Sequence[str], rows: Iterable[Sequence[Any]], num: Sequence[bool] | None = None) -> str:
     num = num or [False] * len(head)
     th = "".join(f"<th>{_e(h)}</th>" for h in head)
-    trs = "".join("<tr>" + "".join(f"<td{' class=num' if n else ''}>{_e(v)}</td>" for v, n in zip(r, num, strict=True))
-                  + "</tr>" for r in rows)
+    trs = "".join(
+        "<tr>" + "".join(f"<td{' class=num' if n else ''}>{_e(v)}</td>" for v, n in zip(r, num, strict=True)) + "</tr>"
+        for r in rows
+    )
     return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
 
 
 def _summary_html(s: Summary) -> str:
-    cards = [("forecasts", str(s.forecasts)), ("realised steps", str(s.steps)),
-             ("CRPS model", _fmt(s.crps)), ("CRPS random walk", _fmt(s.rw_crps)),
-             ("CRPS skill vs RW", _pct(s.skill)), ("50 % coverage", _pct(s.cover50)),
-             ("90 % coverage", _pct(s.cover90)), ("RW 90 % coverage", _pct(s.rw_cover90))]
-    return "<div class='cards'>" + "".join(
-        f"<div class='card' data-metric='{_e(k)}'><b>{_e(v)}</b><span>{_e(k)}</span></div>" for k, v in cards) + "</div>"
+    cards = [
+        ("forecasts", str(s.forecasts)),
+        ("realised steps", str(s.steps)),
+        ("CRPS model", _fmt(s.crps)),
+        ("CRPS random walk", _fmt(s.rw_crps)),
+        ("CRPS skill vs RW", _pct(s.skill)),
+        ("50 % coverage", _pct(s.cover50)),
+        ("90 % coverage", _pct(s.cover90)),
+        ("RW 90 % coverage", _pct(s.rw_cover90)),
+    ]
+    return (
+        "<div class='cards'>"
+        + "".join(f"<div class='card' data-metric='{_e(k)}'><b>{_e(v)}</b><span>{_e(k)}</span></div>" for k, v in cards)
+        + "</div>"
+    )
 
 
 def _versions_html(steps: pd.DataFrame) -> str:
     rows = []
     for version, g in steps.groupby("model_version", sort=True):
         s = summarize(g)
-        rows.append((version, _fmt_time(g["as_of"].min()), _fmt_time(g["as_of"].max()), s.forecasts, s.steps,
-                     _fmt(s.crps), _fmt(s.rw_crps), _pct(s.skill), _pct(s.cover50), _pct(s.cover90)))
-    return _table(["model version", "first as_of", "last as_of", "forecasts", "realised steps", "CRPS",
-                   "RW CRPS", "skill", "50 % cov.", "90 % cov."], rows,
-                  [False, False, False, True, True, True, True, True, True, True])
+        rows.append(
+            (
+                version,
+                _fmt_time(g["as_of"].min()),
+                _fmt_time(g["as_of"].max()),
+                s.forecasts,
+                s.steps,
+                _fmt(s.crps),
+                _fmt(s.rw_crps),
+                _pct(s.skill),
+                _pct(s.cover50),
+                _pct(s.cover90),
+            )
+        )
+    return _table(
+        [
+            "model version",
+            "first as_of",
+            "last as_of",
+            "forecasts",
+            "realised steps",
+            "CRPS",
+            "RW CRPS",
+            "skill",
+            "50 % cov.",
+            "90 % cov.",
+        ],
+        rows,
+        [False, False, False, True, True, True, True, True, True, True],
+    )
 
 
 def _changes_html(data: ReportData) -> str:
     if not data.changes:
         return "<p class='note'>No registry alias changes for this series in the period.</p>"
-    rows = [(_fmt_time(c.ms), c.event, c.alias, c.key, c.version, c.reason, _fmt_time(c.until_ms) if c.until_ms else "current")
-            for c in data.changes]
+    rows = [
+        (
+            _fmt_time(c.ms),
+            c.event,
+            c.alias,
+            c.key,
+            c.version,
+            c.reason,
+            _fmt_time(c.until_ms) if c.until_ms else "current",
+        )
+        for c in data.changes
+    ]
     return _table(["time (UTC)", "event", "alias", "model key", "version", "reason", "until"], rows)
 
 
@@ -877,9 +1065,15 @@ def _drift_html(data: ReportData) -> str:
         return "<p class='note'>The database has no <code>drift_events</code> table: drift events are not recorded here.</p>"
     if not d.rows:
         return "<p class='note'>No drift events for this series in the period.</p>"
-    rows = [[_fmt_time(v) if c == d.time_column and v is not None
-             else ("–" if v is None or (c == "horizon" and v == NO_HORIZON) else v)
-             for c, v in zip(d.columns, r, strict=True)] for r in d.rows]
+    rows = [
+        [
+            _fmt_time(v)
+            if c == d.time_column and v is not None
+            else ("–" if v is None or (c == "horizon" and v == NO_HORIZON) else v)
+            for c, v in zip(d.columns, r, strict=True)
+        ]
+        for r in d.rows
+    ]
     return _table(list(d.columns), rows)
 
 
@@ -887,25 +1081,34 @@ def render_report(data: ReportData, *, title: str | None = None) -> str:
     """Render ``data`` as a self-contained HTML page (inline CSS and SVG; every string escaped)."""
     cfg = data.config
     head = title or f"Forecast report: {cfg.symbol} {cfg.timeframe}"
-    period = f"{_fmt_time(cfg.from_ms) if cfg.from_ms is not None else 'start'} → " \
-             f"{_fmt_time(cfg.to_ms) if cfg.to_ms is not None else 'end'} (UTC, as_of)"
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(head)}</title>"
-             f"<style>{_CSS}</style></head><body><h1>{_e(head)}</h1><p class='sub'>Period {_e(period)}</p>"]
+    period = (
+        f"{_fmt_time(cfg.from_ms) if cfg.from_ms is not None else 'start'} → "
+        f"{_fmt_time(cfg.to_ms) if cfg.to_ms is not None else 'end'} (UTC, as_of)"
+    )
+    parts = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(head)}</title>"
+        f"<style>{_CSS}</style></head><body><h1>{_e(head)}</h1><p class='sub'>Period {_e(period)}</p>"
+    ]
     if data.empty:
         parts.append(f"<p class='note' id='empty'>{_e(empty_message(data))}</p></body></html>")
         return "".join(parts)
     s = summarize(data.steps)
     first, last = int(data.steps["as_of"].min()), int(data.steps["as_of"].max())
-    parts.append(f"<h2>Summary</h2><p class='sub'>{s.forecasts} forecasts from {_e(_fmt_time(first))} to "
-                 f"{_e(_fmt_time(last))}; scores pool every realised step (step k is realised by the close of the "
-                 f"k-th candle after as_of). Skill is 1 − CRPS/CRPS<sub>RW</sub>; the random walk is the EWMA "
-                 f"baseline stored with each forecast.</p>{_summary_html(s)}")
+    parts.append(
+        f"<h2>Summary</h2><p class='sub'>{s.forecasts} forecasts from {_e(_fmt_time(first))} to "
+        f"{_e(_fmt_time(last))}; scores pool every realised step (step k is realised by the close of the "
+        f"k-th candle after as_of). Skill is 1 − CRPS/CRPS<sub>RW</sub>; the random walk is the EWMA "
+        f"baseline stored with each forecast.</p>{_summary_html(s)}"
+    )
     parts.append(f"<h3>By model version</h3>{_versions_html(data.steps)}")
     fans = _sample_fans(data.steps, cfg.fans)
     parts.append(f"<h2>Price and forecasts</h2>{_price_chart(data, fans)}")
     if fans:
-        parts.append("<h3>Sampled forecasts against the realised path</h3><div class='fans'>"
-                     + "".join(_fan_panel(data, i, a, v) for i, (a, v) in enumerate(fans, start=1)) + "</div>")
+        parts.append(
+            "<h3>Sampled forecasts against the realised path</h3><div class='fans'>"
+            + "".join(_fan_panel(data, i, a, v) for i, (a, v) in enumerate(fans, start=1))
+            + "</div>"
+        )
     parts.append(f"<h2>Scores over time</h2>{_rolling_charts(data, rolling_scores(data.steps, cfg.window))}")
     parts.append(f"<h2>Reliability by horizon</h2>{_reliability_charts(data)}")
     parts.append(f"<h2>Touch probabilities</h2>{_touch_html(data)}")
@@ -920,7 +1123,9 @@ def empty_message(data: ReportData) -> str:
     where = f"{cfg.symbol} {cfg.timeframe}"
     when = ""
     if cfg.from_ms is not None or cfg.to_ms is not None:
-        when = f" with as_of in [{_fmt_time(cfg.from_ms) if cfg.from_ms is not None else 'start'}, " \
-               f"{_fmt_time(cfg.to_ms) if cfg.to_ms is not None else 'end'})"
+        when = (
+            f" with as_of in [{_fmt_time(cfg.from_ms) if cfg.from_ms is not None else 'start'}, "
+            f"{_fmt_time(cfg.to_ms) if cfg.to_ms is not None else 'end'})"
+        )
     held = f" ({len(data.candles)} candles are stored there)" if len(data.candles) else ""
     return f"No forecasts of {where}{when}{held}: nothing to report."

@@ -67,10 +67,19 @@ class ShadowRealised:
 
     def row(self) -> dict[str, Any]:
         """The ``shadow_scores`` row (:data:`forex_diffusion.storage.registry.SHADOW_COLUMNS`)."""
-        return {"version": self.version, "as_of_ms": self.as_of_ms, "model_key": self.key,
-                "champion_version": self.champion_version, "steps": self.horizon, "crps": self.crps,
-                "champion_crps": self.champion_crps, "rw_crps": self.rw_crps, "cover90": self.cover90,
-                "champion_cover90": self.champion_cover90, "realised_ms": self.realised_ms}
+        return {
+            "version": self.version,
+            "as_of_ms": self.as_of_ms,
+            "model_key": self.key,
+            "champion_version": self.champion_version,
+            "steps": self.horizon,
+            "crps": self.crps,
+            "champion_crps": self.champion_crps,
+            "rw_crps": self.rw_crps,
+            "cover90": self.cover90,
+            "champion_cover90": self.champion_cover90,
+            "realised_ms": self.realised_ms,
+        }
 
 
 class _Pair:
@@ -78,9 +87,18 @@ class _Pair:
 
     __slots__ = ("as_of_ms", "champion", "horizon", "q_champion", "q_shadow", "rw", "seen", "sums", "version")
 
-    def __init__(self, *, as_of_ms: int, version: str, champion: str, q_shadow: np.ndarray,
-                 q_champion: np.ndarray, rw: np.ndarray, seen: int = 0,
-                 sums: list[float] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        as_of_ms: int,
+        version: str,
+        champion: str,
+        q_shadow: np.ndarray,
+        q_champion: np.ndarray,
+        rw: np.ndarray,
+        seen: int = 0,
+        sums: list[float] | None = None,
+    ) -> None:
         self.as_of_ms, self.version, self.champion = as_of_ms, version, champion
         self.q_shadow, self.q_champion, self.rw = q_shadow, q_champion, rw
         self.horizon = int(q_shadow.shape[0])
@@ -101,14 +119,32 @@ class _Pair:
     def result(self, symbol: str, timeframe: str, realised_ms: int) -> ShadowRealised:
         """The realised origin (every step scored): means over the steps."""
         h = float(self.horizon)
-        return ShadowRealised(symbol=symbol, timeframe=timeframe, horizon=self.horizon, version=self.version,
-                              champion_version=self.champion, as_of_ms=self.as_of_ms, crps=self.sums[0] / h,
-                              champion_crps=self.sums[1] / h, rw_crps=self.sums[2] / h, cover90=self.sums[3] / h,
-                              champion_cover90=self.sums[4] / h, realised_ms=realised_ms)
+        return ShadowRealised(
+            symbol=symbol,
+            timeframe=timeframe,
+            horizon=self.horizon,
+            version=self.version,
+            champion_version=self.champion,
+            as_of_ms=self.as_of_ms,
+            crps=self.sums[0] / h,
+            champion_crps=self.sums[1] / h,
+            rw_crps=self.sums[2] / h,
+            cover90=self.sums[3] / h,
+            champion_cover90=self.sums[4] / h,
+            realised_ms=realised_ms,
+        )
 
     def to_list(self) -> list[Any]:
-        return [self.as_of_ms, self.version, self.champion, self.q_shadow.tolist(), self.q_champion.tolist(),
-                self.rw.tolist(), self.seen, list(self.sums)]
+        return [
+            self.as_of_ms,
+            self.version,
+            self.champion,
+            self.q_shadow.tolist(),
+            self.q_champion.tolist(),
+            self.rw.tolist(),
+            self.seen,
+            list(self.sums),
+        ]
 
     @classmethod
     def from_list(cls, d: list[Any]) -> _Pair:
@@ -117,11 +153,24 @@ class _Pair:
         h = arrays[0].shape[0] if arrays[0].ndim == 2 else 0
         if h < 1 or any(a.shape != arrays[0].shape for a in arrays) or not all(np.isfinite(a).all() for a in arrays):
             raise ConfigError("shadow pair: quantiles must be three finite [horizon, levels] arrays")
-        if not (isinstance(version, str) and isinstance(champion, str) and 0 <= int(seen) < h
-                and len(sums) == 5 and all(math.isfinite(float(x)) for x in sums)):
+        if not (
+            isinstance(version, str)
+            and isinstance(champion, str)
+            and 0 <= int(seen) < h
+            and len(sums) == 5
+            and all(math.isfinite(float(x)) for x in sums)
+        ):
             raise ConfigError("shadow pair: bad version, step count or sums")
-        return cls(as_of_ms=int(as_of), version=version, champion=champion, q_shadow=arrays[0],
-                   q_champion=arrays[1], rw=arrays[2], seen=int(seen), sums=[float(x) for x in sums])
+        return cls(
+            as_of_ms=int(as_of),
+            version=version,
+            champion=champion,
+            q_shadow=arrays[0],
+            q_champion=arrays[1],
+            rw=arrays[2],
+            seen=int(seen),
+            sums=[float(x) for x in sums],
+        )
 
 
 class ShadowTracker:
@@ -146,19 +195,36 @@ class ShadowTracker:
         quantiles; ``sigma`` (the EWMA volatility at the origin, as the champion's record
         uses) must be finite and positive.
         """
-        same = (shadow.symbol == champion.symbol and shadow.timeframe == champion.timeframe
-                and shadow.as_of_ms == champion.as_of_ms and shadow.horizon == champion.horizon
-                and tuple(shadow.levels) == tuple(champion.levels))
+        same = (
+            shadow.symbol == champion.symbol
+            and shadow.timeframe == champion.timeframe
+            and shadow.as_of_ms == champion.as_of_ms
+            and shadow.horizon == champion.horizon
+            and tuple(shadow.levels) == tuple(champion.levels)
+        )
         qs = np.asarray(shadow.quantiles, dtype=np.float64)
         qc = np.asarray(champion.quantiles, dtype=np.float64)
-        if not (same and qs.shape == qc.shape and qs.ndim == 2 and math.isfinite(sigma) and sigma > 0
-                and np.isfinite(qs).all() and np.isfinite(qc).all()):
+        if not (
+            same
+            and qs.shape == qc.shape
+            and qs.ndim == 2
+            and math.isfinite(sigma)
+            and sigma > 0
+            and np.isfinite(qs).all()
+            and np.isfinite(qc).all()
+        ):
             return False
         rw = rw_quantiles(champion.last_close, sigma, champion.horizon)
         if not np.isfinite(rw).all():
             return False
-        pair = _Pair(as_of_ms=shadow.as_of_ms, version=shadow.model_version, champion=champion.model_version,
-                     q_shadow=qs, q_champion=qc, rw=rw)
+        pair = _Pair(
+            as_of_ms=shadow.as_of_ms,
+            version=shadow.model_version,
+            champion=champion.model_version,
+            q_shadow=qs,
+            q_champion=qc,
+            rw=rw,
+        )
         key = (shadow.symbol, shadow.timeframe)
         for close_ms, close in self._recent.get(key, ()):  # candles after the origin seen already
             if close_ms > pair.as_of_ms and pair.seen < pair.horizon:
@@ -215,9 +281,14 @@ class ShadowTracker:
     def snapshot(self, symbols: Iterable[str]) -> dict[str, Any]:
         """Plain-data state of ``symbols``' pairs."""
         wanted = set(symbols)
-        return {"v": SHADOW_STATE_VERSION,
-                "series": [[s, tf, [p.to_list() for p in ps]] for (s, tf), ps in sorted(self._pending.items())
-                           if s in wanted and ps]}
+        return {
+            "v": SHADOW_STATE_VERSION,
+            "series": [
+                [s, tf, [p.to_list() for p in ps]]
+                for (s, tf), ps in sorted(self._pending.items())
+                if s in wanted and ps
+            ],
+        }
 
     def restore(self, data: Any) -> int:
         """Add the pairs of a :meth:`snapshot`; return how many. A malformed part is dropped

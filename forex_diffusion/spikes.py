@@ -129,9 +129,27 @@ class SpikeGuard(Generic[T]):
     ``revert`` → :meth:`end_hold` then :meth:`accept`. Held items are opaque to the guard.
     """
 
-    __slots__ = ("config", "n", "last_good", "sigma", "threshold", "low", "high", "_f_lo", "_f_hi",
-                 "_wide", "_held", "_held_mids", "_k", "_min", "_alpha", "_switch", "_warmup", "_steady",
-                 "_bind")
+    __slots__ = (
+        "config",
+        "n",
+        "last_good",
+        "sigma",
+        "threshold",
+        "low",
+        "high",
+        "_f_lo",
+        "_f_hi",
+        "_wide",
+        "_held",
+        "_held_mids",
+        "_k",
+        "_min",
+        "_alpha",
+        "_switch",
+        "_warmup",
+        "_steady",
+        "_bind",
+    )
 
     def __init__(self, config: SpikeConfig | None = None) -> None:
         cfg = config or SpikeConfig()
@@ -284,8 +302,9 @@ class SpikeGuard(Generic[T]):
         if n < 0 or (last is None) != (n == 0) or not (math.isfinite(sigma) and sigma >= 0):
             raise ConfigError("malformed spike guard snapshot")
         if len(held) > self.config.confirm or (held and last is None):
-            raise ConfigError("spike guard snapshot holds more ticks than confirm allows, or "
-                              "holds ticks before any was accepted")
+            raise ConfigError(
+                "spike guard snapshot holds more ticks than confirm allows, or holds ticks before any was accepted"
+            )
         self.reset()
         self.n, self.sigma = n, sigma
         self.last_good = None if last is None else float(last)

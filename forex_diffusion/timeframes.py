@@ -62,9 +62,7 @@ class Timeframe:
     _zone: ZoneInfo | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def parse(
-        cls, name: str, *, day_roll_tz: str = "America/New_York", day_roll_hour: int = 17
-    ) -> Timeframe:
+    def parse(cls, name: str, *, day_roll_tz: str = "America/New_York", day_roll_hour: int = 17) -> Timeframe:
         """Build a timeframe from its name (``1m 5m 15m 30m 1h 4h 1d`` and other ``N[m|h|d]``)."""
         return _parse(name.strip().lower(), day_roll_tz, day_roll_hour)
 
@@ -135,8 +133,11 @@ def _parse(name: str, day_roll_tz: str, day_roll_hour: int) -> Timeframe:
         raise ConfigError(f"unknown time zone {day_roll_tz!r}") from exc
     # one spelling per duration, whatever was written: 01m -> 1m, 60m -> 1h, 1440m -> 1d
     hour = _UNITS["h"]
-    canonical = "1d" if duration == _UNITS["d"] else (
-        f"{duration // hour}h" if duration % hour == 0 else f"{duration // _MINUTE}m")
+    canonical = (
+        "1d"
+        if duration == _UNITS["d"]
+        else (f"{duration // hour}h" if duration % hour == 0 else f"{duration // _MINUTE}m")
+    )
     return Timeframe(canonical, duration, day_roll_tz, day_roll_hour, zone)
 
 

@@ -137,7 +137,11 @@ def parse_touch_bands(spec: str | Sequence[str] | Sequence[TouchBand] | None) ->
 
 
 DEFAULT_TOUCH_BANDS: tuple[TouchBand, ...] = (
-    TouchBand(1, 0.5, "vol"), TouchBand(-1, 0.5, "vol"), TouchBand(1, 1.0, "vol"), TouchBand(-1, 1.0, "vol"))
+    TouchBand(1, 0.5, "vol"),
+    TouchBand(-1, 0.5, "vol"),
+    TouchBand(1, 1.0, "vol"),
+    TouchBand(-1, 1.0, "vol"),
+)
 """``0.5vol,1vol``: ±0.5 and ±1 times ``sigma * sqrt(H)``."""
 
 _REGISTRY = InstrumentRegistry()
@@ -151,8 +155,9 @@ def pip_size(symbol: str) -> float:
     return 0.01 if symbol.upper().endswith("JPY") else 0.0001
 
 
-def band_distances(bands: Sequence[TouchBand], last_close: np.ndarray, sigma: np.ndarray, horizon: int,
-                   symbols: Sequence[str]) -> np.ndarray:
+def band_distances(
+    bands: Sequence[TouchBand], last_close: np.ndarray, sigma: np.ndarray, horizon: int, symbols: Sequence[str]
+) -> np.ndarray:
     """Return ``[N, nb]`` log distances (> 0; ``inf``: unreachable) of each band from the last close.
 
     A band's price level is ``last_close * exp(side * distance)`` (for pips exactly
@@ -271,8 +276,12 @@ class TouchForecast:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (probabilities rounded to 4 decimals)."""
-        return {"bands": list(self.bands), "levels": self.levels.tolist(),
-                "p": np.round(self.p, 4).tolist(), "rw_p": np.round(self.rw_p, 4).tolist()}
+        return {
+            "bands": list(self.bands),
+            "levels": self.levels.tolist(),
+            "p": np.round(self.p, 4).tolist(),
+            "rw_p": np.round(self.rw_p, 4).tolist(),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,8 +297,9 @@ class ExtremesForecast:
         return {"levels": list(self.levels), "max": self.max.tolist(), "min": self.min.tolist()}
 
 
-def touch_from_paths(logchg: np.ndarray, distance: np.ndarray, sides: Sequence[int], sigma: np.ndarray,
-                     rw_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def touch_from_paths(
+    logchg: np.ndarray, distance: np.ndarray, sides: Sequence[int], sigma: np.ndarray, rw_weight: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(p, rw_p)``, each ``[B, nb, H]``, from sampled paths.
 
     Parameters
@@ -338,8 +348,9 @@ def _sample_quantiles(x: np.ndarray, levels: np.ndarray) -> np.ndarray:
     return np.moveaxis(out, 1, -1)
 
 
-def extremes_from_paths(logchg: np.ndarray, sigma: np.ndarray, rw_weight: np.ndarray,
-                        levels: Sequence[float] = EXTREME_LEVELS) -> tuple[np.ndarray, np.ndarray]:
+def extremes_from_paths(
+    logchg: np.ndarray, sigma: np.ndarray, rw_weight: np.ndarray, levels: Sequence[float] = EXTREME_LEVELS
+) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(max_q, min_q)``, each ``[B, H, L]`` log changes: blended running max/min quantiles."""
     x = np.asarray(logchg, dtype=np.float64)
     h = x.shape[-1]
@@ -360,8 +371,9 @@ def extremes_from_paths(logchg: np.ndarray, sigma: np.ndarray, rw_weight: np.nda
 TOUCH_COLUMNS: tuple[str, ...] = ("as_of", "band", "step", "level", "p", "rw_p", "hit")
 
 
-def realised_touch(closes: np.ndarray, start: np.ndarray, levels: np.ndarray, sides: Sequence[int],
-                   horizon: int) -> np.ndarray:
+def realised_touch(
+    closes: np.ndarray, start: np.ndarray, levels: np.ndarray, sides: Sequence[int], horizon: int
+) -> np.ndarray:
     """Return ``[N, nb, H]``: 1.0 when a close of steps ``1..h`` after ``start`` is at or beyond the level.
 
     ``closes [T]``, ``start [N]`` the index of the origin's close, ``levels [N, nb]``
@@ -379,17 +391,23 @@ def realised_touch(closes: np.ndarray, start: np.ndarray, levels: np.ndarray, si
     return np.where(ok[:, None, :], hit, np.nan)
 
 
-def touch_rows(as_of: np.ndarray, bands: Sequence[str], levels: np.ndarray, p: np.ndarray, rw_p: np.ndarray,
-               hit: np.ndarray) -> pd.DataFrame:
+def touch_rows(
+    as_of: np.ndarray, bands: Sequence[str], levels: np.ndarray, p: np.ndarray, rw_p: np.ndarray, hit: np.ndarray
+) -> pd.DataFrame:
     """Long table, one row per (as_of, band, step): columns :data:`TOUCH_COLUMNS`."""
     n, nb, h = p.shape
-    return pd.DataFrame({
-        "as_of": np.repeat(np.asarray(as_of, dtype=np.int64), nb * h),
-        "band": np.tile(np.repeat(np.asarray(bands, dtype=object), h), n),
-        "step": np.tile(np.arange(1, h + 1), n * nb),
-        "level": np.repeat(np.asarray(levels, dtype=np.float64).ravel(), h),
-        "p": p.ravel(), "rw_p": rw_p.ravel(), "hit": hit.ravel(),
-    }, columns=list(TOUCH_COLUMNS))
+    return pd.DataFrame(
+        {
+            "as_of": np.repeat(np.asarray(as_of, dtype=np.int64), nb * h),
+            "band": np.tile(np.repeat(np.asarray(bands, dtype=object), h), n),
+            "step": np.tile(np.arange(1, h + 1), n * nb),
+            "level": np.repeat(np.asarray(levels, dtype=np.float64).ravel(), h),
+            "p": p.ravel(),
+            "rw_p": rw_p.ravel(),
+            "hit": hit.ravel(),
+        },
+        columns=list(TOUCH_COLUMNS),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,15 +435,29 @@ def summarize_touch(rows: pd.DataFrame, *, by_band: bool = False) -> list[TouchS
     if done.empty:
         return out
     y = done["hit"].to_numpy(dtype=np.float64)
-    frame = pd.DataFrame({"step": done["step"].to_numpy(), "band": done["band"].to_numpy(), "y": y,
-                          "b": (done["p"].to_numpy(dtype=np.float64) - y) ** 2,
-                          "rb": (done["rw_p"].to_numpy(dtype=np.float64) - y) ** 2})
+    frame = pd.DataFrame(
+        {
+            "step": done["step"].to_numpy(),
+            "band": done["band"].to_numpy(),
+            "y": y,
+            "b": (done["p"].to_numpy(dtype=np.float64) - y) ** 2,
+            "rb": (done["rw_p"].to_numpy(dtype=np.float64) - y) ** 2,
+        }
+    )
     for key, g in frame.groupby(keys, sort=True):
         k = key if isinstance(key, tuple) else (key,)
         b, rb = float(g["b"].mean()), float(g["rb"].mean())
-        out.append(TouchStepSummary(step=int(k[0]), band=str(k[1]) if by_band else "all", n=len(g),
-                                    rate=float(g["y"].mean()), brier=b, rw_brier=rb,
-                                    skill=1.0 - b / rb if rb > 0 else math.nan))
+        out.append(
+            TouchStepSummary(
+                step=int(k[0]),
+                band=str(k[1]) if by_band else "all",
+                n=len(g),
+                rate=float(g["y"].mean()),
+                brier=b,
+                rw_brier=rb,
+                skill=1.0 - b / rb if rb > 0 else math.nan,
+            )
+        )
     return out
 
 
@@ -445,5 +477,12 @@ def touch_reliability(rows: pd.DataFrame, bins: int = 10, column: str = "p") -> 
     keep = n > 0
     lo = np.arange(bins) / bins
     with np.errstate(invalid="ignore", divide="ignore"):
-        return pd.DataFrame({"bin_lo": lo[keep], "bin_hi": lo[keep] + 1.0 / bins, "n": n[keep],
-                             "predicted": sp[keep] / n[keep], "observed": sy[keep] / n[keep]})
+        return pd.DataFrame(
+            {
+                "bin_lo": lo[keep],
+                "bin_hi": lo[keep] + 1.0 / bins,
+                "n": n[keep],
+                "predicted": sp[keep] / n[keep],
+                "observed": sy[keep] / n[keep],
+            }
+        )

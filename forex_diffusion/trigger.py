@@ -71,9 +71,7 @@ def model_key(symbol: str, timeframe: str, horizon: int | None) -> str:
     return f"{symbol}/{timeframe}" if horizon is None else f"{symbol}/{timeframe}/{horizon}"
 
 
-def request_id_for(
-    symbol: str, timeframe: str, horizon: int | None, reason: str, requested_at_ms: int
-) -> str:
+def request_id_for(symbol: str, timeframe: str, horizon: int | None, reason: str, requested_at_ms: int) -> str:
     """Return the deterministic request id of a (model key, reason, time): 24 hex digits."""
     text = f"{model_key(symbol, timeframe, horizon)}|{reason}|{requested_at_ms}"
     return hashlib.sha256(text.encode()).hexdigest()[:24]
@@ -278,9 +276,7 @@ def decide(
     skey = model_key(symbol, timeframe, None)
 
     horizon_of = (lambda h: h) if policy.per_horizon else (lambda h: policy.model_horizon)
-    kept = [
-        _Seen(d, h, t) for d, h, t in state.events.get(skey, ()) if now_ms - t < policy.window_ms
-    ]
+    kept = [_Seen(d, h, t) for d, h, t in state.events.get(skey, ()) if now_ms - t < policy.window_ms]
     kept.extend(_Seen(e.detector, e.horizon, e.ts_ms) for e in new if now_ms - e.ts_ms < policy.window_ms)
     kept = kept[-policy.max_events :]
 
@@ -374,8 +370,12 @@ def request(
         return Decision(None, f"duplicate: {key} has open request {rid}"), state
     req = RetrainRequest(
         request_id=request_id_for(symbol, timeframe, h, reason, now_ms),
-        symbol=symbol, timeframe=timeframe, horizon=h, reason=reason,
-        requested_at_ms=now_ms, detail=detail,
+        symbol=symbol,
+        timeframe=timeframe,
+        horizon=h,
+        reason=reason,
+        requested_at_ms=now_ms,
+        detail=detail,
     )
     opened = dict(state.open_requests)
     opened[key] = (req.request_id, now_ms)

@@ -125,9 +125,7 @@ class ValidationCounters:
 class TickValidator:
     """Check quotes against the catalogue; stateful only for duplicate ids (bounded)."""
 
-    def __init__(
-        self, config: ValidationConfig | None = None, instruments: InstrumentRegistry | None = None
-    ) -> None:
+    def __init__(self, config: ValidationConfig | None = None, instruments: InstrumentRegistry | None = None) -> None:
         self.config = config or ValidationConfig()
         self.instruments = instruments or InstrumentRegistry()
         self.counters = ValidationCounters()
@@ -270,12 +268,15 @@ class TickValidator:
         if symbol is None:
             self.counters.rejected["unknown_symbol"] = self.counters.rejected.get("unknown_symbol", 0) + 1
             raise ValidationError(RejectReason.UNKNOWN_SYMBOL, f"symbol {tick.symbol[:32]!r}")
-        reason = self.check(symbol, tick.ts_ms, tick.bid, tick.ask, volume=tick.volume, tick_id=tick.tick_id,
-                            now_ms=now_ms)
+        reason = self.check(
+            symbol, tick.ts_ms, tick.bid, tick.ask, volume=tick.volume, tick_id=tick.tick_id, now_ms=now_ms
+        )
         if reason is not None:
             raise ValidationError(reason, f"{symbol} ts_ms={tick.ts_ms} bid={tick.bid!r} ask={tick.ask!r}")
         if symbol != tick.symbol:
-            return Tick(symbol=symbol, ts_ms=tick.ts_ms, bid=tick.bid, ask=tick.ask, volume=tick.volume, tick_id=tick.tick_id)
+            return Tick(
+                symbol=symbol, ts_ms=tick.ts_ms, bid=tick.bid, ask=tick.ask, volume=tick.volume, tick_id=tick.tick_id
+            )
         return tick
 
     def snapshot(self) -> dict[str, Any]:

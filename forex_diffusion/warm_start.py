@@ -32,8 +32,9 @@ def stream_key(candle: Candle) -> tuple[int, int]:
     return candle.close_ms, Timeframe.parse(candle.timeframe).duration_ms
 
 
-def stored_history(engine: Engine, symbol: str, timeframes: tuple[str, ...], *, before: Candle,
-                   per_timeframe: int) -> list[Candle]:
+def stored_history(
+    engine: Engine, symbol: str, timeframes: tuple[str, ...], *, before: Candle, per_timeframe: int
+) -> list[Candle]:
     """The stored closed candles of ``symbol`` that come before ``before`` in stream order,
     at most the last ``per_timeframe`` of each of ``timeframes``, in stream order."""
     if per_timeframe <= 0:
@@ -59,6 +60,7 @@ def warm_start(forecaster: SymbolForecaster, engine: Engine, *, before: Candle, 
     if per_timeframe <= 0:
         forecaster.cold = set()
         return 0
-    history = stored_history(engine, forecaster.symbol, forecaster.config.timeframes, before=before,
-                             per_timeframe=per_timeframe)
+    history = stored_history(
+        engine, forecaster.symbol, forecaster.config.timeframes, before=before, per_timeframe=per_timeframe
+    )
     return forecaster.warm(history)

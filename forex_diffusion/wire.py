@@ -180,8 +180,7 @@ class RecordSchema:
 
     def json_schema(self) -> dict[str, Any]:
         """The JSON Schema (draft 2020-12) of this topic's value."""
-        props: dict[str, Any] = {"v": {"const": SCHEMA_VERSION,
-                                       "description": "schema version (absent is read as 1)"}}
+        props: dict[str, Any] = {"v": {"const": SCHEMA_VERSION, "description": "schema version (absent is read as 1)"}}
         props.update({f.name: _field_schema(f) for f in self.fields})
         return {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -196,6 +195,7 @@ class RecordSchema:
 
 
 # -- checking ---------------------------------------------------------------------------------
+
 
 def _fail(reason: RejectReason, path: str, what: str) -> ValidationError:
     return ValidationError(reason, f"{path}: {what}" if path else what)
@@ -336,8 +336,17 @@ def _field_schema(f: Field) -> dict[str, Any]:
             num["minimum"] = f.minimum
         if f.maximum is not None:
             num["maximum"] = f.maximum
-        s = {"anyOf": [num, {"type": "string", "maxLength": _NUMERIC_MAX_LEN, "pattern": f"^(?:{_NUMERIC})$",
-                             "description": "a decimal number, within the same bounds"}]}
+        s = {
+            "anyOf": [
+                num,
+                {
+                    "type": "string",
+                    "maxLength": _NUMERIC_MAX_LEN,
+                    "pattern": f"^(?:{_NUMERIC})$",
+                    "description": "a decimal number, within the same bounds",
+                },
+            ]
+        }
     elif k in ("string", "id"):
         s = {"type": "string"}
         if f.max_length is not None:
@@ -355,14 +364,21 @@ def _field_schema(f: Field) -> dict[str, Any]:
             s["maxItems"] = f.max_items
     elif k == "map":
         assert f.items is not None
-        s = {"type": "object", "propertyNames": {"pattern": f"^(?:{_TOKEN})$"},
-             "additionalProperties": _field_schema(f.items)}
+        s = {
+            "type": "object",
+            "propertyNames": {"pattern": f"^(?:{_TOKEN})$"},
+            "additionalProperties": _field_schema(f.items),
+        }
         if f.max_items is not None:
             s["maxProperties"] = f.max_items
     elif k == "object":
         assert f.fields is not None
-        s = {"type": "object", "properties": {g.name: _field_schema(g) for g in f.fields},
-             "required": [g.name for g in f.fields if g.required], "additionalProperties": True}
+        s = {
+            "type": "object",
+            "properties": {g.name: _field_schema(g) for g in f.fields},
+            "required": [g.name for g in f.fields if g.required],
+            "additionalProperties": True,
+        }
     else:  # json
         s = {"description": f"any JSON value nested at most {MAX_JSON_DEPTH} deep"}
     if f.enum is not None:
@@ -376,10 +392,18 @@ def _field_schema(f: Field) -> dict[str, Any]:
 
 # -- topic schemas ---------------------------------------------------------------------------
 
+
 def _ts(name: str, **kw: Any) -> Field:
     # a time outside the calendar is a bad timestamp, as the file readers and the validator say
-    return Field(name=name, kind="integer", minimum=TS_MIN, maximum=TS_MAX, out_of_bounds=RejectReason.BAD_TS,
-                 description=kw.pop("description", "epoch milliseconds, UTC"), **kw)
+    return Field(
+        name=name,
+        kind="integer",
+        minimum=TS_MIN,
+        maximum=TS_MAX,
+        out_of_bounds=RejectReason.BAD_TS,
+        description=kw.pop("description", "epoch milliseconds, UTC"),
+        **kw,
+    )
 
 
 def _num(name: str, **kw: Any) -> Field:
@@ -387,162 +411,303 @@ def _num(name: str, **kw: Any) -> Field:
     return Field(name=name, kind="number", nullable=True, non_finite_as_null=True, **kw)
 
 
-_SYMBOL_IN_F = Field(name="symbol", kind="string", pattern=_SYMBOL_IN,
-                     description="the instrument, canonical (EURUSD) or an alias (EUR/USD, eur_usd)")
+_SYMBOL_IN_F = Field(
+    name="symbol",
+    kind="string",
+    pattern=_SYMBOL_IN,
+    description="the instrument, canonical (EURUSD) or an alias (EUR/USD, eur_usd)",
+)
 _SYMBOL_F = Field(name="symbol", kind="string", pattern=_SYMBOL, description="canonical symbol")
 _TF_F = Field(name="timeframe", kind="string", pattern=_TIMEFRAME, description="e.g. 1m, 5m, 1h, 1d")
 _TF_NULL_F = Field(name="timeframe", kind="string", pattern=_TIMEFRAME, nullable=True)
-_HORIZON_F = Field(name="horizon", kind="integer", minimum=1, maximum=HORIZON_MAX, nullable=True,
-                   description="forecast steps (null: the worker's default)")
+_HORIZON_F = Field(
+    name="horizon",
+    kind="integer",
+    minimum=1,
+    maximum=HORIZON_MAX,
+    nullable=True,
+    description="forecast steps (null: the worker's default)",
+)
 # no lower bound: a price <= 0 is the validator's ``non_positive`` (a file and the stream agree)
 _PRICE_IN = {"kind": "price", "maximum": PRICE_MAX}
 _QUANTILE_ROW = Field(name="row", kind="array", max_items=FORECAST_LEVELS_MAX, items=_num("q"))
-_PROB_ROW = Field(name="row", kind="array", max_items=FORECAST_STEPS_MAX,
-                  items=Field(name="p", kind="number", minimum=0.0, maximum=1.0, nullable=True,
-                              non_finite_as_null=True))
+_PROB_ROW = Field(
+    name="row",
+    kind="array",
+    max_items=FORECAST_STEPS_MAX,
+    items=Field(name="p", kind="number", minimum=0.0, maximum=1.0, nullable=True, non_finite_as_null=True),
+)
 _TOUCH_BAND = r"[+-][0-9.eE+-]{1,24}(pip|sigma|vol)"
 
-_LEARNER = Field(name="prediction", kind="object", fields=(
-    Field(name="horizon", kind="integer", minimum=1, maximum=HORIZON_MAX),
-    _ts("as_of_ms"),
-    _num("scaled_return"), _num("log_return"), _num("price"), _num("p_up"),
-))
+_LEARNER = Field(
+    name="prediction",
+    kind="object",
+    fields=(
+        Field(name="horizon", kind="integer", minimum=1, maximum=HORIZON_MAX),
+        _ts("as_of_ms"),
+        _num("scaled_return"),
+        _num("log_return"),
+        _num("price"),
+        _num("p_up"),
+    ),
+)
 
-TICKS = RecordSchema(topic="fx.ticks", description="One quote: bid and ask of one instrument at one instant.", fields=(
-    _SYMBOL_IN_F,
-    _ts("ts", description="event time, epoch milliseconds, UTC"),
-    Field(name="bid", **_PRICE_IN),  # type: ignore[arg-type]
-    Field(name="ask", **_PRICE_IN),  # type: ignore[arg-type]
-    Field(name="volume", kind="price", required=False, nullable=True, minimum=0.0, maximum=TICK_VOLUME_MAX),
-    Field(name="tick_id", kind="id", required=False, nullable=True, max_length=128, pattern=_NO_CONTROL,
-          description="producer's id of the tick (de-duplication); an integer is read as its decimal text"),
-))
+TICKS = RecordSchema(
+    topic="fx.ticks",
+    description="One quote: bid and ask of one instrument at one instant.",
+    fields=(
+        _SYMBOL_IN_F,
+        _ts("ts", description="event time, epoch milliseconds, UTC"),
+        Field(name="bid", **_PRICE_IN),  # type: ignore[arg-type]
+        Field(name="ask", **_PRICE_IN),  # type: ignore[arg-type]
+        Field(name="volume", kind="price", required=False, nullable=True, minimum=0.0, maximum=TICK_VOLUME_MAX),
+        Field(
+            name="tick_id",
+            kind="id",
+            required=False,
+            nullable=True,
+            max_length=128,
+            pattern=_NO_CONTROL,
+            description="producer's id of the tick (de-duplication); an integer is read as its decimal text",
+        ),
+    ),
+)
 
-CANDLES = RecordSchema(topic="fx.candles", description="One OHLC bar of one instrument and timeframe.", fields=(
-    _SYMBOL_IN_F, _TF_F,
-    _ts("open_time", description="bar open, epoch ms UTC, on the timeframe's grid"),
-    _ts("close_time", description="bar end (exclusive), epoch ms UTC: open_time + timeframe"),
-    Field(name="open", **_PRICE_IN),  # type: ignore[arg-type]
-    Field(name="high", **_PRICE_IN),  # type: ignore[arg-type]
-    Field(name="low", **_PRICE_IN),  # type: ignore[arg-type]
-    Field(name="close", **_PRICE_IN),  # type: ignore[arg-type]
-    Field(name="volume", kind="price", required=False, nullable=True, minimum=0.0, maximum=CANDLE_VOLUME_MAX),
-    Field(name="tick_count", kind="integer", required=False, minimum=0, maximum=COUNT_MAX),
-    Field(name="spread_mean", kind="number", required=False, nullable=True, minimum=-PRICE_MAX, maximum=PRICE_MAX),
-    Field(name="spread_min", kind="number", required=False, nullable=True, minimum=-PRICE_MAX, maximum=PRICE_MAX),
-    Field(name="spread_max", kind="number", required=False, nullable=True, minimum=-PRICE_MAX, maximum=PRICE_MAX),
-    Field(name="final", kind="boolean", required=False, description="false while the bar is forming (default true)"),
-    Field(name="revision", kind="integer", required=False, minimum=0, maximum=COUNT_MAX),
-))
+CANDLES = RecordSchema(
+    topic="fx.candles",
+    description="One OHLC bar of one instrument and timeframe.",
+    fields=(
+        _SYMBOL_IN_F,
+        _TF_F,
+        _ts("open_time", description="bar open, epoch ms UTC, on the timeframe's grid"),
+        _ts("close_time", description="bar end (exclusive), epoch ms UTC: open_time + timeframe"),
+        Field(name="open", **_PRICE_IN),  # type: ignore[arg-type]
+        Field(name="high", **_PRICE_IN),  # type: ignore[arg-type]
+        Field(name="low", **_PRICE_IN),  # type: ignore[arg-type]
+        Field(name="close", **_PRICE_IN),  # type: ignore[arg-type]
+        Field(name="volume", kind="price", required=False, nullable=True, minimum=0.0, maximum=CANDLE_VOLUME_MAX),
+        Field(name="tick_count", kind="integer", required=False, minimum=0, maximum=COUNT_MAX),
+        Field(name="spread_mean", kind="number", required=False, nullable=True, minimum=-PRICE_MAX, maximum=PRICE_MAX),
+        Field(name="spread_min", kind="number", required=False, nullable=True, minimum=-PRICE_MAX, maximum=PRICE_MAX),
+        Field(name="spread_max", kind="number", required=False, nullable=True, minimum=-PRICE_MAX, maximum=PRICE_MAX),
+        Field(
+            name="final", kind="boolean", required=False, description="false while the bar is forming (default true)"
+        ),
+        Field(name="revision", kind="integer", required=False, minimum=0, maximum=COUNT_MAX),
+    ),
+)
 
-INDICATORS = RecordSchema(topic="fx.indicators", description="Indicator values on one closed candle.", fields=(
-    _SYMBOL_F, _TF_F, _ts("open_time"), _ts("close_time"),
-    Field(name="values", kind="map", max_items=1024, items=_num("value"),
-          description="indicator name -> value (null while warming up)"),
-))
+INDICATORS = RecordSchema(
+    topic="fx.indicators",
+    description="Indicator values on one closed candle.",
+    fields=(
+        _SYMBOL_F,
+        _TF_F,
+        _ts("open_time"),
+        _ts("close_time"),
+        Field(
+            name="values",
+            kind="map",
+            max_items=1024,
+            items=_num("value"),
+            description="indicator name -> value (null while warming up)",
+        ),
+    ),
+)
 
-FORECASTS = RecordSchema(topic="fx.forecasts", description="A probabilistic forecast made on a closed candle.", fields=(
-    _SYMBOL_F, _TF_F,
-    _ts("as_of", description="close_time of the last closed candle, epoch ms"),
-    _ts("as_of_ms", description="same as as_of"),
-    Field(name="horizon", kind="integer", minimum=1, maximum=HORIZON_MAX),
-    Field(name="model_version", kind="string", pattern=_TOKEN, max_length=128),
-    _num("last_close"),
-    Field(name="levels", kind="array", max_items=FORECAST_LEVELS_MAX,
-          items=Field(name="level", kind="number", minimum=0.0, maximum=1.0)),
-    Field(name="quantiles", kind="array", max_items=FORECAST_STEPS_MAX, items=_QUANTILE_ROW,
-          description="[horizon][level] price quantiles (null: not finite)"),
-    Field(name="mean", kind="array", max_items=FORECAST_STEPS_MAX, items=_num("m")),
-    Field(name="p_up", kind="array", max_items=FORECAST_STEPS_MAX, items=_num("p")),
-    Field(name="steps", kind="integer", minimum=0, maximum=INT32_MAX),
-    Field(name="samples", kind="integer", minimum=0, maximum=INT32_MAX),
-    _num("latency_s"),
-    Field(name="rw_quantiles", kind="array", max_items=FORECAST_STEPS_MAX, items=_QUANTILE_ROW,
-          description="random-walk baseline quantiles"),
-    Field(name="degraded", kind="boolean"),
-    Field(name="learner", kind="array", max_items=1024, items=_LEARNER,
-          description="the online learners' predictions"),
-    Field(name="touch", kind="object", required=False, fields=(
-        Field(name="bands", kind="array", max_items=TOUCH_BANDS_MAX,
-              items=Field(name="band", kind="string", pattern=_TOUCH_BAND, max_length=32),
-              description="band names: side, size, unit (pip, sigma: one-step EWMA volatility, "
-                          "vol: sigma * sqrt(horizon)), e.g. +0.5vol, -20pip"),
-        Field(name="levels", kind="array", max_items=TOUCH_BANDS_MAX, items=_num("level"),
-              description="each band's price level"),
-        Field(name="p", kind="array", max_items=TOUCH_BANDS_MAX, items=_PROB_ROW,
-              description="[band][step] probability that a close of steps 1..h is at or beyond the level "
-                          "(close-based; calibrated: blended with the random walk)"),
-        Field(name="rw_p", kind="array", max_items=TOUCH_BANDS_MAX, items=_PROB_ROW,
-              description="[band][step] the EWMA random walk's touch probability"),
-    ), description="touch probabilities of configured bands (optional)"),
-    Field(name="extremes", kind="object", required=False, fields=(
-        Field(name="levels", kind="array", max_items=FORECAST_LEVELS_MAX,
-              items=Field(name="level", kind="number", minimum=0.0, maximum=1.0)),
-        Field(name="max", kind="array", max_items=FORECAST_STEPS_MAX, items=_QUANTILE_ROW,
-              description="[step][level] quantiles of the highest close of steps 1..h"),
-        Field(name="min", kind="array", max_items=FORECAST_STEPS_MAX, items=_QUANTILE_ROW,
-              description="[step][level] quantiles of the lowest close of steps 1..h"),
-    ), description="running maximum and minimum quantiles (optional)"),
-))
+FORECASTS = RecordSchema(
+    topic="fx.forecasts",
+    description="A probabilistic forecast made on a closed candle.",
+    fields=(
+        _SYMBOL_F,
+        _TF_F,
+        _ts("as_of", description="close_time of the last closed candle, epoch ms"),
+        _ts("as_of_ms", description="same as as_of"),
+        Field(name="horizon", kind="integer", minimum=1, maximum=HORIZON_MAX),
+        Field(name="model_version", kind="string", pattern=_TOKEN, max_length=128),
+        _num("last_close"),
+        Field(
+            name="levels",
+            kind="array",
+            max_items=FORECAST_LEVELS_MAX,
+            items=Field(name="level", kind="number", minimum=0.0, maximum=1.0),
+        ),
+        Field(
+            name="quantiles",
+            kind="array",
+            max_items=FORECAST_STEPS_MAX,
+            items=_QUANTILE_ROW,
+            description="[horizon][level] price quantiles (null: not finite)",
+        ),
+        Field(name="mean", kind="array", max_items=FORECAST_STEPS_MAX, items=_num("m")),
+        Field(name="p_up", kind="array", max_items=FORECAST_STEPS_MAX, items=_num("p")),
+        Field(name="steps", kind="integer", minimum=0, maximum=INT32_MAX),
+        Field(name="samples", kind="integer", minimum=0, maximum=INT32_MAX),
+        _num("latency_s"),
+        Field(
+            name="rw_quantiles",
+            kind="array",
+            max_items=FORECAST_STEPS_MAX,
+            items=_QUANTILE_ROW,
+            description="random-walk baseline quantiles",
+        ),
+        Field(name="degraded", kind="boolean"),
+        Field(
+            name="learner", kind="array", max_items=1024, items=_LEARNER, description="the online learners' predictions"
+        ),
+        Field(
+            name="touch",
+            kind="object",
+            required=False,
+            fields=(
+                Field(
+                    name="bands",
+                    kind="array",
+                    max_items=TOUCH_BANDS_MAX,
+                    items=Field(name="band", kind="string", pattern=_TOUCH_BAND, max_length=32),
+                    description="band names: side, size, unit (pip, sigma: one-step EWMA volatility, "
+                    "vol: sigma * sqrt(horizon)), e.g. +0.5vol, -20pip",
+                ),
+                Field(
+                    name="levels",
+                    kind="array",
+                    max_items=TOUCH_BANDS_MAX,
+                    items=_num("level"),
+                    description="each band's price level",
+                ),
+                Field(
+                    name="p",
+                    kind="array",
+                    max_items=TOUCH_BANDS_MAX,
+                    items=_PROB_ROW,
+                    description="[band][step] probability that a close of steps 1..h is at or beyond the level "
+                    "(close-based; calibrated: blended with the random walk)",
+                ),
+                Field(
+                    name="rw_p",
+                    kind="array",
+                    max_items=TOUCH_BANDS_MAX,
+                    items=_PROB_ROW,
+                    description="[band][step] the EWMA random walk's touch probability",
+                ),
+            ),
+            description="touch probabilities of configured bands (optional)",
+        ),
+        Field(
+            name="extremes",
+            kind="object",
+            required=False,
+            fields=(
+                Field(
+                    name="levels",
+                    kind="array",
+                    max_items=FORECAST_LEVELS_MAX,
+                    items=Field(name="level", kind="number", minimum=0.0, maximum=1.0),
+                ),
+                Field(
+                    name="max",
+                    kind="array",
+                    max_items=FORECAST_STEPS_MAX,
+                    items=_QUANTILE_ROW,
+                    description="[step][level] quantiles of the highest close of steps 1..h",
+                ),
+                Field(
+                    name="min",
+                    kind="array",
+                    max_items=FORECAST_STEPS_MAX,
+                    items=_QUANTILE_ROW,
+                    description="[step][level] quantiles of the lowest close of steps 1..h",
+                ),
+            ),
+            description="running maximum and minimum quantiles (optional)",
+        ),
+    ),
+)
 
-DRIFT = RecordSchema(topic="fx.drift", description="A drift detection on one series.", fields=(
-    Field(name="detector", kind="string", pattern=_TOKEN, max_length=128),
-    _num("statistic"), _num("threshold"),
-    _SYMBOL_F, _TF_F,
-    Field(name="horizon", kind="integer", minimum=1, maximum=HORIZON_MAX, nullable=True),
-    _ts("ts_ms"),
-))
+DRIFT = RecordSchema(
+    topic="fx.drift",
+    description="A drift detection on one series.",
+    fields=(
+        Field(name="detector", kind="string", pattern=_TOKEN, max_length=128),
+        _num("statistic"),
+        _num("threshold"),
+        _SYMBOL_F,
+        _TF_F,
+        Field(name="horizon", kind="integer", minimum=1, maximum=HORIZON_MAX, nullable=True),
+        _ts("ts_ms"),
+    ),
+)
 
-RETRAIN_REQUESTS = RecordSchema(topic="fx.retrain.requests", description="A request to retrain one model key.", fields=(
-    Field(name="request_id", kind="string", pattern=_REQUEST_ID, max_length=64),
-    _SYMBOL_F, _TF_F, _HORIZON_F,
-    Field(name="reason", kind="string", enum=("drift", "manual", "schedule")),
-    _ts("requested_at_ms"),
-    Field(name="detail", kind="string", required=False, max_length=500, truncate=True),
-))
+RETRAIN_REQUESTS = RecordSchema(
+    topic="fx.retrain.requests",
+    description="A request to retrain one model key.",
+    fields=(
+        Field(name="request_id", kind="string", pattern=_REQUEST_ID, max_length=64),
+        _SYMBOL_F,
+        _TF_F,
+        _HORIZON_F,
+        Field(name="reason", kind="string", enum=("drift", "manual", "schedule")),
+        _ts("requested_at_ms"),
+        Field(name="detail", kind="string", required=False, max_length=500, truncate=True),
+    ),
+)
 
-MODELS = RecordSchema(topic="fx.models", description="The outcome of a retrain job (model registered, promoted, "
-                      "rejected or failed).", fields=(
-    # identifying text as the job reported it: a refused request's outcome names what it was
-    # given (clipped), and readers only compare these to what they know
-    Field(name="request_id", kind="string", max_length=64, truncate=True),
-    Field(name="key", kind="string", max_length=64, truncate=True, description="SYMBOL/timeframe/horizon"),
-    Field(name="symbol", kind="string", max_length=32, truncate=True),
-    Field(name="timeframe", kind="string", max_length=16, truncate=True),
-    Field(name="horizon", kind="integer", minimum=0, maximum=HORIZON_MAX),
-    Field(name="version", kind="string", pattern=_TOKEN, max_length=128, nullable=True),
-    Field(name="status", kind="string", enum=("promoted", "shadow", "rejected", "failed")),
-    Field(name="reason", kind="string", max_length=2000, truncate=True),
-    Field(name="metrics", kind="json", description="evaluation metrics (non-finite values are null)"),
-    Field(name="duration_s", kind="number", minimum=0.0, maximum=1e9),
-    Field(name="champion", kind="string", pattern=_TOKEN, max_length=128, nullable=True),
-    Field(name="artifact", kind="string", max_length=4096, nullable=True),
-    Field(name="sha256", kind="string", pattern=_SHA256, nullable=True),
-    _ts("finished_at_ms"),
-))
+MODELS = RecordSchema(
+    topic="fx.models",
+    description="The outcome of a retrain job (model registered, promoted, rejected or failed).",
+    fields=(
+        # identifying text as the job reported it: a refused request's outcome names what it was
+        # given (clipped), and readers only compare these to what they know
+        Field(name="request_id", kind="string", max_length=64, truncate=True),
+        Field(name="key", kind="string", max_length=64, truncate=True, description="SYMBOL/timeframe/horizon"),
+        Field(name="symbol", kind="string", max_length=32, truncate=True),
+        Field(name="timeframe", kind="string", max_length=16, truncate=True),
+        Field(name="horizon", kind="integer", minimum=0, maximum=HORIZON_MAX),
+        Field(name="version", kind="string", pattern=_TOKEN, max_length=128, nullable=True),
+        Field(name="status", kind="string", enum=("promoted", "shadow", "rejected", "failed")),
+        Field(name="reason", kind="string", max_length=2000, truncate=True),
+        Field(name="metrics", kind="json", description="evaluation metrics (non-finite values are null)"),
+        Field(name="duration_s", kind="number", minimum=0.0, maximum=1e9),
+        Field(name="champion", kind="string", pattern=_TOKEN, max_length=128, nullable=True),
+        Field(name="artifact", kind="string", max_length=4096, nullable=True),
+        Field(name="sha256", kind="string", pattern=_SHA256, nullable=True),
+        _ts("finished_at_ms"),
+    ),
+)
 
 _RAW_MAX = 16 * 1024
-DEADLETTER = RecordSchema(topic="fx.deadletter", description="A refused record: where it came from, why, its bytes.",
-                          fields=(
-    Field(name="source_topic", kind="string", pattern=_TOPIC, max_length=249),
-    Field(name="partition", kind="integer", minimum=-1, maximum=INT32_MAX),
-    Field(name="offset", kind="integer", minimum=-1, maximum=INT64_MAX),
-    Field(name="reason", kind="string", enum=tuple(r.value for r in RejectReason)),
-    Field(name="error", kind="string", max_length=500, truncate=True,
-          description="detail; for reason internal it starts with the exception type"),
-    Field(name="size", kind="integer", minimum=0, maximum=INT64_MAX, description="bytes of the original value"),
-    Field(name="truncated", kind="boolean", description="raw holds only the first 16 KiB"),
-    Field(name="raw", kind="string", max_length=4 * (_RAW_MAX // 3 + 1)),
-    Field(name="raw_encoding", kind="string", enum=("utf-8", "base64")),
-    Field(name="key", kind="string", required=False, max_length=64, truncate=True),
-))
+DEADLETTER = RecordSchema(
+    topic="fx.deadletter",
+    description="A refused record: where it came from, why, its bytes.",
+    fields=(
+        Field(name="source_topic", kind="string", pattern=_TOPIC, max_length=249),
+        Field(name="partition", kind="integer", minimum=-1, maximum=INT32_MAX),
+        Field(name="offset", kind="integer", minimum=-1, maximum=INT64_MAX),
+        Field(name="reason", kind="string", enum=tuple(r.value for r in RejectReason)),
+        Field(
+            name="error",
+            kind="string",
+            max_length=500,
+            truncate=True,
+            description="detail; for reason internal it starts with the exception type",
+        ),
+        Field(name="size", kind="integer", minimum=0, maximum=INT64_MAX, description="bytes of the original value"),
+        Field(name="truncated", kind="boolean", description="raw holds only the first 16 KiB"),
+        Field(name="raw", kind="string", max_length=4 * (_RAW_MAX // 3 + 1)),
+        Field(name="raw_encoding", kind="string", enum=("utf-8", "base64")),
+        Field(name="key", kind="string", required=False, max_length=64, truncate=True),
+    ),
+)
 
-SCHEMAS: Final[dict[str, RecordSchema]] = {s.topic.removeprefix("fx."): s for s in (
-    TICKS, CANDLES, INDICATORS, FORECASTS, DRIFT, RETRAIN_REQUESTS, MODELS, DEADLETTER)}
+SCHEMAS: Final[dict[str, RecordSchema]] = {
+    s.topic.removeprefix("fx."): s
+    for s in (TICKS, CANDLES, INDICATORS, FORECASTS, DRIFT, RETRAIN_REQUESTS, MODELS, DEADLETTER)
+}
 """Topic kind (``ticks``, ``candles``, ..., the topic name without its prefix) → schema."""
 
 
 # -- JSON in and out -------------------------------------------------------------------------
+
 
 def _reject_constant(name: str) -> Any:
     raise ValidationError(RejectReason.NON_FINITE, f"JSON constant {name}")
@@ -574,8 +739,9 @@ def decode_json(raw: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict
         raise ValidationError(RejectReason.OVERSIZE, f"{len(raw)} bytes > {max_bytes}")
     try:
         text = bytes(raw).decode("utf-8") if isinstance(raw, (bytes, bytearray, memoryview)) else raw
-        obj = json.loads(text, parse_constant=_reject_constant, parse_float=_parse_float,
-                         object_pairs_hook=_no_duplicates)
+        obj = json.loads(
+            text, parse_constant=_reject_constant, parse_float=_parse_float, object_pairs_hook=_no_duplicates
+        )
     except ValidationError:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError, TypeError) as exc:
@@ -669,6 +835,7 @@ def encode_unchecked(kind: str, obj: Mapping[str, Any]) -> bytes:
 
 # -- fx.ticks --------------------------------------------------------------------------------
 
+
 class _Unchecked:
     def __repr__(self) -> str:
         return "UNCHECKED"
@@ -712,8 +879,7 @@ def decode_tick(
     d = decode_record("ticks", raw, max_bytes=max_bytes)
     symbol = _canonical(d["symbol"], key, instruments or _DEFAULT_REGISTRY)
     tid = d.get("tick_id")
-    return Tick(symbol=symbol, ts_ms=d["ts"], bid=d["bid"], ask=d["ask"],
-                volume=d.get("volume") or 0.0, tick_id=tid)
+    return Tick(symbol=symbol, ts_ms=d["ts"], bid=d["bid"], ask=d["ask"], volume=d.get("volume") or 0.0, tick_id=tid)
 
 
 def encode_tick(t: Tick) -> bytes:
@@ -728,14 +894,25 @@ def encode_tick(t: Tick) -> bytes:
 
 # -- fx.candles ------------------------------------------------------------------------------
 
+
 def candle_to_wire(c: Candle) -> dict[str, Any]:
     """Plain dict of a candle in the topic's field names (without ``v``)."""
     return {
-        "symbol": c.symbol, "timeframe": c.timeframe,
-        "open_time": c.open_ms, "close_time": c.close_ms, "open": c.open, "high": c.high,
-        "low": c.low, "close": c.close, "volume": c.volume, "tick_count": c.tick_count,
-        "spread_mean": c.spread_mean, "spread_min": c.spread_min, "spread_max": c.spread_max,
-        "final": c.final, "revision": c.revision,
+        "symbol": c.symbol,
+        "timeframe": c.timeframe,
+        "open_time": c.open_ms,
+        "close_time": c.close_ms,
+        "open": c.open,
+        "high": c.high,
+        "low": c.low,
+        "close": c.close,
+        "volume": c.volume,
+        "tick_count": c.tick_count,
+        "spread_mean": c.spread_mean,
+        "spread_min": c.spread_min,
+        "spread_max": c.spread_max,
+        "final": c.final,
+        "revision": c.revision,
     }
 
 
@@ -789,8 +966,10 @@ def decode_candle(
     if inst is not None:  # as for ticks: within a sane multiple of the instrument's traded range
         f = PRICE_RANGE_FACTOR
         if lo < inst.low / f or h > inst.high * f:
-            raise ValidationError(RejectReason.OUT_OF_RANGE,
-                                  f"{symbol} prices [{lo:.6g}, {h:.6g}] outside [{inst.low / f:.6g}, {inst.high * f:.6g}]")
+            raise ValidationError(
+                RejectReason.OUT_OF_RANGE,
+                f"{symbol} prices [{lo:.6g}, {h:.6g}] outside [{inst.low / f:.6g}, {inst.high * f:.6g}]",
+            )
     open_ms, close_ms = d["open_time"], d["close_time"]
     try:
         start, end = tf.bounds(open_ms)
@@ -800,19 +979,40 @@ def decode_candle(
         raise ValidationError(RejectReason.BAD_TS, f"open_time {open_ms} is not on the {tf.name} grid")
     if close_ms != end:
         raise ValidationError(RejectReason.BAD_TS, f"close_time {close_ms} != open_time + {tf.name} ({end})")
-    return Candle(symbol=symbol, timeframe=tf.name, open_ms=open_ms, close_ms=close_ms, open=o, high=h,
-                  low=lo, close=c, volume=d.get("volume") or 0.0, tick_count=d.get("tick_count", 0),
-                  final=d.get("final", True), revision=d.get("revision", 0),
-                  spread_mean=d.get("spread_mean"), spread_min=d.get("spread_min"),
-                  spread_max=d.get("spread_max"))
+    return Candle(
+        symbol=symbol,
+        timeframe=tf.name,
+        open_ms=open_ms,
+        close_ms=close_ms,
+        open=o,
+        high=h,
+        low=lo,
+        close=c,
+        volume=d.get("volume") or 0.0,
+        tick_count=d.get("tick_count", 0),
+        final=d.get("final", True),
+        revision=d.get("revision", 0),
+        spread_mean=d.get("spread_mean"),
+        spread_min=d.get("spread_min"),
+        spread_max=d.get("spread_max"),
+    )
 
 
 # -- the other topics --------------------------------------------------------------------------
 
+
 def encode_indicators(c: Candle, values: Mapping[str, float | None]) -> bytes:
     """The ``fx.indicators`` value of the indicator ``values`` on candle ``c``."""
-    return encode_record("indicators", {"symbol": c.symbol, "timeframe": c.timeframe, "open_time": c.open_ms,
-                                        "close_time": c.close_ms, "values": dict(values)})
+    return encode_record(
+        "indicators",
+        {
+            "symbol": c.symbol,
+            "timeframe": c.timeframe,
+            "open_time": c.open_ms,
+            "close_time": c.close_ms,
+            "values": dict(values),
+        },
+    )
 
 
 def decode_indicators(raw: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, Any]:
@@ -865,8 +1065,14 @@ def decode_model_outcome(raw: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES
 
 
 def dead_letter_value(
-    *, topic: str, partition: int, offset: int, raw: bytes | None, key: bytes | None,
-    reason: RejectReason, error: str,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    raw: bytes | None,
+    key: bytes | None,
+    reason: RejectReason,
+    error: str,
 ) -> bytes:
     """The ``fx.deadletter`` value of a refused record (payloads over 16 KiB are clipped)."""
     raw = bytes(raw or b"")
@@ -875,7 +1081,10 @@ def dead_letter_value(
         "source_topic": topic if re.fullmatch(_TOPIC, topic) else "invalid-topic-name",
         "partition": partition if -1 <= partition <= INT32_MAX else -1,
         "offset": offset if -1 <= offset <= INT64_MAX else -1,
-        "reason": reason.value, "error": error, "size": len(raw), "truncated": len(raw) > _RAW_MAX,
+        "reason": reason.value,
+        "error": error,
+        "size": len(raw),
+        "truncated": len(raw) > _RAW_MAX,
     }
     try:
         body["raw"] = clipped.decode("utf-8")
@@ -894,6 +1103,7 @@ def decode_dead_letter(raw: bytes | str, *, max_bytes: int = 256 * 1024) -> dict
 
 
 # -- JSON Schema files -----------------------------------------------------------------------
+
 
 def json_schema(kind: str) -> dict[str, Any]:
     """The JSON Schema of topic ``kind``'s value."""

@@ -61,8 +61,14 @@ class RetrainQueue:
         Horizon of requests that name none (their model key).
     """
 
-    def __init__(self, run: Callable[[RetrainRequest], Awaitable[None]], *, concurrency: int = 1,
-                 max_queued: int = 64, default_horizon: int = 24) -> None:
+    def __init__(
+        self,
+        run: Callable[[RetrainRequest], Awaitable[None]],
+        *,
+        concurrency: int = 1,
+        max_queued: int = 64,
+        default_horizon: int = 24,
+    ) -> None:
         if concurrency < 1 or max_queued < 0:
             raise ConfigError(f"concurrency must be >= 1 and max_queued >= 0, got {concurrency}, {max_queued}")
         self._run = run
@@ -91,12 +97,18 @@ class RetrainQueue:
         """
         key = self.inflight.key(request)
         if key in self.inflight.running():
-            logger.info("retrain.coalesced request=%s key=%s into=%s", request.request_id, key,
-                        self.inflight.running()[key])
+            logger.info(
+                "retrain.coalesced request=%s key=%s into=%s", request.request_id, key, self.inflight.running()[key]
+            )
             return "coalesced"
         if len(self._pending) >= self.max_queued and len(self._tasks) >= self.concurrency:
-            logger.warning("retrain.queue_full request=%s key=%s queued=%d running=%d", request.request_id, key,
-                           len(self._pending), len(self._tasks))
+            logger.warning(
+                "retrain.queue_full request=%s key=%s queued=%d running=%d",
+                request.request_id,
+                key,
+                len(self._pending),
+                len(self._tasks),
+            )
             return "queue_full"
         if not self.inflight.admit(request):  # the key is free, so: a request id seen before
             return "duplicate"

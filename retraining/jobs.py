@@ -66,9 +66,23 @@ from .failpoints import failpoint
 from .policy import HoldoutScores, PromotionPolicy, decide_promotion
 from .registry import ModelRegistry, summarise_train_metrics
 
-__all__ = ["OUTCOME_SCHEMA", "REQUEST_ID_PATTERN", "InFlight", "JobConfig", "JobOutcome", "JobStatus",
-           "check_key", "check_request_id", "decode_outcome", "decode_request", "encode_outcome",
-           "encode_request", "evaluate_holdout", "key_of", "run_retrain"]
+__all__ = [
+    "OUTCOME_SCHEMA",
+    "REQUEST_ID_PATTERN",
+    "InFlight",
+    "JobConfig",
+    "JobOutcome",
+    "JobStatus",
+    "check_key",
+    "check_request_id",
+    "decode_outcome",
+    "decode_request",
+    "encode_outcome",
+    "encode_request",
+    "evaluate_holdout",
+    "key_of",
+    "run_retrain",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -164,23 +178,42 @@ class JobConfig:
 
     def train_config(self, symbol: str, timeframe: str, horizon: int) -> TrainConfig:
         """The training configuration of one key."""
-        return TrainConfig.from_dict({**self.train, "symbol": symbol, "timeframe": timeframe,
-                                      "horizon": horizon})
+        return TrainConfig.from_dict({**self.train, "symbol": symbol, "timeframe": timeframe, "horizon": horizon})
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able form."""
-        return {"train": dict(self.train), "horizon": self.horizon, "train_candles": self.train_candles,
-                "holdout_candles": self.holdout_candles, "warmup_candles": self.warmup_candles,
-                "eval_every": self.eval_every, "eval_samples": self.eval_samples,
-                "eval_steps": self.eval_steps, "policy": self.policy.to_dict(),
-                "keep_last": self.keep_last, "audit_window_ms": self.audit_window_ms,
-                "shadow_forecasts": self.shadow_forecasts}
+        return {
+            "train": dict(self.train),
+            "horizon": self.horizon,
+            "train_candles": self.train_candles,
+            "holdout_candles": self.holdout_candles,
+            "warmup_candles": self.warmup_candles,
+            "eval_every": self.eval_every,
+            "eval_samples": self.eval_samples,
+            "eval_steps": self.eval_steps,
+            "policy": self.policy.to_dict(),
+            "keep_last": self.keep_last,
+            "audit_window_ms": self.audit_window_ms,
+            "shadow_forecasts": self.shadow_forecasts,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise ``ConfigError``."""
-        names = {"train", "horizon", "train_candles", "holdout_candles", "warmup_candles", "eval_every",
-                 "eval_samples", "eval_steps", "policy", "keep_last", "audit_window_ms", "shadow_forecasts"}
+        names = {
+            "train",
+            "horizon",
+            "train_candles",
+            "holdout_candles",
+            "warmup_candles",
+            "eval_every",
+            "eval_samples",
+            "eval_steps",
+            "policy",
+            "keep_last",
+            "audit_window_ms",
+            "shadow_forecasts",
+        }
         unknown = set(data) - names
         if unknown:
             raise ConfigError(f"unknown JobConfig keys: {sorted(unknown)}")
@@ -225,12 +258,23 @@ class JobOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able form (with the schema version ``v``)."""
-        return {"v": OUTCOME_SCHEMA, "request_id": self.request_id, "key": self.key,
-                "symbol": self.symbol, "timeframe": self.timeframe, "horizon": self.horizon,
-                "version": self.version, "status": self.status, "reason": self.reason,
-                "metrics": wire.jsonable(dict(self.metrics)), "duration_s": self.duration_s,
-                "champion": self.champion, "artifact": self.artifact, "sha256": self.sha256,
-                "finished_at_ms": self.finished_at_ms}
+        return {
+            "v": OUTCOME_SCHEMA,
+            "request_id": self.request_id,
+            "key": self.key,
+            "symbol": self.symbol,
+            "timeframe": self.timeframe,
+            "horizon": self.horizon,
+            "version": self.version,
+            "status": self.status,
+            "reason": self.reason,
+            "metrics": wire.jsonable(dict(self.metrics)),
+            "duration_s": self.duration_s,
+            "champion": self.champion,
+            "artifact": self.artifact,
+            "sha256": self.sha256,
+            "finished_at_ms": self.finished_at_ms,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobOutcome:
@@ -239,8 +283,22 @@ class JobOutcome:
         v = d.pop("v", OUTCOME_SCHEMA)
         if v != OUTCOME_SCHEMA:
             raise ConfigError(f"unsupported job outcome schema {v}")
-        names = {"request_id", "key", "symbol", "timeframe", "horizon", "version", "status", "reason",
-                 "metrics", "duration_s", "champion", "artifact", "sha256", "finished_at_ms"}
+        names = {
+            "request_id",
+            "key",
+            "symbol",
+            "timeframe",
+            "horizon",
+            "version",
+            "status",
+            "reason",
+            "metrics",
+            "duration_s",
+            "champion",
+            "artifact",
+            "sha256",
+            "finished_at_ms",
+        }
         unknown = set(d) - names
         if unknown:
             raise ConfigError(f"unknown JobOutcome keys: {sorted(unknown)}")
@@ -294,12 +352,21 @@ def decode_outcome(raw: bytes | str) -> JobOutcome:
 
 def key_of(request: RetrainRequest, default_horizon: int) -> ModelKey:
     """The model key a request retrains (its horizon, else ``default_horizon``)."""
-    return ModelKey(symbol=request.symbol, timeframe=request.timeframe,
-                    horizon=default_horizon if request.horizon is None else request.horizon)
+    return ModelKey(
+        symbol=request.symbol,
+        timeframe=request.timeframe,
+        horizon=default_horizon if request.horizon is None else request.horizon,
+    )
 
 
-def check_key(request: RetrainRequest, *, symbols: Collection[str], timeframes: Collection[str],
-              horizons: Collection[int], default_horizon: int) -> ModelKey:
+def check_key(
+    request: RetrainRequest,
+    *,
+    symbols: Collection[str],
+    timeframes: Collection[str],
+    horizons: Collection[int],
+    default_horizon: int,
+) -> ModelKey:
     """The model key of ``request`` if the worker is configured to serve it.
 
     The symbol must be one of ``symbols`` as written (the canonical form: an alias such as
@@ -360,8 +427,7 @@ class InFlight:
         """Start tracking ``request`` and return True, or return False for a duplicate."""
         k = self.key(request)
         if k in self._running or request.request_id in self._seen:
-            logger.info("retrain duplicate request=%s key=%s running=%s", request.request_id, k,
-                        self._running.get(k))
+            logger.info("retrain duplicate request=%s key=%s running=%s", request.request_id, k, self._running.get(k))
             return False
         self._running[k] = request.request_id
         self._remember(request.request_id)
@@ -386,16 +452,28 @@ class InFlight:
 
 
 def _frame(candles: list[Any]) -> pd.DataFrame:
-    return pd.DataFrame({
-        "ts_ms": np.array([c.open_ms for c in candles], dtype=np.int64),
-        "open": [c.open for c in candles], "high": [c.high for c in candles],
-        "low": [c.low for c in candles], "close": [c.close for c in candles],
-    })
+    return pd.DataFrame(
+        {
+            "ts_ms": np.array([c.open_ms for c in candles], dtype=np.int64),
+            "open": [c.open for c in candles],
+            "high": [c.high for c in candles],
+            "low": [c.low for c in candles],
+            "close": [c.close for c in candles],
+        }
+    )
 
 
-def evaluate_holdout(predictor: Predictor, frame: pd.DataFrame, *, symbol: str, timeframe: str,
-                     holdout_start: int, every: int, samples: int | None,
-                     steps: int | None) -> HoldoutScores:
+def evaluate_holdout(
+    predictor: Predictor,
+    frame: pd.DataFrame,
+    *,
+    symbol: str,
+    timeframe: str,
+    holdout_start: int,
+    every: int,
+    samples: int | None,
+    steps: int | None,
+) -> HoldoutScores:
     """Score a model walk-forward on the hold-out rows ``frame[holdout_start:]``.
 
     Origins are the hold-out candles whose whole horizon lies in ``frame``; the rows
@@ -408,8 +486,15 @@ def evaluate_holdout(predictor: Predictor, frame: pd.DataFrame, *, symbol: str, 
         raise ModelError(f"hold-out of {len(frame) - holdout_start} candles is shorter than the horizon {h}")
     tf = Timeframe.parse(timeframe)
     ts = frame["ts_ms"].to_numpy(dtype=np.int64)
-    cfg = BacktestConfig(symbol=symbol, timeframe=timeframe, from_ms=tf.end_of(int(ts[holdout_start])),
-                         to_ms=tf.end_of(int(ts[last_origin])), every=every, steps=steps, samples=samples)
+    cfg = BacktestConfig(
+        symbol=symbol,
+        timeframe=timeframe,
+        from_ms=tf.end_of(int(ts[holdout_start])),
+        to_ms=tf.end_of(int(ts[last_origin])),
+        every=every,
+        steps=steps,
+        samples=samples,
+    )
     rows = backtest(frame, predictor, cfg)
     if rows.empty:
         return HoldoutScores(crps=math.nan, rw_crps=math.nan, cover90=math.nan, cover50=math.nan, n=0)
@@ -418,9 +503,15 @@ def evaluate_holdout(predictor: Predictor, frame: pd.DataFrame, *, symbol: str, 
     return HoldoutScores(crps=s.crps, rw_crps=s.rw_crps, cover90=s.cover90, cover50=s.cover50, n=n)
 
 
-def run_retrain(request: RetrainRequest, *, engine: Engine, model_dir: str | Path,
-                config: JobConfig | None = None, registry: ModelRegistry | None = None,
-                progress: Callable[[str, Any], None] | None = None) -> JobOutcome:
+def run_retrain(
+    request: RetrainRequest,
+    *,
+    engine: Engine,
+    model_dir: str | Path,
+    config: JobConfig | None = None,
+    registry: ModelRegistry | None = None,
+    progress: Callable[[str, Any], None] | None = None,
+) -> JobOutcome:
     """Run one retrain job to its end and return its outcome (never raises the project's errors).
 
     Parameters
@@ -453,10 +544,17 @@ def run_retrain(request: RetrainRequest, *, engine: Engine, model_dir: str | Pat
     except ForexDiffusionError as exc:
         logger.error("retrain refused request=%r error=%s", request.request_id[:64], exc)
         return JobOutcome(
-            request_id=request.request_id[:64], key=request.key[:64], symbol=request.symbol[:32],
-            timeframe=request.timeframe[:16], horizon=cfg.horizon if request.horizon is None else request.horizon,
-            version=None, status="failed", reason=_failure_reason(exc), duration_s=time.monotonic() - t0,
-            finished_at_ms=int(time.time() * 1000))
+            request_id=request.request_id[:64],
+            key=request.key[:64],
+            symbol=request.symbol[:32],
+            timeframe=request.timeframe[:16],
+            horizon=cfg.horizon if request.horizon is None else request.horizon,
+            version=None,
+            status="failed",
+            reason=_failure_reason(exc),
+            duration_s=time.monotonic() - t0,
+            finished_at_ms=int(time.time() * 1000),
+        )
     reg = registry or ModelRegistry(engine, model_dir)
     timings: dict[str, float] = {}
     metrics: dict[str, Any] = {"timings": timings}
@@ -471,20 +569,36 @@ def run_retrain(request: RetrainRequest, *, engine: Engine, model_dir: str | Pat
     def outcome(status: JobStatus, reason: str) -> JobOutcome:
         champ = reg.champion(key) if status != "failed" else _safe_champion(reg, key)
         out = JobOutcome(
-            request_id=request.request_id, key=str(key), symbol=key.symbol, timeframe=key.timeframe,
-            horizon=key.horizon, version=None if version is None else version.version, status=status,
-            reason=reason, metrics=metrics, duration_s=time.monotonic() - t0,
+            request_id=request.request_id,
+            key=str(key),
+            symbol=key.symbol,
+            timeframe=key.timeframe,
+            horizon=key.horizon,
+            version=None if version is None else version.version,
+            status=status,
+            reason=reason,
+            metrics=metrics,
+            duration_s=time.monotonic() - t0,
             champion=None if champ is None else champ.version,
             artifact=None if version is None else str(reg.path_of(version)),
-            sha256=None if version is None else version.sha256, finished_at_ms=int(time.time() * 1000))
-        logger.info("retrain done %s status=%s version=%s seconds=%.1f reason=%s", log_ctx, status,
-                    out.version, out.duration_s, reason)
+            sha256=None if version is None else version.sha256,
+            finished_at_ms=int(time.time() * 1000),
+        )
+        logger.info(
+            "retrain done %s status=%s version=%s seconds=%.1f reason=%s",
+            log_ctx,
+            status,
+            out.version,
+            out.duration_s,
+            reason,
+        )
         return out
 
     try:
         if key.symbol == "*":
-            raise ConfigError("a job trains on one symbol's candles; '*' models are registered with "
-                              "`forexd models register`")
+            raise ConfigError(
+                "a job trains on one symbol's candles; '*' models are registered with `forexd models register`"
+            )
         reg.recover(key)
         tc = cfg.train_config(key.symbol, key.timeframe, key.horizon)
         note("fetch", None)
@@ -495,9 +609,12 @@ def run_retrain(request: RetrainRequest, *, engine: Engine, model_dir: str | Pat
             raise ModelError(f"not enough candles for {key}: {len(candles)} in the database")
         frame = _frame(candles)
         hold = len(frame) - cfg.holdout_candles
-        metrics["data"] = {"candles": len(frame), "train_first_open_ms": int(frame["ts_ms"].iloc[0]),
-                           "holdout_first_open_ms": int(frame["ts_ms"].iloc[hold]),
-                           "last_open_ms": int(frame["ts_ms"].iloc[-1])}
+        metrics["data"] = {
+            "candles": len(frame),
+            "train_first_open_ms": int(frame["ts_ms"].iloc[0]),
+            "holdout_first_open_ms": int(frame["ts_ms"].iloc[hold]),
+            "last_open_ms": int(frame["ts_ms"].iloc[-1]),
+        }
         staging = reg.staging_dir(key, f"{request.request_id}-{uuid.uuid4().hex[:6]}")
 
         def on_train(p: TrainProgress) -> None:
@@ -517,9 +634,16 @@ def run_retrain(request: RetrainRequest, *, engine: Engine, model_dir: str | Pat
         window = frame.iloc[lo:].reset_index(drop=True)
 
         def score(p: Predictor) -> HoldoutScores:
-            return evaluate_holdout(p, window, symbol=key.symbol, timeframe=key.timeframe,
-                                    holdout_start=hold - lo, every=cfg.eval_every,
-                                    samples=cfg.eval_samples, steps=cfg.eval_steps)
+            return evaluate_holdout(
+                p,
+                window,
+                symbol=key.symbol,
+                timeframe=key.timeframe,
+                holdout_start=hold - lo,
+                every=cfg.eval_every,
+                samples=cfg.eval_samples,
+                steps=cfg.eval_steps,
+            )
 
         challenger = score(Predictor.load(final))
         metrics["challenger"] = challenger.to_dict()
@@ -538,9 +662,16 @@ def run_retrain(request: RetrainRequest, *, engine: Engine, model_dir: str | Pat
         decision = decide_promotion(challenger, champ_scores, cfg.policy)
         note("decide", decision)
         failpoint("retrain.register")  # crash after publishing, before registering
-        version = reg.register(final, key=key, request_id=request.request_id,
-                               metrics={"train": metrics["train"], "holdout": challenger.to_dict(),
-                                        "champion_holdout": metrics.get("champion")})
+        version = reg.register(
+            final,
+            key=key,
+            request_id=request.request_id,
+            metrics={
+                "train": metrics["train"],
+                "holdout": challenger.to_dict(),
+                "champion_holdout": metrics.get("champion"),
+            },
+        )
         if decision.promote and cfg.shadow_forecasts > 0 and champ_scores is not None:
             try:  # issue 16: a challenger that beat a champion offline first serves in shadow
                 version = reg.start_shadow(version.version, decision.reason, required=cfg.shadow_forecasts)
@@ -597,4 +728,3 @@ def _safe_champion(reg: ModelRegistry, key: ModelKey) -> ModelVersion | None:
         return reg.champion(key)
     except ForexDiffusionError:
         return None
-

@@ -38,8 +38,7 @@ from typing import Any
 
 from forex_diffusion.errors import ConfigError
 
-__all__ = ["HoldoutScores", "PromotionDecision", "PromotionPolicy", "ShadowScores", "decide_promotion",
-           "decide_shadow"]
+__all__ = ["HoldoutScores", "PromotionDecision", "PromotionPolicy", "ShadowScores", "decide_promotion", "decide_shadow"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,14 +70,25 @@ class HoldoutScores:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able form (with ``skill``)."""
-        return {"crps": self.crps, "rw_crps": self.rw_crps, "cover90": self.cover90,
-                "cover50": self.cover50, "n": self.n, "skill": self.skill}
+        return {
+            "crps": self.crps,
+            "rw_crps": self.rw_crps,
+            "cover90": self.cover90,
+            "cover50": self.cover50,
+            "n": self.n,
+            "skill": self.skill,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> HoldoutScores:
         """Inverse of :meth:`to_dict` (``skill`` is derived, so ignored)."""
-        return cls(crps=float(data["crps"]), rw_crps=float(data["rw_crps"]),
-                   cover90=float(data["cover90"]), cover50=float(data["cover50"]), n=int(data["n"]))
+        return cls(
+            crps=float(data["crps"]),
+            rw_crps=float(data["rw_crps"]),
+            cover90=float(data["cover90"]),
+            cover50=float(data["cover50"]),
+            n=int(data["n"]),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,8 +125,12 @@ class PromotionPolicy:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able form."""
-        return {"min_improvement": self.min_improvement, "coverage90_bounds": list(self.coverage90_bounds),
-                "min_skill_vs_rw": self.min_skill_vs_rw, "min_windows": self.min_windows}
+        return {
+            "min_improvement": self.min_improvement,
+            "coverage90_bounds": list(self.coverage90_bounds),
+            "min_skill_vs_rw": self.min_skill_vs_rw,
+            "min_windows": self.min_windows,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PromotionPolicy:
@@ -139,8 +153,9 @@ class PromotionDecision:
     reason: str
 
 
-def decide_promotion(challenger: HoldoutScores, champion: HoldoutScores | None,
-                     policy: PromotionPolicy) -> PromotionDecision:
+def decide_promotion(
+    challenger: HoldoutScores, champion: HoldoutScores | None, policy: PromotionPolicy
+) -> PromotionDecision:
     """Apply the promotion rule; pure (no clock, no I/O, inputs untouched).
 
     Reason codes: ``invalid``, ``too_few_windows``, ``coverage``, ``not_better``,
@@ -156,14 +171,18 @@ def decide_promotion(challenger: HoldoutScores, champion: HoldoutScores | None,
         return PromotionDecision(False, f"coverage: cover90 {c.cover90:.3f} outside [{lo:.2f}, {hi:.2f}]")
     if champion is not None and math.isfinite(champion.crps) and champion.crps > 0:
         gain = 1.0 - c.crps / champion.crps
-        text = (f"crps {c.crps:.6g} vs champion {champion.crps:.6g} ({100 * gain:+.2f} %, "
-                f"need {100 * policy.min_improvement:+.2f} %), cover90 {c.cover90:.3f}")
+        text = (
+            f"crps {c.crps:.6g} vs champion {champion.crps:.6g} ({100 * gain:+.2f} %, "
+            f"need {100 * policy.min_improvement:+.2f} %), cover90 {c.cover90:.3f}"
+        )
         if gain >= policy.min_improvement:
             return PromotionDecision(True, f"better: {text}")
         return PromotionDecision(False, f"not_better: {text}")
     skill = c.skill
-    text = (f"no valid champion; crps {c.crps:.6g} vs random walk {c.rw_crps:.6g} "
-            f"(skill {100 * skill:+.2f} %, need {100 * policy.min_skill_vs_rw:+.2f} %), cover90 {c.cover90:.3f}")
+    text = (
+        f"no valid champion; crps {c.crps:.6g} vs random walk {c.rw_crps:.6g} "
+        f"(skill {100 * skill:+.2f} %, need {100 * policy.min_skill_vs_rw:+.2f} %), cover90 {c.cover90:.3f}"
+    )
     if math.isfinite(skill) and skill >= policy.min_skill_vs_rw:
         return PromotionDecision(True, f"no_champion_beats_rw: {text}")
     return PromotionDecision(False, f"no_champion_worse_than_rw: {text}")
@@ -208,22 +227,42 @@ class ShadowScores:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able form (with the skills)."""
-        return {"n": self.n, "crps": self.crps, "champion_crps": self.champion_crps, "rw_crps": self.rw_crps,
-                "cover90": self.cover90, "champion_cover90": self.champion_cover90, "skill": self.skill,
-                "skill_rw": self.skill_rw, "champion_skill_rw": self.champion_skill_rw}
+        return {
+            "n": self.n,
+            "crps": self.crps,
+            "champion_crps": self.champion_crps,
+            "rw_crps": self.rw_crps,
+            "cover90": self.cover90,
+            "champion_cover90": self.champion_cover90,
+            "skill": self.skill,
+            "skill_rw": self.skill_rw,
+            "champion_skill_rw": self.champion_skill_rw,
+        }
 
     @classmethod
     def from_rows(cls, rows: Sequence[Mapping[str, Any]]) -> ShadowScores:
         """Aggregate ``shadow_scores`` rows (one per origin, each a mean over its steps) with equal weights."""
         if not rows:
-            return cls(n=0, crps=math.nan, champion_crps=math.nan, rw_crps=math.nan, cover90=math.nan,
-                       champion_cover90=math.nan)
+            return cls(
+                n=0,
+                crps=math.nan,
+                champion_crps=math.nan,
+                rw_crps=math.nan,
+                cover90=math.nan,
+                champion_cover90=math.nan,
+            )
 
         def mean(name: str) -> float:
             return math.fsum(float(r[name]) for r in rows) / len(rows)
 
-        return cls(n=len(rows), crps=mean("crps"), champion_crps=mean("champion_crps"), rw_crps=mean("rw_crps"),
-                   cover90=mean("cover90"), champion_cover90=mean("champion_cover90"))
+        return cls(
+            n=len(rows),
+            crps=mean("crps"),
+            champion_crps=mean("champion_crps"),
+            rw_crps=mean("rw_crps"),
+            cover90=mean("cover90"),
+            champion_cover90=mean("champion_cover90"),
+        )
 
 
 def decide_shadow(scores: ShadowScores, *, required: int) -> PromotionDecision | None:
@@ -240,10 +279,13 @@ def decide_shadow(scores: ShadowScores, *, required: int) -> PromotionDecision |
         return None
     s = scores
     if not all(math.isfinite(x) for x in (s.crps, s.champion_crps)) or s.crps < 0:
-        return PromotionDecision(False, f"shadow_invalid: non-finite live scores (crps={s.crps}, "
-                                        f"champion={s.champion_crps})")
-    text = (f"live crps {s.crps:.6g} vs champion {s.champion_crps:.6g} ({100 * s.skill:+.2f} %) over "
-            f"{s.n} realised forecasts, cover90 {s.cover90:.3f} vs {s.champion_cover90:.3f}")
+        return PromotionDecision(
+            False, f"shadow_invalid: non-finite live scores (crps={s.crps}, champion={s.champion_crps})"
+        )
+    text = (
+        f"live crps {s.crps:.6g} vs champion {s.champion_crps:.6g} ({100 * s.skill:+.2f} %) over "
+        f"{s.n} realised forecasts, cover90 {s.cover90:.3f} vs {s.champion_cover90:.3f}"
+    )
     if s.crps <= s.champion_crps:
         return PromotionDecision(True, f"shadow_not_worse: {text}")
     return PromotionDecision(False, f"shadow_worse: {text}")

@@ -102,8 +102,9 @@ def _mean(values: Any) -> float | None:
 
 def summarise_train_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """Compact training metrics (means over steps of the test scores) for the registry row."""
-    out: dict[str, Any] = {k: metrics[k] for k in ("steps", "stop_reason", "train_seconds", "params",
-                                                    "best_val_crps") if k in metrics}
+    out: dict[str, Any] = {
+        k: metrics[k] for k in ("steps", "stop_reason", "train_seconds", "params", "best_val_crps") if k in metrics
+    }
     test = metrics.get("test")
     if isinstance(test, Mapping):
         for name in ("crps", "rw_crps", "skill", "cover50", "cover90"):
@@ -121,8 +122,15 @@ class RetentionResult:
     deleted: tuple[str, ...]
 
 
-def select_retained(versions: Sequence[ModelVersion], *, champion: str | None, previous: str | None,
-                    challenger: str | None, referenced: Iterable[str], keep_last: int) -> set[str]:
+def select_retained(
+    versions: Sequence[ModelVersion],
+    *,
+    champion: str | None,
+    previous: str | None,
+    challenger: str | None,
+    referenced: Iterable[str],
+    keep_last: int,
+) -> set[str]:
     """Return the versions the retention rule keeps (pure).
 
     Kept: the champion, the previous champion (what a rollback restores), the challenger,
@@ -152,8 +160,7 @@ class ModelRegistry:
         Epoch-ms clock (tests pass a fake one).
     """
 
-    def __init__(self, engine: Engine, model_dir: str | Path, *,
-                 clock: Callable[[], int] | None = None) -> None:
+    def __init__(self, engine: Engine, model_dir: str | Path, *, clock: Callable[[], int] | None = None) -> None:
         self.engine = engine
         self.model_dir = Path(model_dir)
         self._clock = clock or (lambda: int(time.time() * 1000))
@@ -234,13 +241,15 @@ class ModelRegistry:
         logger.info("registry published path=%s", final_pt)
         return final_pt
 
-    def import_artifact(self, checkpoint: str | Path, *, key: ModelKey | None = None,
-                        request_id: str | None = None) -> ModelVersion:
+    def import_artifact(
+        self, checkpoint: str | Path, *, key: ModelKey | None = None, request_id: str | None = None
+    ) -> ModelVersion:
         """Copy an existing checkpoint (e.g. from ``forexd train``) into the registry and register it."""
         state_path = Path(checkpoint)
         _, manifest = load_checkpoint(state_path)  # refuses corrupt / pickle / hash mismatch
-        k = key or ModelKey(symbol=str(manifest["symbol"]), timeframe=str(manifest["timeframe"]),
-                            horizon=int(manifest["horizon"]))
+        k = key or ModelKey(
+            symbol=str(manifest["symbol"]), timeframe=str(manifest["timeframe"]), horizon=int(manifest["horizon"])
+        )
         if store.get_version(self.engine, str(manifest["version"])) is not None:
             raise RegistryError(f"version {manifest['version']} is already registered")
         src = state_path if state_path.suffix == ".pt" else state_path.with_suffix(".pt")
@@ -251,11 +260,23 @@ class ModelRegistry:
             final = self.publish(stage / src.name, k)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
-        return self.register(final, key=k, metrics=summarise_train_metrics(manifest.get("metrics", {})),
-                             request_id=request_id, challenger=False)
+        return self.register(
+            final,
+            key=k,
+            metrics=summarise_train_metrics(manifest.get("metrics", {})),
+            request_id=request_id,
+            challenger=False,
+        )
 
-    def register(self, checkpoint: str | Path, *, key: ModelKey, metrics: Mapping[str, Any],
-                 request_id: str | None = None, challenger: bool = True) -> ModelVersion:
+    def register(
+        self,
+        checkpoint: str | Path,
+        *,
+        key: ModelKey,
+        metrics: Mapping[str, Any],
+        request_id: str | None = None,
+        challenger: bool = True,
+    ) -> ModelVersion:
         """Register a published checkpoint (status ``registered``; optionally the challenger).
 
         Raises
@@ -272,11 +293,16 @@ class ModelRegistry:
         except ValueError as exc:
             raise RegistryError(f"{pt} is not under the model directory {self.model_dir}") from exc
         v = ModelVersion(
-            version=str(m["version"]), key=key, artifact=rel.as_posix(), sha256=str(m["sha256"]),
+            version=str(m["version"]),
+            key=key,
+            artifact=rel.as_posix(),
+            sha256=str(m["sha256"]),
             config_hash=config_hash(m.get("train_config", {})),
-            data_first_ms=window.get("first_close_ms"), data_last_ms=window.get("last_close_ms"),
+            data_first_ms=window.get("first_close_ms"),
+            data_last_ms=window.get("last_close_ms"),
             metrics={**metrics, **({"symbols": list(m["symbols"])} if m.get("symbols") else {})},
-            request_id=request_id)
+            request_id=request_id,
+        )
         return store.insert_version(self.engine, v, challenger=challenger, now_ms=self._clock())
 
     # -- aliases -----------------------------------------------------------------------------
@@ -311,16 +337,22 @@ class ModelRegistry:
         own = self.champion(ModelKey(symbol=symbol, timeframe=timeframe, horizon=horizon))
         if own is not None:
             return own
-        covering = [(len(syms), -v.created_ms, v.version, v) for v in self.global_champions(timeframe, horizon)
-                    if symbol.upper() in (syms := self.symbols_of(v))]
+        covering = [
+            (len(syms), -v.created_ms, v.version, v)
+            for v in self.global_champions(timeframe, horizon)
+            if symbol.upper() in (syms := self.symbols_of(v))
+        ]
         if covering:
             return min(covering, key=lambda c: c[:3])[3]
         return self.champion(ModelKey(symbol="*", timeframe=timeframe, horizon=horizon))
 
     def global_champions(self, timeframe: str, horizon: int) -> builtins.list[ModelVersion]:
         """Champions of the global-model keys (symbol sets) of ``(timeframe, horizon)``."""
-        keys = {v.key for v in self.list(include_deleted=False)
-                if v.key.is_symbol_set and v.key.timeframe == timeframe and v.key.horizon == horizon}
+        keys = {
+            v.key
+            for v in self.list(include_deleted=False)
+            if v.key.is_symbol_set and v.key.timeframe == timeframe and v.key.horizon == horizon
+        }
         return [c for c in (self.champion(k) for k in sorted(keys, key=str)) if c is not None]
 
     def symbols_of(self, version: ModelVersion) -> frozenset[str]:
@@ -355,15 +387,21 @@ class ModelRegistry:
         RegistryError
             Unknown or deleted version, or an artifact that does not load.
         """
-        return store.promote_version(self.engine, version, reason=reason, now_ms=self._clock(),
-                                     usable=self.verify,
-                                     before_commit=lambda: failpoint("registry.promote"),
-                                     expect_status=expect_status)
+        return store.promote_version(
+            self.engine,
+            version,
+            reason=reason,
+            now_ms=self._clock(),
+            usable=self.verify,
+            before_commit=lambda: failpoint("registry.promote"),
+            expect_status=expect_status,
+        )
 
     def reject(self, version: str, reason: str, *, expect_status: str | None = None) -> ModelVersion:
         """Mark a version rejected (unchanged if ``expect_status`` is given and differs)."""
-        return store.reject_version(self.engine, version, reason=reason, now_ms=self._clock(),
-                                    expect_status=expect_status)
+        return store.reject_version(
+            self.engine, version, reason=reason, now_ms=self._clock(), expect_status=expect_status
+        )
 
     def shadow(self, key: ModelKey) -> ModelVersion | None:
         """The version in shadow for ``key`` (issue 16), or None."""
@@ -378,8 +416,9 @@ class ModelRegistry:
         RegistryError
             Unknown, deleted or champion version, or an artifact that does not load.
         """
-        return store.start_shadow(self.engine, version, reason=reason, required=required, now_ms=self._clock(),
-                                  usable=self.verify)
+        return store.start_shadow(
+            self.engine, version, reason=reason, required=required, now_ms=self._clock(), usable=self.verify
+        )
 
     def rollback(self, key: ModelKey, reason: str = "manual") -> ModelVersion:
         """Restore the previous champion of ``key``; return it.
@@ -389,16 +428,14 @@ class ModelRegistry:
         RegistryError
             No champion, nothing to restore, or its artifact does not load.
         """
-        restored, _ = store.rollback_champion(self.engine, key, reason=reason, now_ms=self._clock(),
-                                              usable=self.verify)
+        restored, _ = store.rollback_champion(self.engine, key, reason=reason, now_ms=self._clock(), usable=self.verify)
         return restored
 
     def history(self, key: ModelKey) -> list[AliasChange]:
         """Alias changes of ``key``, oldest first."""
         return store.alias_history(self.engine, key)
 
-    def list(self, key: ModelKey | None = None, *,
-             include_deleted: bool = True) -> builtins.list[ModelVersion]:
+    def list(self, key: ModelKey | None = None, *, include_deleted: bool = True) -> builtins.list[ModelVersion]:
         """Versions (of one key or all), oldest first."""
         return store.list_versions(self.engine, key, include_deleted=include_deleted)
 
@@ -415,18 +452,29 @@ class ModelRegistry:
         aliases = store.get_aliases(self.engine, key)
         prev = self.previous_champion(key)
         referenced = store.referenced_versions(
-            self.engine, [v.version for v in versions if v.status != "deleted"],
-            since_ms=self._clock() - audit_window_ms)
-        keep = select_retained(versions, champion=aliases.get("champion"),
-                               previous=None if prev is None else prev.version,
-                               challenger=aliases.get("challenger"),
-                               referenced=set(referenced) | {v for a, v in aliases.items() if a == "shadow"},
-                               keep_last=keep_last)
+            self.engine,
+            [v.version for v in versions if v.status != "deleted"],
+            since_ms=self._clock() - audit_window_ms,
+        )
+        keep = select_retained(
+            versions,
+            champion=aliases.get("champion"),
+            previous=None if prev is None else prev.version,
+            challenger=aliases.get("challenger"),
+            referenced=set(referenced) | {v for a, v in aliases.items() if a == "shadow"},
+            keep_last=keep_last,
+        )
         doomed = [v for v in versions if v.status != "deleted" and v.version not in keep]
-        deleted = store.mark_deleted(self.engine, [v.version for v in doomed],
-                                     reason=f"retention: not among the last {keep_last}, unaliased, "
-                                            f"unreferenced for {audit_window_ms} ms",
-                                     now_ms=self._clock()) if doomed else []
+        deleted = (
+            store.mark_deleted(
+                self.engine,
+                [v.version for v in doomed],
+                reason=f"retention: not among the last {keep_last}, unaliased, unreferenced for {audit_window_ms} ms",
+                now_ms=self._clock(),
+            )
+            if doomed
+            else []
+        )
         for v in doomed:
             if v.version in deleted:
                 self._unlink(self.path_of(v))
@@ -458,7 +506,7 @@ class ModelRegistry:
                 if not f.is_file():
                     continue
                 name = f.name
-                orphan = (f.suffix in (".pt", ".json") and f.stem not in live)
+                orphan = f.suffix in (".pt", ".json") and f.stem not in live
                 if name.endswith(".tmp") or orphan:
                     f.unlink(missing_ok=True)
                     removed.append(f)

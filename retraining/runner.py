@@ -39,13 +39,19 @@ __all__ = ["job_spec", "main", "run_job", "run_job_async"]
 logger = logging.getLogger(__name__)
 
 
-def job_spec(request: RetrainRequest, *, db_url: str, model_dir: str | Path, config: JobConfig | None = None,
-             threads: int = 1) -> dict[str, Any]:
+def job_spec(
+    request: RetrainRequest, *, db_url: str, model_dir: str | Path, config: JobConfig | None = None, threads: int = 1
+) -> dict[str, Any]:
     """The JSON spec the child reads."""
     if threads < 1:
         raise ConfigError(f"threads must be >= 1, got {threads}")
-    return {"request": request.to_dict(), "db_url": db_url, "model_dir": str(model_dir),
-            "config": (config or JobConfig()).to_dict(), "threads": threads}
+    return {
+        "request": request.to_dict(),
+        "db_url": db_url,
+        "model_dir": str(model_dir),
+        "config": (config or JobConfig()).to_dict(),
+        "threads": threads,
+    }
 
 
 def _command(command: Sequence[str] | None = None) -> list[str]:
@@ -67,8 +73,7 @@ def _child_env(env: Mapping[str, str] | None) -> dict[str, str]:
     return out
 
 
-def _outcome(spec: Mapping[str, Any], rc: int | None, stdout: bytes, stderr: bytes,
-             seconds: float) -> JobOutcome:
+def _outcome(spec: Mapping[str, Any], rc: int | None, stdout: bytes, stderr: bytes, seconds: float) -> JobOutcome:
     lines = [ln for ln in stdout.decode("utf-8", "replace").splitlines() if ln.strip()]
     if lines and rc is not None:
         try:
@@ -82,15 +87,31 @@ def _outcome(spec: Mapping[str, Any], rc: int | None, stdout: bytes, stderr: byt
     reason = "timeout" if rc is None else f"process_exit: status {rc}"
     tail = stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
     logger.error("retrain job process failed request=%s reason=%s stderr=%s", request.request_id, reason, tail)
-    return JobOutcome(request_id=request.request_id, key=f"{request.symbol}/{request.timeframe}/{horizon}",
-                      symbol=request.symbol,
-                      timeframe=request.timeframe, horizon=horizon, version=None, status="failed",
-                      reason=reason, duration_s=seconds, finished_at_ms=int(time.time() * 1000))
+    return JobOutcome(
+        request_id=request.request_id,
+        key=f"{request.symbol}/{request.timeframe}/{horizon}",
+        symbol=request.symbol,
+        timeframe=request.timeframe,
+        horizon=horizon,
+        version=None,
+        status="failed",
+        reason=reason,
+        duration_s=seconds,
+        finished_at_ms=int(time.time() * 1000),
+    )
 
 
-def run_job(request: RetrainRequest, *, db_url: str, model_dir: str | Path, config: JobConfig | None = None,
-            threads: int = 1, timeout_s: float | None = None, env: Mapping[str, str] | None = None,
-            command: Sequence[str] | None = None) -> JobOutcome:
+def run_job(
+    request: RetrainRequest,
+    *,
+    db_url: str,
+    model_dir: str | Path,
+    config: JobConfig | None = None,
+    threads: int = 1,
+    timeout_s: float | None = None,
+    env: Mapping[str, str] | None = None,
+    command: Sequence[str] | None = None,
+) -> JobOutcome:
     """Run one job in a child process and return its outcome (blocking).
 
     ``env`` replaces the child's environment (``FOREXD_FAILPOINT`` arms a failpoint there).
@@ -99,8 +120,14 @@ def run_job(request: RetrainRequest, *, db_url: str, model_dir: str | Path, conf
     """
     spec = job_spec(request, db_url=db_url, model_dir=model_dir, config=config, threads=threads)
     t0 = time.monotonic()
-    proc = subprocess.Popen(_command(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=_child_env(env), start_new_session=True)
+    proc = subprocess.Popen(
+        _command(command),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_child_env(env),
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(json.dumps(spec).encode(), timeout=timeout_s)
         rc: int | None = proc.returncode
@@ -115,10 +142,17 @@ def run_job(request: RetrainRequest, *, db_url: str, model_dir: str | Path, conf
     return _outcome(spec, rc, out, err, time.monotonic() - t0)
 
 
-async def run_job_async(request: RetrainRequest, *, db_url: str, model_dir: str | Path,
-                        config: JobConfig | None = None, threads: int = 1, timeout_s: float | None = None,
-                        env: Mapping[str, str] | None = None,
-                        command: Sequence[str] | None = None) -> JobOutcome:
+async def run_job_async(
+    request: RetrainRequest,
+    *,
+    db_url: str,
+    model_dir: str | Path,
+    config: JobConfig | None = None,
+    threads: int = 1,
+    timeout_s: float | None = None,
+    env: Mapping[str, str] | None = None,
+    command: Sequence[str] | None = None,
+) -> JobOutcome:
     """Like :func:`run_job`, awaiting the child without blocking the event loop.
 
     A cancelled wait (the worker stopping) kills the child's process group too.
@@ -126,8 +160,13 @@ async def run_job_async(request: RetrainRequest, *, db_url: str, model_dir: str 
     spec = job_spec(request, db_url=db_url, model_dir=model_dir, config=config, threads=threads)
     t0 = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
-        *_command(command), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env=_child_env(env), start_new_session=True)
+        *_command(command),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_child_env(env),
+        start_new_session=True,
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(json.dumps(spec).encode()), timeout_s)
         rc: int | None = proc.returncode
@@ -147,8 +186,11 @@ async def run_job_async(request: RetrainRequest, *, db_url: str, model_dir: str 
 
 def main() -> int:
     """Child entry point: spec on stdin, outcome JSON on the last stdout line."""
-    logging.basicConfig(level=os.environ.get("FOREXD_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("FOREXD_LOG_LEVEL", "INFO").upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
     import torch
 
     from forex_diffusion.storage import make_engine
@@ -160,8 +202,9 @@ def main() -> int:
     request = RetrainRequest.from_dict(spec["request"])
     engine = make_engine(spec["db_url"])
     try:
-        outcome = run_retrain(request, engine=engine, model_dir=spec["model_dir"],
-                              config=JobConfig.from_dict(spec.get("config", {})))
+        outcome = run_retrain(
+            request, engine=engine, model_dir=spec["model_dir"], config=JobConfig.from_dict(spec.get("config", {}))
+        )
     finally:
         engine.dispose()
     sys.stdout.write(json.dumps(outcome.to_dict(), allow_nan=False) + "\n")

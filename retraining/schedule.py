@@ -62,16 +62,18 @@ class ScheduleEntry:
         if not sep:
             raise ConfigError(f"bad schedule entry {text!r}: expected KEY@INTERVAL[+OFFSET]")
         every, _, offset = rest.partition("+")
-        return cls(key=ModelKey.parse(key), every_ms=parse_interval(every),
-                   offset_ms=parse_interval(offset) if offset else 0)
+        return cls(
+            key=ModelKey.parse(key), every_ms=parse_interval(every), offset_ms=parse_interval(offset) if offset else 0
+        )
 
     def slot(self, now_ms: int) -> int:
         """Start of the slot holding ``now_ms``."""
         return self.offset_ms + ((now_ms - self.offset_ms) // self.every_ms) * self.every_ms
 
 
-def due_requests(entries: Sequence[ScheduleEntry], last_fired: Mapping[str, int], *,
-                 now_ms: int) -> tuple[list[RetrainRequest], dict[str, int]]:
+def due_requests(
+    entries: Sequence[ScheduleEntry], last_fired: Mapping[str, int], *, now_ms: int
+) -> tuple[list[RetrainRequest], dict[str, int]]:
     """Return the requests due at ``now_ms`` and the updated ``{key: slot fired}`` map.
 
     Pure: inputs are not modified. An entry fires when its current slot is later than the
@@ -86,8 +88,15 @@ def due_requests(entries: Sequence[ScheduleEntry], last_fired: Mapping[str, int]
         if last is not None and last >= slot:
             continue
         fired[k] = slot
-        out.append(RetrainRequest(
-            request_id=request_id_for(e.key.symbol, e.key.timeframe, e.key.horizon, "schedule", slot),
-            symbol=e.key.symbol, timeframe=e.key.timeframe, horizon=e.key.horizon, reason="schedule",
-            requested_at_ms=slot, detail=f"every {e.every_ms} ms"))
+        out.append(
+            RetrainRequest(
+                request_id=request_id_for(e.key.symbol, e.key.timeframe, e.key.horizon, "schedule", slot),
+                symbol=e.key.symbol,
+                timeframe=e.key.timeframe,
+                horizon=e.key.horizon,
+                reason="schedule",
+                requested_at_ms=slot,
+                detail=f"every {e.every_ms} ms",
+            )
+        )
     return out, fired

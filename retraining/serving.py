@@ -47,11 +47,17 @@ def _file_symbols(pt: Path) -> dict[str, int]:
 class ModelBook:
     """Champion predictors per model key, with a fallback and refusal of bad artifacts."""
 
-    def __init__(self, engine: Engine | None, *, horizon: int, device: str = "cpu",
-                 horizons: Mapping[str, int] | None = None,
-                 model_dir: str | Path | None = None,
-                 on_rejected: Callable[[str, Exception], None] | None = None,
-                 touch_bands: str | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine | None,
+        *,
+        horizon: int,
+        device: str = "cpu",
+        horizons: Mapping[str, int] | None = None,
+        model_dir: str | Path | None = None,
+        on_rejected: Callable[[str, Exception], None] | None = None,
+        touch_bands: str | None = None,
+    ) -> None:
         self.engine = engine
         self.model_dir = Path(model_dir) if model_dir else None
         self.registry = ModelRegistry(engine, self.model_dir) if engine is not None and self.model_dir else None
@@ -81,8 +87,11 @@ class ModelBook:
         # here: not a challenger it did not promote, nor a rejected or rolled-back one.
         if self.model_dir is not None:
             for sym in (symbol, "", "*"):  # "": a global model whose symbol set holds the symbol
-                keys = ([ModelKey(symbol=sym, timeframe=timeframe, horizon=self.horizon_of(timeframe))] if sym
-                        else self._global_keys(timeframe))
+                keys = (
+                    [ModelKey(symbol=sym, timeframe=timeframe, horizon=self.horizon_of(timeframe))]
+                    if sym
+                    else self._global_keys(timeframe)
+                )
                 best: tuple[int, Path] | None = None
                 for key in keys:
                     known = {v.version for v in self.registry.list(key)} if self.registry is not None else set()
@@ -171,8 +180,9 @@ class ModelBook:
         pred = None
         if self.registry is not None:
             try:
-                row = self.registry.shadow(ModelKey(symbol=symbol, timeframe=timeframe,
-                                                    horizon=self.horizon_of(timeframe)))
+                row = self.registry.shadow(
+                    ModelKey(symbol=symbol, timeframe=timeframe, horizon=self.horizon_of(timeframe))
+                )
             except ForexDiffusionError as exc:
                 log.warning("model.shadow_unresolved symbol=%s timeframe=%s error=%s", symbol, timeframe, exc)
                 row = None

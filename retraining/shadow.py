@@ -48,9 +48,16 @@ class ShadowState:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able form."""
-        return {"version": self.version.version, "key": str(self.version.key), "status": self.version.status,
-                "state": self.state, "required": self.required, "realised": self.realised,
-                "scores": self.scores.to_dict(), "reason": self.reason}
+        return {
+            "version": self.version.version,
+            "key": str(self.version.key),
+            "status": self.version.status,
+            "state": self.state,
+            "required": self.required,
+            "realised": self.realised,
+            "scores": self.scores.to_dict(),
+            "reason": self.reason,
+        }
 
 
 def _required(v: ModelVersion) -> int:
@@ -76,11 +83,16 @@ def shadow_state(registry: ModelRegistry, version: str) -> ShadowState:
     rows = read_shadow_scores(registry.engine, version, limit=required)
     scores = ShadowScores.from_rows(rows)
     if v.status == "shadow":
-        return ShadowState(version=v, required=required, realised=scores.n, scores=scores, state="waiting",
-                           reason=f"{scores.n} of {required} realised forecasts")
+        return ShadowState(
+            version=v,
+            required=required,
+            realised=scores.n,
+            scores=scores,
+            state="waiting",
+            reason=f"{scores.n} of {required} realised forecasts",
+        )
     state = "promoted" if v.status == "promoted" or v.status == "rolled_back" else v.status
-    return ShadowState(version=v, required=required, realised=scores.n, scores=scores, state=state,
-                       reason=v.reason)
+    return ShadowState(version=v, required=required, realised=scores.n, scores=scores, state=state, reason=v.reason)
 
 
 def settle_shadow(registry: ModelRegistry, version: str) -> ShadowState:
@@ -106,6 +118,12 @@ def settle_shadow(registry: ModelRegistry, version: str) -> ShadowState:
         v = registry.reject(version, reason, expect_status="shadow")
     decided_now = v.status in ("promoted", "rejected") and v.reason == reason
     log.info("shadow.decided version=%s key=%s status=%s reason=%s", version, v.key, v.status, v.reason)
-    return ShadowState(version=v, required=st.required, realised=st.scores.n, scores=st.scores,
-                       state="promoted" if v.status == "promoted" else v.status, reason=v.reason,
-                       decided_now=decided_now)
+    return ShadowState(
+        version=v,
+        required=st.required,
+        realised=st.scores.n,
+        scores=st.scores,
+        state="promoted" if v.status == "promoted" else v.status,
+        reason=v.reason,
+        decided_now=decided_now,
+    )

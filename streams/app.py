@@ -89,20 +89,33 @@ def create_app(settings: Settings, *, roles: tuple[str, ...] = ("ticks",), metri
     # consumed topics (retrain requests, model outcomes) use Faust's own periodic commits.
     checkpointed = ("ticks", "candles")
     topics = {
-        name: app.topic(settings.topic(name), key_type=bytes, value_type=bytes,
-                        partitions=settings.partitions, acks=name not in checkpointed)
+        name: app.topic(
+            settings.topic(name),
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.partitions,
+            acks=name not in checkpointed,
+        )
         for name in ("ticks", "candles", "indicators", "forecasts", "drift", "models", "deadletter")
     }
-    topics["retrain.requests"] = app.topic(settings.topic("retrain.requests"), key_type=bytes,
-                                           value_type=bytes, partitions=settings.partitions)
+    topics["retrain.requests"] = app.topic(
+        settings.topic("retrain.requests"), key_type=bytes, value_type=bytes, partitions=settings.partitions
+    )
     rt = Runtime(
-        settings=settings, app=app, topics=topics,
+        settings=settings,
+        app=app,
+        topics=topics,
         instruments=InstrumentRegistry.of(settings.symbols),
-        engine=make_engine(settings.db_url), metrics=metrics,
+        engine=make_engine(settings.db_url),
+        metrics=metrics,
     )
     # one for the app's producer, which both checkpointing agents share
-    rt.producer = ProducerWatch(app, after_s=settings.producer_reset_after_s,
-                                start_timeout_s=settings.producer_request_timeout_s, metrics=metrics)
+    rt.producer = ProducerWatch(
+        app,
+        after_s=settings.producer_reset_after_s,
+        start_timeout_s=settings.producer_request_timeout_s,
+        metrics=metrics,
+    )
     if metrics is not None:
         from forex_diffusion.monitoring import QualityMonitor
 

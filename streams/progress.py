@@ -110,9 +110,16 @@ class PartitionProgress:
         if hw is None or last < hw:
             return False
         self.resets += 1
-        log.error("progress.log_reset consumer=%s topic=%s partition=%d checkpoint=%d log_end=%d "
-                  "first_offset=%d: the log no longer holds the checkpoint; consuming it from here",
-                  self.consumer, self.topic, partition, last, hw, offset)
+        log.error(
+            "progress.log_reset consumer=%s topic=%s partition=%d checkpoint=%d log_end=%d "
+            "first_offset=%d: the log no longer holds the checkpoint; consuming it from here",
+            self.consumer,
+            self.topic,
+            partition,
+            last,
+            hw,
+            offset,
+        )
         return True
 
     def mark(self, partition: int, offset: int) -> None:
@@ -145,11 +152,19 @@ class PartitionProgress:
             shadow = more[1] if len(more) > 1 else ()
             await loop.run_in_executor(
                 None,
-                lambda p=p, offset=offset, state=state, candles=candles, forecasts=forecasts, drift=drift,
-                shadow=shadow: save_progress(
-                    self.engine, consumer=self.consumer, topic=self.topic, partition=p,
-                    offset=offset, state=state, candle_items=list(candles),
-                    forecast_rows=list(forecasts), drift_items=list(drift), shadow_rows=list(shadow),
+                lambda p=p, offset=offset, state=state, candles=candles, forecasts=forecasts, drift=drift, shadow=shadow: (
+                    save_progress(
+                        self.engine,
+                        consumer=self.consumer,
+                        topic=self.topic,
+                        partition=p,
+                        offset=offset,
+                        state=state,
+                        candle_items=list(candles),
+                        forecast_rows=list(forecasts),
+                        drift_items=list(drift),
+                        shadow_rows=list(shadow),
+                    )
                 ),
             )
         if self.app is not None and captured:
@@ -187,10 +202,17 @@ class PartitionProgress:
 
     def _fatal(self, exc: BaseException, attempts: int, span_s: float) -> None:
         db = self.engine.url.render_as_string(hide_password=True) if self.engine is not None else "?"
-        log.critical("storage.fatal consumer=%s db=%s attempts=%d over=%.1fs error=%s: %s -- the database "
-                     "refuses writes; exiting with %d, offsets stay at the last durable checkpoint",
-                     self.consumer, db, attempts, span_s, type(exc).__name__,
-                     str(exc).splitlines()[0][:200] if str(exc) else "", EXIT_STORAGE_FATAL)
+        log.critical(
+            "storage.fatal consumer=%s db=%s attempts=%d over=%.1fs error=%s: %s -- the database "
+            "refuses writes; exiting with %d, offsets stay at the last durable checkpoint",
+            self.consumer,
+            db,
+            attempts,
+            span_s,
+            type(exc).__name__,
+            str(exc).splitlines()[0][:200] if str(exc) else "",
+            EXIT_STORAGE_FATAL,
+        )
         for h in logging.getLogger().handlers:
             h.flush()
         sys.stdout.flush()
@@ -208,14 +230,21 @@ class PartitionProgress:
         delay = 0.5
         while True:
             try:
-                return await loop.run_in_executor(None, lambda: load_snapshot(
-                    self.engine, consumer=self.consumer, topic=self.topic, partition=partition))
+                return await loop.run_in_executor(
+                    None,
+                    lambda: load_snapshot(self.engine, consumer=self.consumer, topic=self.topic, partition=partition),
+                )
             except (DBAPIError, ConnectionError, TimeoutError) as exc:
                 err = classify(exc)
                 if isinstance(err, PermanentStorageError):
                     raise err from exc
-                log.warning("progress.restore_waits consumer=%s partition=%d error=%s retry_in=%.1fs",
-                            self.consumer, partition, err, delay)
+                log.warning(
+                    "progress.restore_waits consumer=%s partition=%d error=%s retry_in=%.1fs",
+                    self.consumer,
+                    partition,
+                    err,
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
             except ValueError as exc:  # the state column is not JSON
@@ -230,10 +259,18 @@ class PartitionProgress:
         reset it. So, like fatal storage, the worker stops loudly with
         :data:`EXIT_STATE_REFUSED`; an operator fixes the key or deletes the row.
         """
-        log.error("state.refused consumer=%s topic=%s partition=%d offset=%d error=%s: %s -- not loaded; fix "
-                  "FOREXD_STATE_KEY (shared by every worker) or delete this partition's checkpoint row to "
-                  "start it fresh; exiting with %d", self.consumer, self.topic, partition, offset, type(exc).__name__, exc,
-                  EXIT_STATE_REFUSED)
+        log.error(
+            "state.refused consumer=%s topic=%s partition=%d offset=%d error=%s: %s -- not loaded; fix "
+            "FOREXD_STATE_KEY (shared by every worker) or delete this partition's checkpoint row to "
+            "start it fresh; exiting with %d",
+            self.consumer,
+            self.topic,
+            partition,
+            offset,
+            type(exc).__name__,
+            exc,
+            EXIT_STATE_REFUSED,
+        )
         for h in logging.getLogger().handlers:
             h.flush()
         sys.stdout.flush()
@@ -296,13 +333,15 @@ class PartitionProgress:
         try:
             await asyncio.wait_for(checkpoint(), timeout=timeout_s)
         except TimeoutError:
-            log.warning("shutdown.checkpoint_timeout consumer=%s: the restart replays from the last checkpoint",
-                        self.consumer)
+            log.warning(
+                "shutdown.checkpoint_timeout consumer=%s: the restart replays from the last checkpoint", self.consumer
+            )
         else:
             log.info("shutdown.checkpoint consumer=%s offsets=%s", self.consumer, dict(sorted(self.offsets.items())))
 
-    async def on_revoked(self, revoked: Iterable[TP], *,
-                         checkpoint: Callable[[], Awaitable[None]] | None = None) -> None:
+    async def on_revoked(
+        self, revoked: Iterable[TP], *, checkpoint: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         """Checkpoint (``checkpoint``, bounded), then forget the state of revoked partitions.
 
         Faust gives the rebalance callbacks less than the session timeout; an unfinished
@@ -312,8 +351,10 @@ class PartitionProgress:
             try:
                 await asyncio.wait_for(checkpoint(), timeout=5.0)
             except TimeoutError:
-                log.warning("revoke.checkpoint_timeout consumer=%s: the next owner replays from the last checkpoint",
-                            self.consumer)
+                log.warning(
+                    "revoke.checkpoint_timeout consumer=%s: the next owner replays from the last checkpoint",
+                    self.consumer,
+                )
         for tp in revoked:
             if tp.topic == self.topic:
                 self._drop(tp.partition)

@@ -76,15 +76,23 @@ def run_worker(*, role: str = "stream", log_level: str = "warn", settings: Setti
         from .metrics import Metrics
 
         metrics = Metrics(
-            settings.symbols, timeframes=settings.timeframes, partitions=settings.partitions,
-            topics=[settings.topic(n) for n in ("ticks", "candles", "forecasts", "drift",
-                                                "retrain.requests", "models", "deadletter")],
+            settings.symbols,
+            timeframes=settings.timeframes,
+            partitions=settings.partitions,
+            topics=[
+                settings.topic(n)
+                for n in ("ticks", "candles", "forecasts", "drift", "retrain.requests", "models", "deadletter")
+            ],
         )
         if settings.metrics_port >= 0:
             metrics.serve(settings.metrics_addr, settings.metrics_port)
     except ImportError:  # metrics module not available
         metrics = None
     rt = create_app(settings, roles=ROLES[role], metrics=metrics)
-    worker = faust.Worker(rt.app, loglevel=log_level.upper() if log_level != "warn" else "WARNING",
-                          redirect_stdouts=False, override_logging=True)
+    worker = faust.Worker(
+        rt.app,
+        loglevel=log_level.upper() if log_level != "warn" else "WARNING",
+        redirect_stdouts=False,
+        override_logging=True,
+    )
     worker.execute_from_commandline()

@@ -21,8 +21,9 @@ __all__ = ["OTHER_VARIABLES", "Settings", "unknown_variables"]
 MAX_WARM_CANDLES = 100_000
 
 # FOREXD_* variables read elsewhere than Settings (the CLI, the core, the test harness)
-OTHER_VARIABLES = frozenset({"FOREXD_LOG_LEVEL", "FOREXD_NO_JIT", "FOREXD_FAILPOINT",
-                             "FOREXD_SERVICES", "FOREXD_TANSU_BIN"})
+OTHER_VARIABLES = frozenset(
+    {"FOREXD_LOG_LEVEL", "FOREXD_NO_JIT", "FOREXD_FAILPOINT", "FOREXD_SERVICES", "FOREXD_TANSU_BIN"}
+)
 _OTHER_PREFIXES = ("FOREXD_TEST_",)
 
 
@@ -206,12 +207,15 @@ class Settings:
         import torch
 
         if not torch.cuda.is_available():
-            raise SettingsError(f"FOREXD_DEVICE={self.device} but CUDA is not available on this machine: "
-                                "set FOREXD_DEVICE=cpu (or auto, which takes CUDA only when present)")
+            raise SettingsError(
+                f"FOREXD_DEVICE={self.device} but CUDA is not available on this machine: "
+                "set FOREXD_DEVICE=cpu (or auto, which takes CUDA only when present)"
+            )
         n = int(self.device.split(":")[1]) if ":" in self.device else 0
         if n >= torch.cuda.device_count():
-            raise SettingsError(f"FOREXD_DEVICE={self.device} but this machine has "
-                                f"{torch.cuda.device_count()} CUDA device(s)")
+            raise SettingsError(
+                f"FOREXD_DEVICE={self.device} but this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
 
     @property
     def send_ack_timeout_s(self) -> float:
@@ -242,9 +246,11 @@ class Settings:
         if env.get("FOREXD_MODELS"):
             given = [n for n in ("FOREXD_HORIZON", "FOREXD_FORECAST_TIMEFRAMES") if env.get(n)]
             if given:
-                raise SettingsError(f"FOREXD_MODELS replaces {' and '.join(given)}: unset "
-                                    f"{'them' if len(given) > 1 else 'it'} (FOREXD_MODELS=1m:24 is "
-                                    "FOREXD_FORECAST_TIMEFRAMES=1m with FOREXD_HORIZON=24)")
+                raise SettingsError(
+                    f"FOREXD_MODELS replaces {' and '.join(given)}: unset "
+                    f"{'them' if len(given) > 1 else 'it'} (FOREXD_MODELS=1m:24 is "
+                    "FOREXD_FORECAST_TIMEFRAMES=1m with FOREXD_HORIZON=24)"
+                )
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = env.get(f"FOREXD_{f.name.upper()}")
@@ -257,8 +263,9 @@ class Settings:
         except SettingsError:
             raise
         except ConfigError as exc:
-            raise SettingsError(f"{exc}: fix the FOREXD_* environment variables "
-                                "(docs/operations.md lists them)") from exc
+            raise SettingsError(
+                f"{exc}: fix the FOREXD_* environment variables (docs/operations.md lists them)"
+            ) from exc
 
 
 def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
@@ -298,5 +305,6 @@ def _convert(name: str, typ: Any, raw: str) -> Any:
         return raw
     except ValueError as exc:
         kind = t.replace(" | None", "")
-        raise SettingsError(f"FOREXD_{name.upper()}={raw!r} is not a valid {kind}: "
-                            f"set it to a number or unset it") from exc
+        raise SettingsError(
+            f"FOREXD_{name.upper()}={raw!r} is not a valid {kind}: set it to a number or unset it"
+        ) from exc

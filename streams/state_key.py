@@ -47,8 +47,11 @@ def load_or_create_key(data_dir: Path) -> bytes:
             os.close(fd)
         try:
             os.link(tmp, path)  # atomic, and never replaces a key another worker just wrote
-            log.warning("state.key_generated path=%s: a new state key; workers sharing this database "
-                        "must all use it (FOREXD_STATE_KEY)", path)
+            log.warning(
+                "state.key_generated path=%s: a new state key; workers sharing this database "
+                "must all use it (FOREXD_STATE_KEY)",
+                path,
+            )
         except FileExistsError:
             pass
         finally:

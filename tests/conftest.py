@@ -90,13 +90,10 @@ def pg_base_url() -> Iterator[str]:
     try:
         server = start_embedded_pg()
     except EmbeddedPostgresMissing as exc:  # no wheel for this platform
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL} ({why}), and {exc}; "
-                    "set FOREXD_TEST_POSTGRES_URL")
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL} ({why}), and {exc}; set FOREXD_TEST_POSTGRES_URL")
     except EmbeddedPostgresError as exc:
-        pytest.fail(f"PostgreSQL not reachable at {PG_URL} ({why}), and the embedded one "
-                    f"did not start: {exc}")
-    print(f"\nembedded PostgreSQL at {server.url} (ready in {server.startup_s:.1f} s)",
-          file=sys.stderr)
+        pytest.fail(f"PostgreSQL not reachable at {PG_URL} ({why}), and the embedded one did not start: {exc}")
+    print(f"\nembedded PostgreSQL at {server.url} (ready in {server.startup_s:.1f} s)", file=sys.stderr)
     yield server.url
     stop_embedded_pg()
 
@@ -142,7 +139,11 @@ class WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker", "--role", self.role, "--loglevel", "info"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
         )
         return self
 
@@ -181,26 +182,28 @@ class WorkerProcess:
 def worker_env(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> dict[str, str]:
     """Environment for a worker on the test broker with a fresh prefix and data dir."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FOREXD_")}
-    env.update({
-        "FOREXD_BROKER_URL": f"kafka://{kafka_bootstrap}",
-        "FOREXD_TOPIC_PREFIX": topic_prefix,
-        "FOREXD_APP_ID": f"forexd-{topic_prefix.rstrip('.')}",
-        "FOREXD_DATA_DIR": str(tmp_path / "var"),
-        "FOREXD_SYMBOLS": "EURUSD,USDJPY",
-        "FOREXD_PARTITIONS": "2",
-        "FOREXD_TIMEFRAMES": "1m,5m,1h",
-        "FOREXD_FORECAST_TIMEFRAMES": "1m",
-        "FOREXD_IDLE_CLOSE_S": "3",
-        "FOREXD_STATUS_INTERVAL_S": "5",
-        # The embedded broker (Tansu) holds a JoinGroup for half the session timeout, and a
-        # killed member keeps its partitions for the whole of it: 8 s keeps restarts short.
-        "FOREXD_BROKER_SESSION_TIMEOUT_S": str(TEST_SESSION_TIMEOUT_S),
-        "FOREXD_METRICS_PORT": "-1",
-        # One state-signing key for every worker of a test, as a multi-worker deployment shares
-        # one (each worker's own data dir would otherwise generate its own: docs/operations.md).
-        "FOREXD_STATE_KEY": f"test-state-key-{topic_prefix}-0123456789abcdef",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "FOREXD_BROKER_URL": f"kafka://{kafka_bootstrap}",
+            "FOREXD_TOPIC_PREFIX": topic_prefix,
+            "FOREXD_APP_ID": f"forexd-{topic_prefix.rstrip('.')}",
+            "FOREXD_DATA_DIR": str(tmp_path / "var"),
+            "FOREXD_SYMBOLS": "EURUSD,USDJPY",
+            "FOREXD_PARTITIONS": "2",
+            "FOREXD_TIMEFRAMES": "1m,5m,1h",
+            "FOREXD_FORECAST_TIMEFRAMES": "1m",
+            "FOREXD_IDLE_CLOSE_S": "3",
+            "FOREXD_STATUS_INTERVAL_S": "5",
+            # The embedded broker (Tansu) holds a JoinGroup for half the session timeout, and a
+            # killed member keeps its partitions for the whole of it: 8 s keeps restarts short.
+            "FOREXD_BROKER_SESSION_TIMEOUT_S": str(TEST_SESSION_TIMEOUT_S),
+            "FOREXD_METRICS_PORT": "-1",
+            # One state-signing key for every worker of a test, as a multi-worker deployment shares
+            # one (each worker's own data dir would otherwise generate its own: docs/operations.md).
+            "FOREXD_STATE_KEY": f"test-state-key-{topic_prefix}-0123456789abcdef",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 

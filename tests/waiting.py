@@ -7,8 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 
-def wait_until(pred: Callable[[], Any], timeout: float, interval: float = 0.25, what: str = "condition",
-               progress: Callable[[], Any] | None = None) -> Any:
+def wait_until(
+    pred: Callable[[], Any],
+    timeout: float,
+    interval: float = 0.25,
+    what: str = "condition",
+    progress: Callable[[], Any] | None = None,
+) -> Any:
     """Poll ``pred`` until it is truthy and return its value.
 
     Without ``progress`` the wait fails ``timeout`` seconds after it began. With ``progress``

@@ -112,8 +112,15 @@ class CheckpointManager:
             os.replace(tmp, pt)
         finally:
             tmp.unlink(missing_ok=True)
-        full = {**manifest, "format": MANIFEST_FORMAT, "key": key, "version": version,
-                "created_at": now.isoformat(), "file": pt.name, "sha256": digest}
+        full = {
+            **manifest,
+            "format": MANIFEST_FORMAT,
+            "key": key,
+            "version": version,
+            "created_at": now.isoformat(),
+            "file": pt.name,
+            "sha256": digest,
+        }
         js = pt.with_suffix(".json")
         js_tmp = js.with_suffix(".json.tmp")
         js_tmp.write_text(json.dumps(full, indent=2, sort_keys=True, allow_nan=True))
@@ -128,8 +135,12 @@ class CheckpointManager:
             try:
                 spared = set(self.protected(key, [p.stem for p in doomed]))
             except Exception as exc:  # whatever failed, deleting without an answer is worse
-                logger.warning("checkpoint retention skipped key=%s: protected versions unknown (%s: %s)",
-                               key, type(exc).__name__, exc)
+                logger.warning(
+                    "checkpoint retention skipped key=%s: protected versions unknown (%s: %s)",
+                    key,
+                    type(exc).__name__,
+                    exc,
+                )
                 return
             for p in doomed:
                 if p.stem in spared:
@@ -178,13 +189,23 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     digest = _sha256(pt)
     if digest != manifest.get("sha256"):
         raise ArtifactError(
-            f"{pt}: sha256 mismatch (file {digest[:12]}…, manifest {str(manifest.get('sha256'))[:12]}…); refusing it")
+            f"{pt}: sha256 mismatch (file {digest[:12]}…, manifest {str(manifest.get('sha256'))[:12]}…); refusing it"
+        )
     try:
         state = torch.load(pt, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError,
-            ValueError, AttributeError, TypeError) as exc:
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        OSError,
+        ValueError,
+        AttributeError,
+        TypeError,
+    ) as exc:
         raise ArtifactError(f"{pt}: refused by the weights-only loader ({type(exc).__name__}: {exc})") from exc
     if not isinstance(state, dict) or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise ArtifactError(f"{pt}: not a state dict of tensors")
     return state, manifest

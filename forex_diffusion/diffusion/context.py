@@ -234,20 +234,21 @@ class SeriesContext:
         if not candle.final:
             return False
         if candle.symbol != self.symbol or candle.timeframe != self.timeframe:
-            raise ModelError(
-                f"candle {candle.symbol}/{candle.timeframe} fed to context {self.symbol}/{self.timeframe}"
-            )
+            raise ModelError(f"candle {candle.symbol}/{candle.timeframe} fed to context {self.symbol}/{self.timeframe}")
         if s.last_close_ms is not None and candle.close_ms <= s.last_close_ms:
-            logger.debug("context ignores candle symbol=%s close_ms=%d (not after %d)",
-                         self.symbol, candle.close_ms, s.last_close_ms)
+            logger.debug(
+                "context ignores candle symbol=%s close_ms=%d (not after %d)",
+                self.symbol,
+                candle.close_ms,
+                s.last_close_ms,
+            )
             return False
         if not (candle.close > 0.0 and candle.high > 0.0 and candle.low > 0.0):
             raise ModelError(f"non-positive price in candle {candle.key}")
         rng = math.log(candle.high / candle.low) if candle.high >= candle.low else 0.0
         if s.last_close is not None:
             r = math.log(candle.close / s.last_close)
-            s.var, s.var_slow, s.seed_sum = _step_var(
-                s.var, s.var_slow, s.seed_sum, s.n_returns, r, self.spec)
+            s.var, s.var_slow, s.seed_sum = _step_var(s.var, s.var_slow, s.seed_sum, s.n_returns, r, self.spec)
             s.n_returns += 1
             s.returns.append(r)
             s.ranges.append(rng)
@@ -273,9 +274,15 @@ class SeriesContext:
         past = np.clip(np.fromiter(s.returns, dtype=np.float64) / sigma, -clip, clip)
         ranges = np.clip(np.fromiter(s.ranges, dtype=np.float64) / sigma, -clip, clip)
         return ForecastRequest(
-            symbol=self.symbol, timeframe=self.timeframe, as_of_ms=as_of,
-            last_close=s.last_close, sigma=sigma, past_returns=past, past_ranges=ranges,
-            calendar=calendar_features(as_of), vol_ratio=math.log(sigma / sigma_slow),
+            symbol=self.symbol,
+            timeframe=self.timeframe,
+            as_of_ms=as_of,
+            last_close=s.last_close,
+            sigma=sigma,
+            past_returns=past,
+            past_ranges=ranges,
+            calendar=calendar_features(as_of),
+            vol_ratio=math.log(sigma / sigma_slow),
             extra=None if extra is None else np.asarray(extra, dtype=np.float64).copy(),
         )
 
@@ -283,17 +290,23 @@ class SeriesContext:
         """Return the state as plain data (JSON-able)."""
         s = self._s
         return {
-            "symbol": self.symbol, "timeframe": self.timeframe, "spec": self.spec.to_dict(),
-            "returns": list(s.returns), "ranges": list(s.ranges), "var": s.var,
-            "var_slow": s.var_slow, "seed_sum": s.seed_sum, "n_returns": s.n_returns,
-            "last_close": s.last_close, "last_close_ms": s.last_close_ms,
+            "symbol": self.symbol,
+            "timeframe": self.timeframe,
+            "spec": self.spec.to_dict(),
+            "returns": list(s.returns),
+            "ranges": list(s.ranges),
+            "var": s.var,
+            "var_slow": s.var_slow,
+            "seed_sum": s.seed_sum,
+            "n_returns": s.n_returns,
+            "last_close": s.last_close,
+            "last_close_ms": s.last_close_ms,
         }
 
     @classmethod
     def restore(cls, data: dict[str, Any]) -> SeriesContext:
         """Rebuild a context from :meth:`snapshot` output."""
-        ctx = cls(symbol=data["symbol"], timeframe=data["timeframe"],
-                  spec=ContextSpec.from_dict(data["spec"]))
+        ctx = cls(symbol=data["symbol"], timeframe=data["timeframe"], spec=ContextSpec.from_dict(data["spec"]))
         s = ctx._s
         s.returns.extend(float(x) for x in data["returns"])
         s.ranges.extend(float(x) for x in data["ranges"])
@@ -306,8 +319,9 @@ class SeriesContext:
         return ctx
 
 
-def _step_var(var: float, var_slow: float, seed_sum: float, n: int, r: float,
-              spec: ContextSpec) -> tuple[float, float, float]:
+def _step_var(
+    var: float, var_slow: float, seed_sum: float, n: int, r: float, spec: ContextSpec
+) -> tuple[float, float, float]:
     """Advance both variances by one return; the first ``warmup`` seed with the mean square."""
     r2 = r * r
     if n < spec.warmup:
@@ -330,8 +344,14 @@ class SeriesFeatures:
     cond: np.ndarray
 
 
-def build_features(close_ms: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
-                   spec: ContextSpec, extra: np.ndarray | None = None) -> SeriesFeatures:
+def build_features(
+    close_ms: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    spec: ContextSpec,
+    extra: np.ndarray | None = None,
+) -> SeriesFeatures:
     """Run the :class:`SeriesContext` recursion over a whole series.
 
     Parameters
@@ -382,13 +402,12 @@ def build_features(close_ms: np.ndarray, high: np.ndarray, low: np.ndarray, clos
         wrg = np.lib.stride_tricks.sliding_window_view(rngs[1:], w)
         s = sigma[idx][:, None]
         cond[idx, :w] = np.clip(win[idx - w] / s, -spec.clip, spec.clip)
-        cond[idx, w:2 * w] = np.clip(wrg[idx - w] / s, -spec.clip, spec.clip)
-        cond[idx, 2 * w:2 * w + CALENDAR_DIM] = calendar_features(close_ms[idx])
+        cond[idx, w : 2 * w] = np.clip(wrg[idx - w] / s, -spec.clip, spec.clip)
+        cond[idx, 2 * w : 2 * w + CALENDAR_DIM] = calendar_features(close_ms[idx])
         cond[idx, 2 * w + CALENDAR_DIM] = np.log(sigma[idx] / sigma_slow[idx])
         if extra is not None:
-            cond[idx, 2 * w + CALENDAR_DIM + 1:] = extra[idx]
-    return SeriesFeatures(close_ms=close_ms, close=close, log_close=log_close, sigma=sigma,
-                          ready=ready, cond=cond)
+            cond[idx, 2 * w + CALENDAR_DIM + 1 :] = extra[idx]
+    return SeriesFeatures(close_ms=close_ms, close=close, log_close=log_close, sigma=sigma, ready=ready, cond=cond)
 
 
 def _calendar_width() -> int:

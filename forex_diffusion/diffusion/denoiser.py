@@ -58,8 +58,10 @@ class DenoiserConfig:
         if self.time_dim % 2:
             raise ConfigError("time_dim must be even")
         if self.series < 0 or self.series_dim < 0 or (self.series_dim > 0) != (self.series > 0):
-            raise ConfigError(f"series embedding needs series >= 1 and series_dim >= 1 (or both 0), "
-                              f"got {self.series} x {self.series_dim}")
+            raise ConfigError(
+                f"series embedding needs series >= 1 and series_dim >= 1 (or both 0), "
+                f"got {self.series} x {self.series_dim}"
+            )
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -94,8 +96,7 @@ class Denoiser(nn.Module):
         super().__init__()
         self.config = config
         w, cw = config.width, config.cond_width
-        self.cond_encoder = nn.Sequential(
-            nn.Linear(config.cond_dim, cw), nn.SiLU(), nn.Linear(cw, cw), nn.SiLU())
+        self.cond_encoder = nn.Sequential(nn.Linear(config.cond_dim, cw), nn.SiLU(), nn.Linear(cw, cw), nn.SiLU())
         self.time_mlp = nn.Sequential(nn.Linear(config.time_dim, cw), nn.SiLU())
         self.inp = nn.Linear(config.horizon, w)
         self.blocks = nn.ModuleList(_Block(w, cw) for _ in range(config.blocks))

@@ -76,8 +76,14 @@ __all__ = [
 INPUT_NAMES = ("indicators", "mtf", "cross")
 INDICATOR_SPEC = "rsi_14,bb_20,atr_14,macd_12_26_9,donchian_20,stoch_14_3,adx_14,hurst_100"
 MTF_SPEC = "bb_20,donchian_20"
-_MTF_DEFAULT = {"1m": ("15m", "1h"), "5m": ("1h", "4h"), "15m": ("1h", "4h"), "30m": ("4h", "1d"),
-                "1h": ("4h", "1d"), "4h": ("1d",)}
+_MTF_DEFAULT = {
+    "1m": ("15m", "1h"),
+    "5m": ("1h", "4h"),
+    "15m": ("1h", "4h"),
+    "30m": ("4h", "1d"),
+    "1h": ("4h", "1d"),
+    "4h": ("1d",),
+}
 _CROSS_LAGS = (1, 6)
 #: Entries kept per other pair: the lookback of the longest return plus slack for a pair
 #: that runs ahead of the series asking.
@@ -134,7 +140,9 @@ class InputSpec:
                     raise ConfigError("'indicators' takes no arguments")
                 names.append("indicators")
             elif g[0] == "mtf":
-                tfs = [Timeframe.parse(t).name for t in g[1:]] or list(_MTF_DEFAULT.get(Timeframe.parse(timeframe).name, ()))
+                tfs = [Timeframe.parse(t).name for t in g[1:]] or list(
+                    _MTF_DEFAULT.get(Timeframe.parse(timeframe).name, ())
+                )
                 names.append("mtf:" + ",".join(tfs))
             else:
                 if len(g) < 2:
@@ -219,21 +227,27 @@ class InputSpec:
         spec = cls(tuple(data["names"]), str(data.get("timeframe", tf)))
         stored = tuple(data.get("features", ()))
         if stored != spec.features:
-            raise ConfigError(f"the model's inputs {','.join(spec.names)} were built as {len(stored)} features "
-                              f"that this version builds differently ({len(spec.features)})")
+            raise ConfigError(
+                f"the model's inputs {','.join(spec.names)} were built as {len(stored)} features "
+                f"that this version builds differently ({len(spec.features)})"
+            )
         return spec
 
 
 def _indicator_builder(tf: str, symbol: str | None = None) -> FeatureBuilder:
-    return FeatureBuilder(FeatureConfig(forecast_timeframe=tf, timeframes=(tf,), spec=INDICATOR_SPEC,
-                                        vol_window=100, return_lags=1), symbol=symbol)
+    return FeatureBuilder(
+        FeatureConfig(forecast_timeframe=tf, timeframes=(tf,), spec=INDICATOR_SPEC, vol_window=100, return_lags=1),
+        symbol=symbol,
+    )
 
 
 def _mtf_builder(tfs: tuple[str, ...], symbol: str | None = None) -> FeatureBuilder | None:
     if not tfs:
         return None
-    return FeatureBuilder(FeatureConfig(forecast_timeframe=tfs[0], timeframes=tfs, spec=MTF_SPEC,
-                                        vol_window=20, return_lags=3), symbol=symbol)
+    return FeatureBuilder(
+        FeatureConfig(forecast_timeframe=tfs[0], timeframes=tfs, spec=MTF_SPEC, vol_window=20, return_lags=3),
+        symbol=symbol,
+    )
 
 
 class _Bars:
@@ -266,8 +280,16 @@ class _Bars:
         assert self.cur is not None
         o, e, op, hi, lo, cl = self.cur
         self.cur = None
-        return Candle(symbol=symbol, timeframe=self.tf.name, open_ms=int(o), close_ms=int(e),
-                      open=float(op), high=float(hi), low=float(lo), close=float(cl))
+        return Candle(
+            symbol=symbol,
+            timeframe=self.tf.name,
+            open_ms=int(o),
+            close_ms=int(e),
+            open=float(op),
+            high=float(hi),
+            low=float(lo),
+            close=float(cl),
+        )
 
 
 class _XSeries:
@@ -310,9 +332,14 @@ class _XSeries:
 
     def snapshot(self) -> dict[str, Any]:
         # strict JSON: the variance of a return still seeding (NaN) is written as null
-        return {"times": list(self.times), "logc": list(self.logc),
-                "var": [None if v != v else v for v in self.var], "n": self.n,
-                "seed": self.seed, "v": self.v}
+        return {
+            "times": list(self.times),
+            "logc": list(self.logc),
+            "var": [None if v != v else v for v in self.var],
+            "n": self.n,
+            "seed": self.seed,
+            "v": self.v,
+        }
 
     @classmethod
     def restore(cls, d: dict[str, Any]) -> _XSeries:
@@ -392,8 +419,11 @@ class InputsBuilder:
 
     def update(self, candle: Candle) -> bool:
         """Take one closed candle of the series' timeframe; return whether it was new."""
-        if (not candle.final or candle.timeframe != self.spec.timeframe
-                or (self.last_close_ms is not None and candle.close_ms <= self.last_close_ms)):
+        if (
+            not candle.final
+            or candle.timeframe != self.spec.timeframe
+            or (self.last_close_ms is not None and candle.close_ms <= self.last_close_ms)
+        ):
             return False
         if candle.symbol != self.symbol:
             raise ModelError(f"candle {candle.symbol} fed to the inputs of {self.symbol}")
@@ -456,7 +486,7 @@ class InputsBuilder:
                 out.append(np.asarray(xs, dtype=np.float64))
             else:
                 w = self._kind_width(kind)
-                out.append(part[pos:pos + w])
+                out.append(part[pos : pos + w])
                 pos += w
         return np.concatenate(out)
 
@@ -465,11 +495,15 @@ class InputsBuilder:
 
     def snapshot(self) -> dict[str, Any]:
         """Plain data (JSON-able)."""
-        return {"spec": list(self.spec.names), "timeframe": self.spec.timeframe, "symbol": self.symbol,
-                "last_close_ms": self.last_close_ms,
-                "indicators": None if self.indicators is None else self.indicators.snapshot(),
-                "mtf": None if self.mtf is None else self.mtf.snapshot(),
-                "bars": [b.cur for b in self.bars]}
+        return {
+            "spec": list(self.spec.names),
+            "timeframe": self.spec.timeframe,
+            "symbol": self.symbol,
+            "last_close_ms": self.last_close_ms,
+            "indicators": None if self.indicators is None else self.indicators.snapshot(),
+            "mtf": None if self.mtf is None else self.mtf.snapshot(),
+            "bars": [b.cur for b in self.bars],
+        }
 
     @classmethod
     def restore(cls, data: dict[str, Any]) -> InputsBuilder:
@@ -494,14 +528,26 @@ def frame_candles(frame: pd.DataFrame, symbol: str, timeframe: str) -> list[Cand
     tf = Timeframe.parse(timeframe)
     f = frame.sort_values("ts_ms", kind="stable").drop_duplicates("ts_ms", keep="last")
     opens = f["open"].tolist() if "open" in f.columns else f["close"].tolist()
-    return [Candle(symbol=symbol, timeframe=tf.name, open_ms=int(ts), close_ms=tf.end_of(int(ts)),
-                   open=float(o), high=float(h), low=float(lo), close=float(c))
-            for ts, o, h, lo, c in zip(f["ts_ms"].tolist(), opens, f["high"].tolist(), f["low"].tolist(),
-                                       f["close"].tolist(), strict=True)]
+    return [
+        Candle(
+            symbol=symbol,
+            timeframe=tf.name,
+            open_ms=int(ts),
+            close_ms=tf.end_of(int(ts)),
+            open=float(o),
+            high=float(h),
+            low=float(lo),
+            close=float(c),
+        )
+        for ts, o, h, lo, c in zip(
+            f["ts_ms"].tolist(), opens, f["high"].tolist(), f["low"].tolist(), f["close"].tolist(), strict=True
+        )
+    ]
 
 
-def build_extra(candles: Sequence[Candle], spec: InputSpec,
-                others: Mapping[str, Iterable[Candle]] | None = None) -> np.ndarray:
+def build_extra(
+    candles: Sequence[Candle], spec: InputSpec, others: Mapping[str, Iterable[Candle]] | None = None
+) -> np.ndarray:
     """Run :class:`InputsBuilder` over a whole series; row ``i`` is the vector at ``candles[i]``'s close.
 
     Rows not ready (warm-up, an other pair not reaching the time) are NaN. ``others``: the
@@ -534,8 +580,9 @@ def build_extra(candles: Sequence[Candle], spec: InputSpec,
     return out
 
 
-def build_extra_frame(frame: pd.DataFrame, symbol: str, timeframe: str, spec: InputSpec,
-                      others: Mapping[str, pd.DataFrame] | None = None) -> np.ndarray:
+def build_extra_frame(
+    frame: pd.DataFrame, symbol: str, timeframe: str, spec: InputSpec, others: Mapping[str, pd.DataFrame] | None = None
+) -> np.ndarray:
     """:func:`build_extra` for a candle frame; rows aligned with ``frame``'s rows.
 
     A row dropped as a repeated open time (the earlier of two) gets NaN.

@@ -66,8 +66,11 @@ class ModelConfig:
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Inverse of :meth:`to_dict`; unknown keys are refused."""
         try:
-            return cls(denoiser=DenoiserConfig(**data["denoiser"]),
-                       schedule=ScheduleConfig(**data["schedule"]), x0_clip=float(data["x0_clip"]))
+            return cls(
+                denoiser=DenoiserConfig(**data["denoiser"]),
+                schedule=ScheduleConfig(**data["schedule"]),
+                x0_clip=float(data["x0_clip"]),
+            )
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"bad model config: {exc}") from exc
 
@@ -103,8 +106,13 @@ class DiffusionModel(nn.Module):
         """Standardise raw conditioning ``[B, D]`` → ``[B, D]`` (returns a new tensor)."""
         return (cond - self.cond_mean) / self.cond_std
 
-    def loss(self, x0: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None,
-             series: torch.Tensor | None = None) -> torch.Tensor:
+    def loss(
+        self,
+        x0: torch.Tensor,
+        cond: torch.Tensor,
+        generator: torch.Generator | None = None,
+        series: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Return the noise-prediction MSE for a batch.
 
         Shapes: ``x0 [B, H]`` scaled returns, ``cond [B, D]`` raw conditioning, ``series
@@ -119,8 +127,9 @@ class DiffusionModel(nn.Module):
         return F.mse_loss(eps, noise)
 
     @torch.no_grad()
-    def sample(self, cond: torch.Tensor, noise: torch.Tensor, steps: int,
-               series: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(
+        self, cond: torch.Tensor, noise: torch.Tensor, steps: int, series: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Run the deterministic DDIM sampler (eta = 0) from ``noise``.
 
         Shapes: ``cond [B, D]`` raw conditioning, ``noise [B, S, H]``, ``series [B]``

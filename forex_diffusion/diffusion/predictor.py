@@ -118,11 +118,18 @@ class Forecast:
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able form (arrays as nested lists; ``touch``/``extremes`` when present)."""
         out = {
-            "symbol": self.symbol, "timeframe": self.timeframe, "as_of": self.as_of_ms,
-            "horizon": self.horizon, "model_version": self.model_version,
-            "last_close": self.last_close, "levels": list(self.levels),
-            "quantiles": self.quantiles.tolist(), "mean": self.mean.tolist(),
-            "p_up": self.p_up.tolist(), "steps": self.steps, "samples": self.samples,
+            "symbol": self.symbol,
+            "timeframe": self.timeframe,
+            "as_of": self.as_of_ms,
+            "horizon": self.horizon,
+            "model_version": self.model_version,
+            "last_close": self.last_close,
+            "levels": list(self.levels),
+            "quantiles": self.quantiles.tolist(),
+            "mean": self.mean.tolist(),
+            "p_up": self.p_up.tolist(),
+            "steps": self.steps,
+            "samples": self.samples,
             "latency_s": self.latency_s,
         }
         if self.touch is not None:
@@ -149,8 +156,14 @@ class Predictor:
         none). Running max/min quantiles are always computed.
     """
 
-    def __init__(self, model: DiffusionModel, manifest: dict[str, Any], *, device: str = "cpu",
-                 touch_bands: str | Sequence[TouchBand] | None = None) -> None:
+    def __init__(
+        self,
+        model: DiffusionModel,
+        manifest: dict[str, Any],
+        *,
+        device: str = "cpu",
+        touch_bands: str | Sequence[TouchBand] | None = None,
+    ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.manifest = manifest
@@ -163,8 +176,10 @@ class Predictor:
         self.extra_dim = int(manifest.get("extra_dim", 0))
         self.inputs = InputSpec.from_manifest(manifest)  # named model inputs (none: extra_dim 0)
         if self.inputs and len(self.inputs.features) != self.extra_dim:
-            raise ArtifactError(f"model {self.key}: extra_dim {self.extra_dim} but its inputs "
-                                f"{','.join(self.inputs.names)} have {len(self.inputs.features)} features")
+            raise ArtifactError(
+                f"model {self.key}: extra_dim {self.extra_dim} but its inputs "
+                f"{','.join(self.inputs.names)} have {len(self.inputs.features)} features"
+            )
         # a global model: its series (embedding order) and the symbols it serves
         self.series: tuple[str, ...] = tuple(str(x) for x in manifest.get("series", ()))
         self.symbols: frozenset[str] = frozenset(str(x) for x in manifest.get("symbols", ()))
@@ -174,12 +189,17 @@ class Predictor:
         if self.path_stats:
             rw_touch_table(self.horizon)  # the random walk's touch table, built once per horizon (~0.5 s at H=24)
         elif self.touch_bands:
-            logger.warning("model %s: horizon %d > %d, forecasts carry no touch probabilities or extremes",
-                           self.key, self.horizon, TOUCH_HORIZON_MAX)
+            logger.warning(
+                "model %s: horizon %d > %d, forecasts carry no touch probabilities or extremes",
+                self.key,
+                self.horizon,
+                TOUCH_HORIZON_MAX,
+            )
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu", *,
-             touch_bands: str | Sequence[TouchBand] | None = None) -> Predictor:
+    def load(
+        cls, path: str | Path, device: str = "cpu", *, touch_bands: str | Sequence[TouchBand] | None = None
+    ) -> Predictor:
         """Load a verified checkpoint (``.pt``, its ``.json``, or a key directory).
 
         Raises
@@ -231,18 +251,22 @@ class Predictor:
         parts = [req.past_returns, req.past_ranges, req.calendar, np.array([req.vol_ratio])]
         if self.extra_dim:
             if req.extra is None or np.asarray(req.extra).size != self.extra_dim:
-                raise ModelError(f"model {self.key} needs its inputs {','.join(self.inputs.names)} "
-                                 f"({self.extra_dim} extra features) for {req.symbol} at {req.as_of_ms}: "
-                                 "build them with Predictor.new_inputs")
+                raise ModelError(
+                    f"model {self.key} needs its inputs {','.join(self.inputs.names)} "
+                    f"({self.extra_dim} extra features) for {req.symbol} at {req.as_of_ms}: "
+                    "build them with Predictor.new_inputs"
+                )
             parts.append(np.asarray(req.extra, dtype=np.float64).ravel())
         cond = np.concatenate(parts)
         if cond.size != self.model.config.denoiser.cond_dim:
-            raise ModelError(f"conditioning has {cond.size} values, model {self.key} expects "
-                             f"{self.model.config.denoiser.cond_dim}")
+            raise ModelError(
+                f"conditioning has {cond.size} values, model {self.key} expects {self.model.config.denoiser.cond_dim}"
+            )
         return cond
 
-    def forecast(self, requests: Sequence[ForecastRequest], *, steps: int | None = None,
-                 samples: int | None = None) -> list[Forecast]:
+    def forecast(
+        self, requests: Sequence[ForecastRequest], *, steps: int | None = None, samples: int | None = None
+    ) -> list[Forecast]:
         """Forecast many series in one batched sampling call.
 
         Parameters
@@ -266,12 +290,18 @@ class Predictor:
         t0 = time.perf_counter()
         h = self.horizon
         cond = torch.as_tensor(np.stack([self._conditioning(r) for r in requests]), dtype=torch.float32)
-        noise = torch.stack([
-            antithetic_noise(series_seed(r.symbol, r.timeframe, r.as_of_ms, self.version), n_samples, h)
-            for r in requests])
+        noise = torch.stack(
+            [
+                antithetic_noise(series_seed(r.symbol, r.timeframe, r.as_of_ms, self.version), n_samples, h)
+                for r in requests
+            ]
+        )
         with torch.inference_mode():
-            series = (torch.as_tensor([self.series_index(r.symbol) for r in requests], device=self.device)
-                      if self.model.config.denoiser.series_dim else None)
+            series = (
+                torch.as_tensor([self.series_index(r.symbol) for r in requests], device=self.device)
+                if self.model.config.denoiser.series_dim
+                else None
+            )
             x0 = self.model.sample(cond.to(self.device), noise.to(self.device), n_steps, series)
             paths = self.model.calibrated_paths(x0).cpu().numpy().astype(np.float64)  # [B, S, H]
         sigma = np.array([r.sigma for r in requests])[:, None, None]
@@ -293,21 +323,41 @@ class Predictor:
             extremes = list(ext)
         latency = time.perf_counter() - t0
         return [
-            Forecast(symbol=r.symbol, timeframe=r.timeframe, as_of_ms=r.as_of_ms, horizon=h,
-                     model_version=self.version, last_close=r.last_close, levels=self.levels,
-                     quantiles=qs[i], mean=means[i], p_up=p_up[i], steps=n_steps,
-                     samples=n_samples, latency_s=latency, touch=touch[i] if touch else None,
-                     extremes=extremes[i])
+            Forecast(
+                symbol=r.symbol,
+                timeframe=r.timeframe,
+                as_of_ms=r.as_of_ms,
+                horizon=h,
+                model_version=self.version,
+                last_close=r.last_close,
+                levels=self.levels,
+                quantiles=qs[i],
+                mean=means[i],
+                p_up=p_up[i],
+                steps=n_steps,
+                samples=n_samples,
+                latency_s=latency,
+                touch=touch[i] if touch else None,
+                extremes=extremes[i],
+            )
             for i, r in enumerate(requests)
         ]
 
-    def _touch(self, requests: Sequence[ForecastRequest], logchg: np.ndarray, sigma: np.ndarray,
-               last: np.ndarray, w: np.ndarray) -> tuple[list[TouchForecast], list[ExtremesForecast]]:
+    def _touch(
+        self,
+        requests: Sequence[ForecastRequest],
+        logchg: np.ndarray,
+        sigma: np.ndarray,
+        last: np.ndarray,
+        w: np.ndarray,
+    ) -> tuple[list[TouchForecast], list[ExtremesForecast]]:
         """Touch probabilities and running max/min quantiles of a batch (see :mod:`forex_diffusion.touch`)."""
         h = self.horizon
         mx, mn = extremes_from_paths(logchg, sigma, w)
-        ext = [ExtremesForecast(levels=EXTREME_LEVELS, max=last[i] * np.exp(mx[i]), min=last[i] * np.exp(mn[i]))
-               for i in range(len(requests))]
+        ext = [
+            ExtremesForecast(levels=EXTREME_LEVELS, max=last[i] * np.exp(mx[i]), min=last[i] * np.exp(mn[i]))
+            for i in range(len(requests))
+        ]
         bands = self.touch_bands
         if not bands:
             return [], ext

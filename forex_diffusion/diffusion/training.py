@@ -155,17 +155,35 @@ class TrainConfig:
         if self.series_embedding < 0 or (self.series_embedding and not self.series):
             raise ConfigError("series_embedding must be >= 0 and needs several series")
         if self.series and self.symbol != symbol_set_key(series_symbol(n) for n in self.series):
-            raise ConfigError(f"a global model's symbol is its symbol set's key "
-                              f"{symbol_set_key(series_symbol(n) for n in self.series)}, not {self.symbol}")
+            raise ConfigError(
+                f"a global model's symbol is its symbol set's key "
+                f"{symbol_set_key(series_symbol(n) for n in self.series)}, not {self.symbol}"
+            )
         if not self.symbol:
             raise ConfigError("symbol is required")
-        for name in ("horizon", "max_steps", "batch_size", "eval_every", "patience", "val_windows",
-                     "val_samples", "calib_windows", "test_windows", "sample_steps", "keep"):
+        for name in (
+            "horizon",
+            "max_steps",
+            "batch_size",
+            "eval_every",
+            "patience",
+            "val_windows",
+            "val_samples",
+            "calib_windows",
+            "test_windows",
+            "sample_steps",
+            "keep",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         # sizes past these are allocation failures (a traceback after minutes), not models
-        for name, most in (("width", _MAX_WIDTH), ("cond_width", _MAX_WIDTH), ("time_dim", _MAX_WIDTH),
-                           ("blocks", _MAX_BLOCKS), ("horizon", _MAX_HORIZON)):
+        for name, most in (
+            ("width", _MAX_WIDTH),
+            ("cond_width", _MAX_WIDTH),
+            ("time_dim", _MAX_WIDTH),
+            ("blocks", _MAX_BLOCKS),
+            ("horizon", _MAX_HORIZON),
+        ):
             if getattr(self, name) > most:
                 raise ConfigError(f"{name} must be at most {most}, got {getattr(self, name)}")
         if self.context.window > _MAX_WINDOW:
@@ -249,9 +267,16 @@ class _Windows:
     series: np.ndarray | None = None  # [N] series index of a global model's windows
 
     def take(self, idx: np.ndarray) -> _Windows:
-        return _Windows(self.cond[idx], self.target[idx], self.cum[idx], self.sigma[idx],
-                        self.origin_ms[idx], self.first_ms[idx], self.end_ms[idx],
-                        None if self.series is None else self.series[idx])
+        return _Windows(
+            self.cond[idx],
+            self.target[idx],
+            self.cum[idx],
+            self.sigma[idx],
+            self.origin_ms[idx],
+            self.first_ms[idx],
+            self.end_ms[idx],
+            None if self.series is None else self.series[idx],
+        )
 
     def __len__(self) -> int:
         return len(self.sigma)
@@ -281,9 +306,14 @@ def _windows(candles: pd.DataFrame, config: TrainConfig, extra: np.ndarray | Non
     frame, close_ms = frame[keep].reset_index(drop=True), close_ms[keep]
     if extra is not None:
         extra = extra[keep]
-    feats = build_features(close_ms, frame["high"].to_numpy(dtype=np.float64),
-                           frame["low"].to_numpy(dtype=np.float64),
-                           frame["close"].to_numpy(dtype=np.float64), config.context, extra)
+    feats = build_features(
+        close_ms,
+        frame["high"].to_numpy(dtype=np.float64),
+        frame["low"].to_numpy(dtype=np.float64),
+        frame["close"].to_numpy(dtype=np.float64),
+        config.context,
+        extra,
+    )
     h = config.horizon
     n = len(close_ms)
     idx = np.flatnonzero(feats.ready[: max(n - h, 0)])
@@ -298,8 +328,9 @@ def _windows(candles: pd.DataFrame, config: TrainConfig, extra: np.ndarray | Non
     return _Windows(feats.cond[idx], target, cum, sig, close_ms[idx], close_ms[idx + 1], close_ms[idx + h])
 
 
-def _pooled_windows(candles: Mapping[str, pd.DataFrame], config: TrainConfig,
-                    extra: Mapping[str, np.ndarray] | None) -> _Windows:
+def _pooled_windows(
+    candles: Mapping[str, pd.DataFrame], config: TrainConfig, extra: Mapping[str, np.ndarray] | None
+) -> _Windows:
     """Windows of each series of a global model, concatenated (none spans two series).
 
     Each series gets its own features (its own EWMA volatility, context and calendar);
@@ -314,8 +345,11 @@ def _pooled_windows(candles: Mapping[str, pd.DataFrame], config: TrainConfig,
             w = _windows(candles[name], config, None if extra is None else extra[name])
         except ModelError as exc:
             raise ModelError(f"series {name}: {exc}") from exc
-        parts.append(_Windows(w.cond, w.target, w.cum, w.sigma, w.origin_ms, w.first_ms, w.end_ms,
-                              np.full(len(w), i, dtype=np.int64)))
+        parts.append(
+            _Windows(
+                w.cond, w.target, w.cum, w.sigma, w.origin_ms, w.first_ms, w.end_ms, np.full(len(w), i, dtype=np.int64)
+            )
+        )
     return _Windows(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(_Windows)))
 
 
@@ -329,8 +363,9 @@ def _split(w: _Windows, config: TrainConfig) -> tuple[_Windows, _Windows, _Windo
     va = np.flatnonzero((w.origin_ms >= d1) & (w.end_ms <= d2))
     te = np.flatnonzero(w.origin_ms >= d2)
     if tr.size < config.batch_size or va.size < 16:
-        raise ModelError(f"split leaves {tr.size} train / {va.size} validation windows; "
-                         "give more data or other split dates")
+        raise ModelError(
+            f"split leaves {tr.size} train / {va.size} validation windows; give more data or other split dates"
+        )
     return w.take(tr), w.take(va), w.take(te), (d1, d2)
 
 
@@ -347,9 +382,11 @@ def _leakage_check(train: _Windows, val: _Windows, test: _Windows) -> dict[str, 
         stat = float(ks_2samp(early, late).statistic)
         # the statistic is also 1 for sets in the wrong order: the bounds decide that
         if stat < 1.0 or early.max() >= late.min():
-            raise ModelError(f"leakage: {name} time stamps overlap (KS statistic {stat:.4f}; the earlier "
-                             f"set's last target closes at {int(early.max())} ms, the later set's first "
-                             f"at {int(late.min())} ms)")
+            raise ModelError(
+                f"leakage: {name} time stamps overlap (KS statistic {stat:.4f}; the earlier "
+                f"set's last target closes at {int(early.max())} ms, the later set's first "
+                f"at {int(late.min())} ms)"
+            )
         out[f"ks_time_{name}"] = stat
     # information only: shift of the scaled-return distribution between train and later sets
     out["ks_returns_train_val"] = float(ks_2samp(train.target[:, 0], val.target[:, 0]).statistic)
@@ -362,8 +399,16 @@ def _spread_idx(n: int, k: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(np.int64))
 
 
-def _sample_cum(model: DiffusionModel, w: _Windows, samples: int, steps: int, seed: int,
-                device: torch.device, calibrated: bool, batch: int = 64) -> np.ndarray:
+def _sample_cum(
+    model: DiffusionModel,
+    w: _Windows,
+    samples: int,
+    steps: int,
+    seed: int,
+    device: torch.device,
+    calibrated: bool,
+    batch: int = 64,
+) -> np.ndarray:
     """Return sampled cumulative log changes ``[N, S, H]`` (float64, unscaled)."""
     out = []
     h = model.config.horizon
@@ -441,14 +486,25 @@ def _scores(q: np.ndarray, w: _Windows) -> dict[str, Any]:
     q25 = 0.5 * (q[..., 2] + q[..., 3])
     q75 = 0.5 * (q[..., 7] + q[..., 8])
     cover50 = ((q25 <= w.cum) & (w.cum <= q75)).mean(axis=0)
-    return {"n": len(w), "crps": crps.tolist(), "rw_crps": rw.tolist(),
-            "skill": (1.0 - crps / rw).tolist(), "cover50": cover50.tolist(), "cover90": cover90.tolist()}
+    return {
+        "n": len(w),
+        "crps": crps.tolist(),
+        "rw_crps": rw.tolist(),
+        "skill": (1.0 - crps / rw).tolist(),
+        "cover50": cover50.tolist(),
+        "cover90": cover90.tolist(),
+    }
 
 
-def train(config: TrainConfig, candles: pd.DataFrame | Mapping[str, pd.DataFrame], model_dir: str | Path, *,
-          extra: np.ndarray | Mapping[str, np.ndarray] | None = None,
-          progress: Callable[[TrainProgress], None] | None = None,
-          protected: Protected | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    candles: pd.DataFrame | Mapping[str, pd.DataFrame],
+    model_dir: str | Path,
+    *,
+    extra: np.ndarray | Mapping[str, np.ndarray] | None = None,
+    progress: Callable[[TrainProgress], None] | None = None,
+    protected: Protected | None = None,
+) -> TrainResult:
     """Train, calibrate, score and save a model; return the checkpoint.
 
     Parameters
@@ -502,19 +558,35 @@ def train(config: TrainConfig, candles: pd.DataFrame | Mapping[str, pd.DataFrame
     cond_dim = 2 * config.context.window + CALENDAR_DIM + 1 + e_dim
     torch.manual_seed(config.seed)
     mconf = ModelConfig(
-        denoiser=DenoiserConfig(horizon=config.horizon, cond_dim=cond_dim, width=config.width,
-                                cond_width=config.cond_width, blocks=config.blocks, time_dim=config.time_dim,
-                                series=len(config.series) if config.series_embedding else 0,
-                                series_dim=config.series_embedding),
-        schedule=config.schedule, x0_clip=config.context.clip)
+        denoiser=DenoiserConfig(
+            horizon=config.horizon,
+            cond_dim=cond_dim,
+            width=config.width,
+            cond_width=config.cond_width,
+            blocks=config.blocks,
+            time_dim=config.time_dim,
+            series=len(config.series) if config.series_embedding else 0,
+            series_dim=config.series_embedding,
+        ),
+        schedule=config.schedule,
+        x0_clip=config.context.clip,
+    )
     model = DiffusionModel(mconf)
-    model.set_normalisation(torch.as_tensor(train_w.cond.mean(axis=0), dtype=torch.float32),
-                            torch.as_tensor(train_w.cond.std(axis=0), dtype=torch.float32))
+    model.set_normalisation(
+        torch.as_tensor(train_w.cond.mean(axis=0), dtype=torch.float32),
+        torch.as_tensor(train_w.cond.std(axis=0), dtype=torch.float32),
+    )
     model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
-    logger.info("train start key=%s params=%d train=%d val=%d test=%d device=%s",
-                model_key(config.symbol, config.timeframe, config.horizon), n_params,
-                len(train_w), len(val_w), len(test_w), device)
+    logger.info(
+        "train start key=%s params=%d train=%d val=%d test=%d device=%s",
+        model_key(config.symbol, config.timeframe, config.horizon),
+        n_params,
+        len(train_w),
+        len(val_w),
+        len(test_w),
+        device,
+    )
     x_all = torch.as_tensor(train_w.target, dtype=torch.float32, device=device)
     c_all = torch.as_tensor(train_w.cond, dtype=torch.float32, device=device)
     s_all = None if train_w.series is None else torch.as_tensor(train_w.series, device=device)
@@ -557,8 +629,9 @@ def train(config: TrainConfig, candles: pd.DataFrame | Mapping[str, pd.DataFrame
             last_loss = running / max(1, (step - 1) % config.eval_every + 1)
             running = 0.0
             t_eval = time.monotonic()
-            cum = _sample_cum(ema, val_sub, config.val_samples, config.sample_steps, 10_000_019,
-                              device, calibrated=False)
+            cum = _sample_cum(
+                ema, val_sub, config.val_samples, config.sample_steps, 10_000_019, device, calibrated=False
+            )
             # the fastest evaluation so far (the first pays one-off set-up costs) times the work left
             eval_s = min(eval_s, time.monotonic() - t_eval)
             reserve = max(reserve, 1.2 * work_ratio * eval_s)
@@ -571,8 +644,11 @@ def train(config: TrainConfig, candles: pd.DataFrame | Mapping[str, pd.DataFrame
                 bad_evals += 1
             logger.info("train eval step=%d loss=%.4f val_crps=%.3e best=%.3e", step, last_loss, val_crps, best_val)
             if progress is not None:
-                progress(TrainProgress(step, config.max_steps, time.monotonic() - t_start, budget,
-                                       last_loss, val_crps, best_val))
+                progress(
+                    TrainProgress(
+                        step, config.max_steps, time.monotonic() - t_start, budget, last_loss, val_crps, best_val
+                    )
+                )
             if bad_evals >= config.patience:
                 stop_reason = "early_stopping"
                 break
@@ -586,17 +662,23 @@ def train(config: TrainConfig, candles: pd.DataFrame | Mapping[str, pd.DataFrame
     scales, _ = _fit_scales(_quantiles(cum), calib.cum)
     model.spread_scale.copy_(torch.as_tensor(scales, dtype=torch.float32))
     # fitted in volatility units (each window weighs the same), so the levels match coverage
-    qscale = _fit_quantile_scales(_quantiles(cum * scales) / calib.sigma[:, None, None],
-                                  calib.cum / calib.sigma[:, None])
+    qscale = _fit_quantile_scales(
+        _quantiles(cum * scales) / calib.sigma[:, None, None], calib.cum / calib.sigma[:, None]
+    )
     model.quantile_scale.copy_(torch.as_tensor(qscale, dtype=torch.float32))
     rw_w = _fit_rw_weight(model, _quantiles(cum * scales), calib)
     model.rw_weight.copy_(torch.as_tensor(rw_w, dtype=torch.float32))
     val_scores = _scores(model.calibrate_quantiles(_quantiles(cum * scales), calib.sigma), calib)
     metrics: dict[str, Any] = {
-        "params": n_params, "steps": step, "stop_reason": stop_reason, "best_val_crps": best_val,
-        "train_seconds": time.monotonic() - t_start, "spread_scale": scales.tolist(),
+        "params": n_params,
+        "steps": step,
+        "stop_reason": stop_reason,
+        "best_val_crps": best_val,
+        "train_seconds": time.monotonic() - t_start,
+        "spread_scale": scales.tolist(),
         "rw_weight": rw_w.tolist(),
-        "val": val_scores, **ks,
+        "val": val_scores,
+        **ks,
     }
     if len(test_w):
         tsub = test_w.take(_spread_idx(len(test_w), config.test_windows))
@@ -610,27 +692,48 @@ def train(config: TrainConfig, candles: pd.DataFrame | Mapping[str, pd.DataFrame
                 ws = test_w.take(np.flatnonzero(test_w.series == i))
                 if len(ws):
                     ws = ws.take(_spread_idx(len(ws), config.test_windows))
-                    scum = _sample_cum(model, ws, config.samples, config.sample_steps, 30_000_001, device,
-                                       calibrated=True)
+                    scum = _sample_cum(
+                        model, ws, config.samples, config.sample_steps, 30_000_001, device, calibrated=True
+                    )
                     by_series[name] = _scores(model.calibrate_quantiles(_quantiles(scum), ws.sigma), ws)
             metrics["test_series"] = by_series
     metrics["train_seconds"] = time.monotonic() - t_start
     manifest = {
-        "symbol": config.symbol, "timeframe": config.timeframe, "horizon": config.horizon,
-        "model": mconf.to_dict(), "context": config.context.to_dict(), "train_config": config.to_dict(),
+        "symbol": config.symbol,
+        "timeframe": config.timeframe,
+        "horizon": config.horizon,
+        "model": mconf.to_dict(),
+        "context": config.context.to_dict(),
+        "train_config": config.to_dict(),
         "sampling": {"steps": config.sample_steps, "samples": config.samples},
         "extra_dim": e_dim,
         **({"inputs": inputs.to_dict()} if inputs else {}),
-        **({"series": list(config.series), "symbols": sorted({series_symbol(n) for n in config.series}),
-            "series_embedding": config.series_embedding} if config.series else {}),
+        **(
+            {
+                "series": list(config.series),
+                "symbols": sorted({series_symbol(n) for n in config.series}),
+                "series_embedding": config.series_embedding,
+            }
+            if config.series
+            else {}
+        ),
         "feature_spec": {
-            "cond": [f"past_return[{config.context.window}]", f"past_range[{config.context.window}]",
-                     f"calendar[{CALENDAR_DIM}]", "vol_ratio", f"extra[{e_dim}]"],
+            "cond": [
+                f"past_return[{config.context.window}]",
+                f"past_range[{config.context.window}]",
+                f"calendar[{CALENDAR_DIM}]",
+                "vol_ratio",
+                f"extra[{e_dim}]",
+            ],
             "target": "next H log returns / EWMA sigma at origin",
         },
         "data_window": {
-            "first_close_ms": int(windows.origin_ms.min()), "last_close_ms": int(windows.end_ms.max()),
-            "split_ms": [d1, d2], "n_train": len(train_w), "n_val": len(val_w), "n_test": len(test_w),
+            "first_close_ms": int(windows.origin_ms.min()),
+            "last_close_ms": int(windows.end_ms.max()),
+            "split_ms": [d1, d2],
+            "n_train": len(train_w),
+            "n_val": len(val_w),
+            "n_test": len(test_w),
         },
         "metrics": metrics,
     }
@@ -638,8 +741,7 @@ def train(config: TrainConfig, candles: pd.DataFrame | Mapping[str, pd.DataFrame
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     path = mgr.save(state, manifest, key=model_key(config.symbol, config.timeframe, config.horizon))
     saved = json_manifest(path)
-    logger.info("train done path=%s steps=%d stop=%s seconds=%.1f", path, step, stop_reason,
-                metrics["train_seconds"])
+    logger.info("train done path=%s steps=%d stop=%s seconds=%.1f", path, step, stop_reason, metrics["train_seconds"])
     return TrainResult(checkpoint=path, version=saved["version"], metrics=metrics, manifest=saved)
 
 
@@ -648,12 +750,16 @@ def _check_extra(inputs: InputSpec, extra: np.ndarray | Mapping[str, np.ndarray]
     if not inputs:
         return
     if extra is None:
-        raise ConfigError(f"config.inputs names {','.join(inputs.names)} but no extra features were given: "
-                          "build them with forex_diffusion.diffusion.inputs.build_extra_frame")
-    for e in (extra.values() if isinstance(extra, Mapping) else [extra]):
+        raise ConfigError(
+            f"config.inputs names {','.join(inputs.names)} but no extra features were given: "
+            "build them with forex_diffusion.diffusion.inputs.build_extra_frame"
+        )
+    for e in extra.values() if isinstance(extra, Mapping) else [extra]:
         if np.asarray(e).ndim != 2 or np.asarray(e).shape[1] != len(inputs.features):
-            raise ConfigError(f"extra features have shape {np.asarray(e).shape}, the inputs "
-                              f"{','.join(inputs.names)} have {len(inputs.features)} columns")
+            raise ConfigError(
+                f"extra features have shape {np.asarray(e).shape}, the inputs "
+                f"{','.join(inputs.names)} have {len(inputs.features)} columns"
+            )
 
 
 def json_manifest(path: Path) -> dict[str, Any]:

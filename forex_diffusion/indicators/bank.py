@@ -29,8 +29,17 @@ __all__ = ["DEFAULT_SPEC", "BankSpec", "IndicatorBank"]
 log = logging.getLogger(__name__)
 
 DEFAULT_SPEC: tuple[str, ...] = (
-    "sma_20", "ema_20", "rsi_14", "atr_14", "bb_20", "macd_12_26_9", "donchian_20",
-    "keltner_20", "stoch_14_3", "adx_14", "hurst_100",
+    "sma_20",
+    "ema_20",
+    "rsi_14",
+    "atr_14",
+    "bb_20",
+    "macd_12_26_9",
+    "donchian_20",
+    "keltner_20",
+    "stoch_14_3",
+    "adx_14",
+    "hurst_100",
 )
 """The default set; its columns are those listed in ``forexd indicators --help``."""
 
@@ -114,12 +123,14 @@ def _commit_factory(shape: tuple[tuple[bool, int], ...]) -> Callable[..., Callab
             items.append(f"r{k}")
         else:
             items.append(f"*({(None,) * width!r} if r{k} is None else r{k})")
-    body += [f"        out = [{', '.join(items)}]",
-             "        bank._values = out",
-             "        bank._forming = None",
-             "        bank._count += 1",
-             "        return out",
-             "    return commit"]
+    body += [
+        f"        out = [{', '.join(items)}]",
+        "        bank._values = out",
+        "        bank._forming = None",
+        "        bank._count += 1",
+        "        return out",
+        "    return commit",
+    ]
     env: dict[str, Any] = {}
     src = [f"def make({', '.join(f'p{k}' for k in range(len(shape)))}):", *body]
     exec("\n".join(src), env)  # noqa: S102 - generated from the shape above, no outside text
@@ -157,9 +168,24 @@ class IndicatorBank:
     True
     """
 
-    __slots__ = ("spec", "_inds", "_plan", "_columns", "_values", "_forming", "_count",
-                 "_last_open", "_ready", "_ready_at", "duplicates", "_commit", "_kernel", "_fuse_at",
-                 "_step_list", "_step_dict")
+    __slots__ = (
+        "spec",
+        "_inds",
+        "_plan",
+        "_columns",
+        "_values",
+        "_forming",
+        "_count",
+        "_last_open",
+        "_ready",
+        "_ready_at",
+        "duplicates",
+        "_commit",
+        "_kernel",
+        "_fuse_at",
+        "_step_list",
+        "_step_dict",
+    )
 
     def __init__(self, spec: BankSpec | str | None = None) -> None:
         if spec is None or isinstance(spec, str):

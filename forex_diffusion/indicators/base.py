@@ -279,8 +279,11 @@ class Indicator(ABC, Generic[V]):
         from .registry import indicator_class
 
         if not isinstance(data, dict) or data.get("version") != SNAPSHOT_VERSION:
-            raise ConfigError(f"unsupported indicator snapshot version {data.get('version')!r}"
-                              if isinstance(data, dict) else "indicator snapshot must be a dict")
+            raise ConfigError(
+                f"unsupported indicator snapshot version {data.get('version')!r}"
+                if isinstance(data, dict)
+                else "indicator snapshot must be a dict"
+            )
         klass = indicator_class(str(data.get("type")))
         if cls is not Indicator and not issubclass(klass, cls):
             raise ConfigError(f"snapshot of {klass.__name__} cannot restore a {cls.__name__}")

@@ -21,8 +21,9 @@ class _Row:
         self.high = self.low = self.close = 0.0
 
 
-def compute_indicators(frame: pd.DataFrame, spec: BankSpec | str | None = None, *,
-                       only_ready: bool = False) -> pd.DataFrame:
+def compute_indicators(
+    frame: pd.DataFrame, spec: BankSpec | str | None = None, *, only_ready: bool = False
+) -> pd.DataFrame:
     """Return ``frame`` with one column per indicator output, NaN while undefined.
 
     ``frame`` has ``high``, ``low``, ``close`` (and optionally ``ts_ms``, the bar open,

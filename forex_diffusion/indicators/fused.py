@@ -87,16 +87,19 @@ def _f(x: float) -> str:
     return s
 
 
-_TRUE_RANGE: tuple[str, Lines] = ("tr", (
-    "tr = h - lo",
-    "tr_v = h - pc if h > pc else pc - h",
-    "if tr_v > tr:",
-    "    tr = tr_v",
-    "tr_v = lo - pc if lo > pc else pc - lo",
-    "if tr_v > tr:",
-    "    tr = tr_v",
-    "pc = c",
-))
+_TRUE_RANGE: tuple[str, Lines] = (
+    "tr",
+    (
+        "tr = h - lo",
+        "tr_v = h - pc if h > pc else pc - h",
+        "if tr_v > tr:",
+        "    tr = tr_v",
+        "tr_v = lo - pc if lo > pc else pc - lo",
+        "if tr_v > tr:",
+        "    tr = tr_v",
+        "pc = c",
+    ),
+)
 """The true range with the shared previous close ``pc`` (ATR._push's order of tests)."""
 
 
@@ -119,81 +122,110 @@ def _sma_lines(v: str, p: int, x: str, count: str) -> Lines:
 
 def _sma(ind: SMA, v: str) -> Part:
     p = ind.period
-    return Part(steady=p + 1, state=((f"{v}a", "_anchor"), (f"{v}s", "_sum")), refs=((f"{v}b", "_buf"),),
-                blocks=(("", _sma_lines(v, p, "c", "n")),), outs=(f"{v}out",))
+    return Part(
+        steady=p + 1,
+        state=((f"{v}a", "_anchor"), (f"{v}s", "_sum")),
+        refs=((f"{v}b", "_buf"),),
+        blocks=(("", _sma_lines(v, p, "c", "n")),),
+        outs=(f"{v}out",),
+    )
 
 
 def _ema(ind: EMA, v: str) -> Part:
     p = ind.period
-    return Part(steady=p + 1, state=((f"ema{p}", "_ema"),), refs=(), blocks=(_ema_block(p, ind._k),),
-                outs=(f"ema{p}",))
+    return Part(steady=p + 1, state=((f"ema{p}", "_ema"),), refs=(), blocks=(_ema_block(p, ind._k),), outs=(f"ema{p}",))
 
 
 def _rsi(ind: RSI, v: str) -> Part:
     p = ind.period
     return Part(
         steady=p + 2,
-        state=((f"{v}prev", "_prev"), (f"{v}g", "_gain"), (f"{v}l", "_loss")), refs=(),
-        blocks=(("", (
-            f"{v}d = c - {v}prev",
-            f"{v}prev = c",
-            f"{v}g *= {p - 1}",
-            f"{v}l *= {p - 1}",
-            f"if {v}d < 0:",
-            f"    {v}l -= {v}d",
-            "else:",
-            f"    {v}g += {v}d",
-            f"{v}g /= {p}",
-            f"{v}l /= {p}",
-            f"{v}t = {v}g + {v}l",
-            f"{v}out = 100.0 * ({v}g / {v}t) if {v}t != 0.0 else 0.0",
-        )),),
-        outs=(f"{v}out",))
+        state=((f"{v}prev", "_prev"), (f"{v}g", "_gain"), (f"{v}l", "_loss")),
+        refs=(),
+        blocks=(
+            (
+                "",
+                (
+                    f"{v}d = c - {v}prev",
+                    f"{v}prev = c",
+                    f"{v}g *= {p - 1}",
+                    f"{v}l *= {p - 1}",
+                    f"if {v}d < 0:",
+                    f"    {v}l -= {v}d",
+                    "else:",
+                    f"    {v}g += {v}d",
+                    f"{v}g /= {p}",
+                    f"{v}l /= {p}",
+                    f"{v}t = {v}g + {v}l",
+                    f"{v}out = 100.0 * ({v}g / {v}t) if {v}t != 0.0 else 0.0",
+                ),
+            ),
+        ),
+        outs=(f"{v}out",),
+    )
 
 
 def _atr(ind: ATR, v: str) -> Part:
     p = ind.period
-    return Part(steady=p + 2, state=(("pc", "_pc"), (f"{v}atr", "_atr")), refs=(),
-                blocks=(_TRUE_RANGE, ("", (f"{v}atr = ({v}atr * {p - 1} + tr) / {p}",))),
-                outs=(f"{v}atr",))
+    return Part(
+        steady=p + 2,
+        state=(("pc", "_pc"), (f"{v}atr", "_atr")),
+        refs=(),
+        blocks=(_TRUE_RANGE, ("", (f"{v}atr = ({v}atr * {p - 1} + tr) / {p}",))),
+        outs=(f"{v}atr",),
+    )
 
 
 def _bbands(ind: BollingerBands, v: str) -> Part:
     p = ind.period
     return Part(
         steady=p + 1,
-        state=((f"{v}a", "_anchor"), (f"{v}s1", "_s1"), (f"{v}s2", "_s2")), refs=((f"{v}b", "_buf"),),
-        blocks=(("", (
-            f"if n % {p}:",
-            f"    {v}o = {v}b[0] - {v}a",
-            f"    {v}d = c - {v}a",
-            f"    {v}s1 = {v}s1 + ({v}d - {v}o)",
-            f"    {v}s2 = {v}s2 + ({v}d * {v}d - {v}o * {v}o)",
-            f"    {v}b.append(c)",
-            "else:",
-            f"    {v}b.append(c)",
-            f"    {v}a = c",
-            f"    {v}s1, {v}s2 = bb_resync(None, {v}b, c)",
-            f"{v}m = {v}s1 / {p}",
-            f"{v}var = {v}s2 / {p} - {v}m * {v}m",
-            f"{v}sd = sqrt({v}var) * {_f(ind.k)} if {v}var > 0.0 else 0.0",
-            f"{v}mid = {v}a + {v}m",
-        )),),
-        outs=(f"{v}mid - {v}sd", f"{v}mid", f"{v}mid + {v}sd"))
+        state=((f"{v}a", "_anchor"), (f"{v}s1", "_s1"), (f"{v}s2", "_s2")),
+        refs=((f"{v}b", "_buf"),),
+        blocks=(
+            (
+                "",
+                (
+                    f"if n % {p}:",
+                    f"    {v}o = {v}b[0] - {v}a",
+                    f"    {v}d = c - {v}a",
+                    f"    {v}s1 = {v}s1 + ({v}d - {v}o)",
+                    f"    {v}s2 = {v}s2 + ({v}d * {v}d - {v}o * {v}o)",
+                    f"    {v}b.append(c)",
+                    "else:",
+                    f"    {v}b.append(c)",
+                    f"    {v}a = c",
+                    f"    {v}s1, {v}s2 = bb_resync(None, {v}b, c)",
+                    f"{v}m = {v}s1 / {p}",
+                    f"{v}var = {v}s2 / {p} - {v}m * {v}m",
+                    f"{v}sd = sqrt({v}var) * {_f(ind.k)} if {v}var > 0.0 else 0.0",
+                    f"{v}mid = {v}a + {v}m",
+                ),
+            ),
+        ),
+        outs=(f"{v}mid - {v}sd", f"{v}mid", f"{v}mid + {v}sd"),
+    )
 
 
 def _macd(ind: MACD, v: str) -> Part:
     return Part(
         steady=ind.slow + ind.signal,
-        state=((f"{v}fe", "_fe"), (f"{v}se", "_se"), (f"{v}sg", "_sig._ema")), refs=(),
-        blocks=(("", (
-            f"{v}fe = (c - {v}fe) * {_f(ind._kf)} + {v}fe",
-            f"{v}se = (c - {v}se) * {_f(ind._ks)} + {v}se",
-            f"{v}m = {v}fe - {v}se",
-            f"{v}sg = ({v}m - {v}sg) * {_f(ind._sig._k)} + {v}sg",
-        )),),
+        state=((f"{v}fe", "_fe"), (f"{v}se", "_se"), (f"{v}sg", "_sig._ema")),
+        refs=(),
+        blocks=(
+            (
+                "",
+                (
+                    f"{v}fe = (c - {v}fe) * {_f(ind._kf)} + {v}fe",
+                    f"{v}se = (c - {v}se) * {_f(ind._ks)} + {v}se",
+                    f"{v}m = {v}fe - {v}se",
+                    f"{v}sg = ({v}m - {v}sg) * {_f(ind._sig._k)} + {v}sg",
+                ),
+            ),
+        ),
         outs=(f"{v}m", f"{v}sg", f"{v}m - {v}sg"),
-        counters=(("_n", 0), ("_sig._n", -(ind.slow - 1))))
+        counters=(("_n", 0), ("_sig._n", -(ind.slow - 1))),
+    )
 
 
 def _extrema_lines(v: str, p: int) -> Lines:
@@ -219,29 +251,45 @@ def _extrema_lines(v: str, p: int) -> Lines:
 
 def _donchian(ind: Donchian, v: str) -> Part:
     p = ind.period
-    return Part(steady=p, state=(), refs=((f"{v}qh", "_hh._dq"), (f"{v}ql", "_ll._dq")),
-                blocks=(("", _extrema_lines(v, p)),), outs=(f"{v}hh", f"{v}ll"),
-                counters=(("_n", 0), ("_hh._n", 0), ("_ll._n", 0)))
+    return Part(
+        steady=p,
+        state=(),
+        refs=((f"{v}qh", "_hh._dq"), (f"{v}ql", "_ll._dq")),
+        blocks=(("", _extrema_lines(v, p)),),
+        outs=(f"{v}hh", f"{v}ll"),
+        counters=(("_n", 0), ("_hh._n", 0), ("_ll._n", 0)),
+    )
 
 
 def _keltner(ind: Keltner, v: str) -> Part:
     p, ap = ind.period, ind.atr_period
     return Part(
         steady=max(p + 1, ap + 2),
-        state=((f"ema{p}", "_ema._ema"), ("pc", "_atr._pc"), (f"{v}atr", "_atr._atr")), refs=(),
-        blocks=(_ema_block(p, ind._ema._k), _TRUE_RANGE, ("", (
-            f"{v}atr = ({v}atr * {ap - 1} + tr) / {ap}",
-            f"{v}w = {_f(ind.multiplier)} * {v}atr",
-        ))),
+        state=((f"ema{p}", "_ema._ema"), ("pc", "_atr._pc"), (f"{v}atr", "_atr._atr")),
+        refs=(),
+        blocks=(
+            _ema_block(p, ind._ema._k),
+            _TRUE_RANGE,
+            (
+                "",
+                (
+                    f"{v}atr = ({v}atr * {ap - 1} + tr) / {ap}",
+                    f"{v}w = {_f(ind.multiplier)} * {v}atr",
+                ),
+            ),
+        ),
         outs=(f"ema{p} - {v}w", f"ema{p}", f"ema{p} + {v}w"),
-        counters=(("_n", 0), ("_ema._n", 0), ("_atr._n", 0)))
+        counters=(("_n", 0), ("_ema._n", 0), ("_atr._n", 0)),
+    )
 
 
 def _stochastic(ind: Stochastic, v: str) -> Part:
     k, d, s = ind.k_period, ind.d_period, ind.smooth_k
-    lines = [*_extrema_lines(v, k),
-             f"{v}diff = ({v}hh - {v}ll) / 100.0",
-             f"{v}k = (c - {v}ll) / {v}diff if {v}diff != 0.0 else 0.0"]
+    lines = [
+        *_extrema_lines(v, k),
+        f"{v}diff = ({v}hh - {v}ll) / 100.0",
+        f"{v}k = (c - {v}ll) / {v}diff if {v}diff != 0.0 else 0.0",
+    ]
     state = [(f"{v}da", "_ds._anchor"), (f"{v}ds", "_ds._sum")]
     refs = [(f"{v}qh", "_hh._dq"), (f"{v}ql", "_ll._dq"), (f"{v}db", "_ds._buf")]
     counters = [("_n", 0), ("_hh._n", 0), ("_ll._n", 0), ("_ds._n", -(k + s - 2))]
@@ -251,37 +299,62 @@ def _stochastic(ind: Stochastic, v: str) -> Part:
         refs.append((f"{v}kb", "_ks._buf"))
         counters.append(("_ks._n", -(k - 1)))
     lines += _sma_lines(f"{v}d", d, f"{v}k", f"(n - {k + s - 2})")
-    return Part(steady=k + s + d - 1, state=tuple(state), refs=tuple(refs), blocks=(("", tuple(lines)),),
-                outs=(f"{v}k", f"{v}dout"), counters=tuple(counters))
+    return Part(
+        steady=k + s + d - 1,
+        state=tuple(state),
+        refs=tuple(refs),
+        blocks=(("", tuple(lines)),),
+        outs=(f"{v}k", f"{v}dout"),
+        counters=tuple(counters),
+    )
 
 
 def _adx(ind: ADX, v: str) -> Part:
     p = ind.period
     return Part(
         steady=2 * p + 1,
-        state=((f"{v}ph", "_ph"), (f"{v}pl", "_pl"), ("pc", "_pc"), (f"{v}pdm", "_pdm"), (f"{v}mdm", "_mdm"),
-               (f"{v}tr", "_tr"), (f"{v}adx", "_adx")), refs=(),
-        blocks=(("", (
-            f"{v}up = h - {v}ph",
-            f"{v}down = {v}pl - lo",
-            f"{v}ph = h",
-            f"{v}pl = lo",
-        )), _TRUE_RANGE, ("", (
-            f"{v}mdm -= {v}mdm / {p}",
-            f"{v}pdm -= {v}pdm / {p}",
-            f"if {v}down > 0 and {v}up < {v}down:",
-            f"    {v}mdm += {v}down",
-            f"elif {v}up > 0 and {v}up > {v}down:",
-            f"    {v}pdm += {v}up",
-            f"{v}tr = {v}tr - {v}tr / {p} + tr",
-            f"if {v}tr != 0.0:",
-            f"    {v}mdi = 100.0 * ({v}mdm / {v}tr)",
-            f"    {v}pdi = 100.0 * ({v}pdm / {v}tr)",
-            f"    {v}sum = {v}mdi + {v}pdi",
-            f"    if {v}sum != 0.0:",
-            f"        {v}adx = ({v}adx * {p - 1} + 100.0 * (abs({v}mdi - {v}pdi) / {v}sum)) / {p}",
-        ))),
-        outs=(f"{v}adx",))
+        state=(
+            (f"{v}ph", "_ph"),
+            (f"{v}pl", "_pl"),
+            ("pc", "_pc"),
+            (f"{v}pdm", "_pdm"),
+            (f"{v}mdm", "_mdm"),
+            (f"{v}tr", "_tr"),
+            (f"{v}adx", "_adx"),
+        ),
+        refs=(),
+        blocks=(
+            (
+                "",
+                (
+                    f"{v}up = h - {v}ph",
+                    f"{v}down = {v}pl - lo",
+                    f"{v}ph = h",
+                    f"{v}pl = lo",
+                ),
+            ),
+            _TRUE_RANGE,
+            (
+                "",
+                (
+                    f"{v}mdm -= {v}mdm / {p}",
+                    f"{v}pdm -= {v}pdm / {p}",
+                    f"if {v}down > 0 and {v}up < {v}down:",
+                    f"    {v}mdm += {v}down",
+                    f"elif {v}up > 0 and {v}up > {v}down:",
+                    f"    {v}pdm += {v}up",
+                    f"{v}tr = {v}tr - {v}tr / {p} + tr",
+                    f"if {v}tr != 0.0:",
+                    f"    {v}mdi = 100.0 * ({v}mdm / {v}tr)",
+                    f"    {v}pdi = 100.0 * ({v}pdm / {v}tr)",
+                    f"    {v}sum = {v}mdi + {v}pdi",
+                    f"    if {v}sum != 0.0:",
+                    f"        {v}adx = ({v}adx * {p - 1} + 100.0 * (abs({v}mdi - {v}pdi) / {v}sum)) / {p}",
+                ),
+            ),
+        ),
+        outs=(f"{v}adx",),
+    )
 
 
 def _hurst(ind: Hurst, v: str) -> Part:
@@ -291,18 +364,33 @@ def _hurst(ind: Hurst, v: str) -> Part:
         steady=w + 1,
         state=(),
         refs=((f"{v}buf", "_buf"), (f"{v}k", "_k"), (f"{v}step", "_k.step")),
-        blocks=(("", (  # Hurst._push with a full window: one compiled call
-            f"if n % {p}:",
-            f"    {v}out = {v}step({v}buf, {w}, log(c))",
-            "else:",
-            f"    {v}out = hurst_resync({v}buf, {w}, log(c), {v}k)",
-        )),),
-        outs=(f"{v}out",))
+        blocks=(
+            (
+                "",
+                (  # Hurst._push with a full window: one compiled call
+                    f"if n % {p}:",
+                    f"    {v}out = {v}step({v}buf, {w}, log(c))",
+                    "else:",
+                    f"    {v}out = hurst_resync({v}buf, {w}, log(c), {v}k)",
+                ),
+            ),
+        ),
+        outs=(f"{v}out",),
+    )
 
 
 _EMITTERS: dict[type[Any], Callable[[Any, str], Part]] = {
-    SMA: _sma, EMA: _ema, RSI: _rsi, ATR: _atr, BollingerBands: _bbands, MACD: _macd,
-    Donchian: _donchian, Keltner: _keltner, Stochastic: _stochastic, ADX: _adx, Hurst: _hurst,
+    SMA: _sma,
+    EMA: _ema,
+    RSI: _rsi,
+    ATR: _atr,
+    BollingerBands: _bbands,
+    MACD: _macd,
+    Donchian: _donchian,
+    Keltner: _keltner,
+    Stochastic: _stochastic,
+    ADX: _adx,
+    Hurst: _hurst,
 }
 
 
@@ -312,8 +400,13 @@ def part_of(ind: Indicator[Any], prefix: str) -> Part | None:
     return None if emit is None else emit(ind, prefix)
 
 
-_ENV: dict[str, Any] = {"fsum": math.fsum, "sqrt": math.sqrt, "log": math.log,
-                        "bb_resync": BollingerBands._resync, "hurst_resync": resync_step}
+_ENV: dict[str, Any] = {
+    "fsum": math.fsum,
+    "sqrt": math.sqrt,
+    "log": math.log,
+    "bb_resync": BollingerBands._resync,
+    "hurst_resync": resync_step,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,9 +488,13 @@ def _factory(tokens: tuple[str, ...]) -> tuple[Callable[..., Any], int] | None:
         outs += part.outs
     head = ["c = bar.close"] + (["h = bar.high", "lo = bar.low"] if uses_bar else []) + ["n += 1"]
     nl = "nonlocal " + ", ".join(cells + ["dirty"])
-    tail = [f"x{j} = {e}" for j, e in enumerate(outs)] + ["dirty = True",
-            f"v = [{', '.join(f'x{j}' for j in range(len(outs)))}]", "bank._values = v",
-            "bank._forming = None", "bank._count = n"]
+    tail = [f"x{j} = {e}" for j, e in enumerate(outs)] + [
+        "dirty = True",
+        f"v = [{', '.join(f'x{j}' for j in range(len(outs)))}]",
+        "bank._values = v",
+        "bank._forming = None",
+        "bank._count = n",
+    ]
     fill = [f"d[{col!r}] = x{j}" for j, col in enumerate(columns)]  # a copy + stores beats a dict display
 
     def indent(lines: list[str], depth: int) -> list[str]:
@@ -413,17 +510,27 @@ def _factory(tokens: tuple[str, ...]) -> tuple[Callable[..., Any], int] | None:
         "    def step_list(bar):",
         *indent([nl, *head, *body, *tail, "return v"], 2),
         "    def step_dict(bar):",
-        *indent([nl,
-                  "try:",
-                  "    om = bar.open_ms",
-                  "except AttributeError:",
-                  "    om = None",
-                  "if om is not None:",
-                  "    last = bank._last_open",
-                  "    if last is not None and om <= last:",
-                  "        return bank._redelivered(om)",
-                  "    bank._last_open = om",
-                  *head, *body, *tail, "d = BLANK.copy()", *fill, "return d"], 2),
+        *indent(
+            [
+                nl,
+                "try:",
+                "    om = bar.open_ms",
+                "except AttributeError:",
+                "    om = None",
+                "if om is not None:",
+                "    last = bank._last_open",
+                "    if last is not None and om <= last:",
+                "        return bank._redelivered(om)",
+                "    bank._last_open = om",
+                *head,
+                *body,
+                *tail,
+                "d = BLANK.copy()",
+                *fill,
+                "return d",
+            ],
+            2,
+        ),
         "    return load, flush, step_list, step_dict",
     ]
     env = dict(_ENV, BLANK=dict.fromkeys(columns))  # copied, never changed: shared by the spec's banks

@@ -16,8 +16,7 @@ from .base import ScalarIndicator, check_period
 _log = math.log
 log = logging.getLogger(__name__)
 
-__all__ = ["Hurst", "Kernels", "hurst_kernels", "python_kernels", "resync_exponent", "resync_step",
-           "window_returns"]
+__all__ = ["Hurst", "Kernels", "hurst_kernels", "python_kernels", "resync_exponent", "resync_step", "window_returns"]
 
 # Layout of a Hurst buffer (float64, length period + 6): the window's period + 1 log prices
 # in ring order, then its scalar state. One array is one argument for the compiled kernels.
@@ -280,4 +279,3 @@ class Hurst(ScalarIndicator[float]):
         buf[w + S1] = float(state["s1"])
         buf[w + S2] = float(state["s2"])
         self._len = len(logs)
-

@@ -240,8 +240,13 @@ class MACD(ScalarIndicator[MACDValue]):
         return (m, sig, m - sig)
 
     def _get_state(self) -> dict[str, Any]:
-        return {"recent": list(self._recent), "ssum": self._ssum, "fe": self._fe, "se": self._se,
-                "sig": self._sig.snapshot()}
+        return {
+            "recent": list(self._recent),
+            "ssum": self._ssum,
+            "fe": self._fe,
+            "se": self._se,
+            "sig": self._sig.snapshot(),
+        }
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self._recent = deque((float(v) for v in state["recent"]), maxlen=self.fast)
@@ -365,8 +370,12 @@ class Stochastic(BarIndicator[StochasticValue]):
         return (k, d)  # type: ignore[return-value]
 
     def _get_state(self) -> dict[str, Any]:
-        return {"hh": self._hh.snapshot(), "ll": self._ll.snapshot(),
-                "ks": None if self._ks is None else self._ks.snapshot(), "ds": self._ds.snapshot()}
+        return {
+            "hh": self._hh.snapshot(),
+            "ll": self._ll.snapshot(),
+            "ks": None if self._ks is None else self._ks.snapshot(),
+            "ds": self._ds.snapshot(),
+        }
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self._hh = Max.restore(state["hh"])  # type: ignore[assignment]

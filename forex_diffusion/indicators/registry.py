@@ -24,8 +24,22 @@ __all__ = ["INDICATOR_CLASSES", "build_indicator", "indicator_class", "indicator
 
 INDICATOR_CLASSES: dict[str, type[Indicator[Any]]] = {
     klass.spec_name: klass
-    for klass in (SMA, EMA, RSI, ATR, BollingerBands, MACD, Max, Min, Donchian, Keltner,
-                  Stochastic, ADX, RealisedVolatility, Hurst)
+    for klass in (
+        SMA,
+        EMA,
+        RSI,
+        ATR,
+        BollingerBands,
+        MACD,
+        Max,
+        Min,
+        Donchian,
+        Keltner,
+        Stochastic,
+        ADX,
+        RealisedVolatility,
+        Hurst,
+    )
 }
 """Every indicator, by spec name."""
 
@@ -62,13 +76,16 @@ def build_indicator(token: str) -> Indicator[Any]:
     parts = token.strip().lower().split("_")
     klass = INDICATOR_CLASSES.get(parts[0])
     if klass is None or not parts[0]:
-        raise ConfigError(f"unknown indicator {parts[0]!r} in spec {token!r}; "
-                          f"known: {', '.join(sorted(INDICATOR_CLASSES))}")
+        raise ConfigError(
+            f"unknown indicator {parts[0]!r} in spec {token!r}; known: {', '.join(sorted(INDICATOR_CLASSES))}"
+        )
     sig = inspect.signature(klass.__init__)
     names = list(klass._params)
     args = parts[1:]
     if len(args) > len(names):
-        raise ConfigError(f"indicator spec {token!r}: {parts[0]} takes at most {len(names)} parameters ({', '.join(names)})")
+        raise ConfigError(
+            f"indicator spec {token!r}: {parts[0]} takes at most {len(names)} parameters ({', '.join(names)})"
+        )
     kwargs = {n: _convert(a, sig.parameters[n].default, n, token) for n, a in zip(names, args, strict=False)}
     return klass(**kwargs)
 

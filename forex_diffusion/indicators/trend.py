@@ -179,8 +179,16 @@ class ADX(BarIndicator[float]):
         return self._next(bar.high, bar.low, bar.close, self._n + 1)[1]
 
     def _get_state(self) -> dict[str, Any]:
-        return {"ph": self._ph, "pl": self._pl, "pc": self._pc, "pdm": self._pdm, "mdm": self._mdm,
-                "tr": self._tr, "sdx": self._sdx, "adx": self._adx}
+        return {
+            "ph": self._ph,
+            "pl": self._pl,
+            "pc": self._pc,
+            "pdm": self._pdm,
+            "mdm": self._mdm,
+            "tr": self._tr,
+            "sdx": self._sdx,
+            "adx": self._adx,
+        }
 
     def _set_state(self, state: dict[str, Any]) -> None:
         for key in ("ph", "pl", "pc", "pdm", "mdm", "tr", "sdx", "adx"):

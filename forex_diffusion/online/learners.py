@@ -108,9 +108,7 @@ class LearnerConfig:
             raise ConfigError(f"horizons must be unique, got {self.horizons!r}")
         object.__setattr__(self, "horizons", tuple(sorted(hs)))
         if self.max_pending < max(hs):
-            raise ConfigError(
-                f"max_pending ({self.max_pending}) must be >= the largest horizon ({max(hs)})"
-            )
+            raise ConfigError(f"max_pending ({self.max_pending}) must be >= the largest horizon ({max(hs)})")
         if not (self.target_clip > 0 and math.isfinite(self.target_clip)):
             raise ConfigError(f"target_clip must be positive and finite, got {self.target_clip}")
         if not isinstance(self.regressor, base.Regressor):
@@ -367,11 +365,18 @@ class OnlineLearnerSet:
         if self._last_close_ms is not None and as_of <= self._last_close_ms:
             logger.debug(
                 "learner replay skipped symbol=%s timeframe=%s as_of=%d last=%d",
-                self.symbol, self.timeframe, as_of, self._last_close_ms,
+                self.symbol,
+                self.timeframe,
+                as_of,
+                self._last_close_ms,
             )
             return LearnerStep(
-                symbol=self.symbol, timeframe=self.timeframe, as_of_ms=as_of,
-                predictions=(), realised=(), replayed=True,
+                symbol=self.symbol,
+                timeframe=self.timeframe,
+                as_of_ms=as_of,
+                predictions=(),
+                realised=(),
+                replayed=True,
             )
         self._n_candles += 1
         self._last_close_ms = as_of
@@ -381,11 +386,7 @@ class OnlineLearnerSet:
 
         realised: list[RealisedLabel] = []
         for h, st in self._horizons.items():
-            while (
-                st.pending
-                and index - st.pending[0].index >= h
-                and st.pending[0].as_of_ms < as_of
-            ):
+            while st.pending and index - st.pending[0].index >= h and st.pending[0].as_of_ms < as_of:
                 realised.append(self._realise(h, st, st.pending.popleft(), candle, clip))
 
         predictions: list[HorizonPrediction] = []
@@ -398,8 +399,12 @@ class OnlineLearnerSet:
                 log_ret = y_pred * scale
                 predictions.append(
                     HorizonPrediction(
-                        horizon=h, as_of_ms=as_of, scaled_return=y_pred, log_return=log_ret,
-                        price=candle.close * math.exp(log_ret), p_up=p_up,
+                        horizon=h,
+                        as_of_ms=as_of,
+                        scaled_return=y_pred,
+                        log_return=log_ret,
+                        price=candle.close * math.exp(log_ret),
+                        p_up=p_up,
                     )
                 )
                 if len(st.pending) >= self.config.max_pending:
@@ -407,17 +412,20 @@ class OnlineLearnerSet:
                     st.n_evicted += 1
                     logger.warning(
                         "pending label evicted symbol=%s timeframe=%s horizon=%d",
-                        self.symbol, self.timeframe, h,
+                        self.symbol,
+                        self.timeframe,
+                        h,
                     )
                 st.pending.append(_Pending(index, as_of, candle.close, scale, x, y_pred, p_up))
         return LearnerStep(
-            symbol=self.symbol, timeframe=self.timeframe, as_of_ms=as_of,
-            predictions=tuple(predictions), realised=tuple(realised),
+            symbol=self.symbol,
+            timeframe=self.timeframe,
+            as_of_ms=as_of,
+            predictions=tuple(predictions),
+            realised=tuple(realised),
         )
 
-    def _realise(
-        self, h: int, st: _HorizonState, p: _Pending, candle: Candle, clip: float
-    ) -> RealisedLabel:
+    def _realise(self, h: int, st: _HorizonState, p: _Pending, candle: Candle, clip: float) -> RealisedLabel:
         y = _clip(math.log(candle.close / p.close) / p.scale, clip)
         up = y > 0.0
         hit = (p.p_up > 0.5) == up
@@ -433,12 +441,22 @@ class OnlineLearnerSet:
         else:
             logger.debug(
                 "label already trained symbol=%s timeframe=%s horizon=%d as_of=%d",
-                self.symbol, self.timeframe, h, p.as_of_ms,
+                self.symbol,
+                self.timeframe,
+                h,
+                p.as_of_ms,
             )
         return RealisedLabel(
-            horizon=h, as_of_ms=p.as_of_ms, realised_ms=candle.close_ms, y_true=y,
-            y_pred=p.y_pred, p_up=p.p_up, abs_error=abs(y - p.y_pred),
-            naive_abs_error=abs(y), hit=hit, trained=trained,
+            horizon=h,
+            as_of_ms=p.as_of_ms,
+            realised_ms=candle.close_ms,
+            y_true=y,
+            y_pred=p.y_pred,
+            p_up=p.p_up,
+            abs_error=abs(y - p.y_pred),
+            naive_abs_error=abs(y),
+            hit=hit,
+            trained=trained,
         )
 
     # -- persistence ---------------------------------------------------------------------

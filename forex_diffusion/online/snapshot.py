@@ -47,8 +47,15 @@ from typing import Any, TypeVar
 
 from ..errors import ArtifactError, ConfigError
 
-__all__ = ["LEGACY_MAGIC", "MIN_KEY_BYTES", "SNAPSHOT_MAGIC", "configure_state_key", "dump_state", "key_id",
-           "load_state"]
+__all__ = [
+    "LEGACY_MAGIC",
+    "MIN_KEY_BYTES",
+    "SNAPSHOT_MAGIC",
+    "configure_state_key",
+    "dump_state",
+    "key_id",
+    "load_state",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -140,8 +147,9 @@ def _refuse(reason: str, message: str, size: int) -> ArtifactError:
     return ArtifactError(message)
 
 
-def load_state(data: bytes, *, key: bytes | None = None, expected: type[T] | None = None,
-               context: bytes = b"") -> T | Any:
+def load_state(
+    data: bytes, *, key: bytes | None = None, expected: type[T] | None = None, context: bytes = b""
+) -> T | Any:
     """Verify and deserialise a snapshot made by :func:`dump_state`.
 
     Parameters
@@ -178,12 +186,20 @@ def load_state(data: bytes, *, key: bytes | None = None, expected: type[T] | Non
         payload = data[head + _ID_LEN + _DIGEST_LEN :]
         mine = key_id(k)
         if kid.hex() != mine:
-            raise _refuse("other_key", f"state snapshot signed with another state key (key id {kid.hex()}, this "
-                          f"process has {mine}): every worker of a deployment must share FOREXD_STATE_KEY", len(data))
+            raise _refuse(
+                "other_key",
+                f"state snapshot signed with another state key (key id {kid.hex()}, this "
+                f"process has {mine}): every worker of a deployment must share FOREXD_STATE_KEY",
+                len(data),
+            )
         if not hmac.compare_digest(digest, _sign(k, kid, payload, context)):
-            raise _refuse("signature", "state snapshot signature mismatch (tampered, corrupt, or another "
-                          f"series' state: signed for another context than {context.decode(errors='replace')!r}): "
-                          "refused, not loaded", len(data))
+            raise _refuse(
+                "signature",
+                "state snapshot signature mismatch (tampered, corrupt, or another "
+                f"series' state: signed for another context than {context.decode(errors='replace')!r}): "
+                "refused, not loaded",
+                len(data),
+            )
     else:
         raise _refuse("format", "not a forex_diffusion state snapshot (bad magic or too short)", len(data))
     try:
@@ -191,17 +207,19 @@ def load_state(data: bytes, *, key: bytes | None = None, expected: type[T] | Non
     except Exception as exc:  # a verified but unreadable payload (version skew)
         raise ArtifactError(f"snapshot payload cannot be restored: {exc}") from exc
     if expected is not None and not isinstance(obj, expected):
-        raise ArtifactError(
-            f"snapshot holds a {type(obj).__name__}, expected {expected.__name__}"
-        )
+        raise ArtifactError(f"snapshot holds a {type(obj).__name__}, expected {expected.__name__}")
     return obj
 
 
 def _legacy_payload(data: bytes, key: bytes | None) -> bytes:
     """The payload of an old ``FXDSNAP1`` snapshot, verified, if migrating (else refused)."""
     if not _signing.accept_unsigned:
-        raise _refuse("unsigned", "old unsigned state snapshot refused (it could be forged); set "
-                      "FOREXD_STATE_UNSIGNED=accept once to migrate it", len(data))
+        raise _refuse(
+            "unsigned",
+            "old unsigned state snapshot refused (it could be forged); set "
+            "FOREXD_STATE_UNSIGNED=accept once to migrate it",
+            len(data),
+        )
     head = len(LEGACY_MAGIC)
     digest, payload = data[head : head + _DIGEST_LEN], data[head + _DIGEST_LEN :]
     want = hashlib.sha256(payload).digest() if key is None else hmac.new(key, payload, hashlib.sha256).digest()

@@ -150,8 +150,19 @@ shadow_scores = Table(
     Column("realised_ms", BigInteger, nullable=False),
 )
 #: Columns of a ``shadow_scores`` row, in order.
-SHADOW_COLUMNS: tuple[str, ...] = ("version", "as_of_ms", "model_key", "champion_version", "steps", "crps",
-                                   "champion_crps", "rw_crps", "cover90", "champion_cover90", "realised_ms")
+SHADOW_COLUMNS: tuple[str, ...] = (
+    "version",
+    "as_of_ms",
+    "model_key",
+    "champion_version",
+    "steps",
+    "crps",
+    "champion_crps",
+    "rw_crps",
+    "cover90",
+    "champion_cover90",
+    "realised_ms",
+)
 
 _SYMBOL = re.compile(r"^(\*|[A-Z0-9]{2,16})$")
 
@@ -250,11 +261,19 @@ class ModelVersion:
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able form."""
         return {
-            "version": self.version, "key": str(self.key), "artifact": self.artifact,
-            "sha256": self.sha256, "config_hash": self.config_hash,
-            "data_first_ms": self.data_first_ms, "data_last_ms": self.data_last_ms,
-            "metrics": dict(self.metrics), "status": self.status, "reason": self.reason,
-            "request_id": self.request_id, "created_ms": self.created_ms, "updated_ms": self.updated_ms,
+            "version": self.version,
+            "key": str(self.key),
+            "artifact": self.artifact,
+            "sha256": self.sha256,
+            "config_hash": self.config_hash,
+            "data_first_ms": self.data_first_ms,
+            "data_last_ms": self.data_last_ms,
+            "metrics": dict(self.metrics),
+            "status": self.status,
+            "reason": self.reason,
+            "request_id": self.request_id,
+            "created_ms": self.created_ms,
+            "updated_ms": self.updated_ms,
         }
 
 
@@ -271,16 +290,30 @@ class AliasChange:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able form."""
-        return {"alias": self.alias, "key": str(self.key), "version": self.version,
-                "from_ms": self.from_ms, "to_ms": self.to_ms, "reason": self.reason}
+        return {
+            "alias": self.alias,
+            "key": str(self.key),
+            "version": self.version,
+            "from_ms": self.from_ms,
+            "to_ms": self.to_ms,
+            "reason": self.reason,
+        }
 
 
 def _row_to_version(r: Any) -> ModelVersion:
     return ModelVersion(
-        version=r.version, key=ModelKey(symbol=r.symbol, timeframe=r.timeframe, horizon=int(r.horizon)),
-        artifact=r.artifact, sha256=r.sha256, config_hash=r.config_hash,
-        data_first_ms=r.data_first_ms, data_last_ms=r.data_last_ms, metrics=dict(r.metrics or {}),
-        status=r.status, reason=r.reason, request_id=r.request_id, created_ms=int(r.created_ms),
+        version=r.version,
+        key=ModelKey(symbol=r.symbol, timeframe=r.timeframe, horizon=int(r.horizon)),
+        artifact=r.artifact,
+        sha256=r.sha256,
+        config_hash=r.config_hash,
+        data_first_ms=r.data_first_ms,
+        data_last_ms=r.data_last_ms,
+        metrics=dict(r.metrics or {}),
+        status=r.status,
+        reason=r.reason,
+        request_id=r.request_id,
+        created_ms=int(r.created_ms),
         updated_ms=int(r.updated_ms),
     )
 
@@ -294,39 +327,43 @@ def _get(conn: Connection, version: str, *, lock: bool = False) -> ModelVersion 
 
 
 def _alias(conn: Connection, key: ModelKey, alias: str, *, lock: bool = False) -> str | None:
-    q = select(model_aliases.c.version).where(
-        model_aliases.c.model_key == str(key), model_aliases.c.alias == alias)
+    q = select(model_aliases.c.version).where(model_aliases.c.model_key == str(key), model_aliases.c.alias == alias)
     if lock:
         q = q.with_for_update()
     return conn.execute(q).scalar_one_or_none()
 
 
 def _set_status(conn: Connection, version: str, status: str, reason: str, now_ms: int) -> None:
-    conn.execute(update(model_versions).where(model_versions.c.version == version)
-                 .values(status=status, reason=reason, updated_ms=now_ms))
+    conn.execute(
+        update(model_versions)
+        .where(model_versions.c.version == version)
+        .values(status=status, reason=reason, updated_ms=now_ms)
+    )
 
 
 def _point(conn: Connection, key: ModelKey, alias: str, version: str | None, reason: str, now_ms: int) -> None:
     """Move (or with ``version=None`` drop) an alias and record the change in the history."""
     h = model_alias_history
-    conn.execute(update(h).where(h.c.model_key == str(key), h.c.alias == alias, h.c.to_ms.is_(None))
-                 .values(to_ms=now_ms))
-    conn.execute(model_aliases.delete().where(model_aliases.c.model_key == str(key),
-                                              model_aliases.c.alias == alias))
+    conn.execute(
+        update(h).where(h.c.model_key == str(key), h.c.alias == alias, h.c.to_ms.is_(None)).values(to_ms=now_ms)
+    )
+    conn.execute(model_aliases.delete().where(model_aliases.c.model_key == str(key), model_aliases.c.alias == alias))
     if version is None:
         return
-    conn.execute(model_aliases.insert().values(model_key=str(key), alias=alias, version=version,
-                                               updated_ms=now_ms))
-    conn.execute(h.insert().values(alias=alias, model_key=str(key), version=version, from_ms=now_ms,
-                                   to_ms=None, reason=reason))
+    conn.execute(model_aliases.insert().values(model_key=str(key), alias=alias, version=version, updated_ms=now_ms))
+    conn.execute(
+        h.insert().values(alias=alias, model_key=str(key), version=version, from_ms=now_ms, to_ms=None, reason=reason)
+    )
 
 
 def _previous_champion(conn: Connection, key: ModelKey) -> ModelVersion | None:
     current = _alias(conn, key, "champion")
     h = model_alias_history
     rows = conn.execute(
-        select(h.c.version).where(h.c.model_key == str(key), h.c.alias == "champion",
-                                  h.c.to_ms.is_not(None)).order_by(h.c.id.desc())).scalars()
+        select(h.c.version)
+        .where(h.c.model_key == str(key), h.c.alias == "champion", h.c.to_ms.is_not(None))
+        .order_by(h.c.id.desc())
+    ).scalars()
     for version in rows:
         if version == current:
             continue
@@ -337,13 +374,19 @@ def _previous_champion(conn: Connection, key: ModelKey) -> ModelVersion | None:
 
 
 @db_retry
-def insert_version(engine: Engine, version: ModelVersion, *, challenger: bool = True,
-                   now_ms: int) -> ModelVersion:
+def insert_version(engine: Engine, version: ModelVersion, *, challenger: bool = True, now_ms: int) -> ModelVersion:
     """Insert a ``registered`` version (and point ``challenger`` at it) in one transaction."""
     row = version.to_dict()
     row.pop("key")
-    row.update(model_key=str(version.key), symbol=version.key.symbol, timeframe=version.key.timeframe,
-               horizon=version.key.horizon, status="registered", created_ms=now_ms, updated_ms=now_ms)
+    row.update(
+        model_key=str(version.key),
+        symbol=version.key.symbol,
+        timeframe=version.key.timeframe,
+        horizon=version.key.horizon,
+        status="registered",
+        created_ms=now_ms,
+        updated_ms=now_ms,
+    )
     with engine.begin() as conn:
         if _get(conn, version.version) is not None:
             raise RegistryError(f"version {version.version} is already registered")
@@ -364,8 +407,7 @@ def get_version(engine: Engine, version: str) -> ModelVersion | None:
 
 
 @db_retry
-def list_versions(engine: Engine, key: ModelKey | None = None, *,
-                  include_deleted: bool = True) -> list[ModelVersion]:
+def list_versions(engine: Engine, key: ModelKey | None = None, *, include_deleted: bool = True) -> list[ModelVersion]:
     """Versions (of one key, or all), oldest first."""
     q = select(model_versions)
     if key is not None:
@@ -381,8 +423,9 @@ def list_versions(engine: Engine, key: ModelKey | None = None, *,
 def get_aliases(engine: Engine, key: ModelKey) -> dict[str, str]:
     """Return ``{alias: version}`` of one key."""
     with engine.connect() as conn:
-        rows = conn.execute(select(model_aliases.c.alias, model_aliases.c.version)
-                            .where(model_aliases.c.model_key == str(key)))
+        rows = conn.execute(
+            select(model_aliases.c.alias, model_aliases.c.version).where(model_aliases.c.model_key == str(key))
+        )
         return {r.alias: r.version for r in rows}
 
 
@@ -400,9 +443,17 @@ def alias_history(engine: Engine, key: ModelKey) -> list[AliasChange]:
     h = model_alias_history
     with engine.connect() as conn:
         rows = conn.execute(select(h).where(h.c.model_key == str(key)).order_by(h.c.id))
-        return [AliasChange(alias=r.alias, key=key, version=r.version, from_ms=int(r.from_ms),
-                            to_ms=None if r.to_ms is None else int(r.to_ms), reason=r.reason)
-                for r in rows]
+        return [
+            AliasChange(
+                alias=r.alias,
+                key=key,
+                version=r.version,
+                from_ms=int(r.from_ms),
+                to_ms=None if r.to_ms is None else int(r.to_ms),
+                reason=r.reason,
+            )
+            for r in rows
+        ]
 
 
 def _check_usable(v: ModelVersion, usable: Callable[[ModelVersion], bool] | None) -> None:
@@ -413,10 +464,16 @@ def _check_usable(v: ModelVersion, usable: Callable[[ModelVersion], bool] | None
 
 
 @db_retry
-def promote_version(engine: Engine, version: str, *, reason: str, now_ms: int,
-                    usable: Callable[[ModelVersion], bool] | None = None,
-                    before_commit: Callable[[], None] | None = None,
-                    expect_status: str | None = None) -> ModelVersion:
+def promote_version(
+    engine: Engine,
+    version: str,
+    *,
+    reason: str,
+    now_ms: int,
+    usable: Callable[[ModelVersion], bool] | None = None,
+    before_commit: Callable[[], None] | None = None,
+    expect_status: str | None = None,
+) -> ModelVersion:
     """Make ``version`` the champion of its key, in one transaction.
 
     The old champion keeps its status (``promoted``: it was one), its history row is
@@ -454,8 +511,9 @@ def promote_version(engine: Engine, version: str, *, reason: str, now_ms: int,
 
 
 @db_retry
-def reject_version(engine: Engine, version: str, *, reason: str, now_ms: int,
-                   expect_status: str | None = None) -> ModelVersion:
+def reject_version(
+    engine: Engine, version: str, *, reason: str, now_ms: int, expect_status: str | None = None
+) -> ModelVersion:
     """Mark a non-champion version ``rejected`` (it stays the challenger for inspection; a
     shadow alias on it is dropped). With ``expect_status``, a version whose status is
     another one is returned unchanged."""
@@ -477,8 +535,9 @@ def reject_version(engine: Engine, version: str, *, reason: str, now_ms: int,
 
 
 @db_retry
-def rollback_champion(engine: Engine, key: ModelKey, *, reason: str, now_ms: int,
-                      usable: Callable[[ModelVersion], bool] | None = None) -> tuple[ModelVersion, ModelVersion]:
+def rollback_champion(
+    engine: Engine, key: ModelKey, *, reason: str, now_ms: int, usable: Callable[[ModelVersion], bool] | None = None
+) -> tuple[ModelVersion, ModelVersion]:
     """Restore the previous champion of ``key`` in one transaction; return ``(restored, dropped)``.
 
     The dropped champion is marked ``rolled_back`` (a later rollback skips it).
@@ -511,8 +570,11 @@ def referenced_versions(engine: Engine, versions: Iterable[str], *, since_ms: in
     wanted = list(versions)
     if not wanted:
         return set()
-    q = (select(forecasts.c.model_version).distinct()
-         .where(and_(forecasts.c.model_version.in_(wanted), forecasts.c.as_of_ms >= since_ms)))
+    q = (
+        select(forecasts.c.model_version)
+        .distinct()
+        .where(and_(forecasts.c.model_version.in_(wanted), forecasts.c.as_of_ms >= since_ms))
+    )
     with engine.connect() as conn:
         return set(conn.execute(q).scalars())
 
@@ -530,8 +592,7 @@ def mark_deleted(engine: Engine, versions: Iterable[str], *, reason: str, now_ms
             v = _get(conn, version, lock=True)
             if v is None or v.status == "deleted":
                 continue
-            aliased = conn.execute(select(model_aliases.c.alias).where(
-                model_aliases.c.version == version)).first()
+            aliased = conn.execute(select(model_aliases.c.alias).where(model_aliases.c.version == version)).first()
             if aliased is not None:
                 raise RegistryError(f"version {version} is the {aliased.alias} of {v.key}; not deleted")
             _set_status(conn, version, "deleted", reason, now_ms)
@@ -540,8 +601,15 @@ def mark_deleted(engine: Engine, versions: Iterable[str], *, reason: str, now_ms
 
 
 @db_retry
-def start_shadow(engine: Engine, version: str, *, reason: str, required: int, now_ms: int,
-                 usable: Callable[[ModelVersion], bool] | None = None) -> ModelVersion:
+def start_shadow(
+    engine: Engine,
+    version: str,
+    *,
+    reason: str,
+    required: int,
+    now_ms: int,
+    usable: Callable[[ModelVersion], bool] | None = None,
+) -> ModelVersion:
     """Put ``version`` in shadow for its key, in one transaction (issue 16).
 
     Its status becomes ``shadow``, the ``shadow`` alias points at it (the challenger alias
@@ -569,8 +637,11 @@ def start_shadow(engine: Engine, version: str, *, reason: str, required: int, no
             _set_status(conn, old, "rejected", f"superseded: {version} entered shadow", now_ms)
         _point(conn, v.key, "shadow", version, reason, now_ms)
         metrics = {**v.metrics, "shadow": {"required": int(required), "since_ms": now_ms}}
-        conn.execute(update(model_versions).where(model_versions.c.version == version)
-                     .values(metrics=metrics, status="shadow", reason=reason, updated_ms=now_ms))
+        conn.execute(
+            update(model_versions)
+            .where(model_versions.c.version == version)
+            .values(metrics=metrics, status="shadow", reason=reason, updated_ms=now_ms)
+        )
         out = _get(conn, version)
     assert out is not None
     logger.info("registry shadow version=%s key=%s required=%d superseded=%s", version, v.key, required, old)

@@ -30,8 +30,18 @@ __all__ = [
 ]
 
 _CANDLE_COLS = (
-    "close_ms", "open", "high", "low", "close", "volume", "tick_count",
-    "spread_mean", "spread_min", "spread_max", "revision", "final",
+    "close_ms",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "tick_count",
+    "spread_mean",
+    "spread_min",
+    "spread_max",
+    "revision",
+    "final",
 )
 
 
@@ -60,15 +70,26 @@ def _execute_rows(conn: Connection, stmt: Any, rows: Sequence[dict[str, Any]]) -
         conn.execute(stmt, rows)
         return
     for i in range(0, len(rows), _ROWS_PER_STATEMENT):
-        conn.execute(stmt.values(list(rows[i:i + _ROWS_PER_STATEMENT])))
+        conn.execute(stmt.values(list(rows[i : i + _ROWS_PER_STATEMENT])))
 
 
 def _candle_row(c: Candle) -> dict[str, Any]:
     return {
-        "symbol": c.symbol, "timeframe": c.timeframe, "open_ms": c.open_ms, "close_ms": c.close_ms,
-        "open": c.open, "high": c.high, "low": c.low, "close": c.close, "volume": c.volume,
-        "tick_count": c.tick_count, "spread_mean": c.spread_mean, "spread_min": c.spread_min,
-        "spread_max": c.spread_max, "revision": c.revision, "final": c.final,
+        "symbol": c.symbol,
+        "timeframe": c.timeframe,
+        "open_ms": c.open_ms,
+        "close_ms": c.close_ms,
+        "open": c.open,
+        "high": c.high,
+        "low": c.low,
+        "close": c.close,
+        "volume": c.volume,
+        "tick_count": c.tick_count,
+        "spread_mean": c.spread_mean,
+        "spread_min": c.spread_min,
+        "spread_max": c.spread_max,
+        "revision": c.revision,
+        "final": c.final,
     }
 
 
@@ -92,9 +113,13 @@ def _upsert_forecasts(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     now = int(time.time() * 1000)
     values = {  # one row per key, the last one given (as if written one after the other)
         (r["symbol"], r["timeframe"], int(r["as_of_ms"]), int(r["horizon"]), str(r["model_version"])): {
-            "symbol": r["symbol"], "timeframe": r["timeframe"], "as_of_ms": int(r["as_of_ms"]),
-            "horizon": int(r["horizon"]), "model_version": str(r["model_version"]),
-            "payload": r, "created_ms": now,
+            "symbol": r["symbol"],
+            "timeframe": r["timeframe"],
+            "as_of_ms": int(r["as_of_ms"]),
+            "horizon": int(r["horizon"]),
+            "model_version": str(r["model_version"]),
+            "payload": r,
+            "created_ms": now,
         }
         for r in rows
     }
@@ -112,9 +137,14 @@ def _upsert_drift(conn: Connection, items: Sequence[DriftEvent]) -> None:
     now = int(time.time() * 1000)
     values = {  # one row per key, the last one given
         (e.symbol, e.timeframe, int(e.ts_ms), e.detector, NO_HORIZON if e.horizon is None else int(e.horizon)): {
-            "symbol": e.symbol, "timeframe": e.timeframe, "ts_ms": int(e.ts_ms), "detector": e.detector,
+            "symbol": e.symbol,
+            "timeframe": e.timeframe,
+            "ts_ms": int(e.ts_ms),
+            "detector": e.detector,
             "horizon": NO_HORIZON if e.horizon is None else int(e.horizon),
-            "statistic": float(e.statistic), "threshold": float(e.threshold), "created_ms": now,
+            "statistic": float(e.statistic),
+            "threshold": float(e.threshold),
+            "created_ms": now,
         }
         for e in items
     }
@@ -187,13 +217,16 @@ def save_progress(
 
             insert_shadow_scores(conn, shadow_rows)
         stmt = _insert(conn, snapshots).values(
-            consumer=consumer, topic=topic, partition=partition, offset=offset,
-            state=payload, updated_ms=now,
+            consumer=consumer,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            state=payload,
+            updated_ms=now,
         )
         stmt = stmt.on_conflict_do_update(
             index_elements=["consumer", "topic", "partition"],
-            set_={"offset": stmt.excluded.offset, "state": stmt.excluded.state,
-                  "updated_ms": stmt.excluded.updated_ms},
+            set_={"offset": stmt.excluded.offset, "state": stmt.excluded.state, "updated_ms": stmt.excluded.updated_ms},
         )
         conn.execute(stmt)
 
@@ -204,7 +237,8 @@ def load_snapshot(engine: Engine, *, consumer: str, topic: str, partition: int) 
     with engine.connect() as conn:
         row = conn.execute(
             select(snapshots.c.offset, snapshots.c.state).where(
-                snapshots.c.consumer == consumer, snapshots.c.topic == topic,
+                snapshots.c.consumer == consumer,
+                snapshots.c.topic == topic,
                 snapshots.c.partition == partition,
             )
         ).first()
@@ -215,10 +249,21 @@ def load_snapshot(engine: Engine, *, consumer: str, topic: str, partition: int) 
 
 def _to_candle(r: Any) -> Candle:
     return Candle(
-        symbol=r.symbol, timeframe=r.timeframe, open_ms=r.open_ms, close_ms=r.close_ms,
-        open=r.open, high=r.high, low=r.low, close=r.close, volume=r.volume,
-        tick_count=r.tick_count, spread_mean=r.spread_mean, spread_min=r.spread_min,
-        spread_max=r.spread_max, final=bool(r.final), revision=r.revision,
+        symbol=r.symbol,
+        timeframe=r.timeframe,
+        open_ms=r.open_ms,
+        close_ms=r.close_ms,
+        open=r.open,
+        high=r.high,
+        low=r.low,
+        close=r.close,
+        volume=r.volume,
+        tick_count=r.tick_count,
+        spread_mean=r.spread_mean,
+        spread_min=r.spread_min,
+        spread_max=r.spread_max,
+        final=bool(r.final),
+        revision=r.revision,
     )
 
 
@@ -279,16 +324,15 @@ def fetch_forecasts(engine: Engine, symbol: str | None = None, timeframe: str | 
         q = q.where(forecasts.c.symbol == symbol)
     if timeframe is not None:
         q = q.where(forecasts.c.timeframe == timeframe)
-    q = q.order_by(forecasts.c.symbol, forecasts.c.timeframe, forecasts.c.as_of_ms,
-                   forecasts.c.horizon, forecasts.c.model_version)
+    q = q.order_by(
+        forecasts.c.symbol, forecasts.c.timeframe, forecasts.c.as_of_ms, forecasts.c.horizon, forecasts.c.model_version
+    )
     with engine.connect() as conn:
         return [dict(r.payload) for r in conn.execute(q)]
 
 
 @db_retry
-def fetch_drift_events(
-    engine: Engine, symbol: str | None = None, timeframe: str | None = None
-) -> list[dict[str, Any]]:
+def fetch_drift_events(engine: Engine, symbol: str | None = None, timeframe: str | None = None) -> list[dict[str, Any]]:
     """Stored drift events (``ts_ms, symbol, timeframe, detector, horizon, statistic, threshold``)
     ordered by event time; ``horizon`` is None for an event without one."""
     t = drift_events

@@ -57,32 +57,51 @@ class CandleAgent:
         # issue 16: one model per forecast timeframe, each at its own horizon (FOREXD_MODELS);
         # with several horizons a retrain request names its series' horizon
         horizons = s.model_horizons
-        self.config = ForecasterConfig(timeframes=s.timeframes, forecast_timeframes=s.forecast_timeframes,
-                                       horizon=s.horizon, models=tuple(horizons.items()),
-                                       keyed_horizons=len(set(horizons.values())) > 1)
+        self.config = ForecasterConfig(
+            timeframes=s.timeframes,
+            forecast_timeframes=s.forecast_timeframes,
+            horizon=s.horizon,
+            models=tuple(horizons.items()),
+            keyed_horizons=len(set(horizons.values())) > 1,
+        )
         self.timeframes = frozenset(s.timeframes)
         self.forecasters: dict[str, SymbolForecaster] = {}
         self.symbols: dict[int, set[str]] = defaultdict(set)
         m = rt.metrics
-        self.models = ModelBook(rt.engine, horizon=s.horizon, horizons=horizons, device=s.device,
-                                model_dir=s.model_dir or (s.data_dir / "models"),
-                                on_rejected=(lambda v, e: m.artifact_rejected()) if m is not None else None,
-                                touch_bands=s.touch_bands)
+        self.models = ModelBook(
+            rt.engine,
+            horizon=s.horizon,
+            horizons=horizons,
+            device=s.device,
+            model_dir=s.model_dir or (s.data_dir / "models"),
+            on_rejected=(lambda v, e: m.artifact_rejected()) if m is not None else None,
+            touch_bands=s.touch_bands,
+        )
         self.progress = PartitionProgress(
-            app=rt.app, consumer=f"{s.app_id}:{self.consumer_name}", topic=s.topic("candles"), engine=rt.engine,
-            fatal_after_s=s.db_fatal_after_s, snapshot=self._snapshot, restore=self._restore, drop=self._drop,
+            app=rt.app,
+            consumer=f"{s.app_id}:{self.consumer_name}",
+            topic=s.topic("candles"),
+            engine=rt.engine,
+            fatal_after_s=s.db_fatal_after_s,
+            snapshot=self._snapshot,
+            restore=self._restore,
+            drop=self._drop,
         )
         self.pending_rows: dict[int, list[dict[str, Any]]] = defaultdict(list)
         self.pending_candles: dict[int, list[Any]] = defaultdict(list)
         self.pending_drift: dict[int, list[Any]] = defaultdict(list)  # DriftEvents, stored with the checkpoint
         self.out: list[tuple[str, bytes, bytes]] = []  # (topic name, key, value)
         self.dead: list[tuple[Any, bytes, list[tuple[str, bytes]]]] = []
-        self.contain = Containment(source="candles", sink=lambda k, v, h: self.dead.append((k, v, h)),
-                                   metrics=lambda: self.rt.metrics)
+        self.contain = Containment(
+            source="candles", sink=lambda k, v, h: self.dead.append((k, v, h)), metrics=lambda: self.rt.metrics
+        )
         self.gate = CandleGate()  # far-future candles never reach a series (issue 13)
         # issue 16: a challenger in shadow forecasts beside the champion, unpublished, scored live
-        self.shadow = ShadowLane(self.models, metrics=lambda: self.rt.metrics,
-                                 send=lambda kind, key, value: self.out.append((kind, key, value)))
+        self.shadow = ShadowLane(
+            self.models,
+            metrics=lambda: self.rt.metrics,
+            send=lambda kind, key, value: self.out.append((kind, key, value)),
+        )
         self.book = CrossBook()  # recent closes of every pair here, for models with a cross-pair input
         self.lock = asyncio.Lock()
         self._flush_task: asyncio.Future[None] | None = None
@@ -99,9 +118,14 @@ class CandleAgent:
     # -- partition state --------------------------------------------------------------------
 
     def _snapshot(self, partition: int) -> dict[str, Any]:
-        return {"symbols": {s: self.forecasters[s].snapshot() for s in sorted(self.symbols.get(partition, ()))
-                            if s in self.forecasters},
-                "shadow": self.shadow.snapshot(self.symbols.get(partition, ()))}
+        return {
+            "symbols": {
+                s: self.forecasters[s].snapshot()
+                for s in sorted(self.symbols.get(partition, ()))
+                if s in self.forecasters
+            },
+            "shadow": self.shadow.snapshot(self.symbols.get(partition, ())),
+        }
 
     def _restore(self, partition: int, state: dict[str, Any]) -> None:
         for sym, data in state.get("symbols", {}).items():
@@ -184,8 +208,13 @@ class CandleAgent:
         """
         p = msg.partition
         with self.contain.record(msg) as rec:
-            candle = decode_candle(msg.value, key=msg.key, instruments=self.rt.instruments,
-                                   timeframes=self.timeframes, max_bytes=self.rt.settings.max_message_bytes)
+            candle = decode_candle(
+                msg.value,
+                key=msg.key,
+                instruments=self.rt.instruments,
+                timeframes=self.timeframes,
+                max_bytes=self.rt.settings.max_message_bytes,
+            )
             rec.symbol = candle.symbol
             if not candle.final:
                 return None
@@ -194,8 +223,11 @@ class CandleAgent:
             watermark = f.last_open.get(candle.timeframe) if f is not None else None
             reason = self.gate.check(candle, watermark_ms=watermark, now_ms=int(time.time() * 1000))
             if reason is not None:
-                raise ValidationError(reason, f"{candle.symbol} {candle.timeframe} open_time={candle.open_ms} "
-                                              f"ahead of the series (last open {watermark}) or the clock")
+                raise ValidationError(
+                    reason,
+                    f"{candle.symbol} {candle.timeframe} open_time={candle.open_ms} "
+                    f"ahead of the series (last open {watermark}) or the clock",
+                )
             rec.stage = "process"
             if f is None:
                 f = self.forecasters[candle.symbol] = SymbolForecaster(candle.symbol, self.config, book=self.book)
@@ -252,8 +284,13 @@ class CandleAgent:
             if last is not None and msg.offset <= last:
                 continue  # already in the restored state (admit() decides; this only skips)
             try:  # refused candles are dead-lettered by _process, not here
-                candle = decode_candle(msg.value, key=msg.key, instruments=self.rt.instruments,
-                                       timeframes=self.timeframes, max_bytes=self.rt.settings.max_message_bytes)
+                candle = decode_candle(
+                    msg.value,
+                    key=msg.key,
+                    instruments=self.rt.instruments,
+                    timeframes=self.timeframes,
+                    max_bytes=self.rt.settings.max_message_bytes,
+                )
             except Exception:  # noqa: BLE001
                 continue
             if candle.final:
@@ -315,15 +352,22 @@ class CandleAgent:
             loop = asyncio.get_running_loop()
             try:
                 fcs = await loop.run_in_executor(
-                    None, lambda pred=pred, reqs=reqs, steps=steps, samples=samples:  # type: ignore[misc]
-                    pred.forecast(reqs, steps=steps, samples=samples))
+                    None,
+                    lambda pred=pred, reqs=reqs, steps=steps, samples=samples: (  # type: ignore[misc]
+                        pred.forecast(reqs, steps=steps, samples=samples)
+                    ),
+                )
             except ForexDiffusionError as exc:
                 log.error("forecast.failed model=%s error=%s", getattr(pred, "version", "?"), exc)
                 continue
             except Exception as exc:  # noqa: BLE001 - a bug of the model path: no one record's fault
                 self.contain.internal_errors += 1
-                log.error("forecast.internal_error model=%s error=%s: no forecasts for this batch",
-                          getattr(pred, "version", "?"), type(exc).__name__, exc_info=exc)
+                log.error(
+                    "forecast.internal_error model=%s error=%s: no forecasts for this batch",
+                    getattr(pred, "version", "?"),
+                    type(exc).__name__,
+                    exc_info=exc,
+                )
                 continue
             emitted = []
             for (p, o, msg, _r), fc in zip(triples, fcs, strict=True):
@@ -337,15 +381,22 @@ class CandleAgent:
                     self.pending_rows[p].append(rec)
                     self.forecasts_emitted += 1
                     if self.rt.metrics is not None:
-                        self.rt.metrics.forecast_emitted(o.candle.symbol, o.candle.timeframe, fc.latency_s,
-                                                         fc.steps, fc.samples, degraded)
-                        self.rt.metrics.model_in_service(f"{o.candle.symbol}/{o.candle.timeframe}/"
-                                                         f"{self.models.horizon_of(o.candle.timeframe)}",
-                                                         fc.model_version)
+                        self.rt.metrics.forecast_emitted(
+                            o.candle.symbol, o.candle.timeframe, fc.latency_s, fc.steps, fc.samples, degraded
+                        )
+                        self.rt.metrics.model_in_service(
+                            f"{o.candle.symbol}/{o.candle.timeframe}/{self.models.horizon_of(o.candle.timeframe)}",
+                            fc.model_version,
+                        )
             await self.shadow.forecast(  # issue 16: the same requests, for a shadow of these series
-                emitted, lambda o, sp: self.forecasters[o.candle.symbol].request(
-                    o, getattr(sp, "context_spec", None), getattr(sp, "inputs", None)),
-                steps=steps, samples=samples, degraded=degraded)
+                emitted,
+                lambda o, sp: self.forecasters[o.candle.symbol].request(
+                    o, getattr(sp, "context_spec", None), getattr(sp, "inputs", None)
+                ),
+                steps=steps,
+                samples=samples,
+                degraded=degraded,
+            )
         if len(self.out) >= 500:
             self.schedule_flush()
 
@@ -379,8 +430,15 @@ class CandleAgent:
         from forex_diffusion.evaluation import QUANTILE_LEVELS
 
         for ev in o.evaluations:
-            q.update(ev.symbol, ev.timeframe, ev.step, QUANTILE_LEVELS, ev.quantiles.tolist(),
-                     ev.rw_quantiles.tolist(), ev.realized)
+            q.update(
+                ev.symbol,
+                ev.timeframe,
+                ev.step,
+                QUANTILE_LEVELS,
+                ev.quantiles.tolist(),
+                ev.rw_quantiles.tolist(),
+                ev.realized,
+            )
 
     def schedule_flush(self) -> None:
         if self._flush_task is None or self._flush_task.done():
@@ -426,18 +484,29 @@ class CandleAgent:
             self.failures = 0
             self.healthy.set()
 
-    async def _publish_and_persist(self, out: list[Any], dead: list[Any], rows: dict[int, list[Any]],
-                                   cands: dict[int, list[Any]], captured: dict[int, Any],
-                                   drift: dict[int, list[Any]] | None = None, *,
-                                   shadow: dict[int, list[Any]] | None = None) -> None:
+    async def _publish_and_persist(
+        self,
+        out: list[Any],
+        dead: list[Any],
+        rows: dict[int, list[Any]],
+        cands: dict[int, list[Any]],
+        captured: dict[int, Any],
+        drift: dict[int, list[Any]] | None = None,
+        *,
+        shadow: dict[int, list[Any]] | None = None,
+    ) -> None:
         dl = self.rt.topics["deadletter"]
         records = [(self.rt.topics[kind], key, value, None) for kind, key, value in out]
         records += [(dl, key, value, headers) for key, value, headers in dead]
         await send_all(self.rt, records)
         drift, shadow = drift or {}, shadow or {}
-        await self.progress.persist(captured, {p: (cands.get(p, ()), rows.get(p, ()), drift.get(p, ()),
-                                                   shadow.get(p, ()))
-                                               for p in set(rows) | set(cands) | set(drift) | set(shadow)})
+        await self.progress.persist(
+            captured,
+            {
+                p: (cands.get(p, ()), rows.get(p, ()), drift.get(p, ()), shadow.get(p, ()))
+                for p in set(rows) | set(cands) | set(drift) | set(shadow)
+            },
+        )
         failpoint("after_db_upsert_before_commit")
         m = self.rt.metrics
         q = getattr(self.rt, "quality", None)

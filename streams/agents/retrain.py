@@ -56,8 +56,9 @@ class RetrainAgent:
         self.config = job_config(s)
         self.model_dir = Path(s.model_dir or (s.data_dir / "models"))
         self.schedule = [ScheduleEntry.parse(x) for x in s.retrain_schedule]
-        self.horizons = frozenset({s.horizon, self.config.horizon, *s.model_horizons.values(),
-                                   *(e.key.horizon for e in self.schedule)})
+        self.horizons = frozenset(
+            {s.horizon, self.config.horizon, *s.model_horizons.values(), *(e.key.horizon for e in self.schedule)}
+        )
         self.last_fired: dict[str, int] = {}
         self.queue = RetrainQueue(self._run, concurrency=s.retrain_concurrency, default_horizon=self.config.horizon)
 
@@ -70,6 +71,7 @@ class RetrainAgent:
                 self.handle(event.message)
 
         if self.schedule:
+
             @app.timer(interval=30.0)
             async def scheduled() -> None:
                 reqs, self.last_fired = due_requests(self.schedule, self.last_fired, now_ms=int(time.time() * 1000))
@@ -82,12 +84,16 @@ class RetrainAgent:
             request = self.named(decode_request(msg.value))
             self.check(request)
             if self.queue.submit(request) == "queue_full":
-                raise ValidationError(RejectReason.QUEUE_FULL,
-                                      f"{self.queue.queued} retrain jobs already wait (max {self.queue.max_queued})")
+                raise ValidationError(
+                    RejectReason.QUEUE_FULL,
+                    f"{self.queue.queued} retrain jobs already wait (max {self.queue.max_queued})",
+                )
         except ValidationError as exc:
             self._dead_letter(msg, exc)
         except Exception as exc:  # noqa: BLE001 - no exception escapes the per-record path
-            log.exception("retrain.internal_error topic=%s partition=%s offset=%s", msg.topic, msg.partition, msg.offset)
+            log.exception(
+                "retrain.internal_error topic=%s partition=%s offset=%s", msg.topic, msg.partition, msg.offset
+            )
             self._dead_letter(msg, ValidationError(RejectReason.INTERNAL, type(exc).__name__))
 
     def named(self, request: RetrainRequest) -> RetrainRequest:
@@ -100,8 +106,13 @@ class RetrainAgent:
     def check(self, request: RetrainRequest) -> None:
         """Refuse a request whose model key the worker does not serve (``ValidationError``)."""
         s = self.rt.settings
-        check_key(request, symbols=s.symbols, timeframes=s.timeframes, horizons=self.horizons,
-                  default_horizon=self.config.horizon)
+        check_key(
+            request,
+            symbols=s.symbols,
+            timeframes=s.timeframes,
+            horizons=self.horizons,
+            default_horizon=self.config.horizon,
+        )
 
     def start(self, request: RetrainRequest) -> None:
         """Queue a request this worker made itself (the schedule); refusals are logged."""
@@ -117,22 +128,30 @@ class RetrainAgent:
 
     def _dead_letter(self, msg: Any, error: ValidationError) -> None:
         try:
-            value = dead_letter_record(topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                                       raw=msg.value, key=msg.key, error=error)
+            value = dead_letter_record(
+                topic=msg.topic, partition=msg.partition, offset=msg.offset, raw=msg.value, key=msg.key, error=error
+            )
             headers = dead_letter_headers(topic=msg.topic, partition=msg.partition, offset=msg.offset, error=error)
             asyncio.ensure_future(self.rt.topics["deadletter"].send(key=msg.key, value=value, headers=headers))
             log.info("retrain.refused offset=%s reason=%s", msg.offset, error.reason.value)
             if self.rt.metrics is not None:
                 self.rt.metrics.dead_letter("retrain_requests", error.reason)
         except Exception:  # noqa: BLE001 - a dead letter that cannot be built is logged, never raised
-            log.exception("retrain.dead_letter_failed offset=%s reason=%s", getattr(msg, "offset", None),
-                          error.reason.value)
+            log.exception(
+                "retrain.dead_letter_failed offset=%s reason=%s", getattr(msg, "offset", None), error.reason.value
+            )
 
     async def _run(self, request: RetrainRequest) -> None:
         s, m = self.rt.settings, self.rt.metrics
         t0 = time.monotonic()
-        outcome: JobOutcome = await run_job_async(request, db_url=s.db_url, model_dir=self.model_dir,
-                                                  config=self.config, threads=1, timeout_s=s.retrain_timeout_s)
+        outcome: JobOutcome = await run_job_async(
+            request,
+            db_url=s.db_url,
+            model_dir=self.model_dir,
+            config=self.config,
+            threads=1,
+            timeout_s=s.retrain_timeout_s,
+        )
         await self.rt.topics["models"].send(key=request.symbol.encode(), value=encode_outcome(outcome))
         log.info("retrain.outcome request=%s status=%s reason=%s", request.request_id, outcome.status, outcome.reason)
         if m is not None:

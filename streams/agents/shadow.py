@@ -56,8 +56,9 @@ class ShadowLane:
         Queues one ``(topic kind, key, value)`` record with the agent's next checkpoint.
     """
 
-    def __init__(self, models: ModelBook, *, metrics: Callable[[], Metrics | None],
-                 send: Callable[[str, bytes, bytes], None]) -> None:
+    def __init__(
+        self, models: ModelBook, *, metrics: Callable[[], Metrics | None], send: Callable[[str, bytes, bytes], None]
+    ) -> None:
         self.models = models
         self.metrics = metrics
         self.send = send
@@ -94,9 +95,15 @@ class ShadowLane:
             self.errors += 1
             log.exception("shadow.score_failed symbol=%s timeframe=%s", candle.symbol, candle.timeframe)
 
-    async def forecast(self, done: list[tuple[int, CandleOutcome, Any]],
-                       request_of: Callable[[CandleOutcome, Any], ForecastRequest | None], *,
-                       steps: int | None, samples: int | None, degraded: bool) -> int:
+    async def forecast(
+        self,
+        done: list[tuple[int, CandleOutcome, Any]],
+        request_of: Callable[[CandleOutcome, Any], ForecastRequest | None],
+        *,
+        steps: int | None,
+        samples: int | None,
+        degraded: bool,
+    ) -> int:
         """Forecast with the shadows of the series just forecast by their champions.
 
         ``done`` holds ``(partition, outcome, champion forecast)``; ``request_of(outcome,
@@ -193,20 +200,34 @@ class ShadowLane:
             return
         key = str(st.version.key)
         if st.state == "waiting":
-            m.shadow_progress(key, st.version.version, realised=st.realised, required=st.required,
-                              crps=st.scores.crps, champion_crps=st.scores.champion_crps)
+            m.shadow_progress(
+                key,
+                st.version.version,
+                realised=st.realised,
+                required=st.required,
+                crps=st.scores.crps,
+                champion_crps=st.scores.champion_crps,
+            )
         else:
             m.shadow_ended(key, st.state if st.decided_now and st.state in ("promoted", "rejected") else None)
 
     def _announce(self, st: ShadowState, champion: str | None) -> None:
         v = st.version
         outcome = JobOutcome(
-            request_id=v.request_id or "shadow", key=str(v.key), symbol=v.key.symbol, timeframe=v.key.timeframe,
-            horizon=v.key.horizon, version=v.version, status="promoted" if st.state == "promoted" else "rejected",
-            reason=st.reason, metrics={"shadow": st.scores.to_dict(), "required": st.required},
+            request_id=v.request_id or "shadow",
+            key=str(v.key),
+            symbol=v.key.symbol,
+            timeframe=v.key.timeframe,
+            horizon=v.key.horizon,
+            version=v.version,
+            status="promoted" if st.state == "promoted" else "rejected",
+            reason=st.reason,
+            metrics={"shadow": st.scores.to_dict(), "required": st.required},
             champion=champion,
             artifact=None if self.models.registry is None else str(self.models.registry.path_of(v)),
-            sha256=v.sha256, finished_at_ms=int(time.time() * 1000))
+            sha256=v.sha256,
+            finished_at_ms=int(time.time() * 1000),
+        )
         try:
             self.send("models", v.key.symbol.encode(), encode_outcome(outcome))
         except ForexDiffusionError as exc:

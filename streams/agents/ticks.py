@@ -50,7 +50,9 @@ class TickAgent:
         s = rt.settings
         self.rt = rt
         self.pipeline = TickPipeline(
-            timeframes=s.timeframes, instruments=rt.instruments, price=s.price,  # type: ignore[arg-type]
+            timeframes=s.timeframes,
+            instruments=rt.instruments,
+            price=s.price,  # type: ignore[arg-type]
             allowed_lateness_ms=s.allowed_lateness_ms,
         )
         self.pending: dict[int, list[Candle]] = defaultdict(list)
@@ -61,8 +63,12 @@ class TickAgent:
         self.last_arrival: dict[str, tuple[float, int]] = {}
         self.lock = asyncio.Lock()
         self.dead: list[tuple[Any, bytes, list[tuple[str, bytes]]]] = []
-        self.contain = Containment(source="ticks", sink=lambda k, v, h: self.dead.append((k, v, h)),
-                                   metrics=lambda: self.rt.metrics, on_refused=self._on_refused)
+        self.contain = Containment(
+            source="ticks",
+            sink=lambda k, v, h: self.dead.append((k, v, h)),
+            metrics=lambda: self.rt.metrics,
+            on_refused=self._on_refused,
+        )
         self.n_pending = 0
         self._flush_task: asyncio.Future[None] | None = None
         # cleared while checkpoints fail (database or broker down): the agent then stops
@@ -71,9 +77,14 @@ class TickAgent:
         self.healthy.set()
         self.failures = 0
         self.progress = PartitionProgress(
-            app=rt.app, consumer=f"{s.app_id}:{self.consumer_name}", topic=s.topic("ticks"), engine=rt.engine,
-            fatal_after_s=s.db_fatal_after_s, snapshot=lambda p: self.pipeline.snapshot(sorted(self.symbols.get(p, ()))),
-            restore=self._restore, drop=self._drop,
+            app=rt.app,
+            consumer=f"{s.app_id}:{self.consumer_name}",
+            topic=s.topic("ticks"),
+            engine=rt.engine,
+            fatal_after_s=s.db_fatal_after_s,
+            snapshot=lambda p: self.pipeline.snapshot(sorted(self.symbols.get(p, ()))),
+            restore=self._restore,
+            drop=self._drop,
         )
         self.processed = 0
         self._last_status = time.monotonic()
@@ -157,8 +168,9 @@ class TickAgent:
 
     def _process(self, msg: Any, p: int) -> None:
         with self.contain.record(msg) as rec:
-            tick = decode_tick(msg.value, key=msg.key, instruments=self.rt.instruments,
-                               max_bytes=self.rt.settings.max_message_bytes)
+            tick = decode_tick(
+                msg.value, key=msg.key, instruments=self.rt.instruments, max_bytes=self.rt.settings.max_message_bytes
+            )
             rec.symbol = sym = tick.symbol
             rec.stage = "process"
             closed = self.pipeline.process(tick, now_ms=int(time.time() * 1000), ref=[p, msg.offset])
@@ -194,9 +206,15 @@ class TickAgent:
         times), with their own origin."""
         for q in self.pipeline.take_quarantined():
             qp, qoff = q.ref
-            self.contain.refuse(topic=topic, partition=qp, offset=qoff, raw=encode_tick(q.tick),
-                                key=q.symbol.encode(), symbol=q.symbol,
-                                error=ValidationError(q.reason, q.detail))
+            self.contain.refuse(
+                topic=topic,
+                partition=qp,
+                offset=qoff,
+                raw=encode_tick(q.tick),
+                key=q.symbol.encode(),
+                symbol=q.symbol,
+                error=ValidationError(q.reason, q.detail),
+            )
 
     def _on_refused(self, exc: ValidationError, symbol: str | None) -> None:
         m = self.rt.metrics
@@ -211,8 +229,14 @@ class TickAgent:
                 value = encode_candle(c)
             except Exception as exc:  # noqa: BLE001 - contained: the timer goes on
                 self.contain.internal_errors += 1
-                log.error("candle.encode_failed symbol=%s timeframe=%s open_ms=%d error=%s", c.symbol,
-                          c.timeframe, c.open_ms, type(exc).__name__, exc_info=exc)
+                log.error(
+                    "candle.encode_failed symbol=%s timeframe=%s open_ms=%d error=%s",
+                    c.symbol,
+                    c.timeframe,
+                    c.open_ms,
+                    type(exc).__name__,
+                    exc_info=exc,
+                )
                 continue
             self.pending[p].append(c)
             self.pending_wire[p].append(value)
@@ -247,9 +271,16 @@ class TickAgent:
         if now - self._last_status >= self.rt.settings.status_interval_s > 0:
             self._last_status = now
             flushing = self._flush_task is not None and not self._flush_task.done()
-            log.info("ticks.status processed=%d offsets=%s pending=%d dead=%d healthy=%s failures=%d flushing=%s",
-                     self.processed, dict(sorted(self.progress.offsets.items())), self.n_pending, len(self.dead),
-                     self.healthy.is_set(), self.failures, flushing)
+            log.info(
+                "ticks.status processed=%d offsets=%s pending=%d dead=%d healthy=%s failures=%d flushing=%s",
+                self.processed,
+                dict(sorted(self.progress.offsets.items())),
+                self.n_pending,
+                len(self.dead),
+                self.healthy.is_set(),
+                self.failures,
+                flushing,
+            )
 
     def _unanswered_s(self, partition: int | None) -> float:
         """Seconds since the broker last answered a fetch for ``partition`` (0 when unknown)."""
@@ -322,8 +353,12 @@ class TickAgent:
                 self.progress.dirty |= set(captured)
                 self.failures += 1
                 self.healthy.clear()
-                log.warning("checkpoint.failed attempt=%d error=%s: %s", self.failures, type(exc).__name__,
-                            str(exc).splitlines()[0][:200] if str(exc) else "")
+                log.warning(
+                    "checkpoint.failed attempt=%d error=%s: %s",
+                    self.failures,
+                    type(exc).__name__,
+                    str(exc).splitlines()[0][:200] if str(exc) else "",
+                )
                 self.progress.checkpoint_failed(exc)  # F14: a lasting permanent storage error exits
                 if self.rt.metrics is not None:
                     self.rt.metrics.circuit_state("database", "open")
@@ -345,14 +380,18 @@ class TickAgent:
             except TimeoutError:
                 continue
 
-    async def _publish_and_persist(self, pending: dict[int, list[Candle]], wire: dict[int, list[bytes]],
-                                   dead: list[Any], captured: dict[int, Any]) -> None:
+    async def _publish_and_persist(
+        self, pending: dict[int, list[Candle]], wire: dict[int, list[bytes]], dead: list[Any], captured: dict[int, Any]
+    ) -> None:
         topic, dl_topic = self.rt.topics["candles"], self.rt.topics["deadletter"]
         records = [(dl_topic, key, value, headers) for key, value, headers in dead]
         # encoded when they closed (never at flush: a value that cannot be encoded must not
         # wedge the checkpoint, issue 13 finding 3)
-        records += [(topic, c.symbol.encode(), value, None)
-                    for p, cs in pending.items() for c, value in zip(cs, wire.get(p, []), strict=True)]
+        records += [
+            (topic, c.symbol.encode(), value, None)
+            for p, cs in pending.items()
+            for c, value in zip(cs, wire.get(p, []), strict=True)
+        ]
         await send_all(self.rt, records)
         effects = {p: (cs, ()) for p, cs in pending.items() if cs}
         await self.progress.persist(captured, effects)

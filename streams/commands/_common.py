@@ -42,8 +42,12 @@ PRICE_SIDES = ("mid", "bid", "ask")
 
 #: ``--log-level`` values and the logging level each means.
 LOG_LEVELS: dict[str, int] = {
-    "crit": logging.CRITICAL, "critical": logging.CRITICAL, "error": logging.ERROR,
-    "warn": logging.WARNING, "warning": logging.WARNING, "info": logging.INFO,
+    "crit": logging.CRITICAL,
+    "critical": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
     "debug": logging.DEBUG,
 }
 T = TypeVar("T")
@@ -87,8 +91,9 @@ def check_output(path: Path | None, option: str = "-o") -> None:
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a directory; give {option} a file name")
     if not parent.is_dir():
-        raise OutputError(f"cannot write {path}: directory {parent} does not exist; create it or "
-                          f"choose another {option}")
+        raise OutputError(
+            f"cannot write {path}: directory {parent} does not exist; create it or choose another {option}"
+        )
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise OutputError(f"cannot write {path}: permission denied; choose another {option}")
 
@@ -136,11 +141,9 @@ def progress_bar(label: str, *, elapsed: bool = False, description: bool = False
 
     err = Console(stderr=True)
     columns: list[ProgressColumn | str] = [TextColumn(label), BarColumn()]
-    columns.append(TextColumn("{task.description}") if description
-                   else TextColumn("{task.completed}/{task.total}"))
+    columns.append(TextColumn("{task.description}") if description else TextColumn("{task.completed}/{task.total}"))
     columns.append(TimeElapsedColumn() if elapsed else TimeRemainingColumn())
-    return Progress(*columns, console=err, transient=True,
-                    disable=not (sys.stderr.isatty() and err.is_terminal))
+    return Progress(*columns, console=err, transient=True, disable=not (sys.stderr.isatty() and err.is_terminal))
 
 
 def hide_password(url: str) -> str:
@@ -172,8 +175,9 @@ def open_engine(url: str, *, create: bool = True, connect_timeout_s: int = 10) -
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
         elif not path.exists():
-            raise InputNotFoundError(f"database file {path} does not exist: check --db or "
-                                     "FOREXD_DATABASE_URL / FOREXD_DATA_DIR")
+            raise InputNotFoundError(
+                f"database file {path} does not exist: check --db or FOREXD_DATABASE_URL / FOREXD_DATA_DIR"
+            )
     else:
         try:
             args: dict[str, Any] = {}
@@ -181,25 +185,34 @@ def open_engine(url: str, *, create: bool = True, connect_timeout_s: int = 10) -
                 args = {"connect_timeout": connect_timeout_s}
             probe = create_engine(url, connect_args=args, pool_pre_ping=False, hide_parameters=True)
         except ImportError as exc:
-            raise ConfigError(f"database URL {hide_password(url)} needs a driver that is not installed "
-                              f"({exc}): name an installed one, e.g. postgresql+psycopg2://") from exc
+            raise ConfigError(
+                f"database URL {hide_password(url)} needs a driver that is not installed "
+                f"({exc}): name an installed one, e.g. postgresql+psycopg2://"
+            ) from exc
         except (ArgumentError, NoSuchModuleError, ValueError) as exc:
-            raise ConfigError(f"database URL {hide_password(url)} is not valid ({exc}): fix --db or "
-                              "FOREXD_DATABASE_URL") from exc
+            raise ConfigError(
+                f"database URL {hide_password(url)} is not valid ({exc}): fix --db or FOREXD_DATABASE_URL"
+            ) from exc
         try:
             with probe.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except DBAPIError as exc:
             first = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
-            raise ServiceUnavailableError("database", hide_password(url),
-                                          f"{first}; start it or fix --db / FOREXD_DATABASE_URL") from exc
+            raise ServiceUnavailableError(
+                "database", hide_password(url), f"{first}; start it or fix --db / FOREXD_DATABASE_URL"
+            ) from exc
         finally:
             probe.dispose()
     return make_engine(url, create=create)
 
 
-async def broker_call(settings: Settings, make: Callable[[], Awaitable[T]], *,
-                      timeout_s: float | None = None, cleanup: Callable[[], Awaitable[Any]] | None = None) -> T:
+async def broker_call(
+    settings: Settings,
+    make: Callable[[], Awaitable[T]],
+    *,
+    timeout_s: float | None = None,
+    cleanup: Callable[[], Awaitable[Any]] | None = None,
+) -> T:
     """Await ``make()`` (a client start, a topic check); an unreachable broker becomes
     :class:`ServiceUnavailableError` with its address, within ``timeout_s`` (default: the
     producer request timeout + 10 s), after ``cleanup()`` (e.g. stopping the client)."""
@@ -221,8 +234,8 @@ async def broker_call(settings: Settings, make: Callable[[], Awaitable[T]], *,
                 pass
         detail = "no answer" if isinstance(exc, TimeoutError) else type(exc).__name__
         raise ServiceUnavailableError(
-            "broker", settings.broker_url,
-            f"{detail}; start it or set FOREXD_BROKER_URL") from exc
+            "broker", settings.broker_url, f"{detail}; start it or set FOREXD_BROKER_URL"
+        ) from exc
     finally:
         if quiet:
             kafka_log.setLevel(logging.NOTSET)

@@ -41,22 +41,28 @@ def check_model_fits(manifest: dict[str, Any], *, symbol: str, timeframe: str) -
     key = manifest.get("key") or "the model"
     m_tf = manifest.get("timeframe")
     if m_tf and m_tf != timeframe:
-        raise DataFormatError(f"model {key} forecasts {m_tf} candles, not {timeframe}: pass a {timeframe} "
-                              f"model, or the {m_tf} candles with --timeframe {m_tf}")
+        raise DataFormatError(
+            f"model {key} forecasts {m_tf} candles, not {timeframe}: pass a {timeframe} "
+            f"model, or the {m_tf} candles with --timeframe {m_tf}"
+        )
     m_sym = manifest.get("symbol")
     if manifest.get("symbols"):  # a global model serves only the symbols of its set
         held = [str(x) for x in manifest["symbols"]]
         if symbol not in held:
-            raise DataFormatError(f"model {key} is a global model of {', '.join(held)}; it does not serve "
-                                  f"{symbol}: pass one of those to --symbol, or a {symbol} model")
+            raise DataFormatError(
+                f"model {key} is a global model of {', '.join(held)}; it does not serve "
+                f"{symbol}: pass one of those to --symbol, or a {symbol} model"
+            )
         return
     if m_sym and m_sym not in ("*", symbol):
         reg = InstrumentRegistry()
         a, b = reg.with_symbol(m_sym), reg.with_symbol(symbol)
         ia, ib = a.get(a.normalise(m_sym) or m_sym), b.get(b.normalise(symbol) or symbol)
         if ia is not None and ib is not None and ia.pip != ib.pip:
-            raise DataFormatError(f"model {key} was trained on {m_sym} (pip {ia.pip:g}), whose prices are "
-                                  f"not on {symbol}'s scale (pip {ib.pip:g}): pass a {symbol} model")
+            raise DataFormatError(
+                f"model {key} was trained on {m_sym} (pip {ia.pip:g}), whose prices are "
+                f"not on {symbol}'s scale (pip {ib.pip:g}): pass a {symbol} model"
+            )
 
 
 def _span_message(frame: pd.DataFrame, file: Path) -> str:
@@ -69,9 +75,13 @@ def _span_message(frame: pd.DataFrame, file: Path) -> str:
 def backtest_command(
     file: Path = typer.Argument(..., help="Candle file (CSV, optionally .gz)."),
     symbol: str = typer.Option(..., "--symbol", help="Symbol, e.g. EURUSD (selects its rows in files with several)."),
-    timeframe: str = typer.Option(..., "--timeframe", help="Timeframe of the candles (selects it in files with several)."),
+    timeframe: str = typer.Option(
+        ..., "--timeframe", help="Timeframe of the candles (selects it in files with several)."
+    ),
     model: Path = typer.Option(..., "--model", help="Checkpoint (.pt or .json) or a model-key directory (newest)."),
-    from_: str | None = typer.Option(None, "--from", help="First as_of (UTC date); earlier candles only warm the context."),
+    from_: str | None = typer.Option(
+        None, "--from", help="First as_of (UTC date); earlier candles only warm the context."
+    ),
     to: str | None = typer.Option(None, "--to", help="Last as_of (UTC date)."),
     every: int = typer.Option(1, "--every", help="Forecast every K-th candle."),
     output: Path = typer.Option(..., "-o", "--output", help="CSV to write, one row per (as_of, step)."),
@@ -79,12 +89,22 @@ def backtest_command(
     samples: int | None = typer.Option(None, "-n", "--samples", help="Sample paths (default: the model's)."),
     price: str = typer.Option("mid", "--price", help="Side of bid/ask files: mid|bid|ask."),
     per_step: bool = typer.Option(False, "--per-step", help="Summarise every step instead of step groups."),
-    plot: Path | None = typer.Option(None, "--plot", help="PNG fan chart of one forecast (--plot-as-of, default the last fully realised) against the realised path."),
+    plot: Path | None = typer.Option(
+        None,
+        "--plot",
+        help="PNG fan chart of one forecast (--plot-as-of, default the last fully realised) against the realised path.",
+    ),
     plot_as_of: str | None = typer.Option(None, "--plot-as-of", help="as_of (UTC time) of the plotted forecast."),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads (>= 1)."),
     device: str = typer.Option("cpu", "--device", help="auto|cpu|cuda."),
-    touch_bands: str | None = typer.Option(None, "--touch-bands", help="Touch bands scored, e.g. 0.5vol,1vol,20pip (default 0.5vol,1vol; none: no touch scores)."),
-    touch_output: Path | None = typer.Option(None, "--touch-output", help="CSV of touch rows: as_of,band,step,level,p,rw_p,hit."),
+    touch_bands: str | None = typer.Option(
+        None,
+        "--touch-bands",
+        help="Touch bands scored, e.g. 0.5vol,1vol,20pip (default 0.5vol,1vol; none: no touch scores).",
+    ),
+    touch_output: Path | None = typer.Option(
+        None, "--touch-output", help="CSV of touch rows: as_of,band,step,level,p,rw_p,hit."
+    ),
 ) -> None:
     """Forecast at each due candle of FILE with --model and score against the EWMA random walk.
 
@@ -104,12 +124,17 @@ def backtest_command(
     check_positive(samples, "-n/--samples")
     if device not in ("auto", "cpu", "cuda"):
         raise typer.BadParameter(f"--device must be auto, cpu or cuda, not {device!r}")
-    sym = (InstrumentRegistry().normalise(symbol) or symbol.upper())
+    sym = InstrumentRegistry().normalise(symbol) or symbol.upper()
     Timeframe.parse(timeframe)
-    config = BacktestConfig(symbol=sym, timeframe=timeframe,
-                            from_ms=parse_utc_date(from_) if from_ else None,
-                            to_ms=parse_utc_date(to) if to else None,
-                            every=every, steps=steps, samples=samples)
+    config = BacktestConfig(
+        symbol=sym,
+        timeframe=timeframe,
+        from_ms=parse_utc_date(from_) if from_ else None,
+        to_ms=parse_utc_date(to) if to else None,
+        every=every,
+        steps=steps,
+        samples=samples,
+    )
     plot_ms = parse_utc_date(plot_as_of) if plot_as_of else None
     check_input(file, "candle file")
     check_output(output)
@@ -132,36 +157,51 @@ def backtest_command(
     frame = read_candle_series(file, symbol=sym, timeframe=timeframe, price=price).frame  # type: ignore[arg-type]
     check_price_scale(frame, sym, file)
     if len(frame) and config.from_ms is not None and config.from_ms > int(frame["ts_ms"].max()):
-        typer.echo(f"error: --from {from_} is past the data ({_span_message(frame, file)}): "
-                   "choose an earlier --from", err=True)
+        typer.echo(
+            f"error: --from {from_} is past the data ({_span_message(frame, file)}): choose an earlier --from", err=True
+        )
         raise typer.Exit(1)
     # a model whose inputs name other pairs (cross:...) reads them from the same file
     held = file_symbols(file, price) if predictor.inputs.cross_symbols else set()
     for s in predictor.inputs.cross_symbols:
         if s not in held:  # a file without a symbol column would give its own rows as the other pair's
-            raise DataFormatError(f"model input cross:{s}: {file.name} holds no {s} candles "
-                                  f"(it holds {', '.join(sorted(held)) or 'one unnamed series'})")
-    others = {s: read_candle_series(file, symbol=s, timeframe=timeframe, price=price).frame  # type: ignore[arg-type]
-              for s in predictor.inputs.cross_symbols}
+            raise DataFormatError(
+                f"model input cross:{s}: {file.name} holds no {s} candles "
+                f"(it holds {', '.join(sorted(held)) or 'one unnamed series'})"
+            )
+    others = {
+        s: read_candle_series(file, symbol=s, timeframe=timeframe, price=price).frame  # type: ignore[arg-type]
+        for s in predictor.inputs.cross_symbols
+    }
     core_log = logging.getLogger("forex_diffusion.backtest")
     if logging.getLogger().getEffectiveLevel() > logging.INFO:
         core_log.setLevel(logging.ERROR)  # its "no forecast" warning is said below, once
     with progress_bar("backtest") as progress:
         task = progress.add_task("", total=len(frame))
         touch_parts: list[pd.DataFrame] = []
-        rows = backtest(frame, predictor, config, touch=touch_parts, others=others,
-                        progress=lambda done, total: progress.update(task, completed=done, total=total))
+        rows = backtest(
+            frame,
+            predictor,
+            config,
+            touch=touch_parts,
+            others=others,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
     if rows.empty:
-        typer.echo(f"error: no forecast in the span ({_span_message(frame, file)}; the model needs "
-                   f"{predictor.context_spec.window} candles of context before --from): widen --from/--to",
-                   err=True)
+        typer.echo(
+            f"error: no forecast in the span ({_span_message(frame, file)}; the model needs "
+            f"{predictor.context_spec.window} candles of context before --from): widen --from/--to",
+            err=True,
+        )
         raise typer.Exit(1)
     write_backtest_csv(_rounded(rows, price), output)
     plotted = fan_chart_png(rows, plot, as_of=plot_ms) if plot is not None else None
     horizon = predictor.horizon
     groups = [(s, s) for s in range(1, horizon + 1)] if per_step else None
     summary = summarize_forecasts(rows, groups)
-    typer.echo(f"model {predictor.key} {predictor.version}: {rows['as_of'].nunique()} forecasts, {len(rows)} rows -> {output}")
+    typer.echo(
+        f"model {predictor.key} {predictor.version}: {rows['as_of'].nunique()} forecasts, {len(rows)} rows -> {output}"
+    )
     typer.echo(format_summary(summary))
     if plot is not None:
         typer.echo(f"fan chart of as_of={plotted} -> {plot}")
@@ -193,9 +233,11 @@ def format_summary(summary: list[StepGroupSummary]) -> str:
     lines = ["steps     n        crps        rw_crps     skill    cover50  cover90  rw_cover90"]
     for s in summary:
         label = f"{s.steps[0]}" if s.steps[0] == s.steps[1] else f"{s.steps[0]}-{s.steps[1]}"
-        lines.append(f"{label:<8}{s.n:>6}  {_f(s.crps, '.4e'):>10}  {_f(s.rw_crps, '.4e'):>10}  "
-                     f"{_f(s.skill, '+.4f'):>7}  {_f(s.cover50, '.3f'):>7}  {_f(s.cover90, '.3f'):>7}  "
-                     f"{_f(s.rw_cover90, '.3f'):>9}")
+        lines.append(
+            f"{label:<8}{s.n:>6}  {_f(s.crps, '.4e'):>10}  {_f(s.rw_crps, '.4e'):>10}  "
+            f"{_f(s.skill, '+.4f'):>7}  {_f(s.cover50, '.3f'):>7}  {_f(s.cover90, '.3f'):>7}  "
+            f"{_f(s.rw_cover90, '.3f'):>9}"
+        )
     return "\n".join(lines)
 
 
@@ -203,8 +245,10 @@ def format_touch_summary(summary: list[TouchStepSummary]) -> str:
     """Return the touch Brier scores as a fixed-width text table."""
     lines = ["step  band        n      rate   brier      rw_brier   skill"]
     for s in summary:
-        lines.append(f"{s.step:<6}{s.band:<10}{s.n:>7}  {_f(s.rate, '.3f'):>6}  {_f(s.brier, '.5f'):>9}  "
-                     f"{_f(s.rw_brier, '.5f'):>9}  {_f(s.skill, '+.4f'):>7}")
+        lines.append(
+            f"{s.step:<6}{s.band:<10}{s.n:>7}  {_f(s.rate, '.3f'):>6}  {_f(s.brier, '.5f'):>9}  "
+            f"{_f(s.rw_brier, '.5f'):>9}  {_f(s.skill, '+.4f'):>7}"
+        )
     return "\n".join(lines)
 
 
@@ -217,8 +261,11 @@ def format_touch_reliability(model: pd.DataFrame, rw: pd.DataFrame) -> str:
         a = m.loc[lo] if lo in m.index else None
         b = r.loc[lo] if lo in r.index else None
         cells = [f"{lo:.1f}-{lo + 0.1:.1f}".ljust(10)]
-        cells.append(f"{int(a['n']):>7}  {a['predicted']:>9.4f}  {a['observed']:>8.4f}" if a is not None
-                     else f"{'':>7}  {'':>9}  {'':>8}")
+        cells.append(
+            f"{int(a['n']):>7}  {a['predicted']:>9.4f}  {a['observed']:>8.4f}"
+            if a is not None
+            else f"{'':>7}  {'':>9}  {'':>8}"
+        )
         cells.append(f"{int(b['n']):>7}  {b['predicted']:>7.4f}  {b['observed']:>6.4f}" if b is not None else "")
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)

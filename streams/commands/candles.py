@@ -13,11 +13,16 @@ from ._common import check_input, check_output, check_price, progress_bar, write
 
 
 def candles(
-    file: Path = typer.Argument(..., help="Tick file (CSV, optionally .gz): ts_ms,bid,ask | timestamp,symbol,bid,ask[,volume] | Dukascopy | HistData."),
+    file: Path = typer.Argument(
+        ...,
+        help="Tick file (CSV, optionally .gz): ts_ms,bid,ask | timestamp,symbol,bid,ask[,volume] | Dukascopy | HistData.",
+    ),
     output: Path | None = typer.Option(None, "-o", "--output", help="CSV to write (default: standard output)."),
     price: str = typer.Option("mid", "--price", help="Price side of the candles: mid|bid|ask."),
     timeframes: str = typer.Option("1m", "--timeframes", help="Comma-separated timeframes, e.g. 1m,5m,1h."),
-    symbol: str | None = typer.Option(None, "--symbol", help="Symbol for files without one (else taken from the file name)."),
+    symbol: str | None = typer.Option(
+        None, "--symbol", help="Symbol for files without one (else taken from the file name)."
+    ),
     lateness_ms: int = typer.Option(2000, "--allowed-lateness-ms", help="Allowed lateness of ticks (event time)."),
     rejects: Path | None = typer.Option(None, "--rejects", help="Write each refused row with its reason to this CSV."),
 ) -> None:
@@ -37,9 +42,13 @@ def candles(
     with progress_bar("candles") as progress:
         task = progress.add_task("", total=None)
         run = aggregate_ticks_file(
-            file, timeframes=timeframes, price=price,  # type: ignore[arg-type]
-            symbol=symbol, allowed_lateness_ms=lateness_ms,
-            progress=lambda done, total: progress.update(task, completed=done, total=total))
+            file,
+            timeframes=timeframes,
+            price=price,  # type: ignore[arg-type]
+            symbol=symbol,
+            allowed_lateness_ms=lateness_ms,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
     if output is None:
         write_candles_csv(run.candles, sys.stdout, price=price)
     else:

@@ -14,8 +14,12 @@ if TYPE_CHECKING:
 def demo(
     duration: Optional[float] = typer.Option(None, "--duration", help="Seconds to run (default: until Ctrl-C)."),
     speed: float = typer.Option(600.0, "--speed", help="Replay speed as a multiple of real time."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Keep broker/worker logs and the SQLite DB here (default: a temporary dir)."),
-    metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="Port of /metrics on 127.0.0.1 (default: a free one)."),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", help="Keep broker/worker logs and the SQLite DB here (default: a temporary dir)."
+    ),
+    metrics_port: Optional[int] = typer.Option(
+        None, "--metrics-port", help="Port of /metrics on 127.0.0.1 (default: a free one)."
+    ),
     plain: bool = typer.Option(False, "--plain", help="Print one line per forecast instead of a live table."),
 ) -> None:
     """Run the whole system locally: embedded broker, a worker on SQLite, the bundled OANDA
@@ -40,20 +44,38 @@ def demo(
         return t
 
     if plain:
+
         def show(rec: dict[str, Any]) -> None:
             typer.echo("forecast " + " | ".join(_fmt(rec)))
-        res = run_demo(duration=duration, speed=speed, data_dir=data_dir, metrics_port=metrics_port, show=show,
-                       keep=data_dir is not None)
+
+        res = run_demo(
+            duration=duration,
+            speed=speed,
+            data_dir=data_dir,
+            metrics_port=metrics_port,
+            show=show,
+            keep=data_dir is not None,
+        )
     else:
         with Live(table(), console=console, refresh_per_second=4) as live:
+
             def show(rec: dict[str, Any]) -> None:
                 latest[str(rec["as_of_ms"] % 8)] = _fmt(rec)
                 live.update(table())
+
             console.print("starting embedded broker and worker (first forecasts after ~72 one-minute candles)...")
-            res = run_demo(duration=duration, speed=speed, data_dir=data_dir, metrics_port=metrics_port, show=show,
-                           keep=data_dir is not None)
-    typer.echo(f"published {res.published} ticks, received {len(res.forecasts)} forecasts; "
-               f"metrics were at {res.metrics_url}; all child processes ended")
+            res = run_demo(
+                duration=duration,
+                speed=speed,
+                data_dir=data_dir,
+                metrics_port=metrics_port,
+                show=show,
+                keep=data_dir is not None,
+            )
+    typer.echo(
+        f"published {res.published} ticks, received {len(res.forecasts)} forecasts; "
+        f"metrics were at {res.metrics_url}; all child processes ended"
+    )
 
 
 def register(app: typer.Typer) -> None:

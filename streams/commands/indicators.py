@@ -21,21 +21,34 @@ INDICATOR_NAMES_HELP = "adx, atr, bb, donchian, ema, hurst, keltner, macd, max, 
 
 
 def indicators(
-    file: Path = typer.Argument(..., help="Candle file (CSV, optionally .gz): the ../shared/data layouts, "
-                                "timestamp,symbol,open,high,low,close[,volume], Dukascopy, HistData, MetaTrader."),
+    file: Path = typer.Argument(
+        ...,
+        help="Candle file (CSV, optionally .gz): the ../shared/data layouts, "
+        "timestamp,symbol,open,high,low,close[,volume], Dukascopy, HistData, MetaTrader.",
+    ),
     output: Path | None = typer.Option(None, "-o", "--output", help="CSV to write (default: standard output)."),
     price: str = typer.Option("mid", "--price", help="Side of bid/ask candle files: mid|bid|ask."),
     spec: str | None = typer.Option(
-        None, "--spec",
+        None,
+        "--spec",
         help=f"Comma-separated indicators name_param_param (default: {DEFAULT_SPEC_HELP}); "
-             f"names: {INDICATOR_NAMES_HELP}."),
-    symbol: str | None = typer.Option(None, "--symbol", help="Symbol for files without one (else from the file name); "
-                                      "selects it in files with several."),
-    timeframe: str | None = typer.Option(None, "--timeframe", help="Timeframe to select in files holding several "
-                                         "(what `forexd candles --timeframes 1m,5m` writes)."),
-    only_ready: bool = typer.Option(False, "--only-ready",
-                                    help="Leave a value empty until its indicator is ready (seed forgotten), "
-                                         "not only until it is defined."),
+        f"names: {INDICATOR_NAMES_HELP}.",
+    ),
+    symbol: str | None = typer.Option(
+        None,
+        "--symbol",
+        help="Symbol for files without one (else from the file name); selects it in files with several.",
+    ),
+    timeframe: str | None = typer.Option(
+        None,
+        "--timeframe",
+        help="Timeframe to select in files holding several (what `forexd candles --timeframes 1m,5m` writes).",
+    ),
+    only_ready: bool = typer.Option(
+        False,
+        "--only-ready",
+        help="Leave a value empty until its indicator is ready (seed forgotten), not only until it is defined.",
+    ),
 ) -> None:
     """Read candles from FILE and write them with one column per indicator output.
 
@@ -58,8 +71,13 @@ def indicators(
     check_output(output)
     with progress_bar("indicators", elapsed=True, description=True) as progress:
         task = progress.add_task("reading", total=None)
-        loaded = read_candle_series(file, symbol=symbol, timeframe=timeframe, price=price,  # type: ignore[arg-type]
-                                    one_symbol=False)
+        loaded = read_candle_series(
+            file,
+            symbol=symbol,
+            timeframe=timeframe,
+            price=price,  # type: ignore[arg-type]
+            one_symbol=False,
+        )
         progress.update(task, description=f"{len(loaded.frame)} candles")
         frame = loaded.frame[_INPUT_COLUMNS]
         result = compute_indicators(frame, bank_spec, only_ready=only_ready)
@@ -68,8 +86,9 @@ def indicators(
         result.to_csv(sys.stdout, index=False, lineterminator="\n")
     else:
         result.to_csv(output, index=False, lineterminator="\n")
-    typer.echo(f"candles={len(result)} layout={loaded.layout} rejected={len(loaded.rejects)} "
-               f"indicators={bank_spec}", err=True)
+    typer.echo(
+        f"candles={len(result)} layout={loaded.layout} rejected={len(loaded.rejects)} indicators={bank_spec}", err=True
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 models_app = typer.Typer(
     help="Model registry: list versions, promote, roll back, show alias history, register a checkpoint, "
-         "show a live shadow.",
+    "show a live shadow.",
     no_args_is_help=True,
 )
 
@@ -80,15 +80,18 @@ def list_command(
         for v in versions:
             typer.echo(json.dumps({**v.to_dict(), "aliases": aliases.get(v.version, "")}))
         return
-    typer.echo(f"{'version':34} {'key':16} {'status':11} {'alias':18} {'created':20} "
-               f"{'crps':>9} {'skill':>8} {'cover90':>7}")
+    typer.echo(
+        f"{'version':34} {'key':16} {'status':11} {'alias':18} {'created':20} {'crps':>9} {'skill':>8} {'cover90':>7}"
+    )
     for v in versions:
         h = v.metrics.get("holdout") or {}
         # a global model's key is its symbol set's hash: the set follows the row
         syms = v.metrics.get("symbols")
-        typer.echo(f"{v.version:34} {str(v.key):16} {v.status:11} {aliases.get(v.version, '-'):18} "
-                   f"{_when(v.created_ms):20} {_fmt(h.get('crps')):>9} {_fmt(h.get('skill')):>8} "
-                   f"{_fmt(h.get('cover90')):>7}" + (f"  symbols={','.join(map(str, syms))}" if syms else ""))
+        typer.echo(
+            f"{v.version:34} {str(v.key):16} {v.status:11} {aliases.get(v.version, '-'):18} "
+            f"{_when(v.created_ms):20} {_fmt(h.get('crps')):>9} {_fmt(h.get('skill')):>8} "
+            f"{_fmt(h.get('cover90')):>7}" + (f"  symbols={','.join(map(str, syms))}" if syms else "")
+        )
 
 
 def reg_aliases(reg: ModelRegistry, key: ModelKey) -> dict[str, str]:
@@ -142,8 +145,12 @@ def history_command(
 
 @models_app.command("register")
 def register_command(
-    checkpoint: Path = typer.Argument(..., help="A checkpoint .pt (with its .json manifest), e.g. from `forexd train`."),
-    key: str | None = typer.Option(None, "--key", help="Key to register under (default: the manifest's); '*' symbol serves every symbol."),
+    checkpoint: Path = typer.Argument(
+        ..., help="A checkpoint .pt (with its .json manifest), e.g. from `forexd train`."
+    ),
+    key: str | None = typer.Option(
+        None, "--key", help="Key to register under (default: the manifest's); '*' symbol serves every symbol."
+    ),
     db: str | None = typer.Option(None, "--db", help=_DB_HELP),
     model_dir: Path | None = typer.Option(None, "--model-dir", help=_DIR_HELP),
 ) -> None:
@@ -177,13 +184,23 @@ def shadow_command(
     been = [v for v in versions if isinstance(v.metrics.get("shadow"), dict)]
     chosen = current or (max(been, key=lambda v: (v.updated_ms, v.version)) if been else None)
     if chosen is None:
-        raise RegistryError(f"{k} has no version in shadow, and none has been (a challenger enters "
-                            "shadow when it beats a champion and FOREXD_SHADOW_FORECASTS > 0)")
+        raise RegistryError(
+            f"{k} has no version in shadow, and none has been (a challenger enters "
+            "shadow when it beats a champion and FOREXD_SHADOW_FORECASTS > 0)"
+        )
     st = shadow_state(reg, chosen.version)
     champion = reg.champion(k)
     if as_json:
-        typer.echo(json.dumps({**st.to_dict(), "champion": None if champion is None else champion.version,
-                               "since_ms": chosen.metrics["shadow"].get("since_ms")}, default=str))
+        typer.echo(
+            json.dumps(
+                {
+                    **st.to_dict(),
+                    "champion": None if champion is None else champion.version,
+                    "since_ms": chosen.metrics["shadow"].get("since_ms"),
+                },
+                default=str,
+            )
+        )
         return
     sc = st.scores
 
@@ -191,12 +208,15 @@ def shadow_command(
         return "-" if x != x else f"{100 * x:+.2f} %"
 
     typer.echo(f"key {k}  shadow {chosen.version}  state {st.state}")
-    typer.echo(f"since {_when(chosen.metrics['shadow'].get('since_ms'))}  realised forecasts {st.realised} "
-               f"of {st.required}  champion now {'-' if champion is None else champion.version}")
+    typer.echo(
+        f"since {_when(chosen.metrics['shadow'].get('since_ms'))}  realised forecasts {st.realised} "
+        f"of {st.required}  champion now {'-' if champion is None else champion.version}"
+    )
     typer.echo(f"{'':12} {'crps':>11} {'skill_vs_rw':>12} {'cover90':>8}")
     typer.echo(f"{'shadow':12} {_fmt(sc.crps):>11} {pct(sc.skill_rw):>12} {_fmt(sc.cover90):>8}")
-    typer.echo(f"{'champion':12} {_fmt(sc.champion_crps):>11} {pct(sc.champion_skill_rw):>12} "
-               f"{_fmt(sc.champion_cover90):>8}")
+    typer.echo(
+        f"{'champion':12} {_fmt(sc.champion_crps):>11} {pct(sc.champion_skill_rw):>12} {_fmt(sc.champion_cover90):>8}"
+    )
     typer.echo(f"{'random walk':12} {_fmt(sc.rw_crps):>11}")
     typer.echo(f"skill vs champion {pct(sc.skill)} (promoted when >= 0 after {st.required} realised forecasts)")
     typer.echo(f"reason: {st.reason}")

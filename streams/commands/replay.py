@@ -24,8 +24,7 @@ from ._common import (
 )
 
 
-def _candle_selection(path: Path, *, symbol: str | None,
-                      timeframe: str | None) -> tuple[str, list[bool] | None]:
+def _candle_selection(path: Path, *, symbol: str | None, timeframe: str | None) -> tuple[str, list[bool] | None]:
     """The timeframe to publish a candle file as, and which of its rows to publish (None: all).
 
     A file with a timeframe column (what ``forexd candles`` writes) gives the timeframe when
@@ -41,11 +40,11 @@ def _candle_selection(path: Path, *, symbol: str | None,
         if len(held) == 1:
             timeframe = str(held[0])
         elif len(held) > 1:
-            raise DataFormatError(f"{path.name} holds several timeframes ({', '.join(held)}): "
-                                  "pass --timeframe to choose one")
+            raise DataFormatError(
+                f"{path.name} holds several timeframes ({', '.join(held)}): pass --timeframe to choose one"
+            )
         else:
-            raise DataFormatError(f"{path.name} is a candle file with no timeframe column: "
-                                  "pass --timeframe (e.g. 1m)")
+            raise DataFormatError(f"{path.name} is a candle file with no timeframe column: pass --timeframe (e.g. 1m)")
     Timeframe.parse(timeframe)
     if len(held) <= 1 and symbol is None:
         return timeframe, None
@@ -57,9 +56,17 @@ def _candle_selection(path: Path, *, symbol: str | None,
 
 
 async def replay_file(
-    settings: Settings, path: Path, *, speed: float | None, symbol: str | None = None,
-    timeframe: str | None = None, kind: str | None = None, tick_ids: bool = False,
-    limit: int | None = None, show_progress: bool = False, rejects: list[Any] | None = None,
+    settings: Settings,
+    path: Path,
+    *,
+    speed: float | None,
+    symbol: str | None = None,
+    timeframe: str | None = None,
+    kind: str | None = None,
+    tick_ids: bool = False,
+    limit: int | None = None,
+    show_progress: bool = False,
+    rejects: list[Any] | None = None,
 ) -> int:
     """Publish ``path`` to ``fx.ticks`` or ``fx.candles``; ``speed=None`` is as fast as possible.
 
@@ -84,8 +91,9 @@ async def replay_file(
     mask: list[bool] | None = None
     if kind == "candles":
         timeframe, mask = _candle_selection(path, symbol=symbol, timeframe=timeframe)
-    kind, total, records = records_from_file(path, symbol=symbol, timeframe=timeframe, kind=kind,
-                                             tick_ids=tick_ids, rejects=rejects)
+    kind, total, records = records_from_file(
+        path, symbol=symbol, timeframe=timeframe, kind=kind, tick_ids=tick_ids, rejects=rejects
+    )
     if mask is not None:
         # records come in the reader's row order, as the mask does
         chosen, total = mask, sum(mask)
@@ -149,11 +157,17 @@ def _speed(value: str) -> float | None:
 def replay(
     file: Path = typer.Argument(..., help="Tick file (→ fx.ticks) or candle file (→ fx.candles)."),
     speed: str = typer.Option("max", "--speed", help="Multiple of real time (e.g. 60) or 'max'."),
-    symbol: Optional[str] = typer.Option(None, "--symbol", help="Symbol for files without one; selects it in candle files with several."),
-    timeframe: Optional[str] = typer.Option(None, "--timeframe", help="Timeframe of a candle file (selects it in files with several)."),
+    symbol: Optional[str] = typer.Option(
+        None, "--symbol", help="Symbol for files without one; selects it in candle files with several."
+    ),
+    timeframe: Optional[str] = typer.Option(
+        None, "--timeframe", help="Timeframe of a candle file (selects it in files with several)."
+    ),
     tick_ids: bool = typer.Option(False, "--tick-ids", help="Give each tick an id (<file>:<line>) for de-duplication."),
     limit: Optional[int] = typer.Option(None, "-n", "--limit", help="Publish at most this many records."),
-    rejects: Optional[Path] = typer.Option(None, "--rejects", help="Write each row the reader refused (not published) with its reason to this CSV."),
+    rejects: Optional[Path] = typer.Option(
+        None, "--rejects", help="Write each row the reader refused (not published) with its reason to this CSV."
+    ),
 ) -> None:
     """Publish FILE to its topic (key = symbol), paced by event time unless --speed max.
 
@@ -167,8 +181,19 @@ def replay(
     check_input(file)
     check_output(rejects, "--rejects")
     refused: list[Any] = []
-    n = asyncio.run(replay_file(settings, file, speed=spd, symbol=symbol, timeframe=timeframe,
-                                tick_ids=tick_ids, limit=limit, show_progress=True, rejects=refused))
+    n = asyncio.run(
+        replay_file(
+            settings,
+            file,
+            speed=spd,
+            symbol=symbol,
+            timeframe=timeframe,
+            tick_ids=tick_ids,
+            limit=limit,
+            show_progress=True,
+            rejects=refused,
+        )
+    )
     if rejects is not None:
         write_rejects(refused, rejects)
     typer.echo(f"published {n} records; refused {len(refused)} rows: {reject_summary(refused)}", err=True)

@@ -12,8 +12,12 @@ from ._common import check_output, check_positive, open_engine
 
 def report_command(
     output: Path = typer.Option(..., "-o", "--output", help="HTML file to write."),
-    db: str | None = typer.Option(None, "--db", help="Database URL (default: FOREXD_DATABASE_URL, else the SQLite file under FOREXD_DATA_DIR)."),
-    symbol: str | None = typer.Option(None, "--symbol", help="Symbol (default: the series with the most stored forecasts)."),
+    db: str | None = typer.Option(
+        None, "--db", help="Database URL (default: FOREXD_DATABASE_URL, else the SQLite file under FOREXD_DATA_DIR)."
+    ),
+    symbol: str | None = typer.Option(
+        None, "--symbol", help="Symbol (default: the series with the most stored forecasts)."
+    ),
     timeframe: str | None = typer.Option(None, "--timeframe", help="Timeframe (default: as --symbol's default)."),
     from_: str | None = typer.Option(None, "--from", help="First as_of, inclusive (UTC date or ISO-8601 time)."),
     to: str | None = typer.Option(None, "--to", help="End of the period, exclusive (UTC date or ISO-8601 time)."),
@@ -45,16 +49,24 @@ def report_command(
     engine = open_engine(url, create=False)
     try:
         if symbol is None or timeframe is None:
-            series = [s for s in list_series(engine)
-                      if (symbol is None or s[0] == symbol) and (timeframe is None or s[1] == timeframe)]
+            series = [
+                s
+                for s in list_series(engine)
+                if (symbol is None or s[0] == symbol) and (timeframe is None or s[1] == timeframe)
+            ]
             if not series:
-                typer.echo("error: no stored forecasts"
-                           + (f" of {symbol}" if symbol else "") + (f" at {timeframe}" if timeframe else "")
-                           + ": nothing to report", err=True)
+                typer.echo(
+                    "error: no stored forecasts"
+                    + (f" of {symbol}" if symbol else "")
+                    + (f" at {timeframe}" if timeframe else "")
+                    + ": nothing to report",
+                    err=True,
+                )
                 raise typer.Exit(1)
             symbol, timeframe = series[0][0], series[0][1]
-        config = ReportConfig(symbol=symbol, timeframe=timeframe,
-                              from_ms=from_ms, to_ms=to_ms, window=window, fans=fans)
+        config = ReportConfig(
+            symbol=symbol, timeframe=timeframe, from_ms=from_ms, to_ms=to_ms, window=window, fans=fans
+        )
         data = load_report(engine, config)
     finally:
         engine.dispose()

@@ -26,14 +26,14 @@ logger = logging.getLogger(__name__)
 
 
 def _print(outcome: JobOutcome) -> None:
-    typer.echo(f"{outcome.status} key={outcome.key} version={outcome.version} "
-               f"seconds={outcome.duration_s:.1f}")
+    typer.echo(f"{outcome.status} key={outcome.key} version={outcome.version} seconds={outcome.duration_s:.1f}")
     typer.echo(f"reason: {outcome.reason}")
     typer.echo(json.dumps(outcome.to_dict(), sort_keys=True))
 
 
-async def send_request(settings: Settings, request: RetrainRequest, *, wait: bool,
-                       timeout_s: float) -> JobOutcome | None:
+async def send_request(
+    settings: Settings, request: RetrainRequest, *, wait: bool, timeout_s: float
+) -> JobOutcome | None:
     """Send ``request`` to ``fx.retrain.requests``; with ``wait``, return the matching ``fx.models`` outcome.
 
     The consumer is positioned at the end of ``fx.models`` before the request is sent, so
@@ -99,9 +99,15 @@ def retrain_command(
     horizon: int | None = typer.Option(None, "--horizon", help="Steps ahead (default: the job's / worker's horizon)."),
     reason: str = typer.Option("", "--reason", help="Free text recorded with the request."),
     local: bool = typer.Option(False, "--local", help="Run the job here instead of sending it to the broker."),
-    db: str | None = typer.Option(None, "--db", help="Database URL (default: FOREXD_DATABASE_URL / the data dir's SQLite file)."),
-    model_dir: Path | None = typer.Option(None, "--model-dir", help="Artifact root (default: FOREXD_MODEL_DIR / DATA_DIR/models)."),
-    config: Path | None = typer.Option(None, "--config", help="JSON file of job settings (JobConfig.to_dict form) for --local."),
+    db: str | None = typer.Option(
+        None, "--db", help="Database URL (default: FOREXD_DATABASE_URL / the data dir's SQLite file)."
+    ),
+    model_dir: Path | None = typer.Option(
+        None, "--model-dir", help="Artifact root (default: FOREXD_MODEL_DIR / DATA_DIR/models)."
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", help="JSON file of job settings (JobConfig.to_dict form) for --local."
+    ),
     max_minutes: float | None = typer.Option(None, "--max-minutes", help="Training wall-clock budget for --local."),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads for --local (>= 1)."),
     wait: bool = typer.Option(False, "--wait", help="Broker form: wait for the outcome on fx.models."),
@@ -133,18 +139,27 @@ def retrain_command(
     sym = InstrumentRegistry().normalise(symbol) or (symbol.upper() if symbol.isalpha() and len(symbol) == 6 else None)
     if sym is None:
         raise typer.BadParameter(f"--symbol {symbol!r} is no currency pair (e.g. EURUSD or EUR/USD)")
-    request = RetrainRequest(request_id=request_id_for(sym, timeframe, horizon, "manual", now),
-                             symbol=sym, timeframe=timeframe, horizon=horizon, reason="manual",
-                             requested_at_ms=now, detail=reason)
+    request = RetrainRequest(
+        request_id=request_id_for(sym, timeframe, horizon, "manual", now),
+        symbol=sym,
+        timeframe=timeframe,
+        horizon=horizon,
+        reason="manual",
+        requested_at_ms=now,
+        detail=reason,
+    )
     if local:
-        outcome = _run_local(request, settings, config=config, max_minutes=max_minutes, db=db,
-                             model_dir=model_dir, threads=threads)
+        outcome = _run_local(
+            request, settings, config=config, max_minutes=max_minutes, db=db, model_dir=model_dir, threads=threads
+        )
     else:
         try:
             got = asyncio.run(send_request(settings, request, wait=wait, timeout_s=timeout))
         except TimeoutError as exc:
-            typer.echo(f"error: {exc}: the retrain worker may be down or busy; raise --timeout "
-                       f"or check `forexd tail models`", err=True)
+            typer.echo(
+                f"error: {exc}: the retrain worker may be down or busy; raise --timeout or check `forexd tail models`",
+                err=True,
+            )
             raise typer.Exit(1) from exc
         if got is None:
             typer.echo(f"sent request_id={request.request_id} key={request.key}")
@@ -154,9 +169,16 @@ def retrain_command(
     raise typer.Exit(outcome.exit_code)
 
 
-def _run_local(request: RetrainRequest, settings: Settings, *, config: Path | None,
-               max_minutes: float | None, db: str | None, model_dir: Path | None,
-               threads: int) -> JobOutcome:
+def _run_local(
+    request: RetrainRequest,
+    settings: Settings,
+    *,
+    config: Path | None,
+    max_minutes: float | None,
+    db: str | None,
+    model_dir: Path | None,
+    threads: int,
+) -> JobOutcome:
     import torch
 
     from retraining.jobs import JobConfig, run_retrain
@@ -164,8 +186,7 @@ def _run_local(request: RetrainRequest, settings: Settings, *, config: Path | No
     try:
         data: dict[str, Any] = json.loads(config.read_text()) if config else {}
     except json.JSONDecodeError as exc:
-        raise DataFormatError(f"--config {config} is not JSON ({exc}): fix the file "
-                              "(JobConfig.to_dict form)") from exc
+        raise DataFormatError(f"--config {config} is not JSON ({exc}): fix the file (JobConfig.to_dict form)") from exc
     data.setdefault("horizon", settings.horizon)
     data.setdefault("shadow_forecasts", settings.shadow_forecasts)  # issue 16: FOREXD_SHADOW_FORECASTS
     if max_minutes is not None:

@@ -14,8 +14,15 @@ from ..settings import Settings
 from ._common import broker_call, check_positive
 
 
-async def tail_topic(settings: Settings, name: str, *, from_beginning: bool, limit: int | None,
-                     timeout_s: float | None, out: TextIO | None = None) -> int:
+async def tail_topic(
+    settings: Settings,
+    name: str,
+    *,
+    from_beginning: bool,
+    limit: int | None,
+    timeout_s: float | None,
+    out: TextIO | None = None,
+) -> int:
     """Print ``name``'s records to ``out`` (standard output) as JSON lines; return how many."""
     from ..kafka import make_consumer
 
@@ -37,9 +44,17 @@ async def tail_topic(settings: Settings, name: str, *, from_beginning: bool, lim
                         value = json.loads(m.value) if m.value is not None else None
                     except (ValueError, TypeError, RecursionError):
                         value = m.value.decode("utf-8", "replace")
-                    out.write(json.dumps({"partition": m.partition, "offset": m.offset,
-                                          "key": m.key.decode("utf-8", "replace") if m.key else None,
-                                          "value": value}) + "\n")
+                    out.write(
+                        json.dumps(
+                            {
+                                "partition": m.partition,
+                                "offset": m.offset,
+                                "key": m.key.decode("utf-8", "replace") if m.key else None,
+                                "value": value,
+                            }
+                        )
+                        + "\n"
+                    )
                     n += 1
                     if limit is not None and n >= limit:
                         break
@@ -50,7 +65,9 @@ async def tail_topic(settings: Settings, name: str, *, from_beginning: bool, lim
 
 
 def tail(
-    topic: str = typer.Argument(..., help="Topic: ticks, candles, forecasts, drift, models, deadletter, retrain.requests (prefix added)."),
+    topic: str = typer.Argument(
+        ..., help="Topic: ticks, candles, forecasts, drift, models, deadletter, retrain.requests (prefix added)."
+    ),
     from_beginning: bool = typer.Option(False, "--from-beginning", help="Start at the earliest offset."),
     limit: Optional[int] = typer.Option(None, "-n", "--max", help="Stop after this many records."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Stop after this many seconds."),

@@ -23,28 +23,61 @@ logger = logging.getLogger(__name__)
 
 
 def train_command(
-    files: list[Path] = typer.Argument(..., help="Candle file(s) (CSV, optionally .gz), any layout `forexd candles` writes or the readers know; several files train one global model, each file's rows of each symbol a series."),
-    symbol: str = typer.Option(..., "--symbol", help="Symbol, e.g. EURUSD (selects its rows in files with several); A,B,C or `all` (every symbol of the file) trains one global model over those series."),
-    timeframe: str = typer.Option(..., "--timeframe", help="Timeframe of the candles, e.g. 1h (selects it in files with several)."),
+    files: list[Path] = typer.Argument(
+        ...,
+        help="Candle file(s) (CSV, optionally .gz), any layout `forexd candles` writes or the readers know; several files train one global model, each file's rows of each symbol a series.",
+    ),
+    symbol: str = typer.Option(
+        ...,
+        "--symbol",
+        help="Symbol, e.g. EURUSD (selects its rows in files with several); A,B,C or `all` (every symbol of the file) trains one global model over those series.",
+    ),
+    timeframe: str = typer.Option(
+        ..., "--timeframe", help="Timeframe of the candles, e.g. 1h (selects it in files with several)."
+    ),
     horizon: int = typer.Option(24, "--horizon", help="Steps ahead H."),
     until: str | None = typer.Option(None, "--until", help="Ignore candles closing after DATE (UTC)."),
-    split: str | None = typer.Option(None, "--split", help="DATE1,DATE2: train before DATE1, validate DATE1–DATE2, test after DATE2 (default 60/20/20)."),
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        help="DATE1,DATE2: train before DATE1, validate DATE1–DATE2, test after DATE2 (default 60/20/20).",
+    ),
     max_minutes: float = typer.Option(10.0, "--max-minutes", help="Wall-clock budget of the whole run."),
     max_steps: int = typer.Option(20_000, "--max-steps", help="Optimiser step cap."),
-    model_dir: Path = typer.Option(..., "--model-dir", help="Checkpoint root; writes DIR/SYMBOL-TF-hH/VERSION.{pt,json}."),
+    model_dir: Path = typer.Option(
+        ..., "--model-dir", help="Checkpoint root; writes DIR/SYMBOL-TF-hH/VERSION.{pt,json}."
+    ),
     price: str = typer.Option("mid", "--price", help="Side of bid/ask files: mid|bid|ask."),
     window: int = typer.Option(48, "--window", help="Past candles the model sees."),
     width: int = typer.Option(96, "--width", help="Hidden width of the denoiser."),
     blocks: int = typer.Option(3, "--blocks", help="Residual blocks of the denoiser."),
-    calib_windows: int = typer.Option(4096, "--calib-windows", help="Validation windows used to calibrate (and test windows scored)."),
+    calib_windows: int = typer.Option(
+        4096, "--calib-windows", help="Validation windows used to calibrate (and test windows scored)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of initialisation, batches and noise."),
     device: str = typer.Option("auto", "--device", help="auto|cpu|cuda."),
-    compile_: bool = typer.Option(False, "--compile", help="Wrap the loss in torch.compile: about 1.2x training steps/s on CPU after 5-75 s of compilation, so only for long runs (docs/diffusion.md)."),
+    compile_: bool = typer.Option(
+        False,
+        "--compile",
+        help="Wrap the loss in torch.compile: about 1.2x training steps/s on CPU after 5-75 s of compilation, so only for long runs (docs/diffusion.md).",
+    ),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads (>= 1)."),
-    keep: int = typer.Option(3, "--keep", help="Checkpoints kept for this model key (besides every version the model registry names)."),
-    db: str | None = typer.Option(None, "--db", help="Registry database whose versions retention never deletes (default: FOREXD_DATABASE_URL, else the SQLite file under FOREXD_DATA_DIR if it exists)."),
-    series_embedding: int = typer.Option(0, "--series-embedding", help="Global model: width of a learnt series embedding (0: none)."),
-    inputs: str | None = typer.Option(None, "--inputs", help="Model inputs besides returns, ranges and calendar: indicators, mtf[:TF1,TF2], cross:SYM1,SYM2 (other pairs of FILE), comma-separated."),
+    keep: int = typer.Option(
+        3, "--keep", help="Checkpoints kept for this model key (besides every version the model registry names)."
+    ),
+    db: str | None = typer.Option(
+        None,
+        "--db",
+        help="Registry database whose versions retention never deletes (default: FOREXD_DATABASE_URL, else the SQLite file under FOREXD_DATA_DIR if it exists).",
+    ),
+    series_embedding: int = typer.Option(
+        0, "--series-embedding", help="Global model: width of a learnt series embedding (0: none)."
+    ),
+    inputs: str | None = typer.Option(
+        None,
+        "--inputs",
+        help="Model inputs besides returns, ranges and calendar: indicators, mtf[:TF1,TF2], cross:SYM1,SYM2 (other pairs of FILE), comma-separated.",
+    ),
 ) -> None:
     """Train on FILE, calibrate on the validation span, score the test span, save a checkpoint.
 
@@ -61,8 +94,14 @@ def train_command(
     from forex_diffusion.diffusion import ContextSpec, TrainConfig
 
     check_price(price)
-    for value, option in ((threads, "--threads"), (horizon, "--horizon"), (window, "--window"),
-                          (max_steps, "--max-steps"), (keep, "--keep"), (calib_windows, "--calib-windows")):
+    for value, option in (
+        (threads, "--threads"),
+        (horizon, "--horizon"),
+        (window, "--window"),
+        (max_steps, "--max-steps"),
+        (keep, "--keep"),
+        (calib_windows, "--calib-windows"),
+    ):
         check_positive(value, option)
     if not max_minutes > 0:
         raise typer.BadParameter(f"--max-minutes must be positive, not {max_minutes}")
@@ -86,12 +125,25 @@ def train_command(
             raise typer.BadParameter("--split takes DATE1,DATE2")
         dates = (parse_utc_date(parts[0]), parse_utc_date(parts[1]))
     config = TrainConfig(
-        symbol=sym, timeframe=timeframe, horizon=horizon,
-        context=ContextSpec(window=window), width=width, blocks=blocks, split=dates,
-        calib_windows=calib_windows, test_windows=calib_windows, val_windows=min(512, calib_windows),
-        until_ms=parse_utc_date(until) if until else None, max_minutes=max_minutes,
-        max_steps=max_steps, seed=seed, device=device, compile=compile_, keep=keep,
-        inputs=tuple(i for i in (inputs or "").split(",") if i.strip()))
+        symbol=sym,
+        timeframe=timeframe,
+        horizon=horizon,
+        context=ContextSpec(window=window),
+        width=width,
+        blocks=blocks,
+        split=dates,
+        calib_windows=calib_windows,
+        test_windows=calib_windows,
+        val_windows=min(512, calib_windows),
+        until_ms=parse_utc_date(until) if until else None,
+        max_minutes=max_minutes,
+        max_steps=max_steps,
+        seed=seed,
+        device=device,
+        compile=compile_,
+        keep=keep,
+        inputs=tuple(i for i in (inputs or "").split(",") if i.strip()),
+    )
     for f in files:
         check_input(f, "candle file")
     if len({f.resolve() for f in files}) < len(files):  # one file twice: two copies of its series
@@ -105,8 +157,7 @@ def train_command(
         from forex_diffusion.instruments import series_symbol, symbol_set_key
 
         sym = symbol_set_key(series_symbol(n) for n in series)
-        config = dataclasses.replace(config, symbol=sym, series=tuple(series),
-                                     series_embedding=series_embedding)
+        config = dataclasses.replace(config, symbol=sym, series=tuple(series), series_embedding=series_embedding)
 
     import torch
 
@@ -126,8 +177,11 @@ def train_command(
         task = progress.add_task("", total=config.max_minutes * 60.0)
 
         def report(p: TrainProgress) -> None:
-            progress.update(task, completed=min(p.elapsed_s, p.budget_s),
-                            description=f"step {p.step} loss {p.loss:.4f} val CRPS {p.val_crps:.3e}")
+            progress.update(
+                task,
+                completed=min(p.elapsed_s, p.budget_s),
+                description=f"step {p.step} loss {p.loss:.4f} val CRPS {p.val_crps:.3e}",
+            )
 
         extra = _input_features(config, candles, files[0], price) if config.inputs else None
         result = train(config, candles, model_dir, progress=report, protected=protected, extra=extra)
@@ -140,8 +194,10 @@ def train_command(
             typer.echo(f"{i:4d}  {s:+.4f}      {c5:.3f}    {c9:.3f}")
     for name, sc in m.get("test_series", {}).items():
         skill = sc["skill"]
-        typer.echo(f"series {name}: n={sc['n']} skill step1 {skill[0]:+.4f} mean {sum(skill) / len(skill):+.4f} "
-                   f"cover90 mean {sum(sc['cover90']) / len(sc['cover90']):.3f}")
+        typer.echo(
+            f"series {name}: n={sc['n']} skill step1 {skill[0]:+.4f} mean {sum(skill) / len(skill):+.4f} "
+            f"cover90 mean {sum(sc['cover90']) / len(sc['cover90']):.3f}"
+        )
     typer.echo(str(result.checkpoint))
 
 
@@ -174,16 +230,20 @@ def _read_series(files: list[Path], syms: list[str], *, timeframe: str, price: s
             named = file_symbols(f, price)
             missing = [s for s in syms if s not in named]
             if missing:
-                raise DataFormatError(f"{f.name} holds no {missing[0]} candles (it holds "
-                                      f"{', '.join(sorted(map(str, named))) or 'one unnamed series'}): "
-                                      "pass the symbols it holds to --symbol, or one file per symbol")
+                raise DataFormatError(
+                    f"{f.name} holds no {missing[0]} candles (it holds "
+                    f"{', '.join(sorted(map(str, named))) or 'one unnamed series'}): "
+                    "pass the symbols it holds to --symbol, or one file per symbol"
+                )
         for s in held:
             frame = read_candle_series(f, symbol=s, timeframe=timeframe, price=price).frame  # type: ignore[arg-type]
             check_price_scale(frame, s, f)
             out[s if len(files) == 1 else f"{s}@{tag}"] = frame
     if len(out) < 2:
-        raise DataFormatError(f"a global model needs at least two series, got {', '.join(out) or 'none'}: "
-                              "pass several symbols (A,B or all) or several files")
+        raise DataFormatError(
+            f"a global model needs at least two series, got {', '.join(out) or 'none'}: "
+            "pass several symbols (A,B or all) or several files"
+        )
     return out
 
 
@@ -232,8 +292,9 @@ def _check_model_dir(model_dir: Path) -> None:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not os.access(probe, os.W_OK):
-        raise OutputError(f"cannot create checkpoints under {model_dir}: {probe} is not writable; "
-                          "choose another --model-dir")
+        raise OutputError(
+            f"cannot create checkpoints under {model_dir}: {probe} is not writable; choose another --model-dir"
+        )
 
 
 def register(app: typer.Typer) -> None:
@@ -257,8 +318,10 @@ def _input_features(config: Any, candles: Any, file: Path, price: str) -> Any:
     held = file_symbols(file, price) if spec.cross_symbols else set()
     for s in spec.cross_symbols:
         if s not in held:  # a file without a symbol column would give its own rows as the other pair's
-            raise DataFormatError(f"--inputs cross:{s}: {file.name} holds no {s} candles "
-                                  f"(it holds {', '.join(sorted(held)) or 'one unnamed series'})")
+            raise DataFormatError(
+                f"--inputs cross:{s}: {file.name} holds no {s} candles "
+                f"(it holds {', '.join(sorted(held)) or 'one unnamed series'})"
+            )
         try:
             others[s] = read_candle_series(file, symbol=s, timeframe=config.timeframe, price=price).frame  # type: ignore[arg-type]
         except DataFormatError as exc:

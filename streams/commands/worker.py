@@ -14,10 +14,10 @@ _ROLES = "stream, ticks, candles, retrain, all"
 def worker(
     ctx: typer.Context,
     role: str = typer.Option("stream", "--role", help=f"One of {_ROLES} (stream = ticks+candles+forecasts)."),
-    log_level: Optional[str] = typer.Option(None, "--log-level",
-                                            help="crit|error|warn|info|debug (default: forexd --log-level, warn)."),
-    legacy_level: Optional[str] = typer.Option(None, "--loglevel", hidden=True,
-                                               help="Old spelling of --log-level."),
+    log_level: Optional[str] = typer.Option(
+        None, "--log-level", help="crit|error|warn|info|debug (default: forexd --log-level, warn)."
+    ),
+    legacy_level: Optional[str] = typer.Option(None, "--loglevel", hidden=True, help="Old spelling of --log-level."),
 ) -> None:
     """Run a Faust worker.
 

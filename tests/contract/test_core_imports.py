@@ -33,9 +33,7 @@ def test_core_module_imports_no_kafka_or_upper_layer(path: Path) -> None:
     assert not bad, f"{path} imports {sorted(bad)}: the core must not depend on the Kafka shell"
 
 
-@pytest.mark.parametrize(
-    "path", _modules(CORE.parent / "retraining"), ids=lambda p: str(p.relative_to(CORE.parent))
-)
+@pytest.mark.parametrize("path", _modules(CORE.parent / "retraining"), ids=lambda p: str(p.relative_to(CORE.parent)))
 def test_retraining_module_imports_no_streams(path: Path) -> None:
     bad = _imports(path) & LAYER_RULES["retraining"]
     assert not bad, f"{path} imports {sorted(bad)}: retraining must not import streams/faust"

@@ -43,9 +43,10 @@ def _load(path: Path, n: int) -> list[Candle]:
     from forex_diffusion.readers import read_candles
 
     f = read_candles(path, price="bid").frame.iloc[:n]
-    return [Candle(symbol="EURUSD", timeframe="x", open_ms=int(t), close_ms=int(t) + 1, open=o,
-                   high=h, low=lo, close=c)
-            for t, o, h, lo, c in zip(f.ts_ms, f.open, f.high, f.low, f.close, strict=True)]
+    return [
+        Candle(symbol="EURUSD", timeframe="x", open_ms=int(t), close_ms=int(t) + 1, open=o, high=h, low=lo, close=c)
+        for t, o, h, lo, c in zip(f.ts_ms, f.open, f.high, f.low, f.close, strict=True)
+    ]
 
 
 @pytest.fixture(scope="module", params=["m1", "h1"])
@@ -72,8 +73,9 @@ def _true_range(h: np.ndarray, lo: np.ndarray, c: np.ndarray) -> pd.Series:
     return tr
 
 
-def ref_keltner(h: np.ndarray, lo: np.ndarray, c: np.ndarray, period: int = 20, mult: float = 2.0,
-                atr_period: int = 10) -> np.ndarray:
+def ref_keltner(
+    h: np.ndarray, lo: np.ndarray, c: np.ndarray, period: int = 20, mult: float = 2.0, atr_period: int = 10
+) -> np.ndarray:
     close = pd.Series(c)
     mid = _seeded_ewm(close, 2.0 / (period + 1), period - 1, close.iloc[:period].mean())
     tr = _true_range(h, lo, c)
@@ -168,8 +170,11 @@ TOKENS = sorted(REFERENCES)
 
 
 def _arrays(candles: list[Candle]) -> Arrays:
-    return (np.array([b.high for b in candles]), np.array([b.low for b in candles]),
-            np.array([b.close for b in candles]))
+    return (
+        np.array([b.high for b in candles]),
+        np.array([b.low for b in candles]),
+        np.array([b.close for b in candles]),
+    )
 
 
 def _flat(v: Any, width: int) -> list[float]:
@@ -209,8 +214,17 @@ def _perturbed(b: Candle, rng: random.Random) -> Candle:
     c = b.close * (1 + rng.uniform(-2e-3, 2e-3))
     h = max(b.high * (1 + rng.uniform(0, 1e-3)), c)
     lo = min(b.low * (1 - rng.uniform(0, 1e-3)), c)
-    return Candle(symbol=b.symbol, timeframe=b.timeframe, open_ms=b.open_ms, close_ms=b.close_ms,
-                  open=b.open, high=h, low=lo, close=c, final=False)
+    return Candle(
+        symbol=b.symbol,
+        timeframe=b.timeframe,
+        open_ms=b.open_ms,
+        close_ms=b.close_ms,
+        open=b.open,
+        high=h,
+        low=lo,
+        close=c,
+        final=False,
+    )
 
 
 @pytest.mark.parametrize("token", TOKENS)

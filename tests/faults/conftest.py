@@ -33,8 +33,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def fault_env(worker_env: dict[str, str]) -> dict[str, str]:
     """A tick-only worker on two symbols with frequent checkpoints."""
-    return dict(worker_env, FOREXD_SYMBOLS=",".join(SYMBOLS), FOREXD_TIMEFRAMES=",".join(TIMEFRAMES),
-                FOREXD_SNAPSHOT_INTERVAL_S="0.5", FOREXD_IDLE_CLOSE_S="3")
+    return dict(
+        worker_env,
+        FOREXD_SYMBOLS=",".join(SYMBOLS),
+        FOREXD_TIMEFRAMES=",".join(TIMEFRAMES),
+        FOREXD_SNAPSHOT_INTERVAL_S="0.5",
+        FOREXD_IDLE_CLOSE_S="3",
+    )
 
 
 @pytest.fixture
@@ -45,12 +50,13 @@ def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
     b.stop()
 
 
-
 def _durable_unavailable() -> str | None:
     missing = [m for m in ("moto", "flask", "werkzeug", "boto3") if importlib.util.find_spec(m) is None]
     if missing:
-        return (f"{', '.join(missing)} not installed: the durable-broker tests serve the broker's "
-                "s3:// storage from moto (pip install -e '.[test]' installs moto[server])")
+        return (
+            f"{', '.join(missing)} not installed: the durable-broker tests serve the broker's "
+            "s3:// storage from moto (pip install -e '.[test]' installs moto[server])"
+        )
     return None
 
 

@@ -77,6 +77,7 @@ class Feed:
 
     def start_paced(self, bursts: Sequence[Sequence[Record]], period_s: float) -> Feed:
         """Publish ``bursts`` from a background thread, one every ``period_s``."""
+
         def run() -> None:
             try:
                 for b in bursts:
@@ -233,8 +234,15 @@ class Supervisor:
             cur = self.lives[-1]
             name = signal.Signals(sig).name
             log = cur.worker.log()
-            state = ("exited" if not cur.worker.alive() else "ready" if "Worker]: Ready" in log
-                     else "starting" if log else "importing")
+            state = (
+                "exited"
+                if not cur.worker.alive()
+                else "ready"
+                if "Worker]: Ready" in log
+                else "starting"
+                if log
+                else "importing"
+            )
             cur.signals.append(f"{name}@{state}")
             cur.worker.kill(sig)
         return cur
@@ -255,9 +263,16 @@ class Supervisor:
         return self.lives[-1].worker
 
 
-def storm(sup: Supervisor, rnd: random.Random, *, terms: int, kills: int,
-          term_gap: tuple[float, float] = (1.0, 5.0), kill_gap: tuple[float, float] = (0.1, 1.0),
-          after_ready: bool = False) -> list[str]:
+def storm(
+    sup: Supervisor,
+    rnd: random.Random,
+    *,
+    terms: int,
+    kills: int,
+    term_gap: tuple[float, float] = (1.0, 5.0),
+    kill_gap: tuple[float, float] = (0.1, 1.0),
+    after_ready: bool = False,
+) -> list[str]:
     """Faust's ``killer.py`` schedule: ``terms`` SIGTERMs at ``term_gap`` intervals, then
     ``kills`` SIGKILLs at ``kill_gap`` intervals, each to whatever worker runs then.
     ``after_ready``: each interval starts when the current worker is ready (assigned), so

@@ -73,17 +73,31 @@ def tick_records(n: int, *, start: int = 0, source: Path = SAMPLE, jpy: bool = T
     """``n`` deterministic good ticks (EUR/USD from ``source`` and a derived USD/JPY), ending
     just before an hour boundary (``trim``) so the idle timer closes the last bars within
     seconds; rows of the last hour are dropped, so a span inside one hour gives nothing."""
-    frame = read_ticks(source).frame.iloc[start:start + n]
+    frame = read_ticks(source).frame.iloc[start : start + n]
     if trim:
         boundary = int(frame.ts_ms.iloc[-1]) // 3_600_000 * 3_600_000
         frame = frame[frame.ts_ms < boundary]
     out: list[Record] = []
     for i, (t, b, a) in enumerate(zip(frame.ts_ms.tolist(), frame.bid.tolist(), frame.ask.tolist(), strict=True)):
-        out.append((b"EURUSD", encode({"v": 1, "symbol": "EURUSD", "ts": t, "bid": b, "ask": a,
-                                       "tick_id": f"e:{start + i}"})))
+        out.append(
+            (b"EURUSD", encode({"v": 1, "symbol": "EURUSD", "ts": t, "bid": b, "ask": a, "tick_id": f"e:{start + i}"}))
+        )
         if jpy:
-            out.append((b"USDJPY", encode({"v": 1, "symbol": "USDJPY", "ts": t, "bid": round(b * 100 - 36, 3),
-                                           "ask": round(a * 100 - 36, 3), "tick_id": f"j:{start + i}"})))
+            out.append(
+                (
+                    b"USDJPY",
+                    encode(
+                        {
+                            "v": 1,
+                            "symbol": "USDJPY",
+                            "ts": t,
+                            "bid": round(b * 100 - 36, 3),
+                            "ask": round(a * 100 - 36, 3),
+                            "tick_id": f"j:{start + i}",
+                        }
+                    ),
+                )
+            )
     return out
 
 
@@ -156,8 +170,13 @@ class Oracle:
     consumed: int = 0
 
 
-def fold(msgs: Iterable[Any], *, symbols: Sequence[str] = SYMBOLS, timeframes: Sequence[str] = TIMEFRAMES,
-         allowed_lateness_ms: int = 2_000) -> Oracle:
+def fold(
+    msgs: Iterable[Any],
+    *,
+    symbols: Sequence[str] = SYMBOLS,
+    timeframes: Sequence[str] = TIMEFRAMES,
+    allowed_lateness_ms: int = 2_000,
+) -> Oracle:
     """Fold ticks-topic messages (per partition, in offset order) through the core."""
     instruments = InstrumentRegistry.of(symbols)
     validator = TickValidator(ValidationConfig(), instruments)
@@ -217,14 +236,17 @@ class Report:
     violations: list[str]
 
     def summary(self) -> str:
-        return (f"expected={self.expected} db_rows={self.db_rows} topic={self.topic_records} "
-                f"topic_dups={self.topic_duplicates} lost={len(self.lost)} extra={len(self.extra)} "
-                f"differing={len(self.differing)} dlq={self.dead_letters}(+{self.dead_letter_copies} copies) "
-                f"violations={self.violations[:6]}")
+        return (
+            f"expected={self.expected} db_rows={self.db_rows} topic={self.topic_records} "
+            f"topic_dups={self.topic_duplicates} lost={len(self.lost)} extra={len(self.extra)} "
+            f"differing={len(self.differing)} dlq={self.dead_letters}(+{self.dead_letter_copies} copies) "
+            f"violations={self.violations[:6]}"
+        )
 
 
-def check(oracle: Oracle, *, db: list[Candle], db_rows: int, candle_msgs: Sequence[Any],
-          dead_msgs: Sequence[Any]) -> Report:
+def check(
+    oracle: Oracle, *, db: list[Candle], db_rows: int, candle_msgs: Sequence[Any], dead_msgs: Sequence[Any]
+) -> Report:
     """Compare DB and topics with the oracle; compute I1 (lost), I2 (double count), I5
     (DB holds each candle once) and the dead-letter account (I11)."""
     exp = {ckey(c): c for c in oracle.candles}
@@ -263,9 +285,21 @@ def check(oracle: Oracle, *, db: list[Candle], db_rows: int, candle_msgs: Sequen
         dl.setdefault((v["partition"], v["offset"]), []).append(v["reason"])
     dl_reasons = {k: rs[0] for k, rs in dl.items()}
     if dl_reasons != oracle.refused:
-        violations.append(f"I11 dead letters {sorted(dl_reasons.items())[:5]} != refused {sorted(oracle.refused.items())[:5]}")
-    return Report(len(exp), db_rows, len(candle_msgs), dups, lost, extra, differing, len(dl),
-                  sum(len(v) - 1 for v in dl.values()), violations)
+        violations.append(
+            f"I11 dead letters {sorted(dl_reasons.items())[:5]} != refused {sorted(oracle.refused.items())[:5]}"
+        )
+    return Report(
+        len(exp),
+        db_rows,
+        len(candle_msgs),
+        dups,
+        lost,
+        extra,
+        differing,
+        len(dl),
+        sum(len(v) - 1 for v in dl.values()),
+        violations,
+    )
 
 
 def checkpoint_offsets(url: str, topic: str) -> dict[int, int]:
@@ -275,8 +309,9 @@ def checkpoint_offsets(url: str, topic: str) -> dict[int, int]:
     eng = make_engine(url)
     try:
         with eng.connect() as c:
-            rows = c.execute(sa.select(snapshots.c.partition, snapshots.c.offset)
-                             .where(snapshots.c.topic == topic)).all()
+            rows = c.execute(
+                sa.select(snapshots.c.partition, snapshots.c.offset).where(snapshots.c.topic == topic)
+            ).all()
     finally:
         eng.dispose()
     return {int(r.partition): int(r.offset) for r in rows}
@@ -289,8 +324,9 @@ def acked_but_missing(acked: Sequence[tuple[float, int, int, bytes]], msgs: Sequ
     return [(p, off) for _t, p, off, value in acked if held.get((p, off)) != value]
 
 
-def describe_missing(acked: Sequence[tuple[float, int, int, bytes]], msgs: Sequence[Any],
-                     missing: Sequence[tuple[int, int]]) -> str:
+def describe_missing(
+    acked: Sequence[tuple[float, int, int, bytes]], msgs: Sequence[Any], missing: Sequence[tuple[int, int]]
+) -> str:
     """Where acknowledged records that are not at their acknowledged offset went: per
     partition the offset range, how many are elsewhere on the topic, and the log end."""
     if not missing:
@@ -304,9 +340,11 @@ def describe_missing(acked: Sequence[tuple[float, int, int, bytes]], msgs: Seque
         offs = [o for p, o in missing if p == part]
         moved = [where[value_at[(part, o)]] for o in offs if value_at[(part, o)] in where]
         ends = [m.offset for m in msgs if m.partition == part]
-        lines.append(f"partition {part}: {len(offs)} acked records not at their offsets {min(offs)}..{max(offs)}; "
-                     f"{len(moved)} of them elsewhere (e.g. {moved[:3]}); topic offsets "
-                     f"{min(ends, default=None)}..{max(ends, default=None)} ({len(ends)} records)")
+        lines.append(
+            f"partition {part}: {len(offs)} acked records not at their offsets {min(offs)}..{max(offs)}; "
+            f"{len(moved)} of them elsewhere (e.g. {moved[:3]}); topic offsets "
+            f"{min(ends, default=None)}..{max(ends, default=None)} ({len(ends)} records)"
+        )
     return "; ".join(lines)
 
 
@@ -323,8 +361,15 @@ class Generator:
     worker dead-letters as ``duplicate`` exactly as the oracle's fold refuses it.
     """
 
-    def __init__(self, bootstrap: str, topic: str, *, batch: int = 100, interval_s: float = 0.05,
-                 partition_of: Callable[[bytes | None], int] | None = by_symbol) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        batch: int = 100,
+        interval_s: float = 0.05,
+        partition_of: Callable[[bytes | None], int] | None = by_symbol,
+    ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.batch = batch
@@ -339,8 +384,7 @@ class Generator:
     def start(self, records: Sequence[Record]) -> Generator:
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("the generator is still publishing")
-        self._thread = threading.Thread(target=self._main, args=(list(records),), daemon=True,
-                                        name="fault-generator")
+        self._thread = threading.Thread(target=self._main, args=(list(records),), daemon=True, name="fault-generator")
         self._thread.start()
         return self
 
@@ -353,8 +397,10 @@ class Generator:
         if self._thread is not None:
             self._thread.join(timeout_s)
             if self._thread.is_alive():
-                raise AssertionError(f"the generator did not finish within {timeout_s}s: "
-                                     f"{len(self.acked)} acked, failures {self.failures[-3:]}")
+                raise AssertionError(
+                    f"the generator did not finish within {timeout_s}s: "
+                    f"{len(self.acked)} acked, failures {self.failures[-3:]}"
+                )
         if self._error is not None:
             raise AssertionError(f"the generator failed: {self._error!r}") from self._error
         return len(self.acked)
@@ -385,7 +431,7 @@ class Generator:
                 await asyncio.sleep(0.5)
         try:
             for i in range(0, len(records), self.batch):
-                todo = records[i:i + self.batch]
+                todo = records[i : i + self.batch]
                 while todo:
                     todo = await self._send(producer, todo)
                     if todo:
@@ -436,11 +482,19 @@ def bounce(broker: EmbeddedBroker, sig: int, down_s: float) -> float:
 def resumed_after(gen: Generator, url: str, topic: str, back: float, timeout_s: float = 90.0) -> float:
     """Seconds from the broker's return (``back``) until the worker's DB checkpoint covers the
     first tick the broker acknowledged after its return: the worker consumes again."""
-    p, off = wait_for(lambda: gen.first_ack_after(back), timeout_s, interval=0.05,
-                      what="a send acknowledged after the broker's return")
-    wait_for(lambda: _checkpoint_or_none(url, topic).get(p, -1) >= off, timeout_s, interval=0.1,
-             what=f"a checkpoint covering offset {off} of partition {p}",
-             progress=lambda: _checkpoint_or_none(url, topic))
+    p, off = wait_for(
+        lambda: gen.first_ack_after(back),
+        timeout_s,
+        interval=0.05,
+        what="a send acknowledged after the broker's return",
+    )
+    wait_for(
+        lambda: _checkpoint_or_none(url, topic).get(p, -1) >= off,
+        timeout_s,
+        interval=0.1,
+        what=f"a checkpoint covering offset {off} of partition {p}",
+        progress=lambda: _checkpoint_or_none(url, topic),
+    )
     return time.monotonic() - back
 
 
@@ -452,14 +506,23 @@ def _checkpoint_or_none(url: str, topic: str) -> dict[int, int]:
 
 
 # aiokafka logs losing its broker connection at error level; these are the reconnect messages
-RECONNECT = ("Unable connect to node", "Unable to update metadata", "NodeNotReadyError",
-             "KafkaConnectionError", "Group Coordinator Request failed", "marking coordinator dead")
+RECONNECT = (
+    "Unable connect to node",
+    "Unable to update metadata",
+    "NodeNotReadyError",
+    "KafkaConnectionError",
+    "Group Coordinator Request failed",
+    "marking coordinator dead",
+)
 
 
 def unexpected_errors(log: str) -> list[str]:
     """Error- and critical-level lines of a worker log other than reconnect messages (F2)."""
-    return [ln for ln in log.splitlines()
-            if ("[ERROR]" in ln or "[CRITICAL]" in ln or "Traceback" in ln) and not any(r in ln for r in RECONNECT)]
+    return [
+        ln
+        for ln in log.splitlines()
+        if ("[ERROR]" in ln or "[CRITICAL]" in ln or "Traceback" in ln) and not any(r in ln for r in RECONNECT)
+    ]
 
 
 # -- durable storage for the embedded broker ----------------------------------------------
@@ -482,12 +545,18 @@ class LocalS3:
 
     def start(self, timeout_s: float = 30.0) -> LocalS3:
         with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"moto server exited with {self.proc.returncode}: {self.log_path.read_text()[-500:]}")
+                raise RuntimeError(
+                    f"moto server exited with {self.proc.returncode}: {self.log_path.read_text()[-500:]}"
+                )
             try:
                 with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1):  # noqa: S310 - local
                     return self
@@ -498,16 +567,26 @@ class LocalS3:
 
     def env(self) -> dict[str, str]:
         """The environment that points the broker's S3 client at this server."""
-        return {"AWS_ACCESS_KEY_ID": "forexd", "AWS_SECRET_ACCESS_KEY": "forexd",
-                "AWS_DEFAULT_REGION": self.REGION, "AWS_REGION": self.REGION,
-                "AWS_ENDPOINT": self.endpoint, "AWS_ALLOW_HTTP": "true"}
+        return {
+            "AWS_ACCESS_KEY_ID": "forexd",
+            "AWS_SECRET_ACCESS_KEY": "forexd",
+            "AWS_DEFAULT_REGION": self.REGION,
+            "AWS_REGION": self.REGION,
+            "AWS_ENDPOINT": self.endpoint,
+            "AWS_ALLOW_HTTP": "true",
+        }
 
     def create_bucket(self, name: str) -> str:
         """Create ``name``; the broker storage URL of it."""
         import boto3
 
-        s3 = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id="forexd",
-                          aws_secret_access_key="forexd", region_name=self.REGION)  # noqa: S106 - moto's fake keys
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id="forexd",
+            aws_secret_access_key="forexd",
+            region_name=self.REGION,
+        )  # noqa: S106 - moto's fake keys
         s3.create_bucket(Bucket=name)
         return f"s3://{name}/"
 
@@ -541,8 +620,12 @@ def pg_ctl(action: str, *args: str) -> None:
     (the system cluster at $FOREXD_TEST_POSTGRES_URL; root only)."""
     server = _pg_embedded()
     if server is None:
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", *PG_CLUSTER, action, *args],
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", *PG_CLUSTER, action, *args],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         return
     if action not in ("stop", "start", "restart"):
         raise ValueError(f"pg_ctl action {action!r} is not supported for the embedded server")
@@ -599,8 +682,9 @@ class SqliteLockHolder:
             "time.sleep(float(sys.argv[2]))\n"
             "c.execute('COMMIT')\n"
         )
-        self.proc = subprocess.Popen([sys.executable, "-c", code, str(path), str(seconds)],
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
+        )
 
     def wait_locked(self, timeout_s: float = 30.0) -> None:
         assert self.proc.stdout is not None
@@ -636,8 +720,9 @@ def make_topics(bootstrap: str, env: dict[str, str]) -> None:
     create_topics(bootstrap, [f"{env['FOREXD_TOPIC_PREFIX']}fx.{t}" for t in TOPICS], int(env["FOREXD_PARTITIONS"]))
 
 
-def settle(bootstrap: str, env: dict[str, str], *, timeout_s: float = 90.0,
-           published: int | None = None) -> tuple[Report, float]:
+def settle(
+    bootstrap: str, env: dict[str, str], *, timeout_s: float = 90.0, published: int | None = None
+) -> tuple[Report, float]:
     """Fold the ticks topic into the oracle, wait until the DB equals it (or stalls ``timeout_s``),
     then check every invariant. Returns the report and the seconds it took to converge.
 
@@ -664,8 +749,13 @@ def settle(bootstrap: str, env: dict[str, str], *, timeout_s: float = 90.0,
             seen, last_change = now, time.monotonic()
         time.sleep(0.5)
     converged = time.monotonic() - t0
-    candles = read_all(bootstrap, f"{prefix}fx.candles", expect=len(oracle.candles), timeout_s=30,
-                       distinct=lambda m: (m.key, m.value[:120]))
+    candles = read_all(
+        bootstrap,
+        f"{prefix}fx.candles",
+        expect=len(oracle.candles),
+        timeout_s=30,
+        distinct=lambda m: (m.key, m.value[:120]),
+    )
     dead = read_all(bootstrap, f"{prefix}fx.deadletter", expect=len(oracle.refused), timeout_s=20)
     db = db_candles(url)
     return check(oracle, db=db, db_rows=db_count(url), candle_msgs=candles, dead_msgs=dead), converged

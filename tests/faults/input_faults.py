@@ -124,8 +124,9 @@ def out_of_order(records: Sequence[Record]) -> int:
     return n
 
 
-def with_late(records: Sequence[Record], count: int, lateness_ms: int, rnd: random.Random, *,
-              tag: str = "late", start: int = 100) -> tuple[list[Record], set[str]]:
+def with_late(
+    records: Sequence[Record], count: int, lateness_ms: int, rnd: random.Random, *, tag: str = "late", start: int = 100
+) -> tuple[list[Record], set[str]]:
     """F11: ``records`` with ``count`` extra ticks, each older than its symbol's watermark
     (the latest earlier event time minus ``lateness_ms``) by 1 ms, by up to a minute, or by
     up to 30 minutes, in turn. A late tick has a fresh id and the quote of the tick it
@@ -149,7 +150,9 @@ def with_late(records: Sequence[Record], count: int, lateness_ms: int, rnd: rand
     return out, ids
 
 
-def with_copies(records: Sequence[Record], rate: float, rnd: random.Random, *, max_gap: int) -> tuple[list[Record], int]:
+def with_copies(
+    records: Sequence[Record], rate: float, rnd: random.Random, *, max_gap: int
+) -> tuple[list[Record], int]:
     """F9: ``records`` with ``rate`` of them re-published (same bytes, same ``tick_id``) 1 to
     ``max_gap`` records after the original. Returns the stream and the number of copies."""
     assert max_gap < DEDUP_WINDOW, "a copy must stay inside the validator's duplicate window"
@@ -171,8 +174,15 @@ class Published:
     failures: list[str] = field(default_factory=list)
 
 
-def publish_with_restart(bootstrap: str, topic: str, records: Sequence[Record], *, restart_at: int,
-                         in_flight: int, partition_of: Callable[[bytes | None], int] = by_symbol) -> Published:
+def publish_with_restart(
+    bootstrap: str,
+    topic: str,
+    records: Sequence[Record],
+    *,
+    restart_at: int,
+    in_flight: int,
+    partition_of: Callable[[bytes | None], int] = by_symbol,
+) -> Published:
     """Publish ``records`` in order with an aiokafka producer (``enable_idempotence=False``).
     At ``restart_at`` it hands ``in_flight`` records to the producer without waiting for
     their acks and is stopped (aiokafka's ``stop`` delivers what it holds); a new producer,
@@ -182,8 +192,9 @@ def publish_with_restart(bootstrap: str, topic: str, records: Sequence[Record], 
     out = Published(in_flight=in_flight)
 
     def make() -> Any:
-        return AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5,
-                                max_request_size=4 * 1024 * 1024)
+        return AIOKafkaProducer(
+            bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5, max_request_size=4 * 1024 * 1024
+        )
 
     async def send(producer: Any, recs: Sequence[Record]) -> list[Any]:
         return [await producer.send(topic, value=v, key=k, partition=partition_of(k)) for k, v in recs]
@@ -203,8 +214,8 @@ def publish_with_restart(bootstrap: str, topic: str, records: Sequence[Record], 
         await first.start()
         try:
             for i in range(0, restart_at, 2000):
-                out.records += await settle(await send(first, records[i:min(i + 2000, restart_at)]))
-            batch = records[restart_at:restart_at + in_flight]
+                out.records += await settle(await send(first, records[i : min(i + 2000, restart_at)]))
+            batch = records[restart_at : restart_at + in_flight]
             out.in_flight = len(batch)
             flying = await send(first, batch)
         finally:
@@ -216,7 +227,7 @@ def publish_with_restart(bootstrap: str, topic: str, records: Sequence[Record], 
         try:
             rest = records[restart_at:]
             for i in range(0, len(rest), 2000):
-                out.records += await settle(await send(second, rest[i:i + 2000]))
+                out.records += await settle(await send(second, rest[i : i + 2000]))
         finally:
             await second.stop()
 
@@ -254,8 +265,13 @@ def converge(bootstrap: str, env: dict[str, str], oracle: Oracle, *, timeout_s: 
             break
         time.sleep(0.5)
     converged = time.monotonic() - t0
-    candles = read_all(bootstrap, f"{prefix}fx.candles", expect=len(oracle.candles), timeout_s=30,
-                       distinct=lambda m: (m.key, m.value[:120]))
+    candles = read_all(
+        bootstrap,
+        f"{prefix}fx.candles",
+        expect=len(oracle.candles),
+        timeout_s=30,
+        distinct=lambda m: (m.key, m.value[:120]),
+    )
     dead = read_all(bootstrap, f"{prefix}fx.deadletter", expect=len(oracle.refused), timeout_s=30)
     return check(oracle, db=db_candles(url), db_rows=db_count(url), candle_msgs=candles, dead_msgs=dead), converged
 

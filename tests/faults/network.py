@@ -35,8 +35,17 @@ from ..integration.kafka_io import publish
 from .harness import Generator, by_symbol, wait_for
 from .proxy import FaultProxy
 
-__all__ = ["CheckpointWatch", "PartitionCycle", "ProxiedBroker", "dial_broker_directly", "group_churn",
-           "partition_cycle", "uncovered", "via", "worker_starts"]
+__all__ = [
+    "CheckpointWatch",
+    "PartitionCycle",
+    "ProxiedBroker",
+    "dial_broker_directly",
+    "group_churn",
+    "partition_cycle",
+    "uncovered",
+    "via",
+    "worker_starts",
+]
 
 
 class ProxiedBroker(EmbeddedBroker):
@@ -149,7 +158,8 @@ class CheckpointWatch:
 
     def _run(self) -> None:
         q = sa.select(snapshots.c.partition, snapshots.c.offset, snapshots.c.updated_ms).where(
-            snapshots.c.topic == self.topic)
+            snapshots.c.topic == self.topic
+        )
         while not self._stop.is_set():
             try:
                 with self.engine.connect() as c:
@@ -183,8 +193,15 @@ class CheckpointWatch:
 _JOINED = re.compile(r"Joined group '[^']+' \(generation (\d+)\)")
 _REVOKE = re.compile(r"Revoking previously assigned partitions (.*) for group")
 _REBALANCE_NO = re.compile(r"rebalance #(\d+)")  # Faust numbers its rebalances; #1 is the first assignment
-CHURN = ("Restarting on rebalance", "because it is rebalancing", "RebalanceInProgress",
-         "Heartbeat session expired", "marking coordinator dead", "UnknownMemberId", "IllegalGeneration")
+CHURN = (
+    "Restarting on rebalance",
+    "because it is rebalancing",
+    "RebalanceInProgress",
+    "Heartbeat session expired",
+    "marking coordinator dead",
+    "UnknownMemberId",
+    "IllegalGeneration",
+)
 
 
 def group_churn(log: str) -> list[str]:
@@ -226,21 +243,32 @@ class PartitionCycle:
     reconnects: int  # connections the worker opened through the proxy after the heal
 
 
-def partition_cycle(broker: ProxiedBroker, watch: CheckpointWatch, topic: str,
-                    records: Sequence[tuple[bytes | None, bytes]], partition_s: float, *,
-                    reset_on_heal: bool = False, timeout_s: float = 120.0) -> PartitionCycle:
+def partition_cycle(
+    broker: ProxiedBroker,
+    watch: CheckpointWatch,
+    topic: str,
+    records: Sequence[tuple[bytes | None, bytes]],
+    partition_s: float,
+    *,
+    reset_on_heal: bool = False,
+    timeout_s: float = 120.0,
+) -> PartitionCycle:
     """Publish the first third of ``records`` directly to the broker; once the worker has
     checkpointed some of it, make the proxy forward nothing for ``partition_s`` while the
     rest is published (paced, from a background thread: the feed goes on, and the worker
     has records to fetch after the heal however fast it was before), then heal it (after
     aborting the held connections, with ``reset_on_heal``) and time the worker's recovery."""
-    head, tail = records[:len(records) // 3], records[len(records) // 3:]
+    head, tail = records[: len(records) // 3], records[len(records) // 3 :]
     assert head and tail, "a burst of at least 3 records"
     start = time.monotonic()
     base = watch.offsets()
     acked_at_cut = publish(broker.bootstrap, topic, head, partition_of=by_symbol)
-    wait_for(lambda: watch.first_advance_after(start, base), timeout_s, interval=0.05,
-             what="a checkpoint of the burst's first third")
+    wait_for(
+        lambda: watch.first_advance_after(start, base),
+        timeout_s,
+        interval=0.05,
+        what="a checkpoint of the burst's first third",
+    )
     broker.proxy.blackhole()
     cut = time.monotonic()
     gen = Generator(broker.bootstrap, topic, batch=100, interval_s=0.05).start(tail)
@@ -251,11 +279,21 @@ def partition_cycle(broker: ProxiedBroker, watch: CheckpointWatch, topic: str,
         broker.proxy.reset()
     broker.proxy.heal()
     healed = time.monotonic()
-    first = wait_for(lambda: watch.first_advance_after(healed, at_heal), timeout_s, interval=0.05,
-                     what="the first checkpoint after the heal")
+    first = wait_for(
+        lambda: watch.first_advance_after(healed, at_heal),
+        timeout_s,
+        interval=0.05,
+        what="the first checkpoint after the heal",
+    )
     acked = acked_at_cut + gen.join(timeout_s)
-    wait_for(lambda: all(v <= 0 for v in uncovered(gen.acked, watch.offsets()).values()), timeout_s,
-             interval=0.05, what="checkpoints covering the whole log", progress=watch.offsets)
+    wait_for(
+        lambda: all(v <= 0 for v in uncovered(gen.acked, watch.offsets()).values()),
+        timeout_s,
+        interval=0.05,
+        what="checkpoints covering the whole log",
+        progress=watch.offsets,
+    )
     caught_up = time.monotonic() - healed
-    return PartitionCycle(partition_s, acked_at_cut, acked, first.seen - healed, caught_up,
-                          broker.proxy.stats().accepted - accepted)
+    return PartitionCycle(
+        partition_s, acked_at_cut, acked, first.seen - healed, caught_up, broker.proxy.stats().accepted - accepted
+    )

@@ -51,9 +51,11 @@ class ProxyStats:
     resets: int  # connections aborted by reset()
 
     def summary(self) -> str:
-        return (f"accepted={self.accepted} connected={self.connected} open={self.open} "
-                f"up={self.bytes_up}B down={self.bytes_down}B delayed_chunks={self.chunks_delayed} "
-                f"resets={self.resets}")
+        return (
+            f"accepted={self.accepted} connected={self.connected} open={self.open} "
+            f"up={self.bytes_up}B down={self.bytes_down}B delayed_chunks={self.chunks_delayed} "
+            f"resets={self.resets}"
+        )
 
 
 class _Conn:
@@ -69,9 +71,11 @@ class _Conn:
 
     def describe(self) -> str:
         peer = self.client.get_extra_info("peername")
-        return (f"client_port={peer[1] if peer else '?'} upstream={'yes' if self.upstream else 'no'} "
-                f"up={self.up}B down={self.down}B held_up={self.held[0]} held_down={self.held[1]} "
-                f"eof_up={self.eof[0]} eof_down={self.eof[1]}")
+        return (
+            f"client_port={peer[1] if peer else '?'} upstream={'yes' if self.upstream else 'no'} "
+            f"up={self.up}B down={self.down}B held_up={self.held[0]} held_down={self.held[1]} "
+            f"eof_up={self.eof[0]} eof_down={self.eof[1]}"
+        )
 
     def abort(self) -> None:
         for w in (self.client, self.upstream):
@@ -185,8 +189,11 @@ class FaultProxy:
         return self._call(lambda: [c.describe() for c in self._conns])
 
     def stats(self) -> ProxyStats:
-        return self._call(lambda: ProxyStats(self._accepted, self._connected, len(self._conns), self._up,
-                                             self._down, self._delayed, self._resets))
+        return self._call(
+            lambda: ProxyStats(
+                self._accepted, self._connected, len(self._conns), self._up, self._down, self._delayed, self._resets
+            )
+        )
 
     def _set_mode(self, blackhole: bool, delay_s: float) -> None:
         assert self._open is not None
@@ -231,8 +238,9 @@ class FaultProxy:
                 return
             conn.upstream = up_writer
             self._connected += 1
-            await asyncio.gather(self._pipe(conn, reader, up_writer, up=True),
-                                 self._pipe(conn, up_reader, writer, up=False))
+            await asyncio.gather(
+                self._pipe(conn, reader, up_writer, up=True), self._pipe(conn, up_reader, writer, up=False)
+            )
         except (asyncio.CancelledError, OSError):
             pass
         finally:

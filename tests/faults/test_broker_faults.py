@@ -49,7 +49,10 @@ def _count(url: str) -> int:
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
 def test_durable_broker_stopped_mid_burst_and_restarted_worker_ends_equal_to_oracle(
-    sig: int, fault_env: dict[str, str], spawn_worker: Any, durable_broker: EmbeddedBroker,
+    sig: int,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    durable_broker: EmbeddedBroker,
 ) -> None:
     """F1 (``kill -9``) and F2 (SIGTERM): the durable broker goes down for 5 s while the worker
     is mid-burst and the generator keeps publishing; after the restart the same worker (never
@@ -66,8 +69,12 @@ def test_durable_broker_stopped_mid_burst_and_restarted_worker_ends_equal_to_ora
     wait_for(lambda: "Worker]: Ready" in w.log(), 240, interval=0.2, what="worker ready")
     pid = w.proc.pid
     gen = Generator(boot, topic, batch=50, interval_s=0.1).start(records)
-    wait_for(lambda: _count(url) > 0 and len(gen.acked) >= len(records) // 3, 240, interval=0.1,
-             what="a checkpoint mid-burst")
+    wait_for(
+        lambda: _count(url) > 0 and len(gen.acked) >= len(records) // 3,
+        240,
+        interval=0.1,
+        what="a checkpoint mid-burst",
+    )
     at_fault = len(gen.acked)
     back = bounce(durable_broker, sig, down_s=5.0)
     # the sends blocked by a kill go out once the broker is back; a SIGTERMed broker drains
@@ -80,10 +87,12 @@ def test_durable_broker_stopped_mid_burst_and_restarted_worker_ends_equal_to_ora
     ticks = read_all(boot, topic, expect=n, timeout_s=60)
     missing = acked_but_missing(gen.acked, ticks)
     errors = unexpected_errors(w.log())
-    print(f"broker {signal.Signals(sig).name}: acked {at_fault}/{len(records)} at the fault, {n} in all "
-          f"({len(ticks)} on the topic, {len(gen.failures)} failed sends resent); worker consumed again "
-          f"{resume_s:.1f}s after the broker returned; converged {converged:.1f}s; "
-          f"unexpected error lines {len(errors)}; {report.summary()}")
+    print(
+        f"broker {signal.Signals(sig).name}: acked {at_fault}/{len(records)} at the fault, {n} in all "
+        f"({len(ticks)} on the topic, {len(gen.failures)} failed sends resent); worker consumed again "
+        f"{resume_s:.1f}s after the broker returned; converged {converged:.1f}s; "
+        f"unexpected error lines {len(errors)}; {report.summary()}"
+    )
     assert not missing, "acknowledged sends lost by the broker: " + describe_missing(gen.acked, ticks, missing)
     assert w.alive() and w.proc.pid == pid, w.log()[-3000:]
     assert not report.violations, report.summary() + "\n" + w.log()[-3000:]
@@ -93,7 +102,9 @@ def test_durable_broker_stopped_mid_burst_and_restarted_worker_ends_equal_to_ora
 
 
 def test_broker_paused_then_resumed_worker_drains_to_oracle(
-    fault_env: dict[str, str], spawn_worker: Any, own_broker: EmbeddedBroker,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    own_broker: EmbeddedBroker,
 ) -> None:
     """Broker SIGSTOPped for 10 s mid-burst, then SIGCONT: the worker does not crash and the
     final DB and fx.candles equal the oracle (F3: I1, I2, I5, L1)."""

@@ -53,7 +53,10 @@ def _publish_burst(bootstrap: str, env: dict[str, str], n: int, start: int = 0) 
 @pytest.mark.postgres
 @pytest.mark.serial  # stops the machine's PostgreSQL: nothing else may use it meanwhile
 def test_postgres_outage_worker_survives_and_db_equals_oracle(
-    fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, pg_url: str,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
+    pg_url: str,
 ) -> None:
     """PostgreSQL stopped (immediate) for 12 s while a worker checkpoints candles into it,
     with ticks still arriving: the worker stays up and, after PG returns, the DB equals
@@ -79,7 +82,9 @@ def test_postgres_outage_worker_survives_and_db_equals_oracle(
 
 
 def test_sqlite_exclusive_lock_is_waited_out_and_db_equals_oracle(
-    fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
 ) -> None:
     """Another process holds ``BEGIN EXCLUSIVE`` on the worker's SQLite file for 8 s in the
     middle of a burst: ``database is locked`` is retried, the worker stays up, and the final
@@ -139,7 +144,9 @@ def _critical_lines(log: str) -> list[str]:
 
 
 def test_sqlite_read_only_is_fatal_after_a_bounded_retry_and_a_restart_equals_oracle(
-    fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
 ) -> None:
     """F14, read-only: the worker's SQLite file (and its WAL) become read-only in the middle
     of a burst. The tests run as root, whom ``chmod a-w`` does not stop, so the files are
@@ -175,8 +182,10 @@ def test_sqlite_read_only_is_fatal_after_a_bounded_retry_and_a_restart_equals_or
         assert checkpoint_offsets(url, topic) == durable
         committed = _committed(kafka_bootstrap, fault_env["FOREXD_APP_ID"], topic, int(fault_env["FOREXD_PARTITIONS"]))
         assert all(off <= durable.get(p, -1) + 1 for p, off in committed.items()), (committed, durable)
-        print(f"sqlite read-only: exit {rc} {took:.1f}s after chattr +i, {failed} failed checkpoints; "
-              f"checkpoint {durable}, committed {committed}")
+        print(
+            f"sqlite read-only: exit {rc} {took:.1f}s after chattr +i, {failed} failed checkpoints; "
+            f"checkpoint {durable}, committed {committed}"
+        )
     finally:
         _chattr("-i", files)
     w2 = spawn_worker(fault_env, role="ticks", name="writable-again")
@@ -187,7 +196,9 @@ def test_sqlite_read_only_is_fatal_after_a_bounded_retry_and_a_restart_equals_or
 
 
 def test_worker_started_on_a_read_only_sqlite_file_exits_non_zero_and_commits_nothing(
-    fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
 ) -> None:
     """F14, read-only at start (``chmod a-w`` bites a worker that opens the file): the tables
     exist, the file is immutable, ticks are waiting. The worker consumes, its first
@@ -209,8 +220,9 @@ def test_worker_started_on_a_read_only_sqlite_file_exits_non_zero_and_commits_no
         log = w.log()
         assert rc == EXIT_STORAGE_FATAL, f"exit {rc}\n" + log[-3000:]
         crit = _critical_lines(log)
-        assert len(crit) == 1 and "attempt to write a readonly database" in crit[0] and f"db={url}" in crit[0], \
+        assert len(crit) == 1 and "attempt to write a readonly database" in crit[0] and f"db={url}" in crit[0], (
             crit or log[-3000:]
+        )
         assert log.count("checkpoint.failed") >= 3, log[-3000:]
         assert db_count(url) == 0 and checkpoint_offsets(url, topic) == {}
         assert _committed(kafka_bootstrap, fault_env["FOREXD_APP_ID"], topic, int(fault_env["FOREXD_PARTITIONS"])) == {}

@@ -52,7 +52,9 @@ def _bad(t0: int, now_ms: int, good_first: bytes, n: int = 0) -> list[tuple[byte
 
 
 def test_fxcm_day_with_one_percent_hostile_records_dead_letters_exactly_and_candles_equal_oracle(
-    fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
 ) -> None:
     """Every refused catalogue row, repeated to 1 % of one FXCM day, lands once in the DLQ
     with its reason and origin; the worker stays up; candles equal the oracle of the good
@@ -62,8 +64,10 @@ def test_fxcm_day_with_one_percent_hostile_records_dead_letters_exactly_and_cand
     frame = read_ticks(FXCM).frame
     day = int(frame.ts_ms.iloc[0]) // 86_400_000 * 86_400_000
     frame = frame[(frame.ts_ms >= day + 7 * 3_600_000) & (frame.ts_ms < day + 9 * 3_600_000 - 1)]  # 2 busy hours
-    good = [(b"EURUSD", encode({"v": 1, "symbol": "EURUSD", "ts": t, "bid": b, "ask": a, "tick_id": f"f:{i}"}))
-            for i, (t, b, a) in enumerate(zip(frame.ts_ms.tolist(), frame.bid.tolist(), frame.ask.tolist(), strict=True))]
+    good = [
+        (b"EURUSD", encode({"v": 1, "symbol": "EURUSD", "ts": t, "bid": b, "ask": a, "tick_id": f"f:{i}"}))
+        for i, (t, b, a) in enumerate(zip(frame.ts_ms.tolist(), frame.bid.tolist(), frame.ask.tolist(), strict=True))
+    ]
     t0, now = int(frame.ts_ms.iloc[500]), int(time.time() * 1000)
     catalogue = _bad(t0, now, good[0][1])
     n_bad = max(len(catalogue), len(good) // 100)

@@ -69,7 +69,9 @@ def _run(bootstrap: str, env: dict[str, str], spawn_worker: Any, oracle: Oracle,
 
 
 def test_duplicate_ticks_and_a_non_idempotent_producer_restart_are_dead_lettered_once_each(
-    fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
 ) -> None:
     """F9: 5 % of the ticks re-published 1-2,000 records after their original, and halfway
     through the stream the producer (idempotence off) stopped with 500 records in flight,
@@ -82,8 +84,9 @@ def test_duplicate_ticks_and_a_non_idempotent_producer_restart_are_dead_lettered
     clean = tick_records(N_TICKS)
     stream, copies = with_copies(clean, 0.05, rnd, max_gap=2_000)  # ≤ 2,000 records: ≤ ~1,000 ids of a symbol
     make_topics(kafka_bootstrap, env)
-    sent = publish_with_restart(kafka_bootstrap, f"{env['FOREXD_TOPIC_PREFIX']}fx.ticks", stream,
-                                restart_at=len(stream) // 2, in_flight=500)
+    sent = publish_with_restart(
+        kafka_bootstrap, f"{env['FOREXD_TOPIC_PREFIX']}fx.ticks", stream, restart_at=len(stream) // 2, in_flight=500
+    )
     assert not sent.failures and sent.resent == sent.in_flight, sent  # the stopped producer delivered its batch
     injected = copies + sent.resent
     ticks = _ticks_topic(kafka_bootstrap, env, sent.records)
@@ -94,13 +97,17 @@ def test_duplicate_ticks_and_a_non_idempotent_producer_restart_are_dead_lettered
     assert fold(ticks).candles == oracle.candles  # the topic's own fold agrees (it refuses the copies)
     w, report, converged = _run(kafka_bootstrap, env, spawn_worker, oracle, "f9")
     assert metric(port, "forexd_dead_letters_total", source="ticks", reason="duplicate") == injected, w.log()[-2000:]
-    print(f"F9: ticks={len(clean)} copies={copies} resent_after_restart={sent.resent} injected={injected} "
-          f"dead_lettered={report.dead_letters}(+{report.dead_letter_copies} copies) "
-          f"converged {converged:.1f}s {report.summary()}")
+    print(
+        f"F9: ticks={len(clean)} copies={copies} resent_after_restart={sent.resent} injected={injected} "
+        f"dead_lettered={report.dead_letters}(+{report.dead_letter_copies} copies) "
+        f"converged {converged:.1f}s {report.summary()}"
+    )
 
 
 def test_ticks_shuffled_within_the_allowed_lateness_give_the_candles_of_the_sorted_stream(
-    fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
 ) -> None:
     """F10: the ticks shuffled so that none arrives more than 75 % of the allowed lateness
     behind its symbol's clock. Nothing is refused, and the candles equal the oracle of the
@@ -120,12 +127,16 @@ def test_ticks_shuffled_within_the_allowed_lateness_give_the_candles_of_the_sort
     assert fold(_ticks_topic(kafka_bootstrap, fault_env, n)).candles == oracle.candles
     _w, report, converged = _run(kafka_bootstrap, fault_env, spawn_worker, oracle, "f10")
     assert report.dead_letters == 0
-    print(f"F10: ticks={n} out_of_order={moved} max_behind_ms={max_behind(stream)} lateness_ms={lateness} "
-          f"(strict fold would refuse {len(strict.refused)}) converged {converged:.1f}s {report.summary()}")
+    print(
+        f"F10: ticks={n} out_of_order={moved} max_behind_ms={max_behind(stream)} lateness_ms={lateness} "
+        f"(strict fold would refuse {len(strict.refused)}) converged {converged:.1f}s {report.summary()}"
+    )
 
 
 def test_ticks_later_than_the_allowed_lateness_are_dead_lettered_counted_and_change_no_candle(
-    fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
 ) -> None:
     """F11: 60 ticks older than their symbol's watermark (the latest event time before them
     minus the allowed lateness) by 1 ms, by up to a minute or by up to 30 minutes. The
@@ -150,9 +161,10 @@ def test_ticks_later_than_the_allowed_lateness_are_dead_lettered_counted_and_cha
     counted = metric(port, "forexd_late_ticks_total")
     assert counted == len(late_ids), w.log()[-2000:]
     assert metric(port, "forexd_dead_letters_total", source="ticks", reason="late") == len(late_ids)
-    print(f"F11: ticks={len(clean)} late_injected={len(late_ids)} late_dead_lettered={report.dead_letters} "
-          f"forexd_late_ticks_total={counted:.0f} converged {converged:.1f}s {report.summary()}")
-
+    print(
+        f"F11: ticks={len(clean)} late_injected={len(late_ids)} late_dead_lettered={report.dead_letters} "
+        f"forexd_late_ticks_total={counted:.0f} converged {converged:.1f}s {report.summary()}"
+    )
 
 
 # -- the duplicate window (F9's limit) ----------------------------------------------------
@@ -161,8 +173,10 @@ def test_ticks_later_than_the_allowed_lateness_are_dead_lettered_counted_and_cha
 
 
 def _eurusd(rows: Any) -> list[Tick]:
-    return [Tick(symbol="EURUSD", ts_ms=t, bid=b, ask=a, tick_id=f"e:{i}")
-            for i, (t, b, a) in enumerate(zip(rows.ts_ms.tolist(), rows.bid.tolist(), rows.ask.tolist(), strict=True))]
+    return [
+        Tick(symbol="EURUSD", ts_ms=t, bid=b, ask=a, tick_id=f"e:{i}")
+        for i, (t, b, a) in enumerate(zip(rows.ts_ms.tolist(), rows.bid.tolist(), rows.ask.tolist(), strict=True))
+    ]
 
 
 def _refusal(pipeline: TickPipeline, tick: Tick) -> str | None:
@@ -178,7 +192,7 @@ def test_on_real_ticks_a_copy_beyond_the_duplicate_window_is_refused_late_not_co
     the one just beyond is no longer recognised, but is far older than the watermark
     (10,000 ticks of the sample span hours), so it is refused ``late``: not counted twice,
     but dead-lettered and counted as late, not as a duplicate."""
-    ticks = _eurusd(read_ticks(SAMPLE).frame.iloc[:DEDUP_WINDOW + 100])
+    ticks = _eurusd(read_ticks(SAMPLE).frame.iloc[: DEDUP_WINDOW + 100])
     pipeline = TickPipeline(timeframes=TIMEFRAMES, instruments=InstrumentRegistry.of(["EURUSD"]))
     assert [_refusal(pipeline, t) for t in ticks] == [None] * len(ticks)
     assert _refusal(pipeline, ticks[-DEDUP_WINDOW]) == "duplicate"
@@ -193,8 +207,10 @@ def test_a_copy_beyond_the_duplicate_window_but_within_the_lateness_is_refused()
     bar counted the tick twice, I2)."""
     t0 = 1_399_273_200_000  # 2014-05-05 07:00 UTC
     pipeline = TickPipeline(timeframes=TIMEFRAMES, instruments=InstrumentRegistry.of(["EURUSD"]))
-    ticks = [Tick(symbol="EURUSD", ts_ms=t0 + i // 10, bid=1.38676, ask=1.38686, tick_id=f"s:{i}")
-             for i in range(DEDUP_WINDOW + 1)]
+    ticks = [
+        Tick(symbol="EURUSD", ts_ms=t0 + i // 10, bid=1.38676, ask=1.38686, tick_id=f"s:{i}")
+        for i in range(DEDUP_WINDOW + 1)
+    ]
     assert [_refusal(pipeline, t) for t in ticks] == [None] * len(ticks)
     assert _refusal(pipeline, ticks[0]) == "duplicate"
     restored = TickPipeline(timeframes=TIMEFRAMES, instruments=InstrumentRegistry.of(["EURUSD"]))

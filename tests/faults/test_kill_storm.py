@@ -23,8 +23,19 @@ def first_ts(burst: list[tuple[bytes | None, bytes]]) -> int:
     return int(burst[min(200, len(burst) - 1)][1].split(b'"ts":')[1].split(b",")[0])
 
 
-def kill_storm(env: dict[str, str], spawn_worker: Any, bootstrap: str, *, bursts: list[Any], terms: int,
-               kills: int, period_s: float, seed: int, label: str, after_ready: bool = False) -> dict[str, Any]:
+def kill_storm(
+    env: dict[str, str],
+    spawn_worker: Any,
+    bootstrap: str,
+    *,
+    bursts: list[Any],
+    terms: int,
+    kills: int,
+    period_s: float,
+    seed: int,
+    label: str,
+    after_ready: bool = False,
+) -> dict[str, Any]:
     """Run one storm under a supervisor while ``bursts[1:]`` arrive every ``period_s``; the
     figures, after asserting that the final state equals the oracle."""
     rnd = random.Random(seed)
@@ -46,10 +57,21 @@ def kill_storm(env: dict[str, str], spawn_worker: Any, bootstrap: str, *, bursts
         t_last = time.monotonic()
         watch.phase = "after the storm"
         report, converged = settle(bootstrap, env, timeout_s=150, published=published)
-        wait_for(lambda: watch.covers(feed.ends), 30, interval=0.2, what="the checkpoint covering the log",
-                 progress=watch.latest)
-        covered = next(t for t, offs in watch.samples if t >= t_last
-                       and all(offs.get(p, -1) >= end - 1 for p, end in feed.ends.items())) - t_last
+        wait_for(
+            lambda: watch.covers(feed.ends),
+            30,
+            interval=0.2,
+            what="the checkpoint covering the log",
+            progress=watch.latest,
+        )
+        covered = (
+            next(
+                t
+                for t, offs in watch.samples
+                if t >= t_last and all(offs.get(p, -1) >= end - 1 for p, end in feed.ends.items())
+            )
+            - t_last
+        )
     finally:
         sup.stop()
         watch.stop()
@@ -59,20 +81,32 @@ def kill_storm(env: dict[str, str], spawn_worker: Any, bootstrap: str, *, bursts
     last = lives[-1]
     victims = Counter(sig for life in lives for sig in life.signals)
     figures = {
-        "signals": len(sent), "sent": sent, "victims": victims, "incarnations": len(lives), "ticks": published,
-        "lost": len(report.lost), "duplicated_db_rows": report.db_rows - report.expected + len(report.lost),
-        "recoveries": recoveries, "checkpointed_lives": sum(1 for life in lives if life.checkpointed is not None),
-        "final_recovery": last.checkpointed, "converged": converged, "storm_s": storm_s, "covered": covered,
+        "signals": len(sent),
+        "sent": sent,
+        "victims": victims,
+        "incarnations": len(lives),
+        "ticks": published,
+        "lost": len(report.lost),
+        "duplicated_db_rows": report.db_rows - report.expected + len(report.lost),
+        "recoveries": recoveries,
+        "checkpointed_lives": sum(1 for life in lives if life.checkpointed is not None),
+        "final_recovery": last.checkpointed,
+        "converged": converged,
+        "storm_s": storm_s,
+        "covered": covered,
         "gaps": {p: round(g.seconds, 1) for p, g in sorted(watch.gaps.items())},
     }
-    print(f"kill storm[{label}]: signals={len(sent)} ({sent.count('SIGTERM')} TERM, {sent.count('SIGKILL')} KILL) "
-          f"in {storm_s:.1f}s incarnations={len(lives)} (checkpointed: {figures['checkpointed_lives']}) "
-          f"victims {dict(sorted(victims.items()))} ticks={published} lost={figures['lost']} "
-          f"duplicated_db_rows={figures['duplicated_db_rows']} topic_redeliveries={report.topic_duplicates} "
-          f"restart_to_checkpoint_s {spread(recoveries)} final_restart_to_checkpoint_s="
-          f"{last.checkpointed if last.checkpointed is None else round(last.checkpointed, 1)} "
-          f"longest_unconsumed_s={figures['gaps']} last_restart_to_whole_log_checkpointed_s={covered:.1f} "
-          f"final_converge_s={converged:.1f} {report.summary()}", flush=True)
+    print(
+        f"kill storm[{label}]: signals={len(sent)} ({sent.count('SIGTERM')} TERM, {sent.count('SIGKILL')} KILL) "
+        f"in {storm_s:.1f}s incarnations={len(lives)} (checkpointed: {figures['checkpointed_lives']}) "
+        f"victims {dict(sorted(victims.items()))} ticks={published} lost={figures['lost']} "
+        f"duplicated_db_rows={figures['duplicated_db_rows']} topic_redeliveries={report.topic_duplicates} "
+        f"restart_to_checkpoint_s {spread(recoveries)} final_restart_to_checkpoint_s="
+        f"{last.checkpointed if last.checkpointed is None else round(last.checkpointed, 1)} "
+        f"longest_unconsumed_s={figures['gaps']} last_restart_to_whole_log_checkpointed_s={covered:.1f} "
+        f"final_converge_s={converged:.1f} {report.summary()}",
+        flush=True,
+    )
     logs = "\n".join(f"--- {life.worker.log_path.name}\n{life.worker.log()[-1500:]}" for life in lives[-3:])
     assert w.alive(), "the final worker exited\n" + logs
     assert not report.violations, report.summary() + "\n" + logs
@@ -80,9 +114,20 @@ def kill_storm(env: dict[str, str], spawn_worker: Any, bootstrap: str, *, bursts
 
 
 def test_kill_storm_two_sigterms_three_sigkills_under_supervisor_ends_equal_to_oracle(
-    fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
 ) -> None:
     # four hours: the last burst ends 5.7 s before its hour, so the idle timer closes its
     # bars soon after the final restart (the fifth hour's last tick is 24 s before the hour)
-    kill_storm(fault_env, spawn_worker, kafka_bootstrap, bursts=hour_bursts(4), terms=2, kills=3,
-               period_s=2.0, seed=6, label="short")
+    kill_storm(
+        fault_env,
+        spawn_worker,
+        kafka_bootstrap,
+        bursts=hour_bursts(4),
+        terms=2,
+        kills=3,
+        period_s=2.0,
+        seed=6,
+        label="short",
+    )

@@ -67,7 +67,9 @@ def _restored(log: str) -> dict[int, int]:
 
 
 def test_local_store_deleted_after_a_kill_restart_restores_from_db_and_equals_oracle(
-    fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
 ) -> None:
     """F8 short form: a worker is killed (-9) after its first checkpoints, its Faust data
     directory is deleted, and the restarted worker restores from the DB checkpoint (not from
@@ -91,13 +93,17 @@ def test_local_store_deleted_after_a_kill_restart_restores_from_db_and_equals_or
     report, converged = settle(kafka_bootstrap, fault_env, published=n)
     assert not report.violations, report.summary() + "\n" + w2.log()[-4000:]
     assert w2.alive(), w2.log()[-3000:]
-    print(f"F8: deleted {gone}; restored {_restored(w2.log())} {restored_s:.1f}s after restart; "
-          f"converged {converged:.1f}s; {report.summary()}")
+    print(
+        f"F8: deleted {gone}; restored {_restored(w2.log())} {restored_s:.1f}s after restart; "
+        f"converged {converged:.1f}s; {report.summary()}"
+    )
 
 
 @pytest.mark.soak
 def test_soak_twenty_local_store_deletions_end_equal_to_oracle(
-    fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
 ) -> None:
     """F8 long form: 20 cycles, each publishes one clock hour of ticks, starts a worker, kills
     it (SIGKILL and SIGTERM in turn) 0-1 s after its first progress in the cycle, and deletes
@@ -122,9 +128,11 @@ def test_soak_twenty_local_store_deletions_end_equal_to_oracle(
         assert "faust" in _wipe_local_store(data_dir), f"cycle {cycle}: no local store to delete"
     w = spawn_worker(fault_env, role="ticks", name="f8-final")
     report, converged = settle(kafka_bootstrap, fault_env, timeout_s=180, published=published)
-    print(f"soak[F8 local store deleted]: cycles={CYCLES} ticks={published} lost={len(report.lost)} "
-          f"duplicated_db_rows={report.db_rows - report.expected + len(report.lost)} restarts_restored_from_db="
-          f"{restores}/{CYCLES - 1} start_to_progress_s median={statistics.median(progress):.1f} "
-          f"max={max(progress):.1f} final_converge_s={converged:.1f} {report.summary()}")
+    print(
+        f"soak[F8 local store deleted]: cycles={CYCLES} ticks={published} lost={len(report.lost)} "
+        f"duplicated_db_rows={report.db_rows - report.expected + len(report.lost)} restarts_restored_from_db="
+        f"{restores}/{CYCLES - 1} start_to_progress_s median={statistics.median(progress):.1f} "
+        f"max={max(progress):.1f} final_converge_s={converged:.1f} {report.summary()}"
+    )
     assert not report.violations, report.summary() + "\n" + w.log()[-3000:]
     assert restores >= CYCLES - 1, f"only {restores} restarts restored from the DB"

@@ -24,13 +24,15 @@ pytestmark = pytest.mark.broker
 
 
 def test_worker_consumes_a_log_that_restarted_below_its_checkpoint(
-    fault_env: dict[str, str], spawn_worker: Any, own_broker: EmbeddedBroker,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    own_broker: EmbeddedBroker,
 ) -> None:
     env = dict(fault_env, FOREXD_BROKER_URL=own_broker.url)
     boot = own_broker.bootstrap
     ticks_topic = f"{env['FOREXD_TOPIC_PREFIX']}fx.ticks"
     first, second = hour_bursts(2)
-    second = second[-len(second) // 3:]  # fewer records than the checkpoint's offset; ends at its hour
+    second = second[-len(second) // 3 :]  # fewer records than the checkpoint's offset; ends at its hour
     make_topics(boot, env)
     n = publish(boot, ticks_topic, first)
     w = spawn_worker(env, role="ticks", name="log-reset")
@@ -53,16 +55,23 @@ def test_worker_consumes_a_log_that_restarted_below_its_checkpoint(
         got = sorted(db_candles(sqlite_url(env)), key=lambda c: (c.symbol, c.timeframe, c.open_ms))
         return got == expected
 
-    wait_for(converged, 240, interval=0.5, what="the new log's candles in the DB, the old ones unchanged",
-             progress=lambda: db_candles(sqlite_url(env)))
+    wait_for(
+        converged,
+        240,
+        interval=0.5,
+        what="the new log's candles in the DB, the old ones unchanged",
+        progress=lambda: db_candles(sqlite_url(env)),
+    )
     took = time.monotonic() - back
     log = w.log()
     assert "progress.log_reset" in log, log[-3000:]
     assert w.alive(), log[-3000:]
     new_1m = [c for c in fold(new_log).candles if c.timeframe == "1m"]
-    print(f"log reset: {m} records in the new log (checkpoint was past offset {n // 2 - 1}), "
-          f"{sum(c.tick_count for c in new_1m)} ticks in {len(new_1m)} new 1m candles, "
-          f"all in the DB {took:.1f}s after the broker was back")
+    print(
+        f"log reset: {m} records in the new log (checkpoint was past offset {n // 2 - 1}), "
+        f"{sum(c.tick_count for c in new_1m)} ticks in {len(new_1m)} new 1m candles, "
+        f"all in the DB {took:.1f}s after the broker was back"
+    )
     w.stop()  # while the broker is up
 
 

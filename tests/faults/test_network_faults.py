@@ -65,7 +65,10 @@ def _records() -> list[tuple[bytes | None, bytes]]:
 
 @pytest.mark.postgres
 def test_slow_postgres_200ms_per_chunk_keeps_worker_in_group_and_checkpointing(
-    fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, pg_url: str,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
+    pg_url: str,
 ) -> None:
     """F15: PostgreSQL behind a proxy that holds every chunk 200 ms each way for 20 s, started
     mid-burst while ticks keep arriving: no rebalance or eviction (the log shows one join and
@@ -91,9 +94,13 @@ def test_slow_postgres_200ms_per_chunk_keeps_worker_in_group_and_checkpointing(
         time.sleep(max(0.0, DB_SLOW_S - (fed - slow)))  # the fault lasts DB_SLOW_S at least
         # ... and until the checkpoints, written through the slow database, cover the whole
         # published log: how soon depends on the machine, so the wait follows the offsets.
-        wait_for(lambda: all(v <= 0 for v in uncovered(gen.acked, watch.offsets()).values()), 60,
-                 interval=0.2, what="checkpoints to cover the log while PostgreSQL is slow",
-                 progress=watch.offsets)
+        wait_for(
+            lambda: all(v <= 0 for v in uncovered(gen.acked, watch.offsets()).values()),
+            60,
+            interval=0.2,
+            what="checkpoints to cover the log while PostgreSQL is slow",
+            progress=watch.offsets,
+        )
         at_heal = watch.offsets()
         during = watch.between(slow, time.monotonic())
         lag = uncovered(gen.acked, at_heal)
@@ -106,11 +113,13 @@ def test_slow_postgres_200ms_per_chunk_keeps_worker_in_group_and_checkpointing(
     churn = group_churn(log)
     failed = log.count("checkpoint.failed")
     gaps = [b.seen - a.seen for a, b in zip(during, during[1:], strict=False)]
-    print(f"F15 slow PG ({DB_DELAY_MS:.0f} ms/chunk for {DB_SLOW_S:.0f} s): {len(during)} checkpoint writes "
-          f"during the delay (largest gap {max(gaps, default=0):.1f}s), feed done {fed - slow:.1f}s in, "
-          f"uncovered offsets at heal {lag}; checkpoint.failed lines {failed}; group churn {len(churn)}; "
-          f"proxy {stats.summary()}; converged {converged:.1f}s after heal "
-          f"({time.monotonic() - healed:.1f}s with the checks); {report.summary()}")
+    print(
+        f"F15 slow PG ({DB_DELAY_MS:.0f} ms/chunk for {DB_SLOW_S:.0f} s): {len(during)} checkpoint writes "
+        f"during the delay (largest gap {max(gaps, default=0):.1f}s), feed done {fed - slow:.1f}s in, "
+        f"uncovered offsets at heal {lag}; checkpoint.failed lines {failed}; group churn {len(churn)}; "
+        f"proxy {stats.summary()}; converged {converged:.1f}s after heal "
+        f"({time.monotonic() - healed:.1f}s with the checks); {report.summary()}"
+    )
     assert w.alive() and w.proc.pid == pid and worker_starts(log) == 1, log[-3000:]
     assert not churn, "the worker left or rejoined its group:\n" + "\n".join(churn[:10])
     assert stats.chunks_delayed > 0, f"no database traffic went through the delay: {stats.summary()}"
@@ -125,7 +134,9 @@ RESUME_BUDGET_S = 30.0  # as for a broker restart (F1): consuming again within 3
 
 
 def test_broker_partition_longer_than_session_timeout_worker_reconnects_to_oracle(
-    fault_env: dict[str, str], spawn_worker: Any, tmp_path: Path,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    tmp_path: Path,
 ) -> None:
     """F16: the worker reaches the broker only through the proxy; mid-burst the proxy
     forwards nothing for 12 s (> the 8 s session timeout) while ticks keep arriving directly,
@@ -151,11 +162,13 @@ def test_broker_partition_longer_than_session_timeout_worker_reconnects_to_oracl
         broker.stop()
     log = w.log()
     churn = group_churn(log)
-    print(f"F16 partition {cycle.partition_s:.0f}s (session timeout {env['FOREXD_BROKER_SESSION_TIMEOUT_S']}s): "
-          f"acked {cycle.acked_at_cut}/{cycle.acked} at the cut; heal (connections reset) -> next checkpoint "
-          f"{cycle.resume_s:.1f}s, -> caught up {cycle.caught_up_s:.1f}s; {cycle.reconnects} new connections; "
-          f"group churn lines {len(churn)}, checkpoint.failed {log.count('checkpoint.failed')}; "
-          f"proxy {stats.summary()}; converged {converged:.1f}s; {report.summary()}")
+    print(
+        f"F16 partition {cycle.partition_s:.0f}s (session timeout {env['FOREXD_BROKER_SESSION_TIMEOUT_S']}s): "
+        f"acked {cycle.acked_at_cut}/{cycle.acked} at the cut; heal (connections reset) -> next checkpoint "
+        f"{cycle.resume_s:.1f}s, -> caught up {cycle.caught_up_s:.1f}s; {cycle.reconnects} new connections; "
+        f"group churn lines {len(churn)}, checkpoint.failed {log.count('checkpoint.failed')}; "
+        f"proxy {stats.summary()}; converged {converged:.1f}s; {report.summary()}"
+    )
     assert w.proc.pid == pid and worker_starts(log) == 1, log[-3000:]
     assert cycle.reconnects >= 1, f"the worker opened no connection after the reset: {stats.summary()}"
     assert cycle.resume_s <= RESUME_BUDGET_S, f"the worker checkpointed again only {cycle.resume_s:.1f}s after the heal"

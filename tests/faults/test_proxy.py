@@ -112,7 +112,8 @@ def test_delay_holds_each_chunk_in_each_direction_and_keeps_order(proxy: FaultPr
 
 
 def test_blackhole_forwards_nothing_holds_new_connections_and_heal_delivers_in_order(
-    proxy: FaultProxy, echo: EchoServer,
+    proxy: FaultProxy,
+    echo: EchoServer,
 ) -> None:
     with _client(proxy) as old:
         old.sendall(b"a")

@@ -31,7 +31,10 @@ def _status_processed(log: str) -> int:
 
 
 def test_second_worker_joins_then_first_is_killed_ends_equal_to_oracle(
-    fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, tmp_path: Path,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
+    tmp_path: Path,
 ) -> None:
     env_a = dict(fault_env, FOREXD_DATABASE_URL=f"sqlite:///{tmp_path / 'shared.db'}")
     env_b = dict(env_a, FOREXD_DATA_DIR=str(tmp_path / "var-b"))

@@ -23,7 +23,10 @@ pytestmark = pytest.mark.broker
 
 
 def test_replay_from_zero_into_empty_and_populated_db_gives_identical_tables(
-    fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, tmp_path: Path,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
+    tmp_path: Path,
 ) -> None:
     """Worker A fills DB-1; worker B (new app id, so a new group and checkpoint, offset 0)
     replays into an empty DB-2, then worker C (another app id) replays into the populated

@@ -37,16 +37,28 @@ def _rows(url: str) -> list[tuple[Any, ...]]:
             rows = c.execute(sa.select(forecasts).order_by(*forecasts.primary_key.columns)).all()
     finally:
         eng.dispose()
-    return [(r.symbol, r.timeframe, r.as_of_ms, r.horizon, r.model_version,
-             {k: v for k, v in dict(r.payload).items() if k != "latency_s"}) for r in rows]
+    return [
+        (
+            r.symbol,
+            r.timeframe,
+            r.as_of_ms,
+            r.horizon,
+            r.model_version,
+            {k: v for k, v in dict(r.payload).items() if k != "latency_s"},
+        )
+        for r in rows
+    ]
 
 
 def _checkpoint(url: str, consumer: str, topic: str) -> dict[int, int]:
     eng = make_engine(url)
     try:
         with eng.connect() as c:
-            rows = c.execute(sa.select(snapshots.c.partition, snapshots.c.offset).where(
-                (snapshots.c.consumer == consumer) & (snapshots.c.topic == topic))).all()
+            rows = c.execute(
+                sa.select(snapshots.c.partition, snapshots.c.offset).where(
+                    (snapshots.c.consumer == consumer) & (snapshots.c.topic == topic)
+                )
+            ).all()
     except sa.exc.OperationalError:  # not created yet
         return {}
     finally:
@@ -55,7 +67,11 @@ def _checkpoint(url: str, consumer: str, topic: str) -> dict[int, int]:
 
 
 def test_replay_of_candles_into_empty_and_populated_db_gives_identical_forecast_rows(
-    worker_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, sample_ticks: Path, tmp_path: Path,
+    worker_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
+    sample_ticks: Path,
+    tmp_path: Path,
 ) -> None:
     """Worker A (candle role) fills DB-1 from fx.candles; worker B (new app id: new group and
     checkpoint, offset 0) replays into an empty DB-2 while worker C (another app id) replays
@@ -72,8 +88,13 @@ def test_replay_of_candles_into_empty_and_populated_db_gives_identical_forecast_
     db1, db2 = f"sqlite:///{tmp_path / 'one.db'}", f"sqlite:///{tmp_path / 'two.db'}"
 
     a = spawn_worker(dict(env, FOREXD_DATABASE_URL=db1), role="candles", name="a")
-    wait_for(lambda: len(_safe_rows(db1)) >= len(expected), 240, interval=0.5, what="worker A's forecast rows",
-             progress=lambda: len(_safe_rows(db1)))
+    wait_for(
+        lambda: len(_safe_rows(db1)) >= len(expected),
+        240,
+        interval=0.5,
+        what="worker A's forecast rows",
+        progress=lambda: len(_safe_rows(db1)),
+    )
     before = _rows(db1)
     a.stop()
     before_candles = db_candles(db1, symbols=["EURUSD"])
@@ -86,17 +107,23 @@ def test_replay_of_candles_into_empty_and_populated_db_gives_identical_forecast_
     b = spawn_worker(dict(env, FOREXD_DATABASE_URL=db2, FOREXD_APP_ID=app + "-b"), role="candles", name="b")
     c = spawn_worker(dict(env, FOREXD_DATABASE_URL=db1, FOREXD_APP_ID=app + "-c"), role="candles", name="c")
     for url, who, w in ((db2, "b", b), (db1, "c", c)):
-        wait_for(lambda url=url, who=who: _checkpoint(url, f"{app}-{who}:candles", topic) == end, 240,
-                 interval=0.5, what=f"worker {who.upper()} replayed to {end}",
-                 progress=lambda url=url, who=who: _checkpoint(url, f"{app}-{who}:candles", topic))
+        wait_for(
+            lambda url=url, who=who: _checkpoint(url, f"{app}-{who}:candles", topic) == end,
+            240,
+            interval=0.5,
+            what=f"worker {who.upper()} replayed to {end}",
+            progress=lambda url=url, who=who: _checkpoint(url, f"{app}-{who}:candles", topic),
+        )
         assert w.alive(), w.log()[-3000:]
     b.stop()
     c.stop()
     assert _rows(db2) == before, "replay into an empty DB gives different forecast rows"
     assert _rows(db1) == before, "replay into the populated DB changed its forecast rows"
     assert db_candles(db2, symbols=["EURUSD"]) == db_candles(db1, symbols=["EURUSD"]) == before_candles
-    print(f"F17 forecasts: {len(before)} forecast rows, {len(before_candles)} candle rows identical after "
-          f"replay into an empty and into a populated DB (checkpoint {end})")
+    print(
+        f"F17 forecasts: {len(before)} forecast rows, {len(before_candles)} candle rows identical after "
+        f"replay into an empty and into a populated DB (checkpoint {end})"
+    )
 
 
 def _safe_rows(url: str) -> list[tuple[Any, ...]]:

@@ -39,12 +39,19 @@ from .harness import (
 
 pytestmark = [pytest.mark.broker, pytest.mark.soak]
 CYCLES = 20
-FAULTS = ("sigkill", "after_consume_before_processing:700", "during_output_send:2", "after_db_upsert_before_commit:2",
-          "sigterm")
+FAULTS = (
+    "sigkill",
+    "after_consume_before_processing:700",
+    "during_output_send:2",
+    "after_db_upsert_before_commit:2",
+    "sigterm",
+)
 
 
 def test_soak_twenty_worker_crash_cycles_end_equal_to_oracle(
-    fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
 ) -> None:
     """Each cycle publishes a burst, lets a supervisor (re)start the worker, kills it with
     SIGKILL or a failpoint mid-burst; at the end one clean worker drains and the DB and
@@ -59,12 +66,18 @@ def test_soak_twenty_worker_crash_cycles_end_equal_to_oracle(
         published += publish(kafka_bootstrap, f"{fault_env['FOREXD_TOPIC_PREFIX']}fx.ticks", bursts[cycle])
         fault = FAULTS[cycle % len(FAULTS)]
         signalled = fault in ("sigkill", "sigterm")
-        env = dict(fault_env) if signalled else dict(fault_env, FOREXD_FAILPOINT=fault,
-                                                     FOREXD_SNAPSHOT_INTERVAL_S="0.1")
+        env = (
+            dict(fault_env) if signalled else dict(fault_env, FOREXD_FAILPOINT=fault, FOREXD_SNAPSHOT_INTERVAL_S="0.1")
+        )
         before = _count(url)
         t0 = time.monotonic()
         w = spawn_worker(env, role="ticks", name=f"soak{cycle}")
-        wait_for(lambda before=before, w=w: _count(url) > before or not w.alive(), 120, interval=0.1, what=f"progress in cycle {cycle}")
+        wait_for(
+            lambda before=before, w=w: _count(url) > before or not w.alive(),
+            120,
+            interval=0.1,
+            what=f"progress in cycle {cycle}",
+        )
         recoveries.append(time.monotonic() - t0)
         if signalled:
             time.sleep(rnd.uniform(0.0, 1.0))
@@ -73,10 +86,12 @@ def test_soak_twenty_worker_crash_cycles_end_equal_to_oracle(
     w = spawn_worker(fault_env, role="ticks", name="soak-final")
     report, converged = settle(kafka_bootstrap, fault_env, timeout_s=180, published=published)
     _report("worker crashes", published, report, recoveries, converged)
-    print(f"soak: cycles={CYCLES} ticks={published} lost={len(report.lost)} duplicated_db_rows="
-          f"{report.db_rows - report.expected + len(report.lost)} topic_redeliveries={report.topic_duplicates} "
-          f"restart_to_progress_s median={statistics.median(recoveries):.1f} max={max(recoveries):.1f} "
-          f"final_converge_s={converged:.1f} {report.summary()}")
+    print(
+        f"soak: cycles={CYCLES} ticks={published} lost={len(report.lost)} duplicated_db_rows="
+        f"{report.db_rows - report.expected + len(report.lost)} topic_redeliveries={report.topic_duplicates} "
+        f"restart_to_progress_s median={statistics.median(recoveries):.1f} max={max(recoveries):.1f} "
+        f"final_converge_s={converged:.1f} {report.summary()}"
+    )
     assert not report.violations, report.summary() + "\n" + w.log()[-3000:]
 
 
@@ -100,14 +115,18 @@ def _stacks(w: Any) -> str:
 
 
 def _report(what: str, published: int, report: Any, recoveries: list[float], converged: float) -> None:
-    print(f"soak[{what}]: cycles={CYCLES} ticks={published} lost={len(report.lost)} "
-          f"duplicated_db_rows={report.db_rows - report.expected + len(report.lost)} "
-          f"recovery_s median={statistics.median(recoveries):.1f} max={max(recoveries):.1f} "
-          f"final_converge_s={converged:.1f}")
+    print(
+        f"soak[{what}]: cycles={CYCLES} ticks={published} lost={len(report.lost)} "
+        f"duplicated_db_rows={report.db_rows - report.expected + len(report.lost)} "
+        f"recovery_s median={statistics.median(recoveries):.1f} max={max(recoveries):.1f} "
+        f"final_converge_s={converged:.1f}"
+    )
 
 
 def test_soak_twenty_broker_pauses_end_equal_to_oracle(
-    fault_env: dict[str, str], spawn_worker: Any, own_broker: EmbeddedBroker,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    own_broker: EmbeddedBroker,
 ) -> None:
     """F3 long form: 20 cycles of a burst published, then the broker SIGSTOPped for 3-6 s
     under the running worker; recovery = time from SIGCONT to the next checkpointed candle.
@@ -126,7 +145,9 @@ def test_soak_twenty_broker_pauses_end_equal_to_oracle(
         pause(own_broker.proc.pid, rnd.uniform(3.0, 6.0))
         t0 = time.monotonic()
         try:
-            wait_for(lambda before=before: _count(url) > before, 120, interval=0.1, what=f"progress after pause {cycle}")
+            wait_for(
+                lambda before=before: _count(url) > before, 120, interval=0.1, what=f"progress after pause {cycle}"
+            )
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{_stacks(w)}\n{w.log()[-3000:]}") from None
         recoveries.append(time.monotonic() - t0)
@@ -139,7 +160,9 @@ def test_soak_twenty_broker_pauses_end_equal_to_oracle(
 
 @pytest.mark.timeout(1800)
 def test_soak_twenty_broker_kills_and_restarts_end_equal_to_oracle(
-    fault_env: dict[str, str], spawn_worker: Any, durable_broker: EmbeddedBroker,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    durable_broker: EmbeddedBroker,
 ) -> None:
     """F1/F2 long form on the durable broker: 20 cycles, SIGKILL and SIGTERM in turn, each a
     third of the way into a burst the generator is publishing; the broker stays down 5-20 s
@@ -172,17 +195,22 @@ def test_soak_twenty_broker_kills_and_restarts_end_equal_to_oracle(
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{_stacks(w)}\n{w.log()[-3000:]}") from None
         assert w.alive() and w.proc.pid == pid, w.log()[-3000:]
-        print(f"cycle {cycle}: {signal.Signals(sig).name} down {down:.1f}s (acked {at_fault} before), "
-              f"consumed again {recoveries[-1]:.1f}s after the broker returned", flush=True)
+        print(
+            f"cycle {cycle}: {signal.Signals(sig).name} down {down:.1f}s (acked {at_fault} before), "
+            f"consumed again {recoveries[-1]:.1f}s after the broker returned",
+            flush=True,
+        )
     published = gen.join(180)
     report, converged = settle(boot, env, timeout_s=180, published=published)
     ticks = read_all(boot, topic, expect=published, timeout_s=120)
     missing = acked_but_missing(gen.acked, ticks)
     errors = unexpected_errors(w.log())
     _report("broker kills", published, report, recoveries, converged)
-    print(f"soak[broker kills]: sigkill={(CYCLES + 1) // 2} sigterm={CYCLES // 2} down_s {min(downs):.1f}-"
-          f"{max(downs):.1f} acked={published} on_topic={len(ticks)} resent={len(gen.failures)} "
-          f"acked_lost={len(missing)} unexpected_error_lines={len(errors)} {report.summary()}")
+    print(
+        f"soak[broker kills]: sigkill={(CYCLES + 1) // 2} sigterm={CYCLES // 2} down_s {min(downs):.1f}-"
+        f"{max(downs):.1f} acked={published} on_topic={len(ticks)} resent={len(gen.failures)} "
+        f"acked_lost={len(missing)} unexpected_error_lines={len(errors)} {report.summary()}"
+    )
     assert not missing, "acknowledged sends lost by the broker: " + describe_missing(gen.acked, ticks, missing)
     assert w.alive() and w.proc.pid == pid, w.log()[-3000:]
     assert not report.violations, report.summary() + "\n" + w.log()[-3000:]
@@ -194,7 +222,10 @@ def test_soak_twenty_broker_kills_and_restarts_end_equal_to_oracle(
 @pytest.mark.postgres
 @pytest.mark.serial
 def test_soak_twenty_postgres_outages_and_one_of_120_s_end_equal_to_oracle(
-    fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, pg_url: str,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
+    pg_url: str,
 ) -> None:
     """F13 long form: 20 PostgreSQL stops (2-5 s, immediate) while bursts arrive, then one
     outage of 120 s: the worker never exits, holds consumption while checkpoints fail, and
@@ -217,7 +248,9 @@ def test_soak_twenty_postgres_outages_and_one_of_120_s_end_equal_to_oracle(
         finally:
             pg_restart_safely()
         t0 = time.monotonic()
-        wait_for(lambda before=before: _count(pg_url) > before, 120, interval=0.2, what=f"progress after outage {cycle}")
+        wait_for(
+            lambda before=before: _count(pg_url) > before, 120, interval=0.2, what=f"progress after outage {cycle}"
+        )
         recoveries.append(time.monotonic() - t0)
     report, converged = settle(kafka_bootstrap, env, timeout_s=180, published=published)
     _report("postgres outages", published, report, recoveries, converged)

@@ -53,8 +53,7 @@ CYCLES = 20
 SEED = 18
 KEY = ModelKey(symbol="EURUSD", timeframe="1h", horizon=HORIZON)
 #: Every challenger that scores at all is promoted, so each job reaches the promotion.
-ALWAYS = PromotionPolicy(min_improvement=-0.99, min_skill_vs_rw=-0.99, coverage90_bounds=(0.0, 1.0),
-                         min_windows=1)
+ALWAYS = PromotionPolicy(min_improvement=-0.99, min_skill_vs_rw=-0.99, coverage90_bounds=(0.0, 1.0), min_windows=1)
 
 
 def _db(url: str) -> str:
@@ -67,7 +66,8 @@ def _spread(xs: list[float]) -> str:
 
 @pytest.mark.timeout(900)
 def test_soak_corrupt_champions_are_refused_and_the_previous_keeps_serving(
-        db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     engine = make_engine(db_url)
     reg = ModelRegistry(engine, tmp_path / "models")
     agent, metrics = candle_agent(engine, reg.model_dir)
@@ -106,9 +106,11 @@ def test_soak_corrupt_champions_are_refused_and_the_previous_keeps_serving(
     out = capsys.readouterr().out
     assert "pwned" not in out  # no pickle payload ever ran
     with capsys.disabled():
-        print(f"\nsoak[F18 {_db(db_url)}]: cycles={CYCLES} corruptions="
-              f"{ {k: kinds[:CYCLES].count(k) for k in KINDS} } rejected={int(rejected_total(metrics))} "
-              f"versions_served={len(set(served))} per cycle {_spread(per_cycle)}")
+        print(
+            f"\nsoak[F18 {_db(db_url)}]: cycles={CYCLES} corruptions="
+            f"{ {k: kinds[:CYCLES].count(k) for k in KINDS} } rejected={int(rejected_total(metrics))} "
+            f"versions_served={len(set(served))} per cycle {_spread(per_cycle)}"
+        )
 
 
 def _complete(reg: ModelRegistry, book: ModelBook) -> str:
@@ -151,8 +153,15 @@ def test_soak_retrain_killed_mid_write_and_mid_promotion(db_url: str, tmp_path: 
         assert before is not None
         rows_before = {v.version for v in reg.list(KEY)}
         files_before = {p.name for p in reg.key_dir(KEY).iterdir()}
-        out = run_job(request(f"dead-{i}"), db_url=db_url, model_dir=models, config=cfg, threads=1,
-                      timeout_s=300, env=dict(env, FOREXD_FAILPOINT=point, FOREXD_LOG_LEVEL="WARNING"))
+        out = run_job(
+            request(f"dead-{i}"),
+            db_url=db_url,
+            model_dir=models,
+            config=cfg,
+            threads=1,
+            timeout_s=300,
+            env=dict(env, FOREXD_FAILPOINT=point, FOREXD_LOG_LEVEL="WARNING"),
+        )
         killed_s.append(time.monotonic() - t0)
         assert out.status == "failed" and "status 137" in out.reason, (i, point, out.reason)
         fired[point] += 1
@@ -186,6 +195,8 @@ def test_soak_retrain_killed_mid_write_and_mid_promotion(db_url: str, tmp_path: 
         assert not (models / STAGING).exists() or not any((models / STAGING).iterdir())
         cycle_s.append(time.monotonic() - t0)
     assert fired == {"retrain.write": CYCLES // 2, "registry.promote": CYCLES - CYCLES // 2}
-    print(f"\nsoak[F19 {_db(db_url)}]: cycles={CYCLES} kills={fired} partial_artifacts_left={partials} "
-          f"book_refusals={len(book.rejected)} versions_served={len(set(served))} killed job {_spread(killed_s)}, "
-          f"next job {_spread(next_s)}, per cycle {_spread(cycle_s)}")
+    print(
+        f"\nsoak[F19 {_db(db_url)}]: cycles={CYCLES} kills={fired} partial_artifacts_left={partials} "
+        f"book_refusals={len(book.rejected)} versions_served={len(set(served))} killed job {_spread(killed_s)}, "
+        f"next job {_spread(next_s)}, per cycle {_spread(cycle_s)}"
+    )

@@ -28,7 +28,9 @@ PER_BURST = 2_000  # good ticks per burst: the last of a busy clock hour (its ba
 
 @pytest.mark.timeout(1800)
 def test_soak_twenty_hostile_bursts_dead_letter_exactly_and_candles_equal_oracle(
-    fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
 ) -> None:
     if not FXCM.exists():
         pytest.skip(f"{FXCM} is absent: this test reads ../shared/data beside the checkout")
@@ -47,8 +49,10 @@ def test_soak_twenty_hostile_bursts_dead_letter_exactly_and_candles_equal_oracle
     published, good_total, past = 0, 0, []
     for cycle, h in enumerate(hours):
         rows = frame[hour == h].iloc[-PER_BURST:]
-        good = [(b"EURUSD", encode({"v": 1, "symbol": "EURUSD", "ts": t, "bid": b, "ask": a, "tick_id": f"f:{h}:{i}"}))
-                for i, (t, b, a) in enumerate(zip(rows.ts_ms.tolist(), rows.bid.tolist(), rows.ask.tolist(), strict=True))]
+        good = [
+            (b"EURUSD", encode({"v": 1, "symbol": "EURUSD", "ts": t, "bid": b, "ask": a, "tick_id": f"f:{h}:{i}"}))
+            for i, (t, b, a) in enumerate(zip(rows.ts_ms.tolist(), rows.bid.tolist(), rows.ask.tolist(), strict=True))
+        ]
         t0, now = int(rows.ts_ms.iloc[200]), int(time.time() * 1000)
         n_bad = len(good) // 100
         step = len(good) // (n_bad + 1)
@@ -66,18 +70,24 @@ def test_soak_twenty_hostile_bursts_dead_letter_exactly_and_candles_equal_oracle
         published += publish(kafka_bootstrap, topic, stream)
         good_total += len(good)
         # the checkpoint passes every record of the burst, poison included
-        wait_for(lambda n=published: sum(o + 1 for o in _checkpoint(url, topic).values()) >= n, 120,
-                 interval=0.1, what=f"the checkpoint past burst {cycle}")
+        wait_for(
+            lambda n=published: sum(o + 1 for o in _checkpoint(url, topic).values()) >= n,
+            120,
+            interval=0.1,
+            what=f"the checkpoint past burst {cycle}",
+        )
         past.append(time.monotonic() - sent)
         assert w.alive(), w.log()[-3000:]
     report, converged = settle(kafka_bootstrap, env, timeout_s=180, published=published)
     dl = read_all(kafka_bootstrap, f"{env['FOREXD_TOPIC_PREFIX']}fx.deadletter", expect=len(injected), timeout_s=60)
     reasons = sorted(json.loads(m.value)["reason"] for m in dl)
     kinds = sorted(set(injected))
-    print(f"soak[F12 hostile]: cycles={CYCLES} good_ticks={good_total} records={published} injected={len(injected)} "
-          f"kinds={len(kinds)} dead_letters={len(reasons)} lost={len(report.lost)} "
-          f"duplicated_db_rows={report.db_rows - report.expected + len(report.lost)} publish_to_checkpoint_past_burst_s "
-          f"median={statistics.median(past):.1f} max={max(past):.1f} final_converge_s={converged:.1f} {report.summary()}")
+    print(
+        f"soak[F12 hostile]: cycles={CYCLES} good_ticks={good_total} records={published} injected={len(injected)} "
+        f"kinds={len(kinds)} dead_letters={len(reasons)} lost={len(report.lost)} "
+        f"duplicated_db_rows={report.db_rows - report.expected + len(report.lost)} publish_to_checkpoint_past_burst_s "
+        f"median={statistics.median(past):.1f} max={max(past):.1f} final_converge_s={converged:.1f} {report.summary()}"
+    )
     assert reasons == sorted(injected), f"{len(reasons)} dead letters for {len(injected)} injected\n{w.log()[-4000:]}"
     assert kinds == sorted({r for _, _, r in _bad(0, 0, b"")}), kinds
     assert not report.violations, report.summary() + "\n" + w.log()[-3000:]

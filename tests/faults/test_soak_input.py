@@ -39,7 +39,9 @@ CYCLES = 20
 
 @pytest.mark.timeout(1800)
 def test_soak_twenty_bursts_of_duplicate_shuffled_and_late_ticks_end_equal_to_oracle(
-    fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
 ) -> None:
     """Each cycle publishes one clock hour of real ticks (two symbols) into the running
     worker: shuffled within 75 % of the allowed lateness (F10), with 1 % extra ticks older
@@ -69,8 +71,13 @@ def test_soak_twenty_bursts_of_duplicate_shuffled_and_late_ticks_end_equal_to_or
         moved += out_of_order(arrival)
         arrival, late = with_late(arrival, max(5, len(burst) // 100), lateness, rnd, tag=f"late{cycle}", start=50)
         stream, n_copies = with_copies(arrival, 0.05, rnd, max_gap=400)
-        sent = publish_with_restart(kafka_bootstrap, topic, stream, restart_at=rnd.randint(len(stream) // 3, 2 * len(stream) // 3),
-                                    in_flight=rnd.randint(50, 300))
+        sent = publish_with_restart(
+            kafka_bootstrap,
+            topic,
+            stream,
+            restart_at=rnd.randint(len(stream) // 3, 2 * len(stream) // 3),
+            in_flight=rnd.randint(50, 300),
+        )
         assert not sent.failures and sent.records == len(stream) + sent.resent, sent
         t0 = time.monotonic()
         clean += burst
@@ -78,16 +85,23 @@ def test_soak_twenty_bursts_of_duplicate_shuffled_and_late_ticks_end_equal_to_or
         copies, resent, published = copies + n_copies, resent + sent.resent, published + sent.records
         expected = clean_oracle(clean, lateness).candles
         try:
-            wait_for(lambda expected=expected: safe_db(url) == expected, 120, interval=0.25,
-                     what=f"the DB to equal the oracle after burst {cycle}")
+            wait_for(
+                lambda expected=expected: safe_db(url) == expected,
+                120,
+                interval=0.25,
+                what=f"the DB to equal the oracle after burst {cycle}",
+            )
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{w.log()[-4000:]}") from None
         convergence.append(time.monotonic() - t0)
         floors.append(_idle_floor_s(burst, lateness, float(env["FOREXD_IDLE_CLOSE_S"])))
         assert w.alive(), w.log()[-3000:]
-        print(f"cycle {cycle}: ticks={len(burst)} late={len(late)} copies={n_copies} resent={sent.resent} "
-              f"(of {sent.in_flight} in flight) records={sent.records} converged {convergence[-1]:.1f}s "
-              f"(idle-close floor {floors[-1]:.1f}s)", flush=True)
+        print(
+            f"cycle {cycle}: ticks={len(burst)} late={len(late)} copies={n_copies} resent={sent.resent} "
+            f"(of {sent.in_flight} in flight) records={sent.records} converged {convergence[-1]:.1f}s "
+            f"(idle-close floor {floors[-1]:.1f}s)",
+            flush=True,
+        )
     ticks = read_all(kafka_bootstrap, topic, expect=published, timeout_s=120)
     assert len(ticks) == published, f"read {len(ticks)} of {published} published ticks"
     oracle = clean_oracle(clean, lateness)
@@ -100,15 +114,17 @@ def test_soak_twenty_bursts_of_duplicate_shuffled_and_late_ticks_end_equal_to_or
     dups_counted = metric(port, "forexd_dead_letters_total", source="ticks", reason="duplicate")
     beyond = [c - f for c, f in zip(convergence, floors, strict=True)]
     dead = Counter(r for _p, _o, r in dead_letter_reasons(kafka_bootstrap, env, report.dead_letters))
-    print(f"soak[input F9+F10+F11]: cycles={CYCLES} ticks={len(clean)} records_published={published} "
-          f"out_of_order={moved} duplicates_injected={copies + resent} (copies {copies}, resent after producer "
-          f"restarts {resent}) duplicates_dead_lettered={dead['duplicate']} (metric {dups_counted:.0f}) "
-          f"late_injected={len(late_ids)} late_dead_lettered={dead['late']} (forexd_late_ticks_total "
-          f"{late_counted:.0f}) lost={len(report.lost)} duplicated_db_rows="
-          f"{report.db_rows - report.expected + len(report.lost)} convergence_after_burst_s "
-          f"median={statistics.median(convergence):.1f} max={max(convergence):.1f} (beyond the idle-close floor: median "
-          f"{statistics.median(beyond):.1f} max {max(beyond):.1f}) final_converge_s={converged:.1f} "
-          f"{report.summary()}")
+    print(
+        f"soak[input F9+F10+F11]: cycles={CYCLES} ticks={len(clean)} records_published={published} "
+        f"out_of_order={moved} duplicates_injected={copies + resent} (copies {copies}, resent after producer "
+        f"restarts {resent}) duplicates_dead_lettered={dead['duplicate']} (metric {dups_counted:.0f}) "
+        f"late_injected={len(late_ids)} late_dead_lettered={dead['late']} (forexd_late_ticks_total "
+        f"{late_counted:.0f}) lost={len(report.lost)} duplicated_db_rows="
+        f"{report.db_rows - report.expected + len(report.lost)} convergence_after_burst_s "
+        f"median={statistics.median(convergence):.1f} max={max(convergence):.1f} (beyond the idle-close floor: median "
+        f"{statistics.median(beyond):.1f} max {max(beyond):.1f}) final_converge_s={converged:.1f} "
+        f"{report.summary()}"
+    )
     assert not report.violations, report.summary() + "\n" + w.log()[-3000:]
     assert dead == reasons
     assert late_counted == len(late_ids) and dups_counted == copies + resent

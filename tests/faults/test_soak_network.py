@@ -34,16 +34,21 @@ CYCLES = 20
 
 
 def _print(what: str, published: int, report: Any, recoveries: list[float], converged: float, extra: str) -> None:
-    print(f"soak[{what}]: cycles={CYCLES} ticks={published} lost={len(report.lost)} "
-          f"duplicated_db_rows={report.db_rows - report.expected + len(report.lost)} "
-          f"recovery_s median={statistics.median(recoveries):.1f} max={max(recoveries):.1f} "
-          f"final_converge_s={converged:.1f} {extra} {report.summary()}")
+    print(
+        f"soak[{what}]: cycles={CYCLES} ticks={published} lost={len(report.lost)} "
+        f"duplicated_db_rows={report.db_rows - report.expected + len(report.lost)} "
+        f"recovery_s median={statistics.median(recoveries):.1f} max={max(recoveries):.1f} "
+        f"final_converge_s={converged:.1f} {extra} {report.summary()}"
+    )
 
 
 @pytest.mark.postgres
 @pytest.mark.timeout(1800)
 def test_soak_twenty_slow_database_spells_end_equal_to_oracle(
-    fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, pg_url: str,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
+    pg_url: str,
 ) -> None:
     """F15 long form: 20 bursts; after the first third of each is published, PostgreSQL
     (behind the proxy) turns slow, 100-300 ms per chunk each way, for 5-15 s while the rest
@@ -73,20 +78,31 @@ def test_soak_twenty_slow_database_spells_end_equal_to_oracle(
             writes.append(len(watch.between(slow, time.monotonic())))
             proxy.heal()
             healed = time.monotonic()
-            wait_for(lambda gen=gen: all(v <= 0 for v in uncovered(gen.acked, watch.offsets()).values()), 120,
-                     interval=0.05, what=f"checkpoints covering burst {cycle}")
+            wait_for(
+                lambda gen=gen: all(v <= 0 for v in uncovered(gen.acked, watch.offsets()).values()),
+                120,
+                interval=0.05,
+                what=f"checkpoints covering burst {cycle}",
+            )
             recoveries.append(time.monotonic() - healed)
             lags.append(sum(max(0, v) for v in lag.values()))
             assert w.alive(), f"the worker died in slow spell {cycle}:\n" + w.log()[-3000:]
         stats = proxy.stats()
-        report, converged = settle(kafka_bootstrap, dict(env, FOREXD_DATABASE_URL=pg_url), timeout_s=180,
-                                   published=published)
+        report, converged = settle(
+            kafka_bootstrap, dict(env, FOREXD_DATABASE_URL=pg_url), timeout_s=180, published=published
+        )
     log = w.log()
     churn = group_churn(log)
-    _print("slow database", published, report, recoveries, converged,
-           f"checkpoint_writes_per_spell median={statistics.median(writes):.0f} min={min(writes)} "
-           f"uncovered_offsets_at_heal median={statistics.median(lags):.0f} max={max(lags)} "
-           f"checkpoint_failed={log.count('checkpoint.failed')} group_churn={len(churn)} proxy[{stats.summary()}]")
+    _print(
+        "slow database",
+        published,
+        report,
+        recoveries,
+        converged,
+        f"checkpoint_writes_per_spell median={statistics.median(writes):.0f} min={min(writes)} "
+        f"uncovered_offsets_at_heal median={statistics.median(lags):.0f} max={max(lags)} "
+        f"checkpoint_failed={log.count('checkpoint.failed')} group_churn={len(churn)} proxy[{stats.summary()}]",
+    )
     assert w.alive() and w.proc.pid == pid and worker_starts(log) == 1, log[-3000:]
     assert not churn, "the worker left or rejoined its group:\n" + "\n".join(churn[:10])
     assert min(writes) >= 1, f"a slow spell without a single checkpoint: {writes}"
@@ -95,7 +111,9 @@ def test_soak_twenty_slow_database_spells_end_equal_to_oracle(
 
 @pytest.mark.timeout(3600)
 def test_soak_twenty_broker_partitions_of_30_to_90_s_end_equal_to_oracle(
-    fault_env: dict[str, str], spawn_worker: Any, tmp_path: Path,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    tmp_path: Path,
 ) -> None:
     """F16 long form: 20 bursts; after the first third of each is published and partly
     checkpointed, the proxy between the worker and the broker forwards nothing for 30-90 s
@@ -118,8 +136,17 @@ def test_soak_twenty_broker_partitions_of_30_to_90_s_end_equal_to_oracle(
             bursts = hour_bursts(CYCLES)
             with CheckpointWatch(sqlite_url(env), topic) as watch:
                 for cycle in range(CYCLES):
-                    cycles.append(partition_cycle(broker, watch, topic, bursts[cycle], rnd.uniform(30.0, 90.0),
-                                                  reset_on_heal=cycle % 2 == 1, timeout_s=180))
+                    cycles.append(
+                        partition_cycle(
+                            broker,
+                            watch,
+                            topic,
+                            bursts[cycle],
+                            rnd.uniform(30.0, 90.0),
+                            reset_on_heal=cycle % 2 == 1,
+                            timeout_s=180,
+                        )
+                    )
                     assert w.alive(), f"the worker died in partition {cycle}:\n" + w.log()[-3000:]
             stats = broker.proxy.stats()
             published = sum(c.acked for c in cycles)
@@ -130,11 +157,17 @@ def test_soak_twenty_broker_partitions_of_30_to_90_s_end_equal_to_oracle(
         broker.stop()
     log = w.log()
     caught = [c.caught_up_s for c in cycles]
-    _print("broker partitions", published, report, [c.resume_s for c in cycles], converged,
-           f"partition_s min={min(c.partition_s for c in cycles):.0f} max={max(c.partition_s for c in cycles):.0f} "
-           f"total={sum(c.partition_s for c in cycles):.0f} caught_up_s median={statistics.median(caught):.1f} "
-           f"max={max(caught):.1f} checkpoint_failed={log.count('checkpoint.failed')} "
-           f"group_churn={len(group_churn(log))} topic_redeliveries={report.topic_duplicates} "
-           f"proxy[{stats.summary()}]")
+    _print(
+        "broker partitions",
+        published,
+        report,
+        [c.resume_s for c in cycles],
+        converged,
+        f"partition_s min={min(c.partition_s for c in cycles):.0f} max={max(c.partition_s for c in cycles):.0f} "
+        f"total={sum(c.partition_s for c in cycles):.0f} caught_up_s median={statistics.median(caught):.1f} "
+        f"max={max(caught):.1f} checkpoint_failed={log.count('checkpoint.failed')} "
+        f"group_churn={len(group_churn(log))} topic_redeliveries={report.topic_duplicates} "
+        f"proxy[{stats.summary()}]",
+    )
     assert w.proc.pid == pid and worker_starts(log) == 1, log[-3000:]
     assert not report.violations, report.summary() + "\n" + log[-3000:]

@@ -77,8 +77,14 @@ def _rows(url: str) -> list[tuple[Any, ...]]:
     eng = make_engine(url)
     try:
         with eng.connect() as c:
-            return [tuple(r) for r in c.execute(sa.select(candles_table).order_by(
-                candles_table.c.symbol, candles_table.c.timeframe, candles_table.c.open_ms))]
+            return [
+                tuple(r)
+                for r in c.execute(
+                    sa.select(candles_table).order_by(
+                        candles_table.c.symbol, candles_table.c.timeframe, candles_table.c.open_ms
+                    )
+                )
+            ]
     finally:
         eng.dispose()
 
@@ -96,7 +102,9 @@ def _digest(rows: list[tuple[Any, ...]]) -> str:
 
 @pytest.mark.timeout(1800)
 def test_soak_twenty_sqlite_exclusive_locks_of_3_to_30_s_end_equal_to_oracle(
-    fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
 ) -> None:
     """20 cycles: a burst is being published; a third of the way in, another process takes
     ``BEGIN EXCLUSIVE`` on the worker's SQLite file for 3-30 s while the rest arrives. The
@@ -143,25 +151,32 @@ def test_soak_twenty_sqlite_exclusive_locks_of_3_to_30_s_end_equal_to_oracle(
             if all(now.get(p, -1) >= off for p, off in backlog.items()):
                 covered = time.monotonic() - released
                 break
-            assert time.monotonic() - released < 120, (f"cycle {cycle}: no checkpoint covering {backlog} "
-                                                       f"within 120 s of the release (at {now})\n" + w.log()[-3000:])
+            assert time.monotonic() - released < 120, (
+                f"cycle {cycle}: no checkpoint covering {backlog} "
+                f"within 120 s of the release (at {now})\n" + w.log()[-3000:]
+            )
             time.sleep(0.05)
         to_next.append(0.0 if nxt is None else nxt)  # None: the release found everything checkpointed
         to_backlog.append(covered)
         assert w.alive() and w.proc.pid == pid, w.log()[-3000:]
-        print(f"cycle {cycle}: lock {hold:.1f}s; {pending_at_release[-1]} offsets uncheckpointed at the release; "
-              f"next checkpoint {to_next[-1]:.2f}s, backlog covered {covered:.2f}s after it", flush=True)
+        print(
+            f"cycle {cycle}: lock {hold:.1f}s; {pending_at_release[-1]} offsets uncheckpointed at the release; "
+            f"next checkpoint {to_next[-1]:.2f}s, backlog covered {covered:.2f}s after it",
+            flush=True,
+        )
     report, converged = settle(boot, env, timeout_s=180, published=published)
     log = w.log()
     failed, retried = log.count("checkpoint.failed"), log.count("db.retry")
     dup_rows = report.db_rows - report.expected + len(report.lost)
-    print(f"soak[sqlite locks]: cycles={CYCLES} ticks={published} lost={len(report.lost)} duplicated_db_rows="
-          f"{dup_rows} lock_s {min(holds):.1f}-{max(holds):.1f} (sum {sum(holds):.0f}) "
-          f"release_to_next_checkpoint_s median={statistics.median(to_next):.2f} max={max(to_next):.2f} "
-          f"release_to_backlog_checkpoint_s median={statistics.median(to_backlog):.2f} max={max(to_backlog):.2f} "
-          f"uncheckpointed_at_release median={statistics.median(pending_at_release):.0f} "
-          f"max={max(pending_at_release)} failed_checkpoints={failed} db_retries={retried} "
-          f"final_converge_s={converged:.1f} {report.summary()}")
+    print(
+        f"soak[sqlite locks]: cycles={CYCLES} ticks={published} lost={len(report.lost)} duplicated_db_rows="
+        f"{dup_rows} lock_s {min(holds):.1f}-{max(holds):.1f} (sum {sum(holds):.0f}) "
+        f"release_to_next_checkpoint_s median={statistics.median(to_next):.2f} max={max(to_next):.2f} "
+        f"release_to_backlog_checkpoint_s median={statistics.median(to_backlog):.2f} max={max(to_backlog):.2f} "
+        f"uncheckpointed_at_release median={statistics.median(pending_at_release):.0f} "
+        f"max={max(pending_at_release)} failed_checkpoints={failed} db_retries={retried} "
+        f"final_converge_s={converged:.1f} {report.summary()}"
+    )
     assert w.alive() and w.proc.pid == pid, log[-3000:]
     assert "storage.fatal" not in log and "[CRITICAL]" not in log, log[-3000:]
     assert not report.violations, report.summary() + "\n" + log[-3000:]
@@ -170,7 +185,10 @@ def test_soak_twenty_sqlite_exclusive_locks_of_3_to_30_s_end_equal_to_oracle(
 
 @pytest.mark.timeout(2400)
 def test_soak_twenty_replays_from_zero_into_a_populated_db_give_identical_tables(
-    fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, tmp_path: Path,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
+    tmp_path: Path,
 ) -> None:
     """20 cycles: one more burst on the topic, the live worker settles equal to the oracle,
     then a worker of a fresh consumer group replays the whole topic from offset 0 into the
@@ -196,8 +214,15 @@ def test_soak_twenty_replays_from_zero_into_a_populated_db_give_identical_tables
         t0 = time.monotonic()
         r = spawn_worker(env, role="ticks", name=f"replay-{k}")
         try:
-            wait_for(lambda: all(_offsets(url, topic, consumer).get(p, -1) >= off for p, off in end.items())
-                     and _rows_or_none(url) == want, 240, interval=0.25, what=f"replay {k} equal to the live table")
+            wait_for(
+                lambda: (
+                    all(_offsets(url, topic, consumer).get(p, -1) >= off for p, off in end.items())
+                    and _rows_or_none(url) == want
+                ),
+                240,
+                interval=0.25,
+                what=f"replay {k} equal to the live table",
+            )
             took = time.monotonic() - t0
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{r.log()[-3000:]}") from None
@@ -216,15 +241,20 @@ def test_soak_twenty_replays_from_zero_into_a_populated_db_give_identical_tables
         rows = _rows(replay_url)
         sizes.append(len(rows))
         assert set(before) <= set(rows), "a replay into the populated DB changed a row it already held"
-        print(f"cycle {cycle}: {published} records, {len(rows)} candles ({_digest(rows)}); replay into "
-              f"{'an empty' if cycle == 0 else 'the populated'} DB equal after {durations[-1]:.1f}s", flush=True)
+        print(
+            f"cycle {cycle}: {published} records, {len(rows)} candles ({_digest(rows)}); replay into "
+            f"{'an empty' if cycle == 0 else 'the populated'} DB equal after {durations[-1]:.1f}s",
+            flush=True,
+        )
     last = replay("empty", f"sqlite:///{tmp_path / 'empty.db'}")
     final = _rows(live_url)
     assert _rows(replay_url) == final == _rows(f"sqlite:///{tmp_path / 'empty.db'}")
     report, converged = settle(boot, live_env, timeout_s=60, published=published)
     assert not report.violations, report.summary()
-    print(f"soak[replay]: cycles={CYCLES} ticks={published} candles={len(final)} ({_digest(final)}) "
-          f"lost={len(report.lost)} duplicated_db_rows={db_count(replay_url) - len(final)} "
-          f"replay_s median={statistics.median(durations):.1f} max={max(durations):.1f} "
-          f"first={durations[0]:.1f} last={durations[-1]:.1f} final_empty_replay_s={last:.1f} {report.summary()}")
+    print(
+        f"soak[replay]: cycles={CYCLES} ticks={published} candles={len(final)} ({_digest(final)}) "
+        f"lost={len(report.lost)} duplicated_db_rows={db_count(replay_url) - len(final)} "
+        f"replay_s median={statistics.median(durations):.1f} max={max(durations):.1f} "
+        f"first={durations[0]:.1f} last={durations[-1]:.1f} final_empty_replay_s={last:.1f} {report.summary()}"
+    )
     live.stop()

@@ -54,15 +54,21 @@ def _safe_count(url: str) -> int:
         return 0
 
 
-@pytest.mark.parametrize("fault", [
-    "sigkill",
-    # D8 (docs/reliability.md): once seen failing with 6 bars off the oracle, before the D9 fix
-    # and the final checkpoint on SIGTERM; 25 of 25 runs since, 10 of them under load
-    "sigterm",
-    "sigstop",
-])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "sigkill",
+        # D8 (docs/reliability.md): once seen failing with 6 bars off the oracle, before the D9 fix
+        # and the final checkpoint on SIGTERM; 25 of 25 runs since, 10 of them under load
+        "sigterm",
+        "sigstop",
+    ],
+)
 def test_worker_signal_mid_burst_ends_equal_to_oracle(
-    fault: str, fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str,
+    fault: str,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
 ) -> None:
     """A worker killed (-9), stopped gracefully (-TERM) or paused (-STOP/-CONT) 2 s longer than
     the session timeout in the middle of a burst, then restarted (kill, term) or resumed
@@ -90,11 +96,18 @@ def test_worker_signal_mid_burst_ends_equal_to_oracle(
     if fault != "sigstop":
         w = spawn_worker(fault_env, role="ticks", name="second")
     report, converged = settle(kafka_bootstrap, fault_env, published=n)
-    assert not report.violations, (report.summary() + "\n--- first worker\n" + first.log()[-4000:]
-                                   + "\n--- worker after the fault\n" + w.log()[-4000:])
+    assert not report.violations, (
+        report.summary()
+        + "\n--- first worker\n"
+        + first.log()[-4000:]
+        + "\n--- worker after the fault\n"
+        + w.log()[-4000:]
+    )
     assert w.alive(), w.log()[-3000:]
-    print(f"fault={fault} db_rows_at_fault={before} recovered_in={time.monotonic() - t_restart:.1f}s "
-          f"(converged {converged:.1f}s) {report.summary()}")
+    print(
+        f"fault={fault} db_rows_at_fault={before} recovered_in={time.monotonic() - t_restart:.1f}s "
+        f"(converged {converged:.1f}s) {report.summary()}"
+    )
 
 
 def os_pause(pid: int, seconds: float) -> None:
@@ -103,20 +116,27 @@ def os_pause(pid: int, seconds: float) -> None:
     pause(pid, seconds)
 
 
-@pytest.mark.parametrize("failpoint", [
-    "after_consume_before_processing:4000",
-    "during_output_send:2",
-    "after_db_upsert_before_commit:2",
-])
+@pytest.mark.parametrize(
+    "failpoint",
+    [
+        "after_consume_before_processing:4000",
+        "during_output_send:2",
+        "after_db_upsert_before_commit:2",
+    ],
+)
 def test_worker_failpoint_crash_then_restart_ends_equal_to_oracle(
-    failpoint: str, fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str,
+    failpoint: str,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
 ) -> None:
     """A worker that dies (exit 137) at a named failpoint — before processing a consumed
     message, between the output sends and their acks, between the DB checkpoint and the
     offset commit — and is restarted ends equal to the oracle (I1, I2, I3, I5, I11)."""
     n = _burst(kafka_bootstrap, fault_env)
-    w = spawn_worker(dict(fault_env, FOREXD_FAILPOINT=failpoint, FOREXD_SNAPSHOT_INTERVAL_S="0.1"),
-                     role="ticks", name="first")
+    w = spawn_worker(
+        dict(fault_env, FOREXD_FAILPOINT=failpoint, FOREXD_SNAPSHOT_INTERVAL_S="0.1"), role="ticks", name="first"
+    )
     rc = w.wait(120)
     assert rc == 137, f"failpoint {failpoint} did not fire (rc={rc})\n" + w.log()[-3000:]
     w2 = spawn_worker(fault_env, role="ticks", name="second")
@@ -127,7 +147,9 @@ def test_worker_failpoint_crash_then_restart_ends_equal_to_oracle(
 
 
 def test_wedged_producer_is_recreated_and_the_same_worker_ends_equal_to_oracle(
-    fault_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str,
+    fault_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
 ) -> None:
     """F16's "producer re-initialised after indefinite errors": mid-burst the failpoint
     ``wedge_producer`` cancels the worker's aiokafka sender task, so its sends are never
@@ -136,8 +158,12 @@ def test_wedged_producer_is_recreated_and_the_same_worker_ends_equal_to_oracle(
     new producer and swaps it in. The same process (never restarted) then checkpoints again,
     and the DB and fx.candles equal the oracle (I1, I2, I5, I11)."""
     n = _burst(kafka_bootstrap, fault_env)
-    env = dict(fault_env, FOREXD_FAILPOINT="wedge_producer:3", FOREXD_PRODUCER_REQUEST_TIMEOUT_S="2",
-               FOREXD_PRODUCER_RESET_AFTER_S="5")
+    env = dict(
+        fault_env,
+        FOREXD_FAILPOINT="wedge_producer:3",
+        FOREXD_PRODUCER_REQUEST_TIMEOUT_S="2",
+        FOREXD_PRODUCER_RESET_AFTER_S="5",
+    )
     w = spawn_worker(env, role="ticks", name="wedged")
     pid = w.proc.pid
     wait_for(lambda: "producer.reset failing_for=" in w.log(), 240, interval=0.2, what="the producer reset")
@@ -147,5 +173,7 @@ def test_wedged_producer_is_recreated_and_the_same_worker_ends_equal_to_oracle(
     assert w.alive() and w.proc.pid == pid, log[-3000:]
     assert "failpoint wedge_producer" in log and "checkpoint.failed" in log, log[-3000:]
     assert log.count("producer.reset failing_for=") == 1, log[-3000:]
-    print(f"wedged producer: {log.count('checkpoint.failed')} failed checkpoints before the reset; "
-          f"converged {converged:.1f}s; {report.summary()}")
+    print(
+        f"wedged producer: {log.count('checkpoint.failed')} failed checkpoints before the reset; "
+        f"converged {converged:.1f}s; {report.summary()}"
+    )

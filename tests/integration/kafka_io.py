@@ -31,8 +31,7 @@ def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None
     asyncio.run(go())
 
 
-def publish(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]],
-            partition_of: Any = None) -> int:
+def publish(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]], partition_of: Any = None) -> int:
     """Publish ``(key, value)`` records in order; ``partition_of(key)`` picks partitions
     explicitly (default: the producer's key hash)."""
 
@@ -57,8 +56,15 @@ def publish(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, by
     return asyncio.run(go())
 
 
-def read_all(bootstrap: str, topic: str, *, idle_s: float = 2.0, timeout_s: float = 30.0,
-             expect: int | None = None, distinct: Any = None) -> list[Any]:
+def read_all(
+    bootstrap: str,
+    topic: str,
+    *,
+    idle_s: float = 2.0,
+    timeout_s: float = 30.0,
+    expect: int | None = None,
+    distinct: Any = None,
+) -> list[Any]:
     """Every record of ``topic`` from the beginning, until ``expect`` are read or it is idle.
 
     With ``distinct`` (a function of a message), ``expect`` counts distinct keys, so
@@ -69,8 +75,7 @@ def read_all(bootstrap: str, topic: str, *, idle_s: float = 2.0, timeout_s: floa
     """
 
     async def go() -> list[Any]:
-        c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False)
+        c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
         await c.start()
         out: list[Any] = []
         last = time.monotonic()

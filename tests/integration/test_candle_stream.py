@@ -37,8 +37,7 @@ def sample_candles(sample_ticks: Path) -> list[Candle]:
     return stream_order(aggregate_ticks_file(sample_ticks, timeframes=["1m", "5m", "1h"]).candles)
 
 
-def offline_records(candles: list[Candle], cfg: ForecasterConfig,
-                    horizon_of: dict[str, int]) -> list[dict[str, Any]]:
+def offline_records(candles: list[Candle], cfg: ForecasterConfig, horizon_of: dict[str, int]) -> list[dict[str, Any]]:
     """The core's fx.forecasts records for ``candles`` (random walk at each timeframe's horizon), as JSON."""
     f = SymbolForecaster("EURUSD", cfg)
     preds = {tf: RandomWalkPredictor(h) for tf, h in horizon_of.items()}
@@ -74,7 +73,11 @@ def _strip(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_indicators_and_forecasts_through_the_broker_equal_the_offline_core(
-    worker_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, sample_candles: list[Candle], tmp_path: Path,
+    worker_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
+    sample_candles: list[Candle],
+    tmp_path: Path,
 ) -> None:
     env = _env(worker_env)
     prefix = env["FOREXD_TOPIC_PREFIX"]
@@ -88,15 +91,28 @@ def test_indicators_and_forecasts_through_the_broker_equal_the_offline_core(
         for r in recs:
             assert _strip(r) == _strip(expected[as_of])
     # learner predictions are part of every record, for both horizons
-    assert all({p["horizon"] for p in recs[0]["learner"]} == {1, HORIZON} for recs in got.values() if recs[0]["learner"])
+    assert all(
+        {p["horizon"] for p in recs[0]["learner"]} == {1, HORIZON} for recs in got.values() if recs[0]["learner"]
+    )
 
     # indicators published per closed candle equal `forexd indicators` (compute_indicators) on the same candles
-    ind = [json.loads(m.value) for m in read_all(kafka_bootstrap, f"{prefix}fx.indicators", expect=len(sample_candles), timeout_s=60)]
+    ind = [
+        json.loads(m.value)
+        for m in read_all(kafka_bootstrap, f"{prefix}fx.indicators", expect=len(sample_candles), timeout_s=60)
+    ]
     for tf in ("1m", "1h"):
         cs = [c for c in sample_candles if c.timeframe == tf]
-        frame = pd.DataFrame({"ts_ms": [c.open_ms for c in cs], "symbol": "EURUSD", "open": [c.open for c in cs],
-                              "high": [c.high for c in cs], "low": [c.low for c in cs], "close": [c.close for c in cs],
-                              "volume": 0.0})
+        frame = pd.DataFrame(
+            {
+                "ts_ms": [c.open_ms for c in cs],
+                "symbol": "EURUSD",
+                "open": [c.open for c in cs],
+                "high": [c.high for c in cs],
+                "low": [c.low for c in cs],
+                "close": [c.close for c in cs],
+                "volume": 0.0,
+            }
+        )
         ref = compute_indicators(frame)
         streamed = {r["open_time"]: r["values"] for r in ind if r["timeframe"] == tf}
         assert len(streamed) == len(cs)
@@ -115,7 +131,11 @@ def test_indicators_and_forecasts_through_the_broker_equal_the_offline_core(
 
 @pytest.mark.parametrize("crash", ["sigkill", "during_output_send:2", "after_db_upsert_before_commit:2"])
 def test_worker_killed_mid_stream_resumes_to_the_uninterrupted_result(
-    worker_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, sample_candles: list[Candle], wait_until: Any,
+    worker_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
+    sample_candles: list[Candle],
+    wait_until: Any,
     crash: str,
 ) -> None:
     env = _env(worker_env)
@@ -129,19 +149,32 @@ def test_worker_killed_mid_stream_resumes_to_the_uninterrupted_result(
         # could otherwise finish the whole stream before the test sees its first forecasts
         publish(kafka_bootstrap, f"{prefix}fx.candles", records[:1250])
         w1 = spawn_worker(dict(env, FOREXD_SNAPSHOT_INTERVAL_S="2"), name="first")
-        wait_until(lambda: len(read_all(kafka_bootstrap, f"{prefix}fx.forecasts", idle_s=0.3, timeout_s=5)) >= 200,
-                   300, interval=0.2, what="the first forecasts")
+        wait_until(
+            lambda: len(read_all(kafka_bootstrap, f"{prefix}fx.forecasts", idle_s=0.3, timeout_s=5)) >= 200,
+            300,
+            interval=0.2,
+            what="the first forecasts",
+        )
         w1.kill(signal.SIGKILL)
         publish(kafka_bootstrap, f"{prefix}fx.candles", records[1250:])
     else:
-        publish(kafka_bootstrap, f"{prefix}fx.candles", records)  # a failpoint exits the worker (os._exit(137)) at a named point of its 3rd checkpoint
+        publish(
+            kafka_bootstrap, f"{prefix}fx.candles", records
+        )  # a failpoint exits the worker (os._exit(137)) at a named point of its 3rd checkpoint
         w1 = spawn_worker(dict(env, FOREXD_FAILPOINT=crash, FOREXD_SNAPSHOT_INTERVAL_S="0.1"), name="first")
     assert w1.wait(120) is not None
     before = len(_by_as_of(read_all(kafka_bootstrap, f"{prefix}fx.forecasts", idle_s=0.5, timeout_s=10)))
     assert before < len(expected), "the first worker must stop mid-stream"
     w2 = spawn_worker(env, name="second")
-    got = _by_as_of(read_all(kafka_bootstrap, f"{prefix}fx.forecasts", expect=len(expected), timeout_s=240,
-                             distinct=lambda m: json.loads(m.value)["as_of_ms"]))
+    got = _by_as_of(
+        read_all(
+            kafka_bootstrap,
+            f"{prefix}fx.forecasts",
+            expect=len(expected),
+            timeout_s=240,
+            distinct=lambda m: json.loads(m.value)["as_of_ms"],
+        )
+    )
     assert set(got) == set(expected), (len(got), len(expected), w2.log()[-3000:])
     redelivered = sum(len(v) - 1 for v in got.values())
     for as_of, recs in got.items():

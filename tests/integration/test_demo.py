@@ -14,12 +14,24 @@ pytestmark = pytest.mark.broker
 
 # every family the issue lists, by its exposed name
 REQUIRED = {
-    "forexd_ticks_processed_total", "forexd_candles_processed_total", "forexd_dead_letters_total",
-    "forexd_late_ticks_total", "forexd_forecast_latency_seconds", "forexd_forecasts_emitted_total",
-    "forexd_forecast_crps", "forexd_forecast_crps_skill_ratio", "forexd_forecast_interval_coverage_ratio",
-    "forexd_drift_events_total", "forexd_retrain_requests_total", "forexd_retrain_outcomes_total",
-    "forexd_model_version_in_service", "forexd_retrain_duration_seconds", "forexd_consumer_lag_records",
-    "forexd_feed_staleness_seconds", "forexd_sampling_samples", "forexd_candles_emitted_total",
+    "forexd_ticks_processed_total",
+    "forexd_candles_processed_total",
+    "forexd_dead_letters_total",
+    "forexd_late_ticks_total",
+    "forexd_forecast_latency_seconds",
+    "forexd_forecasts_emitted_total",
+    "forexd_forecast_crps",
+    "forexd_forecast_crps_skill_ratio",
+    "forexd_forecast_interval_coverage_ratio",
+    "forexd_drift_events_total",
+    "forexd_retrain_requests_total",
+    "forexd_retrain_outcomes_total",
+    "forexd_model_version_in_service",
+    "forexd_retrain_duration_seconds",
+    "forexd_consumer_lag_records",
+    "forexd_feed_staleness_seconds",
+    "forexd_sampling_samples",
+    "forexd_candles_emitted_total",
 }
 
 

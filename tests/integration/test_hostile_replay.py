@@ -44,7 +44,11 @@ def _line(raw: str) -> int:
 
 
 def test_hostile_file_through_replay_and_worker_equals_forexd_candles(
-    worker_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, tmp_path: Path, wait_until: Any,
+    worker_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    wait_until: Any,
 ) -> None:
     # the real ticks up to the last full hour: the worker's idle timer then closes the last
     # bars within seconds of quiet (the offline run closes them at the end of the file)
@@ -63,19 +67,44 @@ def test_hostile_file_through_replay_and_worker_equals_forexd_candles(
     prefix = env["FOREXD_TOPIC_PREFIX"]
     create_topics(kafka_bootstrap, [f"{prefix}fx.{t}" for t in TOPICS], 2)
     rej = tmp_path / "replay_rejects.csv"
-    res = subprocess.run([sys.executable, "-m", "streams.cli", "replay", str(path), "--speed", "max", "--tick-ids",
-                          "--rejects", str(rej)], env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "replay",
+            str(path),
+            "--speed",
+            "max",
+            "--tick-ids",
+            "--rejects",
+            str(rej),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     by_replay = [(int(r.line), str(r.reason)) for r in pd.read_csv(rej).itertuples()]
     w = spawn_worker(env, role="ticks")
 
-    msgs = read_all(kafka_bootstrap, f"{prefix}fx.candles", expect=len(offline.candles), timeout_s=180,
-                    distinct=lambda m: _key(decode_candle(m.value, key=m.key)))
+    msgs = read_all(
+        kafka_bootstrap,
+        f"{prefix}fx.candles",
+        expect=len(offline.candles),
+        timeout_s=180,
+        distinct=lambda m: _key(decode_candle(m.value, key=m.key)),
+    )
     got = {_key(c): c for c in (decode_candle(m.value, key=m.key) for m in msgs)}
     assert sorted(got.values(), key=_key) == sorted(offline.candles, key=_key), w.log()[-3000:]
     db = make_engine(f"sqlite:///{Path(env['FOREXD_DATA_DIR']) / 'forexd.db'}")
-    wait_until(lambda: count_candles(db) == len(offline.candles), 60, what="the DB to hold every candle",
-               progress=lambda: count_candles(db))
+    wait_until(
+        lambda: count_candles(db) == len(offline.candles),
+        60,
+        what="the DB to hold every candle",
+        progress=lambda: count_candles(db),
+    )
 
     dead = read_all(kafka_bootstrap, f"{prefix}fx.deadletter", expect=len(lines) - len(by_replay), timeout_s=60)
     by_worker = [(_line(d["raw"]), d["reason"]) for d in (json.loads(m.value) for m in dead)]

@@ -36,8 +36,13 @@ def candles(sample_ticks: Path) -> list[Candle]:
 
 
 def offline(candles: list[Candle]) -> dict[tuple[str, int], dict[str, Any]]:
-    cfg = ForecasterConfig(timeframes=("1m", "5m", "1h"), forecast_timeframes=tuple(MODELS), horizon=12,
-                           models=tuple(MODELS.items()), keyed_horizons=True)
+    cfg = ForecasterConfig(
+        timeframes=("1m", "5m", "1h"),
+        forecast_timeframes=tuple(MODELS),
+        horizon=12,
+        models=tuple(MODELS.items()),
+        keyed_horizons=True,
+    )
     return {(rec["timeframe"], rec["as_of_ms"]): rec for rec in offline_records(candles, cfg, MODELS)}
 
 
@@ -46,7 +51,11 @@ def _strip(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_worker_serves_two_timeframe_horizon_models_and_restarted_without_state_forecasts_at_once(
-    worker_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, candles: list[Candle], wait_until: Any,
+    worker_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
+    candles: list[Candle],
+    wait_until: Any,
 ) -> None:
     env = dict(worker_env, FOREXD_SYMBOLS="EURUSD", FOREXD_MODELS="1m:12,5m:6", FOREXD_SNAPSHOT_INTERVAL_S="0.5")
     del env["FOREXD_FORECAST_TIMEFRAMES"]  # FOREXD_MODELS replaces it (both set: exit 78)
@@ -57,8 +66,13 @@ def test_a_worker_serves_two_timeframe_horizon_models_and_restarted_without_stat
     expected = offline(first)
     assert {tf for tf, _ in expected} == {"1m", "5m"}
     w = spawn_worker(env)
-    msgs = read_all(kafka_bootstrap, f"{prefix}fx.forecasts", expect=len(expected), timeout_s=240,
-                    distinct=lambda m: (json.loads(m.value)["timeframe"], json.loads(m.value)["as_of_ms"]))
+    msgs = read_all(
+        kafka_bootstrap,
+        f"{prefix}fx.forecasts",
+        expect=len(expected),
+        timeout_s=240,
+        distinct=lambda m: (json.loads(m.value)["timeframe"], json.loads(m.value)["as_of_ms"]),
+    )
     got = {(r["timeframe"], r["as_of_ms"]): r for r in (json.loads(m.value) for m in msgs)}
     assert set(got) == set(expected), (len(got), len(expected), w.log()[-3000:])
     for key, rec in got.items():

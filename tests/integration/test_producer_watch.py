@@ -62,7 +62,9 @@ async def _read(bootstrap: str, topic: str, n: int) -> list[bytes]:
 
 
 def test_wedged_producer_is_replaced_and_the_retried_records_arrive(
-    kafka_bootstrap: str, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture,
+    kafka_bootstrap: str,
+    request: pytest.FixtureRequest,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The sender task of a real producer is cancelled (the aiokafka wedge): its sends never
     complete, send_all fails with ProducerSendFailed after the ack timeout, and once sends
@@ -103,7 +105,8 @@ def test_wedged_producer_is_replaced_and_the_retried_records_arrive(
 
 
 def test_replacement_that_cannot_connect_is_not_swapped_in(
-    kafka_bootstrap: str, caplog: pytest.LogCaptureFixture,
+    kafka_bootstrap: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """While the broker is unreachable a new producer cannot start: the watch keeps the old
     one (no swap to a producer that never connected) and tries again on a later failure."""

@@ -19,25 +19,52 @@ pytestmark = [pytest.mark.broker, pytest.mark.postgres]
 TOPICS = ("ticks", "candles", "indicators", "deadletter", "forecasts", "drift", "models", "retrain.requests")
 DUR = {"1m": 1, "5m": 5, "1h": 60}
 TINY_JOB = {
-    "horizon": 12, "train_candles": 600, "holdout_candles": 120, "warmup_candles": 48, "eval_every": 4,
+    "horizon": 12,
+    "train_candles": 600,
+    "holdout_candles": 120,
+    "warmup_candles": 48,
+    "eval_every": 4,
     "eval_samples": 16,
-    "train": {"max_steps": 60, "max_minutes": 0.5, "width": 32, "cond_width": 32, "blocks": 1,
-              "val_windows": 64, "val_samples": 8, "calib_windows": 128, "test_windows": 128,
-              "eval_every": 20, "batch_size": 128},
+    "train": {
+        "max_steps": 60,
+        "max_minutes": 0.5,
+        "width": 32,
+        "cond_width": 32,
+        "blocks": 1,
+        "val_windows": 64,
+        "val_samples": 8,
+        "calib_windows": 128,
+        "test_windows": 128,
+        "eval_every": 20,
+        "batch_size": 128,
+    },
 }
 
 
 def test_drift_request_is_trained_gated_and_swapped_in_without_a_gap(
-    worker_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, sample_ticks: Path, pg_url: str,
-    tmp_path: Path, wait_until: Any,
+    worker_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
+    sample_ticks: Path,
+    pg_url: str,
+    tmp_path: Path,
+    wait_until: Any,
 ) -> None:
-    env = dict(worker_env, FOREXD_SYMBOLS="EURUSD", FOREXD_HORIZON="12", FOREXD_DATABASE_URL=pg_url,
-               FOREXD_MODEL_DIR=str(tmp_path / "models"), FOREXD_RETRAIN_JOB_CONFIG=json.dumps(TINY_JOB),
-               FOREXD_SNAPSHOT_INTERVAL_S="0.5")
+    env = dict(
+        worker_env,
+        FOREXD_SYMBOLS="EURUSD",
+        FOREXD_HORIZON="12",
+        FOREXD_DATABASE_URL=pg_url,
+        FOREXD_MODEL_DIR=str(tmp_path / "models"),
+        FOREXD_RETRAIN_JOB_CONFIG=json.dumps(TINY_JOB),
+        FOREXD_SNAPSHOT_INTERVAL_S="0.5",
+    )
     prefix = env["FOREXD_TOPIC_PREFIX"]
     create_topics(kafka_bootstrap, [f"{prefix}fx.{t}" for t in TOPICS], 2)
-    candles = sorted(aggregate_ticks_file(sample_ticks, timeframes=["1m", "5m", "1h"]).candles,
-                     key=lambda c: (c.close_ms, -DUR[c.timeframe]))
+    candles = sorted(
+        aggregate_ticks_file(sample_ticks, timeframes=["1m", "5m", "1h"]).candles,
+        key=lambda c: (c.close_ms, -DUR[c.timeframe]),
+    )
     first, second = candles[:1500], candles[1500:]
     publish(kafka_bootstrap, f"{prefix}fx.candles", [(b"EURUSD", encode_candle(c)) for c in first])
     w = spawn_worker(env, role="all")
@@ -65,8 +92,14 @@ def test_drift_request_is_trained_gated_and_swapped_in_without_a_gap(
     due = {c.close_ms for c in second if c.timeframe == "1m"}
     # every due as_of, plus one key for all the first half's forecasts; a loaded machine may
     # pause the worker for seconds (a checkpoint, the model swap), so idle ends the read late
-    msgs = read_all(kafka_bootstrap, f"{prefix}fx.forecasts", expect=len(due) + 1, timeout_s=240, idle_s=30,
-                    distinct=lambda m: _due_or_other(json.loads(m.value)["as_of_ms"], due))
+    msgs = read_all(
+        kafka_bootstrap,
+        f"{prefix}fx.forecasts",
+        expect=len(due) + 1,
+        timeout_s=240,
+        idle_s=30,
+        distinct=lambda m: _due_or_other(json.loads(m.value)["as_of_ms"], due),
+    )
     recs: dict[int, dict[str, Any]] = {}
     for m in msgs:
         v = json.loads(m.value)

@@ -50,13 +50,23 @@ def _distinct_copies(candles: list[Candle]) -> list[Candle]:
 
 
 def _replay(env: dict[str, str], path: Path) -> None:
-    res = subprocess.run([sys.executable, "-m", "streams.cli", "replay", str(path), "--speed", "max"],
-                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "replay", str(path), "--speed", "max"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
 
 
 def test_replayed_sample_equals_offline_candles_and_late_replays_change_nothing(
-    worker_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, sample_ticks: Path, wait_until: Any,
+    worker_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
+    sample_ticks: Path,
+    wait_until: Any,
     tmp_path: Path,
 ) -> None:
     prefix = worker_env["FOREXD_TOPIC_PREFIX"]
@@ -64,13 +74,22 @@ def test_replayed_sample_equals_offline_candles_and_late_replays_change_nothing(
     expected = sorted(aggregate_ticks_file(sample_ticks, timeframes=["1m", "5m", "1h"]).candles, key=_key)
     _replay(worker_env, sample_ticks)
     w = spawn_worker(worker_env)
-    msgs = read_all(kafka_bootstrap, f"{prefix}fx.candles", expect=len(expected), timeout_s=180,
-                    distinct=lambda m: _key(decode_candle(m.value, key=m.key)))
+    msgs = read_all(
+        kafka_bootstrap,
+        f"{prefix}fx.candles",
+        expect=len(expected),
+        timeout_s=180,
+        distinct=lambda m: _key(decode_candle(m.value, key=m.key)),
+    )
     got = _distinct_copies([decode_candle(m.value, key=m.key) for m in msgs])
     assert len(got) == len(expected), w.log()[-3000:]
     assert got == expected  # every field: OHLC, tick_count, spreads, revision, final
-    wait_until(lambda: count_candles(_db(worker_env)) == len(expected), 30, what="DB to hold every candle",
-               progress=lambda: count_candles(_db(worker_env)))
+    wait_until(
+        lambda: count_candles(_db(worker_env)) == len(expected),
+        30,
+        what="DB to hold every candle",
+        progress=lambda: count_candles(_db(worker_env)),
+    )
     assert _all_db_candles(worker_env) == expected
 
     # The same ticks a second time (the first 1,000, to keep the suite short): every one is
@@ -78,8 +97,14 @@ def test_replayed_sample_equals_offline_candles_and_late_replays_change_nothing(
     # still holds each once.
     again = tmp_path / "again.csv"
     read_ticks(sample_ticks).frame.iloc[:1_000][["ts_ms", "bid", "ask"]].to_csv(again, index=False)
-    res = subprocess.run([sys.executable, "-m", "streams.cli", "replay", str(again), "--symbol", "EURUSD"],
-                         env=worker_env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "replay", str(again), "--symbol", "EURUSD"],
+        env=worker_env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     dl = read_all(kafka_bootstrap, f"{prefix}fx.deadletter", expect=1_000, timeout_s=240)
     assert len(dl) == 1_000 and {v["reason"] for v in values(dl)} == {"late"}
@@ -121,7 +146,11 @@ def _bad_messages(t0: int, now_ms: int) -> list[tuple[bytes | None, bytes, str]]
 
 
 def test_bad_messages_are_dead_lettered_exactly_and_good_candles_unchanged(
-    worker_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, sample_ticks: Path, tmp_path: Path,
+    worker_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
+    sample_ticks: Path,
+    tmp_path: Path,
     wait_until: Any,
 ) -> None:
     prefix = worker_env["FOREXD_TOPIC_PREFIX"]
@@ -131,8 +160,10 @@ def test_bad_messages_are_dead_lettered_exactly_and_good_candles_unchanged(
     # a quiet spell of wall-clock time equal to what is left of them (seconds here).
     boundary = int(frame.ts_ms.iloc[-1]) // 3_600_000 * 3_600_000
     frame = frame[frame.ts_ms < boundary]
-    good = [(b"EURUSD", encode({"v": 1, "symbol": "EURUSD", "ts": t, "bid": b, "ask": a, "tick_id": f"s:{i}"}))
-            for i, (t, b, a) in enumerate(zip(frame.ts_ms.tolist(), frame.bid.tolist(), frame.ask.tolist(), strict=True))]
+    good = [
+        (b"EURUSD", encode({"v": 1, "symbol": "EURUSD", "ts": t, "bid": b, "ask": a, "tick_id": f"s:{i}"}))
+        for i, (t, b, a) in enumerate(zip(frame.ts_ms.tolist(), frame.bid.tolist(), frame.ask.tolist(), strict=True))
+    ]
     bad = _bad_messages(int(frame.ts_ms.iloc[100]), int(time.time() * 1000))
     # a duplicate id and a late tick (older than the watermark at its position)
     bad.append((b"EURUSD", good[50][1], "duplicate"))
@@ -146,7 +177,12 @@ def test_bad_messages_are_dead_lettered_exactly_and_good_candles_unchanged(
         if i % step == step - 1 and (i // step) < len(bad) and i > 60:
             k, v, _ = bad[i // step]
             stream.append((k, v))
-    injected = [r for _, _, r in bad[: sum(1 for i in range(len(good)) if i % step == step - 1 and i > 60 and i // step < len(bad))]]
+    injected = [
+        r
+        for _, _, r in bad[
+            : sum(1 for i in range(len(good)) if i % step == step - 1 and i > 60 and i // step < len(bad))
+        ]
+    ]
     publish(kafka_bootstrap, f"{prefix}fx.ticks", stream)
 
     clean = tmp_path / "clean.csv"
@@ -154,8 +190,13 @@ def test_bad_messages_are_dead_lettered_exactly_and_good_candles_unchanged(
     expected = sorted(aggregate_ticks_file(clean, symbol="EURUSD", timeframes=["1m", "5m", "1h"]).candles, key=_key)
 
     w = spawn_worker(worker_env)
-    dl = read_all(kafka_bootstrap, f"{prefix}fx.deadletter", expect=len(injected), timeout_s=120,
-                  distinct=lambda m: json.loads(m.value)["offset"])
+    dl = read_all(
+        kafka_bootstrap,
+        f"{prefix}fx.deadletter",
+        expect=len(injected),
+        timeout_s=120,
+        distinct=lambda m: json.loads(m.value)["offset"],
+    )
     # Exactly the injected records, each once by its origin (partition, offset): a checkpoint
     # whose send acks time out is retried, and the retry may publish a second identical copy
     # (at-least-once delivery; the record's origin is its idempotency key).
@@ -171,15 +212,24 @@ def test_bad_messages_are_dead_lettered_exactly_and_good_candles_unchanged(
     assert oversize["size"] > 70_000 and len(oversize["raw"]) <= 16 * 1024 and oversize["truncated"]
     # at-least-once like the dead letters above: a retried checkpoint (a send the broker
     # refused, e.g. NotLeaderForPartition under load) publishes its candles again, identical
-    msgs = read_all(kafka_bootstrap, f"{prefix}fx.candles", expect=len(expected), timeout_s=120,
-                    distinct=lambda m: _key(decode_candle(m.value)))
+    msgs = read_all(
+        kafka_bootstrap,
+        f"{prefix}fx.candles",
+        expect=len(expected),
+        timeout_s=120,
+        distinct=lambda m: _key(decode_candle(m.value)),
+    )
     got = _distinct_copies([decode_candle(m.value) for m in msgs])
     missing = sorted(set(map(_key, expected)) - set(map(_key, got)))
     extra = sorted(set(map(_key, got)) - set(map(_key, expected)))
     assert not missing and not extra, (len(got), len(expected), missing[:10], extra[:10])
     assert got == expected
     # the sink is idempotent: the DB holds each candle once, whatever the topic redelivered
-    wait_until(lambda: count_candles(_db(worker_env)) == len(expected), 30, what="DB to hold every candle",
-               progress=lambda: count_candles(_db(worker_env)))
+    wait_until(
+        lambda: count_candles(_db(worker_env)) == len(expected),
+        30,
+        what="DB to hold every candle",
+        progress=lambda: count_candles(_db(worker_env)),
+    )
     assert _all_db_candles(worker_env) == expected
     assert w.alive()

@@ -72,8 +72,9 @@ def scram_credential(password: str, *, mechanism: str = "SCRAM-SHA-512", iterati
     salt = secrets.token_bytes(24)
     salted = hashlib.pbkdf2_hmac(HASHES[mechanism]().name, password.encode(), salt, iterations)
     client_key = _hmac(mechanism, salted, b"Client Key")
-    return ScramCredential(mechanism, salt, iterations, HASHES[mechanism](client_key).digest(),
-                           _hmac(mechanism, salted, b"Server Key"))
+    return ScramCredential(
+        mechanism, salt, iterations, HASHES[mechanism](client_key).digest(), _hmac(mechanism, salted, b"Server Key")
+    )
 
 
 def _attrs(message: str) -> dict[str, str]:
@@ -142,7 +143,7 @@ def _write_frame(writer: asyncio.StreamWriter, payload: bytes) -> None:
 def _request_body(frame: bytes) -> bytes:
     """The body after a request header v1 (api key, version, correlation id, client id)."""
     (client_id_len,) = struct.unpack(">h", frame[8:10])
-    return frame[10 + max(client_id_len, 0):]
+    return frame[10 + max(client_id_len, 0) :]
 
 
 def _string(s: str | None) -> bytes:
@@ -176,9 +177,15 @@ class KafkaFront:
     login; ``unauthenticated`` counts connections closed for a request before a login.
     """
 
-    def __init__(self, upstream_port: int, *, ssl_context: ssl.SSLContext | None = None,
-                 users: Mapping[str, ScramCredential] | None = None, mechanism: str = "SCRAM-SHA-512",
-                 port: int | None = None) -> None:
+    def __init__(
+        self,
+        upstream_port: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        users: Mapping[str, ScramCredential] | None = None,
+        mechanism: str = "SCRAM-SHA-512",
+        port: int | None = None,
+    ) -> None:
         self.upstream_port = upstream_port
         self.ssl_context = ssl_context
         self.users = users
@@ -254,8 +261,13 @@ class KafkaFront:
                     w.close()
             self._tasks.discard(task)
 
-    async def _login(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter) -> bool:
+    async def _login(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        up_writer: asyncio.StreamWriter,
+    ) -> bool:
         """Run SaslHandshake + SaslAuthenticate (v0/v1) with the client; True once logged in."""
         assert self.users is not None
         exchange: _ScramExchange | None = None
@@ -271,7 +283,7 @@ class KafkaFront:
             elif api_key == API_SASL_HANDSHAKE and version in (0, 1):
                 body = _request_body(frame)
                 (n,) = struct.unpack(">h", body[:2])
-                requested = body[2:2 + n].decode()
+                requested = body[2 : 2 + n].decode()
                 ok = requested == self.mechanism
                 error = 0 if ok else UNSUPPORTED_SASL_MECHANISM
                 _write_frame(writer, head + struct.pack(">hi", error, 1) + _string(self.mechanism))
@@ -282,7 +294,7 @@ class KafkaFront:
             elif api_key == API_SASL_AUTHENTICATE and version in (0, 1) and exchange is not None:
                 body = _request_body(frame)
                 (n,) = struct.unpack(">i", body[:4])
-                message = body[4:4 + n].decode()
+                message = body[4 : 4 + n].decode()
                 tail = struct.pack(">q", 0) if version == 1 else b""
                 done = exchange.started
                 try:
@@ -291,10 +303,14 @@ class KafkaFront:
                     reply = None
                 if reply is None:
                     self.refusals.append(exchange.user)
-                    text = ("Authentication failed during authentication due to invalid credentials "
-                            f"with SASL mechanism {self.mechanism}")
-                    _write_frame(writer, head + struct.pack(">h", SASL_AUTHENTICATION_FAILED) + _string(text)
-                                 + _bytes(b"") + tail)
+                    text = (
+                        "Authentication failed during authentication due to invalid credentials "
+                        f"with SASL mechanism {self.mechanism}"
+                    )
+                    _write_frame(
+                        writer,
+                        head + struct.pack(">h", SASL_AUTHENTICATION_FAILED) + _string(text) + _bytes(b"") + tail,
+                    )
                     await writer.drain()
                     return False
                 _write_frame(writer, head + struct.pack(">h", 0) + _string(None) + _bytes(reply.encode()) + tail)
@@ -345,20 +361,72 @@ def make_tls_files(directory: Path) -> TlsFiles | None:
     d = directory
     d.mkdir(parents=True, exist_ok=True)
     ca_ext = d / "ca.cnf"
-    ca_ext.write_text("[req]\ndistinguished_name=dn\n[dn]\n[v3_ca]\nbasicConstraints=critical,CA:TRUE\n"
-                      "keyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n")
+    ca_ext.write_text(
+        "[req]\ndistinguished_name=dn\n[dn]\n[v3_ca]\nbasicConstraints=critical,CA:TRUE\n"
+        "keyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n"
+    )
     for name in ("ca", "other-ca"):
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", d / f"{name}.key",
-                 "-out", d / f"{name}.pem", "-subj", f"/CN=forexd test {name}", "-config", ca_ext,
-                 "-extensions", "v3_ca")
+        _openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            d / f"{name}.key",
+            "-out",
+            d / f"{name}.pem",
+            "-subj",
+            f"/CN=forexd test {name}",
+            "-config",
+            ca_ext,
+            "-extensions",
+            "v3_ca",
+        )
     for name, san in (("server", "DNS:localhost,IP:127.0.0.1"), ("other-host", "DNS:forexd.invalid")):
         ext = d / f"{name}.cnf"
-        ext.write_text(f"subjectAltName={san}\nbasicConstraints=CA:FALSE\n"
-                       "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", d / f"{name}.key", "-out", d / f"{name}.csr",
-                 "-subj", f"/CN={san.split(',')[0].split(':')[1]}", "-config", ca_ext)
-        _openssl("x509", "-req", "-in", d / f"{name}.csr", "-CA", d / "ca.pem", "-CAkey", d / "ca.key",
-                 "-CAcreateserial", "-days", "2", "-out", d / f"{name}.pem", "-extfile", ext)
-    return TlsFiles(ca=d / "ca.pem", cert=d / "server.pem", key=d / "server.key",
-                    other_host_cert=d / "other-host.pem", other_host_key=d / "other-host.key",
-                    other_ca=d / "other-ca.pem")
+        ext.write_text(
+            f"subjectAltName={san}\nbasicConstraints=CA:FALSE\n"
+            "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+        )
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            d / f"{name}.key",
+            "-out",
+            d / f"{name}.csr",
+            "-subj",
+            f"/CN={san.split(',')[0].split(':')[1]}",
+            "-config",
+            ca_ext,
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            d / f"{name}.csr",
+            "-CA",
+            d / "ca.pem",
+            "-CAkey",
+            d / "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            d / f"{name}.pem",
+            "-extfile",
+            ext,
+        )
+    return TlsFiles(
+        ca=d / "ca.pem",
+        cert=d / "server.pem",
+        key=d / "server.key",
+        other_host_cert=d / "other-host.pem",
+        other_host_key=d / "other-host.key",
+        other_ca=d / "other-ca.pem",
+    )

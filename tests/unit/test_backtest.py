@@ -49,10 +49,26 @@ def hourly() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def model_path(hourly: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.set_num_threads(2)
-    cfg = TrainConfig(symbol="EURUSD", timeframe="1h", horizon=6, context=ContextSpec(window=12, warmup=12),
-                      width=32, cond_width=32, blocks=1, max_steps=40, eval_every=20, batch_size=128,
-                      val_windows=64, val_samples=16, calib_windows=128, test_windows=64, sample_steps=4,
-                      samples=32, device="cpu", split=(ms(2016, 4, 1), ms(2016, 5, 15)))
+    cfg = TrainConfig(
+        symbol="EURUSD",
+        timeframe="1h",
+        horizon=6,
+        context=ContextSpec(window=12, warmup=12),
+        width=32,
+        cond_width=32,
+        blocks=1,
+        max_steps=40,
+        eval_every=20,
+        batch_size=128,
+        val_windows=64,
+        val_samples=16,
+        calib_windows=128,
+        test_windows=64,
+        sample_steps=4,
+        samples=32,
+        device="cpu",
+        split=(ms(2016, 4, 1), ms(2016, 5, 15)),
+    )
     return train(cfg, hourly, tmp_path_factory.mktemp("bt_models")).checkpoint
 
 
@@ -79,8 +95,11 @@ def test_backtest_rows_equal_an_agent_style_forecast_at_the_same_as_of(hourly: p
     ctx = pred.new_context("EURUSD", "1h")
     fc = None
     for t, o, h, lo, c in zip(hourly.ts_ms, hourly.open, hourly.high, hourly.low, hourly.close, strict=True):
-        ctx.update(Candle(symbol="EURUSD", timeframe="1h", open_ms=int(t), close_ms=int(t) + HOUR,
-                          open=o, high=h, low=lo, close=c))
+        ctx.update(
+            Candle(
+                symbol="EURUSD", timeframe="1h", open_ms=int(t), close_ms=int(t) + HOUR, open=o, high=h, low=lo, close=c
+            )
+        )
         if int(t) + HOUR == target:
             req = ctx.request(target)
             assert req is not None
@@ -123,9 +142,29 @@ def test_backtest_config_refuses_bad_values() -> None:
 
 def test_cli_backtest_writes_csv_and_prints_a_summary(model_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "bt.csv"
-    res = CliRunner().invoke(app, ["backtest", str(HOURLY), "--symbol", "EURUSD", "--timeframe", "1h",
-                                   "--model", str(model_path), "--from", "2016-06-20", "--to", "2016-06-24",
-                                   "--every", "2", "-o", str(out), "--plot", str(tmp_path / "fan.png")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "backtest",
+            str(HOURLY),
+            "--symbol",
+            "EURUSD",
+            "--timeframe",
+            "1h",
+            "--model",
+            str(model_path),
+            "--from",
+            "2016-06-20",
+            "--to",
+            "2016-06-24",
+            "--every",
+            "2",
+            "-o",
+            str(out),
+            "--plot",
+            str(tmp_path / "fan.png"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     rows = pd.read_csv(out)
     assert list(rows.columns) == list(BACKTEST_COLUMNS)
@@ -133,6 +172,19 @@ def test_cli_backtest_writes_csv_and_prints_a_summary(model_path: Path, tmp_path
     assert "skill" in res.output and "cover90" in res.output
     png = (tmp_path / "fan.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and b"IDAT" in png and b"IEND" in png
-    bad = CliRunner().invoke(app, ["backtest", str(HOURLY), "--symbol", "EURUSD", "--timeframe", "1h",
-                                   "--model", str(tmp_path / "missing.pt"), "-o", str(out)])
+    bad = CliRunner().invoke(
+        app,
+        [
+            "backtest",
+            str(HOURLY),
+            "--symbol",
+            "EURUSD",
+            "--timeframe",
+            "1h",
+            "--model",
+            str(tmp_path / "missing.pt"),
+            "-o",
+            str(out),
+        ],
+    )
     assert bad.exit_code == 2 and "not found" in bad.output

@@ -73,7 +73,9 @@ def assert_same_and_each_refused_once(run: CandleRun, clean: CandleRun, lines: l
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
-def test_each_hostile_row_is_refused_once_and_changes_no_candle(name: str, tmp_path: Path, clean_run: CandleRun) -> None:
+def test_each_hostile_row_is_refused_once_and_changes_no_candle(
+    name: str, tmp_path: Path, clean_run: CandleRun
+) -> None:
     clean = clean_rows()
     for gap in (0, 1_500, len(clean)):  # first row, middle, last row
         rows, lines = mix(clean, [(gap, HOSTILE[name])])
@@ -88,11 +90,24 @@ def test_cli_with_every_hostile_row_mixed_in_gives_the_clean_candles(tmp_path: P
     hostile[-1] = (len(clean), hostile[-1][1])  # and one after the last clean row
     rows, lines = mix(clean, hostile)
     want, got = tmp_path / "want.csv", tmp_path / "got.csv"
-    res = runner.invoke(app, ["candles", str(write(tmp_path / "clean_eurusd.csv", clean)), "--timeframes", "1m,5m,1h", "-o", str(want)])
+    res = runner.invoke(
+        app, ["candles", str(write(tmp_path / "clean_eurusd.csv", clean)), "--timeframes", "1m,5m,1h", "-o", str(want)]
+    )
     assert res.exit_code == 0, res.output
     rej = tmp_path / "rej.csv"
-    res = runner.invoke(app, ["candles", str(write(tmp_path / "hostile_eurusd.csv", rows)), "--timeframes", "1m,5m,1h",
-                              "-o", str(got), "--rejects", str(rej)])
+    res = runner.invoke(
+        app,
+        [
+            "candles",
+            str(write(tmp_path / "hostile_eurusd.csv", rows)),
+            "--timeframes",
+            "1m,5m,1h",
+            "-o",
+            str(got),
+            "--rejects",
+            str(rej),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert got.read_text() == want.read_text()
     refused = pd.read_csv(rej)
@@ -119,7 +134,9 @@ def test_finding2_price_near_the_float_limit_is_refused_not_a_crash(tmp_path: Pa
     rows, lines = mix(clean, [(10, row(REAL[10][0], "1e304", "1e304"))])
     out = tmp_path / "out.csv"
     rej = tmp_path / "rej.csv"
-    res = runner.invoke(app, ["candles", str(write(tmp_path / "eurusd.csv", rows)), "-o", str(out), "--rejects", str(rej)])
+    res = runner.invoke(
+        app, ["candles", str(write(tmp_path / "eurusd.csv", rows)), "-o", str(out), "--rejects", str(rej)]
+    )
     assert res.exit_code == 0, res.output
     assert pd.read_csv(rej)[["line", "reason"]].values.tolist() == [[lines[0], "out_of_range"]]
 
@@ -139,12 +156,27 @@ def test_finding3_huge_and_negative_volumes_are_refused_on_arrival(tmp_path: Pat
 _FAR_FUTURE = st.integers(T_LAST + 5 * DAY, 4_102_444_799_999)
 _FAR_PAST = st.integers(946_684_800_000, T_FIRST - 5 * DAY)
 _BAD_TS = st.one_of(
-    _FAR_FUTURE, _FAR_PAST,
-    st.integers(-(2**70), 946_684_799_999), st.integers(4_102_444_800_000, 2**70),
+    _FAR_FUTURE,
+    _FAR_PAST,
+    st.integers(-(2**70), 946_684_799_999),
+    st.integers(4_102_444_800_000, 2**70),
     st.sampled_from(["1e308", "-1e308", "inf", "-inf", "nan", "", "x", "9999-12-31", "1677-09-21", "0x10"]),
 )
-_EXTREME = [1e308, -1e308, 1.7976931348623157e308, 1e-308, 5e-324, 2.2250738585072014e-308, 0.0, -0.0,
-            math.nan, math.inf, -math.inf, 1e304, -1e-308]
+_EXTREME = [
+    1e308,
+    -1e308,
+    1.7976931348623157e308,
+    1e-308,
+    5e-324,
+    2.2250738585072014e-308,
+    0.0,
+    -0.0,
+    math.nan,
+    math.inf,
+    -math.inf,
+    1e304,
+    -1e-308,
+]
 _BAD_PRICE = st.one_of(
     st.sampled_from(_EXTREME),
     st.floats(min_value=1e3, allow_nan=False),  # beyond any EUR/USD range

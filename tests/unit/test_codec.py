@@ -83,9 +83,21 @@ def test_tick_round_trip() -> None:
 
 
 def test_candle_round_trip_and_inconsistent_bar_refused() -> None:
-    c = Candle(symbol="EURUSD", timeframe="1m", open_ms=60_000 * 23_316_667, close_ms=60_000 * 23_316_668,
-               open=1.1, high=1.2, low=1.0, close=1.15, tick_count=3, spread_mean=0.0001,
-               spread_min=0.0, spread_max=0.0002, revision=3)
+    c = Candle(
+        symbol="EURUSD",
+        timeframe="1m",
+        open_ms=60_000 * 23_316_667,
+        close_ms=60_000 * 23_316_668,
+        open=1.1,
+        high=1.2,
+        low=1.0,
+        close=1.15,
+        tick_count=3,
+        spread_mean=0.0001,
+        spread_min=0.0,
+        spread_max=0.0002,
+        revision=3,
+    )
     assert decode_candle(encode_candle(c), key=b"EURUSD") == c
     bad = json.loads(encode_candle(c))
     bad["high"] = 1.05

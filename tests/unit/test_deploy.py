@@ -29,16 +29,28 @@ DOCS = ROOT / "docs" / "operations.md"
 FOREXD_SERVICES = ("worker", "retrain-worker", "replay")
 #: Services that run the image built from ./Dockerfile.
 IMAGE_SERVICES = (*FOREXD_SERVICES, "models-seed")
-LONG_RUNNING = ("kafka", "postgres", "prometheus", "alertmanager", "alert-sink", "grafana", "worker",
-                "retrain-worker")
+LONG_RUNNING = ("kafka", "postgres", "prometheus", "alertmanager", "alert-sink", "grafana", "worker", "retrain-worker")
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
 ALERTMANAGER = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 REQUIRED_ENV = (
-    "FOREXD_BROKER_URL", "FOREXD_TOPIC_PREFIX", "FOREXD_PARTITIONS", "FOREXD_DATABASE_URL",
-    "FOREXD_SYMBOLS", "FOREXD_TIMEFRAMES", "FOREXD_FORECAST_TIMEFRAMES", "FOREXD_HORIZON",
-    "FOREXD_MODEL_DIR", "FOREXD_METRICS_ADDR", "FOREXD_METRICS_PORT", "FOREXD_DATA_DIR",
-    "FOREXD_ALLOWED_LATENESS_MS", "FOREXD_KAFKA_SECURITY_PROTOCOL", "FOREXD_KAFKA_SASL_MECHANISM",
-    "FOREXD_KAFKA_SASL_USERNAME", "FOREXD_KAFKA_SASL_PASSWORD", "FOREXD_KAFKA_SSL_CAFILE",
+    "FOREXD_BROKER_URL",
+    "FOREXD_TOPIC_PREFIX",
+    "FOREXD_PARTITIONS",
+    "FOREXD_DATABASE_URL",
+    "FOREXD_SYMBOLS",
+    "FOREXD_TIMEFRAMES",
+    "FOREXD_FORECAST_TIMEFRAMES",
+    "FOREXD_HORIZON",
+    "FOREXD_MODEL_DIR",
+    "FOREXD_METRICS_ADDR",
+    "FOREXD_METRICS_PORT",
+    "FOREXD_DATA_DIR",
+    "FOREXD_ALLOWED_LATENESS_MS",
+    "FOREXD_KAFKA_SECURITY_PROTOCOL",
+    "FOREXD_KAFKA_SASL_MECHANISM",
+    "FOREXD_KAFKA_SASL_USERNAME",
+    "FOREXD_KAFKA_SASL_PASSWORD",
+    "FOREXD_KAFKA_SSL_CAFILE",
 )
 
 _VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -71,7 +83,7 @@ def interpolate(text: str, env: dict[str, str]) -> str:
             body = text[i + 2 : j - 1]
             name = _VAR.match(body)
             assert name is not None, body
-            var, rest = name.group(), body[name.end():]
+            var, rest = name.group(), body[name.end() :]
             if rest.startswith(":-"):
                 value = env.get(var) or interpolate(rest[2:], env)
             elif rest.startswith("-"):
@@ -137,9 +149,7 @@ def test_interpolate_follows_compose_rules() -> None:
 
 def _compose_cli() -> list[str] | None:
     """Return the compose command line available here: the v2 plugin, else v1, else None."""
-    if shutil.which("docker") and subprocess.run(
-        ["docker", "compose", "version"], capture_output=True
-    ).returncode == 0:
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
         return ["docker", "compose"]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
@@ -148,15 +158,17 @@ def _compose_cli() -> list[str] | None:
 
 @pytest.mark.skipif(
     _compose_cli() is None,
-    reason="no docker compose CLI here (the docker client has no compose plugin); "
-    "the YAML-level tests below apply",
+    reason="no docker compose CLI here (the docker client has no compose plugin); the YAML-level tests below apply",
 )
 def test_docker_compose_config_validates() -> None:
     cli = _compose_cli()
     assert cli is not None
     result = subprocess.run(
         [*cli, "-f", str(COMPOSE), "config"],
-        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
         env={"PATH": os.environ.get("PATH", "")},
     )
     assert result.returncode == 0, result.stderr
@@ -170,8 +182,16 @@ def test_docker_compose_config_validates() -> None:
 def test_compose_defines_the_whole_stack(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert set(services) == {
-        "kafka", "postgres", "prometheus", "alertmanager", "alert-sink", "grafana", "models-seed", "worker",
-        "retrain-worker", "replay",
+        "kafka",
+        "postgres",
+        "prometheus",
+        "alertmanager",
+        "alert-sink",
+        "grafana",
+        "models-seed",
+        "worker",
+        "retrain-worker",
+        "replay",
     }
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert services["postgres"]["image"].startswith("postgres:")
@@ -246,7 +266,8 @@ def test_dependencies_wait_for_health_of_services_that_define_it(compose: dict[s
 
 
 def test_forexd_services_are_configured_only_through_forexd_environment(
-    compose: dict[str, Any], raw: dict[str, Any],
+    compose: dict[str, Any],
+    raw: dict[str, Any],
 ) -> None:
     for name in FOREXD_SERVICES:
         env = _env(compose["services"][name])
@@ -263,9 +284,15 @@ def test_forexd_services_are_configured_only_through_forexd_environment(
 
 def test_environment_overrides_reach_the_workers(raw: dict[str, Any]) -> None:
     url = "postgresql+psycopg2://forexd:s3cret@postgres:5432/forexd"
-    resolved = _resolve(raw, {"FOREXD_SYMBOLS": "EURUSD", "POSTGRES_PASSWORD": "s3cret",
-                              "FOREXD_DATABASE_URL": url,
-                              "REPLAY_FILE": "/app/data/sample/other.csv"})
+    resolved = _resolve(
+        raw,
+        {
+            "FOREXD_SYMBOLS": "EURUSD",
+            "POSTGRES_PASSWORD": "s3cret",
+            "FOREXD_DATABASE_URL": url,
+            "REPLAY_FILE": "/app/data/sample/other.csv",
+        },
+    )
     env = _env(resolved["services"]["worker"])
     assert env["FOREXD_SYMBOLS"] == "EURUSD"
     assert env["FOREXD_DATABASE_URL"] == url
@@ -291,14 +318,17 @@ def test_host_ports_are_published_on_loopback_only(compose: dict[str, Any]) -> N
 
 def test_bind_mounts_point_at_files_in_the_repository(compose: dict[str, Any]) -> None:
     mounts = [
-        v.split(":")[0] for svc in compose["services"].values() for v in svc.get("volumes", [])
-        if v.startswith("./")
+        v.split(":")[0] for svc in compose["services"].values() for v in svc.get("volumes", []) if v.startswith("./")
     ]
     assert mounts
     for m in mounts:
         assert (ROOT / m).exists(), m
-    named = {v.split(":")[0] for svc in compose["services"].values()
-             for v in svc.get("volumes", []) if not v.startswith(("./", "/"))}
+    named = {
+        v.split(":")[0]
+        for svc in compose["services"].values()
+        for v in svc.get("volumes", [])
+        if not v.startswith(("./", "/"))
+    }
     assert named <= set(compose["volumes"])
 
 
@@ -307,8 +337,7 @@ def test_bind_mounts_point_at_files_in_the_repository(compose: dict[str, Any]) -
 
 def test_prometheus_scrapes_both_workers_on_their_metrics_port(compose: dict[str, Any]) -> None:
     cfg = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
-    targets = {t for job in cfg["scrape_configs"] for sc in job["static_configs"]
-               for t in sc["targets"]}
+    targets = {t for job in cfg["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
     port = _env(compose["services"]["worker"])["FOREXD_METRICS_PORT"]
     assert {f"worker:{port}", f"retrain-worker:{port}"} <= targets
     for rule_file in cfg["rule_files"]:
@@ -321,8 +350,7 @@ def test_grafana_provisioning_matches_mounts(compose: dict[str, Any]) -> None:
     assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
     prov = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/forexd.yml").read_text())
     path = prov["providers"][0]["options"]["path"]
-    mounts = dict(v.split(":")[:2] for v in compose["services"]["grafana"]["volumes"]
-                  if v.startswith("./"))
+    mounts = dict(v.split(":")[:2] for v in compose["services"]["grafana"]["volumes"] if v.startswith("./"))
     assert mounts["./deploy/grafana/dashboards"] == path
     assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
     assert list((ROOT / "deploy/grafana/dashboards").glob("*.json"))
@@ -382,8 +410,9 @@ def test_seed_copies_missing_models_only_and_the_model_book_then_serves_the_bund
     assert pred.version == pt.stem != "rw-ewma"
 
 
-def test_seed_script_needs_a_model_dir(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-                                       tmp_path: Path) -> None:
+def test_seed_script_needs_a_model_dir(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     seed = _load_script(ROOT / "deploy" / "worker" / "seed_models.py")
     monkeypatch.delenv("FOREXD_MODEL_DIR", raising=False)
     assert seed.main(["seed_models.py"]) == 2
@@ -444,15 +473,27 @@ def test_alertmanager_routes_every_rule_by_severity_to_a_documented_receiver(com
     assert "deploy/alertmanager/alertmanager.yml" in doc and "alert-sink" in doc
 
 
-@pytest.mark.skipif(shutil.which("amtool") is None, reason="amtool (Alertmanager) not installed here; "
-                    "the structural test above applies")
+@pytest.mark.skipif(
+    shutil.which("amtool") is None, reason="amtool (Alertmanager) not installed here; the structural test above applies"
+)
 def test_amtool_accepts_the_config_and_routes_by_severity() -> None:
     ok = subprocess.run(["amtool", "check-config", str(ALERTMANAGER)], capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     for severity in ("critical", "warning"):
-        r = subprocess.run(["amtool", "config", "routes", "test", f"--config.file={ALERTMANAGER}",
-                            "alertname=ForexdFeedStale", f"severity={severity}"],
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [
+                "amtool",
+                "config",
+                "routes",
+                "test",
+                f"--config.file={ALERTMANAGER}",
+                "alertname=ForexdFeedStale",
+                f"severity={severity}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.stdout.strip() == severity, r.stdout + r.stderr
 
 
@@ -464,12 +505,22 @@ def test_webhook_sink_logs_one_line_per_alert() -> None:
     from io import StringIO
 
     sink = _load_script(ROOT / "deploy" / "alertmanager" / "webhook_sink.py")
-    payload = {"receiver": "warning", "status": "firing", "alerts": [
-        {"status": "firing", "labels": {"alertname": "ForexdFeedStale", "severity": "warning", "symbol": "EURUSD"},
-         "annotations": {"summary": "No tick for EURUSD"}},
-        {"status": "resolved", "labels": {"alertname": "ForexdCircuitOpen", "severity": "critical",
-                                          "dependency": "database"}, "annotations": {}},
-    ]}
+    payload = {
+        "receiver": "warning",
+        "status": "firing",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "ForexdFeedStale", "severity": "warning", "symbol": "EURUSD"},
+                "annotations": {"summary": "No tick for EURUSD"},
+            },
+            {
+                "status": "resolved",
+                "labels": {"alertname": "ForexdCircuitOpen", "severity": "critical", "dependency": "database"},
+                "annotations": {},
+            },
+        ],
+    }
     server = HTTPServer(("127.0.0.1", 0), sink._Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     out = StringIO()
@@ -478,16 +529,17 @@ def test_webhook_sink_logs_one_line_per_alert() -> None:
         try:
             url = f"http://127.0.0.1:{server.server_port}"
             assert urllib.request.urlopen(url + "/", timeout=10).read() == b"ok\n"  # the health check
-            req = urllib.request.Request(url + "/warning", data=json.dumps(payload).encode(),
-                                         headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(
+                url + "/warning", data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+            )
             assert urllib.request.urlopen(req, timeout=10).status == 200
         finally:
             server.shutdown()
             server.server_close()
     assert out.getvalue().splitlines() == [
-        'alert receiver=warning status=firing alertname=ForexdFeedStale severity=warning symbol=EURUSD '
+        "alert receiver=warning status=firing alertname=ForexdFeedStale severity=warning symbol=EURUSD "
         'summary="No tick for EURUSD"',
-        'alert receiver=warning status=resolved alertname=ForexdCircuitOpen severity=critical '
+        "alert receiver=warning status=resolved alertname=ForexdCircuitOpen severity=critical "
         'dependency=database summary=""',
     ]
 
@@ -534,8 +586,10 @@ def test_feed_stale_rule_is_silent_over_the_fx_weekend_and_alerts_in_the_week() 
     assert "FX" in rule["annotations"]["description"] or "weekend" in rule["annotations"]["description"]
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Prometheus) not installed here; "
-                    "the structural tests above apply")
+@pytest.mark.skipif(
+    shutil.which("promtool") is None,
+    reason="promtool (Prometheus) not installed here; the structural tests above apply",
+)
 def test_promtool_accepts_config_and_rules_and_passes_the_rule_unit_tests(tmp_path: Path) -> None:
     def run(*args: str) -> None:
         r = subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
@@ -590,8 +644,9 @@ def test_operations_doc_covers_every_settings_field() -> None:
     from dataclasses import fields
 
     doc = DOCS.read_text()
-    missing = [f"FOREXD_{f.name.upper()}" for f in fields(settings_mod.Settings)
-               if f"`FOREXD_{f.name.upper()}`" not in doc]
+    missing = [
+        f"FOREXD_{f.name.upper()}" for f in fields(settings_mod.Settings) if f"`FOREXD_{f.name.upper()}`" not in doc
+    ]
     assert not missing, missing
 
 
@@ -610,4 +665,3 @@ def test_operations_doc_cites_no_file_outside_the_repository() -> None:
     assert "RELIABILITY.md" not in doc and "../shared" not in doc
     for path in set(re.findall(r"`((?:deploy|docs|tests|forex_diffusion|streams|retraining)/[\w./-]+)`", doc)):
         assert (ROOT / path).exists(), path
-

@@ -73,8 +73,9 @@ def _monitor_run(closes: np.ndarray, mu0: float, horizons: tuple[int, ...] = (1,
     feats = BasicFeatures()
     out: list[tuple[int, DriftEvent]] = []
     for i, c in enumerate(closes.tolist()):
-        candle = Candle(symbol="EURUSD", timeframe="1h", open_ms=i * HOUR, close_ms=(i + 1) * HOUR,
-                        open=c, high=c, low=c, close=c)
+        candle = Candle(
+            symbol="EURUSD", timeframe="1h", open_ms=i * HOUR, close_ms=(i + 1) * HOUR, open=c, high=c, low=c, close=c
+        )
         f, vol = feats.update(c)
         events = monitor.update_learner(learners.step(candle, f, vol))
         for h in horizons:
@@ -266,8 +267,15 @@ def test_ks_reference_can_be_set_from_a_training_window() -> None:
 
 
 def test_drift_event_round_trips_through_plain_data() -> None:
-    ev = DriftEvent(detector="adwin:error", statistic=0.5, threshold=0.2, symbol="EURUSD",
-                    timeframe="1h", horizon=12, ts_ms=1_400_000_000_000)
+    ev = DriftEvent(
+        detector="adwin:error",
+        statistic=0.5,
+        threshold=0.2,
+        symbol="EURUSD",
+        timeframe="1h",
+        horizon=12,
+        ts_ms=1_400_000_000_000,
+    )
     assert DriftEvent.from_dict(ev.to_dict()) == ev
     with pytest.raises(ConfigError):
         DriftEvent.from_dict({**ev.to_dict(), "extra": 1})
@@ -287,8 +295,10 @@ def test_restored_monitor_reports_the_same_events_as_an_uninterrupted_one() -> N
         DriftMonitor.restore(b.snapshot(key=b"k"), key=b"other")
 
 
-@pytest.mark.parametrize("kwargs", [{"adwin_delta": 0.0}, {"ph_threshold": -1.0}, {"ks_stride": 0},
-                                    {"calibration_window": 3}, {"ks_alpha": 2.0}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"adwin_delta": 0.0}, {"ph_threshold": -1.0}, {"ks_stride": 0}, {"calibration_window": 3}, {"ks_alpha": 2.0}],
+)
 def test_bad_drift_config_is_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         DriftConfig(**kwargs)  # type: ignore[arg-type]

@@ -90,8 +90,18 @@ def test_ewma_volatility_matches_the_series_context_on_real_hourly() -> None:
     ctx = SeriesContext(symbol="EURUSD", timeframe="1h", spec=spec)
     sig_ctx = []
     for t, o, h, lo, c in zip(f.ts_ms, f.open, f.high, f.low, f.close, strict=True):
-        ctx.update(Candle(symbol="EURUSD", timeframe="1h", open_ms=int(t), close_ms=int(t) + 3_600_000,
-                          open=o, high=h, low=lo, close=c))
+        ctx.update(
+            Candle(
+                symbol="EURUSD",
+                timeframe="1h",
+                open_ms=int(t),
+                close_ms=int(t) + 3_600_000,
+                open=o,
+                high=h,
+                low=lo,
+                close=c,
+            )
+        )
         sig_ctx.append(ctx.sigma)
     sig = ewma_volatility(np.diff(np.log(f.close.to_numpy())), lam=0.94, warmup=24)
     np.testing.assert_allclose(sig, sig_ctx[1:], rtol=1e-12)
@@ -103,8 +113,14 @@ def test_ewma_volatility_matches_the_series_context_on_real_hourly() -> None:
 
 def test_summary_per_step_group_against_hand_computed_values() -> None:
     cols = {f"q{round(t * 100):02d}": [t] * 2 for t in QUANTILE_LEVELS}
-    rows = pd.DataFrame({"step": [1, 2], **cols, "realized": [0.5, np.nan],
-                         **{f"rw_q{round(t * 100):02d}": [0.5] * 2 for t in QUANTILE_LEVELS}})
+    rows = pd.DataFrame(
+        {
+            "step": [1, 2],
+            **cols,
+            "realized": [0.5, np.nan],
+            **{f"rw_q{round(t * 100):02d}": [0.5] * 2 for t in QUANTILE_LEVELS},
+        }
+    )
     (g1, g2) = summarize_forecasts(rows, [(1, 1), (2, 2)])
     assert g1.n == 1 and g2.n == 0 and math.isnan(g2.crps)
     assert g1.rw_crps == 0.0 and math.isnan(g1.skill)  # perfect baseline: skill undefined

@@ -18,8 +18,14 @@ from forex_diffusion.errors import ConfigError
 from forex_diffusion.evaluation import QUANTILE_LEVELS
 
 AS_OF = 1_514_581_200_000  # 2017-12-29 21:00 UTC
-LEGEND = {(198, 219, 239): "model 5-95 %", (107, 174, 214): "20-80 %", (33, 113, 181): "40-60 %",
-          (8, 48, 107): "median", (203, 24, 29): "realised close", (120, 120, 120): "random walk 5-95 %"}
+LEGEND = {
+    (198, 219, 239): "model 5-95 %",
+    (107, 174, 214): "20-80 %",
+    (33, 113, 181): "40-60 %",
+    (8, 48, 107): "median",
+    (203, 24, 29): "realised close",
+    (120, 120, 120): "random walk 5-95 %",
+}
 
 
 def _rows(h: int = 24, as_of: int = AS_OF) -> pd.DataFrame:
@@ -29,8 +35,15 @@ def _rows(h: int = 24, as_of: int = AS_OF) -> pd.DataFrame:
     out = []
     for k in range(1, h + 1):
         sd = 0.0008 * np.sqrt(k)
-        r: dict[str, object] = {"symbol": "EURUSD", "timeframe": "1h", "as_of": as_of, "step": k, "mean": 1.2,
-                                "p_up": 0.5, "realized": realised[k - 1]}
+        r: dict[str, object] = {
+            "symbol": "EURUSD",
+            "timeframe": "1h",
+            "as_of": as_of,
+            "step": k,
+            "mean": 1.2,
+            "p_up": 0.5,
+            "realized": realised[k - 1],
+        }
         for t, v in zip(QUANTILE_LEVELS, 1.2 + z * sd, strict=True):
             r[f"q{round(t * 100):02d}"] = v
             r[f"rw_q{round(t * 100):02d}"] = v + np.sign(v - 1.2) * 0.3 * sd
@@ -44,9 +57,9 @@ def _read_png(path: Path) -> tuple[np.ndarray, dict[str, str]]:
     pos, idat, text = 8, b"", {}
     width = height = 0
     while pos < len(data):
-        (n,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
-        assert struct.unpack(">I", data[pos + 8 + n:pos + 12 + n])[0] == zlib.crc32(kind + body) & 0xFFFFFFFF
+        (n,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]
+        assert struct.unpack(">I", data[pos + 8 + n : pos + 12 + n])[0] == zlib.crc32(kind + body) & 0xFFFFFFFF
         if kind == b"IHDR":
             width, height = struct.unpack(">II", body[:8])
         elif kind == b"IDAT":
@@ -83,8 +96,13 @@ def _has_text(img: np.ndarray, label: str, colour: tuple[int, int, int] = (40, 4
     r0, c0 = np.argwhere(mask)[0]
     for y, x in np.argwhere(ink):
         top, left = y - r0, x - c0
-        if 0 <= top and 0 <= left and top + h <= ink.shape[0] and left + w <= ink.shape[1] \
-                and (ink[top:top + h, left:left + w] == mask).all():
+        if (
+            0 <= top
+            and 0 <= left
+            and top + h <= ink.shape[0]
+            and left + w <= ink.shape[1]
+            and (ink[top : top + h, left : left + w] == mask).all()
+        ):
             return True
     return False
 

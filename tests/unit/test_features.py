@@ -35,9 +35,12 @@ def _minutes() -> list[Candle]:
     from forex_diffusion.readers import read_candles
 
     f = read_candles(M1, price="bid").frame.iloc[:N_MINUTES]
-    return [Candle(symbol="EURUSD", timeframe="1m", open_ms=int(t), close_ms=int(t) + 60_000,
-                   open=o, high=h, low=lo, close=c)
-            for t, o, h, lo, c in zip(f.ts_ms, f.open, f.high, f.low, f.close, strict=True)]
+    return [
+        Candle(
+            symbol="EURUSD", timeframe="1m", open_ms=int(t), close_ms=int(t) + 60_000, open=o, high=h, low=lo, close=c
+        )
+        for t, o, h, lo, c in zip(f.ts_ms, f.open, f.high, f.low, f.close, strict=True)
+    ]
 
 
 def _aggregate(minutes: list[Candle], tf_name: str) -> list[Candle]:
@@ -47,9 +50,18 @@ def _aggregate(minutes: list[Candle], tf_name: str) -> list[Candle]:
     for m in minutes + [None]:  # type: ignore[list-item]
         if group and (m is None or tf.floor(m.open_ms) != tf.floor(group[0].open_ms)):
             start = tf.floor(group[0].open_ms)
-            out.append(Candle(symbol="EURUSD", timeframe=tf.name, open_ms=start, close_ms=tf.end_of(start),
-                              open=group[0].open, high=max(g.high for g in group),
-                              low=min(g.low for g in group), close=group[-1].close))
+            out.append(
+                Candle(
+                    symbol="EURUSD",
+                    timeframe=tf.name,
+                    open_ms=start,
+                    close_ms=tf.end_of(start),
+                    open=group[0].open,
+                    high=max(g.high for g in group),
+                    low=min(g.low for g in group),
+                    close=group[-1].close,
+                )
+            )
             group = []
         if m is not None:
             group.append(m)
@@ -93,13 +105,26 @@ def test_vectors_appear_only_once_every_timeframe_is_ready(run: dict[int, Featur
 
 
 def test_perturbing_candles_after_t_changes_no_feature_at_or_before_t(
-        minutes: list[Candle], run: dict[int, FeatureVector | None]) -> None:
+    minutes: list[Candle], run: dict[int, FeatureVector | None]
+) -> None:
     times = sorted(t for t, v in run.items() if v is not None)
     t_cut = times[len(times) // 2] + 7 * 60_000  # inside a 15m candle, which is then still forming
     assert t_cut % (15 * 60_000) != 0
-    perturbed = [m if m.close_ms <= t_cut else Candle(
-        symbol=m.symbol, timeframe=m.timeframe, open_ms=m.open_ms, close_ms=m.close_ms, open=m.open * 1.01,
-        high=m.high * 1.02, low=m.low * 1.005, close=m.close * 1.015) for m in minutes]
+    perturbed = [
+        m
+        if m.close_ms <= t_cut
+        else Candle(
+            symbol=m.symbol,
+            timeframe=m.timeframe,
+            open_ms=m.open_ms,
+            close_ms=m.close_ms,
+            open=m.open * 1.01,
+            high=m.high * 1.02,
+            low=m.low * 1.005,
+            close=m.close * 1.015,
+        )
+        for m in minutes
+    ]
     other = _vectors(perturbed)
     before = [t for t in run if t <= t_cut and run[t] is not None]
     after = [t for t in run if t > t_cut and run[t] is not None]
@@ -131,8 +156,9 @@ def test_higher_timeframe_block_is_its_last_closed_candle(minutes: list[Candle])
     assert checked > 1000
 
 
-def test_snapshot_json_restore_continue_equals_never_stopping(minutes: list[Candle],
-                                                              run: dict[int, FeatureVector | None]) -> None:
+def test_snapshot_json_restore_continue_equals_never_stopping(
+    minutes: list[Candle], run: dict[int, FeatureVector | None]
+) -> None:
     stream = _stream(minutes)
     cut = len(stream) * 2 // 3
     fb = FeatureBuilder(CFG)
@@ -152,15 +178,17 @@ def test_snapshot_json_restore_continue_equals_never_stopping(minutes: list[Cand
 
 
 def test_redelivered_and_foreign_candles(minutes: list[Candle]) -> None:
-    fb = FeatureBuilder(FeatureConfig(forecast_timeframe="1m", timeframes=("1m",), spec="sma_5",
-                                      vol_window=5, return_lags=2))
+    fb = FeatureBuilder(
+        FeatureConfig(forecast_timeframe="1m", timeframes=("1m",), spec="sma_5", vol_window=5, return_lags=2)
+    )
     outs = [fb.on_candle(m) for m in minutes[:20]]
     assert outs[-1] is not None
     assert fb.on_candle(minutes[10]) is None and fb.ignored == 1
     np.testing.assert_array_equal(fb.features().values, outs[-1].values)  # type: ignore[union-attr]
     with pytest.raises(ValidationError):
-        fb.on_candle(Candle(symbol="GBPUSD", timeframe="1m", open_ms=0, close_ms=60_000,
-                            open=1, high=1, low=1, close=1))
+        fb.on_candle(
+            Candle(symbol="GBPUSD", timeframe="1m", open_ms=0, close_ms=60_000, open=1, high=1, low=1, close=1)
+        )
 
 
 def test_config_rejects_bad_settings() -> None:
@@ -177,8 +205,9 @@ def test_standardiser_replaces_zero_sigma_by_one() -> None:
     x = np.array([[1.0, 2.0, 7.0], [3.0, 2.0, 9.0]])
     s = Standardiser().fit(x)
     np.testing.assert_array_equal(s.scale_, [1.0, 1.0, 1.0])
-    np.testing.assert_array_equal(s.transform(np.array([[2.0, 2.0, 8.0], [5.0, 3.0, 10.0]])),
-                                  [[0.0, 0.0, 0.0], [3.0, 1.0, 2.0]])
+    np.testing.assert_array_equal(
+        s.transform(np.array([[2.0, 2.0, 8.0], [5.0, 3.0, 10.0]])), [[0.0, 0.0, 0.0], [3.0, 1.0, 2.0]]
+    )
     assert np.array_equal(Standardiser.from_dict(json.loads(json.dumps(s.to_dict()))).scale_, s.scale_)
 
 
@@ -192,9 +221,9 @@ def test_ks_flags_a_shifted_feature_not_a_stable_one(run: dict[int, FeatureVecto
     assert not stable.shifted and stable.n_train + stable.n_test == len(rows)
     # a chronological 60/20 split of a return shifted by one sigma: flagged
     n = len(rows)
-    shifted = ks_leakage_check(rows[: int(0.6 * n), j_ret], rows[int(0.8 * n):, j_ret] + 1.0)
+    shifted = ks_leakage_check(rows[: int(0.6 * n), j_ret], rows[int(0.8 * n) :, j_ret] + 1.0)
     assert shifted.shifted and shifted.pvalue < 1e-6
-    report = ks_leakage_checks(rows[: int(0.6 * n)], rows[int(0.8 * n):], names)
+    report = ks_leakage_checks(rows[: int(0.6 * n)], rows[int(0.8 * n) :], names)
     assert set(report) == set(names) and isinstance(report[names[j_level]].statistic, float)
     with pytest.raises(ConfigError):
         ks_leakage_check(rows[:, j_ret], rows[:, j_ret], alpha=1.5)

@@ -60,11 +60,20 @@ BOUNDED_LABELS: dict[str, frozenset[str] | None] = {
     "le": None,  # histogram buckets: fixed at definition
 }
 #: Families of prometheus_client's process, platform and GC collectors.
-STANDARD_FAMILIES = frozenset({
-    "process_virtual_memory_bytes", "process_resident_memory_bytes", "process_start_time_seconds",
-    "process_cpu_seconds", "process_open_fds", "process_max_fds", "python_info",
-    "python_gc_objects_collected", "python_gc_objects_uncollectable", "python_gc_collections",
-})
+STANDARD_FAMILIES = frozenset(
+    {
+        "process_virtual_memory_bytes",
+        "process_resident_memory_bytes",
+        "process_start_time_seconds",
+        "process_cpu_seconds",
+        "process_open_fds",
+        "process_max_fds",
+        "python_info",
+        "python_gc_objects_collected",
+        "python_gc_objects_uncollectable",
+        "python_gc_collections",
+    }
+)
 REASONS_BY_FAMILY = {
     "forexd_dead_letters": frozenset(r.value for r in RejectReason),
     "forexd_retrain_requests": RETRAIN_REASONS,
@@ -85,7 +94,10 @@ class FakeClock:
 
 def _make(clock: FakeClock | None = None) -> Metrics:
     return Metrics(
-        SYMBOLS, timeframes=TIMEFRAMES, partitions=PARTITIONS, topics=TOPICS,
+        SYMBOLS,
+        timeframes=TIMEFRAMES,
+        partitions=PARTITIONS,
+        topics=TOPICS,
         **({"clock": clock} if clock else {}),
     )
 
@@ -241,8 +253,7 @@ def test_unknown_symbol_is_never_a_label_value_and_is_counted_label_free() -> No
     text = m.render().decode()
     assert UNKNOWN not in text
     fams = {f.name: f for f in _families(m)}
-    (total,) = [s for s in fams["forexd_unconfigured_symbol_events"].samples
-                if s.name.endswith("_total")]
+    (total,) = [s for s in fams["forexd_unconfigured_symbol_events"].samples if s.name.endswith("_total")]
     assert total.labels == {} and total.value == 7
 
 
@@ -253,9 +264,28 @@ def test_out_of_domain_label_values_are_refused_and_counted() -> None:
     invalid = m.invalid_label_values._value.get()
     assert unconfigured + invalid == n
     values = {v for _, s in _samples(m) for v in s.labels.values()}
-    for junk in ("kaboom", "weird-topic", "weird_topic", "smelly", "my_detector", "my-detector",
-                 "because", "exploded", "fx.other", "redis", "ajar", "99", "3m", "4", "-1",
-                 UNKNOWN, "EURUSD/1m/24/extra", "EURUSD/1m/24", "v 7<b>", "x" * 65):
+    for junk in (
+        "kaboom",
+        "weird-topic",
+        "weird_topic",
+        "smelly",
+        "my_detector",
+        "my-detector",
+        "because",
+        "exploded",
+        "fx.other",
+        "redis",
+        "ajar",
+        "99",
+        "3m",
+        "4",
+        "-1",
+        UNKNOWN,
+        "EURUSD/1m/24/extra",
+        "EURUSD/1m/24",
+        "v 7<b>",
+        "x" * 65,
+    ):
         assert junk not in values, junk
 
 
@@ -315,8 +345,12 @@ def test_set_quality_publishes_monitor_rows_and_drops_unmeasurable_coverage() ->
     assert v[("forexd_forecast_crps_random_walk", key)] == pytest.approx(row.crps_rw)
     assert v[("forexd_forecast_crps_skill_ratio", key)] == pytest.approx(row.crps_skill)
     assert v[("forexd_forecast_quality_window_steps", key)] == 3
-    assert v[("forexd_forecast_interval_coverage_ratio", (("horizon", "1"), ("interval", "50"),
-              ("symbol", "EURUSD"), ("timeframe", "5m")))] == pytest.approx(1 / 3)
+    assert v[
+        (
+            "forexd_forecast_interval_coverage_ratio",
+            (("horizon", "1"), ("interval", "50"), ("symbol", "EURUSD"), ("timeframe", "5m")),
+        )
+    ] == pytest.approx(1 / 3)
     # A later window without the interval levels removes the coverage series.
     m.set_quality([QualityRow("EURUSD", "5m", "1", 3, 0.1, 0.2, 0.5, None, None)])
     assert "forexd_forecast_interval_coverage_ratio{" not in m.render().decode()
@@ -346,8 +380,7 @@ def test_lag_from_positions_and_high_water_marks() -> None:
     m.set_lag_from_positions("fx.ticks", 0, position=40, highwater=100)
     m.set_lag_from_positions("fx.ticks", 1, position=120, highwater=100)  # clamped
     m.set_lag_from_positions("fx.ticks", 2, position=None, highwater=100)  # unknown: not set
-    lags = {s.labels["partition"]: s.value for n, s in _samples(m)
-            if n == "forexd_consumer_lag_records"}
+    lags = {s.labels["partition"]: s.value for n, s in _samples(m) if n == "forexd_consumer_lag_records"}
     assert lags == {"0": 60, "1": 0}
 
 
@@ -381,12 +414,16 @@ def test_model_version_is_a_label_with_one_series_per_key_that_a_swap_replaces()
     m.model_in_service("EURUSD/1m/24", registry_version)  # hot swap
     m.model_in_service("EURUSD/1m/24", registry_version)  # the next forecast: unchanged
     m.model_in_service("GBPUSD/1m/24", "rw-ewma")
-    served = sorted((s.labels["key"], s.labels["version"], s.value) for n, s in _samples(m)
-                    if n == "forexd_model_version_in_service")
+    served = sorted(
+        (s.labels["key"], s.labels["version"], s.value)
+        for n, s in _samples(m)
+        if n == "forexd_model_version_in_service"
+    )
     assert served == [("EURUSD/1m/24", registry_version, 1.0), ("GBPUSD/1m/24", "rw-ewma", 1.0)]
     m.model_in_service("EURUSD/1m/24", "rw-ewma")  # rollback to the baseline
-    served = sorted((s.labels["key"], s.labels["version"]) for n, s in _samples(m)
-                    if n == "forexd_model_version_in_service")
+    served = sorted(
+        (s.labels["key"], s.labels["version"]) for n, s in _samples(m) if n == "forexd_model_version_in_service"
+    )
     assert served == [("EURUSD/1m/24", "rw-ewma"), ("GBPUSD/1m/24", "rw-ewma")]
 
 
@@ -397,12 +434,19 @@ def test_build_info_and_default_process_platform_gc_collectors_are_exported() ->
     fams = {f.name: f for f in _families(_make())}
     (build,) = fams["forexd_build_info"].samples
     assert build.value == 1
-    assert build.labels == {"version": metadata.version("forex-diffusion-streaming"),
-                            "python": platform.python_version(), "torch": metadata.version("torch")}
+    assert build.labels == {
+        "version": metadata.version("forex-diffusion-streaming"),
+        "python": platform.python_version(),
+        "torch": metadata.version("torch"),
+    }
     assert "python_info" in fams and "python_gc_objects_collected" in fams
     if Path("/proc/self/stat").exists():  # the process collector reads /proc (Linux)
-        for name in ("process_cpu_seconds", "process_resident_memory_bytes", "process_start_time_seconds",
-                     "process_open_fds"):
+        for name in (
+            "process_cpu_seconds",
+            "process_resident_memory_bytes",
+            "process_start_time_seconds",
+            "process_open_fds",
+        ):
             assert name in fams, name
     # each Metrics has its own collectors: a second instance in the process does not collide
     assert b"forexd_build_info" in _make().render()
@@ -421,22 +465,41 @@ def test_tick_agent_counts_accepted_crossed_and_locked_quotes(tmp_path: Path) ->
 
     s = Settings(symbols=("EURUSD",), timeframes=("1m",), data_dir=tmp_path, status_interval_s=0)
     m = Metrics(["EURUSD"], timeframes=["1m"])
-    rt = Runtime(settings=s, app=SimpleNamespace(consumer=None), topics={},
-                 instruments=InstrumentRegistry.of(s.symbols), engine=None, metrics=m)
+    rt = Runtime(
+        settings=s,
+        app=SimpleNamespace(consumer=None),
+        topics={},
+        instruments=InstrumentRegistry.of(s.symbols),
+        engine=None,
+        metrics=m,
+    )
     agent = TickAgent(rt)
     t0 = 1_399_273_200_000  # Monday 2014-05-05 07:00 UTC: the market is open
-    quotes = [(1.38700, 1.38710), (1.38712, 1.38705), (1.38705, 1.38705), (1.38703, 1.38709),
-              (1.38712, 1.38706), (1.50000, 1.38700)]  # normal, crossed, locked, normal, crossed, refused
+    quotes = [
+        (1.38700, 1.38710),
+        (1.38712, 1.38705),
+        (1.38705, 1.38705),
+        (1.38703, 1.38709),
+        (1.38712, 1.38706),
+        (1.50000, 1.38700),
+    ]  # normal, crossed, locked, normal, crossed, refused
 
     async def go() -> None:
         for off, (bid, ask) in enumerate(quotes):
-            await agent.handle(SimpleNamespace(
-                topic="fx.ticks", partition=0, offset=off, key=b"EURUSD",
-                value=encode({"v": 1, "symbol": "EURUSD", "ts": t0 + 1_000 * off, "bid": bid, "ask": ask})))
+            await agent.handle(
+                SimpleNamespace(
+                    topic="fx.ticks",
+                    partition=0,
+                    offset=off,
+                    key=b"EURUSD",
+                    value=encode({"v": 1, "symbol": "EURUSD", "ts": t0 + 1_000 * off, "bid": bid, "ask": ask}),
+                )
+            )
 
     asyncio.run(go())
-    flagged = {s.labels["flag"]: s.value for n, s in _samples(m) if n == "forexd_quotes_flagged"
-               and s.name.endswith("_total")}
+    flagged = {
+        s.labels["flag"]: s.value for n, s in _samples(m) if n == "forexd_quotes_flagged" and s.name.endswith("_total")
+    }
     assert flagged == {"crossed": 2, "locked": 1}
     assert len(agent.dead) == 1  # crossed beyond the tolerance: refused, not flagged
     counters = agent.pipeline.validator.counters
@@ -446,7 +509,7 @@ def test_tick_agent_counts_accepted_crossed_and_locked_quotes(tmp_path: Path) ->
 def test_two_instances_in_one_process_do_not_collide() -> None:
     a, b = _make(), _make()
     a.ticks_processed("EURUSD", 4)
-    assert b"forexd_ticks_processed_total{symbol=\"EURUSD\"} 4.0" in a.render()
+    assert b'forexd_ticks_processed_total{symbol="EURUSD"} 4.0' in a.render()
     assert b"forexd_ticks_processed_total{symbol=" not in b.render()
 
 
@@ -473,10 +536,8 @@ def test_endpoint_binds_loopback_by_default_and_serves_parseable_text() -> None:
         assert m._server is not None
         assert m._server.server.server_address[0] == "127.0.0.1"
         fams = {f.name: f for f in text_string_to_metric_families(_get(port))}
-        assert {"forexd_ticks_processed", "forexd_forecast_latency_seconds",
-                "forexd_consumer_lag_records"} <= set(fams)
-        (tick,) = [s for s in fams["forexd_ticks_processed"].samples
-                   if s.name == "forexd_ticks_processed_total"]
+        assert {"forexd_ticks_processed", "forexd_forecast_latency_seconds", "forexd_consumer_lag_records"} <= set(fams)
+        (tick,) = [s for s in fams["forexd_ticks_processed"].samples if s.name == "forexd_ticks_processed_total"]
         assert tick.value == 9
         with pytest.raises(RuntimeError):
             m.serve()
@@ -563,12 +624,20 @@ def test_grafana_dashboard_references_only_metrics_that_exist() -> None:
     assert not missing, f"dashboard queries unknown metrics: {sorted(missing)}"
     # Each section of the issue is covered: throughput, lag, latency, quality, drift,
     # retraining, model versions.
-    for needed in ("forexd_ticks_processed_total", "forexd_candles_emitted_total",
-                   "forexd_consumer_lag_records", "forexd_forecast_latency_seconds_bucket",
-                   "forexd_forecast_crps_skill_ratio", "forexd_forecast_interval_coverage_ratio",
-                   "forexd_drift_events_total", "forexd_retrain_requests_total",
-                   "forexd_retrain_outcomes_total", "forexd_model_version_in_service",
-                   "forexd_feed_staleness_seconds", "forexd_dead_letters_total"):
+    for needed in (
+        "forexd_ticks_processed_total",
+        "forexd_candles_emitted_total",
+        "forexd_consumer_lag_records",
+        "forexd_forecast_latency_seconds_bucket",
+        "forexd_forecast_crps_skill_ratio",
+        "forexd_forecast_interval_coverage_ratio",
+        "forexd_drift_events_total",
+        "forexd_retrain_requests_total",
+        "forexd_retrain_outcomes_total",
+        "forexd_model_version_in_service",
+        "forexd_feed_staleness_seconds",
+        "forexd_dead_letters_total",
+    ):
         assert needed in referenced, needed
 
 
@@ -581,9 +650,7 @@ def test_dashboard_name_check_catches_a_misspelt_metric() -> None:
 
 
 def test_dashboard_panels_use_the_provisioned_datasource() -> None:
-    ds = yaml.safe_load(
-        (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text()
-    )
+    ds = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
     uids = {d["uid"] for d in ds["datasources"]}
     dash = json.loads(DASHBOARD.read_text())
     ids = [p["id"] for p in dash["panels"]]
@@ -611,7 +678,8 @@ def test_late_tick_without_symbol_is_counted_with_an_empty_symbol_label() -> Non
     m.late_tick(None)
     m.late_tick("EURUSD")
     m.late_tick(UNKNOWN)
-    late = {s.labels["symbol"]: s.value for n, s in _samples(m)
-            if n == "forexd_late_ticks" and s.name.endswith("_total")}
+    late = {
+        s.labels["symbol"]: s.value for n, s in _samples(m) if n == "forexd_late_ticks" and s.name.endswith("_total")
+    }
     assert late == {"": 1, "EURUSD": 1}
     assert m.unconfigured_symbol_events._value.get() == 1

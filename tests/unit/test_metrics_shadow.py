@@ -43,6 +43,11 @@ def test_shadow_labels_take_only_bounded_values() -> None:
     m.shadow_progress(KEY, "v 7<b>", realised=1, required=2, crps=1.0, champion_crps=1.0)
     m.shadow_ended(KEY, "exploded")
     assert m.invalid_label_values._value.get() - before == 3
-    values = {v for fam in m.registry.collect() if fam.name.startswith("forexd_shadow")
-              or fam.name == "forexd_model_version_in_shadow" for s in fam.samples for v in s.labels.values()}
+    values = {
+        v
+        for fam in m.registry.collect()
+        if fam.name.startswith("forexd_shadow") or fam.name == "forexd_model_version_in_shadow"
+        for s in fam.samples
+        for v in s.labels.values()
+    }
     assert values <= SHADOW_ROLES | SHADOW_DECISIONS

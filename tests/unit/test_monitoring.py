@@ -81,8 +81,7 @@ def test_calibrated_sharper_model_beats_random_walk_and_covers_nominally() -> No
         mu = float(rng.normal())
         y = float(rng.normal(mu, 1.0))
         # Model knows mu (sharp and calibrated); the reference is wide and centred at 0.
-        mon.update("EURUSD", "5m", 2, LEVELS, _normal_quantiles(mu, 1.0),
-                   _normal_quantiles(0.0, math.sqrt(2.0)), y)
+        mon.update("EURUSD", "5m", 2, LEVELS, _normal_quantiles(mu, 1.0), _normal_quantiles(0.0, math.sqrt(2.0)), y)
     (row,) = mon.snapshot_metrics()
     assert row.horizon == "2-4"
     assert row.crps_skill is not None and row.crps_skill > 0.2
@@ -93,8 +92,7 @@ def test_calibrated_sharper_model_beats_random_walk_and_covers_nominally() -> No
 def test_worse_than_random_walk_gives_negative_skill() -> None:
     mon = QualityMonitor()
     for y in (1.0, 1.02, 0.98, 1.01):
-        mon.update("GBPUSD", "5m", 1, LEVELS, _normal_quantiles(1.5, 0.01),
-                   _normal_quantiles(1.0, 0.02), y)
+        mon.update("GBPUSD", "5m", 1, LEVELS, _normal_quantiles(1.5, 0.01), _normal_quantiles(1.0, 0.02), y)
     (row,) = mon.snapshot_metrics()
     assert row.crps_skill is not None and row.crps_skill < 0
     assert row.coverage_50 == 0.0 and row.coverage_90 == 0.0
@@ -190,7 +188,9 @@ def test_horizon_group_validation_and_labels() -> None:
     with pytest.raises(ConfigError):
         HorizonGroup(5, 2)
     assert [HorizonGroup(1, 1).label, HorizonGroup(2, 4).label, HorizonGroup(9).label] == [
-        "1", "2-4", "9+",
+        "1",
+        "2-4",
+        "9+",
     ]
 
 

@@ -24,12 +24,12 @@ from ..pipeline_runs import feed, pipeline, run
 DAY = 86_400_000
 
 
-
-
 def sample(n: int, start: int = 0) -> list[Tick]:
-    f = read_ticks(SAMPLE_TICKS, symbol="EURUSD").frame.iloc[start:start + n]
-    return [Tick(symbol="EURUSD", ts_ms=t, bid=b, ask=a) for t, b, a in
-            zip(f.ts_ms.tolist(), f.bid.tolist(), f.ask.tolist(), strict=True)]
+    f = read_ticks(SAMPLE_TICKS, symbol="EURUSD").frame.iloc[start : start + n]
+    return [
+        Tick(symbol="EURUSD", ts_ms=t, bid=b, ask=a)
+        for t, b, a in zip(f.ts_ms.tolist(), f.bid.tolist(), f.ask.tolist(), strict=True)
+    ]
 
 
 def shifted(t: Tick, dt: int) -> Tick:
@@ -189,8 +189,19 @@ def test_guard_config_is_validated() -> None:
 def test_start_of_series_cluster_needs_a_lead_so_interleaved_bad_clocks_never_win() -> None:
     g: TimeJumpGuard[str] = TimeJumpGuard(TimeJumpConfig(max_jump_ms=10, confirm=3))
     # bad clocks (1000) interleaved one for one with real ticks (0..): the real ones win
-    seq = [("h1", 1000), ("r0", 0), ("h2", 1000), ("r1", 1), ("h3", 1000), ("r2", 2), ("h4", 1000),
-           ("r3", 3), ("r4", 4), ("r5", 5), ("r6", 6)]
+    seq = [
+        ("h1", 1000),
+        ("r0", 0),
+        ("h2", 1000),
+        ("r1", 1),
+        ("h3", 1000),
+        ("r2", 2),
+        ("h4", 1000),
+        ("r3", 3),
+        ("r4", 4),
+        ("r5", 5),
+        ("r6", 6),
+    ]
     out = None
     for item, ts in seq:
         out = g.hold_first(item, ts)
@@ -203,19 +214,23 @@ def test_start_of_series_cluster_needs_a_lead_so_interleaved_bad_clocks_never_wi
 # -- extremes through the pipeline (what the tick agent runs) ------------------------------
 
 
-@pytest.mark.parametrize("bid,ask,volume,reason", [
-    (1e304, 1e304, 0.0, RejectReason.OUT_OF_RANGE),  # was an OverflowError escaping the agent
-    (1.7976931348623157e308, 1.7976931348623157e308, 0.0, RejectReason.OUT_OF_RANGE),
-    (5e-324, 5e-324, 0.0, RejectReason.OUT_OF_RANGE),
-    (1.38710, 1e308, 0.0, RejectReason.OUT_OF_RANGE),
-    (1.38710, 1.38726, 1e308, RejectReason.OUT_OF_RANGE),
-    (1.38710, 1.38726, -1.0, RejectReason.OUT_OF_RANGE),
-    (1.38710, 1.38726, 5e-324, RejectReason.OUT_OF_RANGE),
-    (1.38710, 1.38726, math.nan, RejectReason.NON_FINITE),
-    (1.38710, 1.38726, math.inf, RejectReason.NON_FINITE),
-])
-def test_extreme_values_are_refused_with_a_reason_never_an_exception(bid: float, ask: float, volume: float,
-                                                                      reason: RejectReason) -> None:
+@pytest.mark.parametrize(
+    "bid,ask,volume,reason",
+    [
+        (1e304, 1e304, 0.0, RejectReason.OUT_OF_RANGE),  # was an OverflowError escaping the agent
+        (1.7976931348623157e308, 1.7976931348623157e308, 0.0, RejectReason.OUT_OF_RANGE),
+        (5e-324, 5e-324, 0.0, RejectReason.OUT_OF_RANGE),
+        (1.38710, 1e308, 0.0, RejectReason.OUT_OF_RANGE),
+        (1.38710, 1.38726, 1e308, RejectReason.OUT_OF_RANGE),
+        (1.38710, 1.38726, -1.0, RejectReason.OUT_OF_RANGE),
+        (1.38710, 1.38726, 5e-324, RejectReason.OUT_OF_RANGE),
+        (1.38710, 1.38726, math.nan, RejectReason.NON_FINITE),
+        (1.38710, 1.38726, math.inf, RejectReason.NON_FINITE),
+    ],
+)
+def test_extreme_values_are_refused_with_a_reason_never_an_exception(
+    bid: float, ask: float, volume: float, reason: RejectReason
+) -> None:
     p = pipeline()
     feed(p, TICKS[:10])
     with pytest.raises(ValidationError) as exc:
@@ -224,8 +239,10 @@ def test_extreme_values_are_refused_with_a_reason_never_an_exception(bid: float,
 
 
 def test_two_huge_volumes_in_one_bucket_never_make_an_unencodable_candle() -> None:
-    big = [Tick(symbol="EURUSD", ts_ms=TICKS[20].ts_ms + i, bid=TICKS[20].bid, ask=TICKS[20].ask, volume=1e308)
-           for i in range(2)]
+    big = [
+        Tick(symbol="EURUSD", ts_ms=TICKS[20].ts_ms + i, bid=TICKS[20].bid, ask=TICKS[20].ask, volume=1e308)
+        for i in range(2)
+    ]
     candles, _, refused = run(TICKS[:20] + big + TICKS[20:])
     assert [r for _, r in refused] == [RejectReason.OUT_OF_RANGE] * 2
     assert candles == CLEAN

@@ -28,9 +28,13 @@ def test_bundled_sample_reads_with_symbol_from_file_name(sample_ticks: Path) -> 
 
 
 def test_generic_tick_layout_with_iso_and_epoch_times(tmp_path: Path) -> None:
-    p = write(tmp_path, "t.csv", "timestamp,symbol,bid,ask,volume\n"
-              "2014-05-01T00:00:00.292Z,EURUSD,1.38676,1.38686,1\n"
-              "1398902400920,EUR/USD,1.38676,1.38687,2\n")
+    p = write(
+        tmp_path,
+        "t.csv",
+        "timestamp,symbol,bid,ask,volume\n"
+        "2014-05-01T00:00:00.292Z,EURUSD,1.38676,1.38686,1\n"
+        "1398902400920,EUR/USD,1.38676,1.38687,2\n",
+    )
     lf = read_ticks(p)
     assert lf.frame.ts_ms.tolist() == [1398902400292, 1398902400920]
     assert lf.frame.symbol.tolist() == ["EURUSD", "EUR/USD"]  # normalised later by the validator path
@@ -38,10 +42,18 @@ def test_generic_tick_layout_with_iso_and_epoch_times(tmp_path: Path) -> None:
 
 
 def test_dukascopy_and_histdata_tick_layouts(tmp_path: Path) -> None:
-    d = write(tmp_path, "EURUSD_Ticks.csv", "Gmt time,Ask,Bid,AskVolume,BidVolume\n"
-              "01.05.2014 00:00:00.292,1.38686,1.38676,1.5,2.25\n")
+    d = write(
+        tmp_path,
+        "EURUSD_Ticks.csv",
+        "Gmt time,Ask,Bid,AskVolume,BidVolume\n01.05.2014 00:00:00.292,1.38686,1.38676,1.5,2.25\n",
+    )
     lf = read_ticks(d)
-    assert (lf.layout, lf.frame.ts_ms[0], lf.frame.bid[0], lf.frame.ask[0]) == ("dukascopy", 1398902400292, 1.38676, 1.38686)
+    assert (lf.layout, lf.frame.ts_ms[0], lf.frame.bid[0], lf.frame.ask[0]) == (
+        "dukascopy",
+        1398902400292,
+        1.38676,
+        1.38686,
+    )
     h = write(tmp_path, "DAT_ASCII_EURUSD_T_201405.csv", "20140501 000000292,1.38676,1.38686,0\n")
     lf = read_ticks(h)
     # HistData times are New York local: 00:00 EDT = 04:00 UTC
@@ -49,12 +61,16 @@ def test_dukascopy_and_histdata_tick_layouts(tmp_path: Path) -> None:
 
 
 def test_bad_rows_are_refused_with_line_and_reason_the_rest_is_read(tmp_path: Path) -> None:
-    p = write(tmp_path, "eurusd.csv", "ts_ms,bid,ask\n"
-              "1398902400292,1.38676,1.38686\n"
-              "1398902400300,abc,1.38686\n"
-              "1398902400400,nan,1.38686\n"
-              "1398902400500\n"
-              "1398902400600,1.38677,1.38687\n")
+    p = write(
+        tmp_path,
+        "eurusd.csv",
+        "ts_ms,bid,ask\n"
+        "1398902400292,1.38676,1.38686\n"
+        "1398902400300,abc,1.38686\n"
+        "1398902400400,nan,1.38686\n"
+        "1398902400500\n"
+        "1398902400600,1.38677,1.38687\n",
+    )
     lf = read_ticks(p)
     assert [(r.line, r.reason) for r in lf.rejects] == [(3, RejectReason.MALFORMED), (5, RejectReason.MALFORMED)]
     assert lf.frame.line.tolist() == [2, 4, 6]  # the literal nan stays for the validator (non_finite)
@@ -71,12 +87,20 @@ def test_gzip_and_unknown_layout(tmp_path: Path) -> None:
 
 
 def test_candle_layouts(tmp_path: Path) -> None:
-    generic = write(tmp_path, "g.csv", "timestamp,symbol,open,high,low,close,volume\n"
-                    "2017-04-19 09:00:00,EURUSD,1.0716,1.0722,1.07083,1.07219,1413\n")
-    histdata = write(tmp_path, "DAT_ASCII_EURUSD_M1_201701.csv", "20170102 170000;1.051550;1.051970;1.051550;1.051900;0\n")
+    generic = write(
+        tmp_path,
+        "g.csv",
+        "timestamp,symbol,open,high,low,close,volume\n2017-04-19 09:00:00,EURUSD,1.0716,1.0722,1.07083,1.07219,1413\n",
+    )
+    histdata = write(
+        tmp_path, "DAT_ASCII_EURUSD_M1_201701.csv", "20170102 170000;1.051550;1.051970;1.051550;1.051900;0\n"
+    )
     mt = write(tmp_path, "EURUSD60.csv", "2017.04.19,09:00,1.0716,1.0722,1.07083,1.07219,1413\n")
-    duka = write(tmp_path, "EURUSD_Candlestick_1_Hour_BID.csv", "Gmt time,Open,High,Low,Close,Volume\n"
-                 "19.04.2017 09:00:00.000,1.0716,1.0722,1.07083,1.07219,1413.5\n")
+    duka = write(
+        tmp_path,
+        "EURUSD_Candlestick_1_Hour_BID.csv",
+        "Gmt time,Open,High,Low,Close,Volume\n19.04.2017 09:00:00.000,1.0716,1.0722,1.07083,1.07219,1413.5\n",
+    )
     expect = 1492592400000
     for path, layout in ((generic, "generic"), (mt, "metatrader"), (duka, "dukascopy")):
         lf = read_candles(path)

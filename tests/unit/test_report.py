@@ -88,8 +88,11 @@ def db(tmp_path_factory: pytest.TempPathFactory, candles: list[Candle], records:
     key = ModelKey(symbol="EURUSD", timeframe="1m", horizon=HORIZON)
     t0 = candles[200].close_ms
     for i, v in enumerate(("v-a", "v-b")):
-        insert_version(engine, ModelVersion(version=v, key=key, artifact=f"{v}.pt", sha256="0" * 64,
-                                            config_hash="c"), now_ms=t0 + i)
+        insert_version(
+            engine,
+            ModelVersion(version=v, key=key, artifact=f"{v}.pt", sha256="0" * 64, config_hash="c"),
+            now_ms=t0 + i,
+        )
     promote_version(engine, "v-a", reason="first champion", now_ms=t0 + 100)
     promote_version(engine, "v-b", reason=f"better crps {HOSTILE}", now_ms=candles[600].close_ms)
     rollback_champion(engine, key, reason="coverage collapsed", now_ms=candles[900].close_ms)
@@ -167,14 +170,21 @@ def test_report_page_is_well_formed_with_price_fan_and_score_charts(db: Engine) 
     assert p.tags["polygon"] >= 2 * 4 * 2  # two bands per fan, overview and panel
     assert p.tags["polyline"] >= 10
     text = " ".join(p.text)
-    for heading in ("Summary", "Price and forecasts", "Scores over time", "Reliability by horizon",
-                    "Model changes", "Drift events"):
+    for heading in (
+        "Summary",
+        "Price and forecasts",
+        "Scores over time",
+        "Reliability by horizon",
+        "Model changes",
+        "Drift events",
+    ):
         assert heading in text
     assert "No drift events for this series in the period." in text
 
 
-def test_summary_numbers_equal_an_independent_computation(db: Engine, records: list[dict[str, Any]],
-                                                          candles: list[Candle]) -> None:
+def test_summary_numbers_equal_an_independent_computation(
+    db: Engine, records: list[dict[str, Any]], candles: list[Candle]
+) -> None:
     data = load_report(db, ReportConfig(symbol="EURUSD", timeframe="1m"))
     crps, rw, in50, in90 = _realised(records, candles)
     from forex_diffusion.report import summarize
@@ -193,8 +203,9 @@ def test_summary_numbers_equal_an_independent_computation(db: Engine, records: l
     assert f"<b>{100 * in90.mean():.1f} %</b><span>90 % coverage</span>" in page
 
 
-def test_rolling_scores_pool_the_last_window_of_forecasts(db: Engine, records: list[dict[str, Any]],
-                                                          candles: list[Candle]) -> None:
+def test_rolling_scores_pool_the_last_window_of_forecasts(
+    db: Engine, records: list[dict[str, Any]], candles: list[Candle]
+) -> None:
     data = load_report(db, ReportConfig(symbol="EURUSD", timeframe="1m"))
     roll = rolling_scores(data.steps, 30)
     realised = [r for r in records if r["as_of_ms"] <= candles[-1].open_ms]
@@ -208,8 +219,9 @@ def test_rolling_scores_pool_the_last_window_of_forecasts(db: Engine, records: l
     assert last["cover90"] == pytest.approx(in90.mean())
 
 
-def test_period_bounds_select_forecasts_and_realise_steps_after_the_end(db: Engine, records: list[dict[str, Any]],
-                                                                       candles: list[Candle]) -> None:
+def test_period_bounds_select_forecasts_and_realise_steps_after_the_end(
+    db: Engine, records: list[dict[str, Any]], candles: list[Candle]
+) -> None:
     lo, hi = records[100]["as_of_ms"], records[400]["as_of_ms"]
     data = load_report(db, ReportConfig(symbol="EURUSD", timeframe="1m", from_ms=lo, to_ms=hi))
     inside = [r for r in records if lo <= r["as_of_ms"] < hi]
@@ -241,8 +253,9 @@ def test_hostile_symbol_is_escaped_everywhere(db: Engine) -> None:
     _parse(empty)
 
 
-def test_drift_section_lists_the_drift_events_the_candle_agent_stored(tmp_path: Path, candles: list[Candle],
-                                                                      records: list[dict[str, Any]]) -> None:
+def test_drift_section_lists_the_drift_events_the_candle_agent_stored(
+    tmp_path: Path, candles: list[Candle], records: list[dict[str, Any]]
+) -> None:
     """Regression: the drift section was always empty because nothing wrote drift_events."""
     engine = make_engine(sqlite_url(tmp_path / "drift.db"))
     upsert_candles(engine, candles[:200])
@@ -250,12 +263,20 @@ def test_drift_section_lists_the_drift_events_the_candle_agent_stored(tmp_path: 
     t = candles[150].close_ms
 
     def ev(detector: str, symbol: str = "EURUSD", horizon: int | None = HORIZON, ts: int = t) -> DriftEvent:
-        return DriftEvent(detector=detector, statistic=0.5, threshold=0.1, symbol=symbol, timeframe="1m",
-                          horizon=horizon, ts_ms=ts)
+        return DriftEvent(
+            detector=detector, statistic=0.5, threshold=0.1, symbol=symbol, timeframe="1m", horizon=horizon, ts_ms=ts
+        )
 
     # as the candle agent writes them: with its checkpoint
-    save_progress(engine, consumer="forexd:candles", topic="fx.candles", partition=0, offset=7, state={},
-                  drift_items=[ev("adwin<crps>"), ev("page_hinkley:features", horizon=None), ev("other", "GBPUSD")])
+    save_progress(
+        engine,
+        consumer="forexd:candles",
+        topic="fx.candles",
+        partition=0,
+        offset=7,
+        state={},
+        drift_items=[ev("adwin<crps>"), ev("page_hinkley:features", horizon=None), ev("other", "GBPUSD")],
+    )
     upsert_drift_events(engine, [ev("late", ts=candles[199].close_ms + 10 * 60_000)])  # after the period
     data = load_report(engine, ReportConfig(symbol="EURUSD", timeframe="1m", to_ms=candles[199].close_ms))
     assert data.drift is not None and data.drift.time_column == "ts_ms"
@@ -270,8 +291,9 @@ def test_drift_section_lists_the_drift_events_the_candle_agent_stored(tmp_path: 
     assert "2014-05-05" in section  # the event time, as a UTC date
 
 
-def test_a_database_without_the_drift_table_says_so(tmp_path: Path, candles: list[Candle],
-                                                   records: list[dict[str, Any]]) -> None:
+def test_a_database_without_the_drift_table_says_so(
+    tmp_path: Path, candles: list[Candle], records: list[dict[str, Any]]
+) -> None:
     engine = make_engine(sqlite_url(tmp_path / "old.db"))
     upsert_candles(engine, candles[:200])
     upsert_forecasts(engine, records[:100])
@@ -282,8 +304,9 @@ def test_a_database_without_the_drift_table_says_so(tmp_path: Path, candles: lis
     assert "The database has no drift_events table" in "".join(_parse(render_report(data)).text)
 
 
-def test_reliability_per_horizon_group_equals_an_independent_count(db: Engine, records: list[dict[str, Any]],
-                                                                   candles: list[Candle]) -> None:
+def test_reliability_per_horizon_group_equals_an_independent_count(
+    db: Engine, records: list[dict[str, Any]], candles: list[Candle]
+) -> None:
     data = load_report(db, ReportConfig(symbol="EURUSD", timeframe="1m"))
     rel = {r.group: r for r in reliability(data.steps)}
     assert list(rel) == ["1", "2-4", "5-12"]  # no step beyond the 12-step horizon
@@ -326,8 +349,15 @@ def test_reliability_charts_are_drawn_per_group_with_axis_titles_and_legend(db: 
     for group in ("1", "2-4", "5-12"):
         assert f"Steps {group}: share of closes at or below each forecast quantile" in text
         assert f"Steps {group}: PIT histogram" in text
-    for label in ("nominal quantile level", "closes at or below the quantile", "PIT (forecast CDF at the realised close)",
-                  "model", "random walk", "ideal", "uniform"):
+    for label in (
+        "nominal quantile level",
+        "closes at or below the quantile",
+        "PIT (forecast CDF at the realised close)",
+        "model",
+        "random walk",
+        "ideal",
+        "uniform",
+    ):
         assert label in text, label
     assert p.tags["rect"] >= 3 * (len(LEVELS) + 1)  # the PIT bars
     empty = render_report(dataclasses.replace(data, steps=data.steps.assign(realized=np.nan)))
@@ -336,8 +366,24 @@ def test_reliability_charts_are_drawn_per_group_with_axis_titles_and_legend(db: 
 
 def test_cli_writes_the_report(db: Engine, tmp_path: Path) -> None:
     out = tmp_path / "r.html"
-    res = runner.invoke(app, ["report", "--db", str(db.url), "--symbol", "EURUSD", "--timeframe", "1m",
-                              "--from", "2014-05-05", "--to", "2014-05-06", "-o", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "report",
+            "--db",
+            str(db.url),
+            "--symbol",
+            "EURUSD",
+            "--timeframe",
+            "1m",
+            "--from",
+            "2014-05-05",
+            "--to",
+            "2014-05-06",
+            "-o",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     p = _parse(out.read_text())
     assert p.tags["svg"] >= 3
@@ -352,8 +398,24 @@ def test_cli_defaults_to_the_series_with_most_forecasts(db: Engine, tmp_path: Pa
 
 def test_cli_empty_period_exits_1_with_a_clear_message(db: Engine, tmp_path: Path) -> None:
     out = tmp_path / "r.html"
-    res = runner.invoke(app, ["report", "--db", str(db.url), "--symbol", "EURUSD", "--timeframe", "1m",
-                              "--from", "2020-01-01", "--to", "2020-02-01", "-o", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "report",
+            "--db",
+            str(db.url),
+            "--symbol",
+            "EURUSD",
+            "--timeframe",
+            "1m",
+            "--from",
+            "2020-01-01",
+            "--to",
+            "2020-02-01",
+            "-o",
+            str(out),
+        ],
+    )
     assert res.exit_code == 1
     assert "No forecasts of EURUSD 1m" in res.output and "nothing to report" in res.output
     assert not out.exists()

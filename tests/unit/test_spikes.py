@@ -21,8 +21,6 @@ SAMPLE = SAMPLE_TICKS
 SNB_MS = 1_421_314_200_000  # 2015-01-15 09:30 UTC, the SNB drops the EUR/CHF floor
 
 
-
-
 def no_guard(ticks: list[Tick]) -> list[Candle]:
     candles, quarantined, _ = run(ticks, spikes=SpikeConfig(enabled=False))
     assert not quarantined
@@ -34,8 +32,17 @@ def quote(symbol: str, ts_ms: int, mid: float, half_spread: float = 0.00002) -> 
     return Tick(symbol=symbol, ts_ms=ts_ms, bid=round(m - half_spread, 5), ask=round(m + half_spread, 5))
 
 
-def walk(symbol: str, t0: int, start: float, n: int, *, step: float = 0.00002, seed: int = 1,
-         dt: int = 700, half_spread: float = 0.00002) -> list[Tick]:
+def walk(
+    symbol: str,
+    t0: int,
+    start: float,
+    n: int,
+    *,
+    step: float = 0.00002,
+    seed: int = 1,
+    dt: int = 700,
+    half_spread: float = 0.00002,
+) -> list[Tick]:
     rng = random.Random(seed)
     out, mid = [], start
     for i in range(n):
@@ -47,16 +54,19 @@ def walk(symbol: str, t0: int, start: float, n: int, *, step: float = 0.00002, s
 def eurchf_2015_01_15() -> tuple[list[Tick], list[Tick]]:
     """Calm EUR/CHF at the 1.20 floor until 09:30 UTC, then 0.8597 and trading near it."""
     before = walk("EURCHF", SNB_MS - 300 * 700, 1.2011, 300, step=0.00001)
-    after = [quote("EURCHF", SNB_MS + i * 700, m, 0.0005)
-             for i, m in enumerate((0.8597, 0.8620, 0.8610, 0.8580))]  # within 0.5 % of 0.8597
+    after = [
+        quote("EURCHF", SNB_MS + i * 700, m, 0.0005) for i, m in enumerate((0.8597, 0.8620, 0.8610, 0.8580))
+    ]  # within 0.5 % of 0.8597
     after += walk("EURCHF", SNB_MS + 4 * 700, 0.8580, 400, step=0.0004, seed=2, half_spread=0.0005)
     return before, after
 
 
 def sample_ticks(n: int, start: int = 0) -> list[Tick]:
-    frame = read_ticks(SAMPLE).frame.iloc[start:start + n]
-    return [Tick(symbol="EURUSD", ts_ms=t, bid=b, ask=a) for t, b, a in
-            zip(frame.ts_ms.tolist(), frame.bid.tolist(), frame.ask.tolist(), strict=True)]
+    frame = read_ticks(SAMPLE).frame.iloc[start : start + n]
+    return [
+        Tick(symbol="EURUSD", ts_ms=t, bid=b, ask=a)
+        for t, b, a in zip(frame.ts_ms.tolist(), frame.bid.tolist(), frame.ask.tolist(), strict=True)
+    ]
 
 
 def bad_print(t: Tick, factor: float = 1.1, dt: int = 1) -> Tick:
@@ -67,8 +77,17 @@ def bad_print(t: Tick, factor: float = 1.1, dt: int = 1) -> Tick:
 
 
 def test_config_is_frozen_keyword_only_and_validated() -> None:
-    for kw in ({"k": 0}, {"k": float("inf")}, {"min_move": 0}, {"min_move": 1}, {"alpha": 0},
-               {"alpha": 1.5}, {"warmup": 1}, {"confirm": 0}, {"confirm": 2.0}):
+    for kw in (
+        {"k": 0},
+        {"k": float("inf")},
+        {"min_move": 0},
+        {"min_move": 1},
+        {"alpha": 0},
+        {"alpha": 1.5},
+        {"warmup": 1},
+        {"confirm": 0},
+        {"confirm": 2.0},
+    ):
         with pytest.raises(ConfigError):
             SpikeConfig(**kw)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
@@ -98,7 +117,9 @@ def test_no_hold_during_warm_up() -> None:
         assert not g.is_jump(m) and g.classify(m) == "revert"
         g.accept(m)
     g.accept(0.8601)
-    assert g.is_jump(1.2) and not (g.low <= 1.2 <= g.high) and g.classify(1.2) == "start"  # now warm (sigma ~ 0.33 / 4 holds the jump in it: 2 sigma < 0.33)
+    assert (
+        g.is_jump(1.2) and not (g.low <= 1.2 <= g.high) and g.classify(1.2) == "start"
+    )  # now warm (sigma ~ 0.33 / 4 holds the jump in it: 2 sigma < 0.33)
 
 
 def test_both_bounds_must_be_exceeded() -> None:
@@ -123,7 +144,14 @@ def test_snapshot_is_plain_json_and_restores_the_same_guard() -> None:
     h: SpikeGuard[str] = SpikeGuard(SpikeConfig(warmup=3, confirm=2))
     h.restore(data, str)
     assert (h.n, h.last_good, h.sigma, h.threshold, h.held, h.low, h.high) == (
-        g.n, g.last_good, g.sigma, g.threshold, g.held, g.low, g.high)
+        g.n,
+        g.last_good,
+        g.sigma,
+        g.threshold,
+        g.held,
+        g.low,
+        g.high,
+    )
     assert h.classify(0.8600) == "confirm" and h.hold("second", 0.86) is None
     assert h.classify(0.8601) == "confirm" and h.hold("third", 0.8601) == ["first", "second", "third"]
 
@@ -164,12 +192,15 @@ def test_erratic_real_jump_ends_up_accepted_at_the_level_that_holds() -> None:
     """The first print after the SNB move was not where the market settled: it is quarantined
     when a third level appears, and that level is accepted once three ticks confirm it."""
     before, _ = eurchf_2015_01_15()
-    after = [quote("EURCHF", SNB_MS + i * 700, m, 0.0005)
-             for i, m in enumerate((0.8597, 0.9800, 0.9760, 0.9790, 0.9820, 0.9830, 0.9810))]
+    after = [
+        quote("EURCHF", SNB_MS + i * 700, m, 0.0005)
+        for i, m in enumerate((0.8597, 0.9800, 0.9760, 0.9790, 0.9820, 0.9830, 0.9810))
+    ]
     candles, quarantined, refused = run(before + after)
     assert refused == []
     assert [(q.tick, q.ref, q.reason) for q in quarantined] == [
-        (after[0], {"partition": 0, "offset": 300}, RejectReason.SPIKE_UNCONFIRMED)]
+        (after[0], {"partition": 0, "offset": 300}, RejectReason.SPIKE_UNCONFIRMED)
+    ]
     assert candles == no_guard(before + after[1:])
 
 
@@ -181,8 +212,8 @@ def test_bad_print_that_reverts_is_quarantined_with_its_ref(repeats: int) -> Non
     candles, quarantined, refused = run(stream)
     assert refused == []
     assert [(q.symbol, q.tick, q.ref, q.reason) for q in quarantined] == [
-        ("EURUSD", b, {"partition": 0, "offset": 1_501 + k}, RejectReason.SPIKE_UNCONFIRMED)
-        for k, b in enumerate(bad)]
+        ("EURUSD", b, {"partition": 0, "offset": 1_501 + k}, RejectReason.SPIKE_UNCONFIRMED) for k, b in enumerate(bad)
+    ]
     assert candles == no_guard(ticks)
 
 
@@ -253,7 +284,8 @@ def test_idle_timer_does_not_move_the_clock_past_held_ticks() -> None:
     out += rest + p.flush()
     assert (quarantined, refused) == ([], [])
     assert sorted(out, key=lambda c: (c.timeframe, c.open_ms)) == sorted(
-        no_guard(before + after), key=lambda c: (c.timeframe, c.open_ms))
+        no_guard(before + after), key=lambda c: (c.timeframe, c.open_ms)
+    )
 
 
 def test_flush_quarantines_an_unconfirmed_hold() -> None:
@@ -308,11 +340,14 @@ def test_bundled_sample_holds_nothing_and_candles_equal_no_guard() -> None:
 
 
 @pytest.mark.shared_data
-@pytest.mark.parametrize("name", [
-    "lean_fxcm_eurusd_ticks_2014-05-01_15.csv.gz",
-    "lean_oanda_eurusd_ticks_2014-05-01_15.csv.gz",
-    "truefx_usdjpy_ticks_2013-01-01_sample.csv.gz",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "lean_fxcm_eurusd_ticks_2014-05-01_15.csv.gz",
+        "lean_oanda_eurusd_ticks_2014-05-01_15.csv.gz",
+        "truefx_usdjpy_ticks_2013-01-01_sample.csv.gz",
+    ],
+)
 def test_real_tick_files_hold_nothing_with_the_defaults(name: str) -> None:
     path = require(name)
     frame = read_ticks(path).frame

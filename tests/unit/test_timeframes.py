@@ -12,8 +12,10 @@ def ms(*args: int) -> int:
     return datetime_to_ms(datetime(*args, tzinfo=UTC))
 
 
-@pytest.mark.parametrize("name,dur", [("1m", 60_000), ("5m", 300_000), ("15m", 900_000),
-                                      ("30m", 1_800_000), ("1h", 3_600_000), ("4h", 14_400_000)])
+@pytest.mark.parametrize(
+    "name,dur",
+    [("1m", 60_000), ("5m", 300_000), ("15m", 900_000), ("30m", 1_800_000), ("1h", 3_600_000), ("4h", 14_400_000)],
+)
 def test_intraday_buckets_are_left_closed_and_epoch_aligned(name: str, dur: int) -> None:
     tf = Timeframe.parse(name)
     t = ms(2014, 5, 1, 13, 7, 31)
@@ -64,9 +66,13 @@ def test_ms_datetime_round_trip_is_utc_aware() -> None:
         datetime_to_ms(datetime(2014, 1, 1))
 
 
-@pytest.mark.parametrize("written, name", [("01m", "1m"), ("60m", "1h"), ("240m", "4h"), ("1440m", "1d"),
-                                           ("1H", "1h"), (" 5M ", "5m"), ("24h", "1d")])
+@pytest.mark.parametrize(
+    "written, name",
+    [("01m", "1m"), ("60m", "1h"), ("240m", "4h"), ("1440m", "1d"), ("1H", "1h"), (" 5M ", "5m"), ("24h", "1d")],
+)
 def test_one_spelling_per_duration(written: str, name: str) -> None:
     """Review finding: ``01m`` kept its spelling, so ``--timeframes 1m,01m`` gave each candle twice."""
     assert Timeframe.parse(written).name == name
-    assert [t.name for t in parse_timeframes(f"1m,{written},{name}")] == sorted({"1m", name}, key=lambda n: Timeframe.parse(n).duration_ms)
+    assert [t.name for t in parse_timeframes(f"1m,{written},{name}")] == sorted(
+        {"1m", name}, key=lambda n: Timeframe.parse(n).duration_ms
+    )

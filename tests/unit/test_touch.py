@@ -44,10 +44,7 @@ HOURLY = real_path("lean_oanda_eurusd_h1_2007_2017.csv.gz")
 
 def test_touch_from_known_paths_is_the_share_of_paths_reaching_the_level() -> None:
     # 4 paths, 3 steps, cumulative log changes
-    x = np.array([[[0.1, 0.3, 0.0],
-                   [-0.2, -0.1, 0.25],
-                   [0.0, -0.4, -0.1],
-                   [0.2, 0.2, 0.2]]])
+    x = np.array([[[0.1, 0.3, 0.0], [-0.2, -0.1, 0.25], [0.0, -0.4, -0.1], [0.2, 0.2, 0.2]]])
     dist = np.array([[0.2, 0.2, 0.35]])  # +0.2, -0.2, +0.35
     p, _rw = touch_from_paths(x, dist, [1, -1, 1], np.array([0.1]), np.zeros(3))
     # +0.2: path 4 at step 1; paths 1 at step 2; path 2 at step 3 -> 1/4, 2/4, 3/4
@@ -66,7 +63,9 @@ def test_touch_from_known_paths_is_the_share_of_paths_reaching_the_level() -> No
 def test_extremes_from_known_paths() -> None:
     x = np.array([[[0.1, 0.3, 0.0], [-0.2, -0.1, 0.25], [0.0, -0.4, -0.1]]])
     mx, mn = extremes_from_paths(x, np.array([0.1]), np.zeros(3), levels=(0.5,))
-    np.testing.assert_allclose(mx[0, :, 0], [0.0, 0.0, 0.25])  # medians of running max (0.1,-0.2,0), (.3,-.1,0), (.3,.25,0)
+    np.testing.assert_allclose(
+        mx[0, :, 0], [0.0, 0.0, 0.25]
+    )  # medians of running max (0.1,-0.2,0), (.3,-.1,0), (.3,.25,0)
     np.testing.assert_allclose(mn[0, :, 0], [0.0, -0.2, -0.2])
 
 
@@ -112,7 +111,9 @@ def test_band_specs_parse_and_refuse() -> None:
     lv = np.array([[1.1], [100.0]]) * np.exp(side * d)
     np.testing.assert_allclose(lv[:, :2], [[1.1020, 1.0980], [100.2, 99.8]])
     np.testing.assert_allclose(d[:, 2:], [[0.002, 0.004], [0.004, 0.008]])
-    assert np.isinf(band_distances([TouchBand(-1, 2e4, "pip")], np.array([1.1]), np.array([0.001]), 4, ["EURUSD"])).all()
+    assert np.isinf(
+        band_distances([TouchBand(-1, 2e4, "pip")], np.array([1.1]), np.array([0.001]), 4, ["EURUSD"])
+    ).all()
 
 
 def test_realised_touch_on_known_closes() -> None:
@@ -132,20 +133,26 @@ def hourly_2017() -> pd.DataFrame:
     if not HOURLY.exists():
         pytest.skip(f"real data not found at {HOURLY}")
     f = read_candles(HOURLY, symbol="EURUSD", price="mid").frame
-    return f[(f.ts_ms >= parse_utc_date("2016-12-20")) & (f.ts_ms < parse_utc_date("2017-01-25"))].reset_index(drop=True)
+    return f[(f.ts_ms >= parse_utc_date("2016-12-20")) & (f.ts_ms < parse_utc_date("2017-01-25"))].reset_index(
+        drop=True
+    )
 
 
 @pytest.fixture(scope="module")
 def slice_rows(bundled: Predictor, hourly_2017: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     parts: list[pd.DataFrame] = []
-    rows = backtest(hourly_2017, bundled, BacktestConfig(symbol="EURUSD", timeframe="1h",
-                                                         from_ms=parse_utc_date("2017-01-02"), every=4, batch=16),
-                    touch=parts)
+    rows = backtest(
+        hourly_2017,
+        bundled,
+        BacktestConfig(symbol="EURUSD", timeframe="1h", from_ms=parse_utc_date("2017-01-02"), every=4, batch=16),
+        touch=parts,
+    )
     return rows, pd.concat(parts, ignore_index=True)
 
 
 def test_model_touch_probabilities_are_monotone_bounded_and_ordered_by_band(
-        bundled: Predictor, slice_rows: tuple[pd.DataFrame, pd.DataFrame], hourly_2017: pd.DataFrame) -> None:
+    bundled: Predictor, slice_rows: tuple[pd.DataFrame, pd.DataFrame], hourly_2017: pd.DataFrame
+) -> None:
     _rows, t = slice_rows
     p = t.pivot_table(index=["as_of", "band"], columns="step", values="p")
     assert p.shape[1] == 24 and len(p) > 100
@@ -168,8 +175,18 @@ def _request(pred: Predictor, hourly: pd.DataFrame) -> ForecastRequest:
     f = hourly[hourly.ts_ms < parse_utc_date("2017-01-05")]
     ctx = pred.new_context("EURUSD", "1h")
     for t, o, h, lo, c in zip(f.ts_ms, f.open, f.high, f.low, f.close, strict=True):
-        ctx.update(Candle(symbol="EURUSD", timeframe="1h", open_ms=int(t), close_ms=int(t) + 3_600_000,
-                          open=o, high=h, low=lo, close=c))
+        ctx.update(
+            Candle(
+                symbol="EURUSD",
+                timeframe="1h",
+                open_ms=int(t),
+                close_ms=int(t) + 3_600_000,
+                open=o,
+                high=h,
+                low=lo,
+                close=c,
+            )
+        )
     req = ctx.request(int(f.ts_ms.iloc[-1]) + 3_600_000)
     assert req is not None
     return req
@@ -184,8 +201,9 @@ def test_touch_does_not_change_the_quantiles(bundled: Predictor, hourly_2017: pd
     assert np.array_equal(a.p_up, b.p_up)
 
 
-def test_record_round_trips_through_the_wire_and_old_records_decode(bundled: Predictor,
-                                                                   hourly_2017: pd.DataFrame) -> None:
+def test_record_round_trips_through_the_wire_and_old_records_decode(
+    bundled: Predictor, hourly_2017: pd.DataFrame
+) -> None:
     req = _request(bundled, hourly_2017)
     fc = bundled.forecast([req])[0]
     rec = forecast_record(fc, learner=None, rw=rw_quantiles(fc.last_close, req.sigma, fc.horizon))
@@ -215,7 +233,8 @@ def test_record_round_trips_through_the_wire_and_old_records_decode(bundled: Pre
 
 
 def test_backtest_touch_scores_are_finite_and_the_random_walk_has_zero_skill_against_itself(
-        slice_rows: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    slice_rows: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
     rows, t = slice_rows
     assert t["as_of"].nunique() == rows["as_of"].nunique()
     s = summarize_touch(t)
@@ -237,8 +256,24 @@ def test_cli_backtest_prints_touch_scores_and_refuses_a_bad_band(tmp_path: Path)
     if not HOURLY.exists():
         pytest.skip(f"real data not found at {HOURLY}")
     out, tout = tmp_path / "bt.csv", tmp_path / "touch.csv"
-    args = ["backtest", str(HOURLY), "--symbol", "EURUSD", "--timeframe", "1h", "--model", str(BUNDLED),
-            "--from", "2017-06-05", "--to", "2017-06-07", "--every", "6", "-o", str(out)]
+    args = [
+        "backtest",
+        str(HOURLY),
+        "--symbol",
+        "EURUSD",
+        "--timeframe",
+        "1h",
+        "--model",
+        str(BUNDLED),
+        "--from",
+        "2017-06-05",
+        "--to",
+        "2017-06-07",
+        "--every",
+        "6",
+        "-o",
+        str(out),
+    ]
     res = CliRunner().invoke(app, [*args, "--touch-bands", "1vol,+25pip", "--touch-output", str(tout)])
     assert res.exit_code == 0, res.output
     assert "touch (+1vol, -1vol, +25pip; close-based)" in res.output and "touch reliability" in res.output
@@ -250,34 +285,55 @@ def test_cli_backtest_prints_touch_scores_and_refuses_a_bad_band(tmp_path: Path)
 
 
 def test_report_scores_stored_touch_probabilities_like_the_backtest(
-        bundled: Predictor, hourly_2017: pd.DataFrame, slice_rows: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    bundled: Predictor, hourly_2017: pd.DataFrame, slice_rows: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
     _rows, t = slice_rows
     as_ofs = sorted(t["as_of"].unique())[::6]
     ctx = bundled.new_context("EURUSD", "1h")
     payloads = []
-    for ts, o, h, lo, c in zip(hourly_2017.ts_ms, hourly_2017.open, hourly_2017.high, hourly_2017.low,
-                               hourly_2017.close, strict=True):
-        ctx.update(Candle(symbol="EURUSD", timeframe="1h", open_ms=int(ts), close_ms=int(ts) + 3_600_000,
-                          open=o, high=h, low=lo, close=c))
+    for ts, o, h, lo, c in zip(
+        hourly_2017.ts_ms, hourly_2017.open, hourly_2017.high, hourly_2017.low, hourly_2017.close, strict=True
+    ):
+        ctx.update(
+            Candle(
+                symbol="EURUSD",
+                timeframe="1h",
+                open_ms=int(ts),
+                close_ms=int(ts) + 3_600_000,
+                open=o,
+                high=h,
+                low=lo,
+                close=c,
+            )
+        )
         if int(ts) + 3_600_000 in as_ofs:
             req = ctx.request(int(ts) + 3_600_000)
             assert req is not None
             fc = bundled.forecast([req])[0]
             rec = forecast_record(fc, learner=None, rw=rw_quantiles(fc.last_close, req.sigma, fc.horizon))
             payloads.append(decode_forecast(encode_forecast(rec)))  # as stored: through the wire
-    candles = pd.DataFrame({"open_ms": hourly_2017.ts_ms.to_numpy(), "close_ms": hourly_2017.ts_ms.to_numpy() + 3_600_000,
-                            "close": hourly_2017.close.to_numpy()})
+    candles = pd.DataFrame(
+        {
+            "open_ms": hourly_2017.ts_ms.to_numpy(),
+            "close_ms": hourly_2017.ts_ms.to_numpy() + 3_600_000,
+            "close": hourly_2017.close.to_numpy(),
+        }
+    )
     mine = touch_realise(payloads, candles)
     ref = t[t["as_of"].isin(as_ofs)]
     merged = mine.merge(ref, on=["as_of", "band", "step"], suffixes=("", "_bt"))
     assert len(merged) == len(ref) == len(mine) > 0
     np.testing.assert_allclose(merged["p"], merged["p_bt"], atol=1e-4)  # the record rounds to 4 decimals
     np.testing.assert_array_equal(merged["hit"].to_numpy(), merged["hit_bt"].to_numpy())
-    data = ReportData(config=ReportConfig(symbol="EURUSD", timeframe="1h"), candles=candles,
-                      steps=realise(payloads, candles), payloads=tuple(payloads))
+    data = ReportData(
+        config=ReportConfig(symbol="EURUSD", timeframe="1h"),
+        candles=candles,
+        steps=realise(payloads, candles),
+        payloads=tuple(payloads),
+    )
     page = render_report(data)
     section = page.split("<h2>Touch probabilities</h2>")[1].split("<h2>")[0]
-    assert "class=\"touchrel\"" in section and "RW Brier" in section and "observed touch frequency" in section
+    assert 'class="touchrel"' in section and "RW Brier" in section and "observed touch frequency" in section
     # a report of records without touch says so
     old = [{k: v for k, v in p.items() if k != "touch"} for p in payloads]
     page = render_report(ReportData(config=data.config, candles=candles, steps=data.steps, payloads=tuple(old)))
@@ -316,7 +372,8 @@ def test_a_band_too_far_to_price_gives_an_infinite_level_without_a_warning(hourl
 
 
 def test_a_horizon_past_the_touch_limit_loads_without_the_random_walk_table(
-        hourly_2017: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
+    hourly_2017: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # the table grows as H**1.5 and was built at every load (H=10000: ~10 GB): a longer model
     # forecasts as before touch probabilities existed, with neither touch nor extremes
     import forex_diffusion.diffusion.predictor as predictor_module

@@ -31,13 +31,13 @@ H1_FILE = DATA / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
 # this many retrains a year on real hourly EUR/USD (measured 0.45/yr over 2007-2017).
 REQUESTS_PER_YEAR_BUDGET = 12.0
 
-POLICY = TriggerPolicy(min_detectors=2, persistence=3, window_ms=DAY, cooldown_ms=7 * DAY,
-                       request_ttl_ms=3 * DAY)
+POLICY = TriggerPolicy(min_detectors=2, persistence=3, window_ms=DAY, cooldown_ms=7 * DAY, request_ttl_ms=3 * DAY)
 
 
 def ev(detector: str, t: int, *, horizon: int | None = 1, symbol: str = "EURUSD") -> DriftEvent:
-    return DriftEvent(detector=detector, statistic=1.0, threshold=0.5, symbol=symbol,
-                      timeframe="1h", horizon=horizon, ts_ms=t)
+    return DriftEvent(
+        detector=detector, statistic=1.0, threshold=0.5, symbol=symbol, timeframe="1h", horizon=horizon, ts_ms=t
+    )
 
 
 def test_single_detector_is_debounced_and_a_second_one_triggers() -> None:
@@ -47,7 +47,12 @@ def test_single_detector_is_debounced_and_a_second_one_triggers() -> None:
     assert d2.request is not None and d2.reason.startswith("drift:")
     req = d2.request
     assert (req.symbol, req.timeframe, req.horizon, req.reason, req.requested_at_ms) == (
-        "EURUSD", "1h", None, "drift", HOUR)
+        "EURUSD",
+        "1h",
+        None,
+        "drift",
+        HOUR,
+    )
     assert "adwin:error@1" in req.detail and "page_hinkley:error@1" in req.detail
     assert s2.open_requests["EURUSD/1h"] == (req.request_id, HOUR)
 
@@ -69,8 +74,7 @@ def test_a_persistent_single_detector_triggers() -> None:
 
 
 def test_same_detector_on_two_horizons_counts_as_two_detectors() -> None:
-    d, _ = decide([ev("adwin:error", 0, horizon=1), ev("adwin:error", 0, horizon=12)],
-                  TriggerState(), POLICY, now_ms=0)
+    d, _ = decide([ev("adwin:error", 0, horizon=1), ev("adwin:error", 0, horizon=12)], TriggerState(), POLICY, now_ms=0)
     assert d.request is not None
 
 
@@ -106,11 +110,13 @@ def test_one_open_request_per_model_key_until_closed_or_expired() -> None:
 
 def test_per_horizon_models_get_their_own_keys() -> None:
     pol = TriggerPolicy(per_horizon=True, cooldown_ms=0)
-    d1, s = decide([ev("adwin:error", 0, horizon=1), ev("page_hinkley:error", 0, horizon=1)],
-                   TriggerState(), pol, now_ms=0)
+    d1, s = decide(
+        [ev("adwin:error", 0, horizon=1), ev("page_hinkley:error", 0, horizon=1)], TriggerState(), pol, now_ms=0
+    )
     assert d1.request is not None and d1.request.horizon == 1 and d1.request.key == "EURUSD/1h/1"
-    d2, _ = decide([ev("adwin:error", HOUR, horizon=12), ev("page_hinkley:error", HOUR, horizon=12)],
-                   s, pol, now_ms=HOUR)
+    d2, _ = decide(
+        [ev("adwin:error", HOUR, horizon=12), ev("page_hinkley:error", HOUR, horizon=12)], s, pol, now_ms=HOUR
+    )
     assert d2.request is not None and d2.request.key == "EURUSD/1h/12"
 
 
@@ -152,12 +158,10 @@ def test_request_and_state_round_trip_through_json() -> None:
     with pytest.raises(ConfigError):
         RetrainRequest.from_dict({**d.request.to_dict(), "priority": 1})
     with pytest.raises(ConfigError):
-        RetrainRequest(request_id="x", symbol="EURUSD", timeframe="1h", horizon=None,
-                       reason="whim", requested_at_ms=0)  # type: ignore[arg-type]
+        RetrainRequest(request_id="x", symbol="EURUSD", timeframe="1h", horizon=None, reason="whim", requested_at_ms=0)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("kwargs", [{"min_detectors": 0}, {"window_ms": 0}, {"cooldown_ms": -1},
-                                    {"max_events": 1}])
+@pytest.mark.parametrize("kwargs", [{"min_detectors": 0}, {"window_ms": 0}, {"cooldown_ms": -1}, {"max_events": 1}])
 def test_bad_policy_is_refused(kwargs: dict[str, int]) -> None:
     with pytest.raises(ConfigError):
         TriggerPolicy(**kwargs)  # type: ignore[arg-type]
@@ -178,8 +182,7 @@ def real_events() -> tuple[list[tuple[int, list[DriftEvent]]], float]:
     feats = BasicFeatures()
     out: list[tuple[int, list[DriftEvent]]] = []
     for ts, c in zip(frame.ts_ms.tolist(), frame.close.tolist(), strict=True):
-        candle = Candle(symbol="EURUSD", timeframe="1h", open_ms=ts, close_ms=ts + HOUR,
-                        open=c, high=c, low=c, close=c)
+        candle = Candle(symbol="EURUSD", timeframe="1h", open_ms=ts, close_ms=ts + HOUR, open=c, high=c, low=c, close=c)
         f, vol = feats.update(c)
         events = monitor.update_learner(learners.step(candle, f, vol)) + monitor.update_features(f, ts + HOUR)
         if events:

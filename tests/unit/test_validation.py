@@ -19,7 +19,9 @@ NOW = T0 + 1_000
 def check(**kw: object) -> RejectReason | None:
     args = {"symbol": "EURUSD", "ts_ms": T0, "bid": 1.38727, "ask": 1.38729}
     args.update(kw)
-    return TickValidator().check(args.pop("symbol"), args.pop("ts_ms"), args.pop("bid"), args.pop("ask"), now_ms=NOW, **args)  # type: ignore[arg-type]
+    return TickValidator().check(
+        args.pop("symbol"), args.pop("ts_ms"), args.pop("bid"), args.pop("ask"), now_ms=NOW, **args
+    )  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -135,8 +137,10 @@ def test_alias_map_is_explicit() -> None:
     assert reg.normalise("EURO/USD") is None and reg.normalise("E U R U S D") is None
 
 
-@pytest.mark.parametrize("kw", [{"crossed_tolerance": -1}, {"max_spread_fraction": 0}, {"dedup_window": -1},
-                                {"min_ts_ms": 10, "max_ts_ms": 5}])
+@pytest.mark.parametrize(
+    "kw",
+    [{"crossed_tolerance": -1}, {"max_spread_fraction": 0}, {"dedup_window": -1}, {"min_ts_ms": 10, "max_ts_ms": 5}],
+)
 def test_config_rejects_bad_values(kw: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         ValidationConfig(**kw)  # type: ignore[arg-type]
@@ -155,7 +159,10 @@ def test_real_fxcm_feed_flows_with_default_tolerance() -> None:
         pytest.skip(f"{path} absent (extended data beside the checkout)")
     frame = read_ticks(path).frame
     v = TickValidator()
-    reasons = [v.check("EURUSD", t, b, a) for t, b, a in zip(frame.ts_ms.tolist(), frame.bid.tolist(), frame.ask.tolist(), strict=True)]
+    reasons = [
+        v.check("EURUSD", t, b, a)
+        for t, b, a in zip(frame.ts_ms.tolist(), frame.bid.tolist(), frame.ask.tolist(), strict=True)
+    ]
     assert all(r is None for r in reasons)
     assert v.counters.crossed_accepted == 116_871  # the data README's count
     assert 0.09 < v.counters.crossed_accepted / len(frame) < 0.11

@@ -61,10 +61,12 @@ def _record(f: SymbolForecaster, c: Candle, preds: dict[str, Any]) -> dict[str, 
 
 
 def test_a_warm_started_forecaster_forecasts_its_first_new_candle_as_an_uninterrupted_one(
-    db_url: str, candles: list[Candle], model: Predictor,
+    db_url: str,
+    candles: list[Candle],
+    model: Predictor,
 ) -> None:
     k = _split(candles, 1400)  # 1,400 1m and 280 5m candles stored: the indicator banks are ready
-    stored, new = candles[:k], candles[k:k + 12]
+    stored, new = candles[:k], candles[k : k + 12]
     engine = make_engine(db_url)
     upsert_candles(engine, stored)
     preds: dict[str, Any] = {"1m": model, "5m": RandomWalkPredictor(6)}
@@ -99,7 +101,8 @@ def test_a_warm_started_forecaster_forecasts_its_first_new_candle_as_an_uninterr
 
 
 def test_stored_history_is_bounded_per_timeframe_and_stops_before_the_first_new_candle(
-    tmp_path: Path, candles: list[Candle],
+    tmp_path: Path,
+    candles: list[Candle],
 ) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'h.db'}")
     upsert_candles(engine, candles[:3000])
@@ -127,7 +130,8 @@ def _state(f: SymbolForecaster) -> dict[str, Any]:
 
 
 def test_snapshots_keep_each_series_horizon_and_an_old_snapshot_still_restores(
-    tmp_path: Path, candles: list[Candle],
+    tmp_path: Path,
+    candles: list[Candle],
 ) -> None:
     f = SymbolForecaster("EURUSD", CFG)
     for c in candles[:600]:
@@ -168,20 +172,28 @@ def test_snapshots_keep_each_series_horizon_and_an_old_snapshot_still_restores(
 
 
 def test_retrain_requests_name_the_series_horizon_when_a_forecaster_serves_several() -> None:
-    cfg = ForecasterConfig(timeframes=TFS, forecast_timeframes=TFS, horizon=24, models=(("5m", 6),),
-                           keyed_horizons=True, trigger=TriggerPolicy(min_detectors=1))
+    cfg = ForecasterConfig(
+        timeframes=TFS,
+        forecast_timeframes=TFS,
+        horizon=24,
+        models=(("5m", 6),),
+        keyed_horizons=True,
+        trigger=TriggerPolicy(min_detectors=1),
+    )
     f = SymbolForecaster("EURUSD", cfg)
-    ev = DriftEvent(detector="adwin:error", statistic=1.0, threshold=0.5, symbol="EURUSD", timeframe="5m",
-                    horizon=1, ts_ms=1_000)
+    ev = DriftEvent(
+        detector="adwin:error", statistic=1.0, threshold=0.5, symbol="EURUSD", timeframe="5m", horizon=1, ts_ms=1_000
+    )
     d, _ = decide([ev], TriggerState(), f.series["5m"].policy, now_ms=1_000)
     assert d.request is not None and d.request.horizon == 6 and d.request.key == "EURUSD/5m/6"
-    d1, _ = decide([DriftEvent(**{**ev.to_dict(), "timeframe": "1m"})], TriggerState(), f.series["1m"].policy,
-                   now_ms=1_000)
+    d1, _ = decide(
+        [DriftEvent(**{**ev.to_dict(), "timeframe": "1m"})], TriggerState(), f.series["1m"].policy, now_ms=1_000
+    )
     assert d1.request is not None and d1.request.key == "EURUSD/1m/24"
     assert d1.request.request_id != d.request.request_id
     # one horizon per worker (today's default): the key names no horizon, as before
-    plain = SymbolForecaster("EURUSD", ForecasterConfig(timeframes=TFS, forecast_timeframes=TFS,
-                                                        trigger=TriggerPolicy(min_detectors=1)))
+    plain = SymbolForecaster(
+        "EURUSD", ForecasterConfig(timeframes=TFS, forecast_timeframes=TFS, trigger=TriggerPolicy(min_detectors=1))
+    )
     d0, _ = decide([ev], TriggerState(), plain.series["5m"].policy, now_ms=1_000)
     assert d0.request is not None and d0.request.horizon is None
-

@@ -27,7 +27,16 @@ def test_cli_bid_and_ask_candles_equal_vendor_minute_bars(vendor: str, tmp_path:
         res = runner.invoke(app, ["candles", str(ticks), "--price", side, "-o", str(out)])
         assert res.exit_code == 0, res.output
         got = pd.read_csv(out)
-        assert list(got.columns[:8]) == ["symbol", "timeframe", "open_time", "open", "high", "low", "close", "tick_count"]
+        assert list(got.columns[:8]) == [
+            "symbol",
+            "timeframe",
+            "open_time",
+            "open",
+            "high",
+            "low",
+            "close",
+            "tick_count",
+        ]
         assert (got.open_time.str.endswith("Z")).all()
         ts = pd.to_datetime(got.open_time, utc=True).dt.as_unit("ms").astype("int64")
         assert ts.tolist() == ref.ts_ms.tolist()
@@ -65,7 +74,12 @@ def test_cli_refuses_bad_rows_counts_them_and_keeps_going(tmp_path: Path) -> Non
     res = runner.invoke(app, ["candles", str(src), "--rejects", str(rej), "-o", str(out), "--price", "bid"])
     assert res.exit_code == 0, res.output
     rows = pd.read_csv(rej)
-    assert rows[["line", "reason"]].values.tolist() == [[3, "non_finite"], [4, "non_positive"], [5, "crossed"], [6, "malformed"]]
+    assert rows[["line", "reason"]].values.tolist() == [
+        [3, "non_finite"],
+        [4, "non_positive"],
+        [5, "crossed"],
+        [6, "malformed"],
+    ]
     assert "crossed=1" in res.stderr and "non_finite=1" in res.stderr and "malformed=1" in res.stderr
     got = pd.read_csv(out)
     assert got[["open", "close", "tick_count"]].values.tolist() == [[1.38676, 1.38677, 2], [1.3868, 1.3868, 1]]

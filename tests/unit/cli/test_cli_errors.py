@@ -41,8 +41,15 @@ def assert_one_line(stderr: str, *needles: str) -> None:
     assert "Traceback" not in stderr and "Unclosed" not in stderr
 
 
-def write_candles(path: Path, *, symbol: str = "EURUSD", step_ms: int = 3_600_000, n: int = 200,
-                  price: float = 1.1, start_ms: int = 1_451_606_400_000) -> Path:
+def write_candles(
+    path: Path,
+    *,
+    symbol: str = "EURUSD",
+    step_ms: int = 3_600_000,
+    n: int = 200,
+    price: float = 1.1,
+    start_ms: int = 1_451_606_400_000,
+) -> Path:
     rows = ["timestamp,symbol,open,high,low,close"]
     for i in range(n):
         p = price * (1 + 0.001 * ((i % 7) - 3))
@@ -51,8 +58,9 @@ def write_candles(path: Path, *, symbol: str = "EURUSD", step_ms: int = 3_600_00
     return path
 
 
-def write_forexd_candles(path: Path, timeframes: dict[str, int], symbols: tuple[str, ...] = ("EURUSD",),
-                         n: int = 60) -> Path:
+def write_forexd_candles(
+    path: Path, timeframes: dict[str, int], symbols: tuple[str, ...] = ("EURUSD",), n: int = 60
+) -> Path:
     """A file as ``forexd candles --timeframes …`` writes it (symbol,timeframe,open_time,…)."""
     rows = ["symbol,timeframe,open_time,open,high,low,close,tick_count,volume,spread_mean,spread_min,spread_max"]
     for sym in symbols:
@@ -126,8 +134,9 @@ def test_worker_with_a_non_finite_duration_exits_78_instead_of_spinning(value: s
 def test_a_misspelt_forexd_variable_is_warned_about_on_one_line() -> None:
     res = forexd("tail", "fx.ticks", env={"FOREXD_BROKER_URL": DOWN, "FOREXD_PARTITINS": "3"})
     warnings = [ln for ln in res.stderr.splitlines() if ln.startswith("warning:")]
-    assert warnings == ["warning: unknown environment variable FOREXD_PARTITINS is ignored; "
-                        "did you mean FOREXD_PARTITIONS?"]
+    assert warnings == [
+        "warning: unknown environment variable FOREXD_PARTITINS is ignored; did you mean FOREXD_PARTITIONS?"
+    ]
     assert res.returncode == 69
 
 
@@ -141,8 +150,7 @@ def test_version_prints_the_package_version() -> None:
 def test_importing_the_cli_loads_no_heavy_library() -> None:
     """``forexd --help`` stays fast because no command module imports these at import time."""
     heavy = ["torch", "pandas", "faust", "aiokafka", "sqlalchemy", "numba", "scipy", "rich.progress"]
-    code = ("import sys, streams.cli; "
-            f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
+    code = f"import sys, streams.cli; print(','.join(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == ""
 
@@ -165,11 +173,15 @@ def test_candles_to_a_missing_directory_exits_73_before_reading(tmp_path: Path) 
     assert_one_line(res.stderr, "/no/such/dir does not exist")
 
 
-@pytest.mark.parametrize("command", [
-    ["candles"], ["indicators"],
-    ["train", "--symbol", "EURUSD", "--timeframe", "1h", "--model-dir", "models"],
-    ["backtest", "--symbol", "EURUSD", "--timeframe", "1h", "--model", "m.pt", "-o", "bt.csv"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["candles"],
+        ["indicators"],
+        ["train", "--symbol", "EURUSD", "--timeframe", "1h", "--model-dir", "models"],
+        ["backtest", "--symbol", "EURUSD", "--timeframe", "1h", "--model", "m.pt", "-o", "bt.csv"],
+    ],
+)
 def test_a_missing_input_file_exits_66(command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     res = runner.invoke(app, [command[0], "missing.csv", *command[1:]])
@@ -185,7 +197,8 @@ def test_report_on_a_missing_database_file_exits_66(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", [["report", "-o", "r.html"], ["models", "list"]])
 def test_an_unreachable_database_exits_69_with_its_address_and_no_password(
-        command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     url = "postgresql+psycopg2://forexd:s3cret@127.0.0.1:1/forexd"
     res = runner.invoke(app, [*command, "--db", url])
@@ -202,18 +215,44 @@ def test_tail_with_a_timeout_that_is_no_duration_is_a_usage_error(value: str) ->
 
 
 def test_backtest_with_zero_threads_is_a_usage_error(tmp_path: Path) -> None:
-    res = runner.invoke(app, ["backtest", str(write_candles(tmp_path / "c.csv")), "--symbol", "EURUSD",
-                              "--timeframe", "1h", "--model", "m.pt", "-o", str(tmp_path / "o.csv"),
-                              "--threads", "0"])
+    res = runner.invoke(
+        app,
+        [
+            "backtest",
+            str(write_candles(tmp_path / "c.csv")),
+            "--symbol",
+            "EURUSD",
+            "--timeframe",
+            "1h",
+            "--model",
+            "m.pt",
+            "-o",
+            str(tmp_path / "o.csv"),
+            "--threads",
+            "0",
+        ],
+    )
     assert res.exit_code == 2
     assert_one_line(res.stderr, "--threads must be at least 1")
 
 
 def test_backtest_output_in_a_missing_directory_exits_73_before_loading_the_model(tmp_path: Path) -> None:
     # the model does not exist: answering 73 (not 2, "not found") proves -o is checked first
-    res = runner.invoke(app, ["backtest", str(write_candles(tmp_path / "c.csv")), "--symbol", "EURUSD",
-                              "--timeframe", "1h", "--model", str(tmp_path / "missing.pt"),
-                              "-o", "/no/such/dir/x.csv"])
+    res = runner.invoke(
+        app,
+        [
+            "backtest",
+            str(write_candles(tmp_path / "c.csv")),
+            "--symbol",
+            "EURUSD",
+            "--timeframe",
+            "1h",
+            "--model",
+            str(tmp_path / "missing.pt"),
+            "-o",
+            "/no/such/dir/x.csv",
+        ],
+    )
     assert res.exit_code == 73
     assert_one_line(res.stderr, "cannot write /no/such/dir/x.csv")
 
@@ -226,8 +265,21 @@ def _needs_model() -> None:
 def test_backtest_refuses_a_model_of_another_timeframe(tmp_path: Path) -> None:
     _needs_model()
     minutes = write_candles(tmp_path / "m1.csv", step_ms=60_000)
-    res = runner.invoke(app, ["backtest", str(minutes), "--symbol", "EURUSD", "--timeframe", "1m",
-                              "--model", str(MODEL_1H), "-o", str(tmp_path / "o.csv")])
+    res = runner.invoke(
+        app,
+        [
+            "backtest",
+            str(minutes),
+            "--symbol",
+            "EURUSD",
+            "--timeframe",
+            "1m",
+            "--model",
+            str(MODEL_1H),
+            "-o",
+            str(tmp_path / "o.csv"),
+        ],
+    )
     assert res.exit_code == 65
     assert_one_line(res.stderr, "forecasts 1h candles, not 1m")
 
@@ -235,8 +287,21 @@ def test_backtest_refuses_a_model_of_another_timeframe(tmp_path: Path) -> None:
 def test_backtest_refuses_a_model_of_another_price_scale(tmp_path: Path) -> None:
     _needs_model()
     yen = write_candles(tmp_path / "usdjpy.csv", symbol="USDJPY", price=150.0)
-    res = runner.invoke(app, ["backtest", str(yen), "--symbol", "USDJPY", "--timeframe", "1h",
-                              "--model", str(MODEL_1H), "-o", str(tmp_path / "o.csv")])
+    res = runner.invoke(
+        app,
+        [
+            "backtest",
+            str(yen),
+            "--symbol",
+            "USDJPY",
+            "--timeframe",
+            "1h",
+            "--model",
+            str(MODEL_1H),
+            "-o",
+            str(tmp_path / "o.csv"),
+        ],
+    )
     assert res.exit_code == 65
     assert_one_line(res.stderr, "not on USDJPY's scale")
 
@@ -244,17 +309,44 @@ def test_backtest_refuses_a_model_of_another_price_scale(tmp_path: Path) -> None
 def test_backtest_refuses_prices_that_cannot_be_the_symbols(tmp_path: Path) -> None:
     _needs_model()
     yen_as_euro = write_candles(tmp_path / "c.csv", symbol="EURUSD", price=150.0)
-    res = runner.invoke(app, ["backtest", str(yen_as_euro), "--symbol", "EURUSD", "--timeframe", "1h",
-                              "--model", str(MODEL_1H), "-o", str(tmp_path / "o.csv")])
+    res = runner.invoke(
+        app,
+        [
+            "backtest",
+            str(yen_as_euro),
+            "--symbol",
+            "EURUSD",
+            "--timeframe",
+            "1h",
+            "--model",
+            str(MODEL_1H),
+            "-o",
+            str(tmp_path / "o.csv"),
+        ],
+    )
     assert res.exit_code == 65
     assert_one_line(res.stderr, "is not a EURUSD price")
 
 
 def test_backtest_with_from_past_the_data_is_an_error_not_zero_forecasts(tmp_path: Path) -> None:
     _needs_model()
-    res = runner.invoke(app, ["backtest", str(write_candles(tmp_path / "c.csv")), "--symbol", "EURUSD",
-                              "--timeframe", "1h", "--model", str(MODEL_1H), "--from", "2030-01-01",
-                              "-o", str(tmp_path / "o.csv")])
+    res = runner.invoke(
+        app,
+        [
+            "backtest",
+            str(write_candles(tmp_path / "c.csv")),
+            "--symbol",
+            "EURUSD",
+            "--timeframe",
+            "1h",
+            "--model",
+            str(MODEL_1H),
+            "--from",
+            "2030-01-01",
+            "-o",
+            str(tmp_path / "o.csv"),
+        ],
+    )
     assert res.exit_code == 1
     assert_one_line(res.stderr, "--from 2030-01-01 is past the data")
     assert not (tmp_path / "o.csv").exists()
@@ -263,8 +355,21 @@ def test_backtest_with_from_past_the_data_is_an_error_not_zero_forecasts(tmp_pat
 def test_backtest_refuses_bars_spaced_unlike_the_timeframe(tmp_path: Path) -> None:
     _needs_model()
     minutes = write_candles(tmp_path / "m1.csv", step_ms=60_000)
-    res = runner.invoke(app, ["backtest", str(minutes), "--symbol", "EURUSD", "--timeframe", "1h",
-                              "--model", str(MODEL_1H), "-o", str(tmp_path / "o.csv")])
+    res = runner.invoke(
+        app,
+        [
+            "backtest",
+            str(minutes),
+            "--symbol",
+            "EURUSD",
+            "--timeframe",
+            "1h",
+            "--model",
+            str(MODEL_1H),
+            "-o",
+            str(tmp_path / "o.csv"),
+        ],
+    )
     assert res.exit_code == 65
     assert_one_line(res.stderr, "bars are 1m apart, not 1h")
 
@@ -274,8 +379,9 @@ def test_a_file_of_several_timeframes_needs_timeframe(tmp_path: Path) -> None:
     res = runner.invoke(app, ["indicators", str(multi)])
     assert res.exit_code == 65
     assert_one_line(res.stderr, "holds several timeframes (1m, 5m)", "--timeframe")
-    res = runner.invoke(app, ["train", str(multi), "--symbol", "EURUSD", "--timeframe", "1h",
-                              "--model-dir", str(tmp_path / "m")])
+    res = runner.invoke(
+        app, ["train", str(multi), "--symbol", "EURUSD", "--timeframe", "1h", "--model-dir", str(tmp_path / "m")]
+    )
     assert res.exit_code == 65
     assert_one_line(res.stderr, "holds no 1h candles (it holds 1m, 5m)")
     res = runner.invoke(app, ["replay", str(multi)], env={"FOREXD_BROKER_URL": DOWN})
@@ -330,9 +436,13 @@ def test_indicator_help_lists_the_cores_defaults() -> None:
 
 def test_indicators_write_prices_at_the_instruments_precision(tmp_path: Path) -> None:
     src = tmp_path / "eurusd.csv"
-    src.write_text("ts_ms,bid_open,bid_high,bid_low,bid_close,bid_size,ask_open,ask_high,ask_low,ask_close,ask_size\n"
-                   + "".join(f"{1_399_248_000_000 + i * 60_000},1.38682,1.38690,1.38680,1.38683,0,"
-                             f"1.38684,1.38692,1.38682,1.38684,0\n" for i in range(30)))
+    src.write_text(
+        "ts_ms,bid_open,bid_high,bid_low,bid_close,bid_size,ask_open,ask_high,ask_low,ask_close,ask_size\n"
+        + "".join(
+            f"{1_399_248_000_000 + i * 60_000},1.38682,1.38690,1.38680,1.38683,0,1.38684,1.38692,1.38682,1.38684,0\n"
+            for i in range(30)
+        )
+    )
     out = tmp_path / "i.csv"
     res = runner.invoke(app, ["indicators", str(src), "--spec", "sma_5", "-o", str(out)])
     assert res.exit_code == 0, res.output
@@ -342,20 +452,24 @@ def test_indicators_write_prices_at_the_instruments_precision(tmp_path: Path) ->
 
 def test_the_readme_exit_code_table_lists_every_mapped_code() -> None:
     text = (ROOT / "README.md").read_text()
-    table = text[text.index("### Exit codes"):]
+    table = text[text.index("### Exit codes") :]
     documented = {int(m) for m in re.findall(r"^\| `(\d+)` \|", table, flags=re.M)}
     assert {code for _, code in EXIT_CODES} | {0, 2, 3, 74} <= documented
 
 
 @pytest.mark.broker
 def test_replay_publishes_only_the_chosen_timeframe_and_tail_reads_it(
-        kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> None:
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
     """With the broker up: ``--timeframe 5m`` of a two-timeframe file publishes its 5m rows only."""
     import json
 
     multi = write_forexd_candles(tmp_path / "multi.csv", {"1m": 60, "5m": 300}, n=12)
-    env = {"FOREXD_BROKER_URL": f"kafka://{kafka_bootstrap}", "FOREXD_TOPIC_PREFIX": topic_prefix,
-           "FOREXD_PARTITIONS": "1"}
+    env = {
+        "FOREXD_BROKER_URL": f"kafka://{kafka_bootstrap}",
+        "FOREXD_TOPIC_PREFIX": topic_prefix,
+        "FOREXD_PARTITIONS": "1",
+    }
     res = forexd("replay", str(multi), "--timeframe", "5m", env=env)
     assert res.returncode == 0, res.stderr
     assert res.stderr.strip().splitlines()[-1] == "published 12 records; refused 0 rows: none"
@@ -379,12 +493,15 @@ def test_retrain_sends_the_canonical_symbol_and_timeframe_spelling() -> None:
     assert_one_line(res.stderr, "broker unreachable")
 
 
-@pytest.mark.parametrize(("env", "says"), [
-    ({"FOREXD_MODELS": "1h:24,1h:6"}, "1h twice"),
-    ({"FOREXD_MODELS": "1m:60", "FOREXD_HORIZON": "24"}, "FOREXD_MODELS replaces FOREXD_HORIZON"),
-    # no CUDA here: "not available"; a machine with CUDA has no 100th device
-    ({"FOREXD_DEVICE": "cuda:99"}, "FOREXD_DEVICE=cuda:99"),
-])
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"FOREXD_MODELS": "1h:24,1h:6"}, "1h twice"),
+        ({"FOREXD_MODELS": "1m:60", "FOREXD_HORIZON": "24"}, "FOREXD_MODELS replaces FOREXD_HORIZON"),
+        # no CUDA here: "not available"; a machine with CUDA has no 100th device
+        ({"FOREXD_DEVICE": "cuda:99"}, "FOREXD_DEVICE=cuda:99"),
+    ],
+)
 def test_worker_with_bad_models_or_device_exits_78_on_one_line(env: dict[str, str], says: str) -> None:
     res = forexd("worker", env={"FOREXD_BROKER_URL": DOWN, "FOREXD_BROKER_WAIT_S": "0", **env})
     assert res.returncode == 78, res.stderr

@@ -17,9 +17,25 @@ from ...realdata import require
 talib = pytest.importorskip("talib", reason="ta-lib is a test dependency")
 
 DEFAULT_COLUMNS = [
-    "sma_20", "ema_20", "rsi_14", "atr_14", "bb_lower_20", "bb_middle_20", "bb_upper_20", "macd_12_26",
-    "macd_signal_9", "macd_hist_12_26_9", "donchian_upper_20", "donchian_lower_20", "keltner_lower_20",
-    "keltner_middle_20", "keltner_upper_20", "stoch_k_14", "stoch_d_3", "adx_14", "hurst_100",
+    "sma_20",
+    "ema_20",
+    "rsi_14",
+    "atr_14",
+    "bb_lower_20",
+    "bb_middle_20",
+    "bb_upper_20",
+    "macd_12_26",
+    "macd_signal_9",
+    "macd_hist_12_26_9",
+    "donchian_upper_20",
+    "donchian_lower_20",
+    "keltner_lower_20",
+    "keltner_middle_20",
+    "keltner_upper_20",
+    "stoch_k_14",
+    "stoch_d_3",
+    "adx_14",
+    "hurst_100",
 ]
 
 
@@ -55,8 +71,17 @@ def test_spec_and_only_ready_and_generic_layout(tmp_path: Path) -> None:
     src = require("backtesting-0.6.6_EURUSD_h1.csv")
     raw = pd.read_csv(src).iloc[:400]
     generic = tmp_path / "generic.csv"
-    pd.DataFrame({"timestamp": raw.iloc[:, 0], "symbol": "EURUSD", "open": raw.Open, "high": raw.High,
-                  "low": raw.Low, "close": raw.Close, "volume": raw.Volume}).to_csv(generic, index=False)
+    pd.DataFrame(
+        {
+            "timestamp": raw.iloc[:, 0],
+            "symbol": "EURUSD",
+            "open": raw.Open,
+            "high": raw.High,
+            "low": raw.Low,
+            "close": raw.Close,
+            "volume": raw.Volume,
+        }
+    ).to_csv(generic, index=False)
     out = tmp_path / "out.csv"
     res = CliRunner().invoke(app, ["indicators", str(generic), "-o", str(out), "--spec", "ema_10,rv_5", "--only-ready"])
     assert res.exit_code == 0, res.output

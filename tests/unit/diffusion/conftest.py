@@ -35,10 +35,26 @@ def hourly() -> pd.DataFrame:
 def tiny_config(**kw: object) -> TrainConfig:
     """A config that trains in a few seconds on 2 cores."""
     base: dict[str, object] = dict(
-        symbol="EURUSD", timeframe="1h", horizon=12, context=ContextSpec(window=16, warmup=12),
-        width=32, cond_width=32, blocks=1, max_steps=60, eval_every=30, batch_size=128,
-        val_windows=64, val_samples=16, calib_windows=128, test_windows=128, sample_steps=4,
-        samples=32, device="cpu", split=(ms(2016, 3, 1), ms(2016, 5, 1)), max_minutes=2.0)
+        symbol="EURUSD",
+        timeframe="1h",
+        horizon=12,
+        context=ContextSpec(window=16, warmup=12),
+        width=32,
+        cond_width=32,
+        blocks=1,
+        max_steps=60,
+        eval_every=30,
+        batch_size=128,
+        val_windows=64,
+        val_samples=16,
+        calib_windows=128,
+        test_windows=128,
+        sample_steps=4,
+        samples=32,
+        device="cpu",
+        split=(ms(2016, 3, 1), ms(2016, 5, 1)),
+        max_minutes=2.0,
+    )
     base.update(kw)
     return TrainConfig(**base)  # type: ignore[arg-type]
 

@@ -46,7 +46,8 @@ class _Evil:
 
 
 def test_pickle_bearing_checkpoint_is_refused_even_with_matching_hash(
-        tiny_model: TrainResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tiny_model: TrainResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pt = _copy(tiny_model, tmp_path)
     state = torch.load(pt, weights_only=True)
     state["evil"] = _Evil()  # type: ignore[assignment]

@@ -40,8 +40,18 @@ def test_compiled_training_matches_eager_and_gives_a_loadable_model(hourly: pd.D
     pred = Predictor.load(res.checkpoint)
     ctx = pred.new_context("EURUSD", "1h")
     for t, o, h, lo, c in hourly[["ts_ms", "open", "high", "low", "close"]].iloc[:200].itertuples(index=False):
-        ctx.update(Candle(symbol="EURUSD", timeframe="1h", open_ms=int(t), close_ms=int(t) + 3_600_000,
-                          open=o, high=h, low=lo, close=c))
+        ctx.update(
+            Candle(
+                symbol="EURUSD",
+                timeframe="1h",
+                open_ms=int(t),
+                close_ms=int(t) + 3_600_000,
+                open=o,
+                high=h,
+                low=lo,
+                close=c,
+            )
+        )
     req = ctx.request()
     assert req is not None
     fc = pred.forecast([req], samples=40)[0]

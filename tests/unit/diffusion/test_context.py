@@ -20,17 +20,23 @@ HOUR = 3_600_000
 
 def _bars(frame: pd.DataFrame, n: int) -> list[Candle]:
     f = frame.iloc[:n]
-    return [Candle(symbol="EURUSD", timeframe="1h", open_ms=int(t), close_ms=int(t) + HOUR,
-                   open=o, high=h, low=lo, close=c)
-            for t, o, h, lo, c in zip(f.ts_ms, f.open, f.high, f.low, f.close, strict=True)]
+    return [
+        Candle(symbol="EURUSD", timeframe="1h", open_ms=int(t), close_ms=int(t) + HOUR, open=o, high=h, low=lo, close=c)
+        for t, o, h, lo, c in zip(f.ts_ms, f.open, f.high, f.low, f.close, strict=True)
+    ]
 
 
 def test_streaming_requests_equal_batch_features_on_real_hourly(hourly: pd.DataFrame) -> None:
     spec = ContextSpec(window=24, warmup=12)
     bars = _bars(hourly, 1500)
     ctx = SeriesContext(symbol="EURUSD", timeframe="1h", spec=spec)
-    feats = build_features(np.array([b.close_ms for b in bars]), np.array([b.high for b in bars]),
-                           np.array([b.low for b in bars]), np.array([b.close for b in bars]), spec)
+    feats = build_features(
+        np.array([b.close_ms for b in bars]),
+        np.array([b.high for b in bars]),
+        np.array([b.low for b in bars]),
+        np.array([b.close for b in bars]),
+        spec,
+    )
     checked = 0
     for i, bar in enumerate(bars):
         ctx.update(bar)
@@ -101,8 +107,18 @@ def test_flat_prices_hit_the_sigma_floor_not_a_division_by_zero() -> None:
     spec = ContextSpec(window=4, warmup=2, min_sigma=1e-7)
     ctx = SeriesContext(symbol="EURUSD", timeframe="1h", spec=spec)
     for i in range(10):
-        ctx.update(Candle(symbol="EURUSD", timeframe="1h", open_ms=i * HOUR, close_ms=(i + 1) * HOUR,
-                          open=1.1, high=1.1, low=1.1, close=1.1))
+        ctx.update(
+            Candle(
+                symbol="EURUSD",
+                timeframe="1h",
+                open_ms=i * HOUR,
+                close_ms=(i + 1) * HOUR,
+                open=1.1,
+                high=1.1,
+                low=1.1,
+                close=1.1,
+            )
+        )
     req = ctx.request()
     assert req is not None and req.sigma == 1e-7
     assert np.all(np.isfinite(req.conditioning()))

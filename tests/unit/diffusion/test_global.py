@@ -111,14 +111,38 @@ def test_global_model_manifest_round_trip_and_embedding(hourly: pd.DataFrame, tm
 
 
 def daily(*args: str, tmp: Path) -> list[str]:
-    return ["train", *args, "--timeframe", "1d", "--horizon", "5", "--split", "2015-01-01,2016-01-01",
-            "--until", "2017-01-01", "--max-steps", "4", "--window", "12", "--width", "16", "--blocks", "1",
-            "--calib-windows", "64", "--model-dir", str(tmp), "--device", "cpu"]
+    return [
+        "train",
+        *args,
+        "--timeframe",
+        "1d",
+        "--horizon",
+        "5",
+        "--split",
+        "2015-01-01,2016-01-01",
+        "--until",
+        "2017-01-01",
+        "--max-steps",
+        "4",
+        "--window",
+        "12",
+        "--width",
+        "16",
+        "--blocks",
+        "1",
+        "--calib-windows",
+        "64",
+        "--model-dir",
+        str(tmp),
+        "--device",
+        "cpu",
+    ]
 
 
 def test_cli_symbol_list_trains_one_model_that_forecasts_both(tmp_path: Path) -> None:
-    res = CliRunner().invoke(app, daily(str(DAILY), "--symbol", "EURUSD,GBPUSD", "--series-embedding", "4",
-                                        tmp=tmp_path / "m"))
+    res = CliRunner().invoke(
+        app, daily(str(DAILY), "--symbol", "EURUSD,GBPUSD", "--series-embedding", "4", tmp=tmp_path / "m")
+    )
     assert res.exit_code == 0, res.output
     path = Path(res.output.strip().splitlines()[-1])
     assert path.parent.name == f"{TWO}-1d-h5"
@@ -128,8 +152,18 @@ def test_cli_symbol_list_trains_one_model_that_forecasts_both(tmp_path: Path) ->
         frame = read_candle_series(DAILY, symbol=sym, timeframe="1d").frame
         ctx = pred.new_context(sym, "1d")
         for r in frame.tail(60).itertuples():
-            ctx.update(Candle(symbol=sym, timeframe="1d", open_ms=int(r.ts_ms), close_ms=DAY.end_of(int(r.ts_ms)),
-                              open=float(r.open), high=float(r.high), low=float(r.low), close=float(r.close)))
+            ctx.update(
+                Candle(
+                    symbol=sym,
+                    timeframe="1d",
+                    open_ms=int(r.ts_ms),
+                    close_ms=DAY.end_of(int(r.ts_ms)),
+                    open=float(r.open),
+                    high=float(r.high),
+                    low=float(r.low),
+                    close=float(r.close),
+                )
+            )
         req = ctx.request()
         assert req is not None
         fc = pred.forecast([req])[0]
@@ -137,11 +171,29 @@ def test_cli_symbol_list_trains_one_model_that_forecasts_both(tmp_path: Path) ->
         assert abs(fc.quantile(0.5)[0] / float(frame["close"].iloc[-1]) - 1) < 0.05  # its own price scale
     # a global model serves only its symbols in backtest
     out = tmp_path / "bt.csv"
-    res = CliRunner().invoke(app, ["backtest", str(DAILY), "--symbol", "NZDUSD", "--timeframe", "1d",
-                                   "--model", str(path), "-o", str(out)])
+    res = CliRunner().invoke(
+        app, ["backtest", str(DAILY), "--symbol", "NZDUSD", "--timeframe", "1d", "--model", str(path), "-o", str(out)]
+    )
     assert res.exit_code == 65 and "does not serve NZDUSD" in res.output and "Traceback" not in res.output
-    res = CliRunner().invoke(app, ["backtest", str(DAILY), "--symbol", "GBPUSD", "--timeframe", "1d",
-                                   "--model", str(path), "-o", str(out), "--from", "2018-11-01", "-n", "8"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "backtest",
+            str(DAILY),
+            "--symbol",
+            "GBPUSD",
+            "--timeframe",
+            "1d",
+            "--model",
+            str(path),
+            "-o",
+            str(out),
+            "--from",
+            "2018-11-01",
+            "-n",
+            "8",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert set(pd.read_csv(out)["symbol"]) == {"GBPUSD"}
 
@@ -165,13 +217,15 @@ def test_cli_selection_errors_are_one_line(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, daily(str(DAILY), "--symbol", "EURUSD,XAUUSD", tmp=tmp_path / "m"))
     assert res.exit_code != 0 and "holds no XAUUSD candles" in res.output
     assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
-    res = CliRunner().invoke(app, daily(str(DAILY), "--symbol", "EURUSD", "--series-embedding", "4",
-                                        tmp=tmp_path / "m"))
+    res = CliRunner().invoke(
+        app, daily(str(DAILY), "--symbol", "EURUSD", "--series-embedding", "4", tmp=tmp_path / "m")
+    )
     assert res.exit_code == 2 and "needs a global model" in res.output
     assert not (tmp_path / "m").exists()
     # a huge embedding width was a traceback (cannot allocate); it is a usage error before reading
-    res = CliRunner().invoke(app, daily(str(DAILY), "--symbol", "all", "--series-embedding", "100000000",
-                                        tmp=tmp_path / "m"))
+    res = CliRunner().invoke(
+        app, daily(str(DAILY), "--symbol", "all", "--series-embedding", "100000000", tmp=tmp_path / "m")
+    )
     assert res.exit_code == 2 and "--series-embedding must be in [0, 1024]" in res.output, res.output
     assert not (tmp_path / "m").exists()
 

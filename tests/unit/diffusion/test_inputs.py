@@ -98,7 +98,7 @@ def test_no_look_ahead_perturbing_the_future_leaves_earlier_inputs_unchanged(d1:
     moved = build_extra_frame(future["EURUSD"], "EURUSD", "1d", spec, {"GBPUSD": future["GBPUSD"]})
     np.testing.assert_array_equal(moved[:k], base[:k])
     assert np.isfinite(base[k - 1]).all()
-    assert not np.allclose(moved[k + 30:], base[k + 30:], equal_nan=True)
+    assert not np.allclose(moved[k + 30 :], base[k + 30 :], equal_nan=True)
 
 
 def test_cross_input_needs_the_other_pair_to_reach_as_of() -> None:
@@ -107,8 +107,9 @@ def test_cross_input_needs_the_other_pair_to_reach_as_of() -> None:
     day = 86_400_000
 
     def bar(sym: str, i: int, c: float) -> Candle:
-        return Candle(symbol=sym, timeframe="1d", open_ms=i * day, close_ms=(i + 1) * day, open=c, high=c, low=c,
-                      close=c)
+        return Candle(
+            symbol=sym, timeframe="1d", open_ms=i * day, close_ms=(i + 1) * day, open=c, high=c, low=c, close=c
+        )
 
     book = CrossBook()
     spec = InputSpec.parse("cross:GBPUSD", "1d")
@@ -145,8 +146,12 @@ def test_stream_forecaster_builds_the_same_inputs_as_the_backtest(d1: dict[str, 
     for n, c in enumerate(bars):
         if n == 700:  # restart of the worker: the forecasters and the book come back from their snapshots
             book = CrossBook()
-            fcs = {s: SymbolForecaster.restore(json.loads(json.dumps(f.snapshot(), allow_nan=False)), cfg, symbol=s, book=book)
-                   for s, f in fcs.items()}
+            fcs = {
+                s: SymbolForecaster.restore(
+                    json.loads(json.dumps(f.snapshot(), allow_nan=False)), cfg, symbol=s, book=book
+                )
+                for s, f in fcs.items()
+            }
         batch.append(fcs[c.symbol].on_candle(c))
         if n == len(bars) - 1 or bars[n + 1].close_ms != c.close_ms:
             for o in batch:
@@ -173,15 +178,24 @@ def test_stream_forecaster_builds_the_same_inputs_as_the_backtest(d1: dict[str, 
 @pytest.fixture(scope="module")
 def cross_model(d1: dict[str, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
     torch.set_num_threads(2)
-    config = tiny_config(timeframe="1d", split=(ms(2016, 1, 1), ms(2017, 1, 1)), inputs=("indicators", "cross:GBPUSD"),
-                         max_steps=20, eval_every=10, val_windows=32, calib_windows=64, test_windows=64,
-                         batch_size=64)
+    config = tiny_config(
+        timeframe="1d",
+        split=(ms(2016, 1, 1), ms(2017, 1, 1)),
+        inputs=("indicators", "cross:GBPUSD"),
+        max_steps=20,
+        eval_every=10,
+        val_windows=32,
+        calib_windows=64,
+        test_windows=64,
+        batch_size=64,
+    )
     extra = build_extra_frame(d1["EURUSD"], "EURUSD", "1d", InputSpec(config.inputs, "1d"), {"GBPUSD": d1["GBPUSD"]})
     return train(config, d1["EURUSD"], tmp_path_factory.mktemp("inputs_models"), extra=extra)
 
 
 def test_model_with_inputs_trains_names_them_and_forecasts_like_the_stream(
-        cross_model: TrainResult, d1: dict[str, pd.DataFrame]) -> None:
+    cross_model: TrainResult, d1: dict[str, pd.DataFrame]
+) -> None:
     m = cross_model.manifest
     assert m["inputs"]["names"] == ["indicators", "cross:GBPUSD"] and m["extra_dim"] == 16
     assert m["inputs"]["features"][-2:] == ["xret_1@GBPUSD", "xret_6@GBPUSD"]
@@ -193,13 +207,15 @@ def test_model_with_inputs_trains_names_them_and_forecasts_like_the_stream(
     rows = backtest(span["EURUSD"], pred, cfg, others={"GBPUSD": span["GBPUSD"]})
     assert rows["as_of"].nunique() > 15
     # the stream: both pairs' forecasters on one worker share a book; the request is the backtest's
-    fc_cfg = ForecasterConfig(timeframes=("1d",), forecast_timeframes=("1d",), horizon=pred.horizon,
-                              context=pred.context_spec)
+    fc_cfg = ForecasterConfig(
+        timeframes=("1d",), forecast_timeframes=("1d",), horizon=pred.horizon, context=pred.context_spec
+    )
     book = CrossBook()
     fcs = {s: SymbolForecaster(s, fc_cfg, book=book) for s in ("EURUSD", "GBPUSD")}
     # the other pair's candle at as_of is processed first (one partition, published in time order)
-    bars = sorted((c for s in fcs for c in frame_candles(span[s], s, "1d")),
-                  key=lambda c: (c.close_ms, c.symbol == "EURUSD"))
+    bars = sorted(
+        (c for s in fcs for c in frame_candles(span[s], s, "1d")), key=lambda c: (c.close_ms, c.symbol == "EURUSD")
+    )
     reqs = []
     for c in bars:
         o = fcs[c.symbol].on_candle(c)
@@ -247,7 +263,8 @@ def test_train_refuses_inputs_without_their_features(d1: dict[str, pd.DataFrame]
 
 
 def test_cli_cross_input_from_a_file_without_a_symbol_column_is_refused(
-        cross_model: TrainResult, d1: dict[str, pd.DataFrame], tmp_path: Path) -> None:
+    cross_model: TrainResult, d1: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
     # such a file gives its rows any symbol asked for: cross:GBPUSD read the EURUSD rows as
     # GBPUSD's (train and backtest); the stream then fed the real GBPUSD -- refused instead
     from typer.testing import CliRunner
@@ -256,12 +273,49 @@ def test_cli_cross_input_from_a_file_without_a_symbol_column_is_refused(
 
     plain = tmp_path / "vendor_eurusd_d1.csv"
     d1["EURUSD"][["ts_ms", "open", "high", "low", "close"]].to_csv(plain, index=False)
-    res = CliRunner().invoke(app, ["train", str(plain), "--symbol", "EURUSD", "--inputs", "cross:GBPUSD",
-                                   "--timeframe", "1d", "--horizon", "5", "--max-steps", "2",
-                                   "--model-dir", str(tmp_path / "m"), "--device", "cpu"])
-    assert res.exit_code == 65 and "cross:GBPUSD" in res.output and "holds no GBPUSD candles (it holds EURUSD)" in res.output
+    res = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(plain),
+            "--symbol",
+            "EURUSD",
+            "--inputs",
+            "cross:GBPUSD",
+            "--timeframe",
+            "1d",
+            "--horizon",
+            "5",
+            "--max-steps",
+            "2",
+            "--model-dir",
+            str(tmp_path / "m"),
+            "--device",
+            "cpu",
+        ],
+    )
+    assert (
+        res.exit_code == 65
+        and "cross:GBPUSD" in res.output
+        and "holds no GBPUSD candles (it holds EURUSD)" in res.output
+    )
     assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
-    res = CliRunner().invoke(app, ["backtest", str(plain), "--model", str(cross_model.checkpoint), "--symbol", "EURUSD",
-                                   "--timeframe", "1d", "--output", str(tmp_path / "bt.csv"), "--threads", "1"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "backtest",
+            str(plain),
+            "--model",
+            str(cross_model.checkpoint),
+            "--symbol",
+            "EURUSD",
+            "--timeframe",
+            "1d",
+            "--output",
+            str(tmp_path / "bt.csv"),
+            "--threads",
+            "1",
+        ],
+    )
     assert res.exit_code == 65 and "holds no GBPUSD candles (it holds EURUSD)" in res.output, res.output
     assert len(res.output.strip().splitlines()) == 1

@@ -22,8 +22,9 @@ from .conftest import tiny_config
 pytestmark = pytest.mark.shared_data  # reads ../shared/data (skips when absent)
 
 
-def _origin_split(w: training._Windows, config: training.TrainConfig) -> tuple[
-        training._Windows, training._Windows, training._Windows, tuple[int, int]]:
+def _origin_split(
+    w: training._Windows, config: training.TrainConfig
+) -> tuple[training._Windows, training._Windows, training._Windows, tuple[int, int]]:
     """The classic mistake: train on windows whose ORIGIN precedes DATE1, so their targets
     run up to H candles into the validation span."""
     assert config.split is not None
@@ -35,7 +36,8 @@ def _origin_split(w: training._Windows, config: training.TrainConfig) -> tuple[
 
 
 def test_train_refuses_a_split_whose_train_targets_reach_into_validation(
-        hourly: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hourly: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(training, "_split", _origin_split)
     with pytest.raises(ModelError, match=r"^leakage: train_val time stamps overlap \(KS statistic 0\.\d+;"):
         train(tiny_config(), hourly, tmp_path)

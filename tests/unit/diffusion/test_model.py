@@ -24,7 +24,7 @@ def test_alpha_bar_decreases_from_one_towards_zero(kind: str) -> None:
     assert ab.shape == (200,)
     assert bool(torch.all(ab[1:] < ab[:-1]))
     assert 0.99 < float(ab[0]) <= 1.0 and float(ab[-1]) < 0.01
-    torch.testing.assert_close(s.sqrt_alpha_bar ** 2 + s.sqrt_one_minus_alpha_bar ** 2, torch.ones(200))
+    torch.testing.assert_close(s.sqrt_alpha_bar**2 + s.sqrt_one_minus_alpha_bar**2, torch.ones(200))
 
 
 def test_ddim_timesteps_run_from_last_to_zero_without_repeats() -> None:

@@ -20,10 +20,13 @@ HOUR = 3_600_000
 def _requests(hourly: pd.DataFrame, predictor: Predictor, n: int, start: int = 6000) -> list[ForecastRequest]:
     ctx: SeriesContext = predictor.new_context("EURUSD", "1h")
     out = []
-    f = hourly.iloc[start - 200: start + n]
+    f = hourly.iloc[start - 200 : start + n]
     for k, (t, o, h, lo, c) in enumerate(zip(f.ts_ms, f.open, f.high, f.low, f.close, strict=True)):
-        ctx.update(Candle(symbol="EURUSD", timeframe="1h", open_ms=int(t), close_ms=int(t) + HOUR,
-                          open=o, high=h, low=lo, close=c))
+        ctx.update(
+            Candle(
+                symbol="EURUSD", timeframe="1h", open_ms=int(t), close_ms=int(t) + HOUR, open=o, high=h, low=lo, close=c
+            )
+        )
         if k >= 200:
             req = ctx.request()
             assert req is not None
@@ -42,14 +45,16 @@ def test_series_alone_equals_the_same_series_inside_a_batch_of_32(hourly: pd.Dat
 
 
 def test_same_input_gives_the_same_forecast_and_different_as_of_differs(
-        hourly: pd.DataFrame, predictor: Predictor) -> None:
+    hourly: pd.DataFrame, predictor: Predictor
+) -> None:
     reqs = _requests(hourly, predictor, 2)
     a = predictor.forecast(reqs)
     b = predictor.forecast(reqs)
     for x, y in zip(a, b, strict=True):
         assert np.array_equal(x.quantiles, y.quantiles) and np.array_equal(x.p_up, y.p_up)
     assert series_seed("EURUSD", "1h", reqs[0].as_of_ms, predictor.version) != series_seed(
-        "EURUSD", "1h", reqs[1].as_of_ms, predictor.version)
+        "EURUSD", "1h", reqs[1].as_of_ms, predictor.version
+    )
 
 
 def test_forecast_fields_are_consistent(hourly: pd.DataFrame, predictor: Predictor) -> None:
@@ -68,11 +73,9 @@ def test_forecast_fields_are_consistent(hourly: pd.DataFrame, predictor: Predict
     assert d["as_of"] == req.as_of_ms and len(d["quantiles"]) == h and d["levels"][0] == 0.05
 
 
-def test_extra_features_are_ignored_by_a_model_trained_without_them(
-        hourly: pd.DataFrame, predictor: Predictor) -> None:
+def test_extra_features_are_ignored_by_a_model_trained_without_them(hourly: pd.DataFrame, predictor: Predictor) -> None:
     req = _requests(hourly, predictor, 1)[0]
-    with_extra = ForecastRequest(**{**{f: getattr(req, f) for f in req.__dataclass_fields__},
-                                    "extra": np.arange(5.0)})
+    with_extra = ForecastRequest(**{**{f: getattr(req, f) for f in req.__dataclass_fields__}, "extra": np.arange(5.0)})
     a = predictor.forecast([req])[0]
     b = predictor.forecast([with_extra])[0]
     assert np.array_equal(a.quantiles, b.quantiles)

@@ -60,7 +60,8 @@ def test_retention_deletes_nothing_when_the_protected_versions_are_unknown(tmp_p
 
 @pytest.mark.shared_data  # trains on ../shared/data (skips when absent)
 def test_forexd_train_into_a_serving_dir_keeps_the_registered_champion(
-        tiny_model: TrainResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_model: TrainResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     serving = tmp_path / "models"
     url = sqlite_url(tmp_path / "forexd.db")
     reg = ModelRegistry(make_engine(url), serving)
@@ -71,11 +72,39 @@ def test_forexd_train_into_a_serving_dir_keeps_the_registered_champion(
     assert reg.path_of(champion).stem < unregistered.stem  # the champion is the oldest version
     # the registry is found as `forexd models` finds it: FOREXD_DATABASE_URL
     monkeypatch.setenv("FOREXD_DATABASE_URL", url)
-    res = CliRunner().invoke(app, [
-        "train", str(HOURLY), "--symbol", "EURUSD", "--timeframe", "1h", "--horizon", "12",
-        "--until", "2008-06-01", "--split", "2008-03-01,2008-04-15", "--max-steps", "4",
-        "--window", "12", "--width", "16", "--blocks", "1", "--calib-windows", "64",
-        "--model-dir", str(serving), "--device", "cpu", "--keep", "1"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(HOURLY),
+            "--symbol",
+            "EURUSD",
+            "--timeframe",
+            "1h",
+            "--horizon",
+            "12",
+            "--until",
+            "2008-06-01",
+            "--split",
+            "2008-03-01,2008-04-15",
+            "--max-steps",
+            "4",
+            "--window",
+            "12",
+            "--width",
+            "16",
+            "--blocks",
+            "1",
+            "--calib-windows",
+            "64",
+            "--model-dir",
+            str(serving),
+            "--device",
+            "cpu",
+            "--keep",
+            "1",
+        ],
+    )
     assert res.exit_code == 0, res.output
     new = Path(res.output.strip().splitlines()[-1])
     kept = CheckpointManager(serving).versions("EURUSD-1h-h12")
@@ -86,8 +115,20 @@ def test_forexd_train_into_a_serving_dir_keeps_the_registered_champion(
 
 
 def test_forexd_train_stops_before_training_when_the_named_registry_is_missing(tmp_path: Path) -> None:
-    res = CliRunner().invoke(app, [
-        "train", str(HOURLY), "--symbol", "EURUSD", "--timeframe", "1h", "--model-dir", str(tmp_path / "m"),
-        "--db", sqlite_url(tmp_path / "nope.db")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(HOURLY),
+            "--symbol",
+            "EURUSD",
+            "--timeframe",
+            "1h",
+            "--model-dir",
+            str(tmp_path / "m"),
+            "--db",
+            sqlite_url(tmp_path / "nope.db"),
+        ],
+    )
     assert res.exit_code == 66 and "nope.db does not exist" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "m").exists() and not (tmp_path / "nope.db").exists()

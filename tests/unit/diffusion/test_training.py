@@ -40,8 +40,7 @@ def test_calibrated_tiny_model_covers_about_ninety_percent_on_validation(tiny_mo
 
 
 def test_default_split_is_sixty_twenty_twenty(hourly: pd.DataFrame, tmp_path: Path) -> None:
-    res = train(tiny_config(split=None, max_steps=2, eval_every=1, calib_windows=32, test_windows=32),
-                hourly, tmp_path)
+    res = train(tiny_config(split=None, max_steps=2, eval_every=1, calib_windows=32, test_windows=32), hourly, tmp_path)
     dw = res.manifest["data_window"]
     total = dw["n_train"] + dw["n_val"] + dw["n_test"]
     assert dw["n_train"] / total == pytest.approx(0.6, abs=0.01)
@@ -54,8 +53,11 @@ def test_split_leaving_no_validation_is_refused(hourly: pd.DataFrame, tmp_path: 
 
 
 def test_until_drops_later_candles(hourly: pd.DataFrame, tmp_path: Path) -> None:
-    res = train(tiny_config(until_ms=ms(2016, 6, 1), max_steps=2, eval_every=1, calib_windows=32,
-                            test_windows=32), hourly, tmp_path)
+    res = train(
+        tiny_config(until_ms=ms(2016, 6, 1), max_steps=2, eval_every=1, calib_windows=32, test_windows=32),
+        hourly,
+        tmp_path,
+    )
     assert res.manifest["data_window"]["last_close_ms"] <= ms(2016, 6, 1)
 
 
@@ -76,15 +78,26 @@ def test_extra_features_are_learned_and_then_required(hourly: pd.DataFrame, tmp_
 
     # controlled cause: extras are a deterministic function of the time (the property is plumbing)
     extra = np.stack([np.sin(hourly.ts_ms.to_numpy() / 3.6e6), np.cos(hourly.ts_ms.to_numpy() / 3.6e6)], axis=1)
-    res = train(tiny_config(max_steps=2, eval_every=1, calib_windows=32, test_windows=32), hourly, tmp_path,
-                extra=extra)
+    res = train(
+        tiny_config(max_steps=2, eval_every=1, calib_windows=32, test_windows=32), hourly, tmp_path, extra=extra
+    )
     pred = Predictor.load(res.checkpoint)
     assert pred.extra_dim == 2 and res.manifest["extra_dim"] == 2
     ctx = pred.new_context("EURUSD", "1h")
     f = hourly.iloc[:100]
     for t, o, h, lo, c in zip(f.ts_ms, f.open, f.high, f.low, f.close, strict=True):
-        ctx.update(Candle(symbol="EURUSD", timeframe="1h", open_ms=int(t), close_ms=int(t) + 3_600_000,
-                          open=o, high=h, low=lo, close=c))
+        ctx.update(
+            Candle(
+                symbol="EURUSD",
+                timeframe="1h",
+                open_ms=int(t),
+                close_ms=int(t) + 3_600_000,
+                open=o,
+                high=h,
+                low=lo,
+                close=c,
+            )
+        )
     with pytest.raises(ModelError, match="extra features"):
         pred.forecast([ctx.request()])  # type: ignore[list-item]
     fc = pred.forecast([ctx.request(extra=extra[99])])[0]  # type: ignore[list-item]

@@ -24,9 +24,12 @@ def candles() -> list[Candle]:
     from forex_diffusion.readers import read_candles
 
     f = read_candles(M1, price="mid").frame.iloc[:1500]
-    return [Candle(symbol="EURUSD", timeframe="1m", open_ms=int(t), close_ms=int(t) + 60_000, open=o,
-                   high=h, low=lo, close=c)
-            for t, o, h, lo, c in zip(f.ts_ms, f.open, f.high, f.low, f.close, strict=True)]
+    return [
+        Candle(
+            symbol="EURUSD", timeframe="1m", open_ms=int(t), close_ms=int(t) + 60_000, open=o, high=h, low=lo, close=c
+        )
+        for t, o, h, lo, c in zip(f.ts_ms, f.open, f.high, f.low, f.close, strict=True)
+    ]
 
 
 def test_forming_revisions_then_close_equal_plain_updates(candles: list[Candle]) -> None:
@@ -36,8 +39,17 @@ def test_forming_revisions_then_close_equal_plain_updates(candles: list[Candle])
     for c in candles:
         for _ in range(rng.randrange(0, 3)):
             x = c.close * (1 + rng.uniform(-1e-3, 1e-3))
-            forming = Candle(symbol=c.symbol, timeframe=c.timeframe, open_ms=c.open_ms, close_ms=c.close_ms,
-                             open=c.open, high=max(c.high, x), low=min(c.low, x), close=x, final=False)
+            forming = Candle(
+                symbol=c.symbol,
+                timeframe=c.timeframe,
+                open_ms=c.open_ms,
+                close_ms=c.close_ms,
+                open=c.open,
+                high=max(c.high, x),
+                low=min(c.low, x),
+                close=x,
+                final=False,
+            )
             twin = IndicatorBank.restore(live.snapshot())
             assert live.revise(forming) == twin.update(forming)
             assert live.values() == twin.values()
@@ -69,9 +81,15 @@ def test_snapshot_is_json_and_resumes_exactly(candles: list[Candle]) -> None:
 def test_compute_indicators_equals_bank_updates(candles: list[Candle]) -> None:
     import pandas as pd
 
-    frame = pd.DataFrame({"ts_ms": [c.open_ms for c in candles], "symbol": "EURUSD",
-                          "high": [c.high for c in candles], "low": [c.low for c in candles],
-                          "close": [c.close for c in candles]})
+    frame = pd.DataFrame(
+        {
+            "ts_ms": [c.open_ms for c in candles],
+            "symbol": "EURUSD",
+            "high": [c.high for c in candles],
+            "low": [c.low for c in candles],
+            "close": [c.close for c in candles],
+        }
+    )
     out = compute_indicators(frame)
     bank = IndicatorBank()
     rows = [bank.update(c) for c in candles]

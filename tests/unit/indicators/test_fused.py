@@ -30,7 +30,7 @@ SPECS = {
     # every class with a part, other parameters (resync periods, nested SMA offsets),
     # members without a part (max, min, rv) called inside the fused step
     "odd": "sma_7,ema_5,rsi_5,atr_3,bb_10_1.5,macd_5_35_5,donchian_5,keltner_10_1.5_5,stoch_14_3_3,"
-           "adx_5,hurst_32,max_20,min_14,rv_20,ema_10",
+    "adx_5,hurst_32,max_20,min_14,rv_20,ema_10",
     # an EMA shared by ema_20 and Keltner's middle line; one true range for four members;
     # degenerate periods
     "shared": "ema_20,keltner_20,atr_10,adx_2,stoch_5_1_1,sma_1,ema_1,atr_1,bb_2,stoch_1_2_1,donchian_1",
@@ -48,8 +48,18 @@ def _synthetic(n: int, seed: int) -> list[Candle]:
             c = round(c + rng.choice([-2e-4, -1e-4, 0.0, 1e-4, 2e-4]), 5)
             h = round(c + rng.choice([0.0, 1e-4]), 5)
             lo = round(c - rng.choice([0.0, 1e-4]), 5)
-        out.append(Candle(symbol="EURUSD", timeframe="1m", open_ms=i * 60_000, close_ms=(i + 1) * 60_000,
-                          open=c, high=h, low=lo, close=c))
+        out.append(
+            Candle(
+                symbol="EURUSD",
+                timeframe="1m",
+                open_ms=i * 60_000,
+                close_ms=(i + 1) * 60_000,
+                open=c,
+                high=h,
+                low=lo,
+                close=c,
+            )
+        )
     return out
 
 
@@ -59,9 +69,10 @@ def _real(path: Path, n: int) -> list[Candle]:
     from forex_diffusion.readers import read_candles
 
     f = read_candles(path, price="bid").frame.iloc[:n]
-    return [Candle(symbol="EURUSD", timeframe="x", open_ms=int(t), close_ms=int(t) + 1, open=o, high=h,
-                   low=lo, close=c)
-            for t, o, h, lo, c in zip(f.ts_ms, f.open, f.high, f.low, f.close, strict=True)]
+    return [
+        Candle(symbol="EURUSD", timeframe="x", open_ms=int(t), close_ms=int(t) + 1, open=o, high=h, low=lo, close=c)
+        for t, o, h, lo, c in zip(f.ts_ms, f.open, f.high, f.low, f.close, strict=True)
+    ]
 
 
 @pytest.fixture(scope="module", params=["m1", "h1", "synthetic"])
@@ -115,9 +126,17 @@ def test_revise_snapshot_pickle_while_fused_continue_exactly(spec: str, candles:
         if i % 50 == 49:
             assert _is_fused(live) or i < 300
             x = c.close * (1 + rng.uniform(-1e-3, 1e-3))
-            forming = Candle(symbol=c.symbol, timeframe=c.timeframe, open_ms=c.open_ms + 1,
-                             close_ms=c.close_ms + 1, open=c.close, high=max(c.close, x), low=min(c.close, x),
-                             close=x, final=False)
+            forming = Candle(
+                symbol=c.symbol,
+                timeframe=c.timeframe,
+                open_ms=c.open_ms + 1,
+                close_ms=c.close_ms + 1,
+                open=c.close,
+                high=max(c.close, x),
+                low=min(c.close, x),
+                close=x,
+                final=False,
+            )
             twin = IndicatorBank.restore(json.loads(json.dumps(live.snapshot())))
             assert live.revise(forming) == twin.update(forming)
             # a snapshot and a pickle taken now carry the fused state, and resume exactly
@@ -139,7 +158,8 @@ def test_members_handed_out_are_up_to_date(candles: list[Candle]) -> None:
 
 
 def test_inconsistent_members_keep_the_bank_on_the_members_with_a_warning(
-        candles: list[Candle], caplog: pytest.LogCaptureFixture) -> None:
+    candles: list[Candle], caplog: pytest.LogCaptureFixture
+) -> None:
     # ATR and ADX share one previous close in the fused step; a snapshot whose two
     # previous closes disagree cannot be fused, so the bank must keep calling the members.
     from forex_diffusion.indicators import Indicator

@@ -67,8 +67,10 @@ def test_flat_window_and_steady_trend_edge_values() -> None:
 
 
 def test_numpy_fallback_selected_by_environment() -> None:
-    code = ("from forex_diffusion.indicators.hurst import hurst_kernels, python_kernels;"
-            "assert hurst_kernels() == python_kernels(); print('numpy')")
+    code = (
+        "from forex_diffusion.indicators.hurst import hurst_kernels, python_kernels;"
+        "assert hurst_kernels() == python_kernels(); print('numpy')"
+    )
     env = dict(os.environ, FOREXD_NO_JIT="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

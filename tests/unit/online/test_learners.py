@@ -41,18 +41,20 @@ def candles() -> list[Candle]:
     frame = read_candles(H1_FILE, symbol="EURUSD", price="mid").frame.iloc[:3000]
     return [
         Candle(
-            symbol="EURUSD", timeframe="1h", open_ms=int(ts), close_ms=int(ts) + HOUR,
-            open=float(o), high=float(h), low=float(lo), close=float(c),
+            symbol="EURUSD",
+            timeframe="1h",
+            open_ms=int(ts),
+            close_ms=int(ts) + HOUR,
+            open=float(o),
+            high=float(h),
+            low=float(lo),
+            close=float(c),
         )
-        for ts, o, h, lo, c in zip(
-            frame.ts_ms, frame.open, frame.high, frame.low, frame.close, strict=True
-        )
+        for ts, o, h, lo, c in zip(frame.ts_ms, frame.open, frame.high, frame.low, frame.close, strict=True)
     ]
 
 
-def _run(
-    learners: OnlineLearnerSet, feats: BasicFeatures, candles: list[Candle]
-) -> Iterator[LearnerStep]:
+def _run(learners: OnlineLearnerSet, feats: BasicFeatures, candles: list[Candle]) -> Iterator[LearnerStep]:
     for c in candles:
         f, vol = feats.update(c.close)
         yield learners.step(c, f, vol)
@@ -164,8 +166,20 @@ def test_learners_learn_a_predictable_signal() -> None:
     fb = BasicFeatures()
     for i, c in enumerate(closes):
         f, vol = fb.update(float(c))
-        ls.step(Candle(symbol="EURUSD", timeframe="1h", open_ms=i * HOUR, close_ms=(i + 1) * HOUR,
-                       open=c, high=c, low=c, close=c), f, vol)
+        ls.step(
+            Candle(
+                symbol="EURUSD",
+                timeframe="1h",
+                open_ms=i * HOUR,
+                close_ms=(i + 1) * HOUR,
+                open=c,
+                high=c,
+                low=c,
+                close=c,
+            ),
+            f,
+            vol,
+        )
     assert ls.skill(1).skill > 0.08
     assert ls.skill(1).hit_rate > 0.6
 
@@ -183,8 +197,14 @@ def test_candle_of_another_series_or_forming_is_refused(candles: list[Candle]) -
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"horizons": ()}, {"horizons": (0,)}, {"horizons": (1, 1)}, {"horizons": (1, 12), "max_pending": 5},
-     {"target_clip": 0.0}, {"regressor": linear_model.LogisticRegression()}],
+    [
+        {"horizons": ()},
+        {"horizons": (0,)},
+        {"horizons": (1, 1)},
+        {"horizons": (1, 12), "max_pending": 5},
+        {"target_clip": 0.0},
+        {"regressor": linear_model.LogisticRegression()},
+    ],
 )
 def test_bad_learner_config_is_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
@@ -194,8 +214,20 @@ def test_bad_learner_config_is_refused(kwargs: dict[str, object]) -> None:
 def test_pending_buffer_is_bounded_and_counts_evictions() -> None:
     ls = OnlineLearnerSet("EURUSD", "1h", LearnerConfig(horizons=(3,), max_pending=3))
     for i in range(10):
-        ls.step(Candle(symbol="EURUSD", timeframe="1h", open_ms=i * HOUR, close_ms=(i + 1) * HOUR,
-                       open=1.1, high=1.1, low=1.1, close=1.1 + i * 1e-4), {"x": float(i)}, 1e-3)
+        ls.step(
+            Candle(
+                symbol="EURUSD",
+                timeframe="1h",
+                open_ms=i * HOUR,
+                close_ms=(i + 1) * HOUR,
+                open=1.1,
+                high=1.1,
+                low=1.1,
+                close=1.1 + i * 1e-4,
+            ),
+            {"x": float(i)},
+            1e-3,
+        )
         assert ls.n_pending(3) <= 3
     assert ls.n_learned(3) == 7
 

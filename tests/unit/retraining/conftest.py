@@ -26,9 +26,22 @@ HORIZON = 12
 
 #: Training settings that run in a few seconds on 2 cores.
 TINY_TRAIN: dict[str, object] = dict(
-    context={"window": 16, "warmup": 12}, width=32, cond_width=32, blocks=1, max_steps=20, eval_every=10,
-    batch_size=128, val_windows=32, val_samples=16, calib_windows=64, test_windows=64, sample_steps=4,
-    samples=32, device="cpu", max_minutes=1.0)
+    context={"window": 16, "warmup": 12},
+    width=32,
+    cond_width=32,
+    blocks=1,
+    max_steps=20,
+    eval_every=10,
+    batch_size=128,
+    val_windows=32,
+    val_samples=16,
+    calib_windows=64,
+    test_windows=64,
+    sample_steps=4,
+    samples=32,
+    device="cpu",
+    max_minutes=1.0,
+)
 
 
 def ms(y: int, m: int, d: int) -> int:
@@ -39,17 +52,24 @@ def ms(y: int, m: int, d: int) -> int:
 def tiny_job(**kw: object) -> JobConfig:
     """Job settings: 2,400 training + 240 hold-out hourly candles, lenient first promotion."""
     base: dict[str, object] = dict(
-        horizon=HORIZON, train=TINY_TRAIN, train_candles=2400, holdout_candles=240, warmup_candles=200,
-        eval_every=4, eval_samples=32,
-        policy=PromotionPolicy(min_improvement=0.005, min_skill_vs_rw=-0.05, coverage90_bounds=(0.6, 1.0)))
+        horizon=HORIZON,
+        train=TINY_TRAIN,
+        train_candles=2400,
+        holdout_candles=240,
+        warmup_candles=200,
+        eval_every=4,
+        eval_samples=32,
+        policy=PromotionPolicy(min_improvement=0.005, min_skill_vs_rw=-0.05, coverage90_bounds=(0.6, 1.0)),
+    )
     base.update(kw)
     return JobConfig(**base)  # type: ignore[arg-type]
 
 
 def request(request_id: str = "r1", **kw: object) -> RetrainRequest:
     """A manual request for EURUSD/1h/12."""
-    base: dict[str, object] = dict(request_id=request_id, symbol="EURUSD", timeframe="1h", horizon=HORIZON,
-                                   reason="manual", requested_at_ms=0)
+    base: dict[str, object] = dict(
+        request_id=request_id, symbol="EURUSD", timeframe="1h", horizon=HORIZON, reason="manual", requested_at_ms=0
+    )
     base.update(kw)
     return RetrainRequest(**base)  # type: ignore[arg-type]
 
@@ -67,9 +87,19 @@ def load_hourly_candles() -> list[Candle]:
     frame = read_candles(HOURLY, symbol="EURUSD", price="bid").frame
     frame = frame[(frame["ts_ms"] >= ms(2015, 10, 1)) & (frame["ts_ms"] < ms(2016, 7, 1))]
     tf = Timeframe.parse("1h")
-    return [Candle(symbol="EURUSD", timeframe="1h", open_ms=int(r.ts_ms), close_ms=tf.end_of(int(r.ts_ms)),
-                   open=float(r.open), high=float(r.high), low=float(r.low), close=float(r.close))
-            for r in frame.itertuples()]
+    return [
+        Candle(
+            symbol="EURUSD",
+            timeframe="1h",
+            open_ms=int(r.ts_ms),
+            close_ms=tf.end_of(int(r.ts_ms)),
+            open=float(r.open),
+            high=float(r.high),
+            low=float(r.low),
+            close=float(r.close),
+        )
+        for r in frame.itertuples()
+    ]
 
 
 @pytest.fixture
@@ -88,9 +118,15 @@ def tiny_checkpoint(hourly_candles: list[Candle], tmp_path_factory: pytest.TempP
     import pandas as pd
 
     torch.set_num_threads(2)
-    frame = pd.DataFrame({"ts_ms": [c.open_ms for c in hourly_candles], "open": [c.open for c in hourly_candles],
-                          "high": [c.high for c in hourly_candles], "low": [c.low for c in hourly_candles],
-                          "close": [c.close for c in hourly_candles]}).iloc[:2400]
+    frame = pd.DataFrame(
+        {
+            "ts_ms": [c.open_ms for c in hourly_candles],
+            "open": [c.open for c in hourly_candles],
+            "high": [c.high for c in hourly_candles],
+            "low": [c.low for c in hourly_candles],
+            "close": [c.close for c in hourly_candles],
+        }
+    ).iloc[:2400]
     cfg = TrainConfig.from_dict({**TINY_TRAIN, "symbol": "EURUSD", "timeframe": "1h", "horizon": HORIZON})
     assert isinstance(cfg.context, ContextSpec)
     return train(cfg, frame, tmp_path_factory.mktemp("tiny"))

@@ -107,11 +107,16 @@ def promote_copy(reg: ModelRegistry, i: int) -> ModelVersion:
 
 def candle_agent(engine: object, models: Path) -> tuple[CandleAgent, Metrics]:
     """The candle agent of a worker on EURUSD/1m, horizon 24, with its metrics."""
-    s = Settings(symbols=("EURUSD",), timeframes=("1m",), data_dir=models.parent, model_dir=models,
-                 status_interval_s=0)
+    s = Settings(symbols=("EURUSD",), timeframes=("1m",), data_dir=models.parent, model_dir=models, status_interval_s=0)
     metrics = Metrics(s.symbols, timeframes=s.timeframes)
-    rt = Runtime(settings=s, app=SimpleNamespace(consumer=None), topics={},
-                 instruments=InstrumentRegistry.of(s.symbols), engine=engine, metrics=metrics)
+    rt = Runtime(
+        settings=s,
+        app=SimpleNamespace(consumer=None),
+        topics={},
+        instruments=InstrumentRegistry.of(s.symbols),
+        engine=engine,
+        metrics=metrics,
+    )
     return CandleAgent(rt), metrics
 
 
@@ -123,7 +128,8 @@ def rejected_total(metrics: Metrics) -> float:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_corrupt_champion_is_refused_previous_keeps_serving_and_alert_counts(
-        kind: str, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    kind: str, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     engine = make_engine(db_url)
     models = tmp_path / "models"
     reg = ModelRegistry(engine, models)

@@ -23,9 +23,26 @@ def test_retrain_local_prints_the_outcome_and_exits_by_status(sqlite_db: str, tm
     cfg = tmp_path / "job.json"
     cfg.write_text(json.dumps(tiny_job().to_dict()))
     models = tmp_path / "models"
-    args = ["retrain", "--local", "--symbol", "eurusd", "--timeframe", "1h", "--horizon", str(HORIZON),
-            "--reason", "cli test", "--db", sqlite_db, "--model-dir", str(models), "--config", str(cfg),
-            "--threads", "2"]
+    args = [
+        "retrain",
+        "--local",
+        "--symbol",
+        "eurusd",
+        "--timeframe",
+        "1h",
+        "--horizon",
+        str(HORIZON),
+        "--reason",
+        "cli test",
+        "--db",
+        sqlite_db,
+        "--model-dir",
+        str(models),
+        "--config",
+        str(cfg),
+        "--threads",
+        "2",
+    ]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     out = json.loads(res.output.strip().splitlines()[-1])
@@ -34,14 +51,27 @@ def test_retrain_local_prints_the_outcome_and_exits_by_status(sqlite_db: str, tm
     assert reg.champion(KEY).version == out["version"]
     assert reg.get(out["version"]).request_id == out["request_id"]
 
-    bad = runner.invoke(app, ["retrain", "--local", "--symbol", "EURUSD", "--timeframe", "1h", "--db",
-                              f"sqlite:///{tmp_path / 'empty.db'}", "--model-dir", str(models),
-                              "--config", str(cfg)])
+    bad = runner.invoke(
+        app,
+        [
+            "retrain",
+            "--local",
+            "--symbol",
+            "EURUSD",
+            "--timeframe",
+            "1h",
+            "--db",
+            f"sqlite:///{tmp_path / 'empty.db'}",
+            "--model-dir",
+            str(models),
+            "--config",
+            str(cfg),
+        ],
+    )
     assert bad.exit_code == 1 and json.loads(bad.output.strip().splitlines()[-1])["status"] == "failed"
 
 
-def test_models_commands_list_promote_rollback_history_register(
-        tmp_path: Path, tiny_checkpoint: TrainResult) -> None:
+def test_models_commands_list_promote_rollback_history_register(tmp_path: Path, tiny_checkpoint: TrainResult) -> None:
     db = f"sqlite:///{tmp_path / 'reg.db'}"
     models = tmp_path / "models"
     common = ["--db", db, "--model-dir", str(models)]

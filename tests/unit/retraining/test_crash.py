@@ -29,8 +29,9 @@ KEY = ModelKey(symbol="EURUSD", timeframe="1h", horizon=HORIZON)
 def killed_job(db: str, models: Path, failpoint: str, request_id: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "FOREXD_FAILPOINT"}
     env.update(FOREXD_FAILPOINT=failpoint, FOREXD_LOG_LEVEL="WARNING")
-    out = run_job(request(request_id), db_url=db, model_dir=models, config=tiny_job(), threads=1,
-                  timeout_s=120, env=env)
+    out = run_job(
+        request(request_id), db_url=db, model_dir=models, config=tiny_job(), threads=1, timeout_s=120, env=env
+    )
     assert out.status == "failed" and "status 137" in out.reason, out.reason
     assert out.version is None and out.key == str(KEY)
 
@@ -72,7 +73,8 @@ def test_killed_mid_training_leaves_no_artifact_and_next_request_succeeds(sqlite
 
 
 def test_killed_mid_write_leaves_an_unloadable_partial_and_next_request_succeeds(
-        sqlite_db: str, tmp_path: Path) -> None:
+    sqlite_db: str, tmp_path: Path
+) -> None:
     models = tmp_path / "models"
     killed_job(sqlite_db, models, "retrain.write", "dead-write")
     reg = ModelRegistry(make_engine(sqlite_db), models)
@@ -87,7 +89,8 @@ def test_killed_mid_write_leaves_an_unloadable_partial_and_next_request_succeeds
 
 
 def test_killed_inside_the_promotion_transaction_changes_no_alias(
-        db_url: str, tmp_path: Path, hourly_candles: list) -> None:  # type: ignore[type-arg]
+    db_url: str, tmp_path: Path, hourly_candles: list
+) -> None:  # type: ignore[type-arg]
     engine = make_engine(db_url)
     upsert_candles(engine, hourly_candles)
     models = tmp_path / "models"

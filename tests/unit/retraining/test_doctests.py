@@ -8,8 +8,16 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("module", ["retraining.policy", "retraining.schedule", "retraining.jobs", "retraining.job_queue",
-                                    "forex_diffusion.storage.registry"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "retraining.policy",
+        "retraining.schedule",
+        "retraining.jobs",
+        "retraining.job_queue",
+        "forex_diffusion.storage.registry",
+    ],
+)
 def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0

@@ -30,12 +30,18 @@ KEY = ModelKey(symbol="EURUSD", timeframe="1h", horizon=HORIZON)
 
 
 def test_first_job_promotes_and_a_challenger_not_better_is_rejected_champion_unchanged(
-        sqlite_db: str, tmp_path: Path) -> None:
+    sqlite_db: str, tmp_path: Path
+) -> None:
     engine = make_engine(sqlite_db)
     models = tmp_path / "models"
     stages: list[str] = []
-    first = run_retrain(request("r1"), engine=engine, model_dir=models, config=tiny_job(),
-                        progress=lambda stage, _detail: stages.append(stage))
+    first = run_retrain(
+        request("r1"),
+        engine=engine,
+        model_dir=models,
+        config=tiny_job(),
+        progress=lambda stage, _detail: stages.append(stage),
+    )
     assert first.status == "promoted", first.reason
     assert first.reason.startswith("no_champion_beats_rw") and first.exit_code == 0
     assert stages[0] == "fetch" and "train" in stages and stages[-1] == "decide"
@@ -64,7 +70,10 @@ def test_first_job_promotes_and_a_challenger_not_better_is_rejected_champion_unc
     assert all(reg.verify(v) for v in reg.list(KEY, include_deleted=False))
 
     back = JobOutcome.from_dict(json.loads(json.dumps(third.to_dict())))
-    assert back == replace(third, metrics=back.metrics) and back.metrics == json.loads(json.dumps(third.to_dict()))["metrics"]
+    assert (
+        back == replace(third, metrics=back.metrics)
+        and back.metrics == json.loads(json.dumps(third.to_dict()))["metrics"]
+    )
     assert decode_outcome(encode_outcome(third)).version == third.version
 
 

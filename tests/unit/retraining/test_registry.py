@@ -42,7 +42,8 @@ def assert_aliases_load(reg: ModelRegistry, key: ModelKey, *, challenger: bool =
 
 
 def test_promote_then_rollback_restores_previous_champion_and_records_history(
-        db_url: str, tmp_path: Path, tiny_checkpoint: TrainResult) -> None:
+    db_url: str, tmp_path: Path, tiny_checkpoint: TrainResult
+) -> None:
     reg = make_registry(db_url, tmp_path / "models")
     v = add_versions(reg, tiny_checkpoint, 3)
     assert reg.challenger(KEY).version == "v02" and reg.champion(KEY) is None
@@ -71,18 +72,32 @@ def test_promote_then_rollback_restores_previous_champion_and_records_history(
 
 
 def test_retention_keeps_champion_previous_challenger_audited_and_last_k(
-        db_url: str, tmp_path: Path, tiny_checkpoint: TrainResult) -> None:
+    db_url: str, tmp_path: Path, tiny_checkpoint: TrainResult
+) -> None:
     reg = make_registry(db_url, tmp_path / "models")
     v = add_versions(reg, tiny_checkpoint, 10)
     reg.promote("v02", "first")
     reg.promote("v05", "second")  # champion v05, previous v02; challenger = last registered v09
     now = reg._clock()
-    upsert_forecasts(reg.engine, [
-        {"symbol": "EURUSD", "timeframe": "1h", "as_of_ms": now - 3_600_000, "horizon": HORIZON,
-         "model_version": "v03"},  # inside the audit window
-        {"symbol": "EURUSD", "timeframe": "1h", "as_of_ms": now - 30 * 86_400_000, "horizon": HORIZON,
-         "model_version": "v04"},  # outside it
-    ])
+    upsert_forecasts(
+        reg.engine,
+        [
+            {
+                "symbol": "EURUSD",
+                "timeframe": "1h",
+                "as_of_ms": now - 3_600_000,
+                "horizon": HORIZON,
+                "model_version": "v03",
+            },  # inside the audit window
+            {
+                "symbol": "EURUSD",
+                "timeframe": "1h",
+                "as_of_ms": now - 30 * 86_400_000,
+                "horizon": HORIZON,
+                "model_version": "v04",
+            },  # outside it
+        ],
+    )
     result = reg.apply_retention(KEY, keep_last=2, audit_window_ms=86_400_000)
     kept = {"v02", "v03", "v05", "v08", "v09"}
     assert set(result.kept) == kept
@@ -103,16 +118,26 @@ def test_retention_keeps_champion_previous_challenger_audited_and_last_k(
 
 
 def test_select_retained_is_pure_and_never_returns_deleted_versions() -> None:
-    vs = [ModelVersion(version=f"v{i}", key=KEY, artifact="x", sha256="s", config_hash="c", created_ms=i,
-                       status="deleted" if i == 4 else "registered") for i in range(6)]
-    keep = select_retained(vs, champion="v0", previous=None, challenger="v4", referenced=["v1", "zz"],
-                           keep_last=2)
+    vs = [
+        ModelVersion(
+            version=f"v{i}",
+            key=KEY,
+            artifact="x",
+            sha256="s",
+            config_hash="c",
+            created_ms=i,
+            status="deleted" if i == 4 else "registered",
+        )
+        for i in range(6)
+    ]
+    keep = select_retained(vs, champion="v0", previous=None, challenger="v4", referenced=["v1", "zz"], keep_last=2)
     assert keep == {"v0", "v1", "v3", "v5"}
     assert select_retained(vs, champion=None, previous=None, challenger=None, referenced=(), keep_last=0) == set()
 
 
 def test_corrupt_or_missing_artifact_is_never_promoted_or_restored(
-        db_url: str, tmp_path: Path, tiny_checkpoint: TrainResult) -> None:
+    db_url: str, tmp_path: Path, tiny_checkpoint: TrainResult
+) -> None:
     reg = make_registry(db_url, tmp_path / "models")
     add_versions(reg, tiny_checkpoint, 3)
     reg.promote("v00", "first")
@@ -138,7 +163,8 @@ def test_corrupt_or_missing_artifact_is_never_promoted_or_restored(
 
 
 def test_wildcard_champion_serves_symbols_without_their_own(
-        db_url: str, tmp_path: Path, tiny_checkpoint: TrainResult) -> None:
+    db_url: str, tmp_path: Path, tiny_checkpoint: TrainResult
+) -> None:
     reg = make_registry(db_url, tmp_path / "models")
     star = ModelKey.parse("*/1h/12")
     (w,) = add_versions(reg, tiny_checkpoint, 1, key=star)
@@ -154,7 +180,8 @@ def test_wildcard_champion_serves_symbols_without_their_own(
 
 
 def test_recover_removes_staging_temp_and_unregistered_files_only(
-        db_url: str, tmp_path: Path, tiny_checkpoint: TrainResult) -> None:
+    db_url: str, tmp_path: Path, tiny_checkpoint: TrainResult
+) -> None:
     reg = make_registry(db_url, tmp_path / "models")
     (kept,) = add_versions(reg, tiny_checkpoint, 1)
     stage = reg.staging_dir(KEY, "dead-job")

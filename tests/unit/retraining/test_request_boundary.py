@@ -85,7 +85,8 @@ def test_request_ids_the_cli_the_trigger_and_the_schedule_generate_stay_valid() 
 
 @pytest.mark.parametrize("request_id", ["../", "*", "/", "/../../../*", "x" * 10_000])
 def test_job_with_hostile_request_id_creates_and_removes_nothing_outside_the_model_directory(
-        request_id: str, sqlite_db: str, tmp_path: Path) -> None:
+    request_id: str, sqlite_db: str, tmp_path: Path
+) -> None:
     models = _siblings(tmp_path)
     before = _outside(models)
 
@@ -95,8 +96,9 @@ def test_job_with_hostile_request_id_creates_and_removes_nothing_outside_the_mod
 
     eng = make_engine(sqlite_db)
     try:
-        out = run_retrain(request(request_id), engine=eng, model_dir=models, config=tiny_job(),
-                          progress=stop_in_training)
+        out = run_retrain(
+            request(request_id), engine=eng, model_dir=models, config=tiny_job(), progress=stop_in_training
+        )
     finally:
         eng.dispose()
     assert _outside(models) == before, "something outside the model directory was created or removed"
@@ -130,9 +132,16 @@ class FakeTopic:
 
 
 def _outcome(req: RetrainRequest, horizon: int) -> JobOutcome:
-    return JobOutcome(request_id=req.request_id, key=f"{req.symbol}/{req.timeframe}/{horizon}",
-                      symbol=req.symbol, timeframe=req.timeframe, horizon=horizon, version=None,
-                      status="rejected", reason="not_better: test")
+    return JobOutcome(
+        request_id=req.request_id,
+        key=f"{req.symbol}/{req.timeframe}/{horizon}",
+        symbol=req.symbol,
+        timeframe=req.timeframe,
+        horizon=horizon,
+        version=None,
+        status="rejected",
+        reason="not_better: test",
+    )
 
 
 class Jobs:
@@ -157,8 +166,9 @@ class Jobs:
         return _outcome(req, req.horizon or 24)
 
 
-def _agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: Jobs,
-           **settings: Any) -> tuple[RetrainAgent, dict[str, FakeTopic]]:
+def _agent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: Jobs, **settings: Any
+) -> tuple[RetrainAgent, dict[str, FakeTopic]]:
     s = Settings(data_dir=tmp_path, horizon=HORIZON, **settings)
     topics = {"deadletter": FakeTopic(), "models": FakeTopic()}
     monkeypatch.setattr(retrain_agent, "run_job_async", jobs)
@@ -191,26 +201,45 @@ def _reasons(topic: FakeTopic) -> list[str]:
 
 
 def test_schema_valid_request_for_an_unconfigured_key_is_dead_lettered_and_the_agent_goes_on(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Regression (issue 13 finding 5): ``EUR/USD`` with ``horizon=0`` raised ConfigError out of the agent."""
     jobs = Jobs()
 
     async def go() -> None:
         agent, topics = _agent(tmp_path, monkeypatch, jobs, symbols=("EURUSD",), timeframes=("1m", "1h"))
-        bad = [_raw(symbol="EUR/USD", horizon=0), _raw(symbol="EURUSD", horizon=0),
-               _raw(symbol="GBPUSD"), _raw(symbol="EURUSD", timeframe="4h"), _raw(horizon=999),
-               _raw(symbol="*"), _raw(request_id="/../../../*"), _raw(request_id="x" * 10_000)]
+        bad = [
+            _raw(symbol="EUR/USD", horizon=0),
+            _raw(symbol="EURUSD", horizon=0),
+            _raw(symbol="GBPUSD"),
+            _raw(symbol="EURUSD", timeframe="4h"),
+            _raw(horizon=999),
+            _raw(symbol="*"),
+            _raw(request_id="/../../../*"),
+            _raw(request_id="x" * 10_000),
+        ]
         for i, raw in enumerate(bad):
             agent.handle(_msg(raw, i))  # never raises
         agent.handle(_msg(_raw(request_id="good"), 99))
-        await _until(lambda: len(topics["deadletter"].sent) == len(bad) and jobs.ran == ["good"]
-                     and len(topics["models"].sent) == 1, "dead letters and the good job")
+        await _until(
+            lambda: (
+                len(topics["deadletter"].sent) == len(bad) and jobs.ran == ["good"] and len(topics["models"].sent) == 1
+            ),
+            "dead letters and the good job",
+        )
         # the topic's schema (forex_diffusion.wire) refuses what no request can be (a symbol
         # that is no canonical pair, horizon 0, a bad id); the key check what this worker
         # does not serve
         assert _reasons(topics["deadletter"]) == [
-            "schema", "out_of_range", "unknown_symbol", "unknown_key", "unknown_key",
-            "schema", "schema", "out_of_range"]
+            "schema",
+            "out_of_range",
+            "unknown_symbol",
+            "unknown_key",
+            "unknown_key",
+            "schema",
+            "schema",
+            "out_of_range",
+        ]
         heads = topics["deadletter"].sent[0]["headers"]
         assert heads["x-error-reason"] == b"schema" and heads["x-orig-offset"] == b"0"
 
@@ -218,7 +247,8 @@ def test_schema_valid_request_for_an_unconfigured_key_is_dead_lettered_and_the_a
 
 
 def test_an_unexpected_error_in_the_per_record_path_is_dead_lettered_as_internal(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     jobs = Jobs()
 
     def boom(raw: Any) -> Any:
@@ -236,19 +266,31 @@ def test_an_unexpected_error_in_the_per_record_path_is_dead_lettered_as_internal
 
 
 def test_hundred_distinct_key_requests_run_at_most_the_configured_number_of_jobs_at_once(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Regression (issue 13 finding 5): every distinct key started its own child process at once."""
     symbols = InstrumentRegistry().symbols
     keys = [(s, tf) for s in symbols for tf in TIMEFRAMES][:100]
     jobs = Jobs()
 
     async def go() -> None:
-        agent, topics = _agent(tmp_path, monkeypatch, jobs, symbols=symbols, timeframes=TIMEFRAMES,
-                               retrain_concurrency=3, retrain_timeout_s=77.0)
+        agent, topics = _agent(
+            tmp_path,
+            monkeypatch,
+            jobs,
+            symbols=symbols,
+            timeframes=TIMEFRAMES,
+            retrain_concurrency=3,
+            retrain_timeout_s=77.0,
+        )
         for i, (sym, tf) in enumerate(keys):
             agent.handle(_msg(_raw(request_id=f"r{i}", symbol=sym, timeframe=tf), i))
-        await _until(lambda: len(jobs.ran) + len(topics["deadletter"].sent) == 100
-                     and len(topics["models"].sent) == len(jobs.ran), "every request accounted for")
+        await _until(
+            lambda: (
+                len(jobs.ran) + len(topics["deadletter"].sent) == 100 and len(topics["models"].sent) == len(jobs.ran)
+            ),
+            "every request accounted for",
+        )
         assert 1 <= jobs.peak <= 3, jobs.peak
         refused = _reasons(topics["deadletter"])
         assert set(refused) <= {"queue_full"}
@@ -287,15 +329,15 @@ def _dead(pid: int) -> bool:
     return state in ("Z", "X")
 
 
-def test_a_job_past_its_timeout_is_killed_with_its_process_group_and_reported_failed_timeout(
-        tmp_path: Path) -> None:
+def test_a_job_past_its_timeout_is_killed_with_its_process_group_and_reported_failed_timeout(tmp_path: Path) -> None:
     pidfile = tmp_path / "grandchild.pid"
     # the "job" starts a grandchild in its process group, then hangs forever
     cmd = ["sh", "-c", f"sleep 600 & echo $! > {pidfile}; echo secret-in-stderr >&2; wait"]
 
     async def go() -> JobOutcome:
-        return await run_job_async(request("slow"), db_url="sqlite://", model_dir=tmp_path / "m",
-                                   timeout_s=3.0, command=cmd)
+        return await run_job_async(
+            request("slow"), db_url="sqlite://", model_dir=tmp_path / "m", timeout_s=3.0, command=cmd
+        )
 
     out = asyncio.run(go())
     assert out.status == "failed" and out.reason == "timeout", out.reason
@@ -311,8 +353,9 @@ def test_a_failed_child_outcome_carries_its_exit_status_and_no_stderr(tmp_path: 
     cmd = [sys.executable, "-c", "import sys; sys.stderr.write('password=hunter2 Traceback'); sys.exit(3)"]
 
     async def go() -> JobOutcome:
-        return await run_job_async(request("bad"), db_url="sqlite://", model_dir=tmp_path / "m",
-                                   timeout_s=120.0, command=cmd)
+        return await run_job_async(
+            request("bad"), db_url="sqlite://", model_dir=tmp_path / "m", timeout_s=120.0, command=cmd
+        )
 
     out = asyncio.run(go())
     assert out.status == "failed" and out.reason == "process_exit: status 3", out.reason
@@ -324,7 +367,6 @@ def test_a_child_whose_last_line_is_json_but_no_outcome_is_reported_failed(last_
     """Was: ``JobOutcome.from_dict(42)`` raised TypeError out of the runner, nothing was published."""
     from retraining.runner import _outcome
 
-    r = RetrainRequest(request_id="r1", symbol="EURUSD", timeframe="1h", horizon=12, reason="manual",
-                       requested_at_ms=1)
+    r = RetrainRequest(request_id="r1", symbol="EURUSD", timeframe="1h", horizon=12, reason="manual", requested_at_ms=1)
     out = _outcome({"request": r.to_dict(), "config": {"horizon": 12}}, 0, last_line + b"\n", b"", 0.1)
     assert out.status == "failed" and out.request_id == "r1"

@@ -33,11 +33,19 @@ async def fake_agent(settings: Settings) -> None:
                 for m in msgs:
                     req = decode_request(m.value)
                     for rid in ("someone-else", req.request_id):
-                        out = JobOutcome(request_id=rid, key=req.key, symbol=req.symbol,
-                                         timeframe=req.timeframe, horizon=req.horizon or 24,
-                                         version="v1", status="rejected", reason="not_better: test")
-                        await producer.send_and_wait(settings.topic("models"), encode_outcome(out),
-                                                     key=req.symbol.encode())
+                        out = JobOutcome(
+                            request_id=rid,
+                            key=req.key,
+                            symbol=req.symbol,
+                            timeframe=req.timeframe,
+                            horizon=req.horizon or 24,
+                            version="v1",
+                            status="rejected",
+                            reason="not_better: test",
+                        )
+                        await producer.send_and_wait(
+                            settings.topic("models"), encode_outcome(out), key=req.symbol.encode()
+                        )
                     return
     finally:
         await consumer.stop()

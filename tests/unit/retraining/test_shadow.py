@@ -73,8 +73,9 @@ class Gaussian:
     inputs = None
     context_spec = None
 
-    def __init__(self, version: str, *, vol: float | None = None, mult: float = 1.0,
-                 vol_after: float | None = None) -> None:
+    def __init__(
+        self, version: str, *, vol: float | None = None, mult: float = 1.0, vol_after: float | None = None
+    ) -> None:
         self.version, self.vol, self.mult, self.vol_after, self.horizon = version, vol, mult, vol_after, HORIZON
         self.key = str(KEY)
 
@@ -86,17 +87,31 @@ class Gaussian:
     def new_context(self, symbol: str, timeframe: str) -> SeriesContext:
         return SeriesContext(symbol=symbol, timeframe=timeframe, spec=ContextSpec())
 
-    def forecast(self, requests: Sequence[ForecastRequest], *, steps: int | None = None,
-                 samples: int | None = None) -> list[Forecast]:
+    def forecast(
+        self, requests: Sequence[ForecastRequest], *, steps: int | None = None, samples: int | None = None
+    ) -> list[Forecast]:
         h = np.sqrt(np.arange(1, self.horizon + 1, dtype=np.float64))
         out = []
         for r in requests:
             s = self._vol(r) * h
             q = r.last_close * np.exp(s[:, None] * _Z[None, :])
-            out.append(Forecast(symbol=r.symbol, timeframe=r.timeframe, as_of_ms=r.as_of_ms, horizon=self.horizon,
-                                model_version=self.version, last_close=r.last_close,
-                                levels=tuple(QUANTILE_LEVELS), quantiles=q, mean=q[:, len(_Z) // 2],
-                                p_up=np.full(self.horizon, 0.5), steps=0, samples=0, latency_s=0.0))
+            out.append(
+                Forecast(
+                    symbol=r.symbol,
+                    timeframe=r.timeframe,
+                    as_of_ms=r.as_of_ms,
+                    horizon=self.horizon,
+                    model_version=self.version,
+                    last_close=r.last_close,
+                    levels=tuple(QUANTILE_LEVELS),
+                    quantiles=q,
+                    mean=q[:, len(_Z) // 2],
+                    p_up=np.full(self.horizon, 0.5),
+                    steps=0,
+                    samples=0,
+                    latency_s=0.0,
+                )
+            )
         return out
 
 
@@ -112,16 +127,32 @@ def regime_candles(n: int = CHANGE + 400, seed: int = 7) -> list[Candle]:
         wick = abs(rng.normal(0.0, sig[i] / 3))
         hi, lo = max(prev, c) * (1 + wick), min(prev, c) * (1 - wick)
         open_ms = t0 + i * tf.duration_ms
-        out.append(Candle(symbol="EURUSD", timeframe="1h", open_ms=open_ms, close_ms=tf.end_of(open_ms),
-                          open=float(prev), high=float(hi), low=float(lo), close=float(c)))
+        out.append(
+            Candle(
+                symbol="EURUSD",
+                timeframe="1h",
+                open_ms=open_ms,
+                close_ms=tf.end_of(open_ms),
+                open=float(prev),
+                high=float(hi),
+                low=float(lo),
+                close=float(c),
+            )
+        )
         prev = float(c)
     return out
 
 
 def frame_of(candles: list[Candle]) -> pd.DataFrame:
-    return pd.DataFrame({"ts_ms": [c.open_ms for c in candles], "open": [c.open for c in candles],
-                         "high": [c.high for c in candles], "low": [c.low for c in candles],
-                         "close": [c.close for c in candles]})
+    return pd.DataFrame(
+        {
+            "ts_ms": [c.open_ms for c in candles],
+            "open": [c.open for c in candles],
+            "high": [c.high for c in candles],
+            "low": [c.low for c in candles],
+            "close": [c.close for c in candles],
+        }
+    )
 
 
 def config() -> ForecasterConfig:
@@ -154,8 +185,7 @@ class Live:
         assert self.tracker.restore(t_state) > 0
         self.book = self._book(self.predictors)
 
-    def run(self, candles: list[Candle], *, forecast: bool, version: str | None = None,
-            every: int = 24) -> None:
+    def run(self, candles: list[Candle], *, forecast: bool, version: str | None = None, every: int = 24) -> None:
         rows: list[dict[str, Any]] = []
         for i, c in enumerate(candles, 1):
             out = self.f.on_candle(c)
@@ -170,15 +200,23 @@ class Live:
                     assert self.tracker.add(sp.forecast([self.f.request(out, None)])[0], fc, sigma=out.sigma)
             if i % every == 0 or i == len(candles):
                 self.offset += 1
-                save_progress(self.engine, consumer="t", topic="fx.candles", partition=0, offset=self.offset,
-                              state={}, shadow_rows=rows)
+                save_progress(
+                    self.engine,
+                    consumer="t",
+                    topic="fx.candles",
+                    partition=0,
+                    offset=self.offset,
+                    state={},
+                    shadow_rows=rows,
+                )
                 rows = []
                 if version is not None and settle_shadow(ModelRegistry(self.engine, self.models), version).decided_now:
                     self.book.refresh()
 
 
-def setup(tmp_path: Path, tiny_checkpoint: TrainResult, challenger: Gaussian,
-          champion: Gaussian) -> tuple[ModelRegistry, Live, str]:
+def setup(
+    tmp_path: Path, tiny_checkpoint: TrainResult, challenger: Gaussian, champion: Gaussian
+) -> tuple[ModelRegistry, Live, str]:
     """Registry with the champion and the challenger (copies of a tiny checkpoint under the
     constructed predictors' versions); the challenger passes the offline rule and enters shadow."""
     engine = make_engine(f"sqlite:///{tmp_path / 'shadow.db'}")
@@ -190,9 +228,19 @@ def setup(tmp_path: Path, tiny_checkpoint: TrainResult, challenger: Gaussian,
     candles = regime_candles()
     # the job's offline rule on a hold-out that lies before the change
     pre = frame_of(candles[:CHANGE])
-    scores = {p.version: evaluate_holdout(p, pre, symbol="EURUSD", timeframe="1h",  # type: ignore[arg-type]
-                                          holdout_start=CHANGE - 300, every=4, samples=None, steps=None)
-              for p in (champion, challenger)}
+    scores = {
+        p.version: evaluate_holdout(
+            p,
+            pre,
+            symbol="EURUSD",
+            timeframe="1h",  # type: ignore[arg-type]
+            holdout_start=CHANGE - 300,
+            every=4,
+            samples=None,
+            steps=None,
+        )
+        for p in (champion, challenger)
+    }
     decision = decide_promotion(scores[challenger.version], scores[champion.version], PromotionPolicy())
     assert decision.promote, decision.reason
     assert scores[challenger.version].crps < scores[champion.version].crps
@@ -207,10 +255,12 @@ FIXED = Gaussian("20200101T000000000001Z-fixed", vol=SIGMA_BEFORE)
 ADAPTS = Gaussian("20200101T000000000002Z-adapts", vol=SIGMA_BEFORE, vol_after=SIGMA_AFTER)
 
 
-@pytest.mark.parametrize(("challenger", "expected"), [(FIXED, "rejected"), (ADAPTS, "promoted")],
-                         ids=["worse_live", "better_live"])
+@pytest.mark.parametrize(
+    ("challenger", "expected"), [(FIXED, "rejected"), (ADAPTS, "promoted")], ids=["worse_live", "better_live"]
+)
 def test_shadow_blocks_a_challenger_worse_live_and_promotes_one_better_live(
-        challenger: Gaussian, expected: str, tmp_path: Path, tiny_checkpoint: TrainResult) -> None:
+    challenger: Gaussian, expected: str, tmp_path: Path, tiny_checkpoint: TrainResult
+) -> None:
     reg, live, version = setup(tmp_path, tiny_checkpoint, challenger, CHAMPION)
     assert reg.get(version).status == "shadow" and reg.shadow(KEY).version == version  # type: ignore[union-attr]
     assert live.book.shadow("EURUSD", "1h") is challenger
@@ -243,8 +293,7 @@ def test_shadow_blocks_a_challenger_worse_live_and_promotes_one_better_live(
     assert st.scores.crps == pytest.approx(shadow_crps) and st.scores.champion_crps == pytest.approx(champion_crps)
 
 
-def test_a_restart_mid_shadow_gives_the_same_rows_and_decision(tmp_path: Path,
-                                                               tiny_checkpoint: TrainResult) -> None:
+def test_a_restart_mid_shadow_gives_the_same_rows_and_decision(tmp_path: Path, tiny_checkpoint: TrainResult) -> None:
     challenger = FIXED
     after = regime_candles()[CHANGE:]
     results = []
@@ -259,8 +308,10 @@ def test_a_restart_mid_shadow_gives_the_same_rows_and_decision(tmp_path: Path,
             live.run(after[30:], forecast=True, version=version)
         else:
             live.run(after, forecast=True, version=version)
-        rows = [{k: r[k] for k in ("as_of_ms", "crps", "champion_crps", "rw_crps")}
-                for r in read_shadow_scores(reg.engine, version, limit=REQUIRED)]
+        rows = [
+            {k: r[k] for k in ("as_of_ms", "crps", "champion_crps", "rw_crps")}
+            for r in read_shadow_scores(reg.engine, version, limit=REQUIRED)
+        ]
         assert len(rows) == REQUIRED
         results.append((reg.get(version).status, reg.get(version).reason, rows))
     # the rows the decision used are the same (how many more follow depends on when the
@@ -272,7 +323,7 @@ def test_a_restart_mid_shadow_gives_the_same_rows_and_decision(tmp_path: Path,
 def test_models_shadow_command_shows_the_comparison(tmp_path: Path, tiny_checkpoint: TrainResult) -> None:
     challenger = ADAPTS
     reg, live, version = setup(tmp_path, tiny_checkpoint, challenger, CHAMPION)
-    live.run(regime_candles()[CHANGE:CHANGE + 40], forecast=True, version=version)  # not enough yet
+    live.run(regime_candles()[CHANGE : CHANGE + 40], forecast=True, version=version)  # not enough yet
     db, mdir = f"sqlite:///{tmp_path / 'shadow.db'}", str(tmp_path / "models")
     runner = CliRunner()
     res = runner.invoke(app, ["models", "shadow", str(KEY), "--db", db, "--model-dir", mdir, "--json"])
@@ -293,16 +344,21 @@ def test_models_shadow_command_shows_the_comparison(tmp_path: Path, tiny_checkpo
 
 
 def test_a_job_whose_challenger_beats_the_champion_puts_it_in_shadow(
-        sqlite_db: str, tmp_path: Path, tiny_checkpoint: TrainResult) -> None:
+    sqlite_db: str, tmp_path: Path, tiny_checkpoint: TrainResult
+) -> None:
     engine = make_engine(sqlite_db)
     models = tmp_path / "models"
     reg = ModelRegistry(engine, models)
-    champ = reg.register(reg.publish(stage_copy(tiny_checkpoint, tmp_path / "stage", "20200101T000000000000Z-c"),
-                                     KEY), key=KEY, metrics={})
+    champ = reg.register(
+        reg.publish(stage_copy(tiny_checkpoint, tmp_path / "stage", "20200101T000000000000Z-c"), KEY),
+        key=KEY,
+        metrics={},
+    )
     reg.promote(champ.version, "champion")
     lenient = PromotionPolicy(min_improvement=-0.99, coverage90_bounds=(0.0, 1.0))
-    out = run_retrain(request("s1"), engine=engine, model_dir=models,
-                      config=tiny_job(policy=lenient, shadow_forecasts=5))
+    out = run_retrain(
+        request("s1"), engine=engine, model_dir=models, config=tiny_job(policy=lenient, shadow_forecasts=5)
+    )
     assert out.status == "shadow" and out.exit_code == 0, out.reason
     assert out.reason.startswith("better:") and out.champion == champ.version
     assert decode_outcome(encode_outcome(out)).status == "shadow"  # the fx.models schema knows it
@@ -348,7 +404,8 @@ def test_registry_shadow_transitions(tmp_path: Path, tiny_checkpoint: TrainResul
 
 
 def test_candle_agent_keeps_shadow_forecasts_off_the_topic_and_announces_the_decision(
-        tmp_path: Path, tiny_checkpoint: TrainResult) -> None:
+    tmp_path: Path, tiny_checkpoint: TrainResult
+) -> None:
     """The candle agent itself (no broker): batches of candle messages in, records out."""
     import asyncio
     from types import SimpleNamespace
@@ -361,23 +418,39 @@ def test_candle_agent_keeps_shadow_forecasts_off_the_topic_and_announces_the_dec
     from streams.settings import Settings
 
     reg, _live, version = setup(tmp_path, tiny_checkpoint, ADAPTS, CHAMPION)
-    s = Settings(symbols=("EURUSD",), timeframes=("1h",), forecast_timeframes=("1h",), horizon=HORIZON,
-                 data_dir=tmp_path, model_dir=tmp_path / "models", status_interval_s=0)
+    s = Settings(
+        symbols=("EURUSD",),
+        timeframes=("1h",),
+        forecast_timeframes=("1h",),
+        horizon=HORIZON,
+        data_dir=tmp_path,
+        model_dir=tmp_path / "models",
+        status_interval_s=0,
+    )
     metrics = Metrics(s.symbols, timeframes=s.timeframes)
-    rt = Runtime(settings=s, app=SimpleNamespace(consumer=None), topics={},
-                 instruments=InstrumentRegistry.of(s.symbols), engine=reg.engine, metrics=metrics)
+    rt = Runtime(
+        settings=s,
+        app=SimpleNamespace(consumer=None),
+        topics={},
+        instruments=InstrumentRegistry.of(s.symbols),
+        engine=reg.engine,
+        metrics=metrics,
+    )
     agent = CandleAgent(rt)
     agent.models._loaded.update({p.version: p for p in (CHAMPION, ADAPTS)})
     candles = regime_candles()[: CHANGE + 100]
-    msgs = [SimpleNamespace(topic="fx.candles", partition=0, offset=i, key=b"EURUSD", value=encode_candle(c))
-            for i, c in enumerate(candles)]
+    msgs = [
+        SimpleNamespace(topic="fx.candles", partition=0, offset=i, key=b"EURUSD", value=encode_candle(c))
+        for i, c in enumerate(candles)
+    ]
 
     async def feed() -> list[ShadowState]:
         for i in range(0, len(msgs), 64):
-            await agent._handle_batch(msgs[i:i + 64])
+            await agent._handle_batch(msgs[i : i + 64])
         rows = agent.shadow.take()
-        save_progress(reg.engine, consumer="t", topic="fx.candles", partition=0, offset=len(msgs), state={},
-                      shadow_rows=rows[0])
+        save_progress(
+            reg.engine, consumer="t", topic="fx.candles", partition=0, offset=len(msgs), state={}, shadow_rows=rows[0]
+        )
         return await agent.shadow.settle()
 
     states = asyncio.run(feed())
@@ -413,7 +486,7 @@ def test_tracker_scores_step_k_on_the_kth_candle_after_the_origin_however_batche
         if i in by_index:
             assert one_by_one.add(*pairs(by_index[i]), sigma=by_index[i].sigma)
     for start in range(0, len(candles), 64):  # a batch of 64 candles first, then its forecasts
-        for c in candles[start:start + 64]:
+        for c in candles[start : start + 64]:
             rows_b += batched.on_candle(c)
         for i in range(start, min(start + 64, len(candles))):
             if i in by_index:

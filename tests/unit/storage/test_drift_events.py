@@ -18,10 +18,22 @@ from forex_diffusion.storage import (
 )
 
 
-def event(ts_ms: int = 60_000, detector: str = "adwin:crps", horizon: int | None = 3,
-          statistic: float = 0.5, symbol: str = "EURUSD") -> DriftEvent:
-    return DriftEvent(detector=detector, statistic=statistic, threshold=0.1, symbol=symbol, timeframe="1m",
-                      horizon=horizon, ts_ms=ts_ms)
+def event(
+    ts_ms: int = 60_000,
+    detector: str = "adwin:crps",
+    horizon: int | None = 3,
+    statistic: float = 0.5,
+    symbol: str = "EURUSD",
+) -> DriftEvent:
+    return DriftEvent(
+        detector=detector,
+        statistic=statistic,
+        threshold=0.1,
+        symbol=symbol,
+        timeframe="1m",
+        horizon=horizon,
+        ts_ms=ts_ms,
+    )
 
 
 def _count(eng: object) -> int:
@@ -53,8 +65,10 @@ def test_drift_events_of_one_batch_with_one_key_keep_the_last(db_url: str) -> No
 
 def test_detectors_and_horizons_and_series_are_distinct_keys(db_url: str) -> None:
     eng = make_engine(db_url)
-    upsert_drift_events(eng, [event(), event(detector="page_hinkley:crps"), event(horizon=6),
-                              event(horizon=None), event(symbol="GBPUSD")])
+    upsert_drift_events(
+        eng,
+        [event(), event(detector="page_hinkley:crps"), event(horizon=6), event(horizon=None), event(symbol="GBPUSD")],
+    )
     assert _count(eng) == 5
     assert len(fetch_drift_events(eng, "EURUSD", "1m")) == 4
     assert fetch_drift_events(eng, "EURUSD", "5m") == []
@@ -62,13 +76,27 @@ def test_detectors_and_horizons_and_series_are_distinct_keys(db_url: str) -> Non
 
 def test_save_progress_writes_drift_events_with_the_offset(db_url: str) -> None:
     eng = make_engine(db_url)
-    save_progress(eng, consumer="c", topic="fx.candles", partition=0, offset=41, state={"a": 1},
-                  drift_items=[event(), event(ts_ms=120_000, horizon=None)])
+    save_progress(
+        eng,
+        consumer="c",
+        topic="fx.candles",
+        partition=0,
+        offset=41,
+        state={"a": 1},
+        drift_items=[event(), event(ts_ms=120_000, horizon=None)],
+    )
     assert load_snapshot(eng, consumer="c", topic="fx.candles", partition=0) == (41, {"a": 1})
     assert _count(eng) == 2
     # the replay after a restart writes the same events again: overwritten, not doubled
-    save_progress(eng, consumer="c", topic="fx.candles", partition=0, offset=42, state={"a": 2},
-                  drift_items=[event(), event(ts_ms=120_000, horizon=None)])
+    save_progress(
+        eng,
+        consumer="c",
+        topic="fx.candles",
+        partition=0,
+        offset=42,
+        state={"a": 2},
+        drift_items=[event(), event(ts_ms=120_000, horizon=None)],
+    )
     assert _count(eng) == 2
 
 
@@ -76,6 +104,13 @@ def test_a_checkpoint_that_fails_after_the_drift_rows_writes_none_of_them(db_url
     eng = make_engine(db_url)
     # the drift rows are written first; the snapshot row then violates NOT NULL: all rolls back
     with pytest.raises(PermanentStorageError):
-        save_progress(eng, consumer="c", topic="fx.candles", partition=None,  # type: ignore[arg-type]
-                      offset=1, state={}, drift_items=[event()])
+        save_progress(
+            eng,
+            consumer="c",
+            topic="fx.candles",
+            partition=None,  # type: ignore[arg-type]
+            offset=1,
+            state={},
+            drift_items=[event()],
+        )
     assert _count(eng) == 0

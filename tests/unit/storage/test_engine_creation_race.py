@@ -18,8 +18,9 @@ from forex_diffusion.storage import engine as engine_mod
 from forex_diffusion.storage.engine import make_engine, sqlite_url
 
 
-def test_a_table_created_between_check_and_create_is_not_an_error(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_table_created_between_check_and_create_is_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = sqlite_url(tmp_path / "race.db")
     real = engine_mod.metadata.create_all
     calls: list[int] = []

@@ -29,8 +29,19 @@ from forex_diffusion.storage import (
 
 
 def candle(open_ms: int = 0, close: float = 1.5, revision: int = 3, final: bool = True) -> Candle:
-    return Candle(symbol="EURUSD", timeframe="1m", open_ms=open_ms, close_ms=open_ms + 60_000, open=1.0,
-                  high=2.0, low=0.5, close=close, tick_count=revision, revision=revision, final=final)
+    return Candle(
+        symbol="EURUSD",
+        timeframe="1m",
+        open_ms=open_ms,
+        close_ms=open_ms + 60_000,
+        open=1.0,
+        high=2.0,
+        low=0.5,
+        close=close,
+        tick_count=revision,
+        revision=revision,
+        final=final,
+    )
 
 
 def test_replayed_candles_are_stored_once_with_identical_values(db_url: str, sample_ticks: Path) -> None:
@@ -42,7 +53,9 @@ def test_replayed_candles_are_stored_once_with_identical_values(db_url: str, sam
     upsert_candles(eng, run.candles[::-1])  # redelivery out of order
     assert count_candles(eng) == len(run.candles)
     assert fetch_candles(eng, "EURUSD", "1m") + fetch_candles(eng, "EURUSD", "1h") == first
-    assert sorted(first, key=lambda c: (c.timeframe, c.open_ms)) == sorted(run.candles, key=lambda c: (c.timeframe, c.open_ms))
+    assert sorted(first, key=lambda c: (c.timeframe, c.open_ms)) == sorted(
+        run.candles, key=lambda c: (c.timeframe, c.open_ms)
+    )
 
 
 def test_forming_candle_moves_forward_final_candle_is_immutable(db_url: str) -> None:
@@ -60,22 +73,42 @@ def test_fetch_recent_window_is_oldest_first(db_url: str) -> None:
     eng = make_engine(db_url)
     upsert_candles(eng, [candle(open_ms=i * 60_000) for i in range(10)])
     assert [c.open_ms // 60_000 for c in fetch_candles(eng, "EURUSD", "1m", limit=3)] == [7, 8, 9]
-    assert [c.open_ms // 60_000 for c in fetch_candles(eng, "EURUSD", "1m", start_ms=120_000, end_ms=300_000)] == [2, 3, 4]
+    assert [c.open_ms // 60_000 for c in fetch_candles(eng, "EURUSD", "1m", start_ms=120_000, end_ms=300_000)] == [
+        2,
+        3,
+        4,
+    ]
 
 
 def test_progress_snapshot_and_effects_commit_together(db_url: str) -> None:
     eng = make_engine(db_url)
     assert load_snapshot(eng, consumer="ticks", topic="fx.ticks", partition=0) is None
-    save_progress(eng, consumer="ticks", topic="fx.ticks", partition=0, offset=41, state={"a": [1, 2]},
-                  candle_items=[candle()], forecast_rows=[{"symbol": "EURUSD", "timeframe": "1m", "as_of_ms": 60_000,
-                                                          "horizon": 3, "model_version": "v1", "q": [1.0]}])
+    save_progress(
+        eng,
+        consumer="ticks",
+        topic="fx.ticks",
+        partition=0,
+        offset=41,
+        state={"a": [1, 2]},
+        candle_items=[candle()],
+        forecast_rows=[
+            {"symbol": "EURUSD", "timeframe": "1m", "as_of_ms": 60_000, "horizon": 3, "model_version": "v1", "q": [1.0]}
+        ],
+    )
     save_progress(eng, consumer="ticks", topic="fx.ticks", partition=0, offset=42, state={"a": [3]})
     assert load_snapshot(eng, consumer="ticks", topic="fx.ticks", partition=0) == (42, {"a": [3]})
     assert count_candles(eng) == 1 and len(fetch_forecasts(eng)) == 1
     # a failing write leaves neither the offset nor the effects
     with pytest.raises((ValueError, PermanentStorageError)):
-        save_progress(eng, consumer="ticks", topic="fx.ticks", partition=0, offset=43, state={"x": float("nan")},
-                      candle_items=[candle(open_ms=60_000)])
+        save_progress(
+            eng,
+            consumer="ticks",
+            topic="fx.ticks",
+            partition=0,
+            offset=43,
+            state={"x": float("nan")},
+            candle_items=[candle(open_ms=60_000)],
+        )
     assert load_snapshot(eng, consumer="ticks", topic="fx.ticks", partition=0) == (42, {"a": [3]})
     assert count_candles(eng) == 1
 
@@ -130,10 +163,15 @@ def test_sqlite_write_lock_held_by_another_process_is_waited_out(tmp_path: Path)
     db = tmp_path / "locked.db"
     eng = make_engine(f"sqlite:///{db}")
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sqlite3,time,sys; c=sqlite3.connect(sys.argv[1], isolation_level=None);"
-         "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(3); c.execute('COMMIT')", str(db)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3,time,sys; c=sqlite3.connect(sys.argv[1], isolation_level=None);"
+            "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(3); c.execute('COMMIT')",
+            str(db),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
     t0 = time.monotonic()
@@ -160,8 +198,16 @@ def test_postgres_checkpoint_sends_one_statement_per_thousand_candles_not_one_pe
 
     items = [candle(open_ms=i * 60_000, final=i % 2 == 0) for i in range(2_500)]
     fc = {"symbol": "EURUSD", "timeframe": "1m", "as_of_ms": 60_000, "horizon": 3, "model_version": "v1"}
-    save_progress(eng, consumer="ticks", topic="fx.ticks", partition=0, offset=7, state={},
-                  candle_items=items, forecast_rows=[dict(fc, q50=1.0), dict(fc, q50=2.0)])
+    save_progress(
+        eng,
+        consumer="ticks",
+        topic="fx.ticks",
+        partition=0,
+        offset=7,
+        state={},
+        candle_items=items,
+        forecast_rows=[dict(fc, q50=1.0), dict(fc, q50=2.0)],
+    )
     assert statements == [False, False, False]
     assert count_candles(eng) == 2_500
     assert fetch_candles(eng, "EURUSD", "1m", final_only=False) == items

@@ -37,25 +37,40 @@ def candles() -> list[Candle]:
 
 
 def _agent(tmp_path: Path, *, engine: Any = None, **kw: Any) -> CandleAgent:
-    s = Settings(symbols=("EURUSD",), timeframes=TFS, data_dir=tmp_path, status_interval_s=0,
-                 forecast_steps=2, forecast_samples=16, **kw)
-    rt = Runtime(settings=s, app=SimpleNamespace(consumer=None), topics={},
-                 instruments=InstrumentRegistry.of(s.symbols), engine=engine)
+    s = Settings(
+        symbols=("EURUSD",),
+        timeframes=TFS,
+        data_dir=tmp_path,
+        status_interval_s=0,
+        forecast_steps=2,
+        forecast_samples=16,
+        **kw,
+    )
+    rt = Runtime(
+        settings=s,
+        app=SimpleNamespace(consumer=None),
+        topics={},
+        instruments=InstrumentRegistry.of(s.symbols),
+        engine=engine,
+    )
     return CandleAgent(rt)
 
 
 def _feed(agent: CandleAgent, cs: list[Candle], start: int = 0, batch: int = 32) -> list[dict[str, Any]]:
     """Feed ``cs`` in batches; return the forecast records (taken off the queue as a
     checkpoint would: nothing is published in these tests)."""
-    msgs = [SimpleNamespace(topic="fx.candles", partition=0, offset=start + i, key=b"EURUSD",
-                            value=encode_candle(c)) for i, c in enumerate(cs)]
+    msgs = [
+        SimpleNamespace(topic="fx.candles", partition=0, offset=start + i, key=b"EURUSD", value=encode_candle(c))
+        for i, c in enumerate(cs)
+    ]
     out: list[dict[str, Any]] = []
 
     async def go() -> None:
         for i in range(0, len(msgs), batch):
-            await agent.handle_batch(msgs[i:i + batch])
+            await agent.handle_batch(msgs[i : i + batch])
             out.extend(json.loads(v) for kind, _k, v in agent.out if kind == "forecasts")
             agent.out.clear()
+
     asyncio.run(go())
     return out
 
@@ -90,7 +105,8 @@ def test_one_agent_serves_two_timeframe_horizon_models(tmp_path: Path, candles: 
 
 
 def test_an_agent_with_stored_candles_and_no_checkpoint_forecasts_its_first_candle(
-    tmp_path: Path, candles: list[Candle],
+    tmp_path: Path,
+    candles: list[Candle],
 ) -> None:
     k = [i for i, c in enumerate(candles) if c.timeframe == "1m"][300]
     engine = make_engine(f"sqlite:///{tmp_path / 'forexd.db'}")
@@ -103,8 +119,10 @@ def test_an_agent_with_stored_candles_and_no_checkpoint_forecasts_its_first_cand
     assert len(agent.forecasters["EURUSD"].series["1m"].history) == 301  # 300 stored + this one
 
     # the same through a worker that never stored anything, or with the warm start off: none
-    for off in (_agent(tmp_path / "a", engine=make_engine(f"sqlite:///{tmp_path / 'empty.db'}")),
-                _agent(tmp_path / "b", engine=engine, warm_candles=0)):
+    for off in (
+        _agent(tmp_path / "a", engine=make_engine(f"sqlite:///{tmp_path / 'empty.db'}")),
+        _agent(tmp_path / "b", engine=engine, warm_candles=0),
+    ):
         assert _feed(off, [candles[k]], start=k) == []
 
 
@@ -118,8 +136,10 @@ def test_the_retrain_agent_takes_requests_for_every_model_and_names_their_horizo
     assert {60, 24} <= agent.horizons
 
     def req(tf: str, h: int | None) -> RetrainRequest:
-        return RetrainRequest(request_id="a" * 24, symbol="EURUSD", timeframe=tf, horizon=h, reason="manual",
-                              requested_at_ms=0)
+        return RetrainRequest(
+            request_id="a" * 24, symbol="EURUSD", timeframe=tf, horizon=h, reason="manual", requested_at_ms=0
+        )
+
     # a request naming no horizon (forexd retrain without --horizon) retrains its timeframe's model
     assert agent.named(req("1h", None)).horizon == 24 and agent.named(req("1m", None)).horizon == 60
     assert agent.named(req("5m", None)).horizon is None  # no model there: the job's horizon, as before

@@ -37,24 +37,43 @@ class Boom(RuntimeError):
 
 
 def _runtime(tmp_path: Path, **kw: Any) -> Runtime:
-    s = Settings(symbols=("EURUSD",), timeframes=("1m",), data_dir=tmp_path, model_dir=tmp_path / "models",
-                 status_interval_s=0, **kw)
-    return Runtime(settings=s, app=SimpleNamespace(consumer=None), topics={},
-                   instruments=InstrumentRegistry.of(s.symbols), engine=None)
+    s = Settings(
+        symbols=("EURUSD",),
+        timeframes=("1m",),
+        data_dir=tmp_path,
+        model_dir=tmp_path / "models",
+        status_interval_s=0,
+        **kw,
+    )
+    return Runtime(
+        settings=s,
+        app=SimpleNamespace(consumer=None),
+        topics={},
+        instruments=InstrumentRegistry.of(s.symbols),
+        engine=None,
+    )
 
 
 def _tick_msgs(keys: dict[int, bytes | None] | None = None) -> list[SimpleNamespace]:
     f = read_ticks(SAMPLE).frame.iloc[:N_TICKS]
     keys = keys or {}
-    return [SimpleNamespace(topic="fx.ticks", partition=0, offset=i, key=keys.get(i, b"EURUSD"),
-                            value=encode({"v": 1, "symbol": "EURUSD", "ts": t, "bid": b, "ask": a}))
-            for i, (t, b, a) in enumerate(zip(f.ts_ms.tolist(), f.bid.tolist(), f.ask.tolist(), strict=True))]
+    return [
+        SimpleNamespace(
+            topic="fx.ticks",
+            partition=0,
+            offset=i,
+            key=keys.get(i, b"EURUSD"),
+            value=encode({"v": 1, "symbol": "EURUSD", "ts": t, "bid": b, "ask": a}),
+        )
+        for i, (t, b, a) in enumerate(zip(f.ts_ms.tolist(), f.bid.tolist(), f.ask.tolist(), strict=True))
+    ]
 
 
 def _feed_ticks(agent: TickAgent, msgs: list[SimpleNamespace]) -> None:
     async def go() -> None:
         for m in msgs:
             await agent.handle(m)
+
     asyncio.run(go())
 
 
@@ -75,6 +94,7 @@ def _fail_once(fn: Any, when: Any) -> Any:
             fired.append(1)
             raise Boom("injected")
         return fn(*args, **kw)
+
     return wrapped
 
 
@@ -83,14 +103,18 @@ TARGET = 250  # the offset of the record that fails
 
 @pytest.mark.parametrize("stage", ["decode", "validate", "process", "encode"])
 def test_tick_agent_dead_letters_a_failing_record_once_and_goes_on(
-    stage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    stage: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     msgs = _tick_msgs()
     agent = TickAgent(_runtime(tmp_path))
     target_ts = json.loads(msgs[TARGET].value)["ts"]
     if stage == "decode":
-        monkeypatch.setattr(ticks_mod, "decode_tick", _fail_once(
-            ticks_mod.decode_tick, lambda raw, **kw: raw == msgs[TARGET].value))
+        monkeypatch.setattr(
+            ticks_mod, "decode_tick", _fail_once(ticks_mod.decode_tick, lambda raw, **kw: raw == msgs[TARGET].value)
+        )
     elif stage == "validate":
         v = agent.pipeline.validator
         monkeypatch.setattr(v, "check", _fail_once(v.check, lambda sym, ts, *a, **kw: ts == target_ts))
@@ -127,8 +151,7 @@ def test_tick_agent_dead_letters_a_failing_record_once_and_goes_on(
 
 
 @pytest.mark.parametrize("key", [None, b"EUR/USD", b"eurusd", b"USDJPY", b"\xff\xfe"])
-def test_tick_with_a_key_that_is_not_the_canonical_symbol_is_dead_lettered(key: bytes | None,
-                                                                          tmp_path: Path) -> None:
+def test_tick_with_a_key_that_is_not_the_canonical_symbol_is_dead_lettered(key: bytes | None, tmp_path: Path) -> None:
     # issue 13 finding 6: a null key used to be accepted
     msgs = _tick_msgs({10: key})
     agent = TickAgent(_runtime(tmp_path))
@@ -165,17 +188,33 @@ def _candles(n: int) -> list[Candle]:
         o = px
         px = o * math.exp(0.0002 * math.sin(i * 0.7) + 0.0001 * math.cos(i * 1.3))
         hi, lo = max(o, px) + 0.0001, min(o, px) - 0.0001
-        out.append(Candle(symbol="EURUSD", timeframe="1m", open_ms=T0 + i * 60_000, close_ms=T0 + (i + 1) * 60_000,
-                          open=round(o, 5), high=round(hi, 5), low=round(lo, 5), close=round(px, 5),
-                          volume=1.0, tick_count=5))
+        out.append(
+            Candle(
+                symbol="EURUSD",
+                timeframe="1m",
+                open_ms=T0 + i * 60_000,
+                close_ms=T0 + (i + 1) * 60_000,
+                open=round(o, 5),
+                high=round(hi, 5),
+                low=round(lo, 5),
+                close=round(px, 5),
+                volume=1.0,
+                tick_count=5,
+            )
+        )
     return out
 
 
-def _candle_msgs(cs: list[Candle], *, keys: dict[int, bytes | None] | None = None,
-                 values: dict[int, bytes] | None = None) -> list[SimpleNamespace]:
+def _candle_msgs(
+    cs: list[Candle], *, keys: dict[int, bytes | None] | None = None, values: dict[int, bytes] | None = None
+) -> list[SimpleNamespace]:
     keys, values = keys or {}, values or {}
-    return [SimpleNamespace(topic="fx.candles", partition=0, offset=i, key=keys.get(i, b"EURUSD"),
-                            value=values.get(i, encode_candle(c))) for i, c in enumerate(cs)]
+    return [
+        SimpleNamespace(
+            topic="fx.candles", partition=0, offset=i, key=keys.get(i, b"EURUSD"), value=values.get(i, encode_candle(c))
+        )
+        for i, c in enumerate(cs)
+    ]
 
 
 def _no_forecast(reqs: Any, **kw: Any) -> Any:
@@ -195,27 +234,33 @@ def _candle_agent(tmp_path: Path) -> CandleAgent:
 def _feed_candles(agent: CandleAgent, msgs: list[SimpleNamespace], batch: int = 16) -> None:
     async def go() -> None:
         for i in range(0, len(msgs), batch):
-            await agent.handle_batch(msgs[i:i + batch])
+            await agent.handle_batch(msgs[i : i + batch])
+
     asyncio.run(go())
 
 
 def _forecaster_state(agent: CandleAgent) -> Any:
     f = agent.forecasters["EURUSD"]
-    return f.last_open, [c.key for c in agent.pending_candles[0]], [v for k, _key, v in agent.out
-                                                                    if k == "indicators"]
+    return f.last_open, [c.key for c in agent.pending_candles[0]], [v for k, _key, v in agent.out if k == "indicators"]
 
 
 @pytest.mark.parametrize("stage", ["decode", "validate", "process", "encode"])
 def test_candle_agent_dead_letters_a_failing_record_once_and_goes_on(
-    stage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    stage: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     cs = _candles(80)
     msgs = _candle_msgs(cs)
     target = 40
     agent = _candle_agent(tmp_path)
     if stage == "decode":
-        monkeypatch.setattr(candles_mod, "decode_candle", _fail_once(
-            candles_mod.decode_candle, lambda raw, **kw: raw == msgs[target].value))
+        monkeypatch.setattr(
+            candles_mod,
+            "decode_candle",
+            _fail_once(candles_mod.decode_candle, lambda raw, **kw: raw == msgs[target].value),
+        )
     elif stage == "validate":
         g = agent.gate
         monkeypatch.setattr(g, "check", _fail_once(g.check, lambda c, **kw: c.open_ms == cs[target].open_ms))
@@ -226,10 +271,14 @@ def test_candle_agent_dead_letters_a_failing_record_once_and_goes_on(
             if c.open_ms == cs[target].open_ms:
                 raise Boom("injected")
             return orig(self, c)
+
         monkeypatch.setattr(candles_mod.SymbolForecaster, "on_candle", on_candle)
     else:
-        monkeypatch.setattr(candles_mod, "encode_indicators", _fail_once(
-            candles_mod.encode_indicators, lambda c, values: c.open_ms == cs[target].open_ms))
+        monkeypatch.setattr(
+            candles_mod,
+            "encode_indicators",
+            _fail_once(candles_mod.encode_indicators, lambda c, values: c.open_ms == cs[target].open_ms),
+        )
     with caplog.at_level(logging.ERROR, logger="streams.deadletter"):
         _feed_candles(agent, msgs)
     dead = _dead(agent)
@@ -246,8 +295,7 @@ def test_candle_agent_dead_letters_a_failing_record_once_and_goes_on(
 
 
 @pytest.mark.parametrize("key", [None, b"EUR/USD", b"USDJPY"])
-def test_candle_with_a_key_that_is_not_the_canonical_symbol_is_dead_lettered(key: bytes | None,
-                                                                            tmp_path: Path) -> None:
+def test_candle_with_a_key_that_is_not_the_canonical_symbol_is_dead_lettered(key: bytes | None, tmp_path: Path) -> None:
     cs = _candles(30)
     agent = _candle_agent(tmp_path)
     _feed_candles(agent, _candle_msgs(cs, keys={5: key}))
@@ -258,8 +306,16 @@ def test_forged_far_future_candle_does_not_freeze_the_series(tmp_path: Path) -> 
     # issue 13 finding 6: a final candle dated years ahead became the series' last open time,
     # and every real candle after it was skipped as a duplicate
     cs = _candles(60)
-    forged = Candle(symbol="EURUSD", timeframe="1m", open_ms=T0 + 3 * 365 * 86_400_000,
-                    close_ms=T0 + 3 * 365 * 86_400_000 + 60_000, open=1.39, high=1.39, low=1.39, close=1.39)
+    forged = Candle(
+        symbol="EURUSD",
+        timeframe="1m",
+        open_ms=T0 + 3 * 365 * 86_400_000,
+        close_ms=T0 + 3 * 365 * 86_400_000 + 60_000,
+        open=1.39,
+        high=1.39,
+        low=1.39,
+        close=1.39,
+    )
     msgs = _candle_msgs(cs, values={30: encode_candle(forged)})
     agent = _candle_agent(tmp_path)
     _feed_candles(agent, msgs)
@@ -267,18 +323,22 @@ def test_forged_far_future_candle_does_not_freeze_the_series(tmp_path: Path) -> 
     assert agent.forecasters["EURUSD"].last_open["1m"] == cs[-1].open_ms
 
 
-@pytest.mark.parametrize("change,reason", [
-    ({"high": 1.0}, "inconsistent"),
-    ({"open_time": T0 + 61_000, "close_time": T0 + 121_000}, "bad_ts"),
-    ({"close_time": T0 + 180_000}, "bad_ts"),
-    ({"volume": float("inf")}, "non_finite"),
-    # review finding: candles had no per-instrument price bound (ticks had); a close of 5e-324
-    # would have put inf into the features, learners and drift detectors of the series
-    ({"open": 1e9, "high": 1e9, "close": 1e9}, "out_of_range"),
-    ({"low": 5e-324}, "out_of_range"),
-])
-def test_inconsistent_candle_is_refused_before_it_touches_state(change: dict[str, Any], reason: str,
-                                                                tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "change,reason",
+    [
+        ({"high": 1.0}, "inconsistent"),
+        ({"open_time": T0 + 61_000, "close_time": T0 + 121_000}, "bad_ts"),
+        ({"close_time": T0 + 180_000}, "bad_ts"),
+        ({"volume": float("inf")}, "non_finite"),
+        # review finding: candles had no per-instrument price bound (ticks had); a close of 5e-324
+        # would have put inf into the features, learners and drift detectors of the series
+        ({"open": 1e9, "high": 1e9, "close": 1e9}, "out_of_range"),
+        ({"low": 5e-324}, "out_of_range"),
+    ],
+)
+def test_inconsistent_candle_is_refused_before_it_touches_state(
+    change: dict[str, Any], reason: str, tmp_path: Path
+) -> None:
     cs = _candles(10)
     obj = json.loads(encode_candle(cs[1]))
     obj.update(change)

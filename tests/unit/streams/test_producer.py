@@ -12,8 +12,9 @@ from streams.settings import Settings
 
 
 def test_reset_after_is_read_from_the_environment_and_wired_to_the_app_producer(tmp_path: Path) -> None:
-    s = Settings.from_env({"FOREXD_PRODUCER_RESET_AFTER_S": "7.5", "FOREXD_PRODUCER_REQUEST_TIMEOUT_S": "3"},
-                          data_dir=tmp_path)
+    s = Settings.from_env(
+        {"FOREXD_PRODUCER_RESET_AFTER_S": "7.5", "FOREXD_PRODUCER_REQUEST_TIMEOUT_S": "3"}, data_dir=tmp_path
+    )
     rt = create_app(s, roles=("ticks",))
     assert rt.producer is not None
     assert rt.producer.after_s == 7.5 and rt.producer.start_timeout_s == 3.0

@@ -31,8 +31,15 @@ class FakeConsumer:
 
 
 def _progress(consumer: FakeConsumer) -> PartitionProgress:
-    return PartitionProgress(app=SimpleNamespace(consumer=consumer), consumer="test:ticks", topic="fx.ticks",
-                             engine=None, snapshot=lambda p: {}, restore=lambda p, s: None, drop=lambda p: None)
+    return PartitionProgress(
+        app=SimpleNamespace(consumer=consumer),
+        consumer="test:ticks",
+        topic="fx.ticks",
+        engine=None,
+        snapshot=lambda p: {},
+        restore=lambda p, s: None,
+        drop=lambda p: None,
+    )
 
 
 def test_messages_behind_a_checkpoint_the_log_still_holds_are_skipped() -> None:
@@ -45,7 +52,9 @@ def test_messages_behind_a_checkpoint_the_log_still_holds_are_skipped() -> None:
     assert pp.resets == 0 and pp.offsets[0] == 100
 
 
-def test_a_log_that_ends_below_the_checkpoint_is_consumed_from_where_it_starts(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_log_that_ends_below_the_checkpoint_is_consumed_from_where_it_starts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     c = FakeConsumer()
     pp = _progress(c)
     pp.offsets[1] = 100
@@ -116,8 +125,16 @@ def test_records_of_a_partition_wait_until_its_restore_finishes(tmp_path: Any, m
     from forex_diffusion.storage import make_engine, save_progress
 
     engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
-    save_progress(engine, consumer="test:ticks", topic="fx.ticks", partition=0, offset=50,
-                  state={"n": 50}, candle_items=[], forecast_rows=[])
+    save_progress(
+        engine,
+        consumer="test:ticks",
+        topic="fx.ticks",
+        partition=0,
+        offset=50,
+        state={"n": 50},
+        candle_items=[],
+        forecast_rows=[],
+    )
     real_load = progress_mod.load_snapshot
 
     def slow_load(*args: Any, **kw: Any) -> Any:
@@ -126,9 +143,15 @@ def test_records_of_a_partition_wait_until_its_restore_finishes(tmp_path: Any, m
 
     monkeypatch.setattr(progress_mod, "load_snapshot", slow_load)
     events: list[str] = []
-    pp = PartitionProgress(app=SimpleNamespace(consumer=FakeConsumer()), consumer="test:ticks", topic="fx.ticks",
-                           engine=engine, snapshot=lambda p: {}, restore=lambda p, s: events.append(f"restore {s}"),
-                           drop=lambda p: None)
+    pp = PartitionProgress(
+        app=SimpleNamespace(consumer=FakeConsumer()),
+        consumer="test:ticks",
+        topic="fx.ticks",
+        engine=engine,
+        snapshot=lambda p: {},
+        restore=lambda p, s: events.append(f"restore {s}"),
+        drop=lambda p: None,
+    )
 
     async def agent() -> None:  # what TickAgent.handle does with the first fetched records
         await asyncio.sleep(0.05)  # the fetcher delivers while the snapshot is being read

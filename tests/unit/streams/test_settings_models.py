@@ -31,29 +31,32 @@ def test_without_models_the_horizon_serves_every_forecast_timeframe_as_before() 
     assert (d.device, d.warm_candles) == ("cpu", 512)
 
 
-@pytest.mark.parametrize(("env", "says"), [
-    ({"FOREXD_MODELS": "1m"}, "not TIMEFRAME:HORIZON"),
-    ({"FOREXD_MODELS": "1m:x"}, "not TIMEFRAME:HORIZON"),
-    ({"FOREXD_MODELS": "1m:-3"}, "not TIMEFRAME:HORIZON"),
-    ({"FOREXD_MODELS": "1m:0"}, "horizon must be >= 1"),
-    # non-ASCII digits pass str.isdigit() but not int(): a config error, not a ValueError
-    ({"FOREXD_MODELS": "1m:\u00b2"}, "not TIMEFRAME:HORIZON"),
-    ({"FOREXD_MODELS": "1m:\u0663"}, "not TIMEFRAME:HORIZON"),
-    ({"FOREXD_MODELS": "1m:" + "9" * 5000}, "not TIMEFRAME:HORIZON"),  # int() refuses > 4300 digits
-    ({"FOREXD_MODELS": "1m:10001"}, "at most 10000"),  # fx.forecasts holds at most 10000 steps
-    ({"FOREXD_HORIZON": "99999999999999999999"}, "at most 10000"),
-    ({"FOREXD_MODELS": "3x:5"}, "unknown timeframe"),
-    ({"FOREXD_MODELS": "4h:6"}, "4h is not among timeframes"),
-    # two horizons of one timeframe would share its forecasts' key, drift events and metrics
-    ({"FOREXD_MODELS": "1h:24,1h:6"}, "1h twice"),
-    ({"FOREXD_MODELS": "1m:60", "FOREXD_HORIZON": "24"}, "FOREXD_MODELS replaces FOREXD_HORIZON"),
-    ({"FOREXD_MODELS": "1m:60", "FOREXD_FORECAST_TIMEFRAMES": "1m"}, "replaces FOREXD_FORECAST_TIMEFRAMES"),
-    ({"FOREXD_DEVICE": "gpu"}, "device must be cpu, cuda, cuda:N or auto"),
-    ({"FOREXD_DEVICE": "cuda:x"}, "device must be"),
-    ({"FOREXD_WARM_CANDLES": "-1"}, "warm_candles must be in 0..100000"),
-    ({"FOREXD_WARM_CANDLES": "100001"}, "warm_candles must be in 0..100000"),
-    ({"FOREXD_WARM_CANDLES": "many"}, "not a valid int"),
-])
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"FOREXD_MODELS": "1m"}, "not TIMEFRAME:HORIZON"),
+        ({"FOREXD_MODELS": "1m:x"}, "not TIMEFRAME:HORIZON"),
+        ({"FOREXD_MODELS": "1m:-3"}, "not TIMEFRAME:HORIZON"),
+        ({"FOREXD_MODELS": "1m:0"}, "horizon must be >= 1"),
+        # non-ASCII digits pass str.isdigit() but not int(): a config error, not a ValueError
+        ({"FOREXD_MODELS": "1m:\u00b2"}, "not TIMEFRAME:HORIZON"),
+        ({"FOREXD_MODELS": "1m:\u0663"}, "not TIMEFRAME:HORIZON"),
+        ({"FOREXD_MODELS": "1m:" + "9" * 5000}, "not TIMEFRAME:HORIZON"),  # int() refuses > 4300 digits
+        ({"FOREXD_MODELS": "1m:10001"}, "at most 10000"),  # fx.forecasts holds at most 10000 steps
+        ({"FOREXD_HORIZON": "99999999999999999999"}, "at most 10000"),
+        ({"FOREXD_MODELS": "3x:5"}, "unknown timeframe"),
+        ({"FOREXD_MODELS": "4h:6"}, "4h is not among timeframes"),
+        # two horizons of one timeframe would share its forecasts' key, drift events and metrics
+        ({"FOREXD_MODELS": "1h:24,1h:6"}, "1h twice"),
+        ({"FOREXD_MODELS": "1m:60", "FOREXD_HORIZON": "24"}, "FOREXD_MODELS replaces FOREXD_HORIZON"),
+        ({"FOREXD_MODELS": "1m:60", "FOREXD_FORECAST_TIMEFRAMES": "1m"}, "replaces FOREXD_FORECAST_TIMEFRAMES"),
+        ({"FOREXD_DEVICE": "gpu"}, "device must be cpu, cuda, cuda:N or auto"),
+        ({"FOREXD_DEVICE": "cuda:x"}, "device must be"),
+        ({"FOREXD_WARM_CANDLES": "-1"}, "warm_candles must be in 0..100000"),
+        ({"FOREXD_WARM_CANDLES": "100001"}, "warm_candles must be in 0..100000"),
+        ({"FOREXD_WARM_CANDLES": "many"}, "not a valid int"),
+    ],
+)
 def test_invalid_or_conflicting_values_are_a_config_error(env: dict[str, str], says: str) -> None:
     with pytest.raises(SettingsError, match=says):
         Settings.from_env(env)

@@ -62,16 +62,25 @@ def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="chmod 600"):
         load_or_create_key(tmp_path)
 
-def _assign_expecting_exit(engine: Any, restore: Any, monkeypatch: pytest.MonkeyPatch,
-                           caplog: pytest.LogCaptureFixture) -> PartitionProgress:
+
+def _assign_expecting_exit(
+    engine: Any, restore: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> PartitionProgress:
     """Assign partition 0 of ``fx.candles`` and expect the worker to stop with EXIT_STATE_REFUSED."""
 
     def exit_(code: int) -> None:
         raise SystemExit(code)
 
     monkeypatch.setattr(progress_mod.os, "_exit", exit_)
-    pp = PartitionProgress(app=None, consumer="test:candles", topic="fx.candles", engine=engine,
-                           snapshot=lambda p: {}, restore=restore, drop=lambda p: None)
+    pp = PartitionProgress(
+        app=None,
+        consumer="test:candles",
+        topic="fx.candles",
+        engine=engine,
+        snapshot=lambda p: {},
+        restore=restore,
+        drop=lambda p: None,
+    )
     with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as info:
         asyncio.run(pp.on_assigned(None, [TP("fx.candles", 0)]))
     assert info.value.code == EXIT_STATE_REFUSED
@@ -79,14 +88,23 @@ def _assign_expecting_exit(engine: Any, restore: Any, monkeypatch: pytest.Monkey
 
 
 def test_a_tampered_checkpoint_stops_the_worker_loudly_and_is_never_loaded(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """Regression (issue 13 finding 7): a state row is restored only if its signature holds."""
     install_state_key(Settings(data_dir=tmp_path / "var"))
     blob = bytearray(dump_state({"learner": "weights"}))
     blob[-3] ^= 0x01  # someone with write access to the state table
     engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
-    save_progress(engine, consumer="test:candles", topic="fx.candles", partition=0, offset=7,
-                  state={"learners": base64.b64encode(bytes(blob)).decode()}, candle_items=[], forecast_rows=[])
+    save_progress(
+        engine,
+        consumer="test:candles",
+        topic="fx.candles",
+        partition=0,
+        offset=7,
+        state={"learners": base64.b64encode(bytes(blob)).decode()},
+        candle_items=[],
+        forecast_rows=[],
+    )
     loaded: list[Any] = []
 
     def restore(partition: int, state: dict[str, Any]) -> None:  # what the candle agent's restore does
@@ -98,19 +116,34 @@ def test_a_tampered_checkpoint_stops_the_worker_loudly_and_is_never_loaded(
     assert "signature mismatch" in caplog.text
 
 
-@pytest.mark.parametrize("state, raised", [
-    ({"learners": "not base64 !"}, "Error"),  # a restore that fails with something else than ArtifactError
-    ({}, "KeyError"),  # a snapshot of another version: a field is missing
-])
+@pytest.mark.parametrize(
+    "state, raised",
+    [
+        ({"learners": "not base64 !"}, "Error"),  # a restore that fails with something else than ArtifactError
+        ({}, "KeyError"),  # a snapshot of another version: a field is missing
+    ],
+)
 def test_a_state_that_cannot_be_restored_stops_the_worker_instead_of_hanging(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
-        state: dict[str, Any], raised: str) -> None:
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    state: dict[str, Any],
+    raised: str,
+) -> None:
     """Review finding: only ArtifactError stopped the worker; any other failure left the partition
     marked as restoring for ever, and every record of it waited in ``restored()`` without end."""
     install_state_key(Settings(data_dir=tmp_path / "var"))
     engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
-    save_progress(engine, consumer="test:candles", topic="fx.candles", partition=0, offset=7,
-                  state=state, candle_items=[], forecast_rows=[])
+    save_progress(
+        engine,
+        consumer="test:candles",
+        topic="fx.candles",
+        partition=0,
+        offset=7,
+        state=state,
+        candle_items=[],
+        forecast_rows=[],
+    )
 
     def restore(partition: int, st: dict[str, Any]) -> None:
         load_state(base64.b64decode(st["learners"], validate=True))

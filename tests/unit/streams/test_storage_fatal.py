@@ -48,8 +48,15 @@ def exits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def _progress(fatal_after_s: float, engine: Any = None) -> PartitionProgress:
-    return PartitionProgress(consumer="test:ticks", topic="fx.ticks", engine=engine, snapshot=lambda p: {},
-                             restore=lambda p, s: None, drop=lambda p: None, fatal_after_s=fatal_after_s)
+    return PartitionProgress(
+        consumer="test:ticks",
+        topic="fx.ticks",
+        engine=engine,
+        snapshot=lambda p: {},
+        restore=lambda p, s: None,
+        drop=lambda p: None,
+        fatal_after_s=fatal_after_s,
+    )
 
 
 def _readonly() -> PermanentStorageError:
@@ -69,15 +76,21 @@ def test_a_write_to_a_read_only_sqlite_file_is_a_permanent_error_raised_at_once(
     ro.dispose()
 
 
-@pytest.mark.parametrize(("text", "transient"), [
-    ("attempt to write a readonly database", False),
-    ("disk I/O error", False),
-    ("database is locked", True),
-    ('connection to server at "127.0.0.1", port 5432 failed: FATAL:  the database system is not yet '
-     "accepting connections", True),
-    ("FATAL:  the database system is in recovery mode", True),
-    ("FATAL:  the database system is starting up", True),
-])
+@pytest.mark.parametrize(
+    ("text", "transient"),
+    [
+        ("attempt to write a readonly database", False),
+        ("disk I/O error", False),
+        ("database is locked", True),
+        (
+            'connection to server at "127.0.0.1", port 5432 failed: FATAL:  the database system is not yet '
+            "accepting connections",
+            True,
+        ),
+        ("FATAL:  the database system is in recovery mode", True),
+        ("FATAL:  the database system is starting up", True),
+    ],
+)
 def test_classification_of_the_errors_a_worker_meets(text: str, transient: bool) -> None:
     exc = OperationalError("INSERT", {}, sqlite3.OperationalError(text))
     assert is_transient(exc) is transient
@@ -107,8 +120,11 @@ def test_permanent_errors_are_fatal_only_after_the_time_budget(exits: list[int])
 
 def test_transient_or_broker_errors_and_a_checkpoint_end_the_streak(exits: list[int]) -> None:
     pp = _progress(0.0)
-    for other in (TransientStorageError("OperationalError: database is locked"), TimeoutError("send"),
-                  RuntimeError("KafkaTimeoutError")):
+    for other in (
+        TransientStorageError("OperationalError: database is locked"),
+        TimeoutError("send"),
+        RuntimeError("KafkaTimeoutError"),
+    ):
         pp.checkpoint_failed(_readonly())
         pp.checkpoint_failed(_readonly())
         pp.checkpoint_failed(other)  # the database was reachable, or it was the broker
@@ -125,7 +141,8 @@ def test_transient_or_broker_errors_and_a_checkpoint_end_the_streak(exits: list[
 
 
 def test_the_fatal_line_names_the_cause_and_the_database_without_its_password(
-    exits: list[int], caplog: pytest.LogCaptureFixture,
+    exits: list[int],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     eng = create_engine(f"postgresql+psycopg2://forexd:{SENTINEL}@127.0.0.1:5432/fx")  # never connects
     pp = _progress(0.0, engine=eng)

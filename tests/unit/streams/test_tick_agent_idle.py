@@ -33,19 +33,28 @@ class FakeConsumer:
 
 
 def _agent(tmp_path: Path) -> tuple[TickAgent, FakeConsumer]:
-    s = Settings(symbols=("EURUSD",), timeframes=("1m", "5m"), data_dir=tmp_path, idle_close_s=3.0,
-                 status_interval_s=0)
+    s = Settings(symbols=("EURUSD",), timeframes=("1m", "5m"), data_dir=tmp_path, idle_close_s=3.0, status_interval_s=0)
     consumer = FakeConsumer()
-    rt = Runtime(settings=s, app=SimpleNamespace(consumer=consumer), topics={},
-                 instruments=InstrumentRegistry.of(s.symbols), engine=None)
+    rt = Runtime(
+        settings=s,
+        app=SimpleNamespace(consumer=consumer),
+        topics={},
+        instruments=InstrumentRegistry.of(s.symbols),
+        engine=None,
+    )
     return TickAgent(rt), consumer
 
 
 def _feed(agent: TickAgent, n: int) -> int:
     frame = read_ticks(SAMPLE).frame.iloc[:n]
     for off, (t, b, a) in enumerate(zip(frame.ts_ms.tolist(), frame.bid.tolist(), frame.ask.tolist(), strict=True)):
-        msg = SimpleNamespace(topic="fx.ticks", partition=0, offset=off, key=b"EURUSD",
-                              value=encode({"v": 1, "symbol": "EURUSD", "ts": t, "bid": b, "ask": a}))
+        msg = SimpleNamespace(
+            topic="fx.ticks",
+            partition=0,
+            offset=off,
+            key=b"EURUSD",
+            value=encode({"v": 1, "symbol": "EURUSD", "ts": t, "bid": b, "ask": a}),
+        )
         asyncio.run(agent.handle(msg))
     return n - 1
 
@@ -128,7 +137,6 @@ def test_restored_series_without_new_ticks_still_closes_on_the_idle_timer(tmp_pa
     assert agent.n_pending == 2
 
 
-
 def test_restored_series_holding_only_its_first_ticks_is_released_by_the_idle_timer(tmp_path: Path) -> None:
     """A worker restarted while a new series' first ticks still waited for confirmation (the
     time guard holds them) was not watched by the idle timer: with no further tick, they
@@ -164,9 +172,17 @@ def test_idle_timer_counts_quiet_time_only_up_to_the_last_fetch_response(tmp_pat
     def feed(first: int, last: int) -> None:
         for off in range(first, last):
             t, b, a = ticks[off]
-            asyncio.run(agent.handle(SimpleNamespace(
-                topic="fx.ticks", partition=0, offset=off, key=b"EURUSD",
-                value=encode({"v": 1, "symbol": "EURUSD", "ts": t, "bid": b, "ask": a}))))
+            asyncio.run(
+                agent.handle(
+                    SimpleNamespace(
+                        topic="fx.ticks",
+                        partition=0,
+                        offset=off,
+                        key=b"EURUSD",
+                        value=encode({"v": 1, "symbol": "EURUSD", "ts": t, "bid": b, "ask": a}),
+                    )
+                )
+            )
 
     feed(0, 297)  # the sample's ticks 297-299 follow tick 296 within 0.3 s
     consumer.hw = 297  # caught up with the last fetch response

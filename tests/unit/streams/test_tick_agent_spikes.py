@@ -23,17 +23,28 @@ SAMPLE = SAMPLE_TICKS
 
 def _agent(tmp_path: Path) -> TickAgent:
     s = Settings(symbols=("EURUSD",), timeframes=("1m",), data_dir=tmp_path, status_interval_s=0)
-    rt = Runtime(settings=s, app=SimpleNamespace(consumer=None), topics={},
-                 instruments=InstrumentRegistry.of(s.symbols), engine=None)
+    rt = Runtime(
+        settings=s,
+        app=SimpleNamespace(consumer=None),
+        topics={},
+        instruments=InstrumentRegistry.of(s.symbols),
+        engine=None,
+    )
     return TickAgent(rt)
 
 
 def _run(agent: TickAgent, rows: list[tuple[int, float, float]]) -> None:
     async def go() -> None:
         for off, (t, b, a) in enumerate(rows):
-            msg = SimpleNamespace(topic="fx.ticks", partition=0, offset=off, key=b"EURUSD",
-                                  value=encode({"v": 1, "symbol": "EURUSD", "ts": t, "bid": b, "ask": a}))
+            msg = SimpleNamespace(
+                topic="fx.ticks",
+                partition=0,
+                offset=off,
+                key=b"EURUSD",
+                value=encode({"v": 1, "symbol": "EURUSD", "ts": t, "bid": b, "ask": a}),
+            )
             await agent.handle(msg)
+
     asyncio.run(go())
 
 
@@ -64,7 +75,9 @@ def test_confirmed_jump_is_held_then_released_without_dead_letters(tmp_path: Pat
     rows = _real(2_000)
     t0 = rows[-1][0]
     # a 3 % level shift that persists (the EUR/CHF 2015 kind of move, scaled)
-    shifted = [(t0 + 1_000 * (i + 1), round(b * 0.97, 5), round(a * 0.97, 5)) for i, (_t, b, a) in enumerate(rows[-50:])]
+    shifted = [
+        (t0 + 1_000 * (i + 1), round(b * 0.97, 5), round(a * 0.97, 5)) for i, (_t, b, a) in enumerate(rows[-50:])
+    ]
     agent = _agent(tmp_path)
     _run(agent, rows + shifted)
     assert agent.dead == []

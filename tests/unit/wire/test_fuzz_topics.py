@@ -48,37 +48,110 @@ SOAK_AGENT_EXAMPLES = 2_000
 MAX_BYTES = 2 * 1024 * 1024  # lets 1 MB strings reach the parser
 
 T0 = 1_399_248_000_000
-CANDLE = Candle(symbol="EURUSD", timeframe="1m", open_ms=T0, close_ms=T0 + 60_000, open=1.1, high=1.2, low=1.0,
-                close=1.15, volume=3.0, tick_count=3, spread_mean=0.0001, spread_min=0.0, spread_max=0.0002)
+CANDLE = Candle(
+    symbol="EURUSD",
+    timeframe="1m",
+    open_ms=T0,
+    close_ms=T0 + 60_000,
+    open=1.1,
+    high=1.2,
+    low=1.0,
+    close=1.15,
+    volume=3.0,
+    tick_count=3,
+    spread_mean=0.0001,
+    spread_min=0.0,
+    spread_max=0.0002,
+)
 VALID: dict[str, dict[str, Any]] = {
-    "ticks": json.loads(wire.encode_tick(Tick(symbol="EURUSD", ts_ms=T0, bid=1.3872, ask=1.3873, volume=2.0,
-                                              tick_id="f:2"))),
+    "ticks": json.loads(
+        wire.encode_tick(Tick(symbol="EURUSD", ts_ms=T0, bid=1.3872, ask=1.3873, volume=2.0, tick_id="f:2"))
+    ),
     "candles": json.loads(wire.encode_candle(CANDLE)),
     "indicators": json.loads(wire.encode_indicators(CANDLE, {"rsi_14": 55.0, "ema_20": None})),
-    "forecasts": {"v": 1, "symbol": "EURUSD", "timeframe": "1h", "as_of": T0, "as_of_ms": T0, "horizon": 2,
-                  "model_version": "v3", "last_close": 1.3, "levels": [0.05, 0.5, 0.95],
-                  "quantiles": [[1.0, 1.1, 1.2]] * 2, "mean": [1.2, 1.2], "p_up": [0.5, 0.4], "steps": 8,
-                  "samples": 100, "latency_s": 0.01, "rw_quantiles": [[1.0, 1.1, 1.2]] * 2, "degraded": False,
-                  "learner": [{"horizon": 1, "as_of_ms": T0, "scaled_return": 0.1, "log_return": 1e-4,
-                               "price": 1.3, "p_up": 0.52}]},
-    "drift": json.loads(wire.encode_drift(DriftEvent(detector="adwin:err", statistic=0.3, threshold=0.002,
-                                                     symbol="EURUSD", timeframe="1h", horizon=24, ts_ms=T0))),
-    "retrain.requests": json.loads(wire.encode_retrain_request(RetrainRequest(
-        request_id="3f2a9c0d1e2b", symbol="EURUSD", timeframe="1h", horizon=24, reason="drift",
-        requested_at_ms=T0))),
-    "models": {"v": 1, "request_id": "3f2a9c0d1e2b", "key": "EURUSD/1h/24", "symbol": "EURUSD", "timeframe": "1h",
-               "horizon": 24, "version": "v4", "status": "promoted", "reason": "better", "metrics": {"crps": 0.1},
-               "duration_s": 12.5, "champion": "v4", "artifact": "/m/v4.pt", "sha256": "0" * 64,
-               "finished_at_ms": T0},
-    "deadletter": json.loads(wire.dead_letter_value(topic="fx.ticks", partition=0, offset=5, raw=b"{", key=b"K",
-                                                    reason=RejectReason.MALFORMED, error="JSONDecodeError")),
+    "forecasts": {
+        "v": 1,
+        "symbol": "EURUSD",
+        "timeframe": "1h",
+        "as_of": T0,
+        "as_of_ms": T0,
+        "horizon": 2,
+        "model_version": "v3",
+        "last_close": 1.3,
+        "levels": [0.05, 0.5, 0.95],
+        "quantiles": [[1.0, 1.1, 1.2]] * 2,
+        "mean": [1.2, 1.2],
+        "p_up": [0.5, 0.4],
+        "steps": 8,
+        "samples": 100,
+        "latency_s": 0.01,
+        "rw_quantiles": [[1.0, 1.1, 1.2]] * 2,
+        "degraded": False,
+        "learner": [
+            {"horizon": 1, "as_of_ms": T0, "scaled_return": 0.1, "log_return": 1e-4, "price": 1.3, "p_up": 0.52}
+        ],
+    },
+    "drift": json.loads(
+        wire.encode_drift(
+            DriftEvent(
+                detector="adwin:err",
+                statistic=0.3,
+                threshold=0.002,
+                symbol="EURUSD",
+                timeframe="1h",
+                horizon=24,
+                ts_ms=T0,
+            )
+        )
+    ),
+    "retrain.requests": json.loads(
+        wire.encode_retrain_request(
+            RetrainRequest(
+                request_id="3f2a9c0d1e2b",
+                symbol="EURUSD",
+                timeframe="1h",
+                horizon=24,
+                reason="drift",
+                requested_at_ms=T0,
+            )
+        )
+    ),
+    "models": {
+        "v": 1,
+        "request_id": "3f2a9c0d1e2b",
+        "key": "EURUSD/1h/24",
+        "symbol": "EURUSD",
+        "timeframe": "1h",
+        "horizon": 24,
+        "version": "v4",
+        "status": "promoted",
+        "reason": "better",
+        "metrics": {"crps": 0.1},
+        "duration_s": 12.5,
+        "champion": "v4",
+        "artifact": "/m/v4.pt",
+        "sha256": "0" * 64,
+        "finished_at_ms": T0,
+    },
+    "deadletter": json.loads(
+        wire.dead_letter_value(
+            topic="fx.ticks",
+            partition=0,
+            offset=5,
+            raw=b"{",
+            key=b"K",
+            reason=RejectReason.MALFORMED,
+            error="JSONDecodeError",
+        )
+    ),
 }
 
 # a decoder per topic, as the consumers call it (the ticks/candles ones with the key checked)
 DECODERS: dict[str, Callable[[bytes], Any]] = {
     "ticks": lambda raw: wire.decode_tick(raw, key=b"EURUSD", max_bytes=MAX_BYTES),
-    "candles": lambda raw: wire.decode_candle(raw, key=b"EURUSD", max_bytes=MAX_BYTES,
-                                              timeframes=frozenset({"1m", "1h"})),
+    "candles": lambda raw: wire.decode_candle(
+        raw, key=b"EURUSD", max_bytes=MAX_BYTES, timeframes=frozenset({"1m", "1h"})
+    ),
     "indicators": lambda raw: wire.decode_indicators(raw, max_bytes=MAX_BYTES),
     "forecasts": lambda raw: wire.decode_forecast(raw, max_bytes=MAX_BYTES),
     "drift": lambda raw: wire.decode_drift(raw, max_bytes=MAX_BYTES),
@@ -97,8 +170,27 @@ REENCODERS: dict[str, Callable[[Any], bytes]] = {
     "deadletter": lambda d: wire.encode_record("deadletter", d),
 }
 
-HOSTILE_NUMBERS = [math.inf, -math.inf, math.nan, -0.0, 0.0, 1e308, -1e308, 1e-308, 5e-324, 1e304, 1e9, 1e12 + 1,
-                   2**53 + 1, 2**63, -(2**63) - 1, 10**30, -1, 0, 1]
+HOSTILE_NUMBERS = [
+    math.inf,
+    -math.inf,
+    math.nan,
+    -0.0,
+    0.0,
+    1e308,
+    -1e308,
+    1e-308,
+    5e-324,
+    1e304,
+    1e9,
+    1e12 + 1,
+    2**53 + 1,
+    2**63,
+    -(2**63) - 1,
+    10**30,
+    -1,
+    0,
+    1,
+]
 LONG = [0, 1, 32, 33, 64, 65, 129, 500, 501, 10_000, 1_000_000]
 
 hostile_value = st.one_of(
@@ -107,10 +199,36 @@ hostile_value = st.one_of(
     st.integers(min_value=-(10**40), max_value=10**40),
     st.text(max_size=40),
     st.sampled_from(LONG).map(lambda n: "x" * n),
-    st.sampled_from(["nan", "NaN", "inf", "-Infinity", "1e400", "1e304", "-0", "0x10", " 1.1", "１.５", "EUR/USD",
-                     "eurusd", "USDJPY", "XAUUSD", "../../x", "*", "\u0000", "\ud800", "é", "😀" * 40, "1m", "1M"]),
-    st.booleans(), st.none(),
-    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.sampled_from(
+        [
+            "nan",
+            "NaN",
+            "inf",
+            "-Infinity",
+            "1e400",
+            "1e304",
+            "-0",
+            "0x10",
+            " 1.1",
+            "１.５",
+            "EUR/USD",
+            "eurusd",
+            "USDJPY",
+            "XAUUSD",
+            "../../x",
+            "*",
+            "\u0000",
+            "\ud800",
+            "é",
+            "😀" * 40,
+            "1m",
+            "1M",
+        ]
+    ),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
 
 
@@ -141,7 +259,7 @@ def mutated(draw: st.DrawFn, kind: str) -> bytes:
                 inner[draw(st.sampled_from(sorted(inner)))] = draw(hostile_value)
         elif op == "dup":
             body = _dumps(obj)
-            text = body[:-1] + (", " if len(obj) else "") + f'{json.dumps(name)}: {_dumps(draw(hostile_value))}}}'
+            text = body[:-1] + (", " if len(obj) else "") + f"{json.dumps(name)}: {_dumps(draw(hostile_value))}}}"
     raw = (text if text is not None else _dumps(obj)).encode("utf-8", "surrogatepass")
     cut = draw(st.sampled_from(["none", "none", "none", "truncate", "flip", "garbage"]))
     if cut == "truncate":
@@ -168,6 +286,7 @@ def _decoder_property(kind: str, seen: Counter[str]) -> Callable[[bytes], None]:
         # accepted: it re-encodes (encode cannot fail on what decode produced) to itself
         again = DECODERS[kind](REENCODERS[kind](rec))
         assert again == rec or (isinstance(rec, dict) and _same_json(again, rec))
+
     return check
 
 
@@ -180,9 +299,13 @@ SEEN: Counter[str] = Counter()
 
 def _run_decoder_fuzz(kind: str, examples: int, derandomize: bool) -> None:
     prop = _decoder_property(kind, SEEN)
-    test = settings(max_examples=examples, deadline=None, derandomize=derandomize, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much])(given(mutated(kind))(prop))
+    test = settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=derandomize,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )(given(mutated(kind))(prop))
     test()
 
 
@@ -201,22 +324,49 @@ def test_topic_decoder_soak(kind: str) -> None:
 
 # -- the agents' in-process path -------------------------------------------------------------------
 
+
 def _runtime(tmp: str) -> Runtime:
     from pathlib import Path
-    s = Settings(symbols=("EURUSD",), timeframes=("1m",), forecast_timeframes=("1m",), data_dir=Path(tmp),
-                 model_dir=Path(tmp) / "models", status_interval_s=0)
-    return Runtime(settings=s, app=SimpleNamespace(consumer=None), topics={},
-                   instruments=InstrumentRegistry.of(s.symbols), engine=None)
+
+    s = Settings(
+        symbols=("EURUSD",),
+        timeframes=("1m",),
+        forecast_timeframes=("1m",),
+        data_dir=Path(tmp),
+        model_dir=Path(tmp) / "models",
+        status_interval_s=0,
+    )
+    return Runtime(
+        settings=s,
+        app=SimpleNamespace(consumer=None),
+        topics={},
+        instruments=InstrumentRegistry.of(s.symbols),
+        engine=None,
+    )
 
 
 _TICKS = read_ticks(SAMPLE_TICKS).frame.iloc[:240]
-CLEAN_TICKS = [wire.encode_tick(Tick(symbol="EURUSD", ts_ms=t, bid=b, ask=a))
-               for t, b, a in zip(_TICKS.ts_ms.tolist(), _TICKS.bid.tolist(), _TICKS.ask.tolist(), strict=True)]
-CLEAN_CANDLES = [wire.encode_candle(Candle(symbol="EURUSD", timeframe="1m", open_ms=T0 + i * 60_000,
-                                           close_ms=T0 + (i + 1) * 60_000, open=1.3 + i * 1e-4,
-                                           high=1.3 + i * 1e-4 + 2e-4, low=1.3 + i * 1e-4 - 2e-4,
-                                           close=1.3 + (i + 1) * 1e-4, volume=1.0, tick_count=4))
-                 for i in range(40)]
+CLEAN_TICKS = [
+    wire.encode_tick(Tick(symbol="EURUSD", ts_ms=t, bid=b, ask=a))
+    for t, b, a in zip(_TICKS.ts_ms.tolist(), _TICKS.bid.tolist(), _TICKS.ask.tolist(), strict=True)
+]
+CLEAN_CANDLES = [
+    wire.encode_candle(
+        Candle(
+            symbol="EURUSD",
+            timeframe="1m",
+            open_ms=T0 + i * 60_000,
+            close_ms=T0 + (i + 1) * 60_000,
+            open=1.3 + i * 1e-4,
+            high=1.3 + i * 1e-4 + 2e-4,
+            low=1.3 + i * 1e-4 - 2e-4,
+            close=1.3 + (i + 1) * 1e-4,
+            volume=1.0,
+            tick_count=4,
+        )
+    )
+    for i in range(40)
+]
 KEYS = st.sampled_from([None, b"EUR/USD", b"eurusd", b"USDJPY", b"", b"\xff"])
 
 
@@ -234,12 +384,14 @@ def refused_record(draw: st.DrawFn, kind: str) -> tuple[bytes | None, bytes, Rej
     except ValidationError as exc:
         return key, raw, exc.reason
     from hypothesis import assume
+
     assume(False)  # the mutation left a valid record: not a refused one
     raise AssertionError  # unreachable
 
 
-def _messages(topic: str, clean: list[bytes], bad: list[tuple[int, tuple[bytes | None, bytes, RejectReason]]]
-              ) -> tuple[list[SimpleNamespace], dict[int, RejectReason]]:
+def _messages(
+    topic: str, clean: list[bytes], bad: list[tuple[int, tuple[bytes | None, bytes, RejectReason]]]
+) -> tuple[list[SimpleNamespace], dict[int, RejectReason]]:
     msgs, expected = [], {}
     slots = sorted(bad, key=lambda x: x[0])
     j = 0
@@ -263,6 +415,7 @@ def _run_ticks(tmp: str, msgs: list[SimpleNamespace]) -> TickAgent:
     async def go() -> None:
         for m in msgs:
             await agent.handle(m)
+
     asyncio.run(go())
     return agent
 
@@ -278,15 +431,19 @@ def _run_candles(tmp: str, msgs: list[SimpleNamespace]) -> CandleAgent:
 
     async def go() -> None:
         for i in range(0, len(msgs), 16):
-            await agent.handle_batch(msgs[i:i + 16])
+            await agent.handle_batch(msgs[i : i + 16])
+
     asyncio.run(go())
     return agent
 
 
 def _candle_state(agent: CandleAgent) -> Any:
     f = agent.forecasters["EURUSD"]
-    return (dict(f.last_open), [c.key for cs in agent.pending_candles.values() for c in cs],
-            [(k, v) for k, _key, v in agent.out])
+    return (
+        dict(f.last_open),
+        [c.key for cs in agent.pending_candles.values() for c in cs],
+        [(k, v) for k, _key, v in agent.out],
+    )
 
 
 def _agent_property(kind: str, tmp_factory: Callable[[], str]) -> Callable[..., None]:
@@ -301,25 +458,32 @@ def _agent_property(kind: str, tmp_factory: Callable[[], str]) -> Callable[..., 
         msgs, expected = _messages(topic, clean_values, bad)
         agent = run(tmp_factory(), msgs)
         dead = [json.loads(v) for _k, v, _h in agent.dead]
-        assert sorted((d["offset"], d["reason"]) for d in dead) == sorted(
-            (o, r.value) for o, r in expected.items()), "every refused record dead-lettered once, with its reason"
+        assert sorted((d["offset"], d["reason"]) for d in dead) == sorted((o, r.value) for o, r in expected.items()), (
+            "every refused record dead-lettered once, with its reason"
+        )
         assert state(agent) == reference, "the state is the clean records' state"
         assert agent.progress.offsets[0] == len(msgs) - 1
+
     return check
 
 
 def _run_agent_fuzz(kind: str, examples: int, derandomize: bool, tmp_factory: Callable[[], str]) -> None:
     n = len(CLEAN_TICKS if kind == "ticks" else CLEAN_CANDLES)
     bad = st.lists(st.tuples(st.integers(0, n), refused_record(kind)), min_size=1, max_size=6)
-    test = settings(max_examples=examples, deadline=None, derandomize=derandomize, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much])(given(bad)(_agent_property(kind, tmp_factory)))
+    test = settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=derandomize,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )(given(bad)(_agent_property(kind, tmp_factory)))
     test()
 
 
 @pytest.mark.parametrize("kind", ["ticks", "candles"])
 def test_agent_path_refuses_bad_records_once_and_keeps_the_clean_state(
-    kind: str, tmp_path_factory: pytest.TempPathFactory,
+    kind: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     _run_agent_fuzz(kind, DEFAULT_AGENT_EXAMPLES, True, lambda: str(tmp_path_factory.mktemp("a")))
 

@@ -20,27 +20,85 @@ SCHEMA_DIR = Path(__file__).resolve().parents[3] / "docs" / "schemas"
 H = 3
 
 TICK = Tick(symbol="EURUSD", ts_ms=1_399_000_000_000, bid=1.38727, ask=1.38729, volume=2.5, tick_id="f:2")
-CANDLE = Candle(symbol="EURUSD", timeframe="1m", open_ms=60_000 * 23_316_667, close_ms=60_000 * 23_316_668,
-                open=1.1, high=1.2, low=1.0, close=1.15, volume=3.0, tick_count=3, spread_mean=0.0001,
-                spread_min=-0.00002, spread_max=0.0002, revision=3)
+CANDLE = Candle(
+    symbol="EURUSD",
+    timeframe="1m",
+    open_ms=60_000 * 23_316_667,
+    close_ms=60_000 * 23_316_668,
+    open=1.1,
+    high=1.2,
+    low=1.0,
+    close=1.15,
+    volume=3.0,
+    tick_count=3,
+    spread_mean=0.0001,
+    spread_min=-0.00002,
+    spread_max=0.0002,
+    revision=3,
+)
 FORECAST: dict[str, Any] = {
-    "v": 1, "symbol": "EURUSD", "timeframe": "1h", "as_of": 1_399_000_000_000, "as_of_ms": 1_399_000_000_000,
-    "horizon": H, "model_version": "EURUSD-1h-24-v3", "last_close": 1.3,
-    "levels": [0.05, 0.25, 0.5, 0.75, 0.95], "quantiles": [[1.0, 1.1, 1.2, 1.3, float("nan")]] * H,
-    "mean": [1.2] * H, "p_up": [0.5, float("inf"), 0.4], "steps": 8, "samples": 100, "latency_s": 0.01,
-    "rw_quantiles": [[1.0, 1.1, 1.2, 1.3, 1.4]] * H, "degraded": False,
-    "learner": [{"horizon": 1, "as_of_ms": 1_399_000_000_000, "scaled_return": 0.1, "log_return": 1e-4,
-                 "price": 1.3, "p_up": 0.52}],
+    "v": 1,
+    "symbol": "EURUSD",
+    "timeframe": "1h",
+    "as_of": 1_399_000_000_000,
+    "as_of_ms": 1_399_000_000_000,
+    "horizon": H,
+    "model_version": "EURUSD-1h-24-v3",
+    "last_close": 1.3,
+    "levels": [0.05, 0.25, 0.5, 0.75, 0.95],
+    "quantiles": [[1.0, 1.1, 1.2, 1.3, float("nan")]] * H,
+    "mean": [1.2] * H,
+    "p_up": [0.5, float("inf"), 0.4],
+    "steps": 8,
+    "samples": 100,
+    "latency_s": 0.01,
+    "rw_quantiles": [[1.0, 1.1, 1.2, 1.3, 1.4]] * H,
+    "degraded": False,
+    "learner": [
+        {
+            "horizon": 1,
+            "as_of_ms": 1_399_000_000_000,
+            "scaled_return": 0.1,
+            "log_return": 1e-4,
+            "price": 1.3,
+            "p_up": 0.52,
+        }
+    ],
 }
-DRIFT = DriftEvent(detector="adwin:learner_error", statistic=float("inf"), threshold=0.002, symbol="EURUSD",
-                   timeframe="1h", horizon=None, ts_ms=1_399_000_000_000)
-REQUEST = RetrainRequest(request_id="3f2a9c0d1e2b3c4d5e6f7a8b", symbol="EURUSD", timeframe="1h", horizon=24,
-                         reason="drift", requested_at_ms=1_399_000_000_000, detail="x" * 900)
+DRIFT = DriftEvent(
+    detector="adwin:learner_error",
+    statistic=float("inf"),
+    threshold=0.002,
+    symbol="EURUSD",
+    timeframe="1h",
+    horizon=None,
+    ts_ms=1_399_000_000_000,
+)
+REQUEST = RetrainRequest(
+    request_id="3f2a9c0d1e2b3c4d5e6f7a8b",
+    symbol="EURUSD",
+    timeframe="1h",
+    horizon=24,
+    reason="drift",
+    requested_at_ms=1_399_000_000_000,
+    detail="x" * 900,
+)
 OUTCOME: dict[str, Any] = {
-    "v": 1, "request_id": "../x", "key": "EUR/USD/1h/24", "symbol": "EUR/USD", "timeframe": "1h", "horizon": 24,
-    "version": None, "status": "failed", "reason": "refused: " + "e" * 5000,
-    "metrics": {"crps": float("nan"), "n": 3, "nested": {"a": [1.0, None]}}, "duration_s": 0.5,
-    "champion": None, "artifact": None, "sha256": None, "finished_at_ms": 1_399_000_000_000,
+    "v": 1,
+    "request_id": "../x",
+    "key": "EUR/USD/1h/24",
+    "symbol": "EUR/USD",
+    "timeframe": "1h",
+    "horizon": 24,
+    "version": None,
+    "status": "failed",
+    "reason": "refused: " + "e" * 5000,
+    "metrics": {"crps": float("nan"), "n": 3, "nested": {"a": [1.0, None]}},
+    "duration_s": 0.5,
+    "champion": None,
+    "artifact": None,
+    "sha256": None,
+    "finished_at_ms": 1_399_000_000_000,
 }
 
 
@@ -55,23 +113,41 @@ def encoded_samples() -> dict[str, list[bytes]]:
         "retrain.requests": [wire.encode_retrain_request(REQUEST)],
         "models": [wire.encode_model_outcome(OUTCOME)],
         "deadletter": [
-            wire.dead_letter_value(topic="fx.ticks", partition=0, offset=5, raw=b"\xff" * 20_000, key=b"\xfe",
-                                   reason=RejectReason.MALFORMED, error="UnicodeDecodeError"),
-            wire.dead_letter_value(topic="fx.candles", partition=1, offset=0, raw=b"{}", key=None,
-                                   reason=RejectReason.INTERNAL, error="KeyError at process: " + "k" * 900),
+            wire.dead_letter_value(
+                topic="fx.ticks",
+                partition=0,
+                offset=5,
+                raw=b"\xff" * 20_000,
+                key=b"\xfe",
+                reason=RejectReason.MALFORMED,
+                error="UnicodeDecodeError",
+            ),
+            wire.dead_letter_value(
+                topic="fx.candles",
+                partition=1,
+                offset=0,
+                raw=b"{}",
+                key=None,
+                reason=RejectReason.INTERNAL,
+                error="KeyError at process: " + "k" * 900,
+            ),
         ],
     }
 
 
 def test_every_topic_has_a_schema_and_a_sample() -> None:
-    assert set(wire.SCHEMAS) == set(encoded_samples()) == {
-        "ticks", "candles", "indicators", "forecasts", "drift", "retrain.requests", "models", "deadletter"}
+    assert (
+        set(wire.SCHEMAS)
+        == set(encoded_samples())
+        == {"ticks", "candles", "indicators", "forecasts", "drift", "retrain.requests", "models", "deadletter"}
+    )
 
 
 def test_committed_schema_files_equal_the_generated_ones(tmp_path: Path) -> None:
     written = wire.write_schemas(tmp_path)
-    assert sorted(p.name for p in written) == sorted(p.name for p in SCHEMA_DIR.glob("*.schema.json")), \
+    assert sorted(p.name for p in written) == sorted(p.name for p in SCHEMA_DIR.glob("*.schema.json")), (
         "run: python -m forex_diffusion.wire docs/schemas"
+    )
     for p in written:
         assert (SCHEMA_DIR / p.name).read_text() == p.read_text(), f"{p.name} is stale: regenerate it"
 
@@ -102,8 +178,19 @@ def test_encoding_maps_non_finite_computed_values_to_null_and_clips_text() -> No
 
 def test_an_encoder_given_what_the_core_cannot_produce_raises_internal() -> None:
     with pytest.raises(ValidationError) as ei:
-        wire.encode_candle(Candle(symbol="EURUSD", timeframe="1m", open_ms=0, close_ms=60_000, open=1.0,
-                                  high=1.0, low=1.0, close=1.0, volume=float("inf")))
+        wire.encode_candle(
+            Candle(
+                symbol="EURUSD",
+                timeframe="1m",
+                open_ms=0,
+                close_ms=60_000,
+                open=1.0,
+                high=1.0,
+                low=1.0,
+                close=1.0,
+                volume=float("inf"),
+            )
+        )
     assert ei.value.reason is RejectReason.INTERNAL
 
 
@@ -137,35 +224,41 @@ def test_every_schema_invalid_record_is_refused_by_decode(kind: str) -> None:
     assert checked > 10
 
 
-@pytest.mark.parametrize("payload,reason", [
-    (b'{"v":1,"symbol":"EURUSD","symbol":"USDJPY","ts":1,"bid":1.1,"ask":1.2}', RejectReason.MALFORMED),
-    (b'{"v":1,"symbol":"EURUSD","ts":1,"bid":1e400,"ask":1.2}', RejectReason.NON_FINITE),
-    (b'{"v":1,"symbol":"EURUSD","ts":1,"bid":-Infinity,"ask":1.2}', RejectReason.NON_FINITE),
-    (b'{"v":1,"symbol":"EURUSD","ts":1,"bid":1e304,"ask":1.2}', RejectReason.OUT_OF_RANGE),
-    (b'{"v":1,"symbol":"EURUSD","ts":1,"bid":1.1,"ask":1.2,"volume":1e308}', RejectReason.OUT_OF_RANGE),
-    (b'{"v":1,"symbol":"EURUSD","ts":1,"bid":1.1,"ask":1.2,"volume":-1}', RejectReason.OUT_OF_RANGE),
-    # a time outside the calendar: bad_ts, as the file readers and the validator say
-    (b'{"v":1,"symbol":"EURUSD","ts":' + b"9" * 30 + b',"bid":1.1,"ask":1.2}', RejectReason.BAD_TS),
-    (b'{"v":1,"symbol":"EURUSD","ts":' + b"9" * 5000 + b',"bid":1.1,"ask":1.2}', RejectReason.MALFORMED),
-    (b'{"v":1,"symbol":"EUR\\u00dcSD","ts":1,"bid":1.1,"ask":1.2}', RejectReason.SCHEMA),
-    (b'{"v":1,"symbol":"EURUSD","ts":1,"bid":1.1,"ask":1.2,"tick_id":"a\\nb"}', RejectReason.SCHEMA),
-    (b"[" * 100_000, RejectReason.OVERSIZE),
-    (b"[" * 5_000 + b"]" * 5_000, RejectReason.MALFORMED),
-])
+@pytest.mark.parametrize(
+    "payload,reason",
+    [
+        (b'{"v":1,"symbol":"EURUSD","symbol":"USDJPY","ts":1,"bid":1.1,"ask":1.2}', RejectReason.MALFORMED),
+        (b'{"v":1,"symbol":"EURUSD","ts":1,"bid":1e400,"ask":1.2}', RejectReason.NON_FINITE),
+        (b'{"v":1,"symbol":"EURUSD","ts":1,"bid":-Infinity,"ask":1.2}', RejectReason.NON_FINITE),
+        (b'{"v":1,"symbol":"EURUSD","ts":1,"bid":1e304,"ask":1.2}', RejectReason.OUT_OF_RANGE),
+        (b'{"v":1,"symbol":"EURUSD","ts":1,"bid":1.1,"ask":1.2,"volume":1e308}', RejectReason.OUT_OF_RANGE),
+        (b'{"v":1,"symbol":"EURUSD","ts":1,"bid":1.1,"ask":1.2,"volume":-1}', RejectReason.OUT_OF_RANGE),
+        # a time outside the calendar: bad_ts, as the file readers and the validator say
+        (b'{"v":1,"symbol":"EURUSD","ts":' + b"9" * 30 + b',"bid":1.1,"ask":1.2}', RejectReason.BAD_TS),
+        (b'{"v":1,"symbol":"EURUSD","ts":' + b"9" * 5000 + b',"bid":1.1,"ask":1.2}', RejectReason.MALFORMED),
+        (b'{"v":1,"symbol":"EUR\\u00dcSD","ts":1,"bid":1.1,"ask":1.2}', RejectReason.SCHEMA),
+        (b'{"v":1,"symbol":"EURUSD","ts":1,"bid":1.1,"ask":1.2,"tick_id":"a\\nb"}', RejectReason.SCHEMA),
+        (b"[" * 100_000, RejectReason.OVERSIZE),
+        (b"[" * 5_000 + b"]" * 5_000, RejectReason.MALFORMED),
+    ],
+)
 def test_decode_tick_refuses_hostile_values(payload: bytes, reason: RejectReason) -> None:
     with pytest.raises(ValidationError) as ei:
         wire.decode_tick(payload, max_bytes=64 * 1024)
     assert ei.value.reason is reason
 
 
-@pytest.mark.parametrize("change,reason", [
-    ({"open_time": CANDLE.open_ms + 1, "close_time": CANDLE.close_ms + 1}, RejectReason.BAD_TS),  # off grid
-    ({"close_time": CANDLE.close_ms + 60_000}, RejectReason.BAD_TS),  # close != open + timeframe
-    ({"high": 1.12}, RejectReason.INCONSISTENT),
-    ({"low": 0.0}, RejectReason.NON_POSITIVE),
-    ({"timeframe": "7x"}, RejectReason.SCHEMA),
-    ({"open_time": wire.TS_MAX + 1}, RejectReason.BAD_TS),
-])
+@pytest.mark.parametrize(
+    "change,reason",
+    [
+        ({"open_time": CANDLE.open_ms + 1, "close_time": CANDLE.close_ms + 1}, RejectReason.BAD_TS),  # off grid
+        ({"close_time": CANDLE.close_ms + 60_000}, RejectReason.BAD_TS),  # close != open + timeframe
+        ({"high": 1.12}, RejectReason.INCONSISTENT),
+        ({"low": 0.0}, RejectReason.NON_POSITIVE),
+        ({"timeframe": "7x"}, RejectReason.SCHEMA),
+        ({"open_time": wire.TS_MAX + 1}, RejectReason.BAD_TS),
+    ],
+)
 def test_decode_candle_checks_the_bar(change: dict[str, Any], reason: RejectReason) -> None:
     obj = {**json.loads(wire.encode_candle(CANDLE)), **change}
     with pytest.raises(ValidationError) as ei:
