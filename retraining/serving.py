@@ -134,7 +134,7 @@ class ModelBook:
                 pred = Predictor.load(path, device=self.device)
             else:
                 row = self.registry.get(version) if self.registry is not None else None
-                if row is None:
+                if self.registry is None or row is None:
                     return None
                 pred = self.registry.load(row, device=self.device)  # weights-only, sha256 checked
         except (ForexDiffusionError, OSError) as exc:
