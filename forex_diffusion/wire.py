@@ -431,6 +431,19 @@ _HORIZON_F = Field(
 # no lower bound: a price <= 0 is the validator's ``non_positive`` (a file and the stream agree)
 _PRICE_IN = {"kind": "price", "maximum": PRICE_MAX}
 _QUANTILE_ROW = Field(name="row", kind="array", max_items=FORECAST_LEVELS_MAX, items=_num("q"))
+_LEVELS = Field(
+    name="levels",
+    kind="array",
+    max_items=FORECAST_LEVELS_MAX,
+    items=Field(name="level", kind="number", minimum=0.0, maximum=1.0),
+)
+
+
+def _quantile_matrix(name: str, description: str) -> Field:
+    """A ``[step][level]`` array of price quantiles (null: not finite)."""
+    return Field(name=name, kind="array", max_items=FORECAST_STEPS_MAX, items=_QUANTILE_ROW, description=description)
+
+
 _PROB_ROW = Field(
     name="row",
     kind="array",
@@ -526,31 +539,14 @@ FORECASTS = RecordSchema(
         Field(name="horizon", kind="integer", minimum=1, maximum=HORIZON_MAX),
         Field(name="model_version", kind="string", pattern=_TOKEN, max_length=128),
         _num("last_close"),
-        Field(
-            name="levels",
-            kind="array",
-            max_items=FORECAST_LEVELS_MAX,
-            items=Field(name="level", kind="number", minimum=0.0, maximum=1.0),
-        ),
-        Field(
-            name="quantiles",
-            kind="array",
-            max_items=FORECAST_STEPS_MAX,
-            items=_QUANTILE_ROW,
-            description="[horizon][level] price quantiles (null: not finite)",
-        ),
+        _LEVELS,
+        _quantile_matrix("quantiles", "[horizon][level] price quantiles (null: not finite)"),
         Field(name="mean", kind="array", max_items=FORECAST_STEPS_MAX, items=_num("m")),
         Field(name="p_up", kind="array", max_items=FORECAST_STEPS_MAX, items=_num("p")),
         Field(name="steps", kind="integer", minimum=0, maximum=INT32_MAX),
         Field(name="samples", kind="integer", minimum=0, maximum=INT32_MAX),
         _num("latency_s"),
-        Field(
-            name="rw_quantiles",
-            kind="array",
-            max_items=FORECAST_STEPS_MAX,
-            items=_QUANTILE_ROW,
-            description="random-walk baseline quantiles",
-        ),
+        _quantile_matrix("rw_quantiles", "random-walk baseline quantiles"),
         Field(name="degraded", kind="boolean"),
         Field(
             name="learner", kind="array", max_items=1024, items=_LEARNER, description="the online learners' predictions"
@@ -598,26 +594,9 @@ FORECASTS = RecordSchema(
             kind="object",
             required=False,
             fields=(
-                Field(
-                    name="levels",
-                    kind="array",
-                    max_items=FORECAST_LEVELS_MAX,
-                    items=Field(name="level", kind="number", minimum=0.0, maximum=1.0),
-                ),
-                Field(
-                    name="max",
-                    kind="array",
-                    max_items=FORECAST_STEPS_MAX,
-                    items=_QUANTILE_ROW,
-                    description="[step][level] quantiles of the highest close of steps 1..h",
-                ),
-                Field(
-                    name="min",
-                    kind="array",
-                    max_items=FORECAST_STEPS_MAX,
-                    items=_QUANTILE_ROW,
-                    description="[step][level] quantiles of the lowest close of steps 1..h",
-                ),
+                _LEVELS,
+                _quantile_matrix("max", "[step][level] quantiles of the highest close of steps 1..h"),
+                _quantile_matrix("min", "[step][level] quantiles of the lowest close of steps 1..h"),
             ),
             description="running maximum and minimum quantiles (optional)",
         ),
