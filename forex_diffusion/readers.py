@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -41,6 +41,7 @@ __all__ = [
     "FileReject",
     "LoadedFile",
     "bar_spacing_ms",
+    "columns",
     "check_price_scale",
     "file_timeframes",
     "iter_ticks",
@@ -262,9 +263,7 @@ def read_ticks(
         layout, sep, header = "histdata", ",", False
     else:
         raise DataFormatError(f"{path}: unrecognised tick layout (header {head[:80]!r})")
-    df = _read_frame(text, sep, header)
-    if df.empty:
-        raise DataFormatError(f"{path}: no rows")
+    df = _read_rows(text, sep, header, path)
     rejects = _bad_lines(text, sep, header, len(df.columns))
     lines = _line_numbers(df, header)
     bad = np.isin(lines, [r.line for r in rejects])  # fields missing: refused once, as malformed
@@ -295,16 +294,26 @@ def read_ticks(
     return LoadedFile(frame, layout, _dedup(rejects))
 
 
+def columns(frame: pd.DataFrame, *names: str) -> Iterator[tuple[Any, ...]]:
+    """Yield the rows of ``frame``'s columns ``names`` as tuples of plain Python values.
+
+    >>> list(columns(pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}), "b", "a"))
+    [('x', 1), ('y', 2)]
+    """
+    return zip(*(frame[n].tolist() for n in names), strict=True)
+
+
+def _read_rows(text: str, sep: str, header: bool, path: object) -> pd.DataFrame:
+    """The file's rows as a frame; a file without any is refused."""
+    df = _read_frame(text, sep, header)
+    if df.empty:
+        raise DataFormatError(f"{path}: no rows")
+    return df
+
+
 def iter_ticks(frame: pd.DataFrame) -> Iterator[Tick]:
     """Yield :class:`Tick` records from a :func:`read_ticks` frame."""
-    for ts, sym, b, a, v in zip(
-        frame["ts_ms"].tolist(),
-        frame["symbol"].tolist(),
-        frame["bid"].tolist(),
-        frame["ask"].tolist(),
-        frame["volume"].tolist(),
-        strict=True,
-    ):
+    for ts, sym, b, a, v in columns(frame, "ts_ms", "symbol", "bid", "ask", "volume"):
         yield Tick(symbol=sym, ts_ms=ts, bid=b, ask=a, volume=v)
 
 
@@ -349,9 +358,7 @@ def read_candles(
         layout, sep, header = "metatrader", ",", False
     else:
         raise DataFormatError(f"{path}: unrecognised candle layout (header {head[:80]!r})")
-    df = _read_frame(text, sep, header)
-    if df.empty:
-        raise DataFormatError(f"{path}: no rows")
+    df = _read_rows(text, sep, header, path)
     lines = _line_numbers(df, header)
     bad = np.zeros(len(df), dtype=bool)
     rejects: list[FileReject] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from .readers import FileReject, read_candles, read_ticks, sniff_kind
+from .readers import FileReject, columns, read_candles, read_ticks, sniff_kind
 from .timeframes import Timeframe
 from .wire import encode_unchecked
 
@@ -40,15 +40,7 @@ def records_from_file(
             rejects.extend(loaded.rejects)
 
         def gen_ticks() -> Iterator[ReplayRecord]:
-            for line, ts, sym, b, a, v in zip(
-                frame["line"].tolist(),
-                frame["ts_ms"].tolist(),
-                frame["symbol"].tolist(),
-                frame["bid"].tolist(),
-                frame["ask"].tolist(),
-                frame["volume"].tolist(),
-                strict=True,
-            ):
+            for line, ts, sym, b, a, v in columns(frame, "line", "ts_ms", "symbol", "bid", "ask", "volume"):
                 obj: dict[str, object] = {"symbol": sym, "ts": ts, "bid": b, "ask": a}
                 if v:
                     obj["volume"] = v
@@ -66,16 +58,7 @@ def records_from_file(
         rejects.extend(loaded_candles.rejects)
 
     def gen_candles() -> Iterator[ReplayRecord]:
-        for ts, sym, o, h, lo, c, v in zip(
-            frame["ts_ms"].tolist(),
-            frame["symbol"].tolist(),
-            frame["open"].tolist(),
-            frame["high"].tolist(),
-            frame["low"].tolist(),
-            frame["close"].tolist(),
-            frame["volume"].tolist(),
-            strict=True,
-        ):
+        for ts, sym, o, h, lo, c, v in columns(frame, "ts_ms", "symbol", "open", "high", "low", "close", "volume"):
             obj = {
                 "symbol": sym,
                 "timeframe": tf.name,
