@@ -1,1 +1,92 @@
-"""Retraining: train → evaluate challenger vs champion → register → promote (no Kafka, no Faust)."""
+"""Retraining: train → evaluate challenger vs champion → register → promote (no Kafka, no Faust).
+
+The package root re-exports the stable names of its modules. They load on first use
+(PEP 562), so ``import retraining`` or ``import retraining.policy`` does not pay for torch,
+which the registry, the jobs and the model book need.
+
+>>> import retraining
+>>> challenger = retraining.HoldoutScores(crps=0.98, rw_crps=1.0, cover90=0.9, cover50=0.5, n=100)
+>>> champion = retraining.HoldoutScores(crps=1.0, rw_crps=1.0, cover90=0.9, cover50=0.5, n=100)
+>>> retraining.decide_promotion(challenger, champion, retraining.PromotionPolicy(min_improvement=0.01)).promote
+True
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .job_queue import RetrainQueue
+    from .jobs import JobConfig, JobOutcome, run_retrain
+    from .policy import (
+        HoldoutScores,
+        PromotionDecision,
+        PromotionPolicy,
+        ShadowScores,
+        decide_promotion,
+        decide_shadow,
+    )
+    from .registry import ModelRegistry, RetentionResult
+    from .schedule import ScheduleEntry, due_requests, parse_interval
+    from .serving import ModelBook
+    from .shadow import ShadowState, settle_shadow, shadow_state
+
+__all__ = [
+    "HoldoutScores",
+    "JobConfig",
+    "JobOutcome",
+    "ModelBook",
+    "ModelRegistry",
+    "PromotionDecision",
+    "PromotionPolicy",
+    "RetentionResult",
+    "RetrainQueue",
+    "ScheduleEntry",
+    "ShadowScores",
+    "ShadowState",
+    "decide_promotion",
+    "decide_shadow",
+    "due_requests",
+    "parse_interval",
+    "run_retrain",
+    "settle_shadow",
+    "shadow_state",
+]
+
+#: Each public name → the module (under this package) that defines it.
+_EXPORTS = {
+    "RetrainQueue": "job_queue",
+    "JobConfig": "jobs",
+    "JobOutcome": "jobs",
+    "run_retrain": "jobs",
+    "HoldoutScores": "policy",
+    "PromotionDecision": "policy",
+    "PromotionPolicy": "policy",
+    "ShadowScores": "policy",
+    "decide_promotion": "policy",
+    "decide_shadow": "policy",
+    "ModelRegistry": "registry",
+    "RetentionResult": "registry",
+    "ScheduleEntry": "schedule",
+    "due_requests": "schedule",
+    "parse_interval": "schedule",
+    "ModelBook": "serving",
+    "ShadowState": "shadow",
+    "settle_shadow": "shadow",
+    "shadow_state": "shadow",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Import the module that defines ``name`` on first use, and keep the name here."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

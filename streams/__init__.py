@@ -1,1 +1,46 @@
-"""streams."""
+"""The Kafka shell: the Faust app and its agents, the metrics endpoint, the ``forexd`` CLI.
+
+The package root re-exports the names a deployment or an embedding program builds on. They
+load on first use (PEP 562): ``import streams`` imports neither faust nor aiokafka, and
+importing a module of the package starts nothing (no app, no loop, no connection).
+
+>>> import streams
+>>> streams.Settings.from_env({"FOREXD_SYMBOLS": "EURUSD,USDJPY", "FOREXD_HORIZON": "12"}).symbols
+('EURUSD', 'USDJPY')
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .app import Runtime, create_app
+    from .metrics import Metrics
+    from .runner import run_worker
+    from .settings import Settings
+
+__all__ = ["Metrics", "Runtime", "Settings", "create_app", "run_worker"]
+
+#: Each public name → the module (under this package) that defines it.
+_EXPORTS = {
+    "Runtime": "app",
+    "create_app": "app",
+    "Metrics": "metrics",
+    "run_worker": "runner",
+    "Settings": "settings",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Import the module that defines ``name`` on first use, and keep the name here."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
