@@ -16,7 +16,6 @@ from typing import Any
 import faust
 
 from forex_diffusion.instruments import InstrumentRegistry
-from forex_diffusion.storage import make_engine
 
 from .producer import ProducerWatch
 from .settings import Settings
@@ -106,7 +105,7 @@ def create_app(settings: Settings, *, roles: tuple[str, ...] = ("ticks",), metri
         app=app,
         topics=topics,
         instruments=InstrumentRegistry.of(settings.symbols),
-        engine=make_engine(settings.db_url),
+        engine=settings.make_db_engine(),  # issue 15: with the FOREXD_DB_*_TIMEOUT_S bounds
         metrics=metrics,
     )
     # one for the app's producer, which both checkpointing agents share

@@ -6,11 +6,11 @@ import logging
 import socket
 import time
 
-from forex_diffusion.errors import ServiceUnavailableError
+from forex_diffusion.errors import ServiceUnavailableError, SettingsError
 
 from .settings import Settings
 
-__all__ = ["ROLES", "run_worker"]
+__all__ = ["ROLES", "run_worker", "wait_for_broker", "wait_for_database"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,56 @@ def wait_for_broker(url: str, wait_s: float, *, interval_s: float = 2.0) -> None
         time.sleep(min(interval_s, max(0.0, deadline - time.monotonic())))
 
 
+def wait_for_database(settings: Settings, *, interval_s: float = 2.0) -> None:
+    """Return once the database of ``settings`` answers ``SELECT 1``.
+
+    A worker started while PostgreSQL is down (or still starting, or restarting under a
+    rebalance) waits for it here with one WARNING ``database.wait`` line per attempt, then
+    starts, instead of exiting and being restarted in a loop. SQLite (a local file) is not
+    waited for. An error that waiting cannot cure (a wrong password, a missing database) is
+    raised at once.
+
+    Raises
+    ------
+    ServiceUnavailableError
+        No answer within ``settings.db_wait_s`` seconds, or a permanent connection error.
+    """
+    if settings.db_url.startswith("sqlite"):
+        return
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+    from forex_diffusion.storage.retry import classify, is_transient
+
+    shown = make_url(settings.db_url).render_as_string(hide_password=True)
+    try:
+        probe = settings.make_db_engine(create=False)
+    except (ImportError, NoSuchModuleError, ArgumentError) as exc:  # postgresql:// is psycopg (3) in SQLAlchemy 2.1
+        raise SettingsError(
+            f"database URL {shown} needs a driver that is not installed ({exc}): "
+            "name an installed one in FOREXD_DATABASE_URL, e.g. postgresql+psycopg2://"
+        ) from exc
+    deadline = time.monotonic() + settings.db_wait_s
+    try:
+        while True:
+            try:
+                with probe.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+                return
+            except DBAPIError as exc:
+                why = str(classify(exc))
+                if not is_transient(exc):
+                    raise ServiceUnavailableError("database", shown, f"{why}; fix FOREXD_DATABASE_URL") from exc
+            probe.dispose()  # the next attempt opens a fresh connection
+            if time.monotonic() >= deadline:
+                raise ServiceUnavailableError("database", shown, f"{why}; start it or set FOREXD_DATABASE_URL")
+            log.warning("database.wait url=%s error=%s", shown, why)
+            time.sleep(min(interval_s, max(0.0, deadline - time.monotonic())))
+    finally:
+        probe.dispose()
+
+
 def run_worker(*, role: str = "stream", log_level: str = "warn", settings: Settings | None = None) -> None:
     """Build the app for ``role`` and run it until SIGTERM/SIGINT."""
     import faust
@@ -71,6 +121,7 @@ def run_worker(*, role: str = "stream", log_level: str = "warn", settings: Setti
     settings = settings or Settings.from_env()
     settings.check_device()  # FOREXD_DEVICE=cuda without CUDA: exit 78 before anything starts
     wait_for_broker(settings.broker_url, settings.broker_wait_s)
+    wait_for_database(settings)  # issue 15: PostgreSQL down at start is waited out, not crash-looped
     metrics = None
     try:
         from .metrics import Metrics

@@ -106,6 +106,13 @@ class Settings:
     # F14: a checkpoint failing with a permanent storage error (read-only database, disk I/O
     # error, missing table) is retried at least this long (and 3 times), then the worker exits
     db_fatal_after_s: float = 30.0
+    # issue 15: PostgreSQL bounds (0: no limit). A statement running past the statement timeout
+    # or waiting past the lock timeout fails as transient: consumption pauses, as in an outage.
+    db_connect_timeout_s: float = 10.0
+    db_statement_timeout_s: float = 60.0
+    db_lock_timeout_s: float = 10.0
+    # a worker starting while the database does not answer waits this long for it, then exits 69
+    db_wait_s: float = 300.0
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str = "SCRAM-SHA-512"
     kafka_sasl_username: str | None = None
@@ -142,6 +149,11 @@ class Settings:
             raise ConfigError("broker_wait_s must be >= 0")
         if self.db_fatal_after_s < 0:
             raise ConfigError("db_fatal_after_s must be >= 0")
+        for name in ("db_connect_timeout_s", "db_statement_timeout_s", "db_lock_timeout_s"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0 (0: no limit)")
+        if self.db_wait_s < 0:
+            raise ConfigError("db_wait_s must be >= 0 (0: one attempt)")
         if self.partitions < 1:
             raise ConfigError("partitions must be >= 1")
         if self.retrain_concurrency < 1 or not self.retrain_timeout_s > 0:
@@ -230,6 +242,18 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'forexd.db').resolve()}"
+
+    def make_db_engine(self, *, create: bool = True) -> Any:
+        """An engine on :attr:`db_url` with the configured PostgreSQL timeouts (``make_engine``)."""
+        from forex_diffusion.storage import make_engine  # lazily: `forexd --help` loads no sqlalchemy
+
+        return make_engine(
+            self.db_url,
+            create=create,
+            connect_timeout_s=self.db_connect_timeout_s,
+            statement_timeout_s=self.db_statement_timeout_s,
+            lock_timeout_s=self.db_lock_timeout_s,
+        )
 
     def topic(self, name: str) -> str:
         """Full topic name of ``fx.<name>`` with the configured prefix."""

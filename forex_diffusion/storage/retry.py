@@ -1,8 +1,10 @@
 """Transient/permanent classification of database errors and the bounded retry policy.
 
 Transient: lost or refused connections, SQLite ``database is locked``/``busy``, server
-shutting down, serialization failures. Permanent (raised at once): integrity, schema and
-programming errors, a read-only database. Retries stop after ``attempts`` or ``max_delay_s``
+shutting down, serialization failures, and a statement PostgreSQL cancelled because it ran
+past ``statement_timeout`` or waited past ``lock_timeout`` (a hung or locked database is an
+outage to wait out, not a bad statement: see ``make_engine``). Permanent (raised at once):
+integrity, schema and programming errors, a read-only database. Retries stop after ``attempts`` or ``max_delay_s``
 (well below Faust's processing timeouts) and wait with full jitter.
 """
 
@@ -45,6 +47,9 @@ _TRANSIENT_TEXT = (
     "the database system is in recovery mode",
     "could not serialize access",
     "deadlock detected",
+    # PostgreSQL's statement_timeout / lock_timeout (and a cancel by an operator or a standby's
+    # recovery conflict): "canceling statement due to statement timeout" / "... lock timeout"
+    "canceling statement due to",
     "timeout expired",
     "no route to host",
     "ssl syscall error",

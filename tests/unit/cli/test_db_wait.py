@@ -1,0 +1,89 @@
+"""Issue 15: a worker that starts while its PostgreSQL does not answer waits for it (one WARNING
+``database.wait`` line per attempt), then exits 69 with one line naming the address; an
+error that waiting cannot cure (a database that does not exist) is not waited for."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+FOREXD = Path(sys.executable).with_name("forexd")
+
+
+def forexd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("FOREXD_")}
+    full.update(env)
+    cmd = [str(FOREXD)] if FOREXD.exists() else [sys.executable, "-m", "streams.cli"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, env=full, timeout=240)
+
+
+@pytest.fixture
+def broker_port() -> Iterator[int]:
+    """A TCP listener standing in for the broker: the worker's broker wait passes, so it reaches
+    the database wait (nothing is ever read from it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        yield s.getsockname()[1]
+
+
+def test_worker_with_postgres_down_waits_with_warnings_then_exits_69(broker_port: int, tmp_path: Path) -> None:
+    res = forexd(
+        "worker",
+        env={
+            "FOREXD_BROKER_URL": f"kafka://127.0.0.1:{broker_port}",
+            "FOREXD_DATABASE_URL": "postgresql+psycopg2://forexd:secret@127.0.0.1:1/forexd",
+            "FOREXD_DB_WAIT_S": "1",
+            "FOREXD_DATA_DIR": str(tmp_path),
+        },
+    )
+    assert res.returncode == 69, res.stderr
+    waits = [ln for ln in res.stderr.splitlines() if "database.wait" in ln]
+    assert waits and all("url=postgresql+psycopg2://forexd:***@127.0.0.1:1/forexd" in ln for ln in waits), res.stderr
+    assert "Connection refused" in waits[0] or "connection refused" in waits[0].lower(), res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: database unreachable at postgresql+psycopg2://forexd:***@127.0.0.1:1/forexd"), (
+        res.stderr
+    )
+    assert "secret" not in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.postgres
+def test_worker_naming_a_missing_database_exits_69_at_once(broker_port: int, pg_base_url: str, tmp_path: Path) -> None:
+    url = make_url(pg_base_url).set(database="no_such_database_issue15", query={})
+    res = forexd(
+        "worker",
+        env={
+            "FOREXD_BROKER_URL": f"kafka://127.0.0.1:{broker_port}",
+            "FOREXD_DATABASE_URL": url.render_as_string(hide_password=False),
+            "FOREXD_DB_WAIT_S": "600",  # never reached: a missing database is not waited for
+            "FOREXD_DATA_DIR": str(tmp_path),
+        },
+    )
+    assert res.returncode == 69, res.stderr
+    assert "database.wait" not in res.stderr, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: database unreachable at ") and "no_such_database_issue15" in last, res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_worker_naming_a_driver_that_is_not_installed_exits_78_in_one_line(broker_port: int, tmp_path: Path) -> None:
+    res = forexd(
+        "worker",
+        env={
+            "FOREXD_BROKER_URL": f"kafka://127.0.0.1:{broker_port}",
+            # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg (3), which this project does not install
+            "FOREXD_DATABASE_URL": "postgresql+psycopg://forexd:secret@127.0.0.1:1/forexd",
+            "FOREXD_DATA_DIR": str(tmp_path),
+        },
+    )
+    assert res.returncode == 78, res.stderr
+    assert "Traceback" not in res.stderr and "secret" not in res.stderr, res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("error: "), res.stderr
