@@ -40,7 +40,7 @@ import platform
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import metadata as _metadata
 from wsgiref.simple_server import WSGIServer
@@ -217,223 +217,214 @@ class Metrics:
     # ------------------------------------------------------------------ definitions
 
     def _define(self) -> None:
-        r = self.registry
-        p = METRIC_PREFIX
+        """Define every family on this instance's registry, one concern at a time.
+
+        The order of the calls is the order of the families in the exposition.
+        """
+        self._define_process()
+        self._define_ingest()
+        self._define_forecasts()
+        self._define_quality()
+        self._define_drift_and_retraining()
+        self._define_models()
+        self._define_shadow()
+        self._define_feed()
+        self._define_dependencies()
+
+    def _counter(self, name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
+        return Counter(f"{METRIC_PREFIX}{name}", doc, labels, registry=self.registry)
+
+    def _gauge(self, name: str, doc: str, labels: Sequence[str] = ()) -> Gauge:
+        return Gauge(f"{METRIC_PREFIX}{name}", doc, labels, registry=self.registry)
+
+    def _histogram(self, name: str, doc: str, labels: Sequence[str], buckets: Sequence[float]) -> Histogram:
+        return Histogram(f"{METRIC_PREFIX}{name}", doc, labels, buckets=buckets, registry=self.registry)
+
+    def _define_process(self) -> None:
+        """The process itself: standard collectors, build info, refused label values."""
         # the defaults prometheus_client puts on its global registry, on this one
-        ProcessCollector(registry=r)
-        PlatformCollector(registry=r)
-        GCCollector(registry=r)
-        self.build = Gauge(
-            f"{p}build_info",
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        self.build = self._gauge(
+            "build_info",
             "Always 1; the labels name the forexd package, Python and torch versions.",
             ["version", "python", "torch"],
-            registry=r,
         )
         info = build_info()
         self.build.labels(info["version"], info["python"], info["torch"]).set(1)
-        self.unconfigured_symbol_events = Counter(
-            f"{p}unconfigured_symbol_events_total",
+        self.unconfigured_symbol_events = self._counter(
+            "unconfigured_symbol_events_total",
             "Events about a symbol outside the configured set (never exported as a label).",
-            registry=r,
         )
-        self.invalid_label_values = Counter(
-            f"{p}invalid_label_values_total",
+        self.invalid_label_values = self._counter(
+            "invalid_label_values_total",
             "Metric updates refused because a label value lay outside its bounded domain.",
-            registry=r,
         )
-        self.ticks = Counter(f"{p}ticks_processed_total", "Valid ticks processed.", ["symbol"], registry=r)
-        self.candles_in = Counter(
-            f"{p}candles_processed_total",
+
+    def _define_ingest(self) -> None:
+        """What comes in: ticks and candles processed, records refused or flagged."""
+        self.ticks = self._counter("ticks_processed_total", "Valid ticks processed.", ["symbol"])
+        self.candles_in = self._counter(
+            "candles_processed_total",
             "Candles consumed from the candle topic (external feed).",
             ["symbol", "timeframe"],
-            registry=r,
         )
-        self.candles_out = Counter(
-            f"{p}candles_emitted_total",
-            "Closed candles emitted by the aggregator.",
-            ["symbol", "timeframe"],
-            registry=r,
+        self.candles_out = self._counter(
+            "candles_emitted_total", "Closed candles emitted by the aggregator.", ["symbol", "timeframe"]
         )
-        self.dead_letters = Counter(
-            f"{p}dead_letters_total",
+        self.dead_letters = self._counter(
+            "dead_letters_total",
             "Records sent to the dead-letter topic, by source topic kind and reason.",
             ["source", "reason"],
-            registry=r,
         )
-        self.late_ticks = Counter(
-            f"{p}late_ticks_total",
-            "Ticks later than the allowed lateness (dead-lettered, never merged).",
-            ["symbol"],
-            registry=r,
+        self.late_ticks = self._counter(
+            "late_ticks_total", "Ticks later than the allowed lateness (dead-lettered, never merged).", ["symbol"]
         )
-        self.quotes_flagged = Counter(
-            f"{p}quotes_flagged_total",
+        self.quotes_flagged = self._counter(
+            "quotes_flagged_total",
             "Accepted quotes that were crossed (within tolerance) or locked.",
             ["symbol", "flag"],
-            registry=r,
         )
-        self.forecast_latency = Histogram(
-            f"{p}forecast_latency_seconds",
+
+    def _define_forecasts(self) -> None:
+        """Forecasts emitted: latency, counts, and the sampling budget they used."""
+        self.forecast_latency = self._histogram(
+            "forecast_latency_seconds",
             "Time from the closing candle's arrival to the forecast being sent.",
             ["timeframe"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+            _LATENCY_BUCKETS,
         )
-        self.forecasts = Counter(
-            f"{p}forecasts_emitted_total",
-            "Forecasts emitted.",
-            ["symbol", "timeframe"],
-            registry=r,
-        )
-        self.forecasts_degraded = Counter(
-            f"{p}forecasts_degraded_total",
+        self.forecasts = self._counter("forecasts_emitted_total", "Forecasts emitted.", ["symbol", "timeframe"])
+        self.forecasts_degraded = self._counter(
+            "forecasts_degraded_total",
             "Forecasts emitted with a reduced sampling budget (load shedding) or a fallback.",
             ["symbol", "timeframe"],
-            registry=r,
         )
-        self.sampling_samples = Gauge(
-            f"{p}sampling_samples",
+        self.sampling_samples = self._gauge(
+            "sampling_samples",
             "Diffusion samples drawn per forecast in the latest forecast (sampling budget).",
             ["symbol", "timeframe"],
-            registry=r,
         )
-        self.sampling_steps = Gauge(
-            f"{p}sampling_denoising_steps",
+        self.sampling_steps = self._gauge(
+            "sampling_denoising_steps",
             "Denoising steps per sample in the latest forecast (sampling budget).",
             ["symbol", "timeframe"],
-            registry=r,
         )
+
+    def _define_quality(self) -> None:
+        """Rolling forecast quality per series and horizon group (the quality monitor's rows)."""
         q_labels = ["symbol", "timeframe", "horizon"]
-        self.quality_crps = Gauge(
-            f"{p}forecast_crps",
-            "Rolling mean CRPS of the forecasts, in price units (quantile-loss form).",
-            q_labels,
-            registry=r,
+        self.quality_crps = self._gauge(
+            "forecast_crps", "Rolling mean CRPS of the forecasts, in price units (quantile-loss form).", q_labels
         )
-        self.quality_crps_rw = Gauge(
-            f"{p}forecast_crps_random_walk",
+        self.quality_crps_rw = self._gauge(
+            "forecast_crps_random_walk",
             "Rolling mean CRPS of the EWMA random-walk reference, in price units.",
             q_labels,
-            registry=r,
         )
-        self.quality_skill = Gauge(
-            f"{p}forecast_crps_skill_ratio",
+        self.quality_skill = self._gauge(
+            "forecast_crps_skill_ratio",
             "Rolling CRPS skill against the random walk: 1 - CRPS_model / CRPS_rw.",
             q_labels,
-            registry=r,
         )
-        self.quality_coverage = Gauge(
-            f"{p}forecast_interval_coverage_ratio",
+        self.quality_coverage = self._gauge(
+            "forecast_interval_coverage_ratio",
             "Rolling share of realised prices inside the central prediction interval.",
             [*q_labels, "interval"],
-            registry=r,
         )
-        self.quality_steps = Gauge(
-            f"{p}forecast_quality_window_steps",
-            "Number of realised horizon steps in the rolling quality window.",
-            q_labels,
-            registry=r,
+        self.quality_steps = self._gauge(
+            "forecast_quality_window_steps", "Number of realised horizon steps in the rolling quality window.", q_labels
         )
-        self.drift_events = Counter(
-            f"{p}drift_events_total",
-            "Drift detections, by detector and series.",
-            ["detector", "symbol", "timeframe"],
-            registry=r,
+
+    def _define_drift_and_retraining(self) -> None:
+        """Drift detections, and the retrain requests and jobs they lead to."""
+        self.drift_events = self._counter(
+            "drift_events_total", "Drift detections, by detector and series.", ["detector", "symbol", "timeframe"]
         )
-        self.retrain_requests = Counter(
-            f"{p}retrain_requests_total", "Retrain requests, by reason.", ["reason"], registry=r
+        self.retrain_requests = self._counter("retrain_requests_total", "Retrain requests, by reason.", ["reason"])
+        self.retrain_outcomes = self._counter(
+            "retrain_outcomes_total", "Finished retrain jobs, by outcome.", ["outcome"]
         )
-        self.retrain_outcomes = Counter(
-            f"{p}retrain_outcomes_total",
-            "Finished retrain jobs, by outcome.",
-            ["outcome"],
-            registry=r,
+        self.retrain_seconds = self._histogram(
+            "retrain_duration_seconds", "Wall-clock duration of retrain jobs.", (), _RETRAIN_BUCKETS
         )
-        self.retrain_seconds = Histogram(
-            f"{p}retrain_duration_seconds",
-            "Wall-clock duration of retrain jobs.",
-            buckets=_RETRAIN_BUCKETS,
-            registry=r,
-        )
-        self.model_version = Gauge(
-            f"{p}model_version_in_service",
+
+    def _define_models(self) -> None:
+        """The model serving each key, and artifacts refused at load."""
+        self.model_version = self._gauge(
+            "model_version_in_service",
             "Always 1 per key (symbol/timeframe/horizon); the version label names the model serving it.",
             ["key", "version"],
-            registry=r,
         )
-        self.artifacts_rejected = Counter(
-            f"{p}model_artifacts_rejected_total",
-            "Model artifacts refused at load (hash mismatch, pickle, corrupt).",
-            registry=r,
+        self.artifacts_rejected = self._counter(
+            "model_artifacts_rejected_total", "Model artifacts refused at load (hash mismatch, pickle, corrupt)."
         )
-        # issue 16: a challenger in live shadow, beside the champion on the same origins
-        self.shadow_version = Gauge(
-            f"{p}model_version_in_shadow",
+
+    def _define_shadow(self) -> None:
+        """Issue 16: a challenger in live shadow, beside the champion on the same origins."""
+        self.shadow_version = self._gauge(
+            "model_version_in_shadow",
             "Always 1 per key in shadow; the version label names the challenger in shadow.",
             ["key", "version"],
-            registry=r,
         )
-        self.shadow_crps = Gauge(
-            f"{p}shadow_crps",
+        self.shadow_crps = self._gauge(
+            "shadow_crps",
             "Mean CRPS (price units) over the shadow's realised forecasts, of the shadow and of the "
             "champion on the same origins (role).",
             ["key", "role"],
-            registry=r,
         )
-        self.shadow_skill = Gauge(
-            f"{p}shadow_skill_ratio",
+        self.shadow_skill = self._gauge(
+            "shadow_skill_ratio",
             "1 - CRPS_shadow / CRPS_champion over the shadow's realised forecasts; >= 0 promotes.",
             ["key"],
-            registry=r,
         )
-        self.shadow_realised = Gauge(
-            f"{p}shadow_realised_forecasts",
+        self.shadow_realised = self._gauge(
+            "shadow_realised_forecasts",
             "Realised forecasts of the version in shadow (the decision needs the required number).",
             ["key"],
-            registry=r,
         )
-        self.shadow_required = Gauge(
-            f"{p}shadow_required_forecasts",
+        self.shadow_required = self._gauge(
+            "shadow_required_forecasts",
             "Realised forecasts the version in shadow needs before it is promoted or rejected.",
             ["key"],
-            registry=r,
         )
-        self.shadow_decisions = Counter(
-            f"{p}shadow_decisions_total",
+        self.shadow_decisions = self._counter(
+            "shadow_decisions_total",
             "Shadows decided by their live scores, by outcome (promoted, rejected).",
             ["outcome"],
-            registry=r,
         )
         for outcome in sorted(SHADOW_DECISIONS):
             self.shadow_decisions.labels(outcome)  # exported at 0 from the start
-        self.consumer_lag = Gauge(
-            f"{p}consumer_lag_records",
+
+    def _define_feed(self) -> None:
+        """How far behind the worker is: consumer lag, and the age of each symbol's last tick."""
+        self.consumer_lag = self._gauge(
+            "consumer_lag_records",
             "Records between the consumer's position and the high-water mark.",
             ["topic", "partition"],
-            registry=r,
         )
-        self.feed_staleness = Gauge(
-            f"{p}feed_staleness_seconds",
+        self.feed_staleness = self._gauge(
+            "feed_staleness_seconds",
             "Seconds since the last tick of each symbol arrived (computed at scrape time).",
             ["symbol"],
-            registry=r,
         )
-        self.feed_last_event = Gauge(
-            f"{p}feed_last_event_timestamp_seconds",
+        self.feed_last_event = self._gauge(
+            "feed_last_event_timestamp_seconds",
             "Event time of the last tick of each symbol, in epoch seconds.",
             ["symbol"],
-            registry=r,
         )
-        self.producer_resets = Counter(
-            f"{p}producer_resets_total",
+
+    def _define_dependencies(self) -> None:
+        """The broker, database and model store: producer resets and circuit breakers."""
+        self.producer_resets = self._counter(
+            "producer_resets_total",
             "Kafka producers re-created after their sends kept failing (fault F16, docs/reliability.md).",
-            registry=r,
         )
-        self.circuit = Gauge(
-            f"{p}circuit_breaker_state",
+        self.circuit = self._gauge(
+            "circuit_breaker_state",
             "Circuit-breaker state per dependency: 0 closed, 1 half-open, 2 open.",
             ["dependency"],
-            registry=r,
         )
 
     # ------------------------------------------------------------------ label guards
