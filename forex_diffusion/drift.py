@@ -41,6 +41,7 @@ from river import utils as river_utils
 from scipy import stats as sp_stats
 
 from .errors import ConfigError
+from .evaluation import CENTRAL_INTERVALS, StepScore
 from .online.learners import LearnerStep
 from .online.snapshot import dump_state, load_state
 
@@ -57,6 +58,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# A step is inside the central 50 % / 90 % interval iff its PIT lies between the interval's levels.
+_PIT50 = CENTRAL_INTERVALS["50"]
+_PIT90 = CENTRAL_INTERVALS["90"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -436,9 +441,9 @@ class CalibrationMonitor:
             if not 0.0 <= pit <= 1.0:
                 raise ConfigError(f"PIT must be in [0, 1], got {pit}")
             if hit50 is None:
-                hit50 = 0.25 <= pit <= 0.75
+                hit50 = _PIT50[0] <= pit <= _PIT50[1]
             if hit90 is None:
-                hit90 = 0.05 <= pit <= 0.95
+                hit90 = _PIT90[0] <= pit <= _PIT90[1]
             b = min(int(pit * self.bins), self.bins - 1)
             if len(self._pit_bins) == self.window:
                 self._counts[self._pit_bins[0]] -= 1
@@ -774,6 +779,11 @@ class DriftMonitor:
     def update_crps(self, horizon: int, crps: float, ts_ms: int) -> list[DriftEvent]:
         """Feed the CRPS of one realised diffusion forecast."""
         return self.update_loss("crps", horizon, crps, ts_ms)
+
+    def update_score(self, horizon: int, ts_ms: int, score: StepScore) -> list[DriftEvent]:
+        """Feed one realised step scored by :func:`~forex_diffusion.evaluation.score_step`: CRPS, PIT, hits."""
+        events = self.update_crps(horizon, score.crps, ts_ms)
+        return events + self.update_calibration(horizon, ts_ms, pit=score.pit, hit50=score.hit50, hit90=score.hit90)
 
     def update_calibration(
         self,

@@ -1,5 +1,10 @@
 """Forecast evaluation: CRPS, interval coverage, PIT, MAE of the median, and baselines.
 
+The one home of these scores: training's validation report, the backtest summary, the
+live quality monitor, the drift detectors and the forecaster's per-candle scoring all call
+this module (:func:`score_step` scores one realised step once; the monitor and the drift
+detectors take its :class:`StepScore`).
+
 Two CRPS forms are provided. :func:`crps_samples` is the energy form
 ``E|X - y| - E|X - X'| / 2`` from an ensemble; :func:`crps_quantiles` is the
 quantile-loss (pinball) form ``2 * mean_q rho_q(y - q)`` over a set of quantile
@@ -24,26 +29,43 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy.stats import norm
 
 from .errors import ConfigError
 
 __all__ = [
+    "CENTRAL_INTERVALS",
     "QUANTILE_LEVELS",
     "StepGroupSummary",
+    "StepScore",
+    "central_interval",
     "coverage",
     "crps_quantiles",
     "crps_samples",
     "default_step_groups",
     "ewma_random_walk_quantiles",
     "ewma_volatility",
+    "interval_hits",
     "median_abs_error",
+    "pinball_loss",
     "pit",
+    "pit_from_quantiles",
+    "random_walk_log_quantiles",
+    "score_step",
     "summarize_forecasts",
 ]
 
 #: Quantile levels of every forecast (and the CSV columns ``q05 … q95``).
 QUANTILE_LEVELS: tuple[float, ...] = (0.05, 0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.80, 0.90, 0.95)
+
+#: The central intervals every consumer scores: name -> (lower level, upper level).
+CENTRAL_INTERVALS: dict[str, tuple[float, float]] = {"50": (0.25, 0.75), "90": (0.05, 0.95)}
+
+_LEVEL_TOL = 1e-9
+#: Widest gap between two levels across which a missing level is interpolated (the grid's 0.1).
+_MAX_INTERP_GAP = 0.1 + _LEVEL_TOL
+_Z_DEFAULT = norm.ppf(np.asarray(QUANTILE_LEVELS, dtype=np.float64))
 
 
 def crps_samples(samples: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -72,7 +94,21 @@ def crps_samples(samples: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
-def crps_quantiles(quantiles: np.ndarray, y: np.ndarray, levels: Sequence[float] = QUANTILE_LEVELS) -> np.ndarray:
+def pinball_loss(tau: ArrayLike, quantile: ArrayLike, realized: ArrayLike) -> np.ndarray:
+    """Return the pinball (quantile) loss ``max(tau u, (tau - 1) u)``, ``u = realized - quantile``.
+
+    Broadcasts its arguments.
+
+    >>> float(pinball_loss(0.9, 1.0, 2.0)), round(float(pinball_loss(0.9, 3.0, 2.0)), 12)
+    (0.9, 0.1)
+    """
+    u = np.asarray(realized, dtype=np.float64) - np.asarray(quantile, dtype=np.float64)
+    tau = np.asarray(tau, dtype=np.float64)
+    out: np.ndarray = np.maximum(tau * u, (tau - 1.0) * u)
+    return out
+
+
+def crps_quantiles(quantiles: np.ndarray, y: ArrayLike, levels: Sequence[float] = QUANTILE_LEVELS) -> np.ndarray:
     """Return the quantile-loss form of the CRPS, ``2 * mean_k rho_{tau_k}(y - q_k)``.
 
     Shapes: ``quantiles [..., Q]`` (ordered as ``levels``), ``y [...]`` → ``[...]``.
@@ -81,8 +117,7 @@ def crps_quantiles(quantiles: np.ndarray, y: np.ndarray, levels: Sequence[float]
     q = np.asarray(quantiles, dtype=np.float64)
     if q.shape[-1] != tau.size:
         raise ConfigError(f"expected {tau.size} quantiles, got {q.shape[-1]}")
-    u = np.asarray(y, dtype=np.float64)[..., None] - q
-    loss = np.maximum(tau * u, (tau - 1.0) * u)
+    loss = pinball_loss(tau, q, np.asarray(y, dtype=np.float64)[..., None])
     out: np.ndarray = 2.0 * loss.mean(axis=-1)
     return out
 
@@ -95,6 +130,104 @@ def coverage(lower: np.ndarray, upper: np.ndarray, y: np.ndarray) -> float:
         return math.nan
     inside = (np.asarray(lower)[ok] <= y[ok]) & (y[ok] <= np.asarray(upper)[ok])
     return float(inside.mean())
+
+
+def central_interval(
+    quantiles: np.ndarray, name: str, levels: Sequence[float] = QUANTILE_LEVELS
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Return the ends ``(lower [...], upper [...])`` of the central interval ``name`` (``"50"``, ``"90"``).
+
+    ``quantiles [..., Q]`` are ordered as ``levels``. An end whose level is not among
+    ``levels`` is interpolated linearly between the two neighbouring levels
+    (``q25 = q20 + 0.5 (q30 - q20)``) when they are at most 0.1 apart; otherwise the
+    interval is not measurable and None is returned.
+
+    >>> lo, hi = central_interval(np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0]), "50")
+    >>> float(lo), float(hi)
+    (3.5, 8.5)
+    """
+    q = np.asarray(quantiles, dtype=np.float64)
+    ends = [_quantile_at(q, tau, levels) for tau in CENTRAL_INTERVALS[name]]
+    if ends[0] is None or ends[1] is None:
+        return None
+    return ends[0], ends[1]
+
+
+def _quantile_at(q: np.ndarray, tau: float, levels: Sequence[float]) -> np.ndarray | None:
+    for i, level in enumerate(levels):
+        if abs(level - tau) <= _LEVEL_TOL:
+            out: np.ndarray = q[..., i]
+            return out
+        if level > tau:
+            if i == 0 or level - levels[i - 1] > _MAX_INTERP_GAP:
+                return None
+            lo = levels[i - 1]
+            a, b = q[..., i - 1], q[..., i]
+            interp: np.ndarray = a + (tau - lo) / (level - lo) * (b - a)
+            return interp
+    return None
+
+
+def interval_hits(
+    quantiles: np.ndarray, y: ArrayLike, name: str, levels: Sequence[float] = QUANTILE_LEVELS
+) -> np.ndarray | None:
+    """Return whether each ``y [...]`` lies in the central interval ``name``, ends included; None if unmeasurable."""
+    ends = central_interval(quantiles, name, levels)
+    if ends is None:
+        return None
+    yy = np.asarray(y, dtype=np.float64)
+    out: np.ndarray = (ends[0] <= yy) & (yy <= ends[1])
+    return out
+
+
+def pit_from_quantiles(quantiles: np.ndarray, y: float, levels: Sequence[float] = QUANTILE_LEVELS) -> float:
+    """Return the PIT of ``y`` under one forecast's quantiles ``[Q]``: the level interpolated at ``y``.
+
+    0 below the lowest quantile, 1 above the highest.
+
+    >>> pit_from_quantiles(np.array([1.0, 2.0, 3.0]), 2.5, (0.25, 0.5, 0.75))
+    0.625
+    """
+    return float(np.interp(y, quantiles, np.asarray(levels, dtype=np.float64), left=0.0, right=1.0))
+
+
+@dataclass(frozen=True, slots=True)
+class StepScore:
+    """The scores of one realised horizon step of one forecast (see :func:`score_step`).
+
+    ``hit50`` / ``hit90``: whether the realised value lies in the central 50 % / 90 %
+    interval (None when the levels cannot measure it).
+    """
+
+    crps: float
+    crps_rw: float
+    pit: float
+    hit50: bool | None
+    hit90: bool | None
+
+
+def score_step(
+    quantiles: ArrayLike, rw_quantiles: ArrayLike, realized: float, levels: Sequence[float] = QUANTILE_LEVELS
+) -> StepScore:
+    """Score one realised step: CRPS of the model and of the random walk, PIT, interval hits.
+
+    ``quantiles`` and ``rw_quantiles`` are ``[Q]`` ordered as ``levels``.
+
+    >>> s = score_step([0.9, 1.0, 1.1], [0.8, 1.0, 1.2], 1.05, (0.25, 0.5, 0.75))
+    >>> round(s.crps, 6), round(s.crps_rw, 6), s.pit, s.hit50, s.hit90
+    (0.05, 0.083333, 0.625, True, None)
+    """
+    q = np.asarray(quantiles, dtype=np.float64)
+    rw = np.asarray(rw_quantiles, dtype=np.float64)
+    y = np.array([realized], dtype=np.float64)
+    hits = {name: interval_hits(q, realized, name, levels) for name in CENTRAL_INTERVALS}
+    return StepScore(
+        crps=float(crps_quantiles(q[None, :], y, levels)[0]),
+        crps_rw=float(crps_quantiles(rw[None, :], y, levels)[0]),
+        pit=pit_from_quantiles(q, realized, levels),
+        hit50=None if hits["50"] is None else bool(hits["50"]),
+        hit90=None if hits["90"] is None else bool(hits["90"]),
+    )
 
 
 def pit(samples: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -137,21 +270,30 @@ def ewma_volatility(log_returns: np.ndarray, lam: float = 0.94, warmup: int = 24
     return np.sqrt(out)
 
 
+def random_walk_log_quantiles(sigma: ArrayLike, horizon: int, levels: Sequence[float] = QUANTILE_LEVELS) -> np.ndarray:
+    """Return log-change quantiles of the Gaussian random walk: ``sigma * sqrt(h) * z_tau``, ``h = 1..horizon``.
+
+    Shapes: ``sigma [...]`` (a scalar included) → ``[..., horizon, Q]``.
+    """
+    if horizon < 1:
+        raise ConfigError(f"horizon must be >= 1, got {horizon}")
+    z = _Z_DEFAULT if tuple(levels) == QUANTILE_LEVELS else norm.ppf(np.asarray(levels, dtype=np.float64))
+    h = np.sqrt(np.arange(1, horizon + 1, dtype=np.float64))
+    sg = np.asarray(sigma, dtype=np.float64)[..., None, None]
+    out: np.ndarray = sg * h[:, None] * z[None, :]
+    return out
+
+
 def ewma_random_walk_quantiles(
-    last_close: np.ndarray, sigma: np.ndarray, horizon: int, levels: Sequence[float] = QUANTILE_LEVELS
+    last_close: ArrayLike, sigma: ArrayLike, horizon: int, levels: Sequence[float] = QUANTILE_LEVELS
 ) -> np.ndarray:
     """Return price quantiles of the Gaussian random walk in log price.
 
     ``price_h = last_close * exp(sigma * sqrt(h) * z_tau)``, ``h = 1..horizon``.
-    Shapes: ``last_close [N]``, ``sigma [N]`` → ``[N, horizon, Q]``.
+    Shapes: ``last_close [...]``, ``sigma [...]`` (scalars included) → ``[..., horizon, Q]``.
     """
-    if horizon < 1:
-        raise ConfigError(f"horizon must be >= 1, got {horizon}")
-    z = norm.ppf(np.asarray(levels, dtype=np.float64))
-    h = np.sqrt(np.arange(1, horizon + 1, dtype=np.float64))
-    lc = np.asarray(last_close, dtype=np.float64)[:, None, None]
-    sg = np.asarray(sigma, dtype=np.float64)[:, None, None]
-    out: np.ndarray = lc * np.exp(sg * h[None, :, None] * z[None, None, :])
+    log_q = random_walk_log_quantiles(sigma, horizon, levels)
+    out: np.ndarray = np.asarray(last_close, dtype=np.float64)[..., None, None] * np.exp(log_q)
     return out
 
 
@@ -203,6 +345,8 @@ def summarize_forecasts(
         rq = g[["rw_" + n for n in names]].to_numpy(dtype=np.float64)
         c = float(crps_quantiles(q, y, levels).mean()) if len(g) else math.nan
         rc = float(crps_quantiles(rq, y, levels).mean()) if len(g) else math.nan
+        in50, in90 = interval_hits(q, y, "50", levels), interval_hits(q, y, "90", levels)
+        rw90 = interval_hits(rq, y, "90", levels)
         out.append(
             StepGroupSummary(
                 steps=(lo, hi),
@@ -210,9 +354,9 @@ def summarize_forecasts(
                 crps=c,
                 rw_crps=rc,
                 skill=1.0 - c / rc if rc > 0 else math.nan,
-                cover50=coverage(_interp(g, 0.25), _interp(g, 0.75), y) if len(g) else math.nan,
-                cover90=coverage(g["q05"].to_numpy(), g["q95"].to_numpy(), y) if len(g) else math.nan,
-                rw_cover90=coverage(g["rw_q05"].to_numpy(), g["rw_q95"].to_numpy(), y) if len(g) else math.nan,
+                cover50=_share(in50),
+                cover90=_share(in90),
+                rw_cover90=_share(rw90),
                 mae_median=median_abs_error(g["q50"].to_numpy(), y) if len(g) else math.nan,
             )
         )
@@ -223,11 +367,5 @@ def _qname(tau: float) -> str:
     return f"q{round(tau * 100):02d}"
 
 
-def _interp(g: pd.DataFrame, tau: float) -> np.ndarray:
-    """Linear interpolation of the quantile ``tau`` between the two nearest columns (0.25: q20/q30)."""
-    lo, hi = math.floor(tau * 10) / 10, math.ceil(tau * 10) / 10
-    a = g[_qname(lo)].to_numpy(dtype=np.float64)
-    b = g[_qname(hi)].to_numpy(dtype=np.float64)
-    w = (tau - lo) / (hi - lo)
-    out: np.ndarray = a + w * (b - a)
-    return out
+def _share(hits: np.ndarray | None) -> float:
+    return float(hits.mean()) if hits is not None and hits.size else math.nan

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
-from scipy.stats import norm
 
 from .diffusion.context import ContextSpec, ForecastRequest, SeriesContext
 from .diffusion.inputs import CrossBook, InputsBuilder, InputSpec
@@ -34,7 +33,7 @@ from .diffusion.predictor import Forecast
 from .domain import Candle
 from .drift import DriftConfig, DriftEvent, DriftMonitor
 from .errors import ConfigError
-from .evaluation import QUANTILE_LEVELS, crps_quantiles
+from .evaluation import QUANTILE_LEVELS, StepScore, ewma_random_walk_quantiles, score_step
 from .features import FeatureBuilder, FeatureConfig
 from .online.learners import LearnerConfig, LearnerStep, OnlineLearnerSet
 from .timeframes import Timeframe
@@ -50,7 +49,6 @@ __all__ = [
 ]
 
 SNAPSHOT_VERSION = 1
-_Z = norm.ppf(np.asarray(QUANTILE_LEVELS))
 
 
 class PredictorLike(Protocol):
@@ -119,6 +117,7 @@ class Evaluation:
     rw_quantiles: np.ndarray
     crps: float
     crps_rw: float
+    score: StepScore  # the step's scores, computed once (crps and crps_rw repeat two of them)
 
 
 @dataclass(slots=True)
@@ -160,7 +159,7 @@ class RandomWalkPredictor:
         out = []
         for r in requests:
             s = r.sigma * h
-            q = r.last_close * np.exp(s[:, None] * _Z[None, :])
+            q = rw_quantiles(r.last_close, r.sigma, self.horizon)
             out.append(
                 Forecast(
                     symbol=r.symbol,
@@ -183,9 +182,7 @@ class RandomWalkPredictor:
 
 def rw_quantiles(last_close: float, sigma: float, horizon: int) -> np.ndarray:
     """``[horizon, Q]`` quantiles of the EWMA random walk from ``last_close``."""
-    h = np.sqrt(np.arange(1, horizon + 1, dtype=np.float64))
-    out: np.ndarray = last_close * np.exp(sigma * h[:, None] * _Z[None, :])
-    return out
+    return ewma_random_walk_quantiles(last_close, sigma, horizon)
 
 
 def forecast_record(
@@ -297,14 +294,7 @@ class SymbolForecaster:
         out.evaluations = self._score(s, candle)
         for ev in out.evaluations:
             if ev.step in (1, s.horizon):
-                events += s.drift.update_crps(ev.step, ev.crps, candle.close_ms)
-                levels = np.asarray(QUANTILE_LEVELS)
-                pit = float(np.interp(ev.realized, ev.quantiles, levels, left=0.0, right=1.0))
-                hit50 = bool(
-                    np.interp(0.25, levels, ev.quantiles) <= ev.realized <= np.interp(0.75, levels, ev.quantiles)
-                )
-                hit90 = bool(ev.quantiles[0] <= ev.realized <= ev.quantiles[-1])
-                events += s.drift.update_calibration(ev.step, candle.close_ms, pit=pit, hit50=hit50, hit90=hit90)
+                events += s.drift.update_score(ev.step, candle.close_ms, ev.score)
         out.drift = events
         decision, s.trigger = decide(events, s.trigger, s.policy, candle.close_ms)
         out.decision = decision
@@ -412,11 +402,11 @@ class SymbolForecaster:
             step = p[4]
             if step <= p[2].shape[0]:
                 q, rw = p[2][step - 1], p[3][step - 1]
-                y = np.array([candle.close])
-                crps = float(crps_quantiles(q[None, :], y)[0])
-                crps_rw = float(crps_quantiles(rw[None, :], y)[0])
+                sc = score_step(q, rw, candle.close)
                 evals.append(
-                    Evaluation(self.symbol, candle.timeframe, p[0], step, p[1], candle.close, q, rw, crps, crps_rw)
+                    Evaluation(
+                        self.symbol, candle.timeframe, p[0], step, p[1], candle.close, q, rw, sc.crps, sc.crps_rw, sc
+                    )
                 )
         while s.pending and s.pending[0][4] >= s.pending[0][2].shape[0]:
             s.pending.popleft()

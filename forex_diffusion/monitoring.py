@@ -15,8 +15,13 @@ Scores, for quantile levels :math:`\\tau_1 < \\dots < \\tau_K` and realised valu
   :math:`1 - \\overline{\\mathrm{CRPS}}_{model} / \\overline{\\mathrm{CRPS}}_{rw}` over the window;
   positive means better than the random walk.
 - Coverage of the central 50 % interval (quantiles 25/75 %) and 90 % interval (5/95 %):
-  the share of realised values inside the interval, ends included; ``None`` when the
-  forecast does not carry those levels.
+  the share of realised values inside the interval, ends included; an end between two
+  levels at most 0.1 apart is interpolated (``q25`` from ``q20``/``q30``); ``None`` when
+  the levels cannot measure the interval.
+
+Every score comes from :mod:`forex_diffusion.evaluation` (:func:`~forex_diffusion.evaluation.score_step`);
+the forecaster scores each realised step once and hands the :class:`~forex_diffusion.evaluation.StepScore`
+to :meth:`QualityMonitor.add`.
 
 The module is pure: no metrics library, no I/O. The streaming shell turns rows into
 Prometheus gauges.
@@ -30,7 +35,10 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from .errors import ConfigError, RejectReason, ValidationError
+from .evaluation import StepScore, crps_quantiles, pinball_loss, score_step
 
 __all__ = [
     "DEFAULT_HORIZON_GROUPS",
@@ -42,9 +50,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-_LEVEL_TOL = 1e-9
-_INTERVALS: dict[str, tuple[float, float]] = {"50": (0.25, 0.75), "90": (0.05, 0.95)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,31 +120,11 @@ class QualityRow:
     coverage_90: float | None
 
 
-def pinball_loss(tau: float, quantile: float, realized: float) -> float:
-    """Return the pinball (quantile) loss of ``quantile`` at level ``tau`` for ``realized``.
-
-    Examples
-    --------
-    >>> pinball_loss(0.9, 1.0, 2.0)
-    0.9
-    >>> round(pinball_loss(0.9, 3.0, 2.0), 12)
-    0.1
-    """
-    u = realized - quantile
-    return max(tau * u, (tau - 1.0) * u)
-
-
 def crps_from_quantiles(quantile_levels: Sequence[float], quantiles: Sequence[float], realized: float) -> float:
     """Return the CRPS approximated from quantiles: twice the mean pinball loss over levels.
 
-    Parameters
-    ----------
-    quantile_levels
-        Levels in (0, 1), shape ``(K,)``.
-    quantiles
-        The forecast's quantiles at those levels, shape ``(K,)``.
-    realized
-        The realised value.
+    :func:`forex_diffusion.evaluation.crps_quantiles` for one forecast, with the
+    monitor's error for mismatched lengths.
 
     Examples
     --------
@@ -153,15 +138,7 @@ def crps_from_quantiles(quantile_levels: Sequence[float], quantiles: Sequence[fl
             RejectReason.INCONSISTENT,
             f"{len(quantiles)} quantiles for {len(quantile_levels)} levels",
         )
-    total = math.fsum(pinball_loss(t, q, realized) for t, q in zip(quantile_levels, quantiles, strict=True))
-    return 2.0 * total / len(quantiles)
-
-
-def _level_index(levels: Sequence[float], tau: float) -> int | None:
-    for i, level in enumerate(levels):
-        if abs(level - tau) <= _LEVEL_TOL:
-            return i
-    return None
+    return float(crps_quantiles(np.asarray(quantiles, dtype=np.float64), realized, quantile_levels))
 
 
 class _Window:
@@ -291,6 +268,17 @@ class QualityMonitor:
             values (reason ``inconsistent``); nothing is recorded.
         """
         self._check(quantile_levels, quantiles, rw_quantiles, realized)
+        if self.group_of(step) is None:
+            return None
+        return self.add(symbol, timeframe, step, score_step(quantiles, rw_quantiles, realized, quantile_levels))
+
+    def add(self, symbol: str, timeframe: str, step: int, score: StepScore) -> float | None:
+        """Add one already scored realised step (:func:`~forex_diffusion.evaluation.score_step`).
+
+        The forecaster scores each realised step once per candle and hands the score here;
+        :meth:`update` is this with the scoring done first. Returns the step's CRPS, or None
+        when the step falls in no horizon group or the series limit is reached.
+        """
         group = self.group_of(step)
         if group is None:
             return None
@@ -311,15 +299,11 @@ class QualityMonitor:
         win = self._windows.get(key)
         if win is None:
             win = self._windows[key] = _Window(self.window)
-        crps = crps_from_quantiles(quantile_levels, quantiles, realized)
-        win.crps.append(crps)
-        win.crps_rw.append(crps_from_quantiles(quantile_levels, rw_quantiles, realized))
-        for name, (lo_tau, hi_tau) in _INTERVALS.items():
-            lo = _level_index(quantile_levels, lo_tau)
-            hi = _level_index(quantile_levels, hi_tau)
-            inside = None if lo is None or hi is None else float(quantiles[lo] <= realized <= quantiles[hi])
-            getattr(win, f"cover_{name}").append(inside)
-        return crps
+        win.crps.append(score.crps)
+        win.crps_rw.append(score.crps_rw)
+        win.cover_50.append(None if score.hit50 is None else float(score.hit50))
+        win.cover_90.append(None if score.hit90 is None else float(score.hit90))
+        return score.crps
 
     @staticmethod
     def _check(

@@ -41,7 +41,7 @@ import pandas as pd
 from sqlalchemy import Engine, MetaData, Table, func, inspect, select
 
 from .errors import ConfigError
-from .evaluation import QUANTILE_LEVELS, crps_quantiles, summarize_forecasts
+from .evaluation import QUANTILE_LEVELS, crps_quantiles, interval_hits, summarize_forecasts
 from .monitoring import DEFAULT_HORIZON_GROUPS, HorizonGroup
 from .storage.registry import alias_history, list_versions
 from .storage.repository import fetch_candles
@@ -412,15 +412,15 @@ def rolling_scores(steps: pd.DataFrame, window: int) -> pd.DataFrame:
     y = done["realized"].to_numpy(dtype=np.float64)
     q = done[_Q].to_numpy(dtype=np.float64)
     rq = done[_RW].to_numpy(dtype=np.float64)
-    q25 = q[:, 2] + 0.5 * (q[:, 3] - q[:, 2])
-    q75 = q[:, 7] + 0.5 * (q[:, 8] - q[:, 7])
+    in50, in90 = interval_hits(q, y, "50"), interval_hits(q, y, "90")
+    assert in50 is not None and in90 is not None  # QUANTILE_LEVELS measure both intervals
     per = pd.DataFrame(
         {
             "as_of": done["as_of"].to_numpy(),
             "crps": crps_quantiles(q, y),
             "rw_crps": crps_quantiles(rq, y),
-            "in50": ((q25 <= y) & (y <= q75)).astype(float),
-            "in90": ((q[:, 0] <= y) & (y <= q[:, -1])).astype(float),
+            "in50": in50.astype(float),
+            "in90": in90.astype(float),
             "n": 1.0,
         }
     )

@@ -19,12 +19,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import norm
 from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError
-from ..evaluation import QUANTILE_LEVELS
+from ..evaluation import QUANTILE_LEVELS, random_walk_log_quantiles
 from .denoiser import Denoiser, DenoiserConfig
 from .schedule import NoiseSchedule, ScheduleConfig
 
@@ -173,14 +172,3 @@ class DiffusionModel(nn.Module):
         model_q = np.sort(q * scale, axis=-1)
         out: np.ndarray = (1.0 - w) * model_q + w * random_walk_log_quantiles(sigma, q.shape[-2])
         return out
-
-
-def random_walk_log_quantiles(sigma: np.ndarray, horizon: int) -> np.ndarray:
-    """Return log-change quantiles of the Gaussian random walk, ``sigma [B]`` → ``[B, H, Q]``."""
-    z = _Z
-    h = np.sqrt(np.arange(1, horizon + 1, dtype=np.float64))
-    out: np.ndarray = np.asarray(sigma, dtype=np.float64)[:, None, None] * h[None, :, None] * z[None, None, :]
-    return out
-
-
-_Z = norm.ppf(np.asarray(QUANTILE_LEVELS, dtype=np.float64))

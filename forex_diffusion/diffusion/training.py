@@ -35,10 +35,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from scipy.stats import ks_2samp, norm
+from scipy.stats import ks_2samp
 
 from ..errors import ConfigError, ModelError
-from ..evaluation import QUANTILE_LEVELS, crps_quantiles
+from ..evaluation import QUANTILE_LEVELS, crps_quantiles, interval_hits, pinball_loss, random_walk_log_quantiles
 from ..instruments import series_symbol, symbol_set_key
 from ..timeframes import Timeframe
 from .checkpoint import CheckpointManager, Protected, model_key
@@ -440,10 +440,7 @@ def _fit_scales(q: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _fit_quantile_scales(q: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Per (step, level) factor minimising that level's pinball loss; ``[H, Q]``."""
     tau = np.asarray(QUANTILE_LEVELS)
-    losses = []
-    for g in _QSCALE_GRID:
-        u = y[:, :, None] - g * q
-        losses.append(np.maximum(tau * u, (tau - 1.0) * u).mean(axis=0))  # [H, Q]
+    losses = [pinball_loss(tau, g * q, y[:, :, None]).mean(axis=0) for g in _QSCALE_GRID]  # [H, Q] each
     out: np.ndarray = _QSCALE_GRID[np.stack(losses).argmin(axis=0)]
     return out
 
@@ -471,21 +468,11 @@ def _smooth_steps(losses: np.ndarray) -> np.ndarray:
     return out
 
 
-def _rw_quantiles(w: _Windows) -> np.ndarray:
-    z = norm.ppf(np.asarray(QUANTILE_LEVELS))
-    h = np.sqrt(np.arange(1, w.cum.shape[1] + 1))
-    out: np.ndarray = w.sigma[:, None, None] * h[None, :, None] * z[None, None, :]
-    return out
-
-
 def _scores(q: np.ndarray, w: _Windows) -> dict[str, Any]:
     crps = crps_quantiles(q, w.cum).mean(axis=0)
-    rw = crps_quantiles(_rw_quantiles(w), w.cum).mean(axis=0)
-    lo, hi = q[..., 0], q[..., -1]
-    cover90 = ((lo <= w.cum) & (w.cum <= hi)).mean(axis=0)
-    q25 = 0.5 * (q[..., 2] + q[..., 3])
-    q75 = 0.5 * (q[..., 7] + q[..., 8])
-    cover50 = ((q25 <= w.cum) & (w.cum <= q75)).mean(axis=0)
+    rw = crps_quantiles(random_walk_log_quantiles(w.sigma, w.cum.shape[1]), w.cum).mean(axis=0)
+    cover = {name: hits.mean(axis=0) for name in ("50", "90") if (hits := interval_hits(q, w.cum, name)) is not None}
+    cover50, cover90 = cover["50"], cover["90"]
     return {
         "n": len(w),
         "crps": crps.tolist(),
