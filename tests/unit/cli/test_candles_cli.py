@@ -8,7 +8,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from forex_diffusion.offline import aggregate_ticks_file
+from forex_diffusion.aggregation import CandleAggregator
+from forex_diffusion.domain import Candle, Tick
+from forex_diffusion.instruments import InstrumentRegistry
+from forex_diffusion.offline import aggregate_ticks_file, format_ms
+from forex_diffusion.pipeline import TickPipeline
 from streams.cli import app
 
 from ...realdata import DATA
@@ -92,3 +96,51 @@ def test_cli_symbol_option_and_missing_file(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "USDJPY,1m,2013-01-01T22:00:00Z" in res.stdout
     res = runner.invoke(app, ["candles", str(tmp_path / "missing.csv")])
     assert res.exit_code == 66 and "does not exist" in res.stderr
+
+
+def _pipeline_candles(path: Path) -> list[Candle]:
+    """The tick agent's pipeline (streams/agents/ticks.py builds it so), fed row by row."""
+    pipe = TickPipeline(timeframes=["1m"], instruments=InstrumentRegistry(), price="mid", allowed_lateness_ms=2000)
+    frame = pd.read_csv(path)
+    out: list[Candle] = []
+    for ts, bid, ask in zip(frame.ts_ms.tolist(), frame.bid.tolist(), frame.ask.tolist(), strict=True):
+        out.extend(pipe.process(Tick(symbol="EURUSD", ts_ms=int(ts), bid=bid, ask=ask, volume=0.0)))
+    out.extend(pipe.flush())
+    return out
+
+
+def _guardless_candles(path: Path) -> list[Candle]:
+    """The aggregator alone, with no spike or time guard in front of it."""
+    agg = CandleAggregator(["1m"], price="mid", allowed_lateness_ms=2000)
+    frame = pd.read_csv(path)
+    out: list[Candle] = []
+    for ts, bid, ask in zip(frame.ts_ms.tolist(), frame.bid.tolist(), frame.ask.tolist(), strict=True):
+        out.extend(agg.add("EURUSD", int(ts), bid, ask))
+    out.extend(agg.flush())
+    return out
+
+
+def test_cli_candles_of_a_file_with_a_price_jump_are_the_stream_pipelines(sample_ticks: Path, tmp_path: Path) -> None:
+    ticks = pd.read_csv(sample_ticks).iloc[:3000].copy()
+    jump = 2000  # one quote 3 % off, then back: the spike guard holds it and refuses it
+    ticks.loc[jump, ["bid", "ask"]] = (ticks.loc[jump, ["bid", "ask"]] * 1.03).round(5)
+    path = tmp_path / "EURUSD_jump.csv"
+    ticks.to_csv(path, index=False)
+    res = runner.invoke(app, ["candles", str(path), "--symbol", "EURUSD", "-o", str(tmp_path / "c.csv")])
+    assert res.exit_code == 0, res.output
+    assert "spike_unconfirmed=1" in res.output  # the refused quote is counted on standard error
+    got = pd.read_csv(tmp_path / "c.csv")
+    stream = _pipeline_candles(path)
+    bare = _guardless_candles(path)
+
+    def table(cs: list[Candle]) -> list[tuple[object, ...]]:
+        return [
+            (format_ms(c.open_ms), round(c.open, 6), round(c.high, 6), round(c.low, 6), round(c.close, 6), c.tick_count)
+            for c in cs
+        ]
+
+    cli = list(got[["open_time", "open", "high", "low", "close", "tick_count"]].itertuples(index=False, name=None))
+    assert cli == table(stream)
+    assert cli != table(bare)  # without the guard the jump reaches a candle: the comparison can fail
+    assert sum(c.tick_count for c in bare) == sum(c.tick_count for c in stream) + 1
+    assert max(c.high for c in bare) > 1.02 * max(c.high for c in stream)  # the 3 % quote
