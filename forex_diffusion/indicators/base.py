@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from ..errors import ConfigError
+from .fusion import Part
 
 __all__ = [
     "READY_TOLERANCE",
@@ -159,6 +160,15 @@ class Indicator(ABC, Generic[V]):
     @abstractmethod
     def _push(self, x: Any) -> Raw:
         """Commit one closed input and return the raw output."""
+
+    def fused_part(self, v: str) -> Part | None:
+        """Return :meth:`_push` in steady state as the source lines of a bank's fused step, or None.
+
+        A class with a part defines it beside its ``_push`` (same operations, same order:
+        the values stay bit for bit); :mod:`.fused` assembles a bank's parts. None: the
+        fused step calls ``_push``.
+        """
+        return None
 
     @abstractmethod
     def _peek(self, x: Any) -> Raw:

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from ..errors import ConfigError
 from .base import BarIndicator, BarLike, check_period
 from .extrema import Max, Min
+from .fusion import TRUE_RANGE, Part, ema_block, extrema_lines, literal
 from .moving import EMA
 from .values import BandsValue, ChannelValue
 from .volatility import ATR
@@ -82,6 +83,18 @@ class Donchian(BarIndicator[ChannelValue]):
         if i + 1 < p:
             return None
         return (hh, dq[0][1])
+
+    def fused_part(self, v: str) -> Part:
+        """The steady-state :meth:`_push` above as fused-step source lines (locals prefixed ``v``)."""
+        p = self.period
+        return Part(
+            steady=p,
+            state=(),
+            refs=((f"{v}qh", "_hh._dq"), (f"{v}ql", "_ll._dq")),
+            blocks=(("", extrema_lines(v, p)),),
+            outs=(f"{v}hh", f"{v}ll"),
+            counters=(("_n", 0), ("_hh._n", 0), ("_ll._n", 0)),
+        )
 
     def _peek(self, bar: BarLike) -> tuple[float, float] | None:
         hh = self._hh._peek(bar.high)
@@ -182,6 +195,28 @@ class Keltner(BarIndicator[BandsValue]):
             return None
         w = self.multiplier * atr
         return (mid - w, mid, mid + w)
+
+    def fused_part(self, v: str) -> Part:
+        """The steady-state :meth:`_push` above as fused-step source lines (locals prefixed ``v``)."""
+        p, ap = self.period, self.atr_period
+        return Part(
+            steady=max(p + 1, ap + 2),
+            state=((f"ema{p}", "_ema._ema"), ("pc", "_atr._pc"), (f"{v}atr", "_atr._atr")),
+            refs=(),
+            blocks=(
+                ema_block(p, self._ema._k),
+                TRUE_RANGE,
+                (
+                    "",
+                    (
+                        f"{v}atr = ({v}atr * {ap - 1} + tr) / {ap}",
+                        f"{v}w = {literal(self.multiplier)} * {v}atr",
+                    ),
+                ),
+            ),
+            outs=(f"ema{p} - {v}w", f"ema{p}", f"ema{p} + {v}w"),
+            counters=(("_n", 0), ("_ema._n", 0), ("_atr._n", 0)),
+        )
 
     def _peek(self, bar: BarLike) -> tuple[float, float, float] | None:
         mid = self._ema._peek(bar.close)

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from .base import ScalarIndicator, check_period
+from .fusion import Part
 
 _log = math.log
 log = logging.getLogger(__name__)
@@ -241,6 +242,28 @@ class Hurst(ScalarIndicator[float]):
         if n1 % self.period == 0:
             return resync_exponent(buf, w, self._k)
         return self._k.exponent(buf, w)
+
+    def fused_part(self, v: str) -> Part:
+        """The steady-state :meth:`_push` above as fused-step source lines (locals prefixed ``v``)."""
+        p = self.period
+        w = p + 1
+        return Part(
+            steady=w + 1,
+            state=(),
+            refs=((f"{v}buf", "_buf"), (f"{v}k", "_k"), (f"{v}step", "_k.step")),
+            blocks=(
+                (
+                    "",
+                    (  # Hurst._push with a full window: one compiled call
+                        f"if n % {p}:",
+                        f"    {v}out = {v}step({v}buf, {w}, log(c))",
+                        "else:",
+                        f"    {v}out = hurst_resync({v}buf, {w}, log(c), {v}k)",
+                    ),
+                ),
+            ),
+            outs=(f"{v}out",),
+        )
 
     def _peek(self, x: float) -> float | None:
         w = self.period + 1

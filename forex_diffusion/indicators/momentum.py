@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from ..errors import ConfigError
 from .base import BarIndicator, BarLike, ScalarIndicator, cascade_ready_steps, check_period
 from .extrema import Max, Min
+from .fusion import Part, extrema_lines, literal, sma_lines
 from .moving import EMA, SMA
 from .values import MACDValue, StochasticValue
 
@@ -87,6 +88,35 @@ class RSI(ScalarIndicator[float]):
         self._loss = lo
         t = g + lo
         return 100.0 * (g / t) if t != 0.0 else 0.0
+
+    def fused_part(self, v: str) -> Part:
+        """The steady-state :meth:`_push` above as fused-step source lines (locals prefixed ``v``)."""
+        p = self.period
+        return Part(
+            steady=p + 2,
+            state=((f"{v}prev", "_prev"), (f"{v}g", "_gain"), (f"{v}l", "_loss")),
+            refs=(),
+            blocks=(
+                (
+                    "",
+                    (
+                        f"{v}d = c - {v}prev",
+                        f"{v}prev = c",
+                        f"{v}g *= {p - 1}",
+                        f"{v}l *= {p - 1}",
+                        f"if {v}d < 0:",
+                        f"    {v}l -= {v}d",
+                        "else:",
+                        f"    {v}g += {v}d",
+                        f"{v}g /= {p}",
+                        f"{v}l /= {p}",
+                        f"{v}t = {v}g + {v}l",
+                        f"{v}out = 100.0 * ({v}g / {v}t) if {v}t != 0.0 else 0.0",
+                    ),
+                ),
+            ),
+            outs=(f"{v}out",),
+        )
 
     def _peek(self, x: float) -> float | None:
         n = self._n + 1
@@ -229,6 +259,27 @@ class MACD(ScalarIndicator[MACDValue]):
             return None
         return (m, sig, m - sig)
 
+    def fused_part(self, v: str) -> Part:
+        """The steady-state :meth:`_push` above as fused-step source lines (locals prefixed ``v``)."""
+        return Part(
+            steady=self.slow + self.signal,
+            state=((f"{v}fe", "_fe"), (f"{v}se", "_se"), (f"{v}sg", "_sig._ema")),
+            refs=(),
+            blocks=(
+                (
+                    "",
+                    (
+                        f"{v}fe = (c - {v}fe) * {literal(self._kf)} + {v}fe",
+                        f"{v}se = (c - {v}se) * {literal(self._ks)} + {v}se",
+                        f"{v}m = {v}fe - {v}se",
+                        f"{v}sg = ({v}m - {v}sg) * {literal(self._sig._k)} + {v}sg",
+                    ),
+                ),
+            ),
+            outs=(f"{v}m", f"{v}sg", f"{v}m - {v}sg"),
+            counters=(("_n", 0), ("_sig._n", -(self.slow - 1))),
+        )
+
     def _peek(self, x: float) -> tuple[float, float, float] | None:
         lines = self._lines(x, self._n + 1)
         if lines is None:
@@ -353,6 +404,32 @@ class Stochastic(BarIndicator[StochasticValue]):
         if d is None:
             return None
         return (k, d)  # type: ignore[return-value]
+
+    def fused_part(self, v: str) -> Part:
+        """The steady-state :meth:`_push` above as fused-step source lines (locals prefixed ``v``)."""
+        k, d, s = self.k_period, self.d_period, self.smooth_k
+        lines = [
+            *extrema_lines(v, k),
+            f"{v}diff = ({v}hh - {v}ll) / 100.0",
+            f"{v}k = (c - {v}ll) / {v}diff if {v}diff != 0.0 else 0.0",
+        ]
+        state = [(f"{v}da", "_ds._anchor"), (f"{v}ds", "_ds._sum")]
+        refs = [(f"{v}qh", "_hh._dq"), (f"{v}ql", "_ll._dq"), (f"{v}db", "_ds._buf")]
+        counters = [("_n", 0), ("_hh._n", 0), ("_ll._n", 0), ("_ds._n", -(k + s - 2))]
+        if s > 1:
+            lines += [*sma_lines(f"{v}k", s, f"{v}k", f"(n - {k - 1})"), f"{v}k = {v}kout"]
+            state += [(f"{v}ka", "_ks._anchor"), (f"{v}ks", "_ks._sum")]
+            refs.append((f"{v}kb", "_ks._buf"))
+            counters.append(("_ks._n", -(k - 1)))
+        lines += sma_lines(f"{v}d", d, f"{v}k", f"(n - {k + s - 2})")
+        return Part(
+            steady=k + s + d - 1,
+            state=tuple(state),
+            refs=tuple(refs),
+            blocks=(("", tuple(lines)),),
+            outs=(f"{v}k", f"{v}dout"),
+            counters=tuple(counters),
+        )
 
     def _peek(self, bar: BarLike) -> tuple[float, float] | None:
         hh = self._hh._peek(bar.high)

@@ -7,6 +7,7 @@ from collections import deque
 from typing import Any, ClassVar
 
 from .base import ScalarIndicator, cascade_ready_steps, check_period
+from .fusion import Part, ema_block, sma_lines
 
 __all__ = ["EMA", "SMA"]
 
@@ -69,6 +70,17 @@ class SMA(ScalarIndicator[float]):
             self._anchor = x
             self._sum = math.fsum(buf) - p * x
         return self._anchor + self._sum / p
+
+    def fused_part(self, v: str) -> Part:
+        """The steady-state :meth:`_push` above as fused-step source lines (locals prefixed ``v``)."""
+        p = self.period
+        return Part(
+            steady=p + 1,
+            state=((f"{v}a", "_anchor"), (f"{v}s", "_sum")),
+            refs=((f"{v}b", "_buf"),),
+            blocks=(("", sma_lines(v, p, "c", "n")),),
+            outs=(f"{v}out",),
+        )
 
     def _peek(self, x: float) -> float | None:
         n = self._n + 1
@@ -148,6 +160,13 @@ class EMA(ScalarIndicator[float]):
         e = self._sum / p
         self._ema = e
         return e
+
+    def fused_part(self, v: str) -> Part:
+        """The steady-state :meth:`_push` above as fused-step source lines (locals prefixed ``v``)."""
+        p = self.period
+        return Part(
+            steady=p + 1, state=((f"ema{p}", "_ema"),), refs=(), blocks=(ema_block(p, self._k),), outs=(f"ema{p}",)
+        )
 
     def _peek(self, x: float) -> float | None:
         n = self._n + 1

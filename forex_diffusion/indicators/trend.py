@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .base import BarIndicator, BarLike, cascade_ready_steps, check_period
+from .fusion import TRUE_RANGE, Part
 
 __all__ = ["ADX"]
 
@@ -174,6 +175,54 @@ class ADX(BarIndicator[float]):
             self._adx = adx
             return adx
         return self._adx
+
+    def fused_part(self, v: str) -> Part:
+        """The steady-state :meth:`_push` above as fused-step source lines (locals prefixed ``v``)."""
+        p = self.period
+        return Part(
+            steady=2 * p + 1,
+            state=(
+                (f"{v}ph", "_ph"),
+                (f"{v}pl", "_pl"),
+                ("pc", "_pc"),
+                (f"{v}pdm", "_pdm"),
+                (f"{v}mdm", "_mdm"),
+                (f"{v}tr", "_tr"),
+                (f"{v}adx", "_adx"),
+            ),
+            refs=(),
+            blocks=(
+                (
+                    "",
+                    (
+                        f"{v}up = h - {v}ph",
+                        f"{v}down = {v}pl - lo",
+                        f"{v}ph = h",
+                        f"{v}pl = lo",
+                    ),
+                ),
+                TRUE_RANGE,
+                (
+                    "",
+                    (
+                        f"{v}mdm -= {v}mdm / {p}",
+                        f"{v}pdm -= {v}pdm / {p}",
+                        f"if {v}down > 0 and {v}up < {v}down:",
+                        f"    {v}mdm += {v}down",
+                        f"elif {v}up > 0 and {v}up > {v}down:",
+                        f"    {v}pdm += {v}up",
+                        f"{v}tr = {v}tr - {v}tr / {p} + tr",
+                        f"if {v}tr != 0.0:",
+                        f"    {v}mdi = 100.0 * ({v}mdm / {v}tr)",
+                        f"    {v}pdi = 100.0 * ({v}pdm / {v}tr)",
+                        f"    {v}sum = {v}mdi + {v}pdi",
+                        f"    if {v}sum != 0.0:",
+                        f"        {v}adx = ({v}adx * {p - 1} + 100.0 * (abs({v}mdi - {v}pdi) / {v}sum)) / {p}",
+                    ),
+                ),
+            ),
+            outs=(f"{v}adx",),
+        )
 
     def _peek(self, bar: BarLike) -> float | None:
         return self._next(bar.high, bar.low, bar.close, self._n + 1)[1]

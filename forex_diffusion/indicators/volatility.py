@@ -7,6 +7,7 @@ from collections import deque
 from typing import Any, ClassVar
 
 from .base import BarIndicator, BarLike, ScalarIndicator, cascade_ready_steps, check_period
+from .fusion import TRUE_RANGE, Part, literal
 from .values import BandsValue
 
 __all__ = ["ATR", "BollingerBands", "RealisedVolatility"]
@@ -86,6 +87,17 @@ class ATR(BarIndicator[float]):
         a = self._sum / p
         self._atr = a
         return a
+
+    def fused_part(self, v: str) -> Part:
+        """The steady-state :meth:`_push` above as fused-step source lines (locals prefixed ``v``)."""
+        p = self.period
+        return Part(
+            steady=p + 2,
+            state=(("pc", "_pc"), (f"{v}atr", "_atr")),
+            refs=(),
+            blocks=(TRUE_RANGE, ("", (f"{v}atr = ({v}atr * {p - 1} + tr) / {p}",))),
+            outs=(f"{v}atr",),
+        )
 
     def _peek(self, bar: BarLike) -> float | None:
         n = self._n + 1
@@ -211,6 +223,37 @@ class BollingerBands(ScalarIndicator[BandsValue]):
             self._anchor = a
             self._s1, self._s2 = self._resync(buf, a)
         return self._bands(a, self._s1, self._s2)
+
+    def fused_part(self, v: str) -> Part:
+        """The steady-state :meth:`_push` above as fused-step source lines (locals prefixed ``v``)."""
+        p = self.period
+        return Part(
+            steady=p + 1,
+            state=((f"{v}a", "_anchor"), (f"{v}s1", "_s1"), (f"{v}s2", "_s2")),
+            refs=((f"{v}b", "_buf"),),
+            blocks=(
+                (
+                    "",
+                    (
+                        f"if n % {p}:",
+                        f"    {v}o = {v}b[0] - {v}a",
+                        f"    {v}d = c - {v}a",
+                        f"    {v}s1 = {v}s1 + ({v}d - {v}o)",
+                        f"    {v}s2 = {v}s2 + ({v}d * {v}d - {v}o * {v}o)",
+                        f"    {v}b.append(c)",
+                        "else:",
+                        f"    {v}b.append(c)",
+                        f"    {v}a = c",
+                        f"    {v}s1, {v}s2 = bb_resync(None, {v}b, c)",
+                        f"{v}m = {v}s1 / {p}",
+                        f"{v}var = {v}s2 / {p} - {v}m * {v}m",
+                        f"{v}sd = sqrt({v}var) * {literal(self.k)} if {v}var > 0.0 else 0.0",
+                        f"{v}mid = {v}a + {v}m",
+                    ),
+                ),
+            ),
+            outs=(f"{v}mid - {v}sd", f"{v}mid", f"{v}mid + {v}sd"),
+        )
 
     def _peek(self, x: float) -> tuple[float, float, float] | None:
         n = self._n + 1
