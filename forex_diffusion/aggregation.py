@@ -30,12 +30,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .domain import Candle, PriceSide, Tick
-from .errors import ConfigError, RejectReason, ValidationError
+from .errors import ConfigError, RejectReason, StateError, ValidationError
+from .state import malformed, unwrap, wrap
 from .timeframes import Timeframe, parse_timeframes
 
-__all__ = ["CandleAggregator", "SNAPSHOT_VERSION"]
-
-SNAPSHOT_VERSION = 1
+__all__ = ["CandleAggregator"]
 
 # Bar slots (a plain list is the fastest mutable record in CPython).
 _OPEN_MS, _END_MS, _O, _H, _L, _C, _VOL, _N, _SSUM, _SMIN, _SMAX, _OTS, _CTS = range(13)
@@ -66,6 +65,9 @@ class CandleAggregator:
     allowed_lateness_ms:
         How far behind the latest event time a tick may arrive and still count.
     """
+
+    state_kind = "candle_aggregator"
+    state_version = 1
 
     def __init__(
         self,
@@ -265,7 +267,7 @@ class CandleAggregator:
     # -- state ------------------------------------------------------------------------------
 
     def snapshot(self, symbols: Sequence[str] | None = None) -> dict[str, Any]:
-        """Plain-data (JSON-able) state of the given symbols (all by default)."""
+        """Plain-data (JSON-able) state of the given symbols (all by default), in the envelope."""
         names = self._series if symbols is None else [s for s in symbols if s in self._series]
         series = {}
         for name in names:
@@ -274,21 +276,27 @@ class CandleAggregator:
                 "max_ts": s.max_ts,
                 "bars": [[list(b) for _, b in sorted(bars.items())] for bars in s.bars],
             }
-        return {
-            "version": SNAPSHOT_VERSION,
+        state = {
             "timeframes": [t.name for t in self.timeframes],
             "price": self.price,
             "allowed_lateness_ms": self.allowed_lateness_ms,
             "series": series,
         }
+        return wrap(self, state)
 
-    def restore(self, data: dict[str, Any]) -> None:
-        """Load state written by :meth:`snapshot` (replacing the symbols it names)."""
-        if data.get("version") != SNAPSHOT_VERSION:
-            raise ConfigError(f"unsupported aggregator snapshot version {data.get('version')!r}")
-        if data.get("timeframes") != [t.name for t in self.timeframes] or data.get("price") != self.price:
-            raise ConfigError("aggregator snapshot was taken with other timeframes or price side")
-        for name, sd in data["series"].items():
+    def restore(self, data: dict[str, Any]) -> list[str]:
+        """Load state written by :meth:`snapshot` (replacing the symbols it names); return them.
+
+        The layout before the envelope (``{"version": 1, ...}``) is read too."""
+        state = unwrap(data, self, legacy=_legacy)
+        with malformed(self):
+            if state.get("timeframes") != [t.name for t in self.timeframes] or state.get("price") != self.price:
+                raise StateError("aggregator snapshot was taken with other timeframes or price side")
+            return self._load(state["series"])
+
+    def _load(self, series: dict[str, Any]) -> list[str]:
+        restored = {}
+        for name, sd in series.items():
             s = _Series(len(self._dur))
             s.max_ts = int(sd["max_ts"])
             for i, bars in enumerate(sd["bars"]):
@@ -298,4 +306,13 @@ class CandleAggregator:
                     if s.cur[i] is None or bar[_OPEN_MS] >= s.cur[i][0]:  # type: ignore[index]
                         s.cur[i] = bar
                     s.next_close = min(s.next_close, bar[_END_MS])
-            self._series[name] = s
+            restored[str(name)] = s
+        self._series.update(restored)  # all or nothing: a malformed series changes no state
+        return list(restored)
+
+
+def _legacy(old: dict[str, Any]) -> dict[str, Any]:
+    """The layout before the envelope: the same fields beside ``"version": 1``."""
+    if old.get("version") != 1:
+        raise StateError(f"unsupported aggregator snapshot version {str(old.get('version'))[:20]}")
+    return {k: v for k, v in old.items() if k != "version"}

@@ -4,13 +4,15 @@ Every error the project raises on purpose derives from :class:`ForexDiffusionErr
 
     ForexDiffusionError
     ├── ConfigError              bad settings or parameters (raised at construction)
-    │   └── SettingsError          a ``FOREXD_*`` environment variable with a bad value
+    │   ├── SettingsError          a ``FOREXD_*`` environment variable with a bad value
+    │   └── StateError             a state snapshot refused: wrong kind or version, malformed
     ├── DataFormatError          a file or record that cannot be read at all
     │   └── InputNotFoundError     an input file that is missing or unreadable
     ├── ValidationError          one input record refused; carries a :class:`RejectReason`
     ├── StorageError
     │   ├── TransientStorageError   retried with backoff (locked, connection lost)
-    │   └── PermanentStorageError   never retried (integrity, schema, read-only)
+    │   ├── PermanentStorageError   never retried (integrity, schema, read-only)
+    │   └── StaleOwnerError         a checkpoint of a partition claimed since by another worker
     ├── ModelError
     │   └── ArtifactError          a checkpoint refused (hash mismatch, pickle, corrupt)
     ├── RegistryError            an impossible registry operation (unknown version, ...)
@@ -41,6 +43,8 @@ __all__ = [
     "RejectReason",
     "ServiceUnavailableError",
     "SettingsError",
+    "StaleOwnerError",
+    "StateError",
     "StorageError",
     "TransientStorageError",
     "ValidationError",
@@ -111,6 +115,13 @@ class PermanentStorageError(StorageError):
     """A database failure that retrying cannot fix."""
 
 
+class StaleOwnerError(StorageError):
+    """A checkpoint refused: its partition was claimed since by a newer owner (fencing, issue 15).
+
+    Never retried: the writer lost the partition; it drops the partition's state.
+    """
+
+
 class ModelError(ForexDiffusionError):
     """A model cannot be built, trained or used."""
 
@@ -125,6 +136,11 @@ class RegistryError(ForexDiffusionError):
 
 class SettingsError(ConfigError):
     """A ``FOREXD_*`` environment variable holds a value the settings refuse."""
+
+
+class StateError(ConfigError):
+    """A state snapshot that cannot be restored: another kind, an unknown version, a
+    malformed layout, or one taken with other settings (see :mod:`forex_diffusion.state`)."""
 
 
 class InputNotFoundError(DataFormatError):

@@ -29,7 +29,7 @@ from typing import Any
 
 from .aggregation import CandleAggregator
 from .domain import Candle, PriceSide, Tick
-from .errors import ConfigError, RejectReason, ValidationError
+from .errors import RejectReason, StateError, ValidationError
 from .instruments import InstrumentRegistry
 from .market_hours import MarketHours
 from .spikes import SpikeConfig, SpikeCounters, SpikeGuard
@@ -441,16 +441,19 @@ class TickPipeline:
 
     def snapshot(self, symbols: Sequence[str]) -> dict[str, Any]:
         """Plain-data (JSON-able when the refs are) state of ``symbols``."""
-        seen = self.validator.snapshot()
         return {
             "aggregator": self.aggregator.snapshot(symbols),
-            "tick_ids": {s: seen[s] for s in symbols if s in seen},
+            "tick_ids": self.validator.snapshot(symbols),
             "spikes": {s: self._guards[s].snapshot(_encode) for s in symbols if s in self._guards},
             "times": {s: self._clocks[s].snapshot(_encode) for s in symbols if s in self._clocks},
         }
 
-    def restore(self, data: dict[str, Any]) -> None:
+    def restore(self, data: dict[str, Any]) -> dict[str, int | None]:
         """Load what :meth:`snapshot` wrote (replacing those symbols' state).
+
+        Returns the symbols restored: each with the event time of its earliest tick held by
+        the time guard (a series restored with only its first ticks held has no aggregator
+        series yet), or None.
 
         A snapshot without ``spikes`` (older versions) starts the guards afresh (warm-up);
         one without ``times`` starts the time guards from the restored watermark. With a
@@ -459,13 +462,11 @@ class TickPipeline:
         :meth:`advance`, :meth:`process` or :meth:`flush`).
         """
         try:
-            self.aggregator.restore(data["aggregator"])
-            current = self.validator.snapshot()
-            current.update(data.get("tick_ids", {}))
-            self.validator.restore(current)
+            out: dict[str, int | None] = dict.fromkeys(self.aggregator.restore(data["aggregator"]))
+            self.validator.restore(data.get("tick_ids", {}), merge=True)
             spikes = data.get("spikes", {})
             times = data.get("times", {})
-            for sym in set(data["aggregator"]["series"]) | set(spikes) | set(times):
+            for sym in set(out) | set(spikes) | set(times):
                 self._guards.pop(sym, None)
                 self._clocks.pop(sym, None)
             for sym, state in spikes.items():
@@ -479,13 +480,18 @@ class TickPipeline:
                 c: TimeJumpGuard[_Held] = TimeJumpGuard(self.time_config)
                 c.restore(state, _decode)
                 self._clocks[sym] = c
+                if c.held_ts:
+                    out[sym] = min(c.held_ts)
                 if not self._clock_on:
                     released, refused = c.settle()
                     self._refuse_time(sym, refused, c.top)
                     self._released += self._release(released)
                     del self._clocks[sym]
+        except StateError:
+            raise
         except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"malformed tick pipeline snapshot: {exc}") from exc
+            raise StateError(f"malformed tick pipeline snapshot: {exc}") from exc
+        return out
 
     def drop(self, symbols: Sequence[str]) -> None:
         """Forget the state of ``symbols`` (their partition moved to another worker)."""

@@ -61,7 +61,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from .errors import ConfigError
+from .errors import ConfigError, StateError
+from .state import malformed, unwrap, wrap
 
 __all__ = ["HeldVerdict", "SpikeConfig", "SpikeCounters", "SpikeGuard"]
 
@@ -150,6 +151,9 @@ class SpikeGuard(Generic[T]):
         "_steady",
         "_bind",
     )
+
+    state_kind = "spike_guard"
+    state_version = 1
 
     def __init__(self, config: SpikeConfig | None = None) -> None:
         cfg = config or SpikeConfig()
@@ -287,22 +291,26 @@ class SpikeGuard(Generic[T]):
     # -- state ------------------------------------------------------------------------------
 
     def snapshot(self, encode: Callable[[T], Any]) -> dict[str, Any]:
-        """Plain-data state; ``encode`` turns a held item into JSON-able data."""
-        return {
+        """Plain-data state (in the envelope); ``encode`` turns a held item into JSON-able data."""
+        state = {
             "n": self.n,
             "last_good": self.last_good,
             "sigma": self.sigma,
             "held": [[m, encode(x)] for m, x in zip(self._held_mids, self._held, strict=True)],
         }
+        return wrap(self, state)
 
     def restore(self, data: dict[str, Any], decode: Callable[[Any], T]) -> None:
-        """Inverse of :meth:`snapshot` (``decode`` inverts its ``encode``)."""
-        n, last, sigma = int(data["n"]), data["last_good"], float(data["sigma"])
-        held = [(float(m), decode(x)) for m, x in data["held"]]
+        """Inverse of :meth:`snapshot` (``decode`` inverts its ``encode``); the bare layout
+        written before the envelope is read too."""
+        state = unwrap(data, self, legacy=lambda old: old)
+        with malformed(self):
+            n, last, sigma = int(state["n"]), state["last_good"], float(state["sigma"])
+            held = [(float(m), decode(x)) for m, x in state["held"]]
         if n < 0 or (last is None) != (n == 0) or not (math.isfinite(sigma) and sigma >= 0):
-            raise ConfigError("malformed spike guard snapshot")
+            raise StateError("malformed spike guard snapshot")
         if len(held) > self.config.confirm or (held and last is None):
-            raise ConfigError(
+            raise StateError(
                 "spike guard snapshot holds more ticks than confirm allows, or holds ticks before any was accepted"
             )
         self.reset()

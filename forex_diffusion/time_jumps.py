@@ -58,8 +58,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from .errors import ConfigError
+from .errors import ConfigError, StateError
 from .market_hours import DEFAULT_MARKET_HOURS, MarketHours
+from .state import malformed, unwrap, wrap
 
 __all__ = ["TimeJumpConfig", "TimeJumpGuard", "TimeVerdict"]
 
@@ -119,6 +120,9 @@ class TimeJumpGuard(Generic[T]):
     """
 
     __slots__ = ("config", "top", "limit", "_held", "_held_ts", "_jump", "_confirm", "_hours")
+
+    state_kind = "time_guard"
+    state_version = 1
 
     def __init__(self, config: TimeJumpConfig | None = None, *, top: int | None = None) -> None:
         cfg = config or TimeJumpConfig()
@@ -255,20 +259,24 @@ class TimeJumpGuard(Generic[T]):
     # -- state ------------------------------------------------------------------------------
 
     def snapshot(self, encode: Callable[[T], Any]) -> dict[str, Any]:
-        """Plain-data state; ``encode`` turns a held item into JSON-able data."""
-        return {"top": self.top, "held": [[t, encode(x)] for t, x in zip(self._held_ts, self._held, strict=True)]}
+        """Plain-data state (in the envelope); ``encode`` turns a held item into JSON-able data."""
+        held = [[t, encode(x)] for t, x in zip(self._held_ts, self._held, strict=True)]
+        return wrap(self, {"top": self.top, "held": held})
 
     def restore(self, data: dict[str, Any], decode: Callable[[Any], T]) -> None:
-        """Inverse of :meth:`snapshot` (``decode`` inverts its ``encode``)."""
-        top = data["top"]
-        held = [(t, decode(x)) for t, x in data["held"]]
+        """Inverse of :meth:`snapshot` (``decode`` inverts its ``encode``); the bare layout
+        written before the envelope is read too."""
+        state = unwrap(data, self, legacy=lambda old: old)
+        with malformed(self):
+            top = state["top"]
+            held = [(t, decode(x)) for t, x in state["held"]]
         if top is not None and type(top) is not int:
-            raise ConfigError("malformed time guard snapshot: top must be an int or null")
+            raise StateError("malformed time guard snapshot: top must be an int or null")
         if any(type(t) is not int for t, _ in held):
-            raise ConfigError("malformed time guard snapshot: held event times must be ints")
+            raise StateError("malformed time guard snapshot: held event times must be ints")
         limit = self.config.max_start_held if top is None else self._confirm
         if len(held) > limit:
-            raise ConfigError("time guard snapshot holds more ticks than its config allows")
+            raise StateError("time guard snapshot holds more ticks than its config allows")
         self.top = top
         self._held_ts = [t for t, _ in held]
         self._held = [x for _, x in held]

@@ -29,13 +29,15 @@ from __future__ import annotations
 import itertools
 import math
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .domain import Tick
-from .errors import ConfigError, RejectReason, ValidationError
+from .errors import ConfigError, RejectReason, StateError, ValidationError
 from .instruments import InstrumentRegistry
 from .market_hours import DEFAULT_MARKET_HOURS, MarketHours
+from .state import malformed, unwrap, wrap
 
 PRICE_RANGE_FACTOR = 10.0
 """By default a price must lie in ``[low / f, high * f]`` of its instrument's traded range
@@ -124,6 +126,9 @@ class ValidationCounters:
 
 class TickValidator:
     """Check quotes against the catalogue; stateful only for duplicate ids (bounded)."""
+
+    state_kind = "tick_ids"
+    state_version = 1
 
     def __init__(self, config: ValidationConfig | None = None, instruments: InstrumentRegistry | None = None) -> None:
         self.config = config or ValidationConfig()
@@ -279,25 +284,35 @@ class TickValidator:
             )
         return tick
 
-    def snapshot(self) -> dict[str, Any]:
-        """Plain-data state: per symbol the recent tick ids in arrival order and their event
-        times as differences from the previous one (small numbers in JSON)."""
+    def snapshot(self, symbols: Iterable[str] | None = None) -> dict[str, Any]:
+        """Plain-data state (in the envelope): per symbol (all by default) the recent tick ids
+        in arrival order and their event times as differences from the previous one (small
+        numbers in JSON)."""
+        names = self._seen if symbols is None else [s for s in symbols if s in self._seen]
         out: dict[str, Any] = {}
-        for s, seen in self._seen.items():
+        for s in names:
+            seen = self._seen[s]
             ts = list(seen.values())
             out[s] = {"ids": list(seen), "dts": [t - p for t, p in zip(ts, [0, *ts[:-1]], strict=True)]}
-        return out
+        return wrap(self, out)
 
-    def restore(self, data: dict[str, Any]) -> None:
-        """Inverse of :meth:`snapshot`; a plain list of ids (older snapshots) is restored
-        with unknown times, forgettable by count as before."""
+    def restore(self, data: dict[str, Any], *, merge: bool = False) -> None:
+        """Inverse of :meth:`snapshot`: replace the whole state, or with ``merge`` only the
+        symbols ``data`` names. The layout before the envelope (the bare mapping of symbols)
+        is read too; there, a plain list of ids (older still) is restored with unknown times,
+        forgettable by count as before."""
+        state = unwrap(data, self, legacy=lambda old: old)
         seen: dict[str, OrderedDict[str, int]] = {}
-        for s, v in data.items():
-            if isinstance(v, list):
-                seen[s] = OrderedDict.fromkeys(v, _UNKNOWN_TS)
-                continue
-            ids, dts = v["ids"], v["dts"]
-            if len(ids) != len(dts):
-                raise ValueError(f"tick ids of {s}: {len(ids)} ids, {len(dts)} times")
-            seen[s] = OrderedDict(zip(ids, itertools.accumulate(dts), strict=True))
-        self._seen = seen
+        with malformed(self):
+            for s, v in state.items():
+                if isinstance(v, list):
+                    seen[s] = OrderedDict.fromkeys(v, _UNKNOWN_TS)
+                    continue
+                ids, dts = v["ids"], v["dts"]
+                if len(ids) != len(dts):
+                    raise StateError(f"tick ids of {s}: {len(ids)} ids, {len(dts)} times")
+                seen[s] = OrderedDict(zip(ids, itertools.accumulate(int(t) for t in dts), strict=True))
+        if merge:
+            self._seen.update(seen)
+        else:
+            self._seen = seen

@@ -152,7 +152,7 @@ def test_malformed_time_snapshot_is_a_config_error() -> None:
     p = pipeline()
     feed(p, TICKS[:10])
     state = p.snapshot(["EURUSD"])
-    state["times"]["EURUSD"]["top"] = "soon"
+    state["times"]["EURUSD"]["state"]["top"] = "soon"
     with pytest.raises(ConfigError):
         pipeline().restore(state)
 

@@ -325,7 +325,7 @@ def test_drop_forgets_held_ticks_and_malformed_snapshots_are_config_errors() -> 
     state = p.snapshot(["EURCHF"])
     p.drop(["EURCHF"])
     assert p.held_count("EURCHF") == 0 and p.snapshot(["EURCHF"])["spikes"] == {}
-    state["spikes"]["EURCHF"]["held"][0][1]["ts_ms"] = "soon"
+    state["spikes"]["EURCHF"]["state"]["held"][0][1]["ts_ms"] = "soon"
     with pytest.raises(ConfigError):
         pipeline().restore(state)
 

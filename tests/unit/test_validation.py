@@ -70,14 +70,14 @@ def test_ids_past_the_window_are_kept_while_their_copy_would_not_be_late_up_to_t
     assert v.check("EURUSD", T0 + 9, 1.1, 1.1001, tick_id="a", late_before_ms=T0 - 2_000) is RejectReason.DUPLICATE
     for tid in "efgh":  # the cap (2 x 3 = 6 ids) bounds memory even inside the lateness
         assert v.check("EURUSD", T0 + 5, 1.1, 1.1001, tick_id=tid, late_before_ms=T0 - 2_000) is None
-    assert list(v.snapshot()["EURUSD"]["ids"]) == list("cdefgh")
+    assert list(v.snapshot()["state"]["EURUSD"]["ids"]) == list("cdefgh")
     # the watermark passes T0 + 4: the ids of c and d (T0 + 2, T0 + 3) go, those at T0 + 5 stay
     assert v.check("EURUSD", T0 + 3_000, 1.1, 1.1001, tick_id="i", late_before_ms=T0 + 4) is None
-    assert list(v.snapshot()["EURUSD"]["ids"]) == list("efghi")
+    assert list(v.snapshot()["state"]["EURUSD"]["ids"]) == list("efghi")
     assert v.check("EURUSD", T0 + 3_000, 1.1, 1.1001, tick_id="e", late_before_ms=T0 + 4) is RejectReason.DUPLICATE
     # past T0 + 5 every older id may go: back down to the window
     assert v.check("EURUSD", T0 + 3_001, 1.1, 1.1001, tick_id="j", late_before_ms=T0 + 6) is None
-    assert list(v.snapshot()["EURUSD"]["ids"]) == list("ij")
+    assert list(v.snapshot()["state"]["EURUSD"]["ids"]) == list("ij")
 
 
 def test_tick_id_snapshot_keeps_event_times_and_reads_the_older_list_form() -> None:
@@ -85,7 +85,7 @@ def test_tick_id_snapshot_keeps_event_times_and_reads_the_older_list_form() -> N
     for i, tid in enumerate("abc"):
         v.check("EURUSD", T0 + i, 1.1, 1.1001, tick_id=tid, late_before_ms=T0 - 1)
     snap = v.snapshot()
-    assert snap == {"EURUSD": {"ids": ["a", "b", "c"], "dts": [T0, 1, 1]}}
+    assert snap == {"kind": "tick_ids", "v": 1, "state": {"EURUSD": {"ids": ["a", "b", "c"], "dts": [T0, 1, 1]}}}
     w = TickValidator(ValidationConfig(dedup_window=2))
     w.restore(snap)
     assert w.check("EURUSD", T0 + 5, 1.1, 1.1001, tick_id="a", late_before_ms=T0 - 1) is RejectReason.DUPLICATE
@@ -93,7 +93,7 @@ def test_tick_id_snapshot_keeps_event_times_and_reads_the_older_list_form() -> N
     old.restore({"EURUSD": ["a", "b"]})  # before D12: ids only, times unknown -> forgettable by count
     assert old.check("EURUSD", T0, 1.1, 1.1001, tick_id="b", late_before_ms=T0 - 1) is RejectReason.DUPLICATE
     assert old.check("EURUSD", T0, 1.1, 1.1001, tick_id="c", late_before_ms=T0 - 1) is None
-    assert old.snapshot()["EURUSD"]["ids"] == ["b", "c"]
+    assert old.snapshot()["state"]["EURUSD"]["ids"] == ["b", "c"]
     with pytest.raises(ValueError):
         old.restore({"EURUSD": {"ids": ["a"], "dts": []}})
 

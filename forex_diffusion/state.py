@@ -1,0 +1,123 @@
+"""One state envelope for every per-series state class.
+
+A stateful class (aggregator, guards, indicator banks, feature builders, contexts, the
+forecaster, the shadow tracker, the quality monitor, ...) follows one protocol,
+:class:`Stateful`: it names its ``state_kind`` and ``state_version`` as class attributes;
+its ``snapshot`` returns plain, JSON-able data in ONE envelope::
+
+    {"kind": "candle_aggregator", "v": 1, "state": {...}}
+
+and its ``restore`` reads that envelope back with :func:`unwrap`. A wrong kind, an unknown
+version or a malformed state raises ONE error type, :class:`~forex_diffusion.errors.StateError`
+(a :class:`~forex_diffusion.errors.ConfigError`), never a bare ``KeyError`` or ``TypeError``.
+
+Checkpoints written before the envelope (the bare layouts, "version 0") stay readable: a
+class passes ``legacy=`` to :func:`unwrap`, a function that turns the old layout into the
+current state (or refuses it). Anything else is refused.
+
+The signed binary states (the online learners and the drift monitor) keep their own signed
+format (see :mod:`forex_diffusion.online.learners`): their signature check is the point.
+
+>>> class Counter:
+...     state_kind = "counter"
+...     state_version = 1
+...     def __init__(self) -> None:
+...         self.n = 0
+...     def snapshot(self) -> dict:
+...         return wrap(self, {"n": self.n})
+...     @classmethod
+...     def restore(cls, data: object) -> "Counter":
+...         state = unwrap(data, cls, legacy=lambda old: {"n": old["count"]})
+...         c = cls()
+...         with malformed(cls):
+...             c.n = int(state["n"])
+...         return c
+>>> c = Counter(); c.n = 3
+>>> c.snapshot()
+{'kind': 'counter', 'v': 1, 'state': {'n': 3}}
+>>> Counter.restore(c.snapshot()).n, Counter.restore({"count": 2}).n
+(3, 2)
+>>> Counter.restore({"kind": "counter", "v": 9, "state": {}})
+Traceback (most recent call last):
+...
+forex_diffusion.errors.StateError: unsupported counter state version 9 (this build reads 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol, runtime_checkable
+
+from .errors import ForexDiffusionError, StateError
+
+__all__ = ["ENVELOPE_KEYS", "Stateful", "is_envelope", "malformed", "unwrap", "wrap"]
+
+#: the keys of an envelope, and no others
+ENVELOPE_KEYS = frozenset({"kind", "v", "state"})
+
+
+@runtime_checkable
+class Stateful(Protocol):
+    """A class whose state snapshots into the envelope.
+
+    ``snapshot(...)`` returns ``wrap(self, state)`` with a plain, JSON-able ``state``;
+    ``restore`` (a classmethod that builds the object, or a method that loads into one made
+    with the same settings) reads it with ``unwrap(data, cls)``. A restored object is
+    independent of the one snapshotted and continues exactly as it would have.
+    """
+
+    #: names the state (a class attribute)
+    state_kind: str
+    #: the layout version this build writes and reads (a class attribute)
+    state_version: int
+
+
+def wrap(obj: Stateful | type[Stateful], state: Any) -> dict[str, Any]:
+    """The envelope of ``state`` for ``obj`` (an instance or its class)."""
+    return {"kind": obj.state_kind, "v": obj.state_version, "state": state}
+
+
+def is_envelope(data: Any) -> bool:
+    """Whether ``data`` has the envelope's layout (whatever its kind and version)."""
+    return isinstance(data, dict) and data.keys() == ENVELOPE_KEYS
+
+
+def unwrap(data: Any, cls: Stateful | type[Stateful], *, legacy: Callable[[Any], Any] | None = None) -> Any:
+    """The state inside ``data``, an envelope written by ``cls`` (at its current version).
+
+    ``legacy`` reads the layout used before the envelope (version 0): it gets any mapping
+    that is not an envelope and returns the state in the current layout; a ``KeyError``,
+    ``TypeError``, ``ValueError`` or ``IndexError`` it raises becomes a :class:`StateError`.
+    Without ``legacy`` such data is refused.
+
+    Raises
+    ------
+    StateError
+        Another kind, another version, or not a state at all.
+    """
+    kind = cls.state_kind
+    if is_envelope(data):
+        if data["kind"] != kind:
+            raise StateError(f"a {str(data['kind'])[:40]!r} state cannot restore a {kind}")
+        v = data["v"]
+        if type(v) is not int or v != cls.state_version:
+            raise StateError(f"unsupported {kind} state version {str(v)[:20]} (this build reads {cls.state_version})")
+        return data["state"]
+    if legacy is not None and isinstance(data, dict):
+        with malformed(cls, "old"):
+            return legacy(data)
+    raise StateError(f"not a {kind} state: {str(data)[:60]!r}")
+
+
+@contextmanager
+def malformed(cls: Stateful | type[Stateful], what: str = "") -> Iterator[None]:
+    """Turn a ``KeyError``/``TypeError``/``ValueError``/``IndexError`` met while reading a
+    state into a :class:`StateError` naming the kind (the project's own errors pass through)."""
+    try:
+        yield
+    except ForexDiffusionError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        label = f"{what} {cls.state_kind}" if what else cls.state_kind
+        raise StateError(f"malformed {label} state: {type(exc).__name__}: {str(exc)[:80]}") from exc
