@@ -3,6 +3,10 @@
 :func:`run_retrain` is a plain function (the retrain agent runs it in a separate process
 through :mod:`retraining.runner`; ``forexd retrain --local`` runs it in-process):
 
+0. the job claims its model key in the database (:mod:`retraining.claims`, issue 15): a key
+   another live job (of any retrain worker) holds is not trained twice (``failed`` with
+   ``claimed: ClaimHeld``); the claim is renewed while the job runs and checked before it
+   registers anything, and released at its end;
 1. :meth:`ModelRegistry.recover` removes what a killed job of the same key left;
 2. the most recent ``train_candles + holdout_candles`` closed candles come from the
    database (:func:`~forex_diffusion.storage.fetch_candles`, retried with backoff);
@@ -62,8 +66,9 @@ from forex_diffusion.storage.registry import ModelKey, ModelVersion
 from forex_diffusion.timeframes import Timeframe
 from forex_diffusion.trigger import RetrainRequest
 
+from .claims import Claim, ClaimHeld, ClaimLost, JobClaims
 from .failpoints import failpoint
-from .policy import HoldoutScores, PromotionPolicy, decide_promotion
+from .policy import HoldoutScores, PromotionDecision, PromotionPolicy, decide_promotion
 from .registry import ModelRegistry, summarise_train_metrics
 
 __all__ = [
@@ -503,6 +508,223 @@ def evaluate_holdout(
     return HoldoutScores(crps=s.crps, rw_crps=s.rw_crps, cover90=s.cover90, cover50=s.cover50, n=n)
 
 
+@dataclass
+class _Job:
+    """One retrain job's context, shared by its stages (:func:`run_retrain`)."""
+
+    request: RetrainRequest
+    key: ModelKey
+    cfg: JobConfig
+    engine: Engine
+    reg: ModelRegistry
+    t0: float
+    progress: Callable[[str, Any], None] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    version: ModelVersion | None = None
+    staging: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.metrics["timings"] = self.timings
+
+    @property
+    def log_ctx(self) -> str:
+        return f"request={self.request.request_id} key={self.key}"
+
+    def note(self, stage_name: str, detail: Any = None) -> None:
+        if self.progress is not None:
+            self.progress(stage_name, detail)
+
+    def outcome(self, status: JobStatus, reason: str) -> JobOutcome:
+        reg, key, version = self.reg, self.key, self.version
+        champ = reg.champion(key) if status != "failed" else _safe_champion(reg, key)
+        out = JobOutcome(
+            request_id=self.request.request_id,
+            key=str(key),
+            symbol=key.symbol,
+            timeframe=key.timeframe,
+            horizon=key.horizon,
+            version=None if version is None else version.version,
+            status=status,
+            reason=reason,
+            metrics=self.metrics,
+            duration_s=time.monotonic() - self.t0,
+            champion=None if champ is None else champ.version,
+            artifact=None if version is None else str(reg.path_of(version)),
+            sha256=None if version is None else version.sha256,
+            finished_at_ms=int(time.time() * 1000),
+        )
+        logger.info(
+            "retrain done %s status=%s version=%s seconds=%.1f reason=%s",
+            self.log_ctx,
+            status,
+            out.version,
+            out.duration_s,
+            reason,
+        )
+        return out
+
+
+def _refused(request: RetrainRequest, cfg: JobConfig, exc: ForexDiffusionError, t0: float) -> JobOutcome:
+    """The outcome of a request refused before anything is built from it (issue 13)."""
+    logger.error("retrain refused request=%r error=%s", request.request_id[:64], exc)
+    return JobOutcome(
+        request_id=request.request_id[:64],
+        key=request.key[:64],
+        symbol=request.symbol[:32],
+        timeframe=request.timeframe[:16],
+        horizon=cfg.horizon if request.horizon is None else request.horizon,
+        version=None,
+        status="failed",
+        reason=_failure_reason(exc),
+        duration_s=time.monotonic() - t0,
+        finished_at_ms=int(time.time() * 1000),
+    )
+
+
+def _fetch_stage(job: _Job, tc: TrainConfig) -> tuple[pd.DataFrame, int]:
+    """The key's most recent candles as a frame, and the index where the hold-out starts."""
+    cfg, key = job.cfg, job.key
+    job.note("fetch", None)
+    t = time.monotonic()
+    candles = fetch_candles(job.engine, key.symbol, key.timeframe, limit=cfg.train_candles + cfg.holdout_candles)
+    job.timings["fetch_s"] = time.monotonic() - t
+    if len(candles) < cfg.holdout_candles + max(cfg.train_candles // 4, 2 * tc.batch_size):
+        raise ModelError(f"not enough candles for {key}: {len(candles)} in the database")
+    frame = _frame(candles)
+    hold = len(frame) - cfg.holdout_candles
+    job.metrics["data"] = {
+        "candles": len(frame),
+        "train_first_open_ms": int(frame["ts_ms"].iloc[0]),
+        "holdout_first_open_ms": int(frame["ts_ms"].iloc[hold]),
+        "last_open_ms": int(frame["ts_ms"].iloc[-1]),
+    }
+    return frame, hold
+
+
+def _train_stage(job: _Job, tc: TrainConfig, frame: pd.DataFrame, hold: int) -> Path:
+    """Train the challenger on the candles before the hold-out in a staging directory, and
+    publish its checkpoint into the key's directory; return the published path."""
+    job.staging = job.reg.staging_dir(job.key, f"{job.request.request_id}-{uuid.uuid4().hex[:6]}")
+
+    def on_train(p: TrainProgress) -> None:
+        failpoint("retrain.training")  # crash mid-training
+        job.note("train", p)
+
+    t = time.monotonic()
+    result = train(tc, frame.iloc[:hold].reset_index(drop=True), job.staging, progress=on_train)
+    job.timings["train_s"] = time.monotonic() - t
+    job.metrics["train"] = summarise_train_metrics(result.metrics)
+    final = job.reg.publish(result.checkpoint, job.key)
+    shutil.rmtree(job.staging, ignore_errors=True)
+    return final
+
+
+def _evaluate_stage(
+    job: _Job, final: Path, frame: pd.DataFrame, hold: int
+) -> tuple[HoldoutScores, HoldoutScores | None]:
+    """Challenger and serving champion forecast the same hold-out: their scores (the
+    champion's None when there is none, or it cannot be loaded)."""
+    cfg, key, reg, metrics = job.cfg, job.key, job.reg, job.metrics
+    job.note("evaluate", None)
+    t = time.monotonic()
+    lo = max(0, hold - cfg.warmup_candles)
+    window = frame.iloc[lo:].reset_index(drop=True)
+
+    def score(p: Predictor) -> HoldoutScores:
+        return evaluate_holdout(
+            p,
+            window,
+            symbol=key.symbol,
+            timeframe=key.timeframe,
+            holdout_start=hold - lo,
+            every=cfg.eval_every,
+            samples=cfg.eval_samples,
+            steps=cfg.eval_steps,
+        )
+
+    challenger = score(Predictor.load(final))
+    metrics["challenger"] = challenger.to_dict()
+    champ = reg.resolve_champion(key.symbol, key.timeframe, key.horizon)
+    champ_scores: HoldoutScores | None = None
+    if champ is not None:
+        metrics["champion_version"] = champ.version
+        try:
+            champ_scores = score(reg.load(champ))
+            metrics["champion"] = champ_scores.to_dict()
+        except ForexDiffusionError as exc:
+            metrics["champion_error"] = str(exc)
+            logger.warning("retrain champion unusable %s champion=%s error=%s", job.log_ctx, champ.version, exc)
+    job.timings["evaluate_s"] = time.monotonic() - t
+    return challenger, champ_scores
+
+
+def _register_stage(
+    job: _Job, final: Path, challenger: HoldoutScores, champ_scores: HoldoutScores | None, decision: PromotionDecision
+) -> tuple[JobStatus, str]:
+    """Register the challenger, then promote it, put it in shadow or reject it."""
+    reg, cfg = job.reg, job.cfg
+    version = reg.register(
+        final,
+        key=job.key,
+        request_id=job.request.request_id,
+        metrics={
+            "train": job.metrics["train"],
+            "holdout": challenger.to_dict(),
+            "champion_holdout": job.metrics.get("champion"),
+        },
+    )
+    job.version = version
+    status: JobStatus
+    if decision.promote and cfg.shadow_forecasts > 0 and champ_scores is not None:
+        try:  # issue 16: a challenger that beat a champion offline first serves in shadow
+            job.version = reg.start_shadow(version.version, decision.reason, required=cfg.shadow_forecasts)
+            return "shadow", decision.reason
+        except RegistryError as exc:
+            job.version = reg.reject(version.version, f"shadow refused: {exc}")
+            return "rejected", f"shadow refused: {exc}"
+    if decision.promote:
+        try:
+            job.version = reg.promote(version.version, decision.reason)
+            status = "promoted"
+            return status, decision.reason
+        except RegistryError as exc:
+            job.version = reg.reject(version.version, f"promotion refused: {exc}")
+            return "rejected", f"promotion refused: {exc}"
+    job.version = reg.reject(version.version, decision.reason)
+    return "rejected", decision.reason
+
+
+def _retention_stage(job: _Job) -> None:
+    """Delete what the retention rule no longer keeps (a failure is logged: the decision
+    stands, and retention runs again at the next job)."""
+    try:
+        retained = job.reg.apply_retention(
+            job.key, keep_last=job.cfg.keep_last, audit_window_ms=job.cfg.audit_window_ms
+        )
+        job.metrics["retention_deleted"] = list(retained.deleted)
+    except ForexDiffusionError as exc:
+        logger.warning("retrain retention failed %s error=%s", job.log_ctx, exc)
+
+
+def _train_and_decide(job: _Job, claim: Claim | None) -> JobOutcome:
+    """The stages of a claimed job: recover → fetch → train → evaluate → decide → register → retention."""
+    key = job.key
+    job.reg.recover(key)  # under the claim: what it removes is no live job's
+    tc = job.cfg.train_config(key.symbol, key.timeframe, key.horizon)
+    frame, hold = _fetch_stage(job, tc)
+    final = _train_stage(job, tc, frame, hold)
+    challenger, champ_scores = _evaluate_stage(job, final, frame, hold)
+    decision = decide_promotion(challenger, champ_scores, job.cfg.policy)
+    job.note("decide", decision)
+    failpoint("retrain.register")  # crash after publishing, before registering
+    if claim is not None:
+        claim.check()  # fencing: a job whose claim expired under it registers nothing
+    status, reason = _register_stage(job, final, challenger, champ_scores, decision)
+    _retention_stage(job)
+    return job.outcome(status, reason)
+
+
 def run_retrain(
     request: RetrainRequest,
     *,
@@ -511,6 +733,7 @@ def run_retrain(
     config: JobConfig | None = None,
     registry: ModelRegistry | None = None,
     progress: Callable[[str, Any], None] | None = None,
+    claims: JobClaims | None | Literal["database"] = "database",
 ) -> JobOutcome:
     """Run one retrain job to its end and return its outcome (never raises the project's errors).
 
@@ -529,12 +752,17 @@ def run_retrain(
     progress
         Called with ``(stage, detail)``: ``fetch``, ``train`` (a
         :class:`~forex_diffusion.diffusion.TrainProgress`), ``evaluate``, ``decide``.
+    claims
+        Where the job claims its model key first (issue 15: one trainer per key across
+        retrain workers, :mod:`retraining.claims`): ``"database"`` (default) a
+        :class:`~retraining.claims.JobClaims` on ``engine``; None claims nothing.
 
     Returns
     -------
     JobOutcome
         ``promoted`` or ``rejected`` with the version and the decision's reason, or
-        ``failed`` with the error (a :class:`~forex_diffusion.errors.ForexDiffusionError`).
+        ``failed`` with the error (a :class:`~forex_diffusion.errors.ForexDiffusionError`);
+        ``failed`` with reason ``claimed: ClaimHeld`` when another job holds the key.
     """
     cfg = config or JobConfig()
     t0 = time.monotonic()
@@ -542,167 +770,24 @@ def run_retrain(
         check_request_id(request.request_id)
         key = key_of(request, cfg.horizon)
     except ForexDiffusionError as exc:
-        logger.error("retrain refused request=%r error=%s", request.request_id[:64], exc)
-        return JobOutcome(
-            request_id=request.request_id[:64],
-            key=request.key[:64],
-            symbol=request.symbol[:32],
-            timeframe=request.timeframe[:16],
-            horizon=cfg.horizon if request.horizon is None else request.horizon,
-            version=None,
-            status="failed",
-            reason=_failure_reason(exc),
-            duration_s=time.monotonic() - t0,
-            finished_at_ms=int(time.time() * 1000),
-        )
-    reg = registry or ModelRegistry(engine, model_dir)
-    timings: dict[str, float] = {}
-    metrics: dict[str, Any] = {"timings": timings}
-    version: ModelVersion | None = None
-    staging: Path | None = None
-    log_ctx = f"request={request.request_id} key={key}"
-
-    def note(stage_name: str, detail: Any = None) -> None:
-        if progress is not None:
-            progress(stage_name, detail)
-
-    def outcome(status: JobStatus, reason: str) -> JobOutcome:
-        champ = reg.champion(key) if status != "failed" else _safe_champion(reg, key)
-        out = JobOutcome(
-            request_id=request.request_id,
-            key=str(key),
-            symbol=key.symbol,
-            timeframe=key.timeframe,
-            horizon=key.horizon,
-            version=None if version is None else version.version,
-            status=status,
-            reason=reason,
-            metrics=metrics,
-            duration_s=time.monotonic() - t0,
-            champion=None if champ is None else champ.version,
-            artifact=None if version is None else str(reg.path_of(version)),
-            sha256=None if version is None else version.sha256,
-            finished_at_ms=int(time.time() * 1000),
-        )
-        logger.info(
-            "retrain done %s status=%s version=%s seconds=%.1f reason=%s",
-            log_ctx,
-            status,
-            out.version,
-            out.duration_s,
-            reason,
-        )
-        return out
-
+        return _refused(request, cfg, exc, t0)
+    job = _Job(request, key, cfg, engine, registry or ModelRegistry(engine, model_dir), t0, progress)
     try:
         if key.symbol == "*":
             raise ConfigError(
                 "a job trains on one symbol's candles; '*' models are registered with `forexd models register`"
             )
-        reg.recover(key)
-        tc = cfg.train_config(key.symbol, key.timeframe, key.horizon)
-        note("fetch", None)
-        t = time.monotonic()
-        candles = fetch_candles(engine, key.symbol, key.timeframe, limit=cfg.train_candles + cfg.holdout_candles)
-        timings["fetch_s"] = time.monotonic() - t
-        if len(candles) < cfg.holdout_candles + max(cfg.train_candles // 4, 2 * tc.batch_size):
-            raise ModelError(f"not enough candles for {key}: {len(candles)} in the database")
-        frame = _frame(candles)
-        hold = len(frame) - cfg.holdout_candles
-        metrics["data"] = {
-            "candles": len(frame),
-            "train_first_open_ms": int(frame["ts_ms"].iloc[0]),
-            "holdout_first_open_ms": int(frame["ts_ms"].iloc[hold]),
-            "last_open_ms": int(frame["ts_ms"].iloc[-1]),
-        }
-        staging = reg.staging_dir(key, f"{request.request_id}-{uuid.uuid4().hex[:6]}")
-
-        def on_train(p: TrainProgress) -> None:
-            failpoint("retrain.training")  # crash mid-training
-            note("train", p)
-
-        t = time.monotonic()
-        result = train(tc, frame.iloc[:hold].reset_index(drop=True), staging, progress=on_train)
-        timings["train_s"] = time.monotonic() - t
-        metrics["train"] = summarise_train_metrics(result.metrics)
-        final = reg.publish(result.checkpoint, key)
-        shutil.rmtree(staging, ignore_errors=True)
-
-        note("evaluate", None)
-        t = time.monotonic()
-        lo = max(0, hold - cfg.warmup_candles)
-        window = frame.iloc[lo:].reset_index(drop=True)
-
-        def score(p: Predictor) -> HoldoutScores:
-            return evaluate_holdout(
-                p,
-                window,
-                symbol=key.symbol,
-                timeframe=key.timeframe,
-                holdout_start=hold - lo,
-                every=cfg.eval_every,
-                samples=cfg.eval_samples,
-                steps=cfg.eval_steps,
-            )
-
-        challenger = score(Predictor.load(final))
-        metrics["challenger"] = challenger.to_dict()
-        champ = reg.resolve_champion(key.symbol, key.timeframe, key.horizon)
-        champ_scores: HoldoutScores | None = None
-        if champ is not None:
-            metrics["champion_version"] = champ.version
-            try:
-                champ_scores = score(reg.load(champ))
-                metrics["champion"] = champ_scores.to_dict()
-            except ForexDiffusionError as exc:
-                metrics["champion_error"] = str(exc)
-                logger.warning("retrain champion unusable %s champion=%s error=%s", log_ctx, champ.version, exc)
-        timings["evaluate_s"] = time.monotonic() - t
-
-        decision = decide_promotion(challenger, champ_scores, cfg.policy)
-        note("decide", decision)
-        failpoint("retrain.register")  # crash after publishing, before registering
-        version = reg.register(
-            final,
-            key=key,
-            request_id=request.request_id,
-            metrics={
-                "train": metrics["train"],
-                "holdout": challenger.to_dict(),
-                "champion_holdout": metrics.get("champion"),
-            },
-        )
-        if decision.promote and cfg.shadow_forecasts > 0 and champ_scores is not None:
-            try:  # issue 16: a challenger that beat a champion offline first serves in shadow
-                version = reg.start_shadow(version.version, decision.reason, required=cfg.shadow_forecasts)
-                status: JobStatus = "shadow"
-                reason = decision.reason
-            except RegistryError as exc:
-                version = reg.reject(version.version, f"shadow refused: {exc}")
-                status, reason = "rejected", f"shadow refused: {exc}"
-        elif decision.promote:
-            try:
-                version = reg.promote(version.version, decision.reason)
-                status = "promoted"
-                reason = decision.reason
-            except RegistryError as exc:
-                version = reg.reject(version.version, f"promotion refused: {exc}")
-                status, reason = "rejected", f"promotion refused: {exc}"
-        else:
-            version = reg.reject(version.version, decision.reason)
-            status, reason = "rejected", decision.reason
-        try:
-            retained = reg.apply_retention(key, keep_last=cfg.keep_last, audit_window_ms=cfg.audit_window_ms)
-            metrics["retention_deleted"] = list(retained.deleted)
-        except ForexDiffusionError as exc:  # the decision stands; retention runs again next job
-            logger.warning("retrain retention failed %s error=%s", log_ctx, exc)
-        return outcome(status, reason)
+        if claims is None:
+            return _train_and_decide(job, None)
+        book = JobClaims(engine) if claims == "database" else claims
+        with book.hold(str(key), request.request_id) as claim:
+            return _train_and_decide(job, claim)
     except ForexDiffusionError as exc:
-        logger.error("retrain failed %s error_type=%s error=%s", log_ctx, type(exc).__name__, exc)
-        return outcome("failed", _failure_reason(exc))
+        logger.error("retrain failed %s error_type=%s error=%s", job.log_ctx, type(exc).__name__, exc)
+        return job.outcome("failed", _failure_reason(exc))
     finally:
-        if staging is not None:  # exactly the directory this job made (never a glob: issue 13)
-            shutil.rmtree(staging, ignore_errors=True)
+        if job.staging is not None:  # exactly the directory this job made (never a glob: issue 13)
+            shutil.rmtree(job.staging, ignore_errors=True)
 
 
 def _failure_reason(exc: ForexDiffusionError) -> str:
@@ -710,6 +795,8 @@ def _failure_reason(exc: ForexDiffusionError) -> str:
     (which may hold paths, SQL or a child's output; the log has it)."""
     if isinstance(exc, ValidationError):
         code = exc.reason.value
+    elif isinstance(exc, (ClaimHeld, ClaimLost)):
+        code = "claimed"
     elif isinstance(exc, StorageError):
         code = "storage"
     elif isinstance(exc, ModelError):
