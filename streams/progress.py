@@ -4,32 +4,75 @@ The consumer's state for a partition and the offset it reflects are saved in one
 transaction (with the candle/forecast upserts they caused, after the output messages are
 acknowledged by the broker). When partitions are assigned, the state is restored and the
 consumer seeks to ``offset + 1``: Kafka is the log, the database is the checkpoint.
+
+Issue 15: the state is stored per series. The agent marks which series a record or a
+timer changed (:meth:`PartitionProgress.mark`, :meth:`PartitionProgress.touch`); a
+checkpoint writes only those (``snapshot(partition, series) -> {series: state}``), and the
+restore assembles the partition from its parts (``restore(partition, {series: state})``; a
+row written before the parts existed arrives whole, as the part :data:`WHOLE_STATE`). Each
+write carries the epoch its owner claimed when it was assigned the partition: a worker that
+lost the partition (paused, evicted) is refused (:class:`StaleOwnerError`), drops the
+partition's state and stops writing it. The checkpoint remembers a fingerprint of the record
+at its offset; the group's committed offset is that record's, so a restarted worker reads it
+again first and tells a reset or recreated log from the one it checkpointed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
 
 from faust.types import TP
 from sqlalchemy.exc import DBAPIError
 
-from forex_diffusion.errors import PermanentStorageError
-from forex_diffusion.storage import load_snapshot, save_progress
+from forex_diffusion.errors import PermanentStorageError, StaleOwnerError
+from forex_diffusion.storage import Checkpoint, claim_progress, load_snapshot, save_progress
 from forex_diffusion.storage.retry import classify
 
-__all__ = ["EXIT_STATE_REFUSED", "EXIT_STORAGE_FATAL", "PartitionProgress"]
+__all__ = ["EXIT_STATE_REFUSED", "EXIT_STORAGE_FATAL", "WHOLE_STATE", "PartitionProgress", "record_fingerprint"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 EXIT_STORAGE_FATAL = 74  # sysexits EX_IOERR: the database refuses writes for good
 EXIT_STATE_REFUSED = 65  # sysexits EX_DATAERR: a checkpointed state failed its signature (issue 13)
 FATAL_MIN_ATTEMPTS = 3  # a permanent storage error is fatal only after this many checkpoints failed with it
+
+#: The part under which a checkpoint written before issue 15 (one whole state) is restored.
+WHOLE_STATE = ""
+
+
+def record_fingerprint(record: Any) -> str:
+    """A short digest of a record's key, value and timestamp (what tells two logs apart)."""
+    h = hashlib.sha256()
+    for v in (getattr(record, "key", None), getattr(record, "value", None)):
+        b = v if isinstance(v, bytes) else b"" if v is None else str(v).encode()
+        h.update(len(b).to_bytes(8, "big"))
+        h.update(b)
+    ts = getattr(record, "timestamp", None)
+    h.update(b"-" if ts is None else str(round(float(ts) * 1000)).encode())
+    return h.hexdigest()[:32]
+
+
+@dataclass
+class _Delta:
+    """What one checkpoint of a partition writes in per-series mode."""
+
+    parts: dict[str, Any]
+    removed: list[str]
+    full: bool
+    fingerprint: str | None
+    epoch: int | None
+    names: set[str] = field(default_factory=set)
 
 
 class PartitionProgress:
@@ -42,11 +85,16 @@ class PartitionProgress:
         consumer: str,
         topic: str,
         engine: Any,
-        snapshot: Callable[[int], dict[str, Any]],
+        snapshot: Callable[..., dict[str, Any]],
         restore: Callable[[int, dict[str, Any]], None],
         drop: Callable[[int], None],
+        series: Callable[[int], Iterable[str]] | None = None,
         fatal_after_s: float = 30.0,
     ) -> None:
+        """``series`` (the series a partition holds now) turns on per-series checkpoints: then
+        ``snapshot(partition, series)`` returns ``{series: state}`` of the series asked for that
+        have a state (one asked for and left out is deleted), and ``restore(partition, parts)``
+        gets ``{series: state}``. Without it, ``snapshot(partition)`` is the whole state."""
         self.app = app
         self.consumer = consumer
         self.topic = topic
@@ -63,6 +111,16 @@ class PartitionProgress:
         self.restoring: dict[int, asyncio.Event] = {}
         self.fatal_after_s = fatal_after_s
         self._permanent: tuple[float, int] | None = None  # (first failure, count) of the current streak
+        self._series = series
+        self.changed: dict[int, set[str]] = {}  # series changed since the last capture
+        self._unsaved: dict[int, set[str]] = {}  # series captured, not yet durable (a failed write retries them)
+        self._full: set[int] = set()  # partitions whose next checkpoint writes every series
+        self._unsaved_full: set[int] = set()
+        self.epochs: dict[int, int] = {}  # partition -> the epoch this worker claimed
+        self.fenced: set[int] = set()  # partitions another worker claimed since: not processed, not written
+        self._records: dict[int, Any] = {}  # the record at each partition's offset (its fingerprint is taken lazily)
+        self._fingerprints: dict[int, str | None] = {}  # fingerprint of the record at each partition's offset
+        self._expect: dict[int, str] = {}  # fingerprint the restored checkpoint's record must have
 
     async def restored(self, partition: int) -> None:
         """Return once ``partition``'s state is restored (at once unless an assignment is
@@ -72,23 +130,54 @@ class PartitionProgress:
         if ev is not None:
             await ev.wait()
 
-    def admit(self, partition: int, offset: int) -> bool:
+    def admit(self, partition: int, offset: int, record: Any = None) -> bool:
         """Whether a message is new: its offset is past the last one processed.
 
         A message at or before the checkpoint is already in the restored state (the group's
         committed offset may lag the checkpoint by the commit that failed with a crash) —
         unless the log no longer holds the checkpoint (D3: a broker that lost its log, a
         topic deleted and recreated): then its offsets start again below the checkpoint and
-        every message is new. See :meth:`_log_was_reset`.
+        every message is new. See :meth:`_log_was_reset`. ``record``, the message at
+        ``offset``: when it is the checkpoint's own record and its fingerprint is not the one
+        checkpointed, the log was reset and has grown past the checkpoint again (issue 15).
+        A partition fenced off (claimed by another worker) admits nothing.
         """
+        if partition in self.fenced:
+            return False
         last = self.offsets.get(partition)
         if last is None or offset > last:
+            self._expect.pop(partition, None)  # past the checkpoint's record: it cannot be checked any more
             return True
         if self._log_was_reset(partition, offset, last):
-            self.offsets[partition] = offset - 1
-            self.dirty.add(partition)
+            self._restart_at(partition, offset)
             return True
+        want = self._expect.get(partition) if offset == last and record is not None else None
+        if want is not None:
+            del self._expect[partition]
+            got = record_fingerprint(record)
+            if got != want:
+                self.resets += 1
+                log.error(
+                    "progress.log_reset consumer=%s topic=%s partition=%d checkpoint=%d fingerprint=%s "
+                    "found=%s: the record at the checkpoint is another one (the log was reset or recreated "
+                    "and has grown past it); consuming it from here",
+                    self.consumer,
+                    self.topic,
+                    partition,
+                    last,
+                    want,
+                    got,
+                )
+                self._restart_at(partition, offset)
+                return True
         return False
+
+    def _restart_at(self, partition: int, offset: int) -> None:
+        self.offsets[partition] = offset - 1
+        self._expect.pop(partition, None)
+        self._records.pop(partition, None)
+        self._fingerprints[partition] = None
+        self.dirty.add(partition)
 
     def _log_was_reset(self, partition: int, offset: int, last: int) -> bool:
         """Whether the log of ``partition`` no longer reaches ``last``, the offset processed last.
@@ -99,9 +188,8 @@ class PartitionProgress:
         log is truncated. The mark is the one of the fetch responses (the broker's
         ListOffsets answer is not used: the embedded broker reports the last batch's base
         offset there, below records it has delivered). Not detected: a reset log that has
-        grown past ``last`` again before this worker reads it (the consumer resumes at the
-        committed offset, past the new records); that needs a fingerprint of the
-        checkpointed record.
+        grown past ``last`` again: that is told by the fingerprint of the checkpointed record
+        (:meth:`admit`, issue 15).
         """
         try:
             hw = self.app.consumer.highwater(TP(self.topic, partition)) if self.app is not None else None
@@ -122,62 +210,154 @@ class PartitionProgress:
         )
         return True
 
-    def mark(self, partition: int, offset: int) -> None:
-        """Record that ``offset`` of ``partition`` has been processed (in memory)."""
+    def mark(self, partition: int, offset: int, series: str | None = None, record: Any = None) -> None:
+        """Record that ``offset`` of ``partition`` has been processed (in memory), changing
+        ``series`` (if given); ``record`` is the message (its fingerprint goes with the checkpoint)."""
+        if partition in self.fenced:
+            return
         self.offsets[partition] = offset
         self.dirty.add(partition)
+        if record is not None:
+            self._records[partition] = record
+        if series is not None:
+            self.changed.setdefault(partition, set()).add(series)
 
-    def capture(self, partitions: Iterable[int] = ()) -> dict[int, tuple[int, dict[str, Any]]]:
+    def touch(self, partition: int, series: str | None = None) -> None:
+        """Record that ``series`` of ``partition`` changed without a record (a timer, an outcome);
+        without ``series``, every series of the partition (the next checkpoint writes them all)."""
+        if partition in self.fenced:
+            return
+        self.dirty.add(partition)
+        if series is None:
+            self._full.add(partition)
+        else:
+            self.changed.setdefault(partition, set()).add(series)
+
+    def _fingerprint(self, partition: int, offset: int) -> str | None:
+        rec = self._records.pop(partition, None)
+        if rec is not None and getattr(rec, "offset", None) == offset:
+            self._fingerprints[partition] = record_fingerprint(rec)
+        return self._fingerprints.get(partition)
+
+    def capture(self, partitions: Iterable[int] = ()) -> dict[int, tuple[int, Any]]:
         """Take ``(offset, state)`` of every dirty partition (and ``partitions``) right now.
 
         Synchronous on purpose: the state and the offsets are consistent because no other
-        coroutine runs in between. The caller persists them later with :meth:`persist`.
+        coroutine runs in between. The caller persists them later with :meth:`persist`. In
+        per-series mode the state is the series changed since the last durable checkpoint.
         """
         parts = sorted(self.dirty | set(partitions))
         self.dirty.clear()
-        return {p: (self.offsets[p], self._snapshot(p)) for p in parts if p in self.offsets}
+        out: dict[int, tuple[int, Any]] = {}
+        for p in parts:
+            if p not in self.offsets or p in self.fenced:
+                continue
+            offset = self.offsets[p]
+            fp = self._fingerprint(p, offset)
+            if self._series is None:
+                out[p] = (offset, self._snapshot(p))
+                continue
+            full = p in self._full or p in self._unsaved_full
+            if full:
+                self._full.discard(p)
+                self._unsaved_full.add(p)
+                self.changed.pop(p, None)
+                names = set(self._series(p))
+            else:
+                names = self.changed.pop(p, set()) | self._unsaved.get(p, set())
+            self._unsaved[p] = names
+            state = self._snapshot(p, sorted(names)) if names else {}
+            delta = _Delta(state, sorted(names - state.keys()), full, fp, self.epochs.get(p), names)
+            out[p] = (offset, delta)
+        return out
 
     async def persist(
         self,
         captured: dict[int, tuple[int, dict[str, Any]]],
-        effects: dict[int, tuple[Sequence[Any], ...]] | None = None,
+        effects: Mapping[int, tuple[Sequence[Any], ...]] | None = None,
     ) -> None:
         """Write each captured ``(offset, state)`` with its ``(candles, forecasts[, drift events[,
         shadow score rows]])`` in one transaction."""
         effects = effects or {}
         loop = asyncio.get_running_loop()
+        written: list[int] = []
         for p, (offset, state) in captured.items():
             candles, forecasts, *more = effects.get(p, ((), ()))
             drift = more[0] if more else ()
             shadow = more[1] if len(more) > 1 else ()
-            await loop.run_in_executor(
-                None,
-                lambda p=p, offset=offset, state=state, candles=candles, forecasts=forecasts, drift=drift, shadow=shadow: (
-                    save_progress(
+            if isinstance(state, _Delta):
+                kw: dict[str, Any] = {
+                    "parts": state.parts,
+                    "removed": state.removed,
+                    "full": state.full,
+                    "epoch": state.epoch,
+                    "fingerprint": state.fingerprint,
+                }
+            else:
+                kw = {"state": state, "epoch": self.epochs.get(p), "fingerprint": self._fingerprints.get(p)}
+            try:
+                await loop.run_in_executor(
+                    None,
+                    partial(
+                        save_progress,
                         self.engine,
                         consumer=self.consumer,
                         topic=self.topic,
                         partition=p,
                         offset=offset,
-                        state=state,
                         candle_items=list(candles),
                         forecast_rows=list(forecasts),
                         drift_items=list(drift),
                         shadow_rows=list(shadow),
-                    )
-                ),
-            )
+                        **kw,
+                    ),
+                )
+            except StaleOwnerError as exc:
+                self._fence(p, exc)
+                continue
+            written.append(p)
+            if isinstance(state, _Delta) and self._unsaved.get(p) is state.names:
+                del self._unsaved[p]
+                self._unsaved_full.discard(p)
+        captured = {p: captured[p] for p in written}
         if self.app is not None and captured:
             # The group's committed offset follows the checkpoint, never leads it (the topic
             # does not ack to Faust, so Faust never commits it: see create_app). The checkpoint in the database is what
             # counts; the commit only shortens the replay after a restart (admit() skips what
             # the state holds), so it runs in the background and may fail or time out.
-            positions = {TP(self.topic, p): off + 1 for p, (off, _s) in captured.items()}
+            # Committed at the checkpoint's own record (not after it): a restarted worker reads
+            # that record first and checks its fingerprint (admit); it is then skipped.
+            positions = {TP(self.topic, p): off for p, (off, _s) in captured.items()}
             task = asyncio.ensure_future(self._commit(positions))
             self._commits.add(task)
             task.add_done_callback(self._commits.discard)
         self.last_save = time.monotonic()
         self._permanent = None
+
+    def _fence(self, partition: int, exc: StaleOwnerError) -> None:
+        """Another worker claimed ``partition`` since this one was assigned it (this one was
+        paused or cut off and evicted by the group): drop its state and stop writing it. The
+        worker goes on with its other partitions; a new assignment claims it afresh."""
+        log.error(
+            "progress.fenced consumer=%s topic=%s partition=%d epoch=%s: %s -- another worker owns "
+            "this partition now; its state is dropped here and no longer written",
+            self.consumer,
+            self.topic,
+            partition,
+            self.epochs.get(partition),
+            exc,
+        )
+        self._forget(partition)
+        self.fenced.add(partition)
+
+    def _forget(self, partition: int) -> None:
+        self._drop(partition)
+        self.offsets.pop(partition, None)
+        self.dirty.discard(partition)
+        for d in (self.changed, self._unsaved, self.epochs, self._records, self._fingerprints, self._expect):
+            d.pop(partition, None)
+        self._full.discard(partition)
+        self._unsaved_full.discard(partition)
 
     def checkpoint_failed(self, exc: BaseException) -> None:
         """Count a failed checkpoint; exit the process when the database refuses writes for good.
@@ -219,21 +399,37 @@ class PartitionProgress:
         sys.stderr.flush()
         os._exit(EXIT_STORAGE_FATAL)
 
-    async def _load_snapshot(self, partition: int) -> tuple[int, dict[str, Any]] | None:
+    async def _claim(self, partition: int) -> int:
+        """Claim ``partition`` (a new owner epoch); a database that does not answer is waited out."""
+        return await self._wait_db(
+            partition,
+            lambda: claim_progress(self.engine, consumer=self.consumer, topic=self.topic, partition=partition),
+        )
+
+    async def _load_snapshot(self, partition: int) -> Checkpoint | None:
         """The partition's checkpoint row; a database that does not answer is waited out.
 
         An outage during a rebalance pauses the restore (a WARNING line per attempt, backing
         off to 30 s) instead of crashing the worker; a row that cannot be read as a state
         (not JSON) stops it like a refused snapshot.
         """
+        while True:
+            try:
+                return await self._wait_db(
+                    partition,
+                    lambda: load_snapshot(
+                        self.engine, consumer=self.consumer, topic=self.topic, partition=partition, detail=True
+                    ),
+                )
+            except ValueError as exc:  # the state column is not JSON
+                self._state_refused(partition, -1, exc)
+
+    async def _wait_db(self, partition: int, call: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
         delay = 0.5
         while True:
             try:
-                return await loop.run_in_executor(
-                    None,
-                    lambda: load_snapshot(self.engine, consumer=self.consumer, topic=self.topic, partition=partition),
-                )
+                return await loop.run_in_executor(None, call)
             except (DBAPIError, ConnectionError, TimeoutError) as exc:
                 err = classify(exc)
                 if isinstance(err, PermanentStorageError):
@@ -247,8 +443,6 @@ class PartitionProgress:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
-            except ValueError as exc:  # the state column is not JSON
-                self._state_refused(partition, -1, exc)
 
     def _state_refused(self, partition: int, offset: int, exc: Exception) -> None:
         """Stop the worker: a checkpointed state failed its signature or cannot be restored.
@@ -302,20 +496,42 @@ class PartitionProgress:
             if tp.partition not in self.restoring:
                 self.restoring[tp.partition] = asyncio.Event()
         for tp in mine:
-            snap = await self._load_snapshot(tp.partition)
+            p = tp.partition
+            if self.engine is not None:
+                # issue 15: the epoch every write of this assignment carries (an older owner's are refused)
+                self.epochs[p] = await self._claim(p)
+            self.fenced.discard(p)
+            snap = await self._load_snapshot(p)
             if snap is None:
-                self.offsets.pop(tp.partition, None)
+                self.offsets.pop(p, None)
             else:
-                offset, state = snap
+                offset = snap.offset
                 try:
-                    self._restore(tp.partition, state)
+                    if self._series is None:
+                        self._restore(p, snap.parts if snap.state is None else snap.state)
+                    elif snap.state is not None:  # written before issue 15: restored whole, rewritten as parts
+                        self._restore(p, {WHOLE_STATE: snap.state})
+                        self._full.add(p)
+                        self.dirty.add(p)
+                    else:
+                        self._restore(p, snap.parts)
                 except Exception as exc:  # noqa: BLE001 - issue 13: a state that fails is never loaded
                     # a tampered or foreign signature (ArtifactError), a malformed or unknown-version
                     # snapshot (ConfigError, KeyError, ...): the worker stops, it never hangs in restore
-                    self._state_refused(tp.partition, offset, exc)
-                self.offsets[tp.partition] = offset
-                log.info("progress.restored consumer=%s partition=%d offset=%d", self.consumer, tp.partition, offset)
-            self.restoring.pop(tp.partition).set()
+                    self._state_refused(p, offset, exc)
+                self.offsets[p] = offset
+                self._fingerprints[p] = snap.fingerprint
+                if snap.fingerprint is not None:
+                    self._expect[p] = snap.fingerprint
+                log.info(
+                    "progress.restored consumer=%s partition=%d offset=%d epoch=%s parts=%d",
+                    self.consumer,
+                    p,
+                    offset,
+                    self.epochs.get(p),
+                    len(snap.parts),
+                )
+            self.restoring.pop(p).set()
         # No explicit seek: Faust's recovery seeks to the group's committed offset, which the
         # agents keep equal to (or, after a crash between checkpoint and commit, just behind)
         # the checkpoint, and admit() skips what the restored state already holds. (Seeking
@@ -357,6 +573,5 @@ class PartitionProgress:
                 )
         for tp in revoked:
             if tp.topic == self.topic:
-                self._drop(tp.partition)
-                self.offsets.pop(tp.partition, None)
-                self.dirty.discard(tp.partition)
+                self._forget(tp.partition)
+                self.fenced.discard(tp.partition)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from .engine import make_engine, sqlite_url
 from .repository import (
+    Checkpoint,
+    claim_progress,
     count_candles,
     fetch_candles,
     fetch_drift_events,
@@ -20,11 +22,13 @@ from .repository import (
     upsert_forecasts,
 )
 from .retry import classify, db_retry, is_transient
-from .tables import NO_HORIZON, candles, drift_events, forecasts, metadata, snapshots
+from .tables import NO_HORIZON, candles, drift_events, forecasts, metadata, snapshot_parts, snapshots
 
 __all__ = [
     "NO_HORIZON",
+    "Checkpoint",
     "candles",
+    "claim_progress",
     "classify",
     "count_candles",
     "db_retry",
@@ -38,6 +42,7 @@ __all__ = [
     "make_engine",
     "metadata",
     "save_progress",
+    "snapshot_parts",
     "snapshots",
     "sqlite_url",
     "upsert_candles",

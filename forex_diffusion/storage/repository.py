@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, overload
 
-from sqlalchemy import Connection, Engine, Table, and_, func, select
+from sqlalchemy import Connection, Engine, Table, and_, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..domain import Candle
+from ..errors import StaleOwnerError
 from .retry import db_retry
-from .tables import NO_HORIZON, candles, drift_events, forecasts, snapshots
+from .tables import NO_HORIZON, candles, drift_events, forecasts, snapshot_parts, snapshots
 
 if TYPE_CHECKING:
     from ..drift import DriftEvent
 
 __all__ = [
+    "Checkpoint",
+    "claim_progress",
     "count_candles",
     "fetch_candles",
     "fetch_drift_events",
@@ -186,6 +190,62 @@ def upsert_drift_events(engine: Engine, items: Iterable[DriftEvent]) -> int:
     return len(batch)
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """A partition's checkpoint as :func:`load_snapshot` (``detail=True``) reads it.
+
+    ``parts`` holds one state per series (issue 15); ``state`` the whole state of a row
+    written before the parts existed (then ``parts`` is empty), else None.
+    """
+
+    offset: int
+    epoch: int = 0
+    fingerprint: str | None = None
+    state: dict[str, Any] | None = None
+    parts: dict[str, Any] = field(default_factory=dict)
+
+
+def _dumps(state: Any) -> str:
+    return json.dumps(state, separators=(",", ":"), allow_nan=False)
+
+
+def _key(table: Table, consumer: str, topic: str, partition: int) -> Any:
+    return and_(table.c.consumer == consumer, table.c.topic == topic, table.c.partition == partition)
+
+
+@db_retry
+def claim_progress(engine: Engine, *, consumer: str, topic: str, partition: int) -> int:
+    """Take ownership of a partition's checkpoint: increment its epoch, return the new one.
+
+    Called when a worker is assigned the partition; its writes then carry this epoch, and
+    :func:`save_progress` refuses those of any earlier owner (:class:`StaleOwnerError`). A
+    partition never checkpointed gets a row with offset -1 (no checkpoint) and no state; parts
+    left behind by a deleted row are deleted with it, so they never come back.
+    """
+    now = int(time.time() * 1000)
+    with engine.begin() as conn:
+        q = select(snapshots.c.epoch).where(_key(snapshots, consumer, topic, partition))
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update()
+        if conn.execute(q).first() is None:
+            conn.execute(delete(snapshot_parts).where(_key(snapshot_parts, consumer, topic, partition)))
+            stmt = _insert(conn, snapshots).values(
+                consumer=consumer, topic=topic, partition=partition, offset=-1, state="", updated_ms=now, epoch=1
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(  # a concurrent claim inserted it first
+                    index_elements=["consumer", "topic", "partition"], set_={"epoch": snapshots.c.epoch + 1}
+                )
+            )
+        else:
+            conn.execute(
+                update(snapshots).where(_key(snapshots, consumer, topic, partition)).values(epoch=snapshots.c.epoch + 1)
+            )
+        return int(
+            conn.execute(select(snapshots.c.epoch).where(_key(snapshots, consumer, topic, partition))).scalar_one()
+        )
+
+
 @db_retry
 def save_progress(
     engine: Engine,
@@ -194,7 +254,12 @@ def save_progress(
     topic: str,
     partition: int,
     offset: int,
-    state: dict[str, Any],
+    state: dict[str, Any] | None = None,
+    parts: Mapping[str, Any] | None = None,
+    removed: Iterable[str] = (),
+    full: bool = False,
+    epoch: int | None = None,
+    fingerprint: str | None = None,
     candle_items: Sequence[Candle] = (),
     forecast_rows: Sequence[dict[str, Any]] = (),
     drift_items: Sequence[DriftEvent] = (),
@@ -203,12 +268,64 @@ def save_progress(
     """Write effects (candles, forecasts, drift events, realised shadow scores) and the
     state/offset they reflect in ONE transaction.
 
-    After a crash the consumer restores ``state`` and resumes at ``offset + 1``; the
+    After a crash the consumer restores the state and resumes at ``offset + 1``; the
     effects it then re-applies are keyed upserts, so nothing is lost or doubled.
+
+    The state is either ``state`` (one whole state in the partition's row) or ``parts``
+    (issue 15): the series that changed since the last checkpoint, one row each; the series
+    in ``removed`` are deleted, and with ``full`` every other part too (``parts`` is then
+    the whole state). With ``epoch`` the write is fenced: a row claimed since by a newer owner
+    (:func:`claim_progress`) refuses it with :class:`StaleOwnerError`, and nothing is written.
     """
-    payload = json.dumps(state, separators=(",", ":"), allow_nan=False)
+    if (state is None) == (parts is None):
+        raise TypeError("save_progress takes either state= or parts=")
+    payload = "" if state is None else _dumps(state)
+    rows = {k: _dumps(v) for k, v in (parts or {}).items()}
     now = int(time.time() * 1000)
     with engine.begin() as conn:
+        # the partition's row first: on PostgreSQL its lock orders this write against a claim
+        values: dict[str, Any] = {"offset": offset, "state": payload, "updated_ms": now, "fingerprint": fingerprint}
+        if epoch is not None:
+            values["epoch"] = epoch
+        stmt = _insert(conn, snapshots).values(consumer=consumer, topic=topic, partition=partition, **values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["consumer", "topic", "partition"],
+            set_={k: stmt.excluded[k] for k in values},
+            where=None if epoch is None else snapshots.c.epoch <= epoch,
+        )
+        if conn.execute(stmt).rowcount == 0:
+            stored = conn.execute(select(snapshots.c.epoch).where(_key(snapshots, consumer, topic, partition))).scalar()
+            raise StaleOwnerError(
+                f"checkpoint of {consumer} {topic}[{partition}] refused: owner epoch {epoch}, "
+                f"the partition was claimed since (epoch {stored})"
+            )
+        where = _key(snapshot_parts, consumer, topic, partition)
+        gone = list(removed)
+        if state is not None or full:
+            conn.execute(delete(snapshot_parts).where(where))
+        elif gone:
+            conn.execute(delete(snapshot_parts).where(where, snapshot_parts.c.part.in_(gone)))
+        if rows:
+            ins = _insert(conn, snapshot_parts)
+            ins = ins.on_conflict_do_update(
+                index_elements=["consumer", "topic", "partition", "part"],
+                set_={"state": ins.excluded.state, "updated_ms": ins.excluded.updated_ms},
+            )
+            _execute_rows(
+                conn,
+                ins,
+                [
+                    {
+                        "consumer": consumer,
+                        "topic": topic,
+                        "partition": partition,
+                        "part": k,
+                        "state": v,
+                        "updated_ms": now,
+                    }
+                    for k, v in rows.items()
+                ],
+            )
         _upsert_candles(conn, candle_items)
         _upsert_forecasts(conn, forecast_rows)
         _upsert_drift(conn, drift_items)
@@ -216,35 +333,49 @@ def save_progress(
             from .registry import insert_shadow_scores
 
             insert_shadow_scores(conn, shadow_rows)
-        stmt = _insert(conn, snapshots).values(
-            consumer=consumer,
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            state=payload,
-            updated_ms=now,
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["consumer", "topic", "partition"],
-            set_={"offset": stmt.excluded.offset, "state": stmt.excluded.state, "updated_ms": stmt.excluded.updated_ms},
-        )
-        conn.execute(stmt)
+
+
+@overload
+def load_snapshot(
+    engine: Engine, *, consumer: str, topic: str, partition: int, detail: Literal[False] = ...
+) -> tuple[int, dict[str, Any]] | None: ...
+
+
+@overload
+def load_snapshot(
+    engine: Engine, *, consumer: str, topic: str, partition: int, detail: Literal[True]
+) -> Checkpoint | None: ...
 
 
 @db_retry
-def load_snapshot(engine: Engine, *, consumer: str, topic: str, partition: int) -> tuple[int, dict[str, Any]] | None:
-    """Return ``(offset, state)`` stored by :func:`save_progress`, or None."""
+def load_snapshot(
+    engine: Engine, *, consumer: str, topic: str, partition: int, detail: bool = False
+) -> tuple[int, dict[str, Any]] | Checkpoint | None:
+    """Return ``(offset, state)`` stored by :func:`save_progress`, or None (never checkpointed).
+
+    The state of a checkpoint written as parts is ``{series: state}``. With ``detail`` the
+    :class:`Checkpoint` (epoch, fingerprint, whole state or parts) is returned.
+    """
     with engine.connect() as conn:
         row = conn.execute(
-            select(snapshots.c.offset, snapshots.c.state).where(
-                snapshots.c.consumer == consumer,
-                snapshots.c.topic == topic,
-                snapshots.c.partition == partition,
+            select(snapshots.c.offset, snapshots.c.state, snapshots.c.epoch, snapshots.c.fingerprint).where(
+                _key(snapshots, consumer, topic, partition)
             )
         ).first()
-    if row is None:
-        return None
-    return int(row.offset), json.loads(row.state)
+        if row is None or row.offset < 0:
+            return None
+        parts: dict[str, Any] = {}
+        if not row.state:
+            q = select(snapshot_parts.c.part, snapshot_parts.c.state).where(
+                _key(snapshot_parts, consumer, topic, partition)
+            )
+            parts = {r.part: json.loads(r.state) for r in conn.execute(q.order_by(snapshot_parts.c.part))}
+    whole = json.loads(row.state) if row.state else None
+    if not detail:
+        return int(row.offset), parts if whole is None else whole
+    return Checkpoint(
+        offset=int(row.offset), epoch=int(row.epoch), fingerprint=row.fingerprint, state=whole, parts=parts
+    )
 
 
 def _to_candle(r: Any) -> Candle:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -14,9 +16,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    event,
+    inspect,
 )
+from sqlalchemy.exc import DBAPIError
 
-__all__ = ["NO_HORIZON", "candles", "drift_events", "forecasts", "metadata", "snapshots"]
+__all__ = ["NO_HORIZON", "candles", "drift_events", "forecasts", "metadata", "snapshot_parts", "snapshots"]
 
 metadata = MetaData()
 
@@ -71,8 +76,12 @@ drift_events = Table(
     Column("created_ms", BigInteger, nullable=False),
 )
 
-# Per-partition progress of a stateful consumer: the serialised state and the offset it
-# reflects are written in one transaction, so a restart resumes exactly after it.
+# Per-partition progress of a stateful consumer: the offset processed last, the owner's
+# epoch (fencing: a claim increments it, a write of an older owner is refused), and the
+# fingerprint of the record at the offset (a reset log is told from the one checkpointed).
+# The state lives in ``snapshot_parts``, one row per series, written with the offset in one
+# transaction; ``state`` holds a whole state only in rows written before the parts existed
+# (read as all parts, replaced by parts at the next checkpoint), else "".
 snapshots = Table(
     "state_snapshots",
     metadata,
@@ -82,7 +91,47 @@ snapshots = Table(
     Column("offset", BigInteger, nullable=False),
     Column("state", Text, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
+    Column("epoch", BigInteger, nullable=False, server_default="0"),
+    Column("fingerprint", String(64)),
     UniqueConstraint("consumer", "topic", "partition", name="uq_snapshot_key"),
 )
+
+# One series' state of a partition's checkpoint (issue 15: a checkpoint writes the series it
+# changed, not the whole partition).
+snapshot_parts = Table(
+    "snapshot_parts",
+    metadata,
+    Column("consumer", String(64), primary_key=True),
+    Column("topic", String(255), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("part", String(128), primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
+#: Columns added to ``state_snapshots`` after its first release: ``ALTER TABLE`` adds them to
+#: a database created before (issue 15), at the ``create_all`` that every engine runs.
+_ADDED_COLUMNS = (("epoch", "BIGINT NOT NULL DEFAULT 0"), ("fingerprint", "VARCHAR(64)"))
+
+
+@event.listens_for(metadata, "after_create")
+def _add_snapshot_columns(_target: Any, connection: Any, **_: Any) -> None:
+    """Upgrade an existing ``state_snapshots`` table in place (idempotent, race tolerant)."""
+    insp = inspect(connection)
+    if not insp.has_table(snapshots.name):  # a create_all of other tables only
+        return
+    have = {c["name"] for c in insp.get_columns(snapshots.name)}
+    for name, ddl in _ADDED_COLUMNS:
+        if name in have:
+            continue
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"ALTER TABLE {snapshots.name} ADD COLUMN IF NOT EXISTS {name} {ddl}")
+            continue
+        try:
+            connection.exec_driver_sql(f"ALTER TABLE {snapshots.name} ADD COLUMN {name} {ddl}")
+        except DBAPIError as exc:  # another process added it since we looked
+            if "duplicate column" not in str(exc.orig).lower():
+                raise
+
 
 from . import registry as _registry  # noqa: E402,F401  (register its tables)
