@@ -40,9 +40,9 @@ import numpy as np
 from scipy import stats
 
 from .domain import Candle
-from .errors import ConfigError, RejectReason, ValidationError
+from .errors import ConfigError, RejectReason, StateError, ValidationError
 from .indicators import BankSpec, IndicatorBank, RealisedVolatility
-from .indicators.base import SNAPSHOT_VERSION
+from .state import malformed, unwrap, wrap
 from .timeframes import Timeframe
 
 __all__ = [
@@ -274,6 +274,9 @@ class FeatureBuilder:
     ('ret_1@1m', 'ret_2@1m', 'logvol@1m', 'sma_3@1m')
     """
 
+    state_kind = "feature_builder"
+    state_version = 1
+
     def __init__(self, config: FeatureConfig | None = None, *, symbol: str | None = None) -> None:
         self.config = config or FeatureConfig()
         self.symbol = symbol
@@ -362,30 +365,34 @@ class FeatureBuilder:
         return self.features(timeframe) is not None
 
     def snapshot(self) -> dict[str, Any]:
-        """Return the whole builder as JSON-able, versioned plain data."""
-        return {
-            "type": "FeatureBuilder",
-            "version": SNAPSHOT_VERSION,
+        """Return the whole builder as JSON-able plain data, in the envelope."""
+        state = {
             "symbol": self.symbol,
             "config": self.config.to_dict(),
             "ignored": self.ignored,
             "series": {tf: s.snapshot() for tf, s in self._series.items()},
         }
+        return wrap(self, state)
 
     @classmethod
     def restore(cls, data: dict[str, Any]) -> FeatureBuilder:
-        """Rebuild a builder from :meth:`snapshot` output."""
-        if not isinstance(data, dict) or data.get("type") != "FeatureBuilder":
-            raise ConfigError("not a FeatureBuilder snapshot")
-        if data.get("version") != SNAPSHOT_VERSION:
-            raise ConfigError(f"unsupported FeatureBuilder snapshot version {data.get('version')!r}")
-        fb = cls(FeatureConfig.from_dict(data["config"]), symbol=data["symbol"])
-        fb.ignored = int(data.get("ignored", 0))
-        if set(data["series"]) != set(fb._series):
-            raise ConfigError("FeatureBuilder snapshot: timeframes do not match its config")
-        for tf, sdata in data["series"].items():
-            fb._series[tf].load(sdata)
+        """Rebuild a builder from :meth:`snapshot` output (the layout before the envelope is read too)."""
+        data = unwrap(data, cls, legacy=_legacy)
+        with malformed(cls):
+            fb = cls(FeatureConfig.from_dict(data["config"]), symbol=data["symbol"])
+            fb.ignored = int(data.get("ignored", 0))
+            if set(data["series"]) != set(fb._series):
+                raise StateError("FeatureBuilder snapshot: timeframes do not match its config")
+            for tf, sdata in data["series"].items():
+                fb._series[tf].load(sdata)
         return fb
+
+
+def _legacy(old: dict[str, Any]) -> dict[str, Any]:
+    """The layout before the envelope: the same fields beside ``"type"`` and ``"version": 1``."""
+    if old.get("type") != "FeatureBuilder" or old.get("version") != 1:
+        raise StateError(f"not a FeatureBuilder snapshot of version 1: {str(old)[:60]!r}")
+    return {k: v for k, v in old.items() if k not in ("type", "version")}
 
 
 def _latest(blocks: deque[tuple[int, list[float] | None]], as_of_ms: int) -> list[float] | None:

@@ -450,9 +450,8 @@ class SymbolForecaster:
                 "inputs": {k: b.snapshot() for k, b in s.inputs.items()},
             }
         out = {"version": SNAPSHOT_VERSION, "symbol": self.symbol, "last_open": dict(self.last_open), "series": ser}
-        closes = self.book.snapshot(self.symbol) if self.book is not None else None
-        if closes:
-            out["cross_book"] = closes  # this pair's recent closes
+        if self.book is not None and not self.book.is_empty(self.symbol):
+            out["cross_book"] = self.book.snapshot(self.symbol)  # this pair's recent closes
         return out
 
     @classmethod

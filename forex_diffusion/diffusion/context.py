@@ -33,6 +33,7 @@ import numpy as np
 
 from ..domain import Candle
 from ..errors import ConfigError, ModelError
+from ..state import malformed, unwrap, wrap
 
 __all__ = [
     "CALENDAR_DIM",
@@ -203,6 +204,9 @@ class SeriesContext:
     between consecutive candles, gaps included (a weekend is one step).
     """
 
+    state_kind = "series_context"
+    state_version = 1
+
     def __init__(self, *, symbol: str, timeframe: str, spec: ContextSpec | None = None) -> None:
         self.symbol = symbol
         self.timeframe = timeframe
@@ -287,9 +291,9 @@ class SeriesContext:
         )
 
     def snapshot(self) -> dict[str, Any]:
-        """Return the state as plain data (JSON-able)."""
+        """Return the state as plain data (JSON-able), in the envelope."""
         s = self._s
-        return {
+        state = {
             "symbol": self.symbol,
             "timeframe": self.timeframe,
             "spec": self.spec.to_dict(),
@@ -302,20 +306,24 @@ class SeriesContext:
             "last_close": s.last_close,
             "last_close_ms": s.last_close_ms,
         }
+        return wrap(self, state)
 
     @classmethod
     def restore(cls, data: dict[str, Any]) -> SeriesContext:
-        """Rebuild a context from :meth:`snapshot` output."""
-        ctx = cls(symbol=data["symbol"], timeframe=data["timeframe"], spec=ContextSpec.from_dict(data["spec"]))
-        s = ctx._s
-        s.returns.extend(float(x) for x in data["returns"])
-        s.ranges.extend(float(x) for x in data["ranges"])
-        s.var = float(data["var"])
-        s.var_slow = float(data["var_slow"])
-        s.seed_sum = float(data["seed_sum"])
-        s.n_returns = int(data["n_returns"])
-        s.last_close = None if data["last_close"] is None else float(data["last_close"])
-        s.last_close_ms = None if data["last_close_ms"] is None else int(data["last_close_ms"])
+        """Rebuild a context from :meth:`snapshot` output (the bare layout written before the
+        envelope is read too)."""
+        data = unwrap(data, cls, legacy=lambda old: old)
+        with malformed(cls):
+            ctx = cls(symbol=data["symbol"], timeframe=data["timeframe"], spec=ContextSpec.from_dict(data["spec"]))
+            s = ctx._s
+            s.returns.extend(float(x) for x in data["returns"])
+            s.ranges.extend(float(x) for x in data["ranges"])
+            s.var = float(data["var"])
+            s.var_slow = float(data["var_slow"])
+            s.seed_sum = float(data["seed_sum"])
+            s.n_returns = int(data["n_returns"])
+            s.last_close = None if data["last_close"] is None else float(data["last_close"])
+            s.last_close_ms = None if data["last_close_ms"] is None else int(data["last_close_ms"])
         return ctx
 
 

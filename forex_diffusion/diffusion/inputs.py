@@ -58,6 +58,7 @@ from ..domain import Candle
 from ..errors import ConfigError, ModelError
 from ..features import FeatureBuilder, FeatureConfig
 from ..instruments import InstrumentRegistry
+from ..state import malformed, unwrap, wrap
 from ..timeframes import Timeframe
 from .context import ContextSpec, _step_var
 
@@ -358,6 +359,9 @@ class CrossBook:
     of one pair at an ``as_of``. Memory: 64 closes per (pair, timeframe).
     """
 
+    state_kind = "cross_book"
+    state_version = 1
+
     def __init__(self) -> None:
         self._series: dict[tuple[str, str], _XSeries] = {}
 
@@ -382,13 +386,20 @@ class CrossBook:
         return s.times[-1] if s is not None and s.times else None
 
     def snapshot(self, symbol: str) -> dict[str, Any]:
-        """The entries of one pair (every timeframe), plain data."""
-        return {tf: s.snapshot() for (sym, tf), s in self._series.items() if sym == symbol}
+        """The entries of one pair (every timeframe), plain data in the envelope."""
+        return wrap(self, {tf: s.snapshot() for (sym, tf), s in self._series.items() if sym == symbol})
 
     def restore(self, symbol: str, data: dict[str, Any]) -> None:
-        """Put back one pair's entries from :meth:`snapshot` output."""
-        for tf, d in data.items():
-            self._series[(symbol, tf)] = _XSeries.restore(d)
+        """Put back one pair's entries from :meth:`snapshot` output (the bare layout written
+        before the envelope is read too)."""
+        state = unwrap(data, self, legacy=lambda old: old)
+        with malformed(self):
+            restored = {(symbol, str(tf)): _XSeries.restore(d) for tf, d in state.items()}
+        self._series.update(restored)
+
+    def is_empty(self, symbol: str) -> bool:
+        """Whether no entry of ``symbol`` is held."""
+        return not any(sym == symbol for sym, _ in self._series)
 
 
 class InputsBuilder:
@@ -401,6 +412,9 @@ class InputsBuilder:
     symbol
         The series.
     """
+
+    state_kind = "inputs_builder"
+    state_version = 1
 
     def __init__(self, spec: InputSpec, symbol: str) -> None:
         self.spec = spec
@@ -494,8 +508,8 @@ class InputsBuilder:
         return len(self._ind_idx) if kind == "indicators" else len(self._mtf_idx)
 
     def snapshot(self) -> dict[str, Any]:
-        """Plain data (JSON-able)."""
-        return {
+        """Plain data (JSON-able), in the envelope."""
+        state = {
             "spec": list(self.spec.names),
             "timeframe": self.spec.timeframe,
             "symbol": self.symbol,
@@ -504,18 +518,21 @@ class InputsBuilder:
             "mtf": None if self.mtf is None else self.mtf.snapshot(),
             "bars": [b.cur for b in self.bars],
         }
+        return wrap(self, state)
 
     @classmethod
     def restore(cls, data: dict[str, Any]) -> InputsBuilder:
-        """Inverse of :meth:`snapshot`."""
-        b = cls(InputSpec(tuple(data["spec"]), data["timeframe"]), data["symbol"])
-        b.last_close_ms = None if data["last_close_ms"] is None else int(data["last_close_ms"])
-        if data["indicators"] is not None:
-            b.indicators = FeatureBuilder.restore(data["indicators"])
-        if data["mtf"] is not None:
-            b.mtf = FeatureBuilder.restore(data["mtf"])
-        for bars, cur in zip(b.bars, data["bars"], strict=True):
-            bars.cur = None if cur is None else list(cur)
+        """Inverse of :meth:`snapshot` (the bare layout written before the envelope is read too)."""
+        data = unwrap(data, cls, legacy=lambda old: old)
+        with malformed(cls):
+            b = cls(InputSpec(tuple(data["spec"]), data["timeframe"]), data["symbol"])
+            b.last_close_ms = None if data["last_close_ms"] is None else int(data["last_close_ms"])
+            if data["indicators"] is not None:
+                b.indicators = FeatureBuilder.restore(data["indicators"])
+            if data["mtf"] is not None:
+                b.mtf = FeatureBuilder.restore(data["mtf"])
+            for bars, cur in zip(b.bars, data["bars"], strict=True):
+                bars.cur = None if cur is None else list(cur)
         return b
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from .bank import DEFAULT_SPEC, BankSpec, IndicatorBank
 from .base import (
     READY_TOLERANCE,
-    SNAPSHOT_VERSION,
     BarIndicator,
     BarLike,
     Indicator,
@@ -40,7 +39,6 @@ __all__ = [
     "READY_TOLERANCE",
     "RSI",
     "SMA",
-    "SNAPSHOT_VERSION",
     "BandsValue",
     "BankSpec",
     "BarIndicator",

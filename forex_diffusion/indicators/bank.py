@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, cast
 
-from ..errors import ConfigError
-from .base import SNAPSHOT_VERSION, BarLike, Indicator
+from ..errors import ConfigError, StateError
+from ..state import malformed, unwrap, wrap
+from .base import BarLike, Indicator
 from .fused import build_kernel
 from .registry import build_indicator, indicator_token
 
@@ -167,6 +168,9 @@ class IndicatorBank:
     >>> bank.update(bar(2, 1.5)) == bank.values()
     True
     """
+
+    state_kind = "indicator_bank"
+    state_version = 1
 
     __slots__ = (
         "spec",
@@ -352,9 +356,7 @@ class IndicatorBank:
     def snapshot(self) -> dict[str, Any]:
         """Return the whole bank as JSON-able, versioned plain data."""
         self._sync()
-        return {
-            "type": "IndicatorBank",
-            "version": SNAPSHOT_VERSION,
+        state = {
             "spec": list(self.spec.indicators),
             "count": self._count,
             "last_open_ms": self._last_open,
@@ -362,25 +364,28 @@ class IndicatorBank:
             "values": list(self._values),
             "indicators": [i.snapshot() for i in self._inds],
         }
+        return wrap(self, state)
 
     @classmethod
     def restore(cls, data: dict[str, Any]) -> IndicatorBank:
-        """Rebuild a bank from :meth:`snapshot` output."""
-        if not isinstance(data, dict) or data.get("type") != "IndicatorBank":
-            raise ConfigError("not an IndicatorBank snapshot")
-        if data.get("version") != SNAPSHOT_VERSION:
-            raise ConfigError(f"unsupported IndicatorBank snapshot version {data.get('version')!r}")
+        """Rebuild a bank from :meth:`snapshot` output (the layout before the envelope is read too)."""
+        data = unwrap(data, cls, legacy=_legacy)
+        with malformed(cls):
+            return cls._load(data)
+
+    @classmethod
+    def _load(cls, data: dict[str, Any]) -> IndicatorBank:
         bank = cls(BankSpec(indicators=tuple(data["spec"])))
         inds = [Indicator.restore(d) for d in data["indicators"]]
         if [indicator_token(i) for i in inds] != list(bank.spec.indicators):
-            raise ConfigError("IndicatorBank snapshot: indicators do not match its spec")
+            raise StateError("IndicatorBank snapshot: indicators do not match its spec")
         bank._install(inds)
         bank._count = int(data["count"])
         bank._last_open = None if data["last_open_ms"] is None else int(data["last_open_ms"])
         bank.duplicates = int(data.get("duplicates", 0))
         vals = data["values"]
         if len(vals) != len(bank._columns):
-            raise ConfigError("IndicatorBank snapshot: wrong number of values")
+            raise StateError("IndicatorBank snapshot: wrong number of values")
         bank._values = [None if v is None else float(v) for v in vals]
         bank._fuse()
         return bank
@@ -399,3 +404,10 @@ class IndicatorBank:
 
     def __repr__(self) -> str:
         return f"IndicatorBank(spec={str(self.spec)!r}, count={self._count})"
+
+
+def _legacy(old: dict[str, Any]) -> dict[str, Any]:
+    """The layout before the envelope: the same fields beside ``"type"`` and ``"version": 1``."""
+    if old.get("type") != "IndicatorBank" or old.get("version") != 1:
+        raise StateError(f"not an IndicatorBank snapshot of version 1: {str(old)[:60]!r}")
+    return {k: v for k, v in old.items() if k not in ("type", "version")}

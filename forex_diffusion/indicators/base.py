@@ -30,12 +30,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StateError
+from ..state import malformed, unwrap, wrap
 from .fusion import Part
 
 __all__ = [
     "READY_TOLERANCE",
-    "SNAPSHOT_VERSION",
     "BarIndicator",
     "BarLike",
     "Indicator",
@@ -48,9 +48,6 @@ __all__ = [
 
 READY_TOLERANCE = 1e-6
 """Largest weight the initial (seed) state may still carry in a value that is ``is_ready``."""
-
-SNAPSHOT_VERSION = 1
-"""Version of the plain-data form written by :meth:`Indicator.snapshot`."""
 
 V = TypeVar("V")
 Raw = float | tuple[float, ...] | None
@@ -147,6 +144,8 @@ class Indicator(ABC, Generic[V]):
 
     _params: ClassVar[tuple[str, ...]] = ()
     input_kind: ClassVar[str] = "scalar"
+    state_kind = "indicator"
+    state_version = 1
     _n: int
     _raw: Raw
     _fraw: Raw | _NoForming
@@ -273,36 +272,33 @@ class Indicator(ABC, Generic[V]):
         return type(self)(**self.params())
 
     def snapshot(self) -> dict[str, Any]:
-        """Return the whole state as JSON-able plain data (versioned)."""
-        return {
+        """Return the whole state as JSON-able plain data, in the envelope (:mod:`forex_diffusion.state`)."""
+        state = {
             "type": type(self).__name__,
-            "version": SNAPSHOT_VERSION,
             "params": self.params(),
             "n": self._n,
             "raw": _raw_to_plain(self._raw),
             "state": self._get_state(),
         }
+        return wrap(self, state)
 
     @classmethod
     def restore(cls, data: dict[str, Any]) -> Indicator[Any]:
-        """Rebuild an indicator from :meth:`snapshot` output (any registered type)."""
+        """Rebuild an indicator from :meth:`snapshot` output (any registered type; the layout
+        before the envelope is read too)."""
         from .registry import indicator_class
 
-        if not isinstance(data, dict) or data.get("version") != SNAPSHOT_VERSION:
-            raise ConfigError(
-                f"unsupported indicator snapshot version {data.get('version')!r}"
-                if isinstance(data, dict)
-                else "indicator snapshot must be a dict"
-            )
-        klass = indicator_class(str(data.get("type")))
-        if cls is not Indicator and not issubclass(klass, cls):
-            raise ConfigError(f"snapshot of {klass.__name__} cannot restore a {cls.__name__}")
-        ind = klass(**data["params"])
-        ind._n = int(data["n"])
-        raw = data["raw"]
-        ind._raw = tuple(raw) if isinstance(raw, list) else raw
-        ind._fraw = _NO
-        ind._set_state(data["state"])
+        state = unwrap(data, Indicator, legacy=_legacy)
+        with malformed(Indicator):
+            klass = indicator_class(str(state.get("type")))
+            if cls is not Indicator and not issubclass(klass, cls):
+                raise StateError(f"snapshot of {klass.__name__} cannot restore a {cls.__name__}")
+            ind = klass(**state["params"])
+            ind._n = int(state["n"])
+            raw = state["raw"]
+            ind._raw = tuple(raw) if isinstance(raw, list) else raw
+            ind._fraw = _NO
+            ind._set_state(state["state"])
         return ind
 
     def __repr__(self) -> str:
@@ -318,6 +314,13 @@ class Indicator(ABC, Generic[V]):
             for slot in getattr(klass, "__slots__", ()):
                 if hasattr(other, slot):
                     object.__setattr__(self, slot, getattr(other, slot))
+
+
+def _legacy(old: dict[str, Any]) -> dict[str, Any]:
+    """The layout before the envelope: the same fields beside ``"version": 1``."""
+    if old.get("version") != 1:
+        raise StateError(f"unsupported indicator snapshot version {str(old.get('version'))[:20]}")
+    return {k: v for k, v in old.items() if k != "version"}
 
 
 def _raw_to_plain(raw: Raw) -> Any:

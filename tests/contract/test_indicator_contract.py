@@ -267,7 +267,7 @@ def test_snapshot_json_restore_continue_equals_never_stopping(token: str, candle
     ind = build_indicator(token)
     _run(ind, candles[:cut])
     data = json.loads(json.dumps(ind.snapshot()))
-    assert data["version"] == 1 and data["type"] == type(ind).__name__
+    assert data["kind"] == "indicator" and data["v"] == 1 and data["state"]["type"] == type(ind).__name__
     resumed = Indicator.restore(data)
     assert type(resumed) is type(ind) and resumed.count == cut and resumed.params() == ind.params()
     np.testing.assert_array_equal(_run(resumed, candles[cut:700]), straight[cut:])

@@ -68,7 +68,7 @@ def test_memory_is_bounded_by_window(hourly: pd.DataFrame) -> None:
     ctx = SeriesContext(symbol="EURUSD", timeframe="1h", spec=ContextSpec(window=8, warmup=4))
     for bar in _bars(hourly, 1000):
         ctx.update(bar)
-    snap = ctx.snapshot()
+    snap = ctx.snapshot()["state"]
     assert len(snap["returns"]) == 8 and len(snap["ranges"]) == 8
 
 

@@ -64,7 +64,7 @@ def test_redelivered_candle_is_ignored(candles: list[Candle]) -> None:
     before = bank.snapshot()
     assert bank.update(candles[40]) == bank.values() and bank.duplicates == 1
     assert bank.revise(candles[49]) == bank.committed_values()
-    assert bank.snapshot()["indicators"] == before["indicators"]
+    assert bank.snapshot()["state"]["indicators"] == before["state"]["indicators"]
 
 
 def test_snapshot_is_json_and_resumes_exactly(candles: list[Candle]) -> None:

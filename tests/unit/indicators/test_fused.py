@@ -153,7 +153,7 @@ def test_members_handed_out_are_up_to_date(candles: list[Candle]) -> None:
         for ind in inds:
             ind.update(c)
     assert _is_fused(bank)
-    assert [i.snapshot()["state"] for i in bank.indicators] == [i.snapshot()["state"] for i in inds]
+    assert [i.snapshot()["state"]["state"] for i in bank.indicators] == [i.snapshot()["state"]["state"] for i in inds]
     assert [i.count for i in bank.indicators] == [700] * len(inds)
 
 
@@ -168,11 +168,11 @@ def test_inconsistent_members_keep_the_bank_on_the_members_with_a_warning(
     for c in candles[:400]:
         bank.update(c)
     data = json.loads(json.dumps(bank.snapshot()))
-    data["indicators"][0]["state"]["pc"] += 1e-4
+    data["state"]["indicators"][0]["state"]["state"]["pc"] += 1e-4
     with caplog.at_level("WARNING", logger="forex_diffusion.indicators.bank"):
         odd = IndicatorBank.restore(data)
     assert "fused step disabled" in caplog.text and not _is_fused(odd)
-    members = [Indicator.restore(d) for d in data["indicators"]]
+    members = [Indicator.restore(d) for d in data["state"]["indicators"]]
     for c in candles[400:700]:
         expected = [m.update(c) for m in members]
         assert list(odd.update(c).values()) == expected
