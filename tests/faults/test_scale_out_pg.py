@@ -26,7 +26,7 @@ import pytest
 from forex_diffusion.codec import encode
 
 from ..integration.kafka_io import publish, read_all
-from .group_drivers import CheckpointWatch, Feed
+from .group_drivers import CheckpointWatch, Feed, shifted
 from .harness import DUR, Record, ckey, db_candles, fold, hour_bursts, make_topics, wait_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres]
@@ -213,7 +213,9 @@ def _group(fault_env: dict[str, str], pg_url: str, spawn_worker: Any, kafka_boot
     )
     make_topics(kafka_bootstrap, env)
     assert set(DUR) == {"1m", "5m", "1h"}
-    return Group(env, spawn_worker, kafka_bootstrap, iter(hour_bursts(bursts, jpy=False, max_rows=120)))
+    base = hour_bursts(min(bursts, 71), jpy=False, max_rows=120)  # the sample holds 71 whole hours
+    more = [shifted(b, 1) for b in base[: bursts - len(base)]]  # then the same hours a week later
+    return Group(env, spawn_worker, kafka_bootstrap, iter(base + more))
 
 
 def test_three_workers_on_postgres_added_killed_removed_equal_the_oracle(
