@@ -87,3 +87,26 @@ def test_worker_naming_a_driver_that_is_not_installed_exits_78_in_one_line(broke
     assert res.returncode == 78, res.stderr
     assert "Traceback" not in res.stderr and "secret" not in res.stderr, res.stderr
     assert res.stderr.strip().splitlines()[-1].startswith("error: "), res.stderr
+
+
+@pytest.mark.postgres
+def test_the_timeout_settings_are_checked_and_reach_every_connection(pg_url: str) -> None:
+    from sqlalchemy import text
+
+    from forex_diffusion.errors import SettingsError
+    from streams.settings import Settings
+
+    with pytest.raises(SettingsError, match="db_lock_timeout_s must be >= 0"):
+        Settings.from_env({"FOREXD_DB_LOCK_TIMEOUT_S": "-1"})
+    with pytest.raises(SettingsError, match="FOREXD_DB_STATEMENT_TIMEOUT_S"):
+        Settings.from_env({"FOREXD_DB_STATEMENT_TIMEOUT_S": "nan"})
+    s = Settings.from_env(
+        {"FOREXD_DATABASE_URL": pg_url, "FOREXD_DB_STATEMENT_TIMEOUT_S": "2.5", "FOREXD_DB_LOCK_TIMEOUT_S": "0"}
+    )
+    eng = s.make_db_engine(create=False)
+    try:
+        with eng.connect() as c:
+            assert c.execute(text("SHOW statement_timeout")).scalar() == "2500ms"
+            assert c.execute(text("SHOW lock_timeout")).scalar() == "0"  # 0: no limit
+    finally:
+        eng.dispose()
