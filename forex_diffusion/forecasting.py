@@ -32,10 +32,12 @@ from .diffusion.inputs import CrossBook, InputsBuilder, InputSpec
 from .diffusion.predictor import Forecast
 from .domain import Candle
 from .drift import DriftConfig, DriftEvent, DriftMonitor
-from .errors import ConfigError
+from .errors import ConfigError, StateError
 from .evaluation import QUANTILE_LEVELS, StepScore, ewma_random_walk_quantiles, score_step
 from .features import FeatureBuilder, FeatureConfig
+from .monitoring import QualityMonitor
 from .online.learners import LearnerConfig, LearnerStep, OnlineLearnerSet
+from .state import malformed, unwrap, wrap
 from .timeframes import Timeframe
 from .trigger import Decision, RetrainRequest, TriggerPolicy, TriggerState, close_request, decide
 
@@ -43,12 +45,11 @@ __all__ = [
     "CandleOutcome",
     "Evaluation",
     "ForecasterConfig",
+    "PendingForecast",
     "RandomWalkPredictor",
     "SymbolForecaster",
     "forecast_record",
 ]
-
-SNAPSHOT_VERSION = 1
 
 
 class PredictorLike(Protocol):
@@ -118,6 +119,42 @@ class Evaluation:
     crps: float
     crps_rw: float
     score: StepScore  # the step's scores, computed once (crps and crps_rw repeat two of them)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingForecast:
+    """A published diffusion forecast awaiting its realised steps (scored one per candle).
+
+    ``quantiles`` and ``rw`` are ``[H, Q]`` (the model's and the random walk's); ``seen`` is
+    the number of candles realised since ``as_of_ms``.
+    """
+
+    as_of_ms: int
+    model_version: str
+    quantiles: np.ndarray
+    rw: np.ndarray
+    seen: int = 0
+
+    @property
+    def steps(self) -> int:
+        """The forecast's horizon (the steps it states)."""
+        return int(self.quantiles.shape[0])
+
+    def to_list(self) -> list[Any]:
+        """Plain data: ``[as_of_ms, model_version, quantiles, rw, seen]`` (the layout the
+        checkpoints always had)."""
+        return [self.as_of_ms, self.model_version, self.quantiles.tolist(), self.rw.tolist(), self.seen]
+
+    @classmethod
+    def from_list(cls, p: Sequence[Any]) -> PendingForecast:
+        """Inverse of :meth:`to_list`; a malformed entry is a ``StateError``."""
+        if not isinstance(p, (list, tuple)) or len(p) != 5:
+            raise StateError(f"a pending forecast is a list of 5 fields, got {str(p)[:60]!r}")
+        q = np.asarray(p[2], dtype=np.float64)
+        rw = np.asarray(p[3], dtype=np.float64)
+        if q.ndim != 2 or rw.shape != q.shape:
+            raise StateError(f"pending forecast quantiles {q.shape} and random walk {rw.shape} differ")
+        return cls(int(p[0]), str(p[1]), q, rw, int(p[4]))
 
 
 @dataclass(slots=True)
@@ -224,8 +261,8 @@ class _Series:
         self.learners = OnlineLearnerSet(symbol, tf, LearnerConfig(horizons=cfg.learner_horizons_of(tf)))
         self.drift = DriftMonitor(symbol, tf, cfg.drift)
         self.trigger = TriggerState()
-        # pending diffusion forecasts: (as_of_ms, model_version, quantiles [H,Q], rw [H,Q], steps seen)
-        self.pending: deque[list[Any]] = deque(maxlen=cfg.pending_forecasts or self.horizon + 1)
+        # published diffusion forecasts awaiting their realised steps
+        self.pending: deque[PendingForecast] = deque(maxlen=cfg.pending_forecasts or self.horizon + 1)
 
 
 def _ctx(symbol: str, timeframe: str, part: str) -> bytes:
@@ -234,7 +271,14 @@ def _ctx(symbol: str, timeframe: str, part: str) -> bytes:
 
 
 class SymbolForecaster:
-    """Everything the forecast path keeps for one symbol."""
+    """Everything the forecast path keeps for one symbol.
+
+    Its live forecast quality (:attr:`quality`, a :class:`QualityMonitor` of its series) is
+    part of its state: snapshotted and restored with it, so a rebalance or a restart keeps it.
+    """
+
+    state_kind = "symbol_forecaster"
+    state_version = 1
 
     def __init__(self, symbol: str, config: ForecasterConfig, *, book: CrossBook | None = None) -> None:
         self.symbol = symbol
@@ -250,6 +294,8 @@ class SymbolForecaster:
         # forecast timeframes whose series has no state yet: neither restored from a
         # snapshot nor warmed (:meth:`warm`); the agent warms them from stored candles
         self.cold: set[str] = set(self.series)
+        # rolling CRPS, skill and coverage of this symbol's scored forecast steps (its state)
+        self.quality = QualityMonitor()
 
     def on_candle(self, candle: Candle) -> CandleOutcome:
         """Process one closed candle of this symbol (any configured timeframe)."""
@@ -293,6 +339,7 @@ class SymbolForecaster:
             events += s.drift.update_features(feats, candle.close_ms)
         out.evaluations = self._score(s, candle)
         for ev in out.evaluations:
+            self.quality.add(ev.symbol, ev.timeframe, ev.step, ev.score)
             if ev.step in (1, s.horizon):
                 events += s.drift.update_score(ev.step, candle.close_ms, ev.score)
         out.drift = events
@@ -397,18 +444,28 @@ class SymbolForecaster:
 
     def _score(self, s: _Series, candle: Candle) -> list[Evaluation]:
         evals = []
+        s.pending = deque((replace(p, seen=p.seen + 1) for p in s.pending), maxlen=s.pending.maxlen)
         for p in s.pending:
-            p[4] += 1
-            step = p[4]
-            if step <= p[2].shape[0]:
-                q, rw = p[2][step - 1], p[3][step - 1]
+            step = p.seen
+            if step <= p.steps:
+                q, rw = p.quantiles[step - 1], p.rw[step - 1]
                 sc = score_step(q, rw, candle.close)
                 evals.append(
                     Evaluation(
-                        self.symbol, candle.timeframe, p[0], step, p[1], candle.close, q, rw, sc.crps, sc.crps_rw, sc
+                        self.symbol,
+                        candle.timeframe,
+                        p.as_of_ms,
+                        step,
+                        p.model_version,
+                        candle.close,
+                        q,
+                        rw,
+                        sc.crps,
+                        sc.crps_rw,
+                        sc,
                     )
                 )
-        while s.pending and s.pending[0][4] >= s.pending[0][2].shape[0]:
+        while s.pending and s.pending[0].seen >= s.pending[0].steps:
             s.pending.popleft()
         return evals
 
@@ -420,7 +477,7 @@ class SymbolForecaster:
         s = self.series[forecast.timeframe]
         learner = outcome.learner
         rw = rw_quantiles(forecast.last_close, outcome.sigma, forecast.horizon)
-        s.pending.append([forecast.as_of_ms, forecast.model_version, np.asarray(forecast.quantiles), rw, 0])
+        s.pending.append(PendingForecast(forecast.as_of_ms, forecast.model_version, np.asarray(forecast.quantiles), rw))
         return forecast_record(forecast, learner=learner, rw=rw, degraded=degraded)
 
     def close_request(self, timeframe: str, request_id: str) -> None:
@@ -444,15 +501,20 @@ class SymbolForecaster:
                 ),
                 "drift": base64.b64encode(s.drift.snapshot(context=_ctx(self.symbol, tf, "drift"))).decode("ascii"),
                 "trigger": s.trigger.to_dict(),
-                "pending": [[p[0], p[1], p[2].tolist(), p[3].tolist(), p[4]] for p in s.pending],
+                "pending": [p.to_list() for p in s.pending],
                 "history": [c.to_dict() for c in s.history],
                 "contexts": {k: c.snapshot() for k, c in s.contexts.items()},
                 "inputs": {k: b.snapshot() for k, b in s.inputs.items()},
             }
-        out = {"version": SNAPSHOT_VERSION, "symbol": self.symbol, "last_open": dict(self.last_open), "series": ser}
+        out: dict[str, Any] = {
+            "symbol": self.symbol,
+            "last_open": dict(self.last_open),
+            "series": ser,
+            "quality": self.quality.snapshot(),
+        }
         if self.book is not None and not self.book.is_empty(self.symbol):
             out["cross_book"] = self.book.snapshot(self.symbol)  # this pair's recent closes
-        return out
+        return wrap(self, out)
 
     @classmethod
     def restore(
@@ -461,17 +523,27 @@ class SymbolForecaster:
         """Inverse of :meth:`snapshot` (binary parts are signed for their series).
 
         ``symbol``: the series the caller restores (the checkpoint's key). A snapshot of
-        another symbol is refused (``ConfigError``), and its signed parts name their series:
-        one copied into another place fails its signature (``ArtifactError``).
+        another symbol is refused (``StateError``), and its signed parts name their series:
+        one copied into another place fails its signature (``ArtifactError``). The layout
+        before the envelope (``{"version": 1, ...}``, no quality monitor) is read too: its
+        quality monitor starts empty.
         """
-        if data.get("version") != SNAPSHOT_VERSION:
-            raise ConfigError(f"unsupported forecaster snapshot version {data.get('version')!r}")
+        data = unwrap(data, cls, legacy=_legacy)
+        with malformed(cls):
+            return cls._load(data, config, symbol=symbol, book=book)
+
+    @classmethod
+    def _load(
+        cls, data: dict[str, Any], config: ForecasterConfig, *, symbol: str | None, book: CrossBook | None
+    ) -> SymbolForecaster:
         if symbol is not None and data.get("symbol") != symbol:
-            raise ConfigError(f"the state stored for {symbol} is {str(data.get('symbol'))[:16]!r}'s")
+            raise StateError(f"the state stored for {symbol} is {str(data.get('symbol'))[:16]!r}'s")
         f = cls(data["symbol"], config, book=book)
-        if book is not None:
-            book.restore(f.symbol, data.get("cross_book", {}))
+        if book is not None and "cross_book" in data:
+            book.restore(f.symbol, data["cross_book"])
         f.last_open = {k: int(v) for k, v in data["last_open"].items()}
+        if data.get("quality") is not None:
+            f.quality = QualityMonitor.restore(data["quality"])
         for tf, d in data["series"].items():
             if tf not in f.series or int(d.get("horizon", f.series[tf].horizon)) != f.series[tf].horizon:
                 continue  # a series of another model horizon (issue 16) starts afresh (cold)
@@ -487,6 +559,12 @@ class SymbolForecaster:
             s.history.extend(Candle.from_dict(c) for c in d.get("history", []))
             s.contexts = {k: SeriesContext.restore(c) for k, c in d.get("contexts", {}).items()}
             s.inputs = {k: InputsBuilder.restore(b) for k, b in d.get("inputs", {}).items()}
-            for p in d["pending"]:
-                s.pending.append([int(p[0]), p[1], np.asarray(p[2]), np.asarray(p[3]), int(p[4])])
+            s.pending.extend(PendingForecast.from_list(p) for p in d["pending"])
         return f
+
+
+def _legacy(old: dict[str, Any]) -> dict[str, Any]:
+    """The layout before the envelope: the same fields beside ``"version": 1``."""
+    if old.get("version") != 1:
+        raise StateError(f"unsupported forecaster snapshot version {str(old.get('version'))[:20]}")
+    return {k: v for k, v in old.items() if k != "version"}

@@ -34,11 +34,13 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, RejectReason, ValidationError
+from .errors import ConfigError, RejectReason, StateError, ValidationError
 from .evaluation import StepScore, crps_quantiles, pinball_loss, score_step
+from .state import malformed, unwrap, wrap
 
 __all__ = [
     "DEFAULT_HORIZON_GROUPS",
@@ -193,6 +195,9 @@ class QualityMonitor:
     >>> row.crps_skill > 0
     True
     """
+
+    state_kind = "quality_monitor"
+    state_version = 1
 
     def __init__(
         self,
@@ -358,3 +363,48 @@ class QualityMonitor:
     def clone(self) -> QualityMonitor:
         """Return a fresh, empty monitor with the same hyperparameters."""
         return QualityMonitor(self.window, self.horizon_groups, self.max_series)
+
+    # -- state ------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the hyperparameters and every window as JSON-able plain data, in the envelope
+        (:mod:`forex_diffusion.state`); bounded by ``max_series`` x groups x ``window``."""
+        state = {
+            "window": self.window,
+            "groups": [[g.first, g.last] for g in self.horizon_groups],
+            "max_series": self.max_series,
+            "dropped": self.dropped,
+            "series": sorted([s, tf] for s, tf in self._series),
+            "windows": [
+                [s, tf, group, list(w.crps), list(w.crps_rw), list(w.cover_50), list(w.cover_90)]
+                for (s, tf, group), w in sorted(self._windows.items())
+            ],
+        }
+        return wrap(self, state)
+
+    @classmethod
+    def restore(cls, data: dict[str, Any]) -> QualityMonitor:
+        """Rebuild a monitor from :meth:`snapshot` output; a malformed one is a ``StateError``."""
+        state = unwrap(data, cls)
+        with malformed(cls):
+            groups = [HorizonGroup(int(a), None if b is None else int(b)) for a, b in state["groups"]]
+            mon = cls(int(state["window"]), groups, int(state["max_series"]))
+            mon.dropped = int(state["dropped"])
+            mon._series = {(str(s), str(tf)) for s, tf in state["series"]}
+            labels = set(mon.horizon_labels)
+            for s, tf, group, crps, crps_rw, c50, c90 in state["windows"]:
+                if group not in labels or (s, tf) not in mon._series:
+                    raise StateError(f"quality window {s}/{tf}/{group} outside the monitor's series or groups")
+                if not len(crps) == len(crps_rw) == len(c50) == len(c90) <= mon.window:
+                    raise StateError(f"quality window {s}/{tf}/{group}: uneven or longer than {mon.window}")
+                w = _Window(mon.window)
+                w.crps.extend(float(x) for x in crps)
+                w.crps_rw.extend(float(x) for x in crps_rw)
+                w.cover_50.extend(None if x is None else float(x) for x in c50)
+                w.cover_90.extend(None if x is None else float(x) for x in c90)
+                if not all(math.isfinite(x) for x in (*w.crps, *w.crps_rw)):
+                    raise StateError(f"quality window {s}/{tf}/{group}: non-finite score")
+                mon._windows[(str(s), str(tf), str(group))] = w
+            if len(mon._series) > mon.max_series:
+                raise StateError(f"quality monitor state holds more than {mon.max_series} series")
+        return mon

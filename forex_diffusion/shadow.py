@@ -30,15 +30,15 @@ import numpy as np
 
 from .diffusion.predictor import Forecast
 from .domain import Candle
-from .errors import ConfigError
+from .errors import ConfigError, StateError
 from .evaluation import crps_quantiles
 from .forecasting import rw_quantiles
+from .state import unwrap, wrap
 
-__all__ = ["SHADOW_STATE_VERSION", "ShadowRealised", "ShadowTracker"]
+__all__ = ["ShadowRealised", "ShadowTracker"]
 
 log = logging.getLogger(__name__)
 
-SHADOW_STATE_VERSION = 1
 _MAX_PENDING = 4096  # pairs per series at most (a horizon's worth is what the stream keeps)
 _RECENT = 512  # closes kept per series: a forecast added after later candles of its batch catches up
 
@@ -181,6 +181,9 @@ class ShadowTracker:
     0
     """
 
+    state_kind = "shadow_tracker"
+    state_version = 1
+
     def __init__(self) -> None:
         self._pending: dict[tuple[str, str], list[_Pair]] = {}
         # the latest closes per series, (close_ms, close): the candle agent processes a whole
@@ -279,28 +282,30 @@ class ShadowTracker:
         self._ready = [r for r in self._ready if r.symbol not in gone]
 
     def snapshot(self, symbols: Iterable[str]) -> dict[str, Any]:
-        """Plain-data state of ``symbols``' pairs."""
+        """Plain-data state of ``symbols``' pairs, in the envelope (:mod:`forex_diffusion.state`)."""
         wanted = set(symbols)
-        return {
-            "v": SHADOW_STATE_VERSION,
-            "series": [
-                [s, tf, [p.to_list() for p in ps]]
-                for (s, tf), ps in sorted(self._pending.items())
-                if s in wanted and ps
-            ],
-        }
+        series = [
+            [s, tf, [p.to_list() for p in ps]] for (s, tf), ps in sorted(self._pending.items()) if s in wanted and ps
+        ]
+        return wrap(self, {"series": series})
 
     def restore(self, data: Any) -> int:
         """Add the pairs of a :meth:`snapshot`; return how many. A malformed part is dropped
         with a warning (it can only make the shadow realise fewer forecasts, never others)."""
         n = 0
         try:
-            if not isinstance(data, dict) or data.get("v") != SHADOW_STATE_VERSION:
-                raise ConfigError(f"unsupported shadow state {str(data)[:60]!r}")
-            for symbol, tf, pairs in data["series"]:
+            state = unwrap(data, self, legacy=_legacy)
+            for symbol, tf, pairs in state["series"]:
                 restored = [_Pair.from_list(p) for p in pairs][-_MAX_PENDING:]
                 self._pending[(str(symbol), str(tf))] = restored
                 n += len(restored)
         except (ConfigError, KeyError, TypeError, ValueError) as exc:
             log.warning("shadow.state_dropped error=%s", str(exc)[:200])
         return n
+
+
+def _legacy(old: dict[str, Any]) -> dict[str, Any]:
+    """The layout before the envelope: ``{"v": 1, "series": [...]}``."""
+    if old.get("v") != 1 or set(old) != {"v", "series"}:
+        raise StateError(f"unsupported shadow state {str(old)[:60]!r}")
+    return {"series": old["series"]}

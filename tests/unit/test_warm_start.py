@@ -94,7 +94,7 @@ def test_a_warm_started_forecaster_forecasts_its_first_new_candle_as_an_uninterr
     assert all(r["learner"] for r in first if r is not None)  # the learners were rebuilt too
     # the state the stream keeps beyond the forecasts is the same: features, context, learners,
     # history (drift, pending forecasts and the trigger differ: nothing was published for them)
-    a, b = live.snapshot()["series"], warm.snapshot()["series"]
+    a, b = live.snapshot()["state"]["series"], warm.snapshot()["state"]["series"]
     for tf in TFS:
         for part in ("horizon", "features", "context", "learners", "history", "contexts"):
             assert a[tf][part] == b[tf][part], (tf, part)
@@ -123,7 +123,7 @@ def test_stored_history_is_bounded_per_timeframe_and_stops_before_the_first_new_
 
 def _state(f: SymbolForecaster) -> dict[str, Any]:
     """The snapshot without the learners' pickles (equal states need not pickle to equal bytes)."""
-    snap = f.snapshot()
+    snap = f.snapshot()["state"]
     for d in snap["series"].values():
         del d["learners"]
     return snap
@@ -141,13 +141,13 @@ def test_snapshots_keep_each_series_horizon_and_an_old_snapshot_still_restores(
     assert f.series["1m"].learners.config.horizons == (1, 24)
     assert f.series["5m"].pending.maxlen == 7
     snap = json.loads(json.dumps(f.snapshot()))
-    assert {tf: d["horizon"] for tf, d in snap["series"].items()} == {"1m": 24, "5m": 6}
+    assert {tf: d["horizon"] for tf, d in snap["state"]["series"].items()} == {"1m": 24, "5m": 6}
 
     back = SymbolForecaster.restore(snap, CFG, symbol="EURUSD")
     assert back.cold == set() and _state(back) == _state(f)
 
     old = json.loads(json.dumps(snap))  # a snapshot of before issue 16: no horizon per series
-    for d in old["series"].values():
+    for d in old["state"]["series"].values():
         del d["horizon"]
     restored = SymbolForecaster.restore(old, CFG, symbol="EURUSD")
     assert restored.cold == set() and _state(restored) == _state(f)

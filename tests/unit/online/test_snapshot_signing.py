@@ -133,7 +133,7 @@ def test_a_forecaster_state_stored_under_another_symbol_is_refused() -> None:
     assert SymbolForecaster.restore(state, cfg, symbol="EURUSD").symbol == "EURUSD"
     with pytest.raises(ConfigError, match="state stored for GBPUSD"):
         SymbolForecaster.restore(state, cfg, symbol="GBPUSD")  # copied whole into GBPUSD's place
-    relabelled = {**state, "symbol": "GBPUSD"}  # ... and relabelled: its signed parts still say EURUSD
-    if relabelled["series"]:
+    relabelled = {**state, "state": {**state["state"], "symbol": "GBPUSD"}}  # ... and relabelled: its
+    if relabelled["state"]["series"]:  # signed parts still say EURUSD
         with pytest.raises(ArtifactError):
             SymbolForecaster.restore(relabelled, cfg, symbol="GBPUSD")
