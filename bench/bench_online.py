@@ -4,7 +4,9 @@ Run: ``.venv/bin/python bench/bench_online.py`` (about a minute on 2 cores).
 
 Prints
 1. cost per candle of ``OnlineLearnerSet.step`` (2 horizons) beside river's own
-   ``predict_one`` + ``learn_one`` of the same pipelines, measured in this process;
+   ``predict_one`` + ``learn_one`` of the same pipelines, measured in this process, on the
+   inputs the forecaster gives the learners: the indicator feature vector
+   (``FeatureBuilder``) and the context's EWMA volatility (``SeriesContext.sigma``);
 2. cost per update of each detector wrapper beside the bare river detector;
 3. detection delays on synthetic regime changes (10 seeds) and false alarms on 20
    stationary seeds;
@@ -22,11 +24,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from river import drift as river_drift
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from forex_diffusion.diffusion.context import SeriesContext  # noqa: E402
+from forex_diffusion.diffusion.inputs import frame_candles  # noqa: E402
 from forex_diffusion.domain import Candle  # noqa: E402
 from forex_diffusion.drift import (  # noqa: E402
     AdwinDetector,
@@ -36,8 +41,8 @@ from forex_diffusion.drift import (  # noqa: E402
     KSFeatureDetector,
     PageHinkleyDetector,
 )
+from forex_diffusion.features import FeatureBuilder, FeatureConfig  # noqa: E402
 from forex_diffusion.online import (  # noqa: E402
-    BasicFeatures,
     LearnerConfig,
     OnlineLearnerSet,
     default_classifier,
@@ -67,6 +72,26 @@ def _best_of(fn: Callable[[], int], repeat: int = 3) -> float:
     return best
 
 
+class ProductFeatures:
+    """The learners' inputs as ``SymbolForecaster.on_candle`` makes them, for one 1h series.
+
+    The feature row is the indicator feature vector of the candle (``FeatureBuilder``, the
+    default indicator set); the volatility is the serving context's EWMA sigma (NaN until
+    known). The KS feature detector gets the same row.
+    """
+
+    def __init__(self) -> None:
+        self.builder = FeatureBuilder(FeatureConfig(forecast_timeframe="1h", timeframes=("1h",)), symbol="EURUSD")
+        self.context = SeriesContext(symbol="EURUSD", timeframe="1h")
+
+    def update(self, candle: Candle) -> tuple[dict[str, float], float]:
+        self.builder.on_candle(candle)
+        self.context.update(candle)
+        fv = self.builder.features("1h", candle.close_ms)
+        sigma = self.context.sigma
+        return (fv.as_dict() if fv is not None else {}), (sigma if sigma and math.isfinite(sigma) else math.nan)
+
+
 def _candles(closes: list[float], t0: int = 0) -> list[Candle]:
     return [
         Candle(
@@ -83,10 +108,9 @@ def _candles(closes: list[float], t0: int = 0) -> list[Candle]:
     ]
 
 
-def bench_learners(closes: list[float]) -> None:
-    feats = BasicFeatures()
-    rows = [feats.update(c) for c in closes]
-    candles = _candles(closes)
+def bench_learners(candles: list[Candle]) -> None:
+    feats = ProductFeatures()
+    rows = [feats.update(c) for c in candles]
 
     def ours() -> int:
         ls = OnlineLearnerSet("EURUSD", "1h", LearnerConfig(horizons=(1, 12)))
@@ -97,27 +121,29 @@ def bench_learners(closes: list[float]) -> None:
     def river_only() -> int:
         # the same work river does for us: per horizon, predict both models and learn both
         models = {h: (default_regressor(), default_classifier()) for h in (1, 12)}
-        for i, (f, _) in enumerate(rows):
+        for i, (f, v) in enumerate(rows):
+            if not f or not v > 0:
+                continue  # the learner set skips candles without features or volatility too
             for h, (reg, clf) in models.items():
                 reg.predict_one(f)
                 clf.predict_proba_one(f)
-                if i >= h:
+                if i >= h and rows[i - h][0]:
                     x = rows[i - h][0]
                     reg.learn_one(x, 0.1)
                     clf.learn_one(x, True)
         return len(rows)
 
     def features_only() -> int:
-        fb = BasicFeatures()
-        for c in closes:
+        fb = ProductFeatures()
+        for c in candles:
             fb.update(c)
-        return len(closes)
+        return len(candles)
 
     t_ours, t_river, t_feat = _best_of(ours), _best_of(river_only), _best_of(features_only)
-    print("== learners: per closed candle, horizons (1, 12), real EUR/USD 1h ==")
+    print(f"== learners: per closed candle, horizons (1, 12), real EUR/USD 1h, {len(rows[-1][0])} features ==")
     print(f"  OnlineLearnerSet.step          {t_ours * 1e6:8.1f} us")
     print(f"  river pipelines alone          {t_river * 1e6:8.1f} us   (ratio ours/river {t_ours / t_river:.2f})")
-    print(f"  BasicFeatures.update           {t_feat * 1e6:8.1f} us")
+    print(f"  features + sigma (product)     {t_feat * 1e6:8.1f} us")
 
 
 def bench_detectors(values: list[float]) -> None:
@@ -193,10 +219,10 @@ def _regime_run(seed: int, kind: str, n: int, change: int) -> list[tuple[int, Dr
         mu[:change], mu[change:] = 0.2 * SIGMA, -0.2 * SIGMA
     closes = 1.1 * np.exp(np.cumsum(mu + sig * rng.standard_normal(n)))
     mu0 = float(mu[0])
-    ls, mon, fb = OnlineLearnerSet("EURUSD", "1h"), DriftMonitor("EURUSD", "1h"), BasicFeatures()
+    ls, mon, fb = OnlineLearnerSet("EURUSD", "1h"), DriftMonitor("EURUSD", "1h"), ProductFeatures()
     out = []
     for i, candle in enumerate(_candles(closes.tolist())):
-        f, vol = fb.update(candle.close)
+        f, vol = fb.update(candle)
         evs = mon.update_learner(ls.step(candle, f, vol))
         for h in (1, 12):
             if i >= h:
@@ -239,7 +265,7 @@ def regimes() -> None:
 
 
 def _real_batches(
-    ts_list: list[int], closes: list[float], baseline: bool
+    candles: list[Candle], baseline: bool
 ) -> tuple[list[tuple[int, list[DriftEvent]]], OnlineLearnerSet, float]:
     """Run learners + detectors over real candles; optionally a probabilistic baseline too.
 
@@ -248,13 +274,14 @@ def _real_batches(
     and CRPS detectors. It ignores fat tails and the intraday vol cycle, so it is often
     miscalibrated: the case the cooldown exists for.
     """
-    ls, mon, fb = OnlineLearnerSet("EURUSD", "1h"), DriftMonitor("EURUSD", "1h"), BasicFeatures()
+    closes = [c.close for c in candles]
+    ls, mon, fb = OnlineLearnerSet("EURUSD", "1h"), DriftMonitor("EURUSD", "1h"), ProductFeatures()
     vols: list[float] = []
     batches: list[tuple[int, list[DriftEvent]]] = []
     t = time.perf_counter()
-    for i, (ts, c) in enumerate(zip(ts_list, closes, strict=True)):
-        candle = Candle(symbol="EURUSD", timeframe="1h", open_ms=ts, close_ms=ts + HOUR, open=c, high=c, low=c, close=c)
-        f, vol = fb.update(c)
+    for i, candle in enumerate(candles):
+        ts, c = candle.open_ms, candle.close
+        f, vol = fb.update(candle)
         vols.append(vol)
         evs = mon.update_learner(ls.step(candle, f, vol)) + mon.update_features(f, ts + HOUR)
         if baseline:
@@ -269,12 +296,13 @@ def _real_batches(
     return batches, ls, time.perf_counter() - t
 
 
-def real_rates(frame: object) -> None:
-    ts_list = frame.ts_ms.tolist()  # type: ignore[attr-defined]
-    closes = frame.close.tolist()  # type: ignore[attr-defined]
+def real_rates(frame: pd.DataFrame) -> None:
+    candles = frame_candles(frame, "EURUSD", "1h")
+    ts_list = frame.ts_ms.tolist()
+    closes = frame.close.tolist()
     years = (ts_list[-1] - ts_list[0]) / (365.25 * DAY)
     for baseline in (False, True):
-        batches, ls, elapsed = _real_batches(ts_list, closes, baseline)
+        batches, ls, elapsed = _real_batches(candles, baseline)
         by = Counter(f"{e.detector}@{e.horizon}" for _, evs in batches for e in evs)
         n_events = sum(by.values())
         what = "learners + KS + baseline calibration/CRPS" if baseline else "learners + KS"
@@ -315,7 +343,7 @@ def main() -> None:
         raise SystemExit(2)
     frame = read_candles(H1_FILE, symbol="EURUSD", price="mid").frame
     closes = frame.close.tolist()
-    bench_learners(closes[:8000])
+    bench_learners(frame_candles(frame.iloc[:8000], "EURUSD", "1h"))
     r = np.diff(np.log(np.asarray(closes[:20097])))
     vol = np.array([r[t - 96 : t].std(ddof=1) for t in range(96, r.size)])
     bench_detectors(np.abs(r[96:] / vol).tolist())

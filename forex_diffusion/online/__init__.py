@@ -1,8 +1,7 @@
-"""Online learners with delayed labels, their default features and verified snapshots."""
+"""Online learners with delayed labels and verified snapshots."""
 
 from __future__ import annotations
 
-from .features import BasicFeatures, basic_features, trailing_vol
 from .learners import (
     HorizonPrediction,
     HorizonSkill,
@@ -17,17 +16,14 @@ from .snapshot import SNAPSHOT_MAGIC, dump_state, load_state
 
 __all__ = [
     "SNAPSHOT_MAGIC",
-    "BasicFeatures",
     "HorizonPrediction",
     "HorizonSkill",
     "LearnerConfig",
     "LearnerStep",
     "OnlineLearnerSet",
     "RealisedLabel",
-    "basic_features",
     "default_classifier",
     "default_regressor",
     "dump_state",
     "load_state",
-    "trailing_vol",
 ]

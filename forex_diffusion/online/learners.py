@@ -5,8 +5,8 @@ For each horizon ``h`` (in candles) the target of a forecast made on the candle 
 
 .. math:: y = \\operatorname{clip}\\Big(\\frac{\\log(c_{t+h} / c_t)}{\\sigma_t \\sqrt{h}}, \\pm c\\Big)
 
-where ``σ_t`` is the one-step volatility the caller passes with the candle (e.g. from
-:class:`~forex_diffusion.online.features.BasicFeatures`) and ``c`` is ``target_clip``.
+where ``σ_t`` is the one-step volatility the caller passes with the candle (the forecaster
+passes its context's EWMA volatility) and ``c`` is ``target_clip``.
 A river pipeline ``StandardScaler | LinearRegression`` predicts ``y``; a
 ``StandardScaler | LogisticRegression`` predicts ``P(y > 0)``.
 

@@ -10,7 +10,7 @@ import pytest
 from forex_diffusion.domain import Candle
 from forex_diffusion.drift import DriftEvent, DriftMonitor
 from forex_diffusion.errors import ConfigError
-from forex_diffusion.online import BasicFeatures, OnlineLearnerSet
+from forex_diffusion.online import OnlineLearnerSet
 from forex_diffusion.readers import read_candles
 from forex_diffusion.trigger import (
     RetrainRequest,
@@ -22,6 +22,7 @@ from forex_diffusion.trigger import (
     request_id_for,
 )
 
+from ..online_features import BasicFeatures
 from ..realdata import DATA
 
 HOUR = 3_600_000

@@ -11,7 +11,7 @@ import pytest
 @pytest.mark.parametrize(
     "module",
     [
-        "forex_diffusion.online.features",
+        "tests.online_features",
         "forex_diffusion.online.learners",
         "forex_diffusion.online.snapshot",
         "forex_diffusion.drift",

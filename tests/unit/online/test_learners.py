@@ -13,17 +13,15 @@ from river import linear_model
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ArtifactError, ConfigError, ValidationError
 from forex_diffusion.online import (
-    BasicFeatures,
     LearnerConfig,
     LearnerStep,
     OnlineLearnerSet,
-    basic_features,
     dump_state,
     load_state,
-    trailing_vol,
 )
 from forex_diffusion.readers import read_candles
 
+from ...online_features import BasicFeatures, basic_features, trailing_vol
 from ...realdata import DATA
 
 H1_FILE = DATA / "lean_oanda_eurusd_h1_2007_2017.csv.gz"

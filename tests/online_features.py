@@ -1,7 +1,9 @@
-"""A tiny causal default feature set for the online learners.
+"""A tiny causal feature set for tests of the online learners and drift detectors.
 
-The learners take any ``Mapping[str, float]``; this module only exists so they work before
-the indicator feature builder is wired in. Every value at time t uses closes at or before t.
+The learners take any ``Mapping[str, float]``; the product feeds them the indicator
+features (:class:`forex_diffusion.features.FeatureBuilder`). This test helper (it was
+``forex_diffusion.online.features``, used by no product code) gives cheap, closed-form
+inputs. Every value at time t uses closes at or before t.
 
 Features (all dimensionless, so one learner fits any price level):
 
@@ -29,7 +31,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 
-from ..errors import ConfigError
+from forex_diffusion.errors import ConfigError
 
 __all__ = ["BasicFeatures", "basic_features", "trailing_vol"]
 
