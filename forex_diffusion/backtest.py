@@ -30,7 +30,6 @@ from ._bitmap_font import draw_text, text_width
 from .diffusion.context import ForecastRequest
 from .diffusion.inputs import build_extra, frame_candles
 from .diffusion.predictor import Forecast, Predictor
-from .domain import Candle
 from .errors import ConfigError
 from .evaluation import QUANTILE_LEVELS, ewma_random_walk_quantiles
 from .timeframes import Timeframe, datetime_to_ms
@@ -115,27 +114,6 @@ def parse_utc_date(text: str) -> int:
     return datetime_to_ms(dt)
 
 
-def _candles(frame: pd.DataFrame, symbol: str, tf: Timeframe) -> list[Candle]:
-    f = frame.sort_values("ts_ms", kind="stable").drop_duplicates("ts_ms", keep="last")
-    out = []
-    for ts, o, h, lo, c in zip(
-        f["ts_ms"].tolist(), f["open"].tolist(), f["high"].tolist(), f["low"].tolist(), f["close"].tolist(), strict=True
-    ):
-        out.append(
-            Candle(
-                symbol=symbol,
-                timeframe=tf.name,
-                open_ms=int(ts),
-                close_ms=tf.end_of(int(ts)),
-                open=float(o),
-                high=float(h),
-                low=float(lo),
-                close=float(c),
-            )
-        )
-    return out
-
-
 def backtest(
     candles: pd.DataFrame,
     predictor: Predictor,
@@ -173,7 +151,7 @@ def backtest(
         Columns :data:`BACKTEST_COLUMNS`, sorted by ``as_of`` then ``step``.
     """
     tf = Timeframe.parse(config.timeframe)
-    bars = _candles(candles, config.symbol, tf)
+    bars = frame_candles(candles, config.symbol, tf.name)
     closes = np.array([b.close for b in bars])
     ctx = predictor.new_context(config.symbol, tf.name)
     extras = None
