@@ -25,15 +25,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from forex_diffusion.errors import RejectReason, ValidationError
 from forex_diffusion.wire import dead_letter_value
 
-__all__ = ["Containment", "RecordScope", "dead_letter_headers", "dead_letter_record"]
+__all__ = ["Containment", "DeadLetter", "RecordScope", "dead_letter_headers", "dead_letter_record"]
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 DeadLetter = tuple[bytes | None, bytes, list[tuple[str, bytes]]]  # (key, value, headers)
 
 
@@ -126,6 +127,22 @@ class Containment:
         log.debug(
             "deadletter source=%s reason=%s partition=%d offset=%d", self.source, error.reason.value, partition, offset
         )
+
+    def guarded(self, event: str, fn: Callable[[], T], **context: Any) -> T | None:
+        """``fn()``, or None when it fails outside any one record's path (a candle the idle
+        timer closed that cannot be encoded): nothing to dead-letter, so the bug is counted
+        and logged at ERROR with its traceback as ``event`` with ``context``, and we go on."""
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - contained
+            self.internal(event, exc, **context)
+            return None
+
+    def internal(self, event: str, exc: BaseException, **context: Any) -> None:
+        """Count and log at ERROR (with the traceback) a bug that is no one record's fault."""
+        self.internal_errors += 1
+        ctx = " ".join(f"{k}={v}" for k, v in context.items())
+        log.error("%s source=%s %s error=%s", event, self.source, ctx, type(exc).__name__, exc_info=exc)
 
     def fail(self, msg: Any, exc: BaseException, *, stage: str, symbol: str | None = None) -> None:
         """Dead-letter ``msg`` for ``exc`` raised at ``stage``: its reason, or ``internal``."""

@@ -35,23 +35,23 @@ def _register_lag(rt: Runtime) -> None:
     """Consumer lag per partition: the high-water mark minus the next offset to process."""
     import logging
 
+    from ..broker_facts import broker_facts
+
     log = logging.getLogger(__name__)
 
-    @rt.app.timer(interval=5.0)
     async def consumer_lag() -> None:
         for name in ("tick_agent", "candle_agent"):
             agent = getattr(rt, name, None)
             if agent is None:
                 continue
-            prog = agent.progress
+            prog = agent.consumer.progress
             try:
-                for tp in rt.app.consumer.assignment():
-                    if tp.topic != prog.topic:
-                        continue
-                    high = rt.app.consumer.highwater(tp)
-                    if high is None:
-                        continue
-                    done = prog.offsets.get(tp.partition, -1) + 1
-                    rt.metrics.set_lag(tp.topic, tp.partition, max(0, int(high) - done))
+                mine = [tp.partition for tp in rt.app.consumer.assignment() if tp.topic == prog.topic]
+                for p, f in broker_facts(rt.app, prog.topic, mine, prog.offsets).items():
+                    if f.highwater is not None:
+                        done = 0 if f.last_offset is None else f.last_offset + 1
+                        rt.metrics.set_lag(prog.topic, p, max(0, f.highwater - done))
             except Exception as exc:  # lag is best-effort observability, never fatal
                 log.debug("lag.unavailable error=%s", type(exc).__name__)
+
+    rt.app.timer(interval=5.0)(consumer_lag)

@@ -1,18 +1,16 @@
 """The retrain agent: ``fx.retrain.requests`` → one job per model key in a child process →
 the outcome on ``fx.models``. The stream keeps flowing while a job trains.
 
-Every request is checked before anything is built from it (issue 13): the wire form and its
-``request_id`` (:func:`~retraining.jobs.decode_request`), then the model key against the
-configured symbols, timeframes and horizons (:func:`~retraining.jobs.check_key`). A refused
-request is dead-lettered with its reason; an unexpected error is dead-lettered as
-``internal`` with its type and logged at ERROR; nothing escapes :meth:`RetrainAgent.handle`.
-Jobs run at most ``retrain_concurrency`` at once from a bounded queue
-(:class:`~retraining.job_queue.RetrainQueue`) and are killed after ``retrain_timeout_s``.
+Every request is checked before anything is built from it (issue 13): its wire form
+(:func:`~retraining.jobs.decode_request`), then its model key against what the worker serves
+(:func:`~retraining.jobs.check_key`). A refused request is dead-lettered with its reason, an
+unexpected error as ``internal``, and acknowledged before the next request is taken
+(:class:`~streams.consumer.Outbox`). At most ``retrain_concurrency`` jobs run at once, from a
+bounded queue (:class:`~retraining.job_queue.RetrainQueue`), each killed after ``retrain_timeout_s``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -27,7 +25,7 @@ from retraining.jobs import JobConfig, JobOutcome, check_key, decode_request, en
 from retraining.runner import run_job_async
 from retraining.schedule import ScheduleEntry, due_requests
 
-from ..deadletter import dead_letter_headers, dead_letter_record
+from ..consumer import Outbox
 
 if TYPE_CHECKING:
     from ..app import Runtime
@@ -61,6 +59,7 @@ class RetrainAgent:
         )
         self.last_fired: dict[str, int] = {}
         self.queue = RetrainQueue(self._run, concurrency=s.retrain_concurrency, default_horizon=self.config.horizon)
+        self.outbox = Outbox(rt, name="retrain_requests", on_refused=self._refused)
 
     def register(self) -> None:
         app, topics = self.rt.app, self.rt.topics
@@ -68,33 +67,33 @@ class RetrainAgent:
         @app.agent(topics["retrain.requests"], name="forexd.retrain")
         async def retrain(stream: Any) -> None:
             async for event in stream.events():
-                self.handle(event.message)
+                await self.handle(event.message)
+
+        self.agent = retrain
 
         if self.schedule:
 
-            @app.timer(interval=30.0)
             async def scheduled() -> None:
                 reqs, self.last_fired = due_requests(self.schedule, self.last_fired, now_ms=int(time.time() * 1000))
                 for r in reqs:
                     self.start(r)
 
-    def handle(self, msg: Any) -> None:
-        """Check a request message and queue its job, or dead-letter it (never raises)."""
-        try:
+            app.timer(interval=30.0)(scheduled)
+
+    async def handle(self, msg: Any) -> None:
+        """Check a request message and queue its job, or dead-letter it (never raises for bad
+        input); a dead letter is acknowledged before this returns."""
+        with self.outbox.contain.record(msg) as rec:
             request = self.named(decode_request(msg.value))
+            rec.stage, rec.symbol = "validate", request.symbol
             self.check(request)
+            rec.stage = "process"
             if self.queue.submit(request) == "queue_full":
                 raise ValidationError(
                     RejectReason.QUEUE_FULL,
                     f"{self.queue.queued} retrain jobs already wait (max {self.queue.max_queued})",
                 )
-        except ValidationError as exc:
-            self._dead_letter(msg, exc)
-        except Exception as exc:  # noqa: BLE001 - no exception escapes the per-record path
-            log.exception(
-                "retrain.internal_error topic=%s partition=%s offset=%s", msg.topic, msg.partition, msg.offset
-            )
-            self._dead_letter(msg, ValidationError(RejectReason.INTERNAL, type(exc).__name__))
+        await self.outbox.deliver()
 
     def named(self, request: RetrainRequest) -> RetrainRequest:
         """A request naming no horizon, for a timeframe that ``FOREXD_MODELS`` serves, retrains
@@ -105,14 +104,8 @@ class RetrainAgent:
 
     def check(self, request: RetrainRequest) -> None:
         """Refuse a request whose model key the worker does not serve (``ValidationError``)."""
-        s = self.rt.settings
-        check_key(
-            request,
-            symbols=s.symbols,
-            timeframes=s.timeframes,
-            horizons=self.horizons,
-            default_horizon=self.config.horizon,
-        )
+        s, h = self.rt.settings, self.config.horizon
+        check_key(request, symbols=s.symbols, timeframes=s.timeframes, horizons=self.horizons, default_horizon=h)
 
     def start(self, request: RetrainRequest) -> None:
         """Queue a request this worker made itself (the schedule); refusals are logged."""
@@ -126,20 +119,8 @@ class RetrainAgent:
         if said == "queue_full":
             log.error("retrain.scheduled_refused request=%s reason=queue_full", request.request_id)
 
-    def _dead_letter(self, msg: Any, error: ValidationError) -> None:
-        try:
-            value = dead_letter_record(
-                topic=msg.topic, partition=msg.partition, offset=msg.offset, raw=msg.value, key=msg.key, error=error
-            )
-            headers = dead_letter_headers(topic=msg.topic, partition=msg.partition, offset=msg.offset, error=error)
-            asyncio.ensure_future(self.rt.topics["deadletter"].send(key=msg.key, value=value, headers=headers))
-            log.info("retrain.refused offset=%s reason=%s", msg.offset, error.reason.value)
-            if self.rt.metrics is not None:
-                self.rt.metrics.dead_letter("retrain_requests", error.reason)
-        except Exception:  # noqa: BLE001 - a dead letter that cannot be built is logged, never raised
-            log.exception(
-                "retrain.dead_letter_failed offset=%s reason=%s", getattr(msg, "offset", None), error.reason.value
-            )
+    def _refused(self, error: ValidationError, symbol: str | None) -> None:
+        log.info("retrain.refused symbol=%s reason=%s", symbol, error.reason.value)
 
     async def _run(self, request: RetrainRequest) -> None:
         s, m = self.rt.settings, self.rt.metrics

@@ -8,7 +8,8 @@ symbol, timeframe, origin and its own version; same sampling budget). Shadow for
 only ever see the champion. They are kept beside the champion's in a
 :class:`~forex_diffusion.shadow.ShadowTracker` (checkpointed with the partition's state),
 realised by the following candles, and each fully realised origin becomes a
-``shadow_scores`` row written in the same transaction as the checkpoint. After each
+``shadow_scores`` row, stored in the same transaction as the checkpoint (the consumer's
+effects buffer, :mod:`streams.consumer`). After each
 checkpoint (and every 15 s) :func:`~retraining.shadow.settle_shadow` decides the shadows
 that have enough realised forecasts; a decision is announced on ``fx.models`` like a job's
 outcome, and the model book is refreshed. Degraded batches (the worker is behind) make no
@@ -20,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -54,16 +54,23 @@ class ShadowLane:
         Returns the worker's metrics (or None).
     send
         Queues one ``(topic kind, key, value)`` record with the agent's next checkpoint.
+    store
+        Queues one realised ``shadow_scores`` row of a partition with its next checkpoint.
     """
 
     def __init__(
-        self, models: ModelBook, *, metrics: Callable[[], Metrics | None], send: Callable[[str, bytes, bytes], None]
+        self,
+        models: ModelBook,
+        *,
+        metrics: Callable[[], Metrics | None],
+        send: Callable[[str, bytes, bytes], None],
+        store: Callable[[int, dict[str, Any]], None],
     ) -> None:
         self.models = models
         self.metrics = metrics
         self.send = send
+        self.store = store
         self.tracker = ShadowTracker()
-        self.rows: dict[int, list[dict[str, Any]]] = defaultdict(list)  # realised, not yet checkpointed
         self.forecasts = 0  # shadow forecasts made
         self.errors = 0
         self._settling = asyncio.Lock()
@@ -79,10 +86,9 @@ class ShadowLane:
         if data is not None:
             self.tracker.restore(data)
 
-    def drop(self, partition: int, symbols: Iterable[str]) -> None:
-        """Forget a revoked partition's pairs and unsaved rows (its next owner replays them)."""
+    def drop(self, symbols: Iterable[str]) -> None:
+        """Forget a revoked partition's pairs (its next owner replays them)."""
         self.tracker.drop(symbols)
-        self.rows.pop(partition, None)
 
     # -- the stream ----------------------------------------------------------------------------
 
@@ -90,7 +96,7 @@ class ShadowLane:
         """A new closed candle (never a duplicate): realise one step of its series' pairs."""
         try:
             for r in self.tracker.on_candle(candle):
-                self.rows[partition].append(r.row())
+                self.store(partition, r.row())
         except Exception:  # noqa: BLE001 - the shadow never stops the champion's path
             self.errors += 1
             log.exception("shadow.score_failed symbol=%s timeframe=%s", candle.symbol, candle.timeframe)
@@ -138,25 +144,16 @@ class ShadowLane:
             for (p, o, champion, _r), sfc in zip(items, fcs, strict=True):
                 if self.tracker.add(sfc, champion, sigma=o.sigma):
                     kept += 1
-                self.rows[p] += [r.row() for r in self.tracker.drain()]
+                for realised in self.tracker.drain():
+                    self.store(p, realised.row())
         self.forecasts += kept
         return kept
 
     # -- checkpoints and decisions ---------------------------------------------------------------
 
-    def take(self) -> dict[int, list[dict[str, Any]]]:
-        """The realised rows to write with the next checkpoint (the lane forgets them)."""
-        rows, self.rows = self.rows, defaultdict(list)
-        return rows
-
-    def give_back(self, rows: dict[int, list[dict[str, Any]]]) -> None:
-        """A failed checkpoint: its rows go first into the next one."""
-        for p, r in rows.items():
-            self.rows[p][:0] = r
-
-    def persisted(self, rows: dict[int, list[dict[str, Any]]]) -> None:
+    def persisted(self, rows: Iterable[dict[str, Any]]) -> None:
         """The checkpoint holding ``rows`` is durable: settle the shadows they belong to (in the background)."""
-        versions = {r["version"] for rs in rows.values() for r in rs}
+        versions = {r["version"] for r in rows}
         if versions:
             asyncio.ensure_future(self.settle(versions))
 

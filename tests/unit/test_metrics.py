@@ -501,7 +501,7 @@ def test_tick_agent_counts_accepted_crossed_and_locked_quotes(tmp_path: Path) ->
         s.labels["flag"]: s.value for n, s in _samples(m) if n == "forexd_quotes_flagged" and s.name.endswith("_total")
     }
     assert flagged == {"crossed": 2, "locked": 1}
-    assert len(agent.dead) == 1  # crossed beyond the tolerance: refused, not flagged
+    assert len(agent.effects.dead) == 1  # crossed beyond the tolerance: refused, not flagged
     counters = agent.pipeline.validator.counters
     assert (counters.crossed_accepted, counters.locked) == (2, 1)  # the same count as the validator's
 

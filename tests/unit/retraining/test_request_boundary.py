@@ -127,8 +127,11 @@ class FakeTopic:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    async def send(self, *, key: Any = None, value: Any = None, headers: Any = None) -> None:
+    async def send(self, *, key: Any = None, value: Any = None, headers: Any = None) -> asyncio.Future[None]:
         self.sent.append({"key": key, "value": value, "headers": dict(headers or [])})
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        acked.set_result(None)  # the broker's acknowledgement
+        return acked
 
 
 def _outcome(req: RetrainRequest, horizon: int) -> JobOutcome:
@@ -147,17 +150,20 @@ def _outcome(req: RetrainRequest, horizon: int) -> JobOutcome:
 class Jobs:
     """A stand-in for ``run_job_async`` that measures how many jobs run at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, hold: asyncio.Event | None = None) -> None:
         self.live = 0
         self.peak = 0
         self.ran: list[str] = []
         self.kwargs: list[dict[str, Any]] = []
+        self.hold = hold  # while given and not set, jobs do not finish
 
     async def __call__(self, req: RetrainRequest, **kw: Any) -> JobOutcome:
         self.live += 1
         self.peak = max(self.peak, self.live)
         self.kwargs.append(kw)
         try:
+            if self.hold is not None:
+                await self.hold.wait()
             for _ in range(5):  # stay alive across several loop turns
                 await asyncio.sleep(0)
         finally:
@@ -219,8 +225,8 @@ def test_schema_valid_request_for_an_unconfigured_key_is_dead_lettered_and_the_a
             _raw(request_id="x" * 10_000),
         ]
         for i, raw in enumerate(bad):
-            agent.handle(_msg(raw, i))  # never raises
-        agent.handle(_msg(_raw(request_id="good"), 99))
+            await agent.handle(_msg(raw, i))  # never raises
+        await agent.handle(_msg(_raw(request_id="good"), 99))
         await _until(
             lambda: (
                 len(topics["deadletter"].sent) == len(bad) and jobs.ran == ["good"] and len(topics["models"].sent) == 1
@@ -257,7 +263,7 @@ def test_an_unexpected_error_in_the_per_record_path_is_dead_lettered_as_internal
     async def go() -> None:
         agent, topics = _agent(tmp_path, monkeypatch, jobs)
         monkeypatch.setattr(retrain_agent, "decode_request", boom)
-        agent.handle(_msg(_raw()))
+        await agent.handle(_msg(_raw()))
         await _until(lambda: len(topics["deadletter"].sent) == 1, "internal dead letter")
         letter = json.loads(topics["deadletter"].sent[0]["value"])
         assert letter["reason"] == "internal" and "RuntimeError" in letter["error"]
@@ -271,7 +277,8 @@ def test_hundred_distinct_key_requests_run_at_most_the_configured_number_of_jobs
     """Regression (issue 13 finding 5): every distinct key started its own child process at once."""
     symbols = InstrumentRegistry().symbols
     keys = [(s, tf) for s in symbols for tf in TIMEFRAMES][:100]
-    jobs = Jobs()
+    burst = asyncio.Event()  # the 100 requests arrive before any job ends (each dead letter is awaited)
+    jobs = Jobs(hold=burst)
 
     async def go() -> None:
         agent, topics = _agent(
@@ -284,7 +291,8 @@ def test_hundred_distinct_key_requests_run_at_most_the_configured_number_of_jobs
             retrain_timeout_s=77.0,
         )
         for i, (sym, tf) in enumerate(keys):
-            agent.handle(_msg(_raw(request_id=f"r{i}", symbol=sym, timeframe=tf), i))
+            await agent.handle(_msg(_raw(request_id=f"r{i}", symbol=sym, timeframe=tf), i))
+        burst.set()
         await _until(
             lambda: (
                 len(jobs.ran) + len(topics["deadletter"].sent) == 100 and len(topics["models"].sent) == len(jobs.ran)
@@ -305,14 +313,14 @@ def test_a_request_for_a_queued_or_running_key_coalesces(tmp_path: Path, monkeyp
 
     async def go() -> None:
         agent, topics = _agent(tmp_path, monkeypatch, jobs, timeframes=("1m", "1h"))
-        agent.handle(_msg(_raw(request_id="a", timeframe="1h"), 0))  # runs
-        agent.handle(_msg(_raw(request_id="b", timeframe="1m"), 1))  # queued (concurrency 1)
-        agent.handle(_msg(_raw(request_id="c", timeframe="1h"), 2))  # running key: coalesced
-        agent.handle(_msg(_raw(request_id="d", timeframe="1m"), 3))  # queued key: coalesced
-        agent.handle(_msg(_raw(request_id="a", timeframe="1h"), 4))  # redelivery: duplicate
+        await agent.handle(_msg(_raw(request_id="a", timeframe="1h"), 0))  # runs
+        await agent.handle(_msg(_raw(request_id="b", timeframe="1m"), 1))  # queued (concurrency 1)
+        await agent.handle(_msg(_raw(request_id="c", timeframe="1h"), 2))  # running key: coalesced
+        await agent.handle(_msg(_raw(request_id="d", timeframe="1m"), 3))  # queued key: coalesced
+        await agent.handle(_msg(_raw(request_id="a", timeframe="1h"), 4))  # redelivery: duplicate
         await _until(lambda: len(topics["models"].sent) == 2, "two jobs")
         assert jobs.ran == ["a", "b"] and jobs.peak == 1 and topics["deadletter"].sent == []
-        agent.handle(_msg(_raw(request_id="e", timeframe="1h"), 5))  # the key is free again
+        await agent.handle(_msg(_raw(request_id="e", timeframe="1h"), 5))  # the key is free again
         await _until(lambda: jobs.ran == ["a", "b", "e"], "a new job of a finished key")
 
     asyncio.run(go())

@@ -444,22 +444,24 @@ def test_candle_agent_keeps_shadow_forecasts_off_the_topic_and_announces_the_dec
         for i, c in enumerate(candles)
     ]
 
+    agent.consumer.schedule_flush = lambda: None  # type: ignore[method-assign]  # no broker here
+
     async def feed() -> list[ShadowState]:
         for i in range(0, len(msgs), 64):
-            await agent._handle_batch(msgs[i : i + 64])
-        rows = agent.shadow.take()
+            await agent.handle_batch(msgs[i : i + 64])
+        rows = agent.effects.parts[0].shadow  # what the checkpoint stores
         save_progress(
-            reg.engine, consumer="t", topic="fx.candles", partition=0, offset=len(msgs), state={}, shadow_rows=rows[0]
+            reg.engine, consumer="t", topic="fx.candles", partition=0, offset=len(msgs), state={}, shadow_rows=rows
         )
         return await agent.shadow.settle()
 
     states = asyncio.run(feed())
-    served = [json.loads(v)["model_version"] for kind, _k, v in agent.out if kind == "forecasts"]
+    served = [json.loads(v)["model_version"] for kind, _k, v in agent.effects.out if kind == "forecasts"]
     assert served and set(served) == {CHAMPION.version}  # the shadow's forecasts never reach fx.forecasts
     assert agent.shadow.forecasts == len(served) and agent.shadow.errors == 0
     (st,) = states
     assert st.decided_now and st.state == "promoted" and reg.champion(KEY).version == version  # type: ignore[union-attr]
-    (announced,) = [decode_outcome(v) for kind, _k, v in agent.out if kind == "models"]
+    (announced,) = [decode_outcome(v) for kind, _k, v in agent.effects.out if kind == "models"]
     assert announced.status == "promoted" and announced.version == version and announced.champion == version
     assert announced.reason.startswith("shadow_not_worse:")
     assert agent.models.predictor("EURUSD", "1h") is ADAPTS and agent.models.shadow("EURUSD", "1h") is None

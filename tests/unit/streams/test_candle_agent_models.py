@@ -68,8 +68,8 @@ def _feed(agent: CandleAgent, cs: list[Candle], start: int = 0, batch: int = 32)
     async def go() -> None:
         for i in range(0, len(msgs), batch):
             await agent.handle_batch(msgs[i : i + batch])
-            out.extend(json.loads(v) for kind, _k, v in agent.out if kind == "forecasts")
-            agent.out.clear()
+            out.extend(json.loads(v) for kind, _k, v in agent.effects.out if kind == "forecasts")
+            agent.effects.out.clear()
 
     asyncio.run(go())
     return out
@@ -95,10 +95,10 @@ def test_one_agent_serves_two_timeframe_horizon_models(tmp_path: Path, candles: 
     assert (f.series["1m"].policy.model_horizon, f.series["5m"].policy.model_horizon) == (24, 6)
 
     # the partition state holds both series, each with its horizon, and restores
-    state = json.loads(json.dumps(agent._snapshot(0)))
-    assert {tf: d["horizon"] for tf, d in state["symbols"]["EURUSD"]["series"].items()} == {"1m": 24, "5m": 6}
+    state = json.loads(json.dumps(agent._snapshot(0, ["EURUSD"])["EURUSD"]))  # per series (issue 15)
+    assert {tf: d["horizon"] for tf, d in state["symbols"]["EURUSD"]["state"]["series"].items()} == {"1m": 24, "5m": 6}
     other = _agent(tmp_path, models=("1m:24", "5m:6"), model_dir=MODELS)
-    other._restore(0, state)
+    other._restore(0, {"EURUSD": state})
     g = other.forecasters["EURUSD"]
     assert g.cold == set() and {tf: s.horizon for tf, s in g.series.items()} == {"1m": 24, "5m": 6}
     assert [c.close_ms for c in g.series["5m"].history] == [c.close_ms for c in f.series["5m"].history]

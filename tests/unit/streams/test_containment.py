@@ -22,6 +22,7 @@ from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.readers import read_ticks
 from forex_diffusion.wire import encode, encode_candle
 from streams.agents import candles as candles_mod
+from streams.agents import forecasts as forecasts_mod
 from streams.agents import ticks as ticks_mod
 from streams.agents.candles import CandleAgent
 from streams.agents.ticks import TickAgent
@@ -78,11 +79,11 @@ def _feed_ticks(agent: TickAgent, msgs: list[SimpleNamespace]) -> None:
 
 
 def _dead(agent: Any) -> list[dict[str, Any]]:
-    return [json.loads(v) for _k, v, _h in agent.dead]
+    return [json.loads(v) for _k, v, _h in agent.effects.dead]
 
 
 def _state(agent: TickAgent) -> Any:
-    return [c for cs in agent.pending.values() for c in cs] + agent.pipeline.flush()
+    return [c for e in agent.effects.parts.values() for c in e.candles] + agent.pipeline.flush()
 
 
 def _fail_once(fn: Any, when: Any) -> Any:
@@ -130,11 +131,11 @@ def test_tick_agent_dead_letters_a_failing_record_once_and_goes_on(
     assert len(dead) == 1, dead
     d = dead[0]
     assert d["reason"] == "internal" and d["error"].startswith("Boom at ")
-    assert dict(agent.dead[0][2])["x-exception"] == b"Boom"
+    assert dict(agent.effects.dead[0][2])["x-exception"] == b"Boom"
     if stage != "encode":
         assert d["offset"] == TARGET
-    assert agent.processed == len(msgs)  # every record was handled: the stream went on
-    assert agent.progress.offsets[0] == len(msgs) - 1
+    assert agent.consumer.processed == len(msgs)  # every record was handled: the stream went on
+    assert agent.consumer.progress.offsets[0] == len(msgs) - 1
     assert agent.contain.internal_errors == 1
     errors = [r for r in caplog.records if r.levelno == logging.ERROR and r.name == "streams.deadletter"]
     assert len(errors) == 1 and errors[0].exc_info is not None and errors[0].exc_info[0] is Boom
@@ -241,7 +242,11 @@ def _feed_candles(agent: CandleAgent, msgs: list[SimpleNamespace], batch: int = 
 
 def _forecaster_state(agent: CandleAgent) -> Any:
     f = agent.forecasters["EURUSD"]
-    return f.last_open, [c.key for c in agent.pending_candles[0]], [v for k, _key, v in agent.out if k == "indicators"]
+    return (
+        f.last_open,
+        [c.key for c in agent.effects.at(0).candles],
+        [v for k, _key, v in agent.effects.out if k == "indicators"],
+    )
 
 
 @pytest.mark.parametrize("stage", ["decode", "validate", "process", "encode"])
@@ -275,9 +280,9 @@ def test_candle_agent_dead_letters_a_failing_record_once_and_goes_on(
         monkeypatch.setattr(candles_mod.SymbolForecaster, "on_candle", on_candle)
     else:
         monkeypatch.setattr(
-            candles_mod,
+            forecasts_mod,
             "encode_indicators",
-            _fail_once(candles_mod.encode_indicators, lambda c, values: c.open_ms == cs[target].open_ms),
+            _fail_once(forecasts_mod.encode_indicators, lambda c, values: c.open_ms == cs[target].open_ms),
         )
     with caplog.at_level(logging.ERROR, logger="streams.deadletter"):
         _feed_candles(agent, msgs)
@@ -286,7 +291,7 @@ def test_candle_agent_dead_letters_a_failing_record_once_and_goes_on(
     assert dead[0]["error"].startswith("Boom at ")
     errors = [r for r in caplog.records if r.levelno == logging.ERROR and r.name == "streams.deadletter"]
     assert len(errors) == 1 and errors[0].exc_info is not None
-    assert agent.progress.offsets[0] == len(msgs) - 1
+    assert agent.consumer.progress.offsets[0] == len(msgs) - 1
     assert agent.forecasters["EURUSD"].last_open["1m"] == cs[-1].open_ms  # later candles were processed
     if stage in ("decode", "validate", "process"):  # refused before the series changed
         clean = _candle_agent(tmp_path / "clean")

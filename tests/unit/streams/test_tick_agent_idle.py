@@ -32,6 +32,11 @@ class FakeConsumer:
         return self.hw
 
 
+def _n_candles(agent: TickAgent) -> int:
+    """Closed candles queued for the next checkpoint."""
+    return sum(len(e.candles) for e in agent.effects.parts.values())
+
+
 def _agent(tmp_path: Path) -> tuple[TickAgent, FakeConsumer]:
     s = Settings(symbols=("EURUSD",), timeframes=("1m", "5m"), data_dir=tmp_path, idle_close_s=3.0, status_interval_s=0)
     consumer = FakeConsumer()
@@ -60,47 +65,47 @@ def _feed(agent: TickAgent, n: int) -> int:
 
 
 def _quiet_for(agent: TickAgent, seconds: float) -> None:
-    for sym, (wall, ts) in list(agent.last_arrival.items()):
-        agent.last_arrival[sym] = (wall - seconds, ts)
+    for sym, c in list(agent.idle.clocks.items()):
+        agent.idle.clocks[sym] = c._replace(wall_s=c.wall_s - seconds)
 
 
 async def _timer(agent: TickAgent) -> None:
-    agent.schedule_flush = lambda: None  # type: ignore[method-assign]  # no broker here
+    agent.consumer.schedule_flush = lambda: None  # type: ignore[method-assign]  # no broker here
     await agent.on_timer()
 
 
 def test_idle_close_waits_while_the_log_holds_unprocessed_ticks(tmp_path: Path) -> None:
     agent, consumer = _agent(tmp_path)
     last = _feed(agent, 300)
-    base = agent.n_pending
+    base = _n_candles(agent)
     consumer.hw = last + 50  # the broker holds 49 more ticks than we processed: we lag
     _quiet_for(agent, 60)
     asyncio.run(_timer(agent))
-    assert agent.n_pending == base
+    assert _n_candles(agent) == base
     consumer.hw = None  # high-water mark unknown: not known to be caught up
     _quiet_for(agent, 60)
     asyncio.run(_timer(agent))
-    assert agent.n_pending == base
+    assert _n_candles(agent) == base
     consumer.hw = last + 1  # caught up: quiet time now counts, from the moment we caught up
     asyncio.run(_timer(agent))
-    assert agent.n_pending == base
+    assert _n_candles(agent) == base
     _quiet_for(agent, 400)
     asyncio.run(_timer(agent))
-    assert agent.n_pending == base + 2  # the forming 1m and 5m bars close
+    assert _n_candles(agent) == base + 2  # the forming 1m and 5m bars close
 
 
 def test_idle_close_waits_while_checkpoints_fail(tmp_path: Path) -> None:
     agent, consumer = _agent(tmp_path)
     consumer.hw = _feed(agent, 300) + 1
-    base = agent.n_pending
-    agent.healthy.clear()  # consumption held: the feed may be busy, we cannot tell
+    base = _n_candles(agent)
+    agent.consumer.healthy.clear()  # consumption held: the feed may be busy, we cannot tell
     _quiet_for(agent, 60)
     asyncio.run(_timer(agent))
-    assert agent.n_pending == base
-    agent.healthy.set()
+    assert _n_candles(agent) == base
+    agent.consumer.healthy.set()
     _quiet_for(agent, 400)
     asyncio.run(_timer(agent))
-    assert agent.n_pending == base + 2
+    assert _n_candles(agent) == base + 2
 
 
 def test_idle_close_waits_while_the_broker_does_not_answer_fetches(tmp_path: Path) -> None:
@@ -112,14 +117,14 @@ def test_idle_close_waits_while_the_broker_does_not_answer_fetches(tmp_path: Pat
     consumer.hw = _feed(agent, 300) + 1
     polled = {"ms": time.time() * 1000 - 30_000}
     consumer._thread = SimpleNamespace(_consumer=SimpleNamespace(last_poll_timestamp=lambda tp: polled["ms"]))
-    base = agent.n_pending
+    base = _n_candles(agent)
     _quiet_for(agent, 400)
     asyncio.run(_timer(agent))
-    assert agent.n_pending == base
+    assert _n_candles(agent) == base
     polled["ms"] = time.time() * 1000  # fetches answered again
     _quiet_for(agent, 400)
     asyncio.run(_timer(agent))
-    assert agent.n_pending == base + 2
+    assert _n_candles(agent) == base + 2
 
 
 def test_restored_series_without_new_ticks_still_closes_on_the_idle_timer(tmp_path: Path) -> None:
@@ -129,12 +134,12 @@ def test_restored_series_without_new_ticks_still_closes_on_the_idle_timer(tmp_pa
     last = _feed(first, 300)
     state = first.pipeline.snapshot(["EURUSD"])
     agent, consumer = _agent(tmp_path / "second")
-    agent._restore(0, state)
-    agent.progress.offsets[0] = last
+    agent._restore(0, {"EURUSD": state})  # per series (issue 15)
+    agent.consumer.progress.offsets[0] = last
     consumer.hw = last + 1
     _quiet_for(agent, 400)
     asyncio.run(_timer(agent))
-    assert agent.n_pending == 2
+    assert _n_candles(agent) == 2
 
 
 def test_restored_series_holding_only_its_first_ticks_is_released_by_the_idle_timer(tmp_path: Path) -> None:
@@ -144,16 +149,16 @@ def test_restored_series_holding_only_its_first_ticks_is_released_by_the_idle_ti
     first, _ = _agent(tmp_path)
     last = _feed(first, 3)  # fewer than the 4 a start-of-series cluster needs
     state = first.pipeline.snapshot(["EURUSD"])
-    assert state["times"]["EURUSD"]["held"] and not state["aggregator"].get("series")
+    assert state["times"]["EURUSD"]["state"]["held"] and not state["aggregator"]["state"].get("series")
     agent, consumer = _agent(tmp_path / "second")
-    agent._restore(0, state)
-    assert "EURUSD" in agent.last_arrival
-    agent.progress.offsets[0] = last
+    agent._restore(0, {"EURUSD": state})  # per series (issue 15)
+    assert "EURUSD" in agent.idle.clocks
+    agent.consumer.progress.offsets[0] = last
     consumer.hw = last + 1
     _quiet_for(agent, 400)
     asyncio.run(_timer(agent))
     asyncio.run(_timer(agent))
-    assert agent.n_pending >= 1  # the released ticks' bars closed on the quiet feed
+    assert _n_candles(agent) >= 1  # the released ticks' bars closed on the quiet feed
 
 
 def test_idle_timer_counts_quiet_time_only_up_to_the_last_fetch_response(tmp_path: Path) -> None:
@@ -192,5 +197,5 @@ def test_idle_timer_counts_quiet_time_only_up_to_the_last_fetch_response(tmp_pat
     asyncio.run(_timer(agent))
     polled["ms"] = time.time() * 1000  # the broker is back: the ticks it held arrive
     feed(297, 320)
-    assert agent.dead == [], "ticks the broker held during its outage were refused"
-    assert agent.processed == 320
+    assert agent.effects.dead == [], "ticks the broker held during its outage were refused"
+    assert agent.consumer.processed == 320

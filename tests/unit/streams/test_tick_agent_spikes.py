@@ -21,6 +21,11 @@ from streams.settings import Settings
 SAMPLE = SAMPLE_TICKS
 
 
+def _n_candles(agent: TickAgent) -> int:
+    """Closed candles queued for the next checkpoint."""
+    return sum(len(e.candles) for e in agent.effects.parts.values())
+
+
 def _agent(tmp_path: Path) -> TickAgent:
     s = Settings(symbols=("EURUSD",), timeframes=("1m",), data_dir=tmp_path, status_interval_s=0)
     rt = Runtime(
@@ -54,7 +59,7 @@ def _real(n: int) -> list[tuple[int, float, float]]:
 
 
 def _candles(agent: TickAgent) -> list[Any]:
-    return [c for cs in agent.pending.values() for c in cs] + agent.pipeline.flush()
+    return [c for e in agent.effects.parts.values() for c in e.candles] + agent.pipeline.flush()
 
 
 def test_reverting_bad_print_is_dead_lettered_with_its_origin(tmp_path: Path) -> None:
@@ -63,7 +68,7 @@ def test_reverting_bad_print_is_dead_lettered_with_its_origin(tmp_path: Path) ->
     spiked = rows[:1_501] + [(t + 1, round(b * 1.03, 5), round(a * 1.03, 5))] + rows[1_501:]
     agent = _agent(tmp_path)
     _run(agent, spiked)
-    dead = [json.loads(v) for _k, v, _h in agent.dead]
+    dead = [json.loads(v) for _k, v, _h in agent.effects.dead]
     assert [(d["reason"], d["offset"]) for d in dead] == [("spike_unconfirmed", 1_501)]
     assert json.loads(dead[0]["raw"])["bid"] == round(b * 1.03, 5)
     clean = _agent(tmp_path / "clean")
@@ -80,7 +85,7 @@ def test_confirmed_jump_is_held_then_released_without_dead_letters(tmp_path: Pat
     ]
     agent = _agent(tmp_path)
     _run(agent, rows + shifted)
-    assert agent.dead == []
+    assert agent.effects.dead == []
     assert agent.pipeline.spike_counters.confirmed == 1
     assert sum(c.tick_count for c in _candles(agent)) == len(rows) + len(shifted)
 
@@ -91,12 +96,12 @@ def test_hold_left_open_by_a_quiet_feed_is_quarantined_by_the_idle_timer(tmp_pat
     agent = _agent(tmp_path)
     agent.rt.app.consumer = SimpleNamespace(highwater=lambda tp: 2_001)  # caught up with the log
     _run(agent, rows + [(t + 1, round(b * 1.03, 5), round(a * 1.03, 5))])  # the last tick is a jump
-    assert agent.pipeline.held_count("EURUSD") == 1 and agent.dead == []
-    agent.schedule_flush = lambda: None  # type: ignore[method-assign]  # no broker here
-    closed_before = agent.n_pending
-    for sym, (wall, ts) in list(agent.last_arrival.items()):
-        agent.last_arrival[sym] = (wall - 400, ts)
+    assert agent.pipeline.held_count("EURUSD") == 1 and agent.effects.dead == []
+    agent.consumer.schedule_flush = lambda: None  # type: ignore[method-assign]  # no broker here
+    closed_before = _n_candles(agent)
+    for sym, c in list(agent.idle.clocks.items()):
+        agent.idle.clocks[sym] = c._replace(wall_s=c.wall_s - 400)
     asyncio.run(agent.on_timer())
-    assert [json.loads(v)["reason"] for _k, v, _h in agent.dead] == ["spike_unconfirmed"]
+    assert [json.loads(v)["reason"] for _k, v, _h in agent.effects.dead] == ["spike_unconfirmed"]
     assert agent.pipeline.held_count("EURUSD") == 0
-    assert agent.n_pending == closed_before + 1  # and the forming bar, no longer held back, closes
+    assert _n_candles(agent) == closed_before + 1  # and the forming bar, no longer held back, closes

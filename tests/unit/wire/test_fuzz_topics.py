@@ -406,7 +406,7 @@ def _messages(
 
 
 def _tick_state(agent: TickAgent) -> Any:
-    return [c for cs in agent.pending.values() for c in cs] + agent.pipeline.flush()
+    return [c for e in agent.effects.parts.values() for c in e.candles] + agent.pipeline.flush()
 
 
 def _run_ticks(tmp: str, msgs: list[SimpleNamespace]) -> TickAgent:
@@ -441,8 +441,8 @@ def _candle_state(agent: CandleAgent) -> Any:
     f = agent.forecasters["EURUSD"]
     return (
         dict(f.last_open),
-        [c.key for cs in agent.pending_candles.values() for c in cs],
-        [(k, v) for k, _key, v in agent.out],
+        [c.key for e in agent.effects.parts.values() for c in e.candles],
+        [(k, v) for k, _key, v in agent.effects.out],
     )
 
 
@@ -457,12 +457,12 @@ def _agent_property(kind: str, tmp_factory: Callable[[], str]) -> Callable[..., 
         SEEN[f"agent:{kind}"] += 1
         msgs, expected = _messages(topic, clean_values, bad)
         agent = run(tmp_factory(), msgs)
-        dead = [json.loads(v) for _k, v, _h in agent.dead]
+        dead = [json.loads(v) for _k, v, _h in agent.effects.dead]
         assert sorted((d["offset"], d["reason"]) for d in dead) == sorted((o, r.value) for o, r in expected.items()), (
             "every refused record dead-lettered once, with its reason"
         )
         assert state(agent) == reference, "the state is the clean records' state"
-        assert agent.progress.offsets[0] == len(msgs) - 1
+        assert agent.consumer.progress.offsets[0] == len(msgs) - 1
 
     return check
 
