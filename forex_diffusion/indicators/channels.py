@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from ..errors import ConfigError
 from .base import BarIndicator, BarLike, check_period
-from .extrema import Max, Min
+from .extrema import Max, Min, push_high_low
 from .fusion import TRUE_RANGE, Part, ema_block, extrema_lines, literal
 from .moving import EMA
 from .values import BandsValue, ChannelValue
@@ -56,33 +56,11 @@ class Donchian(BarIndicator[ChannelValue]):
         self._ready_at = self.period
 
     def _push(self, bar: BarLike) -> tuple[float, float] | None:
-        # Max._push and Min._push, inlined (same deques, same state)
         self._n += 1
-        p = self.period
-        mx = self._hh
-        i = mx._n
-        mx._n = i + 1
-        x = bar.high
-        dq = mx._dq
-        while dq and dq[-1][1] <= x:
-            dq.pop()
-        dq.append((i, x))
-        if dq[0][0] <= i - p:
-            dq.popleft()
-        hh = dq[0][1]
-        mn = self._ll
-        j = mn._n
-        mn._n = j + 1
-        x = bar.low
-        dq = mn._dq
-        while dq and dq[-1][1] >= x:
-            dq.pop()
-        dq.append((j, x))
-        if dq[0][0] <= j - p:
-            dq.popleft()
-        if i + 1 < p:
+        i, hh, _, ll = push_high_low(self._hh, self._ll, bar.high, bar.low)
+        if i + 1 < self.period:
             return None
-        return (hh, dq[0][1])
+        return (hh, ll)
 
     def fused_part(self, v: str) -> Part:
         """The steady-state :meth:`_push` above as fused-step source lines (locals prefixed ``v``)."""

@@ -7,10 +7,36 @@ from typing import Any, ClassVar
 
 from .base import ScalarIndicator, check_period
 
-__all__ = ["Max", "Min"]
+__all__ = ["Max", "Min", "push_high_low"]
 
 
-class Max(ScalarIndicator[float]):
+class _Extreme(ScalarIndicator[float]):
+    """What :class:`Max` and :class:`Min` share: the window, the deque and its state; each writes its comparison."""
+
+    __slots__ = ("period", "_dq")
+    _params: ClassVar[tuple[str, ...]] = ("period",)
+
+    def __init__(self, period: int = 20) -> None:
+        self.period = check_period("period", period)
+        self._reset_bookkeeping()
+        self._init_state()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (f"{self.spec_name}_{self.period}",)  # type: ignore[attr-defined]
+
+    def _init_state(self) -> None:
+        self._dq: deque[tuple[int, float]] = deque()
+        self._ready_at = self.period
+
+    def _get_state(self) -> dict[str, Any]:
+        return {"dq": [[j, v] for j, v in self._dq]}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self._dq = deque((int(j), float(v)) for j, v in state["dq"])
+
+
+class Max(_Extreme):
     """Highest input over the last ``period`` inputs (TA-Lib ``MAX``).
 
     A monotonic deque of ``(index, value)`` keeps only inputs that can still be the
@@ -30,22 +56,8 @@ class Max(ScalarIndicator[float]):
     [None, None, 3.0, 2.0, 2.0]
     """
 
-    __slots__ = ("period", "_dq")
-    _params: ClassVar[tuple[str, ...]] = ("period",)
+    __slots__ = ()
     spec_name: ClassVar[str] = "max"
-
-    def __init__(self, period: int = 20) -> None:
-        self.period = check_period("period", period)
-        self._reset_bookkeeping()
-        self._init_state()
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return (f"{self.spec_name}_{self.period}",)
-
-    def _init_state(self) -> None:
-        self._dq: deque[tuple[int, float]] = deque()
-        self._ready_at = self.period
 
     def _push(self, x: float) -> float | None:
         i = self._n
@@ -74,14 +86,8 @@ class Max(ScalarIndicator[float]):
             m = dq[1][1]
         return m if m > x else x
 
-    def _get_state(self) -> dict[str, Any]:
-        return {"dq": [[j, v] for j, v in self._dq]}
 
-    def _set_state(self, state: dict[str, Any]) -> None:
-        self._dq = deque((int(j), float(v)) for j, v in state["dq"])
-
-
-class Min(ScalarIndicator[float]):
+class Min(_Extreme):
     """Lowest input over the last ``period`` inputs (TA-Lib ``MIN``).
 
     Parameters
@@ -96,22 +102,8 @@ class Min(ScalarIndicator[float]):
     [None, 1.0, 1.0, 2.0]
     """
 
-    __slots__ = ("period", "_dq")
-    _params: ClassVar[tuple[str, ...]] = ("period",)
+    __slots__ = ()
     spec_name: ClassVar[str] = "min"
-
-    def __init__(self, period: int = 20) -> None:
-        self.period = check_period("period", period)
-        self._reset_bookkeeping()
-        self._init_state()
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return (f"{self.spec_name}_{self.period}",)
-
-    def _init_state(self) -> None:
-        self._dq: deque[tuple[int, float]] = deque()
-        self._ready_at = self.period
 
     def _push(self, x: float) -> float | None:
         i = self._n
@@ -140,8 +132,30 @@ class Min(ScalarIndicator[float]):
             m = dq[1][1]
         return m if m < x else x
 
-    def _get_state(self) -> dict[str, Any]:
-        return {"dq": [[j, v] for j, v in self._dq]}
 
-    def _set_state(self, state: dict[str, Any]) -> None:
-        self._dq = deque((int(j), float(v)) for j, v in state["dq"])
+def push_high_low(mx: Max, mn: Min, high: float, low: float) -> tuple[int, float, int, float]:
+    """``mx._push(high)`` and ``mn._push(low)`` inlined; return ``(i, max, j, min)``.
+
+    ``i`` and ``j`` are the inputs' indices (0-based); the max and min are the deques'
+    fronts, defined once ``i + 1 >= period`` (Donchian's and Stochastic's high/low step).
+    """
+    p = mx.period
+    i = mx._n
+    mx._n = i + 1
+    dq = mx._dq
+    while dq and dq[-1][1] <= high:
+        dq.pop()
+    dq.append((i, high))
+    if dq[0][0] <= i - p:
+        dq.popleft()
+    hh = dq[0][1]
+    p = mn.period
+    j = mn._n
+    mn._n = j + 1
+    dq = mn._dq
+    while dq and dq[-1][1] >= low:
+        dq.pop()
+    dq.append((j, low))
+    if dq[0][0] <= j - p:
+        dq.popleft()
+    return i, hh, j, dq[0][1]

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from ..errors import ConfigError
 from .base import BarIndicator, BarLike, ScalarIndicator, cascade_ready_steps, check_period
-from .extrema import Max, Min
+from .extrema import Max, Min, push_high_low
 from .fusion import Part, extrema_lines, literal, sma_lines
 from .moving import EMA, SMA
 from .values import MACDValue, StochasticValue
@@ -366,33 +366,11 @@ class Stochastic(BarIndicator[StochasticValue]):
         return (c - ll) / diff if diff != 0.0 else 0.0
 
     def _push(self, bar: BarLike) -> tuple[float, float] | None:
-        # Max._push and Min._push, inlined (same deques, same state)
         self._n += 1
         p = self.k_period
-        mx = self._hh
-        i = mx._n
-        mx._n = i + 1
-        x = bar.high
-        dq = mx._dq
-        while dq and dq[-1][1] <= x:
-            dq.pop()
-        dq.append((i, x))
-        if dq[0][0] <= i - p:
-            dq.popleft()
-        hh = dq[0][1]
-        mn = self._ll
-        j = mn._n
-        mn._n = j + 1
-        x = bar.low
-        dq = mn._dq
-        while dq and dq[-1][1] >= x:
-            dq.pop()
-        dq.append((j, x))
-        if dq[0][0] <= j - p:
-            dq.popleft()
+        i, hh, j, ll = push_high_low(self._hh, self._ll, bar.high, bar.low)
         if i + 1 < p or j + 1 < p:
             return None
-        ll = dq[0][1]
         diff = (hh - ll) / 100.0  # _raw_k, inlined
         k: float | None = (bar.close - ll) / diff if diff != 0.0 else 0.0
         ks = self._ks
