@@ -119,7 +119,7 @@ class PartitionProgress:
         self.epochs: dict[int, int] = {}  # partition -> the epoch this worker claimed
         self.fenced: set[int] = set()  # partitions another worker claimed since: not processed, not written
         self._records: dict[int, Any] = {}  # the record at each partition's offset (its fingerprint is taken lazily)
-        self._fingerprints: dict[int, str | None] = {}  # fingerprint of the record at each partition's offset
+        self._fingerprints: dict[int, tuple[int, str]] = {}  # partition -> (offset, fingerprint of its record)
         self._expect: dict[int, str] = {}  # fingerprint the restored checkpoint's record must have
 
     async def restored(self, partition: int) -> None:
@@ -176,7 +176,7 @@ class PartitionProgress:
         self.offsets[partition] = offset - 1
         self._expect.pop(partition, None)
         self._records.pop(partition, None)
-        self._fingerprints[partition] = None
+        self._fingerprints.pop(partition, None)
         self.dirty.add(partition)
 
     def _log_was_reset(self, partition: int, offset: int, last: int) -> bool:
@@ -234,10 +234,12 @@ class PartitionProgress:
             self.changed.setdefault(partition, set()).add(series)
 
     def _fingerprint(self, partition: int, offset: int) -> str | None:
+        """The fingerprint of the record at ``offset`` (None when this worker has not seen it)."""
         rec = self._records.pop(partition, None)
         if rec is not None and getattr(rec, "offset", None) == offset:
-            self._fingerprints[partition] = record_fingerprint(rec)
-        return self._fingerprints.get(partition)
+            self._fingerprints[partition] = (offset, record_fingerprint(rec))
+        known = self._fingerprints.get(partition)
+        return known[1] if known is not None and known[0] == offset else None
 
     def capture(self, partitions: Iterable[int] = ()) -> dict[int, tuple[int, Any]]:
         """Take ``(offset, state)`` of every dirty partition (and ``partitions``) right now.
@@ -294,7 +296,7 @@ class PartitionProgress:
                     "fingerprint": state.fingerprint,
                 }
             else:
-                kw = {"state": state, "epoch": self.epochs.get(p), "fingerprint": self._fingerprints.get(p)}
+                kw = {"state": state, "epoch": self.epochs.get(p), "fingerprint": self._fingerprint(p, offset)}
             try:
                 await loop.run_in_executor(
                     None,
@@ -399,28 +401,23 @@ class PartitionProgress:
         sys.stderr.flush()
         os._exit(EXIT_STORAGE_FATAL)
 
-    async def _claim(self, partition: int) -> int:
-        """Claim ``partition`` (a new owner epoch); a database that does not answer is waited out."""
-        return await self._wait_db(
-            partition,
-            lambda: claim_progress(self.engine, consumer=self.consumer, topic=self.topic, partition=partition),
-        )
-
-    async def _load_snapshot(self, partition: int) -> Checkpoint | None:
-        """The partition's checkpoint row; a database that does not answer is waited out.
+    async def _load_snapshot(self, partition: int) -> tuple[int | None, Checkpoint | None]:
+        """Claim ``partition`` (a new owner epoch, issue 15) and read its checkpoint, in one
+        executor call; a database that does not answer is waited out.
 
         An outage during a rebalance pauses the restore (a WARNING line per attempt, backing
         off to 30 s) instead of crashing the worker; a row that cannot be read as a state
         (not JSON) stops it like a refused snapshot.
         """
+        c, t, p = self.consumer, self.topic, partition
+
+        def claim_and_load() -> tuple[int | None, Checkpoint | None]:
+            epoch = claim_progress(self.engine, consumer=c, topic=t, partition=p) if self.engine is not None else None
+            return epoch, load_snapshot(self.engine, consumer=c, topic=t, partition=p, detail=True)
+
         while True:
             try:
-                return await self._wait_db(
-                    partition,
-                    lambda: load_snapshot(
-                        self.engine, consumer=self.consumer, topic=self.topic, partition=partition, detail=True
-                    ),
-                )
+                return await self._wait_db(partition, claim_and_load)
             except ValueError as exc:  # the state column is not JSON
                 self._state_refused(partition, -1, exc)
 
@@ -497,11 +494,10 @@ class PartitionProgress:
                 self.restoring[tp.partition] = asyncio.Event()
         for tp in mine:
             p = tp.partition
-            if self.engine is not None:
-                # issue 15: the epoch every write of this assignment carries (an older owner's are refused)
-                self.epochs[p] = await self._claim(p)
+            epoch, snap = await self._load_snapshot(p)
+            if epoch is not None:  # issue 15: every write of this assignment carries it (an older owner's are refused)
+                self.epochs[p] = epoch
             self.fenced.discard(p)
-            snap = await self._load_snapshot(p)
             if snap is None:
                 self.offsets.pop(p, None)
             else:
@@ -520,8 +516,8 @@ class PartitionProgress:
                     # snapshot (ConfigError, KeyError, ...): the worker stops, it never hangs in restore
                     self._state_refused(p, offset, exc)
                 self.offsets[p] = offset
-                self._fingerprints[p] = snap.fingerprint
                 if snap.fingerprint is not None:
+                    self._fingerprints[p] = (offset, snap.fingerprint)
                     self._expect[p] = snap.fingerprint
                 log.info(
                     "progress.restored consumer=%s partition=%d offset=%d epoch=%s parts=%d",

@@ -223,11 +223,11 @@ def claim_progress(engine: Engine, *, consumer: str, topic: str, partition: int)
     left behind by a deleted row are deleted with it, so they never come back.
     """
     now = int(time.time() * 1000)
+    key = _key(snapshots, consumer, topic, partition)
     with engine.begin() as conn:
-        q = select(snapshots.c.epoch).where(_key(snapshots, consumer, topic, partition))
-        if conn.dialect.name == "postgresql":
-            q = q.with_for_update()
-        if conn.execute(q).first() is None:
+        # a write first: it takes the row lock (PostgreSQL) or the write lock (SQLite) at once,
+        # never a read lock that must be upgraded (SQLite answers that with "database is locked")
+        if conn.execute(update(snapshots).where(key).values(epoch=snapshots.c.epoch + 1)).rowcount == 0:
             conn.execute(delete(snapshot_parts).where(_key(snapshot_parts, consumer, topic, partition)))
             stmt = _insert(conn, snapshots).values(
                 consumer=consumer, topic=topic, partition=partition, offset=-1, state="", updated_ms=now, epoch=1
@@ -237,13 +237,7 @@ def claim_progress(engine: Engine, *, consumer: str, topic: str, partition: int)
                     index_elements=["consumer", "topic", "partition"], set_={"epoch": snapshots.c.epoch + 1}
                 )
             )
-        else:
-            conn.execute(
-                update(snapshots).where(_key(snapshots, consumer, topic, partition)).values(epoch=snapshots.c.epoch + 1)
-            )
-        return int(
-            conn.execute(select(snapshots.c.epoch).where(_key(snapshots, consumer, topic, partition))).scalar_one()
-        )
+        return int(conn.execute(select(snapshots.c.epoch).where(key)).scalar_one())
 
 
 @db_retry
