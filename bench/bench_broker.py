@@ -89,7 +89,7 @@ def child(mode: str, bootstrap: str, prefix: str, n: int, data_dir: str) -> None
             await orig(self, msg)
             state["n"] += 1
             if state["n"] >= n:
-                await self.flush()
+                await self.consumer.flush()
                 if os.environ.get("BENCH_PROFILE"):
                     prof.disable()
                     prof.dump_stats(os.environ["BENCH_PROFILE"])

@@ -9,7 +9,6 @@ they reflect by the :class:`~streams.consumer.CheckpointingConsumer`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -20,14 +19,14 @@ from forex_diffusion.candle_gate import CandleGate
 from forex_diffusion.diffusion.inputs import CrossBook
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ValidationError
-from forex_diffusion.forecasting import CandleOutcome, ForecasterConfig, SymbolForecaster
-from forex_diffusion.wire import decode_candle, decode_model_outcome
-from retraining.serving import ModelBook
+from forex_diffusion.forecasting import CandleOutcome, SymbolForecaster
+from forex_diffusion.wire import decode_candle
 
 from ..consumer import CheckpointingConsumer, Effects
 from ..deadletter import RecordScope
+from ..shadow import ShadowLane
 from .forecasts import Due, account, forecast_batch, side_outputs
-from .shadow import ShadowLane
+from .models import forecaster_config, model_book, register_models
 from .warm import warm_batch
 
 if TYPE_CHECKING:
@@ -42,29 +41,11 @@ class CandleAgent:
     """Consume ``fx.candles`` and ``fx.models``; publish forecasts, drift, retrain requests."""
 
     def __init__(self, rt: Runtime) -> None:
-        s, m = rt.settings, rt.metrics
         self.rt = rt
-        # issue 16: one model per forecast timeframe, each at its own horizon (FOREXD_MODELS)
-        horizons = s.model_horizons
-        self.config = ForecasterConfig(
-            timeframes=s.timeframes,
-            forecast_timeframes=s.forecast_timeframes,
-            horizon=s.horizon,
-            models=tuple(horizons.items()),
-            keyed_horizons=len(set(horizons.values())) > 1,  # a retrain request names its horizon
-        )
-        self.timeframes = frozenset(s.timeframes)
+        self.config, self.models = forecaster_config(rt.settings), model_book(rt)
+        self.timeframes = frozenset(rt.settings.timeframes)
         self.forecasters: dict[str, SymbolForecaster] = {}
         self.symbols: dict[int, set[str]] = defaultdict(set)
-        self.models = ModelBook(
-            rt.engine,
-            horizon=s.horizon,
-            horizons=horizons,
-            device=s.device,
-            model_dir=s.model_dir or (s.data_dir / "models"),
-            on_rejected=(lambda v, e: m.artifact_rejected()) if m is not None else None,
-            touch_bands=s.touch_bands,
-        )
         self.consumer = CheckpointingConsumer(
             rt,
             name="candles",
@@ -109,7 +90,7 @@ class CandleAgent:
             self.forecasters.pop(sym, None)
 
     def register(self) -> None:
-        app, topics, loop = self.rt.app, self.rt.topics, asyncio.get_running_loop
+        app, topics = self.rt.app, self.rt.topics
 
         @app.agent(topics["candles"], name="forexd.candles")
         async def candles(stream: Any) -> None:
@@ -118,30 +99,7 @@ class CandleAgent:
 
         self.agent = candles
 
-        @app.agent(topics["models"], name="forexd.models")
-        async def models(stream: Any) -> None:
-            async for value in stream:
-                try:  # an outcome finishes its request: the trigger may open new ones
-                    data = decode_model_outcome(value)
-                except ValidationError as exc:
-                    log.warning("models.refused reason=%s error=%s", exc.reason.value, exc.detail[:200])
-                else:
-                    if (f := self.forecasters.get(data["symbol"])) is not None:
-                        f.close_request(data["timeframe"], data["request_id"])
-                        for p in [p for p, syms in self.symbols.items() if data["symbol"] in syms]:
-                            self.consumer.progress.touch(p, data["symbol"])  # issue 15: in the next checkpoint
-                versions = await loop().run_in_executor(None, self.models.refresh)
-                log.info("models.refreshed versions=%s", versions)
-                if (m := self.rt.metrics) is not None:
-                    for (sym, tf), v in versions.items():
-                        m.model_in_service(f"{sym}/{tf}/{self.models.horizon_of(tf)}", v)
-
-        async def refresh_models() -> None:  # promotions and rollbacks made from the CLI too
-            await loop().run_in_executor(None, self.models.refresh)
-            await self.shadow.settle()  # shadows running here: export, and decide any that are due
-
-        app.timer(interval=15.0)(refresh_models)
-
+        register_models(self)  # fx.models: outcomes finish requests, the model book follows
         self.consumer.register(app, timer_s=self.rt.settings.snapshot_interval_s)
 
     async def handle_batch(self, msgs: list[Any]) -> None:

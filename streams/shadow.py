@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from forex_diffusion.diffusion.context import ForecastRequest
     from forex_diffusion.forecasting import CandleOutcome
 
-    from ..metrics import Metrics
+    from .metrics import Metrics
 
 __all__ = ["ShadowLane"]
 
