@@ -23,6 +23,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -36,6 +37,7 @@ from sqlalchemy.exc import DBAPIError
 from forex_diffusion.errors import PermanentStorageError, StaleOwnerError
 from forex_diffusion.storage import Checkpoint, claim_progress, load_snapshot, save_progress
 from forex_diffusion.storage.retry import classify
+from retraining.failpoints import fires
 
 __all__ = ["EXIT_STATE_REFUSED", "EXIT_STORAGE_FATAL", "WHOLE_STATE", "PartitionProgress", "record_fingerprint"]
 
@@ -280,6 +282,8 @@ class PartitionProgress:
     ) -> None:
         """Write each captured ``(offset, state)`` with its ``(candles, forecasts[, drift events[,
         shadow score rows]])`` in one transaction."""
+        if fires("pause_before_checkpoint_write"):  # fault tests: paused with its checkpoint in hand
+            os.kill(os.getpid(), signal.SIGSTOP)
         effects = effects or {}
         loop = asyncio.get_running_loop()
         written: list[int] = []
