@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
 
-from .errors import ForexDiffusionError, StateError
+from .errors import ConfigError, ForexDiffusionError, StateError
 
 __all__ = ["ENVELOPE_KEYS", "Stateful", "is_envelope", "malformed", "unwrap", "wrap"]
 
@@ -113,10 +113,15 @@ def unwrap(data: Any, cls: Stateful | type[Stateful], *, legacy: Callable[[Any],
 @contextmanager
 def malformed(cls: Stateful | type[Stateful], what: str = "") -> Iterator[None]:
     """Turn a ``KeyError``/``TypeError``/``ValueError``/``IndexError`` met while reading a
-    state into a :class:`StateError` naming the kind (the project's own errors pass through)."""
+    state, or a ``ConfigError`` of the settings it holds, into a :class:`StateError` naming
+    the kind; the project's other errors (a signature's ``ArtifactError``) pass through."""
     try:
         yield
-    except ForexDiffusionError:
+    except StateError:
+        raise
+    except ConfigError as exc:  # settings inside the state that its class refuses
+        raise StateError(f"malformed {cls.state_kind} state: {str(exc)[:120]}") from exc
+    except ForexDiffusionError:  # e.g. a signed part's ArtifactError: passed on as it is
         raise
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         label = f"{what} {cls.state_kind}" if what else cls.state_kind
