@@ -84,16 +84,19 @@ class RetrainAgent:
         """Check a request message and queue its job, or dead-letter it (never raises for bad
         input); a dead letter is acknowledged before this returns."""
         with self.outbox.contain.record(msg) as rec:
-            request = self.named(decode_request(msg.value))
+            request = decode_request(msg.value)
             rec.stage, rec.symbol = "validate", request.symbol
-            self.check(request)
-            rec.stage = "process"
-            if self.queue.submit(request) == "queue_full":
-                raise ValidationError(
-                    RejectReason.QUEUE_FULL,
-                    f"{self.queue.queued} retrain jobs already wait (max {self.queue.max_queued})",
-                )
+            self.submit(request)
         await self.outbox.deliver()
+
+    def submit(self, request: RetrainRequest) -> None:
+        """Name, check and queue a request (``ValidationError``: refused, the queue is full)."""
+        request = self.named(request)
+        self.check(request)
+        if self.queue.submit(request) == "queue_full":
+            raise ValidationError(
+                RejectReason.QUEUE_FULL, f"{self.queue.queued} retrain jobs already wait (max {self.queue.max_queued})"
+            )
 
     def named(self, request: RetrainRequest) -> RetrainRequest:
         """A request naming no horizon, for a timeframe that ``FOREXD_MODELS`` serves, retrains
@@ -110,14 +113,11 @@ class RetrainAgent:
     def start(self, request: RetrainRequest) -> None:
         """Queue a request this worker made itself (the schedule); refusals are logged."""
         try:
-            request = self.named(request)
-            self.check(request)
-            said = self.queue.submit(request)
+            self.submit(request)
+        except ValidationError as exc:
+            log.error("retrain.scheduled_refused request=%s reason=%s", request.request_id, exc.reason.value)
         except Exception:  # noqa: BLE001 - a bad schedule entry never stops the timer
             log.exception("retrain.scheduled_refused request=%s", request.request_id)
-            return
-        if said == "queue_full":
-            log.error("retrain.scheduled_refused request=%s reason=queue_full", request.request_id)
 
     def _refused(self, error: ValidationError, symbol: str | None) -> None:
         log.info("retrain.refused symbol=%s reason=%s", symbol, error.reason.value)
