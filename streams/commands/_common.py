@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from rich.progress import Progress
     from sqlalchemy.engine import Engine
 
+    from forex_diffusion.domain import PriceSide
+
     from ..settings import Settings
 
 __all__ = [
@@ -38,7 +40,9 @@ __all__ = [
     "progress_bar",
 ]
 
-PRICE_SIDES = ("mid", "bid", "ask")
+#: ``--price`` values, each the core's :data:`~forex_diffusion.domain.PriceSide` of that name.
+_SIDES: dict[str, PriceSide] = {"mid": "mid", "bid": "bid", "ask": "ask"}
+PRICE_SIDES = tuple(_SIDES)
 
 #: ``--log-level`` values and the logging level each means.
 LOG_LEVELS: dict[str, int] = {
@@ -98,7 +102,7 @@ def check_output(path: Path | None, option: str = "-o") -> None:
         raise OutputError(f"cannot write {path}: permission denied; choose another {option}")
 
 
-def file_symbols(path: Path, price: str = "mid") -> set[str]:
+def file_symbols(path: Path, price: PriceSide = "mid") -> set[str]:
     """The symbols a candle file names: its symbol column, else the pair in its name (empty: none).
 
     A file without a symbol column gives its rows whatever symbol is asked for, so whether
@@ -109,16 +113,17 @@ def file_symbols(path: Path, price: str = "mid") -> set[str]:
     from forex_diffusion.readers import read_candles
 
     try:
-        return {str(s) for s in read_candles(path, price=price).frame["symbol"].tolist() if s}  # type: ignore[arg-type]
+        return {str(s) for s in read_candles(path, price=price).frame["symbol"].tolist() if s}
     except DataFormatError:
         return set()
 
 
-def check_price(price: str) -> str:
-    """``price`` if it is a side of bid/ask files, else a usage error."""
-    if price not in PRICE_SIDES:
+def check_price(price: str) -> PriceSide:
+    """``price`` as the side of bid/ask files it names, else a usage error."""
+    side = _SIDES.get(price)
+    if side is None:
         raise typer.BadParameter(f"--price must be mid, bid or ask, not {price!r}")
-    return price
+    return side
 
 
 def check_positive(value: int | None, option: str) -> None:

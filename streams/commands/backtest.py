@@ -117,7 +117,7 @@ def backtest_command(
     """
     from forex_diffusion.backtest import BacktestConfig, parse_utc_date
 
-    check_price(price)
+    price = check_price(price)
     check_positive(threads, "--threads")
     check_positive(every, "--every")
     check_positive(steps, "--steps")
@@ -154,7 +154,7 @@ def backtest_command(
     torch.set_num_threads(threads)
     predictor = Predictor.load(model, device=device, touch_bands=bands)
     check_model_fits(predictor.manifest, symbol=sym, timeframe=timeframe)
-    frame = read_candle_series(file, symbol=sym, timeframe=timeframe, price=price).frame  # type: ignore[arg-type]
+    frame = read_candle_series(file, symbol=sym, timeframe=timeframe, price=price).frame
     check_price_scale(frame, sym, file)
     if len(frame) and config.from_ms is not None and config.from_ms > int(frame["ts_ms"].max()):
         typer.echo(
@@ -170,7 +170,7 @@ def backtest_command(
                 f"(it holds {', '.join(sorted(held)) or 'one unnamed series'})"
             )
     others = {
-        s: read_candle_series(file, symbol=s, timeframe=timeframe, price=price).frame  # type: ignore[arg-type]
+        s: read_candle_series(file, symbol=s, timeframe=timeframe, price=price).frame
         for s in predictor.inputs.cross_symbols
     }
     core_log = logging.getLogger("forex_diffusion.backtest")

@@ -34,7 +34,7 @@ def candles(
     """
     from forex_diffusion.offline import aggregate_ticks_file, write_candles_csv
 
-    check_price(price)
+    price = check_price(price)
     parse_timeframes(timeframes)
     check_input(file, "tick file")
     check_output(output)
@@ -44,7 +44,7 @@ def candles(
         run = aggregate_ticks_file(
             file,
             timeframes=timeframes,
-            price=price,  # type: ignore[arg-type]
+            price=price,
             symbol=symbol,
             allowed_lateness_ms=lateness_ms,
             progress=lambda done, total: progress.update(task, completed=done, total=total),

@@ -63,7 +63,7 @@ def indicators(
     from forex_diffusion.indicators import BankSpec, compute_indicators
     from forex_diffusion.readers import read_candle_series
 
-    check_price(price)
+    price = check_price(price)
     if timeframe is not None:
         Timeframe.parse(timeframe)
     bank_spec = BankSpec.parse(spec)
@@ -75,7 +75,7 @@ def indicators(
             file,
             symbol=symbol,
             timeframe=timeframe,
-            price=price,  # type: ignore[arg-type]
+            price=price,
             one_symbol=False,
         )
         progress.update(task, description=f"{len(loaded.frame)} candles")

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from forex_diffusion.diffusion import TrainProgress
+    from forex_diffusion.domain import PriceSide
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def train_command(
     from forex_diffusion.backtest import parse_utc_date
     from forex_diffusion.diffusion import ContextSpec, TrainConfig
 
-    check_price(price)
+    price = check_price(price)
     for value, option in (
         (threads, "--threads"),
         (horizon, "--horizon"),
@@ -170,7 +171,7 @@ def train_command(
         candles = series
         typer.echo(f"global model {sym} over {len(series)} series: {', '.join(series)}")
     else:
-        loaded = read_candle_series(files[0], symbol=sym, timeframe=timeframe, price=price)  # type: ignore[arg-type]
+        loaded = read_candle_series(files[0], symbol=sym, timeframe=timeframe, price=price)
         check_price_scale(loaded.frame, sym, files[0])
         candles = loaded.frame
     with progress_bar("train", elapsed=True, description=True) as progress:
@@ -201,7 +202,7 @@ def train_command(
     typer.echo(str(result.checkpoint))
 
 
-def _read_series(files: list[Path], syms: list[str], *, timeframe: str, price: str) -> dict[str, Any]:
+def _read_series(files: list[Path], syms: list[str], *, timeframe: str, price: PriceSide) -> dict[str, Any]:
     """The series of a global model: ``{name: candle frame}`` for each file and symbol.
 
     ``syms`` empty means every symbol of each file. A name is the symbol, or
@@ -221,7 +222,7 @@ def _read_series(files: list[Path], syms: list[str], *, timeframe: str, price: s
         while tag in tags:
             tag += "_"
         tags.append(tag)
-        held = syms or sorted(set(read_candles(f, price=price).frame["symbol"].tolist()))  # type: ignore[arg-type]
+        held = syms or sorted(set(read_candles(f, price=price).frame["symbol"].tolist()))
         if not held or any(not isinstance(s, str) or not s for s in held):
             raise DataFormatError(f"{f.name} names no symbols: pass --symbol")
         if len(syms) > 1:
@@ -236,7 +237,7 @@ def _read_series(files: list[Path], syms: list[str], *, timeframe: str, price: s
                     "pass the symbols it holds to --symbol, or one file per symbol"
                 )
         for s in held:
-            frame = read_candle_series(f, symbol=s, timeframe=timeframe, price=price).frame  # type: ignore[arg-type]
+            frame = read_candle_series(f, symbol=s, timeframe=timeframe, price=price).frame
             check_price_scale(frame, s, f)
             out[s if len(files) == 1 else f"{s}@{tag}"] = frame
     if len(out) < 2:
@@ -302,7 +303,7 @@ def register(app: typer.Typer) -> None:
     app.command("train")(train_command)
 
 
-def _input_features(config: Any, candles: Any, file: Path, price: str) -> Any:
+def _input_features(config: Any, candles: Any, file: Path, price: PriceSide) -> Any:
     """The extra features of ``config.inputs`` (one array, or one per series of a global model).
 
     Built by :func:`forex_diffusion.diffusion.inputs.build_extra_frame`, the builder the
@@ -323,7 +324,7 @@ def _input_features(config: Any, candles: Any, file: Path, price: str) -> Any:
                 f"(it holds {', '.join(sorted(held)) or 'one unnamed series'})"
             )
         try:
-            others[s] = read_candle_series(file, symbol=s, timeframe=config.timeframe, price=price).frame  # type: ignore[arg-type]
+            others[s] = read_candle_series(file, symbol=s, timeframe=config.timeframe, price=price).frame
         except DataFormatError as exc:
             raise DataFormatError(f"--inputs cross:{s}: {str(exc).split(': pass', 1)[0]}") from exc
     if isinstance(candles, dict):
