@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 from faust.types import TP
 from sqlalchemy.exc import DBAPIError
 
-from forex_diffusion.errors import PermanentStorageError, StaleOwnerError
+from forex_diffusion.errors import PermanentStorageError, StaleOwnerError, StorageError
 from forex_diffusion.storage import Checkpoint, claim_progress, load_snapshot, save_progress
 from forex_diffusion.storage.retry import classify
 from retraining.failpoints import fires
@@ -431,17 +431,27 @@ class PartitionProgress:
         while True:
             try:
                 return await loop.run_in_executor(None, call)
-            except (DBAPIError, ConnectionError, TimeoutError) as exc:
-                err = classify(exc)
+            except (StorageError, DBAPIError, ConnectionError, TimeoutError) as exc:
+                err = exc if isinstance(exc, StorageError) else classify(exc)
                 if isinstance(err, PermanentStorageError):
-                    raise err from exc
-                log.warning(
-                    "progress.restore_waits consumer=%s partition=%d error=%s retry_in=%.1fs",
-                    self.consumer,
-                    partition,
-                    err,
-                    delay,
-                )
+                    # the claim is the assignment's first checkpoint write: a database that refuses
+                    # writes for good (read-only, F14) is fatal after the same streak as a checkpoint
+                    log.warning(
+                        "checkpoint.failed consumer=%s partition=%d step=claim error=%s retry_in=%.1fs",
+                        self.consumer,
+                        partition,
+                        err,
+                        delay,
+                    )
+                    self.checkpoint_failed(err)
+                else:
+                    log.warning(
+                        "progress.restore_waits consumer=%s partition=%d error=%s retry_in=%.1fs",
+                        self.consumer,
+                        partition,
+                        err,
+                        delay,
+                    )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
