@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,9 @@ def sqlite_url(path: str | Path) -> str:
 
 
 def _ms(seconds: float) -> int:
-    """Milliseconds of a timeout; 0 (PostgreSQL's "no limit") for 0 or less."""
-    return max(0, round(seconds * 1000))
+    """Milliseconds of a timeout, rounded up (a tiny positive timeout never becomes 0, which
+    PostgreSQL reads as "no limit"); 0 for 0 or less."""
+    return math.ceil(seconds * 1000) if seconds > 0 else 0
 
 
 def postgres_connect_args(
@@ -59,8 +61,8 @@ def postgres_connect_args(
     ours = f"-c statement_timeout={_ms(statement_timeout_s)} -c lock_timeout={_ms(lock_timeout_s)}"
     args: dict[str, Any] = {"options": f"{ours} {user_options}".strip()}
     if "connect_timeout" not in query:
-        # libpq waits forever with 0; it rounds down, and anything below 2 s becomes 2 s
-        args["connect_timeout"] = max(0, round(connect_timeout_s))
+        # whole seconds, rounded up (libpq waits forever with 0, and makes 1 s into 2 s)
+        args["connect_timeout"] = math.ceil(connect_timeout_s) if connect_timeout_s > 0 else 0
     return args
 
 

@@ -68,6 +68,10 @@ def test_connect_args_keep_the_urls_own_options_and_let_them_win() -> None:
         "options": "-c statement_timeout=2500 -c lock_timeout=250 -csearch_path=s1",
         "connect_timeout": 10,
     }
+    # a tiny positive timeout is rounded up, never down to 0 ("no limit")
+    assert postgres_connect_args(
+        "postgresql://u@h/db", connect_timeout_s=0.4, statement_timeout_s=0.0001, lock_timeout_s=0.0004
+    ) == {"options": "-c statement_timeout=1 -c lock_timeout=1", "connect_timeout": 1}
     # a connect_timeout in the URL is the operator's: not overridden
     assert "connect_timeout" not in postgres_connect_args("postgresql://u@h/db?connect_timeout=3")
     assert postgres_connect_args("postgresql://u@h/db", statement_timeout_s=0, lock_timeout_s=-1)["options"] == (
