@@ -300,7 +300,10 @@ class CheckpointingConsumer:
             self.failures = 0
             self.healthy.set()
         if self.on_persisted is not None:
-            self.on_persisted(taken)
+            try:
+                self.on_persisted(taken)
+            except Exception:  # noqa: BLE001 - the checkpoint is durable; what follows it never undoes that
+                log.exception("checkpoint.after_failed consumer=%s", self.name)
 
     async def _failed(self, exc: Exception) -> None:
         self.failures += 1
