@@ -289,6 +289,10 @@ class CheckpointingConsumer:
                 await send_all(self.rt, taken.records(self.rt.topics))
                 await self.progress.persist(captured, taken.rows())
                 failpoint("after_db_upsert_before_commit")
+            except asyncio.CancelledError:  # a bounded revoke or shutdown gave up on it: keep everything
+                self.effects.give_back(taken)
+                self.progress.dirty |= set(captured)
+                raise
             except Exception as exc:  # noqa: BLE001 - any failure: keep everything, retry, back off
                 self.effects.give_back(taken)
                 self.progress.dirty |= set(captured)

@@ -227,3 +227,23 @@ async def test_the_outbox_sends_its_dead_letters_again_until_they_are_acknowledg
     sent = [json.loads(v) for k, t, v in rt.log if k == "send"]
     assert [d["reason"] for d in sent] == ["schema"] * 3 and sent[-1]["offset"] == 4
     assert not box.effects and box.failures == 0
+
+
+@pytest.mark.asyncio
+async def test_a_checkpoint_given_up_on_keeps_its_dead_letters_and_records(tmp_path: Path) -> None:
+    """A revoke or a shutdown waits for the checkpoint a bounded time, then cancels it: what it
+    had taken goes back (a dead letter it held was lost before)."""
+    rt = _runtime(tmp_path)
+    c = _consumer(rt, {0: 1})
+    c.contain.fail(_msg(0, value=b"junk"), ValidationError(RejectReason.MALFORMED, "not JSON"), stage="decode")
+    c.effects.at(0).records.append(("candles", b"EURUSD", b"a"))
+    c.mark(_msg(0))
+    flush = asyncio.ensure_future(c.flush())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not c.effects  # taken; the broker never answers
+    flush.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await flush
+    assert len(c.effects.dead) == 1 and [v for *_, v in c.effects.at(0).records] == [b"a"]
+    assert 0 in c.progress.dirty
