@@ -9,7 +9,6 @@ they reflect by the :class:`~streams.consumer.CheckpointingConsumer`.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -33,8 +32,6 @@ if TYPE_CHECKING:
     from ..app import Runtime
 
 __all__ = ["CandleAgent"]
-
-log = logging.getLogger(__name__)
 
 
 class CandleAgent:

@@ -4,7 +4,6 @@ Quiet series close on the idle timer (:mod:`forex_diffusion.idle_close`)."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -24,8 +23,6 @@ if TYPE_CHECKING:
     from ..app import Runtime
 
 __all__ = ["TickAgent"]
-
-log = logging.getLogger(__name__)
 
 
 class TickAgent:
@@ -54,8 +51,6 @@ class TickAgent:
             on_refused=self._on_refused,
         )
         self.contain, self.effects = self.consumer.contain, self.consumer.effects
-
-    # -- partition state ----------------------------------------------------------------------
 
     def _snapshot(self, partition: int, series: Iterable[str]) -> dict[str, Any]:
         """Per series (issue 15): the pipeline's state of each series of ``series`` still here."""
@@ -87,8 +82,6 @@ class TickAgent:
         syms = sorted(self.symbols.pop(partition, set()))
         self.pipeline.drop(syms)
         self.idle.drop(syms)
-
-    # -- the stream ---------------------------------------------------------------------------
 
     def register(self) -> None:
         @self.rt.app.agent(self.rt.topics["ticks"], name="forexd.ticks")
