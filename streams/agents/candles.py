@@ -9,22 +9,18 @@ they reflect by the :class:`~streams.consumer.CheckpointingConsumer`.
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from forex_diffusion.candle_gate import CandleGate
 from forex_diffusion.diffusion.inputs import CrossBook
-from forex_diffusion.domain import Candle
-from forex_diffusion.errors import ValidationError
-from forex_diffusion.forecasting import CandleOutcome, SymbolForecaster
-from forex_diffusion.wire import decode_candle
+from forex_diffusion.forecasting import SymbolForecaster
 
 from ..consumer import CheckpointingConsumer, Effects
-from ..deadletter import RecordScope
 from ..shadow import ShadowLane
-from .forecasts import Due, account, forecast_batch, side_outputs
+from .candle_step import Due, process
+from .forecasts import forecast_batch
 from .models import forecaster_config, model_book, register_models
 from .warm import warm_batch
 
@@ -107,43 +103,10 @@ class CandleAgent:
             for msg in msgs:
                 if await self.consumer.admit(msg):
                     with self.contain.record(msg) as rec:  # Containment (issue 13): dead-lettered once
-                        if (o := self._process(msg, rec)) is not None:
+                        if (o := process(self, msg, rec)) is not None:
                             outcomes.append((msg.partition, o, msg))
                     self.consumer.mark(msg)
             await forecast_batch(self, outcomes)
-
-    def decode(self, msg: Any) -> Candle:
-        s = self.rt.settings
-        limit, instruments = s.max_message_bytes, self.rt.instruments
-        return decode_candle(
-            msg.value, key=msg.key, instruments=instruments, timeframes=self.timeframes, max_bytes=limit
-        )
-
-    def _process(self, msg: Any, rec: RecordScope) -> CandleOutcome | None:
-        """Decode → the event-time gate → the forecaster → encode; the candle is checked (shape,
-        key, time) before it touches any state."""
-        candle = self.decode(msg)
-        rec.symbol = candle.symbol
-        self.consumer.progress.touch(msg.partition, candle.symbol)  # issue 15: in the next checkpoint
-        if not candle.final:
-            return None
-        rec.stage = "validate"
-        f = self.forecasters.get(candle.symbol)
-        last = f.last_open.get(candle.timeframe) if f is not None else None
-        if (reason := self.gate.check(candle, watermark_ms=last, now_ms=int(time.time() * 1000))) is not None:
-            what = f"{candle.symbol} {candle.timeframe} open_time={candle.open_ms}"
-            raise ValidationError(reason, f"{what} ahead of the series (last open {last}) or the clock")
-        rec.stage = "process"
-        if f is None:
-            f = self.forecasters[candle.symbol] = SymbolForecaster(candle.symbol, self.config, book=self.book)
-        f.cold = set()  # warmed before its first candle here (warm_batch) or not at all: it goes on live
-        self.symbols[msg.partition].add(candle.symbol)
-        out = f.on_candle(candle)
-        rec.stage = "encode"
-        side = side_outputs(out)
-        rec.stage = "account"
-        account(self, msg.partition, out, side)
-        return out
 
     def _persisted(self, done: Effects) -> None:
         self.shadow.persisted(r for e in done.parts.values() for r in e.shadow)

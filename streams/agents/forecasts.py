@@ -1,4 +1,4 @@
-"""The candle agent's effects: each candle's side outputs, and the forecasts of a batch.
+"""The candle agent's forecasts of a batch.
 
 The due requests of a batch go to their models in ONE sampling call per model, in an
 executor so the event loop never blocks, at the batch's budget
@@ -10,52 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from forex_diffusion.errors import ForexDiffusionError
 from forex_diffusion.forecast_batch import group_by_model, sampling_budget
-from forex_diffusion.forecasting import CandleOutcome
-from forex_diffusion.wire import encode_drift, encode_forecast, encode_indicators, encode_retrain_request
+from forex_diffusion.wire import encode_forecast
+
+from .candle_step import Due
 
 if TYPE_CHECKING:
     from .candles import CandleAgent
 
-__all__ = ["account", "forecast_batch", "side_outputs"]
+__all__ = ["forecast_batch"]
 
 log = logging.getLogger(__name__)
-
-Due = tuple[int, CandleOutcome, Any]  # (partition, outcome, message)
-
-
-def side_outputs(o: CandleOutcome) -> list[tuple[str, bytes, bytes]]:
-    """The indicator, drift and retrain-request records of one outcome, encoded."""
-    key = o.candle.symbol.encode()
-    side: list[tuple[str, bytes, bytes]] = []
-    if o.indicators is not None:
-        side.append(("indicators", key, encode_indicators(o.candle, o.indicators)))
-    side += [("drift", key, encode_drift(ev)) for ev in o.drift]
-    if o.retrain is not None:
-        side.append(("retrain.requests", key, encode_retrain_request(o.retrain)))
-    return side
-
-
-def account(agent: CandleAgent, p: int, o: CandleOutcome, side: list[tuple[str, bytes, bytes]]) -> None:
-    """Queue one outcome's records and rows; count it."""
-    for kind, key, value in side:
-        agent.effects.publish(kind, key, value)
-    e, m = agent.effects.at(p), agent.rt.metrics
-    e.drift += o.drift  # stored with the checkpoint
-    if m is not None:
-        for ev in o.drift:
-            m.drift_event(ev.detector.split(":")[0], ev.symbol, ev.timeframe)
-        if o.retrain is not None:
-            m.retrain_request(o.retrain.reason)
-        # the scored steps feed the forecaster's own quality monitor (its checkpointed state, issue 15)
-    if not o.duplicate:
-        agent.shadow.on_candle(p, o.candle)
-        e.candles.append(o.candle)
-        if m is not None:
-            m.candles_processed(o.candle.symbol, o.candle.timeframe)
 
 
 async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:

@@ -23,9 +23,10 @@ from forex_diffusion.trigger import RetrainRequest
 from retraining.job_queue import RetrainQueue
 from retraining.jobs import JobConfig, JobOutcome, check_key, decode_request, encode_outcome
 from retraining.runner import run_job_async
-from retraining.schedule import ScheduleEntry, due_requests
+from retraining.schedule import ScheduleEntry
 
 from ..consumer import Outbox
+from .schedule import register_schedule
 
 if TYPE_CHECKING:
     from ..app import Runtime
@@ -70,15 +71,7 @@ class RetrainAgent:
                 await self.handle(event.message)
 
         self.agent = retrain
-
-        if self.schedule:
-
-            async def scheduled() -> None:
-                reqs, self.last_fired = due_requests(self.schedule, self.last_fired, now_ms=int(time.time() * 1000))
-                for r in reqs:
-                    self.start(r)
-
-            app.timer(interval=30.0)(scheduled)
+        register_schedule(self)
 
     async def handle(self, msg: Any) -> None:
         """Check a request message and queue its job, or dead-letter it (never raises for bad
@@ -109,15 +102,6 @@ class RetrainAgent:
         """Refuse a request whose model key the worker does not serve (``ValidationError``)."""
         s, h = self.rt.settings, self.config.horizon
         check_key(request, symbols=s.symbols, timeframes=s.timeframes, horizons=self.horizons, default_horizon=h)
-
-    def start(self, request: RetrainRequest) -> None:
-        """Queue a request this worker made itself (the schedule); refusals are logged."""
-        try:
-            self.submit(request)
-        except ValidationError as exc:
-            log.error("retrain.scheduled_refused request=%s reason=%s", request.request_id, exc.reason.value)
-        except Exception:  # noqa: BLE001 - a bad schedule entry never stops the timer
-            log.exception("retrain.scheduled_refused request=%s", request.request_id)
 
     def _refused(self, error: ValidationError, symbol: str | None) -> None:
         log.info("retrain.refused symbol=%s reason=%s", symbol, error.reason.value)

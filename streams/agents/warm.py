@@ -16,6 +16,8 @@ from forex_diffusion.domain import Candle
 from forex_diffusion.forecasting import SymbolForecaster
 from forex_diffusion.warm_start import warm_start
 
+from .candle_step import decode
+
 if TYPE_CHECKING:
     from .candles import CandleAgent
 
@@ -45,7 +47,7 @@ async def _firsts(agent: CandleAgent, msgs: list[Any]) -> dict[str, Candle]:
         if last is not None and msg.offset <= last:
             continue  # already in the restored state (admit() decides; this only skips)
         try:  # refused candles are dead-lettered by the agent, not here
-            candle = agent.decode(msg)
+            candle = decode(agent, msg)
         except Exception:  # noqa: BLE001
             continue
         if candle.final:

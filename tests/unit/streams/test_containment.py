@@ -21,9 +21,9 @@ from forex_diffusion.errors import ModelError, RejectReason, ValidationError
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.readers import read_ticks
 from forex_diffusion.wire import encode, encode_candle
+from streams.agents import candle_step as step_mod
 from streams.agents import candles as candles_mod
-from streams.agents import forecasts as forecasts_mod
-from streams.agents import ticks as ticks_mod
+from streams.agents import tick_step as ticks_mod
 from streams.agents.candles import CandleAgent
 from streams.agents.ticks import TickAgent
 from streams.app import Runtime
@@ -262,9 +262,9 @@ def test_candle_agent_dead_letters_a_failing_record_once_and_goes_on(
     agent = _candle_agent(tmp_path)
     if stage == "decode":
         monkeypatch.setattr(
-            candles_mod,
+            step_mod,
             "decode_candle",
-            _fail_once(candles_mod.decode_candle, lambda raw, **kw: raw == msgs[target].value),
+            _fail_once(step_mod.decode_candle, lambda raw, **kw: raw == msgs[target].value),
         )
     elif stage == "validate":
         g = agent.gate
@@ -280,9 +280,9 @@ def test_candle_agent_dead_letters_a_failing_record_once_and_goes_on(
         monkeypatch.setattr(candles_mod.SymbolForecaster, "on_candle", on_candle)
     else:
         monkeypatch.setattr(
-            forecasts_mod,
+            step_mod,
             "encode_indicators",
-            _fail_once(forecasts_mod.encode_indicators, lambda c, values: c.open_ms == cs[target].open_ms),
+            _fail_once(step_mod.encode_indicators, lambda c, values: c.open_ms == cs[target].open_ms),
         )
     with caplog.at_level(logging.ERROR, logger="streams.deadletter"):
         _feed_candles(agent, msgs)

@@ -1,0 +1,90 @@
+"""One candle through the candle agent: decode → the event-time gate → its forecaster → effects.
+
+The candle is checked (shape, key, time: :func:`~forex_diffusion.wire.decode_candle`, then
+:class:`~forex_diffusion.candle_gate.CandleGate`) before it touches any state. What its
+forecaster's outcome produced is queued for the next checkpoint: the indicator, drift and
+retrain-request records, the drift events and the candle itself as rows.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from forex_diffusion.domain import Candle
+from forex_diffusion.errors import ValidationError
+from forex_diffusion.forecasting import CandleOutcome, SymbolForecaster
+from forex_diffusion.wire import decode_candle, encode_drift, encode_indicators, encode_retrain_request
+
+if TYPE_CHECKING:
+    from ..deadletter import RecordScope
+    from .candles import CandleAgent
+
+__all__ = ["Due", "account", "decode", "process", "side_outputs"]
+
+Due = tuple[int, CandleOutcome, Any]  # (partition, outcome, message)
+
+
+def decode(agent: CandleAgent, msg: Any) -> Candle:
+    """The candle of an ``fx.candles`` message (``ValidationError``: refused)."""
+    s = agent.rt.settings
+    limit, instruments = s.max_message_bytes, agent.rt.instruments
+    return decode_candle(msg.value, key=msg.key, instruments=instruments, timeframes=agent.timeframes, max_bytes=limit)
+
+
+def process(agent: CandleAgent, msg: Any, rec: RecordScope) -> CandleOutcome | None:
+    """The outcome of one message's candle (None: not final), its effects queued; ``rec`` names
+    the stage a failure happens at."""
+    candle = decode(agent, msg)
+    rec.symbol = candle.symbol
+    agent.consumer.progress.touch(msg.partition, candle.symbol)  # issue 15: in the next checkpoint
+    if not candle.final:
+        return None
+    rec.stage = "validate"
+    f = agent.forecasters.get(candle.symbol)
+    last = f.last_open.get(candle.timeframe) if f is not None else None
+    if (reason := agent.gate.check(candle, watermark_ms=last, now_ms=int(time.time() * 1000))) is not None:
+        what = f"{candle.symbol} {candle.timeframe} open_time={candle.open_ms}"
+        raise ValidationError(reason, f"{what} ahead of the series (last open {last}) or the clock")
+    rec.stage = "process"
+    if f is None:
+        f = agent.forecasters[candle.symbol] = SymbolForecaster(candle.symbol, agent.config, book=agent.book)
+    f.cold = set()  # warmed before its first candle here (warm_batch) or not at all: it goes on live
+    agent.symbols[msg.partition].add(candle.symbol)
+    out = f.on_candle(candle)
+    rec.stage = "encode"
+    side = side_outputs(out)
+    rec.stage = "account"
+    account(agent, msg.partition, out, side)
+    return out
+
+
+def side_outputs(o: CandleOutcome) -> list[tuple[str, bytes, bytes]]:
+    """The indicator, drift and retrain-request records of one outcome, encoded."""
+    key = o.candle.symbol.encode()
+    side: list[tuple[str, bytes, bytes]] = []
+    if o.indicators is not None:
+        side.append(("indicators", key, encode_indicators(o.candle, o.indicators)))
+    side += [("drift", key, encode_drift(ev)) for ev in o.drift]
+    if o.retrain is not None:
+        side.append(("retrain.requests", key, encode_retrain_request(o.retrain)))
+    return side
+
+
+def account(agent: CandleAgent, p: int, o: CandleOutcome, side: list[tuple[str, bytes, bytes]]) -> None:
+    """Queue one outcome's records and rows; count it."""
+    for kind, key, value in side:
+        agent.effects.publish(kind, key, value)
+    e, m = agent.effects.at(p), agent.rt.metrics
+    e.drift += o.drift  # stored with the checkpoint
+    if m is not None:
+        for ev in o.drift:
+            m.drift_event(ev.detector.split(":")[0], ev.symbol, ev.timeframe)
+        if o.retrain is not None:
+            m.retrain_request(o.retrain.reason)
+        # the scored steps feed the forecaster's own quality monitor (its checkpointed state, issue 15)
+    if not o.duplicate:
+        agent.shadow.on_candle(p, o.candle)
+        e.candles.append(o.candle)
+        if m is not None:
+            m.candles_processed(o.candle.symbol, o.candle.timeframe)
