@@ -76,4 +76,10 @@ async def warm_batch(agent: CandleAgent, msgs: list[Any]) -> None:
             out[sym] = f
         return out
 
-    agent.forecasters.update(await asyncio.get_running_loop().run_in_executor(None, warm))
+    before = {sym: agent.forecasters.get(sym) for sym in firsts}
+    warmed = await asyncio.get_running_loop().run_in_executor(None, warm)
+    for sym, f in warmed.items():
+        if agent.forecasters.get(sym) is before[sym]:
+            agent.forecasters[sym] = f
+        else:  # its partition's checkpoint was restored meanwhile: that state wins, never the warm one
+            log.info("warm.discarded symbol=%s: restored from its checkpoint meanwhile", sym)
