@@ -39,6 +39,7 @@ __all__ = [
     "BarIndicator",
     "BarLike",
     "Indicator",
+    "PeriodIndicator",
     "Raw",
     "ScalarIndicator",
     "SimpleBar",
@@ -325,6 +326,29 @@ def _legacy(old: dict[str, Any]) -> dict[str, Any]:
 
 def _raw_to_plain(raw: Raw) -> Any:
     return list(raw) if isinstance(raw, tuple) else raw
+
+
+class PeriodIndicator(Indicator[V]):
+    """An indicator of one integer ``period`` (>= ``min_period``) and, unless it names its
+    own, one output column ``{spec_name}_{period}``.
+
+    Mixed in before :class:`ScalarIndicator` or :class:`BarIndicator`; a subclass declares
+    its default in its own ``__init__`` and calls ``super().__init__``.
+    """
+
+    __slots__ = ("period",)
+    _params: ClassVar[tuple[str, ...]] = ("period",)
+    min_period: ClassVar[int] = 1
+    spec_name: ClassVar[str]
+
+    def __init__(self, period: int) -> None:
+        self.period = check_period("period", period, self.min_period)
+        self._reset_bookkeeping()
+        self._init_state()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (f"{self.spec_name}_{self.period}",)
 
 
 class ScalarIndicator(Indicator[V]):

@@ -6,7 +6,7 @@ import math
 from typing import Any, ClassVar
 
 from ..errors import ConfigError
-from .base import BarIndicator, BarLike, check_period
+from .base import BarIndicator, BarLike, PeriodIndicator, check_period
 from .extrema import Max, Min, push_high_low
 from .fusion import TRUE_RANGE, Part, ema_block, extrema_lines, literal
 from .moving import EMA
@@ -16,7 +16,7 @@ from .volatility import ATR
 __all__ = ["Donchian", "Keltner"]
 
 
-class Donchian(BarIndicator[ChannelValue]):
+class Donchian(PeriodIndicator[ChannelValue], BarIndicator[ChannelValue]):
     """Donchian channel: highest high and lowest low of the last ``period`` bars.
 
     The current bar is included (as TA-Lib ``MAX``/``MIN`` and pandas ``rolling``).
@@ -34,14 +34,11 @@ class Donchian(BarIndicator[ChannelValue]):
     [None, ChannelValue(upper=3, lower=1), ChannelValue(upper=3, lower=1.5)]
     """
 
-    __slots__ = ("period", "_hh", "_ll")
-    _params: ClassVar[tuple[str, ...]] = ("period",)
+    __slots__ = ("_hh", "_ll")
     spec_name: ClassVar[str] = "donchian"
 
     def __init__(self, period: int = 20) -> None:
-        self.period = check_period("period", period)
-        self._reset_bookkeeping()
-        self._init_state()
+        super().__init__(period)
 
     @property
     def columns(self) -> tuple[str, ...]:

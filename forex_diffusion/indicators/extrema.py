@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections import deque
 from typing import Any, ClassVar
 
-from .base import ScalarIndicator, check_period
+from .base import PeriodIndicator, ScalarIndicator
 
 __all__ = ["Max", "Min", "push_high_low"]
 
 
-class _Extreme(ScalarIndicator[float]):
-    """What :class:`Max` and :class:`Min` share: the window, the deque and its state; each writes its comparison."""
+class _Extreme(PeriodIndicator[float], ScalarIndicator[float]):
+    """What :class:`Max` and :class:`Min` share: the window, the deque, its state and its
+    step; each names the comparison ``_drops(kept, x)`` that drops a kept input for ``x``.
+    """
 
-    __slots__ = ("period", "_dq")
-    _params: ClassVar[tuple[str, ...]] = ("period",)
+    __slots__ = ("_dq",)
+
+    @staticmethod
+    @abstractmethod
+    def _drops(kept: float, x: float) -> bool:
+        """Whether ``x`` arriving drops the kept input ``kept`` (it can no longer be the extreme)."""
 
     def __init__(self, period: int = 20) -> None:
-        self.period = check_period("period", period)
-        self._reset_bookkeeping()
-        self._init_state()
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return (f"{self.spec_name}_{self.period}",)  # type: ignore[attr-defined]
+        super().__init__(period)
 
     def _init_state(self) -> None:
         self._dq: deque[tuple[int, float]] = deque()
@@ -34,6 +35,34 @@ class _Extreme(ScalarIndicator[float]):
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self._dq = deque((int(j), float(v)) for j, v in state["dq"])
+
+    def _push(self, x: float) -> float | None:
+        i = self._n
+        self._n = i + 1
+        dq = self._dq
+        drops = self._drops
+        while dq and drops(dq[-1][1], x):
+            dq.pop()
+        dq.append((i, x))
+        if dq[0][0] <= i - self.period:
+            dq.popleft()
+        if i + 1 < self.period:
+            return None
+        return dq[0][1]
+
+    def _peek(self, x: float) -> float | None:
+        i = self._n
+        if i + 1 < self.period:
+            return None
+        dq = self._dq
+        if not dq:
+            return x
+        j, m = dq[0]
+        if j <= i - self.period:
+            if len(dq) == 1:
+                return x
+            m = dq[1][1]
+        return x if self._drops(m, x) else m
 
 
 class Max(_Extreme):
@@ -59,32 +88,9 @@ class Max(_Extreme):
     __slots__ = ()
     spec_name: ClassVar[str] = "max"
 
-    def _push(self, x: float) -> float | None:
-        i = self._n
-        self._n = i + 1
-        dq = self._dq
-        while dq and dq[-1][1] <= x:
-            dq.pop()
-        dq.append((i, x))
-        if dq[0][0] <= i - self.period:
-            dq.popleft()
-        if i + 1 < self.period:
-            return None
-        return dq[0][1]
-
-    def _peek(self, x: float) -> float | None:
-        i = self._n
-        if i + 1 < self.period:
-            return None
-        dq = self._dq
-        if not dq:
-            return x
-        j, m = dq[0]
-        if j <= i - self.period:
-            if len(dq) == 1:
-                return x
-            m = dq[1][1]
-        return m if m > x else x
+    @staticmethod
+    def _drops(kept: float, x: float) -> bool:
+        return kept <= x
 
 
 class Min(_Extreme):
@@ -105,32 +111,9 @@ class Min(_Extreme):
     __slots__ = ()
     spec_name: ClassVar[str] = "min"
 
-    def _push(self, x: float) -> float | None:
-        i = self._n
-        self._n = i + 1
-        dq = self._dq
-        while dq and dq[-1][1] >= x:
-            dq.pop()
-        dq.append((i, x))
-        if dq[0][0] <= i - self.period:
-            dq.popleft()
-        if i + 1 < self.period:
-            return None
-        return dq[0][1]
-
-    def _peek(self, x: float) -> float | None:
-        i = self._n
-        if i + 1 < self.period:
-            return None
-        dq = self._dq
-        if not dq:
-            return x
-        j, m = dq[0]
-        if j <= i - self.period:
-            if len(dq) == 1:
-                return x
-            m = dq[1][1]
-        return m if m < x else x
+    @staticmethod
+    def _drops(kept: float, x: float) -> bool:
+        return kept >= x
 
 
 def push_high_low(mx: Max, mn: Min, high: float, low: float) -> tuple[int, float, int, float]:

@@ -11,7 +11,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from .base import ScalarIndicator, check_period
+from .base import PeriodIndicator, ScalarIndicator
 from .fusion import Part
 
 _log = math.log
@@ -163,7 +163,7 @@ def resync_step(buf: np.ndarray, w: int, lx: float, kernels: Kernels) -> float:
     return resync_exponent(buf, w, kernels)
 
 
-class Hurst(ScalarIndicator[float]):
+class Hurst(PeriodIndicator[float], ScalarIndicator[float]):
     """Hurst exponent by the classical single-scale rescaled range over ``period`` returns.
 
     With ``r_1..r_n`` the last ``n = period`` log returns, mean ``m`` and population
@@ -193,19 +193,13 @@ class Hurst(ScalarIndicator[float]):
     (None, 0.601125)
     """
 
-    __slots__ = ("period", "_buf", "_len", "_k")
-    _params: ClassVar[tuple[str, ...]] = ("period",)
+    __slots__ = ("_buf", "_len", "_k")
     spec_name: ClassVar[str] = "hurst"
+    min_period: ClassVar[int] = 8
 
     def __init__(self, period: int = 100) -> None:
-        self.period = check_period("period", period, 8)
+        super().__init__(period)
         self._k = hurst_kernels()
-        self._reset_bookkeeping()
-        self._init_state()
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return (f"hurst_{self.period}",)
 
     def _init_state(self) -> None:
         w = self.period + 1

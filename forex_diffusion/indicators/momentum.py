@@ -6,7 +6,7 @@ from collections import deque
 from typing import Any, ClassVar
 
 from ..errors import ConfigError
-from .base import BarIndicator, BarLike, ScalarIndicator, cascade_ready_steps, check_period
+from .base import BarIndicator, BarLike, PeriodIndicator, ScalarIndicator, cascade_ready_steps, check_period
 from .extrema import Max, Min, push_high_low
 from .fusion import Part, extrema_lines, literal, sma_lines
 from .moving import EMA, SMA
@@ -15,7 +15,7 @@ from .values import MACDValue, StochasticValue
 __all__ = ["MACD", "RSI", "Stochastic"]
 
 
-class RSI(ScalarIndicator[float]):
+class RSI(PeriodIndicator[float], ScalarIndicator[float]):
     """Relative strength index with Wilder's smoothing, TA-Lib conventions.
 
     The first value (bar ``period``) uses the plain means of the gains and losses of the
@@ -34,18 +34,12 @@ class RSI(ScalarIndicator[float]):
     [None, None, 66.66666666666666, 85.71428571428571]
     """
 
-    __slots__ = ("period", "_prev", "_gain", "_loss")
-    _params: ClassVar[tuple[str, ...]] = ("period",)
+    __slots__ = ("_prev", "_gain", "_loss")
     spec_name: ClassVar[str] = "rsi"
+    min_period: ClassVar[int] = 2
 
     def __init__(self, period: int = 14) -> None:
-        self.period = check_period("period", period, 2)
-        self._reset_bookkeeping()
-        self._init_state()
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return (f"rsi_{self.period}",)
+        super().__init__(period)
 
     def _init_state(self) -> None:
         self._prev = 0.0

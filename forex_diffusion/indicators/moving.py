@@ -6,13 +6,13 @@ import math
 from collections import deque
 from typing import Any, ClassVar
 
-from .base import ScalarIndicator, cascade_ready_steps, check_period
+from .base import PeriodIndicator, ScalarIndicator, cascade_ready_steps, check_period
 from .fusion import Part, ema_block, sma_lines
 
 __all__ = ["EMA", "SMA"]
 
 
-class SMA(ScalarIndicator[float]):
+class SMA(PeriodIndicator[float], ScalarIndicator[float]):
     """Simple moving average over the last ``period`` inputs.
 
     The window sum is kept relative to an anchor (a recent input) and recomputed
@@ -33,18 +33,11 @@ class SMA(ScalarIndicator[float]):
     (4.666666666666667, 4.666666666666667, 3.0)
     """
 
-    __slots__ = ("period", "_buf", "_anchor", "_sum")
-    _params: ClassVar[tuple[str, ...]] = ("period",)
+    __slots__ = ("_buf", "_anchor", "_sum")
     spec_name: ClassVar[str] = "sma"
 
     def __init__(self, period: int = 20) -> None:
-        self.period = check_period("period", period)
-        self._reset_bookkeeping()
-        self._init_state()
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return (f"sma_{self.period}",)
+        super().__init__(period)
 
     def _init_state(self) -> None:
         self._buf: deque[float] = deque(maxlen=self.period)
@@ -106,7 +99,7 @@ class SMA(ScalarIndicator[float]):
         self._sum = float(state["sum"])
 
 
-class EMA(ScalarIndicator[float]):
+class EMA(PeriodIndicator[float], ScalarIndicator[float]):
     """Exponential moving average, ``alpha = 2 / (period + 1)``, seeded like TA-Lib.
 
     The first value (bar ``period - 1``) is the SMA of the first ``period`` inputs; then
@@ -126,8 +119,7 @@ class EMA(ScalarIndicator[float]):
     [None, None, 2.0, 3.5]
     """
 
-    __slots__ = ("period", "_k", "_sum", "_ema")
-    _params: ClassVar[tuple[str, ...]] = ("period",)
+    __slots__ = ("_k", "_sum", "_ema")
     spec_name: ClassVar[str] = "ema"
 
     def __init__(self, period: int = 20) -> None:
@@ -135,10 +127,6 @@ class EMA(ScalarIndicator[float]):
         self._k = 2.0 / (period + 1)
         self._reset_bookkeeping()
         self._init_state()
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return (f"ema_{self.period}",)
 
     def _init_state(self) -> None:
         self._sum = 0.0

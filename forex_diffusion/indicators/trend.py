@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .base import BarIndicator, BarLike, cascade_ready_steps, check_period
+from .base import BarIndicator, BarLike, PeriodIndicator, cascade_ready_steps
 from .fusion import TRUE_RANGE, Part
 
 __all__ = ["ADX"]
@@ -12,7 +12,7 @@ __all__ = ["ADX"]
 _State = tuple[float, float, float, float, float, float, float, float]
 
 
-class ADX(BarIndicator[float]):
+class ADX(PeriodIndicator[float], BarIndicator[float]):
     """Average directional index, reproducing TA-Lib ``ADX`` step by step.
 
     Directional moves: ``up = high - prev_high``, ``down = prev_low - low``; +DM = up
@@ -37,18 +37,12 @@ class ADX(BarIndicator[float]):
     [None, None, None, 57.142857142857146]
     """
 
-    __slots__ = ("period", "_ph", "_pl", "_pc", "_pdm", "_mdm", "_tr", "_sdx", "_adx")
-    _params: ClassVar[tuple[str, ...]] = ("period",)
+    __slots__ = ("_ph", "_pl", "_pc", "_pdm", "_mdm", "_tr", "_sdx", "_adx")
     spec_name: ClassVar[str] = "adx"
+    min_period: ClassVar[int] = 2
 
     def __init__(self, period: int = 14) -> None:
-        self.period = check_period("period", period, 2)
-        self._reset_bookkeeping()
-        self._init_state()
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return (f"adx_{self.period}",)
+        super().__init__(period)
 
     def _init_state(self) -> None:
         self._ph = self._pl = self._pc = 0.0

@@ -6,7 +6,7 @@ import math
 from collections import deque
 from typing import Any, ClassVar
 
-from .base import BarIndicator, BarLike, ScalarIndicator, cascade_ready_steps, check_period
+from .base import BarIndicator, BarLike, PeriodIndicator, ScalarIndicator, cascade_ready_steps, check_period
 from .fusion import TRUE_RANGE, Part, literal
 from .values import BandsValue
 
@@ -20,7 +20,7 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
-class ATR(BarIndicator[float]):
+class ATR(PeriodIndicator[float], BarIndicator[float]):
     """Average true range with Wilder's smoothing, TA-Lib conventions.
 
     The true range needs the previous close, so the first one is at bar 1; the first ATR
@@ -40,18 +40,11 @@ class ATR(BarIndicator[float]):
     [None, None, 1.75, 1.125]
     """
 
-    __slots__ = ("period", "_pc", "_sum", "_atr")
-    _params: ClassVar[tuple[str, ...]] = ("period",)
+    __slots__ = ("_pc", "_sum", "_atr")
     spec_name: ClassVar[str] = "atr"
 
     def __init__(self, period: int = 14) -> None:
-        self.period = check_period("period", period)
-        self._reset_bookkeeping()
-        self._init_state()
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return (f"atr_{self.period}",)
+        super().__init__(period)
 
     def _init_state(self) -> None:
         self._pc: float | None = None
@@ -285,7 +278,7 @@ class BollingerBands(ScalarIndicator[BandsValue]):
         self._s2 = float(state["s2"])
 
 
-class RealisedVolatility(ScalarIndicator[float]):
+class RealisedVolatility(PeriodIndicator[float], ScalarIndicator[float]):
     """Rolling realised volatility: root mean square of the last ``period`` log returns.
 
     ``rv = sqrt(sum(r_i^2) / period)`` with ``r_i = ln(c_i / c_{i-1})``: a per-bar figure
@@ -304,18 +297,11 @@ class RealisedVolatility(ScalarIndicator[float]):
     [None, None, 0.00995, 0.007036]
     """
 
-    __slots__ = ("period", "_prev", "_buf", "_sum")
-    _params: ClassVar[tuple[str, ...]] = ("period",)
+    __slots__ = ("_prev", "_buf", "_sum")
     spec_name: ClassVar[str] = "rv"
 
     def __init__(self, period: int = 20) -> None:
-        self.period = check_period("period", period)
-        self._reset_bookkeeping()
-        self._init_state()
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return (f"rv_{self.period}",)
+        super().__init__(period)
 
     def _init_state(self) -> None:
         self._prev: float | None = None
