@@ -50,7 +50,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import ConfigError, RegistryError
 from .retry import db_retry
-from .tables import forecasts, metadata
+from .tables import forecasts, metadata, series_columns
 
 __all__ = [
     "ALIASES",
@@ -93,8 +93,7 @@ model_versions = Table(
     metadata,
     Column("version", String(64), primary_key=True),
     Column("model_key", String(64), nullable=False, index=True),
-    Column("symbol", String(16), nullable=False),
-    Column("timeframe", String(8), nullable=False),
+    *series_columns(primary_key=False),
     Column("horizon", Integer, nullable=False),
     Column("artifact", Text, nullable=False),
     Column("sha256", String(64), nullable=False),

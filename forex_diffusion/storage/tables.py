@@ -25,11 +25,27 @@ __all__ = ["NO_HORIZON", "candles", "drift_events", "forecasts", "metadata", "sn
 
 metadata = MetaData()
 
+
+def series_columns(*, primary_key: bool = True) -> tuple[Column[Any], Column[Any]]:
+    """Fresh ``symbol`` and ``timeframe`` columns (a column belongs to one table): part of
+    the primary key, or plain NOT NULL columns."""
+    key: dict[str, Any] = {"primary_key": True} if primary_key else {"nullable": False}
+    return Column("symbol", String(16), **key), Column("timeframe", String(8), **key)
+
+
+def partition_columns() -> tuple[Column[Any], Column[Any], Column[Any]]:
+    """Fresh ``consumer``, ``topic`` and ``partition`` key columns: a consumer's partition."""
+    return (
+        Column("consumer", String(64), primary_key=True),
+        Column("topic", String(255), primary_key=True),
+        Column("partition", Integer, primary_key=True),
+    )
+
+
 candles = Table(
     "candles",
     metadata,
-    Column("symbol", String(16), primary_key=True),
-    Column("timeframe", String(8), primary_key=True),
+    *series_columns(),
     Column("open_ms", BigInteger, primary_key=True),
     Column("close_ms", BigInteger, nullable=False),
     Column("open", Float, nullable=False),
@@ -48,8 +64,7 @@ candles = Table(
 forecasts = Table(
     "forecasts",
     metadata,
-    Column("symbol", String(16), primary_key=True),
-    Column("timeframe", String(8), primary_key=True),
+    *series_columns(),
     Column("as_of_ms", BigInteger, primary_key=True),
     Column("horizon", Integer, primary_key=True),
     Column("model_version", String(64), primary_key=True),
@@ -66,8 +81,7 @@ NO_HORIZON = 0
 drift_events = Table(
     "drift_events",
     metadata,
-    Column("symbol", String(16), primary_key=True),
-    Column("timeframe", String(8), primary_key=True),
+    *series_columns(),
     Column("ts_ms", BigInteger, primary_key=True),
     Column("detector", String(64), primary_key=True),
     Column("horizon", Integer, primary_key=True),
@@ -85,9 +99,7 @@ drift_events = Table(
 snapshots = Table(
     "state_snapshots",
     metadata,
-    Column("consumer", String(64), primary_key=True),
-    Column("topic", String(255), primary_key=True),
-    Column("partition", Integer, primary_key=True),
+    *partition_columns(),
     Column("offset", BigInteger, nullable=False),
     Column("state", Text, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
@@ -101,9 +113,7 @@ snapshots = Table(
 snapshot_parts = Table(
     "snapshot_parts",
     metadata,
-    Column("consumer", String(64), primary_key=True),
-    Column("topic", String(255), primary_key=True),
-    Column("partition", Integer, primary_key=True),
+    *partition_columns(),
     Column("part", String(128), primary_key=True),
     Column("state", Text, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
