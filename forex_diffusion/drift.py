@@ -140,7 +140,29 @@ class ScalarDetector(Protocol):
         """The threshold the statistic crossed."""
 
 
-class AdwinDetector:
+class _RiverDetector:
+    """What :class:`AdwinDetector` and :class:`PageHinkleyDetector` share: river's detector
+    (:attr:`_river`; each keeps it under its own attribute, the name its snapshots pickle)
+    and the statistic it kept at the last detection."""
+
+    _statistic: float
+
+    @property
+    def _river(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def drift_detected(self) -> bool:
+        """Whether the last update detected a change."""
+        return bool(self._river.drift_detected)
+
+    @property
+    def statistic(self) -> float:
+        """The statistic at the last detection, as the class describes it (NaN before any)."""
+        return self._statistic
+
+
+class AdwinDetector(_RiverDetector):
     """River's ADWIN on a scalar stream, reporting the mean shift it cut on.
 
     River's ADWIN (Rust) does not expose the split it tested, so on a detection the
@@ -204,14 +226,8 @@ class AdwinDetector:
         self._threshold = math.nan
 
     @property
-    def drift_detected(self) -> bool:
-        """Whether the last update detected a change."""
-        return bool(self._adwin.drift_detected)
-
-    @property
-    def statistic(self) -> float:
-        """``|mean(W0) - mean(W1)|`` at the last detection (NaN before any)."""
-        return self._statistic
+    def _river(self) -> Any:
+        return self._adwin
 
     @property
     def threshold(self) -> float:
@@ -252,7 +268,7 @@ class AdwinDetector:
         return float(diff[i]), float(eps[i])
 
 
-class PageHinkleyDetector:
+class PageHinkleyDetector(_RiverDetector):
     """River's Page-Hinkley on a scalar stream (default: increases only).
 
     ``statistic`` is the cumulative deviation ``m_T - min m_t`` (upward) or
@@ -302,14 +318,8 @@ class PageHinkleyDetector:
         self._statistic = math.nan
 
     @property
-    def drift_detected(self) -> bool:
-        """Whether the last update detected a change."""
-        return bool(self._ph.drift_detected)
-
-    @property
-    def statistic(self) -> float:
-        """The cumulative deviation at the last detection (NaN before any)."""
-        return self._statistic
+    def _river(self) -> Any:
+        return self._ph
 
     @property
     def threshold(self) -> float:
