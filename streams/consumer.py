@@ -276,7 +276,8 @@ class CheckpointingConsumer:
         for the broker's acks, then write state, offsets and rows in one transaction. On any
         failure everything is kept for the next attempt, consumption pauses, and it backs off."""
         async with self._lock:
-            await self._between.wait()
+            while not self._between.is_set():  # woken by set(), a new step may have begun since
+                await self._between.wait()
             # no await between here and capture(): state, offsets and effects agree
             if self.before_capture is not None:
                 self.before_capture()

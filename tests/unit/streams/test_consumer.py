@@ -247,3 +247,31 @@ async def test_a_checkpoint_given_up_on_keeps_its_dead_letters_and_records(tmp_p
         await flush
     assert len(c.effects.dead) == 1 and [v for *_, v in c.effects.at(0).records] == [b"a"]
     assert 0 in c.progress.dirty
+
+
+@pytest.mark.asyncio
+async def test_a_checkpoint_woken_as_a_step_ends_waits_for_the_step_begun_meanwhile(tmp_path: Path) -> None:
+    """Regression (the candle stream's crash between the checkpoint and the commit): a checkpoint
+    waiting for a batch to end was woken by it, but the next batch had begun before it ran, and
+    it captured that batch half done (its forecasts not made); the restarted worker skipped them."""
+    rt = _runtime(tmp_path)
+    state = {0: 0}
+    c = _consumer(rt, state)
+    acks = asyncio.ensure_future(_acking(rt))
+    try:
+        async with c.step():
+            c.mark(_msg(0))
+            state[0] = 1
+            flush = asyncio.ensure_future(c.flush())
+            for _ in range(5):
+                await asyncio.sleep(0)
+        async with c.step():  # begins before the woken checkpoint runs
+            state[0] = 2  # half of this step's change
+            for _ in range(20):
+                await asyncio.sleep(0)
+            assert not flush.done()
+            state[0] = 3
+        await asyncio.wait_for(flush, timeout=10)
+    finally:
+        acks.cancel()
+    assert load_snapshot(rt.engine, consumer=c.progress.consumer, topic="fx.ticks", partition=0) == (0, {"n": 3})
