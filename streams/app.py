@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import ssl
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 
@@ -20,6 +20,11 @@ from forex_diffusion.instruments import InstrumentRegistry
 from .producer import ProducerWatch
 from .settings import Settings
 from .state_key import install_state_key
+
+if TYPE_CHECKING:
+    from .agents.candles import CandleAgent
+    from .agents.retrain import RetrainAgent
+    from .agents.ticks import TickAgent
 
 __all__ = ["Runtime", "create_app"]
 
@@ -51,8 +56,10 @@ class Runtime:
     instruments: InstrumentRegistry
     engine: Any
     metrics: Any = None
-    quality: Any = None
     producer: ProducerWatch | None = None
+    tick_agent: TickAgent | None = None
+    candle_agent: CandleAgent | None = None
+    retrain_agent: RetrainAgent | None = None
 
 
 def create_app(settings: Settings, *, roles: tuple[str, ...] = ("ticks",), metrics: Any = None) -> Runtime:
@@ -115,10 +122,6 @@ def create_app(settings: Settings, *, roles: tuple[str, ...] = ("ticks",), metri
         start_timeout_s=settings.producer_request_timeout_s,
         metrics=metrics,
     )
-    if metrics is not None:
-        from forex_diffusion.monitoring import QualityMonitor
-
-        rt.quality = QualityMonitor()
     from .agents import register_agents
 
     register_agents(rt, roles)

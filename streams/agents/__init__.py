@@ -17,18 +17,18 @@ def register_agents(rt: Runtime, roles: tuple[str, ...]) -> None:
     if "ticks" in roles:
         from .ticks import TickAgent
 
-        rt.tick_agent = TickAgent(rt)  # type: ignore[attr-defined]
-        rt.tick_agent.register()  # type: ignore[attr-defined]
+        rt.tick_agent = TickAgent(rt)
+        rt.tick_agent.register()
     if "candles" in roles:
         from .candles import CandleAgent
 
-        rt.candle_agent = CandleAgent(rt)  # type: ignore[attr-defined]
-        rt.candle_agent.register()  # type: ignore[attr-defined]
+        rt.candle_agent = CandleAgent(rt)
+        rt.candle_agent.register()
     if "retrain" in roles:
         from .retrain import RetrainAgent
 
-        rt.retrain_agent = RetrainAgent(rt)  # type: ignore[attr-defined]
-        rt.retrain_agent.register()  # type: ignore[attr-defined]
+        rt.retrain_agent = RetrainAgent(rt)
+        rt.retrain_agent.register()
 
 
 def _register_lag(rt: Runtime) -> None:

@@ -107,16 +107,11 @@ class RetrainAgent:
         log.info("retrain.refused symbol=%s reason=%s", symbol, error.reason.value)
 
     async def _run(self, request: RetrainRequest) -> None:
-        s, m = self.rt.settings, self.rt.metrics
-        t0 = time.monotonic()
-        outcome: JobOutcome = await run_job_async(
-            request,
-            db_url=s.db_url,
-            model_dir=self.model_dir,
-            config=self.config,
-            threads=1,
-            timeout_s=s.retrain_timeout_s,
+        s, m, t0, cfg = self.rt.settings, self.rt.metrics, time.monotonic(), self.config
+        job = run_job_async(
+            request, db_url=s.db_url, model_dir=self.model_dir, config=cfg, timeout_s=s.retrain_timeout_s
         )
+        outcome: JobOutcome = await job
         await self.rt.topics["models"].send(key=request.symbol.encode(), value=encode_outcome(outcome))
         log.info("retrain.outcome request=%s status=%s reason=%s", request.request_id, outcome.status, outcome.reason)
         if m is not None:
