@@ -874,25 +874,13 @@ def encode_tick(t: Tick) -> bytes:
 # -- fx.candles ------------------------------------------------------------------------------
 
 
+#: The candle fields the topic names otherwise than :class:`~forex_diffusion.domain.Candle`.
+_CANDLE_WIRE_NAMES = {"open_ms": "open_time", "close_ms": "close_time"}
+
+
 def candle_to_wire(c: Candle) -> dict[str, Any]:
     """Plain dict of a candle in the topic's field names (without ``v``)."""
-    return {
-        "symbol": c.symbol,
-        "timeframe": c.timeframe,
-        "open_time": c.open_ms,
-        "close_time": c.close_ms,
-        "open": c.open,
-        "high": c.high,
-        "low": c.low,
-        "close": c.close,
-        "volume": c.volume,
-        "tick_count": c.tick_count,
-        "spread_mean": c.spread_mean,
-        "spread_min": c.spread_min,
-        "spread_max": c.spread_max,
-        "final": c.final,
-        "revision": c.revision,
-    }
+    return {_CANDLE_WIRE_NAMES.get(k, k): v for k, v in c.to_dict().items()}
 
 
 def encode_candle(c: Candle) -> bytes:

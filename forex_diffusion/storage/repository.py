@@ -77,30 +77,10 @@ def _execute_rows(conn: Connection, stmt: Any, rows: Sequence[dict[str, Any]]) -
         conn.execute(stmt.values(list(rows[i : i + _ROWS_PER_STATEMENT])))
 
 
-def _candle_row(c: Candle) -> dict[str, Any]:
-    return {
-        "symbol": c.symbol,
-        "timeframe": c.timeframe,
-        "open_ms": c.open_ms,
-        "close_ms": c.close_ms,
-        "open": c.open,
-        "high": c.high,
-        "low": c.low,
-        "close": c.close,
-        "volume": c.volume,
-        "tick_count": c.tick_count,
-        "spread_mean": c.spread_mean,
-        "spread_min": c.spread_min,
-        "spread_max": c.spread_max,
-        "revision": c.revision,
-        "final": c.final,
-    }
-
-
 def _upsert_candles(conn: Connection, items: Sequence[Candle]) -> None:
     if not items:
         return
-    rows = list({(c.symbol, c.timeframe, c.open_ms): _candle_row(c) for c in items}.values())
+    rows = list({(c.symbol, c.timeframe, c.open_ms): c.to_dict() for c in items}.values())
     stmt = _insert(conn, candles)
     stmt = stmt.on_conflict_do_update(
         index_elements=["symbol", "timeframe", "open_ms"],
