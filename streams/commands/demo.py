@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -29,7 +30,7 @@ def demo(
     from rich.live import Live
     from rich.table import Table
 
-    from ..demo import _fmt, run_demo
+    from ..demo import DemoResult, _fmt, run_demo
 
     console = Console()
     latest: dict[str, list[str]] = {}
@@ -43,12 +44,8 @@ def demo(
             t.add_row(*row)
         return t
 
-    if plain:
-
-        def show(rec: dict[str, Any]) -> None:
-            typer.echo("forecast " + " | ".join(_fmt(rec)))
-
-        res = run_demo(
+    def play(show: Callable[[dict[str, Any]], None]) -> DemoResult:
+        return run_demo(
             duration=duration,
             speed=speed,
             data_dir=data_dir,
@@ -56,6 +53,13 @@ def demo(
             show=show,
             keep=data_dir is not None,
         )
+
+    if plain:
+
+        def show(rec: dict[str, Any]) -> None:
+            typer.echo("forecast " + " | ".join(_fmt(rec)))
+
+        res = play(show)
     else:
         with Live(table(), console=console, refresh_per_second=4) as live:
 
@@ -64,14 +68,7 @@ def demo(
                 live.update(table())
 
             console.print("starting embedded broker and worker (first forecasts after ~72 one-minute candles)...")
-            res = run_demo(
-                duration=duration,
-                speed=speed,
-                data_dir=data_dir,
-                metrics_port=metrics_port,
-                show=show,
-                keep=data_dir is not None,
-            )
+            res = play(show)
     typer.echo(
         f"published {res.published} ticks, received {len(res.forecasts)} forecasts; "
         f"metrics were at {res.metrics_url}; all child processes ended"
