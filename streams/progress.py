@@ -300,6 +300,8 @@ class PartitionProgress:
                     "fingerprint": state.fingerprint,
                 }
             else:
+                if self.engine is not None and p not in self.epochs:
+                    continue  # revoked since its capture: unfenced, it could overwrite the next owner's
                 kw = {"state": state, "epoch": self.epochs.get(p), "fingerprint": self._fingerprint(p, offset)}
             try:
                 await loop.run_in_executor(
@@ -319,7 +321,18 @@ class PartitionProgress:
                     ),
                 )
             except StaleOwnerError as exc:
-                self._fence(p, exc)
+                if kw["epoch"] == self.epochs.get(p):
+                    self._fence(p, exc)
+                else:  # captured by an earlier assignment of this worker (in flight across a revoke)
+                    log.warning(
+                        "progress.stale_write consumer=%s topic=%s partition=%d epoch=%s current=%s: %s",
+                        self.consumer,
+                        self.topic,
+                        p,
+                        kw["epoch"],
+                        self.epochs.get(p),
+                        exc,
+                    )
                 continue
             written.append(p)
             if isinstance(state, _Delta) and self._unsaved.get(p) is state.names:

@@ -247,3 +247,31 @@ async def _restarted(eng: sa.Engine) -> PartitionProgress:
     pp = Series().progress(eng)
     await pp.on_assigned(None, [TP("fx.ticks", 0)])
     return pp
+
+
+def test_a_refused_write_of_an_earlier_assignment_leaves_the_current_one_alone(tmp_path: Path) -> None:
+    """A checkpoint captured before a revoke and still in flight (a revoke's bounded checkpoint
+    gives up waiting for it; it is not cancelled) is refused once the same worker is assigned
+    the partition again: the refusal is of its old epoch, not of the assignment it holds now,
+    which keeps its restored state and goes on (it was fenced off and admitted nothing)."""
+    eng = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    s = Series()
+    pp = s.progress(eng)
+
+    async def go() -> None:
+        await pp.on_assigned(None, [TP("fx.ticks", 0)])
+        s.process(pp, 0, "EURUSD")
+        await pp.persist(pp.capture())
+        s.process(pp, 1, "EURUSD")
+        in_flight = pp.capture()  # epoch 1, its write not done yet
+        await pp.on_revoked([TP("fx.ticks", 0)])
+        await pp.on_assigned(None, [TP("fx.ticks", 0)])  # the group gives it back: epoch 2
+        assert s.state == {"EURUSD": 1} and pp.epochs == {0: 2}
+        await pp.persist(in_flight)  # the old write lands now: refused (epoch 1 < 2)
+        assert 0 not in pp.fenced and pp.epochs == {0: 2} and s.state == {"EURUSD": 1}
+        assert pp.admit(0, 1)  # replayed by the current assignment
+        s.process(pp, 1, "EURUSD")
+        await pp.persist(pp.capture())
+
+    asyncio.run(go())
+    assert load_snapshot(eng, **KEY) == (1, {"EURUSD": {"n": 2}})
