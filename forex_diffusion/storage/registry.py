@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -259,21 +259,7 @@ class ModelVersion:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able form."""
-        return {
-            "version": self.version,
-            "key": str(self.key),
-            "artifact": self.artifact,
-            "sha256": self.sha256,
-            "config_hash": self.config_hash,
-            "data_first_ms": self.data_first_ms,
-            "data_last_ms": self.data_last_ms,
-            "metrics": dict(self.metrics),
-            "status": self.status,
-            "reason": self.reason,
-            "request_id": self.request_id,
-            "created_ms": self.created_ms,
-            "updated_ms": self.updated_ms,
-        }
+        return {**_plain_record(self), "metrics": dict(self.metrics)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -289,14 +275,14 @@ class AliasChange:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able form."""
-        return {
-            "alias": self.alias,
-            "key": str(self.key),
-            "version": self.version,
-            "from_ms": self.from_ms,
-            "to_ms": self.to_ms,
-            "reason": self.reason,
-        }
+        return _plain_record(self)
+
+
+def _plain_record(rec: ModelVersion | AliasChange) -> dict[str, Any]:
+    """A registry record's JSON-able form: its fields in order, the model key as its text."""
+    out = {f.name: getattr(rec, f.name) for f in fields(rec)}
+    out["key"] = str(rec.key)
+    return out
 
 
 def _row_to_version(r: Any) -> ModelVersion:
