@@ -132,6 +132,8 @@ def decide(
 
 
 class _Series(Protocol):
+    def idle_mark(self, symbol: str) -> Any: ...
+
     def expire_hold(self, symbol: str) -> int: ...
 
     def advance(self, symbol: str, event_ms: int) -> list[Any]: ...
@@ -175,9 +177,12 @@ class IdleClocks:
         closed: dict[int, list[Any]] = defaultdict(list)
         for sym, until_ms in d.close.items():
             p = self.clocks[sym].partition
+            mark = series.idle_mark(sym)
             if series.expire_hold(sym):
                 changed[p].add(sym)
             bars = series.advance(sym, until_ms)
+            if series.idle_mark(sym) != mark:  # its clock moved (or holds ended), no bar closed maybe
+                changed[p].add(sym)
             if bars:
                 closed[p] += bars
                 changed[p].add(sym)

@@ -386,6 +386,12 @@ class TickPipeline:
         """Ticks accepted inside the weekly closure (policy ``accept``)."""
         return self.validator.counters.off_hours
 
+    def idle_mark(self, symbol: str) -> tuple[int | None, int, int]:
+        """What the idle timer changes of ``symbol``'s state (its event clock, the ticks held):
+        the timer's series changed when this did, closing a bar or not (issue 15: then the
+        next checkpoint writes it)."""
+        return self.aggregator.last_event_ms(symbol), self.time_held_count(symbol), self.held_count(symbol)
+
     def advance(self, symbol: str, event_ms: int) -> list[Candle]:
         """Idle-series timer: move ``symbol``'s event clock without a tick.
 

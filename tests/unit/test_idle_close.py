@@ -105,6 +105,9 @@ class Series:
         self.held = {"EURUSD": 1}
         self.advanced: list[tuple[str, int]] = []
 
+    def idle_mark(self, symbol: str) -> tuple[int, int]:
+        return self.held.get(symbol, 0), len(self.advanced)
+
     def expire_hold(self, symbol: str) -> int:
         return self.held.pop(symbol, 0)
 

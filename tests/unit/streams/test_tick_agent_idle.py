@@ -199,3 +199,22 @@ def test_idle_timer_counts_quiet_time_only_up_to_the_last_fetch_response(tmp_pat
     feed(297, 320)
     assert agent.effects.dead == [], "ticks the broker held during its outage were refused"
     assert agent.consumer.processed == 320
+
+
+def test_an_idle_advance_that_closes_no_bar_still_goes_in_the_next_checkpoint(tmp_path: Path) -> None:
+    """Issue 15 (per-series checkpoints): the idle timer moves a quiet series' event clock
+    (its watermark) even when no bar closes yet. That series changed: the next checkpoint
+    must write it, or a restart after a crash restores the older watermark and accepts ticks
+    that a worker never stopped refuses as late."""
+    agent, consumer = _agent(tmp_path)
+    last = _feed(agent, 300)
+    agent.consumer.progress.capture()  # the checkpoint of the ticks: nothing left changed
+    agent.effects.take()
+    consumer.hw = last + 1
+    before = agent.pipeline.snapshot(["EURUSD"])
+    _quiet_for(agent, 3.5)  # idle (3 s), not long enough to close a 1m bar
+    asyncio.run(_timer(agent))
+    assert _n_candles(agent) == 0
+    assert agent.pipeline.snapshot(["EURUSD"]) != before  # its clock moved
+    captured = agent.consumer.progress.capture()
+    assert 0 in captured and "EURUSD" in captured[0][1].parts
