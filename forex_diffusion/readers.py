@@ -246,23 +246,47 @@ def _head(text: str) -> str:
     return text[: text.find("\n")] if "\n" in text else text
 
 
+_Layout = tuple[tuple[str, ...] | re.Pattern[str], str, str, bool]
+"""A file layout: what its header line starts with (any of these prefixes) or matches (the
+pattern), in lower case; its name; its field separator; whether the first line is a header."""
+
+_TICK_LAYOUTS: tuple[_Layout, ...] = (
+    (("ts_ms",), "ts_ms", ",", True),
+    (("timestamp",), "generic", ",", True),
+    (("gmt time", "time (utc)"), "dukascopy", ",", True),
+    (re.compile(r"^\d{8} \d{9},"), "histdata", ",", False),
+)
+
+_CANDLE_LAYOUTS: tuple[_Layout, ...] = (
+    (("ts_ms",), "ts_ms", ",", True),
+    (("date,pair",), "lean_daily", ",", True),
+    (("timestamp", "time,", "datetime"), "generic", ",", True),
+    (("symbol,timeframe,open_time",), "forexd", ",", True),
+    ((",open",), "pandas", ",", True),
+    (("gmt time", "time (utc)"), "dukascopy", ",", True),
+    (("<date>",), "metatrader", ",", True),
+    (re.compile(r"^\d{8} \d{6};"), "histdata", ";", False),
+    (re.compile(r"^\d{4}\.\d{2}\.\d{2},\d{2}:\d{2}"), "metatrader", ",", False),
+)
+
+
+def _sniff(path: str | Path, head: str, layouts: tuple[_Layout, ...], what: str) -> tuple[str, str, bool]:
+    """Return ``(layout, separator, has header)`` of the first of ``layouts`` whose test the
+    header line ``head`` passes (raises ``DataFormatError`` naming ``what`` when none does)."""
+    low = head.lower()
+    for test, layout, sep, header in layouts:
+        if low.startswith(test) if isinstance(test, tuple) else test.match(low):
+            return layout, sep, header
+    raise DataFormatError(f"{path}: unrecognised {what} layout (header {head[:80]!r})")
+
+
 def read_ticks(
     path: str | Path, *, symbol: str | None = None, tz: str = "UTC", instruments: InstrumentRegistry | None = None
 ) -> LoadedFile:
     """Read a tick file into columns ``line, ts_ms, symbol, bid, ask, volume``."""
     reg = instruments or InstrumentRegistry()
     text = _open_text(path)
-    head = _head(text).strip().lower()
-    if head.startswith("ts_ms"):
-        layout, sep, header = "ts_ms", ",", True
-    elif head.startswith("timestamp"):
-        layout, sep, header = "generic", ",", True
-    elif head.startswith("gmt time") or head.startswith("time (utc)"):
-        layout, sep, header = "dukascopy", ",", True
-    elif re.match(r"^\d{8} \d{9},", head):
-        layout, sep, header = "histdata", ",", False
-    else:
-        raise DataFormatError(f"{path}: unrecognised tick layout (header {head[:80]!r})")
+    layout, sep, header = _sniff(path, _head(text).strip().lower(), _TICK_LAYOUTS, "tick")
     df = _read_rows(text, sep, header, path)
     rejects = _bad_lines(text, sep, header, len(df.columns))
     lines = _line_numbers(df, header)
@@ -336,28 +360,7 @@ def read_candles(
     """
     reg = instruments or InstrumentRegistry()
     text = _open_text(path)
-    head = _head(text).strip()
-    low = head.lower()
-    if low.startswith("ts_ms"):
-        layout, sep, header = "ts_ms", ",", True
-    elif low.startswith("date,pair"):
-        layout, sep, header = "lean_daily", ",", True
-    elif low.startswith("timestamp") or low.startswith("time,") or low.startswith("datetime"):
-        layout, sep, header = "generic", ",", True
-    elif low.startswith("symbol,timeframe,open_time"):
-        layout, sep, header = "forexd", ",", True
-    elif low.startswith(",open"):
-        layout, sep, header = "pandas", ",", True
-    elif low.startswith("gmt time") or low.startswith("time (utc)"):
-        layout, sep, header = "dukascopy", ",", True
-    elif low.startswith("<date>"):
-        layout, sep, header = "metatrader", ",", True
-    elif re.match(r"^\d{8} \d{6};", low):
-        layout, sep, header = "histdata", ";", False
-    elif re.match(r"^\d{4}\.\d{2}\.\d{2},\d{2}:\d{2}", low):
-        layout, sep, header = "metatrader", ",", False
-    else:
-        raise DataFormatError(f"{path}: unrecognised candle layout (header {head[:80]!r})")
+    layout, sep, header = _sniff(path, _head(text).strip(), _CANDLE_LAYOUTS, "candle")
     df = _read_rows(text, sep, header, path)
     lines = _line_numbers(df, header)
     bad = np.zeros(len(df), dtype=bool)
