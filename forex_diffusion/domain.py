@@ -6,15 +6,20 @@ Prices are floats parsed from the feed's text; timestamps are kept as epoch mill
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any, Literal
 
 from .timeframes import ms_to_datetime
 
-__all__ = ["Candle", "PriceSide", "Tick"]
+__all__ = ["Candle", "PriceSide", "Tick", "field_dict"]
 
 PriceSide = Literal["mid", "bid", "ask"]
+
+
+def field_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass instance's fields by name, in declaration order (shallow: values as they are)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

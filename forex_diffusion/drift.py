@@ -40,6 +40,7 @@ from river import stats as river_stats
 from river import utils as river_utils
 from scipy import stats as sp_stats
 
+from .domain import field_dict
 from .errors import ConfigError
 from .evaluation import CENTRAL_INTERVALS, StepScore
 from .online.learners import LearnerStep
@@ -82,15 +83,7 @@ class DriftEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the plain-data form (the ``fx.drift`` value without its schema version)."""
-        return {
-            "detector": self.detector,
-            "statistic": self.statistic,
-            "threshold": self.threshold,
-            "symbol": self.symbol,
-            "timeframe": self.timeframe,
-            "horizon": self.horizon,
-            "ts_ms": self.ts_ms,
-        }
+        return field_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DriftEvent:

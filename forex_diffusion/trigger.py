@@ -44,6 +44,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from .domain import field_dict
 from .drift import DriftEvent
 from .errors import ConfigError
 
@@ -100,15 +101,7 @@ class RetrainRequest:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the plain-data form (JSON-able)."""
-        return {
-            "request_id": self.request_id,
-            "symbol": self.symbol,
-            "timeframe": self.timeframe,
-            "horizon": self.horizon,
-            "reason": self.reason,
-            "requested_at_ms": self.requested_at_ms,
-            "detail": self.detail,
-        }
+        return field_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RetrainRequest:

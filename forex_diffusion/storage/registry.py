@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -48,6 +48,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ..domain import field_dict
 from ..errors import ConfigError, RegistryError
 from .retry import db_retry
 from .tables import forecasts, metadata, series_columns
@@ -280,9 +281,7 @@ class AliasChange:
 
 def _plain_record(rec: ModelVersion | AliasChange) -> dict[str, Any]:
     """A registry record's JSON-able form: its fields in order, the model key as its text."""
-    out = {f.name: getattr(rec, f.name) for f in fields(rec)}
-    out["key"] = str(rec.key)
-    return out
+    return {**field_dict(rec), "key": str(rec.key)}
 
 
 def _row_to_version(r: Any) -> ModelVersion:
