@@ -275,3 +275,37 @@ def test_a_refused_write_of_an_earlier_assignment_leaves_the_current_one_alone(t
 
     asyncio.run(go())
     assert load_snapshot(eng, **KEY) == (1, {"EURUSD": {"n": 2}})
+
+
+def test_a_whole_state_captured_before_a_revoke_never_overwrites_the_next_owners(tmp_path: Path) -> None:
+    """Whole-state mode (no ``series``) takes the epoch when it writes: a capture still in
+    flight across a revoke carried none (the partition was forgotten), and was written
+    unfenced over the next owner's checkpoint. It is skipped now."""
+    eng = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
+
+    def whole(state: dict[str, Any]) -> PartitionProgress:
+        return PartitionProgress(
+            consumer="w:ticks",
+            topic="fx.ticks",
+            engine=eng,
+            snapshot=lambda p: dict(state),
+            restore=lambda p, s: state.update(s),
+            drop=lambda p: state.clear(),
+        )
+
+    a_state: dict[str, Any] = {}
+    a, b = whole(a_state), whole({})
+
+    async def go() -> None:
+        await a.on_assigned(None, [TP("fx.ticks", 0)])
+        a_state["n"] = 5
+        a.mark(0, 5)
+        in_flight = a.capture()
+        await a.on_revoked([TP("fx.ticks", 0)])
+        await b.on_assigned(None, [TP("fx.ticks", 0)])
+        b.mark(0, 2)
+        await b.persist(b.capture())
+        await a.persist(in_flight)
+
+    asyncio.run(go())
+    assert load_snapshot(eng, **KEY) == (2, {})
