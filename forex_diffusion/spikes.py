@@ -118,7 +118,24 @@ class SpikeCounters:
     quarantined: int = 0  # ticks quarantined as spike_unconfirmed
 
 
-class SpikeGuard(Generic[T]):
+class Holding(Generic[T]):
+    """What a guard that holds items until they are confirmed shows of them (``_held``)."""
+
+    __slots__ = ()
+    _held: list[T]
+
+    @property
+    def holding(self) -> bool:
+        """Whether ticks are held, waiting for confirmation."""
+        return bool(self._held)
+
+    @property
+    def held(self) -> tuple[T, ...]:
+        """The held items, in arrival order."""
+        return tuple(self._held)
+
+
+class SpikeGuard(Holding[T]):
     """Hold huge mid jumps of one symbol until ``confirm`` ticks confirm the new level.
 
     Hot path: a mid inside the pass band ``low <= mid <= high`` is not a jump (and nothing
@@ -234,16 +251,6 @@ class SpikeGuard(Generic[T]):
         return not (last * self._f_lo <= mid <= last * self._f_hi)
 
     # -- hold -------------------------------------------------------------------------------
-
-    @property
-    def holding(self) -> bool:
-        """Whether ticks are held, waiting for confirmation."""
-        return bool(self._held)
-
-    @property
-    def held(self) -> tuple[T, ...]:
-        """The held items, in arrival order."""
-        return tuple(self._held)
 
     def classify(self, mid: float) -> HeldVerdict:
         """Judge ``mid`` outside the pass band (pure).

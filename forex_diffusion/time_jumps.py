@@ -56,10 +56,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from .errors import ConfigError, StateError
 from .market_hours import DEFAULT_MARKET_HOURS, MarketHours
+from .spikes import Holding
 from .state import malformed, unwrap, wrap
 
 __all__ = ["TimeJumpConfig", "TimeJumpGuard", "TimeVerdict"]
@@ -107,7 +108,7 @@ class TimeJumpConfig:
             raise ConfigError("max_start_held must be an int >= 2 * confirm + 1")
 
 
-class TimeJumpGuard(Generic[T]):
+class TimeJumpGuard(Holding[T]):
     """Hold ticks of one series far ahead of its event time until later ticks confirm them.
 
     Hot path: a tick with ``ts <= limit`` is not a jump; the caller lets it through and
@@ -157,16 +158,6 @@ class TimeJumpGuard(Generic[T]):
                 self.limit = self.reach(ts)
 
     # -- hold -------------------------------------------------------------------------------
-
-    @property
-    def holding(self) -> bool:
-        """Whether ticks are held, waiting for confirmation."""
-        return bool(self._held)
-
-    @property
-    def held(self) -> tuple[T, ...]:
-        """The held items, in arrival order."""
-        return tuple(self._held)
 
     @property
     def held_ts(self) -> tuple[int, ...]:

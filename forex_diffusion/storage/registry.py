@@ -310,6 +310,14 @@ def _get(conn: Connection, version: str, *, lock: bool = False) -> ModelVersion 
     return None if row is None else _row_to_version(row)
 
 
+def _get_locked(conn: Connection, version: str) -> ModelVersion:
+    """Return ``version``'s row locked for this transaction (``RegistryError`` when unknown)."""
+    v = _get(conn, version, lock=True)
+    if v is None:
+        raise RegistryError(f"unknown version {version}")
+    return v
+
+
 def _alias(conn: Connection, key: ModelKey, alias: str, *, lock: bool = False) -> str | None:
     q = select(model_aliases.c.version).where(model_aliases.c.model_key == str(key), model_aliases.c.alias == alias)
     if lock:
@@ -471,9 +479,7 @@ def promote_version(
         Unknown or deleted version, or ``usable`` refuses it.
     """
     with engine.begin() as conn:
-        v = _get(conn, version, lock=True)
-        if v is None:
-            raise RegistryError(f"unknown version {version}")
+        v = _get_locked(conn, version)
         if expect_status is not None and v.status != expect_status:
             return v
         current = _alias(conn, v.key, "champion", lock=True)
@@ -502,9 +508,7 @@ def reject_version(
     shadow alias on it is dropped). With ``expect_status``, a version whose status is
     another one is returned unchanged."""
     with engine.begin() as conn:
-        v = _get(conn, version, lock=True)
-        if v is None:
-            raise RegistryError(f"unknown version {version}")
+        v = _get_locked(conn, version)
         if expect_status is not None and v.status != expect_status:
             return v
         if _alias(conn, v.key, "champion") == version:
@@ -610,9 +614,7 @@ def start_shadow(
     if required < 1:
         raise RegistryError(f"a shadow needs at least 1 realised forecast, got {required}")
     with engine.begin() as conn:
-        v = _get(conn, version, lock=True)
-        if v is None:
-            raise RegistryError(f"unknown version {version}")
+        v = _get_locked(conn, version)
         if _alias(conn, v.key, "champion", lock=True) == version:
             raise RegistryError(f"version {version} is already the champion of {v.key}")
         _check_usable(v, usable)
