@@ -164,12 +164,7 @@ class Keltner(BarIndicator[BandsValue]):
             at._atr = a
             w = self.multiplier * a
             return (md - w, md, md + w)
-        mid = self._ema._push(bar.close)
-        atr = self._atr._push(bar)
-        if mid is None or atr is None:
-            return None
-        w = self.multiplier * atr
-        return (mid - w, mid, mid + w)
+        return self._bands(self._ema._push(bar.close), self._atr._push(bar))
 
     def fused_part(self, v: str) -> Part:
         """The steady-state :meth:`_push` above as fused-step source lines (locals prefixed ``v``)."""
@@ -194,8 +189,10 @@ class Keltner(BarIndicator[BandsValue]):
         )
 
     def _peek(self, bar: BarLike) -> tuple[float, float, float] | None:
-        mid = self._ema._peek(bar.close)
-        atr = self._atr._peek(bar)
+        return self._bands(self._ema._peek(bar.close), self._atr._peek(bar))
+
+    def _bands(self, mid: float | None, atr: float | None) -> tuple[float, float, float] | None:
+        """The channel around ``mid`` at ``multiplier`` ATRs (None while either is undefined)."""
         if mid is None or atr is None:
             return None
         w = self.multiplier * atr
