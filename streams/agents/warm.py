@@ -62,10 +62,14 @@ async def warm_batch(agent: CandleAgent, msgs: list[Any]) -> None:
         return
     engine, n = agent.rt.engine, agent.rt.settings.warm_candles
 
+    # looked up here, on the loop: a series restored while an earlier one warms (in the
+    # executor) must not be found there and have the stored candles replayed into it
+    before = {sym: agent.forecasters.get(sym) for sym in firsts}
+
     def warm() -> dict[str, SymbolForecaster]:
         out = {}
         for sym, first in firsts.items():
-            f = agent.forecasters.get(sym) or SymbolForecaster(sym, agent.config, book=agent.book)
+            f = before[sym] or SymbolForecaster(sym, agent.config, book=agent.book)
             cold = ",".join(sorted(f.cold))
             try:
                 replayed = warm_start(f, engine, before=first, per_timeframe=n) if engine is not None else 0
@@ -76,7 +80,6 @@ async def warm_batch(agent: CandleAgent, msgs: list[Any]) -> None:
             out[sym] = f
         return out
 
-    before = {sym: agent.forecasters.get(sym) for sym in firsts}
     warmed = await asyncio.get_running_loop().run_in_executor(None, warm)
     for sym, f in warmed.items():
         if agent.forecasters.get(sym) is before[sym]:
