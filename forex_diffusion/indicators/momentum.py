@@ -55,33 +55,32 @@ class RSI(PeriodIndicator[float], ScalarIndicator[float]):
         self._prev = x
         if n == 1:
             return None
+        if n <= self.period:  # plain sums of the first period - 1 changes
+            if d < 0:
+                self._loss -= d
+            else:
+                self._gain += d
+            return None
+        self._gain, self._loss, rsi = self._smoothed(d, n)
+        return rsi
+
+    def _smoothed(self, d: float, n: int) -> tuple[float, float, float]:
+        """Wilder's averages of gains and losses with the change ``d`` of input ``n`` (> period),
+        and their RSI: at ``n = period + 1`` the first means, then the recursion."""
         p = self.period
         g = self._gain
         lo = self._loss
         if n > p + 1:
             g *= p - 1
             lo *= p - 1
-            if d < 0:
-                lo -= d
-            else:
-                g += d
-            g /= p
-            lo /= p
+        if d < 0:
+            lo -= d
         else:
-            if d < 0:
-                lo -= d
-            else:
-                g += d
-            if n <= p:
-                self._gain = g
-                self._loss = lo
-                return None
-            g /= p
-            lo /= p
-        self._gain = g
-        self._loss = lo
+            g += d
+        g /= p
+        lo /= p
         t = g + lo
-        return 100.0 * (g / t) if t != 0.0 else 0.0
+        return g, lo, 100.0 * (g / t) if t != 0.0 else 0.0
 
     def fused_part(self, v: str) -> Part:
         """The steady-state :meth:`_push` above as fused-step source lines (locals prefixed ``v``)."""
@@ -114,23 +113,9 @@ class RSI(PeriodIndicator[float], ScalarIndicator[float]):
 
     def _peek(self, x: float) -> float | None:
         n = self._n + 1
-        p = self.period
-        if n <= p:
+        if n <= self.period:
             return None
-        d = x - self._prev
-        g = self._gain
-        lo = self._loss
-        if n > p + 1:
-            g *= p - 1
-            lo *= p - 1
-        if d < 0:
-            lo -= d
-        else:
-            g += d
-        g /= p
-        lo /= p
-        t = g + lo
-        return 100.0 * (g / t) if t != 0.0 else 0.0
+        return self._smoothed(x - self._prev, n)[2]
 
     def _get_state(self) -> dict[str, Any]:
         return {"prev": self._prev, "gain": self._gain, "loss": self._loss}
