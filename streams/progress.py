@@ -300,7 +300,7 @@ class PartitionProgress:
                     "fingerprint": state.fingerprint,
                 }
             else:
-                if self.engine is not None and p not in self.epochs:
+                if p not in self.offsets:
                     continue  # revoked since its capture: unfenced, it could overwrite the next owner's
                 kw = {"state": state, "epoch": self.epochs.get(p), "fingerprint": self._fingerprint(p, offset)}
             try:
