@@ -100,75 +100,11 @@ class ADX(PeriodIndicator[float], BarIndicator[float]):
         return (h, lo, c, pdm, mdm, tr, sdx, adx), adx
 
     def _push(self, bar: BarLike) -> float | None:
-        # _next, inlined and writing the state in place (same operations, same order)
         n = self._n + 1
         self._n = n
-        h = bar.high
-        lo = bar.low
-        if n == 1:
-            self._ph = h
-            self._pl = lo
-            self._pc = bar.close
-            self._pdm = self._mdm = self._tr = self._sdx = self._adx = 0.0
-            return None
-        p = self.period
-        up = h - self._ph
-        down = self._pl - lo
-        pc = self._pc
-        self._ph = h
-        self._pl = lo
-        self._pc = bar.close
-        t = h - lo
-        v = h - pc if h > pc else pc - h
-        if v > t:
-            t = v
-        v = lo - pc if lo > pc else pc - lo
-        if v > t:
-            t = v
-        if n <= p:  # plain sums over the first period - 1 changes
-            if down > 0 and up < down:
-                self._mdm += down
-            elif up > 0 and up > down:
-                self._pdm += up
-            self._tr += t
-            return None
-        mdm = self._mdm
-        pdm = self._pdm
-        mdm -= mdm / p
-        pdm -= pdm / p
-        if down > 0 and up < down:
-            mdm += down
-        elif up > 0 and up > down:
-            pdm += up
-        tr = self._tr
-        tr = tr - tr / p + t
-        self._mdm = mdm
-        self._pdm = pdm
-        self._tr = tr
-        dx = None
-        if tr != 0.0:
-            mdi = 100.0 * (mdm / tr)
-            pdi = 100.0 * (pdm / tr)
-            s = mdi + pdi
-            if s != 0.0:
-                dx = 100.0 * (abs(mdi - pdi) / s)
-        if n < 2 * p:
-            if dx is not None:
-                self._sdx += dx
-            return None
-        if n == 2 * p:
-            sdx = self._sdx
-            if dx is not None:
-                sdx += dx
-                self._sdx = sdx
-            adx = sdx / p
-            self._adx = adx
-            return adx
-        if dx is not None:
-            adx = (self._adx * (p - 1) + dx) / p
-            self._adx = adx
-            return adx
-        return self._adx
+        state, adx = self._next(bar.high, bar.low, bar.close, n)
+        self._ph, self._pl, self._pc, self._pdm, self._mdm, self._tr, self._sdx, self._adx = state
+        return adx
 
     def fused_part(self, v: str) -> Part:
         """The steady-state :meth:`_push` above as fused-step source lines (locals prefixed ``v``)."""
