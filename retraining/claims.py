@@ -65,9 +65,22 @@ class ClaimLost(ForexDiffusionError):
     """The job's claim expired and another owner took the key: the job registers nothing."""
 
 
+def _local_host() -> str:
+    """This host as an owner names it: the host name and, where known, the PID namespace
+    (``name~inode``). Two containers may share a host name (a compose service's ``hostname``)
+    but not their PIDs: a pid of another namespace is never judged dead here."""
+    name = socket.gethostname()[:100]
+    try:
+        ns = "".join(ch for ch in os.readlink("/proc/self/ns/pid") if ch.isdigit())
+    except OSError:  # no /proc (not Linux): the host name alone
+        return name
+    return f"{name}~{ns}" if ns else name
+
+
 def default_owner() -> str:
-    """``host:pid:nonce`` of this process (the nonce tells two lives of one pid apart)."""
-    return f"{socket.gethostname()[:100]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """``host:pid:nonce`` of this process (the nonce tells two lives of one pid apart; the
+    host carries the PID namespace, see :func:`_local_host`)."""
+    return f"{_local_host()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _now_ms() -> int:
@@ -78,7 +91,7 @@ def _dead_local_owner(owner: str) -> bool:
     """Whether ``owner`` names a process of this host that no longer exists (a killed job's
     claim is then free at once instead of after its lease)."""
     parts = owner.rsplit(":", 2)
-    if len(parts) != 3 or parts[0] != socket.gethostname()[:100] or not parts[1].isdigit():
+    if len(parts) != 3 or parts[0] != _local_host() or not parts[1].isdigit():
         return False
     pid = int(parts[1])
     if pid == os.getpid():

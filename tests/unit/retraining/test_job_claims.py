@@ -4,6 +4,8 @@ whose claim was taken registers nothing. Each case runs on SQLite and on Postgre
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +17,7 @@ import pytest
 
 from forex_diffusion.storage import make_engine
 from forex_diffusion.trigger import RetrainRequest
-from retraining.claims import ClaimHeld, ClaimLost, JobClaims
+from retraining.claims import ClaimHeld, ClaimLost, JobClaims, default_owner
 from retraining.jobs import JobConfig, run_retrain
 
 KEY = "EURUSD/1h/24"
@@ -137,4 +139,27 @@ def test_run_retrain_refuses_a_key_another_worker_holds(pg_url: str, tmp_path: P
     assert (out.status, out.reason, out.version) == ("failed", "claimed: ClaimHeld", None)
     assert not list((tmp_path / "models").rglob("*.pt"))
     assert other.holder(KEY) is not None and other.holder(KEY)[0] == "other-host:4242:z"  # type: ignore[index]
+    eng.dispose()
+
+
+def test_a_pid_of_another_pid_namespace_under_the_same_host_name_is_never_judged_dead(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two containers may share a host name (a compose service's ``hostname``) but not their
+    PIDs: a live job of the other container was judged dead (its pid does not exist here)
+    and its key taken over -- two trainers of one key. The owner names the PID namespace."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with monkeypatch.context() as m:  # the owner the other container's job names itself
+        m.setattr(os, "readlink", lambda path: "pid:[1]")
+        host, _pid, nonce = default_owner().rsplit(":", 2)
+    assert host.startswith(socket.gethostname()[:100])
+    eng = make_engine(db_url)
+    JobClaims(eng, owner=f"{host}:{gone.pid}:{nonce}", lease_s=3600).acquire(KEY, "r1")
+    with pytest.raises(ClaimHeld):  # the other container's job: its lease holds
+        JobClaims(eng).acquire(KEY, "r2")
+    JobClaims(eng).release(JobClaims(eng).acquire("EURUSD/1m/24", "r3"))
+    mine = JobClaims(eng).owner.rsplit(":", 2)[0]
+    JobClaims(eng, owner=f"{mine}:{gone.pid}:y", lease_s=3600).acquire("EURUSD/5m/24", "r4")
+    JobClaims(eng).acquire("EURUSD/5m/24", "r5")  # a dead process of this namespace: taken over at once
     eng.dispose()
