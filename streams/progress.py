@@ -120,6 +120,9 @@ class PartitionProgress:
         self._unsaved_full: set[int] = set()
         self.epochs: dict[int, int] = {}  # partition -> the epoch this worker claimed
         self.fenced: set[int] = set()  # partitions another worker claimed since: not processed, not written
+        # partitions revoked from this worker and not assigned again: records of them still in
+        # hand (a batch the revoke did not wait for) are not admitted, marked or written
+        self.revoked: set[int] = set()
         self._records: dict[int, Any] = {}  # the record at each partition's offset (its fingerprint is taken lazily)
         self._fingerprints: dict[int, tuple[int, str]] = {}  # partition -> (offset, fingerprint of its record)
         self._expect: dict[int, str] = {}  # fingerprint the restored checkpoint's record must have
@@ -144,7 +147,7 @@ class PartitionProgress:
         checkpointed, the log was reset and has grown past the checkpoint again (issue 15).
         A partition fenced off (claimed by another worker) admits nothing.
         """
-        if partition in self.fenced:
+        if partition in self.fenced or partition in self.revoked:
             return False
         last = self.offsets.get(partition)
         if last is None or offset > last:
@@ -215,7 +218,7 @@ class PartitionProgress:
     def mark(self, partition: int, offset: int, series: str | None = None, record: Any = None) -> None:
         """Record that ``offset`` of ``partition`` has been processed (in memory), changing
         ``series`` (if given); ``record`` is the message (its fingerprint goes with the checkpoint)."""
-        if partition in self.fenced:
+        if partition in self.fenced or partition in self.revoked:
             return
         self.offsets[partition] = offset
         self.dirty.add(partition)
@@ -227,7 +230,7 @@ class PartitionProgress:
     def touch(self, partition: int, series: str | None = None) -> None:
         """Record that ``series`` of ``partition`` changed without a record (a timer, an outcome);
         without ``series``, every series of the partition (the next checkpoint writes them all)."""
-        if partition in self.fenced:
+        if partition in self.fenced or partition in self.revoked:
             return
         self.dirty.add(partition)
         if series is None:
@@ -254,7 +257,7 @@ class PartitionProgress:
         self.dirty.clear()
         out: dict[int, tuple[int, Any]] = {}
         for p in parts:
-            if p not in self.offsets or p in self.fenced:
+            if p not in self.offsets or p in self.fenced or p in self.revoked:
                 continue
             offset = self.offsets[p]
             fp = self._fingerprint(p, offset)
@@ -525,6 +528,7 @@ class PartitionProgress:
             if epoch is not None:  # issue 15: every write of this assignment carries it (an older owner's are refused)
                 self.epochs[p] = epoch
             self.fenced.discard(p)
+            self.revoked.discard(p)
             if snap is None:
                 self.offsets.pop(p, None)
             else:
@@ -598,3 +602,4 @@ class PartitionProgress:
             if tp.topic == self.topic:
                 self._forget(tp.partition)
                 self.fenced.discard(tp.partition)
+                self.revoked.add(tp.partition)

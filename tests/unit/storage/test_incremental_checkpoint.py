@@ -309,3 +309,30 @@ def test_a_whole_state_captured_before_a_revoke_never_overwrites_the_next_owners
 
     asyncio.run(go())
     assert load_snapshot(eng, **KEY) == (2, {})
+
+
+def test_records_of_a_revoked_partition_still_in_hand_are_neither_admitted_nor_written(tmp_path: Path) -> None:
+    """A batch in hand when its partition is revoked (the revoke's bounded checkpoint gave up
+    waiting for the step): its remaining records were admitted (the partition's offsets were
+    forgotten, so every offset looked new), counted into an empty state, and the next
+    checkpoint wrote that state with no epoch -- unfenced, over the new owner's parts."""
+    eng = make_engine(f"sqlite:///{tmp_path / 'v.db'}")
+    old, new = Series(), Series()
+    a, b = old.progress(eng), new.progress(eng)
+
+    async def go() -> None:
+        await a.on_assigned(None, [TP("fx.ticks", 0)])
+        old.process(a, 0, "EURUSD")
+        await a.persist(a.capture())
+        await a.on_revoked([TP("fx.ticks", 0)])  # a's step is still running its batch
+        await b.on_assigned(None, [TP("fx.ticks", 0)])
+        new.process(b, 1, "EURUSD")
+        await b.persist(b.capture())
+        assert not a.admit(0, 1)  # not a's any more
+        old.process(a, 1, "EURUSD")  # what an agent that ignored it would do
+        a.touch(0, "EURUSD")
+        assert a.capture() == {}
+        await a.persist(a.capture())
+
+    asyncio.run(go())
+    assert load_snapshot(eng, **KEY) == (1, {"EURUSD": {"n": 2}})
