@@ -38,10 +38,19 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
         degrade_batch=s.forecast_degrade_batch,
     )
     due = [d for d in outcomes if d[1].due]
+    progress = agent.consumer.progress
+
+    def held(p: int) -> bool:
+        """Still this worker's: a partition revoked (or fenced) while the batch awaited its
+        forecasts has no forecasters here any more; its next owner forecasts those candles."""
+        return p not in progress.revoked and p not in progress.fenced
+
     for pred, group in group_by_model(due, lambda d: agent.models.predictor(d[1].candle.symbol, d[1].candle.timeframe)):
         spec, inputs = getattr(pred, "context_spec", None), getattr(pred, "inputs", None)
         asked = []
         for p, o, msg in group:
+            if not held(p):
+                continue
             with agent.contain.record(msg) as scope:
                 scope.stage, scope.symbol = "forecast", o.candle.symbol
                 r = agent.forecasters[o.candle.symbol].request(o, spec, inputs)
@@ -61,6 +70,8 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
             continue
         emitted = []
         for (p, o, msg, _r), fc in zip(asked, fcs, strict=True):
+            if not held(p):
+                continue
             with agent.contain.record(msg) as scope:
                 scope.stage, scope.symbol = "forecast", o.candle.symbol
                 rec = agent.forecasters[o.candle.symbol].record(fc, o, degraded=budget.degraded)

@@ -148,3 +148,52 @@ def test_the_retrain_agent_takes_requests_for_every_model_and_names_their_horizo
     agent.check(req("1m", 60))
     with pytest.raises(ValidationError, match="horizon 12 is not configured"):
         agent.check(req("1h", 12))
+
+
+def test_a_partition_revoked_while_its_batch_forecasts_dead_letters_nothing(
+    tmp_path: Path, candles: list[Candle]
+) -> None:
+    """The revoke does not wait for a step past its bound: a batch whose partition was revoked
+    while its forecasts were sampled (in the executor) found its forecasters gone, and every
+    due candle of it was dead-lettered as ``internal`` (KeyError) -- records the new owner
+    processes correctly. They are left to the new owner now."""
+    import threading
+
+    agent = _agent(tmp_path)
+    _feed(agent, candles[:400])
+    loop_of: list[asyncio.AbstractEventLoop] = []
+    real = agent.models.predictor
+
+    class Revoking:
+        def __init__(self, pred: Any) -> None:
+            self.pred = pred
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.pred, name)
+
+        def forecast(self, reqs: Any, **kw: Any) -> Any:
+            done = threading.Event()
+
+            def revoke() -> None:  # what on_revoked does once its bounded checkpoint gave up
+                agent.consumer.progress._forget(0)
+                agent.consumer.progress.revoked.add(0)
+                agent.effects.drop(0)
+                done.set()
+
+            loop_of[0].call_soon_threadsafe(revoke)
+            assert done.wait(10)
+            return self.pred.forecast(reqs, **kw)
+
+    agent.models.predictor = lambda sym, tf: Revoking(real(sym, tf))  # type: ignore[method-assign]
+    msgs = [
+        SimpleNamespace(topic="fx.candles", partition=0, offset=400 + i, key=b"EURUSD", value=encode_candle(c))
+        for i, c in enumerate(candles[400:440])
+    ]
+
+    async def go() -> None:
+        loop_of.append(asyncio.get_running_loop())
+        await agent.handle_batch(msgs)
+
+    asyncio.run(go())
+    assert agent.contain.internal_errors == 0 and not agent.effects.dead
+    assert 0 not in agent.effects.parts  # nothing of the revoked partition queued again
