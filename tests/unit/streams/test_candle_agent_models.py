@@ -197,3 +197,17 @@ def test_a_partition_revoked_while_its_batch_forecasts_dead_letters_nothing(
     asyncio.run(go())
     assert agent.contain.internal_errors == 0 and not agent.effects.dead
     assert 0 not in agent.effects.parts  # nothing of the revoked partition queued again
+
+
+def test_no_series_is_warmed_for_a_partition_this_worker_no_longer_holds(tmp_path: Path, candles: list[Candle]) -> None:
+    """A batch in hand after its partition was revoked (or fenced): its candles are not this
+    worker's any more, so no forecaster is built and installed for them (it stayed, never
+    checkpointed nor dropped, and served the series if the partition came back)."""
+    from streams.agents.warm import warm_batch
+
+    agent = _agent(tmp_path)
+    agent.consumer.progress.revoked.add(0)
+    c = next(c for c in candles if c.final)
+    msg = SimpleNamespace(topic="fx.candles", partition=0, offset=0, key=b"EURUSD", value=encode_candle(c))
+    asyncio.run(warm_batch(agent, [msg]))
+    assert agent.forecasters == {}
