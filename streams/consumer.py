@@ -204,6 +204,7 @@ class CheckpointingConsumer:
         # batch is half done (its state advanced but its effects not queued yet)
         self._between = asyncio.Event()
         self._between.set()
+        self._step_revocations: dict[int, int] = {}  # the partitions' revocations when the step began
         self._lock = asyncio.Lock()
         self._flush_task: asyncio.Future[None] | None = None
         self.failures = 0
@@ -226,6 +227,7 @@ class CheckpointingConsumer:
         """Process a batch: wait while checkpoints fail, and let no checkpoint capture inside."""
         await self.wait_healthy()
         self._between.clear()
+        self._step_revocations = dict(self.progress.revocations)
         try:
             yield
         finally:
@@ -241,7 +243,19 @@ class CheckpointingConsumer:
             await self.wait_healthy()
         if self.progress.restoring:
             await self.progress.restored(msg.partition)
+        if not self.current(msg.partition):
+            return False
         return self.progress.admit(msg.partition, msg.offset, msg)
+
+    def current(self, partition: int) -> bool:
+        """Whether ``partition`` is this worker's, and inside a :meth:`step` still by the
+        assignment the step began under: a batch in hand across a revoke (which does not wait
+        for the step past its bound) is the old assignment's, even when the partition was
+        assigned to this worker again and restored meanwhile -- its next owner replays it."""
+        p = self.progress
+        if partition in p.revoked or partition in p.fenced:
+            return False
+        return not self.busy or p.revocations.get(partition, 0) == self._step_revocations.get(partition, 0)
 
     def mark(self, msg: Any) -> None:
         """``msg`` is processed (its effects queued); start a checkpoint when enough wait."""

@@ -123,6 +123,7 @@ class PartitionProgress:
         # partitions revoked from this worker and not assigned again: records of them still in
         # hand (a batch the revoke did not wait for) are not admitted, marked or written
         self.revoked: set[int] = set()
+        self.revocations: dict[int, int] = {}  # partition -> times revoked (a batch in hand across one is stale)
         self._records: dict[int, Any] = {}  # the record at each partition's offset (its fingerprint is taken lazily)
         self._fingerprints: dict[int, tuple[int, str]] = {}  # partition -> (offset, fingerprint of its record)
         self._expect: dict[int, str] = {}  # fingerprint the restored checkpoint's record must have
@@ -603,3 +604,4 @@ class PartitionProgress:
                 self._forget(tp.partition)
                 self.fenced.discard(tp.partition)
                 self.revoked.add(tp.partition)
+                self.revocations[tp.partition] = self.revocations.get(tp.partition, 0) + 1

@@ -38,12 +38,12 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
         degrade_batch=s.forecast_degrade_batch,
     )
     due = [d for d in outcomes if d[1].due]
-    progress = agent.consumer.progress
 
     def held(p: int) -> bool:
-        """Still this worker's: a partition revoked (or fenced) while the batch awaited its
-        forecasts has no forecasters here any more; its next owner forecasts those candles."""
-        return p not in progress.revoked and p not in progress.fenced
+        """Still this worker's by the batch's assignment: a partition revoked (or fenced) while
+        the batch awaited its forecasts has no forecasters of it here any more, or restored
+        ones of another assignment; its next owner forecasts those candles."""
+        return agent.consumer.current(p)
 
     for pred, group in group_by_model(due, lambda d: agent.models.predictor(d[1].candle.symbol, d[1].candle.timeframe)):
         spec, inputs = getattr(pred, "context_spec", None), getattr(pred, "inputs", None)

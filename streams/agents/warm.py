@@ -31,7 +31,7 @@ async def _firsts(agent: CandleAgent, msgs: list[Any]) -> dict[str, Candle]:
     firsts: dict[str, Candle] = {}
     progress = agent.consumer.progress
     for msg in msgs:
-        if msg.partition in progress.revoked or msg.partition in progress.fenced:
+        if not agent.consumer.current(msg.partition):
             continue  # not this worker's any more (a batch in hand across a revoke)
         try:
             sym = msg.key.decode() if isinstance(msg.key, bytes) else None

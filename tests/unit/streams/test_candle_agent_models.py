@@ -211,3 +211,63 @@ def test_no_series_is_warmed_for_a_partition_this_worker_no_longer_holds(tmp_pat
     msg = SimpleNamespace(topic="fx.candles", partition=0, offset=0, key=b"EURUSD", value=encode_candle(c))
     asyncio.run(warm_batch(agent, [msg]))
     assert agent.forecasters == {}
+
+
+def test_a_partition_revoked_and_assigned_again_during_a_batch_keeps_its_restored_state(
+    tmp_path: Path, candles: list[Candle]
+) -> None:
+    """Revoked while the batch's forecasts were sampled, then assigned to this worker again
+    and restored (a rebalance keeps most partitions where they were): the batch's forecasts
+    were recorded into the *restored* forecaster -- pending forecasts of candles its state
+    has not seen yet, which the new assignment replays and forecasts again. A batch in hand
+    across a revoke is the old assignment's; nothing of it reaches the new one."""
+    import threading
+
+    agent = _agent(tmp_path)
+    _feed(agent, candles[:400])
+    saved = json.loads(json.dumps(agent._snapshot(0, ["EURUSD"])))
+    loop_of: list[asyncio.AbstractEventLoop] = []
+    real = agent.models.predictor
+    progress = agent.consumer.progress
+
+    class Rebalancing:
+        def __init__(self, pred: Any) -> None:
+            self.pred = pred
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.pred, name)
+
+        def forecast(self, reqs: Any, **kw: Any) -> Any:
+            done = threading.Event()
+
+            def rebalance() -> None:  # on_revoked (its bounded checkpoint gave up), then on_assigned
+                progress._forget(0)
+                progress.revoked.add(0)
+                progress.revocations[0] = progress.revocations.get(0, 0) + 1
+                agent.effects.drop(0)
+                progress.revoked.discard(0)
+                agent._restore(0, saved)
+                progress.offsets[0] = 399
+                done.set()
+
+            loop_of[0].call_soon_threadsafe(rebalance)
+            assert done.wait(10)
+            return self.pred.forecast(reqs, **kw)
+
+    agent.models.predictor = lambda sym, tf: Rebalancing(real(sym, tf))  # type: ignore[method-assign]
+    msgs = [
+        SimpleNamespace(topic="fx.candles", partition=0, offset=400 + i, key=b"EURUSD", value=encode_candle(c))
+        for i, c in enumerate(candles[400:440])
+    ]
+
+    async def go() -> None:
+        loop_of.append(asyncio.get_running_loop())
+        await agent.handle_batch(msgs)
+
+    asyncio.run(go())
+    fresh = _agent(tmp_path)
+    fresh._restore(0, saved)
+    untouched = json.loads(json.dumps(fresh._snapshot(0, ["EURUSD"])))  # the restored state, as restored
+    assert json.loads(json.dumps(agent._snapshot(0, ["EURUSD"]))) == untouched
+    assert not agent.effects.parts.get(0, SimpleNamespace(forecasts=[])).forecasts
+    assert agent.contain.internal_errors == 0 and not agent.effects.dead
