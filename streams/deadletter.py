@@ -144,48 +144,43 @@ class Containment:
         ctx = " ".join(f"{k}={v}" for k, v in context.items())
         log.error("%s source=%s %s error=%s", event, self.source, ctx, type(exc).__name__, exc_info=exc)
 
+    def _internal(self, exc: BaseException, msg: Any, stage: str) -> ValidationError:
+        """Count and log a failure that is no validation refusal; the ``internal`` reason for it."""
+        self.internal_errors += 1
+        name = type(exc).__name__
+        log.error(
+            "record.internal_error source=%s stage=%s topic=%s partition=%s offset=%s error=%s: "
+            "dead-lettered as internal, the stream goes on",
+            self.source,
+            stage,
+            msg.topic,
+            msg.partition,
+            msg.offset,
+            name,
+            exc_info=exc,
+        )
+        try:
+            text = str(exc).splitlines()[0][:200] if str(exc) else ""
+        except Exception:  # noqa: BLE001 - an exception whose __str__ fails still has a type
+            text = ""
+        return ValidationError(RejectReason.INTERNAL, f"{name} at {stage}: {text}" if text else f"{name} at {stage}")
+
     def fail(self, msg: Any, exc: BaseException, *, stage: str, symbol: str | None = None) -> None:
         """Dead-letter ``msg`` for ``exc`` raised at ``stage``: its reason, or ``internal``."""
         topic, partition, offset = msg.topic, msg.partition, msg.offset
         try:
-            if isinstance(exc, ValidationError):
-                self.refuse(
-                    topic=topic,
-                    partition=partition,
-                    offset=offset,
-                    raw=msg.value,
-                    key=msg.key,
-                    error=exc,
-                    symbol=symbol,
-                )
-                return
-            self.internal_errors += 1
-            name = type(exc).__name__
-            log.error(
-                "record.internal_error source=%s stage=%s topic=%s partition=%s offset=%s error=%s: "
-                "dead-lettered as internal, the stream goes on",
-                self.source,
-                stage,
-                topic,
-                partition,
-                offset,
-                name,
-                exc_info=exc,
-            )
-            try:
-                text = str(exc).splitlines()[0][:200] if str(exc) else ""
-            except Exception:  # noqa: BLE001 - an exception whose __str__ fails still has a type
-                text = ""
-            err = ValidationError(RejectReason.INTERNAL, f"{name} at {stage}: {text}" if text else f"{name} at {stage}")
+            error = exc if isinstance(exc, ValidationError) else self._internal(exc, msg, stage)
+            exception = None if error is exc else type(exc).__name__
+            raw, key = msg.value, msg.key
             self.refuse(
                 topic=topic,
                 partition=partition,
                 offset=offset,
-                raw=msg.value,
-                key=msg.key,
-                error=err,
+                raw=raw,
+                key=key,
+                error=error,
                 symbol=symbol,
-                exception=name,
+                exception=exception,
             )
         except Exception:  # noqa: BLE001 - the dead letter itself failed (sink, metric, callback): go on
             log.exception("record.deadletter_failed source=%s partition=%s offset=%s", self.source, partition, offset)
