@@ -14,7 +14,10 @@ import pytest
         "tests.online_features",
         "forex_diffusion.online.learners",
         "forex_diffusion.online.snapshot",
-        "forex_diffusion.drift",
+        "forex_diffusion.drift.adwin",
+        "forex_diffusion.drift.page_hinkley",
+        "forex_diffusion.drift.calibration",
+        "forex_diffusion.drift.ks",
         "forex_diffusion.trigger",
     ],
 )
