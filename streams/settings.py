@@ -31,6 +31,7 @@ _CUDA = re.compile(r"cuda(:[0-9]{1,2})?")
 # forex_diffusion.wire.FORECAST_STEPS_MAX: the longest forecast fx.forecasts carries (not imported:
 # the wire module loads sqlalchemy and scipy, and `forexd --help` imports these settings)
 FORECAST_STEPS_MAX = 10_000
+DB_TIMEOUT_MAX_S = 2_147_483  # PostgreSQL's statement/lock timeouts are at most INT_MAX milliseconds
 
 
 def _parse_models(items: tuple[str, ...], timeframes: tuple[str, ...]) -> list[tuple[str, int]]:
@@ -150,8 +151,8 @@ class Settings:
         if self.db_fatal_after_s < 0:
             raise ConfigError("db_fatal_after_s must be >= 0")
         for name in ("db_connect_timeout_s", "db_statement_timeout_s", "db_lock_timeout_s"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0 (0: no limit)")
+            if not 0 <= getattr(self, name) <= DB_TIMEOUT_MAX_S:  # PostgreSQL takes at most INT_MAX ms
+                raise ConfigError(f"{name} must be >= 0 (0: no limit) and at most {DB_TIMEOUT_MAX_S:,} s")
         if self.db_wait_s < 0:
             raise ConfigError("db_wait_s must be >= 0 (0: one attempt)")
         if self.partitions < 1:

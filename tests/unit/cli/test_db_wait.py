@@ -100,6 +100,9 @@ def test_the_timeout_settings_are_checked_and_reach_every_connection(pg_url: str
         Settings.from_env({"FOREXD_DB_LOCK_TIMEOUT_S": "-1"})
     with pytest.raises(SettingsError, match="FOREXD_DB_STATEMENT_TIMEOUT_S"):
         Settings.from_env({"FOREXD_DB_STATEMENT_TIMEOUT_S": "nan"})
+    with pytest.raises(SettingsError, match="at most 2,147,483 s"):  # PostgreSQL would refuse every connection
+        Settings.from_env({"FOREXD_DB_LOCK_TIMEOUT_S": "1e308"})
+    Settings.from_env({"FOREXD_DB_LOCK_TIMEOUT_S": "2147483"})  # the longest PostgreSQL takes
     s = Settings.from_env(
         {"FOREXD_DATABASE_URL": pg_url, "FOREXD_DB_STATEMENT_TIMEOUT_S": "2.5", "FOREXD_DB_LOCK_TIMEOUT_S": "0"}
     )
