@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from forex_diffusion.aggregation import CandleAggregator
 from forex_diffusion.bundled import SAMPLE_TICKS
 from forex_diffusion.domain import Tick
+from forex_diffusion.ingest.aggregation import CandleAggregator
+from forex_diffusion.ingest.pipeline import TickPipeline
+from forex_diffusion.ingest.readers import read_ticks
+from forex_diffusion.ingest.spikes import SpikeConfig
 from forex_diffusion.instruments import InstrumentRegistry
-from forex_diffusion.pipeline import TickPipeline
-from forex_diffusion.readers import read_ticks
-from forex_diffusion.spikes import SpikeConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "tests" / "data" / "lean" / "lean_fxcm_eurusd_ticks_2014-05-01_15.csv.gz"

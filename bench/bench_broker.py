@@ -127,7 +127,7 @@ async def raw_consume(bootstrap: str, topic: str, n: int) -> float:
 
 
 def main() -> None:
-    from forex_diffusion.replaying import records_from_file
+    from forex_diffusion.ingest.replaying import records_from_file
     from streams.broker import EmbeddedBroker
     from streams.kafka import ensure_topics, make_producer
 

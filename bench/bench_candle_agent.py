@@ -83,7 +83,7 @@ async def run_agent(candles: list[Any], tmp: str, steps: int, samples: int) -> t
 
 def predictor_rate(candles: list[Any], predictor: Any, sizes: list[int], steps: int, samples: int) -> tuple[float, int]:
     """Sample the agent's requests with ``predictor`` in batches of the agent's sizes."""
-    from forex_diffusion.forecasting import ForecasterConfig, SymbolForecaster
+    from forex_diffusion.forecast.forecaster import ForecasterConfig, SymbolForecaster
 
     f = SymbolForecaster("EURUSD", ForecasterConfig(timeframes=("1m",), forecast_timeframes=("1m",), horizon=24))
     due: list[list[Any]] = []

@@ -42,13 +42,13 @@ from faust.types import TP
 from forex_diffusion.bundled import SAMPLE_TICKS
 from forex_diffusion.domain import Candle, Tick
 from forex_diffusion.errors import ValidationError
-from forex_diffusion.forecasting import ForecasterConfig, SymbolForecaster
+from forex_diffusion.forecast.forecaster import ForecasterConfig, SymbolForecaster
+from forex_diffusion.forecast.warm_start import stream_key
+from forex_diffusion.ingest.pipeline import TickPipeline
+from forex_diffusion.ingest.readers import read_ticks
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.offline import aggregate_ticks_file
-from forex_diffusion.pipeline import TickPipeline
-from forex_diffusion.readers import read_ticks
 from forex_diffusion.storage import make_engine
-from forex_diffusion.warm_start import stream_key
 from streams.progress import PartitionProgress
 
 ROOT = Path(__file__).resolve().parents[1]

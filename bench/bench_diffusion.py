@@ -46,8 +46,8 @@ from forex_diffusion.diffusion import (
 )
 from forex_diffusion.diffusion.context import CALENDAR_DIM
 from forex_diffusion.domain import Candle
-from forex_diffusion.evaluation import ewma_random_walk_quantiles
-from forex_diffusion.readers import read_candles
+from forex_diffusion.ingest.readers import read_candles
+from forex_diffusion.quality.evaluation import ewma_random_walk_quantiles
 from forex_diffusion.timeframes import datetime_to_ms
 
 HOURLY = Path(__file__).resolve().parents[1] / "tests" / "data" / "lean" / "lean_oanda_eurusd_h1_2007_2017.csv.gz"

@@ -24,7 +24,7 @@ import numpy as np
 from forex_diffusion.domain import Candle
 from forex_diffusion.indicators import Hurst, IndicatorBank, build_indicator, fused
 from forex_diffusion.indicators.hurst import python_kernels
-from forex_diffusion.readers import read_candles
+from forex_diffusion.ingest.readers import read_candles
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "lean" / "lean_oanda_eurusd_m1_2014-05-01_15.csv.gz"
 TALIPP_SET = "rsi_14,ema_20,atr_14,bb_20,macd_12_26_9,keltner_20,donchian_20"

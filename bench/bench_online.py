@@ -41,15 +41,15 @@ from forex_diffusion.drift import (  # noqa: E402
     KSFeatureDetector,
     PageHinkleyDetector,
 )
-from forex_diffusion.features import FeatureBuilder, FeatureConfig  # noqa: E402
+from forex_diffusion.forecast.features import FeatureBuilder, FeatureConfig  # noqa: E402
+from forex_diffusion.ingest.readers import read_candles  # noqa: E402
 from forex_diffusion.online import (  # noqa: E402
     LearnerConfig,
     OnlineLearnerSet,
     default_classifier,
     default_regressor,
 )
-from forex_diffusion.readers import read_candles  # noqa: E402
-from forex_diffusion.trigger import (  # noqa: E402
+from forex_diffusion.quality.trigger import (  # noqa: E402
     TriggerPolicy,
     TriggerState,
     close_request,

@@ -16,11 +16,11 @@ True
 
 from __future__ import annotations
 
-from . import errors as _errors
-from .domain import Candle, PriceSide, Tick
-from .errors import *  # noqa: F403 (the whole exception tree, as errors.__all__ lists it)
-from .instruments import DEFAULT_INSTRUMENTS, Instrument, InstrumentRegistry
-from .timeframes import DEFAULT_TIMEFRAMES, TIMEFRAME_NAMES, Timeframe, parse_timeframes
+from forex_diffusion import errors as _errors
+from forex_diffusion.domain import Candle, PriceSide, Tick
+from forex_diffusion.errors import *  # noqa: F403 (the whole exception tree, as errors.__all__ lists it)
+from forex_diffusion.instruments import DEFAULT_INSTRUMENTS, Instrument, InstrumentRegistry
+from forex_diffusion.timeframes import DEFAULT_TIMEFRAMES, TIMEFRAME_NAMES, Timeframe, parse_timeframes
 
 __all__ = [
     "DEFAULT_INSTRUMENTS",

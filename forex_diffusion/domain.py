@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any, Literal
 
-from .timeframes import ms_to_datetime
+from forex_diffusion.timeframes import ms_to_datetime
 
 __all__ = ["Candle", "PriceSide", "Tick", "field_dict"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .errors import ConfigError
+from forex_diffusion.errors import ConfigError
 
 __all__ = [
     "DEFAULT_INSTRUMENTS",

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import ConfigError
+from forex_diffusion.errors import ConfigError
 
 __all__ = ["DEFAULT_MARKET_HOURS", "WEEK_MS", "MarketHours", "is_off_hours", "week_ms"]
 

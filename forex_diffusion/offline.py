@@ -1,7 +1,7 @@
 """Offline pipelines over files, running the same core code as the agents.
 
 :func:`aggregate_ticks_file` (``forexd candles``) runs the tick agent's
-:class:`~forex_diffusion.pipeline.TickPipeline` row by row: the same validator, event-time
+:class:`~forex_diffusion.ingest.pipeline.TickPipeline` row by row: the same validator, event-time
 jump guard, price spike guard and aggregator, so a file gives the candles a replay of it
 into a worker gives, and a row either reaches the candles or is refused with its reason.
 """
@@ -15,16 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from .domain import Candle, PriceSide, Tick
-from .errors import RejectReason, ValidationError
-from .instruments import InstrumentRegistry
-from .pipeline import TickPipeline
-from .precision import price_decimals, price_text
-from .readers import FileReject, read_ticks
-from .spikes import SpikeConfig
-from .time_jumps import TimeJumpConfig
-from .timeframes import ms_to_datetime
-from .validation import ValidationConfig
+from forex_diffusion.domain import Candle, PriceSide, Tick
+from forex_diffusion.errors import RejectReason, ValidationError
+from forex_diffusion.ingest.pipeline import TickPipeline
+from forex_diffusion.ingest.readers import FileReject, read_ticks
+from forex_diffusion.ingest.spikes import SpikeConfig
+from forex_diffusion.ingest.time_jumps import TimeJumpConfig
+from forex_diffusion.ingest.validation import ValidationConfig
+from forex_diffusion.instruments import InstrumentRegistry
+from forex_diffusion.precision import price_decimals, price_text
+from forex_diffusion.timeframes import ms_to_datetime
 
 __all__ = ["CANDLE_CSV_COLUMNS", "CandleRun", "aggregate_ticks_file", "format_ms", "write_candles_csv"]
 

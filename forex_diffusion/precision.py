@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .instruments import InstrumentRegistry
+from forex_diffusion.instruments import InstrumentRegistry
 
 if TYPE_CHECKING:
     import pandas as pd

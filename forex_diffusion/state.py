@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
 
-from .errors import ConfigError, ForexDiffusionError, StateError
+from forex_diffusion.errors import ConfigError, ForexDiffusionError, StateError
 
 __all__ = ["ENVELOPE_KEYS", "Stateful", "is_envelope", "malformed", "unwrap", "wrap"]
 

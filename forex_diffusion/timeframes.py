@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from .errors import ConfigError
+from forex_diffusion.errors import ConfigError
 
 __all__ = [
     "DEFAULT_TIMEFRAMES",

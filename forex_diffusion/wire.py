@@ -29,7 +29,7 @@ of the producer and raises ``ValidationError`` with reason ``internal``.
 
 The tick and candle schemas bound values structurally (types, finite, a magnitude no
 instrument reaches, epoch-ms times within year 0..9999); per-instrument plausibility (price
-range, future timestamps, precision) is :mod:`forex_diffusion.validation`'s. Candles are
+range, future timestamps, precision) is :mod:`forex_diffusion.ingest.validation`'s. Candles are
 checked as bars here (OHLC order, ``open_time`` on the timeframe's grid, ``close_time`` its
 end) because every reader of ``fx.candles`` needs that.
 
@@ -52,13 +52,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from .domain import Candle, Tick
-from .drift import DriftEvent
-from .errors import ConfigError, RejectReason, ValidationError
-from .instruments import InstrumentRegistry
-from .timeframes import Timeframe
-from .trigger import RetrainRequest
-from .validation import MAX_TICK_VOLUME, PRICE_RANGE_FACTOR
+from forex_diffusion.domain import Candle, Tick
+from forex_diffusion.drift import DriftEvent
+from forex_diffusion.errors import ConfigError, RejectReason, ValidationError
+from forex_diffusion.ingest.validation import MAX_TICK_VOLUME, PRICE_RANGE_FACTOR
+from forex_diffusion.instruments import InstrumentRegistry
+from forex_diffusion.quality.trigger import RetrainRequest
+from forex_diffusion.timeframes import Timeframe
 
 __all__ = [
     "CANDLE_VOLUME_MAX",
@@ -915,7 +915,7 @@ def decode_candle(
 
     Beyond the schema: prices > 0 (``non_positive``), low ≤ open, close ≤ high
     (``inconsistent``), prices within the instrument's traded range widened by
-    :data:`~forex_diffusion.validation.PRICE_RANGE_FACTOR` (``out_of_range``), ``open_time`` on the timeframe's grid and ``close_time`` its end
+    :data:`~forex_diffusion.ingest.validation.PRICE_RANGE_FACTOR` (``out_of_range``), ``open_time`` on the timeframe's grid and ``close_time`` its end
     (``bad_ts``), and the timeframe among ``timeframes`` when given (``schema``).
     """
     d = decode_record("candles", raw, max_bytes=max_bytes)
@@ -988,7 +988,7 @@ def decode_indicators(raw: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -
 
 
 def encode_forecast(record: Mapping[str, Any]) -> bytes:
-    """The ``fx.forecasts`` value of a forecast record (:func:`~forex_diffusion.forecasting.forecast_record`)."""
+    """The ``fx.forecasts`` value of a forecast record (:func:`~forex_diffusion.forecast.forecaster.forecast_record`)."""
     return encode_record("forecasts", record)
 
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .registry import ModelRegistry, RetentionResult
     from .schedule import ScheduleEntry, due_requests, parse_interval
     from .serving import ModelBook
-    from .shadow import ShadowState, settle_shadow, shadow_state
+    from .shadow_verdict import ShadowState, settle_shadow, shadow_state
 
 __all__ = [
     "HoldoutScores",
@@ -72,9 +72,9 @@ _EXPORTS = {
     "due_requests": "schedule",
     "parse_interval": "schedule",
     "ModelBook": "serving",
-    "ShadowState": "shadow",
-    "settle_shadow": "shadow",
-    "shadow_state": "shadow",
+    "ShadowState": "shadow_verdict",
+    "settle_shadow": "shadow_verdict",
+    "shadow_state": "shadow_verdict",
 }
 
 

@@ -7,7 +7,7 @@ waiting is refused (``queue_full``) and the caller dead-letters it. Nothing is d
 silently: :meth:`RetrainQueue.submit` says what became of each request.
 
 >>> import asyncio
->>> from forex_diffusion.trigger import RetrainRequest
+>>> from forex_diffusion.quality.trigger import RetrainRequest
 >>> ran = []
 >>> async def job(r: RetrainRequest) -> None:
 ...     ran.append(r.request_id)
@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from forex_diffusion.errors import ConfigError
-from forex_diffusion.trigger import RetrainRequest
+from forex_diffusion.quality.trigger import RetrainRequest
 
 from .jobs import InFlight
 

@@ -13,12 +13,12 @@ through :mod:`retraining.runner`; ``forexd retrain --local`` runs it in-process)
 3. the challenger trains on the candles before the hold-out (it never sees it) in a
    staging directory, and is published into the key's directory atomically;
 4. challenger and serving champion forecast the same hold-out origins walk-forward
-   (:func:`~forex_diffusion.backtest.backtest`); CRPS, 90 %/50 % coverage and the EWMA
+   (:func:`~forex_diffusion.reports.backtest.backtest`); CRPS, 90 %/50 % coverage and the EWMA
    random walk's CRPS are computed on them;
 5. :func:`~retraining.policy.decide_promotion` decides; the version is registered (as the
    challenger) and promoted or rejected, each a single transaction -- or, with
    ``shadow_forecasts`` and a champion it beat, put in shadow (issue 16: the candle agent
-   scores it live and decides, :mod:`retraining.shadow`);
+   scores it live and decides, :mod:`retraining.shadow_verdict`);
 6. retention deletes what the rule no longer keeps.
 
 A job for one key at a time: :class:`InFlight` admits one request per model key (and
@@ -49,7 +49,6 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from forex_diffusion import wire
-from forex_diffusion.backtest import BacktestConfig, backtest
 from forex_diffusion.diffusion import Predictor, TrainConfig, TrainProgress, train
 from forex_diffusion.errors import (
     ConfigError,
@@ -60,11 +59,12 @@ from forex_diffusion.errors import (
     StorageError,
     ValidationError,
 )
-from forex_diffusion.evaluation import summarize_forecasts
+from forex_diffusion.quality.evaluation import summarize_forecasts
+from forex_diffusion.quality.trigger import RetrainRequest
+from forex_diffusion.reports.backtest import BacktestConfig, backtest
 from forex_diffusion.storage import fetch_candles
-from forex_diffusion.storage.registry import ModelKey, ModelVersion
+from forex_diffusion.storage.model_registry import ModelKey, ModelVersion
 from forex_diffusion.timeframes import Timeframe
-from forex_diffusion.trigger import RetrainRequest
 
 from .claims import Claim, ClaimHeld, ClaimLost, JobClaims
 from .failpoints import failpoint
@@ -97,7 +97,7 @@ _STATUSES: tuple[str, ...] = ("promoted", "shadow", "rejected", "failed")
 OUTCOME_SCHEMA = 1
 _FIXED_TRAIN_KEYS = frozenset({"symbol", "timeframe", "horizon"})
 #: What a ``request_id`` may be: what ``forexd retrain``, the drift trigger and the schedule
-#: generate (24 hex digits, :func:`~forex_diffusion.trigger.request_id_for`) and any other
+#: generate (24 hex digits, :func:`~forex_diffusion.quality.trigger.request_id_for`) and any other
 #: short id made of letters, digits, ``_`` and ``-`` (no path separator, dot or glob character).
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -406,7 +406,7 @@ class InFlight:
     remember
         How many finished request ids are remembered (a redelivered request is not run again).
 
-    >>> from forex_diffusion.trigger import RetrainRequest
+    >>> from forex_diffusion.quality.trigger import RetrainRequest
     >>> r = RetrainRequest(request_id="a", symbol="EURUSD", timeframe="1h", horizon=24,
     ...                    reason="manual", requested_at_ms=0)
     >>> f = InFlight()

@@ -1,6 +1,6 @@
 """The model registry: versions in the database, artifacts in the model directory.
 
-:class:`ModelRegistry` joins the registry tables (:mod:`forex_diffusion.storage.registry`)
+:class:`ModelRegistry` joins the registry tables (:mod:`forex_diffusion.storage.model_registry`)
 to the files under ``model_dir``::
 
     <model_dir>/<SYMBOL-tf-hH>/<version>.pt      weights only (torch.save of tensors)
@@ -41,8 +41,8 @@ from sqlalchemy import Engine
 
 from forex_diffusion.diffusion import Predictor, load_checkpoint
 from forex_diffusion.errors import ArtifactError, ConfigError, RegistryError
-from forex_diffusion.storage import registry as store
-from forex_diffusion.storage.registry import AliasChange, ModelKey, ModelVersion
+from forex_diffusion.storage import model_registry as store
+from forex_diffusion.storage.model_registry import AliasChange, ModelKey, ModelVersion
 
 from .failpoints import failpoint
 

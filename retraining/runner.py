@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from forex_diffusion.errors import ConfigError
-from forex_diffusion.trigger import RetrainRequest
+from forex_diffusion.quality.trigger import RetrainRequest
 
 from .jobs import JobConfig, JobOutcome
 

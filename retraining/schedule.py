@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from forex_diffusion.errors import ConfigError
-from forex_diffusion.storage.registry import ModelKey
-from forex_diffusion.trigger import RetrainRequest, request_id_for
+from forex_diffusion.quality.trigger import RetrainRequest, request_id_for
+from forex_diffusion.storage.model_registry import ModelKey
 
 __all__ = ["ScheduleEntry", "due_requests", "parse_interval"]
 

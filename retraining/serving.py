@@ -21,9 +21,9 @@ from sqlalchemy import Engine
 
 from forex_diffusion.diffusion.predictor import Predictor
 from forex_diffusion.errors import ForexDiffusionError
-from forex_diffusion.forecasting import RandomWalkPredictor
-from forex_diffusion.storage.registry import ModelKey
-from forex_diffusion.touch import parse_touch_bands
+from forex_diffusion.forecast.forecaster import RandomWalkPredictor
+from forex_diffusion.forecast.touch import parse_touch_bands
+from forex_diffusion.storage.model_registry import ModelKey
 
 from .registry import ModelRegistry
 

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .app import Runtime, create_app
+    from .launch import run_worker
     from .metrics import Metrics
-    from .runner import run_worker
     from .settings import Settings
 
 __all__ = ["Metrics", "Runtime", "Settings", "create_app", "run_worker"]
@@ -27,7 +27,7 @@ _EXPORTS = {
     "Runtime": "app",
     "create_app": "app",
     "Metrics": "metrics",
-    "run_worker": "runner",
+    "run_worker": "launch",
     "Settings": "settings",
 }
 

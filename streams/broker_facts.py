@@ -1,4 +1,4 @@
-"""Read what the consumer knows of each partition (:class:`~forex_diffusion.idle_close.BrokerFacts`).
+"""Read what the consumer knows of each partition (:class:`~forex_diffusion.ingest.idle_close.BrokerFacts`).
 
 The one place that reads Faust's and aiokafka's consumer for the idle close and the lag
 metric: the high-water mark of the last fetch response, and when that response came
@@ -13,7 +13,7 @@ from typing import Any
 
 from faust.types import TP
 
-from forex_diffusion.idle_close import BrokerFacts
+from forex_diffusion.ingest.idle_close import BrokerFacts
 
 __all__ = ["broker_facts", "highwater", "last_fetch_ms"]
 

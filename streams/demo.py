@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from forex_diffusion.bundled import MODELS, SAMPLE_TICKS
-from forex_diffusion.codec import encode
 from forex_diffusion.errors import ServiceUnavailableError
-from forex_diffusion.replaying import records_from_file
+from forex_diffusion.ingest.replaying import records_from_file
+from forex_diffusion.wire import encode
 
 from .broker import EmbeddedBroker, free_port
 from .kafka import ensure_topics, make_consumer, make_producer

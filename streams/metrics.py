@@ -58,7 +58,7 @@ from prometheus_client import (
 from prometheus_client import start_http_server as _start_http_server
 
 from forex_diffusion.errors import RejectReason
-from forex_diffusion.monitoring import DEFAULT_HORIZON_GROUPS, QualityRow
+from forex_diffusion.quality.monitoring import DEFAULT_HORIZON_GROUPS, QualityRow
 from forex_diffusion.timeframes import TIMEFRAME_NAMES
 
 __all__ = [

@@ -125,7 +125,7 @@ class Settings:
     forecast_min_samples: int | None = None
     forecast_degrade_batch: int = 0
     # issue 16: bands whose touch probabilities each forecast carries ([+|-]<size><pip|sigma|vol>,
-    # comma-separated; vol = sigma * sqrt(horizon); "none": no touch field), see forex_diffusion/touch.py
+    # comma-separated; vol = sigma * sqrt(horizon); "none": no touch field), see forex_diffusion/forecast/touch.py
     touch_bands: str = "0.5vol,1vol"
     retrain_schedule: tuple[str, ...] = ()
     retrain_job_config: str = ""
@@ -162,7 +162,7 @@ class Settings:
         if self.shadow_forecasts < 0:
             raise ConfigError("shadow_forecasts must be >= 0 (0: no shadow)")
         if self.touch_bands != "0.5vol,1vol":
-            from forex_diffusion.touch import parse_touch_bands
+            from forex_diffusion.forecast.touch import parse_touch_bands
 
             parse_touch_bands(self.touch_bands)  # ConfigError on a bad spec
         if self.state_unsigned not in ("refuse", "accept"):

@@ -1,7 +1,7 @@
 """A tiny causal feature set for tests of the online learners and drift detectors.
 
 The learners take any ``Mapping[str, float]``; the product feeds them the indicator
-features (:class:`forex_diffusion.features.FeatureBuilder`). This test helper (it was
+features (:class:`forex_diffusion.forecast.features.FeatureBuilder`). This test helper (it was
 ``forex_diffusion.online.features``, used by no product code) gives cheap, closed-form
 inputs. Every value at time t uses closes at or before t.
 

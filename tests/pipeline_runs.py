@@ -1,4 +1,4 @@
-"""Drive a :class:`~forex_diffusion.pipeline.TickPipeline` over a tick list (guard tests)."""
+"""Drive a :class:`~forex_diffusion.ingest.pipeline.TickPipeline` over a tick list (guard tests)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 from forex_diffusion.domain import Candle, Tick
 from forex_diffusion.errors import RejectReason, ValidationError
+from forex_diffusion.ingest.pipeline import Quarantined, TickPipeline
 from forex_diffusion.instruments import InstrumentRegistry
-from forex_diffusion.pipeline import Quarantined, TickPipeline
 
 TFS = ["1m", "5m"]
 Run = tuple[list[Candle], list[Quarantined], list[tuple[int, RejectReason]]]

@@ -8,8 +8,8 @@ manifests), :mod:`.context` (:class:`SeriesContext`, the per-series window).
 
 from __future__ import annotations
 
-from .checkpoint import CheckpointManager, load_checkpoint, model_key
-from .context import (
+from forex_diffusion.diffusion.checkpoint import CheckpointManager, load_checkpoint, model_key
+from forex_diffusion.diffusion.context import (
     CALENDAR_DIM,
     ContextSpec,
     ForecastRequest,
@@ -17,11 +17,11 @@ from .context import (
     build_features,
     calendar_features,
 )
-from .denoiser import Denoiser, DenoiserConfig
-from .model import DiffusionModel, ModelConfig
-from .predictor import Forecast, Predictor, series_seed
-from .schedule import NoiseSchedule, ScheduleConfig
-from .training import TrainConfig, TrainProgress, TrainResult, train
+from forex_diffusion.diffusion.denoiser import Denoiser, DenoiserConfig
+from forex_diffusion.diffusion.model import DiffusionModel, ModelConfig
+from forex_diffusion.diffusion.noise import NoiseSchedule, ScheduleConfig
+from forex_diffusion.diffusion.predictor import Forecast, Predictor, series_seed
+from forex_diffusion.diffusion.training import TrainConfig, TrainProgress, TrainResult, train
 
 __all__ = [
     "CALENDAR_DIM",

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ArtifactError, ConfigError
+from forex_diffusion.errors import ArtifactError, ConfigError
 
 __all__ = ["MANIFEST_FORMAT", "CheckpointManager", "load_checkpoint", "model_key", "resolve_checkpoint"]
 

@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from ..domain import Candle
-from ..errors import ConfigError, ModelError
-from ..state import malformed, unwrap, wrap
+from forex_diffusion.domain import Candle
+from forex_diffusion.errors import ConfigError, ModelError
+from forex_diffusion.state import malformed, unwrap, wrap
 
 __all__ = [
     "CALENDAR_DIM",

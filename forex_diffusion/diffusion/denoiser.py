@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from forex_diffusion.errors import ConfigError
 
 __all__ = ["Denoiser", "DenoiserConfig"]
 

@@ -3,7 +3,7 @@
 A model's manifest names its inputs (``"inputs": {"names": [...], "features": [...]}``);
 :class:`InputSpec` parses them, :class:`InputsBuilder` builds the extra vector of one
 series candle by candle, and :func:`build_extra` runs that very builder over whole frames
-for training and ``forexd backtest``. The stream (``forex_diffusion.forecasting``) feeds
+for training and ``forexd backtest``. The stream (``forex_diffusion.forecast.forecaster``) feeds
 the same builder the same closed candles, so the three agree bit for bit.
 
 Inputs (all scale-free: price levels and returns are divided by a volatility, oscillators
@@ -11,7 +11,7 @@ centred and scaled; the model standardises them again with train-set mean/std):
 
 ``indicators``
     The indicator bank of the series' own timeframe through
-    :class:`~forex_diffusion.features.FeatureBuilder` with :data:`INDICATOR_SPEC`
+    :class:`~forex_diffusion.forecast.features.FeatureBuilder` with :data:`INDICATOR_SPEC`
     (RSI 14, Bollinger 20/2, ATR 14, MACD 12/26/9, Donchian 20, Stochastic 14/3, ADX 14,
     Hurst 100): levels as ``ln(level/close)/vol``, ATR and MACD lines as
     ``value/close/vol``, oscillators as ``(x-50)/50``, Hurst as ``H-0.5`` (``vol``: RMS log
@@ -54,13 +54,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..domain import Candle
-from ..errors import ConfigError, ModelError
-from ..features import FeatureBuilder, FeatureConfig
-from ..instruments import InstrumentRegistry
-from ..state import malformed, unwrap, wrap
-from ..timeframes import Timeframe
-from .context import ContextSpec, _step_var
+from forex_diffusion.diffusion.context import ContextSpec, _step_var
+from forex_diffusion.domain import Candle
+from forex_diffusion.errors import ConfigError, ModelError
+from forex_diffusion.forecast.features import FeatureBuilder, FeatureConfig
+from forex_diffusion.instruments import InstrumentRegistry
+from forex_diffusion.state import malformed, unwrap, wrap
+from forex_diffusion.timeframes import Timeframe
 
 __all__ = [
     "INDICATOR_SPEC",

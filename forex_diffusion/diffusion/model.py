@@ -22,10 +22,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import ConfigError
-from ..evaluation import QUANTILE_LEVELS, random_walk_log_quantiles
-from .denoiser import Denoiser, DenoiserConfig
-from .schedule import NoiseSchedule, ScheduleConfig
+from forex_diffusion.diffusion.denoiser import Denoiser, DenoiserConfig
+from forex_diffusion.diffusion.noise import NoiseSchedule, ScheduleConfig
+from forex_diffusion.errors import ConfigError
+from forex_diffusion.quality.evaluation import QUANTILE_LEVELS, random_walk_log_quantiles
 
 __all__ = ["DiffusionModel", "ModelConfig", "random_walk_log_quantiles"]
 

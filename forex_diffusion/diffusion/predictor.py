@@ -21,9 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ArtifactError, ConfigError, ModelError
-from ..evaluation import QUANTILE_LEVELS
-from ..touch import (
+from forex_diffusion.diffusion.checkpoint import load_checkpoint
+from forex_diffusion.diffusion.context import ContextSpec, ForecastRequest, SeriesContext
+from forex_diffusion.diffusion.inputs import InputsBuilder, InputSpec
+from forex_diffusion.diffusion.model import DiffusionModel, ModelConfig
+from forex_diffusion.errors import ArtifactError, ConfigError, ModelError
+from forex_diffusion.forecast.touch import (
     EXTREME_LEVELS,
     ExtremesForecast,
     TouchBand,
@@ -34,10 +37,7 @@ from ..touch import (
     rw_touch_table,
     touch_from_paths,
 )
-from .checkpoint import load_checkpoint
-from .context import ContextSpec, ForecastRequest, SeriesContext
-from .inputs import InputsBuilder, InputSpec
-from .model import DiffusionModel, ModelConfig
+from forex_diffusion.quality.evaluation import QUANTILE_LEVELS
 
 __all__ = ["Forecast", "Predictor", "antithetic_noise", "resolve_device", "series_seed"]
 
@@ -89,7 +89,7 @@ class Forecast:
         Wall time of the sampling call that produced this forecast (shared by its batch).
     touch, extremes
         Touch probabilities of the predictor's bands and running max/min quantiles per
-        step (:mod:`forex_diffusion.touch`); None when not computed.
+        step (:mod:`forex_diffusion.forecast.touch`); None when not computed.
     """
 
     symbol: str
@@ -152,7 +152,7 @@ class Predictor:
         Where to sample.
     touch_bands
         Bands whose touch probabilities each forecast carries (spec ``"0.5vol,1vol,20pip"``
-        or parsed bands; None: :data:`~forex_diffusion.touch.DEFAULT_TOUCH_BANDS`; ``""``:
+        or parsed bands; None: :data:`~forex_diffusion.forecast.touch.DEFAULT_TOUCH_BANDS`; ``""``:
         none). Running max/min quantiles are always computed.
     """
 
@@ -234,7 +234,7 @@ class Predictor:
         """
         if name in self.series:
             return self.series.index(name)
-        from ..instruments import series_symbol
+        from forex_diffusion.instruments import series_symbol
 
         hits = [i for i, s in enumerate(self.series) if series_symbol(s) == name.upper()]
         return hits[0] if len(hits) == 1 else -1
@@ -351,7 +351,7 @@ class Predictor:
         last: np.ndarray,
         w: np.ndarray,
     ) -> tuple[list[TouchForecast], list[ExtremesForecast]]:
-        """Touch probabilities and running max/min quantiles of a batch (see :mod:`forex_diffusion.touch`)."""
+        """Touch probabilities and running max/min quantiles of a batch (see :mod:`forex_diffusion.forecast.touch`)."""
         h = self.horizon
         mx, mn = extremes_from_paths(logchg, sigma, w)
         ext = [

@@ -37,17 +37,23 @@ import pandas as pd
 import torch
 from scipy.stats import ks_2samp
 
-from ..errors import ConfigError, ModelError
-from ..evaluation import QUANTILE_LEVELS, crps_quantiles, interval_hits, pinball_loss, random_walk_log_quantiles
-from ..instruments import series_symbol, symbol_set_key
-from ..timeframes import Timeframe
-from .checkpoint import CheckpointManager, Protected, model_key
-from .context import CALENDAR_DIM, ContextSpec, build_features
-from .denoiser import DenoiserConfig
-from .inputs import InputSpec
-from .model import DiffusionModel, ModelConfig
-from .predictor import antithetic_noise, resolve_device
-from .schedule import ScheduleConfig
+from forex_diffusion.diffusion.checkpoint import CheckpointManager, Protected, model_key
+from forex_diffusion.diffusion.context import CALENDAR_DIM, ContextSpec, build_features
+from forex_diffusion.diffusion.denoiser import DenoiserConfig
+from forex_diffusion.diffusion.inputs import InputSpec
+from forex_diffusion.diffusion.model import DiffusionModel, ModelConfig
+from forex_diffusion.diffusion.noise import ScheduleConfig
+from forex_diffusion.diffusion.predictor import antithetic_noise, resolve_device
+from forex_diffusion.errors import ConfigError, ModelError
+from forex_diffusion.instruments import series_symbol, symbol_set_key
+from forex_diffusion.quality.evaluation import (
+    QUANTILE_LEVELS,
+    crps_quantiles,
+    interval_hits,
+    pinball_loss,
+    random_walk_log_quantiles,
+)
+from forex_diffusion.timeframes import Timeframe
 
 __all__ = ["TrainConfig", "TrainProgress", "TrainResult", "train"]
 
@@ -500,7 +506,7 @@ def train(
         Training configuration.
     candles
         Closed candles of one series with columns ``ts_ms`` (bar open), ``high``, ``low``,
-        ``close`` (as :func:`forex_diffusion.readers.read_candles` gives). Not modified.
+        ``close`` (as :func:`forex_diffusion.ingest.readers.read_candles` gives). Not modified.
         A global model (``config.series`` given) takes ``{series name: frame}``: windows
         are built per series (never across two), the same split dates cut every series,
         and the training windows are pooled (targets are in volatility units).

@@ -3,7 +3,7 @@
 Detectors only detect: each takes one value per :meth:`update` and exposes
 ``drift_detected`` (true on the update that detected), the ``statistic`` that crossed and
 the ``threshold`` it crossed. Deciding what to do about it is
-:func:`forex_diffusion.trigger.decide`'s job.
+:func:`forex_diffusion.quality.trigger.decide`'s job.
 
 =========================  =================================================================
 detector name              what it watches
@@ -32,12 +32,12 @@ the names below keep them loadable.
 
 from __future__ import annotations
 
-from .adwin import AdwinDetector
-from .base import Detection, DriftEvent, ScalarDetector
-from .calibration import CalibrationMonitor
-from .ks import KSFeatureDetector
-from .monitor import DriftConfig, DriftMonitor
-from .page_hinkley import PageHinkleyDetector
+from forex_diffusion.drift.adwin import AdwinDetector
+from forex_diffusion.drift.base import Detection, DriftEvent, ScalarDetector
+from forex_diffusion.drift.calibration import CalibrationMonitor
+from forex_diffusion.drift.ks import KSFeatureDetector
+from forex_diffusion.drift.monitor import DriftConfig, DriftMonitor
+from forex_diffusion.drift.page_hinkley import PageHinkleyDetector
 
 __all__ = [
     "AdwinDetector",

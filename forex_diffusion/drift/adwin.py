@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from river import drift as river_drift
 
-from ..errors import ConfigError
-from .base import _RiverDetector
+from forex_diffusion.drift.base import _RiverDetector
+from forex_diffusion.errors import ConfigError
 
 __all__ = ["AdwinDetector"]
 

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..domain import field_dict
-from ..errors import ConfigError
+from forex_diffusion.domain import field_dict
+from forex_diffusion.errors import ConfigError
 
 __all__ = ["DriftEvent", "Detection", "ScalarDetector"]
 

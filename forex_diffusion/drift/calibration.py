@@ -13,9 +13,9 @@ from river import stats as river_stats
 from river import utils as river_utils
 from scipy import stats as sp_stats
 
-from ..errors import ConfigError
-from ..evaluation import CENTRAL_INTERVALS
-from .base import Detection
+from forex_diffusion.drift.base import Detection
+from forex_diffusion.errors import ConfigError
+from forex_diffusion.quality.evaluation import CENTRAL_INTERVALS
 
 __all__ = ["CalibrationMonitor"]
 

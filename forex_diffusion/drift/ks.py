@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from scipy import stats as sp_stats
 
-from ..errors import ConfigError
+from forex_diffusion.errors import ConfigError
 
 __all__ = ["KSFeatureDetector"]
 

@@ -10,15 +10,15 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..errors import ConfigError
-from ..evaluation import StepScore
-from ..online.learners import LearnerStep
-from ..online.snapshot import dump_state, load_state
-from .adwin import AdwinDetector
-from .base import DriftEvent
-from .calibration import CalibrationMonitor
-from .ks import KSFeatureDetector
-from .page_hinkley import PageHinkleyDetector
+from forex_diffusion.drift.adwin import AdwinDetector
+from forex_diffusion.drift.base import DriftEvent
+from forex_diffusion.drift.calibration import CalibrationMonitor
+from forex_diffusion.drift.ks import KSFeatureDetector
+from forex_diffusion.drift.page_hinkley import PageHinkleyDetector
+from forex_diffusion.errors import ConfigError
+from forex_diffusion.online.learners import LearnerStep
+from forex_diffusion.online.snapshot import dump_state, load_state
+from forex_diffusion.quality.evaluation import StepScore
 
 __all__ = ["DriftConfig", "DriftMonitor"]
 
@@ -194,7 +194,7 @@ class DriftMonitor:
         return self.update_loss("crps", horizon, crps, ts_ms)
 
     def update_score(self, horizon: int, ts_ms: int, score: StepScore) -> list[DriftEvent]:
-        """Feed one realised step scored by :func:`~forex_diffusion.evaluation.score_step`: CRPS, PIT, hits."""
+        """Feed one realised step scored by :func:`~forex_diffusion.quality.evaluation.score_step`: CRPS, PIT, hits."""
         events = self.update_crps(horizon, score.crps, ts_ms)
         return events + self.update_calibration(horizon, ts_ms, pit=score.pit, hit50=score.hit50, hit90=score.hit90)
 

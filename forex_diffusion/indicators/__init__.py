@@ -9,8 +9,8 @@ Values equal TA-Lib's from TA-Lib's first value; see ``docs/indicators.md``.
 
 from __future__ import annotations
 
-from .bank import DEFAULT_SPEC, BankSpec, IndicatorBank
-from .base import (
+from forex_diffusion.indicators.bank import DEFAULT_SPEC, BankSpec, IndicatorBank
+from forex_diffusion.indicators.base import (
     READY_TOLERANCE,
     BarIndicator,
     BarLike,
@@ -18,16 +18,16 @@ from .base import (
     ScalarIndicator,
     SimpleBar,
 )
-from .batch import compute_indicators
-from .channels import Donchian, Keltner
-from .extrema import Max, Min
-from .hurst import Hurst
-from .momentum import MACD, RSI, Stochastic
-from .moving import EMA, SMA
-from .registry import INDICATOR_CLASSES, build_indicator, indicator_class, indicator_token
-from .trend import ADX
-from .values import BandsValue, ChannelValue, MACDValue, StochasticValue
-from .volatility import ATR, BollingerBands, RealisedVolatility
+from forex_diffusion.indicators.batch import compute_indicators
+from forex_diffusion.indicators.catalogue import INDICATOR_CLASSES, build_indicator, indicator_class, indicator_token
+from forex_diffusion.indicators.channels import Donchian, Keltner
+from forex_diffusion.indicators.extrema import Max, Min
+from forex_diffusion.indicators.hurst import Hurst
+from forex_diffusion.indicators.momentum import MACD, RSI, Stochastic
+from forex_diffusion.indicators.moving import EMA, SMA
+from forex_diffusion.indicators.trend import ADX
+from forex_diffusion.indicators.values import BandsValue, ChannelValue, MACDValue, StochasticValue
+from forex_diffusion.indicators.volatility import ATR, BollingerBands, RealisedVolatility
 
 __all__ = [
     "ADX",

@@ -7,7 +7,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from . import hurst
+from forex_diffusion.indicators import hurst
 
 __all__ = ["kernels"]
 

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, cast
 
-from ..errors import ConfigError, StateError
-from ..state import malformed, unwrap, wrap
-from .base import BarLike, Indicator
-from .fused import build_kernel
-from .registry import build_indicator, indicator_token
+from forex_diffusion.errors import ConfigError, StateError
+from forex_diffusion.indicators.base import BarLike, Indicator
+from forex_diffusion.indicators.catalogue import build_indicator, indicator_token
+from forex_diffusion.indicators.fused import build_kernel
+from forex_diffusion.state import malformed, unwrap, wrap
 
 __all__ = ["DEFAULT_SPEC", "BankSpec", "IndicatorBank"]
 

@@ -30,9 +30,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
-from ..errors import ConfigError, StateError
-from ..state import malformed, unwrap, wrap
-from .fusion import Part
+from forex_diffusion.errors import ConfigError, StateError
+from forex_diffusion.indicators.fusion import Part
+from forex_diffusion.state import malformed, unwrap, wrap
 
 __all__ = [
     "READY_TOLERANCE",
@@ -287,7 +287,7 @@ class Indicator(ABC, Generic[V]):
     def restore(cls, data: dict[str, Any]) -> Indicator[Any]:
         """Rebuild an indicator from :meth:`snapshot` output (any registered type; the layout
         before the envelope is read too)."""
-        from .registry import indicator_class
+        from forex_diffusion.indicators.catalogue import indicator_class
 
         state = unwrap(data, Indicator, legacy=_legacy)
         with malformed(Indicator):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..errors import DataFormatError
-from .bank import BankSpec, IndicatorBank
+from forex_diffusion.errors import DataFormatError
+from forex_diffusion.indicators.bank import BankSpec, IndicatorBank
 
 __all__ = ["compute_indicators"]
 
@@ -27,7 +27,7 @@ def compute_indicators(
     """Return ``frame`` with one column per indicator output, NaN while undefined.
 
     ``frame`` has ``high``, ``low``, ``close`` (and optionally ``ts_ms``, the bar open,
-    and ``symbol``) in time order, as :func:`~forex_diffusion.readers.read_candles`
+    and ``symbol``) in time order, as :func:`~forex_diffusion.ingest.readers.read_candles`
     returns. Each symbol gets its own :class:`IndicatorBank`, fed row by row through the
     same ``update`` path the stream uses, so the numbers are the stream's. Rows whose
     ``ts_ms`` does not advance are ignored by the bank (they repeat the previous values).

@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from ..errors import ConfigError
-from .base import BarIndicator, BarLike, PeriodIndicator, check_period
-from .extrema import Max, Min, push_high_low
-from .fusion import TRUE_RANGE, Part, ema_block, extrema_lines, literal
-from .moving import EMA
-from .values import BandsValue, ChannelValue
-from .volatility import ATR
+from forex_diffusion.errors import ConfigError
+from forex_diffusion.indicators.base import BarIndicator, BarLike, PeriodIndicator, check_period
+from forex_diffusion.indicators.extrema import Max, Min, push_high_low
+from forex_diffusion.indicators.fusion import TRUE_RANGE, Part, ema_block, extrema_lines, literal
+from forex_diffusion.indicators.moving import EMA
+from forex_diffusion.indicators.values import BandsValue, ChannelValue
+from forex_diffusion.indicators.volatility import ATR
 
 __all__ = ["Donchian", "Keltner"]
 

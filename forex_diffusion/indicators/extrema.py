@@ -6,7 +6,7 @@ from abc import abstractmethod
 from collections import deque
 from typing import Any, ClassVar
 
-from .base import PeriodIndicator, ScalarIndicator
+from forex_diffusion.indicators.base import PeriodIndicator, ScalarIndicator
 
 __all__ = ["Max", "Min", "push_high_low"]
 

@@ -35,11 +35,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from .base import Indicator
-from .fusion import Part
-from .hurst import resync_step
-from .registry import build_indicator, indicator_token
-from .volatility import BollingerBands
+from forex_diffusion.indicators.base import Indicator
+from forex_diffusion.indicators.catalogue import build_indicator, indicator_token
+from forex_diffusion.indicators.fusion import Part
+from forex_diffusion.indicators.hurst import resync_step
+from forex_diffusion.indicators.volatility import BollingerBands
 
 __all__ = ["Kernel", "Part", "build_kernel", "part_of"]
 

@@ -11,8 +11,8 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from .base import PeriodIndicator, ScalarIndicator
-from .fusion import Part
+from forex_diffusion.indicators.base import PeriodIndicator, ScalarIndicator
+from forex_diffusion.indicators.fusion import Part
 
 _log = math.log
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ def hurst_kernels() -> Kernels:
     if os.environ.get("FOREXD_NO_JIT", "") not in ("", "0"):
         return python_kernels()
     try:
-        from . import _hurst_jit
+        from forex_diffusion.indicators import _hurst_jit
 
         return _hurst_jit.kernels()
     except Exception as exc:  # noqa: BLE001 - no numba, no writable cache, no compiler: same values, slower

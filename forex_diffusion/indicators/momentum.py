@@ -5,12 +5,19 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, ClassVar
 
-from ..errors import ConfigError
-from .base import BarIndicator, BarLike, PeriodIndicator, ScalarIndicator, cascade_ready_steps, check_period
-from .extrema import Max, Min, push_high_low
-from .fusion import Part, extrema_lines, literal, sma_lines
-from .moving import EMA, SMA
-from .values import MACDValue, StochasticValue
+from forex_diffusion.errors import ConfigError
+from forex_diffusion.indicators.base import (
+    BarIndicator,
+    BarLike,
+    PeriodIndicator,
+    ScalarIndicator,
+    cascade_ready_steps,
+    check_period,
+)
+from forex_diffusion.indicators.extrema import Max, Min, push_high_low
+from forex_diffusion.indicators.fusion import Part, extrema_lines, literal, sma_lines
+from forex_diffusion.indicators.moving import EMA, SMA
+from forex_diffusion.indicators.values import MACDValue, StochasticValue
 
 __all__ = ["MACD", "RSI", "Stochastic"]
 

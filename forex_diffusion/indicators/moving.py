@@ -6,8 +6,8 @@ import math
 from collections import deque
 from typing import Any, ClassVar
 
-from .base import PeriodIndicator, ScalarIndicator, cascade_ready_steps, check_period
-from .fusion import Part, ema_block, sma_lines
+from forex_diffusion.indicators.base import PeriodIndicator, ScalarIndicator, cascade_ready_steps, check_period
+from forex_diffusion.indicators.fusion import Part, ema_block, sma_lines
 
 __all__ = ["EMA", "SMA"]
 

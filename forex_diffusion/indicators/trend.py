@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .base import BarIndicator, BarLike, PeriodIndicator, cascade_ready_steps
-from .fusion import TRUE_RANGE, Part
+from forex_diffusion.indicators.base import BarIndicator, BarLike, PeriodIndicator, cascade_ready_steps
+from forex_diffusion.indicators.fusion import TRUE_RANGE, Part
 
 __all__ = ["ADX"]
 

@@ -6,9 +6,16 @@ import math
 from collections import deque
 from typing import Any, ClassVar
 
-from .base import BarIndicator, BarLike, PeriodIndicator, ScalarIndicator, cascade_ready_steps, check_period
-from .fusion import TRUE_RANGE, Part, literal
-from .values import BandsValue
+from forex_diffusion.indicators.base import (
+    BarIndicator,
+    BarLike,
+    PeriodIndicator,
+    ScalarIndicator,
+    cascade_ready_steps,
+    check_period,
+)
+from forex_diffusion.indicators.fusion import TRUE_RANGE, Part, literal
+from forex_diffusion.indicators.values import BandsValue
 
 __all__ = ["ATR", "BollingerBands", "RealisedVolatility"]
 
@@ -143,7 +150,7 @@ class BollingerBands(ScalarIndicator[BandsValue]):
     def __init__(self, period: int = 20, k: float = 2.0) -> None:
         self.period = check_period("period", period, 2)
         if not (isinstance(k, (int, float)) and math.isfinite(k) and k > 0):
-            from ..errors import ConfigError
+            from forex_diffusion.errors import ConfigError
 
             raise ConfigError(f"k must be a positive number, got {k!r}")
         self.k = float(k)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .learners import (
+from forex_diffusion.online.learners import (
     HorizonPrediction,
     HorizonSkill,
     LearnerConfig,
@@ -12,7 +12,7 @@ from .learners import (
     default_classifier,
     default_regressor,
 )
-from .snapshot import SNAPSHOT_MAGIC, dump_state, load_state
+from forex_diffusion.online.snapshot import SNAPSHOT_MAGIC, dump_state, load_state
 
 __all__ = [
     "SNAPSHOT_MAGIC",

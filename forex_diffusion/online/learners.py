@@ -36,9 +36,9 @@ from typing import Any, cast
 
 from river import base, linear_model, metrics, optim, preprocessing
 
-from ..domain import Candle
-from ..errors import ConfigError, RejectReason, ValidationError
-from .snapshot import dump_state, load_state
+from forex_diffusion.domain import Candle
+from forex_diffusion.errors import ConfigError, RejectReason, ValidationError
+from forex_diffusion.online.snapshot import dump_state, load_state
 
 __all__ = [
     "HorizonPrediction",

@@ -45,7 +45,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..errors import ArtifactError, ConfigError
+from forex_diffusion.errors import ArtifactError, ConfigError
 
 __all__ = [
     "LEGACY_MAGIC",

@@ -7,8 +7,8 @@ Transient database errors are retried with bounded, jittered exponential backoff
 
 from __future__ import annotations
 
-from .engine import make_engine, sqlite_url
-from .repository import (
+from forex_diffusion.storage.engine import make_engine, sqlite_url
+from forex_diffusion.storage.repository import (
     Checkpoint,
     claim_progress,
     count_candles,
@@ -21,8 +21,16 @@ from .repository import (
     upsert_drift_events,
     upsert_forecasts,
 )
-from .retry import classify, db_retry, is_transient
-from .tables import NO_HORIZON, candles, drift_events, forecasts, metadata, snapshot_parts, snapshots
+from forex_diffusion.storage.retry import classify, db_retry, is_transient
+from forex_diffusion.storage.tables import (
+    NO_HORIZON,
+    candles,
+    drift_events,
+    forecasts,
+    metadata,
+    snapshot_parts,
+    snapshots,
+)
 
 __all__ = [
     "NO_HORIZON",

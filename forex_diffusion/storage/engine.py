@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from .tables import metadata
+from forex_diffusion.storage.tables import metadata
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
@@ -125,7 +125,7 @@ def make_engine(
             dbapi_conn.commit()  # a SET in a rolled-back transaction would be undone
 
     if create:
-        from .retry import db_retry
+        from forex_diffusion.storage.retry import db_retry
 
         db_retry(create_tables)(engine)  # a database still starting up is waited for
     return engine

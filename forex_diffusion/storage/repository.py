@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from sqlalchemy import Connection, Engine, Table, and_, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..domain import Candle
-from ..errors import StaleOwnerError
-from .retry import db_retry
-from .tables import NO_HORIZON, candles, drift_events, forecasts, snapshot_parts, snapshots
+from forex_diffusion.domain import Candle
+from forex_diffusion.errors import StaleOwnerError
+from forex_diffusion.storage.retry import db_retry
+from forex_diffusion.storage.tables import NO_HORIZON, candles, drift_events, forecasts, snapshot_parts, snapshots
 
 if TYPE_CHECKING:
-    from ..drift import DriftEvent
+    from forex_diffusion.drift import DriftEvent
 
 __all__ = [
     "Checkpoint",
@@ -304,7 +304,7 @@ def save_progress(
         _upsert_forecasts(conn, forecast_rows)
         _upsert_drift(conn, drift_items)
         if shadow_rows:
-            from .registry import insert_shadow_scores
+            from forex_diffusion.storage.model_registry import insert_shadow_scores
 
             insert_shadow_scores(conn, shadow_rows)
 

@@ -24,7 +24,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from ..errors import PermanentStorageError, StorageError, TransientStorageError
+from forex_diffusion.errors import PermanentStorageError, StorageError, TransientStorageError
 
 __all__ = ["classify", "db_retry", "is_transient"]
 

@@ -144,4 +144,4 @@ def _add_snapshot_columns(_target: Any, connection: Any, **_: Any) -> None:
                 raise
 
 
-from . import registry as _registry  # noqa: E402,F401  (register its tables)
+from forex_diffusion.storage import model_registry as _registry  # noqa: E402,F401  (register its tables)

@@ -1,7 +1,7 @@
 """One candle through the candle agent: decode → the event-time gate → its forecaster → effects.
 
 The candle is checked (shape, key, time: :func:`~forex_diffusion.wire.decode_candle`, then
-:class:`~forex_diffusion.candle_gate.CandleGate`) before it touches any state. What its
+:class:`~forex_diffusion.ingest.candle_gate.CandleGate`) before it touches any state. What its
 forecaster's outcome produced is queued for the next checkpoint: the indicator, drift and
 retrain-request records, the drift events and the candle itself as rows.
 """
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ValidationError
-from forex_diffusion.forecasting import CandleOutcome, SymbolForecaster
+from forex_diffusion.forecast.forecaster import CandleOutcome, SymbolForecaster
 from forex_diffusion.wire import decode_candle, encode_drift, encode_indicators, encode_retrain_request
 
 if TYPE_CHECKING:

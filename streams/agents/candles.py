@@ -1,8 +1,8 @@
 """The candle agent: closed candles → per-symbol forecasters → indicators, drift, forecasts.
 
-Per symbol a :class:`~forex_diffusion.forecasting.SymbolForecaster` holds the whole series
+Per symbol a :class:`~forex_diffusion.forecast.forecaster.SymbolForecaster` holds the whole series
 state. Candles come in small batches: each is decoded, admitted in event time
-(:class:`~forex_diffusion.candle_gate.CandleGate`) and handed to its forecaster; the batch's
+(:class:`~forex_diffusion.ingest.candle_gate.CandleGate`) and handed to its forecaster; the batch's
 due forecasts follow (:mod:`.forecasts`). Records and rows are checkpointed with the offsets
 they reflect by the :class:`~streams.consumer.CheckpointingConsumer`.
 """
@@ -13,12 +13,12 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from forex_diffusion.candle_gate import CandleGate
 from forex_diffusion.diffusion.inputs import CrossBook
-from forex_diffusion.forecasting import SymbolForecaster
+from forex_diffusion.forecast.forecaster import SymbolForecaster
+from forex_diffusion.ingest.candle_gate import CandleGate
 
 from ..consumer import CheckpointingConsumer, Effects
-from ..shadow import ShadowLane
+from ..shadow_lane import ShadowLane
 from .candle_step import Due, process
 from .forecasts import forecast_batch
 from .models import forecaster_config, model_book, register_models

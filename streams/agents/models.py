@@ -13,7 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from forex_diffusion.errors import ValidationError
-from forex_diffusion.forecasting import ForecasterConfig
+from forex_diffusion.forecast.forecaster import ForecasterConfig
 from forex_diffusion.wire import decode_model_outcome
 from retraining.serving import ModelBook
 

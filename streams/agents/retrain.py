@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from forex_diffusion.errors import RejectReason, ValidationError
-from forex_diffusion.trigger import RetrainRequest
+from forex_diffusion.quality.trigger import RetrainRequest
 from retraining.job_queue import RetrainQueue
 from retraining.jobs import JobConfig, JobOutcome, check_key, decode_request, encode_outcome
 from retraining.runner import run_job_async
 from retraining.schedule import ScheduleEntry
 
 from ..consumer import Outbox
-from .schedule import register_schedule
+from .scheduled import register_schedule
 
 if TYPE_CHECKING:
     from ..app import Runtime

@@ -1,11 +1,11 @@
 """One tick through the tick agent, and the idle timer: the candles they close, as effects.
 
 A tick is decoded, validated and aggregated by the agent's
-:class:`~forex_diffusion.pipeline.TickPipeline`; the candles it closes are encoded at once (a
+:class:`~forex_diffusion.ingest.pipeline.TickPipeline`; the candles it closes are encoded at once (a
 value that cannot be encoded must never wedge the checkpoint, issue 13) and queued with its
 partition's next checkpoint. Held ticks the pipeline gives up on are dead-lettered with their
 own origin. The idle timer closes the bars of quiet series: the consumer's broker facts
-(:mod:`streams.broker_facts`) feed the pure decision (:mod:`forex_diffusion.idle_close`).
+(:mod:`streams.broker_facts`) feed the pure decision (:mod:`forex_diffusion.ingest.idle_close`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The tick agent: decode → :class:`~forex_diffusion.pipeline.TickPipeline` → closed candles,
+"""The tick agent: decode → :class:`~forex_diffusion.ingest.pipeline.TickPipeline` → closed candles,
 published on ``fx.candles`` and stored with the offsets they reflect (:mod:`streams.consumer`).
-Quiet series close on the idle timer (:mod:`forex_diffusion.idle_close`)."""
+Quiet series close on the idle timer (:mod:`forex_diffusion.ingest.idle_close`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from forex_diffusion.errors import ValidationError
-from forex_diffusion.idle_close import IdleClocks
-from forex_diffusion.pipeline import TickPipeline
+from forex_diffusion.ingest.idle_close import IdleClocks
+from forex_diffusion.ingest.pipeline import TickPipeline
 from retraining.failpoints import failpoint
 
 from ..consumer import CheckpointingConsumer, Effects

@@ -2,7 +2,7 @@
 
 Each series of a batch without checkpointed state -- a symbol new to this worker, or a
 forecast timeframe its restored state lacks -- is rebuilt from the stored candles
-(:func:`~forex_diffusion.warm_start.warm_start`) before its first candle here, in an executor
+(:func:`~forex_diffusion.forecast.warm_start.warm_start`) before its first candle here, in an executor
 (the event loop keeps serving the broker). A failure is logged and the series starts cold.
 """
 
@@ -13,8 +13,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from forex_diffusion.domain import Candle
-from forex_diffusion.forecasting import SymbolForecaster
-from forex_diffusion.warm_start import warm_start
+from forex_diffusion.forecast.forecaster import SymbolForecaster
+from forex_diffusion.forecast.warm_start import warm_start
 
 from .candle_step import decode
 

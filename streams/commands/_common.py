@@ -110,7 +110,7 @@ def file_symbols(path: Path, price: PriceSide = "mid") -> set[str]:
     reading X.
     """
     from forex_diffusion.errors import DataFormatError
-    from forex_diffusion.readers import read_candles
+    from forex_diffusion.ingest.readers import read_candles
 
     try:
         return {str(s) for s in read_candles(path, price=price).frame["symbol"].tolist() if s}

@@ -25,8 +25,8 @@ from ._common import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from forex_diffusion.evaluation import StepGroupSummary
-    from forex_diffusion.touch import TouchStepSummary
+    from forex_diffusion.forecast.touch import TouchStepSummary
+    from forex_diffusion.quality.evaluation import StepGroupSummary
 
 _PRICE_COLUMNS_PREFIXES = ("q", "rw_q")
 
@@ -115,7 +115,7 @@ def backtest_command(
     (close-based touches of --touch-bands) and their reliability table. Refuses a model of
     another timeframe or price scale, and exits 1 when the span holds no forecast.
     """
-    from forex_diffusion.backtest import BacktestConfig, parse_utc_date
+    from forex_diffusion.reports.backtest import BacktestConfig, parse_utc_date
 
     price = check_price(price)
     check_positive(threads, "--threads")
@@ -140,16 +140,16 @@ def backtest_command(
     check_output(output)
     check_output(plot, "--plot")
     check_output(touch_output, "--touch-output")
-    from forex_diffusion.touch import parse_touch_bands
+    from forex_diffusion.forecast.touch import parse_touch_bands
 
     bands = parse_touch_bands(touch_bands)
 
     import torch
 
-    from forex_diffusion.backtest import backtest, fan_chart_png, write_backtest_csv
     from forex_diffusion.diffusion import Predictor
-    from forex_diffusion.evaluation import summarize_forecasts
-    from forex_diffusion.readers import check_price_scale, read_candle_series
+    from forex_diffusion.ingest.readers import check_price_scale, read_candle_series
+    from forex_diffusion.quality.evaluation import summarize_forecasts
+    from forex_diffusion.reports.backtest import backtest, fan_chart_png, write_backtest_csv
 
     torch.set_num_threads(threads)
     predictor = Predictor.load(model, device=device, touch_bands=bands)
@@ -173,7 +173,7 @@ def backtest_command(
         s: read_candle_series(file, symbol=s, timeframe=timeframe, price=price).frame
         for s in predictor.inputs.cross_symbols
     }
-    core_log = logging.getLogger("forex_diffusion.backtest")
+    core_log = logging.getLogger("forex_diffusion.reports.backtest")
     if logging.getLogger().getEffectiveLevel() > logging.INFO:
         core_log.setLevel(logging.ERROR)  # its "no forecast" warning is said below, once
     with progress_bar("backtest") as progress:
@@ -208,8 +208,8 @@ def backtest_command(
     if bands:
         import pandas as pd
 
+        from forex_diffusion.forecast.touch import summarize_touch, touch_reliability
         from forex_diffusion.precision import round_price_columns
-        from forex_diffusion.touch import summarize_touch, touch_reliability
 
         trows = pd.concat(touch_parts, ignore_index=True)
         if touch_output is not None:

@@ -61,7 +61,7 @@ def indicators(
     symbols each get their own indicators; several timeframes need --timeframe.
     """
     from forex_diffusion.indicators import BankSpec, compute_indicators
-    from forex_diffusion.readers import read_candle_series
+    from forex_diffusion.ingest.readers import read_candle_series
 
     price = check_price(price)
     if timeframe is not None:

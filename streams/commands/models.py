@@ -13,7 +13,7 @@ from ..settings import Settings
 from ._common import open_engine
 
 if TYPE_CHECKING:
-    from forex_diffusion.storage.registry import ModelKey
+    from forex_diffusion.storage.model_registry import ModelKey
     from retraining.registry import ModelRegistry
 
 models_app = typer.Typer(
@@ -52,7 +52,7 @@ def _fmt(x: Any) -> str:
 
 
 def _key(text: str) -> ModelKey:
-    from forex_diffusion.storage.registry import ModelKey
+    from forex_diffusion.storage.model_registry import ModelKey
 
     return ModelKey.parse(text)
 
@@ -96,7 +96,7 @@ def list_command(
 
 def reg_aliases(reg: ModelRegistry, key: ModelKey) -> dict[str, str]:
     """``{alias: version}`` of a key."""
-    from forex_diffusion.storage.registry import get_aliases
+    from forex_diffusion.storage.model_registry import get_aliases
 
     return get_aliases(reg.engine, key)
 
@@ -173,7 +173,7 @@ def shadow_command(
     without versions or without any shadow.
     """
     from forex_diffusion.errors import RegistryError
-    from retraining.shadow import shadow_state
+    from retraining.shadow_verdict import shadow_state
 
     reg = open_registry(db, model_dir)
     k = _key(key)

@@ -31,7 +31,7 @@ def _candle_selection(path: Path, *, symbol: str | None, timeframe: str | None) 
     it holds one; several need ``timeframe`` to choose. A symbol column is filtered by
     ``symbol`` when given.
     """
-    from forex_diffusion.readers import file_timeframes, read_candles, select_series
+    from forex_diffusion.ingest.readers import file_timeframes, read_candles, select_series
     from forex_diffusion.timeframes import Timeframe
 
     tfs = file_timeframes(path)
@@ -81,8 +81,8 @@ async def replay_file(
     ServiceUnavailableError
         The broker does not answer.
     """
-    from forex_diffusion.readers import sniff_kind
-    from forex_diffusion.replaying import ReplayRecord, records_from_file
+    from forex_diffusion.ingest.readers import sniff_kind
+    from forex_diffusion.ingest.replaying import ReplayRecord, records_from_file
 
     from ..kafka import ensure_topics, make_producer
 

@@ -31,8 +31,8 @@ def report_command(
     Exits 1 when the period holds no forecast, 2 on bad options, 66 when the database file
     does not exist, 69 when the database does not answer.
     """
-    from forex_diffusion.backtest import parse_utc_date
-    from forex_diffusion.report import (
+    from forex_diffusion.reports.backtest import parse_utc_date
+    from forex_diffusion.reports.html import (
         ReportConfig,
         empty_message,
         list_series,

@@ -19,7 +19,7 @@ from ._common import broker_call, check_input, check_positive, open_engine, prog
 from .models import resolve_paths
 
 if TYPE_CHECKING:
-    from forex_diffusion.trigger import RetrainRequest
+    from forex_diffusion.quality.trigger import RetrainRequest
     from retraining.jobs import JobOutcome
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def retrain_command(
     FOREXD_TOPIC_PREFIX); with --wait it prints the matching fx.models outcome and exits
     the same way.
     """
-    from forex_diffusion.trigger import RetrainRequest, request_id_for
+    from forex_diffusion.quality.trigger import RetrainRequest, request_id_for
 
     check_positive(threads, "--threads")
     check_positive(horizon, "--horizon")

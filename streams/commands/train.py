@@ -91,8 +91,8 @@ def train_command(
     pooled training; its key is the symbol set's (``SETxxxxxxxx-TF-hH``). Series are named
     by symbol, or ``SYMBOL@FILESTEM`` when several files are given.
     """
-    from forex_diffusion.backtest import parse_utc_date
     from forex_diffusion.diffusion import ContextSpec, TrainConfig
+    from forex_diffusion.reports.backtest import parse_utc_date
 
     price = check_price(price)
     for value, option in (
@@ -163,7 +163,7 @@ def train_command(
     import torch
 
     from forex_diffusion.diffusion import train
-    from forex_diffusion.readers import check_price_scale, read_candle_series
+    from forex_diffusion.ingest.readers import check_price_scale, read_candle_series
 
     torch.set_num_threads(threads)
     candles: Any
@@ -212,7 +212,7 @@ def _read_series(files: list[Path], syms: list[str], *, timeframe: str, price: P
     import re
 
     from forex_diffusion.errors import DataFormatError
-    from forex_diffusion.readers import check_price_scale, read_candle_series, read_candles
+    from forex_diffusion.ingest.readers import check_price_scale, read_candle_series, read_candles
 
     out: dict[str, Any] = {}
     tags: list[str] = []
@@ -273,7 +273,7 @@ def _registry_protection(db: str | None) -> Callable[[str, Sequence[str]], set[s
     def protected(key: str, candidates: Sequence[str]) -> set[str]:
         from sqlalchemy import inspect
 
-        from forex_diffusion.storage.registry import get_version
+        from forex_diffusion.storage.model_registry import get_version
 
         if not inspect(engine).has_table("model_versions"):
             return set()  # no registry tables: nothing registered
@@ -311,8 +311,8 @@ def _input_features(config: Any, candles: Any, file: Path, price: PriceSide) -> 
     """
     from forex_diffusion.diffusion.inputs import InputSpec, build_extra_frame
     from forex_diffusion.errors import DataFormatError
+    from forex_diffusion.ingest.readers import read_candle_series
     from forex_diffusion.instruments import series_symbol
-    from forex_diffusion.readers import read_candle_series
 
     spec = InputSpec(config.inputs, config.timeframe)
     others = {}

@@ -27,7 +27,7 @@ def worker(
     Prometheus metrics on FOREXD_METRICS_ADDR:FOREXD_METRICS_PORT (127.0.0.1 by default).
     Exits 78 on a bad FOREXD_* value and 74 when the database refuses writes for good.
     """
-    from ..runner import ROLES
+    from ..launch import ROLES
     from ..settings import Settings
 
     if role not in ROLES:
@@ -39,7 +39,7 @@ def worker(
     name = {"crit": "critical", "warn": "warning"}.get(level, level)
     settings = Settings.from_env()
 
-    from ..runner import run_worker
+    from ..launch import run_worker
 
     run_worker(role=role, log_level=name, settings=settings)
 

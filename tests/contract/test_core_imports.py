@@ -50,8 +50,8 @@ def test_importing_the_core_loads_no_kafka_module() -> None:
     import sys
 
     code = (
-        "import sys, forex_diffusion, forex_diffusion.aggregation, forex_diffusion.codec, "
-        "forex_diffusion.storage, forex_diffusion.offline, forex_diffusion.pipeline;"
+        "import sys, forex_diffusion, forex_diffusion.ingest.aggregation, forex_diffusion.wire, "
+        "forex_diffusion.storage, forex_diffusion.offline, forex_diffusion.ingest.pipeline;"
         "bad=[m for m in sys.modules if m.split('.')[0] in ('faust','aiokafka','streams','retraining')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

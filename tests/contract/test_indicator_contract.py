@@ -40,7 +40,7 @@ TOL = 1e-9
 def _load(path: Path, n: int) -> list[Candle]:
     if not path.exists():
         pytest.skip(f"real data {path} is absent (../shared/data is not beside the checkout)")
-    from forex_diffusion.readers import read_candles
+    from forex_diffusion.ingest.readers import read_candles
 
     f = read_candles(path, price="bid").frame.iloc[:n]
     return [

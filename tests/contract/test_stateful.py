@@ -33,26 +33,26 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import forex_diffusion
-from forex_diffusion.aggregation import CandleAggregator
 from forex_diffusion.bundled import SAMPLE_TICKS
 from forex_diffusion.diffusion.context import ForecastRequest, SeriesContext
 from forex_diffusion.diffusion.inputs import CrossBook, InputsBuilder, InputSpec
 from forex_diffusion.domain import Candle, Tick
 from forex_diffusion.drift import DriftConfig
 from forex_diffusion.errors import StateError, ValidationError
-from forex_diffusion.features import FeatureBuilder, FeatureConfig
-from forex_diffusion.forecasting import ForecasterConfig, RandomWalkPredictor, SymbolForecaster
+from forex_diffusion.forecast.features import FeatureBuilder, FeatureConfig
+from forex_diffusion.forecast.forecaster import ForecasterConfig, RandomWalkPredictor, SymbolForecaster
+from forex_diffusion.forecast.warm_start import stream_key
 from forex_diffusion.indicators import Indicator, IndicatorBank
-from forex_diffusion.indicators.registry import build_indicator
-from forex_diffusion.monitoring import QualityMonitor
+from forex_diffusion.indicators.catalogue import build_indicator
+from forex_diffusion.ingest.aggregation import CandleAggregator
+from forex_diffusion.ingest.readers import read_ticks
+from forex_diffusion.ingest.spikes import SpikeConfig, SpikeGuard
+from forex_diffusion.ingest.time_jumps import TimeJumpConfig, TimeJumpGuard
+from forex_diffusion.ingest.validation import TickValidator, ValidationConfig
 from forex_diffusion.offline import aggregate_ticks_file
-from forex_diffusion.readers import read_ticks
-from forex_diffusion.shadow import ShadowTracker
-from forex_diffusion.spikes import SpikeConfig, SpikeGuard
+from forex_diffusion.quality.monitoring import QualityMonitor
+from forex_diffusion.quality.shadow import ShadowTracker
 from forex_diffusion.state import ENVELOPE_KEYS, is_envelope
-from forex_diffusion.time_jumps import TimeJumpConfig, TimeJumpGuard
-from forex_diffusion.validation import TickValidator, ValidationConfig
-from forex_diffusion.warm_start import stream_key
 
 # -- real inputs ----------------------------------------------------------------------------
 
@@ -637,7 +637,7 @@ def test_restored_forecaster_reports_the_same_quality_as_one_that_never_stopped(
 
 
 def test_pending_forecasts_are_records_and_old_lists_restore() -> None:
-    from forex_diffusion.forecasting import PendingForecast
+    from forex_diffusion.forecast.forecaster import PendingForecast
 
     f = SymbolForecaster("EURUSD", FCFG)
     for c in candles()[:200]:

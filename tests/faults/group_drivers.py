@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from forex_diffusion.codec import encode
+from forex_diffusion.wire import encode
 
 from ..integration.kafka_io import publish
 from .harness import Record, by_symbol, checkpoint_offsets

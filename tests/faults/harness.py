@@ -30,16 +30,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from forex_diffusion.aggregation import CandleAggregator
 from forex_diffusion.bundled import SAMPLE_TICKS
-from forex_diffusion.codec import decode_candle, decode_tick, encode
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ValidationError
+from forex_diffusion.ingest.aggregation import CandleAggregator
+from forex_diffusion.ingest.readers import read_ticks
+from forex_diffusion.ingest.validation import TickValidator, ValidationConfig
 from forex_diffusion.instruments import InstrumentRegistry
-from forex_diffusion.readers import read_ticks
 from forex_diffusion.storage import count_candles, fetch_candles, make_engine
 from forex_diffusion.storage.tables import snapshots
-from forex_diffusion.validation import TickValidator, ValidationConfig
+from forex_diffusion.wire import decode_candle, decode_tick, encode
 from streams.broker import EmbeddedBroker, free_port
 
 from ..integration.kafka_io import create_topics, read_all

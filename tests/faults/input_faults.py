@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from forex_diffusion.codec import encode
-from forex_diffusion.validation import ValidationConfig
+from forex_diffusion.ingest.validation import ValidationConfig
+from forex_diffusion.wire import encode
 
 from ..integration.kafka_io import read_all
 from .harness import (

@@ -22,9 +22,9 @@ import pytest
 
 from forex_diffusion.domain import Tick
 from forex_diffusion.errors import ValidationError
+from forex_diffusion.ingest.pipeline import TickPipeline
+from forex_diffusion.ingest.readers import read_ticks
 from forex_diffusion.instruments import InstrumentRegistry
-from forex_diffusion.pipeline import TickPipeline
-from forex_diffusion.readers import read_ticks
 from streams.broker import free_port
 from streams.settings import Settings
 

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from forex_diffusion.codec import encode_candle
 from forex_diffusion.offline import aggregate_ticks_file
 from forex_diffusion.storage import make_engine
 from forex_diffusion.storage.tables import forecasts, snapshots
+from forex_diffusion.wire import encode_candle
 
 from ..integration.kafka_io import create_topics, publish
 from ..integration.test_candle_stream import HORIZON, TOPICS, offline_forecasts, stream_order

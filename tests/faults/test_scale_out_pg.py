@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from forex_diffusion.codec import encode
+from forex_diffusion.wire import encode
 
 from ..integration.kafka_io import publish, read_all
 from .group_drivers import CheckpointWatch, Feed, shifted

@@ -29,7 +29,7 @@ import torch
 from forex_diffusion.diffusion import load_checkpoint
 from forex_diffusion.errors import ArtifactError
 from forex_diffusion.storage import make_engine, upsert_candles
-from forex_diffusion.storage.registry import ModelKey
+from forex_diffusion.storage.model_registry import ModelKey
 from retraining.jobs import run_retrain
 from retraining.policy import PromotionPolicy
 from retraining.registry import STAGING, ModelRegistry

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from forex_diffusion.codec import encode
-from forex_diffusion.readers import read_ticks
+from forex_diffusion.ingest.readers import read_ticks
+from forex_diffusion.wire import encode
 
 from ..integration.kafka_io import publish, read_all
 from .harness import checkpoint_offsets, make_topics, settle, sqlite_url, wait_for

@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forex_diffusion.codec import encode_candle
 from forex_diffusion.domain import Candle
-from forex_diffusion.forecasting import ForecasterConfig, RandomWalkPredictor, SymbolForecaster
+from forex_diffusion.forecast.forecaster import ForecasterConfig, RandomWalkPredictor, SymbolForecaster
 from forex_diffusion.indicators import compute_indicators
 from forex_diffusion.offline import aggregate_ticks_file
+from forex_diffusion.wire import encode_candle
 
 from .kafka_io import create_topics, publish, read_all
 

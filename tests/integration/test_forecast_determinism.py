@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forex_diffusion.backtest import BacktestConfig, backtest
 from forex_diffusion.bundled import MODELS
-from forex_diffusion.codec import encode_candle
 from forex_diffusion.diffusion.predictor import Predictor
 from forex_diffusion.offline import aggregate_ticks_file
+from forex_diffusion.reports.backtest import BacktestConfig, backtest
+from forex_diffusion.wire import encode_candle
 
 from .kafka_io import create_topics, publish, read_all
 

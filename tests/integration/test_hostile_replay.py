@@ -20,10 +20,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from forex_diffusion.codec import decode_candle
 from forex_diffusion.domain import Candle
 from forex_diffusion.offline import aggregate_ticks_file
 from forex_diffusion.storage import count_candles, make_engine
+from forex_diffusion.wire import decode_candle
 
 from ..hostile_ticks import HOSTILE, REAL, TFS, clean_rows, mix, write
 from .kafka_io import create_topics, read_all

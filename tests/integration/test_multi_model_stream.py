@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from sqlalchemy import delete
 
-from forex_diffusion.codec import encode_candle
 from forex_diffusion.domain import Candle
-from forex_diffusion.forecasting import ForecasterConfig
+from forex_diffusion.forecast.forecaster import ForecasterConfig
 from forex_diffusion.offline import aggregate_ticks_file
 from forex_diffusion.storage import make_engine
 from forex_diffusion.storage.tables import snapshots
+from forex_diffusion.wire import encode_candle
 
 from .kafka_io import create_topics, publish, read_all
 from .test_candle_stream import offline_records

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from forex_diffusion.codec import encode_candle
 from forex_diffusion.offline import aggregate_ticks_file
 from forex_diffusion.storage import make_engine
-from forex_diffusion.storage.registry import ModelKey, get_aliases
+from forex_diffusion.storage.model_registry import ModelKey, get_aliases
+from forex_diffusion.wire import encode_candle
 
 from .kafka_io import create_topics, publish, read_all
 

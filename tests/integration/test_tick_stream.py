@@ -13,11 +13,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from forex_diffusion.codec import decode_candle, encode
 from forex_diffusion.domain import Candle
+from forex_diffusion.ingest.readers import read_ticks
 from forex_diffusion.offline import aggregate_ticks_file
-from forex_diffusion.readers import read_ticks
 from forex_diffusion.storage import count_candles, fetch_candles, make_engine
+from forex_diffusion.wire import decode_candle, encode
 
 from .kafka_io import create_topics, publish, read_all, values
 

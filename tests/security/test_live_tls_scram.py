@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from forex_diffusion.codec import decode_candle
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ConfigError
+from forex_diffusion.ingest.readers import read_ticks
 from forex_diffusion.offline import aggregate_ticks_file
-from forex_diffusion.readers import read_ticks
 from forex_diffusion.storage import count_candles, fetch_candles, make_engine
+from forex_diffusion.wire import decode_candle
 from streams.broker import EmbeddedBroker, free_port, resolve_broker_bin
 from streams.kafka import client_kwargs, ensure_topics, make_consumer, make_producer
 from streams.settings import Settings

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from forex_diffusion.aggregation import CandleAggregator
 from forex_diffusion.errors import ConfigError, RejectReason, ValidationError
+from forex_diffusion.ingest.aggregation import CandleAggregator
+from forex_diffusion.ingest.readers import read_ticks
 from forex_diffusion.offline import aggregate_ticks_file
-from forex_diffusion.readers import read_ticks
 
 from ..realdata import DATA
 

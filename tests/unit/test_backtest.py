@@ -12,17 +12,17 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from forex_diffusion.backtest import (
+from forex_diffusion.diffusion import ContextSpec, Predictor, TrainConfig, train
+from forex_diffusion.domain import Candle
+from forex_diffusion.errors import ConfigError
+from forex_diffusion.ingest.readers import read_candles
+from forex_diffusion.reports.backtest import (
     BACKTEST_COLUMNS,
     BacktestConfig,
     backtest,
     parse_utc_date,
     write_backtest_csv,
 )
-from forex_diffusion.diffusion import ContextSpec, Predictor, TrainConfig, train
-from forex_diffusion.domain import Candle
-from forex_diffusion.errors import ConfigError
-from forex_diffusion.readers import read_candles
 from forex_diffusion.timeframes import datetime_to_ms
 from streams.cli import app
 

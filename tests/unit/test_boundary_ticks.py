@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from forex_diffusion.codec import encode_candle
 from forex_diffusion.errors import RejectReason
 from forex_diffusion.offline import CandleRun, aggregate_ticks_file
+from forex_diffusion.wire import encode_candle
 from streams.cli import app
 
 from ..hostile_ticks import (

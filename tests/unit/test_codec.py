@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from forex_diffusion.codec import decode_candle, decode_tick, encode_candle, encode_tick
 from forex_diffusion.domain import Candle, Tick
 from forex_diffusion.errors import RejectReason, ValidationError
+from forex_diffusion.wire import decode_candle, decode_tick, encode_candle, encode_tick
 
 GOOD = {"v": 1, "symbol": "EURUSD", "ts": 1_399_000_000_000, "bid": 1.38727, "ask": 1.38729}
 

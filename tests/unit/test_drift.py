@@ -26,8 +26,8 @@ from forex_diffusion.drift import (
     PageHinkleyDetector,
 )
 from forex_diffusion.errors import ArtifactError, ConfigError
+from forex_diffusion.ingest.readers import read_candles
 from forex_diffusion.online import LearnerConfig, OnlineLearnerSet
-from forex_diffusion.readers import read_candles
 
 from ..online_features import BasicFeatures
 from ..realdata import DATA

@@ -11,7 +11,8 @@ from scipy.stats import norm
 
 from forex_diffusion.diffusion import ContextSpec, SeriesContext
 from forex_diffusion.domain import Candle
-from forex_diffusion.evaluation import (
+from forex_diffusion.ingest.readers import read_candles
+from forex_diffusion.quality.evaluation import (
     QUANTILE_LEVELS,
     coverage,
     crps_quantiles,
@@ -23,7 +24,6 @@ from forex_diffusion.evaluation import (
     pit,
     summarize_forecasts,
 )
-from forex_diffusion.readers import read_candles
 
 from ..realdata import DATA
 

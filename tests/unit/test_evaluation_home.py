@@ -1,6 +1,6 @@
 """One home for the scores: the baseline, CRPS, PIT and interval hits of every consumer come from evaluation.
 
-The forecaster scores each realised step once (:func:`~forex_diffusion.evaluation.score_step`);
+The forecaster scores each realised step once (:func:`~forex_diffusion.quality.evaluation.score_step`);
 the drift monitor and the quality monitor take that score and give the numbers a fresh
 scoring of the same inputs gives.
 """
@@ -13,13 +13,16 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from forex_diffusion import evaluation, forecasting, monitoring
 from forex_diffusion.bundled import SAMPLE_TICKS
 from forex_diffusion.diffusion import model as diffusion_model
 from forex_diffusion.diffusion.context import ForecastRequest
 from forex_diffusion.domain import Candle
 from forex_diffusion.drift import DriftMonitor
-from forex_diffusion.evaluation import (
+from forex_diffusion.forecast import forecaster as forecasting
+from forex_diffusion.forecast.forecaster import ForecasterConfig, RandomWalkPredictor, SymbolForecaster, rw_quantiles
+from forex_diffusion.offline import aggregate_ticks_file
+from forex_diffusion.quality import evaluation, monitoring
+from forex_diffusion.quality.evaluation import (
     QUANTILE_LEVELS,
     StepScore,
     central_interval,
@@ -29,9 +32,7 @@ from forex_diffusion.evaluation import (
     random_walk_log_quantiles,
     score_step,
 )
-from forex_diffusion.forecasting import ForecasterConfig, RandomWalkPredictor, SymbolForecaster, rw_quantiles
-from forex_diffusion.monitoring import QualityMonitor
-from forex_diffusion.offline import aggregate_ticks_file
+from forex_diffusion.quality.monitoring import QualityMonitor
 
 HORIZON = 6
 N_CANDLES = 600

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forex_diffusion import _bitmap_font
-from forex_diffusion.backtest import BACKTEST_COLUMNS, fan_chart_png, fan_chart_text
 from forex_diffusion.errors import ConfigError
-from forex_diffusion.evaluation import QUANTILE_LEVELS
+from forex_diffusion.quality.evaluation import QUANTILE_LEVELS
+from forex_diffusion.reports import _bitmap_font
+from forex_diffusion.reports.backtest import BACKTEST_COLUMNS, fan_chart_png, fan_chart_text
 
 AS_OF = 1_514_581_200_000  # 2017-12-29 21:00 UTC
 LEGEND = {

@@ -11,7 +11,7 @@ import pytest
 
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ConfigError, ValidationError
-from forex_diffusion.features import (
+from forex_diffusion.forecast.features import (
     FeatureBuilder,
     FeatureConfig,
     FeatureVector,
@@ -32,7 +32,7 @@ CFG = FeatureConfig(forecast_timeframe="1m", timeframes=("1m", "5m", "15m"), vol
 def _minutes() -> list[Candle]:
     if not M1.exists():
         pytest.skip(f"real data {M1} is absent (../shared/data is not beside the checkout)")
-    from forex_diffusion.readers import read_candles
+    from forex_diffusion.ingest.readers import read_candles
 
     f = read_candles(M1, price="bid").frame.iloc[:N_MINUTES]
     return [

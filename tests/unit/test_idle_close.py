@@ -11,7 +11,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from forex_diffusion.idle_close import (
+from forex_diffusion.ingest.idle_close import (
     FETCH_FRESH_S,
     BrokerFacts,
     IdleClocks,

@@ -8,11 +8,11 @@ import pytest
 
 from forex_diffusion.domain import Tick
 from forex_diffusion.errors import ConfigError, RejectReason, ValidationError
+from forex_diffusion.ingest.pipeline import TickPipeline
+from forex_diffusion.ingest.readers import read_ticks
+from forex_diffusion.ingest.validation import TickValidator, ValidationConfig
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.market_hours import MarketHours, is_off_hours
-from forex_diffusion.pipeline import TickPipeline
-from forex_diffusion.readers import read_ticks
-from forex_diffusion.validation import TickValidator, ValidationConfig
 
 from ..realdata import require
 

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from forex_diffusion.errors import RejectReason
-from forex_diffusion.monitoring import QualityMonitor, QualityRow
+from forex_diffusion.quality.monitoring import QualityMonitor, QualityRow
 from streams import metrics as metrics_module
 from streams.metrics import (
     DEPENDENCIES,
@@ -457,8 +457,8 @@ def test_tick_agent_counts_accepted_crossed_and_locked_quotes(tmp_path: Path) ->
     import asyncio
     from types import SimpleNamespace
 
-    from forex_diffusion.codec import encode
     from forex_diffusion.instruments import InstrumentRegistry
+    from forex_diffusion.wire import encode
     from streams.agents.ticks import TickAgent
     from streams.app import Runtime
     from streams.settings import Settings

@@ -1,4 +1,4 @@
-"""Tests for the rolling forecast-quality monitor (forex_diffusion.monitoring)."""
+"""Tests for the rolling forecast-quality monitor (forex_diffusion.quality.monitoring)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from forex_diffusion import monitoring
 from forex_diffusion.errors import ConfigError, ForexDiffusionError, ValidationError
-from forex_diffusion.monitoring import (
+from forex_diffusion.quality import monitoring
+from forex_diffusion.quality.monitoring import (
     HorizonGroup,
     QualityMonitor,
     crps_from_quantiles,

@@ -13,11 +13,11 @@ import math
 import pytest
 
 from forex_diffusion.bundled import SAMPLE_TICKS
-from forex_diffusion.codec import encode_candle
 from forex_diffusion.domain import Tick
 from forex_diffusion.errors import ConfigError, RejectReason, ValidationError
-from forex_diffusion.readers import read_ticks
-from forex_diffusion.time_jumps import TimeJumpConfig, TimeJumpGuard
+from forex_diffusion.ingest.readers import read_ticks
+from forex_diffusion.ingest.time_jumps import TimeJumpConfig, TimeJumpGuard
+from forex_diffusion.wire import encode_candle
 
 from ..pipeline_runs import feed, pipeline, run
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from forex_diffusion.errors import DataFormatError, RejectReason
-from forex_diffusion.readers import read_candles, read_ticks, sniff_kind, symbol_from_path
+from forex_diffusion.ingest.readers import read_candles, read_ticks, sniff_kind, symbol_from_path
 
 from ..realdata import DATA, require
 

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 from forex_diffusion.bundled import SAMPLE_TICKS
 from forex_diffusion.domain import Candle
 from forex_diffusion.drift import DriftEvent
-from forex_diffusion.forecasting import ForecasterConfig, RandomWalkPredictor, SymbolForecaster
+from forex_diffusion.forecast.forecaster import ForecasterConfig, RandomWalkPredictor, SymbolForecaster
 from forex_diffusion.offline import aggregate_ticks_file
-from forex_diffusion.report import (
+from forex_diffusion.reports.html import (
     ReportConfig,
     load_report,
     reliability,
@@ -35,7 +35,7 @@ from forex_diffusion.storage import (
     upsert_drift_events,
     upsert_forecasts,
 )
-from forex_diffusion.storage.registry import (
+from forex_diffusion.storage.model_registry import (
     ModelKey,
     ModelVersion,
     insert_version,
@@ -187,7 +187,7 @@ def test_summary_numbers_equal_an_independent_computation(
 ) -> None:
     data = load_report(db, ReportConfig(symbol="EURUSD", timeframe="1m"))
     crps, rw, in50, in90 = _realised(records, candles)
-    from forex_diffusion.report import summarize
+    from forex_diffusion.reports.html import summarize
 
     s = summarize(data.steps)
     assert s.forecasts == len(records)

@@ -11,8 +11,8 @@ import pytest
 from forex_diffusion.bundled import SAMPLE_TICKS
 from forex_diffusion.domain import Candle, Tick
 from forex_diffusion.errors import ConfigError, RejectReason
-from forex_diffusion.readers import read_ticks
-from forex_diffusion.spikes import SpikeConfig, SpikeGuard
+from forex_diffusion.ingest.readers import read_ticks
+from forex_diffusion.ingest.spikes import SpikeConfig, SpikeGuard
 
 from ..pipeline_runs import feed, pipeline, run
 from ..realdata import require

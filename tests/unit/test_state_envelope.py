@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from forex_diffusion import state
-from forex_diffusion.aggregation import CandleAggregator
 from forex_diffusion.bundled import SAMPLE_TICKS
 from forex_diffusion.domain import Tick
 from forex_diffusion.errors import ConfigError, ForexDiffusionError, StateError, ValidationError
-from forex_diffusion.readers import read_ticks
+from forex_diffusion.ingest.aggregation import CandleAggregator
+from forex_diffusion.ingest.readers import read_ticks
 from forex_diffusion.state import ENVELOPE_KEYS, is_envelope, unwrap, wrap
 
 from ..pipeline_runs import feed, pipeline

@@ -12,14 +12,11 @@ from scipy import integrate
 from scipy.stats import norm
 from typer.testing import CliRunner
 
-from forex_diffusion.backtest import BacktestConfig, backtest, parse_utc_date
 from forex_diffusion.diffusion import ForecastRequest, Predictor
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ConfigError, ValidationError
-from forex_diffusion.forecasting import forecast_record, rw_quantiles
-from forex_diffusion.readers import read_candles
-from forex_diffusion.report import ReportConfig, ReportData, realise, render_report, touch_realise
-from forex_diffusion.touch import (
+from forex_diffusion.forecast.forecaster import forecast_record, rw_quantiles
+from forex_diffusion.forecast.touch import (
     DEFAULT_TOUCH_BANDS,
     TouchBand,
     band_distances,
@@ -32,6 +29,9 @@ from forex_diffusion.touch import (
     touch_from_paths,
     touch_reliability,
 )
+from forex_diffusion.ingest.readers import read_candles
+from forex_diffusion.reports.backtest import BacktestConfig, backtest, parse_utc_date
+from forex_diffusion.reports.html import ReportConfig, ReportData, realise, render_report, touch_realise
 from forex_diffusion.wire import decode_forecast, encode_forecast, encode_record
 from streams.cli import app
 

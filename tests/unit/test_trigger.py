@@ -10,9 +10,9 @@ import pytest
 from forex_diffusion.domain import Candle
 from forex_diffusion.drift import DriftEvent, DriftMonitor
 from forex_diffusion.errors import ConfigError
+from forex_diffusion.ingest.readers import read_candles
 from forex_diffusion.online import OnlineLearnerSet
-from forex_diffusion.readers import read_candles
-from forex_diffusion.trigger import (
+from forex_diffusion.quality.trigger import (
     RetrainRequest,
     TriggerPolicy,
     TriggerState,

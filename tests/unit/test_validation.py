@@ -6,9 +6,9 @@ import pytest
 
 from forex_diffusion.domain import Tick
 from forex_diffusion.errors import ConfigError, RejectReason, ValidationError
+from forex_diffusion.ingest.readers import read_ticks
+from forex_diffusion.ingest.validation import TickValidator, ValidationConfig
 from forex_diffusion.instruments import InstrumentRegistry
-from forex_diffusion.readers import read_ticks
-from forex_diffusion.validation import TickValidator, ValidationConfig
 
 from ..realdata import DATA
 

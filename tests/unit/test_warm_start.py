@@ -20,11 +20,11 @@ from forex_diffusion.bundled import MODELS, SAMPLE_TICKS
 from forex_diffusion.diffusion import Predictor
 from forex_diffusion.domain import Candle
 from forex_diffusion.drift import DriftEvent
-from forex_diffusion.forecasting import ForecasterConfig, RandomWalkPredictor, SymbolForecaster
+from forex_diffusion.forecast.forecaster import ForecasterConfig, RandomWalkPredictor, SymbolForecaster
+from forex_diffusion.forecast.warm_start import stored_history, stream_key, warm_start
 from forex_diffusion.offline import aggregate_ticks_file
+from forex_diffusion.quality.trigger import TriggerPolicy, TriggerState, decide
 from forex_diffusion.storage import make_engine, upsert_candles
-from forex_diffusion.trigger import TriggerPolicy, TriggerState, decide
-from forex_diffusion.warm_start import stored_history, stream_key, warm_start
 
 TFS = ("1m", "5m")
 # the 1m series at the bundled model's horizon, the 5m one at 6

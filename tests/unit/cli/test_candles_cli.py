@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from forex_diffusion.aggregation import CandleAggregator
 from forex_diffusion.domain import Candle, Tick
+from forex_diffusion.ingest.aggregation import CandleAggregator
+from forex_diffusion.ingest.pipeline import TickPipeline
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.offline import aggregate_ticks_file, format_ms
-from forex_diffusion.pipeline import TickPipeline
 from streams.cli import app
 
 from ...realdata import DATA

@@ -399,7 +399,7 @@ def test_indicators_timeframe_selects_its_rows(tmp_path: Path) -> None:
 
 def test_symbol_selects_the_rows_of_a_file_of_several_symbols(tmp_path: Path) -> None:
     from forex_diffusion.errors import DataFormatError
-    from forex_diffusion.readers import read_candle_series
+    from forex_diffusion.ingest.readers import read_candle_series
 
     both = write_forexd_candles(tmp_path / "both.csv", {"1h": 3600}, symbols=("EURUSD", "GBPUSD"), n=30)
     loaded = read_candle_series(both, symbol="gbpusd", timeframe="1h")
@@ -414,10 +414,10 @@ def test_worker_log_level_crit_and_the_old_loglevel_spelling(monkeypatch: pytest
     """``crit``, listed in the help, reaches faust as a level logging knows (it failed before)."""
     import logging
 
-    import streams.runner
+    import streams.launch
 
     seen: list[str] = []
-    monkeypatch.setattr(streams.runner, "run_worker", lambda **kw: seen.append(kw["log_level"]))
+    monkeypatch.setattr(streams.launch, "run_worker", lambda **kw: seen.append(kw["log_level"]))
     for args in (["--log-level", "crit"], ["--loglevel", "info"], []):
         res = runner.invoke(app, ["worker", *args], env={"FOREXD_PARTITIONS": "2"})
         assert res.exit_code == 0, res.output

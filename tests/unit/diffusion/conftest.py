@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from forex_diffusion.diffusion import ContextSpec, Predictor, TrainConfig, TrainResult, train
-from forex_diffusion.readers import read_candles
+from forex_diffusion.ingest.readers import read_candles
 from forex_diffusion.timeframes import datetime_to_ms
 
 from ...realdata import DATA

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from forex_diffusion.diffusion import Predictor, TrainConfig, train
 from forex_diffusion.diffusion.training import _pooled_windows, _split, _windows
 from forex_diffusion.domain import Candle
+from forex_diffusion.ingest.readers import read_candle_series
 from forex_diffusion.instruments import symbol_set_key
-from forex_diffusion.readers import read_candle_series
 from forex_diffusion.timeframes import Timeframe
 from streams.cli import app
 

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import torch
 
-from forex_diffusion.backtest import BacktestConfig, backtest
 from forex_diffusion.bundled import MODELS
 from forex_diffusion.diffusion import Predictor, TrainResult, train
 from forex_diffusion.diffusion.inputs import (
@@ -23,8 +22,9 @@ from forex_diffusion.diffusion.inputs import (
     frame_candles,
 )
 from forex_diffusion.errors import ConfigError, ModelError
-from forex_diffusion.forecasting import ForecasterConfig, SymbolForecaster
-from forex_diffusion.readers import read_candle_series
+from forex_diffusion.forecast.forecaster import ForecasterConfig, SymbolForecaster
+from forex_diffusion.ingest.readers import read_candle_series
+from forex_diffusion.reports.backtest import BacktestConfig, backtest
 
 from ...realdata import DATA
 from .conftest import ms, tiny_config

@@ -21,7 +21,7 @@ M1 = DATA / "lean_oanda_eurusd_m1_2014-05-01_15.csv.gz"
 def candles() -> list[Candle]:
     if not M1.exists():
         pytest.skip(f"real data {M1} is absent (../shared/data is not beside the checkout)")
-    from forex_diffusion.readers import read_candles
+    from forex_diffusion.ingest.readers import read_candles
 
     f = read_candles(M1, price="mid").frame.iloc[:1500]
     return [

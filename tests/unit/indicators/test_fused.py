@@ -66,7 +66,7 @@ def _synthetic(n: int, seed: int) -> list[Candle]:
 def _real(path: Path, n: int) -> list[Candle]:
     if not path.exists():
         pytest.skip(f"real data {path} is absent (../shared/data is not beside the checkout)")
-    from forex_diffusion.readers import read_candles
+    from forex_diffusion.ingest.readers import read_candles
 
     f = read_candles(path, price="bid").frame.iloc[:n]
     return [

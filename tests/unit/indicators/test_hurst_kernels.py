@@ -19,7 +19,7 @@ import pytest
 
 from forex_diffusion.indicators import Hurst
 from forex_diffusion.indicators.hurst import hurst_kernels, python_kernels
-from forex_diffusion.readers import read_candles
+from forex_diffusion.ingest.readers import read_candles
 
 from ...realdata import DATA
 

@@ -18,7 +18,7 @@ import pytest
         "forex_diffusion.drift.page_hinkley",
         "forex_diffusion.drift.calibration",
         "forex_diffusion.drift.ks",
-        "forex_diffusion.trigger",
+        "forex_diffusion.quality.trigger",
     ],
 )
 def test_docstring_examples_run(module: str) -> None:

@@ -12,6 +12,7 @@ from river import linear_model
 
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ArtifactError, ConfigError, ValidationError
+from forex_diffusion.ingest.readers import read_candles
 from forex_diffusion.online import (
     LearnerConfig,
     LearnerStep,
@@ -19,7 +20,6 @@ from forex_diffusion.online import (
     dump_state,
     load_state,
 )
-from forex_diffusion.readers import read_candles
 
 from ...online_features import BasicFeatures, basic_features, trailing_vol
 from ...realdata import DATA

@@ -126,7 +126,7 @@ def test_a_signed_state_copied_into_another_series_place_is_refused() -> None:
 
 def test_a_forecaster_state_stored_under_another_symbol_is_refused() -> None:
     from forex_diffusion.errors import ConfigError
-    from forex_diffusion.forecasting import ForecasterConfig, SymbolForecaster
+    from forex_diffusion.forecast.forecaster import ForecasterConfig, SymbolForecaster
 
     cfg = ForecasterConfig()
     state = SymbolForecaster("EURUSD", cfg).snapshot()

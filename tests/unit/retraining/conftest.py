@@ -12,10 +12,10 @@ import torch
 
 from forex_diffusion.diffusion import ContextSpec, TrainConfig, TrainResult, train
 from forex_diffusion.domain import Candle
-from forex_diffusion.readers import read_candles
+from forex_diffusion.ingest.readers import read_candles
+from forex_diffusion.quality.trigger import RetrainRequest
 from forex_diffusion.storage import make_engine, upsert_candles
 from forex_diffusion.timeframes import Timeframe, datetime_to_ms
-from forex_diffusion.trigger import RetrainRequest
 from retraining.jobs import JobConfig
 from retraining.policy import PromotionPolicy
 

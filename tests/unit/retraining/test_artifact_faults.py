@@ -23,10 +23,10 @@ import torch
 
 from forex_diffusion.bundled import MODELS
 from forex_diffusion.errors import ArtifactError
-from forex_diffusion.forecasting import RandomWalkPredictor
+from forex_diffusion.forecast.forecaster import RandomWalkPredictor
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.storage import make_engine
-from forex_diffusion.storage.registry import ModelKey, ModelVersion
+from forex_diffusion.storage.model_registry import ModelKey, ModelVersion
 from retraining.registry import ModelRegistry
 from streams.agents.candles import CandleAgent
 from streams.app import Runtime

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from forex_diffusion.diffusion import TrainResult
 from forex_diffusion.storage import make_engine
-from forex_diffusion.storage.registry import ModelKey
+from forex_diffusion.storage.model_registry import ModelKey
 from retraining.registry import ModelRegistry
 from streams.cli import app
 

@@ -16,7 +16,7 @@ import pytest
 from forex_diffusion.diffusion import load_checkpoint
 from forex_diffusion.errors import ArtifactError
 from forex_diffusion.storage import make_engine, upsert_candles
-from forex_diffusion.storage.registry import ModelKey
+from forex_diffusion.storage.model_registry import ModelKey
 from retraining.jobs import run_retrain
 from retraining.registry import ModelRegistry
 from retraining.runner import run_job

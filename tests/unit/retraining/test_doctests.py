@@ -15,7 +15,7 @@ import pytest
         "retraining.schedule",
         "retraining.jobs",
         "retraining.job_queue",
-        "forex_diffusion.storage.registry",
+        "forex_diffusion.storage.model_registry",
     ],
 )
 def test_docstring_examples_run(module: str) -> None:

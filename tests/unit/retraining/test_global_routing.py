@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from forex_diffusion.bundled import MODELS
-from forex_diffusion.forecasting import RandomWalkPredictor
+from forex_diffusion.forecast.forecaster import RandomWalkPredictor
 from forex_diffusion.instruments import symbol_set_key
 from forex_diffusion.storage import make_engine
-from forex_diffusion.storage.registry import ModelKey
+from forex_diffusion.storage.model_registry import ModelKey
 from retraining.registry import ModelRegistry
 from retraining.serving import ModelBook
 from streams.cli import app

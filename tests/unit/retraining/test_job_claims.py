@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from forex_diffusion.quality.trigger import RetrainRequest
 from forex_diffusion.storage import make_engine
-from forex_diffusion.trigger import RetrainRequest
 from retraining.claims import ClaimHeld, ClaimLost, JobClaims, default_owner
 from retraining.jobs import JobConfig, run_retrain
 

@@ -10,7 +10,7 @@ import pytest
 
 from forex_diffusion.errors import ConfigError, ValidationError
 from forex_diffusion.storage import make_engine
-from forex_diffusion.storage.registry import ModelKey
+from forex_diffusion.storage.model_registry import ModelKey
 from retraining.jobs import (
     InFlight,
     JobConfig,

@@ -10,7 +10,7 @@ import pytest
 from forex_diffusion.diffusion import TrainResult, load_checkpoint
 from forex_diffusion.errors import ArtifactError, RegistryError
 from forex_diffusion.storage import make_engine, upsert_forecasts
-from forex_diffusion.storage.registry import ModelKey, ModelVersion
+from forex_diffusion.storage.model_registry import ModelKey, ModelVersion
 from retraining.registry import ModelRegistry, select_retained
 
 from .conftest import HORIZON, ms, stage_copy

@@ -26,9 +26,9 @@ import pytest
 
 from forex_diffusion.errors import ModelError, RegistryError
 from forex_diffusion.instruments import InstrumentRegistry
+from forex_diffusion.quality.trigger import RetrainRequest
 from forex_diffusion.storage import make_engine
-from forex_diffusion.storage.registry import ModelKey
-from forex_diffusion.trigger import RetrainRequest
+from forex_diffusion.storage.model_registry import ModelKey
 from retraining.jobs import JobOutcome, decode_request, encode_request, run_retrain
 from retraining.registry import ModelRegistry
 from retraining.runner import run_job_async
@@ -75,7 +75,7 @@ def test_hostile_request_id_is_refused_by_the_wire_decoder(request_id: str) -> N
 
 
 def test_request_ids_the_cli_the_trigger_and_the_schedule_generate_stay_valid() -> None:
-    from forex_diffusion.trigger import request_id_for
+    from forex_diffusion.quality.trigger import request_id_for
 
     for reason in ("manual", "drift", "schedule"):
         rid = request_id_for("EURUSD", "1h", 24, reason, 1_700_000_000_000)

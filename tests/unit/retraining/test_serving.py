@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from forex_diffusion.bundled import MODELS
-from forex_diffusion.forecasting import RandomWalkPredictor
+from forex_diffusion.forecast.forecaster import RandomWalkPredictor
 from forex_diffusion.storage import make_engine
-from forex_diffusion.storage.registry import ModelKey
+from forex_diffusion.storage.model_registry import ModelKey
 from retraining.registry import ModelRegistry
 from retraining.serving import ModelBook
 

@@ -41,17 +41,17 @@ from forex_diffusion.diffusion.context import ContextSpec, ForecastRequest, Seri
 from forex_diffusion.diffusion.predictor import Forecast
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import RegistryError
-from forex_diffusion.evaluation import QUANTILE_LEVELS
-from forex_diffusion.forecasting import ForecasterConfig, SymbolForecaster
-from forex_diffusion.shadow import ShadowTracker
+from forex_diffusion.forecast.forecaster import ForecasterConfig, SymbolForecaster
+from forex_diffusion.quality.evaluation import QUANTILE_LEVELS
+from forex_diffusion.quality.shadow import ShadowTracker
 from forex_diffusion.storage import make_engine, save_progress
-from forex_diffusion.storage.registry import ModelKey, get_aliases, read_shadow_scores
+from forex_diffusion.storage.model_registry import ModelKey, get_aliases, read_shadow_scores
 from forex_diffusion.timeframes import Timeframe
 from retraining.jobs import decode_outcome, encode_outcome, evaluate_holdout, run_retrain
 from retraining.policy import PromotionPolicy, decide_promotion
 from retraining.registry import ModelRegistry
 from retraining.serving import ModelBook
-from retraining.shadow import ShadowState, settle_shadow, shadow_state
+from retraining.shadow_verdict import ShadowState, settle_shadow, shadow_state
 from streams.cli import app
 
 from .conftest import HORIZON, request, stage_copy, tiny_job
@@ -410,8 +410,8 @@ def test_candle_agent_keeps_shadow_forecasts_off_the_topic_and_announces_the_dec
     import asyncio
     from types import SimpleNamespace
 
-    from forex_diffusion.codec import encode_candle
     from forex_diffusion.instruments import InstrumentRegistry
+    from forex_diffusion.wire import encode_candle
     from streams.agents.candles import CandleAgent
     from streams.app import Runtime
     from streams.metrics import Metrics

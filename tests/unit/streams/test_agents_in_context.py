@@ -19,15 +19,14 @@ from typing import Any
 import pytest
 
 from forex_diffusion.bundled import SAMPLE_TICKS
-from forex_diffusion.codec import encode
 from forex_diffusion.domain import Candle
-from forex_diffusion.forecasting import ForecasterConfig, RandomWalkPredictor, SymbolForecaster
+from forex_diffusion.forecast.forecaster import ForecasterConfig, RandomWalkPredictor, SymbolForecaster
+from forex_diffusion.forecast.warm_start import stream_key
+from forex_diffusion.ingest.pipeline import TickPipeline
+from forex_diffusion.ingest.readers import read_ticks
 from forex_diffusion.offline import aggregate_ticks_file
-from forex_diffusion.pipeline import TickPipeline
-from forex_diffusion.readers import read_ticks
 from forex_diffusion.storage import fetch_candles, load_snapshot
-from forex_diffusion.warm_start import stream_key
-from forex_diffusion.wire import decode_tick, encode_candle
+from forex_diffusion.wire import decode_tick, encode, encode_candle
 from streams.app import Runtime, create_app
 from streams.settings import Settings
 

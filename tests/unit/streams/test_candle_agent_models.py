@@ -18,10 +18,10 @@ import pytest
 
 from forex_diffusion.bundled import MODELS, SAMPLE_TICKS
 from forex_diffusion.domain import Candle
+from forex_diffusion.forecast.warm_start import stream_key
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.offline import aggregate_ticks_file
 from forex_diffusion.storage import make_engine, upsert_candles
-from forex_diffusion.warm_start import stream_key
 from forex_diffusion.wire import encode_candle
 from streams.agents.candles import CandleAgent
 from streams.app import Runtime
@@ -128,7 +128,7 @@ def test_an_agent_with_stored_candles_and_no_checkpoint_forecasts_its_first_cand
 
 def test_the_retrain_agent_takes_requests_for_every_model_and_names_their_horizon(tmp_path: Path) -> None:
     from forex_diffusion.errors import ValidationError
-    from forex_diffusion.trigger import RetrainRequest
+    from forex_diffusion.quality.trigger import RetrainRequest
     from streams.agents.retrain import RetrainAgent
 
     s = Settings(symbols=("EURUSD",), timeframes=("1m", "5m", "1h"), data_dir=tmp_path, models=("1m:60", "1h:24"))

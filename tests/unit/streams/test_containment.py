@@ -18,8 +18,8 @@ import pytest
 from forex_diffusion.bundled import SAMPLE_TICKS
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ModelError, RejectReason, ValidationError
+from forex_diffusion.ingest.readers import read_ticks
 from forex_diffusion.instruments import InstrumentRegistry
-from forex_diffusion.readers import read_ticks
 from forex_diffusion.wire import encode, encode_candle
 from streams.agents import candle_step as step_mod
 from streams.agents import candles as candles_mod

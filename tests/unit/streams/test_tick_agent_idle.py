@@ -14,9 +14,9 @@ from types import SimpleNamespace
 from typing import Any
 
 from forex_diffusion.bundled import SAMPLE_TICKS
-from forex_diffusion.codec import encode
+from forex_diffusion.ingest.readers import read_ticks
 from forex_diffusion.instruments import InstrumentRegistry
-from forex_diffusion.readers import read_ticks
+from forex_diffusion.wire import encode
 from streams.agents.ticks import TickAgent
 from streams.app import Runtime
 from streams.settings import Settings

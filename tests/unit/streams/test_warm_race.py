@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from forex_diffusion.bundled import SAMPLE_TICKS
-from forex_diffusion.forecasting import SymbolForecaster
+from forex_diffusion.forecast.forecaster import SymbolForecaster
+from forex_diffusion.forecast.warm_start import stream_key
 from forex_diffusion.offline import aggregate_ticks_file
-from forex_diffusion.warm_start import stream_key
 from forex_diffusion.wire import encode_candle
 from streams.agents import warm
 from streams.app import create_app

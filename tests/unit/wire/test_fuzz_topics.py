@@ -33,9 +33,9 @@ from forex_diffusion.bundled import SAMPLE_TICKS
 from forex_diffusion.domain import Candle, Tick
 from forex_diffusion.drift import DriftEvent
 from forex_diffusion.errors import ModelError, RejectReason, ValidationError
+from forex_diffusion.ingest.readers import read_ticks
 from forex_diffusion.instruments import InstrumentRegistry
-from forex_diffusion.readers import read_ticks
-from forex_diffusion.trigger import RetrainRequest
+from forex_diffusion.quality.trigger import RetrainRequest
 from streams.agents.candles import CandleAgent
 from streams.agents.ticks import TickAgent
 from streams.app import Runtime

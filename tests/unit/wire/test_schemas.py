@@ -14,7 +14,7 @@ from forex_diffusion import wire
 from forex_diffusion.domain import Candle, Tick
 from forex_diffusion.drift import DriftEvent
 from forex_diffusion.errors import RejectReason, ValidationError
-from forex_diffusion.trigger import RetrainRequest
+from forex_diffusion.quality.trigger import RetrainRequest
 
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "docs" / "schemas"
 H = 3

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from .readers import FileReject, columns, read_candles, read_ticks, sniff_kind
-from .timeframes import Timeframe
-from .wire import encode_unchecked
+from forex_diffusion.ingest.readers import FileReject, columns, read_candles, read_ticks, sniff_kind
+from forex_diffusion.timeframes import Timeframe
+from forex_diffusion.wire import encode_unchecked
 
 __all__ = ["ReplayRecord", "records_from_file"]
 

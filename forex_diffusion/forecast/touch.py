@@ -51,8 +51,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError
-from .instruments import InstrumentRegistry
+from forex_diffusion.errors import ConfigError
+from forex_diffusion.instruments import InstrumentRegistry
 
 __all__ = [
     "DEFAULT_TOUCH_BANDS",

@@ -19,8 +19,8 @@ Scores, for quantile levels :math:`\\tau_1 < \\dots < \\tau_K` and realised valu
   levels at most 0.1 apart is interpolated (``q25`` from ``q20``/``q30``); ``None`` when
   the levels cannot measure the interval.
 
-Every score comes from :mod:`forex_diffusion.evaluation` (:func:`~forex_diffusion.evaluation.score_step`);
-the forecaster scores each realised step once and hands the :class:`~forex_diffusion.evaluation.StepScore`
+Every score comes from :mod:`forex_diffusion.quality.evaluation` (:func:`~forex_diffusion.quality.evaluation.score_step`);
+the forecaster scores each realised step once and hands the :class:`~forex_diffusion.quality.evaluation.StepScore`
 to :meth:`QualityMonitor.add`.
 
 The module is pure: no metrics library, no I/O. The streaming shell turns rows into
@@ -38,9 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, RejectReason, StateError, ValidationError
-from .evaluation import StepScore, crps_quantiles, pinball_loss, score_step
-from .state import malformed, unwrap, wrap
+from forex_diffusion.errors import ConfigError, RejectReason, StateError, ValidationError
+from forex_diffusion.quality.evaluation import StepScore, crps_quantiles, pinball_loss, score_step
+from forex_diffusion.state import malformed, unwrap, wrap
 
 __all__ = [
     "DEFAULT_HORIZON_GROUPS",
@@ -125,7 +125,7 @@ class QualityRow:
 def crps_from_quantiles(quantile_levels: Sequence[float], quantiles: Sequence[float], realized: float) -> float:
     """Return the CRPS approximated from quantiles: twice the mean pinball loss over levels.
 
-    :func:`forex_diffusion.evaluation.crps_quantiles` for one forecast, with the
+    :func:`forex_diffusion.quality.evaluation.crps_quantiles` for one forecast, with the
     monitor's error for mismatched lengths.
 
     Examples
@@ -278,7 +278,7 @@ class QualityMonitor:
         return self.add(symbol, timeframe, step, score_step(quantiles, rw_quantiles, realized, quantile_levels))
 
     def add(self, symbol: str, timeframe: str, step: int, score: StepScore) -> float | None:
-        """Add one already scored realised step (:func:`~forex_diffusion.evaluation.score_step`).
+        """Add one already scored realised step (:func:`~forex_diffusion.quality.evaluation.score_step`).
 
         The forecaster scores each realised step once per candle and hands the score here;
         :meth:`update` is this with the scoring done first. Returns the step's CRPS, or None

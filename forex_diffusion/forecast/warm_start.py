@@ -6,7 +6,7 @@ otherwise wait ``window`` candles -- and the indicator banks ~250 -- before its 
 forecast, although the database holds the history. :func:`stored_history` reads the last
 ``per_timeframe`` closed candles of each timeframe that come before the first new candle
 in stream order, and :func:`warm_start` replays them through
-:meth:`~forex_diffusion.forecasting.SymbolForecaster.warm`: the series end in the state
+:meth:`~forex_diffusion.forecast.forecaster.SymbolForecaster.warm`: the series end in the state
 they would have had seeing those candles live, so the first new candle is forecast.
 
 A checkpoint restore stays the primary path: only :attr:`SymbolForecaster.cold` series
@@ -17,17 +17,17 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from .domain import Candle
-from .forecasting import SymbolForecaster
-from .storage.repository import fetch_candles
-from .timeframes import Timeframe
+from forex_diffusion.domain import Candle
+from forex_diffusion.forecast.forecaster import SymbolForecaster
+from forex_diffusion.storage.repository import fetch_candles
+from forex_diffusion.timeframes import Timeframe
 
 __all__ = ["stream_key", "stored_history", "warm_start"]
 
 
 def stream_key(candle: Candle) -> tuple[int, int]:
     """Position of a candle in the stream of its symbol: close time, then the shorter
-    timeframe first (the order :class:`~forex_diffusion.aggregation.CandleAggregator`
+    timeframe first (the order :class:`~forex_diffusion.ingest.aggregation.CandleAggregator`
     emits)."""
     return candle.close_ms, Timeframe.parse(candle.timeframe).duration_ms
 

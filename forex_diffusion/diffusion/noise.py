@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from forex_diffusion.errors import ConfigError
 
 __all__ = ["NoiseSchedule", "ScheduleConfig"]
 

@@ -29,10 +29,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .domain import Candle, PriceSide, Tick
-from .errors import ConfigError, RejectReason, StateError, ValidationError
-from .state import malformed, unwrap, wrap
-from .timeframes import Timeframe, parse_timeframes
+from forex_diffusion.domain import Candle, PriceSide, Tick
+from forex_diffusion.errors import ConfigError, RejectReason, StateError, ValidationError
+from forex_diffusion.state import malformed, unwrap, wrap
+from forex_diffusion.timeframes import Timeframe, parse_timeframes
 
 __all__ = ["CandleAggregator"]
 

@@ -39,11 +39,11 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from .domain import Candle
-from .errors import ConfigError, RejectReason, StateError, ValidationError
-from .indicators import BankSpec, IndicatorBank, RealisedVolatility
-from .state import malformed, unwrap, wrap
-from .timeframes import Timeframe
+from forex_diffusion.domain import Candle
+from forex_diffusion.errors import ConfigError, RejectReason, StateError, ValidationError
+from forex_diffusion.indicators import BankSpec, IndicatorBank, RealisedVolatility
+from forex_diffusion.state import malformed, unwrap, wrap
+from forex_diffusion.timeframes import Timeframe
 
 __all__ = [
     "FeatureBuilder",

@@ -33,9 +33,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from .domain import PriceSide, Tick
-from .errors import DataFormatError, RejectReason
-from .instruments import InstrumentRegistry
+from forex_diffusion.domain import PriceSide, Tick
+from forex_diffusion.errors import DataFormatError, RejectReason
+from forex_diffusion.instruments import InstrumentRegistry
 
 __all__ = [
     "FileReject",
@@ -584,7 +584,7 @@ def read_candle_series(
     DataFormatError
         As :func:`read_candles` and :func:`select_series`, or bars spaced unlike ``timeframe``.
     """
-    from .timeframes import Timeframe
+    from forex_diffusion.timeframes import Timeframe
 
     loaded = read_candles(path, symbol=symbol, price=price, tz=tz, instruments=instruments)
     tfs = file_timeframes(path)

@@ -32,8 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .domain import Candle
-from .errors import ConfigError, RejectReason
+from forex_diffusion.domain import Candle
+from forex_diffusion.errors import ConfigError, RejectReason
 
 __all__ = ["CandleGate", "CandleGateConfig"]
 

@@ -6,11 +6,11 @@ by the shadow's forecast of the same request (same seeding rule: the predictor s
 symbol, timeframe, origin and its own version; same sampling budget). Shadow forecasts are
 **not published** -- neither on ``fx.forecasts`` nor in the ``forecasts`` table: consumers
 only ever see the champion. They are kept beside the champion's in a
-:class:`~forex_diffusion.shadow.ShadowTracker` (checkpointed with the partition's state),
+:class:`~forex_diffusion.quality.shadow.ShadowTracker` (checkpointed with the partition's state),
 realised by the following candles, and each fully realised origin becomes a
 ``shadow_scores`` row, stored in the same transaction as the checkpoint (the consumer's
 effects buffer, :mod:`streams.consumer`). After each
-checkpoint (and every 15 s) :func:`~retraining.shadow.settle_shadow` decides the shadows
+checkpoint (and every 15 s) :func:`~retraining.shadow_verdict.settle_shadow` decides the shadows
 that have enough realised forecasts; a decision is announced on ``fx.models`` like a job's
 outcome, and the model book is refreshed. Degraded batches (the worker is behind) make no
 shadow forecasts. Nothing here can stop the champion's path: its errors are logged.
@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ForexDiffusionError
-from forex_diffusion.shadow import ShadowTracker
+from forex_diffusion.quality.shadow import ShadowTracker
 from retraining.jobs import JobOutcome, encode_outcome
 from retraining.serving import ModelBook
-from retraining.shadow import ShadowState, settle_shadow
+from retraining.shadow_verdict import ShadowState, settle_shadow
 
 if TYPE_CHECKING:
     from forex_diffusion.diffusion.context import ForecastRequest
-    from forex_diffusion.forecasting import CandleOutcome
+    from forex_diffusion.forecast.forecaster import CandleOutcome
 
     from .metrics import Metrics
 

@@ -18,7 +18,7 @@ ahead is not caught: the ticks behind it that are older than its watermark are r
 replays and backfills of history are guarded as well as a live feed (the validator judges
 a tick against the wall clock when the caller gives one).
 
-**Hold** (like the price guard, :mod:`~forex_diffusion.spikes`). A jump is held, with
+**Hold** (like the price guard, :mod:`~forex_diffusion.ingest.spikes`). A jump is held, with
 whatever the caller attached to it, and the ticks after it decide:
 
 * a tick within ``max_jump_ms`` (open-market time) of the first held one confirms the new time; after
@@ -37,7 +37,7 @@ the input (:meth:`TimeJumpGuard.settle`) the largest cluster is released (ties: 
 earliest), so a series of one tick still gives its candle.
 
 A held tick never moves the clock: the caller keeps it out of the aggregator until it is
-released (see :class:`~forex_diffusion.pipeline.TickPipeline`).
+released (see :class:`~forex_diffusion.ingest.pipeline.TickPipeline`).
 
 >>> g = TimeJumpGuard(TimeJumpConfig(max_jump_ms=1_000, confirm=2, hours=None))
 >>> g.hold_first("a", 0), g.hold_first("b", 10), g.hold_first("c", 20)
@@ -58,10 +58,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from .errors import ConfigError, StateError
-from .market_hours import DEFAULT_MARKET_HOURS, MarketHours
-from .spikes import Holding
-from .state import malformed, unwrap, wrap
+from forex_diffusion.errors import ConfigError, StateError
+from forex_diffusion.ingest.spikes import Holding
+from forex_diffusion.market_hours import DEFAULT_MARKET_HOURS, MarketHours
+from forex_diffusion.state import malformed, unwrap, wrap
 
 __all__ = ["TimeJumpConfig", "TimeJumpGuard", "TimeVerdict"]
 

@@ -44,9 +44,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from .domain import field_dict
-from .drift import DriftEvent
-from .errors import ConfigError
+from forex_diffusion.domain import field_dict
+from forex_diffusion.drift import DriftEvent
+from forex_diffusion.errors import ConfigError
 
 __all__ = [
     "Decision",

@@ -20,8 +20,8 @@ The page is self-contained (inline CSS and SVG charts, no scripts, no plotting l
 
 Step ``k`` of a forecast made at ``as_of`` is realised by the close of the ``k``-th stored
 candle whose open time is at or after ``as_of`` (``as_of`` is the close time of the candle
-the forecast was made on). Scores use :func:`~forex_diffusion.evaluation.crps_quantiles`
-and :func:`~forex_diffusion.evaluation.summarize_forecasts`, so they equal the backtest's.
+the forecast was made on). Scores use :func:`~forex_diffusion.quality.evaluation.crps_quantiles`
+and :func:`~forex_diffusion.quality.evaluation.summarize_forecasts`, so they equal the backtest's.
 
 Use :func:`load_report` (database → :class:`ReportData`) then :func:`render_report`
 (→ HTML string); every string placed in the page is escaped.
@@ -40,15 +40,15 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, MetaData, Table, func, inspect, select
 
-from .errors import ConfigError
-from .evaluation import QUANTILE_LEVELS, crps_quantiles, interval_hits, summarize_forecasts
-from .monitoring import DEFAULT_HORIZON_GROUPS, HorizonGroup
-from .storage.registry import alias_history, list_versions
-from .storage.repository import fetch_candles
-from .storage.retry import db_retry
-from .storage.tables import NO_HORIZON, forecasts
-from .timeframes import Timeframe, ms_to_datetime
-from .touch import TOUCH_COLUMNS, realised_touch, touch_reliability, touch_rows
+from forex_diffusion.errors import ConfigError
+from forex_diffusion.forecast.touch import TOUCH_COLUMNS, realised_touch, touch_reliability, touch_rows
+from forex_diffusion.quality.evaluation import QUANTILE_LEVELS, crps_quantiles, interval_hits, summarize_forecasts
+from forex_diffusion.quality.monitoring import DEFAULT_HORIZON_GROUPS, HorizonGroup
+from forex_diffusion.storage.model_registry import alias_history, list_versions
+from forex_diffusion.storage.repository import fetch_candles
+from forex_diffusion.storage.retry import db_retry
+from forex_diffusion.storage.tables import NO_HORIZON, forecasts
+from forex_diffusion.timeframes import Timeframe, ms_to_datetime
 
 __all__ = [
     "DriftTable",
@@ -247,7 +247,7 @@ def realise(payloads: Sequence[dict[str, Any]], candles: pd.DataFrame) -> pd.Dat
 
 
 def touch_realise(payloads: Sequence[dict[str, Any]], candles: pd.DataFrame) -> pd.DataFrame:
-    """Touch rows (:data:`~forex_diffusion.touch.TOUCH_COLUMNS`) of the payloads that carry ``touch``.
+    """Touch rows (:data:`~forex_diffusion.forecast.touch.TOUCH_COLUMNS`) of the payloads that carry ``touch``.
 
     Steps are realised as in :func:`realise`; ``hit`` is NaN where the step is not yet known.
     """

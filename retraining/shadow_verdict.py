@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from forex_diffusion.errors import RegistryError
-from forex_diffusion.storage.registry import ModelVersion, read_shadow_scores
+from forex_diffusion.storage.model_registry import ModelVersion, read_shadow_scores
 
 from .policy import PromotionDecision, ShadowScores, decide_shadow
 from .registry import ModelRegistry

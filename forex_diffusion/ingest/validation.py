@@ -33,11 +33,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .domain import Tick
-from .errors import ConfigError, RejectReason, StateError, ValidationError
-from .instruments import InstrumentRegistry
-from .market_hours import DEFAULT_MARKET_HOURS, MarketHours
-from .state import malformed, unwrap, wrap
+from forex_diffusion.domain import Tick
+from forex_diffusion.errors import ConfigError, RejectReason, StateError, ValidationError
+from forex_diffusion.instruments import InstrumentRegistry
+from forex_diffusion.market_hours import DEFAULT_MARKET_HOURS, MarketHours
+from forex_diffusion.state import malformed, unwrap, wrap
 
 PRICE_RANGE_FACTOR = 10.0
 """By default a price must lie in ``[low / f, high * f]`` of its instrument's traded range

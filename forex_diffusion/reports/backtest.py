@@ -26,14 +26,14 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
-from ._bitmap_font import draw_text, text_width
-from .diffusion.context import ForecastRequest
-from .diffusion.inputs import build_extra, frame_candles
-from .diffusion.predictor import Forecast, Predictor
-from .errors import ConfigError
-from .evaluation import QUANTILE_LEVELS, ewma_random_walk_quantiles
-from .timeframes import Timeframe, datetime_to_ms
-from .touch import TOUCH_COLUMNS, realised_touch, touch_rows
+from forex_diffusion.diffusion.context import ForecastRequest
+from forex_diffusion.diffusion.inputs import build_extra, frame_candles
+from forex_diffusion.diffusion.predictor import Forecast, Predictor
+from forex_diffusion.errors import ConfigError
+from forex_diffusion.forecast.touch import TOUCH_COLUMNS, realised_touch, touch_rows
+from forex_diffusion.quality.evaluation import QUANTILE_LEVELS, ewma_random_walk_quantiles
+from forex_diffusion.reports._bitmap_font import draw_text, text_width
+from forex_diffusion.timeframes import Timeframe, datetime_to_ms
 
 __all__ = [
     "BACKTEST_COLUMNS",
@@ -143,7 +143,7 @@ def backtest(
     touch
         When given, one frame per sampling call is appended to it: the touch probabilities
         of the predictor's bands with the realised touches (:func:`touch_frame`), for
-        :func:`~forex_diffusion.touch.summarize_touch`. The returned rows do not change.
+        :func:`~forex_diffusion.forecast.touch.summarize_touch`. The returned rows do not change.
 
     Returns
     -------
@@ -238,7 +238,7 @@ def _rows(
 
 
 def touch_frame(index: list[int], fcs: list[Forecast], closes: np.ndarray) -> pd.DataFrame:
-    """Touch rows (:data:`~forex_diffusion.touch.TOUCH_COLUMNS`) of forecasts made on the closes at ``index``."""
+    """Touch rows (:data:`~forex_diffusion.forecast.touch.TOUCH_COLUMNS`) of forecasts made on the closes at ``index``."""
     done = [(i, f) for i, f in zip(index, fcs, strict=True) if f.touch is not None]
     if not done:
         return pd.DataFrame({c: [] for c in TOUCH_COLUMNS})

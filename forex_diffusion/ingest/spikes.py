@@ -35,7 +35,7 @@ that (the minutes after the SNB decision) restarts the hold, and the prints in b
 quarantined, until M + 1 consecutive ticks agree; returns of the new regime then raise
 ``sigma`` and with it the threshold. The guard never moves a price and never decides on
 time: the caller owns what a held tick means for its clock (see
-:class:`~forex_diffusion.pipeline.TickPipeline`).
+:class:`~forex_diffusion.ingest.pipeline.TickPipeline`).
 
 The jump test is done against the precomputed pass band ``last_good * exp(∓threshold)``
 (same test, no logarithm per tick); once the start is over, :meth:`SpikeGuard.accept` costs
@@ -61,8 +61,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from .errors import ConfigError, StateError
-from .state import malformed, unwrap, wrap
+from forex_diffusion.errors import ConfigError, StateError
+from forex_diffusion.state import malformed, unwrap, wrap
 
 __all__ = ["HeldVerdict", "SpikeConfig", "SpikeCounters", "SpikeGuard"]
 

@@ -145,7 +145,7 @@ class IdleClocks:
     ``seen`` after each tick (the series' event time, not a held far-future tick's), ``drop``
     the series of a revoked partition, and ``close`` on the timer: it restarts the clocks of
     series whose worker is behind, and advances every idle series of ``series`` (a
-    :class:`~forex_diffusion.pipeline.TickPipeline`): a quiet feed first releases a held
+    :class:`~forex_diffusion.ingest.pipeline.TickPipeline`): a quiet feed first releases a held
     tick (confirming no jump), then closes the bars it has waited out.
     """
 

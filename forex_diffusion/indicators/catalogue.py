@@ -10,15 +10,15 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ..errors import ConfigError
-from .base import Indicator
-from .channels import Donchian, Keltner
-from .extrema import Max, Min
-from .hurst import Hurst
-from .momentum import MACD, RSI, Stochastic
-from .moving import EMA, SMA
-from .trend import ADX
-from .volatility import ATR, BollingerBands, RealisedVolatility
+from forex_diffusion.errors import ConfigError
+from forex_diffusion.indicators.base import Indicator
+from forex_diffusion.indicators.channels import Donchian, Keltner
+from forex_diffusion.indicators.extrema import Max, Min
+from forex_diffusion.indicators.hurst import Hurst
+from forex_diffusion.indicators.momentum import MACD, RSI, Stochastic
+from forex_diffusion.indicators.moving import EMA, SMA
+from forex_diffusion.indicators.trend import ADX
+from forex_diffusion.indicators.volatility import ATR, BollingerBands, RealisedVolatility
 
 __all__ = ["INDICATOR_CLASSES", "build_indicator", "indicator_class", "indicator_token"]
 

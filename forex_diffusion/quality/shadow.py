@@ -4,7 +4,7 @@ A challenger that beat the champion on the offline hold-out first serves in **sh
 every candle where the champion forecasts a series, the shadow forecasts it too (same
 request, same seeding rule, same sampling budget), and :class:`ShadowTracker` keeps the
 pair. Each later candle of the series realises one more step of both, scored exactly as
-the champion's live forecasts are (:func:`~forex_diffusion.evaluation.crps_quantiles` on
+the champion's live forecasts are (:func:`~forex_diffusion.quality.evaluation.crps_quantiles` on
 the step's quantiles and the realised close, the 5–95 % interval hit, the EWMA random
 walk from the origin's volatility). The agent forecasts after it has processed its whole
 batch of candles, so a pair first catches up on the closes after its origin that the
@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from .diffusion.predictor import Forecast
-from .domain import Candle
-from .errors import ConfigError, StateError
-from .evaluation import crps_quantiles
-from .forecasting import rw_quantiles
-from .state import unwrap, wrap
+from forex_diffusion.diffusion.predictor import Forecast
+from forex_diffusion.domain import Candle
+from forex_diffusion.errors import ConfigError, StateError
+from forex_diffusion.forecast.forecaster import rw_quantiles
+from forex_diffusion.quality.evaluation import crps_quantiles
+from forex_diffusion.state import unwrap, wrap
 
 __all__ = ["ShadowRealised", "ShadowTracker"]
 
@@ -66,7 +66,7 @@ class ShadowRealised:
         return f"{self.symbol}/{self.timeframe}/{self.horizon}"
 
     def row(self) -> dict[str, Any]:
-        """The ``shadow_scores`` row (:data:`forex_diffusion.storage.registry.SHADOW_COLUMNS`)."""
+        """The ``shadow_scores`` row (:data:`forex_diffusion.storage.model_registry.SHADOW_COLUMNS`)."""
         return {
             "version": self.version,
             "as_of_ms": self.as_of_ms,

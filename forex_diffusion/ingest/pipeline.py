@@ -7,13 +7,13 @@ buckets, watermark, recent tick ids, the time and spike guards with their held t
 snapshots per symbol as plain data, so a worker that takes over a partition resumes where
 the last one stopped.
 
-The time guard (:mod:`~forex_diffusion.time_jumps`) holds a tick far ahead of its series'
+The time guard (:mod:`~forex_diffusion.ingest.time_jumps`) holds a tick far ahead of its series'
 event time (default: more than 4 days) until later ticks confirm the new time, so one bad
 clock cannot move the watermark; an unconfirmed one is refused as ``future_ts`` (through
 :meth:`TickPipeline.take_quarantined`). The first ticks of a series are held until their
 times agree (see the module); candles are the same as without the guard.
 
-The spike guard (B9, :mod:`~forex_diffusion.spikes`) holds a huge jump back from the
+The spike guard (B9, :mod:`~forex_diffusion.ingest.spikes`) holds a huge jump back from the
 aggregator until ``confirm`` ticks confirm the new level; then the held ticks go through
 the aggregator in arrival order, so the candles equal those built without the guard.
 An unconfirmed jump is quarantined: :meth:`TickPipeline.take_quarantined` hands the
@@ -27,15 +27,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .aggregation import CandleAggregator
-from .domain import Candle, PriceSide, Tick
-from .errors import RejectReason, StateError, ValidationError
-from .instruments import InstrumentRegistry
-from .market_hours import MarketHours
-from .spikes import SpikeConfig, SpikeCounters, SpikeGuard
-from .time_jumps import TimeJumpConfig, TimeJumpGuard
-from .timeframes import Timeframe
-from .validation import TickValidator, ValidationConfig
+from forex_diffusion.domain import Candle, PriceSide, Tick
+from forex_diffusion.errors import RejectReason, StateError, ValidationError
+from forex_diffusion.ingest.aggregation import CandleAggregator
+from forex_diffusion.ingest.spikes import SpikeConfig, SpikeCounters, SpikeGuard
+from forex_diffusion.ingest.time_jumps import TimeJumpConfig, TimeJumpGuard
+from forex_diffusion.ingest.validation import TickValidator, ValidationConfig
+from forex_diffusion.instruments import InstrumentRegistry
+from forex_diffusion.market_hours import MarketHours
+from forex_diffusion.timeframes import Timeframe
 
 __all__ = ["Quarantined", "TickPipeline"]
 

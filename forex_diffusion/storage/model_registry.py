@@ -48,10 +48,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..domain import field_dict
-from ..errors import ConfigError, RegistryError
-from .retry import db_retry
-from .tables import forecasts, metadata, series_columns
+from forex_diffusion.domain import field_dict
+from forex_diffusion.errors import ConfigError, RegistryError
+from forex_diffusion.storage.retry import db_retry
+from forex_diffusion.storage.tables import forecasts, metadata, series_columns
 
 __all__ = [
     "ALIASES",
@@ -206,7 +206,7 @@ class ModelKey:
     @property
     def is_symbol_set(self) -> bool:
         """Whether this is a global model's key (symbol ``SETxxxxxxxx``, a symbol set's hash)."""
-        from ..instruments import is_symbol_set_key
+        from forex_diffusion.instruments import is_symbol_set_key
 
         return is_symbol_set_key(self.symbol)
 
@@ -219,7 +219,7 @@ class ModelKey:
         >>> k.is_symbol_set, k == ModelKey.for_symbols(["EURUSD", "GBPUSD"], "1d", 10)
         (True, True)
         """
-        from ..instruments import symbol_set_key
+        from forex_diffusion.instruments import symbol_set_key
 
         return cls(symbol=symbol_set_key(symbols), timeframe=timeframe, horizon=horizon)
 

@@ -27,19 +27,19 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .diffusion.context import ContextSpec, ForecastRequest, SeriesContext
-from .diffusion.inputs import CrossBook, InputsBuilder, InputSpec
-from .diffusion.predictor import Forecast
-from .domain import Candle
-from .drift import DriftConfig, DriftEvent, DriftMonitor
-from .errors import ConfigError, StateError
-from .evaluation import QUANTILE_LEVELS, StepScore, ewma_random_walk_quantiles, score_step
-from .features import FeatureBuilder, FeatureConfig
-from .monitoring import QualityMonitor
-from .online.learners import LearnerConfig, LearnerStep, OnlineLearnerSet
-from .state import malformed, unwrap, wrap
-from .timeframes import Timeframe
-from .trigger import Decision, RetrainRequest, TriggerPolicy, TriggerState, close_request, decide
+from forex_diffusion.diffusion.context import ContextSpec, ForecastRequest, SeriesContext
+from forex_diffusion.diffusion.inputs import CrossBook, InputsBuilder, InputSpec
+from forex_diffusion.diffusion.predictor import Forecast
+from forex_diffusion.domain import Candle
+from forex_diffusion.drift import DriftConfig, DriftEvent, DriftMonitor
+from forex_diffusion.errors import ConfigError, StateError
+from forex_diffusion.forecast.features import FeatureBuilder, FeatureConfig
+from forex_diffusion.online.learners import LearnerConfig, LearnerStep, OnlineLearnerSet
+from forex_diffusion.quality.evaluation import QUANTILE_LEVELS, StepScore, ewma_random_walk_quantiles, score_step
+from forex_diffusion.quality.monitoring import QualityMonitor
+from forex_diffusion.quality.trigger import Decision, RetrainRequest, TriggerPolicy, TriggerState, close_request, decide
+from forex_diffusion.state import malformed, unwrap, wrap
+from forex_diffusion.timeframes import Timeframe
 
 __all__ = [
     "CandleOutcome",

@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from forex_diffusion.errors import ValidationError
-from forex_diffusion.trigger import RetrainRequest
+from forex_diffusion.quality.trigger import RetrainRequest
 from retraining.schedule import due_requests
 
 if TYPE_CHECKING:

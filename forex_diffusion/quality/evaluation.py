@@ -32,7 +32,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy.stats import norm
 
-from .errors import ConfigError
+from forex_diffusion.errors import ConfigError
 
 __all__ = [
     "CENTRAL_INTERVALS",
