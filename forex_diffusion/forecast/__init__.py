@@ -1,7 +1,7 @@
 """Forecast: the per-series forecast path, from closed candles to forecast records.
 
 Modules: :mod:`.forecaster` (the per-symbol state machine), :mod:`.features` (multi-timeframe
-feature vectors), :mod:`.batch` (requests batched by model, load shedding), :mod:`.touch`
+feature vectors), :mod:`.batching` (requests batched by model, load shedding), :mod:`.touch`
 (touch probabilities and running extremes of sampled paths), :mod:`.warm_start` (a series
 rebuilt from stored candles). The model itself is :mod:`forex_diffusion.diffusion`.
 """
@@ -12,7 +12,7 @@ from forex_diffusion._lazy import lazy_exports
 
 #: Each public name → the module (under this package) that defines it.
 _EXPORTS = {
-    "sampling_budget": "batch",
+    "sampling_budget": "batching",
     "FeatureBuilder": "features",
     "FeatureConfig": "features",
     "ForecasterConfig": "forecaster",

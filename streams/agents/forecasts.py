@@ -2,7 +2,7 @@
 
 The due requests of a batch go to their models in ONE sampling call per model, in an
 executor so the event loop never blocks, at the batch's budget
-(:mod:`forex_diffusion.forecast.batch`: the reduced one while the worker is behind).
+(:mod:`forex_diffusion.forecast.batching`: the reduced one while the worker is behind).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from forex_diffusion.errors import ForexDiffusionError
-from forex_diffusion.forecast.batch import group_by_model, sampling_budget
+from forex_diffusion.forecast.batching import group_by_model, sampling_budget
 from forex_diffusion.wire import encode_forecast
 
 from .candle_step import Due
