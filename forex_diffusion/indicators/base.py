@@ -333,7 +333,8 @@ class PeriodIndicator(Indicator[V]):
     own, one output column ``{spec_name}_{period}``.
 
     Mixed in before :class:`ScalarIndicator` or :class:`BarIndicator`; a subclass declares
-    its default in its own ``__init__`` and calls ``super().__init__``.
+    its default in its own ``__init__`` and calls ``super().__init__``, and its summary line
+    says what its ``period`` counts and its bound (no ``Parameters`` section for the one name).
     """
 
     __slots__ = ("period",)

@@ -17,14 +17,9 @@ __all__ = ["Donchian", "Keltner"]
 
 
 class Donchian(PeriodIndicator[ChannelValue], BarIndicator[ChannelValue]):
-    """Donchian channel: highest high and lowest low of the last ``period`` bars.
+    """Donchian channel: highest high and lowest low of the last ``period`` bars (``period >= 1``).
 
     The current bar is included (as TA-Lib ``MAX``/``MIN`` and pandas ``rolling``).
-
-    Parameters
-    ----------
-    period
-        Window length (>= 1).
 
     Examples
     --------

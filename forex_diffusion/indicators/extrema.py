@@ -66,17 +66,12 @@ class _Extreme(PeriodIndicator[float], ScalarIndicator[float]):
 
 
 class Max(_Extreme):
-    """Highest input over the last ``period`` inputs (TA-Lib ``MAX``).
+    """Highest input over the last ``period`` inputs, the newest included (``period >= 1``; TA-Lib ``MAX``).
 
     A monotonic deque of ``(index, value)`` keeps only inputs that can still be the
     maximum; its front is the maximum. The maximum of the window with the oldest input
     dropped is the front or, when the front is leaving, the next entry, which is what
     makes :meth:`revise` O(1).
-
-    Parameters
-    ----------
-    period
-        Window length (>= 1).
 
     Examples
     --------
@@ -94,12 +89,7 @@ class Max(_Extreme):
 
 
 class Min(_Extreme):
-    """Lowest input over the last ``period`` inputs (TA-Lib ``MIN``).
-
-    Parameters
-    ----------
-    period
-        Window length (>= 1).
+    """Lowest input over the last ``period`` inputs: :class:`Max` mirrored (TA-Lib ``MIN``).
 
     Examples
     --------

@@ -23,16 +23,11 @@ __all__ = ["MACD", "RSI", "Stochastic"]
 
 
 class RSI(PeriodIndicator[float], ScalarIndicator[float]):
-    """Relative strength index with Wilder's smoothing, TA-Lib conventions.
+    """Relative strength index with Wilder's smoothing over ``period >= 2`` changes, TA-Lib conventions.
 
     The first value (bar ``period``) uses the plain means of the gains and losses of the
     first ``period`` changes; then ``avg = (avg * (period - 1) + x) / period``.
     ``RSI = 100 * gain / (gain + loss)``, and 0 when both are 0 (as TA-Lib).
-
-    Parameters
-    ----------
-    period
-        Smoothing length (>= 2).
 
     Examples
     --------

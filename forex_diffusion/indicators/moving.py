@@ -13,16 +13,11 @@ __all__ = ["EMA", "SMA"]
 
 
 class SMA(PeriodIndicator[float], ScalarIndicator[float]):
-    """Simple moving average over the last ``period`` inputs.
+    """Simple moving average over the last ``period`` inputs (``period >= 1``).
 
     The window sum is kept relative to an anchor (a recent input) and recomputed
     exactly from the window every ``period`` updates, so rounding error stays bounded
     on endless streams. Equals TA-Lib ``SMA`` from its first value (bar ``period - 1``).
-
-    Parameters
-    ----------
-    period
-        Window length (>= 1).
 
     Examples
     --------
@@ -100,17 +95,12 @@ class SMA(PeriodIndicator[float], ScalarIndicator[float]):
 
 
 class EMA(PeriodIndicator[float], ScalarIndicator[float]):
-    """Exponential moving average, ``alpha = 2 / (period + 1)``, seeded like TA-Lib.
+    """Exponential moving average of span ``period >= 1``, ``alpha = 2 / (period + 1)``, seeded like TA-Lib.
 
     The first value (bar ``period - 1``) is the SMA of the first ``period`` inputs; then
     ``ema += alpha * (x - ema)``. Equals TA-Lib ``EMA`` from its first value.
     ``is_ready`` once the seed's weight ``(1 - alpha)^k`` is at most the readiness
     tolerance.
-
-    Parameters
-    ----------
-    period
-        Span of the average (>= 1).
 
     Examples
     --------

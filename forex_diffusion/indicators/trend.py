@@ -13,7 +13,7 @@ _State = tuple[float, float, float, float, float, float, float, float]
 
 
 class ADX(PeriodIndicator[float], BarIndicator[float]):
-    """Average directional index, reproducing TA-Lib ``ADX`` step by step.
+    """Average directional index of Wilder length ``period >= 2``, reproducing TA-Lib ``ADX`` step by step.
 
     Directional moves: ``up = high - prev_high``, ``down = prev_low - low``; +DM = up
     when ``up > down`` and ``up > 0``, -DM = down when ``down > up`` and ``down > 0``.
@@ -22,11 +22,6 @@ class ADX(PeriodIndicator[float], BarIndicator[float]):
     DX = ``100 |+DI - -DI| / (+DI + -DI)``; the first ADX (bar ``2 * period - 1``) is the
     mean of the first ``period`` DX values, then ``adx = (adx * (period - 1) + dx) / period``
     (a step where TR or +DI + -DI is zero leaves ADX unchanged, as in TA-Lib).
-
-    Parameters
-    ----------
-    period
-        Wilder length (>= 2).
 
     Examples
     --------

@@ -28,16 +28,11 @@ def _fmt(x: float) -> str:
 
 
 class ATR(PeriodIndicator[float], BarIndicator[float]):
-    """Average true range with Wilder's smoothing, TA-Lib conventions.
+    """Average true range with Wilder's smoothing of length ``period >= 1``, TA-Lib conventions.
 
     The true range needs the previous close, so the first one is at bar 1; the first ATR
     (bar ``period``) is the mean of the first ``period`` true ranges, then
     ``atr = (atr * (period - 1) + tr) / period``. Equals TA-Lib ``ATR`` from its first value.
-
-    Parameters
-    ----------
-    period
-        Smoothing length (>= 1).
 
     Examples
     --------
@@ -286,16 +281,11 @@ class BollingerBands(ScalarIndicator[BandsValue]):
 
 
 class RealisedVolatility(PeriodIndicator[float], ScalarIndicator[float]):
-    """Rolling realised volatility: root mean square of the last ``period`` log returns.
+    """Rolling realised volatility: root mean square of the last ``period >= 1`` log returns.
 
     ``rv = sqrt(sum(r_i^2) / period)`` with ``r_i = ln(c_i / c_{i-1})``: a per-bar figure
     (multiply by ``sqrt(bars per year)`` to annualise); the returns are not demeaned, as
     usual for realised variance. First value at bar ``period``.
-
-    Parameters
-    ----------
-    period
-        Number of returns in the window (>= 1).
 
     Examples
     --------
