@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from forex_diffusion.errors import ConfigError
 from forex_diffusion.indicators.base import BarIndicator, BarLike, PeriodIndicator, check_period
 from forex_diffusion.indicators.extrema import Max, Min, push_high_low
-from forex_diffusion.indicators.fusion import TRUE_RANGE, Part, ema_block, extrema_lines, literal
+from forex_diffusion.indicators.fusion import TRUE_RANGE, Part, ema_block, extrema_lines, literal, true_range
 from forex_diffusion.indicators.moving import EMA
 from forex_diffusion.indicators.values import BandsValue, ChannelValue
 from forex_diffusion.indicators.volatility import ATR
@@ -143,17 +143,8 @@ class Keltner(BarIndicator[BandsValue]):
             md = (bar.close - e) * em._k + e
             em._ema = md
             at._n = an
-            pc: float = at._pc  # type: ignore[assignment]  # set: an > 1
-            h = bar.high
-            lo = bar.low
+            tr = true_range(bar.high, bar.low, at._pc)  # type: ignore[arg-type]  # set: an > 1
             at._pc = bar.close
-            tr = h - lo
-            v = h - pc if h > pc else pc - h
-            if v > tr:
-                tr = v
-            v = lo - pc if lo > pc else pc - lo
-            if v > tr:
-                tr = v
             p = at.period
             a = (at._atr * (p - 1) + tr) / p
             at._atr = a

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["TRUE_RANGE", "Lines", "Part", "ema_block", "extrema_lines", "literal", "sma_lines"]
+__all__ = ["TRUE_RANGE", "Lines", "Part", "ema_block", "extrema_lines", "literal", "sma_lines", "true_range"]
 
 Lines = tuple[str, ...]
 
@@ -69,7 +69,20 @@ TRUE_RANGE: tuple[str, Lines] = (
         "pc = c",
     ),
 )
-"""The true range with the shared previous close ``pc`` (ATR._push's order of tests)."""
+"""The true range with the shared previous close ``pc`` (:func:`true_range`'s order of tests)."""
+
+
+def true_range(high: float, low: float, prev_close: float) -> float:
+    """The true range, ``max(high - low, |high - prev_close|, |low - prev_close|)``, as
+    :data:`TRUE_RANGE` computes it (same tests, same order): the classes' own steps call it."""
+    tr = high - low
+    v = high - prev_close if high > prev_close else prev_close - high
+    if v > tr:
+        tr = v
+    v = low - prev_close if low > prev_close else prev_close - low
+    if v > tr:
+        tr = v
+    return tr
 
 
 def ema_block(period: int, k: float) -> tuple[str, Lines]:

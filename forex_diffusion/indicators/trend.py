@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from forex_diffusion.indicators.base import BarIndicator, BarLike, PeriodIndicator, cascade_ready_steps
-from forex_diffusion.indicators.fusion import TRUE_RANGE, Part
+from forex_diffusion.indicators.fusion import TRUE_RANGE, Part, true_range
 
 __all__ = ["ADX"]
 
@@ -55,13 +55,7 @@ class ADX(PeriodIndicator[float], BarIndicator[float]):
         pdm, mdm, tr, sdx, adx = self._pdm, self._mdm, self._tr, self._sdx, self._adx
         up = h - ph
         down = pl - lo
-        t = h - lo
-        v = h - pc if h > pc else pc - h
-        if v > t:
-            t = v
-        v = lo - pc if lo > pc else pc - lo
-        if v > t:
-            t = v
+        t = true_range(h, lo, pc)
         if n <= p:  # plain sums over the first period - 1 changes
             if down > 0 and up < down:
                 mdm += down

@@ -14,7 +14,7 @@ from forex_diffusion.indicators.base import (
     cascade_ready_steps,
     check_period,
 )
-from forex_diffusion.indicators.fusion import TRUE_RANGE, Part, literal
+from forex_diffusion.indicators.fusion import TRUE_RANGE, Part, literal, true_range
 from forex_diffusion.indicators.values import BandsValue
 
 __all__ = ["ATR", "BollingerBands", "RealisedVolatility"]
@@ -59,18 +59,10 @@ class ATR(PeriodIndicator[float], BarIndicator[float]):
         n = self._n + 1
         self._n = n
         pc = self._pc
-        h = bar.high
-        lo = bar.low
         self._pc = bar.close
         if pc is None:
             return None
-        tr = h - lo
-        v = h - pc if h > pc else pc - h
-        if v > tr:
-            tr = v
-        v = lo - pc if lo > pc else pc - lo
-        if v > tr:
-            tr = v
+        tr = true_range(bar.high, bar.low, pc)
         p = self.period
         if n > p + 1:
             a = (self._atr * (p - 1) + tr) / p
@@ -100,9 +92,7 @@ class ATR(PeriodIndicator[float], BarIndicator[float]):
         p = self.period
         if pc is None or n <= p:
             return None
-        h = bar.high
-        lo = bar.low
-        tr = max(h - lo, abs(h - pc), abs(lo - pc))
+        tr = true_range(bar.high, bar.low, pc)
         if n > p + 1:
             return (self._atr * (p - 1) + tr) / p
         return (self._sum + tr) / p
