@@ -18,9 +18,12 @@ from collections.abc import Callable, Mapping
 __all__ = ["lazy_exports"]
 
 
-def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
-    """``(__getattr__, __dir__)`` for ``package``, whose public names load from ``exports``
-    (``{name: module under package}``) on first use and are then cached on the package."""
+def lazy_exports(
+    package: str, exports: Mapping[str, str]
+) -> tuple[list[str], Callable[[str], object], Callable[[], list[str]]]:
+    """``(__all__, __getattr__, __dir__)`` for ``package``, whose public names are the keys of
+    ``exports`` (``{name: module under package}``), each loaded on first use and then cached
+    on the package."""
 
     def __getattr__(name: str) -> object:
         module = exports.get(name)
@@ -33,4 +36,4 @@ def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[Callable[[st
     def __dir__() -> list[str]:
         return sorted(set(sys.modules[package].__dict__) | set(exports))
 
-    return __getattr__, __dir__
+    return list(exports), __getattr__, __dir__
