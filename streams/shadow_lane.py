@@ -11,8 +11,9 @@ realised by the following candles, and each fully realised origin becomes a
 ``shadow_scores`` row, stored in the same transaction as the checkpoint (the consumer's
 effects buffer, :mod:`streams.consumer`). After each
 checkpoint (and every 15 s) :func:`~retraining.shadow_verdict.settle_shadow` decides the shadows
-that have enough realised forecasts; a decision is announced on ``fx.models`` like a job's
-outcome, and the model book is refreshed. Degraded batches (the worker is behind) make no
+that have enough realised forecasts; on a decision the model book is refreshed first, then
+the decision is announced on ``fx.models`` like a job's outcome (whoever reads it finds this
+worker serving by it). Degraded batches (the worker is behind) make no
 shadow forecasts. Nothing here can stop the champion's path: its errors are logged.
 """
 
@@ -163,13 +164,14 @@ class ShadowLane:
 
     async def settle(self, versions: Iterable[str] | None = None) -> list[ShadowState]:
         """Decide the shadows of ``versions`` (default: every one running here) that have enough
-        realised forecasts; export where each stands; announce and apply the decisions."""
+        realised forecasts; export where each stands; apply the decisions, then announce them."""
         wanted = sorted(self.versions() if versions is None else set(versions))
         if not wanted or self.models.registry is None:
             return []
         reg = self.models.registry
         loop = asyncio.get_running_loop()
         out: list[ShadowState] = []
+        decided: list[tuple[ShadowState, str | None]] = []
         async with self._settling:
             for version in wanted:
 
@@ -186,9 +188,17 @@ class ShadowLane:
                 out.append(st)
                 self._export(st)
                 if st.decided_now:
+                    decided.append((st, champion))
+            if decided:
+                # the book first, then the announcement: whoever reads the decision on
+                # fx.models finds this worker serving by it (a promoted shadow forecasts the
+                # next candle, a rejected one no longer shadows)
+                try:
+                    await loop.run_in_executor(None, self.models.refresh)
+                except ForexDiffusionError as exc:  # the 15 s refresh retries; the decision stands
+                    log.warning("shadow.refresh_failed error=%s", exc)
+                for st, champion in decided:
                     self._announce(st, champion)
-            if any(st.decided_now for st in out):
-                await loop.run_in_executor(None, self.models.refresh)
         return out
 
     def _export(self, st: ShadowState) -> None:

@@ -1,0 +1,344 @@
+"""Live shadow through the broker (issue 16): a challenger better offline but worse live is
+blocked, one better on both is promoted -- decided by a real worker on realised candles.
+
+**The constructed regime change.** Each series is a geometric random walk (1-minute candles,
+volatility 1e-4 per candle) until the live stream starts, when the market turns into a steady
+trend (+1e-4 per candle, noise 2e-5). The models are exact constructions, not fits: a tiny
+network trained for two steps on the random-walk span, then its output layer zeroed, so it
+predicts no noise. With a gentle noise schedule (``beta_end`` 1e-3, ``sqrt(alpha_bar)`` 0.95
+at the last step, far from the sampler's clip) DDIM then returns its starting noise divided
+by ``sqrt(alpha_bar[T-1])``; ``spread_scale = k * sqrt(alpha_bar[T-1])`` (per-level scales 1,
+random-walk weight 0) makes the model a Monte-Carlo Gaussian random walk with ``k`` times the
+EWMA volatility, served through the real :class:`~forex_diffusion.diffusion.Predictor`.
+
+- The challenger of both series is exact before the change (``k = 1``).
+- EURUSD's champion is too wide there (``k = 2``); USDJPY's too narrow (``k = 0.5``).
+
+On the offline hold-out (the last random-walk candles, scored by the retrain job's own
+:func:`~retraining.jobs.evaluate_holdout`) both challengers beat their champions and pass the
+job's default promotion rule, so a job would put each in shadow: the test leaves the registry
+exactly as the job's register stage does (registered as the challenger with its hold-out
+scores, then :meth:`~retraining.registry.ModelRegistry.start_shadow`). In the trend the
+realised ``h``-step move is ``h`` volatilities, far outside a random walk's ``sqrt(h)``: the
+wide champion beats the exact challenger (EURUSD: blocked), the exact one beats the narrow
+champion (USDJPY: promoted).
+
+A ``forexd worker`` on the embedded broker serves the champions, the challengers in shadow;
+the database holds the random-walk history (the worker warm-starts from it, so the first live
+candle is forecast). The live candles go on ``fx.candles``; after the required number of
+realised forecasts the worker's shadow lane decides, announces on ``fx.models`` and swaps.
+Checked: every forecast on ``fx.forecasts`` and in the ``forecasts`` table before a decision
+is the champion's; EURUSD's challenger is rejected (``shadow_worse``) and its champion stays;
+USDJPY's is promoted and the next forecasts carry its version; ``forexd models shadow KEY``,
+run as a user would, prints both CRPS. Waits follow records and rows, not the clock.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from forex_diffusion.diffusion import Predictor, TrainConfig, train
+from forex_diffusion.diffusion.checkpoint import CheckpointManager, load_checkpoint
+from forex_diffusion.domain import Candle
+from forex_diffusion.storage import make_engine, upsert_candles
+from forex_diffusion.storage.model_registry import ModelKey, get_aliases, read_shadow_scores
+from forex_diffusion.storage.repository import fetch_forecasts
+from forex_diffusion.timeframes import Timeframe
+from forex_diffusion.wire import encode_candle
+from retraining.jobs import evaluate_holdout
+from retraining.policy import PromotionPolicy, decide_promotion
+from retraining.registry import ModelRegistry
+
+from .kafka_io import create_topics, publish, read_all
+
+pytestmark = pytest.mark.broker
+ROOT = Path(__file__).resolve().parents[2]
+TOPICS = ("ticks", "candles", "indicators", "deadletter", "forecasts", "drift", "models", "retrain.requests")
+
+H = 6  # model horizon (1-minute steps)
+REQUIRED = 12  # realised forecasts a shadow needs
+T0_MS = 1_704_240_000_000  # 2024-01-03 00:00 UTC, a Wednesday
+N_PRE = 400  # random-walk candles: training, the offline hold-out, the worker's stored history
+HOLDOUT = 160  # the last random-walk candles: the offline hold-out
+N_LIVE = REQUIRED + H  # live candles realising exactly REQUIRED origins (each forecast once)
+N_AFTER = 4  # candles published after the decisions
+SIGMA, TREND, TREND_NOISE = 1e-4, 1e-4, 2e-5
+START = {"EURUSD": 1.10, "USDJPY": 150.0}
+CHAMPION_K = {"EURUSD": 2.0, "USDJPY": 0.5}  # too wide / too narrow before the change
+CHALLENGER_K = 1.0  # exact before the change
+EXPECTED = {"EURUSD": "rejected", "USDJPY": "promoted"}
+TINY = dict(
+    timeframe="1m",
+    horizon=H,
+    context={"window": 16, "warmup": 12},
+    schedule={"beta_end": 1e-3},
+    width=16,
+    cond_width=16,
+    blocks=1,
+    max_steps=2,
+    eval_every=2,
+    batch_size=64,
+    val_windows=16,
+    val_samples=8,
+    calib_windows=32,
+    test_windows=32,
+    sample_steps=2,
+    samples=32,
+    device="cpu",
+    max_minutes=1.0,
+)
+
+
+def regime_candles(symbol: str, seed: int) -> list[Candle]:
+    """``N_PRE`` random-walk candles, then the trend (``N_LIVE + N_AFTER`` candles)."""
+    rng = np.random.default_rng(seed)
+    n_live = N_LIVE + N_AFTER
+    r = np.concatenate([rng.normal(0.0, SIGMA, N_PRE), TREND + rng.normal(0.0, TREND_NOISE, n_live)])
+    close = START[symbol] * np.exp(np.cumsum(r))
+    opens = np.concatenate([[START[symbol]], close[:-1]])
+    wick = np.abs(rng.normal(0.0, 2e-5, len(r)))
+    tf = Timeframe.parse("1m")
+    out = []
+    for i in range(len(r)):
+        o, c = float(opens[i]), float(close[i])
+        open_ms = T0_MS + i * tf.duration_ms
+        out.append(
+            Candle(
+                symbol=symbol,
+                timeframe="1m",
+                open_ms=open_ms,
+                close_ms=tf.end_of(open_ms),
+                open=o,
+                high=max(o, c) * (1 + float(wick[i])),
+                low=min(o, c) * (1 - float(wick[i])),
+                close=c,
+            )
+        )
+    return out
+
+
+def frame_of(candles: list[Candle]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "ts_ms": [c.open_ms for c in candles],
+            "open": [c.open for c in candles],
+            "high": [c.high for c in candles],
+            "low": [c.low for c in candles],
+            "close": [c.close for c in candles],
+        }
+    )
+
+
+def constructed_models(frame: pd.DataFrame, stage: Path) -> dict[tuple[str, float], Path]:
+    """The Gaussian random walks of :data:`CHAMPION_K` and :data:`CHALLENGER_K` per symbol, as
+    checkpoints (the champions saved first: versions sort by creation time)."""
+    torch.set_num_threads(1)
+    trained = train(TrainConfig.from_dict({**TINY, "symbol": "EURUSD"}), frame, stage / "train")
+    state, manifest = load_checkpoint(trained.checkpoint)
+    derived = {"format", "key", "version", "created_at", "file", "sha256"}
+    a_last = state["schedule.sqrt_alpha_bar"][-1]
+    assert 0.9 < float(a_last) < 1.0  # the sampler's clip (10) never bites on the noise
+    out: dict[tuple[str, float], Path] = {}
+    for symbol, k in [*CHAMPION_K.items(), *((s, CHALLENGER_K) for s in START)]:
+        s = {n: v.clone() for n, v in state.items()}
+        s["denoiser.out.weight"].zero_()
+        s["denoiser.out.bias"].zero_()
+        s["spread_scale"][:] = k * a_last
+        s["quantile_scale"][:] = 1.0
+        s["rw_weight"][:] = 0.0
+        m = {n: v for n, v in manifest.items() if n not in derived} | {"symbol": symbol}
+        out[(symbol, k)] = CheckpointManager(stage / "models", keep=100).save(s, m, key=f"{symbol}-1m-h{H}")
+    return out
+
+
+def into_shadow(reg: ModelRegistry, key: ModelKey, champion_pt: Path, challenger_pt: Path, pre: pd.DataFrame) -> str:
+    """Champion promoted; the challenger evaluated on the hold-out against it, registered and put
+    in shadow exactly as the retrain job's register stage does. Return the challenger's version."""
+    champion = reg.import_artifact(champion_pt)
+    reg.promote(champion.version, "first champion")
+
+    def score(pt: Path) -> Any:
+        return evaluate_holdout(
+            Predictor.load(pt),
+            pre,
+            symbol=key.symbol,
+            timeframe=key.timeframe,
+            holdout_start=len(pre) - HOLDOUT,
+            every=2,
+            samples=None,
+            steps=None,
+        )
+
+    champ_scores, chal_scores = score(champion_pt), score(challenger_pt)
+    decision = decide_promotion(chal_scores, champ_scores, PromotionPolicy())  # the job's default rule
+    assert decision.promote and chal_scores.crps < champ_scores.crps, (key, decision.reason)
+    final = reg.publish(_staged_copy(challenger_pt, reg.staging_dir(key, "shadow-test")), key)
+    v = reg.register(
+        final,
+        key=key,
+        request_id=f"shadow-test-{key.symbol.lower()}",
+        metrics={"holdout": chal_scores.to_dict(), "champion_holdout": champ_scores.to_dict()},
+    )
+    reg.start_shadow(v.version, decision.reason, required=REQUIRED)
+    print(f"{key} offline: challenger {chal_scores.crps:.4g} vs champion {champ_scores.crps:.4g} ({decision.reason})")
+    return v.version
+
+
+def _staged_copy(pt: Path, stage: Path) -> Path:
+    import shutil
+
+    for src in (pt, pt.with_suffix(".json")):
+        shutil.copyfile(src, stage / src.name)
+    return stage / pt.name
+
+
+def _forexd(*args: str) -> subprocess.CompletedProcess[str]:
+    """``forexd ARGS`` in a subprocess, as a user runs it (no FOREXD_* settings inherited)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOREXD_")}
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_worker_shadow_blocks_a_challenger_worse_live_and_promotes_one_better_live(
+    worker_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    wait_until: Any,
+) -> None:
+    candles = {s: regime_candles(s, seed) for seed, s in enumerate(START, 1)}
+    pre = {s: frame_of(cs[:N_PRE]) for s, cs in candles.items()}
+    models = constructed_models(pre["EURUSD"], tmp_path / "stage")
+
+    env = dict(
+        worker_env,
+        FOREXD_SYMBOLS=",".join(START),
+        FOREXD_TIMEFRAMES="1m",
+        FOREXD_FORECAST_TIMEFRAMES="1m",
+        FOREXD_HORIZON=str(H),
+        FOREXD_MODEL_DIR=str(tmp_path / "models"),
+        FOREXD_SNAPSHOT_INTERVAL_S="0.5",
+    )
+    data_dir = Path(env["FOREXD_DATA_DIR"])
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db = f"sqlite:///{data_dir / 'forexd.db'}"
+    engine = make_engine(db)
+    upsert_candles(engine, [c for cs in candles.values() for c in cs[:N_PRE]])  # the stored history
+    reg = ModelRegistry(engine, tmp_path / "models")
+    keys = {s: ModelKey(symbol=s, timeframe="1m", horizon=H) for s in START}
+    champions: dict[str, str] = {}
+    challengers: dict[str, str] = {}
+    for s, key in keys.items():
+        challengers[s] = into_shadow(reg, key, models[(s, CHAMPION_K[s])], models[(s, CHALLENGER_K)], pre[s])
+        champions[s] = reg.champion(key).version  # type: ignore[union-attr]
+        assert reg.get(challengers[s]).status == "shadow"
+        assert get_aliases(engine, key) == {
+            "champion": champions[s],
+            "challenger": challengers[s],
+            "shadow": challengers[s],
+        }
+
+    prefix = env["FOREXD_TOPIC_PREFIX"]
+    create_topics(kafka_bootstrap, [f"{prefix}fx.{t}" for t in TOPICS], 2)
+    w = spawn_worker(env)
+    live = {s: cs[N_PRE : N_PRE + N_LIVE] for s, cs in candles.items()}
+    publish(kafka_bootstrap, f"{prefix}fx.candles", [(s.encode(), encode_candle(c)) for s in START for c in live[s]])
+
+    # the shadow lane realises REQUIRED forecasts of each challenger and decides
+    def rows() -> int:
+        return sum(len(read_shadow_scores(engine, v)) for v in challengers.values())
+
+    def decided() -> bool:
+        return all(reg.get(v).status != "shadow" for v in challengers.values())
+
+    wait_until(decided, 120, interval=0.5, what="both shadow decisions", progress=rows)
+    outcomes = read_all(kafka_bootstrap, f"{prefix}fx.models", expect=2, timeout_s=60)
+    announced = {o["symbol"]: o for o in (json.loads(m.value) for m in outcomes)}
+    assert set(announced) == set(START), w.log()[-3000:]
+
+    for s, key in keys.items():
+        v = reg.get(challengers[s])
+        assert v.status == EXPECTED[s], (s, v.reason)
+        used = read_shadow_scores(engine, v.version, limit=REQUIRED)
+        assert len(used) == REQUIRED and {r["champion_version"] for r in used} == {champions[s]}
+        shadow_crps = math.fsum(r["crps"] for r in used) / REQUIRED
+        champion_crps = math.fsum(r["champion_crps"] for r in used) / REQUIRED
+        aliases = get_aliases(engine, key)
+        assert "shadow" not in aliases
+        if EXPECTED[s] == "rejected":
+            assert v.reason.startswith("shadow_worse:") and shadow_crps > champion_crps, v.reason
+            assert aliases["champion"] == champions[s]
+        else:
+            assert v.reason.startswith("shadow_not_worse:") and shadow_crps <= champion_crps, v.reason
+            assert aliases["champion"] == v.version
+        o = announced[s]
+        assert (o["status"], o["version"], o["reason"]) == (EXPECTED[s], v.version, v.reason)
+        assert o["request_id"] == f"shadow-test-{s.lower()}" and o["metrics"]["required"] == REQUIRED
+        print(f"{key} live: shadow {shadow_crps:.4g} vs champion {champion_crps:.4g} -> {v.status}")
+
+    # before the decisions, only the champions were published: on fx.forecasts and in the table
+    msgs = read_all(
+        kafka_bootstrap,
+        f"{prefix}fx.forecasts",
+        expect=len(START) * N_LIVE,
+        timeout_s=60,
+        distinct=lambda m: (m.key, json.loads(m.value)["as_of_ms"]),
+    )
+    recs = [json.loads(m.value) for m in msgs]
+    for s in START:
+        mine = [r for r in recs if r["symbol"] == s]
+        assert {r["as_of_ms"] for r in mine} == {c.close_ms for c in live[s]}, (s, w.log()[-3000:])
+        assert {r["model_version"] for r in mine} == {champions[s]}
+        stored = [r for r in fetch_forecasts(engine, s, "1m") if r["as_of_ms"] <= live[s][-1].close_ms]
+        assert {r["model_version"] for r in stored} == {champions[s]} and len(stored) >= N_LIVE
+
+    # the next candles: USDJPY's new champion forecasts them; EURUSD's champion is unchanged
+    after = {s: cs[N_PRE + N_LIVE :] for s, cs in candles.items()}
+    publish(kafka_bootstrap, f"{prefix}fx.candles", [(s.encode(), encode_candle(c)) for s in START for c in after[s]])
+    want = {(s, c.close_ms) for s in START for c in after[s]}
+    msgs = read_all(
+        kafka_bootstrap,
+        f"{prefix}fx.forecasts",
+        expect=len(START) * (N_LIVE + N_AFTER),
+        timeout_s=60,
+        distinct=lambda m: (m.key, json.loads(m.value)["as_of_ms"]),
+    )
+    later = {(r["symbol"], r["as_of_ms"]): r for r in (json.loads(m.value) for m in msgs)}
+    assert want <= set(later), (sorted(want - set(later))[:3], w.log()[-3000:])
+    for s, t in want:
+        serving = challengers[s] if EXPECTED[s] == "promoted" else champions[s]
+        assert later[(s, t)]["model_version"] == serving, (s, t)
+    assert w.alive()
+
+    # the comparison as a user reads it: both CRPS, the realised count, the decision
+    for s, key in keys.items():
+        res = _forexd("models", "shadow", str(key), "--db", db, "--model-dir", str(tmp_path / "models"))
+        assert res.returncode == 0, res.stderr
+        text = res.stdout
+        print(text)
+        assert f"shadow {challengers[s]}  state {EXPECTED[s]}" in text
+        assert f"realised forecasts {REQUIRED} of {REQUIRED}" in text
+        shadow = re.search(r"^shadow\s+(\S+)", text, re.M)
+        champion = re.search(r"^champion\s+(\S+)", text, re.M)
+        assert shadow and champion, text
+        worse = float(shadow.group(1)) > float(champion.group(1))
+        assert worse == (EXPECTED[s] == "rejected"), text
+        js = _forexd("models", "shadow", str(key), "--json", "--db", db, "--model-dir", str(tmp_path / "models"))
+        got = json.loads(js.stdout.strip().splitlines()[-1])
+        assert got["state"] == EXPECTED[s] and got["realised"] == got["required"] == REQUIRED
+        used = read_shadow_scores(engine, challengers[s], limit=REQUIRED)
+        assert got["scores"]["crps"] == pytest.approx(math.fsum(r["crps"] for r in used) / REQUIRED)
+        assert got["scores"]["champion_crps"] == pytest.approx(math.fsum(r["champion_crps"] for r in used) / REQUIRED)
