@@ -36,6 +36,7 @@ from forex_diffusion.errors import ConfigError
 
 __all__ = [
     "CENTRAL_INTERVALS",
+    "QUANTILE_COLUMNS",
     "QUANTILE_LEVELS",
     "StepGroupSummary",
     "StepScore",
@@ -51,6 +52,7 @@ __all__ = [
     "pinball_loss",
     "pit",
     "pit_from_quantiles",
+    "quantile_column",
     "random_walk_log_quantiles",
     "score_step",
     "summarize_forecasts",
@@ -58,6 +60,15 @@ __all__ = [
 
 #: Quantile levels of every forecast (and the CSV columns ``q05 … q95``).
 QUANTILE_LEVELS: tuple[float, ...] = (0.05, 0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.80, 0.90, 0.95)
+
+
+def quantile_column(tau: float) -> str:
+    """The column that holds the ``tau`` quantile in backtest rows and reports (0.05 → ``q05``)."""
+    return f"q{round(tau * 100):02d}"
+
+
+#: The columns of :data:`QUANTILE_LEVELS`, in order: ``q05 … q95``.
+QUANTILE_COLUMNS: tuple[str, ...] = tuple(map(quantile_column, QUANTILE_LEVELS))
 
 #: The central intervals every consumer scores: name -> (lower level, upper level).
 CENTRAL_INTERVALS: dict[str, tuple[float, float]] = {"50": (0.25, 0.75), "90": (0.05, 0.95)}
@@ -334,7 +345,7 @@ def summarize_forecasts(
     interval ``[q25, q75]`` is interpolated linearly between the ``q20/q30`` and ``q70/q80``
     columns; the 90 % interval is ``[q05, q95]``.
     """
-    names = [_qname(t) for t in levels]
+    names = [quantile_column(t) for t in levels]
     done = rows[np.isfinite(rows["realized"].to_numpy(dtype=np.float64))]
     horizon = int(rows["step"].max()) if len(rows) else 0
     out = []
@@ -361,10 +372,6 @@ def summarize_forecasts(
             )
         )
     return out
-
-
-def _qname(tau: float) -> str:
-    return f"q{round(tau * 100):02d}"
 
 
 def _share(hits: np.ndarray | None) -> float:

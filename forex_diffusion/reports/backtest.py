@@ -31,7 +31,7 @@ from forex_diffusion.diffusion.inputs import build_extra, frame_candles
 from forex_diffusion.diffusion.predictor import Forecast, Predictor
 from forex_diffusion.errors import ConfigError
 from forex_diffusion.forecast.touch import TOUCH_COLUMNS, realised_touch, touch_rows
-from forex_diffusion.quality.evaluation import QUANTILE_LEVELS, ewma_random_walk_quantiles
+from forex_diffusion.quality.evaluation import QUANTILE_COLUMNS, ewma_random_walk_quantiles
 from forex_diffusion.reports._bitmap_font import draw_text, text_width
 from forex_diffusion.timeframes import Timeframe, datetime_to_ms
 
@@ -48,18 +48,17 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_Q = [f"q{round(t * 100):02d}" for t in QUANTILE_LEVELS]
 #: Column order of the backtest CSV.
 BACKTEST_COLUMNS: tuple[str, ...] = (
     "symbol",
     "timeframe",
     "as_of",
     "step",
-    *_Q,
+    *QUANTILE_COLUMNS,
     "mean",
     "p_up",
     "realized",
-    *[f"rw_{q}" for q in _Q],
+    *[f"rw_{q}" for q in QUANTILE_COLUMNS],
 )
 
 
@@ -227,12 +226,12 @@ def _rows(
         "as_of": np.repeat([f.as_of_ms for f in fcs], h),
         "step": np.tile(steps, n),
     }
-    for k, name in enumerate(_Q):
+    for k, name in enumerate(QUANTILE_COLUMNS):
         data[name] = q[:, :, k].ravel()
     data["mean"] = np.stack([f.mean for f in fcs]).ravel()
     data["p_up"] = np.stack([f.p_up for f in fcs]).ravel()
     data["realized"] = realized.ravel()
-    for k, name in enumerate(_Q):
+    for k, name in enumerate(QUANTILE_COLUMNS):
         data[f"rw_{name}"] = rw[:, :, k].ravel()
     return pd.DataFrame(data, columns=list(BACKTEST_COLUMNS))
 
@@ -263,9 +262,9 @@ def write_backtest_csv(rows: pd.DataFrame, out: str | Path | IO[str]) -> None:
 
 
 _FAN_BANDS = (
-    ((_Q[0], _Q[-1]), (198, 219, 239), "model 5-95 %"),
-    ((_Q[2], _Q[8]), (107, 174, 214), "20-80 %"),
-    ((_Q[4], _Q[6]), (33, 113, 181), "40-60 %"),
+    ((QUANTILE_COLUMNS[0], QUANTILE_COLUMNS[-1]), (198, 219, 239), "model 5-95 %"),
+    ((QUANTILE_COLUMNS[2], QUANTILE_COLUMNS[8]), (107, 174, 214), "20-80 %"),
+    ((QUANTILE_COLUMNS[4], QUANTILE_COLUMNS[6]), (33, 113, 181), "40-60 %"),
 )
 _FAN_LINES = (
     ("q50", (8, 48, 107), "median"),
@@ -324,7 +323,7 @@ def fan_chart_png(
     text = fan_chart_text(rows, as_of)
     dur = Timeframe.parse(str(g["timeframe"].iloc[0])).duration_ms
     t = as_of + g["step"].to_numpy(dtype=np.float64) * dur  # close time of each step
-    cols = [*_Q, "rw_q05", "rw_q95", "realized"]
+    cols = [*QUANTILE_COLUMNS, "rw_q05", "rw_q95", "realized"]
     vals = g[cols].to_numpy(dtype=np.float64)
     lo, hi = np.nanmin(vals), np.nanmax(vals)
     pad = 0.05 * (hi - lo or abs(hi) * 1e-4 or 1.0)

@@ -42,7 +42,13 @@ from sqlalchemy import Engine, MetaData, Table, func, inspect, select
 
 from forex_diffusion.errors import ConfigError
 from forex_diffusion.forecast.touch import TOUCH_COLUMNS, realised_touch, touch_reliability, touch_rows
-from forex_diffusion.quality.evaluation import QUANTILE_LEVELS, crps_quantiles, interval_hits, summarize_forecasts
+from forex_diffusion.quality.evaluation import (
+    QUANTILE_COLUMNS,
+    QUANTILE_LEVELS,
+    crps_quantiles,
+    interval_hits,
+    summarize_forecasts,
+)
 from forex_diffusion.quality.monitoring import DEFAULT_HORIZON_GROUPS, HorizonGroup
 from forex_diffusion.storage.model_registry import alias_history, list_versions
 from forex_diffusion.storage.repository import fetch_candles
@@ -70,7 +76,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_Q = [f"q{round(t * 100):02d}" for t in QUANTILE_LEVELS]
+_Q = list(QUANTILE_COLUMNS)  # pandas selects columns with a list
 _RW = [f"rw_{n}" for n in _Q]
 _TIME_COLUMNS = ("ts_ms", "event_ms", "at_ms", "time_ms", "detected_ms", "created_ms")
 
@@ -884,7 +890,7 @@ def _reliability_charts(data: ReportData) -> str:
         )
     rows = [(r.group, r.n, *(_pct(b) for b in r.below)) for r in rel]
     table = _table(
-        ["steps", "realised", *(f"≤ q{round(t * 100):02d}" for t in QUANTILE_LEVELS)],
+        ["steps", "realised", *(f"≤ {name}" for name in QUANTILE_COLUMNS)],
         rows,
         [False, True, *([True] * len(QUANTILE_LEVELS))],
     )
