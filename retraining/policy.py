@@ -36,7 +36,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from forex_diffusion.domain import field_dict
 from forex_diffusion.errors import ConfigError
+from forex_diffusion.quality.evaluation import skill_score
 
 __all__ = ["HoldoutScores", "PromotionDecision", "PromotionPolicy", "ShadowScores", "decide_promotion", "decide_shadow"]
 
@@ -66,18 +68,11 @@ class HoldoutScores:
     @property
     def skill(self) -> float:
         """``1 - crps / rw_crps`` (NaN when undefined)."""
-        return 1.0 - self.crps / self.rw_crps if self.rw_crps > 0 else math.nan
+        return skill_score(self.crps, self.rw_crps)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON-able form (with ``skill``)."""
-        return {
-            "crps": self.crps,
-            "rw_crps": self.rw_crps,
-            "cover90": self.cover90,
-            "cover50": self.cover50,
-            "n": self.n,
-            "skill": self.skill,
-        }
+        """Return the JSON-able form (the fields, then ``skill``)."""
+        return {**field_dict(self), "skill": self.skill}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> HoldoutScores:
@@ -213,27 +208,22 @@ class ShadowScores:
     @property
     def skill(self) -> float:
         """``1 - crps / champion_crps``: above 0 the shadow beats the champion (NaN when undefined)."""
-        return 1.0 - self.crps / self.champion_crps if self.champion_crps > 0 else math.nan
+        return skill_score(self.crps, self.champion_crps)
 
     @property
     def skill_rw(self) -> float:
         """``1 - crps / rw_crps`` of the shadow (NaN when undefined)."""
-        return 1.0 - self.crps / self.rw_crps if self.rw_crps > 0 else math.nan
+        return skill_score(self.crps, self.rw_crps)
 
     @property
     def champion_skill_rw(self) -> float:
         """``1 - champion_crps / rw_crps`` (NaN when undefined)."""
-        return 1.0 - self.champion_crps / self.rw_crps if self.rw_crps > 0 else math.nan
+        return skill_score(self.champion_crps, self.rw_crps)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON-able form (with the skills)."""
+        """Return the JSON-able form (the fields, then the skills)."""
         return {
-            "n": self.n,
-            "crps": self.crps,
-            "champion_crps": self.champion_crps,
-            "rw_crps": self.rw_crps,
-            "cover90": self.cover90,
-            "champion_cover90": self.champion_cover90,
+            **field_dict(self),
             "skill": self.skill,
             "skill_rw": self.skill_rw,
             "champion_skill_rw": self.champion_skill_rw,

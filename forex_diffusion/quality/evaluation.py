@@ -55,11 +55,22 @@ __all__ = [
     "quantile_column",
     "random_walk_log_quantiles",
     "score_step",
+    "skill_score",
     "summarize_forecasts",
 ]
 
 #: Quantile levels of every forecast (and the CSV columns ``q05 … q95``).
 QUANTILE_LEVELS: tuple[float, ...] = (0.05, 0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.80, 0.90, 0.95)
+
+
+def skill_score(score: float, reference: float) -> float:
+    """``1 - score / reference`` for a loss (CRPS, Brier) against a reference's: above 0 beats
+    it; NaN when the reference's loss is not positive (nothing to beat).
+
+    >>> skill_score(0.8, 1.0), skill_score(1.0, 0.0)
+    (0.19999999999999996, nan)
+    """
+    return 1.0 - score / reference if reference > 0 else math.nan
 
 
 def quantile_column(tau: float) -> str:
@@ -364,7 +375,7 @@ def summarize_forecasts(
                 n=len(g),
                 crps=c,
                 rw_crps=rc,
-                skill=1.0 - c / rc if rc > 0 else math.nan,
+                skill=skill_score(c, rc),
                 cover50=_share(in50),
                 cover90=_share(in90),
                 rw_cover90=_share(rw90),

@@ -47,6 +47,7 @@ from forex_diffusion.quality.evaluation import (
     QUANTILE_LEVELS,
     crps_quantiles,
     interval_hits,
+    skill_score,
     summarize_forecasts,
 )
 from forex_diffusion.quality.monitoring import DEFAULT_HORIZON_GROUPS, HorizonGroup
@@ -919,9 +920,7 @@ def _touch_html(data: ReportData) -> str:
         y = g["hit"].to_numpy(dtype=np.float64)
         b = float(np.mean((g["p"].to_numpy(dtype=np.float64) - y) ** 2))
         rb = float(np.mean((g["rw_p"].to_numpy(dtype=np.float64) - y) ** 2))
-        rows.append(
-            (grp.label, len(g), _pct(float(y.mean())), _fmt(b), _fmt(rb), _pct(1 - b / rb if rb > 0 else math.nan))
-        )
+        rows.append((grp.label, len(g), _pct(float(y.mean())), _fmt(b), _fmt(rb), _pct(skill_score(b, rb))))
     table = _table(
         ["steps", "band-steps", "touched", "Brier", "RW Brier", "skill"], rows, [False, True, True, True, True, True]
     )
