@@ -22,12 +22,11 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 from forex_diffusion.errors import ConfigError
 from forex_diffusion.quality.trigger import RetrainRequest
@@ -37,6 +36,8 @@ from .jobs import JobConfig, JobOutcome
 __all__ = ["job_spec", "main", "run_job", "run_job_async"]
 
 logger = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
 
 
 def job_spec(
@@ -101,47 +102,6 @@ def _outcome(spec: Mapping[str, Any], rc: int | None, stdout: bytes, stderr: byt
     )
 
 
-def run_job(
-    request: RetrainRequest,
-    *,
-    db_url: str,
-    model_dir: str | Path,
-    config: JobConfig | None = None,
-    threads: int = 1,
-    timeout_s: float | None = None,
-    env: Mapping[str, str] | None = None,
-    command: Sequence[str] | None = None,
-) -> JobOutcome:
-    """Run one job in a child process and return its outcome (blocking).
-
-    ``env`` replaces the child's environment (``FOREXD_FAILPOINT`` arms a failpoint there).
-    A child past ``timeout_s`` is killed with its process group and reported ``failed``
-    (``timeout``). ``command`` replaces the child's command line (tests).
-    """
-    spec = job_spec(request, db_url=db_url, model_dir=model_dir, config=config, threads=threads)
-    t0 = time.monotonic()
-    proc = subprocess.Popen(
-        _command(command),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=_child_env(env),
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(json.dumps(spec).encode(), timeout=timeout_s)
-        rc: int | None = proc.returncode
-    except subprocess.TimeoutExpired:
-        _kill_group(proc.pid)
-        out, err = proc.communicate()
-        rc = None
-    except BaseException:  # interrupted: never leave a training child behind
-        _kill_group(proc.pid)
-        proc.wait()
-        raise
-    return _outcome(spec, rc, out, err, time.monotonic() - t0)
-
-
 async def run_job_async(
     request: RetrainRequest,
     *,
@@ -153,9 +113,13 @@ async def run_job_async(
     env: Mapping[str, str] | None = None,
     command: Sequence[str] | None = None,
 ) -> JobOutcome:
-    """Like :func:`run_job`, awaiting the child without blocking the event loop.
+    """Run one job in a child process and return its outcome, awaiting the child without
+    blocking the event loop.
 
-    A cancelled wait (the worker stopping) kills the child's process group too.
+    ``env`` replaces the child's environment (``FOREXD_FAILPOINT`` arms a failpoint there).
+    A child past ``timeout_s`` is killed with its process group and reported ``failed``
+    (``timeout``); a cancelled wait (the worker stopping) kills the group too. ``command``
+    replaces the child's command line (tests).
     """
     spec = job_spec(request, db_url=db_url, model_dir=model_dir, config=config, threads=threads)
     t0 = time.monotonic()
@@ -182,6 +146,18 @@ async def run_job_async(
         _kill_group(proc.pid)
         raise
     return _outcome(spec, rc, out, err, time.monotonic() - t0)
+
+
+def _blocking(job: Callable[_P, Coroutine[Any, Any, JobOutcome]]) -> Callable[_P, JobOutcome]:
+    def run_job(*args: _P.args, **kwargs: _P.kwargs) -> JobOutcome:
+        """Run one job in a child process and return its outcome, blocking: :func:`run_job_async`,
+        same arguments, in an event loop of its own (for a caller without one)."""
+        return asyncio.run(job(*args, **kwargs))
+
+    return run_job
+
+
+run_job = _blocking(run_job_async)
 
 
 def main() -> int:
