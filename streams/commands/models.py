@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,8 +22,18 @@ models_app = typer.Typer(
     no_args_is_help=True,
 )
 
-_DB_HELP = "Database URL (default: FOREXD_DATABASE_URL, else the SQLite file under FOREXD_DATA_DIR)."
-_DIR_HELP = "Artifact root (default: FOREXD_MODEL_DIR, else FOREXD_DATA_DIR/models)."
+# The options the subcommands share, declared once (typer reads them from the annotation).
+_Db = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="Database URL (default: FOREXD_DATABASE_URL, else the SQLite file under FOREXD_DATA_DIR)."
+    ),
+]
+_ModelDir = Annotated[
+    Path | None,
+    typer.Option("--model-dir", help="Artifact root (default: FOREXD_MODEL_DIR, else FOREXD_DATA_DIR/models)."),
+]
+_Reason = Annotated[str, typer.Option("--reason", help="Recorded in the alias history.")]
 
 
 def resolve_paths(db: str | None, model_dir: Path | None) -> tuple[str, Path]:
@@ -62,8 +72,8 @@ def list_command(
     key: str | None = typer.Option(None, "--key", help="Only this key: SYMBOL/timeframe/horizon."),
     live: bool = typer.Option(False, "--live", help="Hide deleted versions."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
-    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
-    model_dir: Path | None = typer.Option(None, "--model-dir", help=_DIR_HELP),
+    db: _Db = None,
+    model_dir: _ModelDir = None,
 ) -> None:
     """List registered versions (oldest first) with status, aliases and hold-out scores.
 
@@ -104,9 +114,9 @@ def reg_aliases(reg: ModelRegistry, key: ModelKey) -> dict[str, str]:
 @models_app.command("promote")
 def promote_command(
     version: str = typer.Argument(..., help="Version id (see `forexd models list`)."),
-    reason: str = typer.Option("manual", "--reason", help="Recorded in the alias history."),
-    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
-    model_dir: Path | None = typer.Option(None, "--model-dir", help=_DIR_HELP),
+    reason: _Reason = "manual",
+    db: _Db = None,
+    model_dir: _ModelDir = None,
 ) -> None:
     """Make VERSION the champion of its key after verifying its artifact (hash + weights-only load).
 
@@ -119,9 +129,9 @@ def promote_command(
 @models_app.command("rollback")
 def rollback_command(
     key: str = typer.Argument(..., help="Model key SYMBOL/timeframe/horizon (or SYMBOL-tf-hH)."),
-    reason: str = typer.Option("manual", "--reason", help="Recorded in the alias history."),
-    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
-    model_dir: Path | None = typer.Option(None, "--model-dir", help=_DIR_HELP),
+    reason: _Reason = "manual",
+    db: _Db = None,
+    model_dir: _ModelDir = None,
 ) -> None:
     """Restore the previous champion of KEY; the current one is marked rolled_back.
 
@@ -134,8 +144,8 @@ def rollback_command(
 @models_app.command("history")
 def history_command(
     key: str = typer.Argument(..., help="Model key SYMBOL/timeframe/horizon."),
-    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
-    model_dir: Path | None = typer.Option(None, "--model-dir", help=_DIR_HELP),
+    db: _Db = None,
+    model_dir: _ModelDir = None,
 ) -> None:
     """Print the alias history of KEY (alias, version, from, to, reason), oldest first."""
     rows = open_registry(db, model_dir).history(_key(key))
@@ -151,8 +161,8 @@ def register_command(
     key: str | None = typer.Option(
         None, "--key", help="Key to register under (default: the manifest's); '*' symbol serves every symbol."
     ),
-    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
-    model_dir: Path | None = typer.Option(None, "--model-dir", help=_DIR_HELP),
+    db: _Db = None,
+    model_dir: _ModelDir = None,
 ) -> None:
     """Verify CHECKPOINT, copy it into the model directory and register it (not promoted)."""
     v = open_registry(db, model_dir).import_artifact(checkpoint, key=_key(key) if key else None)
@@ -163,8 +173,8 @@ def register_command(
 def shadow_command(
     key: str = typer.Argument(..., help="Model key SYMBOL/timeframe/horizon (or SYMBOL-tf-hH)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object."),
-    db: str | None = typer.Option(None, "--db", help=_DB_HELP),
-    model_dir: Path | None = typer.Option(None, "--model-dir", help=_DIR_HELP),
+    db: _Db = None,
+    model_dir: _ModelDir = None,
 ) -> None:
     """Show the live shadow of KEY: realised forecasts, shadow vs champion CRPS, skill, decision state.
 
