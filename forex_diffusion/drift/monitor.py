@@ -17,7 +17,7 @@ from forex_diffusion.drift.ks import KSFeatureDetector
 from forex_diffusion.drift.page_hinkley import PageHinkleyDetector
 from forex_diffusion.errors import ConfigError
 from forex_diffusion.online.learners import LearnerStep
-from forex_diffusion.online.snapshot import dump_state, load_state
+from forex_diffusion.online.snapshot import SignedState
 from forex_diffusion.quality.evaluation import StepScore
 
 __all__ = ["DriftConfig", "DriftMonitor"]
@@ -77,7 +77,7 @@ class DriftConfig:
         )
 
 
-class DriftMonitor:
+class DriftMonitor(SignedState):
     """Every drift detector of one (symbol, timeframe), per horizon; returns events.
 
     Detectors are created lazily per (signal, horizon) on their first input, so any set of
@@ -242,13 +242,3 @@ class DriftMonitor:
     def features_detector(self) -> KSFeatureDetector:
         """The KS feature-window detector (e.g. to :meth:`~KSFeatureDetector.set_reference`)."""
         return self._ks
-
-    def snapshot(self, *, key: bytes | None = None, context: bytes = b"") -> bytes:
-        """Return the whole monitor state as verified snapshot bytes."""
-        return dump_state(self, key=key, context=context)
-
-    @classmethod
-    def restore(cls, data: bytes, *, key: bytes | None = None, context: bytes = b"") -> DriftMonitor:
-        """Rebuild a monitor from :meth:`snapshot` bytes (raises ``ArtifactError``)."""
-        obj: DriftMonitor = load_state(data, key=key, expected=cls, context=context)
-        return obj

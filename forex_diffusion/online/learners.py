@@ -38,7 +38,7 @@ from river import base, linear_model, metrics, optim, preprocessing
 
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ConfigError, RejectReason, ValidationError
-from forex_diffusion.online.snapshot import dump_state, load_state
+from forex_diffusion.online.snapshot import SignedState
 
 __all__ = [
     "HorizonPrediction",
@@ -227,7 +227,7 @@ class _HorizonState:
     n_evicted: int = 0
 
 
-class OnlineLearnerSet:
+class OnlineLearnerSet(SignedState):
     """River learners of one (symbol, timeframe), one regressor + classifier per horizon.
 
     Parameters
@@ -458,18 +458,6 @@ class OnlineLearnerSet:
             hit=hit,
             trained=trained,
         )
-
-    # -- persistence ---------------------------------------------------------------------
-
-    def snapshot(self, *, key: bytes | None = None, context: bytes = b"") -> bytes:
-        """Return the whole learner state as verified snapshot bytes."""
-        return dump_state(self, key=key, context=context)
-
-    @classmethod
-    def restore(cls, data: bytes, *, key: bytes | None = None, context: bytes = b"") -> OnlineLearnerSet:
-        """Rebuild a learner set from :meth:`snapshot` bytes (raises ``ArtifactError``)."""
-        obj: OnlineLearnerSet = load_state(data, key=key, expected=cls, context=context)
-        return obj
 
 
 def _clip(v: float, c: float) -> float:

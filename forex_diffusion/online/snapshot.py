@@ -43,7 +43,7 @@ import logging
 import pickle
 import secrets
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from forex_diffusion.errors import ArtifactError, ConfigError
 
@@ -51,6 +51,7 @@ __all__ = [
     "LEGACY_MAGIC",
     "MIN_KEY_BYTES",
     "SNAPSHOT_MAGIC",
+    "SignedState",
     "configure_state_key",
     "dump_state",
     "key_id",
@@ -209,6 +210,23 @@ def load_state(
     if expected is not None and not isinstance(obj, expected):
         raise ArtifactError(f"snapshot holds a {type(obj).__name__}, expected {expected.__name__}")
     return obj
+
+
+class SignedState:
+    """``snapshot``/``restore`` for a class whose whole state is stored as one signed snapshot
+    (:func:`dump_state`; a restore verifies the bytes, then checks the restored type)."""
+
+    __slots__ = ()
+
+    def snapshot(self, *, key: bytes | None = None, context: bytes = b"") -> bytes:
+        """Return the whole state as verified snapshot bytes."""
+        return dump_state(self, key=key, context=context)
+
+    @classmethod
+    def restore(cls, data: bytes, *, key: bytes | None = None, context: bytes = b"") -> Self:
+        """Rebuild an instance from :meth:`snapshot` bytes (raises ``ArtifactError``)."""
+        obj: Self = load_state(data, key=key, expected=cls, context=context)
+        return obj
 
 
 def _legacy_payload(data: bytes, key: bytes | None) -> bytes:
