@@ -87,6 +87,7 @@ __all__ = [
     "evaluate_holdout",
     "key_of",
     "run_retrain",
+    "serving_champion",
 ]
 
 logger = logging.getLogger(__name__)
@@ -233,7 +234,8 @@ class JobOutcome:
     """The result of one retrain job; its :meth:`to_dict` is the ``fx.models`` value.
 
     ``version`` is None when the job failed before registering; ``champion`` is the
-    key's champion after the job; ``artifact`` the absolute path of the new version's
+    champion serving the key's series after the job (:func:`serving_champion`: its own
+    key's, else the global or ``*`` model that serves the symbol); ``artifact`` the absolute path of the new version's
     checkpoint (what a forecaster loads after a promotion).
     """
 
@@ -537,7 +539,7 @@ class _Job:
 
     def outcome(self, status: JobStatus, reason: str) -> JobOutcome:
         reg, key, version = self.reg, self.key, self.version
-        champ = reg.champion(key) if status != "failed" else _safe_champion(reg, key)
+        champ = serving_champion(reg, key) if status != "failed" else _safe_champion(reg, key)
         out = JobOutcome(
             request_id=self.request.request_id,
             key=str(key),
@@ -810,8 +812,18 @@ def _failure_reason(exc: ForexDiffusionError) -> str:
     return f"{code}: {type(exc).__name__}"
 
 
+def serving_champion(reg: ModelRegistry, key: ModelKey) -> ModelVersion | None:
+    """The champion serving ``key``'s series: for a per-series key its own champion, else the
+    global (symbol-set) or ``*`` model the stream routes the symbol to
+    (:meth:`~retraining.registry.ModelRegistry.resolve_champion`); for a global or ``*`` key
+    its own champion. A per-series challenger faces this model (offline and in shadow)."""
+    if key.is_symbol_set or key.symbol == "*":
+        return reg.champion(key)
+    return reg.resolve_champion(key.symbol, key.timeframe, key.horizon)
+
+
 def _safe_champion(reg: ModelRegistry, key: ModelKey) -> ModelVersion | None:
     try:
-        return reg.champion(key)
+        return serving_champion(reg, key)
     except ForexDiffusionError:
         return None

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ForexDiffusionError
 from forex_diffusion.quality.shadow import ShadowTracker
-from retraining.jobs import JobOutcome, encode_outcome
+from retraining.jobs import JobOutcome, encode_outcome, serving_champion
 from retraining.serving import ModelBook
 from retraining.shadow_verdict import ShadowState, settle_shadow
 
@@ -177,7 +177,7 @@ class ShadowLane:
 
                 def one(version: str = version) -> tuple[ShadowState, str | None]:
                     st = settle_shadow(reg, version)
-                    champion = reg.champion(st.version.key) if st.decided_now else None
+                    champion = serving_champion(reg, st.version.key) if st.decided_now else None
                     return st, None if champion is None else champion.version
 
                 try:

@@ -178,11 +178,13 @@ def shadow_command(
 ) -> None:
     """Show the live shadow of KEY: realised forecasts, shadow vs champion CRPS, skill, decision state.
 
-    The version in shadow, else the key's latest version that was in shadow (decided).
-    Reads the registry and the shadow_scores table; writes nothing. Exit 2 for a key
+    The version in shadow, else the key's latest version that was in shadow (decided). The
+    champion shown is the model serving the key's series now: its own key's, else the global
+    model that serves the symbol (named with its key). Reads the registry and the shadow_scores table; writes nothing. Exit 2 for a key
     without versions or without any shadow.
     """
     from forex_diffusion.errors import RegistryError
+    from retraining.jobs import serving_champion
     from retraining.shadow_verdict import shadow_state
 
     reg = open_registry(db, model_dir)
@@ -199,13 +201,14 @@ def shadow_command(
             "shadow when it beats a champion and FOREXD_SHADOW_FORECASTS > 0)"
         )
     st = shadow_state(reg, chosen.version)
-    champion = reg.champion(k)
+    champion = serving_champion(reg, k)  # a per-series shadow may face a global model
     if as_json:
         typer.echo(
             json.dumps(
                 {
                     **st.to_dict(),
                     "champion": None if champion is None else champion.version,
+                    "champion_key": None if champion is None else str(champion.key),
                     "since_ms": chosen.metrics["shadow"].get("since_ms"),
                 },
                 default=str,
@@ -218,9 +221,10 @@ def shadow_command(
         return "-" if x != x else f"{100 * x:+.2f} %"
 
     typer.echo(f"key {k}  shadow {chosen.version}  state {st.state}")
+    now = "-" if champion is None else champion.version + ("" if champion.key == k else f" ({champion.key})")
     typer.echo(
         f"since {_when(chosen.metrics['shadow'].get('since_ms'))}  realised forecasts {st.realised} "
-        f"of {st.required}  champion now {'-' if champion is None else champion.version}"
+        f"of {st.required}  champion now {now}"
     )
     typer.echo(f"{'':12} {'crps':>11} {'skill_vs_rw':>12} {'cover90':>8}")
     typer.echo(f"{'shadow':12} {_fmt(sc.crps):>11} {pct(sc.skill_rw):>12} {_fmt(sc.cover90):>8}")

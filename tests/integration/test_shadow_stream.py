@@ -11,8 +11,10 @@ by ``sqrt(alpha_bar[T-1])``; ``spread_scale = k * sqrt(alpha_bar[T-1])`` (per-le
 random-walk weight 0) makes the model a Monte-Carlo Gaussian random walk with ``k`` times the
 EWMA volatility, served through the real :class:`~forex_diffusion.diffusion.Predictor`.
 
-- The challenger of both series is exact before the change (``k = 1``).
-- EURUSD's champion is too wide there (``k = 2``); USDJPY's too narrow (``k = 0.5``).
+- The challenger of both series is exact before the change (``k = 1``), a per-series model.
+- EURUSD's champion is too wide there (``k = 2``): a **global** model of EURUSD and GBPUSD
+  (trained over both series, then made the same way), so EURUSD's challenger faces the model
+  the stream routes EURUSD to; USDJPY's champion is its own key's, too narrow (``k = 0.5``).
 
 On the offline hold-out (the last random-walk candles, scored by the retrain job's own
 :func:`~retraining.jobs.evaluate_holdout`) both challengers beat their champions and pass the
@@ -31,9 +33,10 @@ the database holds the random-walk history (the worker warm-starts from it, so t
 candle is forecast). The live candles go on ``fx.candles``; after the required number of
 realised forecasts the worker's shadow lane decides, announces on ``fx.models`` and swaps.
 Checked: every forecast on ``fx.forecasts`` and in the ``forecasts`` table before a decision
-is the champion's; EURUSD's challenger is rejected (``shadow_worse``) and its champion stays;
-USDJPY's is promoted and the next forecasts carry its version; ``forexd models shadow KEY``,
-run as a user would, prints both CRPS. Waits follow records and rows, not the clock.
+is the champion's; EURUSD's challenger is rejected (``shadow_worse``) and the global model
+keeps serving it (the announcement names it as the champion); USDJPY's is promoted and the
+next forecasts carry its version; ``forexd models shadow KEY``, run as a user would, prints
+both CRPS and the serving champion. Waits follow records and rows, not the clock.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ import torch
 from forex_diffusion.diffusion import Predictor, TrainConfig, train
 from forex_diffusion.diffusion.checkpoint import CheckpointManager, load_checkpoint
 from forex_diffusion.domain import Candle
+from forex_diffusion.instruments import symbol_set_key
 from forex_diffusion.storage import make_engine, upsert_candles
 from forex_diffusion.storage.model_registry import ModelKey, get_aliases, read_shadow_scores
 from forex_diffusion.storage.repository import fetch_forecasts
@@ -79,6 +83,7 @@ N_LIVE = REQUIRED + H  # live candles realising exactly REQUIRED origins (each f
 N_AFTER = 4  # candles published after the decisions
 SIGMA, TREND, TREND_NOISE = 1e-4, 1e-4, 2e-5
 START = {"EURUSD": 1.10, "USDJPY": 150.0}
+PEER, PEER_START = "GBPUSD", 1.27  # the global champion's other series (not streamed)
 CHAMPION_K = {"EURUSD": 2.0, "USDJPY": 0.5}  # too wide / too narrow before the change
 CHALLENGER_K = 1.0  # exact before the change
 EXPECTED = {"EURUSD": "rejected", "USDJPY": "promoted"}
@@ -104,13 +109,13 @@ TINY = dict(
 )
 
 
-def regime_candles(symbol: str, seed: int) -> list[Candle]:
+def regime_candles(symbol: str, seed: int, start: float) -> list[Candle]:
     """``N_PRE`` random-walk candles, then the trend (``N_LIVE + N_AFTER`` candles)."""
     rng = np.random.default_rng(seed)
     n_live = N_LIVE + N_AFTER
     r = np.concatenate([rng.normal(0.0, SIGMA, N_PRE), TREND + rng.normal(0.0, TREND_NOISE, n_live)])
-    close = START[symbol] * np.exp(np.cumsum(r))
-    opens = np.concatenate([[START[symbol]], close[:-1]])
+    close = start * np.exp(np.cumsum(r))
+    opens = np.concatenate([[start], close[:-1]])
     wick = np.abs(rng.normal(0.0, 2e-5, len(r)))
     tf = Timeframe.parse("1m")
     out = []
@@ -144,33 +149,44 @@ def frame_of(candles: list[Candle]) -> pd.DataFrame:
     )
 
 
-def constructed_models(frame: pd.DataFrame, stage: Path) -> dict[tuple[str, float], Path]:
+def constructed_models(frames: dict[str, pd.DataFrame], stage: Path) -> dict[tuple[str, float], Path]:
     """The Gaussian random walks of :data:`CHAMPION_K` and :data:`CHALLENGER_K` per symbol, as
-    checkpoints (the champions saved first: versions sort by creation time)."""
+    checkpoints (the champions saved first: versions sort by creation time). EURUSD's champion
+    is a global model of EURUSD and :data:`PEER` (manifest and key as ``train`` makes them)."""
     torch.set_num_threads(1)
-    trained = train(TrainConfig.from_dict({**TINY, "symbol": "EURUSD"}), frame, stage / "train")
-    state, manifest = load_checkpoint(trained.checkpoint)
+    single = train(TrainConfig.from_dict({**TINY, "symbol": "EURUSD"}), frames["EURUSD"], stage / "train")
+    series = sorted(["EURUSD", PEER])
+    pooled = train(
+        TrainConfig.from_dict({**TINY, "symbol": symbol_set_key(series), "series": series}),
+        {n: frames[n] for n in series},
+        stage / "train",
+    )
     derived = {"format", "key", "version", "created_at", "file", "sha256"}
-    a_last = state["schedule.sqrt_alpha_bar"][-1]
-    assert 0.9 < float(a_last) < 1.0  # the sampler's clip (10) never bites on the noise
     out: dict[tuple[str, float], Path] = {}
     for symbol, k in [*CHAMPION_K.items(), *((s, CHALLENGER_K) for s in START)]:
-        s = {n: v.clone() for n, v in state.items()}
-        s["denoiser.out.weight"].zero_()
-        s["denoiser.out.bias"].zero_()
-        s["spread_scale"][:] = k * a_last
-        s["quantile_scale"][:] = 1.0
-        s["rw_weight"][:] = 0.0
-        m = {n: v for n, v in manifest.items() if n not in derived} | {"symbol": symbol}
-        out[(symbol, k)] = CheckpointManager(stage / "models", keep=100).save(s, m, key=f"{symbol}-1m-h{H}")
+        is_global = symbol == "EURUSD" and k == CHAMPION_K["EURUSD"]
+        state, manifest = load_checkpoint((pooled if is_global else single).checkpoint)
+        a_last = state["schedule.sqrt_alpha_bar"][-1]
+        assert 0.9 < float(a_last) < 1.0  # the sampler's clip (10) never bites on the noise
+        state["denoiser.out.weight"].zero_()
+        state["denoiser.out.bias"].zero_()
+        state["spread_scale"][:] = k * a_last
+        state["quantile_scale"][:] = 1.0
+        state["rw_weight"][:] = 0.0
+        m = {n: v for n, v in manifest.items() if n not in derived}
+        if not is_global:
+            m["symbol"] = symbol
+        key = f"{m['symbol']}-1m-h{H}"
+        out[(symbol, k)] = CheckpointManager(stage / "models", keep=100).save(state, m, key=key)
     return out
 
 
 def into_shadow(reg: ModelRegistry, key: ModelKey, champion_pt: Path, challenger_pt: Path, pre: pd.DataFrame) -> str:
     """Champion promoted; the challenger evaluated on the hold-out against it, registered and put
     in shadow exactly as the retrain job's register stage does. Return the challenger's version."""
-    champion = reg.import_artifact(champion_pt)
+    champion = reg.import_artifact(champion_pt)  # under its manifest's key (a global one: the set's)
     reg.promote(champion.version, "first champion")
+    assert reg.resolve_champion(key.symbol, key.timeframe, key.horizon) == reg.get(champion.version)
 
     def score(pt: Path) -> Any:
         return evaluate_holdout(
@@ -222,9 +238,10 @@ def test_the_worker_shadow_blocks_a_challenger_worse_live_and_promotes_one_bette
     tmp_path: Path,
     wait_until: Any,
 ) -> None:
-    candles = {s: regime_candles(s, seed) for seed, s in enumerate(START, 1)}
+    candles = {s: regime_candles(s, seed, p0) for seed, (s, p0) in enumerate(START.items(), 1)}
     pre = {s: frame_of(cs[:N_PRE]) for s, cs in candles.items()}
-    models = constructed_models(pre["EURUSD"], tmp_path / "stage")
+    peer = frame_of(regime_candles(PEER, 9, PEER_START)[:N_PRE])
+    models = constructed_models({**pre, PEER: peer}, tmp_path / "stage")
 
     env = dict(
         worker_env,
@@ -242,17 +259,20 @@ def test_the_worker_shadow_blocks_a_challenger_worse_live_and_promotes_one_bette
     upsert_candles(engine, [c for cs in candles.values() for c in cs[:N_PRE]])  # the stored history
     reg = ModelRegistry(engine, tmp_path / "models")
     keys = {s: ModelKey(symbol=s, timeframe="1m", horizon=H) for s in START}
+    global_key = ModelKey.for_symbols(["EURUSD", PEER], "1m", H)
     champions: dict[str, str] = {}
     challengers: dict[str, str] = {}
     for s, key in keys.items():
         challengers[s] = into_shadow(reg, key, models[(s, CHAMPION_K[s])], models[(s, CHALLENGER_K)], pre[s])
-        champions[s] = reg.champion(key).version  # type: ignore[union-attr]
+        champions[s] = reg.resolve_champion(s, "1m", H).version  # type: ignore[union-attr]
         assert reg.get(challengers[s]).status == "shadow"
-        assert get_aliases(engine, key) == {
-            "champion": champions[s],
-            "challenger": challengers[s],
-            "shadow": challengers[s],
-        }
+        own = {} if s == "EURUSD" else {"champion": champions[s]}
+        assert get_aliases(engine, key) == {**own, "challenger": challengers[s], "shadow": challengers[s]}
+    assert get_aliases(engine, global_key) == {"champion": champions["EURUSD"]}
+    # as a user sees it before the live candles: nothing realised, the serving champion named
+    waiting = _forexd("models", "shadow", str(keys["EURUSD"]), "--db", db, "--model-dir", str(tmp_path / "models"))
+    assert waiting.returncode == 0, waiting.stderr
+    assert f"realised forecasts 0 of {REQUIRED}  champion now {champions['EURUSD']} ({global_key})" in waiting.stdout
 
     prefix = env["FOREXD_TOPIC_PREFIX"]
     create_topics(kafka_bootstrap, [f"{prefix}fx.{t}" for t in TOPICS], 2)
@@ -281,14 +301,17 @@ def test_the_worker_shadow_blocks_a_challenger_worse_live_and_promotes_one_bette
         champion_crps = math.fsum(r["champion_crps"] for r in used) / REQUIRED
         aliases = get_aliases(engine, key)
         assert "shadow" not in aliases
-        if EXPECTED[s] == "rejected":
+        if EXPECTED[s] == "rejected":  # the global model keeps serving EURUSD
             assert v.reason.startswith("shadow_worse:") and shadow_crps > champion_crps, v.reason
-            assert aliases["champion"] == champions[s]
+            assert "champion" not in aliases and get_aliases(engine, global_key) == {"champion": champions[s]}
+            serving = champions[s]
         else:
             assert v.reason.startswith("shadow_not_worse:") and shadow_crps <= champion_crps, v.reason
             assert aliases["champion"] == v.version
+            serving = v.version
+        assert reg.resolve_champion(s, "1m", H).version == serving  # type: ignore[union-attr]
         o = announced[s]
-        assert (o["status"], o["version"], o["reason"]) == (EXPECTED[s], v.version, v.reason)
+        assert (o["status"], o["version"], o["reason"], o["champion"]) == (EXPECTED[s], v.version, v.reason, serving)
         assert o["request_id"] == f"shadow-test-{s.lower()}" and o["metrics"]["required"] == REQUIRED
         print(f"{key} live: shadow {shadow_crps:.4g} vs champion {champion_crps:.4g} -> {v.status}")
 
@@ -333,7 +356,8 @@ def test_the_worker_shadow_blocks_a_challenger_worse_live_and_promotes_one_bette
         text = res.stdout
         print(text)
         assert f"shadow {challengers[s]}  state {EXPECTED[s]}" in text
-        assert f"realised forecasts {REQUIRED} of {REQUIRED}" in text
+        serving = challengers[s] if EXPECTED[s] == "promoted" else f"{champions[s]} ({global_key})"
+        assert f"realised forecasts {REQUIRED} of {REQUIRED}  champion now {serving}" in text
         shadow = re.search(r"^shadow\s+(\S+)", text, re.M)
         champion = re.search(r"^champion\s+(\S+)", text, re.M)
         assert shadow and champion, text
