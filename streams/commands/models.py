@@ -180,8 +180,9 @@ def shadow_command(
 
     The version in shadow, else the key's latest version that was in shadow (decided). The
     champion shown is the model serving the key's series now: its own key's, else the global
-    model that serves the symbol (named with its key). Reads the registry and the shadow_scores table; writes nothing. Exit 2 for a key
-    without versions or without any shadow.
+    model that serves the symbol (named with its key). Reads the registry and the
+    shadow_scores table; writes nothing. Exit 2 for a key without versions or without any
+    shadow.
     """
     from forex_diffusion.errors import RegistryError
     from retraining.jobs import serving_champion
