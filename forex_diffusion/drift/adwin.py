@@ -86,11 +86,6 @@ class AdwinDetector(_RiverDetector):
         return self._adwin
 
     @property
-    def threshold(self) -> float:
-        """ADWIN's cut bound at the last detection (NaN before any)."""
-        return self._threshold
-
-    @property
     def estimation(self) -> float:
         """Mean of ADWIN's current window."""
         return float(self._adwin.estimation)

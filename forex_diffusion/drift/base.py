@@ -83,12 +83,28 @@ class ScalarDetector(Protocol):
         """The threshold the statistic crossed."""
 
 
-class _RiverDetector:
-    """What :class:`AdwinDetector` and :class:`PageHinkleyDetector` share: river's detector
-    (:attr:`_river`; each keeps it under its own attribute, the name its snapshots pickle)
-    and the statistic it kept at the last detection."""
+class _Detector:
+    """What every detector here shares: the statistic and the threshold it kept at the last
+    detection (NaN before any); each class's docstring says what they measure."""
 
     _statistic: float
+    _threshold: float
+
+    @property
+    def statistic(self) -> float:
+        """The statistic at the last detection, as the class describes it (NaN before any)."""
+        return self._statistic
+
+    @property
+    def threshold(self) -> float:
+        """The threshold the statistic crossed, as the class describes it (NaN before any)."""
+        return self._threshold
+
+
+class _RiverDetector(_Detector):
+    """What :class:`AdwinDetector` and :class:`PageHinkleyDetector` share besides: river's
+    detector (:attr:`_river`; each keeps it under its own attribute, the name its snapshots
+    pickle), which decides :attr:`drift_detected`."""
 
     @property
     def _river(self) -> Any:
@@ -98,8 +114,3 @@ class _RiverDetector:
     def drift_detected(self) -> bool:
         """Whether the last update detected a change."""
         return bool(self._river.drift_detected)
-
-    @property
-    def statistic(self) -> float:
-        """The statistic at the last detection, as the class describes it (NaN before any)."""
-        return self._statistic

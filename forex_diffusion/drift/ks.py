@@ -11,12 +11,13 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from scipy import stats as sp_stats
 
+from forex_diffusion.drift.base import _Detector
 from forex_diffusion.errors import ConfigError
 
 __all__ = ["KSFeatureDetector"]
 
 
-class KSFeatureDetector:
+class KSFeatureDetector(_Detector):
     """Two-sample Kolmogorov-Smirnov test between a reference feature window and the recent one.
 
     The reference is the first ``reference_size`` rows after start (or after a detection,
@@ -83,16 +84,6 @@ class KSFeatureDetector:
     def drift_detected(self) -> bool:
         """Whether the last update detected a change."""
         return self._detected
-
-    @property
-    def statistic(self) -> float:
-        """Largest rejected KS distance at the last detection."""
-        return self._statistic
-
-    @property
-    def threshold(self) -> float:
-        """Critical KS distance at the last detection."""
-        return self._threshold
 
     @property
     def feature(self) -> str | None:

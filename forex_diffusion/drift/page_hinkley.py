@@ -71,7 +71,7 @@ class PageHinkleyDetector(_RiverDetector):
 
     @property
     def threshold(self) -> float:
-        """River's lambda."""
+        """River's lambda (a parameter: set before any detection)."""
         return self.threshold_
 
     def update(self, x: float) -> None:
