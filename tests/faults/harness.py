@@ -25,8 +25,8 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,8 @@ from forex_diffusion.ingest.readers import read_ticks
 from forex_diffusion.ingest.validation import TickValidator, ValidationConfig
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.storage import count_candles, fetch_candles, make_engine
-from forex_diffusion.storage.tables import snapshots
-from forex_diffusion.wire import decode_candle, decode_tick, encode
+from forex_diffusion.storage.tables import drift_events, forecasts, snapshots
+from forex_diffusion.wire import decode_candle, decode_tick, encode, encode_candle, encode_forecast
 from streams.broker import EmbeddedBroker, free_port
 
 from ..integration.kafka_io import create_topics, read_all
@@ -759,3 +759,260 @@ def settle(
     dead = read_all(bootstrap, f"{prefix}fx.deadletter", expect=len(oracle.refused), timeout_s=20)
     db = db_candles(url)
     return check(oracle, db=db, db_rows=db_count(url), candle_msgs=candles, dead_msgs=dead), converged
+
+
+# -- the candle role (issue 15: the fault matrix for the candle agent) ----------------------
+#
+# The candle agent's oracle is the core run offline on the candles published, candle by
+# candle (``candle_oracle``); the checker compares the database (forecast rows, drift events,
+# candles, the checkpointed forecaster state) and ``fx.forecasts`` with it.
+
+# fields of a forecast record sampled by a diffusion model: a batch of fewer than 8 series runs
+# other float32 kernels, within 1e-7 relative (docs/diffusion.md "Determinism"); the random
+# walk's records and every other field are compared exactly
+SAMPLED = frozenset({"quantiles", "mean", "p_up", "touch", "extremes"})
+SAMPLED_RTOL = 1e-7
+
+
+def usdjpy_twin(c: Candle) -> Candle:
+    """The USD/JPY candle derived from a EUR/USD one as :func:`tick_records` derives its ticks
+    (price x 100 - 36, 3 decimals; spreads x 100)."""
+
+    def px(p: float) -> float:
+        return round(p * 100 - 36, 3)
+
+    def sp(v: float | None) -> float | None:
+        return None if v is None else round(v * 100, 6)
+
+    return replace(
+        c,
+        symbol="USDJPY",
+        open=px(c.open),
+        high=px(c.high),
+        low=px(c.low),
+        close=px(c.close),
+        spread_mean=sp(c.spread_mean),
+        spread_min=sp(c.spread_min),
+        spread_max=sp(c.spread_max),
+    )
+
+
+def candle_stream(n: int, *, source: Path = SAMPLE) -> list[Candle]:
+    """The first ``n`` EUR/USD candles (1m, 5m, 1h) of ``source`` in the order the tick agent
+    emits them (close time, the longer timeframe first), each followed by its USD/JPY twin."""
+    from forex_diffusion.offline import aggregate_ticks_file
+
+    cs = aggregate_ticks_file(source, timeframes=list(TIMEFRAMES)).candles
+    cs = sorted(cs, key=lambda c: (c.close_ms, -DUR[c.timeframe]))[:n]
+    return [x for c in cs for x in (c, usdjpy_twin(c))]
+
+
+def candle_records(candles: Iterable[Candle]) -> list[Record]:
+    """``fx.candles`` records keyed by symbol (publish them with :func:`by_symbol`)."""
+    return [(c.symbol.encode(), encode_candle(c)) for c in candles]
+
+
+DriftKey = tuple[str, str, int, str, int]  # the drift_events key: symbol, timeframe, ts_ms, detector, horizon
+
+
+@dataclass
+class CandleOracle:
+    """The candle agent's result on a candle stream, computed by the core offline."""
+
+    forecasts: dict[tuple[str, int], dict[str, Any]]  # (symbol, as_of_ms) -> the record (JSON form)
+    drift: dict[DriftKey, tuple[float, float]]  # -> (statistic, threshold)
+    forecasters: dict[str, Any]  # symbol -> its SymbolForecaster after the last candle
+    config: Any  # the worker's ForecasterConfig
+
+
+def candle_oracle(candles: Sequence[Candle], env: Mapping[str, str]) -> CandleOracle:
+    """Run ``candles`` through the core as the candle agent of a worker with ``env`` does: its
+    forecaster configuration, and its model book (the checkpoints under ``FOREXD_MODEL_DIR``,
+    else the random walk). The forecasts are sampled first, in one batch per model (batches of
+    8 and more sample identical bits), then the candles run again, each forecast recorded
+    right after its candle."""
+    from forex_diffusion.diffusion.inputs import CrossBook
+    from forex_diffusion.forecast.forecaster import SymbolForecaster
+    from retraining.serving import ModelBook
+    from streams.agents.models import forecaster_config
+    from streams.settings import Settings
+
+    s = Settings.from_env(dict(env))
+    cfg = forecaster_config(s)
+    book = ModelBook(
+        None, horizon=s.horizon, horizons=s.model_horizons, model_dir=s.model_dir, touch_bands=s.touch_bands
+    )
+
+    def run(fcs: dict[tuple[str, int], Any] | None) -> tuple[dict[str, SymbolForecaster], dict[Any, list[Any]]]:
+        cross = CrossBook()
+        fs: dict[str, SymbolForecaster] = {}
+        asked: dict[Any, list[Any]] = {}
+        for c in candles:
+            f = fs.get(c.symbol) or fs.setdefault(c.symbol, SymbolForecaster(c.symbol, cfg, book=cross))
+            f.cold = set()
+            o = f.on_candle(c)
+            for ev in o.drift:
+                key = (ev.symbol, ev.timeframe, int(ev.ts_ms), ev.detector, 0 if ev.horizon is None else ev.horizon)
+                drift[key] = (float(ev.statistic), float(ev.threshold))
+            if not o.due:
+                continue
+            pred = book.predictor(c.symbol, c.timeframe)
+            r = f.request(o, getattr(pred, "context_spec", None), getattr(pred, "inputs", None))
+            if r is None:
+                continue
+            if fcs is None:
+                asked.setdefault(pred, []).append(r)
+            else:
+                rec = f.record(fcs[(c.symbol, c.close_ms)], o)
+                records[(c.symbol, int(rec["as_of_ms"]))] = json.loads(json.dumps(rec))
+        return fs, asked
+
+    drift: dict[DriftKey, tuple[float, float]] = {}
+    records: dict[tuple[str, int], dict[str, Any]] = {}
+    _, asked = run(None)
+    fcs = {
+        (r.symbol, r.as_of_ms): fc
+        for pred, reqs in asked.items()
+        for r, fc in zip(reqs, pred.forecast(reqs), strict=True)
+    }
+    drift.clear()
+    forecasters, _ = run(fcs)
+    return CandleOracle(records, drift, forecasters, cfg)
+
+
+ForecastRow = tuple[str, str, int, int, str, dict[str, Any]]  # symbol, timeframe, as_of_ms, horizon, version, payload
+
+
+def db_forecast_rows(url: str) -> list[ForecastRow]:
+    """Every forecast row in key order, without ``created_ms`` (the wall clock of its first write)."""
+    import sqlalchemy as sa
+
+    eng = make_engine(url)
+    try:
+        with eng.connect() as c:
+            rows = c.execute(sa.select(forecasts).order_by(*forecasts.primary_key.columns)).all()
+    finally:
+        eng.dispose()
+    return [(r.symbol, r.timeframe, int(r.as_of_ms), int(r.horizon), r.model_version, dict(r.payload)) for r in rows]
+
+
+def db_drift(url: str) -> dict[DriftKey, tuple[float, float]]:
+    """The stored drift events, ``key -> (statistic, threshold)`` (``created_ms`` left out)."""
+    import sqlalchemy as sa
+
+    eng = make_engine(url)
+    try:
+        with eng.connect() as c:
+            rows = c.execute(sa.select(drift_events)).all()
+    finally:
+        eng.dispose()
+    return {
+        (r.symbol, r.timeframe, int(r.ts_ms), r.detector, int(r.horizon)): (float(r.statistic), float(r.threshold))
+        for r in rows
+    }
+
+
+def db_checkpoints(url: str, consumer: str, topic: str, partitions: int) -> dict[int, tuple[int, dict[str, Any]]]:
+    """``partition -> (offset, state)`` of ``consumer``'s checkpoints of ``topic`` (the state of
+    a checkpoint written as parts is ``{series: part}``)."""
+    from forex_diffusion.storage.repository import load_snapshot
+
+    eng = make_engine(url)
+    try:
+        out = {}
+        for p in range(partitions):
+            got = load_snapshot(eng, consumer=consumer, topic=topic, partition=p)
+            if got is not None:
+                out[p] = got
+        return out
+    finally:
+        eng.dispose()
+
+
+def forecast_topic_differences(msgs: Iterable[Any], oracle: CandleOracle) -> tuple[list[str], int]:
+    """How ``fx.forecasts`` (read from offset 0) differs from the oracle, and how many copies it
+    holds beyond one per forecast. The contract is at-least-once with idempotent keys: every
+    forecast of the oracle is there, nothing else, and each copy equals the oracle's record."""
+    seen: Counter[tuple[str, int]] = Counter()
+    out: list[str] = []
+    for m in msgs:
+        rec = json.loads(m.value)
+        key = (str(rec.get("symbol")), int(rec.get("as_of_ms", -1)))
+        seen[key] += 1
+        want = oracle.forecasts.get(key)
+        if want is None:
+            out.append(f"unexpected forecast {key}")
+            continue
+        if m.key != key[0].encode():
+            out.append(f"{key}: message key {m.key!r}")
+        out += [f"{key} {d}" for d in record_differences(rec, json.loads(encode_forecast(want)))[:3]]
+    out += [f"missing forecast {k}" for k in sorted(set(oracle.forecasts) - set(seen))]
+    return out, sum(seen.values()) - len(seen)
+
+
+def plain(x: Any) -> Any:
+    """``x`` as JSON-like data: dataclasses and mappings as dicts, arrays and tuples as lists."""
+    if is_dataclass(x) and not isinstance(x, type):
+        return {f.name: plain(getattr(x, f.name)) for f in fields(x)}
+    if isinstance(x, Mapping):
+        return {str(k): plain(v) for k, v in x.items()}
+    if hasattr(x, "tolist"):
+        return plain(x.tolist())
+    if isinstance(x, (list, tuple)):
+        return [plain(v) for v in x]
+    return x
+
+
+def differences(got: Any, want: Any, *, path: str = "", rtol: float = 0.0, atol: float = 0.0) -> list[str]:
+    """Where ``got`` differs from ``want`` (JSON-like data), as ``path: got != want`` lines.
+
+    Floats may differ by ``rtol`` relative or ``atol`` absolute (both 0: equal); NaN equals NaN;
+    everything else must be equal, of the same type."""
+    if isinstance(want, Mapping):
+        if not isinstance(got, Mapping) or set(got) != set(want):
+            keys = set(got) ^ set(want) if isinstance(got, Mapping) else type(got).__name__
+            return [f"{path}: keys differ: {keys}"]
+        return [d for k in want for d in differences(got[k], want[k], path=f"{path}.{k}", rtol=rtol, atol=atol)]
+    if isinstance(want, list):
+        if not isinstance(got, list) or len(got) != len(want):
+            return [f"{path}: {str(got)[:80]} != {str(want)[:80]}"]
+        return [
+            d
+            for i, (g, w) in enumerate(zip(got, want, strict=True))
+            for d in differences(g, w, path=f"{path}[{i}]", rtol=rtol, atol=atol)
+        ]
+    if isinstance(want, float) and isinstance(got, (int, float)) and not isinstance(got, bool):
+        if got == want or (want != want and got != got) or abs(got - want) <= max(rtol * abs(want), atol):
+            return []
+        return [f"{path}: {got!r} != {want!r}"]
+    return [] if got == want and type(got) is type(want) else [f"{path}: {got!r} != {want!r}"]
+
+
+def record_differences(got: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:
+    """How a forecast record differs from the oracle's, every field but ``latency_s`` (the
+    wall clock). A diffusion model's sampled fields may differ by float32 rounding: prices
+    within :data:`SAMPLED_RTOL`, ``p_up`` and touch probabilities within one sample's share
+    (docs/diffusion.md); the random walk's records, and every other field, are equal."""
+    g = {k: v for k, v in got.items() if k != "latency_s"}
+    w = {k: v for k, v in want.items() if k != "latency_s"}
+    if w.get("model_version") == "rw-ewma" or not w.get("samples"):
+        return differences(g, w)
+    if set(g) != set(w):
+        return [f"keys differ: {set(g) ^ set(w)}"]
+    share = 1.0 / float(w["samples"])
+    out = differences({k: g[k] for k in g if k not in SAMPLED}, {k: w[k] for k in w if k not in SAMPLED})
+    for k in ("quantiles", "mean", "extremes"):
+        out += differences(g.get(k), w.get(k), path=k, rtol=SAMPLED_RTOL)
+    out += differences(g.get("p_up"), w.get("p_up"), path="p_up", rtol=SAMPLED_RTOL, atol=share)
+    gt, wt = g.get("touch"), w.get("touch")
+    if isinstance(wt, Mapping) and isinstance(gt, Mapping) and set(gt) == set(wt):
+        out += differences(
+            {k: gt[k] for k in gt if k not in ("levels", "p")},
+            {k: wt[k] for k in wt if k not in ("levels", "p")},
+            path="touch",
+        )
+        out += differences(gt.get("levels"), wt.get("levels"), path="touch.levels", rtol=SAMPLED_RTOL)
+        out += differences(gt.get("p"), wt.get("p"), path="touch.p", rtol=SAMPLED_RTOL, atol=share)
+    else:
+        out += differences(gt, wt, path="touch")
+    return out
