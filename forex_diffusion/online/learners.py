@@ -36,7 +36,7 @@ from typing import Any, cast
 
 from river import base, linear_model, metrics, optim, preprocessing
 
-from forex_diffusion.domain import Candle
+from forex_diffusion.domain import Candle, field_dict
 from forex_diffusion.errors import ConfigError, RejectReason, ValidationError
 from forex_diffusion.online.snapshot import SignedState
 
@@ -133,15 +133,8 @@ class HorizonPrediction:
     """The classifier's probability that the horizon return is positive."""
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the plain-data form (JSON-able)."""
-        return {
-            "horizon": self.horizon,
-            "as_of_ms": self.as_of_ms,
-            "scaled_return": self.scaled_return,
-            "log_return": self.log_return,
-            "price": self.price,
-            "p_up": self.p_up,
-        }
+        """Return the plain-data form (JSON-able: the fields by name)."""
+        return field_dict(self)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
