@@ -35,6 +35,8 @@ class ADX(PeriodIndicator[float], BarIndicator[float]):
     __slots__ = ("_ph", "_pl", "_pc", "_pdm", "_mdm", "_tr", "_sdx", "_adx")
     spec_name: ClassVar[str] = "adx"
     min_period: ClassVar[int] = 2
+    #: The formula state: each name's value is the slot ``_<name>``, a float.
+    _state_names: ClassVar[tuple[str, ...]] = ("ph", "pl", "pc", "pdm", "mdm", "tr", "sdx", "adx")
 
     def __init__(self, period: int = 14) -> None:
         super().__init__(period)
@@ -147,17 +149,8 @@ class ADX(PeriodIndicator[float], BarIndicator[float]):
         return self._next(bar.high, bar.low, bar.close, self._n + 1)[1]
 
     def _get_state(self) -> dict[str, Any]:
-        return {
-            "ph": self._ph,
-            "pl": self._pl,
-            "pc": self._pc,
-            "pdm": self._pdm,
-            "mdm": self._mdm,
-            "tr": self._tr,
-            "sdx": self._sdx,
-            "adx": self._adx,
-        }
+        return {key: getattr(self, f"_{key}") for key in self._state_names}
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        for key in ("ph", "pl", "pc", "pdm", "mdm", "tr", "sdx", "adx"):
+        for key in self._state_names:
             setattr(self, f"_{key}", float(state[key]))
