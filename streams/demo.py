@@ -178,12 +178,53 @@ def run_demo(
     result.data_dir = data
     broker = EmbeddedBroker(log_path=data / "broker.log").start()
     result.pids.append(broker.proc.pid if broker.proc else -1)
-    port = metrics_port or free_port()
+    settings = _demo_settings(broker.url, data, metrics_port or free_port())
+    t_start = time.monotonic()
+    log = open(data / "worker.log", "ab")  # noqa: SIM115
+    worker = _start_worker(settings, log)
+    result.pids.append(worker.pid)
+    result.metrics_url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await ensure_topics(settings, [settings.topic(t) for t in TOPICS])
+        await _wait_ready(worker, result.metrics_url, stop)
+        result.ready_s = time.monotonic() - t_start
+        tasks = [
+            asyncio.ensure_future(_replay(settings, speed, result, stop)),
+            asyncio.ensure_future(_watch(settings, result, stop, show or (lambda r: None))),
+        ]
+        try:
+            await _run_until(result, stop, duration, until, poll_s)
+        finally:
+            stop.set()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        asyncio.run(main())
+    finally:
+        _stop_worker(worker)
+        log.close()
+        broker.stop()
+        if own_dir and not keep:
+            shutil.rmtree(data, ignore_errors=True)
+    return result
+
+
+def _demo_settings(broker_url: str, data: Path, port: int) -> Settings:
+    """The demo worker's settings: one pair, three timeframes, the bundled 1-minute model
+    (copied into ``data`` so the demo's retrains never touch the package)."""
     models = data / "models"
     if MODELS.exists() and not models.exists():
         shutil.copytree(MODELS, models)
-    settings = Settings(
-        broker_url=broker.url,
+    return Settings(
+        broker_url=broker_url,
         data_dir=data,
         symbols=("EURUSD",),
         timeframes=("1m", "5m", "1h"),
@@ -194,104 +235,97 @@ def run_demo(
         idle_close_s=3.0,
         retrain_job_config=json.dumps(DEMO_JOB),
     )
+
+
+def _start_worker(settings: Settings, log: Any) -> subprocess.Popen[bytes]:
+    """``forexd worker --role all`` in its own process group, configured as ``settings`` (and
+    nothing else of the caller's ``FOREXD_*`` environment), its output into ``log``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FOREXD_")}
     env.update(
         {
-            "FOREXD_BROKER_URL": broker.url,
-            "FOREXD_DATA_DIR": str(data),
-            "FOREXD_SYMBOLS": "EURUSD",
-            "FOREXD_TIMEFRAMES": "1m,5m,1h",
-            "FOREXD_FORECAST_TIMEFRAMES": "1m",
-            "FOREXD_HORIZON": "24",
-            "FOREXD_MODEL_DIR": str(models),
-            "FOREXD_METRICS_PORT": str(port),
-            "FOREXD_IDLE_CLOSE_S": "3",
-            "FOREXD_RETRAIN_JOB_CONFIG": json.dumps(DEMO_JOB),
+            "FOREXD_BROKER_URL": settings.broker_url,
+            "FOREXD_DATA_DIR": str(settings.data_dir),
+            "FOREXD_SYMBOLS": ",".join(settings.symbols),
+            "FOREXD_TIMEFRAMES": ",".join(settings.timeframes),
+            "FOREXD_FORECAST_TIMEFRAMES": ",".join(settings.forecast_timeframes),
+            "FOREXD_HORIZON": str(settings.horizon),
+            "FOREXD_MODEL_DIR": str(settings.model_dir),
+            "FOREXD_METRICS_PORT": str(settings.metrics_port),
+            "FOREXD_IDLE_CLOSE_S": f"{settings.idle_close_s:g}",
+            "FOREXD_RETRAIN_JOB_CONFIG": settings.retrain_job_config or "",
             "PYTHONUNBUFFERED": "1",
         }
     )
-    t_start = time.monotonic()
-    log = open(data / "worker.log", "ab")  # noqa: SIM115
-    worker = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "worker", "--role", "all", "--loglevel", "info"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        cwd=data,
+        cwd=settings.data_dir,
     )
-    result.pids.append(worker.pid)
-    result.metrics_url = f"http://127.0.0.1:{port}/metrics"
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        await ensure_topics(settings, [settings.topic(t) for t in TOPICS])
-        # The replay and the duration start once the worker serves /metrics: on a busy machine
-        # its start-up (torch, the models) can take longer than a short --duration.
-        ready_by = loop.time() + READY_TIMEOUT_S
-        while not stop.is_set():
-            try:
-                await _scrape(result.metrics_url)
-                break
-            except Exception as exc:  # noqa: BLE001 - not listening yet
-                if worker.poll() is not None:
-                    raise ServiceUnavailableError(
-                        "demo worker",
-                        result.metrics_url,
-                        f"it exited with code {worker.returncode} before it was ready; "
-                        "run with --data-dir DIR to keep its log",
-                    ) from exc
-                if loop.time() > ready_by:
-                    raise ServiceUnavailableError(
-                        "demo worker",
-                        result.metrics_url,
-                        f"not ready within {READY_TIMEOUT_S:.0f} s; run with --data-dir DIR to keep its log",
-                    ) from exc
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 0.5)
-        result.ready_s = time.monotonic() - t_start
-        tasks = [
-            asyncio.ensure_future(_replay(settings, speed, result, stop)),
-            asyncio.ensure_future(_watch(settings, result, stop, show or (lambda r: None))),
-        ]
+
+async def _wait_ready(worker: subprocess.Popen[bytes], metrics_url: str, stop: asyncio.Event) -> None:
+    """Wait until the worker serves ``/metrics``: the replay and the duration start then (on a
+    busy machine its start-up, torch and the models, can take longer than a short duration)."""
+    loop = asyncio.get_running_loop()
+    ready_by = loop.time() + READY_TIMEOUT_S
+    while not stop.is_set():
         try:
-            deadline = None if duration is None else loop.time() + duration
-            while not stop.is_set():
-                left = None if deadline is None else deadline - loop.time()
-                if left is not None and left <= 0:
-                    break
-                wait = left if until is None else (poll_s if left is None else min(poll_s, left))
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), wait)
-                if until is not None and not stop.is_set():
-                    with contextlib.suppress(Exception):  # the worker may not serve /metrics yet
-                        result.metrics_text = await _scrape(result.metrics_url)
-                    if until(result):
-                        break
-            with contextlib.suppress(Exception):
-                result.metrics_text = await _scrape(result.metrics_url)
-        finally:
-            stop.set()
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _scrape(metrics_url)
+            return
+        except Exception as exc:  # noqa: BLE001 - not listening yet
+            if worker.poll() is not None:
+                raise ServiceUnavailableError(
+                    "demo worker",
+                    metrics_url,
+                    f"it exited with code {worker.returncode} before it was ready; "
+                    "run with --data-dir DIR to keep its log",
+                ) from exc
+            if loop.time() > ready_by:
+                raise ServiceUnavailableError(
+                    "demo worker",
+                    metrics_url,
+                    f"not ready within {READY_TIMEOUT_S:.0f} s; run with --data-dir DIR to keep its log",
+                ) from exc
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
 
-    try:
-        asyncio.run(main())
-    finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait(10)
-        log.close()
-        broker.stop()
-        if own_dir and not keep:
-            shutil.rmtree(data, ignore_errors=True)
-    return result
+
+async def _run_until(
+    result: DemoResult,
+    stop: asyncio.Event,
+    duration: float | None,
+    until: Callable[[DemoResult], bool] | None,
+    poll_s: float,
+) -> None:
+    """Until ``stop``, the end of ``duration``, or ``until(result)`` on a fresh scrape; then a
+    last scrape into ``result.metrics_text``."""
+    loop = asyncio.get_running_loop()
+    deadline = None if duration is None else loop.time() + duration
+    while not stop.is_set():
+        left = None if deadline is None else deadline - loop.time()
+        if left is not None and left <= 0:
+            break
+        wait = left if until is None else (poll_s if left is None else min(poll_s, left))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), wait)
+        if until is not None and not stop.is_set():
+            with contextlib.suppress(Exception):  # the worker may not serve /metrics yet
+                result.metrics_text = await _scrape(result.metrics_url)
+            if until(result):
+                break
+    with contextlib.suppress(Exception):
+        result.metrics_text = await _scrape(result.metrics_url)
+
+
+def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the worker's process group (its final checkpoint), SIGKILL after 20 s."""
+    if worker.poll() is None:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(10)
