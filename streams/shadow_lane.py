@@ -75,6 +75,9 @@ class ShadowLane:
         self.forecasts = 0  # shadow forecasts made
         self.errors = 0
         self._settling = asyncio.Lock()
+        # settle() runs in the background after a checkpoint: the loop keeps only weak
+        # references to tasks, so they are held here until done
+        self._background: set[asyncio.Future[list[ShadowState]]] = set()
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -156,7 +159,17 @@ class ShadowLane:
         """The checkpoint holding ``rows`` is durable: settle the shadows they belong to (in the background)."""
         versions = {r["version"] for r in rows}
         if versions:
-            asyncio.ensure_future(self.settle(versions))
+            task = asyncio.ensure_future(self.settle(versions))
+            self._background.add(task)
+            task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Future[list[ShadowState]]) -> None:
+        """A background settle ended: forget it, and log an error it raised (the 15 s timer retries)."""
+        self._background.discard(task)
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            self.errors += 1
+            log.error("shadow.settle_error error=%s: %s", type(exc).__name__, str(exc)[:200])
 
     def versions(self) -> set[str]:
         """The versions in shadow that this worker's series run."""
