@@ -167,20 +167,18 @@ class Containment:
 
     def fail(self, msg: Any, exc: BaseException, *, stage: str, symbol: str | None = None) -> None:
         """Dead-letter ``msg`` for ``exc`` raised at ``stage``: its reason, or ``internal``."""
-        topic, partition, offset = msg.topic, msg.partition, msg.offset
+        partition, offset = msg.partition, msg.offset
         try:
             error = exc if isinstance(exc, ValidationError) else self._internal(exc, msg, stage)
-            exception = None if error is exc else type(exc).__name__
-            raw, key = msg.value, msg.key
             self.refuse(
-                topic=topic,
+                topic=msg.topic,
                 partition=partition,
                 offset=offset,
-                raw=raw,
-                key=key,
+                raw=msg.value,
+                key=msg.key,
                 error=error,
                 symbol=symbol,
-                exception=exception,
+                exception=None if error is exc else type(exc).__name__,
             )
         except Exception:  # noqa: BLE001 - the dead letter itself failed (sink, metric, callback): go on
             log.exception("record.deadletter_failed source=%s partition=%s offset=%s", self.source, partition, offset)
