@@ -281,13 +281,16 @@ def test_the_worker_shadow_blocks_a_challenger_worse_live_and_promotes_one_bette
     publish(kafka_bootstrap, f"{prefix}fx.candles", [(s.encode(), encode_candle(c)) for s in START for c in live[s]])
 
     # the shadow lane realises REQUIRED forecasts of each challenger and decides
-    def rows() -> int:
-        return sum(len(read_shadow_scores(engine, v)) for v in challengers.values())
+    def progress() -> tuple[int, int]:  # the worker's checkpoints: forecast rows, then shadow rows
+        stored = sum(len(fetch_forecasts(engine, s, "1m")) for s in START)
+        return stored, sum(len(read_shadow_scores(engine, v)) for v in challengers.values())
 
     def decided() -> bool:
         return all(reg.get(v).status != "shadow" for v in challengers.values())
 
-    wait_until(decided, 120, interval=0.5, what="both shadow decisions", progress=rows)
+    # a loaded machine may take minutes to start the worker: the limit is on a stall, as in
+    # the other broker tests (240 s without a new record)
+    wait_until(decided, 240, interval=0.5, what="both shadow decisions", progress=progress)
     outcomes = read_all(kafka_bootstrap, f"{prefix}fx.models", expect=2, timeout_s=60)
     announced = {o["symbol"]: o for o in (json.loads(m.value) for m in outcomes)}
     assert set(announced) == set(START), w.log()[-3000:]
