@@ -43,6 +43,7 @@ True
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import math
 import re
@@ -51,6 +52,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
+
+import numpy as np
 
 from forex_diffusion.domain import Candle, Tick
 from forex_diffusion.drift import DriftEvent
@@ -63,6 +66,8 @@ from forex_diffusion.timeframes import Timeframe
 __all__ = [
     "CANDLE_VOLUME_MAX",
     "DEFAULT_MAX_BYTES",
+    "PATHS_MAX",
+    "PATHS_SCALE",
     "PRICE_MAX",
     "SCHEMAS",
     "SCHEMA_VERSION",
@@ -80,6 +85,7 @@ __all__ = [
     "decode_indicators",
     "decode_json",
     "decode_model_outcome",
+    "decode_paths",
     "decode_record",
     "decode_retrain_request",
     "decode_tick",
@@ -90,6 +96,7 @@ __all__ = [
     "encode_forecast",
     "encode_indicators",
     "encode_model_outcome",
+    "encode_paths",
     "encode_record",
     "encode_retrain_request",
     "encode_tick",
@@ -118,6 +125,13 @@ HORIZON_MAX: Final = 100_000
 FORECAST_STEPS_MAX: Final = 10_000
 FORECAST_LEVELS_MAX: Final = 101
 TOUCH_BANDS_MAX: Final = 32
+PATHS_MAX: Final = 10_000
+"""Most sample paths one ``fx.forecasts.paths`` record carries."""
+PATHS_SCALE: Final = 100_000
+"""Units of the encoded paths per unit of log return: a unit is 1e-5 (0.11 pip at EUR/USD 1.10)."""
+PATHS_SCALE_MAX: Final = 10**9
+PATHS_DTYPES: Final = {"<i2": 2, "<i4": 4}  # little-endian int16 / int32 and their bytes
+PATHS_TEXT_MAX: Final = 16 * 1024 * 1024  # base64 characters
 MAX_JSON_DEPTH: Final = 8
 
 _SYMBOL_IN = r"[A-Za-z0-9/_.:-]{1,32}"  # a symbol or an alias as a feed writes it
@@ -528,16 +542,20 @@ INDICATORS = RecordSchema(
     ),
 )
 
+#: What names one forecast on every forecast topic: its series and ``as_of``; then its horizon and model.
+_FORECAST_ID = (_SYMBOL_F, _TF_F, _ts("as_of", description="close_time of the last closed candle, epoch ms"))
+_FORECAST_MODEL = (
+    Field(name="horizon", kind="integer", minimum=1, maximum=HORIZON_MAX),
+    Field(name="model_version", kind="string", pattern=_TOKEN, max_length=128),
+)
+
 FORECASTS = RecordSchema(
     topic="fx.forecasts",
     description="A probabilistic forecast made on a closed candle.",
     fields=(
-        _SYMBOL_F,
-        _TF_F,
-        _ts("as_of", description="close_time of the last closed candle, epoch ms"),
+        *_FORECAST_ID,
         _ts("as_of_ms", description="same as as_of"),
-        Field(name="horizon", kind="integer", minimum=1, maximum=HORIZON_MAX),
-        Field(name="model_version", kind="string", pattern=_TOKEN, max_length=128),
+        *_FORECAST_MODEL,
         _num("last_close"),
         _LEVELS,
         _quantile_matrix("quantiles", "[horizon][level] price quantiles (null: not finite)"),
@@ -599,6 +617,47 @@ FORECASTS = RecordSchema(
                 _quantile_matrix("min", "[step][level] quantiles of the lowest close of steps 1..h"),
             ),
             description="running maximum and minimum quantiles (optional)",
+        ),
+    ),
+)
+
+FORECAST_PATHS = RecordSchema(
+    topic="fx.forecasts.paths",
+    description="The sample paths of one fx.forecasts record (same key and identifiers), in a compact "
+    "encoding: path i's price at step h+1 is last_close * exp(q[i, h] / scale), q the little-endian "
+    "integers (dtype) of paths, base64, n_paths rows of horizon values. Quantisation: |ln(decoded / "
+    "sampled)| <= 0.5 / scale (+1e-12), with scale 100000 a relative error <= 5e-6 (0.055 pip at "
+    "EUR/USD 1.10). The paths are the model's (spread-calibrated) samples; the forecast's quantiles "
+    "also apply its per-level scale and, like its touch probabilities, blend with the EWMA random "
+    "walk with weight rw_weight per step. Decode with forex_diffusion.wire.decode_paths.",
+    fields=(
+        *_FORECAST_ID,
+        *_FORECAST_MODEL,
+        Field(
+            name="last_close",
+            kind="number",
+            minimum=0.0,
+            maximum=PRICE_MAX,
+            description="reference price (the forecast's last close, > 0): the paths are log returns from it",
+        ),
+        _num("sigma", minimum=0.0, description="one-step EWMA volatility of the log price at as_of"),
+        Field(
+            name="rw_weight",
+            kind="array",
+            max_items=FORECAST_STEPS_MAX,
+            items=_num("w", minimum=0.0, maximum=1.0),
+            description="[horizon] weight of the EWMA random walk blended into the forecast at each step",
+        ),
+        Field(name="samples", kind="integer", minimum=0, maximum=INT32_MAX, description="paths sampled"),
+        Field(name="n_paths", kind="integer", minimum=1, maximum=PATHS_MAX, description="paths carried (the first)"),
+        Field(name="scale", kind="integer", minimum=1, maximum=PATHS_SCALE_MAX, description="units per log return"),
+        Field(name="dtype", kind="string", enum=tuple(PATHS_DTYPES), description="<i2: int16, <i4: int32"),
+        Field(
+            name="paths",
+            kind="string",
+            max_length=PATHS_TEXT_MAX,
+            pattern=r"[A-Za-z0-9+/]*={0,2}",
+            description="base64 of n_paths x horizon integers (path-major): round(ln(price / last_close) * scale)",
         ),
     ),
 )
@@ -680,7 +739,7 @@ DEADLETTER = RecordSchema(
 
 SCHEMAS: Final[dict[str, RecordSchema]] = {
     s.topic.removeprefix("fx."): s
-    for s in (TICKS, CANDLES, INDICATORS, FORECASTS, DRIFT, RETRAIN_REQUESTS, MODELS, DEADLETTER)
+    for s in (TICKS, CANDLES, INDICATORS, FORECASTS, FORECAST_PATHS, DRIFT, RETRAIN_REQUESTS, MODELS, DEADLETTER)
 }
 """Topic kind (``ticks``, ``candles``, ..., the topic name without its prefix) → schema."""
 
@@ -995,6 +1054,108 @@ def encode_forecast(record: Mapping[str, Any]) -> bytes:
 def decode_forecast(raw: bytes | str, *, max_bytes: int = 4 * 1024 * 1024) -> dict[str, Any]:
     """Decode an ``fx.forecasts`` value into its checked fields."""
     return decode_record("forecasts", raw, max_bytes=max_bytes)
+
+
+def encode_paths(
+    header: Mapping[str, Any], prices: Any, *, scale: int = PATHS_SCALE, dtype: str | None = None
+) -> bytes:
+    """The ``fx.forecasts.paths`` value of sample paths ``prices [n_paths, horizon]`` (> 0, finite).
+
+    ``header`` names the forecast as its ``fx.forecasts`` record does (``symbol``,
+    ``timeframe``, ``as_of``, ``horizon``, ``model_version``, ``last_close``) and gives
+    ``sigma``, ``rw_weight`` and ``samples``; ``n_paths``, ``scale`` and ``dtype`` are
+    written here (other keys are ignored). Each price is stored as
+    ``round(ln(price / last_close) * scale)``, int16 when every value fits, else int32 (or
+    ``dtype``): with the default scale every positive finite price fits, so valid paths
+    always encode. Paths that are not (non-finite, <= 0, the wrong shape) are a bug of the
+    producer: ``ValidationError`` with reason ``internal``.
+
+    >>> raw = encode_paths(
+    ...     {"symbol": "EURUSD", "timeframe": "1m", "as_of": 1399000000000, "horizon": 2,
+    ...      "model_version": "v1", "last_close": 1.1, "sigma": 1e-4, "rw_weight": [0.0, 0.5], "samples": 2},
+    ...     np.array([[1.1001, 1.1003], [1.0998, 1.0991]]))
+    >>> header, prices = decode_paths(raw)
+    >>> header["n_paths"], header["dtype"], prices.shape
+    (2, '<i2', (2, 2))
+    >>> bool(np.all(np.abs(np.log(prices / [[1.1001, 1.1003], [1.0998, 1.0991]])) <= 0.5 / header["scale"] + 1e-12))
+    True
+    """
+    try:
+        p = np.asarray(prices, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValidationError(RejectReason.INTERNAL, "encode fx.forecasts.paths: paths are not an array") from None
+    last = header.get("last_close")
+    lc = float(last) if isinstance(last, (int, float)) else math.nan
+    with np.errstate(all="ignore"):
+        ok = (
+            p.ndim == 2
+            and 1 <= p.shape[0] <= PATHS_MAX
+            and p.shape[1] == header.get("horizon")
+            and 0.0 < lc <= PRICE_MAX
+            and bool(np.all((p > 0.0) & (p <= PRICE_MAX)))
+            and 1 <= scale <= PATHS_SCALE_MAX
+        )
+        if not ok:
+            shape = getattr(p, "shape", None)
+            raise ValidationError(
+                RejectReason.INTERNAL, f"encode fx.forecasts.paths: paths {shape} not positive, finite"
+            )
+        # log of each side: finite for any positive double, so the difference never overflows
+        q = np.rint((np.log(p) - math.log(lc)) * scale)
+    big = float(np.max(np.abs(q)))
+    dt = dtype or ("<i2" if big <= 2**15 - 1 else "<i4")
+    if dt not in PATHS_DTYPES or big > 2 ** (8 * PATHS_DTYPES[dt] - 1) - 1:
+        raise ValidationError(RejectReason.INTERNAL, f"encode fx.forecasts.paths: {big:.3g} does not fit {dt}")
+    body = {
+        **header,
+        "n_paths": p.shape[0],
+        "scale": scale,
+        "dtype": dt,
+        "paths": base64.b64encode(q.astype(dt).tobytes()).decode("ascii"),
+    }
+    return encode_record("forecasts.paths", body)
+
+
+def decode_paths(raw: bytes | str, *, max_bytes: int = 4 * 1024 * 1024) -> tuple[dict[str, Any], np.ndarray]:
+    """Decode an ``fx.forecasts.paths`` value: its fields but ``paths``, and the ``[n_paths, horizon]`` prices.
+
+    Beyond the schema it refuses (``ValidationError``, never another exception): a
+    ``last_close`` <= 0 (``non_positive``); a ``paths`` text whose length is not that of
+    ``n_paths x horizon`` integers of ``dtype`` (``schema``, checked before decoding, so a
+    huge count allocates nothing); text that is not base64 (``malformed``); an ``rw_weight``
+    of another length than ``horizon`` or more paths than ``samples`` (``inconsistent``);
+    prices that overflow (``non_finite``) or leave ``(0, PRICE_MAX]`` (``out_of_range``).
+    """
+    d = decode_record("forecasts.paths", raw, max_bytes=max_bytes)
+    last, n, h, text = d["last_close"], d["n_paths"], d["horizon"], d.pop("paths")
+    if not last > 0:
+        raise ValidationError(RejectReason.NON_POSITIVE, "last_close <= 0")
+    if len(d["rw_weight"]) != h or n > d["samples"]:
+        raise ValidationError(
+            RejectReason.INCONSISTENT,
+            f"rw_weight of {len(d['rw_weight'])} steps, {n} of {d['samples']} paths for horizon {h}",
+        )
+    nbytes = n * h * PATHS_DTYPES[d["dtype"]]
+    if len(text) != 4 * -(-nbytes // 3):
+        raise ValidationError(
+            RejectReason.SCHEMA,
+            f"paths: {len(text)} base64 characters, {n} x {h} {d['dtype']} need {4 * -(-nbytes // 3)}",
+        )
+    try:
+        buf = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationError(RejectReason.MALFORMED, "paths: not base64") from None
+    if len(buf) != nbytes:
+        raise ValidationError(RejectReason.SCHEMA, f"paths: {len(buf)} bytes, {nbytes} expected")
+    q = np.frombuffer(buf, dtype=d["dtype"]).reshape(n, h)
+    with np.errstate(over="ignore", under="ignore"):
+        prices: np.ndarray = np.exp(math.log(last) + q / float(d["scale"]))  # exp(q) alone may overflow
+    if not np.all(np.isfinite(prices)):
+        raise ValidationError(RejectReason.NON_FINITE, "paths: a price overflows")
+    top = PRICE_MAX * math.exp(1.0 / d["scale"])  # a price at PRICE_MAX, quantised up
+    if not np.all((prices > 0.0) & (prices <= top)):
+        raise ValidationError(RejectReason.OUT_OF_RANGE, f"paths: a price outside (0, {top:g}]")
+    return d, prices
 
 
 def encode_drift(ev: DriftEvent) -> bytes:

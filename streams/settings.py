@@ -31,6 +31,10 @@ _CUDA = re.compile(r"cuda(:[0-9]{1,2})?")
 # forex_diffusion.wire.FORECAST_STEPS_MAX: the longest forecast fx.forecasts carries (not imported:
 # the wire module loads sqlalchemy and scipy, and `forexd --help` imports these settings)
 FORECAST_STEPS_MAX = 10_000
+# forex_diffusion.wire.PATHS_MAX (not imported, as above): most sample paths of one fx.forecasts.paths record
+PATHS_MAX = 10_000
+# a fx.forecasts.paths record stays under Kafka's default message.max.bytes (1,048,588)
+PATHS_RECORD_BYTES_MAX = 1_000_000
 DB_TIMEOUT_MAX_S = 2_147_483  # PostgreSQL's statement/lock timeouts are at most INT_MAX milliseconds
 
 
@@ -57,6 +61,11 @@ def _parse_models(items: tuple[str, ...], timeframes: tuple[str, ...]) -> list[t
             raise ConfigError(f"models lists timeframe {name} twice: one horizon per timeframe")
         out.append((configured[name], horizon))
     return out
+
+
+def paths_record_bytes(n_paths: int, horizon: int) -> int:
+    """Most bytes of one ``fx.forecasts.paths`` record: int32 paths in base64, ``rw_weight``, the rest."""
+    return 4 * -(-(n_paths * horizon * 4) // 3) + 26 * horizon + 1024
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -127,6 +136,9 @@ class Settings:
     # issue 16: bands whose touch probabilities each forecast carries ([+|-]<size><pip|sigma|vol>,
     # comma-separated; vol = sigma * sqrt(horizon); "none": no touch field), see forex_diffusion/forecast/touch.py
     touch_bands: str = "0.5vol,1vol"
+    # issue 16: sample paths of each forecast published on fx.forecasts.paths (the first N of
+    # those sampled, compact encoding: forex_diffusion.wire.encode_paths); 0: off
+    paths: int = 0
     retrain_schedule: tuple[str, ...] = ()
     retrain_job_config: str = ""
     # issue 13: retrain jobs at once per worker (more wait in a bounded queue), and the
@@ -183,6 +195,7 @@ class Settings:
             raise ConfigError("price must be mid, bid or ask")
         if not 1 <= self.horizon <= FORECAST_STEPS_MAX:  # a longer forecast cannot be encoded on fx.forecasts
             raise ConfigError(f"horizon must be >= 1 and at most {FORECAST_STEPS_MAX}")
+        self._check_paths()
         reg = InstrumentRegistry()
         canon = tuple(reg.normalise(s) or s for s in self.symbols)
         object.__setattr__(self, "symbols", canon)
@@ -201,6 +214,20 @@ class Settings:
         object.__setattr__(self, "models", tuple(f"{tf}:{h}" for tf, h in pairs))
         object.__setattr__(self, "forecast_timeframes", tfs)
         object.__setattr__(self, "horizon", pairs[0][1])
+
+    def _check_paths(self) -> None:
+        """``paths`` in ``0..PATHS_MAX``, at most the paths sampled, a record within one Kafka message."""
+        if not 0 <= self.paths <= PATHS_MAX:
+            raise ConfigError(f"paths must be in 0..{PATHS_MAX} (sample paths per forecast; 0: off)")
+        if self.forecast_samples is not None and self.paths > self.forecast_samples:
+            raise ConfigError(f"paths ({self.paths}) must be at most forecast_samples ({self.forecast_samples})")
+        h = max(self.model_horizons.values())
+        if self.paths and paths_record_bytes(self.paths, h) > PATHS_RECORD_BYTES_MAX:
+            fit = max(n for n in range(PATHS_MAX + 1) if paths_record_bytes(n, h) <= PATHS_RECORD_BYTES_MAX)
+            raise ConfigError(
+                f"paths ({self.paths}) x horizon ({h}) makes fx.forecasts.paths records of up to "
+                f"{paths_record_bytes(self.paths, h):,} bytes, over {PATHS_RECORD_BYTES_MAX:,}: at most {fit} at that horizon"
+            )
 
     @property
     def model_horizons(self) -> dict[str, int]:

@@ -90,6 +90,12 @@ class Forecast:
     touch, extremes
         Touch probabilities of the predictor's bands and running max/min quantiles per
         step (:mod:`forex_diffusion.forecast.touch`); None when not computed.
+    paths
+        ``[samples, horizon]`` the sampled price paths (the model's, spread-calibrated: the
+        quantiles also apply the per-level scale, and with the touch probabilities blend
+        with the random walk); None for a predictor that samples none.
+    rw_weight
+        ``[horizon]`` weight of the EWMA random walk in this forecast, per step (None: none).
     """
 
     symbol: str
@@ -107,6 +113,8 @@ class Forecast:
     latency_s: float
     touch: TouchForecast | None = None
     extremes: ExtremesForecast | None = None
+    paths: np.ndarray | None = None
+    rw_weight: np.ndarray | None = None
 
     def quantile(self, level: float) -> np.ndarray:
         """Return the ``[horizon]`` path of one quantile level."""
@@ -339,6 +347,8 @@ class Predictor:
                 latency_s=latency,
                 touch=touch[i] if touch else None,
                 extremes=extremes[i],
+                paths=prices[i],
+                rw_weight=w[0],
             )
             for i, r in enumerate(requests)
         ]

@@ -91,6 +91,11 @@ class CandleAgent:
                 await self.handle_batch([e.message for e in events])
 
         self.agent = candles
+        st = self.rt.settings
+        if st.paths and "forecasts.paths" not in topics:  # issue 16: each forecast's sample paths
+            topics["forecasts.paths"] = app.topic(
+                st.topic("forecasts.paths"), key_type=bytes, value_type=bytes, partitions=st.partitions
+            )
 
         register_models(self)  # fx.models: outcomes finish requests, the model book follows
         self.consumer.register(app, timer_s=self.rt.settings.snapshot_interval_s)

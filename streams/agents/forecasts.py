@@ -3,6 +3,8 @@
 The due requests of a batch go to their models in ONE sampling call per model, in an
 executor so the event loop never blocks, at the batch's budget
 (:mod:`forex_diffusion.forecast.batching`: the reduced one while the worker is behind).
+With ``FOREXD_PATHS`` on, each forecast's first sample paths follow it on
+``fx.forecasts.paths``, in the same checkpoint.
 """
 
 from __future__ import annotations
@@ -14,16 +16,37 @@ from typing import TYPE_CHECKING
 
 from forex_diffusion.errors import ForexDiffusionError
 from forex_diffusion.forecast.batching import group_by_model, sampling_budget
-from forex_diffusion.wire import encode_forecast
+from forex_diffusion.wire import encode_forecast, encode_paths
 
 from .candle_step import Due
 
 if TYPE_CHECKING:
+    from forex_diffusion.diffusion.predictor import Forecast
+
     from .candles import CandleAgent
 
-__all__ = ["forecast_batch"]
+__all__ = ["forecast_batch", "paths_value"]
 
 log = logging.getLogger(__name__)
+
+
+def paths_value(fc: Forecast, sigma: float, n: int) -> bytes | None:
+    """The ``fx.forecasts.paths`` value of ``fc``'s first ``n`` sample paths (None: ``n`` 0 or none sampled)."""
+    if n <= 0 or fc.paths is None or not fc.samples:
+        return None
+    w = fc.rw_weight.tolist() if fc.rw_weight is not None else [None] * fc.horizon
+    header = {
+        "symbol": fc.symbol,
+        "timeframe": fc.timeframe,
+        "as_of": fc.as_of_ms,
+        "horizon": fc.horizon,
+        "model_version": fc.model_version,
+        "last_close": fc.last_close,
+        "sigma": sigma,
+        "rw_weight": w,
+        "samples": fc.samples,
+    }
+    return encode_paths(header, fc.paths[: min(n, fc.samples)])
 
 
 async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
@@ -69,14 +92,17 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
             agent.contain.internal("forecast.internal_error", exc, model=version, forecasts="none for this batch")
             continue
         emitted = []
-        for (p, o, msg, _r), fc in zip(asked, fcs, strict=True):
+        for (p, o, msg, r), fc in zip(asked, fcs, strict=True):
             if not held(p):
                 continue
             with agent.contain.record(msg) as scope:
                 scope.stage, scope.symbol = "forecast", o.candle.symbol
+                paths = paths_value(fc, r.sigma, s.paths)  # before record(): a failure publishes neither
                 rec = agent.forecasters[o.candle.symbol].record(fc, o, degraded=budget.degraded)
                 emitted.append((p, o, fc))
                 agent.effects.publish("forecasts", o.candle.symbol.encode(), encode_forecast(rec))
+                if paths is not None:  # with its forecast, in the same checkpoint (issue 16)
+                    agent.effects.publish("forecasts.paths", o.candle.symbol.encode(), paths)
                 agent.effects.at(p).forecasts.append(rec)
                 agent.forecasts_emitted += 1
                 if (m := agent.rt.metrics) is not None:

@@ -91,6 +91,22 @@ VALID: dict[str, dict[str, Any]] = {
             {"horizon": 1, "as_of_ms": T0, "scaled_return": 0.1, "log_return": 1e-4, "price": 1.3, "p_up": 0.52}
         ],
     },
+    "forecasts.paths": json.loads(
+        wire.encode_paths(
+            {
+                "symbol": "EURUSD",
+                "timeframe": "1h",
+                "as_of": T0,
+                "horizon": 2,
+                "model_version": "v3",
+                "last_close": 1.3,
+                "sigma": 0.001,
+                "rw_weight": [0.0, 0.5],
+                "samples": 100,
+            },
+            [[1.3, 1.31], [1.29, 1.28], [1.3001, 1.2999]],
+        )
+    ),
     "drift": json.loads(
         wire.encode_drift(
             DriftEvent(
@@ -146,6 +162,12 @@ VALID: dict[str, dict[str, Any]] = {
     ),
 }
 
+
+def _plain_paths(header: dict[str, Any], prices: Any) -> dict[str, Any]:
+    """A decoded paths record as plain data (comparable with ``==``)."""
+    return {**header, "prices": prices.tolist()}
+
+
 # a decoder per topic, as the consumers call it (the ticks/candles ones with the key checked)
 DECODERS: dict[str, Callable[[bytes], Any]] = {
     "ticks": lambda raw: wire.decode_tick(raw, key=b"EURUSD", max_bytes=MAX_BYTES),
@@ -154,6 +176,7 @@ DECODERS: dict[str, Callable[[bytes], Any]] = {
     ),
     "indicators": lambda raw: wire.decode_indicators(raw, max_bytes=MAX_BYTES),
     "forecasts": lambda raw: wire.decode_forecast(raw, max_bytes=MAX_BYTES),
+    "forecasts.paths": lambda raw: _plain_paths(*wire.decode_paths(raw, max_bytes=MAX_BYTES)),
     "drift": lambda raw: wire.decode_drift(raw, max_bytes=MAX_BYTES),
     "retrain.requests": lambda raw: wire.decode_retrain_request(raw, max_bytes=MAX_BYTES),
     "models": lambda raw: wire.decode_model_outcome(raw, max_bytes=MAX_BYTES),
@@ -164,6 +187,7 @@ REENCODERS: dict[str, Callable[[Any], bytes]] = {
     "candles": wire.encode_candle,
     "indicators": lambda d: wire.encode_record("indicators", d),
     "forecasts": wire.encode_forecast,
+    "forecasts.paths": lambda d: wire.encode_paths(d, d["prices"], scale=d["scale"], dtype=d["dtype"]),
     "drift": lambda d: wire.encode_record("drift", d),
     "retrain.requests": wire.encode_retrain_request,
     "models": wire.encode_model_outcome,

@@ -65,6 +65,17 @@ FORECAST: dict[str, Any] = {
         }
     ],
 }
+PATHS_HEADER: dict[str, Any] = {
+    "symbol": "EURUSD",
+    "timeframe": "1h",
+    "as_of": 1_399_000_000_000,
+    "horizon": H,
+    "model_version": "EURUSD-1h-24-v3",
+    "last_close": 1.3,
+    "sigma": float("nan"),
+    "rw_weight": [0.0, 0.5, float("nan")],
+    "samples": 100,
+}
 DRIFT = DriftEvent(
     detector="adwin:learner_error",
     statistic=float("inf"),
@@ -109,6 +120,10 @@ def encoded_samples() -> dict[str, list[bytes]]:
         "candles": [wire.encode_candle(CANDLE)],
         "indicators": [wire.encode_indicators(CANDLE, {"rsi_14": 55.0, "ema_20": None, "atr": float("nan")})],
         "forecasts": [wire.encode_forecast(FORECAST)],
+        "forecasts.paths": [
+            wire.encode_paths(PATHS_HEADER, [[1.3001, 1.2999, 1.31], [1.29, 1.28, 1.27]]),
+            wire.encode_paths(PATHS_HEADER, [[1.3, 13.0, 0.13]]),  # beyond int16: int32
+        ],
         "drift": [wire.encode_drift(DRIFT)],
         "retrain.requests": [wire.encode_retrain_request(REQUEST)],
         "models": [wire.encode_model_outcome(OUTCOME)],
@@ -139,7 +154,17 @@ def test_every_topic_has_a_schema_and_a_sample() -> None:
     assert (
         set(wire.SCHEMAS)
         == set(encoded_samples())
-        == {"ticks", "candles", "indicators", "forecasts", "drift", "retrain.requests", "models", "deadletter"}
+        == {
+            "ticks",
+            "candles",
+            "indicators",
+            "forecasts",
+            "forecasts.paths",
+            "drift",
+            "retrain.requests",
+            "models",
+            "deadletter",
+        }
     )
 
 

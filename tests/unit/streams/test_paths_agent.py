@@ -1,0 +1,84 @@
+"""The candle agent publishes each forecast's sample paths on fx.forecasts.paths (issue 16).
+
+Run as Faust runs it (``agent.test_context()``) with the bundled 1m/H24 model: with
+``FOREXD_PATHS`` on, every forecast on ``fx.forecasts`` has one paths record, same key and
+identifiers, whose decoded paths are the model's own sample paths for that forecast (the
+first ``FOREXD_PATHS`` of them) within the quantisation bound; with it off none is published.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from forex_diffusion.bundled import MODELS
+from forex_diffusion.diffusion.predictor import Predictor
+from forex_diffusion.forecast.forecaster import ForecasterConfig, SymbolForecaster
+from forex_diffusion.wire import PATHS_SCALE, decode_paths, encode_candle
+
+from .test_agents_in_context import _candles, _until, _worker
+
+MODEL = MODELS / "EURUSD-1m-h24"
+SAMPLES, STEPS, PATHS = 16, 2, 6
+
+
+async def _run(tmp_path: Path, **kw: int) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]] | None]:
+    shutil.copytree(MODEL, tmp_path / "models" / MODEL.name)
+    rt = _worker(
+        tmp_path,
+        ("candles",),
+        timeframes=("1m", "5m"),
+        forecast_timeframes=("1m",),
+        horizon=24,
+        forecast_samples=SAMPLES,
+        forecast_steps=STEPS,
+        **kw,
+    )
+    ca = rt.candle_agent  # type: ignore[attr-defined]
+    cs = _candles()
+    async with ca.agent.test_context() as agent:
+        for c in cs:
+            await agent.put(encode_candle(c), key=b"EURUSD", partition=0)
+        await _until(lambda: ca.consumer.processed == len(cs) and not ca.consumer.busy, "every batch handled")
+    await ca.consumer.flush()
+    paths = rt.topics["forecasts.paths"].sent if "forecasts.paths" in rt.topics else None  # type: ignore[attr-defined]
+    return rt.topics["forecasts"].sent, paths  # type: ignore[attr-defined]
+
+
+@pytest.mark.asyncio
+async def test_each_forecast_is_followed_by_its_sample_paths_when_paths_are_on(tmp_path: Path) -> None:
+    forecasts, paths = await _run(tmp_path, paths=PATHS)
+    assert paths is not None and len(forecasts) > 100 and len(paths) == len(forecasts)
+
+    # the model's own paths for the same requests (per-series seeds: the batch does not matter)
+    pred = Predictor.load(MODEL)
+    f = SymbolForecaster("EURUSD", ForecasterConfig(timeframes=("1m", "5m"), forecast_timeframes=("1m",), horizon=24))
+    reqs = [r for c in _candles() if (o := f.on_candle(c)).due and (r := f.request(o, pred.context_spec)) is not None]
+    want = {fc.as_of_ms: fc for fc in pred.forecast(reqs, steps=STEPS, samples=SAMPLES)}
+
+    for (fkey, fvalue), (pkey, pvalue) in zip(forecasts, paths, strict=True):
+        rec = json.loads(fvalue)
+        header, prices = decode_paths(pvalue)
+        assert pkey == fkey == b"EURUSD"
+        ids = ("symbol", "timeframe", "as_of", "horizon", "model_version", "last_close")
+        assert {k: header[k] for k in ids} == {k: rec[k] for k in ids}
+        assert rec["model_version"] == pred.version  # the diffusion model's, not the random walk's
+        assert (header["n_paths"], header["samples"], header["dtype"]) == (PATHS, SAMPLES, "<i2")
+        fc = want[rec["as_of"]]
+        assert fc.paths is not None and fc.rw_weight is not None
+        assert prices.shape == (PATHS, 24)
+        # the quantisation bound, plus float32 rounding that differs with the batch (docs/diffusion.md)
+        assert np.max(np.abs(np.log(prices / fc.paths[:PATHS]))) <= 0.5 / PATHS_SCALE + 1e-9
+        np.testing.assert_allclose(header["rw_weight"], fc.rw_weight, rtol=0, atol=0)
+        np.testing.assert_allclose(rec["quantiles"], fc.quantiles, rtol=1e-7)  # the same forecast
+
+
+@pytest.mark.asyncio
+async def test_no_paths_are_published_when_paths_are_off(tmp_path: Path) -> None:
+    forecasts, paths = await _run(tmp_path)
+    assert len(forecasts) > 100 and paths is None  # no topic, nothing queued for one
+    assert {json.loads(v)["samples"] for _k, v in forecasts} == {SAMPLES}
