@@ -20,7 +20,8 @@ On the offline hold-out (the last random-walk candles, scored by the retrain job
 :func:`~retraining.jobs.evaluate_holdout`) both challengers beat their champions and pass the
 job's default promotion rule, so a job would put each in shadow: the test leaves the registry
 exactly as the job's register stage does (registered as the challenger with its hold-out
-scores, then :meth:`~retraining.registry.ModelRegistry.start_shadow`). In the trend the
+scores, then :meth:`~retraining.registry.ModelRegistry.start_shadow`) and publishes the job's
+outcome on ``fx.models`` as the retrain agent does. In the trend the
 realised ``h``-step move is ``h`` volatilities, far outside a random walk's ``sqrt(h)``: the
 wide champion beats the exact challenger (EURUSD: blocked), the exact one beats the narrow
 champion (USDJPY: promoted). Over twelve version names (the sample noise is seeded by the
@@ -28,10 +29,11 @@ version, which carries its creation time) the challengers' offline CRPS skill ov
 champions was +21 to +23 % (EURUSD) and +9 to +11 % (USDJPY), the job needing +0.5 %; on the
 first twelve live origins -21 to -25 % and +16 to +18 % (the same core backtest, in-process).
 
-A ``forexd worker`` on the embedded broker serves the champions, the challengers in shadow;
-the database holds the random-walk history (the worker warm-starts from it, so the first live
-candle is forecast). The live candles go on ``fx.candles``; after the required number of
-realised forecasts the worker's shadow lane decides, announces on ``fx.models`` and swaps.
+A ``forexd worker`` on the embedded broker serves the champions alone on the last random-walk
+candles (the database holds the history before them: the worker warm-starts from it). Then
+the job's outcome arrives on ``fx.models`` and the worker's model book picks the shadows up;
+the trend candles go on ``fx.candles``; after the required number of realised forecasts the
+worker's shadow lane decides, announces on ``fx.models`` and swaps.
 Checked: every forecast on ``fx.forecasts`` and in the ``forecasts`` table before a decision
 is the champion's; EURUSD's challenger is rejected (``shadow_worse``) and the global model
 keeps serving it (the announcement names it as the champion); USDJPY's is promoted and the
@@ -47,6 +49,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +67,7 @@ from forex_diffusion.storage.model_registry import ModelKey, get_aliases, read_s
 from forex_diffusion.storage.repository import fetch_forecasts
 from forex_diffusion.timeframes import Timeframe
 from forex_diffusion.wire import encode_candle
-from retraining.jobs import evaluate_holdout
+from retraining.jobs import JobOutcome, encode_outcome, evaluate_holdout, serving_champion
 from retraining.policy import PromotionPolicy, decide_promotion
 from retraining.registry import ModelRegistry
 
@@ -78,6 +81,7 @@ H = 6  # model horizon (1-minute steps)
 REQUIRED = 12  # realised forecasts a shadow needs
 T0_MS = 1_704_240_000_000  # 2024-01-03 00:00 UTC, a Wednesday
 N_PRE = 400  # random-walk candles: training, the offline hold-out, the worker's stored history
+N_SERVED = 12  # the last of them are streamed, the champions alone serving them
 HOLDOUT = 160  # the last random-walk candles: the offline hold-out
 N_LIVE = REQUIRED + H  # live candles realising exactly REQUIRED origins (each forecast once)
 N_AFTER = 4  # candles published after the decisions
@@ -181,12 +185,19 @@ def constructed_models(frames: dict[str, pd.DataFrame], stage: Path) -> dict[tup
     return out
 
 
-def into_shadow(reg: ModelRegistry, key: ModelKey, champion_pt: Path, challenger_pt: Path, pre: pd.DataFrame) -> str:
-    """Champion promoted; the challenger evaluated on the hold-out against it, registered and put
-    in shadow exactly as the retrain job's register stage does. Return the challenger's version."""
-    champion = reg.import_artifact(champion_pt)  # under its manifest's key (a global one: the set's)
+def promote_champion(reg: ModelRegistry, key: ModelKey, champion_pt: Path) -> str:
+    """Register and promote a champion (under its manifest's key: a global one's is the set's);
+    return its version, the one serving ``key``'s series."""
+    champion = reg.import_artifact(champion_pt)
     reg.promote(champion.version, "first champion")
     assert reg.resolve_champion(key.symbol, key.timeframe, key.horizon) == reg.get(champion.version)
+    return champion.version
+
+
+def enter_shadow(reg: ModelRegistry, key: ModelKey, champion_pt: Path, challenger_pt: Path, pre: pd.DataFrame) -> Any:
+    """What a retrain job does with a challenger that beats the champion: both scored on the
+    hold-out, the challenger registered and put in shadow as the job's register stage does.
+    Return the job's outcome (the ``fx.models`` record the retrain agent publishes)."""
 
     def score(pt: Path) -> Any:
         return evaluate_holdout(
@@ -210,9 +221,24 @@ def into_shadow(reg: ModelRegistry, key: ModelKey, champion_pt: Path, challenger
         request_id=f"shadow-test-{key.symbol.lower()}",
         metrics={"holdout": chal_scores.to_dict(), "champion_holdout": champ_scores.to_dict()},
     )
-    reg.start_shadow(v.version, decision.reason, required=REQUIRED)
+    v = reg.start_shadow(v.version, decision.reason, required=REQUIRED)
     print(f"{key} offline: challenger {chal_scores.crps:.4g} vs champion {champ_scores.crps:.4g} ({decision.reason})")
-    return v.version
+    champion = serving_champion(reg, key)
+    return JobOutcome(
+        request_id=v.request_id or "",
+        key=str(key),
+        symbol=key.symbol,
+        timeframe=key.timeframe,
+        horizon=key.horizon,
+        version=v.version,
+        status="shadow",
+        reason=decision.reason,
+        metrics={"holdout": chal_scores.to_dict(), "champion": champ_scores.to_dict()},
+        champion=None if champion is None else champion.version,
+        artifact=str(reg.path_of(v)),
+        sha256=v.sha256,
+        finished_at_ms=int(time.time() * 1000),
+    )
 
 
 def _staged_copy(pt: Path, stage: Path) -> Path:
@@ -256,27 +282,41 @@ def test_the_worker_shadow_blocks_a_challenger_worse_live_and_promotes_one_bette
     data_dir.mkdir(parents=True, exist_ok=True)
     db = f"sqlite:///{data_dir / 'forexd.db'}"
     engine = make_engine(db)
-    upsert_candles(engine, [c for cs in candles.values() for c in cs[:N_PRE]])  # the stored history
+    upsert_candles(engine, [c for cs in candles.values() for c in cs[: N_PRE - N_SERVED]])  # the stored history
     reg = ModelRegistry(engine, tmp_path / "models")
     keys = {s: ModelKey(symbol=s, timeframe="1m", horizon=H) for s in START}
     global_key = ModelKey.for_symbols(["EURUSD", PEER], "1m", H)
-    champions: dict[str, str] = {}
+    champions = {s: promote_champion(reg, key, models[(s, CHAMPION_K[s])]) for s, key in keys.items()}
+
+    # the worker serves the champions alone on the last random-walk candles
+    prefix = env["FOREXD_TOPIC_PREFIX"]
+    create_topics(kafka_bootstrap, [f"{prefix}fx.{t}" for t in TOPICS], 2)
+    w = spawn_worker(env)
+    served = {s: cs[N_PRE - N_SERVED : N_PRE] for s, cs in candles.items()}
+    publish(kafka_bootstrap, f"{prefix}fx.candles", [(s.encode(), encode_candle(c)) for s in START for c in served[s]])
+    by_series = lambda m: (m.key, json.loads(m.value)["as_of_ms"])  # noqa: E731
+    read_all(kafka_bootstrap, f"{prefix}fx.forecasts", expect=len(START) * N_SERVED, timeout_s=240, distinct=by_series)
+
+    # a retrain job ends with each challenger in shadow; the retrain agent announces it on
+    # fx.models, and the worker's model book picks the shadows up from that record
+    refreshed = w.log().count("models.refreshed")
     challengers: dict[str, str] = {}
     for s, key in keys.items():
-        challengers[s] = into_shadow(reg, key, models[(s, CHAMPION_K[s])], models[(s, CHALLENGER_K)], pre[s])
-        champions[s] = reg.resolve_champion(s, "1m", H).version  # type: ignore[union-attr]
+        job = enter_shadow(reg, key, models[(s, CHAMPION_K[s])], models[(s, CHALLENGER_K)], pre[s])
+        publish(kafka_bootstrap, f"{prefix}fx.models", [(s.encode(), encode_outcome(job))])
+        assert job.champion == champions[s] and job.version is not None
+        challengers[s] = job.version
         assert reg.get(challengers[s]).status == "shadow"
         own = {} if s == "EURUSD" else {"champion": champions[s]}
         assert get_aliases(engine, key) == {**own, "challenger": challengers[s], "shadow": challengers[s]}
     assert get_aliases(engine, global_key) == {"champion": champions["EURUSD"]}
+    wait_until(lambda: w.log().count("models.refreshed") >= refreshed + len(keys), 120, what="the book refreshed")
     # as a user sees it before the live candles: nothing realised, the serving champion named
     waiting = _forexd("models", "shadow", str(keys["EURUSD"]), "--db", db, "--model-dir", str(tmp_path / "models"))
     assert waiting.returncode == 0, waiting.stderr
     assert f"realised forecasts 0 of {REQUIRED}  champion now {champions['EURUSD']} ({global_key})" in waiting.stdout
 
-    prefix = env["FOREXD_TOPIC_PREFIX"]
-    create_topics(kafka_bootstrap, [f"{prefix}fx.{t}" for t in TOPICS], 2)
-    w = spawn_worker(env)
+    # the regime changes as the live candles come
     live = {s: cs[N_PRE : N_PRE + N_LIVE] for s, cs in candles.items()}
     publish(kafka_bootstrap, f"{prefix}fx.candles", [(s.encode(), encode_candle(c)) for s in START for c in live[s]])
 
@@ -291,8 +331,10 @@ def test_the_worker_shadow_blocks_a_challenger_worse_live_and_promotes_one_bette
     # a loaded machine may take minutes to start the worker: the limit is on a stall, as in
     # the other broker tests (240 s without a new record)
     wait_until(decided, 240, interval=0.5, what="both shadow decisions", progress=progress)
-    outcomes = read_all(kafka_bootstrap, f"{prefix}fx.models", expect=2, timeout_s=60)
-    announced = {o["symbol"]: o for o in (json.loads(m.value) for m in outcomes)}
+    outcomes = read_all(kafka_bootstrap, f"{prefix}fx.models", expect=2 * len(keys), timeout_s=60)
+    decisions = [o for o in (json.loads(m.value) for m in outcomes) if o["status"] != "shadow"]
+    announced = {o["symbol"]: o for o in decisions}
+    assert len(decisions) == len(keys)
     assert set(announced) == set(START), w.log()[-3000:]
 
     for s, key in keys.items():
@@ -322,17 +364,17 @@ def test_the_worker_shadow_blocks_a_challenger_worse_live_and_promotes_one_bette
     msgs = read_all(
         kafka_bootstrap,
         f"{prefix}fx.forecasts",
-        expect=len(START) * N_LIVE,
+        expect=len(START) * (N_SERVED + N_LIVE),
         timeout_s=60,
-        distinct=lambda m: (m.key, json.loads(m.value)["as_of_ms"]),
+        distinct=by_series,
     )
     recs = [json.loads(m.value) for m in msgs]
     for s in START:
         mine = [r for r in recs if r["symbol"] == s]
-        assert {r["as_of_ms"] for r in mine} == {c.close_ms for c in live[s]}, (s, w.log()[-3000:])
+        assert {r["as_of_ms"] for r in mine} == {c.close_ms for c in served[s] + live[s]}, (s, w.log()[-3000:])
         assert {r["model_version"] for r in mine} == {champions[s]}
         stored = [r for r in fetch_forecasts(engine, s, "1m") if r["as_of_ms"] <= live[s][-1].close_ms]
-        assert {r["model_version"] for r in stored} == {champions[s]} and len(stored) >= N_LIVE
+        assert {r["model_version"] for r in stored} == {champions[s]} and len(stored) >= N_SERVED + N_LIVE
 
     # the next candles: USDJPY's new champion forecasts them; EURUSD's champion is unchanged
     after = {s: cs[N_PRE + N_LIVE :] for s, cs in candles.items()}
@@ -341,9 +383,9 @@ def test_the_worker_shadow_blocks_a_challenger_worse_live_and_promotes_one_bette
     msgs = read_all(
         kafka_bootstrap,
         f"{prefix}fx.forecasts",
-        expect=len(START) * (N_LIVE + N_AFTER),
+        expect=len(START) * (N_SERVED + N_LIVE + N_AFTER),
         timeout_s=60,
-        distinct=lambda m: (m.key, json.loads(m.value)["as_of_ms"]),
+        distinct=by_series,
     )
     later = {(r["symbol"], r["as_of_ms"]): r for r in (json.loads(m.value) for m in msgs)}
     assert want <= set(later), (sorted(want - set(later))[:3], w.log()[-3000:])
