@@ -25,12 +25,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from forex_diffusion.errors import RejectReason, ValidationError
 from forex_diffusion.wire import dead_letter_value
 
-__all__ = ["Containment", "DeadLetter", "RecordScope", "dead_letter_headers", "dead_letter_record"]
+__all__ = ["Containment", "DeadLetter", "Origin", "RecordScope", "dead_letter_headers", "dead_letter_record"]
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +38,19 @@ T = TypeVar("T")
 DeadLetter = tuple[bytes | None, bytes, list[tuple[str, bytes]]]  # (key, value, headers)
 
 
-def dead_letter_record(
-    *,
-    topic: str,
-    partition: int,
-    offset: int,
-    raw: bytes | None,
-    key: bytes | None,
-    error: ValidationError,
-) -> bytes:
+class Origin(TypedDict):
+    """A refused message's origin, passed by keyword: where it was read and what it held."""
+
+    topic: str
+    partition: int
+    offset: int
+    raw: bytes | None
+    key: bytes | None
+
+
+def dead_letter_record(*, error: ValidationError, **origin: Unpack[Origin]) -> bytes:
     """The ``fx.deadletter`` value for a refused message (oversize payloads are truncated)."""
-    return dead_letter_value(
-        topic=topic, partition=partition, offset=offset, raw=raw, key=key, reason=error.reason, error=error.detail
-    )
+    return dead_letter_value(**origin, reason=error.reason, error=error.detail)
 
 
 def dead_letter_headers(
@@ -105,19 +105,16 @@ class Containment:
     def refuse(
         self,
         *,
-        topic: str,
-        partition: int,
-        offset: int,
-        raw: bytes | None,
-        key: bytes | None,
         error: ValidationError,
         symbol: str | None = None,
         exception: str | None = None,
+        **origin: Unpack[Origin],
     ) -> None:
         """Dead-letter one record (the message's own origin, or a held tick's) with ``error``'s reason."""
-        value = dead_letter_record(topic=topic, partition=partition, offset=offset, raw=raw, key=key, error=error)
+        topic, partition, offset = origin["topic"], origin["partition"], origin["offset"]
+        value = dead_letter_record(error=error, **origin)
         headers = dead_letter_headers(topic=topic, partition=partition, offset=offset, error=error, exception=exception)
-        self.sink(key, value, headers)
+        self.sink(origin["key"], value, headers)
         self.refused += 1
         m = self.metrics()
         if m is not None:
