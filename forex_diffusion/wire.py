@@ -125,13 +125,6 @@ HORIZON_MAX: Final = 100_000
 FORECAST_STEPS_MAX: Final = 10_000
 FORECAST_LEVELS_MAX: Final = 101
 TOUCH_BANDS_MAX: Final = 32
-PATHS_MAX: Final = 10_000
-"""Most sample paths one ``fx.forecasts.paths`` record carries."""
-PATHS_SCALE: Final = 100_000
-"""Units of the encoded paths per unit of log return: a unit is 1e-5 (0.11 pip at EUR/USD 1.10)."""
-PATHS_SCALE_MAX: Final = 10**9
-PATHS_DTYPES: Final = {"<i2": 2, "<i4": 4}  # little-endian int16 / int32 and their bytes
-PATHS_TEXT_MAX: Final = 16 * 1024 * 1024  # base64 characters
 MAX_JSON_DEPTH: Final = 8
 
 _SYMBOL_IN = r"[A-Za-z0-9/_.:-]{1,32}"  # a symbol or an alias as a feed writes it
@@ -266,22 +259,14 @@ def _check(f: Field, x: Any, path: str) -> Any:  # noqa: C901 - one branch per k
         if type(x) is not bool:
             raise _fail(RejectReason.SCHEMA, path, f"must be a boolean, not {type(x).__name__}")
     elif k == "array":
-        if type(x) is not list:
-            raise _fail(RejectReason.SCHEMA, path, f"must be an array, not {type(x).__name__}")
-        if f.max_items is not None and len(x) > f.max_items:
-            raise _fail(RejectReason.OUT_OF_RANGE, path, f"more than {f.max_items} items")
-        assert f.items is not None
-        x = [_check(f.items, v, f"{path}[{i}]") for i, v in enumerate(x)]
+        items = _container(f, x, path, list, "an array", "items")
+        x = [_check(items, v, f"{path}[{i}]") for i, v in enumerate(x)]
     elif k == "map":
-        if type(x) is not dict:
-            raise _fail(RejectReason.SCHEMA, path, f"must be an object, not {type(x).__name__}")
-        if f.max_items is not None and len(x) > f.max_items:
-            raise _fail(RejectReason.OUT_OF_RANGE, path, f"more than {f.max_items} entries")
-        assert f.items is not None
+        items = _container(f, x, path, dict, "an object", "entries")
         for name in x:
             if re.fullmatch(_TOKEN, name) is None:
                 raise _fail(RejectReason.SCHEMA, path, f"key {name[:32]!r} does not match {_TOKEN}")
-        x = {name: _check(f.items, v, f"{path}.{name}") for name, v in x.items()}
+        x = {name: _check(items, v, f"{path}.{name}") for name, v in x.items()}
     elif k == "object":
         if type(x) is not dict:
             raise _fail(RejectReason.SCHEMA, path, f"must be an object, not {type(x).__name__}")
@@ -292,6 +277,16 @@ def _check(f: Field, x: Any, path: str) -> Any:  # noqa: C901 - one branch per k
     if f.enum is not None and k not in ("string", "id") and x not in f.enum:
         raise _fail(RejectReason.SCHEMA, path, f"not one of {list(f.enum)}")
     return x
+
+
+def _container(f: Field, x: Any, path: str, typ: type[list[Any]] | type[dict[str, Any]], what: str, unit: str) -> Field:
+    """Check ``x`` is a ``typ`` (``what``) of at most ``f.max_items`` ``unit``; return the items' field."""
+    if type(x) is not typ:
+        raise _fail(RejectReason.SCHEMA, path, f"must be {what}, not {type(x).__name__}")
+    if f.max_items is not None and len(x) > f.max_items:
+        raise _fail(RejectReason.OUT_OF_RANGE, path, f"more than {f.max_items} {unit}")
+    assert f.items is not None
+    return f.items
 
 
 def _numeric_string(x: str, path: str) -> float:
@@ -620,6 +615,15 @@ FORECASTS = RecordSchema(
         ),
     ),
 )
+
+# fx.forecasts.paths: sample paths as integers, ``round(ln(price / last_close) * scale)``
+PATHS_MAX: Final = 10_000
+"""Most sample paths one ``fx.forecasts.paths`` record carries."""
+PATHS_SCALE: Final = 100_000
+"""Units of the encoded paths per unit of log return: a unit is 1e-5 (0.11 pip at EUR/USD 1.10)."""
+PATHS_SCALE_MAX: Final = 10**9
+PATHS_DTYPES: Final = {"<i2": 2, "<i4": 4}  # little-endian int16 / int32 and their bytes
+PATHS_TEXT_MAX: Final = 16 * 1024 * 1024  # base64 characters
 
 FORECAST_PATHS = RecordSchema(
     topic="fx.forecasts.paths",
