@@ -17,8 +17,9 @@ import pytest
 
 from forex_diffusion.bundled import MODELS
 from forex_diffusion.diffusion.predictor import Predictor
-from forex_diffusion.forecast.forecaster import ForecasterConfig, SymbolForecaster
+from forex_diffusion.forecast.forecaster import ForecasterConfig, RandomWalkPredictor, SymbolForecaster
 from forex_diffusion.wire import PATHS_SCALE, decode_paths, encode_candle
+from streams.agents.forecasts import paths_value
 
 from .test_agents_in_context import _candles, _until, _worker
 
@@ -82,3 +83,20 @@ async def test_no_paths_are_published_when_paths_are_off(tmp_path: Path) -> None
     forecasts, paths = await _run(tmp_path)
     assert len(forecasts) > 100 and paths is None  # no topic, nothing queued for one
     assert {json.loads(v)["samples"] for _k, v in forecasts} == {SAMPLES}
+
+
+def test_a_forecast_with_fewer_samples_carries_them_all_and_the_random_walk_none() -> None:
+    """A degraded batch samples fewer paths than FOREXD_PATHS: the record says so; the random
+    walk (no model yet) samples none, and FOREXD_PATHS=0 publishes nothing."""
+    pred = Predictor.load(MODEL)
+    f = SymbolForecaster("EURUSD", ForecasterConfig(timeframes=("1m", "5m"), forecast_timeframes=("1m",), horizon=24))
+    o = next(o for c in _candles() if (o := f.on_candle(c)).due)
+    req = f.request(o, pred.context_spec)
+    assert req is not None
+    fc = pred.forecast([req], steps=STEPS, samples=4)[0]
+    raw = paths_value(fc, req.sigma, 10)
+    assert raw is not None
+    header, prices = decode_paths(raw)
+    assert (header["n_paths"], header["samples"], header["sigma"]) == (4, 4, req.sigma) and prices.shape == (4, 24)
+    assert paths_value(fc, req.sigma, 0) is None
+    assert paths_value(RandomWalkPredictor(24).forecast([req])[0], req.sigma, 10) is None
