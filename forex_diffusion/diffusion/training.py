@@ -17,7 +17,10 @@
    (step, quantile level) (grid 0.7–1.5) that minimises that level's pinball loss, then
    a per-step weight (grid 0–1, same step smoothing) of the EWMA random walk's quantiles
    in a quantile average, so that a step where the network adds nothing falls back to
-   the baseline;
+   the baseline: the largest weight whose validation CRPS is within one standard error
+   of the best weight's (the one-standard-error rule; the error from blocks of ``H``
+   consecutive windows), so the network keeps weight only where validation shows a
+   gain larger than its noise;
 5. test scores against the EWMA random walk; checkpoint + manifest.
 """
 
@@ -452,12 +455,35 @@ def _fit_quantile_scales(q: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _fit_rw_weight(model: DiffusionModel, q: np.ndarray, w: _Windows) -> np.ndarray:
-    """Per-step weight of the random walk in the quantile average minimising validation CRPS."""
-    losses = []
+    """Per-step weight of the random walk in the quantile average, by the one-standard-error rule.
+
+    For each step, the validation CRPS (smoothed over neighbouring steps) of every grid
+    weight is compared with the best weight's: the largest weight whose excess over the
+    best is at most one standard error of that excess is chosen. The error comes from
+    the means of blocks of ``H`` consecutive windows (overlapping targets make single
+    windows dependent); with fewer than two blocks the best weight is taken. A weight
+    below 1 thus needs a validation gain of the network larger than its noise: a model
+    calibrated on few windows (one validation year of daily candles) leans on the
+    random walk unless the gain is clear, one calibrated on many (a global model's
+    pooled windows, hourly candles) keeps the network where it helps.
+    """
+    h = q.shape[1]
+    per_window = []
     for g in _RW_GRID:
         model.rw_weight.fill_(float(g))
-        losses.append(crps_quantiles(model.calibrate_quantiles(q, w.sigma), w.cum).mean(axis=0))
-    out: np.ndarray = _RW_GRID[_smooth_steps(np.stack(losses)).argmin(axis=0)]
+        per_window.append(_smooth_steps(crps_quantiles(model.calibrate_quantiles(q, w.sigma), w.cum)))
+    losses = np.stack(per_window)  # [G, N, H]
+    mean = losses.mean(axis=1)  # [G, H]
+    best = mean.argmin(axis=0)  # [H]
+    blocks = losses.shape[1] // h
+    if blocks < 2:
+        out: np.ndarray = _RW_GRID[best]
+        return out
+    excess = losses - losses[best, :, np.arange(h)].T[None]  # [G, N, H]
+    block_means = excess[:, : blocks * h].reshape(len(_RW_GRID), blocks, h, h).mean(axis=2)  # [G, B, H]
+    se = block_means.std(axis=1, ddof=1) / math.sqrt(blocks)  # [G, H]
+    within = mean - mean[best, np.arange(h)] <= se  # the best weight itself always qualifies
+    out = _RW_GRID[len(_RW_GRID) - 1 - within[::-1].argmax(axis=0)]
     return out
 
 
