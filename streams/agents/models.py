@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from forex_diffusion.errors import ValidationError
+from forex_diffusion.errors import StorageError, ValidationError
 from forex_diffusion.forecast.forecaster import ForecasterConfig
 from forex_diffusion.wire import decode_model_outcome
 from retraining.serving import ModelBook
@@ -76,14 +76,21 @@ def register_models(agent: CandleAgent) -> None:
     async def models(stream: Any) -> None:
         async for value in stream:
             close_request(agent, value)
-            versions = await loop().run_in_executor(None, book.refresh)
+            try:
+                versions = await loop().run_in_executor(None, book.refresh)
+            except StorageError as exc:  # the registry is unreachable: the 15 s refresh retries
+                log.warning("models.refresh_failed error=%s: %s", type(exc).__name__, str(exc)[:200])
+                continue
             log.info("models.refreshed versions=%s", versions)
             if (m := agent.rt.metrics) is not None:
                 for (sym, tf), v in versions.items():
                     m.model_in_service(f"{sym}/{tf}/{book.horizon_of(tf)}", v)
 
     async def refresh_models() -> None:
-        await loop().run_in_executor(None, book.refresh)
+        try:
+            await loop().run_in_executor(None, book.refresh)
+        except StorageError as exc:  # PostgreSQL down or recovering: the models in service stay, the next tick retries
+            log.warning("models.refresh_failed error=%s: %s", type(exc).__name__, str(exc)[:200])
         await agent.shadow.settle()  # shadows running here: export, and decide any that are due
 
     app.timer(interval=15.0)(refresh_models)

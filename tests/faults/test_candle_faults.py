@@ -144,7 +144,7 @@ class Case:
 
     def wait_first_checkpoint(self, *workers: Any) -> None:
         wait_for(
-            lambda: self.checkpoint() or not all(w.alive() for w in workers),
+            lambda: any(off >= 0 for off in self.checkpoint().values()) or not all(w.alive() for w in workers),
             240,
             interval=0.1,
             what="the first checkpoint",
@@ -288,7 +288,7 @@ def _halves(case: Case) -> tuple[list[Any], list[Any]]:
     return case.records[:half], case.records[half:]
 
 
-@pytest.mark.parametrize("fault", ["sigkill", "sigterm", "none"])
+@pytest.mark.parametrize("fault", ["sigkill", "sigterm"])
 def test_candle_worker_signalled_mid_stream_restarts_to_the_oracle(fault: str, case: Case, spawn_worker: Any) -> None:
     """SIGKILL or SIGTERM after the first checkpoint, half the stream published; the rest
     arrives and a new worker takes over from the checkpoint."""
@@ -296,10 +296,6 @@ def test_candle_worker_signalled_mid_stream_restarts_to_the_oracle(fault: str, c
     case.publish(first)
     w = spawn_worker(case.env, role="candles", name="first")
     case.wait_first_checkpoint(w)
-    if fault == "none":
-        case.publish(second)
-        print(case.verify(w))
-        return
     if fault == "sigkill":
         w.kill(signal.SIGKILL)
         assert w.wait(30) is not None
@@ -359,7 +355,10 @@ def test_candle_worker_survives_a_postgres_outage_and_ends_equal_to_the_oracle(
 ) -> None:
     """PostgreSQL stopped (immediate) after the worker's first checkpoint into it, while the
     second half of the stream arrives; it stays down until the worker has failed two
-    checkpoints. The same worker, never restarted, ends equal to the oracle."""
+    checkpoints and a refresh of its model book. The same worker, never restarted, ends equal
+    to the oracle. (Found here: the 15 s model-book refresh let the registry's storage error
+    out of its timer, and Faust stopped the worker; ``streams/agents/models.py`` now logs
+    ``models.refresh_failed`` and keeps the models in service.)"""
     case.env["FOREXD_DATABASE_URL"] = pg_url
     first, second = _halves(case)
     case.publish(first)
@@ -369,11 +368,16 @@ def test_candle_worker_survives_a_postgres_outage_and_ends_equal_to_the_oracle(
         pg_ctl("stop", "-m", "immediate")
         down = time.monotonic()
         case.publish(second)
+        # down until the worker has failed two checkpoints and one refresh of its model book
+        # (every 15 s): before the fix a refresh that met the outage crashed the worker
         wait_for(
-            lambda: w.log().count("checkpoint.failed consumer=candles") >= 2 or not w.alive(),
+            lambda: (
+                (w.log().count("checkpoint.failed consumer=candles") >= 2 and "models.refresh_failed" in w.log())
+                or not w.alive()
+            ),
             120,
             interval=0.2,
-            what="two failed checkpoints",
+            what="two failed checkpoints and a failed model refresh",
         )
         assert w.alive(), "the worker died while PostgreSQL was down:\n" + w.log()[-3000:]
         down_s = time.monotonic() - down
