@@ -28,8 +28,11 @@ pytestmark = [
 
 def test_compiled_training_matches_eager_and_gives_a_loadable_model(hourly: pd.DataFrame, tmp_path: Path) -> None:
     torch.set_num_threads(2)
-    eager = train(tiny_config(max_steps=6, eval_every=6), hourly, tmp_path / "eager")
-    res = train(tiny_config(compile=True, max_steps=6, eval_every=6), hourly, tmp_path / "compiled")
+    # the step count, not the clock, ends both runs: on a busy machine the compilation alone
+    # outlasted tiny_config's 2-minute budget and the compiled run stopped after its first step
+    budget = {"max_steps": 6, "eval_every": 6, "max_minutes": 60.0}
+    eager = train(tiny_config(**budget), hourly, tmp_path / "eager")
+    res = train(tiny_config(compile=True, **budget), hourly, tmp_path / "compiled")
     assert res.metrics["steps"] == 6 and res.manifest["train_config"]["compile"] is True
     # same seed, same batches and noise: the compiled loss computes the same function
     s_eager, _ = load_checkpoint(eager.checkpoint)
