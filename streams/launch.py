@@ -133,6 +133,7 @@ def run_worker(*, role: str = "stream", log_level: str = "warn", settings: Setti
             topics=[
                 settings.topic(n)
                 for n in ("ticks", "candles", "forecasts", "drift", "retrain.requests", "models", "deadletter")
+                + (("forecasts.paths",) if settings.paths else ())
             ],
         )
         if settings.metrics_port >= 0:

@@ -66,7 +66,8 @@ async def tail_topic(
 
 def tail(
     topic: str = typer.Argument(
-        ..., help="Topic: ticks, candles, forecasts, drift, models, deadletter, retrain.requests (prefix added)."
+        ...,
+        help="Topic: ticks, candles, forecasts, forecasts.paths, drift, models, deadletter, retrain.requests (prefix added).",
     ),
     from_beginning: bool = typer.Option(False, "--from-beginning", help="Start at the earliest offset."),
     limit: Optional[int] = typer.Option(None, "-n", "--max", help="Stop after this many records."),
