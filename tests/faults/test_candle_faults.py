@@ -22,7 +22,11 @@ offline on the same candles, candle by candle (``harness.candle_oracle``):
   into a :class:`SymbolForecaster` it takes the next candles of the sample exactly as the
   oracle's does (learner predictions and realised labels, indicators, requests, drift).
 
-Waits follow progress (the checkpoint's offsets), never the clock.
+Waits follow progress (the checkpoint's offsets), never the clock. ``make test`` runs SIGKILL,
+the ``after_db_upsert_before_commit`` crash, the rebalance and (serial: it stops the shared
+PostgreSQL) the outage, 36-69 s each; SIGTERM and the other two failpoints are ``-m soak``.
+The scored state (quality monitor, pending forecasts) is left out of the comparison: it
+depends on the agent's batching, a defect shown by the strict xfail at the end.
 """
 
 from __future__ import annotations
@@ -288,7 +292,7 @@ def _halves(case: Case) -> tuple[list[Any], list[Any]]:
     return case.records[:half], case.records[half:]
 
 
-@pytest.mark.parametrize("fault", ["sigkill", "sigterm"])
+@pytest.mark.parametrize("fault", ["sigkill", pytest.param("sigterm", marks=pytest.mark.soak)])
 def test_candle_worker_signalled_mid_stream_restarts_to_the_oracle(fault: str, case: Case, spawn_worker: Any) -> None:
     """SIGKILL or SIGTERM after the first checkpoint, half the stream published; the rest
     arrives and a new worker takes over from the checkpoint."""
@@ -312,7 +316,12 @@ def test_candle_worker_signalled_mid_stream_restarts_to_the_oracle(fault: str, c
 
 
 @pytest.mark.parametrize(
-    "failpoint", ["during_output_send:2", "after_db_upsert_before_commit:2", "pause_before_checkpoint_write:2"]
+    "failpoint",
+    [
+        pytest.param("during_output_send:2", marks=pytest.mark.soak),
+        "after_db_upsert_before_commit:2",
+        pytest.param("pause_before_checkpoint_write:2", marks=pytest.mark.soak),
+    ],
 )
 def test_candle_worker_crash_at_failpoint_restarts_to_the_oracle(failpoint: str, case: Case, spawn_worker: Any) -> None:
     """The worker dies at its second checkpoint -- between the sends and their acks, between
@@ -444,7 +453,7 @@ def test_scored_state_does_not_depend_on_the_agents_batching(
     book = ModelBook(
         None, horizon=s.horizon, horizons=s.model_horizons, model_dir=s.model_dir, touch_bands=s.touch_bands
     )
-    cross, fs = CrossBook(), {}
+    cross, fs = CrossBook(), dict[str, SymbolForecaster]()
     closes: dict[str, list[int]] = {}
     scored = misaligned = 0
     candles = stream[: 2 * N]
