@@ -243,9 +243,14 @@ class CheckpointingConsumer:
             await self.wait_healthy()
         if self.progress.restoring:
             await self.progress.restored(msg.partition)
-        if not self.current(msg.partition):
-            return False
-        return self.progress.admit(msg.partition, msg.offset, msg)
+        return self.current(msg.partition) and self.progress.admit(msg.partition, msg.offset, msg)
+
+    def admit_now(self, msg: Any) -> bool | None:
+        """:meth:`admit` where it would not wait; None where it would (checkpoints failing
+        outside a :meth:`step`, or ``msg``'s partition being restored): await :meth:`admit`."""
+        if (not self.healthy.is_set() and self._between.is_set()) or msg.partition in self.progress.restoring:
+            return None
+        return self.current(msg.partition) and self.progress.admit(msg.partition, msg.offset, msg)
 
     def current(self, partition: int) -> bool:
         """Whether ``partition`` is this worker's, and inside a :meth:`step` still by the
@@ -272,11 +277,6 @@ class CheckpointingConsumer:
     @property
     def flushing(self) -> bool:
         return self._flush_task is not None and not self._flush_task.done()
-
-    async def breathe(self) -> None:
-        """Yield to a running checkpoint now and then (a fast stream never starves it)."""
-        if self.processed % 256 == 0 and self.flushing:
-            await asyncio.sleep(0)
 
     # -- checkpoints -----------------------------------------------------------------------------
 

@@ -210,6 +210,8 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._server: _Server | None = None
         self._last_arrival: dict[str, float] = {}
+        self._ticks_of: dict[str, Counter] = {}  # symbol -> its ticks_processed_total child
+        self._feed_last_of: dict[str, Gauge] = {}  # symbol -> its feed_last_event_timestamp_seconds child
         self._serving: dict[str, str] = {}  # key -> version label currently exported
         self._shadowing: dict[str, str] = {}  # key -> version label in shadow (issue 16)
         self._define()
@@ -458,8 +460,12 @@ class Metrics:
 
     def ticks_processed(self, symbol: str, n: int = 1) -> None:
         """Count ``n`` valid ticks of ``symbol``."""
-        if self._symbol_ok(symbol):
-            self.ticks.labels(symbol).inc(n)
+        child = self._ticks_of.get(symbol)  # once per tick: the labelled child is looked up once per symbol
+        if child is None:
+            if not self._symbol_ok(symbol):
+                return
+            child = self._ticks_of[symbol] = self.ticks.labels(symbol)
+        child.inc(n)
 
     def candles_processed(self, symbol: str, timeframe: str, n: int = 1) -> None:
         """Count ``n`` candles consumed from the candle topic."""
@@ -698,13 +704,14 @@ class Metrics:
 
     def feed_seen(self, symbol: str, event_ts_s: float) -> None:
         """Note a tick of ``symbol`` arriving now, with event time ``event_ts_s``."""
-        if not self._symbol_ok(symbol):
+        child = self._feed_last_of.get(symbol)  # once per tick: as ticks_processed
+        if child is None and not self._symbol_ok(symbol):
             return
-        first = symbol not in self._last_arrival
         self._last_arrival[symbol] = self.clock()
-        self.feed_last_event.labels(symbol).set(event_ts_s)
-        if first:
+        if child is None:
+            child = self._feed_last_of[symbol] = self.feed_last_event.labels(symbol)
             self.feed_staleness.labels(symbol).set_function(self._staleness_of(symbol))
+        child.set(event_ts_s)
 
     def _staleness_of(self, symbol: str) -> Callable[[], float]:
         def staleness() -> float:

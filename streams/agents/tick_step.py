@@ -5,7 +5,8 @@ A tick is decoded, validated and aggregated by the agent's
 value that cannot be encoded must never wedge the checkpoint, issue 13) and queued with its
 partition's next checkpoint. Held ticks the pipeline gives up on are dead-lettered with their
 own origin. The idle timer closes the bars of quiet series: the consumer's broker facts
-(:mod:`streams.broker_facts`) feed the pure decision (:mod:`forex_diffusion.ingest.idle_close`).
+(:mod:`streams.broker_facts`) feed the pure decision (:mod:`forex_diffusion.ingest.idle_close`);
+a restored series joins it at once (:func:`restore_series`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from ..deadletter import RecordScope
     from .ticks import TickAgent
 
-__all__ = ["close_idle", "dead_letter_quarantined", "process", "queue"]
+__all__ = ["close_idle", "dead_letter_quarantined", "process", "queue", "restore_series"]
 
 
 def process(agent: TickAgent, msg: Any, rec: RecordScope) -> None:
@@ -46,6 +47,25 @@ def process(agent: TickAgent, msg: Any, rec: RecordScope) -> None:
         m.feed_seen(tick.symbol, tick.ts_ms / 1000.0)
         if tick.bid >= tick.ask:  # accepted crossed (within tolerance) or locked quote
             m.quote_flagged(tick.symbol, "crossed" if tick.bid > tick.ask else "locked")
+
+
+def restore_series(agent: TickAgent, partition: int, state: dict[str, Any]) -> None:
+    """Restore one series' checkpointed state (or an older checkpoint's whole state) into the pipeline."""
+    restored = agent.pipeline.restore(state)  # issue 15: {symbol: earliest held tick time or None}
+    now = time.monotonic()
+    # a series restored with only held ticks (its first ticks, awaiting confirmation) has no
+    # aggregator series yet: it joins the idle timer too, which expires the hold
+    for sym, held_since in restored.items():
+        agent.symbols[partition].add(sym)
+        # a restored series may get no new tick at all (its feed ended before the crash):
+        # its forming bars must still close on the idle timer, counted from the restore
+        last_ms = agent.pipeline.aggregator.last_event_ms(sym)
+        if last_ms is None:
+            last_ms = agent.pipeline.event_time(sym)
+        if last_ms is None:
+            last_ms = held_since
+        if last_ms is not None and sym not in agent.idle.clocks:
+            agent.idle.seen(sym, partition, now, last_ms)
 
 
 def queue(agent: TickAgent, p: int, closed: Iterable[tuple[Candle, bytes | None]]) -> None:
