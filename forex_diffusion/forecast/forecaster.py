@@ -177,6 +177,15 @@ class CandleOutcome:
     sigma: float = float("nan")
 
 
+@dataclass(slots=True)
+class _Open:
+    """A candle processed while a forecast of an earlier origin of its series may still be
+    recorded (:meth:`SymbolForecaster.record`): its outcome, and the trigger state before it."""
+
+    outcome: CandleOutcome
+    trigger: TriggerState
+
+
 class RandomWalkPredictor:
     """The EWMA Gaussian random walk as a predictor (served while no model is registered).
 
@@ -263,6 +272,10 @@ class _Series:
         self.trigger = TriggerState()
         # published diffusion forecasts awaiting their realised steps
         self.pending: deque[PendingForecast] = deque(maxlen=cfg.pending_forecasts or self.horizon + 1)
+        # not state (a batch's, settled within it): the origins of due candles whose forecast
+        # may still be recorded, and the candles processed since the first of them
+        self.awaiting: deque[int] = deque(maxlen=cfg.history)
+        self.open: deque[_Open] = deque(maxlen=cfg.history)
 
 
 def _ctx(symbol: str, timeframe: str, part: str) -> bytes:
@@ -339,16 +352,20 @@ class SymbolForecaster:
             events += s.drift.update_features(feats, candle.close_ms)
         out.evaluations = self._score(s, candle)
         for ev in out.evaluations:
-            self.quality.add(ev.symbol, ev.timeframe, ev.step, ev.score)
+            self.quality.add(ev.symbol, ev.timeframe, ev.step, ev.score, at=(candle.close_ms, ev.as_of_ms))
             if ev.step in (1, s.horizon):
                 events += s.drift.update_score(ev.step, candle.close_ms, ev.score)
         out.drift = events
+        if s.awaiting:  # a forecast recorded later may score steps on this candle (record)
+            s.open.append(_Open(out, s.trigger))
         decision, s.trigger = decide(events, s.trigger, s.policy, candle.close_ms)
         out.decision = decision
         out.retrain = decision.request
         out.features = fv.values if fv is not None else None
         out.request = s.context.request(candle.close_ms, extra=out.features)
         out.due = out.request is not None
+        if out.due:
+            s.awaiting.append(candle.close_ms)
         # the serving models' own-spec requests, taken now: later candles of the same batch move the contexts on
         out.context_requests = {k: c.request(candle.close_ms, extra=out.features) for k, c in s.contexts.items()}
         return out
@@ -376,6 +393,8 @@ class SymbolForecaster:
             s = fresh.series[tf]
             s.trigger = TriggerState()
             s.pending.clear()
+            s.awaiting.clear()
+            s.open.clear()
             self.series[tf] = s
         if len(tfs) == len(self.series) and not self.last_open:
             self.last_open = dict(fresh.last_open)
@@ -443,41 +462,99 @@ class SymbolForecaster:
         return ctx.request(as_of, extra=outcome.features)
 
     def _score(self, s: _Series, candle: Candle) -> list[Evaluation]:
-        evals = []
         s.pending = deque((replace(p, seen=p.seen + 1) for p in s.pending), maxlen=s.pending.maxlen)
-        for p in s.pending:
-            step = p.seen
-            if step <= p.steps:
-                q, rw = p.quantiles[step - 1], p.rw[step - 1]
-                sc = score_step(q, rw, candle.close)
-                evals.append(
-                    Evaluation(
-                        self.symbol,
-                        candle.timeframe,
-                        p.as_of_ms,
-                        step,
-                        p.model_version,
-                        candle.close,
-                        q,
-                        rw,
-                        sc.crps,
-                        sc.crps_rw,
-                        sc,
-                    )
-                )
+        evals = [self._evaluation(p, candle) for p in s.pending if p.seen <= p.steps]
         while s.pending and s.pending[0].seen >= s.pending[0].steps:
             s.pending.popleft()
         return evals
 
+    def _evaluation(self, p: PendingForecast, candle: Candle) -> Evaluation:
+        """Step ``p.seen`` of ``p``, realised by ``candle``, scored."""
+        q, rw = p.quantiles[p.seen - 1], p.rw[p.seen - 1]
+        sc = score_step(q, rw, candle.close)
+        return Evaluation(
+            self.symbol,
+            candle.timeframe,
+            p.as_of_ms,
+            p.seen,
+            p.model_version,
+            candle.close,
+            q,
+            rw,
+            sc.crps,
+            sc.crps_rw,
+            sc,
+        )
+
+    def _catch_up(self, s: _Series, p: PendingForecast) -> PendingForecast | None:
+        """Score the steps of ``p`` that candles of its series processed already realised.
+
+        The agent records a batch's forecasts after all of the batch's candles (one sampling
+        call per model), so step ``k`` of a forecast made on the ``i``-th candle of a batch is
+        realised by its ``(i + k)``-th candle, processed already. Each such step is scored as
+        candle-by-candle scoring scores it, into that candle's outcome (``evaluations``,
+        ``drift``) and the quality and drift monitors; when it brings drift events, the
+        trigger decisions from that candle on are taken again (``decision``, ``retrain``), so
+        the agent publishes a batch's drift events and retrain requests after its forecasts.
+        Returns the forecast with its realised steps counted, or None when none is left (or
+        its origin is older than the candles kept, so its later steps cannot be placed).
+        """
+        after = 0
+        for c in reversed(s.history):
+            if c.close_ms <= p.as_of_ms:
+                break
+            after += 1
+        if after == 0:
+            return p
+        later = list(s.open)[max(0, len(s.open) - after) :]
+        if len(later) < after or later[0].outcome.candle.close_ms != s.history[-after].close_ms:
+            return None
+        first: int | None = None
+        for i, o in enumerate(later[: p.steps]):
+            c = o.outcome.candle
+            p = replace(p, seen=p.seen + 1)
+            ev = self._evaluation(p, c)
+            o.outcome.evaluations.append(ev)
+            self.quality.add(ev.symbol, ev.timeframe, ev.step, ev.score, at=(c.close_ms, ev.as_of_ms))
+            if ev.step in (1, s.horizon) and (events := s.drift.update_score(ev.step, c.close_ms, ev.score)):
+                o.outcome.drift += events
+                first = i if first is None else first
+        if first is not None:  # the decisions from the first candle with new events on, again
+            trigger = later[first].trigger
+            for o in later[first:]:
+                o.trigger = trigger
+                o.outcome.decision, trigger = decide(o.outcome.drift, trigger, s.policy, o.outcome.candle.close_ms)
+                o.outcome.retrain = o.outcome.decision.request
+            s.trigger = trigger
+        return p if p.seen < p.steps else None
+
+    def settle(self) -> None:
+        """The forecasts of the candles processed so far are all recorded (or never will be):
+        forget what :meth:`record` keeps to score the steps of a late one. The agent calls it
+        after each batch; without it a series keeps at most ``history`` candles for that."""
+        for s in self.series.values():
+            s.awaiting.clear()
+            s.open.clear()
+
     def record(self, forecast: Forecast, outcome: CandleOutcome, *, degraded: bool = False) -> dict[str, Any]:
         """Remember ``forecast`` (made on ``outcome``'s candle) for scoring; return its ``fx.forecasts`` record.
 
-        The random-walk baseline uses the EWMA volatility at the forecast's ``as_of``.
+        The random-walk baseline uses the EWMA volatility at the forecast's ``as_of``. Step
+        ``k`` is scored against the ``k``-th candle of the series after ``as_of``: the steps
+        whose candles this forecaster has processed already (later candles of the agent's
+        batch) are scored now, into those candles' outcomes (see :meth:`_catch_up`).
+        Forecasts of one series are recorded in the order of their origins.
         """
         s = self.series[forecast.timeframe]
         learner = outcome.learner
         rw = rw_quantiles(forecast.last_close, outcome.sigma, forecast.horizon)
-        s.pending.append(PendingForecast(forecast.as_of_ms, forecast.model_version, np.asarray(forecast.quantiles), rw))
+        p = PendingForecast(forecast.as_of_ms, forecast.model_version, np.asarray(forecast.quantiles), rw)
+        while s.awaiting and s.awaiting[0] <= p.as_of_ms:
+            s.awaiting.popleft()  # this one, and earlier ones never recorded
+        if (left := self._catch_up(s, p)) is not None:
+            s.pending.append(left)
+        while s.open and (not s.awaiting or s.open[0].outcome.candle.close_ms <= s.awaiting[0]):
+            s.open.popleft()  # no forecast still to come scores a step on it
         return forecast_record(forecast, learner=learner, rw=rw, degraded=degraded)
 
     def close_request(self, timeframe: str, request_id: str) -> None:
@@ -485,6 +562,8 @@ class SymbolForecaster:
         s = self.series.get(timeframe)
         if s is not None:
             s.trigger = close_request(s.trigger, request_id)
+            for o in s.open:  # a decision taken again (record) starts from a state that knows it
+                o.trigger = close_request(o.trigger, request_id)
 
     # -- state ----------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ Prometheus gauges.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 from collections import deque
@@ -144,9 +145,15 @@ def crps_from_quantiles(quantile_levels: Sequence[float], quantiles: Sequence[fl
 
 
 class _Window:
-    """Scores of one key: bounded deques, summed exactly on read."""
+    """Scores of one key: bounded deques, summed exactly on read.
 
-    __slots__ = ("crps", "crps_rw", "cover_50", "cover_90")
+    ``at`` holds each entry's place in stream order, ``(realised_ms, as_of_ms)``: a step
+    scored late (a forecast recorded after later candles of its batch, see
+    :meth:`QualityMonitor.add`) goes where candle-by-candle scoring would have put it. It is
+    not state: entries restored from a snapshot come before any new one.
+    """
+
+    __slots__ = ("crps", "crps_rw", "cover_50", "cover_90", "at")
 
     def __init__(self, size: int) -> None:
         self.crps: deque[float] = deque(maxlen=size)
@@ -154,6 +161,28 @@ class _Window:
         # One entry per scored step: 1.0 inside, 0.0 outside, None when not measurable.
         self.cover_50: deque[float | None] = deque(maxlen=size)
         self.cover_90: deque[float | None] = deque(maxlen=size)
+        self.at: deque[tuple[int, int]] = deque(maxlen=size)
+
+    def put(self, at: tuple[int, int] | None, values: tuple[float, float, float | None, float | None]) -> None:
+        """Add one scored step at its place ``at`` (None: after every entry): the window then
+        holds the ``size`` latest steps in stream order, as if they had come in that order."""
+        parts: tuple[deque[Any], ...] = (self.crps, self.crps_rw, self.cover_50, self.cover_90)
+        last = self.at[-1] if self.at else (-1, -1)
+        if at is None or at >= last:
+            self.at.append(last if at is None else at)
+            for d, v in zip(parts, values, strict=True):
+                d.append(v)
+            return
+        i = bisect.bisect_right(self.at, at)
+        if len(self.at) == self.at.maxlen:
+            if i == 0:
+                return  # older than the whole window: in stream order it would have left it already
+            for d in (*parts, self.at):
+                d.popleft()
+            i -= 1
+        self.at.insert(i, at)
+        for d, v in zip(parts, values, strict=True):
+            d.insert(i, v)
 
     def __getstate__(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -161,6 +190,8 @@ class _Window:
     def __setstate__(self, state: dict[str, object]) -> None:
         for name, value in state.items():
             setattr(self, name, value)
+        if "at" not in state:  # pickled before ``at``: its entries come first
+            self.at = deque([(-1, -1)] * len(self.crps), maxlen=self.crps.maxlen)
 
 
 def _share(values: deque[float | None]) -> float | None:
@@ -277,12 +308,19 @@ class QualityMonitor:
             return None
         return self.add(symbol, timeframe, step, score_step(quantiles, rw_quantiles, realized, quantile_levels))
 
-    def add(self, symbol: str, timeframe: str, step: int, score: StepScore) -> float | None:
+    def add(
+        self, symbol: str, timeframe: str, step: int, score: StepScore, *, at: tuple[int, int] | None = None
+    ) -> float | None:
         """Add one already scored realised step (:func:`~forex_diffusion.quality.evaluation.score_step`).
 
         The forecaster scores each realised step once per candle and hands the score here;
         :meth:`update` is this with the scoring done first. Returns the step's CRPS, or None
         when the step falls in no horizon group or the series limit is reached.
+
+        ``at`` is the step's place in stream order, ``(realised_ms, as_of_ms)`` (None: after
+        every step added so far). The forecaster scores the steps of a forecast recorded after
+        later candles of its batch when it records it; with ``at`` they take the place
+        candle-by-candle scoring gives them, so the windows do not depend on the batching.
         """
         group = self.group_of(step)
         if group is None:
@@ -304,10 +342,8 @@ class QualityMonitor:
         win = self._windows.get(key)
         if win is None:
             win = self._windows[key] = _Window(self.window)
-        win.crps.append(score.crps)
-        win.crps_rw.append(score.crps_rw)
-        win.cover_50.append(None if score.hit50 is None else float(score.hit50))
-        win.cover_90.append(None if score.hit90 is None else float(score.hit90))
+        hit50 = None if score.hit50 is None else float(score.hit50)
+        win.put(at, (score.crps, score.crps_rw, hit50, None if score.hit90 is None else float(score.hit90)))
         return score.crps
 
     @staticmethod
@@ -402,6 +438,7 @@ class QualityMonitor:
                 w.crps_rw.extend(float(x) for x in crps_rw)
                 w.cover_50.extend(None if x is None else float(x) for x in c50)
                 w.cover_90.extend(None if x is None else float(x) for x in c90)
+                w.at.extend([(-1, -1)] * len(w.crps))  # before any step added from now on
                 if not all(math.isfinite(x) for x in (*w.crps, *w.crps_rw)):
                     raise StateError(f"quality window {s}/{tf}/{group}: non-finite score")
                 mon._windows[(str(s), str(tf), str(group))] = w
