@@ -2,8 +2,11 @@
 
 The candle is checked (shape, key, time: :func:`~forex_diffusion.wire.decode_candle`, then
 :class:`~forex_diffusion.ingest.candle_gate.CandleGate`) before it touches any state. What its
-forecaster's outcome produced is queued for the next checkpoint: the indicator, drift and
-retrain-request records, the drift events and the candle itself as rows.
+forecaster's outcome produced is queued for the next checkpoint: the candle itself as a row
+at once; the indicator, drift and retrain-request records and the drift events as rows once
+the batch's forecasts are recorded (:func:`publish`): a forecast recorded after later candles
+of its batch scores its steps on them, which can add drift events to their outcomes and
+change their retrain decisions (:meth:`~forex_diffusion.forecast.forecaster.SymbolForecaster.record`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ if TYPE_CHECKING:
     from ..deadletter import RecordScope
     from .candles import CandleAgent
 
-__all__ = ["Due", "account", "decode", "process", "side_outputs"]
+__all__ = ["Due", "account", "decode", "process", "publish", "side_outputs"]
 
 Due = tuple[int, CandleOutcome, Any]  # (partition, outcome, message)
 
@@ -52,11 +55,24 @@ def process(agent: CandleAgent, msg: Any, rec: RecordScope) -> CandleOutcome | N
     f.cold = set()  # warmed before its first candle here (warm_batch) or not at all: it goes on live
     agent.symbols[msg.partition].add(candle.symbol)
     out = f.on_candle(candle)
-    rec.stage = "encode"
-    side = side_outputs(out)
     rec.stage = "account"
-    account(agent, msg.partition, out, side)
+    account(agent, msg.partition, out)
     return out
+
+
+def publish(agent: CandleAgent, p: int, o: CandleOutcome, rec: RecordScope) -> None:
+    """Queue one outcome's records and drift rows, once its batch's forecasts are recorded."""
+    rec.stage, rec.symbol = "encode", o.candle.symbol
+    side = side_outputs(o)
+    rec.stage = "account"
+    for kind, key, value in side:
+        agent.effects.publish(kind, key, value)
+    agent.effects.at(p).drift += o.drift  # stored with the checkpoint
+    if (m := agent.rt.metrics) is not None:
+        for ev in o.drift:
+            m.drift_event(ev.detector.split(":")[0], ev.symbol, ev.timeframe)
+        if o.retrain is not None:
+            m.retrain_request(o.retrain.reason)
 
 
 def side_outputs(o: CandleOutcome) -> list[tuple[str, bytes, bytes]]:
@@ -71,18 +87,9 @@ def side_outputs(o: CandleOutcome) -> list[tuple[str, bytes, bytes]]:
     return side
 
 
-def account(agent: CandleAgent, p: int, o: CandleOutcome, side: list[tuple[str, bytes, bytes]]) -> None:
-    """Queue one outcome's records and rows; count it."""
-    for kind, key, value in side:
-        agent.effects.publish(kind, key, value)
+def account(agent: CandleAgent, p: int, o: CandleOutcome) -> None:
+    """Queue one outcome's candle row; count it (its records follow: :func:`publish`)."""
     e, m = agent.effects.at(p), agent.rt.metrics
-    e.drift += o.drift  # stored with the checkpoint
-    if m is not None:
-        for ev in o.drift:
-            m.drift_event(ev.detector.split(":")[0], ev.symbol, ev.timeframe)
-        if o.retrain is not None:
-            m.retrain_request(o.retrain.reason)
-        # the scored steps feed the forecaster's own quality monitor (its checkpointed state, issue 15)
     if not o.duplicate:
         agent.shadow.on_candle(p, o.candle)
         e.candles.append(o.candle)

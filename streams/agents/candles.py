@@ -19,7 +19,7 @@ from forex_diffusion.ingest.candle_gate import CandleGate
 
 from ..consumer import CheckpointingConsumer, Effects
 from ..shadow_lane import ShadowLane
-from .candle_step import Due, process
+from .candle_step import Due, process, publish
 from .forecasts import forecast_batch
 from .models import forecaster_config, model_book, register_models
 from .warm import warm_batch
@@ -101,7 +101,11 @@ class CandleAgent:
         self.consumer.register(app, timer_s=self.rt.settings.snapshot_interval_s)
 
     async def handle_batch(self, msgs: list[Any]) -> None:
-        """Process a batch of candle messages, then forecast its due series (one call per model)."""
+        """Process a batch of candle messages, then forecast its due series (one call per model),
+        then publish each candle's records: a forecast recorded after later candles of the
+        batch scores its steps on them, as candle-by-candle processing does (their drift
+        events and retrain decisions with them), so the scored state and the records do not
+        depend on the batching."""
         async with self.consumer.step():
             await warm_batch(self, msgs)
             outcomes: list[Due] = []
@@ -111,7 +115,16 @@ class CandleAgent:
                         if (o := process(self, msg, rec)) is not None:
                             outcomes.append((msg.partition, o, msg))
                     self.consumer.mark(msg)
-            await forecast_batch(self, outcomes)
+            try:
+                await forecast_batch(self, outcomes)
+            finally:
+                for sym in {o.candle.symbol for _, o, _ in outcomes}:
+                    if (f := self.forecasters.get(sym)) is not None:
+                        f.settle()
+                for p, o, msg in outcomes:
+                    if self.consumer.current(p):  # else its next owner replays the candle
+                        with self.contain.record(msg) as rec:
+                            publish(self, p, o, rec)
 
     def _persisted(self, done: Effects) -> None:
         self.shadow.persisted(r for e in done.parts.values() for r in e.shadow)
