@@ -24,7 +24,7 @@ offline on the same candles, candle by candle (``harness.candle_oracle``):
 
 Waits follow progress (the checkpoint's offsets), never the clock. ``make test`` runs SIGKILL,
 the ``after_db_upsert_before_commit`` crash, the rebalance and (serial: it stops the shared
-PostgreSQL) the outage, 36-69 s each; SIGTERM and the other two failpoints are ``-m soak``.
+PostgreSQL) the outage, 27-69 s each; SIGTERM and the other two failpoints are ``-m soak``.
 The scored state (quality monitor windows, pending forecasts) is compared within float32
 rounding of the sampled quantiles: it no longer depends on the agent's batching (D17,
 ``tests/unit/test_forecaster_batching.py``).
