@@ -79,9 +79,15 @@ class BulkConsumer(AIOKafkaConsumer):
         records, active = await super()._wait_next_records(timeout)
         if records and self.feeds and self.flow_active and not self.should_stop:
             fetched = cast(dict[TP, list[Any]], records)  # aiokafka's own dict, Faust iterates what is left
+            generation = self.app.consumer_generation_id  # the fetch's (Faust's getmany takes it here too)
             for tp in [tp for tp in fetched if tp.topic in self.feeds]:
+                recs = fetched.pop(tp)  # never left to Faust: it would stamp them with a later generation
+                if self.app.consumer_generation_id != generation or not self.flow_active:
+                    # a rebalance came while an earlier partition's records waited for the flow
+                    # (put): these are the old generation's, and its seek fetches them again
+                    continue
                 if active is None or tp in active or tp in self._buffered_partitions:
-                    await self.feeds[tp.topic].put(self, tp, fetched.pop(tp))
+                    await self.feeds[tp.topic].put(self, tp, recs)
         return records, active
 
 

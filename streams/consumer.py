@@ -239,15 +239,20 @@ class CheckpointingConsumer:
         """Whether ``msg`` is new (past the restored state). Outside a :meth:`step` it first
         waits while checkpoints fail; it always waits for its partition's restore (D15:
         never count into a state about to be restored)."""
+        await self.admissible(msg)
+        return self.current(msg.partition) and self.progress.admit(msg.partition, msg.offset, msg)
+
+    async def admissible(self, msg: Any) -> None:
+        """The waits of :meth:`admit`, without its answer: a caller holding records of an older
+        generation checks them again after waiting (a rebalance may have come meanwhile)."""
         if not self.healthy.is_set() and self._between.is_set():
             await self.wait_healthy()
         if self.progress.restoring:
             await self.progress.restored(msg.partition)
-        return self.current(msg.partition) and self.progress.admit(msg.partition, msg.offset, msg)
 
     def admit_now(self, msg: Any) -> bool | None:
         """:meth:`admit` where it would not wait; None where it would (checkpoints failing
-        outside a :meth:`step`, or ``msg``'s partition being restored): await :meth:`admit`."""
+        outside a :meth:`step`, or ``msg``'s partition being restored): await :meth:`admissible` and ask again."""
         if (not self.healthy.is_set() and self._between.is_set()) or msg.partition in self.progress.restoring:
             return None
         return self.current(msg.partition) and self.progress.admit(msg.partition, msg.offset, msg)

@@ -82,14 +82,18 @@ class TickAgent:
 
     async def handle_batch(self, msgs: list[Any]) -> None:
         """:meth:`handle` each message, awaiting only where one must wait (issue 15: throughput)."""
-        fresh, admit_now, admit = self.feed.fresh, self.consumer.admit_now, self.consumer.admit
+        fresh, admit_now, admissible = self.feed.fresh, self.consumer.admit_now, self.consumer.admissible
         for msg in msgs:
             if not fresh(msg):
                 continue  # taken across a rebalance: Faust's stream leaves it out too
             failpoint("after_consume_before_processing")
             ok = admit_now(msg)
-            if ok is None:  # checkpoints failing, or its partition being restored
-                ok = await admit(msg)
+            while ok is None:  # checkpoints failing, or its partition being restored: wait, then ask again
+                await admissible(msg)
+                # a rebalance while it waited (the database down, its partition revoked and assigned
+                # again): the record is the old generation's; admitted into the restored state, it
+                # would make the records between the checkpoint and it look processed (lost)
+                ok = admit_now(msg) if fresh(msg) else False
             if ok:
                 self.apply(msg)
 
