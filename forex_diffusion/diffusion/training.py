@@ -554,27 +554,76 @@ def train(
         walk and coverage per step, calibration scales, leakage KS statistics).
     """
     t_start = time.monotonic()
-    budget = config.max_minutes * 60.0
     device = resolve_device(config.device)
     inputs = InputSpec(config.inputs, config.timeframe)
     _check_extra(inputs, extra)
+    windows = _series_windows(config, candles, extra)
+    train_w, val_w, test_w, split_ms = _split(windows, config)
+    ks = _leakage_check(train_w, val_w, test_w)
+    e_dim = _extra_dim(extra)
+    model, mconf = _new_model(config, 2 * config.context.window + CALENDAR_DIM + 1 + e_dim, train_w, device)
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info(
+        "train start key=%s params=%d train=%d val=%d test=%d device=%s",
+        model_key(config.symbol, config.timeframe, config.horizon),
+        n_params,
+        len(train_w),
+        len(val_w),
+        len(test_w),
+        device,
+    )
+    fit = _fit(model, config, train_w, val_w, test_w, device, t_start=t_start, progress=progress)
+    model.load_state_dict(fit.best_state)
+    metrics: dict[str, Any] = {
+        "params": n_params,
+        "steps": fit.steps,
+        "stop_reason": fit.stop_reason,
+        "best_val_crps": fit.best_val,
+        "train_seconds": time.monotonic() - t_start,
+        **_calibrate(model, config, val_w, device),
+        **ks,
+    }
+    if len(test_w):
+        metrics.update(_test_scores(model, config, test_w, device))
+    metrics["train_seconds"] = time.monotonic() - t_start
+    manifest = _manifest(config, mconf, inputs, e_dim, windows, split_ms, (train_w, val_w, test_w), metrics)
+    mgr = CheckpointManager(model_dir, keep=config.keep, protected=protected)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    path = mgr.save(state, manifest, key=model_key(config.symbol, config.timeframe, config.horizon))
+    saved = json_manifest(path)
+    logger.info(
+        "train done path=%s steps=%d stop=%s seconds=%.1f", path, fit.steps, fit.stop_reason, metrics["train_seconds"]
+    )
+    return TrainResult(checkpoint=path, version=saved["version"], metrics=metrics, manifest=saved)
+
+
+def _series_windows(
+    config: TrainConfig,
+    candles: pd.DataFrame | Mapping[str, pd.DataFrame],
+    extra: np.ndarray | Mapping[str, np.ndarray] | None,
+) -> _Windows:
+    """One series' windows, or a global model's pooled per series (``config.series``)."""
     if config.series:
         if not isinstance(candles, Mapping) or (extra is not None and not isinstance(extra, Mapping)):
             raise ConfigError("a global model (config.series) takes candles (and extra) by series name")
-        windows = _pooled_windows(candles, config, extra)
-    else:
-        if isinstance(candles, Mapping) or isinstance(extra, Mapping):
-            raise ConfigError("candles by series name need config.series (a global model)")
-        windows = _windows(candles, config, extra)
-    train_w, val_w, test_w, (d1, d2) = _split(windows, config)
-    ks = _leakage_check(train_w, val_w, test_w)
+        return _pooled_windows(candles, config, extra)
+    if isinstance(candles, Mapping) or isinstance(extra, Mapping):
+        raise ConfigError("candles by series name need config.series (a global model)")
+    return _windows(candles, config, extra)
+
+
+def _extra_dim(extra: np.ndarray | Mapping[str, np.ndarray] | None) -> int:
     if extra is None:
-        e_dim = 0
-    elif isinstance(extra, Mapping):
-        e_dim = int(np.asarray(next(iter(extra.values()))).shape[1])
-    else:
-        e_dim = int(np.asarray(extra).shape[1])
-    cond_dim = 2 * config.context.window + CALENDAR_DIM + 1 + e_dim
+        return 0
+    if isinstance(extra, Mapping):
+        return int(np.asarray(next(iter(extra.values()))).shape[1])
+    return int(np.asarray(extra).shape[1])
+
+
+def _new_model(
+    config: TrainConfig, cond_dim: int, train_w: _Windows, device: torch.device
+) -> tuple[DiffusionModel, ModelConfig]:
+    """The untrained model (its weights drawn from ``config.seed``), normalised on ``train_w``."""
     torch.manual_seed(config.seed)
     mconf = ModelConfig(
         denoiser=DenoiserConfig(
@@ -596,16 +645,34 @@ def train(
         torch.as_tensor(train_w.cond.std(axis=0), dtype=torch.float32),
     )
     model.to(device)
-    n_params = sum(p.numel() for p in model.parameters())
-    logger.info(
-        "train start key=%s params=%d train=%d val=%d test=%d device=%s",
-        model_key(config.symbol, config.timeframe, config.horizon),
-        n_params,
-        len(train_w),
-        len(val_w),
-        len(test_w),
-        device,
-    )
+    return model, mconf
+
+
+@dataclass(frozen=True, slots=True)
+class _Fit:
+    """How a training run ended: its steps, why it stopped, and the best averaged weights."""
+
+    steps: int
+    stop_reason: str
+    best_val: float
+    best_state: dict[str, Any]
+
+
+def _fit(
+    model: DiffusionModel,
+    config: TrainConfig,
+    train_w: _Windows,
+    val_w: _Windows,
+    test_w: _Windows,
+    device: torch.device,
+    *,
+    t_start: float,
+    progress: Callable[[TrainProgress], None] | None,
+) -> _Fit:
+    """The training loop: AdamW on the denoising loss, an exponential moving average of the
+    weights, evaluated on validation windows every ``eval_every`` steps; early stopping,
+    and a time budget that keeps what calibration and scoring will need."""
+    budget = config.max_minutes * 60.0
     x_all = torch.as_tensor(train_w.target, dtype=torch.float32, device=device)
     c_all = torch.as_tensor(train_w.cond, dtype=torch.float32, device=device)
     s_all = None if train_w.series is None else torch.as_tensor(train_w.series, device=device)
@@ -674,8 +741,12 @@ def train(
             if out_of_time:
                 stop_reason = "time_budget"
                 break
-    model.load_state_dict(best_state)
-    # calibration of the per-step spread on validation windows
+    return _Fit(steps=step, stop_reason=stop_reason, best_val=best_val, best_state=best_state)
+
+
+def _calibrate(model: DiffusionModel, config: TrainConfig, val_w: _Windows, device: torch.device) -> dict[str, Any]:
+    """Fit the per-step spread, the per-level scales and the random-walk weight on validation
+    windows into ``model``'s buffers; return them with the calibrated validation scores."""
     calib = val_w.take(_spread_idx(len(val_w), config.calib_windows))
     cum = _sample_cum(model, calib, config.samples, config.sample_steps, 20_000_003, device, calibrated=False)
     scales, _ = _fit_scales(_quantiles(cum), calib.cum)
@@ -688,36 +759,41 @@ def train(
     rw_w = _fit_rw_weight(model, _quantiles(cum * scales), calib)
     model.rw_weight.copy_(torch.as_tensor(rw_w, dtype=torch.float32))
     val_scores = _scores(model.calibrate_quantiles(_quantiles(cum * scales), calib.sigma), calib)
-    metrics: dict[str, Any] = {
-        "params": n_params,
-        "steps": step,
-        "stop_reason": stop_reason,
-        "best_val_crps": best_val,
-        "train_seconds": time.monotonic() - t_start,
-        "spread_scale": scales.tolist(),
-        "rw_weight": rw_w.tolist(),
-        "val": val_scores,
-        **ks,
-    }
-    if len(test_w):
-        tsub = test_w.take(_spread_idx(len(test_w), config.test_windows))
-        tcum = _sample_cum(model, tsub, config.samples, config.sample_steps, 30_000_001, device, calibrated=True)
-        metrics["test"] = _scores(model.calibrate_quantiles(_quantiles(tcum), tsub.sigma), tsub)
-        if test_w.series is not None:
-            # per series, on the windows a per-series model of that series would score
-            # (the same evenly spaced subset of its test span), for side-by-side reports
-            by_series: dict[str, Any] = {}
-            for i, name in enumerate(config.series):
-                ws = test_w.take(np.flatnonzero(test_w.series == i))
-                if len(ws):
-                    ws = ws.take(_spread_idx(len(ws), config.test_windows))
-                    scum = _sample_cum(
-                        model, ws, config.samples, config.sample_steps, 30_000_001, device, calibrated=True
-                    )
-                    by_series[name] = _scores(model.calibrate_quantiles(_quantiles(scum), ws.sigma), ws)
-            metrics["test_series"] = by_series
-    metrics["train_seconds"] = time.monotonic() - t_start
-    manifest = {
+    return {"spread_scale": scales.tolist(), "rw_weight": rw_w.tolist(), "val": val_scores}
+
+
+def _test_scores(model: DiffusionModel, config: TrainConfig, test_w: _Windows, device: torch.device) -> dict[str, Any]:
+    """``test``: the calibrated model's scores on evenly spaced test windows; for a global
+    model also ``test_series``, per series on the windows a per-series model of that series
+    would score (the same evenly spaced subset of its test span), for side-by-side reports."""
+    tsub = test_w.take(_spread_idx(len(test_w), config.test_windows))
+    tcum = _sample_cum(model, tsub, config.samples, config.sample_steps, 30_000_001, device, calibrated=True)
+    out: dict[str, Any] = {"test": _scores(model.calibrate_quantiles(_quantiles(tcum), tsub.sigma), tsub)}
+    if test_w.series is not None:
+        by_series: dict[str, Any] = {}
+        for i, name in enumerate(config.series):
+            ws = test_w.take(np.flatnonzero(test_w.series == i))
+            if len(ws):
+                ws = ws.take(_spread_idx(len(ws), config.test_windows))
+                scum = _sample_cum(model, ws, config.samples, config.sample_steps, 30_000_001, device, calibrated=True)
+                by_series[name] = _scores(model.calibrate_quantiles(_quantiles(scum), ws.sigma), ws)
+        out["test_series"] = by_series
+    return out
+
+
+def _manifest(
+    config: TrainConfig,
+    mconf: ModelConfig,
+    inputs: InputSpec,
+    e_dim: int,
+    windows: _Windows,
+    split_ms: tuple[int, int],
+    sets: tuple[_Windows, _Windows, _Windows],
+    metrics: dict[str, Any],
+) -> dict[str, Any]:
+    """What the checkpoint's manifest says of the model, its inputs, its data and its scores."""
+    train_w, val_w, test_w = sets
+    return {
         "symbol": config.symbol,
         "timeframe": config.timeframe,
         "horizon": config.horizon,
@@ -749,19 +825,13 @@ def train(
         "data_window": {
             "first_close_ms": int(windows.origin_ms.min()),
             "last_close_ms": int(windows.end_ms.max()),
-            "split_ms": [d1, d2],
+            "split_ms": list(split_ms),
             "n_train": len(train_w),
             "n_val": len(val_w),
             "n_test": len(test_w),
         },
         "metrics": metrics,
     }
-    mgr = CheckpointManager(model_dir, keep=config.keep, protected=protected)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    path = mgr.save(state, manifest, key=model_key(config.symbol, config.timeframe, config.horizon))
-    saved = json_manifest(path)
-    logger.info("train done path=%s steps=%d stop=%s seconds=%.1f", path, step, stop_reason, metrics["train_seconds"])
-    return TrainResult(checkpoint=path, version=saved["version"], metrics=metrics, manifest=saved)
 
 
 def _check_extra(inputs: InputSpec, extra: np.ndarray | Mapping[str, np.ndarray] | None) -> None:
