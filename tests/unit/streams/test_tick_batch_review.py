@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiokafka.structs import TopicPartition
 from faust.types import TP
 
 from .test_tick_batch import TICKS, _answer, _consumer, _record, _until, _values, _worker
@@ -80,3 +82,39 @@ async def test_a_tick_waiting_out_a_database_outage_across_a_rebalance_is_not_pr
     # (offset 7 processed now would make the new generation's 3..6 look processed: lost)
     assert ta.consumer.progress.offsets == {0: 2}
     assert ta.consumer.processed == 5
+
+
+@pytest.mark.asyncio
+async def test_fetched_ticks_waiting_for_a_paused_agent_stay_bounded(tmp_path: Path) -> None:
+    """The agent takes nothing (the database is down): fetching stops once the feed is full."""
+    rt = _worker(tmp_path)
+    ta = rt.tick_agent
+    assert ta is not None
+    c, feed = _consumer(rt), ta.feed
+    feed.high = 100
+    tps = [TP(TICKS, p) for p in range(3)]
+    c._active_partitions = set(tps)
+    v = _values(1)[0]
+    position = dict.fromkeys(range(3), 0)
+    fetches: list[int] = []
+
+    async def getmany(active_partitions: Any, timeout: float) -> dict[Any, list[Any]]:
+        out = {}  # as aiokafka: records of the partitions asked for only, 60 each
+        for tp in active_partitions:
+            p = tp.partition
+            out[TopicPartition(TICKS, p)] = [_record(TICKS, p, position[p] + i, v) for i in range(60)]
+            position[p] += 60
+        fetches.append(len(out))
+        return out
+
+    c._getmany = getmany
+    for _ in range(3):
+        await c._wait_next_records(0.01)
+    assert c._buffered_partitions == set(tps) and not c._get_active_partitions()  # every partition paused
+    n, held = len(fetches), len(feed._queue)
+    assert held <= feed.high + 3 * 60  # at most one fetch per partition past the mark
+    await c._wait_next_records(0.01)  # nothing more is fetched while the agent takes nothing
+    assert len(fetches) == n and len(feed._queue) == held
+    feed._take(held)  # the agent drains it: every partition is fetched again
+    await c._wait_next_records(0.01)
+    assert fetches[-1] == 3 and len(feed._queue) == 3 * 60
