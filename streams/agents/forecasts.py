@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from forex_diffusion.errors import ForexDiffusionError
+from forex_diffusion.errors import ForexDiffusionError, TransientStorageError
 from forex_diffusion.forecast.batching import group_by_model, sampling_budget
 from forex_diffusion.wire import encode_forecast, encode_paths
 
+from ..consumer import backoff_s
 from .candle_step import Due
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
     from .candles import CandleAgent
 
-__all__ = ["forecast_batch", "paths_value"]
+__all__ = ["forecast_batch", "paths_value", "serving_models"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,25 @@ def paths_value(fc: Forecast, sigma: float, n: int) -> bytes | None:
     return encode_paths(header, fc.paths[: min(n, fc.samples)])
 
 
+async def serving_models(agent: CandleAgent, series: set[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """The model serving each ``(symbol, timeframe)`` of ``series``. A series looked up for the
+    first time asks the registry: while the database is unreachable the lookup is retried
+    with the checkpoint's back-off (the batch, and so consumption, waits: Kafka is the
+    buffer), never let out to stop the worker (D16's last case)."""
+    out: dict[tuple[str, str], Any] = {}
+    for key in sorted(series):
+        failures = 0
+        while True:
+            try:
+                out[key] = agent.models.predictor(*key)
+                break
+            except TransientStorageError as exc:
+                failures += 1
+                log.warning("models.lookup_failed symbol=%s timeframe=%s attempt=%d error=%s", *key, failures, exc)
+                await asyncio.sleep(backoff_s(failures))
+    return out
+
+
 async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
     """Forecast every due series of a batch: one sampling call per model."""
     s = agent.rt.settings
@@ -68,7 +88,8 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
         ones of another assignment; its next owner forecasts those candles."""
         return agent.consumer.current(p)
 
-    for pred, group in group_by_model(due, lambda d: agent.models.predictor(d[1].candle.symbol, d[1].candle.timeframe)):
+    models = await serving_models(agent, {(o.candle.symbol, o.candle.timeframe) for _, o, _ in due})
+    for pred, group in group_by_model(due, lambda d: models[d[1].candle.symbol, d[1].candle.timeframe]):
         spec, inputs = getattr(pred, "context_spec", None), getattr(pred, "inputs", None)
         asked = []
         for p, o, msg in group:
