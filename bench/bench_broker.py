@@ -60,6 +60,7 @@ def child(mode: str, bootstrap: str, prefix: str, n: int, data_dir: str) -> None
             broker=settings.broker_url,
             store="memory://",
             autodiscover=False,
+            datadir=str(Path(data_dir) / "faust-count"),  # not ./<app id>-data in the working directory
             value_serializer="raw",
             key_serializer="raw",
             web_enabled=False,
