@@ -40,6 +40,7 @@ from forex_diffusion.quality.monitoring import QualityMonitor
 from forex_diffusion.quality.trigger import Decision, RetrainRequest, TriggerPolicy, TriggerState, close_request, decide
 from forex_diffusion.state import malformed, unwrap, wrap
 from forex_diffusion.timeframes import Timeframe
+from forex_diffusion.wire import encode_paths
 
 __all__ = [
     "CandleOutcome",
@@ -49,6 +50,7 @@ __all__ = [
     "RandomWalkPredictor",
     "SymbolForecaster",
     "forecast_record",
+    "paths_record",
 ]
 
 
@@ -229,6 +231,25 @@ class RandomWalkPredictor:
 def rw_quantiles(last_close: float, sigma: float, horizon: int) -> np.ndarray:
     """``[horizon, Q]`` quantiles of the EWMA random walk from ``last_close``."""
     return ewma_random_walk_quantiles(last_close, sigma, horizon)
+
+
+def paths_record(fc: Forecast, sigma: float, n: int) -> bytes | None:
+    """The ``fx.forecasts.paths`` value (:func:`~forex_diffusion.wire.encode_paths`) of ``fc``'s first ``n`` sample paths (None: ``n`` 0 or none sampled)."""
+    if n <= 0 or fc.paths is None or not fc.samples:
+        return None
+    w = fc.rw_weight.tolist() if fc.rw_weight is not None else [None] * fc.horizon
+    header = {
+        "symbol": fc.symbol,
+        "timeframe": fc.timeframe,
+        "as_of": fc.as_of_ms,
+        "horizon": fc.horizon,
+        "model_version": fc.model_version,
+        "last_close": fc.last_close,
+        "sigma": sigma,
+        "rw_weight": w,
+        "samples": fc.samples,
+    }
+    return encode_paths(header, fc.paths[: min(n, fc.samples)])
 
 
 def forecast_record(

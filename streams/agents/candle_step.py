@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ..deadletter import RecordScope
     from .candles import CandleAgent
 
-__all__ = ["Due", "account", "decode", "process", "publish", "side_outputs"]
+__all__ = ["Due", "account", "decode", "finish_batch", "process", "publish", "side_outputs"]
 
 Due = tuple[int, CandleOutcome, Any]  # (partition, outcome, message)
 
@@ -58,6 +58,18 @@ def process(agent: CandleAgent, msg: Any, rec: RecordScope) -> CandleOutcome | N
     rec.stage = "account"
     account(agent, msg.partition, out)
     return out
+
+
+def finish_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
+    """After a batch's forecasts: settle its forecasters, then publish each candle's records
+    (a candle of a partition no longer this batch's is left to its next owner, who replays it)."""
+    for sym in {o.candle.symbol for _, o, _ in outcomes}:
+        if (f := agent.forecasters.get(sym)) is not None:
+            f.settle()
+    for p, o, msg in outcomes:
+        if agent.consumer.current(p):
+            with agent.contain.record(msg) as rec:
+                publish(agent, p, o, rec)
 
 
 def publish(agent: CandleAgent, p: int, o: CandleOutcome, rec: RecordScope) -> None:

@@ -19,8 +19,8 @@ from forex_diffusion.ingest.candle_gate import CandleGate
 
 from ..consumer import CheckpointingConsumer, Effects
 from ..shadow_lane import ShadowLane
-from .candle_step import Due, process, publish
-from .forecasts import forecast_batch
+from .candle_step import Due, finish_batch, process
+from .forecasts import forecast_batch, paths_topic
 from .models import forecaster_config, model_book, register_models
 from .warm import warm_batch
 
@@ -91,11 +91,7 @@ class CandleAgent:
                 await self.handle_batch([e.message for e in events])
 
         self.agent = candles
-        st = self.rt.settings
-        if st.paths and "forecasts.paths" not in topics:  # issue 16: each forecast's sample paths
-            topics["forecasts.paths"] = app.topic(
-                st.topic("forecasts.paths"), key_type=bytes, value_type=bytes, partitions=st.partitions
-            )
+        paths_topic(self.rt)
 
         register_models(self)  # fx.models: outcomes finish requests, the model book follows
         self.consumer.register(app, timer_s=self.rt.settings.snapshot_interval_s)
@@ -118,13 +114,7 @@ class CandleAgent:
             try:
                 await forecast_batch(self, outcomes)
             finally:
-                for sym in {o.candle.symbol for _, o, _ in outcomes}:
-                    if (f := self.forecasters.get(sym)) is not None:
-                        f.settle()
-                for p, o, msg in outcomes:
-                    if self.consumer.current(p):  # else its next owner replays the candle
-                        with self.contain.record(msg) as rec:
-                            publish(self, p, o, rec)
+                finish_batch(self, outcomes)
 
     def _persisted(self, done: Effects) -> None:
         self.shadow.persisted(r for e in done.parts.values() for r in e.shadow)

@@ -12,61 +12,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from forex_diffusion.errors import ForexDiffusionError, TransientStorageError
+from forex_diffusion.errors import ForexDiffusionError
 from forex_diffusion.forecast.batching import group_by_model, sampling_budget
-from forex_diffusion.wire import encode_forecast, encode_paths
+from forex_diffusion.forecast.forecaster import paths_record
+from forex_diffusion.wire import encode_forecast
 
-from ..consumer import backoff_s
 from .candle_step import Due
+from .models import serving_models
 
 if TYPE_CHECKING:
-    from forex_diffusion.diffusion.predictor import Forecast
-
+    from ..app import Runtime
     from .candles import CandleAgent
 
-__all__ = ["forecast_batch", "paths_value", "serving_models"]
+__all__ = ["forecast_batch", "paths_topic"]
 
 log = logging.getLogger(__name__)
-
-
-def paths_value(fc: Forecast, sigma: float, n: int) -> bytes | None:
-    """The ``fx.forecasts.paths`` value of ``fc``'s first ``n`` sample paths (None: ``n`` 0 or none sampled)."""
-    if n <= 0 or fc.paths is None or not fc.samples:
-        return None
-    w = fc.rw_weight.tolist() if fc.rw_weight is not None else [None] * fc.horizon
-    header = {
-        "symbol": fc.symbol,
-        "timeframe": fc.timeframe,
-        "as_of": fc.as_of_ms,
-        "horizon": fc.horizon,
-        "model_version": fc.model_version,
-        "last_close": fc.last_close,
-        "sigma": sigma,
-        "rw_weight": w,
-        "samples": fc.samples,
-    }
-    return encode_paths(header, fc.paths[: min(n, fc.samples)])
-
-
-async def serving_models(agent: CandleAgent, series: set[tuple[str, str]]) -> dict[tuple[str, str], Any]:
-    """The model serving each ``(symbol, timeframe)`` of ``series``. A series looked up for the
-    first time asks the registry: while the database is unreachable the lookup is retried
-    with the checkpoint's back-off (the batch, and so consumption, waits: Kafka is the
-    buffer), never let out to stop the worker (D16's last case)."""
-    out: dict[tuple[str, str], Any] = {}
-    for key in sorted(series):
-        failures = 0
-        while True:
-            try:
-                out[key] = agent.models.predictor(*key)
-                break
-            except TransientStorageError as exc:
-                failures += 1
-                log.warning("models.lookup_failed symbol=%s timeframe=%s attempt=%d error=%s", *key, failures, exc)
-                await asyncio.sleep(backoff_s(failures))
-    return out
 
 
 async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
@@ -118,7 +80,7 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
                 continue
             with agent.contain.record(msg) as scope:
                 scope.stage, scope.symbol = "forecast", o.candle.symbol
-                paths = paths_value(fc, r.sigma, s.paths)  # before record(): a failure publishes neither
+                paths = paths_record(fc, r.sigma, s.paths)  # before record(): a failure publishes neither
                 rec = agent.forecasters[o.candle.symbol].record(fc, o, degraded=budget.degraded)
                 emitted.append((p, o, fc))
                 agent.effects.publish("forecasts", o.candle.symbol.encode(), encode_forecast(rec))
@@ -138,4 +100,13 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
             steps=budget.steps,
             samples=budget.samples,
             degraded=budget.degraded,
+        )
+
+
+def paths_topic(rt: Runtime) -> None:
+    """Declare ``fx.forecasts.paths`` when ``FOREXD_PATHS`` is on (issue 16: each forecast's sample paths)."""
+    st = rt.settings
+    if st.paths and "forecasts.paths" not in rt.topics:
+        rt.topics["forecasts.paths"] = rt.app.topic(
+            st.topic("forecasts.paths"), key_type=bytes, value_type=bytes, partitions=st.partitions
         )

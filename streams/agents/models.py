@@ -1,4 +1,5 @@
-"""The model-outcome agent: ``fx.models`` → the candle agent's model book and retrain triggers.
+"""The model-outcome agent: ``fx.models`` → the candle agent's model book and retrain triggers;
+and the book's lookups on the batch path (:func:`serving_models`).
 
 An outcome on ``fx.models`` (a retrain job's, or a shadow's decision) finishes its request,
 so the series' trigger may open new ones; the model book is then refreshed at once -- and
@@ -12,17 +13,19 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from forex_diffusion.errors import StorageError, ValidationError
+from forex_diffusion.errors import StorageError, TransientStorageError, ValidationError
 from forex_diffusion.forecast.forecaster import ForecasterConfig
 from forex_diffusion.wire import decode_model_outcome
 from retraining.serving import ModelBook
+
+from ..consumer import backoff_s
 
 if TYPE_CHECKING:
     from ..app import Runtime
     from ..settings import Settings
     from .candles import CandleAgent
 
-__all__ = ["close_request", "forecaster_config", "model_book", "register_models"]
+__all__ = ["close_request", "forecaster_config", "model_book", "register_models", "serving_models"]
 
 log = logging.getLogger(__name__)
 
@@ -94,3 +97,22 @@ def register_models(agent: CandleAgent) -> None:
         await agent.shadow.settle()  # shadows running here: export, and decide any that are due
 
     app.timer(interval=15.0)(refresh_models)
+
+
+async def serving_models(agent: CandleAgent, series: set[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """The model serving each ``(symbol, timeframe)`` of ``series``. A series looked up for the
+    first time asks the registry: while the database is unreachable the lookup is retried
+    with the checkpoint's back-off (the batch, and so consumption, waits: Kafka is the
+    buffer), never let out to stop the worker (D16's last case)."""
+    out: dict[tuple[str, str], Any] = {}
+    for key in sorted(series):
+        failures = 0
+        while True:
+            try:
+                out[key] = agent.models.predictor(*key)
+                break
+            except TransientStorageError as exc:
+                failures += 1
+                log.warning("models.lookup_failed symbol=%s timeframe=%s attempt=%d error=%s", *key, failures, exc)
+                await asyncio.sleep(backoff_s(failures))
+    return out

@@ -17,9 +17,8 @@ import pytest
 
 from forex_diffusion.bundled import MODELS
 from forex_diffusion.diffusion.predictor import Predictor
-from forex_diffusion.forecast.forecaster import ForecasterConfig, RandomWalkPredictor, SymbolForecaster
+from forex_diffusion.forecast.forecaster import ForecasterConfig, RandomWalkPredictor, SymbolForecaster, paths_record
 from forex_diffusion.wire import PATHS_SCALE, decode_paths, encode_candle
-from streams.agents.forecasts import paths_value
 
 from .test_agents_in_context import _candles, _until, _worker
 
@@ -94,9 +93,9 @@ def test_a_forecast_with_fewer_samples_carries_them_all_and_the_random_walk_none
     req = f.request(o, pred.context_spec)
     assert req is not None
     fc = pred.forecast([req], steps=STEPS, samples=4)[0]
-    raw = paths_value(fc, req.sigma, 10)
+    raw = paths_record(fc, req.sigma, 10)
     assert raw is not None
     header, prices = decode_paths(raw)
     assert (header["n_paths"], header["samples"], header["sigma"]) == (4, 4, req.sigma) and prices.shape == (4, 24)
-    assert paths_value(fc, req.sigma, 0) is None
-    assert paths_value(RandomWalkPredictor(24).forecast([req])[0], req.sigma, 10) is None
+    assert paths_record(fc, req.sigma, 0) is None
+    assert paths_record(RandomWalkPredictor(24).forecast([req])[0], req.sigma, 10) is None
