@@ -151,8 +151,10 @@ def test_wedged_producer_is_recreated_and_the_same_worker_ends_equal_to_oracle(
     spawn_worker: Any,
     kafka_bootstrap: str,
 ) -> None:
-    """F16's "producer re-initialised after indefinite errors": mid-burst the failpoint
-    ``wedge_producer`` cancels the worker's aiokafka sender task, so its sends are never
+    """F16's "producer re-initialised after indefinite errors": at the first checkpoint with
+    sends (the batch-consuming tick agent takes the whole burst in about two checkpoints, so a
+    later one may never come) the failpoint ``wedge_producer`` cancels the worker's aiokafka
+    sender task, so its sends are never
     delivered nor failed (the aiokafka wedge). Checkpoints fail on the ack timeout and keep
     their records; once sends have failed for ``producer_reset_after_s`` the worker builds a
     new producer and swaps it in. The same process (never restarted) then checkpoints again,
@@ -160,7 +162,7 @@ def test_wedged_producer_is_recreated_and_the_same_worker_ends_equal_to_oracle(
     n = _burst(kafka_bootstrap, fault_env)
     env = dict(
         fault_env,
-        FOREXD_FAILPOINT="wedge_producer:3",
+        FOREXD_FAILPOINT="wedge_producer:1",
         FOREXD_PRODUCER_REQUEST_TIMEOUT_S="2",
         FOREXD_PRODUCER_RESET_AFTER_S="5",
     )
