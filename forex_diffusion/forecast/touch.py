@@ -53,6 +53,7 @@ import pandas as pd
 
 from forex_diffusion.errors import ConfigError
 from forex_diffusion.instruments import InstrumentRegistry
+from forex_diffusion.quality.evaluation import skill_score
 
 __all__ = [
     "DEFAULT_TOUCH_BANDS",
@@ -455,7 +456,7 @@ def summarize_touch(rows: pd.DataFrame, *, by_band: bool = False) -> list[TouchS
                 rate=float(g["y"].mean()),
                 brier=b,
                 rw_brier=rb,
-                skill=1.0 - b / rb if rb > 0 else math.nan,
+                skill=skill_score(b, rb),
             )
         )
     return out
