@@ -14,7 +14,7 @@ import logging
 from functools import partial
 from typing import TYPE_CHECKING
 
-from forex_diffusion.errors import ForexDiffusionError
+from forex_diffusion.errors import ForexDiffusionError, ValidationError
 from forex_diffusion.forecast.batching import group_by_model, sampling_budget
 from forex_diffusion.forecast.forecaster import paths_record
 from forex_diffusion.wire import encode_forecast
@@ -23,6 +23,8 @@ from .candle_step import Due
 from .models import serving_models
 
 if TYPE_CHECKING:
+    from forex_diffusion.diffusion.predictor import Forecast
+
     from ..app import Runtime
     from .candles import CandleAgent
 
@@ -80,7 +82,7 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
                 continue
             with agent.contain.record(msg) as scope:
                 scope.stage, scope.symbol = "forecast", o.candle.symbol
-                paths = paths_record(fc, r.sigma, s.paths)  # before record(): a failure publishes neither
+                paths = _paths_record(agent, fc, r.sigma, s.paths)
                 rec = agent.forecasters[o.candle.symbol].record(fc, o, degraded=budget.degraded)
                 emitted.append((p, o, fc))
                 agent.effects.publish("forecasts", o.candle.symbol.encode(), encode_forecast(rec))
@@ -101,6 +103,17 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
             samples=budget.samples,
             degraded=budget.degraded,
         )
+
+
+def _paths_record(agent: CandleAgent, fc: Forecast, sigma: float, n: int) -> bytes | None:
+    """``fc``'s fx.forecasts.paths value, or None when its paths cannot be encoded (a degenerate
+    model's NaN or overflowed sample): counted and logged as an internal error, and the
+    forecast itself is still published and scored (it must not be lost with its paths)."""
+    try:
+        return paths_record(fc, sigma, n)
+    except ValidationError as exc:
+        agent.contain.internal("forecast.paths_unencodable", exc, symbol=fc.symbol, model=fc.model_version)
+        return None
 
 
 def paths_topic(rt: Runtime) -> None:

@@ -8,9 +8,12 @@ first ``FOREXD_PATHS`` of them) within the quantisation bound; with it off none 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -99,3 +102,32 @@ def test_a_forecast_with_fewer_samples_carries_them_all_and_the_random_walk_none
     assert (header["n_paths"], header["samples"], header["sigma"]) == (4, 4, req.sigma) and prices.shape == (4, 24)
     assert paths_record(fc, req.sigma, 0) is None
     assert paths_record(RandomWalkPredictor(24).forecast([req])[0], req.sigma, 10) is None
+
+
+@pytest.mark.asyncio
+async def test_a_forecast_whose_paths_cannot_be_encoded_is_still_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A degenerate model's sample path that overflowed (inf: exp of a huge log return) or is
+    NaN cannot be written as fx.forecasts.paths; the forecast itself (its quantiles are
+    finite) is published and scored as with FOREXD_PATHS off, only its paths record is left
+    out, and the candle is no dead letter."""
+    real = Predictor.forecast
+
+    def degenerate(self: Predictor, requests: Any, **kw: Any) -> list[Any]:
+        out = real(self, requests, **kw)
+        for i, fc in enumerate(out):
+            if fc.as_of_ms // 60_000 % 3 == 0 and fc.paths is not None:
+                bad = fc.paths.copy()
+                bad[i % PATHS, -1] = (math.inf, math.nan)[fc.as_of_ms // 60_000 % 2]
+                out[i] = dataclasses.replace(fc, paths=bad)
+        return out
+
+    monkeypatch.setattr(Predictor, "forecast", degenerate)
+    forecasts, paths = await _run(tmp_path, paths=PATHS)
+    plain, _ = await _run(tmp_path / "off")
+    assert paths is not None and len(forecasts) == len(plain) > 100
+    assert [json.loads(v)["as_of"] for _k, v in forecasts] == [json.loads(v)["as_of"] for _k, v in plain]
+    carried = {decode_paths(v)[0]["as_of"] for _k, v in paths}
+    left_out = {json.loads(v)["as_of"] for _k, v in forecasts} - carried
+    assert left_out == {t for t in carried | left_out if t // 60_000 % 3 == 0}
