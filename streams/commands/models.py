@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -59,6 +60,17 @@ def _when(ms: int | None) -> str:
 
 def _fmt(x: Any) -> str:
     return f"{x:.4g}" if isinstance(x, float) else ("-" if x is None else str(x))
+
+
+def _strict(x: Any) -> Any:
+    """``x`` with its non-finite floats as None: strict JSON has no NaN (undefined scores)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _strict(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_strict(v) for v in x]
+    return x
 
 
 def _key(text: str) -> ModelKey:
@@ -206,12 +218,14 @@ def shadow_command(
     if as_json:
         typer.echo(
             json.dumps(
-                {
-                    **st.to_dict(),
-                    "champion": None if champion is None else champion.version,
-                    "champion_key": None if champion is None else str(champion.key),
-                    "since_ms": chosen.metrics["shadow"].get("since_ms"),
-                },
+                _strict(
+                    {
+                        **st.to_dict(),
+                        "champion": None if champion is None else champion.version,
+                        "champion_key": None if champion is None else str(champion.key),
+                        "since_ms": chosen.metrics["shadow"].get("since_ms"),
+                    }
+                ),
                 default=str,
             )
         )

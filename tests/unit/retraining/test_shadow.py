@@ -502,3 +502,21 @@ def test_tracker_scores_step_k_on_the_kth_candle_after_the_origin_however_batche
     hits = [q[k][0] <= candles[i0 + 1 + k].close <= q[k][-1] for k in range(HORIZON)]
     first = min(rows_a, key=key)
     assert first.as_of_ms == o0.candle.close_ms and first.champion_cover90 == pytest.approx(sum(hits) / HORIZON)
+
+
+def test_models_shadow_json_is_strict_json_before_any_realised_forecast(
+    tmp_path: Path, tiny_checkpoint: TrainResult
+) -> None:
+    """A shadow just started has no realised forecast: its scores are undefined, written as
+    null (NaN is no JSON: a strict reader, jq or a browser's JSON.parse, refuses it)."""
+    setup(tmp_path, tiny_checkpoint, ADAPTS, CHAMPION)
+    db, mdir = f"sqlite:///{tmp_path / 'shadow.db'}", str(tmp_path / "models")
+    res = CliRunner().invoke(app, ["models", "shadow", str(KEY), "--db", db, "--model-dir", mdir, "--json"])
+    assert res.exit_code == 0, res.output
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"{name} is not JSON")
+
+    got = json.loads(res.output.strip().splitlines()[-1], parse_constant=refuse)
+    assert got["realised"] == 0 and got["state"] == "waiting"
+    assert got["scores"]["crps"] is None and got["scores"]["skill"] is None and got["scores"]["n"] == 0
