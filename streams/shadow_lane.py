@@ -190,7 +190,13 @@ class ShadowLane:
 
                 def one(version: str = version) -> tuple[ShadowState, str | None]:
                     st = settle_shadow(reg, version)
-                    champion = serving_champion(reg, st.version.key) if st.decided_now else None
+                    if not st.decided_now:
+                        return st, None
+                    try:  # the decision is stored (once): a failed lookup only leaves the champion unnamed
+                        champion = serving_champion(reg, st.version.key)
+                    except ForexDiffusionError as exc:
+                        log.warning("shadow.champion_unresolved version=%s error=%s", version, exc)
+                        return st, None
                     return st, None if champion is None else champion.version
 
                 try:

@@ -24,6 +24,7 @@ snapshots, a new model book and registry object) ends with the same rows and dec
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import Sequence
@@ -520,3 +521,28 @@ def test_models_shadow_json_is_strict_json_before_any_realised_forecast(
     got = json.loads(res.output.strip().splitlines()[-1], parse_constant=refuse)
     assert got["realised"] == 0 and got["state"] == "waiting"
     assert got["scores"]["crps"] is None and got["scores"]["skill"] is None and got["scores"]["n"] == 0
+
+
+def test_a_decision_is_announced_when_the_champion_lookup_after_it_fails(
+    tmp_path: Path, tiny_checkpoint: TrainResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shadow lane decides a shadow (stored: it happens once), then looks up the champion
+    the announcement names. A database error in that lookup must not lose the announcement
+    on fx.models (which finishes the retrain request): it goes out without a champion."""
+    import streams.shadow_lane as lane_module
+    from forex_diffusion.errors import StorageError
+    from retraining.jobs import decode_outcome
+    from streams.shadow_lane import ShadowLane
+
+    reg, live, version = setup(tmp_path, tiny_checkpoint, FIXED, CHAMPION)
+    live.run(regime_candles()[CHANGE:], forecast=True)  # realised rows stored, not decided yet
+    sent: list[bytes] = []
+    lane = ShadowLane(live.book, metrics=lambda: None, send=lambda _k, _key, v: sent.append(v), store=lambda *_: None)
+
+    def down(*_: Any) -> None:
+        raise StorageError("database unreachable")
+
+    monkeypatch.setattr(lane_module, "serving_champion", down)
+    states = asyncio.run(lane.settle([version]))
+    assert [s.state for s in states] == ["rejected"] and reg.get(version).status == "rejected"
+    assert [(o.version, o.status, o.champion) for o in map(decode_outcome, sent)] == [(version, "rejected", None)]
