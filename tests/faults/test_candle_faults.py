@@ -6,8 +6,9 @@ symbol per partition. EUR/USD is forecast by the bundled 1m diffusion model (hor
 touch probabilities and running extremes on every record), USD/JPY by the random walk; the
 learners of both step on every 1m candle. Each test injects one fault mid-stream -- SIGKILL,
 SIGTERM, a crash at each failpoint the candle path passes, a PostgreSQL outage, a second
-worker joining and then the first killed -- and restarts (or keeps) a worker until the
-checkpoint covers the whole topic. Then everything the agent keeps equals the core run
+worker joining and then the first killed, the broker paused or (durable) killed and
+restarted, a kill storm under a supervisor, a wedged producer, a slow PostgreSQL -- and
+restarts (or keeps) a worker until the checkpoint covers the whole topic. Then everything the agent keeps equals the core run
 offline on the same candles, candle by candle (``harness.candle_oracle``):
 
 - the forecast rows in the database: one per forecast, every field of the record (quantiles,
@@ -24,7 +25,9 @@ offline on the same candles, candle by candle (``harness.candle_oracle``):
 
 Waits follow progress (the checkpoint's offsets), never the clock. ``make test`` runs SIGKILL,
 the ``after_db_upsert_before_commit`` crash, the rebalance and (serial: it stops the shared
-PostgreSQL) the outage, 27-69 s each; SIGTERM and the other two failpoints are ``-m soak``.
+PostgreSQL) the outage, 27-69 s each, and the broker pause, the durable broker's kill and the
+wedged producer, 22-25 s each; SIGTERM, the other two failpoints, the kill storms and slow
+PostgreSQL (30-86 s) are ``-m soak``.
 The scored state (quality monitor windows, pending forecasts) is compared within float32
 rounding of the sampled quantiles: it no longer depends on the agent's batching (D17,
 ``tests/unit/test_forecaster_batching.py``).
@@ -34,24 +37,30 @@ from __future__ import annotations
 
 import ast
 import json
+import random
 import re
 import shutil
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from forex_diffusion.bundled import MODELS
 from forex_diffusion.diffusion.inputs import CrossBook
 from forex_diffusion.domain import Candle
 from forex_diffusion.forecast.forecaster import SymbolForecaster
 from forex_diffusion.online import snapshot as state_signing
+from streams.broker import EmbeddedBroker
 
 from ..integration.kafka_io import publish, read_all
+from .group_drivers import Feed, Incarnation, Supervisor, storm
 from .harness import (
     CandleOracle,
+    bounce,
     by_symbol,
     candle_oracle,
     candle_records,
@@ -68,8 +77,11 @@ from .harness import (
     pg_restart_safely,
     plain,
     record_differences,
+    unexpected_errors,
     wait_for,
 )
+from .network import CheckpointWatch, group_churn, via, worker_starts
+from .proxy import FaultProxy
 
 pytestmark = pytest.mark.broker
 
@@ -418,3 +430,197 @@ def test_candle_second_worker_joins_then_first_is_killed_ends_equal_to_the_oracl
 def _processed(log: str) -> int:
     lines = [ln for ln in log.splitlines() if "candles.status processed=" in ln]
     return int(lines[-1].split("processed=")[1].split()[0]) if lines else 0
+
+
+# -- broker, producer, supervisor and slow-database faults ------------------------------
+
+
+def _case_on(broker: EmbeddedBroker, case: Case) -> Case:
+    """``case`` moved to a private broker (fresh topics there; same database and oracle)."""
+    env = dict(case.env, FOREXD_BROKER_URL=broker.url)
+    return Case(env, broker.bootstrap, case.stream + case.after, case.oracle, case.monkeypatch)
+
+
+def test_candle_broker_paused_then_resumed_same_worker_ends_equal_to_the_oracle(
+    case: Case, spawn_worker: Any, own_broker: EmbeddedBroker
+) -> None:
+    """The broker SIGSTOPped for 10 s (longer than the 8 s session timeout) after the worker's
+    first checkpoint, with the second half of the stream on the topic; then SIGCONT. The same
+    worker (never restarted) ends equal to the oracle."""
+    c = _case_on(own_broker, case)
+    first, second = _halves(c)
+    c.publish(first)
+    w = spawn_worker(c.env, role="candles", name="broker-pause")
+    pid = w.proc.pid
+    c.wait_first_checkpoint(w)
+    c.publish(second)
+    at_fault = c.checkpoint()
+    own_broker.signal(signal.SIGSTOP)
+    try:
+        time.sleep(10)  # the fault's length: the broker is frozen, there is no progress to follow
+    finally:
+        own_broker.signal(signal.SIGCONT)
+    at_resume = c.checkpoint()
+    end = {p: n - 1 for p, n in c.published.items()}
+    assert at_resume != end, f"the worker had checkpointed the whole stream before the pause: {at_resume}"
+    summary = c.verify(w)
+    assert w.alive() and w.proc.pid == pid, w.log()[-3000:]
+    print(
+        f"candles broker pause 10s: checkpoint at the pause {at_fault}, at SIGCONT {at_resume}; "
+        f"checkpoint.failed {w.log().count('checkpoint.failed')}; " + summary
+    )
+    w.stop()  # while the broker is up
+
+
+def test_candle_durable_broker_killed_mid_stream_and_restarted_same_worker_ends_equal_to_the_oracle(
+    case: Case, spawn_worker: Any, durable_broker: EmbeddedBroker
+) -> None:
+    """The durable broker (log and offsets on local S3) killed with SIGKILL after the worker's
+    first checkpoint, two thirds of the stream on the topic, and kept down 5 s; the last third
+    arrives after its restart. The same worker (never restarted) consumes again and ends
+    equal to the oracle; every candle published before the kill is still on the topic."""
+    c = _case_on(durable_broker, case)
+    third = len(c.records) // 3
+    c.publish(c.records[:third])
+    w = spawn_worker(c.env, role="candles", name="durable-sigkill")
+    pid = w.proc.pid
+    c.wait_first_checkpoint(w)
+    c.publish(c.records[third : 2 * third])
+    at_fault = c.checkpoint()
+    back = bounce(durable_broker, signal.SIGKILL, down_s=5.0)
+    c.publish(c.records[2 * third :])
+    on_topic = read_all(c.bootstrap, c.topic, expect=len(c.records), timeout_s=60)
+    assert len(on_topic) == len(c.records), (len(on_topic), len(c.records))
+    summary = c.verify(w)
+    errors = unexpected_errors(w.log())
+    assert w.alive() and w.proc.pid == pid, w.log()[-3000:]
+    print(
+        f"candles durable broker SIGKILL (down 5s): checkpoint at the kill {at_fault}; verified "
+        f"{time.monotonic() - back:.1f}s after the broker returned; unexpected error lines {len(errors)}; " + summary
+    )
+    assert not errors, "error-level log lines beyond reconnect messages:\n" + "\n".join(errors[:20])
+    w.stop()  # while the broker is up
+
+
+class _CandleSupervisor(Supervisor):
+    """:class:`Supervisor` restarting a worker of the ``candles`` role."""
+
+    def _spawn(self) -> None:
+        w = self.spawn(self.env, role="candles", name=f"{self.name}{len(self.lives)}")
+        with self._lock:
+            self.lives.append(Incarnation(w, time.monotonic()))
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize(("after_ready", "period_s"), [(False, 2.0), (True, 5.0)], ids=["short", "on_ready"])
+def test_candle_kill_storm_two_sigterms_three_sigkills_under_supervisor_ends_equal_to_the_oracle(
+    after_ready: bool, period_s: float, case: Case, spawn_worker: Any
+) -> None:
+    """Faust's ``killer.py`` schedule, short form (2 SIGTERMs at 1-5 s, then 3 SIGKILLs at
+    0.1-1 s), against a candle worker that a supervisor restarts as soon as it exits, while
+    the second half of the stream arrives in six chunks ``period_s`` apart; the last worker
+    ends equal to the oracle. ``short`` as the tick agent's (most signals hit a restart still
+    importing); ``on_ready``: each interval starts when the restarted worker is assigned, so
+    every signal hits a consuming worker."""
+    first, rest = _halves(case)
+    feed = Feed(case.bootstrap, case.topic)
+    feed.publish(first)
+    step = -(-len(rest) // 6)
+    sup = _CandleSupervisor(spawn_worker, case.env, "candle-storm").start()
+    try:
+        case.wait_first_checkpoint(sup.lives[-1].worker)
+        at_storm = case.checkpoint()
+        feed.start_paced([rest[i : i + step] for i in range(0, len(rest), step)], period_s)
+        t0 = time.monotonic()
+        sent = storm(sup, random.Random(6), terms=2, kills=3, after_ready=after_ready)
+        storm_s = time.monotonic() - t0
+        feed.join()
+        w = sup.stop()
+    finally:
+        sup.stop()
+    case.published = dict(feed.ends)
+    victims = Counter(s for life in sup.lives for s in life.signals)
+    summary = case.verify(w)
+    print(
+        f"candles kill storm[{'on_ready' if after_ready else 'short'}]: checkpoint at the storm {at_storm}; {len(sent)} signals in {storm_s:.1f}s, "
+        f"{len(sup.lives)} incarnations, victims {dict(sorted(victims.items()))}; " + summary
+    )
+
+
+def test_candle_wedged_producer_is_recreated_and_the_same_worker_ends_equal_to_the_oracle(
+    case: Case, spawn_worker: Any
+) -> None:
+    """``wedge_producer:1``: at the first checkpoint with sends (forecasts) the worker's aiokafka
+    sender task is cancelled, so sends are neither delivered nor failed. Checkpoints fail on the
+    ack timeout and keep their records until the worker builds a new producer (after 5 s of
+    failing sends); the same process then drains the stream and ends equal to the oracle."""
+    first, second = _halves(case)
+    case.publish(first)
+    env = dict(
+        case.env,
+        FOREXD_FAILPOINT="wedge_producer:1",
+        FOREXD_PRODUCER_REQUEST_TIMEOUT_S="2",
+        FOREXD_PRODUCER_RESET_AFTER_S="5",
+    )
+    w = spawn_worker(env, role="candles", name="wedged")
+    pid = w.proc.pid
+    wait_for(
+        lambda: "producer.reset failing_for=" in w.log() or not w.alive(), 240, interval=0.2, what="the producer reset"
+    )
+    at_reset = case.checkpoint()
+    case.publish(second)
+    summary = case.verify(w)
+    log = w.log()
+    assert w.alive() and w.proc.pid == pid, log[-3000:]
+    assert "failpoint wedge_producer" in log and "checkpoint.failed" in log, log[-3000:]
+    assert log.count("producer.reset failing_for=") == 1, log[-3000:]
+    print(
+        f"candles wedged producer: {log.count('checkpoint.failed')} failed checkpoints before the reset, "
+        f"checkpoint at the reset {at_reset}; " + summary
+    )
+
+
+DB_DELAY_MS = 200.0
+DB_SLOW_S = 20.0
+
+
+@pytest.mark.soak
+@pytest.mark.postgres
+def test_candle_slow_postgres_keeps_worker_in_group_and_ends_equal_to_the_oracle(
+    case: Case, spawn_worker: Any, pg_url: str
+) -> None:
+    """F15 for the candle role: the worker's PostgreSQL reached through a proxy that holds
+    every chunk 200 ms each way, from its first checkpoint for at least 20 s and until the
+    checkpoints written through it cover the whole stream (the second half arrives meanwhile).
+    No rebalance, no restart; then healed, everything equals the oracle. The test's own
+    reads go to PostgreSQL directly; the shared server is never stopped."""
+    case.env["FOREXD_DATABASE_URL"] = pg_url
+    pg = make_url(pg_url)
+    first, second = _halves(case)
+    case.publish(first)
+    with FaultProxy(pg.host or "127.0.0.1", pg.port or 5432) as proxy, CheckpointWatch(pg_url, case.topic) as watch:
+        w = spawn_worker(dict(case.env, FOREXD_DATABASE_URL=via(proxy, pg_url)), role="candles", name="pg-slow")
+        pid = w.proc.pid
+        case.wait_first_checkpoint(w)
+        proxy.delay(DB_DELAY_MS)
+        slow = time.monotonic()
+        case.publish(second)
+        time.sleep(max(0.0, DB_SLOW_S - (time.monotonic() - slow)))  # the fault lasts DB_SLOW_S at least
+        covered = case.settle(w)  # ... and until the checkpoints, through the slow proxy, cover the stream
+        during = watch.between(slow, time.monotonic())
+        stats = proxy.stats()
+        proxy.heal()
+        assert w.alive(), "the worker died while PostgreSQL was slow:\n" + w.log()[-3000:]
+        summary = case.verify(w)
+    log = w.log()
+    churn = group_churn(log)
+    print(
+        f"candles slow PG ({DB_DELAY_MS:.0f} ms/chunk, {time.monotonic() - slow:.0f}s incl. checks): "
+        f"{len(during)} checkpoint writes during the delay; covered {covered:.1f}s after the {DB_SLOW_S:.0f}s; "
+        f"checkpoint.failed {log.count('checkpoint.failed')}; group churn {len(churn)}; proxy {stats.summary()}; "
+        + summary
+    )
+    assert w.proc.pid == pid and worker_starts(log) == 1, log[-3000:]
+    assert not churn, "the worker left or rejoined its group:\n" + "\n".join(churn[:10])
+    assert stats.chunks_delayed > 0, f"no database traffic went through the delay: {stats.summary()}"
+    assert during, "no checkpoint written while PostgreSQL was slow"
