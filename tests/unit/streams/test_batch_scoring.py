@@ -47,7 +47,8 @@ class WidePredictor:
         return [replace(fc, model_version=self.version) for fc in out]
 
 
-def _run(tmp_path: Path, batch: int) -> tuple[Any, dict[str, list[Any]], list[Any]]:
+def candle_agent(tmp_path: Path) -> CandleAgent:
+    """A candle agent of EURUSD 1m without a broker or database (effects stay in its buffer)."""
     s = Settings(
         symbols=("EURUSD",),
         timeframes=("1m",),
@@ -64,14 +65,23 @@ def _run(tmp_path: Path, batch: int) -> tuple[Any, dict[str, list[Any]], list[An
         instruments=InstrumentRegistry.of(s.symbols),
         engine=None,
     )
-    agent = CandleAgent(rt)
-    pred = WidePredictor()
-    agent.models.predictor = lambda sym, tf: pred  # type: ignore[method-assign, assignment]
-    candles = aggregate_ticks_file(SAMPLE_TICKS, timeframes=["1m"]).candles[:N_CANDLES]
-    msgs = [
+    return CandleAgent(rt)
+
+
+def candle_messages(n: int) -> list[Any]:
+    """The first ``n`` 1m candles of the bundled sample as ``fx.candles`` messages of partition 0."""
+    candles = aggregate_ticks_file(SAMPLE_TICKS, timeframes=["1m"]).candles[:n]
+    return [
         SimpleNamespace(topic="fx.candles", partition=0, offset=i, key=b"EURUSD", value=encode_candle(c))
         for i, c in enumerate(candles)
     ]
+
+
+def _run(tmp_path: Path, batch: int) -> tuple[Any, dict[str, list[Any]], list[Any]]:
+    agent = candle_agent(tmp_path)
+    pred = WidePredictor()
+    agent.models.predictor = lambda sym, tf: pred  # type: ignore[method-assign, assignment]
+    msgs = candle_messages(N_CANDLES)
 
     async def go() -> None:
         for i in range(0, len(msgs), batch):

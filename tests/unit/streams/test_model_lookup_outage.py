@@ -13,43 +13,19 @@ import asyncio
 import json
 import logging
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from forex_diffusion.bundled import SAMPLE_TICKS
 from forex_diffusion.errors import TransientStorageError
-from forex_diffusion.instruments import InstrumentRegistry
-from forex_diffusion.offline import aggregate_ticks_file
-from forex_diffusion.wire import encode_candle
-from streams.agents.candles import CandleAgent
-from streams.app import Runtime
-from streams.settings import Settings
 
-from .test_batch_scoring import HORIZON, WidePredictor
+from .test_batch_scoring import WidePredictor, candle_agent, candle_messages
 
 N_CANDLES = 120
 
 
 def _run(tmp_path: Path, outage_lookups: int) -> tuple[list[Any], int]:
-    s = Settings(
-        symbols=("EURUSD",),
-        timeframes=("1m",),
-        forecast_timeframes=("1m",),
-        horizon=HORIZON,
-        data_dir=tmp_path,
-        model_dir=tmp_path / "models",
-        status_interval_s=0,
-    )
-    rt = Runtime(
-        settings=s,
-        app=SimpleNamespace(consumer=None),  # type: ignore[arg-type]
-        topics={},
-        instruments=InstrumentRegistry.of(s.symbols),
-        engine=None,
-    )
-    agent = CandleAgent(rt)
+    agent = candle_agent(tmp_path)
     pred, calls = WidePredictor(), {"n": 0}
 
     def predictor(symbol: str, timeframe: str) -> Any:
@@ -59,11 +35,7 @@ def _run(tmp_path: Path, outage_lookups: int) -> tuple[list[Any], int]:
         return pred
 
     agent.models.predictor = predictor  # type: ignore[method-assign, assignment]
-    candles = aggregate_ticks_file(SAMPLE_TICKS, timeframes=["1m"]).candles[:N_CANDLES]
-    msgs = [
-        SimpleNamespace(topic="fx.candles", partition=0, offset=i, key=b"EURUSD", value=encode_candle(c))
-        for i, c in enumerate(candles)
-    ]
+    msgs = candle_messages(N_CANDLES)
     asyncio.run(agent.handle_batch(msgs))
     forecasts = [json.loads(v) for kind, _k, v in agent.effects.out if kind == "forecasts"]
     return forecasts, len(agent.effects.dead)
