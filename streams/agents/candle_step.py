@@ -20,10 +20,11 @@ from forex_diffusion.forecast.forecaster import CandleOutcome, SymbolForecaster
 from forex_diffusion.wire import decode_candle, encode_drift, encode_indicators, encode_retrain_request
 
 if TYPE_CHECKING:
+    from ..consumer import Effects
     from ..deadletter import RecordScope
     from .candles import CandleAgent
 
-__all__ = ["Due", "account", "decode", "finish_batch", "process", "publish", "side_outputs"]
+__all__ = ["Due", "account", "decode", "finish_batch", "persisted", "process", "publish", "side_outputs"]
 
 Due = tuple[int, CandleOutcome, Any]  # (partition, outcome, message)
 
@@ -107,3 +108,12 @@ def account(agent: CandleAgent, p: int, o: CandleOutcome) -> None:
         e.candles.append(o.candle)
         if m is not None:
             m.candles_processed(o.candle.symbol, o.candle.timeframe)
+
+
+def persisted(agent: CandleAgent, done: Effects) -> None:
+    """A checkpoint is stored: its shadow rows are settled, and each forecaster's quality
+    monitor (checkpointed with it, issue 15) is exported as metrics."""
+    agent.shadow.persisted(r for e in done.parts.values() for r in e.shadow)
+    m = agent.rt.metrics
+    if m is not None:
+        m.set_quality(row for f in agent.forecasters.values() for row in f.quality.snapshot_metrics())

@@ -17,9 +17,9 @@ from forex_diffusion.diffusion.inputs import CrossBook
 from forex_diffusion.forecast.forecaster import SymbolForecaster
 from forex_diffusion.ingest.candle_gate import CandleGate
 
-from ..consumer import CheckpointingConsumer, Effects
+from ..consumer import CheckpointingConsumer
 from ..shadow_lane import ShadowLane
-from .candle_step import Due, finish_batch, process
+from .candle_step import Due, finish_batch, persisted, process
 from .forecasts import forecast_batch, paths_topic
 from .models import forecaster_config, model_book, register_models
 from .warm import warm_batch
@@ -47,7 +47,7 @@ class CandleAgent:
             drop=self._drop,
             series=lambda p: self.symbols.get(p, ()),  # issue 15: a checkpoint writes the series it changed
             flush_at=500,
-            on_persisted=self._persisted,
+            on_persisted=lambda done: persisted(self, done),
         )
         self.contain, self.effects = self.consumer.contain, self.consumer.effects
         self.gate = CandleGate()  # far-future candles never reach a series (issue 13)
@@ -115,9 +115,3 @@ class CandleAgent:
                 await forecast_batch(self, outcomes)
             finally:
                 finish_batch(self, outcomes)
-
-    def _persisted(self, done: Effects) -> None:
-        self.shadow.persisted(r for e in done.parts.values() for r in e.shadow)
-        m = self.rt.metrics
-        if m is not None:  # each forecaster's quality monitor, checkpointed with it (issue 15)
-            m.set_quality(row for f in self.forecasters.values() for row in f.quality.snapshot_metrics())

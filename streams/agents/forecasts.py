@@ -45,13 +45,10 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
         degrade_batch=s.forecast_degrade_batch,
     )
     due = [d for d in outcomes if d[1].due]
-
-    def held(p: int) -> bool:
-        """Still this worker's by the batch's assignment: a partition revoked (or fenced) while
-        the batch awaited its forecasts has no forecasters of it here any more, or restored
-        ones of another assignment; its next owner forecasts those candles."""
-        return agent.consumer.current(p)
-
+    # ``held(p)``: still this worker's by the batch's assignment. A partition revoked (or fenced)
+    # while the batch awaited its forecasts has no forecasters of it here any more, or restored
+    # ones of another assignment; its next owner forecasts those candles.
+    held = agent.consumer.current
     models = await serving_models(agent, {(o.candle.symbol, o.candle.timeframe) for _, o, _ in due})
     for pred, group in group_by_model(due, lambda d: models[d[1].candle.symbol, d[1].candle.timeframe]):
         spec, inputs = getattr(pred, "context_spec", None), getattr(pred, "inputs", None)
@@ -106,9 +103,8 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
 
 
 def _paths_record(agent: CandleAgent, fc: Forecast, sigma: float, n: int) -> bytes | None:
-    """``fc``'s fx.forecasts.paths value, or None when its paths cannot be encoded (a degenerate
-    model's NaN or overflowed sample): counted and logged as an internal error, and the
-    forecast itself is still published and scored (it must not be lost with its paths)."""
+    """``fc``'s fx.forecasts.paths value, or None (an internal error, logged) when a degenerate
+    model's NaN or overflowed sample cannot be encoded: the forecast itself is not lost."""
     try:
         return paths_record(fc, sigma, n)
     except ValidationError as exc:

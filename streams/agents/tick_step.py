@@ -22,10 +22,11 @@ from forex_diffusion.wire import decode_tick, encode_candle, encode_tick
 from ..broker_facts import broker_facts
 
 if TYPE_CHECKING:
+    from ..consumer import Effects
     from ..deadletter import RecordScope
     from .ticks import TickAgent
 
-__all__ = ["close_idle", "dead_letter_quarantined", "process", "queue", "restore_series"]
+__all__ = ["close_idle", "count_emitted", "count_late", "dead_letter_quarantined", "process", "queue", "restore_series"]
 
 
 def process(agent: TickAgent, msg: Any, rec: RecordScope) -> None:
@@ -102,3 +103,16 @@ async def close_idle(agent: TickAgent) -> None:
 def _encoded(agent: TickAgent, c: Candle) -> bytes | None:
     info = {"symbol": c.symbol, "timeframe": c.timeframe, "open_ms": c.open_ms}
     return agent.contain.guarded("candle.encode_failed", lambda: encode_candle(c), **info)
+
+
+def count_late(agent: TickAgent, exc: ValidationError, symbol: str | None) -> None:
+    """A refused tick: counted as late when it came too late (an unknown symbol is not a label)."""
+    if agent.rt.metrics is not None and exc.reason.value == "late":
+        agent.rt.metrics.late_tick(symbol if symbol in agent.rt.instruments else None)
+
+
+def count_emitted(agent: TickAgent, done: Effects) -> None:
+    """The candles of a persisted checkpoint, counted as emitted."""
+    if agent.rt.metrics is not None:
+        for c in (c for e in done.parts.values() for c in e.candles):
+            agent.rt.metrics.candles_emitted(c.symbol, c.timeframe)

@@ -9,14 +9,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from forex_diffusion.errors import ValidationError
 from forex_diffusion.ingest.idle_close import IdleClocks
 from forex_diffusion.ingest.pipeline import TickPipeline
 from retraining.failpoints import failpoint
 
 from ..broker_facts import BulkFeed
-from ..consumer import CheckpointingConsumer, Effects
-from .tick_step import close_idle, dead_letter_quarantined, process, restore_series
+from ..consumer import CheckpointingConsumer
+from .tick_step import close_idle, count_emitted, count_late, dead_letter_quarantined, process, restore_series
 
 if TYPE_CHECKING:
     from ..app import Runtime
@@ -48,8 +47,8 @@ class TickAgent:
             drop=self._drop,
             series=lambda p: self.symbols.get(p, ()),  # issue 15: a checkpoint writes the series it changed
             before_capture=lambda: dead_letter_quarantined(self),  # none may wait past a checkpoint
-            on_persisted=self._emitted,
-            on_refused=self._on_refused,
+            on_persisted=lambda done: count_emitted(self, done),
+            on_refused=lambda exc, symbol: count_late(self, exc, symbol),
         )
         self.contain, self.effects = self.consumer.contain, self.consumer.effects
 
@@ -115,12 +114,3 @@ class TickAgent:
     async def on_timer(self) -> None:
         """The idle close (:func:`~streams.agents.tick_step.close_idle`)."""
         await close_idle(self)
-
-    def _on_refused(self, exc: ValidationError, symbol: str | None) -> None:
-        if self.rt.metrics is not None and exc.reason.value == "late":
-            self.rt.metrics.late_tick(symbol if symbol in self.rt.instruments else None)
-
-    def _emitted(self, done: Effects) -> None:
-        if self.rt.metrics is not None:
-            for c in (c for e in done.parts.values() for c in e.candles):
-                self.rt.metrics.candles_emitted(c.symbol, c.timeframe)
