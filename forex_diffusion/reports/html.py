@@ -45,6 +45,7 @@ from forex_diffusion.forecast.touch import TOUCH_COLUMNS, realised_touch, touch_
 from forex_diffusion.quality.evaluation import (
     QUANTILE_COLUMNS,
     QUANTILE_LEVELS,
+    StepGroupSummary,
     crps_quantiles,
     interval_hits,
     skill_score,
@@ -140,16 +141,12 @@ class DriftTable:
 
 @dataclass(frozen=True, slots=True)
 class Summary:
-    """Scores over every realised step (``skill = 1 - crps / rw_crps``)."""
+    """Scores over every realised step: ``forecasts`` scored, and ``scores``, every step of
+    them as one :class:`~forex_diffusion.quality.evaluation.StepGroupSummary` (its ``n`` counts
+    the realised steps; ``skill = 1 - crps / rw_crps``; NaN scores when none is realised)."""
 
     forecasts: int
-    steps: int
-    crps: float
-    rw_crps: float
-    skill: float
-    cover50: float
-    cover90: float
-    rw_cover90: float
+    scores: StepGroupSummary
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -389,21 +386,12 @@ def load_report(engine: Engine, config: ReportConfig) -> ReportData:
 
 def summarize(steps: pd.DataFrame) -> Summary:
     """Score every realised step of ``steps`` (a :func:`realise` frame) as one group."""
-    n_fc = int(steps.groupby(["as_of", "model_version"]).ngroups) if len(steps) else 0
-    h = int(steps["step"].max()) if len(steps) else 1
-    g = summarize_forecasts(steps, [(1, max(h, 1))])[0] if len(steps) else None
-    if g is None:
-        return Summary(n_fc, 0, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
-    return Summary(
-        forecasts=n_fc,
-        steps=g.n,
-        crps=g.crps,
-        rw_crps=g.rw_crps,
-        skill=g.skill,
-        cover50=g.cover50,
-        cover90=g.cover90,
-        rw_cover90=g.rw_cover90,
-    )
+    if not len(steps):
+        nan = math.nan
+        return Summary(0, StepGroupSummary((1, 1), 0, nan, nan, nan, nan, nan, nan, nan))
+    n_fc = int(steps.groupby(["as_of", "model_version"]).ngroups)
+    h = max(int(steps["step"].max()), 1)
+    return Summary(n_fc, summarize_forecasts(steps, [(1, h)])[0])
 
 
 def rolling_scores(steps: pd.DataFrame, window: int) -> pd.DataFrame:
@@ -992,10 +980,11 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[Any]], num: Sequence[boo
     return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
 
 
-def _summary_html(s: Summary) -> str:
+def _summary_html(summary: Summary) -> str:
+    s = summary.scores
     cards = [
-        ("forecasts", str(s.forecasts)),
-        ("realised steps", str(s.steps)),
+        ("forecasts", str(summary.forecasts)),
+        ("realised steps", str(s.n)),
         ("CRPS model", _fmt(s.crps)),
         ("CRPS random walk", _fmt(s.rw_crps)),
         ("CRPS skill vs RW", _pct(s.skill)),
@@ -1013,14 +1002,15 @@ def _summary_html(s: Summary) -> str:
 def _versions_html(steps: pd.DataFrame) -> str:
     rows = []
     for version, g in steps.groupby("model_version", sort=True):
-        s = summarize(g)
+        summary = summarize(g)
+        s = summary.scores
         rows.append(
             (
                 version,
                 _fmt_time(g["as_of"].min()),
                 _fmt_time(g["as_of"].max()),
-                s.forecasts,
-                s.steps,
+                summary.forecasts,
+                s.n,
                 _fmt(s.crps),
                 _fmt(s.rw_crps),
                 _pct(s.skill),

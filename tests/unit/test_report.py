@@ -189,9 +189,10 @@ def test_summary_numbers_equal_an_independent_computation(
     crps, rw, in50, in90 = _realised(records, candles)
     from forex_diffusion.reports.html import summarize
 
-    s = summarize(data.steps)
-    assert s.forecasts == len(records)
-    assert s.steps == len(crps)
+    summary = summarize(data.steps)
+    s = summary.scores
+    assert summary.forecasts == len(records)
+    assert s.n == len(crps)
     assert s.crps == pytest.approx(crps.mean(), rel=1e-12)
     assert s.rw_crps == pytest.approx(rw.mean(), rel=1e-12)
     assert s.skill == pytest.approx(1 - crps.mean() / rw.mean(), abs=1e-12)
