@@ -553,7 +553,11 @@ def test_candle_wedged_producer_is_recreated_and_the_same_worker_ends_equal_to_t
     """``wedge_producer:1``: at the first checkpoint with sends (forecasts) the worker's aiokafka
     sender task is cancelled, so sends are neither delivered nor failed. Checkpoints fail on the
     ack timeout and keep their records until the worker builds a new producer (after 5 s of
-    failing sends); the same process then drains the stream and ends equal to the oracle."""
+    failing sends); the same process then drains the stream and ends equal to the oracle.
+
+    The failpoint wedges exactly once, but it does not bound the resets: on a loaded broker the
+    new producer's sends can also miss the 2 s ack timeout for 5 s, and the watch then rightly
+    builds another one. So the test asserts at least one reset, not exactly one."""
     first, second = _halves(case)
     case.publish(first)
     env = dict(
@@ -573,9 +577,11 @@ def test_candle_wedged_producer_is_recreated_and_the_same_worker_ends_equal_to_t
     log = w.log()
     assert w.alive() and w.proc.pid == pid, log[-3000:]
     assert "failpoint wedge_producer" in log and "checkpoint.failed" in log, log[-3000:]
-    assert log.count("producer.reset failing_for=") == 1, log[-3000:]
+    resets = log.count("producer.reset failing_for=")
+    assert resets >= 1, log[-3000:]
     print(
-        f"candles wedged producer: {log.count('checkpoint.failed')} failed checkpoints before the reset, "
+        f"candles wedged producer: {resets} producer reset(s), "
+        f"{log.count('checkpoint.failed')} failed checkpoints in all, "
         f"checkpoint at the reset {at_reset}; " + summary
     )
 
