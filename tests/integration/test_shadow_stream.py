@@ -310,7 +310,11 @@ def test_the_worker_shadow_blocks_a_challenger_worse_live_and_promotes_one_bette
         own = {} if s == "EURUSD" else {"champion": champions[s]}
         assert get_aliases(engine, key) == {**own, "challenger": challengers[s], "shadow": challengers[s]}
     assert get_aliases(engine, global_key) == {"champion": champions["EURUSD"]}
-    wait_until(lambda: w.log().count("models.refreshed") >= refreshed + len(keys), 120, what="the book refreshed")
+    # each fx.models record the agent takes ends in one "models.refreshed" line (the 15 s
+    # timer's refresh does not log it): the count is both the condition and its progress, so a
+    # slow machine gets 120 s per record, not 120 s for them all
+    refreshes = lambda: w.log().count("models.refreshed")  # noqa: E731
+    wait_until(lambda: refreshes() >= refreshed + len(keys), 120, what="the book refreshed", progress=refreshes)
     # as a user sees it before the live candles: nothing realised, the serving champion named
     waiting = _forexd("models", "shadow", str(keys["EURUSD"]), "--db", db, "--model-dir", str(tmp_path / "models"))
     assert waiting.returncode == 0, waiting.stderr
