@@ -164,7 +164,21 @@ SHADOW_COLUMNS: tuple[str, ...] = (
     "realised_ms",
 )
 
-_SYMBOL = re.compile(r"^(\*|[A-Z0-9]{2,16})$")
+# Whole-string patterns, used with ``fullmatch`` (``$`` would accept a trailing newline)
+# and ASCII classes (``\d`` would accept any Unicode digit).
+_SYMBOL = re.compile(r"\*|[A-Z0-9]{2,16}")
+_TIMEFRAME = re.compile(r"[0-9]{1,7}[a-zA-Z]{1,7}")  # the timeframe column is String(8)
+#: Largest horizon (nine digits): fits the Integer column, and parse never converts a
+#: longer digit run (``int()`` of over 4300 digits raises ValueError).
+_HORIZON_DIGITS = 9
+_HORIZON_MAX = 10**_HORIZON_DIGITS - 1
+_KEY_SLASH = re.compile(r"([^/]+)/([^/]+)/h?([0-9]+)")
+_KEY_DASH = re.compile(r"([^-]+)-([^-]+)-h([0-9]+)")
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """``repr(text)``, cut to about ``limit`` characters (an error message stays one short line)."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -186,13 +200,15 @@ class ModelKey:
     horizon: int
 
     def __post_init__(self) -> None:
+        if not isinstance(self.symbol, str) or not self.symbol.isascii():
+            raise ConfigError(f"bad model key symbol {_shown(str(self.symbol))}")
         object.__setattr__(self, "symbol", self.symbol.upper())
-        if not _SYMBOL.match(self.symbol):
-            raise ConfigError(f"bad model key symbol {self.symbol!r}")
-        if not re.match(r"^[0-9]+[a-zA-Z]+$", self.timeframe):
-            raise ConfigError(f"bad model key timeframe {self.timeframe!r}")
-        if not isinstance(self.horizon, int) or self.horizon < 1:
-            raise ConfigError(f"model key horizon must be an int >= 1, got {self.horizon!r}")
+        if not _SYMBOL.fullmatch(self.symbol):
+            raise ConfigError(f"bad model key symbol {_shown(self.symbol)}")
+        if not isinstance(self.timeframe, str) or not _TIMEFRAME.fullmatch(self.timeframe):
+            raise ConfigError(f"bad model key timeframe {_shown(str(self.timeframe))}")
+        if not isinstance(self.horizon, int) or isinstance(self.horizon, bool) or not 1 <= self.horizon <= _HORIZON_MAX:
+            raise ConfigError(f"model key horizon must be an int in 1..{_HORIZON_MAX}, got {self.horizon!r}")
 
     def __str__(self) -> str:
         return f"{self.symbol}/{self.timeframe}/{self.horizon}"
@@ -225,13 +241,25 @@ class ModelKey:
 
     @classmethod
     def parse(cls, text: str) -> ModelKey:
-        """Read ``SYMBOL/tf/H`` or ``SYMBOL-tf-hH``."""
+        """Read ``SYMBOL/tf/H`` or ``SYMBOL-tf-hH``.
+
+        Raises
+        ------
+        ConfigError
+            Any other text, a horizon of more than nine digits, or a part the key refuses.
+
+        >>> ModelKey.parse("EURUSD/1h/0024")
+        ModelKey(symbol='EURUSD', timeframe='1h', horizon=24)
+        """
         t = text.strip()
-        m = re.match(r"^([^/]+)/([^/]+)/(?:h)?(\d+)$", t) or re.match(r"^([^-]+)-([^-]+)-h(\d+)$", t)
+        m = _KEY_SLASH.fullmatch(t) or _KEY_DASH.fullmatch(t)
         if m is None:
-            raise ConfigError(f"bad model key {text!r}: expected SYMBOL/timeframe/horizon")
+            raise ConfigError(f"bad model key {_shown(text)}: expected SYMBOL/timeframe/horizon")
+        digits = m.group(3).lstrip("0") or "0"
+        if len(digits) > _HORIZON_DIGITS:
+            raise ConfigError(f"bad model key {_shown(text)}: the horizon must be at most {_HORIZON_MAX}")
         sym = "*" if m.group(1).upper() == "ANY" else m.group(1)
-        return cls(symbol=sym, timeframe=m.group(2), horizon=int(m.group(3)))
+        return cls(symbol=sym, timeframe=m.group(2), horizon=int(digits))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
