@@ -36,6 +36,14 @@ PATHS_MAX = 10_000
 # a fx.forecasts.paths record stays under Kafka's default message.max.bytes (1,048,588)
 PATHS_RECORD_BYTES_MAX = 1_000_000
 DB_TIMEOUT_MAX_S = 2_147_483  # PostgreSQL's statement/lock timeouts are at most INT_MAX milliseconds
+# The sampling budget (FOREXD_FORECAST_[MIN_]SAMPLES, FOREXD_FORECAST_[MIN_]STEPS). Samples: the
+# predictor draws at least 2 (antithetic pairs; a quantile needs a spread), and at most as many
+# as a fx.forecasts.paths record may carry (PATHS_MAX); each forecast holds samples x horizon
+# floats per series. Steps: DDIM steps, each one denoiser pass over every sample; a model
+# accepts at most its schedule's T (200 for the bundled models), which only the model knows.
+FORECAST_SAMPLES_MIN = 2
+FORECAST_SAMPLES_MAX = PATHS_MAX
+SAMPLING_STEPS_MAX = 1_000
 
 
 def _parse_models(items: tuple[str, ...], timeframes: tuple[str, ...]) -> list[tuple[str, int]]:
@@ -195,6 +203,7 @@ class Settings:
             raise ConfigError("price must be mid, bid or ask")
         if not 1 <= self.horizon <= FORECAST_STEPS_MAX:  # a longer forecast cannot be encoded on fx.forecasts
             raise ConfigError(f"horizon must be >= 1 and at most {FORECAST_STEPS_MAX}")
+        self._check_sampling()
         self._check_paths()
         reg = InstrumentRegistry()
         canon = tuple(reg.normalise(s) or s for s in self.symbols)
@@ -214,6 +223,26 @@ class Settings:
         object.__setattr__(self, "models", tuple(f"{tf}:{h}" for tf, h in pairs))
         object.__setattr__(self, "forecast_timeframes", tfs)
         object.__setattr__(self, "horizon", pairs[0][1])
+
+    def _check_sampling(self) -> None:
+        """The sampling budget within bounds, each floor at most its full value (when both are set)."""
+        bounds = {"samples": (FORECAST_SAMPLES_MIN, FORECAST_SAMPLES_MAX), "steps": (1, SAMPLING_STEPS_MAX)}
+        for what, (lo, hi) in bounds.items():
+            full, floor = f"forecast_{what}", f"forecast_min_{what}"
+            for name in (full, floor):
+                value = getattr(self, name)
+                if value is not None and not lo <= value <= hi:
+                    raise ConfigError(
+                        f"{name} (FOREXD_{name.upper()}) must be in {lo}..{hi} "
+                        f"({'diffusion samples per forecast' if what == 'samples' else 'denoising steps per sample'}; "
+                        f"unset: the model's own), got {value}"
+                    )
+            top, low = getattr(self, full), getattr(self, floor)
+            if top is not None and low is not None and low > top:
+                raise ConfigError(
+                    f"{floor} (FOREXD_{floor.upper()}={low}) must be at most {full} (FOREXD_{full.upper()}={top}): "
+                    "it is the reduced budget used when the forecaster falls behind"
+                )
 
     def _check_paths(self) -> None:
         """``paths`` in ``0..PATHS_MAX``, at most the paths sampled, a record within one Kafka message."""
