@@ -67,7 +67,9 @@ __all__ = [
     "CANDLE_VOLUME_MAX",
     "DEFAULT_MAX_BYTES",
     "PATHS_MAX",
+    "PATHS_RECORD_MAX_BYTES",
     "PATHS_SCALE",
+    "PATHS_TEXT_MAX",
     "PRICE_MAX",
     "SCHEMAS",
     "SCHEMA_VERSION",
@@ -623,7 +625,14 @@ PATHS_SCALE: Final = 100_000
 """Units of the encoded paths per unit of log return: a unit is 1e-5 (0.11 pip at EUR/USD 1.10)."""
 PATHS_SCALE_MAX: Final = 10**9
 PATHS_DTYPES: Final = {"<i2": 2, "<i4": 4}  # little-endian int16 / int32 and their bytes
-PATHS_TEXT_MAX: Final = 16 * 1024 * 1024  # base64 characters
+PATHS_TEXT_MAX: Final = 16 * 1024 * 1024
+"""Most base64 characters of a record's ``paths`` (the schema's bound; the encoder checks it)."""
+PATHS_HEADER_MAX_BYTES: Final = 512 * 1024
+"""More than the bytes of everything else an encoded ``fx.forecasts.paths`` record holds: its
+``rw_weight`` (at most ``FORECAST_STEPS_MAX`` floats of at most 24 characters) is 250 kB at most,
+the other fields under 1 kB."""
+PATHS_RECORD_MAX_BYTES: Final = PATHS_TEXT_MAX + PATHS_HEADER_MAX_BYTES
+""":func:`decode_paths`' default ``max_bytes``: every record :func:`encode_paths` writes is under it."""
 
 FORECAST_PATHS = RecordSchema(
     topic="fx.forecasts.paths",
@@ -1120,8 +1129,11 @@ def encode_paths(
     return encode_record("forecasts.paths", body)
 
 
-def decode_paths(raw: bytes | str, *, max_bytes: int = 4 * 1024 * 1024) -> tuple[dict[str, Any], np.ndarray]:
+def decode_paths(raw: bytes | str, *, max_bytes: int = PATHS_RECORD_MAX_BYTES) -> tuple[dict[str, Any], np.ndarray]:
     """Decode an ``fx.forecasts.paths`` value: its fields but ``paths``, and the ``[n_paths, horizon]`` prices.
+
+    The default ``max_bytes`` (:data:`PATHS_RECORD_MAX_BYTES`) is derived from the schema's
+    bound on ``paths`` (:data:`PATHS_TEXT_MAX`), so it reads every record the encoder writes.
 
     Beyond the schema it refuses (``ValidationError``, never another exception): a
     ``last_close`` <= 0 (``non_positive``); a ``paths`` text whose length is not that of
