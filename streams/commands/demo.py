@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -12,14 +13,26 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 
+def _positive(value: float | None, param: typer.CallbackParam) -> float | None:
+    """A finite number > 0 (or no value): a negative, zero, NaN or infinite speed or duration
+    would replay at no pace at all, or never end."""
+    if value is not None and not 0 < value < math.inf:
+        raise typer.BadParameter(f"{param.opts[0]} must be a finite number > 0, not {value!r}")
+    return value
+
+
 def demo(
-    duration: Optional[float] = typer.Option(None, "--duration", help="Seconds to run (default: until Ctrl-C)."),
-    speed: float = typer.Option(600.0, "--speed", help="Replay speed as a multiple of real time."),
+    duration: Optional[float] = typer.Option(
+        None, "--duration", callback=_positive, help="Seconds to run (default: until Ctrl-C)."
+    ),
+    speed: float = typer.Option(
+        600.0, "--speed", callback=_positive, help="Replay speed as a multiple of real time (> 0)."
+    ),
     data_dir: Optional[Path] = typer.Option(
         None, "--data-dir", help="Keep broker/worker logs and the SQLite DB here (default: a temporary dir)."
     ),
     metrics_port: Optional[int] = typer.Option(
-        None, "--metrics-port", help="Port of /metrics on 127.0.0.1 (default: a free one)."
+        None, "--metrics-port", min=1, max=65535, help="Port of /metrics on 127.0.0.1 (default: a free one)."
     ),
     plain: bool = typer.Option(False, "--plain", help="Print one line per forecast instead of a live table."),
 ) -> None:

@@ -506,3 +506,25 @@ def test_worker_with_bad_models_or_device_exits_78_on_one_line(env: dict[str, st
     res = forexd("worker", env={"FOREXD_BROKER_URL": DOWN, "FOREXD_BROKER_WAIT_S": "0", **env})
     assert res.returncode == 78, res.stderr
     assert_one_line(res.stderr, says)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--speed", "-1"),
+        ("--speed", "0"),
+        ("--speed", "nan"),
+        ("--speed", "inf"),
+        ("--duration", "-5"),
+        ("--duration", "0"),
+        ("--duration", "nan"),
+        ("--metrics-port", "0"),
+        ("--metrics-port", "70000"),
+    ],
+)
+def test_demo_refuses_a_pace_duration_or_port_it_cannot_honour(option: str, value: str) -> None:
+    """``--speed -1`` used to start the whole demo and replay at no pace at all (the broker,
+    the worker and 111,408 ticks for nothing); ``--duration nan`` would never end."""
+    res = runner.invoke(app, ["demo", option, value])
+    assert res.exit_code == 2, res.output
+    assert_one_line(res.stderr, option, "forexd demo --help")
