@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -62,15 +61,12 @@ def _fmt(x: Any) -> str:
     return f"{x:.4g}" if isinstance(x, float) else ("-" if x is None else str(x))
 
 
-def _strict(x: Any) -> Any:
-    """``x`` with its non-finite floats as None: strict JSON has no NaN (undefined scores)."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _strict(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_strict(v) for v in x]
-    return x
+def _json_line(obj: Any) -> str:
+    """``obj`` as one line of strict JSON: non-finite floats (undefined scores, NaN metrics) as
+    null (:func:`~forex_diffusion.wire.jsonable`), other non-JSON values as their text."""
+    from forex_diffusion.wire import jsonable
+
+    return json.dumps(jsonable(obj), default=str, allow_nan=False)
 
 
 def _key(text: str) -> ModelKey:
@@ -100,7 +96,7 @@ def list_command(
             aliases[ver] = ",".join(filter(None, [aliases.get(ver), name]))
     if as_json:
         for v in versions:
-            typer.echo(json.dumps({**v.to_dict(), "aliases": aliases.get(v.version, "")}))
+            typer.echo(_json_line({**v.to_dict(), "aliases": aliases.get(v.version, "")}))
         return
     typer.echo(
         f"{'version':34} {'key':16} {'status':11} {'alias':18} {'created':20} {'crps':>9} {'skill':>8} {'cover90':>7}"
@@ -217,16 +213,13 @@ def shadow_command(
     champion = serving_champion(reg, k)  # a per-series shadow may face a global model
     if as_json:
         typer.echo(
-            json.dumps(
-                _strict(
-                    {
-                        **st.to_dict(),
-                        "champion": None if champion is None else champion.version,
-                        "champion_key": None if champion is None else str(champion.key),
-                        "since_ms": chosen.metrics["shadow"].get("since_ms"),
-                    }
-                ),
-                default=str,
+            _json_line(
+                {
+                    **st.to_dict(),
+                    "champion": None if champion is None else champion.version,
+                    "champion_key": None if champion is None else str(champion.key),
+                    "since_ms": chosen.metrics["shadow"].get("since_ms"),
+                }
             )
         )
         return
