@@ -235,8 +235,10 @@ class JobOutcome:
 
     ``version`` is None when the job failed before registering; ``champion`` is the
     champion serving the key's series after the job (:func:`serving_champion`: its own
-    key's, else the global or ``*`` model that serves the symbol); ``artifact`` the absolute path of the new version's
-    checkpoint (what a forecaster loads after a promotion).
+    key's, else the global or ``*`` model that serves the symbol; None when there is none, or
+    when that lookup failed: the job's decision is already stored, so the outcome is still
+    announced, and the failure logged as ``retrain.champion_unresolved``); ``artifact`` the
+    absolute path of the new version's checkpoint (what a forecaster loads after a promotion).
     """
 
     request_id: str
@@ -539,7 +541,17 @@ class _Job:
 
     def outcome(self, status: JobStatus, reason: str) -> JobOutcome:
         reg, key, version = self.reg, self.key, self.version
-        champ = serving_champion(reg, key) if status != "failed" else _safe_champion(reg, key)
+        try:  # the decision is stored (a promotion cannot be undone here): a failed lookup
+            champ = serving_champion(reg, key)  # only leaves the champion unnamed
+        except ForexDiffusionError as exc:
+            logger.warning(
+                "retrain.champion_unresolved %s status=%s error_type=%s error=%s",
+                self.log_ctx,
+                status,
+                type(exc).__name__,
+                exc,
+            )
+            champ = None
         out = JobOutcome(
             request_id=self.request.request_id,
             key=str(key),
@@ -820,10 +832,3 @@ def serving_champion(reg: ModelRegistry, key: ModelKey) -> ModelVersion | None:
     if key.is_symbol_set or key.symbol == "*":
         return reg.champion(key)
     return reg.resolve_champion(key.symbol, key.timeframe, key.horizon)
-
-
-def _safe_champion(reg: ModelRegistry, key: ModelKey) -> ModelVersion | None:
-    try:
-        return serving_champion(reg, key)
-    except ForexDiffusionError:
-        return None
