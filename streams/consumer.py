@@ -15,6 +15,10 @@ An agent is decode → core step → effects. :class:`CheckpointingConsumer` own
   logged (``checkpoint.failed``, then ``checkpoint.recovered``);
 - the rebalance and shutdown hooks, and a periodic ``<name>.status`` line.
 
+:class:`SeriesAgent` is the base of the agents whose state is kept per series (ticks, candles):
+it hands their consumer the per-series checkpoint functions (issue 15) built on the series of
+each partition.
+
 :class:`Outbox` is the same buffer for a consumer that keeps no checkpoint (the retrain
 agent): its dead letters are acknowledged before the stream moves past their record.
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields
@@ -36,7 +41,7 @@ from .deadletter import Containment, DeadLetter
 from .producer import send_all
 from .progress import PartitionProgress
 
-__all__ = ["CheckpointingConsumer", "Effects", "Outbox", "PartitionEffects", "backoff_s"]
+__all__ = ["CheckpointingConsumer", "Effects", "Outbox", "PartitionEffects", "SeriesAgent", "backoff_s"]
 
 log = logging.getLogger(__name__)
 
@@ -391,6 +396,59 @@ class CheckpointingConsumer:
                 self.failures,
                 self.flushing,
             )
+
+
+class SeriesAgent:
+    """An agent whose state is kept, and checkpointed, per series (issue 15).
+
+    ``symbols`` holds the series of each partition. A subclass writes what is its own: the
+    state of one series (:meth:`_series_state`, None where it has none), restoring one
+    checkpointed state (:meth:`_restore_series`: a series', or the whole state of an older
+    checkpoint) and forgetting a revoked partition (:meth:`_drop`); :meth:`_checkpointed`
+    builds its :class:`CheckpointingConsumer` on them.
+    """
+
+    consumer: CheckpointingConsumer
+    contain: Containment
+    effects: Effects
+
+    def __init__(self) -> None:
+        self.symbols: dict[int, set[str]] = defaultdict(set)
+
+    def _checkpointed(self, rt: Any, *, name: str, **hooks: Any) -> None:
+        """Consume ``fx.<name>`` through a :class:`CheckpointingConsumer` of this state;
+        ``hooks`` are its other keywords (``flush_at``, ``on_persisted``, ...)."""
+        self.consumer = CheckpointingConsumer(
+            rt,
+            name=name,
+            snapshot=self._snapshot,
+            restore=self._restore,
+            drop=self._drop,
+            series=self._series,  # a checkpoint writes the series it changed
+            **hooks,
+        )
+        self.contain, self.effects = self.consumer.contain, self.consumer.effects
+
+    def _series(self, partition: int) -> Iterable[str]:
+        return self.symbols.get(partition, ())
+
+    def _snapshot(self, partition: int, series: Iterable[str]) -> dict[str, Any]:
+        """The state of each series of ``series`` still here that has one."""
+        held = self.symbols.get(partition, ())
+        return {s: state for s in series if s in held and (state := self._series_state(s)) is not None}
+
+    def _restore(self, partition: int, parts: dict[str, Any]) -> None:
+        for state in parts.values():  # one per series (or the whole state of an older checkpoint)
+            self._restore_series(partition, state)
+
+    def _series_state(self, symbol: str) -> Any:
+        raise NotImplementedError
+
+    def _restore_series(self, partition: int, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _drop(self, partition: int) -> None:
+        raise NotImplementedError
 
 
 class Outbox:

@@ -9,15 +9,13 @@ they reflect by the :class:`~streams.consumer.CheckpointingConsumer`.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from forex_diffusion.diffusion.inputs import CrossBook
 from forex_diffusion.forecast.forecaster import SymbolForecaster
 from forex_diffusion.ingest.candle_gate import CandleGate
 
-from ..consumer import CheckpointingConsumer
+from ..consumer import SeriesAgent
 from ..shadow_lane import ShadowLane
 from .candle_step import Due, finish_batch, persisted, process
 from .forecasts import forecast_batch, paths_topic
@@ -30,26 +28,16 @@ if TYPE_CHECKING:
 __all__ = ["CandleAgent"]
 
 
-class CandleAgent:
+class CandleAgent(SeriesAgent):
     """Consume ``fx.candles`` and ``fx.models``; publish forecasts, drift, retrain requests."""
 
     def __init__(self, rt: Runtime) -> None:
+        super().__init__()
         self.rt = rt
         self.config, self.models = forecaster_config(rt.settings), model_book(rt)
         self.timeframes = frozenset(rt.settings.timeframes)
         self.forecasters: dict[str, SymbolForecaster] = {}
-        self.symbols: dict[int, set[str]] = defaultdict(set)
-        self.consumer = CheckpointingConsumer(
-            rt,
-            name="candles",
-            snapshot=self._snapshot,
-            restore=self._restore,
-            drop=self._drop,
-            series=lambda p: self.symbols.get(p, ()),  # issue 15: a checkpoint writes the series it changed
-            flush_at=500,
-            on_persisted=lambda done: persisted(self, done),
-        )
-        self.contain, self.effects = self.consumer.contain, self.consumer.effects
+        self._checkpointed(rt, name="candles", flush_at=500, on_persisted=lambda done: persisted(self, done))
         self.gate = CandleGate()  # far-future candles never reach a series (issue 13)
         self.book = CrossBook()  # recent closes of every pair here, for models with a cross-pair input
         # issue 16: a challenger in shadow forecasts beside the champion, unpublished, scored live
@@ -57,20 +45,12 @@ class CandleAgent:
         self.shadow = ShadowLane(self.models, metrics=lambda: self.rt.metrics, send=self.effects.publish, store=store)
         self.forecasts_emitted = 0
 
-    def _snapshot(self, partition: int, series: Iterable[str]) -> dict[str, Any]:
+    def _series_state(self, symbol: str) -> dict[str, Any] | None:
         """Per series (issue 15): its forecaster (with its cross-pair closes) and its shadow pairs."""
-        held = self.symbols.get(partition, ())
-        return {
-            s: {"symbols": {s: self.forecasters[s].snapshot()}, "shadow": self.shadow.snapshot([s])}
-            for s in series
-            if s in held and s in self.forecasters
-        }
+        f = self.forecasters.get(symbol)
+        return None if f is None else {"symbols": {symbol: f.snapshot()}, "shadow": self.shadow.snapshot([symbol])}
 
-    def _restore(self, partition: int, parts: dict[str, Any]) -> None:
-        for state in parts.values():  # one per series (or the whole state of an older checkpoint)
-            self._restore_one(partition, state)
-
-    def _restore_one(self, partition: int, state: dict[str, Any]) -> None:
+    def _restore_series(self, partition: int, state: dict[str, Any]) -> None:
         for sym, data in state.get("symbols", {}).items():
             self.forecasters[sym] = SymbolForecaster.restore(data, self.config, symbol=sym, book=self.book)
             self.symbols[partition].add(sym)

@@ -5,8 +5,6 @@ Quiet series close on the idle timer (:mod:`forex_diffusion.ingest.idle_close`).
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from forex_diffusion.ingest.idle_close import IdleClocks
@@ -14,7 +12,7 @@ from forex_diffusion.ingest.pipeline import TickPipeline
 from retraining.failpoints import failpoint
 
 from ..broker_facts import BulkFeed
-from ..consumer import CheckpointingConsumer
+from ..consumer import SeriesAgent
 from .tick_step import close_idle, count_emitted, count_late, dead_letter_quarantined, process, restore_series
 
 if TYPE_CHECKING:
@@ -25,10 +23,11 @@ __all__ = ["TickAgent"]
 BATCH = 512  # most ticks handled between two turns of the event loop
 
 
-class TickAgent:
+class TickAgent(SeriesAgent):
     """Consume ``fx.ticks``; emit final candles to ``fx.candles`` and the database."""
 
     def __init__(self, rt: Runtime) -> None:
+        super().__init__()
         s = rt.settings
         self.rt = rt
         self.pipeline = TickPipeline(
@@ -37,29 +36,21 @@ class TickAgent:
             price=s.price,  # type: ignore[arg-type]
             allowed_lateness_ms=s.allowed_lateness_ms,
         )
-        self.symbols: dict[int, set[str]] = defaultdict(set)
         self.idle = IdleClocks()
-        self.consumer = CheckpointingConsumer(
+        self._checkpointed(
             rt,
             name="ticks",
-            snapshot=self._snapshot,
-            restore=self._restore,
-            drop=self._drop,
-            series=lambda p: self.symbols.get(p, ()),  # issue 15: a checkpoint writes the series it changed
             before_capture=lambda: dead_letter_quarantined(self),  # none may wait past a checkpoint
             on_persisted=lambda done: count_emitted(self, done),
             on_refused=lambda exc, symbol: count_late(self, exc, symbol),
         )
-        self.contain, self.effects = self.consumer.contain, self.consumer.effects
 
-    def _snapshot(self, partition: int, series: Iterable[str]) -> dict[str, Any]:
-        """Per series (issue 15): the pipeline's state of each series of ``series`` still here."""
-        held = self.symbols.get(partition, ())
-        return {sym: self.pipeline.snapshot([sym]) for sym in series if sym in held}
+    def _series_state(self, symbol: str) -> dict[str, Any]:
+        """Per series (issue 15): the pipeline's state of ``symbol``."""
+        return self.pipeline.snapshot([symbol])
 
-    def _restore(self, partition: int, parts: dict[str, Any]) -> None:
-        for state in parts.values():  # one per series (or the whole state of an older checkpoint)
-            restore_series(self, partition, state)
+    def _restore_series(self, partition: int, state: dict[str, Any]) -> None:
+        restore_series(self, partition, state)
 
     def _drop(self, partition: int) -> None:
         syms = sorted(self.symbols.pop(partition, set()))
