@@ -335,29 +335,20 @@ def _check_json(x: Any, path: str, depth: int) -> None:
 def _field_schema(f: Field) -> dict[str, Any]:
     s: dict[str, Any]
     k = f.kind
-    if k in ("integer", "number"):
-        s = {"type": k}
+    if k in ("integer", "number", "price"):
+        s = {"type": "number" if k == "price" else k}
         if f.minimum is not None:
             s["minimum"] = f.minimum
         if f.maximum is not None:
             s["maximum"] = f.maximum
-    elif k == "price":
-        num: dict[str, Any] = {"type": "number"}
-        if f.minimum is not None:
-            num["minimum"] = f.minimum
-        if f.maximum is not None:
-            num["maximum"] = f.maximum
-        s = {
-            "anyOf": [
-                num,
-                {
-                    "type": "string",
-                    "maxLength": _NUMERIC_MAX_LEN,
-                    "pattern": f"^(?:{_NUMERIC})$",
-                    "description": "a decimal number, within the same bounds",
-                },
-            ]
-        }
+        if k == "price":  # a number, or its decimal text
+            decimal = {
+                "type": "string",
+                "maxLength": _NUMERIC_MAX_LEN,
+                "pattern": f"^(?:{_NUMERIC})$",
+                "description": "a decimal number, within the same bounds",
+            }
+            s = {"anyOf": [s, decimal]}
     elif k in ("string", "id"):
         s = {"type": "string"}
         if f.max_length is not None:
@@ -368,20 +359,15 @@ def _field_schema(f: Field) -> dict[str, Any]:
             s = {"anyOf": [s, {"type": "integer", "minimum": 0, "maximum": INT64_MAX}]}
     elif k == "boolean":
         s = {"type": "boolean"}
-    elif k == "array":
+    elif k in ("array", "map"):
         assert f.items is not None
-        s = {"type": "array", "items": _field_schema(f.items)}
+        items = _field_schema(f.items)
+        if k == "array":
+            s = {"type": "array", "items": items}
+        else:  # an object of token keys
+            s = {"type": "object", "propertyNames": {"pattern": f"^(?:{_TOKEN})$"}, "additionalProperties": items}
         if f.max_items is not None:
-            s["maxItems"] = f.max_items
-    elif k == "map":
-        assert f.items is not None
-        s = {
-            "type": "object",
-            "propertyNames": {"pattern": f"^(?:{_TOKEN})$"},
-            "additionalProperties": _field_schema(f.items),
-        }
-        if f.max_items is not None:
-            s["maxProperties"] = f.max_items
+            s["maxItems" if k == "array" else "maxProperties"] = f.max_items
     elif k == "object":
         assert f.fields is not None
         s = {
