@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,37 @@ def wait_until(
         if last:
             return last
         time.sleep(interval)
+        if progress is not None:
+            now = progress()
+            if now != seen:
+                seen, last_change = now, time.monotonic()
+    stall = f" without progress (last progress {seen!r})" if progress is not None else ""
+    raise AssertionError(f"timed out after {timeout}s{stall} waiting for {what} (last={last!r})")
+
+
+async def until(
+    pred: Callable[[], Any],
+    timeout: float,
+    interval: float = 0.001,
+    what: str = "condition",
+    progress: Callable[[], Any] | None = None,
+) -> Any:
+    """:func:`wait_until` inside an event loop: await ``pred`` while the loop (and the executor
+    threads it hands work to) runs, and return its value.
+
+    The same limits: with ``progress``, ``timeout`` is the longest time allowed without a change;
+    without it (work of one step), ``timeout`` seconds from the start. Never a count of loop
+    turns, whose duration is the machine's speed. Each poll sleeps ``interval``: spinning on
+    ``sleep(0)`` would hold the GIL the executor threads doing the work need.
+    """
+    last_change = time.monotonic()
+    seen = progress() if progress is not None else None
+    last = None
+    while time.monotonic() - last_change < timeout:
+        last = pred()
+        if last:
+            return last
+        await asyncio.sleep(interval)
         if progress is not None:
             now = progress()
             if now != seen:

@@ -27,6 +27,8 @@ from streams.app import Runtime, create_app
 from streams.broker_facts import BulkConsumer
 from streams.settings import Settings
 
+from ...waiting import until
+
 TICKS, CANDLES = "fx.ticks", "fx.candles"
 
 
@@ -86,12 +88,14 @@ async def _faust_delivers(c: BulkConsumer) -> list[tuple[TP, int]]:
     return [(tp, m.offset) async for tp, m in c.getmany(timeout=0.01)]
 
 
-async def _until(cond: Callable[[], bool], what: str) -> None:
-    for i in range(100_000):
-        if cond():
-            return
-        await asyncio.sleep(0.001 if i % 50 == 49 else 0)
-    raise AssertionError(f"no progress: {what}")
+STALL_S = 60.0  # the longest time without progress a wait allows: generous for a loaded machine
+
+
+async def _until(cond: Callable[[], bool], what: str, progress: Callable[[], Any] | None = None) -> None:
+    """Wait until ``cond()`` while the loop and its executor threads work: failing after
+    :data:`STALL_S` seconds in which ``progress()`` (e.g. the ticks processed) did not change,
+    or, for work of one step (no ``progress``), after :data:`STALL_S` in all."""
+    await until(cond, STALL_S, what=what, progress=progress)
 
 
 @pytest.mark.asyncio
@@ -190,7 +194,7 @@ async def test_a_batch_in_hand_across_a_revoke_processes_nothing_of_the_old_assi
     ]
     restore = ta.consumer.progress.restoring[0] = asyncio.Event()
     task = asyncio.ensure_future(ta.handle_batch(batch))
-    await _until(lambda: ta.consumer.processed == 1, "the first tick handled")
+    await _until(lambda: ta.consumer.processed == 1, "the first tick handled", lambda: ta.consumer.processed)
     for _ in range(20):
         await asyncio.sleep(0)
     assert not task.done() and ta.consumer.processed == 1  # waits for the restore, outside any step
@@ -237,6 +241,6 @@ async def test_ticks_faust_delivers_itself_reach_the_agent_in_order(tmp_path: Pa
     async with ta.agent.test_context() as agent:
         for v in values:
             await agent.put(v, key=b"EURUSD", partition=0)
-        await _until(lambda: ta.consumer.processed == len(values), "every tick handled")
+        await _until(lambda: ta.consumer.processed == len(values), "every tick handled", lambda: ta.consumer.processed)
     assert ta.consumer.progress.offsets == {0: len(values) - 1}
     assert ta.effects.dead == []
