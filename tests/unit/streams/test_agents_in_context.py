@@ -30,6 +30,8 @@ from forex_diffusion.wire import decode_tick, encode, encode_candle
 from streams.app import Runtime, create_app
 from streams.settings import Settings
 
+from ...waiting import until
+
 
 class AckingTopic:
     """Records what is sent; the broker acknowledges at once."""
@@ -51,12 +53,14 @@ def _worker(tmp_path: Path, roles: tuple[str, ...], **kw: Any) -> Runtime:
     return rt
 
 
-async def _until(cond: Callable[[], bool], what: str) -> None:
-    for i in range(100_000):
-        if cond():
-            return
-        await asyncio.sleep(0.001 if i % 50 == 49 else 0)
-    raise AssertionError(f"no progress: {what}")
+STALL_S = 60.0  # the longest time without progress a wait allows: generous for a loaded machine
+
+
+async def _until(cond: Callable[[], bool], what: str, progress: Callable[[], Any] | None = None) -> None:
+    """Wait until ``cond()`` while the loop and its executor threads work: failing after
+    :data:`STALL_S` seconds in which ``progress()`` (e.g. the records processed) did not
+    change, or, for work of one step (no ``progress``), after :data:`STALL_S` in all."""
+    await until(cond, STALL_S, what=what, progress=progress)
 
 
 def _tick_values(n: int) -> list[bytes]:
@@ -75,7 +79,7 @@ async def test_tick_agent_in_test_context_checkpoints_the_candles_the_pipeline_c
         for i, v in enumerate(values):
             key, value = bad.get(i, (b"EURUSD", v))
             await agent.put(value, key=key, partition=0)
-        await _until(lambda: ta.consumer.processed == len(values), "every tick handled")
+        await _until(lambda: ta.consumer.processed == len(values), "every tick handled", lambda: ta.consumer.processed)
     await ta.consumer.flush()
 
     oracle = TickPipeline(timeframes=("1m", "5m"), instruments=rt.instruments)
@@ -111,7 +115,11 @@ async def test_candle_agent_in_test_context_forecasts_in_batches_as_the_core_doe
         for c in cs:
             await agent.put(encode_candle(c), key=b"EURUSD", partition=0)
         await agent.put(b"\x00garbage", key=b"EURUSD", partition=0)
-        await _until(lambda: ca.consumer.processed == len(cs) + 1 and not ca.consumer.busy, "every batch handled")
+        await _until(
+            lambda: ca.consumer.processed == len(cs) + 1 and not ca.consumer.busy,
+            "every batch handled",
+            lambda: (ca.consumer.processed, ca.consumer.busy),
+        )
     await ca.consumer.flush()
 
     f = SymbolForecaster("EURUSD", ForecasterConfig(timeframes=("1m", "5m"), forecast_timeframes=("1m",), horizon=12))
@@ -138,7 +146,11 @@ async def test_retrain_agent_in_test_context_acknowledges_each_dead_letter(tmp_p
     async with ra.agent.test_context() as agent:
         await agent.put(b'{"v": 1}', key=b"EURUSD", partition=0)
         await agent.put(b"[", key=b"EURUSD", partition=0)
-        await _until(lambda: len(rt.topics["deadletter"].sent) == 2, "both dead letters acknowledged")  # type: ignore[attr-defined]
+        await _until(
+            lambda: len(rt.topics["deadletter"].sent) == 2,  # type: ignore[attr-defined]
+            "both dead letters acknowledged",
+            lambda: len(rt.topics["deadletter"].sent),  # type: ignore[attr-defined]
+        )
     dead = [json.loads(v) for _k, v in rt.topics["deadletter"].sent]  # type: ignore[attr-defined]
     assert [(d["reason"], d["offset"]) for d in dead] == [("schema", 0), ("malformed", 1)]
     assert not ra.outbox.effects
