@@ -36,6 +36,7 @@ from streams.agents import retrain as retrain_agent
 from streams.agents.retrain import RetrainAgent
 from streams.settings import Settings
 
+from ...waiting import until
 from .conftest import HORIZON, request, tiny_job
 
 HOSTILE_IDS = ["../", "*", "/", "/../../../*", "x" * 10_000, "a/b", "..", ".staging", "id with space", ""]
@@ -193,13 +194,20 @@ def _raw(**kw: Any) -> str:
     return json.dumps(base)
 
 
-async def _until(cond: Callable[[], bool], what: str) -> None:
-    """Wait for progress (loop turns), bounded generously; never a timing assertion."""
-    for _ in range(200_000):
-        if cond():
-            return
-        await asyncio.sleep(0.001 if _ % 100 == 99 else 0)
-    raise AssertionError(f"no progress: {what}")
+STALL_S = 60.0  # the longest time without progress a wait allows: generous for a loaded machine
+
+
+async def _until(cond: Callable[[], bool], what: str, progress: Callable[[], Any] | None = None) -> None:
+    """Wait until ``cond()`` while the agent's tasks and threads work: failing after
+    :data:`STALL_S` seconds in which ``progress()`` (e.g. jobs run, records sent) did not
+    change, or, for work of one step (no ``progress``), after :data:`STALL_S` in all; never a
+    count of loop turns, nor a timing assertion."""
+    await until(cond, STALL_S, what=what, progress=progress)
+
+
+def _sent(jobs: Jobs, topics: dict[str, Any]) -> tuple[int, ...]:
+    """Progress of the agent: jobs run, and records sent on each topic."""
+    return (len(jobs.ran), *(len(t.sent) for _name, t in sorted(topics.items())))
 
 
 def _reasons(topic: FakeTopic) -> list[str]:
@@ -232,6 +240,7 @@ def test_schema_valid_request_for_an_unconfigured_key_is_dead_lettered_and_the_a
                 len(topics["deadletter"].sent) == len(bad) and jobs.ran == ["good"] and len(topics["models"].sent) == 1
             ),
             "dead letters and the good job",
+            lambda: _sent(jobs, topics),
         )
         # the topic's schema (forex_diffusion.wire) refuses what no request can be (a symbol
         # that is no canonical pair, horizon 0, a bad id); the key check what this worker
@@ -298,6 +307,7 @@ def test_hundred_distinct_key_requests_run_at_most_the_configured_number_of_jobs
                 len(jobs.ran) + len(topics["deadletter"].sent) == 100 and len(topics["models"].sent) == len(jobs.ran)
             ),
             "every request accounted for",
+            lambda: _sent(jobs, topics),
         )
         assert 1 <= jobs.peak <= 3, jobs.peak
         refused = _reasons(topics["deadletter"])
@@ -318,7 +328,7 @@ def test_a_request_for_a_queued_or_running_key_coalesces(tmp_path: Path, monkeyp
         await agent.handle(_msg(_raw(request_id="c", timeframe="1h"), 2))  # running key: coalesced
         await agent.handle(_msg(_raw(request_id="d", timeframe="1m"), 3))  # queued key: coalesced
         await agent.handle(_msg(_raw(request_id="a", timeframe="1h"), 4))  # redelivery: duplicate
-        await _until(lambda: len(topics["models"].sent) == 2, "two jobs")
+        await _until(lambda: len(topics["models"].sent) == 2, "two jobs", lambda: _sent(jobs, topics))
         assert jobs.ran == ["a", "b"] and jobs.peak == 1 and topics["deadletter"].sent == []
         await agent.handle(_msg(_raw(request_id="e", timeframe="1h"), 5))  # the key is free again
         await _until(lambda: jobs.ran == ["a", "b", "e"], "a new job of a finished key")
