@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from forex_diffusion.errors import ConfigError, SettingsError
+from forex_diffusion.forecast.batching import SAMPLES_MAX, SAMPLES_MIN, STEPS_MAX
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.timeframes import Timeframe, parse_timeframes
 
@@ -41,9 +42,7 @@ DB_TIMEOUT_MAX_S = 2_147_483  # PostgreSQL's statement/lock timeouts are at most
 # as a fx.forecasts.paths record may carry (PATHS_MAX); each forecast holds samples x horizon
 # floats per series. Steps: DDIM steps, each one denoiser pass over every sample; a model
 # accepts at most its schedule's T (200 for the bundled models), which only the model knows.
-FORECAST_SAMPLES_MIN = 2
-FORECAST_SAMPLES_MAX = PATHS_MAX
-SAMPLING_STEPS_MAX = 1_000
+FORECAST_SAMPLES_MIN, FORECAST_SAMPLES_MAX, SAMPLING_STEPS_MAX = SAMPLES_MIN, SAMPLES_MAX, STEPS_MAX
 
 
 def _parse_models(items: tuple[str, ...], timeframes: tuple[str, ...]) -> list[tuple[str, int]]:

@@ -26,6 +26,7 @@ from forex_diffusion.diffusion.context import ContextSpec, ForecastRequest, Seri
 from forex_diffusion.diffusion.inputs import InputsBuilder, InputSpec
 from forex_diffusion.diffusion.model import DiffusionModel, ModelConfig
 from forex_diffusion.errors import ArtifactError, ConfigError, ModelError
+from forex_diffusion.forecast.batching import SAMPLES_MAX, SAMPLES_MIN, STEPS_MAX
 from forex_diffusion.forecast.touch import (
     EXTREME_LEVELS,
     ExtremesForecast,
@@ -293,8 +294,12 @@ class Predictor:
             return []
         n_steps = self.default_steps if steps is None else int(steps)
         n_samples = self.default_samples if samples is None else int(samples)
-        if n_samples < 2:
-            raise ConfigError(f"samples must be >= 2, got {n_samples}")
+        if not SAMPLES_MIN <= n_samples <= SAMPLES_MAX:  # an absurd count would allocate at once
+            raise ConfigError(f"samples must be in {SAMPLES_MIN}..{SAMPLES_MAX}, got {n_samples}")
+        if not 1 <= n_steps <= min(STEPS_MAX, self.model.schedule.steps):
+            raise ConfigError(
+                f"sampling steps must be in 1..{min(STEPS_MAX, self.model.schedule.steps)}, got {n_steps}"
+            )
         t0 = time.perf_counter()
         h = self.horizon
         cond = torch.as_tensor(np.stack([self._conditioning(r) for r in requests]), dtype=torch.float32)

@@ -18,9 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Final, TypeVar
 
-__all__ = ["SamplingBudget", "group_by_model", "sampling_budget"]
+__all__ = ["SAMPLES_MAX", "SAMPLES_MIN", "STEPS_MAX", "SamplingBudget", "group_by_model", "sampling_budget"]
+
+# The bounds of a sampling budget, for every caller (the worker's settings, ``forexd backtest``,
+# the predictor itself). Samples: at least 2 (antithetic pairs; a quantile needs a spread), at
+# most 10,000 (each forecast holds samples x horizon floats per series, and a fx.forecasts.paths
+# record carries at most that many paths). Steps: DDIM steps, each one denoiser pass over every
+# sample; a model also accepts at most its schedule's T (200 for the bundled models).
+SAMPLES_MIN: Final = 2
+SAMPLES_MAX: Final = 10_000
+STEPS_MAX: Final = 1_000
 
 T = TypeVar("T")
 M = TypeVar("M")

@@ -126,10 +126,12 @@ def check_price(price: str) -> PriceSide:
     return side
 
 
-def check_positive(value: int | None, option: str) -> None:
-    """A usage error unless ``value`` is None or >= 1."""
-    if value is not None and value < 1:
-        raise typer.BadParameter(f"{option} must be at least 1, not {value}")
+def check_positive(value: int | None, option: str, *, at_most: int | None = None, at_least: int = 1) -> None:
+    """A usage error unless ``value`` is None or in ``at_least..at_most``."""
+    if value is not None and value < at_least:
+        raise typer.BadParameter(f"{option} must be at least {at_least}, not {value}")
+    if value is not None and at_most is not None and value > at_most:
+        raise typer.BadParameter(f"{option} must be at most {at_most}, not {value}")
 
 
 def progress_bar(label: str, *, elapsed: bool = False, description: bool = False) -> Progress:

@@ -115,13 +115,14 @@ def backtest_command(
     (close-based touches of --touch-bands) and their reliability table. Refuses a model of
     another timeframe or price scale, and exits 1 when the span holds no forecast.
     """
+    from forex_diffusion.forecast.batching import SAMPLES_MAX, SAMPLES_MIN, STEPS_MAX
     from forex_diffusion.reports.backtest import BacktestConfig, parse_utc_date
 
     price = check_price(price)
     check_positive(threads, "--threads")
     check_positive(every, "--every")
-    check_positive(steps, "--steps")
-    check_positive(samples, "-n/--samples")
+    check_positive(steps, "--steps", at_most=STEPS_MAX)
+    check_positive(samples, "-n/--samples", at_least=SAMPLES_MIN, at_most=SAMPLES_MAX)  # else allocated at once
     if device not in ("auto", "cpu", "cuda"):
         raise typer.BadParameter(f"--device must be auto, cpu or cuda, not {device!r}")
     sym = InstrumentRegistry().normalise(symbol) or symbol.upper()

@@ -528,3 +528,23 @@ def test_demo_refuses_a_pace_duration_or_port_it_cannot_honour(option: str, valu
     res = runner.invoke(app, ["demo", option, value])
     assert res.exit_code == 2, res.output
     assert_one_line(res.stderr, option, "forexd demo --help")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "needle"),
+    [
+        ("-n", "100000000", "at most 10000"),
+        ("-n", "1", "at least 2"),
+        ("--steps", "5000", "at most 1000"),
+    ],
+)
+def test_backtest_refuses_a_sampling_budget_out_of_bounds_before_reading(
+    option: str, value: str, needle: str, tmp_path: Path
+) -> None:
+    """``-n 100000000`` was accepted and the first forecast was killed for memory (exit 137)."""
+    candles = write_candles(tmp_path / "c.csv")
+    args = ["backtest", str(candles), "--symbol", "EURUSD", "--timeframe", "1h", "--model", str(MODEL_1H)]
+    res = runner.invoke(app, [*args, "-o", str(tmp_path / "bt.csv"), option, value])
+    assert res.exit_code == 2, res.output
+    assert_one_line(res.stderr, needle, "forexd backtest --help")
+    assert not (tmp_path / "bt.csv").exists()

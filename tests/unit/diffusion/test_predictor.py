@@ -87,4 +87,11 @@ def test_bad_sampling_parameters_are_refused(hourly: pd.DataFrame, predictor: Pr
         predictor.forecast([req], samples=1)
     with pytest.raises(ConfigError):
         predictor.forecast([req], steps=0)
+    # an absurd budget is refused before anything is allocated (10**8 samples was an
+    # out-of-memory kill of `forexd backtest -n 100000000`), and steps beyond the schedule's T
+    with pytest.raises(ConfigError, match="samples must be in 2..10000"):
+        predictor.forecast([req], samples=10**8)
+    with pytest.raises(ConfigError, match="sampling steps must be in 1.."):
+        predictor.forecast([req], steps=predictor.model.schedule.steps + 1)
+    assert predictor.forecast([req], samples=2, steps=1)[0].samples == 2  # the smallest budget works
     assert predictor.forecast([]) == []
