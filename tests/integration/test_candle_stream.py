@@ -149,12 +149,15 @@ def test_worker_killed_mid_stream_resumes_to_the_uninterrupted_result(
         # could otherwise finish the whole stream before the test sees its first forecasts
         publish(kafka_bootstrap, f"{prefix}fx.candles", records[:1250])
         w1 = spawn_worker(dict(env, FOREXD_SNAPSHOT_INTERVAL_S="2"), name="first")
-        wait_until(
-            lambda: len(read_all(kafka_bootstrap, f"{prefix}fx.forecasts", idle_s=0.3, timeout_s=5)) >= 200,
-            300,
-            interval=0.2,
-            what="the first forecasts",
-        )
+        read = [0]  # forecasts on the topic at the last look: the progress of the wait
+
+        def forecasts() -> int:
+            read[0] = len(read_all(kafka_bootstrap, f"{prefix}fx.forecasts", idle_s=0.3, timeout_s=5))
+            return read[0]
+
+        # a loaded machine may take minutes to start the worker and forecast 200 candles: the
+        # limit is on a stall (300 s without a new forecast), not on the whole
+        wait_until(lambda: forecasts() >= 200, 300, interval=0.2, what="the first forecasts", progress=lambda: read[0])
         w1.kill(signal.SIGKILL)
         publish(kafka_bootstrap, f"{prefix}fx.candles", records[1250:])
     else:
