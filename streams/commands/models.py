@@ -43,12 +43,16 @@ def resolve_paths(db: str | None, model_dir: Path | None) -> tuple[str, Path]:
     return url, model_dir or settings.model_dir or settings.data_dir / "models"
 
 
-def open_registry(db: str | None, model_dir: Path | None) -> ModelRegistry:
-    """A registry on the resolved database (reachable, else exit 69) and model directory."""
+def open_registry(db: str | None, model_dir: Path | None, *, create: bool = False) -> ModelRegistry:
+    """A registry on the resolved database (reachable, else exit 69) and model directory.
+
+    Only ``register`` (``create``) makes a new SQLite file: the other commands read or change
+    versions a registry already holds, so a mistyped path is exit 66, not an empty new database.
+    """
     from retraining.registry import ModelRegistry
 
     url, mdir = resolve_paths(db, model_dir)
-    return ModelRegistry(open_engine(url), mdir)
+    return ModelRegistry(open_engine(url, create=create), mdir)
 
 
 def _when(ms: int | None) -> str:
@@ -87,8 +91,8 @@ def list_command(
 
     Reads the registry tables; writes nothing.
     """
+    k = _key(key) if key else None  # a usage error before the database is touched
     reg = open_registry(db, model_dir)
-    k = _key(key) if key else None
     versions = reg.list(k, include_deleted=not live)
     aliases: dict[str, str] = {}
     for kk in {v.key for v in versions}:
@@ -145,7 +149,8 @@ def rollback_command(
 
     Exit 2 when there is nothing to restore or its artifact does not load.
     """
-    v = open_registry(db, model_dir).rollback(_key(key), reason)
+    k = _key(key)  # a usage error before the database is touched
+    v = open_registry(db, model_dir).rollback(k, reason)
     typer.echo(f"rolled back: {v.version} champion of {v.key}")
 
 
@@ -156,7 +161,8 @@ def history_command(
     model_dir: _ModelDir = None,
 ) -> None:
     """Print the alias history of KEY (alias, version, from, to, reason), oldest first."""
-    rows = open_registry(db, model_dir).history(_key(key))
+    k = _key(key)  # a usage error before the database is touched
+    rows = open_registry(db, model_dir).history(k)
     for r in rows:
         typer.echo(f"{r.alias:10} {r.version:34} {_when(r.from_ms):20} {_when(r.to_ms):20} {r.reason}")
 
@@ -173,7 +179,8 @@ def register_command(
     model_dir: _ModelDir = None,
 ) -> None:
     """Verify CHECKPOINT, copy it into the model directory and register it (not promoted)."""
-    v = open_registry(db, model_dir).import_artifact(checkpoint, key=_key(key) if key else None)
+    k = _key(key) if key else None  # a usage error before the database is touched
+    v = open_registry(db, model_dir, create=True).import_artifact(checkpoint, key=k)
     typer.echo(f"registered {v.version} for {v.key}")
 
 
@@ -196,8 +203,8 @@ def shadow_command(
     from retraining.jobs import serving_champion
     from retraining.shadow_verdict import shadow_state
 
+    k = _key(key)  # a usage error before the database is touched
     reg = open_registry(db, model_dir)
-    k = _key(key)
     versions = reg.list(k)
     if not versions:
         raise RegistryError(f"unknown key {k}: no registered version (see `forexd models list`)")

@@ -548,3 +548,23 @@ def test_backtest_refuses_a_sampling_budget_out_of_bounds_before_reading(
     assert res.exit_code == 2, res.output
     assert_one_line(res.stderr, needle, "forexd backtest --help")
     assert not (tmp_path / "bt.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["models", "list"],
+        ["models", "history", "EURUSD/1m/5"],
+        ["models", "shadow", "EURUSD/1m/5"],
+        ["models", "promote", "v1"],
+        ["models", "rollback", "EURUSD/1m/5"],
+    ],
+)
+def test_models_on_a_mistyped_database_path_exits_66_and_creates_nothing(command: list[str], tmp_path: Path) -> None:
+    """``models list --db sqlite:///typo.db`` printed an empty table with exit 0 and left a
+    new 94 kB database behind; only ``models register`` may start a registry."""
+    typo = tmp_path / "typo.db"
+    res = runner.invoke(app, [*command, "--db", f"sqlite:///{typo}", "--model-dir", str(tmp_path / "m")])
+    assert res.exit_code == 66, res.output
+    assert_one_line(res.stderr, "typo.db does not exist")
+    assert not typo.exists()
