@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,9 +14,16 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from streams.producer import ProducerSendFailed, ProducerWatch, send_all
+from streams.producer import RETIRE_TIMEOUT_S, ProducerSendFailed, ProducerWatch, send_all
+
+from ..waiting import until
 
 pytestmark = pytest.mark.broker
+# Margins relative to the work they bound, not to the machine's speed: a healthy send is
+# acknowledged in milliseconds, a producer starts in well under a second.
+HEALTHY_ACK_TIMEOUT_S = 60.0
+WEDGED_ACK_TIMEOUT_S = 1.0  # a wedged send is never acknowledged, whatever the timeout
+START_TIMEOUT_S = 60.0
 
 
 class _Holder:
@@ -46,15 +54,20 @@ def _topic_name(request: pytest.FixtureRequest) -> str:
     return "pw-" + request.node.name.replace("[", "-").replace("]", "").replace("_", "-")[:60]
 
 
-async def _read(bootstrap: str, topic: str, n: int) -> list[bytes]:
+async def _read(bootstrap: str, topic: str, n: int, stall_s: float = 60.0) -> list[bytes]:
+    """The first ``n`` records of partition 0 (fewer if none arrives for ``stall_s``): the limit
+    follows progress, so a slow broker that keeps delivering is never cut off."""
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
     await c.start()
     try:
         c.assign([TopicPartition(topic, 0)])
         out: list[bytes] = []
-        deadline = asyncio.get_running_loop().time() + 20
-        while len(out) < n and asyncio.get_running_loop().time() < deadline:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while len(out) < n and loop.time() - last < stall_s:
             for recs in (await c.getmany(timeout_ms=500)).values():
+                if recs:
+                    last = loop.time()
                 out += [r.value for r in recs]
         return out
     finally:
@@ -69,8 +82,16 @@ def test_wedged_producer_is_replaced_and_the_retried_records_arrive(
     """The sender task of a real producer is cancelled (the aiokafka wedge): its sends never
     complete, send_all fails with ProducerSendFailed after the ack timeout, and once sends
     have failed for ``after_s`` the watch swaps in a new producer; the same records sent
-    again are acknowledged and are on the topic (the wedged ones never are)."""
+    again are acknowledged and are on the topic (the wedged ones never are).
+
+    No margin here depends on the machine's speed: the watch's clock is driven by the test
+    (real time plus a skew the test sets), so the first failure is far below ``after_s``
+    however slow it is, and the second is past it because the test moves the clock; wedged
+    sends time out whatever their ack timeout (their sender is gone), so they get a short one,
+    and healthy sends get one far longer than their work."""
     topic = _topic_name(request)
+    after_s = 60.0
+    skew = [0.0]  # added to the watch's clock: time the test makes pass
 
     async def go() -> None:
         holder = _Holder(kafka_bootstrap)
@@ -78,22 +99,35 @@ def test_wedged_producer_is_replaced_and_the_retried_records_arrive(
         await holder._producer.start()
         counted: list[int] = []
         metrics = SimpleNamespace(producer_reset=lambda: counted.append(1))
-        rt = SimpleNamespace(settings=SimpleNamespace(send_ack_timeout_s=1.0), app=SimpleNamespace(producer=holder))
-        rt.producer = ProducerWatch(rt.app, after_s=1.5, start_timeout_s=10.0, metrics=metrics)
+        settings = SimpleNamespace(send_ack_timeout_s=HEALTHY_ACK_TIMEOUT_S)
+        rt = SimpleNamespace(settings=settings, app=SimpleNamespace(producer=holder))
+        rt.producer = ProducerWatch(
+            rt.app,
+            after_s=after_s,
+            start_timeout_s=START_TIMEOUT_S,
+            metrics=metrics,
+            clock=lambda: time.monotonic() + skew[0],
+        )
         t = _Topic(holder, topic)
         await send_all(rt, [(t, b"k", b"before", None)])  # a healthy producer: acknowledged
         wedged = holder._producer
         wedged._sender.sender_task.cancel()
         records = [(t, b"k", f"r{i}".encode(), None) for i in range(3)]
+        settings.send_ack_timeout_s = WEDGED_ACK_TIMEOUT_S  # never acknowledged: fail soon
         with pytest.raises(ProducerSendFailed, match="TimeoutError"):
-            await send_all(rt, records)  # 1 s of failing: below after_s, kept
+            await send_all(rt, records)  # failing for about 1 s, far below after_s: kept
         assert holder._producer is wedged and counted == [] and rt.producer.failures == 1
+        skew[0] = after_s  # the sends have now been failing for longer than after_s
         with pytest.raises(ProducerSendFailed):
-            await send_all(rt, records)  # 2 s of failing: replaced
+            await send_all(rt, records)  # failing for after_s and more: replaced
         assert holder._producer is not wedged and counted == [1] and rt.producer.resets == 1
+        settings.send_ack_timeout_s = HEALTHY_ACK_TIMEOUT_S
         await send_all(rt, records)  # the retry goes through the new producer
         assert rt.producer.failures == 0 and rt.producer.failing_since is None
-        await asyncio.sleep(0.5)
+        # the replaced producer is closed in the background (bounded by RETIRE_TIMEOUT_S): wait for that close to end
+        await until(
+            lambda: not rt.producer._retiring, RETIRE_TIMEOUT_S + 60, interval=0.05, what="the replaced producer's close"
+        )
         assert wedged._closed, "the replaced producer was not closed"
         got = await _read(kafka_bootstrap, topic, 4)
         assert got == [b"before", b"r0", b"r1", b"r2"]
@@ -116,7 +150,7 @@ def test_replacement_that_cannot_connect_is_not_swapped_in(
         holder._producer = old = holder._new_producer()
         await old.start()
         holder.bootstrap = "127.0.0.1:9"  # discard port: nothing listens
-        watch = ProducerWatch(SimpleNamespace(producer=holder), after_s=0.0, start_timeout_s=3.0)
+        watch = ProducerWatch(SimpleNamespace(producer=holder), after_s=0.0, start_timeout_s=START_TIMEOUT_S)
         assert await watch.failed(started=watch.clock()) is False
         assert holder._producer is old and watch.resets == 0 and holder.made == 2
         holder.bootstrap = kafka_bootstrap  # reachable again
