@@ -126,7 +126,10 @@ def test_wedged_producer_is_replaced_and_the_retried_records_arrive(
         assert rt.producer.failures == 0 and rt.producer.failing_since is None
         # the replaced producer is closed in the background (bounded by RETIRE_TIMEOUT_S): wait for that close to end
         await until(
-            lambda: not rt.producer._retiring, RETIRE_TIMEOUT_S + 60, interval=0.05, what="the replaced producer's close"
+            lambda: not rt.producer._retiring,
+            RETIRE_TIMEOUT_S + 60,
+            interval=0.05,
+            what="the replaced producer's close",
         )
         assert wedged._closed, "the replaced producer was not closed"
         got = await _read(kafka_bootstrap, topic, 4)
