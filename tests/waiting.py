@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -67,3 +68,13 @@ async def until(
                 seen, last_change = now, time.monotonic()
     stall = f" without progress (last progress {seen!r})" if progress is not None else ""
     raise AssertionError(f"timed out after {timeout}s{stall} waiting for {what} (last={last!r})")
+
+
+_LOG_STAMP = re.compile(r"^\[[^\]]*\] ")
+
+
+def log_progress(text: str) -> int:
+    """The number of distinct lines of a worker's log, its timestamps removed: a ``progress``
+    for :func:`wait_until` that grows while the worker starts, consumes and checkpoints, and
+    stays still when it stalls (its periodic status lines then repeat word for word)."""
+    return len({_LOG_STAMP.sub("", line, count=1) for line in text.splitlines()})

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from ..integration.kafka_io import publish
+from ..waiting import log_progress
 from .harness import (
     bad_records,
     by_symbol,
@@ -158,7 +159,11 @@ def test_wedged_producer_is_recreated_and_the_same_worker_ends_equal_to_oracle(
     delivered nor failed (the aiokafka wedge). Checkpoints fail on the ack timeout and keep
     their records; once sends have failed for ``producer_reset_after_s`` the worker builds a
     new producer and swaps it in. The same process (never restarted) then checkpoints again,
-    and the DB and fx.candles equal the oracle (I1, I2, I5, I11)."""
+    and the DB and fx.candles equal the oracle (I1, I2, I5, I11).
+
+    The failpoint wedges exactly once, but it does not bound the resets: on a loaded broker the
+    new producer's sends can also miss the 2 s ack timeout for 5 s, and the watch then rightly
+    builds another one. So the test asserts at least one reset, not exactly one."""
     n = _burst(kafka_bootstrap, fault_env)
     env = dict(
         fault_env,
@@ -168,14 +173,22 @@ def test_wedged_producer_is_recreated_and_the_same_worker_ends_equal_to_oracle(
     )
     w = spawn_worker(env, role="ticks", name="wedged")
     pid = w.proc.pid
-    wait_for(lambda: "producer.reset failing_for=" in w.log(), 240, interval=0.2, what="the producer reset")
+    # the limit is on a stall of the worker's log (start-up, failed checkpoints, the reset), not on the whole
+    wait_for(
+        lambda: "producer.reset failing_for=" in w.log(),
+        120,
+        interval=0.2,
+        what="the producer reset",
+        progress=lambda: log_progress(w.log()),
+    )
     report, converged = settle(kafka_bootstrap, fault_env, published=n)
     log = w.log()
     assert not report.violations, report.summary() + "\n" + log[-4000:]
     assert w.alive() and w.proc.pid == pid, log[-3000:]
     assert "failpoint wedge_producer" in log and "checkpoint.failed" in log, log[-3000:]
-    assert log.count("producer.reset failing_for=") == 1, log[-3000:]
+    resets = log.count("producer.reset failing_for=")
+    assert resets >= 1, log[-3000:]
     print(
-        f"wedged producer: {log.count('checkpoint.failed')} failed checkpoints before the reset; "
+        f"wedged producer: {resets} producer reset(s), {log.count('checkpoint.failed')} failed checkpoints in all; "
         f"converged {converged:.1f}s; {report.summary()}"
     )
