@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from faust.types import TP
@@ -25,7 +26,10 @@ from streams.consumer import CheckpointingConsumer, Effects, Outbox
 from streams.metrics import CIRCUIT_STATES, Metrics
 from streams.settings import Settings
 
+from ...waiting import until
+
 CIRCUIT = "forexd_circuit_breaker_state"
+T = TypeVar("T")
 
 
 class Topic:
@@ -78,11 +82,26 @@ def _msg(offset: int, partition: int = 0, value: bytes = b"{}") -> Any:
 
 
 async def _acking(rt: SimpleNamespace) -> None:
-    """Acknowledge every send as it comes (a healthy broker)."""
+    """Acknowledge every send as it comes (a healthy broker). Each turn sleeps a little:
+    spinning on ``sleep(0)`` would hold the GIL the checkpoint's storage thread needs."""
     while True:
         for t in rt.topics.values():
             t.ack_all()
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.001)
+
+
+async def _finish(aw: Awaitable[T], *, progress: Callable[[], Any], what: str) -> T:
+    """Await checkpoint work (and the background retries it waits for) as long as it keeps
+    moving: it fails after 60 s without ``progress`` (sends, acks, failures), never on a total
+    deadline, so a slow or busy machine is given the time it needs."""
+    task = asyncio.ensure_future(aw)
+    try:
+        await until(task.done, 60, interval=0.005, what=what, progress=progress)
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    return task.result()
 
 
 @pytest.fixture
@@ -147,7 +166,9 @@ async def test_a_failing_checkpoint_keeps_every_effect_in_order_pauses_and_the_n
         # consumption waits while checkpoints fail; the retry (in the background) releases it
         acks = asyncio.ensure_future(_acking(rt))
         try:
-            assert await asyncio.wait_for(c.admit(_msg(1)), timeout=10)
+            assert await _finish(
+                c.admit(_msg(1)), progress=lambda: (len(rt.log), c.failures), what="the retried checkpoint"
+            )
         finally:
             acks.cancel()
     assert c.healthy.is_set() and c.failures == 0
@@ -173,7 +194,7 @@ async def test_no_checkpoint_captures_inside_a_step(tmp_path: Path) -> None:
                 await asyncio.sleep(0)
             assert not flush.done() and 0 in c.progress.dirty  # waiting for the step to end
             state[0] = 2
-        await asyncio.wait_for(flush, timeout=10)
+        await _finish(flush, progress=lambda: len(rt.log), what="the checkpoint")
     finally:
         acks.cancel()
     assert load_snapshot(rt.engine, consumer=c.progress.consumer, topic="fx.ticks", partition=0) == (0, {"n": 2})
@@ -221,7 +242,7 @@ async def test_the_outbox_sends_its_dead_letters_again_until_they_are_acknowledg
     rt.topics["deadletter"].refuse = 2
     acks = asyncio.ensure_future(_acking(rt))
     try:
-        await asyncio.wait_for(box.deliver(), timeout=10)
+        await _finish(box.deliver(), progress=lambda: (len(rt.log), box.failures), what="the outbox's delivery")
     finally:
         acks.cancel()
     sent = [json.loads(v) for k, t, v in rt.log if k == "send"]
@@ -271,7 +292,7 @@ async def test_a_checkpoint_woken_as_a_step_ends_waits_for_the_step_begun_meanwh
                 await asyncio.sleep(0)
             assert not flush.done()
             state[0] = 3
-        await asyncio.wait_for(flush, timeout=10)
+        await _finish(flush, progress=lambda: len(rt.log), what="the checkpoint")
     finally:
         acks.cancel()
     assert load_snapshot(rt.engine, consumer=c.progress.consumer, topic="fx.ticks", partition=0) == (0, {"n": 3})
