@@ -6,11 +6,13 @@ each."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 from sqlalchemy import delete
 
 from forex_diffusion.domain import Candle
@@ -20,6 +22,7 @@ from forex_diffusion.storage import make_engine
 from forex_diffusion.storage.tables import snapshots
 from forex_diffusion.wire import encode_candle
 
+from ..waiting import log_progress, until
 from .kafka_io import create_topics, publish, read_all
 from .test_candle_stream import offline_records
 
@@ -55,7 +58,6 @@ def test_a_worker_serves_two_timeframe_horizon_models_and_restarted_without_stat
     spawn_worker: Any,
     kafka_bootstrap: str,
     candles: list[Candle],
-    wait_until: Any,
 ) -> None:
     env = dict(worker_env, FOREXD_SYMBOLS="EURUSD", FOREXD_MODELS="1m:12,5m:6", FOREXD_SNAPSHOT_INTERVAL_S="0.5")
     del env["FOREXD_FORECAST_TIMEFRAMES"]  # FOREXD_MODELS replaces it (both set: exit 78)
@@ -91,14 +93,45 @@ def test_a_worker_serves_two_timeframe_horizon_models_and_restarted_without_stat
     firsts = {tf: next(c for c in later if c.timeframe == tf) for tf in MODELS}
     want = {(tf, c.close_ms) for tf, c in firsts.items()}
     seen: set[tuple[str, int]] = set()
+    read = [0]  # forecasts read so far: with the restarted worker's log, the progress of the wait
 
-    def new_ones() -> bool:
-        for m in read_all(kafka_bootstrap, f"{prefix}fx.forecasts", idle_s=0.5, timeout_s=10):
-            r = json.loads(m.value)
-            if (r["timeframe"], r["as_of_ms"]) in want:
-                assert r["horizon"] == MODELS[r["timeframe"]]
-                seen.add((r["timeframe"], r["as_of_ms"]))
-        return seen == want
+    async def first_new_forecasts() -> None:
+        """Read fx.forecasts once, incrementally, until the forecasts of ``want`` are on it; the
+        limit is on a stall (120 s without a new record or a new line of the worker's log)."""
+        c = AIOKafkaConsumer(
+            f"{prefix}fx.forecasts",
+            bootstrap_servers=kafka_bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await c.start()
 
-    wait_until(new_ones, 240, interval=1.0, what=f"forecasts of the first new candles {want}")
+        async def reader() -> None:
+            while True:
+                for msgs in (await c.getmany(timeout_ms=300)).values():
+                    for m in msgs:
+                        read[0] += 1
+                        r = json.loads(m.value)
+                        if (r["timeframe"], r["as_of_ms"]) in want:
+                            assert r["horizon"] == MODELS[r["timeframe"]]
+                            seen.add((r["timeframe"], r["as_of_ms"]))
+
+        task = asyncio.ensure_future(reader())
+        try:
+            await until(
+                lambda: seen == want or task.done(),
+                120,
+                interval=0.2,
+                what=f"forecasts of the first new candles {want}",
+                progress=lambda: (read[0], log_progress(w2.log())),
+            )
+            if task.done():
+                task.result()  # the reader's assertion, if it failed
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await c.stop()
+
+    asyncio.run(first_new_forecasts())
+    assert seen == want
     assert w2.alive()
