@@ -29,9 +29,11 @@ else is a bug and fails loudly.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 __all__ = [
     "ArtifactError",
+    "check_field_types",
     "ConfigError",
     "DataFormatError",
     "ForexDiffusionError",
@@ -163,3 +165,43 @@ class ServiceUnavailableError(ForexDiffusionError):
         self.address = address
         self.detail = detail
         super().__init__(f"{service} unreachable at {address}" + (f" ({detail})" if detail else ""))
+
+
+_PLAIN = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def check_field_types(cls: type, data: object, what: str) -> dict[str, Any]:
+    """``data`` as the keyword arguments of the dataclass ``cls``, or :class:`ConfigError`.
+
+    For configurations read from JSON (a file, an environment variable): ``data`` must be a
+    mapping of ``cls``'s field names, and each field declared ``int``, ``float``, ``str`` or
+    ``bool`` (or one of these ``| None``) must hold that type (``True`` is no number, ``1.5``
+    no ``int``); other fields are left to ``cls``. The message names ``what`` and the field.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class C:
+    ...     n: int
+    ...     x: float | None = None
+    >>> check_field_types(C, {"n": 3, "x": 1}, "C")
+    {'n': 3, 'x': 1}
+    >>> check_field_types(C, {"n": "3"}, "C")
+    Traceback (most recent call last):
+    ...
+    forex_diffusion.errors.ConfigError: C: n must be int, got '3'
+    """
+    from dataclasses import fields
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} must be a JSON object of its fields, got {type(data).__name__}")
+    known = {f.name: str(f.type) for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ConfigError(f"unknown {what} keys: {sorted(map(str, unknown))}")
+    for name, value in data.items():
+        kind = known[name].removesuffix(" | None")
+        if kind not in _PLAIN or (value is None and known[name].endswith(" | None")):
+            continue
+        if not isinstance(value, _PLAIN[kind]) or (kind != "bool" and isinstance(value, bool)):
+            raise ConfigError(f"{what}: {name} must be {kind}, got {value!r:.40}")
+    return dict(data)

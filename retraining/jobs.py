@@ -58,6 +58,7 @@ from forex_diffusion.errors import (
     RejectReason,
     StorageError,
     ValidationError,
+    check_field_types,
 )
 from forex_diffusion.quality.evaluation import summarize_forecasts
 from forex_diffusion.quality.trigger import RetrainRequest
@@ -205,26 +206,12 @@ class JobConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ConfigError``."""
-        names = {
-            "train",
-            "horizon",
-            "train_candles",
-            "holdout_candles",
-            "warmup_candles",
-            "eval_every",
-            "eval_samples",
-            "eval_steps",
-            "policy",
-            "keep_last",
-            "audit_window_ms",
-            "shadow_forecasts",
-        }
-        unknown = set(data) - names
-        if unknown:
-            raise ConfigError(f"unknown JobConfig keys: {sorted(unknown)}")
-        d = dict(data)
-        if isinstance(d.get("policy"), Mapping):
+        """Inverse of :meth:`to_dict`; unknown keys and values of the wrong type (a JSON file or
+        ``FOREXD_RETRAIN_JOB_CONFIG`` written by hand) raise ``ConfigError``."""
+        d: dict[str, Any] = check_field_types(cls, data, "JobConfig")
+        if not isinstance(d.get("train", {}), dict):
+            raise ConfigError(f"JobConfig: train must be a JSON object of TrainConfig fields, got {d['train']!r:.40}")
+        if "policy" in d:
             d["policy"] = PromotionPolicy.from_dict(d["policy"])
         return cls(**d)
 

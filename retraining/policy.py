@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from forex_diffusion.domain import field_dict
-from forex_diffusion.errors import ConfigError
+from forex_diffusion.errors import ConfigError, check_field_types
 from forex_diffusion.quality.evaluation import skill_score
 
 __all__ = ["HoldoutScores", "PromotionDecision", "PromotionPolicy", "ShadowScores", "decide_promotion", "decide_shadow"]
@@ -130,13 +130,16 @@ class PromotionPolicy:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PromotionPolicy:
         """Inverse of :meth:`to_dict`; unknown keys raise ``ConfigError``."""
-        unknown = set(data) - {"min_improvement", "coverage90_bounds", "min_skill_vs_rw", "min_windows"}
-        if unknown:
-            raise ConfigError(f"unknown PromotionPolicy keys: {sorted(unknown)}")
-        d = dict(data)
+        d: dict[str, Any] = check_field_types(cls, data, "PromotionPolicy")
         if "coverage90_bounds" in d:
-            lo, hi = d["coverage90_bounds"]
-            d["coverage90_bounds"] = (float(lo), float(hi))
+            b = d["coverage90_bounds"]
+            if (
+                not isinstance(b, list | tuple)
+                or len(b) != 2
+                or any(isinstance(x, bool) or not isinstance(x, int | float) for x in b)
+            ):
+                raise ConfigError(f"PromotionPolicy: coverage90_bounds must be two numbers [lo, hi], got {b!r:.40}")
+            d["coverage90_bounds"] = (float(b[0]), float(b[1]))
         return cls(**d)
 
 

@@ -120,6 +120,8 @@ def run_worker(*, role: str = "stream", log_level: str = "warn", settings: Setti
         raise SystemExit(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
     settings = settings or Settings.from_env()
     settings.check_device()  # FOREXD_DEVICE=cuda without CUDA: exit 78 before anything starts
+    if "retrain" in ROLES[role]:
+        settings.retrain_job()  # a malformed FOREXD_RETRAIN_JOB_CONFIG: exit 78 before anything starts
     wait_for_broker(settings.broker_url, settings.broker_wait_s)
     wait_for_database(settings)  # issue 15: PostgreSQL down at start is waited out, not crash-looped
     metrics = None

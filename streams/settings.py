@@ -9,12 +9,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from forex_diffusion.errors import ConfigError, SettingsError
 from forex_diffusion.forecast.batching import SAMPLES_MAX, SAMPLES_MIN, STEPS_MAX
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.timeframes import Timeframe, parse_timeframes
+
+if TYPE_CHECKING:
+    from retraining.jobs import JobConfig
 
 __all__ = ["OTHER_VARIABLES", "Settings", "unknown_variables"]
 
@@ -264,6 +267,23 @@ class Settings:
         if self.models:
             return dict(_parse_models(self.models, self.timeframes))
         return {tf: self.horizon for tf in self.forecast_timeframes}
+
+    def retrain_job(self) -> JobConfig:
+        """The retrain jobs' settings: ``FOREXD_RETRAIN_JOB_CONFIG`` (else the defaults at the
+        worker's horizon), with ``FOREXD_SHADOW_FORECASTS`` unless that JSON names
+        ``shadow_forecasts``. A malformed value is a ``SettingsError`` (exit 78): the worker
+        checks it before it starts."""
+        import json
+
+        from retraining.jobs import JobConfig
+
+        try:
+            data = json.loads(self.retrain_job_config) if self.retrain_job_config else {"horizon": self.horizon}
+            if isinstance(data, dict) and "shadow_forecasts" not in data:
+                data = {**data, "shadow_forecasts": self.shadow_forecasts}
+            return JobConfig.from_dict(data)
+        except (json.JSONDecodeError, ConfigError) as exc:
+            raise SettingsError(f"FOREXD_RETRAIN_JOB_CONFIG: {exc} (a JSON object of JobConfig fields)") from None
 
     def check_device(self) -> None:
         """Refuse a CUDA ``device`` on a machine without CUDA (``SettingsError``, exit 78).

@@ -47,7 +47,7 @@ from forex_diffusion.diffusion.inputs import InputSpec
 from forex_diffusion.diffusion.model import DiffusionModel, ModelConfig
 from forex_diffusion.diffusion.noise import ScheduleConfig
 from forex_diffusion.diffusion.predictor import antithetic_noise, resolve_device
-from forex_diffusion.errors import ConfigError, ModelError
+from forex_diffusion.errors import ConfigError, ModelError, check_field_types
 from forex_diffusion.instruments import series_symbol, symbol_set_key
 from forex_diffusion.quality.evaluation import (
     QUANTILE_LEVELS,
@@ -223,22 +223,27 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Build from plain data; unknown keys are refused."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ConfigError(f"unknown TrainConfig keys: {sorted(unknown)}")
-        d = dict(data)
-        if isinstance(d.get("context"), dict):
-            d["context"] = ContextSpec.from_dict(d["context"])
-        if isinstance(d.get("schedule"), dict):
-            d["schedule"] = ScheduleConfig(**d["schedule"])
-        if d.get("split") is not None:
-            d["split"] = (int(d["split"][0]), int(d["split"][1]))
-        if d.get("series") is not None:
-            d["series"] = tuple(d["series"])
-        if d.get("inputs") is not None:
-            d["inputs"] = tuple(d["inputs"])
-        return cls(**d)
+        d = check_field_types(cls, data, "TrainConfig")  # unknown keys, wrong plain types
+        try:
+            if isinstance(d.get("context"), dict):
+                d["context"] = ContextSpec.from_dict(d["context"])
+            if isinstance(d.get("schedule"), dict):
+                d["schedule"] = ScheduleConfig(**check_field_types(ScheduleConfig, d["schedule"], "schedule"))
+            if d.get("split") is not None:
+                d["split"] = (int(d["split"][0]), int(d["split"][1]))
+            if d.get("series") is not None:
+                d["series"] = tuple(d["series"])
+            if d.get("inputs") is not None:
+                d["inputs"] = tuple(d["inputs"])
+            return cls(**d)
+        except (
+            TypeError,
+            ValueError,
+            IndexError,
+            KeyError,
+            AttributeError,
+        ) as exc:  # a nested value of the wrong shape
+            raise ConfigError(f"TrainConfig: {type(exc).__name__}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

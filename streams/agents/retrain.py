@@ -11,7 +11,6 @@ bounded queue (:class:`~retraining.job_queue.RetrainQueue`), each killed after `
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import replace
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from forex_diffusion.errors import RejectReason, ValidationError
 from forex_diffusion.quality.trigger import RetrainRequest
 from retraining.job_queue import RetrainQueue
-from retraining.jobs import JobConfig, JobOutcome, check_key, decode_request, encode_outcome
+from retraining.jobs import JobOutcome, check_key, decode_request, encode_outcome
 from retraining.runner import run_job_async
 from retraining.schedule import ScheduleEntry
 
@@ -30,20 +29,10 @@ from .scheduled import register_schedule
 
 if TYPE_CHECKING:
     from ..app import Runtime
-    from ..settings import Settings
 
-__all__ = ["RetrainAgent", "job_config"]
+__all__ = ["RetrainAgent"]
 
 log = logging.getLogger(__name__)
-
-
-def job_config(s: Settings) -> JobConfig:
-    """The worker's job settings: ``FOREXD_RETRAIN_JOB_CONFIG`` (else the defaults at the
-    worker's horizon), with ``FOREXD_SHADOW_FORECASTS`` unless that JSON names ``shadow_forecasts``."""
-    data = json.loads(s.retrain_job_config) if s.retrain_job_config else {"horizon": s.horizon}
-    if isinstance(data, dict) and "shadow_forecasts" not in data:
-        data = {**data, "shadow_forecasts": s.shadow_forecasts}
-    return JobConfig.from_dict(data)
 
 
 class RetrainAgent:
@@ -52,7 +41,7 @@ class RetrainAgent:
     def __init__(self, rt: Runtime) -> None:
         s = rt.settings
         self.rt = rt
-        self.config = job_config(s)
+        self.config = s.retrain_job()
         self.model_dir = Path(s.model_dir or (s.data_dir / "models"))
         self.schedule = [ScheduleEntry.parse(x) for x in s.retrain_schedule]
         self.horizons = frozenset(

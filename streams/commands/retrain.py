@@ -184,9 +184,13 @@ def _run_local(
     from retraining.jobs import JobConfig, run_retrain
 
     try:
-        data: dict[str, Any] = json.loads(config.read_text()) if config else {}
-    except json.JSONDecodeError as exc:
+        data: dict[str, Any] = json.loads(config.read_text(encoding="utf-8")) if config else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataFormatError(f"--config {config} is not JSON ({exc}): fix the file (JobConfig.to_dict form)") from exc
+    if not isinstance(data, dict):
+        raise DataFormatError(
+            f"--config {config} holds a JSON {type(data).__name__}, not an object of JobConfig fields"
+        )
     data.setdefault("horizon", settings.horizon)
     data.setdefault("shadow_forecasts", settings.shadow_forecasts)  # issue 16: FOREXD_SHADOW_FORECASTS
     if max_minutes is not None:

@@ -1,0 +1,111 @@
+"""Job settings written by hand (``forexd retrain --config FILE``, ``FOREXD_RETRAIN_JOB_CONFIG``)
+are refused with one ``ConfigError`` naming the field, whatever JSON they hold.
+
+Found attacking the commands: ``{"horizon": "x"}``, ``{"train": 5}``, ``{"train": {"lr": "x"}}``
+and ``[1, 2]`` raised ``TypeError``/``AttributeError`` tracebacks from ``forexd retrain``, and a
+worker took such a ``FOREXD_RETRAIN_JOB_CONFIG`` without a word until its first job.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from forex_diffusion.diffusion.training import TrainConfig
+from forex_diffusion.errors import ConfigError
+from retraining.jobs import JobConfig
+from retraining.policy import PromotionPolicy
+
+FOREXD = Path(sys.executable).with_name("forexd")
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def _fields(names: list[str]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.dictionaries(st.sampled_from(names), json_values, max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=_fields(["train", "horizon", "train_candles", "holdout_candles", "eval_every", "eval_samples", "policy"]))
+def test_job_config_of_any_json_is_built_or_refused_with_a_config_error(data: dict[str, Any]) -> None:
+    try:
+        job = JobConfig.from_dict(data)
+    except ConfigError:
+        return
+    assert JobConfig.from_dict(job.to_dict()) == job  # what is accepted is a real, round-tripping config
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=_fields(["min_improvement", "coverage90_bounds", "min_skill_vs_rw", "min_windows"]))
+def test_promotion_policy_of_any_json_is_built_or_refused_with_a_config_error(data: dict[str, Any]) -> None:
+    try:
+        policy = PromotionPolicy.from_dict(data)
+    except ConfigError:
+        return
+    assert PromotionPolicy.from_dict(policy.to_dict()) == policy
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=_fields(["lr", "width", "blocks", "max_minutes", "split", "schedule", "context", "inputs", "series"]))
+def test_train_config_of_any_json_is_built_or_refused_with_a_config_error(data: dict[str, Any]) -> None:
+    try:
+        TrainConfig.from_dict({"symbol": "EURUSD", "timeframe": "1h", **data})
+    except ConfigError:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        ([1, 2], "JSON object"),
+        ({"horizon": "x"}, "horizon must be int"),
+        ({"horizon": True}, "horizon must be int"),
+        ({"horizon": 2.5}, "horizon must be int"),
+        ({"train": 5}, "train must be a JSON object"),
+        ({"train": {"lr": "x"}}, "lr must be float"),
+        ({"policy": {"coverage90_bounds": 0.9}}, "coverage90_bounds must be two numbers"),
+        ({"policy": {"min_windows": "10"}}, "min_windows must be int"),
+    ],
+)
+def test_the_refusal_names_the_field(data: Any, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        JobConfig.from_dict(data)
+
+
+def _forexd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("FOREXD_")} | env
+    cmd = [str(FOREXD)] if FOREXD.exists() else [sys.executable, "-m", "streams.cli"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, env=full, timeout=240)
+
+
+@pytest.mark.parametrize("value", ["[1]", '{"horizon": "x"}', "nope", '{"train": {"lr": "x"}}'])
+def test_a_retrain_worker_refuses_a_malformed_job_config_before_starting(value: str) -> None:
+    res = _forexd("worker", "--role", "retrain", env={"FOREXD_RETRAIN_JOB_CONFIG": value})
+    assert res.returncode == 78, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: FOREXD_RETRAIN_JOB_CONFIG"), res.stderr
+
+
+@pytest.mark.parametrize(("content", "says"), [(b"[1, 2]", "JSON list"), (b"\xff\xfe{}", "is not JSON")])
+def test_retrain_with_a_config_file_that_is_no_json_object_exits_65(content: bytes, says: str, tmp_path: Path) -> None:
+    cfg = tmp_path / "job.json"
+    cfg.write_bytes(content)
+    res = _forexd(
+        "retrain", "--local", "--symbol", "EURUSD", "--timeframe", "1h", "--config", str(cfg),
+        "--db", f"sqlite:///{tmp_path / 'r.db'}", "--model-dir", str(tmp_path / "m"),
+        env={"FOREXD_DATA_DIR": str(tmp_path)},
+    )  # fmt: skip
+    assert res.returncode == 65, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and says in lines[0] and "Traceback" not in res.stderr, res.stderr
