@@ -9,6 +9,27 @@ from collections.abc import Callable
 from typing import Any
 
 
+class _Patience:
+    """The limits of a wait: ``timeout`` seconds from the start, or, with ``progress``, since
+    the last change of its value."""
+
+    def __init__(self, timeout: float, progress: Callable[[], Any] | None) -> None:
+        self.timeout, self.progress = timeout, progress
+        self.last_change = time.monotonic()
+        self.seen = progress() if progress is not None else None
+
+    def left(self) -> bool:
+        return time.monotonic() - self.last_change < self.timeout
+
+    def observe(self) -> None:
+        if self.progress is not None and (now := self.progress()) != self.seen:
+            self.seen, self.last_change = now, time.monotonic()
+
+    def failure(self, what: str, last: Any) -> AssertionError:
+        stall = f" without progress (last progress {self.seen!r})" if self.progress is not None else ""
+        return AssertionError(f"timed out after {self.timeout}s{stall} waiting for {what} (last={last!r})")
+
+
 def wait_until(
     pred: Callable[[], Any],
     timeout: float,
@@ -23,20 +44,13 @@ def wait_until(
     checkpointed, records read), ``timeout`` is the longest time allowed *without* a change:
     a loaded machine that keeps advancing gets as long as it needs, a stalled one fails.
     """
-    last_change = time.monotonic()
-    seen = progress() if progress is not None else None
-    last = None
-    while time.monotonic() - last_change < timeout:
-        last = pred()
-        if last:
+    patience, last = _Patience(timeout, progress), None
+    while patience.left():
+        if last := pred():
             return last
         time.sleep(interval)
-        if progress is not None:
-            now = progress()
-            if now != seen:
-                seen, last_change = now, time.monotonic()
-    stall = f" without progress (last progress {seen!r})" if progress is not None else ""
-    raise AssertionError(f"timed out after {timeout}s{stall} waiting for {what} (last={last!r})")
+        patience.observe()
+    raise patience.failure(what, last)
 
 
 async def until(
@@ -54,20 +68,13 @@ async def until(
     turns, whose duration is the machine's speed. Each poll sleeps ``interval``: spinning on
     ``sleep(0)`` would hold the GIL the executor threads doing the work need.
     """
-    last_change = time.monotonic()
-    seen = progress() if progress is not None else None
-    last = None
-    while time.monotonic() - last_change < timeout:
-        last = pred()
-        if last:
+    patience, last = _Patience(timeout, progress), None
+    while patience.left():
+        if last := pred():
             return last
         await asyncio.sleep(interval)
-        if progress is not None:
-            now = progress()
-            if now != seen:
-                seen, last_change = now, time.monotonic()
-    stall = f" without progress (last progress {seen!r})" if progress is not None else ""
-    raise AssertionError(f"timed out after {timeout}s{stall} waiting for {what} (last={last!r})")
+        patience.observe()
+    raise patience.failure(what, last)
 
 
 _LOG_STAMP = re.compile(r"^\[[^\]]*\] ")
