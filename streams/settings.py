@@ -228,6 +228,11 @@ class Settings:
 
     def _check_sampling(self) -> None:
         """The sampling budget within bounds, each floor at most its full value (when both are set)."""
+        if self.forecast_degrade_batch < 0:  # 0 is "never"; a negative count was read as never too
+            raise ConfigError(
+                f"forecast_degrade_batch (FOREXD_FORECAST_DEGRADE_BATCH) must be >= 0 (0: never), "
+                f"got {self.forecast_degrade_batch}"
+            )
         bounds = {"samples": (FORECAST_SAMPLES_MIN, FORECAST_SAMPLES_MAX), "steps": (1, SAMPLING_STEPS_MAX)}
         for what, (lo, hi) in bounds.items():
             full, floor = f"forecast_{what}", f"forecast_min_{what}"

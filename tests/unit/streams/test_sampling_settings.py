@@ -42,6 +42,7 @@ BAD = [
     ("FOREXD_FORECAST_STEPS", "1001"),
     ("FOREXD_FORECAST_MIN_STEPS", "0"),
     ("FOREXD_FORECAST_MIN_STEPS", "100000"),
+    ("FOREXD_FORECAST_DEGRADE_BATCH", "-1"),  # 0 is "never"; a negative count was silently "never" too
 ]
 
 
