@@ -37,8 +37,10 @@ _CUDA = re.compile(r"cuda(:[0-9]{1,2})?")
 FORECAST_STEPS_MAX = 10_000
 # forex_diffusion.wire.PATHS_MAX (not imported, as above): most sample paths of one fx.forecasts.paths record
 PATHS_MAX = 10_000
-# a fx.forecasts.paths record stays under Kafka's default message.max.bytes (1,048,588)
-PATHS_RECORD_BYTES_MAX = 1_000_000
+# a record we publish stays under Kafka's default message.max.bytes (1,048,588): a larger one is
+# refused by the producer, and would fail every checkpoint of its partition
+RECORD_BYTES_MAX = 1_000_000
+PATHS_RECORD_BYTES_MAX = RECORD_BYTES_MAX
 DB_TIMEOUT_MAX_S = 2_147_483  # PostgreSQL's statement/lock timeouts are at most INT_MAX milliseconds
 # The sampling budget (FOREXD_FORECAST_[MIN_]SAMPLES, FOREXD_FORECAST_[MIN_]STEPS). Samples: the
 # predictor draws at least 2 (antithetic pairs; a quantile needs a spread), and at most as many

@@ -14,11 +14,12 @@ import logging
 from functools import partial
 from typing import TYPE_CHECKING
 
-from forex_diffusion.errors import ForexDiffusionError, ValidationError
+from forex_diffusion.errors import ForexDiffusionError, RejectReason, ValidationError
 from forex_diffusion.forecast.batching import group_by_model, sampling_budget
 from forex_diffusion.forecast.forecaster import paths_record
 from forex_diffusion.wire import encode_forecast
 
+from ..settings import RECORD_BYTES_MAX
 from .candle_step import Due
 from .models import serving_models
 
@@ -82,10 +83,12 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
                 paths = _paths_record(agent, fc, r.sigma, s.paths)
                 rec = agent.forecasters[o.candle.symbol].record(fc, o, degraded=budget.degraded)
                 emitted.append((p, o, fc))
-                agent.effects.publish("forecasts", o.candle.symbol.encode(), encode_forecast(rec))
+                agent.effects.at(p).forecasts.append(rec)
+                if (value := _sendable(agent, encode_forecast(rec), fc)) is None:
+                    continue
+                agent.effects.publish("forecasts", o.candle.symbol.encode(), value)
                 if paths is not None:  # with its forecast, in the same checkpoint (issue 16)
                     agent.effects.publish("forecasts.paths", o.candle.symbol.encode(), paths)
-                agent.effects.at(p).forecasts.append(rec)
                 agent.forecasts_emitted += 1
                 if (m := agent.rt.metrics) is not None:
                     sym, tf = o.candle.symbol, o.candle.timeframe
@@ -100,6 +103,17 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
             samples=budget.samples,
             degraded=budget.degraded,
         )
+
+
+def _sendable(agent: CandleAgent, value: bytes, fc: Forecast) -> bytes | None:
+    """``value``, or None (an internal error, logged) when it is larger than a Kafka message
+    may be: sent, it would fail every checkpoint of its partition and stop the stream. The
+    forecast is still stored and scored (a horizon of about 1,600 steps or more does this)."""
+    if len(value) <= RECORD_BYTES_MAX:
+        return value
+    exc = ValidationError(RejectReason.OVERSIZE, f"fx.forecasts record of {len(value):,} bytes > {RECORD_BYTES_MAX:,}")
+    agent.contain.internal("forecast.oversize", exc, symbol=fc.symbol, horizon=fc.horizon)
+    return None
 
 
 def _paths_record(agent: CandleAgent, fc: Forecast, sigma: float, n: int) -> bytes | None:

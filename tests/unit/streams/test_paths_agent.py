@@ -136,3 +136,28 @@ async def test_a_forecast_whose_paths_cannot_be_encoded_is_still_published(
     carried = {decode_paths(v)[0]["as_of"] for _k, v in paths}
     left_out = {json.loads(v)["as_of"] for _k, v in forecasts} - carried
     assert left_out == {t for t in carried | left_out if t // 60_000 % 3 == 0}
+
+
+@pytest.mark.asyncio
+async def test_a_forecast_record_larger_than_a_kafka_message_is_left_out_and_the_stream_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fx.forecasts record over the producer's limit (a horizon of about 1,600 steps or more
+    makes one over 1 MB) was published: the producer refuses it, so every checkpoint of its
+    partition failed and the stream stopped. It is now left out (an internal error, logged),
+    with its paths record; every other forecast is published exactly as before."""
+    from streams.agents import forecasts as module
+
+    plain, _ = await _run(tmp_path / "plain")
+    sizes = sorted(len(v) for _k, v in plain)
+    limit = sizes[len(sizes) // 2] - 1
+    monkeypatch.setattr(module, "RECORD_BYTES_MAX", limit)
+    made: list[bytes] = []  # every record encoded (a record carries its latency: runs differ)
+    encode = module.encode_forecast
+    monkeypatch.setattr(module, "encode_forecast", lambda rec: made.append(encode(rec)) or made[-1])
+    forecasts, paths = await _run(tmp_path / "capped", paths=PATHS)
+    kept = [v for v in made if len(v) <= limit]
+    assert len(made) == len(plain) and 0 < len(kept) < len(made)
+    assert [v for _k, v in forecasts] == kept  # the stream went on past every oversize record
+    assert paths is not None
+    assert [decode_paths(v)[0]["as_of"] for _k, v in paths] == [json.loads(v)["as_of"] for v in kept]
