@@ -163,8 +163,29 @@ def hide_password(url: str) -> str:
         return url.split("@", 1)[-1] if "@" in url else url
 
 
-def open_engine(url: str, *, create: bool = True, connect_timeout_s: int = 10) -> Engine:
+def _sqlite_file(url: str) -> tuple[bool, Path | None]:
+    """Whether ``url`` is SQLite (any driver), and its file (None: in memory, or unparsable)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        u = make_url(url)
+    except (ArgumentError, ValueError):
+        return False, None
+    if u.get_backend_name() != "sqlite":
+        return False, None
+    db = u.database or ""
+    if str(u.query.get("uri", "")).lower() == "true" and db.startswith("file:"):
+        db = db.removeprefix("file:").split("?", 1)[0]  # sqlite:///file:/path/x.db?mode=ro&uri=true
+    return True, (Path(db) if db and db != ":memory:" else None)
+
+
+def open_engine(url: str, *, create: bool = True, must_exist: bool = False, connect_timeout_s: int = 10) -> Engine:
     """An engine on ``url`` after one bounded connection attempt.
+
+    ``create``: the tables are created where missing (and a SQLite file's directory), else
+    only read. ``must_exist``: a SQLite file must be there already (a mistyped path is
+    :class:`InputNotFoundError`, never a new empty database); without ``create`` it must too.
 
     Raises
     ------
@@ -177,14 +198,14 @@ def open_engine(url: str, *, create: bool = True, connect_timeout_s: int = 10) -
     from forex_diffusion.errors import ConfigError
     from forex_diffusion.storage import make_engine
 
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
-        if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        elif not path.exists():
+    sqlite, path = _sqlite_file(url)
+    if sqlite:
+        if path is not None and (must_exist or not create) and not path.exists():
             raise InputNotFoundError(
                 f"database file {path} does not exist: check --db or FOREXD_DATABASE_URL / FOREXD_DATA_DIR"
             )
+        if path is not None and create:
+            path.parent.mkdir(parents=True, exist_ok=True)
     else:
         try:
             args: dict[str, Any] = {}

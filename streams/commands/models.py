@@ -52,7 +52,7 @@ def open_registry(db: str | None, model_dir: Path | None, *, create: bool = Fals
     from retraining.registry import ModelRegistry
 
     url, mdir = resolve_paths(db, model_dir)
-    return ModelRegistry(open_engine(url, create=create), mdir)
+    return ModelRegistry(open_engine(url, must_exist=not create), mdir)
 
 
 def _when(ms: int | None) -> str:

@@ -560,11 +560,23 @@ def test_backtest_refuses_a_sampling_budget_out_of_bounds_before_reading(
         ["models", "rollback", "EURUSD/1m/5"],
     ],
 )
-def test_models_on_a_mistyped_database_path_exits_66_and_creates_nothing(command: list[str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("scheme", ["sqlite", "sqlite+pysqlite"])
+def test_models_on_a_mistyped_database_path_exits_66_and_creates_nothing(
+    command: list[str], scheme: str, tmp_path: Path
+) -> None:
     """``models list --db sqlite:///typo.db`` printed an empty table with exit 0 and left a
     new 94 kB database behind; only ``models register`` may start a registry."""
     typo = tmp_path / "typo.db"
-    res = runner.invoke(app, [*command, "--db", f"sqlite:///{typo}", "--model-dir", str(tmp_path / "m")])
+    res = runner.invoke(app, [*command, "--db", f"{scheme}:///{typo}", "--model-dir", str(tmp_path / "m")])
     assert res.exit_code == 66, res.output
     assert_one_line(res.stderr, "typo.db does not exist")
     assert not typo.exists()
+
+
+def test_models_list_on_an_existing_database_without_a_registry_is_an_empty_list(tmp_path: Path) -> None:
+    """An existing file (a worker's database before any model was registered, or an empty
+    one) still gets the registry's tables, as before: an empty list, exit 0."""
+    (tmp_path / "worker.db").touch()
+    res = runner.invoke(app, ["models", "list", "--db", f"sqlite:///{tmp_path / 'worker.db'}"])
+    assert res.exit_code == 0, res.output
+    assert "version" in res.output and res.stderr == ""
