@@ -28,6 +28,7 @@ else is a bug and fails loudly.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -176,7 +177,8 @@ def check_field_types(cls: type, data: object, what: str) -> dict[str, Any]:
     For configurations read from JSON (a file, an environment variable): ``data`` must be a
     mapping of ``cls``'s field names, and each field declared ``int``, ``float``, ``str`` or
     ``bool`` (or one of these ``| None``) must hold that type (``True`` is no number, ``1.5``
-    no ``int``); other fields are left to ``cls``. The message names ``what`` and the field.
+    no ``int``; a whole ``2e4`` is read as the ``int`` 20000 and ``0``/``1`` as a ``bool``, as
+    JSON writes them); other fields are left to ``cls``. The message names ``what`` and the field.
 
     >>> from dataclasses import dataclass
     >>> @dataclass
@@ -192,16 +194,21 @@ def check_field_types(cls: type, data: object, what: str) -> dict[str, Any]:
     """
     from dataclasses import fields
 
-    if not isinstance(data, dict):
+    if not isinstance(data, Mapping):
         raise ConfigError(f"{what} must be a JSON object of its fields, got {type(data).__name__}")
     known = {f.name: str(f.type) for f in fields(cls)}
     unknown = set(data) - set(known)
     if unknown:
         raise ConfigError(f"unknown {what} keys: {sorted(map(str, unknown))}")
+    out = dict(data)
     for name, value in data.items():
         kind = known[name].removesuffix(" | None")
         if kind not in _PLAIN or (value is None and known[name].endswith(" | None")):
             continue
+        if kind == "int" and isinstance(value, float) and value.is_integer():
+            out[name] = value = int(value)  # JSON's 2e4: a whole number, read as before
+        elif kind == "bool" and type(value) is int and value in (0, 1):
+            out[name] = value = bool(value)  # 0 / 1, read as before
         if not isinstance(value, _PLAIN[kind]) or (kind != "bool" and isinstance(value, bool)):
             raise ConfigError(f"{what}: {name} must be {kind}, got {value!r:.40}")
-    return dict(data)
+    return out

@@ -60,6 +60,7 @@ from forex_diffusion.errors import (
     ValidationError,
     check_field_types,
 )
+from forex_diffusion.forecast.batching import SAMPLES_MAX, SAMPLES_MIN, STEPS_MAX
 from forex_diffusion.quality.evaluation import summarize_forecasts
 from forex_diffusion.quality.trigger import RetrainRequest
 from forex_diffusion.reports.backtest import BacktestConfig, backtest
@@ -180,6 +181,10 @@ class JobConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.warmup_candles < 0 or self.keep_last < 0 or self.audit_window_ms < 0 or self.shadow_forecasts < 0:
             raise ConfigError("warmup_candles, keep_last, audit_window_ms and shadow_forecasts must be >= 0")
+        if self.eval_samples is not None and not SAMPLES_MIN <= self.eval_samples <= SAMPLES_MAX:
+            raise ConfigError(f"eval_samples must be in {SAMPLES_MIN}..{SAMPLES_MAX}, got {self.eval_samples}")
+        if self.eval_steps is not None and not 1 <= self.eval_steps <= STEPS_MAX:
+            raise ConfigError(f"eval_steps must be in 1..{STEPS_MAX}, got {self.eval_steps}")
         if self.holdout_candles <= self.horizon:
             raise ConfigError(f"holdout_candles {self.holdout_candles} must exceed the horizon {self.horizon}")
 
@@ -209,9 +214,9 @@ class JobConfig:
         """Inverse of :meth:`to_dict`; unknown keys and values of the wrong type (a JSON file or
         ``FOREXD_RETRAIN_JOB_CONFIG`` written by hand) raise ``ConfigError``."""
         d: dict[str, Any] = check_field_types(cls, data, "JobConfig")
-        if not isinstance(d.get("train", {}), dict):
+        if not isinstance(d.get("train", {}), Mapping):
             raise ConfigError(f"JobConfig: train must be a JSON object of TrainConfig fields, got {d['train']!r:.40}")
-        if "policy" in d:
+        if "policy" in d and not isinstance(d["policy"], PromotionPolicy):
             d["policy"] = PromotionPolicy.from_dict(d["policy"])
         return cls(**d)
 

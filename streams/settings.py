@@ -289,7 +289,7 @@ class Settings:
             if isinstance(data, dict) and "shadow_forecasts" not in data:
                 data = {**data, "shadow_forecasts": self.shadow_forecasts}
             return JobConfig.from_dict(data)
-        except (json.JSONDecodeError, ConfigError) as exc:
+        except (json.JSONDecodeError, RecursionError, ConfigError) as exc:  # RecursionError: nested too deep
             raise SettingsError(f"FOREXD_RETRAIN_JOB_CONFIG: {exc} (a JSON object of JobConfig fields)") from None
 
     def check_device(self) -> None:

@@ -48,6 +48,7 @@ from forex_diffusion.diffusion.model import DiffusionModel, ModelConfig
 from forex_diffusion.diffusion.noise import ScheduleConfig
 from forex_diffusion.diffusion.predictor import antithetic_noise, resolve_device
 from forex_diffusion.errors import ConfigError, ModelError, check_field_types
+from forex_diffusion.forecast.batching import SAMPLES_MAX, SAMPLES_MIN, STEPS_MAX
 from forex_diffusion.instruments import series_symbol, symbol_set_key
 from forex_diffusion.quality.evaluation import (
     QUANTILE_LEVELS,
@@ -197,10 +198,12 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be at most {most}, got {getattr(self, name)}")
         if self.context.window > _MAX_WINDOW:
             raise ConfigError(f"window must be at most {_MAX_WINDOW}, got {self.context.window}")
-        if self.samples < 2 or self.val_samples < 2:
-            raise ConfigError("samples and val_samples must be >= 2")
-        if self.sample_steps > self.schedule.steps:
-            raise ConfigError(f"sample_steps {self.sample_steps} > schedule steps {self.schedule.steps}")
+        if not (SAMPLES_MIN <= self.samples <= SAMPLES_MAX and SAMPLES_MIN <= self.val_samples <= SAMPLES_MAX):
+            raise ConfigError(f"samples and val_samples must be in {SAMPLES_MIN}..{SAMPLES_MAX}")
+        if not 1 <= self.sample_steps <= min(STEPS_MAX, self.schedule.steps):  # a model must forecast with its defaults
+            raise ConfigError(
+                f"sample_steps must be in 1..{min(STEPS_MAX, self.schedule.steps)}, got {self.sample_steps}"
+            )
         if not self.max_minutes > 0:
             raise ConfigError(f"max_minutes must be > 0, got {self.max_minutes}")
         if not (self.lr > 0 and self.weight_decay >= 0):

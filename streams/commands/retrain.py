@@ -185,7 +185,7 @@ def _run_local(
 
     try:
         data: dict[str, Any] = json.loads(config.read_text(encoding="utf-8")) if config else {}
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise DataFormatError(f"--config {config} is not JSON ({exc}): fix the file (JobConfig.to_dict form)") from exc
     if not isinstance(data, dict):
         raise DataFormatError(

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -83,13 +84,47 @@ def test_the_refusal_names_the_field(data: Any, says: str) -> None:
         JobConfig.from_dict(data)
 
 
+def test_what_earlier_versions_accepted_is_still_read_the_same() -> None:
+    """JSON writes whole numbers as ``2e4`` and flags as ``0``/``1``: such files and variables
+    were accepted before the types were checked, and are read as the same values."""
+    job = JobConfig.from_dict(
+        MappingProxyType({"train": {"max_steps": 2e4, "compile": 0}, "audit_window_ms": 6.048e8, "horizon": 24.0})
+    )
+    assert (job.train["max_steps"], job.train["compile"], job.audit_window_ms, job.horizon) == (
+        20000,
+        False,
+        604800000,
+        24,
+    )
+    assert type(job.train["max_steps"]) is int and type(job.audit_window_ms) is int
+    assert JobConfig.from_dict({"policy": PromotionPolicy()}).policy == PromotionPolicy()
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        ({"train": {"samples": 20000}}, "samples and val_samples must be in 2..10000"),
+        ({"train": {"sample_steps": 201}}, "sample_steps must be in 1..200"),
+        ({"eval_samples": 20000}, "eval_samples must be in 2..10000"),
+        ({"eval_steps": 5000}, "eval_steps must be in 1..1000"),
+    ],
+)
+def test_a_sampling_budget_no_forecast_could_use_is_refused_before_training(data: dict[str, Any], says: str) -> None:
+    """A model trained with default samples or steps outside the forecaster's bounds would be
+    registered and promoted, then fail every live forecast."""
+    with pytest.raises(ConfigError, match=says):
+        JobConfig.from_dict(data)
+
+
 def _forexd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("FOREXD_")} | env
     cmd = [str(FOREXD)] if FOREXD.exists() else [sys.executable, "-m", "streams.cli"]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, env=full, timeout=240)
 
 
-@pytest.mark.parametrize("value", ["[1]", '{"horizon": "x"}', "nope", '{"train": {"lr": "x"}}'])
+@pytest.mark.parametrize(
+    "value", ["[1]", '{"horizon": "x"}', "nope", '{"train": {"lr": "x"}}', "[" * 5000 + "]" * 5000]
+)
 def test_a_retrain_worker_refuses_a_malformed_job_config_before_starting(value: str) -> None:
     res = _forexd("worker", "--role", "retrain", env={"FOREXD_RETRAIN_JOB_CONFIG": value})
     assert res.returncode == 78, res.stderr
@@ -97,7 +132,10 @@ def test_a_retrain_worker_refuses_a_malformed_job_config_before_starting(value: 
     assert len(lines) == 1 and lines[0].startswith("error: FOREXD_RETRAIN_JOB_CONFIG"), res.stderr
 
 
-@pytest.mark.parametrize(("content", "says"), [(b"[1, 2]", "JSON list"), (b"\xff\xfe{}", "is not JSON")])
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [(b"[1, 2]", "JSON list"), (b"\xff\xfe{}", "is not JSON"), (b"[" * 5000 + b"]" * 5000, "is not JSON")],
+)
 def test_retrain_with_a_config_file_that_is_no_json_object_exits_65(content: bytes, says: str, tmp_path: Path) -> None:
     cfg = tmp_path / "job.json"
     cfg.write_bytes(content)
