@@ -1253,9 +1253,19 @@ def write_schemas(directory: str | Path) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m forex_diffusion.wire [DIR]``: write the JSON Schemas (default ``docs/schemas``)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    for p in write_schemas(args[0] if args else "docs/schemas"):
+    """``python -m forex_diffusion.wire [DIR]``: write the JSON Schemas (default ``docs/schemas``).
+
+    ``--help`` (or ``-h``) prints the usage; any other option, or more than one folder, is a
+    usage error (exit 2) -- never a folder named after it.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m forex_diffusion.wire", description="Write the JSON Schemas of the topics' records."
+    )
+    parser.add_argument("dir", nargs="?", default="docs/schemas", help="output folder (default: docs/schemas)")
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    for p in write_schemas(args.dir):
         sys.stdout.write(f"{p}\n")
     return 0
 

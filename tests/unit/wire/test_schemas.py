@@ -305,3 +305,17 @@ def test_decode_retrain_request_refuses_ids_outside_the_agreed_format() -> None:
 def test_python_m_wire_writes_the_schemas(tmp_path: Path) -> None:
     assert wire.main([str(tmp_path)]) == 0
     assert len(list(tmp_path.glob("*.schema.json"))) == len(wire.SCHEMAS)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--bogus"], ["a", "b"]])
+def test_python_m_wire_takes_no_option_for_a_folder(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m forex_diffusion.wire --help`` wrote the nine schemas into a folder named ``--help``."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as ei:
+        wire.main(args)
+    assert ei.value.code == (0 if args == ["--help"] else 2)
+    shown = capsys.readouterr()
+    assert "usage: python -m forex_diffusion.wire" in shown.out + shown.err
+    assert list(tmp_path.iterdir()) == []
