@@ -103,6 +103,7 @@ def create_app(settings: Settings, *, roles: tuple[str, ...] = ("ticks",), metri
             acks=name not in checkpointed,
         )
         for name in ("ticks", "candles", "indicators", "forecasts", "drift", "models", "deadletter")
+        + (("forecasts.paths",) if settings.paths else ())  # issue 16: each forecast's sample paths
     }
     topics["retrain.requests"] = app.topic(
         settings.topic("retrain.requests"), key_type=bytes, value_type=bytes, partitions=settings.partitions

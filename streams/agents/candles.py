@@ -18,7 +18,7 @@ from forex_diffusion.ingest.candle_gate import CandleGate
 from ..consumer import SeriesAgent
 from ..shadow_lane import ShadowLane
 from .candle_step import Due, finish_batch, persisted, process
-from .forecasts import forecast_batch, paths_topic
+from .forecasts import forecast_batch
 from .models import forecaster_config, model_book, register_models
 from .warm import warm_batch
 
@@ -71,7 +71,6 @@ class CandleAgent(SeriesAgent):
                 await self.handle_batch([e.message for e in events])
 
         self.agent = candles
-        paths_topic(self.rt)
 
         register_models(self)  # fx.models: outcomes finish requests, the model book follows
         self.consumer.register(app, timer_s=self.rt.settings.snapshot_interval_s)

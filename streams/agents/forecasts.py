@@ -1,11 +1,7 @@
-"""The candle agent's forecasts of a batch.
-
-The due requests of a batch go to their models in ONE sampling call per model, in an
-executor so the event loop never blocks, at the batch's budget
-(:mod:`forex_diffusion.forecast.batching`: the reduced one while the worker is behind).
-With ``FOREXD_PATHS`` on, each forecast's first sample paths follow it on
-``fx.forecasts.paths``, in the same checkpoint.
-"""
+"""The candle agent's forecasts of a batch: the due requests go to their models in ONE sampling call per model,
+in an executor so the event loop never blocks, at the batch's budget (:mod:`forex_diffusion.forecast.batching`:
+the reduced one while the worker is behind). With ``FOREXD_PATHS`` on, each forecast's first sample paths
+follow it on ``fx.forecasts.paths``, in the same checkpoint."""
 
 from __future__ import annotations
 
@@ -26,10 +22,9 @@ from .models import serving_models
 if TYPE_CHECKING:
     from forex_diffusion.diffusion.predictor import Forecast
 
-    from ..app import Runtime
     from .candles import CandleAgent
 
-__all__ = ["forecast_batch", "paths_topic"]
+__all__ = ["forecast_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +41,8 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
         degrade_batch=s.forecast_degrade_batch,
     )
     due = [d for d in outcomes if d[1].due]
-    # ``held(p)``: still this worker's by the batch's assignment. A partition revoked (or fenced)
-    # while the batch awaited its forecasts has no forecasters of it here any more, or restored
-    # ones of another assignment; its next owner forecasts those candles.
+    # ``held(p)``: still this worker's by the batch's assignment. A partition revoked (or fenced) while the batch
+    # awaited its forecasts has no forecasters of it here, or another assignment's; its next owner forecasts them.
     held = agent.consumer.current
     models = await serving_models(agent, {(o.candle.symbol, o.candle.timeframe) for _, o, _ in due})
     for pred, group in group_by_model(due, lambda d: models[d[1].candle.symbol, d[1].candle.timeframe]):
@@ -106,9 +100,8 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
 
 
 def _sendable(agent: CandleAgent, value: bytes, fc: Forecast) -> bytes | None:
-    """``value``, or None (an internal error, logged) when it is larger than a Kafka message
-    may be: sent, it would fail every checkpoint of its partition and stop the stream. The
-    forecast is still stored and scored (a horizon of about 1,600 steps or more does this)."""
+    """``value``, or None (an internal error, logged) when it is over a Kafka message (from a horizon of about
+    1,600 steps): sent, it would fail every checkpoint of its partition. The forecast is still stored and scored."""
     if len(value) <= RECORD_BYTES_MAX:
         return value
     exc = ValidationError(RejectReason.OVERSIZE, f"fx.forecasts record of {len(value):,} bytes > {RECORD_BYTES_MAX:,}")
@@ -124,12 +117,3 @@ def _paths_record(agent: CandleAgent, fc: Forecast, sigma: float, n: int) -> byt
     except ValidationError as exc:
         agent.contain.internal("forecast.paths_unencodable", exc, symbol=fc.symbol, model=fc.model_version)
         return None
-
-
-def paths_topic(rt: Runtime) -> None:
-    """Declare ``fx.forecasts.paths`` when ``FOREXD_PATHS`` is on (issue 16: each forecast's sample paths)."""
-    st = rt.settings
-    if st.paths and "forecasts.paths" not in rt.topics:
-        rt.topics["forecasts.paths"] = rt.app.topic(
-            st.topic("forecasts.paths"), key_type=bytes, value_type=bytes, partitions=st.partitions
-        )
