@@ -16,6 +16,7 @@ Prints
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 import time
@@ -124,13 +125,14 @@ def bench_learners(candles: list[Candle]) -> None:
         for i, (f, v) in enumerate(rows):
             if not f or not v > 0:
                 continue  # the learner set skips candles without features or volatility too
+            # river types its rows dict[Hashable, Any], which dict[str, float] is not (dict is invariant)
             for h, (reg, clf) in models.items():
-                reg.predict_one(f)
-                clf.predict_proba_one(f)
+                reg.predict_one(f)  # type: ignore[arg-type]
+                clf.predict_proba_one(f)  # type: ignore[arg-type]
                 if i >= h and rows[i - h][0]:
                     x = rows[i - h][0]
-                    reg.learn_one(x, 0.1)
-                    clf.learn_one(x, True)
+                    reg.learn_one(x, 0.1)  # type: ignore[arg-type]
+                    clf.learn_one(x, True)  # type: ignore[arg-type]
         return len(rows)
 
     def features_only() -> int:
@@ -158,7 +160,8 @@ def bench_detectors(values: list[float]) -> None:
         return run
 
     pairs = [
-        ("ADWIN (clock=8)", lambda: AdwinDetector(clock=8), lambda: river_drift.ADWIN(clock=8)),
+        # river leaves ADWIN.__init__ unannotated
+        ("ADWIN (clock=8)", lambda: AdwinDetector(clock=8), lambda: river_drift.ADWIN(clock=8)),  # type: ignore[no-untyped-call]
         ("Page-Hinkley", lambda: PageHinkleyDetector(), lambda: river_drift.PageHinkley(mode="up")),
     ]
     print("== detectors: per update, |scaled return| stream of real EUR/USD 1h ==")
@@ -237,7 +240,9 @@ def _regime_run(seed: int, kind: str, n: int, change: int) -> list[tuple[int, Dr
 def regimes() -> None:
     print("== synthetic regimes (sigma 1e-3/candle, change at candle 2000 of 3000) ==")
     for kind, label in (("vol", "volatility x3"), ("flip", "drift +0.2σ → -0.2σ")):
-        delays, first_by, pre = [], Counter(), 0
+        delays: list[int] = []
+        first_by: Counter[str] = Counter()
+        pre = 0
         for seed in range(10):
             evs = _regime_run(seed, kind, 3000, 2000)
             pre += sum(1 for i, _ in evs if i < 2000)
@@ -314,7 +319,8 @@ def real_rates(frame: pd.DataFrame) -> None:
             ("no cooldown", TriggerPolicy(cooldown_ms=0, request_ttl_ms=DAY)),
             ("no debounce, no cooldown", TriggerPolicy(min_detectors=1, cooldown_ms=0, request_ttl_ms=DAY)),
         ):
-            state, made, reasons = TriggerState(), [], Counter()
+            state, made = TriggerState(), []
+            reasons: Counter[str] = Counter()
             for now, evs in batches:
                 for rid, at in list(state.open_requests.values()):
                     if now - at > DAY:  # the retrain job finished within a day
@@ -336,11 +342,27 @@ def real_rates(frame: pd.DataFrame) -> None:
                 )
 
 
+def build_parser() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(
+        description=(
+            "Online learners and drift detectors on real hourly EUR/USD 2007-2017: cost per candle of "
+            "OnlineLearnerSet.step beside river's own pipelines, cost per update of each detector "
+            "wrapper beside the bare river detector, detection delays and false alarms on synthetic "
+            "regimes, and drift events and retrain requests per year (about a minute on 2 cores)."
+        ),
+        epilog=(
+            "Prints 'ratio ours/river' for the learners and 'ratio' per detector: our time over "
+            "river's (1.0: no overhead). Takes no arguments."
+        ),
+    )
+
+
 def main() -> None:
+    ap = build_parser()
+    ap.parse_args()
     t0 = time.perf_counter()
     if not H1_FILE.exists():
-        print(f"real FX data not found at {H1_FILE}; the benchmark needs ../shared/data")
-        raise SystemExit(2)
+        ap.error(f"real FX data not found at {H1_FILE}; the benchmark needs ../shared/data")
     frame = read_candles(H1_FILE, symbol="EURUSD", price="mid").frame
     closes = frame.close.tolist()
     bench_learners(frame_candles(frame.iloc[:8000], "EURUSD", "1h"))
