@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _cli import optional_count  # bench/ is first on sys.path when a script runs
+
 from forex_diffusion.bundled import SAMPLE_TICKS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,17 +139,6 @@ async def raw_consume(bootstrap: str, topic: str, n: int) -> float:
     return time.perf_counter() - t0
 
 
-def positive_int(text: str) -> int:
-    """``argparse`` type: an integer of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         description=(
@@ -162,14 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
             "(above 1: the tick agent is faster); target >= 1.0."
         ),
     )
-    ap.add_argument(
-        "n",
-        nargs="?",
-        type=positive_int,
-        default=100_000,
-        metavar="N",
-        help="ticks to publish and consume (default: 100000)",
-    )
+    optional_count(ap, "n", default=100_000, metavar="N", help="ticks to publish and consume (default: 100000)")
     return ap
 
 

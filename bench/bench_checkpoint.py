@@ -37,6 +37,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from _cli import optional_count  # bench/ is first on sys.path when a script runs
 from faust.types import TP
 
 from forex_diffusion.bundled import SAMPLE_TICKS
@@ -201,17 +202,6 @@ def report(title: str, before: dict[str, float], after: dict[str, float]) -> flo
     return after["bytes_per_s"] / before["bytes_per_s"]
 
 
-def positive_int(text: str) -> int:
-    """``argparse`` type: an integer of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         description=(
@@ -225,18 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
             "after/before of both consumers <= 1/6 (PASS or FAIL)."
         ),
     )
-    ap.add_argument(
-        "seconds",
-        nargs="?",
-        type=positive_int,
-        default=30,
-        metavar="SECONDS",
-        help="simulated seconds, one checkpoint each (default: 30)",
+    optional_count(
+        ap, "seconds", default=30, metavar="SECONDS", help="simulated seconds, one checkpoint each (default: 30)"
     )
-    ap.add_argument(
+    optional_count(
+        ap,
         "per_second",
-        nargs="?",
-        type=positive_int,
         default=20,
         metavar="TICKS_PER_SECOND",
         help="EUR/USD ticks fed to the tick consumer per second (default: 20)",

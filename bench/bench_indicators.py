@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _cli import optional_count  # bench/ is first on sys.path when a script runs
 
 from forex_diffusion.domain import Candle
 from forex_diffusion.indicators import Hurst, IndicatorBank, build_indicator, fused
@@ -142,17 +143,6 @@ def talipp_run(candles: list[Candle], full: bool) -> Callable[[], None]:
     return run
 
 
-def positive_int(text: str) -> int:
-    """``argparse`` type: an integer of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         description=(
@@ -167,18 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
             "the machine where talipp's set took 19 us. Without the data file it says so and exits 0."
         ),
     )
-    ap.add_argument(
+    optional_count(
+        ap,
         "n_bars",
-        nargs="?",
-        type=positive_int,
         default=15_000,
         metavar="N_BARS",
         help="candles to read from the start of the file (default: 15000)",
     )
-    ap.add_argument(
+    optional_count(
+        ap,
         "repeat",
-        nargs="?",
-        type=positive_int,
         default=REPEAT,
         metavar="REPEAT",
         help=f"runs of each measurement, the best kept (default: {REPEAT})",
