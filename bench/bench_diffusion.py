@@ -45,7 +45,7 @@ from forex_diffusion.diffusion import (
     train,
 )
 from forex_diffusion.diffusion.context import CALENDAR_DIM
-from forex_diffusion.domain import Candle
+from forex_diffusion.diffusion.inputs import frame_candles
 from forex_diffusion.ingest.readers import read_candles
 from forex_diffusion.quality.evaluation import ewma_random_walk_quantiles
 from forex_diffusion.timeframes import datetime_to_ms
@@ -76,19 +76,8 @@ def _requests(pred: Predictor, n: int) -> list[ForecastRequest]:
     frame = read_candles(HOURLY, symbol="EURUSD", price="mid").frame.iloc[-(n + 400) :]
     ctx: SeriesContext = pred.new_context("EURUSD", "1h")
     out = []
-    for k, (t, o, h, lo, c) in enumerate(zip(frame.ts_ms, frame.open, frame.high, frame.low, frame.close, strict=True)):
-        ctx.update(
-            Candle(
-                symbol="EURUSD",
-                timeframe="1h",
-                open_ms=int(t),
-                close_ms=int(t) + 3_600_000,
-                open=o,
-                high=h,
-                low=lo,
-                close=c,
-            )
-        )
+    for k, candle in enumerate(frame_candles(frame, "EURUSD", "1h")):
+        ctx.update(candle)
         if k >= 400:
             req = ctx.request()
             assert req is not None
@@ -219,7 +208,7 @@ def _inputs_rows(names: str, pred: Predictor, reqs: list[ForecastRequest], reps:
     """
     import dataclasses
 
-    from forex_diffusion.diffusion.inputs import InputsBuilder, InputSpec, frame_candles
+    from forex_diffusion.diffusion.inputs import InputsBuilder, InputSpec
 
     spec = InputSpec.parse(names, "1h")
     e = len(spec.features)

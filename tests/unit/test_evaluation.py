@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import norm
 
 from forex_diffusion.diffusion import ContextSpec, SeriesContext
-from forex_diffusion.domain import Candle
+from forex_diffusion.diffusion.inputs import frame_candles
 from forex_diffusion.ingest.readers import read_candles
 from forex_diffusion.quality.evaluation import (
     QUANTILE_LEVELS,
@@ -89,19 +89,8 @@ def test_ewma_volatility_matches_the_series_context_on_real_hourly() -> None:
     spec = ContextSpec(window=8, warmup=24, ewma_lambda=0.94)
     ctx = SeriesContext(symbol="EURUSD", timeframe="1h", spec=spec)
     sig_ctx = []
-    for t, o, h, lo, c in zip(f.ts_ms, f.open, f.high, f.low, f.close, strict=True):
-        ctx.update(
-            Candle(
-                symbol="EURUSD",
-                timeframe="1h",
-                open_ms=int(t),
-                close_ms=int(t) + 3_600_000,
-                open=o,
-                high=h,
-                low=lo,
-                close=c,
-            )
-        )
+    for candle in frame_candles(f, "EURUSD", "1h"):
+        ctx.update(candle)
         sig_ctx.append(ctx.sigma)
     sig = ewma_volatility(np.diff(np.log(f.close.to_numpy())), lam=0.94, warmup=24)
     np.testing.assert_allclose(sig, sig_ctx[1:], rtol=1e-12)

@@ -13,6 +13,7 @@ from scipy.stats import norm
 from typer.testing import CliRunner
 
 from forex_diffusion.diffusion import ForecastRequest, Predictor
+from forex_diffusion.diffusion.inputs import frame_candles
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ConfigError, ValidationError
 from forex_diffusion.forecast.forecaster import forecast_record, rw_quantiles
@@ -174,19 +175,8 @@ def test_model_touch_probabilities_are_monotone_bounded_and_ordered_by_band(
 def _request(pred: Predictor, hourly: pd.DataFrame) -> ForecastRequest:
     f = hourly[hourly.ts_ms < parse_utc_date("2017-01-05")]
     ctx = pred.new_context("EURUSD", "1h")
-    for t, o, h, lo, c in zip(f.ts_ms, f.open, f.high, f.low, f.close, strict=True):
-        ctx.update(
-            Candle(
-                symbol="EURUSD",
-                timeframe="1h",
-                open_ms=int(t),
-                close_ms=int(t) + 3_600_000,
-                open=o,
-                high=h,
-                low=lo,
-                close=c,
-            )
-        )
+    for candle in frame_candles(f, "EURUSD", "1h"):
+        ctx.update(candle)
     req = ctx.request(int(f.ts_ms.iloc[-1]) + 3_600_000)
     assert req is not None
     return req

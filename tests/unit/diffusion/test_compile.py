@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from forex_diffusion.diffusion import Predictor, load_checkpoint, train
-from forex_diffusion.domain import Candle
+from forex_diffusion.diffusion.inputs import frame_candles
 
 from .conftest import tiny_config
 
@@ -42,19 +42,8 @@ def test_compiled_training_matches_eager_and_gives_a_loadable_model(hourly: pd.D
         np.testing.assert_allclose(s_comp[k].numpy(), v.numpy(), rtol=1e-3, atol=1e-5, err_msg=k)
     pred = Predictor.load(res.checkpoint)
     ctx = pred.new_context("EURUSD", "1h")
-    for t, o, h, lo, c in hourly[["ts_ms", "open", "high", "low", "close"]].iloc[:200].itertuples(index=False):
-        ctx.update(
-            Candle(
-                symbol="EURUSD",
-                timeframe="1h",
-                open_ms=int(t),
-                close_ms=int(t) + 3_600_000,
-                open=o,
-                high=h,
-                low=lo,
-                close=c,
-            )
-        )
+    for candle in frame_candles(hourly.iloc[:200], "EURUSD", "1h"):
+        ctx.update(candle)
     req = ctx.request()
     assert req is not None
     fc = pred.forecast([req], samples=40)[0]

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from forex_diffusion.diffusion import TrainConfig, TrainResult
+from forex_diffusion.diffusion.inputs import frame_candles
 from forex_diffusion.diffusion.training import train
 from forex_diffusion.errors import ConfigError, ModelError
 
@@ -74,7 +75,6 @@ def test_config_rejects_unknown_keys_and_bad_values() -> None:
 
 def test_extra_features_are_learned_and_then_required(hourly: pd.DataFrame, tmp_path: Path) -> None:
     from forex_diffusion.diffusion import Predictor
-    from forex_diffusion.domain import Candle
 
     # controlled cause: extras are a deterministic function of the time (the property is plumbing)
     extra = np.stack([np.sin(hourly.ts_ms.to_numpy() / 3.6e6), np.cos(hourly.ts_ms.to_numpy() / 3.6e6)], axis=1)
@@ -85,19 +85,8 @@ def test_extra_features_are_learned_and_then_required(hourly: pd.DataFrame, tmp_
     assert pred.extra_dim == 2 and res.manifest["extra_dim"] == 2
     ctx = pred.new_context("EURUSD", "1h")
     f = hourly.iloc[:100]
-    for t, o, h, lo, c in zip(f.ts_ms, f.open, f.high, f.low, f.close, strict=True):
-        ctx.update(
-            Candle(
-                symbol="EURUSD",
-                timeframe="1h",
-                open_ms=int(t),
-                close_ms=int(t) + 3_600_000,
-                open=o,
-                high=h,
-                low=lo,
-                close=c,
-            )
-        )
+    for candle in frame_candles(f, "EURUSD", "1h"):
+        ctx.update(candle)
     with pytest.raises(ModelError, match="extra features"):
         pred.forecast([ctx.request()])  # type: ignore[list-item]
     fc = pred.forecast([ctx.request(extra=extra[99])])[0]  # type: ignore[list-item]
