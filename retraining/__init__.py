@@ -13,8 +13,9 @@ True
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from forex_diffusion._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .job_queue import RetrainQueue
@@ -77,16 +78,6 @@ _EXPORTS = {
     "shadow_state": "shadow_verdict",
 }
 
-
-def __getattr__(name: str) -> object:
-    """Import the module that defines ``name`` on first use, and keep the name here."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+# ``__all__`` is spelled out above, beside the imports the type checker reads; the names
+# are the same as ``_EXPORTS``'s keys
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)[1:]

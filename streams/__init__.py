@@ -11,8 +11,9 @@ importing a module of the package starts nothing (no app, no loop, no connection
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from forex_diffusion._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .app import Runtime, create_app
@@ -31,16 +32,6 @@ _EXPORTS = {
     "Settings": "settings",
 }
 
-
-def __getattr__(name: str) -> object:
-    """Import the module that defines ``name`` on first use, and keep the name here."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+# ``__all__`` is spelled out above, beside the imports the type checker reads; the names
+# are the same as ``_EXPORTS``'s keys
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)[1:]
