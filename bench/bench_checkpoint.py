@@ -47,27 +47,14 @@ from forex_diffusion.forecast.forecaster import ForecasterConfig, SymbolForecast
 from forex_diffusion.forecast.warm_start import stream_key
 from forex_diffusion.ingest.pipeline import TickPipeline
 from forex_diffusion.ingest.readers import read_ticks
-from forex_diffusion.instruments import InstrumentRegistry
+from forex_diffusion.instruments import DEFAULT_INSTRUMENTS, InstrumentRegistry
 from forex_diffusion.offline import aggregate_ticks_file
 from forex_diffusion.storage import make_engine
 from streams.progress import PartitionProgress
 
 ROOT = Path(__file__).resolve().parents[1]
 TICKS = ROOT / "tests" / "data" / "lean" / "lean_fxcm_eurusd_ticks_2014-05-01_15.csv.gz"
-SYMBOLS = [
-    "EURUSD",
-    "GBPUSD",
-    "USDJPY",
-    "USDCHF",
-    "AUDUSD",
-    "USDCAD",
-    "NZDUSD",
-    "EURGBP",
-    "EURJPY",
-    "EURCHF",
-    "GBPJPY",
-    "AUDJPY",
-]
+SYMBOLS = [i.symbol for i in DEFAULT_INSTRUMENTS]
 WARM = 20_000  # ticks per series before the checkpoints start (about 3 hours of EUR/USD)
 WARM_CANDLES = 1_200  # candles per series before the checkpoints start (1m and 5m)
 
