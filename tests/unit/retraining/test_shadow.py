@@ -28,13 +28,13 @@ import asyncio
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import norm
 from typer.testing import CliRunner
 
 from forex_diffusion.diffusion import TrainResult
@@ -42,8 +42,7 @@ from forex_diffusion.diffusion.context import ContextSpec, ForecastRequest, Seri
 from forex_diffusion.diffusion.predictor import Forecast
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import RegistryError
-from forex_diffusion.forecast.forecaster import ForecasterConfig, SymbolForecaster
-from forex_diffusion.quality.evaluation import QUANTILE_LEVELS
+from forex_diffusion.forecast.forecaster import ForecasterConfig, RandomWalkPredictor, SymbolForecaster
 from forex_diffusion.quality.shadow import ShadowTracker
 from forex_diffusion.storage import make_engine, save_progress
 from forex_diffusion.storage.model_registry import ModelKey, get_aliases, read_shadow_scores
@@ -63,13 +62,12 @@ CHANGE = 900  # first candle of the new regime
 T0_MS = 1_577_836_800_000  # 2020-01-01, the first candle's open
 CHANGE_MS = T0_MS + CHANGE * 3_600_000
 REQUIRED = 48  # realised forecasts the shadow needs
-_Z = norm.ppf(np.asarray(QUANTILE_LEVELS))
 
 
 class Gaussian:
-    """A constructed predictor: Gaussian log-price quantiles with a constant volatility (``vol``;
-    ``vol_after`` from the change on) or ``mult`` x the request's EWMA volatility. Deterministic;
-    the interface the agent and the backtest use."""
+    """A constructed predictor: the Gaussian random walk in log price with a constant volatility
+    (``vol``; ``vol_after`` from the change on) or ``mult`` x the request's EWMA volatility.
+    Deterministic; the interface the agent and the backtest use."""
 
     inputs = None
     context_spec = None
@@ -91,29 +89,10 @@ class Gaussian:
     def forecast(
         self, requests: Sequence[ForecastRequest], *, steps: int | None = None, samples: int | None = None
     ) -> list[Forecast]:
-        h = np.sqrt(np.arange(1, self.horizon + 1, dtype=np.float64))
-        out = []
-        for r in requests:
-            s = self._vol(r) * h
-            q = r.last_close * np.exp(s[:, None] * _Z[None, :])
-            out.append(
-                Forecast(
-                    symbol=r.symbol,
-                    timeframe=r.timeframe,
-                    as_of_ms=r.as_of_ms,
-                    horizon=self.horizon,
-                    model_version=self.version,
-                    last_close=r.last_close,
-                    levels=tuple(QUANTILE_LEVELS),
-                    quantiles=q,
-                    mean=q[:, len(_Z) // 2],
-                    p_up=np.full(self.horizon, 0.5),
-                    steps=0,
-                    samples=0,
-                    latency_s=0.0,
-                )
-            )
-        return out
+        """The served random walk's forecasts (:class:`RandomWalkPredictor`) at this predictor's volatility."""
+        walk = RandomWalkPredictor(self.horizon)
+        forecasts = walk.forecast([replace(r, sigma=self._vol(r)) for r in requests])
+        return [replace(f, model_version=self.version) for f in forecasts]
 
 
 def regime_candles(n: int = CHANGE + 400, seed: int = 7) -> list[Candle]:
