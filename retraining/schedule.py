@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from forex_diffusion.errors import ConfigError
-from forex_diffusion.quality.trigger import RetrainRequest, request_id_for
+from forex_diffusion.quality.trigger import RetrainRequest
 from forex_diffusion.storage.model_registry import ModelKey
 
 __all__ = ["ScheduleEntry", "due_requests", "parse_interval"]
@@ -88,15 +88,6 @@ def due_requests(
         if last is not None and last >= slot:
             continue
         fired[k] = slot
-        out.append(
-            RetrainRequest(
-                request_id=request_id_for(e.key.symbol, e.key.timeframe, e.key.horizon, "schedule", slot),
-                symbol=e.key.symbol,
-                timeframe=e.key.timeframe,
-                horizon=e.key.horizon,
-                reason="schedule",
-                requested_at_ms=slot,
-                detail=f"every {e.every_ms} ms",
-            )
-        )
+        detail = f"every {e.every_ms} ms"
+        out.append(RetrainRequest.create(e.key.symbol, e.key.timeframe, e.key.horizon, "schedule", slot, detail=detail))
     return out, fired

@@ -94,6 +94,28 @@ class RetrainRequest:
         if self.reason not in _REASONS:
             raise ConfigError(f"retrain reason must be one of {_REASONS}, not {self.reason!r}")
 
+    @classmethod
+    def create(
+        cls,
+        symbol: str,
+        timeframe: str,
+        horizon: int | None,
+        reason: RetrainReason,
+        requested_at_ms: int,
+        *,
+        detail: str = "",
+    ) -> RetrainRequest:
+        """Return a new request whose id is :func:`request_id_for` its key, reason and time."""
+        return cls(
+            request_id=request_id_for(symbol, timeframe, horizon, reason, requested_at_ms),
+            symbol=symbol,
+            timeframe=timeframe,
+            horizon=horizon,
+            reason=reason,
+            requested_at_ms=requested_at_ms,
+            detail=detail,
+        )
+
     @property
     def key(self) -> str:
         """The model key."""
@@ -320,15 +342,7 @@ def decide(
         if rid is not None:
             blocked.append(f"{key} has open request {rid}")
             continue
-        req = RetrainRequest(
-            request_id=request_id_for(symbol, timeframe, h, "drift", now_ms),
-            symbol=symbol,
-            timeframe=timeframe,
-            horizon=h,
-            reason="drift",
-            requested_at_ms=now_ms,
-            detail=why,
-        )
+        req = RetrainRequest.create(symbol, timeframe, h, "drift", now_ms, detail=why)
         remaining = [s for s in kept if horizon_of(s.horizon) != h]
         opened = dict(state.open_requests)
         opened[key] = (req.request_id, now_ms)
@@ -361,15 +375,7 @@ def request(
     rid = _open_blocking(state, key, policy, now_ms)
     if rid is not None:
         return Decision(None, f"duplicate: {key} has open request {rid}"), state
-    req = RetrainRequest(
-        request_id=request_id_for(symbol, timeframe, h, reason, now_ms),
-        symbol=symbol,
-        timeframe=timeframe,
-        horizon=h,
-        reason=reason,
-        requested_at_ms=now_ms,
-        detail=detail,
-    )
+    req = RetrainRequest.create(symbol, timeframe, h, reason, now_ms, detail=detail)
     opened = dict(state.open_requests)
     opened[key] = (req.request_id, now_ms)
     return Decision(req, f"{reason}: {key}"), replace(state, open_requests=opened)

@@ -122,7 +122,7 @@ def retrain_command(
     FOREXD_TOPIC_PREFIX); with --wait it prints the matching fx.models outcome and exits
     the same way.
     """
-    from forex_diffusion.quality.trigger import RetrainRequest, request_id_for
+    from forex_diffusion.quality.trigger import RetrainRequest
 
     check_positive(threads, "--threads")
     check_positive(horizon, "--horizon")
@@ -139,15 +139,7 @@ def retrain_command(
     sym = InstrumentRegistry().normalise(symbol) or (symbol.upper() if symbol.isalpha() and len(symbol) == 6 else None)
     if sym is None:
         raise typer.BadParameter(f"--symbol {symbol!r} is no currency pair (e.g. EURUSD or EUR/USD)")
-    request = RetrainRequest(
-        request_id=request_id_for(sym, timeframe, horizon, "manual", now),
-        symbol=sym,
-        timeframe=timeframe,
-        horizon=horizon,
-        reason="manual",
-        requested_at_ms=now,
-        detail=reason,
-    )
+    request = RetrainRequest.create(sym, timeframe, horizon, "manual", now, detail=reason)
     if local:
         outcome = _run_local(
             request, settings, config=config, max_minutes=max_minutes, db=db, model_dir=model_dir, threads=threads
