@@ -9,26 +9,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.kafka import ensure_topics
+from streams.settings import Settings
 
 
 def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
-    async def go() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            existing = set(await admin.list_topics())
-            new = [NewTopic(n, partitions, 1) for n in names if n not in existing]
-            if new:
-                try:
-                    await admin.create_topics(new)
-                except TopicAlreadyExistsError:
-                    pass
-        finally:
-            await admin.close()
-
-    asyncio.run(go())
+    """Create the topics where missing, as the command-line tools do (:func:`streams.kafka.ensure_topics`)."""
+    asyncio.run(ensure_topics(Settings(broker_url=bootstrap, partitions=partitions), names))
 
 
 def publish(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]], partition_of: Any = None) -> int:

@@ -12,33 +12,15 @@ from forex_diffusion.offline import aggregate_ticks_file
 from forex_diffusion.storage import make_engine
 from forex_diffusion.storage.model_registry import ModelKey, get_aliases
 from forex_diffusion.wire import encode_candle
+from streams.demo import DEMO_JOB
 
 from .kafka_io import create_topics, publish, read_all
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres]
 TOPICS = ("ticks", "candles", "indicators", "deadletter", "forecasts", "drift", "models", "retrain.requests")
 DUR = {"1m": 1, "5m": 5, "1h": 60}
-TINY_JOB = {
-    "horizon": 12,
-    "train_candles": 600,
-    "holdout_candles": 120,
-    "warmup_candles": 48,
-    "eval_every": 4,
-    "eval_samples": 16,
-    "train": {
-        "max_steps": 60,
-        "max_minutes": 0.5,
-        "width": 32,
-        "cond_width": 32,
-        "blocks": 1,
-        "val_windows": 64,
-        "val_samples": 8,
-        "calib_windows": 128,
-        "test_windows": 128,
-        "eval_every": 20,
-        "batch_size": 128,
-    },
-}
+# the demo's small retrain job, at this test's horizon and with longer training and hold-out windows
+TINY_JOB = {**DEMO_JOB, "horizon": 12, "train_candles": 600, "holdout_candles": 120}
 
 
 def test_drift_request_is_trained_gated_and_swapped_in_without_a_gap(
