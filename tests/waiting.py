@@ -6,7 +6,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 
 class _Patience:
@@ -85,3 +85,38 @@ def log_progress(text: str) -> int:
     for :func:`wait_until` that grows while the worker starts, consumes and checkpoints, and
     stays still when it stalls (its periodic status lines then repeat word for word)."""
     return len({_LOG_STAMP.sub("", line, count=1) for line in text.splitlines()})
+
+
+class Logging(Protocol):
+    """Anything with a worker's log: a ``WorkerProcess`` of tests/conftest.py."""
+
+    def log(self) -> str: ...
+
+
+# The longest a working worker's log stays still: its start-up (imports, two or three seconds
+# on an idle machine), a group join held for half the 8 s session timeout, a killed member's
+# session running out; every other phase logs a status line every 5 s. Far above all of them,
+# and no bound on the whole wait, which the work's length and the machine's speed set.
+WORKER_STALL_S = 120.0
+
+
+def workers_progress(*workers: Logging) -> Callable[[], tuple[int, ...]]:
+    """A ``progress`` for :func:`wait_until`: the :func:`log_progress` of each worker."""
+    return lambda: tuple(log_progress(w.log()) for w in workers)
+
+
+def wait_for_workers(
+    pred: Callable[[], Any],
+    *workers: Logging,
+    what: str,
+    timeout: float = WORKER_STALL_S,
+    interval: float = 0.2,
+    progress: Callable[[], Any] | None = None,
+) -> Any:
+    """:func:`wait_until` ``pred`` becomes true through the work of ``workers`` (starting,
+    consuming, checkpointing): the wait fails only when none of their logs has had a new line
+    (nor ``progress``, another measure of the work, changed) for ``timeout`` seconds, however
+    long the work takes on a busy machine."""
+    logs = workers_progress(*workers)
+    both = logs if progress is None else lambda: (logs(), progress())
+    return wait_until(pred, timeout, interval, what, progress=both)

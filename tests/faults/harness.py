@@ -43,7 +43,7 @@ from forex_diffusion.wire import decode_candle, decode_tick, encode, encode_cand
 from streams.broker import EmbeddedBroker, free_port
 
 from ..integration.kafka_io import create_topics, read_all
-from ..waiting import wait_until
+from ..waiting import Logging, wait_for_workers, wait_until, workers_progress
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = SAMPLE_TICKS
@@ -393,14 +393,21 @@ class Generator:
         return self._thread is not None and self._thread.is_alive()
 
     def join(self, timeout_s: float = 120.0) -> int:
-        """Wait until every record is acknowledged; the number acknowledged so far in all."""
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            if self._thread.is_alive():
-                raise AssertionError(
-                    f"the generator did not finish within {timeout_s}s: "
-                    f"{len(self.acked)} acked, failures {self.failures[-3:]}"
+        """Wait until every record is acknowledged; the number acknowledged so far in all.
+        ``timeout_s`` is the longest time without a send acknowledged or failed, not a limit
+        on the whole: a busy machine publishes more slowly, a stalled generator fails."""
+        thread = self._thread
+        if thread is not None:
+            try:
+                wait_until(
+                    lambda: not thread.is_alive(),
+                    timeout_s,
+                    interval=0.05,
+                    what="the generator to finish (acked, failed sends)",
+                    progress=lambda: (len(self.acked), len(self.failures)),
                 )
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; last failures {self.failures[-3:]}") from None
         if self._error is not None:
             raise AssertionError(f"the generator failed: {self._error!r}") from self._error
         return len(self.acked)
@@ -709,6 +716,14 @@ def pause(pid_group: int, seconds: float) -> None:
 wait_for = wait_until  # harness name of the shared progress-following wait
 
 
+def wait_for_producer_reset(w: Any) -> None:
+    """Wait until worker ``w`` (wedged by the ``wedge_producer`` failpoint) has built a new
+    producer, through its start-up, its failing checkpoints and the reset: the limit is on a
+    stall of its log, not on the whole. It must still be running."""
+    wait_for_workers(lambda: "producer.reset failing_for=" in w.log() or not w.alive(), w, what="the producer reset")
+    assert w.alive(), "the wedged worker exited:\n" + w.log()[-3000:]
+
+
 # -- settling -----------------------------------------------------------------------------
 
 
@@ -720,35 +735,53 @@ def make_topics(bootstrap: str, env: dict[str, str]) -> None:
     create_topics(bootstrap, [f"{env['FOREXD_TOPIC_PREFIX']}fx.{t}" for t in TOPICS], int(env["FOREXD_PARTITIONS"]))
 
 
+def await_db(url: str, want: Sequence[Candle], *, timeout_s: float, workers: Sequence[Logging] = ()) -> float:
+    """Wait until the candles of the DB at ``url`` equal ``want``; the seconds it took.
+
+    ``timeout_s`` follows progress: it is the longest time the DB and the logs of ``workers``
+    (those doing the work: a worker just (re)started changes no row while it imports and joins
+    its group) may go without a change while the DB still differs (a busy machine converges
+    later, not never). It does not fail: the caller's check reports what differs."""
+    logs = workers_progress(*workers)
+    t0 = last_change = time.monotonic()
+    seen: Any = None
+    seen_logs = logs()
+    while time.monotonic() - last_change < timeout_s:
+        try:
+            now = db_candles(url)
+        except Exception:  # noqa: BLE001 - no DB yet, or unavailable while a fault heals
+            now = None
+        if now == want:
+            break
+        if now is not None and now != seen:
+            seen, last_change = now, time.monotonic()
+        if (lines := logs()) != seen_logs:
+            seen_logs, last_change = lines, time.monotonic()
+        time.sleep(0.5)
+    return time.monotonic() - t0
+
+
 def settle(
-    bootstrap: str, env: dict[str, str], *, timeout_s: float = 90.0, published: int | None = None
+    bootstrap: str,
+    env: dict[str, str],
+    *,
+    timeout_s: float = 90.0,
+    published: int | None = None,
+    workers: Sequence[Logging] = (),
 ) -> tuple[Report, float]:
     """Fold the ticks topic into the oracle, wait until the DB equals it (or stalls ``timeout_s``),
     then check every invariant. Returns the report and the seconds it took to converge.
 
     ``published`` (the number of records on the ticks topic, when the test knows it) makes
     the oracle wait for all of them instead of stopping at the first second of silence.
+    ``workers`` (those doing the work) count as progress too (:func:`await_db`).
     """
     prefix = env["FOREXD_TOPIC_PREFIX"]
     url = sqlite_url(env)
     ticks = read_all(bootstrap, f"{prefix}fx.ticks", idle_s=1.0, timeout_s=60, expect=published)
     assert published is None or len(ticks) >= published, f"oracle read {len(ticks)} of {published} ticks"
     oracle = fold(ticks)
-    # ``timeout_s`` follows progress: it is the longest time the DB may go without a change
-    # while it still differs from the oracle (a busy machine converges later, not never).
-    t0 = last_change = time.monotonic()
-    seen: Any = None
-    while time.monotonic() - last_change < timeout_s:
-        try:
-            now = db_candles(url)
-        except Exception:  # noqa: BLE001 - the DB may be unavailable while a fault heals
-            now = None
-        if now == oracle.candles:
-            break
-        if now is not None and now != seen:
-            seen, last_change = now, time.monotonic()
-        time.sleep(0.5)
-    converged = time.monotonic() - t0
+    converged = await_db(url, oracle.candles, timeout_s=timeout_s, workers=workers)
     candles = read_all(
         bootstrap,
         f"{prefix}fx.candles",

@@ -17,7 +17,6 @@ import asyncio
 import json
 import random
 import re
-import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,10 +27,12 @@ from forex_diffusion.ingest.validation import ValidationConfig
 from forex_diffusion.wire import encode
 
 from ..integration.kafka_io import read_all
+from ..waiting import Logging
 from .harness import (
     Oracle,
     Record,
     Report,
+    await_db,
     by_symbol,
     check,
     db_candles,
@@ -255,16 +256,19 @@ def expected_refusals(ticks: Sequence[Any], late_ids: set[str]) -> dict[tuple[in
     return out
 
 
-def converge(bootstrap: str, env: dict[str, str], oracle: Oracle, *, timeout_s: float = 90.0) -> tuple[Report, float]:
-    """Wait until the worker's DB equals ``oracle``'s candles (or ``timeout_s``), then check
-    I1, I2, I5 and the dead letters (I11) against it. The seconds it took to converge."""
+def converge(
+    bootstrap: str,
+    env: dict[str, str],
+    oracle: Oracle,
+    *,
+    timeout_s: float = 90.0,
+    workers: Sequence[Logging] = (),
+) -> tuple[Report, float]:
+    """Wait until the worker's DB equals ``oracle``'s candles (or neither it nor the logs of
+    ``workers`` changed for ``timeout_s``: :func:`await_db`), then check I1, I2, I5 and the dead
+    letters (I11) against it. The seconds it took to converge."""
     url, prefix = sqlite_url(env), env["FOREXD_TOPIC_PREFIX"]
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout_s:
-        if safe_db(url) == oracle.candles:
-            break
-        time.sleep(0.5)
-    converged = time.monotonic() - t0
+    converged = await_db(url, oracle.candles, timeout_s=timeout_s, workers=workers)
     candles = read_all(
         bootstrap,
         f"{prefix}fx.candles",

@@ -18,6 +18,7 @@ import pytest
 from streams.broker import EmbeddedBroker
 
 from ..integration.kafka_io import publish, read_all
+from ..waiting import wait_for_workers
 from .harness import (
     RESUME_BUDGET_S,
     Generator,
@@ -34,7 +35,6 @@ from .harness import (
     sqlite_url,
     tick_records,
     unexpected_errors,
-    wait_for,
 )
 
 pytestmark = pytest.mark.broker
@@ -66,14 +66,15 @@ def test_durable_broker_stopped_mid_burst_and_restarted_worker_ends_equal_to_ora
     t0 = int(bursts[0][200][1].split(b'"ts":')[1].split(b",")[0])
     records = interleave(bursts[0], bad_records(t0)) + bursts[1]
     w = spawn_worker(env, role="ticks", name=f"durable-{signal.Signals(sig).name.lower()}")
-    wait_for(lambda: "Worker]: Ready" in w.log(), 240, interval=0.2, what="worker ready")
+    wait_for_workers(lambda: "Worker]: Ready" in w.log(), w, what="worker ready")
     pid = w.proc.pid
     gen = Generator(boot, topic, batch=50, interval_s=0.1).start(records)
-    wait_for(
+    wait_for_workers(
         lambda: _count(url) > 0 and len(gen.acked) >= len(records) // 3,
-        240,
-        interval=0.1,
+        w,
         what="a checkpoint mid-burst",
+        interval=0.1,
+        progress=lambda: len(gen.acked),
     )
     at_fault = len(gen.acked)
     back = bounce(durable_broker, sig, down_s=5.0)
@@ -83,7 +84,7 @@ def test_durable_broker_stopped_mid_burst_and_restarted_worker_ends_equal_to_ora
     gen.start(bursts[2])
     resume_s = resumed_after(gen, url, topic, back)
     n = gen.join(120)
-    report, converged = settle(boot, env, published=n)
+    report, converged = settle(boot, env, published=n, workers=[w])
     ticks = read_all(boot, topic, expect=n, timeout_s=60)
     missing = acked_but_missing(gen.acked, ticks)
     errors = unexpected_errors(w.log())
@@ -113,13 +114,13 @@ def test_broker_paused_then_resumed_worker_drains_to_oracle(
     make_topics(boot, env)
     publish(boot, f"{env['FOREXD_TOPIC_PREFIX']}fx.ticks", tick_records(6_000))
     w = spawn_worker(env, role="ticks", name="broker-pause")
-    wait_for(lambda: _count(sqlite_url(env)) > 0, 240, interval=0.1, what="first checkpoint")
+    wait_for_workers(lambda: _count(sqlite_url(env)) > 0, w, what="first checkpoint", interval=0.1)
     own_broker.signal(signal.SIGSTOP)
     try:
         time.sleep(10)
     finally:
         own_broker.signal(signal.SIGCONT)
-    report, converged = settle(boot, env)
+    report, converged = settle(boot, env, workers=[w])
     print(f"broker pause: converged {converged:.1f}s after SIGCONT; {report.summary()}")
     assert w.alive(), w.log()[-3000:]
     assert not report.violations, report.summary() + "\n" + w.log()[-3000:]

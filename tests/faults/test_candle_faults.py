@@ -57,6 +57,7 @@ from forex_diffusion.online import snapshot as state_signing
 from streams.broker import EmbeddedBroker
 
 from ..integration.kafka_io import publish, read_all
+from ..waiting import wait_for_workers
 from .group_drivers import Feed, Incarnation, Supervisor, storm
 from .harness import (
     CandleOracle,
@@ -78,7 +79,7 @@ from .harness import (
     plain,
     record_differences,
     unexpected_errors,
-    wait_for,
+    wait_for_producer_reset,
 )
 from .network import CheckpointWatch, group_churn, via, worker_starts
 from .proxy import FaultProxy
@@ -160,22 +161,25 @@ class Case:
             return {}
 
     def wait_first_checkpoint(self, *workers: Any) -> None:
-        wait_for(
+        """Wait for the first checkpoint (or a worker's exit) while the workers start and consume."""
+        wait_for_workers(
             lambda: any(off >= 0 for off in self.checkpoint().values()) or not all(w.alive() for w in workers),
-            240,
-            interval=0.1,
+            *workers,
             what="the first checkpoint",
+            interval=0.1,
         )
 
     def settle(self, *workers: Any) -> float:
-        """Wait until the checkpoint covers every published candle; the seconds it took."""
+        """Wait until the checkpoint covers every published candle; the seconds it took. The
+        limit is on a stall of both the checkpoint and the workers' logs (a worker just started
+        checkpoints nothing new while it imports and joins its group)."""
         t0 = time.monotonic()
         end = {p: n - 1 for p, n in self.published.items()}
-        wait_for(
+        wait_for_workers(
             lambda: self.checkpoint() == end,
-            120,
-            interval=0.2,
+            *workers,
             what=f"a checkpoint at {end}",
+            timeout=120,
             progress=self.checkpoint,
         )
         for w in workers:
@@ -347,12 +351,13 @@ def test_candle_worker_crash_at_failpoint_restarts_to_the_oracle(failpoint: str,
     case.publish(second)
     if failpoint.startswith("pause_before_checkpoint_write"):
         assert w.proc is not None
-        wait_for(lambda: _stopped(w.proc.pid), 120, interval=0.1, what="the worker stopped at its checkpoint")
+        wait_for_workers(lambda: _stopped(w.proc.pid), w, what="the worker stopped at its checkpoint", interval=0.1)
         at_fault = case.checkpoint()
         w.kill(signal.SIGKILL)
         assert w.wait(30) is not None
     else:
-        rc = w.wait(120)
+        wait_for_workers(lambda: not w.alive(), w, what=f"the failpoint {failpoint}")
+        rc = w.wait(0)
         assert rc == 137, f"failpoint {failpoint} did not fire (rc={rc})\n" + w.log()[-3000:]
         at_fault = case.checkpoint()
     w2 = spawn_worker(case.env, role="candles", name="second")
@@ -390,13 +395,12 @@ def test_candle_worker_survives_a_postgres_outage_and_ends_equal_to_the_oracle(
         case.publish(second)
         # down until the worker has failed two checkpoints and one refresh of its model book
         # (every 15 s): before the fix a refresh that met the outage crashed the worker
-        wait_for(
+        wait_for_workers(
             lambda: (
                 (w.log().count("checkpoint.failed consumer=candles") >= 2 and "models.refresh_failed" in w.log())
                 or not w.alive()
             ),
-            120,
-            interval=0.2,
+            w,
             what="two failed checkpoints and a failed model refresh",
         )
         assert w.alive(), "the worker died while PostgreSQL was down:\n" + w.log()[-3000:]
@@ -418,9 +422,9 @@ def test_candle_second_worker_joins_then_first_is_killed_ends_equal_to_the_oracl
     a = spawn_worker(case.env, role="candles", name="a")
     case.wait_first_checkpoint(a)
     b = spawn_worker(env_b, role="candles", name="b")
-    wait_for(lambda: "Worker]: Ready" in b.log(), 240, interval=0.5, what="worker b assigned")
+    wait_for_workers(lambda: "Worker]: Ready" in b.log(), b, what="worker b assigned", interval=0.5)
     case.publish(case.records[third : 2 * third])
-    wait_for(lambda: _processed(b.log()) > 0, 240, interval=0.5, what="worker b processing its partition")
+    wait_for_workers(lambda: _processed(b.log()) > 0, b, what="worker b processing its partition", interval=0.5)
     a.kill(signal.SIGKILL)
     assert a.wait(30) is not None
     case.publish(case.records[2 * third :])
@@ -568,9 +572,7 @@ def test_candle_wedged_producer_is_recreated_and_the_same_worker_ends_equal_to_t
     )
     w = spawn_worker(env, role="candles", name="wedged")
     pid = w.proc.pid
-    wait_for(
-        lambda: "producer.reset failing_for=" in w.log() or not w.alive(), 240, interval=0.2, what="the producer reset"
-    )
+    wait_for_producer_reset(w)
     at_reset = case.checkpoint()
     case.publish(second)
     summary = case.verify(w)

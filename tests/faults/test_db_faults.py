@@ -20,6 +20,7 @@ import pytest
 from streams.progress import EXIT_STORAGE_FATAL
 
 from ..integration.kafka_io import publish
+from ..waiting import wait_for_workers
 from .harness import (
     SqliteLockHolder,
     bad_records,
@@ -31,7 +32,6 @@ from .harness import (
     pg_restart_safely,
     settle,
     tick_records,
-    wait_for,
 )
 
 pytestmark = pytest.mark.broker
@@ -65,7 +65,7 @@ def test_postgres_outage_worker_survives_and_db_equals_oracle(
     make_topics(kafka_bootstrap, env)
     _publish_burst(kafka_bootstrap, env, 3_000)
     w = spawn_worker(env, role="ticks", name="pg")
-    wait_for(lambda: _count(pg_url) > 0, 240, interval=0.2, what="first candles in PostgreSQL")
+    wait_for_workers(lambda: _count(pg_url) > 0, w, what="first candles in PostgreSQL")
     try:
         pg_ctl("stop", "-m", "immediate")
         down = time.monotonic()
@@ -75,7 +75,7 @@ def test_postgres_outage_worker_survives_and_db_equals_oracle(
     finally:
         pg_restart_safely()
     back = time.monotonic()
-    report, converged = settle(kafka_bootstrap, env, timeout_s=60)
+    report, converged = settle(kafka_bootstrap, env, timeout_s=60, workers=[w])
     print(f"pg outage: recovered {time.monotonic() - back:.1f}s after PG returned; {report.summary()}")
     assert w.alive(), w.log()[-3000:]
     assert not report.violations, report.summary() + "\n" + w.log()[-3000:]
@@ -93,7 +93,7 @@ def test_sqlite_exclusive_lock_is_waited_out_and_db_equals_oracle(
     _publish_burst(kafka_bootstrap, fault_env, 3_000)
     db = Path(fault_env["FOREXD_DATA_DIR"]) / "forexd.db"
     w = spawn_worker(fault_env, role="ticks", name="sqlite")
-    wait_for(lambda: _count(f"sqlite:///{db}") > 0, 240, interval=0.2, what="first candles in SQLite")
+    wait_for_workers(lambda: _count(f"sqlite:///{db}") > 0, w, what="first candles in SQLite")
     holder = SqliteLockHolder(db, 8.0)
     try:
         holder.wait_locked()
@@ -101,7 +101,7 @@ def test_sqlite_exclusive_lock_is_waited_out_and_db_equals_oracle(
         assert holder.proc.wait(30) == 0
     finally:
         holder.close()
-    report, converged = settle(kafka_bootstrap, fault_env)
+    report, converged = settle(kafka_bootstrap, fault_env, workers=[w])
     print(f"sqlite lock: converged {converged:.1f}s after release; {report.summary()}")
     assert w.alive(), w.log()[-3000:]
     assert not report.violations, report.summary() + "\n" + w.log()[-3000:]
@@ -162,7 +162,7 @@ def test_sqlite_read_only_is_fatal_after_a_bounded_retry_and_a_restart_equals_or
     url = f"sqlite:///{db}"
     topic = f"{fault_env['FOREXD_TOPIC_PREFIX']}fx.ticks"
     w = spawn_worker(dict(fault_env, FOREXD_DB_FATAL_AFTER_S="3"), role="ticks", name="readonly")
-    wait_for(lambda: _count(url) > 0, 240, interval=0.2, what="first candles in SQLite")
+    wait_for_workers(lambda: _count(url) > 0, w, what="first candles in SQLite")
     files = [f for f in (db, Path(f"{db}-wal")) if f.exists()]
     try:
         _immutable(files)
@@ -189,7 +189,7 @@ def test_sqlite_read_only_is_fatal_after_a_bounded_retry_and_a_restart_equals_or
     finally:
         _chattr("-i", files)
     w2 = spawn_worker(fault_env, role="ticks", name="writable-again")
-    report, converged = settle(kafka_bootstrap, fault_env)
+    report, converged = settle(kafka_bootstrap, fault_env, workers=[w2])
     print(f"sqlite read-only: converged {converged:.1f}s after chattr -i and a restart; {report.summary()}")
     assert w2.alive(), w2.log()[-3000:]
     assert not report.violations, report.summary() + "\n" + w2.log()[-3000:]
@@ -216,7 +216,9 @@ def test_worker_started_on_a_read_only_sqlite_file_exits_non_zero_and_commits_no
     try:
         _immutable(files)
         w = spawn_worker(dict(fault_env, FOREXD_DB_FATAL_AFTER_S="3"), role="ticks", name="readonly-start")
-        rc = w.wait(120)
+        # start-up, consumption, the failing checkpoints: the limit is on a stall of its log
+        wait_for_workers(lambda: not w.alive(), w, what="the worker to give up")
+        rc = w.wait(0)
         log = w.log()
         assert rc == EXIT_STORAGE_FATAL, f"exit {rc}\n" + log[-3000:]
         crit = _critical_lines(log)

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from .harness import make_topics, pg_ctl, pg_restart_safely, settle, tick_records, wait_for
+from ..waiting import wait_for_workers
+from .harness import make_topics, pg_ctl, pg_restart_safely, settle, tick_records
 from .test_db_faults import _count
 
 pytestmark = pytest.mark.broker
@@ -31,13 +32,13 @@ def test_worker_started_while_postgres_is_down_waits_then_equals_oracle(
     try:
         w = spawn_worker(env, role="ticks", name="pg-late")
         # progress, not the clock: two wait lines means it is waiting, not exiting
-        wait_for(lambda: w.log().count("database.wait") >= 2 or not w.alive(), 120, what="database.wait lines")
+        wait_for_workers(lambda: w.log().count("database.wait") >= 2 or not w.alive(), w, what="database.wait lines")
         assert w.alive(), "the worker exited while PostgreSQL was down:\n" + w.log()[-3000:]
         assert "Traceback" not in w.log(), w.log()[-3000:]
     finally:
         pg_restart_safely()
-    wait_for(lambda: _count(pg_url) > 0 or not w.alive(), 240, interval=0.2, what="first candles in PostgreSQL")
-    report, _ = settle(kafka_bootstrap, env, timeout_s=60)
+    wait_for_workers(lambda: _count(pg_url) > 0 or not w.alive(), w, what="first candles in PostgreSQL")
+    report, _ = settle(kafka_bootstrap, env, timeout_s=60, workers=[w])
     assert w.alive(), w.log()[-3000:]
     assert not report.violations, report.summary() + "\n" + w.log()[-3000:]
     line = next(ln for ln in w.log().splitlines() if "database.wait" in ln)

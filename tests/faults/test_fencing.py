@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from forex_diffusion.storage import make_engine, snapshots
 
 from ..integration.kafka_io import publish
+from ..waiting import wait_for_workers
 from .harness import make_topics, settle, tick_records, wait_for
 
 pytestmark = pytest.mark.broker
@@ -57,10 +58,10 @@ def test_a_paused_worker_resumed_after_its_eviction_cannot_overwrite_the_new_own
     published = publish(kafka_bootstrap, topic, tick_records(4_000))
     a = spawn_worker(env_a, role="ticks", name="a")
     assert a.proc is not None
-    wait_for(lambda: _stopped(a.proc.pid), 240, interval=0.2, what="worker a paused at its 3rd checkpoint")
+    wait_for_workers(lambda: _stopped(a.proc.pid), a, what="worker a paused at its 3rd checkpoint")
     paused = _rows(url, topic)
     b = spawn_worker(env_b, role="ticks", name="b")
-    report, converged = settle(kafka_bootstrap, env_b, timeout_s=180, published=published)
+    report, converged = settle(kafka_bootstrap, env_b, timeout_s=180, published=published, workers=[b])
     assert not report.violations, report.summary() + "\nB:\n" + b.log()[-3000:]
     owned = _rows(url, topic)
     assert all(owned[p][1] > paused.get(p, (-1, 0))[1] for p in owned), (paused, owned)  # b claimed each

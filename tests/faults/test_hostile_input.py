@@ -84,7 +84,7 @@ def test_fxcm_day_with_one_percent_hostile_records_dead_letters_exactly_and_cand
     make_topics(kafka_bootstrap, env)
     publish(kafka_bootstrap, f"{env['FOREXD_TOPIC_PREFIX']}fx.ticks", stream)
     w = spawn_worker(env, role="ticks", name="hostile")
-    report, converged = settle(kafka_bootstrap, env, timeout_s=150, published=len(stream))
+    report, converged = settle(kafka_bootstrap, env, timeout_s=150, published=len(stream), workers=[w])
     dl = read_all(kafka_bootstrap, f"{env['FOREXD_TOPIC_PREFIX']}fx.deadletter", expect=len(injected), timeout_s=30)
     reasons = sorted(json.loads(m.value)["reason"] for m in dl)
     assert reasons == sorted(injected), f"{len(reasons)} dead letters for {len(injected)} injected\n{w.log()[-4000:]}"

@@ -62,7 +62,7 @@ def _ticks_topic(bootstrap: str, env: dict[str, str], n: int) -> list[Any]:
 
 def _run(bootstrap: str, env: dict[str, str], spawn_worker: Any, oracle: Oracle, name: str) -> tuple[Any, Any, float]:
     w = spawn_worker(env, role="ticks", name=name)
-    report, converged = converge(bootstrap, env, oracle, timeout_s=120)
+    report, converged = converge(bootstrap, env, oracle, timeout_s=120, workers=[w])
     assert not report.violations, report.summary() + "\n" + w.log()[-4000:]
     assert w.alive(), w.log()[-3000:]
     return w, report, converged

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from ..waiting import wait_for_workers
 from .group_drivers import CheckpointWatch, Feed, Supervisor, attribute_checkpoints, spread, storm
 from .harness import bad_records, hour_bursts, interleave, make_topics, settle, sqlite_url, wait_for
 
@@ -46,7 +47,7 @@ def kill_storm(
     watch = CheckpointWatch(url, topic, feed).start()
     sup = Supervisor(spawn_worker, env, label).start()
     try:
-        wait_for(lambda: watch.latest(), 240, interval=0.2, what="the first checkpoint")
+        wait_for_workers(watch.latest, sup.lives[-1].worker, what="the first checkpoint")
         watch.phase = "storm"
         feed.start_paced(bursts[1:], period_s)
         t_storm = time.monotonic()
@@ -56,7 +57,7 @@ def kill_storm(
         w = sup.stop()
         t_last = time.monotonic()
         watch.phase = "after the storm"
-        report, converged = settle(bootstrap, env, timeout_s=150, published=published)
+        report, converged = settle(bootstrap, env, timeout_s=150, published=published, workers=[w])
         wait_for(
             lambda: watch.covers(feed.ends),
             30,

@@ -22,7 +22,8 @@ from forex_diffusion.storage import load_snapshot, make_engine, snapshots
 from streams.broker import EmbeddedBroker
 
 from ..integration.kafka_io import publish
-from .harness import hour_bursts, make_topics, settle, sqlite_url, wait_for
+from ..waiting import wait_for_workers
+from .harness import hour_bursts, make_topics, settle, sqlite_url
 
 pytestmark = pytest.mark.broker
 
@@ -51,7 +52,7 @@ def test_a_reset_log_grown_past_the_checkpoint_is_told_by_its_fingerprint(
     make_topics(boot, env)
     n = publish(boot, topic, first)
     w = spawn_worker(env, role="ticks", name="first")
-    report, _ = settle(boot, env, published=n)
+    report, _ = settle(boot, env, published=n, workers=[w])
     assert not report.violations, report.summary() + "\n" + w.log()[-3000:]
     w.stop()  # graceful: checkpoints once more and commits at the checkpoint's record
     before = {p: cp for p, cp in _checkpoints(sqlite_url(env), topic).items() if cp[0] >= 0}  # -1: claimed only
@@ -64,11 +65,12 @@ def test_a_reset_log_grown_past_the_checkpoint_is_told_by_its_fingerprint(
     m = publish(boot, topic, second)
     assert m > 2 * n, "the new log must reach past the checkpoint in every partition for this test"
     w2 = spawn_worker(env, role="ticks", name="second")
-    wait_for(
+    wait_for_workers(
         lambda: "progress.log_reset" in w2.log() and "fingerprint=" in w2.log(),
-        240,
-        interval=0.5,
+        w2,
         what="the reset told by the checkpoint's fingerprint",
+        timeout=240,
+        interval=0.5,
         progress=lambda: _checkpoints(sqlite_url(env), topic),
     )
     eng = make_engine(sqlite_url(env))
@@ -79,7 +81,7 @@ def test_a_reset_log_grown_past_the_checkpoint_is_told_by_its_fingerprint(
             cps = {p: load_snapshot(eng, consumer=consumer, topic=topic, partition=p) for p in parts}
             return sum(cp[0] + 1 for cp in cps.values() if cp is not None) == m
 
-        wait_for(consumed_to_the_end, 240, interval=0.5, what="the new log consumed to its end")
+        wait_for_workers(consumed_to_the_end, w2, what="the new log consumed to its end", interval=0.5)
     finally:
         eng.dispose()
     assert w2.alive(), w2.log()[-3000:]

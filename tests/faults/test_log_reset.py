@@ -18,7 +18,8 @@ import pytest
 from streams.broker import EmbeddedBroker
 
 from ..integration.kafka_io import publish, read_all
-from .harness import db_candles, fold, hour_bursts, make_topics, settle, sqlite_url, wait_for
+from ..waiting import wait_for_workers
+from .harness import db_candles, fold, hour_bursts, make_topics, settle, sqlite_url
 
 pytestmark = pytest.mark.broker
 
@@ -36,7 +37,7 @@ def test_worker_consumes_a_log_that_restarted_below_its_checkpoint(
     make_topics(boot, env)
     n = publish(boot, ticks_topic, first)
     w = spawn_worker(env, role="ticks", name="log-reset")
-    report, _ = settle(boot, env, published=n)
+    report, _ = settle(boot, env, published=n, workers=[w])
     assert not report.violations, report.summary() + "\n" + w.log()[-3000:]
     before = db_candles(sqlite_url(env))
 
@@ -55,11 +56,12 @@ def test_worker_consumes_a_log_that_restarted_below_its_checkpoint(
         got = sorted(db_candles(sqlite_url(env)), key=lambda c: (c.symbol, c.timeframe, c.open_ms))
         return got == expected
 
-    wait_for(
+    wait_for_workers(
         converged,
-        240,
-        interval=0.5,
+        w,
         what="the new log's candles in the DB, the old ones unchanged",
+        timeout=240,
+        interval=0.5,
         progress=lambda: db_candles(sqlite_url(env)),
     )
     took = time.monotonic() - back

@@ -27,6 +27,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from ..integration.kafka_io import publish
+from ..waiting import wait_for_workers
 from .harness import (
     Generator,
     bad_records,
@@ -85,7 +86,7 @@ def test_slow_postgres_200ms_per_chunk_keeps_worker_in_group_and_checkpointing(
         published = publish(kafka_bootstrap, topic, head, partition_of=by_symbol)
         w = spawn_worker(env, role="ticks", name="pg-slow")
         pid = w.proc.pid
-        wait_for(lambda: watch.offsets(), 240, interval=0.1, what="the first checkpoint in PostgreSQL")
+        wait_for_workers(lambda: watch.offsets(), w, what="the first checkpoint in PostgreSQL", interval=0.1)
         proxy.delay(DB_DELAY_MS)
         slow = time.monotonic()
         gen = Generator(kafka_bootstrap, topic, batch=100, interval_s=0.1).start(tail)  # ~8 s of ticks
@@ -108,7 +109,9 @@ def test_slow_postgres_200ms_per_chunk_keeps_worker_in_group_and_checkpointing(
         proxy.heal()
         healed = time.monotonic()
         assert w.alive(), "the worker died while PostgreSQL was slow:\n" + w.log()[-3000:]
-        report, converged = settle(kafka_bootstrap, dict(env, FOREXD_DATABASE_URL=pg_url), published=published)
+        report, converged = settle(
+            kafka_bootstrap, dict(env, FOREXD_DATABASE_URL=pg_url), published=published, workers=[w]
+        )
     log = w.log()
     churn = group_churn(log)
     failed = log.count("checkpoint.failed")
@@ -150,12 +153,12 @@ def test_broker_partition_longer_than_session_timeout_worker_reconnects_to_oracl
             topic = f"{env['FOREXD_TOPIC_PREFIX']}fx.ticks"
             make_topics(broker.bootstrap, env)
             w = spawn_worker(env, role="ticks", name="partition")
-            wait_for(lambda: "Worker]: Ready" in w.log(), 240, interval=0.2, what="worker ready")
+            wait_for_workers(lambda: "Worker]: Ready" in w.log(), w, what="worker ready")
             pid = w.proc.pid
             with CheckpointWatch(sqlite_url(env), topic) as watch:
                 cycle = partition_cycle(broker, watch, topic, _records(), F16_PARTITION_S, reset_on_heal=True)
             stats = broker.proxy.stats()
-            report, converged = settle(broker.bootstrap, env, published=cycle.acked)
+            report, converged = settle(broker.bootstrap, env, published=cycle.acked, workers=[w])
             assert w.alive(), w.log()[-3000:]
             w.stop()  # while the broker is up
     finally:

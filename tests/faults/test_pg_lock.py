@@ -11,7 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from ..integration.kafka_io import publish
-from .harness import make_topics, settle, tick_records, wait_for
+from ..waiting import wait_for_workers
+from .harness import make_topics, settle, tick_records
 from .test_db_faults import _count
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres]
@@ -25,7 +26,7 @@ def test_a_held_table_lock_pauses_checkpoints_and_the_worker_resumes_on_release(
     make_topics(kafka_bootstrap, env)
     published = publish(kafka_bootstrap, topic, tick_records(2_000))
     w = spawn_worker(env, role="ticks", name="pg-lock")
-    wait_for(lambda: _count(pg_url) > 0 or not w.alive(), 240, interval=0.2, what="first candles in PostgreSQL")
+    wait_for_workers(lambda: _count(pg_url) > 0 or not w.alive(), w, what="first candles in PostgreSQL")
     other = sa.create_engine(pg_url)  # no timeouts: it holds the lock as long as the test says
     holder = other.connect()
     tx = holder.begin()
@@ -33,10 +34,9 @@ def test_a_held_table_lock_pauses_checkpoints_and_the_worker_resumes_on_release(
         holder.execute(sa.text("LOCK TABLE state_snapshots IN ACCESS EXCLUSIVE MODE"))
         published += publish(kafka_bootstrap, topic, tick_records(2_000, start=2_000))
         # progress, not the clock: the worker's checkpoints meet the lock and are retried
-        wait_for(
+        wait_for_workers(
             lambda: "canceling statement due to lock timeout" in w.log() or not w.alive(),
-            240,
-            interval=0.2,
+            w,
             what="checkpoints failing on the lock timeout",
         )
         assert w.alive(), "the worker died while the lock was held:\n" + w.log()[-3000:]
@@ -44,7 +44,7 @@ def test_a_held_table_lock_pauses_checkpoints_and_the_worker_resumes_on_release(
         tx.rollback()
         holder.close()
         other.dispose()
-    report, converged = settle(kafka_bootstrap, env, timeout_s=60, published=published)
+    report, converged = settle(kafka_bootstrap, env, timeout_s=60, published=published, workers=[w])
     print(f"pg lock: converged {converged:.1f}s after release; {report.summary()}")
     assert w.alive(), w.log()[-3000:]
     assert not report.violations, report.summary() + "\n" + w.log()[-3000:]

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from ..integration.kafka_io import publish
-from .harness import bad_records, interleave, make_topics, settle, tick_records, wait_for
+from ..waiting import wait_for_workers
+from .harness import bad_records, interleave, make_topics, settle, tick_records
 
 pytestmark = pytest.mark.broker
 PARTITION = {b"EURUSD": 0, b"USDJPY": 1}  # one symbol per partition, so both workers get work
@@ -45,16 +46,18 @@ def test_second_worker_joins_then_first_is_killed_ends_equal_to_oracle(
     published = publish(kafka_bootstrap, topic, interleave(bursts[0], bad_records(t0)), _partition)
 
     a = spawn_worker(env_a, role="ticks", name="a")
-    wait_for(lambda: _status_processed(a.log()) > 0, 240, interval=0.5, what="worker a processing")
+    wait_for_workers(lambda: _status_processed(a.log()) > 0, a, what="worker a processing", interval=0.5)
     b = spawn_worker(env_b, role="ticks", name="b")
     # the group rebalances: each worker ends up with one partition of fx.ticks
-    wait_for(lambda: "Worker]: Ready" in b.log(), 240, interval=0.5, what="worker b assigned")
+    wait_for_workers(lambda: "Worker]: Ready" in b.log(), a, b, what="worker b assigned", interval=0.5)
     published += publish(kafka_bootstrap, topic, bursts[1], _partition)
-    wait_for(lambda: _status_processed(b.log()) > 0, 240, interval=0.5, what="worker b processing its partition")
+    wait_for_workers(
+        lambda: _status_processed(b.log()) > 0, a, b, what="worker b processing its partition", interval=0.5
+    )
     a.kill(signal.SIGKILL)
     assert a.wait(30) is not None
     published += publish(kafka_bootstrap, topic, bursts[2], _partition)
-    report, converged = settle(kafka_bootstrap, env_b, timeout_s=120, published=published)
+    report, converged = settle(kafka_bootstrap, env_b, timeout_s=120, published=published, workers=[b])
     print(f"rebalance+kill: converged {converged:.1f}s {report.summary()}")
     assert b.alive(), b.log()[-3000:]
     assert not report.violations, report.summary() + "\nA:\n" + a.log()[-2000:] + "\nB:\n" + b.log()[-3000:]

@@ -40,7 +40,7 @@ def test_replay_from_zero_into_empty_and_populated_db_gives_identical_tables(
     db2 = f"sqlite:///{tmp_path / 'two.db'}"
 
     a = spawn_worker(dict(fault_env, FOREXD_DATABASE_URL=db1), role="ticks", name="a")
-    first, _ = settle(kafka_bootstrap, dict(fault_env, FOREXD_DATABASE_URL=db1))
+    first, _ = settle(kafka_bootstrap, dict(fault_env, FOREXD_DATABASE_URL=db1), workers=[a])
     assert not first.violations, first.summary()
     a.stop()
     table1 = db_candles(db1)
@@ -48,7 +48,7 @@ def test_replay_from_zero_into_empty_and_populated_db_gives_identical_tables(
     # B and C run at once (different groups, different databases).
     b = spawn_worker(dict(fault_env, FOREXD_DATABASE_URL=db2, FOREXD_APP_ID=app + "-b"), role="ticks", name="b")
     c = spawn_worker(dict(fault_env, FOREXD_DATABASE_URL=db1, FOREXD_APP_ID=app + "-c"), role="ticks", name="c")
-    settle(kafka_bootstrap, dict(fault_env, FOREXD_DATABASE_URL=db2))
+    settle(kafka_bootstrap, dict(fault_env, FOREXD_DATABASE_URL=db2), workers=[b])
     # C re-emits every candle: wait for the third copy of each on fx.candles (A, B, C), then compare.
     prefix = fault_env["FOREXD_TOPIC_PREFIX"]
     emitted = read_all(kafka_bootstrap, f"{prefix}fx.candles", expect=3 * len(table1), timeout_s=120)

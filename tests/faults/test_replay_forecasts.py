@@ -22,7 +22,8 @@ from forex_diffusion.wire import encode_candle
 
 from ..integration.kafka_io import create_topics, publish
 from ..integration.test_candle_stream import HORIZON, TOPICS, offline_forecasts, stream_order
-from .harness import db_candles, wait_for
+from ..waiting import wait_for_workers
+from .harness import db_candles
 
 pytestmark = pytest.mark.broker
 
@@ -88,11 +89,12 @@ def test_replay_of_candles_into_empty_and_populated_db_gives_identical_forecast_
     db1, db2 = f"sqlite:///{tmp_path / 'one.db'}", f"sqlite:///{tmp_path / 'two.db'}"
 
     a = spawn_worker(dict(env, FOREXD_DATABASE_URL=db1), role="candles", name="a")
-    wait_for(
+    wait_for_workers(
         lambda: len(_safe_rows(db1)) >= len(expected),
-        240,
-        interval=0.5,
+        a,
         what="worker A's forecast rows",
+        timeout=240,
+        interval=0.5,
         progress=lambda: len(_safe_rows(db1)),
     )
     before = _rows(db1)
@@ -107,11 +109,12 @@ def test_replay_of_candles_into_empty_and_populated_db_gives_identical_forecast_
     b = spawn_worker(dict(env, FOREXD_DATABASE_URL=db2, FOREXD_APP_ID=app + "-b"), role="candles", name="b")
     c = spawn_worker(dict(env, FOREXD_DATABASE_URL=db1, FOREXD_APP_ID=app + "-c"), role="candles", name="c")
     for url, who, w in ((db2, "b", b), (db1, "c", c)):
-        wait_for(
+        wait_for_workers(
             lambda url=url, who=who: _checkpoint(url, f"{app}-{who}:candles", topic) == end,
-            240,
-            interval=0.5,
+            w,
             what=f"worker {who.upper()} replayed to {end}",
+            timeout=240,
+            interval=0.5,
             progress=lambda url=url, who=who: _checkpoint(url, f"{app}-{who}:candles", topic),
         )
         assert w.alive(), w.log()[-3000:]

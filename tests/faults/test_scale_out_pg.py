@@ -26,8 +26,9 @@ import pytest
 from forex_diffusion.wire import encode
 
 from ..integration.kafka_io import publish, read_all
+from ..waiting import wait_for_workers
 from .group_drivers import CheckpointWatch, Feed, shifted
-from .harness import DUR, Record, ckey, db_candles, fold, hour_bursts, make_topics, wait_for
+from .harness import DUR, Record, ckey, db_candles, fold, hour_bursts, make_topics
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres]
 
@@ -62,7 +63,7 @@ LEVEL = {
     "EURCHF": 0.88,
     "AUDJPY": 69.0,
 }
-STEP_TIMEOUT_S = 180.0  # longest wait without checkpoint progress
+STEP_TIMEOUT_S = 180.0  # longest wait without checkpoint (or the live workers' log) progress
 
 
 def partition_of(key: bytes | None) -> int:
@@ -152,12 +153,12 @@ class Group:
         self.watch.phase = phase
         self.feed.publish(twelve(next(self.bursts)))
         try:
-            wait_for(
+            wait_for_workers(
                 lambda: self.watch.covers(self.feed.ends),
-                STEP_TIMEOUT_S,
-                interval=0.2,
+                *self.live,
                 what=f"{phase}: the checkpoint covering every published tick",
-                progress=lambda: self.watch.latest(),
+                timeout=STEP_TIMEOUT_S,
+                progress=self.watch.latest,
             )
         except AssertionError as exc:
             logs = "\n".join(f"--- {w.log_path.name}\n{w.log()[-2000:]}" for w in self.live + self.gone[-2:])
@@ -165,11 +166,11 @@ class Group:
 
     def wait_ready(self, workers: Sequence[Any]) -> None:
         for w in workers:
-            wait_for(
+            wait_for_workers(
                 lambda w=w: "Worker]: Ready" in w.log() or not w.alive(),
-                240,
-                interval=0.3,
+                w,
                 what=f"{w.log_path.name} ready",
+                interval=0.3,
             )
             assert w.alive(), w.log()[-3000:]
 
@@ -190,7 +191,14 @@ def compare_with_oracle(group: Group) -> dict[str, int]:
         return last == want
 
     # the last bars close on the idle timer once their burst is checkpointed: progress = rows
-    wait_for(stored, 90, interval=0.5, what="stored candles equal to the oracle", progress=lambda: len(last or ()))
+    wait_for_workers(
+        stored,
+        *group.live,
+        what="stored candles equal to the oracle",
+        timeout=90,
+        interval=0.5,
+        progress=lambda: len(last or ()),
+    )
     got: dict[Any, Any] = last
     topic = read_all(group.bootstrap, f"{prefix}fx.candles", expect=len(want), timeout_s=30)
     copies = Counter((m.key, m.value) for m in topic)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from ..integration.kafka_io import publish
-from ..waiting import log_progress
+from ..waiting import wait_for_workers
 from .harness import (
     bad_records,
     by_symbol,
@@ -26,7 +26,7 @@ from .harness import (
     settle,
     sqlite_url,
     tick_records,
-    wait_for,
+    wait_for_producer_reset,
 )
 
 pytestmark = pytest.mark.broker
@@ -44,8 +44,9 @@ def _burst(bootstrap: str, env: dict[str, str]) -> int:
     return publish(bootstrap, f"{env['FOREXD_TOPIC_PREFIX']}fx.ticks", records, by_symbol)
 
 
-def _first_checkpoint(env: dict[str, str]) -> None:
-    wait_for(lambda: _safe_count(sqlite_url(env)) > 0, 240, interval=0.1, what="the first checkpointed candles")
+def _first_checkpoint(env: dict[str, str], w: Any) -> None:
+    """Wait for the first checkpointed candles of ``w``, while its start-up and consumption go on."""
+    wait_for_workers(lambda: _safe_count(sqlite_url(env)) > 0, w, what="the first checkpointed candles", interval=0.1)
 
 
 def _safe_count(url: str) -> int:
@@ -76,7 +77,7 @@ def test_worker_signal_mid_burst_ends_equal_to_oracle(
     (stop), ends with the DB and fx.candles equal to the oracle (I1, I2, I5, I11)."""
     n = _burst(kafka_bootstrap, fault_env)
     w = first = spawn_worker(fault_env, role="ticks", name="first")
-    _first_checkpoint(fault_env)
+    _first_checkpoint(fault_env, w)
     before = db_count(sqlite_url(fault_env))
     if fault == "sigkill":
         w.kill(signal.SIGKILL)
@@ -96,7 +97,7 @@ def test_worker_signal_mid_burst_ends_equal_to_oracle(
     t_restart = time.monotonic()
     if fault != "sigstop":
         w = spawn_worker(fault_env, role="ticks", name="second")
-    report, converged = settle(kafka_bootstrap, fault_env, published=n)
+    report, converged = settle(kafka_bootstrap, fault_env, published=n, workers=[w])
     assert not report.violations, (
         report.summary()
         + "\n--- first worker\n"
@@ -138,10 +139,12 @@ def test_worker_failpoint_crash_then_restart_ends_equal_to_oracle(
     w = spawn_worker(
         dict(fault_env, FOREXD_FAILPOINT=failpoint, FOREXD_SNAPSHOT_INTERVAL_S="0.1"), role="ticks", name="first"
     )
-    rc = w.wait(120)
+    # start-up, then consumption up to the failpoint: the limit is on a stall of its log
+    wait_for_workers(lambda: not w.alive(), w, what=f"the failpoint {failpoint}")
+    rc = w.wait(0)
     assert rc == 137, f"failpoint {failpoint} did not fire (rc={rc})\n" + w.log()[-3000:]
     w2 = spawn_worker(fault_env, role="ticks", name="second")
-    report, converged = settle(kafka_bootstrap, fault_env, published=n)
+    report, converged = settle(kafka_bootstrap, fault_env, published=n, workers=[w2])
     assert not report.violations, report.summary() + "\n" + w2.log()[-3000:]
     assert w2.alive()
     print(f"failpoint={failpoint} converged_in={converged:.1f}s {report.summary()}")
@@ -173,15 +176,8 @@ def test_wedged_producer_is_recreated_and_the_same_worker_ends_equal_to_oracle(
     )
     w = spawn_worker(env, role="ticks", name="wedged")
     pid = w.proc.pid
-    # the limit is on a stall of the worker's log (start-up, failed checkpoints, the reset), not on the whole
-    wait_for(
-        lambda: "producer.reset failing_for=" in w.log(),
-        120,
-        interval=0.2,
-        what="the producer reset",
-        progress=lambda: log_progress(w.log()),
-    )
-    report, converged = settle(kafka_bootstrap, fault_env, published=n)
+    wait_for_producer_reset(w)
+    report, converged = settle(kafka_bootstrap, fault_env, published=n, workers=[w])
     log = w.log()
     assert not report.violations, report.summary() + "\n" + log[-4000:]
     assert w.alive() and w.proc.pid == pid, log[-3000:]

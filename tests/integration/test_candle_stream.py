@@ -19,7 +19,7 @@ from forex_diffusion.indicators import compute_indicators
 from forex_diffusion.offline import aggregate_ticks_file
 from forex_diffusion.wire import encode_candle
 
-from ..waiting import log_progress
+from ..waiting import wait_for_workers
 from .kafka_io import create_topics, publish, read_all
 
 pytestmark = pytest.mark.broker
@@ -168,13 +168,7 @@ def test_worker_killed_mid_stream_resumes_to_the_uninterrupted_result(
         w1 = spawn_worker(dict(env, FOREXD_FAILPOINT=crash, FOREXD_SNAPSHOT_INTERVAL_S="0.1"), name="first")
     # the first worker stops (SIGKILL, or the failpoint at its 3rd checkpoint, after start-up and
     # two checkpoints): the limit is on a stall of its log (120 s without a new line), not on the whole
-    wait_until(
-        lambda: w1.proc.poll() is not None,
-        120,
-        interval=0.2,
-        what="the first worker to stop",
-        progress=lambda: log_progress(w1.log()),
-    )
+    wait_for_workers(lambda: w1.proc.poll() is not None, w1, what="the first worker to stop")
     before = len(_by_as_of(read_all(kafka_bootstrap, f"{prefix}fx.forecasts", idle_s=0.5, timeout_s=10)))
     assert before < len(expected), "the first worker must stop mid-stream"
     w2 = spawn_worker(env, name="second")

@@ -33,6 +33,7 @@ from streams.broker import EmbeddedBroker, free_port, resolve_broker_bin
 from streams.kafka import client_kwargs, ensure_topics, make_consumer, make_producer
 from streams.settings import Settings
 
+from ..waiting import wait_for_workers
 from .kafka_front import KafkaFront, TlsFiles, make_tls_files, scram_credential
 from .test_secrets_and_sources import SENTINEL
 
@@ -261,7 +262,6 @@ def test_worker_over_tls_stores_real_ticks_as_candles_and_never_leaks_the_passwo
     spawn_worker: Any,
     sample_ticks: Path,
     tmp_path: Path,
-    wait_until: Any,
 ) -> None:
     """SASL_SSL (TLS + SCRAM-SHA-512), and SSL alone: `forexd replay` publishes real ticks
     and two bad messages, the tick worker stores the candles (equal to the offline command's)
@@ -279,10 +279,12 @@ def test_worker_over_tls_stores_real_ticks_as_candles_and_never_leaks_the_passwo
         settings, [(b"EURUSD", b"\xff\xfe not json"), (b"XAUUSD", b'{"v":1,"symbol":"XAUUSD","ts":1,"bid":1,"ask":2}')]
     )
     w = spawn_worker(env, role="ticks")
-    wait_until(
+    # the worker starts, joins and consumes: the limit is on a stall of its log and of the DB
+    wait_for_workers(
         lambda: _db_count(env) >= len(expected),
-        60,
-        what="every candle in the DB\n" + w.log()[-2000:],
+        w,
+        what="every candle in the DB",
+        timeout=60,
         progress=lambda: _db_count(env),
     )
     assert _db_candles(env) == expected
@@ -325,7 +327,10 @@ def test_worker_with_a_wrong_password_is_refused_processes_nothing_and_logs_why_
 
     env = _secure_env(worker_env, front, tls, WRONG)
     w = spawn_worker(env, role="ticks")
-    code = w.wait(45)  # the worker gives up: it does not run without the broker
+    # the worker gives up (it does not run without the broker) after its start-up: the limit
+    # is on a stall of its log, not on the whole
+    wait_for_workers(lambda: not w.alive(), w, what="the worker to give up on a wrong password")
+    code = w.wait(0)
     log = w.log()
     assert code is not None and code != 0, f"the worker kept running with a wrong password\n{log[-3000:]}"
     assert "SaslAuthenticationFailed" in log and "invalid credentials with SASL mechanism SCRAM-SHA-512" in log, log[
