@@ -57,6 +57,7 @@ class ModelBook:
         model_dir: str | Path | None = None,
         on_rejected: Callable[[str, Exception], None] | None = None,
         touch_bands: str | None = None,
+        sampling_steps: int | None = None,
     ) -> None:
         self.engine = engine
         self.model_dir = Path(model_dir) if model_dir else None
@@ -67,6 +68,9 @@ class ModelBook:
         self.on_rejected = on_rejected
         # issue 16: the touch bands every loaded model's forecasts carry (None: the default)
         self.touch_bands = parse_touch_bands(touch_bands)
+        # the configured DDIM steps: a model whose schedule has fewer samples all of its own
+        # (:func:`~forex_diffusion.forecast.batching.steps_for`), said once when it loads
+        self.sampling_steps = sampling_steps
         self._loaded: dict[str, Any] = {}  # version -> predictor
         self._serving: dict[tuple[str, str], Any] = {}  # (symbol, tf) -> predictor
         self._shadows: dict[tuple[str, str], Any] = {}  # (symbol, tf) -> shadow predictor or None (issue 16)
@@ -145,6 +149,13 @@ class ModelBook:
             return None
         if isinstance(pred, Predictor):
             pred.touch_bands = self.touch_bands
+            if self.sampling_steps is not None and self.sampling_steps > pred.max_steps:
+                log.warning(
+                    "model.steps_capped version=%s configured=%d model_max=%d",
+                    version,
+                    self.sampling_steps,
+                    pred.max_steps,
+                )
         self._loaded[version] = pred
         return pred
 

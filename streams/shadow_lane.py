@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ForexDiffusionError
+from forex_diffusion.forecast.batching import steps_for
 from forex_diffusion.quality.shadow import ShadowTracker
 from retraining.jobs import JobOutcome, encode_outcome, serving_champion
 from retraining.serving import ModelBook
@@ -140,7 +141,9 @@ class ShadowLane:
         for sp, items in groups.values():
             reqs = [r for *_, r in items]
             try:
-                fcs = await loop.run_in_executor(None, partial(sp.forecast, reqs, steps=steps, samples=samples))
+                fcs = await loop.run_in_executor(
+                    None, partial(sp.forecast, reqs, steps=steps_for(sp, steps), samples=samples)
+                )
             except Exception as exc:  # noqa: BLE001 - a failing shadow only realises fewer forecasts
                 self.errors += 1
                 log.error("shadow.forecast_failed model=%s error=%s", getattr(sp, "version", "?"), type(exc).__name__)

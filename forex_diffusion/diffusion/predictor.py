@@ -234,6 +234,11 @@ class Predictor:
         """Steps ahead ``H``."""
         return self.model.config.horizon
 
+    @property
+    def max_steps(self) -> int:
+        """The most DDIM steps a forecast may take: the schedule's ``T``, within ``STEPS_MAX``."""
+        return min(STEPS_MAX, self.model.schedule.steps)
+
     def series_index(self, name: str) -> int:
         """Index of a global model's series embedding for ``name``, or -1 (zero embedding).
 
@@ -296,10 +301,8 @@ class Predictor:
         n_samples = self.default_samples if samples is None else int(samples)
         if not SAMPLES_MIN <= n_samples <= SAMPLES_MAX:  # an absurd count would allocate at once
             raise ConfigError(f"samples must be in {SAMPLES_MIN}..{SAMPLES_MAX}, got {n_samples}")
-        if not 1 <= n_steps <= min(STEPS_MAX, self.model.schedule.steps):
-            raise ConfigError(
-                f"sampling steps must be in 1..{min(STEPS_MAX, self.model.schedule.steps)}, got {n_steps}"
-            )
+        if not 1 <= n_steps <= self.max_steps:
+            raise ConfigError(f"sampling steps must be in 1..{self.max_steps}, got {n_steps}")
         t0 = time.perf_counter()
         h = self.horizon
         cond = torch.as_tensor(np.stack([self._conditioning(r) for r in requests]), dtype=torch.float32)

@@ -12,6 +12,13 @@ SamplingBudget(steps=10, samples=64, degraded=True)
 SamplingBudget(steps=50, samples=256, degraded=False)
 >>> [(m, xs) for m, xs in group_by_model([1, 2, 3, 4], lambda x: "odd" if x % 2 else "even")]
 [('odd', [1, 3]), ('even', [2, 4])]
+
+A configured step count is a ceiling: a model whose schedule has fewer steps samples all of
+them (:func:`steps_for`), so one setting serves models trained with different schedules.
+
+>>> from types import SimpleNamespace
+>>> steps_for(SimpleNamespace(max_steps=200), 500), steps_for(SimpleNamespace(max_steps=200), 50)
+(200, 50)
 """
 
 from __future__ import annotations
@@ -20,7 +27,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-__all__ = ["SAMPLES_MAX", "SAMPLES_MIN", "STEPS_MAX", "SamplingBudget", "group_by_model", "sampling_budget"]
+__all__ = [
+    "SAMPLES_MAX",
+    "SAMPLES_MIN",
+    "STEPS_MAX",
+    "SamplingBudget",
+    "group_by_model",
+    "sampling_budget",
+    "steps_for",
+]
 
 # The bounds of a sampling budget, for every caller (the worker's settings, ``forexd backtest``,
 # the predictor itself). Samples: at least 2 (antithetic pairs; a quantile needs a spread), at
@@ -71,3 +86,11 @@ def group_by_model(items: Iterable[T], model_of: Callable[[T], M]) -> list[tuple
         model = model_of(item)
         groups.setdefault(id(model), (model, []))[1].append(item)
     return list(groups.values())
+
+
+def steps_for(model: object, steps: int | None) -> int | None:
+    """``steps`` for ``model``, at most its ``max_steps`` (a DDIM sampler takes at most its
+    schedule's T): None (the model's own) and a model without a schedule (the random walk) as
+    they are."""
+    cap = getattr(model, "max_steps", None)
+    return steps if steps is None or cap is None else min(steps, int(cap))

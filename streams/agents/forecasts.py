@@ -11,7 +11,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from forex_diffusion.errors import ForexDiffusionError, RejectReason, ValidationError
-from forex_diffusion.forecast.batching import group_by_model, sampling_budget
+from forex_diffusion.forecast.batching import group_by_model, sampling_budget, steps_for
 from forex_diffusion.forecast.forecaster import paths_record
 from forex_diffusion.wire import encode_forecast
 
@@ -58,7 +58,8 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
                     asked.append((p, o, msg, r))
         if not asked:
             continue
-        call = partial(pred.forecast, [r for *_, r in asked], steps=budget.steps, samples=budget.samples)
+        reqs, steps = [r for *_, r in asked], steps_for(pred, budget.steps)  # at most the model's T
+        call = partial(pred.forecast, reqs, steps=steps, samples=budget.samples)
         version = getattr(pred, "version", "?")
         try:
             fcs = await asyncio.get_running_loop().run_in_executor(None, call)
