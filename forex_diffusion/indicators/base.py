@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -145,6 +145,8 @@ class Indicator(ABC, Generic[V]):
 
     _params: ClassVar[tuple[str, ...]] = ()
     input_kind: ClassVar[str] = "scalar"
+    #: a composite's public value type (a named tuple built from the raw tuple); None: the raw value
+    composite: ClassVar[Callable[..., Any] | None] = None
     state_kind = "indicator"
     state_version = 1
     _n: int
@@ -188,8 +190,8 @@ class Indicator(ABC, Generic[V]):
         """Flat output names, e.g. ``("bb_lower_20", "bb_middle_20", "bb_upper_20")``."""
 
     def _wrap(self, raw: Any) -> V:
-        """Turn a defined raw output into the public value (composites override)."""
-        return raw  # type: ignore[no-any-return]
+        """Turn a defined raw output into the public value (a composite's named tuple)."""
+        return raw if self.composite is None else self.composite(*raw)  # type: ignore[no-any-return]
 
     # ---- public surface ----------------------------------------------------------------
     def _reset_bookkeeping(self) -> None:

@@ -31,6 +31,7 @@ class Donchian(PeriodIndicator[ChannelValue], BarIndicator[ChannelValue]):
 
     __slots__ = ("_hh", "_ll")
     spec_name: ClassVar[str] = "donchian"
+    composite = ChannelValue
 
     def __init__(self, period: int = 20) -> None:
         super().__init__(period)
@@ -38,9 +39,6 @@ class Donchian(PeriodIndicator[ChannelValue], BarIndicator[ChannelValue]):
     @property
     def columns(self) -> tuple[str, ...]:
         return (f"donchian_upper_{self.period}", f"donchian_lower_{self.period}")
-
-    def _wrap(self, raw: Any) -> ChannelValue:
-        return ChannelValue(*raw)
 
     def _init_state(self) -> None:
         self._hh = Max(self.period)
@@ -106,6 +104,7 @@ class Keltner(BarIndicator[BandsValue]):
     __slots__ = ("period", "multiplier", "atr_period", "_ema", "_atr")
     _params: ClassVar[tuple[str, ...]] = ("period", "multiplier", "atr_period")
     spec_name: ClassVar[str] = "keltner"
+    composite = BandsValue
 
     def __init__(self, period: int = 20, multiplier: float = 2.0, atr_period: int = 10) -> None:
         self.period = check_period("period", period)
@@ -122,9 +121,6 @@ class Keltner(BarIndicator[BandsValue]):
         if self.multiplier != 2.0 or self.atr_period != 10:
             sfx += f"_{self.multiplier:g}_{self.atr_period}"
         return (f"keltner_lower_{sfx}", f"keltner_middle_{sfx}", f"keltner_upper_{sfx}")
-
-    def _wrap(self, raw: Any) -> BandsValue:
-        return BandsValue(*raw)
 
     def _init_state(self) -> None:
         self._ema = EMA(self.period)

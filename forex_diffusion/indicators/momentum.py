@@ -155,6 +155,7 @@ class MACD(ScalarIndicator[MACDValue]):
     __slots__ = ("fast", "slow", "signal", "_kf", "_ks", "_recent", "_ssum", "_fe", "_se", "_sig")
     _params: ClassVar[tuple[str, ...]] = ("fast", "slow", "signal")
     spec_name: ClassVar[str] = "macd"
+    composite = MACDValue
 
     def __init__(self, fast: int = 12, slow: int = 26, signal: int = 9) -> None:
         self.fast = check_period("fast", fast)
@@ -171,9 +172,6 @@ class MACD(ScalarIndicator[MACDValue]):
     def columns(self) -> tuple[str, ...]:
         f, s, g = self.fast, self.slow, self.signal
         return (f"macd_{f}_{s}", f"macd_signal_{g}", f"macd_hist_{f}_{s}_{g}")
-
-    def _wrap(self, raw: Any) -> MACDValue:
-        return MACDValue(*raw)
 
     def _init_state(self) -> None:
         self._recent: deque[float] = deque(maxlen=self.fast)
@@ -318,6 +316,7 @@ class Stochastic(BarIndicator[StochasticValue]):
     __slots__ = ("k_period", "d_period", "smooth_k", "_hh", "_ll", "_ks", "_ds")
     _params: ClassVar[tuple[str, ...]] = ("k_period", "d_period", "smooth_k")
     spec_name: ClassVar[str] = "stoch"
+    composite = StochasticValue
 
     def __init__(self, k_period: int = 14, d_period: int = 3, smooth_k: int = 1) -> None:
         self.k_period = check_period("k_period", k_period)
@@ -330,9 +329,6 @@ class Stochastic(BarIndicator[StochasticValue]):
     def columns(self) -> tuple[str, ...]:
         k = f"{self.k_period}" if self.smooth_k == 1 else f"{self.k_period}_{self.smooth_k}"
         return (f"stoch_k_{k}", f"stoch_d_{self.d_period}")
-
-    def _wrap(self, raw: Any) -> StochasticValue:
-        return StochasticValue(*raw)
 
     def _init_state(self) -> None:
         self._hh = Max(self.k_period)

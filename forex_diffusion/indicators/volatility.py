@@ -131,6 +131,7 @@ class BollingerBands(ScalarIndicator[BandsValue]):
     __slots__ = ("period", "k", "_buf", "_anchor", "_s1", "_s2")
     _params: ClassVar[tuple[str, ...]] = ("period", "k")
     spec_name: ClassVar[str] = "bb"
+    composite = BandsValue
 
     def __init__(self, period: int = 20, k: float = 2.0) -> None:
         self.period = check_period("period", period, 2)
@@ -146,9 +147,6 @@ class BollingerBands(ScalarIndicator[BandsValue]):
     def columns(self) -> tuple[str, ...]:
         sfx = f"{self.period}" if self.k == 2.0 else f"{self.period}_{_fmt(self.k)}"
         return (f"bb_lower_{sfx}", f"bb_middle_{sfx}", f"bb_upper_{sfx}")
-
-    def _wrap(self, raw: Any) -> BandsValue:
-        return BandsValue(*raw)
 
     def _init_state(self) -> None:
         self._buf: deque[float] = deque(maxlen=self.period)
