@@ -18,21 +18,44 @@ alone; :meth:`EmbeddedBroker.start` raises :class:`ConfigError` with the broker'
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from forex_diffusion.errors import ConfigError
 
-__all__ = ["EmbeddedBroker", "free_port", "resolve_broker_bin"]
+__all__ = ["EmbeddedBroker", "dies_with_parent", "free_port", "resolve_broker_bin"]
 
 log = logging.getLogger(__name__)
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def dies_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` for a child that must not outlive this process, however it ends
+    (SIGKILL included): on Linux the kernel then sends the child SIGTERM when the thread that
+    started it exits (``prctl(PR_SET_PDEATHSIG)``), so start and stop such a child on one
+    thread. None elsewhere (no such call; the caller's own cleanup is all there is).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0 and os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)  # the parent died before the call took effect
+
+    return preexec
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -77,6 +100,7 @@ class EmbeddedBroker:
         authentication: bool = False,
         cert: Path | None = None,
         key: Path | None = None,
+        die_with_parent: bool = False,
     ) -> None:
         self.port = port or free_port()
         self.storage_url = storage_url
@@ -86,6 +110,7 @@ class EmbeddedBroker:
         self.cert = cert
         self.key = key
         self.env = dict(env or {})  # added to this process's environment for the broker
+        self.die_with_parent = die_with_parent  # :func:`dies_with_parent` (``forexd demo``)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -118,7 +143,14 @@ class EmbeddedBroker:
             cmd += ["--key", str(self.key)]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         env = {**os.environ, **self.env} if self.env else None
-        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            preexec_fn=dies_with_parent() if self.die_with_parent else None,  # noqa: PLW1509 - no threads in it
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

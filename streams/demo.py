@@ -28,7 +28,7 @@ from forex_diffusion.errors import ServiceUnavailableError
 from forex_diffusion.ingest.replaying import records_from_file
 from forex_diffusion.wire import encode
 
-from .broker import EmbeddedBroker, free_port
+from .broker import EmbeddedBroker, dies_with_parent, free_port
 from .kafka import ensure_topics, make_consumer, make_producer
 from .settings import Settings
 
@@ -176,7 +176,8 @@ def run_demo(
     data = Path(tempfile.mkdtemp(prefix="forexd-demo-")) if data_dir is None else data_dir
     data.mkdir(parents=True, exist_ok=True)
     result.data_dir = data
-    broker = EmbeddedBroker(log_path=data / "broker.log").start()
+    # the broker and the worker die with the demo, even with a ``kill -9`` of it
+    broker = EmbeddedBroker(log_path=data / "broker.log", die_with_parent=True).start()
     result.pids.append(broker.proc.pid if broker.proc else -1)
     settings = _demo_settings(broker.url, data, metrics_port or free_port())
     t_start = time.monotonic()
@@ -239,7 +240,8 @@ def _demo_settings(broker_url: str, data: Path, port: int) -> Settings:
 
 def _start_worker(settings: Settings, log: Any) -> subprocess.Popen[bytes]:
     """``forexd worker --role all`` in its own process group, configured as ``settings`` (and
-    nothing else of the caller's ``FOREXD_*`` environment), its output into ``log``."""
+    nothing else of the caller's ``FOREXD_*`` environment), its output into ``log``; SIGTERM
+    (its final checkpoint) when this process dies."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FOREXD_")}
     env.update(
         {
@@ -263,6 +265,7 @@ def _start_worker(settings: Settings, log: Any) -> subprocess.Popen[bytes]:
         stderr=subprocess.STDOUT,
         start_new_session=True,
         cwd=settings.data_dir,
+        preexec_fn=dies_with_parent(),  # noqa: PLW1509 - no threads in it
     )
 
 

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.broker import free_port
 from streams.demo import DemoResult, run_demo
+
+from ..waiting import log_progress, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -87,3 +96,78 @@ def test_demo_prints_and_publishes_forecasts_serves_metrics_and_leaves_no_proces
     missing = _missing(res.metrics_text)
     assert not missing, f"families without a non-zero series: {missing}"
     assert not [p for p in res.pids if _alive(p)], "child processes left behind"
+
+
+def _children(pid: int) -> set[int]:
+    """The processes ``pid`` started (Linux ``/proc``; empty once it is gone)."""
+    try:
+        return {
+            int(c) for t in os.listdir(f"/proc/{pid}/task") for c in _read(f"/proc/{pid}/task/{t}/children").split()
+        }
+    except FileNotFoundError:
+        return set()
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return ""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG and /proc are Linux's")
+def test_a_demo_killed_with_sigkill_takes_its_broker_and_worker_with_it(tmp_path: Path) -> None:
+    """``kill -9`` of ``forexd demo`` runs none of its cleanup: the broker and the worker, each in
+    its own session, used to live on (holding their ports and the data directory). The kernel
+    now sends them SIGTERM when the demo dies; the worker ends with its final checkpoint."""
+    port = free_port()
+    demo = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "demo",
+            "--plain",
+            "--data-dir",
+            str(tmp_path),
+            "--metrics-port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    worker_log = tmp_path / "worker.log"
+    try:
+        # both children started, and the worker serving /metrics (so past its start-up)
+        wait_until(
+            lambda: len(_children(demo.pid)) == 2 and _answers(port),
+            120,
+            interval=0.5,
+            what="the demo's broker and ready worker",
+            progress=lambda: log_progress(_read(str(worker_log))) if worker_log.exists() else 0,
+        )
+        children = _children(demo.pid)
+        demo.kill()
+        demo.wait(30)
+        wait_until(
+            lambda: not [p for p in children if _alive(p)],
+            120,
+            interval=0.5,
+            what="the demo's children to end",
+            progress=lambda: log_progress(_read(str(worker_log))),
+        )
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+        for p in _children(demo.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p, signal.SIGKILL)
+
+
+def _answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
