@@ -158,11 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    n = build_parser().parse_args().n
+    parser = build_parser()
+    n = parser.parse_args().n
     from forex_diffusion.ingest.replaying import records_from_file
     from streams.broker import EmbeddedBroker
     from streams.kafka import ensure_topics, make_producer
 
+    recs = list(records_from_file(SAMPLE, symbol="EURUSD")[2])
+    if n > len(recs):  # the consumers would wait for records never published
+        parser.error(f"N must be at most {len(recs):,}, the sample's EUR/USD ticks")
     broker = EmbeddedBroker().start()
     try:
         prefix = "bench."
@@ -174,7 +178,6 @@ def main() -> None:
                 await ensure_topics(settings, [topic])
                 p = make_producer(settings)
                 await p.start()
-                _, _, recs = records_from_file(SAMPLE, symbol="EURUSD")
                 t0 = time.perf_counter()
                 futs = []
                 for i, (k, _ts, v) in enumerate(recs):
