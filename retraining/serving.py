@@ -57,7 +57,7 @@ class ModelBook:
         model_dir: str | Path | None = None,
         on_rejected: Callable[[str, Exception], None] | None = None,
         touch_bands: str | None = None,
-        sampling_steps: int | None = None,
+        sampling_steps: Mapping[str, int | None] | None = None,
     ) -> None:
         self.engine = engine
         self.model_dir = Path(model_dir) if model_dir else None
@@ -68,9 +68,10 @@ class ModelBook:
         self.on_rejected = on_rejected
         # issue 16: the touch bands every loaded model's forecasts carry (None: the default)
         self.touch_bands = parse_touch_bands(touch_bands)
-        # the configured DDIM steps: a model whose schedule has fewer samples all of its own
+        # the configured DDIM steps by setting name (the full and the degraded budget): a model
+        # whose schedule has fewer samples all of its own
         # (:func:`~forex_diffusion.forecast.batching.steps_for`), said once when it loads
-        self.sampling_steps = sampling_steps
+        self.sampling_steps = {k: v for k, v in (sampling_steps or {}).items() if v is not None}
         self._loaded: dict[str, Any] = {}  # version -> predictor
         self._serving: dict[tuple[str, str], Any] = {}  # (symbol, tf) -> predictor
         self._shadows: dict[tuple[str, str], Any] = {}  # (symbol, tf) -> shadow predictor or None (issue 16)
@@ -149,13 +150,11 @@ class ModelBook:
             return None
         if isinstance(pred, Predictor):
             pred.touch_bands = self.touch_bands
-            if self.sampling_steps is not None and self.sampling_steps > pred.max_steps:
-                log.warning(
-                    "model.steps_capped version=%s configured=%d model_max=%d",
-                    version,
-                    self.sampling_steps,
-                    pred.max_steps,
-                )
+            for name, steps in self.sampling_steps.items():
+                if steps > pred.max_steps:
+                    log.warning(
+                        "model.steps_capped version=%s %s=%d model_max=%d", version, name, steps, pred.max_steps
+                    )
         self._loaded[version] = pred
         return pred
 

@@ -265,7 +265,7 @@ def _start_worker(settings: Settings, log: Any) -> subprocess.Popen[bytes]:
         stderr=subprocess.STDOUT,
         start_new_session=True,
         cwd=settings.data_dir,
-        preexec_fn=dies_with_parent(),  # noqa: PLW1509 - no threads in it
+        preexec_fn=dies_with_parent(),  # noqa: PLW1509 - see dies_with_parent
     )
 
 

@@ -146,7 +146,7 @@ class Indicator(ABC, Generic[V]):
     _params: ClassVar[tuple[str, ...]] = ()
     input_kind: ClassVar[str] = "scalar"
     #: a composite's public value type (a named tuple built from the raw tuple); None: the raw value
-    composite: ClassVar[Callable[..., Any] | None] = None
+    composite: ClassVar[Callable[..., Any] | None] = None  # a class: a named tuple
     state_kind = "indicator"
     state_version = 1
     _n: int

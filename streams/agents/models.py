@@ -54,7 +54,7 @@ def model_book(rt: Runtime) -> ModelBook:
         model_dir=s.model_dir or (s.data_dir / "models"),
         on_rejected=(lambda v, e: m.artifact_rejected()) if m is not None else None,
         touch_bands=s.touch_bands,
-        sampling_steps=s.forecast_steps,
+        sampling_steps={"FOREXD_FORECAST_STEPS": s.forecast_steps, "FOREXD_FORECAST_MIN_STEPS": s.forecast_min_steps},
     )
 
 

@@ -49,9 +49,21 @@ def _request(pred: Predictor):  # type: ignore[no-untyped-def]
     )
 
 
-@pytest.mark.parametrize(("configured", "warned"), [(500, True), (200, False), (None, False)])
-def test_the_model_book_says_once_when_the_setting_is_over_a_loaded_models_schedule(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, configured: int | None, warned: bool
+@pytest.mark.parametrize(
+    ("configured", "warned"),
+    [
+        ({"FOREXD_FORECAST_STEPS": 500}, ["FOREXD_FORECAST_STEPS=500"]),
+        (
+            {"FOREXD_FORECAST_STEPS": 500, "FOREXD_FORECAST_MIN_STEPS": 300},
+            ["FOREXD_FORECAST_STEPS=500", "FOREXD_FORECAST_MIN_STEPS=300"],
+        ),
+        ({"FOREXD_FORECAST_STEPS": None, "FOREXD_FORECAST_MIN_STEPS": 201}, ["FOREXD_FORECAST_MIN_STEPS=201"]),
+        ({"FOREXD_FORECAST_STEPS": 200, "FOREXD_FORECAST_MIN_STEPS": 10}, []),
+        ({"FOREXD_FORECAST_STEPS": None}, []),
+    ],
+)
+def test_the_model_book_says_once_when_a_setting_is_over_a_loaded_models_schedule(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, configured: dict[str, int | None], warned: list[str]
 ) -> None:
     shutil.copytree(MODEL, tmp_path / MODEL.name)
     book = ModelBook(None, horizon=24, model_dir=tmp_path, sampling_steps=configured)
@@ -60,7 +72,7 @@ def test_the_model_book_says_once_when_the_setting_is_over_a_loaded_models_sched
         book.refresh()
         assert book.predictor("EURUSD", "1m") is first  # loaded once
     capped = [r.getMessage() for r in caplog.records if "model.steps_capped" in r.getMessage()]
-    assert capped == ([f"model.steps_capped version={first.version} configured=500 model_max=200"] if warned else [])
+    assert capped == [f"model.steps_capped version={first.version} {w} model_max=200" for w in warned]
 
 
 @pytest.mark.asyncio
