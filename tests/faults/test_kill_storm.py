@@ -24,6 +24,16 @@ def first_ts(burst: list[tuple[bytes | None, bytes]]) -> int:
     return int(burst[min(200, len(burst) - 1)][1].split(b'"ts":')[1].split(b",")[0])
 
 
+class _Current:
+    """The log of the supervisor's current incarnation (a restarted worker is followed too)."""
+
+    def __init__(self, sup: Any) -> None:
+        self.sup = sup
+
+    def log(self) -> str:
+        return str(self.sup.lives[-1].worker.log())
+
+
 def kill_storm(
     env: dict[str, str],
     spawn_worker: Any,
@@ -47,7 +57,7 @@ def kill_storm(
     watch = CheckpointWatch(url, topic, feed).start()
     sup = Supervisor(spawn_worker, env, label).start()
     try:
-        wait_for_workers(watch.latest, sup.lives[-1].worker, what="the first checkpoint")
+        wait_for_workers(watch.latest, _Current(sup), what="the first checkpoint")
         watch.phase = "storm"
         feed.start_paced(bursts[1:], period_s)
         t_storm = time.monotonic()

@@ -42,7 +42,9 @@ pytestmark = pytest.mark.broker
 
 N_TICKS = 6_000
 CYCLES = 20
-RECOVERY_STALL_S = 60.0  # the restore must not hang: its log may stand still this long at most
+# F8: the restore must not hang. Its log may stand still 60 s at most, and the whole restore
+# (a worker start, a group join, the DB read: about 10 s on an idle machine) may take 300 s.
+RECOVERY_STALL_S, RECOVERY_CEILING_S = 60.0, 300.0
 
 
 def _count(url: str) -> int:
@@ -74,7 +76,7 @@ def test_local_store_deleted_after_a_kill_restart_restores_from_db_and_equals_or
 ) -> None:
     """F8 short form: a worker is killed (-9) after its first checkpoints, its Faust data
     directory is deleted, and the restarted worker restores from the DB checkpoint (not from
-    local files) without hanging (its log never still for 60 s); the DB and fx.candles equal the oracle (I1, I2, I5, I11)."""
+    local files) without hanging (its log never still for 60 s, the restore within 300 s); the DB and fx.candles equal the oracle (I1, I2, I5, I11)."""
     good = tick_records(N_TICKS)
     t0 = int(good[200][1].split(b'"ts":')[1].split(b",")[0])
     records = interleave(good, bad_records(t0))
@@ -90,7 +92,12 @@ def test_local_store_deleted_after_a_kill_restart_restores_from_db_and_equals_or
     t = time.monotonic()
     w2 = spawn_worker(fault_env, role="ticks", name="second")
     wait_for_workers(
-        lambda: _restored(w2.log()), w2, what="restore from the DB checkpoint", timeout=RECOVERY_STALL_S, interval=0.1
+        lambda: _restored(w2.log()),
+        w2,
+        what="restore from the DB checkpoint",
+        timeout=RECOVERY_STALL_S,
+        ceiling=RECOVERY_CEILING_S,
+        interval=0.1,
     )
     restored_s = time.monotonic() - t
     report, converged = settle(kafka_bootstrap, fault_env, published=n, workers=[w2])
