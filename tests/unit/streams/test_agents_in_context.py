@@ -106,6 +106,20 @@ def _candles() -> list[Candle]:
     return sorted(aggregate_ticks_file(SAMPLE_TICKS, timeframes=["1m", "5m"]).candles, key=stream_key)[:400]
 
 
+async def put_candles(ca: Any, cs: list[Candle]) -> None:
+    """Put ``cs`` (EUR/USD, partition 0) through the candle agent ``ca`` as Faust does, wait
+    until every batch is handled (while batches keep being handled), and flush the checkpoint."""
+    async with ca.agent.test_context() as agent:
+        for c in cs:
+            await agent.put(encode_candle(c), key=b"EURUSD", partition=0)
+        await _until(
+            lambda: ca.consumer.processed == len(cs) and not ca.consumer.busy,
+            "every batch handled",
+            lambda: (ca.consumer.processed, ca.consumer.busy),
+        )
+    await ca.consumer.flush()
+
+
 @pytest.mark.asyncio
 async def test_candle_agent_in_test_context_forecasts_in_batches_as_the_core_does(tmp_path: Path) -> None:
     rt = _worker(tmp_path, ("candles",), timeframes=("1m", "5m"), forecast_timeframes=("1m",), horizon=12)

@@ -21,10 +21,9 @@ import pytest
 from forex_diffusion.bundled import MODELS
 from forex_diffusion.diffusion.predictor import Predictor
 from forex_diffusion.forecast.forecaster import ForecasterConfig, RandomWalkPredictor, SymbolForecaster, paths_record
-from forex_diffusion.wire import PATHS_SCALE, decode_paths, encode_candle
+from forex_diffusion.wire import PATHS_SCALE, decode_paths
 
-from .test_agents_in_context import _candles, _worker
-from .test_tick_batch import _until
+from .test_agents_in_context import _candles, _worker, put_candles
 
 MODEL = MODELS / "EURUSD-1m-h24"
 SAMPLES, STEPS, PATHS = 16, 2, 6
@@ -42,17 +41,7 @@ async def _run(tmp_path: Path, **kw: int) -> tuple[list[tuple[bytes, bytes]], li
         forecast_steps=STEPS,
         **kw,
     )
-    ca = rt.candle_agent  # type: ignore[attr-defined]
-    cs = _candles()
-    async with ca.agent.test_context() as agent:
-        for c in cs:
-            await agent.put(encode_candle(c), key=b"EURUSD", partition=0)
-        await _until(
-            lambda: ca.consumer.processed == len(cs) and not ca.consumer.busy,
-            "every batch handled",
-            lambda: (ca.consumer.processed, ca.consumer.busy),
-        )
-    await ca.consumer.flush()
+    await put_candles(rt.candle_agent, _candles())  # type: ignore[attr-defined]
     paths = rt.topics["forecasts.paths"].sent if "forecasts.paths" in rt.topics else None  # type: ignore[attr-defined]
     return rt.topics["forecasts"].sent, paths  # type: ignore[attr-defined]
 

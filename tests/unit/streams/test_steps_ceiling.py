@@ -22,11 +22,9 @@ from forex_diffusion.diffusion.predictor import Predictor
 from forex_diffusion.errors import ConfigError
 from forex_diffusion.forecast.batching import STEPS_MAX, steps_for
 from forex_diffusion.forecast.forecaster import ForecasterConfig, RandomWalkPredictor, SymbolForecaster
-from forex_diffusion.wire import encode_candle
 from retraining.serving import ModelBook
 
-from .test_agents_in_context import _candles, _worker
-from .test_tick_batch import _until
+from .test_agents_in_context import _candles, _worker, put_candles
 
 MODEL = MODELS / "EURUSD-1m-h24"
 SAMPLES = 4
@@ -96,15 +94,7 @@ async def test_a_worker_configured_over_the_models_schedule_forecasts_with_the_m
         due += (o := f.on_candle(c)).due and f.request(o, pred.context_spec) is not None
         if due == 3:
             break
-    async with ca.agent.test_context() as agent:
-        for c in cs:
-            await agent.put(encode_candle(c), key=b"EURUSD", partition=0)
-        await _until(
-            lambda: ca.consumer.processed == len(cs) and not ca.consumer.busy,
-            "every batch handled",
-            lambda: (ca.consumer.processed, ca.consumer.busy),
-        )
-    await ca.consumer.flush()
+    await put_candles(ca, cs)
     records = [json.loads(v) for _k, v in rt.topics["forecasts"].sent]  # type: ignore[attr-defined]
     assert len(records) == 3, "before: every forecast failed (sampling steps must be in 1..200, got 1000)"
     assert {(r["model_version"], r["steps"], r["samples"]) for r in records} == {(pred.version, 200, SAMPLES)}
