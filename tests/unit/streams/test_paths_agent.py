@@ -20,6 +20,7 @@ import pytest
 
 from forex_diffusion.bundled import MODELS
 from forex_diffusion.diffusion.predictor import Predictor
+from forex_diffusion.domain import Candle
 from forex_diffusion.forecast.forecaster import ForecasterConfig, RandomWalkPredictor, SymbolForecaster, paths_record
 from forex_diffusion.wire import PATHS_SCALE, decode_paths
 
@@ -29,19 +30,16 @@ MODEL = MODELS / "EURUSD-1m-h24"
 SAMPLES, STEPS, PATHS = 16, 2, 6
 
 
-async def _run(tmp_path: Path, **kw: int) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]] | None]:
+async def _run(
+    tmp_path: Path, candles: list[Candle] | None = None, **kw: int
+) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]] | None]:
+    """What a candle worker serving the bundled 1m/H24 model publishes on ``fx.forecasts`` and
+    ``fx.forecasts.paths`` (None: no such topic) for ``candles`` (the sample's first 400),
+    with ``kw`` over this module's settings."""
     shutil.copytree(MODEL, tmp_path / "models" / MODEL.name)
-    rt = _worker(
-        tmp_path,
-        ("candles",),
-        timeframes=("1m", "5m"),
-        forecast_timeframes=("1m",),
-        horizon=24,
-        forecast_samples=SAMPLES,
-        forecast_steps=STEPS,
-        **kw,
-    )
-    await put_candles(rt.candle_agent, _candles())  # type: ignore[attr-defined]
+    settings: dict[str, Any] = {"forecast_samples": SAMPLES, "forecast_steps": STEPS, **kw}
+    rt = _worker(tmp_path, ("candles",), timeframes=("1m", "5m"), forecast_timeframes=("1m",), horizon=24, **settings)
+    await put_candles(rt.candle_agent, _candles() if candles is None else candles)  # type: ignore[attr-defined]
     paths = rt.topics["forecasts.paths"].sent if "forecasts.paths" in rt.topics else None  # type: ignore[attr-defined]
     return rt.topics["forecasts"].sent, paths  # type: ignore[attr-defined]
 

@@ -17,16 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from forex_diffusion.bundled import MODELS
 from forex_diffusion.diffusion.predictor import Predictor
 from forex_diffusion.errors import ConfigError
 from forex_diffusion.forecast.batching import STEPS_MAX, steps_for
 from forex_diffusion.forecast.forecaster import ForecasterConfig, RandomWalkPredictor, SymbolForecaster
 from retraining.serving import ModelBook
 
-from .test_agents_in_context import _candles, _worker, put_candles
+from .test_agents_in_context import _candles
+from .test_paths_agent import MODEL, _run
 
-MODEL = MODELS / "EURUSD-1m-h24"
 SAMPLES = 4
 candles = functools.cache(_candles)  # the sample ticks aggregated once for this module
 
@@ -75,18 +74,7 @@ def test_the_model_book_says_once_when_a_setting_is_over_a_loaded_models_schedul
 
 @pytest.mark.asyncio
 async def test_a_worker_configured_over_the_models_schedule_forecasts_with_the_models_t(tmp_path: Path) -> None:
-    shutil.copytree(MODEL, tmp_path / "models" / MODEL.name)
     pred = Predictor.load(MODEL)
-    rt = _worker(
-        tmp_path,
-        ("candles",),
-        timeframes=("1m", "5m"),
-        forecast_timeframes=("1m",),
-        horizon=24,
-        forecast_samples=SAMPLES,
-        forecast_steps=STEPS_MAX,  # valid settings (1..1000), over the bundled model's T = 200
-    )
-    ca = rt.candle_agent  # type: ignore[attr-defined]
     f = SymbolForecaster("EURUSD", ForecasterConfig(timeframes=("1m", "5m"), forecast_timeframes=("1m",), horizon=24))
     cs, due = [], 0
     for c in candles():  # up to the third forecast: each samples 200 steps
@@ -94,7 +82,8 @@ async def test_a_worker_configured_over_the_models_schedule_forecasts_with_the_m
         due += (o := f.on_candle(c)).due and f.request(o, pred.context_spec) is not None
         if due == 3:
             break
-    await put_candles(ca, cs)
-    records = [json.loads(v) for _k, v in rt.topics["forecasts"].sent]  # type: ignore[attr-defined]
+    # valid settings (1..1000), over the bundled model's T = 200
+    sent, _ = await _run(tmp_path, cs, forecast_samples=SAMPLES, forecast_steps=STEPS_MAX)
+    records = [json.loads(v) for _k, v in sent]
     assert len(records) == 3, "before: every forecast failed (sampling steps must be in 1..200, got 1000)"
     assert {(r["model_version"], r["steps"], r["samples"]) for r in records} == {(pred.version, 200, SAMPLES)}
