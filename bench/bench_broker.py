@@ -153,13 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
             "(above 1: the tick agent is faster); target >= 1.0."
         ),
     )
-    optional_count(
-        ap,
-        "n",
-        default=100_000,
-        metavar="N",
-        help="ticks to publish and consume, at most the sample's 111,408 (default: 100000)",
-    )
+    optional_count(ap, "n", default=100_000, metavar="N", help="ticks to send, 1..111,408 (default: 100000)")
     return ap
 
 
