@@ -84,14 +84,16 @@ async def until(
     raise patience.failure(what, last)
 
 
-_LOG_STAMP = re.compile(r"^\[[^\]]*\] ")
+# a line's time stamp: Faust's ``[2026-12-05 06:53:54,132] `` once the worker runs, logging's
+# ``2026-12-05 06:53:54,132 `` before (the broker and database waits at start-up)
+_LOG_STAMP = re.compile(r"^(\[[^\]]*\] |\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ )")
 
 
 # What changes in a log line without the work moving: the count of a retry loop (a checkpoint
 # failing forever logs attempt=1, 2, 3 ...; the status line its failures=N), how long a failure
 # has lasted, when the next retry is, and the event loop's timer drift on a loaded machine.
 _NOT_PROGRESS = re.compile(
-    r"\b(attempt|failures|resets|after|failing_for|retry_in)=[\d.]+s?|drift of [-+]?[\d.]+|woke up too late.*"
+    r"\b(attempt|failures|resets|failing_for|retry_in)=[\d.]+s?|drift of [-+]?[\d.]+|woke up too late.*"
 )
 
 

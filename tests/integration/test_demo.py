@@ -119,21 +119,13 @@ def test_a_demo_killed_with_sigkill_takes_its_broker_and_worker_with_it(tmp_path
     """``kill -9`` of ``forexd demo`` runs none of its cleanup: the broker and the worker, each in
     its own session, used to live on (holding their ports and the data directory). The kernel
     now sends them SIGTERM when the demo dies; the worker ends with its final checkpoint."""
-    printed = tmp_path / "demo.out"
-    demo = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streams.cli",
-            "demo",
-            "--plain",
-            "--data-dir",
-            str(tmp_path),
-        ],
-        stdout=printed.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    worker_log = tmp_path / "worker.log"
+    printed, worker_log = tmp_path / "demo.out", tmp_path / "worker.log"
+    with printed.open("wb") as out:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "demo", "--plain", "--data-dir", str(tmp_path)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     children: set[int] = set()
     try:
         # both children started, and the demo printing forecasts (the worker consuming)
@@ -156,8 +148,9 @@ def test_a_demo_killed_with_sigkill_takes_its_broker_and_worker_with_it(tmp_path
         )
         assert "shutdown.checkpoint" in _read(str(worker_log))  # SIGTERM: the worker's orderly end
     finally:
+        children |= _children(demo.pid)  # before the demo is gone: its children are then another's
         if demo.poll() is None:
             demo.kill()
-        for p in children | _children(demo.pid):  # what a failure left behind
+        for p in children:  # what a failure left behind
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(p, signal.SIGKILL)

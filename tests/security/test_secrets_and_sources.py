@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -135,20 +136,26 @@ def test_metrics_text_holds_no_secret_and_binds_loopback_by_default(monkeypatch:
 
 
 @pytest.mark.parametrize("unreachable", ["broker", "database"])
-def test_worker_log_holds_no_secret_when_what_it_waits_for_never_answers(
-    unreachable: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
+def test_worker_log_holds_no_secret_when_what_it_waits_for_never_answers(unreachable: str, tmp_path: Path) -> None:
     """A worker started with a sentinel DB password and a sentinel SASL password, whose broker
-    (then, with a broker answering, whose PostgreSQL) never answers, retries with one WARNING
-    line per attempt and exits 69: neither its log (stdout+stderr) nor its last line holds the
-    sentinel. Before, one run waited out 60 s of broker retries and never reached the database."""
-    broker = "127.0.0.1:1" if unreachable == "broker" else request.getfixturevalue("kafka_bootstrap")
+    (then, with a port answering as the broker, whose PostgreSQL) never answers, retries with
+    one WARNING line per attempt and exits 69: neither its log (stdout+stderr) nor its last
+    line holds the sentinel. Before, one run waited out 60 s of broker retries and never
+    reached the database. The start-up waits only probe TCP: no SASL login is tried here
+    (tests/security/test_live_tls_scram.py logs in with a wrong password)."""
+    with socket.create_server(("127.0.0.1", 0)) as listening:  # accepts the broker wait's probe
+        port = 1 if unreachable == "broker" else listening.getsockname()[1]
+        _run_waiting_worker(port, tmp_path, "broker.wait" if unreachable == "broker" else "database.wait")
+
+
+def _run_waiting_worker(broker_port: int, tmp_path: Path, wait_line: str) -> None:
+    """Run a ticks worker with both sentinel passwords until it gives up (exit 69) on what it waits for."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FOREXD_")}
     env.update(
         {
             "FOREXD_DATABASE_URL": PG_SENTINEL_URL,
             "FOREXD_DATA_DIR": str(tmp_path / "var"),
-            "FOREXD_BROKER_URL": f"kafka://{broker}",
+            "FOREXD_BROKER_URL": f"kafka://127.0.0.1:{broker_port}",
             "FOREXD_BROKER_WAIT_S": "4",
             "FOREXD_DB_WAIT_S": "4",
             "FOREXD_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
@@ -168,7 +175,6 @@ def test_worker_log_holds_no_secret_when_what_it_waits_for_never_answers(
     )
     out = res.stdout + res.stderr
     assert res.returncode == 69, out[-3000:]
-    wait_line = "broker.wait" if unreachable == "broker" else "database.wait"
     assert wait_line in out, out[-3000:]  # it did retry what is unreachable
     assert SENTINEL not in out, out[-3000:]
 

@@ -13,11 +13,17 @@ import pytest
 
 from ..waiting import log_progress, wait_for_workers, wait_until
 
-STAMP = "[2026-12-05 06:53:54,132] [26144] [WARNING] "
+STAMP = "[2026-12-05 06:53:54,132] [26144] [WARNING] "  # Faust's, once the worker runs
+START_STAMP = "2026-12-05 06:53:{:02d},847 WARNING streams.launch "  # logging's, before
 
 
 def _lines(template: str, values: range) -> str:
     return "".join(f"{STAMP}{template.format(v)}\n" for v in values)
+
+
+def test_the_start_up_waits_retrying_make_no_progress_whatever_the_time_stamp() -> None:
+    for line in ("database.wait url=postgresql://u:***@db:5432/x error=OperationalError", "broker.wait address=b:9092"):
+        assert log_progress("".join(f"{START_STAMP.format(s)}{line}\n" for s in range(40))) == 1
 
 
 @pytest.mark.parametrize(
@@ -34,9 +40,20 @@ def test_a_log_that_only_retries_makes_no_progress(template: str) -> None:
     assert log_progress(_lines(template, range(1, 50))) == 1
 
 
-def test_work_done_is_progress_and_timestamps_are_not() -> None:
-    status = "forexd:ticks.status processed={} offsets={{1: 9}} pending=0 dead=0 healthy=True failures=0 flushing=False"
-    assert log_progress(_lines(status, range(0, 500, 100))) == 5  # processed moves
+@pytest.mark.parametrize(
+    "template",
+    [
+        "forexd:ticks.status processed={} offsets={{1: 9}} pending=0 dead=0 healthy=True failures=0 flushing=False",
+        "progress.restored consumer=forexd:ticks partition=1 offset={}",
+        "shutdown.checkpoint consumer=forexd:ticks offsets={{1: {}}}",
+        "checkpoint.recovered consumer=forexd:ticks after={} failures",
+    ],
+)
+def test_work_done_is_progress(template: str) -> None:
+    assert log_progress(_lines(template, range(0, 500, 100))) == 5
+
+
+def test_time_stamps_are_not_progress() -> None:
     same = f"{STAMP}x\n" + f"{STAMP.replace('54,132', '59,001')}x\n"
     assert log_progress(same) == 1
 

@@ -134,7 +134,7 @@ async def test_a_forecast_whose_paths_cannot_be_encoded_is_still_published(
 
 @pytest.mark.asyncio
 async def test_a_forecast_record_larger_than_a_kafka_message_is_left_out_and_the_stream_goes_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A fx.forecasts record over the producer's limit (a horizon of about 1,600 steps or more
     makes one over 1 MB) was published: the producer refuses it, so every checkpoint of its
@@ -160,5 +160,7 @@ async def test_a_forecast_record_larger_than_a_kafka_message_is_left_out_and_the
     assert [json.loads(v)["as_of"] for v in made] == _due_origins()  # every due forecast was made
     assert 0 < len(kept) < len(made)
     assert [v for _k, v in forecasts] == kept  # the stream went on past every oversize record
+    oversize = [r for r in caplog.records if r.levelname == "ERROR" and r.getMessage().startswith("forecast.oversize")]
+    assert len(oversize) == len(made) - len(kept)  # each one an internal error, logged
     assert paths is not None
     assert [decode_paths(v)[0]["as_of"] for _k, v in paths] == [json.loads(v)["as_of"] for v in kept]
