@@ -56,6 +56,8 @@ def dies_with_parent() -> Callable[[], None] | None:
     def preexec() -> None:
         # in the forked child before exec: one system call and a comparison, no lock taken
         # (the caller may have threads: rich's live display)
+        # an ignored SIGTERM would stay ignored across exec (a caller started with it ignored)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")  # Popen raises it
         if os.getppid() != parent:  # the parent died before the call took effect
