@@ -155,6 +155,10 @@ def backtest_command(
     torch.set_num_threads(threads)
     predictor = Predictor.load(model, device=device, touch_bands=bands)
     check_model_fits(predictor.manifest, symbol=sym, timeframe=timeframe)
+    if steps is not None and steps > predictor.max_steps:  # before the candles are read
+        raise typer.BadParameter(
+            f"must be at most the model's {predictor.max_steps} diffusion steps, not {steps}", param_hint="'--steps'"
+        )
     frame = read_candle_series(file, symbol=sym, timeframe=timeframe, price=price).frame
     check_price_scale(frame, sym, file)
     if len(frame) and config.from_ms is not None and config.from_ms > int(frame["ts_ms"].max()):

@@ -21,6 +21,28 @@ def _positive(value: float | None, param: typer.CallbackParam) -> float | None:
     return value
 
 
+def _data_dir(value: Path | None, param: typer.CallbackParam) -> Path | None:
+    """A directory the demo can write (made if missing), checked before anything starts: a file,
+    a path under a file or a read-only place would otherwise fail after the live table is up."""
+    if value is None:
+        return None
+    try:
+        value.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise typer.BadParameter(f"{value} is not a directory") from None
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot make {value}: {exc.strerror or exc}") from None
+    if not value.is_dir():
+        raise typer.BadParameter(f"{value} is not a directory")
+    probe = value / ".forexd-demo-write-probe"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot write in {value}: {exc.strerror or exc}") from None
+    return value
+
+
 def demo(
     duration: Optional[float] = typer.Option(
         None, "--duration", callback=_positive, help="Seconds to run (default: until Ctrl-C)."
@@ -29,7 +51,10 @@ def demo(
         600.0, "--speed", callback=_positive, help="Replay speed as a multiple of real time (> 0)."
     ),
     data_dir: Optional[Path] = typer.Option(
-        None, "--data-dir", help="Keep broker/worker logs and the SQLite DB here (default: a temporary dir)."
+        None,
+        "--data-dir",
+        callback=_data_dir,
+        help="Keep broker/worker logs and the SQLite DB here (default: a temporary dir).",
     ),
     metrics_port: Optional[int] = typer.Option(
         None, "--metrics-port", min=1, max=65535, help="Port of /metrics on 127.0.0.1 (default: a free one)."

@@ -550,6 +550,30 @@ def test_backtest_refuses_a_sampling_budget_out_of_bounds_before_reading(
     assert not (tmp_path / "bt.csv").exists()
 
 
+def test_backtest_refuses_more_steps_than_the_model_has_before_reading_the_candles(tmp_path: Path) -> None:
+    """``--steps 500`` with a T = 200 model was refused only after the whole candle file was
+    read, as ``sampling steps must be in 1..200``: the candle file here is garbage, so a
+    refusal naming ``--steps`` proves the candles were never read."""
+    garbage = tmp_path / "c.csv"
+    garbage.write_text("not,a,candle,file\n1,2,3\n")
+    args = ["backtest", str(garbage), "--symbol", "EURUSD", "--timeframe", "1h", "--model", str(MODEL_1H)]
+    res = runner.invoke(app, [*args, "-o", str(tmp_path / "bt.csv"), "--steps", "500"])
+    assert res.exit_code == 2, res.output
+    assert_one_line(res.stderr, "'--steps'", "at most the model's 200", "forexd backtest --help")
+    assert not (tmp_path / "bt.csv").exists()
+
+
+@pytest.mark.parametrize("where", ["file", "under-a-file"])
+def test_demo_refuses_a_data_dir_it_cannot_use_before_starting_anything(where: str, tmp_path: Path) -> None:
+    """``--data-dir FILE`` started the live table and then failed as ``File exists``."""
+    (tmp_path / "f").write_text("x")
+    path = tmp_path / "f" if where == "file" else tmp_path / "f" / "sub"
+    res = runner.invoke(app, ["demo", "--data-dir", str(path), "--duration", "1"])
+    assert res.exit_code == 2, res.output
+    assert_one_line(res.stderr, "--data-dir", str(path), "forexd demo --help")
+    assert "starting embedded broker" not in res.stdout
+
+
 @pytest.mark.parametrize(
     "command",
     [
