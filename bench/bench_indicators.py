@@ -6,7 +6,8 @@ process), the ratio, the full default set, a per-indicator breakdown and the mem
 series' bank. Each run builds a fresh bank, so the warm-up candles (members called one by
 one until the fused step takes over, see ``forex_diffusion/indicators/fused.py``) and the
 fused step's compilation (once per spec, cached; timed separately below) are not hidden.
-Reads ``../shared/data`` (EURUSD 1-minute bid candles); exits with a message without it.
+Reads the bundled EUR/USD 1-minute bid candles (``tests/data/lean``, Apache-2.0); a checkout
+without them exits 1 with one line naming the file.
 """
 
 from __future__ import annotations
@@ -178,8 +179,8 @@ def main() -> int:
     global REPEAT
     args = build_parser().parse_args()
     if not DATA.exists():
-        print(f"bench_indicators: {DATA} is absent; nothing measured")
-        return 0
+        print(f"bench_indicators: {DATA} is missing (bundled with the repository); nothing measured", file=sys.stderr)
+        return 1
     n = args.n_bars
     REPEAT = args.repeat
     f = read_candles(DATA, price="bid").frame.iloc[:n]

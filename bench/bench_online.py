@@ -11,7 +11,7 @@ Prints
 3. detection delays on synthetic regime changes (10 seeds) and false alarms on 20
    stationary seeds;
 4. drift events and retrain requests per year on real hourly EUR/USD 2007-2017
-   (``../shared/data``), with the default policy and without cooldown / debounce.
+   (bundled under ``tests/data/lean``), with the default policy and without cooldown / debounce.
 """
 
 from __future__ import annotations
@@ -362,7 +362,7 @@ def main() -> None:
     ap.parse_args()
     t0 = time.perf_counter()
     if not H1_FILE.exists():
-        ap.error(f"real FX data not found at {H1_FILE}; the benchmark needs ../shared/data")
+        ap.error(f"{H1_FILE} is missing (bundled with the repository); nothing measured")
     frame = read_candles(H1_FILE, symbol="EURUSD", price="mid").frame
     closes = frame.close.tolist()
     bench_learners(frame_candles(frame.iloc[:8000], "EURUSD", "1h"))

@@ -15,10 +15,10 @@ from forex_diffusion.ingest.readers import read_ticks
 from forex_diffusion.wire import encode
 
 from ..integration.kafka_io import publish, read_all
-from ..realdata import DATA
+from ..realdata import DATA, require
 from .harness import make_topics, settle
 
-pytestmark = [pytest.mark.broker, pytest.mark.shared_data]
+pytestmark = pytest.mark.broker
 FXCM = DATA / "lean_fxcm_eurusd_ticks_2014-05-01_15.csv.gz"
 
 
@@ -59,8 +59,7 @@ def test_fxcm_day_with_one_percent_hostile_records_dead_letters_exactly_and_cand
     """Every refused catalogue row, repeated to 1 % of one FXCM day, lands once in the DLQ
     with its reason and origin; the worker stays up; candles equal the oracle of the good
     ticks (the harness folds the topic through the core validator and aggregator)."""
-    if not FXCM.exists():
-        pytest.skip(f"{FXCM} is absent: this test reads ../shared/data beside the checkout")
+    require(FXCM.name)  # a bundled file: absent, the test fails
     frame = read_ticks(FXCM).frame
     day = int(frame.ts_ms.iloc[0]) // 86_400_000 * 86_400_000
     frame = frame[(frame.ts_ms >= day + 7 * 3_600_000) & (frame.ts_ms < day + 9 * 3_600_000 - 1)]  # 2 busy hours

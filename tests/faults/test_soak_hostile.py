@@ -17,10 +17,11 @@ from forex_diffusion.ingest.readers import read_ticks
 from forex_diffusion.wire import encode
 
 from ..integration.kafka_io import publish, read_all
+from ..realdata import require
 from .harness import checkpoint_offsets, make_topics, settle, sqlite_url, wait_for
 from .test_hostile_input import FXCM, _bad
 
-pytestmark = [pytest.mark.broker, pytest.mark.shared_data, pytest.mark.soak]
+pytestmark = [pytest.mark.broker, pytest.mark.soak]
 
 CYCLES = 20
 PER_BURST = 2_000  # good ticks per burst: the last of a busy clock hour (its bars close on the idle timer)
@@ -32,8 +33,7 @@ def test_soak_twenty_hostile_bursts_dead_letter_exactly_and_candles_equal_oracle
     spawn_worker: Any,
     kafka_bootstrap: str,
 ) -> None:
-    if not FXCM.exists():
-        pytest.skip(f"{FXCM} is absent: this test reads ../shared/data beside the checkout")
+    require(FXCM.name)  # a bundled file: absent, the test fails
     frame = read_ticks(FXCM).frame
     hour = frame.ts_ms // 3_600_000
     busy = [h for h, n in hour.value_counts().sort_index().items() if n >= PER_BURST]

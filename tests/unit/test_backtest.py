@@ -26,9 +26,7 @@ from forex_diffusion.reports.backtest import (
 from forex_diffusion.timeframes import datetime_to_ms
 from streams.cli import app
 
-from ..realdata import DATA
-
-pytestmark = pytest.mark.shared_data  # reads ../shared/data (skips when absent)
+from ..realdata import DATA, require
 
 HOURLY = DATA / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
 HOUR = 3_600_000
@@ -40,8 +38,7 @@ def ms(y: int, m: int, d: int) -> int:
 
 @pytest.fixture(scope="module")
 def hourly() -> pd.DataFrame:
-    if not HOURLY.exists():
-        pytest.skip(f"real data not found at {HOURLY} (needs ../shared/data beside the checkout)")
+    require(HOURLY.name)  # a bundled file: absent, the test fails
     f = read_candles(HOURLY, symbol="EURUSD", price="mid").frame
     return f[(f.ts_ms >= ms(2016, 1, 1)) & (f.ts_ms < ms(2016, 7, 1))].reset_index(drop=True)
 

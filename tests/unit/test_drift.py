@@ -30,7 +30,7 @@ from forex_diffusion.ingest.readers import read_candles
 from forex_diffusion.online import LearnerConfig, OnlineLearnerSet
 
 from ..online_features import BasicFeatures
-from ..realdata import DATA
+from ..realdata import DATA, require
 
 HOUR = 3_600_000
 SIGMA = 1e-3
@@ -148,15 +148,13 @@ def test_drift_at_plus_one_is_not_masked_by_calm_plus_twelve() -> None:
 @pytest.fixture(scope="module")
 def real_scaled_moves() -> list[float]:
     """|1-step log return| / trailing vol of hourly EUR/USD, 2007-2008 (real data)."""
-    if not H1_FILE.exists():
-        pytest.skip(f"real FX data not found at {H1_FILE} (../shared/data absent)")
+    require(H1_FILE.name)  # a bundled file: absent, the test fails
     closes = read_candles(H1_FILE, symbol="EURUSD", price="mid").frame.close.to_numpy()[:12000]
     r = np.diff(np.log(closes))
     vol = np.array([r[max(0, t - 96) : t].std(ddof=1) for t in range(97, r.size)])
     return np.abs(r[97:] / vol).tolist()
 
 
-@pytest.mark.shared_data
 def test_wrappers_detect_exactly_where_river_detects(real_scaled_moves: list[float]) -> None:
     adw, raw_adw = AdwinDetector(clock=8), river_drift.ADWIN(clock=8)
     ph = PageHinkleyDetector(threshold=25.0, delta=0.05)

@@ -25,7 +25,7 @@ from forex_diffusion.quality.evaluation import (
     summarize_forecasts,
 )
 
-from ..realdata import DATA
+from ..realdata import DATA, require
 
 HOURLY = DATA / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
 
@@ -81,10 +81,8 @@ def test_random_walk_quantiles_follow_sqrt_h_and_the_median_is_the_last_price() 
     assert width[0] == pytest.approx(2 * 1.6448536 * 0.001, rel=1e-6)
 
 
-@pytest.mark.shared_data
 def test_ewma_volatility_matches_the_series_context_on_real_hourly() -> None:
-    if not HOURLY.exists():
-        pytest.skip(f"real data not found at {HOURLY}")
+    require(HOURLY.name)  # a bundled file: absent, the test fails
     f = read_candles(HOURLY, symbol="EURUSD", price="mid").frame.iloc[:3000]
     spec = ContextSpec(window=8, warmup=24, ewma_lambda=0.94)
     ctx = SeriesContext(symbol="EURUSD", timeframe="1h", spec=spec)

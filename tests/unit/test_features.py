@@ -22,7 +22,7 @@ from forex_diffusion.forecast.features import (
 )
 from forex_diffusion.timeframes import Timeframe
 
-from ..realdata import DATA
+from ..realdata import DATA, require
 
 M1 = DATA / "lean_oanda_eurusd_m1_2014-05-01_15.csv.gz"
 N_MINUTES = 9000
@@ -30,8 +30,7 @@ CFG = FeatureConfig(forecast_timeframe="1m", timeframes=("1m", "5m", "15m"), vol
 
 
 def _minutes() -> list[Candle]:
-    if not M1.exists():
-        pytest.skip(f"real data {M1} is absent (../shared/data is not beside the checkout)")
+    require(M1.name)  # a bundled file: absent, the test fails
     from forex_diffusion.ingest.readers import read_candles
 
     f = read_candles(M1, price="bid").frame.iloc[:N_MINUTES]

@@ -36,7 +36,7 @@ from forex_diffusion.reports.html import ReportConfig, ReportData, realise, rend
 from forex_diffusion.wire import decode_forecast, encode_forecast, encode_record
 from streams.cli import app
 
-from ..realdata import real_path
+from ..realdata import real_path, require
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = ROOT / "forex_diffusion" / "bundled" / "models" / "EURUSD-1h-h24"
@@ -131,8 +131,7 @@ def bundled() -> Predictor:
 
 @pytest.fixture(scope="module")
 def hourly_2017() -> pd.DataFrame:
-    if not HOURLY.exists():
-        pytest.skip(f"real data not found at {HOURLY}")
+    require(HOURLY.name)  # a bundled file: absent, the test fails
     f = read_candles(HOURLY, symbol="EURUSD", price="mid").frame
     return f[(f.ts_ms >= parse_utc_date("2016-12-20")) & (f.ts_ms < parse_utc_date("2017-01-25"))].reset_index(
         drop=True
@@ -243,8 +242,7 @@ def test_backtest_touch_scores_are_finite_and_the_random_walk_has_zero_skill_aga
 
 
 def test_cli_backtest_prints_touch_scores_and_refuses_a_bad_band(tmp_path: Path) -> None:
-    if not HOURLY.exists():
-        pytest.skip(f"real data not found at {HOURLY}")
+    require(HOURLY.name)  # a bundled file: absent, the test fails
     out, tout = tmp_path / "bt.csv", tmp_path / "touch.csv"
     args = [
         "backtest",

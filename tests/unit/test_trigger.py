@@ -23,7 +23,7 @@ from forex_diffusion.quality.trigger import (
 )
 
 from ..online_features import BasicFeatures
-from ..realdata import DATA
+from ..realdata import DATA, require
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
@@ -174,8 +174,7 @@ def test_bad_policy_is_refused(kwargs: dict[str, int]) -> None:
 @pytest.fixture(scope="module")
 def real_events() -> tuple[list[tuple[int, list[DriftEvent]]], float]:
     """Drift events of the learners + KS detectors over 2007-2009 hourly EUR/USD, and the years."""
-    if not H1_FILE.exists():
-        pytest.skip(f"real FX data not found at {H1_FILE} (../shared/data absent)")
+    require(H1_FILE.name)  # a bundled file: absent, the test fails
     frame = read_candles(H1_FILE, symbol="EURUSD", price="mid").frame
     frame = frame[frame.ts_ms < 1262304000000]  # 2007-01-01 .. 2009-12-31
     learners = OnlineLearnerSet("EURUSD", "1h")
@@ -204,7 +203,6 @@ def _requests(batches: Sequence[tuple[int, list[DriftEvent]]], policy: TriggerPo
     return made
 
 
-@pytest.mark.shared_data
 def test_cooldown_keeps_real_eurusd_requests_within_a_retrain_budget(
     real_events: tuple[list[tuple[int, list[DriftEvent]]], float],
 ) -> None:

@@ -13,8 +13,6 @@ from forex_diffusion.diffusion import CheckpointManager, Predictor, TrainResult,
 from forex_diffusion.diffusion.checkpoint import _sha256
 from forex_diffusion.errors import ArtifactError
 
-pytestmark = pytest.mark.shared_data  # reads ../shared/data (skips when absent)
-
 
 def _copy(result: TrainResult, dest: Path) -> Path:
     pt = dest / result.checkpoint.name

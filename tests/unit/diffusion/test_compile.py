@@ -20,7 +20,6 @@ from forex_diffusion.diffusion.inputs import frame_candles
 from .conftest import tiny_config
 
 pytestmark = [
-    pytest.mark.shared_data,  # reads ../shared/data (skips when absent)
     # torch's inductor imports torch.utils.mkldnn, which warns about its own deprecated API
     pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
 ]

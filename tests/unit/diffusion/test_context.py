@@ -13,8 +13,6 @@ from forex_diffusion.diffusion import ContextSpec, SeriesContext, build_features
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ConfigError, ModelError
 
-pytestmark = pytest.mark.shared_data  # reads ../shared/data (skips when absent)
-
 HOUR = 3_600_000
 
 

@@ -19,8 +19,6 @@ from forex_diffusion.errors import ModelError
 
 from .conftest import tiny_config
 
-pytestmark = pytest.mark.shared_data  # reads ../shared/data (skips when absent)
-
 
 def _origin_split(
     w: training._Windows, config: training.TrainConfig

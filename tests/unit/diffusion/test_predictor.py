@@ -12,8 +12,6 @@ from forex_diffusion.diffusion import ForecastRequest, Predictor, SeriesContext,
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ConfigError
 
-pytestmark = pytest.mark.shared_data  # reads ../shared/data (skips when absent)
-
 HOUR = 3_600_000
 
 

@@ -58,7 +58,6 @@ def test_retention_deletes_nothing_when_the_protected_versions_are_unknown(tmp_p
     assert mgr.versions(KEY) == paths
 
 
-@pytest.mark.shared_data  # trains on ../shared/data (skips when absent)
 def test_forexd_train_into_a_serving_dir_keeps_the_registered_champion(
     tiny_model: TrainResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

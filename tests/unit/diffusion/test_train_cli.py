@@ -13,8 +13,6 @@ from streams.cli import app
 
 from .conftest import HOURLY
 
-pytestmark = pytest.mark.shared_data  # reads ../shared/data (skips when absent)
-
 
 def test_train_cli_prints_the_checkpoint_path_as_last_line(tmp_path: Path, hourly: object) -> None:
     res = CliRunner().invoke(

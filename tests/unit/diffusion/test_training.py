@@ -16,8 +16,6 @@ from forex_diffusion.errors import ConfigError, ModelError
 
 from .conftest import ms, tiny_config
 
-pytestmark = pytest.mark.shared_data  # reads ../shared/data (skips when absent)
-
 
 def test_train_writes_a_checkpoint_with_a_complete_manifest(tiny_model: TrainResult) -> None:
     m = tiny_model.manifest

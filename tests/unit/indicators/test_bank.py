@@ -12,15 +12,14 @@ from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ConfigError
 from forex_diffusion.indicators import BankSpec, IndicatorBank, compute_indicators
 
-from ...realdata import DATA
+from ...realdata import DATA, require
 
 M1 = DATA / "lean_oanda_eurusd_m1_2014-05-01_15.csv.gz"
 
 
 @pytest.fixture(scope="module")
 def candles() -> list[Candle]:
-    if not M1.exists():
-        pytest.skip(f"real data {M1} is absent (../shared/data is not beside the checkout)")
+    require(M1.name)  # a bundled file: absent, the test fails
     from forex_diffusion.ingest.readers import read_candles
 
     f = read_candles(M1, price="mid").frame.iloc[:1500]

@@ -21,15 +21,14 @@ from forex_diffusion.indicators import Hurst
 from forex_diffusion.indicators.hurst import hurst_kernels, python_kernels
 from forex_diffusion.ingest.readers import read_candles
 
-from ...realdata import DATA
+from ...realdata import DATA, require
 
 M1 = DATA / "lean_oanda_eurusd_m1_2014-05-01_15.csv.gz"
 
 
 @pytest.fixture(scope="module")
 def closes() -> list[float]:
-    if not M1.exists():
-        pytest.skip(f"{M1} is absent: the shared data set is needed for real closes")
+    require(M1.name)  # a bundled file: absent, the test fails
     return [float(c) for c in read_candles(M1, price="bid").frame["close"].tolist()[:8000]]
 
 

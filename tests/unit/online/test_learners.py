@@ -22,21 +22,16 @@ from forex_diffusion.online import (
 )
 
 from ...online_features import BasicFeatures, basic_features, trailing_vol
-from ...realdata import DATA
+from ...realdata import DATA, require
 
 H1_FILE = DATA / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
 HOUR = 3_600_000
-
-pytestmark = [
-    pytest.mark.shared_data,
-    pytest.mark.skipif(not H1_FILE.exists(), reason=f"real FX data not found at {H1_FILE} (../shared/data absent)"),
-]
 
 
 @pytest.fixture(scope="module")
 def candles() -> list[Candle]:
     """The first 3,000 hourly EUR/USD mid candles of 2007 (real data)."""
-    frame = read_candles(H1_FILE, symbol="EURUSD", price="mid").frame.iloc[:3000]
+    frame = read_candles(require(H1_FILE.name), symbol="EURUSD", price="mid").frame.iloc[:3000]
     return [
         Candle(
             symbol="EURUSD",

@@ -19,7 +19,7 @@ from forex_diffusion.timeframes import Timeframe, datetime_to_ms
 from retraining.jobs import JobConfig
 from retraining.policy import PromotionPolicy
 
-from ...realdata import DATA
+from ...realdata import DATA, require
 
 HOURLY = DATA / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
 HORIZON = 12
@@ -81,9 +81,8 @@ def hourly_candles() -> list[Candle]:
 
 
 def load_hourly_candles() -> list[Candle]:
-    """The candles of :func:`hourly_candles` (skips when ../shared/data is absent)."""
-    if not HOURLY.exists():
-        pytest.skip(f"real data not found at {HOURLY} (needs ../shared/data beside the checkout)")
+    """The candles of :func:`hourly_candles` (from the bundled hourly file)."""
+    require(HOURLY.name)  # a bundled file: absent, the test fails
     frame = read_candles(HOURLY, symbol="EURUSD", price="bid").frame
     frame = frame[(frame["ts_ms"] >= ms(2015, 10, 1)) & (frame["ts_ms"] < ms(2016, 7, 1))]
     tf = Timeframe.parse("1h")
