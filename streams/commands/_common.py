@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,8 +30,12 @@ if TYPE_CHECKING:
 __all__ = [
     "LOG_LEVELS",
     "PRICE_SIDES",
+    "SEED_MAX",
+    "THREADS_MAX",
     "broker_call",
+    "check_broker_url",
     "check_input",
+    "check_model_dir",
     "check_output",
     "check_positive",
     "check_price",
@@ -55,6 +59,12 @@ LOG_LEVELS: dict[str, int] = {
     "debug": logging.DEBUG,
 }
 T = TypeVar("T")
+
+#: ``--threads`` ceiling: torch given 100000 threads died of a segfault or a MemoryError.
+THREADS_MAX = 256
+#: ``--seed`` ceiling: 99999999999999999999 overflowed torch.manual_seed (a traceback after
+#: the file was read); training also seeds with seed + 1 and seed + window index.
+SEED_MAX = 2**32 - 1
 
 
 def write_rejects(rejects: Any, path: Path) -> None:
@@ -87,19 +97,48 @@ def check_input(path: Path, what: str = "input file") -> Path:
     return path
 
 
-def check_output(path: Path | None, option: str = "-o") -> None:
-    """Refuse, before any work, an output whose directory is missing or not writable."""
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (through links, ``..`` or another spelling)."""
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def check_output(path: Path | None, option: str = "-o", *, other: Sequence[tuple[Path | None, str]] = ()) -> None:
+    """Refuse, before any work, an output whose directory is missing or not writable, or
+    that is one of the files in ``other`` (``(path, what it is)``: the input, another output),
+    which writing it would destroy."""
     if path is None:
         return
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a directory; give {option} a file name")
+    for taken, what in other:
+        if taken is not None and _same_file(path, taken):
+            raise OutputError(f"cannot write {path}: it is {what} {taken}; choose another {option}")
     if not parent.is_dir():
         raise OutputError(
             f"cannot write {path}: directory {parent} does not exist; create it or choose another {option}"
         )
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise OutputError(f"cannot write {path}: permission denied; choose another {option}")
+
+
+def check_model_dir(model_dir: Path, option: str = "--model-dir") -> None:
+    """Refuse, before any work, a model directory that cannot be created or written: a file,
+    a path under a file, a place without write permission."""
+    if model_dir.exists() and not model_dir.is_dir():
+        raise OutputError(f"{option} {model_dir} is a file: pass a directory")
+    probe = model_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"{option} {model_dir} is under {probe}, a file: pass a directory")
+    if not os.access(probe, os.W_OK):
+        raise OutputError(
+            f"cannot create checkpoints under {model_dir}: {probe} is not writable; choose another {option}"
+        )
 
 
 def file_symbols(path: Path, price: PriceSide = "mid") -> set[str]:
@@ -234,6 +273,25 @@ def open_engine(url: str, *, create: bool = True, must_exist: bool = False, conn
     return make_engine(url, create=create)
 
 
+def check_broker_url(settings: Settings) -> None:
+    """Refuse a ``FOREXD_BROKER_URL`` whose addresses have no valid port (1..65535) before
+    any client starts: aiokafka raised ValueError or OverflowError from inside its loop."""
+    from forex_diffusion.errors import SettingsError
+
+    from ..kafka import bootstrap_of
+
+    servers = bootstrap_of(settings.broker_url)
+    for server in servers.split(",") if servers else [""]:
+        host, colon, port = server.rpartition(":")
+        if not colon:
+            host, port = server, "9092"  # aiokafka's default port
+        if not host.strip("[]") or not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise SettingsError(
+                f"FOREXD_BROKER_URL={settings.broker_url!r} has no valid address in {server!r}: "
+                "set it to kafka://HOST:PORT (port 1..65535)"
+            )
+
+
 async def broker_call(
     settings: Settings,
     make: Callable[[], Awaitable[T]],
@@ -246,6 +304,7 @@ async def broker_call(
     producer request timeout + 10 s), after ``cleanup()`` (e.g. stopping the client)."""
     from aiokafka.errors import KafkaConnectionError, KafkaError
 
+    check_broker_url(settings)
     limit = timeout_s if timeout_s is not None else settings.producer_request_timeout_s + 10.0
     # aiokafka logs each refused connection at ERROR; the one line below says it (shown at info)
     kafka_log = logging.getLogger("aiokafka")

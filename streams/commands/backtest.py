@@ -14,6 +14,7 @@ from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.timeframes import Timeframe
 
 from ._common import (
+    THREADS_MAX,
     check_input,
     check_output,
     check_positive,
@@ -119,7 +120,7 @@ def backtest_command(
     from forex_diffusion.reports.backtest import BacktestConfig, parse_utc_date
 
     price = check_price(price)
-    check_positive(threads, "--threads")
+    check_positive(threads, "--threads", at_most=THREADS_MAX)
     check_positive(every, "--every")
     check_positive(steps, "--steps", at_most=STEPS_MAX)
     check_positive(samples, "-n/--samples", at_least=SAMPLES_MIN, at_most=SAMPLES_MAX)  # else allocated at once
@@ -138,9 +139,12 @@ def backtest_command(
     )
     plot_ms = parse_utc_date(plot_as_of) if plot_as_of else None
     check_input(file, "candle file")
-    check_output(output)
-    check_output(plot, "--plot")
-    check_output(touch_output, "--touch-output")
+    candle_file = (file, "the candle file")
+    check_output(output, other=[candle_file])
+    check_output(plot, "--plot", other=[candle_file, (output, "the -o file")])
+    check_output(
+        touch_output, "--touch-output", other=[candle_file, (output, "the -o file"), (plot, "the --plot file")]
+    )
     from forex_diffusion.forecast.touch import parse_touch_bands
 
     bands = parse_touch_bands(touch_bands)
@@ -199,6 +203,14 @@ def backtest_command(
             err=True,
         )
         raise typer.Exit(1)
+    if plot is not None and plot_ms is not None and not (rows["as_of"] == plot_ms).any():
+        from forex_diffusion.offline import format_ms
+
+        first, last = format_ms(int(rows["as_of"].min())), format_ms(int(rows["as_of"].max()))
+        raise typer.BadParameter(  # before any file is written: the run failed
+            f"{plot_as_of} is the as_of of no forecast (they run from {first} to {last}, every {every} candle(s))",
+            param_hint="'--plot-as-of'",
+        )
     write_backtest_csv(_rounded(rows, price), output)
     plotted = fan_chart_png(rows, plot, as_of=plot_ms) if plot is not None else None
     horizon = predictor.horizon

@@ -32,13 +32,20 @@ def candles(
     columns (open_time ISO-8601 UTC; prices at the instrument's precision). Bad rows are
     refused with the stream's validator; counts by reason go to standard error.
     """
+    from forex_diffusion.errors import DataFormatError
+    from forex_diffusion.ingest.readers import sniff_kind
     from forex_diffusion.offline import aggregate_ticks_file, write_candles_csv
 
     price = check_price(price)
     parse_timeframes(timeframes)
     check_input(file, "tick file")
-    check_output(output)
-    check_output(rejects, "--rejects")
+    check_output(output, other=[(file, "the tick file")])
+    check_output(rejects, "--rejects", other=[(file, "the tick file"), (output, "the -o file")])
+    if sniff_kind(file) == "candles":  # the tick reader has no bid/ask to read in it
+        raise DataFormatError(
+            f"{file.name} holds candles, not ticks: pass a tick file (forexd indicators, "
+            "backtest and train read candle files)"
+        )
     with progress_bar("candles") as progress:
         task = progress.add_task("", total=None)
         run = aggregate_ticks_file(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..settings import Settings
-from ._common import open_engine
+from ._common import check_model_dir, open_engine
 
 if TYPE_CHECKING:
     from forex_diffusion.storage.model_registry import ModelKey
@@ -74,9 +74,14 @@ def _json_line(obj: Any) -> str:
 
 
 def _key(text: str) -> ModelKey:
+    """``text`` as a model key whose timeframe is one the stream knows (``EURUSD/1x/5`` listed
+    nothing with exit 0, and ``register --key`` stored it)."""
     from forex_diffusion.storage.model_registry import ModelKey
+    from forex_diffusion.timeframes import Timeframe
 
-    return ModelKey.parse(text)
+    key = ModelKey.parse(text)
+    Timeframe.parse(key.timeframe)
+    return key
 
 
 @models_app.command("list")
@@ -180,6 +185,7 @@ def register_command(
 ) -> None:
     """Verify CHECKPOINT, copy it into the model directory and register it (not promoted)."""
     k = _key(key) if key else None  # a usage error before the database is touched
+    check_model_dir(resolve_paths(db, model_dir)[1])  # before a new registry file is made
     v = open_registry(db, model_dir, create=True).import_artifact(checkpoint, key=k)
     typer.echo(f"registered {v.version} for {v.key}")
 

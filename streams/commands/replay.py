@@ -15,6 +15,7 @@ from forex_diffusion.errors import DataFormatError
 from ..settings import Settings
 from ._common import (
     broker_call,
+    check_broker_url,
     check_input,
     check_output,
     check_positive,
@@ -178,8 +179,9 @@ def replay(
     spd = _speed(speed)
     check_positive(limit, "-n/--limit")
     settings = Settings.from_env()
+    check_broker_url(settings)
     check_input(file)
-    check_output(rejects, "--rejects")
+    check_output(rejects, "--rejects", other=[(file, "the file to replay")])
     refused: list[Any] = []
     n = asyncio.run(
         replay_file(

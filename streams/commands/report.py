@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..settings import Settings
-from ._common import check_output, check_positive, open_engine
+from ._common import _sqlite_file, check_output, check_positive, open_engine
 
 
 def report_command(
@@ -44,8 +44,12 @@ def report_command(
     check_positive(fans, "--fans")
     from_ms = parse_utc_date(from_) if from_ else None
     to_ms = parse_utc_date(to) if to else None
-    check_output(output)
+    if timeframe is not None:
+        from forex_diffusion.timeframes import Timeframe
+
+        Timeframe.parse(timeframe)  # '1x' is a usage error, not "no stored forecasts at 1x"
     url = db or Settings.from_env().db_url
+    check_output(output, other=[(_sqlite_file(url)[1], "the database file")])
     engine = open_engine(url, create=False)
     try:
         if symbol is None or timeframe is None:

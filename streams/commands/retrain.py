@@ -15,7 +15,17 @@ from forex_diffusion.errors import DataFormatError
 from forex_diffusion.timeframes import Timeframe
 
 from ..settings import Settings
-from ._common import broker_call, check_input, check_positive, open_engine, progress_bar
+from ._common import (
+    THREADS_MAX,
+    _sqlite_file,
+    broker_call,
+    check_broker_url,
+    check_input,
+    check_model_dir,
+    check_positive,
+    open_engine,
+    progress_bar,
+)
 from .models import resolve_paths
 
 if TYPE_CHECKING:
@@ -123,9 +133,10 @@ def retrain_command(
     the same way.
     """
     from forex_diffusion.quality.trigger import RetrainRequest
+    from forex_diffusion.wire import FORECAST_STEPS_MAX
 
-    check_positive(threads, "--threads")
-    check_positive(horizon, "--horizon")
+    check_positive(threads, "--threads", at_most=THREADS_MAX)
+    check_positive(horizon, "--horizon", at_most=FORECAST_STEPS_MAX)
     if not timeout > 0:
         raise typer.BadParameter(f"--timeout must be positive, not {timeout}")
     timeframe = Timeframe.parse(timeframe).name  # one spelling on the wire: 1H -> 1h
@@ -140,6 +151,10 @@ def retrain_command(
     if sym is None:
         raise typer.BadParameter(f"--symbol {symbol!r} is no currency pair (e.g. EURUSD or EUR/USD)")
     request = RetrainRequest.create(sym, timeframe, horizon, "manual", now, detail=reason)
+    if local and model_dir is not None:
+        check_model_dir(model_dir)  # before the job reads anything
+    elif not local:
+        check_broker_url(settings)
     if local:
         outcome = _run_local(
             request, settings, config=config, max_minutes=max_minutes, db=db, model_dir=model_dir, threads=threads
@@ -190,7 +205,9 @@ def _run_local(
     job = JobConfig.from_dict(data)
     url, mdir = resolve_paths(db, model_dir)
     torch.set_num_threads(threads)
-    engine = open_engine(url)
+    sqlite_file = _sqlite_file(url)[1]
+    # a mistyped directory is no place for a new empty database (its candles cannot be there)
+    engine = open_engine(url, must_exist=sqlite_file is not None and not sqlite_file.parent.is_dir())
     try:
         with progress_bar("retrain", elapsed=True, description=True) as progress:
             task = progress.add_task("starting", total=None)

@@ -8,11 +8,19 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from forex_diffusion.errors import OutputError
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.timeframes import Timeframe
 
-from ._common import check_input, check_positive, check_price, file_symbols, progress_bar
+from ._common import (
+    SEED_MAX,
+    THREADS_MAX,
+    check_input,
+    check_model_dir,
+    check_positive,
+    check_price,
+    file_symbols,
+    progress_bar,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -103,7 +111,8 @@ def train_command(
         (keep, "--keep"),
         (calib_windows, "--calib-windows"),
     ):
-        check_positive(value, option)
+        check_positive(value, option, at_most=THREADS_MAX if option == "--threads" else None)
+    check_positive(seed, "--seed", at_least=0, at_most=SEED_MAX)
     if not max_minutes > 0:
         raise typer.BadParameter(f"--max-minutes must be positive, not {max_minutes}")
     if not 0 <= series_embedding <= 1024:  # beyond: an allocation failure (traceback), not a model
@@ -149,7 +158,7 @@ def train_command(
         check_input(f, "candle file")
     if len({f.resolve() for f in files}) < len(files):  # one file twice: two copies of its series
         raise typer.BadParameter("a candle file is given twice: name each file once")
-    _check_model_dir(model_dir)
+    check_model_dir(model_dir)
     protected = _registry_protection(db)
     series = _read_series(files, syms, timeframe=timeframe, price=price) if is_global else None
     if series is not None:
@@ -281,21 +290,6 @@ def _registry_protection(db: str | None) -> Callable[[str, Sequence[str]], set[s
         return {v for v, row in rows.items() if row is not None and row.status != "deleted"}
 
     return protected
-
-
-def _check_model_dir(model_dir: Path) -> None:
-    """Refuse, before training, a --model-dir that cannot be created or written."""
-    import os
-
-    if model_dir.exists() and not model_dir.is_dir():
-        raise OutputError(f"--model-dir {model_dir} is a file: pass a directory")
-    probe = model_dir
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        raise OutputError(
-            f"cannot create checkpoints under {model_dir}: {probe} is not writable; choose another --model-dir"
-        )
 
 
 def register(app: typer.Typer) -> None:
