@@ -175,6 +175,19 @@ class Group:
             assert w.alive(), w.log()[-3000:]
 
 
+def describe_difference(want: dict[Any, Any], got: dict[Any, Any], most: int = 5) -> str:
+    """How the stored candles differ from the oracle: counts, then the first few of each kind,
+    so a failed soak says which bars went wrong (the schema is dropped with the test)."""
+    lost = sorted(want.keys() - got.keys())
+    extra = sorted(got.keys() - want.keys())
+    differing = sorted(k for k in want.keys() & got.keys() if want[k] != got[k])
+    lines = [f"lost={len(lost)} extra={len(extra)} differing={len(differing)} of {len(want)} expected"]
+    lines += [f"  lost {k}: want {want[k]}" for k in lost[:most]]
+    lines += [f"  extra {k}: got {got[k]}" for k in extra[:most]]
+    lines += [f"  differing {k}:\n    want {want[k]}\n    got  {got[k]}" for k in differing[:most]]
+    return "\n".join(lines)
+
+
 def compare_with_oracle(group: Group) -> dict[str, int]:
     """The stored candles against the oracle folded from the whole ticks topic; the counts."""
     url, prefix = group.env["FOREXD_DATABASE_URL"], group.env["FOREXD_TOPIC_PREFIX"]
@@ -191,14 +204,21 @@ def compare_with_oracle(group: Group) -> dict[str, int]:
         return last == want
 
     # the last bars close on the idle timer once their burst is checkpointed: progress = rows
-    wait_for_workers(
-        stored,
-        *group.live,
-        what="stored candles equal to the oracle",
-        timeout=90,
-        interval=0.5,
-        progress=lambda: len(last or ()),
-    )
+    try:
+        wait_for_workers(
+            stored,
+            *group.live,
+            what="stored candles equal to the oracle",
+            timeout=90,
+            interval=0.5,
+            progress=lambda: len(last or ()),
+        )
+    except AssertionError as exc:
+        dead = read_all(group.bootstrap, f"{prefix}fx.deadletter", idle_s=1.0, timeout_s=15)
+        reasons = Counter(m.group(1) for d in dead if (m := re.search(rb'"reason":"(\w+)"', bytes(d.value))))
+        raise AssertionError(
+            f"{describe_difference(want, last or {})}\ndead letters by reason: {dict(reasons)}\n{exc}"
+        ) from None
     got: dict[Any, Any] = last
     topic = read_all(group.bootstrap, f"{prefix}fx.candles", expect=len(want), timeout_s=30)
     copies = Counter((m.key, m.value) for m in topic)
