@@ -186,8 +186,27 @@ def register_command(
     """Verify CHECKPOINT, copy it into the model directory and register it (not promoted)."""
     k = _key(key) if key else None  # a usage error before the database is touched
     check_model_dir(resolve_paths(db, model_dir)[1])  # before a new registry file is made
+    if k is not None:
+        _check_key_fits(k, checkpoint)
     v = open_registry(db, model_dir, create=True).import_artifact(checkpoint, key=k)
     typer.echo(f"registered {v.version} for {v.key}")
+
+
+def _check_key_fits(key: ModelKey, checkpoint: Path) -> None:
+    """Refuse a ``--key`` whose timeframe or horizon is not the checkpoint's: the worker
+    would serve a 1h model's 24 steps as another timeframe's or horizon's forecasts.
+    (Only the symbol may be re-keyed: ``*`` or another pair.)"""
+    from forex_diffusion.diffusion import load_checkpoint
+    from forex_diffusion.errors import RegistryError
+    from forex_diffusion.timeframes import Timeframe
+
+    _, manifest = load_checkpoint(checkpoint)  # refuses what import_artifact would refuse
+    tf, horizon = str(manifest.get("timeframe")), manifest.get("horizon")
+    if Timeframe.parse(key.timeframe).name != tf or key.horizon != horizon:
+        raise RegistryError(
+            f"--key {key} does not fit {checkpoint.name}: it forecasts {horizon} steps of {tf} "
+            f"candles; pass a key SYMBOL/{tf}/{horizon}"
+        )
 
 
 @models_app.command("shadow")

@@ -277,6 +277,27 @@ def test_a_model_key_of_an_unknown_timeframe_is_a_usage_error(command: list[str]
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("key", ["EURUSD/1m/24", "EURUSD/1h/5", "USDJPY/4h/24"])
+def test_models_register_refuses_a_key_of_another_timeframe_or_horizon(key: str, tmp_path: Path) -> None:
+    """``models register EURUSD-1h-h24 --key USDJPY/1m/5`` registered the 1h, 24-step model
+    under the 1m, 5-step key (exit 0): the worker would serve it for those candles."""
+    db = tmp_path / "reg.db"
+    args = ["models", "register", str(MODEL_1H), "--key", key, "--db", f"sqlite:///{db}"]
+    res = runner.invoke(app, [*args, "--model-dir", str(tmp_path / "m")])
+    assert res.exit_code == 2, res.output
+    assert_one_line(res.stderr, f"--key {key} does not fit", "24 steps of 1h candles")
+    assert not db.exists()
+
+
+def test_models_register_may_re_key_the_symbol_only(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'reg.db'}"
+    ckpt = next(MODEL_1H.glob("*.pt"))
+    args = ["models", "register", str(ckpt), "--key", "*/1h/24", "--db", db, "--model-dir", str(tmp_path / "m")]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "for */1h/24" in res.stdout
+
+
 def test_report_of_an_unknown_timeframe_is_a_usage_error(tmp_path: Path) -> None:
     """``report --timeframe 1x`` opened the database and said "no stored forecasts at 1x" (exit 1)."""
     res = runner.invoke(
