@@ -120,7 +120,6 @@ CANDLE_VOLUME_MAX: Final = 1e24
 TS_MIN: Final = 0
 TS_MAX: Final = 253_402_300_799_999
 """9999-12-31T23:59:59.999Z in epoch ms: the last instant a ``datetime`` can hold."""
-COUNT_MAX: Final = 2**53
 INT32_MAX: Final = 2**31 - 1
 INT64_MAX: Final = 2**63 - 1
 HORIZON_MAX: Final = 100_000
@@ -496,14 +495,16 @@ CANDLES = RecordSchema(
         Field(name="low", **_PRICE_IN),  # type: ignore[arg-type]
         Field(name="close", **_PRICE_IN),  # type: ignore[arg-type]
         Field(name="volume", kind="price", required=False, nullable=True, minimum=0.0, maximum=CANDLE_VOLUME_MAX),
-        Field(name="tick_count", kind="integer", required=False, minimum=0, maximum=COUNT_MAX),
+        # counts within the store's INTEGER columns (PostgreSQL: 32-bit): a larger one would
+        # fail every checkpoint of its partition, and exit the worker as a permanent storage error
+        Field(name="tick_count", kind="integer", required=False, minimum=0, maximum=INT32_MAX),
         Field(name="spread_mean", kind="number", required=False, nullable=True, minimum=-PRICE_MAX, maximum=PRICE_MAX),
         Field(name="spread_min", kind="number", required=False, nullable=True, minimum=-PRICE_MAX, maximum=PRICE_MAX),
         Field(name="spread_max", kind="number", required=False, nullable=True, minimum=-PRICE_MAX, maximum=PRICE_MAX),
         Field(
             name="final", kind="boolean", required=False, description="false while the bar is forming (default true)"
         ),
-        Field(name="revision", kind="integer", required=False, minimum=0, maximum=COUNT_MAX),
+        Field(name="revision", kind="integer", required=False, minimum=0, maximum=INT32_MAX),
     ),
 )
 
@@ -769,9 +770,14 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def decode_json(raw: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, Any]:
     """Parse one JSON object strictly and check its schema version.
 
-    Refuses oversize input before parsing, bad UTF-8, duplicate keys, ``NaN``/``Infinity``
-    and overflowing numbers, anything but an object, and a ``"v"`` other than 1 (absent: 1).
+    Refuses no value at all (``None``: a Kafka tombstone) and anything but bytes or text,
+    oversize input before parsing, bad UTF-8, duplicate keys, ``NaN``/``Infinity`` and
+    overflowing numbers, anything but an object, and a ``"v"`` other than 1 (absent: 1).
     """
+    if raw is None:  # a Kafka record with a null value (a tombstone): nothing to decode
+        raise ValidationError(RejectReason.MALFORMED, "no value (a null record)")
+    if not isinstance(raw, (bytes, bytearray, memoryview, str)):
+        raise ValidationError(RejectReason.MALFORMED, f"a value of type {type(raw).__name__}, not bytes")
     if len(raw) > max_bytes:
         raise ValidationError(RejectReason.OVERSIZE, f"{len(raw)} bytes > {max_bytes}")
     try:

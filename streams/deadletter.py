@@ -30,12 +30,33 @@ from typing import Any, TypedDict, TypeVar, Unpack
 from forex_diffusion.errors import RejectReason, ValidationError
 from forex_diffusion.wire import dead_letter_value
 
-__all__ = ["Containment", "DeadLetter", "Origin", "RecordScope", "dead_letter_headers", "dead_letter_record"]
+__all__ = [
+    "DEAD_LETTER_KEY_MAX",
+    "Containment",
+    "DeadLetter",
+    "Origin",
+    "RecordScope",
+    "dead_letter_headers",
+    "dead_letter_key",
+    "dead_letter_record",
+]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 DeadLetter = tuple[bytes | None, bytes, list[tuple[str, bytes]]]  # (key, value, headers)
+
+DEAD_LETTER_KEY_MAX = 256
+"""Most bytes of a dead letter's Kafka key: the refused message's own key, clipped. A key is a
+symbol (a few bytes); a hostile key may be nearly a whole broker message (1 MB), and sent back
+whole beside the dead letter's value and headers it would make a record over the producer's
+and the broker's limit, refused at every checkpoint of the partition: the stream would stop.
+The dead letter's value names the key too (its first 64 characters)."""
+
+
+def dead_letter_key(key: bytes | None) -> bytes | None:
+    """The Kafka key of a refused message's dead letter: its key, at most :data:`DEAD_LETTER_KEY_MAX` bytes."""
+    return None if key is None else bytes(key[:DEAD_LETTER_KEY_MAX])
 
 
 class Origin(TypedDict):
@@ -114,7 +135,7 @@ class Containment:
         topic, partition, offset = origin["topic"], origin["partition"], origin["offset"]
         value = dead_letter_record(error=error, **origin)
         headers = dead_letter_headers(topic=topic, partition=partition, offset=offset, error=error, exception=exception)
-        self.sink(origin["key"], value, headers)
+        self.sink(dead_letter_key(origin["key"]), value, headers)
         self.refused += 1
         m = self.metrics()
         if m is not None:
