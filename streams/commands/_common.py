@@ -92,6 +92,8 @@ def check_input(path: Path, what: str = "input file") -> Path:
         raise InputNotFoundError(f"{what} {path} does not exist: check the path")
     if path.is_dir():
         raise InputNotFoundError(f"{what} {path} is a directory: pass a file")
+    if not path.is_file():  # /dev/zero, a FIFO: read whole, they never end (or end empty)
+        raise InputNotFoundError(f"{what} {path} is not a regular file (a device, pipe or socket): pass a file")
     if not os.access(path, os.R_OK):
         raise InputNotFoundError(f"{what} {path} is not readable: check its permissions")
     return path

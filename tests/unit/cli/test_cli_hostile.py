@@ -92,6 +92,46 @@ def test_an_output_naming_an_input_or_another_output_exits_73_and_keeps_the_file
     assert kept.read_bytes() == before
 
 
+# -- inputs that are no regular file ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["candles", "IN", "-o", "o.csv"],
+        ["indicators", "IN", "-o", "o.csv"],
+        ["backtest", "IN", "--symbol", "EURUSD", "--timeframe", "1h", "--model", "m.pt", "-o", "o.csv"],
+        ["train", "IN", "--symbol", "EURUSD", "--timeframe", "1h", "--model-dir", "m"],
+        ["replay", "IN"],
+        ["retrain", "--symbol", "EURUSD", "--timeframe", "1h", "--local", "--config", "IN"],
+    ],
+)
+def test_an_input_that_is_a_device_exits_66_at_once(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``forexd candles /dev/zero`` (and indicators, backtest, train) read without end, its
+    memory growing, until killed. /dev/null stands in for it here (without the check it is
+    read as an empty file, not refused; /dev/zero would exhaust memory)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FOREXD_BROKER_URL", DOWN)
+    res = runner.invoke(app, ["/dev/null" if a == "IN" else a for a in command])
+    assert res.exit_code == 66, res.output
+    assert_one_line(res.stderr, "is not a regular file")
+    assert not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.timeout(60)  # without the check the read blocks for ever: fail, do not hang the suite
+def test_an_input_that_is_a_fifo_exits_66_instead_of_blocking(tmp_path: Path) -> None:
+    """``forexd candles FIFO`` with no writer blocked for ever in open()."""
+    import os
+
+    fifo = tmp_path / "ticks.fifo"
+    os.mkfifo(fifo)
+    res = runner.invoke(app, ["candles", str(fifo), "-o", str(tmp_path / "o.csv")])
+    assert res.exit_code == 66, res.output
+    assert_one_line(res.stderr, "is not a regular file")
+
+
 # -- a candle file given as ticks ---------------------------------------------------------------
 
 
