@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..settings import Settings
-from ._common import check_model_dir, open_engine
+from ._common import check_input, check_model_dir, open_engine
 
 if TYPE_CHECKING:
     from forex_diffusion.storage.model_registry import ModelKey
@@ -185,7 +185,9 @@ def register_command(
 ) -> None:
     """Verify CHECKPOINT, copy it into the model directory and register it (not promoted)."""
     k = _key(key) if key else None  # a usage error before the database is touched
-    check_model_dir(resolve_paths(db, model_dir)[1])  # before a new registry file is made
+    if not checkpoint.is_dir():  # a key directory: the loader names what it lacks
+        check_input(checkpoint, "checkpoint")  # before a new registry file is made
+    check_model_dir(resolve_paths(db, model_dir)[1])
     if k is not None:
         _check_key_fits(k, checkpoint)
     v = open_registry(db, model_dir, create=True).import_artifact(checkpoint, key=k)

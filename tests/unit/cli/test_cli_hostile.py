@@ -279,6 +279,18 @@ def test_models_register_into_a_model_dir_that_is_a_file_exits_73_and_makes_no_r
     assert not db.exists()
 
 
+@pytest.mark.parametrize("checkpoint", ["missing.pt", "/dev/null"])
+def test_models_register_of_no_checkpoint_exits_66_and_makes_no_registry(checkpoint: str, tmp_path: Path) -> None:
+    """``models register missing.pt --db sqlite:///new.db`` created the 94 kB registry
+    database, then said "checkpoint file not found" (exit 2)."""
+    db = tmp_path / "new.db"
+    src = str(tmp_path / checkpoint) if checkpoint == "missing.pt" else checkpoint
+    res = runner.invoke(app, ["models", "register", src, "--db", f"sqlite:///{db}", "--model-dir", str(tmp_path / "m")])
+    assert res.exit_code == 66, res.output
+    assert_one_line(res.stderr, "checkpoint")
+    assert not db.exists()
+
+
 def test_train_into_a_model_dir_under_a_file_exits_73_before_training(tmp_path: Path) -> None:
     """A --model-dir under a regular file passed the writability probe (the file is
     writable) and training began; it now names the file, before anything is read."""
