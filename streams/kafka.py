@@ -11,23 +11,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from .settings import Settings
+from .settings import Settings, bootstrap_of
 
 __all__ = ["bootstrap_of", "client_kwargs", "ensure_topics", "make_consumer", "make_producer"]
 
 log = logging.getLogger(__name__)
-
-
-def bootstrap_of(url: str) -> str:
-    """``kafka://h:p;h2:p2`` → ``h:p,h2:p2``."""
-    out = []
-    for part in url.replace(";", ",").split(","):
-        part = part.strip()
-        if "://" in part:
-            part = part.split("://", 1)[1]
-        if part:
-            out.append(part)
-    return ",".join(out)
 
 
 def client_kwargs(settings: Settings) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import time
 
 from forex_diffusion.errors import ServiceUnavailableError, SettingsError
 
-from .settings import Settings
+from .settings import Settings, broker_addresses
 
 __all__ = ["ROLES", "run_worker", "wait_for_broker", "wait_for_database"]
 
@@ -23,17 +23,6 @@ ROLES = {
 }
 
 
-def _bootstrap_addresses(url: str) -> list[tuple[str, int]]:
-    """``kafka://h:p;h2:p2`` → ``[(h, p), (h2, p2)]`` (port 9092 where none is given)."""
-    out = []
-    for part in url.replace(";", ",").split(","):
-        part = part.strip().split("://", 1)[-1].strip("/")
-        if part:
-            host, _, port = part.rpartition(":") if ":" in part else (part, "", "9092")
-            out.append((host.strip("[]"), int(port) if port.isdigit() else 9092))
-    return out
-
-
 def wait_for_broker(url: str, wait_s: float, *, interval_s: float = 2.0) -> None:
     """Return once a bootstrap address of ``url`` accepts a TCP connection.
 
@@ -42,9 +31,7 @@ def wait_for_broker(url: str, wait_s: float, *, interval_s: float = 2.0) -> None
     ServiceUnavailableError
         None answered within ``wait_s`` seconds (one WARNING line per failed round).
     """
-    addrs = _bootstrap_addresses(url)
-    if not addrs:
-        raise ServiceUnavailableError("broker", repr(url), "no host:port in FOREXD_BROKER_URL")
+    addrs = broker_addresses(url)  # SettingsError (exit 78) for an address without a valid host:port
     why = "no answer"
     deadline = time.monotonic() + wait_s
     while True:

@@ -42,6 +42,16 @@ PATHS_MAX = 10_000
 RECORD_BYTES_MAX = 1_000_000
 PATHS_RECORD_BYTES_MAX = RECORD_BYTES_MAX
 DB_TIMEOUT_MAX_S = 2_147_483  # PostgreSQL's statement/lock timeouts are at most INT_MAX milliseconds
+_DURATION_MAX_S = 7 * 86_400.0  # a week: far above any interval or timeout a worker needs
+# (setting, lowest, highest, what it is): the integer settings with hard limits
+_BOUNDS = (
+    ("partitions", 1, 10_000, "partitions per topic"),
+    ("metrics_port", -1_000_000, 65_535, "a TCP port; 0 picks a free one, negative turns /metrics off"),
+    ("allowed_lateness_ms", 0, 7 * 86_400_000, "milliseconds, at most a week"),
+    ("max_message_bytes", 1_024, 16 * 1_048_576, "bytes of one input record"),
+)
+_BROKER_TIMEOUTS = ("broker_rebalance_timeout_s", "broker_session_timeout_s", "broker_heartbeat_interval_s")
+_PAIR = re.compile(r"[A-Z]{6}")  # a canonical symbol the registry does not know yet (the wire's pattern)
 # The sampling budget (FOREXD_FORECAST_[MIN_]SAMPLES, FOREXD_FORECAST_[MIN_]STEPS). Samples: the
 # predictor draws at least 2 (antithetic pairs; a quantile needs a spread), and at most as many
 # as a fx.forecasts.paths record may carry (PATHS_MAX); each forecast holds samples x horizon
@@ -78,6 +88,44 @@ def _parse_models(items: tuple[str, ...], timeframes: tuple[str, ...]) -> list[t
 def paths_record_bytes(n_paths: int, horizon: int) -> int:
     """Most bytes of one ``fx.forecasts.paths`` record: int32 paths in base64, ``rw_weight``, the rest."""
     return 4 * -(-(n_paths * horizon * 4) // 3) + 26 * horizon + 1024
+
+
+def bootstrap_of(url: str) -> str:
+    """``kafka://h:p;h2:p2`` → ``h:p,h2:p2``."""
+    out = []
+    for part in url.replace(";", ",").split(","):
+        part = part.strip()
+        if "://" in part:
+            part = part.split("://", 1)[1]
+        part = part.strip("/")
+        if part:
+            out.append(part)
+    return ",".join(out)
+
+
+def broker_addresses(url: str) -> list[tuple[str, int]]:
+    """``kafka://h:p;h2:p2`` → ``[(h, p), (h2, p2)]`` (port 9092 where none is given).
+
+    Raises :class:`SettingsError` for an address without a host or with a port that is not
+    1..65535: the Kafka client would fail deep in its loop (``ValueError``, ``OverflowError``)
+    and the worker's wait would try another port than the one configured.
+
+    >>> broker_addresses("kafka://a:9093;b")
+    [('a', 9093), ('b', 9092)]
+    """
+    servers = bootstrap_of(url)
+    out = []
+    for server in servers.split(",") if servers else [""]:
+        host, colon, port = server.rpartition(":")
+        if not colon or host.endswith(":"):  # no port, or an IPv6 address without brackets
+            host, port = server, "9092"  # the Kafka clients' default port
+        if not host.strip("[]") or not (re.fullmatch(r"[0-9]{1,5}", port) and 1 <= int(port) <= 65535):
+            raise SettingsError(
+                f"FOREXD_BROKER_URL={url[:200]!r} has no valid address in {server[:100]!r}: "
+                "set it to kafka://HOST:PORT (port 1..65535)"
+            )
+        out.append((host.strip("[]"), int(port)))
+    return out
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -179,8 +227,7 @@ class Settings:
                 raise ConfigError(f"{name} must be >= 0 (0: no limit) and at most {DB_TIMEOUT_MAX_S:,} s")
         if self.db_wait_s < 0:
             raise ConfigError("db_wait_s must be >= 0 (0: one attempt)")
-        if self.partitions < 1:
-            raise ConfigError("partitions must be >= 1")
+        self._check_bounds()
         if self.retrain_concurrency < 1 or not self.retrain_timeout_s > 0:
             raise ConfigError("retrain_concurrency must be >= 1 and retrain_timeout_s > 0")
         if self.shadow_forecasts < 0:
@@ -216,6 +263,35 @@ class Settings:
             raise ConfigError("kafka_security_protocol must be PLAINTEXT, SSL, SASL_SSL or SASL_PLAINTEXT")
         if self.kafka_security_protocol == "SASL_PLAINTEXT" and self.kafka_sasl_mechanism.startswith("SCRAM"):
             raise ConfigError("SCRAM needs TLS: use SASL_SSL")
+
+    def _check_bounds(self) -> None:
+        """Counts, ports and durations within what the broker, the sockets and the clock take:
+        a value outside was accepted and failed later, or silently did something else (a
+        negative message limit dead-lettered every tick, a port of 70000 failed at start)."""
+        for name, lo, hi, meaning in _BOUNDS:
+            value = getattr(self, name)
+            if not lo <= value <= hi:
+                raise ConfigError(f"{name} must be in {lo:,}..{hi:,} ({meaning}), got {value!r}")
+        for name in ("idle_close_s", "snapshot_interval_s", *_BROKER_TIMEOUTS):
+            value = getattr(self, name)
+            if not 0 < value <= _DURATION_MAX_S:
+                raise ConfigError(f"{name} must be > 0 and at most {_DURATION_MAX_S:,} s, got {value!r}")
+        if not 0 <= self.status_interval_s <= _DURATION_MAX_S:
+            raise ConfigError(f"status_interval_s must be in 0..{_DURATION_MAX_S:,} s (0: no status lines)")
+        if self.broker_heartbeat_interval_s >= self.broker_session_timeout_s:
+            raise ConfigError(
+                f"broker_heartbeat_interval_s ({self.broker_heartbeat_interval_s:g}) must be less than "
+                f"broker_session_timeout_s ({self.broker_session_timeout_s:g}): the group would evict the worker"
+            )
+        bad = [s for s in self.symbols if InstrumentRegistry().normalise(s) is None and not _PAIR.fullmatch(s)]
+        if bad or not self.symbols:
+            raise ConfigError(
+                f"symbols must be currency pairs such as EURUSD or EUR/USD, not {', '.join(map(repr, bad[:3])) or 'none'}"
+            )
+
+    def check_broker_url(self) -> None:
+        """Refuse a broker URL without a valid ``host:port`` (:func:`broker_addresses`)."""
+        broker_addresses(self.broker_url)
 
     def _derive_from_models(self) -> None:
         """Check ``models`` and set ``forecast_timeframes`` and ``horizon`` from it."""

@@ -294,20 +294,25 @@ def read_ticks(
     cols = {c.lower(): c for c in df.columns}
     if layout == "ts_ms":
         ts = _timestamps(df["ts_ms"], lines, rejects, bad)
-        bid_c, ask_c, vol_c, sym_c = cols["bid"], cols["ask"], cols.get("volume"), cols.get("symbol")
+        bid_c, ask_c, vol_c, sym_c = cols.get("bid"), cols.get("ask"), cols.get("volume"), cols.get("symbol")
     elif layout == "generic":
         ts = _timestamps(df[cols["timestamp"]], lines, rejects, bad, tz=tz)
-        bid_c, ask_c, vol_c, sym_c = cols["bid"], cols["ask"], cols.get("volume"), cols.get("symbol")
+        bid_c, ask_c, vol_c, sym_c = cols.get("bid"), cols.get("ask"), cols.get("volume"), cols.get("symbol")
     elif layout == "dukascopy":
         tcol = df.columns[0]
         ts = _timestamps(df[tcol], lines, rejects, bad, fmt="%d.%m.%Y %H:%M:%S.%f", tz=tz)
-        bid_c, ask_c, vol_c, sym_c = cols["bid"], cols["ask"], cols.get("bidvolume"), None
+        bid_c, ask_c, vol_c, sym_c = cols.get("bid"), cols.get("ask"), cols.get("bidvolume"), None
     else:  # histdata tick: 'YYYYMMDD HHMMSSfff', bid, ask, vol; EST-like New York time
         df.columns = ["time", "bid", "ask", "volume"][: len(df.columns)] + list(df.columns[4:])
         ts = _timestamps(
             df["time"], lines, rejects, bad, fmt="%Y%m%d %H%M%S%f", tz=tz if tz != "UTC" else "America/New_York"
         )
         bid_c, ask_c, vol_c, sym_c = "bid", "ask", "volume" if "volume" in df.columns else None, None
+    missing = [name for name, c in (("bid", bid_c), ("ask", ask_c)) if c is None or c not in df.columns]
+    if missing:  # a header of the layout's time column without the prices
+        raise DataFormatError(
+            f"{path}: no {' and no '.join(missing)} column in the tick file (header {_head(text)[:80]!r})"
+        )
     bid = _numbers(df[bid_c], "bid", lines, rejects, bad)
     ask = _numbers(df[ask_c], "ask", lines, rejects, bad)
     # nan/inf volumes stay: the validator refuses them (non_finite), they never count as 0

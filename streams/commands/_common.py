@@ -277,21 +277,9 @@ def open_engine(url: str, *, create: bool = True, must_exist: bool = False, conn
 
 def check_broker_url(settings: Settings) -> None:
     """Refuse a ``FOREXD_BROKER_URL`` whose addresses have no valid port (1..65535) before
-    any client starts: aiokafka raised ValueError or OverflowError from inside its loop."""
-    from forex_diffusion.errors import SettingsError
-
-    from ..kafka import bootstrap_of
-
-    servers = bootstrap_of(settings.broker_url)
-    for server in servers.split(",") if servers else [""]:
-        host, colon, port = server.rpartition(":")
-        if not colon:
-            host, port = server, "9092"  # aiokafka's default port
-        if not host.strip("[]") or not (port.isdigit() and 1 <= int(port) <= 65535):
-            raise SettingsError(
-                f"FOREXD_BROKER_URL={settings.broker_url!r} has no valid address in {server!r}: "
-                "set it to kafka://HOST:PORT (port 1..65535)"
-            )
+    any client starts or any file is read: aiokafka raised ValueError or OverflowError from
+    inside its loop."""
+    settings.check_broker_url()
 
 
 async def broker_call(

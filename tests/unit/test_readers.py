@@ -139,3 +139,21 @@ def test_reads_back_what_forexd_candles_writes(sample_ticks: Path, tmp_path: Pat
     assert lf.layout == "forexd" and len(lf.frame) == len(run.candles)
     assert lf.frame.ts_ms.tolist() == [c.open_ms for c in run.candles]
     assert lf.frame.close.tolist() == [c.close for c in run.candles]
+
+
+@pytest.mark.parametrize(
+    ("text", "missing"),
+    [
+        ("ts_ms,x\n1,2\n", "no bid and no ask column"),
+        ("timestamp,symbol,x\n2017-01-01T00:00:00Z,EURUSD,2\n", "no bid and no ask column"),
+        ("ts_ms,bid\n1,1.05\n", "no ask column"),
+        ("20170101 000000000,1.05\n", "no ask column"),  # a HistData tick line without its ask
+    ],
+)
+def test_a_tick_file_without_its_price_columns_is_a_data_format_error(text: str, missing: str, tmp_path: Path) -> None:
+    """A tick header without ``bid``/``ask`` ended ``forexd candles`` in a ``KeyError: 'bid'``
+    traceback (found by the command line's hostile sweep)."""
+    f = tmp_path / "ticks.csv"
+    f.write_text(text)
+    with pytest.raises(DataFormatError, match=missing):
+        read_ticks(f)
