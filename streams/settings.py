@@ -128,6 +128,12 @@ def broker_addresses(url: str) -> list[tuple[str, int]]:
     return out
 
 
+def _symbol(name: str) -> str:
+    """A configured symbol as the ticks spell it: the registry's alias (``EUR/USD`` → ``EURUSD``),
+    else the letters of a pair it does not know, upper-cased (``usd/cnh`` → ``USDCNH``)."""
+    return InstrumentRegistry().normalise(name) or re.sub(r"[/_. -]", "", name).upper()
+
+
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
@@ -256,9 +262,7 @@ class Settings:
             raise ConfigError(f"horizon must be >= 1 and at most {FORECAST_STEPS_MAX}")
         self._check_sampling()
         self._check_paths()
-        reg = InstrumentRegistry()
-        canon = tuple(reg.normalise(s) or s for s in self.symbols)
-        object.__setattr__(self, "symbols", canon)
+        object.__setattr__(self, "symbols", tuple(dict.fromkeys(_symbol(s) for s in self.symbols)))
         if self.kafka_security_protocol not in ("PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT"):
             raise ConfigError("kafka_security_protocol must be PLAINTEXT, SSL, SASL_SSL or SASL_PLAINTEXT")
         if self.kafka_security_protocol == "SASL_PLAINTEXT" and self.kafka_sasl_mechanism.startswith("SCRAM"):
@@ -283,7 +287,7 @@ class Settings:
                 f"broker_heartbeat_interval_s ({self.broker_heartbeat_interval_s:g}) must be less than "
                 f"broker_session_timeout_s ({self.broker_session_timeout_s:g}): the group would evict the worker"
             )
-        bad = [s for s in self.symbols if InstrumentRegistry().normalise(s) is None and not _PAIR.fullmatch(s)]
+        bad = [s for s in self.symbols if not _PAIR.fullmatch(_symbol(s))]
         if bad or not self.symbols:
             raise ConfigError(
                 f"symbols must be currency pairs such as EURUSD or EUR/USD, not {', '.join(map(repr, bad[:3])) or 'none'}"

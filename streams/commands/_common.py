@@ -40,6 +40,7 @@ __all__ = [
     "check_positive",
     "check_price",
     "hide_password",
+    "model_files",
     "open_engine",
     "progress_bar",
 ]
@@ -86,14 +87,21 @@ def reject_summary(rejects: Any) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none"
 
 
-def check_input(path: Path, what: str = "input file") -> Path:
-    """Return ``path`` if it is a readable file, else raise :class:`InputNotFoundError`."""
+def check_input(path: Path, what: str = "input file", *, pipe_ok: bool = False) -> Path:
+    """Return ``path`` if it is a readable file, else raise :class:`InputNotFoundError`.
+
+    A device (``/dev/zero``: read whole, it never ends) or a socket is refused. A pipe
+    (``<(zcat f.gz)``, ``/dev/stdin``) is taken only with ``pipe_ok``, by a command that
+    reads its input once: a second open of a pipe whose writer is gone blocks for ever.
+    """
     if not path.exists():
         raise InputNotFoundError(f"{what} {path} does not exist: check the path")
     if path.is_dir():
         raise InputNotFoundError(f"{what} {path} is a directory: pass a file")
-    if not path.is_file():  # /dev/zero, a FIFO: read whole, they never end (or end empty)
-        raise InputNotFoundError(f"{what} {path} is not a regular file (a device, pipe or socket): pass a file")
+    if path.is_fifo() and not pipe_ok:
+        raise InputNotFoundError(f"{what} {path} is a pipe, and this command reads it more than once: pass a file")
+    if not (path.is_file() or path.is_fifo()):
+        raise InputNotFoundError(f"{what} {path} is not a regular file (a device or socket): pass a file")
     if not os.access(path, os.R_OK):
         raise InputNotFoundError(f"{what} {path} is not readable: check its permissions")
     return path
@@ -105,6 +113,13 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
     except OSError:
         return False
+
+
+def model_files(model: Path) -> list[tuple[Path | None, str]]:
+    """The files of ``--model`` (a checkpoint and its manifest, or every file of a model key's
+    directory), as :func:`check_output`'s ``other``: an output over one destroys the model."""
+    files = sorted(model.iterdir()) if model.is_dir() else [model, model.with_suffix(".json")]
+    return [(f, "a file of the model") for f in files if not f.is_dir()]
 
 
 def check_output(path: Path | None, option: str = "-o", *, other: Sequence[tuple[Path | None, str]] = ()) -> None:

@@ -20,6 +20,7 @@ from ._common import (
     check_positive,
     check_price,
     file_symbols,
+    model_files,
     progress_bar,
 )
 
@@ -139,12 +140,10 @@ def backtest_command(
     )
     plot_ms = parse_utc_date(plot_as_of) if plot_as_of else None
     check_input(file, "candle file")
-    candle_file = (file, "the candle file")
-    check_output(output, other=[candle_file])
-    check_output(plot, "--plot", other=[candle_file, (output, "the -o file")])
-    check_output(
-        touch_output, "--touch-output", other=[candle_file, (output, "the -o file"), (plot, "the --plot file")]
-    )
+    inputs = [(file, "the candle file"), *model_files(model)]
+    check_output(output, other=inputs)
+    check_output(plot, "--plot", other=[*inputs, (output, "the -o file")])
+    check_output(touch_output, "--touch-output", other=[*inputs, (output, "the -o file"), (plot, "the --plot file")])
     from forex_diffusion.forecast.touch import parse_touch_bands
 
     bands = parse_touch_bands(touch_bands)

@@ -38,10 +38,10 @@ def candles(
 
     price = check_price(price)
     parse_timeframes(timeframes)
-    check_input(file, "tick file")
+    check_input(file, "tick file", pipe_ok=True)  # read once: ``forexd candles <(zcat f.gz)``
     check_output(output, other=[(file, "the tick file")])
     check_output(rejects, "--rejects", other=[(file, "the tick file"), (output, "the -o file")])
-    if sniff_kind(file) == "candles":  # the tick reader has no bid/ask to read in it
+    if file.is_file() and sniff_kind(file) == "candles":  # the tick reader has no bid/ask to read in it
         raise DataFormatError(
             f"{file.name} holds candles, not ticks: pass a tick file (forexd indicators, "
             "backtest and train read candle files)"

@@ -23,23 +23,26 @@ def _positive(value: float | None, param: typer.CallbackParam) -> float | None:
 
 def _data_dir(value: Path | None, param: typer.CallbackParam) -> Path | None:
     """A directory the demo can write (made if missing), checked before anything starts: a file,
-    a path under a file or a read-only place would otherwise fail after the live table is up."""
+    a path under a file or a read-only place would otherwise fail after the live table is up.
+    Refused like any output that cannot be created (exit 73)."""
+    from forex_diffusion.errors import OutputError
+
     if value is None:
         return None
     try:
         value.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise typer.BadParameter(f"{value} is not a directory") from None
+        raise OutputError(f"--data-dir {value} is a file: pass a directory") from None
     except OSError as exc:
-        raise typer.BadParameter(f"cannot make {value}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot make --data-dir {value}: {exc.strerror or exc}") from None
     if not value.is_dir():
-        raise typer.BadParameter(f"{value} is not a directory")
+        raise OutputError(f"--data-dir {value} is a file: pass a directory")
     probe = value / ".forexd-demo-write-probe"
     try:
         probe.touch()
         probe.unlink()
     except OSError as exc:
-        raise typer.BadParameter(f"cannot write in {value}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write in --data-dir {value}: {exc.strerror or exc}") from None
     return value
 
 

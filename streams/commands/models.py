@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..settings import Settings
-from ._common import check_input, check_model_dir, open_engine
+from ._common import check_model_dir, open_engine
 
 if TYPE_CHECKING:
     from forex_diffusion.storage.model_registry import ModelKey
@@ -75,13 +75,15 @@ def _json_line(obj: Any) -> str:
 
 def _key(text: str) -> ModelKey:
     """``text`` as a model key whose timeframe is one the stream knows (``EURUSD/1x/5`` listed
-    nothing with exit 0, and ``register --key`` stored it)."""
+    nothing with exit 0, and ``register --key`` stored it), spelt as the stream spells it
+    (``EURUSD/60m/24`` is ``EURUSD/1h/24``: stored as typed, no worker would serve it)."""
+    from dataclasses import replace
+
     from forex_diffusion.storage.model_registry import ModelKey
     from forex_diffusion.timeframes import Timeframe
 
     key = ModelKey.parse(text)
-    Timeframe.parse(key.timeframe)
-    return key
+    return replace(key, timeframe=Timeframe.parse(key.timeframe).name)
 
 
 @models_app.command("list")
@@ -185,13 +187,27 @@ def register_command(
 ) -> None:
     """Verify CHECKPOINT, copy it into the model directory and register it (not promoted)."""
     k = _key(key) if key else None  # a usage error before the database is touched
-    if not checkpoint.is_dir():  # a key directory: the loader names what it lacks
-        check_input(checkpoint, "checkpoint")  # before a new registry file is made
+    _check_checkpoint(checkpoint)  # before a new registry file is made
     check_model_dir(resolve_paths(db, model_dir)[1])
     if k is not None:
         _check_key_fits(k, checkpoint)
     v = open_registry(db, model_dir, create=True).import_artifact(checkpoint, key=k)
     typer.echo(f"registered {v.version} for {v.key}")
+
+
+def _check_checkpoint(checkpoint: Path) -> None:
+    """A checkpoint file to register, refused like a missing or corrupt ``backtest --model``
+    (exit 2): missing, a directory (a model key's: name its ``.pt``), a device or a pipe."""
+    from forex_diffusion.errors import RegistryError
+
+    if checkpoint.is_dir():
+        newest = sorted(checkpoint.glob("*.pt"))
+        hint = f", e.g. {newest[-1]}" if newest else ""
+        raise RegistryError(f"checkpoint {checkpoint} is a directory: pass one of its .pt files{hint}")
+    if not checkpoint.exists():
+        raise RegistryError(f"checkpoint {checkpoint} does not exist: check the path")
+    if not checkpoint.is_file():
+        raise RegistryError(f"checkpoint {checkpoint} is not a regular file: pass a .pt file")
 
 
 def _check_key_fits(key: ModelKey, checkpoint: Path) -> None:

@@ -565,12 +565,13 @@ def test_backtest_refuses_more_steps_than_the_model_has_before_reading_the_candl
 
 @pytest.mark.parametrize("where", ["file", "under-a-file"])
 def test_demo_refuses_a_data_dir_it_cannot_use_before_starting_anything(where: str, tmp_path: Path) -> None:
-    """``--data-dir FILE`` started the live table and then failed as ``File exists``."""
+    """``--data-dir FILE`` started the live table and then failed as ``File exists``. Refused
+    as an output that cannot be created (exit 73, as ``--model-dir``)."""
     (tmp_path / "f").write_text("x")
     path = tmp_path / "f" if where == "file" else tmp_path / "f" / "sub"
     res = runner.invoke(app, ["demo", "--data-dir", str(path), "--duration", "1"])
-    assert res.exit_code == 2, res.output
-    assert_one_line(res.stderr, "--data-dir", str(path), "forexd demo --help")
+    assert res.exit_code == 73, res.output
+    assert_one_line(res.stderr, "--data-dir", str(path))
     assert "starting embedded broker" not in res.stdout
 
 

@@ -75,6 +75,36 @@ def _clobber_cases(tmp: Path) -> list[tuple[list[str], Path, str]]:
     ]
 
 
+def _model_copy(tmp: Path) -> tuple[Path, Path]:
+    """A copy of the bundled 1h model's key directory, and its checkpoint."""
+    import shutil
+
+    key_dir = tmp / "EURUSD-1h-h24"
+    shutil.copytree(MODEL_1H, key_dir)
+    return key_dir, next(key_dir.glob("*.pt"))
+
+
+@pytest.mark.parametrize("option", ["-o", "--plot", "--touch-output"])
+@pytest.mark.parametrize("model_as", ["checkpoint", "key directory"])
+@pytest.mark.parametrize("target", ["pt", "json"])
+def test_a_backtest_output_over_a_file_of_its_model_exits_73_and_keeps_the_model(
+    option: str, model_as: str, target: str, tmp_path: Path
+) -> None:
+    """``backtest … --model M.pt -o M.pt`` wrote the CSV over the checkpoint (exit 0), and the
+    next use of the model refused it (sha256 mismatch); ``--plot`` over its manifest the
+    same (found by the review of the hostile sweep)."""
+    key_dir, ckpt = _model_copy(tmp_path)
+    kept = ckpt if target == "pt" else ckpt.with_suffix(".json")
+    before = kept.read_bytes()
+    model = ckpt if model_as == "checkpoint" else key_dir
+    args = ["backtest", str(write_candles(tmp_path / "c.csv")), "--symbol", "EURUSD", "--timeframe", "1h"]
+    extra = [] if option == "-o" else ["-o", str(tmp_path / "b.csv")]
+    res = runner.invoke(app, [*args, "--model", str(model), *extra, option, str(kept)])
+    assert res.exit_code == 73, res.output
+    assert_one_line(res.stderr, "a file of the model")
+    assert kept.read_bytes() == before
+
+
 @pytest.mark.parametrize("case", range(10))
 def test_an_output_naming_an_input_or_another_output_exits_73_and_keeps_the_file(
     case: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -120,16 +150,56 @@ def test_an_input_that_is_a_device_exits_66_at_once(
     assert not (tmp_path / "o.csv").exists()
 
 
-@pytest.mark.timeout(60)  # without the check the read blocks for ever: fail, do not hang the suite
-def test_an_input_that_is_a_fifo_exits_66_instead_of_blocking(tmp_path: Path) -> None:
-    """``forexd candles FIFO`` with no writer blocked for ever in open()."""
+@pytest.mark.timeout(60)  # without the check a second open blocks for ever: fail, do not hang the suite
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["indicators", "IN", "-o", "o.csv"],
+        ["backtest", "IN", "--symbol", "EURUSD", "--timeframe", "1h", "--model", str(MODEL_1H), "-o", "o.csv"],
+        ["train", "IN", "--symbol", "EURUSD", "--timeframe", "1h", "--model-dir", "m"],
+    ],
+)
+def test_a_pipe_to_a_command_that_reads_its_input_twice_exits_66_instead_of_blocking(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command that opens its file more than once (to sniff its layout, then to read it)
+    blocked for ever on a pipe: the second open of a FIFO waits for a writer that is gone."""
     import os
 
+    monkeypatch.chdir(tmp_path)
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+    res = runner.invoke(app, [str(fifo) if a == "IN" else a for a in command])
+    assert res.exit_code == 66, res.output
+    assert_one_line(res.stderr, "is a pipe, and this command reads it more than once")
+    assert not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.timeout(120)
+def test_candles_reads_ticks_from_a_pipe_as_from_the_file(tmp_path: Path) -> None:
+    """``forexd candles <(zcat ticks.csv.gz)`` (a pipe: process substitution, ``/dev/stdin``)
+    worked before the sweep, which refused every input that is not a regular file; it reads
+    its input once, so it takes a pipe again, with the candles of the file itself."""
+    import os
+    import subprocess
+    import sys
+
+    ticks = write_ticks(tmp_path / "eurusd_ticks.csv")
     fifo = tmp_path / "ticks.fifo"
     os.mkfifo(fifo)
-    res = runner.invoke(app, ["candles", str(fifo), "-o", str(tmp_path / "o.csv")])
-    assert res.exit_code == 66, res.output
-    assert_one_line(res.stderr, "is not a regular file")
+    cli = [sys.executable, "-m", "streams.cli", "candles", "--symbol", "EURUSD"]
+    writer = subprocess.Popen(["sh", "-c", f"cat '{ticks}' > '{fifo}'"])
+    piped = subprocess.run(
+        [*cli, str(fifo), "-o", str(tmp_path / "p.csv")], capture_output=True, text=True, timeout=100
+    )
+    writer.wait(timeout=30)
+    assert piped.returncode == 0, piped.stderr
+    direct = subprocess.run(
+        [*cli, str(ticks), "-o", str(tmp_path / "d.csv")], capture_output=True, text=True, timeout=100
+    )
+    assert direct.returncode == 0, direct.stderr
+    assert (tmp_path / "p.csv").read_text() == (tmp_path / "d.csv").read_text()
+    assert len((tmp_path / "d.csv").read_text().splitlines()) > 1
 
 
 # -- a candle file given as ticks ---------------------------------------------------------------
@@ -273,22 +343,42 @@ def test_models_register_into_a_model_dir_that_is_a_file_exits_73_and_makes_no_r
     (tmp_path / "f").write_text("x")
     mdir = tmp_path / "f" / "sub" if under else tmp_path / "f"
     db = tmp_path / "reg.db"
-    res = runner.invoke(app, ["models", "register", str(MODEL_1H), "--db", f"sqlite:///{db}", "--model-dir", str(mdir)])
+    ckpt = next(MODEL_1H.glob("*.pt"))
+    res = runner.invoke(app, ["models", "register", str(ckpt), "--db", f"sqlite:///{db}", "--model-dir", str(mdir)])
     assert res.exit_code == 73, res.output
     assert_one_line(res.stderr, "--model-dir", "a file: pass a directory")
     assert not db.exists()
 
 
-@pytest.mark.parametrize("checkpoint", ["missing.pt", "/dev/null"])
-def test_models_register_of_no_checkpoint_exits_66_and_makes_no_registry(checkpoint: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("checkpoint", ["missing.pt", "/dev/null", "KEYDIR"])
+def test_models_register_of_no_checkpoint_exits_2_and_makes_no_registry(checkpoint: str, tmp_path: Path) -> None:
     """``models register missing.pt --db sqlite:///new.db`` created the 94 kB registry
-    database, then said "checkpoint file not found" (exit 2)."""
+    database, then said "checkpoint file not found"; given a model key's directory it made
+    the registry and the model directory, then failed with ``[Errno 2] … KEYDIR.pt``. Now
+    refused before either is made, with exit 2 as a missing or corrupt ``backtest --model``."""
     db = tmp_path / "new.db"
-    src = str(tmp_path / checkpoint) if checkpoint == "missing.pt" else checkpoint
+    src = {"missing.pt": str(tmp_path / checkpoint), "KEYDIR": str(MODEL_1H)}.get(checkpoint, checkpoint)
     res = runner.invoke(app, ["models", "register", src, "--db", f"sqlite:///{db}", "--model-dir", str(tmp_path / "m")])
-    assert res.exit_code == 66, res.output
-    assert_one_line(res.stderr, "checkpoint")
+    assert res.exit_code == 2, res.output
+    assert_one_line(
+        res.stderr, "checkpoint", "a directory: pass one of its .pt files" if checkpoint == "KEYDIR" else ""
+    )
     assert not db.exists()
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("alias", ["EURUSD/60m/24", "EURUSD/1H/24"])
+def test_models_register_stores_a_timeframe_alias_as_the_stream_spells_it(alias: str, tmp_path: Path) -> None:
+    """``--key EURUSD/60m/24`` was stored as typed: no worker (which looks up ``1h``) served it."""
+    db = f"sqlite:///{tmp_path / 'reg.db'}"
+    ckpt = next(MODEL_1H.glob("*.pt"))
+    res = runner.invoke(
+        app, ["models", "register", str(ckpt), "--key", alias, "--db", db, "--model-dir", str(tmp_path)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "for EURUSD/1h/24" in res.stdout
+    listed = runner.invoke(app, ["models", "list", "--db", db, "--model-dir", str(tmp_path)])
+    assert "EURUSD/1h/24" in listed.stdout and alias not in listed.stdout
 
 
 def test_train_into_a_model_dir_under_a_file_exits_73_before_training(tmp_path: Path) -> None:
@@ -334,7 +424,7 @@ def test_models_register_refuses_a_key_of_another_timeframe_or_horizon(key: str,
     """``models register EURUSD-1h-h24 --key USDJPY/1m/5`` registered the 1h, 24-step model
     under the 1m, 5-step key (exit 0): the worker would serve it for those candles."""
     db = tmp_path / "reg.db"
-    args = ["models", "register", str(MODEL_1H), "--key", key, "--db", f"sqlite:///{db}"]
+    args = ["models", "register", str(next(MODEL_1H.glob("*.pt"))), "--key", key, "--db", f"sqlite:///{db}"]
     res = runner.invoke(app, [*args, "--model-dir", str(tmp_path / "m")])
     assert res.exit_code == 2, res.output
     assert_one_line(res.stderr, f"--key {key} does not fit", "24 steps of 1h candles")

@@ -66,6 +66,9 @@ def test_values_at_the_bounds_are_accepted() -> None:
     assert (s.metrics_port, s.partitions, s.symbols) == (65535, 10000, ("EURUSD", "XAUUSD"))
     assert broker_addresses(s.broker_url) == [("::1", 9093), ("broker-2", 9092)]
     assert Settings.from_env({"FOREXD_METRICS_PORT": "-1"}).metrics_port == -1  # negative: /metrics off
+    # pairs the instrument registry does not know, in any spelling, as the ticks spell them
+    pairs = Settings.from_env({"FOREXD_SYMBOLS": "USD/CNH,usdcnh,XAU/USD,xau_usd,EURUSD"}).symbols
+    assert pairs == ("USDCNH", "XAUUSD", "EURUSD")
 
 
 @settings(max_examples=200, deadline=None)
