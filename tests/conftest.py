@@ -22,6 +22,18 @@ from .waiting import wait_until
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``@pytest.mark.soak`` tests (the long forms, minutes to an hour each) run only when
+    asked for with ``-m soak``: here, not in ``tests/faults/conftest.py``, so that
+    ``pytest tests/unit/wire`` does not start the 100,000-example fuzz soaks either."""
+    if "soak" in (config.getoption("-m") or ""):
+        return
+    soak = [i for i in items if i.get_closest_marker("soak") is not None]
+    if soak:
+        config.hook.pytest_deselected(items=soak)
+        items[:] = [i for i in items if i.get_closest_marker("soak") is None]
+
+
 @pytest.fixture(scope="session")
 def sample_ticks() -> Path:
     return SAMPLE_TICKS

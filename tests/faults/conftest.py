@@ -1,8 +1,8 @@
 """Fixtures of the fault-injection suite: worker environment, a private broker (in memory, or
 durable on a local S3 server), settling.
 
-``@pytest.mark.soak`` tests (the long form) run only when asked for with ``-m soak``;
-otherwise they are deselected here, so the default suite keeps the short form only.
+``@pytest.mark.soak`` tests (the long form) run only when asked for with ``-m soak``
+(``tests/conftest.py`` deselects them otherwise).
 """
 
 from __future__ import annotations
@@ -19,15 +19,6 @@ from forex_diffusion.errors import ConfigError
 from streams.broker import EmbeddedBroker, free_port
 
 from .harness import SYMBOLS, TIMEFRAMES, LocalS3
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if "soak" in (config.getoption("-m") or ""):
-        return
-    soak = [i for i in items if i.get_closest_marker("soak") is not None]
-    if soak:
-        config.hook.pytest_deselected(items=soak)
-        items[:] = [i for i in items if i.get_closest_marker("soak") is None]
 
 
 @pytest.fixture
