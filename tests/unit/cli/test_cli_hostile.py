@@ -12,25 +12,15 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
 from streams.cli import app
 from streams.commands._common import SEED_MAX, THREADS_MAX
 from streams.commands.indicators import SPEC_PARAMETER_MAX
 
+from .test_cli_errors import DOWN, assert_one_line, runner
+
 ROOT = Path(__file__).resolve().parents[3]
 MODEL_1H = ROOT / "forex_diffusion" / "bundled" / "models" / "EURUSD-1h-h24"
-DOWN = "kafka://127.0.0.1:1"  # nothing listens on port 1
-runner = CliRunner()
-
-
-def assert_one_line(stderr: str, *needles: str) -> None:
-    lines = [ln for ln in stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error: "), stderr
-    for n in needles:
-        assert n in lines[0], (n, stderr)
-    assert "Traceback" not in stderr
 
 
 def write_ticks(path: Path, n: int = 300) -> Path:
