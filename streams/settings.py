@@ -128,10 +128,10 @@ def broker_addresses(url: str) -> list[tuple[str, int]]:
     return out
 
 
-def _symbol(name: str) -> str:
+def _symbol(name: str, registry: InstrumentRegistry) -> str:
     """A configured symbol as the ticks spell it: the registry's alias (``EUR/USD`` → ``EURUSD``),
     else the letters of a pair it does not know, upper-cased (``usd/cnh`` → ``USDCNH``)."""
-    return InstrumentRegistry().normalise(name) or re.sub(r"[/_. -]", "", name).upper()
+    return registry.normalise(name) or re.sub(r"[/_. -]", "", name).upper()
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -262,7 +262,7 @@ class Settings:
             raise ConfigError(f"horizon must be >= 1 and at most {FORECAST_STEPS_MAX}")
         self._check_sampling()
         self._check_paths()
-        object.__setattr__(self, "symbols", tuple(dict.fromkeys(_symbol(s) for s in self.symbols)))
+        self._canonical_symbols()
         if self.kafka_security_protocol not in ("PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT"):
             raise ConfigError("kafka_security_protocol must be PLAINTEXT, SSL, SASL_SSL or SASL_PLAINTEXT")
         if self.kafka_security_protocol == "SASL_PLAINTEXT" and self.kafka_sasl_mechanism.startswith("SCRAM"):
@@ -287,11 +287,17 @@ class Settings:
                 f"broker_heartbeat_interval_s ({self.broker_heartbeat_interval_s:g}) must be less than "
                 f"broker_session_timeout_s ({self.broker_session_timeout_s:g}): the group would evict the worker"
             )
-        bad = [s for s in self.symbols if not _PAIR.fullmatch(_symbol(s))]
-        if bad or not self.symbols:
+
+    def _canonical_symbols(self) -> None:
+        """Set ``symbols`` as the ticks spell them, each once; refuse any that is no currency pair."""
+        reg = InstrumentRegistry()
+        canon = {s: _symbol(s, reg) for s in self.symbols}
+        bad = [s for s, c in canon.items() if not _PAIR.fullmatch(c)]
+        if bad or not canon:
             raise ConfigError(
                 f"symbols must be currency pairs such as EURUSD or EUR/USD, not {', '.join(map(repr, bad[:3])) or 'none'}"
             )
+        object.__setattr__(self, "symbols", tuple(dict.fromkeys(canon.values())))
 
     def check_broker_url(self) -> None:
         """Refuse a broker URL without a valid ``host:port`` (:func:`broker_addresses`)."""

@@ -33,7 +33,6 @@ __all__ = [
     "SEED_MAX",
     "THREADS_MAX",
     "broker_call",
-    "check_broker_url",
     "check_input",
     "check_model_dir",
     "check_output",
@@ -153,9 +152,7 @@ def check_model_dir(model_dir: Path, option: str = "--model-dir") -> None:
     if not probe.is_dir():
         raise OutputError(f"{option} {model_dir} is under {probe}, a file: pass a directory")
     if not os.access(probe, os.W_OK):
-        raise OutputError(
-            f"cannot create checkpoints under {model_dir}: {probe} is not writable; choose another {option}"
-        )
+        raise OutputError(f"cannot write under {model_dir}: {probe} is not writable; choose another {option}")
 
 
 def file_symbols(path: Path, price: PriceSide = "mid") -> set[str]:
@@ -290,13 +287,6 @@ def open_engine(url: str, *, create: bool = True, must_exist: bool = False, conn
     return make_engine(url, create=create)
 
 
-def check_broker_url(settings: Settings) -> None:
-    """Refuse a ``FOREXD_BROKER_URL`` whose addresses have no valid port (1..65535) before
-    any client starts or any file is read: aiokafka raised ValueError or OverflowError from
-    inside its loop."""
-    settings.check_broker_url()
-
-
 async def broker_call(
     settings: Settings,
     make: Callable[[], Awaitable[T]],
@@ -309,7 +299,7 @@ async def broker_call(
     producer request timeout + 10 s), after ``cleanup()`` (e.g. stopping the client)."""
     from aiokafka.errors import KafkaConnectionError, KafkaError
 
-    check_broker_url(settings)
+    settings.check_broker_url()  # aiokafka raised ValueError/OverflowError for a bad port inside its loop
     limit = timeout_s if timeout_s is not None else settings.producer_request_timeout_s + 10.0
     # aiokafka logs each refused connection at ERROR; the one line below says it (shown at info)
     kafka_log = logging.getLogger("aiokafka")

@@ -24,25 +24,18 @@ def _positive(value: float | None, param: typer.CallbackParam) -> float | None:
 def _data_dir(value: Path | None, param: typer.CallbackParam) -> Path | None:
     """A directory the demo can write (made if missing), checked before anything starts: a file,
     a path under a file or a read-only place would otherwise fail after the live table is up.
-    Refused like any output that cannot be created (exit 73)."""
+    Refused like any output that cannot be created (exit 73), as ``--model-dir``."""
     from forex_diffusion.errors import OutputError
+
+    from ._common import check_model_dir
 
     if value is None:
         return None
+    check_model_dir(value, "--data-dir")
     try:
         value.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise OutputError(f"--data-dir {value} is a file: pass a directory") from None
     except OSError as exc:
         raise OutputError(f"cannot make --data-dir {value}: {exc.strerror or exc}") from None
-    if not value.is_dir():
-        raise OutputError(f"--data-dir {value} is a file: pass a directory")
-    probe = value / ".forexd-demo-write-probe"
-    try:
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        raise OutputError(f"cannot write in --data-dir {value}: {exc.strerror or exc}") from None
     return value
 
 

@@ -15,7 +15,6 @@ from forex_diffusion.errors import DataFormatError
 from ..settings import Settings
 from ._common import (
     broker_call,
-    check_broker_url,
     check_input,
     check_output,
     check_positive,
@@ -179,7 +178,7 @@ def replay(
     spd = _speed(speed)
     check_positive(limit, "-n/--limit")
     settings = Settings.from_env()
-    check_broker_url(settings)
+    settings.check_broker_url()  # before the file is read
     check_input(file)
     check_output(rejects, "--rejects", other=[(file, "the file to replay")])
     refused: list[Any] = []

@@ -19,7 +19,6 @@ from ._common import (
     THREADS_MAX,
     _sqlite_file,
     broker_call,
-    check_broker_url,
     check_input,
     check_model_dir,
     check_positive,
@@ -154,7 +153,7 @@ def retrain_command(
     if local and model_dir is not None:
         check_model_dir(model_dir)  # before the job reads anything
     elif not local:
-        check_broker_url(settings)
+        settings.check_broker_url()
     if local:
         outcome = _run_local(
             request, settings, config=config, max_minutes=max_minutes, db=db, model_dir=model_dir, threads=threads

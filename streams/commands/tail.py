@@ -11,7 +11,7 @@ from typing import Optional, TextIO
 import typer
 
 from ..settings import Settings
-from ._common import broker_call, check_broker_url, check_positive
+from ._common import broker_call, check_positive
 
 
 async def tail_topic(
@@ -82,7 +82,6 @@ def tail(
     if timeout is not None and not (0 < timeout < float("inf")):
         raise typer.BadParameter(f"--timeout must be a positive number of seconds, not {timeout!r}")
     settings = Settings.from_env()
-    check_broker_url(settings)
     asyncio.run(tail_topic(settings, topic, from_beginning=from_beginning, limit=limit, timeout_s=timeout))
 
 
