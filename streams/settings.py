@@ -51,6 +51,7 @@ _BOUNDS = (
     ("max_message_bytes", 1_024, 16 * 1_048_576, "bytes of one input record"),
 )
 _BROKER_TIMEOUTS = ("broker_rebalance_timeout_s", "broker_session_timeout_s", "broker_heartbeat_interval_s")
+_HOST = re.compile(r"[A-Za-z0-9._-]+|\[?[0-9A-Fa-f:.]+\]?")  # a name, IPv4, or IPv6 (bracketed or not)
 _PAIR = re.compile(r"[A-Z]{6}")  # a canonical symbol the registry does not know yet (the wire's pattern)
 # The sampling budget (FOREXD_FORECAST_[MIN_]SAMPLES, FOREXD_FORECAST_[MIN_]STEPS). Samples: the
 # predictor draws at least 2 (antithetic pairs; a quantile needs a spread), and at most as many
@@ -114,12 +115,17 @@ def broker_addresses(url: str) -> list[tuple[str, int]]:
     [('a', 9093), ('b', 9092)]
     """
     servers = bootstrap_of(url)
+    if "@" in servers:  # never echoed: it may hold a password
+        raise SettingsError(
+            "FOREXD_BROKER_URL=(not shown) holds credentials (user@host): give the address alone, kafka://HOST:PORT, "
+            "and the login in FOREXD_KAFKA_SASL_USERNAME / FOREXD_KAFKA_SASL_PASSWORD"
+        )
     out = []
     for server in servers.split(",") if servers else [""]:
         host, colon, port = server.rpartition(":")
         if not colon or host.endswith(":"):  # no port, or an IPv6 address without brackets
             host, port = server, "9092"  # the Kafka clients' default port
-        if not host.strip("[]") or not (re.fullmatch(r"[0-9]{1,5}", port) and 1 <= int(port) <= 65535):
+        if not _HOST.fullmatch(host) or not (re.fullmatch(r"[0-9]{1,5}", port) and 1 <= int(port) <= 65535):
             raise SettingsError(
                 f"FOREXD_BROKER_URL={url[:200]!r} has no valid address in {server[:100]!r}: "
                 "set it to kafka://HOST:PORT (port 1..65535)"
@@ -131,7 +137,9 @@ def broker_addresses(url: str) -> list[tuple[str, int]]:
 def _symbol(name: str, registry: InstrumentRegistry) -> str:
     """A configured symbol as the ticks spell it: the registry's alias (``EUR/USD`` → ``EURUSD``),
     else the letters of a pair it does not know, upper-cased (``usd/cnh`` → ``USDCNH``)."""
-    return registry.normalise(name) or re.sub(r"[/_. -]", "", name).upper()
+    letters = re.sub(r"[/_. -]", "", name)
+    # ASCII only: upper() would make 'ßßß' SSSSSS and 'ſ' S, a pair the user never named
+    return registry.normalise(name) or (letters.upper() if letters.isascii() else letters)
 
 
 def _csv(value: str) -> tuple[str, ...]:

@@ -293,7 +293,7 @@ def read_ticks(
     bad = np.isin(lines, [r.line for r in rejects])  # fields missing: refused once, as malformed
     cols = {c.lower(): c for c in df.columns}
     if layout == "ts_ms":
-        ts = _timestamps(df["ts_ms"], lines, rejects, bad)
+        ts = _timestamps(df[cols["ts_ms"]], lines, rejects, bad)  # TS_MS too
         bid_c, ask_c, vol_c, sym_c = cols.get("bid"), cols.get("ask"), cols.get("volume"), cols.get("symbol")
     elif layout == "generic":
         ts = _timestamps(df[cols["timestamp"]], lines, rejects, bad, tz=tz)
@@ -373,7 +373,7 @@ def read_candles(
     cols = {c.lower().strip("<>"): c for c in df.columns}
     sym_c: str | None = None
     if layout == "ts_ms":
-        ts = _timestamps(df["ts_ms"], lines, rejects, bad)
+        ts = _timestamps(df[cols["ts_ms"]], lines, rejects, bad)  # TS_MS too
         sym_c = cols.get("symbol")
     elif layout == "lean_daily":
         ts = _timestamps(df[cols["date"]], lines, rejects, bad, fmt="%Y-%m-%d", tz=tz)

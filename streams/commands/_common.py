@@ -117,7 +117,12 @@ def _same_file(a: Path, b: Path) -> bool:
 def model_files(model: Path) -> list[tuple[Path | None, str]]:
     """The files of ``--model`` (a checkpoint and its manifest, or every file of a model key's
     directory), as :func:`check_output`'s ``other``: an output over one destroys the model."""
-    files = sorted(model.iterdir()) if model.is_dir() else [model, model.with_suffix(".json")]
+    # a checkpoint named by either file: X.pt or X.json (its manifest) stands for both
+    files = (
+        sorted(model.iterdir())
+        if model.is_dir()
+        else sorted({model, model.with_suffix(".pt"), model.with_suffix(".json")})
+    )
     return [(f, "a file of the model") for f in files if not f.is_dir()]
 
 

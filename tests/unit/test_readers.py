@@ -157,3 +157,15 @@ def test_a_tick_file_without_its_price_columns_is_a_data_format_error(text: str,
     f.write_text(text)
     with pytest.raises(DataFormatError, match=missing):
         read_ticks(f)
+
+
+def test_an_upper_case_ts_ms_header_is_read_as_the_lower_case_one(tmp_path: Path) -> None:
+    """``TS_MS,BID,ASK`` passed the layout check (case-insensitive) and then failed with
+    ``KeyError: 'ts_ms'``, a traceback from ``forexd candles`` (found by the hostile pass)."""
+    upper, lower = tmp_path / "u.csv", tmp_path / "l.csv"
+    upper.write_text("TS_MS,BID,ASK\n1398902400292,1.38676,1.38686\n")
+    lower.write_text("ts_ms,bid,ask\n1398902400292,1.38676,1.38686\n")
+    assert read_ticks(upper, symbol="EURUSD").frame.equals(read_ticks(lower, symbol="EURUSD").frame)
+    candles = "TS_MS,symbol,open,high,low,close\n1451606400000,EURUSD,1.1,1.2,1.0,1.1\n"
+    (tmp_path / "c.csv").write_text(candles)
+    assert len(read_candles(tmp_path / "c.csv").frame) == 1

@@ -75,7 +75,7 @@ def _model_copy(tmp: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize("option", ["-o", "--plot", "--touch-output"])
-@pytest.mark.parametrize("model_as", ["checkpoint", "key directory"])
+@pytest.mark.parametrize("model_as", ["checkpoint", "manifest", "key directory"])
 @pytest.mark.parametrize("target", ["pt", "json"])
 def test_a_backtest_output_over_a_file_of_its_model_exits_73_and_keeps_the_model(
     option: str, model_as: str, target: str, tmp_path: Path
@@ -86,7 +86,7 @@ def test_a_backtest_output_over_a_file_of_its_model_exits_73_and_keeps_the_model
     key_dir, ckpt = _model_copy(tmp_path)
     kept = ckpt if target == "pt" else ckpt.with_suffix(".json")
     before = kept.read_bytes()
-    model = ckpt if model_as == "checkpoint" else key_dir
+    model = {"checkpoint": ckpt, "manifest": ckpt.with_suffix(".json")}.get(model_as, key_dir)
     args = ["backtest", str(write_candles(tmp_path / "c.csv")), "--symbol", "EURUSD", "--timeframe", "1h"]
     extra = [] if option == "-o" else ["-o", str(tmp_path / "b.csv")]
     res = runner.invoke(app, [*args, "--model", str(model), *extra, option, str(kept)])

@@ -42,6 +42,15 @@ from tests.unit.cli.test_cli_errors import assert_one_line, forexd
         ("FOREXD_BROKER_URL", "kafka://127.0.0.1:99999", "FOREXD_BROKER_URL="),
         ("FOREXD_BROKER_URL", "kafka://127.0.0.1:x", "FOREXD_BROKER_URL="),
         ("FOREXD_BROKER_URL", "kafka://:9092", "FOREXD_BROKER_URL="),
+        # hosts no resolver takes: accepted, then exit 69 "Name or service not known" (hostile pass)
+        ("FOREXD_BROKER_URL", "kafka://h :9092", "FOREXD_BROKER_URL="),
+        ("FOREXD_BROKER_URL", "kafka://kafka://h:1", "FOREXD_BROKER_URL="),
+        ("FOREXD_BROKER_URL", "kafka://h\x01:9092", "FOREXD_BROKER_URL="),
+        # credentials in the URL were taken as part of the host, and the password printed
+        ("FOREXD_BROKER_URL", "kafka://user:s3cret@h:9092", "holds credentials"),
+        # upper() made 'ßßß' SSSSSS and 'EURUſD' EURUSD: pairs the user never named
+        ("FOREXD_SYMBOLS", "ßßß", "symbols must be currency pairs"),
+        ("FOREXD_SYMBOLS", "EURUſD", "symbols must be currency pairs"),
     ],
 )
 def test_the_worker_refuses_a_setting_out_of_bounds_on_one_line_exit_78(variable: str, value: str, says: str) -> None:
@@ -49,6 +58,7 @@ def test_the_worker_refuses_a_setting_out_of_bounds_on_one_line_exit_78(variable
     res = forexd("worker", env=env)
     assert res.returncode == 78, res.stderr
     assert_one_line(res.stderr, says)
+    assert "s3cret" not in res.stderr
 
 
 def test_values_at_the_bounds_are_accepted() -> None:
