@@ -24,8 +24,10 @@ still count towards ``max_bytes``. The generated JSON Schemas say so
 
 **Encoding** cannot fail on anything :func:`decode` or the core produced: non-finite floats of
 computed fields (statistics, forecasts, metrics) are written as ``null``, free text is clipped
-to its length; every encoded record is checked against its schema, so a violation is a bug
-of the producer and raises ``ValidationError`` with reason ``internal``.
+to its length and a character free text refuses (a control, line-separator, bidi or
+surrogate character: ``_TEXT``) is written as U+FFFD; every encoded record is checked
+against its schema, so a violation is a bug of the producer and raises ``ValidationError``
+with reason ``internal``.
 
 The tick and candle schemas bound values structurally (types, finite, a magnitude no
 instrument reaches, epoch-ms times within year 0..9999); per-instrument plausibility (price
@@ -136,6 +138,14 @@ _TOPIC = r"[A-Za-z0-9._-]{1,249}"
 _TOKEN = r"[\x21-\x7e]{1,128}"  # printable ASCII, no space (versions, detector names)
 _NO_CONTROL = r"[^\x00-\x1f\x7f]{1,128}"  # tick ids: file names may hold any printable text
 _SHA256 = r"[0-9a-f]{64}"
+# Free text (reasons, details, paths, ids echoed back) that logs and terminals show as it is:
+# no C0/C1 control (NUL, TAB, CR/LF, ESC, CSI, NEL, ...: terminal escapes, forged log lines,
+# and NUL, which PostgreSQL TEXT refuses), no line or paragraph separator, no bidi embedding,
+# override or isolate (they reorder the line a terminal shows), no surrogate (a lone one is
+# valid JSON text but no UTF-8: writing it to a log file, a terminal or a database raises).
+_TEXT_REFUSED = r"\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+_TEXT = f"[^{_TEXT_REFUSED}]*"
+_TEXT_REFUSED_RE = re.compile(f"[{_TEXT_REFUSED}]")
 _NUMERIC = r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?"  # a price sent as a JSON string
 _NUMERIC_MAX_LEN = 32
 
@@ -252,7 +262,11 @@ def _check(f: Field, x: Any, path: str) -> Any:  # noqa: C901 - one branch per k
             raise _fail(RejectReason.SCHEMA, path, f"must be a string, not {type(x).__name__}")
         if f.max_length is not None and len(x) > f.max_length:
             raise _fail(RejectReason.OUT_OF_RANGE, path, f"longer than {f.max_length} characters")
-        if f.pattern is not None and re.fullmatch(f.pattern, x) is None:
+        if f.pattern == _TEXT:  # the same test as the pattern, naming the character and where
+            if (bad := _TEXT_REFUSED_RE.search(x)) is not None:
+                what = f"U+{ord(bad.group()):04X} at {bad.start()}"
+                raise _fail(RejectReason.SCHEMA, path, f"{what}: no control, separator, bidi or surrogate character")
+        elif f.pattern is not None and re.fullmatch(f.pattern, x) is None:
             raise _fail(RejectReason.SCHEMA, path, f"{x[:32]!r} does not match {f.pattern}")
         if f.enum is not None and x not in f.enum:
             raise _fail(RejectReason.SCHEMA, path, f"{x[:32]!r} not one of {list(f.enum)}")
@@ -400,6 +414,12 @@ def _ts(name: str, **kw: Any) -> Field:
         description=kw.pop("description", "epoch milliseconds, UTC"),
         **kw,
     )
+
+
+def _text(name: str, max_length: int, **kw: Any) -> Field:
+    """Free text of at most ``max_length`` characters, none of them refused by :data:`_TEXT`
+    (decoding refuses such a record as ``schema``; encoding writes U+FFFD in their place)."""
+    return Field(name=name, kind="string", max_length=max_length, pattern=_TEXT, **kw)
 
 
 def _num(name: str, **kw: Any) -> Field:
@@ -686,7 +706,9 @@ RETRAIN_REQUESTS = RecordSchema(
         _HORIZON_F,
         Field(name="reason", kind="string", enum=("drift", "manual", "schedule")),
         _ts("requested_at_ms"),
-        Field(name="detail", kind="string", required=False, max_length=500, truncate=True),
+        # free text for whoever reads the request (``forexd retrain --reason``, the schedule's
+        # ``every N ms``): a line's worth, clipped on encoding
+        _text("detail", 500, required=False, truncate=True),
     ),
 )
 
@@ -695,19 +717,25 @@ MODELS = RecordSchema(
     description="The outcome of a retrain job (model registered, promoted, rejected or failed).",
     fields=(
         # identifying text as the job reported it: a refused request's outcome names what it was
-        # given (clipped), and readers only compare these to what they know
-        Field(name="request_id", kind="string", max_length=64, truncate=True),
-        Field(name="key", kind="string", max_length=64, truncate=True, description="SYMBOL/timeframe/horizon"),
-        Field(name="symbol", kind="string", max_length=32, truncate=True),
-        Field(name="timeframe", kind="string", max_length=16, truncate=True),
+        # given (clipped), and readers only compare these to what they know -- or print them
+        # (``forexd retrain --wait``), hence text (_TEXT). The lengths are what a valid
+        # request holds (id 64, symbol 32, timeframe 16; a key is SYMBOL/tf/H of those, and
+        # a global model's key is shorter): longer is no outcome of a request
+        _text("request_id", 64, truncate=True),
+        _text("key", 64, truncate=True, description="SYMBOL/timeframe/horizon"),
+        _text("symbol", 32, truncate=True),
+        _text("timeframe", 16, truncate=True),
         Field(name="horizon", kind="integer", minimum=0, maximum=HORIZON_MAX),
         Field(name="version", kind="string", pattern=_TOKEN, max_length=128, nullable=True),
         Field(name="status", kind="string", enum=("promoted", "shadow", "rejected", "failed")),
-        Field(name="reason", kind="string", max_length=2000, truncate=True),
+        # a decision's code and its numbers, or an error's type; clipped past 2000 (the bound
+        # of version 1's records: a shorter one would refuse what older workers publish)
+        _text("reason", 2000, truncate=True),
         Field(name="metrics", kind="json", description="evaluation metrics (non-finite values are null)"),
         Field(name="duration_s", kind="number", minimum=0.0, maximum=1e9),
         Field(name="champion", kind="string", pattern=_TOKEN, max_length=128, nullable=True),
-        Field(name="artifact", kind="string", max_length=4096, nullable=True),
+        # an absolute path, for people (forecasters load from the registry): Linux's PATH_MAX
+        _text("artifact", 4096, nullable=True),
         Field(name="sha256", kind="string", pattern=_SHA256, nullable=True),
         _ts("finished_at_ms"),
     ),
@@ -816,8 +844,10 @@ def _sanitise(f: Field, x: Any) -> Any:
     k = f.kind
     if isinstance(x, float) and not math.isfinite(x) and f.non_finite_as_null:
         return None
-    if k == "string" and f.truncate and isinstance(x, str) and f.max_length is not None:
-        return x[: f.max_length]
+    if k == "string" and isinstance(x, str):
+        if f.pattern == _TEXT:  # one for one, so that clipping cuts the same text
+            x = _TEXT_REFUSED_RE.sub("\ufffd", x)
+        return x[: f.max_length] if f.truncate and f.max_length is not None else x
     if k == "array" and isinstance(x, (list, tuple)) and f.items is not None:
         return [_sanitise(f.items, v) for v in x]
     if k == "map" and isinstance(x, Mapping) and f.items is not None:

@@ -26,7 +26,11 @@ never the same request id twice within its memory).
 
 A request is a hostile input like any other record (issue 13): its ``request_id`` must
 match :data:`REQUEST_ID_PATTERN` (:func:`check_request_id`) before any path is built from
-it, and :func:`check_key` refuses model keys outside the worker's configuration.
+it, and :func:`check_key` refuses model keys outside the worker's configuration. The free
+text of both records (a request's ``detail``; an outcome's ``request_id``, ``key``,
+``symbol``, ``timeframe``, ``reason``, ``artifact``) is bounded and holds no control,
+line-separator, bidi or surrogate character: the topics' schemas refuse such a record
+(``schema``, the dead-letter path) and their encoders write U+FFFD in place of one.
 """
 
 from __future__ import annotations
@@ -303,6 +307,8 @@ class JobOutcome:
         unknown = set(d) - names
         if unknown:
             raise ConfigError(f"unknown JobOutcome keys: {sorted(unknown)}")
+        if not isinstance(d.get("metrics", {}), Mapping):  # to_dict (and so a printed outcome) needs one
+            raise ConfigError(f"JobOutcome metrics must be a JSON object, not {type(d['metrics']).__name__}")
         try:
             d["horizon"] = int(d["horizon"])
             d["duration_s"] = float(d.get("duration_s", 0.0))
@@ -324,7 +330,8 @@ def decode_request(raw: bytes | str) -> RetrainRequest:
     ------
     ValidationError
         Malformed JSON, another schema version, wrong, missing or out-of-bound fields, a
-        ``request_id`` outside :data:`REQUEST_ID_PATTERN`.
+        ``request_id`` outside :data:`REQUEST_ID_PATTERN`, a ``detail`` over 500 characters
+        or holding a control, separator, bidi or surrogate character.
     """
     request = wire.decode_retrain_request(raw)
     check_request_id(request.request_id)
@@ -342,7 +349,10 @@ def decode_outcome(raw: bytes | str) -> JobOutcome:
     Raises
     ------
     ValidationError
-        Malformed JSON, another schema version, wrong, missing or out-of-bound fields.
+        Malformed JSON, another schema version, wrong, missing or out-of-bound fields, free
+        text (``request_id``, ``key``, ``symbol``, ``timeframe``, ``reason``, ``artifact``)
+        holding a control, separator, bidi or surrogate character: what ``forexd retrain
+        --wait`` prints is text a terminal shows as it is.
     """
     obj = wire.decode_model_outcome(raw, max_bytes=1 << 20)
     try:

@@ -12,6 +12,10 @@ Properties, over generated inputs:
 3. The dead letter of any refused message -- any key up to a broker's whole message, any
    value, any error text -- decodes as ``fx.deadletter`` with its reason and origin, and is a
    record the producer and the broker take (under ``RECORD_BYTES_MAX``).
+4. An ``fx.retrain.requests`` or ``fx.models`` record that decodes holds no control, line
+   separator, bidi or surrogate character in its text (what logs and ``forexd retrain --wait``
+   show as it is); the properties of those records' codecs are in
+   ``tests/unit/retraining/test_record_text.py``.
 
 Then the regression cases, one per bug found, each saying what happened before its fix.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from types import SimpleNamespace
 from typing import Any
@@ -207,6 +212,42 @@ def test_any_refused_message_gets_one_dead_letter_the_broker_takes(
         assert dl_key == key[:DEAD_LETTER_KEY_MAX]
 
 
+# -- 4. the retraining records' text is text ---------------------------------------------------------
+
+# C0, DEL, C1, line/paragraph separators, bidi embeddings/overrides/isolates, surrogates
+_REFUSED_TEXT = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+@st.composite
+def text_in_a_field(draw: st.DrawFn, kind: str) -> bytes:
+    """A valid record of topic ``kind`` with one text field replaced by text of any code points."""
+    doc = dict(VALID[kind])
+    name = draw(st.sampled_from(sorted(k for k, v in doc.items() if isinstance(v, str) or v is None)))
+    doc[name] = draw(st.text(st.characters(exclude_categories=()), max_size=12) | HOSTILE_TEXT)
+    if draw(st.booleans()):
+        return json.dumps(doc).encode()
+    return json.dumps(doc, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+@pytest.mark.parametrize("kind", ["retrain.requests", "models"])
+def test_a_retraining_record_that_decodes_holds_only_printable_text(kind: str) -> None:
+    """Before: ``"\ud800"``, NUL, ESC, CR/LF or U+202E in a request's ``detail`` or in an
+    outcome's ``request_id``, ``key``, ``symbol``, ``timeframe``, ``reason`` or ``artifact``."""
+    seen: Counter[bool] = Counter()
+
+    def check(raw: bytes | None) -> None:
+        rec = _decode_or_refuse(kind, raw)
+        seen[rec is not None] += 1
+        if rec is not None:
+            fields = rec if isinstance(rec, dict) else rec.to_dict()
+            for name, value in fields.items():
+                if isinstance(value, str) and name != "metrics":
+                    assert _REFUSED_TEXT.search(value) is None, (name, value)
+
+    SETTINGS(given(kafka_value(kind) | text_in_a_field(kind))(check))()
+    assert seen[True] and seen[False], seen
+
+
 # -- regressions -------------------------------------------------------------------------------
 
 
@@ -229,6 +270,50 @@ def test_a_tombstone_on_fx_models_is_logged_and_the_agent_goes_on(caplog: pytest
     agent = SimpleNamespace(forecasters={}, symbols={}, consumer=None)
     close_request(agent, None)  # type: ignore[arg-type]
     assert "models.refused reason=malformed" in caplog.text
+
+
+class _Forecaster:
+    """The part of a forecaster ``close_request`` uses: which requests it was told are done."""
+
+    def __init__(self) -> None:
+        self.closed: list[tuple[str, str]] = []
+
+    def close_request(self, timeframe: str, request_id: str) -> None:
+        self.closed.append((timeframe, request_id))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["\x1b]0;pwned\x07", "a\x00b", "x\ud800", "ok\nmodels.refreshed versions={}", "\u202eevil", "\x9b2J"],
+    ids=["osc", "nul", "surrogate", "newline", "bidi", "c1-csi"],
+)
+@pytest.mark.parametrize("field", ["request_id", "reason", "artifact", "key"])
+def test_an_outcome_with_hostile_text_is_refused_and_logged_and_the_next_one_closes_its_request(
+    field: str, text: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ``fx.models`` record with an escape, a NUL, a lone surrogate, a newline or a bidi
+    override in a text field.
+
+    Before: ``decode_model_outcome`` accepted it and ``close_request`` acted on it (a forged
+    ``request_id`` with a NUL or an escape was compared and passed on as it came). Now it is
+    refused as ``schema``, logged with a reason that names the character without holding it,
+    and the agent takes the next record: a good outcome closes its request.
+    """
+    good = {**VALID["models"], "request_id": "r-good"}
+    touched: list[tuple[int, str]] = []
+    forecaster = _Forecaster()
+    agent = SimpleNamespace(
+        forecasters={"EURUSD": forecaster},
+        symbols={0: {"EURUSD"}},
+        consumer=SimpleNamespace(progress=SimpleNamespace(touch=lambda p, s: touched.append((p, s)))),
+    )
+    close_request(agent, json.dumps({**good, "request_id": "r-bad", field: text}).encode())  # type: ignore[arg-type]
+    assert forecaster.closed == [] and touched == []
+    refused = [r.getMessage() for r in caplog.records if r.getMessage().startswith("models.refused")]
+    assert len(refused) == 1 and refused[0].startswith(f"models.refused reason=schema error={field}: U+"), refused
+    assert _REFUSED_TEXT.search(refused[0]) is None, "the log line holds the hostile character"
+    close_request(agent, json.dumps(good).encode())  # type: ignore[arg-type]
+    assert forecaster.closed == [("1h", "r-good")] and touched == [(0, "EURUSD")]
 
 
 def test_a_tombstone_among_ticks_is_one_malformed_dead_letter_and_changes_nothing(
