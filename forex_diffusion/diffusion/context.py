@@ -32,11 +32,12 @@ from typing import Any
 import numpy as np
 
 from forex_diffusion.domain import Candle
-from forex_diffusion.errors import ConfigError, ModelError
+from forex_diffusion.errors import ConfigError, ModelError, check_field_types
 from forex_diffusion.state import malformed, unwrap, wrap
 
 __all__ = [
     "CALENDAR_DIM",
+    "CONTEXT_MAX",
     "ContextSpec",
     "ForecastRequest",
     "SeriesContext",
@@ -51,6 +52,9 @@ _HOUR_MS = 3_600_000
 _EPOCH_HOUR_OF_WEEK = 72.0
 #: Number of calendar covariates produced by :func:`calendar_features`.
 CALENDAR_DIM = 23
+#: The longest window or warm-up a context takes, in candles (training refuses longer, and
+#: so does the loader: a manifest is not covered by the checkpoint's sha256).
+CONTEXT_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,23 +86,28 @@ class ContextSpec:
     clip: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.window < 1:
-            raise ConfigError(f"window must be >= 1, got {self.window}")
-        if self.warmup < 1:
-            raise ConfigError(f"warmup must be >= 1, got {self.warmup}")
+        for name in ("window", "warmup"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+            if getattr(self, name) > CONTEXT_MAX:
+                raise ConfigError(f"{name} must be at most {CONTEXT_MAX}, got {getattr(self, name)}")
         for name in ("ewma_lambda", "slow_lambda"):
             lam = getattr(self, name)
             if not 0.0 < lam < 1.0:
                 raise ConfigError(f"{name} must be in (0, 1), got {lam}")
-        if not self.min_sigma > 0.0:
-            raise ConfigError(f"min_sigma must be > 0, got {self.min_sigma}")
-        if not self.clip > 0.0:
-            raise ConfigError(f"clip must be > 0, got {self.clip}")
+        if not 0.0 < self.min_sigma < 1.0:  # a floor of a log return's volatility
+            raise ConfigError(f"min_sigma must be in (0, 1), got {self.min_sigma}")
+        if not 0.0 < self.clip <= 1e4:  # in units of the volatility
+            raise ConfigError(f"clip must be in (0, 10000], got {self.clip}")
 
     @property
     def ready_after(self) -> int:
         """Returns needed before the first request."""
         return max(self.window, self.warmup)
+
+    def cond_dim(self, extra: int = 0) -> int:
+        """Width of the raw conditioning vector: ``2*window + CALENDAR_DIM + 1 + extra``."""
+        return 2 * self.window + CALENDAR_DIM + 1 + extra
 
     def to_dict(self) -> dict[str, Any]:
         """Return the plain-data form."""
@@ -106,11 +115,8 @@ class ContextSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ContextSpec:
-        """Build from :meth:`to_dict` output; unknown keys are refused."""
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"unknown ContextSpec keys: {sorted(unknown)}")
-        return cls(**data)
+        """Build from :meth:`to_dict` output; unknown keys and values of another type are refused."""
+        return cls(**check_field_types(cls, data, "ContextSpec"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

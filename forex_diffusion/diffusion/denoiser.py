@@ -17,6 +17,14 @@ from forex_diffusion.errors import ConfigError
 __all__ = ["Denoiser", "DenoiserConfig"]
 
 
+#: Largest sizes of a model: training refuses larger ones (a run would fail allocating, not
+#: learn) and so does the loader, for a manifest (which its sha256 does not cover).
+WIDTH_MAX = 4096  # width, cond_width and time_dim
+BLOCKS_MAX = 64
+HORIZON_MAX = 10_000  # the most steps an fx.forecasts record carries (wire.FORECAST_STEPS_MAX)
+SIZE_MAX = 1 << 20  # any other dimension: cond_dim, the series embedding, schedule steps
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DenoiserConfig:
     """Sizes of the denoiser.
@@ -52,9 +60,18 @@ class DenoiserConfig:
     series_dim: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("horizon", "cond_dim", "width", "cond_width", "blocks", "time_dim"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name, most in (
+            ("horizon", HORIZON_MAX),
+            ("cond_dim", SIZE_MAX),
+            ("width", WIDTH_MAX),
+            ("cond_width", WIDTH_MAX),
+            ("blocks", BLOCKS_MAX),
+            ("time_dim", WIDTH_MAX),
+        ):
+            if not 1 <= getattr(self, name) <= most:
+                raise ConfigError(f"{name} must be in 1..{most}, got {getattr(self, name)}")
+        if self.series > SIZE_MAX or self.series_dim > SIZE_MAX:
+            raise ConfigError(f"series embedding sizes must be <= {SIZE_MAX}, got {self.series} x {self.series_dim}")
         if self.time_dim % 2:
             raise ConfigError("time_dim must be even")
         if self.series < 0 or self.series_dim < 0 or (self.series_dim > 0) != (self.series > 0):

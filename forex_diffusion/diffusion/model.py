@@ -14,6 +14,7 @@ network adds nothing falls back to the baseline instead of doing worse.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,7 +25,7 @@ from torch.nn import functional as F
 
 from forex_diffusion.diffusion.denoiser import Denoiser, DenoiserConfig
 from forex_diffusion.diffusion.noise import NoiseSchedule, ScheduleConfig
-from forex_diffusion.errors import ConfigError
+from forex_diffusion.errors import ConfigError, check_field_types
 from forex_diffusion.quality.evaluation import QUANTILE_LEVELS, random_walk_log_quantiles
 
 __all__ = ["DiffusionModel", "ModelConfig", "random_walk_log_quantiles"]
@@ -49,8 +50,8 @@ class ModelConfig:
     x0_clip: float = 10.0
 
     def __post_init__(self) -> None:
-        if not self.x0_clip > 0:
-            raise ConfigError(f"x0_clip must be > 0, got {self.x0_clip}")
+        if not 0 < self.x0_clip <= 1e4:  # in units of the EWMA volatility: 10 by default
+            raise ConfigError(f"x0_clip must be in (0, 10000], got {self.x0_clip}")
 
     @property
     def horizon(self) -> int:
@@ -63,15 +64,37 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are refused."""
+        """Inverse of :meth:`to_dict`; unknown keys and values of another type are refused."""
+        fields = check_field_types(cls, data, "model config")
         try:
             return cls(
-                denoiser=DenoiserConfig(**data["denoiser"]),
-                schedule=ScheduleConfig(**data["schedule"]),
-                x0_clip=float(data["x0_clip"]),
+                denoiser=DenoiserConfig(**check_field_types(DenoiserConfig, fields["denoiser"], "model denoiser")),
+                schedule=ScheduleConfig(**check_field_types(ScheduleConfig, fields["schedule"], "model schedule")),
+                x0_clip=fields["x0_clip"],
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError) as exc:  # a part or a required size missing
             raise ConfigError(f"bad model config: {exc}") from exc
+
+    def check_weights(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Raise :class:`ConfigError` unless a :class:`DiffusionModel` of this configuration
+        has exactly the names and shapes of ``state``.
+
+        The model is built on torch's meta device, which allocates nothing: a manifest
+        naming a width of 10**5 or 10**9 schedule steps beside small weights is refused
+        before the network is built. The block count is checked first, as building 10**6
+        blocks takes minutes even there.
+        """
+        blocks = {k.split(".")[2] for k in state if k.startswith("denoiser.blocks.")}
+        if self.denoiser.blocks != len(blocks):
+            raise ConfigError(f"{self.denoiser.blocks} blocks, the weights hold {len(blocks)}")
+        with torch.device("meta"):
+            want = {k: tuple(v.shape) for k, v in DiffusionModel(self).state_dict().items()}
+        got = {k: tuple(v.shape) for k, v in state.items()}
+        if want != got:
+            name = sorted(set(want) ^ set(got)) or sorted(k for k in want if want[k] != got[k])
+            raise ConfigError(
+                f"weight {name[0]} is {got.get(name[0], 'missing')}, the architecture asks {want.get(name[0], 'none')}"
+            )
 
 
 class DiffusionModel(nn.Module):

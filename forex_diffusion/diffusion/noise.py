@@ -16,6 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from forex_diffusion.diffusion.denoiser import SIZE_MAX
 from forex_diffusion.errors import ConfigError
 
 __all__ = ["NoiseSchedule", "ScheduleConfig"]
@@ -41,8 +42,8 @@ class ScheduleConfig:
     beta_end: float = 0.05
 
     def __post_init__(self) -> None:
-        if self.steps < 2:
-            raise ConfigError(f"schedule steps must be >= 2, got {self.steps}")
+        if not 2 <= self.steps <= SIZE_MAX:
+            raise ConfigError(f"schedule steps must be in 2..{SIZE_MAX}, got {self.steps}")
         if self.kind not in ("cosine", "linear"):
             raise ConfigError(f"unknown schedule kind {self.kind!r}")
         if not 0.0 < self.beta_start < self.beta_end < 1.0:

@@ -25,7 +25,7 @@ from forex_diffusion.diffusion.checkpoint import load_checkpoint
 from forex_diffusion.diffusion.context import ContextSpec, ForecastRequest, SeriesContext
 from forex_diffusion.diffusion.inputs import InputsBuilder, InputSpec
 from forex_diffusion.diffusion.model import DiffusionModel, ModelConfig
-from forex_diffusion.errors import ArtifactError, ConfigError, ModelError
+from forex_diffusion.errors import ArtifactError, ConfigError, ModelError, check_field_types
 from forex_diffusion.forecast.batching import SAMPLES_MAX, SAMPLES_MIN, STEPS_MAX
 from forex_diffusion.forecast.touch import (
     EXTREME_LEVELS,
@@ -72,6 +72,19 @@ def resolve_device(device: str) -> torch.device:
             raise ConfigError("device 'cuda' requested but CUDA is not available")
         return torch.device(device)
     raise ConfigError(f"unknown device {device!r}; expected auto, cpu or cuda")
+
+
+@dataclass(frozen=True, slots=True)
+class _Sampling:
+    """The manifest's ``sampling`` object (field types for :func:`check_field_types`)."""
+
+    steps: int = 8
+    samples: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class _Extra:
+    extra_dim: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -179,10 +192,13 @@ class Predictor:
         self.version: str = str(manifest.get("version", "unversioned"))
         self.key: str = str(manifest.get("key", ""))
         self.context_spec = ContextSpec.from_dict(manifest["context"])
-        sampling = manifest.get("sampling", {})
+        sampling = check_field_types(_Sampling, manifest.get("sampling", {}), "sampling")
         self.default_steps = int(sampling.get("steps", 8))
         self.default_samples = int(sampling.get("samples", 100))
-        self.extra_dim = int(manifest.get("extra_dim", 0))
+        self.extra_dim = int(
+            check_field_types(_Extra, {"extra_dim": manifest.get("extra_dim", 0)}, "manifest")["extra_dim"]
+        )
+        self._check_sizes(manifest)
         self.inputs = InputSpec.from_manifest(manifest)  # named model inputs (none: extra_dim 0)
         if self.inputs and len(self.inputs.features) != self.extra_dim:
             raise ArtifactError(
@@ -220,14 +236,33 @@ class Predictor:
         state, manifest = load_checkpoint(path)
         try:
             config = ModelConfig.from_dict(manifest["model"])
+            config.check_weights(state)  # before building: the manifest is not covered by the sha256
             model = DiffusionModel(config)
             model.load_state_dict(state, strict=True)
-            ContextSpec.from_dict(manifest["context"])
-            InputSpec.from_manifest(manifest)
+            pred = cls(model, manifest, device=device, touch_bands=touch_bands)
         except (KeyError, RuntimeError, ConfigError) as exc:
             raise ArtifactError(f"{path}: checkpoint does not match its manifest ({exc})") from exc
         logger.info("model loaded key=%s version=%s", manifest.get("key"), manifest.get("version"))
-        return cls(model, manifest, device=device, touch_bands=touch_bands)
+        return pred
+
+    def _check_sizes(self, manifest: dict[str, Any]) -> None:
+        """The manifest's sizes agree with the network's, and its sampling is one a forecast
+        can take (else every forecast of the model would fail, one by one, in the stream)."""
+        config = self.model.config
+        if self.extra_dim < 0:
+            raise ConfigError(f"extra_dim must be >= 0, got {self.extra_dim}")
+        want = self.context_spec.cond_dim(self.extra_dim)
+        if config.denoiser.cond_dim != want:
+            raise ConfigError(
+                f"the network takes {config.denoiser.cond_dim} conditioning values, its context "
+                f"(window {self.context_spec.window}, extra_dim {self.extra_dim}) makes {want}"
+            )
+        if manifest.get("horizon", config.horizon) != config.horizon:
+            raise ConfigError(f"horizon {manifest.get('horizon')!r:.40}, the network's is {config.horizon}")
+        if not 1 <= self.default_steps <= self.max_steps:
+            raise ConfigError(f"sampling steps must be in 1..{self.max_steps}, got {self.default_steps}")
+        if not SAMPLES_MIN <= self.default_samples <= SAMPLES_MAX:
+            raise ConfigError(f"sampling samples must be in {SAMPLES_MIN}..{SAMPLES_MAX}, got {self.default_samples}")
 
     @property
     def horizon(self) -> int:

@@ -42,7 +42,7 @@ from scipy.stats import ks_2samp
 
 from forex_diffusion.diffusion.checkpoint import CheckpointManager, Protected, model_key
 from forex_diffusion.diffusion.context import CALENDAR_DIM, ContextSpec, build_features
-from forex_diffusion.diffusion.denoiser import DenoiserConfig
+from forex_diffusion.diffusion.denoiser import BLOCKS_MAX, HORIZON_MAX, WIDTH_MAX, DenoiserConfig
 from forex_diffusion.diffusion.inputs import InputSpec
 from forex_diffusion.diffusion.model import DiffusionModel, ModelConfig
 from forex_diffusion.diffusion.noise import ScheduleConfig
@@ -66,13 +66,6 @@ logger = logging.getLogger(__name__)
 _SCALE_GRID = np.round(np.arange(0.5, 2.0001, 0.025), 4)
 _QSCALE_GRID = np.round(np.arange(0.7, 1.5001, 0.02), 4)
 _RW_GRID = np.round(np.arange(0.0, 1.0001, 0.1), 4)
-
-
-#: Largest sizes a training run accepts (beyond them a run fails allocating, not learning).
-_MAX_WIDTH = 4096
-_MAX_BLOCKS = 64
-_MAX_WINDOW = 10_000
-_MAX_HORIZON = 10_000  # the most steps an fx.forecasts record carries (wire.FORECAST_STEPS_MAX)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -188,16 +181,14 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         # sizes past these are allocation failures (a traceback after minutes), not models
         for name, most in (
-            ("width", _MAX_WIDTH),
-            ("cond_width", _MAX_WIDTH),
-            ("time_dim", _MAX_WIDTH),
-            ("blocks", _MAX_BLOCKS),
-            ("horizon", _MAX_HORIZON),
+            ("width", WIDTH_MAX),
+            ("cond_width", WIDTH_MAX),
+            ("time_dim", WIDTH_MAX),
+            ("blocks", BLOCKS_MAX),
+            ("horizon", HORIZON_MAX),
         ):
             if getattr(self, name) > most:
                 raise ConfigError(f"{name} must be at most {most}, got {getattr(self, name)}")
-        if self.context.window > _MAX_WINDOW:
-            raise ConfigError(f"window must be at most {_MAX_WINDOW}, got {self.context.window}")
         if not (SAMPLES_MIN <= self.samples <= SAMPLES_MAX and SAMPLES_MIN <= self.val_samples <= SAMPLES_MAX):
             raise ConfigError(f"samples and val_samples must be in {SAMPLES_MIN}..{SAMPLES_MAX}")
         if not 1 <= self.sample_steps <= min(STEPS_MAX, self.schedule.steps):  # a model must forecast with its defaults
@@ -569,7 +560,7 @@ def train(
     train_w, val_w, test_w, split_ms = _split(windows, config)
     ks = _leakage_check(train_w, val_w, test_w)
     e_dim = _extra_dim(extra)
-    model, mconf = _new_model(config, 2 * config.context.window + CALENDAR_DIM + 1 + e_dim, train_w, device)
+    model, mconf = _new_model(config, config.context.cond_dim(e_dim), train_w, device)
     n_params = sum(p.numel() for p in model.parameters())
     logger.info(
         "train start key=%s params=%d train=%d val=%d test=%d device=%s",

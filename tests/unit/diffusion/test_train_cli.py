@@ -112,7 +112,7 @@ def test_train_cli_refuses_sizes_no_machine_can_allocate(tmp_path: Path, option:
 
 
 def test_the_training_horizon_bound_is_what_a_forecast_record_carries() -> None:
-    from forex_diffusion.diffusion import training
+    from forex_diffusion.diffusion.denoiser import HORIZON_MAX
     from forex_diffusion.wire import FORECAST_STEPS_MAX
 
-    assert training._MAX_HORIZON == FORECAST_STEPS_MAX
+    assert HORIZON_MAX == FORECAST_STEPS_MAX
