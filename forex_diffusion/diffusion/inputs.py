@@ -221,12 +221,17 @@ class InputSpec:
         Raises ``ConfigError`` when the stored feature names differ from what this code
         builds (the model was trained with another definition of an input).
         """
-        data = manifest.get("inputs")
-        tf = str(manifest.get("timeframe") or (data or {}).get("timeframe") or "1m")
+        data = manifest.get("inputs") or {}
+        if not isinstance(data, Mapping) or not all(
+            isinstance(data.get(k, []), list) and all(isinstance(x, str) for x in data.get(k, []))
+            for k in ("names", "features")
+        ):
+            raise ConfigError(f"inputs must be an object of names and features (lists of text), got {data!r:.80}")
+        tf = str(manifest.get("timeframe") or data.get("timeframe") or "1m")
         if not data:
             return cls((), tf)
-        spec = cls(tuple(data["names"]), str(data.get("timeframe", tf)))
-        stored = tuple(data.get("features", ()))
+        spec = cls(tuple(data.get("names", [])), str(data.get("timeframe", tf)))
+        stored = tuple(data.get("features", []))
         if stored != spec.features:
             raise ConfigError(
                 f"the model's inputs {','.join(spec.names)} were built as {len(stored)} features "

@@ -74,6 +74,14 @@ def resolve_device(device: str) -> torch.device:
     raise ConfigError(f"unknown device {device!r}; expected auto, cpu or cuda")
 
 
+def _names(manifest: dict[str, Any], field: str) -> tuple[str, ...]:
+    """A global model's ``series`` or ``symbols``: a list of strings, or none."""
+    names = manifest.get(field, [])
+    if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+        raise ConfigError(f"{field} must be a list of names, got {names!r:.60}")
+    return tuple(names)
+
+
 @dataclass(frozen=True, slots=True)
 class _Sampling:
     """The manifest's ``sampling`` object (field types for :func:`check_field_types`)."""
@@ -206,8 +214,12 @@ class Predictor:
                 f"{','.join(self.inputs.names)} have {len(self.inputs.features)} features"
             )
         # a global model: its series (embedding order) and the symbols it serves
-        self.series: tuple[str, ...] = tuple(str(x) for x in manifest.get("series", ()))
-        self.symbols: frozenset[str] = frozenset(str(x) for x in manifest.get("symbols", ()))
+        self.series: tuple[str, ...] = _names(manifest, "series")
+        self.symbols: frozenset[str] = frozenset(_names(manifest, "symbols"))
+        if self.model.config.denoiser.series and len(self.series) != self.model.config.denoiser.series:
+            raise ConfigError(
+                f"the series embedding has {self.model.config.denoiser.series} rows, the manifest names {len(self.series)} series"
+            )
         self.levels: tuple[float, ...] = QUANTILE_LEVELS
         self.touch_bands: tuple[TouchBand, ...] = parse_touch_bands(touch_bands)
         self.path_stats = self.horizon <= TOUCH_HORIZON_MAX  # touch and extremes computed

@@ -91,6 +91,13 @@ LEAVES = [
     ("model",),
     ("context",),
     ("sampling",),
+    ("series",),
+    ("symbols",),
+    ("inputs",),
+    ("key",),
+    ("version",),
+    ("symbol",),
+    ("timeframe",),
 ]
 VALUES = st.one_of(
     st.none(),
@@ -100,7 +107,15 @@ VALUES = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=4),
     st.lists(st.integers(0, 3), max_size=2),
-    st.dictionaries(st.sampled_from(["steps", "width", "x"]), st.integers(0, 300), max_size=2),
+    st.dictionaries(
+        st.sampled_from(["steps", "width", "names", "features", "timeframe", "x"]),
+        st.one_of(
+            st.integers(0, 300),
+            st.text(max_size=3),
+            st.lists(st.sampled_from(["indicators", "mtf", "cross:GBPUSD", "1h", "zz", 3]), max_size=3),
+        ),
+        max_size=3,
+    ),
 )
 
 
