@@ -39,7 +39,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from forex_diffusion.diffusion import Predictor, load_checkpoint
+from forex_diffusion.diffusion import Predictor
 from forex_diffusion.errors import ArtifactError, ConfigError, RegistryError
 from forex_diffusion.storage import model_registry as store
 from forex_diffusion.storage.model_registry import AliasChange, ModelKey, ModelVersion
@@ -60,6 +60,8 @@ logger = logging.getLogger(__name__)
 STAGING = ".staging"
 #: A staging job id: a request id, ``-`` and a random suffix, or ``import-<version>``.
 _JOB_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+#: A version an imported manifest may name (training writes ``20261128T193249642148Z-6fc34c47``).
+_VERSION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 
 def _inside(root: Path, path: Path) -> Path:
@@ -246,14 +248,18 @@ class ModelRegistry:
     ) -> ModelVersion:
         """Copy an existing checkpoint (e.g. from ``forexd train``) into the registry and register it."""
         state_path = Path(checkpoint)
-        _, manifest = load_checkpoint(state_path)  # refuses corrupt / pickle / hash mismatch
+        # refuses a corrupt, pickle-bearing, hash-mismatched or ill-fitting one before any copy
+        predictor = Predictor.load(state_path)
+        manifest, version = predictor.manifest, predictor.manifest.get("version")
+        if not isinstance(version, str) or not _VERSION.fullmatch(version):
+            raise RegistryError(f"{state_path}: bad version {str(version)[:80]!r} in the manifest")
         k = key or ModelKey(
-            symbol=str(manifest["symbol"]), timeframe=str(manifest["timeframe"]), horizon=int(manifest["horizon"])
+            symbol=str(manifest.get("symbol")), timeframe=str(manifest.get("timeframe")), horizon=predictor.horizon
         )
-        if store.get_version(self.engine, str(manifest["version"])) is not None:
-            raise RegistryError(f"version {manifest['version']} is already registered")
+        if store.get_version(self.engine, version) is not None:
+            raise RegistryError(f"version {version} is already registered")
         src = state_path if state_path.suffix == ".pt" else state_path.with_suffix(".pt")
-        stage = self.staging_dir(k, f"import-{manifest['version']}")
+        stage = self.staging_dir(k, f"import-{version}")
         try:
             for s in (src, src.with_suffix(".json")):
                 shutil.copyfile(s, stage / s.name)

@@ -1,0 +1,61 @@
+"""``ModelRegistry.import_artifact`` (``forexd models register``) of a checkpoint whose
+manifest was written by someone hostile: refused before anything is copied or recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from forex_diffusion.errors import ArtifactError, RegistryError
+from forex_diffusion.storage import make_engine
+from forex_diffusion.storage import model_registry as store
+from retraining.registry import ModelRegistry
+
+from .test_global_routing import fake_model
+
+
+def _edited(root: Path, field: str, value: Any) -> Path:
+    pt = fake_model(root, None, "v-import")
+    js = pt.with_suffix(".json")
+    manifest = json.loads(js.read_text())
+    if value is _DELETE:
+        del manifest[field]
+    else:
+        manifest[field] = value
+    js.write_text(json.dumps(manifest))
+    return pt
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("version", "../../etc", RegistryError),  # was refused only by the staging directory name check
+        ("version", None, RegistryError),  # was: registered as version 'None'
+        ("version", "a b", RegistryError),  # fx.models refuses a version with a space
+        ("version", "v" * 65, RegistryError),
+        ("horizon", "x", ArtifactError),  # was: ValueError traceback from int()
+        ("horizon", 12, ArtifactError),  # a key of the wrong horizon for the network
+        ("symbols", 5, ArtifactError),  # was: copied into the model directory, then refused
+    ],
+)
+def test_a_hostile_manifest_is_refused_before_any_copy(
+    tmp_path: Path, field: str, value: Any, error: type[Exception]
+) -> None:
+    eng = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    reg = ModelRegistry(eng, tmp_path / "models")
+    with pytest.raises(error):
+        reg.import_artifact(_edited(tmp_path / "src", field, value))
+    assert not [p for p in (tmp_path / "models").rglob("*") if p.is_file()]
+    assert store.list_versions(eng) == []
+
+
+def test_a_manifest_without_horizon_takes_the_networks(tmp_path: Path) -> None:
+    eng = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    v = ModelRegistry(eng, tmp_path / "models").import_artifact(_edited(tmp_path / "src", "horizon", _DELETE))
+    assert v.key.horizon == 24 and v.version == "v-import"
