@@ -18,7 +18,7 @@ from .test_global_routing import fake_model
 
 
 def _edited(root: Path, field: str, value: Any) -> Path:
-    pt = fake_model(root, None, "v-import")
+    pt: Path = fake_model(root, None, "v-import")
     js = pt.with_suffix(".json")
     manifest = json.loads(js.read_text())
     if value is _DELETE:
