@@ -19,7 +19,7 @@ from forex_diffusion.timeframes import Timeframe, parse_timeframes
 if TYPE_CHECKING:
     from retraining.jobs import JobConfig
 
-__all__ = ["OTHER_VARIABLES", "Settings", "unknown_variables"]
+__all__ = ["OTHER_VARIABLES", "Settings", "parse_number", "unknown_variables"]
 
 #: Most stored candles per timeframe a series is warmed from (each assignment reads them).
 MAX_WARM_CANDLES = 100_000
@@ -457,16 +457,20 @@ class Settings:
             raw = env.get(f"FOREXD_{f.name.upper()}")
             if raw is None or raw == "":
                 continue
+            if "\x00" in raw:  # no process environment holds one; a path with one fails in the OS call
+                raise SettingsError(f"FOREXD_{f.name.upper()} holds a NUL character: remove it")
             values[f.name] = _convert(f.name, f.type, raw)
+        given = [n for n in values if n not in overrides]
         values.update(overrides)
         try:
             return cls(**values)
         except SettingsError:
             raise
         except ConfigError as exc:
-            raise SettingsError(
-                f"{exc}: fix the FOREXD_* environment variables (docs/operations.md lists them)"
-            ) from exc
+            # name the variables the message is about ("partitions must be in ..." is FOREXD_PARTITIONS)
+            named = [f"FOREXD_{n.upper()}" for n in given if re.search(rf"\b{n}\b", str(exc))]
+            fix = f"fix {', '.join(named)}" if named else "fix the FOREXD_* environment variables"
+            raise SettingsError(f"{exc}: {fix} (docs/operations.md lists the settings)") from exc
 
 
 def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
@@ -487,25 +491,46 @@ def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
     return out
 
 
+# Numbers as an operator writes them: ASCII digits, a sign, for a float a point and an exponent.
+# Python's int()/float() take more: other scripts' digits ('١٢٣' is 123, '９０９２' 9092), '_'
+# between digits ('1_000'), Unicode spaces, and for float 'nan', 'inf' and '1e400' (inf).
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_ASCII_SPACE = " \t\n\r\f\v"  # stripped around a number (a trailing CR of a .env file written on Windows)
+NUMBER_CHARS_MAX = 40  # longest number read: far past every bound (a longer one is refused unread)
+
+
+def parse_number(variable: str, raw: str, kind: type[int] | type[float]) -> int | float:
+    """``raw`` as ``kind``: ASCII digits with an optional sign (for a float also a point and an
+    exponent), surrounding ASCII whitespace ignored. Anything else, and a float that is not
+    finite (nan passes every "< 0" check: a wait of nan never ends), is a ``SettingsError``
+    naming ``variable``.
+
+    >>> parse_number("FOREXD_PARTITIONS", " 12\\r", int), parse_number("FOREXD_IDLE_CLOSE_S", "2.5e1", float)
+    (12, 25.0)
+    """
+    text = raw.strip(_ASCII_SPACE)
+    pattern = _INT if kind is int else _FLOAT
+    if len(text) <= NUMBER_CHARS_MAX and pattern.fullmatch(text):
+        value = kind(text)
+        if math.isfinite(value):
+            return value
+    shown = f"{raw[:NUMBER_CHARS_MAX]!r}{'…' if len(raw) > NUMBER_CHARS_MAX else ''}"
+    why = f" (more than {NUMBER_CHARS_MAX} characters)" if len(text) > NUMBER_CHARS_MAX else ""
+    example = (
+        "a whole number in ASCII digits (such as 4)" if kind is int else "a finite number in ASCII digits (such as 2.5)"
+    )
+    raise SettingsError(f"{variable}={shown} is not a valid {kind.__name__}{why}: set it to {example} or unset it")
+
+
 def _convert(name: str, typ: Any, raw: str) -> Any:
     t = str(typ)
-    try:
-        if "tuple" in t:
-            return _csv(raw)
-        if "Path" in t:
-            return Path(raw)
-        if t.startswith("int"):
-            return int(raw)
-        if t.startswith("float"):
-            x = float(raw)
-            if not math.isfinite(x):  # nan passes every "< 0" check: a wait of nan never ends
-                raise ValueError(raw)
-            return x
-        if "int | None" in t:
-            return int(raw)
-        return raw
-    except ValueError as exc:
-        kind = t.replace(" | None", "")
-        raise SettingsError(
-            f"FOREXD_{name.upper()}={raw!r} is not a valid {kind}: set it to a number or unset it"
-        ) from exc
+    if "tuple" in t:
+        return _csv(raw)
+    if "Path" in t:
+        return Path(raw)
+    if t.startswith("int"):  # int and int | None
+        return parse_number(f"FOREXD_{name.upper()}", raw, int)
+    if t.startswith("float"):
+        return parse_number(f"FOREXD_{name.upper()}", raw, float)
+    return raw

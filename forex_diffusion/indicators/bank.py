@@ -25,7 +25,7 @@ from forex_diffusion.indicators.catalogue import build_indicator, indicator_toke
 from forex_diffusion.indicators.fused import build_kernel
 from forex_diffusion.state import malformed, unwrap, wrap
 
-__all__ = ["DEFAULT_SPEC", "BankSpec", "IndicatorBank"]
+__all__ = ["DEFAULT_SPEC", "INDICATORS_MAX", "BankSpec", "IndicatorBank"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,10 @@ DEFAULT_SPEC: tuple[str, ...] = (
 )
 """The default set; its columns are those listed in ``forexd indicators --help``."""
 
+#: Most indicators of one bank (the default set has 11; each token's parameters are held to
+#: ``base.PARAMETER_MAX``, see :func:`~.catalogue.build_indicator`).
+INDICATORS_MAX = 128
+
 _NEVER = 1 << 62
 _PICKLED = ("spec", "_inds", "_values", "_forming", "_count", "_last_open", "_ready", "duplicates")
 
@@ -53,7 +57,9 @@ class BankSpec:
     """Which indicators a bank holds, as spec tokens (see :mod:`.registry`).
 
     Tokens are canonicalised (``bb_20`` → ``bb_20_2``); two indicators may not write the
-    same column.
+    same column. ``ConfigError`` names the token of a bad one: an unknown indicator, a
+    parameter that is no ASCII number or is past its bounds (at most
+    :data:`~.base.PARAMETER_MAX`), or more than :data:`INDICATORS_MAX` tokens.
 
     Parameters
     ----------
@@ -69,6 +75,8 @@ class BankSpec:
         tokens = tuple(str(t).strip() for t in self.indicators if str(t).strip())
         if not tokens:
             raise ConfigError("an indicator bank needs at least one indicator")
+        if len(tokens) > INDICATORS_MAX:  # 5,000 took 14 s to build (the fused step's source grows with each)
+            raise ConfigError(f"an indicator bank holds at most {INDICATORS_MAX} indicators, not {len(tokens):,}")
         built = [build_indicator(t) for t in tokens]
         canon = tuple(indicator_token(i) for i in built)
         seen: dict[str, str] = {}

@@ -35,6 +35,7 @@ from forex_diffusion.indicators.fusion import Part
 from forex_diffusion.state import malformed, unwrap, wrap
 
 __all__ = [
+    "PARAMETER_MAX",
     "READY_TOLERANCE",
     "BarIndicator",
     "BarLike",
@@ -78,10 +79,18 @@ class SimpleBar:
     close: float
 
 
+#: Largest value of an indicator parameter: a period (``hurst_N`` allocates N floats at once;
+#: ``sma_N`` with N past 2**63 failed with ``OverflowError``) or a multiplier. No indicator of
+#: a candle series needs more; every entry point (a spec token, a constructor, a snapshot) is held to it.
+PARAMETER_MAX = 100_000
+
+
 def check_period(name: str, value: int, minimum: int = 1) -> int:
-    """Validate an integer period parameter and return it."""
+    """Validate an integer period parameter (``minimum`` .. :data:`PARAMETER_MAX`) and return it."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r:.40}")
+    if value > PARAMETER_MAX:
+        raise ConfigError(f"{name} may be at most {PARAMETER_MAX}, not {value!r:.40}")
     return value
 
 

@@ -8,10 +8,12 @@ Missing parameters take their defaults (``bb`` = ``bb_20_2``).
 from __future__ import annotations
 
 import inspect
+import math
+import re
 from typing import Any
 
 from forex_diffusion.errors import ConfigError
-from forex_diffusion.indicators.base import Indicator
+from forex_diffusion.indicators.base import PARAMETER_MAX, Indicator
 from forex_diffusion.indicators.channels import Donchian, Keltner
 from forex_diffusion.indicators.extrema import Max, Min
 from forex_diffusion.indicators.hurst import Hurst
@@ -54,19 +56,39 @@ def indicator_class(name: str) -> type[Indicator[Any]]:
     return klass
 
 
+# A parameter as written in a token: ASCII digits and a sign (a float also a point and an
+# exponent). int()/float() take more: '١٢' (12), '1_0' (10), 'nan', 'inf', '1e400'.
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_CHARS_MAX = 40  # past every bound: a longer parameter is refused unread (int() takes 4,300 digits at most)
+
+
+def _shown(token: str) -> str:
+    """``token`` quoted for a message, cut at 80 characters."""
+    return repr(token[:80]) + ("…" if len(token) > 80 else "")
+
+
 def _convert(raw: str, default: Any, name: str, token: str) -> Any:
-    try:
-        if isinstance(default, bool):
-            raise ValueError
-        if isinstance(default, int):
-            return int(raw)
-        return float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"indicator spec {token!r}: bad value {raw!r} for {name}") from exc
+    """``raw`` as the type of ``default``: an int in ASCII digits, or a finite float at most
+    :data:`PARAMETER_MAX` in size (a period is bounded by :func:`check_period`)."""
+    integer = isinstance(default, int) and not isinstance(default, bool)
+    if not isinstance(default, bool) and len(raw) <= _CHARS_MAX and (_INT if integer else _FLOAT).fullmatch(raw):
+        value = int(raw) if integer else float(raw)
+        if integer or (math.isfinite(value) and abs(value) <= PARAMETER_MAX):
+            return value
+        raise ConfigError(f"indicator spec {_shown(token)}: {name} may be at most {PARAMETER_MAX}, not {raw}")
+    what = "a whole number" if integer else "a number"
+    raise ConfigError(
+        f"indicator spec {_shown(token)}: bad value {raw[:_CHARS_MAX]!r} for {name} "
+        f"({what} in ASCII digits, at most {PARAMETER_MAX})"
+    )
 
 
 def build_indicator(token: str) -> Indicator[Any]:
     """Build an indicator from a spec token such as ``"bb_20_2.5"``.
+
+    Raises ``ConfigError`` naming the token for an unknown indicator, too many parameters, or
+    a parameter that is no ASCII number, out of its range, or past :data:`PARAMETER_MAX`.
 
     Examples
     --------
@@ -77,17 +99,20 @@ def build_indicator(token: str) -> Indicator[Any]:
     klass = INDICATOR_CLASSES.get(parts[0])
     if klass is None or not parts[0]:
         raise ConfigError(
-            f"unknown indicator {parts[0]!r} in spec {token!r}; known: {', '.join(sorted(INDICATOR_CLASSES))}"
+            f"unknown indicator {parts[0][:_CHARS_MAX]!r} in spec {_shown(token)}; known: {', '.join(sorted(INDICATOR_CLASSES))}"
         )
     sig = inspect.signature(klass.__init__)
     names = list(klass._params)
     args = parts[1:]
     if len(args) > len(names):
         raise ConfigError(
-            f"indicator spec {token!r}: {parts[0]} takes at most {len(names)} parameters ({', '.join(names)})"
+            f"indicator spec {_shown(token)}: {parts[0]} takes at most {len(names)} parameters ({', '.join(names)})"
         )
     kwargs = {n: _convert(a, sig.parameters[n].default, n, token) for n, a in zip(names, args, strict=False)}
-    return klass(**kwargs)
+    try:
+        return klass(**kwargs)
+    except ConfigError as exc:  # the constructor's own check (a period < 1 or past PARAMETER_MAX): name the token
+        raise ConfigError(f"indicator spec {_shown(token)}: {exc}") from None
 
 
 def indicator_token(ind: Indicator[Any]) -> str:

@@ -25,6 +25,7 @@ import gzip
 import io
 import re
 import warnings
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from forex_diffusion.domain import PriceSide, Tick
-from forex_diffusion.errors import DataFormatError, RejectReason
+from forex_diffusion.errors import DataFormatError, InputNotFoundError, RejectReason
 from forex_diffusion.instruments import InstrumentRegistry
 
 __all__ = [
@@ -53,6 +54,13 @@ __all__ = [
 ]
 
 _NAN_WORDS = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
+#: Most columns of a file (the widest supported layout, Lean minute bars, has 11): a header of
+#: more is no price file (and pandas takes quadratic time over a header of many equal names).
+COLUMNS_MAX = 256
+#: Longest line read (a row of a supported layout is under 200 characters): a longer one is
+#: refused as malformed, never parsed (a 10 MB "timestamp" took minutes in the date parser).
+LINE_MAX = 10_000
+_TIME_CHARS_MAX = 64  # longest timestamp field parsed ('2014-05-01T00:00:00.292000000+00:00' is 35)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,38 +94,89 @@ def symbol_from_path(path: str | Path, instruments: InstrumentRegistry | None = 
 
 
 def _open_text(path: str | Path) -> str:
+    """The file's text: gunzipped when it is gzip, decoded as UTF-8 (invalid bytes become
+    U+FFFD, refused where they stand in a value), or as UTF-16 when it starts with that byte
+    order mark; a UTF-8 byte order mark (Excel's "CSV UTF-8") is dropped.
+
+    Raises ``InputNotFoundError`` for a missing or unreadable path and ``DataFormatError``
+    for a corrupt gzip stream or a file without any text.
+    """
     p = Path(path)
-    if not p.exists():
-        raise DataFormatError(f"{p}: no such file")
-    raw = p.read_bytes()
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise InputNotFoundError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise InputNotFoundError(f"{p}: is a directory, not a file") from None
+    except OSError as exc:
+        raise InputNotFoundError(f"{p}: cannot be read ({exc.strerror or exc})") from None
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise DataFormatError(f"{p}: corrupt gzip stream ({exc})") from exc
-    return raw.decode("utf-8", errors="replace")
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16 with its byte order mark (Excel's "Unicode text")
+        text = raw.decode("utf-16", errors="replace")
+    else:
+        text = raw.decode("utf-8", errors="replace")
+    text = text.removeprefix("\ufeff")
+    if not text.strip():
+        raise DataFormatError(f"{p}: empty file (no header and no rows)")
+    return text
 
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")  # what pandas' C parser ends a line on
 
 
-def _read_frame(text: str, sep: str, header: bool) -> pd.DataFrame:
+def _header_key(name: str) -> str:
+    """A header field as the readers look it up: ``' BID '``, ``bid`` and ``<BID>`` are one column."""
+    return name.strip().lower().strip("<>")
+
+
+def _check_columns(first: str, sep: str, header: bool, path: object) -> None:
+    """Refuse a first line of more than :data:`COLUMNS_MAX` fields, or a header naming one
+    column twice (in any case: the readers look columns up case-insensitively, and took the last)."""
+    fields = first.split(sep)
+    if len(fields) > COLUMNS_MAX:
+        what = "header" if header else "first row"
+        raise DataFormatError(
+            f"{path}: the {what} has {len(fields):,} fields, more than any price file (at most {COLUMNS_MAX})"
+        )
+    if not header:
+        return
+    seen: dict[str, str] = {}
+    for name in fields:
+        key = _header_key(name)
+        if not key:  # an unnamed column (the pandas layout's index): named by no one
+            continue
+        if key in seen:
+            raise DataFormatError(
+                f"{path}: the header names column {key!r} twice ({seen[key].strip()!r} and {name.strip()!r}): "
+                "remove or rename one"
+            )
+        seen[key] = name
+
+
+def _read_frame(text: str, sep: str, header: bool, path: object = "<text>") -> pd.DataFrame:
     """Parse ``text`` with every value a string; the index is each row's 1-based line number.
 
     Quotes are plain characters (no supported layout quotes), so a row's fields are exactly
     its ``sep``-separated parts, as :func:`_bad_lines` counts them. Blank lines are skipped;
-    a row with more fields than the header is skipped (and reported by :func:`_bad_lines`),
-    one with fewer is kept with missing values (rows with more never reach pandas: it
-    took a first row with an extra field for an index). The line numbers travel with the rows, so a
-    skipped row never shifts the numbers of the rows after it.
+    a row with more fields than the header, or longer than :data:`LINE_MAX`, is skipped (and
+    reported by :func:`_bad_lines`), one with fewer is kept with missing values (rows with more
+    never reach pandas: it took a first row with an extra field for an index). The line numbers
+    travel with the rows, so a skipped row never shifts the numbers of the rows after it.
+    Raises ``DataFormatError`` for a header naming a column twice or a first line of more than
+    :data:`COLUMNS_MAX` fields (:func:`_check_columns`).
     """
     rows = _NEWLINE.split(text)
-    first = rows[0] if header else next((r for r in rows if r.strip()), "")
+    first = rows[0] if header else next((r for r in rows if r.strip() and len(r) <= LINE_MAX), "")
+    _check_columns(first, sep, header, path)
     most = first.count(sep)  # separators of a full row; pandas mishandles rows with more
     body = [
         f"{i}{sep}{line}"
         for i, line in enumerate(rows, start=1)
-        if line.strip() and not (header and i == 1) and line.count(sep) <= most
+        if line.strip() and not (header and i == 1) and line.count(sep) <= most and len(line) <= LINE_MAX
     ]
     if header:
         body.insert(0, f"__line{sep}{rows[0]}")
@@ -137,7 +196,7 @@ def _read_frame(text: str, sep: str, header: bool) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
     except pd.errors.ParserError as exc:
-        raise DataFormatError(f"cannot parse CSV: {exc}") from exc
+        raise DataFormatError(f"{path}: cannot parse CSV: {exc}") from exc
     first = df.columns[0]
     df.index = pd.Index(df[first].astype(np.int64).to_numpy(), name=None)
     df = df.drop(columns=first)
@@ -152,12 +211,15 @@ def _line_numbers(df: pd.DataFrame, header: bool) -> np.ndarray:
 
 
 def _bad_lines(text: str, sep: str, header: bool, ncols: int) -> list[FileReject]:
-    """Lines whose field count differs from the header's (pandas skips them)."""
+    """Lines whose field count differs from the header's, or longer than :data:`LINE_MAX`
+    (pandas never sees them, or skips them)."""
     out = []
     for i, line in enumerate(_NEWLINE.split(text), start=1):
         if header and i == 1 or not line.strip():
             continue
-        if line.count(sep) + 1 != ncols:
+        if len(line) > LINE_MAX:
+            out.append(FileReject(i, RejectReason.MALFORMED, f"a line of {len(line):,} characters", line[:200]))
+        elif line.count(sep) + 1 != ncols:
             out.append(FileReject(i, RejectReason.MALFORMED, f"expected {ncols} fields", line[:200]))
     return out
 
@@ -188,6 +250,11 @@ def _timestamps(
 ) -> np.ndarray:
     s = col.str.strip()
     out = np.zeros(len(s), dtype=np.int64)
+    long = (s.str.len() > _TIME_CHARS_MAX).to_numpy()  # no time: never parsed (dateutil is slow on them)
+    for j in np.flatnonzero(long & ~bad):
+        rejects.append(FileReject(int(lines[j]), RejectReason.BAD_TS, f"timestamp {s.iloc[j][:40]!r}…", ""))
+    bad |= long
+    s = s.mask(long, "")
     numeric = pd.to_numeric(s, errors="coerce")
     is_num = numeric.notna().to_numpy()
     if is_num.any():
@@ -205,14 +272,7 @@ def _timestamps(
                 bad[j] = True
     rest = ~is_num
     if rest.any():
-        with warnings.catch_warnings():
-            # text that is no date at all ("x") makes pandas warn that it could not infer a
-            # format and parses each value alone: those rows become NaT and are refused below
-            warnings.simplefilter("ignore", UserWarning)
-            parsed = pd.to_datetime(s[rest], format=fmt, errors="coerce", utc=False)
-        if getattr(parsed.dt, "tz", None) is None:
-            parsed = parsed.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
-        parsed = parsed.dt.tz_convert("UTC")
+        parsed = _to_utc(s[rest], fmt, tz)
         ok = parsed.notna().to_numpy()
         ms = np.asarray(parsed.dt.as_unit("ms").array.asi8, dtype=np.int64)
         idx = np.flatnonzero(rest)
@@ -222,6 +282,35 @@ def _timestamps(
                 rejects.append(FileReject(int(lines[j]), RejectReason.BAD_TS, f"timestamp {s.iloc[j][:40]!r}", ""))
                 bad[j] = True
     return out
+
+
+# a time that names its zone: Z, an offset (+01:00, -0500, +02) or UTC/GMT at its end
+_ZONED = re.compile(r"(?:[zZ]|[+-][0-9]{2}(?::?[0-9]{2})?|UTC|GMT)$")
+
+
+def _to_utc(values: pd.Series, fmt: str | None, tz: str, *, split: bool = True) -> pd.Series:
+    """Date-time strings as UTC times (NaT for those that are none); a time without a zone
+    is in ``tz``. A column of several UTC offsets (local times across a DST change), which
+    pandas refuses whole ("Mixed timezones detected"), is read time by time: the zoned ones
+    to UTC, the others in ``tz``."""
+    with warnings.catch_warnings():
+        # text that is no date at all ("x") makes pandas warn that it could not infer a
+        # format and parses each value alone: those rows become NaT and are refused
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            parsed = pd.to_datetime(values, format=fmt, errors="coerce", utc=False)
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.dtype == object:  # several zones: no one dtype holds them
+            if not split:  # the unzoned ones still hold zones: no time of them is trusted
+                return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ms, UTC]")
+            zoned = values.str.contains(_ZONED).to_numpy()
+            out = pd.to_datetime(values.where(zoned, ""), format=fmt, errors="coerce", utc=True)
+            naive = _to_utc(values.where(~zoned, ""), fmt, tz, split=False)
+            return out.where(zoned, naive)
+    if getattr(parsed.dt, "tz", None) is None:
+        parsed = parsed.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+    return parsed.dt.tz_convert("UTC")
 
 
 def _symbols(
@@ -243,7 +332,18 @@ def _dedup(rejects: list[FileReject]) -> list[FileReject]:
 
 
 def _head(text: str) -> str:
-    return text[: text.find("\n")] if "\n" in text else text
+    """The first line (ended as :data:`_NEWLINE` ends lines: LF, CRLF or CR)."""
+    m = _NEWLINE.search(text)
+    return text[: m.start()] if m else text
+
+
+def _col(cols: dict[str, str], path: object, head: str, *names: str) -> str:
+    """The file's column for the first of ``names`` that ``cols`` (lower-case name → column)
+    holds; ``DataFormatError`` naming the first when none is there."""
+    for name in names:
+        if name in cols:
+            return cols[name]
+    raise DataFormatError(f"{path}: no {names[0]!r} column (header {head[:80]!r})")
 
 
 _Layout = tuple[tuple[str, ...] | re.Pattern[str], str, str, bool]
@@ -270,14 +370,36 @@ _CANDLE_LAYOUTS: tuple[_Layout, ...] = (
 )
 
 
-def _sniff(path: str | Path, head: str, layouts: tuple[_Layout, ...], what: str) -> tuple[str, str, bool]:
+# Layouts whose columns are looked up by name, whatever their order: the first of these time
+# columns the header names anywhere picks the layout (``bid,ask,ts_ms`` is the ts_ms layout)
+_TICK_NAMED = (("ts_ms", "ts_ms"), ("timestamp", "generic"))
+_CANDLE_NAMED = (("ts_ms", "ts_ms"), ("timestamp", "generic"), ("time", "generic"), ("datetime", "generic"))
+
+
+def _sniff(
+    path: str | Path,
+    head: str,
+    layouts: tuple[_Layout, ...],
+    what: str,
+    named: tuple[tuple[str, str], ...] = (),
+) -> tuple[str, str, bool]:
     """Return ``(layout, separator, has header)`` of the first of ``layouts`` whose test the
-    header line ``head`` passes (raises ``DataFormatError`` naming ``what`` when none does)."""
-    low = head.lower()
+    header line ``head`` passes, else of the first of ``named`` whose time column the header
+    names in another place (raises ``DataFormatError`` naming ``what`` when none does)."""
+    low = ",".join(f.strip() for f in head.lower().split(","))  # ' ts_ms , bid ' is ts_ms,bid
     for test, layout, sep, header in layouts:
         if low.startswith(test) if isinstance(test, tuple) else test.match(low):
             return layout, sep, header
-    raise DataFormatError(f"{path}: unrecognised {what} layout (header {head[:80]!r})")
+    fields = {_header_key(f) for f in low.split(",")}
+    for column, layout in named:
+        if column in fields:
+            return layout, ",", True
+    hint = ""
+    if '"' in head:
+        hint = ": quoted fields are not read, save the file without quotes"
+    elif not low:
+        hint = ": the first line is blank, the file must start with its header or first row"
+    raise DataFormatError(f"{path}: unrecognised {what} layout (header {head[:80]!r}){hint}")
 
 
 def read_ticks(
@@ -286,17 +408,18 @@ def read_ticks(
     """Read a tick file into columns ``line, ts_ms, symbol, bid, ask, volume``."""
     reg = instruments or InstrumentRegistry()
     text = _open_text(path)
-    layout, sep, header = _sniff(path, _head(text).strip().lower(), _TICK_LAYOUTS, "tick")
+    head = _head(text)
+    layout, sep, header = _sniff(path, head, _TICK_LAYOUTS, "tick", _TICK_NAMED)
     df = _read_rows(text, sep, header, path)
     rejects = _bad_lines(text, sep, header, len(df.columns))
     lines = _line_numbers(df, header)
     bad = np.isin(lines, [r.line for r in rejects])  # fields missing: refused once, as malformed
-    cols = {c.lower(): c for c in df.columns}
+    cols = {_header_key(c): c for c in df.columns}
     if layout == "ts_ms":
-        ts = _timestamps(df[cols["ts_ms"]], lines, rejects, bad)  # TS_MS too
+        ts = _timestamps(df[_col(cols, path, head, "ts_ms")], lines, rejects, bad)  # TS_MS too
         bid_c, ask_c, vol_c, sym_c = cols.get("bid"), cols.get("ask"), cols.get("volume"), cols.get("symbol")
     elif layout == "generic":
-        ts = _timestamps(df[cols["timestamp"]], lines, rejects, bad, tz=tz)
+        ts = _timestamps(df[_col(cols, path, head, "timestamp")], lines, rejects, bad, tz=tz)
         bid_c, ask_c, vol_c, sym_c = cols.get("bid"), cols.get("ask"), cols.get("volume"), cols.get("symbol")
     elif layout == "dukascopy":
         tcol = df.columns[0]
@@ -310,9 +433,7 @@ def read_ticks(
         bid_c, ask_c, vol_c, sym_c = "bid", "ask", "volume" if "volume" in df.columns else None, None
     missing = [name for name, c in (("bid", bid_c), ("ask", ask_c)) if c is None or c not in df.columns]
     if missing:  # a header of the layout's time column without the prices
-        raise DataFormatError(
-            f"{path}: no {' and no '.join(missing)} column in the tick file (header {_head(text)[:80]!r})"
-        )
+        raise DataFormatError(f"{path}: no {' and no '.join(missing)} column in the tick file (header {head[:80]!r})")
     bid = _numbers(df[bid_c], "bid", lines, rejects, bad)
     ask = _numbers(df[ask_c], "ask", lines, rejects, bad)
     # nan/inf volumes stay: the validator refuses them (non_finite), they never count as 0
@@ -334,9 +455,15 @@ def columns(frame: pd.DataFrame, *names: str) -> Iterator[tuple[Any, ...]]:
 
 def _read_rows(text: str, sep: str, header: bool, path: object) -> pd.DataFrame:
     """The file's rows as a frame; a file without any is refused."""
-    df = _read_frame(text, sep, header)
+    df = _read_frame(text, sep, header, path)
     if df.empty:
-        raise DataFormatError(f"{path}: no rows")
+        first = _head(text) if header else next((r for r in _NEWLINE.split(text) if r.strip()), "")
+        bad = _bad_lines(text, sep, header, first.count(sep) + 1)
+        why = ""
+        if bad:  # every row refused: say why the first was
+            more = f", and {len(bad) - 1:,} more" if len(bad) > 1 else ""
+            why = f" (line {bad[0].line}: {bad[0].detail}{more})"
+        raise DataFormatError(f"{path}: no rows{why}")
     return df
 
 
@@ -365,41 +492,44 @@ def read_candles(
     """
     reg = instruments or InstrumentRegistry()
     text = _open_text(path)
-    layout, sep, header = _sniff(path, _head(text).strip(), _CANDLE_LAYOUTS, "candle")
+    head = _head(text)
+    layout, sep, header = _sniff(path, head, _CANDLE_LAYOUTS, "candle", _CANDLE_NAMED)
     df = _read_rows(text, sep, header, path)
     lines = _line_numbers(df, header)
-    bad = np.zeros(len(df), dtype=bool)
-    rejects: list[FileReject] = []
-    cols = {c.lower().strip("<>"): c for c in df.columns}
+    # a row with fields missing or extra: refused once, as malformed (extra ones were dropped unsaid)
+    rejects = _bad_lines(text, sep, header, len(df.columns))
+    bad = np.isin(lines, [r.line for r in rejects])
+    cols = {_header_key(c): c for c in df.columns}
     sym_c: str | None = None
     if layout == "ts_ms":
-        ts = _timestamps(df[cols["ts_ms"]], lines, rejects, bad)  # TS_MS too
+        ts = _timestamps(df[_col(cols, path, head, "ts_ms")], lines, rejects, bad)  # TS_MS too
         sym_c = cols.get("symbol")
     elif layout == "lean_daily":
-        ts = _timestamps(df[cols["date"]], lines, rejects, bad, fmt="%Y-%m-%d", tz=tz)
-        sym_c = cols["pair"]
+        ts = _timestamps(df[_col(cols, path, head, "date")], lines, rejects, bad, fmt="%Y-%m-%d", tz=tz)
+        sym_c = _col(cols, path, head, "pair")
     elif layout == "generic":
-        tcol = cols.get("timestamp") or cols.get("time") or cols["datetime"]
+        tcol = _col(cols, path, head, "timestamp", "time", "datetime")
         ts = _timestamps(df[tcol], lines, rejects, bad, tz=tz)
         sym_c = cols.get("symbol")
     elif layout == "forexd":  # what `forexd candles` writes
-        ts = _timestamps(df[cols["open_time"]], lines, rejects, bad, tz=tz)
-        sym_c = cols["symbol"]
+        ts = _timestamps(df[_col(cols, path, head, "open_time")], lines, rejects, bad, tz=tz)
+        sym_c = _col(cols, path, head, "symbol")
     elif layout == "pandas":
         ts = _timestamps(df[df.columns[0]], lines, rejects, bad, tz=tz)
     elif layout == "dukascopy":
         ts = _timestamps(df[df.columns[0]], lines, rejects, bad, fmt="%d.%m.%Y %H:%M:%S.%f", tz=tz)
     elif layout == "histdata":
-        df.columns = ["time", "open", "high", "low", "close", "volume"][: len(df.columns)]
+        names = ["time", "open", "high", "low", "close", "volume"]
+        df.columns = names[: len(df.columns)] + [f"x{i}" for i in range(len(df.columns) - len(names))]
         cols = {c: c for c in df.columns}
         ts = _timestamps(
             df["time"], lines, rejects, bad, fmt="%Y%m%d %H%M%S", tz=tz if tz != "UTC" else "America/New_York"
         )
     else:  # metatrader
         if header:
-            dcol, tcol = cols["date"], cols["time"]
+            dcol, tcol = _col(cols, path, head, "date"), _col(cols, path, head, "time")
             stamp = df[dcol].str.strip() + " " + df[tcol].str.strip()
-            rename = {cols[k]: k for k in ("open", "high", "low", "close") if k in cols}
+            rename: dict[str, str] = {cols[k]: k for k in ("open", "high", "low", "close") if k in cols}
             vol = cols.get("tickvol") or cols.get("vol") or cols.get("volume")
             if vol:
                 rename[vol] = "volume"
@@ -408,19 +538,17 @@ def read_candles(
             names = ["date", "time", "open", "high", "low", "close", "volume"]
             df.columns = names[: len(df.columns)] + [f"x{i}" for i in range(len(df.columns) - len(names))]
             stamp = df["date"].str.strip() + " " + df["time"].str.strip()
-        cols = {c.lower(): c for c in df.columns}
+        cols = {_header_key(c): c for c in df.columns}
         ts = _timestamps(stamp, lines, rejects, bad, fmt="%Y.%m.%d %H:%M", tz=tz)
     ohlc: dict[str, np.ndarray] = {}
     has_sides = "bid_open" in cols
     for k in _OHLC:
         if has_sides:
-            b = _numbers(df[cols[f"bid_{k}"]], f"bid_{k}", lines, rejects, bad)
-            a = _numbers(df[cols[f"ask_{k}"]], f"ask_{k}", lines, rejects, bad)
+            b = _numbers(df[_col(cols, path, head, f"bid_{k}")], f"bid_{k}", lines, rejects, bad)
+            a = _numbers(df[_col(cols, path, head, f"ask_{k}")], f"ask_{k}", lines, rejects, bad)
             ohlc[k] = b if price == "bid" else a if price == "ask" else (b + a) / 2.0
         else:
-            if k not in cols:
-                raise DataFormatError(f"{path}: missing column {k!r}")
-            ohlc[k] = _numbers(df[cols[k]], k, lines, rejects, bad)
+            ohlc[k] = _numbers(df[_col(cols, path, head, k)], k, lines, rejects, bad)
     vcol = cols.get("volume")
     if has_sides:
         vol_arr = np.zeros(len(df))
@@ -460,11 +588,11 @@ def file_timeframes(path: str | Path) -> pd.Series | None:
     """The ``timeframe`` column of a candle file, indexed by line number (as ``line`` of
     :func:`read_candles`), or None when the file has no such column."""
     text = _open_text(path)
-    head = [c.strip().lower() for c in _head(text).split(",")]
+    head = [_header_key(c) for c in _head(text).split(",")]
     if "timeframe" not in head:
         return None
-    df = _read_frame(text, ",", True)
-    col = {c.lower(): c for c in df.columns}["timeframe"]
+    df = _read_frame(text, ",", True, path)
+    col = {_header_key(c): c for c in df.columns}["timeframe"]
     return pd.Series(df[col].str.strip().to_numpy(), index=_line_numbers(df, True), name="timeframe")
 
 

@@ -20,28 +20,6 @@ DEFAULT_SPEC_HELP = "sma_20,ema_20,rsi_14,atr_14,bb_20,macd_12_26_9,donchian_20,
 INDICATOR_NAMES_HELP = "adx, atr, bb, donchian, ema, hurst, keltner, macd, max, min, rsi, rv, sma, stoch"
 
 
-#: Largest number a --spec parameter may hold: hurst_N allocates N floats at once, sma_N
-#: with N past 2**63 failed with OverflowError; no indicator of a candle file needs more.
-SPEC_PARAMETER_MAX = 100_000
-
-
-def _bounded_spec(spec: str | None) -> str | None:
-    """``spec`` unchanged, unless a parameter of one of its tokens passes
-    :data:`SPEC_PARAMETER_MAX` (a usage error naming the token)."""
-    for token in (spec or "").split(","):
-        for part in token.strip().split("_")[1:]:
-            try:
-                too_big = float(part) > SPEC_PARAMETER_MAX
-            except ValueError:
-                continue  # the core names what is wrong with it
-            if too_big:
-                raise typer.BadParameter(
-                    f"{token.strip()!r}: a parameter may be at most {SPEC_PARAMETER_MAX}, not {part}",
-                    param_hint="'--spec'",
-                )
-    return spec
-
-
 def indicators(
     file: Path = typer.Argument(
         ...,
@@ -82,13 +60,17 @@ def indicators(
     the stream runs, row by row, and equal TA-Lib's where TA-Lib has the indicator. Several
     symbols each get their own indicators; several timeframes need --timeframe.
     """
+    from forex_diffusion.errors import ConfigError
     from forex_diffusion.indicators import BankSpec, compute_indicators
     from forex_diffusion.ingest.readers import read_candle_series
 
     price = check_price(price)
     if timeframe is not None:
         Timeframe.parse(timeframe)
-    bank_spec = BankSpec.parse(_bounded_spec(spec))
+    try:  # the core bounds every parameter (PARAMETER_MAX) and names the token it refuses
+        bank_spec = BankSpec.parse(spec)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--spec'") from None
     check_input(file, "candle file")
     check_output(output, other=[(file, "the candle file")])
     with progress_bar("indicators", elapsed=True, description=True) as progress:

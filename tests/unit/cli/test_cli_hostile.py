@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from forex_diffusion.indicators.base import PARAMETER_MAX as SPEC_PARAMETER_MAX
 from streams.cli import app
 from streams.commands._common import SEED_MAX, THREADS_MAX
-from streams.commands.indicators import SPEC_PARAMETER_MAX
 
 from .test_cli_errors import DOWN, assert_one_line, runner
 

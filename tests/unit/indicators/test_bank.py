@@ -7,6 +7,8 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ConfigError
@@ -107,3 +109,111 @@ def test_spec_validation() -> None:
         BankSpec.from_dict({"indicators": ["sma_5"], "extra": 1})
     with pytest.raises(ConfigError):
         IndicatorBank.restore({"type": "IndicatorBank", "version": 99})
+
+
+# -- the parameter bound, in the core (it was only in `forexd indicators --spec`) ----------------
+
+PERIODIC = [
+    "sma",
+    "ema",
+    "rsi",
+    "atr",
+    "bb",
+    "max",
+    "min",
+    "donchian",
+    "keltner",
+    "stoch",
+    "adx",
+    "rv",
+    "hurst",
+    "macd",
+]
+
+
+@pytest.mark.parametrize("name", PERIODIC)
+def test_a_period_past_the_bound_is_refused_naming_the_token_and_the_limit(name: str) -> None:
+    """``BankSpec.parse("hurst_10000000000")`` tried to allocate 74.5 GiB and ``sma_`` past
+    2**63 ended in ``OverflowError``, through every entry point but the command's ``--spec``."""
+    from forex_diffusion.indicators.base import PARAMETER_MAX
+
+    for value in (PARAMETER_MAX + 1, 10**30):
+        token = f"{name}_{value}"
+        with pytest.raises(
+            ConfigError, match=rf"indicator spec '{token}': \w+ may be at most {PARAMETER_MAX}, not {value}$"
+        ):
+            BankSpec.parse(f"sma_5,{token}")
+    at = f"macd_12_{PARAMETER_MAX}" if name == "macd" else f"{name}_{PARAMETER_MAX}"  # macd: fast < slow
+    assert BankSpec.parse(at).indicators[0].startswith(at)
+
+
+@pytest.mark.parametrize(
+    ("token", "says"),
+    [
+        ("keltner_20_2_100001", "atr_period may be at most 100000"),
+        ("macd_12_100001_9", "slow may be at most 100000"),
+        ("stoch_14_3_100001", "smooth_k may be at most 100000"),
+        ("bb_20_100001", "k may be at most 100000"),  # a multiplier: the command refused it too
+        ("bb_20_1e400", "k may be at most 100000"),  # inf
+        ("bb_20_nan", "bad value 'nan' for k"),
+        ("bb_20_inf", "bad value 'inf' for k"),
+        ("sma_١٢", "bad value '١٢' for period"),  # int() reads it as 12
+        ("sma_１２", "bad value '１２' for period"),
+        ("sma_1e3", "bad value '1e3' for period"),
+        ("sma_" + "9" * 5000, "bad value '9999"),  # int() refuses 4,300 digits with its own ValueError
+        ("sma_0", "period must be an integer >= 1, got 0"),
+    ],
+)
+def test_spec_parameters_are_ascii_numbers_within_bounds(token: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=f"^indicator spec '{token[:20]}") as exc:
+        BankSpec.parse(token)
+    assert says in str(exc.value) and len(str(exc.value)) < 300
+
+
+def test_constructors_and_snapshots_are_held_to_the_bound_too() -> None:
+    from forex_diffusion.errors import StateError
+    from forex_diffusion.indicators import SMA, Hurst
+
+    with pytest.raises(ConfigError, match="period may be at most 100000, not 100001"):
+        SMA(100_001)
+    with pytest.raises(ConfigError, match="at most 100000"):
+        Hurst(10**10)  # before allocating its window
+    snap = json.loads(json.dumps(IndicatorBank("hurst_10").snapshot()).replace("hurst_10", "hurst_10000000000"))
+    with pytest.raises(StateError, match="at most 100000"):
+        IndicatorBank.restore(snap)
+
+
+def test_a_bank_holds_at_most_indicators_max_indicators() -> None:
+    """5,000 tokens took 14 s to build (the fused step's source grows with each)."""
+    from forex_diffusion.indicators.bank import INDICATORS_MAX
+
+    assert len(BankSpec.parse(",".join(f"sma_{i}" for i in range(1, INDICATORS_MAX + 1))).indicators) == INDICATORS_MAX
+    with pytest.raises(ConfigError, match=f"at most {INDICATORS_MAX} indicators, not 5,000"):
+        BankSpec.parse(",".join(f"sma_{i}" for i in range(1, 5001)))
+
+
+_TOKEN_PARAMS = st.one_of(
+    st.integers(-3, 200_001).map(str),
+    st.sampled_from(["nan", "inf", "1e400", "1e5", "1e-400", "2.5", ".5", "+3", "١٢", "", " 5", "0x10", "9" * 50]),
+    st.text(max_size=4),
+)
+_TOKENS = st.builds(
+    lambda name, params: "_".join([name, *params]),
+    st.sampled_from([*PERIODIC, "SMA", "x", ""]),
+    st.lists(_TOKEN_PARAMS, max_size=4),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.one_of(st.lists(_TOKENS, max_size=4).map(",".join), st.text(max_size=30)))
+def test_any_spec_text_is_a_bounded_spec_or_one_config_error(text: str) -> None:
+    from forex_diffusion.indicators.base import PARAMETER_MAX
+
+    try:
+        spec = BankSpec.parse(text)
+    except ConfigError as exc:  # any other exception fails the test
+        assert "\n" not in str(exc)
+        return
+    for ind in spec.build():
+        assert all(abs(v) <= PARAMETER_MAX for v in ind.params().values()), (text, ind)
+    assert BankSpec.parse(str(spec)) == spec
