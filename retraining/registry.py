@@ -102,6 +102,11 @@ def _mean(values: Any) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+def _epoch_ms(value: Any) -> int | None:
+    """A manifest's data-window bound if it is one (an epoch time in ms), else unknown."""
+    return value if type(value) is int and 0 <= value < 2**53 else None
+
+
 def summarise_train_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """Compact training metrics (means over steps of the test scores) for the registry row."""
     out: dict[str, Any] = {
@@ -253,9 +258,13 @@ class ModelRegistry:
         manifest, version = predictor.manifest, predictor.manifest.get("version")
         if not isinstance(version, str) or not _VERSION.fullmatch(version):
             raise RegistryError(f"{state_path}: bad version {str(version)[:80]!r} in the manifest")
-        k = key or ModelKey(
-            symbol=str(manifest.get("symbol")), timeframe=str(manifest.get("timeframe")), horizon=predictor.horizon
-        )
+        for name in ("metrics", "data_window"):
+            if not isinstance(manifest.get(name, {}), Mapping):
+                raise RegistryError(f"{state_path}: the manifest's {name} is not an object")
+        if key is None and not all(isinstance(manifest.get(n), str) for n in ("symbol", "timeframe")):
+            raise RegistryError(f"{state_path}: the manifest names no symbol and timeframe; pass --key")
+        k = key or ModelKey(symbol=manifest["symbol"], timeframe=manifest["timeframe"], horizon=predictor.horizon)
+        metrics = summarise_train_metrics(manifest.get("metrics", {}))
         if store.get_version(self.engine, version) is not None:
             raise RegistryError(f"version {version} is already registered")
         src = state_path if state_path.suffix == ".pt" else state_path.with_suffix(".pt")
@@ -269,7 +278,7 @@ class ModelRegistry:
         return self.register(
             final,
             key=k,
-            metrics=summarise_train_metrics(manifest.get("metrics", {})),
+            metrics=metrics,
             request_id=request_id,
             challenger=False,
         )
@@ -293,7 +302,8 @@ class ModelRegistry:
         pt = Path(checkpoint)
         predictor = Predictor.load(pt)  # never register what does not load
         m = predictor.manifest
-        window = m.get("data_window", {})
+        window = m.get("data_window")
+        window = window if isinstance(window, Mapping) else {}
         try:
             rel = pt.resolve().relative_to(self.model_dir.resolve())
         except ValueError as exc:
@@ -304,8 +314,8 @@ class ModelRegistry:
             artifact=rel.as_posix(),
             sha256=str(m["sha256"]),
             config_hash=config_hash(m.get("train_config", {})),
-            data_first_ms=window.get("first_close_ms"),
-            data_last_ms=window.get("last_close_ms"),
+            data_first_ms=_epoch_ms(window.get("first_close_ms")),
+            data_last_ms=_epoch_ms(window.get("last_close_ms")),
             metrics={**metrics, **({"symbols": list(m["symbols"])} if m.get("symbols") else {})},
             request_id=request_id,
         )

@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 #: Manifest schema version.
 MANIFEST_FORMAT = 1
+#: The largest manifest read (the bundled models' are about 10 KB).
+MANIFEST_BYTES_MAX = 16 * 1024 * 1024
 
 #: ``protected(key, candidates)`` → those of the candidate versions that must not be deleted.
 Protected = Callable[[str, Sequence[str]], Collection[str]]
@@ -180,10 +182,12 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         raise ArtifactError(f"{pt}: checkpoint file not found")
     if not js.is_file():
         raise ArtifactError(f"{js}: manifest not found (a checkpoint is loaded only with its manifest)")
+    if js.stat().st_size > MANIFEST_BYTES_MAX:
+        raise ArtifactError(f"{js}: manifest of {js.stat().st_size} bytes (at most {MANIFEST_BYTES_MAX})")
     try:
         manifest = json.loads(js.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{js}: unreadable manifest ({exc})") from exc
+    except (OSError, ValueError, RecursionError) as exc:  # JSON and Unicode errors, 5,000-digit or deep values
+        raise ArtifactError(f"{js}: unreadable manifest ({str(exc)[:200]})") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise ArtifactError(f"{js}: not a format-{MANIFEST_FORMAT} manifest")
     digest = _sha256(pt)

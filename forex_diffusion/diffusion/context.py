@@ -88,17 +88,17 @@ class ContextSpec:
     def __post_init__(self) -> None:
         for name in ("window", "warmup"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r:.40}")
             if getattr(self, name) > CONTEXT_MAX:
-                raise ConfigError(f"{name} must be at most {CONTEXT_MAX}, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be at most {CONTEXT_MAX}, got {getattr(self, name)!r:.40}")
         for name in ("ewma_lambda", "slow_lambda"):
             lam = getattr(self, name)
             if not 0.0 < lam < 1.0:
-                raise ConfigError(f"{name} must be in (0, 1), got {lam}")
+                raise ConfigError(f"{name} must be in (0, 1), got {lam!r:.40}")
         if not 0.0 < self.min_sigma < 1.0:  # a floor of a log return's volatility
-            raise ConfigError(f"min_sigma must be in (0, 1), got {self.min_sigma}")
+            raise ConfigError(f"min_sigma must be in (0, 1), got {self.min_sigma!r:.40}")
         if not 0.0 < self.clip <= 1e4:  # in units of the volatility
-            raise ConfigError(f"clip must be in (0, 10000], got {self.clip}")
+            raise ConfigError(f"clip must be in (0, 10000], got {self.clip!r:.40}")
 
     @property
     def ready_after(self) -> int:

@@ -69,15 +69,17 @@ class DenoiserConfig:
             ("time_dim", WIDTH_MAX),
         ):
             if not 1 <= getattr(self, name) <= most:
-                raise ConfigError(f"{name} must be in 1..{most}, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be in 1..{most}, got {getattr(self, name)!r:.40}")
         if self.series > SIZE_MAX or self.series_dim > SIZE_MAX:
-            raise ConfigError(f"series embedding sizes must be <= {SIZE_MAX}, got {self.series} x {self.series_dim}")
+            raise ConfigError(
+                f"series embedding sizes must be <= {SIZE_MAX}, got {self.series!r:.40} x {self.series_dim!r:.40}"
+            )
         if self.time_dim % 2:
             raise ConfigError("time_dim must be even")
         if self.series < 0 or self.series_dim < 0 or (self.series_dim > 0) != (self.series > 0):
             raise ConfigError(
                 f"series embedding needs series >= 1 and series_dim >= 1 (or both 0), "
-                f"got {self.series} x {self.series_dim}"
+                f"got {self.series!r:.40} x {self.series_dim!r:.40}"
             )
 
 

@@ -109,13 +109,13 @@ class InputSpec:
         kinds = [n.split(":", 1)[0] for n in self.names]
         for n, k in zip(self.names, kinds, strict=True):
             if k not in INPUT_NAMES:
-                raise ConfigError(f"unknown model input {n!r}; known: {', '.join(INPUT_NAMES)}")
+                raise ConfigError(f"unknown model input {n!r:.60}; known: {', '.join(INPUT_NAMES)}")
         if len(set(kinds)) != len(kinds):
-            raise ConfigError(f"model inputs name one kind twice: {','.join(self.names)}")
+            raise ConfigError(f"model inputs name one kind twice: {','.join(self.names)!r:.80}")
         self.mtf_timeframes  # noqa: B018 - validates
         for s in self.cross_symbols:
             if not s or not s.replace("_", "").replace("/", "").isalnum():
-                raise ConfigError(f"bad cross-pair symbol {s!r}")
+                raise ConfigError(f"bad cross-pair symbol {s!r:.40}")
 
     @classmethod
     def parse(cls, text: str | Sequence[str] | None, timeframe: str) -> InputSpec:
@@ -133,7 +133,7 @@ class InputSpec:
             elif groups and groups[-1][0] in ("mtf", "cross") and (len(groups[-1]) > 1 or ":" in tok):
                 groups[-1].append(tok)
             else:
-                raise ConfigError(f"unknown model input {tok!r}; known: {', '.join(INPUT_NAMES)}")
+                raise ConfigError(f"unknown model input {tok!r:.60}; known: {', '.join(INPUT_NAMES)}")
         names = []
         for g in groups:
             if g[0] == "indicators":
@@ -186,7 +186,7 @@ class InputSpec:
                 raise ConfigError("mtf needs a timeframe shorter than 1d")
             out.append(ht.name)
         if len(set(out)) != len(out):
-            raise ConfigError(f"mtf names a timeframe twice: {out}")
+            raise ConfigError(f"mtf names a timeframe twice: {out!r:.80}")
         return tuple(out)
 
     @property

@@ -51,7 +51,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.x0_clip <= 1e4:  # in units of the EWMA volatility: 10 by default
-            raise ConfigError(f"x0_clip must be in (0, 10000], got {self.x0_clip}")
+            raise ConfigError(f"x0_clip must be in (0, 10000], got {self.x0_clip!r:.40}")
 
     @property
     def horizon(self) -> int:

@@ -43,7 +43,7 @@ class ScheduleConfig:
 
     def __post_init__(self) -> None:
         if not 2 <= self.steps <= SIZE_MAX:
-            raise ConfigError(f"schedule steps must be in 2..{SIZE_MAX}, got {self.steps}")
+            raise ConfigError(f"schedule steps must be in 2..{SIZE_MAX}, got {self.steps!r:.40}")
         if self.kind not in ("cosine", "linear"):
             raise ConfigError(f"unknown schedule kind {self.kind!r}")
         if not 0.0 < self.beta_start < self.beta_end < 1.0:

@@ -23,6 +23,7 @@ import torch
 
 from forex_diffusion.diffusion.checkpoint import load_checkpoint
 from forex_diffusion.diffusion.context import ContextSpec, ForecastRequest, SeriesContext
+from forex_diffusion.diffusion.denoiser import SIZE_MAX
 from forex_diffusion.diffusion.inputs import InputsBuilder, InputSpec
 from forex_diffusion.diffusion.model import DiffusionModel, ModelConfig
 from forex_diffusion.errors import ArtifactError, ConfigError, ModelError, check_field_types
@@ -261,8 +262,8 @@ class Predictor:
         """The manifest's sizes agree with the network's, and its sampling is one a forecast
         can take (else every forecast of the model would fail, one by one, in the stream)."""
         config = self.model.config
-        if self.extra_dim < 0:
-            raise ConfigError(f"extra_dim must be >= 0, got {self.extra_dim}")
+        if not 0 <= self.extra_dim <= SIZE_MAX:
+            raise ConfigError(f"extra_dim must be in 0..{SIZE_MAX}, got {self.extra_dim!r:.40}")
         want = self.context_spec.cond_dim(self.extra_dim)
         if config.denoiser.cond_dim != want:
             raise ConfigError(
@@ -272,9 +273,11 @@ class Predictor:
         if manifest.get("horizon", config.horizon) != config.horizon:
             raise ConfigError(f"horizon {manifest.get('horizon')!r:.40}, the network's is {config.horizon}")
         if not 1 <= self.default_steps <= self.max_steps:
-            raise ConfigError(f"sampling steps must be in 1..{self.max_steps}, got {self.default_steps}")
+            raise ConfigError(f"sampling steps must be in 1..{self.max_steps}, got {self.default_steps!r:.40}")
         if not SAMPLES_MIN <= self.default_samples <= SAMPLES_MAX:
-            raise ConfigError(f"sampling samples must be in {SAMPLES_MIN}..{SAMPLES_MAX}, got {self.default_samples}")
+            raise ConfigError(
+                f"sampling samples must be in {SAMPLES_MIN}..{SAMPLES_MAX}, got {self.default_samples!r:.40}"
+            )
 
     @property
     def horizon(self) -> int:

@@ -86,3 +86,12 @@ def test_default_partitioning_is_the_producers_key_hash(kafka_bootstrap: str, to
     got = read_all(kafka_bootstrap, topic, expect=len(keys))
     want = {k: DefaultPartitioner()(k, [0, 1, 2, 3], [0, 1, 2, 3]) for k in keys}
     assert {m.key: m.partition for m in got} == want
+
+
+def test_a_record_larger_than_a_batch_is_refused(kafka_bootstrap: str, topic_prefix: str) -> None:
+    """aiokafka takes any record into an empty batch and ``send_batch`` skips the producer's
+    size check: without its own, the publisher sent a 3 MiB record the old one refused."""
+    topic = f"{topic_prefix}.big"
+    create_topics(kafka_bootstrap, [topic], 1)
+    with pytest.raises(ValueError, match="larger than a batch"):
+        publish(kafka_bootstrap, topic, [(b"K", b"x" * (3 * 1024 * 1024))])

@@ -16,6 +16,8 @@ from retraining.registry import ModelRegistry
 
 from .test_global_routing import fake_model
 
+_DELETE = object()
+
 
 def _edited(root: Path, field: str, value: Any) -> Path:
     pt: Path = fake_model(root, None, "v-import")
@@ -25,11 +27,11 @@ def _edited(root: Path, field: str, value: Any) -> Path:
         del manifest[field]
     else:
         manifest[field] = value
-    js.write_text(json.dumps(manifest))
+    text = json.dumps(manifest)
+    if isinstance(value, str) and value.isdigit():  # a number too long for Python's int(): write it as such
+        text = text.replace(json.dumps(value), value)
+    js.write_text(text)
     return pt
-
-
-_DELETE = object()
 
 
 @pytest.mark.parametrize(
@@ -42,6 +44,12 @@ _DELETE = object()
         ("horizon", "x", ArtifactError),  # was: ValueError traceback from int()
         ("horizon", 12, ArtifactError),  # a key of the wrong horizon for the network
         ("symbols", 5, ArtifactError),  # was: copied into the model directory, then refused
+        ("symbol", _DELETE, RegistryError),  # was: registered under the key NONE/1m/24
+        ("timeframe", 5, ArtifactError),  # the inputs name their timeframe
+        ("metrics", None, RegistryError),  # was: TypeError traceback after the copy
+        ("metrics", [1], RegistryError),
+        ("data_window", [1], RegistryError),  # was: AttributeError traceback after the copy
+        ("extra_dim", "9" * 5000, ArtifactError),  # written as a number: ValueError from json (over 4,300 digits)
     ],
 )
 def test_a_hostile_manifest_is_refused_before_any_copy(
@@ -59,3 +67,10 @@ def test_a_manifest_without_horizon_takes_the_networks(tmp_path: Path) -> None:
     eng = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
     v = ModelRegistry(eng, tmp_path / "models").import_artifact(_edited(tmp_path / "src", "horizon", _DELETE))
     assert v.key.horizon == 24 and v.version == "v-import"
+
+
+def test_data_window_bounds_that_are_no_times_are_stored_as_unknown(tmp_path: Path) -> None:
+    eng = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    pt = _edited(tmp_path / "src", "data_window", {"first_close_ms": "x", "last_close_ms": 10**30})
+    v = ModelRegistry(eng, tmp_path / "models").import_artifact(pt)
+    assert (v.data_first_ms, v.data_last_ms) == (None, None)
