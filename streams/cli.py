@@ -8,7 +8,7 @@ sqlalchemy are imported inside the command functions, so ``forexd --help`` stays
 
 Every error a user can cause ends as one line on standard error (``error: <problem>:
 <fix>``) and an exit status from :data:`EXIT_CODES`; the table is in the README
-("Command line", "Exit codes").
+("Command line", "Exit codes"). A value the line echoes is cut to a bounded length.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from forex_diffusion.errors import (
 )
 
 from . import commands
-from .commands._common import LOG_LEVELS
+from .commands._common import LOG_LEVELS, one_line
 
 # the click exceptions typer raises (typer >= 0.25 vendors click as typer._click)
 _click = importlib.import_module(typer.BadParameter.__module__)
@@ -85,9 +85,9 @@ def exit_code_for(exc: BaseException) -> int | None:
 
 
 def error_line(exc: BaseException) -> str:
-    """``error: <message>`` on one line (newlines and runs of spaces folded)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"error: {text}"
+    """``error: <message>`` on one bounded line (:func:`~streams.commands._common.one_line`:
+    newlines and runs of spaces folded, control characters escaped, long echoed values cut)."""
+    return f"error: {one_line(str(exc)) or type(exc).__name__}"
 
 
 class ForexdGroup(TyperGroup):
@@ -112,10 +112,10 @@ class ForexdGroup(TyperGroup):
             code = EXIT_USAGE
         except _click.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx is not None else "forexd"
-            typer.echo(f"error: {' '.join(exc.format_message().split())} (see '{where} --help')", err=True)
+            typer.echo(f"error: {one_line(exc.format_message())} (see '{where} --help')", err=True)
             code = exc.exit_code
         except _click.ClickException as exc:
-            typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+            typer.echo(f"error: {one_line(exc.format_message())}", err=True)
             code = exc.exit_code
         except typer.Abort:
             typer.echo("aborted", err=True)
@@ -175,7 +175,7 @@ def _root(
     logging.basicConfig(level=LOG_LEVELS[log_level], format="%(asctime)s %(levelname)s %(name)s %(message)s")
     ctx.obj = {"log_level": log_level}
     for line in unknown_variables():
-        typer.echo(line, err=True)
+        typer.echo(one_line(line), err=True)
 
 
 def _register_all() -> None:

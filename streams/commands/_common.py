@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -17,7 +18,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-from forex_diffusion.errors import InputNotFoundError, OutputError, ServiceUnavailableError
+from forex_diffusion.errors import (
+    DataFormatError,
+    InputNotFoundError,
+    OutputError,
+    ServiceUnavailableError,
+    StorageError,
+)
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -33,13 +40,17 @@ __all__ = [
     "SEED_MAX",
     "THREADS_MAX",
     "broker_call",
+    "check_database",
     "check_input",
     "check_model_dir",
     "check_output",
     "check_positive",
     "check_price",
+    "database_url",
+    "echo_error",
     "hide_password",
     "model_files",
+    "one_line",
     "open_engine",
     "progress_bar",
 ]
@@ -65,6 +76,60 @@ THREADS_MAX = 256
 #: ``--seed`` ceiling: 99999999999999999999 overflowed torch.manual_seed (a traceback after
 #: the file was read); training also seeds with seed + 1 and seed + window index.
 SEED_MAX = 2**32 - 1
+
+
+#: Longest echoed value (a word, or a quoted value) an error line keeps: a 5,000-digit number,
+#: a broker URL of 10,000 addresses or a 1 MB --symbol made one line of megabytes.
+VALUE_CLIP = 200
+#: Longest error line (after clipping each value): a value of many short words is cut here.
+LINE_CLIP = 1000
+
+#: An echoed value: a quoted one (``repr``: may hold spaces) or a long run without spaces.
+_VALUE = re.compile(r"""(?<!\w)(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")(?!\w)|\S{""" + f"{VALUE_CLIP + 1},}}")
+
+
+def _escape_controls(text: str) -> str:
+    """``text`` with each character that is neither printable nor white space written as its
+    escape (``\\x1b``): a terminal shows no colour, cursor move or bidirectional override."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c.isspace() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def _clip(value: str, limit: int = VALUE_CLIP) -> str:
+    """``value`` cut to ``limit`` characters, marked with ``...`` and its length."""
+    if len(value) <= limit:
+        return value
+    if len(value) > 2 and value[0] == value[-1] and value[0] in "'\"":  # a quoted value keeps its quotes
+        return f"{value[: limit - 1]}{value[0]}... ({len(value) - 2} characters)"
+    end = len(value)
+    while end > len(value) - 3 and value[end - 1] in ":;,.)]}":  # the sentence's, not the value's
+        end -= 1
+    return f"{value[:limit]}... ({end} characters){value[end:]}"
+
+
+def one_line(text: str) -> str:
+    """``text`` as one bounded line, as every ``forexd`` error line is printed.
+
+    Control characters are escaped, newlines and runs of white space folded, each echoed
+    value longer than :data:`VALUE_CLIP` (a quoted value, or a run without spaces) cut to it
+    with its length, and a line still longer than :data:`LINE_CLIP` cut in the middle (its
+    start says the problem, its end the fix).
+    """
+    line = " ".join(_escape_controls(text).split())
+    if len(line) <= VALUE_CLIP:
+        return line
+    line = _VALUE.sub(lambda m: _clip(m.group(0)), line)
+    if len(line) > LINE_CLIP:
+        tail = LINE_CLIP // 4
+        cut = len(line) - (LINE_CLIP - tail) - tail
+        line = f"{line[: LINE_CLIP - tail]}... ({cut} characters cut) ...{line[-tail:]}"
+    return line
+
+
+def echo_error(text: str) -> None:
+    """Print ``error: <text>`` on standard error as :func:`one_line` makes it."""
+    typer.echo(f"error: {one_line(text)}", err=True)
 
 
 def write_rejects(rejects: Any, path: Path) -> None:
@@ -94,6 +159,10 @@ def check_input(path: Path, what: str = "input file", *, pipe_ok: bool = False) 
     reads its input once: a second open of a pipe whose writer is gone blocks for ever.
     """
     if not path.exists():
+        if str(path) == "-":  # `cat f | forexd indicators -`: only `forexd candles -` reads standard input
+            raise InputNotFoundError(
+                f"{what} - (standard input) is a pipe, and this command reads it more than once: pass a file"
+            )
         raise InputNotFoundError(f"{what} {path} does not exist: check the path")
     if path.is_dir():
         raise InputNotFoundError(f"{what} {path} is a directory: pass a file")
@@ -167,7 +236,6 @@ def file_symbols(path: Path, price: PriceSide = "mid") -> set[str]:
     it holds pair X (a global model's series, a ``cross:X`` input) is asked here, not by
     reading X.
     """
-    from forex_diffusion.errors import DataFormatError
     from forex_diffusion.ingest.readers import read_candles
 
     try:
@@ -211,14 +279,20 @@ def progress_bar(label: str, *, elapsed: bool = False, description: bool = False
     return Progress(*columns, console=err, transient=True, disable=not (sys.stderr.isatty() and err.is_terminal))
 
 
-def hide_password(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    try:
-        from sqlalchemy.engine import make_url
+#: A query parameter that may hold a secret (libpq takes ``?password=``, ``?sslpassword=``).
+_SECRET_PARAM = re.compile(r"([?&][^=&#]*(?:password|passwd|pwd|secret|token)[^=&#]*=)[^&#]*", re.IGNORECASE)
 
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL is shown without its credentials
-        return url.split("@", 1)[-1] if "@" in url else url
+
+def hide_password(url: str) -> str:
+    """``url`` with any password replaced by ``***``: the one after ``user:`` (everything up
+    to the last ``@``: a password may hold one) and any ``password=``-like query value."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest or (not sep and "@" in url):
+        userinfo, _, host = (rest if sep else url).rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        hidden = f"{user}:***" if colon else userinfo
+        url = f"{scheme}://{hidden}@{host}" if sep else f"***@{host}"
+    return _SECRET_PARAM.sub(r"\1***", url)
 
 
 def _sqlite_file(url: str) -> tuple[bool, Path | None]:
@@ -235,60 +309,250 @@ def _sqlite_file(url: str) -> tuple[bool, Path | None]:
     db = u.database or ""
     if str(u.query.get("uri", "")).lower() == "true" and db.startswith("file:"):
         db = db.removeprefix("file:").split("?", 1)[0]  # sqlite:///file:/path/x.db?mode=ro&uri=true
+        if str(u.query.get("mode", "")).lower() == "memory":
+            return True, None
     return True, (Path(db) if db and db != ":memory:" else None)
 
 
-def open_engine(url: str, *, create: bool = True, must_exist: bool = False, connect_timeout_s: int = 10) -> Engine:
-    """An engine on ``url`` after one bounded connection attempt.
+def _sqlite_read_only(url: str) -> bool:
+    """Whether a SQLite URL opens its file read-only (``?mode=ro&uri=true``, ``immutable=1``)."""
+    from sqlalchemy.engine import make_url
 
-    ``create``: the tables are created where missing (and a SQLite file's directory), else
-    only read. ``must_exist``: a SQLite file must be there already (a mistyped path is
-    :class:`InputNotFoundError`, never a new empty database); without ``create`` it must too.
+    q = {k: str(v).lower() for k, v in make_url(url).query.items()}
+    return q.get("uri") == "true" and (q.get("mode") == "ro" or q.get("immutable") in ("1", "true"))
+
+
+#: Query arguments the pysqlite driver takes itself; any other it ignores (with a warning of
+#: several lines) unless ``uri=true`` hands them to SQLite.
+_PYSQLITE_ARGS = frozenset(
+    {"timeout", "isolation_level", "detect_types", "check_same_thread", "cached_statements", "uri"}
+)
+
+
+def _sqlite_ignored_args(url: str) -> list[str]:
+    """The query arguments of a SQLite URL its driver would ignore (``?mode=ro`` without ``uri=true``)."""
+    from sqlalchemy.engine import make_url
+
+    q = make_url(url).query
+    if str(q.get("uri", "")).lower() == "true":
+        return []
+    return sorted(k for k in q if k not in _PYSQLITE_ARGS)
+
+
+#: What every SQLite 3 database file starts with (an empty file is a new, empty database).
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+#: Where a command's database is named (the worker has only the variable).
+DB_OPTION = "--db or FOREXD_DATABASE_URL"
+
+
+def database_url(db: str | None) -> str:
+    """``--db``, else ``FOREXD_DATABASE_URL``, else the SQLite file under ``FOREXD_DATA_DIR``.
+
+    An empty ``--db ""`` (an unset shell variable) is a usage error: it silently meant the
+    default database before.
+    """
+    if db is not None and not db.strip():
+        raise typer.BadParameter(
+            "--db is empty: give a database URL (e.g. sqlite:///data/forexd.db) or leave --db out "
+            "for FOREXD_DATABASE_URL"
+        )
+    if db:
+        return db
+    from ..settings import Settings
+
+    return Settings.from_env().db_url
+
+
+def _check_sqlite_file(path: Path, shown: str, fix: str) -> None:
+    """Refuse an existing SQLite path that is no database file: a directory, a device, a file
+    that cannot be read or that holds something else (``file is not a database`` later)."""
+    if path.is_dir():
+        raise InputNotFoundError(f"database file {path} is a directory: {fix} file")
+    if not path.is_file():
+        raise InputNotFoundError(f"database file {path} is not a regular file (a device, pipe or socket): {fix}")
+    if not os.access(path, os.R_OK):
+        raise InputNotFoundError(f"database file {path} is not readable: check its permissions or {fix}")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise InputNotFoundError(f"database file {path} cannot be read ({exc.strerror}): {fix}") from exc
+    if head and head != _SQLITE_MAGIC:
+        raise DataFormatError(f"{shown} is not a SQLite database ({path} holds something else): {fix}")
+
+
+def _check_creatable(path: Path, where: str) -> None:
+    """Refuse (exit 73) a new SQLite file whose directory cannot be created or written."""
+    probe = path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"cannot create database file {path}: {probe} is a file; fix {where}")
+    if not os.access(probe, os.W_OK):
+        raise OutputError(f"cannot create database file {path}: {probe} is not writable; fix {where}")
+
+
+def _check_tables(shown: str, names: set[str], needs: Sequence[str], fix: str) -> None:
+    """Refuse a database that holds tables, none of them the project's (another program's,
+    which ``create`` would fill with ours), or that lacks a table the command reads."""
+    from forex_diffusion.storage import metadata
+
+    ours = names & {*metadata.tables, "retrain_claims"}  # retrain_claims: retraining.claims' own
+    if names and not ours:
+        listing = ", ".join(sorted(names)[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise DataFormatError(f"{shown} holds no forexd tables (it holds {listing}): {fix}")
+    missing = [t for t in needs if t not in names]
+    if missing:
+        what = f"no forexd tables (no {missing[0]} table)" if not ours else f"no {missing[0]} table"
+        raise DataFormatError(f"{shown} holds {what}: {fix}")
+
+
+def check_database(
+    url: str,
+    *,
+    create: bool = True,
+    must_exist: bool = False,
+    write: bool = False,
+    needs: Sequence[str] = (),
+    where: str = DB_OPTION,
+    connect_timeout_s: int = 10,
+) -> bool:
+    """Check, with one bounded connection attempt, that ``url`` is a database of the project
+    a command may use; return whether its tables may be created (False: a read-only file).
+
+    ``create``: the tables will be created where missing (and a new SQLite file, which is
+    only checked to be creatable: nothing is made here), else only read. ``must_exist``: a
+    SQLite file must be there already (a mistyped path is :class:`InputNotFoundError`,
+    never a new empty database); without ``create`` it must too. ``write``: the command
+    writes rows, so a read-only SQLite file is refused before the work (not after it, as a
+    failed job). ``needs``: tables the command reads. ``where``: what names the database,
+    in the fix of each refusal.
+
+    Every refusal is one line naming the database (password hidden) and the fix, raised
+    before anything is created in it:
 
     Raises
     ------
+    ConfigError
+        An unparsable URL, a driver that is not installed, an in-memory SQLite database
+        (gone when the command ends) (exit 2).
+    InputNotFoundError
+        A SQLite file that is missing (``must_exist``), a directory, a device or
+        unreadable (exit 66).
+    DataFormatError
+        A file that is not a SQLite database, a database holding tables none of which is the
+        project's, or one without a table of ``needs`` (exit 65).
+    OutputError
+        A SQLite file the command writes that is read-only, or a new one whose directory
+        cannot be created (exit 73).
     ServiceUnavailableError
-        The database does not answer (address shown, password hidden).
+        The database does not answer (address shown, password hidden) (exit 69).
     """
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
     from forex_diffusion.errors import ConfigError
+
+    shown = hide_password(url)
+    fix = f"point {where} at a worker's database" + (" or a new file" if create and not must_exist else "")
+    if url != url.strip():
+        raise ConfigError(f"database URL {shown!r} has white space around it: remove it from {where}")
+    if "://" not in url:  # a path: `--db forexd.db`
+        hint = "" if "@" in url else f" (a SQLite file: sqlite:///{Path(url).absolute()})"
+        raise ConfigError(f"database URL {shown} is no URL{hint}: fix {where}")
+    sqlite, path = _sqlite_file(url)
+    if sqlite and (ignored := _sqlite_ignored_args(url)):
+        raise ConfigError(
+            f"database URL {shown}: the SQLite driver ignores {', '.join(ignored)} without uri=true "
+            f"(e.g. sqlite:///file:/path/forexd.db?mode=ro&uri=true); fix {where}"
+        )
+    if sqlite:
+        if path is None:
+            raise ConfigError(
+                f"database URL {shown} is an in-memory database, gone when the command ends: "
+                f"name a file in {where}, e.g. sqlite:///data/forexd.db"
+            )
+        if path.exists():
+            _check_sqlite_file(path, shown, fix)
+            # SQLite writes beside the file too (its -wal and -shm files, unless both exist)
+            beside = os.access(path.parent, os.W_OK) or all(Path(f"{path}{x}").exists() for x in ("-wal", "-shm"))
+            writable = not _sqlite_read_only(url) and os.access(path, os.W_OK) and beside
+            if write and not writable:
+                raise OutputError(
+                    f"database file {path} is read-only, and this command writes to it: "
+                    f"check its permissions, or point {where} at a writable database"
+                )
+            create = create and writable  # a read-only file is read as it is
+        elif path.is_symlink():  # a new file would be made wherever the link points
+            raise InputNotFoundError(
+                f"database file {path} is a link to {os.readlink(path)}, which does not exist: {fix}"
+            )
+        elif must_exist or not create:
+            raise InputNotFoundError(f"database file {path} does not exist: check {where} / FOREXD_DATA_DIR")
+        else:
+            _check_creatable(path, where)
+            return create  # a new database: nothing in it to check
+    try:
+        host = make_url(url).host or ""
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(f"database URL {shown} is not valid ({exc}): fix {where}") from exc
+    if "@" in host:  # user:p@ss@host: the driver would echo 'ss@host', a part of the password
+        raise ConfigError(f"database URL {shown} has an '@' in its user name or password: write it as %40 in {where}")
+    try:
+        args: dict[str, Any] = {}
+        if url.startswith(("postgresql", "postgres")):
+            args = {"connect_timeout": connect_timeout_s}
+        probe = create_engine(url, connect_args=args, pool_pre_ping=False, hide_parameters=True)
+    except ImportError as exc:
+        raise ConfigError(
+            f"database URL {shown} needs a driver that is not installed "
+            f"({exc}): name an installed one, e.g. postgresql+psycopg2://"
+        ) from exc
+    except (ArgumentError, NoSuchModuleError, ValueError, TypeError) as exc:
+        raise ConfigError(f"database URL {shown} is not valid ({exc}): fix {where}") from exc
+    try:
+        with probe.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            names = set(inspect(conn).get_table_names())
+    except DBAPIError as exc:
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig is not None and str(exc.orig).strip() else ""
+        first = first or type(exc.orig or exc).__name__
+        if sqlite:
+            low = first.lower()
+            if "not a database" in low or "malformed" in low:  # past the header check: damaged
+                raise DataFormatError(f"{shown} cannot be read as a SQLite database ({first}): {fix}") from exc
+            if "unable to open" in low:
+                raise InputNotFoundError(f"database file {path} cannot be opened ({first}): {fix}") from exc
+            raise StorageError(f"database {shown}: {first}") from exc  # busy, I/O error: exit 74
+        raise ServiceUnavailableError(
+            "database", shown, f"{first}; start it or fix {where.replace(' or ', ' / ', 1)}"
+        ) from exc
+    finally:
+        probe.dispose()
+    _check_tables(shown, names, needs, fix)
+    return create
+
+
+def open_engine(
+    url: str,
+    *,
+    create: bool = True,
+    must_exist: bool = False,
+    write: bool = False,
+    needs: Sequence[str] = (),
+    connect_timeout_s: int = 10,
+) -> Engine:
+    """An engine on ``url`` once :func:`check_database` has found it a database of the
+    project the command may use (its arguments; its refusals, each one line)."""
     from forex_diffusion.storage import make_engine
 
-    sqlite, path = _sqlite_file(url)
-    if sqlite:
-        if path is not None and (must_exist or not create) and not path.exists():
-            raise InputNotFoundError(
-                f"database file {path} does not exist: check --db or FOREXD_DATABASE_URL / FOREXD_DATA_DIR"
-            )
-        if path is not None and create:
-            path.parent.mkdir(parents=True, exist_ok=True)
-    else:
-        try:
-            args: dict[str, Any] = {}
-            if url.startswith(("postgresql", "postgres")):
-                args = {"connect_timeout": connect_timeout_s}
-            probe = create_engine(url, connect_args=args, pool_pre_ping=False, hide_parameters=True)
-        except ImportError as exc:
-            raise ConfigError(
-                f"database URL {hide_password(url)} needs a driver that is not installed "
-                f"({exc}): name an installed one, e.g. postgresql+psycopg2://"
-            ) from exc
-        except (ArgumentError, NoSuchModuleError, ValueError) as exc:
-            raise ConfigError(
-                f"database URL {hide_password(url)} is not valid ({exc}): fix --db or FOREXD_DATABASE_URL"
-            ) from exc
-        try:
-            with probe.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except DBAPIError as exc:
-            first = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
-            raise ServiceUnavailableError(
-                "database", hide_password(url), f"{first}; start it or fix --db / FOREXD_DATABASE_URL"
-            ) from exc
-        finally:
-            probe.dispose()
+    create = check_database(
+        url, create=create, must_exist=must_exist, write=write, needs=needs, connect_timeout_s=connect_timeout_s
+    )
+    path = _sqlite_file(url)[1]
+    if path is not None and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)  # a new SQLite file (checked creatable)
     return make_engine(url, create=create)
 
 

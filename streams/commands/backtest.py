@@ -19,6 +19,7 @@ from ._common import (
     check_output,
     check_positive,
     check_price,
+    echo_error,
     file_symbols,
     model_files,
     progress_bar,
@@ -165,9 +166,7 @@ def backtest_command(
     frame = read_candle_series(file, symbol=sym, timeframe=timeframe, price=price).frame
     check_price_scale(frame, sym, file)
     if len(frame) and config.from_ms is not None and config.from_ms > int(frame["ts_ms"].max()):
-        typer.echo(
-            f"error: --from {from_} is past the data ({_span_message(frame, file)}): choose an earlier --from", err=True
-        )
+        echo_error(f"--from {from_} is past the data ({_span_message(frame, file)}): choose an earlier --from")
         raise typer.Exit(1)
     # a model whose inputs name other pairs (cross:...) reads them from the same file
     held = file_symbols(file, price) if predictor.inputs.cross_symbols else set()
@@ -196,10 +195,9 @@ def backtest_command(
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
     if rows.empty:
-        typer.echo(
-            f"error: no forecast in the span ({_span_message(frame, file)}; the model needs "
-            f"{predictor.context_spec.window} candles of context before --from): widen --from/--to",
-            err=True,
+        echo_error(
+            f"no forecast in the span ({_span_message(frame, file)}; the model needs "
+            f"{predictor.context_spec.window} candles of context before --from): widen --from/--to"
         )
         raise typer.Exit(1)
     if plot is not None and plot_ms is not None and not (rows["as_of"] == plot_ms).any():

@@ -24,10 +24,12 @@ def _positive(value: float | None, param: typer.CallbackParam) -> float | None:
 def _data_dir(value: Path | None, param: typer.CallbackParam) -> Path | None:
     """A directory the demo can write (made if missing), checked before anything starts: a file,
     a path under a file or a read-only place would otherwise fail after the live table is up.
-    Refused like any output that cannot be created (exit 73), as ``--model-dir``."""
+    Refused like any output that cannot be created (exit 73), as ``--model-dir``. A
+    ``forexd.db`` the directory holds already must be a database the worker can use (as
+    ``forexd worker`` checks it): the demo reported only that its worker exited with 65."""
     from forex_diffusion.errors import OutputError
 
-    from ._common import check_model_dir
+    from ._common import check_database, check_model_dir
 
     if value is None:
         return None
@@ -36,6 +38,10 @@ def _data_dir(value: Path | None, param: typer.CallbackParam) -> Path | None:
         value.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot make --data-dir {value}: {exc.strerror or exc}") from None
+    value = value.resolve()  # the worker runs in it: a relative path would name value/value there
+    db = value / "forexd.db"
+    if db.exists() or db.is_symlink():
+        check_database(f"sqlite:///{db}", write=True, where="--data-dir")
     return value
 
 

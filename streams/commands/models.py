@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..settings import Settings
-from ._common import check_model_dir, open_engine
+from ._common import check_model_dir, database_url, open_engine
 
 if TYPE_CHECKING:
     from forex_diffusion.storage.model_registry import ModelKey
@@ -38,21 +38,25 @@ _Reason = Annotated[str, typer.Option("--reason", help="Recorded in the alias hi
 
 def resolve_paths(db: str | None, model_dir: Path | None) -> tuple[str, Path]:
     """Database URL and model directory from the options, else the ``FOREXD_*`` settings."""
+    url = database_url(db)  # an empty --db is a usage error, not the default database
     settings = Settings.from_env()
-    url = db or settings.db_url
     return url, model_dir or settings.model_dir or settings.data_dir / "models"
 
 
-def open_registry(db: str | None, model_dir: Path | None, *, create: bool = False) -> ModelRegistry:
+def open_registry(
+    db: str | None, model_dir: Path | None, *, create: bool = False, write: bool = False
+) -> ModelRegistry:
     """A registry on the resolved database (reachable, else exit 69) and model directory.
 
     Only ``register`` (``create``) makes a new SQLite file: the other commands read or change
     versions a registry already holds, so a mistyped path is exit 66, not an empty new database.
+    A command that changes the registry (``write``) refuses a read-only database file (73);
+    a file that is no database, or another program's database, is refused by every one (65).
     """
     from retraining.registry import ModelRegistry
 
     url, mdir = resolve_paths(db, model_dir)
-    return ModelRegistry(open_engine(url, must_exist=not create), mdir)
+    return ModelRegistry(open_engine(url, must_exist=not create, write=write or create), mdir)
 
 
 def _when(ms: int | None) -> str:
@@ -141,7 +145,7 @@ def promote_command(
 
     Writes the alias and its history in one transaction; exit 2 if refused.
     """
-    v = open_registry(db, model_dir).promote(version, f"manual: {reason}")
+    v = open_registry(db, model_dir, write=True).promote(version, f"manual: {reason}")
     typer.echo(f"promoted {v.version} champion of {v.key}")
 
 
@@ -157,7 +161,7 @@ def rollback_command(
     Exit 2 when there is nothing to restore or its artifact does not load.
     """
     k = _key(key)  # a usage error before the database is touched
-    v = open_registry(db, model_dir).rollback(k, reason)
+    v = open_registry(db, model_dir, write=True).rollback(k, reason)
     typer.echo(f"rolled back: {v.version} champion of {v.key}")
 
 

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ..settings import Settings
-from ._common import _sqlite_file, check_output, check_positive, open_engine
+from ._common import _sqlite_file, check_output, check_positive, database_url, echo_error, open_engine
 
 
 def report_command(
@@ -28,8 +27,9 @@ def report_command(
 
     Shows closes with forecast fans, rolling CRPS vs the random walk, rolling 50/90 %
     coverage, registry model changes, drift events (if recorded) and summary numbers.
-    Exits 1 when the period holds no forecast, 2 on bad options, 66 when the database file
-    does not exist, 69 when the database does not answer.
+    Exits 1 when the period holds no forecast, 2 on bad options, 65 when the database is not
+    a SQLite file or holds no forecasts table, 66 when the database file does not exist,
+    69 when the database does not answer.
     """
     from forex_diffusion.reports.backtest import parse_utc_date
     from forex_diffusion.reports.html import (
@@ -48,9 +48,9 @@ def report_command(
         from forex_diffusion.timeframes import Timeframe
 
         Timeframe.parse(timeframe)  # '1x' is a usage error, not "no stored forecasts at 1x"
-    url = db or Settings.from_env().db_url
+    url = database_url(db)
     check_output(output, other=[(_sqlite_file(url)[1], "the database file")])
-    engine = open_engine(url, create=False)
+    engine = open_engine(url, create=False, needs=("forecasts",))
     try:
         if symbol is None or timeframe is None:
             series = [
@@ -59,12 +59,11 @@ def report_command(
                 if (symbol is None or s[0] == symbol) and (timeframe is None or s[1] == timeframe)
             ]
             if not series:
-                typer.echo(
-                    "error: no stored forecasts"
+                echo_error(
+                    "no stored forecasts"
                     + (f" of {symbol}" if symbol else "")
                     + (f" at {timeframe}" if timeframe else "")
-                    + ": nothing to report",
-                    err=True,
+                    + ": nothing to report"
                 )
                 raise typer.Exit(1)
             symbol, timeframe = series[0][0], series[0][1]
@@ -75,7 +74,7 @@ def report_command(
     finally:
         engine.dispose()
     if data.empty:
-        typer.echo(f"error: {empty_message(data)}", err=True)
+        echo_error(empty_message(data))
         raise typer.Exit(1)
     output.write_text(render_report(data), encoding="utf-8")
     n = data.steps.groupby(["as_of", "model_version"]).ngroups

@@ -17,11 +17,11 @@ from forex_diffusion.timeframes import Timeframe
 from ..settings import Settings
 from ._common import (
     THREADS_MAX,
-    _sqlite_file,
     broker_call,
     check_input,
     check_model_dir,
     check_positive,
+    echo_error,
     open_engine,
     progress_bar,
 )
@@ -127,7 +127,9 @@ def retrain_command(
     --local reads candles from --db, writes the artifact under --model-dir and the registry
     rows to --db, prints the outcome (last line: JSON) and exits 0 promoted (or shadow: a
     challenger that beat the champion serves in shadow for FOREXD_SHADOW_FORECASTS realised
-    live forecasts first), 3 rejected, 1 failed. Without --local it sends a request to fx.retrain.requests (FOREXD_BROKER_URL,
+    live forecasts first), 3 rejected, 1 failed; before any job, 66 when the --db file does
+    not exist, 65 when it is no worker's database (no candles table), 73 when it is
+    read-only. Without --local it sends a request to fx.retrain.requests (FOREXD_BROKER_URL,
     FOREXD_TOPIC_PREFIX); with --wait it prints the matching fx.models outcome and exits
     the same way.
     """
@@ -162,10 +164,7 @@ def retrain_command(
         try:
             got = asyncio.run(send_request(settings, request, wait=wait, timeout_s=timeout))
         except TimeoutError as exc:
-            typer.echo(
-                f"error: {exc}: the retrain worker may be down or busy; raise --timeout or check `forexd tail models`",
-                err=True,
-            )
+            echo_error(f"{exc}: the retrain worker may be down or busy; raise --timeout or check `forexd tail models`")
             raise typer.Exit(1) from exc
         if got is None:
             typer.echo(f"sent request_id={request.request_id} key={request.key}")
@@ -204,9 +203,10 @@ def _run_local(
     job = JobConfig.from_dict(data)
     url, mdir = resolve_paths(db, model_dir)
     torch.set_num_threads(threads)
-    sqlite_file = _sqlite_file(url)[1]
-    # a mistyped directory is no place for a new empty database (its candles cannot be there)
-    engine = open_engine(url, must_exist=sqlite_file is not None and not sqlite_file.parent.is_dir())
+    # the job reads candles a worker stored and writes registry rows: a mistyped path is no
+    # place for a new empty database (its candles cannot be there; exit 66, as `models list`),
+    # and a read-only file is refused before the job, not after it as a failed one
+    engine = open_engine(url, must_exist=True, write=True, needs=("candles",))
     try:
         with progress_bar("retrain", elapsed=True, description=True) as progress:
             task = progress.add_task("starting", total=None)

@@ -263,15 +263,16 @@ def _registry_protection(db: str | None) -> Callable[[str, Sequence[str]], set[s
     champion or rollback version. The database is ``--db``, else ``FOREXD_DATABASE_URL``,
     else the SQLite file under ``FOREXD_DATA_DIR`` when it exists (as ``forexd models``
     resolves it); none of them: no registry, plain retention. A named database that does
-    not answer stops the command before training (exit 69)."""
+    not answer stops the command before training (exit 69), as one that is no SQLite
+    database or another program's (exit 65)."""
     import os
 
     from ..settings import Settings
-    from ._common import open_engine
+    from ._common import database_url, open_engine
 
     env = {k: os.environ[k] for k in ("FOREXD_DATABASE_URL", "FOREXD_DATA_DIR") if os.environ.get(k)}
     settings = Settings.from_env(env)
-    url = db or settings.database_url
+    url = database_url(db) if db is not None else settings.database_url  # --db "": a usage error
     if not url:
         default = settings.data_dir / "forexd.db"
         if not default.is_file():

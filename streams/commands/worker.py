@@ -25,7 +25,8 @@ def worker(
     fx.candles, fx.forecasts, fx.drift, fx.retrain.requests, fx.models, fx.deadletter and
     the database at FOREXD_DATABASE_URL (SQLite under FOREXD_DATA_DIR by default). Serves
     Prometheus metrics on FOREXD_METRICS_ADDR:FOREXD_METRICS_PORT (127.0.0.1 by default).
-    Exits 78 on a bad FOREXD_* value and 74 when the database refuses writes for good.
+    Exits 78 on a bad FOREXD_* value, 65, 66 or 73 on a SQLite database it cannot use (as
+    `forexd models`), and 74 when the database refuses writes for good.
     """
     from ..launch import ROLES
     from ..settings import Settings
@@ -38,10 +39,31 @@ def worker(
     # faust takes logging's own names: crit -> CRITICAL, warn -> WARNING
     name = {"crit": "critical", "warn": "warning"}.get(level, level)
     settings = Settings.from_env()
+    _check_sqlite(settings.db_url)
 
     from ..launch import run_worker
 
     run_worker(role=role, log_level=name, settings=settings)
+
+
+def _check_sqlite(url: str) -> None:
+    """Refuse, before the broker is waited for, a SQLite ``FOREXD_DATABASE_URL`` the worker
+    cannot use: a directory, a device, a file that is not a database or another program's,
+    a read-only one, an in-memory one (each connection a new empty database). Each ended
+    as a storage failure (exit 74: ``DatabaseError: file is not a database``) or a worker
+    that failed its checkpoints. PostgreSQL is waited for at start (``FOREXD_DB_WAIT_S``)."""
+    from forex_diffusion.errors import ConfigError, SettingsError
+
+    from ._common import _sqlite_file, check_database
+
+    if not _sqlite_file(url)[0]:
+        return
+    try:
+        check_database(url, write=True, where="FOREXD_DATABASE_URL")
+    except SettingsError:
+        raise
+    except ConfigError as exc:  # the variable holds a bad value: exit 78, as every FOREXD_* one
+        raise SettingsError(str(exc)) from exc
 
 
 def register(app: typer.Typer) -> None:

@@ -68,7 +68,13 @@ def test_retrain_local_prints_the_outcome_and_exits_by_status(sqlite_db: str, tm
             str(cfg),
         ],
     )
-    assert bad.exit_code == 1 and json.loads(bad.output.strip().splitlines()[-1])["status"] == "failed"
+    # a database file that does not exist (in a directory that does) is exit 66 on one line, as
+    # `models list` on it: it made a new empty database and reported a failed job (exit 1)
+    assert bad.exit_code == 66, bad.output
+    assert bad.stderr.strip() == f"error: database file {tmp_path / 'empty.db'} does not exist: " + (
+        "check --db or FOREXD_DATABASE_URL / FOREXD_DATA_DIR"
+    )
+    assert not (tmp_path / "empty.db").exists()
 
 
 def test_models_commands_list_promote_rollback_history_register(tmp_path: Path, tiny_checkpoint: TrainResult) -> None:
