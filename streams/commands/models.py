@@ -218,12 +218,12 @@ def _check_key_fits(key: ModelKey, checkpoint: Path) -> None:
     """Refuse a ``--key`` whose timeframe or horizon is not the checkpoint's: the worker
     would serve a 1h model's 24 steps as another timeframe's or horizon's forecasts.
     (Only the symbol may be re-keyed: ``*`` or another pair.)"""
-    from forex_diffusion.diffusion import load_checkpoint
+    from forex_diffusion.diffusion import Predictor
     from forex_diffusion.errors import RegistryError
     from forex_diffusion.timeframes import Timeframe
 
-    _, manifest = load_checkpoint(checkpoint)  # refuses what import_artifact would refuse
-    tf, horizon = str(manifest.get("timeframe")), manifest.get("horizon")
+    pred = Predictor.load(checkpoint)  # refuses what import_artifact would refuse
+    tf, horizon = str(pred.manifest.get("timeframe")), pred.horizon  # the network's: the manifest may omit it
     if Timeframe.parse(key.timeframe).name != tf or key.horizon != horizon:
         raise RegistryError(
             f"--key {key} does not fit {checkpoint.name}: it forecasts {horizon} steps of {tf} "

@@ -74,3 +74,19 @@ def test_data_window_bounds_that_are_no_times_are_stored_as_unknown(tmp_path: Pa
     pt = _edited(tmp_path / "src", "data_window", {"first_close_ms": "x", "last_close_ms": 10**30})
     v = ModelRegistry(eng, tmp_path / "models").import_artifact(pt)
     assert (v.data_first_ms, v.data_last_ms) == (None, None)
+
+
+def test_register_with_a_key_takes_the_networks_horizon(tmp_path: Path) -> None:
+    """``--key`` is checked against the network: a manifest without ``horizon`` was refused
+    as forecasting 'None steps'."""
+    from typer.testing import CliRunner
+
+    from streams.cli import app
+
+    pt = _edited(tmp_path / "src", "horizon", _DELETE)
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    args = ["models", "register", str(pt), "--db", db, "--model-dir", str(tmp_path / "models")]
+    res = CliRunner().invoke(app, [*args, "--key", "*/1m/24"])
+    assert res.exit_code == 0 and "registered v-import for */1m/24" in res.output, res.output
+    res = CliRunner().invoke(app, [*args, "--key", "*/1m/12"])
+    assert res.exit_code == 2 and "it forecasts 24 steps of 1m candles" in res.output, res.output
