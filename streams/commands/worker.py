@@ -25,8 +25,8 @@ def worker(
     fx.candles, fx.forecasts, fx.drift, fx.retrain.requests, fx.models, fx.deadletter and
     the database at FOREXD_DATABASE_URL (SQLite under FOREXD_DATA_DIR by default). Serves
     Prometheus metrics on FOREXD_METRICS_ADDR:FOREXD_METRICS_PORT (127.0.0.1 by default).
-    Exits 78 on a bad FOREXD_* value, 65, 66 or 73 on a SQLite database it cannot use (as
-    `forexd models`), and 74 when the database refuses writes for good.
+    Exits 78 on a bad FOREXD_* value, 65 or 66 on a SQLite database it cannot use (as
+    `forexd models`), and 74 when the database refuses writes for good (read-only).
     """
     from ..launch import ROLES
     from ..settings import Settings
@@ -49,7 +49,7 @@ def worker(
 def _check_sqlite(url: str) -> None:
     """Refuse, before the broker is waited for, a SQLite ``FOREXD_DATABASE_URL`` the worker
     cannot use: a directory, a device, a file that is not a database or another program's,
-    a read-only one, an in-memory one (each connection a new empty database). Each ended
+    an in-memory one (each connection a new empty database). Each ended
     as a storage failure (exit 74: ``DatabaseError: file is not a database``) or a worker
     that failed its checkpoints. PostgreSQL is waited for at start (``FOREXD_DB_WAIT_S``)."""
     from forex_diffusion.errors import ConfigError, SettingsError
@@ -59,7 +59,9 @@ def _check_sqlite(url: str) -> None:
     if not _sqlite_file(url)[0]:
         return
     try:
-        check_database(url, write=True, where="FOREXD_DATABASE_URL")
+        # not write=True: a read-only database is F14's documented path (checkpoints fail,
+        # one CRITICAL storage.fatal line, exit 74), whenever the file became read-only
+        check_database(url, where="FOREXD_DATABASE_URL")
     except SettingsError:
         raise
     except ConfigError as exc:  # the variable holds a bad value: exit 78, as every FOREXD_* one
