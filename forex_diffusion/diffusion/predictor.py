@@ -75,6 +75,15 @@ def resolve_device(device: str) -> torch.device:
     raise ConfigError(f"unknown device {device!r}; expected auto, cpu or cuda")
 
 
+def _version(manifest: dict[str, Any]) -> str:
+    """The manifest's version: it seeds every forecast's noise and is ``model_version`` on
+    ``fx.forecasts``, so it is what that field takes (printable ASCII, no space, 1..128)."""
+    version = manifest.get("version", "unversioned")
+    if not (isinstance(version, str) and 0 < len(version) <= 128 and all("!" <= c <= "~" for c in version)):
+        raise ConfigError(f"version must be printable ASCII without spaces (1..128 characters), got {version!r:.60}")
+    return version
+
+
 def _names(manifest: dict[str, Any], field: str) -> tuple[str, ...]:
     """A global model's ``series`` or ``symbols``: a list of strings, or none."""
     names = manifest.get(field, [])
@@ -198,7 +207,7 @@ class Predictor:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.manifest = manifest
-        self.version: str = str(manifest.get("version", "unversioned"))
+        self.version: str = _version(manifest)
         self.key: str = str(manifest.get("key", ""))
         self.context_spec = ContextSpec.from_dict(manifest["context"])
         sampling = check_field_types(_Sampling, manifest.get("sampling", {}), "sampling")

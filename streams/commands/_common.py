@@ -179,7 +179,7 @@ def _same_file(a: Path, b: Path) -> bool:
     """Whether ``a`` and ``b`` name one file (through links, ``..`` or another spelling)."""
     try:
         return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the path (no file has one)
         return False
 
 
@@ -458,6 +458,8 @@ def check_database(
     fix = f"point {where} at a worker's database" + (" or a new file" if create and not must_exist else "")
     if url != url.strip():
         raise ConfigError(f"database URL {shown!r} has white space around it: remove it from {where}")
+    if "\x00" in url or "%00" in url:  # the drivers raise ValueError for it, deep in connect()
+        raise ConfigError(f"database URL {shown!r} holds a NUL character (or %00): fix {where}")
     if "://" not in url:  # a path: `--db forexd.db`
         hint = "" if "@" in url else f" (a SQLite file: sqlite:///{Path(url).absolute()})"
         raise ConfigError(f"database URL {shown} is no URL{hint}: fix {where}")

@@ -57,12 +57,12 @@ def candles(
     check_output(rejects, "--rejects", other=[*taken, (output, "the -o file")])
     shown = "standard input" if stdin else str(file)
     with _read_once(file, stdin) as source:
-        if sniff_kind(source) == "candles":  # the tick reader has no bid/ask to read in it
-            raise DataFormatError(
-                f"{file.name if source == file else shown} holds candles, not ticks: pass a tick file "
-                "(forexd indicators, backtest and train read candle files)"
-            )
         try:
+            if sniff_kind(source) == "candles":  # the tick reader has no bid/ask to read in it
+                raise DataFormatError(
+                    f"{file.name if source == file else shown} holds candles, not ticks: pass a tick file "
+                    "(forexd indicators, backtest and train read candle files)"
+                )
             with progress_bar("candles") as progress:
                 task = progress.add_task("", total=None)
                 run = aggregate_ticks_file(

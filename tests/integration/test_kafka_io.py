@@ -18,33 +18,51 @@ pytestmark = pytest.mark.broker
 PARTITIONS = 2
 
 
-def _ends_seen(bootstrap: str, topic: str, stop: threading.Event) -> set[tuple[int, ...]]:
-    """Every distinct tuple of log ends of ``topic`` seen while ``stop`` is not set."""
+class _Watch:
+    """Polls the log ends of ``topic`` from its own thread and keeps every distinct tuple seen;
+    ``polls`` counts the answers, so the publisher can wait on them instead of the clock."""
 
-    async def go() -> set[tuple[int, ...]]:
-        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-        await c.start()
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        seen: set[tuple[int, ...]] = set()
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap, self.topic = bootstrap, topic
+        self.seen: set[tuple[int, ...]] = set()
+        self.polls = 0
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._main)
+
+    def _main(self) -> None:
         try:
-            while not stop.is_set():
+            asyncio.run(self._run())
+        except BaseException as exc:  # noqa: BLE001 - reported by wait_polls and the test
+            self.error = exc
+
+    async def _run(self) -> None:
+        c = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await c.start()
+        tps = [TopicPartition(self.topic, p) for p in range(PARTITIONS)]
+        try:
+            while not self.stop.is_set():
                 ends = await c.end_offsets(tps)
-                seen.add(tuple(ends[tp] for tp in tps))
+                self.seen.add(tuple(ends[tp] for tp in tps))
+                self.polls += 1
                 await asyncio.sleep(0.02)
         finally:
             await c.stop()
-        return seen
 
-    return asyncio.run(go())
+    def wait_polls(self, n: int) -> None:
+        """Until ``n`` more polls have answered (a slow machine only makes it longer)."""
+        goal = self.polls + n
+        while self.polls < goal:
+            assert self.error is None and self.thread.is_alive(), f"the watch stopped: {self.error!r}"
+            time.sleep(0.01)
 
 
-def _paused_burst(n: int, pause_s: float, paused: threading.Event) -> Iterator[tuple[bytes | None, bytes]]:
-    """``n`` records on two keys with a pause of the whole process in the middle (the thread
-    sleeps, as a descheduled publisher would)."""
+def _paused_burst(n: int, watch: _Watch | None) -> Iterator[tuple[bytes | None, bytes]]:
+    """``n`` records on two keys; in the middle the publishing thread stops (as a descheduled
+    publisher would) until the watch has polled the log ends 20 more times."""
     for i in range(n):
-        if i == n // 2:
-            paused.set()
-            time.sleep(pause_s)
+        if i == n // 2 and watch is not None:
+            watch.wait_polls(20)
         yield (b"EURUSD" if i % 2 else b"USDJPY", b"%06d" % i + b"x" * 100)
 
 
@@ -52,26 +70,25 @@ def test_a_burst_with_a_pause_lands_at_once(kafka_bootstrap: str, topic_prefix: 
     topic = f"{topic_prefix}.burst"
     create_topics(kafka_bootstrap, [topic], PARTITIONS)
     n = 1200  # about 66 KB a key: four of the producer's default 16 KiB batches before the pause
-    stop, paused = threading.Event(), threading.Event()
-    seen: list[set[tuple[int, ...]]] = []
-    watch = threading.Thread(target=lambda: seen.append(_ends_seen(kafka_bootstrap, topic, stop)))
-    watch.start()
+    watch = _Watch(kafka_bootstrap, topic)
+    watch.thread.start()
     try:
-        sent = publish(kafka_bootstrap, topic, _paused_burst(n, 1.5, paused), lambda k: zlib.crc32(k) % PARTITIONS)
+        watch.wait_polls(1)  # the watch answers before anything is published
+        sent = publish(kafka_bootstrap, topic, _paused_burst(n, watch), lambda k: zlib.crc32(k) % PARTITIONS)
     finally:
-        stop.set()
-        watch.join()
-    assert paused.is_set() and sent == n
+        watch.stop.set()
+        watch.thread.join()
+    assert watch.error is None and sent == n
     per_key = {zlib.crc32(k) % PARTITIONS: n // 2 for k in (b"EURUSD", b"USDJPY")}
     final = tuple(per_key.get(p, 0) for p in range(PARTITIONS))
     # each partition's log end went from 0 to its share in one step, never through a part of it
     for p in range(PARTITIONS):
-        assert {ends[p] for ends in seen[0]} <= {0, final[p]}, f"partition {p} showed a part of the burst"
+        assert {ends[p] for ends in watch.seen} <= {0, final[p]}, f"partition {p} showed a part of the burst"
     got = read_all(kafka_bootstrap, topic, expect=n)
     for p in range(PARTITIONS):
         values = [m.value for m in got if m.partition == p]
         assert values == sorted(values), "order within a partition is kept"
-    assert sorted(m.value for m in got) == sorted(v for _k, v in _paused_burst(n, 0.0, threading.Event()))
+    assert sorted(m.value for m in got) == sorted(v for _k, v in _paused_burst(n, None))
 
 
 def test_default_partitioning_is_the_producers_key_hash(kafka_bootstrap: str, topic_prefix: str) -> None:

@@ -483,3 +483,24 @@ def test_standard_input_to_a_command_that_reads_its_file_twice_is_refused_as_a_p
     assert res.exit_code == 66, res.output
     assert_one_line(res.stderr, "- (standard input) is a pipe, and this command reads it more than once")
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_empty_standard_input_is_named_as_such_never_by_the_spool(tmp_path: Path) -> None:
+    """The layout check ran outside the rewording: ``error: /tmp/forexd-candles-…/stdin: empty file``."""
+    res = runner.invoke(app, ["candles", "-", "--symbol", "EURUSD"], input=b"")
+    assert res.exit_code == 65
+    assert_one_line(res.stderr, "standard input: empty file")
+    assert "forexd-candles-" not in res.stderr
+
+
+@pytest.mark.parametrize("command", DB_COMMANDS, ids=_ids(DB_COMMANDS))
+@pytest.mark.parametrize("url", ["sqlite:///x%00y.db", "postgresql+psycopg2://u:s3%00cret@127.0.0.1:1/db"])
+def test_a_nul_in_the_database_url_is_one_line(
+    command: list[str], url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The drivers raise ValueError for a NUL deep in connect(), and Path.resolve() does for
+    one in a SQLite path: each was a traceback (exit 1)."""
+    res = run_db(command, url, tmp_path, monkeypatch)
+    assert res.exit_code == 2, res.output
+    assert_one_line(res.stderr, "holds a NUL character")
+    assert "s3" not in res.stderr and "cret" not in res.stderr

@@ -178,3 +178,12 @@ def test_the_bundled_manifest_loads_and_forecasts(tmp_path: Path) -> None:
     """The baseline of the property: the manifest as written loads and forecasts."""
     _, manifest = _bundled()
     _forecasts(Predictor.load(_with_manifest(tmp_path, manifest)))
+
+
+@pytest.mark.parametrize("version", ["\ud800", "v 1", "", "v" * 129, 5, None])
+def test_a_version_the_forecast_records_cannot_carry_is_refused(tmp_path: Path, version: Any) -> None:
+    """The version seeds every forecast and is the records' ``model_version``: a lone
+    surrogate loaded, then every forecast failed (UnicodeEncodeError in the seed's hash)."""
+    _, manifest = _bundled()
+    with pytest.raises(ArtifactError, match="version must be printable ASCII"):
+        Predictor.load(_with_manifest(tmp_path, _set(manifest, ("version",), version)))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import itertools
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -282,8 +281,8 @@ def test_latin1_and_nul_bytes_in_a_row_refuse_that_row_only(tmp_path: Path) -> N
 @pytest.mark.parametrize("reader", [read_ticks, read_candles])
 def test_a_10_mb_line_is_refused_at_once(reader: Reader, tmp_path: Path) -> None:
     """A 10 MB line of digits kept the date parser busy for many minutes (dateutil is
-    quadratic in the digits); a header of a million equal names as long in pandas."""
-    t0 = time.monotonic()
+    quadratic in the digits); a header of a million equal names as long in pandas. A hang
+    is pytest's timeout; the messages show both were refused unparsed."""
     lone = write(tmp_path / "eurusd.csv", b"ts_ms,bid,ask\n" + b"1" * 10_000_000 + b"\n")
     with pytest.raises(DataFormatError, match=r"no rows \(line 2: a line of 10,000,000 characters\)"):
         reader(lone)
@@ -292,7 +291,6 @@ def test_a_10_mb_line_is_refused_at_once(reader: Reader, tmp_path: Path) -> None
         DataFormatError, match=f"the header has 1,000,001 fields, more than any price file \\(at most {COLUMNS_MAX}\\)"
     ):
         reader(wide)
-    assert time.monotonic() - t0 < 20
 
 
 def test_a_long_line_among_good_rows_is_refused_with_its_line(tmp_path: Path) -> None:
@@ -309,9 +307,7 @@ def test_an_overlong_timestamp_is_refused_unparsed(tmp_path: Path) -> None:
     minutes). Not failing before: lines of this length were parsed quickly enough."""
     text = "timestamp,symbol,bid,ask\n" + "".join(f"{'9' * 5000},EURUSD,1.1,1.2\n" for _ in range(50))
     text += "2014-05-01T00:00:00Z,EURUSD,1.1,1.2\n"
-    t0 = time.monotonic()
     lf = read_ticks(write(tmp_path / "t.csv", text.encode()))
-    assert time.monotonic() - t0 < 10
     assert lf.frame.line.tolist() == [52] and {r.reason for r in lf.rejects} == {RejectReason.BAD_TS}
     assert len(lf.rejects) == 50
 

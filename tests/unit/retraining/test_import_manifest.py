@@ -38,8 +38,8 @@ def _edited(root: Path, field: str, value: Any) -> Path:
     ("field", "value", "error"),
     [
         ("version", "../../etc", RegistryError),  # was refused only by the staging directory name check
-        ("version", None, RegistryError),  # was: registered as version 'None'
-        ("version", "a b", RegistryError),  # fx.models refuses a version with a space
+        ("version", None, ArtifactError),  # was: registered as version 'None'; the loader refuses it now
+        ("version", "a b", ArtifactError),  # fx.forecasts and fx.models refuse a version with a space
         ("version", "v" * 65, RegistryError),
         ("horizon", "x", ArtifactError),  # was: ValueError traceback from int()
         ("horizon", 12, ArtifactError),  # a key of the wrong horizon for the network
