@@ -19,7 +19,7 @@ from forex_diffusion.timeframes import Timeframe, parse_timeframes
 if TYPE_CHECKING:
     from retraining.jobs import JobConfig
 
-__all__ = ["OTHER_VARIABLES", "Settings", "parse_number", "unknown_variables"]
+__all__ = ["NUMBER_BOUNDS", "OTHER_VARIABLES", "Settings", "parse_number", "unknown_variables"]
 
 #: Most stored candles per timeframe a series is warmed from (each assignment reads them).
 MAX_WARM_CANDLES = 100_000
@@ -43,14 +43,68 @@ RECORD_BYTES_MAX = 1_000_000
 PATHS_RECORD_BYTES_MAX = RECORD_BYTES_MAX
 DB_TIMEOUT_MAX_S = 2_147_483  # PostgreSQL's statement/lock timeouts are at most INT_MAX milliseconds
 _DURATION_MAX_S = 7 * 86_400.0  # a week: far above any interval or timeout a worker needs
-# (setting, lowest, highest, what it is): the integer settings with hard limits
-_BOUNDS = (
-    ("partitions", 1, 10_000, "partitions per topic"),
-    ("metrics_port", -1_000_000, 65_535, "a TCP port; 0 picks a free one, negative turns /metrics off"),
-    ("allowed_lateness_ms", 0, 7 * 86_400_000, "milliseconds, at most a week"),
-    ("max_message_bytes", 1_024, 16 * 1_048_576, "bytes of one input record"),
+# Shortest duration: a timer or timeout below a millisecond is below the event loop's and the
+# clients' resolution (Kafka and PostgreSQL count milliseconds; 1e-310 s became 0 ms, "no limit",
+# or a timer firing on every loop turn: a busy loop). A duration whose 0 means "off" takes 0 too.
+DURATION_MIN_S = 0.001
+#: Most retrain jobs at once: each is a training process with its own model, data and threads
+#: (a worker given 10**9 queued every request as runnable and forked until memory ran out).
+RETRAIN_CONCURRENCY_MAX = 64
+#: Most live forecasts a challenger serves in shadow: their scores are read at the decision, and
+#: 100,000 is already ~70 days of 1m forecasts (past it a challenger never leaves shadow).
+SHADOW_FORECASTS_MAX = 100_000
+#: Largest "behind" batch: a fetched batch of candles is never near this (the consumer's buffer
+#: holds a few thousand records); 0 turns degraded sampling off.
+DEGRADE_BATCH_MAX = 100_000
+
+# Every numeric setting, its lowest and highest value, what 0 means where 0 is allowed below a
+# positive floor ("" if it is not), and what it is: the documented bounds, checked together when
+# settings are built (docs/operations.md, "Worker variables"). A bound with a special message
+# elsewhere in this module (horizon, warm_candles, paths, the sampling budget) is listed too, so
+# the table says every setting's range; ``None`` (unset) is allowed for the sampling budget.
+NUMBER_BOUNDS: dict[str, tuple[float, float, str, str]] = {
+    "partitions": (1, 10_000, "", "partitions per topic"),
+    "horizon": (1, FORECAST_STEPS_MAX, "", "forecast steps"),
+    "warm_candles": (0, MAX_WARM_CANDLES, "", "stored candles per timeframe; 0: no warm start"),
+    "allowed_lateness_ms": (0, 7 * 86_400_000, "", "milliseconds, at most a week"),
+    "max_message_bytes": (1_024, 16 * 1_048_576, "", "bytes of one input record"),
+    "metrics_port": (-1_000_000, 65_535, "", "a TCP port; 0 picks a free one, negative turns /metrics off"),
+    "forecast_steps": (1, STEPS_MAX, "", "denoising steps per sample"),
+    "forecast_min_steps": (1, STEPS_MAX, "", "denoising steps per sample"),
+    "forecast_samples": (SAMPLES_MIN, SAMPLES_MAX, "", "diffusion samples per forecast"),
+    "forecast_min_samples": (SAMPLES_MIN, SAMPLES_MAX, "", "diffusion samples per forecast"),
+    "forecast_degrade_batch": (0, DEGRADE_BATCH_MAX, "", "candles in one batch; 0: never"),
+    "paths": (0, PATHS_MAX, "", "sample paths per forecast; 0: off"),
+    "retrain_concurrency": (1, RETRAIN_CONCURRENCY_MAX, "", "retrain jobs at once, each a training process"),
+    "shadow_forecasts": (0, SHADOW_FORECASTS_MAX, "", "realised live forecasts; 0: no shadow"),
+    "idle_close_s": (DURATION_MIN_S, _DURATION_MAX_S, "", "seconds"),
+    "snapshot_interval_s": (DURATION_MIN_S, _DURATION_MAX_S, "", "seconds"),
+    "status_interval_s": (DURATION_MIN_S, _DURATION_MAX_S, "no status lines", "seconds"),
+    "broker_rebalance_timeout_s": (DURATION_MIN_S, _DURATION_MAX_S, "", "seconds"),
+    "broker_session_timeout_s": (DURATION_MIN_S, _DURATION_MAX_S, "", "seconds"),
+    "broker_heartbeat_interval_s": (DURATION_MIN_S, _DURATION_MAX_S, "", "seconds"),
+    "producer_request_timeout_s": (DURATION_MIN_S, _DURATION_MAX_S, "", "seconds"),
+    "producer_reset_after_s": (DURATION_MIN_S, _DURATION_MAX_S, "", "seconds"),
+    "broker_wait_s": (DURATION_MIN_S, _DURATION_MAX_S, "one attempt", "seconds"),
+    "db_fatal_after_s": (DURATION_MIN_S, _DURATION_MAX_S, "fatal after 3 attempts", "seconds"),
+    "db_connect_timeout_s": (DURATION_MIN_S, DB_TIMEOUT_MAX_S, "no limit", "seconds; PostgreSQL takes INT_MAX ms"),
+    "db_statement_timeout_s": (DURATION_MIN_S, DB_TIMEOUT_MAX_S, "no limit", "seconds; PostgreSQL takes INT_MAX ms"),
+    "db_lock_timeout_s": (DURATION_MIN_S, DB_TIMEOUT_MAX_S, "no limit", "seconds; PostgreSQL takes INT_MAX ms"),
+    "db_wait_s": (DURATION_MIN_S, _DURATION_MAX_S, "one attempt", "seconds"),
+    "retrain_timeout_s": (DURATION_MIN_S, _DURATION_MAX_S, "", "seconds of one retrain job"),
+}
+# checked where their own messages are (the models' horizon, the warm start, the sampling budget, paths)
+_OWN_CHECKS = frozenset(
+    {"horizon", "warm_candles", "paths", "forecast_steps", "forecast_min_steps", "forecast_samples"}
+    | {"forecast_min_samples", "forecast_degrade_batch"}
 )
-_BROKER_TIMEOUTS = ("broker_rebalance_timeout_s", "broker_session_timeout_s", "broker_heartbeat_interval_s")
+
+
+def _num(x: float) -> str:
+    """``x`` as a bound is written: ``604,800``, ``0.001``."""
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
+
+
 _HOST = re.compile(r"[A-Za-z0-9._-]+|\[?[0-9A-Fa-f:.]+\]?")  # a name, IPv4, or IPv6 (bracketed or not)
 _PAIR = re.compile(r"[A-Z]{6}")  # a canonical symbol the registry does not know yet (the wire's pattern)
 # The sampling budget (FOREXD_FORECAST_[MIN_]SAMPLES, FOREXD_FORECAST_[MIN_]STEPS). Samples: the
@@ -228,24 +282,7 @@ class Settings:
     state_unsigned: str = "refuse"
 
     def __post_init__(self) -> None:
-        if self.producer_request_timeout_s <= 0:
-            raise ConfigError("producer_request_timeout_s must be > 0")
-        if self.producer_reset_after_s <= 0:
-            raise ConfigError("producer_reset_after_s must be > 0")
-        if self.broker_wait_s < 0:
-            raise ConfigError("broker_wait_s must be >= 0")
-        if self.db_fatal_after_s < 0:
-            raise ConfigError("db_fatal_after_s must be >= 0")
-        for name in ("db_connect_timeout_s", "db_statement_timeout_s", "db_lock_timeout_s"):
-            if not 0 <= getattr(self, name) <= DB_TIMEOUT_MAX_S:  # PostgreSQL takes at most INT_MAX ms
-                raise ConfigError(f"{name} must be >= 0 (0: no limit) and at most {DB_TIMEOUT_MAX_S:,} s")
-        if self.db_wait_s < 0:
-            raise ConfigError("db_wait_s must be >= 0 (0: one attempt)")
         self._check_bounds()
-        if self.retrain_concurrency < 1 or not self.retrain_timeout_s > 0:
-            raise ConfigError("retrain_concurrency must be >= 1 and retrain_timeout_s > 0")
-        if self.shadow_forecasts < 0:
-            raise ConfigError("shadow_forecasts must be >= 0 (0: no shadow)")
         if self.touch_bands != "0.5vol,1vol":
             from forex_diffusion.forecast.touch import parse_touch_bands
 
@@ -277,19 +314,26 @@ class Settings:
             raise ConfigError("SCRAM needs TLS: use SASL_SSL")
 
     def _check_bounds(self) -> None:
-        """Counts, ports and durations within what the broker, the sockets and the clock take:
-        a value outside was accepted and failed later, or silently did something else (a
-        negative message limit dead-lettered every tick, a port of 70000 failed at start)."""
-        for name, lo, hi, meaning in _BOUNDS:
+        """Every number within :data:`NUMBER_BOUNDS`: what the broker, the sockets, the clock and
+        memory take. A value outside was accepted and failed later, or silently did something
+        else (a negative message limit dead-lettered every tick, a port of 70000 failed at
+        start, an idle close of 1e-310 s was a busy loop, a wait of 1e308 s overflowed the
+        clock, 10**9 retrain jobs at once forked until memory ran out)."""
+        for name, (lo, hi, off, meaning) in NUMBER_BOUNDS.items():
             value = getattr(self, name)
-            if not lo <= value <= hi:
-                raise ConfigError(f"{name} must be in {lo:,}..{hi:,} ({meaning}), got {value!r}")
-        for name in ("idle_close_s", "snapshot_interval_s", *_BROKER_TIMEOUTS):
-            value = getattr(self, name)
-            if not 0 < value <= _DURATION_MAX_S:
-                raise ConfigError(f"{name} must be > 0 and at most {_DURATION_MAX_S:,} s, got {value!r}")
-        if not 0 <= self.status_interval_s <= _DURATION_MAX_S:
-            raise ConfigError(f"status_interval_s must be in 0..{_DURATION_MAX_S:,} s (0: no status lines)")
+            if name in _OWN_CHECKS or lo <= value <= hi:  # nan is in no range
+                continue
+            if off and value == 0:  # 0 (or -0.0) means off
+                object.__setattr__(self, name, 0.0)
+                continue
+            if off:
+                raise ConfigError(
+                    f"{name} must be >= 0 (0: {off}; else at least {_num(lo)} s) and at most {_num(hi)} s, "
+                    f"got {value!r}"
+                )
+            if meaning == "seconds" or meaning.startswith("seconds "):
+                raise ConfigError(f"{name} must be > 0 (at least {_num(lo)} s) and at most {_num(hi)} s, got {value!r}")
+            raise ConfigError(f"{name} must be in {lo:,}..{hi:,} ({meaning}), got {value!r}")
         if self.broker_heartbeat_interval_s >= self.broker_session_timeout_s:
             raise ConfigError(
                 f"broker_heartbeat_interval_s ({self.broker_heartbeat_interval_s:g}) must be less than "
@@ -324,10 +368,11 @@ class Settings:
 
     def _check_sampling(self) -> None:
         """The sampling budget within bounds, each floor at most its full value (when both are set)."""
-        if self.forecast_degrade_batch < 0:  # 0 is "never"; a negative count was read as never too
+        # 0 is "never"; a negative count was read as never too, and one past any batch is never in effect
+        if not 0 <= self.forecast_degrade_batch <= DEGRADE_BATCH_MAX:
             raise ConfigError(
-                f"forecast_degrade_batch (FOREXD_FORECAST_DEGRADE_BATCH) must be >= 0 (0: never), "
-                f"got {self.forecast_degrade_batch}"
+                f"forecast_degrade_batch (FOREXD_FORECAST_DEGRADE_BATCH) must be >= 0 (0: never) and at most "
+                f"{DEGRADE_BATCH_MAX:,} (candles in one batch), got {self.forecast_degrade_batch}"
             )
         bounds = {"samples": (FORECAST_SAMPLES_MIN, FORECAST_SAMPLES_MAX), "steps": (1, SAMPLING_STEPS_MAX)}
         for what, (lo, hi) in bounds.items():
