@@ -170,6 +170,8 @@ def register_models(agent: CandleAgent) -> None:
             await loop().run_in_executor(None, book.refresh)
         except StorageError as exc:  # PostgreSQL down or recovering: the models in service stay, the next tick retries
             log.warning("models.refresh_failed error=%s: %s", type(exc).__name__, str(exc)[:200])
+        except Exception as exc:  # noqa: BLE001 - a bug (e.g. a manifest it cannot read) never stops the worker
+            inbox.contain.internal("models.refresh_error", exc)
         await agent.shadow.settle()  # shadows running here: export, and decide any that are due
 
     app.timer(interval=15.0)(refresh_models)

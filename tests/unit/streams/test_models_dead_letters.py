@@ -242,3 +242,47 @@ def test_decode_model_outcome_of_any_bytes_is_an_outcome_or_a_validation_error_w
         assert isinstance(exc.detail, str) and exc.detail
         return
     assert decode_model_outcome(encode_model_outcome(out)) == out
+
+
+# -- the model book's refresh ------------------------------------------------------------------
+
+
+def _timer(rt: Runtime, name: str) -> Any:
+    """The function of the app's timer ``name``, as the timer calls it."""
+    for task in rt.app._app_tasks:
+        fn = task
+        while hasattr(fn, "__wrapped__"):
+            fn = fn.__wrapped__
+        if fn.__name__ == name:
+            return fn
+    raise LookupError(name)
+
+
+def _broken_refresh() -> Any:
+    raise AttributeError("'list' object has no attribute 'get'")  # a manifest that is no JSON object
+
+
+@pytest.mark.asyncio
+async def test_a_refresh_that_fails_with_a_bug_is_logged_and_the_worker_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: only ``StorageError`` was caught around the model book's refresh; any other
+    exception (``symbols_of`` reading a global model's manifest that is a JSON list) escaped
+    the ``fx.models`` agent's loop -- no outcome was taken after it -- and the 15 s timer,
+    which stopped the worker. Now it is logged at ERROR with its traceback and both go on."""
+    rt = _worker(tmp_path)
+    ca = rt.candle_agent
+    assert ca is not None
+    f = ca.forecasters["EURUSD"] = SymbolForecaster("EURUSD", ca.config, book=ca.book)
+    ca.symbols[0].add("EURUSD")
+    f.series["1m"].trigger = TriggerState(open_requests={"EURUSD/1m/24": ("r-open", 1)})
+    ca.models.refresh = _broken_refresh  # type: ignore[method-assign]
+
+    await _timer(rt, "refresh_models")()
+    async with rt.app.agents["forexd.models"].test_context() as ctx:
+        await ctx.put(_doc(request_id="manual-3"), key=b"EURUSD", partition=0)
+        await ctx.put(json.dumps(GOOD).encode(), key=b"EURUSD", partition=0)
+        await until(lambda: not f.series["1m"].trigger.open_requests, 60, what="r-open finished after the failure")
+    errors = [r for r in caplog.records if r.getMessage().startswith("models.refresh_error")]
+    assert len(errors) >= 2 and all(r.levelname == "ERROR" and r.exc_info for r in errors)
+    assert rt.topics["deadletter"].sent == []  # type: ignore[attr-defined]
