@@ -286,3 +286,41 @@ async def test_a_refresh_that_fails_with_a_bug_is_logged_and_the_worker_goes_on(
     errors = [r for r in caplog.records if r.getMessage().startswith("models.refresh_error")]
     assert len(errors) >= 2 and all(r.levelname == "ERROR" and r.exc_info for r in errors)
     assert rt.topics["deadletter"].sent == []  # type: ignore[attr-defined]
+
+
+# -- the retrain agent's inputs: the same path (a characterisation: it already held) -------------------
+
+
+@pytest.mark.asyncio
+async def test_hostile_retrain_requests_are_dead_letters_with_their_reason_the_same_way(tmp_path: Path) -> None:
+    """The other record this worker takes from someone else, ``fx.retrain.requests``: the same
+    hostile bytes are each one dead letter with a reason of the fixed set (never ``internal``),
+    counted under ``source="retrain_requests"``, and no job is queued."""
+    s = Settings(symbols=("EURUSD",), timeframes=("1m", "5m"), data_dir=tmp_path, status_interval_s=0)
+    rt = create_app(s, roles=("retrain",), metrics=Metrics(s.symbols, timeframes=s.timeframes))
+    rt.topics = {name: AckingTopic() for name in rt.topics}  # type: ignore[misc]
+    ra = rt.retrain_agent
+    assert ra is not None
+    request = {"v": 1, "request_id": "r1", "symbol": "EURUSD", "timeframe": "1m", "horizon": None}
+    request |= {"reason": "manual", "requested_at_ms": 1_700_000_000_000}
+    bad = [v for v, _k, _r in HOSTILE[:20]] + [
+        json.dumps({**request, "symbol": "ZZZZZZ"}).encode(),
+        json.dumps({**request, "timeframe": "4h"}).encode(),
+        json.dumps({**request, "request_id": "../x"}).encode(),
+        json.dumps({**request, "horizon": 10**6}).encode(),
+    ]
+    dead = rt.topics["deadletter"].sent  # type: ignore[attr-defined]
+    async with ra.agent.test_context() as ctx:
+        for v in bad:
+            await ctx.put(v, key=b"EURUSD", partition=0)
+        await until(lambda: len(dead) >= len(bad), 60, what="the dead letters", progress=lambda: len(dead))
+    reasons = [decode_dead_letter(v)["reason"] for _k, v, _h in dead]
+    assert len(reasons) == len(bad) and "internal" not in reasons, reasons
+    assert reasons[-4:] == ["unknown_symbol", "unknown_key", "schema", "out_of_range"]
+    m = rt.metrics
+    assert m is not None
+    total = sum(
+        m.registry.get_sample_value("forexd_dead_letters_total", {"source": "retrain_requests", "reason": r}) or 0
+        for r in set(reasons)
+    )
+    assert total == len(bad) and ra.queue.queued == 0 and ra.outbox.contain.internal_errors == 0
