@@ -9,24 +9,36 @@ into a worker gives, and a row either reaches the candles or is refused with its
 from __future__ import annotations
 
 import csv
+import math
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import numpy as np
+import pandas as pd
+
 from forex_diffusion.domain import Candle, PriceSide, Tick
-from forex_diffusion.errors import RejectReason, ValidationError
+from forex_diffusion.errors import ConfigError, RejectReason, ValidationError
 from forex_diffusion.ingest.pipeline import TickPipeline
 from forex_diffusion.ingest.readers import FileReject, read_ticks
 from forex_diffusion.ingest.spikes import SpikeConfig
 from forex_diffusion.ingest.time_jumps import TimeJumpConfig
-from forex_diffusion.ingest.validation import ValidationConfig
-from forex_diffusion.instruments import InstrumentRegistry
+from forex_diffusion.ingest.validation import PRICE_RANGE_FACTOR, ValidationConfig
+from forex_diffusion.instruments import Instrument, InstrumentRegistry
 from forex_diffusion.precision import price_decimals, price_text
 from forex_diffusion.timeframes import ms_to_datetime
 
-__all__ = ["CANDLE_CSV_COLUMNS", "CandleRun", "aggregate_ticks_file", "format_ms", "write_candles_csv"]
+__all__ = [
+    "CANDLE_CSV_COLUMNS",
+    "CandleRun",
+    "aggregate_ticks_file",
+    "check_candle_rows",
+    "format_ms",
+    "write_candles_csv",
+]
 
 CANDLE_CSV_COLUMNS = (
     "symbol",
@@ -149,6 +161,102 @@ def aggregate_ticks_file(
     out.sort(key=lambda c: (c.symbol, order[c.timeframe], c.open_ms))
     run.rejects.sort(key=lambda r: r.line)
     return run
+
+
+#: A symbol as the wire's ``symbol`` field takes it (``forex_diffusion.wire``'s pattern).
+_SYMBOL_IN = re.compile(r"[A-Za-z0-9/_.:-]{1,32}")
+
+
+def _instrument(reg: InstrumentRegistry, name: object) -> Instrument | None:
+    """The instrument of a symbol a file names: a known one, or any six ASCII letters (a
+    symbol named in a file is known to the offline commands, as :func:`aggregate_ticks_file`
+    has it); None for anything else (empty, control characters, another length)."""
+    if not isinstance(name, str):
+        return None
+    canon = reg.normalise(name)
+    if canon is None and len(name) == 6 and name.isascii() and name.isalpha():
+        try:
+            reg = reg.with_symbol(name)
+        except ConfigError:
+            return None
+        canon = reg.normalise(name) or reg.normalise(name.upper())
+    return reg.get(canon) if canon is not None else None
+
+
+def check_candle_rows(
+    frame: pd.DataFrame, *, instruments: InstrumentRegistry | None = None
+) -> tuple[pd.DataFrame, list[FileReject]]:
+    """Split a read candle frame into the rows the stream admits and those it refuses.
+
+    The rules are :func:`forex_diffusion.wire.decode_candle`'s, which the candle agent runs on
+    every ``fx.candles`` record, with its reasons and in its order: a symbol that is neither
+    known nor six ASCII letters (``unknown_symbol``; the wire calls one it cannot even spell
+    ``schema``), a price or volume that is
+    not finite (``non_finite``), a price past :data:`~forex_diffusion.wire.PRICE_MAX` or a
+    volume outside ``[0, CANDLE_VOLUME_MAX]`` (``out_of_range``), a price <= 0
+    (``non_positive``), high and low that do not bound open and close (``inconsistent``,
+    high < low too), prices outside the instrument's traded range widened by
+    :data:`~forex_diffusion.ingest.validation.PRICE_RANGE_FACTOR` (``out_of_range``; a symbol
+    the registry does not know has the default range, as ``InstrumentRegistry.with_symbol`` gives it).
+    What needs a timeframe (the bar on its grid) is not checked: a file's bars need none.
+
+    ``frame`` has :func:`~forex_diffusion.ingest.readers.read_candles`' columns (``line``,
+    ``symbol``, ``open``, ``high``, ``low``, ``close``, ``volume``); the admitted rows keep
+    their order and index is reset. Rejects are sorted by line.
+    """
+    from forex_diffusion.wire import CANDLE_VOLUME_MAX, PRICE_MAX
+
+    n = len(frame)
+    if not n:
+        return frame, []
+    reg = instruments or InstrumentRegistry()
+    prices = {k: frame[k].to_numpy(dtype=float) for k in ("open", "high", "low", "close")}
+    volume = frame["volume"].to_numpy(dtype=float) if "volume" in frame.columns else np.zeros(n)
+    reason = np.full(n, "", dtype=object)
+
+    def mark(cond: np.ndarray, why: RejectReason) -> None:
+        reason[cond & (reason == "")] = why.value
+
+    syms = frame["symbol"].to_numpy(dtype=object)
+    codes, names = pd.factorize(frame["symbol"], use_na_sentinel=True)  # an empty cell: -1
+    f = PRICE_RANGE_FACTOR
+    floor, ceiling = np.full(len(names) + 1, np.nan), np.full(len(names) + 1, np.nan)  # [-1]: no symbol
+    spelled = np.zeros(len(names) + 1, dtype=bool)
+    for i, name in enumerate(names):
+        spelled[i] = isinstance(name, str) and _SYMBOL_IN.fullmatch(name) is not None
+        inst = _instrument(reg, name)
+        if inst is not None:
+            floor[i], ceiling[i] = inst.low / f, inst.high * f
+    floor, ceiling, spelled = floor[codes], ceiling[codes], spelled[codes]
+    unknown = np.isnan(floor)
+    with np.errstate(invalid="ignore"):
+        mark(~spelled, RejectReason.UNKNOWN_SYMBOL)  # the record's first field (its schema)
+        for k in ("open", "high", "low", "close"):  # then the prices' and volume's schema
+            x = prices[k]
+            mark(~np.isfinite(x), RejectReason.NON_FINITE)
+            mark(x > PRICE_MAX, RejectReason.OUT_OF_RANGE)
+        mark(~np.isfinite(volume), RejectReason.NON_FINITE)
+        mark((volume < 0.0) | (volume > CANDLE_VOLUME_MAX), RejectReason.OUT_OF_RANGE)
+        mark(unknown, RejectReason.UNKNOWN_SYMBOL)  # then the symbol's instrument
+        o, h, lo, c = prices["open"], prices["high"], prices["low"], prices["close"]
+        mark(~(np.minimum.reduce([o, h, lo, c]) > 0), RejectReason.NON_POSITIVE)
+        mark(~((lo <= np.minimum(o, c)) & (h >= np.maximum(o, c))), RejectReason.INCONSISTENT)
+        mark(~unknown & ((lo < floor) | (h > ceiling)), RejectReason.OUT_OF_RANGE)
+    bad = reason != ""
+    if not bad.any():
+        return frame, []
+    lines = frame["line"].to_numpy()
+    rejects = []
+    for j in np.flatnonzero(bad):
+        why = RejectReason(reason[j])
+        detail = f"{syms[j]} open={float(o[j])!r} high={float(h[j])!r} low={float(lo[j])!r} close={float(c[j])!r}"
+        if why is RejectReason.INCONSISTENT:
+            detail = f"high/low do not bound open/close: {detail}"
+        elif why is RejectReason.OUT_OF_RANGE and math.isfinite(volume[j]) and not 0 <= volume[j] <= CANDLE_VOLUME_MAX:
+            detail = f"{detail} volume={float(volume[j])!r}"
+        rejects.append(FileReject(int(lines[j]), why, detail, ""))
+    rejects.sort(key=lambda r: r.line)
+    return frame[~bad].reset_index(drop=True), rejects
 
 
 def candle_csv_row(c: Candle, decimals: tuple[int, int] | None = None) -> list[object]:

@@ -61,6 +61,13 @@ def indicator_class(name: str) -> type[Indicator[Any]]:
 _INT = re.compile(r"[+-]?[0-9]+")
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _CHARS_MAX = 40  # past every bound: a longer parameter is refused unread (int() takes 4,300 digits at most)
+#: Smallest float parameter (a band's width in deviations or ATRs, ``bb_20_K``,
+#: ``keltner_20_K``): ``bb_20_1e-320`` (a subnormal) was taken, and its bands were the middle
+#: line under a column named ``bb_lower_20_9.99989e-321``.
+MULTIPLIER_MIN = 0.01
+#: Significant digits of a float parameter: the canonical token (and the column names) write
+#: it with ``:g``, so ``bb_20_2.5000001`` named ``bb_20_2.5`` and was rebuilt as 2.5.
+_DIGITS = 6
 
 
 def _shown(token: str) -> str:
@@ -69,14 +76,23 @@ def _shown(token: str) -> str:
 
 
 def _convert(raw: str, default: Any, name: str, token: str) -> Any:
-    """``raw`` as the type of ``default``: an int in ASCII digits, or a finite float at most
-    :data:`PARAMETER_MAX` in size (a period is bounded by :func:`check_period`)."""
+    """``raw`` as the type of ``default``: an int in ASCII digits, or a float in
+    ``[MULTIPLIER_MIN, PARAMETER_MAX]`` of at most 6 significant digits (a period is bounded
+    by :func:`check_period`)."""
     integer = isinstance(default, int) and not isinstance(default, bool)
     if not isinstance(default, bool) and len(raw) <= _CHARS_MAX and (_INT if integer else _FLOAT).fullmatch(raw):
         value = int(raw) if integer else float(raw)
-        if integer or (math.isfinite(value) and abs(value) <= PARAMETER_MAX):
+        if integer:
             return value
-        raise ConfigError(f"indicator spec {_shown(token)}: {name} may be at most {PARAMETER_MAX}, not {raw}")
+        if not (math.isfinite(value) and abs(value) <= PARAMETER_MAX):
+            raise ConfigError(f"indicator spec {_shown(token)}: {name} may be at most {PARAMETER_MAX}, not {raw}")
+        if not value >= MULTIPLIER_MIN:
+            raise ConfigError(f"indicator spec {_shown(token)}: {name} must be at least {MULTIPLIER_MIN:g}, not {raw}")
+        if float(f"{value:.{_DIGITS}g}") != value:
+            raise ConfigError(
+                f"indicator spec {_shown(token)}: {name} may have at most {_DIGITS} significant digits, not {raw}"
+            )
+        return value
     what = "a whole number" if integer else "a number"
     raise ConfigError(
         f"indicator spec {_shown(token)}: bad value {raw[:_CHARS_MAX]!r} for {name} "

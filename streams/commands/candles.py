@@ -2,18 +2,84 @@
 
 from __future__ import annotations
 
+import csv
+import errno
+import os
 import shutil
+import signal
 import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
+from typing import IO, Any, TypeVar
 
 import typer
 
 from forex_diffusion.timeframes import parse_timeframes
 
-from ._common import check_input, check_output, check_price, progress_bar, write_rejects
+from ._common import check_input, check_output, check_positive, check_price, progress_bar, write_rejects
+
+T = TypeVar("T")
+
+#: Most bytes of standard input (or a pipe) spooled: the readers hold a file in memory, so
+#: far less already fails; without a bound ``cat /dev/zero | forexd candles -`` filled /tmp.
+SPOOL_MAX = 8 << 30
+#: Free space the spool leaves on its file system (a full /tmp breaks every other program).
+SPOOL_RESERVE = 64 << 20
+_CHUNK = 1 << 20
+#: Signals that end the command while it spools: each exits with 128 + its number, the
+#: status a shell gives a process the signal killed, after the spool is removed.
+_TERMINATING = (signal.SIGTERM, signal.SIGHUP)
+
+
+#: Largest --allowed-lateness-ms: the worker's FOREXD_ALLOWED_LATENESS_MS bound (a week).
+LATENESS_MAX_MS = 7 * 86_400_000
+
+
+def timeframe_option(parse: Callable[[str], T], text: str, option: str) -> T:
+    """``parse(text)``; a value the parser fails on with an error of its own (a number of
+    5,000 digits: ``int()``'s ValueError) is a usage error naming ``option``, not a traceback."""
+    from forex_diffusion.errors import ConfigError
+
+    try:
+        return parse(text)
+    except ConfigError:
+        raise
+    except (ValueError, OverflowError):
+        raise typer.BadParameter(
+            f"{text!r} is not a timeframe: use e.g. 1m, 5m, 1h, 1d", param_hint=f"'{option}'"
+        ) from None
+
+
+def is_stdout(path: Path | None) -> bool:
+    """Whether an output option names standard output (``-``, as the input ``-`` names standard input)."""
+    return path is not None and str(path) == "-"
+
+
+def resolve_outputs(output: Path | None, rejects: Path | None) -> tuple[Path | None, Path | None, bool]:
+    """``(-o file or None for standard output, --rejects file or None, whether the rejects go
+    to standard output)``: ``-`` is standard output for either option, but not for both."""
+    out = None if output is None or is_stdout(output) else output
+    if is_stdout(rejects):
+        if out is None:
+            raise typer.BadParameter(
+                "--rejects - and the -o output would both go to standard output: give -o or --rejects a file name",
+                param_hint="'--rejects'",
+            )
+        return out, None, True
+    return out, rejects, False
+
+
+def write_rejects_to(rejects: Iterable[Any], fh: IO[str]) -> None:
+    """Write refused rows (``line, reason, detail``) as CSV to an open text stream, as
+    :func:`~._common.write_rejects` writes them to a file."""
+    w = csv.writer(fh, lineterminator="\n")
+    w.writerow(["line", "reason", "detail"])
+    for r in rejects:
+        w.writerow([r.line, r.reason.value, r.detail or r.raw])
 
 
 def candles(
@@ -22,14 +88,18 @@ def candles(
         help="Tick file (CSV, optionally .gz): ts_ms,bid,ask | timestamp,symbol,bid,ask[,volume] | Dukascopy | HistData; "
         "- (or a pipe) reads it from standard input.",
     ),
-    output: Path | None = typer.Option(None, "-o", "--output", help="CSV to write (default: standard output)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="CSV to write (default, or -: standard output)."),
     price: str = typer.Option("mid", "--price", help="Price side of the candles: mid|bid|ask."),
     timeframes: str = typer.Option("1m", "--timeframes", help="Comma-separated timeframes, e.g. 1m,5m,1h."),
     symbol: str | None = typer.Option(
         None, "--symbol", help="Symbol for files without one (else taken from the file name)."
     ),
-    lateness_ms: int = typer.Option(2000, "--allowed-lateness-ms", help="Allowed lateness of ticks (event time)."),
-    rejects: Path | None = typer.Option(None, "--rejects", help="Write each refused row with its reason to this CSV."),
+    lateness_ms: int = typer.Option(
+        2000, "--allowed-lateness-ms", help="Allowed lateness of ticks (event time), 0 to 604800000 (a week)."
+    ),
+    rejects: Path | None = typer.Option(
+        None, "--rejects", help="Write each refused row with its reason to this CSV (- : standard output)."
+    ),
 ) -> None:
     """Read ticks from FILE and write candles as CSV.
 
@@ -42,16 +112,23 @@ def candles(
     from forex_diffusion.offline import aggregate_ticks_file, write_candles_csv
 
     price = check_price(price)
-    parse_timeframes(timeframes)
+    timeframe_option(parse_timeframes, timeframes, "--timeframes")
+    check_positive(lateness_ms, "--allowed-lateness-ms", at_least=0, at_most=LATENESS_MAX_MS)
     stdin = str(file) == "-"
     if stdin:
-        if sys.stdin is None or sys.stdin.isatty():
+        if sys.stdin is None or _closed(sys.stdin):  # ``forexd candles - <&-``
+            raise InputNotFoundError(
+                "tick file - is standard input, and it is closed: pipe a tick file in "
+                "(cat ticks.csv | forexd candles -) or name the file"
+            )
+        if sys.stdin.isatty():
             raise InputNotFoundError(
                 "tick file - is standard input, and that is a terminal: pipe a tick file in "
                 "(cat ticks.csv | forexd candles -) or name the file"
             )
     else:
         check_input(file, "tick file", pipe_ok=True)  # read once: ``forexd candles <(zcat f.gz)``
+    output, rejects, rejects_out = resolve_outputs(output, rejects)
     taken = [] if stdin else [(file, "the tick file")]
     check_output(output, other=taken)
     check_output(rejects, "--rejects", other=[*taken, (output, "the -o file")])
@@ -84,6 +161,8 @@ def candles(
             write_candles_csv(run.candles, fh, price=price)
     if rejects is not None:
         write_rejects(run.rejects, rejects)
+    elif rejects_out:
+        write_rejects_to(run.rejects, sys.stdout)
     summary = ", ".join(f"{k}={v}" for k, v in sorted(run.counts.items())) or "none"
     typer.echo(
         f"ticks={run.ticks_read} candles={len(run.candles)} crossed_accepted={run.crossed_accepted} "
@@ -92,24 +171,115 @@ def candles(
     )
 
 
+def _closed(stream: IO[Any]) -> bool:
+    """Whether standard input is there but closed (the stream, or its descriptor, gone)."""
+    if getattr(stream, "closed", False):
+        return True
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # no descriptor (an in-memory stream): it can be read
+        return False
+    try:
+        os.fstat(fd)
+    except OSError:
+        return True
+    return False
+
+
+@contextmanager
+def _signals_exit() -> Iterator[None]:
+    """Within: SIGTERM and SIGHUP raise ``SystemExit(128 + signal)``, so that ``with`` blocks
+    (the spool's temporary directory) clean up on the way out; a signal ignored (``nohup``)
+    stays ignored, and the previous handlers come back after. Only the main thread may set
+    handlers: elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {}
+    for sig in _TERMINATING:
+        old = signal.getsignal(sig)
+        if old is not signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, _exit)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _spool(src: IO[bytes], out: IO[bytes], where: Path, shown: str) -> None:
+    """Copy ``src`` into ``out`` (a file under ``where``), at most :data:`SPOOL_MAX` bytes and
+    never past :data:`SPOOL_RESERVE` of free space on ``where``'s file system.
+
+    Raises
+    ------
+    OutputError
+        The file system is full, or would be (exit 73: the spool cannot be created).
+    DataFormatError
+        ``src`` holds more than :data:`SPOOL_MAX` bytes (exit 65).
+    """
+    from forex_diffusion.errors import DataFormatError, OutputError
+
+    def full(free: int) -> OutputError:
+        return OutputError(
+            f"cannot copy {shown} to {where.parent}: its file system has {free >> 20} MiB free; "
+            "free space there, point TMPDIR at a larger one, or name a file instead"
+        )
+
+    total = 0
+    while chunk := src.read(_CHUNK):
+        total += len(chunk)
+        if total > SPOOL_MAX:
+            raise DataFormatError(
+                f"{shown} holds more than {SPOOL_MAX >> 30} GiB, more than a tick file read into "
+                "memory can be: split it into smaller files"
+            )
+        free = _free_bytes(where)
+        if free - len(chunk) < SPOOL_RESERVE:
+            raise full(free)
+        try:
+            out.write(chunk)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise full(_free_bytes(where)) from None
+            raise
+
+
+def _free_bytes(where: Path) -> int:
+    """Free bytes (for this user) on the file system holding the file ``where`` (very many
+    when that cannot be asked: a full disk is then caught by the write's ENOSPC)."""
+    try:
+        return shutil.disk_usage(where.parent).free
+    except OSError:
+        return sys.maxsize
+
+
 @contextmanager
 def _read_once(file: Path, stdin: bool) -> Iterator[Path]:
     """``file`` itself when it is a regular file; a pipe (``<(zcat f.gz)``, ``/dev/stdin``) or
     standard input (``-``) copied once into a temporary file of the same name, which can be
     sniffed and then read (a pipe read to learn its layout would be gone for the reader: a
     candle file through a pipe was refused for its missing bid/ask columns, not as candles).
+
+    The copy is bounded (:func:`_spool`) and removed however the command ends: SIGTERM and
+    SIGHUP exit through it (:func:`_signals_exit`; they left it in /tmp before).
     """
     if not stdin and file.is_file():
         yield file
         return
-    with tempfile.TemporaryDirectory(prefix="forexd-candles-") as tmp:
+    shown = "standard input" if stdin else str(file)
+    with _signals_exit(), tempfile.TemporaryDirectory(prefix="forexd-candles-") as tmp:
         spool = Path(tmp) / ("stdin" if stdin else file.name)  # the name may carry the symbol
         with spool.open("wb") as out:
             if stdin:
-                shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+                _spool(sys.stdin.buffer, out, spool, shown)
             else:
                 with file.open("rb") as src:
-                    shutil.copyfileobj(src, out, 1 << 20)
+                    _spool(src, out, spool, shown)
         yield spool
 
 

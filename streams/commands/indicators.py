@@ -11,7 +11,8 @@ import typer
 from forex_diffusion.precision import round_price_columns
 from forex_diffusion.timeframes import Timeframe
 
-from ._common import check_input, check_output, check_price, progress_bar
+from ._common import check_input, check_output, check_price, progress_bar, reject_summary, write_rejects
+from .candles import resolve_outputs, timeframe_option, write_rejects_to
 
 _INPUT_COLUMNS = ["ts_ms", "symbol", "open", "high", "low", "close", "volume"]
 # Written out here so that `forexd --help` need not import the indicators (numba); a unit
@@ -26,7 +27,7 @@ def indicators(
         help="Candle file (CSV, optionally .gz): the ../shared/data layouts, "
         "timestamp,symbol,open,high,low,close[,volume], Dukascopy, HistData, MetaTrader.",
     ),
-    output: Path | None = typer.Option(None, "-o", "--output", help="CSV to write (default: standard output)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="CSV to write (default, or -: standard output)."),
     price: str = typer.Option("mid", "--price", help="Side of bid/ask candle files: mid|bid|ask."),
     spec: str | None = typer.Option(
         None,
@@ -49,6 +50,9 @@ def indicators(
         "--only-ready",
         help="Leave a value empty until its indicator is ready (seed forgotten), not only until it is defined.",
     ),
+    rejects: Path | None = typer.Option(
+        None, "--rejects", help="Write each refused row with its reason to this CSV (- : standard output)."
+    ),
 ) -> None:
     """Read candles from FILE and write them with one column per indicator output.
 
@@ -58,21 +62,35 @@ def indicators(
     keltner_middle_20, keltner_upper_20, stoch_k_14, stoch_d_3, adx_14, hurst_100; a value is
     empty while its indicator warms up. The numbers come from the same incremental classes
     the stream runs, row by row, and equal TA-Lib's where TA-Lib has the indicator. Several
-    symbols each get their own indicators; several timeframes need --timeframe.
+    symbols each get their own indicators; several timeframes need --timeframe. A candle
+    the stream refuses (a price not finite or <= 0, high/low not bounding open/close, a
+    price outside the instrument's range) is refused here too, counted in ``rejected=``
+    and listed with its reason by --rejects; no indicator is computed from it.
     """
     from forex_diffusion.errors import ConfigError
     from forex_diffusion.indicators import BankSpec, compute_indicators
     from forex_diffusion.ingest.readers import read_candle_series
+    from forex_diffusion.instruments import InstrumentRegistry
+    from forex_diffusion.offline import check_candle_rows
 
     price = check_price(price)
     if timeframe is not None:
-        Timeframe.parse(timeframe)
+        timeframe_option(Timeframe.parse, timeframe, "--timeframe")
+    reg = InstrumentRegistry()
+    if symbol is not None:  # as `forexd candles --symbol`: a known symbol or six letters
+        try:
+            reg = reg.with_symbol(symbol)
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--symbol'") from None
+        symbol = reg.normalise(symbol) or reg.normalise(symbol.upper()) or symbol
     try:  # the core bounds every parameter (PARAMETER_MAX) and names the token it refuses
         bank_spec = BankSpec.parse(spec)
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--spec'") from None
     check_input(file, "candle file")
+    output, rejects, rejects_out = resolve_outputs(output, rejects)
     check_output(output, other=[(file, "the candle file")])
+    check_output(rejects, "--rejects", other=[(file, "the candle file"), (output, "the -o file")])
     with progress_bar("indicators", elapsed=True, description=True) as progress:
         task = progress.add_task("reading", total=None)
         loaded = read_candle_series(
@@ -81,17 +99,26 @@ def indicators(
             timeframe=timeframe,
             price=price,
             one_symbol=False,
+            instruments=reg,
         )
         progress.update(task, description=f"{len(loaded.frame)} candles")
-        frame = loaded.frame[_INPUT_COLUMNS]
-        result = compute_indicators(frame, bank_spec, only_ready=only_ready)
+        frame, refused = check_candle_rows(
+            loaded.frame, instruments=reg
+        )  # the stream's rules: no indicator from a bad bar
+        refused = sorted([*loaded.rejects, *refused], key=lambda r: r.line)
+        result = compute_indicators(frame[_INPUT_COLUMNS], bank_spec, only_ready=only_ready)
     result = round_price_columns(result, ["open", "high", "low", "close"], price=price)
     if output is None:
         result.to_csv(sys.stdout, index=False, lineterminator="\n")
     else:
         result.to_csv(output, index=False, lineterminator="\n")
+    if rejects is not None:
+        write_rejects(refused, rejects)
+    elif rejects_out:
+        write_rejects_to(refused, sys.stdout)
+    why = f" ({reject_summary(refused)})" if refused else ""
     typer.echo(
-        f"candles={len(result)} layout={loaded.layout} rejected={len(loaded.rejects)} indicators={bank_spec}", err=True
+        f"candles={len(result)} layout={loaded.layout} rejected={len(refused)}{why} indicators={bank_spec}", err=True
     )
 
 
