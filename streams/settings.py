@@ -283,6 +283,13 @@ class Settings:
 
     def __post_init__(self) -> None:
         self._check_bounds()
+        if self.database_url.startswith("postgres"):
+            from forex_diffusion.storage.engine import check_url_options  # lazily: it loads sqlalchemy
+
+            try:  # a bad port, host or option: the worker waited FOREXD_DB_WAIT_S, then called it unreachable
+                check_url_options(self.database_url)
+            except ConfigError as exc:  # the URL is not echoed: it may hold a password
+                raise ConfigError(f"database_url {exc}") from None
         if self.touch_bands != "0.5vol,1vol":
             from forex_diffusion.forecast.touch import parse_touch_bands
 

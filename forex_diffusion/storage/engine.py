@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from forex_diffusion.errors import ConfigError
 from forex_diffusion.storage.tables import metadata
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
     "LOCK_TIMEOUT_S",
     "STATEMENT_TIMEOUT_S",
+    "check_url_options",
     "create_tables",
+    "is_option_error",
     "make_engine",
     "postgres_connect_args",
     "sqlite_url",
@@ -28,6 +32,111 @@ STATEMENT_TIMEOUT_S = 60.0
 LOCK_TIMEOUT_S = 10.0
 # drivers built on libpq: ``connect_timeout`` and ``options`` are connection parameters
 _LIBPQ_DRIVERS = ("psycopg2", "psycopg")
+
+
+#: libpq options that take an integer (libpq's parse_int_param: a C int, spaces around it).
+_LIBPQ_INT_OPTIONS = frozenset(
+    {"port", "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count"}
+    | {"tcp_user_timeout"}
+)
+_INT_TEXT = re.compile(r"[ \t\n\r\f\v]*[+-]?[0-9]{1,10}[ \t\n\r\f\v]*")
+#: libpq options that take one of a few words: every value some libpq release takes (an older
+#: libpq may refuse one of them at connect, which :func:`is_option_error` recognises).
+_LIBPQ_CHOICES: dict[str, tuple[str, ...]] = {
+    "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "gssencmode": ("disable", "prefer", "require"),
+    "channel_binding": ("disable", "prefer", "require"),
+    "target_session_attrs": ("any", "read-write", "read-only", "primary", "standby", "prefer-standby"),
+    "load_balance_hosts": ("disable", "random"),
+    "sslcertmode": ("disable", "allow", "require"),
+    "sslnegotiation": ("postgres", "direct"),
+}
+#: What libpq or the server says of a connection option it refuses (``?sslmode=bogus``,
+#: ``?foo=bar``, ``?options=-c statement_timeout=x``): the URL is wrong, the server not down.
+_OPTION_REFUSED = re.compile(
+    r"invalid dsn|invalid connection option|invalid [a-z_]+ value|invalid integer value|invalid port number"
+    r"|invalid value for parameter|unrecognized configuration parameter|invalid command-line argument"
+    r"|cannot be changed without restarting|cannot be changed now|cannot be set after connection start"
+    r"|permission denied to set parameter",
+    re.IGNORECASE,
+)
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= 40 else f"{value[:40]}...")
+
+
+def check_url_options(url: str) -> None:
+    """Refuse a PostgreSQL URL whose address or connection options cannot work, before any
+    connection is tried: a :class:`~forex_diffusion.errors.ConfigError` naming the option
+    (the message never holds the URL: the caller names it, password hidden).
+
+    A port outside 1..65535 (libpq said "invalid port number" and the commands called the
+    database unreachable; SQLAlchemy dropped a port of 0 and connected to 5432), a host that
+    is not ASCII (libpq does not encode internationalised names: "could not translate host
+    name"), an option libpq does not know (``?foo=bar``), an integer option that is no
+    integer (``?connect_timeout=abc``) and a word option outside its words
+    (``?sslmode=bogus``); for every backend, an asyncio driver (``postgresql+asyncpg``:
+    the storage calls block). Other backends' options (SQLite's) are not checked here.
+    """
+    try:
+        u = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(f"is not valid ({exc})") from None
+    try:
+        is_async = bool(getattr(u.get_dialect(), "is_async", False))  # the dialect's class: no driver loaded
+    except Exception:  # noqa: BLE001 - NoSuchModuleError and kin: the engine's creation names them
+        is_async = False
+    if is_async:  # postgresql+asyncpg, sqlite+aiosqlite: the storage calls are blocking
+        raise ConfigError(
+            f"names the asyncio driver {u.get_driver_name()}: forexd needs a blocking one, "
+            "e.g. postgresql+psycopg2:// or sqlite:///"
+        )
+    if u.get_backend_name() != "postgresql":
+        return
+    if u.port is not None and not 1 <= u.port <= 65535:
+        raise ConfigError(f"has port {u.port}, not a TCP port (1..65535)")
+    host = u.host or ""
+    if not host.isascii():
+        try:
+            hint = f" (written {host.encode('idna').decode('ascii')})"
+        except UnicodeError:
+            hint = ""
+        raise ConfigError(f"has host {_shown(host)}: a host name is ASCII; write it in its IDNA form{hint}")
+    if u.get_driver_name() not in _LIBPQ_DRIVERS:
+        return
+    for name, given in u.query.items():
+        for value in (given,) if isinstance(given, str) else given:
+            if name in _LIBPQ_INT_OPTIONS and not (_INT_TEXT.fullmatch(value) and abs(int(value)) < 2**31):
+                raise ConfigError(f"has option {name}={_shown(value)}, which takes a whole number")
+            if name in _LIBPQ_CHOICES and value not in _LIBPQ_CHOICES[name]:
+                raise ConfigError(
+                    f"has option {name}={_shown(value)}, which takes one of {', '.join(_LIBPQ_CHOICES[name])}"
+                )
+    _check_option_names(u.query)
+
+
+def _check_option_names(query: Any) -> None:
+    """Refuse a query option libpq does not know (as psycopg2 would at connect)."""
+    try:
+        from psycopg2.extensions import make_dsn, parse_dsn
+    except ImportError:  # pragma: no cover - another libpq driver: it refuses the name at connect
+        return
+    for name in query:
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is None:
+            raise ConfigError(f"has option {_shown(name)}, which is no connection option name")
+        try:
+            parse_dsn(make_dsn(**{name: "1"}))
+        except Exception:  # noqa: BLE001 - psycopg2.ProgrammingError: invalid connection option
+            raise ConfigError(f"has option {name}, which is no libpq connection option") from None
+
+
+def is_option_error(exc: BaseException) -> bool:
+    """Whether a failed connection says that a connection option of the URL is refused (by
+    libpq, or by the server for ``options=-c name=value``): a fix of the URL, where every
+    other failure to connect is a server that does not answer (or refuses the login)."""
+    orig = getattr(exc, "orig", None) or exc
+    return _OPTION_REFUSED.search(str(orig)) is not None
 
 
 def sqlite_url(path: str | Path) -> str:

@@ -295,6 +295,23 @@ def hide_password(url: str) -> str:
     return _SECRET_PARAM.sub(r"\1***", url)
 
 
+def _hide_secrets(text: str, url: str) -> str:
+    """``text`` (a driver's message) with the password of ``url`` and any ``password=``-like
+    query value of it replaced by ``***``: a driver may echo an option's value."""
+    from urllib.parse import unquote
+
+    secrets = [unquote(m.group(0).split("=", 1)[1]) for m in _SECRET_PARAM.finditer(url)]
+    scheme, sep, rest = url.partition("://")
+    userinfo = rest.rpartition("@")[0] if sep else ""
+    if ":" in userinfo:
+        secrets.append(unquote(userinfo.split(":", 1)[1]))
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(f'"{secret}"', '"***"')  # libpq quotes the value it refuses
+        if len(secret) >= 4:  # a shorter one would star out common letters of the message
+            text = text.replace(secret, "***")
+    return text
+
+
 def _sqlite_file(url: str) -> tuple[bool, Path | None]:
     """Whether ``url`` is SQLite (any driver), and its file (None: in memory, or unparsable)."""
     from sqlalchemy.engine import make_url
@@ -434,8 +451,10 @@ def check_database(
     Raises
     ------
     ConfigError
-        An unparsable URL, a driver that is not installed, an in-memory SQLite database
-        (gone when the command ends) (exit 2).
+        An unparsable URL, a driver that is not installed or is an asyncio one, an in-memory
+        SQLite database (gone when the command ends), a port outside 1..65535, a host that is
+        not ASCII, a connection option libpq or the server refuses (``?sslmode=bogus``,
+        ``?foo=bar``, ``?connect_timeout=abc``, ``?options=-c statement_timeout=x``) (exit 2).
     InputNotFoundError
         A SQLite file that is missing (``must_exist``), a directory, a device or
         unreadable (exit 66).
@@ -446,13 +465,15 @@ def check_database(
         A SQLite file the command writes that is read-only, or a new one whose directory
         cannot be created (exit 73).
     ServiceUnavailableError
-        The database does not answer (address shown, password hidden) (exit 69).
+        The database does not answer, or refuses the login (address shown, password hidden)
+        (exit 69).
     """
     from sqlalchemy import create_engine, inspect, text
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
     from forex_diffusion.errors import ConfigError
+    from forex_diffusion.storage.engine import check_url_options, is_option_error
 
     shown = hide_password(url)
     fix = f"point {where} at a worker's database" + (" or a new file" if create and not must_exist else "")
@@ -463,6 +484,10 @@ def check_database(
     if "://" not in url:  # a path: `--db forexd.db`
         hint = "" if "@" in url else f" (a SQLite file: sqlite:///{Path(url).absolute()})"
         raise ConfigError(f"database URL {shown} is no URL{hint}: fix {where}")
+    try:
+        check_url_options(url)  # a bad port, host or option said "unreachable" (69): the URL is wrong
+    except ConfigError as exc:
+        raise ConfigError(f"database URL {shown} {exc}: fix {where}") from None
     sqlite, path = _sqlite_file(url)
     if sqlite and (ignored := _sqlite_ignored_args(url)):
         raise ConfigError(
@@ -519,7 +544,7 @@ def check_database(
             names = set(inspect(conn).get_table_names())
     except DBAPIError as exc:
         first = str(exc.orig).strip().splitlines()[0] if exc.orig is not None and str(exc.orig).strip() else ""
-        first = first or type(exc.orig or exc).__name__
+        first = _hide_secrets(first, url) or type(exc.orig or exc).__name__
         if sqlite:
             low = first.lower()
             if "not a database" in low or "malformed" in low:  # past the header check: damaged
@@ -527,6 +552,10 @@ def check_database(
             if "unable to open" in low:
                 raise InputNotFoundError(f"database file {path} cannot be opened ({first}): {fix}") from exc
             raise StorageError(f"database {shown}: {first}") from exc  # busy, I/O error: exit 74
+        if is_option_error(exc):  # libpq or the server refused an option of the URL: it answered
+            raise ConfigError(
+                f"database URL {shown} has a connection option that is refused ({first}): fix {where}"
+            ) from exc
         raise ServiceUnavailableError(
             "database", shown, f"{first}; start it or fix {where.replace(' or ', ' / ', 1)}"
         ) from exc
