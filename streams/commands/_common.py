@@ -356,6 +356,13 @@ def _sqlite_ignored_args(url: str) -> list[str]:
     return sorted(k for k in q if k not in _PYSQLITE_ARGS)
 
 
+#: The server answered: the database the URL names is not there (exit 66, as a missing SQLite file).
+_MISSING_DATABASE = re.compile(r'FATAL:\s+database (".*") does not exist')
+#: The server answered and refused the user (a missing role, a wrong password, pg_hba.conf).
+_LOGIN_REFUSED = re.compile(
+    r'FATAL:\s+(?:role ".*" does not exist|password authentication failed|no pg_hba\.conf entry'
+    r"|.* authentication failed for user|permission denied for database)"
+)
 #: What every SQLite 3 database file starts with (an empty file is a new, empty database).
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: Where a command's database is named (the worker has only the variable).
@@ -457,7 +464,7 @@ def check_database(
         ``?foo=bar``, ``?connect_timeout=abc``, ``?options=-c statement_timeout=x``) (exit 2).
     InputNotFoundError
         A SQLite file that is missing (``must_exist``), a directory, a device or
-        unreadable (exit 66).
+        unreadable; a PostgreSQL database that the server does not have (exit 66).
     DataFormatError
         A file that is not a SQLite database, a database holding tables none of which is the
         project's, or one without a table of ``needs`` (exit 65).
@@ -465,8 +472,8 @@ def check_database(
         A SQLite file the command writes that is read-only, or a new one whose directory
         cannot be created (exit 73).
     ServiceUnavailableError
-        The database does not answer, or refuses the login (address shown, password hidden)
-        (exit 69).
+        The database does not answer, or refuses the login (said so: not "start it")
+        (address shown, password hidden) (exit 69).
     """
     from sqlalchemy import create_engine, inspect, text
     from sqlalchemy.engine import make_url
@@ -552,6 +559,15 @@ def check_database(
             if "unable to open" in low:
                 raise InputNotFoundError(f"database file {path} cannot be opened ({first}): {fix}") from exc
             raise StorageError(f"database {shown}: {first}") from exc  # busy, I/O error: exit 74
+        if (missing := _MISSING_DATABASE.search(first)) is not None:  # it answered: the name is wrong
+            raise InputNotFoundError(
+                f"database {missing.group(1)} does not exist on the server of {shown}: "
+                f"create it (createdb) or fix {where}"
+            ) from exc
+        if _LOGIN_REFUSED.search(first):  # it answered: "start it" sent an operator to a running server
+            raise ServiceUnavailableError(
+                "database", shown, f"{first}; the server refuses the login: check the user and password in {where}"
+            ) from exc
         if is_option_error(exc):  # libpq or the server refused an option of the URL: it answered
             raise ConfigError(
                 f"database URL {shown} has a connection option that is refused ({first}): fix {where}"

@@ -180,3 +180,30 @@ def test_any_option_or_port_is_accepted_or_one_config_error(name: str, value: st
 def test_settings_with_a_good_postgres_url_are_built() -> None:
     url = "postgresql+psycopg2://u:p%25w@db.example:5432/fx?sslmode=require&connect_timeout=5&options=-csearch_path%3Dx"
     assert Settings(database_url=url).database_url == url
+
+
+@pytest.mark.postgres
+def test_a_database_the_server_does_not_have_exits_66_naming_it(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server answered 'database "x" does not exist': it was "database unreachable ...;
+    start it" (69), as a missing SQLite file is 66 ("does not exist")."""
+    scheme_host, _, rest = pg_url.rpartition("/")
+    url = _with_password(f"{scheme_host}/no_such_db_{tmp_path.name[-8:]}?{rest.split('?', 1)[1]}", "s3cret")
+    for command in (["models", "list"], ["report", "-o", "r.html"]):
+        res = run_db(command, url, tmp_path, monkeypatch)
+        assert res.exit_code == 66, res.output
+        assert_one_line(res.stderr, '"no_such_db_', "does not exist on the server of", "create it")
+        assert "unreachable" not in res.stderr and "s3cret" not in res.output
+
+
+@pytest.mark.postgres
+def test_a_login_the_server_refuses_says_so_not_start_it(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scheme, rest = pg_url.split("://", 1)
+    url = f"{scheme}://no_such_role_x:s3cret@{rest.rpartition('@')[2]}"
+    res = run_db(["models", "list"], url, tmp_path, monkeypatch)
+    assert res.exit_code == 69, res.output
+    assert_one_line(res.stderr, 'role "no_such_role_x" does not exist', "the server refuses the login")
+    assert "start it" not in res.stderr and "s3cret" not in res.output
