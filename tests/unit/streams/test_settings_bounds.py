@@ -5,6 +5,8 @@ accepted before."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -186,13 +188,14 @@ def test_both_ends_of_each_range_are_accepted(name: str) -> None:
 
     lo, hi, off, _ = NUMBER_BOUNDS[name]
     # the companions a bound needs: a heartbeat below the session timeout; paths that fit one record
-    companions = {
+    needs: dict[str, dict[str, float]] = {
         "broker_heartbeat_interval_s": {"broker_session_timeout_s": hi},
         "broker_session_timeout_s": {"broker_heartbeat_interval_s": lo},
         "paths": {"horizon": 1},
         "forecast_min_steps": {"forecast_steps": hi},
         "forecast_min_samples": {"forecast_samples": hi},
-    }.get(name, {})
+    }
+    companions = needs.get(name, {})
     ends = [lo, hi, *([0] if off else [])]
     for value in ends:
         if (name, value) in {("broker_heartbeat_interval_s", hi), ("broker_session_timeout_s", lo)}:
@@ -239,5 +242,6 @@ def test_any_text_in_any_numeric_variable_is_a_setting_within_its_bounds_or_one_
         if value is None:
             assert name.startswith("forecast_") and not env.get(f"FOREXD_{name.upper()}"), name  # unset
             continue
-        assert isinstance(value, _numeric_fields()[name]), (name, value)
-        assert (lo <= value <= hi) or (off and value == 0 and str(value) == "0.0"), (name, value)
+        assert type(value) is _numeric_fields()[name], (name, value)
+        number = cast(float, value)
+        assert (lo <= number <= hi) or (off and number == 0 and str(number) == "0.0"), (name, number)
