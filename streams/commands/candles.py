@@ -20,7 +20,7 @@ import typer
 
 from forex_diffusion.timeframes import parse_timeframes
 
-from ._common import check_input, check_output, check_positive, check_price, progress_bar, write_rejects
+from ._common import check_input, check_output, check_positive, check_price, progress_bar
 
 T = TypeVar("T")
 
@@ -61,16 +61,41 @@ def is_stdout(path: Path | None) -> bool:
 
 def resolve_outputs(output: Path | None, rejects: Path | None) -> tuple[Path | None, Path | None, bool]:
     """``(-o file or None for standard output, --rejects file or None, whether the rejects go
-    to standard output)``: ``-`` is standard output for either option, but not for both."""
+    to standard output)``: ``-`` is standard output for either option, but not for both.
+    Standard output closed (``>&-``) is refused here, before any work: what went there was
+    lost, and the command said nothing and exited 0."""
+    from forex_diffusion.errors import OutputError
+
     out = None if output is None or is_stdout(output) else output
-    if is_stdout(rejects):
-        if out is None:
-            raise typer.BadParameter(
-                "--rejects - and the -o output would both go to standard output: give -o or --rejects a file name",
-                param_hint="'--rejects'",
-            )
-        return out, None, True
-    return out, rejects, False
+    to_stdout = is_stdout(rejects)
+    if to_stdout and out is None:
+        raise typer.BadParameter(
+            "--rejects - and the -o output would both go to standard output: give -o or --rejects a file name",
+            param_hint="'--rejects'",
+        )
+    if (out is None or to_stdout) and (sys.stdout is None or _closed(sys.stdout)):
+        what = "--rejects -" if to_stdout else "the output (no -o)"
+        raise OutputError(f"standard output is closed, and {what} goes there: give a file name instead")
+    return out, None if to_stdout else rejects, to_stdout
+
+
+@contextmanager
+def open_output(path: Path | None, option: str = "-o") -> Iterator[IO[str]]:
+    """``path`` opened to write text, or standard output for None. A write that fails
+    (``-o /dev/full``, a disk filling up) is one line naming the file and the option (exit
+    74), and the half-written file is removed: it was ``[Errno 28] No space left on device``."""
+    if path is None:
+        yield sys.stdout
+        return
+    try:
+        with path.open("w", newline="") as fh:
+            yield fh
+    except OSError as exc:
+        if path.is_file():
+            path.unlink(missing_ok=True)
+        raise OSError(
+            f"cannot write {path}: {exc.strerror or exc}; free space there or choose another {option}"
+        ) from exc
 
 
 def write_rejects_to(rejects: Iterable[Any], fh: IO[str]) -> None:
@@ -154,15 +179,11 @@ def candles(
             if source == file:
                 raise
             raise DataFormatError(str(exc).replace(str(source), shown)) from exc  # never the spool's path
-    if output is None:
-        write_candles_csv(run.candles, sys.stdout, price=price)
-    else:
-        with output.open("w", newline="") as fh:
-            write_candles_csv(run.candles, fh, price=price)
-    if rejects is not None:
-        write_rejects(run.rejects, rejects)
-    elif rejects_out:
-        write_rejects_to(run.rejects, sys.stdout)
+    with open_output(output) as fh:
+        write_candles_csv(run.candles, fh, price=price)
+    if rejects is not None or rejects_out:
+        with open_output(rejects, "--rejects") as fh:
+            write_rejects_to(run.rejects, fh)
     summary = ", ".join(f"{k}={v}" for k, v in sorted(run.counts.items())) or "none"
     typer.echo(
         f"ticks={run.ticks_read} candles={len(run.candles)} crossed_accepted={run.crossed_accepted} "

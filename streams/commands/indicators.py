@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
@@ -11,8 +10,8 @@ import typer
 from forex_diffusion.precision import round_price_columns
 from forex_diffusion.timeframes import Timeframe
 
-from ._common import check_input, check_output, check_price, progress_bar, reject_summary, write_rejects
-from .candles import resolve_outputs, timeframe_option, write_rejects_to
+from ._common import check_input, check_output, check_price, progress_bar, reject_summary
+from .candles import open_output, resolve_outputs, timeframe_option, write_rejects_to
 
 _INPUT_COLUMNS = ["ts_ms", "symbol", "open", "high", "low", "close", "volume"]
 # Written out here so that `forexd --help` need not import the indicators (numba); a unit
@@ -108,14 +107,11 @@ def indicators(
         refused = sorted([*loaded.rejects, *refused], key=lambda r: r.line)
         result = compute_indicators(frame[_INPUT_COLUMNS], bank_spec, only_ready=only_ready)
     result = round_price_columns(result, ["open", "high", "low", "close"], price=price)
-    if output is None:
-        result.to_csv(sys.stdout, index=False, lineterminator="\n")
-    else:
-        result.to_csv(output, index=False, lineterminator="\n")
-    if rejects is not None:
-        write_rejects(refused, rejects)
-    elif rejects_out:
-        write_rejects_to(refused, sys.stdout)
+    with open_output(output) as fh:
+        result.to_csv(fh, index=False, lineterminator="\n")
+    if rejects is not None or rejects_out:
+        with open_output(rejects, "--rejects") as fh:
+            write_rejects_to(refused, fh)
     why = f" ({reject_summary(refused)})" if refused else ""
     typer.echo(
         f"candles={len(result)} layout={loaded.layout} rejected={len(refused)}{why} indicators={bank_spec}", err=True

@@ -483,3 +483,53 @@ def test_an_unreadable_input_is_one_line_66(command: str, tmp_path: Path) -> Non
     res = runner.invoke(app, [command, str(src)])
     assert res.exit_code == 66, res.output
     assert_one_line(res.stderr, "not readable")
+
+
+# -- outputs that fail ----------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("option", ["-o", "--rejects"])
+@pytest.mark.parametrize("command", ["candles", "indicators"])
+def test_an_output_whose_writes_fail_is_one_line_naming_it_74(command: str, option: str, tmp_path: Path) -> None:
+    """``-o /dev/full`` said ``error: [Errno 28] No space left on device``: no file, no fix."""
+    src = write_ticks(tmp_path / "eurusd_ticks.csv") if command == "candles" else tmp_path / "eurusd_1m.csv"
+    if command == "indicators":
+        src.write_text(candle_rows([GOOD, GOOD]))
+    args = ["-o", "/dev/full"] if option == "-o" else ["-o", str(tmp_path / "o.csv"), "--rejects", "/dev/full"]
+    res = runner.invoke(app, [command, str(src), *args])
+    assert res.exit_code == 74, res.output
+    assert_one_line(res.stderr, "cannot write /dev/full: No space left on device", f"choose another {option}")
+
+
+def test_a_half_written_output_is_removed_when_its_write_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import forex_diffusion.offline as offline
+
+    def half(candles: object, out: io.TextIOBase, **kw: object) -> int:
+        out.write("symbol,timeframe\n")
+        out.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(offline, "write_candles_csv", half)
+    out = tmp_path / "o.csv"
+    res = runner.invoke(app, ["candles", str(write_ticks(tmp_path / "eurusd_ticks.csv")), "-o", str(out)])
+    assert res.exit_code == 74, res.output
+    assert_one_line(res.stderr, f"cannot write {out}")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["candles", "indicators"])
+def test_standard_output_closed_is_refused_before_the_work_73(command: str, tmp_path: Path) -> None:
+    """``forexd candles FILE >&-`` exited 0 having written the candles nowhere (pandas, given
+    ``sys.stdout`` None, returned the CSV as a string)."""
+    src = write_ticks(tmp_path / "eurusd_ticks.csv") if command == "candles" else tmp_path / "eurusd_1m.csv"
+    if command == "indicators":
+        src.write_text(candle_rows([GOOD, GOOD]))
+    res = subprocess.run(
+        ["sh", "-c", 'exec "$0" "$1" "$2" >&-', str(FOREXD) if FOREXD.exists() else "forexd", command, str(src)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 73, res.stderr
+    assert_one_line(res.stderr, "standard output is closed")
