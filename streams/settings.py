@@ -283,6 +283,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         self._check_bounds()
+        if self.database_url != self.database_url.strip():  # a .env file written on Windows ends it in \r
+            raise ConfigError("database_url has white space around it (a CR at its end?): remove it")
         if self.database_url.startswith("postgres"):
             from forex_diffusion.storage.engine import check_url_options  # lazily: it loads sqlalchemy
 

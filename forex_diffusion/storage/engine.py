@@ -57,7 +57,10 @@ _OPTION_REFUSED = re.compile(
     r"invalid dsn|invalid connection option|invalid [a-z_]+ value|invalid integer value|invalid port number"
     r"|invalid value for parameter|unrecognized configuration parameter|invalid command-line argument"
     r"|cannot be changed without restarting|cannot be changed now|cannot be set after connection start"
-    r"|permission denied to set parameter",
+    r"|permission denied to set parameter"
+    # TLS and channel binding the URL asks for and this server or client cannot give
+    r"|does not support SSL, but SSL was required|channel binding required|certificate file .* does not exist"
+    r"|could not (?:open|read|load) (?:root )?certificate|private key file .* (?:does not exist|has group or world access)",
     re.IGNORECASE,
 )
 

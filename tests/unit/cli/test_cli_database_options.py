@@ -53,6 +53,9 @@ def _with_password(url: str, password: str) -> str:
         # refused by the server, not libpq: the database answered
         ("options=-c%20statement_timeout%3Dx", 'refused (connection to server at "127.0.0.1"'),
         ("options=-c%20no_such_parameter%3D1", 'unrecognized configuration parameter "no_such_parameter"'),
+        # TLS the URL asks for and this (test) server does not offer: the server answered
+        ("sslmode=require", "does not support SSL, but SSL was required"),
+        ("channel_binding=require", "channel binding required"),
     ],
 )
 def test_a_connection_option_refused_is_a_usage_error_naming_it(
@@ -128,6 +131,8 @@ def test_a_refused_option_value_that_is_the_password_is_not_echoed(
         ("postgresql+psycopg2://u:s3cret@127.0.0.1:5432/db?sslmode=bogus", "has option sslmode='bogus'"),
         ("postgresql+psycopg2://u:s3cret@127.0.0.1:5432/db?foo=bar", "has option foo"),
         ("postgresql+psycopg2://u:s3cret@127.0.0.1:99999/db", "has port 99999"),
+        # a .env file written on Windows: database "db\r" does not exist, reported as unreachable
+        ("postgresql+psycopg2://u:s3cret@127.0.0.1:5432/db\r", "database_url has white space around it"),
     ],
 )
 def test_the_worker_refuses_them_at_start_exit_78(url: str, says: str) -> None:
@@ -140,6 +145,7 @@ def test_the_worker_refuses_them_at_start_exit_78(url: str, says: str) -> None:
 
 def test_is_option_error_tells_a_refused_option_from_a_server_that_does_not_answer() -> None:
     refused = [
+        'connection to server at "h", port 5432 failed: root certificate file "/x" does not exist',
         'invalid sslmode value: "bogus"',
         'invalid dsn: invalid connection option "foo"',
         'connection to server at "h", port 5432 failed: invalid integer value "abc" for connection option "keepalives"',
