@@ -472,7 +472,10 @@ class Settings:
         """The database URL (a SQLite file under ``data_dir`` by default)."""
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.data_dir / 'forexd.db').resolve()}"
+        # as forex_diffusion.storage.sqlite_url (not imported: it loads sqlalchemy): a '%', '?' or
+        # '#' of FOREXD_DATA_DIR escaped, else SQLAlchemy opened another file (/data/50%41 -> /data/50A)
+        path = str((self.data_dir / "forexd.db").resolve())
+        return "sqlite:///" + path.replace("%", "%25").replace("?", "%3F").replace("#", "%23")
 
     def make_db_engine(self, *, create: bool = True) -> Any:
         """An engine on :attr:`db_url` with the configured PostgreSQL timeouts (``make_engine``)."""

@@ -143,8 +143,16 @@ def is_option_error(exc: BaseException) -> bool:
 
 
 def sqlite_url(path: str | Path) -> str:
-    """Return the SQLAlchemy URL of a SQLite file."""
-    return f"sqlite:///{Path(path).resolve()}"
+    """Return the SQLAlchemy URL of a SQLite file.
+
+    ``%``, ``?`` and ``#`` of the path are escaped: SQLAlchemy reads ``/data/50%41`` as
+    ``/data/50A`` and ``/data/a?b/forexd.db`` as ``/data/a`` with a query (another file).
+
+    >>> sqlite_url("/data/a?b/50%/forexd.db")
+    'sqlite:////data/a%3Fb/50%25/forexd.db'
+    """
+    text = str(Path(path).resolve())
+    return "sqlite:///" + text.replace("%", "%25").replace("?", "%3F").replace("#", "%23")
 
 
 def _ms(seconds: float) -> int:

@@ -17,13 +17,16 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy.engine import make_url
 
 from forex_diffusion.errors import ConfigError
+from forex_diffusion.storage import make_engine, sqlite_url
 from forex_diffusion.storage.engine import check_url_options, is_option_error
+from streams.cli import app
 from streams.settings import Settings
 
 from .test_cli_database import run_db
-from .test_cli_errors import DOWN, assert_one_line, forexd
+from .test_cli_errors import DOWN, assert_one_line, forexd, runner
 
 
 def _with(pg_url: str, option: str) -> str:
@@ -213,3 +216,22 @@ def test_a_login_the_server_refuses_says_so_not_start_it(
     assert res.exit_code == 69, res.output
     assert_one_line(res.stderr, 'role "no_such_role_x" does not exist', "the server refuses the login")
     assert "start it" not in res.stderr and "s3cret" not in res.output
+
+
+@pytest.mark.parametrize("name", ["50%41", "a?b", "a#b", "100%"])
+def test_a_data_dir_with_percent_question_or_hash_keeps_its_database_file(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``FOREXD_DATA_DIR=/data/50%41`` opened ``/data/50A/forexd.db`` (SQLAlchemy decodes
+    ``%41``), and ``/data/a?b`` opened ``/data/a`` with a query: another file than the
+    worker's (``models list`` said it did not exist, exit 66; ``/data/a`` "is a directory")."""
+    data = tmp_path / name
+    data.mkdir()
+    settings_url = Settings(data_dir=data).db_url
+    assert make_url(settings_url).database == str(data / "forexd.db")
+    assert make_url(sqlite_url(data / "forexd.db")).database == str(data / "forexd.db")
+    make_engine(sqlite_url(data / "forexd.db")).dispose()  # the project's tables, in that file
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FOREXD_DATA_DIR", str(data))
+    res = runner.invoke(app, ["models", "list"])
+    assert res.exit_code == 0, res.output
