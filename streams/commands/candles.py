@@ -14,13 +14,16 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import typer
 
 from forex_diffusion.timeframes import parse_timeframes
 
 from ._common import check_input, check_output, check_positive, check_price, progress_bar
+
+if TYPE_CHECKING:
+    from forex_diffusion.instruments import InstrumentRegistry
 
 T = TypeVar("T")
 
@@ -52,6 +55,21 @@ def timeframe_option(parse: Callable[[str], T], text: str, option: str) -> T:
         raise typer.BadParameter(
             f"{text!r} is not a timeframe: use e.g. 1m, 5m, 1h, 1d", param_hint=f"'{option}'"
         ) from None
+
+
+def check_symbol(symbol: str | None) -> InstrumentRegistry:
+    """The instrument registry knowing ``--symbol`` (a known symbol or alias, or six letters),
+    checked before the input is read (a pipe was read whole before a bad one was refused)."""
+    from forex_diffusion.errors import ConfigError
+    from forex_diffusion.instruments import InstrumentRegistry
+
+    reg = InstrumentRegistry()
+    if symbol is None:
+        return reg
+    try:
+        return reg.with_symbol(symbol)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--symbol'") from None
 
 
 def is_stdout(path: Path | None) -> bool:
@@ -139,6 +157,7 @@ def candles(
     price = check_price(price)
     timeframe_option(parse_timeframes, timeframes, "--timeframes")
     check_positive(lateness_ms, "--allowed-lateness-ms", at_least=0, at_most=LATENESS_MAX_MS)
+    check_symbol(symbol)
     stdin = str(file) == "-"
     if stdin:
         if sys.stdin is None or _closed(sys.stdin):  # ``forexd candles - <&-``

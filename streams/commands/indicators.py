@@ -11,7 +11,7 @@ from forex_diffusion.precision import round_price_columns
 from forex_diffusion.timeframes import Timeframe
 
 from ._common import check_input, check_output, check_price, progress_bar, reject_summary
-from .candles import open_output, resolve_outputs, timeframe_option, write_rejects_to
+from .candles import check_symbol, open_output, resolve_outputs, timeframe_option, write_rejects_to
 
 _INPUT_COLUMNS = ["ts_ms", "symbol", "open", "high", "low", "close", "volume"]
 # Written out here so that `forexd --help` need not import the indicators (numba); a unit
@@ -69,18 +69,13 @@ def indicators(
     from forex_diffusion.errors import ConfigError
     from forex_diffusion.indicators import BankSpec, compute_indicators
     from forex_diffusion.ingest.readers import read_candle_series
-    from forex_diffusion.instruments import InstrumentRegistry
     from forex_diffusion.offline import check_candle_rows
 
     price = check_price(price)
     if timeframe is not None:
         timeframe_option(Timeframe.parse, timeframe, "--timeframe")
-    reg = InstrumentRegistry()
-    if symbol is not None:  # as `forexd candles --symbol`: a known symbol or six letters
-        try:
-            reg = reg.with_symbol(symbol)
-        except ConfigError as exc:
-            raise typer.BadParameter(str(exc), param_hint="'--symbol'") from None
+    reg = check_symbol(symbol)  # as `forexd candles --symbol`: a known symbol or six letters
+    if symbol is not None:
         symbol = reg.normalise(symbol) or reg.normalise(symbol.upper()) or symbol
     try:  # the core bounds every parameter (PARAMETER_MAX) and names the token it refuses
         bank_spec = BankSpec.parse(spec)

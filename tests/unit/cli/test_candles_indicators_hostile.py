@@ -414,6 +414,9 @@ def test_a_write_failing_for_want_of_space_is_the_full_disk_refusal(tmp_path: Pa
     [
         (["candles", "T", "--timeframes", "1" * 5000 + "m"], "is not a timeframe"),  # int(): ValueError
         (["indicators", "C", "--timeframe", "1" * 5000 + "m"], "is not a timeframe"),
+        (["candles", "T", "--timeframes", "1m,\u00b2m"], "is not a timeframe"),  # '²'.isdigit(), int('²') fails
+        (["indicators", "C", "--timeframe", "\u00b2m"], "is not a timeframe"),
+        (["candles", "missing.csv", "--symbol", "EUR\x1b[31mUSD"], "six upper-case letters"),  # before the input
         (["candles", "T", "--allowed-lateness-ms", "-1"], "--allowed-lateness-ms must be at least 0, not -1"),
         (["candles", "T", "--allowed-lateness-ms", str(10**30)], "--allowed-lateness-ms must be at most 604800000"),
         (["candles", "T", "--allowed-lateness-ms", "604800001"], "--allowed-lateness-ms must be at most 604800000"),
