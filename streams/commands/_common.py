@@ -489,7 +489,9 @@ def check_database(
     if "\x00" in url or "%00" in url:  # the drivers raise ValueError for it, deep in connect()
         raise ConfigError(f"database URL {shown!r} holds a NUL character (or %00): fix {where}")
     if "://" not in url:  # a path: `--db forexd.db`
-        hint = "" if "@" in url else f" (a SQLite file: sqlite:///{Path(url).absolute()})"
+        from forex_diffusion.storage.engine import sqlite_url  # its '%', '?' and '#' escaped
+
+        hint = "" if "@" in url else f" (a SQLite file: {sqlite_url(Path(url).absolute())})"
         raise ConfigError(f"database URL {shown} is no URL{hint}: fix {where}")
     try:
         check_url_options(url)  # a bad port, host or option said "unreachable" (69): the URL is wrong

@@ -235,3 +235,12 @@ def test_a_data_dir_with_percent_question_or_hash_keeps_its_database_file(
     monkeypatch.setenv("FOREXD_DATA_DIR", str(data))
     res = runner.invoke(app, ["models", "list"])
     assert res.exit_code == 0, res.output
+
+
+def test_the_url_suggested_for_a_path_opens_that_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--db /data/a?b/x.db`` suggested ``sqlite:////data/a?b/x.db``, which opens ``/data/a``."""
+    res = run_db(["models", "list"], str(tmp_path / "a?b" / "x.db"), tmp_path, monkeypatch)
+    assert res.exit_code == 2, res.output
+    assert_one_line(res.stderr, "is no URL (a SQLite file: sqlite:///")
+    suggested = res.stderr.split("(a SQLite file: ", 1)[1].split(")", 1)[0]
+    assert make_url(suggested).database == str((tmp_path / "a?b" / "x.db").resolve())
