@@ -353,6 +353,54 @@ def test_a_terminating_signal_while_spooling_removes_the_spool_and_exits_128_plu
     assert proc.stderr is not None and b"Traceback" not in proc.stderr.read()
 
 
+@pytest.mark.timeout(180)
+def test_sighup_ignored_as_under_nohup_stays_ignored_while_spooling(tmp_path: Path) -> None:
+    """The spool's handlers must not undo ``nohup``: a SIGHUP the caller ignores is ignored."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOREXD_")} | {"TMPDIR": str(tmp)}
+    cmd = [str(FOREXD)] if FOREXD.exists() else [sys.executable, "-m", "streams.cli"]
+    proc = subprocess.Popen(
+        [*cmd, "candles", "-", "--symbol", "EURUSD"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),  # noqa: PLW1509 - what nohup does
+    )
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(b"ts_ms,bid,ask\n" + b"".join(b"%d,1.1,1.1001\n" % (T0 + i * 1000) for i in range(100)))
+        proc.stdin.flush()
+        deadline = time.monotonic() + 150  # a bound on the wait, not what the test measures
+        while not _spools(tmp) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _spools(tmp), "the spool never appeared"
+        proc.send_signal(signal.SIGHUP)
+        out, err = proc.communicate(timeout=120)  # closes standard input: the command goes on
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert out.decode().startswith("symbol,timeframe,open_time,") and _spools(tmp) == []
+
+
+def test_the_spool_restores_the_signal_handlers_it_replaced() -> None:
+    from streams.commands.candles import _signals_exit
+
+    def mine(signum: int, frame: object) -> None:
+        pass
+
+    old = signal.signal(signal.SIGTERM, mine)
+    try:
+        with _signals_exit():
+            assert signal.getsignal(signal.SIGTERM) is not mine
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def test_a_full_file_system_while_spooling_is_one_line_73_and_no_spool_left(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
