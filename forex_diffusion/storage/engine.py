@@ -95,6 +95,8 @@ def check_url_options(url: str) -> None:
             f"names the asyncio driver {u.get_driver_name()}: forexd needs a blocking one, "
             "e.g. postgresql+psycopg2:// or sqlite:///"
         )
+    if "@" in (u.host or ""):  # user:p@ss@host: the driver would echo 'ss@host', a part of the password
+        raise ConfigError("has an '@' in its user name or password: write it as %40")
     if u.get_backend_name() != "postgresql":
         return
     if u.port is not None and not 1 <= u.port <= 65535:

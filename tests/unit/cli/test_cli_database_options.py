@@ -136,6 +136,8 @@ def test_a_refused_option_value_that_is_the_password_is_not_echoed(
         ("postgresql+psycopg2://u:s3cret@127.0.0.1:99999/db", "has port 99999"),
         # a .env file written on Windows: database "db\r" does not exist, reported as unreachable
         ("postgresql+psycopg2://u:s3cret@127.0.0.1:5432/db\r", "database_url has white space around it"),
+        # the worker's wait echoed 'could not translate host name "s3cret@127.0.0.1"': a part of the password
+        ("postgresql+psycopg2://u:p@s3cret@127.0.0.1:5432/db", "has an '@' in its user name or password"),
     ],
 )
 def test_the_worker_refuses_them_at_start_exit_78(url: str, says: str) -> None:
