@@ -212,7 +212,7 @@ def candles(
 
 
 def _closed(stream: IO[Any]) -> bool:
-    """Whether standard input is there but closed (the stream, or its descriptor, gone)."""
+    """Whether a standard stream is there but closed (the stream, or its descriptor, gone)."""
     if getattr(stream, "closed", False):
         return True
     try:
@@ -242,7 +242,7 @@ def _signals_exit() -> Iterator[None]:
     previous = {}
     for sig in _TERMINATING:
         old = signal.getsignal(sig)
-        if old is not signal.SIG_IGN:
+        if old is not signal.SIG_IGN and old is not None:  # None: set outside Python, kept
             previous[sig] = signal.signal(sig, _exit)
     try:
         yield
@@ -266,7 +266,7 @@ def _spool(src: IO[bytes], out: IO[bytes], where: Path, shown: str) -> None:
 
     def full(free: int) -> OutputError:
         return OutputError(
-            f"cannot copy {shown} to {where.parent}: its file system has {free >> 20} MiB free; "
+            f"cannot copy {shown} to {where.parent.parent}: its file system has {free >> 20} MiB free; "
             "free space there, point TMPDIR at a larger one, or name a file instead"
         )
 

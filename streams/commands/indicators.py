@@ -63,7 +63,7 @@ def indicators(
     the stream runs, row by row, and equal TA-Lib's where TA-Lib has the indicator. Several
     symbols each get their own indicators; several timeframes need --timeframe. A candle
     the stream refuses (a price not finite or <= 0, high/low not bounding open/close, a
-    price outside the instrument's range) is refused here too, counted in ``rejected=``
+    price outside the instrument's range, an unknown symbol) is refused here too, counted in ``rejected=``
     and listed with its reason by --rejects; no indicator is computed from it.
     """
     from forex_diffusion.errors import ConfigError
@@ -96,9 +96,8 @@ def indicators(
             instruments=reg,
         )
         progress.update(task, description=f"{len(loaded.frame)} candles")
-        frame, refused = check_candle_rows(
-            loaded.frame, instruments=reg
-        )  # the stream's rules: no indicator from a bad bar
+        # the candle decoder's rules: no indicator is computed from a bar the stream refuses
+        frame, refused = check_candle_rows(loaded.frame, instruments=reg)
         refused = sorted([*loaded.rejects, *refused], key=lambda r: r.line)
         result = compute_indicators(frame[_INPUT_COLUMNS], bank_spec, only_ready=only_ready)
     result = round_price_columns(result, ["open", "high", "low", "close"], price=price)

@@ -415,7 +415,7 @@ def test_a_full_file_system_while_spooling_is_one_line_73_and_no_spool_left(
     ticks = write_ticks(tmp_path / "eurusd_ticks.csv")
     res = runner.invoke(app, ["candles", "-", "--symbol", "EURUSD"], input=ticks.read_bytes())
     assert res.exit_code == 73, res.output
-    assert_one_line(res.stderr, "cannot copy standard input to", "MiB free", "TMPDIR")
+    assert_one_line(res.stderr, f"cannot copy standard input to {tmp_path}:", "MiB free", "TMPDIR")
     assert _spools(tmp_path) == []
 
 
