@@ -40,6 +40,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from forex_diffusion.diffusion import Predictor
+from forex_diffusion.diffusion.checkpoint import MANIFEST_BYTES_MAX
 from forex_diffusion.errors import ArtifactError, ConfigError, RegistryError
 from forex_diffusion.storage import model_registry as store
 from forex_diffusion.storage.model_registry import AliasChange, ModelKey, ModelVersion
@@ -51,6 +52,8 @@ __all__ = [
     "RetentionResult",
     "config_hash",
     "fsync_path",
+    "model_symbols",
+    "read_manifest",
     "select_retained",
     "summarise_train_metrics",
 ]
@@ -62,6 +65,68 @@ STAGING = ".staging"
 _JOB_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 #: A version an imported manifest may name (training writes ``20261128T193249642148Z-6fc34c47``).
 _VERSION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+#: A canonical symbol (the wire's pattern): what a global model's symbol set holds.
+_SYMBOL = re.compile(r"[A-Z]{6}")
+#: The most symbols one global model names (a set beyond this is refused, not read).
+SYMBOLS_MAX = 4096
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The JSON object of the manifest file ``path``, read as
+    :func:`~forex_diffusion.diffusion.checkpoint.load_checkpoint` reads one (at most
+    ``MANIFEST_BYTES_MAX`` bytes).
+
+    Raises
+    ------
+    OSError
+        The file cannot be read now (missing, no permission): ask again later.
+    ArtifactError
+        Its content is no manifest: over the size bound, not UTF-8 JSON, nested too deep
+        or a 5,000-digit number, or not a JSON object. Files do not change under a
+        version, so this refusal stands.
+    """
+    with path.open("rb") as fh:
+        raw = fh.read(MANIFEST_BYTES_MAX + 1)
+    if len(raw) > MANIFEST_BYTES_MAX:
+        raise ArtifactError(f"{path}: manifest over {MANIFEST_BYTES_MAX} bytes")
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # JSON and Unicode errors, 5,000-digit or deep values
+        raise ArtifactError(f"{path}: unreadable manifest ({type(exc).__name__})") from None
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path}: the manifest is a JSON {type(manifest).__name__}, not an object")
+    return manifest
+
+
+def model_symbols(value: object, what: str) -> tuple[str, ...]:
+    """The canonical symbols of a global model's ``symbols`` value (a manifest's or a registry
+    row's), sorted and distinct.
+
+    ``value`` must be a list of at most :data:`SYMBOLS_MAX` strings, each a currency pair
+    (six ASCII letters; lower case is read as upper case). An empty list serves nothing.
+
+    >>> model_symbols(["GBPUSD", "eurusd", "EURUSD"], "manifest")
+    ('EURUSD', 'GBPUSD')
+    >>> model_symbols(5, "manifest")
+    Traceback (most recent call last):
+    ...
+    forex_diffusion.errors.ArtifactError: manifest: symbols must be a list of currency pairs, got int
+
+    Raises
+    ------
+    ArtifactError
+        Anything else; the message names ``what`` and shows no more than 40 characters of it.
+    """
+    if not isinstance(value, list) or len(value) > SYMBOLS_MAX:
+        shown = type(value).__name__ if not isinstance(value, list) else f"{len(value)} items"
+        raise ArtifactError(f"{what}: symbols must be a list of currency pairs, got {shown}")
+    out = set()
+    for x in value:
+        if not (isinstance(x, str) and x.isascii() and _SYMBOL.fullmatch(x.upper())):
+            shown = repr(x[:40]) if isinstance(x, str) else f"a {type(x).__name__}"
+            raise ArtifactError(f"{what}: symbols must be currency pairs such as EURUSD, not {shown}")
+        out.add(x.upper())
+    return tuple(sorted(out))
 
 
 def _inside(root: Path, path: Path) -> Path:
@@ -167,11 +232,21 @@ class ModelRegistry:
         Epoch-ms clock (tests pass a fake one).
     """
 
-    def __init__(self, engine: Engine, model_dir: str | Path, *, clock: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        model_dir: str | Path,
+        *,
+        clock: Callable[[], int] | None = None,
+        on_refused: Callable[[str, Exception], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.model_dir = Path(model_dir)
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._symbols: dict[str, frozenset[str]] = {}  # version -> its symbol set (never changes)
+        self._unreadable: set[str] = set()  # versions whose manifest could not be read (said once)
+        # called once per version whose symbol set is refused (the worker counts it as a rejected artifact)
+        self.on_refused = on_refused
 
     # -- paths and verification --------------------------------------------------------------
 
@@ -372,20 +447,42 @@ class ModelRegistry:
         return [c for c in (self.champion(k) for k in sorted(keys, key=str)) if c is not None]
 
     def symbols_of(self, version: ModelVersion) -> frozenset[str]:
-        """The symbols a global model version serves (its registry row, else its manifest); empty
-        for a per-series or ``*`` model."""
+        """The symbols a global model version serves (its registry row's ``symbols``, else its
+        manifest's); empty for a per-series or ``*`` model.
+
+        Never raises: a malformed set (:func:`model_symbols`, :func:`read_manifest`) serves no
+        symbol, and is logged (and given to ``on_refused``) once; a manifest that cannot be
+        read now serves none until it can (logged once).
+        """
         if not version.key.is_symbol_set:
             return frozenset()
         known = self._symbols.get(version.version)
         if known is not None:
             return known
-        syms = version.metrics.get("symbols")
-        if not syms:
-            try:
-                syms = json.loads(self.path_of(version).with_suffix(".json").read_text()).get("symbols", [])
-            except (OSError, ValueError):
-                return frozenset()  # unreadable now: not remembered, asked again next time
-        known = self._symbols[version.version] = frozenset(str(x).upper() for x in syms)
+        try:
+            metrics = version.metrics if isinstance(version.metrics, Mapping) else {}
+            syms = metrics.get("symbols")
+            if syms is not None:
+                names = model_symbols(syms, f"version {version.version}: the registry row's metrics")
+            else:
+                js = self.path_of(version).with_suffix(".json")
+                names = model_symbols(read_manifest(js).get("symbols"), f"version {version.version}: {js.name}")
+        except OSError as exc:  # unreadable now: not remembered, asked again next time
+            if version.version not in self._unreadable:
+                self._unreadable.add(version.version)
+                logger.warning(
+                    "registry.manifest_unreadable version=%s error=%s: serves no symbol until it can be read",
+                    version.version,
+                    type(exc).__name__,
+                )
+            return frozenset()
+        except ArtifactError as exc:
+            logger.error("registry.symbols_refused version=%s reason=%s: serves no symbol", version.version, exc)
+            if self.on_refused is not None:
+                self.on_refused(version.version, exc)
+            names = ()
+        self._unreadable.discard(version.version)
+        known = self._symbols[version.version] = frozenset(names)
         return known
 
     def previous_champion(self, key: ModelKey) -> ModelVersion | None:

@@ -20,28 +20,16 @@ from typing import Any
 from sqlalchemy import Engine
 
 from forex_diffusion.diffusion.predictor import Predictor
-from forex_diffusion.errors import ForexDiffusionError
+from forex_diffusion.errors import ArtifactError, ForexDiffusionError
 from forex_diffusion.forecast.forecaster import RandomWalkPredictor
 from forex_diffusion.forecast.touch import parse_touch_bands
 from forex_diffusion.storage.model_registry import ModelKey
 
-from .registry import ModelRegistry
+from .registry import ModelRegistry, model_symbols, read_manifest
 
 __all__ = ["ModelBook"]
 
 log = logging.getLogger(__name__)
-
-
-def _file_symbols(pt: Path) -> dict[str, int]:
-    """``{symbol: size of the set}`` of a global model checkpoint's manifest (empty if unreadable)."""
-    import json
-
-    try:
-        syms = json.loads(pt.with_suffix(".json").read_text()).get("symbols") or []
-    except (OSError, ValueError, AttributeError):
-        return {}
-    names = {str(x).upper() for x in syms}
-    return dict.fromkeys(names, len(names))
 
 
 class ModelBook:
@@ -61,7 +49,11 @@ class ModelBook:
     ) -> None:
         self.engine = engine
         self.model_dir = Path(model_dir) if model_dir else None
-        self.registry = ModelRegistry(engine, self.model_dir) if engine is not None and self.model_dir else None
+        self.registry = (
+            ModelRegistry(engine, self.model_dir, on_refused=on_rejected)
+            if engine is not None and self.model_dir
+            else None
+        )
         self._files: dict[str, Path] = {}
         self.horizon = horizon
         self.device = device
@@ -81,6 +73,7 @@ class ModelBook:
         self.horizons = dict(horizons or {})
         self._fallbacks = {h: RandomWalkPredictor(h) for h in set(self.horizons.values()) - {horizon}}
         self.rejected: dict[str, str] = {}
+        self._refused_files: set[Path] = set()  # global checkpoints whose symbol set is refused (said once)
 
     def _champion_version(self, symbol: str, timeframe: str) -> str | None:
         if self.registry is not None:
@@ -103,13 +96,34 @@ class ModelBook:
                     found = [p for p in sorted((self.model_dir / key.dir_name).glob("*.pt")) if p.stem not in known]
                     if not found:
                         continue
-                    size = 0 if sym else _file_symbols(found[-1]).get(symbol.upper(), 0)
+                    size = 0 if sym else self._file_symbols(found[-1]).get(symbol.upper(), 0)
                     if (sym or size) and (best is None or size < best[0]):
                         best = (size, found[-1])
                 if best is not None:
                     self._files[best[1].stem] = best[1]
                     return best[1].stem
         return None
+
+    def _file_symbols(self, pt: Path) -> dict[str, int]:
+        """``{symbol: size of the set}`` of a global model checkpoint's manifest.
+
+        Never raises: a manifest that cannot be read now serves no symbol; one whose set is
+        malformed (:func:`~retraining.registry.model_symbols`) serves none either, and is
+        logged and given to ``on_rejected`` once.
+        """
+        js = pt.with_suffix(".json")
+        try:
+            names = model_symbols(read_manifest(js).get("symbols"), f"version {pt.stem}: {js.name}")
+        except OSError:
+            return {}  # e.g. a manifest still being written: asked again next time
+        except ArtifactError as exc:
+            if pt not in self._refused_files:
+                self._refused_files.add(pt)
+                log.error("model.symbols_refused version=%s reason=%s: serves no symbol", pt.stem, exc)
+                if self.on_rejected is not None:
+                    self.on_rejected(pt.stem, exc)
+            return {}
+        return dict.fromkeys(names, len(names))
 
     def _global_keys(self, timeframe: str) -> list[ModelKey]:
         """Keys of the global models (symbol sets) of ``timeframe`` with a directory under model_dir."""

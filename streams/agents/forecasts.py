@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from forex_diffusion.errors import ForexDiffusionError, RejectReason, ValidationError
+from forex_diffusion.errors import ForexDiffusionError, RejectReason, StorageError, ValidationError
 from forex_diffusion.forecast.batching import group_by_model, sampling_budget, steps_for
 from forex_diffusion.forecast.forecaster import paths_record
 from forex_diffusion.wire import encode_forecast
@@ -44,7 +44,8 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
     # ``held(p)``: still this worker's by the batch's assignment. A partition revoked (or fenced) while the batch
     # awaited its forecasts has no forecasters of it here, or another assignment's; its next owner forecasts them.
     held = agent.consumer.current
-    models = await serving_models(agent, {(o.candle.symbol, o.candle.timeframe) for _, o, _ in due})
+    models = await _serving(agent, {(o.candle.symbol, o.candle.timeframe) for _, o, _ in due})
+    due = [d for d in due if (d[1].candle.symbol, d[1].candle.timeframe) in models]
     for pred, group in group_by_model(due, lambda d: models[d[1].candle.symbol, d[1].candle.timeframe]):
         spec, inputs = getattr(pred, "context_spec", None), getattr(pred, "inputs", None)
         asked = []
@@ -98,6 +99,25 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
             samples=budget.samples,
             degraded=budget.degraded,
         )
+
+
+async def _serving(agent: CandleAgent, series: set[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """The model serving each series of ``series`` (:func:`~.models.serving_models`), looked up one
+    series at a time: a lookup that fails with a bug (e.g. a registry row the storage layer cannot
+    read) is an internal error of that series alone -- counted, logged with its traceback, no
+    forecast of it in this batch -- and the other series are forecast. A storage failure is the
+    worker's own (a transient one is waited out inside the lookup) and is let out."""
+    out: dict[tuple[str, str], Any] = {}
+    for key in sorted(series):
+        try:
+            out.update(await serving_models(agent, {key}))
+        except StorageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - no one record's fault: the stream goes on
+            agent.contain.internal(
+                "forecast.model_lookup_error", exc, symbol=key[0], timeframe=key[1], forecasts="none this batch"
+            )
+    return out
 
 
 def _sendable(agent: CandleAgent, value: bytes, fc: Forecast) -> bytes | None:
