@@ -90,6 +90,50 @@ def error_line(exc: BaseException) -> str:
     return f"error: {one_line(str(exc)) or type(exc).__name__}"
 
 
+def _not_utf8(value: object) -> str | None:
+    """The first text in ``value`` (a string, or one in a tuple or list) that cannot be written
+    as UTF-8, or None. A byte of the command line that is not UTF-8 reaches Python as a lone
+    surrogate (PEP 383): a file name may hold one, a symbol, version or reason may not."""
+    items = value if isinstance(value, tuple | list) else (value,)
+    for item in items:
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return item
+    return None
+
+
+def _utf8_text_only(command: Any) -> None:
+    """Have every command under ``command`` refuse, before it runs, a text argument that is not
+    UTF-8: the database driver, the broker's JSON and a strict standard output each raised
+    ``UnicodeEncodeError`` on it, a traceback, possibly after the work (``models promote
+    $'\\xff'``). Paths arrive as :class:`~pathlib.Path` and are left alone."""
+    for sub in getattr(command, "commands", {}).values():
+        _utf8_text_only(sub)
+    run = getattr(command, "callback", None)
+    if run is None or getattr(run, "_utf8_checked", False):
+        return
+    params = {p.name: p for p in command.params}
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        for name, value in kwargs.items():
+            if (bad := _not_utf8(value)) is not None:
+                try:  # the bytes as given: 'EUR\\xffUSD'
+                    raw = bad.encode("utf-8", "surrogateescape")
+                except UnicodeEncodeError:
+                    raw = bad.encode("utf-8", "backslashreplace")
+                shown = raw.decode("ascii", "backslashreplace")
+                raise _click.BadParameter(
+                    f"'{shown}' holds bytes that are not UTF-8 text: only a file name may; write it in UTF-8",
+                    param=params.get(name),
+                )
+        return run(*args, **kwargs)
+
+    checked._utf8_checked = True  # type: ignore[attr-defined]
+    command.callback = checked
+
+
 class ForexdGroup(TyperGroup):
     """The root group: usage errors and the project's errors become one line and a status."""
 
@@ -102,6 +146,7 @@ class ForexdGroup(TyperGroup):
         windows_expand_args: bool = True,
         **extra: Any,
     ) -> Any:
+        _utf8_text_only(self)
         try:
             rv = super().main(
                 args, prog_name, complete_var, standalone_mode=False, windows_expand_args=windows_expand_args, **extra
