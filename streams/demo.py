@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import math
 import os
 import shutil
 import signal
@@ -24,15 +26,17 @@ from pathlib import Path
 from typing import Any
 
 from forex_diffusion.bundled import MODELS, SAMPLE_TICKS
-from forex_diffusion.errors import ServiceUnavailableError
+from forex_diffusion.errors import ServiceUnavailableError, ValidationError
 from forex_diffusion.ingest.replaying import records_from_file
-from forex_diffusion.wire import encode
+from forex_diffusion.wire import decode_forecast, encode
 
 from .broker import EmbeddedBroker, dies_with_parent, free_port
 from .kafka import ensure_topics, make_consumer, make_producer
 from .settings import Settings
 
 __all__ = ["DemoResult", "run_demo"]
+
+logger = logging.getLogger(__name__)
 
 SAMPLE = SAMPLE_TICKS
 TOPICS = ("ticks", "candles", "indicators", "forecasts", "drift", "models", "deadletter", "retrain.requests")
@@ -66,6 +70,8 @@ class DemoResult:
 
     def __init__(self) -> None:
         self.forecasts: list[dict[str, Any]] = []
+        self.refused = 0  # fx.forecasts records the wire's decoder refused (skipped, each logged)
+        self.unshown = 0  # forecasts the caller's ``show`` failed on (each logged with its traceback)
         self.published = 0
         self.metrics_url = ""
         self.metrics_text = ""
@@ -113,16 +119,57 @@ async def _replay(settings: Settings, speed: float, result: DemoResult, stop: as
         await producer.stop()
 
 
+def _num(x: Any, spec: str = ".5f", unit: str = "") -> str:
+    """A number cell: ``-`` for what the record leaves out (null: not finite)."""
+    ok = isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    return format(x, spec) + unit if ok else "-"
+
+
 def _fmt(rec: dict[str, Any]) -> list[str]:
-    q = rec["quantiles"]
-    levels = rec["levels"]
-    i5, i50, i95 = levels.index(0.05), levels.index(0.5), levels.index(0.95)
-    out = [rec["symbol"], rec["timeframe"], time.strftime("%Y-%m-%d %H:%M", time.gmtime(rec["as_of_ms"] / 1000))]
-    for step in (1, 6, len(q)):
-        row = q[step - 1]
-        out.append(f"{row[i50]:.5f} [{row[i5]:.5f}, {row[i95]:.5f}]")
-    out += [f"{rec['p_up'][0]:.2f}", str(rec["model_version"])[:24], f"{rec['latency_s'] * 1000:.1f} ms"]
+    """The table row of a decoded ``fx.forecasts`` record (:func:`~forex_diffusion.wire.decode_forecast`):
+    symbol, timeframe, as-of time, median [5 %, 95 %] at steps 1, 6 and the horizon, p_up at
+    step 1, model version and latency. Total over every record the decoder passes: a level,
+    step or quantile it does not carry (a short horizon, other levels, null) shows as ``-``."""
+    q = rec.get("quantiles") or []
+    levels = rec.get("levels") or []
+    at = [levels.index(lv) if lv in levels else None for lv in (0.5, 0.05, 0.95)]
+
+    def cell(step: int) -> str:
+        row = q[step - 1] if 1 <= step <= len(q) else []
+        m, lo, hi = (_num(row[i]) if i is not None and i < len(row) else "-" for i in at)
+        return f"{m} [{lo}, {hi}]"
+
+    as_of = rec.get("as_of_ms")
+    try:
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(as_of / 1000)) if isinstance(as_of, int) else "-"
+    except (OverflowError, OSError, ValueError):
+        when = "-"
+    p_up, latency = rec.get("p_up") or [None], rec.get("latency_s")
+    out = [str(rec.get("symbol", "-")), str(rec.get("timeframe", "-")), when]
+    out += [cell(step) for step in (1, 6, len(q))]
+    out.append(_num(p_up[0], ".2f"))
+    out.append(str(rec.get("model_version", "-"))[:24])
+    out.append(_num(latency * 1000 if isinstance(latency, (int, float)) else None, ".1f", " ms"))
     return out
+
+
+def _take(value: bytes | None, result: DemoResult, show: Callable[[dict[str, Any]], None], where: str) -> None:
+    """Decode one ``fx.forecasts`` value with the wire's decoder and show it. A refused one (a
+    tombstone, not JSON, a missing or wrong field) is counted in ``result.refused`` and logged
+    in one line; a forecast ``show`` fails on is counted in ``result.unshown`` and logged with
+    its traceback. Neither stops the demo."""
+    try:
+        rec = decode_forecast(value)  # type: ignore[arg-type]  # None: a tombstone, refused
+    except ValidationError as exc:
+        result.refused += 1
+        logger.warning("demo.forecast_refused %s reason=%s: %s (skipped)", where, exc.reason.value, exc.detail[:200])
+        return
+    result.forecasts.append(rec)
+    try:
+        show(rec)
+    except Exception as exc:  # noqa: BLE001 - a bug of the display: the watch goes on
+        result.unshown += 1
+        logger.error("demo.show_failed %s error=%s", where, type(exc).__name__, exc_info=exc)
 
 
 async def _watch(
@@ -135,9 +182,7 @@ async def _watch(
             batch = await consumer.getmany(timeout_ms=500)
             for msgs in batch.values():
                 for m in msgs:
-                    rec = json.loads(m.value)
-                    result.forecasts.append(rec)
-                    show(rec)
+                    _take(m.value, result, show, f"partition={m.partition} offset={m.offset}")
     finally:
         await consumer.stop()
 
@@ -205,7 +250,11 @@ def run_demo(
             stop.set()
             for t in tasks:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for name, res in zip(
+                ("replay", "watch"), await asyncio.gather(*tasks, return_exceptions=True), strict=True
+            ):
+                if isinstance(res, Exception):  # not hidden: a task that ended early stopped its part of the demo
+                    logger.error("demo.task_failed task=%s error=%s", name, type(res).__name__, exc_info=res)
 
     try:
         asyncio.run(main())
