@@ -14,6 +14,7 @@ Every error a user can cause ends as one line on standard error (``error: <probl
 from __future__ import annotations
 
 import importlib
+import io
 import logging
 import pkgutil
 import sys
@@ -237,7 +238,14 @@ _register_all()
 
 
 def main() -> None:
-    """Entry point of the ``forexd`` console script."""
+    """Entry point of the ``forexd`` console script.
+
+    Standard output writes a file name's bytes that are not UTF-8 back as they came (as
+    ``ls`` does), whatever ``PYTHONIOENCODING`` says: with ``utf-8`` (strict) the closing
+    ``backtest … -> bt\\xff.csv`` line raised ``UnicodeEncodeError`` after the work was done.
+    """
+    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.errors == "strict":
+        sys.stdout.reconfigure(errors="surrogateescape")
     app()
 
 

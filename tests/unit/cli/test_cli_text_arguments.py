@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
 from contextlib import closing
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import typer
 
 from streams.cli import EXIT_CODES, app
 
-from .test_cli_errors import DOWN, MODEL_1H, assert_one_line, runner
+from .test_cli_errors import DOWN, FOREXD, MODEL_1H, assert_one_line, runner, write_candles
 
 BAD = "x\udcffy"  # what Python makes of the bytes b"x\xffy" in argv
 CHECKPOINT = next(MODEL_1H.glob("*.pt"))
@@ -113,3 +115,20 @@ def test_no_argument_of_any_command_turns_non_utf8_bytes_into_a_traceback(tmp_pa
                 lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
                 assert len(lines) == 1 and lines[0].startswith("error: "), (args, res.stderr)
     assert seen > 60
+
+
+def test_an_output_file_name_that_is_not_utf8_is_printed_as_given_under_a_strict_stdout(tmp_path: Path) -> None:
+    """With ``PYTHONIOENCODING=utf-8`` standard output is strict: the closing line naming the
+    output raised ``UnicodeEncodeError`` after the backtest had written it (exit 1)."""
+    candles = write_candles(tmp_path / "eurusd_1h.csv", n=300)
+    out = tmp_path / f"bt{BAD}.csv"
+    model = ["--model", str(MODEL_1H), "--every", "50", "-n", "4", "--steps", "2"]
+    res = subprocess.run(
+        [str(FOREXD), "backtest", str(candles), "--symbol", "EURUSD", "--timeframe", "1h", *model, "-o", str(out)],
+        capture_output=True,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("FOREXD_")}, "PYTHONIOENCODING": "utf-8"},
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr.decode(errors="replace")
+    assert os.fsencode(out) in res.stdout  # the name's own bytes, b"bt\xffy.csv"
+    assert len(pd.read_csv(out)) > 0
