@@ -1,17 +1,89 @@
-"""``forexd tail TOPIC``: print a topic's records as JSON lines."""
+"""``forexd tail TOPIC``: print a topic's records as JSON lines.
+
+Every line is strict JSON (RFC 8259: what ``jq`` and other strict readers take), whatever
+the record holds: :func:`record_line`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sys
 import time
-from typing import Optional, TextIO
+from typing import Any, Optional, TextIO
 
 import typer
 
 from ..settings import Settings
 from ._common import broker_call, check_positive
+
+
+class _NotStrict(ValueError):
+    """A value that parses as Python's JSON but is no strict JSON (a constant, an overflow, a duplicate key)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotStrict(f"JSON constant {name}")
+
+
+def _finite(text: str) -> float:
+    x = float(text)
+    if not math.isfinite(x):
+        raise _NotStrict(f"number {text[:24]} overflows")
+    return x
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _NotStrict("duplicate key")
+    return obj
+
+
+def _text(raw: bytes) -> str:
+    """``raw`` as text: UTF-8, a byte that is not shown as ``\\xNN``."""
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def record_line(partition: int, offset: int, key: bytes | None, value: bytes | None) -> str:
+    """One record as one line of strict JSON: ``{"partition", "offset", "key", "value"}``.
+
+    ``key`` is the key as text (null: none). ``value`` is the record's value parsed, when
+    its bytes are strict JSON: UTF-8, no ``NaN``/``Infinity``, no number that overflows a
+    double (``1e999``), no duplicate key. Otherwise ``value`` is null and the line adds
+    ``"raw"`` (the bytes as text) and ``"error"`` (why it is not shown parsed); a tombstone
+    (no value) adds ``"tombstone": true``. In text, a byte that is not UTF-8 is ``\\xNN``.
+
+    >>> record_line(0, 7, b"EURUSD", b'{"bid": 1.1}')
+    '{"partition": 0, "offset": 7, "key": "EURUSD", "value": {"bid": 1.1}}'
+    >>> print(record_line(0, 8, b"EURUSD", b'{"bid": NaN}'))
+    {"partition": 0, "offset": 8, "key": "EURUSD", "value": null, "raw": "{\\"bid\\": NaN}", "error": "JSON constant NaN"}
+    >>> print(record_line(0, 9, b"EUR\\xff", None))
+    {"partition": 0, "offset": 9, "key": "EUR\\\\xff", "value": null, "tombstone": true}
+    """
+    head: dict[str, Any] = {
+        "partition": partition,
+        "offset": offset,
+        "key": None if key is None else _text(bytes(key)),
+    }
+    if value is None:
+        return json.dumps({**head, "value": None, "tombstone": True}, allow_nan=False)
+    raw = bytes(value)
+    try:
+        parsed = json.loads(
+            raw.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_no_duplicates
+        )
+        return json.dumps({**head, "value": parsed}, allow_nan=False)
+    except _NotStrict as exc:
+        error = str(exc)
+    except UnicodeDecodeError:
+        error = "not UTF-8"
+    except RecursionError:
+        error = "nested too deep"
+    except ValueError as exc:  # not JSON, or an integer of more digits than Python reads
+        error = f"not JSON ({type(exc).__name__})"
+    return json.dumps({**head, "value": None, "raw": _text(raw), "error": error}, allow_nan=False)
 
 
 async def tail_topic(
@@ -38,26 +110,9 @@ async def tail_topic(
             if remaining is not None and remaining <= 0:
                 break
             batch = await consumer.getmany(timeout_ms=int(min(remaining or 1.0, 1.0) * 1000))
-            for _tp, msgs in batch.items():
-                for m in msgs:
-                    try:  # any bytes: a tombstone (None), non-JSON, a value nested too deep
-                        value = json.loads(m.value) if m.value is not None else None
-                    except (ValueError, TypeError, RecursionError):
-                        value = m.value.decode("utf-8", "replace")
-                    out.write(
-                        json.dumps(
-                            {
-                                "partition": m.partition,
-                                "offset": m.offset,
-                                "key": m.key.decode("utf-8", "replace") if m.key else None,
-                                "value": value,
-                            }
-                        )
-                        + "\n"
-                    )
-                    n += 1
-                    if limit is not None and n >= limit:
-                        break
+            for m in [m for msgs in batch.values() for m in msgs][: None if limit is None else limit - n]:
+                out.write(record_line(m.partition, m.offset, m.key, m.value) + "\n")
+                n += 1
             out.flush()
     finally:
         await consumer.stop()
@@ -74,6 +129,11 @@ def tail(
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Stop after this many seconds."),
 ) -> None:
     """Print TOPIC's records as JSON lines (partition, offset, key, value).
+
+    Every line is strict JSON (jq reads it). A value that is not strict JSON (not UTF-8,
+    not JSON, NaN, Infinity, a number beyond a double such as 1e999, a duplicate key) is
+    printed with "value": null, "raw": its text and "error": why; a tombstone as
+    "value": null, "tombstone": true. Bytes that are not UTF-8 show as \\xNN.
 
     Reads the broker and topic prefix from FOREXD_BROKER_URL / FOREXD_TOPIC_PREFIX; an
     unreachable broker exits 69.
