@@ -183,3 +183,12 @@ def test_tail_reads_hostile_records_from_the_broker_as_strict_json(kafka_bootstr
     assert [o.get("error") for o in objs] == ["JSON constant NaN", "number 1e999 overflows", None, "not UTF-8", None]
     assert objs[2]["tombstone"] is True and objs[3]["key"] is None
     assert objs[4]["value"] == {"symbol": "EURUSD", "bid": 1.1}
+
+
+def test_the_record_line_docstring_examples_run() -> None:
+    import doctest
+
+    import streams.commands.tail
+
+    result = doctest.testmod(streams.commands.tail)
+    assert result.attempted > 0 and result.failed == 0

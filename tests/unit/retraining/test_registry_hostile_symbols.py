@@ -249,3 +249,12 @@ def test_candle_agent_forecasts_the_other_series_when_one_lookup_fails_with_a_bu
     forecasts = [json.loads(v) for kind, _k, v in agent.effects.out if kind == "forecasts"]
     assert forecasts and {f["symbol"] for f in forecasts} == {"EURUSD"}
     assert agent.contain.internal_errors == 1 and not agent.effects.dead  # the batch's GBPUSD lookup
+
+
+def test_the_registry_docstring_examples_run() -> None:
+    import doctest
+
+    import retraining.registry
+
+    result = doctest.testmod(retraining.registry, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
