@@ -23,6 +23,7 @@ from ._common import (
     file_symbols,
     model_files,
     progress_bar,
+    reject_summary,
 )
 
 if TYPE_CHECKING:
@@ -66,6 +67,47 @@ def check_model_fits(manifest: dict[str, Any], *, symbol: str, timeframe: str) -
                 f"model {key} was trained on {m_sym} (pip {ia.pip:g}), whose prices are "
                 f"not on {symbol}'s scale (pip {ib.pip:g}): pass a {symbol} model"
             )
+
+
+def admitted_candles(frame: pd.DataFrame, file: Path, symbol: str | None = None) -> pd.DataFrame:
+    """The rows of ``frame`` (a read candle series of ``file``) that the stream admits.
+
+    :func:`forex_diffusion.offline.check_candle_rows` applies the candle decoder's rules (a
+    price not finite or <= 0, high/low not bounding open/close, a price outside the
+    instrument's range); a refused row is dropped, as the candle agent dead-letters such a
+    candle and its forecaster never sees it: the next candle follows the previous one (a
+    gap, as a weekend is), so train and backtest see what a replay into the worker sees.
+    Refusals are counted by reason in one line on standard error.
+
+    Raises
+    ------
+    DataFormatError
+        Every row is refused.
+    """
+    from forex_diffusion.errors import ConfigError
+    from forex_diffusion.offline import check_candle_rows
+
+    reg = InstrumentRegistry()
+    if symbol is not None:
+        try:
+            reg = reg.with_symbol(symbol)
+        except ConfigError:
+            pass  # a name the registry cannot take: the six-letter rule of check_candle_rows decides
+    kept, refused = check_candle_rows(frame, instruments=reg)
+    if not refused:
+        return kept
+    what = f"{file.name}{f' {symbol}' if symbol else ''}"
+    if kept.empty:
+        raise DataFormatError(
+            f"{what}: every candle ({len(refused)}) is one the stream refuses ({reject_summary(refused)}; "
+            f"first at line {refused[0].line}): fix the file"
+        )
+    typer.echo(
+        f"{what}: refused {len(refused)} of {len(frame)} candles ({reject_summary(refused)}; first at line "
+        f"{refused[0].line}): skipped, as the stream dead-letters them",
+        err=True,
+    )
+    return kept
 
 
 def _span_message(frame: pd.DataFrame, file: Path) -> str:
@@ -165,6 +207,7 @@ def backtest_command(
         )
     frame = read_candle_series(file, symbol=sym, timeframe=timeframe, price=price).frame
     check_price_scale(frame, sym, file)
+    frame = admitted_candles(frame, file, sym)  # a candle the stream refuses never reaches the model
     if len(frame) and config.from_ms is not None and config.from_ms > int(frame["ts_ms"].max()):
         echo_error(f"--from {from_} is past the data ({_span_message(frame, file)}): choose an earlier --from")
         raise typer.Exit(1)
@@ -177,7 +220,7 @@ def backtest_command(
                 f"(it holds {', '.join(sorted(held)) or 'one unnamed series'})"
             )
     others = {
-        s: read_candle_series(file, symbol=s, timeframe=timeframe, price=price).frame
+        s: admitted_candles(read_candle_series(file, symbol=s, timeframe=timeframe, price=price).frame, file, s)
         for s in predictor.inputs.cross_symbols
     }
     core_log = logging.getLogger("forex_diffusion.reports.backtest")

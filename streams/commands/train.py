@@ -21,6 +21,7 @@ from ._common import (
     file_symbols,
     progress_bar,
 )
+from .backtest import admitted_candles
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -182,7 +183,7 @@ def train_command(
     else:
         loaded = read_candle_series(files[0], symbol=sym, timeframe=timeframe, price=price)
         check_price_scale(loaded.frame, sym, files[0])
-        candles = loaded.frame
+        candles = admitted_candles(loaded.frame, files[0], sym)  # what the stream refuses never trains
     with progress_bar("train", elapsed=True, description=True) as progress:
         task = progress.add_task("", total=config.max_minutes * 60.0)
 
@@ -248,6 +249,7 @@ def _read_series(files: list[Path], syms: list[str], *, timeframe: str, price: P
         for s in held:
             frame = read_candle_series(f, symbol=s, timeframe=timeframe, price=price).frame
             check_price_scale(frame, s, f)
+            frame = admitted_candles(frame, f, s)
             out[s if len(files) == 1 else f"{s}@{tag}"] = frame
     if len(out) < 2:
         raise DataFormatError(
@@ -319,7 +321,9 @@ def _input_features(config: Any, candles: Any, file: Path, price: PriceSide) -> 
                 f"(it holds {', '.join(sorted(held)) or 'one unnamed series'})"
             )
         try:
-            others[s] = read_candle_series(file, symbol=s, timeframe=config.timeframe, price=price).frame
+            others[s] = admitted_candles(
+                read_candle_series(file, symbol=s, timeframe=config.timeframe, price=price).frame, file, s
+            )
         except DataFormatError as exc:
             raise DataFormatError(f"--inputs cross:{s}: {str(exc).split(': pass', 1)[0]}") from exc
     if isinstance(candles, dict):
