@@ -53,28 +53,37 @@ def wait_for_database(settings: Settings, *, interval_s: float = 2.0) -> None:
     A worker started while PostgreSQL is down (or still starting, or restarting under a
     rebalance) waits for it here with one WARNING ``database.wait`` line per attempt, then
     starts, instead of exiting and being restarted in a loop. SQLite (a local file) is not
-    waited for. An error that waiting cannot cure (a wrong password, a missing database) is
-    raised at once.
+    waited for. An error that waiting cannot cure (a wrong password, a missing database, a
+    refused connection option) is raised at once. Every line shows the URL with its
+    password hidden, in the user part or a query parameter.
 
     Raises
     ------
+    SettingsError
+        The server has no such database, or it or libpq refuses a connection option of the
+        URL (exit 78: a bad ``FOREXD_DATABASE_URL``); a driver that is not installed.
     ServiceUnavailableError
-        No answer within ``settings.db_wait_s`` seconds, or a permanent connection error.
+        No answer within ``settings.db_wait_s`` seconds, a refused login, or another
+        permanent connection error (exit 69).
     """
     if settings.db_url.startswith("sqlite"):
         return
     from sqlalchemy import text
-    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
     from forex_diffusion.storage.retry import classify, is_transient
 
-    shown = make_url(settings.db_url).render_as_string(hide_password=True)
+    from .commands._common import _hide_secrets, hide_password
+
+    url = settings.db_url
+    # hide_password, not SQLAlchemy's render_as_string(hide_password=True): that one printed
+    # a password given as a query parameter (?password=...) in every line below
+    shown = hide_password(url)
     try:
         probe = settings.make_db_engine(create=False)
     except (ImportError, NoSuchModuleError, ArgumentError) as exc:  # postgresql:// is psycopg (3) in SQLAlchemy 2.1
         raise SettingsError(
-            f"database URL {shown} needs a driver that is not installed ({exc}): "
+            f"database URL {shown} needs a driver that is not installed ({_hide_secrets(str(exc), url)}): "
             "name an installed one in FOREXD_DATABASE_URL, e.g. postgresql+psycopg2://"
         ) from exc
     deadline = time.monotonic() + settings.db_wait_s
@@ -85,7 +94,8 @@ def wait_for_database(settings: Settings, *, interval_s: float = 2.0) -> None:
                     conn.execute(text("SELECT 1"))
                 return
             except DBAPIError as exc:
-                why = str(classify(exc))
+                why = _hide_secrets(str(classify(exc)), url)  # a driver may echo an option's value
+                _refuse_answered(exc, why, shown)
                 if not is_transient(exc):
                     raise ServiceUnavailableError("database", shown, f"{why}; fix FOREXD_DATABASE_URL") from exc
             probe.dispose()  # the next attempt opens a fresh connection
@@ -95,6 +105,33 @@ def wait_for_database(settings: Settings, *, interval_s: float = 2.0) -> None:
             time.sleep(min(interval_s, max(0.0, deadline - time.monotonic())))
     finally:
         probe.dispose()
+
+
+def _refuse_answered(exc: BaseException, why: str, shown: str) -> None:
+    """Raise, for a server that answered and refused what ``FOREXD_DATABASE_URL`` asks, the
+    error waiting cannot cure: a database it does not have or a connection option it (or
+    libpq) refuses is a bad value of the variable (``SettingsError``, exit 78, as ``forexd``
+    exits 66 and 2 for them), a refused login is said so (exit 69). Both were reported as
+    "database unreachable" before."""
+    from forex_diffusion.storage.engine import is_option_error
+
+    from .commands._common import _LOGIN_REFUSED, _MISSING_DATABASE
+
+    if (missing := _MISSING_DATABASE.search(why)) is not None:
+        raise SettingsError(
+            f"FOREXD_DATABASE_URL names database {missing.group(1)}, which the server of {shown} does not have: "
+            "create it (createdb) or fix FOREXD_DATABASE_URL"
+        ) from exc
+    if is_option_error(exc):
+        raise SettingsError(
+            f"FOREXD_DATABASE_URL {shown} has a connection option that is refused ({why}): fix FOREXD_DATABASE_URL"
+        ) from exc
+    if _LOGIN_REFUSED.search(why):
+        raise ServiceUnavailableError(
+            "database",
+            shown,
+            f"{why}; the server refuses the login: check the user and password in FOREXD_DATABASE_URL",
+        ) from exc
 
 
 def run_worker(*, role: str = "stream", log_level: str = "warn", settings: Settings | None = None) -> None:

@@ -404,7 +404,9 @@ class PartitionProgress:
             self._fatal(exc, n + 1, now - first)
 
     def _fatal(self, exc: BaseException, attempts: int, span_s: float) -> None:
-        db = self.engine.url.render_as_string(hide_password=True) if self.engine is not None else "?"
+        from .commands._common import hide_password  # render_as_string's kept a ?password= query value
+
+        db = hide_password(self.engine.url.render_as_string(hide_password=False)) if self.engine is not None else "?"
         log.critical(
             "storage.fatal consumer=%s db=%s attempts=%d over=%.1fs error=%s: %s -- the database "
             "refuses writes; exiting with %d, offsets stay at the last durable checkpoint",

@@ -1,0 +1,172 @@
+"""The worker's start-time database wait: no password in any line it prints, and an answer
+that waiting cannot cure is a configuration error.
+
+- A password given as a query parameter (``?password=s3cret``) was printed by the worker's
+  ``database.wait`` WARNING lines and its exit-69 line, and by the CRITICAL ``storage.fatal``
+  line: SQLAlchemy's ``render_as_string(hide_password=True)`` hides only the one after
+  ``user:``.
+- A database the server does not have, and a connection option the server refuses
+  (``?options=-c statement_timeout=x``), were reported as "database unreachable" (exit 69);
+  they are a bad ``FOREXD_DATABASE_URL``: one line naming it, exit 78, no wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+
+from forex_diffusion.errors import PermanentStorageError
+from streams.progress import EXIT_STORAGE_FATAL, FATAL_MIN_ATTEMPTS, PartitionProgress
+
+FOREXD = Path(sys.executable).with_name("forexd")
+SECRET = "s3cret"
+
+
+def forexd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The installed ``forexd`` (a hang fails at the ceiling, slowness does not)."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("FOREXD_")}
+    full.update(env)
+    cmd = [str(FOREXD)] if FOREXD.exists() else [sys.executable, "-m", "streams.cli"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, env=full, timeout=240)
+
+
+@pytest.fixture
+def broker_port() -> Iterator[int]:
+    """A TCP listener standing in for the broker: the worker's broker wait passes, so it reaches
+    the database wait (nothing is ever read from it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        yield s.getsockname()[1]
+
+
+def _worker(broker_port: int, url: str, tmp_path: Path, wait_s: str = "1") -> subprocess.CompletedProcess[str]:
+    return forexd(
+        "worker",
+        env={
+            "FOREXD_BROKER_URL": f"kafka://127.0.0.1:{broker_port}",
+            "FOREXD_DATABASE_URL": url,
+            "FOREXD_DB_WAIT_S": wait_s,
+            "FOREXD_DATA_DIR": str(tmp_path),
+            "FOREXD_METRICS_PORT": "-1",
+        },
+    )
+
+
+# -- a password as a query parameter ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql+psycopg2://forexd@127.0.0.1:1/forexd?password={SECRET}",
+        f"postgresql+psycopg2://forexd:other@127.0.0.1:1/forexd?connect_timeout=5&password={SECRET}",
+    ],
+)
+def test_worker_waiting_for_postgres_hides_a_password_given_as_a_query_parameter(
+    broker_port: int, tmp_path: Path, url: str
+) -> None:
+    res = _worker(broker_port, url, tmp_path)
+    assert res.returncode == 69, res.stderr
+    waits = [ln for ln in res.stderr.splitlines() if "database.wait" in ln]
+    assert waits, res.stderr  # it did wait: the lines checked below are the ones that leaked
+    assert all("password=***" in ln for ln in waits), res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: database unreachable at postgresql+psycopg2://forexd"), res.stderr
+    assert "password=***" in last, res.stderr
+    leaked = [ln for ln in (res.stdout + res.stderr).splitlines() if SECRET in ln]
+    assert not leaked, leaked
+    assert "other" not in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+class Exited(BaseException):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def test_storage_fatal_line_hides_a_password_given_as_a_query_parameter(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def fake_exit(code: int) -> None:
+        raise Exited(code)
+
+    monkeypatch.setattr("streams.progress.os._exit", fake_exit)
+    engine = create_engine(f"postgresql+psycopg2://forexd@127.0.0.1:1/forexd?password={SECRET}")  # never connects
+    pp = PartitionProgress(
+        consumer="test:ticks",
+        topic="fx.ticks",
+        engine=engine,
+        snapshot=lambda p: {},
+        restore=lambda p, s: None,
+        drop=lambda p: None,
+        fatal_after_s=0.0,
+    )
+    with caplog.at_level(logging.CRITICAL, logger="streams.progress"), pytest.raises(Exited) as exited:
+        for _ in range(FATAL_MIN_ATTEMPTS):
+            pp.checkpoint_failed(PermanentStorageError("OperationalError: attempt to write a readonly database"))
+    assert exited.value.code == EXIT_STORAGE_FATAL
+    fatal = [r.getMessage() for r in caplog.records if "storage.fatal" in r.getMessage()]
+    assert len(fatal) == 1, caplog.text
+    assert "db=postgresql+psycopg2://forexd@127.0.0.1:1/forexd?password=***" in fatal[0], fatal[0]
+    assert SECRET not in caplog.text, caplog.text
+
+
+# -- an answer waiting cannot cure: exit 78, one line, no wait ---------------------------------
+
+
+def _one_error_line(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: ") and "FOREXD_DATABASE_URL" in lines[0], stderr
+    return lines[0]
+
+
+@pytest.mark.postgres
+def test_worker_naming_a_database_the_server_lacks_exits_78_saying_createdb(
+    broker_port: int, pg_base_url: str, tmp_path: Path
+) -> None:
+    url = make_url(pg_base_url).set(database="no_such_database_start78")
+    res = _worker(broker_port, url.render_as_string(hide_password=False), tmp_path, wait_s="600")
+    assert res.returncode == 78, res.stderr  # before: 69 "database unreachable"
+    line = _one_error_line(res.stderr)  # no database.wait line: not waited for
+    assert '"no_such_database_start78"' in line and "createdb" in line, line
+    assert "unreachable" not in line, line
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [
+        ("options=-c%20statement_timeout%3Dx", 'invalid value for parameter "statement_timeout"'),
+        ("options=-c%20no_such_setting_x%3D1", "unrecognized configuration parameter"),
+        ("options=-c%20shared_buffers%3D1", "cannot be changed without restarting"),
+    ],
+)
+def test_worker_with_a_connection_option_the_server_refuses_exits_78_naming_it(
+    broker_port: int, pg_base_url: str, tmp_path: Path, option: str, says: str
+) -> None:
+    sep = "&" if "?" in pg_base_url else "?"
+    res = _worker(broker_port, f"{pg_base_url}{sep}{option}&password={SECRET}", tmp_path, wait_s="600")
+    assert res.returncode == 78, res.stderr  # before: 69 "database unreachable" (options), or a wait
+    line = _one_error_line(res.stderr)
+    assert "connection option" in line and says in line, line
+    assert SECRET not in res.stderr, res.stderr
+
+
+@pytest.mark.postgres
+def test_worker_with_a_refused_login_exits_69_saying_so(broker_port: int, pg_base_url: str, tmp_path: Path) -> None:
+    url = make_url(pg_base_url).set(username="no_such_role_start69", password=SECRET)
+    res = _worker(broker_port, url.render_as_string(hide_password=False), tmp_path, wait_s="600")
+    assert res.returncode == 69, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "refuses the login" in lines[0], res.stderr
+    assert SECRET not in res.stderr, res.stderr
