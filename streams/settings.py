@@ -516,6 +516,8 @@ class Settings:
                 continue
             if "\x00" in raw:  # no process environment holds one; a path with one fails in the OS call
                 raise SettingsError(f"FOREXD_{f.name.upper()} holds a NUL character: remove it")
+            if f.name not in _PATH_FIELDS:  # a file name may hold any bytes; a text value is sent on as UTF-8
+                _check_utf8(f"FOREXD_{f.name.upper()}", raw, secret=not f.repr)
             values[f.name] = _convert(f.name, f.type, raw)
         given = [n for n in values if n not in overrides]
         values.update(overrides)
@@ -528,6 +530,43 @@ class Settings:
             named = [f"FOREXD_{n.upper()}" for n in given if re.search(rf"\b{n}\b", str(exc))]
             fix = f"fix {', '.join(named)}" if named else "fix the FOREXD_* environment variables"
             raise SettingsError(f"{exc}: {fix} (docs/operations.md lists the settings)") from exc
+
+
+#: Settings that name a file or directory: any bytes but NUL are a legal file name there (the
+#: OS takes them back as they came; SQLite's file name too), so such a value is not refused.
+_PATH_FIELDS = frozenset({"data_dir", "model_dir"})
+#: Longest value a refusal echoes (as ``forexd``'s error lines cut a value).
+_SHOWN_MAX = 200
+
+
+def _check_utf8(variable: str, raw: str, *, secret: bool) -> None:
+    """Refuse a text value holding bytes that are not UTF-8.
+
+    Python reads such bytes of the environment as lone surrogates (PEP 383, ``'x\\udcffy'``);
+    they passed every check here and failed later, as an ``UnicodeEncodeError`` where the
+    value is sent on: to aiokafka (topic names, SASL), hmac (the state key), the database
+    driver, the metrics socket. One ``SettingsError`` line names ``variable`` and shows the
+    bytes escaped (``'x\\xffy'``), cut to :data:`_SHOWN_MAX` characters; a ``secret`` one (a
+    password, a key, a URL that may hold a password) is not shown, only where its first
+    such byte is.
+    """
+    try:
+        raw.encode("utf-8")
+        return
+    except UnicodeEncodeError as exc:
+        at = exc.start
+    try:
+        data = raw.encode("utf-8", "surrogateescape")  # the bytes the environment held
+    except UnicodeEncodeError:  # a surrogate no byte decodes to (only a mapping passed in holds one)
+        data = raw.encode("utf-8", "backslashreplace")
+    fix = "write it in UTF-8 (check the locale or the file it was read from)"
+    if secret:
+        raise SettingsError(
+            f"{variable} holds bytes that are not UTF-8 (the first at character {at + 1}; "
+            f"its value is not shown: it may hold a secret): {fix}"
+        )
+    shown = repr(data[:_SHOWN_MAX])[1:] + (f"... ({len(data)} bytes)" if len(data) > _SHOWN_MAX else "")
+    raise SettingsError(f"{variable}={shown} holds bytes that are not UTF-8: {fix}")
 
 
 def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:

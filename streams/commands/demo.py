@@ -41,7 +41,9 @@ def _data_dir(value: Path | None, param: typer.CallbackParam) -> Path | None:
     value = value.resolve()  # the worker runs in it: a relative path would name value/value there
     db = value / "forexd.db"
     if db.exists() or db.is_symlink():
-        check_database(f"sqlite:///{db}", write=True, where="--data-dir")
+        from forex_diffusion.storage import sqlite_url  # '%', '?', '#' escaped: the file the worker opens
+
+        check_database(sqlite_url(db), write=True, where="--data-dir")
     return value
 
 
