@@ -113,18 +113,28 @@ def _roll_ms(ordinal: int, zone: ZoneInfo, hour: int) -> int:
     return datetime_to_ms(local.astimezone(UTC))
 
 
+def _shown(name: str, limit: int = 40) -> str:
+    """``repr(name)``, cut to ``limit`` characters (a 5,000-digit name is not echoed whole)."""
+    return repr(name) if len(name) <= limit else f"{name[:limit]!r}... ({len(name)} characters)"
+
+
 @lru_cache(maxsize=64)
 def _parse(name: str, day_roll_tz: str, day_roll_hour: int) -> Timeframe:
-    if len(name) < 2 or name[-1] not in _UNITS or not name[:-1].isdigit():
-        raise ConfigError(f"unknown timeframe {name!r}; expected one of {', '.join(TIMEFRAME_NAMES)}")
-    n = int(name[:-1])
+    digits = name[:-1]
+    # ASCII digits only: str.isdigit() takes '²' or '٣', which int() refuses or reads
+    if len(name) < 2 or name[-1] not in _UNITS or not (digits.isascii() and digits.isdigit()):
+        raise ConfigError(f"unknown timeframe {_shown(name)}; expected one of {', '.join(TIMEFRAME_NAMES)}")
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > len(str(_UNITS["d"] // _MINUTE)):  # past 1440m: no int() of 5,000 digits
+        raise ConfigError(f"timeframe {_shown(name)} is longer than a day; the longest is 1d")
+    n = int(significant)
     if n <= 0:
-        raise ConfigError(f"timeframe {name!r} must be positive")
+        raise ConfigError(f"timeframe {_shown(name)} must be positive")
     duration = n * _UNITS[name[-1]]
     if name[-1] == "d" and n != 1:
-        raise ConfigError(f"only the 1d daily timeframe is supported, not {name!r}")
+        raise ConfigError(f"only the 1d daily timeframe is supported, not {_shown(name)}")
     if duration > _UNITS["d"] or (_UNITS["d"] % duration and name[-1] != "d"):
-        raise ConfigError(f"timeframe {name!r} must divide a day evenly")
+        raise ConfigError(f"timeframe {_shown(name)} must divide a day evenly")
     if not 0 <= day_roll_hour < 24:
         raise ConfigError(f"day_roll_hour must be in 0..23, got {day_roll_hour}")
     try:

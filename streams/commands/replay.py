@@ -177,6 +177,10 @@ def replay(
     """
     spd = _speed(speed)
     check_positive(limit, "-n/--limit")
+    if timeframe is not None:  # before the broker or the file: '²m' or 5,000 digits is a usage error
+        from forex_diffusion.timeframes import Timeframe
+
+        Timeframe.parse(timeframe)
     settings = Settings.from_env()
     settings.check_broker_url()  # before the file is read
     check_input(file)

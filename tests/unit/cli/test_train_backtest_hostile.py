@@ -142,3 +142,30 @@ def test_train_of_a_global_model_refuses_candles_the_stream_refuses(tmp_path: Pa
     _no_traceback(res)
     assert res.exit_code == 0, res.output
     assert "a.csv EURUSD: refused 1 of 900 candles (non_finite=1; first at line 302)" in res.stderr
+
+
+# --- --timeframe: '²m' (str.isdigit() true, int() refuses) and 5,000 digits (int()'s limit) ---
+
+_TIMEFRAME_COMMANDS = {
+    "train": ["train", "{f}", "--symbol", "EURUSD", "--model-dir", "{d}/m"],
+    "backtest": ["backtest", "{f}", "--symbol", "EURUSD", "--model", str(MODEL_1H), "-o", "{d}/o.csv"],
+    "replay": ["replay", "{f}"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(_TIMEFRAME_COMMANDS))
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [("\u00b2m", "unknown timeframe '\u00b2m'"), ("9" * 5000 + "m", "(5001 characters) is longer than a day")],
+)
+def test_a_timeframe_of_non_ascii_digits_or_5000_digits_is_a_usage_error(
+    tmp_path: Path, command: str, value: str, needle: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FOREXD_BROKER_URL", "kafka://127.0.0.1:1")  # replay: never reached
+    f = _write(tmp_path / "c.csv", _rows(10))
+    args = [a.format(f=f, d=tmp_path) for a in _TIMEFRAME_COMMANDS[command]]
+    res = runner.invoke(app, [*args, "--timeframe", value])
+    _no_traceback(res)
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], res.stderr
