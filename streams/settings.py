@@ -158,6 +158,12 @@ def bootstrap_of(url: str) -> str:
     return ",".join(out)
 
 
+def _no_query(text: str) -> str:
+    """``text`` without what follows a ``?``: a query (``?password=...``) may hold a secret."""
+    head, mark, _ = text.partition("?")
+    return f"{head}?(not shown)" if mark else head
+
+
 def broker_addresses(url: str) -> list[tuple[str, int]]:
     """``kafka://h:p;h2:p2`` → ``[(h, p), (h2, p2)]`` (port 9092 where none is given).
 
@@ -181,7 +187,7 @@ def broker_addresses(url: str) -> list[tuple[str, int]]:
             host, port = server, "9092"  # the Kafka clients' default port
         if not _HOST.fullmatch(host) or not (re.fullmatch(r"[0-9]{1,5}", port) and 1 <= int(port) <= 65535):
             raise SettingsError(
-                f"FOREXD_BROKER_URL={url[:200]!r} has no valid address in {server[:100]!r}: "
+                f"FOREXD_BROKER_URL={_no_query(url)[:200]!r} has no valid address in {_no_query(server)[:100]!r}: "
                 "set it to kafka://HOST:PORT (port 1..65535)"
             )
         out.append((host.strip("[]"), int(port)))

@@ -170,3 +170,19 @@ def test_worker_with_a_refused_login_exits_69_saying_so(broker_port: int, pg_bas
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "refuses the login" in lines[0], res.stderr
     assert SECRET not in res.stderr, res.stderr
+
+
+# -- the broker URL: a query is never echoed -------------------------------------------------
+
+
+@pytest.mark.parametrize("url", [f"kafka://127.0.0.1:1?password={SECRET}", f"kafka://a:1,b:2?sasl_password={SECRET}"])
+def test_worker_with_a_query_in_the_broker_url_exits_78_without_echoing_it(url: str, tmp_path: Path) -> None:
+    """``FOREXD_BROKER_URL=kafka://host:port?password=s3cret`` was refused (78) with the whole URL
+    echoed, the password in it."""
+    res = forexd(
+        "worker", env={"FOREXD_BROKER_URL": url, "FOREXD_BROKER_WAIT_S": "0", "FOREXD_DATA_DIR": str(tmp_path)}
+    )
+    assert res.returncode == 78, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: FOREXD_BROKER_URL="), res.stderr
+    assert "?(not shown)" in lines[0] and SECRET not in res.stderr, res.stderr
