@@ -75,7 +75,7 @@ def _worker(broker_port: int, url: str, tmp_path: Path, wait_s: str = "1") -> su
 def test_worker_waiting_for_postgres_hides_a_password_given_as_a_query_parameter(
     broker_port: int, tmp_path: Path, url: str
 ) -> None:
-    res = _worker(broker_port, url, tmp_path)
+    res = _worker(broker_port, url, tmp_path, wait_s="3")  # a first attempt slower than 1 s: no wait line
     assert res.returncode == 69, res.stderr
     waits = [ln for ln in res.stderr.splitlines() if "database.wait" in ln]
     assert waits, res.stderr  # it did wait: the lines checked below are the ones that leaked
