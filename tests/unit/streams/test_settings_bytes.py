@@ -199,3 +199,38 @@ def test_demo_refuses_a_garbage_database_under_such_a_data_dir_with_exit_65(tmp_
     res = CliRunner().invoke(app, ["demo", "--data-dir", str(data), "--duration", "1"])
     assert res.exit_code == 65, res.output  # before: 2, "the SQLite driver ignores h#p/forexd.db"
     assert "not a SQLite database" in res.output and "ignores" not in res.output, res.output
+
+
+@pytest.mark.broker
+def test_worker_with_a_data_dir_that_is_not_utf8_keeps_its_database_and_key_there(
+    worker_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """End to end: the worker's SQLite database, state key and table store are made under the
+    very bytes of ``FOREXD_DATA_DIR`` (and the models under ``FOREXD_MODEL_DIR``'s), and the
+    candles of published ticks are stored there."""
+    import sqlite3
+
+    from ...faults.harness import make_topics, tick_records
+    from ...integration.kafka_io import publish
+    from ...waiting import wait_for_workers
+
+    data = os.fsencode(tmp_path) + b"/d\xffir"
+    env = dict(worker_env, FOREXD_DATA_DIR=os.fsdecode(data), FOREXD_MODEL_DIR=os.fsdecode(data + b"/m\xfedl"))
+    env.pop("FOREXD_STATE_KEY")  # generated into the data dir
+    make_topics(kafka_bootstrap, env)
+    publish(kafka_bootstrap, f"{env['FOREXD_TOPIC_PREFIX']}fx.ticks", tick_records(2_000))
+    w = spawn_worker(env, role="ticks", name="bytes-dir")
+
+    def candles() -> int:
+        if not os.path.isfile(data + b"/forexd.db"):
+            return 0
+        with sqlite3.connect(data + b"/forexd.db") as conn:
+            try:
+                return int(conn.execute("SELECT count(*) FROM candles").fetchone()[0])
+            except sqlite3.OperationalError:  # the tables are not made yet
+                return 0
+
+    wait_for_workers(lambda: candles() > 0 or not w.alive(), w, what="candles under the non-UTF-8 data dir")
+    assert w.alive() and candles() > 0, w.log()[-3000:]
+    assert {b"forexd.db", b"state.key"} <= set(os.listdir(data)), os.listdir(data)
+    assert "Traceback" not in w.log() and "UnicodeEncodeError" not in w.log(), w.log()[-3000:]
