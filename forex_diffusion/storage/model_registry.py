@@ -321,7 +321,8 @@ def _row_to_version(r: Any) -> ModelVersion:
         config_hash=r.config_hash,
         data_first_ms=r.data_first_ms,
         data_last_ms=r.data_last_ms,
-        metrics=dict(r.metrics or {}),
+        # a row written by hand or another program may hold any JSON: only an object is metrics
+        metrics=dict(r.metrics) if isinstance(r.metrics, Mapping) else {},
         status=r.status,
         reason=r.reason,
         request_id=r.request_id,

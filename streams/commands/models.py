@@ -66,7 +66,13 @@ def _when(ms: int | None) -> str:
 
 
 def _fmt(x: Any) -> str:
-    return f"{x:.4g}" if isinstance(x, float) else ("-" if x is None else str(x))
+    """A score as the listing shows it: a number, ``-`` when absent, ``?`` when the row holds
+    something else (a row written by hand: a string could carry terminal escapes)."""
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    if isinstance(x, int) and not isinstance(x, bool):
+        return str(x)
+    return "-" if x is None else "?"
 
 
 def _json_line(obj: Any) -> str:
@@ -113,13 +119,23 @@ def list_command(
         for v in versions:
             typer.echo(_json_line({**v.to_dict(), "aliases": aliases.get(v.version, "")}))
         return
+    from forex_diffusion.errors import ArtifactError
+    from retraining.registry import model_symbols
+
     typer.echo(
         f"{'version':34} {'key':16} {'status':11} {'alias':18} {'created':20} {'crps':>9} {'skill':>8} {'cover90':>7}"
     )
     for v in versions:
-        h = v.metrics.get("holdout") or {}
-        # a global model's key is its symbol set's hash: the set follows the row
+        h = v.metrics.get("holdout")
+        h = h if isinstance(h, dict) else {}
+        # a global model's key is its symbol set's hash: the set follows the row (a malformed
+        # one, as the registry reads it, is shown as such rather than failing the listing)
         syms = v.metrics.get("symbols")
+        if syms is not None:
+            try:
+                syms = model_symbols(syms, f"version {v.version}")
+            except ArtifactError:
+                syms = ["(malformed)"]
         typer.echo(
             f"{v.version:34} {str(v.key):16} {v.status:11} {aliases.get(v.version, '-'):18} "
             f"{_when(v.created_ms):20} {_fmt(h.get('crps')):>9} {_fmt(h.get('skill')):>8} "
