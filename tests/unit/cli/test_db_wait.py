@@ -56,7 +56,7 @@ def test_worker_with_postgres_down_waits_with_warnings_then_exits_69(broker_port
 
 
 @pytest.mark.postgres
-def test_worker_naming_a_missing_database_exits_69_at_once(broker_port: int, pg_base_url: str, tmp_path: Path) -> None:
+def test_worker_naming_a_missing_database_exits_78_at_once(broker_port: int, pg_base_url: str, tmp_path: Path) -> None:
     url = make_url(pg_base_url).set(database="no_such_database_issue15", query={})
     res = forexd(
         "worker",
@@ -67,10 +67,11 @@ def test_worker_naming_a_missing_database_exits_69_at_once(broker_port: int, pg_
             "FOREXD_DATA_DIR": str(tmp_path),
         },
     )
-    assert res.returncode == 69, res.stderr
+    # a configuration error (exit 78, "create it"), not "unreachable ...; start it" (69)
+    assert res.returncode == 78, res.stderr
     assert "database.wait" not in res.stderr, res.stderr
     last = res.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: database unreachable at ") and "no_such_database_issue15" in last, res.stderr
+    assert last.startswith("error: ") and "no_such_database_issue15" in last and "createdb" in last, res.stderr
     assert "Traceback" not in res.stderr
 
 
