@@ -34,6 +34,17 @@ def _finite(text: str) -> float:
     return x
 
 
+def _whole(text: str) -> int:
+    """A JSON integer, refused past a double's range as ``1e999`` is: a strict reader (jq)
+    reads every number as a double and printed ``1`` followed by 400 zeros as 1.79e308."""
+    x = int(text)  # ValueError past int()'s 4,300 digits: not JSON here
+    try:
+        float(x)
+    except OverflowError:
+        raise _NotStrict(f"number {text[:24]} overflows") from None
+    return x
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
@@ -51,7 +62,8 @@ def record_line(partition: int, offset: int, key: bytes | None, value: bytes | N
 
     ``key`` is the key as text (null: none). ``value`` is the record's value parsed, when
     its bytes are strict JSON: UTF-8, no ``NaN``/``Infinity``, no number that overflows a
-    double (``1e999``), no duplicate key. Otherwise ``value`` is null and the line adds
+    double (``1e999``, or an integer of more than 308 digits), no duplicate key, no escape
+    of a lone surrogate (``"\\ud800"``). Otherwise ``value`` is null and the line adds
     ``"raw"`` (the bytes as text) and ``"error"`` (why it is not shown parsed); a tombstone
     (no value) adds ``"tombstone": true``. In text, a byte that is not UTF-8 is ``\\xNN``.
 
@@ -72,8 +84,16 @@ def record_line(partition: int, offset: int, key: bytes | None, value: bytes | N
     raw = bytes(value)
     try:
         parsed = json.loads(
-            raw.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_no_duplicates
+            raw.decode("utf-8"),
+            parse_constant=_no_constant,
+            parse_float=_finite,
+            parse_int=_whole,
+            object_pairs_hook=_no_duplicates,
         )
+        try:  # a string escape of a lone surrogate ("\\ud800") is no Unicode: strict readers refuse it
+            json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise _NotStrict("lone surrogate escape") from None
         return json.dumps({**head, "value": parsed}, allow_nan=False)
     except _NotStrict as exc:
         error = str(exc)
@@ -131,7 +151,8 @@ def tail(
     """Print TOPIC's records as JSON lines (partition, offset, key, value).
 
     Every line is strict JSON (jq reads it). A value that is not strict JSON (not UTF-8,
-    not JSON, NaN, Infinity, a number beyond a double such as 1e999, a duplicate key) is
+    not JSON, NaN, Infinity, a number beyond a double such as 1e999, a duplicate key, an
+    escaped lone surrogate such as \\ud800) is
     printed with "value": null, "raw": its text and "error": why; a tombstone as
     "value": null, "tombstone": true. Bytes that are not UTF-8 show as \\xNN.
 
