@@ -539,8 +539,9 @@ class Settings:
 
 
 #: Settings that name a file or directory: any bytes but NUL are a legal file name there (the
-#: OS takes them back as they came; SQLite's file name too), so such a value is not refused.
-_PATH_FIELDS = frozenset({"data_dir", "model_dir"})
+#: OS takes them back as they came; SQLite's file name too; ssl's CA file too), so such a value
+#: is not refused.
+_PATH_FIELDS = frozenset({"data_dir", "model_dir", "kafka_ssl_cafile"})
 #: Longest value a refusal echoes (as ``forexd``'s error lines cut a value).
 _SHOWN_MAX = 200
 

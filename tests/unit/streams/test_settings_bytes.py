@@ -14,6 +14,7 @@ under the data directory opens at those very bytes.
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 from dataclasses import fields
@@ -32,7 +33,8 @@ from streams.settings import Settings
 
 FOREXD = Path(sys.executable).with_name("forexd")
 DOWN = "kafka://127.0.0.1:1"  # nothing listens on port 1
-PATH_VARIABLES = {"FOREXD_DATA_DIR", "FOREXD_MODEL_DIR"}
+PATH_VARIABLES = {"FOREXD_DATA_DIR", "FOREXD_MODEL_DIR", "FOREXD_KAFKA_SSL_CAFILE"}
+PATH_FIELDS = {v.removeprefix("FOREXD_").lower() for v in PATH_VARIABLES}
 VARIABLES = sorted(f"FOREXD_{f.name.upper()}" for f in fields(Settings))
 SECRET_VARIABLES = {f"FOREXD_{f.name.upper()}" for f in fields(Settings) if not f.repr}
 XFF = os.fsdecode(b"x\xffy")  # what Python makes of the bytes x, 0xff, y in the environment
@@ -70,8 +72,8 @@ def test_a_value_that_is_not_utf8_is_one_settings_error_or_a_path(variable: str,
         return
     assert variable in PATH_VARIABLES, f"{variable}={value!r} was taken as a text setting"
     for f in fields(s):
-        assert _utf8(getattr(s, f.name)), (f.name, getattr(s, f.name))
-    assert value in (str(s.data_dir), str(s.model_dir))
+        assert f.name in PATH_FIELDS or _utf8(getattr(s, f.name)), (f.name, getattr(s, f.name))
+    assert value in (str(s.data_dir), str(s.model_dir), s.kafka_ssl_cafile)
 
 
 @pytest.mark.parametrize(
@@ -131,6 +133,25 @@ def test_a_data_dir_that_is_not_utf8_holds_the_sqlite_database_at_those_bytes(tm
     finally:
         engine.dispose()
     assert os.path.isfile(data + b"/forexd.db")
+
+
+def test_a_ca_file_under_a_directory_that_is_not_utf8_gives_the_broker_tls_context(tmp_path: Path) -> None:
+    """Review finding: FOREXD_KAFKA_SSL_CAFILE is a file name, which may hold any bytes (ssl
+    opens it as given); the UTF-8 check of bc846fd refused it at start (exit 78)."""
+    from streams.kafka import client_kwargs
+
+    here = os.fsencode(tmp_path) + b"/ca\xffs"
+    os.mkdir(here)
+    cafile = here + b"/ca.pem"
+    paths = ssl.get_default_verify_paths()
+    bundle = next((Path(p) for p in (paths.cafile, paths.openssl_cafile) if p and Path(p).is_file()), None)
+    if bundle is None:
+        pytest.skip("no CA bundle on this machine")
+    with open(cafile, "wb") as fh:
+        fh.write(bundle.read_bytes())
+    s = Settings.from_env({"FOREXD_KAFKA_SECURITY_PROTOCOL": "SSL", "FOREXD_KAFKA_SSL_CAFILE": os.fsdecode(cafile)})
+    assert s.kafka_ssl_cafile is not None and os.fsencode(s.kafka_ssl_cafile) == cafile
+    assert isinstance(client_kwargs(s)["ssl_context"], ssl.SSLContext)
 
 
 def forexd_bytes(*args: str, env: dict[bytes, bytes]) -> subprocess.CompletedProcess[str]:
