@@ -121,12 +121,14 @@ def _shown(name: str, limit: int = 40) -> str:
 @lru_cache(maxsize=64)
 def _parse(name: str, day_roll_tz: str, day_roll_hour: int) -> Timeframe:
     digits = name[:-1]
-    # ASCII digits only: str.isdigit() takes '²' or '٣', which int() refuses or reads
-    if len(name) < 2 or name[-1] not in _UNITS or not (digits.isascii() and digits.isdigit()):
-        raise ConfigError(f"unknown timeframe {_shown(name)}; expected one of {', '.join(TIMEFRAME_NAMES)}")
+    expected = f"expected one of {', '.join(TIMEFRAME_NAMES)}"
+    if len(name) < 2 or name[-1] not in _UNITS or not digits.isdigit():
+        raise ConfigError(f"unknown timeframe {_shown(name)}; {expected}")
+    if not digits.isascii():  # str.isdigit() takes '²' or '٣', which int() refuses or reads
+        raise ConfigError(f"{_shown(name)} is not a timeframe (its count is not in ASCII digits); {expected}")
     significant = digits.lstrip("0") or "0"
     if len(significant) > len(str(_UNITS["d"] // _MINUTE)):  # past 1440m: no int() of 5,000 digits
-        raise ConfigError(f"timeframe {_shown(name)} is longer than a day; the longest is 1d")
+        raise ConfigError(f"{_shown(name)} is not a timeframe: it is longer than a day, the longest is 1d")
     n = int(significant)
     if n <= 0:
         raise ConfigError(f"timeframe {_shown(name)} must be positive")

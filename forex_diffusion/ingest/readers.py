@@ -376,6 +376,15 @@ _TICK_NAMED = (("ts_ms", "ts_ms"), ("timestamp", "generic"))
 _CANDLE_NAMED = (("ts_ms", "ts_ms"), ("timestamp", "generic"), ("time", "generic"), ("datetime", "generic"))
 
 
+def _looks_binary(head: str) -> bool:
+    """Whether a first line is binary rather than text: a control character other than tab
+    (NUL, the ``\x1a`` of PNG's signature, ZIP's ``\x03\x04``), or more than one character in
+    eight undecodable (U+FFFD; a Latin-1 header's odd accent is not enough)."""
+    if any((ord(ch) < 32 and ch not in "\t\r\n") or ch == "\x7f" for ch in head):
+        return True
+    return head.count("\ufffd") * 8 > len(head)
+
+
 def _sniff(
     path: str | Path,
     head: str,
@@ -395,7 +404,12 @@ def _sniff(
         if column in fields:
             return layout, ",", True
     hint = ""
-    if '"' in head:
+    if _looks_binary(head):  # before the quote hint: random bytes hold '"' too
+        hint = (
+            ": it is not a text (CSV) file: its first line holds control bytes or bytes that are not UTF-8"
+            " (an image, a spreadsheet, compressed data?)"
+        )
+    elif '"' in head:
         hint = ": quoted fields are not read, save the file without quotes"
     elif not low:
         hint = ": the first line is blank, the file must start with its header or first row"

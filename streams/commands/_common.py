@@ -276,7 +276,19 @@ def progress_bar(label: str, *, elapsed: bool = False, description: bool = False
     columns: list[ProgressColumn | str] = [TextColumn(label), BarColumn()]
     columns.append(TextColumn("{task.description}") if description else TextColumn("{task.completed}/{task.total}"))
     columns.append(TimeElapsedColumn() if elapsed else TimeRemainingColumn())
-    return Progress(*columns, console=err, transient=True, disable=not (sys.stderr.isatty() and err.is_terminal))
+    return Progress(*columns, console=err, transient=True, disable=not (_stderr_is_a_terminal() and err.is_terminal))
+
+
+def _stderr_is_a_terminal() -> bool:
+    """Whether standard error is a terminal; False when it is closed (``2>&-``: ``sys.stderr``
+    is None) or unusable, so a command runs on with nothing to show instead of stopping."""
+    stream = sys.stderr
+    if stream is None:
+        return False
+    try:
+        return bool(stream.isatty())
+    except (ValueError, OSError):  # a closed or detached stream
+        return False
 
 
 #: A query parameter that may hold a secret (libpq takes ``?password=``, ``?sslpassword=``).

@@ -162,10 +162,11 @@ def backtest_command(
     """
     from forex_diffusion.forecast.batching import SAMPLES_MAX, SAMPLES_MIN, STEPS_MAX
     from forex_diffusion.reports.backtest import BacktestConfig, parse_utc_date
+    from forex_diffusion.wire import INT64_MAX
 
     price = check_price(price)
     check_positive(threads, "--threads", at_most=THREADS_MAX)
-    check_positive(every, "--every")
+    check_positive(every, "--every", at_most=INT64_MAX)
     check_positive(steps, "--steps", at_most=STEPS_MAX)
     check_positive(samples, "-n/--samples", at_least=SAMPLES_MIN, at_most=SAMPLES_MAX)  # else allocated at once
     if device not in ("auto", "cpu", "cuda"):

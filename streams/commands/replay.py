@@ -175,8 +175,10 @@ def replay(
     unreachable broker exits 69. A candle file holding several timeframes needs
     --timeframe to choose one.
     """
+    from forex_diffusion.wire import INT64_MAX
+
     spd = _speed(speed)
-    check_positive(limit, "-n/--limit")
+    check_positive(limit, "-n/--limit", at_most=INT64_MAX)
     if timeframe is not None:  # before the broker or the file: '²m' or 5,000 digits is a usage error
         from forex_diffusion.timeframes import Timeframe
 

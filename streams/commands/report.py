@@ -8,6 +8,13 @@ import typer
 
 from ._common import _sqlite_file, check_output, check_positive, database_url, echo_error, open_engine
 
+#: Most forecasts per rolling window: past it a window is the whole history of any store
+#: (pandas' rolling window overflowed a C long at 10**19: OverflowError traceback).
+WINDOW_MAX = 1_000_000
+#: Most fan charts: each is a numbered mark on the 960-px price chart (past about 50 the marks
+#: overlap) and a panel of its own (99999 drew every forecast: seconds and a huge page).
+FANS_MAX = 50
+
 
 def report_command(
     output: Path = typer.Option(..., "-o", "--output", help="HTML file to write."),
@@ -20,8 +27,10 @@ def report_command(
     timeframe: str | None = typer.Option(None, "--timeframe", help="Timeframe (default: as --symbol's default)."),
     from_: str | None = typer.Option(None, "--from", help="First as_of, inclusive (UTC date or ISO-8601 time)."),
     to: str | None = typer.Option(None, "--to", help="End of the period, exclusive (UTC date or ISO-8601 time)."),
-    window: int = typer.Option(100, "--window", help="Forecasts per rolling window of the CRPS and coverage charts."),
-    fans: int = typer.Option(6, "--fans", help="Number of sampled forecasts drawn as fan charts."),
+    window: int = typer.Option(
+        100, "--window", help=f"Forecasts per rolling window of the CRPS and coverage charts (1..{WINDOW_MAX:,})."
+    ),
+    fans: int = typer.Option(6, "--fans", help=f"Number of sampled forecasts drawn as fan charts (1..{FANS_MAX})."),
 ) -> None:
     """Write a self-contained HTML report of forecast quality for one series and period.
 
@@ -40,8 +49,8 @@ def report_command(
         render_report,
     )
 
-    check_positive(window, "--window")
-    check_positive(fans, "--fans")
+    check_positive(window, "--window", at_most=WINDOW_MAX)  # before the database is opened
+    check_positive(fans, "--fans", at_most=FANS_MAX)
     from_ms = parse_utc_date(from_) if from_ else None
     to_ms = parse_utc_date(to) if to else None
     if timeframe is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,7 +102,10 @@ def train_command(
     by symbol, or ``SYMBOL@FILESTEM`` when several files are given.
     """
     from forex_diffusion.diffusion import ContextSpec, TrainConfig
+    from forex_diffusion.diffusion.context import CONTEXT_MAX
+    from forex_diffusion.diffusion.denoiser import HORIZON_MAX
     from forex_diffusion.reports.backtest import parse_utc_date
+    from forex_diffusion.wire import INT64_MAX
 
     price = check_price(price)
     for value, option in (
@@ -112,10 +116,13 @@ def train_command(
         (keep, "--keep"),
         (calib_windows, "--calib-windows"),
     ):
-        check_positive(value, option, at_most=THREADS_MAX if option == "--threads" else None)
+        # the core's bounds; the others land in the manifest, which strict JSON readers and
+        # SQLite take as 64-bit integers
+        bounds = {"--threads": THREADS_MAX, "--horizon": HORIZON_MAX, "--window": CONTEXT_MAX}
+        check_positive(value, option, at_most=bounds.get(option, INT64_MAX))
     check_positive(seed, "--seed", at_least=0, at_most=SEED_MAX)
-    if not max_minutes > 0:
-        raise typer.BadParameter(f"--max-minutes must be positive, not {max_minutes}")
+    if not (max_minutes > 0 and math.isfinite(max_minutes * 60.0)):  # inf: "Infinity" in the manifest
+        raise typer.BadParameter(f"--max-minutes must be a positive, finite number of minutes, not {max_minutes}")
     if not 0 <= series_embedding <= 1024:  # beyond: an allocation failure (traceback), not a model
         raise typer.BadParameter(f"--series-embedding must be in [0, 1024], not {series_embedding}")
     reg = InstrumentRegistry()

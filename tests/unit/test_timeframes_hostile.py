@@ -44,9 +44,9 @@ def test_any_count_and_unit_is_a_timeframe_or_a_config_error(name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "needle"),
     [
-        ("\u00b2m", "unknown timeframe"),
-        ("\u0663h", "unknown timeframe"),
-        ("\uff11m", "unknown timeframe"),
+        ("\u00b2m", "not in ASCII digits"),
+        ("\u0663h", "not in ASCII digits"),
+        ("\uff11m", "not in ASCII digits"),
         ("9" * 5000 + "m", "longer than a day"),
         ("1" + "0" * 4300 + "h", "longer than a day"),
         ("99999m", "longer than a day"),

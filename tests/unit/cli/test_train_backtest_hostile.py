@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,7 +160,10 @@ _TIMEFRAME_COMMANDS = {
 @pytest.mark.parametrize("command", sorted(_TIMEFRAME_COMMANDS))
 @pytest.mark.parametrize(
     ("value", "needle"),
-    [("\u00b2m", "unknown timeframe '\u00b2m'"), ("9" * 5000 + "m", "(5001 characters) is longer than a day")],
+    [
+        ("\u00b2m", "'\u00b2m' is not a timeframe (its count is not in ASCII digits)"),
+        ("9" * 5000 + "m", "(5001 characters) is not a timeframe: it is longer than a day"),
+    ],
 )
 def test_a_timeframe_of_non_ascii_digits_or_5000_digits_is_a_usage_error(
     tmp_path: Path, command: str, value: str, needle: str, monkeypatch: pytest.MonkeyPatch
@@ -169,3 +176,150 @@ def test_a_timeframe_of_non_ascii_digits_or_5000_digits_is_a_usage_error(
     assert res.exit_code == 2, res.output
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], res.stderr
+
+
+# --- integer options without a ceiling ---
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "needle"),
+    [
+        ("--window", "999999999999999999999999999999", "--window must be at most 1000000"),  # was OverflowError
+        ("--window", "1000001", "--window must be at most 1000000"),
+        ("--fans", "99999", "--fans must be at most 50"),  # was every forecast drawn: seconds, megabytes
+        ("--fans", "51", "--fans must be at most 50"),
+    ],
+)
+def test_report_refuses_a_window_or_fans_past_its_ceiling_before_opening_the_database(
+    tmp_path: Path, option: str, value: str, needle: str
+) -> None:
+    missing = tmp_path / "none.db"  # never opened: its absence would be exit 66
+    res = runner.invoke(app, ["report", "--db", f"sqlite:///{missing}", "-o", str(tmp_path / "r.html"), option, value])
+    _no_traceback(res)
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0], res.stderr
+    assert not missing.exists() and not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize(("option", "value"), [("--window", "1000000"), ("--fans", "50")])
+def test_report_takes_its_ceilings(tmp_path: Path, option: str, value: str) -> None:
+    missing = tmp_path / "none.db"
+    res = runner.invoke(app, ["report", "--db", f"sqlite:///{missing}", "-o", str(tmp_path / "r.html"), option, value])
+    assert res.exit_code == 66, res.output  # past the options: the database is looked for
+
+
+_BIG = "99999999999999999999999999999"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "{f}", "--symbol", "EURUSD", "--timeframe", "1h", "--model-dir", "{d}/m", "--max-steps", _BIG],
+         "--max-steps must be at most 9223372036854775807"),
+        (["train", "{f}", "--symbol", "EURUSD", "--timeframe", "1h", "--model-dir", "{d}/m", "--keep", _BIG],
+         "--keep must be at most 9223372036854775807"),
+        (["train", "{f}", "--symbol", "EURUSD", "--timeframe", "1h", "--model-dir", "{d}/m", "--calib-windows", _BIG],
+         "--calib-windows must be at most 9223372036854775807"),
+        (["train", "{f}", "--symbol", "EURUSD", "--timeframe", "1h", "--model-dir", "{d}/m", "--max-minutes", "inf"],
+         "--max-minutes must be a positive, finite number"),  # was "Infinity" in the manifest (not JSON)
+        (["train", "{f}", "--symbol", "EURUSD", "--timeframe", "1h", "--model-dir", "{d}/m", "--max-minutes", "1e308"],
+         "--max-minutes must be a positive, finite number"),  # x 60 s: inf
+        (["backtest", "{f}", "--symbol", "EURUSD", "--timeframe", "1h", "--model", str(MODEL_1H), "-o", "{d}/o.csv",
+          "--every", _BIG], "--every must be at most 9223372036854775807"),
+        (["replay", "{f}", "-n", _BIG], "-n/--limit must be at most 9223372036854775807"),
+    ],
+)  # fmt: skip
+def test_integer_options_past_64_bits_are_usage_errors(
+    tmp_path: Path, args: list[str], needle: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FOREXD_BROKER_URL", "kafka://127.0.0.1:1")  # replay: never reached
+    f = _write(tmp_path / "c.csv", _rows(10))
+    res = runner.invoke(app, [a.format(f=f, d=tmp_path) for a in args])
+    _no_traceback(res)
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0], res.stderr
+    assert not (tmp_path / "m").exists() and not (tmp_path / "o.csv").exists()
+
+
+# --- standard error closed (2>&-): sys.stderr is None ---
+
+
+def _forexd_without_stderr(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real console script with file descriptor 2 closed, as ``forexd ... 2>&-`` does."""
+    exe = Path(sys.executable).with_name("forexd")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "streams.cli"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOREXD_")}
+    line = " ".join(shlex.quote(a) for a in [*cmd, *args]) + " 2>&-"
+    return subprocess.run(
+        ["/bin/sh", "-c", line], stdout=subprocess.PIPE, text=True, env=env, cwd=tmp_path, timeout=240
+    )
+
+
+def test_candles_with_standard_error_closed_runs_to_completion(tmp_path: Path) -> None:
+    """Before: progress_bar called sys.stderr.isatty() on None: exit 1, no file, no message."""
+    ticks = tmp_path / "t.csv"
+    ticks.write_text(
+        "timestamp,symbol,bid,ask\n2014-05-01T00:00:00Z,EURUSD,1.1,1.1001\n2014-05-01T00:01:00Z,EURUSD,1.1002,1.1003\n"
+    )
+    res = _forexd_without_stderr(tmp_path, "candles", str(ticks), "-o", str(tmp_path / "closed.csv"))
+    assert res.returncode == 0
+    normal = runner.invoke(app, ["candles", str(ticks), "-o", str(tmp_path / "open.csv")])
+    assert normal.exit_code == 0, normal.output
+    assert (tmp_path / "closed.csv").read_text() == (tmp_path / "open.csv").read_text()
+
+
+def test_an_error_with_standard_error_closed_keeps_its_exit_status(tmp_path: Path) -> None:
+    res = _forexd_without_stderr(tmp_path, "candles", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "o.csv"))
+    assert res.returncode == 66  # nothing can be said; the status still says it
+
+
+def test_backtest_with_standard_error_closed_writes_its_forecasts(tmp_path: Path) -> None:
+    _needs_model()
+    f = _write(tmp_path / "c.csv", _rows(120))
+    args = ["--symbol", "EURUSD", "--timeframe", "1h", "--model", str(MODEL_1H), "--every", "40", "-n", "16",
+            "--steps", "4", "--touch-bands", "none", "-o", str(tmp_path / "o.csv")]  # fmt: skip
+    res = _forexd_without_stderr(tmp_path, "backtest", str(f), *args)
+    assert res.returncode == 0
+    assert "forecasts" in res.stdout and (tmp_path / "o.csv").stat().st_size > 0
+
+
+# --- binary files: the layout error says the file is not text, not "quoted fields" ---
+
+
+def _random_with_a_quote(seed: int) -> bytes:
+    import random
+
+    data = bytearray(random.Random(seed).randbytes(4096))
+    data[:200] = data[:200].replace(b"\n", b"x").replace(b"\r", b"x")
+    data[50] = ord('"')  # before: the first line's '"' gave "quoted fields are not read"
+    return bytes(data)
+
+
+_PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde" + bytes(64)
+
+
+@pytest.mark.parametrize("command", ["candles", "indicators"])
+@pytest.mark.parametrize(
+    "content",
+    [_random_with_a_quote(1), _random_with_a_quote(2), _PNG, b'"\x00\x01\x02' + bytes(200)],
+    ids=["random1", "random2", "png", "nul-quote"],
+)
+def test_a_binary_file_is_said_not_to_be_text(tmp_path: Path, command: str, content: bytes) -> None:
+    f = tmp_path / "blob.csv"
+    f.write_bytes(content)
+    res = runner.invoke(app, [command, str(f), "-o", str(tmp_path / "o.csv")])
+    _no_traceback(res)
+    assert res.exit_code == 65, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "it is not a text (CSV) file" in lines[0], res.stderr
+    assert "quoted fields" not in res.stderr
+
+
+def test_a_quoted_text_header_still_gets_the_quote_hint(tmp_path: Path) -> None:
+    f = tmp_path / "q.csv"
+    f.write_bytes(b'"D\xe9but","bid","ask"\n"2014-05-01",1.1,1.2\n')  # Latin-1 accent: text, not binary
+    res = runner.invoke(app, ["candles", str(f), "-o", str(tmp_path / "o.csv")])
+    assert res.exit_code == 65, res.output
+    assert "quoted fields are not read" in res.stderr and "not a text" not in res.stderr
