@@ -60,12 +60,22 @@ class ShadowState:
         }
 
 
+#: Most realised forecasts a shadow may require: far above any FOREXD_SHADOW_FORECASTS (at most
+#: 100,000), and a LIMIT every database takes (SQLite raised OverflowError past 2**63 - 1).
+REQUIRED_MAX = 2**31 - 1
+
+
 def _required(v: ModelVersion) -> int:
+    """The realised forecasts ``v``'s shadow requires; 0 for a version that never entered
+    shadow, or whose row holds no count there (a row written by hand: ``1e300``, ``Infinity``)."""
     shadow = v.metrics.get("shadow") if isinstance(v.metrics, dict) else None
-    try:
-        return max(1, int(shadow["required"])) if isinstance(shadow, dict) else 0
-    except (KeyError, TypeError, ValueError):
+    if not isinstance(shadow, dict):
         return 0
+    try:
+        n = int(shadow["required"])
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return 0
+    return max(1, n) if n <= REQUIRED_MAX else 0
 
 
 def shadow_state(registry: ModelRegistry, version: str) -> ShadowState:

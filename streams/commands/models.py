@@ -59,10 +59,17 @@ def open_registry(
     return ModelRegistry(open_engine(url, must_exist=not create, write=write or create), mdir)
 
 
-def _when(ms: int | None) -> str:
+def _when(ms: Any) -> str:
+    """An epoch-ms time as the listings show it: ``-`` when absent, ``?`` when the row holds
+    no time (a row written by hand: a string, ``true``, ``1e20``)."""
     if ms is None:
         return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if not isinstance(ms, int | float) or isinstance(ms, bool):
+        return "?"
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return "?"
 
 
 def _fmt(x: Any) -> str:
