@@ -172,7 +172,10 @@ def register_models(agent: CandleAgent) -> None:
             log.warning("models.refresh_failed error=%s: %s", type(exc).__name__, str(exc)[:200])
         except Exception as exc:  # noqa: BLE001 - a bug (e.g. a manifest it cannot read) never stops the worker
             inbox.contain.internal("models.refresh_error", exc)
-        await agent.shadow.settle()  # shadows running here: export, and decide any that are due
+        try:
+            await agent.shadow.settle()  # shadows running here: export, and decide any that are due
+        except Exception as exc:  # noqa: BLE001 - as the refresh's: a bug of one settle never stops the worker
+            inbox.contain.internal("models.settle_error", exc)
 
     app.timer(interval=15.0)(refresh_models)
 

@@ -288,6 +288,30 @@ async def test_a_refresh_that_fails_with_a_bug_is_logged_and_the_worker_goes_on(
     assert rt.topics["deadletter"].sent == []  # type: ignore[attr-defined]
 
 
+@pytest.mark.asyncio
+async def test_a_shadow_settle_that_fails_with_a_bug_is_logged_and_the_timer_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review finding: the 15 s timer caught a bug of the refresh (22d834b) but not of the
+    shadows' settle after it, which contains only the project's errors (a hand-written
+    registry row's ``shadow.required`` of 1e300 raised OverflowError there): it escaped the
+    timer, which stops the worker. Now it is logged at ERROR with its traceback, counted as
+    an internal error, and the timer returns."""
+    rt = _worker(tmp_path)
+    ca = rt.candle_agent
+    assert ca is not None
+
+    async def broken_settle(versions: Any = None) -> Any:
+        raise OverflowError("Python int too large to convert to SQLite INTEGER")
+
+    ca.shadow.settle = broken_settle  # type: ignore[method-assign]
+    timer = _timer(rt, "refresh_models")
+    await timer()
+    await timer()  # the next tick runs too
+    errors = [r for r in caplog.records if r.getMessage().startswith("models.settle_error")]
+    assert len(errors) == 2 and all(r.levelname == "ERROR" and r.exc_info for r in errors), caplog.text
+
+
 # -- the retrain agent's inputs: the same path (a characterisation: it already held) -------------------
 
 
