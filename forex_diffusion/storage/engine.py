@@ -84,8 +84,13 @@ def check_url_options(url: str) -> None:
     """
     try:
         u = make_url(url)
-    except (ArgumentError, ValueError) as exc:
+    except ArgumentError as exc:  # "Could not parse SQLAlchemy URL from given URL string": no part of it
         raise ConfigError(f"is not valid ({exc})") from None
+    except ValueError:  # int() of the port: its text may be a password's tail (u:p@ss:word@h, 'word@h')
+        raise ConfigError(
+            "has a port that is no number (is there a ':', '@' or '/' in the user name or password? "
+            "write them as %3A, %40 and %2F)"
+        ) from None
     try:
         is_async = bool(getattr(u.get_dialect(), "is_async", False))  # the dialect's class: no driver loaded
     except Exception:  # noqa: BLE001 - NoSuchModuleError and kin: the engine's creation names them

@@ -138,6 +138,10 @@ def test_a_refused_option_value_that_is_the_password_is_not_echoed(
         ("postgresql+psycopg2://u:s3cret@127.0.0.1:5432/db\r", "database_url has white space around it"),
         # the worker's wait echoed 'could not translate host name "s3cret@127.0.0.1"': a part of the password
         ("postgresql+psycopg2://u:p@s3cret@127.0.0.1:5432/db", "has an '@' in its user name or password"),
+        # review: then ':' after the '@' made the rest the port, and int()'s error echoed it
+        # ("invalid literal for int() with base 10: 's3cret@127.0.0.1:5432'"), here and for --db
+        ("postgresql+psycopg2://u:p@ss:s3cret@127.0.0.1:5432/db", "has a port that is no number"),
+        ("postgresql+psycopg2://u:p@s3cret:9@127.0.0.1/db", "has a port that is no number"),
     ],
 )
 def test_the_worker_refuses_them_at_start_exit_78(url: str, says: str) -> None:
@@ -146,6 +150,19 @@ def test_the_worker_refuses_them_at_start_exit_78(url: str, says: str) -> None:
     assert res.returncode == 78, res.stderr
     assert_one_line(res.stderr, says, "fix FOREXD_DATABASE_URL")
     assert "s3cret" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql+psycopg2://u:p@ss:s3cret@127.0.0.1:5432/db", "postgresql+psycopg2://u:p@s3cret:9@127.0.0.1/db"],
+)
+def test_db_with_a_password_holding_at_and_colon_is_refused_without_echoing_it(url: str) -> None:
+    """Review finding: the usage error quoted int()'s message on the text after the password's
+    '@' ('s3cret@127.0.0.1:5432'), a part of the password."""
+    res = runner.invoke(app, ["models", "list", "--db", url])
+    assert res.exit_code == 2, res.output
+    assert_one_line(res.stderr, "has a port that is no number", "%40")
+    assert "s3cret" not in res.output
 
 
 def test_is_option_error_tells_a_refused_option_from_a_server_that_does_not_answer() -> None:
