@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import contextlib
 import logging
 import os
 import signal
@@ -75,6 +76,20 @@ class _Delta:
     fingerprint: str | None
     epoch: int | None
     names: set[str] = field(default_factory=set)
+
+
+def _flush_and_exit(code: int) -> None:
+    """Flush the log handlers and standard streams, then end the process with ``code`` at once.
+    A stream that is closed or absent (a worker started with ``2>&-``: ``sys.stderr`` is None)
+    is passed over: it raised ``AttributeError`` here, and the exit status was lost."""
+    for h in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):  # a handler over a closed stream
+            h.flush()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+    os._exit(code)
 
 
 class PartitionProgress:
@@ -418,11 +433,7 @@ class PartitionProgress:
             str(exc).splitlines()[0][:200] if str(exc) else "",
             EXIT_STORAGE_FATAL,
         )
-        for h in logging.getLogger().handlers:
-            h.flush()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(EXIT_STORAGE_FATAL)
+        _flush_and_exit(EXIT_STORAGE_FATAL)
 
     async def _load_snapshot(self, partition: int) -> tuple[int | None, Checkpoint | None]:
         """Claim ``partition`` (a new owner epoch, issue 15) and read its checkpoint, in one
@@ -495,11 +506,7 @@ class PartitionProgress:
             exc,
             EXIT_STATE_REFUSED,
         )
-        for h in logging.getLogger().handlers:
-            h.flush()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(EXIT_STATE_REFUSED)
+        _flush_and_exit(EXIT_STATE_REFUSED)
 
     async def _commit(self, positions: dict[TP, int]) -> None:
         try:

@@ -142,6 +142,10 @@ async def replay_file(
     return sent
 
 
+#: The slowest pacing: an hour of the file lasts about six weeks.
+SPEED_MIN = 0.001
+
+
 def _speed(value: str) -> float | None:
     if value == "max":
         return None
@@ -149,14 +153,16 @@ def _speed(value: str) -> float | None:
         spd = float(value)
     except ValueError:
         raise typer.BadParameter(f"--speed must be a multiple of real time (e.g. 60) or 'max', not {value!r}") from None
-    if not spd > 0 or spd == float("inf"):
-        raise typer.BadParameter(f"--speed must be positive or 'max', not {value!r}")
+    if not SPEED_MIN <= spd < float("inf"):  # 1e-320 made every pacing delay infinite: a replay that never ends
+        raise typer.BadParameter(
+            f"--speed must be at least {SPEED_MIN:g} (a thousand times slower than real time) or 'max', not {value!r}"
+        )
     return spd
 
 
 def replay(
     file: Path = typer.Argument(..., help="Tick file (→ fx.ticks) or candle file (→ fx.candles)."),
-    speed: str = typer.Option("max", "--speed", help="Multiple of real time (e.g. 60) or 'max'."),
+    speed: str = typer.Option("max", "--speed", help="Multiple of real time (e.g. 60, at least 0.001) or 'max'."),
     symbol: Optional[str] = typer.Option(
         None, "--symbol", help="Symbol for files without one; selects it in candle files with several."
     ),

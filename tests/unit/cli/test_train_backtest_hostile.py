@@ -228,6 +228,9 @@ _BIG = "99999999999999999999999999999"
         (["backtest", "{f}", "--symbol", "EURUSD", "--timeframe", "1h", "--model", str(MODEL_1H), "-o", "{d}/o.csv",
           "--every", _BIG], "--every must be at most 9223372036854775807"),
         (["replay", "{f}", "-n", _BIG], "-n/--limit must be at most 9223372036854775807"),
+        # a subnormal speed made every pacing delay infinite: the replay never ended
+        (["replay", "{f}", "--speed", "1e-320"], "--speed must be at least 0.001"),
+        (["replay", "{f}", "--speed", "0.0009"], "--speed must be at least 0.001"),
     ],
 )  # fmt: skip
 def test_integer_options_past_64_bits_are_usage_errors(

@@ -162,3 +162,17 @@ def test_settings_read_the_budget_and_refuse_a_negative_one() -> None:
     assert Settings.from_env({"FOREXD_DB_FATAL_AFTER_S": "5"}).db_fatal_after_s == 5.0
     with pytest.raises(ConfigError):
         Settings(db_fatal_after_s=-1)
+
+
+def test_the_fatal_exit_keeps_its_status_when_standard_error_is_closed(
+    exits: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker started with ``2>&-`` has ``sys.stderr`` None: flushing it before ``os._exit``
+    raised AttributeError, and the worker did not exit 74."""
+    monkeypatch.setattr("sys.stderr", None)
+    pp = _progress(0.0)
+    for _ in range(FATAL_MIN_ATTEMPTS - 1):
+        pp.checkpoint_failed(_readonly())
+    with pytest.raises(Exited):
+        pp.checkpoint_failed(_readonly())
+    assert exits == [EXIT_STORAGE_FATAL]
