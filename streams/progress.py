@@ -20,8 +20,8 @@ again first and tells a reset or recreated log from the one it checkpointed.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import contextlib
+import hashlib
 import logging
 import os
 import signal
