@@ -24,20 +24,15 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from forex_diffusion.bundled import SAMPLE_TICKS
 from forex_diffusion.errors import ArtifactError
 from forex_diffusion.forecast.forecaster import RandomWalkPredictor
-from forex_diffusion.instruments import InstrumentRegistry, symbol_set_key
-from forex_diffusion.offline import aggregate_ticks_file
+from forex_diffusion.instruments import symbol_set_key
 from forex_diffusion.storage import make_engine
 from forex_diffusion.storage.model_registry import ModelKey, ModelVersion
-from forex_diffusion.wire import encode_candle
 from retraining.registry import ModelRegistry, model_symbols
 from retraining.serving import ModelBook
-from streams.agents.candles import CandleAgent
 from streams.agents.models import serving_models
-from streams.app import Runtime
-from streams.settings import Settings
+from tests.unit.streams.test_batch_scoring import candle_agent, candle_messages
 
 from .test_global_routing import fake_model
 
@@ -194,37 +189,6 @@ def test_candle_agent_keeps_forecasting_with_a_hostile_global_manifest_in_its_mo
     forecasts = [json.loads(v) for kind, _k, v in agent.effects.out if kind == "forecasts"]
     assert forecasts and {f["symbol"] for f in forecasts} == {"EURUSD"}
     assert agent.contain.internal_errors == 0 and not agent.effects.dead
-
-
-def candle_agent(tmp_path: Path, symbols: tuple[str, ...] = ("EURUSD",)) -> CandleAgent:
-    """A candle agent of ``symbols`` at 1m without a broker or database (effects stay in its buffer;
-    as ``tests/unit/streams/test_batch_scoring.py`` builds one)."""
-    s = Settings(
-        symbols=symbols,
-        timeframes=("1m",),
-        forecast_timeframes=("1m",),
-        horizon=HORIZON,
-        data_dir=tmp_path,
-        model_dir=tmp_path / "models",
-        status_interval_s=0,
-    )
-    rt = Runtime(
-        settings=s,
-        app=SimpleNamespace(consumer=None),  # type: ignore[arg-type]
-        topics={},
-        instruments=InstrumentRegistry.of(s.symbols),
-        engine=None,
-    )
-    return CandleAgent(rt)
-
-
-def candle_messages(n: int) -> list[Any]:
-    """The first ``n`` EURUSD 1m candles of the bundled sample as ``fx.candles`` messages of partition 0."""
-    candles = aggregate_ticks_file(SAMPLE_TICKS, timeframes=["1m"]).candles[:n]
-    return [
-        SimpleNamespace(topic="fx.candles", partition=0, offset=i, key=b"EURUSD", value=encode_candle(c))
-        for i, c in enumerate(candles)
-    ]
 
 
 def test_candle_agent_forecasts_the_other_series_when_one_lookup_fails_with_a_bug(tmp_path: Path) -> None:

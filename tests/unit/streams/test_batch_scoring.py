@@ -47,10 +47,10 @@ class WidePredictor:
         return [replace(fc, model_version=self.version) for fc in out]
 
 
-def candle_agent(tmp_path: Path) -> CandleAgent:
-    """A candle agent of EURUSD 1m without a broker or database (effects stay in its buffer)."""
+def candle_agent(tmp_path: Path, symbols: tuple[str, ...] = ("EURUSD",)) -> CandleAgent:
+    """A candle agent of ``symbols`` at 1m without a broker or database (effects stay in its buffer)."""
     s = Settings(
-        symbols=("EURUSD",),
+        symbols=symbols,
         timeframes=("1m",),
         forecast_timeframes=("1m",),
         horizon=HORIZON,
