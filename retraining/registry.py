@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -81,11 +82,17 @@ def read_manifest(path: Path) -> dict[str, Any]:
     OSError
         The file cannot be read now (missing, no permission): ask again later.
     ArtifactError
-        Its content is no manifest: over the size bound, not UTF-8 JSON, nested too deep
-        or a 5,000-digit number, or not a JSON object. Files do not change under a
+        It is no regular file (a FIFO, a device), or its content is no manifest: over the
+        size bound, not UTF-8 JSON, nested too deep or a 5,000-digit number, or not a JSON
+        object. Files do not change under a
         version, so this refusal stands.
     """
-    with path.open("rb") as fh:
+    # O_NONBLOCK: a FIFO named *.json opens at once (a blocking open waited for a writer
+    # forever, in the worker's refresh); it is then refused as no regular file
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise ArtifactError(f"{path}: the manifest is no regular file")
         raw = fh.read(MANIFEST_BYTES_MAX + 1)
     if len(raw) > MANIFEST_BYTES_MAX:
         raise ArtifactError(f"{path}: manifest over {MANIFEST_BYTES_MAX} bytes")

@@ -115,6 +115,37 @@ def test_symbols_of_any_registry_row_symbols_never_raises(tmp_path: Path, value:
         assert names == frozenset(model_symbols(value, "row"))
 
 
+def test_a_manifest_that_is_a_fifo_is_refused_at_once_not_waited_on(tmp_path: Path) -> None:
+    """Review finding: ``read_manifest`` opened a FIFO named ``*.json`` with a blocking open,
+    which waits for a writer forever: the worker's model-book refresh (and with it the
+    ``fx.models`` agent and its 15 s timer) hung. ``load_checkpoint`` refuses what is no
+    regular file; so does this reader now, without blocking."""
+    import os
+    import threading
+
+    from retraining.registry import read_manifest
+
+    fifo = tmp_path / "v.json"
+    os.mkfifo(fifo)
+    got: list[BaseException | dict[str, Any]] = []
+
+    def read() -> None:
+        try:
+            got.append(read_manifest(fifo))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            got.append(exc)
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    t.join(30)  # a bound on a hang, not a timing: it answers at once
+    if t.is_alive():
+        with open(fifo, "wb"):  # a writer, so the blocked open returns and the thread ends
+            pass
+        t.join(30)
+        pytest.fail("read_manifest blocked on a FIFO")
+    assert len(got) == 1 and isinstance(got[0], ArtifactError) and "no regular file" in str(got[0]), got
+
+
 @pytest.mark.parametrize(
     "raw",
     [b"[1, 2]", b'{"format": 1, "symbols": 5}', DEEP, b'{"symbols": ' + DEEP + b"}", b"\xff\xfe{"],
