@@ -60,7 +60,7 @@ import numpy as np
 from forex_diffusion.domain import Candle, Tick
 from forex_diffusion.drift import DriftEvent
 from forex_diffusion.errors import ConfigError, RejectReason, ValidationError
-from forex_diffusion.ingest.validation import MAX_TICK_VOLUME, PRICE_RANGE_FACTOR
+from forex_diffusion.ingest.validation import MAX_CANDLE_VOLUME, MAX_PRICE, MAX_TICK_VOLUME, PRICE_RANGE_FACTOR
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.quality.trigger import RetrainRequest
 from forex_diffusion.timeframes import Timeframe
@@ -113,12 +113,12 @@ SCHEMA_VERSION: Final = 1
 DEFAULT_MAX_BYTES: Final = 64 * 1024
 
 # -- bounds ---------------------------------------------------------------------------------
-PRICE_MAX: Final = 1e9
+PRICE_MAX: Final = MAX_PRICE  # 1e9, defined with the validator's bounds (the offline check reads it there)
 """Largest price magnitude on the wire (no instrument trades near it; per-instrument ranges
 are the validator's)."""
 TICK_VOLUME_MAX: Final = MAX_TICK_VOLUME  # the validator's default: a file and the stream agree
 """Largest volume of one tick: a candle's sum of 10^12 such ticks stays finite."""
-CANDLE_VOLUME_MAX: Final = 1e24
+CANDLE_VOLUME_MAX: Final = MAX_CANDLE_VOLUME  # 1e24
 TS_MIN: Final = 0
 TS_MAX: Final = 253_402_300_799_999
 """9999-12-31T23:59:59.999Z in epoch ms: the last instant a ``datetime`` can hold."""

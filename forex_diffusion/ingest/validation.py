@@ -47,6 +47,14 @@ MAX_TICK_VOLUME = 1e15
 """The largest tick volume accepted by default (the wire schema's bound too): a sum of 1e9 of
 them stays finite and exact enough."""
 
+MAX_PRICE = 1e9
+"""The largest price magnitude of a tick or a candle (the wire schema's ``PRICE_MAX``; no
+instrument trades near it). Here, not in :mod:`forex_diffusion.wire`, so that the offline
+candle check reads it without loading the wire's imports (scipy, river: 1.5 s a command)."""
+
+MAX_CANDLE_VOLUME = 1e24
+"""The largest volume of one candle (the wire schema's ``CANDLE_VOLUME_MAX``)."""
+
 __all__ = ["ValidationConfig", "TickValidator", "ValidationCounters"]
 
 _MIN_TS_MS = 946_684_800_000  # 2000-01-01: earlier is a unit error or garbage
