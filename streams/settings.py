@@ -445,6 +445,10 @@ class Settings:
             return JobConfig.from_dict(data)
         except (json.JSONDecodeError, RecursionError, ConfigError) as exc:  # RecursionError: nested too deep
             raise SettingsError(f"FOREXD_RETRAIN_JOB_CONFIG: {exc} (a JSON object of JobConfig fields)") from None
+        except ValueError:  # int() of a number past 4,300 digits (not a JSONDecodeError): was a traceback
+            raise SettingsError(
+                "FOREXD_RETRAIN_JOB_CONFIG: a number of more than 4,300 digits (a JSON object of JobConfig fields)"
+            ) from None
 
     def check_device(self) -> None:
         """Refuse a CUDA ``device`` on a machine without CUDA (``SettingsError``, exit 78).

@@ -123,7 +123,15 @@ def _forexd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 
 @pytest.mark.parametrize(
-    "value", ["[1]", '{"horizon": "x"}', "nope", '{"train": {"lr": "x"}}', "[" * 5000 + "]" * 5000]
+    "value",
+    [
+        "[1]",
+        '{"horizon": "x"}',
+        "nope",
+        '{"train": {"lr": "x"}}',
+        "[" * 5000 + "]" * 5000,
+        '{"horizon": 1' + "0" * 5000 + "}",  # review: int()'s digit limit, a ValueError traceback (exit 1)
+    ],
 )
 def test_a_retrain_worker_refuses_a_malformed_job_config_before_starting(value: str) -> None:
     res = _forexd("worker", "--role", "retrain", env={"FOREXD_RETRAIN_JOB_CONFIG": value})
