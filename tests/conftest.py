@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -237,3 +238,13 @@ def spawn_worker(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
 @pytest.fixture(name="wait_until")
 def _wait_until_fixture():  # type: ignore[no-untyped-def]
     return wait_until
+
+
+@pytest.fixture
+def broker_port() -> Iterator[int]:
+    """A TCP listener standing in for the broker: a worker's broker wait passes, so it reaches
+    its database wait (nothing is ever read from it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        yield s.getsockname()[1]

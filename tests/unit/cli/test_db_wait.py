@@ -5,10 +5,8 @@ error that waiting cannot cure (a database that does not exist) is not waited fo
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,16 +20,6 @@ def forexd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     full.update(env)
     cmd = [str(FOREXD)] if FOREXD.exists() else [sys.executable, "-m", "streams.cli"]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, env=full, timeout=240)
-
-
-@pytest.fixture
-def broker_port() -> Iterator[int]:
-    """A TCP listener standing in for the broker: the worker's broker wait passes, so it reaches
-    the database wait (nothing is ever read from it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(8)
-        yield s.getsockname()[1]
 
 
 def test_worker_with_postgres_down_waits_with_warnings_then_exits_69(broker_port: int, tmp_path: Path) -> None:

@@ -13,11 +13,7 @@ that waiting cannot cure is a configuration error.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,27 +22,9 @@ from sqlalchemy.engine import make_url
 
 from forex_diffusion.errors import PermanentStorageError
 from streams.progress import EXIT_STORAGE_FATAL, FATAL_MIN_ATTEMPTS, PartitionProgress
+from tests.unit.cli.test_db_wait import forexd
 
-FOREXD = Path(sys.executable).with_name("forexd")
 SECRET = "s3cret"
-
-
-def forexd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """The installed ``forexd`` (a hang fails at the ceiling, slowness does not)."""
-    full = {k: v for k, v in os.environ.items() if not k.startswith("FOREXD_")}
-    full.update(env)
-    cmd = [str(FOREXD)] if FOREXD.exists() else [sys.executable, "-m", "streams.cli"]
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, env=full, timeout=240)
-
-
-@pytest.fixture
-def broker_port() -> Iterator[int]:
-    """A TCP listener standing in for the broker: the worker's broker wait passes, so it reaches
-    the database wait (nothing is ever read from it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(8)
-        yield s.getsockname()[1]
 
 
 def _worker(broker_port: int, url: str, tmp_path: Path, wait_s: str = "1") -> subprocess.CompletedProcess[str]:
