@@ -192,6 +192,10 @@ def _run_local(
         data: dict[str, Any] = json.loads(config.read_text(encoding="utf-8")) if config else {}
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise DataFormatError(f"--config {config} is not JSON ({exc}): fix the file (JobConfig.to_dict form)") from exc
+    except ValueError as exc:  # int()'s digit limit (a number past 4,300 digits): was a traceback
+        raise DataFormatError(
+            f"--config {config} is not JSON (a number of more than 4,300 digits): fix the file (JobConfig.to_dict form)"
+        ) from exc
     if not isinstance(data, dict):
         raise DataFormatError(
             f"--config {config} holds a JSON {type(data).__name__}, not an object of JobConfig fields"
