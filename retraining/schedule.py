@@ -27,18 +27,27 @@ from forex_diffusion.storage.model_registry import ModelKey
 __all__ = ["ScheduleEntry", "due_requests", "parse_interval"]
 
 _UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+#: Longest interval or offset: a year. Past it a slot starts before the epoch or far after
+#: any clock (an interval of 10**400 hours was taken), and a count of 5,000 digits was
+#: int()'s ValueError, a traceback when the retrain worker started.
+INTERVAL_MAX_MS = 366 * 86_400_000
+# ASCII digits only (\d takes other scripts' digits), at most 12 of them: int() is never asked for more
+_INTERVAL = re.compile(r"\s*([0-9]{1,12})\s*([smhdw])\s*")
 
 
 def parse_interval(text: str) -> int:
-    """``30m``, ``6h``, ``1d``, ``2w`` → milliseconds.
+    """``30m``, ``6h``, ``1d``, ``2w`` → milliseconds (at most :data:`INTERVAL_MAX_MS`, a year).
 
     >>> parse_interval("6h")
     21600000
     """
-    m = re.match(r"^\s*(\d+)\s*([smhdw])\s*$", text)
+    m = _INTERVAL.fullmatch(text)
     if m is None or int(m.group(1)) < 1:
-        raise ConfigError(f"bad interval {text!r}: expected e.g. 30m, 6h, 1d, 1w")
-    return int(m.group(1)) * _UNITS[m.group(2)]
+        raise ConfigError(f"bad interval {text[:40]!r}: expected e.g. 30m, 6h, 1d, 1w")
+    ms = int(m.group(1)) * _UNITS[m.group(2)]
+    if ms > INTERVAL_MAX_MS:
+        raise ConfigError(f"bad interval {text[:40]!r}: at most a year (366d, 52w)")
+    return ms
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -33,3 +33,24 @@ def test_bad_entries_are_refused() -> None:
         with pytest.raises(ConfigError):
             ScheduleEntry.parse(text)
     assert parse_interval("2w") == 14 * 24 * H
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "EURUSD/1h/24@" + "9" * 5000 + "h",  # review: int()'s digit limit, a ValueError traceback at start
+        "EURUSD/1h/24@6h+" + "9" * 5000 + "m",
+        "EURUSD/1h/24@1" + "0" * 400 + "h",  # was taken: its slot never came
+        "EURUSD/1h/24@1d+" + "1" + "0" * 15 + "h",  # was taken: slots long before the epoch
+        "EURUSD/1h/24@367d",
+        "EURUSD/1h/24@\u0666h",  # an Arabic-Indic 6: the old pattern (\\d) took it
+    ],
+)
+def test_an_interval_past_a_year_or_not_in_ascii_digits_is_one_config_error(text: str) -> None:
+    with pytest.raises(ConfigError, match="bad interval"):
+        ScheduleEntry.parse(text)
+
+
+def test_an_interval_of_a_year_is_taken() -> None:
+    assert ScheduleEntry.parse("EURUSD/1h/24@366d+52w").every_ms == 366 * 24 * H
+    assert parse_interval("52w") == 52 * 7 * 24 * H
