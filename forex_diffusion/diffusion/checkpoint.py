@@ -190,7 +190,10 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         raise ArtifactError(f"{js}: unreadable manifest ({str(exc)[:200]})") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise ArtifactError(f"{js}: not a format-{MANIFEST_FORMAT} manifest")
-    digest = _sha256(pt)
+    try:
+        digest = _sha256(pt)
+    except OSError as exc:  # no read permission, an I/O error: a model that cannot be used, not a storage fault
+        raise ArtifactError(f"{pt}: unreadable checkpoint ({exc.strerror or type(exc).__name__})") from exc
     if digest != manifest.get("sha256"):
         raise ArtifactError(
             f"{pt}: sha256 mismatch (file {digest[:12]}…, manifest {str(manifest.get('sha256'))[:12]}…); refusing it"

@@ -123,7 +123,8 @@ def check_url_options(url: str) -> None:
                 raise ConfigError(
                     f"has option {name}={_shown(value)}, which takes one of {', '.join(_LIBPQ_CHOICES[name])}"
                 )
-    _check_option_names(u.query)
+    if u.get_driver_name() == "psycopg2":  # the names psycopg2's own libpq knows (psycopg's may be newer)
+        _check_option_names({k: v for k, v in u.query.items() if k != "plugin"})  # plugin: SQLAlchemy's own
 
 
 def _check_option_names(query: Any) -> None:

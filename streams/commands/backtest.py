@@ -118,18 +118,20 @@ def _span_message(frame: pd.DataFrame, file: Path) -> str:
 
 
 def backtest_command(
-    file: Path = typer.Argument(..., help="Candle file (CSV, optionally .gz)."),
+    file: Path = typer.Argument(..., help="Candle file (CSV, optionally .gz).", readable=False),
     symbol: str = typer.Option(..., "--symbol", help="Symbol, e.g. EURUSD (selects its rows in files with several)."),
     timeframe: str = typer.Option(
         ..., "--timeframe", help="Timeframe of the candles (selects it in files with several)."
     ),
-    model: Path = typer.Option(..., "--model", help="Checkpoint (.pt or .json) or a model-key directory (newest)."),
+    model: Path = typer.Option(
+        ..., "--model", help="Checkpoint (.pt or .json) or a model-key directory (newest).", readable=False
+    ),
     from_: str | None = typer.Option(
         None, "--from", help="First as_of (UTC date); earlier candles only warm the context."
     ),
     to: str | None = typer.Option(None, "--to", help="Last as_of (UTC date)."),
     every: int = typer.Option(1, "--every", help="Forecast every K-th candle."),
-    output: Path = typer.Option(..., "-o", "--output", help="CSV to write, one row per (as_of, step)."),
+    output: Path = typer.Option(..., "-o", "--output", help="CSV to write, one row per (as_of, step).", readable=False),
     steps: int | None = typer.Option(None, "--steps", help="DDIM steps (default: the model's)."),
     samples: int | None = typer.Option(None, "-n", "--samples", help="Sample paths (default: the model's)."),
     price: str = typer.Option("mid", "--price", help="Side of bid/ask files: mid|bid|ask."),
@@ -138,6 +140,7 @@ def backtest_command(
         None,
         "--plot",
         help="PNG fan chart of one forecast (--plot-as-of, default the last fully realised) against the realised path.",
+        readable=False,
     ),
     plot_as_of: str | None = typer.Option(None, "--plot-as-of", help="as_of (UTC time) of the plotted forecast."),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads (>= 1)."),
@@ -148,7 +151,7 @@ def backtest_command(
         help="Touch bands scored, e.g. 0.5vol,1vol,20pip (default 0.5vol,1vol; none: no touch scores).",
     ),
     touch_output: Path | None = typer.Option(
-        None, "--touch-output", help="CSV of touch rows: as_of,band,step,level,p,rw_p,hit."
+        None, "--touch-output", help="CSV of touch rows: as_of,band,step,level,p,rw_p,hit.", readable=False
     ),
 ) -> None:
     """Forecast at each due candle of FILE with --model and score against the EWMA random walk.

@@ -130,8 +130,11 @@ def candles(
         ...,
         help="Tick file (CSV, optionally .gz): ts_ms,bid,ask | timestamp,symbol,bid,ask[,volume] | Dukascopy | HistData; "
         "- (or a pipe) reads it from standard input.",
+        readable=False,
     ),
-    output: Path | None = typer.Option(None, "-o", "--output", help="CSV to write (default, or -: standard output)."),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="CSV to write (default, or -: standard output).", readable=False
+    ),
     price: str = typer.Option("mid", "--price", help="Price side of the candles: mid|bid|ask."),
     timeframes: str = typer.Option("1m", "--timeframes", help="Comma-separated timeframes, e.g. 1m,5m,1h."),
     symbol: str | None = typer.Option(
@@ -141,7 +144,10 @@ def candles(
         2000, "--allowed-lateness-ms", help="Allowed lateness of ticks (event time), 0 to 604800000 (a week)."
     ),
     rejects: Path | None = typer.Option(
-        None, "--rejects", help="Write each refused row with its reason to this CSV (- : standard output)."
+        None,
+        "--rejects",
+        help="Write each refused row with its reason to this CSV (- : standard output).",
+        readable=False,
     ),
 ) -> None:
     """Read ticks from FILE and write candles as CSV.

@@ -59,6 +59,7 @@ def demo(
         "--data-dir",
         callback=_data_dir,
         help="Keep broker/worker logs and the SQLite DB here (default: a temporary dir).",
+        readable=False,
     ),
     metrics_port: Optional[int] = typer.Option(
         None, "--metrics-port", min=1, max=65535, help="Port of /metrics on 127.0.0.1 (default: a free one)."

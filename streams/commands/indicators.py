@@ -25,8 +25,11 @@ def indicators(
         ...,
         help="Candle file (CSV, optionally .gz): the ../shared/data layouts, "
         "timestamp,symbol,open,high,low,close[,volume], Dukascopy, HistData, MetaTrader.",
+        readable=False,
     ),
-    output: Path | None = typer.Option(None, "-o", "--output", help="CSV to write (default, or -: standard output)."),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="CSV to write (default, or -: standard output).", readable=False
+    ),
     price: str = typer.Option("mid", "--price", help="Side of bid/ask candle files: mid|bid|ask."),
     spec: str | None = typer.Option(
         None,
@@ -50,7 +53,10 @@ def indicators(
         help="Leave a value empty until its indicator is ready (seed forgotten), not only until it is defined.",
     ),
     rejects: Path | None = typer.Option(
-        None, "--rejects", help="Write each refused row with its reason to this CSV (- : standard output)."
+        None,
+        "--rejects",
+        help="Write each refused row with its reason to this CSV (- : standard output).",
+        readable=False,
     ),
 ) -> None:
     """Read candles from FILE and write them with one column per indicator output.

@@ -31,7 +31,9 @@ _Db = Annotated[
 ]
 _ModelDir = Annotated[
     Path | None,
-    typer.Option("--model-dir", help="Artifact root (default: FOREXD_MODEL_DIR, else FOREXD_DATA_DIR/models)."),
+    typer.Option(
+        "--model-dir", help="Artifact root (default: FOREXD_MODEL_DIR, else FOREXD_DATA_DIR/models).", readable=False
+    ),
 ]
 _Reason = Annotated[str, typer.Option("--reason", help="Recorded in the alias history.")]
 
@@ -204,7 +206,7 @@ def history_command(
 @models_app.command("register")
 def register_command(
     checkpoint: Path = typer.Argument(
-        ..., help="A checkpoint .pt (with its .json manifest), e.g. from `forexd train`."
+        ..., help="A checkpoint .pt (with its .json manifest), e.g. from `forexd train`.", readable=False
     ),
     key: str | None = typer.Option(
         None, "--key", help="Key to register under (default: the manifest's); '*' symbol serves every symbol."

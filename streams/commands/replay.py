@@ -161,7 +161,7 @@ def _speed(value: str) -> float | None:
 
 
 def replay(
-    file: Path = typer.Argument(..., help="Tick file (→ fx.ticks) or candle file (→ fx.candles)."),
+    file: Path = typer.Argument(..., help="Tick file (→ fx.ticks) or candle file (→ fx.candles).", readable=False),
     speed: str = typer.Option("max", "--speed", help="Multiple of real time (e.g. 60, at least 0.001) or 'max'."),
     symbol: Optional[str] = typer.Option(
         None, "--symbol", help="Symbol for files without one; selects it in candle files with several."
@@ -172,7 +172,10 @@ def replay(
     tick_ids: bool = typer.Option(False, "--tick-ids", help="Give each tick an id (<file>:<line>) for de-duplication."),
     limit: Optional[int] = typer.Option(None, "-n", "--limit", help="Publish at most this many records."),
     rejects: Optional[Path] = typer.Option(
-        None, "--rejects", help="Write each row the reader refused (not published) with its reason to this CSV."
+        None,
+        "--rejects",
+        help="Write each row the reader refused (not published) with its reason to this CSV.",
+        readable=False,
     ),
 ) -> None:
     """Publish FILE to its topic (key = symbol), paced by event time unless --speed max.

@@ -17,7 +17,7 @@ FANS_MAX = 50
 
 
 def report_command(
-    output: Path = typer.Option(..., "-o", "--output", help="HTML file to write."),
+    output: Path = typer.Option(..., "-o", "--output", help="HTML file to write.", readable=False),
     db: str | None = typer.Option(
         None, "--db", help="Database URL (default: FOREXD_DATABASE_URL, else the SQLite file under FOREXD_DATA_DIR)."
     ),

@@ -112,10 +112,10 @@ def retrain_command(
         None, "--db", help="Database URL (default: FOREXD_DATABASE_URL / the data dir's SQLite file)."
     ),
     model_dir: Path | None = typer.Option(
-        None, "--model-dir", help="Artifact root (default: FOREXD_MODEL_DIR / DATA_DIR/models)."
+        None, "--model-dir", help="Artifact root (default: FOREXD_MODEL_DIR / DATA_DIR/models).", readable=False
     ),
     config: Path | None = typer.Option(
-        None, "--config", help="JSON file of job settings (JobConfig.to_dict form) for --local."
+        None, "--config", help="JSON file of job settings (JobConfig.to_dict form) for --local.", readable=False
     ),
     max_minutes: float | None = typer.Option(None, "--max-minutes", help="Training wall-clock budget for --local."),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads for --local (>= 1)."),

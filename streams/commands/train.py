@@ -37,6 +37,7 @@ def train_command(
     files: list[Path] = typer.Argument(
         ...,
         help="Candle file(s) (CSV, optionally .gz), any layout `forexd candles` writes or the readers know; several files train one global model, each file's rows of each symbol a series.",
+        readable=False,
     ),
     symbol: str = typer.Option(
         ...,
@@ -56,7 +57,7 @@ def train_command(
     max_minutes: float = typer.Option(10.0, "--max-minutes", help="Wall-clock budget of the whole run."),
     max_steps: int = typer.Option(20_000, "--max-steps", help="Optimiser step cap."),
     model_dir: Path = typer.Option(
-        ..., "--model-dir", help="Checkpoint root; writes DIR/SYMBOL-TF-hH/VERSION.{pt,json}."
+        ..., "--model-dir", help="Checkpoint root; writes DIR/SYMBOL-TF-hH/VERSION.{pt,json}.", readable=False
     ),
     price: str = typer.Option("mid", "--price", help="Side of bid/ask files: mid|bid|ask."),
     window: int = typer.Option(48, "--window", help="Past candles the model sees."),

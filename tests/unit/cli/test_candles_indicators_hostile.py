@@ -551,14 +551,7 @@ def test_hostile_input_files_are_one_line_with_their_status(command: str, case: 
     assert len(res.stderr) < 1200
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file of mode 000")
-@pytest.mark.parametrize("command", ["candles", "indicators"])
-def test_an_unreadable_input_is_one_line_66(command: str, tmp_path: Path) -> None:
-    src = write_ticks(tmp_path / "eurusd_ticks.csv")
-    src.chmod(0)
-    res = runner.invoke(app, [command, str(src)])
-    assert res.exit_code == 66, res.output
-    assert_one_line(res.stderr, "not readable")
+# an unreadable input (mode 000): tests/unit/cli/test_unreadable_files.py, which runs it as a user even as root
 
 
 # -- outputs that fail ----------------------------------------------------------------------------

@@ -263,3 +263,16 @@ def test_the_url_suggested_for_a_path_opens_that_path(tmp_path: Path, monkeypatc
     assert_one_line(res.stderr, "is no URL (a SQLite file: sqlite:///")
     suggested = res.stderr.split("(a SQLite file: ", 1)[1].split(")", 1)[0]
     assert make_url(suggested).database == str((tmp_path / "a?b" / "x.db").resolve())
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg2://u@127.0.0.1/db?plugin=my_plugin",  # SQLAlchemy's own parameter, never libpq's
+        "postgresql+psycopg://u@127.0.0.1/db?sslkeylogfile=/tmp/keys",  # PostgreSQL 18's libpq: psycopg's may have it
+    ],
+)
+def test_options_that_are_not_psycopg2s_libpq_names_are_left_to_their_reader(url: str) -> None:
+    """The static name check asks psycopg2's bundled libpq, so it applies to psycopg2 URLs'
+    libpq options only: it refused SQLAlchemy's ``plugin`` and newer libpq options under psycopg."""
+    check_url_options(url)
