@@ -105,11 +105,15 @@ def open_output(path: Path | None, option: str = "-o") -> Iterator[IO[str]]:
     if path is None:
         yield sys.stdout
         return
+    opened = False
     try:
         with path.open("w", newline="") as fh:
+            opened = True
             yield fh
     except OSError as exc:
-        if path.is_file():
+        # only a regular file this command truncated is removed: a failed open (a read-only
+        # file, a directory) removed the user's file, and a link is left to its target
+        if opened and path.is_file() and not path.is_symlink():
             path.unlink(missing_ok=True)
         raise OSError(
             f"cannot write {path}: {exc.strerror or exc}; free space there or choose another {option}"

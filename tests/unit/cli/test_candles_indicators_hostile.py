@@ -602,3 +602,35 @@ def test_standard_output_closed_is_refused_before_the_work_73(command: str, tmp_
     )
     assert res.returncode == 73, res.stderr
     assert_one_line(res.stderr, "standard output is closed")
+
+
+def test_an_output_that_fails_to_open_is_left_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a file the command truncated is removed after a failure: a failed open removed the
+    user's existing file (a read-only file, as root passes the permission check)."""
+    from streams.commands.candles import open_output
+
+    out = tmp_path / "keep.csv"
+    out.write_text("the user's data\n")
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "open", refuse)
+    with pytest.raises(OSError, match="cannot write"), open_output(out):
+        pass
+    monkeypatch.undo()
+    assert out.read_text() == "the user's data\n"
+
+
+def test_a_failed_write_through_a_link_keeps_the_link(tmp_path: Path) -> None:
+    """``-o /dev/stdout`` is a link: a write failing through it unlinked the link itself."""
+    from streams.commands.candles import open_output
+
+    target = tmp_path / "target.csv"
+    target.write_text("")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    with pytest.raises(OSError, match="cannot write"), open_output(link) as fh:
+        fh.write("a,b\n")
+        raise OSError(28, "No space left on device")
+    assert link.is_symlink() and target.exists()
