@@ -13,7 +13,9 @@ that waiting cannot cure is a configuration error.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,11 +55,35 @@ def _worker(broker_port: int, url: str, tmp_path: Path, wait_s: str = "1") -> su
 def test_worker_waiting_for_postgres_hides_a_password_given_as_a_query_parameter(
     broker_port: int, tmp_path: Path, url: str
 ) -> None:
-    res = _worker(broker_port, url, tmp_path, wait_s="3")  # a first attempt slower than 1 s: no wait line
+    # the wait lines: the worker waits (10 minutes); its first database.wait line is read, then it is stopped
+    # (a short wait made the test depend on the first attempt ending within it)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOREXD_")}
+    env.update(
+        FOREXD_BROKER_URL=f"kafka://127.0.0.1:{broker_port}",
+        FOREXD_DATABASE_URL=url,
+        FOREXD_DB_WAIT_S="600",
+        FOREXD_DATA_DIR=str(tmp_path),
+        FOREXD_METRICS_PORT="-1",
+    )
+    exe = Path(sys.executable).with_name("forexd")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "streams.cli"]
+    seen: list[str] = []
+    with subprocess.Popen([*cmd, "worker"], stderr=subprocess.PIPE, text=True, env=env) as proc:
+        try:
+            assert proc.stderr is not None
+            for line in proc.stderr:  # ends at the worker's exit: a worker that never waits fails below
+                seen.append(line)
+                if "database.wait" in line:
+                    break
+        finally:
+            proc.kill()
+    text = "".join(seen)
+    waits = [ln for ln in seen if "database.wait" in ln]
+    assert waits and all("password=***" in ln for ln in waits), text
+    assert SECRET not in text and "other" not in text and "Traceback" not in text, text
+    # the exit-69 line: no wait at all
+    res = _worker(broker_port, url, tmp_path, wait_s="0")
     assert res.returncode == 69, res.stderr
-    waits = [ln for ln in res.stderr.splitlines() if "database.wait" in ln]
-    assert waits, res.stderr  # it did wait: the lines checked below are the ones that leaked
-    assert all("password=***" in ln for ln in waits), res.stderr
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("error: database unreachable at postgresql+psycopg2://forexd"), res.stderr
     assert "password=***" in last, res.stderr
