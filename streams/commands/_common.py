@@ -12,9 +12,9 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import typer
 
@@ -132,15 +132,39 @@ def echo_error(text: str) -> None:
     typer.echo(f"error: {one_line(text)}", err=True)
 
 
-def write_rejects(rejects: Any, path: Path) -> None:
-    """Write refused rows (``line, reason, detail``) as CSV, as ``candles`` and ``replay`` do."""
+def write_rejects(rejects: Iterable[Any], out: Path | IO[str]) -> None:
+    """Write refused rows (``line, reason, detail``) as CSV to a file or an open text stream.
+
+    ``candles``, ``indicators`` and ``replay`` write ``--rejects`` with it. The third column
+    is the row's detail, else its raw text, made safe to show and to open:
+
+    - every character that is not printable (ESC, C1 controls such as U+009B, tab, newline,
+      U+2028, bidirectional overrides) is written as its escape (``\\x1b``, ``\\x9b``,
+      ``\\t``), so ``cat`` of the file or ``--rejects -`` cannot drive a terminal and each
+      refused row is one line;
+    - a cell that would start with ``=``, ``+``, ``-`` or ``@`` (a formula when the file is
+      opened in a spreadsheet: CSV injection) starts with ``'`` instead, as OWASP advises.
+
+    The column is for reading: the escaped text is not the row's bytes again.
+    """
     import csv
 
-    with path.open("w", newline="") as fh:
+    def safe(text: str) -> str:
+        if not text.isprintable():
+            text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+        return f"'{text}" if text[:1] in ("=", "+", "-", "@") else text
+
+    def write(fh: IO[str]) -> None:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["line", "reason", "detail"])
         for r in rejects:
-            w.writerow([r.line, r.reason.value, r.detail or r.raw])
+            w.writerow([r.line, r.reason.value, safe(r.detail or r.raw)])
+
+    if isinstance(out, Path):
+        with out.open("w", newline="") as fh:
+            write(fh)
+    else:
+        write(out)
 
 
 def reject_summary(rejects: Any) -> str:
