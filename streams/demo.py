@@ -65,11 +65,24 @@ DEMO_JOB = {
 }
 
 
-class DemoResult:
-    """What a demo run did (for the caller and the tests)."""
+#: Forecasts a :class:`DemoResult` keeps (the latest): a demo left running for days kept
+#: every forecast it received, a memory that grew without bound.
+FORECASTS_KEPT = 1_000
 
-    def __init__(self) -> None:
+
+class DemoResult:
+    """What a demo run did (for the caller and the tests).
+
+    ``forecasts`` holds the latest ``keep`` forecasts received, oldest first; ``received``
+    counts every one, ``dropped`` those no longer kept.
+    """
+
+    def __init__(self, keep: int = FORECASTS_KEPT) -> None:
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1, not {keep}")
+        self.keep = keep
         self.forecasts: list[dict[str, Any]] = []
+        self.received = 0  # forecasts decoded, kept or not
         self.refused = 0  # fx.forecasts records the wire's decoder refused (skipped, each logged)
         self.unshown = 0  # forecasts the caller's ``show`` failed on (each logged with its traceback)
         self.published = 0
@@ -78,6 +91,18 @@ class DemoResult:
         self.pids: list[int] = []
         self.data_dir: Path | None = None
         self.ready_s = 0.0  # seconds from the worker's launch to its first /metrics answer
+
+    @property
+    def dropped(self) -> int:
+        """Forecasts received and no longer kept in ``forecasts``."""
+        return self.received - len(self.forecasts)
+
+    def add_forecast(self, rec: dict[str, Any]) -> None:
+        """Keep ``rec`` as the latest forecast, forgetting the oldest past ``keep``."""
+        self.received += 1
+        self.forecasts.append(rec)
+        if len(self.forecasts) > self.keep:
+            del self.forecasts[0]  # ``keep`` references moved: a deque would not compare equal to a list
 
 
 def _bad_and_late(first: dict[str, Any]) -> list[tuple[bytes, bytes]]:
@@ -164,7 +189,7 @@ def _take(value: bytes | None, result: DemoResult, show: Callable[[dict[str, Any
         result.refused += 1
         logger.warning("demo.forecast_refused %s reason=%s: %s (skipped)", where, exc.reason.value, exc.detail[:200])
         return
-    result.forecasts.append(rec)
+    result.add_forecast(rec)
     try:
         show(rec)
     except Exception as exc:  # noqa: BLE001 - a bug of the display: the watch goes on
