@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
 __all__ = ["forecast_batch"]
 
 log = logging.getLogger(__name__)
+
+#: Per agent, the (symbol, timeframe, error type) of the failed model lookups already logged
+#: with their traceback: a lookup failing with a bug failed again at every batch, an ERROR
+#: traceback per series per batch (a log flood). Each failure is still counted.
+_lookup_logged: weakref.WeakKeyDictionary[Any, set[tuple[str, str, str]]] = weakref.WeakKeyDictionary()
 
 
 async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
@@ -104,19 +110,40 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
 async def _serving(agent: CandleAgent, series: set[tuple[str, str]]) -> dict[tuple[str, str], Any]:
     """The model serving each series of ``series`` (:func:`~.models.serving_models`), looked up one
     series at a time: a lookup that fails with a bug (e.g. a registry row the storage layer cannot
-    read) is an internal error of that series alone -- counted, logged with its traceback, no
-    forecast of it in this batch -- and the other series are forecast. A storage failure is the
-    worker's own (a transient one is waited out inside the lookup) and is let out."""
+    read) is an internal error of that series alone -- no forecast of it in this batch -- and the
+    other series are forecast. Every such failure is counted (``contain.internal_errors``); the
+    first of a series and error type is logged at ERROR with its traceback, a repeat at DEBUG
+    only, until the series' lookup succeeds again. A storage failure is the worker's own (a
+    transient one is waited out inside the lookup) and is let out."""
     out: dict[tuple[str, str], Any] = {}
+    logged = _lookup_logged.setdefault(agent, set())
     for key in sorted(series):
         try:
             out.update(await serving_models(agent, {key}))
         except StorageError:
             raise
         except Exception as exc:  # noqa: BLE001 - no one record's fault: the stream goes on
+            seen = (key[0], key[1], type(exc).__name__)
+            if seen in logged:
+                agent.contain.internal_errors += 1
+                log.debug(
+                    "forecast.model_lookup_error symbol=%s timeframe=%s error=%s forecasts=none this batch "
+                    "(again: traceback logged once)",
+                    *seen,
+                )
+                continue
+            logged.add(seen)
             agent.contain.internal(
-                "forecast.model_lookup_error", exc, symbol=key[0], timeframe=key[1], forecasts="none this batch"
+                "forecast.model_lookup_error",
+                exc,
+                symbol=key[0],
+                timeframe=key[1],
+                forecasts="none this batch",
+                repeats="counted, logged at DEBUG",
             )
+        else:
+            if logged:  # the series serves again: a later failure of it is logged in full
+                logged.difference_update({s for s in logged if s[:2] == key})
     return out
 
 
