@@ -85,10 +85,24 @@ def _version(manifest: dict[str, Any]) -> str:
 
 
 def _names(manifest: dict[str, Any], field: str) -> tuple[str, ...]:
-    """A global model's ``series`` or ``symbols``: a list of strings, or none."""
+    """A global model's ``series`` or ``symbols``: a list of strings, or none.
+
+    Each of ``symbols`` must be a canonical currency pair: six ASCII letters, upper case
+    (``EURUSD``), as :class:`~forex_diffusion.instruments.InstrumentRegistry` requires of an
+    instrument and the wire (``[A-Z]{6}``) of a record's symbol. Any string was taken: a
+    model naming ``eur/usd`` or ``EURUSD\n`` was registered and refused only when served.
+    """
     names = manifest.get(field, [])
     if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
         raise ConfigError(f"{field} must be a list of names, got {names!r:.60}")
+    if field == "symbols":
+        for name in names:
+            # InstrumentRegistry's rule (six upper-case letters), ASCII: str.isalpha takes 'É'
+            if not (len(name) == 6 and name.isascii() and name.isalpha() and name.isupper()):
+                raise ConfigError(
+                    f"symbols must be canonical currency pairs (six upper-case ASCII letters, e.g. EURUSD), "
+                    f"got {name!r:.40}"
+                )
     return tuple(names)
 
 
