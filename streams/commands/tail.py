@@ -66,6 +66,9 @@ def record_line(partition: int, offset: int, key: bytes | None, value: bytes | N
     of a lone surrogate (``"\\ud800"``). Otherwise ``value`` is null and the line adds
     ``"raw"`` (the bytes as text) and ``"error"`` (why it is not shown parsed); a tombstone
     (no value) adds ``"tombstone": true``. In text, a byte that is not UTF-8 is ``\\xNN``.
+    Every line is ASCII (``ensure_ascii``): a control character (ESC, a C1 control such as
+    U+009B) or U+2028/U+2029 in a record is a ``\\uXXXX`` escape, so a hostile record cannot
+    drive the terminal, and ``json.loads`` gives the same value back.
 
     >>> record_line(0, 7, b"EURUSD", b'{"bid": 1.1}')
     '{"partition": 0, "offset": 7, "key": "EURUSD", "value": {"bid": 1.1}}'
@@ -80,7 +83,7 @@ def record_line(partition: int, offset: int, key: bytes | None, value: bytes | N
         "key": None if key is None else _text(bytes(key)),
     }
     if value is None:
-        return json.dumps({**head, "value": None, "tombstone": True}, allow_nan=False)
+        return json.dumps({**head, "value": None, "tombstone": True}, allow_nan=False, ensure_ascii=True)
     raw = bytes(value)
     try:
         parsed = json.loads(
@@ -94,7 +97,7 @@ def record_line(partition: int, offset: int, key: bytes | None, value: bytes | N
             json.dumps(parsed, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
             raise _NotStrict("lone surrogate escape") from None
-        return json.dumps({**head, "value": parsed}, allow_nan=False)
+        return json.dumps({**head, "value": parsed}, allow_nan=False, ensure_ascii=True)
     except _NotStrict as exc:
         error = str(exc)
     except UnicodeDecodeError:
@@ -103,7 +106,7 @@ def record_line(partition: int, offset: int, key: bytes | None, value: bytes | N
         error = "nested too deep"
     except ValueError as exc:  # not JSON, or an integer of more digits than Python reads
         error = f"not JSON ({type(exc).__name__})"
-    return json.dumps({**head, "value": None, "raw": _text(raw), "error": error}, allow_nan=False)
+    return json.dumps({**head, "value": None, "raw": _text(raw), "error": error}, allow_nan=False, ensure_ascii=True)
 
 
 async def tail_topic(
