@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import errno
 import os
 import shutil
@@ -20,7 +19,7 @@ import typer
 
 from forex_diffusion.timeframes import parse_timeframes
 
-from ._common import check_input, check_output, check_positive, check_price, progress_bar
+from ._common import check_input, check_output, check_positive, check_price, progress_bar, write_rejects
 
 if TYPE_CHECKING:
     from forex_diffusion.instruments import InstrumentRegistry
@@ -121,12 +120,10 @@ def open_output(path: Path | None, option: str = "-o") -> Iterator[IO[str]]:
 
 
 def write_rejects_to(rejects: Iterable[Any], fh: IO[str]) -> None:
-    """Write refused rows (``line, reason, detail``) as CSV to an open text stream, as
-    :func:`~._common.write_rejects` writes them to a file."""
-    w = csv.writer(fh, lineterminator="\n")
-    w.writerow(["line", "reason", "detail"])
-    for r in rejects:
-        w.writerow([r.line, r.reason.value, r.detail or r.raw])
+    """Write refused rows (``line, reason, detail``) as CSV to an open text stream, made safe to
+    show and to open as :func:`~._common.write_rejects` makes them (it wrote the raw text: a
+    terminal's escape sequences, a spreadsheet's formulas)."""
+    write_rejects(rejects, fh)
 
 
 def candles(

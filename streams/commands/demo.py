@@ -113,7 +113,7 @@ def demo(
             console.print("starting embedded broker and worker (first forecasts after ~72 one-minute candles)...")
             res = play(show)
     typer.echo(
-        f"published {res.published} ticks, received {len(res.forecasts)} forecasts; "
+        f"published {res.published} ticks, received {res.received} forecasts; "
         f"metrics were at {res.metrics_url}; all child processes ended"
     )
 

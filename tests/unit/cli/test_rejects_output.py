@@ -98,3 +98,25 @@ def test_rejects_to_an_open_stream_are_written_as_to_a_file(tmp_path: Path) -> N
     fh = io.StringIO()
     write_rejects(rejects, fh)
     assert fh.getvalue() == _written(rejects) == "line,reason,detail\n3,schema,\\x9b2J=x\n"
+
+
+@pytest.mark.parametrize("command", ["candles", "indicators"])
+def test_candles_and_indicators_rejects_are_written_safe_too(command: str, tmp_path: Path) -> None:
+    """``forexd candles|indicators --rejects`` now write through the one writer. A guard: their
+    details already quoted the bad value (``bid='\\x1b[2J=1+1' is not a number``), so it passes
+    on the old code too."""
+    from typer.testing import CliRunner
+
+    from streams.cli import app
+
+    if command == "candles":
+        src = tmp_path / "eurusd_ticks.csv"
+        src.write_text("ts_ms,bid,ask\n1398902400000,1.1,1.1001\n1398902401000,\x1b[2J=1+1,1.1001\n")
+    else:
+        src = tmp_path / "eurusd_1h.csv"
+        src.write_text("timestamp,symbol,open,high,low,close\n1451606400000,EURUSD,1.1,1.2,1.0,\x1b[2Jx\n")
+    out = tmp_path / "rejects.csv"
+    res = CliRunner().invoke(app, [command, str(src), "-o", str(tmp_path / "o.csv"), "--rejects", str(out)])
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    assert len(text.splitlines()) == 2 and "\x1b" not in text and "\\x1b" in text, text
