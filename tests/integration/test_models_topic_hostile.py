@@ -19,6 +19,7 @@ from forex_diffusion.forecast.forecaster import ForecasterConfig, RandomWalkPred
 from forex_diffusion.forecast.warm_start import stream_key
 from forex_diffusion.offline import aggregate_ticks_file
 from forex_diffusion.wire import decode_dead_letter, encode_candle
+from tests.waiting import wait_for_workers
 
 from .kafka_io import create_topics, publish, read_all
 
@@ -85,7 +86,7 @@ def _offline(candles: list[Candle]) -> dict[int, dict[str, Any]]:
 
 
 def test_hostile_models_records_are_dead_letters_and_the_candle_agent_goes_on_unchanged(
-    worker_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, sample_ticks: Path, wait_until: Any
+    worker_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, sample_ticks: Path
 ) -> None:
     env = dict(worker_env, FOREXD_SYMBOLS="EURUSD", FOREXD_HORIZON=str(HORIZON), FOREXD_SNAPSHOT_INTERVAL_S="0.5")
     prefix = env["FOREXD_TOPIC_PREFIX"]
@@ -99,6 +100,9 @@ def test_hostile_models_records_are_dead_letters_and_the_candle_agent_goes_on_un
     publish(kafka_bootstrap, f"{prefix}fx.candles", [(b"EURUSD", encode_candle(c)) for c in candles[half:]])
     publish(kafka_bootstrap, f"{prefix}fx.models", [(b"EURUSD", json.dumps(GOOD).encode())], partition_of=lambda k: 0)
 
+    # the worker's start (imports, group join) is as long as the machine is slow: waited for on
+    # its log, which grows while it starts and consumes, not for so many seconds
+    wait_for_workers(lambda: w.log().count("models.refused") >= len(HOSTILE), w, what="the hostile records refused")
     dead = read_all(kafka_bootstrap, f"{prefix}fx.deadletter", expect=len(HOSTILE), timeout_s=120)
     letters = sorted((decode_dead_letter(m.value) for m in dead), key=lambda d: d["offset"])
     assert [(d["source_topic"], d["partition"], d["offset"], d["reason"]) for d in letters] == [
@@ -111,11 +115,14 @@ def test_hostile_models_records_are_dead_letters_and_the_candle_agent_goes_on_un
     got = read_all(kafka_bootstrap, f"{prefix}fx.forecasts", expect=len(expected), timeout_s=240)
     by_as_of = {json.loads(m.value)["as_of_ms"]: json.loads(m.value) for m in got}
     assert expected and set(by_as_of) == set(expected), (len(by_as_of), len(expected), w.log()[-3000:])
-    strip = lambda r: {k: v for k, v in r.items() if k != "latency_s"}  # noqa: E731
+
+    def strip(r: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in r.items() if k != "latency_s"}
+
     assert all(strip(by_as_of[t]) == strip(expected[t]) for t in expected)
 
     # the good outcome after them was taken (the one refresh an accepted outcome makes), and the
     # worker runs on
-    wait_until(lambda: "models.refreshed" in w.log(), 120, what="the good outcome taken")
+    wait_for_workers(lambda: "models.refreshed" in w.log(), w, what="the good outcome taken")
     assert w.log().count("models.refreshed") == 1 and w.log().count("models.refused") == len(HOSTILE)
     assert w.alive()

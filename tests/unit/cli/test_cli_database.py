@@ -210,7 +210,8 @@ def test_an_empty_db_option_is_a_usage_error_not_the_default_database(
 ) -> None:
     """``--db ""`` (an unset shell variable) silently meant the default database: here one
     with a registry, which ``models promote`` would have changed."""
-    forexd_db((tmp_path / "data").mkdir() or tmp_path / "data" / "forexd.db")
+    (tmp_path / "data").mkdir()
+    forexd_db(tmp_path / "data" / "forexd.db")
     res = run_db(command, "", tmp_path, monkeypatch)
     assert res.exit_code == 2, res.output
     assert_one_line(res.stderr, "--db is empty")
@@ -450,7 +451,12 @@ def test_candles_from_a_terminal_is_refused_instead_of_waiting(tmp_path: Path) -
     main, tty = pty.openpty()
     try:
         res = subprocess.run(
-            [sys.executable, "-m", "streams.cli", "candles", "-"], stdin=tty, capture_output=True, text=True, timeout=60
+            # a bound on a hang (it answers at once), far above the CLI's start on a busy machine
+            [sys.executable, "-m", "streams.cli", "candles", "-"],
+            stdin=tty,
+            capture_output=True,
+            text=True,
+            timeout=240,
         )
     finally:
         os.close(main)
