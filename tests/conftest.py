@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from forex_diffusion.bundled import SAMPLE_TICKS
 
@@ -21,6 +22,13 @@ from .pg_embedded import stop as stop_embedded_pg
 from .waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Hypothesis's clock checks, off for the whole suite: a test may take as long as the machine
+# needs (no 200 ms ``deadline`` per example), and drawing the examples may too (``too_slow``,
+# about a second of generation, fails on a busy machine though nothing is wrong). A test's own
+# ``@settings`` inherit this profile, except a ``suppress_health_check`` it names itself.
+settings.register_profile("forexd", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("forexd")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

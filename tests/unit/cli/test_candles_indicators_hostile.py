@@ -249,7 +249,9 @@ def real_candles(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.timeout(600)
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(spec=_SPECS)
 def test_any_spec_computes_finite_or_empty_values_on_a_real_file_or_is_one_line(spec: str, real_candles: Path) -> None:
     res = runner.invoke(app, ["indicators", str(real_candles), "--spec", spec])
@@ -341,7 +343,6 @@ def _spools(tmp: Path) -> list[Path]:
     return [p for p in tmp.iterdir() if p.name.startswith("forexd-candles-")]
 
 
-@pytest.mark.timeout(180)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_a_terminating_signal_while_spooling_removes_the_spool_and_exits_128_plus_it(
     sig: signal.Signals, tmp_path: Path
@@ -378,7 +379,6 @@ def test_a_terminating_signal_while_spooling_removes_the_spool_and_exits_128_plu
     assert proc.stderr is not None and b"Traceback" not in proc.stderr.read()
 
 
-@pytest.mark.timeout(180)
 def test_sighup_ignored_as_under_nohup_stays_ignored_while_spooling(tmp_path: Path) -> None:
     """The spool's handlers must not undo ``nohup``: a SIGHUP the caller ignores is ignored."""
     tmp = tmp_path / "tmp"

@@ -88,7 +88,9 @@ def _version(metrics: dict[str, Any] | None = None) -> ModelVersion:
     )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(raw=manifest_bytes)
 def test_symbols_of_any_manifest_bytes_never_raises(tmp_path: Path, raw: bytes) -> None:
     reg = ModelRegistry(make_engine(f"sqlite:///{tmp_path / 'r.db'}"), tmp_path)
@@ -105,7 +107,9 @@ def test_symbols_of_any_manifest_bytes_never_raises(tmp_path: Path, raw: bytes) 
     assert (refused == []) == bool(names) or names == frozenset()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(value=json_values)
 def test_symbols_of_any_registry_row_symbols_never_raises(tmp_path: Path, value: object) -> None:
     reg = ModelRegistry(make_engine(f"sqlite:///{tmp_path / 'r.db'}"), tmp_path)
@@ -120,6 +124,7 @@ def test_a_manifest_that_is_a_fifo_is_refused_at_once_not_waited_on(tmp_path: Pa
     which waits for a writer forever: the worker's model-book refresh (and with it the
     ``fx.models`` agent and its 15 s timer) hung. ``load_checkpoint`` refuses what is no
     regular file; so does this reader now, without blocking."""
+    import contextlib
     import os
     import threading
 
@@ -139,8 +144,10 @@ def test_a_manifest_that_is_a_fifo_is_refused_at_once_not_waited_on(tmp_path: Pa
     t.start()
     t.join(30)  # a bound on a hang, not a timing: it answers at once
     if t.is_alive():
-        with open(fifo, "wb"):  # a writer, so the blocked open returns and the thread ends
-            pass
+        # a writer, so the blocked open returns and the thread ends; opened without blocking, as
+        # the reader may have ended just now (a blocking open would then wait for one forever)
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         t.join(30)
         pytest.fail("read_manifest blocked on a FIFO")
     assert len(got) == 1 and isinstance(got[0], ArtifactError) and "no regular file" in str(got[0]), got
