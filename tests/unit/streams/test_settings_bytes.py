@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import inspect
 from typer.testing import CliRunner
@@ -61,6 +61,7 @@ def _not_utf8_text() -> st.SearchStrategy[str]:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(variable=st.sampled_from(VARIABLES), value=_not_utf8_text())
+@example(variable="FOREXD_DATA_DIR", value="\udc80/")  # a path's trailing / is no part of it
 def test_a_value_that_is_not_utf8_is_one_settings_error_or_a_path(variable: str, value: str) -> None:
     try:
         s = Settings.from_env({variable: value})
@@ -73,7 +74,8 @@ def test_a_value_that_is_not_utf8_is_one_settings_error_or_a_path(variable: str,
     assert variable in PATH_VARIABLES, f"{variable}={value!r} was taken as a text setting"
     for f in fields(s):
         assert f.name in PATH_FIELDS or _utf8(getattr(s, f.name)), (f.name, getattr(s, f.name))
-    assert value in (str(s.data_dir), str(s.model_dir), s.kafka_ssl_cafile)
+    # the path as given (a Path drops a trailing / or a ./: the same path, its text differs)
+    assert Path(value) in (s.data_dir, s.model_dir) or value == s.kafka_ssl_cafile, (s.data_dir, s.model_dir)
 
 
 @pytest.mark.parametrize(
