@@ -533,7 +533,9 @@ JSON = st.recursive(
 )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(value=JSON)
 def test_any_json_in_place_of_a_state_is_refused_or_restores(case: Case, value: Any) -> None:
     """Whatever JSON an envelope of the right kind carries: a StateError (or, for the few

@@ -244,7 +244,9 @@ def test_train_seed_out_of_range_is_a_usage_error_before_reading(
     assert_one_line(res.stderr, "--seed must be")
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(
     name=st.sampled_from(["sma", "ema", "hurst", "max", "min", "rv", "rsi", "atr", "donchian"]),
     period=st.integers(min_value=SPEC_PARAMETER_MAX + 1, max_value=10**30),

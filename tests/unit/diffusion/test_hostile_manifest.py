@@ -128,7 +128,9 @@ def _set(manifest: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[st
     return out
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(leaf=st.sampled_from(LEAVES), value=VALUES)
 def test_any_value_anywhere_loads_and_forecasts_or_is_refused(
     tmp_path_factory: pytest.TempPathFactory, leaf: tuple[str, ...], value: Any

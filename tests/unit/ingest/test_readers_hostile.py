@@ -367,7 +367,9 @@ def recase(name: str, flips: list[bool]) -> str:
     return "".join(c.upper() if flip else c for c, flip in zip(name, itertools.cycle(flips), strict=False))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(
     which=st.sampled_from(
         [
@@ -431,7 +433,9 @@ def hostile_files(draw: st.DrawFn) -> bytes:
     return gzip.compress(raw) if draw(st.booleans()) else raw
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(data=hostile_files(), name=st.sampled_from(["eurusd.csv", "nosymbol.csv"]))
 def test_any_file_is_read_or_refused_as_a_data_format_error(data: bytes, name: str, tmp_path: Path) -> None:
     """Found this way: mixed UTC offsets (``ValueError``), a prefix-only header (``KeyError``)."""
