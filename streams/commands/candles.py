@@ -9,7 +9,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -39,21 +39,6 @@ _TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 
 #: Largest --allowed-lateness-ms: the worker's FOREXD_ALLOWED_LATENESS_MS bound (a week).
 LATENESS_MAX_MS = 7 * 86_400_000
-
-
-def timeframe_option(parse: Callable[[str], T], text: str, option: str) -> T:
-    """``parse(text)``; a value the parser fails on with an error of its own (a number of
-    5,000 digits: ``int()``'s ValueError) is a usage error naming ``option``, not a traceback."""
-    from forex_diffusion.errors import ConfigError
-
-    try:
-        return parse(text)
-    except ConfigError:
-        raise
-    except (ValueError, OverflowError):
-        raise typer.BadParameter(
-            f"{text!r} is not a timeframe: use e.g. 1m, 5m, 1h, 1d", param_hint=f"'{option}'"
-        ) from None
 
 
 def check_symbol(symbol: str | None) -> InstrumentRegistry:
@@ -119,13 +104,6 @@ def open_output(path: Path | None, option: str = "-o") -> Iterator[IO[str]]:
         ) from exc
 
 
-def write_rejects_to(rejects: Iterable[Any], fh: IO[str]) -> None:
-    """Write refused rows (``line, reason, detail``) as CSV to an open text stream, made safe to
-    show and to open as :func:`~._common.write_rejects` makes them (it wrote the raw text: a
-    terminal's escape sequences, a spreadsheet's formulas)."""
-    write_rejects(rejects, fh)
-
-
 def candles(
     file: Path = typer.Argument(
         ...,
@@ -162,7 +140,7 @@ def candles(
     from forex_diffusion.offline import aggregate_ticks_file, write_candles_csv
 
     price = check_price(price)
-    timeframe_option(parse_timeframes, timeframes, "--timeframes")
+    parse_timeframes(timeframes)  # ConfigError (exit 2) names the token: the core bounds the count
     check_positive(lateness_ms, "--allowed-lateness-ms", at_least=0, at_most=LATENESS_MAX_MS)
     check_symbol(symbol)
     stdin = str(file) == "-"
@@ -209,7 +187,7 @@ def candles(
         write_candles_csv(run.candles, fh, price=price)
     if rejects is not None or rejects_out:
         with open_output(rejects, "--rejects") as fh:
-            write_rejects_to(run.rejects, fh)
+            write_rejects(run.rejects, fh)
     summary = ", ".join(f"{k}={v}" for k, v in sorted(run.counts.items())) or "none"
     typer.echo(
         f"ticks={run.ticks_read} candles={len(run.candles)} crossed_accepted={run.crossed_accepted} "

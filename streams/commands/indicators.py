@@ -10,8 +10,8 @@ import typer
 from forex_diffusion.precision import round_price_columns
 from forex_diffusion.timeframes import Timeframe
 
-from ._common import check_input, check_output, check_price, progress_bar, reject_summary
-from .candles import check_symbol, open_output, resolve_outputs, timeframe_option, write_rejects_to
+from ._common import check_input, check_output, check_price, progress_bar, reject_summary, write_rejects
+from .candles import check_symbol, open_output, resolve_outputs
 
 _INPUT_COLUMNS = ["ts_ms", "symbol", "open", "high", "low", "close", "volume"]
 # Written out here so that `forexd --help` need not import the indicators (numba); a unit
@@ -79,7 +79,7 @@ def indicators(
 
     price = check_price(price)
     if timeframe is not None:
-        timeframe_option(Timeframe.parse, timeframe, "--timeframe")
+        Timeframe.parse(timeframe)
     reg = check_symbol(symbol)  # as `forexd candles --symbol`: a known symbol or six letters
     if symbol is not None:
         symbol = reg.normalise(symbol) or reg.normalise(symbol.upper()) or symbol
@@ -111,7 +111,7 @@ def indicators(
         result.to_csv(fh, index=False, lineterminator="\n")
     if rejects is not None or rejects_out:
         with open_output(rejects, "--rejects") as fh:
-            write_rejects_to(refused, fh)
+            write_rejects(refused, fh)
     why = f" ({reject_summary(refused)})" if refused else ""
     typer.echo(
         f"candles={len(result)} layout={loaded.layout} rejected={len(refused)}{why} indicators={bank_spec}", err=True
