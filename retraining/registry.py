@@ -31,7 +31,6 @@ import logging
 import os
 import re
 import shutil
-import stat
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from forex_diffusion.diffusion import Predictor
-from forex_diffusion.diffusion.checkpoint import MANIFEST_BYTES_MAX
+from forex_diffusion.diffusion.checkpoint import read_manifest
 from forex_diffusion.errors import ArtifactError, ConfigError, RegistryError
 from forex_diffusion.storage import model_registry as store
 from forex_diffusion.storage.model_registry import AliasChange, ModelKey, ModelVersion
@@ -70,39 +69,6 @@ _VERSION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 _SYMBOL = re.compile(r"[A-Z]{6}")
 #: The most symbols one global model names (a set beyond this is refused, not read).
 SYMBOLS_MAX = 4096
-
-
-def read_manifest(path: Path) -> dict[str, Any]:
-    """The JSON object of the manifest file ``path``, read as
-    :func:`~forex_diffusion.diffusion.checkpoint.load_checkpoint` reads one (at most
-    ``MANIFEST_BYTES_MAX`` bytes).
-
-    Raises
-    ------
-    OSError
-        The file cannot be read now (missing, no permission): ask again later.
-    ArtifactError
-        It is no regular file (a FIFO, a device), or its content is no manifest: over the
-        size bound, not UTF-8 JSON, nested too deep or a 5,000-digit number, or not a JSON
-        object. Files do not change under a
-        version, so this refusal stands.
-    """
-    # O_NONBLOCK: a FIFO named *.json opens at once (a blocking open waited for a writer
-    # forever, in the worker's refresh); it is then refused as no regular file
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            raise ArtifactError(f"{path}: the manifest is no regular file")
-        raw = fh.read(MANIFEST_BYTES_MAX + 1)
-    if len(raw) > MANIFEST_BYTES_MAX:
-        raise ArtifactError(f"{path}: manifest over {MANIFEST_BYTES_MAX} bytes")
-    try:
-        manifest = json.loads(raw.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:  # JSON and Unicode errors, 5,000-digit or deep values
-        raise ArtifactError(f"{path}: unreadable manifest ({type(exc).__name__})") from None
-    if not isinstance(manifest, dict):
-        raise ArtifactError(f"{path}: the manifest is a JSON {type(manifest).__name__}, not an object")
-    return manifest
 
 
 def model_symbols(value: object, what: str) -> tuple[str, ...]:

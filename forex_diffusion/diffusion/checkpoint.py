@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import pickle
+import stat
 import tempfile
 import zipfile
 from collections.abc import Callable, Collection, Sequence
@@ -34,7 +35,14 @@ import torch
 
 from forex_diffusion.errors import ArtifactError, ConfigError
 
-__all__ = ["MANIFEST_FORMAT", "CheckpointManager", "load_checkpoint", "model_key", "resolve_checkpoint"]
+__all__ = [
+    "MANIFEST_FORMAT",
+    "CheckpointManager",
+    "load_checkpoint",
+    "model_key",
+    "read_manifest",
+    "resolve_checkpoint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +175,38 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return p
 
 
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The JSON object of the manifest file ``path`` (at most :data:`MANIFEST_BYTES_MAX` bytes),
+    as :func:`load_checkpoint` and the registry's symbol sets read it.
+
+    Raises
+    ------
+    OSError
+        The file cannot be read now (missing, no permission): ask again later.
+    ArtifactError
+        It is no regular file (a FIFO, a device), or its content is no manifest: over the
+        size bound, not UTF-8 JSON, nested too deep or a 5,000-digit number, or not a JSON
+        object. Files do not change under a
+        version, so this refusal stands.
+    """
+    # O_NONBLOCK: a FIFO named *.json opens at once (a blocking open waited for a writer
+    # forever, in the worker's refresh); it is then refused as no regular file
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise ArtifactError(f"{path}: the manifest is no regular file")
+        raw = fh.read(MANIFEST_BYTES_MAX + 1)
+    if len(raw) > MANIFEST_BYTES_MAX:
+        raise ArtifactError(f"{path}: manifest over {MANIFEST_BYTES_MAX} bytes")
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # JSON and Unicode errors, 5,000-digit or deep values
+        raise ArtifactError(f"{path}: unreadable manifest ({type(exc).__name__})") from None
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path}: the manifest is a JSON {type(manifest).__name__}, not an object")
+    return manifest
+
+
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read and verify a checkpoint; return ``(state_dict, manifest)``.
 
@@ -182,13 +222,11 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         raise ArtifactError(f"{pt}: checkpoint file not found")
     if not js.is_file():
         raise ArtifactError(f"{js}: manifest not found (a checkpoint is loaded only with its manifest)")
-    if js.stat().st_size > MANIFEST_BYTES_MAX:
-        raise ArtifactError(f"{js}: manifest of {js.stat().st_size} bytes (at most {MANIFEST_BYTES_MAX})")
     try:
-        manifest = json.loads(js.read_text())
-    except (OSError, ValueError, RecursionError) as exc:  # JSON and Unicode errors, 5,000-digit or deep values
+        manifest = read_manifest(js)
+    except OSError as exc:  # no permission, an I/O error
         raise ArtifactError(f"{js}: unreadable manifest ({str(exc)[:200]})") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+    if manifest.get("format") != MANIFEST_FORMAT:
         raise ArtifactError(f"{js}: not a format-{MANIFEST_FORMAT} manifest")
     try:
         digest = _sha256(pt)
