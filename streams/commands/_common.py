@@ -317,6 +317,8 @@ def _stderr_is_a_terminal() -> bool:
 
 #: A query parameter that may hold a secret (libpq takes ``?password=``, ``?sslpassword=``).
 _SECRET_PARAM = re.compile(r"([?&][^=&#]*(?:password|passwd|pwd|secret|token)[^=&#]*=)[^&#]*", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"password|passwd|pwd|secret|token", re.IGNORECASE)
+_SECRET_IN_VALUE = re.compile(r"(?:password|passwd|pwd|secret|token)\s*=", re.IGNORECASE)
 
 
 def hide_password(url: str) -> str:
@@ -328,7 +330,26 @@ def hide_password(url: str) -> str:
         user, colon, _ = userinfo.partition(":")
         hidden = f"{user}:***" if colon else userinfo
         url = f"{scheme}://{hidden}@{host}" if sep else f"***@{host}"
-    return _SECRET_PARAM.sub(r"\1***", url)
+    return _hide_query_secrets(_SECRET_PARAM.sub(r"\1***", url))
+
+
+def _hide_query_secrets(url: str) -> str:
+    """``url`` with the value of each query parameter hidden whose name, once percent-decoded as
+    the driver decodes it, names a secret (``?pass%77ord=``), or whose decoded value holds
+    one (``?dbname=x%20password%3Ds3cret``: libpq may read it as a connection string)."""
+    from urllib.parse import unquote
+
+    base, sep, query = url.partition("?")
+    if not sep:
+        return url
+    query, hash_, fragment = query.partition("#")
+    parts = []
+    for part in query.split("&"):
+        name, eq, value = part.partition("=")
+        if eq and value != "***" and (_SECRET_NAME.search(unquote(name)) or _SECRET_IN_VALUE.search(unquote(value))):
+            value = "***"
+        parts.append(f"{name}{eq}{value}")
+    return f"{base}?{'&'.join(parts)}{hash_}{fragment}"
 
 
 def _hide_secrets(text: str, url: str) -> str:
@@ -336,7 +357,12 @@ def _hide_secrets(text: str, url: str) -> str:
     query value of it replaced by ``***``: a driver may echo an option's value."""
     from urllib.parse import unquote
 
-    secrets = [unquote(m.group(0).split("=", 1)[1]) for m in _SECRET_PARAM.finditer(url)]
+    query = url.partition("?")[2].partition("#")[0]
+    secrets = [
+        unquote(value)
+        for name, _, value in (part.partition("=") for part in query.split("&"))
+        if _SECRET_NAME.search(unquote(name))
+    ]
     scheme, sep, rest = url.partition("://")
     userinfo = rest.rpartition("@")[0] if sep else ""
     if ":" in userinfo:

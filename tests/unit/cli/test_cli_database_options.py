@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
 
 from forex_diffusion.errors import ConfigError
 from forex_diffusion.storage import make_engine, sqlite_url
@@ -276,3 +277,19 @@ def test_options_that_are_not_psycopg2s_libpq_names_are_left_to_their_reader(url
     """The static name check asks psycopg2's bundled libpq, so it applies to psycopg2 URLs'
     libpq options only: it refused SQLAlchemy's ``plugin`` and newer libpq options under psycopg."""
     check_url_options(url)
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["pass%77ord=s3cretpw", "PASSWORD=s3cretpw", "dbname=x%20password%3Ds3cretpw"],
+    ids=["encoded-name", "upper-case", "in-a-value"],
+)
+def test_a_password_in_a_percent_encoded_query_is_never_echoed(query: str, tmp_path: Path) -> None:
+    """SQLAlchemy decodes a query's names: ``?pass%77ord=`` is the driver's ``password``, and a
+    value may hold a libpq connection string. The masking matched the literal text only, so
+    the exit-69 line showed the password (found in the hostile review)."""
+    res = CliRunner().invoke(
+        app, ["report", "--db", f"postgresql+psycopg2://u@127.0.0.1:1/db?{query}", "-o", str(tmp_path / "r.html")]
+    )
+    assert res.exit_code in (2, 69), res.output
+    assert "s3cretpw" not in res.output and "***" in res.output, res.output
