@@ -369,8 +369,10 @@ def _hide_secrets(text: str, url: str) -> str:
         secrets.append(unquote(userinfo.split(":", 1)[1]))
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
         text = text.replace(f'"{secret}"', '"***"')  # libpq quotes the value it refuses
-        if len(secret) >= 4:  # a shorter one would star out common letters of the message
+        if len(secret) >= 4:
             text = text.replace(secret, "***")
+        else:  # a short one anywhere would star out common letters: only where it stands as a value
+            text = re.sub(rf"(?<=[=:'\"]){re.escape(secret)}(?=[\s'\"&;,)@/]|$)", "***", text)
     return text
 
 
