@@ -7,6 +7,7 @@ the record holds: :func:`record_line`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import math
 import sys
@@ -28,9 +29,15 @@ def _no_constant(name: str) -> Any:
 
 
 def _finite(text: str) -> float:
+    """A JSON number with a fraction or an exponent, refused when no double holds it: past a
+    double's range (``1e400``), or written nonzero and read as 0 (``1e-99999`` underflows:
+    printed as ``0.0`` it was silently another number). A value rounded to the nearest
+    double (``0.1``, ``1e-310``) is what every strict reader reads, and is shown."""
     x = float(text)
     if not math.isfinite(x):
         raise _NotStrict(f"number {text[:24]} overflows")
+    if x == 0.0 and any(c in "123456789" for c in text.partition("e")[0].partition("E")[0]):
+        raise _NotStrict(f"number {text[:24]} underflows")
     return x
 
 
@@ -52,23 +59,38 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def _text(raw: bytes) -> str:
-    """``raw`` as text: UTF-8, a byte that is not shown as ``\\xNN``."""
-    return raw.decode("utf-8", "backslashreplace")
+def _raw(value: bytes) -> dict[str, str]:
+    """``{"raw": text}``, the value decoded, when it is UTF-8 (then exactly its bytes).
+    Otherwise ``{"raw": shown, "raw_base64": exact}``: ``shown`` has each byte that is not
+    UTF-8 as ``\\xNN``, for reading only (a value holding the four characters ``\\xff``
+    shows the same), and ``raw_base64`` holds the bytes themselves (RFC 4648 base64)."""
+    try:
+        return {"raw": value.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {
+            "raw": value.decode("utf-8", "backslashreplace"),
+            "raw_base64": base64.b64encode(value).decode("ascii"),
+        }
 
 
 def record_line(partition: int, offset: int, key: bytes | None, value: bytes | None) -> str:
     """One record as one line of strict JSON: ``{"partition", "offset", "key", "value"}``.
 
     ``key`` is the key as text (null: none). ``value`` is the record's value parsed, when
-    its bytes are strict JSON: UTF-8, no ``NaN``/``Infinity``, no number that overflows a
-    double (``1e999``, or an integer of more than 308 digits), no duplicate key, no escape
-    of a lone surrogate (``"\\ud800"``). Otherwise ``value`` is null and the line adds
-    ``"raw"`` (the bytes as text) and ``"error"`` (why it is not shown parsed); a tombstone
-    (no value) adds ``"tombstone": true``. In text, a byte that is not UTF-8 is ``\\xNN``.
-    Every line is ASCII (``ensure_ascii``): a control character (ESC, a C1 control such as
-    U+009B) or U+2028/U+2029 in a record is a ``\\uXXXX`` escape, so a hostile record cannot
-    drive the terminal, and ``json.loads`` gives the same value back.
+    its bytes are strict JSON: UTF-8, no ``NaN``/``Infinity``, no number that no double
+    holds (``1e999`` or an integer of more than 308 digits overflows, a nonzero ``1e-99999``
+    underflows to 0), no duplicate key, no escape of a lone surrogate (``"\\ud800"``).
+    Otherwise ``value`` is null and the line adds ``"raw"`` (the bytes as text) and
+    ``"error"`` (why it is not shown parsed); a tombstone (no value) adds ``"tombstone": true``.
+
+    ``raw`` is the value's text, exactly, when its bytes are UTF-8. When they are not, the
+    line adds ``"raw_base64"``, the exact bytes (RFC 4648 base64), and ``raw`` shows each
+    byte that is not UTF-8 as ``\\xNN``, for reading only: the four characters ``\\xff``
+    in a record show the same. The key is shown so too, without its bytes (a key is the
+    producer's symbol: UTF-8). Every line is ASCII (``ensure_ascii``):
+    a control character (ESC, a C1 control such as U+009B) or U+2028/U+2029 in a record is a
+    ``\\uXXXX`` escape, so a hostile record cannot drive the terminal, and ``json.loads``
+    gives the same value back.
 
     >>> record_line(0, 7, b"EURUSD", b'{"bid": 1.1}')
     '{"partition": 0, "offset": 7, "key": "EURUSD", "value": {"bid": 1.1}}'
@@ -80,7 +102,7 @@ def record_line(partition: int, offset: int, key: bytes | None, value: bytes | N
     head: dict[str, Any] = {
         "partition": partition,
         "offset": offset,
-        "key": None if key is None else _text(bytes(key)),
+        "key": None if key is None else bytes(key).decode("utf-8", "backslashreplace"),
     }
     if value is None:
         return json.dumps({**head, "value": None, "tombstone": True}, allow_nan=False, ensure_ascii=True)
@@ -106,7 +128,7 @@ def record_line(partition: int, offset: int, key: bytes | None, value: bytes | N
         error = "nested too deep"
     except ValueError as exc:  # not JSON, or an integer of more digits than Python reads
         error = f"not JSON ({type(exc).__name__})"
-    return json.dumps({**head, "value": None, "raw": _text(raw), "error": error}, allow_nan=False, ensure_ascii=True)
+    return json.dumps({**head, "value": None, **_raw(raw), "error": error}, allow_nan=False, ensure_ascii=True)
 
 
 async def tail_topic(
@@ -154,10 +176,11 @@ def tail(
     """Print TOPIC's records as JSON lines (partition, offset, key, value).
 
     Every line is strict JSON (jq reads it). A value that is not strict JSON (not UTF-8,
-    not JSON, NaN, Infinity, a number beyond a double such as 1e999, a duplicate key, an
-    escaped lone surrogate such as \\ud800) is
-    printed with "value": null, "raw": its text and "error": why; a tombstone as
-    "value": null, "tombstone": true. Bytes that are not UTF-8 show as \\xNN.
+    not JSON, NaN, Infinity, a number no double holds such as 1e999 or a nonzero 1e-99999,
+    a duplicate key, an escaped lone surrogate such as \\ud800) is printed with
+    "value": null, "raw": its text and "error": why; a tombstone as "value": null,
+    "tombstone": true. A value whose bytes are not UTF-8 adds "raw_base64", its exact
+    bytes; "raw" (and a key) then shows those bytes as \\xNN, for reading only.
 
     Reads the broker and topic prefix from FOREXD_BROKER_URL / FOREXD_TOPIC_PREFIX; an
     unreachable broker exits 69.
