@@ -22,6 +22,7 @@ import pandas as pd
 
 from forex_diffusion.domain import Candle, PriceSide, Tick
 from forex_diffusion.errors import ConfigError, RejectReason, ValidationError
+from forex_diffusion.ingest.candle_gate import CandleGate, CandleGateConfig
 from forex_diffusion.ingest.pipeline import TickPipeline
 from forex_diffusion.ingest.readers import FileReject, read_ticks
 from forex_diffusion.ingest.spikes import SpikeConfig
@@ -35,7 +36,10 @@ __all__ = [
     "CANDLE_CSV_COLUMNS",
     "CandleRun",
     "aggregate_ticks_file",
+    "TS_MAX",
+    "TS_MIN",
     "check_candle_rows",
+    "check_candle_times",
     "format_ms",
     "write_candles_csv",
 ]
@@ -258,6 +262,81 @@ def check_candle_rows(
         rejects.append(FileReject(int(lines[j]), why, detail, ""))
     rejects.sort(key=lambda r: r.line)
     return frame[~bad].reset_index(drop=True), rejects
+
+
+#: The wire's ``TS_MIN`` and ``TS_MAX`` (an ``open_time``/``close_time`` outside is ``bad_ts``),
+#: written here for the reason :func:`check_candle_rows` gives for the price bounds.
+TS_MIN, TS_MAX = 0, 253_402_300_799_999
+
+
+def check_candle_times(
+    frame: pd.DataFrame,
+    *,
+    duration_ms: int = 0,
+    now_ms: int | None = None,
+    gate: CandleGateConfig | None = None,
+) -> tuple[pd.DataFrame, list[FileReject]]:
+    """Split candles into those the candle agent hands to their series and those it refuses
+    for their time, in the agent's order, each symbol a series of its own:
+
+    - an open or close time outside the wire's :data:`TS_MIN`..:data:`TS_MAX` (``bad_ts``,
+      :func:`forex_diffusion.wire.decode_candle`);
+    - a close past the wall clock ``now_ms`` (a final bar cannot have closed in the future), or
+      an open more than the gate's ``max_ahead_ms`` past the series' last candle and not yet
+      confirmed by the candles after it (``future_ts``, :class:`~forex_diffusion.ingest.candle_gate.CandleGate`);
+    - an open time the series already took (``duplicate``) or before its last candle's
+      (``late``): the stream's forecaster ignores such a candle as a redelivery, and the
+      indicator bank would repeat its previous values for it.
+
+    ``frame`` holds :func:`check_candle_rows`' admitted rows in file order (columns ``line``,
+    ``ts_ms``, ``symbol``, ``open``…``close``); ``duration_ms`` is the bars' timeframe (close =
+    open + duration; 0 when unknown: the close is taken as the open). Admitted rows keep their
+    order, index reset; rejects are sorted by line.
+
+    >>> f = pd.DataFrame({"line": [2, 3, 4, 5], "ts_ms": [120_000_000, 60_000_000, 120_000_000, 180_000_000],
+    ...                   "symbol": ["EURUSD"] * 4, "close": [1.1] * 4})
+    >>> kept, refused = check_candle_times(f, duration_ms=60_000)
+    >>> kept["line"].tolist(), [(r.line, r.reason.value) for r in refused]
+    ([2, 5], [(3, 'late'), (4, 'duplicate')])
+    """
+    n = len(frame)
+    if not n:
+        return frame, []
+    gates = CandleGate(gate)
+    admit = np.ones(n, dtype=bool)
+    rejects: list[FileReject] = []
+    last: dict[str, int] = {}
+    taken: dict[str, set[int]] = {}
+    close = frame["close"].tolist() if "close" in frame.columns else [math.nan] * n
+    rows = zip(frame["line"].tolist(), frame["ts_ms"].tolist(), frame["symbol"].tolist(), close, strict=True)
+    for i, (line, ts, sym, c) in enumerate(rows):
+        ts = int(ts)
+        end = ts + duration_ms
+        key = str(sym)
+        reason: RejectReason | None = None
+        if not (TS_MIN <= ts and end <= TS_MAX):
+            reason, detail = RejectReason.BAD_TS, f"{sym} open_time={ts} is outside {TS_MIN}..{TS_MAX} (epoch ms)"
+        else:
+            prev = last.get(key)
+            bar = Candle(symbol=key, timeframe="", open_ms=ts, close_ms=end, open=c, high=c, low=c, close=c)
+            reason = gates.check(bar, watermark_ms=prev, now_ms=now_ms)
+            if reason is not None:
+                was = "none" if prev is None else format_ms(prev)
+                detail = f"{sym} open_time={format_ms(ts)} ahead of the series (last open {was}) or the clock"
+            elif prev is not None and ts <= prev:
+                reason = RejectReason.DUPLICATE if ts in taken[key] else RejectReason.LATE
+                what = "again" if reason is RejectReason.DUPLICATE else "back in time"
+                detail = f"{sym} open_time={format_ms(ts)} {what} (the series' last open {format_ms(prev)})"
+            else:
+                last[key] = ts
+                taken.setdefault(key, set()).add(ts)
+        if reason is not None:
+            admit[i] = False
+            rejects.append(FileReject(int(line), reason, detail, ""))
+    if admit.all():
+        return frame, []
+    rejects.sort(key=lambda r: r.line)
+    return frame[admit].reset_index(drop=True), rejects
 
 
 def candle_csv_row(c: Candle, decimals: tuple[int, int] | None = None) -> list[object]:

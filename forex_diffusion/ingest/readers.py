@@ -39,11 +39,14 @@ from forex_diffusion.errors import DataFormatError, InputNotFoundError, RejectRe
 from forex_diffusion.instruments import InstrumentRegistry
 
 __all__ = [
+    "EPOCH_END_MS",
+    "EPOCH_FIRST_MS",
     "FileReject",
     "LoadedFile",
     "bar_spacing_ms",
     "columns",
     "check_price_scale",
+    "epoch_ms",
     "file_timeframes",
     "iter_ticks",
     "read_candle_series",
@@ -227,16 +230,49 @@ def _bad_lines(text: str, sep: str, header: bool, ncols: int) -> list[FileReject
 def _numbers(col: pd.Series, name: str, lines: np.ndarray, rejects: list[FileReject], bad: np.ndarray) -> np.ndarray:
     s = col.str.strip()
     vals: np.ndarray = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
-    nan = np.isnan(vals)
-    if nan.any():
+    odd = ~np.isfinite(vals)
+    if odd.any():
         words = s.str.lower().isin(_NAN_WORDS).to_numpy()
-        for j in np.flatnonzero(nan & ~words & ~bad):
-            rejects.append(
-                FileReject(int(lines[j]), RejectReason.MALFORMED, f"{name}={s.iloc[j][:40]!r} is not a number", "")
-            )
+        for j in np.flatnonzero(odd & ~words & ~bad):
+            if np.isnan(vals[j]):
+                reason, why = RejectReason.MALFORMED, "is not a number"
+            else:  # '1e400': a number past the largest double, not infinity
+                reason, why = RejectReason.OUT_OF_RANGE, "is out of range (beyond 1.8e308)"
+            rejects.append(FileReject(int(lines[j]), reason, f"{name}={s.iloc[j][:40]!r} {why}", ""))
             bad[j] = True
         # literal nan/inf stay in the frame: the validator refuses them as non_finite
     return vals
+
+
+#: The dates an epoch number may give (1980-01-01 to 2100-01-01, UTC, in ms). In seconds the
+#: span is 3.2e8 to 4.1e9: less than a factor 1000 wide, so a number is a date of the span in at
+#: most one of s, ms, us and ns, and :func:`epoch_ms` never has to guess. A wider span made
+#: the units overlap: 253402300799000 (9999-12-31 in ms) was read as microseconds, 1978-01-11.
+EPOCH_FIRST_MS = 315_532_800_000
+EPOCH_END_MS = 4_102_444_800_000
+_EPOCH_SCALES = (1000.0, 1.0, 1e-3, 1e-6)  # to ms from s, ms, us, ns
+_NO_EPOCH = "a date from 1980 to 2099 in no unit (s, ms, us or ns)"
+
+
+def epoch_ms(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Epoch numbers in ms, each read in the unit (s, ms, us or ns) in which it is a date
+    from :data:`EPOCH_FIRST_MS` to :data:`EPOCH_END_MS`: ``(ms, read)``, ``ms`` 0 where
+    ``read`` is False (a date in no unit: 0, negative, 9999-12-31 in ms, inf, nan).
+
+    >>> ms, read = epoch_ms(np.array([1398902400.0, 1398902400000.0, 1.3989024e18, 253402300799000.0, -5.0]))
+    >>> ms.tolist(), read.tolist()
+    ([1398902400000, 1398902400000, 1398902400000, 0, 0], [True, True, True, False, False])
+    """
+    v = np.asarray(values, dtype=float)
+    ms = np.zeros(len(v), dtype=np.int64)
+    read = np.zeros(len(v), dtype=bool)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for scale in _EPOCH_SCALES:
+            m = np.round(v * scale)
+            ok = (m >= EPOCH_FIRST_MS) & (m < EPOCH_END_MS)  # nan and inf: never
+            ms[ok] = m[ok].astype(np.int64)
+            read |= ok
+    return ms, read
 
 
 def _timestamps(
@@ -258,17 +294,13 @@ def _timestamps(
     numeric = pd.to_numeric(s, errors="coerce")
     is_num = numeric.notna().to_numpy()
     if is_num.any():
-        v = numeric.to_numpy(dtype=float)[is_num]
-        # epoch in s, ms, us or ns by magnitude
-        scale = np.where(v < 1e11, 1000.0, np.where(v < 1e14, 1.0, np.where(v < 1e17, 1e-3, 1e-6)))
-        with np.errstate(over="ignore", invalid="ignore"):
-            ms = np.round(v * scale)
-        fits = np.isfinite(ms) & (np.abs(ms) < 2.0**62)  # beyond: no time at all (inf, 1e308)
+        ms, fits = epoch_ms(numeric.to_numpy(dtype=float)[is_num])
         idx = np.flatnonzero(is_num)
-        out[idx[fits]] = ms[fits].astype(np.int64)
+        out[idx[fits]] = ms[fits]
         for j in idx[~fits]:
             if not bad[j]:
-                rejects.append(FileReject(int(lines[j]), RejectReason.BAD_TS, f"timestamp {s.iloc[j][:40]!r}", ""))
+                detail = f"timestamp {s.iloc[j][:40]!r} is {_NO_EPOCH}"
+                rejects.append(FileReject(int(lines[j]), RejectReason.BAD_TS, detail, ""))
                 bad[j] = True
     rest = ~is_num
     if rest.any():
@@ -279,7 +311,8 @@ def _timestamps(
         out[idx] = ms
         for j in idx[~ok]:
             if not bad[j]:
-                rejects.append(FileReject(int(lines[j]), RejectReason.BAD_TS, f"timestamp {s.iloc[j][:40]!r}", ""))
+                detail = f"timestamp {s.iloc[j][:40]!r} is no date" + (f" ({fmt})" if fmt else "")
+                rejects.append(FileReject(int(lines[j]), RejectReason.BAD_TS, detail, ""))
                 bad[j] = True
     return out
 
@@ -490,6 +523,18 @@ def iter_ticks(frame: pd.DataFrame) -> Iterator[Tick]:
 _OHLC = ("open", "high", "low", "close")
 
 
+def _mean(b: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """``(b + a) / 2`` element-wise, without overflow: where the sum passes the largest double
+    (bid and ask of 1e308) it is ``b / 2 + a / 2`` (equal wherever both are exact), so the
+    price stays the finite value written and is refused as out of range, not as ``inf``."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        mid: np.ndarray = (b + a) / 2.0
+        over = np.isinf(mid) & np.isfinite(b) & np.isfinite(a)
+        if over.any():
+            mid[over] = b[over] / 2.0 + a[over] / 2.0
+    return mid
+
+
 def read_candles(
     path: str | Path,
     *,
@@ -560,15 +605,16 @@ def read_candles(
         if has_sides:
             b = _numbers(df[_col(cols, path, head, f"bid_{k}")], f"bid_{k}", lines, rejects, bad)
             a = _numbers(df[_col(cols, path, head, f"ask_{k}")], f"ask_{k}", lines, rejects, bad)
-            ohlc[k] = b if price == "bid" else a if price == "ask" else (b + a) / 2.0
+            ohlc[k] = b if price == "bid" else a if price == "ask" else _mean(b, a)
         else:
             ohlc[k] = _numbers(df[_col(cols, path, head, k)], k, lines, rejects, bad)
     vcol = cols.get("volume")
     if has_sides:
         vol_arr = np.zeros(len(df))
     elif vcol:
+        # nan/inf volumes stay: the candle check refuses them (non_finite), as the stream's
+        # decoder does; they were read as 0 and the candle admitted
         vol_arr = _numbers(df[vcol], "volume", lines, rejects, bad)
-        vol_arr = np.where(np.isfinite(vol_arr), vol_arr, 0.0)
     else:
         vol_arr = np.zeros(len(df))
     syms = _symbols(df, sym_c, symbol, path, reg)

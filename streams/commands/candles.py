@@ -183,12 +183,21 @@ def candles(
             if source == file:
                 raise
             raise DataFormatError(str(exc).replace(str(source), shown)) from exc  # never the spool's path
+    summary = ", ".join(f"{k}={v}" for k, v in sorted(run.counts.items())) or "none"
+    if run.rejects and not run.candles:  # every row refused: exit 65, the list written first
+        if rejects is not None or rejects_out:
+            with open_output(rejects, "--rejects") as fh:
+                write_rejects(run.rejects, fh)
+        name = file.name if not stdin else shown
+        raise DataFormatError(
+            f"{name}: every tick ({len(run.rejects)}) is one the stream refuses ({summary}; first at line "
+            f"{run.rejects[0].line}): fix the file (--rejects lists each with its reason)"
+        )
     with open_output(output) as fh:
         write_candles_csv(run.candles, fh, price=price)
     if rejects is not None or rejects_out:
         with open_output(rejects, "--rejects") as fh:
             write_rejects(run.rejects, fh)
-    summary = ", ".join(f"{k}={v}" for k, v in sorted(run.counts.items())) or "none"
     typer.echo(
         f"ticks={run.ticks_read} candles={len(run.candles)} crossed_accepted={run.crossed_accepted} "
         f"locked={run.locked} rejected: {summary}",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -72,10 +73,10 @@ def indicators(
     price outside the instrument's range, an unknown symbol) is refused here too, counted in ``rejected=``
     and listed with its reason by --rejects; no indicator is computed from it.
     """
-    from forex_diffusion.errors import ConfigError
+    from forex_diffusion.errors import ConfigError, DataFormatError
     from forex_diffusion.indicators import BankSpec, compute_indicators
     from forex_diffusion.ingest.readers import read_candle_series
-    from forex_diffusion.offline import check_candle_rows
+    from forex_diffusion.offline import check_candle_rows, check_candle_times
 
     price = check_price(price)
     if timeframe is not None:
@@ -102,10 +103,23 @@ def indicators(
             instruments=reg,
         )
         progress.update(task, description=f"{len(loaded.frame)} candles")
-        # the candle decoder's rules: no indicator is computed from a bar the stream refuses
+        # the candle decoder's rules, then the candle agent's time rules (its gate, and a bar
+        # that does not open after its series' last): no indicator is computed from a bar the
+        # stream refuses
         frame, refused = check_candle_rows(loaded.frame, instruments=reg)
-        refused = sorted([*loaded.rejects, *refused], key=lambda r: r.line)
+        # a bar's close is its open plus --timeframe; without it, its open (never guessed)
+        duration = Timeframe.parse(timeframe).duration_ms if timeframe is not None else 0
+        frame, late = check_candle_times(frame, duration_ms=duration, now_ms=int(time.time() * 1000))
+        refused = sorted([*loaded.rejects, *refused, *late], key=lambda r: r.line)
         result = compute_indicators(frame[_INPUT_COLUMNS], bank_spec, only_ready=only_ready)
+    if refused and result.empty:  # written first: the list says why each row was refused
+        if rejects is not None or rejects_out:
+            with open_output(rejects, "--rejects") as fh:
+                write_rejects(refused, fh)
+        raise DataFormatError(
+            f"{file.name}: every candle ({len(refused)}) is one the stream refuses ({reject_summary(refused)}; "
+            f"first at line {refused[0].line}): fix the file (--rejects lists each with its reason)"
+        )
     result = round_price_columns(result, ["open", "high", "low", "close"], price=price)
     with open_output(output) as fh:
         result.to_csv(fh, index=False, lineterminator="\n")
