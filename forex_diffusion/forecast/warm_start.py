@@ -11,9 +11,16 @@ they would have had seeing those candles live, so the first new candle is foreca
 
 A checkpoint restore stays the primary path: only :attr:`SymbolForecaster.cold` series
 (no restored state) are warmed.
+
+A stored row that is not a candle the stream could have written (NaN, zero or text prices,
+high below low, a time off the timeframe's grid: :func:`~forex_diffusion.storage.fetch_candles`)
+is never replayed: it is skipped and counted by reason (``skipped``), and the series is
+warmed from the others.
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 from sqlalchemy import Engine
 
@@ -33,10 +40,17 @@ def stream_key(candle: Candle) -> tuple[int, int]:
 
 
 def stored_history(
-    engine: Engine, symbol: str, timeframes: tuple[str, ...], *, before: Candle, per_timeframe: int
+    engine: Engine,
+    symbol: str,
+    timeframes: tuple[str, ...],
+    *,
+    before: Candle,
+    per_timeframe: int,
+    skipped: Counter[str] | None = None,
 ) -> list[Candle]:
     """The stored closed candles of ``symbol`` that come before ``before`` in stream order,
-    at most the last ``per_timeframe`` of each of ``timeframes``, in stream order."""
+    at most the last ``per_timeframe`` of each of ``timeframes``, in stream order; the rows
+    skipped as no candle are counted by reason in ``skipped``."""
     if per_timeframe <= 0:
         return []
     first = stream_key(before)
@@ -45,22 +59,37 @@ def stored_history(
         dur = Timeframe.parse(tf).duration_ms
         # candles closing up to ``before``'s close (one more: the one closing with it, of a
         # timeframe after it in stream order, is filtered out below)
-        rows = fetch_candles(engine, symbol, tf, end_ms=before.close_ms - dur + 1, limit=per_timeframe + 1)
+        rows = fetch_candles(
+            engine, symbol, tf, end_ms=before.close_ms - dur + 1, limit=per_timeframe + 1, checked=True, skipped=skipped
+        )
         kept = [c for c in rows if stream_key(c) < first]
         out.extend(kept[-per_timeframe:])
     out.sort(key=stream_key)
     return out
 
 
-def warm_start(forecaster: SymbolForecaster, engine: Engine, *, before: Candle, per_timeframe: int) -> int:
+def warm_start(
+    forecaster: SymbolForecaster,
+    engine: Engine,
+    *,
+    before: Candle,
+    per_timeframe: int,
+    skipped: Counter[str] | None = None,
+) -> int:
     """Warm ``forecaster``'s cold series from the stored candles before ``before``; return
-    how many candles were replayed (0: nothing cold, or nothing stored)."""
+    how many candles were replayed (0: nothing cold, or nothing stored). Stored rows that are
+    no candle are skipped, counted by reason in ``skipped``."""
     if not forecaster.cold:
         return 0
     if per_timeframe <= 0:
         forecaster.cold = set()
         return 0
     history = stored_history(
-        engine, forecaster.symbol, forecaster.config.timeframes, before=before, per_timeframe=per_timeframe
+        engine,
+        forecaster.symbol,
+        forecaster.config.timeframes,
+        before=before,
+        per_timeframe=per_timeframe,
+        skipped=skipped,
     )
     return forecaster.warm(history)

@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from sqlalchemy import Connection, Engine, Table, and_, delete, func, select, update
+from sqlalchemy import Connection, Engine, LargeBinary, Table, and_, case, cast, delete, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from forex_diffusion.domain import Candle
-from forex_diffusion.errors import StaleOwnerError
+from forex_diffusion.errors import RejectReason, StaleOwnerError, StateError
+from forex_diffusion.ingest.validation import MAX_CANDLE_VOLUME, MAX_PRICE
 from forex_diffusion.storage.retry import db_retry
 from forex_diffusion.storage.tables import NO_HORIZON, candles, drift_events, forecasts, snapshot_parts, snapshots
+from forex_diffusion.timeframes import Timeframe
 
 if TYPE_CHECKING:
     from forex_diffusion.drift import DriftEvent
 
 __all__ = [
+    "TS_MAX",
     "Checkpoint",
     "claim_progress",
     "count_candles",
@@ -32,6 +38,12 @@ __all__ = [
     "upsert_drift_events",
     "upsert_forecasts",
 ]
+
+log = logging.getLogger(__name__)
+
+#: 9999-12-31T23:59:59.999Z in epoch ms (the wire's ``TS_MAX``): the last instant a ``datetime``
+#: holds. A stored time outside ``0..TS_MAX`` is not one the stream writes.
+TS_MAX = 253_402_300_799_999
 
 _CANDLE_COLS = (
     "close_ms",
@@ -329,33 +341,139 @@ def load_snapshot(
 
     The state of a checkpoint written as parts is ``{series: state}``. With ``detail`` the
     :class:`Checkpoint` (epoch, fingerprint, whole state or parts) is returned.
+
+    Raises
+    ------
+    StateError
+        A row this build cannot read as a checkpoint (written by hand, by another program or
+        cut short): an offset or epoch that is not an integer, a state that is not UTF-8 text,
+        not JSON (truncated, NaN), nested past the recursion limit, or not a JSON object. Its
+        text is never shown. The caller decides (the worker stops, docs/reliability.md).
     """
+    where = f"{consumer} {topic}[{partition}]"
     with engine.connect() as conn:
         row = conn.execute(
-            select(snapshots.c.offset, snapshots.c.state, snapshots.c.epoch, snapshots.c.fingerprint).where(
-                _key(snapshots, consumer, topic, partition)
-            )
+            select(
+                _number(conn, snapshots.c.offset),
+                _raw_text(conn, snapshots.c.state),
+                _number(conn, snapshots.c.epoch),
+                _raw_text(conn, snapshots.c.fingerprint),
+            ).where(_key(snapshots, consumer, topic, partition))
         ).first()
-        if row is None or row.offset < 0:
+        if row is None:
             return None
+        offset, raw, epoch, fingerprint = row
+        if type(offset) is not int or type(epoch) is not int:  # NULL, text or real in a SQLite row
+            raise StateError(f"checkpoint of {where}: offset or epoch is not an integer")
+        if offset < 0:
+            return None
+        text = _state_text(raw, where)
         parts: dict[str, Any] = {}
-        if not row.state:
-            q = select(snapshot_parts.c.part, snapshot_parts.c.state).where(
+        if not text:
+            q = select(_raw_text(conn, snapshot_parts.c.part), _raw_text(conn, snapshot_parts.c.state)).where(
                 _key(snapshot_parts, consumer, topic, partition)
             )
-            parts = {r.part: json.loads(r.state) for r in conn.execute(q.order_by(snapshot_parts.c.part))}
-    whole = json.loads(row.state) if row.state else None
+            for part, state in conn.execute(q.order_by(snapshot_parts.c.part)):
+                name = _state_text(part, f"{where} part")
+                parts[name] = _state_json(
+                    _state_text(state, f"{where} part {name[:40]!r}"), f"{where} part {name[:40]!r}"
+                )
+    whole = _state_json(text, where) if text else None
+    fp = None if fingerprint is None else _state_text(fingerprint, f"{where} fingerprint")
     if not detail:
-        return int(row.offset), parts if whole is None else whole
-    return Checkpoint(
-        offset=int(row.offset), epoch=int(row.epoch), fingerprint=row.fingerprint, state=whole, parts=parts
-    )
+        return offset, parts if whole is None else whole
+    return Checkpoint(offset=offset, epoch=epoch, fingerprint=fp, state=whole, parts=parts)
 
 
-def _to_candle(r: Any) -> Candle:
+def _raw_text(conn: Connection, column: Any) -> Any:
+    """``column`` as the driver gives text: on SQLite as bytes (``CAST AS BLOB``), so a value
+    that is not UTF-8 is refused by the caller for its row, not by sqlite3 for the query."""
+    return cast(column, LargeBinary) if conn.dialect.name == "sqlite" else column
+
+
+def _number(conn: Connection, column: Any) -> Any:
+    """``column`` where it holds a number, else NULL: SQLite stores any value in any column
+    (text, a blob, text that is not UTF-8); only numbers reach Python."""
+    if conn.dialect.name != "sqlite":
+        return column
+    return case((func.typeof(column).in_(("integer", "real")), column), else_=literal(None)).label(column.name)
+
+
+def _state_text(raw: Any, where: str) -> str:
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise StateError(f"checkpoint of {where}: the stored text is not UTF-8") from None
+    raise StateError(f"checkpoint of {where}: the stored state is not text ({type(raw).__name__})")
+
+
+def _state_json(text: str, where: str) -> Any:
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as exc:  # truncated, not JSON, NaN, an integer past 4,300 digits
+        raise StateError(f"checkpoint of {where}: the state is not JSON ({str(exc)[:80]})") from None
+    except RecursionError:  # 100,000 nested brackets: json's scanner recurses
+        raise StateError(f"checkpoint of {where}: the state is nested too deep") from None
+    if not isinstance(value, dict):
+        raise StateError(f"checkpoint of {where}: the state is not a JSON object ({type(value).__name__})")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # save_progress writes with allow_nan=False
+
+
+_NUMERIC_CANDLE_COLS = ("open_ms", *(c for c in _CANDLE_COLS if c != "final"))
+
+
+def _real(v: Any) -> bool:
+    return type(v) in (int, float) and math.isfinite(v)
+
+
+def _candle_problem(r: Any, tf: Timeframe) -> RejectReason | None:
+    """Why the stored row ``r`` is not a candle the stream could have written, or None.
+
+    The checks of :func:`forex_diffusion.wire.decode_candle` (less the instrument's range):
+    every column of its type (SQLite stores any value anywhere); open and close times within
+    ``0..TS_MAX``, on the timeframe's grid and one bar apart; prices finite, > 0 and at most
+    the wire's ``PRICE_MAX``, low <= open, close <= high; volume, tick count, spreads finite.
+    """
+    if type(r.open_ms) is not int or type(r.close_ms) is not int:
+        return RejectReason.SCHEMA
+    prices = (r.open, r.high, r.low, r.close)
+    if not all(type(v) in (int, float) for v in prices):
+        return RejectReason.SCHEMA
+    if not (0 <= r.open_ms < r.close_ms <= TS_MAX):
+        return RejectReason.BAD_TS
+    try:
+        if tf.bounds(r.open_ms) != (r.open_ms, r.close_ms):
+            return RejectReason.BAD_TS
+    except (OverflowError, ValueError):
+        return RejectReason.BAD_TS
+    if not all(math.isfinite(v) for v in prices):
+        return RejectReason.NON_FINITE
+    if not min(prices) > 0:
+        return RejectReason.NON_POSITIVE
+    if max(prices) > MAX_PRICE:
+        return RejectReason.OUT_OF_RANGE
+    if not (r.low <= min(r.open, r.close) and r.high >= max(r.open, r.close)):
+        return RejectReason.INCONSISTENT
+    if not (_real(r.volume) and 0 <= r.volume <= MAX_CANDLE_VOLUME):
+        return RejectReason.OUT_OF_RANGE
+    if type(r.tick_count) is not int or r.tick_count < 0 or type(r.revision) is not int or r.revision < 0:
+        return RejectReason.SCHEMA
+    if not all(v is None or _real(v) for v in (r.spread_mean, r.spread_min, r.spread_max)):
+        return RejectReason.NON_FINITE
+    return None
+
+
+def _to_candle(r: Any, symbol: str, timeframe: str) -> Candle:
     return Candle(
-        symbol=r.symbol,
-        timeframe=r.timeframe,
+        symbol=symbol,
+        timeframe=timeframe,
         open_ms=r.open_ms,
         close_ms=r.close_ms,
         open=r.open,
@@ -372,6 +490,33 @@ def _to_candle(r: Any) -> Candle:
     )
 
 
+def _checked_candle(r: Any, symbol: str, timeframe: str) -> Candle:
+    """:func:`_to_candle` of a row :func:`_candle_problem` passed, its numbers as floats."""
+    c = _to_candle(r, symbol, timeframe)
+    spreads = [None if v is None else float(v) for v in (c.spread_mean, c.spread_min, c.spread_max)]
+    return replace(
+        c,
+        open=float(c.open),
+        high=float(c.high),
+        low=float(c.low),
+        close=float(c.close),
+        volume=float(c.volume),
+        spread_mean=spreads[0],
+        spread_min=spreads[1],
+        spread_max=spreads[2],
+    )
+
+
+def _candle_columns(conn: Connection, checked: bool) -> list[Any]:
+    """The candle columns to select; ``checked``: on SQLite a number column holding anything
+    else (text, text that is not UTF-8, a blob) reads as NULL."""
+    return [
+        _number(conn, c) if checked and c.name in _NUMERIC_CANDLE_COLS else c
+        for c in candles.columns
+        if c.name not in ("symbol", "timeframe")
+    ]
+
+
 @db_retry
 def fetch_candles(
     engine: Engine,
@@ -382,31 +527,66 @@ def fetch_candles(
     end_ms: int | None = None,
     limit: int | None = None,
     final_only: bool = True,
+    checked: bool = False,
+    skipped: Counter[str] | None = None,
 ) -> list[Candle]:
     """Candles of one series ordered by open time, within ``[start_ms, end_ms)``.
 
     With ``limit`` and no ``start_ms``, the most recent ``limit`` candles (the window an
     inference path needs) are returned, still oldest first.
+
+    With ``checked`` (every reader that computes from the candles: warm start, the report), a
+    stored row that is not a candle the stream could have written (a NaN, zero or text price,
+    high below low, an open time off the timeframe's grid or a close time not one bar after
+    it, ...: :func:`_candle_problem`) is skipped: counted by reason (a
+    :class:`~forex_diffusion.errors.RejectReason` value) in ``skipped`` when given, and logged
+    in one WARNING line per call. ``limit`` bounds the rows read, so fewer candles come back.
+    On SQLite a row whose open time is not an integer is then not read at all (it would sort
+    past every candle and crowd them out of a ``limit``).
     """
-    q = select(candles).where(candles.c.symbol == symbol, candles.c.timeframe == timeframe)
-    if start_ms is not None:
-        q = q.where(candles.c.open_ms >= start_ms)
-    if end_ms is not None:
-        q = q.where(candles.c.open_ms < end_ms)
-    if final_only:
-        q = q.where(candles.c.final.is_(True))
-    if limit is not None and start_ms is None:
-        q = q.order_by(candles.c.open_ms.desc()).limit(limit)
-        with engine.connect() as conn:
+    tf = Timeframe.parse(timeframe) if checked else None
+    with engine.connect() as conn:
+        q = select(*_candle_columns(conn, checked)).where(candles.c.symbol == symbol, candles.c.timeframe == timeframe)
+        if (
+            checked and conn.dialect.name == "sqlite"
+        ):  # a text or real open time: not a candle, sorts past every integer
+            q = q.where(func.typeof(candles.c.open_ms) == "integer")
+        if start_ms is not None:
+            q = q.where(candles.c.open_ms >= start_ms)
+        if end_ms is not None:
+            q = q.where(candles.c.open_ms < end_ms)
+        if final_only:
+            q = q.where(candles.c.final.is_(True))
+        if limit is not None and start_ms is None:
+            q = q.order_by(candles.c.open_ms.desc()).limit(limit)
             rows = list(conn.execute(q))
-        rows.reverse()
-    else:
-        q = q.order_by(candles.c.open_ms)
-        if limit is not None:
-            q = q.limit(limit)
-        with engine.connect() as conn:
+            rows.reverse()
+        else:
+            q = q.order_by(candles.c.open_ms)
+            if limit is not None:
+                q = q.limit(limit)
             rows = list(conn.execute(q))
-    return [_to_candle(r) for r in rows]
+    out: list[Candle] = []
+    bad: Counter[str] = Counter()
+    for r in rows:
+        why = None if tf is None else _candle_problem(r, tf)
+        if tf is None:
+            out.append(_to_candle(r, symbol, timeframe))
+        elif why is None:
+            out.append(_checked_candle(r, symbol, timeframe))
+        else:
+            bad[why.value] += 1
+    if bad:
+        log.warning(
+            "storage.candles_skipped symbol=%s timeframe=%s skipped=%d reasons=%s",
+            symbol[:32],
+            timeframe[:8],
+            bad.total(),
+            ",".join(f"{k}:{v}" for k, v in sorted(bad.items())),
+        )
+        if skipped is not None:
+            skipped.update(bad)
+    return out
 
 
 @db_retry

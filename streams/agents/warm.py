@@ -3,13 +3,16 @@
 Each series of a batch without checkpointed state -- a symbol new to this worker, or a
 forecast timeframe its restored state lacks -- is rebuilt from the stored candles
 (:func:`~forex_diffusion.forecast.warm_start.warm_start`) before its first candle here, in an executor
-(the event loop keeps serving the broker). A failure is logged and the series starts cold.
+(the event loop keeps serving the broker). A failure is logged and the series starts cold;
+stored rows that are not candles (NaN or text prices, high below low, ...) are skipped and
+their count by reason logged with ``warm.start``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from forex_diffusion.domain import Candle
@@ -73,9 +76,22 @@ async def warm_batch(agent: CandleAgent, msgs: list[Any]) -> None:
         for sym, first in firsts.items():
             f = before[sym] or SymbolForecaster(sym, agent.config, book=agent.book)
             cold = ",".join(sorted(f.cold))
+            skipped: Counter[str] = Counter()
             try:
-                replayed = warm_start(f, engine, before=first, per_timeframe=n) if engine is not None else 0
-                log.info("warm.start symbol=%s series=%s candles=%d", sym, cold, replayed)
+                replayed = (
+                    warm_start(f, engine, before=first, per_timeframe=n, skipped=skipped) if engine is not None else 0
+                )
+                if skipped:
+                    log.warning(
+                        "warm.start symbol=%s series=%s candles=%d skipped=%d reasons=%s",
+                        sym,
+                        cold,
+                        replayed,
+                        skipped.total(),
+                        ",".join(f"{k}:{v}" for k, v in sorted(skipped.items())),
+                    )
+                else:
+                    log.info("warm.start symbol=%s series=%s candles=%d", sym, cold, replayed)
             except Exception as exc:  # noqa: BLE001 - the series only starts cold, as before
                 log.warning("warm.failed symbol=%s error=%s", sym, type(exc).__name__)
             f.cold = set()
