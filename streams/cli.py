@@ -9,16 +9,22 @@ sqlalchemy are imported inside the command functions, so ``forexd --help`` stays
 Every error a user can cause ends as one line on standard error (``error: <problem>:
 <fix>``) and an exit status from :data:`EXIT_CODES`; the table is in the README
 ("Command line", "Exit codes"). A value the line echoes is cut to a bounded length.
+A reader of standard output that goes away (``| head -1``) ends any command quietly with
+:data:`EXIT_PIPE` (141): :class:`ForexdGroup`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
 import io
 import logging
+import os
 import pkgutil
+import select
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import typer
@@ -44,7 +50,7 @@ from .commands._common import LOG_LEVELS, one_line
 # the click exceptions typer raises (typer >= 0.25 vendors click as typer._click)
 _click = importlib.import_module(typer.BadParameter.__module__)
 
-__all__ = ["EXIT_CODES", "LOG_LEVELS", "app", "error_line", "exit_code_for", "main"]
+__all__ = ["EXIT_CODES", "LOG_LEVELS", "app", "error_line", "exit_code_for", "main", "reader_gone"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # retrain job failed; no forecast in the span (backtest, report)
@@ -57,6 +63,7 @@ EXIT_CANTCREAT = 73  # EX_CANTCREAT: an output file cannot be created
 EXIT_IOERR = 74  # EX_IOERR: storage failure (the worker's fatal storage exit too)
 EXIT_CONFIG = 78  # EX_CONFIG: a FOREXD_* variable holds a bad value
 EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_PIPE = 141  # 128 + SIGPIPE: standard output's reader went away (| head), as cat's status
 
 #: Exception class → exit status, first match wins (subclasses before their bases).
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
@@ -135,8 +142,113 @@ def _utf8_text_only(command: Any) -> None:
     command.callback = checked
 
 
+def reader_gone(fd: int) -> bool:
+    """Whether ``fd`` is a pipe (or socket) whose reader went away: a write to it fails with
+    ``EPIPE``. Asked of the descriptor itself (``poll`` reports ``POLLERR``), so an ``EPIPE``
+    from the broker's or the database's socket is never taken for it."""
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _fd, ev in poller.poll(0))
+    except (OSError, ValueError):  # not a descriptor (closed, or an in-memory stream)
+        return False
+
+
+def _is_epipe(exc: BaseException | None) -> bool:
+    """Whether ``exc`` or an exception it was raised from (a command may wrap an ``OSError``
+    in its own error) is ``EPIPE``."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+class _OutputGone(Exception):
+    """Standard output's (or error's) reader went away. Raised in place of the ``EPIPE``
+    ``OSError``, which typer would answer with exit 1 before :class:`ForexdGroup` saw it."""
+
+
+@contextlib.contextmanager
+def _output_gone() -> Iterator[None]:
+    try:
+        yield
+    except SystemExit as exc:
+        # rich (typer's help) answers EPIPE itself: standard output onto /dev/null, SystemExit(1)
+        if exc.code == 1 and isinstance(exc.__context__, BrokenPipeError):
+            raise _OutputGone() from exc
+        raise
+    except Exception as exc:
+        if _is_epipe(exc) and (reader_gone(1) or reader_gone(2)):
+            raise _OutputGone() from exc
+        raise
+
+
+def _silence_gone_outputs() -> None:
+    """Point standard output and error, where their reader went away, at ``/dev/null``: what
+    Python still holds for them is flushed there at exit, not reported as ``Exception ignored
+    ... BrokenPipeError`` (with status 120). As Python's documentation on SIGPIPE advises."""
+    gone = [fd for fd in (1, 2) if reader_gone(fd)]
+    if not gone:
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in gone:
+            os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
+def _drop_stdout() -> None:
+    """Point standard output at ``/dev/null``: what it holds and cannot be written is dropped."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, sys.stdout.fileno())
+        finally:
+            os.close(null)
+
+
+def _flush_stdout() -> bool:
+    """Flush standard output; False when its reader went away (its last lines are lost)."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except (OSError, ValueError) as exc:
+        if _is_epipe(exc) and reader_gone(1):
+            return False
+        raise
+    return True
+
+
+def _say(text: str) -> None:
+    """``text`` on standard error; nothing when its reader went away (``2>&1 | head``): the
+    status still says what happened, as :func:`streams.progress._flush_and_exit` keeps it."""
+    try:
+        typer.echo(text, err=True)
+    except OSError as exc:
+        if not (_is_epipe(exc) and reader_gone(2)):
+            raise
+
+
 class ForexdGroup(TyperGroup):
-    """The root group: usage errors and the project's errors become one line and a status."""
+    """The root group: usage errors and the project's errors become one line and a status.
+
+    A reader of standard output that goes away (``forexd tail … | head -1``) ends the command
+    quietly with :data:`EXIT_PIPE` (141, as a tool killed by SIGPIPE), wherever the failed
+    write was: no ``BrokenPipeError`` traceback, no ``Exception ignored`` line, not typer's
+    exit 1. An error whose line cannot be written (standard error gone) keeps its status.
+    """
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:  # --help and --version print here
+        with _output_gone():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:  # every sub-command runs within
+        with _output_gone():
+            return super().invoke(ctx)
 
     def main(
         self,
@@ -153,28 +265,51 @@ class ForexdGroup(TyperGroup):
                 args, prog_name, complete_var, standalone_mode=False, windows_expand_args=windows_expand_args, **extra
             )
             code = rv if isinstance(rv, int) else EXIT_OK
+        except _OutputGone:
+            code = EXIT_PIPE
         except _click.NoArgsIsHelpError as exc:
-            typer.echo(exc.format_message(), err=True)
+            _say(exc.format_message())
             code = EXIT_USAGE
         except _click.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx is not None else "forexd"
-            typer.echo(f"error: {one_line(exc.format_message())} (see '{where} --help')", err=True)
+            _say(f"error: {one_line(exc.format_message())} (see '{where} --help')")
             code = exc.exit_code
         except _click.ClickException as exc:
-            typer.echo(f"error: {one_line(exc.format_message())}", err=True)
+            _say(f"error: {one_line(exc.format_message())}")
             code = exc.exit_code
         except typer.Abort:
-            typer.echo("aborted", err=True)
+            _say("aborted")
             code = EXIT_INTERRUPTED
         except (ForexDiffusionError, OSError) as exc:
             mapped = exit_code_for(exc)
             if mapped is None:  # pragma: no cover - every OSError is mapped
                 raise
-            typer.echo(error_line(exc), err=True)
-            code = mapped
+            if _is_epipe(exc) and reader_gone(1):  # a command's own error made of the failed write
+                code = EXIT_PIPE
+            else:
+                _say(error_line(exc))
+                code = mapped
+        code = self._flush(code)
         if not standalone_mode:
             return code
         sys.exit(code)
+
+    @staticmethod
+    def _flush(code: int) -> int:
+        """Write out what standard output still holds, before the interpreter's own flush at
+        exit could fail with no status to tell it (``Exception ignored``, status 120); return
+        the status then: :data:`EXIT_PIPE` for a command that succeeded but whose reader went
+        away, 74 with its line for an output that cannot be written (``> /dev/full``)."""
+        try:
+            gone = not _flush_stdout()
+        except OSError as exc:
+            _say(f"error: cannot write standard output: {exc.strerror or exc}")
+            _drop_stdout()
+            return code or EXIT_IOERR
+        if gone and code == EXIT_OK:
+            code = EXIT_PIPE
+        _silence_gone_outputs()
+        return code
 
 
 app = typer.Typer(

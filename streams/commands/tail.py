@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import json
 import math
 import sys
@@ -71,6 +72,17 @@ def _raw(value: bytes) -> dict[str, str]:
             "raw": value.decode("utf-8", "backslashreplace"),
             "raw_base64": base64.b64encode(value).decode("ascii"),
         }
+
+
+def _reader_gone(out: TextIO) -> bool:
+    """Whether ``out`` is a pipe whose reader went away."""
+    from ..cli import reader_gone  # the command line's own check; loaded by the time this runs
+
+    try:
+        fd = out.fileno()
+    except (OSError, ValueError):  # an in-memory stream
+        return False
+    return reader_gone(fd)
 
 
 def record_line(partition: int, offset: int, key: bytes | None, value: bytes | None) -> str:
@@ -140,7 +152,11 @@ async def tail_topic(
     timeout_s: float | None,
     out: TextIO | None = None,
 ) -> int:
-    """Print ``name``'s records to ``out`` (standard output) as JSON lines; return how many."""
+    """Print ``name``'s records to ``out`` (standard output) as JSON lines; return how many.
+
+    Ends with ``BrokenPipeError`` when the reader of ``out`` goes away, also while the topic
+    is quiet (as GNU ``tail -f``): ``forexd tail forecasts | head -1`` waited for a record
+    that might never come before it noticed."""
     from ..kafka import make_consumer
 
     out = out or sys.stdout
@@ -159,6 +175,8 @@ async def tail_topic(
                 out.write(record_line(m.partition, m.offset, m.key, m.value) + "\n")
                 n += 1
             out.flush()
+            if not batch and _reader_gone(out):  # a quiet topic: nothing written would tell it
+                raise BrokenPipeError(errno.EPIPE, "standard output's reader went away")
     finally:
         await consumer.stop()
     return n
@@ -181,6 +199,9 @@ def tail(
     "value": null, "raw": its text and "error": why; a tombstone as "value": null,
     "tombstone": true. A value whose bytes are not UTF-8 adds "raw_base64", its exact
     bytes; "raw" (and a key) then shows those bytes as \\xNN, for reading only.
+
+    Stops quietly with status 141 when the reader of standard output goes away (| head),
+    also while the topic is quiet.
 
     Reads the broker and topic prefix from FOREXD_BROKER_URL / FOREXD_TOPIC_PREFIX; an
     unreachable broker exits 69.
