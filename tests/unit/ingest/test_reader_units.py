@@ -73,7 +73,26 @@ def test_an_epoch_that_is_a_plausible_date_in_no_unit_is_refused_as_written(text
     assert repr(text) in r.detail and "1980 to 2099" in r.detail
 
 
-_DATE_MS = st.integers(min_value=EPOCH_FIRST_MS, max_value=EPOCH_END_MS - 1)
+# the last ms of the span is left to the test of the ends: its us and ns may round past it
+_DATE_MS = st.integers(min_value=EPOCH_FIRST_MS, max_value=EPOCH_END_MS - 2)
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("315532800", EPOCH_FIRST_MS),
+        ("315532800000", EPOCH_FIRST_MS),
+        ("315532800000000", EPOCH_FIRST_MS),
+        ("315532800000000000", EPOCH_FIRST_MS),
+        ("4102444799.999", EPOCH_END_MS - 1),
+        ("4102444799999", EPOCH_END_MS - 1),
+        ("4102444799999000", EPOCH_END_MS - 1),
+        ("4102444799999000000", EPOCH_END_MS - 1),
+    ],
+)
+def test_the_first_and_last_ms_of_the_span_are_read_in_every_unit(text: str, ms: int) -> None:
+    got, read = epoch_ms(np.array([float(text)]))
+    assert read.tolist() == [True] and got.tolist() == [ms]
 
 
 @settings(max_examples=100)
