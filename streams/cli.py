@@ -171,6 +171,15 @@ class _OutputGone(Exception):
     ``OSError``, which typer would answer with exit 1 before :class:`ForexdGroup` saw it."""
 
 
+class _OtherPipe(Exception):
+    """An ``EPIPE`` not of standard output or error (a socket's), carried past typer's exit 1
+    to :class:`ForexdGroup`, which reports it as the ``OSError`` it is."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 @contextlib.contextmanager
 def _output_gone() -> Iterator[None]:
     try:
@@ -183,6 +192,8 @@ def _output_gone() -> Iterator[None]:
     except Exception as exc:
         if _is_epipe(exc) and (reader_gone(1) or reader_gone(2)):
             raise _OutputGone() from exc
+        if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
+            raise _OtherPipe(exc) from exc
         raise
 
 
@@ -216,7 +227,9 @@ def _flush_stdout() -> bool:
     try:
         if sys.stdout is not None:
             sys.stdout.flush()
-    except (OSError, ValueError) as exc:
+    except ValueError:  # closed by the command: nothing is held
+        return True
+    except OSError as exc:
         if _is_epipe(exc) and reader_gone(1):
             return False
         raise
@@ -280,14 +293,15 @@ class ForexdGroup(TyperGroup):
         except typer.Abort:
             _say("aborted")
             code = EXIT_INTERRUPTED
-        except (ForexDiffusionError, OSError) as exc:
-            mapped = exit_code_for(exc)
+        except (ForexDiffusionError, OSError, _OtherPipe) as caught:
+            error = caught.error if isinstance(caught, _OtherPipe) else caught
+            mapped = exit_code_for(error)
             if mapped is None:  # pragma: no cover - every OSError is mapped
                 raise
-            if _is_epipe(exc) and reader_gone(1):  # a command's own error made of the failed write
+            if _is_epipe(error) and reader_gone(1):  # a command's own error made of the failed write
                 code = EXIT_PIPE
             else:
-                _say(error_line(exc))
+                _say(error_line(error))
                 code = mapped
         code = self._flush(code)
         if not standalone_mode:

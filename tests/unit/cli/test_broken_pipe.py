@@ -215,3 +215,20 @@ def test_tail_whose_reader_reads_one_line_stops_quietly_with_141(
     code, first, err = reader_reads_one_line(["tail", "ticks", "--from-beginning", "--timeout", "60"], env=env)
     assert first.startswith('{"partition": 0, "offset": 0, ') and code == EXIT_PIPE
     _quiet(err)
+
+
+def test_a_broken_pipe_that_is_not_standard_outputs_is_an_error_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ``EPIPE`` from elsewhere (a socket to the broker or the database) while standard
+    output is fine is an error like any ``OSError`` (one line, 74), never the quiet 141:
+    the reader is asked of the descriptor. Before, typer answered any ``EPIPE`` with exit 1."""
+    from typer.testing import CliRunner
+
+    from streams.cli import app
+
+    def broken(*_a: object, **_k: object) -> Settings:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(Settings, "from_env", broken)
+    res = CliRunner().invoke(app, ["tail", "ticks", "-n", "1"])
+    assert res.exit_code == 74
+    assert res.stderr == "error: [Errno 32] Broken pipe\n", res.stderr
