@@ -150,7 +150,7 @@ def reader_gone(fd: int) -> bool:
         poller = select.poll()
         poller.register(fd, select.POLLOUT)
         return any(ev & (select.POLLERR | select.POLLHUP) for _fd, ev in poller.poll(0))
-    except (OSError, ValueError):  # not a descriptor (closed, or an in-memory stream)
+    except (OSError, ValueError, AttributeError):  # not a descriptor (closed, in memory); no poll()
         return False
 
 
