@@ -11,6 +11,7 @@ Each regression test says what the command did before its fix.
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import subprocess
@@ -24,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from forex_diffusion.domain import Candle
+from forex_diffusion.domain import Candle, Tick
 from forex_diffusion.errors import RejectReason, ValidationError
 from forex_diffusion.indicators import BankSpec, IndicatorBank
 from forex_diffusion.ingest.candle_gate import CandleGate, CandleGateConfig
@@ -482,3 +483,118 @@ def test_the_oracle_reads_csv_floats_back_exactly(tmp_path: Path) -> None:
     values = [0.1 + 0.2, 1 / 3, 1e-7, 1.2345678901234567]
     pd.DataFrame({"x": values}).to_csv(tmp_path / "x.csv", index=False)
     assert _exact_csv(tmp_path / "x.csv")["x"].tolist() == values
+
+
+# -- 7. the same property for forexd candles over generated tick files -----------------------------
+
+
+@dataclass
+class TickRow:
+    cells: list[str]
+    ok: bool = True
+    tick: Tick | None = None
+    wide: bool = False
+
+
+@st.composite
+def tick_rows(draw: st.DrawFn) -> TickRow:
+    if draw(st.integers(0, 9)) == 0:
+        ts_text, ts, ts_ok = draw(BAD_STAMPS), 0, False
+    else:
+        ts = draw(st.one_of(st.integers(-5, 300).map(lambda k: T0 + k * 1000), st.sampled_from([EPOCH_FIRST_MS])))
+        ts_text, ts_ok = _ts_text(ts, draw(st.sampled_from(["s", "ms", "us", "ns", "iso"]))), True
+    sym = draw(st.sampled_from(SYMBOLS))
+    bid = draw(st.integers(10_900, 11_100)) / 10_000
+    texts = [f"{bid:.4f}", f"{bid + draw(st.integers(0, 3)) / 10_000:.4f}"]
+    values: list[float | None] = [float(t) for t in texts]
+    for k in range(2):
+        if draw(st.integers(0, 11)) == 0:
+            texts[k] = draw(st.sampled_from(sorted(ODD_PRICES)))
+            values[k] = ODD_PRICES[texts[k]]
+    vol = draw(st.sampled_from(sorted(VOLUMES))) if draw(st.integers(0, 4)) == 0 else "1"
+    row = TickRow([ts_text, sym, *texts, vol])
+    row.ok = ts_ok and all(v is not None for v in values) and VOLUMES[vol] is not None
+    if row.ok:
+        canon = REG.normalise(sym) or sym
+        b, a = (float(v) for v in values if v is not None)
+        row.tick = Tick(symbol=canon, ts_ms=ts, bid=b, ask=a, volume=float(VOLUMES[vol] or 0.0))
+    shape = draw(st.integers(0, 19))
+    if shape == 0:
+        row.cells.append("x")
+    elif shape == 1:
+        row.cells.pop()
+    row.wide = shape == 0 or any("," in cell for cell in row.cells)
+    if row.wide or shape == 1:
+        row.ok = False
+    return row
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(
+    rows=st.lists(tick_rows(), max_size=40),
+    eol=st.sampled_from(["\n", "\r\n", "\r"]),
+    bom=st.booleans(),
+    blanks=st.lists(st.integers(0, 40), max_size=3),
+)
+def test_generated_tick_files_conserve_rows_and_give_the_tick_pipelines_candles(
+    rows: list[TickRow], eol: str, bom: bool, blanks: list[int]
+) -> None:
+    """``forexd candles``: no traceback or warning; every row is in a candle (``tick_count``)
+    or in --rejects, never both; the candles are those of the tick agent's pipeline fed the
+    rows as they were written, byte for byte as ``write_candles_csv`` writes them; every row
+    refused is 65, one line."""
+    import tempfile
+
+    from forex_diffusion.ingest.pipeline import TickPipeline
+    from forex_diffusion.offline import write_candles_csv
+
+    lines = [("\ufeff" if bom else "") + "timestamp,symbol,bid,ask,volume"]
+    where: dict[int, TickRow] = {}
+    for i, row in enumerate(rows):
+        if i in blanks:
+            lines.append("  ")
+        lines.append(",".join(row.cells))
+        where[len(lines)] = row
+    text = eol.join(lines) + eol
+    pipe = TickPipeline(timeframes=("1m",), instruments=REG)
+    admitted: set[int] = set()
+    expected: list[Candle] = []
+    for line, row in where.items():
+        if not row.ok or row.tick is None or REG.normalise(row.tick.symbol) is None:
+            continue
+        try:
+            expected += pipe.process(row.tick, ref=line)
+            admitted.add(line)
+        except ValidationError:
+            pass
+        for q in pipe.take_quarantined():
+            admitted.discard(q.ref)
+    expected += pipe.flush()
+    for q in pipe.take_quarantined():
+        admitted.discard(q.ref)
+    expected.sort(key=lambda c: (c.symbol, c.open_ms))
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "ticks.csv"
+        src.write_bytes(text.encode("utf-8"))
+        out, rej = Path(tmp) / "o.csv", Path(tmp) / "r.csv"
+        res = runner.invoke(app, ["candles", str(src), "-o", str(out), "--rejects", str(rej)])
+        assert "Traceback" not in res.stderr and "Warning" not in res.stderr, res.stderr
+        assert res.exit_code in (0, 65), (res.exit_code, res.stderr, res.exception)
+        data = _data_lines(text)
+        assert sorted(data) == sorted(where)
+        if all(where[line].wide for line in data):
+            assert res.exit_code == 65
+            assert_one_line(res.stderr, "no rows")
+            return
+        refused = pd.read_csv(rej, keep_default_na=False)["line"].tolist()
+        assert len(refused) == len(set(refused))
+        assert set(refused) == set(data) - admitted
+        if not admitted:
+            assert res.exit_code == 65
+            assert_one_line(res.stderr, "every tick")
+            return
+        assert res.exit_code == 0, res.stderr
+        buf = io.StringIO()
+        write_candles_csv(expected, buf, price="mid")
+        assert out.read_text() == buf.getvalue()
+        assert sum(c.tick_count for c in expected) == len(admitted) == len(data) - len(refused)
