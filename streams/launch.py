@@ -73,7 +73,7 @@ def wait_for_database(settings: Settings, *, interval_s: float = 2.0) -> None:
 
     from forex_diffusion.storage.retry import classify, is_transient
 
-    from .commands._common import _hide_secrets, hide_password
+    from .db_text import hide_password, hide_secrets
 
     url = settings.db_url
     # hide_password, not SQLAlchemy's render_as_string(hide_password=True): that one printed
@@ -83,7 +83,7 @@ def wait_for_database(settings: Settings, *, interval_s: float = 2.0) -> None:
         probe = settings.make_db_engine(create=False)
     except (ImportError, NoSuchModuleError, ArgumentError) as exc:  # postgresql:// is psycopg (3) in SQLAlchemy 2.1
         raise SettingsError(
-            f"database URL {shown} needs a driver that is not installed ({_hide_secrets(str(exc), url)}): "
+            f"database URL {shown} needs a driver that is not installed ({hide_secrets(str(exc), url)}): "
             "name an installed one in FOREXD_DATABASE_URL, e.g. postgresql+psycopg2://"
         ) from exc
     deadline = time.monotonic() + settings.db_wait_s
@@ -94,7 +94,7 @@ def wait_for_database(settings: Settings, *, interval_s: float = 2.0) -> None:
                     conn.execute(text("SELECT 1"))
                 return
             except DBAPIError as exc:
-                why = _hide_secrets(str(classify(exc)), url)  # a driver may echo an option's value
+                why = hide_secrets(str(classify(exc)), url)  # a driver may echo an option's value
                 _refuse_answered(exc, why, shown)
                 if not is_transient(exc):
                     raise ServiceUnavailableError("database", shown, f"{why}; fix FOREXD_DATABASE_URL") from exc
@@ -115,9 +115,9 @@ def _refuse_answered(exc: BaseException, why: str, shown: str) -> None:
     "database unreachable" before."""
     from forex_diffusion.storage.engine import is_option_error
 
-    from .commands._common import _LOGIN_REFUSED, _MISSING_DATABASE
+    from .db_text import LOGIN_REFUSED, MISSING_DATABASE
 
-    if (missing := _MISSING_DATABASE.search(why)) is not None:
+    if (missing := MISSING_DATABASE.search(why)) is not None:
         raise SettingsError(
             f"FOREXD_DATABASE_URL names database {missing.group(1)}, which the server of {shown} does not have: "
             "create it (createdb) or fix FOREXD_DATABASE_URL"
@@ -126,7 +126,7 @@ def _refuse_answered(exc: BaseException, why: str, shown: str) -> None:
         raise SettingsError(
             f"FOREXD_DATABASE_URL {shown} has a connection option that is refused ({why}): fix FOREXD_DATABASE_URL"
         ) from exc
-    if _LOGIN_REFUSED.search(why):
+    if LOGIN_REFUSED.search(why):
         raise ServiceUnavailableError(
             "database",
             shown,

@@ -26,6 +26,8 @@ from forex_diffusion.errors import (
     StorageError,
 )
 
+from ..db_text import LOGIN_REFUSED, MISSING_DATABASE, hide_password, hide_secrets
+
 if TYPE_CHECKING:
     from rich.progress import Progress
     from sqlalchemy.engine import Engine
@@ -315,67 +317,6 @@ def _stderr_is_a_terminal() -> bool:
         return False
 
 
-#: A query parameter that may hold a secret (libpq takes ``?password=``, ``?sslpassword=``).
-_SECRET_PARAM = re.compile(r"([?&][^=&#]*(?:password|passwd|pwd|secret|token)[^=&#]*=)[^&#]*", re.IGNORECASE)
-_SECRET_NAME = re.compile(r"password|passwd|pwd|secret|token", re.IGNORECASE)
-_SECRET_IN_VALUE = re.compile(r"(?:password|passwd|pwd|secret|token)\s*=", re.IGNORECASE)
-
-
-def hide_password(url: str) -> str:
-    """``url`` with any password replaced by ``***``: the one after ``user:`` (everything up
-    to the last ``@``: a password may hold one) and any ``password=``-like query value."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest or (not sep and "@" in url):
-        userinfo, _, host = (rest if sep else url).rpartition("@")
-        user, colon, _ = userinfo.partition(":")
-        hidden = f"{user}:***" if colon else userinfo
-        url = f"{scheme}://{hidden}@{host}" if sep else f"***@{host}"
-    return _hide_query_secrets(_SECRET_PARAM.sub(r"\1***", url))
-
-
-def _hide_query_secrets(url: str) -> str:
-    """``url`` with the value of each query parameter hidden whose name, once percent-decoded as
-    the driver decodes it, names a secret (``?pass%77ord=``), or whose decoded value holds
-    one (``?dbname=x%20password%3Ds3cret``: libpq may read it as a connection string)."""
-    from urllib.parse import unquote
-
-    base, sep, query = url.partition("?")
-    if not sep:
-        return url
-    query, hash_, fragment = query.partition("#")
-    parts = []
-    for part in query.split("&"):
-        name, eq, value = part.partition("=")
-        if eq and value != "***" and (_SECRET_NAME.search(unquote(name)) or _SECRET_IN_VALUE.search(unquote(value))):
-            value = "***"
-        parts.append(f"{name}{eq}{value}")
-    return f"{base}?{'&'.join(parts)}{hash_}{fragment}"
-
-
-def _hide_secrets(text: str, url: str) -> str:
-    """``text`` (a driver's message) with the password of ``url`` and any ``password=``-like
-    query value of it replaced by ``***``: a driver may echo an option's value."""
-    from urllib.parse import unquote
-
-    query = url.partition("?")[2].partition("#")[0]
-    secrets = [
-        unquote(value)
-        for name, _, value in (part.partition("=") for part in query.split("&"))
-        if _SECRET_NAME.search(unquote(name))
-    ]
-    scheme, sep, rest = url.partition("://")
-    userinfo = rest.rpartition("@")[0] if sep else ""
-    if ":" in userinfo:
-        secrets.append(unquote(userinfo.split(":", 1)[1]))
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(f'"{secret}"', '"***"')  # libpq quotes the value it refuses
-        if len(secret) >= 4:
-            text = text.replace(secret, "***")
-        else:  # a short one anywhere would star out common letters: only where it stands as a value
-            text = re.sub(rf"(?<=[=:'\"]){re.escape(secret)}(?=[\s'\"&;,)@/]|$)", "***", text)
-    return text
-
-
 def _sqlite_file(url: str) -> tuple[bool, Path | None]:
     """Whether ``url`` is SQLite (any driver), and its file (None: in memory, or unparsable)."""
     from sqlalchemy.engine import make_url
@@ -420,13 +361,6 @@ def _sqlite_ignored_args(url: str) -> list[str]:
     return sorted(k for k in q if k not in _PYSQLITE_ARGS)
 
 
-#: The server answered: the database the URL names is not there (exit 66, as a missing SQLite file).
-_MISSING_DATABASE = re.compile(r'FATAL:\s+database (".*") does not exist')
-#: The server answered and refused the user (a missing role, a wrong password, pg_hba.conf).
-_LOGIN_REFUSED = re.compile(
-    r'FATAL:\s+(?:role ".*" does not exist|password authentication failed|no pg_hba\.conf entry'
-    r"|.* authentication failed for user|permission denied for database)"
-)
 #: What every SQLite 3 database file starts with (an empty file is a new, empty database).
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: Where a command's database is named (the worker has only the variable).
@@ -617,7 +551,7 @@ def check_database(
             names = set(inspect(conn).get_table_names())
     except DBAPIError as exc:
         first = str(exc.orig).strip().splitlines()[0] if exc.orig is not None and str(exc.orig).strip() else ""
-        first = _hide_secrets(first, url) or type(exc.orig or exc).__name__
+        first = hide_secrets(first, url) or type(exc.orig or exc).__name__
         if sqlite:
             low = first.lower()
             if "not a database" in low or "malformed" in low:  # past the header check: damaged
@@ -625,12 +559,12 @@ def check_database(
             if "unable to open" in low:
                 raise InputNotFoundError(f"database file {path} cannot be opened ({first}): {fix}") from exc
             raise StorageError(f"database {shown}: {first}") from exc  # busy, I/O error: exit 74
-        if (missing := _MISSING_DATABASE.search(first)) is not None:  # it answered: the name is wrong
+        if (missing := MISSING_DATABASE.search(first)) is not None:  # it answered: the name is wrong
             raise InputNotFoundError(
                 f"database {missing.group(1)} does not exist on the server of {shown}: "
                 f"create it (createdb) or fix {where}"
             ) from exc
-        if _LOGIN_REFUSED.search(first):  # it answered: "start it" sent an operator to a running server
+        if LOGIN_REFUSED.search(first):  # it answered: "start it" sent an operator to a running server
             raise ServiceUnavailableError(
                 "database", shown, f"{first}; the server refuses the login: check the user and password in {where}"
             ) from exc

@@ -1,6 +1,6 @@
 """A short password (1 to 3 characters) echoed by a driver is hidden where it stands as a value.
 
-``_hide_secrets`` replaced a password of four or more characters anywhere in a driver's
+``hide_secrets`` replaced a password of four or more characters anywhere in a driver's
 message, and one shorter only inside double quotes: ``password=ab host=…`` (a DSN echoed by
 psycopg2) and ``'ab'`` kept it. A short one is now hidden wherever it stands as a value
 (after ``=``, ``:`` or a quote, up to a separator), and nowhere else, so the message's own
@@ -15,7 +15,7 @@ from urllib.parse import quote
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.commands._common import _hide_secrets
+from streams.db_text import hide_secrets
 
 _short = st.text(alphabet=string.ascii_letters + string.digits + "!#$%*+-_.~", min_size=1, max_size=3)
 
@@ -29,7 +29,7 @@ def test_a_short_password_in_an_echoed_dsn_is_hidden(secret: str) -> None:
         f"option 'password' has value '{secret}' that is refused",
         f'invalid value "{secret}" for connection option',
     ):
-        shown = _hide_secrets(message, url)
+        shown = hide_secrets(message, url)
         assert f"={secret} " not in shown and not shown.endswith(f"={secret}")
         assert f"'{secret}'" not in shown and f'"{secret}"' not in shown
         assert "***" in shown
@@ -38,11 +38,11 @@ def test_a_short_password_in_an_echoed_dsn_is_hidden(secret: str) -> None:
 @given(secret=_short)
 def test_a_short_query_password_is_hidden_as_a_value(secret: str) -> None:
     url = f"postgresql+psycopg2://forexd@127.0.0.1:5432/db?password={quote(secret, safe='')}"
-    shown = _hide_secrets(f"invalid dsn: user=forexd password={secret}", url)
+    shown = hide_secrets(f"invalid dsn: user=forexd password={secret}", url)
     assert shown == "invalid dsn: user=forexd password=***"
 
 
 def test_a_short_password_leaves_the_message_words_alone() -> None:
     url = "postgresql+psycopg2://forexd:on@127.0.0.1:5432/db"
     message = 'connection to server at "127.0.0.1", port 5432 failed: FATAL:  password authentication failed'
-    assert _hide_secrets(message, url) == message
+    assert hide_secrets(message, url) == message
