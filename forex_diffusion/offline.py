@@ -40,6 +40,7 @@ __all__ = [
     "TS_MIN",
     "check_candle_rows",
     "check_candle_times",
+    "gate_for_spacing",
     "format_ms",
     "write_candles_csv",
 ]
@@ -267,6 +268,30 @@ def check_candle_rows(
 #: The wire's ``TS_MIN`` and ``TS_MAX`` (an ``open_time``/``close_time`` outside is ``bad_ts``),
 #: written here for the reason :func:`check_candle_rows` gives for the price bounds.
 TS_MIN, TS_MAX = 0, 253_402_300_799_999
+
+
+def gate_for_spacing(open_ms: np.ndarray) -> CandleGateConfig:
+    """The candle gate for bars opening at ``open_ms``: the stream's
+    (:class:`~forex_diffusion.ingest.candle_gate.CandleGateConfig`'s defaults), unless the bars'
+    most common spacing is wider than a third of its ``max_ahead_ms`` (a week): then three such
+    spacings. The stream's timeframes (a day at most) keep its gate; weekly or monthly bars,
+    which no stream runs, are not all "far ahead" of the bar before them.
+
+    >>> gate_for_spacing(np.arange(0, 10 * 60_000, 60_000)).max_ahead_ms == CandleGateConfig().max_ahead_ms
+    True
+    >>> gate_for_spacing(np.arange(0, 5 * 30 * 86_400_000, 30 * 86_400_000)).max_ahead_ms // 86_400_000
+    90
+    """
+    default = CandleGateConfig()
+    gaps = np.diff(np.sort(np.asarray(open_ms, dtype=np.int64)))
+    gaps = gaps[gaps > 0]
+    if not len(gaps):
+        return default
+    values, counts = np.unique(gaps, return_counts=True)
+    spacing = int(values[np.argmax(counts)])
+    if 3 * spacing <= default.max_ahead_ms:
+        return default
+    return CandleGateConfig(max_ahead_ms=3 * spacing, future_skew_ms=default.future_skew_ms, confirm=default.confirm)
 
 
 def check_candle_times(

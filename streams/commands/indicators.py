@@ -76,7 +76,7 @@ def indicators(
     from forex_diffusion.errors import ConfigError, DataFormatError
     from forex_diffusion.indicators import BankSpec, compute_indicators
     from forex_diffusion.ingest.readers import read_candle_series
-    from forex_diffusion.offline import check_candle_rows, check_candle_times
+    from forex_diffusion.offline import check_candle_rows, check_candle_times, gate_for_spacing
 
     price = check_price(price)
     if timeframe is not None:
@@ -109,7 +109,8 @@ def indicators(
         frame, refused = check_candle_rows(loaded.frame, instruments=reg)
         # a bar's close is its open plus --timeframe; without it, its open (never guessed)
         duration = Timeframe.parse(timeframe).duration_ms if timeframe is not None else 0
-        frame, late = check_candle_times(frame, duration_ms=duration, now_ms=int(time.time() * 1000))
+        gate = gate_for_spacing(frame["ts_ms"].to_numpy())
+        frame, late = check_candle_times(frame, duration_ms=duration, now_ms=int(time.time() * 1000), gate=gate)
         refused = sorted([*loaded.rejects, *refused, *late], key=lambda r: r.line)
         result = compute_indicators(frame[_INPUT_COLUMNS], bank_spec, only_ready=only_ready)
     if refused and result.empty:  # written first: the list says why each row was refused

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -31,7 +32,7 @@ from forex_diffusion.indicators import BankSpec, IndicatorBank
 from forex_diffusion.ingest.candle_gate import CandleGate, CandleGateConfig
 from forex_diffusion.ingest.readers import EPOCH_FIRST_MS
 from forex_diffusion.instruments import InstrumentRegistry
-from forex_diffusion.offline import TS_MAX, TS_MIN, check_candle_times, format_ms
+from forex_diffusion.offline import TS_MAX, TS_MIN, check_candle_times, format_ms, gate_for_spacing
 from forex_diffusion.wire import decode_candle, encode_unchecked
 from streams.cli import app
 
@@ -129,6 +130,17 @@ def test_candles_past_a_gap_of_over_a_week_are_held_until_confirmed_as_the_gate_
     kept, refused = check_candle_times(frame, gate=CandleGateConfig(confirm=3))
     assert kept["ts_ms"].tolist() == [T0, T0 + 60_000, T0 + week + 240_000, T0 + week + 300_000]
     assert [(r.line, r.reason) for r in refused] == [(4, RejectReason.FUTURE_TS), (5, RejectReason.FUTURE_TS)]
+
+
+def test_monthly_bars_are_not_far_ahead_of_each_other(tmp_path: Path) -> None:
+    """A guard on the gate: bars a month apart (no stream timeframe) would each be over a week
+    past the one before and refused as future_ts; the gate widens to three of their spacings."""
+    day = 86_400_000
+    opens = [T0 + k * 30 * day for k in range(12)] + [T0 + 14 * 30 * day]  # a month missing too
+    code, err, out, rej = indicators(rows_file(tmp_path / "c.csv", [bar(t) for t in opens]), tmp_path)
+    assert code == 0, err
+    assert pd.read_csv(out)["ts_ms"].tolist() == opens
+    assert pd.read_csv(rej).empty
 
 
 def test_the_candle_time_bounds_are_the_wires() -> None:
@@ -373,11 +385,11 @@ def candle_files(draw: st.DrawFn) -> Generated:
 def _oracle(gen: Generated, now_ms: int) -> tuple[list[tuple[int, Row]], dict[int, str]]:
     """The rows the candle agent hands to their series, in file order, and the reason of each
     row it refuses after decoding it (the reader's own refusals are not named here)."""
-    gate = CandleGate()
     last: dict[str, int] = {}
     taken: dict[str, set[int]] = {}
     admitted: list[tuple[int, Row]] = []
     reasons: dict[int, str] = {}
+    decoded: list[tuple[int, Row, Candle]] = []
     for line, row in gen.lines.items():
         if not row.ok:
             continue
@@ -385,10 +397,13 @@ def _oracle(gen: Generated, now_ms: int) -> tuple[list[tuple[int, Row]], dict[in
         record = {"symbol": row.symbol, "timeframe": "1m", "open_time": row.ts, "close_time": row.ts + MINUTE}
         record |= {"open": o, "high": h, "low": lo, "close": c, "volume": v}
         try:
-            candle = decode_candle(encode_unchecked("candles", record), instruments=REG)
+            decoded.append((line, row, decode_candle(encode_unchecked("candles", record), instruments=REG)))
         except ValidationError as exc:
             reasons[line] = "unknown_symbol" if exc.reason is RejectReason.SCHEMA else exc.reason.value
-            continue
+    # the stream's gate; a file whose bars are spaced wider than two days gets a wider one
+    gate = CandleGate(gate_for_spacing(np.array([c.open_ms for _, _, c in decoded], dtype=np.int64)))
+    for line, row, candle in decoded:
+        o, h, lo, c, v = row.prices
         sym = candle.symbol
         prev = last.get(sym)
         at_open = Candle(
