@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import math
 import re
 import warnings
 import zlib
@@ -749,7 +750,11 @@ def check_price_scale(
     close = close[np.isfinite(close)]
     if inst is None or not len(close):
         return
-    median = float(np.median(close))
+    with np.errstate(over="ignore"):
+        median = float(np.median(close))
+    if math.isinf(median):  # the mean of the two middle closes overflowed (1e308): without overflow
+        mid = np.sort(close)[[(len(close) - 1) // 2, len(close) // 2]]
+        median = float(_mean(mid[:1], mid[1:])[0])
     if not 1e3 <= median / inst.pip < 1e6:
         raise DataFormatError(
             f"{Path(path).name}: a median close of {median:g} is not a {inst.symbol} price "

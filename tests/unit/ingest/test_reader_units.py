@@ -192,3 +192,16 @@ def test_a_candle_volume_of_nan_is_kept_for_the_candle_check_to_refuse_not_read_
     kept, refused = check_candle_rows(read_candles(src).frame)
     assert [(r.line, r.reason) for r in refused] == [(2, RejectReason.NON_FINITE)]
     assert kept["volume"].tolist() == [1.0]
+
+
+def test_the_price_scale_check_of_closes_of_1e308_names_them_without_overflow() -> None:
+    """The median of two closes of 1e308 overflowed: numpy's RuntimeWarning on standard error
+    (``forexd train``/``backtest``) and 'a median close of inf'."""
+    import pandas as pd
+
+    from forex_diffusion.errors import DataFormatError
+    from forex_diffusion.ingest.readers import check_price_scale
+
+    frame = pd.DataFrame({"close": [1e308, 1e308, 1.1, 1e308]})
+    with pytest.raises(DataFormatError, match=r"a median close of 1e\+308 is not a EURUSD price"):
+        check_price_scale(frame, "EURUSD", "eurusd.csv")
