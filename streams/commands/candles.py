@@ -133,7 +133,8 @@ def candles(
 
     Writes symbol,timeframe,open_time,open,high,low,close,tick_count,volume and spread
     columns (open_time ISO-8601 UTC; prices at the instrument's precision). Bad rows are
-    refused with the stream's validator; counts by reason go to standard error.
+    refused with the stream's validator; counts by reason go to standard error. Every row
+    refused: exit 65, --rejects still written.
     """
     from forex_diffusion.errors import DataFormatError, InputNotFoundError
     from forex_diffusion.ingest.readers import sniff_kind

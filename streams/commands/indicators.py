@@ -70,8 +70,10 @@ def indicators(
     the stream runs, row by row, and equal TA-Lib's where TA-Lib has the indicator. Several
     symbols each get their own indicators; several timeframes need --timeframe. A candle
     the stream refuses (a price not finite or <= 0, high/low not bounding open/close, a
-    price outside the instrument's range, an unknown symbol) is refused here too, counted in ``rejected=``
-    and listed with its reason by --rejects; no indicator is computed from it.
+    price outside the instrument's range, an unknown symbol; one not opening after its series'
+    last: duplicate, late; a close past the clock or far ahead of its series: future_ts) is
+    refused here too, counted in ``rejected=`` and listed with its reason by --rejects; no
+    indicator is computed from it. Every candle refused: exit 65, --rejects still written.
     """
     from forex_diffusion.errors import ConfigError, DataFormatError
     from forex_diffusion.indicators import BankSpec, compute_indicators
