@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import math
@@ -68,6 +69,7 @@ DEMO_JOB = {
 #: Forecasts a :class:`DemoResult` keeps (the latest): a demo left running for days kept
 #: every forecast it received, a memory that grew without bound.
 FORECASTS_KEPT = 1_000
+_GONE = "the reader of the demo's output went away"
 
 
 class DemoResult:
@@ -178,11 +180,31 @@ def _fmt(rec: dict[str, Any]) -> list[str]:
     return out
 
 
+class _OutputGone(Exception):
+    """The reader of what the demo shows went away. Carries the error that told it (``show``'s
+    ``BrokenPipeError``, rich's ``SystemExit(1)``, or the one :func:`_follow_output` makes) out
+    of the event loop to :func:`run_demo`, which raises it again once everything is stopped: a
+    ``SystemExit`` must not cross an asyncio task (the loop would stop there, cleanup undone)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(repr(error))
+        self.error = error
+
+
+def _broken_pipe(exc: BaseException) -> bool:
+    """Whether ``exc`` says the output's reader went away: a ``BrokenPipeError``, or the
+    ``SystemExit(1)`` rich's console raises in its place (``Console.on_broken_pipe``)."""
+    if isinstance(exc, SystemExit):
+        return isinstance(exc.__context__, BrokenPipeError)
+    return isinstance(exc, BrokenPipeError)
+
+
 def _take(value: bytes | None, result: DemoResult, show: Callable[[dict[str, Any]], None], where: str) -> None:
     """Decode one ``fx.forecasts`` value with the wire's decoder and show it. A refused one (a
     tombstone, not JSON, a missing or wrong field) is counted in ``result.refused`` and logged
     in one line; a forecast ``show`` fails on is counted in ``result.unshown`` and logged with
-    its traceback. Neither stops the demo."""
+    its traceback. Neither stops the demo. A broken pipe from ``show`` (its reader went away:
+    ``forexd demo --plain | head -1``) does: it is raised as :class:`_OutputGone`, unlogged."""
     try:
         rec = decode_forecast(value)  # type: ignore[arg-type]  # None: a tombstone, refused
     except ValidationError as exc:
@@ -192,6 +214,10 @@ def _take(value: bytes | None, result: DemoResult, show: Callable[[dict[str, Any
     result.add_forecast(rec)
     try:
         show(rec)
+    except (BrokenPipeError, SystemExit) as exc:  # before Exception: a pipe gone is no display bug
+        if not _broken_pipe(exc):
+            raise
+        raise _OutputGone(exc) from exc
     except Exception as exc:  # noqa: BLE001 - a bug of the display: the watch goes on
         result.unshown += 1
         logger.error("demo.show_failed %s error=%s", where, type(exc).__name__, exc_info=exc)
@@ -208,8 +234,23 @@ async def _watch(
             for msgs in batch.values():
                 for m in msgs:
                     _take(m.value, result, show, f"partition={m.partition} offset={m.offset}")
+    except _OutputGone:
+        stop.set()  # nobody sees the demo any more: it ends
+        raise
     finally:
         await consumer.stop()
+
+
+async def _follow_output(gone: Callable[[], bool], stop: asyncio.Event) -> None:
+    """Until ``stop``, ask ``gone()`` twice a second; when it holds, set ``stop`` and raise
+    :class:`_OutputGone`. Nothing written would tell it otherwise: the live table writes
+    nothing to a pipe until the end, and no forecast comes while the worker starts."""
+    while not stop.is_set():
+        if gone():
+            stop.set()
+            raise _OutputGone(BrokenPipeError(errno.EPIPE, _GONE))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
 
 
 async def _scrape(url: str) -> str:
@@ -234,13 +275,22 @@ def run_demo(
     keep: bool = False,
     until: Callable[[DemoResult], bool] | None = None,
     poll_s: float = 2.0,
+    gone: Callable[[], bool] | None = None,
 ) -> DemoResult:
     """Run the demo for ``duration`` seconds (None: until Ctrl-C); return what happened.
 
     With ``until``, the demo also ends as soon as ``until(result)`` holds, checked every
     ``poll_s`` seconds after a fresh scrape of ``/metrics`` into ``result.metrics_text``:
     callers that wait for progress (the tests) pass ``duration`` as a generous ceiling.
+
+    The output's reader going away ends it too, at once: ``show`` raising a broken pipe
+    (``BrokenPipeError``, or rich's ``SystemExit(1)``), or ``gone()`` holding (asked twice a
+    second from the start: the command line passes whether its standard output's reader went
+    away). Everything is stopped and removed as for any other end (broker, worker, replay;
+    the temporary directory), then that error is raised (``gone()``'s: ``BrokenPipeError``).
     """
+    if gone is not None and gone():  # nothing started yet
+        raise BrokenPipeError(errno.EPIPE, _GONE)
     result = DemoResult()
     own_dir = data_dir is None
     data = Path(tempfile.mkdtemp(prefix="forexd-demo-")) if data_dir is None else data_dir
@@ -262,33 +312,44 @@ def run_demo(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
-        await ensure_topics(settings, [settings.topic(t) for t in TOPICS])
-        await _wait_ready(worker, result.metrics_url, stop)
-        result.ready_s = time.monotonic() - t_start
-        tasks = [
-            asyncio.ensure_future(_replay(settings, speed, result, stop)),
-            asyncio.ensure_future(_watch(settings, result, stop, show or (lambda r: None))),
-        ]
+        tasks: dict[str, asyncio.Future[None]] = {}
+        if gone is not None:
+            tasks["output"] = asyncio.ensure_future(_follow_output(gone, stop))
+        lost: _OutputGone | None = None
         try:
+            await ensure_topics(settings, [settings.topic(t) for t in TOPICS])
+            await _wait_ready(worker, result.metrics_url, stop)
+            if stop.is_set():  # Ctrl-C or the output gone while the worker started: no replay
+                return
+            result.ready_s = time.monotonic() - t_start
+            tasks["replay"] = asyncio.ensure_future(_replay(settings, speed, result, stop))
+            tasks["watch"] = asyncio.ensure_future(_watch(settings, result, stop, show or (lambda r: None)))
             await _run_until(result, stop, duration, until, poll_s)
         finally:
             stop.set()
-            for t in tasks:
+            for t in tasks.values():
                 t.cancel()
-            for name, res in zip(
-                ("replay", "watch"), await asyncio.gather(*tasks, return_exceptions=True), strict=True
-            ):
-                if isinstance(res, Exception):  # not hidden: a task that ended early stopped its part of the demo
+            for name, res in zip(tasks, await asyncio.gather(*tasks.values(), return_exceptions=True), strict=True):
+                if isinstance(res, _OutputGone):
+                    lost = lost or res
+                elif isinstance(res, Exception):  # not hidden: a task that ended early stopped its part of the demo
                     logger.error("demo.task_failed task=%s error=%s", name, type(res).__name__, exc_info=res)
+        if lost is not None:
+            raise lost
 
+    output_error: BaseException | None = None
     try:
         asyncio.run(main())
+    except _OutputGone as exc:
+        output_error = exc.error
     finally:
         _stop_worker(worker)
         log.close()
         broker.stop()
         if own_dir and not keep:
             shutil.rmtree(data, ignore_errors=True)
+    if output_error is not None:
+        raise output_error  # as ``show`` raised it: the command line tells a reader gone by it
     return result
 
 

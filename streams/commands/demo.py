@@ -68,14 +68,25 @@ def demo(
 ) -> None:
     """Run the whole system locally: embedded broker, a worker on SQLite, the bundled OANDA
     EUR/USD ticks replayed at --speed, /metrics, and a live table of the latest forecasts
-    (median and 90 % band at steps 1, 6 and 24, p_up, model version, latency)."""
+    (median and 90 % band at steps 1, 6 and 24, p_up, model version, latency).
+
+    Stops, ending its broker and worker, and exits quietly with status 141 when the reader of
+    standard output goes away (| head), at once, whether or not anything is being written."""
     from rich.console import Console
     from rich.live import Live
     from rich.table import Table
 
+    from ..cli import reader_gone
     from ..demo import DemoResult, _fmt, run_demo
 
-    console = Console()
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            """Go quiet. rich's own answer, standard output onto /dev/null and SystemExit(1), hid
+            the reader gone from the demo (its check of standard output) when the live table's
+            refresh thread met it: the thread ended, the demo ran on and exited 0."""
+            self.quiet = True
+
+    console = _Console()
     latest: dict[str, list[str]] = {}
     cols = ["symbol", "tf", "as_of (UTC)", "+1 median [5%, 95%]", "+6", "+24", "p_up(+1)", "model", "latency"]
 
@@ -95,6 +106,7 @@ def demo(
             metrics_port=metrics_port,
             show=show,
             keep=data_dir is not None,
+            gone=lambda: reader_gone(1),
         )
 
     if plain:
