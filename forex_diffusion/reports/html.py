@@ -25,20 +25,45 @@ and :func:`~forex_diffusion.quality.evaluation.summarize_forecasts`, so they equ
 
 Use :func:`load_report` (database → :class:`ReportData`) then :func:`render_report`
 (→ HTML string); every string placed in the page is escaped.
+
+Stored rows are input like any other: a forecast row whose payload is not UTF-8, not JSON,
+not an object, or whose fields are not the shape the forecast agent writes (quantiles of
+another width, non-finite or non-numeric values, an ``as_of`` outside the calendar or unlike
+its key) is skipped and counted by reason (:func:`check_payload`, ``ReportData.skipped``),
+and so is a candle row the stream could not have written (``fetch_candles(checked=True)``).
+A period of more than :data:`FORECASTS_MAX` forecasts or :data:`CANDLES_MAX` candles is
+refused (:class:`~forex_diffusion.errors.ConfigError`): one report holds them in memory.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, MetaData, Table, func, inspect, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    case,
+    cast,
+    func,
+    inspect,
+    literal,
+    select,
+    type_coerce,
+)
+from sqlalchemy.types import NullType
 
 from forex_diffusion.errors import ConfigError
 from forex_diffusion.forecast.touch import TOUCH_COLUMNS, realised_touch, touch_reliability, touch_rows
@@ -55,16 +80,21 @@ from forex_diffusion.quality.monitoring import DEFAULT_HORIZON_GROUPS, HorizonGr
 from forex_diffusion.storage.model_registry import alias_history, list_versions
 from forex_diffusion.storage.repository import fetch_candles
 from forex_diffusion.storage.retry import db_retry
-from forex_diffusion.storage.tables import NO_HORIZON, forecasts
+from forex_diffusion.storage.tables import NO_HORIZON, candles, forecasts
 from forex_diffusion.timeframes import Timeframe, ms_to_datetime
+from forex_diffusion.wire import FORECAST_STEPS_MAX, PRICE_MAX, TOUCH_BANDS_MAX, TS_MAX
 
 __all__ = [
+    "CANDLES_MAX",
+    "FORECASTS_MAX",
+    "PAYLOAD_CHARS_MAX",
     "DriftTable",
     "ModelChange",
     "Reliability",
     "ReportConfig",
     "ReportData",
     "Summary",
+    "check_payload",
     "empty_message",
     "list_series",
     "load_report",
@@ -72,6 +102,7 @@ __all__ = [
     "reliability",
     "render_report",
     "rolling_scores",
+    "skipped_message",
     "summarize",
     "touch_realise",
 ]
@@ -81,6 +112,15 @@ logger = logging.getLogger(__name__)
 _Q = list(QUANTILE_COLUMNS)  # pandas selects columns with a list
 _RW = [f"rw_{n}" for n in _Q]
 _TIME_COLUMNS = ("ts_ms", "event_ms", "at_ms", "time_ms", "detected_ms", "created_ms")
+
+#: Most stored forecasts one report reads (its steps, with the payloads, are held in memory:
+#: about 1 GB at 100,000 forecasts of 24 steps); past it the period is refused.
+FORECASTS_MAX = 100_000
+#: Most candles one report reads (the period's, with the context before and the steps after it).
+CANDLES_MAX = 2_000_000
+#: Longest payload text read (a forecast of the wire's 10,000 steps with its random walk and
+#: touch probabilities is about 5 MB); a longer row is skipped unread (``oversize``).
+PAYLOAD_CHARS_MAX = 16 * 2**20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,7 +196,8 @@ class ReportData:
     ``candles`` has columns ``open_ms, close_ms, close``; ``steps`` one row per
     ``(as_of, model_version, step)`` with ``q05…q95``, ``rw_q05…rw_q95``, ``realized``
     (NaN while unknown) and ``realized_ms``. ``drift`` is None when the database has no
-    ``drift_events`` table.
+    ``drift_events`` table. ``payloads`` are the checked forecasts (:func:`check_payload`),
+    ``skipped`` counts the stored rows left out by reason.
     """
 
     config: ReportConfig
@@ -165,6 +206,8 @@ class ReportData:
     changes: tuple[ModelChange, ...] = ()
     drift: DriftTable | None = None
     payloads: tuple[dict[str, Any], ...] = field(default=(), repr=False)
+    #: stored rows left out, by reason (``forecast:<reason>``, ``candle:<reason>``)
+    skipped: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -175,27 +218,246 @@ class ReportData:
 # -- loading --------------------------------------------------------------------------------
 
 
+def _raw(conn: Connection, column: Any) -> Any:
+    """``column``'s text as the driver gives it: on SQLite as bytes (``CAST AS BLOB``), so text
+    that is not UTF-8 is skipped for its row instead of failing the query in sqlite3."""
+    return cast(column, LargeBinary) if conn.dialect.name == "sqlite" else cast(column, Text)
+
+
+def _number(conn: Connection, column: Any) -> Any:
+    """``column`` where it holds a number, else NULL (SQLite stores any value in any column)."""
+    if conn.dialect.name != "sqlite":
+        return column
+    return case((func.typeof(column).in_(("integer", "real")), column), else_=literal(None))
+
+
+def _text(raw: Any) -> str | None:
+    """A stored text value (bytes on SQLite) as a string, or None when it is not UTF-8 text."""
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return None
+
+
+def _log_skipped(what: str, skipped: Counter[str]) -> None:
+    if skipped:
+        logger.warning(
+            "report.skipped %s=%d reasons=%s",
+            what,
+            skipped.total(),
+            ",".join(f"{k}:{v}" for k, v in sorted(skipped.items())),
+        )
+
+
 @db_retry
 def list_series(engine: Engine) -> list[tuple[str, str, int]]:
-    """Return ``(symbol, timeframe, forecast rows)`` of every series with forecasts, most first."""
-    q = select(forecasts.c.symbol, forecasts.c.timeframe, func.count()).group_by(
-        forecasts.c.symbol, forecasts.c.timeframe
-    )
+    """Return ``(symbol, timeframe, forecast rows)`` of every series with forecasts, most first.
+
+    A series whose symbol or timeframe is not UTF-8 text (or no timeframe) is left out, logged.
+    """
     with engine.connect() as conn:
-        rows = [(str(r[0]), str(r[1]), int(r[2])) for r in conn.execute(q)]
-    return sorted(rows, key=lambda r: (-r[2], r[0], r[1]))
+        sym, tf = _raw(conn, forecasts.c.symbol), _raw(conn, forecasts.c.timeframe)
+        q = select(sym, tf, func.count()).group_by(sym, tf)
+        rows = list(conn.execute(q))
+    out: list[tuple[str, str, int]] = []
+    skipped: Counter[str] = Counter()
+    for raw_sym, raw_tf, n in rows:
+        symbol, timeframe = _text(raw_sym), _text(raw_tf)
+        if symbol is None or timeframe is None:
+            skipped["not_utf8"] += int(n)
+            continue
+        try:
+            Timeframe.parse(timeframe)
+        except ConfigError:
+            skipped["timeframe"] += int(n)
+            continue
+        out.append((symbol, timeframe, int(n)))
+    _log_skipped("forecast_rows", skipped)
+    return sorted(out, key=lambda r: (-r[2], r[0], r[1]))
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
+def _finite(x: Any) -> float | None:
+    """``x`` as a finite float, or None (not a number, NaN, infinite, an integer past a double)."""
+    if not _is_number(x):
+        return None
+    try:
+        v = float(x)
+    except OverflowError:
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _numbers(value: Any, ndim: int) -> np.ndarray | None:
+    """``value`` as a float64 array of ``ndim`` dimensions when it is numbers nested that deep
+    (JSON lists of equal length, or such an array; no strings, booleans or nulls), else None."""
+    if isinstance(value, np.ndarray):
+        ok = value.ndim == ndim and value.size > 0 and value.dtype.kind in "fiu"
+        return value.astype(np.float64) if ok else None
+    rows = value if ndim == 2 else [value]
+    if not isinstance(rows, (list, tuple)) or not rows:
+        return None
+    width = len(rows[0]) if isinstance(rows[0], (list, tuple, np.ndarray)) else -1
+    for r in rows:
+        if not isinstance(r, (list, tuple, np.ndarray)) or len(r) != width or not all(_is_number(x) for x in r):
+            return None
+    try:
+        arr = np.asarray(rows, dtype=np.float64)
+    except OverflowError:  # an integer past a double (a 400-digit number)
+        return None
+    return arr if ndim == 2 else arr[0]
+
+
+def _touch(t: Any, h: int) -> dict[str, Any] | None:
+    """The ``touch`` field when it has the shape the forecast agent writes, else None."""
+    if not isinstance(t, dict):
+        return None
+    bands = t.get("bands")
+    if not (isinstance(bands, (list, tuple)) and 0 < len(bands) <= TOUCH_BANDS_MAX):
+        return None
+    if not all(isinstance(b, str) and 1 < len(b) <= 32 and b[0] in "+-" for b in bands):
+        return None
+    prob, rw, levels = _numbers(t.get("p"), 2), _numbers(t.get("rw_p"), 2), _numbers(t.get("levels"), 1)
+    if prob is None or rw is None or levels is None:
+        return None
+    if prob.shape != rw.shape or prob.shape[0] != len(bands) or prob.shape[1] > h or levels.shape != (len(bands),):
+        return None
+    if not (np.isfinite(prob).all() and np.isfinite(rw).all() and np.isfinite(levels).all()):
+        return None
+    if prob.min() < 0 or prob.max() > 1 or rw.min() < 0 or rw.max() > 1:
+        return None
+    return {"bands": list(bands), "p": prob, "rw_p": rw, "levels": levels}
+
+
+def check_payload(
+    p: Any, *, as_of_ms: int | None = None, model_version: str | None = None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Check one stored forecast payload; return ``(payload, None)`` with its fields as the
+    report reads them, ``(None, reason)`` when it cannot be scored, or ``(payload, "touch")``
+    when only its ``touch`` field is unusable (dropped).
+
+    ``as_of_ms`` and ``model_version`` are the row's key columns when known: the payload's own
+    fields must agree. Reasons: ``not_object``, ``as_of`` (not an integer in the calendar,
+    ``0..TS_MAX``, or unlike the key), ``model_version``, ``quantiles`` (not ``h`` x 11 finite
+    numbers, ``1 <= h <= FORECAST_STEPS_MAX``), ``levels``, ``rw_quantiles`` (not finite
+    numbers of the quantiles' shape), ``last_close`` (not a finite price).
+    """
+    if not isinstance(p, dict):
+        return None, "not_object"
+    as_of = p.get("as_of_ms", as_of_ms)
+    if (
+        not isinstance(as_of, (int, np.integer))
+        or isinstance(as_of, bool)
+        or not 0 <= as_of <= TS_MAX
+        or (as_of_ms is not None and as_of != as_of_ms)
+    ):
+        return None, "as_of"
+    version = p.get("model_version", model_version if model_version is not None else "")
+    if not isinstance(version, str) or (model_version is not None and version != model_version):
+        return None, "model_version"
+    q = _numbers(p.get("quantiles"), 2)
+    if q is None or q.shape[1] != len(_Q) or not 1 <= q.shape[0] <= FORECAST_STEPS_MAX or not np.isfinite(q).all():
+        return None, "quantiles"
+    levels: Any = p.get("levels", list(QUANTILE_LEVELS))
+    lv = _numbers(levels, 1)
+    if lv is None or lv.shape != (len(QUANTILE_LEVELS),) or not np.allclose(lv, QUANTILE_LEVELS):
+        return None, "levels"
+    raw_rw = p.get("rw_quantiles")
+    rw = np.full_like(q, np.nan) if raw_rw is None else _numbers(raw_rw, 2)
+    if rw is None or rw.shape != q.shape or (raw_rw is not None and not np.isfinite(rw).all()):
+        return None, "rw_quantiles"
+    last = _finite(p["last_close"]) if "last_close" in p else math.nan
+    if last is None or not (math.isnan(last) or 0 < last <= PRICE_MAX):
+        return None, "last_close"
+    out: dict[str, Any] = {
+        "as_of_ms": int(as_of),
+        "model_version": version,
+        "quantiles": q,
+        "rw_quantiles": None if raw_rw is None else rw,
+        "levels": tuple(float(x) for x in QUANTILE_LEVELS),
+        "last_close": float(last),
+    }
+    if p.get("touch") is None:
+        return out, None
+    touch = _touch(p["touch"], q.shape[0])
+    if touch is None:
+        return out, "touch"
+    out["touch"] = touch
+    return out, None
+
+
+def _decode_payload(raw: Any) -> tuple[Any, str | None]:
+    text = _text(raw)
+    if text is None:
+        return None, "not_utf8" if raw is not None else "not_json"
+    try:
+        return json.loads(text), None
+    except ValueError:  # not JSON, truncated, an integer past 4,300 digits
+        return None, "not_json"
+    except RecursionError:  # nested 100,000 deep
+        return None, "not_json"
+
+
+def _period(cfg: ReportConfig) -> list[Any]:
+    where = [forecasts.c.symbol == cfg.symbol, forecasts.c.timeframe == cfg.timeframe]
+    if cfg.from_ms is not None:
+        where.append(forecasts.c.as_of_ms >= cfg.from_ms)
+    if cfg.to_ms is not None:
+        where.append(forecasts.c.as_of_ms < cfg.to_ms)
+    return where
 
 
 @db_retry
-def _fetch_payloads(engine: Engine, cfg: ReportConfig) -> list[dict[str, Any]]:
-    q = select(forecasts.c.payload).where(forecasts.c.symbol == cfg.symbol, forecasts.c.timeframe == cfg.timeframe)
-    if cfg.from_ms is not None:
-        q = q.where(forecasts.c.as_of_ms >= cfg.from_ms)
-    if cfg.to_ms is not None:
-        q = q.where(forecasts.c.as_of_ms < cfg.to_ms)
-    q = q.order_by(forecasts.c.as_of_ms, forecasts.c.horizon, forecasts.c.model_version)
+def _fetch_payloads(engine: Engine, cfg: ReportConfig) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """The period's checked forecasts (:func:`check_payload`) and the rows skipped, by reason.
+
+    Raises :class:`ConfigError` when the period holds more than :data:`FORECASTS_MAX` rows.
+    """
+    where = _period(cfg)
+    out: list[dict[str, Any]] = []
+    skipped: Counter[str] = Counter()
     with engine.connect() as conn:
-        return [dict(r.payload) for r in conn.execute(q)]
+        n = int(conn.execute(select(func.count()).select_from(forecasts).where(*where)).scalar_one())
+        if n > FORECASTS_MAX:
+            raise ConfigError(
+                f"the period holds {n:,} stored forecasts of {cfg.symbol} {cfg.timeframe}, more than the "
+                f"{FORECASTS_MAX:,} one report reads: narrow it with --from/--to"
+            )
+        raw = _raw(conn, forecasts.c.payload)
+        q = select(
+            _number(conn, forecasts.c.as_of_ms),
+            _raw(conn, forecasts.c.model_version),
+            func.length(raw),
+            case((func.length(raw) <= PAYLOAD_CHARS_MAX, raw), else_=literal(None)),
+        ).where(*where)
+        q = q.order_by(forecasts.c.as_of_ms, forecasts.c.horizon, forecasts.c.model_version)
+        for as_of, raw_version, size, text in conn.execution_options(yield_per=256).execute(q):
+            version = _text(raw_version)
+            if version is None:
+                skipped["not_utf8"] += 1
+                continue
+            if type(as_of) is not int:
+                skipped["as_of"] += 1
+                continue
+            if size is not None and size > PAYLOAD_CHARS_MAX:
+                skipped["oversize"] += 1
+                continue
+            value, why = _decode_payload(text)
+            if why is None:
+                payload, why = check_payload(value, as_of_ms=as_of, model_version=version)
+                if payload is not None:
+                    out.append(payload)
+            if why is not None:
+                skipped[why] += 1
+    _log_skipped("forecast_rows", skipped)
+    return out, skipped
 
 
 def _candle_frame(items: Iterable[Any]) -> pd.DataFrame:
@@ -204,13 +466,14 @@ def _candle_frame(items: Iterable[Any]) -> pd.DataFrame:
     return frame.drop_duplicates("open_ms").sort_values("open_ms", kind="stable").reset_index(drop=True)
 
 
-def realise(payloads: Sequence[dict[str, Any]], candles: pd.DataFrame) -> pd.DataFrame:
+def realise(payloads: Sequence[Any], candles: pd.DataFrame) -> pd.DataFrame:
     """Return one row per forecast step with its realised close (NaN where not yet known).
 
     Step ``k`` of the forecast at ``as_of`` is realised by the close of the ``k``-th
     candle (of ``candles``, ordered by ``open_ms``) opening at or after ``as_of``.
     Columns: ``as_of, model_version, step, last_close, q05…q95, rw_q05…rw_q95, realized,
-    realized_ms`` (``realized_ms`` is NaN where not realised).
+    realized_ms`` (``realized_ms`` is NaN where not realised). A payload
+    :func:`check_payload` refuses is left out (logged).
     """
     cols = ["as_of", "model_version", "step", "last_close", *_Q, *_RW, "realized", "realized_ms"]
     if not payloads:
@@ -219,24 +482,25 @@ def realise(payloads: Sequence[dict[str, Any]], candles: pd.DataFrame) -> pd.Dat
     closes = candles["close"].to_numpy(dtype=np.float64)
     close_ms = candles["close_ms"].to_numpy(dtype=np.float64)
     parts: list[pd.DataFrame] = []
-    for p in payloads:
-        q = np.asarray(p["quantiles"], dtype=np.float64)
-        rw = np.asarray(p.get("rw_quantiles") or np.full_like(q, np.nan), dtype=np.float64)
-        levels = tuple(float(x) for x in p.get("levels", QUANTILE_LEVELS))
-        if q.ndim != 2 or q.shape[1] != len(_Q) or not np.allclose(levels, QUANTILE_LEVELS):
-            logger.warning("report skipped forecast as_of=%s: unexpected quantile levels", p.get("as_of_ms"))
+    skipped: Counter[str] = Counter()
+    for raw in payloads:
+        p, why = check_payload(raw)
+        if p is None:
+            skipped[why or "?"] += 1
             continue
+        q = p["quantiles"]
+        rw = np.full_like(q, np.nan) if p["rw_quantiles"] is None else p["rw_quantiles"]
         h = q.shape[0]
-        as_of = int(p["as_of_ms"])
+        as_of = p["as_of_ms"]
         idx = int(np.searchsorted(opens, as_of, side="left")) + np.arange(h)
         known = idx < len(opens)
         realized = np.where(known, closes[np.minimum(idx, len(opens) - 1)] if len(opens) else np.nan, np.nan)
         r_ms = np.where(known, close_ms[np.minimum(idx, len(opens) - 1)] if len(opens) else np.nan, np.nan)
         data: dict[str, Any] = {
             "as_of": as_of,
-            "model_version": str(p.get("model_version", "")),
+            "model_version": p["model_version"],
             "step": np.arange(1, h + 1),
-            "last_close": float(p.get("last_close", np.nan)),
+            "last_close": p["last_close"],
         }
         for k, name in enumerate(_Q):
             data[name] = q[:, k]
@@ -245,37 +509,32 @@ def realise(payloads: Sequence[dict[str, Any]], candles: pd.DataFrame) -> pd.Dat
         data["realized"] = realized
         data["realized_ms"] = r_ms
         parts.append(pd.DataFrame(data, columns=cols))
+    _log_skipped("forecasts", skipped)
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in cols})
     return pd.concat(parts, ignore_index=True)
 
 
-def touch_realise(payloads: Sequence[dict[str, Any]], candles: pd.DataFrame) -> pd.DataFrame:
+def touch_realise(payloads: Sequence[Any], candles: pd.DataFrame) -> pd.DataFrame:
     """Touch rows (:data:`~forex_diffusion.forecast.touch.TOUCH_COLUMNS`) of the payloads that carry ``touch``.
 
     Steps are realised as in :func:`realise`; ``hit`` is NaN where the step is not yet known.
+    A payload or a ``touch`` field :func:`check_payload` refuses is left out.
     """
     opens = candles["open_ms"].to_numpy(dtype=np.int64)
     closes = candles["close"].to_numpy(dtype=np.float64)
     parts: list[pd.DataFrame] = []
-    for p in payloads:
-        t = p.get("touch")
-        if not t or not t.get("bands"):
+    for raw in payloads:
+        p, _ = check_payload(raw)
+        t = p.get("touch") if p is not None else None
+        if p is None or t is None:
             continue
-        try:
-            prob = np.asarray(t["p"], dtype=np.float64)
-            rw = np.asarray(t["rw_p"], dtype=np.float64)
-            levels = np.asarray(t["levels"], dtype=np.float64)
-            bands = [str(b) for b in t["bands"]]
-        except (KeyError, TypeError, ValueError):
-            continue
-        if prob.ndim != 2 or prob.shape != rw.shape or prob.shape[0] != len(bands) or levels.shape != (len(bands),):
-            continue
+        prob, rw, levels, bands = t["p"], t["rw_p"], t["levels"], t["bands"]
         h = prob.shape[1]
-        start = int(np.searchsorted(opens, int(p["as_of_ms"]), side="left"))
-        path = np.concatenate([[float(p.get("last_close", np.nan))], closes[start : start + h]])
+        start = int(np.searchsorted(opens, p["as_of_ms"], side="left"))
+        path = np.concatenate([[p["last_close"]], closes[start : start + h]])
         hit = realised_touch(path, np.array([0]), levels[None, :], [1 if b.startswith("+") else -1 for b in bands], h)
-        parts.append(touch_rows(np.array([int(p["as_of_ms"])]), bands, levels[None, :], prob[None], rw[None], hit))
+        parts.append(touch_rows(np.array([p["as_of_ms"]]), bands, levels[None, :], prob[None], rw[None], hit))
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in TOUCH_COLUMNS})
     return pd.concat(parts, ignore_index=True)
@@ -333,14 +592,52 @@ def _drift_events(engine: Engine, cfg: ReportConfig, limit: int = 500) -> DriftT
         q = q.order_by(cols[tcol])
     q = q.limit(limit)
     with engine.connect() as conn:
-        rows = tuple(tuple(r) for r in conn.execute(q))
+        if conn.dialect.name == "sqlite":  # a value of any type, text not UTF-8 included: read as stored
+            q = q.with_only_columns(*(_as_stored(c) for c in table.columns))
+        rows = tuple(tuple(_shown(v) for v in r) for r in conn.execute(q))
     return DriftTable(columns=tuple(c.name for c in table.columns), rows=rows, time_column=tcol)
+
+
+def _as_stored(column: Any) -> Any:
+    """A SQLite column's value with no type processing: numbers as numbers, anything else as
+    its bytes (text that is not UTF-8 would fail sqlite3's decoding of the whole query)."""
+    raw = case((func.typeof(column).in_(("integer", "real", "null")), column), else_=cast(column, LargeBinary))
+    return type_coerce(raw, NullType()).label(column.name)
+
+
+def _shown(v: Any) -> Any:
+    """A drift cell as the page shows it: bytes as text (undecodable bytes replaced)."""
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v)[:200].decode("utf-8", "replace")
+    return v
+
+
+@db_retry
+def _count_candles(engine: Engine, cfg: ReportConfig, start: int | None, end: int | None) -> int:
+    q = (
+        select(func.count())
+        .select_from(candles)
+        .where(candles.c.symbol == cfg.symbol, candles.c.timeframe == cfg.timeframe)
+    )
+    if start is not None:
+        q = q.where(candles.c.open_ms >= start)
+    if end is not None:
+        q = q.where(candles.c.open_ms < end)
+    with engine.connect() as conn:
+        return int(conn.execute(q).scalar_one())
 
 
 def load_report(engine: Engine, config: ReportConfig) -> ReportData:
     """Read the period's forecasts, the candles that realise them, model changes and drift.
 
-    A database without the project's tables reads as empty (nothing is created).
+    A database without the project's tables reads as empty (nothing is created). Stored rows
+    that are no forecast or no candle are skipped and counted (``ReportData.skipped``).
+
+    Raises
+    ------
+    ConfigError
+        The period holds more than :data:`FORECASTS_MAX` forecasts or :data:`CANDLES_MAX`
+        candles: narrow it.
     """
     tables = set(inspect(engine).get_table_names())
     if not {"forecasts", "candles"} <= tables:
@@ -352,32 +649,45 @@ def load_report(engine: Engine, config: ReportConfig) -> ReportData:
             changes=_model_changes(engine, config),
             drift=_drift_events(engine, config),
         )
-    payloads = _fetch_payloads(engine, config)
-    max_h = max((len(p.get("quantiles", ())) for p in payloads), default=0)
+    payloads, bad_forecasts = _fetch_payloads(engine, config)
+    max_h = max((p["quantiles"].shape[0] for p in payloads), default=0)
     start = config.from_ms
-    if payloads and (start is None or int(payloads[0]["as_of_ms"]) < start):
-        start = int(payloads[0]["as_of_ms"])
+    if payloads and (start is None or payloads[0]["as_of_ms"] < start):
+        start = payloads[0]["as_of_ms"]
+    # the period's candles end at the period's end, or past the last forecast (then the steps after it)
+    end = config.to_ms if config.to_ms is not None or not payloads else payloads[-1]["as_of_ms"] + 1
+    n = _count_candles(engine, config, start, end)
+    if n > CANDLES_MAX:
+        raise ConfigError(
+            f"the period holds {n:,} stored candles of {config.symbol} {config.timeframe}, more than the "
+            f"{CANDLES_MAX:,} one report reads: narrow it with --from/--to"
+        )
+    bad_candles: Counter[str] = Counter()
+    sym, tf = config.symbol, config.timeframe
     # context before the period (for the first fans), the period, and the steps after it
     before = (
-        fetch_candles(engine, config.symbol, config.timeframe, end_ms=start, limit=2 * max_h)
+        fetch_candles(engine, sym, tf, end_ms=start, limit=2 * max_h, checked=True, skipped=bad_candles)
         if start is not None and max_h
         else []
     )
-    inside = fetch_candles(engine, config.symbol, config.timeframe, start_ms=start, end_ms=config.to_ms)
+    inside = fetch_candles(engine, sym, tf, start_ms=start, end_ms=end, checked=True, skipped=bad_candles)
     after = (
-        fetch_candles(engine, config.symbol, config.timeframe, start_ms=config.to_ms, limit=max_h)
-        if config.to_ms is not None and max_h
+        fetch_candles(engine, sym, tf, start_ms=end, limit=max_h, checked=True, skipped=bad_candles)
+        if end is not None and max_h
         else []
     )
-    candles = _candle_frame([*before, *inside, *after])
-    steps = realise(payloads, candles)
+    candle_frame = _candle_frame([*before, *inside, *after])
+    steps = realise(payloads, candle_frame)
+    skipped = {f"forecast:{k}": v for k, v in sorted(bad_forecasts.items())}
+    skipped.update({f"candle:{k}": v for k, v in sorted(bad_candles.items())})
     return ReportData(
         config=config,
-        candles=candles,
+        candles=candle_frame,
         steps=steps,
         changes=_model_changes(engine, config),
         drift=_drift_events(engine, config),
         payloads=tuple(payloads),
+        skipped=skipped,
     )
 
 
@@ -524,10 +834,13 @@ def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _fmt_time(ms: float | int | None) -> str:
-    if ms is None or not math.isfinite(float(ms)):
+def _fmt_time(ms: Any) -> str:
+    """Epoch milliseconds as ``YYYY-MM-DD HH:MM`` UTC; "–" for anything that is no time of
+    the calendar (None, NaN, text, past year 9999 or before 1970: a stored row may hold it)."""
+    v = _finite(ms)
+    if v is None or not 0 <= v <= TS_MAX:
         return "–"
-    return ms_to_datetime(int(ms)).strftime("%Y-%m-%d %H:%M")
+    return ms_to_datetime(int(v)).strftime("%Y-%m-%d %H:%M")
 
 
 def _fmt(v: float, spec: str = ".4g") -> str:
@@ -1095,6 +1408,8 @@ def render_report(data: ReportData, *, title: str | None = None) -> str:
         f"k-th candle after as_of). Skill is 1 − CRPS/CRPS<sub>RW</sub>; the random walk is the EWMA "
         f"baseline stored with each forecast.</p>{_summary_html(s)}"
     )
+    if data.skipped:
+        parts.append(f"<p class='note' id='skipped'>{_e(skipped_message(data))}</p>")
     parts.append(f"<h3>By model version</h3>{_versions_html(data.steps)}")
     fans = _sample_fans(data.steps, cfg.fans)
     parts.append(f"<h2>Price and forecasts</h2>{_price_chart(data, fans)}")
@@ -1123,4 +1438,14 @@ def empty_message(data: ReportData) -> str:
             f"{_fmt_time(cfg.to_ms) if cfg.to_ms is not None else 'end'})"
         )
     held = f" ({len(data.candles)} candles are stored there)" if len(data.candles) else ""
-    return f"No forecasts of {where}{when}{held}: nothing to report."
+    bad = f" {skipped_message(data)}" if data.skipped else ""
+    return f"No forecasts of {where}{when}{held}: nothing to report.{bad}"
+
+
+def skipped_message(data: ReportData) -> str:
+    """The sentence that counts the stored rows left out, by reason ('' when none)."""
+    if not data.skipped:
+        return ""
+    n = sum(data.skipped.values())
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(data.skipped.items()))
+    return f"{n} stored rows left out as unreadable ({reasons}); the scores are of the others."

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._common import _sqlite_file, check_output, check_positive, database_url, echo_error, open_engine
+from ._common import _sqlite_file, check_output, check_positive, database_url, echo_error, one_line, open_engine
 
 #: Most forecasts per rolling window: past it a window is the whole history of any store
 #: (pandas' rolling window overflowed a C long at 10**19: OverflowError traceback).
@@ -36,9 +36,11 @@ def report_command(
 
     Shows closes with forecast fans, rolling CRPS vs the random walk, rolling 50/90 %
     coverage, registry model changes, drift events (if recorded) and summary numbers.
-    Exits 1 when the period holds no forecast, 2 on bad options, 65 when the database is not
-    a SQLite file or holds no forecasts table, 66 when the database file does not exist,
-    69 when the database does not answer.
+    Stored rows that are no forecast or no candle (written by hand, by another program, cut
+    short) are left out and counted. Exits 1 when the period holds no forecast, 2 on bad
+    options or a period of more forecasts or candles than one report reads, 65 when the
+    database is not a SQLite file or holds no forecasts table, 66 when the database file does
+    not exist, 69 when the database does not answer.
     """
     from forex_diffusion.reports.backtest import parse_utc_date
     from forex_diffusion.reports.html import (
@@ -87,7 +89,11 @@ def report_command(
         raise typer.Exit(1)
     output.write_text(render_report(data), encoding="utf-8")
     n = data.steps.groupby(["as_of", "model_version"]).ngroups
-    typer.echo(f"report of {symbol} {timeframe}: {n} forecasts, {len(data.candles)} candles -> {output}")
+    left_out = f", {sum(data.skipped.values())} stored rows left out" if data.skipped else ""
+    # the symbol may come from the database: its control characters are escaped, never sent to the terminal
+    typer.echo(
+        one_line(f"report of {symbol} {timeframe}: {n} forecasts, {len(data.candles)} candles{left_out} -> {output}")
+    )
 
 
 def register(app: typer.Typer) -> None:
