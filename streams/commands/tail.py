@@ -60,17 +60,17 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def _raw(value: bytes) -> dict[str, str]:
-    """``{"raw": text}``, the value decoded, when it is UTF-8 (then exactly its bytes).
-    Otherwise ``{"raw": shown, "raw_base64": exact}``: ``shown`` has each byte that is not
-    UTF-8 as ``\\xNN``, for reading only (a value holding the four characters ``\\xff``
-    shows the same), and ``raw_base64`` holds the bytes themselves (RFC 4648 base64)."""
+def _exact(data: bytes, name: str) -> dict[str, str]:
+    """``{name: text}``, ``data`` decoded, when it is UTF-8 (then exactly its bytes).
+    Otherwise ``{name: shown, name + "_base64": exact}``: ``shown`` has each byte that is not
+    UTF-8 as ``\\xNN``, for reading only (data holding the four characters ``\\xff`` shows
+    the same), and ``<name>_base64`` holds the bytes themselves (RFC 4648 base64)."""
     try:
-        return {"raw": value.decode("utf-8")}
+        return {name: data.decode("utf-8")}
     except UnicodeDecodeError:
         return {
-            "raw": value.decode("utf-8", "backslashreplace"),
-            "raw_base64": base64.b64encode(value).decode("ascii"),
+            name: data.decode("utf-8", "backslashreplace"),
+            f"{name}_base64": base64.b64encode(data).decode("ascii"),
         }
 
 
@@ -98,23 +98,24 @@ def record_line(partition: int, offset: int, key: bytes | None, value: bytes | N
     ``raw`` is the value's text, exactly, when its bytes are UTF-8. When they are not, the
     line adds ``"raw_base64"``, the exact bytes (RFC 4648 base64), and ``raw`` shows each
     byte that is not UTF-8 as ``\\xNN``, for reading only: the four characters ``\\xff``
-    in a record show the same. The key is shown so too, without its bytes (a key is the
-    producer's symbol: UTF-8). Every line is ASCII (``ensure_ascii``):
-    a control character (ESC, a C1 control such as U+009B) or U+2028/U+2029 in a record is a
-    ``\\uXXXX`` escape, so a hostile record cannot drive the terminal, and ``json.loads``
-    gives the same value back.
+    in a record show the same. The key likewise: ``key`` is exact unless its bytes are not
+    UTF-8; then the line adds ``"key_base64"`` (the key ``b"EUR\\xff"`` and the key
+    ``b"EUR\\\\xff"`` show the same ``key``, only the first with ``key_base64``).
+    Every line is ASCII (``ensure_ascii``): a control character (ESC, a C1 control such as
+    U+009B) or U+2028/U+2029 in a record is a ``\\uXXXX`` escape, so a hostile record
+    cannot drive the terminal, and ``json.loads`` gives the same value back.
 
     >>> record_line(0, 7, b"EURUSD", b'{"bid": 1.1}')
     '{"partition": 0, "offset": 7, "key": "EURUSD", "value": {"bid": 1.1}}'
     >>> print(record_line(0, 8, b"EURUSD", b'{"bid": NaN}'))
     {"partition": 0, "offset": 8, "key": "EURUSD", "value": null, "raw": "{\\"bid\\": NaN}", "error": "JSON constant NaN"}
     >>> print(record_line(0, 9, b"EUR\\xff", None))
-    {"partition": 0, "offset": 9, "key": "EUR\\\\xff", "value": null, "tombstone": true}
+    {"partition": 0, "offset": 9, "key": "EUR\\\\xff", "key_base64": "RVVS/w==", "value": null, "tombstone": true}
     """
     head: dict[str, Any] = {
         "partition": partition,
         "offset": offset,
-        "key": None if key is None else bytes(key).decode("utf-8", "backslashreplace"),
+        **({"key": None} if key is None else _exact(bytes(key), "key")),
     }
     if value is None:
         return json.dumps({**head, "value": None, "tombstone": True}, allow_nan=False, ensure_ascii=True)
@@ -140,7 +141,7 @@ def record_line(partition: int, offset: int, key: bytes | None, value: bytes | N
         error = "nested too deep"
     except ValueError as exc:  # not JSON, or an integer of more digits than Python reads
         error = f"not JSON ({type(exc).__name__})"
-    return json.dumps({**head, "value": None, **_raw(raw), "error": error}, allow_nan=False, ensure_ascii=True)
+    return json.dumps({**head, "value": None, **_exact(raw, "raw"), "error": error}, allow_nan=False, ensure_ascii=True)
 
 
 async def tail_topic(
@@ -198,7 +199,8 @@ def tail(
     a duplicate key, an escaped lone surrogate such as \\ud800) is printed with
     "value": null, "raw": its text and "error": why; a tombstone as "value": null,
     "tombstone": true. A value whose bytes are not UTF-8 adds "raw_base64", its exact
-    bytes; "raw" (and a key) then shows those bytes as \\xNN, for reading only.
+    bytes, and "raw" then shows those bytes as \\xNN, for reading only; a key so adds
+    "key_base64" (and "key" shows them as \\xNN).
 
     Stops quietly with status 141 when the reader of standard output goes away (| head),
     also while the topic is quiet.

@@ -1,6 +1,6 @@
 """``forexd tail``'s lines say exactly what the record held, or say that they cannot.
 
-Two failures, each pinned below:
+Three failures, each pinned below:
 
 - a value that is not UTF-8 was ``"raw"`` text with each bad byte as ``\\xNN`` (Python's
   ``backslashreplace``), and a value holding the four characters ``\\xff`` printed the same:
@@ -8,7 +8,10 @@ Two failures, each pinned below:
   and ``raw`` is exact whenever that field is absent;
 - a number that no double holds was printed as another number: ``1e-99999`` (nonzero,
   underflows) as ``0.0``. Now it is ``"value": null`` with ``raw`` and ``"error"``, as
-  ``1e400``, an integer past a double and ``NaN`` already were.
+  ``1e400``, an integer past a double and ``NaN`` already were;
+- a key that is not UTF-8 was shown with each bad byte as ``\\xNN`` and nothing else: the
+  keys ``b"EUR\\xff"`` and ``b"EUR\\\\xff"`` were both ``"key": "EUR\\\\xff"``. Now such a
+  key adds ``"key_base64"``, its bytes.
 """
 
 from __future__ import annotations
@@ -131,3 +134,36 @@ def test_a_number_no_double_holds_is_null_with_its_text_and_why(value: bytes, er
 def test_a_zero_and_a_number_a_double_holds_are_shown(value: bytes) -> None:
     obj = strict_line(record_line(0, 1, b"EURUSD", value))
     assert "raw" not in obj and same(strict_decode(value), obj["value"])
+
+
+def restored_key(obj: dict[str, Any]) -> bytes | None:
+    """The key's bytes as the line gives them back: ``key_base64``, else ``key`` as UTF-8."""
+    if "key_base64" in obj:
+        return base64.b64decode(obj["key_base64"], validate=True)
+    return None if obj["key"] is None else str(obj["key"]).encode("utf-8")
+
+
+keys = st.one_of(
+    st.none(),
+    st.binary(max_size=24),
+    texts.map(str.encode),  # backslashes, quotes, ESC, U+2028: UTF-8 keys that must come back as written
+    st.tuples(texts, st.binary(min_size=1, max_size=4)).map(lambda p: p[0].encode() + b"\xff" + p[1]),
+)
+
+
+@settings(max_examples=500)
+@given(key=keys, value=st.none() | st.sampled_from([b'{"bid": 1.1}', b"\xff", b"{"]))
+def test_a_line_gives_any_key_back_exactly(key: bytes | None, value: bytes | None) -> None:
+    obj = strict_line(record_line(0, 1, key, value))
+    assert restored_key(obj) == key
+    if "key_base64" in obj:  # only for a key that is not UTF-8: key is then for reading only
+        assert key is not None and obj["key"] == key.decode("utf-8", "backslashreplace")
+        with pytest.raises(UnicodeDecodeError):
+            key.decode("utf-8")
+
+
+def test_a_key_byte_that_is_not_utf8_and_a_backslash_in_a_key_are_told_apart() -> None:
+    """Before: both lines were ``"key": "EUR\\\\xff"`` and nothing else."""
+    byte, text = (strict_line(record_line(0, 1, k, None)) for k in (b"EUR\xff", b"EUR\\xff"))
+    assert byte["key"] == text["key"] == "EUR\\xff"
+    assert byte["key_base64"] == "RVVS/w==" and "key_base64" not in text

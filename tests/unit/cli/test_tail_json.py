@@ -45,6 +45,14 @@ def strict(line: str) -> dict[str, Any]:
     return obj
 
 
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=5), kids, max_size=4),
@@ -88,6 +96,7 @@ def test_every_record_is_one_line_of_strict_json(
     obj = strict(line)
     assert obj["partition"] == partition and obj["offset"] == offset
     assert obj["key"] == (None if key is None else key.decode("utf-8", "backslashreplace"))
+    assert ("key_base64" in obj) == (key is not None and not _utf8(key))  # a key that is not UTF-8: its bytes
     if value is None:
         assert obj["value"] is None and obj["tombstone"] is True and "raw" not in obj
         return
@@ -95,7 +104,8 @@ def test_every_record_is_one_line_of_strict_json(
         assert obj["value"] is None and obj["error"]
         assert obj["raw"] == value.decode("utf-8", "backslashreplace")
     else:  # strict JSON: shown as it is
-        assert obj["value"] == json.loads(value) and set(obj) == {"partition", "offset", "key", "value"}
+        fields = {"partition", "offset", "key", "value"} | ({"key_base64"} if "key_base64" in obj else set())
+        assert obj["value"] == json.loads(value) and set(obj) == fields
 
 
 @pytest.mark.parametrize(
@@ -162,7 +172,7 @@ def test_tail_topic_writes_strict_lines_and_stops_at_its_limit_across_partitions
     objs = [strict(line) for line in lines]
     assert objs[0]["raw"] == '{"bid": NaN, "ask": 1.1}' and objs[0]["error"] == "JSON constant NaN"
     assert objs[1]["tombstone"] is True
-    assert objs[2]["key"] == "\\xff" and objs[2]["raw"] == "\\xff garbage"
+    assert objs[2]["key"] == "\\xff" and objs[2]["key_base64"] == "/w==" and objs[2]["raw"] == "\\xff garbage"
 
 
 @pytest.mark.broker
