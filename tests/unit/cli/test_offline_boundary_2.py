@@ -305,6 +305,10 @@ ODD_PRICES: dict[str, float | None] = {
     " 1.15 ": 1.15,
     "1.1e0": 1.1,
     "1,100.5": None,  # a thousands separator: one field more
+    "1.1\x00": None,
+    "\u2028": None,  # a line separator to str.splitlines, not to a CSV reader
+    "1.1\x85": None,
+    "\x0c": None,
 }
 VOLUMES: dict[str, float | None] = {
     "1": 1.0,
