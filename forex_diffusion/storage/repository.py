@@ -11,7 +11,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from sqlalchemy import Connection, Engine, LargeBinary, Table, and_, case, cast, delete, func, literal, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    LargeBinary,
+    Table,
+    Text,
+    and_,
+    case,
+    cast,
+    delete,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from forex_diffusion.domain import Candle
@@ -603,17 +617,40 @@ def count_candles(engine: Engine, symbol: str | None = None, timeframe: str | No
 
 @db_retry
 def fetch_forecasts(engine: Engine, symbol: str | None = None, timeframe: str | None = None) -> list[dict[str, Any]]:
-    """Stored forecast payloads ordered by as_of, horizon, model version."""
-    q = select(forecasts)
-    if symbol is not None:
-        q = q.where(forecasts.c.symbol == symbol)
-    if timeframe is not None:
-        q = q.where(forecasts.c.timeframe == timeframe)
-    q = q.order_by(
-        forecasts.c.symbol, forecasts.c.timeframe, forecasts.c.as_of_ms, forecasts.c.horizon, forecasts.c.model_version
-    )
+    """Stored forecast payloads ordered by as_of, horizon, model version.
+
+    A row whose payload is not UTF-8 text, not JSON or not a JSON object (written by hand or
+    by another program) is skipped, counted in one WARNING line.
+    """
     with engine.connect() as conn:
-        return [dict(r.payload) for r in conn.execute(q)]
+        payload = forecasts.c.payload  # its text, never parsed by the JSON type (a row that is not JSON fails the query)
+        q = select(_raw_text(conn, payload) if conn.dialect.name == "sqlite" else cast(payload, Text))
+        if symbol is not None:
+            q = q.where(forecasts.c.symbol == symbol)
+        if timeframe is not None:
+            q = q.where(forecasts.c.timeframe == timeframe)
+        q = q.order_by(
+            forecasts.c.symbol,
+            forecasts.c.timeframe,
+            forecasts.c.as_of_ms,
+            forecasts.c.horizon,
+            forecasts.c.model_version,
+        )
+        raw = [r[0] for r in conn.execute(q)]
+    out: list[dict[str, Any]] = []
+    bad = 0
+    for value in raw:
+        try:
+            payload = json.loads(_state_text(value, "forecast"))
+        except (StateError, ValueError, RecursionError):
+            payload = None
+        if isinstance(payload, dict):
+            out.append(payload)
+        else:
+            bad += 1
+    if bad:
+        log.warning("storage.forecasts_skipped skipped=%d reason=not a JSON object", bad)
+    return out
 
 
 @db_retry

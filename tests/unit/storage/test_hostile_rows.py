@@ -24,7 +24,15 @@ from hypothesis import strategies as st
 
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import StateError
-from forex_diffusion.storage import fetch_candles, load_snapshot, make_engine, save_progress, upsert_candles
+from forex_diffusion.storage import (
+    fetch_candles,
+    fetch_forecasts,
+    load_snapshot,
+    make_engine,
+    save_progress,
+    upsert_candles,
+    upsert_forecasts,
+)
 
 KEY = {"consumer": "ticks", "topic": "fx.ticks", "partition": 0}
 SECRET = "s3cr3t-row-text"
@@ -294,4 +302,78 @@ def test_postgresql_nan_and_inconsistent_candles_are_skipped(pg_url: str) -> Non
     skipped: Counter[str] = Counter()
     assert fetch_candles(eng, "EURUSD", "1m", checked=True, skipped=skipped) == [good[0], *good[4:]]
     assert skipped == Counter({"non_finite": 2, "inconsistent": 1})
+    eng.dispose()
+
+
+# -- forecast rows ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["'{not json'", "'[1]'", "CAST(X'FF' AS TEXT)", "5", "'" + "[" * 100_000 + "'"],
+    ids=["not_json", "list", "not_utf8", "integer", "deep"],
+)
+def test_fetch_forecasts_skips_a_row_that_is_no_json_object(tmp_path: Path, value: str) -> None:
+    eng, path = _db(tmp_path)
+    fc = {"symbol": "EURUSD", "timeframe": "1m", "as_of_ms": 60_000, "horizon": 3, "model_version": "v1"}
+    upsert_forecasts(eng, [fc, dict(fc, as_of_ms=120_000)])
+    _sql(path, f"UPDATE forecasts SET payload = {value} WHERE as_of_ms = 60000")  # noqa: S608
+    assert fetch_forecasts(eng) == [dict(fc, as_of_ms=120_000)]
+    eng.dispose()
+
+
+def test_postgresql_fetch_forecasts_reads_objects_and_skips_others(pg_url: str) -> None:
+    eng = make_engine(pg_url)
+    fc = {"symbol": "EURUSD", "timeframe": "1m", "as_of_ms": 60_000, "horizon": 3, "model_version": "v1"}
+    upsert_forecasts(eng, [fc, dict(fc, as_of_ms=120_000)])
+    with eng.begin() as c:
+        c.execute(sa.text("UPDATE forecasts SET payload = CAST('[1, 2]' AS JSON) WHERE as_of_ms = 60000"))
+    assert fetch_forecasts(eng) == [dict(fc, as_of_ms=120_000)]
+    eng.dispose()
+
+
+# -- the worker's restore -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["'" + "[" * 100_000 + "]" * 100_000 + "'", "CAST(X'7B226C6F636B223AFF7D' AS TEXT)", "'[]'"],
+    ids=["deep", "not_utf8_lock", "list"],
+)
+def test_the_worker_stops_with_exit_65_on_a_state_row_it_cannot_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, value: str
+) -> None:
+    """docs/operations.md: a state that cannot be restored stops the worker (exit 65), it never
+    waits on the partition for ever. Before: RecursionError escaped the assignment hook; text
+    that is not UTF-8 was a database error (holding 'lock': retried as transient for ever)."""
+    import asyncio
+    import logging
+
+    from faust.types import TP
+
+    import streams.progress as progress_mod
+    from streams.progress import EXIT_STATE_REFUSED, PartitionProgress
+
+    eng, path = _db(tmp_path)
+    save_progress(eng, consumer="test:candles", topic="fx.candles", partition=0, offset=7, state={"a": 1})
+    _sql(path, f"UPDATE state_snapshots SET state = {value}")  # noqa: S608
+
+    def exit_(code: int) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr(progress_mod.os, "_exit", exit_)
+    pp = PartitionProgress(
+        app=None,
+        consumer="test:candles",
+        topic="fx.candles",
+        engine=eng,
+        snapshot=lambda p: {},
+        restore=lambda p, s: None,
+        drop=lambda p: None,
+    )
+    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as info:
+        asyncio.run(pp.on_assigned(None, [TP("fx.candles", 0)]))
+    assert info.value.code == EXIT_STATE_REFUSED
+    assert "state.refused consumer=test:candles topic=fx.candles partition=0" in caplog.text
+    assert "StateError" in caplog.text
     eng.dispose()
