@@ -252,6 +252,11 @@ _value = st.one_of(
 )
 
 
+def _storable(v: Any) -> Any:
+    """A value for a NOT NULL column: SQLite stores NaN as NULL."""
+    return 0.0 if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+
 @settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(rows=st.lists(st.tuples(st.integers(0, 30), _value, _value, _value, _value, _value), min_size=1, max_size=8))
 def test_any_stored_candle_values_read_as_valid_candles_or_counted_skips(tmp_path: Path, rows: list[Any]) -> None:
@@ -266,7 +271,7 @@ def test_any_stored_candle_values_read_as_valid_candles_or_counted_skips(tmp_pat
         if i in keys:
             continue
         keys.add(i)
-        vals = [0.0 if v is None else v for v in (o, h, lo, c)]  # NOT NULL columns
+        vals = [_storable(v) for v in (o, h, lo, c)]
         con.execute(
             "INSERT INTO candles (symbol, timeframe, open_ms, close_ms, open, high, low, close, volume, tick_count,"
             " revision, final) VALUES ('EURUSD', '1m', ?, ?, ?, ?, ?, ?, ?, 1, 0, 1)",
@@ -274,7 +279,7 @@ def test_any_stored_candle_values_read_as_valid_candles_or_counted_skips(tmp_pat
                 1_399_999_980_000 + i * 60_000,
                 1_399_999_980_000 + (i + 1) * 60_000,
                 *vals,
-                0.0 if vol is None else vol,
+                _storable(vol),
             ),
         )
     con.commit()
