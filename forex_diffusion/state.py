@@ -112,8 +112,9 @@ def unwrap(data: Any, cls: Stateful | type[Stateful], *, legacy: Callable[[Any],
 
 @contextmanager
 def malformed(cls: Stateful | type[Stateful], what: str = "") -> Iterator[None]:
-    """Turn a ``KeyError``/``TypeError``/``ValueError``/``IndexError`` met while reading a
-    state, or a ``ConfigError`` of the settings it holds, into a :class:`StateError` naming
+    """Turn a ``KeyError``/``TypeError``/``ValueError``/``IndexError``/``AttributeError``/
+    ``ArithmeticError`` (``OverflowError``: 10**400 read as a float or a length) met while
+    reading a state, or a ``ConfigError`` of the settings it holds, into a :class:`StateError` naming
     the kind; the project's other errors (a signature's ``ArtifactError``) pass through."""
     try:
         yield
@@ -123,6 +124,8 @@ def malformed(cls: Stateful | type[Stateful], what: str = "") -> Iterator[None]:
         raise StateError(f"malformed {cls.state_kind} state: {str(exc)[:120]}") from exc
     except ForexDiffusionError:  # e.g. a signed part's ArtifactError: passed on as it is
         raise
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, ArithmeticError) as exc:
+        # ArithmeticError: an integer past a double or a C size (10**400 where a float or a
+        # window length is read: OverflowError), a zero where a divisor is read
         label = f"{what} {cls.state_kind}" if what else cls.state_kind
         raise StateError(f"malformed {label} state: {type(exc).__name__}: {str(exc)[:80]}") from exc
