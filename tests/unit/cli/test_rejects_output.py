@@ -114,7 +114,10 @@ def test_candles_and_indicators_rejects_are_written_safe_too(command: str, tmp_p
         src.write_text("ts_ms,bid,ask\n1398902400000,1.1,1.1001\n1398902401000,\x1b[2J=1+1,1.1001\n")
     else:
         src = tmp_path / "eurusd_1h.csv"
-        src.write_text("timestamp,symbol,open,high,low,close\n1451606400000,EURUSD,1.1,1.2,1.0,\x1b[2Jx\n")
+        src.write_text(  # a good row first: a file whose every row is refused exits 65
+            "timestamp,symbol,open,high,low,close\n1451602800000,EURUSD,1.1,1.2,1.0,1.1\n"
+            "1451606400000,EURUSD,1.1,1.2,1.0,\x1b[2Jx\n"
+        )
     out = tmp_path / "rejects.csv"
     res = CliRunner().invoke(app, [command, str(src), "-o", str(tmp_path / "o.csv"), "--rejects", str(out)])
     assert res.exit_code == 0, res.output
