@@ -31,8 +31,8 @@ not an object, or whose fields are not the shape the forecast agent writes (quan
 another width, non-finite or non-numeric values, an ``as_of`` outside the calendar or unlike
 its key) is skipped and counted by reason (:func:`check_payload`, ``ReportData.skipped``),
 and so is a candle row the stream could not have written (``fetch_candles(checked=True)``).
-A period of more than :data:`FORECASTS_MAX` forecasts or :data:`CANDLES_MAX` candles is
-refused (:class:`~forex_diffusion.errors.ConfigError`): one report holds them in memory.
+A period of more than :data:`FORECASTS_MAX` forecasts, :data:`STEPS_MAX` forecast steps or
+:data:`CANDLES_MAX` candles is refused (:class:`~forex_diffusion.errors.ConfigError`): one report holds them in memory.
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ __all__ = [
     "CANDLES_MAX",
     "FORECASTS_MAX",
     "PAYLOAD_CHARS_MAX",
+    "STEPS_MAX",
     "DriftTable",
     "ModelChange",
     "Reliability",
@@ -116,6 +117,9 @@ _TIME_COLUMNS = ("ts_ms", "event_ms", "at_ms", "time_ms", "detected_ms", "create
 #: Most stored forecasts one report reads (its steps, with the payloads, are held in memory:
 #: about 1 GB at 100,000 forecasts of 24 steps); past it the period is refused.
 FORECASTS_MAX = 100_000
+#: Most forecast steps one report holds (the rows of ``ReportData.steps``: about 0.5 GB at
+#: 2,000,000; a forecast may carry up to 10,000 steps).
+STEPS_MAX = 2_000_000
 #: Most candles one report reads (the period's, with the context before and the steps after it).
 CANDLES_MAX = 2_000_000
 #: Longest payload text read (a forecast of the wire's 10,000 steps with its random walk and
@@ -418,11 +422,13 @@ def _period(cfg: ReportConfig) -> list[Any]:
 def _fetch_payloads(engine: Engine, cfg: ReportConfig) -> tuple[list[dict[str, Any]], Counter[str]]:
     """The period's checked forecasts (:func:`check_payload`) and the rows skipped, by reason.
 
-    Raises :class:`ConfigError` when the period holds more than :data:`FORECASTS_MAX` rows.
+    Raises :class:`ConfigError` when the period holds more than :data:`FORECASTS_MAX` rows
+    (counted before any is read) or its forecasts more than :data:`STEPS_MAX` steps.
     """
     where = _period(cfg)
     out: list[dict[str, Any]] = []
     skipped: Counter[str] = Counter()
+    steps = 0
     with engine.connect() as conn:
         n = int(conn.execute(select(func.count()).select_from(forecasts).where(*where)).scalar_one())
         if n > FORECASTS_MAX:
@@ -454,6 +460,12 @@ def _fetch_payloads(engine: Engine, cfg: ReportConfig) -> tuple[list[dict[str, A
                 payload, why = check_payload(value, as_of_ms=as_of, model_version=version)
                 if payload is not None:
                     out.append(payload)
+                    steps += payload["quantiles"].shape[0]
+                    if steps > STEPS_MAX:
+                        raise ConfigError(
+                            f"the period's stored forecasts of {cfg.symbol} {cfg.timeframe} hold more than the "
+                            f"{STEPS_MAX:,} forecast steps one report reads: narrow it with --from/--to"
+                        )
             if why is not None:
                 skipped[why] += 1
     _log_skipped("forecast_rows", skipped)
@@ -636,8 +648,8 @@ def load_report(engine: Engine, config: ReportConfig) -> ReportData:
     Raises
     ------
     ConfigError
-        The period holds more than :data:`FORECASTS_MAX` forecasts or :data:`CANDLES_MAX`
-        candles: narrow it.
+        The period holds more than :data:`FORECASTS_MAX` forecasts, :data:`STEPS_MAX` steps
+        or :data:`CANDLES_MAX` candles: narrow it.
     """
     tables = set(inspect(engine).get_table_names())
     if not {"forecasts", "candles"} <= tables:

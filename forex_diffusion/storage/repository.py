@@ -623,7 +623,9 @@ def fetch_forecasts(engine: Engine, symbol: str | None = None, timeframe: str | 
     by another program) is skipped, counted in one WARNING line.
     """
     with engine.connect() as conn:
-        payload = forecasts.c.payload  # its text, never parsed by the JSON type (a row that is not JSON fails the query)
+        payload = (
+            forecasts.c.payload
+        )  # its text, never parsed by the JSON type (a row that is not JSON fails the query)
         q = select(_raw_text(conn, payload) if conn.dialect.name == "sqlite" else cast(payload, Text))
         if symbol is not None:
             q = q.where(forecasts.c.symbol == symbol)
@@ -641,11 +643,11 @@ def fetch_forecasts(engine: Engine, symbol: str | None = None, timeframe: str | 
     bad = 0
     for value in raw:
         try:
-            payload = json.loads(_state_text(value, "forecast"))
+            doc = json.loads(_state_text(value, "forecast"))
         except (StateError, ValueError, RecursionError):
-            payload = None
-        if isinstance(payload, dict):
-            out.append(payload)
+            doc = None
+        if isinstance(doc, dict):
+            out.append(doc)
         else:
             bad += 1
     if bad:

@@ -355,3 +355,22 @@ def test_postgresql_hostile_forecast_rows_are_left_out(pg_url: str, clean_summar
     eng.dispose()
     assert dict(data.skipped) == {"forecast:not_object": 1, "forecast:quantiles": 1, "forecast:as_of": 1}
     assert summarize(data.steps) == clean_summary
+
+
+def test_a_period_of_more_steps_than_one_report_holds_is_refused(
+    clean_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forecast may carry 10,000 steps: 100,000 such rows are 10**9 step rows. The ceiling
+    (2,000,000) is lowered here so that 39 real rows of 4 steps pass it."""
+    from forex_diffusion.errors import ConfigError
+    from forex_diffusion.reports import html as report_html
+
+    monkeypatch.setattr(report_html, "STEPS_MAX", 4 * (len(RECORDS) - 2))
+    eng = make_engine(f"sqlite:///{clean_db}")
+    with pytest.raises(ConfigError, match="forecast steps one report reads: narrow it with --from/--to"):
+        load_report(eng, ReportConfig(symbol="EURUSD", timeframe="1m"))
+    monkeypatch.setattr(report_html, "STEPS_MAX", 4 * (len(RECORDS) - 1))
+    assert (
+        summarize(load_report(eng, ReportConfig(symbol="EURUSD", timeframe="1m")).steps).forecasts == len(RECORDS) - 1
+    )
+    eng.dispose()
