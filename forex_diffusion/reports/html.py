@@ -846,13 +846,13 @@ def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _fmt_time(ms: Any) -> str:
+def _fmt_time(ms: Any, spec: str = "%Y-%m-%d %H:%M") -> str:
     """Epoch milliseconds as ``YYYY-MM-DD HH:MM`` UTC; "–" for anything that is no time of
     the calendar (None, NaN, text, past year 9999 or before 1970: a stored row may hold it)."""
     v = _finite(ms)
     if v is None or not 0 <= v <= TS_MAX:
         return "–"
-    return ms_to_datetime(int(v)).strftime("%Y-%m-%d %H:%M")
+    return ms_to_datetime(int(v)).strftime(spec)
 
 
 def _fmt(v: float, spec: str = ".4g") -> str:
@@ -972,7 +972,8 @@ def _axes(f: _Frame, *, y_fmt: str = "", y_pct: bool = False, time_x: bool = Tru
     for i, t in enumerate(np.linspace(f.x0, f.x1, n)):
         px = float(f.x(t))
         if time_x:
-            label = ms_to_datetime(int(t)).strftime("%Y-%m-%d %H:%M" if i == 0 else short)
+            # an axis of forecasts near year 9999 is padded past the calendar: those ticks are "–"
+            label = _fmt_time(t, "%Y-%m-%d %H:%M" if i == 0 else short)
         else:
             label = f"{t:g}"
         anchor = "start" if i == 0 else ("end" if i == n - 1 else "middle")

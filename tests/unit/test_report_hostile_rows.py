@@ -374,3 +374,16 @@ def test_a_period_of_more_steps_than_one_report_holds_is_refused(
         summarize(load_report(eng, ReportConfig(symbol="EURUSD", timeframe="1m")).steps).forecasts == len(RECORDS) - 1
     )
     eng.dispose()
+
+
+def test_a_forecast_at_the_last_instant_of_year_9999_is_drawn(clean_db: Path, tmp_path: Path) -> None:
+    """The chart's time axis is padded past the newest time: near 9999-12-31 its ticks were
+    past the calendar and ms_to_datetime raised OverflowError."""
+    last = 253_402_300_799_999
+    path = _with_row(clean_db, tmp_path, _victim(as_of_ms=last), as_of=last)
+    eng = make_engine(f"sqlite:///{path}")
+    for start in (None, last - 3_600_000):
+        data = load_report(eng, ReportConfig(symbol="EURUSD", timeframe="1m", from_ms=start))
+        assert not data.skipped
+        assert "9999-12-31 23:59" in render_report(data)
+    eng.dispose()
