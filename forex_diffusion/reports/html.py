@@ -319,6 +319,12 @@ def _numbers(value: Any, ndim: int) -> np.ndarray | None:
     return arr if ndim == 2 else arr[0]
 
 
+def _prices(a: np.ndarray) -> bool:
+    """Whether every value of ``a`` is a price: finite, > 0 and at most the wire's ``PRICE_MAX``
+    (a quantile of 1e308 made every mean of the report overflow to infinity)."""
+    return bool(np.isfinite(a).all() and (a > 0).all() and (a <= PRICE_MAX).all())
+
+
 def _touch(t: Any, h: int) -> dict[str, Any] | None:
     """The ``touch`` field when it has the shape the forecast agent writes, else None."""
     if not isinstance(t, dict):
@@ -349,9 +355,9 @@ def check_payload(
 
     ``as_of_ms`` and ``model_version`` are the row's key columns when known: the payload's own
     fields must agree. Reasons: ``not_object``, ``as_of`` (not an integer in the calendar,
-    ``0..TS_MAX``, or unlike the key), ``model_version``, ``quantiles`` (not ``h`` x 11 finite
-    numbers, ``1 <= h <= FORECAST_STEPS_MAX``), ``levels``, ``rw_quantiles`` (not finite
-    numbers of the quantiles' shape), ``last_close`` (not a finite price).
+    ``0..TS_MAX``, or unlike the key), ``model_version``, ``quantiles`` (not ``h`` x 11 prices:
+    finite, > 0, at most ``PRICE_MAX``; ``1 <= h <= FORECAST_STEPS_MAX``), ``levels``,
+    ``rw_quantiles`` (not prices of the quantiles' shape), ``last_close`` (not a finite price).
     """
     if not isinstance(p, dict):
         return None, "not_object"
@@ -367,7 +373,7 @@ def check_payload(
     if not isinstance(version, str) or (model_version is not None and version != model_version):
         return None, "model_version"
     q = _numbers(p.get("quantiles"), 2)
-    if q is None or q.shape[1] != len(_Q) or not 1 <= q.shape[0] <= FORECAST_STEPS_MAX or not np.isfinite(q).all():
+    if q is None or q.shape[1] != len(_Q) or not 1 <= q.shape[0] <= FORECAST_STEPS_MAX or not _prices(q):
         return None, "quantiles"
     levels: Any = p.get("levels", list(QUANTILE_LEVELS))
     lv = _numbers(levels, 1)
@@ -375,7 +381,7 @@ def check_payload(
         return None, "levels"
     raw_rw = p.get("rw_quantiles")
     rw = np.full_like(q, np.nan) if raw_rw is None else _numbers(raw_rw, 2)
-    if rw is None or rw.shape != q.shape or (raw_rw is not None and not np.isfinite(rw).all()):
+    if rw is None or rw.shape != q.shape or (raw_rw is not None and not _prices(rw)):
         return None, "rw_quantiles"
     last = _finite(p["last_close"]) if "last_close" in p else math.nan
     if last is None or not (math.isnan(last) or 0 < last <= PRICE_MAX):
