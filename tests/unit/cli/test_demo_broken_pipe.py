@@ -9,31 +9,71 @@ nothing to a pipe until the end, never noticed at all. The demo runs here withou
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from streams.demo import DemoResult, _OutputGone, _take
+
 from ...integration.test_demo import _alive, _children
 from ...waiting import wait_until
+from ..streams.test_demo_bounded import _value
 from .test_broken_pipe import EXIT_PIPE, TIMEOUT_S, _cmd, _env
 
-pytestmark = [
-    pytest.mark.broker,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the demo's children are read from /proc"),
-]
+
+def _broken_pipe(rec: dict[str, Any]) -> None:
+    raise BrokenPipeError(32, "Broken pipe")
 
 
-@pytest.mark.parametrize("mode", [["--plain"], []], ids=["plain", "live table"])
-def test_a_demo_whose_reader_reads_one_line_stops_cleans_up_and_exits_141(mode: list[str], tmp_path: Path) -> None:
-    """The first line (a forecast; the live table's 'starting ...'), then the reader waits for
-    the broker and the worker to run (they have, with a forecast) and closes the pipe."""
+def _rich_broken_pipe(rec: dict[str, Any]) -> None:
+    """What rich's console does on a broken pipe (``Console.on_broken_pipe``)."""
+    try:
+        _broken_pipe(rec)
+    except BrokenPipeError:
+        raise SystemExit(1)  # noqa: B904 - as rich: its __context__ is the BrokenPipeError
+
+
+@pytest.mark.parametrize("show", [_broken_pipe, _rich_broken_pipe], ids=["BrokenPipeError", "rich's SystemExit"])
+def test_a_broken_pipe_from_show_is_raised_not_logged_as_a_display_bug(
+    show: Callable[[dict[str, Any]], None], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: logged as ``demo.show_failed`` with its traceback, for every later forecast."""
+    result = DemoResult()
+    with caplog.at_level(logging.WARNING), pytest.raises(_OutputGone) as gone:
+        _take(_value(0), result, show, "offset=0")
+    assert isinstance(gone.value.error, BrokenPipeError | SystemExit) and result.unshown == 0
+    assert not caplog.records
+
+
+@pytest.mark.broker
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the demo's children are read from /proc")
+@pytest.mark.parametrize(
+    ("args", "force_terminal", "first_line"),
+    [
+        (["--plain"], False, b"forecast EURUSD | 1m | "),
+        ([], False, b"starting embedded broker"),  # the table itself is written at the end only
+        ([], True, b"\x1b[?25l"),  # the table is written 4 times a second, by rich's refresh thread
+    ],
+    ids=["plain", "live table", "live table forced as a terminal"],
+)
+def test_a_demo_whose_reader_reads_one_line_stops_cleans_up_and_exits_141(
+    args: list[str], force_terminal: bool, first_line: bytes, tmp_path: Path
+) -> None:
+    """The first line, then the reader waits for the broker and the worker to run (with
+    ``--plain`` they have: that line is a forecast) and closes the pipe. Forced as a terminal
+    (``FORCE_COLOR``), the live table met the broken pipe in rich's refresh thread, where
+    rich's ``SystemExit(1)`` ended that thread only: the demo ran on, then exited 0."""
+    env = {k: v for k, v in _env({"TMPDIR": str(tmp_path)}).items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
     with subprocess.Popen(
-        _cmd("demo", *mode),
+        _cmd("demo", *args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=_env({"TMPDIR": str(tmp_path)}),  # the demo's temporary directory, seen here
+        env={**env, "FORCE_COLOR": "1"} if force_terminal else env,  # TMPDIR: the demo's temporary directory
     ) as demo:
         assert demo.stdout is not None
         try:
@@ -44,7 +84,7 @@ def test_a_demo_whose_reader_reads_one_line_stops_cleans_up_and_exits_141(mode: 
         finally:
             if demo.poll() is None:
                 demo.kill()  # its children die with it (PR_SET_PDEATHSIG)
-    assert first.startswith(b"forecast EURUSD | 1m | " if mode else b"starting embedded broker")
+    assert first.startswith(first_line)
     assert demo.returncode == EXIT_PIPE
     assert err == b"", err.decode(errors="replace")
     assert not [p for p in children if _alive(p)], "broker or worker left running"
