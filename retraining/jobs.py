@@ -9,7 +9,9 @@ through :mod:`retraining.runner`; ``forexd retrain --local`` runs it in-process)
    registers anything, and released at its end;
 1. :meth:`ModelRegistry.recover` removes what a killed job of the same key left;
 2. the most recent ``train_candles + holdout_candles`` closed candles come from the
-   database (:func:`~forex_diffusion.storage.fetch_candles`, retried with backoff);
+   database (:func:`~forex_diffusion.storage.fetch_candles`, retried with backoff), read as
+   warm start reads them: a stored row the stream could not have written (a NaN or zero price,
+   high below low, an open time off the grid) is skipped, counted in ``metrics.data.skipped``;
 3. the challenger trains on the candles before the hold-out (it never sees it) in a
    staging directory, and is published into the key's directory atomically;
 4. challenger and serving champion forecast the same hold-out origins walk-forward
@@ -41,7 +43,7 @@ import re
 import shutil
 import time
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace  # noqa: F401  (replace: doctest)
 from pathlib import Path
@@ -603,7 +605,15 @@ def _fetch_stage(job: _Job, tc: TrainConfig) -> tuple[pd.DataFrame, int]:
     cfg, key = job.cfg, job.key
     job.note("fetch", None)
     t = time.monotonic()
-    candles = fetch_candles(job.engine, key.symbol, key.timeframe, limit=cfg.train_candles + cfg.holdout_candles)
+    skipped: Counter[str] = Counter()  # stored rows the stream could not have written, by reason
+    candles = fetch_candles(
+        job.engine,
+        key.symbol,
+        key.timeframe,
+        limit=cfg.train_candles + cfg.holdout_candles,
+        checked=True,
+        skipped=skipped,
+    )
     job.timings["fetch_s"] = time.monotonic() - t
     if len(candles) < cfg.holdout_candles + max(cfg.train_candles // 4, 2 * tc.batch_size):
         raise ModelError(f"not enough candles for {key}: {len(candles)} in the database")
@@ -614,6 +624,7 @@ def _fetch_stage(job: _Job, tc: TrainConfig) -> tuple[pd.DataFrame, int]:
         "train_first_open_ms": int(frame["ts_ms"].iloc[0]),
         "holdout_first_open_ms": int(frame["ts_ms"].iloc[hold]),
         "last_open_ms": int(frame["ts_ms"].iloc[-1]),
+        "skipped": dict(sorted(skipped.items())),
     }
     return frame, hold
 
