@@ -319,12 +319,11 @@ def run_demo(
         try:
             await ensure_topics(settings, [settings.topic(t) for t in TOPICS])
             await _wait_ready(worker, result.metrics_url, stop)
-            if stop.is_set():  # Ctrl-C or the output gone while the worker started: no replay
-                return
-            result.ready_s = time.monotonic() - t_start
-            tasks["replay"] = asyncio.ensure_future(_replay(settings, speed, result, stop))
-            tasks["watch"] = asyncio.ensure_future(_watch(settings, result, stop, show or (lambda r: None)))
-            await _run_until(result, stop, duration, until, poll_s)
+            if not stop.is_set():  # no replay after Ctrl-C or the output gone while the worker started
+                result.ready_s = time.monotonic() - t_start
+                tasks["replay"] = asyncio.ensure_future(_replay(settings, speed, result, stop))
+                tasks["watch"] = asyncio.ensure_future(_watch(settings, result, stop, show or (lambda r: None)))
+                await _run_until(result, stop, duration, until, poll_s)
         finally:
             stop.set()
             for t in tasks.values():

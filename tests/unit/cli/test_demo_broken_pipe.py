@@ -10,15 +10,17 @@ nothing to a pipe until the end, never noticed at all. The demo runs here withou
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from streams.demo import DemoResult, _OutputGone, _take
+from streams.demo import DemoResult, _OutputGone, _take, run_demo
 
 from ...integration.test_demo import _alive, _children
 from ...waiting import wait_until
@@ -88,4 +90,24 @@ def test_a_demo_whose_reader_reads_one_line_stops_cleans_up_and_exits_141(
     assert demo.returncode == EXIT_PIPE
     assert err == b"", err.decode(errors="replace")
     assert not [p for p in children if _alive(p)], "broker or worker left running"
+    assert not list(tmp_path.glob("forexd-demo-*")), "temporary directory left behind"
+
+
+@pytest.mark.broker
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the demo's children are read from /proc")
+def test_run_demo_whose_output_goes_while_its_worker_starts_raises_once_all_is_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``gone()`` says no before anything starts, yes once the broker and the worker run: the
+    demo stops them, removes its directory and raises, as for a broken pipe from ``show``."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    before, started = _children(os.getpid()), set[int]()
+
+    def gone() -> bool:
+        started.update(_children(os.getpid()) - before)
+        return bool(started)
+
+    with pytest.raises(BrokenPipeError):
+        run_demo(duration=TIMEOUT_S, gone=gone)
+    assert len(started) == 2 and not [p for p in started if _alive(p)], started
     assert not list(tmp_path.glob("forexd-demo-*")), "temporary directory left behind"
