@@ -544,11 +544,15 @@ class InputsBuilder:
 def frame_candles(frame: pd.DataFrame, symbol: str, timeframe: str) -> list[Candle]:
     """Closed candles of a ``ts_ms, open, high, low, close`` frame, sorted, one per open time.
 
-    The same rule as ``forexd backtest``: sorted by ``ts_ms`` (stable), the last row of a
-    repeated open time kept; close time from the timeframe.
+    Sorted by ``ts_ms`` (stable); of a repeated open time the FIRST row in the frame's order
+    is kept, as the stream's candle agent keeps the first candle of an open time it receives
+    and refuses the others as duplicates; close time from the timeframe. ``forexd train`` and
+    ``backtest`` hand over rows in file order with the stream's refusals already dropped
+    (:func:`forex_diffusion.offline.check_candle_times`: a duplicate or a row before its
+    series' last is refused there), so the sort changes nothing for them.
     """
     tf = Timeframe.parse(timeframe)
-    f = frame.sort_values("ts_ms", kind="stable").drop_duplicates("ts_ms", keep="last")
+    f = frame.sort_values("ts_ms", kind="stable").drop_duplicates("ts_ms", keep="first")
     opens = f["open"].tolist() if "open" in f.columns else f["close"].tolist()
     return [
         Candle(
@@ -607,11 +611,11 @@ def build_extra_frame(
 ) -> np.ndarray:
     """:func:`build_extra` for a candle frame; rows aligned with ``frame``'s rows.
 
-    A row dropped as a repeated open time (the earlier of two) gets NaN.
+    A row dropped as a repeated open time (any but the first of them, as in :func:`frame_candles`) gets NaN.
     """
     f = frame.reset_index(drop=True)
     order = f.sort_values("ts_ms", kind="stable")
-    kept = order.drop_duplicates("ts_ms", keep="last").index.to_numpy()
+    kept = order.drop_duplicates("ts_ms", keep="first").index.to_numpy()
     bars = frame_candles(f, symbol, timeframe)
     oth = {s: frame_candles(of, s, timeframe) for s, of in (others or {}).items()}
     missing = [s for s in spec.cross_symbols if s not in oth]

@@ -306,7 +306,9 @@ def _windows(candles: pd.DataFrame, config: TrainConfig, extra: np.ndarray | Non
             raise ConfigError(f"extra has {len(extra)} rows, candles {len(candles)}")
         extra = np.asarray(extra, dtype=np.float64)[frame.index.to_numpy()]
     frame = frame.reset_index(drop=True)
-    keep = ~frame["ts_ms"].duplicated(keep="last").to_numpy()
+    # of a repeated open time the first row (file order; the sort is stable) is kept, as the
+    # stream keeps the first candle of an open time it receives (inputs.frame_candles: the same)
+    keep = ~frame["ts_ms"].duplicated(keep="first").to_numpy()
     tf = Timeframe.parse(config.timeframe)
     close_ms = _close_times(frame["ts_ms"].to_numpy(dtype=np.int64), tf)
     if config.until_ms is not None:

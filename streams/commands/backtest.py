@@ -69,23 +69,34 @@ def check_model_fits(manifest: dict[str, Any], *, symbol: str, timeframe: str) -
             )
 
 
-def admitted_candles(frame: pd.DataFrame, file: Path, symbol: str | None = None) -> pd.DataFrame:
+def admitted_candles(
+    frame: pd.DataFrame, file: Path, symbol: str | None = None, *, timeframe: str | None = None
+) -> pd.DataFrame:
     """The rows of ``frame`` (a read candle series of ``file``) that the stream admits.
 
     :func:`forex_diffusion.offline.check_candle_rows` applies the candle decoder's rules (a
     price not finite or <= 0, high/low not bounding open/close, a price outside the
-    instrument's range); a refused row is dropped, as the candle agent dead-letters such a
-    candle and its forecaster never sees it: the next candle follows the previous one (a
-    gap, as a weekend is), so train and backtest see what a replay into the worker sees.
-    Refusals are counted by reason in one line on standard error.
+    instrument's range), then :func:`forex_diffusion.offline.check_candle_times` the candle
+    agent's time rules, in file order as ``forexd indicators`` applies them: an open or close
+    time outside the wire's (``bad_ts``), a close past the clock or an open far ahead of the
+    series (``future_ts``, the gate of :func:`~forex_diffusion.offline.gate_for_spacing`), an
+    open time the series already took (``duplicate``: the FIRST row of an open time is kept,
+    as the stream keeps the first it receives) or one before its last (``late``). A refused
+    row is dropped, as the candle agent dead-letters such a candle and its forecaster never
+    sees it: the next candle follows the previous one (a gap, as a weekend is), so train and
+    backtest see what a replay of the file into the worker sees. ``timeframe`` gives the bars'
+    close (open + its duration; without it, the open). Refusals are counted by reason in one
+    line on standard error.
 
     Raises
     ------
     DataFormatError
         Every row is refused.
     """
+    import time
+
     from forex_diffusion.errors import ConfigError
-    from forex_diffusion.offline import check_candle_rows
+    from forex_diffusion.offline import check_candle_rows, check_candle_times, gate_for_spacing
 
     reg = InstrumentRegistry()
     if symbol is not None:
@@ -94,6 +105,11 @@ def admitted_candles(frame: pd.DataFrame, file: Path, symbol: str | None = None)
         except ConfigError:
             pass  # a name the registry cannot take: the six-letter rule of check_candle_rows decides
     kept, refused = check_candle_rows(frame, instruments=reg)
+    duration = Timeframe.parse(timeframe).duration_ms if timeframe is not None else 0
+    gate = gate_for_spacing(kept["ts_ms"].to_numpy())
+    kept, late = check_candle_times(kept, duration_ms=duration, now_ms=int(time.time() * 1000), gate=gate)
+    if late:
+        refused = sorted([*refused, *late], key=lambda r: r.line)
     if not refused:
         return kept
     what = f"{file.name}{f' {symbol}' if symbol else ''}"
@@ -211,7 +227,9 @@ def backtest_command(
         )
     frame = read_candle_series(file, symbol=sym, timeframe=timeframe, price=price).frame
     check_price_scale(frame, sym, file)
-    frame = admitted_candles(frame, file, sym)  # a candle the stream refuses never reaches the model
+    frame = admitted_candles(
+        frame, file, sym, timeframe=timeframe
+    )  # a candle the stream refuses never reaches the model
     if len(frame) and config.from_ms is not None and config.from_ms > int(frame["ts_ms"].max()):
         echo_error(f"--from {from_} is past the data ({_span_message(frame, file)}): choose an earlier --from")
         raise typer.Exit(1)
@@ -224,7 +242,9 @@ def backtest_command(
                 f"(it holds {', '.join(sorted(held)) or 'one unnamed series'})"
             )
     others = {
-        s: admitted_candles(read_candle_series(file, symbol=s, timeframe=timeframe, price=price).frame, file, s)
+        s: admitted_candles(
+            read_candle_series(file, symbol=s, timeframe=timeframe, price=price).frame, file, s, timeframe=timeframe
+        )
         for s in predictor.inputs.cross_symbols
     }
     core_log = logging.getLogger("forex_diffusion.reports.backtest")

@@ -191,7 +191,9 @@ def train_command(
     else:
         loaded = read_candle_series(files[0], symbol=sym, timeframe=timeframe, price=price)
         check_price_scale(loaded.frame, sym, files[0])
-        candles = admitted_candles(loaded.frame, files[0], sym)  # what the stream refuses never trains
+        candles = admitted_candles(
+            loaded.frame, files[0], sym, timeframe=timeframe
+        )  # what the stream refuses never trains
     with progress_bar("train", elapsed=True, description=True) as progress:
         task = progress.add_task("", total=config.max_minutes * 60.0)
 
@@ -257,7 +259,7 @@ def _read_series(files: list[Path], syms: list[str], *, timeframe: str, price: P
         for s in held:
             frame = read_candle_series(f, symbol=s, timeframe=timeframe, price=price).frame
             check_price_scale(frame, s, f)
-            frame = admitted_candles(frame, f, s)
+            frame = admitted_candles(frame, f, s, timeframe=timeframe)
             out[s if len(files) == 1 else f"{s}@{tag}"] = frame
     if len(out) < 2:
         raise DataFormatError(
@@ -330,7 +332,10 @@ def _input_features(config: Any, candles: Any, file: Path, price: PriceSide) -> 
             )
         try:
             others[s] = admitted_candles(
-                read_candle_series(file, symbol=s, timeframe=config.timeframe, price=price).frame, file, s
+                read_candle_series(file, symbol=s, timeframe=config.timeframe, price=price).frame,
+                file,
+                s,
+                timeframe=config.timeframe,
             )
         except DataFormatError as exc:
             raise DataFormatError(f"--inputs cross:{s}: {str(exc).split(': pass', 1)[0]}") from exc
