@@ -72,6 +72,22 @@ HeldVerdict = Literal["start", "confirm", "revert", "restart"]
 
 _log = math.log
 _INF = math.inf
+#: the largest x whose exp(x) is a float
+_MAX_LOG = math.log(2.0**1023 * (2.0 - 2.0**-52))
+
+
+def _number(x: Any) -> float:
+    """A JSON number of a state as a float (True, a string or a list is no number)."""
+    if type(x) not in (int, float):
+        raise TypeError(f"not a number: {str(x)[:20]!r}")
+    return float(x)
+
+
+def _count(x: Any) -> int:
+    """A JSON integer of a state (True or 2.5 is no count)."""
+    if type(x) is not int:
+        raise TypeError(f"not an integer: {str(x)[:20]!r}")
+    return x
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -312,9 +328,17 @@ class SpikeGuard(Holding[T]):
         written before the envelope is read too."""
         state = unwrap(data, self, legacy=lambda old: old)
         with malformed(self):
-            n, last, sigma = int(state["n"]), state["last_good"], float(state["sigma"])
-            held = [(float(m), decode(x)) for m, x in state["held"]]
-        if n < 0 or (last is None) != (n == 0) or not (math.isfinite(sigma) and sigma >= 0):
+            n, last, sigma = _count(state["n"]), state["last_good"], _number(state["sigma"])
+            last = None if last is None else _number(last)
+            held = [(_number(m), decode(x)) for m, x in state["held"]]
+        # a mid is a price (finite, > 0: the next tick divides by it and takes a logarithm);
+        # sigma a mean absolute log return (finite, >= 0, and exp(k * sigma) a float)
+        if (
+            n < 0
+            or (last is None) != (n == 0)
+            or not (math.isfinite(sigma) and 0 <= sigma <= _MAX_LOG / self._k)
+            or not all(math.isfinite(m) and m > 0 for m in [*([] if last is None else [last]), *(m for m, _ in held)])
+        ):
             raise StateError("malformed spike guard snapshot")
         if len(held) > self.config.confirm or (held and last is None):
             raise StateError(
@@ -322,7 +346,7 @@ class SpikeGuard(Holding[T]):
             )
         self.reset()
         self.n, self.sigma = n, sigma
-        self.last_good = None if last is None else float(last)
+        self.last_good = last
         self._set_threshold(self._k * sigma)
         self._held_mids = [m for m, _ in held]
         self._held = [x for _, x in held]
