@@ -26,6 +26,7 @@ are built only when a bucket closes or a caller asks for the forming ones.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -298,10 +299,16 @@ class CandleAggregator:
         restored = {}
         for name, sd in series.items():
             s = _Series(len(self._dur))
-            s.max_ts = int(sd["max_ts"])
+            s.max_ts = _int(sd["max_ts"])
+            if not (-(2**62) <= s.max_ts < 2**62):
+                raise StateError("an aggregator series' latest time is outside the clock")
+            if len(sd["bars"]) != len(self._dur):
+                raise StateError(f"aggregator snapshot of {len(sd['bars'])} timeframes, not {len(self._dur)}")
             for i, bars in enumerate(sd["bars"]):
                 for b in bars:
-                    bar = list(b)
+                    bar = self._checked(i, b)
+                    if bar[_CTS] > s.max_ts:
+                        raise StateError("an aggregator bar holds a tick after the series' latest")
                     s.bars[i][bar[_OPEN_MS]] = bar
                     if s.cur[i] is None or bar[_OPEN_MS] >= s.cur[i][0]:  # type: ignore[index]
                         s.cur[i] = bar
@@ -309,6 +316,43 @@ class CandleAggregator:
             restored[str(name)] = s
         self._series.update(restored)  # all or nothing: a malformed series changes no state
         return list(restored)
+
+    def _checked(self, i: int, b: Any) -> list[Any]:
+        """A bar of timeframe ``i`` read from a state, as :meth:`add` leaves one (or StateError):
+        its bucket's bounds, times in it, at least one tick, finite prices > 0 with
+        low <= open, close <= high, finite spreads (min <= max) and volume."""
+        bar = list(b)
+        if len(bar) != _CTS + 1:
+            raise StateError(f"an aggregator bar of {len(bar)} fields")
+        start, end, n, ots, cts = (_int(bar[k]) for k in (_OPEN_MS, _END_MS, _N, _OTS, _CTS))
+        o, h, lo, c, vol, ssum, smin, smax = (_float(bar[k]) for k in (_O, _H, _L, _C, _VOL, _SSUM, _SMIN, _SMAX))
+        if not (-(2**62) <= start < 2**62):
+            raise StateError("an aggregator bar starts outside the clock")
+        bounds = (start, start + self._dur[i]) if self._epoch_tf[i] else self.timeframes[i].bounds(start)
+        if (
+            (start, end) != tuple(bounds)
+            or (self._epoch_tf[i] and start % self._dur[i])
+            or not (start <= ots <= cts < end)
+            or n < 1
+            or not (0 < lo <= min(o, c) and max(o, c) <= h)
+            or not (smin <= smax)
+        ):
+            raise StateError("an aggregator bar that no ticks make")
+        return [start, end, o, h, lo, c, vol, n, ssum, smin, smax, ots, cts]
+
+
+def _int(x: Any) -> int:
+    """An integer of a state (True, 2.5 or '1' is none)."""
+    if type(x) is not int:
+        raise StateError(f"not an integer in an aggregator state: {str(x)[:20]!r}")
+    return x
+
+
+def _float(x: Any) -> float:
+    """A finite number of a state, as a float."""
+    if type(x) not in (int, float) or not math.isfinite(x):
+        raise StateError(f"not a finite number in an aggregator state: {str(x)[:20]!r}")
+    return float(x)
 
 
 def _legacy(old: dict[str, Any]) -> dict[str, Any]:

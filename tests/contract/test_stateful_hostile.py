@@ -1,0 +1,154 @@
+"""A valid envelope of every stateful class holding one hostile value anywhere.
+
+A checkpoint row may be written by hand or by someone hostile. For every class of the state
+contract (:mod:`test_stateful`'s cases): a real snapshot taken after real inputs, with one
+leaf of its plain structure (any depth: a field, an element of a list, a value of a mapping)
+replaced by a hostile value (negative, zero, -0.0, 10**400, 1e308, nan, inf, a string, a
+list, a mapping, None, True). Its restore either refuses it (``StateError``; or
+``ArtifactError`` where a signed part no longer matches its signature: both stop the worker
+with ``state.refused`` and exit 65), or gives an object that takes the next real inputs
+without raising and whose snapshot still round-trips through strict JSON. Never a state
+that restores and then raises on the next tick or candle: the worker would restore it again
+on every restart (a crash loop).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from forex_diffusion.errors import ArtifactError, StateError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import test_stateful as contract  # noqa: E402  (the contract's cases: every stateful class of the core)
+
+HOSTILE: tuple[Any, ...] = (
+    -1,
+    -0.5,
+    0,
+    0.0,
+    -0.0,
+    10**400,
+    1e308,
+    math.nan,
+    math.inf,
+    -math.inf,
+    "x",
+    "",
+    [],
+    [1],
+    {},
+    {"a": 1},
+    None,
+    True,
+)
+
+#: real inputs fed after the restore
+NEXT = 40
+
+Path_ = tuple[Any, ...]
+
+
+def _leaves(node: Any, path: Path_ = ()) -> list[Path_]:
+    """Every leaf of ``node``: a scalar, or an empty list or mapping."""
+    if isinstance(node, dict) and node:
+        return [p for k, v in node.items() for p in _leaves(v, (*path, k))]
+    if isinstance(node, list) and node:
+        return [p for i, v in enumerate(node) for p in _leaves(v, (*path, i))]
+    return [path] if path else []
+
+
+def _shape(path: Path_) -> Path_:
+    """The field a leaf is an instance of (list indices are one field)."""
+    return tuple("[]" if isinstance(k, int) else k for k in path)
+
+
+@cache
+def _real(name: str) -> tuple[dict[str, Any], tuple[tuple[Path_, ...], ...]]:
+    """A real snapshot half way through the inputs, and its leaves grouped by field."""
+    case = contract.CASES[name]
+    inputs = case.inputs()
+    obj = case.make()
+    contract._run(case, obj, inputs[: len(inputs) // 2])  # noqa: SLF001
+    data = contract._json(case.snap(obj))  # noqa: SLF001
+    groups: dict[Path_, list[Path_]] = {}
+    for p in _leaves(data["state"]):
+        groups.setdefault(_shape(p), []).append(p)
+    return data, tuple(tuple(g) for g in groups.values())
+
+
+def _set(root: Any, path: Path_, value: Any) -> None:
+    for k in path[:-1]:
+        root = root[k]
+    root[path[-1]] = value
+
+
+def check(name: str, path: Path_, value: Any) -> None:
+    """``value`` at ``path`` of the real snapshot of ``name``: refused, or restores and runs."""
+    case = contract.CASES[name]
+    data, _ = _real(name)
+    bad = copy.deepcopy(data)
+    _set(bad["state"], path, copy.deepcopy(value))
+    try:
+        restored = case.load(bad)
+    except (StateError, ArtifactError):
+        return
+    inputs = case.inputs()
+    cut = len(inputs) // 2
+    for x in inputs[cut : cut + NEXT]:
+        case.step(restored, x)  # never raises
+    snap = case.snap(restored)
+    text = json.dumps(snap, allow_nan=False)  # strict JSON: the next checkpoint can be written
+    again = case.load(json.loads(text))
+    assert contract._json(case.scrub(case.snap(again))) == contract._json(case.scrub(json.loads(text)))  # noqa: SLF001
+
+
+@st.composite
+def _hostile(draw: st.DrawFn, name: str) -> tuple[Path_, Any]:
+    _, groups = _real(name)
+    group = draw(st.sampled_from(groups))
+    path = draw(st.sampled_from(group))
+    return path, draw(st.sampled_from(HOSTILE))
+
+
+#: classes whose restore still takes a hostile value it later fails on (findings, reported:
+#: their restore lives in files of other changes, or is not fixed yet)
+OPEN: dict[str, str] = {
+    "feature_builder": "series prev 0/-1 (ZeroDivisionError/ValueError on the next candle), rv prev, the bank's",
+    "series_context": "var -1 (ValueError), n_returns -1 (ZeroDivisionError), last_close 0/-1 on the next candle",
+    "cross_book": "v/n negative (ValueError/ZeroDivisionError on the next candle; diffusion/inputs.py)",
+    "inputs_builder": "its cross book and contexts (diffusion/inputs.py)",
+    "symbol_forecaster": "its feature builder, contexts and inputs",
+    "shadow_tracker": "OverflowError of 10**400 / inf read as a step or a price escapes its lenient restore",
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=OPEN[n])) if n in OPEN else n
+        for n in sorted(contract.CASES)
+    ],
+)
+def test_one_hostile_leaf_is_refused_or_restores_an_object_that_continues(name: str) -> None:
+    @settings(
+        max_examples=40,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+        database=None,
+        derandomize=True,  # the same examples on every run (the open findings are strict xfails)
+    )
+    @given(hit=_hostile(name))
+    def prop(hit: tuple[Path_, Any]) -> None:
+        check(name, *hit)
+
+    prop()
