@@ -177,7 +177,12 @@ def backtest_command(
     precision), then prints CRPS, skill vs the random walk and 50/90 % coverage per step
     group, then the touch probabilities' Brier score and skill vs the random walk per step
     (close-based touches of --touch-bands) and their reliability table. Refuses a model of
-    another timeframe or price scale, and exits 1 when the span holds no forecast.
+    another timeframe or price scale, and exits 1 when the span holds no forecast. A candle
+    the stream refuses is skipped and counted on standard error, as ``forexd indicators``
+    refuses it (a bad price or bar; a close past the clock or far ahead of the series:
+    future_ts; an open time already taken: duplicate, the first row kept; one before the
+    last: late), so the forecasts are the stream's on the file's rows in file order. Every
+    candle refused: exit 65.
     """
     from forex_diffusion.forecast.batching import SAMPLES_MAX, SAMPLES_MIN, STEPS_MAX
     from forex_diffusion.reports.backtest import BacktestConfig, parse_utc_date

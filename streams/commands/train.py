@@ -101,6 +101,11 @@ def train_command(
     model: windows per series (never across two), the same split dates for every series,
     pooled training; its key is the symbol set's (``SETxxxxxxxx-TF-hH``). Series are named
     by symbol, or ``SYMBOL@FILESTEM`` when several files are given.
+
+    A candle the stream refuses is skipped and counted on standard error, as ``forexd
+    indicators`` refuses it (a bad price or bar; a close past the clock or far ahead of the
+    series: future_ts; an open time already taken: duplicate, the first row kept; one before
+    the last: late). Every candle refused: exit 65.
     """
     from forex_diffusion.diffusion import ContextSpec, TrainConfig
     from forex_diffusion.diffusion.context import CONTEXT_MAX
