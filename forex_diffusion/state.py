@@ -45,13 +45,25 @@ forex_diffusion.errors.StateError: unsupported counter state version 9 (this bui
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
 
 from forex_diffusion.errors import ConfigError, ForexDiffusionError, StateError
 
-__all__ = ["ENVELOPE_KEYS", "Stateful", "is_envelope", "malformed", "unwrap", "wrap"]
+__all__ = [
+    "ENVELOPE_KEYS",
+    "MAX_MAGNITUDE",
+    "Stateful",
+    "count",
+    "finite",
+    "is_envelope",
+    "malformed",
+    "number",
+    "unwrap",
+    "wrap",
+]
 
 #: the keys of an envelope, and no others
 ENVELOPE_KEYS = frozenset({"kind", "v", "state"})
@@ -129,3 +141,60 @@ def malformed(cls: Stateful | type[Stateful], what: str = "") -> Iterator[None]:
         # window length is read: OverflowError), a zero where a divisor is read
         label = f"{what} {cls.state_kind}" if what else cls.state_kind
         raise StateError(f"malformed {label} state: {type(exc).__name__}: {str(exc)[:80]}") from exc
+
+
+#: the largest magnitude a number of a state may have: far above any price, volume, sum or
+#: time a series builds, and small enough that its square and a sum of a few thousand of them
+#: stay finite (1e308 read as a price made the next snapshot inf: not JSON)
+MAX_MAGNITUDE = 1e150
+
+
+def number(x: Any, *, low: float = -MAX_MAGNITUDE, high: float = MAX_MAGNITUDE, above: bool = False) -> float:
+    """A number of a state as a float: an ``int`` or ``float`` (not ``True``, a string, a list),
+    finite, in ``[low, high]`` (``(low, high]`` when ``above``); otherwise ``ValueError`` or
+    ``TypeError`` (a :class:`StateError` inside :func:`malformed`).
+
+    >>> number(2), number(0.5, low=0.0, above=True)
+    (2.0, 0.5)
+    >>> number(0.0, low=0.0, above=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: 0.0 outside (0.0, 1e+150]
+    """
+    if type(x) not in (int, float):
+        raise TypeError(f"not a number: {str(x)[:20]!r}")
+    if not (low <= x <= high) or (above and x == low) or not math.isfinite(x):
+        raise ValueError(f"{str(x)[:20]} outside {'(' if above else '['}{low}, {high}]")
+    return float(x)
+
+
+def count(x: Any, *, low: int = 0, high: int = 2**62) -> int:
+    """An integer of a state (not ``True``, 2.5 or '1') in ``[low, high]``; otherwise
+    ``ValueError`` or ``TypeError`` (a :class:`StateError` inside :func:`malformed`)."""
+    if type(x) is not int:
+        raise TypeError(f"not an integer: {str(x)[:20]!r}")
+    if not (low <= x <= high):
+        raise ValueError(f"{str(x)[:20]} outside [{low}, {high}]")
+    return x
+
+
+def finite(cls: Stateful | type[Stateful], state: Any) -> None:
+    """Refuse (:class:`StateError`) a state holding a number that no series builds: nan,
+    infinity, or a magnitude over :data:`MAX_MAGNITUDE` (anywhere in its plain structure).
+
+    >>> finite(Stateful, {"a": [1.0, {"b": 2**40}], "c": None})
+    >>> finite(Stateful, {"a": [1.0, {"b": 1e308}]})
+    Traceback (most recent call last):
+    ...
+    forex_diffusion.errors.StateError: malformed ... state: a number of magnitude 1e+308
+    """
+    stack = [state]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
+        elif type(node) in (int, float) and not (-MAX_MAGNITUDE <= node <= MAX_MAGNITUDE):
+            what = "nan" if node != node else f"a number of magnitude {str(abs(node))[:12]}"
+            raise StateError(f"malformed {getattr(cls, 'state_kind', '...')} state: {what}")

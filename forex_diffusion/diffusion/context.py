@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from forex_diffusion.domain import Candle
-from forex_diffusion.errors import ConfigError, ModelError, check_field_types
-from forex_diffusion.state import malformed, unwrap, wrap
+from forex_diffusion.errors import ConfigError, ModelError, StateError, check_field_types
+from forex_diffusion.state import count, finite, malformed, number, unwrap, wrap
 
 __all__ = [
     "CALENDAR_DIM",
@@ -315,21 +315,34 @@ class SeriesContext:
         return wrap(self, state)
 
     @classmethod
-    def restore(cls, data: dict[str, Any]) -> SeriesContext:
+    def restore(cls, data: dict[str, Any], *, symbol: str | None = None, timeframe: str | None = None) -> SeriesContext:
         """Rebuild a context from :meth:`snapshot` output (the bare layout written before the
-        envelope is read too)."""
+        envelope is read too). ``symbol``/``timeframe``: the series the caller restores; a
+        state of another series is refused (``StateError``: it would refuse every candle)."""
         data = unwrap(data, cls, legacy=lambda old: old)
+        finite(cls, data)
         with malformed(cls):
+            if not (isinstance(data["symbol"], str) and isinstance(data["timeframe"], str)):
+                raise StateError("a context's symbol and timeframe are names")
+            if (symbol is not None and data["symbol"] != symbol) or (
+                timeframe is not None and data["timeframe"] != timeframe
+            ):
+                raise StateError(
+                    f"the context stored for {symbol}/{timeframe} is {data['symbol'][:16]!r}/{data['timeframe'][:8]!r}'s"
+                )
             ctx = cls(symbol=data["symbol"], timeframe=data["timeframe"], spec=ContextSpec.from_dict(data["spec"]))
             s = ctx._s
-            s.returns.extend(float(x) for x in data["returns"])
-            s.ranges.extend(float(x) for x in data["ranges"])
-            s.var = float(data["var"])
-            s.var_slow = float(data["var_slow"])
-            s.seed_sum = float(data["seed_sum"])
-            s.n_returns = int(data["n_returns"])
-            s.last_close = None if data["last_close"] is None else float(data["last_close"])
-            s.last_close_ms = None if data["last_close_ms"] is None else int(data["last_close_ms"])
+            # what update() leaves: log returns and ranges, variances and their seed >= 0 (the
+            # next candle takes a square root and divides by the count), a last close > 0 (it
+            # divides by it and takes a logarithm)
+            s.returns.extend(number(x) for x in data["returns"])
+            s.ranges.extend(number(x, low=0.0) for x in data["ranges"])
+            s.var = number(data["var"], low=0.0)
+            s.var_slow = number(data["var_slow"], low=0.0)
+            s.seed_sum = number(data["seed_sum"], low=0.0)
+            s.n_returns = count(data["n_returns"])
+            s.last_close = None if data["last_close"] is None else number(data["last_close"], low=0.0, above=True)
+            s.last_close_ms = None if data["last_close_ms"] is None else count(data["last_close_ms"], low=-(2**62))
         return ctx
 
 

@@ -650,14 +650,16 @@ class SymbolForecaster:
             f.cold.discard(tf)
             s = f.series[tf]
             s.features = FeatureBuilder.restore(d["features"])
-            s.context = SeriesContext.restore(d["context"])
+            s.context = SeriesContext.restore(d["context"], symbol=f.symbol, timeframe=tf)
             s.learners = OnlineLearnerSet.restore(
                 base64.b64decode(d["learners"]), context=_ctx(f.symbol, tf, "learners")
             )
             s.drift = DriftMonitor.restore(base64.b64decode(d["drift"]), context=_ctx(f.symbol, tf, "drift"))
             s.trigger = TriggerState.from_dict(d["trigger"])
             s.history.extend(Candle.from_dict(c) for c in d.get("history", []))
-            s.contexts = {k: SeriesContext.restore(c) for k, c in d.get("contexts", {}).items()}
+            s.contexts = {
+                k: SeriesContext.restore(c, symbol=f.symbol, timeframe=tf) for k, c in d.get("contexts", {}).items()
+            }
             s.inputs = {k: InputsBuilder.restore(b) for k, b in d.get("inputs", {}).items()}
             s.pending.extend(PendingForecast.from_list(p) for p in d["pending"])
         return f

@@ -23,7 +23,7 @@ from forex_diffusion.errors import ConfigError, StateError
 from forex_diffusion.indicators.base import BarLike, Indicator
 from forex_diffusion.indicators.catalogue import build_indicator, indicator_token
 from forex_diffusion.indicators.fused import build_kernel
-from forex_diffusion.state import malformed, unwrap, wrap
+from forex_diffusion.state import finite, malformed, unwrap, wrap
 
 __all__ = ["DEFAULT_SPEC", "INDICATORS_MAX", "BankSpec", "IndicatorBank"]
 
@@ -378,6 +378,7 @@ class IndicatorBank:
     def restore(cls, data: dict[str, Any]) -> IndicatorBank:
         """Rebuild a bank from :meth:`snapshot` output (the layout before the envelope is read too)."""
         data = unwrap(data, cls, legacy=_legacy)
+        finite(cls, data)  # nan, inf or 1e308 in a value: inf/nan on the next candle, no JSON
         with malformed(cls):
             return cls._load(data)
 

@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from forex_diffusion.errors import ConfigError, StateError
 from forex_diffusion.indicators.fusion import Part
-from forex_diffusion.state import malformed, unwrap, wrap
+from forex_diffusion.state import finite, malformed, unwrap, wrap
 
 __all__ = [
     "PARAMETER_MAX",
@@ -301,6 +301,7 @@ class Indicator(ABC, Generic[V]):
         from forex_diffusion.indicators.catalogue import indicator_class
 
         state = unwrap(data, Indicator, legacy=_legacy)
+        finite(Indicator, state)  # nan, inf or 1e308 in a sum: inf/nan on the next candle, no JSON
         with malformed(Indicator):
             klass = indicator_class(str(state.get("type")))
             if cls is not Indicator and not issubclass(klass, cls):

@@ -41,7 +41,7 @@ import numpy as np
 
 from forex_diffusion.errors import ConfigError, RejectReason, StateError, ValidationError
 from forex_diffusion.quality.evaluation import StepScore, crps_quantiles, pinball_loss, score_step
-from forex_diffusion.state import malformed, unwrap, wrap
+from forex_diffusion.state import finite, malformed, unwrap, wrap
 
 __all__ = [
     "DEFAULT_HORIZON_GROUPS",
@@ -422,6 +422,7 @@ class QualityMonitor:
     def restore(cls, data: dict[str, Any]) -> QualityMonitor:
         """Rebuild a monitor from :meth:`snapshot` output; a malformed one is a ``StateError``."""
         state = unwrap(data, cls)
+        finite(cls, state)  # a nan coverage or 1e308 score: inf/nan means, no JSON
         with malformed(cls):
             groups = [HorizonGroup(int(a), None if b is None else int(b)) for a, b in state["groups"]]
             mon = cls(int(state["window"]), groups, int(state["max_series"]))
