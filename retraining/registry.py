@@ -44,6 +44,7 @@ from forex_diffusion.diffusion.checkpoint import read_manifest
 from forex_diffusion.errors import ArtifactError, ConfigError, RegistryError
 from forex_diffusion.storage import model_registry as store
 from forex_diffusion.storage.model_registry import AliasChange, ModelKey, ModelVersion
+from forex_diffusion.timeframes import Timeframe
 
 from .failpoints import failpoint
 
@@ -218,6 +219,7 @@ class ModelRegistry:
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._symbols: dict[str, frozenset[str]] = {}  # version -> its symbol set (never changes)
         self._unreadable: set[str] = set()  # versions whose manifest could not be read (said once)
+        self._said: set[tuple[Any, ...]] = set()  # aliases naming no readable row of their key (said once)
         # called once per version whose symbol set is refused (the worker counts it as a rejected artifact)
         self.on_refused = on_refused
 
@@ -228,8 +230,26 @@ class ModelRegistry:
         return _inside(self.model_dir, self.model_dir / key.dir_name)
 
     def path_of(self, version: ModelVersion) -> Path:
-        """Absolute path of a version's ``.pt`` file."""
-        return self.model_dir / version.artifact
+        """Path of a version's ``.pt`` file under the model directory.
+
+        Raises
+        ------
+        RegistryError
+            The row's artifact resolves outside the model directory (a symbolic link out; the
+            registry reads no row whose artifact is absolute or climbs with ``..``).
+        """
+        return _inside(self.model_dir, self.model_dir / version.artifact)
+
+    @staticmethod
+    def _misfit(version: ModelVersion, predictor: Predictor) -> str | None:
+        """Why ``predictor`` cannot serve ``version``'s key, or None: a network forecasting
+        another number of steps than the key's horizon (a row written by hand may name a
+        24-step model's file under a 12-step key; the worker would publish its 24 steps as
+        the key's 12). The timeframe is the key's to say (``import_artifact(key=...)`` may
+        re-key a model; ``forexd models register --key`` refuses another timeframe)."""
+        if predictor.horizon != version.key.horizon:
+            return f"it forecasts {predictor.horizon} steps, and its key {version.key} {version.key.horizon}"
+        return None
 
     def staging_dir(self, key: ModelKey, job_id: str) -> Path:
         """A fresh staging directory for one job of ``key``.
@@ -248,14 +268,18 @@ class ModelRegistry:
         return d
 
     def verify(self, version: ModelVersion) -> bool:
-        """Whether the version's artifact loads and is the one registered (sha256)."""
+        """Whether the version's artifact loads, is the one registered (sha256) and forecasts
+        its key's horizon."""
         try:
             predictor = Predictor.load(self.path_of(version))
-        except ArtifactError as exc:
+        except (ArtifactError, RegistryError) as exc:
             logger.warning("registry artifact refused version=%s error=%s", version.version, exc)
             return False
         if predictor.manifest.get("sha256") != version.sha256:
             logger.warning("registry sha256 differs from the registered one version=%s", version.version)
+            return False
+        if (misfit := self._misfit(version, predictor)) is not None:
+            logger.warning("registry artifact refused version=%s error=%s", version.version, misfit)
             return False
         return True
 
@@ -265,11 +289,16 @@ class ModelRegistry:
         Raises
         ------
         ArtifactError
-            The artifact is missing, corrupt, unsafe or not the one registered.
+            The artifact is missing, corrupt, unsafe, not the one registered or of another
+            horizon than its key.
+        RegistryError
+            The artifact's path leaves the model directory.
         """
         predictor = Predictor.load(self.path_of(version), device=device)
         if predictor.manifest.get("sha256") != version.sha256:
             raise ArtifactError(f"{version.version}: sha256 differs from the registry's")
+        if (misfit := self._misfit(version, predictor)) is not None:
+            raise ArtifactError(f"{version.version}: {misfit}")
         return predictor
 
     # -- writing artifacts -------------------------------------------------------------------
@@ -311,7 +340,11 @@ class ModelRegistry:
                 raise RegistryError(f"{state_path}: the manifest's {name} is not an object")
         if key is None and not all(isinstance(manifest.get(n), str) for n in ("symbol", "timeframe")):
             raise RegistryError(f"{state_path}: the manifest names no symbol and timeframe; pass --key")
-        k = key or ModelKey(symbol=manifest["symbol"], timeframe=manifest["timeframe"], horizon=predictor.horizon)
+        # the timeframe as the stream spells it (a manifest's 60m is the stream's 1h: a key
+        # stored as EURUSD/60m/24 was served by no worker)
+        k = key or ModelKey(
+            symbol=manifest["symbol"], timeframe=Timeframe.parse(manifest["timeframe"]).name, horizon=predictor.horizon
+        )
         metrics = summarise_train_metrics(manifest.get("metrics", {}))
         if store.get_version(self.engine, version) is not None:
             raise RegistryError(f"version {version} is already registered")
@@ -323,13 +356,22 @@ class ModelRegistry:
             final = self.publish(stage / src.name, k)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
-        return self.register(
-            final,
-            key=k,
-            metrics=metrics,
-            request_id=request_id,
-            challenger=False,
-        )
+        try:
+            return self.register(
+                final,
+                key=k,
+                metrics=metrics,
+                request_id=request_id,
+                challenger=False,
+            )
+        except BaseException:
+            try:
+                named = store.row_names(self.engine, k, include_deleted=True) & {version, final.stem}
+            except Exception:  # noqa: BLE001 - the database fails: the copy stays for recover() to judge
+                named = {version}
+            if not named:
+                self._unlink(final)  # not registered (a table another program made, a refused row): the copy goes
+            raise
 
     def register(
         self,
@@ -384,15 +426,44 @@ class ModelRegistry:
             raise RegistryError(f"unknown version {version}")
         return v
 
+    def _aliased(self, key: ModelKey, alias: str) -> ModelVersion | None:
+        """The version ``alias`` of ``key`` points at, or None.
+
+        An alias naming a version the registry does not hold, a row it cannot read, or a row
+        of another key (rows written by hand) points at nothing: the stream serves as if the
+        key had no such alias (its fallback) instead of failing, or serving another key's
+        model. Said once per registry (a worker looks it up on every refresh).
+        """
+        version = store.get_aliases(self.engine, key).get(alias)
+        if version is None:
+            return None
+        try:
+            v = store.get_version(self.engine, version)
+        except RegistryError as exc:
+            problem = str(exc)
+        else:
+            if v is not None and v.key == key:
+                return v
+            problem = "no such version" if v is None else f"the version is of key {v.key}"
+        if (key, alias, version, problem) not in self._said:
+            self._said.add((key, alias, version, problem))
+            logger.warning(
+                "registry.alias_unresolved key=%s alias=%s version=%s problem=%s: read as no %s",
+                key,
+                alias,
+                version,
+                problem,
+                alias,
+            )
+        return None
+
     def champion(self, key: ModelKey) -> ModelVersion | None:
-        """The champion of ``key``, or None."""
-        version = store.get_aliases(self.engine, key).get("champion")
-        return None if version is None else self.get(version)
+        """The champion of ``key``, or None (also for an alias naming no readable row of ``key``)."""
+        return self._aliased(key, "champion")
 
     def challenger(self, key: ModelKey) -> ModelVersion | None:
         """The latest challenger of ``key`` (until promoted), or None."""
-        version = store.get_aliases(self.engine, key).get("challenger")
-        return None if version is None else self.get(version)
+        return self._aliased(key, "challenger")
 
     def resolve_champion(self, symbol: str, timeframe: str, horizon: int) -> ModelVersion | None:
         """The champion serving a series, the most specific first: its own key's, else that
@@ -491,8 +562,7 @@ class ModelRegistry:
 
     def shadow(self, key: ModelKey) -> ModelVersion | None:
         """The version in shadow for ``key`` (issue 16), or None."""
-        version = store.get_aliases(self.engine, key).get("shadow")
-        return None if version is None else self.get(version)
+        return self._aliased(key, "shadow")
 
     def start_shadow(self, version: str, reason: str, *, required: int) -> ModelVersion:
         """Put ``version`` in shadow until ``required`` live forecasts are realised (artifact verified first).
@@ -563,7 +633,10 @@ class ModelRegistry:
         )
         for v in doomed:
             if v.version in deleted:
-                self._unlink(self.path_of(v))
+                try:
+                    self._unlink(self.path_of(v))
+                except RegistryError as exc:  # a link out of the model directory: nothing there is removed
+                    logger.warning("registry retention kept the files of version=%s: %s", v.version, exc)
         logger.info("registry retention key=%s kept=%d deleted=%d", key, len(keep), len(deleted))
         return RetentionResult(kept=tuple(sorted(keep)), deleted=tuple(deleted))
 
@@ -587,7 +660,9 @@ class ModelRegistry:
                 removed.append(d)
         d = self.key_dir(key)
         if d.is_dir():
-            live = {Path(v.artifact).stem for v in self.list(key, include_deleted=False)}
+            # every row not deleted keeps its files, readable or not: a row someone damaged
+            # is repaired, not found to have lost its model
+            live = store.row_names(self.engine, key)
             for f in sorted(d.iterdir()):
                 if not f.is_file():
                     continue

@@ -25,10 +25,13 @@ caller cannot load.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -39,17 +42,24 @@ from sqlalchemy import (
     Engine,
     Float,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
     and_,
+    case,
+    cast,
+    func,
+    inspect,
     select,
+    type_coerce,
     update,
 )
+from sqlalchemy import types as sqltypes
 from sqlalchemy.dialects import postgresql, sqlite
 
 from forex_diffusion.domain import field_dict
-from forex_diffusion.errors import ConfigError, RegistryError
+from forex_diffusion.errors import ConfigError, DataFormatError, RegistryError
 from forex_diffusion.storage.retry import db_retry
 from forex_diffusion.storage.tables import forecasts, metadata, series_columns
 
@@ -60,6 +70,7 @@ __all__ = [
     "ModelKey",
     "ModelVersion",
     "alias_history",
+    "check_registry_schema",
     "get_aliases",
     "get_version",
     "insert_version",
@@ -72,6 +83,7 @@ __all__ = [
     "promote_version",
     "referenced_versions",
     "reject_version",
+    "row_names",
     "rollback_champion",
     "SHADOW_COLUMNS",
     "insert_shadow_scores",
@@ -283,8 +295,9 @@ class ModelVersion:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ConfigError(f"status must be one of {STATUSES}, not {self.status!r}")
-        if not self.version or len(self.version) > 64:
-            raise ConfigError(f"bad version id {self.version!r}")
+        if not isinstance(self.version, str) or not 1 <= len(self.version) <= 64 or not self.version.isprintable():
+            # printable: a version is shown on terminals (no escapes, no bidirectional overrides)
+            raise ConfigError(f"bad version id {_shown(str(self.version))}")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able form."""
@@ -312,46 +325,307 @@ def _plain_record(rec: ModelVersion | AliasChange) -> dict[str, Any]:
     return {**field_dict(rec), "key": str(rec.key)}
 
 
-def _row_to_version(r: Any) -> ModelVersion:
-    return ModelVersion(
-        version=r.version,
-        key=ModelKey(symbol=r.symbol, timeframe=r.timeframe, horizon=int(r.horizon)),
-        artifact=r.artifact,
-        sha256=r.sha256,
-        config_hash=r.config_hash,
-        data_first_ms=r.data_first_ms,
-        data_last_ms=r.data_last_ms,
-        # a row written by hand or another program may hold any JSON: only an object is metrics
-        metrics=dict(r.metrics) if isinstance(r.metrics, Mapping) else {},
-        status=r.status,
-        reason=r.reason,
-        request_id=r.request_id,
-        created_ms=int(r.created_ms),
-        updated_ms=int(r.updated_ms),
+# -- reading rows that anyone may have written ----------------------------------------------
+#
+# A registry row may have been written by hand or by another program: SQLite keeps any value
+# in any column (text in an integer column, bytes that are not UTF-8, a REAL for 2**70), and a
+# table may even have been created with other column types. Every read here selects the raw
+# values (:func:`_raw_columns`: on SQLite a text value comes back as its bytes, so one that is
+# not UTF-8 no longer fails the whole query; on PostgreSQL every value comes back as text, so
+# the driver never decodes a JSON value itself) and decodes them in Python, column by column:
+#
+# - ``metrics`` that are not a JSON object of at most :data:`METRICS_MAX_CHARS` characters and
+#   :data:`METRICS_MAX_DEPTH` levels (not JSON, not UTF-8, a 5,000-digit number, nested too
+#   deep) read as no metrics, as any other non-object JSON always did;
+# - the informational columns (data window, request id, reason) read as absent;
+# - any other column that holds no value of its kind makes the row unreadable: a listing
+#   leaves it out (one warning per row), a lookup by id raises :class:`RegistryError` naming
+#   the problem, and nothing is decided on it.
+
+#: Longest ``metrics`` text read (the registry writes a few kilobytes).
+METRICS_MAX_CHARS = 1 << 20
+#: Deepest nesting of ``metrics`` read (the registry writes three levels).
+METRICS_MAX_DEPTH = 32
+#: Range of the BigInteger columns.
+_INT64 = (-(2**63), 2**63 - 1)
+_DECIMAL = re.compile(r"-?[0-9]{1,20}")
+#: (database, what, row, problem) already logged: a listing a worker repeats says each once.
+_SAID: set[tuple[str, ...]] = set()
+_SAID_MAX = 10_000
+
+
+class _Unreadable(Exception):
+    """A column of a registry row holds no value of its kind (internal)."""
+
+
+def _raw_columns(conn: Connection, table: Table, *names: str) -> list[Any]:
+    """Select-list entries returning ``table``'s columns (all, or ``names``) as raw driver values,
+    labelled with the column names: never decoded by the driver or by SQLAlchemy's types."""
+    sqlite_db = conn.dialect.name == "sqlite"
+    out = []
+    for c in table.columns if not names else [table.c[n] for n in names]:
+        # SQLite: a TEXT value as its bytes (pysqlite fails the fetch of text that is not
+        # UTF-8); others (INTEGER, REAL, BLOB, NULL) as they are. Elsewhere: the value's text.
+        expr = case((func.typeof(c) == "text", cast(c, LargeBinary)), else_=c) if sqlite_db else cast(c, Text)
+        out.append(type_coerce(expr, sqltypes.NullType()).label(c.name))
+    return out
+
+
+def _as_text(value: Any, name: str) -> str:
+    """A raw value as text (bytes must be UTF-8)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Unreadable(f"{name} is not UTF-8 text") from None
+    if isinstance(value, str):
+        return value
+    raise _Unreadable(f"{name} is not text" if value is not None else f"{name} is NULL")
+
+
+def _text(value: Any, name: str, *, max_len: int = 64) -> str:
+    """A raw value of a text column: UTF-8, at most ``max_len`` characters, printable (it is
+    shown on terminals: no escapes, no bidirectional overrides)."""
+    text = _as_text(value, name)
+    if len(text) > max_len:
+        raise _Unreadable(f"{name} is over {max_len} characters")
+    if not text.isprintable():
+        raise _Unreadable(f"{name} {_shown(text)} holds control characters")
+    return text
+
+
+def _int(value: Any, name: str, *, lo: int = _INT64[0], hi: int = _INT64[1]) -> int:
+    """A raw value of an integer column: an integer (or its decimal text) in ``lo..hi``; a
+    REAL (``24.5``, or the 1.2e21 SQLite keeps for 2**70), a boolean or other text is none."""
+    if isinstance(value, bytes | bytearray | memoryview | str):
+        text = _as_text(value, name).strip()
+        if not _DECIMAL.fullmatch(text):
+            raise _Unreadable(f"{name} {_shown(text)} is not an integer")
+        value = int(text)
+    if value is None:
+        raise _Unreadable(f"{name} is NULL")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Unreadable(f"{name} {_shown(repr(value))} is not an integer")
+    if not lo <= value <= hi:
+        raise _Unreadable(f"{name} {value} is outside {lo}..{hi}")
+    return value
+
+
+def _float(value: Any) -> float:
+    """A raw value of a REAL column as a float; NaN when it is none (other text, NULL, bytes)."""
+    if isinstance(value, bytes | bytearray | memoryview | str):
+        try:
+            value = float(_as_text(value, "value").strip())
+        except (_Unreadable, ValueError):
+            return math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:  # an integer past the floats
+        return math.nan
+
+
+def _depth(obj: Any) -> int:
+    """Nesting depth of a decoded JSON value, counted up to just past :data:`METRICS_MAX_DEPTH`
+    (iteratively: a deep value does not recurse)."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        x, d = stack.pop()
+        if isinstance(x, dict | list):
+            deepest = max(deepest, d)
+            if d <= METRICS_MAX_DEPTH:
+                stack.extend((v, d + 1) for v in (x.values() if isinstance(x, dict) else x))
+    return deepest
+
+
+def _metrics(value: Any) -> tuple[dict[str, Any], str | None]:
+    """A raw ``metrics`` value as ``(metrics, problem)``: the JSON object it holds, else ``{}``
+    and why (no problem for JSON that is no object: a number, a list, NULL)."""
+    if value is None or isinstance(value, int | float):  # SQLite's NUMERIC affinity keeps '5' as 5
+        return {}, None
+    try:
+        text = _as_text(value, "metrics")
+    except _Unreadable as exc:
+        return {}, str(exc)
+    if len(text) > METRICS_MAX_CHARS:
+        return {}, f"metrics over {METRICS_MAX_CHARS} characters"
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # not JSON, a 5,000-digit number, nested too deep
+        return {}, f"metrics are not JSON ({type(exc).__name__})"
+    if not isinstance(obj, dict):
+        return {}, None
+    if _depth(obj) > METRICS_MAX_DEPTH:
+        return {}, f"metrics nested over {METRICS_MAX_DEPTH} levels"
+    return obj, None
+
+
+def _text_or_none(value: Any) -> str | None:
+    """A raw value as text (:func:`_as_text`), or None when it is none."""
+    try:
+        return _as_text(value, "value")
+    except _Unreadable:
+        return None
+
+
+def _optional(decode: Callable[[], Any]) -> Any:
+    """An informational column's value, else None."""
+    try:
+        return decode()
+    except _Unreadable:
+        return None
+
+
+def _artifact(value: Any) -> str:
+    """A raw ``artifact``: the relative path of a ``.pt`` file that stays under the model directory."""
+    text = _text(value, "artifact", max_len=4096)
+    path = PurePosixPath(text)
+    if path.is_absolute() or ".." in path.parts or "\\" in text or path.suffix != ".pt":
+        raise _Unreadable(f"artifact {_shown(text)} is not a relative .pt path under the model directory")
+    return text
+
+
+def _decode_version(r: Any) -> tuple[ModelVersion, str | None]:
+    """A raw ``model_versions`` row as ``(version, why its metrics read as none or None)``.
+
+    Raises
+    ------
+    _Unreadable
+        A column makes the row unreadable.
+    """
+    m = r._mapping
+    version = _text(m["version"], "version")
+    model_key = _as_text(m["model_key"], "model_key")
+    try:
+        key = ModelKey(
+            symbol=_text(m["symbol"], "symbol", max_len=16),
+            timeframe=_text(m["timeframe"], "timeframe", max_len=8),
+            horizon=_int(m["horizon"], "horizon", lo=1, hi=_HORIZON_MAX),
+        )
+    except ConfigError as exc:
+        raise _Unreadable(str(exc)) from None
+    if str(key) != model_key:
+        raise _Unreadable(f"model_key {_shown(model_key)} is not its symbol/timeframe/horizon {key}")
+    status = _text(m["status"], "status", max_len=16)
+    if status not in STATUSES:
+        raise _Unreadable(f"status {_shown(status)} is none of {', '.join(STATUSES)}")
+    metrics, problem = _metrics(m["metrics"])
+    reason = _text_or_none(m["reason"])
+    v = ModelVersion(
+        version=version,
+        key=key,
+        artifact=_artifact(m["artifact"]),
+        sha256=_text(m["sha256"], "sha256"),
+        config_hash=_text(m["config_hash"], "config_hash"),
+        data_first_ms=_optional(lambda: _int(m["data_first_ms"], "data_first_ms")),
+        data_last_ms=_optional(lambda: _int(m["data_last_ms"], "data_last_ms")),
+        metrics=metrics,
+        status=status,  # type: ignore[arg-type]  # one of STATUSES, checked above
+        reason=reason if reason is not None else "",
+        request_id=_optional(lambda: _text(m["request_id"], "request_id")),
+        created_ms=_int(m["created_ms"], "created_ms"),
+        updated_ms=_int(m["updated_ms"], "updated_ms"),
     )
+    return v, problem
+
+
+def _said_once(conn: Connection, *parts: str) -> bool:
+    """True the first time ``parts`` are said of ``conn``'s database in this process."""
+    item = (str(conn.engine.url), *parts)
+    if item in _SAID:
+        return False
+    if len(_SAID) >= _SAID_MAX:
+        _SAID.clear()
+    _SAID.add(item)
+    return True
+
+
+def _row_id(r: Any, column: str = "version") -> str:
+    """A raw row's id as a log line shows it (bounded, escaped)."""
+    value = r._mapping[column]
+    try:
+        return _shown(_as_text(value, column))
+    except _Unreadable:
+        return _shown(repr(value))
+
+
+def _read_versions(conn: Connection, q: Any) -> list[ModelVersion]:
+    """The readable ``model_versions`` rows of ``q`` (a select of :func:`_raw_columns`): each
+    unreadable one is left out, and logged once, as is each one whose metrics read as none."""
+    out = []
+    for r in conn.execute(q):
+        try:
+            v, problem = _decode_version(r)
+        except _Unreadable as exc:
+            if _said_once(conn, "model_versions", _row_id(r), str(exc)):
+                logger.warning(
+                    "registry.row_unreadable table=model_versions version=%s problem=%s: the row is ignored",
+                    _row_id(r),
+                    exc,
+                )
+            continue
+        if problem is not None and _said_once(conn, "metrics", v.version, problem):
+            logger.warning(
+                "registry.metrics_unreadable version=%s problem=%s: read as no metrics", _shown(v.version), problem
+            )
+        out.append(v)
+    return out
 
 
 def _get(conn: Connection, version: str, *, lock: bool = False) -> ModelVersion | None:
-    q = select(model_versions).where(model_versions.c.version == version)
+    """``version``'s row, or None when there is none.
+
+    Raises
+    ------
+    RegistryError
+        The row is unreadable (the message names the column and the problem).
+    """
+    q = select(*_raw_columns(conn, model_versions)).where(model_versions.c.version == version)
     if lock:
         q = q.with_for_update()
     row = conn.execute(q).first()
-    return None if row is None else _row_to_version(row)
+    if row is None:
+        return None
+    try:
+        return _decode_version(row)[0]
+    except _Unreadable as exc:
+        raise RegistryError(
+            f"version {_shown(version)}: its registry row is unreadable ({exc}); fix or delete the row"
+        ) from None
+
+
+def _exists(conn: Connection, version: str) -> bool:
+    """Whether a row of ``version`` exists, readable or not."""
+    q = select(func.count()).select_from(model_versions).where(model_versions.c.version == version)
+    return bool(conn.execute(q).scalar_one())
 
 
 def _get_locked(conn: Connection, version: str) -> ModelVersion:
-    """Return ``version``'s row locked for this transaction (``RegistryError`` when unknown)."""
+    """Return ``version``'s row locked for this transaction (``RegistryError`` when unknown or unreadable)."""
     v = _get(conn, version, lock=True)
     if v is None:
         raise RegistryError(f"unknown version {version}")
     return v
 
 
+def _version_id(value: Any) -> str | None:
+    """A raw version id (of an alias or history row), or None when it is no readable one."""
+    try:
+        return _text(value, "version")
+    except _Unreadable:
+        return None
+
+
 def _alias(conn: Connection, key: ModelKey, alias: str, *, lock: bool = False) -> str | None:
-    q = select(model_aliases.c.version).where(model_aliases.c.model_key == str(key), model_aliases.c.alias == alias)
+    """The version ``alias`` of ``key`` names, or None (also when the row names no readable
+    version id: moving the alias replaces that row)."""
+    a = model_aliases
+    q = select(*_raw_columns(conn, a, "version")).where(a.c.model_key == str(key), a.c.alias == alias)
     if lock:
         q = q.with_for_update()
-    return conn.execute(q).scalar_one_or_none()
+    row = conn.execute(q).first()
+    return None if row is None else _version_id(row.version)
 
 
 def _set_status(conn: Connection, version: str, status: str, reason: str, now_ms: int) -> None:
@@ -378,20 +652,59 @@ def _point(conn: Connection, key: ModelKey, alias: str, version: str | None, rea
 
 
 def _previous_champion(conn: Connection, key: ModelKey) -> ModelVersion | None:
+    """The last champion of ``key`` before the current one that a rollback may restore: a
+    readable row of this key, neither rolled back nor deleted. A history row naming no
+    readable version, or a version whose row is unreadable or of another key, is passed over
+    (logged once): a rollback never restores what it cannot read."""
     current = _alias(conn, key, "champion")
     h = model_alias_history
     rows = conn.execute(
-        select(h.c.version)
+        select(*_raw_columns(conn, h, "version"))
         .where(h.c.model_key == str(key), h.c.alias == "champion", h.c.to_ms.is_not(None))
         .order_by(h.c.id.desc())
-    ).scalars()
-    for version in rows:
-        if version == current:
+    ).all()
+    for r in rows:
+        version = _version_id(r.version)
+        if version is None or version == current:
             continue
-        v = _get(conn, version)
+        try:
+            v = _get(conn, version)
+        except RegistryError as exc:
+            if _said_once(conn, "previous", version, str(exc)):
+                logger.warning("registry.previous_champion_skipped key=%s version=%s: %s", key, _shown(version), exc)
+            continue
+        if v is not None and v.key != key:
+            if _said_once(conn, "previous-key", version, str(v.key)):
+                logger.warning(
+                    "registry.previous_champion_skipped key=%s version=%s: the row is of key %s",
+                    key,
+                    _shown(version),
+                    v.key,
+                )
+            continue
         if v is not None and v.status not in ("rolled_back", "deleted"):
             return v
     return None
+
+
+def _storable(metrics: Mapping[str, Any], version: str) -> dict[str, Any]:
+    """``metrics`` as JSON every database stores and the registry reads back: non-finite
+    numbers as null (PostgreSQL's ``json`` refuses ``NaN`` and ``Infinity``; an undefined
+    score is one), keys as text.
+
+    Raises
+    ------
+    RegistryError
+        Metrics nested deeper than :data:`METRICS_MAX_DEPTH` (they would read back as none),
+        or holding a value JSON cannot write (a 5,000-digit integer).
+    """
+    if _depth(dict(metrics)) > METRICS_MAX_DEPTH:
+        raise RegistryError(f"version {_shown(version)}: its metrics are nested over {METRICS_MAX_DEPTH} levels")
+    try:  # one pass of the C encoder and decoder (no Python recursion): NaN, Infinity -> null
+        out = json.loads(json.dumps(metrics, default=str), parse_constant=lambda _: None)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise RegistryError(f"version {_shown(version)}: its metrics cannot be stored ({type(exc).__name__})") from None
+    return out if isinstance(out, dict) else {}
 
 
 @db_retry
@@ -399,6 +712,7 @@ def insert_version(engine: Engine, version: ModelVersion, *, challenger: bool = 
     """Insert a ``registered`` version (and point ``challenger`` at it) in one transaction."""
     row = version.to_dict()
     row.pop("key")
+    row["metrics"] = _storable(row["metrics"], version.version)  # a NaN score (undefined skill) is stored as null
     row.update(
         model_key=str(version.key),
         symbol=version.key.symbol,
@@ -409,7 +723,7 @@ def insert_version(engine: Engine, version: ModelVersion, *, challenger: bool = 
         updated_ms=now_ms,
     )
     with engine.begin() as conn:
-        if _get(conn, version.version) is not None:
+        if _exists(conn, version.version):  # readable or not: its id is taken
             raise RegistryError(f"version {version.version} is already registered")
         conn.execute(model_versions.insert().values(**row))
         if challenger:
@@ -422,32 +736,69 @@ def insert_version(engine: Engine, version: ModelVersion, *, challenger: bool = 
 
 @db_retry
 def get_version(engine: Engine, version: str) -> ModelVersion | None:
-    """Return one version row, or None."""
+    """Return one version row, or None.
+
+    Raises
+    ------
+    RegistryError
+        The row is unreadable (see :func:`_decode_version`); the message names the problem.
+    """
     with engine.connect() as conn:
         return _get(conn, version)
 
 
 @db_retry
 def list_versions(engine: Engine, key: ModelKey | None = None, *, include_deleted: bool = True) -> list[ModelVersion]:
-    """Versions (of one key, or all), oldest first."""
-    q = select(model_versions)
-    if key is not None:
-        q = q.where(model_versions.c.model_key == str(key))
-    if not include_deleted:
-        q = q.where(model_versions.c.status != "deleted")
-    q = q.order_by(model_versions.c.model_key, model_versions.c.created_ms, model_versions.c.version)
+    """Versions (of one key, or all), oldest first. An unreadable row is left out (logged once)."""
+    mv = model_versions
     with engine.connect() as conn:
-        return [_row_to_version(r) for r in conn.execute(q)]
+        q = select(*_raw_columns(conn, mv))
+        if key is not None:
+            q = q.where(mv.c.model_key == str(key))
+        if not include_deleted:
+            q = q.where(mv.c.status != "deleted")
+        q = q.order_by(mv.c.model_key, mv.c.created_ms, mv.c.version)
+        return _read_versions(conn, q)
+
+
+@db_retry
+def row_names(engine: Engine, key: ModelKey, *, include_deleted: bool = False) -> set[str]:
+    """The version ids and artifact file stems of every row of ``key``, readable or not (each
+    column that can be read): the files no row names are the ones :meth:`recover
+    <retraining.registry.ModelRegistry.recover>` may remove. A row whose status reads
+    ``deleted`` counts only with ``include_deleted``."""
+    mv = model_versions
+    out: set[str] = set()
+    with engine.connect() as conn:
+        q = select(*_raw_columns(conn, mv, "version", "artifact", "status")).where(mv.c.model_key == str(key))
+        for r in conn.execute(q):
+            if not include_deleted and _text_or_none(r.status) == "deleted":
+                continue
+            version, artifact = _text_or_none(r.version), _text_or_none(r.artifact)
+            out |= {x for x in (version, artifact and PurePosixPath(artifact).stem) if x}
+    return out
 
 
 @db_retry
 def get_aliases(engine: Engine, key: ModelKey) -> dict[str, str]:
-    """Return ``{alias: version}`` of one key."""
+    """Return ``{alias: version}`` of one key. A row naming an alias the registry does not
+    know, or no readable version id, is left out (logged once)."""
+    a = model_aliases
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(model_aliases.c.alias, model_aliases.c.version).where(model_aliases.c.model_key == str(key))
-        )
-        return {r.alias: r.version for r in rows}
+        rows = conn.execute(select(*_raw_columns(conn, a, "alias", "version")).where(a.c.model_key == str(key)))
+        out = {}
+        for r in rows:
+            alias, version = _text_or_none(r.alias), _version_id(r.version)
+            if alias in ALIASES and version is not None:
+                out[alias] = version
+            elif _said_once(conn, "model_aliases", str(key), _row_id(r, "alias"), _row_id(r)):
+                logger.warning(
+                    "registry.row_unreadable table=model_aliases key=%s alias=%s version=%s: the row is ignored",
+                    key,
+                    _row_id(r, "alias"),
+                    _row_id(r),
+                )
+        return out
 
 
 @db_retry
@@ -460,21 +811,34 @@ def previous_champion(engine: Engine, key: ModelKey) -> ModelVersion | None:
 
 @db_retry
 def alias_history(engine: Engine, key: ModelKey) -> list[AliasChange]:
-    """Every alias change of ``key``, oldest first."""
+    """Every alias change of ``key``, oldest first. A row naming an unknown alias, no readable
+    version id or no time is left out (logged once); an unreadable reason reads as empty."""
     h = model_alias_history
     with engine.connect() as conn:
-        rows = conn.execute(select(h).where(h.c.model_key == str(key)).order_by(h.c.id))
-        return [
-            AliasChange(
-                alias=r.alias,
-                key=key,
-                version=r.version,
-                from_ms=int(r.from_ms),
-                to_ms=None if r.to_ms is None else int(r.to_ms),
-                reason=r.reason,
+        rows = conn.execute(select(*_raw_columns(conn, h)).where(h.c.model_key == str(key)).order_by(h.c.id))
+        out = []
+        for r in rows:
+            try:
+                alias = _text(r.alias, "alias", max_len=16)
+                if alias not in ALIASES:
+                    raise _Unreadable(f"alias {_shown(alias)} is none of {', '.join(ALIASES)}")
+                version = _text(r.version, "version")
+                from_ms = _int(r.from_ms, "from_ms")
+                to_ms = None if r.to_ms is None else _int(r.to_ms, "to_ms")
+            except _Unreadable as exc:
+                if _said_once(conn, "model_alias_history", str(key), _row_id(r, "id"), str(exc)):
+                    logger.warning(
+                        "registry.row_unreadable table=model_alias_history key=%s id=%s problem=%s: the row is ignored",
+                        key,
+                        _row_id(r, "id"),
+                        exc,
+                    )
+                continue
+            reason = _text_or_none(r.reason)
+            out.append(
+                AliasChange(alias=alias, key=key, version=version, from_ms=from_ms, to_ms=to_ms, reason=reason or "")
             )
-            for r in rows
-        ]
+        return out
 
 
 def _check_usable(v: ModelVersion, usable: Callable[[ModelVersion], bool] | None) -> None:
@@ -554,10 +918,12 @@ def reject_version(
 @db_retry
 def rollback_champion(
     engine: Engine, key: ModelKey, *, reason: str, now_ms: int, usable: Callable[[ModelVersion], bool] | None = None
-) -> tuple[ModelVersion, ModelVersion]:
+) -> tuple[ModelVersion, ModelVersion | None]:
     """Restore the previous champion of ``key`` in one transaction; return ``(restored, dropped)``.
 
-    The dropped champion is marked ``rolled_back`` (a later rollback skips it).
+    The dropped champion is marked ``rolled_back`` (a later rollback skips it). ``dropped``
+    is None when the champion alias named no readable row (a row written by hand): rolling
+    back from it is allowed, and is the way out.
 
     Raises
     ------
@@ -566,17 +932,28 @@ def rollback_champion(
     """
     with engine.begin() as conn:
         current = _alias(conn, key, "champion", lock=True)
-        if current is None:
+        a = model_aliases
+        if (
+            current is None
+            and not conn.execute(
+                select(func.count()).select_from(a).where(a.c.model_key == str(key), a.c.alias == "champion")
+            ).scalar_one()
+        ):  # (an alias row naming no readable version id is a champion to roll back from)
             raise RegistryError(f"{key} has no champion to roll back")
         prev = _previous_champion(conn, key)
         if prev is None:
             raise RegistryError(f"{key} has no previous champion to restore")
         _check_usable(prev, usable)
         _point(conn, key, "champion", prev.version, f"rollback: {reason}", now_ms)
-        _set_status(conn, current, "rolled_back", reason, now_ms)
+        if current is not None:
+            _set_status(conn, current, "rolled_back", reason, now_ms)
         _set_status(conn, prev.version, "promoted", f"restored by rollback: {reason}", now_ms)
-        restored, dropped = _get(conn, prev.version), _get(conn, current)
-    assert restored is not None and dropped is not None
+        restored = _get(conn, prev.version)
+        try:
+            dropped = None if current is None else _get(conn, current)
+        except RegistryError:  # its row is unreadable: it is dropped all the same
+            dropped = None
+    assert restored is not None
     logger.info("registry rollback key=%s restored=%s dropped=%s", key, prev.version, current)
     return restored, dropped
 
@@ -606,12 +983,18 @@ def mark_deleted(engine: Engine, versions: Iterable[str], *, reason: str, now_ms
     out: list[str] = []
     with engine.begin() as conn:
         for version in wanted:
-            v = _get(conn, version, lock=True)
+            try:
+                v = _get(conn, version, lock=True)
+            except RegistryError as exc:  # unreadable: nothing is decided on it
+                logger.warning("registry.delete_skipped version=%s: %s", _shown(version), exc)
+                continue
             if v is None or v.status == "deleted":
                 continue
-            aliased = conn.execute(select(model_aliases.c.alias).where(model_aliases.c.version == version)).first()
+            a = model_aliases
+            aliased = conn.execute(select(*_raw_columns(conn, a, "alias")).where(a.c.version == version)).first()
             if aliased is not None:
-                raise RegistryError(f"version {version} is the {aliased.alias} of {v.key}; not deleted")
+                name = _version_id(aliased.alias) or "alias"
+                raise RegistryError(f"version {version} is the {name} of {v.key}; not deleted")
             _set_status(conn, version, "deleted", reason, now_ms)
             out.append(version)
     return out
@@ -651,7 +1034,7 @@ def start_shadow(
         if old is not None and old != version:
             _set_status(conn, old, "rejected", f"superseded: {version} entered shadow", now_ms)
         _point(conn, v.key, "shadow", version, reason, now_ms)
-        metrics = {**v.metrics, "shadow": {"required": int(required), "since_ms": now_ms}}
+        metrics = _storable({**v.metrics, "shadow": {"required": int(required), "since_ms": now_ms}}, version)
         conn.execute(
             update(model_versions)
             .where(model_versions.c.version == version)
@@ -678,11 +1061,112 @@ def insert_shadow_scores(conn: Connection, rows: Iterable[Mapping[str, Any]]) ->
     conn.execute(stmt.on_conflict_do_nothing(index_elements=["version", "as_of_ms"]), items)
 
 
+#: ``shadow_scores`` columns holding a CRPS (a score >= 0) and a coverage (a fraction in 0..1).
+_SHADOW_CRPS = ("crps", "champion_crps", "rw_crps")
+_SHADOW_COVER = ("cover90", "champion_cover90")
+
+
+def _shadow_row(r: Any) -> tuple[dict[str, Any], list[str]]:
+    """A raw ``shadow_scores`` row: its scores as floats, each one that is no score of its kind
+    (text, NULL, a negative CRPS, a coverage outside 0..1, a non-finite value) as NaN, so the
+    shadow rule, which refuses non-finite scores, rejects rather than promotes on it; its
+    other columns as read (None when unreadable). Returns the row and the columns made NaN."""
+    m = r._mapping
+    out: dict[str, Any] = {
+        "version": _text_or_none(m["version"]),
+        "model_key": _text_or_none(m["model_key"]),
+        "champion_version": _text_or_none(m["champion_version"]),
+        "as_of_ms": _optional(lambda: _int(m["as_of_ms"], "as_of_ms")),
+        "steps": _optional(lambda: _int(m["steps"], "steps")),
+        "realised_ms": _optional(lambda: _int(m["realised_ms"], "realised_ms")),
+    }
+    bad = []
+    for name in (*_SHADOW_CRPS, *_SHADOW_COVER):
+        x = _float(m[name])
+        ok = math.isfinite(x) and (x >= 0 if name in _SHADOW_CRPS else 0 <= x <= 1)
+        out[name] = x if ok else math.nan
+        if not ok:
+            bad.append(name)
+    return {k: out[k] for k in SHADOW_COLUMNS}, bad
+
+
 @db_retry
 def read_shadow_scores(engine: Engine, version: str, *, limit: int | None = None) -> list[dict[str, Any]]:
-    """The realised shadow scores of ``version``, oldest origin first (at most ``limit``)."""
-    q = select(shadow_scores).where(shadow_scores.c.version == version).order_by(shadow_scores.c.as_of_ms)
-    if limit is not None:
-        q = q.limit(limit)
+    """The realised shadow scores of ``version``, oldest origin first (at most ``limit``).
+
+    A score a row holds that is no score (a row written by hand) reads as NaN (logged once
+    per row): the shadow's means are then NaN and the shadow rule rejects it
+    (``shadow_invalid``); the same rows always give the same decision.
+    """
+    s = shadow_scores
     with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(q)]
+        q = select(*_raw_columns(conn, s)).where(s.c.version == version).order_by(s.c.as_of_ms)
+        if limit is not None:
+            q = q.limit(limit)
+        out = []
+        for r in conn.execute(q):
+            row, bad = _shadow_row(r)
+            if bad and _said_once(conn, "shadow_scores", version, _row_id(r, "as_of_ms"), *bad):
+                logger.warning(
+                    "registry.shadow_score_unreadable version=%s as_of_ms=%s columns=%s: read as NaN",
+                    _shown(version),
+                    _row_id(r, "as_of_ms"),
+                    ",".join(bad),
+                )
+            out.append(row)
+        return out
+
+
+# -- the tables a database holds -------------------------------------------------------------
+
+
+def _family(t: Any) -> str:
+    """A column type's family: json, int, real, text, or other (unknown to SQLAlchemy, BLOB)."""
+    if isinstance(t, sqltypes.JSON):
+        return "json"
+    if isinstance(t, sqltypes.Integer):
+        return "int"
+    if isinstance(t, sqltypes.Float | sqltypes.Numeric):
+        return "real"
+    if isinstance(t, sqltypes.String):
+        return "text"
+    return "other"
+
+
+#: Column type families a registry column may have in a database (besides ``other``): what
+#: the registry writes must be stored and read back as written (a number in a text column
+#: comes back as its text, which the reader takes; text in an integer column is refused by
+#: SQLite's STRICT tables and rowid keys and by PostgreSQL, a REAL would read back no integer).
+_FITS = {"text": {"text"}, "int": {"int", "text"}, "real": {"real", "int", "text"}, "json": {"json", "text"}}
+
+
+def check_registry_schema(engine: Engine) -> None:
+    """Refuse a database whose registry tables are not the registry's (created by another
+    program, or by hand): a table lacking one of the registry's columns, or a column of a type
+    that cannot hold what the registry writes (``version INTEGER PRIMARY KEY``, an integer
+    ``metrics`` column of a STRICT table). A table that is missing is fine (it is created).
+
+    Raises
+    ------
+    DataFormatError
+        The table, the column and the problem, on one line.
+    """
+    insp = inspect(engine)
+    names = set(insp.get_table_names())
+    for table in (model_versions, model_aliases, model_alias_history, shadow_scores):
+        if table.name not in names:
+            continue
+        have = {c["name"]: c["type"] for c in insp.get_columns(table.name)}
+        for col in table.columns:
+            if col.name not in have:
+                raise DataFormatError(
+                    f"the database's {table.name} table is not the model registry's (it has no {col.name} "
+                    "column): point --db at a forexd database, or move that table away"
+                )
+            ours, theirs = _family(col.type), _family(have[col.name])
+            if theirs != "other" and theirs not in _FITS[ours]:
+                raise DataFormatError(
+                    f"the database's {table.name} table is not the model registry's (its {col.name} column "
+                    f"is {have[col.name]}, where the registry stores {ours}): point --db at a forexd "
+                    "database, or move that table away"
+                )

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..settings import Settings
-from ._common import check_model_dir, database_url, open_engine
+from ._common import check_model_dir, database_url, one_line, open_engine
 
 if TYPE_CHECKING:
     from forex_diffusion.storage.model_registry import ModelKey
@@ -53,12 +53,17 @@ def open_registry(
     Only ``register`` (``create``) makes a new SQLite file: the other commands read or change
     versions a registry already holds, so a mistyped path is exit 66, not an empty new database.
     A command that changes the registry (``write``) refuses a read-only database file (73);
-    a file that is no database, or another program's database, is refused by every one (65).
+    a file that is no database, or another program's database, is refused by every one (65),
+    as is a database whose registry tables are not the registry's (a column missing, or of a
+    type that cannot hold what the registry writes), before anything is read or copied.
     """
+    from forex_diffusion.storage.model_registry import check_registry_schema
     from retraining.registry import ModelRegistry
 
     url, mdir = resolve_paths(db, model_dir)
-    return ModelRegistry(open_engine(url, must_exist=not create, write=write or create), mdir)
+    engine = open_engine(url, must_exist=not create, write=write or create)
+    check_registry_schema(engine)
+    return ModelRegistry(engine, mdir)
 
 
 def _when(ms: Any) -> str:
@@ -76,11 +81,12 @@ def _when(ms: Any) -> str:
 
 def _fmt(x: Any) -> str:
     """A score as the listing shows it: a number, ``-`` when absent, ``?`` when the row holds
-    something else (a row written by hand: a string could carry terminal escapes)."""
+    something else (a row written by hand: a string could carry terminal escapes; an integer
+    of 4,000 digits is no score either)."""
+    if isinstance(x, int) and not isinstance(x, bool):
+        return f"{x:.4g}" if abs(x) < 10**300 else "?"  # past the floats: no score
     if isinstance(x, float):
         return f"{x:.4g}"
-    if isinstance(x, int) and not isinstance(x, bool):
-        return str(x)
     return "-" if x is None else "?"
 
 
@@ -115,15 +121,19 @@ def list_command(
 ) -> None:
     """List registered versions (oldest first) with status, aliases and hold-out scores.
 
-    Reads the registry tables; writes nothing.
+    Reads the registry tables; writes nothing. A row the registry cannot read (written by
+    hand or by another program) is left out, with one warning on standard error; metrics it
+    cannot read show as none.
     """
     k = _key(key) if key else None  # a usage error before the database is touched
     reg = open_registry(db, model_dir)
     versions = reg.list(k, include_deleted=not live)
+    key_of = {v.version: v.key for v in versions}
     aliases: dict[str, str] = {}
-    for kk in {v.key for v in versions}:
-        for name, ver in reg_aliases(reg, kk).items():
-            aliases[ver] = ",".join(filter(None, [aliases.get(ver), name]))
+    for kk in sorted({v.key for v in versions}, key=str):
+        for name, ver in sorted(reg_aliases(reg, kk).items()):
+            if key_of.get(ver) == kk:  # an alias naming another key's version (a row written by hand) is no alias of it
+                aliases[ver] = ",".join(filter(None, [aliases.get(ver), name]))
     if as_json:
         for v in versions:
             typer.echo(_json_line({**v.to_dict(), "aliases": aliases.get(v.version, "")}))
@@ -199,8 +209,8 @@ def history_command(
     """Print the alias history of KEY (alias, version, from, to, reason), oldest first."""
     k = _key(key)  # a usage error before the database is touched
     rows = open_registry(db, model_dir).history(k)
-    for r in rows:
-        typer.echo(f"{r.alias:10} {r.version:34} {_when(r.from_ms):20} {_when(r.to_ms):20} {r.reason}")
+    for r in rows:  # a reason is a row's free text: shown escaped, on one line
+        typer.echo(f"{r.alias:10} {r.version:34} {_when(r.from_ms):20} {_when(r.to_ms):20} {one_line(r.reason)}")
 
 
 @models_app.command("register")
@@ -320,7 +330,7 @@ def shadow_command(
     )
     typer.echo(f"{'random walk':12} {_fmt(sc.rw_crps):>11}")
     typer.echo(f"skill vs champion {pct(sc.skill)} (promoted when >= 0 after {st.required} realised forecasts)")
-    typer.echo(f"reason: {st.reason}")
+    typer.echo(f"reason: {one_line(st.reason)}")  # a row's free text: escaped, one line
 
 
 def register(app: typer.Typer) -> None:
