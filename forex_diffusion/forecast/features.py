@@ -42,7 +42,7 @@ from scipy import stats
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ConfigError, RejectReason, StateError, ValidationError
 from forex_diffusion.indicators import BankSpec, IndicatorBank, RealisedVolatility
-from forex_diffusion.state import malformed, unwrap, wrap
+from forex_diffusion.state import count, malformed, number, unwrap, wrap
 from forex_diffusion.timeframes import Timeframe
 
 __all__ = [
@@ -238,17 +238,21 @@ class _Series:
         }
 
     def load(self, data: dict[str, Any]) -> None:
-        self.bank = IndicatorBank.restore(data["bank"])
+        bank = IndicatorBank.restore(data["bank"])
+        if list(bank.columns) != list(self.bank.columns):  # the block of each candle zips them
+            raise StateError(f"a {self.tf} indicator bank that is not the one the config names")
+        self.bank = bank
         rv = RealisedVolatility.restore(data["rv"])
         assert isinstance(rv, RealisedVolatility)
         self.rv = rv
         self.rets.clear()
-        self.rets.extend(float(r) for r in data["rets"])
-        self.prev = None if data["prev"] is None else float(data["prev"])
-        self.last_open = None if data["last_open"] is None else int(data["last_open"])
+        self.rets.extend(number(r) for r in data["rets"])
+        # the last close > 0: the next candle divides by it and takes a logarithm
+        self.prev = None if data["prev"] is None else number(data["prev"], low=0.0, above=True)
+        self.last_open = None if data["last_open"] is None else count(data["last_open"], low=-(2**62))
         self.blocks.clear()
         for t, b in data["blocks"]:
-            self.blocks.append((int(t), None if b is None else [float(v) for v in b]))
+            self.blocks.append((count(t, low=-(2**62)), None if b is None else [number(v) for v in b]))
 
 
 class FeatureBuilder:
@@ -375,10 +379,17 @@ class FeatureBuilder:
         return wrap(self, state)
 
     @classmethod
-    def restore(cls, data: dict[str, Any]) -> FeatureBuilder:
-        """Rebuild a builder from :meth:`snapshot` output (the layout before the envelope is read too)."""
+    def restore(cls, data: dict[str, Any], *, symbol: str | None = None) -> FeatureBuilder:
+        """Rebuild a builder from :meth:`snapshot` output (the layout before the envelope is read too).
+
+        ``symbol``: the series the caller restores; a builder of another symbol is refused
+        (``StateError``: it would refuse every candle of this one)."""
         data = unwrap(data, cls, legacy=_legacy)
         with malformed(cls):
+            if not (data["symbol"] is None or isinstance(data["symbol"], str)):
+                raise StateError("a feature builder's symbol is a name")
+            if symbol is not None and data["symbol"] not in (None, symbol):
+                raise StateError(f"the feature builder stored for {symbol} is {data['symbol'][:16]!r}'s")
             fb = cls(FeatureConfig.from_dict(data["config"]), symbol=data["symbol"])
             fb.ignored = int(data.get("ignored", 0))
             if set(data["series"]) != set(fb._series):

@@ -649,7 +649,7 @@ class SymbolForecaster:
                 continue  # a series of another model horizon (issue 16) starts afresh (cold)
             f.cold.discard(tf)
             s = f.series[tf]
-            s.features = FeatureBuilder.restore(d["features"])
+            s.features = FeatureBuilder.restore(d["features"], symbol=f.symbol)
             s.context = SeriesContext.restore(d["context"], symbol=f.symbol, timeframe=tf)
             s.learners = OnlineLearnerSet.restore(
                 base64.b64decode(d["learners"]), context=_ctx(f.symbol, tf, "learners")

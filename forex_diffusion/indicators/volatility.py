@@ -16,6 +16,7 @@ from forex_diffusion.indicators.base import (
 )
 from forex_diffusion.indicators.fusion import TRUE_RANGE, Part, literal, true_range
 from forex_diffusion.indicators.values import BandsValue
+from forex_diffusion.state import number
 
 __all__ = ["ATR", "BollingerBands", "RealisedVolatility"]
 
@@ -101,9 +102,12 @@ class ATR(PeriodIndicator[float], BarIndicator[float]):
         return {"pc": self._pc, "sum": self._sum, "atr": self._atr}
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        self._pc = None if state["pc"] is None else float(state["pc"])
-        self._sum = float(state["sum"])
-        self._atr = float(state["atr"])
+        # a previous close once a bar was pushed (the fused step reads it), a true range >= 0
+        self._pc = None if state["pc"] is None else number(state["pc"])
+        if (self._pc is None) != (self._n == 0):
+            raise ValueError("an ATR state whose previous close does not match its count")
+        self._sum = number(state["sum"], low=0.0)
+        self._atr = number(state["atr"], low=0.0)
 
 
 class BollingerBands(ScalarIndicator[BandsValue]):
@@ -342,6 +346,7 @@ class RealisedVolatility(PeriodIndicator[float], ScalarIndicator[float]):
         return {"prev": self._prev, "buf": list(self._buf), "sum": self._sum}
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        self._prev = None if state["prev"] is None else float(state["prev"])
-        self._buf = deque((float(v) for v in state["buf"]), maxlen=self.period)
-        self._sum = float(state["sum"])
+        # a previous price > 0 (the next divides by it and takes a logarithm), squares >= 0
+        self._prev = None if state["prev"] is None else number(state["prev"], low=0.0, above=True)
+        self._buf = deque((number(v, low=0.0) for v in state["buf"]), maxlen=self.period)
+        self._sum = number(state["sum"], low=0.0)
