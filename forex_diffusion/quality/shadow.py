@@ -299,7 +299,8 @@ class ShadowTracker:
                 restored = [_Pair.from_list(p) for p in pairs][-_MAX_PENDING:]
                 self._pending[(str(symbol), str(tf))] = restored
                 n += len(restored)
-        except (ConfigError, KeyError, TypeError, ValueError) as exc:
+        except (ConfigError, KeyError, TypeError, ValueError, IndexError, AttributeError, ArithmeticError) as exc:
+            # ArithmeticError: inf read as a time or a step, 10**400 as a quantile (OverflowError)
             log.warning("shadow.state_dropped error=%s", str(exc)[:200])
         return n
 

@@ -141,7 +141,6 @@ OPEN: dict[str, str] = {
     "cross_book": "v/n negative (ValueError/ZeroDivisionError on the next candle; diffusion/inputs.py)",
     "inputs_builder": "its cross book and contexts (diffusion/inputs.py)",
     "symbol_forecaster": "its feature builder, contexts and inputs",
-    "shadow_tracker": "OverflowError of 10**400 / inf read as a step or a price escapes its lenient restore",
 }
 
 
@@ -200,6 +199,9 @@ FOUND = [
     ("feature_builder", ("series", "1m", "rv", "state", "state", "prev"), 0, 0),
     ("feature_builder", ("config", "spec"), 0, ""),
     ("feature_builder", ("symbol",), 0, -1),
+    # ShadowTracker: OverflowError escaped its lenient restore (inf as a time, 10**400 a quantile)
+    ("shadow_tracker", ("series", "[]", "[]", "[]", "[]"), 0, math.inf),
+    ("shadow_tracker", ("series", "[]", "[]", "[]", "[]", "[]", "[]"), 0, 10**400),
     # IndicatorBank: an ATR's previous close None after bars (TypeError in the fused step)
     ("indicator_bank", ("indicators", "[]", "state", "state", "pc"), -1, None),
 ]
