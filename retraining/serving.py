@@ -23,7 +23,7 @@ from forex_diffusion.diffusion.predictor import Predictor
 from forex_diffusion.errors import ArtifactError, ForexDiffusionError
 from forex_diffusion.forecast.forecaster import RandomWalkPredictor
 from forex_diffusion.forecast.touch import parse_touch_bands
-from forex_diffusion.storage.model_registry import ModelKey
+from forex_diffusion.storage.model_registry import ModelKey, row_names
 
 from .registry import ModelRegistry, model_symbols, read_manifest
 
@@ -81,8 +81,8 @@ class ModelBook:
             if row is not None:
                 return row.version
         # no registry champion: the newest checkpoint under model_dir (e.g. a bundled model).
-        # A version the registry knows serves only as a champion, never as a file found
-        # here: not a challenger it did not promote, nor a rejected or rolled-back one.
+        # A version the registry has a row of serves only as a champion, never as a file found
+        # here: not a challenger it did not promote, nor a rejected, rolled-back or unreadable one.
         if self.model_dir is not None:
             for sym in (symbol, "", "*"):  # "": a global model whose symbol set holds the symbol
                 keys = (
@@ -92,7 +92,9 @@ class ModelBook:
                 )
                 best: tuple[int, Path] | None = None
                 for key in keys:
-                    known = {v.version for v in self.registry.list(key)} if self.registry is not None else set()
+                    # every row's names, readable or not: a version whose row cannot be read
+                    # (not in list()) may be a rejected model; its file never serves from here
+                    known = row_names(self.registry.engine, key, include_deleted=True) if self.registry else set()
                     found = [p for p in sorted((self.model_dir / key.dir_name).glob("*.pt")) if p.stem not in known]
                     if not found:
                         continue

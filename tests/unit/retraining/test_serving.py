@@ -65,3 +65,25 @@ def test_unreadable_checkpoint_in_model_dir_falls_back_to_the_random_walk(tmp_pa
     book = ModelBook(None, horizon=24, model_dir=tmp_path / "models")
     assert isinstance(book.predictor("EURUSD", "1m"), RandomWalkPredictor)
     assert "20260101T000000000000Z-deadbeef" in book.rejected
+
+
+def test_a_file_whose_registry_row_cannot_be_read_never_serves_as_a_found_checkpoint(
+    db_url: str, tmp_path: Path
+) -> None:
+    """A rejected version whose row was damaged (a status no version has) dropped out of
+    ``registry.list``, so the model book took its file for an unregistered checkpoint and
+    served it (the hostile-registry review). Every row's names count, readable or not."""
+    from sqlalchemy import text
+
+    eng = make_engine(db_url)
+    models = tmp_path / "models"
+    reg = ModelRegistry(eng, models)
+    v = reg.import_artifact(M1)
+    reg.reject(v.version, "worse than the champion")
+    book = ModelBook(eng, horizon=24, model_dir=models)
+    assert isinstance(book.predictor("EURUSD", "1m"), RandomWalkPredictor)  # rejected: never a found file
+    with eng.begin() as conn:
+        conn.execute(text("UPDATE model_versions SET status = 'bogus' WHERE version = :v"), {"v": v.version})
+    assert v.version not in {x.version for x in reg.list(KEY)}  # the row no longer reads
+    book = ModelBook(eng, horizon=24, model_dir=models)
+    assert isinstance(book.predictor("EURUSD", "1m"), RandomWalkPredictor)
