@@ -50,6 +50,7 @@ __all__ = [
     "epoch_ms",
     "file_timeframes",
     "iter_ticks",
+    "oldest_first",
     "read_candle_series",
     "read_candles",
     "read_ticks",
@@ -622,8 +623,49 @@ def read_candles(
     if sym_c is not None:
         syms = syms.map(lambda s: reg.normalise(s) or s)
     frame = pd.DataFrame({"line": lines, "ts_ms": ts, "symbol": syms.to_numpy(), **ohlc, "volume": vol_arr})
-    frame = frame[~bad].reset_index(drop=True)
+    tf_c = cols.get("timeframe")
+    series = df[tf_c].str.strip().to_numpy() if tf_c is not None else None
+    keep = ~bad
+    frame = frame[keep].reset_index(drop=True)
+    frame = oldest_first(frame, None if series is None else series[keep])
     return LoadedFile(frame, layout, _dedup(rejects))
+
+
+def oldest_first(frame: pd.DataFrame, timeframes: np.ndarray | None = None) -> pd.DataFrame:
+    """``frame`` with each series written newest-first read oldest-first.
+
+    A series (one symbol, and one ``timeframes`` value where the file has that column) whose
+    open times never rise from its first row to its last and fall at least once is a layout
+    (vendors export newest-first), not a stream of late candles: its rows are reversed in
+    place (the file's interleaving of series is kept; ``line`` still names each row's line).
+    Any other order (shuffled, ascending with some late or repeated rows) is left as it is,
+    for the candle agent's time rules to refuse what the stream would.
+
+    >>> f = pd.DataFrame({"line": [2, 3, 4], "ts_ms": [3, 2, 1], "symbol": ["EURUSD"] * 3})
+    >>> oldest_first(f)["line"].tolist()
+    [4, 3, 2]
+    >>> oldest_first(f.assign(ts_ms=[3, 1, 2]))["line"].tolist()
+    [2, 3, 4]
+    """
+    n = len(frame)
+    if n < 2:
+        return frame
+    ts = frame["ts_ms"].to_numpy(dtype=np.int64)
+    key = frame["symbol"].astype(str)
+    if timeframes is not None:
+        key = key + "\x00" + pd.Series(timeframes, index=frame.index).astype(str)
+    codes, _ = pd.factorize(key)
+    order = np.arange(n)
+    reversed_any = False
+    for code in np.unique(codes):
+        pos = np.flatnonzero(codes == code)
+        t = ts[pos]
+        if len(t) > 1 and t[0] > t[-1] and bool((np.diff(t) <= 0).all()):
+            order[pos] = pos[::-1]
+            reversed_any = True
+    if not reversed_any:
+        return frame
+    return frame.iloc[order].reset_index(drop=True)
 
 
 Layout = Literal["ticks", "candles"]
