@@ -251,7 +251,10 @@ class _Series:
         self.prev = None if data["prev"] is None else number(data["prev"], low=0.0, above=True)
         self.last_open = None if data["last_open"] is None else count(data["last_open"], low=-(2**62))
         self.blocks.clear()
+        width = self.rets.maxlen + 1 + len(self.bank.columns)  # type: ignore[operator]
         for t, b in data["blocks"]:
+            if not (b is None or len(b) == width):  # a vector zips its names with them
+                raise StateError(f"a {self.tf} feature block of {len(b)} values, not {width}")
             self.blocks.append((count(t, low=-(2**62)), None if b is None else [number(v) for v in b]))
 
 

@@ -38,7 +38,7 @@ from forex_diffusion.online.learners import LearnerConfig, LearnerStep, OnlineLe
 from forex_diffusion.quality.evaluation import QUANTILE_LEVELS, StepScore, ewma_random_walk_quantiles, score_step
 from forex_diffusion.quality.monitoring import QualityMonitor
 from forex_diffusion.quality.trigger import Decision, RetrainRequest, TriggerPolicy, TriggerState, close_request, decide
-from forex_diffusion.state import malformed, unwrap, wrap
+from forex_diffusion.state import MAX_MAGNITUDE, malformed, number, unwrap, wrap
 from forex_diffusion.timeframes import Timeframe
 from forex_diffusion.wire import encode_paths
 
@@ -156,6 +156,11 @@ class PendingForecast:
         rw = np.asarray(p[3], dtype=np.float64)
         if q.ndim != 2 or rw.shape != q.shape:
             raise StateError(f"pending forecast quantiles {q.shape} and random walk {rw.shape} differ")
+        if not all(np.isfinite(a).all() and (np.abs(a) <= MAX_MAGNITUDE).all() for a in (q, rw)):
+            # nan or 1e308: the scores of the next candles overflow (their snapshot is no JSON)
+            raise StateError("pending forecast quantiles must be finite prices")
+        if not (type(p[0]) is int and type(p[4]) is int and p[4] >= 0 and isinstance(p[1], str)):
+            raise StateError("a pending forecast's time, model version or step count is malformed")
         return cls(int(p[0]), str(p[1]), q, rw, int(p[4]))
 
 
@@ -649,20 +654,38 @@ class SymbolForecaster:
                 continue  # a series of another model horizon (issue 16) starts afresh (cold)
             f.cold.discard(tf)
             s = f.series[tf]
-            s.features = FeatureBuilder.restore(d["features"], symbol=f.symbol)
-            s.context = SeriesContext.restore(d["context"], symbol=f.symbol, timeframe=tf)
+            # the signed parts first: a state relabelled for another series fails its signature
             s.learners = OnlineLearnerSet.restore(
                 base64.b64decode(d["learners"]), context=_ctx(f.symbol, tf, "learners")
             )
             s.drift = DriftMonitor.restore(base64.b64decode(d["drift"]), context=_ctx(f.symbol, tf, "drift"))
+            s.features = FeatureBuilder.restore(d["features"], symbol=f.symbol)
+            s.context = SeriesContext.restore(d["context"], symbol=f.symbol, timeframe=tf)
             s.trigger = TriggerState.from_dict(d["trigger"])
-            s.history.extend(Candle.from_dict(c) for c in d.get("history", []))
+            s.history.extend(_history_candle(c, f.symbol, tf) for c in d.get("history", []))
             s.contexts = {
                 k: SeriesContext.restore(c, symbol=f.symbol, timeframe=tf) for k, c in d.get("contexts", {}).items()
             }
             s.inputs = {k: InputsBuilder.restore(b) for k, b in d.get("inputs", {}).items()}
             s.pending.extend(PendingForecast.from_list(p) for p in d["pending"])
         return f
+
+
+def _history_candle(d: dict[str, Any], symbol: str, tf: str) -> Candle:
+    """A candle of a series' history read from a state (or StateError): of that series, with
+    integer times and counts and finite prices > 0 (the contexts built from the history divide
+    by them, and the next snapshot writes them back)."""
+    c = Candle.from_dict(d)
+    if (
+        c.symbol != symbol
+        or c.timeframe != tf
+        or type(c.final) is not bool
+        or not all(type(x) is int for x in (c.open_ms, c.close_ms, c.tick_count, c.revision))
+        or not all(number(x, low=0.0, above=True) for x in (c.open, c.high, c.low, c.close))
+        or not all(x is None or number(x) is not None for x in (c.volume, c.spread_mean, c.spread_min, c.spread_max))
+    ):
+        raise StateError(f"a {symbol}/{tf} history candle that no stream made")
+    return c
 
 
 def _legacy(old: dict[str, Any]) -> dict[str, Any]:

@@ -140,7 +140,6 @@ def _hostile(draw: st.DrawFn, name: str) -> tuple[Path_, Any]:
 OPEN: dict[str, str] = {
     "cross_book": "v/n negative (ValueError/ZeroDivisionError on the next candle; diffusion/inputs.py)",
     "inputs_builder": "its cross book and contexts (diffusion/inputs.py)",
-    "symbol_forecaster": "its feature builder, contexts and inputs",
 }
 
 
@@ -202,6 +201,12 @@ FOUND = [
     # ShadowTracker: OverflowError escaped its lenient restore (inf as a time, 10**400 a quantile)
     ("shadow_tracker", ("series", "[]", "[]", "[]", "[]"), 0, math.inf),
     ("shadow_tracker", ("series", "[]", "[]", "[]", "[]", "[]", "[]"), 0, 10**400),
+    # SymbolForecaster: a history candle holding nan (the next snapshot is no JSON), a pending
+    # forecast of 1e308 (its scores overflow), a feature block of no values (ValueError: zip)
+    ("symbol_forecaster", ("series", "1m", "history", "[]", "close"), -1, math.nan),
+    ("symbol_forecaster", ("series", "1m", "history", "[]", "symbol"), -1, math.nan),
+    ("symbol_forecaster", ("series", "1m", "pending", "[]", "[]", "[]", "[]"), -1, 1e308),
+    ("symbol_forecaster", ("series", "1m", "features", "state", "series", "5m", "blocks", "[]", "[]"), -1, ""),
     # IndicatorBank: an ATR's previous close None after bars (TypeError in the fused step)
     ("indicator_bank", ("indicators", "[]", "state", "state", "pc"), -1, None),
 ]
