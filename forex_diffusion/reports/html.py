@@ -96,6 +96,8 @@ __all__ = [
     "ReportData",
     "Summary",
     "check_payload",
+    "counts_message",
+    "cut_message",
     "empty_message",
     "list_series",
     "load_report",
@@ -212,6 +214,11 @@ class ReportData:
     payloads: tuple[dict[str, Any], ...] = field(default=(), repr=False)
     #: stored rows left out, by reason (``forecast:<reason>``, ``candle:<reason>``)
     skipped: Mapping[str, int] = field(default_factory=dict)
+    #: fields dropped from forecasts that are scored (``forecast:touch``: a touch field of another shape)
+    dropped: Mapping[str, int] = field(default_factory=dict)
+    #: the first ``as_of`` reported when the period had no start and held more forecasts, steps
+    #: or candles than one report reads: the report is of the newest forecasts that fit
+    cut_from_ms: int | None = None
 
     @property
     def empty(self) -> bool:
@@ -386,14 +393,16 @@ def check_payload(
     last = _finite(p["last_close"]) if "last_close" in p else math.nan
     if last is None or not (math.isnan(last) or 0 < last <= PRICE_MAX):
         return None, "last_close"
-    out: dict[str, Any] = {
-        "as_of_ms": int(as_of),
-        "model_version": version,
-        "quantiles": q,
-        "rw_quantiles": None if raw_rw is None else rw,
-        "levels": tuple(float(x) for x in QUANTILE_LEVELS),
-        "last_close": float(last),
-    }
+    out: dict[str, Any] = _Checked(
+        {
+            "as_of_ms": int(as_of),
+            "model_version": version,
+            "quantiles": q,
+            "rw_quantiles": None if raw_rw is None else rw,
+            "levels": tuple(float(x) for x in QUANTILE_LEVELS),
+            "last_close": float(last),
+        }
+    )
     if p.get("touch") is None:
         return out, None
     touch = _touch(p["touch"], q.shape[0])
@@ -424,24 +433,72 @@ def _period(cfg: ReportConfig) -> list[Any]:
     return where
 
 
+class _Checked(dict):  # type: ignore[type-arg]
+    """A payload :func:`check_payload` returned: :func:`realise` and :func:`touch_realise` take
+    it as it is (the check runs once per stored row). JSON never makes one."""
+
+    __slots__ = ()
+
+
+@dataclass(slots=True)
+class _Fetched:
+    """The forecasts :func:`_fetch_payloads` read: the checked payloads (oldest first), the
+    rows left out as ``(key as_of or None, reason)``, the ``touch`` fields dropped likewise,
+    and ``cut``: the period had no start and held more than one report reads, so only the
+    newest forecasts that fit are kept."""
+
+    payloads: list[dict[str, Any]]
+    skipped: list[tuple[int | None, str]]
+    dropped: list[tuple[int | None, str]]
+    cut: bool = False
+
+    def since(self, start: int) -> None:
+        """Keep the forecasts (and their counts) of ``as_of >= start`` only."""
+        self.payloads = [p for p in self.payloads if p["as_of_ms"] >= start]
+        self.skipped = [(a, r) for a, r in self.skipped if a is None or a >= start]
+        self.dropped = [(a, r) for a, r in self.dropped if a is None or a >= start]
+        self.cut = True
+
+
+def _too_many_forecasts(cfg: ReportConfig, n: int) -> ConfigError:
+    return ConfigError(
+        f"the period holds {n:,} stored forecasts of {cfg.symbol} {cfg.timeframe}, more than the "
+        f"{FORECASTS_MAX:,} one report reads: narrow it with --from/--to"
+    )
+
+
+def _too_many_steps(cfg: ReportConfig) -> ConfigError:
+    return ConfigError(
+        f"the period's stored forecasts of {cfg.symbol} {cfg.timeframe} hold more than the "
+        f"{STEPS_MAX:,} forecast steps one report reads: narrow it with --from/--to"
+    )
+
+
 @db_retry
-def _fetch_payloads(engine: Engine, cfg: ReportConfig) -> tuple[list[dict[str, Any]], Counter[str]]:
+def _fetch_payloads(engine: Engine, cfg: ReportConfig) -> _Fetched:
     """The period's checked forecasts (:func:`check_payload`) and the rows skipped, by reason.
 
-    Raises :class:`ConfigError` when the period holds more than :data:`FORECASTS_MAX` rows
-    (counted before any is read) or its forecasts more than :data:`STEPS_MAX` steps.
+    With a period start (``cfg.from_ms``), raises :class:`ConfigError` when the period holds
+    more than :data:`FORECASTS_MAX` rows (counted before any is read) or its forecasts more
+    than :data:`STEPS_MAX` steps. Without one, the newest rows are read first (at most
+    ``FORECASTS_MAX + 1``: ``LIMIT`` in SQL) and the forecasts kept are those of the newest
+    ``as_of`` times whose rows and steps fit under both ceilings (``cut`` when some are left).
     """
+    newest = cfg.from_ms is None
     where = _period(cfg)
-    out: list[dict[str, Any]] = []
-    skipped: Counter[str] = Counter()
+    fetched = _Fetched([], [], [])
     steps = 0
     with engine.connect() as conn:
-        n = int(conn.execute(select(func.count()).select_from(forecasts).where(*where)).scalar_one())
-        if n > FORECASTS_MAX:
-            raise ConfigError(
-                f"the period holds {n:,} stored forecasts of {cfg.symbol} {cfg.timeframe}, more than the "
-                f"{FORECASTS_MAX:,} one report reads: narrow it with --from/--to"
-            )
+        sqlite = conn.dialect.name == "sqlite"
+        if not newest:
+            n = int(conn.execute(select(func.count()).select_from(forecasts).where(*where)).scalar_one())
+            if n > FORECASTS_MAX:
+                raise _too_many_forecasts(cfg, n)
+        elif sqlite:  # a key time that is no number has no place among the newest: counted apart
+            odd = ~func.typeof(forecasts.c.as_of_ms).in_(("integer", "real"))
+            n_odd = int(conn.execute(select(func.count()).select_from(forecasts).where(*where, odd)).scalar_one())
+            fetched.skipped.extend([(None, "as_of")] * n_odd)
+            where.append(func.typeof(forecasts.c.as_of_ms).in_(("integer", "real")))
         raw = _raw(conn, forecasts.c.payload)
         q = select(
             _number(conn, forecasts.c.as_of_ms),
@@ -449,33 +506,73 @@ def _fetch_payloads(engine: Engine, cfg: ReportConfig) -> tuple[list[dict[str, A
             func.length(raw),
             case((func.length(raw) <= PAYLOAD_CHARS_MAX, raw), else_=literal(None)),
         ).where(*where)
-        q = q.order_by(forecasts.c.as_of_ms, forecasts.c.horizon, forecasts.c.model_version)
-        for as_of, raw_version, size, text in conn.execution_options(yield_per=256).execute(q):
-            version = _text(raw_version)
-            if version is None:
-                skipped["not_utf8"] += 1
-                continue
-            if type(as_of) is not int:
-                skipped["as_of"] += 1
-                continue
-            if size is not None and size > PAYLOAD_CHARS_MAX:
-                skipped["oversize"] += 1
-                continue
-            value, why = _decode_payload(text)
-            if why is None:
-                payload, why = check_payload(value, as_of_ms=as_of, model_version=version)
+        if newest:  # the primary key's order backwards: bounded, never a sort of the table
+            keys = (forecasts.c.as_of_ms, forecasts.c.horizon, forecasts.c.model_version)
+            q = q.order_by(*(k.desc() for k in keys)).limit(FORECASTS_MAX + 1)
+        else:
+            q = q.order_by(forecasts.c.as_of_ms, forecasts.c.horizon, forecasts.c.model_version)
+        # newest first, one as_of at a time: a time's rows are kept together or not at all
+        group: _Fetched = _Fetched([], [], [])
+        group_key: Any = object()
+        group_steps = rows = committed = 0
+        result = conn.execution_options(yield_per=256).execute(q)
+        try:
+            for as_of, raw_version, size, text in result:
+                key = as_of if type(as_of) is int else None
+                if newest and as_of != group_key:
+                    fetched.payloads.extend(group.payloads)
+                    fetched.skipped.extend(group.skipped)
+                    fetched.dropped.extend(group.dropped)
+                    steps += group_steps
+                    committed = rows
+                    group, group_key, group_steps = _Fetched([], [], []), as_of, 0
+                rows += 1
+                into = group if newest else fetched
+                payload, why = _read_row(as_of, raw_version, size, text)
                 if payload is not None:
-                    out.append(payload)
-                    steps += payload["quantiles"].shape[0]
-                    if steps > STEPS_MAX:
-                        raise ConfigError(
-                            f"the period's stored forecasts of {cfg.symbol} {cfg.timeframe} hold more than the "
-                            f"{STEPS_MAX:,} forecast steps one report reads: narrow it with --from/--to"
-                        )
-            if why is not None:
-                skipped[why] += 1
-    _log_skipped("forecast_rows", skipped)
-    return out, skipped
+                    into.payloads.append(payload)
+                    h = payload["quantiles"].shape[0]
+                    if newest:
+                        group_steps += h
+                    else:
+                        steps += h
+                        if steps > STEPS_MAX:
+                            raise _too_many_steps(cfg)
+                    if why is not None:
+                        into.dropped.append((key, why))
+                elif why is not None:
+                    into.skipped.append((key, why))
+                if newest and (rows > FORECASTS_MAX or steps + group_steps > STEPS_MAX):
+                    fetched.cut = True  # this time's rows do not fit: the report starts after it
+                    break
+            else:
+                if newest:
+                    fetched.payloads.extend(group.payloads)
+                    fetched.skipped.extend(group.skipped)
+                    fetched.dropped.extend(group.dropped)
+        finally:
+            result.close()
+    if fetched.cut and not committed:  # the newest time alone holds more than one report reads
+        raise _too_many_forecasts(cfg, rows) if rows > FORECASTS_MAX else _too_many_steps(cfg)
+    if newest:
+        fetched.payloads.reverse()
+    return fetched
+
+
+def _read_row(as_of: Any, raw_version: Any, size: Any, text: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """One stored forecast row checked: ``(payload, None)``, ``(payload, "touch")`` (its touch
+    field dropped) or ``(None, reason)``."""
+    version = _text(raw_version)
+    if version is None:
+        return None, "not_utf8"
+    if type(as_of) is not int:
+        return None, "as_of"
+    if size is not None and size > PAYLOAD_CHARS_MAX:
+        return None, "oversize"
+    value, why = _decode_payload(text)
+    if why is not None:
+        return None, why
+    return check_payload(value, as_of_ms=as_of, model_version=version)
 
 
 def _candle_frame(items: Iterable[Any]) -> pd.DataFrame:
@@ -502,7 +599,7 @@ def realise(payloads: Sequence[Any], candles: pd.DataFrame) -> pd.DataFrame:
     parts: list[pd.DataFrame] = []
     skipped: Counter[str] = Counter()
     for raw in payloads:
-        p, why = check_payload(raw)
+        p, why = (raw, None) if type(raw) is _Checked else check_payload(raw)
         if p is None:
             skipped[why or "?"] += 1
             continue
@@ -543,7 +640,7 @@ def touch_realise(payloads: Sequence[Any], candles: pd.DataFrame) -> pd.DataFram
     closes = candles["close"].to_numpy(dtype=np.float64)
     parts: list[pd.DataFrame] = []
     for raw in payloads:
-        p, _ = check_payload(raw)
+        p = raw if type(raw) is _Checked else check_payload(raw)[0]
         t = p.get("touch") if p is not None else None
         if p is None or t is None:
             continue
@@ -645,6 +742,22 @@ def _count_candles(engine: Engine, cfg: ReportConfig, start: int | None, end: in
         return int(conn.execute(q).scalar_one())
 
 
+@db_retry
+def _candle_cutoff(engine: Engine, cfg: ReportConfig, end: int) -> int:
+    """The open time of the :data:`CANDLES_MAX`-th newest stored candle before ``end`` (``OFFSET``
+    in SQL: the index read backwards, no row read)."""
+    q = (
+        select(candles.c.open_ms)
+        .where(candles.c.symbol == cfg.symbol, candles.c.timeframe == cfg.timeframe, candles.c.open_ms < end)
+        .order_by(candles.c.open_ms.desc())
+        .offset(CANDLES_MAX - 1)
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        value = conn.execute(q).scalar_one()
+    return int(value)
+
+
 def load_report(engine: Engine, config: ReportConfig) -> ReportData:
     """Read the period's forecasts, the candles that realise them, model changes and drift.
 
@@ -667,19 +780,31 @@ def load_report(engine: Engine, config: ReportConfig) -> ReportData:
             changes=_model_changes(engine, config),
             drift=_drift_events(engine, config),
         )
-    payloads, bad_forecasts = _fetch_payloads(engine, config)
-    max_h = max((p["quantiles"].shape[0] for p in payloads), default=0)
+    fetched = _fetch_payloads(engine, config)
     start = config.from_ms
-    if payloads and (start is None or payloads[0]["as_of_ms"] < start):
-        start = payloads[0]["as_of_ms"]
+    if fetched.payloads and (start is None or fetched.payloads[0]["as_of_ms"] < start):
+        start = fetched.payloads[0]["as_of_ms"]
     # the period's candles end at the period's end, or past the last forecast (then the steps after it)
-    end = config.to_ms if config.to_ms is not None or not payloads else payloads[-1]["as_of_ms"] + 1
+    end = config.to_ms if config.to_ms is not None or not fetched.payloads else fetched.payloads[-1]["as_of_ms"] + 1
     n = _count_candles(engine, config, start, end)
+    if n > CANDLES_MAX and config.from_ms is None and fetched.payloads:
+        # no period start: the newest forecasts whose candles fit
+        assert end is not None  # the period's end or past its last forecast
+        cutoff = _candle_cutoff(engine, config, end)
+        start = next(p["as_of_ms"] for p in fetched.payloads if p["as_of_ms"] >= cutoff)
+        fetched.since(start)
+        n = _count_candles(engine, config, start, end)
     if n > CANDLES_MAX:
         raise ConfigError(
             f"the period holds {n:,} stored candles of {config.symbol} {config.timeframe}, more than the "
             f"{CANDLES_MAX:,} one report reads: narrow it with --from/--to"
         )
+    payloads = fetched.payloads
+    bad_forecasts = Counter(r for _, r in fetched.skipped)
+    dropped = Counter(r for _, r in fetched.dropped)
+    _log_skipped("forecast_rows", bad_forecasts)
+    _log_skipped("forecast_fields", dropped)
+    max_h = max((p["quantiles"].shape[0] for p in payloads), default=0)
     bad_candles: Counter[str] = Counter()
     sym, tf = config.symbol, config.timeframe
     # context before the period (for the first fans), the period, and the steps after it
@@ -706,6 +831,8 @@ def load_report(engine: Engine, config: ReportConfig) -> ReportData:
         drift=_drift_events(engine, config),
         payloads=tuple(payloads),
         skipped=skipped,
+        dropped={f"forecast:{k}": v for k, v in sorted(dropped.items())},
+        cut_from_ms=start if fetched.cut and payloads else None,
     )
 
 
@@ -1408,14 +1535,17 @@ def render_report(data: ReportData, *, title: str | None = None) -> str:
     """Render ``data`` as a self-contained HTML page (inline CSS and SVG; every string escaped)."""
     cfg = data.config
     head = title or f"Forecast report: {cfg.symbol} {cfg.timeframe}"
+    first_ms = cfg.from_ms if data.cut_from_ms is None else data.cut_from_ms
     period = (
-        f"{_fmt_time(cfg.from_ms) if cfg.from_ms is not None else 'start'} → "
+        f"{_fmt_time(first_ms) if first_ms is not None else 'start'} → "
         f"{_fmt_time(cfg.to_ms) if cfg.to_ms is not None else 'end'} (UTC, as_of)"
     )
     parts = [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(head)}</title>"
         f"<style>{_CSS}</style></head><body><h1>{_e(head)}</h1><p class='sub'>Period {_e(period)}</p>"
     ]
+    if data.cut_from_ms is not None:
+        parts.append(f"<p class='note' id='cut'>The report shows {_e(cut_message(data))}.</p>")
     if data.empty:
         parts.append(f"<p class='note' id='empty'>{_e(empty_message(data))}</p></body></html>")
         return "".join(parts)
@@ -1427,7 +1557,7 @@ def render_report(data: ReportData, *, title: str | None = None) -> str:
         f"k-th candle after as_of). Skill is 1 − CRPS/CRPS<sub>RW</sub>; the random walk is the EWMA "
         f"baseline stored with each forecast.</p>{_summary_html(s)}"
     )
-    if data.skipped:
+    if data.skipped or data.dropped:
         parts.append(f"<p class='note' id='skipped'>{_e(skipped_message(data))}</p>")
     parts.append(f"<h3>By model version</h3>{_versions_html(data.steps)}")
     fans = _sample_fans(data.steps, cfg.fans)
@@ -1457,14 +1587,53 @@ def empty_message(data: ReportData) -> str:
             f"{_fmt_time(cfg.to_ms) if cfg.to_ms is not None else 'end'})"
         )
     held = f" ({len(data.candles)} candles are stored there)" if len(data.candles) else ""
-    bad = f" {skipped_message(data)}" if data.skipped else ""
+    bad = f" {skipped_message(data)}" if data.skipped or data.dropped else ""
     return f"No forecasts of {where}{when}{held}: nothing to report.{bad}"
 
 
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
 def skipped_message(data: ReportData) -> str:
-    """The sentence that counts the stored rows left out, by reason ('' when none)."""
-    if not data.skipped:
+    """The sentence that counts the stored rows left out, by reason, and the fields dropped from
+    forecasts that are scored ('' when none)."""
+    parts = []
+    if data.skipped:
+        n = sum(data.skipped.values())
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(data.skipped.items()))
+        parts.append(f"{_plural(n, 'stored row', 'stored rows')} left out as unreadable ({reasons})")
+    if data.dropped:
+        n = sum(data.dropped.values())
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(data.dropped.items()))
+        parts.append(
+            f"{_plural(n, 'touch field', 'touch fields')} dropped ({reasons}; "
+            f"{'its forecast is' if n == 1 else 'their forecasts are'} scored without it)"
+        )
+    if not parts:
         return ""
-    n = sum(data.skipped.values())
-    reasons = ", ".join(f"{k} {v}" for k, v in sorted(data.skipped.items()))
-    return f"{n} stored rows left out as unreadable ({reasons}); the scores are of the others."
+    tail = "; the scores are of the others." if data.skipped else "."
+    return "; ".join(parts) + tail
+
+
+def counts_message(data: ReportData) -> str:
+    """The command line's short count of rows left out and fields dropped ('' when none), e.g.
+    ``, 2 stored rows left out, 1 touch field dropped``."""
+    out = ""
+    if data.skipped:
+        out += f", {_plural(sum(data.skipped.values()), 'stored row', 'stored rows')} left out"
+    if data.dropped:
+        out += f", {_plural(sum(data.dropped.values()), 'touch field', 'touch fields')} dropped"
+    return out
+
+
+def cut_message(data: ReportData) -> str:
+    """'' unless the period had no start and held more than one report reads; then the sentence
+    that says the report is of the newest forecasts that fit."""
+    if data.cut_from_ms is None:
+        return ""
+    n = summarize(data.steps).forecasts
+    return (
+        f"the last {_plural(n, 'forecast', 'forecasts')}, from {_fmt_time(data.cut_from_ms)}: "
+        "give --from/--to for another period"
+    )

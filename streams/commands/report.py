@@ -37,14 +37,18 @@ def report_command(
     Shows closes with forecast fans, rolling CRPS vs the random walk, rolling 50/90 %
     coverage, registry model changes, drift events (if recorded) and summary numbers.
     Stored rows that are no forecast or no candle (written by hand, by another program, cut
-    short) are left out and counted. Exits 1 when the period holds no forecast, 2 on bad
-    options or a period of more forecasts or candles than one report reads, 65 when the
+    short) are left out and counted. Without --from, a series of more forecasts, forecast steps
+    or candles than one report reads is reported for its newest forecasts that fit (the output
+    says from when). Exits 1 when the period holds no forecast, 2 on bad
+    options or a period from --from of more forecasts or candles than one report reads, 65 when the
     database is not a SQLite file or holds no forecasts table, 66 when the database file does
     not exist, 69 when the database does not answer.
     """
     from forex_diffusion.reports.backtest import parse_utc_date
     from forex_diffusion.reports.html import (
         ReportConfig,
+        counts_message,
+        cut_message,
         empty_message,
         list_series,
         load_report,
@@ -89,10 +93,13 @@ def report_command(
         raise typer.Exit(1)
     output.write_text(render_report(data), encoding="utf-8")
     n = data.steps.groupby(["as_of", "model_version"]).ngroups
-    left_out = f", {sum(data.skipped.values())} stored rows left out" if data.skipped else ""
+    cut = f" ({cut_message(data)})" if data.cut_from_ms is not None else ""
     # the symbol may come from the database: its control characters are escaped, never sent to the terminal
     typer.echo(
-        one_line(f"report of {symbol} {timeframe}: {n} forecasts, {len(data.candles)} candles{left_out} -> {output}")
+        one_line(
+            f"report of {symbol} {timeframe}: {n} forecasts, {len(data.candles)} candles{counts_message(data)}"
+            f" -> {output}{cut}"
+        )
     )
 
 

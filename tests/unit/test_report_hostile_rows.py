@@ -177,7 +177,7 @@ def test_a_hostile_forecast_row_is_left_out_counted_and_the_scores_are_the_other
     assert dict(data.skipped) == {f"forecast:{reason}": 1}
     assert summarize(data.steps) == clean_summary  # not a silently different number
     page = render_report(data)
-    assert "1 stored rows left out as unreadable" in page and f"forecast:{reason} 1" in page
+    assert "1 stored row left out as unreadable" in page and f"forecast:{reason} 1" in page
 
 
 @pytest.mark.parametrize(
@@ -217,7 +217,8 @@ def test_any_field_values_are_scored_or_left_out_never_raised(
     data = load_report(eng, ReportConfig(symbol="EURUSD", timeframe="1m"))
     eng.dispose()
     s = summarize(data.steps)
-    left = sum(v for k, v in data.skipped.items() if k != "forecast:touch")
+    left = sum(data.skipped.values())
+    assert "forecast:touch" not in data.skipped  # a touch field dropped is no row left out
     assert s.forecasts + left == len(RECORDS)
     if left:
         assert s == clean_summary
@@ -309,6 +310,8 @@ def test_every_row_hostile_is_an_empty_period_that_says_why(clean_db: Path, tmp_
 
 
 def test_a_period_of_more_forecasts_than_one_report_holds_is_refused_before_reading(tmp_path: Path) -> None:
+    """With a period start (--from): refused. Without one the newest forecasts are reported
+    (tests/unit/test_report_default_period.py)."""
     path = tmp_path / "big.db"
     make_engine(f"sqlite:///{path}").dispose()
     con = sqlite3.connect(path)
@@ -318,7 +321,9 @@ def test_a_period_of_more_forecasts_than_one_report_holds_is_refused_before_read
     )
     con.commit()
     con.close()
-    res = runner.invoke(app, ["report", "--db", f"sqlite:///{path}", "-o", str(tmp_path / "r.html")])
+    res = runner.invoke(
+        app, ["report", "--db", f"sqlite:///{path}", "--from", "1970-01-01", "-o", str(tmp_path / "r.html")]
+    )
     assert res.exit_code == 2, res.output
     assert "100,001 stored forecasts" in res.stderr and "--from/--to" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
@@ -371,7 +376,7 @@ def test_a_period_of_more_steps_than_one_report_holds_is_refused(
     monkeypatch.setattr(report_html, "STEPS_MAX", 4 * (len(RECORDS) - 2))
     eng = make_engine(f"sqlite:///{clean_db}")
     with pytest.raises(ConfigError, match="forecast steps one report reads: narrow it with --from/--to"):
-        load_report(eng, ReportConfig(symbol="EURUSD", timeframe="1m"))
+        load_report(eng, ReportConfig(symbol="EURUSD", timeframe="1m", from_ms=0))
     monkeypatch.setattr(report_html, "STEPS_MAX", 4 * (len(RECORDS) - 1))
     assert (
         summarize(load_report(eng, ReportConfig(symbol="EURUSD", timeframe="1m")).steps).forecasts == len(RECORDS) - 1
