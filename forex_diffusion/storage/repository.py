@@ -8,7 +8,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from sqlalchemy import (
@@ -447,41 +447,66 @@ def _real(v: Any) -> bool:
     return type(v) in (int, float) and math.isfinite(v)
 
 
-def _candle_problem(r: Any, tf: Timeframe) -> RejectReason | None:
+_NUMBER_TYPES = (int, float)
+
+
+def _candle_problem(r: Any, tf: Timeframe, grid: int | None = None) -> RejectReason | None:
     """Why the stored row ``r`` is not a candle the stream could have written, or None.
 
     The checks of :func:`forex_diffusion.wire.decode_candle` (less the instrument's range):
     every column of its type (SQLite stores any value anywhere); open and close times within
     ``0..TS_MAX``, on the timeframe's grid and one bar apart; prices finite, > 0 and at most
     the wire's ``PRICE_MAX``, low <= open, close <= high; volume, tick count, spreads finite.
+
+    ``grid`` is :func:`_grid` of ``tf`` (worked out once per read, not per row): the bar's
+    length of a timeframe whose bars are a fixed length, None for a daily one (its bars follow
+    the day-roll hour and the zone's offsets: ``tf.bounds``).
     """
-    if type(r.open_ms) is not int or type(r.close_ms) is not int:
+    open_ms, close_ms = r.open_ms, r.close_ms
+    if type(open_ms) is not int or type(close_ms) is not int:
         return RejectReason.SCHEMA
-    prices = (r.open, r.high, r.low, r.close)
-    if not all(type(v) in (int, float) for v in prices):
+    op, hi, lo, cl = r.open, r.high, r.low, r.close
+    if not (
+        type(op) in _NUMBER_TYPES
+        and type(hi) in _NUMBER_TYPES
+        and type(lo) in _NUMBER_TYPES
+        and type(cl) in _NUMBER_TYPES
+    ):
         return RejectReason.SCHEMA
-    if not (0 <= r.open_ms < r.close_ms <= TS_MAX):
+    if not (0 <= open_ms < close_ms <= TS_MAX):
         return RejectReason.BAD_TS
-    try:
-        if tf.bounds(r.open_ms) != (r.open_ms, r.close_ms):
+    if grid is not None:  # tf.bounds(open_ms) == (open_ms, close_ms), without a call per row
+        if open_ms % grid or close_ms - open_ms != grid:
             return RejectReason.BAD_TS
-    except (OverflowError, ValueError):
-        return RejectReason.BAD_TS
-    if not all(math.isfinite(v) for v in prices):
+    else:
+        try:
+            if tf.bounds(open_ms) != (open_ms, close_ms):
+                return RejectReason.BAD_TS
+        except (OverflowError, ValueError):
+            return RejectReason.BAD_TS
+    if not (math.isfinite(op) and math.isfinite(hi) and math.isfinite(lo) and math.isfinite(cl)):
         return RejectReason.NON_FINITE
-    if not min(prices) > 0:
+    if not (op > 0 and hi > 0 and lo > 0 and cl > 0):
         return RejectReason.NON_POSITIVE
-    if max(prices) > MAX_PRICE:
+    if op > MAX_PRICE or hi > MAX_PRICE or lo > MAX_PRICE or cl > MAX_PRICE:
         return RejectReason.OUT_OF_RANGE
-    if not (r.low <= min(r.open, r.close) and r.high >= max(r.open, r.close)):
+    if not (lo <= op and lo <= cl and hi >= op and hi >= cl):
         return RejectReason.INCONSISTENT
-    if not (_real(r.volume) and 0 <= r.volume <= MAX_CANDLE_VOLUME):
+    volume = r.volume
+    if not (_real(volume) and 0 <= volume <= MAX_CANDLE_VOLUME):
         return RejectReason.OUT_OF_RANGE
-    if type(r.tick_count) is not int or r.tick_count < 0 or type(r.revision) is not int or r.revision < 0:
+    ticks, revision = r.tick_count, r.revision
+    if type(ticks) is not int or ticks < 0 or type(revision) is not int or revision < 0:
         return RejectReason.SCHEMA
-    if not all(v is None or _real(v) for v in (r.spread_mean, r.spread_min, r.spread_max)):
-        return RejectReason.NON_FINITE
+    for v in (r.spread_mean, r.spread_min, r.spread_max):
+        if v is not None and not _real(v):
+            return RejectReason.NON_FINITE
     return None
+
+
+def _grid(tf: Timeframe) -> int | None:
+    """The bar length :func:`_candle_problem` checks times against, None for a daily timeframe."""
+    return None if tf.is_daily else tf.duration_ms
 
 
 def _to_candle(r: Any, symbol: str, timeframe: str) -> Candle:
@@ -504,20 +529,30 @@ def _to_candle(r: Any, symbol: str, timeframe: str) -> Candle:
     )
 
 
+def _float(v: Any) -> float:
+    return v if type(v) is float else float(v)
+
+
 def _checked_candle(r: Any, symbol: str, timeframe: str) -> Candle:
-    """:func:`_to_candle` of a row :func:`_candle_problem` passed, its numbers as floats."""
-    c = _to_candle(r, symbol, timeframe)
-    spreads = [None if v is None else float(v) for v in (c.spread_mean, c.spread_min, c.spread_max)]
-    return replace(
-        c,
-        open=float(c.open),
-        high=float(c.high),
-        low=float(c.low),
-        close=float(c.close),
-        volume=float(c.volume),
-        spread_mean=spreads[0],
-        spread_min=spreads[1],
-        spread_max=spreads[2],
+    """:func:`_to_candle` of a row :func:`_candle_problem` passed, its numbers as floats (one
+    construction; a float column is taken as it is)."""
+    sm, smin, smax = r.spread_mean, r.spread_min, r.spread_max
+    return Candle(
+        symbol=symbol,
+        timeframe=timeframe,
+        open_ms=r.open_ms,
+        close_ms=r.close_ms,
+        open=_float(r.open),
+        high=_float(r.high),
+        low=_float(r.low),
+        close=_float(r.close),
+        volume=_float(r.volume),
+        tick_count=r.tick_count,
+        spread_mean=None if sm is None else _float(sm),
+        spread_min=None if smin is None else _float(smin),
+        spread_max=None if smax is None else _float(smax),
+        final=bool(r.final),
+        revision=r.revision,
     )
 
 
@@ -582,14 +617,16 @@ def fetch_candles(
             rows = list(conn.execute(q))
     out: list[Candle] = []
     bad: Counter[str] = Counter()
-    for r in rows:
-        why = None if tf is None else _candle_problem(r, tf)
-        if tf is None:
-            out.append(_to_candle(r, symbol, timeframe))
-        elif why is None:
-            out.append(_checked_candle(r, symbol, timeframe))
-        else:
-            bad[why.value] += 1
+    if tf is None:
+        out = [_to_candle(r, symbol, timeframe) for r in rows]
+    else:
+        grid = _grid(tf)  # per read, not per row
+        for r in rows:
+            why = _candle_problem(r, tf, grid)
+            if why is None:
+                out.append(_checked_candle(r, symbol, timeframe))
+            else:
+                bad[why.value] += 1
     if bad:
         log.warning(
             "storage.candles_skipped symbol=%s timeframe=%s skipped=%d reasons=%s",
