@@ -225,3 +225,32 @@ def test_one_row_left_out_is_said_in_the_singular(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert ", 1 stored row left out ->" in res.stdout
     assert "1 stored row left out as unreadable" in (tmp_path / "r.html").read_text()
+
+
+def test_postgresql_without_from_reports_the_newest_forecasts(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from forex_diffusion.domain import Candle
+    from forex_diffusion.storage import upsert_candles, upsert_forecasts
+
+    _database(tmp_path / "fx.db", 20)
+    src = make_engine(f"sqlite:///{tmp_path / 'fx.db'}")
+    with src.connect() as c:
+        candle_rows = [dict(r._mapping) for r in c.execute(sa.text("SELECT * FROM candles"))]
+        forecast_rows = [json.loads(r[0]) for r in c.execute(sa.text("SELECT payload FROM forecasts"))]
+    src.dispose()
+
+    eng = make_engine(pg_url)
+    upsert_candles(
+        eng, [Candle(**{k: v for k, v in r.items() if k in Candle.__dataclass_fields__}) for r in candle_rows]
+    )
+    upsert_forecasts(
+        eng, [dict(p, symbol="EURUSD", timeframe="1m", horizon=H, rw_quantiles=p["quantiles"]) for p in forecast_rows]
+    )
+    monkeypatch.setattr(report_html, "FORECASTS_MAX", 15)
+    data = load_report(eng, ReportConfig(symbol="EURUSD", timeframe="1m"))
+    with pytest.raises(ConfigError, match="more than the 15 one report reads"):
+        load_report(eng, ReportConfig(symbol="EURUSD", timeframe="1m", from_ms=0))
+    eng.dispose()
+    as_ofs = sorted(p["as_of_ms"] for p in forecast_rows)
+    assert data.cut_from_ms == as_ofs[-15] and sorted(set(data.steps["as_of"])) == as_ofs[-15:]
