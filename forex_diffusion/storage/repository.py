@@ -499,7 +499,7 @@ def _candle_problem(r: Any, tf: Timeframe, grid: int | None = None) -> RejectRea
     if type(ticks) is not int or ticks < 0 or type(revision) is not int or revision < 0:
         return RejectReason.SCHEMA
     for v in (r.spread_mean, r.spread_min, r.spread_max):
-        if v is not None and not _real(v):
+        if v is not None and not (type(v) in _NUMBER_TYPES and math.isfinite(v)):  # _real, inlined
             return RejectReason.NON_FINITE
     return None
 
@@ -529,28 +529,24 @@ def _to_candle(r: Any, symbol: str, timeframe: str) -> Candle:
     )
 
 
-def _float(v: Any) -> float:
-    return v if type(v) is float else float(v)
-
-
 def _checked_candle(r: Any, symbol: str, timeframe: str) -> Candle:
     """:func:`_to_candle` of a row :func:`_candle_problem` passed, its numbers as floats (one
-    construction; a float column is taken as it is)."""
+    construction: ``float`` of a float is the same object)."""
     sm, smin, smax = r.spread_mean, r.spread_min, r.spread_max
     return Candle(
         symbol=symbol,
         timeframe=timeframe,
         open_ms=r.open_ms,
         close_ms=r.close_ms,
-        open=_float(r.open),
-        high=_float(r.high),
-        low=_float(r.low),
-        close=_float(r.close),
-        volume=_float(r.volume),
+        open=float(r.open),
+        high=float(r.high),
+        low=float(r.low),
+        close=float(r.close),
+        volume=float(r.volume),
         tick_count=r.tick_count,
-        spread_mean=None if sm is None else _float(sm),
-        spread_min=None if smin is None else _float(smin),
-        spread_max=None if smax is None else _float(smax),
+        spread_mean=None if sm is None else float(sm),
+        spread_min=None if smin is None else float(smin),
+        spread_max=None if smax is None else float(smax),
         final=bool(r.final),
         revision=r.revision,
     )
