@@ -190,7 +190,8 @@ def _output_gone() -> Iterator[None]:
             raise _OutputGone() from exc
         raise
     except Exception as exc:
-        if _is_epipe(exc) and (reader_gone(1) or reader_gone(2)):
+        # standard output only: with just standard error gone, an EPIPE may be a socket's (74)
+        if _is_epipe(exc) and reader_gone(1):
             raise _OutputGone() from exc
         if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
             raise _OtherPipe(exc) from exc

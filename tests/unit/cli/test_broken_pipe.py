@@ -232,3 +232,36 @@ def test_a_broken_pipe_that_is_not_standard_outputs_is_an_error_line(monkeypatch
     res = CliRunner().invoke(app, ["tail", "ticks", "-n", "1"])
     assert res.exit_code == 74
     assert res.stderr == "error: [Errno 32] Broken pipe\n", res.stderr
+
+
+def test_a_socket_epipe_with_only_standard_error_gone_is_74_not_141() -> None:
+    """Review: with standard error's reader gone (a supervisor's log pipe died) and standard
+    output fine, an ``EPIPE`` from a socket (the broker's, the database's) exited 141, the
+    quiet status of a reader that left, hiding a failure. Only standard output's reader
+    makes the quiet exit; the error keeps 74 (its line cannot be written)."""
+    script = (
+        "import socket\n"
+        "import streams.cli as cli\n"
+        "@cli.app.command('boom')\n"
+        "def boom() -> None:\n"
+        "    a, b = socket.socketpair()\n"
+        "    b.close()\n"
+        "    for _ in range(3):\n"
+        "        a.send(b'x' * 100_000)\n"
+        "cli.app(['boom'])\n"
+    )
+    r, w = os.pipe()
+    os.close(r)  # standard error's reader is gone before the command starts
+    try:
+        res = subprocess.run(
+            [sys.executable, "-c", script],
+            stdout=subprocess.PIPE,
+            stderr=w,
+            cwd=Path(__file__).parents[3],
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(w)
+    assert res.returncode == 74, res.returncode
+    assert res.stdout == b""
