@@ -31,8 +31,10 @@ not an object, or whose fields are not the shape the forecast agent writes (quan
 another width, non-finite or non-numeric values, an ``as_of`` outside the calendar or unlike
 its key) is skipped and counted by reason (:func:`check_payload`, ``ReportData.skipped``),
 and so is a candle row the stream could not have written (``fetch_candles(checked=True)``).
-A period of more than :data:`FORECASTS_MAX` forecasts, :data:`STEPS_MAX` forecast steps or
-:data:`CANDLES_MAX` candles is refused (:class:`~forex_diffusion.errors.ConfigError`): one report holds them in memory.
+A period with a start of more than :data:`FORECASTS_MAX` forecasts, :data:`STEPS_MAX` forecast
+steps or :data:`CANDLES_MAX` candles is refused (:class:`~forex_diffusion.errors.ConfigError`):
+one report holds them in memory. A period without a start is cut to its newest forecasts that
+fit (whole ``as_of`` times; ``ReportData.cut_from_ms``, :func:`cut_message`).
 """
 
 from __future__ import annotations
@@ -764,11 +766,15 @@ def load_report(engine: Engine, config: ReportConfig) -> ReportData:
     A database without the project's tables reads as empty (nothing is created). Stored rows
     that are no forecast or no candle are skipped and counted (``ReportData.skipped``).
 
+    Without ``config.from_ms``, a series of more forecasts, steps or candles than the ceilings
+    is reported for its newest forecasts that fit (``ReportData.cut_from_ms``).
+
     Raises
     ------
     ConfigError
-        The period holds more than :data:`FORECASTS_MAX` forecasts, :data:`STEPS_MAX` steps
-        or :data:`CANDLES_MAX` candles: narrow it.
+        The period (with a start) holds more than :data:`FORECASTS_MAX` forecasts,
+        :data:`STEPS_MAX` steps or :data:`CANDLES_MAX` candles: narrow it; or, without a
+        start, its newest ``as_of`` time alone does.
     """
     tables = set(inspect(engine).get_table_names())
     if not {"forecasts", "candles"} <= tables:
