@@ -73,8 +73,16 @@ def hide_secrets(text: str, url: str) -> str:
         if len(secret) >= 4:
             text = text.replace(secret, "***")
         else:  # a short one anywhere would star out common letters: only where it stands as a value
-            text = re.sub(rf"(?<=[=:'\"]){re.escape(secret)}(?=[\s'\"&;,)@/]|$)", "***", text)
-    return text
+            text = re.sub(rf"(?<=[=:'\"]){re.escape(secret)}(?=[\s'\"&;,.)\]@/:?#!]|$)", "***", text)
+    # whatever a secret-named key is given, in any echo shape (password=x, password: x, pwd = 'x y')
+    return _SECRET_ASSIGNMENT.sub(lambda m: m["key"] + "***", text)
+
+
+#: A secret-named key and its value as a driver may echo it: quoted, or up to a separator.
+_SECRET_ASSIGNMENT = re.compile(
+    r"(?P<key>\b\w*(?:password|passwd|pwd|secret|token)\w*\s*[=:]\s*)(?P<value>'(?:[^'\\]|\\.)*'?|\"(?:[^\"\\]|\\.)*\"?|[^\s,;&)\]]+)",
+    re.IGNORECASE,
+)
 
 
 #: The server answered: the database the URL names is not there (exit 66, as a missing SQLite file).

@@ -12,7 +12,7 @@ from __future__ import annotations
 import string
 from urllib.parse import quote
 
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from streams.db_text import hide_secrets
@@ -46,3 +46,21 @@ def test_a_short_password_leaves_the_message_words_alone() -> None:
     url = "postgresql+psycopg2://forexd:on@127.0.0.1:5432/db"
     message = 'connection to server at "127.0.0.1", port 5432 failed: FATAL:  password authentication failed'
     assert hide_secrets(message, url) == message
+
+
+@given(
+    secret=st.text(alphabet=string.ascii_letters + string.digits + "!#$%*+-_.~:?]'\\", min_size=1, max_size=12),
+    key=st.sampled_from(["password", "PASSWORD", "sslpassword", "passwd", "pwd"]),
+    shape=st.sampled_from(["{k}={v}", "{k}={v}.", "{k}={v}]", "{k}: {v}", "{k}= {v}", "{k}='{q}'", '{k}="{d}"']),
+)
+def test_a_value_given_to_a_secret_named_key_is_hidden_in_any_echo_shape(secret: str, key: str, shape: str) -> None:
+    """Review: with a short password, ``password=ab.``, ``password=ab]``, ``password: ab``
+    and ``password= ab`` kept it. Whatever a secret-named key is given is hidden, quoted
+    (with its escapes) or up to a separator."""
+    url = f"postgresql+psycopg2://forexd:{quote(secret, safe='')}@127.0.0.1:5432/db"
+    q = secret.replace("\\", "\\\\").replace("'", "\\'")
+    d = secret.replace("\\", "\\\\").replace('"', '\\"')
+    message = "invalid dsn: host=h " + shape.format(k=key, v=secret, q=q, d=d) + " dbname=db"
+    around = "***" + "invalid dsn: host=h " + shape.format(k=key, v="", q="", d="") + " dbname=db"
+    assume(secret not in around)  # else the secret's letters are the message's own
+    assert secret not in hide_secrets(message, url)
