@@ -56,10 +56,10 @@ import pandas as pd
 
 from forex_diffusion.diffusion.context import ContextSpec, _step_var
 from forex_diffusion.domain import Candle
-from forex_diffusion.errors import ConfigError, ModelError
+from forex_diffusion.errors import ConfigError, ModelError, StateError
 from forex_diffusion.forecast.features import FeatureBuilder, FeatureConfig
 from forex_diffusion.instruments import InstrumentRegistry
-from forex_diffusion.state import malformed, unwrap, wrap
+from forex_diffusion.state import count, malformed, number, unwrap, wrap
 from forex_diffusion.timeframes import Timeframe
 
 __all__ = [
@@ -349,11 +349,23 @@ class _XSeries:
 
     @classmethod
     def restore(cls, d: dict[str, Any]) -> _XSeries:
+        """Inverse of :meth:`snapshot`; run inside :func:`malformed` (it raises ``ValueError``/
+        ``TypeError`` on what :meth:`update` never leaves: the next candle would fail on it)."""
         x = cls()
-        x.times.extend(int(t) for t in d["times"])
-        x.logc.extend(float(v) for v in d["logc"])
-        x.var.extend(math.nan if v is None else float(v) for v in d["var"])
-        x.n, x.seed, x.v = int(d["n"]), float(d["seed"]), float(d["v"])
+        # what update() leaves: increasing integer close times, one finite log close and one
+        # variance (null while seeding, else >= 0: values() takes its square root) per time,
+        # a count of returns >= 0 (the seeding divides by it + 1) and a variance and seed >= 0
+        times = [count(t, low=-(2**62)) for t in d["times"]]
+        if any(b <= a for a, b in zip(times, times[1:], strict=False)):
+            raise ValueError("cross-pair close times not increasing")
+        logc = [number(v) for v in d["logc"]]
+        var = [math.nan if v is None else number(v, low=0.0) for v in d["var"]]
+        if not len(times) == len(logc) == len(var):
+            raise ValueError(f"cross-pair entries of {len(times)} times, {len(logc)} closes, {len(var)} variances")
+        x.times.extend(times)
+        x.logc.extend(logc)
+        x.var.extend(var)
+        x.n, x.seed, x.v = count(d["n"]), number(d["seed"], low=0.0), number(d["v"], low=0.0)
         return x
 
 
@@ -526,19 +538,58 @@ class InputsBuilder:
         return wrap(self, state)
 
     @classmethod
-    def restore(cls, data: dict[str, Any]) -> InputsBuilder:
-        """Inverse of :meth:`snapshot` (the bare layout written before the envelope is read too)."""
+    def restore(cls, data: dict[str, Any], *, symbol: str | None = None, timeframe: str | None = None) -> InputsBuilder:
+        """Inverse of :meth:`snapshot` (the bare layout written before the envelope is read too).
+
+        ``symbol``/``timeframe``: the series the caller restores; a state of another series is
+        refused (``StateError``: it would refuse every candle). The feature builders inside
+        are restored for the builder's own series and must have the configuration its inputs
+        build (another one answers vectors of another width)."""
         data = unwrap(data, cls, legacy=lambda old: old)
         with malformed(cls):
-            b = cls(InputSpec(tuple(data["spec"]), data["timeframe"]), data["symbol"])
-            b.last_close_ms = None if data["last_close_ms"] is None else int(data["last_close_ms"])
-            if data["indicators"] is not None:
-                b.indicators = FeatureBuilder.restore(data["indicators"])
-            if data["mtf"] is not None:
-                b.mtf = FeatureBuilder.restore(data["mtf"])
+            names, tf, sym = data["spec"], data["timeframe"], data["symbol"]
+            if not (
+                isinstance(names, list)
+                and all(isinstance(n, str) for n in names)
+                and isinstance(tf, str)
+                and isinstance(sym, str)
+            ):
+                raise StateError("an inputs builder's inputs, timeframe and symbol are names")
+            b = cls(InputSpec(tuple(names), tf), sym)
+            if (symbol is not None and b.symbol != symbol) or (
+                timeframe is not None and b.spec.timeframe != Timeframe.parse(timeframe).name
+            ):
+                raise StateError(f"the inputs builder stored for {symbol}/{timeframe} is {sym[:16]!r}/{tf[:8]!r}'s")
+            last = data["last_close_ms"]
+            b.last_close_ms = None if last is None else count(last, low=-(2**62))
+            b.indicators = _restore_part(b.indicators, data["indicators"], b.symbol, "indicators")
+            b.mtf = _restore_part(b.mtf, data["mtf"], b.symbol, "mtf")
             for bars, cur in zip(b.bars, data["bars"], strict=True):
-                bars.cur = None if cur is None else list(cur)
+                bars.cur = None if cur is None else _restore_bar(bars.tf, cur)
         return b
+
+
+def _restore_part(fresh: FeatureBuilder | None, data: Any, symbol: str, what: str) -> FeatureBuilder | None:
+    """A feature builder of :meth:`InputsBuilder.restore`: stored where the inputs name one,
+    for the builder's series, with the configuration the inputs build."""
+    if (fresh is None) != (data is None):
+        raise StateError(f"an inputs builder {'with' if data is not None else 'without'} its {what} builder")
+    if fresh is None:
+        return None
+    fb = FeatureBuilder.restore(data, symbol=symbol)
+    if fb.config != fresh.config:
+        raise StateError(f"the {what} builder stored is not the one the inputs build")
+    return fb
+
+
+def _restore_bar(tf: Timeframe, cur: Any) -> list[Any]:
+    """A forming higher-timeframe bar ``[open_ms, end_ms, o, h, l, c]``: its bucket's bounds, prices > 0."""
+    if not isinstance(cur, list) or len(cur) != 6:
+        raise ValueError("a forming bar is [open_ms, end_ms, open, high, low, close]")
+    start, end = count(cur[0], low=-(2**62)), count(cur[1], low=-(2**62))
+    if tf.bounds(start) != (start, end):
+        raise ValueError(f"a forming {tf.name} bar {start}..{end} is not one of its buckets")
+    return [start, end, *(number(p, low=0.0, above=True) for p in cur[2:])]
 
 
 def frame_candles(frame: pd.DataFrame, symbol: str, timeframe: str) -> list[Candle]:
