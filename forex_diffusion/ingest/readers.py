@@ -41,9 +41,11 @@ from forex_diffusion.instruments import InstrumentRegistry
 
 __all__ = [
     "EPOCH_END_MS",
+    "EPOCH_FINE_FIRST_MS",
     "EPOCH_FIRST_MS",
     "FileReject",
     "LoadedFile",
+    "WIRE_MAX_MS",
     "bar_spacing_ms",
     "columns",
     "check_price_scale",
@@ -246,35 +248,66 @@ def _numbers(col: pd.Series, name: str, lines: np.ndarray, rejects: list[FileRej
     return vals
 
 
-#: The dates an epoch number may give (1980-01-01 to 2100-01-01, UTC, in ms). In seconds the
-#: span is 3.2e8 to 4.1e9: less than a factor 1000 wide, so a number is a date of the span in at
-#: most one of s, ms, us and ns, and :func:`epoch_ms` never has to guess. A wider span made
-#: the units overlap: 253402300799000 (9999-12-31 in ms) was read as microseconds, 1978-01-11.
-EPOCH_FIRST_MS = 315_532_800_000
+#: The dates an epoch number may give (1971-01-01 to 2100-01-01, UTC, in ms). In seconds the
+#: span is 3.15e7 to 4.1e9: less than a factor 1000 wide, so a number is a date of the span in
+#: at most one of s, ms, us and ns (2099 in s, ~4.1e9, is below 1971 in ms, ~3.15e10; and so on
+#: up the units), and :func:`epoch_ms` never has to guess. The span starts in 1971 so that
+#: daily bars of the 1970s in epoch seconds are read; a YYYYMMDD number (20140501, below 3.15e7)
+#: is still no epoch time.
+EPOCH_FIRST_MS = 31_536_000_000
 EPOCH_END_MS = 4_102_444_800_000
+#: The wire's last time (9999-12-31T23:59:59.999Z, ``offline.TS_MAX``). A number that is a time
+#: of the wire in a coarser unit is never read in a finer one: 253402300799000 is 9999-12-31 in
+#: ms (a "no end" sentinel of many exports) and 1978-01-11 in us; it was read as the latter and
+#: fed to forexd indicators out of order. So ms, us and ns read dates from 1978-01-11T21:31:40.800Z
+#: (:data:`EPOCH_FINE_FIRST_MS`) on, seconds from 1971.
+WIRE_MAX_MS = 253_402_300_799_999
+EPOCH_FINE_FIRST_MS = WIRE_MAX_MS // 1000 + 1
 _EPOCH_SCALES = (1000.0, 1.0, 1e-3, 1e-6)  # to ms from s, ms, us, ns
-_NO_EPOCH = "a date from 1980 to 2099 in no unit (s, ms, us or ns)"
+_UNITS = ("s", "ms", "us", "ns")
+_NO_EPOCH = "is no epoch time (s, ms, us or ns) of 1971 to 2099; write other dates as text (YYYY-MM-DD)"
+
+
+def _epoch_units(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(ms, unit, shadow)``: each value in ms where it is a date of the span in a unit
+    (``unit`` its index in :data:`_UNITS`, else -1), and ``shadow`` the index of the coarser unit
+    in which that value is also a time of the wire (-1 where none: the value is read)."""
+    v = np.asarray(values, dtype=float)
+    ms = np.zeros(len(v), dtype=np.int64)
+    unit = np.full(len(v), -1, dtype=np.int64)
+    shadow = np.full(len(v), -1, dtype=np.int64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k, scale in enumerate(_EPOCH_SCALES):
+            m = np.round(v * scale)
+            ok = (m >= EPOCH_FIRST_MS) & (m < EPOCH_END_MS)  # nan and inf: never
+            ms[ok] = m[ok].astype(np.int64)
+            unit[ok] = k
+            if k:
+                coarser = v * _EPOCH_SCALES[k - 1]
+                shadow[ok & (coarser <= WIRE_MAX_MS)] = k - 1
+    return ms, unit, shadow
 
 
 def epoch_ms(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Epoch numbers in ms, each read in the unit (s, ms, us or ns) in which it is a date
-    from :data:`EPOCH_FIRST_MS` to :data:`EPOCH_END_MS`: ``(ms, read)``, ``ms`` 0 where
-    ``read`` is False (a date in no unit: 0, negative, 9999-12-31 in ms, inf, nan).
+    from :data:`EPOCH_FIRST_MS` to :data:`EPOCH_END_MS` and that is not a time of the wire in
+    the next coarser unit (:data:`WIRE_MAX_MS`): ``(ms, read)``, ``ms`` 0 where ``read`` is
+    False (a date in no unit: 0, negative, 20140501, inf, nan; or 9999-12-31 in ms).
 
     >>> ms, read = epoch_ms(np.array([1398902400.0, 1398902400000.0, 1.3989024e18, 253402300799000.0, -5.0]))
     >>> ms.tolist(), read.tolist()
     ([1398902400000, 1398902400000, 1398902400000, 0, 0], [True, True, True, False, False])
+    >>> epoch_ms(np.array([31536000.0, 315532799.0, 20140501.0]))[1].tolist()  # 1971, 1979 in s; YYYYMMDD
+    [True, True, False]
     """
-    v = np.asarray(values, dtype=float)
-    ms = np.zeros(len(v), dtype=np.int64)
-    read = np.zeros(len(v), dtype=bool)
-    with np.errstate(over="ignore", invalid="ignore"):
-        for scale in _EPOCH_SCALES:
-            m = np.round(v * scale)
-            ok = (m >= EPOCH_FIRST_MS) & (m < EPOCH_END_MS)  # nan and inf: never
-            ms[ok] = m[ok].astype(np.int64)
-            read |= ok
+    ms, unit, shadow = _epoch_units(values)
+    read = (unit >= 0) & (shadow < 0)
+    ms[~read] = 0
     return ms, read
+
+
+def _iso_ms(ms: int) -> str:
+    return str(pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%d"))
 
 
 def _timestamps(
@@ -296,12 +329,19 @@ def _timestamps(
     numeric = pd.to_numeric(s, errors="coerce")
     is_num = numeric.notna().to_numpy()
     if is_num.any():
-        ms, fits = epoch_ms(numeric.to_numpy(dtype=float)[is_num])
+        ms, unit, shadow = _epoch_units(numeric.to_numpy(dtype=float)[is_num])
+        fits = (unit >= 0) & (shadow < 0)
         idx = np.flatnonzero(is_num)
         out[idx[fits]] = ms[fits]
-        for j in idx[~fits]:
-            if not bad[j]:
-                detail = f"timestamp {s.iloc[j][:40]!r} is {_NO_EPOCH}"
+        for i, j in enumerate(idx):
+            if not fits[i] and not bad[j]:
+                detail = f"timestamp {s.iloc[j][:40]!r} {_NO_EPOCH}"
+                if unit[i] >= 0:  # a date of the span in one unit, a wire time in the coarser one
+                    fine, coarse = _UNITS[unit[i]], _UNITS[shadow[i]]
+                    detail = (
+                        f"timestamp {s.iloc[j][:40]!r} is {_iso_ms(int(ms[i]))} in {fine} and a date after 2099 in "
+                        f"{coarse}: ambiguous; write it as text (YYYY-MM-DD)"
+                    )
                 rejects.append(FileReject(int(lines[j]), RejectReason.BAD_TS, detail, ""))
                 bad[j] = True
     rest = ~is_num

@@ -30,7 +30,7 @@ from forex_diffusion.domain import Candle, Tick
 from forex_diffusion.errors import RejectReason, ValidationError
 from forex_diffusion.indicators import BankSpec, IndicatorBank
 from forex_diffusion.ingest.candle_gate import CandleGate, CandleGateConfig
-from forex_diffusion.ingest.readers import EPOCH_FIRST_MS
+from forex_diffusion.ingest.readers import EPOCH_FINE_FIRST_MS, EPOCH_FIRST_MS
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.offline import TS_MAX, TS_MIN, check_candle_times, format_ms, gate_for_spacing
 from forex_diffusion.wire import decode_candle, encode_unchecked
@@ -256,16 +256,21 @@ def _ts_text(ms: int, unit: str) -> str:
     return format_ms(ms)  # ISO-8601 UTC
 
 
+FINE_FIRST_MINUTE = -(-EPOCH_FINE_FIRST_MS // MINUTE) * MINUTE
 GOOD_DATES = st.one_of(
     st.integers(-3, 40).map(lambda k: T0 + k * MINUTE),  # repeats and steps back come with it
-    st.sampled_from([EPOCH_FIRST_MS, 4_102_444_800_000 - MINUTE]),  # 1980-01-01, 2099-12-31T23:59
+    # the first whole minute every unit reads (1978-01-11T21:32; 1971-01-01 is read in s only,
+    # a number of the 1970s in ms, us or ns being a wire time in the coarser unit), 2099-12-31T23:59
+    st.sampled_from([FINE_FIRST_MINUTE, 4_102_444_800_000 - MINUTE]),
 )
 BAD_STAMPS = st.sampled_from(
     [
         "0",
         "-0",
         "-60",
-        str(EPOCH_FIRST_MS - MINUTE),  # 1979 in ms
+        str(EPOCH_FIRST_MS - MINUTE),  # 1970 in ms
+        str(EPOCH_FIRST_MS // 1000 - 60),  # 1970 in s
+        str(EPOCH_FIRST_MS),  # 1971 in ms: a wire time (2969) in s
         "1e11",
         "1e14",
         "1e17",
@@ -394,9 +399,7 @@ def _oracle(gen: Generated, now_ms: int) -> tuple[list[tuple[int, Row]], dict[in
     admitted: list[tuple[int, Row]] = []
     reasons: dict[int, str] = {}
     decoded: list[tuple[int, Row, Candle]] = []
-    for line, row in gen.lines.items():
-        if not row.ok:
-            continue
+    for line, row in _oldest_first([(line, row) for line, row in gen.lines.items() if row.ok]):
         o, h, lo, c, v = row.prices
         record = {"symbol": row.symbol, "timeframe": "1m", "open_time": row.ts, "close_time": row.ts + MINUTE}
         record |= {"open": o, "high": h, "low": lo, "close": c, "volume": v}
@@ -423,6 +426,22 @@ def _oracle(gen: Generated, now_ms: int) -> tuple[list[tuple[int, Row]], dict[in
             taken.setdefault(sym, set()).add(candle.open_ms)
             admitted.append((line, Row(row.cells, True, candle.open_ms, sym, [o, h, lo, c, v])))
     return admitted, reasons
+
+
+def _oldest_first(rows: list[tuple[int, Row]]) -> list[tuple[int, Row]]:
+    """The reader's layout rule: a series (one symbol as the reader names it) whose open times
+    never rise from its first row to its last and fall at least once is read newest-first,
+    reversed in its own places in the file."""
+    out = list(rows)
+    series: dict[str, list[int]] = {}
+    for i, (_, row) in enumerate(rows):
+        series.setdefault(REG.normalise(row.symbol.strip()) or row.symbol.strip(), []).append(i)
+    for pos in series.values():
+        ts = [rows[i][1].ts for i in pos]
+        if len(ts) > 1 and ts[0] > ts[-1] and all(b <= a for a, b in zip(ts, ts[1:], strict=False)):
+            for i, j in zip(pos, reversed(pos), strict=True):
+                out[i] = rows[j]
+    return out
 
 
 def _data_lines(text: str) -> list[int]:
@@ -520,7 +539,7 @@ def tick_rows(draw: st.DrawFn) -> TickRow:
     if draw(st.integers(0, 9)) == 0:
         ts_text, ts, ts_ok = draw(BAD_STAMPS), 0, False
     else:
-        ts = draw(st.one_of(st.integers(-5, 300).map(lambda k: T0 + k * 1000), st.sampled_from([EPOCH_FIRST_MS])))
+        ts = draw(st.one_of(st.integers(-5, 300).map(lambda k: T0 + k * 1000), st.sampled_from([FINE_FIRST_MINUTE])))
         ts_text, ts_ok = _ts_text(ts, draw(st.sampled_from(["s", "ms", "us", "ns", "iso"]))), True
     sym = draw(st.sampled_from(SYMBOLS))
     bid = draw(st.integers(10_900, 11_100)) / 10_000

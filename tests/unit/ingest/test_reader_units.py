@@ -1,8 +1,11 @@
 """The readers' epoch unit guess (s, ms, us, ns) and the numbers they refuse, at the edges.
 
-An epoch number is read in the one unit in which it is a date from 1980 to 2099
+An epoch number is read in the one unit in which it is a date from 1971 to 2099
 (``readers.EPOCH_FIRST_MS`` .. ``EPOCH_END_MS``), or refused as ``bad_ts`` quoting the text as
-written. Before, the unit came from the magnitude alone (s below 1e11, ms below 1e14, us below
+written (and saying to write other dates as text). The span started in 1980, which refused the
+daily bars of the 1970s in epoch seconds while the same dates as text were read. A number that
+is a time of the wire (up to 9999-12-31) in the next coarser unit is not read in a finer one:
+ms, us and ns read dates from 1978-01-11T21:31:40.800Z (``EPOCH_FINE_FIRST_MS``) on. Before, the unit came from the magnitude alone (s below 1e11, ms below 1e14, us below
 1e17): 253402300799000, 9999-12-31 in ms, was read as microseconds, 1978-01-11, and fed to the
 indicators out of order.
 """
@@ -17,7 +20,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forex_diffusion.errors import RejectReason
+from forex_diffusion.ingest import readers
 from forex_diffusion.ingest.readers import EPOCH_END_MS, EPOCH_FIRST_MS, epoch_ms, read_candles, read_ticks
+
+WIRE_MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the wire's TS_MAX
+EPOCH_FINE_FIRST_MS = 253_402_300_800  # 1978-01-11T21:31:40.800Z: WIRE_MAX_MS / 1000, rounded up
 
 YEAR_9999_MS = 253_402_300_799_000
 UNITS = {"s": 1000.0, "ms": 1.0, "us": 1e-3, "ns": 1e-6}  # to ms
@@ -52,12 +59,17 @@ def test_an_epoch_of_year_9999_in_ms_is_refused_quoting_it_not_read_as_1978(read
         "-0",
         "-1",
         "-1398902400",
-        "1e11",  # the old s/ms boundary: 1973 in ms
-        "1e14",  # the old ms/us boundary: 1973 in us
-        "1e17",  # the old us/ns boundary: 1973 in ns
-        "4102444800000",  # 2100-01-01 in ms: the end, excluded
-        "315532799999",  # a ms before 1980
+        "4102444800",  # 2100-01-01 in s: the end, excluded (and 1970-02-17 in ms)
+        "4102444800000",  # 2100-01-01 in ms: the end, excluded (and 1970-02-17 in us)
+        "4102444800000000",  # 2100-01-01 in us
+        "4102444800000000000",  # 2100-01-01 in ns
+        "31535999.999",  # a ms before 1971, in s
+        "31535999999",  # a ms before 1971, in ms (2969 in s)
+        "31535999999000",  # a ms before 1971, in us
+        "31535999999000000",  # a ms before 1971, in ns
+        "31535999",  # a second before 1971, in s
         "20140501",  # YYYYMMDD is no epoch (1970-08-22 in s)
+        "20991231",  # nor is the last of the span (below 31536000, 1971-01-01 in s)
         "9.3e18",  # past int64 ns
         "1e308",
         "1e400",
@@ -70,7 +82,35 @@ def test_an_epoch_that_is_a_plausible_date_in_no_unit_is_refused_as_written(text
     assert len(loaded.frame) == 1
     (r,) = loaded.rejects
     assert (r.line, r.reason) == (3, RejectReason.BAD_TS)
-    assert repr(text) in r.detail and "1980 to 2099" in r.detail
+    assert r.detail == (
+        f"timestamp {text!r} is no epoch time (s, ms, us or ns) of 1971 to 2099; write other dates as text (YYYY-MM-DD)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "fine", "coarse", "date"),
+    [
+        (str(YEAR_9999_MS), "us", "ms", "1978-01-11"),  # 9999-12-31 in ms
+        ("1e11", "ms", "s", "1973-03-03"),
+        ("1e14", "us", "ms", "1973-03-03"),
+        ("1e17", "ns", "us", "1973-03-03"),
+        ("31536000000", "ms", "s", "1971-01-01"),
+        ("253402300799", "ms", "s", "1978-01-11"),  # the last ms before the finer units' span
+        ("253402300799999", "us", "ms", "1978-01-11"),
+        ("253402300799999000", "ns", "us", "1978-01-11"),
+    ],
+)
+def test_a_date_of_the_1970s_in_a_finer_unit_that_is_a_wire_time_in_a_coarser_one_is_refused_as_ambiguous(
+    text: str, fine: str, coarse: str, date: str, tmp_path: Path
+) -> None:
+    loaded = read_candles(_candles(tmp_path / "c.csv", ["1398902400000", text]))
+    assert len(loaded.frame) == 1
+    (r,) = loaded.rejects
+    assert (r.line, r.reason) == (3, RejectReason.BAD_TS)
+    assert r.detail == (
+        f"timestamp {text!r} is {date} in {fine} and a date after 2099 in {coarse}: ambiguous; "
+        "write it as text (YYYY-MM-DD)"
+    )
 
 
 # the last ms of the span is left to the test of the ends: its us and ns may round past it
@@ -80,10 +120,12 @@ _DATE_MS = st.integers(min_value=EPOCH_FIRST_MS, max_value=EPOCH_END_MS - 2)
 @pytest.mark.parametrize(
     ("text", "ms"),
     [
-        ("315532800", EPOCH_FIRST_MS),
-        ("315532800000", EPOCH_FIRST_MS),
-        ("315532800000000", EPOCH_FIRST_MS),
-        ("315532800000000000", EPOCH_FIRST_MS),
+        ("31536000", EPOCH_FIRST_MS),  # 1971-01-01 in s
+        ("253402300800", EPOCH_FINE_FIRST_MS),  # the first ms of the finer units' span
+        ("253402300800000", EPOCH_FINE_FIRST_MS),
+        ("253402300800000000", EPOCH_FINE_FIRST_MS),
+        ("315532799", 315_532_799_000),  # 1979-12-31T23:59:59 in s (refused before)
+        ("86400000", 86_400_000_000),  # 1972-09-27 in s
         ("4102444799.999", EPOCH_END_MS - 1),
         ("4102444799999", EPOCH_END_MS - 1),
         ("4102444799999000", EPOCH_END_MS - 1),
@@ -95,10 +137,44 @@ def test_the_first_and_last_ms_of_the_span_are_read_in_every_unit(text: str, ms:
     assert read.tolist() == [True] and got.tolist() == [ms]
 
 
+def test_the_four_units_spans_do_not_overlap_at_any_boundary() -> None:
+    """The last number read in one unit is below the first read in the next: 2099 in s
+    (~4.1e9) < 1971 in ms (~3.15e10), and so on up to ns; just past each end, nothing is read."""
+    spans = []
+    for unit, scale in UNITS.items():
+        first_ms = EPOCH_FIRST_MS if unit == "s" else EPOCH_FINE_FIRST_MS
+        first, last = first_ms / scale, (EPOCH_END_MS - 1) / scale
+        got, read = epoch_ms(np.array([first, last]))
+        assert read.tolist() == [True, True], unit
+        assert got.tolist() == [first_ms, EPOCH_END_MS - 1], unit
+        spans.append((first, last))
+    for (_, last), (first, _) in zip(spans, spans[1:], strict=False):
+        assert last * 7 < first  # a wide gap: 4.1e9 vs 3.15e10 (2.5e11 for ms on) in each step
+        gap = np.array([last * 1.001, last * 2, first / 2, first * 0.999])
+        assert epoch_ms(gap)[1].tolist() == [False] * 4
+    assert EPOCH_FIRST_MS == 31_536_000_000  # 1971-01-01T00:00Z
+    assert EPOCH_FINE_FIRST_MS * 1000 == WIRE_MAX_MS + 1  # in the coarser unit: past 9999-12-31
+    assert (readers.EPOCH_FINE_FIRST_MS, readers.WIRE_MAX_MS) == (EPOCH_FINE_FIRST_MS, WIRE_MAX_MS)
+    assert spans[0][0] == 31_536_000 > 20_991_231  # every YYYYMMDD of 1971..2099 is below it
+
+
+def test_daily_bars_of_the_1970s_in_epoch_seconds_read_as_the_same_dates_as_text(tmp_path: Path) -> None:
+    """Before, 1971..1979 in epoch seconds were refused (the span began in 1980) while the
+    same dates written as text were read."""
+    days = ["1971-01-01", "1975-06-02", "1979-12-31"]
+    secs = [str(int(np.datetime64(d, "s").astype(np.int64))) for d in days]
+    as_text = read_candles(_candles(tmp_path / "t.csv", days))
+    as_secs = read_candles(_candles(tmp_path / "s.csv", secs))
+    assert not as_secs.rejects and not as_text.rejects
+    assert as_secs.frame["ts_ms"].tolist() == as_text.frame["ts_ms"].tolist() == [int(s) * 1000 for s in secs]
+
+
 @settings(max_examples=100)
 @given(ms=_DATE_MS, unit=st.sampled_from(sorted(UNITS)), sub=st.integers(0, 999_999))
-def test_a_date_from_1980_to_2099_reads_back_in_every_unit(ms: int, unit: str, sub: int) -> None:
+def test_a_date_from_1971_to_2099_reads_back_in_every_unit(ms: int, unit: str, sub: int) -> None:
     """Written in s, ms, us or ns, a date of the span is read as that date (to the ms)."""
+    if unit != "s":  # the finer units read from 1978-01-11 on
+        ms = max(ms, EPOCH_FINE_FIRST_MS + 1)
     if unit == "s":
         text, want = f"{ms // 1000}.{ms % 1000:03d}", ms
     elif unit == "ms":
@@ -126,10 +202,11 @@ def test_an_epoch_is_read_in_exactly_one_unit_or_not_at_all(v: float) -> None:
     number read is one such date: never a silently misread year."""
     ms, read = epoch_ms(np.array([v]))
     fits = []
+    scales = list(UNITS.values())
     with np.errstate(over="ignore", invalid="ignore"):
-        for scale in UNITS.values():
+        for k, scale in enumerate(scales):
             m = np.round(v * scale)
-            if EPOCH_FIRST_MS <= m < EPOCH_END_MS:
+            if EPOCH_FIRST_MS <= m < EPOCH_END_MS and not (k and v * scales[k - 1] <= WIRE_MAX_MS):
                 fits.append(int(m))
     assert len(fits) <= 1
     assert read.tolist() == [bool(fits)]
