@@ -666,7 +666,9 @@ class SymbolForecaster:
             s.contexts = {
                 k: SeriesContext.restore(c, symbol=f.symbol, timeframe=tf) for k, c in d.get("contexts", {}).items()
             }
-            s.inputs = {k: InputsBuilder.restore(b) for k, b in d.get("inputs", {}).items()}
+            s.inputs = {
+                k: InputsBuilder.restore(b, symbol=f.symbol, timeframe=tf) for k, b in d.get("inputs", {}).items()
+            }
             s.pending.extend(PendingForecast.from_list(p) for p in d["pending"])
         return f
 

@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from forex_diffusion.errors import ConfigError, StateError
 from forex_diffusion.indicators.fusion import Part
-from forex_diffusion.state import finite, malformed, unwrap, wrap
+from forex_diffusion.state import count, finite, malformed, unwrap, wrap
 
 __all__ = [
     "PARAMETER_MAX",
@@ -307,7 +307,7 @@ class Indicator(ABC, Generic[V]):
             if cls is not Indicator and not issubclass(klass, cls):
                 raise StateError(f"snapshot of {klass.__name__} cannot restore a {cls.__name__}")
             ind = klass(**state["params"])
-            ind._n = int(state["n"])
+            ind._n = count(state["n"])  # -1 restored, then a window of -1 values: nan features
             raw = state["raw"]
             ind._raw = tuple(raw) if isinstance(raw, list) else raw
             ind._fraw = _NO

@@ -266,10 +266,10 @@ class BollingerBands(ScalarIndicator[BandsValue]):
         return {"buf": list(self._buf), "anchor": self._anchor, "s1": self._s1, "s2": self._s2}
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        self._buf = deque((float(v) for v in state["buf"]), maxlen=self.period)
-        self._anchor = float(state["anchor"])
-        self._s1 = float(state["s1"])
-        self._s2 = float(state["s2"])
+        self._buf = deque((number(v, low=0.0) for v in state["buf"]), maxlen=self.period)
+        self._anchor = number(state["anchor"], low=0.0)  # a price the sums are taken around (0: none yet)
+        self._s1 = number(state["s1"])
+        self._s2 = number(state["s2"], low=0.0)  # a sum of squares
 
 
 class RealisedVolatility(PeriodIndicator[float], ScalarIndicator[float]):

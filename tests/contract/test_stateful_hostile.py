@@ -141,13 +141,7 @@ def _hostile(draw: st.DrawFn, name: str) -> tuple[Path_, Any]:
 
 #: classes whose restore still takes a hostile value it later fails on (findings, reported:
 #: their restore lives in files of other changes, or is not fixed yet)
-OPEN: dict[str, str] = {
-    "inputs_builder": (
-        "its mtf feature builder (5m: bb_20, donchian_20) restores a Bollinger band's count or anchor of -1 "
-        "or a Donchian channel's count of -1, then writes nan into its feature blocks: the next snapshot is "
-        "no JSON (indicators/, forecast/features.py; its own fields and cross book are fixed)"
-    ),
-}
+OPEN: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(
