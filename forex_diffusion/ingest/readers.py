@@ -231,8 +231,13 @@ def _bad_lines(text: str, sep: str, header: bool, ncols: int) -> list[FileReject
     return out
 
 
+#: What a number's or a time's cell may have around it: ASCII white space only (str.strip()
+#: would also take U+0085 or U+00A0, and '1.1\x85' was read as 1.1).
+_BLANKS = " \t\r\n\x0b\x0c"
+
+
 def _numbers(col: pd.Series, name: str, lines: np.ndarray, rejects: list[FileReject], bad: np.ndarray) -> np.ndarray:
-    s = col.str.strip()
+    s = col.str.strip(_BLANKS)
     vals: np.ndarray = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
     odd = ~np.isfinite(vals)
     if odd.any():
@@ -319,7 +324,7 @@ def _timestamps(
     fmt: str | None = None,
     tz: str = "UTC",
 ) -> np.ndarray:
-    s = col.str.strip()
+    s = col.str.strip(_BLANKS)
     out = np.zeros(len(s), dtype=np.int64)
     long = (s.str.len() > _TIME_CHARS_MAX).to_numpy()  # no time: never parsed (dateutil is slow on them)
     for j in np.flatnonzero(long & ~bad):

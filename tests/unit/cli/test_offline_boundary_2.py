@@ -348,13 +348,16 @@ def candle_rows(draw: st.DrawFn) -> Row:
     if row.ok:
         row.ts, row.symbol = ts, sym
         row.prices = [float(v) for v in values if v is not None] + [float(VOLUMES[vol] or 0.0)]
+    nfields = len(row.cells)  # the header's
     shape = draw(st.integers(0, 19))
     if shape == 0:  # a field more
         row.cells.append("x")
     elif shape == 1:  # a field less
         row.cells.pop()
-    row.wide = shape == 0 or any("," in cell for cell in row.cells)
-    if row.wide or shape == 1:
+    # more fields than the header: a comma in a cell (thousands separator) may make up for a
+    # field less, so the fields are counted as the reader counts them
+    row.wide = ",".join(row.cells).count(",") + 1 > nfields
+    if row.wide or shape == 1 or any("," in cell for cell in row.cells):
         row.ok = False  # a comma in a cell (thousands separator) or a field more or less: malformed
     return row
 
@@ -556,13 +559,16 @@ def tick_rows(draw: st.DrawFn) -> TickRow:
         canon = REG.normalise(sym) or sym
         b, a = (float(v) for v in values if v is not None)
         row.tick = Tick(symbol=canon, ts_ms=ts, bid=b, ask=a, volume=float(VOLUMES[vol] or 0.0))
+    nfields = len(row.cells)  # the header's
     shape = draw(st.integers(0, 19))
     if shape == 0:
         row.cells.append("x")
     elif shape == 1:
         row.cells.pop()
-    row.wide = shape == 0 or any("," in cell for cell in row.cells)
-    if row.wide or shape == 1:
+    # more fields than the header: a comma in a cell (thousands separator) may make up for a
+    # field less, so the fields are counted as the reader counts them
+    row.wide = ",".join(row.cells).count(",") + 1 > nfields
+    if row.wide or shape == 1 or any("," in cell for cell in row.cells):
         row.ok = False
     return row
 
