@@ -80,7 +80,7 @@ from forex_diffusion.quality.evaluation import (
 )
 from forex_diffusion.quality.monitoring import DEFAULT_HORIZON_GROUPS, HorizonGroup
 from forex_diffusion.storage.model_registry import alias_history, list_versions
-from forex_diffusion.storage.repository import fetch_candles
+from forex_diffusion.storage.repository import fetch_candles, number_or_null, stored_text
 from forex_diffusion.storage.retry import db_retry
 from forex_diffusion.storage.tables import NO_HORIZON, candles, forecasts
 from forex_diffusion.timeframes import Timeframe, ms_to_datetime
@@ -237,25 +237,6 @@ def _raw(conn: Connection, column: Any) -> Any:
     return cast(column, LargeBinary) if conn.dialect.name == "sqlite" else cast(column, Text)
 
 
-def _number(conn: Connection, column: Any) -> Any:
-    """``column`` where it holds a number, else NULL (SQLite stores any value in any column)."""
-    if conn.dialect.name != "sqlite":
-        return column
-    return case((func.typeof(column).in_(("integer", "real")), column), else_=literal(None))
-
-
-def _text(raw: Any) -> str | None:
-    """A stored text value (bytes on SQLite) as a string, or None when it is not UTF-8 text."""
-    if isinstance(raw, str):
-        return raw
-    if isinstance(raw, (bytes, bytearray, memoryview)):
-        try:
-            return bytes(raw).decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    return None
-
-
 def _log_skipped(what: str, skipped: Counter[str]) -> None:
     if skipped:
         logger.warning(
@@ -279,7 +260,7 @@ def list_series(engine: Engine) -> list[tuple[str, str, int]]:
     out: list[tuple[str, str, int]] = []
     skipped: Counter[str] = Counter()
     for raw_sym, raw_tf, n in rows:
-        symbol, timeframe = _text(raw_sym), _text(raw_tf)
+        symbol, timeframe = stored_text(raw_sym), stored_text(raw_tf)
         if symbol is None or timeframe is None:
             skipped["not_utf8"] += int(n)
             continue
@@ -415,7 +396,7 @@ def check_payload(
 
 
 def _decode_payload(raw: Any) -> tuple[Any, str | None]:
-    text = _text(raw)
+    text = stored_text(raw)
     if text is None:
         return None, "not_utf8" if raw is not None else "not_json"
     try:
@@ -503,7 +484,7 @@ def _fetch_payloads(engine: Engine, cfg: ReportConfig) -> _Fetched:
             where.append(func.typeof(forecasts.c.as_of_ms).in_(("integer", "real")))
         raw = _raw(conn, forecasts.c.payload)
         q = select(
-            _number(conn, forecasts.c.as_of_ms),
+            number_or_null(conn, forecasts.c.as_of_ms),
             _raw(conn, forecasts.c.model_version),
             func.length(raw),
             case((func.length(raw) <= PAYLOAD_CHARS_MAX, raw), else_=literal(None)),
@@ -564,7 +545,7 @@ def _fetch_payloads(engine: Engine, cfg: ReportConfig) -> _Fetched:
 def _read_row(as_of: Any, raw_version: Any, size: Any, text: Any) -> tuple[dict[str, Any] | None, str | None]:
     """One stored forecast row checked: ``(payload, None)``, ``(payload, "touch")`` (its touch
     field dropped) or ``(None, reason)``."""
-    version = _text(raw_version)
+    version = stored_text(raw_version)
     if version is None:
         return None, "not_utf8"
     if type(as_of) is not int:

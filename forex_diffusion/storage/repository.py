@@ -47,7 +47,9 @@ __all__ = [
     "fetch_drift_events",
     "fetch_forecasts",
     "load_snapshot",
+    "number_or_null",
     "save_progress",
+    "stored_text",
     "upsert_candles",
     "upsert_drift_events",
     "upsert_forecasts",
@@ -368,9 +370,9 @@ def load_snapshot(
     with engine.connect() as conn:
         row = conn.execute(
             select(
-                _number(conn, snapshots.c.offset),
+                number_or_null(conn, snapshots.c.offset),
                 _raw_text(conn, snapshots.c.state),
-                _number(conn, snapshots.c.epoch),
+                number_or_null(conn, snapshots.c.epoch),
                 _raw_text(conn, snapshots.c.fingerprint),
             ).where(_key(snapshots, consumer, topic, partition))
         ).first()
@@ -405,22 +407,33 @@ def _raw_text(conn: Connection, column: Any) -> Any:
     return cast(column, LargeBinary) if conn.dialect.name == "sqlite" else column
 
 
-def _number(conn: Connection, column: Any) -> Any:
+def number_or_null(conn: Connection, column: Any) -> Any:
     """``column`` where it holds a number, else NULL: SQLite stores any value in any column
-    (text, a blob, text that is not UTF-8); only numbers reach Python."""
+    (text, a blob, text that is not UTF-8); only numbers reach Python. Labelled as the column."""
     if conn.dialect.name != "sqlite":
         return column
     return case((func.typeof(column).in_(("integer", "real")), column), else_=literal(None)).label(column.name)
 
 
-def _state_text(raw: Any, where: str) -> str:
+def stored_text(raw: Any) -> str | None:
+    """A stored text value (read as bytes on SQLite) as a string; None when it is not UTF-8
+    text (a blob, a number, bytes that do not decode)."""
     if isinstance(raw, str):
         return raw
     if isinstance(raw, (bytes, bytearray, memoryview)):
         try:
             return bytes(raw).decode("utf-8")
         except UnicodeDecodeError:
-            raise StateError(f"checkpoint of {where}: the stored text is not UTF-8") from None
+            return None
+    return None
+
+
+def _state_text(raw: Any, where: str) -> str:
+    text = stored_text(raw)
+    if text is not None:
+        return text
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        raise StateError(f"checkpoint of {where}: the stored text is not UTF-8")
     raise StateError(f"checkpoint of {where}: the stored state is not text ({type(raw).__name__})")
 
 
@@ -556,7 +569,7 @@ def _candle_columns(conn: Connection, checked: bool) -> list[Any]:
     """The candle columns to select; ``checked``: on SQLite a number column holding anything
     else (text, text that is not UTF-8, a blob) reads as NULL."""
     return [
-        _number(conn, c) if checked and c.name in _NUMERIC_CANDLE_COLS else c
+        number_or_null(conn, c) if checked and c.name in _NUMERIC_CANDLE_COLS else c
         for c in candles.columns
         if c.name not in ("symbol", "timeframe")
     ]
