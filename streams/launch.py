@@ -136,10 +136,6 @@ def _refuse_answered(exc: BaseException, why: str, shown: str) -> None:
 
 def run_worker(*, role: str = "stream", log_level: str = "warn", settings: Settings | None = None) -> None:
     """Build the app for ``role`` and run it until SIGTERM/SIGINT."""
-    import faust
-
-    from .app import create_app
-
     if role not in ROLES:
         raise SystemExit(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
     settings = settings or Settings.from_env()
@@ -148,6 +144,10 @@ def run_worker(*, role: str = "stream", log_level: str = "warn", settings: Setti
         settings.retrain_job()  # a malformed FOREXD_RETRAIN_JOB_CONFIG: exit 78 before anything starts
     wait_for_broker(settings.broker_url, settings.broker_wait_s)
     wait_for_database(settings)  # issue 15: PostgreSQL down at start is waited out, not crash-looped
+    import faust  # after the checks: a refused setting answers without loading the stream (seconds)
+
+    from .app import create_app
+
     metrics = None
     try:
         from .metrics import Metrics
