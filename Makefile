@@ -32,7 +32,7 @@ demo: setup
 
 # Two processes (the fault and broker tests mostly wait on brokers, timers and subprocesses),
 # then the tests that stop a shared service (PostgreSQL), alone.
-XDIST ?= -n 3 --dist worksteal
+XDIST ?= -n 4 --dist worksteal
 test: setup
 	$(BIN)/python -m pytest -q $(XDIST) -m "not soak and not slow and not serial" $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -q -m "serial and not soak and not slow" $(PYTEST_ARGS)
