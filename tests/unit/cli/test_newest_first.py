@@ -10,33 +10,14 @@ file but the first was refused as ``late``.
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import pandas as pd
-from typer.testing import CliRunner
 
 from forex_diffusion.ingest import readers
 from streams.cli import app
 
-ROOT = Path(__file__).resolve().parents[3]
-LEAN_H1 = ROOT / "tests" / "data" / "lean" / "lean_oanda_eurusd_h1_2007_2017.csv.gz"
-MODEL_1H = ROOT / "forex_diffusion" / "bundled" / "models" / "EURUSD-1h-h24"
-runner = CliRunner()
-
-BACKTEST_ARGS = ["--symbol", "EURUSD", "--timeframe", "1h", "--model", str(MODEL_1H), "--every", "10",
-                 "-n", "16", "--steps", "4", "--touch-bands", "none"]  # fmt: skip
-
-
-def _lean(start: int, n: int) -> tuple[str, list[str]]:
-    with gzip.open(LEAN_H1, "rt") as fh:
-        lines = fh.read().splitlines()
-    return lines[0], lines[1 + start : 1 + start + n]
-
-
-def _write(path: Path, header: str, rows: list[str]) -> Path:
-    path.write_text("\n".join([header, *rows]) + "\n")
-    return path
+from .test_train_backtest_times import BACKTEST_ARGS, _lean, _write, runner
 
 
 def _invoke(args: list[str]) -> tuple[int, str]:
