@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -104,6 +104,20 @@ def open_output(path: Path | None, option: str = "-o") -> Iterator[IO[str]]:
         ) from exc
 
 
+# The options `forexd candles` and `forexd indicators` share, declared once (typer reads
+# them from the annotation).
+CsvOutput = Annotated[
+    Path | None,
+    typer.Option("-o", "--output", help="CSV to write (default, or -: standard output).", readable=False),
+]
+Rejects = Annotated[
+    Path | None,
+    typer.Option(
+        "--rejects", help="Write each refused row with its reason to this CSV (- : standard output).", readable=False
+    ),
+]
+
+
 def candles(
     file: Path = typer.Argument(
         ...,
@@ -111,9 +125,7 @@ def candles(
         "- (or a pipe) reads it from standard input.",
         readable=False,
     ),
-    output: Path | None = typer.Option(
-        None, "-o", "--output", help="CSV to write (default, or -: standard output).", readable=False
-    ),
+    output: CsvOutput = None,
     price: str = typer.Option("mid", "--price", help="Price side of the candles: mid|bid|ask."),
     timeframes: str = typer.Option("1m", "--timeframes", help="Comma-separated timeframes, e.g. 1m,5m,1h."),
     symbol: str | None = typer.Option(
@@ -122,12 +134,7 @@ def candles(
     lateness_ms: int = typer.Option(
         2000, "--allowed-lateness-ms", help="Allowed lateness of ticks (event time), 0 to 604800000 (a week)."
     ),
-    rejects: Path | None = typer.Option(
-        None,
-        "--rejects",
-        help="Write each refused row with its reason to this CSV (- : standard output).",
-        readable=False,
-    ),
+    rejects: Rejects = None,
 ) -> None:
     """Read ticks from FILE and write candles as CSV.
 

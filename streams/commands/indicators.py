@@ -12,7 +12,7 @@ from forex_diffusion.precision import round_price_columns
 from forex_diffusion.timeframes import Timeframe
 
 from ._common import check_input, check_output, check_price, progress_bar, reject_summary, write_rejects
-from .candles import check_symbol, open_output, resolve_outputs
+from .candles import CsvOutput, Rejects, check_symbol, open_output, resolve_outputs
 
 _INPUT_COLUMNS = ["ts_ms", "symbol", "open", "high", "low", "close", "volume"]
 # Written out here so that `forexd --help` need not import the indicators (numba); a unit
@@ -28,9 +28,7 @@ def indicators(
         "timestamp,symbol,open,high,low,close[,volume], Dukascopy, HistData, MetaTrader.",
         readable=False,
     ),
-    output: Path | None = typer.Option(
-        None, "-o", "--output", help="CSV to write (default, or -: standard output).", readable=False
-    ),
+    output: CsvOutput = None,
     price: str = typer.Option("mid", "--price", help="Side of bid/ask candle files: mid|bid|ask."),
     spec: str | None = typer.Option(
         None,
@@ -53,12 +51,7 @@ def indicators(
         "--only-ready",
         help="Leave a value empty until its indicator is ready (seed forgotten), not only until it is defined.",
     ),
-    rejects: Path | None = typer.Option(
-        None,
-        "--rejects",
-        help="Write each refused row with its reason to this CSV (- : standard output).",
-        readable=False,
-    ),
+    rejects: Rejects = None,
 ) -> None:
     """Read candles from FILE and write them with one column per indicator output.
 
