@@ -3,9 +3,10 @@ the outcome on ``fx.models``. The stream keeps flowing while a job trains.
 
 Every request is checked before anything is built from it (issue 13): its wire form
 (:func:`~retraining.jobs.decode_request`), then its model key against what the worker serves
-(:func:`~retraining.jobs.check_key`). A refused request is dead-lettered with its reason, an
-unexpected error as ``internal``, and acknowledged before the next request is taken
-(:class:`~streams.consumer.Outbox`). At most ``retrain_concurrency`` jobs run at once, from a
+(:func:`~retraining.jobs.check_key`), then its Kafka key, which must be its symbol
+(``key_mismatch``, B19, the check of fx.ticks and fx.candles). A refused request is
+dead-lettered with its reason, an unexpected error as ``internal``, and acknowledged before
+the next request is taken (:class:`~streams.consumer.Outbox`). At most ``retrain_concurrency`` jobs run at once, from a
 bounded queue (:class:`~retraining.job_queue.RetrainQueue`), each killed after ``retrain_timeout_s``.
 """
 
@@ -18,7 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from forex_diffusion.errors import RejectReason, ValidationError
+from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.quality.trigger import RetrainRequest
+from forex_diffusion.wire import UNCHECKED, _canonical
 from retraining.job_queue import RetrainQueue
 from retraining.jobs import JobOutcome, check_key, decode_request, encode_outcome
 from retraining.runner import run_job_async
@@ -48,6 +51,7 @@ class RetrainAgent:
             {s.horizon, self.config.horizon, *s.model_horizons.values(), *(e.key.horizon for e in self.schedule)}
         )
         self.last_fired: dict[str, int] = {}
+        self.instruments = InstrumentRegistry.of(s.symbols)  # the Kafka key check's symbols
         self.queue = RetrainQueue(self._run, concurrency=s.retrain_concurrency, default_horizon=self.config.horizon)
         self.outbox = Outbox(rt, name="retrain_requests", on_refused=self._refused)
 
@@ -68,13 +72,20 @@ class RetrainAgent:
         with self.outbox.contain.record(msg) as rec:
             request = decode_request(msg.value)
             rec.stage, rec.symbol = "validate", request.symbol
-            self.submit(request)
+            self.submit(request, key=msg.key)
         await self.outbox.deliver()
 
-    def submit(self, request: RetrainRequest) -> None:
-        """Name, check and queue a request (``ValidationError``: refused, the queue is full)."""
+    def submit(self, request: RetrainRequest, *, key: Any = UNCHECKED) -> None:
+        """Name, check and queue a request (``ValidationError``: refused, the queue is full).
+
+        ``key`` is the Kafka key of a request read from ``fx.retrain.requests``: it must be the
+        request's symbol (B19: keys are the canonical symbol, as the candle worker and
+        ``forexd retrain`` send it), else ``key_mismatch``; a request the worker made itself
+        (the schedule) has none to check.
+        """
         request = self.named(request)
         self.check(request)
+        _canonical(request.symbol, key, self.instruments)  # fx.ticks' and fx.candles' key check
         if self.queue.submit(request) == "queue_full":
             raise ValidationError(
                 RejectReason.QUEUE_FULL, f"{self.queue.queued} retrain jobs already wait (max {self.queue.max_queued})"

@@ -183,9 +183,17 @@ def _agent(
     return RetrainAgent(rt), topics  # type: ignore[arg-type]
 
 
-def _msg(value: bytes | str, offset: int = 0) -> Any:
+_SYMBOL_KEY: Any = object()  # default key of _msg: the request's symbol, as every producer sends it
+
+
+def _msg(value: bytes | str, offset: int = 0, *, key: Any = _SYMBOL_KEY) -> Any:
     raw = value.encode() if isinstance(value, str) else value
-    return SimpleNamespace(topic="fx.retrain.requests", partition=0, offset=offset, key=b"k", value=raw)
+    if key is _SYMBOL_KEY:  # the value's symbol (B19: keys are the canonical symbol); b"k" for a broken value
+        try:
+            key = str(json.loads(raw)["symbol"]).encode()
+        except (ValueError, KeyError, TypeError):
+            key = b"k"
+    return SimpleNamespace(topic="fx.retrain.requests", partition=0, offset=offset, key=key, value=raw)
 
 
 def _raw(**kw: Any) -> str:
@@ -257,6 +265,32 @@ def test_schema_valid_request_for_an_unconfigured_key_is_dead_lettered_and_the_a
         ]
         heads = topics["deadletter"].sent[0]["headers"]
         assert heads["x-error-reason"] == b"schema" and heads["x-orig-offset"] == b"0"
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("key", [None, b"GBPUSD", b"\xff", b"EUR/USD", b"eurusd", b""])
+def test_a_valid_request_whose_kafka_key_is_not_its_symbol_is_dead_lettered_as_key_mismatch(
+    key: bytes | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (B19): the retrain agent never read the Kafka key: a valid EURUSD request
+    keyed None, GBPUSD or 0xff was queued and run (0 dead letters), while fx.ticks, fx.candles
+    and fx.models refuse such a key (a wrong key breaks co-partitioning)."""
+    jobs = Jobs()
+
+    async def go() -> None:
+        agent, topics = _agent(tmp_path, monkeypatch, jobs, symbols=("EURUSD", "GBPUSD"))
+        await agent.handle(_msg(_raw(request_id="bad", symbol="EURUSD"), 0, key=key))
+        await agent.handle(_msg(_raw(request_id="good", symbol="EURUSD"), 1, key=b"EURUSD"))
+        await _until(
+            lambda: len(topics["deadletter"].sent) == 1 and len(topics["models"].sent) == 1,
+            "the dead letter and the good job",
+            lambda: _sent(jobs, topics),
+        )
+        assert jobs.ran == ["good"]
+        assert _reasons(topics["deadletter"]) == ["key_mismatch"]
+        letter = topics["deadletter"].sent[0]
+        assert letter["headers"]["x-error-reason"] == b"key_mismatch" and letter["headers"]["x-orig-offset"] == b"0"
 
     asyncio.run(go())
 
