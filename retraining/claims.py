@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -44,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 #: A claim not renewed for this long is free for another worker.
 LEASE_S = 120.0
+#: Largest pid an owner may name (Linux's PID_MAX_LIMIT, 2**22): past it the owner is unreadable.
+PID_MAX = 4_194_304
+_PID = re.compile(r"[0-9]{1,7}")  # ASCII digits only: '²' and '١' are str.isdigit() but no pid
 
 _metadata = MetaData()
 claims_table = Table(
@@ -89,18 +93,23 @@ def _now_ms() -> int:
 
 def _dead_local_owner(owner: str) -> bool:
     """Whether ``owner`` names a process of this host that no longer exists (a killed job's
-    claim is then free at once instead of after its lease)."""
+    claim is then free at once instead of after its lease).
+
+    An owner this cannot read (not ``host:pid:nonce``, a pid that is not ASCII digits or past
+    :data:`PID_MAX`) is a live or foreign holder, never ours to break: ``'²'.isdigit()`` is
+    true but ``int('²')`` a ValueError, and a pid of 31 digits made ``os.kill`` raise
+    OverflowError, a traceback that ended the job."""
     parts = owner.rsplit(":", 2)
-    if len(parts) != 3 or parts[0] != _local_host() or not parts[1].isdigit():
+    if len(parts) != 3 or parts[0] != _local_host() or _PID.fullmatch(parts[1]) is None:
         return False
     pid = int(parts[1])
-    if pid == os.getpid():
+    if not 1 <= pid <= PID_MAX or pid == os.getpid():
         return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    except PermissionError:  # alive, another user's
+    except (OSError, OverflowError):  # PermissionError: alive, another user's; else not a pid here
         return False
     return False
 

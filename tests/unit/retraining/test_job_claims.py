@@ -163,3 +163,20 @@ def test_a_pid_of_another_pid_namespace_under_the_same_host_name_is_never_judged
     JobClaims(eng, owner=f"{mine}:{gone.pid}:y", lease_s=3600).acquire("EURUSD/5m/24", "r4")
     JobClaims(eng).acquire("EURUSD/5m/24", "r5")  # a dead process of this namespace: taken over at once
     eng.dispose()
+
+
+@pytest.mark.parametrize("pid", ["²", "١٢", str(10**30), "0", "4194305", "-1", "+5", " 5", ""])
+def test_a_claim_whose_local_owner_names_no_readable_pid_is_a_live_holder(db_url: str, pid: str) -> None:
+    """Regression: an owner ``<this host>:²:x`` raised ValueError ('²'.isdigit() is true, int()
+    refuses it) and ``<this host>:10**30:x`` OverflowError from os.kill, out of ``acquire``: the
+    retrain job ended with a traceback (run_retrain catches the project's errors only). An owner
+    this host cannot read is a live or foreign holder: its lease holds, as another host's."""
+    from retraining.claims import _local_host
+
+    eng = make_engine(db_url)
+    owner = f"{_local_host()}:{pid}:x"
+    JobClaims(eng, owner=owner, lease_s=3600).acquire(KEY, "r1")
+    with pytest.raises(ClaimHeld):
+        JobClaims(eng).acquire(KEY, "r2")
+    assert JobClaims(eng).holder(KEY) is not None and JobClaims(eng).holder(KEY)[0] == owner  # type: ignore[index]
+    eng.dispose()
