@@ -33,7 +33,8 @@ The tick and candle schemas bound values structurally (types, finite, a magnitud
 instrument reaches, epoch-ms times within year 0..9999); per-instrument plausibility (price
 range, future timestamps, precision) is :mod:`forex_diffusion.ingest.validation`'s. Candles are
 checked as bars here (OHLC order, ``open_time`` on the timeframe's grid, ``close_time`` its
-end) because every reader of ``fx.candles`` needs that.
+end, overlapping the tick validator's 2000..2100 range) because every reader of ``fx.candles``
+needs that.
 
 >>> t = decode_tick(b'{"v":1,"symbol":"EUR/USD","ts":1399000000000,"bid":1.1,"ask":1.2}')
 >>> (t.symbol, t.ts_ms)
@@ -60,7 +61,14 @@ import numpy as np
 from forex_diffusion.domain import Candle, Tick
 from forex_diffusion.drift import DriftEvent
 from forex_diffusion.errors import ConfigError, RejectReason, ValidationError
-from forex_diffusion.ingest.validation import MAX_CANDLE_VOLUME, MAX_PRICE, MAX_TICK_VOLUME, PRICE_RANGE_FACTOR
+from forex_diffusion.ingest.validation import (
+    MAX_CANDLE_VOLUME,
+    MAX_PRICE,
+    MAX_TICK_VOLUME,
+    MAX_TS_MS,
+    MIN_TS_MS,
+    PRICE_RANGE_FACTOR,
+)
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.quality.trigger import RetrainRequest
 from forex_diffusion.timeframes import Timeframe
@@ -508,7 +516,11 @@ CANDLES = RecordSchema(
     fields=(
         _SYMBOL_IN_F,
         _TF_F,
-        _ts("open_time", description="bar open, epoch ms UTC, on the timeframe's grid"),
+        _ts(
+            "open_time",
+            description="bar open, epoch ms UTC, on the timeframe's grid; a bar outside "
+            f"2000-01-01..2100-01-01 ({MIN_TS_MS}..{MAX_TS_MS}) is refused (bad_ts)",
+        ),
         _ts("close_time", description="bar end (exclusive), epoch ms UTC: open_time + timeframe"),
         Field(name="open", **_PRICE_IN),  # type: ignore[arg-type]
         Field(name="high", **_PRICE_IN),  # type: ignore[arg-type]
@@ -1009,8 +1021,11 @@ def decode_candle(
 
     Beyond the schema: prices > 0 (``non_positive``), low ≤ open, close ≤ high
     (``inconsistent``), prices within the instrument's traded range widened by
-    :data:`~forex_diffusion.ingest.validation.PRICE_RANGE_FACTOR` (``out_of_range``), ``open_time`` on the timeframe's grid and ``close_time`` its end
-    (``bad_ts``), and the timeframe among ``timeframes`` when given (``schema``).
+    :data:`~forex_diffusion.ingest.validation.PRICE_RANGE_FACTOR` (``out_of_range``), a bar that
+    overlaps the ticks' time range, 2000-01-01 to 2100-01-01
+    (:data:`~forex_diffusion.ingest.validation.MIN_TS_MS`, ``MAX_TS_MS``), ``open_time`` on the
+    timeframe's grid and ``close_time`` its end (``bad_ts``), and the timeframe among
+    ``timeframes`` when given (``schema``).
     """
     d = decode_record("candles", raw, max_bytes=max_bytes)
     symbol = _canonical(d["symbol"], key, instruments or _DEFAULT_REGISTRY)
@@ -1036,6 +1051,12 @@ def decode_candle(
         start, end = tf.bounds(open_ms)
     except (OverflowError, ValueError):
         raise ValidationError(RejectReason.OUT_OF_RANGE, f"open_time {open_ms} outside the calendar") from None
+    # B18: the ticks' range. A bar no accepted tick could fall in (a 1970 one: a unit error or a
+    # forgery) is refused; one that straddles an end, as a day bar rolling at 22:00 does, holds ticks
+    if end <= MIN_TS_MS or open_ms >= MAX_TS_MS:
+        raise ValidationError(
+            RejectReason.BAD_TS, f"bar {open_ms}..{end} outside {MIN_TS_MS}..{MAX_TS_MS} (2000-01-01..2100-01-01)"
+        )
     if start != open_ms:
         raise ValidationError(RejectReason.BAD_TS, f"open_time {open_ms} is not on the {tf.name} grid")
     if close_ms != end:

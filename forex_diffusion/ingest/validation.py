@@ -57,8 +57,13 @@ MAX_CANDLE_VOLUME = 1e24
 
 __all__ = ["ValidationConfig", "TickValidator", "ValidationCounters"]
 
-_MIN_TS_MS = 946_684_800_000  # 2000-01-01: earlier is a unit error or garbage
-_MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
+MIN_TS_MS = 946_684_800_000
+"""2000-01-01 UTC in epoch ms: the earliest event time accepted by default (bad-input catalogue
+B18: earlier is a unit error, a time before the epoch or garbage; ``bad_ts``). Ticks
+(:class:`ValidationConfig`'s ``min_ts_ms``) and candles
+(:func:`forex_diffusion.wire.decode_candle`) share it."""
+MAX_TS_MS = 4_102_444_800_000
+"""2100-01-01 UTC in epoch ms: event times are before it (ticks and candles, as :data:`MIN_TS_MS`)."""
 _UNKNOWN_TS = -(1 << 62)  # event time of an id restored from an older snapshot: forgettable
 
 
@@ -88,8 +93,8 @@ class ValidationConfig:
     crossed_tolerance: float = 5e-4
     max_spread_fraction: float = 5e-3
     future_skew_ms: int = 5_000
-    min_ts_ms: int = _MIN_TS_MS
-    max_ts_ms: int = _MAX_TS_MS
+    min_ts_ms: int = MIN_TS_MS
+    max_ts_ms: int = MAX_TS_MS
     check_precision: bool = True
     max_decimals_extra: int = 0
     dedup_window: int = 10_000
