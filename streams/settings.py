@@ -100,6 +100,34 @@ _OWN_CHECKS = frozenset(
 )
 
 
+#: The SASL mechanisms a worker logs in with (docs/operations.md).
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+#: Longest Kafka topic name (the broker refuses a longer one).
+TOPIC_NAME_MAX = 249
+#: The topics a worker reads and writes, ``<prefix>fx.<name>`` (streams/app.py).
+TOPIC_NAMES: tuple[str, ...] = ("ticks", "candles", "indicators", "forecasts", "forecasts.paths", "drift")
+TOPIC_NAMES += ("retrain.requests", "models", "deadletter")
+_TOPIC_CHARS = re.compile(r"[A-Za-z0-9._-]*")  # Kafka's legal topic characters
+_LEADER_SUFFIX = "-__assignor-__leader"  # Faust's leader topic is <app_id> with this
+_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")  # one label of a host name
+
+
+def _is_ip(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_host_name(text: str) -> bool:
+    """A DNS name: dot-separated labels of ASCII letters, digits, '-' and '_', at most 253 characters."""
+    labels = text.removesuffix(".").split(".")
+    return 0 < len(text) <= 253 and all(_LABEL.fullmatch(x) for x in labels)
+
+
 def _num(x: float) -> str:
     """``x`` as a bound is written: ``604,800``, ``0.001``."""
     return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
@@ -325,8 +353,80 @@ class Settings:
         self._canonical_symbols()
         if self.kafka_security_protocol not in ("PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT"):
             raise ConfigError("kafka_security_protocol must be PLAINTEXT, SSL, SASL_SSL or SASL_PLAINTEXT")
+        if self.kafka_sasl_mechanism not in SASL_MECHANISMS:  # aiokafka refused it at start: a traceback
+            raise ConfigError(
+                f"kafka_sasl_mechanism must be {', '.join(SASL_MECHANISMS[:-1])} or {SASL_MECHANISMS[-1]}, "
+                f"not {self.kafka_sasl_mechanism[:32]!r}"
+            )
         if self.kafka_security_protocol == "SASL_PLAINTEXT" and self.kafka_sasl_mechanism.startswith("SCRAM"):
             raise ConfigError("SCRAM needs TLS: use SASL_SSL")
+        self._check_names()
+        self._check_metrics_addr()
+        if self.retrain_schedule:
+            self._check_schedule()
+
+    def _check_names(self) -> None:
+        """``app_id`` and ``topic_prefix`` make Kafka topic names: ``[A-Za-z0-9._-]``, at most
+        :data:`TOPIC_NAME_MAX` characters in all (the broker refused them at start, or a
+        topic was never created). ``app_id`` names Faust's leader topic and the consumer group."""
+        for name, value in (("app_id", self.app_id), ("topic_prefix", self.topic_prefix)):
+            if not _TOPIC_CHARS.fullmatch(value):
+                raise ConfigError(
+                    f"{name} may hold only ASCII letters, digits, '.', '_' and '-' (Kafka topic names), "
+                    f"not {value[:_SHOWN_MAX]!r}"
+                )
+        if not self.app_id or self.app_id in (".", ".."):
+            raise ConfigError(f"app_id must be a name of letters, digits, '.', '_' or '-', not {self.app_id!r}")
+        if len(self.app_id) + len(_LEADER_SUFFIX) > TOPIC_NAME_MAX:
+            raise ConfigError(
+                f"app_id must be at most {TOPIC_NAME_MAX - len(_LEADER_SUFFIX)} characters (Faust's topic "
+                f"<app_id>{_LEADER_SUFFIX} is at most {TOPIC_NAME_MAX}), got {len(self.app_id)}"
+            )
+        longest = max((self.topic(n) for n in TOPIC_NAMES), key=len)
+        if len(longest) > TOPIC_NAME_MAX:
+            raise ConfigError(
+                f"topic_prefix makes topic names of up to {len(longest)} characters ({longest[:40]}...): "
+                f"Kafka takes at most {TOPIC_NAME_MAX}, so the prefix at most "
+                f"{TOPIC_NAME_MAX - len(longest) + len(self.topic_prefix)}"
+            )
+
+    def _check_metrics_addr(self) -> None:
+        """``metrics_addr`` is a host name or an IP address (the port is ``metrics_port``); a name
+        that does not resolve is refused by ``forexd worker`` before it waits for anything."""
+        addr = self.metrics_addr
+        if _is_ip(addr) or _is_host_name(addr):
+            return
+        host, sep, port = addr.rpartition(":")
+        if sep and (_is_ip(host.strip("[]")) or _is_host_name(host)) and re.fullmatch(r"[0-9]{1,5}", port):
+            raise ConfigError(
+                f"metrics_addr {addr[:_SHOWN_MAX]!r} holds a port: give the address alone, "
+                f"the port in FOREXD_METRICS_PORT"
+            )
+        raise ConfigError(
+            f"metrics_addr {addr[:_SHOWN_MAX]!r} is not a host name or an IP address "
+            "(e.g. 127.0.0.1, 0.0.0.0, ::1, localhost)"
+        )
+
+    def _check_schedule(self) -> None:
+        """Each ``retrain_schedule`` entry parses and names a symbol and a timeframe this worker
+        serves (as written; the retrain agent refuses any other at every slot)."""
+        from retraining.schedule import ScheduleEntry  # lazily: it loads the model registry
+
+        for text in self.retrain_schedule:
+            try:
+                entry = ScheduleEntry.parse(text)
+            except ConfigError as exc:
+                raise ConfigError(f"retrain_schedule: {exc}") from None
+            if entry.key.symbol not in self.symbols:
+                raise ConfigError(
+                    f"retrain_schedule entry {text[:64]!r}: symbol {entry.key.symbol} is not among symbols "
+                    f"({', '.join(self.symbols)})"
+                )
+            if entry.key.timeframe not in self.timeframes:
+                raise ConfigError(
+                    f"retrain_schedule entry {text[:64]!r}: timeframe {entry.key.timeframe} is not among "
+                    f"timeframes ({', '.join(self.timeframes)})"
+                )
 
     def _check_bounds(self) -> None:
         """Every number within :data:`NUMBER_BOUNDS`: what the broker, the sockets, the clock and
@@ -439,7 +539,9 @@ class Settings:
         from retraining.jobs import JobConfig
 
         try:
-            data = json.loads(self.retrain_job_config) if self.retrain_job_config else {"horizon": self.horizon}
+            # a key given twice is refused, as the wire codec refuses it (json took the last one)
+            text = self.retrain_job_config
+            data = json.loads(text, object_pairs_hook=_unique_keys) if text else {"horizon": self.horizon}
             if isinstance(data, dict) and "shadow_forecasts" not in data:
                 data = {**data, "shadow_forecasts": self.shadow_forecasts}
             return JobConfig.from_dict(data)
@@ -578,6 +680,16 @@ def _check_utf8(variable: str, raw: str, *, secret: bool) -> None:
         )
     shown = repr(data[:_SHOWN_MAX])[1:] + (f"... ({len(data)} bytes)" if len(data) > _SHOWN_MAX else "")
     raise SettingsError(f"{variable}={shown} holds bytes that are not UTF-8: {fix}")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; ``ConfigError`` for a key given twice."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ConfigError(f"key {key[:64]!r} is given twice")
+        out[key] = value
+    return out
 
 
 def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:

@@ -40,6 +40,8 @@ def worker(
     name = {"crit": "critical", "warn": "warning"}.get(level, level)
     settings = Settings.from_env()
     _check_sqlite(settings.db_url)
+    _check_metrics_addr(settings.metrics_addr, settings.metrics_port)
+    _check_cafile(settings.kafka_security_protocol, settings.kafka_ssl_cafile)
 
     from ..launch import run_worker
 
@@ -66,6 +68,48 @@ def _check_sqlite(url: str) -> None:
         raise
     except ConfigError as exc:  # the variable holds a bad value: exit 78, as every FOREXD_* one
         raise SettingsError(str(exc)) from exc
+
+
+def _check_metrics_addr(addr: str, port: int) -> None:
+    """Refuse, before the broker is waited for, a ``FOREXD_METRICS_ADDR`` that does not resolve
+    to an address to bind (exit 78, one line naming it): the settings check its form only, and
+    the endpoint's bind failed after the broker and database waits, as ``error: [Errno -2] Name
+    or service not known`` (exit 74) naming no variable. Nothing when the endpoint is off."""
+    import socket
+
+    from forex_diffusion.errors import SettingsError
+
+    if port < 0:
+        return
+    try:
+        socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:  # socket.gaierror; UnicodeError: a label IDNA refuses
+        why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise SettingsError(
+            f"FOREXD_METRICS_ADDR={addr!r} does not resolve to an address to bind ({why}): set an address "
+            "of this host (127.0.0.1, 0.0.0.0) or a name that resolves, or FOREXD_METRICS_PORT=-1 to turn "
+            "/metrics off"
+        ) from None
+
+
+def _check_cafile(protocol: str, cafile: str | None) -> None:
+    """Refuse, before the broker is waited for, a ``FOREXD_KAFKA_SSL_CAFILE`` that TLS cannot
+    load (missing, unreadable, no certificate in it): it failed when the app was built, after
+    the waits, naming no variable (``[Errno 2] No such file or directory``, exit 66)."""
+    import ssl
+
+    from forex_diffusion.errors import SettingsError
+
+    if protocol not in ("SSL", "SASL_SSL") or not cafile:
+        return
+    try:
+        ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:  # ssl.SSLError is an OSError; named for the reader
+        why = exc.strerror or str(exc) or type(exc).__name__
+        raise SettingsError(
+            f"FOREXD_KAFKA_SSL_CAFILE={cafile!r} cannot be loaded as CA certificates ({why}): "
+            "name a readable PEM file of the CA that signed the broker's certificate"
+        ) from None
 
 
 def register(app: typer.Typer) -> None:
