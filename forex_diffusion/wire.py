@@ -212,7 +212,7 @@ class RecordSchema:
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": f"https://forexd.invalid/schemas/{self.topic}.v{SCHEMA_VERSION}.json",
             "title": f"{self.topic} value, schema version {SCHEMA_VERSION}",
-            "description": self.description + " Unknown extra fields are ignored by forexd.",
+            "description": f"{self.description} Unknown extra fields are ignored by forexd. {_INTEGER_NOTE}",
             "type": "object",
             "properties": props,
             "required": [f.name for f in self.fields if f.required],
@@ -353,20 +353,43 @@ def _check_json(x: Any, path: str, depth: int) -> None:
     raise _fail(RejectReason.SCHEMA, path, f"{type(x).__name__} is not JSON")
 
 
-def _field_schema(f: Field) -> dict[str, Any]:
+#: The largest finite double: an unbounded number past it is refused (an integer that does not
+#: fit a float is ``out_of_range``, a literal that overflows ``non_finite``), so the schema says so.
+_DOUBLE_MAX: Final = sys.float_info.max
+#: Every JSON type but null: a field of kind ``json`` that is not nullable refuses null.
+_NOT_NULL: Final = ["object", "array", "string", "number", "boolean"]
+#: What the schemas cannot say (JSON Schema sees 24.0 as the integer 24), stated in each one.
+_INTEGER_NOTE: Final = (
+    "Integer fields (type integer, and v) must be written as JSON integers, without a fraction "
+    "or an exponent: 24, not 24.0, 2.4e1 or -0.0; forexd refuses those (reason schema)."
+)
+
+
+def _anchored(pattern: str) -> str:
+    r"""``pattern`` matching a whole string. ``(?!\n)`` after ``$``: Python's ``re`` (as the
+    ``jsonschema`` package uses it) also matches ``$`` before a final newline, which the
+    decoder's ``re.fullmatch`` refuses; in ECMA-262 regexes it changes nothing."""
+    return rf"^(?:{pattern})$(?!\n)"
+
+
+def _field_schema(f: Field) -> dict[str, Any]:  # noqa: C901 - one branch per kind, read top to bottom
     s: dict[str, Any]
     k = f.kind
     if k in ("integer", "number", "price"):
         s = {"type": "number" if k == "price" else k}
-        if f.minimum is not None:
-            s["minimum"] = f.minimum
-        if f.maximum is not None:
-            s["maximum"] = f.maximum
+        floor, ceiling = f.minimum, f.maximum
+        if k != "integer":  # finite: past the largest double is refused
+            floor = -_DOUBLE_MAX if floor is None else floor
+            ceiling = _DOUBLE_MAX if ceiling is None else ceiling
+        if floor is not None:
+            s["minimum"] = floor
+        if ceiling is not None:
+            s["maximum"] = ceiling
         if k == "price":  # a number, or its decimal text
             decimal = {
                 "type": "string",
                 "maxLength": _NUMERIC_MAX_LEN,
-                "pattern": f"^(?:{_NUMERIC})$",
+                "pattern": _anchored(_NUMERIC),
                 "description": "a decimal number, within the same bounds",
             }
             s = {"anyOf": [s, decimal]}
@@ -375,7 +398,7 @@ def _field_schema(f: Field) -> dict[str, Any]:
         if f.max_length is not None:
             s["maxLength"] = f.max_length
         if f.pattern is not None:
-            s["pattern"] = f"^(?:{f.pattern})$"
+            s["pattern"] = _anchored(f.pattern)
         if k == "id":
             s = {"anyOf": [s, {"type": "integer", "minimum": 0, "maximum": INT64_MAX}]}
     elif k == "boolean":
@@ -386,7 +409,7 @@ def _field_schema(f: Field) -> dict[str, Any]:
         if k == "array":
             s = {"type": "array", "items": items}
         else:  # an object of token keys
-            s = {"type": "object", "propertyNames": {"pattern": f"^(?:{_TOKEN})$"}, "additionalProperties": items}
+            s = {"type": "object", "propertyNames": {"pattern": _anchored(_TOKEN)}, "additionalProperties": items}
         if f.max_items is not None:
             s["maxItems" if k == "array" else "maxProperties"] = f.max_items
     elif k == "object":
@@ -397,8 +420,8 @@ def _field_schema(f: Field) -> dict[str, Any]:
             "required": [g.name for g in f.fields if g.required],
             "additionalProperties": True,
         }
-    else:  # json
-        s = {"description": f"any JSON value nested at most {MAX_JSON_DEPTH} deep"}
+    else:  # json: null only where the field is nullable (wrapped below)
+        s = {"type": _NOT_NULL, "description": f"any JSON value but null, nested at most {MAX_JSON_DEPTH} deep"}
     if f.enum is not None:
         s["enum"] = list(f.enum)
     if f.nullable:
