@@ -33,8 +33,8 @@ The tick and candle schemas bound values structurally (types, finite, a magnitud
 instrument reaches, epoch-ms times within year 0..9999); per-instrument plausibility (price
 range, future timestamps, precision) is :mod:`forex_diffusion.ingest.validation`'s. Candles are
 checked as bars here (OHLC order, ``open_time`` on the timeframe's grid, ``close_time`` its
-end, overlapping the tick validator's 2000..2100 range) because every reader of ``fx.candles``
-needs that.
+end, overlapping 1971-01-01..2100-01-01, the span the offline readers take epoch bars from) because
+every reader of ``fx.candles`` needs that.
 
 >>> t = decode_tick(b'{"v":1,"symbol":"EUR/USD","ts":1399000000000,"bid":1.1,"ask":1.2}')
 >>> (t.symbol, t.ts_ms)
@@ -61,12 +61,12 @@ import numpy as np
 from forex_diffusion.domain import Candle, Tick
 from forex_diffusion.drift import DriftEvent
 from forex_diffusion.errors import ConfigError, RejectReason, ValidationError
+from forex_diffusion.ingest.readers import EPOCH_FIRST_MS
 from forex_diffusion.ingest.validation import (
     MAX_CANDLE_VOLUME,
     MAX_PRICE,
     MAX_TICK_VOLUME,
     MAX_TS_MS,
-    MIN_TS_MS,
     PRICE_RANGE_FACTOR,
 )
 from forex_diffusion.instruments import InstrumentRegistry
@@ -542,7 +542,7 @@ CANDLES = RecordSchema(
         _ts(
             "open_time",
             description="bar open, epoch ms UTC, on the timeframe's grid; a bar outside "
-            f"2000-01-01..2100-01-01 ({MIN_TS_MS}..{MAX_TS_MS}) is refused (bad_ts)",
+            f"1971-01-01..2100-01-01 ({EPOCH_FIRST_MS}..{MAX_TS_MS}) is refused (bad_ts)",
         ),
         _ts("close_time", description="bar end (exclusive), epoch ms UTC: open_time + timeframe"),
         Field(name="open", **_PRICE_IN),  # type: ignore[arg-type]
@@ -1045,8 +1045,8 @@ def decode_candle(
     Beyond the schema: prices > 0 (``non_positive``), low ≤ open, close ≤ high
     (``inconsistent``), prices within the instrument's traded range widened by
     :data:`~forex_diffusion.ingest.validation.PRICE_RANGE_FACTOR` (``out_of_range``), a bar that
-    overlaps the ticks' time range, 2000-01-01 to 2100-01-01
-    (:data:`~forex_diffusion.ingest.validation.MIN_TS_MS`, ``MAX_TS_MS``), ``open_time`` on the
+    overlaps 1971-01-01 to 2100-01-01 (the span the offline readers take epoch bars from,
+    :data:`~forex_diffusion.ingest.readers.EPOCH_FIRST_MS`; ticks start in 2000), ``open_time`` on the
     timeframe's grid and ``close_time`` its end (``bad_ts``), and the timeframe among
     ``timeframes`` when given (``schema``).
     """
@@ -1074,11 +1074,14 @@ def decode_candle(
         start, end = tf.bounds(open_ms)
     except (OverflowError, ValueError):
         raise ValidationError(RejectReason.OUT_OF_RANGE, f"open_time {open_ms} outside the calendar") from None
-    # B18: the ticks' range. A bar no accepted tick could fall in (a 1970 one: a unit error or a
-    # forgery) is refused; one that straddles an end, as a day bar rolling at 22:00 does, holds ticks
-    if end <= MIN_TS_MS or open_ms >= MAX_TS_MS:
+    # B18: a bar of 1970 (a unit error: seconds read as ms, or a forgery) is refused. The floor is
+    # the offline readers' (daily bars of the 1970s are read by forexd train/backtest, so the stream
+    # takes them too, and both give the same numbers); ticks start in 2000. A bar that straddles an
+    # end, as a day bar rolling at 22:00 does, is kept
+    if end <= EPOCH_FIRST_MS or open_ms >= MAX_TS_MS:
         raise ValidationError(
-            RejectReason.BAD_TS, f"bar {open_ms}..{end} outside {MIN_TS_MS}..{MAX_TS_MS} (2000-01-01..2100-01-01)"
+            RejectReason.BAD_TS,
+            f"bar {open_ms}..{end} outside {EPOCH_FIRST_MS}..{MAX_TS_MS} (1971-01-01..2100-01-01)",
         )
     if start != open_ms:
         raise ValidationError(RejectReason.BAD_TS, f"open_time {open_ms} is not on the {tf.name} grid")

@@ -31,7 +31,6 @@ from forex_diffusion.errors import RejectReason, ValidationError
 from forex_diffusion.indicators import BankSpec, IndicatorBank
 from forex_diffusion.ingest.candle_gate import CandleGate, CandleGateConfig
 from forex_diffusion.ingest.readers import EPOCH_FINE_FIRST_MS, EPOCH_FIRST_MS
-from forex_diffusion.ingest.validation import MIN_TS_MS
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.offline import TS_MAX, TS_MIN, check_candle_times, format_ms, gate_for_spacing
 from forex_diffusion.wire import decode_candle, encode_unchecked
@@ -260,10 +259,10 @@ def _ts_text(ms: int, unit: str) -> str:
 FINE_FIRST_MINUTE = -(-EPOCH_FINE_FIRST_MS // MINUTE) * MINUTE
 GOOD_DATES = st.one_of(
     st.integers(-3, 40).map(lambda k: T0 + k * MINUTE),  # repeats and steps back come with it
-    # the first minute fx.candles admits (2000-01-01, MIN_TS_MS: the ticks' floor, B18; this file's
-    # bars in 1971..1999, which every unit reads from 1978-01-11T21:32 on, are bad_ts on the
-    # stream but still read by forexd indicators), 2099-12-31T23:59
-    st.sampled_from([MIN_TS_MS, 4_102_444_800_000 - MINUTE]),
+    # the first whole minute every unit reads (1978-01-11T21:32; 1971-01-01 is read in s only,
+    # a number of the 1970s in ms, us or ns being a wire time in the coarser unit), 2099-12-31T23:59;
+    # fx.candles admits both (its floor is 1971-01-01, the readers')
+    st.sampled_from([FINE_FIRST_MINUTE, 4_102_444_800_000 - MINUTE]),
 )
 BAD_STAMPS = st.sampled_from(
     [

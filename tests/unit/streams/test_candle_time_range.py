@@ -1,4 +1,4 @@
-"""The candle agent refuses a bar dated before 2000 (B18, ``bad_ts``) before it reaches the gate.
+"""The candle agent refuses a bar dated 1970 (B18, ``bad_ts``) before it reaches the gate.
 
 Review finding: a new series has no watermark, so the gate admitted any first bar; one forged
 1m bar dated 1970 (``open_time`` 60000) became the series' last open time and the genuine bars
