@@ -275,6 +275,12 @@ class Metrics:
         self.candles_out = self._counter(
             "candles_emitted_total", "Closed candles emitted by the aggregator.", ["symbol", "timeframe"]
         )
+        self.candles_again = self._counter(
+            "candles_duplicate_total",
+            "Candles from the candle topic not after the series' last one (a redelivery, a replay's "
+            "copy, or bars a forged later one overtook): dropped and counted (B13), not dead-lettered.",
+            ["symbol", "timeframe"],
+        )
         self.dead_letters = self._counter(
             "dead_letters_total",
             "Records sent to the dead-letter topic, by source topic kind and reason.",
@@ -471,6 +477,11 @@ class Metrics:
         """Count ``n`` candles consumed from the candle topic."""
         if self._series_ok(symbol, timeframe):
             self.candles_in.labels(symbol, timeframe).inc(n)
+
+    def candles_duplicate(self, symbol: str, timeframe: str, n: int = 1) -> None:
+        """Count ``n`` candles dropped as not after their series' last one."""
+        if self._series_ok(symbol, timeframe):
+            self.candles_again.labels(symbol, timeframe).inc(n)
 
     def candles_emitted(self, symbol: str, timeframe: str, n: int = 1) -> None:
         """Count ``n`` closed candles emitted for a series."""

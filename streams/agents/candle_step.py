@@ -101,13 +101,17 @@ def side_outputs(o: CandleOutcome) -> list[tuple[str, bytes, bytes]]:
 
 
 def account(agent: CandleAgent, p: int, o: CandleOutcome) -> None:
-    """Queue one outcome's candle row; count it (its records follow: :func:`publish`)."""
+    """Queue one outcome's candle row; count it (its records follow: :func:`publish`). A
+    duplicate (not after its series' last candle) is only counted (B13: drop and count)."""
     e, m = agent.effects.at(p), agent.rt.metrics
-    if not o.duplicate:
-        agent.shadow.on_candle(p, o.candle)
-        e.candles.append(o.candle)
+    if o.duplicate:
         if m is not None:
-            m.candles_processed(o.candle.symbol, o.candle.timeframe)
+            m.candles_duplicate(o.candle.symbol, o.candle.timeframe)
+        return
+    agent.shadow.on_candle(p, o.candle)
+    e.candles.append(o.candle)
+    if m is not None:
+        m.candles_processed(o.candle.symbol, o.candle.timeframe)
 
 
 def persisted(agent: CandleAgent, done: Effects) -> None:

@@ -106,6 +106,7 @@ def _exercise(m: Metrics, symbol: str = "EURUSD") -> None:
     """Drive every recording method once with valid values."""
     m.ticks_processed(symbol, 5)
     m.candles_processed(symbol, "1m")
+    m.candles_duplicate(symbol, "1m")
     m.candles_emitted(symbol, "5m", 2)
     m.dead_letter("ticks", RejectReason.LATE)
     m.dead_letter("retrain.requests", "schema")
@@ -133,6 +134,7 @@ def _exercise_junk(m: Metrics) -> int:
     calls = [
         lambda: m.ticks_processed(UNKNOWN),
         lambda: m.candles_processed(UNKNOWN, "1m"),
+        lambda: m.candles_duplicate(UNKNOWN, "1m"),
         lambda: m.candles_emitted("EURUSD", "3m"),
         lambda: m.dead_letter("ticks", "kaboom"),
         lambda: m.dead_letter("weird-topic", RejectReason.MALFORMED),
