@@ -55,12 +55,15 @@ from forex_diffusion.errors import ConfigError, ForexDiffusionError, StateError
 __all__ = [
     "ENVELOPE_KEYS",
     "MAX_MAGNITUDE",
+    "MAX_TIME_MS",
     "Stateful",
     "count",
     "finite",
     "is_envelope",
     "malformed",
     "number",
+    "numbers",
+    "time_ms",
     "unwrap",
     "wrap",
 ]
@@ -148,53 +151,104 @@ def malformed(cls: Stateful | type[Stateful], what: str = "") -> Iterator[None]:
 #: stay finite (1e308 read as a price made the next snapshot inf: not JSON)
 MAX_MAGNITUDE = 1e150
 
+#: the last event time a state may hold, epoch ms (9999-12-31T23:59:59.999Z: the wire's
+#: ``TS_MAX``, the last instant a ``datetime`` holds)
+MAX_TIME_MS = 253_402_300_799_999
 
-def number(x: Any, *, low: float = -MAX_MAGNITUDE, high: float = MAX_MAGNITUDE, above: bool = False) -> float:
-    """A number of a state as a float: an ``int`` or ``float`` (not ``True``, a string, a list),
-    finite, in ``[low, high]`` (``(low, high]`` when ``above``); otherwise ``ValueError`` or
-    ``TypeError`` (a :class:`StateError` inside :func:`malformed`).
+
+def _name(field: str, what: str) -> str:
+    return f"{field} {what}" if field else what
+
+
+def number(
+    x: Any, *, low: float = -MAX_MAGNITUDE, high: float = MAX_MAGNITUDE, above: bool = False, field: str = ""
+) -> float:
+    """A number of a state as a float: an ``int`` or ``float`` (not ``True``, a numeric string
+    such as ``"1e400"`` or ``"nan"``, a list), finite, in ``[low, high]`` (``(low, high]`` when
+    ``above``); otherwise ``ValueError`` or ``TypeError`` (a :class:`StateError` inside
+    :func:`malformed`) naming ``field``, never the value (a checkpoint row is anyone's text).
+
+    This is THE rule for a number read back from a state: every ``restore`` reads its numbers
+    with it (or :func:`count`, :func:`numbers`), never with ``float()``, which takes ``"nan"``,
+    ``"1e400"`` (inf) and ``True``.
 
     >>> number(2), number(0.5, low=0.0, above=True)
     (2.0, 0.5)
-    >>> number(0.0, low=0.0, above=True)
+    >>> number(0.0, low=0.0, above=True, field="sigma")
     Traceback (most recent call last):
     ...
-    ValueError: 0.0 outside (0.0, 1e+150]
+    ValueError: sigma outside (0.0, 1e+150]
+    >>> number("1.5", field="sum")
+    Traceback (most recent call last):
+    ...
+    TypeError: sum is not a number (a str)
     """
     if type(x) not in (int, float):
-        raise TypeError(f"not a number: {str(x)[:20]!r}")
+        raise TypeError(_name(field, f"is not a number (a {type(x).__name__})"))
     if not (low <= x <= high) or (above and x == low) or not math.isfinite(x):
-        raise ValueError(f"{str(x)[:20]} outside {'(' if above else '['}{low}, {high}]")
+        raise ValueError(_name(field, f"outside {'(' if above else '['}{low}, {high}]"))
     return float(x)
 
 
-def count(x: Any, *, low: int = 0, high: int = 2**62) -> int:
+def numbers(xs: Any, *, field: str = "", **bounds: Any) -> list[float]:
+    """A list of numbers of a state, each read by :func:`number` (``bounds``: its keywords).
+
+    >>> numbers([1, 2.5], low=0.0)
+    [1.0, 2.5]
+    >>> numbers([1, True], field="buf")
+    Traceback (most recent call last):
+    ...
+    TypeError: buf is not a number (a bool)
+    """
+    if type(xs) is not list:
+        raise TypeError(_name(field, f"is not a list (a {type(xs).__name__})"))
+    return [number(x, field=field, **bounds) for x in xs]
+
+
+def count(x: Any, *, low: int = 0, high: int = 2**62, field: str = "") -> int:
     """An integer of a state (not ``True``, 2.5 or '1') in ``[low, high]``; otherwise
-    ``ValueError`` or ``TypeError`` (a :class:`StateError` inside :func:`malformed`)."""
+    ``ValueError`` or ``TypeError`` (a :class:`StateError` inside :func:`malformed`) naming
+    ``field``, never the value."""
     if type(x) is not int:
-        raise TypeError(f"not an integer: {str(x)[:20]!r}")
+        raise TypeError(_name(field, f"is not an integer (a {type(x).__name__})"))
     if not (low <= x <= high):
-        raise ValueError(f"{str(x)[:20]} outside [{low}, {high}]")
+        raise ValueError(_name(field, f"outside [{low}, {high}]"))
     return x
+
+
+def time_ms(x: Any, *, field: str = "", low: int = 0) -> int:
+    """An event time of a state, epoch ms: an integer in ``[low, MAX_TIME_MS]`` (the wire's
+    time range), read by :func:`count`.
+
+    >>> time_ms(1_399_000_000_000)
+    1399000000000
+    >>> time_ms(-1, field="ts_ms")
+    Traceback (most recent call last):
+    ...
+    ValueError: ts_ms outside [0, 253402300799999]
+    """
+    return count(x, low=low, high=MAX_TIME_MS, field=field)
 
 
 def finite(cls: Stateful | type[Stateful], state: Any) -> None:
     """Refuse (:class:`StateError`) a state holding a number that no series builds: nan,
-    infinity, or a magnitude over :data:`MAX_MAGNITUDE` (anywhere in its plain structure).
+    infinity, or a magnitude over :data:`MAX_MAGNITUDE` (anywhere in its plain structure);
+    the error names where, never the value. Only ``int``/``float`` values are inspected: a
+    number stored as a string is the business of the field that reads it (:func:`number`).
 
     >>> finite(Stateful, {"a": [1.0, {"b": 2**40}], "c": None})
     >>> finite(Stateful, {"a": [1.0, {"b": 1e308}]})
     Traceback (most recent call last):
     ...
-    forex_diffusion.errors.StateError: malformed ... state: a number of magnitude 1e+308
+    forex_diffusion.errors.StateError: malformed ... state: a[1].b is not finite or beyond 1e+150
     """
-    stack = [state]
+    stack: list[tuple[str, Any]] = [("", state)]
     while stack:
-        node = stack.pop()
+        where, node = stack.pop()
         if isinstance(node, dict):
-            stack.extend(node.values())
+            stack.extend((f"{where}.{str(k)[:40]}" if where else str(k)[:40], v) for k, v in node.items())
         elif isinstance(node, list | tuple):
-            stack.extend(node)
+            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(node))
         elif type(node) in (int, float) and not (-MAX_MAGNITUDE <= node <= MAX_MAGNITUDE):
-            what = "nan" if node != node else f"a number of magnitude {str(abs(node))[:12]}"
+            what = f"{where or 'a number'} is not finite or beyond {MAX_MAGNITUDE:g}"
             raise StateError(f"malformed {getattr(cls, 'state_kind', '...')} state: {what}")

@@ -23,7 +23,7 @@ from forex_diffusion.errors import ConfigError, StateError
 from forex_diffusion.indicators.base import BarLike, Indicator
 from forex_diffusion.indicators.catalogue import build_indicator, indicator_token
 from forex_diffusion.indicators.fused import build_kernel
-from forex_diffusion.state import finite, malformed, unwrap, wrap
+from forex_diffusion.state import count, finite, malformed, number, time_ms, unwrap, wrap
 
 __all__ = ["DEFAULT_SPEC", "INDICATORS_MAX", "BankSpec", "IndicatorBank"]
 
@@ -389,13 +389,14 @@ class IndicatorBank:
         if [indicator_token(i) for i in inds] != list(bank.spec.indicators):
             raise StateError("IndicatorBank snapshot: indicators do not match its spec")
         bank._install(inds)
-        bank._count = int(data["count"])
-        bank._last_open = None if data["last_open_ms"] is None else int(data["last_open_ms"])
-        bank.duplicates = int(data.get("duplicates", 0))
+        bank._count = count(data["count"], field="count")
+        last = data["last_open_ms"]
+        bank._last_open = None if last is None else time_ms(last, field="last_open_ms")
+        bank.duplicates = count(data.get("duplicates", 0), field="duplicates")
         vals = data["values"]
-        if len(vals) != len(bank._columns):
+        if type(vals) is not list or len(vals) != len(bank._columns):
             raise StateError("IndicatorBank snapshot: wrong number of values")
-        bank._values = [None if v is None else float(v) for v in vals]
+        bank._values = [None if v is None else number(v, field="values") for v in vals]
         bank._fuse()
         return bank
 

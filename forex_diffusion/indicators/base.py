@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from forex_diffusion.errors import ConfigError, StateError
 from forex_diffusion.indicators.fusion import Part
-from forex_diffusion.state import count, finite, malformed, unwrap, wrap
+from forex_diffusion.state import count, finite, malformed, number, numbers, unwrap, wrap
 
 __all__ = [
     "PARAMETER_MAX",
@@ -307,9 +307,8 @@ class Indicator(ABC, Generic[V]):
             if cls is not Indicator and not issubclass(klass, cls):
                 raise StateError(f"snapshot of {klass.__name__} cannot restore a {cls.__name__}")
             ind = klass(**state["params"])
-            ind._n = count(state["n"])  # -1 restored, then a window of -1 values: nan features
-            raw = state["raw"]
-            ind._raw = tuple(raw) if isinstance(raw, list) else raw
+            ind._n = count(state["n"], field="n")  # -1 restored, then a window of -1 values: nan features
+            ind._raw = _raw_from_plain(state["raw"])
             ind._fraw = _NO
             ind._set_state(state["state"])
         return ind
@@ -338,6 +337,16 @@ def _legacy(old: dict[str, Any]) -> dict[str, Any]:
 
 def _raw_to_plain(raw: Raw) -> Any:
     return list(raw) if isinstance(raw, tuple) else raw
+
+
+def _raw_from_plain(raw: Any) -> Raw:
+    """The value a snapshot holds: None, a number, or a list of numbers (a composite value),
+    each read by :func:`~forex_diffusion.state.number` ("nan", "1e400" or True is no number)."""
+    if raw is None:
+        return None
+    if type(raw) is list:
+        return tuple(numbers(raw, field="raw"))
+    return number(raw, field="raw")
 
 
 class PeriodIndicator(Indicator[V]):

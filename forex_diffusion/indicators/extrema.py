@@ -7,6 +7,7 @@ from collections import deque
 from typing import Any, ClassVar
 
 from forex_diffusion.indicators.base import PeriodIndicator, ScalarIndicator
+from forex_diffusion.state import count, number
 
 __all__ = ["Max", "Min", "push_high_low"]
 
@@ -34,7 +35,7 @@ class _Extreme(PeriodIndicator[float], ScalarIndicator[float]):
         return {"dq": [[j, v] for j, v in self._dq]}
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        self._dq = deque((int(j), float(v)) for j, v in state["dq"])
+        self._dq = deque((count(j, field="dq index"), number(v, field="dq value")) for j, v in state["dq"])
 
     def _push(self, x: float) -> float | None:
         i = self._n

@@ -13,6 +13,7 @@ import numpy as np
 
 from forex_diffusion.indicators.base import PeriodIndicator, ScalarIndicator
 from forex_diffusion.indicators.fusion import Part
+from forex_diffusion.state import number, numbers
 
 _log = math.log
 log = logging.getLogger(__name__)
@@ -286,13 +287,13 @@ class Hurst(PeriodIndicator[float], ScalarIndicator[float]):
         return {"logs": logs, "s1": float(buf[w + S1]), "s2": float(buf[w + S2])}
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        logs = [float(v) for v in state["logs"]]
+        logs = numbers(state["logs"], field="logs")
         w = self.period + 1
         self._init_state()
         buf = self._buf
         buf[: len(logs)] = logs
         buf[w + LAST] = logs[-1] if logs else 0.0
         buf[w + POS] = 0
-        buf[w + S1] = float(state["s1"])
-        buf[w + S2] = float(state["s2"])
+        buf[w + S1] = number(state["s1"], field="s1")
+        buf[w + S2] = number(state["s2"], field="s2")
         self._len = len(logs)

@@ -18,6 +18,7 @@ from forex_diffusion.indicators.extrema import Max, Min, push_high_low
 from forex_diffusion.indicators.fusion import Part, extrema_lines, literal, sma_lines
 from forex_diffusion.indicators.moving import EMA, SMA
 from forex_diffusion.indicators.values import MACDValue, StochasticValue
+from forex_diffusion.state import number, numbers
 
 __all__ = ["MACD", "RSI", "Stochastic"]
 
@@ -123,9 +124,9 @@ class RSI(PeriodIndicator[float], ScalarIndicator[float]):
         return {"prev": self._prev, "gain": self._gain, "loss": self._loss}
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        self._prev = float(state["prev"])
-        self._gain = float(state["gain"])
-        self._loss = float(state["loss"])
+        self._prev = number(state["prev"], field="prev")
+        self._gain = number(state["gain"], field="gain")
+        self._loss = number(state["loss"], field="loss")
 
 
 class MACD(ScalarIndicator[MACDValue]):
@@ -279,10 +280,10 @@ class MACD(ScalarIndicator[MACDValue]):
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        self._recent = deque((float(v) for v in state["recent"]), maxlen=self.fast)
-        self._ssum = float(state["ssum"])
-        self._fe = float(state["fe"])
-        self._se = float(state["se"])
+        self._recent = deque(numbers(state["recent"], field="recent"), maxlen=self.fast)
+        self._ssum = number(state["ssum"], field="ssum")
+        self._fe = number(state["fe"], field="fe")
+        self._se = number(state["se"], field="se")
         sig = EMA.restore(state["sig"])
         assert isinstance(sig, EMA)
         self._sig = sig

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from forex_diffusion.indicators.base import PeriodIndicator, ScalarIndicator, cascade_ready_steps, check_period
 from forex_diffusion.indicators.fusion import Part, ema_block, sma_lines
+from forex_diffusion.state import number, numbers
 
 __all__ = ["EMA", "SMA"]
 
@@ -89,9 +90,9 @@ class SMA(PeriodIndicator[float], ScalarIndicator[float]):
         return {"buf": list(self._buf), "anchor": self._anchor, "sum": self._sum}
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        self._buf = deque((float(v) for v in state["buf"]), maxlen=self.period)
-        self._anchor = float(state["anchor"])
-        self._sum = float(state["sum"])
+        self._buf = deque(numbers(state["buf"], field="buf"), maxlen=self.period)
+        self._anchor = number(state["anchor"], field="anchor")
+        self._sum = number(state["sum"], field="sum")
 
 
 class EMA(PeriodIndicator[float], ScalarIndicator[float]):
@@ -160,5 +161,5 @@ class EMA(PeriodIndicator[float], ScalarIndicator[float]):
         return {"sum": self._sum, "ema": self._ema}
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        self._sum = float(state["sum"])
-        self._ema = float(state["ema"])
+        self._sum = number(state["sum"], field="sum")
+        self._ema = number(state["ema"], field="ema")

@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 from forex_diffusion.indicators.base import BarIndicator, BarLike, PeriodIndicator, cascade_ready_steps
 from forex_diffusion.indicators.fusion import TRUE_RANGE, Part, true_range
+from forex_diffusion.state import number
 
 __all__ = ["ADX"]
 
@@ -153,4 +154,4 @@ class ADX(PeriodIndicator[float], BarIndicator[float]):
 
     def _set_state(self, state: dict[str, Any]) -> None:
         for key in self._state_names:
-            setattr(self, f"_{key}", float(state[key]))
+            setattr(self, f"_{key}", number(state[key], field=key))

@@ -16,7 +16,7 @@ from forex_diffusion.indicators.base import (
 )
 from forex_diffusion.indicators.fusion import TRUE_RANGE, Part, literal, true_range
 from forex_diffusion.indicators.values import BandsValue
-from forex_diffusion.state import number
+from forex_diffusion.state import number, numbers
 
 __all__ = ["ATR", "BollingerBands", "RealisedVolatility"]
 
@@ -103,11 +103,11 @@ class ATR(PeriodIndicator[float], BarIndicator[float]):
 
     def _set_state(self, state: dict[str, Any]) -> None:
         # a previous close once a bar was pushed (the fused step reads it), a true range >= 0
-        self._pc = None if state["pc"] is None else number(state["pc"])
+        self._pc = None if state["pc"] is None else number(state["pc"], field="pc")
         if (self._pc is None) != (self._n == 0):
             raise ValueError("an ATR state whose previous close does not match its count")
-        self._sum = number(state["sum"], low=0.0)
-        self._atr = number(state["atr"], low=0.0)
+        self._sum = number(state["sum"], low=0.0, field="sum")
+        self._atr = number(state["atr"], low=0.0, field="atr")
 
 
 class BollingerBands(ScalarIndicator[BandsValue]):
@@ -266,10 +266,12 @@ class BollingerBands(ScalarIndicator[BandsValue]):
         return {"buf": list(self._buf), "anchor": self._anchor, "s1": self._s1, "s2": self._s2}
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        self._buf = deque((number(v, low=0.0) for v in state["buf"]), maxlen=self.period)
-        self._anchor = number(state["anchor"], low=0.0)  # a price the sums are taken around (0: none yet)
-        self._s1 = number(state["s1"])
-        self._s2 = number(state["s2"], low=0.0)  # a sum of squares
+        self._buf = deque(numbers(state["buf"], low=0.0, field="buf"), maxlen=self.period)
+        self._anchor = number(
+            state["anchor"], low=0.0, field="anchor"
+        )  # a price the sums are taken around (0: none yet)
+        self._s1 = number(state["s1"], field="s1")
+        self._s2 = number(state["s2"], low=0.0, field="s2")  # a sum of squares
 
 
 class RealisedVolatility(PeriodIndicator[float], ScalarIndicator[float]):
@@ -347,6 +349,6 @@ class RealisedVolatility(PeriodIndicator[float], ScalarIndicator[float]):
 
     def _set_state(self, state: dict[str, Any]) -> None:
         # a previous price > 0 (the next divides by it and takes a logarithm), squares >= 0
-        self._prev = None if state["prev"] is None else number(state["prev"], low=0.0, above=True)
-        self._buf = deque((number(v, low=0.0) for v in state["buf"]), maxlen=self.period)
-        self._sum = number(state["sum"], low=0.0)
+        self._prev = None if state["prev"] is None else number(state["prev"], low=0.0, above=True, field="prev")
+        self._buf = deque(numbers(state["buf"], low=0.0, field="buf"), maxlen=self.period)
+        self._sum = number(state["sum"], low=0.0, field="sum")

@@ -26,13 +26,13 @@ are built only when a bucket closes or a caller asks for the forming ones.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from forex_diffusion.domain import Candle, PriceSide, Tick
 from forex_diffusion.errors import ConfigError, RejectReason, StateError, ValidationError
-from forex_diffusion.state import malformed, unwrap, wrap
+from forex_diffusion.ingest.validation import MAX_CANDLE_VOLUME, MAX_PRICE
+from forex_diffusion.state import count, malformed, number, time_ms, unwrap, wrap
 from forex_diffusion.timeframes import Timeframe, parse_timeframes
 
 __all__ = ["CandleAggregator"]
@@ -40,6 +40,11 @@ __all__ = ["CandleAggregator"]
 # Bar slots (a plain list is the fastest mutable record in CPython).
 _OPEN_MS, _END_MS, _O, _H, _L, _C, _VOL, _N, _SSUM, _SMIN, _SMAX, _OTS, _CTS = range(13)
 _INF = float("inf")
+# the fields of a stored bar, by kind, named as a StateError names them
+_BAR_TIMES = ((_OPEN_MS, "bar open"), (_END_MS, "bar end"), (_OTS, "bar first tick"), (_CTS, "bar last tick"))
+_BAR_PRICES = ((_O, "bar open price"), (_H, "bar high"), (_L, "bar low"), (_C, "bar close"))
+_BAR_SPREADS = ((_SMIN, "bar spread min"), (_SMAX, "bar spread max"))
+_INT32_MAX = 2**31 - 1  # a candle's tick count on the wire and in the store
 
 
 class _Series:
@@ -293,15 +298,14 @@ class CandleAggregator:
         with malformed(self):
             if state.get("timeframes") != [t.name for t in self.timeframes] or state.get("price") != self.price:
                 raise StateError("aggregator snapshot was taken with other timeframes or price side")
+            count(state.get("allowed_lateness_ms", 0), field="allowed_lateness_ms")  # informative: not restored
             return self._load(state["series"])
 
     def _load(self, series: dict[str, Any]) -> list[str]:
         restored = {}
         for name, sd in series.items():
             s = _Series(len(self._dur))
-            s.max_ts = _int(sd["max_ts"])
-            if not (-(2**62) <= s.max_ts < 2**62):
-                raise StateError("an aggregator series' latest time is outside the clock")
+            s.max_ts = time_ms(sd["max_ts"], field="max_ts")
             if len(sd["bars"]) != len(self._dur):
                 raise StateError(f"aggregator snapshot of {len(sd['bars'])} timeframes, not {len(self._dur)}")
             for i, bars in enumerate(sd["bars"]):
@@ -318,16 +322,21 @@ class CandleAggregator:
         return list(restored)
 
     def _checked(self, i: int, b: Any) -> list[Any]:
-        """A bar of timeframe ``i`` read from a state, as :meth:`add` leaves one (or StateError):
-        its bucket's bounds, times in it, at least one tick, finite prices > 0 with
-        low <= open, close <= high, finite spreads (min <= max) and volume."""
-        bar = list(b)
-        if len(bar) != _CTS + 1:
-            raise StateError(f"an aggregator bar of {len(bar)} fields")
-        start, end, n, ots, cts = (_int(bar[k]) for k in (_OPEN_MS, _END_MS, _N, _OTS, _CTS))
-        o, h, lo, c, vol, ssum, smin, smax = (_float(bar[k]) for k in (_O, _H, _L, _C, _VOL, _SSUM, _SMIN, _SMAX))
-        if not (-(2**62) <= start < 2**62):
-            raise StateError("an aggregator bar starts outside the clock")
+        """A bar of timeframe ``i`` read from a state, as :meth:`add` leaves one (or StateError),
+        bounded as the wire bounds a candle (:data:`~forex_diffusion.wire.CANDLES`): its
+        bucket's bounds, times in it (epoch ms in the wire's range), at least one tick and at
+        most a 32-bit count, prices in ``(0, MAX_PRICE]`` with low <= open, close <= high,
+        spreads within ``MAX_PRICE`` (min <= max), a volume in ``[0, MAX_CANDLE_VOLUME]``; each
+        an ``int``/``float`` (a numeric string or ``True`` is none, :func:`~forex_diffusion.state.number`)."""
+        if type(b) is not list or len(b) != _CTS + 1:
+            raise StateError("an aggregator bar that is not a list of 13 fields")
+        bar = b
+        start, end, ots, cts = (time_ms(bar[k], field=f) for k, f in _BAR_TIMES)
+        n = count(bar[_N], low=1, high=_INT32_MAX, field="bar tick count")
+        o, h, lo, c = (number(bar[k], low=0.0, above=True, high=MAX_PRICE, field=f) for k, f in _BAR_PRICES)
+        vol = number(bar[_VOL], low=0.0, high=MAX_CANDLE_VOLUME, field="bar volume")
+        ssum = number(bar[_SSUM], field="bar spread sum")
+        smin, smax = (number(bar[k], low=-MAX_PRICE, high=MAX_PRICE, field=f) for k, f in _BAR_SPREADS)
         bounds = (start, start + self._dur[i]) if self._epoch_tf[i] else self.timeframes[i].bounds(start)
         if (
             (start, end) != tuple(bounds)
@@ -339,20 +348,6 @@ class CandleAggregator:
         ):
             raise StateError("an aggregator bar that no ticks make")
         return [start, end, o, h, lo, c, vol, n, ssum, smin, smax, ots, cts]
-
-
-def _int(x: Any) -> int:
-    """An integer of a state (True, 2.5 or '1' is none)."""
-    if type(x) is not int:
-        raise StateError(f"not an integer in an aggregator state: {str(x)[:20]!r}")
-    return x
-
-
-def _float(x: Any) -> float:
-    """A finite number of a state, as a float."""
-    if type(x) not in (int, float) or not math.isfinite(x):
-        raise StateError(f"not a finite number in an aggregator state: {str(x)[:20]!r}")
-    return float(x)
 
 
 def _legacy(old: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ quarantined ticks, with the ``ref`` the caller passed for each, back to the call
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,9 +32,10 @@ from forex_diffusion.errors import RejectReason, StateError, ValidationError
 from forex_diffusion.ingest.aggregation import CandleAggregator
 from forex_diffusion.ingest.spikes import SpikeConfig, SpikeCounters, SpikeGuard
 from forex_diffusion.ingest.time_jumps import TimeJumpConfig, TimeJumpGuard
-from forex_diffusion.ingest.validation import TickValidator, ValidationConfig
+from forex_diffusion.ingest.validation import MAX_PRICE, MAX_TICK_VOLUME, TickValidator, ValidationConfig
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.market_hours import MarketHours
+from forex_diffusion.state import number, time_ms
 from forex_diffusion.timeframes import Timeframe
 
 __all__ = ["Quarantined", "TickPipeline"]
@@ -68,16 +69,52 @@ def _encode(item: _Held) -> dict[str, Any]:
     }
 
 
-def _decode(data: dict[str, Any]) -> _Held:
-    t = Tick(
-        symbol=str(data["symbol"]),
-        ts_ms=int(data["ts_ms"]),
-        bid=float(data["bid"]),
-        ask=float(data["ask"]),
-        volume=float(data["volume"]),
-        tick_id=data["tick_id"],
-    )
-    return t, data["ref"]
+#: what the validator refuses in a quote's own values (its first checks, in this order, before
+#: any that compares the quote with settings a restart may change: crossed, spread, precision,
+#: off hours, duplicates): a held tick restored with one of them is no tick the stream accepted
+_VALUE_REASONS = frozenset(
+    {
+        RejectReason.UNKNOWN_SYMBOL,
+        RejectReason.BAD_TS,
+        RejectReason.NON_FINITE,
+        RejectReason.NON_POSITIVE,
+        RejectReason.OUT_OF_RANGE,
+    }
+)
+_TICK_ID_MAX = 128  # characters: the wire's bound on ``tick_id``
+
+
+def _decoder(symbol: str, validator: TickValidator) -> Callable[[Any], _Held]:
+    """Read back a tick the guards of ``symbol`` hold (what :func:`_encode` wrote), as the wire
+    and the validator read a tick (StateError otherwise, naming the field, never the value):
+    a tick of ``symbol`` itself, a known instrument; numbers by type (no numeric string, no
+    ``True``, no float time; :mod:`forex_diffusion.state`), prices in ``(0, MAX_PRICE]`` and
+    a volume in ``[0, MAX_TICK_VOLUME]`` (the wire's bounds), then the value checks of
+    :meth:`TickValidator.check` (``validator``: a scratch one with the pipeline's settings;
+    its counters and ids are not the pipeline's): time in the tick range, prices finite and
+    within the instrument's range. Without it "1e400" or "nan" restored as a price wedged the
+    series (every later tick failed) and made every later checkpoint non-JSON."""
+
+    def decode(data: Any) -> _Held:
+        if type(data) is not dict:
+            raise StateError("malformed tick pipeline snapshot: a held tick is not a mapping")
+        if data["symbol"] != symbol:
+            raise StateError("malformed tick pipeline snapshot: a held tick of another symbol")
+        # a TypeError or ValueError here is the guard's StateError (its restore reads us in malformed())
+        ts = time_ms(data["ts_ms"], field="held tick ts_ms")
+        bid = number(data["bid"], low=0.0, above=True, high=MAX_PRICE, field="held tick bid")
+        ask = number(data["ask"], low=0.0, above=True, high=MAX_PRICE, field="held tick ask")
+        volume = number(data["volume"], low=0.0, high=MAX_TICK_VOLUME, field="held tick volume")
+        tick_id = data["tick_id"]
+        if tick_id is not None and (type(tick_id) is not str or len(tick_id) > _TICK_ID_MAX):
+            raise TypeError(f"held tick tick_id is not a string of at most {_TICK_ID_MAX} characters")
+        ref = data["ref"]
+        reason = validator.check(symbol, ts, bid, ask, volume=volume)
+        if reason in _VALUE_REASONS:
+            raise StateError(f"malformed tick pipeline snapshot: a held tick the validator refuses ({reason.value})")
+        return Tick(symbol=symbol, ts_ms=ts, bid=bid, ask=ask, volume=volume, tick_id=tick_id), ref
+
+    return decode
 
 
 class TickPipeline:
@@ -475,16 +512,17 @@ class TickPipeline:
             for sym in set(out) | set(spikes) | set(times):
                 self._guards.pop(sym, None)
                 self._clocks.pop(sym, None)
+            scratch = TickValidator(self.validator.config, self.instruments)
             for sym, state in spikes.items():
                 g: SpikeGuard[_Held] = SpikeGuard(self.spike_config)
-                g.restore(state, _decode)
+                g.restore(state, _decoder(sym, scratch))
                 if self._guard_on:
                     self._guards[sym] = g
                 else:
                     self._quarantine(sym, g.end_hold())
             for sym, state in times.items():
                 c: TimeJumpGuard[_Held] = TimeJumpGuard(self.time_config)
-                c.restore(state, _decode)
+                c.restore(state, _decoder(sym, scratch))
                 self._clocks[sym] = c
                 if c.held_ts:
                     out[sym] = min(c.held_ts)

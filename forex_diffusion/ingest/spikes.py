@@ -62,7 +62,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 from forex_diffusion.errors import ConfigError, StateError
-from forex_diffusion.state import malformed, unwrap, wrap
+from forex_diffusion.ingest.validation import MAX_PRICE
+from forex_diffusion.state import count, malformed, number, unwrap, wrap
 
 __all__ = ["HeldVerdict", "SpikeConfig", "SpikeCounters", "SpikeGuard"]
 
@@ -74,20 +75,6 @@ _log = math.log
 _INF = math.inf
 #: the largest x whose exp(x) is a float
 _MAX_LOG = math.log(2.0**1023 * (2.0 - 2.0**-52))
-
-
-def _number(x: Any) -> float:
-    """A JSON number of a state as a float (True, a string or a list is no number)."""
-    if type(x) not in (int, float):
-        raise TypeError(f"not a number: {str(x)[:20]!r}")
-    return float(x)
-
-
-def _count(x: Any) -> int:
-    """A JSON integer of a state (True or 2.5 is no count)."""
-    if type(x) is not int:
-        raise TypeError(f"not an integer: {str(x)[:20]!r}")
-    return x
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -328,17 +315,15 @@ class SpikeGuard(Holding[T]):
         written before the envelope is read too."""
         state = unwrap(data, self, legacy=lambda old: old)
         with malformed(self):
-            n, last, sigma = _count(state["n"]), state["last_good"], _number(state["sigma"])
-            last = None if last is None else _number(last)
-            held = [(_number(m), decode(x)) for m, x in state["held"]]
-        # a mid is a price (finite, > 0: the next tick divides by it and takes a logarithm);
-        # sigma a mean absolute log return (finite, >= 0, and exp(k * sigma) a float)
-        if (
-            n < 0
-            or (last is None) != (n == 0)
-            or not (math.isfinite(sigma) and 0 <= sigma <= _MAX_LOG / self._k)
-            or not all(math.isfinite(m) and m > 0 for m in [*([] if last is None else [last]), *(m for m, _ in held)])
-        ):
+            # a mid is a price (in (0, MAX_PRICE], the wire's bound: the next tick divides by it
+            # and takes a logarithm); sigma a mean absolute log return (>= 0, exp(k * sigma) a float)
+            n, last = count(state["n"], field="n"), state["last_good"]
+            sigma = number(state["sigma"], low=0.0, high=_MAX_LOG / self._k, field="sigma")
+            last = None if last is None else number(last, low=0.0, above=True, high=MAX_PRICE, field="last_good")
+            held = [
+                (number(m, low=0.0, above=True, high=MAX_PRICE, field="held mid"), decode(x)) for m, x in state["held"]
+            ]
+        if (last is None) != (n == 0):
             raise StateError("malformed spike guard snapshot")
         if len(held) > self.config.confirm or (held and last is None):
             raise StateError(

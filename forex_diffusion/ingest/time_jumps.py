@@ -61,7 +61,7 @@ from typing import Any, Literal, TypeVar
 from forex_diffusion.errors import ConfigError, StateError
 from forex_diffusion.ingest.spikes import Holding
 from forex_diffusion.market_hours import DEFAULT_MARKET_HOURS, MarketHours
-from forex_diffusion.state import malformed, unwrap, wrap
+from forex_diffusion.state import malformed, time_ms, unwrap, wrap
 
 __all__ = ["TimeJumpConfig", "TimeJumpGuard", "TimeVerdict"]
 
@@ -258,13 +258,9 @@ class TimeJumpGuard(Holding[T]):
         """Inverse of :meth:`snapshot` (``decode`` inverts its ``encode``); the bare layout
         written before the envelope is read too."""
         state = unwrap(data, self, legacy=lambda old: old)
-        with malformed(self):
-            top = state["top"]
-            held = [(t, decode(x)) for t, x in state["held"]]
-        if top is not None and type(top) is not int:
-            raise StateError("malformed time guard snapshot: top must be an int or null")
-        if any(type(t) is not int for t, _ in held):
-            raise StateError("malformed time guard snapshot: held event times must be ints")
+        with malformed(self):  # event times: ints in the wire's range (time_ms), the latest or null
+            top = None if state["top"] is None else time_ms(state["top"], field="top")
+            held = [(time_ms(t, field="held time"), decode(x)) for t, x in state["held"]]
         limit = self.config.max_start_held if top is None else self._confirm
         if len(held) > limit:
             raise StateError("time guard snapshot holds more ticks than its config allows")

@@ -37,7 +37,7 @@ from forex_diffusion.domain import Tick
 from forex_diffusion.errors import ConfigError, RejectReason, StateError, ValidationError
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.market_hours import DEFAULT_MARKET_HOURS, MarketHours
-from forex_diffusion.state import malformed, unwrap, wrap
+from forex_diffusion.state import MAX_TIME_MS, count, malformed, unwrap, wrap
 
 PRICE_RANGE_FACTOR = 10.0
 """By default a price must lie in ``[low / f, high * f]`` of its instrument's traded range
@@ -324,7 +324,12 @@ class TickValidator:
                 ids, dts = v["ids"], v["dts"]
                 if len(ids) != len(dts):
                     raise StateError(f"tick ids of {s}: {len(ids)} ids, {len(dts)} times")
-                seen[s] = OrderedDict(zip(ids, itertools.accumulate(int(t) for t in dts), strict=True))
+                # each an integer (not True, 1.5 or "15"), and the times they add up to event times
+                # (the wire's range) or the unknown time of an id restored from a bare list
+                times = list(itertools.accumulate(count(t, low=-(2**63), high=2**63, field="dts") for t in dts))
+                if not all(t == _UNKNOWN_TS or 0 <= t <= MAX_TIME_MS for t in times):
+                    raise StateError("malformed tick_ids state: dts add up to a time outside the wire's range")
+                seen[s] = OrderedDict(zip(ids, times, strict=True))
         if merge:
             self._seen.update(seen)
         else:

@@ -31,6 +31,8 @@ from forex_diffusion.diffusion.context import SeriesContext
 from forex_diffusion.diffusion.inputs import InputsBuilder
 from forex_diffusion.errors import ArtifactError, StateError
 from forex_diffusion.forecast.features import FeatureBuilder
+from forex_diffusion.ingest.spikes import SpikeConfig, SpikeGuard
+from forex_diffusion.ingest.time_jumps import TimeJumpConfig, TimeJumpGuard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_stateful as contract  # noqa: E402  (the contract's cases: every stateful class of the core)
@@ -231,3 +233,177 @@ def test_the_hostile_values_found_are_refused_or_restore_an_object_that_continue
     name: str, shape: Path_, which: int, value: Any
 ) -> None:
     check(name, _leaf(name, shape, which), value)
+
+
+# -- numbers by type ---------------------------------------------------------------------------
+#
+# A checkpoint row holding "1e400", "nan" or True where a number belongs restored without
+# complaint (``float()`` reads all three), then failed on every candle or tick and made every
+# later snapshot non-JSON (NaN, Infinity): the worker's checkpoint then failed for ever with
+# consumption paused. Every number of a state is now read by type (``forex_diffusion.state``:
+# ``number``, ``count``, ``time_ms``): at a leaf whose real value is a number, a numeric string,
+# a bool or a number no series builds (past ``MAX_MAGNITUDE``, nan, inf) is a StateError.
+
+NOT_NUMBERS: tuple[Any, ...] = (
+    "nan",
+    "inf",
+    "-Infinity",
+    "1e400",
+    "1.5",
+    "1",
+    True,
+    False,
+    1e308,
+    -1e308,
+    10**400,
+    math.nan,
+    math.inf,
+    -math.inf,
+)
+
+
+def _strict_item(x: Any) -> int:
+    """The guards' held items in these cases are ints: read by type, as the pipeline reads its
+    held ticks (``forex_diffusion.ingest.pipeline``), not with ``int()`` (which takes True, 2.5)."""
+    if type(x) is not int:
+        raise StateError("a held item is not an integer")
+    return x
+
+
+#: the guards hand their held items to the caller's decoder: the cases' is ``int``
+NUMBER_LOAD = {
+    **LOAD,
+    "spike_guard": dataclasses.replace(
+        contract.CASES["spike_guard"], load=contract._restore_into(lambda: SpikeGuard(SpikeConfig()), _strict_item)
+    ),
+    "time_guard": dataclasses.replace(
+        contract.CASES["time_guard"], load=contract._restore_into(lambda: TimeJumpGuard(TimeJumpConfig()), _strict_item)
+    ),
+}
+
+_QUALITY = "quality_monitor: forex_diffusion/quality/monitoring.py reads it with int()/float() (not in this change)"
+_SHADOW = "shadow_tracker: forex_diffusion/quality/shadow.py reads it with int()/float() (not in this change)"
+_IGNORED = "feature_builder: forex_diffusion/forecast/features.py reads 'ignored' with int() (not in this change)"
+_FORECASTER = "symbol_forecaster: forex_diffusion/forecast/forecaster.py reads it unchecked (not in this change)"
+
+#: number fields whose restore still takes one of NOT_NUMBERS (findings, reported: their
+#: restore lives in files outside this change). Each is a strict xfail below, so a fix that
+#: lands shows here; the property above covers every other number field of every class.
+OPEN_NUMBERS: dict[str, dict[Path_, str]] = {
+    "feature_builder": {("ignored",): _IGNORED},
+    "inputs_builder": {("indicators", "state", "ignored"): _IGNORED, ("mtf", "state", "ignored"): _IGNORED},
+    "quality_monitor": {
+        ("groups", "[]", "[]"): _QUALITY,
+        ("dropped",): _QUALITY,
+        ("windows", "[]", "[]", "[]"): _QUALITY,
+    },
+    "shadow_tracker": {
+        ("series", "[]", "[]", "[]", "[]"): _SHADOW,
+        ("series", "[]", "[]", "[]", "[]", "[]"): _SHADOW,
+        ("series", "[]", "[]", "[]", "[]", "[]", "[]"): _SHADOW,
+    },
+    "symbol_forecaster": {
+        ("last_open", "1m"): _FORECASTER,
+        ("last_open", "5m"): _FORECASTER,
+        ("series", "1m", "horizon"): _FORECASTER,
+        ("series", "1m", "features", "state", "ignored"): _IGNORED,
+        ("series", "1m", "trigger", "last_request_ms", "EURUSD/1m"): _FORECASTER,
+        ("series", "1m", "pending", "[]", "[]"): _FORECASTER,
+        ("series", "1m", "pending", "[]", "[]", "[]", "[]"): _FORECASTER,
+        ("series", "1m", "history", "[]", "open_ms"): _FORECASTER,
+        ("series", "1m", "history", "[]", "close_ms"): _FORECASTER,
+        ("series", "1m", "history", "[]", "tick_count"): _FORECASTER,
+        ("series", "1m", "history", "[]", "revision"): _FORECASTER,
+        ("quality", "state", "groups", "[]", "[]"): _QUALITY,
+        ("quality", "state", "max_series"): _QUALITY,
+        ("quality", "state", "dropped"): _QUALITY,
+        ("quality", "state", "windows", "[]", "[]", "[]"): _QUALITY,
+    },
+}
+
+
+def _number_groups(name: str) -> list[tuple[Path_, ...]]:
+    """The fields of ``name``'s real snapshot whose leaves are numbers (not bools)."""
+    data, groups = _real(name)
+
+    def value(path: Path_) -> Any:
+        node = data["state"]
+        for k in path:
+            node = node[k]
+        return node
+
+    return [g for g in groups if type(value(g[0])) in (int, float)]
+
+
+def _refused_number(name: str, path: Path_, value: Any) -> bool:
+    """Whether ``value`` at ``path`` of ``name``'s real snapshot is refused (lenient classes:
+    nothing restored)."""
+    case = NUMBER_LOAD.get(name, contract.CASES[name])
+    data, _ = _real(name)
+    bad = copy.deepcopy(data)
+    _set(bad["state"], path, copy.deepcopy(value))
+    try:
+        restored = case.load(bad)
+    except (StateError, ArtifactError):
+        return True
+    if case.lenient:
+        return contract._json(case.snap(restored)) == contract._json(case.snap(case.make()))  # noqa: SLF001
+    return False
+
+
+def _closed_groups(name: str) -> list[tuple[Path_, ...]]:
+    """The number fields of ``name`` that are not open findings."""
+    return [g for g in _number_groups(name) if _shape(g[0]) not in OPEN_NUMBERS.get(name, {})]
+
+
+@st.composite
+def _not_a_number(draw: st.DrawFn, name: str) -> tuple[Path_, Any]:
+    group = draw(st.sampled_from(_closed_groups(name)))
+    return draw(st.sampled_from(group)), draw(st.sampled_from(NOT_NUMBERS))
+
+
+@pytest.mark.parametrize("name", sorted(contract.CASES))
+def test_a_numeric_string_bool_or_out_of_range_number_at_a_number_field_is_refused(name: str) -> None:
+    if not _closed_groups(name):
+        pytest.skip(f"every number field of {name} is an open finding (OPEN_NUMBERS)")
+
+    @settings(
+        max_examples=40,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+        database=None,
+        derandomize=True,
+    )
+    @given(hit=_not_a_number(name))
+    def prop(hit: tuple[Path_, Any]) -> None:
+        path, value = hit
+        assert _refused_number(name, path, value), f"{name} restored {value!r} at {path}"
+
+    prop()
+
+
+@pytest.mark.parametrize("name", sorted(contract.CASES))
+def test_every_number_field_refuses_every_kind_of_non_number(name: str) -> None:
+    """Exhaustive over fields (first and last leaf of each) and values, where the property samples."""
+    accepted = [
+        (_shape(path), value)
+        for group in _closed_groups(name)
+        for path in {group[0], group[-1]}
+        for value in NOT_NUMBERS
+        if not _refused_number(name, path, value)
+    ]
+    assert not accepted, accepted[:10]
+
+
+_OPEN_CASES = [(n, shape, why) for n, fields in sorted(OPEN_NUMBERS.items()) for shape, why in fields.items()]
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "why"),
+    [pytest.param(n, s, w, marks=pytest.mark.xfail(strict=True, reason=w)) for n, s, w in _OPEN_CASES],
+    ids=[f"{n}-{'.'.join(map(str, s))}" for n, s, _ in _OPEN_CASES],
+)
+def test_the_number_fields_still_open_refuse_a_non_number(name: str, shape: Path_, why: str) -> None:
+    group = next(g for g in _number_groups(name) if _shape(g[0]) == shape)
+    accepted = [v for p in {group[0], group[-1]} for v in NOT_NUMBERS if not _refused_number(name, p, v)]
+    assert not accepted, f"{why}: {accepted}"
