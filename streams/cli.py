@@ -45,7 +45,7 @@ from forex_diffusion.errors import (
 )
 
 from . import commands
-from .commands._common import LOG_LEVELS, one_line
+from .commands._common import LOG_LEVELS, guard_stdout, one_line, write_failed
 
 # the click exceptions typer raises (typer >= 0.25 vendors click as typer._click)
 _click = importlib.import_module(typer.BadParameter.__module__)
@@ -304,6 +304,8 @@ class ForexdGroup(TyperGroup):
             else:
                 _say(error_line(error))
                 code = mapped
+                if str(error).startswith("cannot write standard output"):
+                    _drop_stdout()  # what it still holds would fail again at the flush: said once
         code = self._flush(code)
         if not standalone_mode:
             return code
@@ -318,7 +320,7 @@ class ForexdGroup(TyperGroup):
         try:
             gone = not _flush_stdout()
         except OSError as exc:
-            _say(f"error: cannot write standard output: {exc.strerror or exc}")
+            _say(error_line(exc if str(exc).startswith("cannot write ") else write_failed(None, exc)))
             _drop_stdout()
             return code or EXIT_IOERR
         if gone and code == EXIT_OK:
@@ -393,9 +395,12 @@ def main() -> None:
     Standard output writes a file name's bytes that are not UTF-8 back as they came (as
     ``ls`` does), whatever ``PYTHONIOENCODING`` says: with ``utf-8`` (strict) the closing
     ``backtest … -> bt\\xff.csv`` line raised ``UnicodeEncodeError`` after the work was done.
+    A failed write to it (``> /dev/full``) is one line naming standard output and the fix
+    (:func:`~streams.commands._common.guard_stdout`), not a bare ``[Errno 28]``.
     """
     if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.errors == "strict":
         sys.stdout.reconfigure(errors="surrogateescape")
+    sys.stdout = guard_stdout(sys.stdout)  # a failed write names standard output and the fix
     app()
 
 

@@ -8,11 +8,14 @@ aiokafka or sqlalchemy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import io
 import logging
 import os
 import re
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
@@ -50,11 +53,14 @@ __all__ = [
     "check_price",
     "database_url",
     "echo_error",
+    "guard_stdout",
     "hide_password",
     "model_files",
     "one_line",
     "open_engine",
     "progress_bar",
+    "write_failed",
+    "writing",
 ]
 
 #: ``--price`` values, each the core's :data:`~forex_diffusion.domain.PriceSide` of that name.
@@ -132,6 +138,75 @@ def one_line(text: str) -> str:
 def echo_error(text: str) -> None:
     """Print ``error: <text>`` on standard error as :func:`one_line` makes it."""
     typer.echo(f"error: {one_line(text)}", err=True)
+
+
+#: A write that failed for want of room: "free space there" is part of its fix.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def write_failed(path: Path | None, exc: OSError, option: str = "-o") -> OSError:
+    """The one-line error of a failed write to ``path`` given by ``option`` (None: standard
+    output), naming where and the fix: ``cannot write /dev/full: No space left on device; free
+    space there or choose another -o``. Every output of every command is reported so (a bare
+    ``[Errno 28] No space left on device`` named neither); the status stays 74 (EX_IOERR)."""
+    where = "standard output" if path is None else str(path)
+    other = "redirect standard output elsewhere" if path is None else f"choose another {option}"
+    fix = f"free space there or {other}" if exc.errno in _NO_ROOM else other
+    return OSError(f"cannot write {where}: {exc.strerror or exc}; {fix}")
+
+
+@contextlib.contextmanager
+def writing(path: Path, option: str = "-o") -> Iterator[None]:
+    """Within, a failed write to ``path`` (a CSV or PNG a core function writes by its name) is
+    :func:`write_failed`'s line; a regular file left half-written (its device full) is removed."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.EPIPE or str(exc).startswith("cannot write "):
+            raise
+        if exc.errno in (*_NO_ROOM, errno.EIO) and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+        raise write_failed(path, exc, option) from exc
+
+
+class _StandardOutput(io.FileIO):
+    """Standard output's descriptor, whose failed write (``> /dev/full``) is
+    :func:`write_failed`'s line; ``EPIPE`` (its reader gone: exit 141) passes unchanged."""
+
+    def write(self, data: Any) -> int | None:  # type: ignore[override]
+        try:
+            return super().write(data)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise
+            raise write_failed(None, exc) from exc
+
+
+def guard_stdout(stream: Any) -> Any:
+    """``stream`` (standard output as Python opened it) rebuilt on :class:`_StandardOutput`
+    with its encoding, errors and buffering, or ``stream`` itself when it is no file of a
+    descriptor (closed, in memory). Every writer of standard output (``echo``, rich's help,
+    a CSV to ``-o -``) then fails with one line naming it and the fix, wherever it writes."""
+    if not isinstance(stream, io.TextIOWrapper):
+        return stream
+    try:
+        fd = stream.fileno()
+        stream.flush()
+    except (OSError, ValueError):
+        return stream
+    raw = _StandardOutput(fd, "w", closefd=False)
+    try:  # the buffer Python gives a file: its block size
+        size = os.fstat(fd).st_blksize
+    except OSError:
+        size = 0
+    return io.TextIOWrapper(
+        io.BufferedWriter(raw, size if size > 1 else io.DEFAULT_BUFFER_SIZE),
+        encoding=stream.encoding,
+        errors=stream.errors,
+        newline=None,
+        line_buffering=stream.line_buffering,
+        write_through=stream.write_through,
+    )
 
 
 def write_rejects(rejects: Iterable[Any], out: Path | IO[str]) -> None:

@@ -24,6 +24,7 @@ from ._common import (
     model_files,
     progress_bar,
     reject_summary,
+    writing,
 )
 
 if TYPE_CHECKING:
@@ -280,8 +281,12 @@ def backtest_command(
             f"{plot_as_of} is the as_of of no forecast (they run from {first} to {last}, every {every} candle(s))",
             param_hint="'--plot-as-of'",
         )
-    write_backtest_csv(_rounded(rows, price), output)
-    plotted = fan_chart_png(rows, plot, as_of=plot_ms) if plot is not None else None
+    with writing(output):
+        write_backtest_csv(_rounded(rows, price), output)
+    plotted = None
+    if plot is not None:
+        with writing(plot, "--plot"):
+            plotted = fan_chart_png(rows, plot, as_of=plot_ms)
     horizon = predictor.horizon
     groups = [(s, s) for s in range(1, horizon + 1)] if per_step else None
     summary = summarize_forecasts(rows, groups)
@@ -300,7 +305,8 @@ def backtest_command(
         trows = pd.concat(touch_parts, ignore_index=True)
         if touch_output is not None:
             out = round_price_columns(trows, ["level"], symbol=sym, price=price)
-            out.to_csv(touch_output, index=False, na_rep="", lineterminator="\n")
+            with writing(touch_output, "--touch-output"):
+                out.to_csv(touch_output, index=False, na_rep="", lineterminator="\n")
         typer.echo(f"touch ({', '.join(b.name for b in bands)}; close-based) Brier per step, bands pooled:")
         typer.echo(format_touch_summary(summarize_touch(trows)))
         typer.echo("touch reliability (all steps and bands):")

