@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from faust.types import TP
 from sqlalchemy.exc import DBAPIError
 
-from forex_diffusion.errors import PermanentStorageError, StaleOwnerError, StorageError
+from forex_diffusion.errors import PermanentStorageError, StaleOwnerError, StateError, StorageError
 from forex_diffusion.storage import Checkpoint, claim_progress, load_snapshot, save_progress
 from forex_diffusion.storage.retry import classify
 from retraining.failpoints import fires
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 EXIT_STORAGE_FATAL = 74  # sysexits EX_IOERR: the database refuses writes for good
-EXIT_STATE_REFUSED = 65  # sysexits EX_DATAERR: a checkpointed state failed its signature (issue 13)
+EXIT_STATE_REFUSED = 65  # sysexits EX_DATAERR: a state failed its signature (issue 13), or cannot be written
 FATAL_MIN_ATTEMPTS = 3  # a permanent storage error is fatal only after this many checkpoints failed with it
 
 #: The part under which a checkpoint written before issue 15 (one whole state) is restored.
@@ -408,7 +408,14 @@ class PartitionProgress:
         Nothing is committed: the group's offset never leads the last durable checkpoint,
         and the restarted worker replays from there. Any other failure (broker down, a
         transient database error) ends the streak: those are waited out, never fatal.
+
+        A :class:`StateError` (a state that cannot be written: not strict JSON, NaN or
+        Infinity inside) is fatal at once, as a state that cannot be restored is: written again
+        it fails again, and consumption stays paused meanwhile (it was retried for ever).
         """
+        if isinstance(exc, StateError):
+            self._state_unwritable(exc)
+            return
         if not isinstance(exc, PermanentStorageError):
             self._permanent = None
             return
@@ -417,6 +424,23 @@ class PartitionProgress:
         self._permanent = (first, n + 1)
         if n + 1 >= FATAL_MIN_ATTEMPTS and now - first >= self.fatal_after_s:
             self._fatal(exc, n + 1, now - first)
+
+    def _state_unwritable(self, exc: StateError) -> None:
+        """Stop the worker: a state it holds cannot be checkpointed (:data:`EXIT_STATE_REFUSED`).
+
+        Nothing is committed past the last durable checkpoint; the restarted worker restores
+        that and replays from there. One ERROR line names the error (never the state's values).
+        """
+        log.error(
+            "state.unwritable consumer=%s topic=%s error=%s: %s -- not checkpointed; offsets stay at "
+            "the last durable checkpoint; exiting with %d",
+            self.consumer,
+            self.topic,
+            type(exc).__name__,
+            str(exc).splitlines()[0][:300] if str(exc) else "",
+            EXIT_STATE_REFUSED,
+        )
+        _flush_and_exit(EXIT_STATE_REFUSED)
 
     def _fatal(self, exc: BaseException, attempts: int, span_s: float) -> None:
         from .commands._common import hide_password  # render_as_string's kept a ?password= query value

@@ -213,8 +213,20 @@ class Checkpoint:
     parts: dict[str, Any] = field(default_factory=dict)
 
 
-def _dumps(state: Any) -> str:
-    return json.dumps(state, separators=(",", ":"), allow_nan=False)
+def _dumps(state: Any, where: str) -> str:
+    """``state`` as strict JSON; a state that is not (NaN or Infinity inside, an object that
+    is not plain data, a cycle) is a :class:`StateError` naming ``where``, never its values.
+
+    Permanent: written again it fails again (consumption is paused meanwhile), so the worker
+    must not retry it for ever as it did a bare ``ValueError`` (see ``streams.progress``,
+    ``checkpoint_failed``)."""
+    try:
+        return json.dumps(state, separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise StateError(
+            f"checkpoint of {where} not written: its state is not strict JSON "
+            f"({type(exc).__name__}: NaN, Infinity or not plain data)"
+        ) from exc
 
 
 def _key(table: Table, consumer: str, topic: str, partition: int) -> Any:
@@ -278,11 +290,14 @@ def save_progress(
     in ``removed`` are deleted, and with ``full`` every other part too (``parts`` is then
     the whole state). With ``epoch`` the write is fenced: a row claimed since by a newer owner
     (:func:`claim_progress`) refuses it with :class:`StaleOwnerError`, and nothing is written.
+    A state or part that is not strict JSON (NaN, Infinity) is a :class:`StateError`, and
+    nothing is written.
     """
     if (state is None) == (parts is None):
         raise TypeError("save_progress takes either state= or parts=")
-    payload = "" if state is None else _dumps(state)
-    rows = {k: _dumps(v) for k, v in (parts or {}).items()}
+    where = f"{consumer[:60]} {topic[:60]}[{partition}]"
+    payload = "" if state is None else _dumps(state, where)
+    rows = {k: _dumps(v, f"{where} part {str(k)[:60]}") for k, v in (parts or {}).items()}
     now = int(time.time() * 1000)
     with engine.begin() as conn:
         # the partition's row first: on PostgreSQL its lock orders this write against a claim
