@@ -351,11 +351,24 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-def _level(value: str) -> str:
+def _level(ctx: typer.Context, param: typer.CallbackParam, value: str) -> str:
+    """``--log-level``, else ``FOREXD_LOG_LEVEL``, in lower case. A bad option is a usage error
+    (2); a bad variable is a setting's (78, :class:`SettingsError` naming it, as every other
+    ``FOREXD_*`` refusal): it was click's ``Invalid value for '--log-level'``, exit 2. The value
+    is shown as its bytes (``'\\xff'``, not ``'\\udcff'``), cut as the settings cut one."""
     low = value.lower()
-    if low not in LOG_LEVELS:
-        raise typer.BadParameter(f"{value!r} is not a log level: use one of crit, error, warn, info, debug")
-    return low
+    if low in LOG_LEVELS:
+        return low
+    try:
+        data = value.encode("utf-8", "surrogateescape")  # the bytes as given
+    except UnicodeEncodeError:
+        data = value.encode("utf-8", "backslashreplace")
+    shown = repr(data[:200])[1:] + (f"... ({len(data)} bytes)" if len(data) > 200 else "")
+    levels = "crit, error, warn, info, debug"
+    source = ctx.get_parameter_source(param.name) if param.name is not None else None
+    if getattr(source, "name", None) == "ENVIRONMENT":  # click's ParameterSource.ENVIRONMENT
+        raise SettingsError(f"FOREXD_LOG_LEVEL={shown} is not a log level: set it to one of {levels} or unset it")
+    raise typer.BadParameter(f"{shown} is not a log level: use one of {levels}")
 
 
 @app.callback()

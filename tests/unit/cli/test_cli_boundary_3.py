@@ -122,3 +122,21 @@ def test_version_and_help_onto_a_full_device_say_standard_output_once(args: list
         res = forexd(*args, stdout=full)
     assert res.returncode == 74, res.stderr
     one_line(res.stderr, "cannot write standard output: No space left on device; free space there or redirect")
+
+
+# -- 4: a bad FOREXD_LOG_LEVEL is a setting's error (78), the option's a usage error (2) ----------
+
+
+@pytest.mark.parametrize(("raw", "shown"), [("bogus", "'bogus'"), ("\udcff", "'\\xff'")])
+def test_a_bad_log_level_variable_is_one_line_naming_it_exit_78(tmp_path: Path, raw: str, shown: str) -> None:
+    """Before: exit 2, ``Invalid value for '--log-level' (env var: …): '\\udcff' …``."""
+    res = runner.invoke(app, ["candles", str(tmp_path / "none.csv")], env={"FOREXD_LOG_LEVEL": raw})
+    assert res.exit_code == 78, res.output
+    one_line(res.stderr, f"FOREXD_LOG_LEVEL={shown} is not a log level", "unset it")
+
+
+def test_a_bad_log_level_option_stays_a_usage_error_with_its_bytes_shown(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["--log-level", "\udcff", "candles", str(tmp_path / "none.csv")])
+    assert res.exit_code == 2, res.output
+    line = one_line(res.stderr, "'\\xff' is not a log level")
+    assert "\\udcff" not in line
