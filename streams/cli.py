@@ -25,7 +25,8 @@ import pkgutil
 import select
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any
+from pathlib import PurePath
+from typing import Any, get_args
 
 import typer
 from typer.core import TyperGroup
@@ -140,6 +141,41 @@ def _utf8_text_only(command: Any) -> None:
 
     checked._utf8_checked = True  # type: ignore[attr-defined]
     command.callback = checked
+
+
+def _names_a_path(annotation: Any) -> bool:
+    """Whether a parameter's annotation is a path (``Path``, ``Path | None``, ``list[Path]``)."""
+    if isinstance(annotation, type):
+        return issubclass(annotation, PurePath)
+    return any(_names_a_path(a) for a in get_args(annotation))
+
+
+def _no_empty_paths(command: Any) -> None:
+    """Have every path argument and option under ``command`` refuse an empty value (``-o ""``,
+    ``--model-dir "$UNSET"``) as a usage error (2) naming it, as ``--db ""`` is refused. The raw
+    text is asked before typer makes it a :class:`~pathlib.Path`: ``Path("")`` is ``Path(".")``,
+    so ``train --model-dir ""`` wrote under the working directory (exit 0), ``candles ""`` said
+    ``tick file . is a directory`` and ``-o ""`` ``cannot write .``."""
+    for sub in getattr(command, "commands", {}).values():
+        _no_empty_paths(sub)
+    for param in getattr(command, "params", ()):
+        descriptor = getattr(param, "type_descriptor", None)
+        if getattr(param, "_empty_checked", False) or not _names_a_path(getattr(descriptor, "annotation", None)):
+            continue
+        process = param.process_value
+
+        def checked(ctx: Any, value: Any, _process: Any = process, _param: Any = param) -> Any:
+            items = value if isinstance(value, tuple | list) else (value,)
+            if any(isinstance(item, str) and item == "" for item in items):
+                raise _click.BadParameter(
+                    "the path is empty (an unset shell variable?): give a file or directory name",
+                    ctx=ctx,
+                    param=_param,
+                )
+            return _process(ctx, value)
+
+        param.process_value = checked
+        param._empty_checked = True
 
 
 def reader_gone(fd: int) -> bool:
@@ -274,6 +310,7 @@ class ForexdGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         _utf8_text_only(self)
+        _no_empty_paths(self)
         try:
             rv = super().main(
                 args, prog_name, complete_var, standalone_mode=False, windows_expand_args=windows_expand_args, **extra

@@ -140,3 +140,35 @@ def test_a_bad_log_level_option_stays_a_usage_error_with_its_bytes_shown(tmp_pat
     assert res.exit_code == 2, res.output
     line = one_line(res.stderr, "'\\xff' is not a log level")
     assert "\\udcff" not in line
+
+
+# -- 5: an empty path (argument or option, any command) is a usage error naming it ----------------
+
+EMPTY_PATHS = [
+    (
+        ["train", "{h1}", "--symbol", "EURUSD", "--timeframe", "1h", "--model-dir", "", "--max-steps", "1"],
+        "'--model-dir'",
+    ),
+    (["candles", "", "--symbol", "EURUSD"], "'file'"),
+    (["candles", "{ticks}", "--symbol", "EURUSD", "-o", ""], "'--output'"),
+    (["candles", "{ticks}", "--symbol", "EURUSD", "--rejects", ""], "'--rejects'"),
+    (["indicators", "", "-o", "{out}"], "'file'"),
+    (["backtest", "{h1}", "--symbol", "EURUSD", "--timeframe", "1h", "--model", "", "-o", "{out}"], "'--model'"),
+    (["backtest", "{h1}", "--symbol", "EURUSD", "--timeframe", "1h", "--model", "{model}", "-o", ""], "'--output'"),
+]
+
+
+@pytest.mark.parametrize(("args", "named"), EMPTY_PATHS, ids=[" ".join(a[:1] + [n]) for a, n in EMPTY_PATHS])
+def test_an_empty_path_is_a_usage_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], named: str
+) -> None:
+    """Before: ``Path("")`` is ``Path(".")``: ``train --model-dir ""`` wrote under the working
+    directory (exit 0), ``candles ""`` was ``tick file . is a directory`` (66), ``-o ""``
+    ``cannot write .: it is a directory`` (73)."""
+    monkeypatch.chdir(tmp_path)
+    values = {"h1": str(h1_file(tmp_path / "h1.csv")), "ticks": str(tick_file(tmp_path / "t.csv")),
+              "out": str(tmp_path / "out.csv"), "model": str(MODEL_1H)}  # fmt: skip
+    res = runner.invoke(app, [a.format(**values) for a in args])
+    assert res.exit_code == 2, res.output
+    one_line(res.stderr, named, "the path is empty")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h1.csv", "t.csv"]  # nothing written
