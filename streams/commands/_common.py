@@ -14,6 +14,7 @@ import io
 import logging
 import os
 import re
+import stat
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -284,6 +285,14 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def _is_char_device(path: Path) -> bool:
+    """Whether ``path`` is a character device (``/dev/null``, a terminal), through links."""
+    try:
+        return stat.S_ISCHR(path.stat().st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def model_files(model: Path) -> list[tuple[Path | None, str]]:
     """The files of ``--model`` (a checkpoint and its manifest, or every file of a model key's
     directory), as :func:`check_output`'s ``other``: an output over one destroys the model."""
@@ -305,8 +314,8 @@ def check_output(path: Path | None, option: str = "-o", *, other: Sequence[tuple
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a directory; give {option} a file name")
-    for taken, what in other:
-        if taken is not None and _same_file(path, taken):
+    for taken, what in other:  # a device (/dev/null, a terminal) may take two outputs: it holds no file
+        if taken is not None and not _is_char_device(path) and _same_file(path, taken):
             raise OutputError(f"cannot write {path}: it is {what} {taken}; choose another {option}")
     if not parent.is_dir():
         raise OutputError(

@@ -172,3 +172,36 @@ def test_an_empty_path_is_a_usage_error_naming_it(
     assert res.exit_code == 2, res.output
     one_line(res.stderr, named, "the path is empty")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["h1.csv", "t.csv"]  # nothing written
+
+
+# -- 6: /dev/null may take both outputs -----------------------------------------------------------
+
+
+@pytest.mark.skipif(not Path(os.devnull).exists(), reason="no /dev/null")
+def test_both_outputs_may_be_discarded_into_dev_null(tmp_path: Path) -> None:
+    """Before: exit 73, ``cannot write /dev/null: it is the -o file /dev/null``."""
+    res = runner.invoke(
+        app,
+        [
+            "candles",
+            str(tick_file(tmp_path / "t.csv")),
+            "--symbol",
+            "EURUSD",
+            "-o",
+            os.devnull,
+            "--rejects",
+            os.devnull,
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "error" not in res.stderr
+
+
+def test_two_outputs_onto_one_regular_file_are_still_refused(tmp_path: Path) -> None:
+    out = tmp_path / "o.csv"
+    res = runner.invoke(
+        app,
+        ["candles", str(tick_file(tmp_path / "t.csv")), "--symbol", "EURUSD", "-o", str(out), "--rejects", str(out)],
+    )
+    assert res.exit_code == 73, res.output
+    one_line(res.stderr, f"cannot write {out}: it is the -o file")
