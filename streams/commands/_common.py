@@ -294,14 +294,27 @@ def _is_char_device(path: Path) -> bool:
 
 
 def model_files(model: Path) -> list[tuple[Path | None, str]]:
-    """The files of ``--model`` (a checkpoint and its manifest, or every file of a model key's
-    directory), as :func:`check_output`'s ``other``: an output over one destroys the model."""
-    # a checkpoint named by either file: X.pt or X.json (its manifest) stands for both
-    files = (
-        sorted(model.iterdir())
-        if model.is_dir()
-        else sorted({model, model.with_suffix(".pt"), model.with_suffix(".json")})
-    )
+    """The files of ``--model`` (a checkpoint and its manifest, or every checkpoint and manifest
+    of a model key's directory), as :func:`check_output`'s ``other``: an output over one
+    destroys the model.
+
+    Raises
+    ------
+    ArtifactError
+        ``model`` is a directory holding no checkpoint (exit 2, as loading it says): before,
+        an ``-o`` file that happened to be in it was refused as "a file of the model" (73).
+    """
+    from forex_diffusion.errors import ArtifactError
+
+    if model.is_dir():
+        files = sorted(f for f in model.iterdir() if f.suffix in (".pt", ".json") and not f.is_dir())
+        if not any(f.suffix == ".pt" for f in files):
+            raise ArtifactError(
+                f"{model}: no checkpoint in this directory: pass a checkpoint (.pt or .json) "
+                "or a model-key directory that holds one"
+            )
+    else:  # a checkpoint named by either file: X.pt or X.json (its manifest) stands for both
+        files = sorted({model, model.with_suffix(".pt"), model.with_suffix(".json")})
     return [(f, "a file of the model") for f in files if not f.is_dir()]
 
 

@@ -205,3 +205,33 @@ def test_two_outputs_onto_one_regular_file_are_still_refused(tmp_path: Path) -> 
     )
     assert res.exit_code == 73, res.output
     one_line(res.stderr, f"cannot write {out}: it is the -o file")
+
+
+# -- 7: a model directory without a checkpoint is said so --------------------------------------
+
+
+def test_a_model_directory_without_a_checkpoint_is_said_so_not_a_file_of_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: ``cd DIR && backtest … --model DIR -o bt.csv`` with bt.csv there was exit 73
+    ``cannot write bt.csv: it is a file of the model DIR/bt.csv``."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bt.csv").write_text("old\n")
+    res = runner.invoke(
+        app,
+        [
+            "backtest",
+            str(h1_file(tmp_path / "h1.csv")),
+            "--symbol",
+            "EURUSD",
+            "--timeframe",
+            "1h",
+            "--model",
+            str(tmp_path),
+            "-o",
+            "bt.csv",
+        ],  # fmt: skip
+    )
+    assert res.exit_code == 2, res.output
+    one_line(res.stderr, f"{tmp_path}: no checkpoint in this directory")
+    assert (tmp_path / "bt.csv").read_text() == "old\n"
