@@ -261,6 +261,8 @@ def check_input(path: Path, what: str = "input file", *, pipe_ok: bool = False) 
     reads its input once: a second open of a pipe whose writer is gone blocks for ever.
     """
     if not path.exists():
+        if (why := _broken_link(path)) is not None:
+            raise InputNotFoundError(f"{what} {path} {why}")
         if str(path) == "-":  # `cat f | forexd indicators -`: only `forexd candles -` reads standard input
             raise InputNotFoundError(
                 f"{what} - (standard input) is a pipe, and this command reads it more than once: pass a file"
@@ -275,6 +277,22 @@ def check_input(path: Path, what: str = "input file", *, pipe_ok: bool = False) 
     if not os.access(path, os.R_OK):
         raise InputNotFoundError(f"{what} {path} is not readable: check its permissions")
     return path
+
+
+def _broken_link(path: Path) -> str | None:
+    """Why the symbolic link ``path`` leads to no file (a loop, a missing target), with the
+    fix; None when ``path`` is no link. ``Path.exists`` is False for both, said "does not exist"."""
+    try:
+        if not path.is_symlink():
+            return None
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop (it cannot be resolved): fix the link or pass the file itself"
+        return f"is a link to {os.readlink(path)}, which does not exist: fix the link or pass the file itself"
+    except ValueError:  # a NUL in the path
+        return None
+    return None
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -306,6 +324,11 @@ def model_files(model: Path) -> list[tuple[Path | None, str]]:
     """
     from forex_diffusion.errors import ArtifactError
 
+    if model.exists() and not (model.is_dir() or model.is_file()):  # was "checkpoint file not found"
+        raise ArtifactError(
+            f"--model {model} is not a regular file (a device, pipe or socket): "
+            "pass a checkpoint (.pt or .json) or a model-key directory"
+        )
     if model.is_dir():
         files = sorted(f for f in model.iterdir() if f.suffix in (".pt", ".json") and not f.is_dir())
         if not any(f.suffix == ".pt" for f in files):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -215,6 +216,7 @@ def backtest_command(
     check_output(touch_output, "--touch-output", other=[*inputs, (output, "the -o file"), (plot, "the --plot file")])
     from forex_diffusion.forecast.touch import parse_touch_bands
 
+    _check_band_sizes(touch_bands)
     bands = parse_touch_bands(touch_bands)
 
     import torch
@@ -311,6 +313,30 @@ def backtest_command(
         typer.echo(format_touch_summary(summarize_touch(trows)))
         typer.echo("touch reliability (all steps and bands):")
         typer.echo(format_touch_reliability(touch_reliability(trows), touch_reliability(trows, column="rw_p")))
+
+
+#: A touch band's size, as the core's parser reads it (``[+|-]<size><unit>``).
+_BAND_SIZE = re.compile(r"\s*[+-]?([0-9]*\.?[0-9]*(?:[eE][+-]?[0-9]+)?)(?:pip|pips|sigma|vol)\s*")
+
+
+def _check_band_sizes(spec: str | None) -> None:
+    """Refuse a touch band whose size no double holds (``1e400pip`` reads as infinity), as not
+    finite: the core's parser said ``size must be > 0`` of it."""
+    from forex_diffusion.errors import ConfigError
+
+    for text in (spec or "").split(","):
+        m = _BAND_SIZE.fullmatch(text)
+        if m is None:
+            continue
+        try:
+            size = float(m.group(1))
+        except ValueError:
+            continue  # not a number: the core's parser says so
+        if math.isinf(size):
+            raise ConfigError(
+                f"touch band {text.strip()[:32]!r}: size is not finite (past the largest double): "
+                "give a finite size, e.g. 1vol or 20pip"
+            )
 
 
 def _rounded(rows: pd.DataFrame, price: str) -> pd.DataFrame:

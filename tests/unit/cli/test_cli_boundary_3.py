@@ -235,3 +235,60 @@ def test_a_model_directory_without_a_checkpoint_is_said_so_not_a_file_of_the_mod
     assert res.exit_code == 2, res.output
     one_line(res.stderr, f"{tmp_path}: no checkpoint in this directory")
     assert (tmp_path / "bt.csv").read_text() == "old\n"
+
+
+# -- 8: each refusal says what the value is ----------------------------------------------------
+
+
+def test_an_infinite_touch_band_is_said_to_be_not_finite(tmp_path: Path) -> None:
+    """Before: ``size must be > 0`` of ``1e400pip`` (it reads as infinity)."""
+    res = runner.invoke(
+        app,
+        [
+            "backtest",
+            str(h1_file(tmp_path / "h1.csv")),
+            "--symbol",
+            "EURUSD",
+            "--timeframe",
+            "1h",
+            "--model",
+            str(MODEL_1H),
+            "-o",
+            str(tmp_path / "bt.csv"),
+            "--touch-bands",
+            "1vol,+1e400pip",
+        ],  # fmt: skip
+    )
+    assert res.exit_code == 2, res.output
+    one_line(res.stderr, "touch band '+1e400pip': size is not finite")
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+def test_a_device_as_model_is_said_to_be_no_regular_file(tmp_path: Path) -> None:
+    """Before: ``/dev/zero: checkpoint file not found``."""
+    res = runner.invoke(
+        app,
+        [
+            "backtest",
+            str(h1_file(tmp_path / "h1.csv")),
+            "--symbol",
+            "EURUSD",
+            "--timeframe",
+            "1h",
+            "--model",
+            "/dev/zero",
+            "-o",
+            str(tmp_path / "bt.csv"),
+        ],  # fmt: skip
+    )
+    assert res.exit_code == 2, res.output
+    one_line(res.stderr, "--model /dev/zero is not a regular file")
+
+
+def test_a_symbolic_link_loop_is_said_to_be_one(tmp_path: Path) -> None:
+    """Before: ``tick file loop1 does not exist: check the path``."""
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    res = runner.invoke(app, ["candles", str(tmp_path / "loop1"), "--symbol", "EURUSD"])
+    assert res.exit_code == 66, res.output
+    one_line(res.stderr, "loop1 is a symbolic link loop (it cannot be resolved)")
