@@ -11,6 +11,7 @@ import base64
 import errno
 import json
 import math
+import re
 import sys
 import time
 from typing import Any, Optional, TextIO
@@ -144,6 +145,34 @@ def record_line(partition: int, offset: int, key: bytes | None, value: bytes | N
     return json.dumps({**head, "value": None, **_exact(raw, "raw"), "error": error}, allow_nan=False, ensure_ascii=True)
 
 
+def _full_topic(settings: Settings, name: str) -> str:
+    """The topic ``tail NAME`` reads: ``<prefix>fx.<name>`` unless NAME already is one."""
+    return name if name.startswith(settings.topic_prefix + "fx.") else settings.topic(name.removeprefix("fx."))
+
+
+def check_topic(name: str, *, full: str | None = None) -> None:
+    """Refuse, before the broker is asked, a topic no Kafka topic can be named (a usage error,
+    exit 2): empty, ``.`` or ``..``, a character outside ``[A-Za-z0-9._-]`` (``../x``), or
+    ``full`` (with its prefix) longer than :data:`~streams.settings.TOPIC_NAME_MAX`. Before,
+    ``tail ""`` read ``fx.`` and ``tail ../x`` connected and waited on a name the broker refuses."""
+    from ..settings import TOPIC_NAME_MAX
+
+    shown = repr(name[:40]) + (f"... ({len(name)} characters)" if len(name) > 40 else "")
+    if name.removeprefix("fx.") in ("", ".", ".."):
+        raise typer.BadParameter(f"{shown} names no topic: give one, e.g. candles", param_hint="'TOPIC'")
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+        raise typer.BadParameter(
+            f"{shown} holds characters no Kafka topic may: use ASCII letters, digits, '.', '_' and '-'",
+            param_hint="'TOPIC'",
+        )
+    topic = full if full is not None else name
+    if len(topic) > TOPIC_NAME_MAX:
+        raise typer.BadParameter(
+            f"{shown} makes a topic of {len(topic)} characters: Kafka takes at most {TOPIC_NAME_MAX}",
+            param_hint="'TOPIC'",
+        )
+
+
 async def tail_topic(
     settings: Settings,
     name: str,
@@ -161,7 +190,7 @@ async def tail_topic(
     from ..kafka import make_consumer
 
     out = out or sys.stdout
-    topic = name if name.startswith(settings.topic_prefix + "fx.") else settings.topic(name.removeprefix("fx."))
+    topic = _full_topic(settings, name)
     consumer = make_consumer(settings, topic, auto_offset_reset="earliest" if from_beginning else "latest")
     await broker_call(settings, consumer.start, cleanup=consumer.stop)
     n = 0
@@ -211,7 +240,9 @@ def tail(
     check_positive(limit, "-n")
     if timeout is not None and not (0 < timeout < float("inf")):
         raise typer.BadParameter(f"--timeout must be a positive number of seconds, not {timeout!r}")
+    check_topic(topic)
     settings = Settings.from_env()
+    check_topic(topic, full=_full_topic(settings, topic))
     asyncio.run(tail_topic(settings, topic, from_beginning=from_beginning, limit=limit, timeout_s=timeout))
 
 

@@ -292,3 +292,33 @@ def test_a_symbolic_link_loop_is_said_to_be_one(tmp_path: Path) -> None:
     res = runner.invoke(app, ["candles", str(tmp_path / "loop1"), "--symbol", "EURUSD"])
     assert res.exit_code == 66, res.output
     one_line(res.stderr, "loop1 is a symbolic link loop (it cannot be resolved)")
+
+
+# -- tail checks its topic before it connects ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("topic", "said"),
+    [
+        ("", "names no topic"),
+        ("fx.", "names no topic"),
+        ("..", "names no topic"),
+        ("../x", "holds characters no Kafka topic may"),
+        ("fx.cand les", "holds characters no Kafka topic may"),
+        ("candl\u00e9s", "holds characters no Kafka topic may"),
+        ("a" * 300, "Kafka takes at most 249"),
+    ],  # fmt: skip
+    ids=["empty", "prefix only", "dotdot", "path", "space", "not ascii", "300 characters"],
+)
+def test_tail_refuses_a_topic_no_kafka_topic_can_be_before_it_connects(topic: str, said: str) -> None:
+    """Before: each was asked of the broker (here one that refuses at once: exit 69)."""
+    res = runner.invoke(app, ["tail", topic, "--timeout", "1"], env={"FOREXD_BROKER_URL": "kafka://127.0.0.1:1"})
+    assert res.exit_code == 2, res.output
+    one_line(res.stderr, "Invalid value for 'TOPIC'", said)
+
+
+def test_tail_refuses_a_topic_its_prefix_makes_too_long(tmp_path: Path) -> None:
+    env = {"FOREXD_BROKER_URL": "kafka://127.0.0.1:1", "FOREXD_TOPIC_PREFIX": "p" * 200}
+    res = runner.invoke(app, ["tail", "c" * 47, "--timeout", "1"], env=env)
+    assert res.exit_code == 2, res.output
+    one_line(res.stderr, "makes a topic of 250 characters: Kafka takes at most 249")
