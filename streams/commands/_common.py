@@ -239,7 +239,7 @@ def write_rejects(rejects: Iterable[Any], out: Path | IO[str]) -> None:
             w.writerow([r.line, r.reason.value, safe(r.detail or r.raw)])
 
     if isinstance(out, Path):
-        with out.open("w", newline="") as fh:
+        with writing(out, "--rejects"), out.open("w", newline="") as fh:
             write(fh)
     else:
         write(out)

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import typer
 
-from ._common import _sqlite_file, check_output, check_positive, database_url, echo_error, one_line, open_engine
+from ._common import (
+    _sqlite_file,
+    check_output,
+    check_positive,
+    database_url,
+    echo_error,
+    one_line,
+    open_engine,
+    writing,
+)
 
 #: Most forecasts per rolling window: past it a window is the whole history of any store
 #: (pandas' rolling window overflowed a C long at 10**19: OverflowError traceback).
@@ -91,7 +100,9 @@ def report_command(
     if data.empty:
         echo_error(empty_message(data))
         raise typer.Exit(1)
-    output.write_text(render_report(data), encoding="utf-8")
+    html = render_report(data)
+    with writing(output):
+        output.write_text(html, encoding="utf-8")
     n = data.steps.groupby(["as_of", "model_version"]).ngroups
     cut = f" ({cut_message(data)})" if data.cut_from_ms is not None else ""
     # the symbol may come from the database: its control characters are escaped, never sent to the terminal

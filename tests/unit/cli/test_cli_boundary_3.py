@@ -322,3 +322,20 @@ def test_tail_refuses_a_topic_its_prefix_makes_too_long(tmp_path: Path) -> None:
     res = runner.invoke(app, ["tail", "c" * 47, "--timeout", "1"], env=env)
     assert res.exit_code == 2, res.output
     one_line(res.stderr, "makes a topic of 250 characters: Kafka takes at most 249")
+
+
+@needs_dev_full
+def test_a_rejects_file_that_cannot_be_written_is_named_with_its_fix() -> None:
+    """``replay --rejects`` writes through it (before: the bare ``[Errno 28]``)."""
+    from forex_diffusion.errors import RejectReason
+    from streams.commands._common import write_rejects
+
+    class Row:
+        line, reason, detail, raw = 2, RejectReason.MALFORMED, "x" * 10_000, ""
+
+    with pytest.raises(OSError) as caught:
+        write_rejects([Row()], FULL)
+    assert (
+        str(caught.value)
+        == "cannot write /dev/full: No space left on device; free space there or choose another --rejects"
+    )
