@@ -10,7 +10,7 @@
    the candles when no dates are given; a two-sample KS test on the time stamps must
    find the sets disjoint (statistic 1), else :class:`~forex_diffusion.errors.ModelError`;
 3. noise-prediction training with AdamW, early stopping on validation CRPS, a wall-clock
-   budget;
+   budget over the whole call (calibration and test scoring cut their windows to fit);
 4. calibration on validation windows: the per-step factor ``s_h`` (grid 0.5–2.0) of the
    sampled cumulative log returns that minimises the CRPS around step ``h`` (losses
    averaged over steps ``h ± H/12``), then a factor per
@@ -66,6 +66,14 @@ logger = logging.getLogger(__name__)
 _SCALE_GRID = np.round(np.arange(0.5, 2.0001, 0.025), 4)
 _QSCALE_GRID = np.round(np.arange(0.7, 1.5001, 0.02), 4)
 _RW_GRID = np.round(np.arange(0.0, 1.0001, 0.1), 4)
+_SAMPLE_BATCH = 64  # windows sampled at once after training
+
+#: Calibration and test windows a time budget never cuts below: per set, and per series
+#: for a global model's per-series test scores (a smaller set or configuration keeps its size).
+BUDGET_MIN_WINDOWS = 64
+#: Margin on the measured sampling cost when the remaining budget is shared out (the
+#: calibration fits and the scores also take time, and the rate varies with the load).
+_BUDGET_MARGIN = 1.2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,7 +95,9 @@ class TrainConfig:
     until_ms
         Ignore candles closing after this time.
     max_minutes, max_steps
-        Wall-clock budget (training stops, then calibrates and saves) and step cap.
+        Wall-clock budget of the whole :func:`train` call (training stops in time for
+        calibration and test scoring, which cut their windows to what fits; see its Notes)
+        and step cap.
     batch_size, lr, weight_decay, seed
         Optimisation.
     ema_decay
@@ -290,6 +300,74 @@ class _Windows:
         return len(self.sigma)
 
 
+@dataclass(frozen=True, slots=True)
+class _Clock:
+    """The wall-clock budget of one :func:`train` call on a monotonic clock ``now``."""
+
+    now: Callable[[], float]
+    start: float
+    budget_s: float
+
+    def elapsed(self) -> float:
+        return self.now() - self.start
+
+    def left(self) -> float:
+        return self.budget_s - self.elapsed()
+
+
+@dataclass(slots=True)
+class _PostBudget:
+    """The windows that calibration and test scoring sample within the budget's remainder.
+
+    ``calib_planned`` and ``test_planned`` are the configured numbers (capped by the sets;
+    ``test_planned`` counts a global model's per-series test windows too). Each phase
+    samples its first batch of the configured set, timed, and asks :meth:`share` how
+    many windows the time left allows for it and the phases after it; the batch is kept
+    when nothing is cut, so a budget that does not bind changes no number.
+    """
+
+    clock: _Clock
+    calib_planned: int
+    test_planned: int
+    calib_used: int = 0
+    test_used: int = 0
+    cut: bool = False
+    window_s: list[float] = field(default_factory=list)
+
+    def share(self, n_planned: int, window_s: float, done: int, later: int) -> int:
+        """Windows of a phase planned at ``n_planned`` that fit the time left.
+
+        ``window_s``: the measured sampling time of one window; ``done``: windows of this
+        phase already sampled (kept if nothing is cut); ``later``: windows the phases after
+        it plan. Everything fits: ``n_planned``. Otherwise the time left is shared in
+        proportion to the plans (this phase sampled afresh), never below
+        :data:`BUDGET_MIN_WINDOWS`.
+        """
+        self.window_s.append(window_s)
+        left = self.clock.left()
+        cost = _BUDGET_MARGIN * window_s
+        if cost * (n_planned - done + later) <= left:
+            return n_planned
+        share = max(left, 0.0) / (cost * (n_planned + later))
+        n = max(min(n_planned, BUDGET_MIN_WINDOWS), min(n_planned, math.floor(share * n_planned)))
+        self.cut = self.cut or n < n_planned
+        return n
+
+    def metrics(self) -> dict[str, Any]:
+        """The budget's entry in the metrics: the windows used against the plan, whether
+        the budget cut them, and whether the run ended past the budget anyway."""
+        return {
+            "budget_s": self.clock.budget_s,
+            "calib_windows": self.calib_used,
+            "calib_windows_planned": self.calib_planned,
+            "test_windows": self.test_used,
+            "test_windows_planned": self.test_planned,
+            "cut": self.cut,
+            "exceeded": self.clock.left() < 0,
+            "window_ms": [round(1000.0 * w, 4) for w in self.window_s],
+        }
+
+
 def _close_times(ts_ms: np.ndarray, tf: Timeframe) -> np.ndarray:
     if not tf.is_daily:
         return ts_ms + tf.duration_ms
@@ -417,15 +495,21 @@ def _sample_cum(
     seed: int,
     device: torch.device,
     calibrated: bool,
-    batch: int = 64,
+    batch: int = _SAMPLE_BATCH,
+    start: int = 0,
+    stop: int | None = None,
 ) -> np.ndarray:
-    """Return sampled cumulative log changes ``[N, S, H]`` (float64, unscaled)."""
+    """Return sampled cumulative log changes ``[N, S, H]`` (float64, unscaled) of windows
+    ``start:stop`` of ``w`` (all by default). Window ``i`` draws its noise from ``seed + i``
+    and batches start at multiples of ``batch``, so sampling a set in two ranges split at
+    such a multiple gives the same numbers as sampling it at once."""
     out = []
     h = model.config.horizon
+    end = len(w) if stop is None else min(stop, len(w))
     model.eval()
     with torch.inference_mode():
-        for lo in range(0, len(w), batch):
-            hi = min(lo + batch, len(w))
+        for lo in range(start, end, batch):
+            hi = min(lo + batch, end)
             cond = torch.as_tensor(w.cond[lo:hi], dtype=torch.float32, device=device)
             noise = torch.stack([antithetic_noise(seed + i, samples, h) for i in range(lo, hi)]).to(device)
             series = None if w.series is None else torch.as_tensor(w.series[lo:hi], device=device)
@@ -524,6 +608,7 @@ def train(
     extra: np.ndarray | Mapping[str, np.ndarray] | None = None,
     progress: Callable[[TrainProgress], None] | None = None,
     protected: Protected | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> TrainResult:
     """Train, calibrate, score and save a model; return the checkpoint.
 
@@ -547,14 +632,32 @@ def train(
     protected
         Versions the checkpoint retention must keep (``(key, candidates) -> kept``, e.g. the
         versions a model registry names); see :class:`~.checkpoint.CheckpointManager`.
+    clock
+        Monotonic time in seconds that the budget (``config.max_minutes``) is measured on;
+        :func:`time.monotonic` by default.
 
     Returns
     -------
     TrainResult
         Checkpoint path, version, metrics (validation/test CRPS, skill vs the EWMA random
-        walk and coverage per step, calibration scales, leakage KS statistics).
+        walk and coverage per step, calibration scales, leakage KS statistics, and
+        ``budget``: the calibration and test windows used against those configured).
+
+    Notes
+    -----
+    ``config.max_minutes`` bounds the whole call, from building the windows to scoring;
+    saving the checkpoint (well under a second) comes after it. The training loop stops
+    early enough to leave the phases after it at least a quarter of the budget (at most
+    60 s) and, once an evaluation has been timed, the time the configured calibration and
+    test windows need, up to half the budget. Calibration and test scoring each time
+    their first batch of windows; when the time left cannot cover the configured windows,
+    they use evenly spaced subsets that fit, never fewer than :data:`BUDGET_MIN_WINDOWS`
+    per set (``budget.cut``, logged at WARNING). A budget too small even for those ends
+    with them and past the budget (``budget.exceeded``, logged at WARNING). A budget
+    that cuts nothing changes no number: the same windows and seeds as without one.
     """
-    t_start = time.monotonic()
+    now = time.monotonic if clock is None else clock
+    budget = _Clock(now, now(), config.max_minutes * 60.0)
     device = resolve_device(config.device)
     inputs = InputSpec(config.inputs, config.timeframe)
     _check_extra(inputs, extra)
@@ -573,20 +676,24 @@ def train(
         len(test_w),
         device,
     )
-    fit = _fit(model, config, train_w, val_w, test_w, device, t_start=t_start, progress=progress)
+    n_calib, n_test = _planned_windows(config, val_w, test_w)
+    fit = _fit(model, config, train_w, val_w, (n_calib, n_test), device, budget=budget, progress=progress)
     model.load_state_dict(fit.best_state)
+    post = _PostBudget(budget, n_calib, n_test)
     metrics: dict[str, Any] = {
         "params": n_params,
         "steps": fit.steps,
         "stop_reason": fit.stop_reason,
         "best_val_crps": fit.best_val,
-        "train_seconds": time.monotonic() - t_start,
-        **_calibrate(model, config, val_w, device),
+        "train_seconds": budget.elapsed(),
+        **_calibrate(model, config, val_w, device, post),
         **ks,
     }
     if len(test_w):
-        metrics.update(_test_scores(model, config, test_w, device))
-    metrics["train_seconds"] = time.monotonic() - t_start
+        metrics.update(_test_scores(model, config, test_w, device, post))
+    metrics["train_seconds"] = budget.elapsed()
+    metrics["budget"] = post.metrics()
+    _log_budget(metrics["budget"], metrics["train_seconds"])
     manifest = _manifest(config, mconf, inputs, e_dim, windows, split_ms, (train_w, val_w, test_w), metrics)
     mgr = CheckpointManager(model_dir, keep=config.keep, protected=protected)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -596,6 +703,29 @@ def train(
         "train done path=%s steps=%d stop=%s seconds=%.1f", path, fit.steps, fit.stop_reason, metrics["train_seconds"]
     )
     return TrainResult(checkpoint=path, version=saved["version"], metrics=metrics, manifest=saved)
+
+
+def _log_budget(b: dict[str, Any], seconds: float) -> None:
+    """Say at WARNING when the budget cut the windows or was exceeded."""
+    if b["cut"]:
+        logger.warning(
+            "train budget cut windows budget_s=%.3g calib=%d/%d test=%d/%d window_ms=%s",
+            b["budget_s"],
+            b["calib_windows"],
+            b["calib_windows_planned"],
+            b["test_windows"],
+            b["test_windows_planned"],
+            b["window_ms"],
+        )
+    if b["exceeded"]:
+        logger.warning(
+            "train budget exceeded seconds=%.1f budget_s=%.3g calib=%d test=%d (minimum %d windows per set)",
+            seconds,
+            b["budget_s"],
+            b["calib_windows"],
+            b["test_windows"],
+            BUDGET_MIN_WINDOWS,
+        )
 
 
 def _series_windows(
@@ -664,16 +794,16 @@ def _fit(
     config: TrainConfig,
     train_w: _Windows,
     val_w: _Windows,
-    test_w: _Windows,
+    planned: tuple[int, int],
     device: torch.device,
     *,
-    t_start: float,
+    budget: _Clock,
     progress: Callable[[TrainProgress], None] | None,
 ) -> _Fit:
     """The training loop: AdamW on the denoising loss, an exponential moving average of the
     weights, evaluated on validation windows every ``eval_every`` steps; early stopping,
-    and a time budget that keeps what calibration and scoring will need."""
-    budget = config.max_minutes * 60.0
+    and a time budget that keeps a share for the last evaluation, calibration and scoring
+    (``planned``: their calibration and test windows)."""
     x_all = torch.as_tensor(train_w.target, dtype=torch.float32, device=device)
     c_all = torch.as_tensor(train_w.cond, dtype=torch.float32, device=device)
     s_all = None if train_w.series is None else torch.as_tensor(train_w.series, device=device)
@@ -690,11 +820,13 @@ def _fit(
     best_state = copy.deepcopy(model.state_dict())
     best_val, bad_evals, step, last_loss = math.inf, 0, 0, math.nan
     running = 0.0
-    # time kept for calibration and scoring: at least min(15 %, 60 s), and, once an
-    # evaluation has been timed, that time scaled by the sampling work still to do
-    reserve = min(0.15 * budget, 60.0)
-    n_calib = min(len(val_w), config.calib_windows)
-    n_test = min(len(test_w), config.test_windows)
+    # time kept for calibration and scoring: at least min(25 %, 60 s), and, once an
+    # evaluation has been timed, that time scaled by the sampling work still to do, up to
+    # half the budget (past it, calibration and scoring cut their windows to fit); the
+    # last evaluation's time is kept too
+    budget_s = budget.budget_s
+    reserve = min(0.25 * budget_s, 60.0)
+    n_calib, n_test = planned
     eval_s = math.inf
     work_ratio = (n_calib + n_test) * config.samples / max(1, len(val_sub) * config.val_samples)
     stop_reason = "max_steps"
@@ -711,17 +843,17 @@ def _fit(
                 e.lerp_(p, 1.0 - config.ema_decay)
         step += 1
         running += float(loss.detach())
-        out_of_time = time.monotonic() - t_start > budget - reserve
+        out_of_time = budget.elapsed() + (0.0 if math.isinf(eval_s) else eval_s) > budget_s - reserve
         if step % config.eval_every == 0 or out_of_time or step == config.max_steps:
             last_loss = running / max(1, (step - 1) % config.eval_every + 1)
             running = 0.0
-            t_eval = time.monotonic()
+            t_eval = budget.now()
             cum = _sample_cum(
                 ema, val_sub, config.val_samples, config.sample_steps, 10_000_019, device, calibrated=False
             )
             # the fastest evaluation so far (the first pays one-off set-up costs) times the work left
-            eval_s = min(eval_s, time.monotonic() - t_eval)
-            reserve = max(reserve, 1.2 * work_ratio * eval_s)
+            eval_s = min(eval_s, budget.now() - t_eval)
+            reserve = max(reserve, min(1.2 * work_ratio * eval_s, 0.5 * budget_s))
             _, crps_h = _fit_scales(_quantiles(cum), val_sub.cum)
             val_crps = float(crps_h.mean())
             if val_crps < best_val:
@@ -732,9 +864,7 @@ def _fit(
             logger.info("train eval step=%d loss=%.4f val_crps=%.3e best=%.3e", step, last_loss, val_crps, best_val)
             if progress is not None:
                 progress(
-                    TrainProgress(
-                        step, config.max_steps, time.monotonic() - t_start, budget, last_loss, val_crps, best_val
-                    )
+                    TrainProgress(step, config.max_steps, budget.elapsed(), budget_s, last_loss, val_crps, best_val)
                 )
             if bad_evals >= config.patience:
                 stop_reason = "early_stopping"
@@ -745,11 +875,102 @@ def _fit(
     return _Fit(steps=step, stop_reason=stop_reason, best_val=best_val, best_state=best_state)
 
 
-def _calibrate(model: DiffusionModel, config: TrainConfig, val_w: _Windows, device: torch.device) -> dict[str, Any]:
+def _coarse_to_fine(n: int) -> np.ndarray:
+    """The order ``0..n-1`` by bit-reversed index: every prefix spreads over the whole range."""
+    if n <= 1:
+        return np.arange(n)
+    k = (n - 1).bit_length()
+    return np.argsort([int(f"{i:0{k}b}"[::-1], 2) for i in range(n)], kind="stable")
+
+
+def _sample_within(
+    model: DiffusionModel,
+    config: TrainConfig,
+    full: _Windows,
+    sets: Callable[[int], _Windows],
+    seed: int,
+    device: torch.device,
+    *,
+    calibrated: bool,
+    post: _PostBudget,
+    later: int,
+) -> tuple[_Windows, np.ndarray]:
+    """Sample the windows of one phase after training within the budget; return them (in
+    time order) with their sampled paths.
+
+    The first batch of the configured set ``full`` is timed. When the time left covers the
+    rest (and the ``later`` windows of the phases after this one), the rest is sampled in
+    the same batches with the same seeds (the numbers of a run without a budget), batches
+    taken coarse to fine over the span; else the ``n`` windows :meth:`_PostBudget.share`
+    allows, ``sets(n)``, are sampled afresh, coarse to fine. Before each batch the time left
+    is checked at the last batch's rate (the load may change): when the batch would eat into
+    the later phases' share, the phase stops with the windows sampled so far (an evenly
+    spread part of the span), never fewer than :data:`BUDGET_MIN_WINDOWS`.
+    """
+    size = _SAMPLE_BATCH
+
+    def timed(w: _Windows, lo: int) -> tuple[np.ndarray, float]:
+        t0 = post.clock.now()
+        out = _sample_cum(
+            model, w, config.samples, config.sample_steps, seed, device, calibrated=calibrated, start=lo, stop=lo + size
+        )
+        return out, max(post.clock.now() - t0, 0.0) / max(1, len(out))
+
+    first, rate = timed(full, 0)
+    n = post.share(len(full), rate, len(first), later)
+    keep_later = later * n / len(full)  # the later phases' share at this phase's
+    least = min(len(full), BUDGET_MIN_WINDOWS)
+
+    def room(next_len: int, done: int) -> bool:
+        need = _BUDGET_MARGIN * rate * (next_len + keep_later)
+        return done < least or post.clock.left() >= need
+
+    if n == len(full):
+        parts = {0: first}
+        done = len(first)
+        for b in _coarse_to_fine(math.ceil(len(full) / size))[1:]:
+            if not room(min(size, len(full) - b * size), done):
+                post.cut = True
+                break
+            parts[int(b)], rate = timed(full, int(b) * size)
+            done += len(parts[int(b)])
+        kept = sorted(parts)
+        if done == len(full):
+            return full, np.concatenate([parts[b] for b in kept])
+        idx = np.concatenate([np.arange(b * size, min((b + 1) * size, len(full))) for b in kept])
+        return full.take(idx), np.concatenate([parts[b] for b in kept])
+    cut = sets(n)
+    perm = _coarse_to_fine(len(cut))
+    ordered = cut.take(perm)
+    got: list[np.ndarray] = []
+    done = 0
+    for lo in range(0, len(cut), size):
+        if not room(min(size, len(cut) - lo), done):
+            break
+        part, rate = timed(ordered, lo)
+        got.append(part)
+        done += len(part)
+    back = np.argsort(perm[:done])  # to time order
+    return cut.take(perm[:done][back]), np.concatenate(got)[back]
+
+
+def _calibrate(
+    model: DiffusionModel, config: TrainConfig, val_w: _Windows, device: torch.device, post: _PostBudget
+) -> dict[str, Any]:
     """Fit the per-step spread, the per-level scales and the random-walk weight on validation
     windows into ``model``'s buffers; return them with the calibrated validation scores."""
-    calib = val_w.take(_spread_idx(len(val_w), config.calib_windows))
-    cum = _sample_cum(model, calib, config.samples, config.sample_steps, 20_000_003, device, calibrated=False)
+    calib, cum = _sample_within(
+        model,
+        config,
+        val_w.take(_spread_idx(len(val_w), config.calib_windows)),
+        lambda n: val_w.take(_spread_idx(len(val_w), n)),
+        20_000_003,
+        device,
+        calibrated=False,
+        post=post,
+        later=post.test_planned,
+    )
+    post.calib_used = len(calib)
     scales, _ = _fit_scales(_quantiles(cum), calib.cum)
     model.spread_scale.copy_(torch.as_tensor(scales, dtype=torch.float32))
     # fitted in volatility units (each window weighs the same), so the levels match coverage
@@ -763,22 +984,60 @@ def _calibrate(model: DiffusionModel, config: TrainConfig, val_w: _Windows, devi
     return {"spread_scale": scales.tolist(), "rw_weight": rw_w.tolist(), "val": val_scores}
 
 
-def _test_scores(model: DiffusionModel, config: TrainConfig, test_w: _Windows, device: torch.device) -> dict[str, Any]:
+def _series_test_sets(config: TrainConfig, test_w: _Windows) -> list[tuple[str, _Windows]]:
+    """A global model's test windows by series (series without any left out)."""
+    if test_w.series is None:
+        return []
+    out = []
+    for i, name in enumerate(config.series):
+        ws = test_w.take(np.flatnonzero(test_w.series == i))
+        if len(ws):
+            out.append((name, ws))
+    return out
+
+
+def _planned_windows(config: TrainConfig, val_w: _Windows, test_w: _Windows) -> tuple[int, int]:
+    """Calibration and test windows the configuration asks for (test: with a global model's
+    per-series test windows)."""
+    n_test = len(_spread_idx(len(test_w), config.test_windows)) if len(test_w) else 0
+    n_series = sum(len(_spread_idx(len(ws), config.test_windows)) for _, ws in _series_test_sets(config, test_w))
+    return len(_spread_idx(len(val_w), config.calib_windows)), n_test + n_series
+
+
+def _test_scores(
+    model: DiffusionModel, config: TrainConfig, test_w: _Windows, device: torch.device, post: _PostBudget
+) -> dict[str, Any]:
     """``test``: the calibrated model's scores on evenly spaced test windows; for a global
     model also ``test_series``, per series on the windows a per-series model of that series
-    would score (the same evenly spaced subset of its test span), for side-by-side reports."""
-    tsub = test_w.take(_spread_idx(len(test_w), config.test_windows))
-    tcum = _sample_cum(model, tsub, config.samples, config.sample_steps, 30_000_001, device, calibrated=True)
+    would score (the same evenly spaced subset of its test span), for side-by-side reports.
+    A budget that cuts the test windows cuts each series' in the same proportion."""
+    full = test_w.take(_spread_idx(len(test_w), config.test_windows))
+    by_series = _series_test_sets(config, test_w)
+    tsub, tcum = _sample_within(
+        model,
+        config,
+        full,
+        lambda n: test_w.take(_spread_idx(len(test_w), n)),
+        30_000_001,
+        device,
+        calibrated=True,
+        post=post,
+        later=post.test_planned - len(full),
+    )
     out: dict[str, Any] = {"test": _scores(model.calibrate_quantiles(_quantiles(tcum), tsub.sigma), tsub)}
+    used = len(tsub)
     if test_w.series is not None:
-        by_series: dict[str, Any] = {}
-        for i, name in enumerate(config.series):
-            ws = test_w.take(np.flatnonzero(test_w.series == i))
-            if len(ws):
-                ws = ws.take(_spread_idx(len(ws), config.test_windows))
-                scum = _sample_cum(model, ws, config.samples, config.sample_steps, 30_000_001, device, calibrated=True)
-                by_series[name] = _scores(model.calibrate_quantiles(_quantiles(scum), ws.sigma), ws)
-        out["test_series"] = by_series
+        scored: dict[str, Any] = {}
+        for name, ws in by_series:
+            n = len(_spread_idx(len(ws), config.test_windows))
+            if len(tsub) < len(full):  # the share the budget left the pooled test windows
+                n = max(min(n, BUDGET_MIN_WINDOWS), n * len(tsub) // len(full))
+            ws = ws.take(_spread_idx(len(ws), n))
+            used += len(ws)
+            scum = _sample_cum(model, ws, config.samples, config.sample_steps, 30_000_001, device, calibrated=True)
+            scored[name] = _scores(model.calibrate_quantiles(_quantiles(scum), ws.sigma), ws)
+        out["test_series"] = scored
+    post.test_used = used
     return out
 
 

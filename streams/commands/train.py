@@ -54,7 +54,13 @@ def train_command(
         "--split",
         help="DATE1,DATE2: train before DATE1, validate DATE1–DATE2, test after DATE2 (default 60/20/20).",
     ),
-    max_minutes: float = typer.Option(10.0, "--max-minutes", help="Wall-clock budget of the whole run."),
+    max_minutes: float = typer.Option(
+        10.0,
+        "--max-minutes",
+        help="Wall-clock budget of training, calibration and test scoring (the file is read before, the checkpoint saved after): "
+        "the calibration and test windows are cut to what fits, never below 64 each; a budget too small for those "
+        "finishes with them and says it was exceeded (metrics.budget in the manifest).",
+    ),
     max_steps: int = typer.Option(20_000, "--max-steps", help="Optimiser step cap."),
     model_dir: Path = typer.Option(
         ..., "--model-dir", help="Checkpoint root; writes DIR/SYMBOL-TF-hH/VERSION.{pt,json}.", readable=False
