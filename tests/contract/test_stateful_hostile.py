@@ -382,15 +382,18 @@ def test_a_numeric_string_bool_or_out_of_range_number_at_a_number_field_is_refus
     prop()
 
 
+#: one of each kind of NOT_NUMBERS (a restore of the forecaster takes ~20 ms: 206 fields)
+KINDS: tuple[Any, ...] = ("1e400", "1.5", True, 10**400, 1e308, math.nan)
+
+
 @pytest.mark.parametrize("name", sorted(contract.CASES))
 def test_every_number_field_refuses_every_kind_of_non_number(name: str) -> None:
-    """Exhaustive over fields (first and last leaf of each) and values, where the property samples."""
+    """Exhaustive over fields (the first leaf of each) and kinds of value, where the property samples."""
     accepted = [
-        (_shape(path), value)
+        (_shape(group[0]), value)
         for group in _closed_groups(name)
-        for path in {group[0], group[-1]}
-        for value in NOT_NUMBERS
-        if not _refused_number(name, path, value)
+        for value in KINDS
+        if not _refused_number(name, group[0], value)
     ]
     assert not accepted, accepted[:10]
 
