@@ -848,13 +848,18 @@ def _fit(
             last_loss = running / max(1, (step - 1) % config.eval_every + 1)
             running = 0.0
             t_eval = budget.now()
-            cum = _sample_cum(
-                ema, val_sub, config.val_samples, config.sample_steps, 10_000_019, device, calibrated=False
+            # out of time before any evaluation: this one only scores the averaged weights
+            # (nothing to compare with), on BUDGET_MIN_WINDOWS evenly spaced validation windows
+            vw = (
+                val_sub.take(_spread_idx(len(val_sub), BUDGET_MIN_WINDOWS))
+                if out_of_time and math.isinf(eval_s)
+                else val_sub
             )
+            cum = _sample_cum(ema, vw, config.val_samples, config.sample_steps, 10_000_019, device, calibrated=False)
             # the fastest evaluation so far (the first pays one-off set-up costs) times the work left
             eval_s = min(eval_s, budget.now() - t_eval)
             reserve = max(reserve, min(1.2 * work_ratio * eval_s, 0.5 * budget_s))
-            _, crps_h = _fit_scales(_quantiles(cum), val_sub.cum)
+            _, crps_h = _fit_scales(_quantiles(cum), vw.cum)
             val_crps = float(crps_h.mean())
             if val_crps < best_val:
                 best_val, bad_evals = val_crps, 0

@@ -173,3 +173,26 @@ def test_coarse_to_fine_order_spreads_every_prefix() -> None:
     assert sorted(order[:4].tolist()) == [0, 4, 8, 12]
     assert sorted(training._coarse_to_fine(13)[:4].tolist()) == [0, 4, 8, 12]
     assert training._coarse_to_fine(1).tolist() == [0] and training._coarse_to_fine(0).tolist() == []
+
+
+def test_out_of_time_before_any_evaluation_scores_the_weights_on_few_windows(
+    hourly: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the evaluation that ends a run cut before its first one has nothing to compare with
+    torch.set_num_threads(2)
+    clock = WorkClock(tick_s=0.01, path_s=0.0)
+    real = training._sample_cum
+    evaluated: list[int] = []
+
+    def spy(*args: Any, **kwargs: Any) -> np.ndarray:
+        out = real(*args, **kwargs)
+        if args[2] == 16:  # val_samples
+            evaluated.append(out.shape[0])
+        return out
+
+    monkeypatch.setattr(training, "_sample_cum", spy)
+    config = tiny_config(val_windows=256, eval_every=1000, max_minutes=0.005)  # 0.3 s: ~20 steps
+    res = train(config, hourly, tmp_path, clock=clock)
+    assert res.metrics["stop_reason"] == "time_budget" and res.metrics["steps"] < 60
+    assert evaluated == [training.BUDGET_MIN_WINDOWS]
+    assert np.isfinite(res.metrics["best_val_crps"])
