@@ -348,7 +348,7 @@ class _PostBudget:
         cost = _BUDGET_MARGIN * window_s
         if cost * (n_planned - done + later) <= left:
             return n_planned
-        share = max(left, 0.0) / (cost * (n_planned + later))
+        share = max(left, 0.0) / (cost * (n_planned + later)) if cost > 0 else 0.0  # 0: past the budget
         n = max(min(n_planned, BUDGET_MIN_WINDOWS), min(n_planned, math.floor(share * n_planned)))
         self.cut = self.cut or n < n_planned
         return n
