@@ -63,6 +63,7 @@ __all__ = [
     "malformed",
     "number",
     "numbers",
+    "rows",
     "time_ms",
     "unwrap",
     "wrap",
@@ -203,6 +204,23 @@ def numbers(xs: Any, *, field: str = "", **bounds: Any) -> list[float]:
     if type(xs) is not list:
         raise TypeError(_name(field, f"is not a list (a {type(xs).__name__})"))
     return [number(x, field=field, **bounds) for x in xs]
+
+
+def rows(xs: Any, *, field: str = "", **bounds: Any) -> list[list[float]]:
+    """A list of lists of numbers of a state (a table: quantiles per step), each list read by
+    :func:`numbers` (``bounds``: its keywords). Not ``np.asarray(..., dtype=float)``, which
+    takes ``"nan"``, ``"1e400"`` and ``True``; whether the rows are even is the caller's check.
+
+    >>> rows([[1, 2.5], [3.0]], low=0.0)
+    [[1.0, 2.5], [3.0]]
+    >>> rows([[1.0, "1.5"]], field="quantiles")
+    Traceback (most recent call last):
+    ...
+    TypeError: quantiles is not a number (a str)
+    """
+    if type(xs) is not list:
+        raise TypeError(_name(field, f"is not a list (a {type(xs).__name__})"))
+    return [numbers(x, field=field, **bounds) for x in xs]
 
 
 def count(x: Any, *, low: int = 0, high: int = 2**62, field: str = "") -> int:

@@ -394,7 +394,7 @@ class FeatureBuilder:
             if symbol is not None and data["symbol"] not in (None, symbol):
                 raise StateError(f"the feature builder stored for {symbol} is {data['symbol'][:16]!r}'s")
             fb = cls(FeatureConfig.from_dict(data["config"]), symbol=data["symbol"])
-            fb.ignored = int(data.get("ignored", 0))
+            fb.ignored = count(data.get("ignored", 0), field="ignored")
             if set(data["series"]) != set(fb._series):
                 raise StateError("FeatureBuilder snapshot: timeframes do not match its config")
             for tf, sdata in data["series"].items():

@@ -38,7 +38,7 @@ from forex_diffusion.online.learners import LearnerConfig, LearnerStep, OnlineLe
 from forex_diffusion.quality.evaluation import QUANTILE_LEVELS, StepScore, ewma_random_walk_quantiles, score_step
 from forex_diffusion.quality.monitoring import QualityMonitor
 from forex_diffusion.quality.trigger import Decision, RetrainRequest, TriggerPolicy, TriggerState, close_request, decide
-from forex_diffusion.state import MAX_MAGNITUDE, malformed, number, unwrap, wrap
+from forex_diffusion.state import count, malformed, number, rows, time_ms, unwrap, wrap
 from forex_diffusion.timeframes import Timeframe
 from forex_diffusion.wire import encode_paths
 
@@ -52,6 +52,8 @@ __all__ = [
     "forecast_record",
     "paths_record",
 ]
+
+_INT32_MAX = 2**31 - 1  # a candle's tick count on the wire and in the store
 
 
 class PredictorLike(Protocol):
@@ -152,16 +154,17 @@ class PendingForecast:
         """Inverse of :meth:`to_list`; a malformed entry is a ``StateError``."""
         if not isinstance(p, (list, tuple)) or len(p) != 5:
             raise StateError(f"a pending forecast is a list of 5 fields, got {str(p)[:60]!r}")
-        q = np.asarray(p[2], dtype=np.float64)
-        rw = np.asarray(p[3], dtype=np.float64)
+        # numbers by type (forex_diffusion.state): a numeric string, True, nan or 1e308 is
+        # refused (1e308: the scores of the next candles overflow, their snapshot is no JSON)
+        as_of = time_ms(p[0], field="pending as_of_ms")
+        seen = count(p[4], field="pending seen")
+        q = np.array(rows(p[2], field="pending quantiles"), dtype=np.float64)
+        rw = np.array(rows(p[3], field="pending random walk quantiles"), dtype=np.float64)
         if q.ndim != 2 or rw.shape != q.shape:
             raise StateError(f"pending forecast quantiles {q.shape} and random walk {rw.shape} differ")
-        if not all(np.isfinite(a).all() and (np.abs(a) <= MAX_MAGNITUDE).all() for a in (q, rw)):
-            # nan or 1e308: the scores of the next candles overflow (their snapshot is no JSON)
-            raise StateError("pending forecast quantiles must be finite prices")
-        if not (type(p[0]) is int and type(p[4]) is int and p[4] >= 0 and isinstance(p[1], str)):
-            raise StateError("a pending forecast's time, model version or step count is malformed")
-        return cls(int(p[0]), str(p[1]), q, rw, int(p[4]))
+        if not isinstance(p[1], str):
+            raise StateError("a pending forecast's model version is not a string")
+        return cls(as_of, p[1], q, rw, seen)
 
 
 @dataclass(slots=True)
@@ -646,11 +649,13 @@ class SymbolForecaster:
         f = cls(data["symbol"], config, book=book)
         if book is not None and "cross_book" in data:
             book.restore(f.symbol, data["cross_book"])
-        f.last_open = {k: int(v) for k, v in data["last_open"].items()}
+        f.last_open = {k: time_ms(v, field="last_open") for k, v in data["last_open"].items()}
         if data.get("quality") is not None:
             f.quality = QualityMonitor.restore(data["quality"])
         for tf, d in data["series"].items():
-            if tf not in f.series or int(d.get("horizon", f.series[tf].horizon)) != f.series[tf].horizon:
+            if tf not in f.series:
+                continue  # a timeframe this config does not forecast
+            if count(d.get("horizon", f.series[tf].horizon), low=1, field="horizon") != f.series[tf].horizon:
                 continue  # a series of another model horizon (issue 16) starts afresh (cold)
             f.cold.discard(tf)
             s = f.series[tf]
@@ -678,14 +683,18 @@ def _history_candle(d: dict[str, Any], symbol: str, tf: str) -> Candle:
     integer times and counts and finite prices > 0 (the contexts built from the history divide
     by them, and the next snapshot writes them back)."""
     c = Candle.from_dict(d)
-    if (
-        c.symbol != symbol
-        or c.timeframe != tf
-        or type(c.final) is not bool
-        or not all(type(x) is int for x in (c.open_ms, c.close_ms, c.tick_count, c.revision))
-        or not all(number(x, low=0.0, above=True) for x in (c.open, c.high, c.low, c.close))
-        or not all(x is None or number(x) is not None for x in (c.volume, c.spread_mean, c.spread_min, c.spread_max))
-    ):
+    # numbers by type and range (forex_diffusion.state): times in the wire's range, counts
+    # integers (a 32-bit tick count, as the wire and the store bound it), prices > 0
+    for name in ("open_ms", "close_ms"):
+        time_ms(getattr(c, name), field=f"history {name}")
+    count(c.tick_count, high=_INT32_MAX, field="history tick_count")
+    count(c.revision, field="history revision")
+    for name in ("open", "high", "low", "close"):
+        number(getattr(c, name), low=0.0, above=True, field=f"history {name}")
+    for name in ("volume", "spread_mean", "spread_min", "spread_max"):
+        if getattr(c, name) is not None:
+            number(getattr(c, name), field=f"history {name}")
+    if c.symbol != symbol or c.timeframe != tf or type(c.final) is not bool:
         raise StateError(f"a {symbol}/{tf} history candle that no stream made")
     return c
 

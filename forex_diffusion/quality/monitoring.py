@@ -41,7 +41,7 @@ import numpy as np
 
 from forex_diffusion.errors import ConfigError, RejectReason, StateError, ValidationError
 from forex_diffusion.quality.evaluation import StepScore, crps_quantiles, pinball_loss, score_step
-from forex_diffusion.state import finite, malformed, unwrap, wrap
+from forex_diffusion.state import count, finite, malformed, number, numbers, unwrap, wrap
 
 __all__ = [
     "DEFAULT_HORIZON_GROUPS",
@@ -420,13 +420,24 @@ class QualityMonitor:
 
     @classmethod
     def restore(cls, data: dict[str, Any]) -> QualityMonitor:
-        """Rebuild a monitor from :meth:`snapshot` output; a malformed one is a ``StateError``."""
+        """Rebuild a monitor from :meth:`snapshot` output; a malformed one is a ``StateError``.
+
+        Numbers are read by type (:mod:`forex_diffusion.state`): steps, sizes and counts are
+        integers (not ``"1"``, ``True`` or ``2.5``), scores finite numbers >= 0, coverages
+        None or in ``[0, 1]``."""
         state = unwrap(data, cls)
         finite(cls, state)  # a nan coverage or 1e308 score: inf/nan means, no JSON
         with malformed(cls):
-            groups = [HorizonGroup(int(a), None if b is None else int(b)) for a, b in state["groups"]]
-            mon = cls(int(state["window"]), groups, int(state["max_series"]))
-            mon.dropped = int(state["dropped"])
+            groups = [
+                HorizonGroup(count(a, field="group first"), None if b is None else count(b, field="group last"))
+                for a, b in state["groups"]
+            ]
+            mon = cls(
+                count(state["window"], low=1, field="window"),
+                groups,
+                count(state["max_series"], low=1, field="max_series"),
+            )
+            mon.dropped = count(state["dropped"], field="dropped")
             mon._series = {(str(s), str(tf)) for s, tf in state["series"]}
             labels = set(mon.horizon_labels)
             for s, tf, group, crps, crps_rw, c50, c90 in state["windows"]:
@@ -435,13 +446,13 @@ class QualityMonitor:
                 if not len(crps) == len(crps_rw) == len(c50) == len(c90) <= mon.window:
                     raise StateError(f"quality window {s}/{tf}/{group}: uneven or longer than {mon.window}")
                 w = _Window(mon.window)
-                w.crps.extend(float(x) for x in crps)
-                w.crps_rw.extend(float(x) for x in crps_rw)
-                w.cover_50.extend(None if x is None else float(x) for x in c50)
-                w.cover_90.extend(None if x is None else float(x) for x in c90)
+                w.crps.extend(numbers(crps, low=0.0, field="crps"))
+                w.crps_rw.extend(numbers(crps_rw, low=0.0, field="crps_rw"))
+                if type(c50) is not list or type(c90) is not list:
+                    raise StateError(f"quality window {s}/{tf}/{group}: coverages are not lists")
+                w.cover_50.extend(None if x is None else number(x, low=0.0, high=1.0, field="cover_50") for x in c50)
+                w.cover_90.extend(None if x is None else number(x, low=0.0, high=1.0, field="cover_90") for x in c90)
                 w.at.extend([(-1, -1)] * len(w.crps))  # before any step added from now on
-                if not all(math.isfinite(x) for x in (*w.crps, *w.crps_rw)):
-                    raise StateError(f"quality window {s}/{tf}/{group}: non-finite score")
                 mon._windows[(str(s), str(tf), str(group))] = w
             if len(mon._series) > mon.max_series:
                 raise StateError(f"quality monitor state holds more than {mon.max_series} series")

@@ -33,7 +33,7 @@ from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ConfigError, StateError
 from forex_diffusion.forecast.forecaster import rw_quantiles
 from forex_diffusion.quality.evaluation import crps_quantiles
-from forex_diffusion.state import unwrap, wrap
+from forex_diffusion.state import count, numbers, rows, time_ms, unwrap, wrap
 
 __all__ = ["ShadowRealised", "ShadowTracker"]
 
@@ -149,27 +149,29 @@ class _Pair:
     @classmethod
     def from_list(cls, d: list[Any]) -> _Pair:
         as_of, version, champion, qs, qc, rw, seen, sums = d
-        arrays = [np.asarray(x, dtype=np.float64) for x in (qs, qc, rw)]
+        # numbers by type (forex_diffusion.state): a numeric string, True, nan, inf or a
+        # magnitude past MAX_MAGNITUDE is refused (a TypeError or ValueError naming the field)
+        as_of_ms = time_ms(as_of, field="shadow pair as_of_ms")
+        arrays = [
+            np.array(rows(x, field=f"shadow pair {name}"), dtype=np.float64)
+            for x, name in ((qs, "shadow quantiles"), (qc, "champion quantiles"), (rw, "random walk quantiles"))
+        ]
         h = arrays[0].shape[0] if arrays[0].ndim == 2 else 0
-        if h < 1 or any(a.shape != arrays[0].shape for a in arrays) or not all(np.isfinite(a).all() for a in arrays):
+        if h < 1 or any(a.shape != arrays[0].shape for a in arrays):
             raise ConfigError("shadow pair: quantiles must be three finite [horizon, levels] arrays")
-        if not (
-            isinstance(version, str)
-            and isinstance(champion, str)
-            and 0 <= int(seen) < h
-            and len(sums) == 5
-            and all(math.isfinite(float(x)) for x in sums)
-        ):
+        step = count(seen, high=h - 1, field="shadow pair seen")
+        sum_values = numbers(sums, low=0.0, field="shadow pair sums")
+        if not (isinstance(version, str) and isinstance(champion, str) and len(sum_values) == 5):
             raise ConfigError("shadow pair: bad version, step count or sums")
         return cls(
-            as_of_ms=int(as_of),
+            as_of_ms=as_of_ms,
             version=version,
             champion=champion,
             q_shadow=arrays[0],
             q_champion=arrays[1],
             rw=arrays[2],
-            seen=int(seen),
-            sums=[float(x) for x in sums],
+            seen=step,
+            sums=sum_values,
         )
 
 

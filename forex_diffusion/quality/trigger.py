@@ -47,6 +47,7 @@ from typing import Any, Literal
 from forex_diffusion.domain import field_dict
 from forex_diffusion.drift import DriftEvent
 from forex_diffusion.errors import ConfigError
+from forex_diffusion.state import count, time_ms
 
 __all__ = [
     "Decision",
@@ -220,17 +221,32 @@ class TriggerState:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TriggerState:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`. Times and horizons are read by type
+        (:mod:`forex_diffusion.state`: an integer, not ``"1"``, ``True`` or ``2.5``; times in
+        the wire's range): a ``TypeError`` or ``ValueError`` naming the field otherwise (the
+        forecaster's restore reads it as its ``StateError``)."""
         unknown = set(data) - {"events", "last_request_ms", "open_requests"}
         if unknown:
             raise ConfigError(f"trigger state: unknown keys {sorted(unknown)}")
         return cls(
             events={
-                k: tuple((str(d), None if h is None else int(h), int(t)) for d, h, t in v)
+                k: tuple(
+                    (
+                        str(d),
+                        None if h is None else count(h, field="trigger event horizon"),
+                        time_ms(t, field="trigger event ts_ms"),
+                    )
+                    for d, h, t in v
+                )
                 for k, v in data.get("events", {}).items()
             },
-            last_request_ms={k: int(v) for k, v in data.get("last_request_ms", {}).items()},
-            open_requests={k: (str(v[0]), int(v[1])) for k, v in data.get("open_requests", {}).items()},
+            last_request_ms={
+                k: time_ms(v, field="trigger last_request_ms") for k, v in data.get("last_request_ms", {}).items()
+            },
+            open_requests={
+                k: (str(v[0]), time_ms(v[1], field="trigger open request time"))
+                for k, v in data.get("open_requests", {}).items()
+            },
         )
 
 
