@@ -58,12 +58,14 @@ MAX_CANDLE_VOLUME = 1e24
 __all__ = ["ValidationConfig", "TickValidator", "ValidationCounters"]
 
 MIN_TS_MS = 946_684_800_000
-"""2000-01-01 UTC in epoch ms: the earliest event time accepted by default (bad-input catalogue
-B18: earlier is a unit error, a time before the epoch or garbage; ``bad_ts``). Ticks
-(:class:`ValidationConfig`'s ``min_ts_ms``) and candles
-(:func:`forex_diffusion.wire.decode_candle`) share it."""
+"""2000-01-01 UTC in epoch ms: the earliest tick time accepted by default (bad-input catalogue
+B18: earlier is a unit error, a time before the epoch or garbage; ``bad_ts``;
+:class:`ValidationConfig`'s ``min_ts_ms``). Candles start earlier, at the offline readers' floor
+(:data:`forex_diffusion.ingest.readers.EPOCH_FIRST_MS`, 1971-01-01: daily bars of the 1970s;
+:func:`forex_diffusion.wire.decode_candle`)."""
 MAX_TS_MS = 4_102_444_800_000
-"""2100-01-01 UTC in epoch ms: event times are before it (ticks and candles, as :data:`MIN_TS_MS`)."""
+"""2100-01-01 UTC in epoch ms: event times are before it (ticks, and candles in
+:func:`forex_diffusion.wire.decode_candle`)."""
 _UNKNOWN_TS = -(1 << 62)  # event time of an id restored from an older snapshot: forgettable
 
 
