@@ -281,13 +281,6 @@ NUMBER_LOAD = {
     ),
 }
 
-#: number fields whose restore still takes one of NOT_NUMBERS (findings, reported: their
-#: restore lives in files outside the change that finds them). Each is a strict xfail below, so
-#: a fix that lands shows here; the property above covers every other number field of every
-#: class. Closed: the forecaster (last_open, horizon, trigger times, pending and history
-#: numbers), the feature builder's 'ignored', the quality monitor, the shadow tracker.
-OPEN_NUMBERS: dict[str, dict[Path_, str]] = {}
-
 
 def _number_groups(name: str) -> list[tuple[Path_, ...]]:
     """The fields of ``name``'s real snapshot that hold numbers (not bools), each its number leaves."""
@@ -321,21 +314,15 @@ def _refused_number(name: str, path: Path_, value: Any) -> bool:
     return False
 
 
-def _closed_groups(name: str) -> list[tuple[Path_, ...]]:
-    """The number fields of ``name`` that are not open findings."""
-    return [g for g in _number_groups(name) if _shape(g[0]) not in OPEN_NUMBERS.get(name, {})]
-
-
 @st.composite
 def _not_a_number(draw: st.DrawFn, name: str) -> tuple[Path_, Any]:
-    group = draw(st.sampled_from(_closed_groups(name)))
+    group = draw(st.sampled_from(_number_groups(name)))
     return draw(st.sampled_from(group)), draw(st.sampled_from(NOT_NUMBERS))
 
 
 @pytest.mark.parametrize("name", sorted(contract.CASES))
 def test_a_numeric_string_bool_or_out_of_range_number_at_a_number_field_is_refused(name: str) -> None:
-    if not _closed_groups(name):
-        pytest.skip(f"every number field of {name} is an open finding (OPEN_NUMBERS)")
+    assert _number_groups(name), f"{name}: no number field found in its real snapshot"
 
     @settings(
         max_examples=40,
@@ -361,22 +348,8 @@ def test_every_number_field_refuses_every_kind_of_non_number(name: str) -> None:
     """Exhaustive over fields (the first leaf of each) and kinds of value, where the property samples."""
     accepted = [
         (_shape(group[0]), value)
-        for group in _closed_groups(name)
+        for group in _number_groups(name)
         for value in KINDS
         if not _refused_number(name, group[0], value)
     ]
     assert not accepted, accepted[:10]
-
-
-_OPEN_CASES = [(n, shape, why) for n, fields in sorted(OPEN_NUMBERS.items()) for shape, why in fields.items()]
-
-
-@pytest.mark.parametrize(
-    ("name", "shape", "why"),
-    [pytest.param(n, s, w, marks=pytest.mark.xfail(strict=True, reason=w)) for n, s, w in _OPEN_CASES],
-    ids=[f"{n}-{'.'.join(map(str, s))}" for n, s, _ in _OPEN_CASES],
-)
-def test_the_number_fields_still_open_refuse_a_non_number(name: str, shape: Path_, why: str) -> None:
-    group = next(g for g in _number_groups(name) if _shape(g[0]) == shape)
-    accepted = [v for p in {group[0], group[-1]} for v in NOT_NUMBERS if not _refused_number(name, p, v)]
-    assert not accepted, f"{why}: {accepted}"
