@@ -345,11 +345,17 @@ KINDS: tuple[Any, ...] = ("1e400", "1.5", True, 10**400, 1e308, math.nan)
 
 @pytest.mark.parametrize("name", sorted(contract.CASES))
 def test_every_number_field_refuses_every_kind_of_non_number(name: str) -> None:
-    """Exhaustive over fields (the first leaf of each) and kinds of value, where the property samples."""
+    """Exhaustive over fields (the first leaf of each), where the property samples: each field
+    gets two kinds of value, one that is no number and one that is a bad number ("1e400" and
+    10**400, "1.5" and 1e308, True and NaN, rotating over the fields), so that every kind meets a
+    third of the fields (all six kinds on every field cost the forecaster's 64 s in a 4-process
+    `make test` on 2 idle cores)."""
+    groups = _number_groups(name)
+    half = len(KINDS) // 2
     accepted = [
         (_shape(group[0]), value)
-        for group in _number_groups(name)
-        for value in KINDS
+        for i, group in enumerate(groups)
+        for value in (KINDS[i % half], KINDS[i % half + half])
         if not _refused_number(name, group[0], value)
     ]
     assert not accepted, accepted[:10]

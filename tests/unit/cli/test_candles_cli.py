@@ -21,8 +21,9 @@ runner = CliRunner()
 
 
 # one test per file, one side each: the FXCM day is 1.1 million ticks, one pass each. The core's
-# golden test (tests/unit/test_aggregation.py) checks all four vendor/side pairs through the same
-# aggregate_ticks_file the command runs; here each vendor and each side goes through the command once.
+# golden test (tests/unit/test_aggregation.py) checks the other two vendor/side pairs through the
+# same aggregate_ticks_file the command runs, so each pair is checked once; here each vendor and
+# each side goes through the command once.
 @pytest.mark.parametrize(("vendor", "side"), [("oanda", "ask"), ("fxcm", "bid")])
 def test_cli_bid_and_ask_candles_equal_vendor_minute_bars(vendor: str, side: str, tmp_path: Path) -> None:
     ticks = DATA / f"lean_{vendor}_eurusd_ticks_2014-05-01_15.csv.gz"
