@@ -396,11 +396,9 @@ def _level(ctx: typer.Context, param: typer.CallbackParam, value: str) -> str:
     low = value.lower()
     if low in LOG_LEVELS:
         return low
-    try:
-        data = value.encode("utf-8", "surrogateescape")  # the bytes as given
-    except UnicodeEncodeError:
-        data = value.encode("utf-8", "backslashreplace")
-    shown = repr(data[:200])[1:] + (f"... ({len(data)} bytes)" if len(data) > 200 else "")
+    from .settings import shown_bytes  # as the settings show a variable's bytes
+
+    shown = shown_bytes(value)
     levels = "crit, error, warn, info, debug"
     source = ctx.get_parameter_source(param.name) if param.name is not None else None
     if getattr(source, "name", None) == "ENVIRONMENT":  # click's ParameterSource.ENVIRONMENT

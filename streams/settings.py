@@ -668,18 +668,23 @@ def _check_utf8(variable: str, raw: str, *, secret: bool) -> None:
         return
     except UnicodeEncodeError as exc:
         at = exc.start
-    try:
-        data = raw.encode("utf-8", "surrogateescape")  # the bytes the environment held
-    except UnicodeEncodeError:  # a surrogate no byte decodes to (only a mapping passed in holds one)
-        data = raw.encode("utf-8", "backslashreplace")
     fix = "write it in UTF-8 (check the locale or the file it was read from)"
     if secret:
         raise SettingsError(
             f"{variable} holds bytes that are not UTF-8 (the first at character {at + 1}; "
             f"its value is not shown: it may hold a secret): {fix}"
         )
-    shown = repr(data[:_SHOWN_MAX])[1:] + (f"... ({len(data)} bytes)" if len(data) > _SHOWN_MAX else "")
-    raise SettingsError(f"{variable}={shown} holds bytes that are not UTF-8: {fix}")
+    raise SettingsError(f"{variable}={shown_bytes(raw)} holds bytes that are not UTF-8: {fix}")
+
+
+def shown_bytes(raw: str) -> str:
+    """``raw`` as the bytes the environment or command line held, escaped and quoted
+    (``'x\\xffy'``, not ``'x\\udcffy'``), cut to :data:`_SHOWN_MAX` characters."""
+    try:
+        data = raw.encode("utf-8", "surrogateescape")  # the bytes as given
+    except UnicodeEncodeError:  # a surrogate no byte decodes to (only a mapping passed in holds one)
+        data = raw.encode("utf-8", "backslashreplace")
+    return repr(data[:_SHOWN_MAX])[1:] + (f"... ({len(data)} bytes)" if len(data) > _SHOWN_MAX else "")
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -21,25 +21,10 @@ import pytest
 from forex_diffusion.errors import StateError, TransientStorageError
 from forex_diffusion.storage import load_snapshot, make_engine, save_progress
 from streams.progress import EXIT_STATE_REFUSED, PartitionProgress
+from tests.unit.streams import test_storage_fatal
 
-
-class Exited(BaseException):
-    def __init__(self, code: int) -> None:
-        self.code = code
-
-
-@pytest.fixture
-def exits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """``os._exit`` in streams.progress raises :class:`Exited` instead (records the code)."""
-    codes: list[int] = []
-
-    def fake_exit(code: int) -> None:
-        codes.append(code)
-        raise Exited(code)
-
-    monkeypatch.setattr("streams.progress.os._exit", fake_exit)
-    return codes
-
+Exited = test_storage_fatal.Exited
+exits = test_storage_fatal.exits  # the fixture: os._exit in streams.progress records its code
 
 KEY = {"consumer": "c", "topic": "t", "partition": 0}
 
