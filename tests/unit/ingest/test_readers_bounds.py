@@ -12,7 +12,6 @@ nothing allocates more than a few MB.
 from __future__ import annotations
 
 import gzip
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -46,11 +45,10 @@ def bomb(path: Path, filler: bytes = b"\n", size: int = 4 * 2**20) -> Path:
 def test_a_gzip_bomb_is_refused_while_it_expands(filler: bytes, tmp_path: Path, low_floor: None) -> None:
     path = bomb(tmp_path / "eurusd.csv.gz", filler)
     assert path.stat().st_size * RATIO < 4 * 2**20  # past the cap: > 100×
-    t0 = time.perf_counter()
+    # refused, not read: how much is unzipped before the refusal is the next test's (bytes, not seconds)
     for read in (read_ticks, read_candles, read_candle_series):
         with pytest.raises(DataFormatError, match=BOMB):
             read(path, symbol="EURUSD")
-    assert time.perf_counter() - t0 < 10
 
 
 def test_the_bomb_is_refused_before_it_is_all_unzipped(
