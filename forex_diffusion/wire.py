@@ -61,8 +61,8 @@ import numpy as np
 from forex_diffusion.domain import Candle, Tick
 from forex_diffusion.drift import DriftEvent
 from forex_diffusion.errors import ConfigError, RejectReason, ValidationError
-from forex_diffusion.ingest.readers import EPOCH_FIRST_MS
 from forex_diffusion.ingest.validation import (
+    EPOCH_FIRST_MS,
     MAX_CANDLE_VOLUME,
     MAX_PRICE,
     MAX_TICK_VOLUME,
@@ -1046,7 +1046,7 @@ def decode_candle(
     (``inconsistent``), prices within the instrument's traded range widened by
     :data:`~forex_diffusion.ingest.validation.PRICE_RANGE_FACTOR` (``out_of_range``), a bar that
     overlaps 1971-01-01 to 2100-01-01 (the span the offline readers take epoch bars from,
-    :data:`~forex_diffusion.ingest.readers.EPOCH_FIRST_MS`; ticks start in 2000), ``open_time`` on the
+    :data:`~forex_diffusion.ingest.validation.EPOCH_FIRST_MS`; ticks start in 2000), ``open_time`` on the
     timeframe's grid and ``close_time`` its end (``bad_ts``), and the timeframe among
     ``timeframes`` when given (``schema``).
     """

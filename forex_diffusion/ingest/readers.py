@@ -38,6 +38,7 @@ import pandas as pd
 
 from forex_diffusion.domain import PriceSide, Tick
 from forex_diffusion.errors import DataFormatError, InputNotFoundError, RejectReason
+from forex_diffusion.ingest.validation import EPOCH_FIRST_MS
 from forex_diffusion.instruments import InstrumentRegistry
 
 __all__ = [
@@ -341,8 +342,8 @@ def _numbers(col: pd.Series, name: str, lines: np.ndarray, rejects: list[FileRej
 #: at most one of s, ms, us and ns (2099 in s, ~4.1e9, is below 1971 in ms, ~3.15e10; and so on
 #: up the units), and :func:`epoch_ms` never has to guess. The span starts in 1971 so that
 #: daily bars of the 1970s in epoch seconds are read; a YYYYMMDD number (20140501, below 3.15e7)
-#: is still no epoch time.
-EPOCH_FIRST_MS = 31_536_000_000
+#: is still no epoch time. ``EPOCH_FIRST_MS`` is the candles' floor too
+#: (:data:`forex_diffusion.ingest.validation.EPOCH_FIRST_MS`, defined there).
 EPOCH_END_MS = 4_102_444_800_000
 #: The wire's last time (9999-12-31T23:59:59.999Z, ``offline.TS_MAX``). A number that is a time
 #: of the wire in a coarser unit is never read in a finer one: 253402300799000 is 9999-12-31 in

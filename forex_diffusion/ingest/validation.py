@@ -61,11 +61,17 @@ MIN_TS_MS = 946_684_800_000
 """2000-01-01 UTC in epoch ms: the earliest tick time accepted by default (bad-input catalogue
 B18: earlier is a unit error, a time before the epoch or garbage; ``bad_ts``;
 :class:`ValidationConfig`'s ``min_ts_ms``). Candles start earlier, at the offline readers' floor
-(:data:`forex_diffusion.ingest.readers.EPOCH_FIRST_MS`, 1971-01-01: daily bars of the 1970s;
+(:data:`EPOCH_FIRST_MS`, 1971-01-01: daily bars of the 1970s;
 :func:`forex_diffusion.wire.decode_candle`)."""
 MAX_TS_MS = 4_102_444_800_000
 """2100-01-01 UTC in epoch ms: event times are before it (ticks, and candles in
 :func:`forex_diffusion.wire.decode_candle`)."""
+EPOCH_FIRST_MS = 31_536_000_000
+"""1971-01-01 UTC in epoch ms: the first time of a candle (a bar must overlap
+``EPOCH_FIRST_MS..MAX_TS_MS``: on the wire, :func:`forex_diffusion.wire.decode_candle`, and in
+a stored row, :func:`forex_diffusion.storage.repository.fetch_candles`) and the first date an
+epoch number of a file may give (:data:`forex_diffusion.ingest.readers.EPOCH_FIRST_MS`, which
+is this one)."""
 _UNKNOWN_TS = -(1 << 62)  # event time of an id restored from an older snapshot: forgettable
 
 

@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import RejectReason, StaleOwnerError, StateError
-from forex_diffusion.ingest.validation import MAX_CANDLE_VOLUME, MAX_PRICE
+from forex_diffusion.ingest.validation import EPOCH_FIRST_MS, MAX_CANDLE_VOLUME, MAX_PRICE, MAX_TS_MS
 from forex_diffusion.storage.retry import db_retry
 from forex_diffusion.storage.tables import NO_HORIZON, candles, drift_events, forecasts, snapshot_parts, snapshots
 from forex_diffusion.timeframes import Timeframe
@@ -483,7 +483,8 @@ def _candle_problem(r: Any, tf: Timeframe, grid: int | None = None) -> RejectRea
 
     The checks of :func:`forex_diffusion.wire.decode_candle` (less the instrument's range):
     every column of its type (SQLite stores any value anywhere); open and close times within
-    ``0..TS_MAX``, on the timeframe's grid and one bar apart; prices finite, > 0 and at most
+    ``0..TS_MAX``, the bar overlapping 1971-01-01..2100-01-01 (``EPOCH_FIRST_MS..MAX_TS_MS``), on
+    the timeframe's grid and one bar apart; prices finite, > 0 and at most
     the wire's ``PRICE_MAX``, low <= open, close <= high; volume, tick count, spreads finite.
 
     ``grid`` is :func:`_grid` of ``tf`` (worked out once per read, not per row): the bar's
@@ -501,7 +502,8 @@ def _candle_problem(r: Any, tf: Timeframe, grid: int | None = None) -> RejectRea
         and type(cl) in _NUMBER_TYPES
     ):
         return RejectReason.SCHEMA
-    if not (0 <= open_ms < close_ms <= TS_MAX):
+    # a bar overlapping 1971-01-01..2100-01-01, as decode_candle asks of one on the wire
+    if not (0 <= open_ms < close_ms <= TS_MAX) or close_ms <= EPOCH_FIRST_MS or open_ms >= MAX_TS_MS:
         return RejectReason.BAD_TS
     if grid is not None:  # tf.bounds(open_ms) == (open_ms, close_ms), without a call per row
         if open_ms % grid or close_ms - open_ms != grid:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import RejectReason
-from forex_diffusion.ingest.validation import MAX_CANDLE_VOLUME, MAX_PRICE
+from forex_diffusion.ingest.validation import EPOCH_FIRST_MS, MAX_CANDLE_VOLUME, MAX_PRICE, MAX_TS_MS
 from forex_diffusion.storage import fetch_candles, make_engine, repository, upsert_candles
 from forex_diffusion.timeframes import Timeframe
 
@@ -31,13 +31,15 @@ def _real(v: Any) -> bool:
 
 
 def _reference(r: Any, tf: Timeframe) -> RejectReason | None:
-    """The checker of commit 8dce382, as it was."""
+    """The checker of commit 8dce382, as it was, with the wire's 1971..2100 bar span added."""
     if type(r.open_ms) is not int or type(r.close_ms) is not int:
         return RejectReason.SCHEMA
     prices = (r.open, r.high, r.low, r.close)
     if not all(type(v) in (int, float) for v in prices):
         return RejectReason.SCHEMA
     if not (0 <= r.open_ms < r.close_ms <= TS_MAX):
+        return RejectReason.BAD_TS
+    if r.close_ms <= EPOCH_FIRST_MS or r.open_ms >= MAX_TS_MS:
         return RejectReason.BAD_TS
     try:
         if tf.bounds(r.open_ms) != (r.open_ms, r.close_ms):
@@ -67,7 +69,9 @@ _price = st.one_of(
 )
 _time = st.one_of(
     st.integers(-2, 10).map(lambda k: 1_400_000_000_000 - 1_400_000_000_000 % 86_400_000 + k * 60_000),
-    st.sampled_from([-60_000, TS_MAX, TS_MAX + 1, 2**62, 1.5e12, "x", None]),
+    st.integers(-2, 2).map(lambda k: EPOCH_FIRST_MS + k * 86_400_000 - 7_200_000),  # 1970-12-31 and near
+    st.integers(-2, 2).map(lambda k: MAX_TS_MS + k * 86_400_000 - 7_200_000),  # 2099-12-31 and near
+    st.sampled_from([0, -60_000, TS_MAX, TS_MAX + 1, 2**62, 1.5e12, "x", None]),
 )
 _count = st.sampled_from([0, 1, -1, 2.0, "x", None, True])
 _volume = st.sampled_from([0.0, 1.0, 5, -1.0, math.nan, 1e300, "x", None])
