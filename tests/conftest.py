@@ -34,13 +34,19 @@ settings.load_profile("forexd")
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """``@pytest.mark.soak`` tests (the long forms, minutes to an hour each) run only when
     asked for with ``-m soak``: here, not in ``tests/faults/conftest.py``, so that
-    ``pytest tests/unit/wire`` does not start the 100,000-example fuzz soaks either."""
-    if "soak" in (config.getoption("-m") or ""):
-        return
-    soak = [i for i in items if i.get_closest_marker("soak") is not None]
-    if soak:
-        config.hook.pytest_deselected(items=soak)
-        items[:] = [i for i in items if i.get_closest_marker("soak") is None]
+    ``pytest tests/unit/wire`` does not start the 100,000-example fuzz soaks either.
+
+    The ``broker`` tests (worker processes through a broker: 10-80 s each, mostly waiting on
+    them) are put first, each file's tests kept in their order. ``make test`` hands tests out
+    two at a time to whichever process is free (``--dist load --maxschedchunk 2``), so the
+    long ones start early on every process and the thousands of short ones fill in behind
+    them: the run no longer ends with one process alone on a minute-long test."""
+    if "soak" not in (config.getoption("-m") or ""):
+        soak = [i for i in items if i.get_closest_marker("soak") is not None]
+        if soak:
+            config.hook.pytest_deselected(items=soak)
+            items[:] = [i for i in items if i.get_closest_marker("soak") is None]
+    items.sort(key=lambda i: i.get_closest_marker("broker") is None)  # stable: False (broker) first
 
 
 @pytest.fixture(scope="session")
