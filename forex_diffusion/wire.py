@@ -90,6 +90,7 @@ __all__ = [
     "Field",
     "RecordSchema",
     "candle_to_wire",
+    "canonical_symbol",
     "decode_candle",
     "decode_dead_letter",
     "decode_drift",
@@ -956,7 +957,20 @@ UNCHECKED: Final = _Unchecked()
 _DEFAULT_REGISTRY = InstrumentRegistry()
 
 
-def _canonical(name: str, key: bytes | str | None | _Unchecked, reg: InstrumentRegistry) -> str:
+def canonical_symbol(name: str, key: bytes | str | None | _Unchecked, reg: InstrumentRegistry) -> str:
+    """The canonical symbol of ``name`` (``unknown_symbol`` when ``reg`` knows none), checked
+    against a record's Kafka ``key`` (B19): the key must be that symbol in UTF-8, else
+    ``key_mismatch`` (a missing key too); :data:`UNCHECKED` checks none. What
+    :func:`decode_tick` and :func:`decode_candle` ask of their ``key``, and the retrain agent
+    of a request's.
+
+    >>> canonical_symbol("eur/usd", b"EURUSD", InstrumentRegistry())
+    'EURUSD'
+    >>> canonical_symbol("EURUSD", b"GBPUSD", InstrumentRegistry())
+    Traceback (most recent call last):
+    ...
+    forex_diffusion.errors.ValidationError: key_mismatch: key 'GBPUSD' is not the canonical symbol EURUSD
+    """
     symbol = reg.normalise(name)
     if symbol is None:
         raise ValidationError(RejectReason.UNKNOWN_SYMBOL, f"symbol {name[:32]!r}")
@@ -985,7 +999,7 @@ def decode_tick(
 ) -> Tick:
     """Decode an ``fx.ticks`` value; ``key`` (when given) must be the canonical symbol."""
     d = decode_record("ticks", raw, max_bytes=max_bytes)
-    symbol = _canonical(d["symbol"], key, instruments or _DEFAULT_REGISTRY)
+    symbol = canonical_symbol(d["symbol"], key, instruments or _DEFAULT_REGISTRY)
     tid = d.get("tick_id")
     return Tick(symbol=symbol, ts_ms=d["ts"], bid=d["bid"], ask=d["ask"], volume=d.get("volume") or 0.0, tick_id=tid)
 
@@ -1051,7 +1065,7 @@ def decode_candle(
     ``timeframes`` when given (``schema``).
     """
     d = decode_record("candles", raw, max_bytes=max_bytes)
-    symbol = _canonical(d["symbol"], key, instruments or _DEFAULT_REGISTRY)
+    symbol = canonical_symbol(d["symbol"], key, instruments or _DEFAULT_REGISTRY)
     name = d["timeframe"]
     if timeframes is not None and name not in timeframes:
         raise ValidationError(RejectReason.SCHEMA, f"timeframe {name!r} not configured")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from forex_diffusion.errors import RejectReason, ValidationError
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.quality.trigger import RetrainRequest
-from forex_diffusion.wire import UNCHECKED, _canonical
+from forex_diffusion.wire import UNCHECKED, canonical_symbol
 from retraining.job_queue import RetrainQueue
 from retraining.jobs import JobOutcome, check_key, decode_request, encode_outcome
 from retraining.runner import run_job_async
@@ -85,7 +85,7 @@ class RetrainAgent:
         """
         request = self.named(request)
         self.check(request)
-        _canonical(request.symbol, key, self.instruments)  # fx.ticks' and fx.candles' key check
+        canonical_symbol(request.symbol, key, self.instruments)  # fx.ticks' and fx.candles' key check
         if self.queue.submit(request) == "queue_full":
             raise ValidationError(
                 RejectReason.QUEUE_FULL, f"{self.queue.queued} retrain jobs already wait (max {self.queue.max_queued})"
