@@ -10,7 +10,7 @@ from forex_diffusion.errors import ServiceUnavailableError, SettingsError
 
 from .settings import Settings, broker_addresses
 
-__all__ = ["ROLES", "run_worker", "wait_for_broker", "wait_for_database"]
+__all__ = ["ROLES", "metrics_unbindable", "run_worker", "wait_for_broker", "wait_for_database"]
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,15 @@ def _refuse_answered(exc: BaseException, why: str, shown: str) -> None:
         ) from exc
 
 
+def metrics_unbindable(addr: str, port: int, exc: OSError) -> SettingsError:
+    """The one-line refusal of a ``/metrics`` endpoint that cannot bind ``addr:port`` (exit 78)."""
+    why = exc.strerror or str(exc) or type(exc).__name__
+    return SettingsError(
+        f"FOREXD_METRICS_PORT={port} cannot be bound on FOREXD_METRICS_ADDR={addr[:64]!r} ({why}): another "
+        "process may hold it; choose another port, 0 for any free one, or -1 to turn /metrics off"
+    )
+
+
 def run_worker(*, role: str = "stream", log_level: str = "warn", settings: Settings | None = None) -> None:
     """Build the app for ``role`` and run it until SIGTERM/SIGINT."""
     if role not in ROLES:
@@ -163,7 +172,10 @@ def run_worker(*, role: str = "stream", log_level: str = "warn", settings: Setti
             ],
         )
         if settings.metrics_port >= 0:
-            metrics.serve(settings.metrics_addr, settings.metrics_port)
+            try:
+                metrics.serve(settings.metrics_addr, settings.metrics_port)
+            except OSError as exc:  # taken since forexd worker tried it (or run_worker called directly)
+                raise metrics_unbindable(settings.metrics_addr, settings.metrics_port, exc) from None
     except ImportError:  # metrics module not available
         metrics = None
     rt = create_app(settings, roles=ROLES[role], metrics=metrics)

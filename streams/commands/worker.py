@@ -25,7 +25,7 @@ def worker(
     fx.candles, fx.forecasts, fx.drift, fx.retrain.requests, fx.models, fx.deadletter and
     the database at FOREXD_DATABASE_URL (SQLite under FOREXD_DATA_DIR by default). Serves
     Prometheus metrics on FOREXD_METRICS_ADDR:FOREXD_METRICS_PORT (127.0.0.1 by default).
-    Exits 78 on a bad FOREXD_* value, 65 or 66 on a SQLite database it cannot use (as
+    Exits 78 on a bad FOREXD_* value (a metrics port it cannot bind too), 65 or 66 on a SQLite database it cannot use (as
     `forexd models`), and 74 when the database refuses writes for good (read-only).
     """
     from ..launch import ROLES
@@ -72,17 +72,22 @@ def _check_sqlite(url: str) -> None:
 
 def _check_metrics_addr(addr: str, port: int) -> None:
     """Refuse, before the broker is waited for, a ``FOREXD_METRICS_ADDR`` that does not resolve
-    to an address to bind (exit 78, one line naming it): the settings check its form only, and
-    the endpoint's bind failed after the broker and database waits, as ``error: [Errno -2] Name
-    or service not known`` (exit 74) naming no variable. Nothing when the endpoint is off."""
+    to an address to bind, or a ``FOREXD_METRICS_PORT`` that cannot be bound there (another
+    process holds it, or a port below 1024 without the right): exit 78, one line naming them.
+    The settings check the address's form only, and the endpoint's bind failed after the broker
+    and database waits, as ``error: [Errno -2] Name or service not known`` or ``[Errno 98]
+    Address already in use`` (exit 74) naming no variable. Nothing when the endpoint is off;
+    port 0 (any free one) is not tried."""
     import socket
 
     from forex_diffusion.errors import SettingsError
 
+    from ..launch import metrics_unbindable
+
     if port < 0:
         return
     try:
-        socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (OSError, UnicodeError) as exc:  # socket.gaierror; UnicodeError: a label IDNA refuses
         why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise SettingsError(
@@ -90,6 +95,15 @@ def _check_metrics_addr(addr: str, port: int) -> None:
             "of this host (127.0.0.1, 0.0.0.0) or a name that resolves, or FOREXD_METRICS_PORT=-1 to turn "
             "/metrics off"
         ) from None
+    if port == 0:
+        return
+    family, _type, _proto, _name, sockaddr = infos[0]  # the address prometheus_client binds
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the endpoint's server does
+            probe.bind(sockaddr)
+    except OSError as exc:
+        raise metrics_unbindable(addr, port, exc) from None
 
 
 def _check_cafile(protocol: str, cafile: str | None) -> None:

@@ -11,6 +11,7 @@ was taken; a key given twice in ``FOREXD_RETRAIN_JOB_CONFIG`` silently took the 
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,39 @@ def test_worker_with_a_bad_retrain_schedule_exits_78_on_one_line_before_it_waits
     res = forexd("worker", "--role", "retrain", env={**env, "FOREXD_RETRAIN_SCHEDULE": "garbage"})
     assert res.returncode == 78, res.stderr
     assert_one_line(res.stderr, "bad schedule entry 'garbage'", "FOREXD_RETRAIN_SCHEDULE")
+
+
+def test_worker_whose_metrics_port_is_taken_exits_78_on_one_line_before_it_waits(tmp_path: Path) -> None:
+    """Before: the broker and the database were waited for, then the endpoint's bind failed as
+    ``[Errno 98] Address already in use`` (exit 74), naming no variable."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = {
+            "FOREXD_BROKER_URL": "kafka://127.0.0.1:1",  # never reached: the refusal comes first
+            "FOREXD_BROKER_WAIT_S": "0",
+            "FOREXD_DATA_DIR": str(tmp_path),
+            "FOREXD_METRICS_PORT": str(port),
+        }
+        res = forexd("worker", "--role", "ticks", env=env)
+        assert res.returncode == 78, res.stderr
+        assert_one_line(res.stderr, f"FOREXD_METRICS_PORT={port} cannot be bound", "FOREXD_METRICS_ADDR='127.0.0.1'")
+        _check_metrics_addr("127.0.0.1", 0)  # any free port: nothing to try
+        _check_metrics_addr("127.0.0.1", -1)  # off
+    _check_metrics_addr("127.0.0.1", port)  # released: the port binds again
+
+
+def test_a_metrics_port_taken_after_the_check_is_the_same_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The port taken between ``forexd worker``'s check and the endpoint's start (or
+    ``run_worker`` called without the check): the same one line, not an ``OSError``."""
+    from streams import launch
+
+    monkeypatch.setattr(launch, "wait_for_broker", lambda *a, **k: None)
+    monkeypatch.setattr(launch, "wait_for_database", lambda *a, **k: None)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(SettingsError, match=rf"^FOREXD_METRICS_PORT={port} cannot be bound on FOREXD_METRICS_ADDR"):
+            launch.run_worker(role="ticks", settings=Settings(metrics_port=port))
