@@ -59,7 +59,7 @@ from typing import Any, Final, Literal
 import numpy as np
 
 from forex_diffusion.domain import Candle, Tick
-from forex_diffusion.drift import DriftEvent
+from forex_diffusion.drift.base import DriftEvent
 from forex_diffusion.errors import ConfigError, RejectReason, ValidationError
 from forex_diffusion.ingest.validation import (
     EPOCH_FIRST_MS,

@@ -55,7 +55,8 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from forex_diffusion import wire
-from forex_diffusion.diffusion import Predictor, TrainConfig, TrainProgress, train
+from forex_diffusion.diffusion.predictor import Predictor
+from forex_diffusion.diffusion.training import TrainConfig, TrainProgress, train
 from forex_diffusion.errors import (
     ConfigError,
     ForexDiffusionError,

@@ -35,11 +35,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
-from forex_diffusion.diffusion import Predictor
 from forex_diffusion.diffusion.checkpoint import read_manifest
 from forex_diffusion.errors import ArtifactError, ConfigError, RegistryError
 from forex_diffusion.storage import model_registry as store
@@ -47,6 +46,9 @@ from forex_diffusion.storage.model_registry import AliasChange, ModelKey, ModelV
 from forex_diffusion.timeframes import Timeframe
 
 from .failpoints import failpoint
+
+if TYPE_CHECKING:
+    from forex_diffusion.diffusion.predictor import Predictor
 
 __all__ = [
     "ModelRegistry",
@@ -271,7 +273,7 @@ class ModelRegistry:
         """Whether the version's artifact loads, is the one registered (sha256) and forecasts
         its key's horizon."""
         try:
-            predictor = Predictor.load(self.path_of(version))
+            predictor = _load_predictor(self.path_of(version))
         except (ArtifactError, RegistryError) as exc:
             logger.warning("registry artifact refused version=%s error=%s", version.version, exc)
             return False
@@ -294,7 +296,7 @@ class ModelRegistry:
         RegistryError
             The artifact's path leaves the model directory.
         """
-        predictor = Predictor.load(self.path_of(version), device=device)
+        predictor = _load_predictor(self.path_of(version), device=device)
         if predictor.manifest.get("sha256") != version.sha256:
             raise ArtifactError(f"{version.version}: sha256 differs from the registry's")
         if (misfit := self._misfit(version, predictor)) is not None:
@@ -331,7 +333,7 @@ class ModelRegistry:
         """Copy an existing checkpoint (e.g. from ``forexd train``) into the registry and register it."""
         state_path = Path(checkpoint)
         # refuses a corrupt, pickle-bearing, hash-mismatched or ill-fitting one before any copy
-        predictor = Predictor.load(state_path)
+        predictor = _load_predictor(state_path)
         manifest, version = predictor.manifest, predictor.manifest.get("version")
         if not isinstance(version, str) or not _VERSION.fullmatch(version):
             raise RegistryError(f"{state_path}: bad version {str(version)[:80]!r} in the manifest")
@@ -390,7 +392,7 @@ class ModelRegistry:
             The checkpoint does not load.
         """
         pt = Path(checkpoint)
-        predictor = Predictor.load(pt)  # never register what does not load
+        predictor = _load_predictor(pt)  # never register what does not load
         m = predictor.manifest
         window = m.get("data_window")
         window = window if isinstance(window, Mapping) else {}
@@ -674,3 +676,11 @@ class ModelRegistry:
         if removed:
             logger.warning("registry recovered key=%s removed=%s", key, [p.name for p in removed])
         return removed
+
+
+def _load_predictor(path: str | Path, *, device: str = "cpu") -> Predictor:
+    """:meth:`Predictor.load <forex_diffusion.diffusion.Predictor.load>`, imported on first use:
+    listing, promoting and rolling back versions (``forexd models``) load no torch."""
+    from forex_diffusion.diffusion.predictor import Predictor
+
+    return Predictor.load(path, device=device)

@@ -8,42 +8,34 @@ manifests), :mod:`.context` (:class:`SeriesContext`, the per-series window).
 
 from __future__ import annotations
 
-from forex_diffusion.diffusion.checkpoint import CheckpointManager, load_checkpoint, model_key
-from forex_diffusion.diffusion.context import (
-    CALENDAR_DIM,
-    ContextSpec,
-    ForecastRequest,
-    SeriesContext,
-    build_features,
-    calendar_features,
-)
-from forex_diffusion.diffusion.denoiser import Denoiser, DenoiserConfig
-from forex_diffusion.diffusion.model import DiffusionModel, ModelConfig
-from forex_diffusion.diffusion.noise import NoiseSchedule, ScheduleConfig
-from forex_diffusion.diffusion.predictor import Forecast, Predictor, series_seed
-from forex_diffusion.diffusion.training import TrainConfig, TrainProgress, TrainResult, train
+from forex_diffusion._lazy import lazy_exports
 
-__all__ = [
-    "CALENDAR_DIM",
-    "CheckpointManager",
-    "ContextSpec",
-    "Denoiser",
-    "DenoiserConfig",
-    "DiffusionModel",
-    "Forecast",
-    "ForecastRequest",
-    "ModelConfig",
-    "NoiseSchedule",
-    "Predictor",
-    "ScheduleConfig",
-    "SeriesContext",
-    "TrainConfig",
-    "TrainProgress",
-    "TrainResult",
-    "build_features",
-    "calendar_features",
-    "load_checkpoint",
-    "model_key",
-    "series_seed",
-    "train",
-]
+#: Each public name → the module (under this package) that defines it. Loaded on first use:
+#: a module that needs one part (the series context, a manifest) does not load torch,
+#: pandas and scipy with the rest (``forexd models list``, a tick or random-walk worker).
+_EXPORTS = {
+    "CheckpointManager": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "model_key": "checkpoint",
+    "CALENDAR_DIM": "context",
+    "ContextSpec": "context",
+    "ForecastRequest": "context",
+    "SeriesContext": "context",
+    "build_features": "context",
+    "calendar_features": "context",
+    "Denoiser": "denoiser",
+    "DenoiserConfig": "denoiser",
+    "DiffusionModel": "model",
+    "ModelConfig": "model",
+    "NoiseSchedule": "noise",
+    "ScheduleConfig": "noise",
+    "Forecast": "predictor",
+    "Predictor": "predictor",
+    "series_seed": "predictor",
+    "TrainConfig": "training",
+    "TrainProgress": "training",
+    "TrainResult": "training",
+    "train": "training",
+}
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -29,9 +29,10 @@ import zipfile
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from forex_diffusion.errors import ArtifactError, ConfigError
 
@@ -106,6 +107,8 @@ class CheckpointManager:
         ``manifest`` gets ``format``, ``key``, ``version``, ``created_at``, ``file`` and
         ``sha256`` added (the input dict is not modified).
         """
+        import torch  # here, not at import: reading manifests and listing versions need no torch
+
         d = self.root / key
         d.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
@@ -216,6 +219,8 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         Missing files, unreadable manifest, sha256 mismatch, non-tensor or pickled
         content, or a corrupt archive.
     """
+    import torch
+
     pt = resolve_checkpoint(path)
     js = pt.with_suffix(".json")
     if not pt.is_file():

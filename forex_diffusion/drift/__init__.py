@@ -32,21 +32,21 @@ the names below keep them loadable.
 
 from __future__ import annotations
 
-from forex_diffusion.drift.adwin import AdwinDetector
-from forex_diffusion.drift.base import Detection, DriftEvent, ScalarDetector
-from forex_diffusion.drift.calibration import CalibrationMonitor
-from forex_diffusion.drift.ks import KSFeatureDetector
-from forex_diffusion.drift.monitor import DriftConfig, DriftMonitor
-from forex_diffusion.drift.page_hinkley import PageHinkleyDetector
+from forex_diffusion._lazy import lazy_exports
 
-__all__ = [
-    "AdwinDetector",
-    "CalibrationMonitor",
-    "Detection",
-    "DriftConfig",
-    "DriftEvent",
-    "DriftMonitor",
-    "KSFeatureDetector",
-    "PageHinkleyDetector",
-    "ScalarDetector",
-]
+#: Each public name → the module (under this package) that defines it. Loaded on first use:
+#: the wire codec needs only :class:`DriftEvent`, and a tick worker never loads river's drift
+#: detectors (with scipy.stats under them, seconds of each start).
+_EXPORTS = {
+    "AdwinDetector": "adwin",
+    "CalibrationMonitor": "calibration",
+    "Detection": "base",
+    "DriftConfig": "monitor",
+    "DriftEvent": "base",
+    "DriftMonitor": "monitor",
+    "KSFeatureDetector": "ks",
+    "PageHinkleyDetector": "page_hinkley",
+    "ScalarDetector": "base",
+}
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -31,7 +31,8 @@ from forex_diffusion.diffusion.context import ContextSpec, ForecastRequest, Seri
 from forex_diffusion.diffusion.inputs import CrossBook, InputsBuilder, InputSpec
 from forex_diffusion.diffusion.predictor import Forecast
 from forex_diffusion.domain import Candle
-from forex_diffusion.drift import DriftConfig, DriftEvent, DriftMonitor
+from forex_diffusion.drift.base import DriftEvent
+from forex_diffusion.drift.monitor import DriftConfig, DriftMonitor
 from forex_diffusion.errors import ConfigError, StateError
 from forex_diffusion.forecast.features import FeatureBuilder, FeatureConfig
 from forex_diffusion.online.learners import LearnerConfig, LearnerStep, OnlineLearnerSet

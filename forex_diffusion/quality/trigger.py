@@ -20,7 +20,7 @@ The rules, in order:
 Manual and scheduled requests (:func:`request`) skip the debounce and cooldown but are
 de-duplicated too.
 
->>> from forex_diffusion.drift import DriftEvent
+>>> from forex_diffusion.drift.base import DriftEvent
 >>> pol = TriggerPolicy(min_detectors=2, window_ms=3_600_000, cooldown_ms=86_400_000)
 >>> ev = lambda det, t: DriftEvent(detector=det, statistic=1.0, threshold=0.5,
 ...     symbol="EURUSD", timeframe="1h", horizon=1, ts_ms=t)
@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from forex_diffusion.domain import field_dict
-from forex_diffusion.drift import DriftEvent
+from forex_diffusion.drift.base import DriftEvent
 from forex_diffusion.errors import ConfigError
 from forex_diffusion.state import count, time_ms
 

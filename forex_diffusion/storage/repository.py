@@ -36,7 +36,7 @@ from forex_diffusion.storage.tables import NO_HORIZON, candles, drift_events, fo
 from forex_diffusion.timeframes import Timeframe
 
 if TYPE_CHECKING:
-    from forex_diffusion.drift import DriftEvent
+    from forex_diffusion.drift.base import DriftEvent
 
 __all__ = [
     "TS_MAX",

@@ -221,7 +221,7 @@ def backtest_command(
 
     import torch
 
-    from forex_diffusion.diffusion import Predictor
+    from forex_diffusion.diffusion.predictor import Predictor
     from forex_diffusion.ingest.readers import check_price_scale, read_candle_series
     from forex_diffusion.quality.evaluation import summarize_forecasts
     from forex_diffusion.reports.backtest import backtest, fan_chart_png, write_backtest_csv

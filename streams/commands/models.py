@@ -253,7 +253,7 @@ def _check_key_fits(key: ModelKey, checkpoint: Path) -> None:
     """Refuse a ``--key`` whose timeframe or horizon is not the checkpoint's: the worker
     would serve a 1h model's 24 steps as another timeframe's or horizon's forecasts.
     (Only the symbol may be re-keyed: ``*`` or another pair.)"""
-    from forex_diffusion.diffusion import Predictor
+    from forex_diffusion.diffusion.predictor import Predictor
     from forex_diffusion.errors import RegistryError
     from forex_diffusion.timeframes import Timeframe
 

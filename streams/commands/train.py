@@ -27,7 +27,7 @@ from .backtest import admitted_candles
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from forex_diffusion.diffusion import TrainProgress
+    from forex_diffusion.diffusion.training import TrainProgress
     from forex_diffusion.domain import PriceSide
 
 logger = logging.getLogger(__name__)
@@ -113,9 +113,9 @@ def train_command(
     series: future_ts; an open time already taken: duplicate, the first row kept; one before
     the last: late). Every candle refused: exit 65.
     """
-    from forex_diffusion.diffusion import ContextSpec, TrainConfig
-    from forex_diffusion.diffusion.context import CONTEXT_MAX
+    from forex_diffusion.diffusion.context import CONTEXT_MAX, ContextSpec
     from forex_diffusion.diffusion.denoiser import HORIZON_MAX
+    from forex_diffusion.diffusion.training import TrainConfig
     from forex_diffusion.reports.backtest import parse_utc_date
     from forex_diffusion.wire import INT64_MAX
 
@@ -191,7 +191,7 @@ def train_command(
 
     import torch
 
-    from forex_diffusion.diffusion import train
+    from forex_diffusion.diffusion.training import train
     from forex_diffusion.ingest.readers import check_price_scale, read_candle_series
 
     torch.set_num_threads(threads)
