@@ -57,3 +57,28 @@ def test_importing_the_core_loads_no_kafka_module() -> None:
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=CORE.parent)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize(
+    ("imports", "heavy"),
+    [
+        # the tick worker: it learns nothing and samples nothing (river and scipy.stats came in
+        # through the wire codec's DriftEvent: 1.9 s of CPU per start instead of 0.7 s)
+        ("faust, streams.app, streams.agents.ticks", ("river", "scipy", "torch", "pandas")),
+        # forexd models: lists and moves aliases (torch, pandas and scipy came in through the
+        # registry's Predictor: 2.4 s per command instead of 0.3 s)
+        ("retraining.registry, streams.commands.models", ("torch", "pandas", "scipy", "river")),
+    ],
+    ids=["tick-worker", "forexd-models"],
+)
+def test_what_does_not_need_a_heavy_library_does_not_load_it(imports: str, heavy: tuple[str, ...]) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        f"import sys, {imports};"
+        f"bad=sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r});"
+        "print(bad[:10]); sys.exit(1 if bad else 0)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=CORE.parent)
+    assert res.returncode == 0, res.stdout + res.stderr
