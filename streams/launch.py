@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import time
@@ -135,12 +136,19 @@ def _refuse_answered(exc: BaseException, why: str, shown: str) -> None:
 
 
 def metrics_unbindable(addr: str, port: int, exc: OSError) -> SettingsError:
-    """The one-line refusal of a ``/metrics`` endpoint that cannot bind ``addr:port`` (exit 78)."""
+    """The one-line refusal of a ``/metrics`` endpoint that cannot bind ``addr:port`` (exit 78),
+    naming what to change by the error: the address (not one of this host's, or no longer
+    resolving), the port's privilege, or the port (held by another process, or anything else)."""
     why = exc.strerror or str(exc) or type(exc).__name__
-    return SettingsError(
-        f"FOREXD_METRICS_PORT={port} cannot be bound on FOREXD_METRICS_ADDR={addr[:64]!r} ({why}): another "
-        "process may hold it; choose another port, 0 for any free one, or -1 to turn /metrics off"
-    )
+    where = f"FOREXD_METRICS_PORT={port} cannot be bound on FOREXD_METRICS_ADDR={addr[:64]!r} ({why})"
+    off = "or FOREXD_METRICS_PORT=-1 to turn /metrics off"
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        fix = f"set FOREXD_METRICS_ADDR to an address of this host (127.0.0.1, 0.0.0.0), {off}"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        fix = f"a port below 1024 needs privilege: choose a port from 1024, 0 for any free one, {off}"
+    else:
+        fix = f"another process may hold it; choose another port, 0 for any free one, {off}"
+    return SettingsError(f"{where}: {fix}")
 
 
 def run_worker(*, role: str = "stream", log_level: str = "warn", settings: Settings | None = None) -> None:

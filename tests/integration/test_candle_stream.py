@@ -130,15 +130,16 @@ def test_indicators_and_forecasts_through_the_broker_equal_the_offline_core(
     assert w.alive()
 
 
-# SIGKILL and the crash between the database write and the offset commit run in make test as
-# tests/faults/test_candle_faults.py (test_candle_worker_signalled_mid_stream_restarts_to_the_oracle,
-# test_candle_worker_crash_at_failpoint_restarts_to_the_oracle), whose check holds this one's (the
-# fx.forecasts records equal the oracle's) and adds the stored rows and the checkpointed state;
-# here they run with ``make soak``. The crash between the sends and their acks runs here only.
+# The crash between the database write and the offset commit runs here with ``make soak``: make
+# test runs it for the candles role (tests/faults/test_candle_faults.py,
+# test_candle_worker_crash_at_failpoint_restarts_to_the_oracle, which also checks the stored rows
+# and the checkpointed state) and for the ticks role (tests/faults/test_worker_faults.py). This
+# worker runs both agents in one process (the stream role), killed mid-stream after 200
+# forecasts: SIGKILL and the crash between the sends and their acks stay in make test.
 @pytest.mark.parametrize(
     "crash",
     [
-        pytest.param("sigkill", marks=pytest.mark.soak),
+        "sigkill",
         "during_output_send:2",
         pytest.param("after_db_upsert_before_commit:2", marks=pytest.mark.soak),
     ],

@@ -11,6 +11,7 @@ was taken; a key given twice in ``FOREXD_RETRAIN_JOB_CONFIG`` silently took the 
 
 from __future__ import annotations
 
+import errno
 import socket
 from pathlib import Path
 
@@ -157,3 +158,27 @@ def test_a_metrics_port_taken_after_the_check_is_the_same_refusal(monkeypatch: p
         port = holder.getsockname()[1]
         with pytest.raises(SettingsError, match=rf"^FOREXD_METRICS_PORT={port} cannot be bound on FOREXD_METRICS_ADDR"):
             launch.run_worker(role="ticks", settings=Settings(metrics_port=port))
+
+
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        (OSError(errno.EADDRINUSE, "Address already in use"), "another process may hold it; choose another port"),
+        (OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address"), "set FOREXD_METRICS_ADDR to an address"),
+        (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "set FOREXD_METRICS_ADDR to an address"),
+        (OSError(errno.EACCES, "Permission denied"), "a port below 1024 needs privilege"),
+    ],
+    ids=["in-use", "not-this-host", "no-longer-resolves", "privileged"],
+)
+def test_the_metrics_refusal_names_what_to_change(error: OSError, says: str) -> None:
+    """An address that is not this host's was told "another process may hold it; choose another port"."""
+    from streams.launch import metrics_unbindable
+
+    line = str(metrics_unbindable("192.0.2.1", 80, error))
+    assert line.startswith("FOREXD_METRICS_PORT=80 cannot be bound on FOREXD_METRICS_ADDR='192.0.2.1' (")
+    assert says in line and "\n" not in line, line
+
+
+def test_an_address_that_is_not_this_hosts_is_refused_naming_the_address() -> None:
+    with pytest.raises(SettingsError, match=r"set FOREXD_METRICS_ADDR to an address of this host"):
+        _check_metrics_addr("192.0.2.1", 9464)  # TEST-NET-1: assigned to no host
