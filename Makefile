@@ -32,9 +32,9 @@ demo: setup
 
 # Four processes on 2 cores (the fault and broker tests mostly wait on brokers, timers and
 # subprocesses; three took 890 s, four 800 s, on the same idle machine), each given two tests
-# at a time as it frees up, the long broker tests first (tests/conftest.py): with the default
-# chunks the run ended on one process alone with the last minute-long tests. Then the tests
-# that stop a shared service (PostgreSQL), alone.
+# at a time as it frees up, the long broker tests spread over the first three quarters of the
+# run (tests/conftest.py): with the default chunks the run ended on one process alone with the
+# last minute-long tests. Then the tests that stop a shared service (PostgreSQL), alone.
 XDIST ?= -n 4 --dist load --maxschedchunk 2
 test: setup
 	$(BIN)/python -m pytest -q $(XDIST) -m "not soak and not slow and not serial" $(PYTEST_ARGS)
