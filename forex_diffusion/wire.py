@@ -68,6 +68,7 @@ from forex_diffusion.ingest.validation import (
     MAX_TICK_VOLUME,
     MAX_TS_MS,
     PRICE_RANGE_FACTOR,
+    bar_in_span,
 )
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.quality.trigger import RetrainRequest
@@ -1092,7 +1093,7 @@ def decode_candle(
     # the offline readers' (daily bars of the 1970s are read by forexd train/backtest, so the stream
     # takes them too, and both give the same numbers); ticks start in 2000. A bar that straddles an
     # end, as a day bar rolling at 22:00 does, is kept
-    if end <= EPOCH_FIRST_MS or open_ms >= MAX_TS_MS:
+    if not bar_in_span(open_ms, end):
         raise ValidationError(
             RejectReason.BAD_TS,
             f"bar {open_ms}..{end} outside {EPOCH_FIRST_MS}..{MAX_TS_MS} (1971-01-01..2100-01-01)",

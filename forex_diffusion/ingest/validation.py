@@ -75,6 +75,19 @@ is this one)."""
 _UNKNOWN_TS = -(1 << 62)  # event time of an id restored from an older snapshot: forgettable
 
 
+def bar_in_span(open_ms: int, end_ms: int) -> bool:
+    """Whether the bar ``open_ms..end_ms`` overlaps ``EPOCH_FIRST_MS..MAX_TS_MS`` (1971-01-01 to
+    2100-01-01): the candles' time rule, on the wire and in a stored row. A bar that straddles
+    an end, as a day bar rolling at 22:00 does, is in.
+
+    >>> bar_in_span(EPOCH_FIRST_MS - 7_200_000, EPOCH_FIRST_MS + 79_200_000)
+    True
+    >>> bar_in_span(EPOCH_FIRST_MS - 60_000, EPOCH_FIRST_MS)
+    False
+    """
+    return end_ms > EPOCH_FIRST_MS and open_ms < MAX_TS_MS
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ValidationConfig:
     """Validator settings.

@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import RejectReason, StaleOwnerError, StateError
-from forex_diffusion.ingest.validation import EPOCH_FIRST_MS, MAX_CANDLE_VOLUME, MAX_PRICE, MAX_TS_MS
+from forex_diffusion.ingest.validation import MAX_CANDLE_VOLUME, MAX_PRICE, bar_in_span
 from forex_diffusion.storage.retry import db_retry
 from forex_diffusion.storage.tables import NO_HORIZON, candles, drift_events, forecasts, snapshot_parts, snapshots
 from forex_diffusion.timeframes import Timeframe
@@ -503,7 +503,7 @@ def _candle_problem(r: Any, tf: Timeframe, grid: int | None = None) -> RejectRea
     ):
         return RejectReason.SCHEMA
     # a bar overlapping 1971-01-01..2100-01-01, as decode_candle asks of one on the wire
-    if not (0 <= open_ms < close_ms <= TS_MAX) or close_ms <= EPOCH_FIRST_MS or open_ms >= MAX_TS_MS:
+    if not (0 <= open_ms < close_ms <= TS_MAX and bar_in_span(open_ms, close_ms)):
         return RejectReason.BAD_TS
     if grid is not None:  # tf.bounds(open_ms) == (open_ms, close_ms), without a call per row
         if open_ms % grid or close_ms - open_ms != grid:

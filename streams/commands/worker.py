@@ -25,8 +25,9 @@ def worker(
     fx.candles, fx.forecasts, fx.drift, fx.retrain.requests, fx.models, fx.deadletter and
     the database at FOREXD_DATABASE_URL (SQLite under FOREXD_DATA_DIR by default). Serves
     Prometheus metrics on FOREXD_METRICS_ADDR:FOREXD_METRICS_PORT (127.0.0.1 by default).
-    Exits 78 on a bad FOREXD_* value (a metrics port it cannot bind too), 65 or 66 on a SQLite database it cannot use (as
-    `forexd models`), and 74 when the database refuses writes for good (read-only).
+    Exits 78 on a bad FOREXD_* value (a metrics port it cannot bind too), 65 or 66 on a
+    SQLite database it cannot use (as `forexd models`), and 74 when the database refuses
+    writes for good (read-only).
     """
     from ..launch import ROLES
     from ..settings import Settings
