@@ -139,7 +139,7 @@ def metrics_unbindable(addr: str, port: int, exc: OSError) -> SettingsError:
     """The one-line refusal of a ``/metrics`` endpoint that cannot bind ``addr:port`` (exit 78),
     naming what to change by the error: the address (not one of this host's, or no longer
     resolving), the port's privilege, or the port (held by another process, or anything else)."""
-    why = exc.strerror or str(exc) or type(exc).__name__
+    why = " ".join((exc.strerror or str(exc) or type(exc).__name__).split())  # one line, whatever it says
     where = f"FOREXD_METRICS_PORT={port} cannot be bound on FOREXD_METRICS_ADDR={addr[:64]!r} ({why})"
     off = "or FOREXD_METRICS_PORT=-1 to turn /metrics off"
     if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:

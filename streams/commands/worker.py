@@ -87,6 +87,8 @@ def _check_metrics_addr(addr: str, port: int) -> None:
 
     if port < 0:
         return
+    if port > 65_535:  # getaddrinfo takes it modulo 2**16 (65536 probed port 0), or overflows
+        raise SettingsError(f"FOREXD_METRICS_PORT={port} is not a TCP port (0..65535, or negative for no /metrics)")
     try:
         infos = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (OSError, UnicodeError) as exc:  # socket.gaierror; UnicodeError: a label IDNA refuses

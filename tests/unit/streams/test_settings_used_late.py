@@ -182,3 +182,18 @@ def test_the_metrics_refusal_names_what_to_change(error: OSError, says: str) -> 
 def test_an_address_that_is_not_this_hosts_is_refused_naming_the_address() -> None:
     with pytest.raises(SettingsError, match=r"set FOREXD_METRICS_ADDR to an address of this host"):
         _check_metrics_addr("192.0.2.1", 9464)  # TEST-NET-1: assigned to no host
+
+
+@pytest.mark.parametrize("port", [65_536, 70_000, 2**31, 2**63])
+def test_a_metrics_port_past_65535_is_refused_not_wrapped(port: int) -> None:
+    """``getaddrinfo`` took it modulo 2**16 (65536 probed port 0, 70000 port 4464), or raised
+    ``OverflowError``: reached by a caller that builds ``Settings`` itself (the variable is bounded)."""
+    with pytest.raises(SettingsError, match=rf"^FOREXD_METRICS_PORT={port} is not a TCP port"):
+        _check_metrics_addr("127.0.0.1", port)
+
+
+def test_the_metrics_refusal_is_one_line_whatever_the_error_says() -> None:
+    from streams.launch import metrics_unbindable
+
+    line = str(metrics_unbindable("x", 5, OSError(errno.EADDRINUSE, "in\nuse\r\x0bhere")))
+    assert "\n" not in line and "\r" not in line and "(in use here)" in line, line
