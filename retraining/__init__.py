@@ -2,7 +2,8 @@
 
 The package root re-exports the stable names of its modules. They load on first use
 (PEP 562), so ``import retraining`` or ``import retraining.policy`` does not pay for torch,
-which the registry, the jobs and the model book need.
+which the jobs need (training) and the registry and the model book load with the first
+model they load. The topics' records (:mod:`.records`) need none of it.
 
 >>> import retraining
 >>> challenger = retraining.HoldoutScores(crps=0.98, rw_crps=1.0, cover90=0.9, cover50=0.5, n=100)
@@ -19,7 +20,7 @@ from forex_diffusion._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .job_queue import RetrainQueue
-    from .jobs import JobConfig, JobOutcome, run_retrain
+    from .jobs import JobConfig, run_retrain
     from .policy import (
         HoldoutScores,
         PromotionDecision,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
         decide_promotion,
         decide_shadow,
     )
+    from .records import JobOutcome
     from .registry import ModelRegistry, RetentionResult
     from .schedule import ScheduleEntry, due_requests, parse_interval
     from .serving import ModelBook
@@ -59,7 +61,7 @@ __all__ = [
 _EXPORTS = {
     "RetrainQueue": "job_queue",
     "JobConfig": "jobs",
-    "JobOutcome": "jobs",
+    "JobOutcome": "records",
     "run_retrain": "jobs",
     "HoldoutScores": "policy",
     "PromotionDecision": "policy",

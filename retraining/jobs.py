@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import shutil
 import time
 import uuid
@@ -54,7 +53,6 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from forex_diffusion import wire
 from forex_diffusion.diffusion.predictor import Predictor
 from forex_diffusion.diffusion.training import TrainConfig, TrainProgress, train
 from forex_diffusion.errors import (
@@ -78,7 +76,18 @@ from forex_diffusion.timeframes import Timeframe
 from .claims import Claim, ClaimHeld, ClaimLost, JobClaims
 from .failpoints import failpoint
 from .policy import HoldoutScores, PromotionDecision, PromotionPolicy, decide_promotion
-from .registry import ModelRegistry, summarise_train_metrics
+from .records import (
+    OUTCOME_SCHEMA,
+    REQUEST_ID_PATTERN,
+    JobOutcome,
+    JobStatus,
+    check_request_id,
+    decode_outcome,
+    decode_request,
+    encode_outcome,
+    encode_request,
+)
+from .registry import ModelRegistry, serving_champion, summarise_train_metrics
 
 __all__ = [
     "OUTCOME_SCHEMA",
@@ -101,36 +110,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-JobStatus = Literal["promoted", "shadow", "rejected", "failed"]
-_STATUSES: tuple[str, ...] = ("promoted", "shadow", "rejected", "failed")
-#: Schema version of the ``fx.models`` value (:meth:`JobOutcome.to_dict`).
-OUTCOME_SCHEMA = 1
 _FIXED_TRAIN_KEYS = frozenset({"symbol", "timeframe", "horizon"})
-#: What a ``request_id`` may be: what ``forexd retrain``, the drift trigger and the schedule
-#: generate (24 hex digits, :func:`~forex_diffusion.quality.trigger.request_id_for`) and any other
-#: short id made of letters, digits, ``_`` and ``-`` (no path separator, dot or glob character).
-REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def check_request_id(request_id: object) -> str:
-    """Return ``request_id`` if it matches :data:`REQUEST_ID_PATTERN`.
-
-    >>> check_request_id("3f2a9c")
-    '3f2a9c'
-    >>> check_request_id("../x")
-    Traceback (most recent call last):
-    ...
-    forex_diffusion.errors.ValidationError: schema: request_id must match ^[A-Za-z0-9_-]{1,64}$ (got '../x')
-
-    Raises
-    ------
-    ValidationError
-        ``schema``: not a string of 1 to 64 letters, digits, ``_`` or ``-``.
-    """
-    if not isinstance(request_id, str) or not REQUEST_ID_PATTERN.fullmatch(request_id):
-        shown = repr(request_id)[:40] if isinstance(request_id, str) else type(request_id).__name__
-        raise ValidationError(RejectReason.SCHEMA, f"request_id must match {REQUEST_ID_PATTERN.pattern} (got {shown})")
-    return request_id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -226,142 +206,6 @@ class JobConfig:
         if "policy" in d and not isinstance(d["policy"], PromotionPolicy):
             d["policy"] = PromotionPolicy.from_dict(d["policy"])
         return cls(**d)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class JobOutcome:
-    """The result of one retrain job; its :meth:`to_dict` is the ``fx.models`` value.
-
-    ``version`` is None when the job failed before registering; ``champion`` is the
-    champion serving the key's series after the job (:func:`serving_champion`: its own
-    key's, else the global or ``*`` model that serves the symbol; None when there is none, or
-    when that lookup failed: the job's decision is already stored, so the outcome is still
-    announced, and the failure logged as ``retrain.champion_unresolved``); ``artifact`` the
-    absolute path of the new version's checkpoint (what a forecaster loads after a promotion).
-    """
-
-    request_id: str
-    key: str
-    symbol: str
-    timeframe: str
-    horizon: int
-    version: str | None
-    status: JobStatus
-    reason: str
-    metrics: Mapping[str, Any] = field(default_factory=dict)
-    duration_s: float = 0.0
-    champion: str | None = None
-    artifact: str | None = None
-    sha256: str | None = None
-    finished_at_ms: int = 0
-
-    def __post_init__(self) -> None:
-        if self.status not in _STATUSES:
-            raise ConfigError(f"job status must be one of {_STATUSES}, not {self.status!r}")
-
-    @property
-    def exit_code(self) -> int:
-        """Command-line exit status: 0 promoted or in shadow, 3 rejected, 1 failed."""
-        return {"promoted": 0, "shadow": 0, "rejected": 3}.get(self.status, 1)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the JSON-able form (with the schema version ``v``)."""
-        return {
-            "v": OUTCOME_SCHEMA,
-            "request_id": self.request_id,
-            "key": self.key,
-            "symbol": self.symbol,
-            "timeframe": self.timeframe,
-            "horizon": self.horizon,
-            "version": self.version,
-            "status": self.status,
-            "reason": self.reason,
-            "metrics": wire.jsonable(dict(self.metrics)),
-            "duration_s": self.duration_s,
-            "champion": self.champion,
-            "artifact": self.artifact,
-            "sha256": self.sha256,
-            "finished_at_ms": self.finished_at_ms,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> JobOutcome:
-        """Inverse of :meth:`to_dict`; unknown keys or another schema version raise ``ConfigError``."""
-        d = dict(data)
-        v = d.pop("v", OUTCOME_SCHEMA)
-        if v != OUTCOME_SCHEMA:
-            raise ConfigError(f"unsupported job outcome schema {v}")
-        names = {
-            "request_id",
-            "key",
-            "symbol",
-            "timeframe",
-            "horizon",
-            "version",
-            "status",
-            "reason",
-            "metrics",
-            "duration_s",
-            "champion",
-            "artifact",
-            "sha256",
-            "finished_at_ms",
-        }
-        unknown = set(d) - names
-        if unknown:
-            raise ConfigError(f"unknown JobOutcome keys: {sorted(unknown)}")
-        if not isinstance(d.get("metrics", {}), Mapping):  # to_dict (and so a printed outcome) needs one
-            raise ConfigError(f"JobOutcome metrics must be a JSON object, not {type(d['metrics']).__name__}")
-        try:
-            d["horizon"] = int(d["horizon"])
-            d["duration_s"] = float(d.get("duration_s", 0.0))
-            d["finished_at_ms"] = int(d.get("finished_at_ms", 0))
-            return cls(**d)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"bad JobOutcome: {exc}") from exc
-
-
-def encode_request(request: RetrainRequest) -> bytes:
-    """The ``fx.retrain.requests`` value of a request (:func:`forex_diffusion.wire.encode_retrain_request`)."""
-    return wire.encode_retrain_request(request)
-
-
-def decode_request(raw: bytes | str) -> RetrainRequest:
-    """Decode an ``fx.retrain.requests`` value through the topic's schema (:mod:`forex_diffusion.wire`).
-
-    Raises
-    ------
-    ValidationError
-        Malformed JSON, another schema version, wrong, missing or out-of-bound fields, a
-        ``request_id`` outside :data:`REQUEST_ID_PATTERN`, a ``detail`` over 500 characters
-        or holding a control, separator, bidi or surrogate character.
-    """
-    request = wire.decode_retrain_request(raw)
-    check_request_id(request.request_id)
-    return request
-
-
-def encode_outcome(outcome: JobOutcome) -> bytes:
-    """The ``fx.models`` value of an outcome (:func:`forex_diffusion.wire.encode_model_outcome`)."""
-    return wire.encode_model_outcome(outcome.to_dict())
-
-
-def decode_outcome(raw: bytes | str) -> JobOutcome:
-    """Decode an ``fx.models`` value through the topic's schema into a :class:`JobOutcome`.
-
-    Raises
-    ------
-    ValidationError
-        Malformed JSON, another schema version, wrong, missing or out-of-bound fields, free
-        text (``request_id``, ``key``, ``symbol``, ``timeframe``, ``reason``, ``artifact``)
-        holding a control, separator, bidi or surrogate character: what ``forexd retrain
-        --wait`` prints is text a terminal shows as it is.
-    """
-    obj = wire.decode_model_outcome(raw, max_bytes=1 << 20)
-    try:
-        return JobOutcome.from_dict(obj)
-    except ConfigError as exc:
-        raise ValidationError(RejectReason.SCHEMA, str(exc)) from None
 
 
 def key_of(request: RetrainRequest, default_horizon: int) -> ModelKey:
@@ -836,13 +680,3 @@ def _failure_reason(exc: ForexDiffusionError) -> str:
     else:
         code = "error"
     return f"{code}: {type(exc).__name__}"
-
-
-def serving_champion(reg: ModelRegistry, key: ModelKey) -> ModelVersion | None:
-    """The champion serving ``key``'s series: for a per-series key its own champion, else the
-    global (symbol-set) or ``*`` model the stream routes the symbol to
-    (:meth:`~retraining.registry.ModelRegistry.resolve_champion`); for a global or ``*`` key
-    its own champion. A per-series challenger faces this model (offline and in shadow)."""
-    if key.is_symbol_set or key.symbol == "*":
-        return reg.champion(key)
-    return reg.resolve_champion(key.symbol, key.timeframe, key.horizon)

@@ -59,6 +59,7 @@ __all__ = [
     "read_manifest",
     "select_retained",
     "summarise_train_metrics",
+    "serving_champion",
 ]
 
 logger = logging.getLogger(__name__)
@@ -684,3 +685,13 @@ def _load_predictor(path: str | Path, *, device: str = "cpu") -> Predictor:
     from forex_diffusion.diffusion.predictor import Predictor
 
     return Predictor.load(path, device=device)
+
+
+def serving_champion(reg: ModelRegistry, key: ModelKey) -> ModelVersion | None:
+    """The champion serving ``key``'s series: for a per-series key its own champion, else the
+    global (symbol-set) or ``*`` model the stream routes the symbol to
+    (:meth:`~retraining.registry.ModelRegistry.resolve_champion`); for a global or ``*`` key
+    its own champion. A per-series challenger faces this model (offline and in shadow)."""
+    if key.is_symbol_set or key.symbol == "*":
+        return reg.champion(key)
+    return reg.resolve_champion(key.symbol, key.timeframe, key.horizon)

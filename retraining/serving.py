@@ -19,7 +19,6 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from forex_diffusion.diffusion.predictor import Predictor
 from forex_diffusion.errors import ArtifactError, ForexDiffusionError
 from forex_diffusion.forecast.forecaster import RandomWalkPredictor
 from forex_diffusion.forecast.touch import parse_touch_bands
@@ -149,6 +148,9 @@ class ModelBook:
             return self._loaded[version]
         if version in self.rejected:
             return None
+        # imported here: a worker serving only the random walk (no model yet) never loads torch
+        from forex_diffusion.diffusion.predictor import Predictor
+
         path = self._files.get(version)
         try:
             if path is not None:

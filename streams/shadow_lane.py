@@ -30,7 +30,8 @@ from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ForexDiffusionError
 from forex_diffusion.forecast.batching import steps_for
 from forex_diffusion.quality.shadow import ShadowTracker
-from retraining.jobs import JobOutcome, encode_outcome, serving_champion
+from retraining.records import JobOutcome, encode_outcome
+from retraining.registry import serving_champion
 from retraining.serving import ModelBook
 from retraining.shadow_verdict import ShadowState, settle_shadow
 

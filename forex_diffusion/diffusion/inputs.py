@@ -49,10 +49,9 @@ import math
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from forex_diffusion.diffusion.context import ContextSpec, _step_var
 from forex_diffusion.domain import Candle
@@ -61,6 +60,9 @@ from forex_diffusion.forecast.features import FeatureBuilder, FeatureConfig
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.state import count, malformed, number, unwrap, wrap
 from forex_diffusion.timeframes import Timeframe
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "INDICATOR_SPEC",

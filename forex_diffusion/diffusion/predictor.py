@@ -28,6 +28,7 @@ from forex_diffusion.diffusion.inputs import InputsBuilder, InputSpec
 from forex_diffusion.diffusion.model import DiffusionModel, ModelConfig
 from forex_diffusion.errors import ArtifactError, ConfigError, ModelError, check_field_types
 from forex_diffusion.forecast.batching import SAMPLES_MAX, SAMPLES_MIN, STEPS_MAX
+from forex_diffusion.forecast.result import Forecast
 from forex_diffusion.forecast.touch import (
     EXTREME_LEVELS,
     ExtremesForecast,
@@ -117,80 +118,6 @@ class _Sampling:
 @dataclass(frozen=True, slots=True)
 class _Extra:
     extra_dim: int = 0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Forecast:
-    """A probabilistic forecast of the next ``horizon`` closes of one series.
-
-    Attributes
-    ----------
-    quantiles
-        ``[horizon, Q]`` price quantiles at ``levels``.
-    mean
-        ``[horizon]`` mean price.
-    p_up
-        ``[horizon]`` probability that the close at the step is above ``last_close``.
-    latency_s
-        Wall time of the sampling call that produced this forecast (shared by its batch).
-    touch, extremes
-        Touch probabilities of the predictor's bands and running max/min quantiles per
-        step (:mod:`forex_diffusion.forecast.touch`); None when not computed.
-    paths
-        ``[samples, horizon]`` the sampled price paths (the model's, spread-calibrated: the
-        quantiles also apply the per-level scale, and with the touch probabilities blend
-        with the random walk); None for a predictor that samples none.
-    rw_weight
-        ``[horizon]`` weight of the EWMA random walk in this forecast, per step (None: none).
-    """
-
-    symbol: str
-    timeframe: str
-    as_of_ms: int
-    horizon: int
-    model_version: str
-    last_close: float
-    levels: tuple[float, ...]
-    quantiles: np.ndarray
-    mean: np.ndarray
-    p_up: np.ndarray
-    steps: int
-    samples: int
-    latency_s: float
-    touch: TouchForecast | None = None
-    extremes: ExtremesForecast | None = None
-    paths: np.ndarray | None = None
-    rw_weight: np.ndarray | None = None
-
-    def quantile(self, level: float) -> np.ndarray:
-        """Return the ``[horizon]`` path of one quantile level."""
-        try:
-            return self.quantiles[:, self.levels.index(level)]
-        except ValueError as exc:
-            raise ConfigError(f"level {level} not in {self.levels}") from exc
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the JSON-able form (arrays as nested lists; ``touch``/``extremes`` when present)."""
-        out = {
-            "symbol": self.symbol,
-            "timeframe": self.timeframe,
-            "as_of": self.as_of_ms,
-            "horizon": self.horizon,
-            "model_version": self.model_version,
-            "last_close": self.last_close,
-            "levels": list(self.levels),
-            "quantiles": self.quantiles.tolist(),
-            "mean": self.mean.tolist(),
-            "p_up": self.p_up.tolist(),
-            "steps": self.steps,
-            "samples": self.samples,
-            "latency_s": self.latency_s,
-        }
-        if self.touch is not None:
-            out["touch"] = self.touch.to_dict()
-        if self.extremes is not None:
-            out["extremes"] = self.extremes.to_dict()
-        return out
 
 
 class Predictor:

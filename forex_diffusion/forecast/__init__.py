@@ -3,7 +3,7 @@
 Modules: :mod:`.forecaster` (the per-symbol state machine), :mod:`.features` (multi-timeframe
 feature vectors), :mod:`.batching` (requests batched by model, load shedding), :mod:`.touch`
 (touch probabilities and running extremes of sampled paths), :mod:`.warm_start` (a series
-rebuilt from stored candles). The model itself is :mod:`forex_diffusion.diffusion`.
+rebuilt from stored candles), :mod:`.result` (:class:`Forecast`, what a sampling call returns). The model itself is :mod:`forex_diffusion.diffusion`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ _EXPORTS = {
     "ForecasterConfig": "forecaster",
     "SymbolForecaster": "forecaster",
     "touch_from_paths": "touch",
+    "Forecast": "result",
 }
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

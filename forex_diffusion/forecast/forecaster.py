@@ -29,12 +29,12 @@ import numpy as np
 
 from forex_diffusion.diffusion.context import ContextSpec, ForecastRequest, SeriesContext
 from forex_diffusion.diffusion.inputs import CrossBook, InputsBuilder, InputSpec
-from forex_diffusion.diffusion.predictor import Forecast
 from forex_diffusion.domain import Candle
 from forex_diffusion.drift.base import DriftEvent
 from forex_diffusion.drift.monitor import DriftConfig, DriftMonitor
 from forex_diffusion.errors import ConfigError, StateError
 from forex_diffusion.forecast.features import FeatureBuilder, FeatureConfig
+from forex_diffusion.forecast.result import Forecast
 from forex_diffusion.online.learners import LearnerConfig, LearnerStep, OnlineLearnerSet
 from forex_diffusion.quality.evaluation import QUANTILE_LEVELS, StepScore, ewma_random_walk_quantiles, score_step
 from forex_diffusion.quality.monitoring import QualityMonitor

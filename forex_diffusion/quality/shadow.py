@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from forex_diffusion.diffusion.predictor import Forecast
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ConfigError, StateError
 from forex_diffusion.forecast.forecaster import rw_quantiles
+from forex_diffusion.forecast.result import Forecast
 from forex_diffusion.quality.evaluation import crps_quantiles
 from forex_diffusion.state import count, numbers, rows, time_ms, unwrap, wrap
 

@@ -21,7 +21,7 @@ from .candle_step import Due
 from .models import serving_models
 
 if TYPE_CHECKING:
-    from forex_diffusion.diffusion.predictor import Forecast
+    from forex_diffusion.forecast.result import Forecast
 
     from .candles import CandleAgent
 

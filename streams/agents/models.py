@@ -25,7 +25,7 @@ from forex_diffusion.forecast.forecaster import ForecasterConfig
 from forex_diffusion.instruments import is_symbol_set_key
 from forex_diffusion.timeframes import Timeframe
 from forex_diffusion.wire import decode_model_outcome
-from retraining.jobs import check_request_id
+from retraining.records import check_request_id
 from retraining.serving import ModelBook
 
 from ..consumer import Outbox, backoff_s

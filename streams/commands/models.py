@@ -282,7 +282,7 @@ def shadow_command(
     shadow.
     """
     from forex_diffusion.errors import RegistryError
-    from retraining.jobs import serving_champion
+    from retraining.registry import serving_champion
     from retraining.shadow_verdict import shadow_state
 
     k = _key(key)  # a usage error before the database is touched

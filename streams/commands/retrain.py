@@ -29,7 +29,7 @@ from .models import resolve_paths
 
 if TYPE_CHECKING:
     from forex_diffusion.quality.trigger import RetrainRequest
-    from retraining.jobs import JobOutcome
+    from retraining.records import JobOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ async def send_request(
     from aiokafka import TopicPartition
 
     from forex_diffusion.errors import ValidationError
-    from retraining.jobs import decode_outcome, encode_request
+    from retraining.records import decode_outcome, encode_request
 
     from ..kafka import ensure_topics, make_consumer, make_producer
 

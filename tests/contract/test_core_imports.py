@@ -82,3 +82,51 @@ def test_what_does_not_need_a_heavy_library_does_not_load_it(imports: str, heavy
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=CORE.parent)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+#: What a worker loads to build its app, as ``forexd worker`` does (``streams.launch.run_worker``
+#: up to ``faust.Worker``): the settings, the metrics and the role's agents.
+_BUILD_APP = """
+import sys
+from streams.app import create_app
+from streams.launch import ROLES
+from streams.metrics import Metrics
+from streams.settings import Settings
+s = Settings.from_env()
+m = Metrics(s.symbols, timeframes=s.timeframes, partitions=s.partitions, topics=["fx.ticks"])
+create_app(s, roles=ROLES[sys.argv[1]], metrics=m)
+bad = sorted(m for m in sys.modules if m.split(".")[0] in sys.argv[2].split(","))
+print(bad[:10]); sys.exit(1 if bad else 0)
+"""
+
+
+@pytest.mark.parametrize(
+    ("role", "heavy"),
+    [
+        # scipy.stats and pandas came in through the metrics' quality rows (evaluation.py):
+        # 1.6 s of CPU per start instead of 0.8 s
+        ("ticks", ("river", "scipy", "torch", "pandas")),
+        # torch came in through the shadow lane and the models agent (retraining.jobs) and the
+        # Forecast record (diffusion.predictor): 2.8 s per start instead of 1.8 s. It is loaded
+        # with the first model the book loads (in an executor thread), not before.
+        ("candles", ("torch",)),
+        ("stream", ("torch",)),
+    ],
+)
+def test_a_worker_without_a_model_loads_no_heavy_library_it_does_not_use(
+    role: str, heavy: tuple[str, ...], tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOREXD_")}
+    env |= {"FOREXD_DATA_DIR": str(tmp_path), "FOREXD_METRICS_PORT": "-1"}
+    res = subprocess.run(
+        [sys.executable, "-c", _BUILD_APP, role, ",".join(heavy)],
+        capture_output=True,
+        text=True,
+        cwd=CORE.parent,
+        env=env,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy.stats import norm
 
 from forex_diffusion.diffusion import ContextSpec, SeriesContext
@@ -22,6 +24,7 @@ from forex_diffusion.quality.evaluation import (
     ewma_volatility,
     median_abs_error,
     pit,
+    random_walk_log_quantiles,
     summarize_forecasts,
 )
 
@@ -115,3 +118,14 @@ def test_summary_per_step_group_against_hand_computed_values() -> None:
     assert g1.cover90 == 1.0 and g1.cover50 == 1.0  # q25 = 0.25 ≤ 0.5 ≤ 0.75
     assert default_step_groups(24) == [(1, 1), (2, 3), (4, 6), (7, 12), (13, 24)]
     assert default_step_groups(60)[-1] == (25, 60)
+
+
+@given(st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=1, max_size=9))
+def test_random_walk_quantiles_use_scipys_normal_quantiles_to_the_bit(levels: list[float]) -> None:
+    """The z-values come from ``scipy.special.ndtri`` (no scipy.stats at a worker's start):
+    exactly what ``scipy.stats.norm.ppf`` gives, 0 and 1 (infinite z) included."""
+    for lv in (levels, list(QUANTILE_LEVELS)):
+        got = random_walk_log_quantiles(1.0, 1, lv)[0]
+        want = norm.ppf(np.asarray(lv, dtype=np.float64))
+        np.testing.assert_array_equal(got, want)
+        assert np.array_equal(np.signbit(got), np.signbit(want))

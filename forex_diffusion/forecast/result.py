@@ -1,0 +1,100 @@
+"""The forecast of one series, as a sampling call returns it.
+
+:class:`Forecast` is what :class:`~forex_diffusion.diffusion.predictor.Predictor` and the
+random walk served while no model is registered both return. It lives apart from the
+predictor so that a worker serving the random walk (no model yet) never loads torch:
+about a second of every worker's start.
+
+>>> import numpy as np
+>>> f = Forecast(symbol="EURUSD", timeframe="1h", as_of_ms=0, horizon=1, model_version="rw",
+...              last_close=1.1, levels=(0.05, 0.5, 0.95), quantiles=np.array([[1.09, 1.1, 1.11]]),
+...              mean=np.array([1.1]), p_up=np.array([0.5]), steps=0, samples=0, latency_s=0.0)
+>>> f.quantile(0.95).tolist()
+[1.11]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from forex_diffusion.errors import ConfigError
+from forex_diffusion.forecast.touch import ExtremesForecast, TouchForecast
+
+__all__ = ["Forecast"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Forecast:
+    """A probabilistic forecast of the next ``horizon`` closes of one series.
+
+    Attributes
+    ----------
+    quantiles
+        ``[horizon, Q]`` price quantiles at ``levels``.
+    mean
+        ``[horizon]`` mean price.
+    p_up
+        ``[horizon]`` probability that the close at the step is above ``last_close``.
+    latency_s
+        Wall time of the sampling call that produced this forecast (shared by its batch).
+    touch, extremes
+        Touch probabilities of the predictor's bands and running max/min quantiles per
+        step (:mod:`forex_diffusion.forecast.touch`); None when not computed.
+    paths
+        ``[samples, horizon]`` the sampled price paths (the model's, spread-calibrated: the
+        quantiles also apply the per-level scale, and with the touch probabilities blend
+        with the random walk); None for a predictor that samples none.
+    rw_weight
+        ``[horizon]`` weight of the EWMA random walk in this forecast, per step (None: none).
+    """
+
+    symbol: str
+    timeframe: str
+    as_of_ms: int
+    horizon: int
+    model_version: str
+    last_close: float
+    levels: tuple[float, ...]
+    quantiles: np.ndarray
+    mean: np.ndarray
+    p_up: np.ndarray
+    steps: int
+    samples: int
+    latency_s: float
+    touch: TouchForecast | None = None
+    extremes: ExtremesForecast | None = None
+    paths: np.ndarray | None = None
+    rw_weight: np.ndarray | None = None
+
+    def quantile(self, level: float) -> np.ndarray:
+        """Return the ``[horizon]`` path of one quantile level."""
+        try:
+            return self.quantiles[:, self.levels.index(level)]
+        except ValueError as exc:
+            raise ConfigError(f"level {level} not in {self.levels}") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-able form (arrays as nested lists; ``touch``/``extremes`` when present)."""
+        out = {
+            "symbol": self.symbol,
+            "timeframe": self.timeframe,
+            "as_of": self.as_of_ms,
+            "horizon": self.horizon,
+            "model_version": self.model_version,
+            "last_close": self.last_close,
+            "levels": list(self.levels),
+            "quantiles": self.quantiles.tolist(),
+            "mean": self.mean.tolist(),
+            "p_up": self.p_up.tolist(),
+            "steps": self.steps,
+            "samples": self.samples,
+            "latency_s": self.latency_s,
+        }
+        if self.touch is not None:
+            out["touch"] = self.touch.to_dict()
+        if self.extremes is not None:
+            out["extremes"] = self.extremes.to_dict()
+        return out
