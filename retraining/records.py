@@ -17,12 +17,13 @@ it: about a second of every worker's start while no model is served.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from forex_diffusion import wire
 from forex_diffusion.errors import ConfigError, RejectReason, ValidationError
+from forex_diffusion.instruments import is_symbol_set_key
 from forex_diffusion.quality.trigger import RetrainRequest
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "REQUEST_ID_PATTERN",
     "JobOutcome",
     "JobStatus",
+    "check_outcome",
     "check_request_id",
     "decode_outcome",
     "decode_request",
@@ -204,3 +206,42 @@ def decode_request(raw: bytes | str) -> RetrainRequest:
     request = wire.decode_retrain_request(raw)
     check_request_id(request.request_id)
     return request
+
+
+def check_outcome(
+    key: bytes | None, value: bytes, *, symbols: Collection[str], timeframes: Collection[str]
+) -> dict[str, Any]:
+    """The ``fx.models`` record ``(key, value)`` decoded, if it is an outcome a worker serving
+    ``symbols`` at ``timeframes`` could be sent: its symbol one of them or a global model's
+    (``*``, a symbol set), its timeframe one of them, a request id of the requests' form, and
+    keyed by its symbol. Outcomes of requests of any origin (a drift trigger, ``forexd
+    retrain``, the schedule, a shadow) pass.
+
+    >>> o = JobOutcome(request_id="r1", key="EURUSD-1h-h24", symbol="EURUSD", timeframe="1h", horizon=24,
+    ...                version=None, status="failed", reason="error: ArtifactError")
+    >>> check_outcome(b"EURUSD", encode_outcome(o), symbols={"EURUSD"}, timeframes={"1h"})["request_id"]
+    'r1'
+    >>> check_outcome(b"USDJPY", encode_outcome(o), symbols={"EURUSD"}, timeframes={"1h"})
+    Traceback (most recent call last):
+    ...
+    forex_diffusion.errors.ValidationError: key_mismatch: key 'USDJPY' is not the outcome's symbol 'EURUSD'
+
+    Raises
+    ------
+    ValidationError
+        The wire's reasons (:func:`~forex_diffusion.wire.decode_model_outcome`), then
+        ``unknown_symbol``, ``unknown_key`` (timeframe), ``schema`` (request id) or
+        ``key_mismatch``.
+    """
+    data = wire.decode_model_outcome(value)
+    sym, tf = data["symbol"], data["timeframe"]
+    if sym not in symbols and sym != "*" and not is_symbol_set_key(sym):
+        raise ValidationError(RejectReason.UNKNOWN_SYMBOL, f"symbol {sym!r} is not served here")
+    if tf not in timeframes:
+        raise ValidationError(RejectReason.UNKNOWN_KEY, f"timeframe {tf!r} is not served here")
+    check_request_id(data["request_id"])
+    key = None if key is None else bytes(key)
+    if key != sym.encode():
+        shown = "no key" if key is None else f"key {key[:32].decode('utf-8', 'replace')!r}"
+        raise ValidationError(RejectReason.KEY_MISMATCH, f"{shown} is not the outcome's symbol {sym!r}")
+    return data

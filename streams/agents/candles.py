@@ -17,9 +17,10 @@ from forex_diffusion.ingest.candle_gate import CandleGate
 
 from ..consumer import SeriesAgent
 from ..shadow_lane import ShadowLane
+from .book import forecaster_config, model_book
 from .candle_step import Due, finish_batch, persisted, process
 from .forecasts import forecast_batch
-from .models import forecaster_config, model_book, register_models
+from .models import register_models
 from .warm import warm_batch
 
 if TYPE_CHECKING:

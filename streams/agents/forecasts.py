@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from forex_diffusion.errors import ForexDiffusionError, RejectReason, StorageError, ValidationError
+from forex_diffusion.errors import ForexDiffusionError, RejectReason, ValidationError
 from forex_diffusion.forecast.batching import group_by_model, sampling_budget, steps_for
 from forex_diffusion.forecast.forecaster import paths_record
 from forex_diffusion.wire import encode_forecast
 
 from ..settings import RECORD_BYTES_MAX
+from .book import series_models
 from .candle_step import Due
-from .models import serving_models
 
 if TYPE_CHECKING:
     from forex_diffusion.forecast.result import Forecast
@@ -28,11 +27,6 @@ if TYPE_CHECKING:
 __all__ = ["forecast_batch"]
 
 log = logging.getLogger(__name__)
-
-#: Per agent, the (symbol, timeframe, error type) of the failed model lookups already logged
-#: with their traceback: a lookup failing with a bug failed again at every batch, an ERROR
-#: traceback per series per batch (a log flood). Each failure is still counted.
-_lookup_logged: weakref.WeakKeyDictionary[Any, set[tuple[str, str, str]]] = weakref.WeakKeyDictionary()
 
 
 async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
@@ -50,7 +44,7 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
     # ``held(p)``: still this worker's by the batch's assignment. A partition revoked (or fenced) while the batch
     # awaited its forecasts has no forecasters of it here, or another assignment's; its next owner forecasts them.
     held = agent.consumer.current
-    models = await _serving(agent, {(o.candle.symbol, o.candle.timeframe) for _, o, _ in due})
+    models = await series_models(agent, {(o.candle.symbol, o.candle.timeframe) for _, o, _ in due})
     due = [d for d in due if (d[1].candle.symbol, d[1].candle.timeframe) in models]
     for pred, group in group_by_model(due, lambda d: models[d[1].candle.symbol, d[1].candle.timeframe]):
         spec, inputs = getattr(pred, "context_spec", None), getattr(pred, "inputs", None)
@@ -105,46 +99,6 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
             samples=budget.samples,
             degraded=budget.degraded,
         )
-
-
-async def _serving(agent: CandleAgent, series: set[tuple[str, str]]) -> dict[tuple[str, str], Any]:
-    """The model serving each series of ``series`` (:func:`~.models.serving_models`), looked up one
-    series at a time: a lookup that fails with a bug (e.g. a registry row the storage layer cannot
-    read) is an internal error of that series alone -- no forecast of it in this batch -- and the
-    other series are forecast. Every such failure is counted (``contain.internal_errors``); the
-    first of a series and error type is logged at ERROR with its traceback, a repeat at DEBUG
-    only, until the series' lookup succeeds again. A storage failure is the worker's own (a
-    transient one is waited out inside the lookup) and is let out."""
-    out: dict[tuple[str, str], Any] = {}
-    logged = _lookup_logged.setdefault(agent, set())
-    for key in sorted(series):
-        try:
-            out.update(await serving_models(agent, {key}))
-        except StorageError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - no one record's fault: the stream goes on
-            seen = (key[0], key[1], type(exc).__name__)
-            if seen in logged:
-                agent.contain.internal_errors += 1
-                log.debug(
-                    "forecast.model_lookup_error symbol=%s timeframe=%s error=%s forecasts=none this batch "
-                    "(again: traceback logged once)",
-                    *seen,
-                )
-                continue
-            logged.add(seen)
-            agent.contain.internal(
-                "forecast.model_lookup_error",
-                exc,
-                symbol=key[0],
-                timeframe=key[1],
-                forecasts="none this batch",
-                repeats="counted, logged at DEBUG",
-            )
-        else:
-            if logged:  # the series serves again: a later failure of it is logged in full
-                logged.difference_update({s for s in logged if s[:2] == key})
-    return out
 
 
 def _sendable(agent: CandleAgent, value: bytes, fc: Forecast) -> bytes | None:

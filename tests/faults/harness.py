@@ -868,7 +868,7 @@ def candle_oracle(candles: Sequence[Candle], env: Mapping[str, str]) -> CandleOr
     from forex_diffusion.diffusion.inputs import CrossBook
     from forex_diffusion.forecast.forecaster import SymbolForecaster
     from retraining.serving import ModelBook
-    from streams.agents.models import forecaster_config
+    from streams.agents.book import forecaster_config
     from streams.settings import Settings
 
     s = Settings.from_env(dict(env))

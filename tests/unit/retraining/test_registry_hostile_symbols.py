@@ -31,7 +31,7 @@ from forex_diffusion.storage import make_engine
 from forex_diffusion.storage.model_registry import ModelKey, ModelVersion
 from retraining.registry import ModelRegistry, model_symbols
 from retraining.serving import ModelBook
-from streams.agents.models import serving_models
+from streams.agents.book import serving_models
 from tests.unit.streams.test_batch_scoring import candle_agent, candle_messages
 
 from .test_global_routing import fake_model
