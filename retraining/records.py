@@ -77,7 +77,7 @@ class JobOutcome:
     """The result of one retrain job; its :meth:`to_dict` is the ``fx.models`` value.
 
     ``version`` is None when the job failed before registering; ``champion`` is the
-    champion serving the key's series after the job (:func:`serving_champion`: its own
+    champion serving the key's series after the job (:func:`retraining.registry.serving_champion`: its own
     key's, else the global or ``*`` model that serves the symbol; None when there is none, or
     when that lookup failed: the job's decision is already stored, so the outcome is still
     announced, and the failure logged as ``retrain.champion_unresolved``); ``artifact`` the

@@ -148,11 +148,12 @@ class ModelBook:
             return self._loaded[version]
         if version in self.rejected:
             return None
-        # imported here: a worker serving only the random walk (no model yet) never loads torch
-        from forex_diffusion.diffusion.predictor import Predictor
-
         path = self._files.get(version)
         try:
+            # imported here: a worker serving only the random walk (no model yet) never loads
+            # torch; a broken install is this model's refusal (the series keeps what it served)
+            from forex_diffusion.diffusion.predictor import Predictor
+
             if path is not None:
                 pred = Predictor.load(path, device=self.device)
             else:
@@ -160,7 +161,7 @@ class ModelBook:
                 if self.registry is None or row is None:
                     return None
                 pred = self.registry.load(row, device=self.device)  # weights-only, sha256 checked
-        except (ForexDiffusionError, OSError) as exc:
+        except (ForexDiffusionError, OSError, ImportError) as exc:
             self.rejected[version] = str(exc)[:300]
             log.error("model.rejected version=%s error=%s", version, type(exc).__name__)
             if self.on_rejected is not None:
@@ -175,6 +176,11 @@ class ModelBook:
                     )
         self._loaded[version] = pred
         return pred
+
+    def resolved(self, symbol: str, timeframe: str) -> bool:
+        """Whether :meth:`predictor` knows the series already (a lookup without the registry,
+        a load or an import); a first lookup may load a model, and torch with the first one."""
+        return (symbol, timeframe) in self._serving
 
     def predictor(self, symbol: str, timeframe: str) -> Any:
         """The predictor serving ``(symbol, timeframe)`` now."""

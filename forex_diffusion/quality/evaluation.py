@@ -92,17 +92,24 @@ _LEVEL_TOL = 1e-9
 _MAX_INTERP_GAP = 0.1 + _LEVEL_TOL
 
 
-@cache
-def _z(levels: tuple[float, ...]) -> np.ndarray:
-    """The standard normal quantiles of ``levels`` (read-only), computed on first use.
-
-    ``scipy.special.ndtri`` is what ``scipy.stats.norm.ppf`` computes (to the bit, tested),
-    without loading ``scipy.stats`` (half a second of every worker's start; a tick worker
-    never asks for a quantile).
-    """
+def _z(levels: Sequence[float]) -> np.ndarray:
+    """The standard normal quantiles of ``levels``: ``scipy.special.ndtri``, what
+    ``scipy.stats.norm.ppf`` computes (to the bit, tested), without loading ``scipy.stats``
+    (half a second of every worker's start; a tick worker never asks for a quantile)."""
+    if tuple(levels) == QUANTILE_LEVELS:
+        return _z_default()
     from scipy.special import ndtri
 
     z: np.ndarray = ndtri(np.asarray(levels, dtype=np.float64))
+    return z
+
+
+@cache
+def _z_default() -> np.ndarray:
+    """:func:`_z` of :data:`QUANTILE_LEVELS`, computed once (read-only)."""
+    from scipy.special import ndtri
+
+    z: np.ndarray = ndtri(np.asarray(QUANTILE_LEVELS, dtype=np.float64))
     z.flags.writeable = False
     return z
 
@@ -316,7 +323,7 @@ def random_walk_log_quantiles(sigma: ArrayLike, horizon: int, levels: Sequence[f
     """
     if horizon < 1:
         raise ConfigError(f"horizon must be >= 1, got {horizon}")
-    z = _z(tuple(float(x) for x in levels))
+    z = _z(levels)
     h = np.sqrt(np.arange(1, horizon + 1, dtype=np.float64))
     sg = np.asarray(sigma, dtype=np.float64)[..., None, None]
     out: np.ndarray = sg * h[:, None] * z[None, :]

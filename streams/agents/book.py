@@ -61,15 +61,20 @@ def model_book(rt: Runtime) -> ModelBook:
 
 async def serving_models(agent: CandleAgent, series: set[tuple[str, str]]) -> dict[tuple[str, str], Any]:
     """The model serving each ``(symbol, timeframe)`` of ``series``. A series looked up for the
-    first time asks the registry: while the database is unreachable the lookup is retried
+    first time asks the registry, and may load its model, in an executor thread (the first
+    model loaded imports torch, over a second): while the database is unreachable the lookup is retried
     with the checkpoint's back-off (the batch, and so consumption, waits: Kafka is the
     buffer), never let out to stop the worker (D16's last case)."""
     out: dict[tuple[str, str], Any] = {}
+    book = agent.models
     for key in sorted(series):
         failures = 0
         while True:
             try:
-                out[key] = agent.models.predictor(*key)
+                if book.resolved(*key):
+                    out[key] = book.predictor(*key)
+                else:  # a query and maybe a model's load (with the first, torch's import): not on the loop
+                    out[key] = await asyncio.get_running_loop().run_in_executor(None, book.predictor, *key)
                 break
             except TransientStorageError as exc:
                 failures += 1

@@ -260,6 +260,34 @@ def _signals_exit() -> Iterator[None]:
             signal.signal(sig, old)
 
 
+@contextmanager
+def _masked() -> Iterator[None]:
+    """Within: SIGTERM and SIGHUP wait (blocked, delivered on the way out) where there is a mask."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _TERMINATING)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextmanager
+def _spool_dir() -> Iterator[str]:
+    """A temporary directory, removed however the block ends. Its creation and its removal
+    are not interrupted by SIGTERM or SIGHUP (:func:`_masked`): a signal between ``mkdtemp``
+    and the registration of the directory's cleanup left the spool in /tmp (the window a
+    busy machine widens, and a test that signals as the directory appears hit)."""
+    with _masked():
+        td = tempfile.TemporaryDirectory(prefix="forexd-candles-")
+    try:
+        yield td.name
+    finally:
+        with _masked():
+            td.cleanup()
+
+
 def _spool(src: IO[bytes], out: IO[bytes], where: Path, shown: str) -> None:
     """Copy ``src`` into ``out`` (a file under ``where``), at most :data:`SPOOL_MAX` bytes and
     never past :data:`SPOOL_RESERVE` of free space on ``where``'s file system.
@@ -321,7 +349,7 @@ def _read_once(file: Path, stdin: bool) -> Iterator[Path]:
         yield file
         return
     shown = "standard input" if stdin else str(file)
-    with _signals_exit(), tempfile.TemporaryDirectory(prefix="forexd-candles-") as tmp:
+    with _signals_exit(), _spool_dir() as tmp:
         spool = Path(tmp) / ("stdin" if stdin else file.name)  # the name may carry the symbol
         with spool.open("wb") as out:
             if stdin:

@@ -380,6 +380,40 @@ def test_a_terminating_signal_while_spooling_removes_the_spool_and_exits_128_plu
     assert proc.stderr is not None and b"Traceback" not in proc.stderr.read()
 
 
+#: ``forexd candles -`` with a SIGTERM sent to itself the moment the spool directory exists,
+#: before ``tempfile.mkdtemp`` has returned: the window the test above hit on a busy machine.
+_SIGNAL_AT_MKDTEMP = """
+import os, signal, sys, tempfile
+real = tempfile.mkdtemp
+def mkdtemp(*args, **kwargs):
+    made = real(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return made
+tempfile.mkdtemp = mkdtemp
+sys.argv = ["forexd", "candles", "-", "--symbol", "EURUSD"]
+from streams.cli import main
+main()
+"""
+
+
+def test_a_terminating_signal_as_the_spool_directory_is_made_still_removes_it(tmp_path: Path) -> None:
+    """A signal between ``mkdtemp`` and the directory's cleanup being registered left the
+    spool behind (rc 143, the directory in TMPDIR): its creation now holds the signal back."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOREXD_")} | {"TMPDIR": str(tmp)}
+    res = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_AT_MKDTEMP],
+        input=b"ts_ms,bid,ask\n" + b"".join(b"%d,1.1,1.1001\n" % (T0 + i) for i in range(100)),
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+    assert res.returncode == 128 + signal.SIGTERM, res.stderr
+    assert _spools(tmp) == []
+    assert b"Traceback" not in res.stderr
+
+
 def test_sighup_ignored_as_under_nohup_stays_ignored_while_spooling(tmp_path: Path) -> None:
     """The spool's handlers must not undo ``nohup``: a SIGHUP the caller ignores is ignored."""
     tmp = tmp_path / "tmp"
