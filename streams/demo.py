@@ -34,6 +34,7 @@ from forex_diffusion.wire import decode_forecast, encode
 from .broker import EmbeddedBroker, dies_with_parent, free_port
 from .kafka import ensure_topics, make_consumer, make_producer
 from .settings import Settings
+from .signals import terminating_exits, terminating_masked
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -293,60 +294,77 @@ def run_demo(
         raise BrokenPipeError(errno.EPIPE, _GONE)
     result = DemoResult()
     own_dir = data_dir is None
-    data = Path(tempfile.mkdtemp(prefix="forexd-demo-")) if data_dir is None else data_dir
-    data.mkdir(parents=True, exist_ok=True)
-    result.data_dir = data
-    # the broker and the worker die with the demo, even with a ``kill -9`` of it
-    broker = EmbeddedBroker(log_path=data / "broker.log", die_with_parent=True).start()
-    result.pids.append(broker.proc.pid if broker.proc else -1)
-    settings = _demo_settings(broker.url, data, metrics_port or free_port())
-    t_start = time.monotonic()
-    log = open(data / "worker.log", "ab")  # noqa: SIM115
-    worker = _start_worker(settings, log)
-    result.pids.append(worker.pid)
-    result.metrics_url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        tasks: dict[str, asyncio.Future[None]] = {}
-        if gone is not None:
-            tasks["output"] = asyncio.ensure_future(_follow_output(gone, stop))
-        lost: _OutputGone | None = None
-        try:
-            await ensure_topics(settings, [settings.topic(t) for t in TOPICS])
-            await _wait_ready(worker, result.metrics_url, stop)
-            if not stop.is_set():  # no replay after Ctrl-C or the output gone while the worker started
-                result.ready_s = time.monotonic() - t_start
-                tasks["replay"] = asyncio.ensure_future(_replay(settings, speed, result, stop))
-                tasks["watch"] = asyncio.ensure_future(_watch(settings, result, stop, show or (lambda r: None)))
-                await _run_until(result, stop, duration, until, poll_s)
-        finally:
-            stop.set()
-            for t in tasks.values():
-                t.cancel()
-            for name, res in zip(tasks, await asyncio.gather(*tasks.values(), return_exceptions=True), strict=True):
-                if isinstance(res, _OutputGone):
-                    lost = lost or res
-                elif isinstance(res, Exception):  # not hidden: a task that ended early stopped its part of the demo
-                    logger.error("demo.task_failed task=%s error=%s", name, type(res).__name__, exc_info=res)
-        if lost is not None:
-            raise lost
-
+    data: Path | None = data_dir
+    broker: EmbeddedBroker | None = None
+    worker: subprocess.Popen[bytes] | None = None
+    log: Any = None
     output_error: BaseException | None = None
-    try:
-        asyncio.run(main())
-    except _OutputGone as exc:
-        output_error = exc.error
-    finally:
-        _stop_worker(worker)
-        log.close()
-        broker.stop()
-        if own_dir and not keep:
-            shutil.rmtree(data, ignore_errors=True)
+    # SIGTERM or SIGHUP before the demo's own handlers are set (starting the broker and the
+    # worker takes seconds), or while it stops, ends it through the cleanup below: it left its
+    # forexd-demo-* directory behind
+    with terminating_exits():
+        try:
+            with terminating_masked():  # the directory is made and named at once
+                data = Path(tempfile.mkdtemp(prefix="forexd-demo-")) if data_dir is None else data_dir
+            data.mkdir(parents=True, exist_ok=True)
+            result.data_dir = data
+            # the broker and the worker die with the demo, even with a ``kill -9`` of it
+            broker = EmbeddedBroker(log_path=data / "broker.log", die_with_parent=True)
+            broker.start()  # named first: a signal while it starts still stops it below
+            result.pids.append(broker.proc.pid if broker.proc else -1)
+            settings = _demo_settings(broker.url, data, metrics_port or free_port())
+            t_start = time.monotonic()
+            log = open(data / "worker.log", "ab")  # noqa: SIM115
+            worker = w = _start_worker(settings, log)
+            result.pids.append(w.pid)
+            result.metrics_url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+
+            async def main() -> None:
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    with contextlib.suppress(NotImplementedError):
+                        loop.add_signal_handler(sig, stop.set)
+                tasks: dict[str, asyncio.Future[None]] = {}
+                if gone is not None:
+                    tasks["output"] = asyncio.ensure_future(_follow_output(gone, stop))
+                lost: _OutputGone | None = None
+                try:
+                    await ensure_topics(settings, [settings.topic(t) for t in TOPICS])
+                    await _wait_ready(w, result.metrics_url, stop)
+                    if not stop.is_set():  # no replay after Ctrl-C or the output gone while the worker started
+                        result.ready_s = time.monotonic() - t_start
+                        tasks["replay"] = asyncio.ensure_future(_replay(settings, speed, result, stop))
+                        tasks["watch"] = asyncio.ensure_future(_watch(settings, result, stop, show or (lambda r: None)))
+                        await _run_until(result, stop, duration, until, poll_s)
+                finally:
+                    stop.set()
+                    for t in tasks.values():
+                        t.cancel()
+                    for name, res in zip(
+                        tasks, await asyncio.gather(*tasks.values(), return_exceptions=True), strict=True
+                    ):
+                        if isinstance(res, _OutputGone):
+                            lost = lost or res
+                        elif isinstance(res, Exception):
+                            # not hidden: a task that ended early stopped its part of the demo
+                            logger.error("demo.task_failed task=%s error=%s", name, type(res).__name__, exc_info=res)
+                if lost is not None:
+                    raise lost
+
+            asyncio.run(main())
+        except _OutputGone as exc:
+            output_error = exc.error
+        finally:
+            with terminating_masked():  # stopped and removed whole, then a signal that came ends it
+                if worker is not None:
+                    _stop_worker(worker)
+                if log is not None:
+                    log.close()
+                if broker is not None:
+                    broker.stop()
+                if own_dir and not keep and data is not None:
+                    shutil.rmtree(data, ignore_errors=True)
     if output_error is not None:
         raise output_error  # as ``show`` raised it: the command line tells a reader gone by it
     return result

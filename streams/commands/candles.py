@@ -5,20 +5,18 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import signal
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import IO, TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from forex_diffusion.timeframes import parse_timeframes
 
+from ..signals import terminating_exits, terminating_masked
 from ._common import (
     check_input,
     check_output,
@@ -40,9 +38,6 @@ SPOOL_MAX = 8 << 30
 #: Free space the spool leaves on its file system (a full /tmp breaks every other program).
 SPOOL_RESERVE = 64 << 20
 _CHUNK = 1 << 20
-#: Signals that end the command while it spools: each exits with 128 + its number, the
-#: status a shell gives a process the signal killed, after the spool is removed.
-_TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 
 
 #: Largest --allowed-lateness-ms: the worker's FOREXD_ALLOWED_LATENESS_MS bound (a week).
@@ -236,55 +231,17 @@ def _closed(stream: IO[Any]) -> bool:
 
 
 @contextmanager
-def _signals_exit() -> Iterator[None]:
-    """Within: SIGTERM and SIGHUP raise ``SystemExit(128 + signal)``, so that ``with`` blocks
-    (the spool's temporary directory) clean up on the way out; a signal ignored (``nohup``)
-    stays ignored, and the previous handlers come back after. Only the main thread may set
-    handlers: elsewhere this does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def _exit(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = {}
-    for sig in _TERMINATING:
-        old = signal.getsignal(sig)
-        if old is not signal.SIG_IGN and old is not None:  # None: set outside Python, kept
-            previous[sig] = signal.signal(sig, _exit)
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-@contextmanager
-def _masked() -> Iterator[None]:
-    """Within: SIGTERM and SIGHUP wait (blocked, delivered on the way out) where there is a mask."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _TERMINATING)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-@contextmanager
 def _spool_dir() -> Iterator[str]:
     """A temporary directory, removed however the block ends. Its creation and its removal
-    are not interrupted by SIGTERM or SIGHUP (:func:`_masked`): a signal between ``mkdtemp``
+    are not interrupted by SIGTERM or SIGHUP (:func:`~streams.signals.terminating_masked`): a signal between ``mkdtemp``
     and the registration of the directory's cleanup left the spool in /tmp (the window a
     busy machine widens, and a test that signals as the directory appears hit)."""
-    with _masked():
+    with terminating_masked():
         td = tempfile.TemporaryDirectory(prefix="forexd-candles-")
     try:
         yield td.name
     finally:
-        with _masked():
+        with terminating_masked():
             td.cleanup()
 
 
@@ -343,13 +300,13 @@ def _read_once(file: Path, stdin: bool) -> Iterator[Path]:
     candle file through a pipe was refused for its missing bid/ask columns, not as candles).
 
     The copy is bounded (:func:`_spool`) and removed however the command ends: SIGTERM and
-    SIGHUP exit through it (:func:`_signals_exit`; they left it in /tmp before).
+    SIGHUP exit through it (:func:`~streams.signals.terminating_exits`; they left it in /tmp before).
     """
     if not stdin and file.is_file():
         yield file
         return
     shown = "standard input" if stdin else str(file)
-    with _signals_exit(), _spool_dir() as tmp:
+    with terminating_exits(), _spool_dir() as tmp:
         spool = Path(tmp) / ("stdin" if stdin else file.name)  # the name may carry the symbol
         with spool.open("wb") as out:
             if stdin:

@@ -447,14 +447,14 @@ def test_sighup_ignored_as_under_nohup_stays_ignored_while_spooling(tmp_path: Pa
 
 
 def test_the_spool_restores_the_signal_handlers_it_replaced() -> None:
-    from streams.commands.candles import _signals_exit
+    from streams.signals import terminating_exits
 
     def mine(signum: int, frame: object) -> None:
         pass
 
     old = signal.signal(signal.SIGTERM, mine)
     try:
-        with _signals_exit():
+        with terminating_exits():
             assert signal.getsignal(signal.SIGTERM) is not mine
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:

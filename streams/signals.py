@@ -1,0 +1,63 @@
+"""SIGTERM and SIGHUP for the commands that leave something behind if killed (a spool, a
+temporary directory, child processes): raised as ``SystemExit(128 + signal)`` so that ``with``
+and ``finally`` blocks clean up (:func:`terminating_exits`), and held back where a cut would
+leave a half-made or half-removed thing (:func:`terminating_masked`).
+
+>>> import signal
+>>> with terminating_exits():
+...     signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+True
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+__all__ = ["TERMINATING", "terminating_exits", "terminating_masked"]
+
+#: Signals that end a command: each exits with 128 + its number, the status a shell gives a
+#: process the signal killed, after what the command made is removed.
+TERMINATING = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def terminating_exits() -> Iterator[None]:
+    """Within: SIGTERM and SIGHUP raise ``SystemExit(128 + signal)``, so that ``with`` blocks
+    (a temporary directory) clean up on the way out; a signal ignored (``nohup``) stays
+    ignored, and the previous handlers come back after. Only the main thread may set
+    handlers: elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {}
+    for sig in TERMINATING:
+        old = signal.getsignal(sig)
+        if old is not signal.SIG_IGN and old is not None:  # None: set outside Python, kept
+            previous[sig] = signal.signal(sig, _exit)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
+def terminating_masked() -> Iterator[None]:
+    """Within: SIGTERM and SIGHUP wait (blocked in this thread, delivered on the way out)
+    where the platform has signal masks."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, TERMINATING)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
