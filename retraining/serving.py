@@ -163,7 +163,9 @@ class ModelBook:
                 pred = self.registry.load(row, device=self.device)  # weights-only, sha256 checked
         except (ForexDiffusionError, OSError, ImportError) as exc:
             self.rejected[version] = str(exc)[:300]
-            log.error("model.rejected version=%s error=%s", version, type(exc).__name__)
+            # the serving code itself failed to import (a broken torch install, or a bug): with its traceback
+            broken = isinstance(exc, ImportError)
+            log.error("model.rejected version=%s error=%s", version, type(exc).__name__, exc_info=broken)
             if self.on_rejected is not None:
                 self.on_rejected(version, exc)
             return None

@@ -78,9 +78,10 @@ def hide_secrets(text: str, url: str) -> str:
     return _SECRET_ASSIGNMENT.sub(lambda m: m["key"] + "***", text)
 
 
-#: A secret-named key and its value as a driver may echo it: quoted, or up to a separator.
+#: A secret-named key and its value as a driver may echo it: quoted, or up to a separator (its
+#: first character whatever it is: ``password: ]`` kept a one-character ``]``).
 _SECRET_ASSIGNMENT = re.compile(
-    r"(?P<key>\b\w*(?:password|passwd|pwd|secret|token)\w*\s*[=:]\s*)(?P<value>'(?:[^'\\]|\\.)*'?|\"(?:[^\"\\]|\\.)*\"?|[^\s,;&)\]]+)",
+    r"(?P<key>\b\w*(?:password|passwd|pwd|secret|token)\w*\s*[=:]\s*)(?P<value>'(?:[^'\\]|\\.)*'?|\"(?:[^\"\\]|\\.)*\"?|\S[^\s,;&)\]]*)",
     re.IGNORECASE,
 )
 

@@ -356,7 +356,9 @@ def run_demo(
         except _OutputGone as exc:
             output_error = exc.error
         finally:
-            with terminating_masked():  # stopped and removed whole, then a signal that came ends it
+            # stopped and removed whole, then a signal that came ends it (asyncio set SIGTERM
+            # back to its default when its loop closed: ours again)
+            with terminating_exits(), terminating_masked():
                 if worker is not None:
                     _stop_worker(worker)
                 if log is not None:

@@ -51,13 +51,33 @@ def terminating_exits() -> Iterator[None]:
 
 @contextmanager
 def terminating_masked() -> Iterator[None]:
-    """Within: SIGTERM and SIGHUP wait (blocked in this thread, delivered on the way out)
-    where the platform has signal masks."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, TERMINATING)
+    """Within: SIGTERM and SIGHUP wait, and are delivered on the way out (after the handlers
+    that were in place come back).
+
+    In the main thread their handlers are swapped for one that notes them: a signal sent to
+    the process goes to any thread that does not block it (rich's refresh thread, a BLAS
+    pool), and Python runs its handler in the main thread whatever that thread's mask says.
+    The mask (where the platform has one) keeps a default disposition from ending the process
+    through this thread meanwhile. Elsewhere than the main thread only the mask applies.
+    """
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, TERMINATING) if hasattr(signal, "pthread_sigmask") else None
+    caught: list[int] = []
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+
+        def _later(signum: int, frame: FrameType | None) -> None:
+            caught.append(signum)
+
+        for sig in TERMINATING:
+            old = signal.getsignal(sig)
+            if old is not signal.SIG_IGN and old is not None:
+                previous[sig] = signal.signal(sig, _later)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # one pending for this thread: delivered here
+        if caught:
+            signal.raise_signal(caught[0])

@@ -414,6 +414,26 @@ def test_a_terminating_signal_as_the_spool_directory_is_made_still_removes_it(tm
     assert b"Traceback" not in res.stderr
 
 
+#: A signal sent to the process while another thread runs (rich's refresh thread, a BLAS pool)
+#: inside ``terminating_masked``: the kernel gives it to the thread that does not block it.
+_SIGNAL_UNDER_THE_MASK = """
+import os, signal, threading
+from streams.signals import terminating_exits, terminating_masked
+threading.Thread(target=threading.Event().wait, daemon=True).start()
+with terminating_exits(), terminating_masked():
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(100000):  # Python runs a caught signal's handler between these
+        pass
+    print("the masked block ran to its end", flush=True)
+"""
+
+
+def test_a_signal_taken_by_another_thread_still_waits_for_the_masked_block() -> None:
+    res = subprocess.run([sys.executable, "-c", _SIGNAL_UNDER_THE_MASK], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 128 + signal.SIGTERM, res.stderr
+    assert res.stdout == "the masked block ran to its end\n", res.stderr
+
+
 def test_sighup_ignored_as_under_nohup_stays_ignored_while_spooling(tmp_path: Path) -> None:
     """The spool's handlers must not undo ``nohup``: a SIGHUP the caller ignores is ignored."""
     tmp = tmp_path / "tmp"

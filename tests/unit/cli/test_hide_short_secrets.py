@@ -12,7 +12,7 @@ from __future__ import annotations
 import string
 from urllib.parse import quote
 
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from streams.db_text import hide_secrets
@@ -22,7 +22,9 @@ _short = st.text(alphabet=string.ascii_letters + string.digits + "!#$%*+-_.~", m
 
 @given(secret=_short)
 def test_a_short_password_in_an_echoed_dsn_is_hidden(secret: str) -> None:
-    url = f"postgresql+psycopg2://forexd:{secret}@127.0.0.1:5432/db"
+    assume(secret != "***")  # the mask itself: hidden, it reads the same
+    # quoted, as a user writes it: raw, ``%00`` in a URL is the password "\x00", not "%00"
+    url = f"postgresql+psycopg2://forexd:{quote(secret, safe='')}@127.0.0.1:5432/db"
     for message in (
         f"invalid dsn: host=127.0.0.1 user=forexd password={secret} dbname=db",
         f"invalid dsn: password={secret}",
@@ -53,6 +55,7 @@ def test_a_short_password_leaves_the_message_words_alone() -> None:
     key=st.sampled_from(["password", "PASSWORD", "sslpassword", "passwd", "pwd"]),
     shape=st.sampled_from(["{k}={v}", "{k}={v}.", "{k}={v}]", "{k}: {v}", "{k}= {v}", "{k}='{q}'", '{k}="{d}"']),
 )
+@example(secret="]", key="password", shape="{k}: {v}")  # found by hypothesis: a separator for a value
 def test_a_value_given_to_a_secret_named_key_is_hidden_in_any_echo_shape(secret: str, key: str, shape: str) -> None:
     """Review: with a short password, ``password=ab.``, ``password=ab]``, ``password: ab``
     and ``password= ab`` kept it. Whatever a secret-named key is given is hidden, quoted

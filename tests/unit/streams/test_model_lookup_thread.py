@@ -7,6 +7,7 @@ series left without forecasts."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import threading
 from pathlib import Path
@@ -48,11 +49,14 @@ def test_a_first_lookup_loads_its_model_off_the_loop_and_a_known_series_stays_on
 
 
 def test_a_model_whose_code_cannot_be_imported_is_refused_and_the_series_gets_the_random_walk(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     rejected: list[str] = []
     book, own = _book(tmp_path, rejected)
     monkeypatch.setitem(sys.modules, "forex_diffusion.diffusion.predictor", None)  # import raises ImportError
-    got = asyncio.run(serving_models(SimpleNamespace(models=book), {("GBPUSD", "1m")}))  # type: ignore[arg-type]
+    with caplog.at_level(logging.ERROR, logger="retraining.serving"):
+        got = asyncio.run(serving_models(SimpleNamespace(models=book), {("GBPUSD", "1m")}))  # type: ignore[arg-type]
     assert isinstance(got[("GBPUSD", "1m")], RandomWalkPredictor)
     assert rejected == [own.stem] and own.stem in book.rejected
+    said = [r for r in caplog.records if "model.rejected" in r.getMessage()]
+    assert len(said) == 1 and said[0].exc_info is not None  # what failed to import, with its traceback
