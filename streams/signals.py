@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -25,28 +25,34 @@ TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 
 
 @contextmanager
-def terminating_exits() -> Iterator[None]:
-    """Within: SIGTERM and SIGHUP raise ``SystemExit(128 + signal)``, so that ``with`` blocks
-    (a temporary directory) clean up on the way out; a signal ignored (``nohup``) stays
-    ignored, and the previous handlers come back after. Only the main thread may set
-    handlers: elsewhere this does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def _exit(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
+def _handled_by(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """Within, in the main thread: ``handler`` takes SIGTERM and SIGHUP; a signal ignored
+    (``nohup``) or handled outside Python stays so, and the previous handlers come back
+    after. Only the main thread may set handlers: elsewhere this does nothing."""
     previous = {}
-    for sig in TERMINATING:
-        old = signal.getsignal(sig)
-        if old is not signal.SIG_IGN and old is not None:  # None: set outside Python, kept
-            previous[sig] = signal.signal(sig, _exit)
+    if threading.current_thread() is threading.main_thread():
+        for sig in TERMINATING:
+            old = signal.getsignal(sig)
+            if old is not signal.SIG_IGN and old is not None:  # None: set outside Python, kept
+                previous[sig] = signal.signal(sig, handler)
     try:
         yield
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextmanager
+def terminating_exits() -> Iterator[None]:
+    """Within: SIGTERM and SIGHUP raise ``SystemExit(128 + signal)``, so that ``with`` blocks
+    (a temporary directory) clean up on the way out (:func:`_handled_by`: the main thread
+    only; a signal ignored stays ignored)."""
+
+    def _exit(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    with _handled_by(_exit):
+        yield
 
 
 @contextmanager
@@ -62,21 +68,10 @@ def terminating_masked() -> Iterator[None]:
     """
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, TERMINATING) if hasattr(signal, "pthread_sigmask") else None
     caught: list[int] = []
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-
-        def _later(signum: int, frame: FrameType | None) -> None:
-            caught.append(signum)
-
-        for sig in TERMINATING:
-            old = signal.getsignal(sig)
-            if old is not signal.SIG_IGN and old is not None:
-                previous[sig] = signal.signal(sig, _later)
     try:
-        yield
+        with _handled_by(lambda signum, frame: caught.append(signum)):
+            yield
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
         if mask is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # one pending for this thread: delivered here
         if caught:
