@@ -203,14 +203,11 @@ class Indicator(ABC, Generic[V]):
         return raw if self.composite is None else self.composite(*raw)  # type: ignore[no-any-return]
 
     # ---- public surface ----------------------------------------------------------------
-    def _reset_bookkeeping(self) -> None:
+    def reset(self) -> None:
+        """Forget every input; keep the parameters (constructors start here too)."""
         self._n = 0
         self._raw = None
         self._fraw = _NO
-
-    def reset(self) -> None:
-        """Forget every input; keep the parameters."""
-        self._reset_bookkeeping()
         self._init_state()
 
     def _step(self, x: Any) -> Raw:
@@ -365,8 +362,7 @@ class PeriodIndicator(Indicator[V]):
 
     def __init__(self, period: int) -> None:
         self.period = check_period("period", period, self.min_period)
-        self._reset_bookkeeping()
-        self._init_state()
+        self.reset()
 
     @property
     def columns(self) -> tuple[str, ...]:

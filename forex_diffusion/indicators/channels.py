@@ -112,8 +112,7 @@ class Keltner(BarIndicator[BandsValue]):
             raise ConfigError(f"multiplier must be a positive number, got {multiplier!r}")
         self.multiplier = float(multiplier)
         self.atr_period = check_period("atr_period", atr_period)
-        self._reset_bookkeeping()
-        self._init_state()
+        self.reset()
 
     @property
     def columns(self) -> tuple[str, ...]:

@@ -166,8 +166,7 @@ class MACD(ScalarIndicator[MACDValue]):
             raise ConfigError(f"fast ({fast}) must be shorter than slow ({slow})")
         self._kf = 2.0 / (fast + 1)
         self._ks = 2.0 / (slow + 1)
-        self._reset_bookkeeping()
-        self._init_state()
+        self.reset()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -323,8 +322,7 @@ class Stochastic(BarIndicator[StochasticValue]):
         self.k_period = check_period("k_period", k_period)
         self.d_period = check_period("d_period", d_period)
         self.smooth_k = check_period("smooth_k", smooth_k)
-        self._reset_bookkeeping()
-        self._init_state()
+        self.reset()
 
     @property
     def columns(self) -> tuple[str, ...]:

@@ -116,8 +116,7 @@ class EMA(PeriodIndicator[float], ScalarIndicator[float]):
     def __init__(self, period: int = 20) -> None:
         self.period = check_period("period", period)
         self._k = 2.0 / (period + 1)
-        self._reset_bookkeeping()
-        self._init_state()
+        self.reset()
 
     def _init_state(self) -> None:
         self._sum = 0.0

@@ -144,8 +144,7 @@ class BollingerBands(ScalarIndicator[BandsValue]):
 
             raise ConfigError(f"k must be a positive number, got {k!r}")
         self.k = float(k)
-        self._reset_bookkeeping()
-        self._init_state()
+        self.reset()
 
     @property
     def columns(self) -> tuple[str, ...]:
