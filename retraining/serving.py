@@ -201,6 +201,10 @@ class ModelBook:
         self._serving[(symbol, timeframe)] = chosen
         return chosen
 
+    def shadow_resolved(self, symbol: str, timeframe: str) -> bool:
+        """Whether :meth:`shadow` knows the series already (no registry query, no load)."""
+        return (symbol, timeframe) in self._shadows
+
     def shadow(self, symbol: str, timeframe: str) -> Any | None:
         """The version in shadow for the series' own key, loaded (issue 16), or None.
 

@@ -125,9 +125,14 @@ class ShadowLane:
         if degraded or not done:
             return 0
         groups: dict[int, tuple[Any, list[tuple[int, CandleOutcome, Any, ForecastRequest]]]] = {}
+        loop = asyncio.get_running_loop()
         for p, o, fc in done:
             try:
-                sp = self.models.shadow(o.candle.symbol, o.candle.timeframe)
+                key = (o.candle.symbol, o.candle.timeframe)
+                if self.models.shadow_resolved(*key):
+                    sp = self.models.shadow(*key)
+                else:  # a registry query and maybe a model's load: not on the loop
+                    sp = await loop.run_in_executor(None, self.models.shadow, *key)
                 if sp is None or getattr(sp, "version", None) == fc.model_version:
                     continue
                 r = request_of(o, sp)
@@ -138,7 +143,6 @@ class ShadowLane:
             if r is not None:
                 groups.setdefault(id(sp), (sp, []))[1].append((p, o, fc, r))
         kept = 0
-        loop = asyncio.get_running_loop()
         for sp, items in groups.values():
             reqs = [r for *_, r in items]
             try:
