@@ -191,17 +191,20 @@ class EmbeddedBroker:
             raise ConfigError("embedded broker was not started")
         return self.proc.wait(timeout_s)
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the broker (SIGTERM, then SIGKILL)."""
-        if self.proc is None:
+    def stop(self, timeout_s: float = 10.0, *, at_once: bool = False) -> None:
+        """Stop the broker: SIGTERM, SIGKILL after ``timeout_s`` (at once with ``at_once``)."""
+        proc = self.proc
+        if proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout_s)
+        try:
+            if proc.poll() is None and not at_once:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            pass
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10.0)
         self.proc = None
 
     def __enter__(self) -> EmbeddedBroker:

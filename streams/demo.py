@@ -359,14 +359,7 @@ def run_demo(
             # stopped and removed whole, then a signal that came ends it (asyncio set SIGTERM
             # back to its default when its loop closed: ours again)
             with terminating_exits(), terminating_masked():
-                if worker is not None:
-                    _stop_worker(worker)
-                if log is not None:
-                    log.close()
-                if broker is not None:
-                    broker.stop()
-                if own_dir and not keep and data is not None:
-                    shutil.rmtree(data, ignore_errors=True)
+                _stop_all(worker, log, broker, data if own_dir and not keep else None)
     if output_error is not None:
         raise output_error  # as ``show`` raised it: the command line tells a reader gone by it
     return result
@@ -477,6 +470,34 @@ async def _run_until(
         result.metrics_text = await _scrape(result.metrics_url)
 
 
+def _stop_all(
+    worker: subprocess.Popen[bytes] | None, log: Any, broker: EmbeddedBroker | None, remove: Path | None
+) -> None:
+    """Stop the worker (its final checkpoint) and the broker, close the worker's log, remove
+    ``remove``. Ctrl-C meanwhile (a user pressing it again) hurries it: what it waits for is
+    killed instead, the rest is still done, and the interrupt goes on after (it left the
+    directory, and the broker running until the demo's exit)."""
+    interrupted: KeyboardInterrupt | None = None
+    if worker is not None:
+        try:
+            _stop_worker(worker)
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+            _kill_group(worker)
+    if log is not None:
+        log.close()
+    if broker is not None:
+        try:
+            broker.stop(at_once=interrupted is not None)
+        except KeyboardInterrupt as exc:
+            interrupted = interrupted or exc
+            broker.stop(at_once=True)
+    if remove is not None:
+        shutil.rmtree(remove, ignore_errors=True)
+    if interrupted is not None:
+        raise interrupted
+
+
 def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
     """SIGTERM the worker's process group (its final checkpoint), SIGKILL after 20 s."""
     if worker.poll() is None:
@@ -484,5 +505,11 @@ def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
         try:
             worker.wait(20)
         except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(10)
+            _kill_group(worker)
+
+
+def _kill_group(worker: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the worker's process group (what is left of it) and reap the worker."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(10)

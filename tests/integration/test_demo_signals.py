@@ -111,3 +111,67 @@ def test_a_signal_during_the_live_demos_cleanup_waits_for_it_to_finish(sig: sign
     marks = [res.stdout.find(m) for m in ("cleanup", "worker stopped", "removed")]  # among the live table's output
     assert -1 not in marks and marks == sorted(marks), res.stdout[-2000:]
     assert list(tmp.iterdir()) == []
+
+
+#: ``forexd demo`` with a stand-in worker that ignores SIGTERM (a worker slow to write its final
+#: checkpoint: the demo waits up to 20 s for it), telling when its cleanup starts waiting.
+_DEMO_INTERRUPTED_IN_CLEANUP = """
+import asyncio, subprocess, sys
+import streams.demo as d
+async def nothing(*args, **kwargs):
+    return None
+async def until_stopped(settings, *args):
+    await next(a for a in args if isinstance(a, asyncio.Event)).wait()
+d.ensure_topics, d._wait_ready, d._replay, d._watch = nothing, nothing, until_stopped, until_stopped
+d._start_worker = lambda settings, log: subprocess.Popen(
+    ["bash", "-c", "trap '' TERM; sleep 120 & wait"],
+    stdout=subprocess.DEVNULL,  # not the demo's: the test reads those to their end
+    stderr=subprocess.DEVNULL,
+    start_new_session=True,
+    preexec_fn=d.dies_with_parent(),
+)
+stop_worker = d._stop_worker
+def stopping(worker):
+    wait = worker.wait
+    def waiting(timeout=None):
+        print("waiting for", worker.pid, flush=True)
+        return wait(timeout)
+    worker.wait = waiting
+    stop_worker(worker)
+d._stop_worker = stopping
+sys.argv = ["forexd", "demo", "--plain", "--duration", "1"]
+from streams.cli import main
+main()
+"""
+
+
+def test_ctrl_c_during_the_demos_cleanup_hurries_it_and_still_removes_its_directory(tmp_path: Path) -> None:
+    """A second Ctrl-C while the demo waited for its worker's final checkpoint raised out of
+    its cleanup: the directory stayed in TMPDIR and the broker ran until the demo's exit. It
+    now kills what it waits for, stops the broker, removes the directory, then ends as an
+    interrupted command (130)."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOREXD_")} | {"TMPDIR": str(tmp)}
+    with subprocess.Popen(
+        [sys.executable, "-c", _DEMO_INTERRUPTED_IN_CLEANUP],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        seen: list[str] = []
+        for line in proc.stdout:
+            seen.append(line)
+            if line.startswith("waiting for "):
+                worker = int(line.split()[2])
+                proc.send_signal(signal.SIGINT)  # the user's second Ctrl-C, while the demo waits
+                break
+        else:
+            pytest.fail("the demo never reached its cleanup: " + "".join(seen)[-2000:] + proc.stderr.read()[-2000:])
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    assert not _alive(worker)  # killed (it ignores SIGTERM), not waited for
+    assert list(tmp.iterdir()) == []  # the directory (broker log, database, models) removed
+    assert "Traceback" not in err
