@@ -62,17 +62,25 @@ def test_sigterm_while_the_demo_starts_stops_its_broker_and_removes_its_director
     assert not any(_alive(pid) for pid in brokers)  # stopped by the demo's cleanup, before it exited
 
 
-#: ``forexd demo`` (the live table: rich runs a refresh thread) with a stand-in worker and replay
-#: (the broker is real), signalling itself as its cleanup starts, i.e. under the mask.
-_DEMO_SIGNALLED_IN_CLEANUP = """
-import asyncio, os, signal, subprocess, sys
+#: The demo's topics, readiness, replay and forecast watch as stand-ins (the broker is real):
+#: the live phase waits for the demo's stop.
+_STAND_INS = """
+import asyncio
 import streams.demo as d
-sig = getattr(signal, sys.argv[1])
 async def nothing(*args, **kwargs):
     return None
 async def until_stopped(settings, *args):
     await next(a for a in args if isinstance(a, asyncio.Event)).wait()
 d.ensure_topics, d._wait_ready, d._replay, d._watch = nothing, nothing, until_stopped, until_stopped
+"""
+
+#: ``forexd demo`` (the live table: rich runs a refresh thread) with a stand-in worker and replay
+#: (the broker is real), signalling itself as its cleanup starts, i.e. under the mask.
+_DEMO_SIGNALLED_IN_CLEANUP = (
+    _STAND_INS
+    + """
+import os, signal, subprocess, sys
+sig = getattr(signal, sys.argv[1])
 d._start_worker = lambda settings, log: subprocess.Popen(
     ["sleep", "60"], start_new_session=True, preexec_fn=d.dies_with_parent()  # a group, as the worker's
 )
@@ -90,6 +98,7 @@ sys.argv = ["forexd", "demo", "--duration", "1"]
 from streams.cli import main
 main()
 """
+)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
@@ -115,14 +124,10 @@ def test_a_signal_during_the_live_demos_cleanup_waits_for_it_to_finish(sig: sign
 
 #: ``forexd demo`` with a stand-in worker that ignores SIGTERM (a worker slow to write its final
 #: checkpoint: the demo waits up to 20 s for it), telling when its cleanup starts waiting.
-_DEMO_INTERRUPTED_IN_CLEANUP = """
-import asyncio, subprocess, sys
-import streams.demo as d
-async def nothing(*args, **kwargs):
-    return None
-async def until_stopped(settings, *args):
-    await next(a for a in args if isinstance(a, asyncio.Event)).wait()
-d.ensure_topics, d._wait_ready, d._replay, d._watch = nothing, nothing, until_stopped, until_stopped
+_DEMO_INTERRUPTED_IN_CLEANUP = (
+    _STAND_INS
+    + """
+import subprocess, sys
 d._start_worker = lambda settings, log: subprocess.Popen(
     ["bash", "-c", "trap '' TERM; sleep 120 & wait"],
     stdout=subprocess.DEVNULL,  # not the demo's: the test reads those to their end
@@ -143,6 +148,7 @@ sys.argv = ["forexd", "demo", "--plain", "--duration", "1"]
 from streams.cli import main
 main()
 """
+)
 
 
 def test_ctrl_c_during_the_demos_cleanup_hurries_it_and_still_removes_its_directory(tmp_path: Path) -> None:
