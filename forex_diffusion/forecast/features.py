@@ -233,7 +233,10 @@ class _Series:
             "rets": list(self.rets),
             "prev": self.prev,
             "last_open": self.last_open,
-            "blocks": [[t, b] for t, b in self.blocks],
+            # a value no candle defines (a level at or below zero: NaN) is null, as JSON has no NaN
+            "blocks": [
+                [t, None if b is None else [v if math.isfinite(v) else None for v in b]] for t, b in self.blocks
+            ],
         }
 
     def load(self, data: dict[str, Any]) -> None:
@@ -254,7 +257,8 @@ class _Series:
         for t, b in data["blocks"]:
             if not (b is None or len(b) == width):  # a vector zips its names with them
                 raise StateError(f"a {self.tf} feature block of {len(b)} values, not {width}")
-            self.blocks.append((count(t, low=-(2**62)), None if b is None else [number(v) for v in b]))
+            values = None if b is None else [math.nan if v is None else number(v) for v in b]
+            self.blocks.append((count(t, low=-(2**62)), values))
 
 
 class FeatureBuilder:
