@@ -26,6 +26,8 @@ are built only when a bucket closes or a caller asks for the forming ones.
 
 from __future__ import annotations
 
+import re
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -45,6 +47,15 @@ _BAR_TIMES = ((_OPEN_MS, "bar open"), (_END_MS, "bar end"), (_OTS, "bar first ti
 _BAR_PRICES = ((_O, "bar open price"), (_H, "bar high"), (_L, "bar low"), (_C, "bar close"))
 _BAR_SPREADS = ((_SMIN, "bar spread min"), (_SMAX, "bar spread max"))
 _INT32_MAX = 2**31 - 1  # a candle's tick count on the wire and in the store
+_CANONICAL_SYMBOL = re.compile(r"[A-Z]{6}")  # as the wire names a series (forex_diffusion.wire)
+
+
+def _spread_sum_fits(ssum: float, n: int, smin: float, smax: float) -> bool:
+    """Whether a sum of ``n`` spreads, each in ``[smin, smax]``, can be ``ssum``: within
+    ``[n * smin, n * smax]`` less the rounding of ``n`` float additions (a sum past it made a
+    candle whose mean spread lay outside its own min and max, or that the wire refuses)."""
+    slack = max(1e-9, 4 * n * sys.float_info.epsilon) * n * max(abs(smin), abs(smax))
+    return n * smin - slack <= ssum <= n * smax + slack
 
 
 class _Series:
@@ -317,7 +328,9 @@ class CandleAggregator:
                     if s.cur[i] is None or bar[_OPEN_MS] >= s.cur[i][0]:  # type: ignore[index]
                         s.cur[i] = bar
                     s.next_close = min(s.next_close, bar[_END_MS])
-            restored[str(name)] = s
+            if type(name) is not str or not _CANONICAL_SYMBOL.fullmatch(name):
+                raise StateError("an aggregator series whose name is no canonical symbol")  # its candles: no symbol
+            restored[name] = s
         self._series.update(restored)  # all or nothing: a malformed series changes no state
         return list(restored)
 
@@ -345,6 +358,7 @@ class CandleAggregator:
             or n < 1
             or not (0 < lo <= min(o, c) and max(o, c) <= h)
             or not (smin <= smax)
+            or not _spread_sum_fits(ssum, n, smin, smax)
         ):
             raise StateError("an aggregator bar that no ticks make")
         return [start, end, o, h, lo, c, vol, n, ssum, smin, smax, ots, cts]

@@ -533,7 +533,7 @@ class TickPipeline:
                     del self._clocks[sym]
         except StateError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # AttributeError: a list for a mapping
             raise StateError(f"malformed tick pipeline snapshot: {exc}") from exc
         return out
 
