@@ -157,6 +157,14 @@ MAX_MAGNITUDE = 1e150
 MAX_TIME_MS = 253_402_300_799_999
 
 
+#: the smallest price a state may hold. The wire takes any price in ``(0, 1e9]`` (1e9:
+#: :data:`forex_diffusion.ingest.validation.MAX_PRICE`, which imports this module); over this
+#: floor the ratio of two of them (a return) and its logarithm stay finite, where a denormal
+#: last close restored made the next return inf and the state no longer JSON. No instrument
+#: trades near it.
+PRICE_FLOOR = 1e-250
+
+
 def _name(field: str, what: str) -> str:
     return f"{field} {what}" if field else what
 
@@ -189,6 +197,20 @@ def number(
     if not (low <= x <= high) or (above and x == low) or not math.isfinite(x):
         raise ValueError(_name(field, f"outside {'(' if above else '['}{low}, {high}]"))
     return float(x)
+
+
+def price(x: Any, *, field: str = "") -> float:
+    """A price of a state (a last close, a previous input of a return): :func:`number` in
+    ``[PRICE_FLOOR, 1e9]``.
+
+    >>> price(1.1)
+    1.1
+    >>> price(5e-324, field="last_close")
+    Traceback (most recent call last):
+    ...
+    ValueError: last_close outside [1e-250, 1000000000.0]
+    """
+    return number(x, low=PRICE_FLOOR, high=1e9, field=field)
 
 
 def numbers(xs: Any, *, field: str = "", **bounds: Any) -> list[float]:

@@ -33,7 +33,7 @@ import numpy as np
 
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ConfigError, ModelError, StateError, check_field_types
-from forex_diffusion.state import count, finite, malformed, number, unwrap, wrap
+from forex_diffusion.state import count, finite, malformed, number, price, unwrap, wrap
 
 __all__ = [
     "CALENDAR_DIM",
@@ -341,7 +341,7 @@ class SeriesContext:
             s.var_slow = number(data["var_slow"], low=0.0)
             s.seed_sum = number(data["seed_sum"], low=0.0)
             s.n_returns = count(data["n_returns"])
-            s.last_close = None if data["last_close"] is None else number(data["last_close"], low=0.0, above=True)
+            s.last_close = None if data["last_close"] is None else price(data["last_close"], field="last_close")
             s.last_close_ms = None if data["last_close_ms"] is None else count(data["last_close_ms"], low=-(2**62))
         return ctx
 

@@ -58,7 +58,7 @@ from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ConfigError, ModelError, StateError
 from forex_diffusion.forecast.features import FeatureBuilder, FeatureConfig
 from forex_diffusion.instruments import InstrumentRegistry
-from forex_diffusion.state import count, malformed, number, unwrap, wrap
+from forex_diffusion.state import count, malformed, number, price, unwrap, wrap
 from forex_diffusion.timeframes import Timeframe
 
 if TYPE_CHECKING:
@@ -591,7 +591,7 @@ def _restore_bar(tf: Timeframe, cur: Any) -> list[Any]:
     start, end = count(cur[0], low=-(2**62)), count(cur[1], low=-(2**62))
     if tf.bounds(start) != (start, end):
         raise ValueError(f"a forming {tf.name} bar {start}..{end} is not one of its buckets")
-    return [start, end, *(number(p, low=0.0, above=True) for p in cur[2:])]
+    return [start, end, *(price(p) for p in cur[2:])]
 
 
 def frame_candles(frame: pd.DataFrame, symbol: str, timeframe: str) -> list[Candle]:

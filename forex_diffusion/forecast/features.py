@@ -41,7 +41,7 @@ import numpy as np
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ConfigError, RejectReason, StateError, ValidationError
 from forex_diffusion.indicators import BankSpec, IndicatorBank, RealisedVolatility
-from forex_diffusion.state import count, malformed, number, unwrap, wrap
+from forex_diffusion.state import count, malformed, number, price, unwrap, wrap
 from forex_diffusion.timeframes import Timeframe
 
 __all__ = [
@@ -250,7 +250,7 @@ class _Series:
         self.rets.clear()
         self.rets.extend(number(r) for r in data["rets"])
         # the last close > 0: the next candle divides by it and takes a logarithm
-        self.prev = None if data["prev"] is None else number(data["prev"], low=0.0, above=True)
+        self.prev = None if data["prev"] is None else price(data["prev"], field="prev")
         self.last_open = None if data["last_open"] is None else count(data["last_open"], low=-(2**62))
         self.blocks.clear()
         width = self.rets.maxlen + 1 + len(self.bank.columns)  # type: ignore[operator]

@@ -39,7 +39,7 @@ from forex_diffusion.online.learners import LearnerConfig, LearnerStep, OnlineLe
 from forex_diffusion.quality.evaluation import QUANTILE_LEVELS, StepScore, ewma_random_walk_quantiles, score_step
 from forex_diffusion.quality.monitoring import QualityMonitor
 from forex_diffusion.quality.trigger import Decision, RetrainRequest, TriggerPolicy, TriggerState, close_request, decide
-from forex_diffusion.state import count, malformed, number, rows, time_ms, unwrap, wrap
+from forex_diffusion.state import count, malformed, number, price, rows, time_ms, unwrap, wrap
 from forex_diffusion.timeframes import Timeframe
 from forex_diffusion.wire import encode_paths
 
@@ -691,7 +691,7 @@ def _history_candle(d: dict[str, Any], symbol: str, tf: str) -> Candle:
     count(c.tick_count, high=_INT32_MAX, field="history tick_count")
     count(c.revision, field="history revision")
     for name in ("open", "high", "low", "close"):
-        number(getattr(c, name), low=0.0, above=True, field=f"history {name}")
+        price(getattr(c, name), field=f"history {name}")
     for name in ("volume", "spread_mean", "spread_min", "spread_max"):
         if getattr(c, name) is not None:
             number(getattr(c, name), field=f"history {name}")
