@@ -27,7 +27,14 @@ from forex_diffusion.ingest.pipeline import TickPipeline
 from forex_diffusion.ingest.readers import FileReject, read_ticks
 from forex_diffusion.ingest.spikes import SpikeConfig
 from forex_diffusion.ingest.time_jumps import TimeJumpConfig
-from forex_diffusion.ingest.validation import MAX_CANDLE_VOLUME, MAX_PRICE, PRICE_RANGE_FACTOR, ValidationConfig
+from forex_diffusion.ingest.validation import (
+    EPOCH_FIRST_MS,
+    MAX_CANDLE_VOLUME,
+    MAX_PRICE,
+    MAX_TS_MS,
+    PRICE_RANGE_FACTOR,
+    ValidationConfig,
+)
 from forex_diffusion.instruments import Instrument, InstrumentRegistry
 from forex_diffusion.precision import price_decimals, price_text
 from forex_diffusion.timeframes import ms_to_datetime
@@ -274,16 +281,19 @@ def gate_for_spacing(open_ms: np.ndarray) -> CandleGateConfig:
     """The candle gate for bars opening at ``open_ms``: the stream's
     (:class:`~forex_diffusion.ingest.candle_gate.CandleGateConfig`'s defaults), unless the bars'
     most common spacing is wider than a third of its ``max_ahead_ms`` (a week): then three such
-    spacings. The stream's timeframes (a day at most) keep its gate; weekly or monthly bars,
+    spacings (of the bars in 1971..2100: a 1969 row, refused, made a file's spacing its own). The stream's timeframes (a day at most) keep its gate; weekly or monthly bars,
     which no stream runs, are not all "far ahead" of the bar before them.
 
-    >>> gate_for_spacing(np.arange(0, 10 * 60_000, 60_000)).max_ahead_ms == CandleGateConfig().max_ahead_ms
+    >>> t0 = 1_600_000_000_000  # 2020-09-13
+    >>> gate_for_spacing(t0 + np.arange(0, 10 * 60_000, 60_000)).max_ahead_ms == CandleGateConfig().max_ahead_ms
     True
-    >>> gate_for_spacing(np.arange(0, 5 * 30 * 86_400_000, 30 * 86_400_000)).max_ahead_ms // 86_400_000
+    >>> gate_for_spacing(t0 + np.arange(0, 5 * 30 * 86_400_000, 30 * 86_400_000)).max_ahead_ms // 86_400_000
     90
     """
     default = CandleGateConfig()
-    gaps = np.diff(np.sort(np.asarray(open_ms, dtype=np.int64)))
+    t = np.asarray(open_ms, dtype=np.int64)
+    t = t[(t >= EPOCH_FIRST_MS) & (t < MAX_TS_MS)]  # a time no bar has (refused) spaces nothing
+    gaps = np.diff(np.sort(t))
     gaps = gaps[gaps > 0]
     if not len(gaps):
         return default

@@ -38,7 +38,7 @@ import pandas as pd
 
 from forex_diffusion.domain import PriceSide, Tick
 from forex_diffusion.errors import DataFormatError, InputNotFoundError, RejectReason
-from forex_diffusion.ingest.validation import EPOCH_FIRST_MS
+from forex_diffusion.ingest.validation import EPOCH_FIRST_MS, MAX_TS_MS
 from forex_diffusion.instruments import InstrumentRegistry
 
 __all__ = [
@@ -435,9 +435,25 @@ def _timestamps(
                     )
                 rejects.append(FileReject(int(lines[j]), RejectReason.BAD_TS, same(detail), ""))
                 bad[j] = True
-    rest = ~is_num
+    # a time with no date ("now", "today", "00:00:01"): pandas dates it by the clock, so the
+    # same file gave other candles each day; no date the stream could have sent
+    undated = ~is_num & ~bad & s.str.fullmatch(_UNDATED).to_numpy(dtype=bool, na_value=False)
+    for j in np.flatnonzero(undated):
+        detail = f"timestamp {cells[j][:40]!r} is no date (a time alone, 'now' or 'today')"
+        rejects.append(FileReject(int(lines[j]), RejectReason.BAD_TS, same(detail), ""))
+    bad |= undated
+    rest = ~is_num & ~undated
     if rest.any():
         parsed = _to_utc(s[rest], fmt, tz)
+        if fmt is None and parsed.isna().any():
+            # pandas reads a column in the format it infers from its first value: one row
+            # written otherwise (isoformat's "…:01+00:00" among "…:01.997000+00:00", a "Z"
+            # among offsets) made every other row no date. ISO 8601 text is unambiguous: its
+            # full date-times are read in any of its forms (not d/m against m/d: a second guess
+            # there would read one file's dates both ways; not a date alone or a part of one)
+            again = parsed.isna() & s[rest].str.match(_ISO_DATE_TIME)  # never a part of one ("2014-05")
+            if again.any():
+                parsed = parsed.where(~again, _to_utc(s[rest][again], "ISO8601", tz))
         ok = parsed.notna().to_numpy()
         ms = np.asarray(parsed.dt.as_unit("ms").array.asi8, dtype=np.int64)
         idx = np.flatnonzero(rest)
@@ -452,6 +468,15 @@ def _timestamps(
         bad[no] = True
     return out
 
+
+# a time without a date, which pandas dates by the clock: a time of day alone ("00:00:01.250",
+# "10:15 pm"), or one of the words it reads as the present
+_UNDATED = re.compile(
+    r"(?i)(?:[0-9]{1,2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]*)?)?\s*(?:[ap]\.?m\.?)?|now|today|tomorrow|yesterday)"
+)
+# a full ISO 8601 date and time (at least to the minute): read in any of its forms when the
+# column's first value was written in another one
+_ISO_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}")
 
 # a time that names its zone: Z, an offset (+01:00, -0500, +02) or UTC/GMT at its end
 _ZONED = re.compile(r"(?:[zZ]|[+-][0-9]{2}(?::?[0-9]{2})?|UTC|GMT)$")
@@ -773,11 +798,15 @@ def _read_candles(
     series = df[tf_c].str.strip().to_numpy() if tf_c is not None else None
     keep = ~bad
     frame = frame[keep].reset_index(drop=True)
-    frame = oldest_first(frame, None if series is None else series[keep])
+    # a time outside 1971..2100 is no bar's (refused as bad_ts later): it does not decide the order
+    t = frame["ts_ms"].to_numpy(dtype=np.int64)
+    frame = oldest_first(frame, None if series is None else series[keep], (t >= EPOCH_FIRST_MS) & (t < MAX_TS_MS))
     return LoadedFile(frame, layout, _dedup(rejects))
 
 
-def oldest_first(frame: pd.DataFrame, timeframes: np.ndarray | None = None) -> pd.DataFrame:
+def oldest_first(
+    frame: pd.DataFrame, timeframes: np.ndarray | None = None, counted: np.ndarray | None = None
+) -> pd.DataFrame:
     """``frame`` with each series written newest-first read oldest-first.
 
     A series (one symbol, and one ``timeframes`` value where the file has that column) whose
@@ -785,7 +814,9 @@ def oldest_first(frame: pd.DataFrame, timeframes: np.ndarray | None = None) -> p
     (vendors export newest-first), not a stream of late candles: its rows are reversed in
     place (the file's interleaving of series is kept; ``line`` still names each row's line).
     Any other order (shuffled, ascending with some late or repeated rows) is left as it is,
-    for the candle agent's time rules to refuse what the stream would.
+    for the candle agent's time rules to refuse what the stream would. Where ``counted`` is
+    given, only its rows make the order and move (the others, times no bar has, are refused
+    wherever they stand): one such row atop a newest-first file made every good row late.
 
     >>> f = pd.DataFrame({"line": [2, 3, 4], "ts_ms": [3, 2, 1], "symbol": ["EURUSD"] * 3})
     >>> oldest_first(f)["line"].tolist()
@@ -803,8 +834,9 @@ def oldest_first(frame: pd.DataFrame, timeframes: np.ndarray | None = None) -> p
     codes, _ = pd.factorize(key)
     order = np.arange(n)
     reversed_any = False
+    use = np.ones(n, dtype=bool) if counted is None else counted
     for code in np.unique(codes):
-        pos = np.flatnonzero(codes == code)
+        pos = np.flatnonzero((codes == code) & use)
         t = ts[pos]
         if len(t) > 1 and t[0] > t[-1] and bool((np.diff(t) <= 0).all()):
             order[pos] = pos[::-1]
