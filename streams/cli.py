@@ -61,6 +61,7 @@ EXIT_DATAERR = 65  # sysexits EX_DATAERR: input data unusable as given
 EXIT_NOINPUT = 66  # EX_NOINPUT: an input file missing or unreadable
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: broker or database unreachable
 EXIT_CANTCREAT = 73  # EX_CANTCREAT: an output file cannot be created
+EXIT_OSERR = 71  # EX_OSERR: out of memory (a model or a window too large for this machine)
 EXIT_IOERR = 74  # EX_IOERR: storage failure (the worker's fatal storage exit too)
 EXIT_CONFIG = 78  # EX_CONFIG: a FOREXD_* variable holds a bad value
 EXIT_INTERRUPTED = 130  # Ctrl-C
@@ -91,6 +92,21 @@ def exit_code_for(exc: BaseException) -> int | None:
         if isinstance(exc, cls):
             return code
     return None
+
+
+def _allocation_failed(exc: RuntimeError) -> bool:
+    """Whether torch's allocator refused memory (CPU or CUDA)."""
+    text = str(exc)
+    return "can't allocate memory" in text or "out of memory" in text.lower()
+
+
+def _out_of_memory(exc: BaseException) -> str:
+    """The line for a command that ran out of memory: what failed to fit, and what to make smaller."""
+    what = one_line(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return (
+        f"error: out of memory ({what[:160]}): make the model or its inputs smaller "
+        "(--width, --blocks, --window, a shorter span of candles) or use a machine with more memory"
+    )
 
 
 def error_line(exc: BaseException) -> str:
@@ -331,6 +347,14 @@ class ForexdGroup(TyperGroup):
         except typer.Abort:
             _say("aborted")
             code = EXIT_INTERRUPTED
+        except MemoryError as exc:  # numpy's too (_ArrayMemoryError)
+            _say(_out_of_memory(exc))
+            code = EXIT_OSERR
+        except RuntimeError as exc:
+            if not _allocation_failed(exc):
+                raise
+            _say(_out_of_memory(exc))  # torch's allocator: a RuntimeError (CUDA's OutOfMemoryError one too)
+            code = EXIT_OSERR
         except (ForexDiffusionError, OSError, _OtherPipe) as caught:
             error = caught.error if isinstance(caught, _OtherPipe) else caught
             mapped = exit_code_for(error)

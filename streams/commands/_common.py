@@ -47,6 +47,7 @@ __all__ = [
     "THREADS_MAX",
     "broker_call",
     "check_database",
+    "check_given",
     "check_input",
     "check_model_dir",
     "check_output",
@@ -396,6 +397,19 @@ def check_price(price: str) -> PriceSide:
     if side is None:
         raise typer.BadParameter(f"--price must be mid, bid or ask, not {price!r}")
     return side
+
+
+def check_given(**options: str | None) -> None:
+    """A usage error for an option given an empty text (``--from "$UNSET"``): it was taken for
+    the option left out (``backtest --from ""`` scored the whole file, ``--touch-bands ""`` no
+    touches). Keywords: the option's name with ``_`` for ``-`` (``plot_as_of``), its value."""
+    for name, value in options.items():
+        if value is not None and not value.strip():
+            option = "--" + name.rstrip("_").replace("_", "-")
+            raise typer.BadParameter(
+                f"the value is empty (an unset shell variable?): give one or leave {option} out",
+                param_hint=f"'{option}'",
+            )
 
 
 def check_positive(value: int | None, option: str, *, at_most: int | None = None, at_least: int = 1) -> None:

@@ -16,6 +16,7 @@ from forex_diffusion.timeframes import Timeframe
 
 from ._common import (
     THREADS_MAX,
+    check_given,
     check_input,
     check_output,
     check_positive,
@@ -197,6 +198,7 @@ def backtest_command(
     check_positive(samples, "-n/--samples", at_least=SAMPLES_MIN, at_most=SAMPLES_MAX)  # else allocated at once
     if device not in ("auto", "cpu", "cuda"):
         raise typer.BadParameter(f"--device must be auto, cpu or cuda, not {device!r}")
+    check_given(from_=from_, to=to, plot_as_of=plot_as_of, touch_bands=touch_bands)
     sym = InstrumentRegistry().normalise(symbol) or symbol.upper()
     Timeframe.parse(timeframe)
     config = BacktestConfig(

@@ -11,7 +11,7 @@ import typer
 from forex_diffusion.precision import round_price_columns
 from forex_diffusion.timeframes import Timeframe
 
-from ._common import check_input, check_output, check_price, progress_bar, reject_summary, write_rejects
+from ._common import check_given, check_input, check_output, check_price, progress_bar, reject_summary, write_rejects
 from .candles import CsvOutput, Rejects, check_symbol, open_output, resolve_outputs
 
 _INPUT_COLUMNS = ["ts_ms", "symbol", "open", "high", "low", "close", "volume"]
@@ -79,6 +79,7 @@ def indicators(
     reg = check_symbol(symbol)  # as `forexd candles --symbol`: a known symbol or six letters
     if symbol is not None:
         symbol = reg.normalise(symbol) or reg.normalise(symbol.upper()) or symbol
+    check_given(spec=spec)  # an empty --spec was the default bank
     try:  # the core bounds every parameter (PARAMETER_MAX) and names the token it refuses
         bank_spec = BankSpec.parse(spec)
     except ConfigError as exc:

@@ -15,6 +15,7 @@ from forex_diffusion.timeframes import Timeframe
 from ._common import (
     SEED_MAX,
     THREADS_MAX,
+    check_given,
     check_input,
     check_model_dir,
     check_positive,
@@ -148,6 +149,7 @@ def train_command(
         raise typer.BadParameter("--series-embedding needs a global model: several symbols or files")
     sym = syms[0] if syms else "ALL"
     Timeframe.parse(timeframe)
+    check_given(until=until, split=split, inputs=inputs)
     dates = None
     if split:
         parts = [p for p in split.split(",") if p.strip()]
