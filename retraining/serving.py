@@ -235,7 +235,8 @@ class ModelBook:
 
     def shadow_versions(self) -> dict[tuple[str, str], str]:
         """Version in shadow per ``(symbol, timeframe)`` (series without one are left out)."""
-        return {k: str(getattr(v, "version", "?")) for k, v in self._shadows.items() if v is not None}
+        # a copy: a first lookup in an executor thread may add a series meanwhile
+        return {k: str(getattr(v, "version", "?")) for k, v in list(self._shadows.items()) if v is not None}
 
     def refresh(self) -> dict[tuple[str, str], str]:
         """Re-resolve every key served so far (after an ``fx.models`` record); return versions."""
@@ -243,8 +244,8 @@ class ModelBook:
             self._resolve(sym, tf)
         for sym, tf in list(self._shadows):
             self._resolve_shadow(sym, tf)
-        return {k: getattr(v, "version", "?") for k, v in self._serving.items()}
+        return {k: getattr(v, "version", "?") for k, v in list(self._serving.items())}
 
     def versions(self) -> dict[tuple[str, str], str]:
         """Version in service per ``(symbol, timeframe)``."""
-        return {k: getattr(v, "version", "?") for k, v in self._serving.items()}
+        return {k: getattr(v, "version", "?") for k, v in list(self._serving.items())}

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -476,26 +477,42 @@ def _stop_all(
     """Stop the worker (its final checkpoint) and the broker, close the worker's log, remove
     ``remove``. Ctrl-C meanwhile (a user pressing it again) hurries it: what it waits for is
     killed instead, the rest is still done, and the interrupt goes on after (it left the
-    directory, and the broker running until the demo's exit)."""
-    interrupted: KeyboardInterrupt | None = None
-    if worker is not None:
-        try:
-            _stop_worker(worker)
-        except KeyboardInterrupt as exc:
-            interrupted = exc
-            _kill_group(worker)
-    if log is not None:
-        log.close()
-    if broker is not None:
-        try:
-            broker.stop(at_once=interrupted is not None)
-        except KeyboardInterrupt as exc:
-            interrupted = interrupted or exc
-            broker.stop(at_once=True)
-    if remove is not None:
-        shutil.rmtree(remove, ignore_errors=True)
-    if interrupted is not None:
-        raise interrupted
+    directory, and the broker running until the demo's exit). Only the first Ctrl-C cuts
+    into a step (which is then done again, at once); later ones are noted."""
+    hurried: list[int] = []
+
+    def hurry(signum: int, frame: Any) -> None:
+        hurried.append(signum)
+        if len(hurried) == 1:
+            raise KeyboardInterrupt
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, hurry) if main else None
+    try:
+        if worker is not None:
+            with contextlib.suppress(KeyboardInterrupt):
+                _stop_worker(worker)
+            if hurried:
+                _again(lambda: _kill_group(worker))
+        if log is not None:
+            _again(log.close)
+        if broker is not None:
+            _again(lambda: broker.stop(at_once=bool(hurried)))
+        if remove is not None:
+            _again(lambda: shutil.rmtree(remove, ignore_errors=True))
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if hurried:
+        raise KeyboardInterrupt
+
+
+def _again(step: Callable[[], object]) -> None:
+    """``step``, done again if the (one) Ctrl-C that may cut it did."""
+    try:
+        step()
+    except KeyboardInterrupt:
+        step()
 
 
 def _stop_worker(worker: subprocess.Popen[bytes]) -> None:

@@ -146,8 +146,8 @@ class Indicator(ABC, Generic[V]):
 
     Subclasses set ``_params`` (hyper-parameter names, stored under their own names in
     ``__init__``), ``columns`` (flat output names), implement ``_push``/``_peek`` and
-    ``_get_state``/``_set_state`` and call ``self._init_state()`` at the end of
-    ``__init__``.
+    ``_get_state``/``_set_state`` and ``_init_state``, and call ``self.reset()`` at the end
+    of ``__init__`` (it starts the bookkeeping and calls ``_init_state``).
     """
 
     __slots__ = ("_n", "_raw", "_fraw", "_ready_at")

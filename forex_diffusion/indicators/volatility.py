@@ -16,7 +16,7 @@ from forex_diffusion.indicators.base import (
 )
 from forex_diffusion.indicators.fusion import TRUE_RANGE, Part, literal, true_range
 from forex_diffusion.indicators.values import BandsValue
-from forex_diffusion.state import number, numbers, price
+from forex_diffusion.state import PRICE_FLOOR, number, numbers
 
 __all__ = ["ATR", "BollingerBands", "RealisedVolatility"]
 
@@ -348,6 +348,9 @@ class RealisedVolatility(PeriodIndicator[float], ScalarIndicator[float]):
 
     def _set_state(self, state: dict[str, Any]) -> None:
         # a previous price > 0 (the next divides by it and takes a logarithm), squares >= 0
-        self._prev = None if state["prev"] is None else price(state["prev"], field="prev")
+        # (not capped at a price's 1e9: the indicator takes any positive series; a denormal made
+        # the next return inf)
+        prev = state["prev"]
+        self._prev = None if prev is None else number(prev, low=PRICE_FLOOR, field="prev")
         self._buf = deque(numbers(state["buf"], low=0.0, field="buf"), maxlen=self.period)
         self._sum = number(state["sum"], low=0.0, field="sum")

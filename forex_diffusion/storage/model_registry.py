@@ -412,12 +412,9 @@ def _int(value: Any, name: str, *, lo: int = _INT64[0], hi: int = _INT64[1]) -> 
 
 
 def _float(value: Any) -> float:
-    """A raw value of a REAL column as a float; NaN when it is none (other text, NULL, bytes)."""
-    if isinstance(value, bytes | bytearray | memoryview | str):
-        try:
-            value = float(_as_text(value, "value").strip())
-        except (_Unreadable, ValueError):
-            return math.nan
+    """A raw value of a REAL column as a float; NaN when it is none (text, NULL, bytes: a
+    score is stored as a number; SQLite keeps a number written as text as a REAL, so text read
+    back is none, and a blob ``b'0'`` read as 0 let a hand-written row promote a shadow)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return math.nan
     try:

@@ -1,6 +1,7 @@
 """A price a state holds for the next return (a series' last close, a realised volatility's
 previous input, the feature builder's previous close) is read back within
-``[PRICE_FLOOR, 1e9]`` (:func:`forex_diffusion.state.price`): a denormal one (5e-324) was
+``[PRICE_FLOOR, 1e9]`` (:func:`forex_diffusion.state.price`; the realised volatility, an
+indicator of any positive series, from ``PRICE_FLOOR`` up): a denormal one (5e-324) was
 restored, and the next candle's return ``log(1.1 / 5e-324)`` was inf -- sigma inf and a state
 no longer JSON (found by a hypothesis hunt over mutated snapshots); one over the wire's 1e9
 made the next ratio underflow to 0 and ``log`` raise. Inside the bounds the next values stay
@@ -77,10 +78,22 @@ SITES: dict[str, Callable[[float], Any]] = {"context": _context, "volatility": _
 
 
 @pytest.mark.parametrize("site", SITES)
-@pytest.mark.parametrize("v", [5e-324, 1e-310, PRICE_FLOOR / 2, math.nextafter(MAX_PRICE, math.inf), 1e150, 0.0, -1.1])
+@pytest.mark.parametrize("v", [5e-324, 1e-310, PRICE_FLOOR / 2, 0.0, -1.1, math.nextafter(MAX_PRICE, math.inf), 1e150])
 def test_a_restored_price_outside_the_bounds_is_a_state_error(site: str, v: float) -> None:
+    if site == "volatility" and v > MAX_PRICE:  # an indicator of any positive series: not capped
+        json.dumps(SITES[site](v), allow_nan=False)
+        return
     with pytest.raises(StateError):
         SITES[site](v)
+
+
+def test_a_realised_volatility_of_values_over_a_price_restores() -> None:
+    """The indicator takes any positive series; its snapshot restores whatever it was fed."""
+    rv = RealisedVolatility(2)
+    for x in (2e9, 2.1e9, 2.2e9):
+        rv.update(x)
+    again = RealisedVolatility.restore(json.loads(json.dumps(rv.snapshot())))
+    assert again.update(2.3e9) == rv.update(2.3e9)
 
 
 @pytest.mark.parametrize("site", SITES)
