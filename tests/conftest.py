@@ -69,6 +69,34 @@ def _spread(long: list[pytest.Item], short: list[pytest.Item]) -> list[pytest.It
     return out
 
 
+# -- CPU accounting -------------------------------------------------------------------------
+# FOREXD_TEST_CPU_LOG=DIR: each test's wall time, this process's CPU time and the CPU time of
+# the subprocesses it reaped (workers, CLI runs) appended to DIR/<xdist worker>.tsv, so a
+# slow suite can be cut where the CPU goes (wall times on 2 shared cores say mostly who waited).
+_CPU_LOG = os.environ.get("FOREXD_TEST_CPU_LOG")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    if not _CPU_LOG:
+        yield
+        return
+    import resource
+    import time
+
+    def now() -> tuple[float, float, float]:
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.monotonic(), time.process_time(), kids.ru_utime + kids.ru_stime
+
+    before = now()
+    yield
+    after = now()
+    name = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    with open(Path(_CPU_LOG) / f"{name}.tsv", "a", encoding="utf-8") as out:
+        wall, own, kids = (b - a for a, b in zip(before, after, strict=True))
+        out.write(f"{wall:.2f}\t{own:.2f}\t{kids:.2f}\t{item.nodeid}\n")
+
+
 @pytest.fixture(scope="session")
 def sample_ticks() -> Path:
     return SAMPLE_TICKS
