@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from forex_diffusion.domain import Candle, PriceSide, Tick
-from forex_diffusion.errors import ConfigError, RejectReason, ValidationError
+from forex_diffusion.errors import ConfigError, DataFormatError, RejectReason, ValidationError
 from forex_diffusion.ingest.candle_gate import CandleGate, CandleGateConfig
 from forex_diffusion.ingest.pipeline import TickPipeline
 from forex_diffusion.ingest.readers import FileReject, read_ticks
@@ -88,6 +88,27 @@ class CandleRun:
     locked: int = 0
 
 
+def _rows_of(frame: pd.DataFrame, symbol: str, instruments: InstrumentRegistry, path: str | Path) -> pd.DataFrame:
+    """The rows of ``frame`` (read ticks) that name ``symbol`` (``EURUSD``, ``EUR/USD``,
+    ``eur_usd``: as ``forexd train`` selects candles); a file without a symbol column names it
+    on every row. ``DataFormatError`` naming the symbols the file holds when none does."""
+    want = instruments.normalise(symbol) or instruments.normalise(symbol.upper()) or symbol.upper()
+    names = {
+        n: (instruments.normalise(n) or instruments.normalise(n.upper())) if isinstance(n, str) else None
+        for n in frame["symbol"].unique()
+    }
+    keep = frame["symbol"].map(names).eq(want).to_numpy()
+    if keep.all():
+        return frame
+    if not keep.any():
+        held = sorted({str(c or n)[:24] for n, c in names.items() if isinstance(n, str) and n})
+        shown = ", ".join(held[:10]) + (f" and {len(held) - 10} more" if len(held) > 10 else "")
+        if any(not (isinstance(n, str) and n) for n in names):  # blank cells
+            shown = f"{shown} and rows without a symbol" if shown else "only rows without a symbol"
+        raise DataFormatError(f"{path} holds no {want} ticks (it holds {shown}): pass one of those to --symbol")
+    return frame[keep].reset_index(drop=True)
+
+
 def aggregate_ticks_file(
     path: str | Path,
     *,
@@ -105,13 +126,15 @@ def aggregate_ticks_file(
     A bad row never stops the run: it is refused with its reason (``rejects``), counted,
     and the rest is aggregated; a row the guards hold and then refuse (a price jump or a
     far-future time not confirmed) is refused once, with that reason. Candles are returned
-    sorted by symbol, timeframe duration and open time.
+    sorted by symbol, timeframe duration and open time. ``symbol`` names the rows of a file
+    without a symbol column; of a file with one, only its rows are read (``DataFormatError``
+    naming the symbols the file holds when it holds none).
     """
     instruments = InstrumentRegistry()
     if symbol is not None:
         instruments = instruments.with_symbol(symbol)
     loaded = read_ticks(path, symbol=symbol, instruments=instruments)
-    frame = loaded.frame
+    frame = loaded.frame if symbol is None else _rows_of(loaded.frame, symbol, instruments, path)
     # a symbol named in the file is known to the offline commands
     for name in set(frame["symbol"].unique().tolist()):
         if instruments.normalise(name) is None and isinstance(name, str) and len(name) == 6 and name.isalpha():

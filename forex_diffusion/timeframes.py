@@ -63,8 +63,21 @@ class Timeframe:
 
     @classmethod
     def parse(cls, name: str, *, day_roll_tz: str = "America/New_York", day_roll_hour: int = 17) -> Timeframe:
-        """Build a timeframe from its name (``1m 5m 15m 30m 1h 4h 1d`` and other ``N[m|h|d]``)."""
-        return _parse(name.strip().lower(), day_roll_tz, day_roll_hour)
+        """Build a timeframe from its name (``1m 5m 15m 30m 1h 4h 1d`` and other ``N[m|h|d]``).
+
+        ``H`` and ``D`` may be written in upper case; ``M`` may not: ``1M`` is a month in
+        pandas, TradingView and vendors' files, and was read as a minute.
+        """
+        text = name.strip()
+        if text[-1:] == "M":
+            count = text[:-1]
+            if not (count.isascii() and count.isdigit() and len(count) <= 4):
+                return _parse(text, day_roll_tz, day_roll_hour)  # unknown: said with the name as written
+            raise ConfigError(
+                f"{_shown(text)}: M is a month in many tools and months are not a timeframe; "
+                f"write {count}m for {'a minute' if count.lstrip('0') == '1' else 'minutes'}"
+            )
+        return _parse(text.lower(), day_roll_tz, day_roll_hour)
 
     @property
     def is_daily(self) -> bool:

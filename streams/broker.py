@@ -18,6 +18,7 @@ alone; :meth:`EmbeddedBroker.start` raises :class:`ConfigError` with the broker'
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -191,17 +192,18 @@ class EmbeddedBroker:
             raise ConfigError("embedded broker was not started")
         return self.proc.wait(timeout_s)
 
-    def stop(self, timeout_s: float = 10.0, *, at_once: bool = False) -> None:
-        """Stop the broker: SIGTERM, SIGKILL after ``timeout_s`` (at once with ``at_once``)."""
+    def stop(self, timeout_s: float = 10.0, *, at_once: bool = False, cut: Callable[[], bool] | None = None) -> None:
+        """Stop the broker: SIGTERM, SIGKILL after ``timeout_s`` (at once with ``at_once``, or
+        as soon as ``cut()`` holds: ``forexd demo``'s Ctrl-C while it stops)."""
         proc = self.proc
         if proc is None:
             return
-        try:
-            if proc.poll() is None and not at_once:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            pass
+        if proc.poll() is None and not at_once:
+            proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + timeout_s
+            while proc.poll() is None and time.monotonic() < deadline and not (cut is not None and cut()):
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(min(0.05, max(deadline - time.monotonic(), 0.0)))
         if proc.poll() is None:
             proc.kill()
             proc.wait(10.0)

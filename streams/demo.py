@@ -359,8 +359,14 @@ def run_demo(
         finally:
             # stopped and removed whole, then a signal that came ends it (asyncio set SIGTERM
             # back to its default when its loop closed: ours again)
-            with terminating_exits(), terminating_masked():
-                _stop_all(worker, log, broker, data if own_dir and not keep else None)
+            remove = data if own_dir and not keep else None
+            try:
+                with terminating_exits(), terminating_masked():
+                    _stop_all(worker, log, broker, remove)
+            except KeyboardInterrupt:  # the interrupt that hurried it, or one before it took Ctrl-C
+                with terminating_exits(), terminating_masked():
+                    _stop_all(worker, log, broker, remove)  # each step done once: nothing, or what was left
+                raise
     if output_error is not None:
         raise output_error  # as ``show`` raised it: the command line tells a reader gone by it
     return result
@@ -476,49 +482,68 @@ def _stop_all(
 ) -> None:
     """Stop the worker (its final checkpoint) and the broker, close the worker's log, remove
     ``remove``. Ctrl-C meanwhile (a user pressing it again) hurries it: what it waits for is
-    killed instead, the rest is still done, and the interrupt goes on after (it left the
-    directory, and the broker running until the demo's exit). Only the first Ctrl-C cuts
-    into a step (which is then done again, at once); later ones are noted."""
+    killed instead, the rest is still done, and the interrupt goes on after.
+
+    Ctrl-C only cuts into the waits (the worker's and the broker's SIGTERM grace); elsewhere it
+    is noted (one that raised between two steps, or before the handler was put back, left the
+    directory, the broker or the handler itself). One before that handler is set, or after it
+    is put back (the default one raises), has the steps done again: each is done once."""
     hurried: list[int] = []
+    while True:
+        try:
+            _stop_steps(worker, log, broker, remove, hurried)
+            break
+        except KeyboardInterrupt:  # from the handler before or after ours: noted, all done again
+            hurried.append(signal.SIGINT)
+    if hurried:
+        raise KeyboardInterrupt
+
+
+def _stop_steps(
+    worker: subprocess.Popen[bytes] | None,
+    log: Any,
+    broker: EmbeddedBroker | None,
+    remove: Path | None,
+    hurried: list[int],
+) -> None:
+    """:func:`_stop_all`'s steps, with Ctrl-C noted in ``hurried`` (the main thread only)."""
+    waiting = [False]  # in the worker's SIGTERM grace: Ctrl-C ends the wait (KeyboardInterrupt)
 
     def hurry(signum: int, frame: Any) -> None:
         hurried.append(signum)
-        if len(hurried) == 1:
+        if waiting[0]:
+            waiting[0] = False
             raise KeyboardInterrupt
 
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, hurry) if main else None
     try:
         if worker is not None:
-            with contextlib.suppress(KeyboardInterrupt):
-                _stop_worker(worker)
+            try:
+                if not hurried:
+                    waiting[0] = True
+                    _stop_worker(worker)
+                    waiting[0] = False
+            except KeyboardInterrupt:
+                waiting[0] = False
             if hurried:
-                _again(lambda: _kill_group(worker))
+                _kill_group(worker)
         if log is not None:
-            _again(log.close)
+            log.close()
         if broker is not None:
-            _again(lambda: broker.stop(at_once=bool(hurried)))
+            broker.stop(at_once=bool(hurried), cut=lambda: bool(hurried))
         if remove is not None:
-            _again(lambda: shutil.rmtree(remove, ignore_errors=True))
+            shutil.rmtree(remove, ignore_errors=True)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
-    if hurried:
-        raise KeyboardInterrupt
-
-
-def _again(step: Callable[[], object]) -> None:
-    """``step``, done again if the (one) Ctrl-C that may cut it did."""
-    try:
-        step()
-    except KeyboardInterrupt:
-        step()
 
 
 def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
     """SIGTERM the worker's process group (its final checkpoint), SIGKILL after 20 s."""
     if worker.poll() is None:
-        os.killpg(worker.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it ended since
+            os.killpg(worker.pid, signal.SIGTERM)
         try:
             worker.wait(20)
         except subprocess.TimeoutExpired:

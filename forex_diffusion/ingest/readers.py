@@ -21,6 +21,7 @@ and reason, and the rest of the file is read. Values are only parsed here; the v
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import gzip
 import io
 import math
@@ -441,10 +442,28 @@ def _timestamps(
     for j in np.flatnonzero(undated):
         detail = f"timestamp {cells[j][:40]!r} is no date (a time alone, 'now' or 'today')"
         rejects.append(FileReject(int(lines[j]), RejectReason.BAD_TS, same(detail), ""))
+    # a month or a week with no day ("2014-05", "05/2014", "2014-W18"): read as its first day
+    # (a first row of them gave the column its format); no time a tick or a bar has
+    part = ~is_num & ~bad & ~undated & s.str.fullmatch(_PART_OF_DATE).to_numpy(dtype=bool, na_value=False)
+    for j in np.flatnonzero(part):
+        detail = f"timestamp {cells[j][:40]!r} is no date (a month or a week, no day)"
+        rejects.append(FileReject(int(lines[j]), RejectReason.BAD_TS, same(detail), ""))
+    undated |= part
     bad |= undated
     rest = ~is_num & ~undated
     if rest.any():
-        parsed = _to_utc(s[rest], fmt, tz)
+        told_why: dict[int, str] = {}
+        if fmt is None:
+            # the column's format is its first date's (pandas took its first value's: a first
+            # row that is no date had every row read alone, by dateutil, which reads 01/05 as
+            # January and 13/05 as May in one file); a first date of no format has each read
+            # alone, in one order of day and month (:func:`_one_order`)
+            column_fmt = _first_date_format(s[rest])
+            parsed = _to_utc(s[rest], column_fmt or "mixed", tz)
+            if column_fmt is None:
+                parsed, told_why = _one_order(s[rest], parsed, lines[rest])
+        else:
+            parsed = _to_utc(s[rest], fmt, tz)
         if fmt is None and parsed.isna().any():
             # pandas reads a column in the format it infers from its first value: one row
             # written otherwise (isoformat's "…:01+00:00" among "…:01.997000+00:00", a "Z"
@@ -462,6 +481,9 @@ def _timestamps(
         no = no[~bad[no]]
         said: dict[str, str] = {}  # one detail per distinct text (millions of rows may share one)
         for line, cell in zip(lines[no].tolist(), cells[no].tolist(), strict=True):
+            if (why := told_why.get(int(line))) is not None:
+                rejects.append(FileReject(int(line), RejectReason.BAD_TS, same(why), ""))
+                continue
             if (told := said.get(cell)) is None:
                 told = said[cell] = f"timestamp {cell[:40]!r} is no date" + (f" ({fmt})" if fmt else "")
             rejects.append(FileReject(int(line), RejectReason.BAD_TS, told, ""))
@@ -470,13 +492,106 @@ def _timestamps(
 
 
 # a time without a date, which pandas dates by the clock: a time of day alone ("00:00:01.250",
-# "10:15 pm"), or one of the words it reads as the present
+# "10:15 pm", "T10:15", with a zone: "10:15:00Z", "10:15 UTC", "10:15:00+05:30"), or one of the
+# words it reads as the present
 _UNDATED = re.compile(
-    r"(?i)(?:[0-9]{1,2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]*)?)?\s*(?:[ap]\.?m\.?)?|now|today|tomorrow|yesterday)"
+    r"(?i)(?:T?[0-9]{1,2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]*)?)?\s*(?:[ap]\.?m\.?)?"
+    r"(?:\s*(?:z|[+-][0-9]{2}(?::?[0-9]{2})?|utc|gmt))?|now|today|tomorrow|yesterday)"
 )
+# a format that names a day of a year: the others are a part of a date
+_DAY_AND_YEAR = re.compile(r"(?=.*%[dj])(?=.*%[Yy])")
+_PART_OF_DATE = re.compile(r"[0-9]{4}[-/.][0-9]{1,2}|[0-9]{1,2}[-/.][0-9]{4}|[0-9]{4}-?W[0-9]{2}")
+#: Distinct values :func:`_first_date_format` tries for the column's first date (then: none).
+_FIRST_DATE_TRIES = 64
+# a date of three numbers whose day and month may stand either way (01/05/2014, 2014.05.13,
+# 5-1-14): the two that may be a month (the first two, or the last two after a 4-digit year)
+_DAY_MONTH = re.compile(
+    r"(?:[0-9]{4}[/.-]([0-9]{1,2})[/.-]([0-9]{1,2})|([0-9]{1,2})[/.-]([0-9]{1,2})[/.-][0-9]{2,4})(?![0-9])"
+)
+
+
+def _first_date_format(values: pd.Series) -> str | None:
+    """The format of the first of ``values`` that is a date, as pandas infers it (None: that
+    date has none pandas infers, or none of the first :data:`_FIRST_DATE_TRIES` distinct
+    values is a date). A first value that is no date ("x", a cut line) decides nothing."""
+    from pandas.tseries.api import guess_datetime_format
+
+    tried: set[str] = set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Parsing dates in %d/%m/%Y format when dayfirst=False"
+        for cell in values:
+            if not isinstance(cell, str) or not cell or cell in tried:
+                continue
+            if len(tried) >= _FIRST_DATE_TRIES:
+                return None
+            tried.add(cell)
+            guessed = guess_datetime_format(cell)
+            if guessed is not None and _DAY_AND_YEAR.search(guessed) is None:
+                continue  # a part of a date ("2014-05", "May 2014"): no format of the column's dates
+            if guessed is not None:
+                return str(guessed)
+            if _whole_date(cell):
+                return None  # a date, of no format pandas infers: each value is read alone
+    return None
+
+
+def _whole_date(cell: str) -> bool:
+    """Whether dateutil reads ``cell`` as a date with its year, month and day (the same date
+    whatever it would take from its default: "May 2014" is not one)."""
+    from dateutil import parser
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # dateutil's UnknownTimezoneWarning ("10:15 EST")
+            one, two = (parser.parse(cell, default=d) for d in (dt.datetime(2001, 2, 3), dt.datetime(2004, 5, 6)))
+    except (ValueError, OverflowError, TypeError):
+        return False
+    return bool(one == two)
+
+
+def _one_order(values: pd.Series, parsed: pd.Series, lines: np.ndarray) -> tuple[pd.Series, dict[int, str]]:
+    """``parsed`` (values read one by one, by dateutil) with the dates read in the other order
+    of day and month than the column's first one refused (NaT), and why, by line. Read alone,
+    01/05/2014 is January and 13/05/2014 May: the order is the first date's whose day and month
+    differ (as pandas infers a column's format from its first value), never both in one file."""
+    found = values.str.match(_DAY_MONTH).to_numpy(dtype=bool, na_value=False) & parsed.notna().to_numpy()
+    if not found.any():
+        return parsed, {}
+    parts = values[found].str.extract(_DAY_MONTH)
+    a = pd.to_numeric(parts[0].fillna(parts[2])).to_numpy()
+    b = pd.to_numeric(parts[1].fillna(parts[3])).to_numpy()
+    definite = a != b
+    if not definite.any():
+        return parsed, {}
+    day_first = a > 12  # dateutil reads month first unless the first number is no month
+    where = np.flatnonzero(found)
+    # an ISO 8601 date (2014-05-13) is year, month, day: it decides no order, and 2014-13-05 is none
+    iso = values[found].str.match(_ISO_DATE).to_numpy(dtype=bool)
+    why: dict[int, str] = {}
+    for k in np.flatnonzero(iso & day_first):
+        why[int(lines[where[k]])] = f"timestamp {values.iloc[where[k]][:40]!r} is no date (ISO 8601: no month {a[k]})"
+    deciding = np.flatnonzero(definite & ~iso)
+    other = iso & day_first
+    if len(deciding):
+        first = int(deciding[0])
+        wrong = definite & ~iso & (day_first != day_first[first])
+        order = ("day", "month") if day_first[first] else ("month", "day")
+        for k in np.flatnonzero(wrong):
+            why[int(lines[where[k]])] = (
+                f"timestamp {values.iloc[where[k]][:40]!r} has its {order[1]} first where line "
+                f"{int(lines[where[first]])} has its {order[0]} first: one file, one order"
+            )
+        other |= wrong
+    out = parsed.copy()
+    out.iloc[where[other]] = pd.NaT
+    return out, why
+
+
 # a full ISO 8601 date and time (at least to the minute): read in any of its forms when the
 # column's first value was written in another one
 _ISO_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}")
+# an ISO 8601 calendar date (year, month, day, in that order)
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 # a time that names its zone: Z, an offset (+01:00, -0500, +02) or UTC/GMT at its end
 _ZONED = re.compile(r"(?:[zZ]|[+-][0-9]{2}(?::?[0-9]{2})?|UTC|GMT)$")
@@ -499,12 +614,14 @@ def _to_utc(values: pd.Series, fmt: str | None, tz: str, *, split: bool = True) 
             if not split:  # the unzoned ones still hold zones: no time of them is trusted
                 return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ms, UTC]")
             zoned = values.str.contains(_ZONED).to_numpy()
-            out = pd.to_datetime(values.where(zoned, ""), format=fmt, errors="coerce", utc=True)
+            out = pd.to_datetime(values.where(zoned, ""), format=fmt, errors="coerce", utc=True).dt.as_unit("ms")
             naive = _to_utc(values.where(~zoned, ""), fmt, tz, split=False)
             return out.where(zoned, naive)
     if getattr(parsed.dt, "tz", None) is None:
         parsed = parsed.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
-    return parsed.dt.tz_convert("UTC")
+    # in ms, as every time of the stream: two readings (one in ns, one of the year 999) are
+    # then merged without a cast (that one overflowed the ns: a traceback)
+    return parsed.dt.tz_convert("UTC").dt.as_unit("ms")
 
 
 def _symbols(
@@ -1004,7 +1121,7 @@ def read_candle_series(
     """Read a candle file and keep one series: :func:`read_candles` then :func:`select_series`.
 
     When ``timeframe`` is given and the file has no timeframe column, the bars' most common
-    spacing must be that timeframe's duration (daily bars are not checked).
+    spacing must be that timeframe's duration (for daily bars: at least 23 hours).
 
     Raises
     ------
@@ -1023,7 +1140,9 @@ def read_candle_series(
     if timeframe is not None and tfs is None:
         tf = Timeframe.parse(timeframe)
         spacing = bar_spacing_ms(loaded.frame)
-        if spacing is not None and not tf.is_daily and spacing != tf.duration_ms:
+        # daily bars may be 23 or 25 hours apart (or days, over gaps), never closer: hourly bars
+        # read as 1d were refused later for "close times not strictly increasing"
+        if spacing is not None and spacing != tf.duration_ms and (not tf.is_daily or spacing < 23 * 3_600_000):
             raise DataFormatError(
                 f"{Path(path).name}: its bars are {_span(spacing)} apart, not {timeframe}: "
                 f"pass --timeframe {_span(spacing)} (or the file of {timeframe} candles)"

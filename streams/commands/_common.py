@@ -51,6 +51,7 @@ __all__ = [
     "check_input",
     "check_model_dir",
     "check_output",
+    "check_output_format",
     "check_positive",
     "check_price",
     "database_url",
@@ -399,15 +400,23 @@ def check_price(price: str) -> PriceSide:
     return side
 
 
-def check_given(**options: str | None) -> None:
+def check_given(lists: tuple[str, ...] = (), /, **options: str | None) -> None:
     """A usage error for an option given an empty text (``--from "$UNSET"``): it was taken for
     the option left out (``backtest --from ""`` scored the whole file, ``--touch-bands ""`` no
-    touches). Keywords: the option's name with ``_`` for ``-`` (``plot_as_of``), its value."""
+    touches). Keywords: the option's name with ``_`` for ``-`` (``plot_as_of``), its value.
+    ``lists`` names those of them that are comma-separated lists, whose items are stripped and
+    the empty ones dropped: one of nothing but commas (``--touch-bands ","``, ``"$A,$B"`` both
+    unset) was empty too, and scored no touches with exit 0. (Not for an option whose own
+    check names what it takes: ``--split ,`` says DATE1,DATE2.)"""
     for name, value in options.items():
-        if value is not None and not value.strip():
+        if value is None:
+            continue
+        empty = not value.strip()
+        if empty or (name in lists and not value.replace(",", " ").strip()):
             option = "--" + name.rstrip("_").replace("_", "-")
             raise typer.BadParameter(
-                f"the value is empty (an unset shell variable?): give one or leave {option} out",
+                ("the value is empty" if empty else f"the value {value[:20]!r} lists nothing")
+                + f" (an unset shell variable?): give one or leave {option} out",
                 param_hint=f"'{option}'",
             )
 
@@ -771,3 +780,65 @@ async def broker_call(
     finally:
         if quiet:
             kafka_log.setLevel(logging.NOTSET)
+
+
+#: Suffixes that name a well-known format, and the format: an output that holds another format
+#: under one of them is refused (``backtest --plot chart.pdf`` wrote PNG bytes into chart.pdf).
+_FORMAT_SUFFIXES = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".gif": "GIF",
+    ".svg": "SVG",
+    ".webp": "WebP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".pdf": "PDF",
+    ".eps": "PostScript",
+    ".ps": "PostScript",
+    ".html": "HTML",
+    ".htm": "HTML",
+    ".json": "JSON",
+    ".csv": "CSV",
+    ".xlsx": "Excel",
+    ".xls": "Excel",
+    ".ods": "OpenDocument",
+    ".parquet": "Parquet",
+    ".gz": "gzip",
+    ".zip": "zip",
+    ".bz2": "bzip2",
+    ".xz": "xz",
+    ".zst": "zstd",
+}
+
+
+def check_output_format(
+    path: Path | None, option: str, writes: str, suffix: str, *, only: bool = False, stdout: bool = False
+) -> None:
+    """A usage error, before any work, for an output whose name says a well-known format other
+    than ``writes``, the one written (its usual ``suffix``, e.g. ``.csv``): ``backtest --plot
+    chart.pdf`` wrote PNG bytes into chart.pdf, ``report -o r.png`` HTML, ``-o x.csv.gz`` plain
+    text that zcat and pandas refuse. Any other name (none, ``.txt``, ``.out``) is taken, unless
+    ``only``: an image is opened by its name, so it must carry ``suffix``. A device
+    (``/dev/null``) takes any format, and so does ``-`` where it is standard output
+    (``stdout``); elsewhere ``-`` is refused: it was written as a file named ``-``."""
+    if path is None or _is_char_device(path):
+        return
+    if str(path) == "-":
+        if stdout:
+            return
+        raise typer.BadParameter(
+            f"{option} writes {writes} to a file, not to standard output ({option} - would be a file "
+            f"named '-'): name a {suffix} file"
+        )
+    got = path.suffix.lower()
+    if got == suffix or _FORMAT_SUFFIXES.get(got) == writes:
+        return
+    said = _FORMAT_SUFFIXES.get(got)
+    if said is not None:
+        raise typer.BadParameter(
+            f"{option} writes {writes}, not the {said} its name {path.name} says: name the file {suffix}"
+        )
+    if only:
+        raise typer.BadParameter(f"{option} writes {writes}: name the file {suffix}, not {path.name}")

@@ -19,6 +19,7 @@ from ._common import (
     check_given,
     check_input,
     check_output,
+    check_output_format,
     check_positive,
     check_price,
     echo_error,
@@ -47,7 +48,7 @@ def check_model_fits(manifest: dict[str, Any], *, symbol: str, timeframe: str) -
     """
     key = manifest.get("key") or "the model"
     m_tf = manifest.get("timeframe")
-    if m_tf and m_tf != timeframe:
+    if m_tf and _canonical(m_tf) != _canonical(timeframe):  # 1H: the 1h of a model trained before names were one
         raise DataFormatError(
             f"model {key} forecasts {m_tf} candles, not {timeframe}: pass a {timeframe} "
             f"model, or the {m_tf} candles with --timeframe {m_tf}"
@@ -70,6 +71,16 @@ def check_model_fits(manifest: dict[str, Any], *, symbol: str, timeframe: str) -
                 f"model {key} was trained on {m_sym} (pip {ia.pip:g}), whose prices are "
                 f"not on {symbol}'s scale (pip {ib.pip:g}): pass a {symbol} model"
             )
+
+
+def _canonical(timeframe: object) -> str:
+    """The one spelling of a timeframe (``1H``, ``60m``: ``1h``), or its text when it is none."""
+    from forex_diffusion.errors import ConfigError
+
+    try:
+        return Timeframe.parse(str(timeframe)).name
+    except ConfigError:
+        return str(timeframe)
 
 
 def admitted_candles(
@@ -198,9 +209,9 @@ def backtest_command(
     check_positive(samples, "-n/--samples", at_least=SAMPLES_MIN, at_most=SAMPLES_MAX)  # else allocated at once
     if device not in ("auto", "cpu", "cuda"):
         raise typer.BadParameter(f"--device must be auto, cpu or cuda, not {device!r}")
-    check_given(from_=from_, to=to, plot_as_of=plot_as_of, touch_bands=touch_bands)
+    check_given(("touch_bands",), from_=from_, to=to, plot_as_of=plot_as_of, touch_bands=touch_bands)
     sym = InstrumentRegistry().normalise(symbol) or symbol.upper()
-    Timeframe.parse(timeframe)
+    timeframe = Timeframe.parse(timeframe).name  # 1H, 60m: the 1h of the model and the file's column
     config = BacktestConfig(
         symbol=sym,
         timeframe=timeframe,
@@ -216,10 +227,21 @@ def backtest_command(
     check_output(output, other=inputs)
     check_output(plot, "--plot", other=[*inputs, (output, "the -o file")])
     check_output(touch_output, "--touch-output", other=[*inputs, (output, "the -o file"), (plot, "the --plot file")])
+    check_output_format(output, "-o", "CSV", ".csv")  # after the checks above: 73 says more than a suffix
+    check_output_format(plot, "--plot", "PNG", ".png", only=True)
+    check_output_format(touch_output, "--touch-output", "CSV", ".csv")
     from forex_diffusion.forecast.touch import parse_touch_bands
 
     _check_band_sizes(touch_bands)
     bands = parse_touch_bands(touch_bands)
+    # an output option whose output cannot come was ignored: exit 0, no file
+    if touch_output is not None and not bands:
+        raise typer.BadParameter(
+            "--touch-output writes the rows of --touch-bands, and --touch-bands none scores no touch: "
+            "leave one of them out"
+        )
+    if plot_as_of is not None and plot is None:
+        raise typer.BadParameter("--plot-as-of chooses the forecast --plot draws: give --plot too, or leave it out")
 
     import torch
 

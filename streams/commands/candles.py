@@ -20,6 +20,7 @@ from ..signals import terminating_exits, terminating_masked
 from ._common import (
     check_input,
     check_output,
+    check_output_format,
     check_positive,
     check_price,
     progress_bar,
@@ -131,7 +132,11 @@ def candles(
     price: str = typer.Option("mid", "--price", help="Price side of the candles: mid|bid|ask."),
     timeframes: str = typer.Option("1m", "--timeframes", help="Comma-separated timeframes, e.g. 1m,5m,1h."),
     symbol: str | None = typer.Option(
-        None, "--symbol", help="Symbol for files without one (else taken from the file name)."
+        None,
+        "--symbol",
+        help="Symbol of the ticks: names the rows of a file without a symbol column (else taken from the file "
+        "name); in a file with one, only its rows are read (EURUSD, EUR/USD or eur_usd; none there: exit 65). "
+        "Without it, every symbol of the file is written.",
     ),
     lateness_ms: int = typer.Option(
         2000, "--allowed-lateness-ms", help="Allowed lateness of ticks (event time), 0 to 604800000 (a week)."
@@ -171,6 +176,8 @@ def candles(
     taken = [] if stdin else [(file, "the tick file")]
     check_output(output, other=taken)
     check_output(rejects, "--rejects", other=[*taken, (output, "the -o file")])
+    check_output_format(output, "-o", "CSV", ".csv", stdout=True)
+    check_output_format(rejects, "--rejects", "CSV", ".csv", stdout=True)
     shown = "standard input" if stdin else str(file)
     with _read_once(file, stdin) as source:
         try:

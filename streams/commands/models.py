@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..settings import Settings
-from ._common import check_model_dir, database_url, one_line, open_engine
+from ._common import check_given, check_model_dir, database_url, one_line, open_engine
 
 if TYPE_CHECKING:
     from forex_diffusion.storage.model_registry import ModelKey
@@ -125,6 +125,7 @@ def list_command(
     hand or by another program) is left out, with one warning on standard error; metrics it
     cannot read show as none.
     """
+    check_given(key=key)  # an empty --key was every key (list), the manifest's (register)
     k = _key(key) if key else None  # a usage error before the database is touched
     reg = open_registry(db, model_dir)
     versions = reg.list(k, include_deleted=not live)
@@ -225,6 +226,7 @@ def register_command(
     model_dir: _ModelDir = None,
 ) -> None:
     """Verify CHECKPOINT, copy it into the model directory and register it (not promoted)."""
+    check_given(key=key)  # an empty --key was every key (list), the manifest's (register)
     k = _key(key) if key else None  # a usage error before the database is touched
     _check_checkpoint(checkpoint)  # before a new registry file is made
     check_model_dir(resolve_paths(db, model_dir)[1])

@@ -15,6 +15,7 @@ from forex_diffusion.errors import DataFormatError
 from ..settings import Settings
 from ._common import (
     broker_call,
+    check_given,
     check_input,
     check_output,
     check_positive,
@@ -188,6 +189,7 @@ def replay(
 
     spd = _speed(speed)
     check_positive(limit, "-n/--limit", at_most=INT64_MAX)
+    check_given(symbol=symbol)  # an empty --symbol was the file's (or its name's) symbol
     if timeframe is not None:  # before the broker or the file: '²m' or 5,000 digits is a usage error
         from forex_diffusion.timeframes import Timeframe
 

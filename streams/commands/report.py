@@ -8,7 +8,9 @@ import typer
 
 from ._common import (
     _sqlite_file,
+    check_given,
     check_output,
+    check_output_format,
     check_positive,
     database_url,
     echo_error,
@@ -66,14 +68,22 @@ def report_command(
 
     check_positive(window, "--window", at_most=WINDOW_MAX)  # before the database is opened
     check_positive(fans, "--fans", at_most=FANS_MAX)
+    check_given(from_=from_, to=to, symbol=symbol)  # an empty --from was the whole history
     from_ms = parse_utc_date(from_) if from_ else None
     to_ms = parse_utc_date(to) if to else None
     if timeframe is not None:
         from forex_diffusion.timeframes import Timeframe
 
-        Timeframe.parse(timeframe)  # '1x' is a usage error, not "no stored forecasts at 1x"
+        # '1x' is a usage error, not "no stored forecasts at 1x"; 1H and 60m are the stored 1h
+        timeframe = Timeframe.parse(timeframe).name
+    if symbol is not None:
+        from forex_diffusion.instruments import InstrumentRegistry
+
+        reg = InstrumentRegistry()  # eurusd, EUR/USD: the stored EURUSD (another name as given)
+        symbol = reg.normalise(symbol) or reg.normalise(symbol.upper()) or symbol
     url = database_url(db)
     check_output(output, other=[(_sqlite_file(url)[1], "the database file")])
+    check_output_format(output, "-o", "HTML", ".html")
     engine = open_engine(url, create=False, needs=("forecasts",))
     try:
         if symbol is None or timeframe is None:

@@ -148,8 +148,8 @@ def train_command(
     if series_embedding and not is_global:
         raise typer.BadParameter("--series-embedding needs a global model: several symbols or files")
     sym = syms[0] if syms else "ALL"
-    Timeframe.parse(timeframe)
-    check_given(until=until, split=split, inputs=inputs)
+    timeframe = Timeframe.parse(timeframe).name  # 1H, 60m: the 1h of the file's column and the model key
+    check_given(("inputs",), until=until, split=split, inputs=inputs)
     dates = None
     if split:
         parts = [p for p in split.split(",") if p.strip()]

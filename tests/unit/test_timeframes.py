@@ -68,7 +68,7 @@ def test_ms_datetime_round_trip_is_utc_aware() -> None:
 
 @pytest.mark.parametrize(
     "written, name",
-    [("01m", "1m"), ("60m", "1h"), ("240m", "4h"), ("1440m", "1d"), ("1H", "1h"), (" 5M ", "5m"), ("24h", "1d")],
+    [("01m", "1m"), ("60m", "1h"), ("240m", "4h"), ("1440m", "1d"), ("1H", "1h"), (" 5m ", "5m"), ("24h", "1d")],
 )
 def test_one_spelling_per_duration(written: str, name: str) -> None:
     """Review finding: ``01m`` kept its spelling, so ``--timeframes 1m,01m`` gave each candle twice."""

@@ -1,0 +1,198 @@
+"""``forexd demo``'s cleanup (``_stop_all``) interrupted at each of its steps (found by an
+adversarial review).
+
+Its Ctrl-C handler raised ``KeyboardInterrupt`` on the first Ctrl-C, wherever the main thread
+stood. Between two steps (the worker stopped, the broker not yet) that left the broker running,
+the worker's log open and the ``forexd-demo-*`` directory behind; in its ``finally`` (or just
+after it set the handler) the handler itself stayed in place after the return: Ctrl-C was then
+only noted, and no longer stopped the command. A Ctrl-C is now only noted while the cleanup
+runs and hurries what it waits for (the worker's and the broker's SIGTERM grace: killed at
+once); one that comes before its handler is set (the default one raises) has the steps done
+again, each once whatever was done before.
+
+The signal is raised from a trace function at each line the cleanup runs (in ``streams/demo.py``
+and ``streams/broker.py``), so each interleaving is hit every time; the worker and the broker
+are real processes (``sleep``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+
+import streams.demo as demo
+from streams.broker import EmbeddedBroker
+from streams.signals import terminating_exits, terminating_masked
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups and sleep(1)")
+
+_FILES = ("streams/demo.py", "streams/broker.py")
+_SRC, _START = inspect.getsourcelines(demo._stop_all)
+#: The first line of ``_stop_all`` inside its retry loop: a signal at its entry, before any
+#: ``try`` of its own, is ``run_demo``'s to retry (it calls it again on a ``KeyboardInterrupt``).
+_FIRST = _START + next(
+    (i for i, line in enumerate(_SRC) if "_stop_steps(" in line),
+    next(i for i, line in enumerate(_SRC) if line.strip() == "try:"),  # the code before: its first try
+)
+
+
+def _tracer(at: dict[int, signal.Signals], count: list[int]) -> Callable[[FrameType, str, Any], Any]:
+    def trace(frame: FrameType, event: str, arg: Any) -> Any:
+        if not frame.f_code.co_filename.endswith(_FILES):
+            return None
+        if event == "line" and not (frame.f_code.co_name == "_stop_all" and frame.f_lineno < _FIRST):
+            count[0] += 1
+            if count[0] in at:
+                signal.raise_signal(at[count[0]])
+        return trace
+
+    return trace
+
+
+class _Demo:
+    """A worker, a broker, a log and a directory as ``run_demo`` leaves them to ``_stop_all``."""
+
+    def __init__(self, worker_cmd: list[str] | None = None) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="forexd-demo-hunt-"))
+        (self.dir / "broker.log").write_text("x")
+        out = subprocess.PIPE if worker_cmd else None
+        self.worker = subprocess.Popen(worker_cmd or ["sleep", "60"], start_new_session=True, stdout=out)
+        if self.worker.stdout is not None:
+            assert self.worker.stdout.readline() == b"up\n"  # its first line run: SIGTERM trapped
+            self.worker.stdout.close()
+        self.broker = EmbeddedBroker(port=1)
+        self.broker_proc = self.broker.proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+        self.log = open(self.dir / "worker.log", "ab")  # noqa: SIM115 - _stop_all closes it
+
+    def left(self) -> list[str]:
+        """What the cleanup left (and ends it, for the next case)."""
+        left = []
+        for name, proc in (("worker", self.worker), ("broker", self.broker_proc)):
+            if proc.poll() is None:
+                left.append(name)
+                proc.kill()
+                proc.wait()
+        if not self.log.closed:
+            left.append("log")
+            self.log.close()
+        if self.dir.exists():
+            left.append("directory")
+            shutil.rmtree(self.dir)
+        return left
+
+
+@pytest.fixture(autouse=True)
+def _handlers() -> Iterator[None]:
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, h in before.items():
+        signal.signal(s, h)
+
+
+def _interrupted(at: dict[int, signal.Signals], masked: bool) -> tuple[int, BaseException | None, list[str]]:
+    d = _Demo()
+    before = signal.getsignal(signal.SIGINT)
+    count = [0]
+    raised: BaseException | None = None
+    try:
+        sys.settrace(_tracer(at, count))
+        try:
+            if masked:  # as run_demo calls it
+                with terminating_exits(), terminating_masked():
+                    demo._stop_all(d.worker, d.log, d.broker, d.dir)
+            else:
+                demo._stop_all(d.worker, d.log, d.broker, d.dir)
+        finally:
+            sys.settrace(None)
+    except BaseException as exc:  # noqa: BLE001 - what it raised is the subject
+        raised = exc
+    left = d.left()
+    if signal.getsignal(signal.SIGINT) is not before:
+        left.append("SIGINT handler")
+    return count[0], raised, left
+
+
+def _each_line(signals: list[signal.Signals], masked: bool) -> list[str]:
+    """The failures of ``_stop_all`` with ``signals`` raised from line n on, for every n."""
+    failures, n = [], 1
+    while True:
+        at = {n + k: s for k, s in enumerate(signals)}
+        lines, raised, left = _interrupted(at, masked)
+        want = KeyboardInterrupt if signals[0] == signal.SIGINT else SystemExit
+        if n > lines:  # past its last line: nothing was raised, nothing may be
+            assert raised is None and not left, (raised, left)
+            return failures
+        if left or not isinstance(raised, want):
+            failures.append(f"line {n}/{lines}: {type(raised).__name__} {raised!r}, left {left}")
+        if isinstance(raised, SystemExit):
+            assert raised.code == 128 + signal.SIGTERM
+        n += 1
+
+
+@pytest.mark.parametrize(
+    "signals",
+    [[signal.SIGINT], [signal.SIGINT, signal.SIGINT]],
+    ids=["one Ctrl-C", "two Ctrl-C at once"],
+)
+def test_ctrl_c_at_any_step_of_the_cleanup_leaves_nothing_and_the_handler_back(signals: list[signal.Signals]) -> None:
+    assert _each_line(signals, masked=False) == []
+
+
+def test_ctrl_c_at_any_step_under_run_demos_masks_leaves_nothing() -> None:
+    assert _each_line([signal.SIGINT], masked=True) == []
+
+
+def test_sigterm_at_any_step_of_the_cleanup_waits_for_it_then_exits_143() -> None:
+    assert _each_line([signal.SIGTERM], masked=True) == []
+
+
+def test_ctrl_c_while_a_worker_ignores_sigterm_kills_it_instead_of_waiting() -> None:
+    """The worker's SIGTERM grace is 20 s: a Ctrl-C meanwhile kills it (and the broker) at once."""
+    d = _Demo(["sh", "-c", "trap '' TERM; echo up; while :; do sleep 0.05; done"])
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    before = signal.getsignal(signal.SIGINT)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            demo._stop_all(d.worker, d.log, d.broker, d.dir)
+    finally:
+        timer.cancel()
+    assert d.worker.returncode == -signal.SIGKILL  # killed: it ignored the SIGTERM
+    assert d.broker_proc.returncode == -signal.SIGKILL  # at once, not its own SIGTERM grace
+    assert d.left() == [] and signal.getsignal(signal.SIGINT) is before
+
+
+def test_ctrl_c_while_the_broker_ignores_sigterm_kills_it_instead_of_waiting() -> None:
+    """The broker's SIGTERM grace is 10 s: a Ctrl-C meanwhile kills it at once."""
+    d = _Demo()
+    d.broker_proc.kill()
+    d.broker_proc.wait()
+    d.broker_proc = d.broker.proc = subprocess.Popen(
+        ["sh", "-c", "trap '' TERM; echo up; while :; do sleep 0.05; done"],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+    )
+    assert d.broker_proc.stdout is not None and d.broker_proc.stdout.readline() == b"up\n"
+    d.broker_proc.stdout.close()
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            demo._stop_all(d.worker, d.log, d.broker, d.dir)
+    finally:
+        timer.cancel()
+    assert d.worker.returncode == -signal.SIGTERM  # stopped as asked, before the Ctrl-C
+    assert d.broker_proc.returncode == -signal.SIGKILL
+    assert d.left() == []
