@@ -18,11 +18,13 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 from forex_diffusion.diffusion.training import TrainConfig
 from forex_diffusion.errors import ConfigError
 from retraining.jobs import JobConfig
 from retraining.policy import PromotionPolicy
+from streams.cli import app
 
 FOREXD = Path(sys.executable).with_name("forexd")
 
@@ -122,41 +124,74 @@ def _forexd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, env=full, timeout=240)
 
 
-@pytest.mark.parametrize(
-    "value",
-    [
-        "[1]",
-        '{"horizon": "x"}',
-        "nope",
-        '{"train": {"lr": "x"}}',
-        "[" * 5000 + "]" * 5000,
-        '{"horizon": 1' + "0" * 5000 + "}",  # review: int()'s digit limit, a ValueError traceback (exit 1)
-    ],
-)
-def test_a_retrain_worker_refuses_a_malformed_job_config_before_starting(value: str) -> None:
-    res = _forexd("worker", "--role", "retrain", env={"FOREXD_RETRAIN_JOB_CONFIG": value})
+def _forexd_here(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    """The same command line run in this process (``forexd``'s own app and error handling, the
+    caller's ``FOREXD_*`` variables unset): the exit status and standard error. A real process
+    per case cost seconds of imports each; one per command below proves the process's view."""
+    clean: dict[str, str | None] = {k: None for k in os.environ if k.startswith("FOREXD_")}
+    res = CliRunner().invoke(app, list(args), env={**clean, **env})
+    return res.exit_code, res.stderr
+
+
+# a worker whose job settings were taken would wait for this broker: not for minutes
+_NO_BROKER = {"FOREXD_BROKER_URL": "kafka://127.0.0.1:9", "FOREXD_BROKER_WAIT_S": "1", "FOREXD_METRICS_PORT": "-1"}
+
+_BAD_JOB_CONFIGS = [
+    "[1]",
+    '{"horizon": "x"}',
+    "nope",
+    '{"train": {"lr": "x"}}',
+    "[" * 5000 + "]" * 5000,
+    '{"horizon": 1' + "0" * 5000 + "}",  # review: int()'s digit limit, a ValueError traceback (exit 1)
+]
+
+
+@pytest.mark.parametrize("value", _BAD_JOB_CONFIGS)
+def test_a_retrain_worker_refuses_a_malformed_job_config_before_starting(value: str, tmp_path: Path) -> None:
+    status, err = _forexd_here(
+        "worker", "--role", "retrain", env={"FOREXD_RETRAIN_JOB_CONFIG": value, "FOREXD_DATA_DIR": str(tmp_path), **_NO_BROKER}
+    )  # fmt: skip
+    assert status == 78, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: FOREXD_RETRAIN_JOB_CONFIG"), err
+
+
+def test_a_retrain_worker_process_refuses_a_malformed_job_config_in_one_line(tmp_path: Path) -> None:
+    res = _forexd("worker", "--role", "retrain", env={"FOREXD_RETRAIN_JOB_CONFIG": _BAD_JOB_CONFIGS[4], **_NO_BROKER})
     assert res.returncode == 78, res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: FOREXD_RETRAIN_JOB_CONFIG"), res.stderr
 
 
-@pytest.mark.parametrize(
-    ("content", "says"),
-    [
-        (b"[1, 2]", "JSON list"),
-        (b"\xff\xfe{}", "is not JSON"),
-        (b"[" * 5000 + b"]" * 5000, "is not JSON"),
-        (b'{"horizon": 1' + b"0" * 5000 + b"}", "is not JSON"),  # review: int()'s digit limit, a traceback
-    ],
-)
+_NOT_JSON_OBJECTS = [
+    (b"[1, 2]", "JSON list"),
+    (b"\xff\xfe{}", "is not JSON"),
+    (b"[" * 5000 + b"]" * 5000, "is not JSON"),
+    (b'{"horizon": 1' + b"0" * 5000 + b"}", "is not JSON"),  # review: int()'s digit limit, a traceback
+]
+
+
+def _retrain_args(cfg: Path, tmp_path: Path) -> list[str]:
+    return [
+        "retrain", "--local", "--symbol", "EURUSD", "--timeframe", "1h", "--config", str(cfg),
+        "--db", f"sqlite:///{tmp_path / 'r.db'}", "--model-dir", str(tmp_path / "m"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("content", "says"), _NOT_JSON_OBJECTS)
 def test_retrain_with_a_config_file_that_is_no_json_object_exits_65(content: bytes, says: str, tmp_path: Path) -> None:
     cfg = tmp_path / "job.json"
     cfg.write_bytes(content)
-    res = _forexd(
-        "retrain", "--local", "--symbol", "EURUSD", "--timeframe", "1h", "--config", str(cfg),
-        "--db", f"sqlite:///{tmp_path / 'r.db'}", "--model-dir", str(tmp_path / "m"),
-        env={"FOREXD_DATA_DIR": str(tmp_path)},
-    )  # fmt: skip
+    status, err = _forexd_here(*_retrain_args(cfg, tmp_path), env={"FOREXD_DATA_DIR": str(tmp_path)})
+    assert status == 65, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and says in lines[0] and "Traceback" not in err, err
+
+
+def test_a_retrain_process_with_a_config_file_that_is_no_json_object_exits_65_in_one_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "job.json"
+    cfg.write_bytes(_NOT_JSON_OBJECTS[3][0])
+    res = _forexd(*_retrain_args(cfg, tmp_path), env={"FOREXD_DATA_DIR": str(tmp_path)})
     assert res.returncode == 65, res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and says in lines[0] and "Traceback" not in res.stderr, res.stderr
+    assert len(lines) == 1 and "is not JSON" in lines[0] and "Traceback" not in res.stderr, res.stderr
