@@ -35,6 +35,9 @@ demo: setup
 # at a time as it frees up, the long broker tests spread over the first three quarters of the
 # run (tests/conftest.py): with the default chunks the run ended on one process alone with the
 # last minute-long tests. Then the tests that stop a shared service (PostgreSQL), alone.
+# Six processes: 648 s against four's 744 s back to back (2026-12-06, the CPU 94 % busy against
+# 85 %), and a durable-broker fault test failed at six: four stay. Where the CPU goes, per test:
+# FOREXD_TEST_CPU_LOG=DIR (tests/conftest.py).
 XDIST ?= -n 4 --dist load --maxschedchunk 2
 test: setup
 	$(BIN)/python -m pytest -q $(XDIST) -m "not soak and not slow and not serial" $(PYTEST_ARGS)
