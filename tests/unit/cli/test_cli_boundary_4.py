@@ -38,6 +38,8 @@ from forex_diffusion.offline import aggregate_ticks_file
 from forex_diffusion.timeframes import Timeframe, parse_timeframes
 from streams.cli import app
 
+from .test_cli_boundary_3 import one_line
+
 ROOT = Path(__file__).resolve().parents[3]
 FOREXD = Path(sys.executable).with_name("forexd")
 MODEL_1H = ROOT / "forex_diffusion" / "bundled" / "models" / "EURUSD-1h-h24"
@@ -47,16 +49,6 @@ DAY = 24 * HOUR
 runner = CliRunner()
 # one forecast of the bundled 1h model, cheaply
 CHEAP = ["--every", "1000", "-n", "16", "--steps", "4", "--touch-bands", "none"]
-
-
-def one_line(stderr: str, *needles: str) -> str:
-    lines = [ln for ln in stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error: "), stderr
-    for n in needles:
-        assert n in lines[0], (n, stderr)
-    assert "Traceback" not in stderr
-    return lines[0]
 
 
 def bars_file(
