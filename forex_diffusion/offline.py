@@ -91,7 +91,9 @@ class CandleRun:
 def _rows_of(frame: pd.DataFrame, symbol: str, instruments: InstrumentRegistry, path: str | Path) -> pd.DataFrame:
     """The rows of ``frame`` (read ticks) that name ``symbol`` (``EURUSD``, ``EUR/USD``,
     ``eur_usd``: as ``forexd train`` selects candles); a file without a symbol column names it
-    on every row. ``DataFormatError`` naming the symbols the file holds when none does."""
+    on every row. A row naming none is kept, refused later and listed as without ``--symbol``
+    (it is no other symbol's). ``DataFormatError`` naming the symbols the file holds when none
+    does."""
     want = instruments.normalise(symbol) or instruments.normalise(symbol.upper()) or symbol.upper()
     names = {
         n: (instruments.normalise(n) or instruments.normalise(n.upper())) if isinstance(n, str) else None
@@ -100,7 +102,9 @@ def _rows_of(frame: pd.DataFrame, symbol: str, instruments: InstrumentRegistry, 
     keep = frame["symbol"].map(names).eq(want).to_numpy()
     if keep.all():
         return frame
-    if not keep.any():
+    if keep.any():  # a row naming no symbol is no other symbol's: kept, to be refused and listed
+        keep = keep | frame["symbol"].fillna("").eq("").to_numpy(dtype=bool)
+    else:
         held = sorted({str(c or n)[:24] for n, c in names.items() if isinstance(n, str) and n})
         shown = ", ".join(held[:10]) + (f" and {len(held) - 10} more" if len(held) > 10 else "")
         if any(not (isinstance(n, str) and n) for n in names):  # blank cells

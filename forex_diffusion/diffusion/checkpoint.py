@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import stat
 import tempfile
 import zipfile
@@ -207,6 +208,20 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise ArtifactError(f"{path}: unreadable manifest ({type(exc).__name__})") from None
     if not isinstance(manifest, dict):
         raise ArtifactError(f"{path}: the manifest is a JSON {type(manifest).__name__}, not an object")
+    return _minutes_as_written(manifest)
+
+
+_WRITTEN_MINUTES = re.compile(r"[0-9]{1,4}M")
+
+
+def _minutes_as_written(manifest: dict[str, Any]) -> dict[str, Any]:
+    """``manifest`` with a timeframe written ``1M`` read as the minutes it meant: ``forexd
+    train --timeframe 1M`` wrote it so before a timeframe's ``M`` was refused as a month (a
+    model of minute bars, loaded then as ``1m``; refused since, with no name that fitted it)."""
+    parts = [manifest, manifest.get("train_config")]
+    for part in parts:
+        if isinstance(part, dict) and isinstance(tf := part.get("timeframe"), str) and _WRITTEN_MINUTES.fullmatch(tf):
+            part["timeframe"] = tf.lower()
     return manifest
 
 
