@@ -1,7 +1,7 @@
 """The instrument registry: known symbols, their pip size, and an explicit alias map.
 
 Symbols are normalised only through the alias map (``EUR/USD``, ``EUR_USD``, ``eurusd``
-→ ``EURUSD``); anything else is unknown and must never create state or metric labels.
+→ ``EURUSD``, in any ASCII case); anything else is unknown and must never create state or metric labels.
 
 Each instrument carries the range its price has traded in (``low``/``high``, rounded out
 from the history since 1999); the validator refuses a price beyond a multiple of it
@@ -120,8 +120,20 @@ class InstrumentRegistry:
         return tuple(self._by_symbol)
 
     def normalise(self, name: str) -> str | None:
-        """Return the canonical symbol for ``name``, or None when it is not known."""
-        return self._aliases.get(name) if isinstance(name, str) else None
+        """Return the canonical symbol for ``name``, or None when it is not known.
+
+        An alias is known in any case (``Eur/Usd`` as ``EUR/USD`` and ``eur/usd``), but only
+        in ASCII: ``'EURU\u017fD'.upper()`` is ``EURUSD``, and the long s is no letter of it.
+
+        >>> InstrumentRegistry().normalise("Eur/Usd"), InstrumentRegistry().normalise("EURU\u017fD")
+        ('EURUSD', None)
+        """
+        if not isinstance(name, str):
+            return None
+        canon = self._aliases.get(name)
+        if canon is None and name.isascii():  # eur/usd and EUR/USD were known, Eur/Usd was not
+            canon = self._aliases.get(name.upper())
+        return canon
 
     def get(self, symbol: str) -> Instrument | None:
         return self._by_symbol.get(symbol)

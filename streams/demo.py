@@ -35,7 +35,7 @@ from forex_diffusion.wire import decode_forecast, encode
 from .broker import EmbeddedBroker, dies_with_parent, free_port
 from .kafka import ensure_topics, make_consumer, make_producer
 from .settings import Settings
-from .signals import terminating_exits, terminating_masked
+from .signals import TERMINATING, terminating_exits, terminating_masked
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -481,8 +481,8 @@ def _stop_all(
     worker: subprocess.Popen[bytes] | None, log: Any, broker: EmbeddedBroker | None, remove: Path | None
 ) -> None:
     """Stop the worker (its final checkpoint) and the broker, close the worker's log, remove
-    ``remove``. Ctrl-C meanwhile (a user pressing it again) hurries it: what it waits for is
-    killed instead, the rest is still done, and the interrupt goes on after.
+    ``remove``. Ctrl-C meanwhile (a user pressing it again), SIGTERM or SIGHUP hurries it: what
+    it waits for is killed instead, the rest is still done, and the signal goes on after.
 
     Ctrl-C only cuts into the waits (the worker's and the broker's SIGTERM grace); elsewhere it
     is noted (one that raised between two steps, or before the handler was put back, left the
@@ -495,7 +495,10 @@ def _stop_all(
             break
         except KeyboardInterrupt:  # from the handler before or after ours: noted, all done again
             hurried.append(signal.SIGINT)
-    if hurried:
+    for sig in dict.fromkeys(hurried):  # a SIGTERM or SIGHUP that hurried it: now the caller's (masked: after)
+        if sig != signal.SIGINT:
+            signal.raise_signal(sig)
+    if signal.SIGINT in hurried:
         raise KeyboardInterrupt
 
 
@@ -506,18 +509,35 @@ def _stop_steps(
     remove: Path | None,
     hurried: list[int],
 ) -> None:
-    """:func:`_stop_all`'s steps, with Ctrl-C noted in ``hurried`` (the main thread only)."""
+    """:func:`_stop_all`'s steps, with Ctrl-C, SIGTERM and SIGHUP noted in ``hurried`` (the
+    main thread only)."""
     waiting = [False]  # in the worker's SIGTERM grace: Ctrl-C ends the wait (KeyboardInterrupt)
 
     def hurry(signum: int, frame: Any) -> None:
         hurried.append(signum)
-        if waiting[0]:
+        if waiting[0] and signum == signal.SIGINT:
             waiting[0] = False
             raise KeyboardInterrupt
+        if waiting[0] and worker is not None:  # SIGTERM, SIGHUP: nothing raised; what it waits for dies
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGKILL)
 
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, hurry) if main else None
+    # SIGTERM and SIGHUP hurry it too (they waited out the 20 s + 10 s of grace), and are
+    # passed on after: taken here from run_demo's terminating_masked (its handler, its mask),
+    # which gets them back in the finally. Ctrl-C only notes meanwhile: nothing raises there.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, ()) if main and hasattr(signal, "pthread_sigmask") else None
+    others: dict[signal.Signals, Any] = {}
     try:
+        if main:
+            for sig in TERMINATING:
+                old = signal.getsignal(sig)
+                if old is not signal.SIG_IGN and old is not None:  # ignored (nohup): stays so
+                    others[sig] = old
+                    signal.signal(sig, hurry)
+            if mask is not None:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, list(others))  # one pending: hurry takes it now
         if worker is not None:
             try:
                 if not hurried:
@@ -535,6 +555,10 @@ def _stop_steps(
         if remove is not None:
             shutil.rmtree(remove, ignore_errors=True)
     finally:
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for sig, old in others.items():
+            signal.signal(sig, old)
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
 

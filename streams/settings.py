@@ -154,7 +154,10 @@ def _parse_models(items: tuple[str, ...], timeframes: tuple[str, ...]) -> list[t
         h = h.strip()
         if not sep or re.fullmatch(r"[0-9]{1,9}", h) is None:  # ASCII digits only ('²' is a digit)
             raise ConfigError(f"models entry {item[:32]!r} is not TIMEFRAME:HORIZON (e.g. 1m:60,1h:24)")
-        name = Timeframe.parse(tf.strip()).name
+        try:  # the entry named: "'1M': M is a month" did not say which setting held it
+            name = Timeframe.parse(tf.strip()).name
+        except ConfigError as exc:
+            raise ConfigError(f"models entry {item[:32]!r}: {exc}") from None
         if name not in configured:
             raise ConfigError(f"models entry {item[:32]!r}: timeframe {name} is not among timeframes")
         horizon = int(h)
@@ -166,6 +169,15 @@ def _parse_models(items: tuple[str, ...], timeframes: tuple[str, ...]) -> list[t
             raise ConfigError(f"models lists timeframe {name} twice: one horizon per timeframe")
         out.append((configured[name], horizon))
     return out
+
+
+def _check_timeframes(name: str, timeframes: tuple[str, ...]) -> None:
+    """``parse_timeframes`` with the setting named in its error: from_env names the variable
+    a message names (FOREXD_TIMEFRAMES), and "'1M': M is a month" named none."""
+    try:
+        parse_timeframes(timeframes)
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 def paths_record_bytes(n_paths: int, horizon: int) -> int:
@@ -334,14 +346,14 @@ class Settings:
             raise ConfigError("state_unsigned must be refuse or accept")
         if self.state_key is not None and len(self.state_key) < 32:
             raise ConfigError("state_key must be at least 32 characters (e.g. 64 hex digits)")
-        parse_timeframes(self.timeframes)
+        _check_timeframes("timeframes", self.timeframes)
         if self.models:
             self._derive_from_models()
         if self.device not in ("cpu", "auto") and not _CUDA.fullmatch(self.device):
             raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, not {self.device[:32]!r}")
         if not 0 <= self.warm_candles <= MAX_WARM_CANDLES:
             raise ConfigError(f"warm_candles must be in 0..{MAX_WARM_CANDLES} (0: no warm start)")
-        parse_timeframes(self.forecast_timeframes)
+        _check_timeframes("forecast_timeframes", self.forecast_timeframes)
         if not set(self.forecast_timeframes) <= set(self.timeframes):
             raise ConfigError("forecast_timeframes must be among timeframes")
         if self.price not in ("mid", "bid", "ask"):

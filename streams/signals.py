@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 __all__ = ["TERMINATING", "terminating_exits", "terminating_masked"]
 
@@ -28,16 +29,26 @@ TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 def _handled_by(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
     """Within, in the main thread: ``handler`` takes SIGTERM and SIGHUP; a signal ignored
     (``nohup``) or handled outside Python stays so, and the previous handlers come back
-    after. Only the main thread may set handlers: elsewhere this does nothing."""
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in TERMINATING:
-            old = signal.getsignal(sig)
-            if old is not signal.SIG_IGN and old is not None:  # None: set outside Python, kept
-                previous[sig] = signal.signal(sig, handler)
+    after. Only the main thread may set handlers: elsewhere this does nothing.
+
+    A Ctrl-C (``KeyboardInterrupt``) may come at any step: each previous handler is noted
+    before its swap, inside the ``try``, and they are put back twice, the second time after a
+    Ctrl-C cut the first (it left SIGHUP's handler in place, or SIGTERM's when it came during
+    the swaps: a stale handler after the block)."""
+    previous: dict[signal.Signals, Any] = {}
     try:
-        yield
-    finally:
+        try:
+            if threading.current_thread() is threading.main_thread():
+                for sig in TERMINATING:
+                    old = signal.getsignal(sig)
+                    if old is not signal.SIG_IGN and old is not None:  # None: set outside Python, kept
+                        previous[sig] = old  # before the swap: a Ctrl-C just after it has it undone
+                        signal.signal(sig, handler)
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+    finally:  # all again (each is idempotent): a Ctrl-C in the pass above cut it
         for sig, old in previous.items():
             signal.signal(sig, old)
 
@@ -66,13 +77,21 @@ def terminating_masked() -> Iterator[None]:
     The mask (where the platform has one) keeps a default disposition from ending the process
     through this thread meanwhile. Elsewhere than the main thread only the mask applies.
     """
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, TERMINATING) if hasattr(signal, "pthread_sigmask") else None
+    # the mask as it is (blocking nothing), then blocked inside the ``try``: a Ctrl-C is taken
+    # as pthread_sigmask returns, and one then left the signals blocked with no mask to restore
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, ()) if hasattr(signal, "pthread_sigmask") else None
     caught: list[int] = []
     try:
-        with _handled_by(lambda signum, frame: caught.append(signum)):
-            yield
-    finally:
+        try:
+            if mask is not None:
+                signal.pthread_sigmask(signal.SIG_BLOCK, TERMINATING)
+            with _handled_by(lambda signum, frame: caught.append(signum)):
+                yield
+        finally:
+            if mask is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # one pending for this thread: delivered here
+    finally:  # again: a Ctrl-C as the handlers came back cut the one above
         if mask is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # one pending for this thread: delivered here
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         if caught:
             signal.raise_signal(caught[0])

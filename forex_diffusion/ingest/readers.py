@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from forex_diffusion.domain import PriceSide, Tick
-from forex_diffusion.errors import DataFormatError, InputNotFoundError, RejectReason
+from forex_diffusion.errors import ConfigError, DataFormatError, InputNotFoundError, RejectReason
 from forex_diffusion.ingest.validation import EPOCH_FIRST_MS, MAX_TS_MS
 from forex_diffusion.instruments import InstrumentRegistry
 
@@ -461,7 +461,9 @@ def _timestamps(
             column_fmt = _first_date_format(s[rest])
             parsed = _to_utc(s[rest], column_fmt or "mixed", tz)
             if column_fmt is None:
-                parsed, told_why = _one_order(s[rest], parsed, lines[rest])
+                parsed, told_why = _whole_dates(s[rest], parsed, lines[rest])
+                parsed, order_why = _one_order(s[rest], parsed, lines[rest])
+                told_why.update(order_why)
         else:
             parsed = _to_utc(s[rest], fmt, tz)
         if fmt is None and parsed.isna().any():
@@ -547,6 +549,60 @@ def _whole_date(cell: str) -> bool:
     except (ValueError, OverflowError, TypeError):
         return False
     return bool(one == two)
+
+
+_YEAR_5_MS = -62_009_366_400_000  # 0005-01-01 UTC in ms since the epoch
+
+
+def _whole_dates(values: pd.Series, parsed: pd.Series, lines: np.ndarray) -> tuple[pd.Series, dict[int, str]]:
+    """``parsed`` (values read one by one, by dateutil) with the values that are no whole
+    date refused (NaT), and why, by line: read alone, "May 2014" was 1 May 2014. A day pandas
+    fills in is the 1st, a year it fills in is year 1 ("May 5"), in the value's own zone (UTC
+    within 15 hours of it): only values read so are read again (:func:`_part_of_date`), each
+    distinct one once, so a column of real dates pays about one more parse in ten rows."""
+    if not len(values) or not parsed.notna().any():
+        return parsed, {}
+    read = parsed.notna().to_numpy()
+    ms = np.where(read, np.asarray(parsed.dt.as_unit("ms").array.asi8, dtype=np.int64), 0)
+    maybe = ms < _YEAR_5_MS  # year 1, in any zone
+    for shift in (0, 15 * 3_600_000, -15 * 3_600_000):
+        t = (ms + shift).astype("datetime64[ms]")
+        maybe |= t.astype("datetime64[D]") == t.astype("datetime64[M]").astype("datetime64[D]")
+    maybe &= read
+    cells = values.to_numpy(dtype=object)
+    seen: dict[str, bool] = {}
+    partial = np.zeros(len(values), dtype=bool)
+    for k in np.flatnonzero(maybe):
+        cell = cells[k]
+        if (part := seen.get(cell)) is None:
+            part = seen[cell] = _part_of_date(cell)
+        partial[k] = part
+    if not partial.any():
+        return parsed, {}
+    same, why = _Same(), {}
+    for k in np.flatnonzero(partial):
+        why[int(lines[k])] = same(f"timestamp {cells[k][:40]!r} is no date (no day or no year: a part of one)")
+    out = parsed.copy()
+    out.iloc[partial] = pd.NaT
+    return out, why
+
+
+def _part_of_date(cell: str) -> bool:
+    """Whether dateutil reads ``cell`` as a date lacking its day, month or year ("May 2014",
+    "May 5"), as :func:`_whole_date` asks, with one parse for most dates; one that dateutil
+    cannot read is left to what pandas made of it."""
+    from dateutil import parser
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # dateutil's UnknownTimezoneWarning ("10:15 EST")
+            one = parser.parse(cell, default=dt.datetime(2001, 2, 3))
+            if one.year != 2001 and one.month != 2 and one.day != 3:
+                return False  # no part of it is the default's
+            two = parser.parse(cell, default=dt.datetime(2004, 5, 6))
+    except (ValueError, OverflowError, TypeError):
+        return False
+    return bool(one.date() != two.date())
 
 
 def _one_order(values: pd.Series, parsed: pd.Series, lines: np.ndarray) -> tuple[pd.Series, dict[int, str]]:
@@ -1003,6 +1059,17 @@ def _timeframes(text: str, path: str | Path) -> pd.Series | None:
     return pd.Series(df[col].str.strip().to_numpy(), index=_line_numbers(df, True), name="timeframe")
 
 
+def _timeframe_name(value: str) -> str:
+    """The one name of a timeframe written another way (``1H``, ``60m``: ``1h``); anything
+    else as it is (a name no timeframe has is then said as written)."""
+    from forex_diffusion.timeframes import Timeframe
+
+    try:
+        return Timeframe.parse(value).name
+    except ConfigError:
+        return value
+
+
 def select_series(
     loaded: LoadedFile,
     path: str | Path,
@@ -1030,7 +1097,9 @@ def select_series(
     name = Path(path).name
     tfs = file_timeframes(path) if timeframes is None else timeframes
     if tfs is not None and len(frame):
-        row_tf = tfs.reindex(frame["line"].to_numpy()).to_numpy()
+        row_tf = tfs.reindex(frame["line"].to_numpy())
+        # a column written 1H or 60m holds the 1h candles train and backtest ask for by that name
+        row_tf = row_tf.map({v: _timeframe_name(v) if isinstance(v, str) else v for v in row_tf.unique()}).to_numpy()
         held = sorted(set(row_tf.tolist()), key=str)
         if timeframe is None:
             if len(held) > 1:
@@ -1038,6 +1107,7 @@ def select_series(
                     f"{name} holds several timeframes ({', '.join(map(str, held))}): pass --timeframe to choose one"
                 )
         else:
+            timeframe = _timeframe_name(timeframe)
             keep = row_tf == timeframe
             if not keep.any():
                 raise DataFormatError(

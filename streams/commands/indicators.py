@@ -11,7 +11,16 @@ import typer
 from forex_diffusion.precision import round_price_columns
 from forex_diffusion.timeframes import Timeframe
 
-from ._common import check_given, check_input, check_output, check_price, progress_bar, reject_summary, write_rejects
+from ._common import (
+    check_given,
+    check_input,
+    check_output,
+    check_output_format,
+    check_price,
+    progress_bar,
+    reject_summary,
+    write_rejects,
+)
 from .candles import CsvOutput, Rejects, check_symbol, open_output, resolve_outputs
 
 _INPUT_COLUMNS = ["ts_ms", "symbol", "open", "high", "low", "close", "volume"]
@@ -74,8 +83,8 @@ def indicators(
     from forex_diffusion.offline import check_candle_rows, check_candle_times, gate_for_spacing
 
     price = check_price(price)
-    if timeframe is not None:
-        Timeframe.parse(timeframe)
+    if timeframe is not None:  # 1H, 60m: the 1h of the file's timeframe column
+        timeframe = Timeframe.parse(timeframe).name
     reg = check_symbol(symbol)  # as `forexd candles --symbol`: a known symbol or six letters
     if symbol is not None:
         symbol = reg.normalise(symbol) or reg.normalise(symbol.upper()) or symbol
@@ -88,6 +97,8 @@ def indicators(
     output, rejects, rejects_out = resolve_outputs(output, rejects)
     check_output(output, other=[(file, "the candle file")])
     check_output(rejects, "--rejects", other=[(file, "the candle file"), (output, "the -o file")])
+    check_output_format(output, "-o", "CSV", ".csv", stdout=True)  # as `forexd candles`: -o x.json wrote CSV
+    check_output_format(rejects, "--rejects", "CSV", ".csv", stdout=True)
     with progress_bar("indicators", elapsed=True, description=True) as progress:
         task = progress.add_task("reading", total=None)
         loaded = read_candle_series(

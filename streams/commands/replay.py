@@ -46,7 +46,7 @@ def _candle_selection(path: Path, *, symbol: str | None, timeframe: str | None) 
             )
         else:
             raise DataFormatError(f"{path.name} is a candle file with no timeframe column: pass --timeframe (e.g. 1m)")
-    Timeframe.parse(timeframe)
+    timeframe = Timeframe.parse(timeframe).name  # 1H, 60m: the 1h of the file's timeframe column
     if len(held) <= 1 and symbol is None:
         return timeframe, None
     loaded = read_candles(path, symbol=symbol)
@@ -193,7 +193,7 @@ def replay(
     if timeframe is not None:  # before the broker or the file: '²m' or 5,000 digits is a usage error
         from forex_diffusion.timeframes import Timeframe
 
-        Timeframe.parse(timeframe)
+        timeframe = Timeframe.parse(timeframe).name  # 1H, 60m: the 1h of the file and of the records
     settings = Settings.from_env()
     settings.check_broker_url()  # before the file is read
     check_input(file)

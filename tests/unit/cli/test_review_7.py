@@ -59,11 +59,6 @@ def test_candles_symbol_of_another_symbol_still_drops_its_rows_uncounted(tmp_pat
 # -- B: a file's timeframe column written 1H or 60m ---------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="route: forex_diffusion/ingest/readers.py select_series compares the file's timeframe "
-    "column as written (row_tf == timeframe); train/backtest now pass the canonical 1h",
-)
 @pytest.mark.parametrize(("column", "option"), [("1H", "1H"), ("60m", "60m"), ("1H", "1h")])
 def test_backtest_reads_a_file_whose_timeframe_column_says_1H(column: str, option: str, tmp_path: Path) -> None:
     """Before: ``--timeframe 1H`` on a ``1H`` column was read (train trained); now exit 65,
