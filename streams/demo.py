@@ -489,15 +489,17 @@ def _stop_all(
     directory, the broker or the handler itself). One before that handler is set, or after it
     is put back (the default one raises), has the steps done again: each is done once."""
     hurried: list[int] = []
-    while True:
-        try:
-            _stop_steps(worker, log, broker, remove, hurried)
-            break
-        except KeyboardInterrupt:  # from the handler before or after ours: noted, all done again
-            hurried.append(signal.SIGINT)
-    for sig in dict.fromkeys(hurried):  # a SIGTERM or SIGHUP that hurried it: now the caller's (masked: after)
-        if sig != signal.SIGINT:
-            signal.raise_signal(sig)
+    try:
+        while True:
+            try:
+                _stop_steps(worker, log, broker, remove, hurried)
+                break
+            except KeyboardInterrupt:  # from the handler before or after ours: noted, all done again
+                hurried.append(signal.SIGINT)
+    finally:  # also when a step raised: the signal was taken from the caller's mask, not lost
+        for sig in dict.fromkeys(hurried):  # a SIGTERM or SIGHUP that hurried it: now the caller's (masked: after)
+            if sig != signal.SIGINT:
+                signal.raise_signal(sig)
     if signal.SIGINT in hurried:
         raise KeyboardInterrupt
 

@@ -820,6 +820,9 @@ def read_ticks(
     # nan/inf volumes stay: the validator refuses them (non_finite), they never count as 0
     vol = _numbers(df[vol_c], "volume", lines, rejects, bad) if vol_c else np.zeros(len(df))
     syms = _symbols(df, sym_c, symbol, path, reg)
+    # canonical, as candles are: replay keys a record by it, and the worker refuses a key that
+    # is not (eur/usd, EurUsd: key_mismatch); an unknown symbol stays as written
+    syms = syms.map({s: reg.normalise(s) or s for s in syms.unique() if isinstance(s, str)})
     frame = pd.DataFrame({"line": lines, "ts_ms": ts, "symbol": syms.to_numpy(), "bid": bid, "ask": ask, "volume": vol})
     frame = frame[~bad].reset_index(drop=True)
     return LoadedFile(frame, layout, _dedup(rejects))
@@ -964,8 +967,8 @@ def _read_candles(
     else:
         vol_arr = np.zeros(len(df))
     syms = _symbols(df, sym_c, symbol, path, reg)
-    if sym_c is not None:
-        syms = syms.map(lambda s: reg.normalise(s) or s)
+    # canonical, the column's or --symbol's (eur/usd): replay keys a record by it (key_mismatch)
+    syms = syms.map({s: reg.normalise(s) or s for s in syms.unique() if isinstance(s, str)})
     frame = pd.DataFrame({"line": lines, "ts_ms": ts, "symbol": syms.to_numpy(), **ohlc, "volume": vol_arr})
     tf_c = cols.get("timeframe")
     series = df[tf_c].str.strip().to_numpy() if tf_c is not None else None

@@ -37,7 +37,8 @@ def test_generic_tick_layout_with_iso_and_epoch_times(tmp_path: Path) -> None:
     )
     lf = read_ticks(p)
     assert lf.frame.ts_ms.tolist() == [1398902400292, 1398902400920]
-    assert lf.frame.symbol.tolist() == ["EURUSD", "EUR/USD"]  # normalised later by the validator path
+    # canonical in the reader (replay keys a record by it: the worker refuses an alias key)
+    assert lf.frame.symbol.tolist() == ["EURUSD", "EURUSD"]
     assert lf.frame.volume.tolist() == [1.0, 2.0]
 
 
