@@ -97,6 +97,15 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         out.write(f"{wall:.2f}\t{own:.2f}\t{kids:.2f}\t{item.nodeid}\n")
 
 
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """SIGINT as Python's default (``KeyboardInterrupt``) for the test: a suite started in the
+    background (a shell's ``&``) inherits it ignored, and a test of Ctrl-C then saw none."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture(scope="session")
 def sample_ticks() -> Path:
     return SAMPLE_TICKS

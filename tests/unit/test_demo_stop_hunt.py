@@ -36,17 +36,10 @@ import streams.demo as demo
 from streams.broker import EmbeddedBroker
 from streams.signals import terminating_exits, terminating_masked
 
-
-@pytest.fixture(autouse=True)
-def _ctrl_c_raises() -> Iterator[None]:
-    """SIGINT as Python's default (KeyboardInterrupt) for each test: a suite started in the
-    background (a shell's ``&``) inherits it ignored, and these tests then saw no Ctrl-C."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups and sleep(1)")
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups and sleep(1)"),
+    pytest.mark.usefixtures("ctrl_c_raises"),  # tests/conftest.py: a background suite ignores SIGINT
+]
 
 _FILES = ("streams/demo.py", "streams/broker.py")
 _SRC, _START = inspect.getsourcelines(demo._stop_all)

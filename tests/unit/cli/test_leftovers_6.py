@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import FrameType
@@ -49,29 +49,14 @@ from streams.commands.replay import _candle_selection
 from streams.settings import Settings, SettingsError
 from streams.signals import TERMINATING, terminating_exits, terminating_masked
 
+from .test_cli_boundary_3 import one_line
 
-@pytest.fixture(autouse=True)
-def _ctrl_c_raises() -> Iterator[None]:
-    """SIGINT as Python's default (KeyboardInterrupt) for each test: a suite started in the
-    background (a shell's ``&``) inherits it ignored, and these tests then saw no Ctrl-C."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
+pytestmark = pytest.mark.usefixtures("ctrl_c_raises")  # tests/conftest.py: a background suite ignores SIGINT
 
 
 START_MS = 1_451_606_400_000  # 2016-01-01 00:00 UTC
 HOUR = 3_600_000
 runner = CliRunner()
-
-
-def one_line(stderr: str, *needles: str) -> str:
-    lines = [ln for ln in stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error: "), stderr
-    for n in needles:
-        assert n in lines[0], (n, stderr)
-    assert "Traceback" not in stderr
-    return lines[0]
 
 
 def ticks_file(path: Path, symbols: list[str], n: int = 240) -> Path:
