@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_TIMEFRAMES",
     "TIMEFRAME_NAMES",
     "Timeframe",
+    "canonical_name",
     "ms_to_datetime",
     "datetime_to_ms",
     "parse_timeframes",
@@ -36,6 +37,19 @@ _MINUTE = 60_000
 _UNITS = {"m": _MINUTE, "h": 60 * _MINUTE, "d": 24 * 60 * _MINUTE}
 TIMEFRAME_NAMES: tuple[str, ...] = ("1m", "5m", "15m", "30m", "1h", "4h", "1d")
 DEFAULT_TIMEFRAMES: tuple[str, ...] = ("1m", "5m", "15m", "1h")
+
+
+def canonical_name(text: str) -> str:
+    """The one name of a timeframe written another way (``1H``, ``60m``: ``1h``); a text that
+    names no timeframe as it is (said as written where it is refused).
+
+    >>> canonical_name("1H"), canonical_name("60m"), canonical_name("1M"), canonical_name("x")
+    ('1h', '1h', '1M', 'x')
+    """
+    try:
+        return Timeframe.parse(text).name
+    except ConfigError:
+        return text
 
 
 def ms_to_datetime(ms: int) -> datetime:

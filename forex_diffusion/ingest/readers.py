@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from forex_diffusion.domain import PriceSide, Tick
-from forex_diffusion.errors import ConfigError, DataFormatError, InputNotFoundError, RejectReason
+from forex_diffusion.errors import DataFormatError, InputNotFoundError, RejectReason
 from forex_diffusion.ingest.validation import EPOCH_FIRST_MS, MAX_TS_MS
 from forex_diffusion.instruments import InstrumentRegistry
 
@@ -1062,17 +1062,6 @@ def _timeframes(text: str, path: str | Path) -> pd.Series | None:
     return pd.Series(df[col].str.strip().to_numpy(), index=_line_numbers(df, True), name="timeframe")
 
 
-def _timeframe_name(value: str) -> str:
-    """The one name of a timeframe written another way (``1H``, ``60m``: ``1h``); anything
-    else as it is (a name no timeframe has is then said as written)."""
-    from forex_diffusion.timeframes import Timeframe
-
-    try:
-        return Timeframe.parse(value).name
-    except ConfigError:
-        return value
-
-
 def select_series(
     loaded: LoadedFile,
     path: str | Path,
@@ -1100,9 +1089,11 @@ def select_series(
     name = Path(path).name
     tfs = file_timeframes(path) if timeframes is None else timeframes
     if tfs is not None and len(frame):
+        from forex_diffusion.timeframes import canonical_name
+
         row_tf = tfs.reindex(frame["line"].to_numpy())
         # a column written 1H or 60m holds the 1h candles train and backtest ask for by that name
-        row_tf = row_tf.map({v: _timeframe_name(v) if isinstance(v, str) else v for v in row_tf.unique()}).to_numpy()
+        row_tf = row_tf.map({v: canonical_name(v) if isinstance(v, str) else v for v in row_tf.unique()}).to_numpy()
         held = sorted(set(row_tf.tolist()), key=str)
         if timeframe is None:
             if len(held) > 1:
@@ -1110,7 +1101,7 @@ def select_series(
                     f"{name} holds several timeframes ({', '.join(map(str, held))}): pass --timeframe to choose one"
                 )
         else:
-            timeframe = _timeframe_name(timeframe)
+            timeframe = canonical_name(timeframe)
             keep = row_tf == timeframe
             if not keep.any():
                 raise DataFormatError(

@@ -12,7 +12,7 @@ import typer
 
 from forex_diffusion.errors import DataFormatError
 from forex_diffusion.instruments import InstrumentRegistry
-from forex_diffusion.timeframes import Timeframe
+from forex_diffusion.timeframes import Timeframe, canonical_name
 
 from ._common import (
     THREADS_MAX,
@@ -48,7 +48,9 @@ def check_model_fits(manifest: dict[str, Any], *, symbol: str, timeframe: str) -
     """
     key = manifest.get("key") or "the model"
     m_tf = manifest.get("timeframe")
-    if m_tf and _canonical(m_tf) != _canonical(timeframe):  # 1H: the 1h of a model trained before names were one
+    if m_tf and canonical_name(str(m_tf)) != canonical_name(
+        timeframe
+    ):  # 1H: the 1h of a model trained before names were one
         raise DataFormatError(
             f"model {key} forecasts {m_tf} candles, not {timeframe}: pass a {timeframe} "
             f"model, or the {m_tf} candles with --timeframe {m_tf}"
@@ -71,16 +73,6 @@ def check_model_fits(manifest: dict[str, Any], *, symbol: str, timeframe: str) -
                 f"model {key} was trained on {m_sym} (pip {ia.pip:g}), whose prices are "
                 f"not on {symbol}'s scale (pip {ib.pip:g}): pass a {symbol} model"
             )
-
-
-def _canonical(timeframe: object) -> str:
-    """The one spelling of a timeframe (``1H``, ``60m``: ``1h``), or its text when it is none."""
-    from forex_diffusion.errors import ConfigError
-
-    try:
-        return Timeframe.parse(str(timeframe)).name
-    except ConfigError:
-        return str(timeframe)
 
 
 def admitted_candles(
