@@ -86,12 +86,12 @@ class Timeframe:
         if text[-1:] == "M":
             count = text[:-1]
             if not (count.isascii() and count.isdigit() and len(count) <= 4):
-                return _parse(text, day_roll_tz, day_roll_hour)  # unknown: said with the name as written
+                return _parse(text, day_roll_tz, day_roll_hour, text)  # unknown: said with the name as written
             raise ConfigError(
-                f"{_shown(text)}: M is a month in many tools and months are not a timeframe; "
-                f"write {count}m for {'a minute' if count.lstrip('0') == '1' else 'minutes'}"
+                f"{_shown(text)}: M is a month in many tools and months are not a timeframe; {_minutes(count)}"
             )
-        return _parse(text.lower(), day_roll_tz, day_roll_hour)
+        # said as written where refused ('1\uff2d' was echoed '1\uff4d', a letter the user never typed)
+        return _parse(text.lower(), day_roll_tz, day_roll_hour, text)
 
     @property
     def is_daily(self) -> bool:
@@ -145,25 +145,39 @@ def _shown(name: str, limit: int = 40) -> str:
     return repr(name) if len(name) <= limit else f"{name[:limit]!r}... ({len(name)} characters)"
 
 
+def _minutes(count: str) -> str:
+    """The advice for ``{count}M`` (``count`` ASCII digits): the canonical name of that many
+    minutes (``0001M``: ``1m``, ``60M``: ``1h``), or why that many minutes is no timeframe either."""
+    n = int(count)
+    what = "a minute" if n == 1 else f"{n} minutes"
+    try:
+        return f"write {_parse(f'{n}m', 'America/New_York', 17, f'{n}m').name} for {what}"
+    except ConfigError:
+        return f"and {what} is no timeframe either: expected one of {', '.join(TIMEFRAME_NAMES)}"
+
+
 @lru_cache(maxsize=64)
-def _parse(name: str, day_roll_tz: str, day_roll_hour: int) -> Timeframe:
+def _parse(name: str, day_roll_tz: str, day_roll_hour: int, written: str) -> Timeframe:
+    """The timeframe ``name`` (its unit in lower case); ``written``, the name as given, is what
+    a refusal shows."""
     digits = name[:-1]
     expected = f"expected one of {', '.join(TIMEFRAME_NAMES)}"
+    shown = _shown(written)
     if len(name) < 2 or name[-1] not in _UNITS or not digits.isdigit():
-        raise ConfigError(f"unknown timeframe {_shown(name)}; {expected}")
+        raise ConfigError(f"unknown timeframe {shown}; {expected}")
     if not digits.isascii():  # str.isdigit() takes '²' or '٣', which int() refuses or reads
-        raise ConfigError(f"{_shown(name)} is not a timeframe (its count is not in ASCII digits); {expected}")
+        raise ConfigError(f"{shown} is not a timeframe (its count is not in ASCII digits); {expected}")
     significant = digits.lstrip("0") or "0"
     if len(significant) > len(str(_UNITS["d"] // _MINUTE)):  # past 1440m: no int() of 5,000 digits
-        raise ConfigError(f"{_shown(name)} is not a timeframe: it is longer than a day, the longest is 1d")
+        raise ConfigError(f"{shown} is not a timeframe: it is longer than a day, the longest is 1d")
     n = int(significant)
     if n <= 0:
-        raise ConfigError(f"timeframe {_shown(name)} must be positive")
+        raise ConfigError(f"timeframe {shown} must be positive")
     duration = n * _UNITS[name[-1]]
     if name[-1] == "d" and n != 1:
-        raise ConfigError(f"only the 1d daily timeframe is supported, not {_shown(name)}")
+        raise ConfigError(f"only the 1d daily timeframe is supported, not {shown}")
     if duration > _UNITS["d"] or (_UNITS["d"] % duration and name[-1] != "d"):
-        raise ConfigError(f"timeframe {_shown(name)} must divide a day evenly")
+        raise ConfigError(f"timeframe {shown} must divide a day evenly")
     if not 0 <= day_roll_hour < 24:
         raise ConfigError(f"day_roll_hour must be in 0..23, got {day_roll_hour}")
     try:

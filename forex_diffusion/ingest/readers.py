@@ -456,14 +456,17 @@ def _timestamps(
         if fmt is None:
             # the column's format is its first date's (pandas took its first value's: a first
             # row that is no date had every row read alone, by dateutil, which reads 01/05 as
-            # January and 13/05 as May in one file); a first date of no format has each read
-            # alone, in one order of day and month (:func:`_one_order`)
-            column_fmt = _first_date_format(s[rest])
-            parsed = _to_utc(s[rest], column_fmt or "mixed", tz)
+            # January and 13/05 as May in one file), its order of day and month the column's
+            # (:func:`_in_format`); a first date of no format has each read alone, in one order
+            # of day and month (:func:`_one_order`)
+            column_fmt, first = _first_date_format(s[rest])
             if column_fmt is None:
+                parsed = _to_utc(s[rest], "mixed", tz)
                 parsed, told_why = _whole_dates(s[rest], parsed, lines[rest])
-                parsed, order_why = _one_order(s[rest], parsed, lines[rest])
+                parsed, order_why = _one_order(s[rest], parsed, lines[rest], tz)
                 told_why.update(order_why)
+            else:
+                parsed, told_why = _in_format(s[rest], lines[rest], column_fmt, first, tz)
         else:
             parsed = _to_utc(s[rest], fmt, tz)
         if fmt is None and parsed.isna().any():
@@ -512,29 +515,103 @@ _DAY_MONTH = re.compile(
 )
 
 
-def _first_date_format(values: pd.Series) -> str | None:
-    """The format of the first of ``values`` that is a date, as pandas infers it (None: that
-    date has none pandas infers, or none of the first :data:`_FIRST_DATE_TRIES` distinct
-    values is a date). A first value that is no date ("x", a cut line) decides nothing."""
+def _first_date_format(values: pd.Series) -> tuple[str | None, int]:
+    """The format of the first of ``values`` that is a date, as pandas infers it, and that
+    date's position in ``values`` (None: that date has none pandas infers, or none of the first
+    :data:`_FIRST_DATE_TRIES` distinct values is a date; -1: no position). A first value that
+    is no date ("x", a cut line) decides nothing."""
     from pandas.tseries.api import guess_datetime_format
 
     tried: set[str] = set()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "Parsing dates in %d/%m/%Y format when dayfirst=False"
-        for cell in values:
+        for k, cell in enumerate(values):
             if not isinstance(cell, str) or not cell or cell in tried:
                 continue
             if len(tried) >= _FIRST_DATE_TRIES:
-                return None
+                return None, -1
             tried.add(cell)
             guessed = guess_datetime_format(cell)
             if guessed is not None and _DAY_AND_YEAR.search(guessed) is None:
                 continue  # a part of a date ("2014-05", "May 2014"): no format of the column's dates
             if guessed is not None:
-                return str(guessed)
+                return str(guessed), k
             if _whole_date(cell):
-                return None  # a date, of no format pandas infers: each value is read alone
+                return None, k  # a date, of no format pandas infers: each value is read alone
+    return None, -1
+
+
+def _day_month(cell: str) -> tuple[int, int] | None:
+    """The two numbers of ``cell`` that may be its day and its month, in the order written
+    (:data:`_DAY_MONTH`; None for none, and for an ISO 8601 date: year, month, day)."""
+    m = _DAY_MONTH.match(cell)
+    if m is None or _ISO_DATE.match(cell):
+        return None
+    a, b = (m[1], m[2]) if m[1] is not None else (m[3], m[4])
+    return int(a), int(b)
+
+
+def _sure_order(cell: str) -> bool | None:
+    """Whether ``cell`` has its day first (True) or its month first (False) whichever way it
+    is read: one of its two numbers is a day past 12 and the other a month; None otherwise."""
+    nums = _day_month(cell)
+    if nums is None:
+        return None
+    a, b = nums
+    if 12 < a <= 31 and 1 <= b <= 12:
+        return True
+    if 12 < b <= 31 and 1 <= a <= 12:
+        return False
     return None
+
+
+def _in_format(values: pd.Series, lines: np.ndarray, fmt: str, first: int, tz: str) -> tuple[pd.Series, dict[int, str]]:
+    """``values`` read in the format ``fmt`` of the column's first date (at position
+    ``first``), with why some are no date, by line.
+
+    A format of day and month in numbers (``%m/%d/%Y``) is pandas' guess from the first date
+    alone: 01/05/2014 is read month first, and a file of 01/05/2014 to 13/05/2014 had its
+    dates of the 1st to the 12th read as January to December and 13/05/2014 refused. The order
+    is the column's: that of the first date whose order is sure (a number past 12:
+    :func:`_sure_order`), the first date's where none is; a date sure of the other order is
+    refused (one file, one order). A date refused in that format says the order it was read in.
+    """
+    parsed = _to_utc(values, fmt, tz)
+    if "%d" not in fmt or "%m" not in fmt or _day_month(values.iloc[first]) is None:
+        return parsed, {}
+    swapped = fmt.replace("%d", "\x00").replace("%m", "%d").replace("\x00", "%m")
+    cells = values.to_numpy(dtype=object)
+    decider = first
+    if _sure_order(values.iloc[first]) is None:
+        # only a date of the other order is read in one format and not in the other: one
+        # more parse of the column, in the other format, where its first date decides nothing
+        other = _to_utc(values, swapped, tz)
+        one_way = (parsed.isna() != other.isna()).to_numpy()
+        decider = next((int(k) for k in np.flatnonzero(one_way) if _sure_order(cells[k]) is not None), first)
+        if decider != first and pd.isna(parsed.iloc[decider]):  # the first sure date is of the other order
+            fmt, swapped, parsed = swapped, fmt, other
+    day_first = fmt.index("%d") < fmt.index("%m")
+    order = ("day", "month") if day_first else ("month", "day")
+    said = cells[decider][:40]
+    as_read = (
+        f"read {order[0]} first as the file's first date, {said!r}, was: {fmt}"
+        if decider == first
+        else f"read {order[0]} first as line {int(lines[decider])}'s {said!r} is: {fmt}"
+    )
+    why: dict[int, str] = {}
+    same = _Same()
+    for k in np.flatnonzero(parsed.isna().to_numpy()):
+        cell = cells[k]
+        if not isinstance(cell, str) or _day_month(cell) is None:
+            continue  # no date of two numbers that may be a day and a month: its order is no matter
+        if _sure_order(cell) is (not day_first):
+            why[int(lines[k])] = same(
+                f"timestamp {cell[:40]!r} has its {order[1]} first where line {int(lines[decider])} has its "
+                f"{order[0]} first: one file, one order"
+            )
+        else:
+            why[int(lines[k])] = same(f"timestamp {cell[:40]!r} is no date ({as_read})")
+    return parsed, why
 
 
 def _whole_date(cell: str) -> bool:
@@ -551,28 +628,21 @@ def _whole_date(cell: str) -> bool:
     return bool(one == two)
 
 
-_YEAR_5_MS = -62_009_366_400_000  # 0005-01-01 UTC in ms since the epoch
-
-
 def _whole_dates(values: pd.Series, parsed: pd.Series, lines: np.ndarray) -> tuple[pd.Series, dict[int, str]]:
     """``parsed`` (values read one by one, by dateutil) with the values that are no whole
-    date refused (NaT), and why, by line: read alone, "May 2014" was 1 May 2014. A day pandas
-    fills in is the 1st, a year it fills in is year 1 ("May 5"), in the value's own zone (UTC
-    within 15 hours of it): only values read so are read again (:func:`_part_of_date`), each
-    distinct one once, so a column of real dates pays about one more parse in ten rows."""
-    if not len(values) or not parsed.notna().any():
-        return parsed, {}
+    date refused (NaT), and why, by line. Read alone, a value lacking a part of its date had
+    that part filled in: "May 2014" was 1 May 2014 and "May 5" year 1, but "10:00 2014" was
+    today's day and month of 2014 and "10:00 14th" the 14th of this month, so the same file
+    gave other times each day. Every distinct value read is read again, once, as
+    :func:`_whole_date` asks (:func:`_part_of_date`): this path reads each value alone
+    already, and a column of one format never comes here."""
     read = parsed.notna().to_numpy()
-    ms = np.where(read, np.asarray(parsed.dt.as_unit("ms").array.asi8, dtype=np.int64), 0)
-    maybe = ms < _YEAR_5_MS  # year 1, in any zone
-    for shift in (0, 15 * 3_600_000, -15 * 3_600_000):
-        t = (ms + shift).astype("datetime64[ms]")
-        maybe |= t.astype("datetime64[D]") == t.astype("datetime64[M]").astype("datetime64[D]")
-    maybe &= read
+    if not read.any():
+        return parsed, {}
     cells = values.to_numpy(dtype=object)
     seen: dict[str, bool] = {}
     partial = np.zeros(len(values), dtype=bool)
-    for k in np.flatnonzero(maybe):
+    for k in np.flatnonzero(read):
         cell = cells[k]
         if (part := seen.get(cell)) is None:
             part = seen[cell] = _part_of_date(cell)
@@ -581,16 +651,18 @@ def _whole_dates(values: pd.Series, parsed: pd.Series, lines: np.ndarray) -> tup
         return parsed, {}
     same, why = _Same(), {}
     for k in np.flatnonzero(partial):
-        why[int(lines[k])] = same(f"timestamp {cells[k][:40]!r} is no date (no day or no year: a part of one)")
+        why[int(lines[k])] = same(
+            f"timestamp {cells[k][:40]!r} is no date (its day, month or year is missing); write the whole date"
+        )
     out = parsed.copy()
     out.iloc[partial] = pd.NaT
     return out, why
 
 
 def _part_of_date(cell: str) -> bool:
-    """Whether dateutil reads ``cell`` as a date lacking its day, month or year ("May 2014",
-    "May 5"), as :func:`_whole_date` asks, with one parse for most dates; one that dateutil
-    cannot read is left to what pandas made of it."""
+    """Whether ``cell`` is no whole date as :func:`_whole_date` asks ("May 2014", "May 5",
+    "10:00 14th"), with one parse for most dates. One that dateutil cannot read, though
+    pandas did, is none either: pandas reads a quarter ("2014Q2") as its first day."""
     from dateutil import parser
 
     try:
@@ -601,44 +673,49 @@ def _part_of_date(cell: str) -> bool:
                 return False  # no part of it is the default's
             two = parser.parse(cell, default=dt.datetime(2004, 5, 6))
     except (ValueError, OverflowError, TypeError):
-        return False
+        return True
     return bool(one.date() != two.date())
 
 
-def _one_order(values: pd.Series, parsed: pd.Series, lines: np.ndarray) -> tuple[pd.Series, dict[int, str]]:
-    """``parsed`` (values read one by one, by dateutil) with the dates read in the other order
-    of day and month than the column's first one refused (NaT), and why, by line. Read alone,
-    01/05/2014 is January and 13/05/2014 May: the order is the first date's whose day and month
-    differ (as pandas infers a column's format from its first value), never both in one file."""
+def _one_order(values: pd.Series, parsed: pd.Series, lines: np.ndarray, tz: str) -> tuple[pd.Series, dict[int, str]]:
+    """``parsed`` (values read one by one, by dateutil) in one order of day and month, with
+    the dates sure of the other order refused (NaT), and why, by line. Read alone, 01/05/2014
+    is January and 13/05/2014 May: the order is that of the first date whose order is sure (a
+    number past 12: :func:`_sure_order`), as :func:`_in_format` decides it for a column of one
+    format, and month first where none is (dateutil's); never both in one file. Where it is day
+    first, the dates that may be read either way are read again, day first."""
     found = values.str.match(_DAY_MONTH).to_numpy(dtype=bool, na_value=False) & parsed.notna().to_numpy()
     if not found.any():
         return parsed, {}
     parts = values[found].str.extract(_DAY_MONTH)
     a = pd.to_numeric(parts[0].fillna(parts[2])).to_numpy()
     b = pd.to_numeric(parts[1].fillna(parts[3])).to_numpy()
-    definite = a != b
-    if not definite.any():
-        return parsed, {}
-    day_first = a > 12  # dateutil reads month first unless the first number is no month
     where = np.flatnonzero(found)
     # an ISO 8601 date (2014-05-13) is year, month, day: it decides no order, and 2014-13-05 is none
     iso = values[found].str.match(_ISO_DATE).to_numpy(dtype=bool)
     why: dict[int, str] = {}
-    for k in np.flatnonzero(iso & day_first):
+    for k in np.flatnonzero(iso & (a > 12)):
         why[int(lines[where[k]])] = f"timestamp {values.iloc[where[k]][:40]!r} is no date (ISO 8601: no month {a[k]})"
-    deciding = np.flatnonzero(definite & ~iso)
-    other = iso & day_first
+    other = iso & (a > 12)
+    sure_day = ~iso & (a > 12) & (a <= 31) & (b >= 1) & (b <= 12)
+    sure_month = ~iso & (b > 12) & (b <= 31) & (a >= 1) & (a <= 12)
+    deciding = np.flatnonzero(sure_day | sure_month)
+    out = parsed.copy()
     if len(deciding):
         first = int(deciding[0])
-        wrong = definite & ~iso & (day_first != day_first[first])
-        order = ("day", "month") if day_first[first] else ("month", "day")
+        day_first = bool(sure_day[first])
+        wrong = sure_month if day_first else sure_day
+        order = ("day", "month") if day_first else ("month", "day")
         for k in np.flatnonzero(wrong):
             why[int(lines[where[k]])] = (
                 f"timestamp {values.iloc[where[k]][:40]!r} has its {order[1]} first where line "
                 f"{int(lines[where[first]])} has its {order[0]} first: one file, one order"
             )
         other |= wrong
-    out = parsed.copy()
+        either = ~iso & (a <= 12) & (b <= 12) & (a != b)  # read month first by dateutil
+        if day_first and either.any():
+            rows = where[either]
+            out.iloc[rows] = _to_utc(values.iloc[rows], "mixed", tz, dayfirst=True).array
     out.iloc[where[other]] = pd.NaT
     return out, why
 
@@ -653,25 +730,31 @@ _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _ZONED = re.compile(r"(?:[zZ]|[+-][0-9]{2}(?::?[0-9]{2})?|UTC|GMT)$")
 
 
-def _to_utc(values: pd.Series, fmt: str | None, tz: str, *, split: bool = True) -> pd.Series:
+def _to_utc(values: pd.Series, fmt: str | None, tz: str, *, split: bool = True, dayfirst: bool = False) -> pd.Series:
     """Date-time strings as UTC times (NaT for those that are none); a time without a zone
     is in ``tz``. A column of several UTC offsets (local times across a DST change), which
     pandas refuses whole ("Mixed timezones detected"), is read time by time: the zoned ones
-    to UTC, the others in ``tz``."""
+    to UTC, the others in ``tz``. With ``dayfirst``, the values of no format (``"mixed"``)
+    that may be read either way are read day first."""
     with warnings.catch_warnings():
         # text that is no date at all ("x") makes pandas warn that it could not infer a
         # format and parses each value alone: those rows become NaT and are refused
         warnings.simplefilter("ignore", UserWarning)
+        # a quarter ("2014Q2"), read as its first day and refused as a part of a date
+        # (:func:`_whole_dates`): pandas' notice that it will stop reading it is no news to a user
+        warnings.filterwarnings("ignore", r"Parsing .* as a quarterly string", DeprecationWarning)
         try:
-            parsed = pd.to_datetime(values, format=fmt, errors="coerce", utc=False)
+            parsed = pd.to_datetime(values, format=fmt, errors="coerce", utc=False, dayfirst=dayfirst)
         except ValueError:
             parsed = None
         if parsed is None or parsed.dtype == object:  # several zones: no one dtype holds them
             if not split:  # the unzoned ones still hold zones: no time of them is trusted
                 return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ms, UTC]")
             zoned = values.str.contains(_ZONED).to_numpy()
-            out = pd.to_datetime(values.where(zoned, ""), format=fmt, errors="coerce", utc=True).dt.as_unit("ms")
-            naive = _to_utc(values.where(~zoned, ""), fmt, tz, split=False)
+            out = pd.to_datetime(
+                values.where(zoned, ""), format=fmt, errors="coerce", utc=True, dayfirst=dayfirst
+            ).dt.as_unit("ms")
+            naive = _to_utc(values.where(~zoned, ""), fmt, tz, split=False, dayfirst=dayfirst)
             return out.where(zoned, naive)
     if getattr(parsed.dt, "tz", None) is None:
         parsed = parsed.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
@@ -985,7 +1068,8 @@ def oldest_first(
 ) -> pd.DataFrame:
     """``frame`` with each series written newest-first read oldest-first.
 
-    A series (one symbol, and one ``timeframes`` value where the file has that column) whose
+    A series (one symbol, and one timeframe where the file has that column: ``timeframes``,
+    each by its canonical name, so ``60m``, ``1H`` and ``1h`` are one series) whose
     open times never rise from its first row to its last and fall at least once is a layout
     (vendors export newest-first), not a stream of late candles: its rows are reversed in
     place (the file's interleaving of series is kept; ``line`` still names each row's line).
@@ -1006,7 +1090,12 @@ def oldest_first(
     ts = frame["ts_ms"].to_numpy(dtype=np.int64)
     key = frame["symbol"].astype(str)
     if timeframes is not None:
-        key = key + "\x00" + pd.Series(timeframes, index=frame.index).astype(str)
+        from forex_diffusion.timeframes import canonical_name
+
+        tfs = pd.Series(timeframes, index=frame.index)
+        # by its one name: a column of 60m, 1H and 1h was three series, and all but one row late
+        tfs = tfs.map({v: canonical_name(v) if isinstance(v, str) else v for v in tfs.unique()})
+        key = key + "\x00" + tfs.astype(str)
     codes, _ = pd.factorize(key)
     order = np.arange(n)
     reversed_any = False

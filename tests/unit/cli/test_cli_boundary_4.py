@@ -35,7 +35,7 @@ from typer.testing import CliRunner
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ConfigError, DataFormatError, RejectReason, ValidationError
 from forex_diffusion.offline import aggregate_ticks_file
-from forex_diffusion.timeframes import Timeframe, parse_timeframes
+from forex_diffusion.timeframes import Timeframe, canonical_name, parse_timeframes
 from streams.cli import app
 
 from .test_cli_boundary_3 import one_line
@@ -92,7 +92,7 @@ def test_an_uppercase_M_timeframe_is_refused_as_a_month_not_read_as_minutes(name
     """Before: ``Timeframe.parse('1M')`` was 1m (the name lower-cased)."""
     with pytest.raises(ConfigError, match="M is a month in many tools") as info:
         Timeframe.parse(name)
-    assert f"write {name.strip()[:-1]}m" in str(info.value)
+    assert f"write {canonical_name(name.strip()[:-1] + 'm')} for" in str(info.value)
     with pytest.raises(ConfigError, match="month"):
         parse_timeframes(f"1m,{name}")
 
