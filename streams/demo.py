@@ -300,6 +300,9 @@ def run_demo(
     worker: subprocess.Popen[bytes] | None = None
     log: Any = None
     output_error: BaseException | None = None
+    # a SIGTERM while the demo runs stops it as Ctrl-C does (its loop's handler), and then ends
+    # it as one at any other time does, 128 + 15 after the cleanup (it was exit 0, "done")
+    signalled: list[int] = []
     # SIGTERM or SIGHUP before the demo's own handlers are set (starting the broker and the
     # worker takes seconds), or while it stops, ends it through the cleanup below: it left its
     # forexd-demo-* directory behind
@@ -323,9 +326,15 @@ def run_demo(
             async def main() -> None:
                 stop = asyncio.Event()
                 loop = asyncio.get_running_loop()
+
+                def stopped_by(sig: signal.Signals) -> None:
+                    if sig != signal.SIGINT:  # Ctrl-C is how a demo without --duration ends: done
+                        signalled.append(sig)
+                    stop.set()
+
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     with contextlib.suppress(NotImplementedError):
-                        loop.add_signal_handler(sig, stop.set)
+                        loop.add_signal_handler(sig, stopped_by, sig)
                 tasks: dict[str, asyncio.Future[None]] = {}
                 if gone is not None:
                     tasks["output"] = asyncio.ensure_future(_follow_output(gone, stop))
@@ -367,6 +376,8 @@ def run_demo(
                 with terminating_exits(), terminating_masked():
                     _stop_all(worker, log, broker, remove)  # each step done once: nothing, or what was left
                 raise
+            if signalled:  # as a SIGTERM during the cleanup: after it, by that signal
+                raise SystemExit(128 + signalled[0])
     if output_error is not None:
         raise output_error  # as ``show`` raised it: the command line tells a reader gone by it
     return result

@@ -254,14 +254,19 @@ def _check_checkpoint(checkpoint: Path) -> None:
 def _check_key_fits(key: ModelKey, checkpoint: Path) -> None:
     """Refuse a ``--key`` whose timeframe or horizon is not the checkpoint's: the worker
     would serve a 1h model's 24 steps as another timeframe's or horizon's forecasts.
-    (Only the symbol may be re-keyed: ``*`` or another pair.)"""
+    (Only the symbol may be re-keyed: ``*`` or another pair.)
+
+    Timeframes are compared by their one name on both sides: a manifest may spell its
+    timeframe another way (``1H``, ``60m``; it is read as written), and the key the registry
+    gives such a checkpoint without ``--key`` is ``SYMBOL/1h/24``: that key fits it too."""
     from forex_diffusion.diffusion.predictor import Predictor
     from forex_diffusion.errors import RegistryError
-    from forex_diffusion.timeframes import Timeframe
+    from forex_diffusion.timeframes import canonical_name
 
     pred = Predictor.load(checkpoint)  # refuses what import_artifact would refuse
-    tf, horizon = str(pred.manifest.get("timeframe")), pred.horizon  # the network's: the manifest may omit it
-    if Timeframe.parse(key.timeframe).name != tf or key.horizon != horizon:
+    # the network's horizon (the manifest may omit it); a timeframe that names none stays as written
+    tf, horizon = canonical_name(str(pred.manifest.get("timeframe"))), pred.horizon
+    if canonical_name(key.timeframe) != tf or key.horizon != horizon:
         raise RegistryError(
             f"--key {key} does not fit {checkpoint.name}: it forecasts {horizon} steps of {tf} "
             f"candles; pass a key SYMBOL/{tf}/{horizon}"

@@ -12,7 +12,9 @@ again, each once whatever was done before.
 
 The signal is raised from a trace function at each line the cleanup runs (in ``streams/demo.py``
 and ``streams/broker.py``), so each interleaving is hit every time; the worker and the broker
-are real processes (``sleep``).
+are real processes (``sleep``). A Ctrl-C meant for a wait (a SIGTERM grace) is sent once the
+process waited for says it got its SIGTERM (:func:`signal_at_term`), not after a delay: a timer
+of 0.5 s fired before the worker had stopped, or after the wait, on a loaded machine.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ import pytest
 import streams.demo as demo
 from streams.broker import EmbeddedBroker
 from streams.signals import terminating_exits, terminating_masked
+
+#: A stand-in for a worker slow to write its final checkpoint (or a broker slow to stop): it
+#: does not end on SIGTERM, and says ``term`` on its standard output each time one comes.
+STUBBORN = ["sh", "-c", "trap 'echo term' TERM; echo up; while :; do sleep 0.05; done"]
 
 pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups and sleep(1)"),
@@ -64,19 +70,42 @@ def _tracer(at: dict[int, signal.Signals], count: list[int]) -> Callable[[FrameT
     return trace
 
 
-class _Demo:
-    """A worker, a broker, a log and a directory as ``run_demo`` leaves them to ``_stop_all``."""
+def signal_at_term(proc: subprocess.Popen[bytes], sig: signal.Signals) -> threading.Thread:
+    """Send ``sig`` to this process as soon as ``proc`` (a :data:`STUBBORN` stand-in) says it got
+    its SIGTERM: the cleanup then waits out that process's grace, the window a test means,
+    reached at the machine's own pace. The thread reads ``proc``'s output to its end and closes
+    it: join it once ``proc`` is ended. (A ``term`` that never comes sends nothing; the grace
+    the cleanup waits, 20 s or 10 s, bounds how late it may come.)"""
+    out = proc.stdout
+    assert out is not None and out.readline() == b"up\n"  # its first line run: SIGTERM trapped
+    sent: list[bool] = []
 
-    def __init__(self, worker_cmd: list[str] | None = None) -> None:
+    def follow() -> None:
+        with out:
+            for line in out:
+                if line == b"term\n" and not sent:
+                    sent.append(True)
+                    os.kill(os.getpid(), sig)
+
+    thread = threading.Thread(target=follow, name=f"{sig.name} at term", daemon=True)
+    thread.start()
+    return thread
+
+
+class _Demo:
+    """A worker, a broker, a log and a directory as ``run_demo`` leaves them to ``_stop_all``;
+    the ``stubborn`` one (if any) a :data:`STUBBORN` stand-in, its output a pipe."""
+
+    def __init__(self, stubborn: str | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="forexd-demo-hunt-"))
         (self.dir / "broker.log").write_text("x")
-        out = subprocess.PIPE if worker_cmd else None
-        self.worker = subprocess.Popen(worker_cmd or ["sleep", "60"], start_new_session=True, stdout=out)
-        if self.worker.stdout is not None:
-            assert self.worker.stdout.readline() == b"up\n"  # its first line run: SIGTERM trapped
-            self.worker.stdout.close()
+        procs = {}
+        for name in ("worker", "broker"):
+            cmd, out = (STUBBORN, subprocess.PIPE) if name == stubborn else (["sleep", "60"], None)
+            procs[name] = subprocess.Popen(cmd, start_new_session=True, stdout=out)
+        self.worker = procs["worker"]
         self.broker = EmbeddedBroker(port=1)
-        self.broker_proc = self.broker.proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+        self.broker_proc = self.broker.proc = procs["broker"]
         self.log = open(self.dir / "worker.log", "ab")  # noqa: SIM115 - _stop_all closes it
 
     def left(self) -> list[str]:
@@ -163,39 +192,30 @@ def test_sigterm_at_any_step_of_the_cleanup_waits_for_it_then_exits_143() -> Non
 
 def test_ctrl_c_while_a_worker_ignores_sigterm_kills_it_instead_of_waiting() -> None:
     """The worker's SIGTERM grace is 20 s: a Ctrl-C meanwhile kills it (and the broker) at once."""
-    d = _Demo(["sh", "-c", "trap '' TERM; echo up; while :; do sleep 0.05; done"])
-    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    d = _Demo(stubborn="worker")
     before = signal.getsignal(signal.SIGINT)
-    timer.start()
+    ctrl_c = signal_at_term(d.worker, signal.SIGINT)  # the worker got its SIGTERM: the cleanup waits
     try:
         with pytest.raises(KeyboardInterrupt):
             demo._stop_all(d.worker, d.log, d.broker, d.dir)
     finally:
-        timer.cancel()
+        left = d.left()
+        ctrl_c.join(10)
     assert d.worker.returncode == -signal.SIGKILL  # killed: it ignored the SIGTERM
     assert d.broker_proc.returncode == -signal.SIGKILL  # at once, not its own SIGTERM grace
-    assert d.left() == [] and signal.getsignal(signal.SIGINT) is before
+    assert left == [] and signal.getsignal(signal.SIGINT) is before
 
 
 def test_ctrl_c_while_the_broker_ignores_sigterm_kills_it_instead_of_waiting() -> None:
     """The broker's SIGTERM grace is 10 s: a Ctrl-C meanwhile kills it at once."""
-    d = _Demo()
-    d.broker_proc.kill()
-    d.broker_proc.wait()
-    d.broker_proc = d.broker.proc = subprocess.Popen(
-        ["sh", "-c", "trap '' TERM; echo up; while :; do sleep 0.05; done"],
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-    )
-    assert d.broker_proc.stdout is not None and d.broker_proc.stdout.readline() == b"up\n"
-    d.broker_proc.stdout.close()
-    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
+    d = _Demo(stubborn="broker")
+    ctrl_c = signal_at_term(d.broker_proc, signal.SIGINT)  # the broker got its SIGTERM: the worker is stopped
     try:
         with pytest.raises(KeyboardInterrupt):
             demo._stop_all(d.worker, d.log, d.broker, d.dir)
     finally:
-        timer.cancel()
+        left = d.left()
+        ctrl_c.join(10)
     assert d.worker.returncode == -signal.SIGTERM  # stopped as asked, before the Ctrl-C
     assert d.broker_proc.returncode == -signal.SIGKILL
-    assert d.left() == []
+    assert left == []

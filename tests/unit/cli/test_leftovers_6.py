@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from streams.commands.replay import _candle_selection
 from streams.settings import Settings, SettingsError
 from streams.signals import TERMINATING, terminating_exits, terminating_masked
 
+from ..test_demo_stop_hunt import STUBBORN, signal_at_term
 from .test_cli_boundary_3 import one_line
 
 pytestmark = pytest.mark.usefixtures("ctrl_c_raises")  # tests/conftest.py: a background suite ignores SIGINT
@@ -319,33 +319,28 @@ def test_a_signal_during_the_demos_cleanup_kills_what_it_waits_for_then_exits_by
 ) -> None:
     """Before: a SIGTERM while the cleanup waited for a worker ignoring SIGTERM (its final
     checkpoint) was held until the end: the 20 s of the worker's grace, then the broker's 10 s.
-    Now, as a Ctrl-C, it kills what the cleanup waits for, does the rest, and ends it (128 + sig)."""
-    stubborn = ["sh", "-c", "trap '' TERM; echo up; while :; do sleep 0.05; done"]
+    Now, as a Ctrl-C, it kills what the cleanup waits for, does the rest, and ends it (128 + sig).
+    The signal is sent once the slow one got its SIGTERM (the cleanup waits out its grace; a
+    timer of 0.5 s could fire before the worker was stopped, or after, on a loaded machine)."""
     procs = {}
     for name in ("worker", "broker"):
-        cmd = stubborn if name == slow else ["sleep", "60"]
-        procs[name] = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE)
-        if name == slow:  # its first line run: SIGTERM trapped
-            out = procs[name].stdout
-            assert out is not None and out.readline() == b"up\n"
+        cmd, out = (STUBBORN, subprocess.PIPE) if name == slow else (["sleep", "60"], None)
+        procs[name] = subprocess.Popen(cmd, start_new_session=True, stdout=out)
     broker = EmbeddedBroker(port=1)
     broker.proc = procs["broker"]
     (tmp_path / "demo").mkdir()
     log = open(tmp_path / "demo" / "worker.log", "ab")  # noqa: SIM115 - _stop_all closes it
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, *TERMINATING)}
-    timer = threading.Timer(0.5, os.kill, (os.getpid(), sig))
-    timer.start()
+    signalling = signal_at_term(procs[slow], sig)  # the slow one got its SIGTERM: the cleanup waits
     try:
         with pytest.raises(SystemExit) as info, terminating_exits(), terminating_masked():  # as run_demo calls it
             demo._stop_all(procs["worker"], log, broker, tmp_path / "demo")
     finally:
-        timer.cancel()
         for p in procs.values():
             if p.poll() is None:
                 p.kill()
             p.wait()
-            if p.stdout is not None:
-                p.stdout.close()
+        signalling.join(10)  # the slow one's output read to its end, and closed
     assert info.value.code == 128 + sig
     assert procs[slow].returncode == -signal.SIGKILL  # killed: it ignored the SIGTERM, not waited for
     if slow == "worker":
