@@ -362,19 +362,29 @@ def _epoch_units(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     """``(ms, unit, shadow)``: each value in ms where it is a date of the span in a unit
     (``unit`` its index in :data:`_UNITS`, else -1), and ``shadow`` the index of the coarser unit
     in which that value is also a time of the wire (-1 where none: the value is read)."""
-    v = np.asarray(values, dtype=float)
+    given = np.asarray(values)
+    v = given.astype(float)
     ms = np.zeros(len(v), dtype=np.int64)
     unit = np.full(len(v), -1, dtype=np.int64)
     shadow = np.full(len(v), -1, dtype=np.int64)
     with np.errstate(over="ignore", invalid="ignore"):
         for k, scale in enumerate(_EPOCH_SCALES):
-            m = np.round(v * scale)
+            # cut to the ms, as a time written as text is (10:00:59.999999 is in the 10:00
+            # minute; rounded, 1398938459999999 us was 10:01:00.000 and opened the next
+            # candle); to the us first, so that a product one ulp short of a whole ms (1.234 s
+            # is 1233.9999... ms) is not cut a ms short
+            m = np.floor(np.round(v * scale, 3))
             ok = (m >= EPOCH_FIRST_MS) & (m < EPOCH_END_MS)  # nan and inf: never
             ms[ok] = m[ok].astype(np.int64)
             unit[ok] = k
             if k:
                 coarser = v * _EPOCH_SCALES[k - 1]
                 shadow[ok & (coarser <= WIRE_MAX_MS)] = k - 1
+    if given.dtype.kind in "iu":  # integers as read (a column of them): us and ns cut exactly
+        whole = given.astype(np.int64)  # float64 holds an ns epoch to ~256 ns only
+        for k, per_ms in ((2, 1000), (3, 1_000_000)):
+            at = unit == k
+            ms[at] = whole[at] // per_ms
     return ms, unit, shadow
 
 
@@ -382,7 +392,9 @@ def epoch_ms(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Epoch numbers in ms, each read in the unit (s, ms, us or ns) in which it is a date
     from :data:`EPOCH_FIRST_MS` to :data:`EPOCH_END_MS` and that is not a time of the wire in
     the next coarser unit (:data:`WIRE_MAX_MS`): ``(ms, read)``, ``ms`` 0 where ``read`` is
-    False (a date in no unit: 0, negative, 20140501, inf, nan; or 9999-12-31 in ms).
+    False (a date in no unit: 0, negative, 20140501, inf, nan; or 9999-12-31 in ms). A finer
+    time is cut to its ms, as one written as text is (integers exactly; floats to float64's
+    precision, about 256 ns for an ns epoch).
 
     >>> ms, read = epoch_ms(np.array([1398902400.0, 1398902400000.0, 1.3989024e18, 253402300799000.0, -5.0]))
     >>> ms.tolist(), read.tolist()
@@ -421,7 +433,8 @@ def _timestamps(
     numeric = pd.to_numeric(s, errors="coerce")
     is_num = numeric.notna().to_numpy()
     if is_num.any():
-        ms, unit, shadow = _epoch_units(numeric.to_numpy(dtype=float)[is_num])
+        # a column of whole numbers stays int64 (pandas reads it so): an ns epoch cut exactly
+        ms, unit, shadow = _epoch_units(numeric.to_numpy()[is_num])
         fits = (unit >= 0) & (shadow < 0)
         idx = np.flatnonzero(is_num)
         out[idx[fits]] = ms[fits]

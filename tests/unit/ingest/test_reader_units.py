@@ -172,7 +172,9 @@ def test_daily_bars_of_the_1970s_in_epoch_seconds_read_as_the_same_dates_as_text
 @settings(max_examples=100)
 @given(ms=_DATE_MS, unit=st.sampled_from(sorted(UNITS)), sub=st.integers(0, 999_999))
 def test_a_date_from_1971_to_2099_reads_back_in_every_unit(ms: int, unit: str, sub: int) -> None:
-    """Written in s, ms, us or ns, a date of the span is read as that date (to the ms)."""
+    """Written in s, ms, us or ns, a date of the span is read as that date, cut to the ms (as
+    a time written as text: before, a finer time was rounded, and 999.5 us past a minute was
+    the next minute)."""
     if unit != "s":  # the finer units read from 1978-01-11 on
         ms = max(ms, EPOCH_FINE_FIRST_MS + 1)
     if unit == "s":
@@ -180,13 +182,15 @@ def test_a_date_from_1971_to_2099_reads_back_in_every_unit(ms: int, unit: str, s
     elif unit == "ms":
         text, want = str(ms), ms
     elif unit == "us":
-        text, want = str(ms * 1000 + sub % 1000), ms + (1 if sub % 1000 >= 500 else 0)
+        text, want = str(ms * 1000 + sub % 1000), ms
     else:
-        text, want = str(ms * 1_000_000 + sub), ms + (1 if sub >= 500_000 else 0)
+        text, want = str(ms * 1_000_000 + sub), ms
     got, read = epoch_ms(np.array([float(text)]))
     assert read.tolist() == [True]
-    # float64 holds ns epochs to ~256 ns: a value within that of a half ms may round either way
-    assert abs(int(got[0]) - want) <= (1 if unit in ("us", "ns") else 0)
+    # float64 holds ns epochs to ~256 ns: one within that of the next ms may be read as it
+    assert int(got[0]) - want in ((0, 1) if unit == "ns" else (0,))
+    got, read = epoch_ms(np.array([int(text.split(".")[0])]))  # a column of integers: exact
+    assert read.tolist() == [True] and int(got[0]) == (want if unit != "s" else want // 1000 * 1000)
 
 
 @settings(max_examples=200)
@@ -205,12 +209,46 @@ def test_an_epoch_is_read_in_exactly_one_unit_or_not_at_all(v: float) -> None:
     scales = list(UNITS.values())
     with np.errstate(over="ignore", invalid="ignore"):
         for k, scale in enumerate(scales):
-            m = np.round(v * scale)
+            m = np.floor(np.round(v * scale, 3))  # cut to the ms (after the us: float products)
             if EPOCH_FIRST_MS <= m < EPOCH_END_MS and not (k and v * scales[k - 1] <= WIRE_MAX_MS):
                 fits.append(int(m))
     assert len(fits) <= 1
     assert read.tolist() == [bool(fits)]
     assert ms.tolist() == [fits[0] if fits else 0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(ms=_DATE_MS, sub_ns=st.integers(0, 999_999), unit=st.sampled_from(["s", "us", "ns"]))
+def test_a_tick_written_in_epoch_units_falls_in_the_same_ms_and_candle_as_written_as_text(
+    ms: int, sub_ns: int, unit: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The same instant written as text with its fraction and as an epoch number in s (with a
+    decimal fraction), us or ns is the same ts_ms: text is cut to the ms, and epochs were
+    rounded (1398938459999999 us, 10:00:59.999999, was 10:01:00.000: the next minute's candle)."""
+    ms = max(ms, EPOCH_FINE_FIRST_MS + 1)
+    ns = ms * 1_000_000 + sub_ns
+    stamp = np.datetime64(ns, "ns").astype(str).replace("T", " ")  # 9 decimals: the text path cuts
+    epoch = {"s": f"{ns // 10**9}.{ns % 10**9:09d}", "us": str(ns // 1000), "ns": str(ns)}[unit]
+    tmp = tmp_path_factory.mktemp("epoch")
+    got = {}
+    for name, cell in (("text", stamp), ("epoch", epoch)):
+        src = tmp / f"{name}.csv"
+        src.write_text(f"timestamp,symbol,bid,ask\n{cell},EURUSD,1.1,1.1002\n1398902400000,EURUSD,1.1,1.1002\n")
+        loaded = read_ticks(src)
+        assert not loaded.rejects, (cell, loaded.rejects)
+        got[name] = loaded.frame["ts_ms"].tolist()[0]
+    assert got["text"] == ms
+    # an s epoch with 9 decimals is a float: to ~0.25 us near 2099, so one ms early or late at a ms's edge
+    assert got["epoch"] - ms in ((-1, 0, 1) if unit == "s" else (0,))
+
+
+def test_a_tick_one_us_before_a_minute_in_epoch_us_stays_in_that_minute(tmp_path: Path) -> None:
+    """1398938459999999 us is 2014-05-01T10:00:59.999999Z: read, before, as 10:01:00.000 (rounded)."""
+    src = tmp_path / "t.csv"
+    src.write_text(
+        "timestamp,symbol,bid,ask\n1398938459999999,EURUSD,1.1,1.1002\n1398938459999999999,EURUSD,1.1,1.1002\n"
+    )
+    assert read_ticks(src).frame["ts_ms"].tolist() == [1_398_938_459_999, 1_398_938_459_999]
 
 
 def test_mixed_units_in_one_file_are_each_read_as_their_date(tmp_path: Path) -> None:
