@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from forex_diffusion.errors import RejectReason
@@ -219,6 +219,8 @@ def test_an_epoch_is_read_in_exactly_one_unit_or_not_at_all(v: float) -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(ms=_DATE_MS, sub_ns=st.integers(0, 999_999), unit=st.sampled_from(["s", "us", "ns"]))
+@example(ms=1_398_938_459_999, sub_ns=999_999, unit="us").via("a us before 10:01")
+@example(ms=1_398_938_459_999, sub_ns=500_000, unit="ns").via("half a ms before 10:01")
 def test_a_tick_written_in_epoch_units_falls_in_the_same_ms_and_candle_as_written_as_text(
     ms: int, sub_ns: int, unit: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
