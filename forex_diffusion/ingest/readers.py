@@ -358,10 +358,12 @@ _UNITS = ("s", "ms", "us", "ns")
 _NO_EPOCH = "is no epoch time (s, ms, us or ns) of 1971 to 2099; write other dates as text (YYYY-MM-DD)"
 
 
-def _epoch_units(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _epoch_units(values: np.ndarray, text: pd.Series | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(ms, unit, shadow)``: each value in ms where it is a date of the span in a unit
     (``unit`` its index in :data:`_UNITS`, else -1), and ``shadow`` the index of the coarser unit
-    in which that value is also a time of the wire (-1 where none: the value is read)."""
+    in which that value is also a time of the wire (-1 where none: the value is read). With
+    ``text``, the values as written: those in plain digits are cut to the ms from their digits
+    (:func:`_epoch_digits_ms`), not from a float64."""
     given = np.asarray(values)
     v = given.astype(float)
     ms = np.zeros(len(v), dtype=np.int64)
@@ -385,7 +387,36 @@ def _epoch_units(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
         for k, per_ms in ((2, 1000), (3, 1_000_000)):
             at = unit == k
             ms[at] = whole[at] // per_ms
+    elif text is not None and (unit >= 0).any():
+        exact, known = _epoch_digits_ms(text, unit)
+        ms[known] = exact[known]
     return ms, unit, shadow
+
+
+# an epoch number in plain digits, with or without a decimal fraction ("1398938400.123")
+_EPOCH_DIGITS = re.compile(r"\+?([0-9]{1,19})(?:\.([0-9]*))?")
+
+
+def _epoch_digits_ms(text: pd.Series, unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(ms, known)``: the epochs of ``text`` written in plain digits (``known``) cut to the ms
+    from their digits in their ``unit`` (an index of :data:`_UNITS`): a column that is not all
+    integers (a decimal fraction, or one cell that is no number) is float64 to pandas, which holds
+    an ns epoch to ~256 ns and a decimal fraction of a second to ~0.2 us, so 1398938459999999600 ns
+    beside a blank cell was 10:01:00.000."""
+    parts = text.reset_index(drop=True).str.fullmatch(_EPOCH_DIGITS.pattern)
+    known = parts.to_numpy(dtype=bool, na_value=False) & (unit >= 0)
+    ms = np.zeros(len(text), dtype=np.int64)
+    if not known.any():
+        return ms, known
+    digits = text.reset_index(drop=True)[known].str.extract(_EPOCH_DIGITS)
+    whole = pd.to_numeric(digits[0]).to_numpy(dtype=np.int64)  # at most 19 digits: below 2**63
+    fraction = digits[1].fillna("").str[:3].str.ljust(3, "0").astype(np.int64).to_numpy()
+    u = unit[known]
+    ms[known] = np.select(
+        [u == 0, u == 1, u == 2, u == 3],
+        [whole * 1000 + fraction, whole, whole // 1000, whole // 1_000_000],
+    )
+    return ms, known
 
 
 def epoch_ms(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -434,7 +465,7 @@ def _timestamps(
     is_num = numeric.notna().to_numpy()
     if is_num.any():
         # a column of whole numbers stays int64 (pandas reads it so): an ns epoch cut exactly
-        ms, unit, shadow = _epoch_units(numeric.to_numpy()[is_num])
+        ms, unit, shadow = _epoch_units(numeric.to_numpy()[is_num], s[is_num])
         fits = (unit >= 0) & (shadow < 0)
         idx = np.flatnonzero(is_num)
         out[idx[fits]] = ms[fits]
@@ -516,6 +547,10 @@ _UNDATED = re.compile(
     r"(?i)(?:T?[0-9]{1,2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]*)?)?\s*(?:[ap]\.?m\.?)?"
     r"(?:\s*(?:z|[+-][0-9]{2}(?::?[0-9]{2})?|utc|gmt))?|now|today|tomorrow|yesterday)"
 )
+# a date of three numbers, year first or last (2014-05-01, 2014/5/1, 01.05.14): a whole date
+_THREE_NUMBERS = re.compile(
+    r"(?<![0-9])(?:[0-9]{4}[/.-][0-9]{1,2}[/.-][0-9]{1,2}|[0-9]{1,2}[/.-][0-9]{1,2}[/.-](?:[0-9]{4}|[0-9]{2}))(?![0-9])"
+)
 # a format that names a day of a year: the others are a part of a date
 _DAY_AND_YEAR = re.compile(r"(?=.*%[dj])(?=.*%[Yy])")
 _PART_OF_DATE = re.compile(r"[0-9]{4}[-/.][0-9]{1,2}|[0-9]{1,2}[-/.][0-9]{4}|[0-9]{4}-?W[0-9]{2}")
@@ -556,12 +591,12 @@ def _first_date_format(values: pd.Series) -> tuple[str | None, int]:
 
 def _day_month(cell: str) -> tuple[int, int] | None:
     """The two numbers of ``cell`` that may be its day and its month, in the order written
-    (:data:`_DAY_MONTH`; None for none, and for an ISO 8601 date: year, month, day)."""
+    (:data:`_DAY_MONTH`; None for none, and for a date written year first: year, month, day in
+    any separator, as ISO 8601's, never a day before its month: 2014/13/05 is no date)."""
     m = _DAY_MONTH.match(cell)
-    if m is None or _ISO_DATE.match(cell):
+    if m is None or m[1] is not None:
         return None
-    a, b = (m[1], m[2]) if m[1] is not None else (m[3], m[4])
-    return int(a), int(b)
+    return int(m[3]), int(m[4])
 
 
 def _sure_order(cell: str) -> bool | None:
@@ -596,12 +631,16 @@ def _in_format(values: pd.Series, lines: np.ndarray, fmt: str, first: int, tz: s
     cells = values.to_numpy(dtype=object)
     decider = first
     if _sure_order(values.iloc[first]) is None:
-        # only a date of the other order is read in one format and not in the other: one
-        # more parse of the column, in the other format, where its first date decides nothing
+        # a date sure of its order is not read in both orders: one more parse of the column, in
+        # the other order, where its first date decides nothing; the first date read in one
+        # order only, or in neither (a time written otherwise, "13/05/2014 10:00:00" among
+        # "… 10:00"), whose numbers are sure of their order decides it
         other = _to_utc(values, swapped, tz)
-        one_way = (parsed.isna() != other.isna()).to_numpy()
-        decider = next((int(k) for k in np.flatnonzero(one_way) if _sure_order(cells[k]) is not None), first)
-        if decider != first and pd.isna(parsed.iloc[decider]):  # the first sure date is of the other order
+        maybe = np.flatnonzero(~(parsed.notna().to_numpy() & other.notna().to_numpy()))
+        decider = next(
+            (int(k) for k in maybe if isinstance(cells[k], str) and _sure_order(cells[k]) is not None), first
+        )
+        if decider != first and _sure_order(cells[decider]) != (fmt.index("%d") < fmt.index("%m")):
             fmt, swapped, parsed = swapped, fmt, other
     day_first = fmt.index("%d") < fmt.index("%m")
     order = ("day", "month") if day_first else ("month", "day")
@@ -613,14 +652,30 @@ def _in_format(values: pd.Series, lines: np.ndarray, fmt: str, first: int, tz: s
     )
     why: dict[int, str] = {}
     same = _Same()
-    for k in np.flatnonzero(parsed.isna().to_numpy()):
+    refused = np.flatnonzero(parsed.isna().to_numpy())
+    refused = np.array(
+        [k for k in refused if isinstance(cells[k], str) and _day_month(cells[k]) is not None], dtype=int
+    )
+    if not len(refused):  # no date of two numbers that may be a day and a month: its order is no matter
+        return parsed, why
+    # in UTC (no clock change): read in the file's format, a date refused in ``tz`` is no date
+    # of that zone (a time a clock change skips), not of the order; read in the other order
+    # only, it is one of the other order; read in neither, it is none in either
+    rows = values.iloc[refused]
+    as_written = _to_utc(rows, fmt, "UTC").notna().to_numpy()
+    other_way = _to_utc(rows, swapped, "UTC").notna().to_numpy()
+    for k, in_fmt, in_other in zip(refused.tolist(), as_written.tolist(), other_way.tolist(), strict=True):
         cell = cells[k]
-        if not isinstance(cell, str) or _day_month(cell) is None:
-            continue  # no date of two numbers that may be a day and a month: its order is no matter
-        if _sure_order(cell) is (not day_first):
+        if in_fmt:
+            continue  # its zone's: said as any such time is
+        if in_other and _sure_order(cell) is (not day_first):
             why[int(lines[k])] = same(
                 f"timestamp {cell[:40]!r} has its {order[1]} first where line {int(lines[decider])} has its "
                 f"{order[0]} first: one file, one order"
+            )
+        elif k == decider:  # the date that decided the order, in another format than the first's
+            why[int(lines[k])] = (
+                f"timestamp {cell[:40]!r} is no date of the file's format, {fmt} ({order[0]} first as it says)"
             )
         else:
             why[int(lines[k])] = same(f"timestamp {cell[:40]!r} is no date ({as_read})")
@@ -653,9 +708,12 @@ def _whole_dates(values: pd.Series, parsed: pd.Series, lines: np.ndarray) -> tup
     if not read.any():
         return parsed, {}
     cells = values.to_numpy(dtype=object)
+    # a value holding a date of three numbers (2014-05-01, 01/05/14, 2014.5.1) has its year,
+    # month and day: asked of dateutil only where it has none (most files: none at all)
+    whole = values.str.contains(_THREE_NUMBERS).to_numpy(dtype=bool, na_value=False)
     seen: dict[str, bool] = {}
     partial = np.zeros(len(values), dtype=bool)
-    for k in np.flatnonzero(read):
+    for k in np.flatnonzero(read & ~whole):
         cell = cells[k]
         if (part := seen.get(cell)) is None:
             part = seen[cell] = _part_of_date(cell)
@@ -704,11 +762,14 @@ def _one_order(values: pd.Series, parsed: pd.Series, lines: np.ndarray, tz: str)
     a = pd.to_numeric(parts[0].fillna(parts[2])).to_numpy()
     b = pd.to_numeric(parts[1].fillna(parts[3])).to_numpy()
     where = np.flatnonzero(found)
-    # an ISO 8601 date (2014-05-13) is year, month, day: it decides no order, and 2014-13-05 is none
-    iso = values[found].str.match(_ISO_DATE).to_numpy(dtype=bool)
+    # a date written year first (2014-05-13, 2014/05/13, 2014.5.13) is year, month, day, as ISO
+    # 8601's: it decides no order and is never read day first, and 2014/13/05 is no date
+    iso = parts[0].notna().to_numpy(dtype=bool)
     why: dict[int, str] = {}
     for k in np.flatnonzero(iso & (a > 12)):
-        why[int(lines[where[k]])] = f"timestamp {values.iloc[where[k]][:40]!r} is no date (ISO 8601: no month {a[k]})"
+        why[int(lines[where[k]])] = (
+            f"timestamp {values.iloc[where[k]][:40]!r} is no date (written year first: year, month, day; no month {a[k]})"
+        )
     other = iso & (a > 12)
     sure_day = ~iso & (a > 12) & (a <= 31) & (b >= 1) & (b <= 12)
     sure_month = ~iso & (b > 12) & (b <= 31) & (a >= 1) & (a <= 12)
@@ -736,8 +797,6 @@ def _one_order(values: pd.Series, parsed: pd.Series, lines: np.ndarray, tz: str)
 # a full ISO 8601 date and time (at least to the minute): read in any of its forms when the
 # column's first value was written in another one
 _ISO_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}")
-# an ISO 8601 calendar date (year, month, day, in that order)
-_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 # a time that names its zone: Z, an offset (+01:00, -0500, +02) or UTC/GMT at its end
 _ZONED = re.compile(r"(?:[zZ]|[+-][0-9]{2}(?::?[0-9]{2})?|UTC|GMT)$")

@@ -337,3 +337,62 @@ def test_a_refused_timeframe_is_echoed_as_written(name: str) -> None:
     assert repr(name) in str(info.value), str(info.value)
     if name.lower() != name:
         assert repr(name.lower()) not in str(info.value)
+
+
+# -- after the review of the fixes above ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("sep", ["/", ".", "-"])
+def test_a_date_written_year_first_is_year_month_day_in_a_day_first_file(tmp_path: Path, sep: str) -> None:
+    """The day-first re-read took 2014/05/02 (year first, another separator than ISO's dashes
+    of two digits) for year, day, month: 5 February; and refused 2014/05/20 as of the other
+    order."""
+    stamps = ["01/05/14 10:00", "13/05/14 10:00", f"2014{sep}5{sep}2 10:00", f"2014{sep}05{sep}20 10:00"]
+    loaded = _ticks(tmp_path / "t.csv", stamps)
+    assert _refused(loaded) == {}
+    assert list(_read(loaded).values()) == [_ms(f"2014-05-{d} 10:00") for d in ("01", "13", "02", "20")]
+
+
+def test_one_year_first_typo_does_not_turn_a_year_month_day_column_around(tmp_path: Path) -> None:
+    """2014/13/05 is read only as year, day, month: it was taken for the column's order, and
+    every other date of the file read so (1 May as 5 January) or refused."""
+    loaded = _ticks(tmp_path / "t.csv", ["2014/05/01", "2014/05/02", "2014/13/05", "2014/05/14"])
+    assert list(_read(loaded).values()) == [_ms(f"2014-05-{d}") for d in ("01", "02", "14")]
+    assert _refused(loaded) == {4: "timestamp '2014/13/05' is no date"}
+
+
+def test_a_date_of_another_time_format_still_decides_the_order_and_is_not_blamed_for_it(tmp_path: Path) -> None:
+    """13/05/2014 10:00:00 among dates to the minute is read in neither order: it was said to
+    have "its day first where line 2 has its month first", and the file read month first."""
+    loaded = _ticks(tmp_path / "t.csv", ["01/05/2014 10:00", "13/05/2014 10:00:00", "02/05/2014 10:00"])
+    assert list(_read(loaded).values()) == [_ms("2014-05-01 10:00"), _ms("2014-05-02 10:00")]
+    (why,) = _refused(loaded).values()
+    assert "one order" not in why and "the file's format, %d/%m/%Y %H:%M" in why
+
+
+def test_a_local_time_a_clock_change_skips_is_not_blamed_on_the_order(tmp_path: Path) -> None:
+    """In New York, 09/03/2014 02:30 does not exist and 02/11/2014 01:30 is ambiguous: they
+    were refused as read "day first as the file's first date was", as if the order were wrong."""
+    src = tmp_path / "EURUSD.csv"
+    src.write_text("timestamp,bid,ask\n13/03/2014 10:00,1.1,1.2\n09/03/2014 02:30,1.1,1.2\n02/11/2014 01:30,1.1,1.2\n")
+    loaded = read_ticks(src, tz="America/New_York")
+    assert list(_read(loaded).values()) == [_ms("2014-03-13 14:00")]
+    assert all("first" not in why for why in _refused(loaded).values()), _refused(loaded)
+
+
+@pytest.mark.parametrize(
+    ("cell", "want"),
+    [
+        ("1398938459999999600", "2014-05-01 10:00:59.999"),  # ns: float64 made it 10:01:00.000
+        ("1398938459999999", "2014-05-01 10:00:59.999"),  # us
+        ("1398938400.9999", "2014-05-01 10:00:00.999"),  # s with a fraction
+        ("300000000.000999481", "1979-07-05 05:20:00.000"),  # a fraction finer than a us
+    ],
+)
+def test_an_epoch_beside_a_cell_that_is_no_number_is_cut_from_its_digits(tmp_path: Path, cell: str, want: str) -> None:
+    """One cell that is no number ("x") makes pandas read the column as float64: an ns epoch
+    was then rounded at ~256 ns, a decimal second at ~0.2 us, and 10:00:59.9999996 was 10:01."""
+    src = tmp_path / "EURUSD.csv"
+    src.write_text(f"ts_ms,bid,ask\n{cell},1.1,1.2\nx,1.1,1.2\n")
+    loaded = read_ticks(src)
+    assert loaded.frame["ts_ms"].tolist() == [_ms(want)]
