@@ -38,7 +38,7 @@ from typing import Any
 
 from forex_diffusion.domain import field_dict
 from forex_diffusion.errors import ConfigError, check_field_types
-from forex_diffusion.quality.evaluation import skill_score
+from forex_diffusion.quality.evaluation import mean_of, skill_score
 
 __all__ = ["HoldoutScores", "PromotionDecision", "PromotionPolicy", "ShadowScores", "decide_promotion", "decide_shadow"]
 
@@ -246,7 +246,7 @@ class ShadowScores:
             )
 
         def mean(name: str) -> float:
-            return math.fsum(float(r[name]) for r in rows) / len(rows)
+            return mean_of(float(r[name]) for r in rows)
 
         return cls(
             n=len(rows),

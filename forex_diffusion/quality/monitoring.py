@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from forex_diffusion.errors import ConfigError, RejectReason, StateError, ValidationError
-from forex_diffusion.quality.evaluation import StepScore, crps_quantiles, pinball_loss, score_step
+from forex_diffusion.quality.evaluation import StepScore, crps_quantiles, mean_of, pinball_loss, score_step
 from forex_diffusion.state import count, finite, malformed, number, numbers, unwrap, wrap
 
 __all__ = [
@@ -196,7 +196,7 @@ class _Window:
 
 def _share(values: deque[float | None]) -> float | None:
     known = [v for v in values if v is not None]
-    return math.fsum(known) / len(known) if known else None
+    return mean_of(known) if known else None
 
 
 class QualityMonitor:
@@ -373,8 +373,8 @@ class QualityMonitor:
             n = len(win.crps)
             if n == 0:
                 continue
-            crps = math.fsum(win.crps) / n
-            crps_rw = math.fsum(win.crps_rw) / n
+            crps = mean_of(win.crps)
+            crps_rw = mean_of(win.crps_rw)
             rows.append(
                 QualityRow(
                     symbol=symbol,

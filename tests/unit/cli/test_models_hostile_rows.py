@@ -777,3 +777,16 @@ def test_postgresql_register_stores_nan_metrics_as_null(pg_url: str, tmp_path: P
     v = store.get_version(engine, "g9")
     engine.dispose()
     assert v is not None and v.metrics == {"steps": None, "test_crps": None, "test_n": None}
+
+
+def test_scores_whose_sum_is_past_the_largest_double_are_decided_not_raised() -> None:
+    """Found by the property above (hypothesis, once in a suite run): two stored scores of
+    ~9e307 overflowed ``math.fsum`` and the shadow's decision raised ``OverflowError``."""
+    rows_ = [
+        {**dict.fromkeys(("rw_crps", "cover90", "champion_cover90"), 0.5), "crps": c, "champion_crps": 0.0}
+        for c in (0.0, 0.0, 8.988465674311579e307, 8.98846567431158e307)
+    ]
+    scores = ShadowScores.from_rows(rows_)
+    assert math.isfinite(scores.crps) and scores.crps == pytest.approx(2 * 8.988465674311579e307 / 4)
+    decision = decide_shadow(scores, required=4)
+    assert decision is not None and not decision.promote  # worse than a champion of 0
