@@ -1272,15 +1272,26 @@ def select_series(
             frame = frame[keep]
     held_syms = sorted(set(frame["symbol"].tolist()), key=str)
     if symbol is not None and held_syms != [symbol]:
-        # rows named by the file (a symbol column, normalised by the reader): keep the chosen one
+        # rows named by the file (a symbol column, normalised by the reader): keep the chosen
+        # one's, and the rows that name none (a blank cell: no other symbol's row), for the
+        # caller to refuse as ``unknown_symbol`` with their lines -- they were dropped unsaid
         want = reg.normalise(symbol) or reg.normalise(symbol.upper()) or symbol.upper()
         keep_s = (frame["symbol"] == want).to_numpy()
+        blank = frame["symbol"].fillna("").astype(str).str.strip().eq("").to_numpy(dtype=bool)
         if not keep_s.any():
-            raise DataFormatError(
-                f"{name} holds no {want} candles (it holds "
-                f"{', '.join(map(str, held_syms))}): pass one of those to --symbol"
-            )
-        frame = frame[keep_s]
+            named = [str(s) for s in held_syms if not pd.isna(s) and str(s).strip()]
+            holds = ", ".join(n[:24] for n in named[:10]) + (f" and {len(named) - 10} more" if len(named) > 10 else "")
+            holds += (" and " if named else "") + "rows without a symbol" if blank.any() else ""
+            fix = f"write the pair in it, or remove the column (--symbol {want} then names every row)"
+            if not named:
+                raise DataFormatError(f"{name} holds no {want} candles: its symbol column is blank on every row; {fix}")
+            if not any(reg.normalise(n) or (len(n) == 6 and n.isascii() and n.isalpha()) for n in named):
+                # "1": no --symbol takes it, "pass one of those" was no advice
+                raise DataFormatError(
+                    f"{name} holds no {want} candles: its symbol column holds no symbol (it holds {holds}); {fix}"
+                )
+            raise DataFormatError(f"{name} holds no {want} candles (it holds {holds}): pass one of those to --symbol")
+        frame = frame[keep_s | blank]
     elif one_symbol and len(held_syms) > 1:
         raise DataFormatError(
             f"{name} holds several symbols ({', '.join(map(str, held_syms))}): pass --symbol to choose one"

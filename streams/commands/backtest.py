@@ -6,7 +6,7 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -29,11 +29,16 @@ from ._common import (
     reject_summary,
     writing,
 )
+from .candles import check_symbol
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
 
+    from forex_diffusion.domain import PriceSide
     from forex_diffusion.forecast.touch import TouchStepSummary
+    from forex_diffusion.ingest.readers import FileReject, LoadedFile
     from forex_diffusion.quality.evaluation import StepGroupSummary
 
 _PRICE_COLUMNS_PREFIXES = ("q", "rw_q")
@@ -76,7 +81,12 @@ def check_model_fits(manifest: dict[str, Any], *, symbol: str, timeframe: str) -
 
 
 def admitted_candles(
-    frame: pd.DataFrame, file: Path, symbol: str | None = None, *, timeframe: str | None = None
+    frame: pd.DataFrame,
+    file: Path,
+    symbol: str | None = None,
+    *,
+    timeframe: str | None = None,
+    rejects: Sequence[FileReject] = (),
 ) -> pd.DataFrame:
     """The rows of ``frame`` (a read candle series of ``file``) that the stream admits.
 
@@ -91,8 +101,9 @@ def admitted_candles(
     row is dropped, as the candle agent dead-letters such a candle and its forecaster never
     sees it: the next candle follows the previous one (a gap, as a weekend is), so train and
     backtest see what a replay of the file into the worker sees. ``timeframe`` gives the bars'
-    close (open + its duration; without it, the open). Refusals are counted by reason in one
-    line on standard error.
+    close (open + its duration; without it, the open). ``rejects``: the series' rows the reader
+    already refused (:func:`read_series`), counted with them. Refusals are counted by reason in
+    one line on standard error.
 
     Raises
     ------
@@ -114,8 +125,8 @@ def admitted_candles(
     duration = Timeframe.parse(timeframe).duration_ms if timeframe is not None else 0
     gate = gate_for_spacing(kept["ts_ms"].to_numpy())
     kept, late = check_candle_times(kept, duration_ms=duration, now_ms=int(time.time() * 1000), gate=gate)
-    if late:
-        refused = sorted([*refused, *late], key=lambda r: r.line)
+    if late or rejects:
+        refused = sorted([*rejects, *refused, *late], key=lambda r: r.line)
     if not refused:
         return kept
     what = f"{file.name}{f' {symbol}' if symbol else ''}"
@@ -125,11 +136,130 @@ def admitted_candles(
             f"first at line {refused[0].line}): fix the file"
         )
     typer.echo(
-        f"{what}: refused {len(refused)} of {len(frame)} candles ({reject_summary(refused)}; first at line "
+        f"{what}: refused {len(refused)} of {len(frame) + len(rejects)} candles ({reject_summary(refused)}; first at line "
         f"{refused[0].line}): skipped, as the stream dead-letters them",
         err=True,
     )
     return kept
+
+
+def read_series(file: Path, symbol: str, *, timeframe: str, price: PriceSide, least: int | None = None) -> LoadedFile:
+    """The candles of ``symbol`` and ``timeframe`` in ``file``, as
+    :func:`~forex_diffusion.ingest.readers.read_candle_series` selects them, with the rows
+    whose symbol cell is blank kept.
+
+    A blank row is no other symbol's: kept (its symbol blank), :func:`admitted_candles`
+    refuses it as ``unknown_symbol``, counted with its line, as ``forexd indicators`` and
+    ``forexd candles`` refuse it (the reader's selection dropped it unsaid). Of a file holding
+    one series, the rows the reader refused (a price that is no number) are ``rejects``, to be
+    counted too. A file without a timeframe column must hold bars spaced ``timeframe`` apart
+    (:func:`check_spacing`; ``least``: the candles the command needs, said when they are too
+    few to tell).
+
+    Raises
+    ------
+    DataFormatError
+        As ``read_candle_series``; or no row names ``symbol`` (the message lists what the file
+        holds, and says its rows without a symbol).
+    """
+    import numpy as np
+
+    from forex_diffusion.ingest.readers import LoadedFile, file_timeframes, read_candles, select_series
+
+    reg = InstrumentRegistry()
+    want = reg.normalise(symbol) or reg.normalise(symbol.upper()) or symbol.upper()
+    loaded = read_candles(file, symbol=want, price=price)
+    names = loaded.frame["symbol"]
+    blank = (names.isna() | names.eq("")).to_numpy(dtype=bool)  # the reader strips each cell
+    blank_lines = loaded.frame["line"].to_numpy()[blank]
+    if not (names[~blank] == want).any():
+        _refuse_no_rows_of(file, want, names[~blank].unique().tolist(), int(blank.sum()), reg)
+    if blank.any():
+        # kept through the selection as the chosen symbol's, then blank again: refused and counted
+        loaded = LoadedFile(loaded.frame.assign(symbol=names.where(~blank, want)), loaded.layout, loaded.rejects)
+    tfs = file_timeframes(file)
+    chosen = select_series(loaded, file, symbol=want, timeframe=timeframe, timeframes=tfs)
+    frame = chosen.frame
+    if blank.any():
+        frame = frame.assign(symbol=np.where(np.isin(frame["line"].to_numpy(), blank_lines), "", frame["symbol"]))
+    if tfs is None:
+        check_spacing(frame, file, timeframe, least=least)
+    rejects = loaded.rejects if len(chosen.frame) == len(loaded.frame) else []  # others' rows: not this series'
+    return LoadedFile(frame, chosen.layout, rejects)
+
+
+def _refuse_no_rows_of(file: Path, want: str, held: list[Any], blanks: int, reg: InstrumentRegistry) -> NoReturn:
+    """Refuse ``--symbol want`` for a file none of whose rows names it, saying what the rows
+    name: symbols (pass one of those), nothing (blank cells), or values no ``--symbol`` takes
+    (``1``: "pass one of those" was no advice)."""
+    names = sorted({str(n) for n in held})
+    symbols = [n for n in names if reg.normalise(n) or (len(n) == 6 and n.isascii() and n.isalpha())]
+    rows = f"{blanks:,} rows without a symbol"
+    fix = f"write the pair in it, or remove the column (--symbol {want} then names every row)"
+    if symbols:
+        shown = ", ".join(n[:24] for n in symbols[:10]) + (
+            f" and {len(symbols) - 10} more" if len(symbols) > 10 else ""
+        )
+        also = f", and {rows}" if blanks else ""
+        raise DataFormatError(
+            f"{file.name} holds no {want} candles (it holds {shown}{also}): pass one of those to --symbol"
+        )
+    if names:
+        shown = ", ".join(repr(n[:24]) for n in names[:5]) + (f" and {len(names) - 5:,} more" if len(names) > 5 else "")
+        also = f", and {rows}" if blanks else ""
+        raise DataFormatError(
+            f"{file.name} holds no {want} candles: its symbol column holds no symbol (it holds {shown}{also}): {fix}"
+        )
+    raise DataFormatError(f"{file.name} holds no {want} candles: its symbol column is blank on every row: {fix}")
+
+
+#: Fewest bars whose most common spacing the reader takes for the file's timeframe.
+_SPACING_BARS = 10
+
+
+def check_spacing(frame: pd.DataFrame, file: Path, timeframe: str, *, least: int | None = None) -> None:
+    """Refuse bars (of a file without a timeframe column) spaced unlike ``timeframe``.
+
+    Of :data:`_SPACING_BARS` bars or more, the most common gap between opens must be the
+    timeframe's duration (for daily bars: at least 23 hours), as the reader requires. Of
+    fewer (2 or more), bars closer than the timeframe are refused as of the finer timeframe
+    they are: hourly bars passed as ``--timeframe 1d`` said "candles must have strictly
+    increasing close times" (train) or "no forecast in the span" (backtest). The message
+    names the file's spacing, its count of bars and ``least`` (the candles needed).
+    """
+    import numpy as np
+
+    from forex_diffusion.ingest.readers import bar_spacing_ms
+
+    tf = Timeframe.parse(timeframe)
+    if len(frame) >= _SPACING_BARS:
+        spacing = bar_spacing_ms(frame)
+        if spacing is not None and spacing != tf.duration_ms and (not tf.is_daily or spacing < 23 * 3_600_000):
+            raise DataFormatError(
+                f"{file.name}: its bars are {_span(spacing)} apart, not {timeframe}: "
+                f"pass --timeframe {_span(spacing)} (or the file of {timeframe} candles)"
+            )
+        return
+    gaps = np.diff(np.sort(frame["ts_ms"].to_numpy(dtype=np.int64)))
+    gaps = gaps[gaps > 0]
+    if not len(gaps):
+        return
+    values, counts = np.unique(gaps, return_counts=True)
+    spacing = int(values[np.argmax(counts)])
+    if spacing < tf.duration_ms and (not tf.is_daily or spacing < 23 * 3_600_000):
+        need = f", at least {least:,} of them" if least is not None else ""
+        raise DataFormatError(
+            f"{file.name}: its {len(frame)} bars are {_span(spacing)} apart, not {timeframe}: "
+            f"pass --timeframe {_span(spacing)} (or the file of {timeframe} candles{need})"
+        )
+
+
+def _span(ms: int) -> str:
+    """``ms`` in the largest unit that divides it: ``3600000`` is ``1h``."""
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
 
 
 def _span_message(frame: pd.DataFrame, file: Path) -> str:
@@ -203,6 +333,7 @@ def backtest_command(
         raise typer.BadParameter(f"--device must be auto, cpu or cuda, not {device!r}")
     check_given(("touch_bands",), from_=from_, to=to, plot_as_of=plot_as_of, touch_bands=touch_bands)
     sym = InstrumentRegistry().normalise(symbol) or symbol.upper()
+    check_symbol(sym)  # '1' was refused after the model loaded, naming no option (exit 2)
     timeframe = Timeframe.parse(timeframe).name  # 1H, 60m: the 1h of the model and the file's column
     config = BacktestConfig(
         symbol=sym,
@@ -238,7 +369,7 @@ def backtest_command(
     import torch
 
     from forex_diffusion.diffusion.predictor import Predictor
-    from forex_diffusion.ingest.readers import check_price_scale, read_candle_series
+    from forex_diffusion.ingest.readers import check_price_scale
     from forex_diffusion.quality.evaluation import summarize_forecasts
     from forex_diffusion.reports.backtest import backtest, fan_chart_png, write_backtest_csv
 
@@ -249,11 +380,11 @@ def backtest_command(
         raise typer.BadParameter(
             f"must be at most the model's {predictor.max_steps} diffusion steps, not {steps}", param_hint="'--steps'"
         )
-    frame = read_candle_series(file, symbol=sym, timeframe=timeframe, price=price).frame
-    check_price_scale(frame, sym, file)
-    frame = admitted_candles(
-        frame, file, sym, timeframe=timeframe
-    )  # a candle the stream refuses never reaches the model
+    need = predictor.context_spec.ready_after + 1  # candles before the first forecast
+    series = read_series(file, sym, timeframe=timeframe, price=price, least=need)
+    check_price_scale(series.frame, sym, file)
+    # a candle the stream refuses never reaches the model
+    frame = admitted_candles(series.frame, file, sym, timeframe=timeframe, rejects=series.rejects)
     if len(frame) and config.from_ms is not None and config.from_ms > int(frame["ts_ms"].max()):
         echo_error(f"--from {from_} is past the data ({_span_message(frame, file)}): choose an earlier --from")
         raise typer.Exit(1)
@@ -265,12 +396,10 @@ def backtest_command(
                 f"model input cross:{s}: {file.name} holds no {s} candles "
                 f"(it holds {', '.join(sorted(held)) or 'one unnamed series'})"
             )
-    others = {
-        s: admitted_candles(
-            read_candle_series(file, symbol=s, timeframe=timeframe, price=price).frame, file, s, timeframe=timeframe
-        )
-        for s in predictor.inputs.cross_symbols
-    }
+    others: dict[str, pd.DataFrame] = {}
+    for s in predictor.inputs.cross_symbols:
+        other = read_series(file, s, timeframe=timeframe, price=price)
+        others[s] = admitted_candles(other.frame, file, s, timeframe=timeframe, rejects=other.rejects)
     core_log = logging.getLogger("forex_diffusion.reports.backtest")
     if logging.getLogger().getEffectiveLevel() > logging.INFO:
         core_log.setLevel(logging.ERROR)  # its "no forecast" warning is said below, once
@@ -285,6 +414,12 @@ def backtest_command(
             others=others,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
+    if rows.empty and len(frame) < need:  # no --from/--to can help: "widen --from/--to" misled
+        echo_error(
+            f"no forecast: {file.name} holds {len(frame)} {timeframe} candles the stream admits, and the model "
+            f"needs at least {need} ({need - 1} of context before the first forecast): pass a longer file"
+        )
+        raise typer.Exit(1)
     if rows.empty:
         echo_error(
             f"no forecast in the span ({_span_message(frame, file)}; the model needs "

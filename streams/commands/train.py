@@ -23,7 +23,8 @@ from ._common import (
     file_symbols,
     progress_bar,
 )
-from .backtest import admitted_candles
+from .backtest import admitted_candles, read_series
+from .candles import check_symbol
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -144,6 +145,8 @@ def train_command(
         raise typer.BadParameter("--symbol is empty: name a symbol, A,B,C or all")
     every = [s.lower() for s in wanted] == ["all"]
     syms = [] if every else list(dict.fromkeys(reg.normalise(s) or s.upper() for s in wanted))
+    for s in syms:
+        check_symbol(s)  # '1' was refused as "holds no 1 candles … pass one of those" after the read
     is_global = every or len(syms) > 1 or len(files) > 1
     if series_embedding and not is_global:
         raise typer.BadParameter("--series-embedding needs a global model: several symbols or files")
@@ -182,7 +185,8 @@ def train_command(
         raise typer.BadParameter("a candle file is given twice: name each file once")
     check_model_dir(model_dir)
     protected = _registry_protection(db)
-    series = _read_series(files, syms, timeframe=timeframe, price=price) if is_global else None
+    least = config.context.ready_after + horizon + 1  # one window and its horizon
+    series = _read_series(files, syms, timeframe=timeframe, price=price, least=least) if is_global else None
     if series is not None:
         import dataclasses
 
@@ -194,7 +198,7 @@ def train_command(
     import torch
 
     from forex_diffusion.diffusion.training import train
-    from forex_diffusion.ingest.readers import check_price_scale, read_candle_series
+    from forex_diffusion.ingest.readers import check_price_scale
 
     torch.set_num_threads(threads)
     candles: Any
@@ -202,11 +206,10 @@ def train_command(
         candles = series
         typer.echo(f"global model {sym} over {len(series)} series: {', '.join(series)}")
     else:
-        loaded = read_candle_series(files[0], symbol=sym, timeframe=timeframe, price=price)
+        loaded = read_series(files[0], sym, timeframe=timeframe, price=price, least=least)
         check_price_scale(loaded.frame, sym, files[0])
-        candles = admitted_candles(
-            loaded.frame, files[0], sym, timeframe=timeframe
-        )  # what the stream refuses never trains
+        # what the stream refuses never trains
+        candles = admitted_candles(loaded.frame, files[0], sym, timeframe=timeframe, rejects=loaded.rejects)
     with progress_bar("train", elapsed=True, description=True) as progress:
         task = progress.add_task("", total=config.max_minutes * 60.0)
 
@@ -235,17 +238,20 @@ def train_command(
     typer.echo(str(result.checkpoint))
 
 
-def _read_series(files: list[Path], syms: list[str], *, timeframe: str, price: PriceSide) -> dict[str, Any]:
+def _read_series(
+    files: list[Path], syms: list[str], *, timeframe: str, price: PriceSide, least: int | None = None
+) -> dict[str, Any]:
     """The series of a global model: ``{name: candle frame}`` for each file and symbol.
 
     ``syms`` empty means every symbol of each file. A name is the symbol, or
     ``SYMBOL@FILESTEM`` when several files are given (two vendors of one pair are two
-    series). Each series' rows are selected by symbol and timeframe, never mixed.
+    series). Each series' rows are selected by symbol and timeframe, never mixed; a row whose
+    symbol is blank is no other symbol's, refused and counted in each (:func:`read_series`).
     """
     import re
 
     from forex_diffusion.errors import DataFormatError
-    from forex_diffusion.ingest.readers import check_price_scale, read_candle_series, read_candles
+    from forex_diffusion.ingest.readers import check_price_scale, read_candles
 
     out: dict[str, Any] = {}
     tags: list[str] = []
@@ -255,9 +261,18 @@ def _read_series(files: list[Path], syms: list[str], *, timeframe: str, price: P
         while tag in tags:
             tag += "_"
         tags.append(tag)
-        held = syms or sorted(set(read_candles(f, price=price).frame["symbol"].tolist()))
-        if not held or any(not isinstance(s, str) or not s for s in held):
+        # a blank cell names no symbol: its rows are refused in each series, not a series of their own
+        held = syms or sorted(
+            {s for s in read_candles(f, price=price).frame["symbol"].tolist() if isinstance(s, str) and s}
+        )
+        if not held:
             raise DataFormatError(f"{f.name} names no symbols: pass --symbol")
+        if not syms and (odd := [s for s in held if not _is_symbol(s)]):  # was "symbol '1' must be …" (exit 2)
+            shown = ", ".join(repr(s[:24]) for s in odd[:5]) + (f" and {len(odd) - 5:,} more" if len(odd) > 5 else "")
+            raise DataFormatError(
+                f"{f.name}: its symbol column holds values that are no symbol ({shown}): write the pairs in it, "
+                "or name the symbols to train with --symbol A,B"
+            )
         if len(syms) > 1:
             # a file without a symbol column gives its rows any symbol asked for: A,B would
             # train two copies of one series under two names; its symbol must be the file's
@@ -270,9 +285,9 @@ def _read_series(files: list[Path], syms: list[str], *, timeframe: str, price: P
                     "pass the symbols it holds to --symbol, or one file per symbol"
                 )
         for s in held:
-            frame = read_candle_series(f, symbol=s, timeframe=timeframe, price=price).frame
-            check_price_scale(frame, s, f)
-            frame = admitted_candles(frame, f, s, timeframe=timeframe)
+            loaded = read_series(f, s, timeframe=timeframe, price=price, least=least)
+            check_price_scale(loaded.frame, s, f)
+            frame = admitted_candles(loaded.frame, f, s, timeframe=timeframe, rejects=loaded.rejects)
             out[s if len(files) == 1 else f"{s}@{tag}"] = frame
     if len(out) < 2:
         raise DataFormatError(
@@ -280,6 +295,12 @@ def _read_series(files: list[Path], syms: list[str], *, timeframe: str, price: P
             "pass several symbols (A,B or all) or several files"
         )
     return out
+
+
+def _is_symbol(name: str) -> bool:
+    """Whether ``name`` (a symbol cell, as the reader normalised it) is a symbol the instrument
+    registry knows or could take (six ASCII letters)."""
+    return bool(InstrumentRegistry().normalise(name)) or (len(name) == 6 and name.isascii() and name.isalpha())
 
 
 def _registry_protection(db: str | None) -> Callable[[str, Sequence[str]], set[str]] | None:
@@ -331,7 +352,6 @@ def _input_features(config: Any, candles: Any, file: Path, price: PriceSide) -> 
     """
     from forex_diffusion.diffusion.inputs import InputSpec, build_extra_frame
     from forex_diffusion.errors import DataFormatError
-    from forex_diffusion.ingest.readers import read_candle_series
     from forex_diffusion.instruments import series_symbol
 
     spec = InputSpec(config.inputs, config.timeframe)
@@ -344,12 +364,8 @@ def _input_features(config: Any, candles: Any, file: Path, price: PriceSide) -> 
                 f"(it holds {', '.join(sorted(held)) or 'one unnamed series'})"
             )
         try:
-            others[s] = admitted_candles(
-                read_candle_series(file, symbol=s, timeframe=config.timeframe, price=price).frame,
-                file,
-                s,
-                timeframe=config.timeframe,
-            )
+            other = read_series(file, s, timeframe=config.timeframe, price=price)
+            others[s] = admitted_candles(other.frame, file, s, timeframe=config.timeframe, rejects=other.rejects)
         except DataFormatError as exc:
             raise DataFormatError(f"--inputs cross:{s}: {str(exc).split(': pass', 1)[0]}") from exc
     if isinstance(candles, dict):

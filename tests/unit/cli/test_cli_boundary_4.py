@@ -222,13 +222,19 @@ def test_candles_symbol_error_lists_a_bounded_number_of_symbols(tmp_path: Path) 
 
 
 @pytest.mark.parametrize(
-    ("cells", "held"), [(["", "GBPUSD"], "GBPUSD and rows without a symbol"), ([""], "only rows without a symbol")]
+    ("cells", "said"),
+    [
+        (["", "GBPUSD"], " (it holds GBPUSD and rows without a symbol): pass one of those to --symbol"),
+        ([""], ": its symbol column is blank on every row; write the ticks' pair (EURUSD) in that column"),
+    ],
 )
-def test_candles_symbol_error_names_rows_without_a_symbol_as_such(cells: list[str], held: str, tmp_path: Path) -> None:
+def test_candles_symbol_error_names_rows_without_a_symbol_as_such(cells: list[str], said: str, tmp_path: Path) -> None:
+    """A column blank on every row said "(it holds only rows without a symbol): pass one of
+    those to --symbol", of which there is none."""
     src = ticks_file(tmp_path / "ticks.csv", cells, n=6)
     res = runner.invoke(app, ["candles", str(src), "--symbol", "EURUSD"])
     assert res.exit_code == 65, res.output
-    one_line(res.stderr, f"holds no EURUSD ticks (it holds {held}): pass one of those to --symbol")
+    one_line(res.stderr, f"holds no EURUSD ticks{said}")
 
 
 def test_candles_symbol_of_standard_input_names_standard_input(tmp_path: Path) -> None:
