@@ -72,7 +72,10 @@ def resolve_device(device: str) -> torch.device:
     if device == "cpu" or device.startswith("cuda"):
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError("device 'cuda' requested but CUDA is not available")
-        return torch.device(device)
+        try:
+            return torch.device(device)
+        except RuntimeError as exc:  # "cuda:x", "cpu:1"
+            raise ConfigError(f"unknown device {device!r}; expected auto, cpu, cuda or cuda:N") from exc
     raise ConfigError(f"unknown device {device!r}; expected auto, cpu or cuda")
 
 
@@ -196,13 +199,17 @@ class Predictor:
             Hash mismatch, pickle content, corrupt file, or weights that do not fit the
             manifest's architecture.
         """
+        # the caller's choices first, and said as theirs: "device 'cuda' requested but CUDA is
+        # not available" was "checkpoint does not match its manifest (…)", after reading the file
+        resolve_device(device)
+        bands = parse_touch_bands(touch_bands)
         state, manifest = load_checkpoint(path)
         try:
             config = ModelConfig.from_dict(manifest["model"])
             config.check_weights(state)  # before building: the manifest is not covered by the sha256
             model = DiffusionModel(config)
             model.load_state_dict(state, strict=True)
-            pred = cls(model, manifest, device=device, touch_bands=touch_bands)
+            pred = cls(model, manifest, device=device, touch_bands=bands)
         except (KeyError, RuntimeError, ConfigError) as exc:
             raise ArtifactError(f"{path}: checkpoint does not match its manifest ({exc})") from exc
         logger.info("model loaded key=%s version=%s", manifest.get("key"), manifest.get("version"))

@@ -423,7 +423,7 @@ def backtest_command(
     if rows.empty:
         echo_error(
             f"no forecast in the span ({_span_message(frame, file)}; the model needs "
-            f"{predictor.context_spec.window} candles of context before --from): widen --from/--to"
+            f"{predictor.context_spec.ready_after} candles of context before --from): widen --from/--to"
         )
         raise typer.Exit(1)
     if plot is not None and plot_ms is not None and not (rows["as_of"] == plot_ms).any():

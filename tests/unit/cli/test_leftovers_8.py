@@ -331,3 +331,40 @@ def test_indicators_symbol_counts_blank_rows_and_names_a_column_of_no_symbol(
     assert "candles=118 " in res.stderr and "rejected=2 (unknown_symbol=2)" in res.stderr, res.stderr
     plain = runner.invoke(app, ["indicators", str(src), "--spec", "sma_2", "-o", str(tmp_path / "j.csv")])
     assert plain.exit_code == 0 and out.read_text() == (tmp_path / "j.csv").read_text()  # as without --symbol
+
+
+# -- found by a later hunt: backtest's own choices said as the checkpoint's, and its context ----
+
+
+def test_backtest_device_cuda_without_cuda_is_said_as_the_device_not_the_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It said "checkpoint does not match its manifest (device 'cuda' requested but CUDA is not
+    available)", after reading the file; ``train --device cuda`` said it right."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    src = bars_file(tmp_path / "c.csv", 60)
+    code, err = backtest(src, tmp_path / "b.csv", "--device", "cuda", *CHEAP)
+    assert code == 2, err
+    line = one_line(err, "device 'cuda' requested but CUDA is not available")
+    assert "checkpoint" not in line and "manifest" not in line
+
+
+def test_backtest_no_forecast_in_the_span_names_the_context_the_model_needs(tmp_path: Path) -> None:
+    """A model of window 8 needs 24 candles before its first forecast (its warm-up): the
+    message said "the model needs 8 candles of context before --from" with 10 before it."""
+    src = bars_file(tmp_path / "c.csv", 1000)
+    md = tmp_path / "models"
+    code, _, err = train(src, md, *TINY)
+    assert code == 0, err
+    model = next(md.rglob("*.pt"))
+    from forex_diffusion.diffusion.predictor import Predictor
+
+    spec = Predictor.load(model).context_spec
+    assert spec.window == 8 < spec.ready_after
+    code, err = backtest(
+        src, tmp_path / "b.csv", *CHEAP, "--from", "2016-01-01T10:00", "--to", "2016-01-01T20:00", model=model
+    )
+    assert code == 1, err
+    one_line(err, f"the model needs {spec.ready_after} candles of context before --from): widen --from/--to")
