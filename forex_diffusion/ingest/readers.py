@@ -27,6 +27,7 @@ import io
 import math
 import os
 import re
+import time
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -865,6 +866,12 @@ def _col(cols: dict[str, str], path: object, head: str, *names: str) -> str:
     for name in names:
         if name in cols:
             return cols[name]
+    if len(cols) == 1 and (sep := next((c for c in (";", "\t", "|") if c in head), None)) is not None:
+        # one column, its name the whole header: the file's fields are not separated by commas
+        said = "tabs" if sep == "\t" else repr(sep)
+        raise DataFormatError(
+            f"{path}: its header is separated by {said}, not commas (header {head[:80]!r}): write the file with commas"
+        )
     raise DataFormatError(f"{path}: no {names[0]!r} column (header {head[:80]!r})")
 
 
@@ -1129,9 +1136,16 @@ def _read_candles(
     series = df[tf_c].str.strip().to_numpy() if tf_c is not None else None
     keep = ~bad
     frame = frame[keep].reset_index(drop=True)
-    # a time outside 1971..2100 is no bar's (refused as bad_ts later): it does not decide the order
+    # a row the stream refuses does not decide the order (one atop or below a newest-first file
+    # made every good row late): a time outside 1971..2100 (bad_ts later) or past the clock
+    # (future_ts), prices that are not finite, not positive or not bounded by high and low
     t = frame["ts_ms"].to_numpy(dtype=np.int64)
-    frame = oldest_first(frame, None if series is None else series[keep], (t >= EPOCH_FIRST_MS) & (t < MAX_TS_MS))
+    o, h, lo, c = (frame[k].to_numpy(dtype=float) for k in ("open", "high", "low", "close"))
+    with np.errstate(invalid="ignore"):  # nan compares false
+        finite = np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c)
+        sound = finite & (lo > 0) & (h >= np.maximum(o, c)) & (lo <= np.minimum(o, c))
+    counted = (t >= EPOCH_FIRST_MS) & (t < MAX_TS_MS) & (t <= time.time() * 1000) & sound
+    frame = oldest_first(frame, None if series is None else series[keep], counted)
     return LoadedFile(frame, layout, _dedup(rejects))
 
 

@@ -403,7 +403,7 @@ def _oracle(gen: Generated, now_ms: int) -> tuple[list[tuple[int, Row]], dict[in
     admitted: list[tuple[int, Row]] = []
     reasons: dict[int, str] = {}
     decoded: list[tuple[int, Row, Candle]] = []
-    for line, row in _oldest_first([(line, row) for line, row in gen.lines.items() if row.ok]):
+    for line, row in _oldest_first([(line, row) for line, row in gen.lines.items() if row.ok], now_ms):
         o, h, lo, c, v = row.prices
         record = {"symbol": row.symbol, "timeframe": "1m", "open_time": row.ts, "close_time": row.ts + MINUTE}
         record |= {"open": o, "high": h, "low": lo, "close": c, "volume": v}
@@ -432,14 +432,23 @@ def _oracle(gen: Generated, now_ms: int) -> tuple[list[tuple[int, Row]], dict[in
     return admitted, reasons
 
 
-def _oldest_first(rows: list[tuple[int, Row]]) -> list[tuple[int, Row]]:
+def _oldest_first(rows: list[tuple[int, Row]], now_ms: int) -> list[tuple[int, Row]]:
     """The reader's layout rule: a series (one symbol as the reader names it) whose open times
     never rise from its first row to its last and fall at least once is read newest-first,
-    reversed in its own places in the file."""
+    reversed in its own places in the file. A row the stream refuses for its prices (not
+    finite, not positive, not bounded by high and low) or its time (past the clock) takes no
+    part: it stays where it stands."""
+
+    def counted(row: Row) -> bool:
+        o, h, lo, c, _ = row.prices
+        finite = all(math.isfinite(x) for x in (o, h, lo, c))
+        return finite and lo > 0 and h >= max(o, c) and lo <= min(o, c) and row.ts <= now_ms
+
     out = list(rows)
     series: dict[str, list[int]] = {}
     for i, (_, row) in enumerate(rows):
-        series.setdefault(REG.normalise(row.symbol.strip()) or row.symbol.strip(), []).append(i)
+        if counted(row):
+            series.setdefault(REG.normalise(row.symbol.strip()) or row.symbol.strip(), []).append(i)
     for pos in series.values():
         ts = [rows[i][1].ts for i in pos]
         if len(ts) > 1 and ts[0] > ts[-1] and all(b <= a for a, b in zip(ts, ts[1:], strict=False)):

@@ -27,7 +27,7 @@ import pytest
 from dateutil import parser as dateutil_parser
 from hypothesis import HealthCheck, given, settings
 
-from forex_diffusion.errors import ConfigError, RejectReason
+from forex_diffusion.errors import ConfigError, DataFormatError, RejectReason
 from forex_diffusion.ingest.readers import (
     LoadedFile,
     _whole_date,
@@ -396,3 +396,36 @@ def test_an_epoch_beside_a_cell_that_is_no_number_is_cut_from_its_digits(tmp_pat
     src.write_text(f"ts_ms,bid,ask\n{cell},1.1,1.2\nx,1.1,1.2\n")
     loaded = read_ticks(src)
     assert loaded.frame["ts_ms"].tolist() == [_ms(want)]
+
+
+@pytest.mark.parametrize(
+    "last",
+    [
+        "2024-01-02T02:30:00Z,EURUSD,1.1,1.2,1.0,nan",  # non_finite
+        "2024-01-02T02:30:00Z,EURUSD,1.1,1.0,1.2,1.1",  # high below low: inconsistent
+        "2024-01-02T02:30:00Z,EURUSD,0,1.2,1.0,1.1",  # non_positive
+        "2099-01-01T00:00:00Z,EURUSD,1.1,1.2,1.0,1.1",  # past the clock: future_ts
+    ],
+    ids=["nan", "inconsistent", "zero", "future"],
+)
+def test_a_row_the_stream_refuses_below_a_newest_first_file_does_not_make_the_good_rows_late(
+    tmp_path: Path, last: str
+) -> None:
+    """Found by a hostile hunt: one such row at the bottom of a newest-first file broke its
+    order, and the four good bars were read as written, three of them late."""
+    rows = [f"2024-01-02T0{h}:00:00Z,EURUSD,1.1,1.2,1.0,1.1" for h in (3, 2, 1, 0)]
+    src = tmp_path / "c.csv"
+    src.write_text("\n".join(["timestamp,symbol,open,high,low,close", *rows, last]) + "\n")
+    loaded = read_candles(src)
+    assert loaded.frame["line"].tolist()[:4] == [5, 4, 3, 2]  # the good rows, oldest first
+
+
+@pytest.mark.parametrize(("sep", "said"), [(";", "';'"), ("\t", "tabs"), ("|", "'|'")])
+def test_a_file_separated_otherwise_than_by_commas_is_said_so(tmp_path: Path, sep: str, said: str) -> None:
+    """It said "no 'timestamp' column (header 'timestamp;symbol;…')", of a header that starts
+    with it."""
+    src = tmp_path / "c.csv"
+    rows = [["timestamp", "symbol", "open", "high", "low", "close"], ["2024-01-02T00:00:00Z", "EURUSD", *["1.1"] * 4]]
+    src.write_text("".join(sep.join(r) + "\n" for r in rows))
+    with pytest.raises(DataFormatError, match=f"its header is separated by {said}, not commas"):
+        read_candles(src)
