@@ -111,7 +111,7 @@ async def put_candles(ca: Any, cs: list[Candle]) -> None:
     until every batch is handled (while batches keep being handled), and flush the checkpoint."""
     async with ca.agent.test_context() as agent:
         for c in cs:
-            await agent.put(encode_candle(c), key=b"EURUSD", partition=0, wait=False)
+            await agent.put(encode_candle(c), key=b"EURUSD", partition=0)
         await _until(
             lambda: ca.consumer.processed == len(cs) and not ca.consumer.busy,
             "every batch handled",
@@ -127,7 +127,7 @@ async def test_candle_agent_in_test_context_forecasts_in_batches_as_the_core_doe
     cs = _candles()
     async with ca.agent.test_context() as agent:
         for c in cs:
-            await agent.put(encode_candle(c), key=b"EURUSD", partition=0, wait=False)
+            await agent.put(encode_candle(c), key=b"EURUSD", partition=0)
         await agent.put(b"\x00garbage", key=b"EURUSD", partition=0)
         await _until(
             lambda: ca.consumer.processed == len(cs) + 1 and not ca.consumer.busy,
