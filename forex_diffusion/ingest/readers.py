@@ -21,6 +21,7 @@ and reason, and the rest of the file is read. Values are only parsed here; the v
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import gzip
 import io
@@ -63,6 +64,7 @@ __all__ = [
     "read_candles",
     "read_ticks",
     "select_series",
+    "span_text",
     "symbol_from_path",
 ]
 
@@ -78,12 +80,15 @@ _TIME_CHARS_MAX = 64  # longest timestamp field parsed ('2014-05-01T00:00:00.292
 
 @dataclass(frozen=True, slots=True)
 class FileReject:
-    """A row refused while reading: 1-based ``line``, reason, detail, the raw text."""
+    """A row refused while reading: 1-based ``line``, reason, detail, the raw text, and the
+    symbol the row names (as the reader names it; "" where it names none or is not known):
+    a command that selects one series counts only the refused rows of that series."""
 
     line: int
     reason: RejectReason
     detail: str
     raw: str
+    symbol: str = ""
 
 
 @dataclass(slots=True)
@@ -632,12 +637,12 @@ def _in_format(values: pd.Series, lines: np.ndarray, fmt: str, first: int, tz: s
     cells = values.to_numpy(dtype=object)
     decider = first
     if _sure_order(values.iloc[first]) is None:
-        # a date sure of its order is not read in both orders: one more parse of the column, in
+        # a date sure of its order is read in one order only: one more parse of the column, in
         # the other order, where its first date decides nothing; the first date read in one
-        # order only, or in neither (a time written otherwise, "13/05/2014 10:00:00" among
-        # "… 10:00"), whose numbers are sure of their order decides it
+        # order only whose numbers are sure of it decides (not one read in neither, another
+        # format: "05/13/2014 10:00:00" among day-first "… 10:00" turned the file month first)
         other = _to_utc(values, swapped, tz)
-        maybe = np.flatnonzero(~(parsed.notna().to_numpy() & other.notna().to_numpy()))
+        maybe = np.flatnonzero(parsed.notna().to_numpy() != other.notna().to_numpy())
         decider = next(
             (int(k) for k in maybe if isinstance(cells[k], str) and _sure_order(cells[k]) is not None), first
         )
@@ -673,10 +678,6 @@ def _in_format(values: pd.Series, lines: np.ndarray, fmt: str, first: int, tz: s
             why[int(lines[k])] = same(
                 f"timestamp {cell[:40]!r} has its {order[1]} first where line {int(lines[decider])} has its "
                 f"{order[0]} first: one file, one order"
-            )
-        elif k == decider:  # the date that decided the order, in another format than the first's
-            why[int(lines[k])] = (
-                f"timestamp {cell[:40]!r} is no date of the file's format, {fmt} ({order[0]} first as it says)"
             )
         else:
             why[int(lines[k])] = same(f"timestamp {cell[:40]!r} is no date ({as_read})")
@@ -1135,6 +1136,15 @@ def _read_candles(
     tf_c = cols.get("timeframe")
     series = df[tf_c].str.strip().to_numpy() if tf_c is not None else None
     keep = ~bad
+    if rejects:  # each refused row's symbol, for a caller that selects one series
+        at = np.searchsorted(lines, [r.line for r in rejects])
+        named = syms.to_numpy(dtype=object)
+        rejects = [
+            dataclasses.replace(
+                r, symbol=str(named[i]) if i < len(lines) and lines[i] == r.line and isinstance(named[i], str) else ""
+            )
+            for r, i in zip(rejects, at.tolist(), strict=True)
+        ]
     frame = frame[keep].reset_index(drop=True)
     # a row the stream refuses does not decide the order (one atop or below a newest-first file
     # made every good row late): a time outside 1971..2100 (bad_ts later) or past the clock
@@ -1389,18 +1399,25 @@ def read_candle_series(
     )
     if timeframe is not None and tfs is None:
         tf = Timeframe.parse(timeframe)
-        spacing = bar_spacing_ms(loaded.frame)
+        # the symbol's own bars: a row that names none (kept, to be refused) is no bar of theirs
+        named = loaded.frame["symbol"].fillna("").astype(str).str.strip().ne("").to_numpy(dtype=bool)
+        spacing = bar_spacing_ms(loaded.frame[named])
         # daily bars may be 23 or 25 hours apart (or days, over gaps), never closer: hourly bars
         # read as 1d were refused later for "close times not strictly increasing"
         if spacing is not None and spacing != tf.duration_ms and (not tf.is_daily or spacing < 23 * 3_600_000):
             raise DataFormatError(
-                f"{Path(path).name}: its bars are {_span(spacing)} apart, not {timeframe}: "
-                f"pass --timeframe {_span(spacing)} (or the file of {timeframe} candles)"
+                f"{Path(path).name}: its bars are {span_text(spacing)} apart, not {timeframe}: "
+                f"pass --timeframe {span_text(spacing)} (or the file of {timeframe} candles)"
             )
     return loaded
 
 
-def _span(ms: int) -> str:
+def span_text(ms: int) -> str:
+    """``ms`` in the largest unit that divides it: ``3600000`` is ``1h``.
+
+    >>> span_text(3_600_000), span_text(90_000), span_text(1500)
+    ('1h', '90s', '1500ms')
+    """
     for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
         if ms % size == 0:
             return f"{ms // size}{unit}"

@@ -182,9 +182,13 @@ def read_series(file: Path, symbol: str, *, timeframe: str, price: PriceSide, le
     frame = chosen.frame
     if blank.any():
         frame = frame.assign(symbol=np.where(np.isin(frame["line"].to_numpy(), blank_lines), "", frame["symbol"]))
-    if tfs is None:
-        check_spacing(frame, file, timeframe, least=least)
-    rejects = loaded.rejects if len(chosen.frame) == len(loaded.frame) else []  # others' rows: not this series'
+    if tfs is None:  # the symbol's own bars: a blank row (refused) between two is no bar of theirs
+        check_spacing(frame[frame["symbol"] != ""], file, timeframe, least=least)
+    # the rows the reader refused of this series (by the symbol each names; a blank one too): a
+    # row of another symbol (its price no number) was counted as this one's
+    rejects = (
+        [r for r in loaded.rejects if r.symbol.strip() in ("", want)] if len(chosen.frame) == len(loaded.frame) else []
+    )
     return LoadedFile(frame, chosen.layout, rejects)
 
 
@@ -229,15 +233,15 @@ def check_spacing(frame: pd.DataFrame, file: Path, timeframe: str, *, least: int
     """
     import numpy as np
 
-    from forex_diffusion.ingest.readers import bar_spacing_ms
+    from forex_diffusion.ingest.readers import bar_spacing_ms, span_text
 
     tf = Timeframe.parse(timeframe)
     if len(frame) >= _SPACING_BARS:
         spacing = bar_spacing_ms(frame)
         if spacing is not None and spacing != tf.duration_ms and (not tf.is_daily or spacing < 23 * 3_600_000):
             raise DataFormatError(
-                f"{file.name}: its bars are {_span(spacing)} apart, not {timeframe}: "
-                f"pass --timeframe {_span(spacing)} (or the file of {timeframe} candles)"
+                f"{file.name}: its bars are {span_text(spacing)} apart, not {timeframe}: "
+                f"pass --timeframe {span_text(spacing)} (or the file of {timeframe} candles)"
             )
         return
     gaps = np.diff(np.sort(frame["ts_ms"].to_numpy(dtype=np.int64)))
@@ -249,17 +253,9 @@ def check_spacing(frame: pd.DataFrame, file: Path, timeframe: str, *, least: int
     if spacing < tf.duration_ms and (not tf.is_daily or spacing < 23 * 3_600_000):
         need = f", at least {least:,} of them" if least is not None else ""
         raise DataFormatError(
-            f"{file.name}: its {len(frame)} bars are {_span(spacing)} apart, not {timeframe}: "
-            f"pass --timeframe {_span(spacing)} (or the file of {timeframe} candles{need})"
+            f"{file.name}: its {len(frame)} bars are {span_text(spacing)} apart, not {timeframe}: "
+            f"pass --timeframe {span_text(spacing)} (or the file of {timeframe} candles{need})"
         )
-
-
-def _span(ms: int) -> str:
-    """``ms`` in the largest unit that divides it: ``3600000`` is ``1h``."""
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
 
 
 def _span_message(frame: pd.DataFrame, file: Path) -> str:

@@ -246,7 +246,8 @@ def _no_symbol_in_column(source: Path, symbol: str, name: str) -> str | None:
 
     reg = InstrumentRegistry()
     try:
-        values = read_ticks(source, symbol=symbol).frame["symbol"].dropna().unique()
+        frame = read_ticks(source, symbol=symbol).frame["symbol"]
+        values = frame.dropna().unique()
     except (DataFormatError, ForexDiffusionError, OSError):
         return None
     held = sorted({str(v) for v in values if str(v).strip()})
@@ -259,6 +260,8 @@ def _no_symbol_in_column(source: Path, symbol: str, name: str) -> str | None:
     shown = ", ".join(repr(v[:24]) for v in held[:_SHOWN_MAX])
     if len(held) > _SHOWN_MAX:
         shown += f" and {len(held) - _SHOWN_MAX:,} more"
+    if frame.isna().any() or frame.astype(str).str.strip().eq("").any():
+        shown += " and rows without a symbol"
     return f"{name} holds no {want} ticks: its symbol column holds no symbol (it holds {shown}); {fix}"
 
 

@@ -368,3 +368,50 @@ def test_backtest_no_forecast_in_the_span_names_the_context_the_model_needs(tmp_
     )
     assert code == 1, err
     one_line(err, f"the model needs {spec.ready_after} candles of context before --from): widen --from/--to")
+
+
+# -- review of the fixes above ---------------------------------------------------------------------
+
+
+def test_blank_rows_between_a_symbols_bars_do_not_count_in_their_spacing(tmp_path: Path) -> None:
+    """A blank row half an hour after each hourly bar made the bars "30m apart, not 1h: pass
+    --timeframe 30m" in train, backtest and indicators: the blank rows, kept to be refused,
+    were measured with the symbol's bars."""
+    rows = ["timestamp,symbol,open,high,low,close"]
+    for i in range(100):
+        rows += [f"{START_MS + i * HOUR},EURUSD,1.1,1.2,1.0,1.1", f"{START_MS + i * HOUR + HOUR // 2},,1.1,1.2,1.0,1.1"]
+    src = tmp_path / "c.csv"
+    src.write_text("\n".join(rows) + "\n")
+    res = runner.invoke(
+        app,
+        [
+            "indicators",
+            str(src),
+            "--symbol",
+            "EURUSD",
+            "--timeframe",
+            "1h",
+            "--spec",
+            "sma_2",
+            "-o",
+            str(tmp_path / "i.csv"),
+        ],
+    )
+    assert res.exit_code == 0, res.stderr
+    assert "candles=100 " in res.stderr and "unknown_symbol=100" in res.stderr, res.stderr
+    from streams.commands.backtest import read_series
+
+    assert len(read_series(src, "EURUSD", timeframe="1h", price="mid").frame) == 200
+
+
+def test_a_refused_row_of_another_symbol_is_not_counted_as_the_chosen_ones(tmp_path: Path) -> None:
+    """30 good EURUSD bars and a GBPUSD row whose open is no number: backtest and train said
+    "EURUSD: refused 1 of 31 candles (malformed=1; first at line 32)"."""
+    from streams.commands.backtest import read_series
+
+    src = bars_file(tmp_path / "c.csv", 30)
+    src.write_text(src.read_text() + f"{START_MS + 30 * HOUR},GBPUSD,x,1.3,1.2,1.25\n")
+    assert read_series(src, "EURUSD", timeframe="1h", price="mid").rejects == []
+    own = bars_file(tmp_path / "d.csv", 30)
+    own.write_text(own.read_text() + f"{START_MS + 30 * HOUR},EURUSD,x,1.3,1.2,1.25\n")
+    assert [r.line for r in read_series(own, "EURUSD", timeframe="1h", price="mid").rejects] == [32]

@@ -361,13 +361,23 @@ def test_one_year_first_typo_does_not_turn_a_year_month_day_column_around(tmp_pa
     assert _refused(loaded) == {4: "timestamp '2014/13/05' is no date"}
 
 
-def test_a_date_of_another_time_format_still_decides_the_order_and_is_not_blamed_for_it(tmp_path: Path) -> None:
+def test_a_date_of_another_time_format_is_not_blamed_on_the_order(tmp_path: Path) -> None:
     """13/05/2014 10:00:00 among dates to the minute is read in neither order: it was said to
-    have "its day first where line 2 has its month first", and the file read month first."""
+    have "its day first where line 2 has its month first". It decides no order (below): the
+    file is read as its first date was, and the refusal says so."""
     loaded = _ticks(tmp_path / "t.csv", ["01/05/2014 10:00", "13/05/2014 10:00:00", "02/05/2014 10:00"])
-    assert list(_read(loaded).values()) == [_ms("2014-05-01 10:00"), _ms("2014-05-02 10:00")]
     (why,) = _refused(loaded).values()
-    assert "one order" not in why and "the file's format, %d/%m/%Y %H:%M" in why
+    assert "one order" not in why and "read month first as the file's first date" in why
+
+
+def test_a_date_read_in_neither_order_does_not_turn_a_day_first_file_around(tmp_path: Path) -> None:
+    """Review of the fix above, which let such a date decide: 05/13/2014 10:00:00 (month first,
+    with seconds) among day-first dates to the minute turned the file month first, 1 to 12
+    May read as 5 January to 5 December, and every date past the 12th refused."""
+    days = [f"{d:02d}/05/2014 10:00" for d in range(1, 21)]
+    loaded = _ticks(tmp_path / "t.csv", [*days[:3], "05/13/2014 10:00:00", *days[3:]])
+    assert list(_read(loaded).values()) == [_ms(f"2014-05-{d:02d} 10:00") for d in range(1, 21)]
+    assert list(_refused(loaded)) == [5]
 
 
 def test_a_local_time_a_clock_change_skips_is_not_blamed_on_the_order(tmp_path: Path) -> None:
