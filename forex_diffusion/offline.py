@@ -106,9 +106,19 @@ def _rows_of(frame: pd.DataFrame, symbol: str, instruments: InstrumentRegistry, 
         keep = keep | frame["symbol"].fillna("").eq("").to_numpy(dtype=bool)
     else:
         held = sorted({str(c or n)[:24] for n, c in names.items() if isinstance(n, str) and n})
+        blanks = any(not (isinstance(n, str) and n) for n in names)
+        fix = f"write the ticks' pair ({want}) in that column, or remove the column (--symbol {want} then names every row)"
+        if not held:
+            raise DataFormatError(f"{path} holds no {want} ticks: its symbol column is blank on every row; {fix}")
+        if not any(c or (len(n) == 6 and n.isascii() and n.isalpha()) for n, c in names.items() if isinstance(n, str)):
+            # values no --symbol takes ("1"): "pass one of those" was no advice
+            shown = ", ".join(repr(v) for v in held[:5]) + (f" and {len(held) - 5:,} more" if len(held) > 5 else "")
+            shown += " and rows without a symbol" if blanks else ""
+            raise DataFormatError(
+                f"{path} holds no {want} ticks: its symbol column holds no symbol (it holds {shown}); {fix}"
+            )
         shown = ", ".join(held[:10]) + (f" and {len(held) - 10} more" if len(held) > 10 else "")
-        if any(not (isinstance(n, str) and n) for n in names):  # blank cells
-            shown = f"{shown} and rows without a symbol" if shown else "only rows without a symbol"
+        shown += " and rows without a symbol" if blanks else ""
         raise DataFormatError(f"{path} holds no {want} ticks (it holds {shown}): pass one of those to --symbol")
     return frame[keep].reset_index(drop=True)
 

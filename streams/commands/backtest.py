@@ -162,8 +162,6 @@ def read_series(file: Path, symbol: str, *, timeframe: str, price: PriceSide, le
         As ``read_candle_series``; or no row names ``symbol`` (the message lists what the file
         holds, and says its rows without a symbol).
     """
-    import numpy as np
-
     from forex_diffusion.ingest.readers import LoadedFile, file_timeframes, read_candles, select_series
 
     reg = InstrumentRegistry()
@@ -171,17 +169,12 @@ def read_series(file: Path, symbol: str, *, timeframe: str, price: PriceSide, le
     loaded = read_candles(file, symbol=want, price=price)
     names = loaded.frame["symbol"]
     blank = (names.isna() | names.eq("")).to_numpy(dtype=bool)  # the reader strips each cell
-    blank_lines = loaded.frame["line"].to_numpy()[blank]
     if not (names[~blank] == want).any():
         _refuse_no_rows_of(file, want, names[~blank].unique().tolist(), int(blank.sum()), reg)
-    if blank.any():
-        # kept through the selection as the chosen symbol's, then blank again: refused and counted
-        loaded = LoadedFile(loaded.frame.assign(symbol=names.where(~blank, want)), loaded.layout, loaded.rejects)
     tfs = file_timeframes(file)
+    # the selection keeps the rows whose symbol is blank (no other symbol's), to be refused
     chosen = select_series(loaded, file, symbol=want, timeframe=timeframe, timeframes=tfs)
     frame = chosen.frame
-    if blank.any():
-        frame = frame.assign(symbol=np.where(np.isin(frame["line"].to_numpy(), blank_lines), "", frame["symbol"]))
     if tfs is None:  # the symbol's own bars: a blank row (refused) between two is no bar of theirs
         check_spacing(frame[frame["symbol"] != ""], file, timeframe, least=least)
     # the rows the reader refused of this series (by the symbol each names; a blank one too): a

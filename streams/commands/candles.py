@@ -197,11 +197,6 @@ def candles(
                     progress=lambda done, total: progress.update(task, completed=done, total=total),
                 )
         except DataFormatError as exc:
-            name = file.name if source == file else shown
-            if symbol is not None and " ticks (it holds " in str(exc):  # --symbol named none of its rows
-                why = _no_symbol_in_column(source, symbol, name)
-                if why is not None:
-                    raise DataFormatError(why) from exc
             if source == file:
                 raise
             raise DataFormatError(str(exc).replace(str(source), shown)) from exc  # never the spool's path
@@ -225,44 +220,6 @@ def candles(
         f"locked={run.locked} rejected: {summary}",
         err=True,
     )
-
-
-#: Most distinct values of a symbol column an error line lists.
-_SHOWN_MAX = 5
-
-
-def _no_symbol_in_column(source: Path, symbol: str, name: str) -> str | None:
-    """The refusal of ``--symbol`` for a tick file whose symbol column holds values but no
-    symbol (numbers such as ``1``), or None when some row names one, or none names anything.
-
-    It said "holds no EURUSD ticks (it holds 1): pass one of those to --symbol", although no
-    ``--symbol`` takes ``1``. Now it names what the column holds (its distinct values, at most
-    :data:`_SHOWN_MAX`) and the fix: the pair written in the column, or the column removed
-    (``--symbol`` then names every row); a column blank on every row ("it holds only rows
-    without a symbol: pass one of those") is said so, with the same fix."""
-    from forex_diffusion.errors import DataFormatError, ForexDiffusionError
-    from forex_diffusion.ingest.readers import read_ticks
-    from forex_diffusion.instruments import InstrumentRegistry
-
-    reg = InstrumentRegistry()
-    try:
-        frame = read_ticks(source, symbol=symbol).frame["symbol"]
-        values = frame.dropna().unique()
-    except (DataFormatError, ForexDiffusionError, OSError):
-        return None
-    held = sorted({str(v) for v in values if str(v).strip()})
-    if any(reg.normalise(v) or reg.normalise(v.upper()) or (len(v) == 6 and v.isascii() and v.isalpha()) for v in held):
-        return None  # symbols of its own: the list of those is the advice
-    want = reg.normalise(symbol) or reg.normalise(symbol.upper()) or symbol.upper()
-    fix = f"write the ticks' pair ({want}) in that column, or remove the column (--symbol {want} then names every row)"
-    if not held:
-        return f"{name} holds no {want} ticks: its symbol column is blank on every row; {fix}"
-    shown = ", ".join(repr(v[:24]) for v in held[:_SHOWN_MAX])
-    if len(held) > _SHOWN_MAX:
-        shown += f" and {len(held) - _SHOWN_MAX:,} more"
-    if frame.isna().any() or frame.astype(str).str.strip().eq("").any():
-        shown += " and rows without a symbol"
-    return f"{name} holds no {want} ticks: its symbol column holds no symbol (it holds {shown}); {fix}"
 
 
 def _closed(stream: IO[Any]) -> bool:

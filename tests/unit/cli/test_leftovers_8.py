@@ -202,8 +202,7 @@ def test_candle_file_whose_symbol_column_holds_numbers(command: str, tmp_path: P
 )
 def test_candles_symbol_over_a_column_of_no_symbol(symbol: object, said: str, tmp_path: Path) -> None:
     """Before: "holds no EURUSD ticks (it holds 1): pass one of those to --symbol": no --symbol
-    takes 1. (A column blank on every row keeps "it holds only rows without a symbol", which
-    test_cli_boundary_4 pins.)"""
+    takes 1. (A column blank on every row: test_cli_boundary_4.)"""
     src = tick_file(tmp_path / "ticks.csv", symbol)
     out = tmp_path / "c.csv"
     res = runner.invoke(app, ["candles", str(src), "--symbol", "eur/usd", "-o", str(out)])
