@@ -1295,11 +1295,14 @@ def select_series(
                 )
             frame = frame[keep]
     held_syms = sorted(set(frame["symbol"].tolist()), key=str)
+    rejects = loaded.rejects
+    if symbol is not None:  # the rows the reader refused of the chosen symbol, or of none it could read
+        want = reg.normalise(symbol) or reg.normalise(symbol.upper()) or symbol.upper()
+        rejects = [r for r in rejects if r.symbol in ("", want)]
     if symbol is not None and held_syms != [symbol]:
         # rows named by the file (a symbol column, normalised by the reader): keep the chosen
         # one's, and the rows that name none (a blank cell: no other symbol's row), for the
         # caller to refuse as ``unknown_symbol`` with their lines -- they were dropped unsaid
-        want = reg.normalise(symbol) or reg.normalise(symbol.upper()) or symbol.upper()
         keep_s = (frame["symbol"] == want).to_numpy()
         blank = frame["symbol"].fillna("").astype(str).str.strip().eq("").to_numpy(dtype=bool)
         if not keep_s.any():
@@ -1320,9 +1323,9 @@ def select_series(
         raise DataFormatError(
             f"{name} holds several symbols ({', '.join(map(str, held_syms))}): pass --symbol to choose one"
         )
-    if len(frame) == len(loaded.frame):
+    if len(frame) == len(loaded.frame) and len(rejects) == len(loaded.rejects):
         return loaded
-    return LoadedFile(frame.reset_index(drop=True), loaded.layout, loaded.rejects)
+    return LoadedFile(frame.reset_index(drop=True), loaded.layout, rejects)
 
 
 def bar_spacing_ms(frame: pd.DataFrame) -> int | None:

@@ -77,22 +77,34 @@ def skill_score(score: float, reference: float) -> float:
     return 1.0 - score / reference if reference > 0 else math.nan
 
 
+_MAX_DOUBLE = 1.7976931348623157e308
+
+
 def mean_of(values: Iterable[float]) -> float:
     """The mean of ``values`` (NaN for none), exactly rounded, and finite where they all are:
     ``math.fsum`` raises on a sum past the largest double (two scores of 9e307, a hostile
-    stored row, stopped the shadow's decision with ``OverflowError``); such a sum is taken over
-    the values divided by their count.
+    stored row, stopped the shadow's decision with ``OverflowError``), and on ``inf`` with
+    ``-inf`` (``ValueError``). Such a sum is taken over the values divided by twice their
+    count (at most half the largest double), then doubled (the largest double at most);
+    infinities of both signs give NaN.
 
-    >>> mean_of([0.25, 0.5, 0.75]), mean_of([9e307, 9e307]), mean_of([])
-    (0.5, 9e+307, nan)
+    >>> mean_of([0.25, 0.5, 0.75]), mean_of([9e307, 9e307]), mean_of([1.7976931348623157e308] * 3), mean_of([])
+    (0.5, 9e+307, 1.7976931348623157e+308, nan)
+    >>> mean_of([math.inf, 1.0]), mean_of([math.inf, -math.inf])
+    (inf, nan)
     """
     xs = [float(v) for v in values]
     if not xs:
         return math.nan
     try:
         return math.fsum(xs) / len(xs)
-    except OverflowError:  # finite values whose sum is not: each a count-th of its size
-        return math.fsum(x / len(xs) for x in xs)
+    except OverflowError:  # finite values whose sum is not: halves of count-ths, doubled
+        half = math.fsum(x / (2 * len(xs)) for x in xs)
+        # a mean of finite values is at most the largest double: the division's rounding up
+        # may double past it by an ulp
+        return 2.0 * half if abs(half) <= _MAX_DOUBLE / 2 else math.copysign(_MAX_DOUBLE, half)
+    except ValueError:  # inf and -inf
+        return math.nan
 
 
 def quantile_column(tau: float) -> str:

@@ -177,12 +177,10 @@ def read_series(file: Path, symbol: str, *, timeframe: str, price: PriceSide, le
     frame = chosen.frame
     if tfs is None:  # the symbol's own bars: a blank row (refused) between two is no bar of theirs
         check_spacing(frame[frame["symbol"] != ""], file, timeframe, least=least)
-    # the rows the reader refused of this series (by the symbol each names; a blank one too): a
-    # row of another symbol (its price no number) was counted as this one's
-    rejects = (
-        [r for r in loaded.rejects if r.symbol.strip() in ("", want)] if len(chosen.frame) == len(loaded.frame) else []
-    )
-    return LoadedFile(frame, chosen.layout, rejects)
+    # the rows the reader refused of this symbol (the selection keeps those): of this series
+    # where the timeframe chosen dropped none of the symbol's rows (a refused row names none)
+    ours = int((blank | names.eq(want).to_numpy(dtype=bool)).sum())
+    return LoadedFile(frame, chosen.layout, chosen.rejects if len(frame) == ours else [])
 
 
 def _refuse_no_rows_of(file: Path, want: str, held: list[Any], blanks: int, reg: InstrumentRegistry) -> NoReturn:

@@ -414,3 +414,23 @@ def test_a_refused_row_of_another_symbol_is_not_counted_as_the_chosen_ones(tmp_p
     own = bars_file(tmp_path / "d.csv", 30)
     own.write_text(own.read_text() + f"{START_MS + 30 * HOUR},EURUSD,x,1.3,1.2,1.25\n")
     assert [r.line for r in read_series(own, "EURUSD", timeframe="1h", price="mid").rejects] == [32]
+
+
+def test_refused_rows_of_another_symbol_are_not_counted_and_the_chosen_ones_are(tmp_path: Path) -> None:
+    """A fresh-eye review: ``indicators --symbol EURUSD`` counted 70 GBPUSD rows whose open is
+    no number as its own; ``backtest`` of a two-symbol file said nothing of a EURUSD row whose
+    open is no number (the refused rows were counted only for a file of one series)."""
+    rows = bars_file(tmp_path / "one.csv", 200).read_text().splitlines()
+    rows[10] = rows[10].replace(",EURUSD,", ",EURUSD,abc,", 1).rsplit(",", 1)[0]  # line 11: open is no number
+    other = [r.replace(",EURUSD,", ",GBPUSD,") for r in rows[1:]]
+    other[5] = other[5].split(",GBPUSD,")[0] + ",GBPUSD,xyz,1.3,1.2,1.25"
+    src = tmp_path / "two.csv"
+    src.write_text("\n".join([*rows, *other]) + "\n")
+    res = runner.invoke(
+        app, ["indicators", str(src), "--symbol", "EURUSD", "--spec", "sma_2", "-o", str(tmp_path / "i.csv")]
+    )
+    assert res.exit_code == 0, res.stderr
+    assert "rejected=1 (malformed=1)" in res.stderr, res.stderr
+    code, err = backtest(src, tmp_path / "bt.csv", *CHEAP)
+    assert code == 0, err
+    assert "two.csv EURUSD: refused 1 of 200 candles (malformed=1; first at line 11)" in err, err

@@ -790,3 +790,16 @@ def test_scores_whose_sum_is_past_the_largest_double_are_decided_not_raised() ->
     assert math.isfinite(scores.crps) and scores.crps == pytest.approx(2 * 8.988465674311579e307 / 4)
     decision = decide_shadow(scores, required=4)
     assert decision is not None and not decision.promote  # worse than a champion of 0
+
+
+def test_scores_of_the_largest_double_and_of_both_infinities_are_decided_not_raised() -> None:
+    """A fresh-eye review of the fix above: three scores of the largest double still overflowed
+    (the count-th of each rounded up), and inf with -inf raised ``ValueError`` in ``fsum``."""
+    big = 1.7976931348623157e308
+    rows_ = [{**dict.fromkeys(("rw_crps", "cover90", "champion_cover90"), 0.5), "crps": big, "champion_crps": 0.0}] * 3
+    scores = ShadowScores.from_rows(rows_)
+    assert scores.crps == big
+    decision = decide_shadow(scores, required=3)
+    assert decision is not None and not decision.promote
+    both = [{**rows_[0], "crps": math.inf}, {**rows_[0], "crps": -math.inf}]
+    assert math.isnan(ShadowScores.from_rows(both).crps)
