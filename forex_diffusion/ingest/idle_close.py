@@ -145,8 +145,10 @@ class IdleClocks:
     ``seen`` after each tick (the series' event time, not a held far-future tick's), ``drop``
     the series of a revoked partition, and ``close`` on the timer: it restarts the clocks of
     series whose worker is behind, and advances every idle series of ``series`` (a
-    :class:`~forex_diffusion.ingest.pipeline.TickPipeline`): a quiet feed first releases a held
-    tick (confirming no jump), then closes the bars it has waited out.
+    :class:`~forex_diffusion.ingest.pipeline.TickPipeline`): a quiet feed first ends the holds
+    of the series' guards (the first ticks of a new series are released; a held jump is
+    refused, and remembered, so the ticks after the quiet go on confirming it), then closes
+    the bars it has waited out.
     """
 
     def __init__(self) -> None:

@@ -8,8 +8,9 @@ snapshots per symbol as plain data, so a worker that takes over a partition resu
 the last one stopped.
 
 The time guard (:mod:`~forex_diffusion.ingest.time_jumps`) holds a tick far ahead of its series'
-event time (default: more than 4 days) until later ticks confirm the new time, so one bad
-clock cannot move the watermark; an unconfirmed one is refused as ``future_ts`` (through
+event time (default: more than ten minutes of open-market time, or past what the idle timer
+saw as quiet) until later ticks confirm the new time, so one bad clock cannot move the
+watermark; an unconfirmed one is refused as ``future_ts`` (through
 :meth:`TickPipeline.take_quarantined`). The first ticks of a series are held until their
 times agree (see the module); candles are the same as without the guard.
 
@@ -444,24 +445,32 @@ class TickPipeline:
         if c is not None and c.top is not None:
             event_ms = min(event_ms, c.top + self.time_config.idle_cap_ms)
         out = self._drain_released()
-        return out + self.aggregator.advance(symbol, event_ms)
+        out += self.aggregator.advance(symbol, event_ms)
+        if c is not None and (clock := self.aggregator.last_event_ms(symbol)) is not None:
+            c.quiet_to(clock)  # the feed was quiet that long: a tick that far on is no jump
+        return out
 
     def expire_hold(self, symbol: str) -> int:
         """End the open holds of ``symbol`` without confirmation (its feed went quiet).
 
         Price-held ticks are quarantined as ``spike_unconfirmed``, time-held ones as
         ``future_ts``; the first ticks of a new series are released instead (their candles
-        come out of the next :meth:`advance`). Returns how many were quarantined.
+        come out of the next :meth:`advance`). Each guard remembers the hold it ended, so
+        that on a thin feed the ticks after the quiet go on confirming it (``expire``).
+        Returns how many were quarantined.
         """
         n = len(self._quarantined)
         c = self._clocks.get(symbol)
         if c is not None and c.holding:
-            released, refused = c.settle()
-            self._refuse_time(symbol, refused, c.top)
-            self._released += self._release(released)
+            if c.top is None:
+                released, refused = c.settle()
+                self._refuse_time(symbol, refused, c.top)
+                self._released += self._release(released)
+            else:
+                self._refuse_time(symbol, c.expire(), c.top)
         g = self._guards.get(symbol)
         if g is not None and g.holding:
-            self._quarantine(symbol, g.end_hold())
+            self._quarantine(symbol, g.expire())
         return len(self._quarantined) - n
 
     def flush(self) -> list[Candle]:
@@ -524,6 +533,8 @@ class TickPipeline:
                 c: TimeJumpGuard[_Held] = TimeJumpGuard(self.time_config)
                 c.restore(state, _decoder(sym, scratch))
                 self._clocks[sym] = c
+                if (clock := self.aggregator.last_event_ms(sym)) is not None:
+                    c.quiet_to(clock)  # what an idle close moved it to, as before the snapshot
                 if c.held_ts:
                     out[sym] = min(c.held_ts)
                 if not self._clock_on:

@@ -144,7 +144,8 @@ class SpikeGuard(Holding[T]):
     Hot path: a mid inside the pass band ``low <= mid <= high`` is not a jump (and nothing
     is held); the caller keeps the tick and calls :meth:`accept`. The band is
     ``last_good * exp(∓threshold)`` once warm, everything during warm-up, and empty while
-    ticks are held, so one comparison covers the three cases without a logarithm.
+    ticks are held (or the next tick decides whether an expired hold goes on: :meth:`expire`),
+    so one comparison covers the cases without a logarithm.
     Otherwise the caller asks :meth:`classify` (``start`` when nothing is held) and acts:
     ``start``/``confirm`` → :meth:`hold`; ``restart`` → :meth:`end_hold` then :meth:`hold`;
     ``revert`` → :meth:`end_hold` then :meth:`accept`. Held items are opaque to the guard.
@@ -163,6 +164,8 @@ class SpikeGuard(Holding[T]):
         "_wide",
         "_held",
         "_held_mids",
+        "_expired",
+        "_carry",
         "_k",
         "_min",
         "_alpha",
@@ -196,6 +199,8 @@ class SpikeGuard(Holding[T]):
         self.low, self.high = 0.0, _INF  # the pass band: everything during warm-up
         self._held: list[T] = []
         self._held_mids: list[float] = []
+        self._expired: tuple[float, int] | None = None  # see expire()
+        self._carry: tuple[float, int] | None = None  # the expired hold the one in progress goes on
 
     def _set_threshold(self, t: float) -> None:
         if t <= self._min:
@@ -206,7 +211,7 @@ class SpikeGuard(Holding[T]):
 
     def _set_band(self) -> None:
         last = self.last_good
-        if self._held:
+        if self._held or self._expired is not None:  # the next tick goes to classify
             self.low, self.high = _INF, -_INF
         elif last is None or self.n < self._warmup:
             self.low, self.high = 0.0, _INF
@@ -260,13 +265,14 @@ class SpikeGuard(Holding[T]):
 
         ``revert``: not a jump from the last good mid (ends a hold). ``start``: a jump and
         nothing is held. ``confirm``: within the threshold of the first held mid.
-        ``restart``: a jump to a third level.
+        ``restart``: a jump to a third level. (A hold that goes on an expired one is judged
+        by that one's level: :meth:`expire`.)
         """
         if not self.is_jump(mid):
             return "revert"
         if not self._held:
             return "start"
-        m0 = self._held_mids[0]
+        m0 = self._held_mids[0] if self._carry is None else self._carry[0]
         return "confirm" if m0 * self._f_lo <= mid <= m0 * self._f_hi else "restart"
 
     def hold(self, item: T, mid: float) -> list[T] | None:
@@ -275,15 +281,19 @@ class SpikeGuard(Holding[T]):
         The first held item sets the level; each later one must have been judged
         ``confirm`` by :meth:`classify`. On the ``confirm``-th confirmation the held items
         are returned in arrival order, ``last_good`` becomes the last one's mid and the
-        returns between them (not the jump) are folded into ``sigma``.
+        returns between them (not the jump) are folded into ``sigma``. A hold that starts
+        near the level of the hold just expired (:meth:`expire`) goes on counting its
+        confirmations.
         """
+        if not self._held:
+            self._carry = self._taken_over(mid)
         self._held.append(item)
         self._held_mids.append(mid)
-        if len(self._held) <= self.config.confirm:
+        if len(self._held) + (0 if self._carry is None else self._carry[1]) <= self.config.confirm:
             self.low, self.high = _INF, -_INF  # empty band: every tick goes to classify
             return None
         items, mids = self._held, self._held_mids
-        self._held, self._held_mids = [], []
+        self._held, self._held_mids, self._carry = [], [], None
         self.last_good = mids[0]
         self.n += 1
         for m in mids[1:]:
@@ -291,23 +301,54 @@ class SpikeGuard(Holding[T]):
         self._set_band()
         return items
 
+    def _taken_over(self, mid: float) -> tuple[float, int] | None:
+        """The expired hold (level, ticks) a hold starting at ``mid`` goes on (None: none)."""
+        expired, self._expired = self._expired, None
+        if expired is None or not (expired[0] * self._f_lo <= mid <= expired[0] * self._f_hi):
+            return None
+        return expired
+
     def end_hold(self) -> list[T]:
         """Stop holding; return the held items (the caller quarantines them)."""
         items = self._held
-        self._held, self._held_mids = [], []
+        self._held, self._held_mids, self._carry, self._expired = [], [], None, None
         self._set_band()
+        return items
+
+    def expire(self) -> list[T]:
+        """Stop holding because the feed went quiet; return the held items (the caller
+        quarantines them), but remember their level and count.
+
+        Quiet time says nothing of the level: a thin feed (a tick every 15 s, an idle close
+        after 10 s) had each tick of a real new level held alone, expired and quarantined, for
+        ever, while the same ticks in a file confirmed it. The next hold that starts near this
+        level, with no good tick in between, counts these ticks among its ``confirm``: the
+        level is accepted after ``confirm`` + 1 consecutive ticks near it, quiet or not (the
+        ticks already expired stay quarantined).
+        """
+        if not self._held:
+            return []
+        level, before = (self._held_mids[0], 0) if self._carry is None else self._carry
+        ticks = min(self.config.confirm, before + len(self._held))
+        items = self.end_hold()
+        self._expired = (level, ticks)
+        self._set_band()  # empty: the next tick, near the old level or not, ends or goes on it
         return items
 
     # -- state ------------------------------------------------------------------------------
 
     def snapshot(self, encode: Callable[[T], Any]) -> dict[str, Any]:
         """Plain-data state (in the envelope); ``encode`` turns a held item into JSON-able data."""
-        state = {
+        state: dict[str, Any] = {
             "n": self.n,
             "last_good": self.last_good,
             "sigma": self.sigma,
             "held": [[m, encode(x)] for m, x in zip(self._held_mids, self._held, strict=True)],
         }
+        if self._expired is not None:  # only when there is one: older workers read the rest
+            state["expired"] = list(self._expired)
+        if self._carry is not None:
+            state["carry"] = list(self._carry)
         return wrap(self, state)
 
     def restore(self, data: dict[str, Any], decode: Callable[[Any], T]) -> None:
@@ -323,16 +364,31 @@ class SpikeGuard(Holding[T]):
             held = [
                 (number(m, low=0.0, above=True, high=MAX_PRICE, field="held mid"), decode(x)) for m, x in state["held"]
             ]
+            expired, carry = (self._level(state.get(key), key) for key in ("expired", "carry"))
         if (last is None) != (n == 0):
             raise StateError("malformed spike guard snapshot")
         if len(held) > self.config.confirm or (held and last is None):
             raise StateError(
                 "spike guard snapshot holds more ticks than confirm allows, or holds ticks before any was accepted"
             )
+        if (expired is not None and (held or last is None)) or (
+            carry is not None and (not held or len(held) + carry[1] > self.config.confirm)
+        ):
+            raise StateError("spike guard snapshot's expired hold does not fit its held ticks")
         self.reset()
         self.n, self.sigma = n, sigma
         self.last_good = last
         self._set_threshold(self._k * sigma)
         self._held_mids = [m for m, _ in held]
         self._held = [x for _, x in held]
+        self._expired, self._carry = expired, carry
         self._set_band()
+
+    def _level(self, data: Any, field: str) -> tuple[float, int] | None:
+        """An expired hold's ``[level, ticks]`` read back (ticks in [1, confirm]; absent: None)."""
+        if data is None:
+            return None
+        level, ticks = data
+        if type(ticks) is not int or not (1 <= ticks <= self.config.confirm):
+            raise StateError(f"spike guard snapshot's {field} ticks must be an int in [1, confirm], got {ticks!r}")
+        return number(level, low=0.0, above=True, high=MAX_PRICE, field=f"{field} level"), ticks

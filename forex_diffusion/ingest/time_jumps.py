@@ -120,7 +120,19 @@ class TimeJumpGuard(Holding[T]):
     :meth:`hold_first`. Held items are opaque to the guard.
     """
 
-    __slots__ = ("config", "top", "limit", "_held", "_held_ts", "_jump", "_confirm", "_hours")
+    __slots__ = (
+        "config",
+        "top",
+        "limit",
+        "_held",
+        "_held_ts",
+        "_jump",
+        "_confirm",
+        "_hours",
+        "_quiet",
+        "_expired",
+        "_carry",
+    )
 
     state_kind = "time_guard"
     state_version = 1
@@ -133,6 +145,9 @@ class TimeJumpGuard(Holding[T]):
         self._confirm = cfg.confirm
         self._held: list[T] = []
         self._held_ts: list[int] = []
+        self._quiet: int | None = None  # the series' time as a quiet feed moved it: quiet_to()
+        self._expired: tuple[int, int] | None = None  # see expire()
+        self._carry: tuple[int, int] | None = None  # the expired hold the one in progress goes on
         self.top: int | None = None
         self.limit = _NEVER
         if top is not None:
@@ -142,6 +157,12 @@ class TimeJumpGuard(Holding[T]):
         """The latest event time not a jump from ``ts``: ``max_jump_ms`` of open-market time."""
         hours = self._hours
         return ts + self._jump if hours is None else hours.add_open_time(ts, self._jump)
+
+    def _now(self, top: int) -> int:
+        """The series' time to judge a tick against: its latest let-through tick, or later
+        where the idle timer has seen the feed quiet since (:meth:`quiet_to`)."""
+        quiet = self._quiet
+        return top if quiet is None or quiet < top else quiet
 
     def _near(self, a: int, b: int) -> bool:
         lo, hi = (a, b) if a <= b else (b, a)
@@ -154,8 +175,25 @@ class TimeJumpGuard(Holding[T]):
         top = self.top
         if top is None or ts > top:
             self.top = ts
-            if not self._held:
-                self.limit = self.reach(ts)
+            if not self._held and self._expired is None:
+                quiet = self._quiet  # inlined _now(): the hot path
+                self.limit = self.reach(ts if quiet is None or quiet < ts else quiet)
+
+    def quiet_to(self, ts: int) -> None:
+        """The idle timer moved the series' clock to ``ts`` on a quiet feed: a tick up to
+        ``max_jump_ms`` past it is no jump.
+
+        Wall-clock quiet is evidence of time passing: after an hour with no tick (an outage, a
+        holiday) the next ticks are an hour past ``top``, and a thin feed (a tick every 15 s,
+        the idle close after 10 s) had each of them held alone, expired and refused, for ever,
+        though the timer had already closed the bars of that hour. ``top`` itself does not
+        move (the timer's cap, ``idle_cap_ms``, counts from the latest tick).
+        """
+        if self.top is None or ts <= self._now(self.top):
+            return
+        self._quiet = ts
+        if not self._held and self._expired is None:
+            self.limit = self.reach(ts)
 
     # -- hold -------------------------------------------------------------------------------
 
@@ -169,32 +207,61 @@ class TimeJumpGuard(Holding[T]):
         top = self.top
         if top is None:
             return "first"
-        if ts <= self.reach(top):
+        if ts <= self.reach(self._now(top)):
             return "revert"  # near the series' time: ends a hold (if any), the tick passes
         if not self._held:
             return "start"
-        t0 = self._held_ts[0]
+        t0 = self._held_ts[0] if self._carry is None else self._carry[0]
         return "confirm" if self._near(ts, t0) else "restart"
 
     def hold(self, item: T, ts: int) -> list[T] | None:
-        """Hold ``item`` (a jump); return every held item once the new time is confirmed."""
+        """Hold ``item`` (a jump); return every held item once the new time is confirmed. A hold
+        that starts near the time of the hold just expired (:meth:`expire`) goes on counting
+        its confirmations."""
+        if not self._held and self.top is not None:
+            self._carry = self._taken_over(ts)
         self._held.append(item)
         self._held_ts.append(ts)
         self.limit = _NEVER
-        if len(self._held) <= self._confirm:
+        if len(self._held) + (0 if self._carry is None else self._carry[1]) <= self._confirm:
             return None
         items, times = self._held, self._held_ts
-        self._held, self._held_ts = [], []
+        self._held, self._held_ts, self._carry = [], [], None
         for t in times:
             self.accept(t)
         self.limit = self.reach(self.top)  # type: ignore[arg-type]
         return items
 
+    def _taken_over(self, ts: int) -> tuple[int, int] | None:
+        """The expired hold (time, ticks) a hold starting at ``ts`` goes on (None: none)."""
+        expired, self._expired = self._expired, None
+        if expired is None or not self._near(ts, expired[0]):
+            return None
+        return expired
+
     def end_hold(self) -> list[T]:
         """Stop holding; return the held items (the caller refuses them)."""
         items = self._held
-        self._held, self._held_ts = [], []
-        self.limit = _NEVER if self.top is None else self.reach(self.top)
+        self._held, self._held_ts, self._carry, self._expired = [], [], None, None
+        self.limit = _NEVER if self.top is None else self.reach(self._now(self.top))
+        return items
+
+    def expire(self) -> list[T]:
+        """Stop holding because the feed went quiet; return the held items (the caller
+        refuses them), but remember their time and count.
+
+        As :meth:`~forex_diffusion.ingest.spikes.SpikeGuard.expire`: quiet says nothing of a
+        clock, so the next hold that starts near this time, with no tick near the series'
+        time in between, counts these ticks among its ``confirm`` (the ticks already expired
+        stay refused). Before the series has a time, use :meth:`settle`.
+        """
+        if not self._held or self.top is None:
+            return []
+        t0, before = (self._held_ts[0], 0) if self._carry is None else self._carry
+        ticks = min(self._confirm, before + len(self._held))
+        items = self.end_hold()
+        self._expired = (t0, ticks)
+        self.limit = _NEVER  # the next tick, near the series' time or not, ends or goes on it
         return items
 
     # -- start of a series ------------------------------------------------------------------
@@ -250,9 +317,16 @@ class TimeJumpGuard(Holding[T]):
     # -- state ------------------------------------------------------------------------------
 
     def snapshot(self, encode: Callable[[T], Any]) -> dict[str, Any]:
-        """Plain-data state (in the envelope); ``encode`` turns a held item into JSON-able data."""
+        """Plain-data state (in the envelope); ``encode`` turns a held item into JSON-able data.
+        The time a quiet feed moved the series to is not in it: the caller's clock holds it
+        (:meth:`quiet_to` again after :meth:`restore`)."""
         held = [[t, encode(x)] for t, x in zip(self._held_ts, self._held, strict=True)]
-        return wrap(self, {"top": self.top, "held": held})
+        state: dict[str, Any] = {"top": self.top, "held": held}
+        if self._expired is not None:  # only when there is one: older workers read the rest
+            state["expired"] = list(self._expired)
+        if self._carry is not None:
+            state["carry"] = list(self._carry)
+        return wrap(self, state)
 
     def restore(self, data: dict[str, Any], decode: Callable[[Any], T]) -> None:
         """Inverse of :meth:`snapshot` (``decode`` inverts its ``encode``); the bare layout
@@ -261,10 +335,25 @@ class TimeJumpGuard(Holding[T]):
         with malformed(self):  # event times: ints in the wire's range (time_ms), the latest or null
             top = None if state["top"] is None else time_ms(state["top"], field="top")
             held = [(time_ms(t, field="held time"), decode(x)) for t, x in state["held"]]
+            expired, carry = (self._expired_hold(state.get(key), key) for key in ("expired", "carry"))
         limit = self.config.max_start_held if top is None else self._confirm
         if len(held) > limit:
             raise StateError("time guard snapshot holds more ticks than its config allows")
+        if (expired is not None and (held or top is None)) or (
+            carry is not None and (top is None or not held or len(held) + carry[1] > self._confirm)
+        ):
+            raise StateError("time guard snapshot's expired hold does not fit its held ticks")
         self.top = top
         self._held_ts = [t for t, _ in held]
         self._held = [x for _, x in held]
-        self.limit = _NEVER if top is None or held else self.reach(top)
+        self._quiet, self._expired, self._carry = None, expired, carry
+        self.limit = _NEVER if top is None or held or expired is not None else self.reach(top)
+
+    def _expired_hold(self, data: Any, field: str) -> tuple[int, int] | None:
+        """An expired hold's ``[time, ticks]`` read back (ticks in [1, confirm]; absent: None)."""
+        if data is None:
+            return None
+        t0, ticks = data
+        if type(ticks) is not int or not (1 <= ticks <= self._confirm):
+            raise StateError(f"time guard snapshot's {field} ticks must be an int in [1, confirm], got {ticks!r}")
+        return time_ms(t0, field=f"{field} time"), ticks
