@@ -424,11 +424,13 @@ class TickPipeline:
         """Ticks accepted inside the weekly closure (policy ``accept``)."""
         return self.validator.counters.off_hours
 
-    def idle_mark(self, symbol: str) -> tuple[int | None, int, int]:
-        """What the idle timer changes of ``symbol``'s state (its event clock, the ticks held):
-        the timer's series changed when this did, closing a bar or not (issue 15: then the
-        next checkpoint writes it)."""
-        return self.aggregator.last_event_ms(symbol), self.time_held_count(symbol), self.held_count(symbol)
+    def idle_mark(self, symbol: str) -> tuple[int | None, int, int, int | None]:
+        """What the idle timer changes of ``symbol``'s state (its event clock, the ticks held,
+        the quiet time its time guard counts): the timer's series changed when this did,
+        closing a bar or not (issue 15: then the next checkpoint writes it)."""
+        c = self._clocks.get(symbol)
+        quiet = None if c is None else c.quiet
+        return self.aggregator.last_event_ms(symbol), self.time_held_count(symbol), self.held_count(symbol), quiet
 
     def advance(self, symbol: str, event_ms: int) -> list[Candle]:
         """Idle-series timer: move ``symbol``'s event clock without a tick.
@@ -446,8 +448,8 @@ class TickPipeline:
             event_ms = min(event_ms, c.top + self.time_config.idle_cap_ms)
         out = self._drain_released()
         out += self.aggregator.advance(symbol, event_ms)
-        if c is not None and (clock := self.aggregator.last_event_ms(symbol)) is not None:
-            c.quiet_to(clock)  # the feed was quiet that long: a tick that far on is no jump
+        if c is not None:
+            c.quiet_to(event_ms)  # the feed was quiet that long: a tick that far on is no jump
         return out
 
     def expire_hold(self, symbol: str) -> int:
@@ -533,8 +535,6 @@ class TickPipeline:
                 c: TimeJumpGuard[_Held] = TimeJumpGuard(self.time_config)
                 c.restore(state, _decoder(sym, scratch))
                 self._clocks[sym] = c
-                if (clock := self.aggregator.last_event_ms(sym)) is not None:
-                    c.quiet_to(clock)  # what an idle close moved it to, as before the snapshot
                 if c.held_ts:
                     out[sym] = min(c.held_ts)
                 if not self._clock_on:

@@ -179,6 +179,12 @@ class TimeJumpGuard(Holding[T]):
                 quiet = self._quiet  # inlined _now(): the hot path
                 self.limit = self.reach(ts if quiet is None or quiet < ts else quiet)
 
+    @property
+    def quiet(self) -> int | None:
+        """The time the idle timer saw the feed quiet to, when it is past ``top`` (else None)."""
+        quiet, top = self._quiet, self.top
+        return quiet if quiet is not None and top is not None and quiet > top else None
+
     def quiet_to(self, ts: int) -> None:
         """The idle timer moved the series' clock to ``ts`` on a quiet feed: a tick up to
         ``max_jump_ms`` past it is no jump.
@@ -317,11 +323,11 @@ class TimeJumpGuard(Holding[T]):
     # -- state ------------------------------------------------------------------------------
 
     def snapshot(self, encode: Callable[[T], Any]) -> dict[str, Any]:
-        """Plain-data state (in the envelope); ``encode`` turns a held item into JSON-able data.
-        The time a quiet feed moved the series to is not in it: the caller's clock holds it
-        (:meth:`quiet_to` again after :meth:`restore`)."""
+        """Plain-data state (in the envelope); ``encode`` turns a held item into JSON-able data."""
         held = [[t, encode(x)] for t, x in zip(self._held_ts, self._held, strict=True)]
         state: dict[str, Any] = {"top": self.top, "held": held}
+        if (quiet := self.quiet) is not None:
+            state["quiet"] = quiet  # only when it counts: older workers read the rest
         if self._expired is not None:  # only when there is one: older workers read the rest
             state["expired"] = list(self._expired)
         if self._carry is not None:
@@ -336,6 +342,7 @@ class TimeJumpGuard(Holding[T]):
             top = None if state["top"] is None else time_ms(state["top"], field="top")
             held = [(time_ms(t, field="held time"), decode(x)) for t, x in state["held"]]
             expired, carry = (self._expired_hold(state.get(key), key) for key in ("expired", "carry"))
+            quiet = None if state.get("quiet") is None else time_ms(state["quiet"], field="quiet")
         limit = self.config.max_start_held if top is None else self._confirm
         if len(held) > limit:
             raise StateError("time guard snapshot holds more ticks than its config allows")
@@ -343,11 +350,13 @@ class TimeJumpGuard(Holding[T]):
             carry is not None and (top is None or not held or len(held) + carry[1] > self._confirm)
         ):
             raise StateError("time guard snapshot's expired hold does not fit its held ticks")
+        if quiet is not None and (top is None or quiet <= top):
+            raise StateError("time guard snapshot's quiet time is not after its series' time")
         self.top = top
         self._held_ts = [t for t, _ in held]
         self._held = [x for _, x in held]
-        self._quiet, self._expired, self._carry = None, expired, carry
-        self.limit = _NEVER if top is None or held or expired is not None else self.reach(top)
+        self._quiet, self._expired, self._carry = quiet, expired, carry
+        self.limit = _NEVER if top is None or held or expired is not None else self.reach(self._now(top))
 
     def _expired_hold(self, data: Any, field: str) -> tuple[int, int] | None:
         """An expired hold's ``[time, ticks]`` read back (ticks in [1, confirm]; absent: None)."""

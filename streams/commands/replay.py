@@ -89,6 +89,8 @@ async def replay_file(
 
     check_input(path)
     kind = kind or sniff_kind(path)
+    if show_progress and kind == "ticks" and speed is not None and speed < 1.0:
+        typer.echo(_slow_warning(speed, settings.idle_close_s), err=True)
     mask: list[bool] | None = None
     if kind == "candles":
         timeframe, mask = _candle_selection(path, symbol=symbol, timeframe=timeframe)
@@ -159,6 +161,17 @@ def _speed(value: str) -> float | None:
             f"--speed must be at least {SPEED_MIN:g} (a thousand times slower than real time) or 'max', not {value!r}"
         )
     return spd
+
+
+def _slow_warning(speed: float, idle_close_s: float) -> str:
+    """What a replay slower than real time does to a tick worker's idle close, in one line."""
+    gap = idle_close_s * speed
+    return (
+        f"warning: --speed {speed:g} is slower than real time: a tick worker whose idle close is "
+        f"{idle_close_s:g} s (FOREXD_IDLE_CLOSE_S) takes a gap of {gap:.3g} s or more in the file for a quiet "
+        "feed and may close its bar early, refusing the bar's later ticks as late; replay at "
+        "--speed 1 or faster, or raise FOREXD_IDLE_CLOSE_S on the worker"
+    )
 
 
 def replay(

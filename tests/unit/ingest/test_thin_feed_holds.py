@@ -124,15 +124,15 @@ def _thin_after(ticks: list[Tick], start: int, *, every_ms: int, shift_ms: int =
     return out
 
 
-def _walls(ticks: list[Tick], *, lag_ms: dict[int, int] | None = None) -> list[float]:
-    """Wall seconds at which the feed delivers each tick: at its event time (speed 1), less
-    any clock change (``lag_ms``: from that index on, the event times are that far ahead of
-    the wall clock)."""
+def _walls(ticks: list[Tick], *, lag_ms: dict[int, int] | None = None, speed: float = 1.0) -> list[float]:
+    """Wall seconds at which the feed delivers each tick: at its event time over ``speed``
+    (``forexd replay --speed``), less any clock change (``lag_ms``: from that index on, the
+    event times are that far ahead of the wall clock)."""
     lag = lag_ms or {}
     shift, out = 0, []
     for i, t in enumerate(ticks):
         shift = lag.get(i, shift)
-        out.append((t.ts_ms - shift - ticks[0].ts_ms) / 1000.0)
+        out.append((t.ts_ms - shift - ticks[0].ts_ms) / 1000.0 / speed)
     return out
 
 
@@ -258,3 +258,30 @@ def test_a_hold_held_with_an_expired_one_in_a_snapshot_is_refused() -> None:
     state["state"]["held"] = [[0.86, "t9"]]  # held and expired at once: no guard writes that
     with pytest.raises(StateError, match="expired hold"):
         SpikeGuard[str](SpikeConfig(warmup=3, confirm=2)).restore(state, str)
+
+
+@pytest.mark.parametrize("speed", [0.2, 0.5])
+def test_a_feed_slower_than_the_wall_clock_loses_only_ticks_of_bars_already_closed(speed: float) -> None:
+    """``forexd replay --speed 0.5``: the idle close takes each long gap for quiet and closes
+    bars early (the price of closing on wall-clock time), but it moved the clock to the quiet
+    time itself, ahead of the feed: every later tick was refused as late (2,998 of 3,000).
+    Now the clock moves only as far as the bars it closed: a tick is refused as late only if
+    its own bar was already emitted, and every other tick is in the stream's candles."""
+    ticks = list(_file_ticks())
+    live = _stream(ticks, _walls(ticks, speed=speed))
+    assert set(live.refused.values()) <= {"late"}
+    emitted = {c.open_ms for c in live.candles}
+    minute = 60_000
+    for i in live.refused:  # its bar was closed before it came: the stream had already emitted it
+        assert ticks[i].ts_ms // minute * minute in emitted
+    first = min(live.refused)  # before: every tick from the first late one on was refused
+    assert [i for i in range(first, len(ticks)) if i not in live.refused]
+    kept = [t for i, t in enumerate(ticks) if i not in live.refused]
+    assert sum(c.tick_count for c in live.candles) == len(kept)
+
+
+def test_a_feed_at_the_wall_clock_s_pace_gives_the_file_s_candles() -> None:
+    ticks = list(_file_ticks())
+    live = _stream(ticks, _walls(ticks))
+    assert live.refused == {}
+    assert live.key() == _offline(ticks).key()
