@@ -602,7 +602,8 @@ def _get_locked(conn: Connection, version: str) -> ModelVersion:
     """Return ``version``'s row locked for this transaction (``RegistryError`` when unknown or unreadable)."""
     v = _get(conn, version, lock=True)
     if v is None:
-        raise RegistryError(f"unknown version {version}")
+        shown = repr(version[:80]) if version.strip() else "(empty)"
+        raise RegistryError(f"unknown version {shown}: see `forexd models list` for the versions")
     return v
 
 

@@ -181,6 +181,11 @@ def promote_command(
 
     Writes the alias and its history in one transaction; exit 2 if refused.
     """
+    if not version.strip():  # before the database: '' was "unknown version" of nothing
+        raise typer.BadParameter(
+            "the version is empty (an unset shell variable?): give a version id from `forexd models list`",
+            param_hint="'VERSION'",
+        )
     v = open_registry(db, model_dir, write=True).promote(version, f"manual: {reason}")
     typer.echo(f"promoted {v.version} champion of {v.key}")
 
@@ -208,8 +213,15 @@ def history_command(
     model_dir: _ModelDir = None,
 ) -> None:
     """Print the alias history of KEY (alias, version, from, to, reason), oldest first."""
+    from forex_diffusion.errors import RegistryError
+
     k = _key(key)  # a usage error before the database is touched
-    rows = open_registry(db, model_dir).history(k)
+    reg = open_registry(db, model_dir)
+    rows = reg.history(k)
+    if not rows and not reg.list(k):  # as `models shadow`: a typo printed nothing, exit 0
+        raise RegistryError(f"unknown key {k}: no registered version (see `forexd models list`)")
+    if not rows:
+        typer.echo(f"{k}: no alias history yet (no version of it was ever promoted)", err=True)
     for r in rows:  # a reason is a row's free text: shown escaped, on one line
         typer.echo(f"{r.alias:10} {r.version:34} {_when(r.from_ms):20} {_when(r.to_ms):20} {one_line(r.reason)}")
 

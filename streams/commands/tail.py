@@ -173,6 +173,23 @@ def check_topic(name: str, *, full: str | None = None) -> None:
         )
 
 
+def check_known(settings: Settings, name: str) -> None:
+    """Refuse a topic that is none of forexd's (:data:`~streams.settings.TOPIC_NAMES`), a usage
+    error before the broker is asked: ``tail forcasts`` subscribed to ``fx.forcasts``, which a
+    broker that creates topics on demand created, and waited on it for ever (with
+    ``--timeout``: exit 0, nothing said)."""
+    from ..settings import TOPIC_NAMES
+
+    full = _full_topic(settings, name)
+    short = full.removeprefix(settings.topic_prefix + "fx.")
+    if short == full or short not in TOPIC_NAMES:
+        shown = repr(name[:40]) + (f"... ({len(name)} characters)" if len(name) > 40 else "")
+        raise typer.BadParameter(
+            f"{shown} is no topic of forexd's: give one of {', '.join(TOPIC_NAMES)} (the prefix is added)",
+            param_hint="'TOPIC'",
+        )
+
+
 async def tail_topic(
     settings: Settings,
     name: str,
@@ -243,6 +260,7 @@ def tail(
     check_topic(topic)
     settings = Settings.from_env()
     check_topic(topic, full=_full_topic(settings, topic))
+    check_known(settings, topic)
     asyncio.run(tail_topic(settings, topic, from_beginning=from_beginning, limit=limit, timeout_s=timeout))
 
 
