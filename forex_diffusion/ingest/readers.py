@@ -467,6 +467,11 @@ def _timestamps(
     bad |= long
     s = s.mask(long, "")
     cells = s.to_numpy(dtype=object)
+    # the column as one text: what almost no file has is looked for once, not in each cell
+    column = s.str.cat(sep="\n")
+    refused = _no_such_times(cells, column, lines, rejects, bad)
+    s = s.mask(refused, "")  # decides no format nor order: never parsed
+    cells = s.to_numpy(dtype=object)
     numeric = pd.to_numeric(s, errors="coerce")
     is_num = numeric.notna().to_numpy()
     if is_num.any():
@@ -528,6 +533,12 @@ def _timestamps(
             again = parsed.isna() & s[rest].str.match(_ISO_DATE_TIME)  # never a part of one ("2014-05")
             if again.any():
                 parsed = parsed.where(~again, _to_utc(s[rest][again], "ISO8601", tz))
+        if fmt is None:
+            # a weekday is in a column of no format, or of one that names it (a format's words
+            # are none: :data:`_WORD`; ISO 8601's forms, read again below, have none)
+            if (column_fmt is None or "%a" in column_fmt or "%A" in column_fmt) and _names_a_weekday(column):
+                parsed, weekday_why = _weekdays_agree(s[rest], parsed, lines[rest], tz)
+                told_why.update(weekday_why)
         ok = parsed.notna().to_numpy()
         ms = np.asarray(parsed.dt.as_unit("ms").array.asi8, dtype=np.int64)
         idx = np.flatnonzero(rest)
@@ -546,6 +557,107 @@ def _timestamps(
     return out
 
 
+# digits other than 0-9 (Arabic-Indic, full-width, Devanagari...): ``\d`` of a str pattern is
+# any decimal digit. dateutil reads them, pandas' formats do not, and the order of day and month
+# is decided from 0-9 only: ٠١/٠٥/٢٠١٤ was read month first beside a day-first 13/05/2014
+_OTHER_DIGITS = re.compile(r"(?![0-9])\d")
+# a time no epoch (Unix) time has: second 60 or more (a leap second; pandas read 23:59:60 as the
+# next day's 00:00:00, on any day, but refused it in a column's first date), or hour 24
+_NO_SUCH_TIME = re.compile(r"(?<![^T\s])(?:(24):00|[0-9]{1,2}:[0-9]{2}:(6[0-9]))(?![0-9])")
+_SECOND_60 = re.compile(r"(?<![0-9])[0-9]{1,2}:[0-9]{2}:6[0-9](?![0-9])")  # as fast as its literal ":6"
+_HOUR_24 = re.compile(r"24:00(?![0-9])")  # a literal first: fast (10:24:00 too, checked then)
+# an ISO 8601 week date (2014-W18-4, 2014W184): read by neither pandas nor dateutil, refused
+# saying which date it is
+_WEEK_DATE = re.compile(r"(?<![0-9A-Za-z])([0-9]{4})-?W([0-9]{2})-?([1-7])(?![0-9])")
+
+
+def _no_such_times(
+    cells: np.ndarray, column: str, lines: np.ndarray, rejects: list[FileReject], bad: np.ndarray
+) -> np.ndarray:
+    """Refuse (in ``rejects``, marked in ``bad``; returned) the times of ``cells`` written in
+    digits other than 0-9, at a second or an hour no epoch time has (:data:`_OTHER_DIGITS`,
+    :data:`_NO_SUCH_TIME`), or as a week date (:data:`_WEEK_DATE`). ``column`` (the cells
+    joined) is searched first, for what a whole column is searched fast (ASCII, ":6", "24:00",
+    "W"): each cell only where that finds some."""
+    refused = np.zeros(len(cells), dtype=bool)
+    others = not column.isascii() and _OTHER_DIGITS.search(column) is not None
+    late = ":6" in column and _SECOND_60.search(column) is not None
+    weeks = "W" in column and _WEEK_DATE.search(column) is not None
+    if not (others or late or weeks or any(_NO_SUCH_TIME.match(column, m.start()) for m in _HOUR_24.finditer(column))):
+        return refused
+    same = _Same()
+    for j in np.flatnonzero(~bad):
+        cell = cells[j]
+        if not isinstance(cell, str) or not cell:
+            continue
+        if others and _OTHER_DIGITS.search(cell):
+            detail = f"timestamp {cell[:40]!r} has digits other than 0-9: write its date and time with 0-9"
+        elif weeks and (w := _WEEK_DATE.search(cell)) is not None:
+            try:
+                day = dt.date.fromisocalendar(int(w[1]), int(w[2]), int(w[3])).isoformat()
+            except ValueError:  # week 53 of a year of 52, week 0
+                day = "YYYY-MM-DD"
+            detail = f"timestamp {cell[:40]!r} is a week date (year, week, weekday), not read: write its date as {day}"
+        elif (m := _NO_SUCH_TIME.search(cell)) is None:
+            continue
+        elif m[1]:
+            detail = f"timestamp {cell[:40]!r} has hour 24: write it as 00:00 of the next day"
+        else:
+            detail = (
+                f"timestamp {cell[:40]!r} has second {m[2]} (a leap second), which no epoch (Unix) time has: "
+                "drop the row, or write it as second 59"
+            )
+        rejects.append(FileReject(int(lines[j]), RejectReason.BAD_TS, same(detail), ""))
+        refused[j] = True
+    bad |= refused
+    return refused
+
+
+_WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# a weekday's name, whole or its first three letters (as dateutil and strptime's %a/%A read them)
+_WEEKDAY = re.compile(r"(?i)(?<![a-z])(" + "|".join(f"{d[:3]}(?:{d[3:]})?" for d in _WEEKDAY_NAMES) + r")(?![a-z])")
+
+
+def _names_a_weekday(column: str) -> bool:
+    """Whether ``column`` (a column's cells joined) may name a weekday: seven plain searches
+    of its lower case, much faster than one regular expression over it."""
+    low = column.lower()
+    return any(d[:3] in low for d in _WEEKDAY_NAMES)
+
+
+def _weekdays_agree(
+    values: pd.Series, parsed: pd.Series, lines: np.ndarray, tz: str
+) -> tuple[pd.Series, dict[int, str]]:
+    """``parsed`` with the dates whose weekday, as written, is not the day they are read as
+    refused (NaT), and why, by line. Neither pandas nor dateutil checks a weekday against its
+    date: "Mon 01/05/2014" was read as 1 May, a Thursday, and "Thursday 01/05/2014" of a file
+    with no day past 12 as 5 January, a Sunday (the file's order is month first where none is
+    sure: a weekday that disagrees says it is not). A time that names its zone is not checked
+    (its day is that zone's)."""
+    named = values.str.extract(_WEEKDAY, expand=False)
+    check = named.notna().to_numpy(dtype=bool) & parsed.notna().to_numpy()
+    if not check.any():
+        return parsed, {}
+    check &= ~values.str.contains(_ZONED).to_numpy(dtype=bool, na_value=False)
+    said = np.full(len(values), -1, dtype=np.int64)  # Monday 0, as pandas' day_of_week
+    days = {d[:3]: i for i, d in enumerate(_WEEKDAY_NAMES)}
+    said[check] = named[check].str[:3].str.lower().map(days).to_numpy(dtype=np.int64)
+    wall = parsed[check].dt.tz_convert(tz)  # its day where it was written
+    wrong = np.flatnonzero(check)[wall.dt.day_of_week.to_numpy() != said[check]]
+    if not len(wrong):
+        return parsed, {}
+    cells, same, why = values.to_numpy(dtype=object), _Same(), {}
+    for k in wrong.tolist():
+        read = parsed.iloc[k].tz_convert(tz).strftime("%A %Y-%m-%d")
+        why[int(lines[k])] = same(
+            f"timestamp {cells[k][:40]!r} names a {_WEEKDAY_NAMES[said[k]].title()} but is read as {read}: its "
+            "weekday and its date disagree (are its day and month the other way round?)"
+        )
+    out = parsed.copy()
+    out.iloc[wrong] = pd.NaT
+    return out, why
+
+
 # a time without a date, which pandas dates by the clock: a time of day alone ("00:00:01.250",
 # "10:15 pm", "T10:15", with a zone: "10:15:00Z", "10:15 UTC", "10:15:00+05:30"), or one of the
 # words it reads as the present
@@ -560,12 +672,30 @@ _THREE_NUMBERS = re.compile(
 # a format that names a day of a year: the others are a part of a date
 _DAY_AND_YEAR = re.compile(r"(?=.*%[dj])(?=.*%[Yy])")
 _PART_OF_DATE = re.compile(r"[0-9]{4}[-/.][0-9]{1,2}|[0-9]{1,2}[-/.][0-9]{4}|[0-9]{4}-?W[0-9]{2}")
+# a directive of a strptime format ("%d", "%-d")
+_DIRECTIVE = re.compile(r"%[-#]?.")
+# a word that pandas' guess of a format keeps as written (all but the "T" of ISO 8601), though
+# it may name one date or time only: a weekday ("Thu %m/%d/%Y", where "%a" would name any), an
+# ordinal's ending ("%dst %B %Y"), a meridiem ("%m/%d/%Y %H:%M am", from "01/01/2000 01:00 am":
+# its "12:30 am" was read as 12:30, each "pm" refused). In that format every date of another
+# weekday, day or half of the day was refused or misread; read alone, dateutil reads each
+_WORD = re.compile(r"[A-Za-z]")
+# a guess that mixes a date's and a time's numbers: a part of a date beside a ':', or an hour
+# beside a date's '/' or '-'. pandas guessed "%m:%M %Y/%H/%d" from "01:00 2000/1/13", and its
+# column's "02:00 2000/1/1" was read as 1 February, 01:00
+_MIXED_UP = re.compile(r"%[YymdbBj]:|:%[YymdbBj]|%[HI][/-]|[/-]%[HI]")
 #: Distinct values :func:`_first_date_format` tries for the column's first date (then: none).
 _FIRST_DATE_TRIES = 64
 # a date of three numbers whose day and month may stand either way (01/05/2014, 2014.05.13,
-# 5-1-14): the two that may be a month (the first two, or the last two after a 4-digit year)
+# 5-1-14): the two that may be a month (the first two, or the last two after a 4-digit year);
+# searched anywhere in a cell, as a time or a weekday may come first ("10:00 01/05/2014", "Thu
+# 01/05/2014": matched at its start only, such a date decided no order and was read month first),
+# its numbers apart by a space too ("13 1 00", "2 1 00": the second was read as 1 February), never
+# a time's ("10:00 13 12 2000" is 13 December, not 00 and 13)
+_DATE_SEP = r"(?:[/.-]| )"
 _DAY_MONTH = re.compile(
-    r"(?:[0-9]{4}[/.-]([0-9]{1,2})[/.-]([0-9]{1,2})|([0-9]{1,2})[/.-]([0-9]{1,2})[/.-][0-9]{2,4})(?![0-9])"
+    rf"(?<![0-9:])(?:[0-9]{{4}}{_DATE_SEP}(?P<ym>[0-9]{{1,2}}){_DATE_SEP}(?P<yd>[0-9]{{1,2}})"
+    rf"|(?P<a>[0-9]{{1,2}}){_DATE_SEP}(?P<b>[0-9]{{1,2}}){_DATE_SEP}(?P<y>[0-9]{{2,4}}))(?![0-9:])"
 )
 
 
@@ -588,6 +718,10 @@ def _first_date_format(values: pd.Series) -> tuple[str | None, int]:
             guessed = guess_datetime_format(cell)
             if guessed is not None and _DAY_AND_YEAR.search(guessed) is None:
                 continue  # a part of a date ("2014-05", "May 2014"): no format of the column's dates
+            if guessed is not None and _WORD.search(_DIRECTIVE.sub(" ", guessed).replace("T", " ")):
+                guessed = None  # "Thu %m/%d/%Y", "%H:%M am": the first date's own words, no format
+            if guessed is not None and _MIXED_UP.search(guessed):
+                guessed = None  # "%m:%M %Y/%H/%d" (from "01:00 2000/1/13"): each value read alone
             if guessed is not None:
                 return str(guessed), k
             if _whole_date(cell):
@@ -599,10 +733,10 @@ def _day_month(cell: str) -> tuple[int, int] | None:
     """The two numbers of ``cell`` that may be its day and its month, in the order written
     (:data:`_DAY_MONTH`; None for none, and for a date written year first: year, month, day in
     any separator, as ISO 8601's, never a day before its month: 2014/13/05 is no date)."""
-    m = _DAY_MONTH.match(cell)
-    if m is None or m[1] is not None:
+    m = _DAY_MONTH.search(cell)
+    if m is None or m["ym"] is not None:
         return None
-    return int(m[3]), int(m[4])
+    return int(m["a"]), int(m["b"])
 
 
 def _sure_order(cell: str) -> bool | None:
@@ -619,6 +753,30 @@ def _sure_order(cell: str) -> bool | None:
     return None
 
 
+def _weekday_order(cell: str) -> bool | None:
+    """Whether the weekday ``cell`` names says its day comes first (True) or its month (False):
+    its date falls on that weekday read in one order only (Thursday 01/05/2014 is 1 May; 5
+    January 2014 was a Sunday); None where it names none, or the weekday is that of both
+    orders or of neither. A year of two digits is strptime's (:data:`_POSIX_YEARS`)."""
+    m = _DAY_MONTH.search(cell)
+    w = _WEEKDAY.search(cell) if m is not None and m["ym"] is None else None
+    if m is None or w is None:
+        return None
+    named = [d[:3] for d in _WEEKDAY_NAMES].index(w[1][:3].lower())
+    year = int(m["y"])
+    if len(m["y"]) == 2:
+        year += 1900 if year >= _POSIX_YEARS[0] % 100 else 2000
+
+    def falls(day: int, month: int) -> bool:
+        try:
+            return dt.date(year, month, day).weekday() == named
+        except ValueError:
+            return False
+
+    day_first, month_first = falls(int(m["a"]), int(m["b"])), falls(int(m["b"]), int(m["a"]))
+    return day_first if day_first != month_first else None
+
+
 def _in_format(values: pd.Series, lines: np.ndarray, fmt: str, first: int, tz: str) -> tuple[pd.Series, dict[int, str]]:
     """``values`` read in the format ``fmt`` of the column's first date (at position
     ``first``), with why some are no date, by line.
@@ -627,27 +785,33 @@ def _in_format(values: pd.Series, lines: np.ndarray, fmt: str, first: int, tz: s
     alone: 01/05/2014 is read month first, and a file of 01/05/2014 to 13/05/2014 had its
     dates of the 1st to the 12th read as January to December and 13/05/2014 refused. The order
     is the column's: that of the first date whose order is sure (a number past 12:
-    :func:`_sure_order`), the first date's where none is; a date sure of the other order is
-    refused (one file, one order). A date refused in that format says the order it was read in.
+    :func:`_sure_order`; in a format with a weekday, a weekday: :func:`_weekday_order`), the
+    first date's where none is; a date sure of the other order is refused (one file, one
+    order). A date refused in that format says the order it was read in.
     """
     parsed = _to_utc(values, fmt, tz)
     if "%d" not in fmt or "%m" not in fmt or _day_month(values.iloc[first]) is None:
         return parsed, {}
     swapped = fmt.replace("%d", "\x00").replace("%m", "%d").replace("\x00", "%m")
     cells = values.to_numpy(dtype=object)
-    decider = first
-    if _sure_order(values.iloc[first]) is None:
+    decider, sure, other = first, _sure_order(values.iloc[first]), None
+    if sure is None:
         # a date sure of its order is read in one order only: one more parse of the column, in
         # the other order, where its first date decides nothing; the first date read in one
         # order only whose numbers are sure of it decides (not one read in neither, another
-        # format: "05/13/2014 10:00:00" among day-first "… 10:00" turned the file month first)
+        # format: "05/13/2014 10:00:00" among day-first "… 10:00" turned the file month first),
+        # or, in a format with a weekday, one read both ways whose weekday is sure of it
         other = _to_utc(values, swapped, tz)
-        maybe = np.flatnonzero(parsed.notna().to_numpy() != other.notna().to_numpy())
-        decider = next(
-            (int(k) for k in maybe if isinstance(cells[k], str) and _sure_order(cells[k]) is not None), first
-        )
-        if decider != first and _sure_order(cells[decider]) != (fmt.index("%d") < fmt.index("%m")):
-            fmt, swapped, parsed = swapped, fmt, other
+        one_way = parsed.notna().to_numpy() != other.notna().to_numpy()
+        named = ("%a" in fmt or "%A" in fmt) & parsed.notna().to_numpy() & other.notna().to_numpy()
+        for k in np.flatnonzero(one_way | named).tolist():
+            if isinstance(cell := cells[k], str):
+                said_order = _sure_order(cell) if one_way[k] else _weekday_order(cell)
+                if said_order is not None:
+                    decider, sure = k, said_order
+                    break
+    if sure is not None and sure != (fmt.index("%d") < fmt.index("%m")):
+        fmt, swapped, parsed = swapped, fmt, _to_utc(values, swapped, tz) if other is None else other
     day_first = fmt.index("%d") < fmt.index("%m")
     order = ("day", "month") if day_first else ("month", "day")
     said = cells[decider][:40]
@@ -754,19 +918,21 @@ def _one_order(values: pd.Series, parsed: pd.Series, lines: np.ndarray, tz: str)
     """``parsed`` (values read one by one, by dateutil) in one order of day and month, with
     the dates sure of the other order refused (NaT), and why, by line. Read alone, 01/05/2014
     is January and 13/05/2014 May: the order is that of the first date whose order is sure (a
-    number past 12: :func:`_sure_order`), as :func:`_in_format` decides it for a column of one
-    format, and month first where none is (dateutil's); never both in one file. Where it is day
-    first, the dates that may be read either way are read again, day first."""
-    found = values.str.match(_DAY_MONTH).to_numpy(dtype=bool, na_value=False) & parsed.notna().to_numpy()
+    number past 12: :func:`_sure_order`; where none is, a weekday: :func:`_weekday_order`), as
+    :func:`_in_format` decides it for a column of one format, and month first where none is
+    (dateutil's); never both in one file. Where it is day first, the dates that may be read
+    either way are read again, day first."""
+    parts = values.str.extract(_DAY_MONTH)
+    found = parts.notna().any(axis=1).to_numpy(dtype=bool) & parsed.notna().to_numpy()
     if not found.any():
         return parsed, {}
-    parts = values[found].str.extract(_DAY_MONTH)
-    a = pd.to_numeric(parts[0].fillna(parts[2])).to_numpy()
-    b = pd.to_numeric(parts[1].fillna(parts[3])).to_numpy()
+    parts = parts[found]
+    a = pd.to_numeric(parts["ym"].fillna(parts["a"])).to_numpy()
+    b = pd.to_numeric(parts["yd"].fillna(parts["b"])).to_numpy()
     where = np.flatnonzero(found)
     # a date written year first (2014-05-13, 2014/05/13, 2014.5.13) is year, month, day, as ISO
     # 8601's: it decides no order and is never read day first, and 2014/13/05 is no date
-    iso = parts[0].notna().to_numpy(dtype=bool)
+    iso = parts["ym"].notna().to_numpy(dtype=bool)
     why: dict[int, str] = {}
     for k in np.flatnonzero(iso & (a > 12)):
         why[int(lines[where[k]])] = (
@@ -776,10 +942,15 @@ def _one_order(values: pd.Series, parsed: pd.Series, lines: np.ndarray, tz: str)
     sure_day = ~iso & (a > 12) & (a <= 31) & (b >= 1) & (b <= 12)
     sure_month = ~iso & (b > 12) & (b <= 31) & (a >= 1) & (a <= 12)
     deciding = np.flatnonzero(sure_day | sure_month)
+    first, day_first = (int(deciding[0]), bool(sure_day[deciding[0]])) if len(deciding) else (-1, False)
+    if first < 0:  # no number past 12: the first date whose weekday is sure of its order decides
+        cells = values.to_numpy(dtype=object)
+        for j in np.flatnonzero(~iso).tolist():
+            if (said_order := _weekday_order(cells[where[j]])) is not None:
+                first, day_first = j, said_order
+                break
     out = parsed.copy()
-    if len(deciding):
-        first = int(deciding[0])
-        day_first = bool(sure_day[first])
+    if first >= 0:
         wrong = sure_month if day_first else sure_day
         order = ("day", "month") if day_first else ("month", "day")
         for k in np.flatnonzero(wrong):
@@ -804,12 +975,24 @@ _ISO_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}")
 _ZONED = re.compile(r"(?:[zZ]|[+-][0-9]{2}(?::?[0-9]{2})?|UTC|GMT)$")
 
 
+# "a.m.", "P.M." (or "pm."): pandas reads "pm" and "PM", and "p.m." of no format, but not
+# "P.M." (dateutil does): "13/05/2014 10:00 P.M." was refused, and with it the only date of
+# its file that said its order, so its "01/05/2014 10:00 pm" was read as 5 January
+_DOTTED_MERIDIEM = re.compile(r"(?i)(?<![a-z])([ap])(?:\.m\.?|m\.)(?![a-z])")
+
+
 def _to_utc(values: pd.Series, fmt: str | None, tz: str, *, split: bool = True, dayfirst: bool = False) -> pd.Series:
     """Date-time strings as UTC times (NaT for those that are none); a time without a zone
     is in ``tz``. A column of several UTC offsets (local times across a DST change), which
     pandas refuses whole ("Mixed timezones detected"), is read time by time: the zoned ones
     to UTC, the others in ``tz``. With ``dayfirst``, the values of no format (``"mixed"``)
-    that may be read either way are read day first."""
+    that may be read either way are read day first. A dotted "a.m."/"P.M." is read as "AM"/"PM"
+    (:data:`_DOTTED_MERIDIEM`)."""
+    # only where a meridiem is read (in no format, or one with %p); plain searches first (a
+    # regular expression over a column of a million times costs 0.4 s)
+    column = values.str.cat(sep="\n") if fmt in (None, "mixed") or "%p" in fmt else ""
+    if any(dot in column for dot in ("m.", "M.", ".m", ".M")) and _DOTTED_MERIDIEM.search(column) is not None:
+        values = values.str.replace(_DOTTED_MERIDIEM, lambda m: f"{m[1].upper()}M", regex=True)
     with warnings.catch_warnings():
         # text that is no date at all ("x") makes pandas warn that it could not infer a
         # format and parses each value alone: those rows become NaT and are refused
@@ -818,15 +1001,18 @@ def _to_utc(values: pd.Series, fmt: str | None, tz: str, *, split: bool = True, 
         # (:func:`_whole_dates`): pandas' notice that it will stop reading it is no news to a user
         warnings.filterwarnings("ignore", r"Parsing .* as a quarterly string", DeprecationWarning)
         try:
-            parsed = pd.to_datetime(values, format=fmt, errors="coerce", utc=False, dayfirst=dayfirst)
+            parsed = _posix_years(
+                values, pd.to_datetime(values, format=fmt, errors="coerce", utc=False, dayfirst=dayfirst), fmt, dayfirst
+            )
         except ValueError:
             parsed = None
         if parsed is None or parsed.dtype == object:  # several zones: no one dtype holds them
             if not split:  # the unzoned ones still hold zones: no time of them is trusted
                 return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ms, UTC]")
             zoned = values.str.contains(_ZONED).to_numpy()
-            out = pd.to_datetime(
-                values.where(zoned, ""), format=fmt, errors="coerce", utc=True, dayfirst=dayfirst
+            at = values.where(zoned, "")
+            out = _posix_years(
+                at, pd.to_datetime(at, format=fmt, errors="coerce", utc=True, dayfirst=dayfirst), fmt, dayfirst
             ).dt.as_unit("ms")
             naive = _to_utc(values.where(~zoned, ""), fmt, tz, split=False, dayfirst=dayfirst)
             return out.where(zoned, naive)
@@ -835,6 +1021,59 @@ def _to_utc(values: pd.Series, fmt: str | None, tz: str, *, split: bool = True, 
     # in ms, as every time of the stream: two readings (one in ns, one of the year 999) are
     # then merged without a cast (that one overflowed the ns: a traceback)
     return parsed.dt.tz_convert("UTC").dt.as_unit("ms")
+
+
+#: The years a year of two digits is read as (the POSIX rule of strptime's ``%y``, and pandas'):
+#: 69 to 99 are 1969 to 1999, 00 to 68 are 2000 to 2068.
+_POSIX_YEARS = (1969, 2068)
+
+
+def _posix_years(values: pd.Series, parsed: pd.Series, fmt: str | None, dayfirst: bool) -> pd.Series:
+    """``parsed`` (``values`` read by pandas in ``fmt``, ``dayfirst`` or not) with each year
+    written in two digits read as strptime's ``%y`` reads it (:data:`_POSIX_YEARS`). A value
+    of no format (``"mixed"``) is read by dateutil, which puts such a year within 50 years of
+    the clock's (01/05/69 is 2069 read in 2026, and was 1969 read in 2018): the same file read
+    differently from year to year. A year so read lies outside :data:`_POSIX_YEARS` only where
+    the rules differ: those values (few or none) are read again by dateutil under the POSIX
+    rule, and take its year where that is the only difference."""
+    if fmt != "mixed" or parsed.dtype == object or not len(parsed):
+        return parsed
+    years = parsed.dt.year
+    odd = (parsed.notna() & ((years < _POSIX_YEARS[0]) | (years > _POSIX_YEARS[1]))).to_numpy(dtype=bool)
+    if not odd.any():
+        return parsed
+    from dateutil import parser
+
+    class PosixYears(parser.parserinfo):  # type: ignore[misc]  # dateutil ships no types
+        def convertyear(self, year: int, century_specified: bool = False) -> int:
+            if year < 100 and not century_specified:
+                return year + (1900 if year >= _POSIX_YEARS[0] % 100 else 2000)
+            return int(year)
+
+    info, out, said = PosixYears(), parsed.copy(), dict[str, dt.datetime | None]()
+    cells = values.to_numpy(dtype=object)
+    for k in np.flatnonzero(odd):
+        cell = cells[k]
+        if cell not in said:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # dateutil's UnknownTimezoneWarning ("10:15 EST")
+                    said[cell] = parser.parse(cell, parserinfo=info, dayfirst=dayfirst)
+            except (ValueError, OverflowError, TypeError):
+                said[cell] = None  # pandas reads it (ISO 8601's forms), dateutil does not: as read
+        was, again = out.iloc[k], said[cell]
+        if again is None or (again.tzinfo is None) != (was.tz is None):
+            continue
+        posix = pd.Timestamp(again) if was.tz is None else pd.Timestamp(again).tz_convert(was.tz)
+        if posix.year == was.year:
+            continue
+        try:
+            # the same reading but for its century (not "0014 1 1": the year 14 to pandas, 2001 to dateutil)
+            if posix.replace(year=was.year) == was.replace(nanosecond=0):
+                out.iloc[k] = was.replace(year=posix.year)
+        except ValueError:  # 29 February of a year that has none
+            out.iloc[k] = pd.NaT
+    return out
 
 
 def _symbols(
@@ -988,7 +1227,24 @@ def read_ticks(
     syms = syms.map({s: reg.normalise(s) or s for s in syms.unique() if isinstance(s, str)})
     frame = pd.DataFrame({"line": lines, "ts_ms": ts, "symbol": syms.to_numpy(), "bid": bid, "ask": ask, "volume": vol})
     frame = frame[~bad].reset_index(drop=True)
-    return LoadedFile(frame, layout, _dedup(rejects))
+    return LoadedFile(frame, layout, _dedup(_with_symbols(rejects, lines, syms)))
+
+
+def _with_symbols(rejects: list[FileReject], lines: np.ndarray, syms: pd.Series) -> list[FileReject]:
+    """``rejects`` each with the symbol its row names (``syms``, by row of ``lines``; "" for a
+    row pandas never read, or a blank cell): a caller that selects one series counts only its
+    refused rows (the tick reader's had none, and ``forexd candles --symbol`` counted every
+    symbol's)."""
+    if not rejects:
+        return rejects
+    at = np.searchsorted(lines, [r.line for r in rejects])
+    named = syms.to_numpy(dtype=object)
+    return [
+        dataclasses.replace(
+            r, symbol=str(named[i]) if i < len(lines) and lines[i] == r.line and isinstance(named[i], str) else ""
+        )
+        for r, i in zip(rejects, at.tolist(), strict=True)
+    ]
 
 
 def columns(frame: pd.DataFrame, *names: str) -> Iterator[tuple[Any, ...]]:
@@ -1136,15 +1392,7 @@ def _read_candles(
     tf_c = cols.get("timeframe")
     series = df[tf_c].str.strip().to_numpy() if tf_c is not None else None
     keep = ~bad
-    if rejects:  # each refused row's symbol, for a caller that selects one series
-        at = np.searchsorted(lines, [r.line for r in rejects])
-        named = syms.to_numpy(dtype=object)
-        rejects = [
-            dataclasses.replace(
-                r, symbol=str(named[i]) if i < len(lines) and lines[i] == r.line and isinstance(named[i], str) else ""
-            )
-            for r, i in zip(rejects, at.tolist(), strict=True)
-        ]
+    rejects = _with_symbols(rejects, lines, syms)
     frame = frame[keep].reset_index(drop=True)
     # a row the stream refuses does not decide the order (one atop or below a newest-first file
     # made every good row late): a time outside 1971..2100 (bad_ts later) or past the clock
