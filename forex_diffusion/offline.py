@@ -123,6 +123,17 @@ def _rows_of(frame: pd.DataFrame, symbol: str, instruments: InstrumentRegistry, 
     return frame[keep].reset_index(drop=True)
 
 
+def _refused_of(rejects: list[FileReject], symbol: str, instruments: InstrumentRegistry) -> list[FileReject]:
+    """The rows the reader refused that name ``symbol`` (as :func:`_rows_of` selects), or no
+    symbol it could read: ``forexd candles --symbol EURUSD`` counted GBPUSD's bad rows too."""
+    want = instruments.normalise(symbol) or instruments.normalise(symbol.upper()) or symbol.upper()
+    names: dict[str, str | None] = {}
+    for r in rejects:
+        if r.symbol not in names:
+            names[r.symbol] = instruments.normalise(r.symbol) or instruments.normalise(r.symbol.upper())
+    return [r for r in rejects if not r.symbol.strip() or names[r.symbol] == want]
+
+
 def aggregate_ticks_file(
     path: str | Path,
     *,
@@ -162,8 +173,9 @@ def aggregate_ticks_file(
         spikes=spikes,
         times=times,
     )
-    run = CandleRun(candles=[], rejects=list(loaded.rejects))
-    run.counts.update(r.reason.value for r in loaded.rejects)
+    rejects = loaded.rejects if symbol is None else _refused_of(loaded.rejects, symbol, instruments)
+    run = CandleRun(candles=[], rejects=list(rejects))
+    run.counts.update(r.reason.value for r in rejects)
     out = run.candles
     process, take = pipe.process, pipe.take_quarantined
     normalise = instruments.normalise
