@@ -34,6 +34,7 @@ from typing import Any
 
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ConfigError, RejectReason
+from forex_diffusion.state import malformed, time_ms
 
 __all__ = ["CandleGate", "CandleGateConfig"]
 
@@ -66,9 +67,14 @@ class CandleGate:
     """Decide whether a decoded candle may reach a series (see the module docstring).
 
     State: per ``(symbol, timeframe)``, the open times of the far-ahead candles seen in a row
-    (at most ``confirm - 1``). It is deliberately not checkpointed: a restart forgets a
-    confirmation in progress, which only delays a genuine jump by a few candles.
+    (at most ``confirm - 1``), checkpointed with the series (:meth:`snapshot`,
+    :meth:`restore`): a restart in the middle of a confirmation refused the candles that
+    completed it, as ``future_ts`` dead letters never replayed, so a restarted worker lost
+    candles a worker never stopped admitted.
     """
+
+    state_kind = "candle gate"
+    state_version = 1
 
     def __init__(self, config: CandleGateConfig | None = None) -> None:
         self.config = config or CandleGateConfig()
@@ -101,6 +107,34 @@ class CandleGate:
         gone = set(symbols)
         for key in [k for k in self._ahead if k[0] in gone]:
             del self._ahead[key]
+
+    def snapshot(self, symbol: str) -> dict[str, list[int]]:
+        """The confirmations in progress of ``symbol``'s series, by timeframe (plain data;
+        empty when there is none)."""
+        return {tf: list(seen) for (s, tf), seen in self._ahead.items() if s == symbol}
+
+    def restore(self, symbol: str, data: Any) -> None:
+        """Load what :meth:`snapshot` wrote for ``symbol`` (its series' confirmations in
+        progress are replaced); :class:`~forex_diffusion.errors.StateError` when it is no
+        such state: a mapping of timeframe names to at most ``confirm - 1`` increasing open
+        times, each within ``max_ahead_ms`` of the one before."""
+        cfg = self.config
+        with malformed(self):
+            if not isinstance(data, dict):
+                raise TypeError(f"is a {type(data).__name__}, not a mapping")
+            got: dict[tuple[str, str], list[int]] = {}
+            for tf, seen in data.items():
+                if not (isinstance(tf, str) and 0 < len(tf) <= 16 and isinstance(seen, list)):
+                    raise ValueError("a timeframe's entry is not a name and a list")
+                times = [time_ms(t, field="open time") for t in seen]
+                if not 0 < len(times) < cfg.confirm or any(
+                    not (a < b <= a + cfg.max_ahead_ms) for a, b in zip(times, times[1:], strict=False)
+                ):
+                    raise ValueError("open times are not a confirmation in progress")
+                got[(symbol, tf)] = times
+        for key in [k for k in self._ahead if k[0] == symbol]:
+            del self._ahead[key]
+        self._ahead.update(got)
 
     def reset(self) -> None:
         """Forget every confirmation in progress."""

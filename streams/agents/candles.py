@@ -49,12 +49,18 @@ class CandleAgent(SeriesAgent):
     def _series_state(self, symbol: str) -> dict[str, Any] | None:
         """Per series (issue 15): its forecaster (with its cross-pair closes) and its shadow pairs."""
         f = self.forecasters.get(symbol)
-        return None if f is None else {"symbols": {symbol: f.snapshot()}, "shadow": self.shadow.snapshot([symbol])}
+        if f is None:
+            return None
+        state = {"symbols": {symbol: f.snapshot()}, "shadow": self.shadow.snapshot([symbol])}
+        if gate := self.gate.snapshot(symbol):  # a far-ahead confirmation in progress
+            state["gate"] = {symbol: gate}
+        return state
 
     def _restore_series(self, partition: int, state: dict[str, Any]) -> None:
         for sym, data in state.get("symbols", {}).items():
             self.forecasters[sym] = SymbolForecaster.restore(data, self.config, symbol=sym, book=self.book)
             self.symbols[partition].add(sym)
+            self.gate.restore(sym, (state.get("gate") or {}).get(sym, {}))
         self.shadow.restore(state.get("shadow"))
 
     def _drop(self, partition: int) -> None:
