@@ -23,7 +23,7 @@ import numpy as np
 from forex_diffusion.errors import ConfigError
 from forex_diffusion.forecast.touch import ExtremesForecast, TouchForecast
 
-__all__ = ["Forecast"]
+__all__ = ["Forecast", "not_prices"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,3 +98,31 @@ class Forecast:
         if self.extremes is not None:
             out["extremes"] = self.extremes.to_dict()
         return out
+
+
+def not_prices(forecast: Forecast) -> str | None:
+    """Why ``forecast``'s quantiles are no prices (non-finite, <= 0, or past the wire's
+    ``PRICE_MAX``), or None when every one is a price.
+
+    A series whose candles swing within the instrument's bounds (0.08 to 16.5 for EUR/USD, a
+    feed that is not B9-guarded) makes the random walk's and a model's quantiles run to 1e11
+    and their mean to 1e47: the stream stored and published them, and ``forexd report``
+    refused each as "quantiles". The stream no longer emits them (one warning each).
+
+    >>> import numpy as np
+    >>> f = Forecast(symbol="EURUSD", timeframe="1h", as_of_ms=0, horizon=1, model_version="rw",
+    ...              last_close=1.1, levels=(0.05, 0.95), quantiles=np.array([[0.5, 4.7e11]]),
+    ...              mean=np.array([1.1]), p_up=np.array([0.5]), steps=0, samples=0, latency_s=0.0)
+    >>> not_prices(f)
+    'quantiles outside (0, 1e+09]: from 0.5 to 4.7e+11'
+    """
+    from forex_diffusion.ingest.validation import MAX_PRICE
+
+    q = np.asarray(forecast.quantiles, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        if q.size and bool(np.all((q > 0.0) & (q <= MAX_PRICE))):  # NaN compares False
+            return None
+    finite = q[np.isfinite(q)]
+    span = f"from {finite.min():.3g} to {finite.max():.3g}" if finite.size else "none finite"
+    span += "" if finite.size == q.size else f", {q.size - finite.size} not finite"
+    return f"quantiles outside (0, {MAX_PRICE:g}]: {span}"

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from forex_diffusion.errors import ForexDiffusionError, RejectReason, ValidationError
 from forex_diffusion.forecast.batching import group_by_model, sampling_budget, steps_for
 from forex_diffusion.forecast.forecaster import paths_record
+from forex_diffusion.forecast.result import not_prices
 from forex_diffusion.wire import encode_forecast
 
 from ..settings import RECORD_BYTES_MAX
@@ -76,6 +77,11 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
                 continue
             with agent.contain.record(msg) as scope:
                 scope.stage, scope.symbol = "forecast", o.candle.symbol
+                if (why := not_prices(fc)) is not None:  # neither stored nor published: no reader takes it
+                    log.warning(
+                        "forecast.not_prices symbol=%s model=%s as_of=%d %s", fc.symbol, version, fc.as_of_ms, why
+                    )
+                    continue
                 paths = _paths_record(agent, fc, r.sigma, s.paths)
                 rec = agent.forecasters[o.candle.symbol].record(fc, o, degraded=budget.degraded)
                 emitted.append((p, o, fc))
