@@ -253,10 +253,13 @@ class TickPipeline:
             return out + self._price_stage(tick, ref)
         if verdict == "restart":  # far from the series and from the held time
             self._refuse_time(sym, c.end_hold(), c.top)
-        elif verdict == "confirm":
-            top = max(c.held_ts)
+        if verdict in ("confirm", "start"):  # late against a held tick (or one of an expired hold it goes on)
+            times = [*c.held_ts] if verdict == "confirm" else []
+            if (prior := c.continued_ms(tick.ts_ms)) is not None:
+                times.append(prior)
+            top = max(times, default=None)
             lateness = self.aggregator.allowed_lateness_ms
-            if tick.ts_ms < top - lateness:  # late against a held tick, as without the guard
+            if top is not None and tick.ts_ms < top - lateness:  # as without the guard
                 self.aggregator.late_count += 1
                 raise ValidationError(
                     RejectReason.LATE,
@@ -349,8 +352,9 @@ class TickPipeline:
             self._check_late(sym, tick.ts_ms, ())
             self._quarantine(sym, g.end_hold())
         else:
-            # lateness as the aggregator would judge it had the held ticks gone through
-            self._check_late(sym, tick.ts_ms, g.held)
+            # lateness as the aggregator would judge it had the held ticks gone through (and
+            # the expired ones this tick goes on confirming: as in a file, where they are held)
+            self._check_late(sym, tick.ts_ms, g.held, g.continued_ms(mid))
         if verdict != "confirm":
             self.spike_counters.holds += 1
             log.info(
@@ -377,11 +381,13 @@ class TickPipeline:
                 self._quarantined.append(Quarantined(sym, t, r, exc.reason))
         return out
 
-    def _check_late(self, sym: str, ts_ms: int, held: Sequence[_Held]) -> None:
+    def _check_late(self, sym: str, ts_ms: int, held: Sequence[_Held], prior_ms: int | None = None) -> None:
         top = self.aggregator.last_event_ms(sym)
         for t, _ in held:
             if top is None or t.ts_ms > top:
                 top = t.ts_ms
+        if prior_ms is not None and (top is None or prior_ms > top):
+            top = prior_ms
         if top is not None and ts_ms < top - self.aggregator.allowed_lateness_ms:
             self.aggregator.late_count += 1
             raise ValidationError(
@@ -472,7 +478,7 @@ class TickPipeline:
                 self._refuse_time(symbol, c.expire(), c.top)
         g = self._guards.get(symbol)
         if g is not None and g.holding:
-            self._quarantine(symbol, g.expire())
+            self._quarantine(symbol, g.expire(max(t.ts_ms for t, _ in g.held)))
         return len(self._quarantined) - n
 
     def flush(self) -> list[Candle]:

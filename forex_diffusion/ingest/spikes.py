@@ -63,13 +63,14 @@ from typing import Any, Generic, Literal, TypeVar
 
 from forex_diffusion.errors import ConfigError, StateError
 from forex_diffusion.ingest.validation import MAX_PRICE
-from forex_diffusion.state import count, malformed, number, unwrap, wrap
+from forex_diffusion.state import count, malformed, number, time_ms, unwrap, wrap
 
 __all__ = ["HeldVerdict", "SpikeConfig", "SpikeCounters", "SpikeGuard"]
 
 T = TypeVar("T")
 
 HeldVerdict = Literal["start", "confirm", "revert", "restart"]
+_Expired = tuple[float, int, int]  # an expired hold: its level, its ticks, their latest event time
 
 _log = math.log
 _INF = math.inf
@@ -199,8 +200,8 @@ class SpikeGuard(Holding[T]):
         self.low, self.high = 0.0, _INF  # the pass band: everything during warm-up
         self._held: list[T] = []
         self._held_mids: list[float] = []
-        self._expired: tuple[float, int] | None = None  # see expire()
-        self._carry: tuple[float, int] | None = None  # the expired hold the one in progress goes on
+        self._expired: _Expired | None = None  # see expire()
+        self._carry: _Expired | None = None  # the expired hold the one in progress goes on
 
     def _set_threshold(self, t: float) -> None:
         if t <= self._min:
@@ -301,8 +302,17 @@ class SpikeGuard(Holding[T]):
         self._set_band()
         return items
 
-    def _taken_over(self, mid: float) -> tuple[float, int] | None:
-        """The expired hold (level, ticks) a hold starting at ``mid`` goes on (None: none)."""
+    def continued_ms(self, mid: float) -> int | None:
+        """The latest event time of the expired ticks that a tick at ``mid`` goes on
+        confirming (those the hold in progress took over, or those of the expired hold a tick
+        near its level takes over), or None: lateness is judged as if they were still held."""
+        if self._held:
+            return None if self._carry is None else self._carry[2]
+        e = self._expired
+        return e[2] if e is not None and e[0] * self._f_lo <= mid <= e[0] * self._f_hi else None
+
+    def _taken_over(self, mid: float) -> _Expired | None:
+        """The expired hold a hold starting at ``mid`` goes on (None: none)."""
         expired, self._expired = self._expired, None
         if expired is None or not (expired[0] * self._f_lo <= mid <= expired[0] * self._f_hi):
             return None
@@ -315,9 +325,10 @@ class SpikeGuard(Holding[T]):
         self._set_band()
         return items
 
-    def expire(self) -> list[T]:
+    def expire(self, latest_ms: int) -> list[T]:
         """Stop holding because the feed went quiet; return the held items (the caller
-        quarantines them), but remember their level and count.
+        quarantines them), but remember their level, their count and ``latest_ms``, the
+        latest event time among them (the guard does not read its items).
 
         Quiet time says nothing of the level: a thin feed (a tick every 15 s, an idle close
         after 10 s) had each tick of a real new level held alone, expired and quarantined, for
@@ -328,10 +339,10 @@ class SpikeGuard(Holding[T]):
         """
         if not self._held:
             return []
-        level, before = (self._held_mids[0], 0) if self._carry is None else self._carry
+        level, before, latest = (self._held_mids[0], 0, latest_ms) if self._carry is None else self._carry
         ticks = min(self.config.confirm, before + len(self._held))
         items = self.end_hold()
-        self._expired = (level, ticks)
+        self._expired = (level, ticks, max(latest, latest_ms))
         self._set_band()  # empty: the next tick, near the old level or not, ends or goes on it
         return items
 
@@ -384,11 +395,13 @@ class SpikeGuard(Holding[T]):
         self._expired, self._carry = expired, carry
         self._set_band()
 
-    def _level(self, data: Any, field: str) -> tuple[float, int] | None:
-        """An expired hold's ``[level, ticks]`` read back (ticks in [1, confirm]; absent: None)."""
+    def _level(self, data: Any, field: str) -> _Expired | None:
+        """An expired hold's ``[level, ticks, latest time]`` read back (ticks in [1, confirm];
+        absent: None)."""
         if data is None:
             return None
-        level, ticks = data
+        level, ticks, latest = data
         if type(ticks) is not int or not (1 <= ticks <= self.config.confirm):
             raise StateError(f"spike guard snapshot's {field} ticks must be an int in [1, confirm], got {ticks!r}")
-        return number(level, low=0.0, above=True, high=MAX_PRICE, field=f"{field} level"), ticks
+        level = number(level, low=0.0, above=True, high=MAX_PRICE, field=f"{field} level")
+        return level, ticks, time_ms(latest, field=f"{field} latest time")

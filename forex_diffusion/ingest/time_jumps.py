@@ -70,6 +70,7 @@ T = TypeVar("T")
 TimeVerdict = Literal["start", "confirm", "revert", "restart", "first"]
 
 _NEVER = -(1 << 63)  # a limit no event time passes: every tick goes to classify
+_Expired = tuple[int, int, int]  # an expired hold: its first event time, its ticks, its latest event time
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
 
@@ -146,8 +147,8 @@ class TimeJumpGuard(Holding[T]):
         self._held: list[T] = []
         self._held_ts: list[int] = []
         self._quiet: int | None = None  # the series' time as a quiet feed moved it: quiet_to()
-        self._expired: tuple[int, int] | None = None  # see expire()
-        self._carry: tuple[int, int] | None = None  # the expired hold the one in progress goes on
+        self._expired: _Expired | None = None  # see expire()
+        self._carry: _Expired | None = None  # the expired hold the one in progress goes on
         self.top: int | None = None
         self.limit = _NEVER
         if top is not None:
@@ -171,13 +172,24 @@ class TimeJumpGuard(Holding[T]):
     # -- hot path ---------------------------------------------------------------------------
 
     def accept(self, ts: int) -> None:
-        """Take ``ts`` as let through: the series' time moves to it if it is later."""
+        """Take ``ts`` as let through: the series' time moves to it if it is later, and the
+        feed's own time replaces the idle timer's guess (:meth:`quiet_to`)."""
         top = self.top
         if top is None or ts > top:
-            self.top = ts
-            if not self._held and self._expired is None:
-                quiet = self._quiet  # inlined _now(): the hot path
-                self.limit = self.reach(ts if quiet is None or quiet < ts else quiet)
+            self.top = top = ts
+        elif self._quiet is None:
+            return  # the hot path: nothing changes
+        self._quiet = None
+        if not self._held and self._expired is None:
+            self.limit = self.reach(top)
+
+    def _settle_limit(self) -> None:
+        """``limit`` for the state: below every event time (each tick to :meth:`classify`)
+        before the first tick, while ticks are held, while an expired hold or the timer's
+        quiet time waits for the next tick; else ``max_jump_ms`` past ``top``."""
+        top, quiet = self.top, self._quiet
+        waits = self._held or self._expired is not None or (quiet is not None and top is not None and quiet > top)
+        self.limit = _NEVER if top is None or waits else self.reach(top)
 
     @property
     def quiet(self) -> int | None:
@@ -193,13 +205,15 @@ class TimeJumpGuard(Holding[T]):
         holiday) the next ticks are an hour past ``top``, and a thin feed (a tick every 15 s,
         the idle close after 10 s) had each of them held alone, expired and refused, for ever,
         though the timer had already closed the bars of that hour. ``top`` itself does not
-        move (the timer's cap, ``idle_cap_ms``, counts from the latest tick).
+        move (the timer's cap, ``idle_cap_ms``, counts from the latest tick). It is a guess
+        that lasts until the next tick let through: a feed that resumes behind it (a replay,
+        a producer's buffer) judges its ticks against its own time again, or one bad clock
+        up to the quiet time past it would have passed.
         """
         if self.top is None or ts <= self._now(self.top):
             return
         self._quiet = ts
-        if not self._held and self._expired is None:
-            self.limit = self.reach(ts)
+        self.limit = _NEVER  # the next tick goes to classify, and the first let through ends it
 
     # -- hold -------------------------------------------------------------------------------
 
@@ -220,6 +234,15 @@ class TimeJumpGuard(Holding[T]):
         t0 = self._held_ts[0] if self._carry is None else self._carry[0]
         return "confirm" if self._near(ts, t0) else "restart"
 
+    def continued_ms(self, ts: int) -> int | None:
+        """The latest event time of the expired ticks that a tick at ``ts`` goes on confirming
+        (those the hold in progress took over, or those of the expired hold a tick near it
+        takes over), or None: lateness is judged as if they were still held, as in a file."""
+        if self._held:
+            return None if self._carry is None else self._carry[2]
+        e = self._expired
+        return e[2] if e is not None and self._near(ts, e[0]) else None
+
     def hold(self, item: T, ts: int) -> list[T] | None:
         """Hold ``item`` (a jump); return every held item once the new time is confirmed. A hold
         that starts near the time of the hold just expired (:meth:`expire`) goes on counting
@@ -238,8 +261,8 @@ class TimeJumpGuard(Holding[T]):
         self.limit = self.reach(self.top)  # type: ignore[arg-type]
         return items
 
-    def _taken_over(self, ts: int) -> tuple[int, int] | None:
-        """The expired hold (time, ticks) a hold starting at ``ts`` goes on (None: none)."""
+    def _taken_over(self, ts: int) -> _Expired | None:
+        """The expired hold a hold starting at ``ts`` goes on (None: none)."""
         expired, self._expired = self._expired, None
         if expired is None or not self._near(ts, expired[0]):
             return None
@@ -249,7 +272,7 @@ class TimeJumpGuard(Holding[T]):
         """Stop holding; return the held items (the caller refuses them)."""
         items = self._held
         self._held, self._held_ts, self._carry, self._expired = [], [], None, None
-        self.limit = _NEVER if self.top is None else self.reach(self._now(self.top))
+        self._settle_limit()
         return items
 
     def expire(self) -> list[T]:
@@ -263,11 +286,12 @@ class TimeJumpGuard(Holding[T]):
         """
         if not self._held or self.top is None:
             return []
-        t0, before = (self._held_ts[0], 0) if self._carry is None else self._carry
+        t0, before, latest = (self._held_ts[0], 0, self._held_ts[0]) if self._carry is None else self._carry
         ticks = min(self._confirm, before + len(self._held))
+        latest = max(latest, *self._held_ts)
         items = self.end_hold()
-        self._expired = (t0, ticks)
-        self.limit = _NEVER  # the next tick, near the series' time or not, ends or goes on it
+        self._expired = (t0, ticks, latest)
+        self._settle_limit()  # the next tick, near the series' time or not, ends or goes on it
         return items
 
     # -- start of a series ------------------------------------------------------------------
@@ -356,13 +380,17 @@ class TimeJumpGuard(Holding[T]):
         self._held_ts = [t for t, _ in held]
         self._held = [x for _, x in held]
         self._quiet, self._expired, self._carry = quiet, expired, carry
-        self.limit = _NEVER if top is None or held or expired is not None else self.reach(self._now(top))
+        self._settle_limit()
 
-    def _expired_hold(self, data: Any, field: str) -> tuple[int, int] | None:
-        """An expired hold's ``[time, ticks]`` read back (ticks in [1, confirm]; absent: None)."""
+    def _expired_hold(self, data: Any, field: str) -> _Expired | None:
+        """An expired hold's ``[first time, ticks, latest time]`` read back (ticks in [1,
+        confirm], the latest not before the first; absent: None)."""
         if data is None:
             return None
-        t0, ticks = data
+        t0, ticks, latest = data
         if type(ticks) is not int or not (1 <= ticks <= self._confirm):
             raise StateError(f"time guard snapshot's {field} ticks must be an int in [1, confirm], got {ticks!r}")
-        return time_ms(t0, field=f"{field} time"), ticks
+        t0, latest = time_ms(t0, field=f"{field} time"), time_ms(latest, field=f"{field} latest time")
+        if latest < t0:
+            raise StateError(f"time guard snapshot's {field} latest time is before its first")
+        return t0, ticks, latest

@@ -74,9 +74,12 @@ class Run:
 def _offline(ticks: list[Tick]) -> Run:
     p, run = _pipeline(), Run()
     for i, t in enumerate(ticks):
-        run.candles += p.process(t, ref=i)
+        try:
+            run.candles += p.process(t, ref=i)
+        except ValidationError as exc:
+            run.refused[i] = exc.reason.value
     run.candles += p.flush()
-    run.refused = {q.ref: q.reason.value for q in p.take_quarantined()}
+    run.refused |= {q.ref: q.reason.value for q in p.take_quarantined()}
     return run
 
 
@@ -204,14 +207,14 @@ def _expired_spike_guard() -> SpikeGuard[str]:
     for mid in (1.2011, 1.2012, 1.2010):
         g.accept(mid)
     assert g.classify(0.8597) == "start" and g.hold("t1", 0.8597) is None
-    assert g.expire() == ["t1"]
+    assert g.expire(1_000) == ["t1"]
     return g
 
 
 def test_an_expired_hold_survives_a_snapshot_and_a_snapshot_without_one_reads_as_before() -> None:
     g = _expired_spike_guard()
     state = g.snapshot(str)
-    assert state["state"]["expired"] == [0.8597, 1]
+    assert state["state"]["expired"] == [0.8597, 1, 1_000]
     back: SpikeGuard[str] = SpikeGuard(SpikeConfig(warmup=3, confirm=2))
     back.restore(state, str)
     for guard in (g, back):  # two more ticks near the level: confirmed (1 expired + 2)
@@ -221,6 +224,7 @@ def test_an_expired_hold_survives_a_snapshot_and_a_snapshot_without_one_reads_as
     assert "expired" not in old["state"] and "carry" not in old["state"]  # a plain guard writes the old layout
     t: TimeJumpGuard[str] = TimeJumpGuard(TimeJumpConfig(max_jump_ms=1_000, confirm=2, hours=None), top=0)
     assert t.hold("far", 5_000) is None and t.expire() == ["far"]
+    assert t.snapshot(str)["state"]["expired"] == [5_000, 1, 5_000]
     tb: TimeJumpGuard[str] = TimeJumpGuard(TimeJumpConfig(max_jump_ms=1_000, confirm=2, hours=None))
     tb.restore(t.snapshot(str), str)
     for guard2 in (t, tb):
@@ -233,7 +237,7 @@ def test_an_expired_hold_survives_a_snapshot_and_a_snapshot_without_one_reads_as
     expired=st.one_of(
         st.just("x"),
         st.lists(
-            st.one_of(st.integers(-5, 5), st.floats(allow_nan=True), st.booleans(), st.text(max_size=2)), max_size=3
+            st.one_of(st.integers(-5, 5), st.floats(allow_nan=True), st.booleans(), st.text(max_size=2)), max_size=4
         ),
     )
 )
@@ -246,10 +250,11 @@ def test_a_malformed_expired_hold_in_a_snapshot_is_a_state_error(expired: object
         fresh.restore(state, str)
     except StateError:
         return
-    # read: it must be a level in the price range with 1..confirm ticks
-    assert isinstance(expired, list) and len(expired) == 2
-    level, ticks = expired
+    # read: it must be a level in the price range with 1..confirm ticks and a time
+    assert isinstance(expired, list) and len(expired) == 3
+    level, ticks, latest = expired
     assert type(ticks) is int and 1 <= ticks <= 2 and isinstance(level, (int, float)) and level > 0
+    assert type(latest) is int and latest >= 0
 
 
 def test_a_hold_held_with_an_expired_one_in_a_snapshot_is_refused() -> None:
@@ -285,3 +290,48 @@ def test_a_feed_at_the_wall_clock_s_pace_gives_the_file_s_candles() -> None:
     live = _stream(ticks, _walls(ticks))
     assert live.refused == {}
     assert live.key() == _offline(ticks).key()
+
+
+def test_a_feed_resuming_behind_the_quiet_time_judges_its_clocks_against_its_own_time() -> None:
+    """Review finding: the quiet time is the timer's guess, and it lasted. A feed that resumed
+    an hour later from where it stopped (a producer's buffer, the next file replayed) had
+    every tick judged against the guess, so one clock 30 minutes ahead among them passed and
+    moved the watermark: the ticks after it were refused as late. The first tick let through
+    now ends the guess; the stream refuses only the bad clock, as the file does."""
+    base = _real_ticks(300)
+    ticks = list(base)
+    bad = 205
+    ticks[bad] = Tick(symbol="EURUSD", ts_ms=base[199].ts_ms + 30 * 60_000, bid=base[bad].bid, ask=base[bad].ask)
+    walls = _walls(ticks)
+    walls[200:] = [w + 3600.0 for w in _walls(base)[200:]]  # ticks 200.. come an hour late
+    off, live = _offline(ticks), _stream(ticks, walls)
+    assert off.refused == {bad: "future_ts"}
+    assert live.refused.pop(bad) == "future_ts"  # before: accepted, and the watermark moved 30 minutes
+    emitted = {c.open_ms for c in live.candles}
+    for i, why in live.refused.items():  # only ticks whose bar the quiet hour closed
+        assert why == "late" and ticks[i].ts_ms // 60_000 * 60_000 in emitted
+    assert len(live.refused) < 50  # before: every tick after the bad clock (94)
+
+
+@pytest.mark.parametrize("case", ["level", "clock"])
+def test_an_expired_hold_is_not_confirmed_by_ticks_late_against_it(case: str) -> None:
+    """Review finding: ticks of a bad level (or clock) older than the first by more than the
+    lateness are refused as late against it in a file; the stream, where the first had
+    expired, counted them as its confirmations and accepted the bad level. Lateness now
+    counts the expired ticks a tick goes on confirming."""
+    base = _real_ticks(200)
+    last = base[-1]
+    if case == "level":
+        bad = [last.ts_ms + dt for dt in (10_000, 3_000, 4_000, 5_000)]
+        scale, first = 1.05, "spike_unconfirmed"
+    else:
+        bad = [last.ts_ms + 86_400_000 + dt for dt in (9 * 60_000, 0, 1_000, 2_000)]
+        scale, first = 1.0, "future_ts"
+    ticks = base + [
+        Tick(symbol="EURUSD", ts_ms=t, bid=round(last.bid * scale, 5), ask=round(last.ask * scale, 5)) for t in bad
+    ]
+    walls = _walls(base) + [_walls(base)[-1] + 15.0 * (k + 1) for k in range(len(bad))]  # a thin feed
+    off, live = _offline(ticks), _stream(ticks, walls)
+    assert off.refused == {200: first, 201: "late", 202: "late", 203: "late"}
+    assert live.refused == off.refused  # before: 203 completed the confirmation
+    assert max(c.high for c in live.candles) < last.ask * 1.01
