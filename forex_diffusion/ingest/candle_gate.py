@@ -34,7 +34,7 @@ from typing import Any
 
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ConfigError, RejectReason
-from forex_diffusion.state import malformed, time_ms
+from forex_diffusion.state import malformed, time_ms, unwrap, wrap
 
 __all__ = ["CandleGate", "CandleGateConfig"]
 
@@ -108,10 +108,13 @@ class CandleGate:
         for key in [k for k in self._ahead if k[0] in gone]:
             del self._ahead[key]
 
-    def snapshot(self, symbol: str) -> dict[str, list[int]]:
-        """The confirmations in progress of ``symbol``'s series, by timeframe (plain data;
-        empty when there is none)."""
-        return {tf: list(seen) for (s, tf), seen in self._ahead.items() if s == symbol}
+    def holds(self, symbol: str) -> bool:
+        """Whether a confirmation of ``symbol``'s series is in progress."""
+        return any(s == symbol for s, _ in self._ahead)
+
+    def snapshot(self, symbol: str) -> dict[str, Any]:
+        """The confirmations in progress of ``symbol``'s series, by timeframe (in the envelope)."""
+        return wrap(self, {tf: list(seen) for (s, tf), seen in self._ahead.items() if s == symbol})
 
     def restore(self, symbol: str, data: Any) -> None:
         """Load what :meth:`snapshot` wrote for ``symbol`` (its series' confirmations in
@@ -119,11 +122,12 @@ class CandleGate:
         such state: a mapping of timeframe names to at most ``confirm - 1`` increasing open
         times, each within ``max_ahead_ms`` of the one before."""
         cfg = self.config
+        state = unwrap(data, self)
         with malformed(self):
-            if not isinstance(data, dict):
-                raise TypeError(f"is a {type(data).__name__}, not a mapping")
+            if not isinstance(state, dict):
+                raise TypeError(f"is a {type(state).__name__}, not a mapping")
             got: dict[tuple[str, str], list[int]] = {}
-            for tf, seen in data.items():
+            for tf, seen in state.items():
                 if not (isinstance(tf, str) and 0 < len(tf) <= 16 and isinstance(seen, list)):
                     raise ValueError("a timeframe's entry is not a name and a list")
                 times = [time_ms(t, field="open time") for t in seen]

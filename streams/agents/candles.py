@@ -52,15 +52,19 @@ class CandleAgent(SeriesAgent):
         if f is None:
             return None
         state = {"symbols": {symbol: f.snapshot()}, "shadow": self.shadow.snapshot([symbol])}
-        if gate := self.gate.snapshot(symbol):  # a far-ahead confirmation in progress
-            state["gate"] = {symbol: gate}
+        if self.gate.holds(symbol):  # a far-ahead confirmation in progress
+            state["gate"] = {symbol: self.gate.snapshot(symbol)}
         return state
 
     def _restore_series(self, partition: int, state: dict[str, Any]) -> None:
         for sym, data in state.get("symbols", {}).items():
             self.forecasters[sym] = SymbolForecaster.restore(data, self.config, symbol=sym, book=self.book)
             self.symbols[partition].add(sym)
-            self.gate.restore(sym, (state.get("gate") or {}).get(sym, {}))
+            gate = (state.get("gate") or {}).get(sym)
+            if gate is None:
+                self.gate.drop([sym])
+            else:
+                self.gate.restore(sym, gate)
         self.shadow.restore(state.get("shadow"))
 
     def _drop(self, partition: int) -> None:

@@ -45,6 +45,7 @@ from forex_diffusion.forecast.warm_start import stream_key
 from forex_diffusion.indicators import Indicator, IndicatorBank
 from forex_diffusion.indicators.catalogue import build_indicator
 from forex_diffusion.ingest.aggregation import CandleAggregator
+from forex_diffusion.ingest.candle_gate import CandleGate
 from forex_diffusion.ingest.readers import read_ticks
 from forex_diffusion.ingest.spikes import SpikeConfig, SpikeGuard
 from forex_diffusion.ingest.time_jumps import TimeJumpConfig, TimeJumpGuard
@@ -173,6 +174,26 @@ def step_features(fb: FeatureBuilder, c: Candle) -> Any:
 def step_context(ctx: SeriesContext, c: Candle) -> Any:
     ctx.update(c)
     return (ctx.sigma, ctx.last_close_ms)
+
+
+def gate_inputs() -> tuple[tuple[Candle, int], ...]:
+    """1m candles nine days past the watermark (runs of far-ahead candles, each confirmed by
+    the third), but for one near the watermark every 40 candles and two before the middle
+    (where the hostile tests snapshot: a confirmation is then in progress), which ends a run."""
+    cs = candles_1m()
+    near = {i for i in range(len(cs)) if i % 40 == 39} | {len(cs) // 2 - 2}
+    return tuple((c, c.open_ms if i in near else c.open_ms - 9 * 86_400_000) for i, c in enumerate(cs))
+
+
+def step_gate(g: CandleGate, x: tuple[Candle, int]) -> Any:
+    c, wm = x
+    return (g.check(c, watermark_ms=wm, now_ms=None), g.held("EURUSD", "1m"))
+
+
+def _load_gate(d: dict[str, Any]) -> CandleGate:
+    g = CandleGate()
+    g.restore("EURUSD", d)
+    return g
 
 
 def step_book(b: CrossBook, c: Candle) -> Any:
@@ -421,6 +442,14 @@ CASES: dict[str, Case] = {
         _shadow_load,
         legacy=lambda state: {"v": 1, **state},
         lenient=True,
+    ),
+    "candle gate": Case(
+        CandleGate,
+        CandleGate,
+        gate_inputs,
+        step_gate,
+        lambda g: g.snapshot("EURUSD"),
+        _load_gate,
     ),
     "quality_monitor": Case(
         QualityMonitor,

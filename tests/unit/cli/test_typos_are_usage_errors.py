@@ -2,8 +2,6 @@
 
 * ``forexd tail forcasts`` subscribed to ``fx.forcasts``: a broker that creates topics on
   demand created it, and tail waited on it for ever (with ``--timeout``: exit 0, nothing said).
-* ``forexd models history`` of a key with no version printed nothing and exited 0, where
-  ``models shadow`` of the same key says "unknown key" (exit 2).
 * ``forexd models promote ""`` said "error: unknown version" of nothing.
 """
 
@@ -66,19 +64,6 @@ def registry(tmp_path: Path) -> str:
     ModelRegistry(engine, tmp_path / "models").import_artifact(src)
     engine.dispose()
     return f"sqlite:///{tmp_path / 'reg.db'}"
-
-
-def test_models_history_of_a_key_without_versions_says_unknown_key_as_shadow_does(
-    registry: str, tmp_path: Path
-) -> None:
-    args = ["--db", registry, "--model-dir", str(tmp_path / "models")]
-    for command in ("history", "shadow"):
-        res = runner.invoke(app, ["models", command, "GBPUSD/1h/24", *args])
-        assert res.exit_code == 2, (command, res.output)
-        _one_line(res.stderr, "unknown key GBPUSD/1h/24", "forexd models list")
-    res = runner.invoke(app, ["models", "history", "EURUSD/1h/24", *args])  # registered, never promoted
-    assert res.exit_code == 0 and res.stdout == "", res.output
-    assert "EURUSD/1h/24: no alias history yet" in res.stderr
 
 
 @pytest.mark.parametrize("version", ["", "   "])

@@ -80,7 +80,7 @@ def test_a_restart_during_the_confirmation_admits_what_never_stopping_admits(tmp
 def test_a_gate_state_is_read_back_or_refused_as_a_state_error_never_anything_else(state: object) -> None:
     g = CandleGate(CandleGateConfig(max_ahead_ms=WEEKS // 9 * 7, confirm=3))
     try:
-        g.restore("EURUSD", state)
+        g.restore("EURUSD", {"kind": "candle gate", "v": 1, "state": state})
     except StateError:
         return
     assert isinstance(state, dict)
@@ -97,9 +97,10 @@ def test_snapshot_and_restore_round_trip_one_symbol_and_leave_the_others() -> No
     assert g.check(far, watermark_ms=0, now_ms=None) is not None
     assert g.check(replace(far, symbol="GBPUSD"), watermark_ms=0, now_ms=None) is not None
     snap = g.snapshot("EURUSD")
-    assert snap == {"1h": [far.open_ms]}
+    assert snap == {"kind": "candle gate", "v": 1, "state": {"1h": [far.open_ms]}}
     h = CandleGate(g.config)
     h.restore("EURUSD", snap)
     assert h.held("EURUSD", "1h") == 1 and h.held("GBPUSD", "1h") == 0
-    g.restore("EURUSD", {})  # an empty state clears the symbol's, not another's
+    assert h.holds("EURUSD") and not h.holds("USDJPY")
+    g.restore("EURUSD", {**snap, "state": {}})  # an empty state clears the symbol's, not another's
     assert g.held("EURUSD", "1h") == 0 and g.held("GBPUSD", "1h") == 1
