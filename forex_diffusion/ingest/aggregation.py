@@ -232,7 +232,8 @@ class CandleAggregator:
         (idle-series timer), moving its clock only as far as those bars need: to the latest
         end among them plus the allowed lateness. Time never goes backwards.
 
-        No tick was seen at ``event_ms``: a later tick whose bar is still open is not late.
+        No tick was seen at ``event_ms``: a tick after the last bar closed is not late. (One
+        behind it is, even in a gap where no bar was open: one watermark per series.)
         The clock used to move to ``event_ms`` itself, so on a feed slower than the wall
         clock (a replay at ``--speed 0.5``) each idle close put it ahead of the feed by the
         quiet time, and every tick after was refused as late (2,998 of 3,000 ticks).
