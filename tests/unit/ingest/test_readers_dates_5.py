@@ -40,6 +40,7 @@ from hypothesis import HealthCheck, given, settings
 
 from forex_diffusion.errors import RejectReason
 from forex_diffusion.ingest.readers import LoadedFile, _in_format, read_candles, read_ticks
+from tests.unit.ingest.test_readers_dates_4 import _ms, _read, _refused
 
 
 def _ticks(path: Path, stamps: list[str], symbols: list[str] | None = None) -> LoadedFile:
@@ -47,19 +48,6 @@ def _ticks(path: Path, stamps: list[str], symbols: list[str] | None = None) -> L
     rows = ["timestamp,symbol,bid,ask", *(f"{s},{n},1.38676,1.38686" for s, n in zip(stamps, names, strict=True))]
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return read_ticks(path)
-
-
-def _ms(text: str) -> int:
-    return int(pd.Timestamp(text, tz="UTC").value // 1_000_000)
-
-
-def _read(loaded: LoadedFile) -> dict[int, int]:
-    """Line → the ms of its time, for the rows read."""
-    return dict(zip(loaded.frame["line"].tolist(), loaded.frame["ts_ms"].tolist(), strict=True))
-
-
-def _refused(loaded: LoadedFile) -> dict[int, str]:
-    return {r.line: r.detail for r in loaded.rejects if r.reason is RejectReason.BAD_TS}
 
 
 # -- 1: a time or a weekday before the date ---------------------------------------------------------
