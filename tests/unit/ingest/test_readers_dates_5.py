@@ -50,6 +50,12 @@ def _ticks(path: Path, stamps: list[str], symbols: list[str] | None = None) -> L
     return read_ticks(path)
 
 
+def _assert_read_as_written(tmp_path: Path, stamps: list[str], expected: list[str]) -> None:
+    loaded = _ticks(tmp_path / "t.csv", stamps)
+    assert _read(loaded) == {i + 2: _ms(t) for i, t in enumerate(expected)}
+    assert loaded.rejects == []
+
+
 # -- 1: a time or a weekday before the date ---------------------------------------------------------
 
 
@@ -169,9 +175,7 @@ def test_a_weekday_decides_the_order_in_a_format_that_names_weekdays(tmp_path: P
 def test_dates_the_generated_files_found_misread_are_read_as_written(
     tmp_path: Path, stamps: list[str], expected: list[str]
 ) -> None:
-    loaded = _ticks(tmp_path / "t.csv", stamps)
-    assert _read(loaded) == {i + 2: _ms(t) for i, t in enumerate(expected)}
-    assert loaded.rejects == []
+    _assert_read_as_written(tmp_path, stamps, expected)
 
 
 # -- 2: digits other than 0-9 ------------------------------------------------------------------------
@@ -292,9 +296,7 @@ def test_a_leap_second_in_a_candle_file_is_refused_not_read_as_the_next_day(tmp_
 def test_meridiems_in_any_case_with_or_without_dots_are_read(
     tmp_path: Path, stamps: list[str], expected: list[str]
 ) -> None:
-    loaded = _ticks(tmp_path / "t.csv", stamps)
-    assert _read(loaded) == {i + 2: _ms(t) for i, t in enumerate(expected)}
-    assert loaded.rejects == []
+    _assert_read_as_written(tmp_path, stamps, expected)
 
 
 @pytest.mark.parametrize(
@@ -315,9 +317,7 @@ def test_meridiems_in_any_case_with_or_without_dots_are_read(
     ],
 )
 def test_other_written_forms_are_read_as_written(tmp_path: Path, stamps: list[str], expected: list[str]) -> None:
-    loaded = _ticks(tmp_path / "t.csv", stamps)
-    assert _read(loaded) == {i + 2: _ms(t) for i, t in enumerate(expected)}
-    assert loaded.rejects == []
+    _assert_read_as_written(tmp_path, stamps, expected)
 
 
 @pytest.mark.parametrize(
