@@ -59,9 +59,12 @@ __all__ = [
     "guard_stdout",
     "hide_password",
     "model_files",
+    "name_too_long",
     "one_line",
     "open_engine",
+    "output_path",
     "progress_bar",
+    "show_path",
     "write_failed",
     "writing",
 ]
@@ -262,23 +265,60 @@ def check_input(path: Path, what: str = "input file", *, pipe_ok: bool = False) 
     (``<(zcat f.gz)``, ``/dev/stdin``) is taken only with ``pipe_ok``, by a command that
     reads its input once: a second open of a pipe whose writer is gone blocks for ever.
     """
+    shown = show_path(path)
+    if (long := name_too_long(path)) is not None:
+        raise InputNotFoundError(f"{what} {shown}: {long}")
     if not path.exists():
         if (why := _broken_link(path)) is not None:
-            raise InputNotFoundError(f"{what} {path} {why}")
+            raise InputNotFoundError(f"{what} {shown} {why}")
         if str(path) == "-":  # `cat f | forexd indicators -`: only `forexd candles -` reads standard input
             raise InputNotFoundError(
                 f"{what} - (standard input) is a pipe, and this command reads it more than once: pass a file"
             )
-        raise InputNotFoundError(f"{what} {path} does not exist: check the path")
+        raise InputNotFoundError(f"{what} {shown} does not exist: check the path")
     if path.is_dir():
-        raise InputNotFoundError(f"{what} {path} is a directory: pass a file")
+        raise InputNotFoundError(f"{what} {shown} is a directory: pass a file")
     if path.is_fifo() and not pipe_ok:
-        raise InputNotFoundError(f"{what} {path} is a pipe, and this command reads it more than once: pass a file")
+        raise InputNotFoundError(f"{what} {shown} is a pipe, and this command reads it more than once: pass a file")
     if not (path.is_file() or path.is_fifo()):
-        raise InputNotFoundError(f"{what} {path} is not a regular file (a device or socket): pass a file")
+        raise InputNotFoundError(f"{what} {shown} is not a regular file (a device or socket): pass a file")
     if not os.access(path, os.R_OK):
-        raise InputNotFoundError(f"{what} {path} is not readable: check its permissions")
+        raise InputNotFoundError(f"{what} {shown} is not readable: check its permissions")
     return path
+
+
+def show_path(path: Path | str) -> str:
+    """``path`` as an error line shows it: as typed, or quoted with its escapes (``'a\\nb.csv'``,
+    ``'x\\udcff.csv'``) when it holds a character that is not printable. :func:`one_line` folds
+    a newline into a space: ``candle file h1 .csv does not exist`` named a file that was
+    never given, ``h1<newline>.csv``."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
+def name_too_long(path: Path) -> str | None:
+    """Why ``path`` is too long for the system (a name of it past the file system's limit, or
+    the whole path past the system's), with the fix; None when it is not. A 5,000-character
+    ``--model-dir`` said ``[Errno 36] File name too long`` (exit 74), naming no option."""
+    try:
+        os.lstat(path)
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            return None
+    except ValueError:  # a NUL: no file has one, said by the check that follows
+        return None
+    else:
+        return None
+    longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
+    if longest > _NAME_MAX:
+        said = f"a name in it is {longest:,} bytes long, past the {_NAME_MAX} a file name may have"
+    else:
+        said = f"it is {len(os.fsencode(path)):,} bytes long, past what the system takes in a path"
+    return f"{said}: choose a shorter path"
+
+
+#: Longest name of one file or directory (bytes) on the usual file systems (ext4, xfs, btrfs, tmpfs).
+_NAME_MAX = 255
 
 
 def _broken_link(path: Path) -> str | None:
@@ -301,8 +341,19 @@ def _same_file(a: Path, b: Path) -> bool:
     """Whether ``a`` and ``b`` name one file (through links, ``..`` or another spelling)."""
     try:
         return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-    except (OSError, ValueError):  # ValueError: a NUL in the path (no file has one)
+    except (OSError, ValueError, RuntimeError):  # ValueError: a NUL in the path; RuntimeError: a link loop
         return False
+
+
+def _loop(path: Path) -> bool:
+    """Whether ``path`` is a symbolic link that never resolves (a loop, or a chain past the system's limit)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    except ValueError:
+        return False
+    return False
 
 
 def _is_char_device(path: Path) -> bool:
@@ -326,6 +377,10 @@ def model_files(model: Path) -> list[tuple[Path | None, str]]:
     """
     from forex_diffusion.errors import ArtifactError
 
+    if (long := name_too_long(model)) is not None:
+        raise ArtifactError(f"--model {show_path(model)}: {long}")
+    if (why := _broken_link(model)) is not None:  # was "checkpoint file not found", after the checks
+        raise ArtifactError(f"--model {show_path(model)} {why}")
     if model.exists() and not (model.is_dir() or model.is_file()):  # was "checkpoint file not found"
         raise ArtifactError(
             f"--model {model} is not a regular file (a device, pipe or socket): "
@@ -350,31 +405,84 @@ def check_output(path: Path | None, option: str = "-o", *, other: Sequence[tuple
     if path is None:
         return
     parent = path.parent if str(path.parent) else Path(".")
+    shown = show_path(path)
+    if (long := name_too_long(path)) is not None:
+        raise OutputError(f"cannot write {option} {shown}: {long}")
     if path.is_dir():
-        raise OutputError(f"cannot write {path}: it is a directory; give {option} a file name")
+        raise OutputError(f"cannot write {shown}: it is a directory; give {option} a file name")
+    if _loop(path):  # resolving it for the checks below was a traceback (RuntimeError: Symlink loop)
+        raise OutputError(
+            f"cannot write {shown}: it is a symbolic link loop (it cannot be resolved); fix the link or "
+            f"choose another {option}"
+        )
     for taken, what in other:  # a device (/dev/null, a terminal) may take two outputs: it holds no file
         if taken is not None and not _is_char_device(path) and _same_file(path, taken):
-            raise OutputError(f"cannot write {path}: it is {what} {taken}; choose another {option}")
+            raise OutputError(f"cannot write {shown}: it is {what} {show_path(taken)}; choose another {option}")
     if not parent.is_dir():
         raise OutputError(
-            f"cannot write {path}: directory {parent} does not exist; create it or choose another {option}"
+            f"cannot write {shown}: directory {show_path(parent)} does not exist; create it or choose another {option}"
         )
+    if path.is_symlink() and not path.exists() and not _is_char_device(path):
+        # a link to nothing: written through, into a directory that may not be there (exit 74
+        # after the work: "cannot write x.csv: No such file or directory")
+        target = Path(os.path.join(parent, os.readlink(path)))
+        if not target.parent.is_dir():
+            raise OutputError(
+                f"cannot write {shown}: it is a link to {show_path(os.readlink(path))}, whose directory does not "
+                f"exist; fix the link or choose another {option}"
+            )
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise OutputError(f"cannot write {path}: permission denied; choose another {option}")
+        raise OutputError(f"cannot write {shown}: permission denied; choose another {option}")
+
+
+def output_path(value: str) -> Path:
+    """An output option's text as a :class:`~pathlib.Path` (typer's ``parser``), refusing a name
+    that ends as a directory's (``out/``, ``out/.``) where no such directory is: ``Path`` drops
+    the ``/``, so ``-o newdir/`` wrote a FILE named newdir (exit 0), and ``-o x.csv/`` wrote over
+    the file x.csv. A directory that is there is said by :func:`check_output` (exit 73)."""
+    last = value.rstrip("/").rsplit("/", 1)[-1]
+    if value.endswith("/") or last in (".", ".."):
+        try:
+            there, file = Path(value).is_dir(), Path(value.rstrip("/") or "/").is_file()
+        except (OSError, ValueError):
+            there = file = False
+        if file:
+            raise typer.BadParameter(
+                f"{show_path(value)} ends as a directory's name does, and {show_path(Path(value))} is a file: "
+                "name the file without that ending"
+            )
+        if not there:
+            raise typer.BadParameter(
+                f"{show_path(value)} ends as a directory's name does, and there is no such directory: "
+                "name the file to write"
+            )
+    return Path(value)
 
 
 def check_model_dir(model_dir: Path, option: str = "--model-dir") -> None:
     """Refuse, before any work, a model directory that cannot be created or written: a file,
-    a path under a file, a place without write permission."""
+    a path under a file, a place without write permission, a path too long to create."""
+    shown = show_path(model_dir)
+    if (long := name_too_long(model_dir)) is not None:
+        raise OutputError(f"{option} {shown}: {long}")
     if model_dir.exists() and not model_dir.is_dir():
-        raise OutputError(f"{option} {model_dir} is a file: pass a directory")
+        raise OutputError(f"{option} {shown} is a file: pass a directory")
     probe = model_dir
     while not probe.exists() and probe != probe.parent:
+        if probe.is_symlink():  # a link to nothing: training ran, then "[Errno 17] File exists" (exit 74)
+            said = (
+                "a symbolic link loop (it cannot be resolved)"
+                if _loop(probe)
+                else f"a link to {show_path(os.readlink(probe))}, which does not exist"
+            )
+            raise OutputError(
+                f"{option} {shown}: {show_path(probe)} is {said}: fix the link, or choose another {option}"
+            )
         probe = probe.parent
     if not probe.is_dir():
-        raise OutputError(f"{option} {model_dir} is under {probe}, a file: pass a directory")
+        raise OutputError(f"{option} {shown} is under {show_path(probe)}, a file: pass a directory")
     if not os.access(probe, os.W_OK):
-        raise OutputError(f"cannot write under {model_dir}: {probe} is not writable; choose another {option}")
+        raise OutputError(f"cannot write under {shown}: {show_path(probe)} is not writable; choose another {option}")
 
 
 def file_symbols(path: Path, price: PriceSide = "mid") -> set[str]:
@@ -531,8 +639,8 @@ def database_url(db: str | None) -> str:
 def _check_sqlite_file(path: Path, shown: str, fix: str) -> None:
     """Refuse an existing SQLite path that is no database file: a directory, a device, a file
     that cannot be read or that holds something else (``file is not a database`` later)."""
-    if path.is_dir():
-        raise InputNotFoundError(f"database file {path} is a directory: {fix} file")
+    if path.is_dir():  # `fix` may end "or a new file": "… a new file file" was said
+        raise InputNotFoundError(f"database file {path} is a directory, not a file: {fix}")
     if not path.is_file():
         raise InputNotFoundError(f"database file {path} is not a regular file (a device, pipe or socket): {fix}")
     if not os.access(path, os.R_OK):
@@ -544,6 +652,15 @@ def _check_sqlite_file(path: Path, shown: str, fix: str) -> None:
         raise InputNotFoundError(f"database file {path} cannot be read ({exc.strerror}): {fix}") from exc
     if head and head != _SQLITE_MAGIC:
         raise DataFormatError(f"{shown} is not a SQLite database ({path} holds something else): {fix}")
+
+
+def _relative_note(path: Path) -> str:
+    """For a relative SQLite path (``sqlite:///nonexistent/dir/x.db``: three slashes and a
+    relative path), where it lies and how an absolute one is written: the URL was most
+    likely meant as ``/nonexistent/dir/x.db``."""
+    if path.is_absolute():
+        return ""
+    return f" (relative to {Path.cwd()}: an absolute path takes four slashes, sqlite:////{path})"
 
 
 def _check_creatable(path: Path, where: str) -> None:
@@ -650,6 +767,8 @@ def check_database(
                 f"database URL {shown} is an in-memory database, gone when the command ends: "
                 f"name a file in {where}, e.g. sqlite:///data/forexd.db"
             )
+        if (long := name_too_long(path)) is not None:  # was "[Errno 36] File name too long" (exit 74)
+            raise ConfigError(f"database URL {shown} names a file too long: {long} in {where}")
         if path.exists():
             _check_sqlite_file(path, shown, fix)
             # SQLite writes beside the file too (its -wal and -shm files, unless both exist)
@@ -666,7 +785,9 @@ def check_database(
                 f"database file {path} is a link to {os.readlink(path)}, which does not exist: {fix}"
             )
         elif must_exist or not create:
-            raise InputNotFoundError(f"database file {path} does not exist: check {where} / FOREXD_DATA_DIR")
+            raise InputNotFoundError(
+                f"database file {path}{_relative_note(path)} does not exist: check {where} / FOREXD_DATA_DIR"
+            )
         else:
             _check_creatable(path, where)
             return create  # a new database: nothing in it to check

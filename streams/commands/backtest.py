@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
@@ -25,6 +26,7 @@ from ._common import (
     echo_error,
     file_symbols,
     model_files,
+    output_path,
     progress_bar,
     reject_summary,
     writing,
@@ -169,8 +171,7 @@ def read_series(file: Path, symbol: str, *, timeframe: str, price: PriceSide, le
     loaded = read_candles(file, symbol=want, price=price)
     names = loaded.frame["symbol"]
     blank = (names.isna() | names.eq("")).to_numpy(dtype=bool)  # the reader strips each cell
-    if not (names[~blank] == want).any():
-        _refuse_no_rows_of(file, want, names[~blank].unique().tolist(), int(blank.sum()), reg)
+    check_symbol_rows(loaded.frame, file, want, reg)
     tfs = file_timeframes(file)
     # the selection keeps the rows whose symbol is blank (no other symbol's), to be refused
     chosen = select_series(loaded, file, symbol=want, timeframe=timeframe, timeframes=tfs)
@@ -183,7 +184,17 @@ def read_series(file: Path, symbol: str, *, timeframe: str, price: PriceSide, le
     return LoadedFile(frame, chosen.layout, chosen.rejects if len(frame) == ours else [])
 
 
-def _refuse_no_rows_of(file: Path, want: str, held: list[Any], blanks: int, reg: InstrumentRegistry) -> NoReturn:
+def check_symbol_rows(frame: pd.DataFrame, file: Path, want: str, reg: InstrumentRegistry) -> None:
+    """Refuse ``--symbol want`` for a read candle ``frame`` of ``file`` none of whose rows names
+    it (:func:`refuse_no_rows_of`). ``train``, ``backtest`` and ``indicators`` refuse it so, in
+    one message: indicators said it in the reader's words, with other punctuation."""
+    names = frame["symbol"]
+    blank = (names.isna() | names.astype(str).str.strip().eq("")).to_numpy(dtype=bool)
+    if not (names[~blank] == want).any():
+        refuse_no_rows_of(file, want, names[~blank].unique().tolist(), int(blank.sum()), reg)
+
+
+def refuse_no_rows_of(file: Path, want: str, held: list[Any], blanks: int, reg: InstrumentRegistry) -> NoReturn:
     """Refuse ``--symbol want`` for a file none of whose rows names it, saying what the rows
     name: symbols (pass one of those), nothing (blank cells), or values no ``--symbol`` takes
     (``1``: "pass one of those" was no advice)."""
@@ -203,50 +214,132 @@ def _refuse_no_rows_of(file: Path, want: str, held: list[Any], blanks: int, reg:
         shown = ", ".join(repr(n[:24]) for n in names[:5]) + (f" and {len(names) - 5:,} more" if len(names) > 5 else "")
         also = f", and {rows}" if blanks else ""
         raise DataFormatError(
-            f"{file.name} holds no {want} candles: its symbol column holds no symbol (it holds {shown}{also}): {fix}"
+            f"{file.name} holds no {want} candles: its symbol column holds no symbol (it holds {shown}{also}); {fix}"
         )
-    raise DataFormatError(f"{file.name} holds no {want} candles: its symbol column is blank on every row: {fix}")
+    raise DataFormatError(f"{file.name} holds no {want} candles: its symbol column is blank on every row; {fix}")
 
 
 #: Fewest bars whose most common spacing the reader takes for the file's timeframe.
 _SPACING_BARS = 10
+_HOUR_MS = 3_600_000
+_DAY_MS = 86_400_000
+#: Most common gap of daily bars: a day, 23 or 25 hours across a clock change. The daily files
+#: of ../shared/data (Lean OANDA and FXCM, 4 pairs each) are 24 h apart on 78 to 83 % of their
+#: gaps, 2 to 5 days over weekends and holidays; weekly bars are 7 days apart, monthly 28 to 31.
+_DAILY_GAP_MS = (23 * _HOUR_MS, 25 * _HOUR_MS)
+#: Most common gap of fewer than :data:`_SPACING_BARS` daily bars, which may be a weekend's
+#: (Friday to Monday) or a holiday's (Easter: Thursday to Tuesday); a week is weekly bars'.
+_FEW_DAILY_GAP_MS = 6 * _DAY_MS
+#: A date of three numbers whose first two may be its day and its month, read either way
+#: (01/05/2014, 5.1.14): never one written year first (2014-05-01).
+_EITHER_WAY = re.compile(r"(?<![0-9])([0-9]{1,2})([/.-])([0-9]{1,2})\2([0-9]{4}|[0-9]{2})(?![0-9])")
 
 
 def check_spacing(frame: pd.DataFrame, file: Path, timeframe: str, *, least: int | None = None) -> None:
     """Refuse bars (of a file without a timeframe column) spaced unlike ``timeframe``.
 
     Of :data:`_SPACING_BARS` bars or more, the most common gap between opens must be the
-    timeframe's duration (for daily bars: at least 23 hours), as the reader requires. Of
-    fewer (2 or more), bars closer than the timeframe are refused as of the finer timeframe
-    they are: hourly bars passed as ``--timeframe 1d`` said "candles must have strictly
-    increasing close times" (train) or "no forecast in the span" (backtest). The message
-    names the file's spacing, its count of bars and ``least`` (the candles needed).
+    timeframe's duration; for daily bars, a day (:data:`_DAILY_GAP_MS`): the reader took any
+    gap from 23 hours up, so weekly or monthly bars, or a daily file whose dates were read with
+    day and month swapped (01/05/2014 … 12/05/2014 read month first: a bar a month), passed as
+    ``--timeframe 1d``. Of fewer (2 or more), bars closer than the timeframe are refused as of
+    the finer timeframe they are (hourly bars passed as ``--timeframe 1d`` said "candles must
+    have strictly increasing close times" (train) or "no forecast in the span" (backtest)), and
+    daily bars further apart than a long weekend. The message names the file's spacing, its
+    count of bars, ``least`` (the candles needed) and, for dates that read either way, the
+    order they were read in.
     """
     import numpy as np
 
     from forex_diffusion.ingest.readers import bar_spacing_ms, span_text
 
     tf = Timeframe.parse(timeframe)
-    if len(frame) >= _SPACING_BARS:
+    few = len(frame) < _SPACING_BARS
+    if not few:
         spacing = bar_spacing_ms(frame)
-        if spacing is not None and spacing != tf.duration_ms and (not tf.is_daily or spacing < 23 * 3_600_000):
-            raise DataFormatError(
-                f"{file.name}: its bars are {span_text(spacing)} apart, not {timeframe}: "
-                f"pass --timeframe {span_text(spacing)} (or the file of {timeframe} candles)"
-            )
+    else:
+        gaps = np.diff(np.sort(frame["ts_ms"].to_numpy(dtype=np.int64)))
+        gaps = gaps[gaps > 0]
+        values, counts = np.unique(gaps, return_counts=True)
+        spacing = int(values[np.argmax(counts)]) if len(gaps) else None
+    if spacing is None:
         return
-    gaps = np.diff(np.sort(frame["ts_ms"].to_numpy(dtype=np.int64)))
-    gaps = gaps[gaps > 0]
-    if not len(gaps):
-        return
-    values, counts = np.unique(gaps, return_counts=True)
-    spacing = int(values[np.argmax(counts)])
-    if spacing < tf.duration_ms and (not tf.is_daily or spacing < 23 * 3_600_000):
-        need = f", at least {least:,} of them" if least is not None else ""
+    count = f"{len(frame)} " if few else ""
+    need = f", at least {least:,} of them" if few and least is not None else ""
+    finer = spacing < tf.duration_ms and (not tf.is_daily or spacing < _DAILY_GAP_MS[0])
+    if finer or (not few and not tf.is_daily and spacing != tf.duration_ms):
         raise DataFormatError(
-            f"{file.name}: its {len(frame)} bars are {span_text(spacing)} apart, not {timeframe}: "
+            f"{file.name}: its {count}bars are {span_text(spacing)} apart, not {timeframe}: "
             f"pass --timeframe {span_text(spacing)} (or the file of {timeframe} candles{need})"
         )
+    if tf.is_daily and spacing > (_FEW_DAILY_GAP_MS if few else _DAILY_GAP_MS[1]):
+        order = _order_said(frame, file)
+        raise DataFormatError(
+            f"{file.name}: its {count}bars are {_days_text(spacing)} apart (the most common gap), not {timeframe} "
+            f"(daily bars are a day apart, a few days over a weekend or holiday){order[0]}: "
+            f"{order[1]}pass the file of {timeframe} candles{need}"
+        )
+
+
+def _days_text(ms: int) -> str:
+    """``ms`` in days, as a gap of bars is said: ``7 days``, ``about 30.5 days``, ``1 day and 2 hours``."""
+    if ms % _DAY_MS == 0:
+        days = ms // _DAY_MS
+        return f"{days} day{'s' if days != 1 else ''}"
+    if ms < 2 * _DAY_MS and ms % _HOUR_MS == 0:
+        return f"1 day and {(ms - _DAY_MS) // _HOUR_MS} hours"
+    return f"about {ms / _DAY_MS:.1f} days"
+
+
+def _order_said(frame: pd.DataFrame, file: Path) -> tuple[str, str]:
+    """For bars whose dates may each be read either way (``01/05/2014``: no day past 12), the
+    order the reader read them in and the fix: ``("; its dates, such as '01/05/2014', were
+    read month first (5 January 2014); read day first, they may be daily", "write them as
+    YYYY-MM-DD (2014-05-01), or ")``. Empty for dates that say their order, or are written
+    year first (ISO 8601's, never read day first)."""
+    import datetime as dt
+
+    import pandas as pd
+
+    stamps = pd.to_datetime(frame["ts_ms"].to_numpy(), unit="ms", utc=True)
+    if len(stamps) == 0 or (stamps.day > 12).any():  # a day past 12: the reader knew its order
+        return "", ""
+    row = int(frame["ts_ms"].to_numpy().argmin())
+    cell = _date_cell(file, int(frame["line"].to_numpy()[row]))
+    m = _EITHER_WAY.search(cell or "")
+    if m is None or m[1] == m[3]:
+        return "", ""
+    a, b = int(m[1]), int(m[3])
+    first = stamps[row]
+    if (first.month, first.day) == (a, b):
+        read, other, swapped = "month", "day", dt.date(first.year, b, a)
+    elif (first.month, first.day) == (b, a):
+        read, other, swapped = "day", "month", dt.date(first.year, a, b)
+    else:
+        return "", ""
+    return (
+        f"; its dates, such as {m[0]!r}, were read {read} first ({first.day} {first:%B %Y}); "
+        f"read {other} first, they may be daily",
+        f"write them as YYYY-MM-DD ({swapped.isoformat()}), or ",
+    )
+
+
+def _date_cell(file: Path, line: int) -> str | None:
+    """The text of line ``line`` (1-based) of ``file`` (gunzipped), its first 200 characters;
+    None when it cannot be read."""
+    import gzip
+    import itertools
+
+    try:
+        with file.open("rb") as raw:
+            zipped = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            with gzip.GzipFile(fileobj=raw) if zipped else contextlib.nullcontext(raw) as fh:
+                for text in itertools.islice(fh, line - 1, line):
+                    return bytes(text[:200]).decode("utf-8", errors="replace")
+    except (OSError, EOFError, ValueError):
+        return None
+    return None
 
 
 def _span_message(frame: pd.DataFrame, file: Path) -> str:
@@ -254,6 +347,32 @@ def _span_message(frame: pd.DataFrame, file: Path) -> str:
 
     ts = frame["ts_ms"]
     return f"{file.name} runs from {format_ms(int(ts.min()))} to {format_ms(int(ts.max()))}"
+
+
+def _asked(from_: str | None, to: str | None) -> str:
+    """``--from A --to B`` as given (either may be absent; empty: neither)."""
+    return " ".join(f"{o} {v}" for o, v in (("--from", from_), ("--to", to)) if v is not None)
+
+
+def _check_span(
+    frame: pd.DataFrame, file: Path, from_: str | None, to: str | None, from_ms: int | None, to_ms: int | None
+) -> None:
+    """Exit 1, before any forecast, for a --from/--to span wholly past or wholly before the
+    data, naming the span and the data's: one before the data said "no forecast in the span
+    (…): widen --from/--to", and no widening of the span alone reaches the file."""
+    if not len(frame):
+        return
+    first, last = int(frame["ts_ms"].min()), int(frame["ts_ms"].max())
+    asked = _asked(from_, to)
+    if from_ms is not None and from_ms > last:
+        echo_error(f"{asked} is past the data ({_span_message(frame, file)}): choose an earlier --from")
+        raise typer.Exit(1)
+    if to_ms is not None and to_ms < first:
+        echo_error(
+            f"{asked} is before the data ({_span_message(frame, file)}): choose a later --to, "
+            "or the file of that period"
+        )
+        raise typer.Exit(1)
 
 
 def backtest_command(
@@ -270,7 +389,9 @@ def backtest_command(
     ),
     to: str | None = typer.Option(None, "--to", help="Last as_of (UTC date)."),
     every: int = typer.Option(1, "--every", help="Forecast every K-th candle."),
-    output: Path = typer.Option(..., "-o", "--output", help="CSV to write, one row per (as_of, step).", readable=False),
+    output: Path = typer.Option(
+        ..., "-o", "--output", help="CSV to write, one row per (as_of, step).", readable=False, parser=output_path
+    ),
     steps: int | None = typer.Option(None, "--steps", help="DDIM steps (default: the model's)."),
     samples: int | None = typer.Option(None, "-n", "--samples", help="Sample paths (default: the model's)."),
     price: str = typer.Option("mid", "--price", help="Side of bid/ask files: mid|bid|ask."),
@@ -280,6 +401,7 @@ def backtest_command(
         "--plot",
         help="PNG fan chart of one forecast (--plot-as-of, default the last fully realised) against the realised path.",
         readable=False,
+        parser=output_path,
     ),
     plot_as_of: str | None = typer.Option(None, "--plot-as-of", help="as_of (UTC time) of the plotted forecast."),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads (>= 1)."),
@@ -290,7 +412,11 @@ def backtest_command(
         help="Touch bands scored, e.g. 0.5vol,1vol,20pip (default 0.5vol,1vol; none: no touch scores).",
     ),
     touch_output: Path | None = typer.Option(
-        None, "--touch-output", help="CSV of touch rows: as_of,band,step,level,p,rw_p,hit.", readable=False
+        None,
+        "--touch-output",
+        help="CSV of touch rows: as_of,band,step,level,p,rw_p,hit.",
+        readable=False,
+        parser=output_path,
     ),
 ) -> None:
     """Forecast at each due candle of FILE with --model and score against the EWMA random walk.
@@ -372,9 +498,7 @@ def backtest_command(
     check_price_scale(series.frame, sym, file)
     # a candle the stream refuses never reaches the model
     frame = admitted_candles(series.frame, file, sym, timeframe=timeframe, rejects=series.rejects)
-    if len(frame) and config.from_ms is not None and config.from_ms > int(frame["ts_ms"].max()):
-        echo_error(f"--from {from_} is past the data ({_span_message(frame, file)}): choose an earlier --from")
-        raise typer.Exit(1)
+    _check_span(frame, file, from_, to, config.from_ms, config.to_ms)
     # a model whose inputs name other pairs (cross:...) reads them from the same file
     held = file_symbols(file, price) if predictor.inputs.cross_symbols else set()
     for s in predictor.inputs.cross_symbols:
@@ -408,8 +532,9 @@ def backtest_command(
         )
         raise typer.Exit(1)
     if rows.empty:
+        asked = _asked(from_, to)
         echo_error(
-            f"no forecast in the span ({_span_message(frame, file)}; the model needs "
+            f"no forecast in the span{f' {asked}' if asked else ''} ({_span_message(frame, file)}; the model needs "
             f"{predictor.context_spec.ready_after} candles of context before --from): widen --from/--to"
         )
         raise typer.Exit(1)

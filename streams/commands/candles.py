@@ -23,6 +23,7 @@ from ._common import (
     check_output_format,
     check_positive,
     check_price,
+    output_path,
     progress_bar,
     write_failed,
     write_rejects,
@@ -111,12 +112,17 @@ def open_output(path: Path | None, option: str = "-o") -> Iterator[IO[str]]:
 # them from the annotation).
 CsvOutput = Annotated[
     Path | None,
-    typer.Option("-o", "--output", help="CSV to write (default, or -: standard output).", readable=False),
+    typer.Option(
+        "-o", "--output", help="CSV to write (default, or -: standard output).", readable=False, parser=output_path
+    ),
 ]
 Rejects = Annotated[
     Path | None,
     typer.Option(
-        "--rejects", help="Write each refused row with its reason to this CSV (- : standard output).", readable=False
+        "--rejects",
+        help="Write each refused row with its reason to this CSV (- : standard output).",
+        readable=False,
+        parser=output_path,
     ),
 ]
 

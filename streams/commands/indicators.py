@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -22,6 +23,11 @@ from ._common import (
     write_rejects,
 )
 from .candles import CsvOutput, Rejects, check_symbol, open_output, resolve_outputs
+
+if TYPE_CHECKING:
+    from forex_diffusion.domain import PriceSide
+    from forex_diffusion.ingest.readers import LoadedFile
+    from forex_diffusion.instruments import InstrumentRegistry
 
 _INPUT_COLUMNS = ["ts_ms", "symbol", "open", "high", "low", "close", "volume"]
 # Written out here so that `forexd --help` need not import the indicators (numba); a unit
@@ -79,7 +85,6 @@ def indicators(
     """
     from forex_diffusion.errors import ConfigError, DataFormatError
     from forex_diffusion.indicators import BankSpec, compute_indicators
-    from forex_diffusion.ingest.readers import read_candle_series
     from forex_diffusion.offline import check_candle_rows, check_candle_times, gate_for_spacing
 
     price = check_price(price)
@@ -101,14 +106,7 @@ def indicators(
     check_output_format(rejects, "--rejects", "CSV", ".csv", stdout=True)
     with progress_bar("indicators", elapsed=True, description=True) as progress:
         task = progress.add_task("reading", total=None)
-        loaded = read_candle_series(
-            file,
-            symbol=symbol,
-            timeframe=timeframe,
-            price=price,
-            one_symbol=False,
-            instruments=reg,
-        )
+        loaded = _read(file, symbol=symbol, timeframe=timeframe, price=price, instruments=reg)
         progress.update(task, description=f"{len(loaded.frame)} candles")
         # the candle decoder's rules, then the candle agent's time rules (its gate, and a bar
         # that does not open after its series' last): no indicator is computed from a bar the
@@ -138,6 +136,36 @@ def indicators(
     typer.echo(
         f"candles={len(result)} layout={loaded.layout} rejected={len(refused)}{why} indicators={bank_spec}", err=True
     )
+
+
+def _read(
+    file: Path, *, symbol: str | None, timeframe: str | None, price: PriceSide, instruments: InstrumentRegistry
+) -> LoadedFile:
+    """The candles of ``file``, as :func:`~forex_diffusion.ingest.readers.read_candle_series`
+    reads them (every symbol, or ``symbol``'s rows and the rows naming none; one timeframe),
+    with the refusals ``train`` and ``backtest`` make, in their words
+    (:func:`~streams.commands.backtest.check_symbol_rows`, :func:`~streams.commands.backtest.check_spacing`):
+    a file holding no ``symbol`` row was refused in the reader's words, with other
+    punctuation; bars spaced a week or a month apart, or daily dates read with day and month
+    swapped (a bar a month), were taken as ``--timeframe 1d``. Each symbol's bars are checked
+    apart (the reader measured every symbol's together)."""
+    from forex_diffusion.ingest.readers import file_timeframes, read_candles, select_series
+
+    from .backtest import check_spacing, check_symbol_rows
+
+    loaded = read_candles(file, symbol=symbol, price=price, instruments=instruments)
+    if symbol is not None:
+        check_symbol_rows(loaded.frame, file, symbol, instruments)
+    tfs = file_timeframes(file)
+    chosen = select_series(
+        loaded, file, symbol=symbol, timeframe=timeframe, one_symbol=False, timeframes=tfs, instruments=instruments
+    )
+    if timeframe is not None and tfs is None:
+        frame = chosen.frame
+        named = frame["symbol"].fillna("").astype(str).str.strip()
+        for _, bars in frame[named.ne("").to_numpy(dtype=bool)].groupby(named[named.ne("")], sort=False):
+            check_spacing(bars, file, timeframe)
+    return chosen
 
 
 def register(app: typer.Typer) -> None:

@@ -181,7 +181,8 @@ def train_command(
     )
     for f in files:
         check_input(f, "candle file")
-    if len({f.resolve() for f in files}) < len(files):  # one file twice: two copies of its series
+    # one file twice (by another spelling, a link or a hard link): two copies of its series
+    if len({(st.st_dev, st.st_ino) for st in (f.stat() for f in files)}) < len(files):
         raise typer.BadParameter("a candle file is given twice: name each file once")
     check_model_dir(model_dir)
     protected = _registry_protection(db)

@@ -400,7 +400,7 @@ def test_an_error_line_escapes_control_characters(tmp_path: Path, monkeypatch: p
     monkeypatch.chdir(tmp_path)
     res = runner.invoke(app, ["candles", "x\n\x1b[31mred\u202e\x7f.csv"])
     assert res.exit_code == 66, res.output
-    assert_one_line(res.stderr, "x \\x1b[31mred\\u202e\\x7f.csv does not exist")
+    assert_one_line(res.stderr, "x\\n\\x1b[31mred\\u202e\\x7f.csv' does not exist")
     assert "\x1b" not in res.stderr and "\u202e" not in res.stderr
 
 

@@ -309,7 +309,7 @@ def test_global_train_over_a_symbol_column_of_numbers_names_the_column(tmp_path:
     [
         (blank_at(10, 50), None),
         ("", "its symbol column is blank on every row; write the pair in it"),
-        ("1", "its symbol column holds no symbol (it holds 1); write the pair in it"),
+        ("1", "its symbol column holds no symbol (it holds '1'); write the pair in it"),
     ],
     ids=["blank rows", "all blank", "numbers"],
 )
