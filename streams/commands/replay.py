@@ -19,6 +19,7 @@ from ._common import (
     check_input,
     check_output,
     check_positive,
+    output_path,
     progress_bar,
     reject_summary,
     write_rejects,
@@ -190,6 +191,7 @@ def replay(
         "--rejects",
         help="Write each row the reader refused (not published) with its reason to this CSV.",
         readable=False,
+        parser=output_path,
     ),
 ) -> None:
     """Publish FILE to its topic (key = symbol), paced by event time unless --speed max.

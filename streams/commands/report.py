@@ -16,6 +16,7 @@ from ._common import (
     echo_error,
     one_line,
     open_engine,
+    output_path,
     writing,
 )
 
@@ -28,7 +29,7 @@ FANS_MAX = 50
 
 
 def report_command(
-    output: Path = typer.Option(..., "-o", "--output", help="HTML file to write.", readable=False),
+    output: Path = typer.Option(..., "-o", "--output", help="HTML file to write.", readable=False, parser=output_path),
     db: str | None = typer.Option(
         None, "--db", help="Database URL (default: FOREXD_DATABASE_URL, else the SQLite file under FOREXD_DATA_DIR)."
     ),

@@ -77,3 +77,23 @@ def test_models_promote_of_an_unknown_version_names_it_and_where_to_look(registr
     res = runner.invoke(app, ["models", "promote", "nope\n", "--db", registry, "--model-dir", str(tmp_path / "models")])
     assert res.exit_code == 2, res.output
     _one_line(res.stderr, "unknown version 'nope\\n'", "forexd models list")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["report", "--db", "sqlite:////nonexistent/x.db", "-o", "{tmp}/newdir/"],
+        ["replay", "{tmp}/t.csv", "--rejects", "{tmp}/newdir/"],
+        ["replay", "{tmp}/t.csv", "--rejects", "{tmp}/t.csv/"],
+    ],
+    ids=["report -o dir/", "replay --rejects dir/", "replay --rejects file/"],
+)
+def test_an_output_named_as_a_directory_that_is_not_there_is_a_usage_error(tmp_path: Path, args: list[str]) -> None:
+    """``-o newdir/`` wrote a FILE named newdir (Path drops the slash), and ``x.csv/`` wrote
+    over x.csv: report and replay now parse these options as the other commands do."""
+    (tmp_path / "t.csv").write_text("ts_ms,bid,ask\n1398902400292,1.38676,1.38686\n")
+    res = runner.invoke(app, [a.replace("{tmp}", str(tmp_path)) for a in args], env=DOWN)
+    assert res.exit_code == 2, res.output
+    _one_line(res.stderr, "ends as a directory's name does")
+    assert not (tmp_path / "newdir").exists()
+    assert (tmp_path / "t.csv").read_text().startswith("ts_ms,bid,ask")
