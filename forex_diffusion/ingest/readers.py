@@ -1632,7 +1632,7 @@ def read_candle_series(
     """Read a candle file and keep one series: :func:`read_candles` then :func:`select_series`.
 
     When ``timeframe`` is given and the file has no timeframe column, the bars' most common
-    spacing must be that timeframe's duration (for daily bars: at least 23 hours).
+    spacing must be that timeframe's duration (for daily bars: 23 to 25 hours).
 
     Raises
     ------
@@ -1653,9 +1653,12 @@ def read_candle_series(
         # the symbol's own bars: a row that names none (kept, to be refused) is no bar of theirs
         named = loaded.frame["symbol"].fillna("").astype(str).str.strip().ne("").to_numpy(dtype=bool)
         spacing = bar_spacing_ms(loaded.frame[named])
-        # daily bars may be 23 or 25 hours apart (or days, over gaps), never closer: hourly bars
-        # read as 1d were refused later for "close times not strictly increasing"
-        if spacing is not None and spacing != tf.duration_ms and (not tf.is_daily or spacing < 23 * 3_600_000):
+        # daily bars are mostly a day apart, 23 or 25 hours across a clock change (days over
+        # gaps, which are not the most common): hourly bars read as 1d were refused later for
+        # "close times not strictly increasing", and weekly or monthly ones (or a day-first file
+        # read month first: a bar a month) were taken, as ``forexd train`` took them
+        daily = tf.is_daily and spacing is not None and 23 * 3_600_000 <= spacing <= 25 * 3_600_000
+        if spacing is not None and spacing != tf.duration_ms and not daily:
             raise DataFormatError(
                 f"{Path(path).name}: its bars are {span_text(spacing)} apart, not {timeframe}: "
                 f"pass --timeframe {span_text(spacing)} (or the file of {timeframe} candles)"
