@@ -8,8 +8,7 @@ snapshots per symbol as plain data, so a worker that takes over a partition resu
 the last one stopped.
 
 The time guard (:mod:`~forex_diffusion.ingest.time_jumps`) holds a tick far ahead of its series'
-event time (default: more than ten minutes of open-market time, or past what the idle timer
-saw as quiet) until later ticks confirm the new time, so one bad clock cannot move the
+event time (default: more than ten minutes of open-market time) until later ticks confirm the new time, so one bad clock cannot move the
 watermark; an unconfirmed one is refused as ``future_ts`` (through
 :meth:`TickPipeline.take_quarantined`). The first ticks of a series are held until their
 times agree (see the module); candles are the same as without the guard.
@@ -430,13 +429,11 @@ class TickPipeline:
         """Ticks accepted inside the weekly closure (policy ``accept``)."""
         return self.validator.counters.off_hours
 
-    def idle_mark(self, symbol: str) -> tuple[int | None, int, int, int | None]:
-        """What the idle timer changes of ``symbol``'s state (its event clock, the ticks held,
-        the quiet time its time guard counts): the timer's series changed when this did,
-        closing a bar or not (issue 15: then the next checkpoint writes it)."""
-        c = self._clocks.get(symbol)
-        quiet = None if c is None else c.quiet
-        return self.aggregator.last_event_ms(symbol), self.time_held_count(symbol), self.held_count(symbol), quiet
+    def idle_mark(self, symbol: str) -> tuple[int | None, int, int]:
+        """What the idle timer changes of ``symbol``'s state (its event clock, the ticks held):
+        the timer's series changed when this did, closing a bar or not (issue 15: then the
+        next checkpoint writes it)."""
+        return self.aggregator.last_event_ms(symbol), self.time_held_count(symbol), self.held_count(symbol)
 
     def advance(self, symbol: str, event_ms: int) -> list[Candle]:
         """Idle-series timer: move ``symbol``'s event clock without a tick.
@@ -453,10 +450,7 @@ class TickPipeline:
         if c is not None and c.top is not None:
             event_ms = min(event_ms, c.top + self.time_config.idle_cap_ms)
         out = self._drain_released()
-        out += self.aggregator.advance(symbol, event_ms)
-        if c is not None:
-            c.quiet_to(event_ms)  # the feed was quiet that long: a tick that far on is no jump
-        return out
+        return out + self.aggregator.advance(symbol, event_ms)
 
     def expire_hold(self, symbol: str) -> int:
         """End the open holds of ``symbol`` without confirmation (its feed went quiet).

@@ -130,7 +130,6 @@ class TimeJumpGuard(Holding[T]):
         "_jump",
         "_confirm",
         "_hours",
-        "_quiet",
         "_expired",
         "_carry",
     )
@@ -146,7 +145,6 @@ class TimeJumpGuard(Holding[T]):
         self._confirm = cfg.confirm
         self._held: list[T] = []
         self._held_ts: list[int] = []
-        self._quiet: int | None = None  # the series' time as a quiet feed moved it: quiet_to()
         self._expired: _Expired | None = None  # see expire()
         self._carry: _Expired | None = None  # the expired hold the one in progress goes on
         self.top: int | None = None
@@ -159,12 +157,6 @@ class TimeJumpGuard(Holding[T]):
         hours = self._hours
         return ts + self._jump if hours is None else hours.add_open_time(ts, self._jump)
 
-    def _now(self, top: int) -> int:
-        """The series' time to judge a tick against: its latest let-through tick, or later
-        where the idle timer has seen the feed quiet since (:meth:`quiet_to`)."""
-        quiet = self._quiet
-        return top if quiet is None or quiet < top else quiet
-
     def _near(self, a: int, b: int) -> bool:
         lo, hi = (a, b) if a <= b else (b, a)
         return hi <= self.reach(lo)
@@ -172,48 +164,20 @@ class TimeJumpGuard(Holding[T]):
     # -- hot path ---------------------------------------------------------------------------
 
     def accept(self, ts: int) -> None:
-        """Take ``ts`` as let through: the series' time moves to it if it is later, and the
-        feed's own time replaces the idle timer's guess (:meth:`quiet_to`)."""
+        """Take ``ts`` as let through: the series' time moves to it if it is later."""
         top = self.top
         if top is None or ts > top:
-            self.top = top = ts
-        elif self._quiet is None:
-            return  # the hot path: nothing changes
-        self._quiet = None
-        if not self._held and self._expired is None:
-            self.limit = self.reach(top)
+            self.top = ts
+            if not self._held and self._expired is None:
+                self.limit = self.reach(ts)
 
     def _settle_limit(self) -> None:
         """``limit`` for the state: below every event time (each tick to :meth:`classify`)
-        before the first tick, while ticks are held, while an expired hold or the timer's
-        quiet time waits for the next tick; else ``max_jump_ms`` past ``top``."""
-        top, quiet = self.top, self._quiet
-        waits = self._held or self._expired is not None or (quiet is not None and top is not None and quiet > top)
+        before the first tick, while ticks are held, or while an expired hold waits for the
+        next tick; else ``max_jump_ms`` past ``top``."""
+        top = self.top
+        waits = bool(self._held) or self._expired is not None
         self.limit = _NEVER if top is None or waits else self.reach(top)
-
-    @property
-    def quiet(self) -> int | None:
-        """The time the idle timer saw the feed quiet to, when it is past ``top`` (else None)."""
-        quiet, top = self._quiet, self.top
-        return quiet if quiet is not None and top is not None and quiet > top else None
-
-    def quiet_to(self, ts: int) -> None:
-        """The idle timer moved the series' clock to ``ts`` on a quiet feed: a tick up to
-        ``max_jump_ms`` past it is no jump.
-
-        Wall-clock quiet is evidence of time passing: after an hour with no tick (an outage, a
-        holiday) the next ticks are an hour past ``top``, and a thin feed (a tick every 15 s,
-        the idle close after 10 s) had each of them held alone, expired and refused, for ever,
-        though the timer had already closed the bars of that hour. ``top`` itself does not
-        move (the timer's cap, ``idle_cap_ms``, counts from the latest tick). It is a guess
-        that lasts until the next tick let through: a feed that resumes behind it (a replay,
-        a producer's buffer) judges its ticks against its own time again, or one bad clock
-        up to the quiet time past it would have passed.
-        """
-        if self.top is None or ts <= self._now(self.top):
-            return
-        self._quiet = ts
-        self.limit = _NEVER  # the next tick goes to classify, and the first let through ends it
 
     # -- hold -------------------------------------------------------------------------------
 
@@ -227,7 +191,7 @@ class TimeJumpGuard(Holding[T]):
         top = self.top
         if top is None:
             return "first"
-        if ts <= self.reach(self._now(top)):
+        if ts <= self.reach(top):
             return "revert"  # near the series' time: ends a hold (if any), the tick passes
         if not self._held:
             return "start"
@@ -350,8 +314,6 @@ class TimeJumpGuard(Holding[T]):
         """Plain-data state (in the envelope); ``encode`` turns a held item into JSON-able data."""
         held = [[t, encode(x)] for t, x in zip(self._held_ts, self._held, strict=True)]
         state: dict[str, Any] = {"top": self.top, "held": held}
-        if (quiet := self.quiet) is not None:
-            state["quiet"] = quiet  # only when it counts: older workers read the rest
         if self._expired is not None:  # only when there is one: older workers read the rest
             state["expired"] = list(self._expired)
         if self._carry is not None:
@@ -366,7 +328,6 @@ class TimeJumpGuard(Holding[T]):
             top = None if state["top"] is None else time_ms(state["top"], field="top")
             held = [(time_ms(t, field="held time"), decode(x)) for t, x in state["held"]]
             expired, carry = (self._expired_hold(state.get(key), key) for key in ("expired", "carry"))
-            quiet = None if state.get("quiet") is None else time_ms(state["quiet"], field="quiet")
         limit = self.config.max_start_held if top is None else self._confirm
         if len(held) > limit:
             raise StateError("time guard snapshot holds more ticks than its config allows")
@@ -374,12 +335,10 @@ class TimeJumpGuard(Holding[T]):
             carry is not None and (top is None or not held or len(held) + carry[1] > self._confirm)
         ):
             raise StateError("time guard snapshot's expired hold does not fit its held ticks")
-        if quiet is not None and (top is None or quiet <= top):
-            raise StateError("time guard snapshot's quiet time is not after its series' time")
         self.top = top
         self._held_ts = [t for t, _ in held]
         self._held = [x for _, x in held]
-        self._quiet, self._expired, self._carry = quiet, expired, carry
+        self._expired, self._carry = expired, carry
         self._settle_limit()
 
     def _expired_hold(self, data: Any, field: str) -> _Expired | None:

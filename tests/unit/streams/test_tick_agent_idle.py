@@ -201,11 +201,12 @@ def test_idle_timer_counts_quiet_time_only_up_to_the_last_fetch_response(tmp_pat
     assert agent.consumer.processed == 320
 
 
-def test_an_idle_advance_that_closes_no_bar_still_goes_in_the_next_checkpoint(tmp_path: Path) -> None:
-    """Issue 15 (per-series checkpoints): the idle timer moves a quiet series' event clock
-    (its watermark) even when no bar closes yet. That series changed: the next checkpoint
-    must write it, or a restart after a crash restores the older watermark and accepts ticks
-    that a worker never stopped refuses as late."""
+def test_what_an_idle_advance_changes_goes_in_the_next_checkpoint(tmp_path: Path) -> None:
+    """Issue 15 (per-series checkpoints): the series the idle timer changed must be in the next
+    checkpoint, or a restart after a crash restores an older state than a worker never stopped
+    has. An advance that closes no bar changes nothing (the clock moves only as far as the bars
+    it closes: before, it moved to the quiet time, which this test then required be written);
+    one that closes the forming bar changes the series, and it is written."""
     agent, consumer = _agent(tmp_path)
     last = _feed(agent, 300)
     agent.consumer.progress.capture()  # the checkpoint of the ticks: nothing left changed
@@ -215,6 +216,10 @@ def test_an_idle_advance_that_closes_no_bar_still_goes_in_the_next_checkpoint(tm
     _quiet_for(agent, 3.5)  # idle (3 s), not long enough to close a 1m bar
     asyncio.run(_timer(agent))
     assert _n_candles(agent) == 0
-    assert agent.pipeline.snapshot(["EURUSD"]) != before  # its clock moved
+    assert agent.pipeline.snapshot(["EURUSD"]) == before  # nothing changed: nothing to write
+    _quiet_for(agent, 400)
+    asyncio.run(_timer(agent))
+    assert _n_candles(agent) == 2  # the forming 1m and 5m bars
+    assert agent.pipeline.snapshot(["EURUSD"]) != before
     captured = agent.consumer.progress.capture()
     assert 0 in captured and "EURUSD" in captured[0][1].parts
