@@ -100,14 +100,17 @@ class Forecast:
         return out
 
 
-def not_prices(forecast: Forecast) -> str | None:
-    """Why ``forecast``'s quantiles are no prices (non-finite, <= 0, or past the wire's
-    ``PRICE_MAX``), or None when every one is a price.
+def not_prices(forecast: Forecast, sigma: float | None = None) -> str | None:
+    """Why a price of ``forecast``'s record is no price (non-finite, <= 0, or past the wire's
+    ``PRICE_MAX``), or None when every one is: its quantiles, its mean, its running maximum
+    and minimum, its touch levels and, given ``sigma`` (the EWMA volatility its record's
+    random walk is drawn with), the random walk's quantiles.
 
     A series whose candles swing within the instrument's bounds (0.08 to 16.5 for EUR/USD, a
     feed that is not B9-guarded) makes the random walk's and a model's quantiles run to 1e11
     and their mean to 1e47: the stream stored and published them, and ``forexd report``
-    refused each as "quantiles". The stream no longer emits them (one warning each).
+    refused each. The stream no longer emits them (one warning each), and ``forexd
+    backtest`` leaves them out alike.
 
     >>> import numpy as np
     >>> f = Forecast(symbol="EURUSD", timeframe="1h", as_of_ms=0, horizon=1, model_version="rw",
@@ -116,13 +119,31 @@ def not_prices(forecast: Forecast) -> str | None:
     >>> not_prices(f)
     'quantiles outside (0, 1e+09]: from 0.5 to 4.7e+11'
     """
+    from forex_diffusion.quality.evaluation import ewma_random_walk_quantiles
+
+    parts: list[tuple[str, Any]] = [("quantiles", forecast.quantiles), ("mean", forecast.mean)]
+    if forecast.extremes is not None:
+        parts += [("running maximum", forecast.extremes.max), ("running minimum", forecast.extremes.min)]
+    if forecast.touch is not None:
+        parts.append(("touch levels", forecast.touch.levels))
+    if sigma is not None and np.isfinite(sigma):
+        parts.append(
+            ("random-walk quantiles", ewma_random_walk_quantiles(forecast.last_close, sigma, forecast.horizon))
+        )
+    for name, values in parts:
+        if (why := _no_prices(name, values)) is not None:
+            return why
+    return None
+
+
+def _no_prices(name: str, values: Any) -> str | None:
     from forex_diffusion.ingest.validation import MAX_PRICE
 
-    q = np.asarray(forecast.quantiles, dtype=np.float64)
+    q = np.asarray(values, dtype=np.float64)
     with np.errstate(invalid="ignore"):
-        if q.size and bool(np.all((q > 0.0) & (q <= MAX_PRICE))):  # NaN compares False
+        if bool(np.all((q > 0.0) & (q <= MAX_PRICE))):  # NaN compares False
             return None
     finite = q[np.isfinite(q)]
     span = f"from {finite.min():.3g} to {finite.max():.3g}" if finite.size else "none finite"
     span += "" if finite.size == q.size else f", {q.size - finite.size} not finite"
-    return f"quantiles outside (0, {MAX_PRICE:g}]: {span}"
+    return f"{name} outside (0, {MAX_PRICE:g}]: {span}"

@@ -30,6 +30,7 @@ from forex_diffusion.diffusion.context import ForecastRequest
 from forex_diffusion.diffusion.inputs import build_extra, frame_candles
 from forex_diffusion.diffusion.predictor import Forecast, Predictor
 from forex_diffusion.errors import ConfigError
+from forex_diffusion.forecast.result import not_prices
 from forex_diffusion.forecast.touch import TOUCH_COLUMNS, realised_touch, touch_rows
 from forex_diffusion.quality.evaluation import QUANTILE_COLUMNS, ewma_random_walk_quantiles
 from forex_diffusion.reports._bitmap_font import draw_text, text_width
@@ -173,11 +174,17 @@ def backtest(
     def flush(done: int) -> None:
         if not pending:
             return
-        forecasts = predictor.forecast([r for _, r in pending], steps=config.steps, samples=config.samples)
-        blocks.append(_rows([i for i, _ in pending], [r for _, r in pending], forecasts, closes, h))
-        if touch is not None:
-            touch.append(touch_frame([i for i, _ in pending], forecasts, closes))
+        made = predictor.forecast([r for _, r in pending], steps=config.steps, samples=config.samples)
+        # a forecast that is no prices is left out, as the stream leaves it out (not_prices)
+        kept = [(i, r, f) for (i, r), f in zip(pending, made, strict=True) if not_prices(f, r.sigma) is None]
+        if len(kept) < len(made):
+            logger.warning("backtest.not_prices symbol=%s forecasts=%d", config.symbol, len(made) - len(kept))
         pending.clear()
+        if kept:
+            index, reqs, forecasts = [i for i, _, _ in kept], [r for _, r, _ in kept], [f for _, _, f in kept]
+            blocks.append(_rows(index, reqs, forecasts, closes, h))
+            if touch is not None:
+                touch.append(touch_frame(index, forecasts, closes))
         if progress is not None:
             progress(done, len(bars))
 

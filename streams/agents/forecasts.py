@@ -77,7 +77,7 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
                 continue
             with agent.contain.record(msg) as scope:
                 scope.stage, scope.symbol = "forecast", o.candle.symbol
-                if (why := not_prices(fc)) is not None:  # neither stored nor published: no reader takes it
+                if (why := not_prices(fc, o.sigma)) is not None:  # neither stored nor published: no reader takes it
                     log.warning(
                         "forecast.not_prices symbol=%s model=%s as_of=%d %s", fc.symbol, version, fc.as_of_ms, why
                     )

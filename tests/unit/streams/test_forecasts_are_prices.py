@@ -87,3 +87,43 @@ def test_not_prices_says_why_for_each_kind_of_value() -> None:
     assert not_prices(make([0.0, 1.1])) == "quantiles outside (0, 1e+09]: from 0 to 1.1"
     assert not_prices(make([math.nan, 1.1])) == "quantiles outside (0, 1e+09]: from 1.1 to 1.1, 1 not finite"
     assert not_prices(make([math.inf, -math.inf])) == "quantiles outside (0, 1e+09]: none finite, 2 not finite"
+
+
+def test_not_prices_checks_the_mean_and_the_random_walk_of_the_record_too() -> None:
+    """A review found forecasts whose quantiles were prices published with a mean of 8.7e38,
+    and records whose random-walk quantiles (drawn from the EWMA volatility) the report
+    refused."""
+    from forex_diffusion.forecast.result import Forecast
+
+    f = Forecast(
+        symbol="EURUSD", timeframe="1m", as_of_ms=0, horizon=2, model_version="m", last_close=1.1,
+        levels=(0.1, 0.9), quantiles=np.array([[1.0, 1.2], [0.9, 1.3]]), mean=np.array([1.1, 8.7e38]),
+        p_up=np.array([0.5, 0.5]), steps=0, samples=0, latency_s=0.0,
+    )  # fmt: skip
+    assert not_prices(f) == "mean outside (0, 1e+09]: from 1.1 to 8.7e+38"
+    ok = Forecast(**{**{k: getattr(f, k) for k in f.__dataclass_fields__}, "mean": np.array([1.1, 1.1])})
+    assert not_prices(ok) is None and not_prices(ok, 1e-3) is None
+    assert not_prices(ok, 30.0) is not None and not_prices(ok, 30.0).startswith("random-walk quantiles outside")
+    assert not_prices(ok, math.nan) is None  # no volatility: no random walk to check
+
+
+def test_backtest_leaves_out_the_forecasts_the_stream_leaves_out(caplog: pytest.LogCaptureFixture) -> None:
+    """``forexd backtest`` runs the stream's code: a forecast the stream does not emit is not
+    scored offline either (a review: it scored 16 of 372 such forecasts, quantiles to 1.45e11)."""
+    import pandas as pd
+
+    from forex_diffusion.bundled import MODELS
+    from forex_diffusion.diffusion.predictor import Predictor
+    from forex_diffusion.quality.evaluation import QUANTILE_COLUMNS
+    from forex_diffusion.reports.backtest import BacktestConfig, backtest
+
+    cs = _feed()
+    frame = pd.DataFrame({k: [getattr(c, k) for c in cs] for k in ("open", "high", "low", "close")})
+    frame.insert(0, "ts_ms", [c.open_ms for c in cs])
+    model = Predictor.load(sorted((MODELS / "EURUSD-1m-h24").glob("*.pt"))[-1])
+    with caplog.at_level(logging.WARNING, logger="forex_diffusion.reports.backtest"):
+        rows = backtest(frame, model, BacktestConfig(symbol="EURUSD", timeframe="1m", samples=16, steps=4))
+    dropped = [r for r in caplog.records if r.getMessage().startswith("backtest.not_prices")]
+    assert dropped  # the swings make some forecasts no prices (before: scored)
+    q = rows[list(QUANTILE_COLUMNS)].to_numpy()
+    assert len(rows) and bool(((q > 0) & (q <= 1e9)).all())
