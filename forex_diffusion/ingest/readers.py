@@ -31,7 +31,7 @@ import re
 import time
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -1227,24 +1227,50 @@ def read_ticks(
     syms = syms.map({s: reg.normalise(s) or s for s in syms.unique() if isinstance(s, str)})
     frame = pd.DataFrame({"line": lines, "ts_ms": ts, "symbol": syms.to_numpy(), "bid": bid, "ask": ask, "volume": vol})
     frame = frame[~bad].reset_index(drop=True)
-    return LoadedFile(frame, layout, _dedup(_with_symbols(rejects, lines, syms)))
+    unread = _symbol_of_line(df, sym_c, sep, reg)
+    return LoadedFile(frame, layout, _dedup(_with_symbols(rejects, lines, syms, unread)))
 
 
-def _with_symbols(rejects: list[FileReject], lines: np.ndarray, syms: pd.Series) -> list[FileReject]:
-    """``rejects`` each with the symbol its row names (``syms``, by row of ``lines``; "" for a
-    row pandas never read, or a blank cell): a caller that selects one series counts only its
-    refused rows (the tick reader's had none, and ``forexd candles --symbol`` counted every
-    symbol's)."""
+def _with_symbols(
+    rejects: list[FileReject], lines: np.ndarray, syms: pd.Series, unread: Callable[[str], str] | None = None
+) -> list[FileReject]:
+    """``rejects`` each with the symbol its row names (``syms``, by row of ``lines``; for a
+    line pandas never read, ``unread`` of its raw text; "" for a blank cell or none known): a
+    caller that selects one series counts only its refused rows (the tick reader's had none,
+    and ``forexd candles --symbol`` counted every symbol's)."""
     if not rejects:
         return rejects
     at = np.searchsorted(lines, [r.line for r in rejects])
     named = syms.to_numpy(dtype=object)
-    return [
-        dataclasses.replace(
-            r, symbol=str(named[i]) if i < len(lines) and lines[i] == r.line and isinstance(named[i], str) else ""
-        )
-        for r, i in zip(rejects, at.tolist(), strict=True)
-    ]
+    out = []
+    for r, i in zip(rejects, at.tolist(), strict=True):
+        if i < len(lines) and lines[i] == r.line:
+            symbol = str(named[i]) if isinstance(named[i], str) else ""
+        else:  # a line of another field count: its symbol field, where it has one
+            symbol = unread(r.raw) if unread is not None else ""
+        out.append(dataclasses.replace(r, symbol=symbol))
+    return out
+
+
+def _symbol_of_line(
+    df: pd.DataFrame, column: str | None, sep: str, reg: InstrumentRegistry
+) -> Callable[[str], str] | None:
+    """The symbol a raw line names in ``column`` (its field at that column's place, canonical
+    where the registry knows it; "" when the line has no such field), or None for a file
+    without a symbol column. A line with a field too many (``...,GBPUSD,1.687,1.6872,extra``)
+    was counted as every symbol's refusal."""
+    if column is None or column not in df.columns:
+        return None
+    at = list(df.columns).index(column)
+
+    def symbol(raw: str) -> str:
+        fields = raw.split(sep)
+        if len(fields) <= at:
+            return ""
+        cell = fields[at].strip().strip('"').strip()
+        return (reg.normalise(cell) or cell) if cell else ""
+
+    return symbol
 
 
 def columns(frame: pd.DataFrame, *names: str) -> Iterator[tuple[Any, ...]]:
@@ -1392,7 +1418,7 @@ def _read_candles(
     tf_c = cols.get("timeframe")
     series = df[tf_c].str.strip().to_numpy() if tf_c is not None else None
     keep = ~bad
-    rejects = _with_symbols(rejects, lines, syms)
+    rejects = _with_symbols(rejects, lines, syms, _symbol_of_line(df, sym_c, sep, reg))
     frame = frame[keep].reset_index(drop=True)
     # a row the stream refuses does not decide the order (one atop or below a newest-first file
     # made every good row late): a time outside 1971..2100 (bad_ts later) or past the clock
