@@ -9,9 +9,11 @@ they reflect by the :class:`~streams.consumer.CheckpointingConsumer`.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from forex_diffusion.diffusion.inputs import CrossBook
+from forex_diffusion.errors import StateError
 from forex_diffusion.forecast.forecaster import SymbolForecaster
 from forex_diffusion.ingest.candle_gate import CandleGate
 
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
     from ..app import Runtime
 
 __all__ = ["CandleAgent"]
+
+
+log = logging.getLogger(__name__)
 
 
 class CandleAgent(SeriesAgent):
@@ -60,12 +65,23 @@ class CandleAgent(SeriesAgent):
         for sym, data in state.get("symbols", {}).items():
             self.forecasters[sym] = SymbolForecaster.restore(data, self.config, symbol=sym, book=self.book)
             self.symbols[partition].add(sym)
-            gate = (state.get("gate") or {}).get(sym)
-            if gate is None:
-                self.gate.drop([sym])
-            else:
-                self.gate.restore(sym, gate)
+            self._restore_gate(sym, state.get("gate"))
         self.shadow.restore(state.get("shadow"))
+
+    def _restore_gate(self, symbol: str, gates: Any) -> None:
+        """The series' far-ahead confirmation in progress, if its state holds one. One that
+        cannot be read is dropped with a warning, as a shadow's is: it is worth at most a few
+        candles' confirmation, and refusing it stopped the worker."""
+        self.gate.drop([symbol])
+        if gates is None:
+            return
+        try:
+            if not isinstance(gates, dict):
+                raise StateError(f"a candle gate state is a {type(gates).__name__}, not a mapping")
+            if (gate := gates.get(symbol)) is not None:
+                self.gate.restore(symbol, gate)
+        except StateError as exc:
+            log.warning("gate.state_dropped symbol=%s error=%s", symbol, str(exc)[:200])
 
     def _drop(self, partition: int) -> None:
         self.gate.drop(self.symbols.get(partition, ()))

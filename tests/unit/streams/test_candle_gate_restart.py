@@ -104,3 +104,24 @@ def test_snapshot_and_restore_round_trip_one_symbol_and_leave_the_others() -> No
     assert h.holds("EURUSD") and not h.holds("USDJPY")
     g.restore("EURUSD", {**snap, "state": {}})  # an empty state clears the symbol's, not another's
     assert g.held("EURUSD", "1h") == 0 and g.held("GBPUSD", "1h") == 1
+
+
+@pytest.mark.parametrize("gate", [[1], "x", {"EURUSD": {"kind": "candle gate", "v": 1, "state": {"1m": ["x"]}}}])
+def test_a_gate_state_that_cannot_be_read_is_dropped_and_the_series_restores(
+    tmp_path: Path, gate: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A review found a gate value that is no mapping raising AttributeError, and any refused
+    gate state stopping the worker; it is worth a few candles' confirmation at most, so it is
+    dropped with a warning (as a shadow's is) and the series' forecaster restores."""
+    import logging
+
+    msgs = _candle_msgs(_resuming_feed())
+    first = _candle_agent(tmp_path / "first")
+    _feed_candles(first, msgs[:61], batch=1)
+    state = first._snapshot(0, ["EURUSD"])
+    state["EURUSD"]["gate"] = gate
+    second = _candle_agent(tmp_path / "second")
+    with caplog.at_level(logging.WARNING, logger="streams.agents.candles"):
+        second._restore(0, state)
+    assert any(r.getMessage().startswith("gate.state_dropped symbol=EURUSD") for r in caplog.records)
+    assert "EURUSD" in second.forecasters and not second.gate.holds("EURUSD")
