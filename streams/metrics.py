@@ -309,6 +309,12 @@ class Metrics:
             "Forecasts emitted with a reduced sampling budget (load shedding) or a fallback.",
             ["symbol", "timeframe"],
         )
+        self.forecasts_withheld = self._counter(
+            "forecasts_withheld_total",
+            "Forecasts neither stored nor published: a price of the record is no price "
+            "(non-finite, <= 0 or past PRICE_MAX).",
+            ["symbol", "timeframe"],
+        )
         self.sampling_samples = self._gauge(
             "sampling_samples",
             "Diffusion samples drawn per forecast in the latest forecast (sampling budget).",
@@ -515,6 +521,11 @@ class Metrics:
         kind = self._enum("flag", flag, QUOTE_FLAGS)
         if kind is not None and self._symbol_ok(symbol):
             self.quotes_flagged.labels(symbol, kind).inc()
+
+    def forecast_withheld(self, symbol: str, timeframe: str) -> None:
+        """Count a forecast the candle agent withheld: a price of its record is no price."""
+        if self._series_ok(symbol, timeframe):
+            self.forecasts_withheld.labels(symbol, timeframe).inc()
 
     def forecast_emitted(
         self,

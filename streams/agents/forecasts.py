@@ -81,6 +81,8 @@ async def forecast_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
                     log.warning(
                         "forecast.not_prices symbol=%s model=%s as_of=%d %s", fc.symbol, version, fc.as_of_ms, why
                     )
+                    if (m := agent.rt.metrics) is not None:
+                        m.forecast_withheld(o.candle.symbol, o.candle.timeframe)
                     continue
                 paths = _paths_record(agent, fc, r.sigma, s.paths)
                 rec = agent.forecasters[o.candle.symbol].record(fc, o, degraded=budget.degraded)

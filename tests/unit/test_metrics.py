@@ -114,6 +114,7 @@ def _exercise(m: Metrics, symbol: str = "EURUSD") -> None:
     m.late_tick(None)
     m.quote_flagged(symbol, "crossed")
     m.forecast_emitted(symbol, "1m", 0.042, steps=20, samples=64, degraded=True)
+    m.forecast_withheld(symbol, "1m")
     mon = QualityMonitor()
     lv = [0.05, 0.25, 0.5, 0.75, 0.95]
     mon.update(symbol, "1m", 1, lv, [1, 2, 3, 4, 5], [0, 1, 3, 5, 6], 3.5)
@@ -141,6 +142,7 @@ def _exercise_junk(m: Metrics) -> int:
         lambda: m.late_tick(UNKNOWN),
         lambda: m.quote_flagged("EURUSD", "smelly"),
         lambda: m.forecast_emitted(UNKNOWN, "1m", 0.1, 10, 10),
+        lambda: m.forecast_withheld(UNKNOWN, "1m"),
         lambda: m.drift_event("my-detector", "EURUSD", "1m"),
         lambda: m.retrain_request("because"),
         lambda: m.retrain_outcome("exploded"),
@@ -685,3 +687,13 @@ def test_late_tick_without_symbol_is_counted_with_an_empty_symbol_label() -> Non
     }
     assert late == {"": 1, "EURUSD": 1}
     assert m.unconfigured_symbol_events._value.get() == 1
+
+
+def test_a_withheld_forecast_is_counted_per_series() -> None:
+    m = _make()
+    m.forecast_withheld("EURUSD", "1m")
+    m.forecast_withheld("EURUSD", "1m")
+    m.forecast_withheld("GBPUSD", "5m")
+    v = {(s.name, tuple(sorted(s.labels.items()))): s.value for _, s in _samples(m)}
+    assert v[("forexd_forecasts_withheld_total", (("symbol", "EURUSD"), ("timeframe", "1m")))] == 2
+    assert v[("forexd_forecasts_withheld_total", (("symbol", "GBPUSD"), ("timeframe", "5m")))] == 1
