@@ -94,11 +94,8 @@ def _rows_of(frame: pd.DataFrame, symbol: str, instruments: InstrumentRegistry, 
     on every row. A row naming none is kept, refused later and listed as without ``--symbol``
     (it is no other symbol's). ``DataFormatError`` naming the symbols the file holds when none
     does."""
-    want = instruments.normalise(symbol) or instruments.normalise(symbol.upper()) or symbol.upper()
-    names = {
-        n: (instruments.normalise(n) or instruments.normalise(n.upper())) if isinstance(n, str) else None
-        for n in frame["symbol"].unique()
-    }
+    want = _pair(instruments, symbol) or symbol.upper()
+    names = {n: _pair(instruments, n) if isinstance(n, str) else None for n in frame["symbol"].unique()}
     keep = frame["symbol"].map(names).eq(want).to_numpy()
     if keep.all():
         return frame
@@ -126,12 +123,14 @@ def _rows_of(frame: pd.DataFrame, symbol: str, instruments: InstrumentRegistry, 
 def _refused_of(rejects: list[FileReject], symbol: str, instruments: InstrumentRegistry) -> list[FileReject]:
     """The rows the reader refused that name ``symbol`` (as :func:`_rows_of` selects), or no
     symbol it could read: ``forexd candles --symbol EURUSD`` counted GBPUSD's bad rows too."""
-    want = instruments.normalise(symbol) or instruments.normalise(symbol.upper()) or symbol.upper()
-    names: dict[str, str | None] = {}
-    for r in rejects:
-        if r.symbol not in names:
-            names[r.symbol] = instruments.normalise(r.symbol) or instruments.normalise(r.symbol.upper())
+    want = _pair(instruments, symbol) or symbol.upper()
+    names = {r.symbol: _pair(instruments, r.symbol) for r in rejects}
     return [r for r in rejects if not r.symbol.strip() or names[r.symbol] == want]
+
+
+def _pair(instruments: InstrumentRegistry, name: str) -> str | None:
+    """The canonical pair ``name`` spells (EURUSD, EUR/USD, eur_usd), or None."""
+    return instruments.normalise(name) or instruments.normalise(name.upper())
 
 
 def aggregate_ticks_file(

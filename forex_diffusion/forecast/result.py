@@ -22,8 +22,10 @@ import numpy as np
 
 from forex_diffusion.errors import ConfigError
 from forex_diffusion.forecast.touch import ExtremesForecast, TouchForecast
+from forex_diffusion.ingest.validation import MAX_PRICE
+from forex_diffusion.quality.evaluation import ewma_random_walk_quantiles
 
-__all__ = ["Forecast", "not_prices"]
+__all__ = ["Forecast", "not_prices", "price_issue"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,8 +121,6 @@ def not_prices(forecast: Forecast, sigma: float | None = None) -> str | None:
     >>> not_prices(f)
     'quantiles outside (0, 1e+09]: from 0.5 to 4.7e+11'
     """
-    from forex_diffusion.quality.evaluation import ewma_random_walk_quantiles
-
     parts: list[tuple[str, Any]] = [("quantiles", forecast.quantiles), ("mean", forecast.mean)]
     if forecast.extremes is not None:
         parts += [("running maximum", forecast.extremes.max), ("running minimum", forecast.extremes.min)]
@@ -131,14 +131,15 @@ def not_prices(forecast: Forecast, sigma: float | None = None) -> str | None:
             ("random-walk quantiles", ewma_random_walk_quantiles(forecast.last_close, sigma, forecast.horizon))
         )
     for name, values in parts:
-        if (why := _no_prices(name, values)) is not None:
+        if (why := price_issue(name, values)) is not None:
             return why
     return None
 
 
-def _no_prices(name: str, values: Any) -> str | None:
-    from forex_diffusion.ingest.validation import MAX_PRICE
-
+def price_issue(name: str, values: Any) -> str | None:
+    """Why ``values`` (named ``name``) are not all prices: finite, > 0 and at most the wire's
+    ``PRICE_MAX`` (the validator's ``MAX_PRICE``); None when they are. The one test the stream,
+    the backtest and ``forexd report`` apply to a forecast's prices."""
     q = np.asarray(values, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         if bool(np.all((q > 0.0) & (q <= MAX_PRICE))):  # NaN compares False

@@ -8,8 +8,9 @@ snapshots per symbol as plain data, so a worker that takes over a partition resu
 the last one stopped.
 
 The time guard (:mod:`~forex_diffusion.ingest.time_jumps`) holds a tick far ahead of its series'
-event time (default: more than ten minutes of open-market time) until later ticks confirm the new time, so one bad clock cannot move the
-watermark; an unconfirmed one is refused as ``future_ts`` (through
+event time (default: more than ten minutes of open-market time) until later ticks confirm the
+new time, so one bad clock cannot move the watermark; an unconfirmed one is refused as
+``future_ts`` (through
 :meth:`TickPipeline.take_quarantined`). The first ticks of a series are held until their
 times agree (see the module); candles are the same as without the guard.
 

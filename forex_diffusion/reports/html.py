@@ -68,6 +68,7 @@ from sqlalchemy import (
 from sqlalchemy.types import NullType
 
 from forex_diffusion.errors import ConfigError
+from forex_diffusion.forecast.result import price_issue
 from forex_diffusion.forecast.touch import TOUCH_COLUMNS, realised_touch, touch_reliability, touch_rows
 from forex_diffusion.quality.evaluation import (
     QUANTILE_COLUMNS,
@@ -312,7 +313,7 @@ def _numbers(value: Any, ndim: int) -> np.ndarray | None:
 def _prices(a: np.ndarray) -> bool:
     """Whether every value of ``a`` is a price: finite, > 0 and at most the wire's ``PRICE_MAX``
     (a quantile of 1e308 made every mean of the report overflow to infinity)."""
-    return bool(np.isfinite(a).all() and (a > 0).all() and (a <= PRICE_MAX).all())
+    return price_issue("prices", a) is None
 
 
 def _touch(t: Any, h: int) -> dict[str, Any] | None:
