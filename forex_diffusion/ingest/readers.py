@@ -566,6 +566,10 @@ _OTHER_DIGITS = re.compile(r"(?![0-9])\d")
 _NO_SUCH_TIME = re.compile(r"(?<![^T\s])(?:(24):00|[0-9]{1,2}:[0-9]{2}:(6[0-9]))(?![0-9])")
 _SECOND_60 = re.compile(r"(?<![0-9])[0-9]{1,2}:[0-9]{2}:6[0-9](?![0-9])")  # as fast as its literal ":6"
 _HOUR_24 = re.compile(r"24:00(?![0-9])")  # a literal first: fast (10:24:00 too, checked then)
+# a zone written as GMT or UTC and a signed offset (GMT+2, UTC-05:00): dateutil reads its sign
+# as POSIX does (GMT+2 two hours BEHIND), the opposite of "+02:00" beside it: one file had its
+# rows four hours apart, silently; refused unless the offset is zero (GMT+0000 of a JS date)
+_SIGNED_ZONE = re.compile(r"(?i)(?<![a-z])(gmt|utc)\s*([+-])\s*([0-9]{1,2})(?::?([0-9]{2}))?(?![0-9])")
 # an ISO 8601 week date (2014-W18-4, 2014W184): read by neither pandas nor dateutil, refused
 # saying which date it is
 _WEEK_DATE = re.compile(r"(?<![0-9A-Za-z])([0-9]{4})-?W([0-9]{2})-?([1-7])(?![0-9])")
@@ -583,7 +587,14 @@ def _no_such_times(
     others = not column.isascii() and _OTHER_DIGITS.search(column) is not None
     late = ":6" in column and _SECOND_60.search(column) is not None
     weeks = "W" in column and _WEEK_DATE.search(column) is not None
-    if not (others or late or weeks or any(_NO_SUCH_TIME.match(column, m.start()) for m in _HOUR_24.finditer(column))):
+    signed = _SIGNED_ZONE.search(column) is not None
+    if not (
+        others
+        or late
+        or weeks
+        or signed
+        or any(_NO_SUCH_TIME.match(column, m.start()) for m in _HOUR_24.finditer(column))
+    ):
         return refused
     same = _Same()
     for j in np.flatnonzero(~bad):
@@ -598,6 +609,12 @@ def _no_such_times(
             except ValueError:  # week 53 of a year of 52, week 0
                 day = "YYYY-MM-DD"
             detail = f"timestamp {cell[:40]!r} is a week date (year, week, weekday), not read: write its date as {day}"
+        elif signed and (z := _SIGNED_ZONE.search(cell)) is not None and (int(z[3]) or int(z[4] or 0)):
+            detail = (
+                f"timestamp {cell[:40]!r} names its zone as {z[0].replace(' ', '')}, which is read with either sign "
+                "(POSIX takes GMT+2 as two hours behind): write the offset as +HH:MM, e.g. "
+                f"{'+' if z[2] == '+' else '-'}{int(z[3]):02d}:{int(z[4] or 0):02d}"
+            )
         elif (m := _NO_SUCH_TIME.search(cell)) is None:
             continue
         elif m[1]:

@@ -528,3 +528,29 @@ def test_a_file_whose_weekdays_alone_say_its_order_is_read_as_written_or_refused
         for line, ms in _read(loaded).items():
             assert ms == _as_written(whens[line - 2], form), (stamps[line - 2], pd.Timestamp(ms, unit="ms"), stamps)
     assert set(_read(loaded)) | set(_refused(loaded)) == set(range(2, len(stamps) + 2))
+
+
+# -- a zone written GMT+N / UTC-N ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cell", "fix"),
+    [
+        ("2014-05-01 00:00:00 GMT+2", "+02:00"),
+        ("2014-05-01 00:00:00 UTC-05:30", "-05:30"),
+        ("2014-05-01 00:00:00 gmt +02", "+02:00"),
+        ("2014-05-01 00:00:00 UTC+0200", "+02:00"),
+    ],
+)
+def test_a_zone_written_gmt_or_utc_with_a_signed_offset_is_refused_not_read_with_the_other_sign(
+    tmp_path: Path, cell: str, fix: str
+) -> None:
+    """Hostile review: GMT+2 was read two hours BEHIND UTC (dateutil's POSIX sign) while
+    +02:00 in the same file was read ahead: rows four hours apart, silently. Refused, with
+    the offset as +HH:MM; an offset of zero (GMT+0000 of a JS date) is no ambiguity."""
+    loaded = _ticks(tmp_path / "t.csv", [cell, "2014-05-01 00:01:00 +02:00"])
+    refused = _refused(loaded)
+    assert list(refused) == [2] and "read with either sign" in refused[2] and f"e.g. {fix}" in refused[2]
+    assert _read(loaded) == {3: _ms("2014-04-30 22:01")}
+    zero = _ticks(tmp_path / "z.csv", ["2014-05-01 00:00:00 GMT+0000", "2014-05-01 00:01:00 GMT+0000"])
+    assert _read(zero) == {2: _ms("2014-05-01 00:00"), 3: _ms("2014-05-01 00:01")} and zero.rejects == []
