@@ -46,6 +46,7 @@ __all__ = [
     "SimpleBar",
     "cascade_ready_steps",
     "check_period",
+    "wilder_ready_steps",
 ]
 
 READY_TOLERANCE = 1e-6
@@ -129,6 +130,21 @@ def cascade_ready_steps(rates: Sequence[float], tol: float = READY_TOLERANCE) ->
         if steps > 10_000_000:  # pragma: no cover - rates validated to be < 1
             raise ConfigError("recursion does not forget its seed")
     return steps
+
+
+def wilder_ready_steps(period: int, stages: int = 1) -> int:
+    """Return how many steps ``stages`` chained Wilder averages of ``period`` need to forget
+    their seed (:func:`cascade_ready_steps` of rate ``1 - 1/period`` each; 0 for period 1,
+    which keeps no memory).
+
+    Examples
+    --------
+    >>> wilder_ready_steps(14), wilder_ready_steps(1)
+    (187, 0)
+    """
+    if period <= 1:
+        return 0
+    return cascade_ready_steps([1.0 - 1.0 / period] * stages)
 
 
 class _NoForming:

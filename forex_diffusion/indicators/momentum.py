@@ -13,6 +13,7 @@ from forex_diffusion.indicators.base import (
     ScalarIndicator,
     cascade_ready_steps,
     check_period,
+    wilder_ready_steps,
 )
 from forex_diffusion.indicators.extrema import Max, Min, push_high_low
 from forex_diffusion.indicators.fusion import Part, extrema_lines, literal, sma_lines
@@ -49,7 +50,7 @@ class RSI(PeriodIndicator[float], ScalarIndicator[float]):
         self._gain = 0.0
         self._loss = 0.0
         p = self.period
-        self._ready_at = p + 1 + cascade_ready_steps([1.0 - 1.0 / p])
+        self._ready_at = p + 1 + wilder_ready_steps(p)
 
     def _push(self, x: float) -> float | None:
         n = self._n + 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from forex_diffusion.indicators.base import BarIndicator, BarLike, PeriodIndicator, cascade_ready_steps
+from forex_diffusion.indicators.base import BarIndicator, BarLike, PeriodIndicator, wilder_ready_steps
 from forex_diffusion.indicators.fusion import TRUE_RANGE, Part, true_range
 from forex_diffusion.state import number
 
@@ -46,8 +46,7 @@ class ADX(PeriodIndicator[float], BarIndicator[float]):
         self._ph = self._pl = self._pc = 0.0
         self._pdm = self._mdm = self._tr = 0.0
         self._sdx = self._adx = 0.0
-        r = 1.0 - 1.0 / self.period
-        self._ready_at = 2 * self.period + cascade_ready_steps([r, r])
+        self._ready_at = 2 * self.period + wilder_ready_steps(self.period, stages=2)
 
     def _next(self, h: float, lo: float, c: float, n: int) -> tuple[_State, float | None]:
         """Return the state after bar number ``n`` and its ADX (None before the first)."""

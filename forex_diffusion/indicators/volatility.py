@@ -11,8 +11,8 @@ from forex_diffusion.indicators.base import (
     BarLike,
     PeriodIndicator,
     ScalarIndicator,
-    cascade_ready_steps,
     check_period,
+    wilder_ready_steps,
 )
 from forex_diffusion.indicators.fusion import TRUE_RANGE, Part, literal, true_range
 from forex_diffusion.indicators.values import BandsValue
@@ -54,7 +54,7 @@ class ATR(PeriodIndicator[float], BarIndicator[float]):
         self._sum = 0.0
         self._atr = 0.0
         p = self.period
-        self._ready_at = p + 1 + (cascade_ready_steps([1.0 - 1.0 / p]) if p > 1 else 0)
+        self._ready_at = p + 1 + wilder_ready_steps(p)
 
     def _push(self, bar: BarLike) -> float | None:
         n = self._n + 1

@@ -68,6 +68,7 @@ from forex_diffusion.state import count, malformed, number, time_ms, unwrap, wra
 __all__ = ["HeldVerdict", "SpikeConfig", "SpikeCounters", "SpikeGuard"]
 
 T = TypeVar("T")
+A = TypeVar("A", int, float)  # where a hold stands: a level (float) or an event time (int)
 
 HeldVerdict = Literal["start", "confirm", "revert", "restart"]
 _Expired = tuple[float, int, int]  # an expired hold: its level, its ticks, their latest event time
@@ -122,11 +123,21 @@ class SpikeCounters:
     quarantined: int = 0  # ticks quarantined as spike_unconfirmed
 
 
-class Holding(Generic[T]):
-    """What a guard that holds items until they are confirmed shows of them (``_held``)."""
+class Holding(Generic[T, A]):
+    """What a guard that holds items until they are confirmed shows of them (``_held``), and
+    what it remembers of a hold that expired on a quiet feed (its ``expire``).
 
-    __slots__ = ()
+    A memory is ``(anchor, ticks, latest)``: where the expired hold stood (a level, an event
+    time: ``A``), how many confirmations it had counted and the latest event time of its
+    ticks. ``_expired`` is the memory waiting for the next tick; ``_carry`` the one the hold
+    in progress goes on. A subclass says when a value is near an anchor (``_near``).
+    """
+
+    __slots__ = ("_expired", "_carry")
+    state_kind: str
     _held: list[T]
+    _expired: tuple[A, int, int] | None
+    _carry: tuple[A, int, int] | None
 
     @property
     def holding(self) -> bool:
@@ -138,8 +149,73 @@ class Holding(Generic[T]):
         """The held items, in arrival order."""
         return tuple(self._held)
 
+    def _near(self, x: A, anchor: A) -> bool:
+        raise NotImplementedError
 
-class SpikeGuard(Holding[T]):
+    def continued_ms(self, x: A) -> int | None:
+        """The latest event time of the expired ticks that a tick at ``x`` goes on
+        confirming (those the hold in progress took over, or those of the expired hold a tick
+        near it takes over), or None: lateness is judged as if they were still held, as in a
+        file."""
+        if self._held:
+            return None if self._carry is None else self._carry[2]
+        e = self._expired
+        return e[2] if e is not None and self._near(x, e[0]) else None
+
+    def _taken_over(self, x: A) -> tuple[A, int, int] | None:
+        """The expired hold a hold starting at ``x`` goes on (None: none); forgotten either way."""
+        expired, self._expired = self._expired, None
+        if expired is None or not self._near(x, expired[0]):
+            return None
+        return expired
+
+    def _anchor(self, first: A) -> A:
+        """Where the hold in progress stands: its first value, or the expired hold it goes on."""
+        return first if self._carry is None else self._carry[0]
+
+    def _counted(self) -> int:
+        """Confirmations the hold in progress has counted (its held items and those it took over)."""
+        return len(self._held) + (0 if self._carry is None else self._carry[1])
+
+    def _remember(self, first: A, latest_ms: int, confirm: int) -> list[T]:
+        """End the hold in progress (its first value ``first``, its latest event time at least
+        ``latest_ms``) and remember it as expired; return the held items."""
+        memory = self._carry or (first, 0, latest_ms)
+        anchor, ticks, latest = memory[0], min(confirm, self._counted()), max(memory[2], latest_ms)
+        items = self.end_hold()
+        self._expired = (anchor, ticks, latest)
+        return items
+
+    def end_hold(self) -> list[T]:
+        raise NotImplementedError
+
+    def _memory_state(self, state: dict[str, Any]) -> dict[str, Any]:
+        """``state`` with the memories that are present (absent keys: older workers read it)."""
+        if self._expired is not None:
+            state["expired"] = list(self._expired)
+        if self._carry is not None:
+            state["carry"] = list(self._carry)
+        return state
+
+    def _check_memory(
+        self,
+        expired: tuple[A, int, int] | None,
+        carry: tuple[A, int, int] | None,
+        held: int,
+        started: bool,
+        confirm: int,
+    ) -> None:
+        """Refuse restored memories that cannot stand beside ``held`` items: an expired hold
+        waits only while nothing is held in a started series; a carried one only under a hold
+        whose count stays within ``confirm``."""
+        if (expired is not None and (held or not started)) or (
+            carry is not None and (not started or not held or held + carry[1] > confirm)
+        ):
+            what = self.state_kind.replace("_", " ")
+            raise StateError(f"{what} snapshot's expired hold does not fit its held ticks")
+
+
+class SpikeGuard(Holding[T, float]):
     """Hold huge mid jumps of one symbol until ``confirm`` ticks confirm the new level.
 
     Hot path: a mid inside the pass band ``low <= mid <= high`` is not a jump (and nothing
@@ -165,8 +241,6 @@ class SpikeGuard(Holding[T]):
         "_wide",
         "_held",
         "_held_mids",
-        "_expired",
-        "_carry",
         "_k",
         "_min",
         "_alpha",
@@ -273,8 +347,7 @@ class SpikeGuard(Holding[T]):
             return "revert"
         if not self._held:
             return "start"
-        m0 = self._held_mids[0] if self._carry is None else self._carry[0]
-        return "confirm" if m0 * self._f_lo <= mid <= m0 * self._f_hi else "restart"
+        return "confirm" if self._near(mid, self._anchor(self._held_mids[0])) else "restart"
 
     def hold(self, item: T, mid: float) -> list[T] | None:
         """Hold ``item`` whose mid is ``mid``; return every held item once the level is confirmed.
@@ -290,7 +363,7 @@ class SpikeGuard(Holding[T]):
             self._carry = self._taken_over(mid)
         self._held.append(item)
         self._held_mids.append(mid)
-        if len(self._held) + (0 if self._carry is None else self._carry[1]) <= self.config.confirm:
+        if self._counted() <= self.config.confirm:
             self.low, self.high = _INF, -_INF  # empty band: every tick goes to classify
             return None
         items, mids = self._held, self._held_mids
@@ -302,21 +375,8 @@ class SpikeGuard(Holding[T]):
         self._set_band()
         return items
 
-    def continued_ms(self, mid: float) -> int | None:
-        """The latest event time of the expired ticks that a tick at ``mid`` goes on
-        confirming (those the hold in progress took over, or those of the expired hold a tick
-        near its level takes over), or None: lateness is judged as if they were still held."""
-        if self._held:
-            return None if self._carry is None else self._carry[2]
-        e = self._expired
-        return e[2] if e is not None and e[0] * self._f_lo <= mid <= e[0] * self._f_hi else None
-
-    def _taken_over(self, mid: float) -> _Expired | None:
-        """The expired hold a hold starting at ``mid`` goes on (None: none)."""
-        expired, self._expired = self._expired, None
-        if expired is None or not (expired[0] * self._f_lo <= mid <= expired[0] * self._f_hi):
-            return None
-        return expired
+    def _near(self, x: float, anchor: float) -> bool:
+        return anchor * self._f_lo <= x <= anchor * self._f_hi
 
     def end_hold(self) -> list[T]:
         """Stop holding; return the held items (the caller quarantines them)."""
@@ -339,10 +399,7 @@ class SpikeGuard(Holding[T]):
         """
         if not self._held:
             return []
-        level, before, latest = (self._held_mids[0], 0, latest_ms) if self._carry is None else self._carry
-        ticks = min(self.config.confirm, before + len(self._held))
-        items = self.end_hold()
-        self._expired = (level, ticks, max(latest, latest_ms))
+        items = self._remember(self._held_mids[0], latest_ms, self.config.confirm)
         self._set_band()  # empty: the next tick, near the old level or not, ends or goes on it
         return items
 
@@ -356,11 +413,7 @@ class SpikeGuard(Holding[T]):
             "sigma": self.sigma,
             "held": [[m, encode(x)] for m, x in zip(self._held_mids, self._held, strict=True)],
         }
-        if self._expired is not None:  # only when there is one: older workers read the rest
-            state["expired"] = list(self._expired)
-        if self._carry is not None:
-            state["carry"] = list(self._carry)
-        return wrap(self, state)
+        return wrap(self, self._memory_state(state))
 
     def restore(self, data: dict[str, Any], decode: Callable[[Any], T]) -> None:
         """Inverse of :meth:`snapshot` (``decode`` inverts its ``encode``); the bare layout
@@ -382,10 +435,7 @@ class SpikeGuard(Holding[T]):
             raise StateError(
                 "spike guard snapshot holds more ticks than confirm allows, or holds ticks before any was accepted"
             )
-        if (expired is not None and (held or last is None)) or (
-            carry is not None and (not held or len(held) + carry[1] > self.config.confirm)
-        ):
-            raise StateError("spike guard snapshot's expired hold does not fit its held ticks")
+        self._check_memory(expired, carry, len(held), last is not None, self.config.confirm)
         self.reset()
         self.n, self.sigma = n, sigma
         self.last_good = last

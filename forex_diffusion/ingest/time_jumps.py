@@ -109,7 +109,7 @@ class TimeJumpConfig:
             raise ConfigError("max_start_held must be an int >= 2 * confirm + 1")
 
 
-class TimeJumpGuard(Holding[T]):
+class TimeJumpGuard(Holding[T, int]):
     """Hold ticks of one series far ahead of its event time until later ticks confirm them.
 
     Hot path: a tick with ``ts <= limit`` is not a jump; the caller lets it through and
@@ -130,8 +130,6 @@ class TimeJumpGuard(Holding[T]):
         "_jump",
         "_confirm",
         "_hours",
-        "_expired",
-        "_carry",
     )
 
     state_kind = "time_guard"
@@ -195,17 +193,7 @@ class TimeJumpGuard(Holding[T]):
             return "revert"  # near the series' time: ends a hold (if any), the tick passes
         if not self._held:
             return "start"
-        t0 = self._held_ts[0] if self._carry is None else self._carry[0]
-        return "confirm" if self._near(ts, t0) else "restart"
-
-    def continued_ms(self, ts: int) -> int | None:
-        """The latest event time of the expired ticks that a tick at ``ts`` goes on confirming
-        (those the hold in progress took over, or those of the expired hold a tick near it
-        takes over), or None: lateness is judged as if they were still held, as in a file."""
-        if self._held:
-            return None if self._carry is None else self._carry[2]
-        e = self._expired
-        return e[2] if e is not None and self._near(ts, e[0]) else None
+        return "confirm" if self._near(ts, self._anchor(self._held_ts[0])) else "restart"
 
     def hold(self, item: T, ts: int) -> list[T] | None:
         """Hold ``item`` (a jump); return every held item once the new time is confirmed. A hold
@@ -216,7 +204,7 @@ class TimeJumpGuard(Holding[T]):
         self._held.append(item)
         self._held_ts.append(ts)
         self.limit = _NEVER
-        if len(self._held) + (0 if self._carry is None else self._carry[1]) <= self._confirm:
+        if self._counted() <= self._confirm:
             return None
         items, times = self._held, self._held_ts
         self._held, self._held_ts, self._carry = [], [], None
@@ -224,13 +212,6 @@ class TimeJumpGuard(Holding[T]):
             self.accept(t)
         self.limit = self.reach(self.top)  # type: ignore[arg-type]
         return items
-
-    def _taken_over(self, ts: int) -> _Expired | None:
-        """The expired hold a hold starting at ``ts`` goes on (None: none)."""
-        expired, self._expired = self._expired, None
-        if expired is None or not self._near(ts, expired[0]):
-            return None
-        return expired
 
     def end_hold(self) -> list[T]:
         """Stop holding; return the held items (the caller refuses them)."""
@@ -250,11 +231,7 @@ class TimeJumpGuard(Holding[T]):
         """
         if not self._held or self.top is None:
             return []
-        t0, before, latest = (self._held_ts[0], 0, self._held_ts[0]) if self._carry is None else self._carry
-        ticks = min(self._confirm, before + len(self._held))
-        latest = max(latest, *self._held_ts)
-        items = self.end_hold()
-        self._expired = (t0, ticks, latest)
+        items = self._remember(self._held_ts[0], max(self._held_ts), self._confirm)
         self._settle_limit()  # the next tick, near the series' time or not, ends or goes on it
         return items
 
@@ -313,12 +290,7 @@ class TimeJumpGuard(Holding[T]):
     def snapshot(self, encode: Callable[[T], Any]) -> dict[str, Any]:
         """Plain-data state (in the envelope); ``encode`` turns a held item into JSON-able data."""
         held = [[t, encode(x)] for t, x in zip(self._held_ts, self._held, strict=True)]
-        state: dict[str, Any] = {"top": self.top, "held": held}
-        if self._expired is not None:  # only when there is one: older workers read the rest
-            state["expired"] = list(self._expired)
-        if self._carry is not None:
-            state["carry"] = list(self._carry)
-        return wrap(self, state)
+        return wrap(self, self._memory_state({"top": self.top, "held": held}))
 
     def restore(self, data: dict[str, Any], decode: Callable[[Any], T]) -> None:
         """Inverse of :meth:`snapshot` (``decode`` inverts its ``encode``); the bare layout
@@ -331,10 +303,7 @@ class TimeJumpGuard(Holding[T]):
         limit = self.config.max_start_held if top is None else self._confirm
         if len(held) > limit:
             raise StateError("time guard snapshot holds more ticks than its config allows")
-        if (expired is not None and (held or top is None)) or (
-            carry is not None and (top is None or not held or len(held) + carry[1] > self._confirm)
-        ):
-            raise StateError("time guard snapshot's expired hold does not fit its held ticks")
+        self._check_memory(expired, carry, len(held), top is not None, self._confirm)
         self.top = top
         self._held_ts = [t for t, _ in held]
         self._held = [x for _, x in held]
