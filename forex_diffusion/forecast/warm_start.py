@@ -13,7 +13,8 @@ A checkpoint restore stays the primary path: only :attr:`SymbolForecaster.cold` 
 (no restored state) are warmed.
 
 A stored row that is not a candle the stream could have written (NaN, zero or text prices,
-high below low, a time off the timeframe's grid: :func:`~forex_diffusion.storage.fetch_candles`)
+high below low, prices outside the instrument's range, a time off the timeframe's grid, a
+count past the wire's: :func:`~forex_diffusion.storage.fetch_candles`)
 is never replayed: it is skipped and counted by reason (``skipped``), and the series is
 warmed from the others.
 """
@@ -26,6 +27,7 @@ from sqlalchemy import Engine
 
 from forex_diffusion.domain import Candle
 from forex_diffusion.forecast.forecaster import SymbolForecaster
+from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.storage.repository import fetch_candles
 from forex_diffusion.timeframes import Timeframe
 
@@ -47,10 +49,12 @@ def stored_history(
     before: Candle,
     per_timeframe: int,
     skipped: Counter[str] | None = None,
+    instruments: InstrumentRegistry | None = None,
 ) -> list[Candle]:
     """The stored closed candles of ``symbol`` that come before ``before`` in stream order,
     at most the last ``per_timeframe`` of each of ``timeframes``, in stream order; the rows
-    skipped as no candle are counted by reason in ``skipped``."""
+    skipped as no candle (prices judged by ``instruments``, default the built-in registry)
+    are counted by reason in ``skipped``."""
     if per_timeframe <= 0:
         return []
     first = stream_key(before)
@@ -60,7 +64,14 @@ def stored_history(
         # candles closing up to ``before``'s close (one more: the one closing with it, of a
         # timeframe after it in stream order, is filtered out below)
         rows = fetch_candles(
-            engine, symbol, tf, end_ms=before.close_ms - dur + 1, limit=per_timeframe + 1, checked=True, skipped=skipped
+            engine,
+            symbol,
+            tf,
+            end_ms=before.close_ms - dur + 1,
+            limit=per_timeframe + 1,
+            checked=True,
+            skipped=skipped,
+            instruments=instruments,
         )
         kept = [c for c in rows if stream_key(c) < first]
         out.extend(kept[-per_timeframe:])
@@ -75,6 +86,7 @@ def warm_start(
     before: Candle,
     per_timeframe: int,
     skipped: Counter[str] | None = None,
+    instruments: InstrumentRegistry | None = None,
 ) -> int:
     """Warm ``forecaster``'s cold series from the stored candles before ``before``; return
     how many candles were replayed (0: nothing cold, or nothing stored). Stored rows that are
@@ -91,5 +103,6 @@ def warm_start(
         before=before,
         per_timeframe=per_timeframe,
         skipped=skipped,
+        instruments=instruments,
     )
     return forecaster.warm(history)

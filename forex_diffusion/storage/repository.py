@@ -30,7 +30,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import RejectReason, StaleOwnerError, StateError
-from forex_diffusion.ingest.validation import MAX_CANDLE_VOLUME, MAX_PRICE, bar_in_span
+from forex_diffusion.ingest.validation import MAX_CANDLE_VOLUME, MAX_PRICE, PRICE_RANGE_FACTOR, bar_in_span
+from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.storage.retry import db_retry
 from forex_diffusion.storage.tables import NO_HORIZON, candles, drift_events, forecasts, snapshot_parts, snapshots
 from forex_diffusion.timeframes import Timeframe
@@ -48,6 +49,7 @@ __all__ = [
     "fetch_forecasts",
     "load_snapshot",
     "number_or_null",
+    "price_span",
     "save_progress",
     "stored_text",
     "upsert_candles",
@@ -476,16 +478,24 @@ def _real(v: Any) -> bool:
 
 
 _NUMBER_TYPES = (int, float)
+_INT32_MAX = 2**31 - 1  # a candle's tick count and revision on the wire
+_INSTRUMENTS = InstrumentRegistry()  # the built-in instruments, as the wire's default
 
 
-def _candle_problem(r: Any, tf: Timeframe, grid: int | None = None) -> RejectReason | None:
+def _candle_problem(
+    r: Any, tf: Timeframe, grid: int | None = None, span: tuple[float, float] | None = None
+) -> RejectReason | None:
     """Why the stored row ``r`` is not a candle the stream could have written, or None.
 
-    The checks of :func:`forex_diffusion.wire.decode_candle` (less the instrument's range):
-    every column of its type (SQLite stores any value anywhere); open and close times within
-    ``0..TS_MAX``, the bar overlapping 1971-01-01..2100-01-01 (``EPOCH_FIRST_MS..MAX_TS_MS``), on
-    the timeframe's grid and one bar apart; prices finite, > 0 and at most
-    the wire's ``PRICE_MAX``, low <= open, close <= high; volume, tick count, spreads finite.
+    The checks of :func:`forex_diffusion.wire.decode_candle`: every column of its type (SQLite
+    stores any value anywhere); open and close times within ``0..TS_MAX``, the bar overlapping
+    1971-01-01..2100-01-01 (``EPOCH_FIRST_MS..MAX_TS_MS``), on the timeframe's grid and one bar
+    apart; prices finite, > 0 and at most the wire's ``PRICE_MAX``, low <= open, close <= high,
+    and within ``span`` (the instrument's range widened as the wire widens it: :func:`price_span`;
+    None: not checked); volume in the wire's range; tick count and revision 32-bit counts;
+    spreads finite and within ``±PRICE_MAX``. A row past the wire's bounds is one the stream
+    cannot have written, and one the forecaster's state would refuse once a warm start took it
+    into a series' history (every restart of its partition would then stop on that state).
 
     ``grid`` is :func:`_grid` of ``tf`` (worked out once per read, not per row): the bar's
     length of a timeframe whose bars are a fixed length, None for a daily one (its bars follow
@@ -522,16 +532,35 @@ def _candle_problem(r: Any, tf: Timeframe, grid: int | None = None) -> RejectRea
         return RejectReason.OUT_OF_RANGE
     if not (lo <= op and lo <= cl and hi >= op and hi >= cl):
         return RejectReason.INCONSISTENT
+    if span is not None and (lo < span[0] or hi > span[1]):
+        return RejectReason.OUT_OF_RANGE
     volume = r.volume
     if not (_real(volume) and 0 <= volume <= MAX_CANDLE_VOLUME):
         return RejectReason.OUT_OF_RANGE
     ticks, revision = r.tick_count, r.revision
     if type(ticks) is not int or ticks < 0 or type(revision) is not int or revision < 0:
         return RejectReason.SCHEMA
+    if ticks > _INT32_MAX or revision > _INT32_MAX:
+        return RejectReason.OUT_OF_RANGE
     for v in (r.spread_mean, r.spread_min, r.spread_max):
         if v is not None and not (type(v) in _NUMBER_TYPES and math.isfinite(v)):  # _real, inlined
             return RejectReason.NON_FINITE
+        if v is not None and not -MAX_PRICE <= v <= MAX_PRICE:
+            return RejectReason.OUT_OF_RANGE
     return None
+
+
+def price_span(symbol: str, instruments: InstrumentRegistry | None = None) -> tuple[float, float] | None:
+    """The prices a candle of ``symbol`` may have on the wire: its instrument's traded range
+    widened by ``PRICE_RANGE_FACTOR`` (as :func:`forex_diffusion.wire.decode_candle`), from
+    ``instruments`` (default: the built-in registry); None for a symbol it does not know.
+
+    >>> lo, hi = price_span("EURUSD")
+    >>> lo < 1.1 < hi < 5000
+    True
+    """
+    inst = (instruments or _INSTRUMENTS).get(symbol)
+    return None if inst is None else (inst.low / PRICE_RANGE_FACTOR, inst.high * PRICE_RANGE_FACTOR)
 
 
 def _grid(tf: Timeframe) -> int | None:
@@ -604,6 +633,7 @@ def fetch_candles(
     final_only: bool = True,
     checked: bool = False,
     skipped: Counter[str] | None = None,
+    instruments: InstrumentRegistry | None = None,
 ) -> list[Candle]:
     """Candles of one series ordered by open time, within ``[start_ms, end_ms)``.
 
@@ -613,7 +643,8 @@ def fetch_candles(
     With ``checked`` (every reader that computes from the candles: warm start, the report), a
     stored row that is not a candle the stream could have written (a NaN, zero or text price,
     high below low, an open time off the timeframe's grid or a close time not one bar after
-    it, ...: :func:`_candle_problem`) is skipped: counted by reason (a
+    it, a price outside the range ``instruments`` (default: the built-in registry) gives the
+    symbol, ...: :func:`_candle_problem`) is skipped: counted by reason (a
     :class:`~forex_diffusion.errors.RejectReason` value) in ``skipped`` when given, and logged
     in one WARNING line per call. ``limit`` bounds the rows read, so fewer candles come back.
     On SQLite a row whose open time is not an integer is then not read at all (it would sort
@@ -646,9 +677,9 @@ def fetch_candles(
     if tf is None:
         out = [_to_candle(r, symbol, timeframe) for r in rows]
     else:
-        grid = _grid(tf)  # per read, not per row
+        grid, span = _grid(tf), price_span(symbol, instruments)  # per read, not per row
         for r in rows:
-            why = _candle_problem(r, tf, grid)
+            why = _candle_problem(r, tf, grid, span)
             if why is None:
                 out.append(_checked_candle(r, symbol, timeframe))
             else:

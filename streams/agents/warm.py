@@ -65,7 +65,7 @@ async def warm_batch(agent: CandleAgent, msgs: list[Any]) -> None:
     firsts = await _firsts(agent, msgs)
     if not firsts:
         return
-    engine, n = agent.rt.engine, agent.rt.settings.warm_candles
+    engine, n, inst = agent.rt.engine, agent.rt.settings.warm_candles, agent.rt.instruments
 
     # looked up here, on the loop: a series restored while an earlier one warms (in the
     # executor) must not be found there and have the stored candles replayed into it
@@ -79,7 +79,9 @@ async def warm_batch(agent: CandleAgent, msgs: list[Any]) -> None:
             skipped: Counter[str] = Counter()
             try:
                 replayed = (
-                    warm_start(f, engine, before=first, per_timeframe=n, skipped=skipped) if engine is not None else 0
+                    warm_start(f, engine, before=first, per_timeframe=n, skipped=skipped, instruments=inst)
+                    if engine is not None
+                    else 0
                 )
                 if skipped:
                     log.warning(
