@@ -310,7 +310,9 @@ class ModelRegistry:
         """Move a staged checkpoint (``.pt`` + ``.json``) into ``key``'s directory; return the new ``.pt``.
 
         Both files are fsynced, renamed into place (weights first, manifest last) and the
-        directory is fsynced; until the manifest lands nothing there loads.
+        directory is fsynced; until the manifest lands nothing there loads. A name the
+        directory already holds is refused (:class:`ArtifactError`): renaming over it would
+        replace a registered version's weights, and its champion would no longer load.
         """
         pt = Path(checkpoint)
         js = pt.with_suffix(".json")
@@ -321,6 +323,8 @@ class ModelRegistry:
         fsync_path(pt)
         fsync_path(js)
         final_pt, final_js = dest / pt.name, dest / js.name
+        if final_pt.exists() or final_js.exists():  # another version's weights: never replaced
+            raise ArtifactError(f"{final_pt} already exists; a checkpoint is published once, under a new name")
         os.replace(pt, final_pt)
         failpoint("retrain.write")  # crash here: a .pt without manifest (not loadable)
         os.replace(js, final_js)
@@ -354,9 +358,11 @@ class ModelRegistry:
         src = state_path if state_path.suffix == ".pt" else state_path.with_suffix(".pt")
         stage = self.staging_dir(k, f"import-{version}")
         try:
-            for s in (src, src.with_suffix(".json")):
-                shutil.copyfile(s, stage / s.name)
-            final = self.publish(stage / src.name, k)
+            # named by its version (as training names a checkpoint), not by the file given: two
+            # files called model.pt of two versions are two artifacts
+            for suffix in (".pt", ".json"):
+                shutil.copyfile(src.with_suffix(suffix), stage / f"{version}{suffix}")
+            final = self.publish(stage / f"{version}.pt", k)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
         try:

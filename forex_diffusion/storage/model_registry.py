@@ -861,7 +861,7 @@ def promote_version(
 
     The old champion keeps its status (``promoted``: it was one), its history row is
     closed; a challenger or shadow alias on ``version`` is dropped. Promoting the current
-    champion again changes nothing. With ``expect_status`` (e.g. ``shadow``), a version
+    champion again changes nothing, once ``usable`` says it still loads. With ``expect_status`` (e.g. ``shadow``), a version
     whose status is another one is returned unchanged (a decision already taken).
 
     Raises
@@ -874,9 +874,9 @@ def promote_version(
         if expect_status is not None and v.status != expect_status:
             return v
         current = _alias(conn, v.key, "champion", lock=True)
+        _check_usable(v, usable)  # the champion again too: "promoted" says it serves
         if current == version:
             return v
-        _check_usable(v, usable)
         _point(conn, v.key, "champion", version, reason, now_ms)
         if _alias(conn, v.key, "challenger") == version:
             _point(conn, v.key, "challenger", None, "promoted", now_ms)
