@@ -538,6 +538,8 @@ class TickPipeline:
                 self._clocks[sym] = c
                 if c.held_ts:
                     out[sym] = min(c.held_ts)
+                if (held := self._guards.get(sym)) is not None and sym in spikes and c.top is not None:
+                    held.forget_after(c.top)  # its ticks passed this guard first
                 if not self._clock_on:
                     released, refused = c.settle()
                     self._refuse_time(sym, refused, c.top)

@@ -683,8 +683,12 @@ _UNDATED = re.compile(
     r"(?:\s*(?:z|[+-][0-9]{2}(?::?[0-9]{2})?|utc|gmt))?|now|today|tomorrow|yesterday)"
 )
 # a date of three numbers, year first or last (2014-05-01, 2014/5/1, 01.05.14): a whole date
+# (a word of its own: at the start or after a space, and at the end, before a space or an
+# ISO "T". Joined to more, the numbers may be parts of something else: "10:00-1-10:00" holds
+# 00-1-10 and "10:00-1/5/2014-10:00" 1/5/2014, and dateutil read both as 10:00 of the day they
+# were read. Such a value is asked of dateutil whole, as one without three numbers is.)
 _THREE_NUMBERS = re.compile(
-    r"(?<![0-9])(?:[0-9]{4}[/.-][0-9]{1,2}[/.-][0-9]{1,2}|[0-9]{1,2}[/.-][0-9]{1,2}[/.-](?:[0-9]{4}|[0-9]{2}))(?![0-9])"
+    r"(?:^|(?<=\s))(?:[0-9]{4}[/.-][0-9]{1,2}[/.-][0-9]{1,2}|[0-9]{1,2}[/.-][0-9]{1,2}[/.-](?:[0-9]{4}|[0-9]{2}))(?=$|[\sT])"
 )
 # a format that names a day of a year: the others are a part of a date
 _DAY_AND_YEAR = re.compile(r"(?=.*%[dj])(?=.*%[Yy])")

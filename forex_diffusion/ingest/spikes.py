@@ -214,6 +214,42 @@ class Holding(Generic[T, A]):
             what = self.state_kind.replace("_", " ")
             raise StateError(f"{what} snapshot's expired hold does not fit its held ticks")
 
+    def _fitting(
+        self, expired: tuple[A, int, int] | None, carry: tuple[A, int, int] | None
+    ) -> tuple[tuple[A, int, int] | None, tuple[A, int, int] | None]:
+        """The restored memories that stand where a hold can stand (the rest forgotten): an
+        anchor that is a jump from the series (:meth:`_jumps`), ticks no later than one
+        reach from it (:meth:`_spans`), a carried one near the first held value. A guard never
+        writes another; one edited, or written under other settings (``k``, ``max_jump``),
+        made every tick near a stale anchor late, or counted confirmations it never saw.
+        Forgetting one loses nothing but those confirmations."""
+
+        def fits(m: tuple[A, int, int] | None) -> bool:
+            return m is not None and self._jumps(m[0]) and self._spans(m[0], m[2])
+
+        carry_fits = carry is not None and fits(carry) and self._near(self._first(), carry[0])
+        return (expired if fits(expired) else None), (carry if carry_fits else None)
+
+    def forget_after(self, latest_ms: int) -> None:
+        """Forget a restored memory whose ticks are later than ``latest_ms``: the series'
+        time, when the ticks this guard holds passed a time guard first (they cannot be later
+        than the time it took from them). One edited a year ahead made every tick near its
+        anchor late."""
+        if self._expired is not None and self._expired[2] > latest_ms:
+            self._expired = None
+        if self._carry is not None and self._carry[2] > latest_ms:
+            self._carry = None
+
+    def _jumps(self, anchor: A) -> bool:
+        raise NotImplementedError
+
+    def _spans(self, anchor: A, latest_ms: int) -> bool:
+        """Whether ticks near ``anchor`` can reach ``latest_ms`` (no bound by default)."""
+        return True
+
+    def _first(self) -> A:
+        raise NotImplementedError
+
 
 class SpikeGuard(Holding[T, float]):
     """Hold huge mid jumps of one symbol until ``confirm`` ticks confirm the new level.
@@ -378,6 +414,12 @@ class SpikeGuard(Holding[T, float]):
     def _near(self, x: float, anchor: float) -> bool:
         return anchor * self._f_lo <= x <= anchor * self._f_hi
 
+    def _jumps(self, anchor: float) -> bool:
+        return self.is_jump(anchor)
+
+    def _first(self) -> float:
+        return self._held_mids[0]
+
     def end_hold(self) -> list[T]:
         """Stop holding; return the held items (the caller quarantines them)."""
         items = self._held
@@ -442,7 +484,7 @@ class SpikeGuard(Holding[T, float]):
         self._set_threshold(self._k * sigma)
         self._held_mids = [m for m, _ in held]
         self._held = [x for _, x in held]
-        self._expired, self._carry = expired, carry
+        self._expired, self._carry = self._fitting(expired, carry)
         self._set_band()
 
     def _level(self, data: Any, field: str) -> _Expired | None:

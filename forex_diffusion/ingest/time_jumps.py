@@ -159,6 +159,15 @@ class TimeJumpGuard(Holding[T, int]):
         lo, hi = (a, b) if a <= b else (b, a)
         return hi <= self.reach(lo)
 
+    def _jumps(self, anchor: int) -> bool:
+        return self.top is not None and anchor > self.reach(self.top)
+
+    def _spans(self, anchor: int, latest_ms: int) -> bool:
+        return latest_ms <= self.reach(anchor)
+
+    def _first(self) -> int:
+        return self._held_ts[0]
+
     # -- hot path ---------------------------------------------------------------------------
 
     def accept(self, ts: int) -> None:
@@ -307,7 +316,7 @@ class TimeJumpGuard(Holding[T, int]):
         self.top = top
         self._held_ts = [t for t, _ in held]
         self._held = [x for _, x in held]
-        self._expired, self._carry = expired, carry
+        self._expired, self._carry = self._fitting(expired, carry)
         self._settle_limit()
 
     def _expired_hold(self, data: Any, field: str) -> _Expired | None:
