@@ -388,7 +388,7 @@ class _Job:
         if self.progress is not None:
             self.progress(stage_name, detail)
 
-    def outcome(self, status: JobStatus, reason: str) -> JobOutcome:
+    def outcome(self, status: JobStatus, reason: str, error: str | None = None) -> JobOutcome:
         reg, key, version = self.reg, self.key, self.version
         try:  # the decision is stored (a promotion cannot be undone here): a failed lookup
             champ = serving_champion(reg, key)  # only leaves the champion unnamed
@@ -416,6 +416,7 @@ class _Job:
             artifact=None if version is None else str(reg.path_of(version)),
             sha256=None if version is None else version.sha256,
             finished_at_ms=int(time.time() * 1000),
+            error=error,
         )
         logger.info(
             "retrain done %s status=%s version=%s seconds=%.1f reason=%s",
@@ -442,6 +443,7 @@ def _refused(request: RetrainRequest, cfg: JobConfig, exc: ForexDiffusionError, 
         reason=_failure_reason(exc),
         duration_s=time.monotonic() - t0,
         finished_at_ms=int(time.time() * 1000),
+        error=str(exc) or type(exc).__name__,
     )
 
 
@@ -656,7 +658,7 @@ def run_retrain(
             return _train_and_decide(job, claim)
     except ForexDiffusionError as exc:
         logger.error("retrain failed %s error_type=%s error=%s", job.log_ctx, type(exc).__name__, exc)
-        return job.outcome("failed", _failure_reason(exc))
+        return job.outcome("failed", _failure_reason(exc), str(exc) or type(exc).__name__)
     finally:
         if job.staging is not None:  # exactly the directory this job made (never a glob: issue 13)
             shutil.rmtree(job.staging, ignore_errors=True)

@@ -98,6 +98,9 @@ class JobOutcome:
     artifact: str | None = None
     sha256: str | None = None
     finished_at_ms: int = 0
+    #: A failed job's error text, for the process that ran it (``forexd retrain --local``): never
+    #: published (not in :meth:`to_dict`; the text may hold paths, SQL or a child's output).
+    error: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.status not in _STATUSES:

@@ -13,7 +13,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from .settings import Settings, bootstrap_of
 
-__all__ = ["bootstrap_of", "client_kwargs", "ensure_topics", "make_consumer", "make_producer"]
+__all__ = ["CO_PARTITIONED", "bootstrap_of", "client_kwargs", "ensure_topics", "make_consumer", "make_producer"]
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +33,40 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
     return kw
 
 
+#: The topics keyed by symbol whose partitions the workers' state is kept by (a checkpoint per
+#: partition, a symbol's forming candles in its partition's): they must have the configured
+#: partition count, or a symbol's ticks and candles land on partitions of other numbers than
+#: the workers' (and their metrics') partitions, silently.
+CO_PARTITIONED = ("ticks", "candles")
+
+
 async def ensure_topics(settings: Settings, names: Iterable[str]) -> None:
-    """Create the topics (with the configured partition count) where missing."""
+    """Create the topics (with the configured partition count) where missing, after checking
+    the partition count of those that exist.
+
+    An existing ``fx.ticks`` or ``fx.candles`` (:data:`CO_PARTITIONED`; both are checked as
+    soon as one of them is named) whose partition count is not ``settings.partitions`` is
+    refused before anything is created; another named topic with another count is logged
+    at WARNING and used as it is (its readers read it whole, by key or not).
+
+    Raises
+    ------
+    SettingsError
+        A co-partitioned topic with another partition count than ``FOREXD_PARTITIONS``
+        (exit 78), naming the topic, its count and the configured one.
+    """
+    wanted = list(dict.fromkeys(names))
     admin = AIOKafkaAdminClient(**client_kwargs(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        new = [NewTopic(n, settings.partitions, 1) for n in names if n not in existing]
+        co = [settings.topic(n) for n in CO_PARTITIONED]
+        checked = [n for n in wanted if n in existing]
+        if any(n in co for n in wanted):
+            checked += [n for n in co if n in existing and n not in checked]
+        if checked:
+            _check_partitions(settings, await _partition_counts(admin, checked), co)
+        new = [NewTopic(n, settings.partitions, 1) for n in wanted if n not in existing]
         if new:
             try:
                 await admin.create_topics(new)
@@ -47,6 +74,49 @@ async def ensure_topics(settings: Settings, names: Iterable[str]) -> None:
                 pass
     finally:
         await admin.close()
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    """The partition count of each of ``names`` the broker describes (without an error)."""
+    counts: dict[str, int] = {}
+    for t in await admin.describe_topics(names):
+        if isinstance(t, dict) and not t.get("error_code") and t.get("topic") in names:
+            counts[str(t["topic"])] = len(t.get("partitions") or ())
+    return counts
+
+
+def _check_partitions(settings: Settings, counts: dict[str, int], co: list[str]) -> None:
+    """Refuse a co-partitioned topic of another partition count than the configured one; warn
+    of any other (:func:`ensure_topics`)."""
+    from forex_diffusion.errors import SettingsError
+
+    want = settings.partitions
+    for name, n in counts.items():
+        if n == want or name in co:
+            continue
+        log.warning(
+            "topic.partitions topic=%s partitions=%d configured=%d: used as it is "
+            "(FOREXD_PARTITIONS applies to the topics it creates)",
+            name,
+            n,
+            want,
+        )
+    off = [(name, counts[name]) for name in co if name in counts and counts[name] != want]
+    if not off:
+        return
+    name, n = off[0]
+    others = {counts[c] for c in co if c in counts}
+    fix = (
+        f"set FOREXD_PARTITIONS={n} (the count of every existing one of {', '.join(co)}), or recreate "
+        f"{name} with {want}"
+        if others == {n}
+        else f"recreate {name} with {want} partitions (the topics disagree: {', '.join(f'{c}={counts[c]}' for c in co if c in counts)})"
+    )
+    raise SettingsError(
+        f"topic {name} has {n} partition{'s' if n != 1 else ''}, but FOREXD_PARTITIONS is {want}: "
+        f"{' and '.join(co)} are keyed by symbol and the workers keep their state by partition, so each "
+        f"must have FOREXD_PARTITIONS partitions: {fix}"
+    )
 
 
 def make_producer(settings: Settings, **kw: Any) -> AIOKafkaProducer:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LOG_LEVELS",
+    "LoginRefusedError",
     "PRICE_SIDES",
     "SEED_MAX",
     "THREADS_MAX",
@@ -49,6 +50,7 @@ __all__ = [
     "check_database",
     "check_given",
     "check_input",
+    "check_list",
     "check_model_dir",
     "check_output",
     "check_output_format",
@@ -58,6 +60,7 @@ __all__ = [
     "echo_error",
     "guard_stdout",
     "hide_password",
+    "input_path",
     "model_files",
     "name_too_long",
     "one_line",
@@ -459,6 +462,76 @@ def output_path(value: str) -> Path:
     return Path(value)
 
 
+def input_path(value: str) -> Path:
+    """An input path option's text as a :class:`~pathlib.Path` (typer's ``parser``), refusing a
+    name the system refuses as "Not a directory": one that goes on past a file as a directory's
+    name does. ``--model x.pt/``, ``candles ticks.csv/`` and ``x.csv/.`` were read as the file
+    itself (``Path`` drops the ``/`` and ``/.``; exit 0) where ``cat x.pt/`` fails, and
+    ``x.csv/../y.csv`` was said not to exist. A name that is not there otherwise, or is a
+    directory, is left to the command's own checks (which name the option's role)."""
+    try:
+        os.stat(value)
+    except NotADirectoryError:
+        file = _file_in(value)
+        last = value.rstrip("/").rsplit("/", 1)[-1]
+        if value.endswith("/") or last in (".", ".."):
+            said = f"{show_path(value)} ends as a directory's name does, and {show_path(file)} is not a directory"
+            fix = "name the file without that ending"
+        else:
+            said = f"{show_path(value)} goes on under {show_path(file)}, which is not a directory"
+            fix = "check the path"
+        raise typer.BadParameter(f"{said}: {fix}") from None
+    except (OSError, ValueError):  # missing, a NUL, too long: said by the command's checks
+        pass
+    return Path(value)
+
+
+def _file_in(value: str) -> str:
+    """The first part of ``value`` (a path the system refuses as "Not a directory") that is
+    no directory: the file the rest of the name was put under."""
+    parts = value.split("/")
+    for end in range(1, len(parts) + 1):
+        head = "/".join(parts[:end])
+        if not head:  # the root of an absolute path
+            continue
+        try:
+            if not stat.S_ISDIR(os.stat(head).st_mode):
+                return head
+        except OSError:
+            break
+    return value.rstrip("/")
+
+
+def check_list(value: str | None, option: str, *, takes: str = "") -> list[str]:
+    """The items of the comma-separated ``value`` of ``option``, each stripped of the spaces
+    around it (``--timeframes " 1m , 5m"`` is ``1m,5m``), or a usage error naming an item that
+    is empty: ``1m,,5m``, ``1m,``, ``,1m`` and ``1m, ,5m`` were taken as ``1m,5m`` (exit 0), so a
+    typo or an unset ``"$A,$B"`` went unnoticed. ``takes`` (e.g. ``DATE1,DATE2``) says what
+    the option takes, in the line. An item named twice is left to the option's own rule
+    (``--timeframes``, ``--symbol``, ``--touch-bands``: taken once; ``--spec``, ``--inputs``:
+    refused). None: no items."""
+    if value is None:
+        return []
+    name = option.lstrip("-").replace("-", "_")
+    check_given((name,), **{name: value})  # "" or ",": the value is empty, or lists nothing
+    items = value.split(",")
+    for n, item in enumerate(items, 1):
+        if item.strip():
+            continue
+        if n == 1:
+            where = "the first: nothing before the first comma"
+        elif n == len(items):
+            where = "the last: nothing after the last comma"
+        else:
+            where = f"item {n}: nothing between two commas"
+        shown = value if len(value) <= 60 else f"{value[:57]}..."
+        raise typer.BadParameter(
+            f"{shown!r} has an empty item ({where}): remove the extra comma{f'; it takes {takes}' if takes else ''}",
+            param_hint=f"'{option}'",
+        )
+    return [item.strip() for item in items]
+
+
 def check_model_dir(model_dir: Path, option: str = "--model-dir") -> None:
     """Refuse, before any work, a model directory that cannot be created or written: a file,
     a path under a file, a place without write permission, a path too long to create."""
@@ -828,10 +901,8 @@ def check_database(
                 f"database {missing.group(1)} does not exist on the server of {shown}: "
                 f"create it (createdb) or fix {where}"
             ) from exc
-        if LOGIN_REFUSED.search(first):  # it answered: "start it" sent an operator to a running server
-            raise ServiceUnavailableError(
-                "database", shown, f"{first}; the server refuses the login: check the user and password in {where}"
-            ) from exc
+        if LOGIN_REFUSED.search(first) or _NO_PASSWORD.search(first):  # it answered: not "unreachable, start it"
+            raise LoginRefusedError(shown, first, where) from exc
         if is_option_error(exc):  # libpq or the server refused an option of the URL: it answered
             raise ConfigError(
                 f"database URL {shown} has a connection option that is refused ({first}): fix {where}"
@@ -843,6 +914,44 @@ def check_database(
         probe.dispose()
     _check_tables(shown, names, needs, fix)
     return create
+
+
+#: libpq's own word when the server asks for a password and the URL gives none: a refused login too.
+_NO_PASSWORD = re.compile(r"fe_sendauth: no password supplied")
+#: The server's reason, after libpq's ``connection to server at "h", port p failed: FATAL:  ``.
+_SERVER_SAYS = re.compile(r"^.*?(?:FATAL|ERROR):\s+")
+
+
+class LoginRefusedError(ServiceUnavailableError):
+    """The database answered and refused the login: a role it does not have, a failed
+    password, a host ``pg_hba.conf`` does not admit, no ``CONNECT`` right, no password given.
+
+    Exit 69 as :class:`~forex_diffusion.errors.ServiceUnavailableError` (the README's "or the
+    database refuses the login"), but its line says what the server said, not "database
+    unreachable at …": the server is running, and "start it" sent an operator to it.
+    """
+
+    def __init__(self, address: str, said: str, where: str) -> None:
+        reason = _SERVER_SAYS.sub("", said, count=1).strip() or said
+        low = reason.lower()
+        if "role" in low and "does not exist" in low:
+            fix = f"create that role, or fix the user in {where}"
+        elif "password authentication failed" in low:
+            fix = f"check the password (and the user) in {where}"
+        elif "no password supplied" in low:
+            reason = "the server asks for a password, and the URL gives none"
+            fix = f"add the password to {where} (postgresql+psycopg2://USER:PASSWORD@HOST/DB) or use a .pgpass file"
+        elif "pg_hba.conf" in low:
+            fix = f"admit this host and user in the server's pg_hba.conf, or fix the user in {where}"
+        elif "permission denied for database" in low:
+            fix = f"grant the user CONNECT on that database, or fix the user in {where}"
+        else:
+            fix = f"check the user and password in {where}"
+        super().__init__("database", address, reason)
+        # the parent's text says "unreachable": this one says what the server answered
+        self.args = (
+            f"database login failed at {address}: {reason}: the server refuses the login (it is running): {fix}",
+        )
 
 
 def open_engine(

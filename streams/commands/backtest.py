@@ -19,12 +19,14 @@ from ._common import (
     THREADS_MAX,
     check_given,
     check_input,
+    check_list,
     check_output,
     check_output_format,
     check_positive,
     check_price,
     echo_error,
     file_symbols,
+    input_path,
     model_files,
     output_path,
     progress_bar,
@@ -376,13 +378,17 @@ def _check_span(
 
 
 def backtest_command(
-    file: Path = typer.Argument(..., help="Candle file (CSV, optionally .gz).", readable=False),
+    file: Path = typer.Argument(..., help="Candle file (CSV, optionally .gz).", readable=False, parser=input_path),
     symbol: str = typer.Option(..., "--symbol", help="Symbol, e.g. EURUSD (selects its rows in files with several)."),
     timeframe: str = typer.Option(
         ..., "--timeframe", help="Timeframe of the candles (selects it in files with several)."
     ),
     model: Path = typer.Option(
-        ..., "--model", help="Checkpoint (.pt or .json) or a model-key directory (newest).", readable=False
+        ...,
+        "--model",
+        help="Checkpoint (.pt or .json) or a model-key directory (newest).",
+        readable=False,
+        parser=input_path,
     ),
     from_: str | None = typer.Option(
         None, "--from", help="First as_of (UTC date); earlier candles only warm the context."
@@ -445,6 +451,7 @@ def backtest_command(
     if device not in ("auto", "cpu", "cuda"):
         raise typer.BadParameter(f"--device must be auto, cpu or cuda, not {device!r}")
     check_given(("touch_bands",), from_=from_, to=to, plot_as_of=plot_as_of, touch_bands=touch_bands)
+    check_list(touch_bands, "--touch-bands")  # 1vol,,20pip: an empty item was dropped
     sym = InstrumentRegistry().normalise(symbol) or symbol.upper()
     check_symbol(sym)  # '1' was refused after the model loaded, naming no option (exit 2)
     timeframe = Timeframe.parse(timeframe).name  # 1H, 60m: the 1h of the model and the file's column

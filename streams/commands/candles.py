@@ -19,10 +19,12 @@ from forex_diffusion.timeframes import parse_timeframes
 from ..signals import terminating_exits, terminating_masked
 from ._common import (
     check_input,
+    check_list,
     check_output,
     check_output_format,
     check_positive,
     check_price,
+    input_path,
     output_path,
     progress_bar,
     write_failed,
@@ -133,6 +135,7 @@ def candles(
         help="Tick file (CSV, optionally .gz): ts_ms,bid,ask | timestamp,symbol,bid,ask[,volume] | Dukascopy | HistData; "
         "- (or a pipe) reads it from standard input.",
         readable=False,
+        parser=input_path,
     ),
     output: CsvOutput = None,
     price: str = typer.Option("mid", "--price", help="Price side of the candles: mid|bid|ask."),
@@ -161,6 +164,7 @@ def candles(
     from forex_diffusion.offline import aggregate_ticks_file, write_candles_csv
 
     price = check_price(price)
+    check_list(timeframes, "--timeframes")  # 1m,,5m: an empty item (a typo) was dropped
     parse_timeframes(timeframes)  # ConfigError (exit 2) names the token: the core bounds the count
     check_positive(lateness_ms, "--allowed-lateness-ms", at_least=0, at_most=LATENESS_MAX_MS)
     check_symbol(symbol)

@@ -15,9 +15,11 @@ from forex_diffusion.timeframes import Timeframe
 from ._common import (
     check_given,
     check_input,
+    check_list,
     check_output,
     check_output_format,
     check_price,
+    input_path,
     progress_bar,
     reject_summary,
     write_rejects,
@@ -42,6 +44,7 @@ def indicators(
         help="Candle file (CSV, optionally .gz): the ../shared/data layouts, "
         "timestamp,symbol,open,high,low,close[,volume], Dukascopy, HistData, MetaTrader.",
         readable=False,
+        parser=input_path,
     ),
     output: CsvOutput = None,
     price: str = typer.Option("mid", "--price", help="Side of bid/ask candle files: mid|bid|ask."),
@@ -94,6 +97,7 @@ def indicators(
     if symbol is not None:
         symbol = reg.normalise(symbol) or reg.normalise(symbol.upper()) or symbol
     check_given(spec=spec)  # an empty --spec was the default bank
+    check_list(spec, "--spec")  # sma_20,,ema_20: an empty item was dropped
     try:  # the core bounds every parameter (PARAMETER_MAX) and names the token it refuses
         bank_spec = BankSpec.parse(spec)
     except ConfigError as exc:

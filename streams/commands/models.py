@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..settings import Settings
-from ._common import check_given, check_model_dir, database_url, one_line, open_engine
+from ._common import check_given, check_model_dir, database_url, input_path, one_line, open_engine
 
 if TYPE_CHECKING:
     from forex_diffusion.storage.model_registry import ModelKey
@@ -222,7 +222,10 @@ def history_command(
 @models_app.command("register")
 def register_command(
     checkpoint: Path = typer.Argument(
-        ..., help="A checkpoint .pt (with its .json manifest), e.g. from `forexd train`.", readable=False
+        ...,
+        help="A checkpoint .pt (with its .json manifest), e.g. from `forexd train`.",
+        readable=False,
+        parser=input_path,
     ),
     key: str | None = typer.Option(
         None, "--key", help="Key to register under (default: the manifest's); '*' symbol serves every symbol."

@@ -19,6 +19,7 @@ from ._common import (
     check_input,
     check_output,
     check_positive,
+    input_path,
     output_path,
     progress_bar,
     reject_summary,
@@ -176,7 +177,9 @@ def _slow_warning(speed: float, idle_close_s: float) -> str:
 
 
 def replay(
-    file: Path = typer.Argument(..., help="Tick file (→ fx.ticks) or candle file (→ fx.candles).", readable=False),
+    file: Path = typer.Argument(
+        ..., help="Tick file (→ fx.ticks) or candle file (→ fx.candles).", readable=False, parser=input_path
+    ),
     speed: str = typer.Option("max", "--speed", help="Multiple of real time (e.g. 60, at least 0.001) or 'max'."),
     symbol: Optional[str] = typer.Option(
         None, "--symbol", help="Symbol for files without one; selects it in candle files with several."

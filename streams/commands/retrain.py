@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ import typer
 from forex_diffusion.errors import DataFormatError
 from forex_diffusion.timeframes import Timeframe
 
+from ..db_text import hide_secrets
 from ..settings import Settings
 from ._common import (
     THREADS_MAX,
@@ -22,6 +24,7 @@ from ._common import (
     check_model_dir,
     check_positive,
     echo_error,
+    input_path,
     open_engine,
     progress_bar,
 )
@@ -34,10 +37,17 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def _print(outcome: JobOutcome) -> None:
+def _print(outcome: JobOutcome, why: str | None = None) -> None:
+    """The outcome on standard output (status line, reason, JSON last), and for a failed job
+    one line on standard error saying why: ``why`` (the job's error, for ``--local``), else
+    where to read it. The published reason is a code and a type only (``model: ModelError``),
+    and the error itself was in a log line alone."""
     typer.echo(f"{outcome.status} key={outcome.key} version={outcome.version} seconds={outcome.duration_s:.1f}")
     typer.echo(f"reason: {outcome.reason}")
     typer.echo(json.dumps(outcome.to_dict(), sort_keys=True))
+    if outcome.status == "failed":
+        said = why or "the retrain worker's log says why (a 'retrain failed' line)"
+        echo_error(f"retrain of {outcome.key} failed ({outcome.reason}): {said}")
 
 
 async def send_request(
@@ -115,7 +125,11 @@ def retrain_command(
         None, "--model-dir", help="Artifact root (default: FOREXD_MODEL_DIR / DATA_DIR/models).", readable=False
     ),
     config: Path | None = typer.Option(
-        None, "--config", help="JSON file of job settings (JobConfig.to_dict form) for --local.", readable=False
+        None,
+        "--config",
+        help="JSON file of job settings (JobConfig.to_dict form) for --local.",
+        readable=False,
+        parser=input_path,
     ),
     max_minutes: float | None = typer.Option(None, "--max-minutes", help="Training wall-clock budget for --local."),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads for --local (>= 1)."),
@@ -138,8 +152,12 @@ def retrain_command(
 
     check_positive(threads, "--threads", at_most=THREADS_MAX)
     check_positive(horizon, "--horizon", at_most=FORECAST_STEPS_MAX)
-    if not timeout > 0:
-        raise typer.BadParameter(f"--timeout must be positive, not {timeout}")
+    if not (timeout > 0 and math.isfinite(timeout)):  # inf, 1e400: a --wait that never ends
+        raise typer.BadParameter(f"--timeout must be a positive, finite number of seconds, not {timeout}")
+    if max_minutes is not None and not (max_minutes > 0 and math.isfinite(max_minutes * 60.0)):
+        # nan said "TrainConfig: ConfigError: max_minutes must be > 0", naming no option; inf is
+        # "Infinity" in the manifest, as `forexd train` refuses it
+        raise typer.BadParameter(f"--max-minutes must be a positive, finite number of minutes, not {max_minutes}")
     timeframe = Timeframe.parse(timeframe).name  # one spelling on the wire: 1H -> 1h
     if config is not None:
         check_input(config, "--config file")
@@ -156,10 +174,13 @@ def retrain_command(
         check_model_dir(model_dir)  # before the job reads anything
     elif not local:
         settings.check_broker_url()
+    why: str | None = None
     if local:
         outcome = _run_local(
             request, settings, config=config, max_minutes=max_minutes, db=db, model_dir=model_dir, threads=threads
         )
+        # the error may quote the database URL (a storage error): its password hidden
+        why = None if outcome.error is None else hide_secrets(outcome.error, resolve_paths(db, model_dir)[0])
     else:
         try:
             got = asyncio.run(send_request(settings, request, wait=wait, timeout_s=timeout))
@@ -170,7 +191,7 @@ def retrain_command(
             typer.echo(f"sent request_id={request.request_id} key={request.key}")
             return
         outcome = got
-    _print(outcome)
+    _print(outcome, why)
     raise typer.Exit(outcome.exit_code)
 
 

@@ -17,10 +17,12 @@ from ._common import (
     THREADS_MAX,
     check_given,
     check_input,
+    check_list,
     check_model_dir,
     check_positive,
     check_price,
     file_symbols,
+    input_path,
     progress_bar,
 )
 from .backtest import admitted_candles, read_series
@@ -40,6 +42,7 @@ def train_command(
         ...,
         help="Candle file(s) (CSV, optionally .gz), any layout `forexd candles` writes or the readers know; several files train one global model, each file's rows of each symbol a series.",
         readable=False,
+        parser=input_path,
     ),
     symbol: str = typer.Option(
         ...,
@@ -116,7 +119,7 @@ def train_command(
     the last: late). Every candle refused: exit 65.
     """
     from forex_diffusion.diffusion.context import CONTEXT_MAX, ContextSpec
-    from forex_diffusion.diffusion.denoiser import HORIZON_MAX
+    from forex_diffusion.diffusion.denoiser import BLOCKS_MAX, HORIZON_MAX, WIDTH_MAX
     from forex_diffusion.diffusion.training import TrainConfig
     from forex_diffusion.reports.backtest import parse_utc_date
     from forex_diffusion.wire import INT64_MAX
@@ -134,6 +137,9 @@ def train_command(
         # SQLite take as 64-bit integers
         bounds = {"--threads": THREADS_MAX, "--horizon": HORIZON_MAX, "--window": CONTEXT_MAX}
         check_positive(value, option, at_most=bounds.get(option, INT64_MAX))
+    # the denoiser's bounds, said before the file is read (was after it: "width must be in 1..4096")
+    check_positive(width, "--width", at_most=WIDTH_MAX)
+    check_positive(blocks, "--blocks", at_most=BLOCKS_MAX)
     check_positive(seed, "--seed", at_least=0, at_most=SEED_MAX)
     if not (max_minutes > 0 and math.isfinite(max_minutes * 60.0)):  # inf: "Infinity" in the manifest
         raise typer.BadParameter(f"--max-minutes must be a positive, finite number of minutes, not {max_minutes}")
@@ -143,6 +149,7 @@ def train_command(
     wanted = [s.strip() for s in symbol.split(",") if s.strip()]
     if not wanted:
         raise typer.BadParameter("--symbol is empty: name a symbol, A,B,C or all")
+    check_list(symbol, "--symbol", takes="a symbol, A,B,C or all")  # EURUSD,,GBPUSD: an empty item was dropped
     every = [s.lower() for s in wanted] == ["all"]
     syms = [] if every else list(dict.fromkeys(reg.normalise(s) or s.upper() for s in wanted))
     for s in syms:
@@ -153,11 +160,13 @@ def train_command(
     sym = syms[0] if syms else "ALL"
     timeframe = Timeframe.parse(timeframe).name  # 1H, 60m: the 1h of the file's column and the model key
     check_given(("inputs",), until=until, split=split, inputs=inputs)
+    check_list(inputs, "--inputs")  # indicators,,mtf: an empty item was dropped
     dates = None
     if split:
         parts = [p for p in split.split(",") if p.strip()]
         if len(parts) != 2:
             raise typer.BadParameter("--split takes DATE1,DATE2")
+        check_list(split, "--split", takes="DATE1,DATE2")  # D1,,D2 was taken as D1,D2
         dates = (parse_utc_date(parts[0]), parse_utc_date(parts[1]))
     config = TrainConfig(
         symbol=sym,
