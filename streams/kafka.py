@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Iterable
@@ -13,9 +14,19 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from .settings import Settings, bootstrap_of
 
-__all__ = ["CO_PARTITIONED", "bootstrap_of", "client_kwargs", "ensure_topics", "make_consumer", "make_producer"]
+__all__ = [
+    "CO_PARTITIONED",
+    "bootstrap_of",
+    "check_partitions",
+    "client_kwargs",
+    "ensure_topics",
+    "make_consumer",
+    "make_producer",
+]
 
 log = logging.getLogger(__name__)
+
+_ASK_S = 15.0  # check_partitions: how long the broker may take to say its topics
 
 
 def client_kwargs(settings: Settings) -> dict[str, Any]:
@@ -74,6 +85,40 @@ async def ensure_topics(settings: Settings, names: Iterable[str]) -> None:
                 pass
     finally:
         await admin.close()
+
+
+async def check_partitions(settings: Settings) -> None:
+    """Refuse, as :func:`ensure_topics` does, an existing ``fx.ticks`` or ``fx.candles`` whose
+    partition count is not ``settings.partitions`` (the worker, before it joins its group;
+    it creates nothing). A broker that cannot be asked is left to the worker's own waits:
+    logged at INFO, not refused.
+
+    Raises
+    ------
+    SettingsError
+        As :func:`ensure_topics`.
+    """
+    from aiokafka.errors import KafkaError
+
+    co = [settings.topic(n) for n in CO_PARTITIONED]
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+
+    async def ask() -> dict[str, int]:
+        await admin.start()
+        existing = [n for n in co if n in set(await admin.list_topics())]
+        return await _partition_counts(admin, existing) if existing else {}
+
+    try:
+        counts = await asyncio.wait_for(ask(), _ASK_S)  # a listener that speaks no Kafka: not for ever
+    except (KafkaError, OSError, TimeoutError) as exc:
+        log.info("topic.partitions_unchecked error=%s", type(exc).__name__)
+        return
+    finally:
+        try:
+            await admin.close()
+        except (KafkaError, OSError):  # a client that never started
+            pass
+    _check_partitions(settings, counts, co)
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:

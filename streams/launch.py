@@ -151,6 +151,22 @@ def metrics_unbindable(addr: str, port: int, exc: OSError) -> SettingsError:
     return SettingsError(f"{where}: {fix}")
 
 
+def _check_partitions(settings: Settings) -> None:
+    """:func:`streams.kafka.check_partitions`, its client's own log quiet: a broker that cannot
+    be asked yet is the worker's to report (Faust waits for it), in its own words."""
+    import asyncio
+
+    from .kafka import check_partitions
+
+    client_log = logging.getLogger("aiokafka")
+    level = client_log.level
+    client_log.setLevel(logging.CRITICAL)
+    try:
+        asyncio.run(check_partitions(settings))
+    finally:
+        client_log.setLevel(level)
+
+
 def run_worker(*, role: str = "stream", log_level: str = "warn", settings: Settings | None = None) -> None:
     """Build the app for ``role`` and run it until SIGTERM/SIGINT."""
     if role not in ROLES:
@@ -160,7 +176,10 @@ def run_worker(*, role: str = "stream", log_level: str = "warn", settings: Setti
     if "retrain" in ROLES[role]:
         settings.retrain_job()  # a malformed FOREXD_RETRAIN_JOB_CONFIG: exit 78 before anything starts
     wait_for_broker(settings.broker_url, settings.broker_wait_s)
-    wait_for_database(settings)  # issue 15: PostgreSQL down at start is waited out, not crash-looped
+    wait_for_database(settings)
+    _check_partitions(
+        settings
+    )  # fx.ticks/fx.candles of another count: exit 78, before the group  # issue 15: PostgreSQL down at start is waited out, not crash-looped
     import faust  # after the checks: a refused setting answers without loading the stream (seconds)
 
     from .app import create_app

@@ -111,3 +111,24 @@ def test_replay_into_a_ticks_topic_of_another_count_exits_78_in_one_line(
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and f"topic {s.topic('ticks')} has 3 partitions" in lines[0], res.stderr
     assert "Traceback" not in res.output
+
+
+def test_a_worker_on_a_candles_topic_of_another_count_exits_78_before_it_joins(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """The worker creates no topic (Faust does), so ensure_topics never ran for it: it joined
+    its group on a topic of another count. It now asks first, and creates nothing."""
+    s = _settings(kafka_bootstrap, topic_prefix, 2)
+    create_topics(kafka_bootstrap, [s.topic("candles")], 3)
+    env = {
+        "FOREXD_BROKER_URL": f"kafka://{kafka_bootstrap}",
+        "FOREXD_TOPIC_PREFIX": topic_prefix,
+        "FOREXD_PARTITIONS": "2",
+        "FOREXD_DATA_DIR": str(tmp_path / "data"),
+        "FOREXD_METRICS_PORT": "-1",
+    }
+    res = runner.invoke(app, ["worker", "--role", "candles"], env=env)
+    assert res.exit_code == 78, (res.exit_code, res.output)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"topic {s.topic('candles')} has 3 partitions" in lines[0], res.stderr
+    assert _counts(kafka_bootstrap, [s.topic("ticks"), s.topic("candles")]) == {s.topic("candles"): 3}
