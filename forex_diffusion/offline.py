@@ -23,6 +23,7 @@ import pandas as pd
 from forex_diffusion.domain import Candle, PriceSide, Tick
 from forex_diffusion.errors import ConfigError, DataFormatError, RejectReason, ValidationError
 from forex_diffusion.ingest.candle_gate import CandleGate, CandleGateConfig
+from forex_diffusion.ingest.candle_spikes import CandleSpikeGuard, QuarantinedCandle
 from forex_diffusion.ingest.pipeline import TickPipeline
 from forex_diffusion.ingest.readers import FileReject, read_ticks
 from forex_diffusion.ingest.spikes import SpikeConfig
@@ -358,9 +359,10 @@ def check_candle_times(
     duration_ms: int = 0,
     now_ms: int | None = None,
     gate: CandleGateConfig | None = None,
+    spikes: SpikeConfig | None = None,
 ) -> tuple[pd.DataFrame, list[FileReject]]:
     """Split candles into those the candle agent hands to their series and those it refuses
-    for their time, in the agent's order, each symbol a series of its own:
+    for their time or a price jump, in the agent's order, each symbol a series of its own:
 
     - an open or close time outside the wire's :data:`TS_MIN`..:data:`TS_MAX` (``bad_ts``,
       :func:`forex_diffusion.wire.decode_candle`);
@@ -369,7 +371,13 @@ def check_candle_times(
       confirmed by the candles after it (``future_ts``, :class:`~forex_diffusion.ingest.candle_gate.CandleGate`);
     - an open time the series already took (``duplicate``) or before its last candle's
       (``late``): the stream's forecaster ignores such a candle as a redelivery, and the
-      indicator bank would repeat its previous values for it.
+      indicator bank would repeat its previous values for it;
+    - a close that jumps far from the series' last accepted one and is not confirmed by the
+      next candle(s) (``spike_unconfirmed``: the agent's
+      :class:`~forex_diffusion.ingest.candle_spikes.CandleSpikeGuard`, ``spikes`` its settings,
+      default :data:`~forex_diffusion.ingest.candle_spikes.CANDLE_SPIKES`). A confirmed jump
+      is kept in its place (the stream releases it, in order, with the bar that confirms it);
+      one still held at the end of the file is refused, as the stream would still hold it.
 
     ``frame`` holds :func:`check_candle_rows`' admitted rows in file order (columns ``line``,
     ``ts_ms``, ``symbol``, ``open``…``close``); ``duration_ms`` is the bars' timeframe (close =
@@ -385,7 +393,7 @@ def check_candle_times(
     n = len(frame)
     if not n:
         return frame, []
-    gates = CandleGate(gate)
+    gates, guard = CandleGate(gate), CandleSpikeGuard(spikes)
     admit = np.ones(n, dtype=bool)
     rejects: list[FileReject] = []
     last: dict[str, int] = {}
@@ -413,13 +421,26 @@ def check_candle_times(
             else:
                 last[key] = ts
                 taken.setdefault(key, set()).add(ts)
+                if math.isfinite(c) and c > 0:  # a frame without closes has no price to guard
+                    guard.admit(bar, i)
         if reason is not None:
             admit[i] = False
             rejects.append(FileReject(int(line), reason, detail, ""))
+        _refuse_jumps(frame, guard.take_quarantined(), admit, rejects)
+    _refuse_jumps(frame, guard.flush(), admit, rejects)
     if admit.all():
         return frame, []
     rejects.sort(key=lambda r: r.line)
     return frame[admit].reset_index(drop=True), rejects
+
+
+def _refuse_jumps(frame: pd.DataFrame, held: list[QuarantinedCandle], admit: np.ndarray, out: list[FileReject]) -> None:
+    """Refuse the rows (``ref``: their position in ``frame``) of the candles the guard quarantined."""
+    for q in held:
+        i, c = q.ref, q.candle
+        admit[i] = False
+        detail = f"{c.symbol} open_time={format_ms(c.open_ms)} close={c.close!r}: {q.detail}"
+        out.append(FileReject(int(frame["line"].iat[i]), q.reason, detail, ""))
 
 
 def candle_csv_row(c: Candle, decimals: tuple[int, int] | None = None) -> list[object]:

@@ -23,7 +23,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from forex_diffusion.quality.trigger import Decision, RetrainRequest, TriggerPol
 from forex_diffusion.state import count, malformed, number, price, rows, time_ms, unwrap, wrap
 from forex_diffusion.timeframes import Timeframe
 from forex_diffusion.wire import encode_paths
+
+if TYPE_CHECKING:
+    from forex_diffusion.ingest.candle_spikes import CandleSpikeGuard
 
 __all__ = [
     "CandleOutcome",
@@ -399,6 +402,20 @@ class SymbolForecaster:
         # the serving models' own-spec requests, taken now: later candles of the same batch move the contexts on
         out.context_requests = {k: c.request(candle.close_ms, extra=out.features) for k, c in s.contexts.items()}
         return out
+
+    def on_final(self, candle: Candle, spikes: CandleSpikeGuard, *, ref: Any = None) -> list[CandleOutcome]:
+        """The outcomes of one final candle from a candle feed, through its series' price-jump
+        guard (B9, :class:`~forex_diffusion.ingest.candle_spikes.CandleSpikeGuard`): none while
+        it is held; the held candles' then its own, in order, when it confirms their level. A
+        candle not after the series' last one, or after one it holds, is a duplicate
+        (``ref``: the caller's, returned with the candle if it is quarantined later).
+        """
+        last = self.last_open.get(candle.timeframe)
+        if spikes.behind(candle):
+            return [CandleOutcome(candle, duplicate=True)]
+        if candle.symbol != self.symbol or not candle.final or (last is not None and candle.open_ms <= last):
+            return [self.on_candle(candle)]  # a duplicate: nothing to guard
+        return [self.on_candle(c) for c in spikes.admit(candle, ref)]
 
     def warm(self, candles: Iterable[Candle]) -> int:
         """Rebuild the :attr:`cold` series (no checkpointed state) from stored ``candles``.

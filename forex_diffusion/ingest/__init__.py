@@ -3,8 +3,8 @@
 Modules: :mod:`.validation` (one reason per refused quote), :mod:`.time_jumps` and
 :mod:`.spikes` (the event-time and price-jump guards), :mod:`.aggregation` (ticks → candles
 by event time), :mod:`.pipeline` (the chain the tick agent runs), :mod:`.idle_close` (when a
-quiet series may close), :mod:`.candle_gate` (candles admitted in event time),
-:mod:`.readers` and :mod:`.replaying` (files → records).
+quiet series may close), :mod:`.candle_gate` and :mod:`.candle_spikes` (candles admitted in
+event time, and held on a price jump), :mod:`.readers` and :mod:`.replaying` (files → records).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from forex_diffusion._lazy import lazy_exports
 _EXPORTS = {
     "CandleAggregator": "aggregation",
     "CandleGate": "candle_gate",
+    "CandleSpikeGuard": "candle_spikes",
     "IdleClocks": "idle_close",
     "TickPipeline": "pipeline",
     "read_candles": "readers",

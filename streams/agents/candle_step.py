@@ -1,12 +1,9 @@
-"""One candle through the candle agent: decode → the event-time gate → its forecaster → effects.
+"""One candle through the candle agent: decode → event-time gate → price-jump guard → its forecaster.
 
-The candle is checked (shape, key, time: :func:`~forex_diffusion.wire.decode_candle`, then
-:class:`~forex_diffusion.ingest.candle_gate.CandleGate`) before it touches any state. What its
-forecaster's outcome produced is queued for the next checkpoint: the candle itself as a row
-at once; the indicator, drift and retrain-request records and the drift events as rows once
-the batch's forecasts are recorded (:func:`publish`): a forecast recorded after later candles
-of its batch scores its steps on them, which can add drift events to their outcomes and
-change their retrain decisions (:meth:`~forex_diffusion.forecast.forecaster.SymbolForecaster.record`).
+The candle is checked (:func:`~forex_diffusion.wire.decode_candle`, the ``CandleGate``) before
+it touches any state; a huge jump waits for the next bar (B9, ``SymbolForecaster.on_final``).
+Each outcome's candle row is queued at once, its records and drift rows once the batch's
+forecasts are recorded (:func:`publish`): a later forecast scores its steps on them.
 """
 
 from __future__ import annotations
@@ -17,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ValidationError
 from forex_diffusion.forecast.forecaster import CandleOutcome, SymbolForecaster
-from forex_diffusion.wire import decode_candle, encode_drift, encode_indicators, encode_retrain_request
+from forex_diffusion.wire import decode_candle, encode_candle, encode_drift, encode_indicators, encode_retrain_request
 
 if TYPE_CHECKING:
     from ..consumer import Effects
@@ -31,22 +28,21 @@ Due = tuple[int, CandleOutcome, Any]  # (partition, outcome, message)
 
 def decode(agent: CandleAgent, msg: Any) -> Candle:
     """The candle of an ``fx.candles`` message (``ValidationError``: refused)."""
-    s = agent.rt.settings
-    limit, instruments = s.max_message_bytes, agent.rt.instruments
+    limit, instruments = agent.rt.settings.max_message_bytes, agent.rt.instruments
     return decode_candle(msg.value, key=msg.key, instruments=instruments, timeframes=agent.timeframes, max_bytes=limit)
 
 
-def process(agent: CandleAgent, msg: Any, rec: RecordScope) -> CandleOutcome | None:
-    """The outcome of one message's candle (None: not final), its effects queued; ``rec`` names
-    the stage a failure happens at."""
+def process(agent: CandleAgent, msg: Any, rec: RecordScope) -> list[CandleOutcome]:
+    """The outcomes one message's candle releases (none: not final, or held), their effects
+    queued; ``rec`` names the stage a failure happens at."""
     candle = decode(agent, msg)
     rec.symbol = candle.symbol
     agent.consumer.progress.touch(msg.partition, candle.symbol)  # issue 15: in the next checkpoint
     if not candle.final:
-        return None
+        return []
     rec.stage = "validate"
     f = agent.forecasters.get(candle.symbol)
-    last = f.last_open.get(candle.timeframe) if f is not None else None
+    last = agent.spikes.watermark(candle, f.last_open.get(candle.timeframe) if f is not None else None)
     if (reason := agent.gate.check(candle, watermark_ms=last, now_ms=int(time.time() * 1000))) is not None:
         what = f"{candle.symbol} {candle.timeframe} open_time={candle.open_ms}"
         raise ValidationError(reason, f"{what} ahead of the series (last open {last}) or the clock")
@@ -55,10 +51,20 @@ def process(agent: CandleAgent, msg: Any, rec: RecordScope) -> CandleOutcome | N
         f = agent.forecasters[candle.symbol] = SymbolForecaster(candle.symbol, agent.config, book=agent.book)
     f.cold = set()  # warmed before its first candle here (warm_batch) or not at all: it goes on live
     agent.symbols[msg.partition].add(candle.symbol)
-    out = f.on_candle(candle)
+    outs = f.on_final(candle, agent.spikes, ref=[msg.partition, msg.offset])
     rec.stage = "account"
-    account(agent, msg.partition, out)
-    return out
+    dead_letter_held(agent)
+    for out in outs:
+        account(agent, msg.partition, out)
+    return outs
+
+
+def dead_letter_held(agent: CandleAgent) -> None:
+    """Dead-letter each held candle the next bar did not confirm with its own origin (B9)."""
+    for q in agent.spikes.take_quarantined():
+        (p, off), c, err = q.origin, q.candle, ValidationError(q.reason, q.detail)
+        raw, key, topic = encode_candle(c), c.symbol.encode(), agent.consumer.progress.topic
+        agent.contain.refuse(topic=topic, partition=p, offset=off, raw=raw, key=key, symbol=c.symbol, error=err)
 
 
 def finish_batch(agent: CandleAgent, outcomes: list[Due]) -> None:
@@ -118,6 +124,5 @@ def persisted(agent: CandleAgent, done: Effects) -> None:
     """A checkpoint is stored: its shadow rows are settled, and each forecaster's quality
     monitor (checkpointed with it, issue 15) is exported as metrics."""
     agent.shadow.persisted(r for e in done.parts.values() for r in e.shadow)
-    m = agent.rt.metrics
-    if m is not None:
+    if (m := agent.rt.metrics) is not None:
         m.set_quality(row for f in agent.forecasters.values() for row in f.quality.snapshot_metrics())

@@ -3,8 +3,8 @@
 Per symbol a :class:`~forex_diffusion.forecast.forecaster.SymbolForecaster` holds the whole series
 state. Candles come in small batches: each is decoded, admitted in event time
 (:class:`~forex_diffusion.ingest.candle_gate.CandleGate`) and handed to its forecaster; the batch's
-due forecasts follow (:mod:`.forecasts`). Records and rows are checkpointed with the offsets
-they reflect by the :class:`~streams.consumer.CheckpointingConsumer`.
+due forecasts follow (:mod:`.forecasts`); a price jump waits for the next bar (``CandleSpikeGuard``).
+Records and rows are checkpointed with the offsets they reflect by the ``CheckpointingConsumer``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from forex_diffusion.diffusion.inputs import CrossBook
 from forex_diffusion.errors import StateError
 from forex_diffusion.forecast.forecaster import SymbolForecaster
 from forex_diffusion.ingest.candle_gate import CandleGate
+from forex_diffusion.ingest.candle_spikes import CandleSpikeGuard
 
 from ..consumer import SeriesAgent
 from ..shadow_lane import ShadowLane
@@ -45,6 +46,7 @@ class CandleAgent(SeriesAgent):
         self.forecasters: dict[str, SymbolForecaster] = {}
         self._checkpointed(rt, name="candles", flush_at=500, on_persisted=lambda done: persisted(self, done))
         self.gate = CandleGate()  # far-future candles never reach a series (issue 13)
+        self.spikes = CandleSpikeGuard()  # B9: a huge price jump waits for the next bar's confirmation
         self.book = CrossBook()  # recent closes of every pair here, for models with a cross-pair input
         # issue 16: a challenger in shadow forecasts beside the champion, unpublished, scored live
         store = lambda p, row: self.effects.at(p).shadow.append(row)  # noqa: E731
@@ -57,34 +59,36 @@ class CandleAgent(SeriesAgent):
         if f is None:
             return None
         state = {"symbols": {symbol: f.snapshot()}, "shadow": self.shadow.snapshot([symbol])}
-        if self.gate.holds(symbol):  # a far-ahead confirmation in progress
-            state["gate"] = {symbol: self.gate.snapshot(symbol)}
+        for name, part in (("gate", self.gate), ("spikes", self.spikes)):  # a far-ahead confirmation in
+            if part.holds(symbol):  # progress; the price-jump guard, held candles included
+                state[name] = {symbol: part.snapshot(symbol)}
         return state
 
     def _restore_series(self, partition: int, state: dict[str, Any]) -> None:
         for sym, data in state.get("symbols", {}).items():
             self.forecasters[sym] = SymbolForecaster.restore(data, self.config, symbol=sym, book=self.book)
             self.symbols[partition].add(sym)
-            self._restore_gate(sym, state.get("gate"))
+            self._restore_guards(sym, state)
         self.shadow.restore(state.get("shadow"))
 
-    def _restore_gate(self, symbol: str, gates: Any) -> None:
-        """The series' far-ahead confirmation in progress, if its state holds one. One that
-        cannot be read is dropped with a warning, as a shadow's is: it is worth at most a few
-        candles' confirmation, and refusing it stopped the worker."""
-        self.gate.drop([symbol])
-        if gates is None:
-            return
-        try:
-            if not isinstance(gates, dict):
-                raise StateError(f"a candle gate state is a {type(gates).__name__}, not a mapping")
-            if (gate := gates.get(symbol)) is not None:
-                self.gate.restore(symbol, gate)
-        except StateError as exc:
-            log.warning("gate.state_dropped symbol=%s error=%s", symbol, str(exc)[:200])
+    def _restore_guards(self, symbol: str, state: dict[str, Any]) -> None:
+        """The series' far-ahead confirmation and price-jump guard, if its state holds them; one
+        that cannot be read is dropped with a warning, as a shadow's is (refusing it stopped the worker)."""
+        for name, part in (("gate", self.gate), ("spikes", self.spikes)):
+            part.drop([symbol])
+            if (parts := state.get(name)) is None:
+                continue
+            try:
+                if not isinstance(parts, dict):
+                    raise StateError(f"a {part.state_kind} state is a {type(parts).__name__}, not a mapping")
+                if (one := parts.get(symbol)) is not None:
+                    part.restore(symbol, one)
+            except StateError as exc:
+                log.warning("%s.state_dropped symbol=%s error=%s", name, symbol, str(exc)[:200])
 
     def _drop(self, partition: int) -> None:
         self.gate.drop(self.symbols.get(partition, ()))
+        self.spikes.drop(self.symbols.get(partition, ()))
         self.shadow.drop(self.symbols.get(partition, ()))
         for sym in self.symbols.pop(partition, set()):
             self.forecasters.pop(sym, None)
@@ -114,8 +118,7 @@ class CandleAgent(SeriesAgent):
             for msg in msgs:
                 if await self.consumer.admit(msg):
                     with self.contain.record(msg) as rec:  # Containment (issue 13): dead-lettered once
-                        if (o := process(self, msg, rec)) is not None:
-                            outcomes.append((msg.partition, o, msg))
+                        outcomes += [(msg.partition, o, msg) for o in process(self, msg, rec)]
                     self.consumer.mark(msg)
             try:
                 await forecast_batch(self, outcomes)

@@ -46,6 +46,7 @@ from forex_diffusion.indicators import Indicator, IndicatorBank
 from forex_diffusion.indicators.catalogue import build_indicator
 from forex_diffusion.ingest.aggregation import CandleAggregator
 from forex_diffusion.ingest.candle_gate import CandleGate
+from forex_diffusion.ingest.candle_spikes import CandleSpikeGuard
 from forex_diffusion.ingest.readers import read_ticks
 from forex_diffusion.ingest.spikes import SpikeConfig, SpikeGuard
 from forex_diffusion.ingest.time_jumps import TimeJumpConfig, TimeJumpGuard
@@ -192,6 +193,31 @@ def step_gate(g: CandleGate, x: tuple[Candle, int]) -> Any:
 
 def _load_gate(d: dict[str, Any]) -> CandleGate:
     g = CandleGate()
+    g.restore("EURUSD", d)
+    return g
+
+
+@cache
+def spiky_candles() -> tuple[tuple[int, Candle], ...]:
+    """1m candles with a bad close (reverted by the next bar) every 50 bars and just before the
+    middle (held where the contract snapshots), and a 3 % level shift two thirds in (confirmed)."""
+    cs = candles_1m()
+    out = []
+    for i, c in enumerate(cs):
+        f = 1.05 if i % 50 == 25 or i == len(cs) // 2 - 1 else 1.0
+        f *= 1.03 if i >= 2 * len(cs) // 3 else 1.0
+        out.append((i, dataclasses.replace(c, open=c.open * f, high=c.high * f, low=c.low * f, close=c.close * f)))
+    return tuple(out)
+
+
+def step_candle_spikes(g: CandleSpikeGuard, x: tuple[int, Candle]) -> Any:
+    i, c = x
+    passed = [k.open_ms for k in g.admit(c, [0, i])]
+    return (passed, [(q.ref, q.reason.value) for q in g.take_quarantined()], len(g.held("EURUSD", "1m")))
+
+
+def _load_candle_spikes(d: dict[str, Any]) -> CandleSpikeGuard:
+    g = CandleSpikeGuard()
     g.restore("EURUSD", d)
     return g
 
@@ -450,6 +476,14 @@ CASES: dict[str, Case] = {
         step_gate,
         lambda g: g.snapshot("EURUSD"),
         _load_gate,
+    ),
+    "candle spike guard": Case(
+        CandleSpikeGuard,
+        CandleSpikeGuard,
+        spiky_candles,
+        step_candle_spikes,
+        lambda g: g.snapshot("EURUSD"),
+        _load_candle_spikes,
     ),
     "quality_monitor": Case(
         QualityMonitor,

@@ -1,7 +1,8 @@
 """The stream never emits a forecast whose quantiles are no prices (hostile review, 2026-12-06).
 
-Candles of EUR/USD that swing between 0.08 and 16.5 (inside the instrument's bounds; candle
-feeds have no B9 spike guard) made the random walk's quantiles run to 1e11: the candle agent
+Candles of EUR/USD that swing between 0.08 and 16.5 (inside the instrument's bounds; when
+this was found, candle feeds had no B9 guard, and its hold confirms a level on one bar, so
+swings repeated on two bars still pass) made the random walk's quantiles run to 1e11: the candle agent
 stored and published them, and ``forexd report`` then refused each as "quantiles" with exit
 0. Now such a forecast is neither stored nor published (a ``forecast.not_prices`` warning
 each), and every forecast of the ordinary candles before and after the swings is emitted as
@@ -22,6 +23,7 @@ import pytest
 from forex_diffusion.domain import Candle
 from forex_diffusion.forecast.forecaster import ForecasterConfig, RandomWalkPredictor, SymbolForecaster
 from forex_diffusion.forecast.result import not_prices
+from forex_diffusion.ingest.candle_spikes import CandleSpikeGuard
 from tests.unit.streams.test_agents_in_context import _worker, put_candles
 
 T0 = 1_600_000_000_000 // 60_000 * 60_000
@@ -53,16 +55,18 @@ async def test_forecasts_of_swinging_candles_are_not_emitted_and_the_rest_are(
     with caplog.at_level(logging.WARNING, logger="streams.agents.forecasts"):
         await put_candles(rt.candle_agent, cs)  # type: ignore[attr-defined]
     got = [json.loads(v) for _k, v in rt.topics["forecasts"].sent]  # type: ignore[attr-defined]
-    # the core, candle by candle: which forecasts are prices
+    # the core, candle by candle (through the candle feed's B9 guard, as the agent): which
+    # forecasts are prices
     f = SymbolForecaster("EURUSD", ForecasterConfig(timeframes=("1m",), forecast_timeframes=("1m",), horizon=12))
+    guard = CandleSpikeGuard()
     priced, refused = [], []
     for c in cs:
-        o = f.on_candle(c)
-        if o.due and (req := f.request(o, None)) is not None:
-            fc = RandomWalkPredictor(12).forecast([req])[0]
-            (refused if not_prices(fc) else priced).append(fc.as_of_ms)
-            if not not_prices(fc):
-                f.record(fc, o)
+        for o in f.on_final(c, guard):
+            if o.due and (req := f.request(o, None)) is not None:
+                fc = RandomWalkPredictor(12).forecast([req])[0]
+                (refused if not_prices(fc) else priced).append(fc.as_of_ms)
+                if not not_prices(fc):
+                    f.record(fc, o)
         f.settle()
     assert refused and priced  # the swings do make some forecasts no prices; the rest are prices
     assert [r["as_of_ms"] for r in got] == priced  # before: every one was published
