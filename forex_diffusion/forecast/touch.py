@@ -96,8 +96,16 @@ class TouchBand:
 
     @property
     def name(self) -> str:
-        """``+0.5vol``, ``-10pip``, ``+2sigma``."""
-        return f"{'+' if self.side > 0 else '-'}{self.size:g}{self.unit}"
+        """``+0.5vol``, ``-10pip``, ``+2sigma``: the size in its shortest form that reads back
+        as the same float, so two bands never share a name (``%g`` kept six digits:
+        ``0.1234567vol`` and ``0.1234568vol`` were both ``+0.123457vol``, and a record's
+        ``touch.bands`` and the backtest's by-band summary pooled them).
+
+        >>> TouchBand(side=1, size=0.1234567, unit="vol").name, TouchBand(side=-1, size=20.0, unit="pip").name
+        ('+0.1234567vol', '-20pip')
+        """
+        size = repr(self.size)
+        return f"{'+' if self.side > 0 else '-'}{size[:-2] if size.endswith('.0') else size}{self.unit}"
 
 
 def parse_touch_bands(spec: str | Sequence[str] | Sequence[TouchBand] | None) -> tuple[TouchBand, ...]:
