@@ -1164,8 +1164,9 @@ def encode_paths(
     written here (other keys are ignored). Each price is stored as
     ``round(ln(price / last_close) * scale)``, int16 when every value fits, else int32 (or
     ``dtype``): with the default scale every positive finite price fits, so valid paths
-    always encode. Paths that are not (non-finite, <= 0, the wrong shape) are a bug of the
-    producer: ``ValidationError`` with reason ``internal``.
+    always encode. Paths that are not (non-finite, <= 0, the wrong shape), more paths than
+    ``samples`` or an ``rw_weight`` of another length than ``horizon`` (what :func:`decode_paths`
+    refuses) are a bug of the producer: ``ValidationError`` with reason ``internal``.
 
     >>> raw = encode_paths(
     ...     {"symbol": "EURUSD", "timeframe": "1m", "as_of": 1399000000000, "horizon": 2,
@@ -1199,6 +1200,14 @@ def encode_paths(
             )
         # log of each side: finite for any positive double, so the difference never overflows
         q = np.rint((np.log(p) - math.log(lc)) * scale)
+    rw, samples = header.get("rw_weight"), header.get("samples")
+    if not (isinstance(rw, Sequence) and len(rw) == p.shape[1] and isinstance(samples, int) and p.shape[0] <= samples):
+        # what decode_paths refuses as inconsistent: never written
+        raise ValidationError(
+            RejectReason.INTERNAL,
+            f"encode fx.forecasts.paths: {p.shape[0]} paths of {samples!r} samples and an rw_weight of "
+            f"{len(rw) if isinstance(rw, Sequence) else rw!r:.20} steps for horizon {p.shape[1]}",
+        )
     big = float(np.max(np.abs(q)))
     dt = dtype or ("<i2" if big <= 2**15 - 1 else "<i4")
     if dt not in PATHS_DTYPES or big > 2 ** (8 * PATHS_DTYPES[dt] - 1) - 1:
