@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["LOGIN_REFUSED", "MISSING_DATABASE", "hide_password", "hide_secrets"]
+from forex_diffusion.errors import ServiceUnavailableError
+
+__all__ = ["LOGIN_REFUSED", "MISSING_DATABASE", "NO_PASSWORD", "LoginRefusedError", "hide_password", "hide_secrets"]
 
 #: A query parameter that may hold a secret (libpq takes ``?password=``, ``?sslpassword=``).
 _SECRET_PARAM = re.compile(r"([?&][^=&#]*(?:password|passwd|pwd|secret|token)[^=&#]*=)[^&#]*", re.IGNORECASE)
@@ -93,3 +95,41 @@ LOGIN_REFUSED = re.compile(
     r'FATAL:\s+(?:role ".*" does not exist|password authentication failed|no pg_hba\.conf entry'
     r"|.* authentication failed for user|permission denied for database)"
 )
+
+
+#: libpq's own word when the server asks for a password and the URL gives none: a refused login too.
+NO_PASSWORD = re.compile(r"fe_sendauth: no password supplied")
+#: The server's reason, after libpq's ``connection to server at "h", port p failed: FATAL:  ``.
+_SERVER_SAYS = re.compile(r"^.*?(?:FATAL|ERROR):\s+")
+
+
+class LoginRefusedError(ServiceUnavailableError):
+    """The database answered and refused the login: a role it does not have, a failed
+    password, a host ``pg_hba.conf`` does not admit, no ``CONNECT`` right, no password given.
+
+    Exit 69 as :class:`~forex_diffusion.errors.ServiceUnavailableError` (the README's "or the
+    database refuses the login"), but its line says what the server said, not "database
+    unreachable at …": the server is running, and "start it" sent an operator to it.
+    """
+
+    def __init__(self, address: str, said: str, where: str) -> None:
+        reason = _SERVER_SAYS.sub("", said, count=1).strip() or said
+        low = reason.lower()
+        if "role" in low and "does not exist" in low:
+            fix = f"create that role, or fix the user in {where}"
+        elif "password authentication failed" in low:
+            fix = f"check the password (and the user) in {where}"
+        elif "no password supplied" in low:
+            reason = "the server asks for a password, and the URL gives none"
+            fix = f"add the password to {where} (postgresql+psycopg2://USER:PASSWORD@HOST/DB) or use a .pgpass file"
+        elif "pg_hba.conf" in low:
+            fix = f"admit this host and user in the server's pg_hba.conf, or fix the user in {where}"
+        elif "permission denied for database" in low:
+            fix = f"grant the user CONNECT on that database, or fix the user in {where}"
+        else:
+            fix = f"check the user and password in {where}"
+        super().__init__("database", address, reason)
+        # the parent's text says "unreachable": this one says what the server answered
+        self.args = (
+            f"database login failed at {address}: {reason}: the server refuses the login (it is running): {fix}",
+        )

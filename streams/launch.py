@@ -116,7 +116,7 @@ def _refuse_answered(exc: BaseException, why: str, shown: str) -> None:
     "database unreachable" before."""
     from forex_diffusion.storage.engine import is_option_error
 
-    from .db_text import LOGIN_REFUSED, MISSING_DATABASE
+    from .db_text import LOGIN_REFUSED, MISSING_DATABASE, NO_PASSWORD, LoginRefusedError
 
     if (missing := MISSING_DATABASE.search(why)) is not None:
         raise SettingsError(
@@ -127,12 +127,8 @@ def _refuse_answered(exc: BaseException, why: str, shown: str) -> None:
         raise SettingsError(
             f"FOREXD_DATABASE_URL {shown} has a connection option that is refused ({why}): fix FOREXD_DATABASE_URL"
         ) from exc
-    if LOGIN_REFUSED.search(why):
-        raise ServiceUnavailableError(
-            "database",
-            shown,
-            f"{why}; the server refuses the login: check the user and password in FOREXD_DATABASE_URL",
-        ) from exc
+    if LOGIN_REFUSED.search(why) or NO_PASSWORD.search(why):  # as `forexd` says it: the server runs
+        raise LoginRefusedError(shown, why, "FOREXD_DATABASE_URL") from exc
 
 
 def metrics_unbindable(addr: str, port: int, exc: OSError) -> SettingsError:

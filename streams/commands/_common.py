@@ -30,7 +30,7 @@ from forex_diffusion.errors import (
     StorageError,
 )
 
-from ..db_text import LOGIN_REFUSED, MISSING_DATABASE, hide_password, hide_secrets
+from ..db_text import LOGIN_REFUSED, MISSING_DATABASE, NO_PASSWORD, LoginRefusedError, hide_password, hide_secrets
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -901,7 +901,7 @@ def check_database(
                 f"database {missing.group(1)} does not exist on the server of {shown}: "
                 f"create it (createdb) or fix {where}"
             ) from exc
-        if LOGIN_REFUSED.search(first) or _NO_PASSWORD.search(first):  # it answered: not "unreachable, start it"
+        if LOGIN_REFUSED.search(first) or NO_PASSWORD.search(first):  # it answered: not "unreachable, start it"
             raise LoginRefusedError(shown, first, where) from exc
         if is_option_error(exc):  # libpq or the server refused an option of the URL: it answered
             raise ConfigError(
@@ -914,44 +914,6 @@ def check_database(
         probe.dispose()
     _check_tables(shown, names, needs, fix)
     return create
-
-
-#: libpq's own word when the server asks for a password and the URL gives none: a refused login too.
-_NO_PASSWORD = re.compile(r"fe_sendauth: no password supplied")
-#: The server's reason, after libpq's ``connection to server at "h", port p failed: FATAL:  ``.
-_SERVER_SAYS = re.compile(r"^.*?(?:FATAL|ERROR):\s+")
-
-
-class LoginRefusedError(ServiceUnavailableError):
-    """The database answered and refused the login: a role it does not have, a failed
-    password, a host ``pg_hba.conf`` does not admit, no ``CONNECT`` right, no password given.
-
-    Exit 69 as :class:`~forex_diffusion.errors.ServiceUnavailableError` (the README's "or the
-    database refuses the login"), but its line says what the server said, not "database
-    unreachable at …": the server is running, and "start it" sent an operator to it.
-    """
-
-    def __init__(self, address: str, said: str, where: str) -> None:
-        reason = _SERVER_SAYS.sub("", said, count=1).strip() or said
-        low = reason.lower()
-        if "role" in low and "does not exist" in low:
-            fix = f"create that role, or fix the user in {where}"
-        elif "password authentication failed" in low:
-            fix = f"check the password (and the user) in {where}"
-        elif "no password supplied" in low:
-            reason = "the server asks for a password, and the URL gives none"
-            fix = f"add the password to {where} (postgresql+psycopg2://USER:PASSWORD@HOST/DB) or use a .pgpass file"
-        elif "pg_hba.conf" in low:
-            fix = f"admit this host and user in the server's pg_hba.conf, or fix the user in {where}"
-        elif "permission denied for database" in low:
-            fix = f"grant the user CONNECT on that database, or fix the user in {where}"
-        else:
-            fix = f"check the user and password in {where}"
-        super().__init__("database", address, reason)
-        # the parent's text says "unreachable": this one says what the server answered
-        self.args = (
-            f"database login failed at {address}: {reason}: the server refuses the login (it is running): {fix}",
-        )
 
 
 def open_engine(
