@@ -78,14 +78,6 @@ class QuarantinedCandle:
     reason: RejectReason = RejectReason.SPIKE_UNCONFIRMED
     detail: str = "price jump held and not confirmed by the next candle"
 
-    @property
-    def origin(self) -> tuple[int, int]:
-        """The ``(partition, offset)`` of a ref the stream passed (``[partition, offset]``);
-        ``(-1, -1)`` for any other ref (unknown)."""
-        r = self.ref
-        ok = type(r) is list and len(r) == 2 and type(r[0]) is int and type(r[1]) is int
-        return (r[0], r[1]) if ok else (-1, -1)
-
 
 def _encode(item: _Held) -> dict[str, Any]:
     c, ref = item

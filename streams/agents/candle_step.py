@@ -61,10 +61,10 @@ def process(agent: CandleAgent, msg: Any, rec: RecordScope) -> list[CandleOutcom
 
 def dead_letter_held(agent: CandleAgent) -> None:
     """Dead-letter each held candle the next bar did not confirm with its own origin (B9)."""
+    topic = agent.consumer.progress.topic
     for q in agent.spikes.take_quarantined():
-        (p, off), c, err = q.origin, q.candle, ValidationError(q.reason, q.detail)
-        raw, key, topic = encode_candle(c), c.symbol.encode(), agent.consumer.progress.topic
-        agent.contain.refuse(topic=topic, partition=p, offset=off, raw=raw, key=key, symbol=c.symbol, error=err)
+        raw, sym = encode_candle(q.candle), q.candle.symbol
+        agent.contain.refuse_held(topic=topic, ref=q.ref, raw=raw, symbol=sym, reason=q.reason, detail=q.detail)
 
 
 def finish_batch(agent: CandleAgent, outcomes: list[Due]) -> None:

@@ -81,11 +81,10 @@ def queue(agent: TickAgent, p: int, closed: Iterable[tuple[Candle, bytes | None]
 def dead_letter_quarantined(agent: TickAgent) -> None:
     """Dead-letter held ticks that were not confirmed (B9 price jumps, far-future event times),
     each with its own origin (-1: unknown, a ref restored in a form other than the agent's pair)."""
+    topic = agent.consumer.progress.topic
     for q in agent.pipeline.take_quarantined():
-        pair = type(q.ref) is list and len(q.ref) == 2 and all(type(v) is int for v in q.ref)
-        (qp, qoff), err = q.ref if pair else (-1, -1), ValidationError(q.reason, q.detail)
-        raw, key, topic = encode_tick(q.tick), q.symbol.encode(), agent.consumer.progress.topic
-        agent.contain.refuse(topic=topic, partition=qp, offset=qoff, raw=raw, key=key, symbol=q.symbol, error=err)
+        raw = encode_tick(q.tick)
+        agent.contain.refuse_held(topic=topic, ref=q.ref, raw=raw, symbol=q.symbol, reason=q.reason, detail=q.detail)
 
 
 async def close_idle(agent: TickAgent) -> None:
