@@ -17,6 +17,7 @@ import re
 import stat
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LOG_LEVELS",
     "LoginRefusedError",
+    "Output",
     "PRICE_SIDES",
     "SEED_MAX",
     "THREADS_MAX",
@@ -53,6 +55,7 @@ __all__ = [
     "check_list",
     "check_model_dir",
     "check_output",
+    "check_outputs",
     "check_output_format",
     "check_positive",
     "check_price",
@@ -1003,6 +1006,31 @@ _FORMAT_SUFFIXES = {
     ".xz": "xz",
     ".zst": "zstd",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One output option of a command, for :func:`check_outputs`: its path, its option and the
+    format it writes (as :func:`check_output_format` takes them)."""
+
+    path: Path | None
+    option: str
+    writes: str
+    suffix: str
+    only: bool = False
+    stdout: bool = False
+
+
+def check_outputs(inputs: Sequence[tuple[Path | None, str]], *outputs: Output) -> None:
+    """Every output of a command, before any work: each as :func:`check_output`, refused when
+    it is one of ``inputs`` or an output named before it ("the -o file"), then, once all are
+    writable (exit 73 says more than a suffix), each name's format (:func:`check_output_format`)."""
+    taken = list(inputs)
+    for o in outputs:
+        check_output(o.path, o.option, other=taken)
+        taken.append((o.path, f"the {o.option} file"))
+    for o in outputs:
+        check_output_format(o.path, o.option, o.writes, o.suffix, only=o.only, stdout=o.stdout)
 
 
 def check_output_format(

@@ -17,11 +17,11 @@ from forex_diffusion.timeframes import Timeframe, canonical_name
 
 from ._common import (
     THREADS_MAX,
+    Output,
     check_given,
     check_input,
     check_list,
-    check_output,
-    check_output_format,
+    check_outputs,
     check_positive,
     check_price,
     echo_error,
@@ -467,12 +467,12 @@ def backtest_command(
     plot_ms = parse_utc_date(plot_as_of) if plot_as_of else None
     check_input(file, "candle file")
     inputs = [(file, "the candle file"), *model_files(model)]
-    check_output(output, other=inputs)
-    check_output(plot, "--plot", other=[*inputs, (output, "the -o file")])
-    check_output(touch_output, "--touch-output", other=[*inputs, (output, "the -o file"), (plot, "the --plot file")])
-    check_output_format(output, "-o", "CSV", ".csv")  # after the checks above: 73 says more than a suffix
-    check_output_format(plot, "--plot", "PNG", ".png", only=True)
-    check_output_format(touch_output, "--touch-output", "CSV", ".csv")
+    check_outputs(
+        inputs,
+        Output(output, "-o", "CSV", ".csv"),
+        Output(plot, "--plot", "PNG", ".png", only=True),
+        Output(touch_output, "--touch-output", "CSV", ".csv"),
+    )
     from forex_diffusion.forecast.touch import parse_touch_bands
 
     _check_band_sizes(touch_bands)

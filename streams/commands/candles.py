@@ -18,10 +18,10 @@ from forex_diffusion.timeframes import parse_timeframes
 
 from ..signals import terminating_exits, terminating_masked
 from ._common import (
+    Output,
     check_input,
     check_list,
-    check_output,
-    check_output_format,
+    check_outputs,
     check_positive,
     check_price,
     input_path,
@@ -184,10 +184,11 @@ def candles(
         check_input(file, "tick file", pipe_ok=True)  # read once: ``forexd candles <(zcat f.gz)``
     output, rejects, rejects_out = resolve_outputs(output, rejects)
     taken = [] if stdin else [(file, "the tick file")]
-    check_output(output, other=taken)
-    check_output(rejects, "--rejects", other=[*taken, (output, "the -o file")])
-    check_output_format(output, "-o", "CSV", ".csv", stdout=True)
-    check_output_format(rejects, "--rejects", "CSV", ".csv", stdout=True)
+    check_outputs(
+        taken,
+        Output(output, "-o", "CSV", ".csv", stdout=True),
+        Output(rejects, "--rejects", "CSV", ".csv", stdout=True),
+    )
     shown = "standard input" if stdin else str(file)
     with _read_once(file, stdin) as source:
         try:

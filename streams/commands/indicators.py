@@ -13,11 +13,11 @@ from forex_diffusion.precision import round_price_columns
 from forex_diffusion.timeframes import Timeframe
 
 from ._common import (
+    Output,
     check_given,
     check_input,
     check_list,
-    check_output,
-    check_output_format,
+    check_outputs,
     check_price,
     input_path,
     progress_bar,
@@ -104,10 +104,11 @@ def indicators(
         raise typer.BadParameter(str(exc), param_hint="'--spec'") from None
     check_input(file, "candle file")
     output, rejects, rejects_out = resolve_outputs(output, rejects)
-    check_output(output, other=[(file, "the candle file")])
-    check_output(rejects, "--rejects", other=[(file, "the candle file"), (output, "the -o file")])
-    check_output_format(output, "-o", "CSV", ".csv", stdout=True)  # as `forexd candles`: -o x.json wrote CSV
-    check_output_format(rejects, "--rejects", "CSV", ".csv", stdout=True)
+    check_outputs(  # as `forexd candles`: -o x.json wrote CSV
+        [(file, "the candle file")],
+        Output(output, "-o", "CSV", ".csv", stdout=True),
+        Output(rejects, "--rejects", "CSV", ".csv", stdout=True),
+    )
     with progress_bar("indicators", elapsed=True, description=True) as progress:
         task = progress.add_task("reading", total=None)
         loaded = _read(file, symbol=symbol, timeframe=timeframe, price=price, instruments=reg)
