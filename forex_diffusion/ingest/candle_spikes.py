@@ -156,6 +156,8 @@ class CandleSpikeGuard:
         verdict = g.classify(x)
         if verdict == "revert" and g.holding and self._nearer_held(g, x):
             verdict = "confirm"  # near both levels, nearer the held one: it goes on
+        elif verdict == "restart" and self._goes_on(g, x):
+            verdict = "confirm"  # farther the same way: a market that keeps moving after a break
         if verdict == "revert":  # back near the last good close: the held candle was a bad print
             self._quarantine(g.end_hold())
             g.accept(x)
@@ -186,6 +188,16 @@ class CandleSpikeGuard:
             g.last_good,
         )
         return [c for c, _ in released]
+
+    @staticmethod
+    def _goes_on(g: SpikeGuard[_Held], x: float) -> bool:
+        """Whether ``x``, a jump from the last good close and far from the held one, lies on the
+        held close's side of the last good one: EUR/CHF's SNB bar of 2015-01-15 (1.2010 →
+        1.0284) was quarantined when the next day closed 2.4 % lower again (a "third level"),
+        though a bar that goes on away from the old level confirms the break. A bad print is
+        followed by a bar back near the old level (a revert), or on its other side."""
+        first, last = g.held[0][0].close, g.last_good
+        return last is not None and (x - last) * (first - last) > 0
 
     @staticmethod
     def _nearer_held(g: SpikeGuard[_Held], x: float) -> bool:
