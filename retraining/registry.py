@@ -25,6 +25,7 @@ Rules it keeps:
 from __future__ import annotations
 
 import builtins
+import filecmp
 import hashlib
 import json
 import logging
@@ -311,8 +312,9 @@ class ModelRegistry:
 
         Both files are fsynced, renamed into place (weights first, manifest last) and the
         directory is fsynced; until the manifest lands nothing there loads. A name the
-        directory already holds is refused (:class:`ArtifactError`): renaming over it would
-        replace a registered version's weights, and its champion would no longer load.
+        directory already holds with other contents is refused (:class:`ArtifactError`):
+        renaming over it would replace a registered version's weights, and its champion would
+        no longer load. The same contents are published again (a retry).
         """
         pt = Path(checkpoint)
         js = pt.with_suffix(".json")
@@ -323,8 +325,13 @@ class ModelRegistry:
         fsync_path(pt)
         fsync_path(js)
         final_pt, final_js = dest / pt.name, dest / js.name
-        if final_pt.exists() or final_js.exists():  # another version's weights: never replaced
-            raise ArtifactError(f"{final_pt} already exists; a checkpoint is published once, under a new name")
+        for staged, final in ((pt, final_pt), (js, final_js)):
+            # another version's weights are never replaced; the same bytes are (a register that
+            # failed after its copy, run again once the database is back)
+            if final.exists() and not filecmp.cmp(staged, final, shallow=False):
+                raise ArtifactError(
+                    f"{final} already exists with other contents; a checkpoint is published once, under its version"
+                )
         os.replace(pt, final_pt)
         failpoint("retrain.write")  # crash here: a .pt without manifest (not loadable)
         os.replace(js, final_js)

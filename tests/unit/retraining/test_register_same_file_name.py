@@ -5,8 +5,8 @@ The copy was published under the file's own name: the second register renamed it
 over the first version's, the champion no longer matched its recorded sha256 and no worker
 could load it, while ``forexd models promote`` of that champion still said "promoted" (a
 champion promoted again was returned before its artifact was verified). Now a copy is named
-by its version, publishing never replaces a file, and promoting the champion again verifies
-it.
+by its version, publishing never replaces other bytes, and promoting the champion again verifies
+it (publishing over other bytes: ``test_register_retry.py``).
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from forex_diffusion.errors import ArtifactError, RegistryError
+from forex_diffusion.errors import RegistryError
 from forex_diffusion.storage import make_engine
-from forex_diffusion.storage.model_registry import ModelKey
 from retraining.registry import ModelRegistry
 from streams.cli import app
 
@@ -62,19 +61,6 @@ def test_two_versions_called_model_pt_stay_two_loadable_artifacts(tmp_path: Path
         "v-run-b.json",
     }
     assert reg.load(a).version == "v-run-a"
-
-
-def test_publish_never_replaces_a_file(tmp_path: Path) -> None:
-    reg = ModelRegistry(make_engine(f"sqlite:///{tmp_path / 'r.db'}"), tmp_path / "models")
-    a = reg.import_artifact(fake_model(tmp_path / "src", None, "v-one"))
-    stage = reg.staging_dir(a.key, "again")
-    for suffix in (".pt", ".json"):
-        shutil.copyfile(tmp_path / "src" / a.key.dir_name / f"v-one{suffix}", stage / f"v-one{suffix}")
-    before = (tmp_path / "models" / a.artifact).read_bytes()
-    with pytest.raises(ArtifactError, match="already exists"):
-        reg.publish(stage / "v-one.pt", ModelKey.parse(a.key.dir_name))
-    assert (tmp_path / "models" / a.artifact).read_bytes() == before
-    assert reg.verify(a)
 
 
 def test_promoting_a_champion_whose_file_was_damaged_is_refused(tmp_path: Path) -> None:
