@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -262,9 +262,17 @@ class CandleSpikeGuard:
         """The guards of ``symbol``'s series, by timeframe, held candles included (in the envelope)."""
         return wrap(self, {tf: g.snapshot(_encode) for (s, tf), g in self._guards.items() if s == symbol})
 
-    def restore(self, symbol: str, data: Any) -> None:
+    def restore(
+        self, symbol: str, data: Any, *, after: Mapping[str, int] | None = None, reach_ms: int | None = None
+    ) -> None:
         """Load what :meth:`snapshot` wrote for ``symbol`` (its series' guards are replaced);
-        :class:`~forex_diffusion.errors.StateError` when it is no such state."""
+        :class:`~forex_diffusion.errors.StateError` when it is no such state: among others, a
+        held candle that does not open after its series' last one (``after``, by timeframe),
+        or opens more than ``reach_ms`` after it (the candle gate's ``max_ahead_ms``: the gate
+        admits no nearer candle further). One dated years ahead made every real candle after
+        it a duplicate, and the series stood still (adversarial review). (A held candle the
+        gate admitted after confirming a longer gap is refused too: the agent drops the state
+        with a warning, a rare loss against a frozen series.)"""
         state = unwrap(data, self)
         got: dict[_Key, SpikeGuard[_Held]] = {}
         with malformed(self):
@@ -277,6 +285,14 @@ class CandleSpikeGuard:
                 g.restore(guard, _decoder(symbol, tf))
                 if any(a[0].open_ms >= b[0].open_ms for a, b in zip(g.held, g.held[1:], strict=False)):
                     raise ValueError("held candles are not in open-time order")
+                last = None if after is None else after.get(tf)
+                for c, _ in g.held:
+                    if last is not None and (
+                        c.open_ms <= last or (reach_ms is not None and c.open_ms > last + reach_ms)
+                    ):
+                        raise ValueError(
+                            "a held candle does not open after its series' last candle, or opens far after it"
+                        )
                 got[(symbol, tf)] = g
         self.drop([symbol])
         for key, g in got.items():

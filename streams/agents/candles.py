@@ -81,7 +81,10 @@ class CandleAgent(SeriesAgent):
             try:
                 if not isinstance(parts, dict):
                     raise StateError(f"a {part.state_kind} state is a {type(parts).__name__}, not a mapping")
-                if (one := parts.get(symbol)) is not None:
+                if (one := parts.get(symbol)) is not None and part is self.spikes:
+                    last, reach = self.forecasters[symbol].last_open, self.gate.config.max_ahead_ms
+                    self.spikes.restore(symbol, one, after=last, reach_ms=reach)
+                elif one is not None:
                     part.restore(symbol, one)
             except StateError as exc:
                 log.warning("%s.state_dropped symbol=%s error=%s", name, symbol, str(exc)[:200])
