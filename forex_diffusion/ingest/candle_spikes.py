@@ -191,13 +191,18 @@ class CandleSpikeGuard:
 
     @staticmethod
     def _goes_on(g: SpikeGuard[_Held], x: float) -> bool:
-        """Whether ``x``, a jump from the last good close and far from the held one, lies on the
-        held close's side of the last good one: EUR/CHF's SNB bar of 2015-01-15 (1.2010 →
-        1.0284) was quarantined when the next day closed 2.4 % lower again (a "third level"),
-        though a bar that goes on away from the old level confirms the break. A bad print is
-        followed by a bar back near the old level (a revert), or on its other side."""
+        """Whether ``x``, a jump from the last good close and far from the held one, goes on
+        the held close's way: on its side of the last good close, at least half as far from
+        it. EUR/CHF's SNB bar of 2015-01-15 (1.2010 → 1.0284) was quarantined when the next day
+        closed 2.4 % lower again (a "third level"), though a market that keeps moving after a
+        break confirms it. A bad print is followed by a bar back near the old level (a
+        revert), past it the other way, or an ordinary move of the old level's (a fat finger
+        at a tenth of the price, then a bar 2 % down, is no break of 90 %)."""
         first, last = g.held[0][0].close, g.last_good
-        return last is not None and (x - last) * (first - last) > 0
+        if last is None:
+            return False
+        held, now = math.log(first / last), math.log(x / last)
+        return held * now > 0 and abs(now) >= 0.5 * abs(held)
 
     @staticmethod
     def _nearer_held(g: SpikeGuard[_Held], x: float) -> bool:

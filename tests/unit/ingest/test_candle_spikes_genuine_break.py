@@ -57,3 +57,11 @@ def test_the_hours_after_the_announcement_are_all_kept() -> None:
 def test_a_bad_print_followed_by_a_bar_not_going_on_is_still_refused(bad: float, next_close: float) -> None:
     got, lost = _run([*FLOOR_DAYS, bad, next_close, 1.2012], DAY, 1_418_601_600_000, "1d")
     assert bad in lost and bad not in got
+
+
+def test_a_fat_finger_then_an_ordinary_move_the_same_way_is_no_break() -> None:
+    """A tenth of the price, then a bar 2 % down: the bad print is refused, the bar is judged
+    on its own (held, then confirmed or refused by the next)."""
+    got, lost = _run([*FLOOR_DAYS, 0.12010, 1.1770, 1.1760, 1.1765], DAY, 1_418_601_600_000, "1d")
+    assert 0.12010 in lost and 0.12010 not in got
+    assert got[-3:] == [1.1770, 1.1760, 1.1765]
