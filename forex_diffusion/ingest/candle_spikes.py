@@ -192,17 +192,20 @@ class CandleSpikeGuard:
     @staticmethod
     def _goes_on(g: SpikeGuard[_Held], x: float) -> bool:
         """Whether ``x``, a jump from the last good close and far from the held one, goes on
-        the held close's way: on its side of the last good close, at least half as far from
-        it. EUR/CHF's SNB bar of 2015-01-15 (1.2010 → 1.0284) was quarantined when the next day
-        closed 2.4 % lower again (a "third level"), though a market that keeps moving after a
-        break confirms it. A bad print is followed by a bar back near the old level (a
-        revert), past it the other way, or an ordinary move of the old level's (a fat finger
-        at a tenth of the price, then a bar 2 % down, is no break of 90 %)."""
+        the held close's way: on its side of the last good close, and about as far from it
+        (from 3/4 to 3 times the held close's log distance). EUR/CHF's SNB bar of 2015-01-15
+        (1.2010 → 1.0284) was quarantined when the next day closed 2.4 % lower again (a "third
+        level", 1.16 times as far), though a market that keeps moving after a break confirms
+        it. A bad print is followed by a bar back near the old level (a revert), past it the
+        other way, an ordinary move of the old level's (a fat finger at a tenth of the price,
+        then a bar 2 % down), or another bad print much farther (a half, then a tenth of the
+        price: 3.3 times as far). Two bad prints about as far the same way are taken, as two
+        near each other are (``confirm`` = 1: the price of waiting one bar only)."""
         first, last = g.held[0][0].close, g.last_good
         if last is None:
             return False
         held, now = math.log(first / last), math.log(x / last)
-        return held * now > 0 and abs(now) >= 0.5 * abs(held)
+        return held * now > 0 and 0.75 * abs(held) <= abs(now) <= 3.0 * abs(held)
 
     @staticmethod
     def _nearer_held(g: SpikeGuard[_Held], x: float) -> bool:
@@ -268,16 +271,16 @@ class CandleSpikeGuard:
         return wrap(self, {tf: g.snapshot(_encode) for (s, tf), g in self._guards.items() if s == symbol})
 
     def restore(
-        self, symbol: str, data: Any, *, after: Mapping[str, int] | None = None, reach_ms: int | None = None
+        self, symbol: str, data: Any, *, after: Mapping[str, int] | None = None, closes_by_ms: int | None = None
     ) -> None:
         """Load what :meth:`snapshot` wrote for ``symbol`` (its series' guards are replaced);
         :class:`~forex_diffusion.errors.StateError` when it is no such state: among others, a
-        held candle that does not open after its series' last one (``after``, by timeframe),
-        or opens more than ``reach_ms`` after it (the candle gate's ``max_ahead_ms``: the gate
-        admits no nearer candle further). One dated years ahead made every real candle after
-        it a duplicate, and the series stood still (adversarial review). (A held candle the
-        gate admitted after confirming a longer gap is refused too: the agent drops the state
-        with a warning, a rare loss against a frozen series.)"""
+        held candle that does not open after its series' last one (``after``, by timeframe) or
+        closes after ``closes_by_ms`` (the wall clock and the gate's skew: a final bar cannot
+        have closed later). One dated years ahead made every real candle after it a duplicate,
+        and the series stood still (adversarial review). A hold after a long gap the candle gate
+        confirmed is a state the stream writes, and restores (bounding it by the gate's reach
+        from the series' last candle dropped it, and the series diverged)."""
         state = unwrap(data, self)
         got: dict[_Key, SpikeGuard[_Held]] = {}
         with malformed(self):
@@ -292,11 +295,11 @@ class CandleSpikeGuard:
                     raise ValueError("held candles are not in open-time order")
                 last = None if after is None else after.get(tf)
                 for c, _ in g.held:
-                    if last is not None and (
-                        c.open_ms <= last or (reach_ms is not None and c.open_ms > last + reach_ms)
+                    if (last is not None and c.open_ms <= last) or (
+                        closes_by_ms is not None and c.close_ms > closes_by_ms
                     ):
                         raise ValueError(
-                            "a held candle does not open after its series' last candle, or opens far after it"
+                            "a held candle does not open after its series' last candle, or closes in the future"
                         )
                 got[(symbol, tf)] = g
         self.drop([symbol])

@@ -10,6 +10,7 @@ Records and rows are checkpointed with the offsets they reflect by the ``Checkpo
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from forex_diffusion.diffusion.inputs import CrossBook
@@ -82,8 +83,8 @@ class CandleAgent(SeriesAgent):
                 if not isinstance(parts, dict):
                     raise StateError(f"a {part.state_kind} state is a {type(parts).__name__}, not a mapping")
                 if (one := parts.get(symbol)) is not None and part is self.spikes:
-                    last, reach = self.forecasters[symbol].last_open, self.gate.config.max_ahead_ms
-                    self.spikes.restore(symbol, one, after=last, reach_ms=reach)
+                    last, now = self.forecasters[symbol].last_open, time.time() * 1000 + self.gate.config.future_skew_ms
+                    self.spikes.restore(symbol, one, after=last, closes_by_ms=int(now))
                 elif one is not None:
                     part.restore(symbol, one)
             except StateError as exc:

@@ -65,3 +65,22 @@ def test_a_fat_finger_then_an_ordinary_move_the_same_way_is_no_break() -> None:
     got, lost = _run([*FLOOR_DAYS, 0.12010, 1.1770, 1.1760, 1.1765], DAY, 1_418_601_600_000, "1d")
     assert 0.12010 in lost and 0.12010 not in got
     assert got[-3:] == [1.1770, 1.1760, 1.1765]
+
+
+@pytest.mark.parametrize(
+    ("closes", "refused"),
+    [
+        ([0.6005, 0.12010, 1.2011], [0.6005, 0.12010]),  # half, then a tenth of the price: 3.3 times as far
+        ([1.8015, 12.010, 1.2011], [1.8015, 12.010]),  # 1.5x, then 10x
+        ([1.1770, 0.11770, 1.1765], [1.1770, 0.11770]),  # a real 2 % bar, then a decimal slip
+        ([1.1770, 0.00001, 1.1765], [1.1770, 0.00001]),
+        ([1.2490, 1.2262, 1.2264], [1.2490]),  # +4 % fat finger, then a real +2.1 % (half as far)
+    ],
+)
+def test_a_bad_print_next_to_a_jump_much_nearer_or_farther_is_refused(
+    closes: list[float], refused: list[float]
+) -> None:
+    """(Second adversarial review: the continuation rule had no upper bound and a lower bound of
+    one half, and took every one of these into the series.)"""
+    got, lost = _run([*FLOOR_DAYS, *closes], DAY, 1_418_601_600_000, "1d")
+    assert all(r in lost and r not in got for r in refused), (got[len(FLOOR_DAYS) :], lost)
