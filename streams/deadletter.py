@@ -39,6 +39,7 @@ __all__ = [
     "dead_letter_headers",
     "dead_letter_key",
     "dead_letter_record",
+    "refuse_held",
 ]
 
 log = logging.getLogger(__name__)
@@ -146,17 +147,6 @@ class Containment:
             "deadletter source=%s reason=%s partition=%d offset=%d", self.source, error.reason.value, partition, offset
         )
 
-    def refuse_held(self, *, topic: str, ref: Any, raw: bytes, symbol: str, reason: RejectReason, detail: str) -> None:
-        """Dead-letter an item a guard held and then refused (a tick or candle of an unconfirmed
-        jump) at the origin its ``ref`` names: the agent's ``[partition, offset]``, or -1, -1
-        for a ref restored in another form."""
-        pair = type(ref) is list and len(ref) == 2 and all(type(v) is int for v in ref)
-        partition, offset = ref if pair else (-1, -1)
-        error = ValidationError(reason, detail)
-        self.refuse(
-            topic=topic, partition=partition, offset=offset, raw=raw, key=symbol.encode(), symbol=symbol, error=error
-        )
-
     def guarded(self, event: str, fn: Callable[[], T], **context: Any) -> T | None:
         """``fn()``, or None when it fails outside any one record's path (a candle the idle
         timer closed that cannot be encoded): nothing to dead-letter, so the bug is counted
@@ -238,3 +228,18 @@ class RecordScope:
         self.failed = True
         self.containment.fail(self.msg, exc, stage=self.stage, symbol=self.symbol)
         return True
+
+
+def refuse_held(
+    contain: Any, *, topic: str, ref: Any, raw: bytes, symbol: str, reason: RejectReason, detail: str
+) -> None:
+    """Dead-letter through ``contain`` (a :class:`Containment`: its ``refuse``) an item a guard
+    held and then refused (a tick or candle of an unconfirmed jump) at the origin its ``ref``
+    names: the agent's ``[partition, offset]``, or -1, -1 for a ref restored in another form.
+    The tick and candle agents had each written this."""
+    pair = type(ref) is list and len(ref) == 2 and all(type(v) is int for v in ref)
+    partition, offset = ref if pair else (-1, -1)
+    error = ValidationError(reason, detail)
+    contain.refuse(
+        topic=topic, partition=partition, offset=offset, raw=raw, key=symbol.encode(), symbol=symbol, error=error
+    )

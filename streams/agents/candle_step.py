@@ -16,6 +16,8 @@ from forex_diffusion.errors import ValidationError
 from forex_diffusion.forecast.forecaster import CandleOutcome, SymbolForecaster
 from forex_diffusion.wire import decode_candle, encode_candle, encode_drift, encode_indicators, encode_retrain_request
 
+from ..deadletter import refuse_held
+
 if TYPE_CHECKING:
     from ..consumer import Effects
     from ..deadletter import RecordScope
@@ -64,7 +66,7 @@ def dead_letter_held(agent: CandleAgent) -> None:
     topic = agent.consumer.progress.topic
     for q in agent.spikes.take_quarantined():
         raw, sym = encode_candle(q.candle), q.candle.symbol
-        agent.contain.refuse_held(topic=topic, ref=q.ref, raw=raw, symbol=sym, reason=q.reason, detail=q.detail)
+        refuse_held(agent.contain, topic=topic, ref=q.ref, raw=raw, symbol=sym, reason=q.reason, detail=q.detail)
 
 
 def finish_batch(agent: CandleAgent, outcomes: list[Due]) -> None:

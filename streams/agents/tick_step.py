@@ -20,6 +20,7 @@ from forex_diffusion.errors import ValidationError
 from forex_diffusion.wire import decode_tick, encode_candle, encode_tick
 
 from ..broker_facts import broker_facts
+from ..deadletter import refuse_held
 
 if TYPE_CHECKING:
     from ..consumer import Effects
@@ -84,7 +85,7 @@ def dead_letter_quarantined(agent: TickAgent) -> None:
     topic = agent.consumer.progress.topic
     for q in agent.pipeline.take_quarantined():
         raw = encode_tick(q.tick)
-        agent.contain.refuse_held(topic=topic, ref=q.ref, raw=raw, symbol=q.symbol, reason=q.reason, detail=q.detail)
+        refuse_held(agent.contain, topic=topic, ref=q.ref, raw=raw, symbol=q.symbol, reason=q.reason, detail=q.detail)
 
 
 async def close_idle(agent: TickAgent) -> None:
