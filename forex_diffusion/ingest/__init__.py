@@ -15,6 +15,7 @@ from forex_diffusion._lazy import lazy_exports
 _EXPORTS = {
     "CandleAggregator": "aggregation",
     "CandleGate": "candle_gate",
+    "CandleGuards": "candle_guards",
     "CandleSpikeGuard": "candle_spikes",
     "IdleClocks": "idle_close",
     "TickPipeline": "pipeline",

@@ -12,7 +12,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from forex_diffusion.domain import Candle
-from forex_diffusion.errors import ValidationError
 from forex_diffusion.forecast.forecaster import CandleOutcome, SymbolForecaster
 from forex_diffusion.wire import decode_candle, encode_candle, encode_drift, encode_indicators, encode_retrain_request
 
@@ -44,10 +43,8 @@ def process(agent: CandleAgent, msg: Any, rec: RecordScope) -> list[CandleOutcom
         return []
     rec.stage = "validate"
     f = agent.forecasters.get(candle.symbol)
-    last = agent.spikes.watermark(candle, f.last_open.get(candle.timeframe) if f is not None else None)
-    if (reason := agent.gate.check(candle, watermark_ms=last, now_ms=int(time.time() * 1000))) is not None:
-        what = f"{candle.symbol} {candle.timeframe} open_time={candle.open_ms}"
-        raise ValidationError(reason, f"{what} ahead of the series (last open {last}) or the clock")
+    last = f.last_open.get(candle.timeframe) if f is not None else None
+    agent.guards.admit_time(candle, last_open=last, now_ms=int(time.time() * 1000))  # the gate: future_ts
     rec.stage = "process"
     if f is None:
         f = agent.forecasters[candle.symbol] = SymbolForecaster(candle.symbol, agent.config, book=agent.book)

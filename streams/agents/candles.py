@@ -14,10 +14,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from forex_diffusion.diffusion.inputs import CrossBook
-from forex_diffusion.errors import StateError
 from forex_diffusion.forecast.forecaster import SymbolForecaster
-from forex_diffusion.ingest.candle_gate import CandleGate
-from forex_diffusion.ingest.candle_spikes import CandleSpikeGuard
+from forex_diffusion.ingest.candle_guards import CandleGuards
 
 from ..consumer import SeriesAgent
 from ..shadow_lane import ShadowLane
@@ -46,8 +44,9 @@ class CandleAgent(SeriesAgent):
         self.timeframes = frozenset(rt.settings.timeframes)
         self.forecasters: dict[str, SymbolForecaster] = {}
         self._checkpointed(rt, name="candles", flush_at=500, on_persisted=lambda done: persisted(self, done))
-        self.gate = CandleGate()  # far-future candles never reach a series (issue 13)
-        self.spikes = CandleSpikeGuard()  # B9: a huge price jump waits for the next bar's confirmation
+        # far-future candles never reach a series (issue 13); B9: a huge price jump waits for the next bar
+        self.guards = CandleGuards()
+        self.gate, self.spikes = self.guards.gate, self.guards.spikes
         self.book = CrossBook()  # recent closes of every pair here, for models with a cross-pair input
         # issue 16: a challenger in shadow forecasts beside the champion, unpublished, scored live
         store = lambda p, row: self.effects.at(p).shadow.append(row)  # noqa: E731
@@ -59,40 +58,23 @@ class CandleAgent(SeriesAgent):
         f = self.forecasters.get(symbol)
         if f is None:
             return None
-        state = {"symbols": {symbol: f.snapshot()}, "shadow": self.shadow.snapshot([symbol])}
-        for name, part in (("gate", self.gate), ("spikes", self.spikes)):  # a far-ahead confirmation in
-            if part.holds(symbol):  # progress; the price-jump guard, held candles included
-                state[name] = {symbol: part.snapshot(symbol)}
-        return state
+        return {
+            "symbols": {symbol: f.snapshot()},
+            "shadow": self.shadow.snapshot([symbol]),
+            **self.guards.snapshot(symbol),
+        }
 
     def _restore_series(self, partition: int, state: dict[str, Any]) -> None:
         for sym, data in state.get("symbols", {}).items():
-            self.forecasters[sym] = SymbolForecaster.restore(data, self.config, symbol=sym, book=self.book)
+            f = self.forecasters[sym] = SymbolForecaster.restore(data, self.config, symbol=sym, book=self.book)
             self.symbols[partition].add(sym)
-            self._restore_guards(sym, state)
+            # the series' guards; a part that cannot be read is dropped with a warning, as a shadow's is
+            for name, why in self.guards.restore(sym, state, last_open=f.last_open, now_ms=int(time.time() * 1000)):
+                log.warning("%s.state_dropped symbol=%s error=%s", name, sym, why)
         self.shadow.restore(state.get("shadow"))
 
-    def _restore_guards(self, symbol: str, state: dict[str, Any]) -> None:
-        """The series' far-ahead confirmation and price-jump guard, if its state holds them; one
-        that cannot be read is dropped with a warning, as a shadow's is (refusing it stopped the worker)."""
-        for name, part in (("gate", self.gate), ("spikes", self.spikes)):
-            part.drop([symbol])
-            if (parts := state.get(name)) is None:
-                continue
-            try:
-                if not isinstance(parts, dict):
-                    raise StateError(f"a {part.state_kind} state is a {type(parts).__name__}, not a mapping")
-                if (one := parts.get(symbol)) is not None and part is self.spikes:
-                    last, now = self.forecasters[symbol].last_open, time.time() * 1000 + self.gate.config.future_skew_ms
-                    self.spikes.restore(symbol, one, after=last, closes_by_ms=int(now))
-                elif one is not None:
-                    part.restore(symbol, one)
-            except StateError as exc:
-                log.warning("%s.state_dropped symbol=%s error=%s", name, symbol, str(exc)[:200])
-
     def _drop(self, partition: int) -> None:
-        self.gate.drop(self.symbols.get(partition, ()))
-        self.spikes.drop(self.symbols.get(partition, ()))
+        self.guards.drop(self.symbols.get(partition, ()))
         self.shadow.drop(self.symbols.get(partition, ()))
         for sym in self.symbols.pop(partition, set()):
             self.forecasters.pop(sym, None)
