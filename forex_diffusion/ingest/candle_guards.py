@@ -65,6 +65,8 @@ class CandleGuards:
         read is worth at most a few candles' confirmation, and refusing it stopped the worker.
         A held candle is read against the series' ``last_open`` (by timeframe) and the clock."""
         dropped: list[tuple[str, str]] = []
+        if not isinstance(state, Mapping):
+            state = {name: state for name in ("gate", "spikes")}  # each part then refused as no mapping
         closes_by = now_ms + self.gate.config.future_skew_ms
         for name, part in (("gate", self.gate), ("spikes", self.spikes)):
             part.drop([symbol])

@@ -204,13 +204,14 @@ class CandleSpikeGuard:
         first, last = g.held[0][0].close, g.last_good
         if last is None:
             return False
-        held, now = math.log(first / last), math.log(x / last)
+        held, now = math.log(first) - math.log(last), math.log(x) - math.log(last)  # no ratio underflows to 0
         return held * now > 0 and 0.75 * abs(held) <= abs(now) <= 3.0 * abs(held)
 
     @staticmethod
     def _nearer_held(g: SpikeGuard[_Held], x: float) -> bool:
         first, last = g.held[0][0].close, g.last_good
-        return last is not None and abs(math.log(x / first)) < abs(math.log(x / last))
+        lx = math.log(x)
+        return last is not None and abs(lx - math.log(first)) < abs(lx - math.log(last))
 
     def _quarantine(self, items: list[_Held]) -> None:
         if not items:
@@ -293,6 +294,8 @@ class CandleSpikeGuard:
                 g.restore(guard, _decoder(symbol, tf))
                 if any(a[0].open_ms >= b[0].open_ms for a, b in zip(g.held, g.held[1:], strict=False)):
                     raise ValueError("held candles are not in open-time order")
+                if any(m != c.close for m, (c, _) in zip(g.held_mids, g.held, strict=True)):
+                    raise ValueError("a held level is not its candle's close")
                 last = None if after is None else after.get(tf)
                 for c, _ in g.held:
                     if (last is not None and c.open_ms <= last) or (

@@ -77,6 +77,8 @@ _log = math.log
 _INF = math.inf
 #: the largest x whose exp(x) is a float
 _MAX_LOG = math.log(2.0**1023 * (2.0 - 2.0**-52))
+#: the smallest mid a snapshot may hold: any price up to MAX_PRICE divided by it is a float
+_MID_FLOOR = MAX_PRICE * 2.0**-1000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -316,6 +318,8 @@ class SpikeGuard(Holding[T, float]):
     def _set_threshold(self, t: float) -> None:
         if t <= self._min:
             t = self._min
+        elif t > _MAX_LOG:  # exp(t) a float whatever sigma a restored level made (no jump is that far)
+            t = _MAX_LOG
         self.threshold = t
         self._wide = t > self._min
         self._f_lo, self._f_hi = math.exp(-t), math.exp(t)
@@ -351,7 +355,7 @@ class SpikeGuard(Holding[T, float]):
         n = self.n
         last = self.last_good
         if last is not None:
-            r = _log(mid / last)
+            r = _log(mid) - _log(last)  # the start only: no ratio of extreme prices underflows to 0
             sigma = self.sigma
             sigma += ((r if r > 0.0 else -r) - sigma) * (1.0 / n if n < self._switch else self._alpha)
             self.sigma = sigma
@@ -411,6 +415,11 @@ class SpikeGuard(Holding[T, float]):
         self._set_band()
         return items
 
+    @property
+    def held_mids(self) -> tuple[float, ...]:
+        """The mids of the held items, in arrival order."""
+        return tuple(self._held_mids)
+
     def _near(self, x: float, anchor: float) -> bool:
         return anchor * self._f_lo <= x <= anchor * self._f_hi
 
@@ -466,10 +475,8 @@ class SpikeGuard(Holding[T, float]):
             # and takes a logarithm); sigma a mean absolute log return (>= 0, exp(k * sigma) a float)
             n, last = count(state["n"], field="n"), state["last_good"]
             sigma = number(state["sigma"], low=0.0, high=_MAX_LOG / self._k, field="sigma")
-            last = None if last is None else number(last, low=0.0, above=True, high=MAX_PRICE, field="last_good")
-            held = [
-                (number(m, low=0.0, above=True, high=MAX_PRICE, field="held mid"), decode(x)) for m, x in state["held"]
-            ]
+            last = None if last is None else number(last, low=_MID_FLOOR, high=MAX_PRICE, field="last_good")
+            held = [(number(m, low=_MID_FLOOR, high=MAX_PRICE, field="held mid"), decode(x)) for m, x in state["held"]]
             expired, carry = (self._level(state.get(key), key) for key in ("expired", "carry"))
         if (last is None) != (n == 0):
             raise StateError("malformed spike guard snapshot")
@@ -495,5 +502,5 @@ class SpikeGuard(Holding[T, float]):
         level, ticks, latest = data
         if type(ticks) is not int or not (1 <= ticks <= self.config.confirm):
             raise StateError(f"spike guard snapshot's {field} ticks must be an int in [1, confirm], got {ticks!r}")
-        level = number(level, low=0.0, above=True, high=MAX_PRICE, field=f"{field} level")
+        level = number(level, low=_MID_FLOOR, high=MAX_PRICE, field=f"{field} level")
         return level, ticks, time_ms(latest, field=f"{field} latest time")

@@ -480,6 +480,7 @@ def _real(v: Any) -> bool:
 _NUMBER_TYPES = (int, float)
 _INT32_MAX = 2**31 - 1  # a candle's tick count and revision on the wire
 _INSTRUMENTS = InstrumentRegistry()  # the built-in instruments, as the wire's default
+_UNKNOWN_RANGE = (1e-4, 1e6)  # a symbol no registry knows: the range forex_diffusion.instruments gives one
 
 
 def _candle_problem(
@@ -550,17 +551,19 @@ def _candle_problem(
     return None
 
 
-def price_span(symbol: str, instruments: InstrumentRegistry | None = None) -> tuple[float, float] | None:
+def price_span(symbol: str, instruments: InstrumentRegistry | None = None) -> tuple[float, float]:
     """The prices a candle of ``symbol`` may have on the wire: its instrument's traded range
     widened by ``PRICE_RANGE_FACTOR`` (as :func:`forex_diffusion.wire.decode_candle`), from
-    ``instruments`` (default: the built-in registry); None for a symbol it does not know.
+    ``instruments`` (default: the built-in registry); for a symbol it does not know, the
+    range the offline readers give one (``1e-4``..``1e6``, widened the same).
 
     >>> lo, hi = price_span("EURUSD")
     >>> lo < 1.1 < hi < 5000
     True
     """
     inst = (instruments or _INSTRUMENTS).get(symbol)
-    return None if inst is None else (inst.low / PRICE_RANGE_FACTOR, inst.high * PRICE_RANGE_FACTOR)
+    low, high = _UNKNOWN_RANGE if inst is None else (inst.low, inst.high)
+    return low / PRICE_RANGE_FACTOR, high * PRICE_RANGE_FACTOR
 
 
 def _grid(tf: Timeframe) -> int | None:
