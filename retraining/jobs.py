@@ -75,7 +75,14 @@ from forex_diffusion.timeframes import Timeframe
 
 from .claims import Claim, ClaimHeld, ClaimLost, JobClaims
 from .failpoints import failpoint
-from .policy import HoldoutScores, PromotionDecision, PromotionPolicy, decide_promotion
+from .policy import (
+    HoldoutScores,
+    PromotionDecision,
+    PromotionPolicy,
+    decide_global,
+    decide_promotion,
+    pool_scores,
+)
 from .records import (
     OUTCOME_SCHEMA,
     REQUEST_ID_PATTERN,
@@ -92,6 +99,7 @@ from .registry import ModelRegistry, serving_champion, summarise_train_metrics
 __all__ = [
     "OUTCOME_SCHEMA",
     "REQUEST_ID_PATTERN",
+    "SCOPES",
     "InFlight",
     "JobConfig",
     "JobOutcome",
@@ -110,7 +118,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_FIXED_TRAIN_KEYS = frozenset({"symbol", "timeframe", "horizon"})
+_FIXED_TRAIN_KEYS = frozenset({"symbol", "timeframe", "horizon", "series"})
+
+#: What a request for a symbol retrains (:attr:`JobConfig.scope`).
+SCOPES: tuple[str, ...] = ("serving", "series")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,7 +132,7 @@ class JobConfig:
     ----------
     train
         :class:`~forex_diffusion.diffusion.TrainConfig` fields other than symbol,
-        timeframe and horizon (plain data; unknown keys are refused).
+        timeframe, horizon and series (plain data; unknown keys are refused).
     horizon
         Horizon of a request that names none.
     train_candles, holdout_candles
@@ -141,6 +152,12 @@ class JobConfig:
         being promoted, until this many of its live forecasts are realised (the candle
         agent then promotes or rejects it); 0 promotes at once. A challenger with no
         champion to face is promoted at once either way.
+    scope
+        Issue 16: which key a request for a symbol retrains. ``serving`` (default): the key
+        whose registry champion serves the symbol -- a global model's (a symbol set) is
+        retrained over every symbol of its set, and decided on all of them; else the
+        symbol's own key. ``series``: always the symbol's own key (a per-series model,
+        which then overrides a global one for that symbol).
     """
 
     train: Mapping[str, Any] = field(default_factory=dict)
@@ -155,6 +172,7 @@ class JobConfig:
     keep_last: int = 3
     audit_window_ms: int = 7 * 86_400_000
     shadow_forecasts: int = 0
+    scope: str = "serving"
 
     def __post_init__(self) -> None:
         bad = _FIXED_TRAIN_KEYS & set(self.train)
@@ -174,10 +192,14 @@ class JobConfig:
             raise ConfigError(f"eval_steps must be in 1..{STEPS_MAX}, got {self.eval_steps}")
         if self.holdout_candles <= self.horizon:
             raise ConfigError(f"holdout_candles {self.holdout_candles} must exceed the horizon {self.horizon}")
+        if self.scope not in SCOPES:
+            raise ConfigError(f"scope must be one of {list(SCOPES)}, got {self.scope!r:.40}")
 
-    def train_config(self, symbol: str, timeframe: str, horizon: int) -> TrainConfig:
-        """The training configuration of one key."""
-        return TrainConfig.from_dict({**self.train, "symbol": symbol, "timeframe": timeframe, "horizon": horizon})
+    def train_config(self, symbol: str, timeframe: str, horizon: int, series: Collection[str] = ()) -> TrainConfig:
+        """The training configuration of one key (with ``series``: a global model's, ``symbol``
+        its set's key)."""
+        fixed = {"symbol": symbol, "timeframe": timeframe, "horizon": horizon}
+        return TrainConfig.from_dict({**self.train, **fixed, **({"series": list(series)} if series else {})})
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able form."""
@@ -194,6 +216,7 @@ class JobConfig:
             "keep_last": self.keep_last,
             "audit_window_ms": self.audit_window_ms,
             "shadow_forecasts": self.shadow_forecasts,
+            "scope": self.scope,
         }
 
     @classmethod
@@ -376,6 +399,8 @@ class _Job:
     metrics: dict[str, Any] = field(default_factory=dict)
     version: ModelVersion | None = None
     staging: Path | None = None
+    #: A global key's symbols (:func:`_scope_stage`); empty for a symbol's own key.
+    series: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.metrics["timings"] = self.timings
@@ -404,7 +429,7 @@ class _Job:
         out = JobOutcome(
             request_id=self.request.request_id,
             key=str(key),
-            symbol=key.symbol,
+            symbol=self.request.symbol,  # the series whose request this answers (a global key's too)
             timeframe=key.timeframe,
             horizon=key.horizon,
             version=None if version is None else version.version,
@@ -447,38 +472,62 @@ def _refused(request: RetrainRequest, cfg: JobConfig, exc: ForexDiffusionError, 
     )
 
 
-def _fetch_stage(job: _Job, tc: TrainConfig) -> tuple[pd.DataFrame, int]:
-    """The key's most recent candles as a frame, and the index where the hold-out starts."""
+def _fetch_series(job: _Job, tc: TrainConfig, symbol: str) -> tuple[pd.DataFrame, int, dict[str, Any]]:
+    """One series' most recent candles as a frame, the index where its hold-out starts, and
+    what was read (``metrics.data``)."""
     cfg, key = job.cfg, job.key
-    job.note("fetch", None)
-    t = time.monotonic()
     skipped: Counter[str] = Counter()  # stored rows the stream could not have written, by reason
     candles = fetch_candles(
         job.engine,
-        key.symbol,
+        symbol,
         key.timeframe,
         limit=cfg.train_candles + cfg.holdout_candles,
         checked=True,
         skipped=skipped,
     )
-    job.timings["fetch_s"] = time.monotonic() - t
     if len(candles) < cfg.holdout_candles + max(cfg.train_candles // 4, 2 * tc.batch_size):
-        raise ModelError(f"not enough candles for {key}: {len(candles)} in the database")
+        what = str(key) if symbol == key.symbol else f"{key} (series {symbol})"
+        raise ModelError(f"not enough candles for {what}: {len(candles)} in the database")
     frame = _frame(candles)
     hold = len(frame) - cfg.holdout_candles
-    job.metrics["data"] = {
+    data = {
         "candles": len(frame),
         "train_first_open_ms": int(frame["ts_ms"].iloc[0]),
         "holdout_first_open_ms": int(frame["ts_ms"].iloc[hold]),
         "last_open_ms": int(frame["ts_ms"].iloc[-1]),
         "skipped": dict(sorted(skipped.items())),
     }
+    return frame, hold, data
+
+
+def _fetch_stage(job: _Job, tc: TrainConfig) -> tuple[pd.DataFrame, int]:
+    """The key's most recent candles as a frame, and the index where the hold-out starts."""
+    job.note("fetch", None)
+    t = time.monotonic()
+    frame, hold, job.metrics["data"] = _fetch_series(job, tc, job.key.symbol)
+    job.timings["fetch_s"] = time.monotonic() - t
     return frame, hold
 
 
-def _train_stage(job: _Job, tc: TrainConfig, frame: pd.DataFrame, hold: int) -> Path:
-    """Train the challenger on the candles before the hold-out in a staging directory, and
-    publish its checkpoint into the key's directory; return the published path."""
+def _fetch_set_stage(job: _Job, tc: TrainConfig) -> dict[str, tuple[pd.DataFrame, int]]:
+    """A global key's candles: each symbol of its set as :func:`_fetch_stage` reads one
+    (every one must have enough: the model serves them all)."""
+    job.note("fetch", None)
+    t = time.monotonic()
+    out: dict[str, tuple[pd.DataFrame, int]] = {}
+    data: dict[str, Any] = {}
+    for symbol in job.series:
+        frame, hold, data[symbol] = _fetch_series(job, tc, symbol)
+        out[symbol] = frame, hold
+    job.metrics["data"] = {"candles": sum(d["candles"] for d in data.values()), "series": data}
+    job.timings["fetch_s"] = time.monotonic() - t
+    return out
+
+
+def _train_stage(job: _Job, tc: TrainConfig, frames: Mapping[str, tuple[pd.DataFrame, int]]) -> Path:
+    """Train the challenger on the candles before the hold-out (of each series: ``frames``
+    maps a series to its candles and hold-out start) in a staging directory, and publish its
+    checkpoint into the key's directory; return the published path."""
     job.staging = job.reg.staging_dir(job.key, f"{job.request.request_id}-{uuid.uuid4().hex[:6]}")
 
     def on_train(p: TrainProgress) -> None:
@@ -486,7 +535,9 @@ def _train_stage(job: _Job, tc: TrainConfig, frame: pd.DataFrame, hold: int) -> 
         job.note("train", p)
 
     t = time.monotonic()
-    result = train(tc, frame.iloc[:hold].reset_index(drop=True), job.staging, progress=on_train)
+    before = {name: frame.iloc[:hold].reset_index(drop=True) for name, (frame, hold) in frames.items()}
+    candles = before if tc.series else before[job.key.symbol]
+    result = train(tc, candles, job.staging, progress=on_train)
     job.timings["train_s"] = time.monotonic() - t
     job.metrics["train"] = summarise_train_metrics(result.metrics)
     final = job.reg.publish(result.checkpoint, job.key)
@@ -494,22 +545,32 @@ def _train_stage(job: _Job, tc: TrainConfig, frame: pd.DataFrame, hold: int) -> 
     return final
 
 
+#: Each series' hold-out scores of the challenger and of the champion (None: none scored).
+_SeriesScores = tuple[dict[str, HoldoutScores], dict[str, HoldoutScores] | None]
+
+
 def _evaluate_stage(
-    job: _Job, final: Path, frame: pd.DataFrame, hold: int
-) -> tuple[HoldoutScores, HoldoutScores | None]:
-    """Challenger and serving champion forecast the same hold-out: their scores (the
-    champion's None when there is none, or it cannot be loaded)."""
+    job: _Job, final: Path, frames: Mapping[str, tuple[pd.DataFrame, int]]
+) -> tuple[HoldoutScores, HoldoutScores | None, _SeriesScores]:
+    """Challenger and serving champion forecast the same hold-out of each series: their
+    scores (the champion's None when there is none, or it cannot be loaded), and each
+    series' own (challenger's, champion's).
+
+    A global key's scores are pooled over its series in units of each series' random walk
+    (:func:`~retraining.policy.pool_scores`; price units differ between pairs), each
+    series' own kept in ``metrics.challenger_series`` / ``champion_series``.
+    """
     cfg, key, reg, metrics = job.cfg, job.key, job.reg, job.metrics
     job.note("evaluate", None)
     t = time.monotonic()
-    lo = max(0, hold - cfg.warmup_candles)
-    window = frame.iloc[lo:].reset_index(drop=True)
 
-    def score(p: Predictor) -> HoldoutScores:
+    def score(p: Predictor, symbol: str) -> HoldoutScores:
+        frame, hold = frames[symbol]
+        lo = max(0, hold - cfg.warmup_candles)
         return evaluate_holdout(
             p,
-            window,
-            symbol=key.symbol,
+            frame.iloc[lo:].reset_index(drop=True),
+            symbol=symbol,
             timeframe=key.timeframe,
             holdout_start=hold - lo,
             every=cfg.eval_every,
@@ -517,20 +578,30 @@ def _evaluate_stage(
             steps=cfg.eval_steps,
         )
 
-    challenger = score(Predictor.load(final))
+    def scores(p: Predictor) -> tuple[HoldoutScores, dict[str, HoldoutScores]]:
+        each = {symbol: score(p, symbol) for symbol in frames}
+        return (pool_scores(each) if job.series else each[key.symbol]), each
+
+    challenger, each = scores(Predictor.load(final))
     metrics["challenger"] = challenger.to_dict()
-    champ = reg.resolve_champion(key.symbol, key.timeframe, key.horizon)
+    if job.series:
+        metrics["challenger_series"] = {k: v.to_dict() for k, v in each.items()}
+    # a global key faces its own champion (what it would replace); a symbol's key the one serving it
+    champ = reg.champion(key) if job.series else reg.resolve_champion(key.symbol, key.timeframe, key.horizon)
     champ_scores: HoldoutScores | None = None
+    champ_each: dict[str, HoldoutScores] | None = None
     if champ is not None:
         metrics["champion_version"] = champ.version
         try:
-            champ_scores = score(reg.load(champ))
+            champ_scores, champ_each = scores(reg.load(champ))
             metrics["champion"] = champ_scores.to_dict()
+            if job.series:
+                metrics["champion_series"] = {k: v.to_dict() for k, v in champ_each.items()}
         except ForexDiffusionError as exc:
             metrics["champion_error"] = str(exc)
             logger.warning("retrain champion unusable %s champion=%s error=%s", job.log_ctx, champ.version, exc)
     job.timings["evaluate_s"] = time.monotonic() - t
-    return challenger, champ_scores
+    return challenger, champ_scores, (each, champ_each)
 
 
 def _register_stage(
@@ -538,21 +609,27 @@ def _register_stage(
 ) -> tuple[JobStatus, str]:
     """Register the challenger, then promote it, put it in shadow or reject it."""
     reg, cfg = job.reg, job.cfg
-    version = reg.register(
-        final,
-        key=job.key,
-        request_id=job.request.request_id,
-        metrics={
-            "train": job.metrics["train"],
-            "holdout": challenger.to_dict(),
-            "champion_holdout": job.metrics.get("champion"),
-        },
-    )
+    metrics: dict[str, Any] = {
+        "train": job.metrics["train"],
+        "holdout": challenger.to_dict(),
+        "champion_holdout": job.metrics.get("champion"),
+    }
+    if job.series:  # a global model: its set (what serving reads), and each series' scores
+        metrics |= {
+            "symbols": list(job.series),
+            "holdout_series": job.metrics["challenger_series"],
+            "champion_holdout_series": job.metrics.get("champion_series"),
+        }
+    version = reg.register(final, key=job.key, request_id=job.request.request_id, metrics=metrics)
     job.version = version
     status: JobStatus
     if decision.promote and cfg.shadow_forecasts > 0 and champ_scores is not None:
         try:  # issue 16: a challenger that beat a champion offline first serves in shadow
-            job.version = reg.start_shadow(version.version, decision.reason, required=cfg.shadow_forecasts)
+            # a global key's shadow runs on the series that asked (shadow rows are one per origin)
+            series = job.request.symbol if job.series else None
+            job.version = reg.start_shadow(
+                version.version, decision.reason, required=cfg.shadow_forecasts, series=series
+            )
             return "shadow", decision.reason
         except RegistryError as exc:
             job.version = reg.reject(version.version, f"shadow refused: {exc}")
@@ -581,15 +658,42 @@ def _retention_stage(job: _Job) -> None:
         logger.warning("retrain retention failed %s error=%s", job.log_ctx, exc)
 
 
+def _scope_stage(job: _Job) -> None:
+    """Scope ``serving``: when the registry champion serving the request's symbol is a global
+    model's, the job retrains that global key over its symbol set (``job.key``, ``job.series``).
+    A symbol with its own champion, or served by ``*`` or by nothing, keeps its own key."""
+    key = job.key
+    if job.cfg.scope != "serving":
+        return
+    champ = job.reg.resolve_champion(key.symbol, key.timeframe, key.horizon)
+    if champ is None or not champ.key.is_symbol_set:
+        return
+    symbols = tuple(sorted(job.reg.symbols_of(champ)))
+    if key.symbol not in symbols:  # resolve_champion picked it for this symbol: a set read anew since
+        raise RegistryError(f"global model {champ.version} of {champ.key} no longer names {key.symbol}")
+    job.key, job.series = champ.key, symbols
+    job.metrics["scope"] = {"key": str(champ.key), "champion": champ.version, "symbols": list(symbols)}
+    logger.info(
+        "retrain scope request=%s symbol=%s key=%s symbols=%s",
+        job.request.request_id,
+        key.symbol,
+        champ.key,
+        ",".join(symbols),
+    )
+
+
 def _train_and_decide(job: _Job, claim: Claim | None) -> JobOutcome:
     """The stages of a claimed job: recover → fetch → train → evaluate → decide → register → retention."""
     key = job.key
     job.reg.recover(key)  # under the claim: what it removes is no live job's
-    tc = job.cfg.train_config(key.symbol, key.timeframe, key.horizon)
-    frame, hold = _fetch_stage(job, tc)
-    final = _train_stage(job, tc, frame, hold)
-    challenger, champ_scores = _evaluate_stage(job, final, frame, hold)
-    decision = decide_promotion(challenger, champ_scores, job.cfg.policy)
+    tc = job.cfg.train_config(key.symbol, key.timeframe, key.horizon, job.series)
+    frames = _fetch_set_stage(job, tc) if job.series else {key.symbol: _fetch_stage(job, tc)}
+    final = _train_stage(job, tc, frames)
+    challenger, champ_scores, (each, champ_each) = _evaluate_stage(job, final, frames)
+    if job.series:  # pooled, and no series much worse (issue 16)
+        decision = decide_global(each, champ_each, job.cfg.policy)
+    else:
+        decision = decide_promotion(challenger, champ_scores, job.cfg.policy)
     job.note("decide", decision)
     failpoint("retrain.register")  # crash after publishing, before registering
     if claim is not None:
@@ -651,10 +755,11 @@ def run_retrain(
             raise ConfigError(
                 "a job trains on one symbol's candles; '*' models are registered with `forexd models register`"
             )
+        _scope_stage(job)  # before the claim: a global key is claimed as the key it is
         if claims is None:
             return _train_and_decide(job, None)
         book = JobClaims(engine) if claims == "database" else claims
-        with book.hold(str(key), request.request_id) as claim:
+        with book.hold(str(job.key), request.request_id) as claim:
             return _train_and_decide(job, claim)
     except ForexDiffusionError as exc:
         logger.error("retrain failed %s error_type=%s error=%s", job.log_ctx, type(exc).__name__, exc)

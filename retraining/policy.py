@@ -40,7 +40,16 @@ from forex_diffusion.domain import field_dict
 from forex_diffusion.errors import ConfigError, check_field_types
 from forex_diffusion.quality.evaluation import mean_of, skill_score
 
-__all__ = ["HoldoutScores", "PromotionDecision", "PromotionPolicy", "ShadowScores", "decide_promotion", "decide_shadow"]
+__all__ = [
+    "HoldoutScores",
+    "PromotionDecision",
+    "PromotionPolicy",
+    "ShadowScores",
+    "decide_global",
+    "decide_promotion",
+    "decide_shadow",
+    "pool_scores",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +95,41 @@ class HoldoutScores:
         )
 
 
+def pool_scores(by_series: Mapping[str, HoldoutScores]) -> HoldoutScores:
+    """One global model's hold-out scores over its series, in random-walk units; pure.
+
+    Price units differ between pairs (a USD/JPY CRPS is ~100 times a EUR/USD one), so each
+    series' CRPS is divided by its own random walk's before the origins are pooled:
+    ``crps`` is the origin-weighted mean of ``crps_i / rw_crps_i`` and ``rw_crps`` is 1, so
+    ``skill`` and a comparison of two pooled scores over the same series are the
+    origin-weighted relative ones. Coverages are origin-weighted; ``n`` is the total. A
+    series with no origin adds nothing; one whose random walk scored no valid CRPS, or
+    whose scores are not finite, makes the pooled ``crps`` NaN (the rule refuses it).
+
+    >>> a = HoldoutScores(crps=0.9, rw_crps=1.0, cover90=0.9, cover50=0.5, n=30)
+    >>> b = HoldoutScores(crps=95.0, rw_crps=100.0, cover90=0.8, cover50=0.4, n=10)
+    >>> p = pool_scores({"EURUSD": a, "USDJPY": b})
+    >>> round(p.crps, 4), p.rw_crps, round(p.cover90, 3), p.n
+    (0.9125, 1.0, 0.875, 40)
+    """
+    scored = [s for s in by_series.values() if s.n > 0]
+    n = sum(s.n for s in scored)
+    if n == 0:
+        return HoldoutScores(crps=math.nan, rw_crps=math.nan, cover90=math.nan, cover50=math.nan, n=0)
+
+    def rel(s: HoldoutScores) -> float:
+        ok = math.isfinite(s.crps) and math.isfinite(s.rw_crps) and s.rw_crps > 0
+        return s.crps / s.rw_crps if ok else math.nan
+
+    return HoldoutScores(
+        crps=sum(s.n * rel(s) for s in scored) / n,
+        rw_crps=1.0,
+        cover90=sum(s.n * s.cover90 for s in scored) / n,
+        cover50=sum(s.n * s.cover50 for s in scored) / n,
+        n=n,
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PromotionPolicy:
     """Parameters of :func:`decide_promotion`.
@@ -100,12 +144,16 @@ class PromotionPolicy:
         Without a champion: required relative CRPS improvement over the random walk.
     min_windows
         Minimum hold-out origins scored.
+    max_series_loss
+        A global model's challenger (decided on its series pooled, :func:`decide_global`):
+        the most its CRPS may exceed the champion's on any one series (0.05 = 5 % worse).
     """
 
     min_improvement: float = 0.005
     coverage90_bounds: tuple[float, float] = (0.80, 0.97)
     min_skill_vs_rw: float = 0.0
     min_windows: int = 20
+    max_series_loss: float = 0.05
 
     def __post_init__(self) -> None:
         lo, hi = self.coverage90_bounds
@@ -117,6 +165,8 @@ class PromotionPolicy:
             raise ConfigError("a relative improvement must be < 1")
         if self.min_windows < 1:
             raise ConfigError(f"min_windows must be >= 1, got {self.min_windows}")
+        if not (math.isfinite(self.max_series_loss) and self.max_series_loss >= 0):
+            raise ConfigError(f"max_series_loss must be finite and >= 0, got {self.max_series_loss}")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able form."""
@@ -125,6 +175,7 @@ class PromotionPolicy:
             "coverage90_bounds": list(self.coverage90_bounds),
             "min_skill_vs_rw": self.min_skill_vs_rw,
             "min_windows": self.min_windows,
+            "max_series_loss": self.max_series_loss,
         }
 
     @classmethod
@@ -184,6 +235,43 @@ def decide_promotion(
     if math.isfinite(skill) and skill >= policy.min_skill_vs_rw:
         return PromotionDecision(True, f"no_champion_beats_rw: {text}")
     return PromotionDecision(False, f"no_champion_worse_than_rw: {text}")
+
+
+def decide_global(
+    challenger: Mapping[str, HoldoutScores],
+    champion: Mapping[str, HoldoutScores] | None,
+    policy: PromotionPolicy,
+) -> PromotionDecision:
+    """The promotion rule of a global model's challenger, given each series' scores; pure.
+
+    :func:`decide_promotion` on the scores pooled over the series (:func:`pool_scores`),
+    then, for a promotion over a champion, each series on its own: a series where the
+    challenger's CRPS exceeds the champion's by more than ``max_series_loss`` refuses it
+    (``series_worse``), so a gain on some pairs never buys a loss on another.
+
+    >>> a = HoldoutScores(crps=0.8, rw_crps=1.0, cover90=0.9, cover50=0.5, n=50)
+    >>> b = HoldoutScores(crps=1.0, rw_crps=1.0, cover90=0.9, cover50=0.5, n=50)
+    >>> decide_global({"X": a, "Y": a}, {"X": b, "Y": b}, PromotionPolicy()).promote
+    True
+    >>> decide_global({"X": a, "Y": b}, {"X": b, "Y": a}, PromotionPolicy(min_improvement=-1.0)).reason[:12]
+    'series_worse'
+    """
+    pooled_champion = None if champion is None else pool_scores(champion)
+    decision = decide_promotion(pool_scores(challenger), pooled_champion, policy)
+    if not decision.promote or champion is None or not math.isfinite(pooled_champion.crps):  # type: ignore[union-attr]
+        return decision
+    for name in sorted(challenger):
+        c, ch = challenger[name], champion.get(name)
+        if ch is None or not (ch.n > 0 and math.isfinite(ch.crps) and ch.crps > 0):
+            continue
+        loss = c.crps / ch.crps - 1.0
+        if not loss <= policy.max_series_loss:  # NaN refuses too
+            return PromotionDecision(
+                False,
+                f"series_worse: {name} crps {c.crps:.6g} vs champion {ch.crps:.6g} ({100 * loss:+.2f} % worse, "
+                f"at most {100 * policy.max_series_loss:.2f} %); pooled {decision.reason}",
+            )
+    return decision
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

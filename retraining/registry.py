@@ -580,8 +580,10 @@ class ModelRegistry:
         """The version in shadow for ``key`` (issue 16), or None."""
         return self._aliased(key, "shadow")
 
-    def start_shadow(self, version: str, reason: str, *, required: int) -> ModelVersion:
+    def start_shadow(self, version: str, reason: str, *, required: int, series: str | None = None) -> ModelVersion:
         """Put ``version`` in shadow until ``required`` live forecasts are realised (artifact verified first).
+
+        ``series``: the one symbol a global model's shadow runs on (:func:`shadow_series`).
 
         Raises
         ------
@@ -589,7 +591,13 @@ class ModelRegistry:
             Unknown, deleted or champion version, or an artifact that does not load.
         """
         return store.start_shadow(
-            self.engine, version, reason=reason, required=required, now_ms=self._clock(), usable=self.verify
+            self.engine,
+            version,
+            reason=reason,
+            required=required,
+            now_ms=self._clock(),
+            usable=self.verify,
+            series=series,
         )
 
     def rollback(self, key: ModelKey, reason: str = "manual") -> ModelVersion:
@@ -698,6 +706,15 @@ def _load_predictor(path: str | Path, *, device: str = "cpu") -> Predictor:
     from forex_diffusion.diffusion.predictor import Predictor
 
     return Predictor.load(path, device=device)
+
+
+def shadow_series(version: ModelVersion) -> str | None:
+    """The symbol a global model's shadow runs on (``metrics.shadow.symbol``, set by the
+    retrain job that asked for it), or None (a per-series shadow, or a row holding no
+    string there)."""
+    shadow = version.metrics.get("shadow") if isinstance(version.metrics, Mapping) else None
+    symbol = shadow.get("symbol") if isinstance(shadow, Mapping) else None
+    return symbol if isinstance(symbol, str) else None
 
 
 def serving_champion(reg: ModelRegistry, key: ModelKey) -> ModelVersion | None:

@@ -22,9 +22,9 @@ from sqlalchemy import Engine
 from forex_diffusion.errors import ArtifactError, ForexDiffusionError
 from forex_diffusion.forecast.forecaster import RandomWalkPredictor
 from forex_diffusion.forecast.touch import parse_touch_bands
-from forex_diffusion.storage.model_registry import ModelKey, row_names
+from forex_diffusion.storage.model_registry import ModelKey, ModelVersion, row_names
 
-from .registry import ModelRegistry, model_symbols, read_manifest
+from .registry import ModelRegistry, model_symbols, read_manifest, shadow_series
 
 __all__ = ["ModelBook"]
 
@@ -206,9 +206,11 @@ class ModelBook:
         return (symbol, timeframe) in self._shadows
 
     def shadow(self, symbol: str, timeframe: str) -> Any | None:
-        """The version in shadow for the series' own key, loaded (issue 16), or None.
+        """The version in shadow for the series, loaded (issue 16), or None.
 
-        Only a symbol's own key has a shadow (a job trains one symbol); one that does not
+        The series' own key's shadow; else, when a global model serves the series, the
+        shadow of that global key if it runs on this symbol (:func:`~retraining.registry.shadow_series`:
+        a retrain of a global key shadows on the series that asked for it). One that does not
         load, or that already serves the series, is None. Re-resolved by :meth:`refresh`.
         """
         k = (symbol, timeframe)
@@ -219,10 +221,11 @@ class ModelBook:
     def _resolve_shadow(self, symbol: str, timeframe: str) -> None:
         pred = None
         if self.registry is not None:
+            h = self.horizon_of(timeframe)
             try:
-                row = self.registry.shadow(
-                    ModelKey(symbol=symbol, timeframe=timeframe, horizon=self.horizon_of(timeframe))
-                )
+                row = self.registry.shadow(ModelKey(symbol=symbol, timeframe=timeframe, horizon=h))
+                if row is None:
+                    row = self._global_shadow(symbol, timeframe, h)
             except ForexDiffusionError as exc:
                 log.warning("model.shadow_unresolved symbol=%s timeframe=%s error=%s", symbol, timeframe, exc)
                 row = None
@@ -232,6 +235,15 @@ class ModelBook:
         if pred is not None and serving is not None and getattr(serving, "version", None) == pred.version:
             pred = None
         self._shadows[(symbol, timeframe)] = pred
+
+    def _global_shadow(self, symbol: str, timeframe: str, horizon: int) -> ModelVersion | None:
+        """The shadow of the global key whose champion serves the series, if it runs on ``symbol``."""
+        assert self.registry is not None
+        champ = self.registry.resolve_champion(symbol, timeframe, horizon)
+        if champ is None or not champ.key.is_symbol_set:
+            return None
+        row = self.registry.shadow(champ.key)
+        return row if row is not None and shadow_series(row) == symbol else None
 
     def shadow_versions(self) -> dict[tuple[str, str], str]:
         """Version in shadow per ``(symbol, timeframe)`` (series without one are left out)."""

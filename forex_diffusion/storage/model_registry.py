@@ -1007,13 +1007,16 @@ def start_shadow(
     required: int,
     now_ms: int,
     usable: Callable[[ModelVersion], bool] | None = None,
+    series: str | None = None,
 ) -> ModelVersion:
     """Put ``version`` in shadow for its key, in one transaction (issue 16).
 
     Its status becomes ``shadow``, the ``shadow`` alias points at it (the challenger alias
     stays), and its metrics gain ``shadow: {"required": N, "since_ms": now}``: the number of
     realised live forecasts after which the stream decides. A version already in shadow
-    for the key is rejected (``superseded``).
+    for the key is rejected (``superseded``). ``series`` (a global model's shadow: the one
+    symbol of its set it runs on, since score rows are one per origin) is stored there
+    as ``symbol``.
 
     Raises
     ------
@@ -1032,7 +1035,10 @@ def start_shadow(
         if old is not None and old != version:
             _set_status(conn, old, "rejected", f"superseded: {version} entered shadow", now_ms)
         _point(conn, v.key, "shadow", version, reason, now_ms)
-        metrics = _storable({**v.metrics, "shadow": {"required": int(required), "since_ms": now_ms}}, version)
+        shadow: dict[str, Any] = {"required": int(required), "since_ms": now_ms}
+        if series is not None:
+            shadow["symbol"] = series
+        metrics = _storable({**v.metrics, "shadow": shadow}, version)
         conn.execute(
             update(model_versions)
             .where(model_versions.c.version == version)

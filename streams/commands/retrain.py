@@ -132,6 +132,12 @@ def retrain_command(
         parser=input_path,
     ),
     max_minutes: float | None = typer.Option(None, "--max-minutes", help="Training wall-clock budget for --local."),
+    scope: str | None = typer.Option(
+        None,
+        "--scope",
+        help="For --local: 'serving' retrains the model serving the symbol (a global model over its "
+        "whole symbol set), 'series' the symbol's own key (default: the --config's, else serving).",
+    ),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads for --local (>= 1)."),
     wait: bool = typer.Option(False, "--wait", help="Broker form: wait for the outcome on fx.models."),
     timeout: float = typer.Option(1800.0, "--timeout", help="Seconds --wait waits."),
@@ -158,6 +164,15 @@ def retrain_command(
         # nan said "TrainConfig: ConfigError: max_minutes must be > 0", naming no option; inf is
         # "Infinity" in the manifest, as `forexd train` refuses it
         raise typer.BadParameter(f"--max-minutes must be a positive, finite number of minutes, not {max_minutes}")
+    if scope is not None and not local:
+        raise typer.BadParameter(
+            "--scope applies to --local; a sent request is scoped by the worker's FOREXD_RETRAIN_JOB_CONFIG"
+        )
+    if scope is not None:
+        from retraining.jobs import SCOPES
+
+        if scope not in SCOPES:
+            raise typer.BadParameter(f"--scope must be one of {', '.join(SCOPES)}, not {scope!r:.40}")
     timeframe = Timeframe.parse(timeframe).name  # one spelling on the wire: 1H -> 1h
     if config is not None:
         check_input(config, "--config file")
@@ -177,7 +192,14 @@ def retrain_command(
     why: str | None = None
     if local:
         outcome = _run_local(
-            request, settings, config=config, max_minutes=max_minutes, db=db, model_dir=model_dir, threads=threads
+            request,
+            settings,
+            config=config,
+            max_minutes=max_minutes,
+            db=db,
+            model_dir=model_dir,
+            threads=threads,
+            scope=scope,
         )
         # the error may quote the database URL (a storage error): its password hidden
         why = None if outcome.error is None else hide_secrets(outcome.error, resolve_paths(db, model_dir)[0])
@@ -204,6 +226,7 @@ def _run_local(
     db: str | None,
     model_dir: Path | None,
     threads: int,
+    scope: str | None = None,
 ) -> JobOutcome:
     import torch
 
@@ -225,6 +248,8 @@ def _run_local(
     data.setdefault("shadow_forecasts", settings.shadow_forecasts)  # issue 16: FOREXD_SHADOW_FORECASTS
     if max_minutes is not None:
         data["train"] = {**data.get("train", {}), "max_minutes": max_minutes}
+    if scope is not None:
+        data["scope"] = scope
     job = JobConfig.from_dict(data)
     url, mdir = resolve_paths(db, model_dir)
     torch.set_num_threads(threads)

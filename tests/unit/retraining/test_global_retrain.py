@@ -1,0 +1,272 @@
+"""A retrain of a series that a global model serves retrains the global model (issue 16).
+
+Real daily OANDA candles of EURUSD, GBPUSD and EURGBP in a database; a tiny global model of
+EURUSD and GBPUSD (trained by ``train`` on those candles, as ``forexd train --symbol
+EURUSD,GBPUSD`` trains one) is the champion of its set's key. A drift request names one
+symbol, as the candle worker's trigger sends it:
+
+- scope ``serving`` (the default) retrains the **global key** over every symbol of its set:
+  both series' candles fetched, one model trained over both, each scored on its own hold-out
+  beside the global champion, the decision taken on the pooled relative scores, the version
+  registered under the set's key with its symbols; the outcome answers the request's symbol;
+- a challenger that beats it enters shadow **on the series that asked** (score rows are one
+  per origin): the model book shadows it for EURUSD, not for GBPUSD;
+- scope ``series`` trains the symbol's own key, which then overrides the global model;
+- a symbol with its own champion retrains its own key whatever the scope, and a set whose
+  other series has too few stored candles fails naming that series, leaving nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from forex_diffusion.diffusion import TrainConfig, train
+from forex_diffusion.domain import Candle
+from forex_diffusion.errors import ConfigError
+from forex_diffusion.ingest.readers import read_candle_series
+from forex_diffusion.storage import make_engine, upsert_candles
+from forex_diffusion.storage.model_registry import ModelKey
+from forex_diffusion.timeframes import Timeframe
+from retraining.jobs import JobConfig, run_retrain
+from retraining.policy import HoldoutScores, PromotionPolicy, decide_global, pool_scores
+from retraining.registry import ModelRegistry, shadow_series
+from retraining.serving import ModelBook
+from streams.cli import app
+
+from ...realdata import DATA
+from .conftest import HORIZON, TINY_TRAIN, request, tiny_job
+
+DAILY = DATA / "lean_oanda_d1_4pairs.csv.gz"
+PAIR = ("EURUSD", "GBPUSD")
+SET_KEY = ModelKey.for_symbols(PAIR, "1d", HORIZON)
+OWN = ModelKey(symbol="EURUSD", timeframe="1d", horizon=HORIZON)
+#: Promotes any valid challenger that is not more than twice the champion's CRPS.
+LENIENT = PromotionPolicy(min_improvement=-1.0, min_skill_vs_rw=-1.0, coverage90_bounds=(0.0, 1.0))
+
+
+def daily_candles(symbol: str) -> list[Candle]:
+    """The symbol's daily bid candles of the bundled OANDA file (real data), each stored as the
+    stream's daily bar that holds its open (the vendor's bars open at 00:00 UTC, the stream's
+    at the 17:00 New York roll: the bar of the previous evening)."""
+    frame = read_candle_series(DAILY, symbol=symbol, timeframe="1d", price="bid").frame
+    tf = Timeframe.parse("1d")
+    return [
+        Candle(
+            symbol=symbol,
+            timeframe="1d",
+            open_ms=tf.bounds(int(r.ts_ms))[0],
+            close_ms=tf.bounds(int(r.ts_ms))[1],
+            open=float(r.open),
+            high=float(r.high),
+            low=float(r.low),
+            close=float(r.close),
+        )
+        for r in frame.itertuples()
+    ]
+
+
+def frame_of(candles: list[Candle]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            k: [getattr(c, k if k != "ts_ms" else "open_ms") for c in candles]
+            for k in ("ts_ms", "open", "high", "low", "close")
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def stored() -> dict[str, list[Candle]]:
+    return {s: daily_candles(s) for s in (*PAIR, "EURGBP")}
+
+
+@pytest.fixture
+def db(tmp_path: Path, stored: dict[str, list[Candle]]) -> str:
+    url = f"sqlite:///{tmp_path / 'global.db'}"
+    eng = make_engine(url)
+    for candles in stored.values():
+        upsert_candles(eng, candles)
+    eng.dispose()
+    return url
+
+
+def job(**kw: object) -> JobConfig:
+    return tiny_job(**{"policy": LENIENT, **kw})
+
+
+def champion_of_set(engine: object, models: Path, stored: dict[str, list[Candle]], tmp: Path) -> str:
+    """Train the tiny global model of :data:`PAIR` on the older candles, register and promote it."""
+    cfg = TrainConfig.from_dict(
+        {**TINY_TRAIN, "symbol": SET_KEY.symbol, "timeframe": "1d", "horizon": HORIZON, "series": list(PAIR)}
+    )
+    result = train(cfg, {s: frame_of(stored[s][:1500]) for s in PAIR}, tmp / "global-train")
+    reg = ModelRegistry(engine, models)  # type: ignore[arg-type]
+    v = reg.import_artifact(result.checkpoint)
+    assert v.key == SET_KEY, v.key
+    return reg.promote(v.version, "test").version
+
+
+def test_a_series_served_by_a_global_model_retrains_the_global_key(
+    db: str, tmp_path: Path, stored: dict[str, list[Candle]]
+) -> None:
+    engine = make_engine(db)
+    models = tmp_path / "models"
+    champ = champion_of_set(engine, models, stored, tmp_path)
+    reg = ModelRegistry(engine, models)
+    assert reg.resolve_champion("EURUSD", "1d", HORIZON).version == champ  # type: ignore[union-attr]
+
+    out = run_retrain(request("g1", symbol="EURUSD", timeframe="1d"), engine=engine, model_dir=models, config=job())
+    assert out.status == "promoted", out.reason
+    assert out.key == str(SET_KEY) and out.symbol == "EURUSD"  # answers EURUSD's request
+    assert out.metrics["scope"] == {"key": str(SET_KEY), "champion": champ, "symbols": list(PAIR)}
+    # both series fetched (each its own train + hold-out), scored on its own hold-out
+    data = out.metrics["data"]["series"]
+    assert set(data) == set(PAIR) and all(d["candles"] == 2400 + 240 for d in data.values())
+    ch, cs = out.metrics["challenger_series"], out.metrics["champion_series"]
+    assert set(ch) == set(cs) == set(PAIR) and all(ch[s]["n"] >= 50 for s in PAIR)
+    # the decision's scores are the pooled relative ones of the series' own
+    pooled = pool_scores({s: HoldoutScores.from_dict(ch[s]) for s in PAIR})
+    assert math.isclose(out.metrics["challenger"]["crps"], pooled.crps)
+    assert out.metrics["challenger"]["rw_crps"] == 1.0 and out.metrics["challenger"]["n"] == pooled.n
+    assert out.metrics["champion_version"] == champ
+    # registered and promoted under the set's key; the set serves both symbols
+    v = reg.get(out.version)  # type: ignore[arg-type]
+    assert v.key == SET_KEY and v.metrics["symbols"] == list(PAIR) and reg.symbols_of(v) == frozenset(PAIR)
+    assert v.metrics["holdout_series"] == ch
+    assert reg.champion(SET_KEY).version == out.version == out.champion  # type: ignore[union-attr]
+    assert reg.champion(OWN) is None
+    book = ModelBook(engine, horizon=HORIZON, model_dir=models)
+    assert book.predictor("GBPUSD", "1d").version == out.version == book.predictor("EURUSD", "1d").version
+    assert reg.resolve_champion("EURGBP", "1d", HORIZON) is None  # outside the set: nothing changed
+
+
+def test_a_global_challenger_shadows_on_the_series_that_asked(
+    db: str, tmp_path: Path, stored: dict[str, list[Candle]]
+) -> None:
+    engine = make_engine(db)
+    models = tmp_path / "models"
+    champ = champion_of_set(engine, models, stored, tmp_path)
+    out = run_retrain(
+        request("g2", symbol="GBPUSD", timeframe="1d"),
+        engine=engine,
+        model_dir=models,
+        config=job(shadow_forecasts=5),
+    )
+    assert out.status == "shadow", out.reason
+    reg = ModelRegistry(engine, models)
+    v = reg.get(out.version)  # type: ignore[arg-type]
+    assert v.key == SET_KEY and reg.shadow(SET_KEY).version == v.version  # type: ignore[union-attr]
+    assert shadow_series(v) == "GBPUSD" and v.metrics["shadow"]["required"] == 5
+    assert reg.champion(SET_KEY).version == champ  # type: ignore[union-attr]
+    book = ModelBook(engine, horizon=HORIZON, model_dir=models)
+    assert book.predictor("GBPUSD", "1d").version == champ == book.predictor("EURUSD", "1d").version
+    assert book.shadow("GBPUSD", "1d").version == v.version  # scored on GBPUSD's live candles
+    assert book.shadow("EURUSD", "1d") is None  # one series: its rows are one per origin
+    # `forexd models shadow` reads it under the set's key
+    res = CliRunner().invoke(
+        app, ["models", "shadow", str(SET_KEY), "--db", db, "--model-dir", str(models)], catch_exceptions=False
+    )
+    assert res.exit_code == 0 and v.version in res.output, res.output
+
+
+def test_scope_series_trains_the_symbols_own_key_and_a_symbols_champion_keeps_its_key(
+    db: str, tmp_path: Path, stored: dict[str, list[Candle]]
+) -> None:
+    engine = make_engine(db)
+    models = tmp_path / "models"
+    champ = champion_of_set(engine, models, stored, tmp_path)
+    own = run_retrain(
+        request("s1", symbol="EURUSD", timeframe="1d"), engine=engine, model_dir=models, config=job(scope="series")
+    )
+    assert own.status == "promoted", own.reason
+    assert own.key == str(OWN) and "scope" not in own.metrics and "challenger_series" not in own.metrics
+    assert own.metrics["champion_version"] == champ  # it faced the global model serving EURUSD
+    reg = ModelRegistry(engine, models)
+    assert reg.resolve_champion("EURUSD", "1d", HORIZON).version == own.version  # type: ignore[union-attr]
+    assert reg.resolve_champion("GBPUSD", "1d", HORIZON).version == champ  # type: ignore[union-attr]
+    # EURUSD now has its own champion: scope serving retrains that key, not the set's
+    again = run_retrain(request("s2", symbol="EURUSD", timeframe="1d"), engine=engine, model_dir=models, config=job())
+    assert again.key == str(OWN) and again.metrics["champion_version"] == own.version
+    assert reg.champion(SET_KEY).version == champ  # type: ignore[union-attr]
+
+
+def test_a_set_whose_other_series_has_too_few_candles_fails_naming_it(
+    tmp_path: Path, stored: dict[str, list[Candle]]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'thin.db'}"
+    engine = make_engine(url)
+    upsert_candles(engine, stored["EURUSD"])
+    upsert_candles(engine, stored["GBPUSD"][:400])
+    models = tmp_path / "models"
+    champ = champion_of_set(engine, models, stored, tmp_path)
+    out = run_retrain(request("t1", symbol="EURUSD", timeframe="1d"), engine=engine, model_dir=models, config=job())
+    assert out.status == "failed" and out.reason == "model: ModelError", out.reason
+    assert out.key == str(SET_KEY) and "series GBPUSD" in (out.error or "") and "400" in (out.error or "")
+    reg = ModelRegistry(engine, models)
+    assert [v.version for v in reg.list(SET_KEY)] == [champ]  # nothing registered
+    assert sorted(p.name for p in (models / SET_KEY.dir_name).iterdir()) == [f"{champ}.json", f"{champ}.pt"]
+
+
+def test_scope_is_checked_and_round_trips() -> None:
+    assert JobConfig.from_dict(job(scope="series").to_dict()).scope == "series"
+    assert JobConfig().scope == "serving"
+    with pytest.raises(ConfigError, match="scope must be one of"):
+        replace(job(), scope="global")
+    with pytest.raises(ConfigError, match="series"):
+        tiny_job(train={**TINY_TRAIN, "series": ["EURUSD"]})
+
+
+def test_pool_scores_weights_series_by_origins_in_random_walk_units() -> None:
+    jpy = HoldoutScores(crps=95.0, rw_crps=100.0, cover90=0.9, cover50=0.5, n=10)
+    eur = HoldoutScores(crps=0.0011, rw_crps=0.001, cover90=0.8, cover50=0.4, n=30)
+    p = pool_scores({"USDJPY": jpy, "EURUSD": eur})
+    assert math.isclose(p.crps, (10 * 0.95 + 30 * 1.1) / 40) and p.rw_crps == 1.0 and p.n == 40
+    assert math.isclose(p.skill, 1 - p.crps)
+    # a series with no origin adds nothing; one with no valid random walk makes the pool invalid
+    empty = HoldoutScores(crps=math.nan, rw_crps=math.nan, cover90=math.nan, cover50=math.nan, n=0)
+    assert pool_scores({"A": eur, "B": empty}) == pool_scores({"A": eur})
+    assert math.isnan(pool_scores({"A": eur, "B": replace(jpy, rw_crps=0.0)}).crps)
+    assert pool_scores({}).n == 0 and math.isnan(pool_scores({}).crps)
+
+
+def test_decide_global_pools_then_refuses_a_series_much_worse() -> None:
+    def s(crps: float, rw: float = 1.0, n: int = 50, cover90: float = 0.9) -> HoldoutScores:
+        return HoldoutScores(crps=crps, rw_crps=rw, cover90=cover90, cover50=0.5, n=n)
+
+    policy = PromotionPolicy(max_series_loss=0.05)
+    # pooled 5 % better, every series better: promoted; price units of each series do not matter
+    ok = decide_global(
+        {"EURUSD": s(0.95), "USDJPY": s(95.0, 100.0)}, {"EURUSD": s(1.0), "USDJPY": s(100.0, 100.0)}, policy
+    )
+    assert ok.promote and ok.reason.startswith("better"), ok.reason
+    # pooled 6 % better, but GBPUSD 6 % worse than its champion: refused, naming it
+    worse = decide_global({"EURUSD": s(0.82), "GBPUSD": s(1.06)}, {"EURUSD": s(1.0), "GBPUSD": s(1.0)}, policy)
+    assert not worse.promote and worse.reason.startswith("series_worse: GBPUSD"), worse.reason
+    # 4 % worse there is within the bound
+    assert decide_global({"EURUSD": s(0.82), "GBPUSD": s(1.04)}, {"EURUSD": s(1.0), "GBPUSD": s(1.0)}, policy).promote
+    # a series the challenger scored NaN on makes the pool invalid
+    bad = decide_global({"EURUSD": s(0.8), "GBPUSD": s(math.nan)}, {"EURUSD": s(1.0), "GBPUSD": s(1.0)}, policy)
+    assert not bad.promote and bad.reason.startswith("invalid"), bad.reason
+    # no champion: the pooled skill against the random walk decides
+    assert decide_global({"EURUSD": s(0.99)}, None, policy).reason.startswith("no_champion_beats_rw")
+    with pytest.raises(ConfigError, match="max_series_loss"):
+        PromotionPolicy(max_series_loss=math.nan)
+    assert PromotionPolicy.from_dict(PromotionPolicy(max_series_loss=0.1).to_dict()).max_series_loss == 0.1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--scope", "series"], "--scope applies to --local"),
+        (["--local", "--scope", "global"], "--scope must be one of serving, series"),
+    ],
+)
+def test_retrain_scope_errors_are_one_line(args: list[str], message: str, tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["retrain", "--symbol", "EURUSD", "--timeframe", "1h", *args])
+    assert res.exit_code == 2 and message in res.output, res.output
+    assert "Traceback" not in res.output
