@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from forex_diffusion.errors import ArtifactError, ForexDiffusionError
+from forex_diffusion.errors import ArtifactError, ForexDiffusionError, RegistryError
 from forex_diffusion.forecast.forecaster import RandomWalkPredictor
 from forex_diffusion.forecast.touch import parse_touch_bands
 from forex_diffusion.storage.model_registry import ModelKey, ModelVersion, row_names
@@ -225,7 +225,7 @@ class ModelBook:
             try:
                 row = self.registry.shadow(ModelKey(symbol=symbol, timeframe=timeframe, horizon=h))
                 if row is None:
-                    row = self._global_shadow(symbol, timeframe, h)
+                    row = self._global_shadow(symbol, timeframe)
             except ForexDiffusionError as exc:
                 log.warning("model.shadow_unresolved symbol=%s timeframe=%s error=%s", symbol, timeframe, exc)
                 row = None
@@ -236,14 +236,21 @@ class ModelBook:
             pred = None
         self._shadows[(symbol, timeframe)] = pred
 
-    def _global_shadow(self, symbol: str, timeframe: str, horizon: int) -> ModelVersion | None:
-        """The shadow of the global key whose champion serves the series, if it runs on ``symbol``."""
+    def _global_shadow(self, symbol: str, timeframe: str) -> ModelVersion | None:
+        """The shadow of the global key whose version serves the series now, if it runs on
+        ``symbol`` (one lookup by version: the registry row's key, not the manifest's)."""
         assert self.registry is not None
-        champ = self.registry.resolve_champion(symbol, timeframe, horizon)
-        if champ is None or not champ.key.is_symbol_set:
+        version = getattr(self.predictor(symbol, timeframe), "version", None)
+        if not isinstance(version, str) or version in self._files:  # the random walk, a file found
             return None
-        row = self.registry.shadow(champ.key)
-        return row if row is not None and shadow_series(row) == symbol else None
+        try:
+            row = self.registry.get(version)
+        except RegistryError:  # e.g. the random walk's name: no registry row
+            return None
+        if not row.key.is_symbol_set:
+            return None
+        shadow = self.registry.shadow(row.key)
+        return shadow if shadow is not None and shadow_series(shadow) == symbol else None
 
     def shadow_versions(self) -> dict[tuple[str, str], str]:
         """Version in shadow per ``(symbol, timeframe)`` (series without one are left out)."""

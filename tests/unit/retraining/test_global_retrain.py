@@ -270,3 +270,20 @@ def test_retrain_scope_errors_are_one_line(args: list[str], message: str, tmp_pa
     res = CliRunner().invoke(app, ["retrain", "--symbol", "EURUSD", "--timeframe", "1h", *args])
     assert res.exit_code == 2 and message in res.output, res.output
     assert "Traceback" not in res.output
+
+
+def test_the_global_shadow_is_found_before_the_series_was_served(
+    db: str, tmp_path: Path, stored: dict[str, list[Candle]]
+) -> None:
+    """A model book asked for a series' shadow first resolves what serves it (the shadow lane
+    asks after the champion's forecast; a fresh book must not cache "no shadow")."""
+    engine = make_engine(db)
+    models = tmp_path / "models"
+    champion_of_set(engine, models, stored, tmp_path)
+    out = run_retrain(
+        request("g3", symbol="EURUSD", timeframe="1d"), engine=engine, model_dir=models, config=job(shadow_forecasts=3)
+    )
+    assert out.status == "shadow", out.reason
+    book = ModelBook(engine, horizon=HORIZON, model_dir=models)
+    assert book.shadow("EURUSD", "1d").version == out.version
+    assert book.shadow_versions() == {("EURUSD", "1d"): out.version}
