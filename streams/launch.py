@@ -173,9 +173,8 @@ def run_worker(*, role: str = "stream", log_level: str = "warn", settings: Setti
         settings.retrain_job()  # a malformed FOREXD_RETRAIN_JOB_CONFIG: exit 78 before anything starts
     wait_for_broker(settings.broker_url, settings.broker_wait_s)
     wait_for_database(settings)
-    _check_partitions(
-        settings
-    )  # fx.ticks/fx.candles of another count: exit 78, before the group  # issue 15: PostgreSQL down at start is waited out, not crash-looped
+    if {"ticks", "candles"} & set(ROLES[role]):  # a retrain-only worker keeps no state by partition
+        _check_partitions(settings)  # fx.ticks/fx.candles of another count: exit 78, before the group
     import faust  # after the checks: a refused setting answers without loading the stream (seconds)
 
     from .app import create_app

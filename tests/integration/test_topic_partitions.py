@@ -9,19 +9,23 @@ count is only logged."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from typer.testing import CliRunner
 
 from forex_diffusion.errors import SettingsError
+from forex_diffusion.quality.trigger import RetrainRequest
+from retraining.jobs import encode_request
 from streams.cli import app
 from streams.kafka import ensure_topics
 from streams.settings import Settings
 
-from .kafka_io import create_topics
+from .kafka_io import create_topics, publish, read_all
 
 pytestmark = pytest.mark.broker
 
@@ -132,3 +136,20 @@ def test_a_worker_on_a_candles_topic_of_another_count_exits_78_before_it_joins(
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and f"topic {s.topic('candles')} has 3 partitions" in lines[0], res.stderr
     assert _counts(kafka_bootstrap, [s.topic("ticks"), s.topic("candles")]) == {s.topic("candles"): 3}
+
+
+def test_a_retrain_only_worker_is_not_refused_for_the_stream_topics_count(
+    worker_env: dict[str, str], spawn_worker: Any, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """A retrain worker consumes fx.retrain.requests alone and keeps no state by partition:
+    the count of fx.candles is not its to refuse (it exited 78 on it). It runs: a request for
+    a symbol it does not serve comes back as a dead letter."""
+    s = _settings(kafka_bootstrap, topic_prefix, 2)
+    create_topics(kafka_bootstrap, [s.topic("candles")], 3)
+    create_topics(kafka_bootstrap, [s.topic("retrain.requests"), s.topic("deadletter"), s.topic("models")], 2)
+    w = spawn_worker(worker_env, role="retrain")
+    request = RetrainRequest.create("GBPCHF", "1m", None, "manual", 0)
+    publish(kafka_bootstrap, s.topic("retrain.requests"), [(b"GBPCHF", encode_request(request))])
+    dead = read_all(kafka_bootstrap, s.topic("deadletter"), expect=1, timeout_s=120)
+    assert w.alive() and "has 3 partitions" not in w.log(), w.log()[-2000:]
+    assert len(dead) == 1 and json.loads(dead[0].value)["reason"] == "unknown_symbol", dead
