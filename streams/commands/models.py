@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..settings import Settings
-from ._common import check_given, check_model_dir, database_url, input_path, one_line, open_engine
+from ._common import check_given, check_model_dir, database_url, echo_error, input_path, one_line, open_engine
 
 if TYPE_CHECKING:
     from forex_diffusion.storage.model_registry import ModelKey
@@ -212,9 +212,21 @@ def history_command(
     db: _Db = None,
     model_dir: _ModelDir = None,
 ) -> None:
-    """Print the alias history of KEY (alias, version, from, to, reason), oldest first."""
+    """Print the alias history of KEY (alias, version, from, to, reason), oldest first.
+
+    Exit 2 for a key without any registered version (a mistyped key printed nothing, exit 0);
+    a key whose versions were never promoted says so in one line on stderr, exit 0.
+    """
+    from forex_diffusion.errors import RegistryError
+
     k = _key(key)  # a usage error before the database is touched
-    rows = open_registry(db, model_dir).history(k)
+    reg = open_registry(db, model_dir)
+    rows = reg.history(k)
+    if not rows:
+        versions = reg.list(k)
+        if not versions:
+            raise RegistryError(f"unknown key {k}: no registered version (see `forexd models list`)")
+        echo_error(f"{k}: no alias changes yet ({len(versions)} version(s) registered)")
     for r in rows:  # a reason is a row's free text: shown escaped, on one line
         typer.echo(f"{r.alias:10} {r.version:34} {_when(r.from_ms):20} {_when(r.to_ms):20} {one_line(r.reason)}")
 

@@ -8,6 +8,7 @@ those of ``test_cli_errors.py`` and ``test_cli_hostile.py``.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -235,8 +236,31 @@ def test_a_read_only_database_is_still_read(
 ) -> None:
     db = forexd_db(tmp_path / "forexd.db")
     res = run_db(command, f"sqlite:///file:{db}?mode=ro&uri=true", tmp_path, monkeypatch)
+    if command[1] == "history":  # read: the key has no version there (a mistyped key is exit 2)
+        assert res.exit_code == 2, res.output
+        assert_one_line(res.stderr, "unknown key EURUSD/1h/24: no registered version")
+        return
     assert res.exit_code == 0, res.output
     assert res.stderr == ""
+
+
+def test_models_history_says_what_it_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``models history`` of a key with no version printed nothing and exited 0, as for a key
+    whose champion never changed: a mistyped key is now exit 2, one line; a key with versions
+    but no alias change says so on stderr; a promoted one prints its history."""
+    url = f"sqlite:///{forexd_db(tmp_path / 'forexd.db')}"
+    assert run_db(["models", "register", str(CHECKPOINT)], url, tmp_path, monkeypatch).exit_code == 0
+    res = run_db(["models", "history", "EURUSD/1h/42"], url, tmp_path, monkeypatch)
+    assert res.exit_code == 2 and res.stdout == "", res.output
+    assert_one_line(res.stderr, "unknown key EURUSD/1h/42: no registered version", "forexd models list")
+    res = run_db(["models", "history", "EURUSD/1h/24"], url, tmp_path, monkeypatch)
+    assert res.exit_code == 0 and res.stdout == "", res.output
+    assert_one_line(res.stderr, "EURUSD/1h/24: no alias changes yet (1 version(s) registered)")
+    listed = run_db(["models", "list", "--json"], url, tmp_path, monkeypatch)
+    version = json.loads(listed.stdout.splitlines()[0])["version"]
+    assert run_db(["models", "promote", version], url, tmp_path, monkeypatch).exit_code == 0
+    res = run_db(["models", "history", "EURUSD/1h/24"], url, tmp_path, monkeypatch)
+    assert res.exit_code == 0 and res.stderr == "" and res.stdout.startswith("champion") and version in res.stdout
 
 
 def test_models_register_under_a_file_exits_73(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
