@@ -315,18 +315,19 @@ def shadow_command(
     k = _key(key)  # a usage error before the database is touched
     reg = open_registry(db, model_dir)
     versions = reg.list(k)
-    if not versions:
+    chosen = _shadow_of(reg, k, versions)
+    champion = serving_champion(reg, k)  # a per-series shadow may face a global model
+    if chosen is None and champion is not None and champion.key.is_symbol_set and champion.key != k:
+        # issue 16: a retrain of the global model serving the symbol shadows on this symbol
+        chosen = _shadow_of(reg, champion.key, reg.list(champion.key), symbol=k.symbol)
+    if chosen is None and not versions:
         raise RegistryError(f"unknown key {k}: no registered version (see `forexd models list`)")
-    current = reg.shadow(k)
-    been = [v for v in versions if isinstance(v.metrics.get("shadow"), dict)]
-    chosen = current or (max(been, key=lambda v: (v.updated_ms, v.version)) if been else None)
     if chosen is None:
         raise RegistryError(
             f"{k} has no version in shadow, and none has been (a challenger enters "
             "shadow when it beats a champion and FOREXD_SHADOW_FORECASTS > 0)"
         )
     st = shadow_state(reg, chosen.version)
-    champion = serving_champion(reg, k)  # a per-series shadow may face a global model
     if as_json:
         typer.echo(
             _json_line(
@@ -344,7 +345,8 @@ def shadow_command(
     def pct(x: float) -> str:
         return "-" if x != x else f"{100 * x:+.2f} %"
 
-    typer.echo(f"key {k}  shadow {chosen.version}  state {st.state}")
+    of = "" if chosen.key == k else f" (of {chosen.key}, on {k.symbol})"
+    typer.echo(f"key {k}  shadow {chosen.version}{of}  state {st.state}")
     now = "-" if champion is None else champion.version + ("" if champion.key == k else f" ({champion.key})")
     typer.echo(
         f"since {_when(chosen.metrics['shadow'].get('since_ms'))}  realised forecasts {st.realised} "
@@ -358,6 +360,21 @@ def shadow_command(
     typer.echo(f"{'random walk':12} {_fmt(sc.rw_crps):>11}")
     typer.echo(f"skill vs champion {pct(sc.skill)} (promoted when >= 0 after {st.required} realised forecasts)")
     typer.echo(f"reason: {one_line(st.reason)}")  # a row's free text: escaped, one line
+
+
+def _shadow_of(reg: Any, key: Any, versions: list[Any], *, symbol: str | None = None) -> Any:
+    """``key``'s version in shadow, else its latest version that was in shadow, or None; with
+    ``symbol``, only a global key's shadow that runs on that symbol."""
+    from retraining.registry import shadow_series
+
+    def runs(v: Any) -> bool:
+        return symbol is None or shadow_series(v) == symbol
+
+    current = reg.shadow(key)
+    if current is not None and runs(current):
+        return current
+    been = [v for v in versions if isinstance(v.metrics.get("shadow"), dict) and runs(v)]
+    return max(been, key=lambda v: (v.updated_ms, v.version)) if been else None
 
 
 def register(app: typer.Typer) -> None:

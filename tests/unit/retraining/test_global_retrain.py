@@ -172,6 +172,13 @@ def test_a_global_challenger_shadows_on_the_series_that_asked(
         app, ["models", "shadow", str(SET_KEY), "--db", db, "--model-dir", str(models)], catch_exceptions=False
     )
     assert res.exit_code == 0 and v.version in res.output, res.output
+    # and under the key of the series it runs on (which has no version of its own)
+    res = CliRunner().invoke(app, ["models", "shadow", "GBPUSD/1d/12", "--db", db, "--model-dir", str(models)])
+    assert res.exit_code == 0, res.output
+    assert f"shadow {v.version} (of {SET_KEY}, on GBPUSD)  state waiting" in res.stdout, res.stdout
+    assert f"champion now {champ} ({SET_KEY})" in res.stdout, res.stdout
+    res = CliRunner().invoke(app, ["models", "shadow", "EURUSD/1d/12", "--db", db, "--model-dir", str(models)])
+    assert res.exit_code == 2 and "unknown key EURUSD/1d/12" in res.stderr, res.output
 
 
 def test_scope_series_trains_the_symbols_own_key_and_a_symbols_champion_keeps_its_key(
