@@ -476,7 +476,10 @@ class SpikeGuard(Holding[T, float]):
             n, last = count(state["n"], field="n"), state["last_good"]
             sigma = number(state["sigma"], low=0.0, high=_MAX_LOG / self._k, field="sigma")
             last = None if last is None else number(last, low=_MID_FLOOR, high=MAX_PRICE, field="last_good")
-            held = [(number(m, low=_MID_FLOOR, high=MAX_PRICE, field="held mid"), decode(x)) for m, x in state["held"]]
+            raw = state["held"]
+            if isinstance(raw, list) and len(raw) > self.config.confirm:  # before decoding a long list
+                raise StateError("spike guard snapshot holds more ticks than confirm allows")
+            held = [(number(m, low=_MID_FLOOR, high=MAX_PRICE, field="held mid"), decode(x)) for m, x in raw]
             expired, carry = (self._level(state.get(key), key) for key in ("expired", "carry"))
         if (last is None) != (n == 0):
             raise StateError("malformed spike guard snapshot")

@@ -307,9 +307,12 @@ class TimeJumpGuard(Holding[T, int]):
         state = unwrap(data, self, legacy=lambda old: old)
         with malformed(self):  # event times: ints in the wire's range (time_ms), the latest or null
             top = None if state["top"] is None else time_ms(state["top"], field="top")
-            held = [(time_ms(t, field="held time"), decode(x)) for t, x in state["held"]]
+            limit = self.config.max_start_held if top is None else self._confirm
+            raw = state["held"]
+            if isinstance(raw, list) and len(raw) > limit:  # before decoding a long list
+                raise StateError("time guard snapshot holds more ticks than its config allows")
+            held = [(time_ms(t, field="held time"), decode(x)) for t, x in raw]
             expired, carry = (self._expired_hold(state.get(key), key) for key in ("expired", "carry"))
-        limit = self.config.max_start_held if top is None else self._confirm
         if len(held) > limit:
             raise StateError("time guard snapshot holds more ticks than its config allows")
         self._check_memory(expired, carry, len(held), top is not None, self._confirm)

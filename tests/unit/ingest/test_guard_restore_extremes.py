@@ -78,3 +78,25 @@ def test_closes_at_the_edges_of_floats_are_judged_without_an_exception(closes: l
 
 def test_a_symbol_no_registry_knows_has_the_readers_default_range() -> None:
     assert price_span("ZZZQQQ") == pytest.approx((1e-5, 1e7))
+
+
+def test_a_restored_hold_longer_than_the_config_allows_is_refused_before_it_is_decoded() -> None:
+    """A state holding 200,000 held items was decoded item by item (each a tick rebuilt) before
+    its length was compared with what the config allows: refused now before the first."""
+    from forex_diffusion.ingest.time_jumps import TimeJumpGuard
+
+    decoded: list[Any] = []
+
+    def decode(x: Any) -> Any:
+        decoded.append(x)
+        return x
+
+    spikes: SpikeGuard[Any] = SpikeGuard()
+    with pytest.raises(StateError, match="more ticks than confirm allows"):
+        spikes.restore({"n": 3, "last_good": 1.1, "sigma": 0.0, "held": [[1.2, {}]] * 200_000}, decode)
+    times: TimeJumpGuard[Any] = TimeJumpGuard()
+    with pytest.raises(StateError, match="more ticks than its config allows"):
+        times.restore({"top": T0, "held": [[T0 + H, {}]] * 200_000}, decode)
+    with pytest.raises(StateError, match="more ticks than its config allows"):  # no top: the start's own limit
+        times.restore({"top": None, "held": [[T0 + H, {}]] * 200_000}, decode)
+    assert decoded == []
