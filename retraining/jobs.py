@@ -71,7 +71,7 @@ from forex_diffusion.quality.trigger import RetrainRequest
 from forex_diffusion.reports.backtest import BacktestConfig, backtest
 from forex_diffusion.storage import fetch_candles
 from forex_diffusion.storage.model_registry import ModelKey, ModelVersion
-from forex_diffusion.timeframes import Timeframe
+from forex_diffusion.timeframes import Timeframe, ms_to_datetime
 
 from .claims import Claim, ClaimHeld, ClaimLost, JobClaims
 from .failpoints import failpoint
@@ -94,7 +94,7 @@ from .records import (
     encode_outcome,
     encode_request,
 )
-from .registry import ModelRegistry, serving_champion, summarise_train_metrics
+from .registry import ModelRegistry, read_manifest, serving_champion, summarise_train_metrics
 
 __all__ = [
     "OUTCOME_SCHEMA",
@@ -118,7 +118,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_FIXED_TRAIN_KEYS = frozenset({"symbol", "timeframe", "horizon", "series"})
+_FIXED_TRAIN_KEYS = frozenset({"symbol", "timeframe", "horizon", "series", "series_embedding"})
 
 #: What a request for a symbol retrains (:attr:`JobConfig.scope`).
 SCOPES: tuple[str, ...] = ("serving", "series")
@@ -132,7 +132,8 @@ class JobConfig:
     ----------
     train
         :class:`~forex_diffusion.diffusion.TrainConfig` fields other than symbol,
-        timeframe, horizon and series (plain data; unknown keys are refused).
+        timeframe, horizon, series and series_embedding (plain data; unknown keys are
+        refused; a global key's series and embedding are its champion's).
     horizon
         Horizon of a request that names none.
     train_candles, holdout_candles
@@ -195,11 +196,15 @@ class JobConfig:
         if self.scope not in SCOPES:
             raise ConfigError(f"scope must be one of {list(SCOPES)}, got {self.scope!r:.40}")
 
-    def train_config(self, symbol: str, timeframe: str, horizon: int, series: Collection[str] = ()) -> TrainConfig:
+    def train_config(
+        self, symbol: str, timeframe: str, horizon: int, series: Collection[str] = (), series_embedding: int = 0
+    ) -> TrainConfig:
         """The training configuration of one key (with ``series``: a global model's, ``symbol``
-        its set's key)."""
-        fixed = {"symbol": symbol, "timeframe": timeframe, "horizon": horizon}
-        return TrainConfig.from_dict({**self.train, **fixed, **({"series": list(series)} if series else {})})
+        its set's key, with a series embedding of that width)."""
+        fixed: dict[str, Any] = {"symbol": symbol, "timeframe": timeframe, "horizon": horizon}
+        if series:
+            fixed |= {"series": list(series), "series_embedding": series_embedding}
+        return TrainConfig.from_dict({**self.train, **fixed})
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able form."""
@@ -332,6 +337,10 @@ class InFlight:
             self._seen.popitem(last=False)
 
 
+def _iso(ms: int) -> str:
+    return ms_to_datetime(ms).strftime("%Y-%m-%dT%H:%MZ")
+
+
 def _frame(candles: list[Any]) -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -401,6 +410,12 @@ class _Job:
     staging: Path | None = None
     #: A global key's symbols (:func:`_scope_stage`); empty for a symbol's own key.
     series: tuple[str, ...] = ()
+    #: A global key's series embedding width, its champion's (:func:`_scope_stage`).
+    embedding: int = 0
+    #: The canonical symbol the request names (the outcome answers it).
+    symbol: str = ""
+    #: Wall-clock ms when the candles were read (stored with the version: :func:`_coalesced`).
+    fetched_ms: int = 0
 
     def __post_init__(self) -> None:
         self.metrics["timings"] = self.timings
@@ -412,6 +427,18 @@ class _Job:
     def note(self, stage_name: str, detail: Any = None) -> None:
         if self.progress is not None:
             self.progress(stage_name, detail)
+
+    def published_metrics(self) -> dict[str, Any]:
+        """The outcome's metrics: a global key's without its per-series parts, whose size grows
+        with the set (the registry row keeps them: ``data_series``, ``holdout_series``,
+        ``champion_holdout_series``); the candle worker reads at most 64 KiB of an outcome."""
+        if not self.series:
+            return self.metrics
+        out = {k: v for k, v in self.metrics.items() if k not in ("challenger_series", "champion_series")}
+        data = out.get("data")
+        if isinstance(data, dict) and isinstance(data.get("series"), dict):
+            out["data"] = {**data, "series": len(data["series"])}
+        return out
 
     def outcome(self, status: JobStatus, reason: str, error: str | None = None) -> JobOutcome:
         reg, key, version = self.reg, self.key, self.version
@@ -429,13 +456,13 @@ class _Job:
         out = JobOutcome(
             request_id=self.request.request_id,
             key=str(key),
-            symbol=self.request.symbol,  # the series whose request this answers (a global key's too)
+            symbol=self.symbol or self.key.symbol,  # the series whose request this answers (a global key's too)
             timeframe=key.timeframe,
             horizon=key.horizon,
             version=None if version is None else version.version,
             status=status,
             reason=reason,
-            metrics=self.metrics,
+            metrics=self.published_metrics(),
             duration_s=time.monotonic() - self.t0,
             champion=None if champ is None else champ.version,
             artifact=None if version is None else str(reg.path_of(version)),
@@ -505,29 +532,64 @@ def _fetch_stage(job: _Job, tc: TrainConfig) -> tuple[pd.DataFrame, int]:
     job.note("fetch", None)
     t = time.monotonic()
     frame, hold, job.metrics["data"] = _fetch_series(job, tc, job.key.symbol)
+    job.metrics["data"]["fetched_ms"] = job.fetched_ms
     job.timings["fetch_s"] = time.monotonic() - t
     return frame, hold
 
 
-def _fetch_set_stage(job: _Job, tc: TrainConfig) -> dict[str, tuple[pd.DataFrame, int]]:
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """One series' candles in a job: trained on ``frame[:train_end]``, scored on ``frame[hold:]``."""
+
+    frame: pd.DataFrame
+    train_end: int
+    hold: int
+
+
+def _fetch_set_stage(job: _Job, tc: TrainConfig) -> dict[str, _Series]:
     """A global key's candles: each symbol of its set as :func:`_fetch_stage` reads one
-    (every one must have enough: the model serves them all)."""
+    (every one must have enough: the model serves them all), cut at one time.
+
+    Every series trains on its candles before the **earliest** hold-out start of the set, so
+    no series' hold-out span is seen in training through another (pairs move together). A
+    series whose newest candle is older than another's hold-out start (its feed stopped) fails
+    the job, naming it: its hold-out would lie inside the others' training span.
+    """
     job.note("fetch", None)
     t = time.monotonic()
-    out: dict[str, tuple[pd.DataFrame, int]] = {}
+    fetched: dict[str, tuple[pd.DataFrame, int]] = {}
     data: dict[str, Any] = {}
     for symbol in job.series:
         frame, hold, data[symbol] = _fetch_series(job, tc, symbol)
-        out[symbol] = frame, hold
-    job.metrics["data"] = {"candles": sum(d["candles"] for d in data.values()), "series": data}
+        fetched[symbol] = frame, hold
+    starts = {sym: int(f["ts_ms"].iloc[h]) for sym, (f, h) in fetched.items()}
+    latest = max(starts, key=lambda sym: (starts[sym], sym))
+    for sym, (f, _h) in fetched.items():
+        if int(f["ts_ms"].iloc[-1]) < starts[latest]:
+            raise ModelError(
+                f"series {sym} of {job.key} ends at {_iso(int(f['ts_ms'].iloc[-1]))}, before the hold-out of "
+                f"{latest} starts ({_iso(starts[latest])}): its candles are stale (is its feed running?)"
+            )
+    cut = min(starts.values())
+    out: dict[str, _Series] = {}
+    for sym, (f, h) in fetched.items():
+        end = int(np.searchsorted(f["ts_ms"].to_numpy(dtype=np.int64), cut, side="left"))
+        out[sym] = _Series(f, end, h)
+        data[sym]["train_candles"] = end
+    job.metrics["data"] = {
+        "candles": sum(d["candles"] for d in data.values()),
+        "train_before_ms": cut,
+        "fetched_ms": job.fetched_ms,
+        "series": data,
+    }
     job.timings["fetch_s"] = time.monotonic() - t
     return out
 
 
-def _train_stage(job: _Job, tc: TrainConfig, frames: Mapping[str, tuple[pd.DataFrame, int]]) -> Path:
-    """Train the challenger on the candles before the hold-out (of each series: ``frames``
-    maps a series to its candles and hold-out start) in a staging directory, and publish its
-    checkpoint into the key's directory; return the published path."""
+def _train_stage(job: _Job, tc: TrainConfig, frames: Mapping[str, _Series]) -> Path:
+    """Train the challenger on each series' training candles (before the hold-out) in a
+    staging directory, and publish its checkpoint into the key's directory; return the
+    published path."""
     job.staging = job.reg.staging_dir(job.key, f"{job.request.request_id}-{uuid.uuid4().hex[:6]}")
 
     def on_train(p: TrainProgress) -> None:
@@ -535,7 +597,7 @@ def _train_stage(job: _Job, tc: TrainConfig, frames: Mapping[str, tuple[pd.DataF
         job.note("train", p)
 
     t = time.monotonic()
-    before = {name: frame.iloc[:hold].reset_index(drop=True) for name, (frame, hold) in frames.items()}
+    before = {name: x.frame.iloc[: x.train_end].reset_index(drop=True) for name, x in frames.items()}
     candles = before if tc.series else before[job.key.symbol]
     result = train(tc, candles, job.staging, progress=on_train)
     job.timings["train_s"] = time.monotonic() - t
@@ -550,7 +612,7 @@ _SeriesScores = tuple[dict[str, HoldoutScores], dict[str, HoldoutScores] | None]
 
 
 def _evaluate_stage(
-    job: _Job, final: Path, frames: Mapping[str, tuple[pd.DataFrame, int]]
+    job: _Job, final: Path, frames: Mapping[str, _Series]
 ) -> tuple[HoldoutScores, HoldoutScores | None, _SeriesScores]:
     """Challenger and serving champion forecast the same hold-out of each series: their
     scores (the champion's None when there is none, or it cannot be loaded), and each
@@ -565,7 +627,7 @@ def _evaluate_stage(
     t = time.monotonic()
 
     def score(p: Predictor, symbol: str) -> HoldoutScores:
-        frame, hold = frames[symbol]
+        frame, hold = frames[symbol].frame, frames[symbol].hold
         lo = max(0, hold - cfg.warmup_candles)
         return evaluate_holdout(
             p,
@@ -613,10 +675,12 @@ def _register_stage(
         "train": job.metrics["train"],
         "holdout": challenger.to_dict(),
         "champion_holdout": job.metrics.get("champion"),
+        "fetched_ms": job.fetched_ms,
     }
-    if job.series:  # a global model: its set (what serving reads), and each series' scores
+    if job.series:  # a global model: its set (what serving reads), and each series' data and scores
         metrics |= {
             "symbols": list(job.series),
+            "data_series": job.metrics["data"]["series"],
             "holdout_series": job.metrics["challenger_series"],
             "champion_holdout_series": job.metrics.get("champion_series"),
         }
@@ -626,7 +690,7 @@ def _register_stage(
     if decision.promote and cfg.shadow_forecasts > 0 and champ_scores is not None:
         try:  # issue 16: a challenger that beat a champion offline first serves in shadow
             # a global key's shadow runs on the series that asked (shadow rows are one per origin)
-            series = job.request.symbol if job.series else None
+            series = job.symbol if job.series else None
             job.version = reg.start_shadow(
                 version.version, decision.reason, required=cfg.shadow_forecasts, series=series
             )
@@ -658,10 +722,15 @@ def _retention_stage(job: _Job) -> None:
         logger.warning("retrain retention failed %s error=%s", job.log_ctx, exc)
 
 
+#: The widest series embedding a retrain carries over from a champion's manifest.
+EMBEDDING_MAX = 1024
+
+
 def _scope_stage(job: _Job) -> None:
     """Scope ``serving``: when the registry champion serving the request's symbol is a global
-    model's, the job retrains that global key over its symbol set (``job.key``, ``job.series``).
-    A symbol with its own champion, or served by ``*`` or by nothing, keeps its own key."""
+    model's, the job retrains that global key over its symbol set (``job.key``, ``job.series``)
+    with its champion's series embedding width (``job.embedding``). A symbol with its own
+    champion, or served by ``*`` or by nothing, keeps its own key."""
     key = job.key
     if job.cfg.scope != "serving":
         return
@@ -672,7 +741,13 @@ def _scope_stage(job: _Job) -> None:
     if key.symbol not in symbols:  # resolve_champion picked it for this symbol: a set read anew since
         raise RegistryError(f"global model {champ.version} of {champ.key} no longer names {key.symbol}")
     job.key, job.series = champ.key, symbols
-    job.metrics["scope"] = {"key": str(champ.key), "champion": champ.version, "symbols": list(symbols)}
+    job.embedding = _embedding_of(job.reg, champ) if len(symbols) > 1 else 0
+    job.metrics["scope"] = {
+        "key": str(champ.key),
+        "champion": champ.version,
+        "symbols": list(symbols),
+        "series_embedding": job.embedding,
+    }
     logger.info(
         "retrain scope request=%s symbol=%s key=%s symbols=%s",
         job.request.request_id,
@@ -682,12 +757,63 @@ def _scope_stage(job: _Job) -> None:
     )
 
 
+def _embedding_of(reg: ModelRegistry, champion: ModelVersion) -> int:
+    """The series embedding width of a global champion's manifest (0 when it has none, or one
+    that is no width: a manifest written by hand is logged, never trusted)."""
+    try:
+        width = read_manifest(reg.path_of(champion).with_suffix(".json")).get("series_embedding", 0)
+    except (OSError, ForexDiffusionError) as exc:
+        logger.warning("retrain.embedding_unread version=%s error=%s: trained without one", champion.version, exc)
+        return 0
+    if isinstance(width, bool) or not isinstance(width, int) or not 0 <= width <= EMBEDDING_MAX:
+        logger.warning("retrain.embedding_refused version=%s value=%.40r: trained without one", champion.version, width)
+        return 0
+    return width
+
+
+def _coalesced(job: _Job) -> JobOutcome | None:
+    """A global key retrained on candles read after this request was made answers it: two
+    series of one set drifting together (a market move) ask twice, and the set is trained
+    once. The newest such version names the outcome (its status: promoted, in shadow, else
+    rejected), which trains nothing and leaves its shadow running. Run under the key's claim."""
+    now = int(time.time() * 1000)
+    made = [
+        v
+        for v in job.reg.list(job.key, include_deleted=False)
+        if isinstance(v.metrics, Mapping)
+        and isinstance(f := v.metrics.get("fetched_ms"), int)
+        and not isinstance(f, bool)
+        and job.request.requested_at_ms <= f <= now + _CLOCK_SKEW_MS  # a row from the future: not trusted
+    ]
+    if not made:
+        return None
+    v = max(made, key=lambda v: (v.created_ms, v.version))
+    job.version = v
+    status: JobStatus = "promoted" if v.status == "promoted" else "shadow" if v.status == "shadow" else "rejected"
+    return job.outcome(
+        status,
+        f"coalesced: version {v.version} of {job.key} was trained on candles read after this request "
+        f"(request {v.request_id}); it is {v.status}",
+    )
+
+
+#: How far ahead of this machine's clock a stored time may be and still be believed.
+_CLOCK_SKEW_MS = 60_000
+
+
 def _train_and_decide(job: _Job, claim: Claim | None) -> JobOutcome:
     """The stages of a claimed job: recover → fetch → train → evaluate → decide → register → retention."""
     key = job.key
     job.reg.recover(key)  # under the claim: what it removes is no live job's
-    tc = job.cfg.train_config(key.symbol, key.timeframe, key.horizon, job.series)
-    frames = _fetch_set_stage(job, tc) if job.series else {key.symbol: _fetch_stage(job, tc)}
+    if job.series and (answered := _coalesced(job)) is not None:
+        return answered
+    tc = job.cfg.train_config(key.symbol, key.timeframe, key.horizon, job.series, job.embedding)
+    job.fetched_ms = int(time.time() * 1000)  # when the candles were read (_coalesced)
+    if job.series:
+        frames = _fetch_set_stage(job, tc)
+    else:
+        frame, hold = _fetch_stage(job, tc)
+        frames = {key.symbol: _Series(frame, hold, hold)}
     final = _train_stage(job, tc, frames)
     challenger, champ_scores, (each, champ_each) = _evaluate_stage(job, final, frames)
     if job.series:  # pooled, and no series much worse (issue 16)
@@ -749,7 +875,7 @@ def run_retrain(
         key = key_of(request, cfg.horizon)
     except ForexDiffusionError as exc:
         return _refused(request, cfg, exc, t0)
-    job = _Job(request, key, cfg, engine, registry or ModelRegistry(engine, model_dir), t0, progress)
+    job = _Job(request, key, cfg, engine, registry or ModelRegistry(engine, model_dir), t0, progress, symbol=key.symbol)
     try:
         if key.symbol == "*":
             raise ConfigError(

@@ -104,7 +104,7 @@ def pool_scores(by_series: Mapping[str, HoldoutScores]) -> HoldoutScores:
     ``skill`` and a comparison of two pooled scores over the same series are the
     origin-weighted relative ones. Coverages are origin-weighted; ``n`` is the total. A
     series with no origin adds nothing; one whose random walk scored no valid CRPS, or
-    whose scores are not finite, makes the pooled ``crps`` NaN (the rule refuses it).
+    whose CRPS is negative or not finite, makes the pooled ``crps`` NaN (the rule refuses it).
 
     >>> a = HoldoutScores(crps=0.9, rw_crps=1.0, cover90=0.9, cover50=0.5, n=30)
     >>> b = HoldoutScores(crps=95.0, rw_crps=100.0, cover90=0.8, cover50=0.4, n=10)
@@ -118,7 +118,7 @@ def pool_scores(by_series: Mapping[str, HoldoutScores]) -> HoldoutScores:
         return HoldoutScores(crps=math.nan, rw_crps=math.nan, cover90=math.nan, cover50=math.nan, n=0)
 
     def rel(s: HoldoutScores) -> float:
-        ok = math.isfinite(s.crps) and math.isfinite(s.rw_crps) and s.rw_crps > 0
+        ok = math.isfinite(s.crps) and s.crps >= 0 and math.isfinite(s.rw_crps) and s.rw_crps > 0
         return s.crps / s.rw_crps if ok else math.nan
 
     return HoldoutScores(
@@ -237,6 +237,11 @@ def decide_promotion(
     return PromotionDecision(False, f"no_champion_worse_than_rw: {text}")
 
 
+def _scored(s: HoldoutScores) -> bool:
+    """Whether a series' scores can be compared: origins, a finite positive CRPS and random walk."""
+    return s.n > 0 and math.isfinite(s.crps) and s.crps > 0 and math.isfinite(s.rw_crps) and s.rw_crps > 0
+
+
 def decide_global(
     challenger: Mapping[str, HoldoutScores],
     champion: Mapping[str, HoldoutScores] | None,
@@ -244,10 +249,13 @@ def decide_global(
 ) -> PromotionDecision:
     """The promotion rule of a global model's challenger, given each series' scores; pure.
 
-    :func:`decide_promotion` on the scores pooled over the series (:func:`pool_scores`),
-    then, for a promotion over a champion, each series on its own: a series where the
-    challenger's CRPS exceeds the champion's by more than ``max_series_loss`` refuses it
-    (``series_worse``), so a gain on some pairs never buys a loss on another.
+    :func:`decide_promotion` on the scores pooled over the series (:func:`pool_scores`): the
+    CRPS compared with the champion's over the series the champion scored validly, the
+    validity, origin count and coverage over every series (a champion scored on none is no
+    champion: the random-walk rule decides). Then, for a promotion over a champion, each of
+    those series on its own: one where the challenger's CRPS exceeds the champion's by more
+    than ``max_series_loss`` refuses it (``series_worse``), so a gain on some pairs never
+    buys a loss on another.
 
     >>> a = HoldoutScores(crps=0.8, rw_crps=1.0, cover90=0.9, cover50=0.5, n=50)
     >>> b = HoldoutScores(crps=1.0, rw_crps=1.0, cover90=0.9, cover50=0.5, n=50)
@@ -256,16 +264,19 @@ def decide_global(
     >>> decide_global({"X": a, "Y": b}, {"X": b, "Y": a}, PromotionPolicy(min_improvement=-1.0)).reason[:12]
     'series_worse'
     """
-    pooled_champion = None if champion is None else pool_scores(champion)
-    decision = decide_promotion(pool_scores(challenger), pooled_champion, policy)
-    if not decision.promote or champion is None or not math.isfinite(pooled_champion.crps):  # type: ignore[union-attr]
+    pooled = pool_scores(challenger)
+    valid = {n: s for n, s in (champion or {}).items() if n in challenger and _scored(s)}
+    if not valid or not math.isfinite(pooled.crps):
+        return decide_promotion(pooled, None, policy)  # an invalid challenger is refused there
+    common = pool_scores({n: challenger[n] for n in valid})
+    head = HoldoutScores(crps=common.crps, rw_crps=1.0, cover90=pooled.cover90, cover50=pooled.cover50, n=pooled.n)
+    decision = decide_promotion(head, pool_scores(valid), policy)
+    if not decision.promote:
         return decision
-    for name in sorted(challenger):
-        c, ch = challenger[name], champion.get(name)
-        if ch is None or not (ch.n > 0 and math.isfinite(ch.crps) and ch.crps > 0):
-            continue
-        loss = c.crps / ch.crps - 1.0
-        if not loss <= policy.max_series_loss:  # NaN refuses too
+    for name in sorted(valid):
+        c, ch = challenger[name], valid[name]
+        loss = c.crps / ch.crps - 1.0 if c.n > 0 else math.nan
+        if not loss <= policy.max_series_loss:  # NaN (a series the challenger did not score) refuses too
             return PromotionDecision(
                 False,
                 f"series_worse: {name} crps {c.crps:.6g} vs champion {ch.crps:.6g} ({100 * loss:+.2f} % worse, "

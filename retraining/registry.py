@@ -580,16 +580,39 @@ class ModelRegistry:
         """The version in shadow for ``key`` (issue 16), or None."""
         return self._aliased(key, "shadow")
 
+    def shadow_runs_on(self, version: ModelVersion) -> str | None:
+        """The one symbol a global model's shadow is scored on: the recorded one
+        (:func:`shadow_series`) while its key's champion still serves it, else the first
+        symbol of its set (sorted) that key's champion serves -- a series given its own model
+        since leaves the shadow to another, never to none. None for a per-series version, or
+        a set whose key serves none of its symbols now."""
+        if not version.key.is_symbol_set:
+            return None
+        recorded = shadow_series(version)
+        symbols = sorted(self.symbols_of(version))
+        tf, h = version.key.timeframe, version.key.horizon
+        for symbol in ([recorded] if recorded in symbols else []) + [s for s in symbols if s != recorded]:
+            champ = self.resolve_champion(symbol, tf, h)
+            if champ is not None and champ.key == version.key:
+                return symbol
+        return None
+
     def start_shadow(self, version: str, reason: str, *, required: int, series: str | None = None) -> ModelVersion:
         """Put ``version`` in shadow until ``required`` live forecasts are realised (artifact verified first).
 
-        ``series``: the one symbol a global model's shadow runs on (:func:`shadow_series`).
+        ``series``: the one symbol a global model's shadow runs on (:func:`shadow_series`),
+        one of its set (``RegistryError`` otherwise, or for a per-series version).
 
         Raises
         ------
         RegistryError
             Unknown, deleted or champion version, or an artifact that does not load.
         """
+        if series is not None:
+            v = self.get(version)
+            if not v.key.is_symbol_set or series.upper() not in self.symbols_of(v):
+                raise RegistryError(f"version {version} of {v.key} does not serve {series[:32]!r}: no shadow on it")
+            series = series.upper()
         return store.start_shadow(
             self.engine,
             version,
@@ -709,12 +732,14 @@ def _load_predictor(path: str | Path, *, device: str = "cpu") -> Predictor:
 
 
 def shadow_series(version: ModelVersion) -> str | None:
-    """The symbol a global model's shadow runs on (``metrics.shadow.symbol``, set by the
-    retrain job that asked for it), or None (a per-series shadow, or a row holding no
-    string there)."""
+    """The symbol recorded for a global model's shadow (``metrics.shadow.symbol``, set by the
+    retrain job that asked for it), canonical (lower case read as upper case, as every symbol
+    field of the registry); None for a per-series shadow, or a row holding no pair there."""
     shadow = version.metrics.get("shadow") if isinstance(version.metrics, Mapping) else None
     symbol = shadow.get("symbol") if isinstance(shadow, Mapping) else None
-    return symbol if isinstance(symbol, str) else None
+    if not (isinstance(symbol, str) and symbol.isascii() and _SYMBOL.fullmatch(symbol.upper())):
+        return None
+    return symbol.upper()
 
 
 def serving_champion(reg: ModelRegistry, key: ModelKey) -> ModelVersion | None:

@@ -24,7 +24,7 @@ from forex_diffusion.forecast.forecaster import RandomWalkPredictor
 from forex_diffusion.forecast.touch import parse_touch_bands
 from forex_diffusion.storage.model_registry import ModelKey, ModelVersion, row_names
 
-from .registry import ModelRegistry, model_symbols, read_manifest, shadow_series
+from .registry import ModelRegistry, model_symbols, read_manifest
 
 __all__ = ["ModelBook"]
 
@@ -209,8 +209,9 @@ class ModelBook:
         """The version in shadow for the series, loaded (issue 16), or None.
 
         The series' own key's shadow; else, when a global model serves the series, the
-        shadow of that global key if it runs on this symbol (:func:`~retraining.registry.shadow_series`:
-        a retrain of a global key shadows on the series that asked for it). One that does not
+        shadow of that global key if it runs on this symbol
+        (:meth:`~retraining.registry.ModelRegistry.shadow_runs_on`: a retrain of a global key
+        shadows on the series that asked for it, while the key serves it). One that does not
         load, or that already serves the series, is None. Re-resolved by :meth:`refresh`.
         """
         k = (symbol, timeframe)
@@ -250,7 +251,7 @@ class ModelBook:
         if not row.key.is_symbol_set:
             return None
         shadow = self.registry.shadow(row.key)
-        return shadow if shadow is not None and shadow_series(shadow) == symbol else None
+        return shadow if shadow is not None and self.registry.shadow_runs_on(shadow) == symbol else None
 
     def shadow_versions(self) -> dict[tuple[str, str], str]:
         """Version in shadow per ``(symbol, timeframe)`` (series without one are left out)."""

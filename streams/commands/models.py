@@ -309,7 +309,7 @@ def shadow_command(
     shadow.
     """
     from forex_diffusion.errors import RegistryError
-    from retraining.registry import serving_champion
+    from retraining.registry import serving_champion, shadow_series
     from retraining.shadow_verdict import shadow_state
 
     k = _key(key)  # a usage error before the database is touched
@@ -328,6 +328,12 @@ def shadow_command(
             "shadow when it beats a champion and FOREXD_SHADOW_FORECASTS > 0)"
         )
     st = shadow_state(reg, chosen.version)
+    # a global model's shadow is scored on one series of its set (issue 16)
+    runs_on = (
+        (reg.shadow_runs_on(chosen) if st.state == "waiting" else shadow_series(chosen))
+        if chosen.key.is_symbol_set
+        else None
+    )
     if as_json:
         typer.echo(
             _json_line(
@@ -336,6 +342,7 @@ def shadow_command(
                     "champion": None if champion is None else champion.version,
                     "champion_key": None if champion is None else str(champion.key),
                     "since_ms": chosen.metrics["shadow"].get("since_ms"),
+                    "series": runs_on,
                 }
             )
         )
@@ -345,8 +352,9 @@ def shadow_command(
     def pct(x: float) -> str:
         return "-" if x != x else f"{100 * x:+.2f} %"
 
-    of = "" if chosen.key == k else f" (of {chosen.key}, on {k.symbol})"
-    typer.echo(f"key {k}  shadow {chosen.version}{of}  state {st.state}")
+    of = "" if chosen.key == k else f" (of {chosen.key})"
+    on = "" if runs_on is None and not chosen.key.is_symbol_set else f"  on {runs_on or 'no series now'}"
+    typer.echo(f"key {k}  shadow {chosen.version}{of}{on}  state {st.state}")
     now = "-" if champion is None else champion.version + ("" if champion.key == k else f" ({champion.key})")
     typer.echo(
         f"since {_when(chosen.metrics['shadow'].get('since_ms'))}  realised forecasts {st.realised} "
@@ -367,13 +375,17 @@ def _shadow_of(reg: Any, key: Any, versions: list[Any], *, symbol: str | None = 
     ``symbol``, only a global key's shadow that runs on that symbol."""
     from retraining.registry import shadow_series
 
-    def runs(v: Any) -> bool:
-        return symbol is None or shadow_series(v) == symbol
-
-    current = reg.shadow(key)
-    if current is not None and runs(current):
+    current = reg.shadow(key)  # runs where the registry says now; a decided one, where it was recorded
+    if current is not None and (symbol is None or reg.shadow_runs_on(current) == symbol):
         return current
-    been = [v for v in versions if isinstance(v.metrics.get("shadow"), dict) and runs(v)]
+    skip = None if current is None else current.version  # running elsewhere: not "was" here
+    been = [
+        v
+        for v in versions
+        if isinstance(v.metrics.get("shadow"), dict)
+        and v.version != skip
+        and (symbol is None or shadow_series(v) == symbol)
+    ]
     return max(been, key=lambda v: (v.updated_ms, v.version)) if been else None
 
 

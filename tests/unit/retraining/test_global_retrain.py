@@ -123,11 +123,23 @@ def test_a_series_served_by_a_global_model_retrains_the_global_key(
     out = run_retrain(request("g1", symbol="EURUSD", timeframe="1d"), engine=engine, model_dir=models, config=job())
     assert out.status == "promoted", out.reason
     assert out.key == str(SET_KEY) and out.symbol == "EURUSD"  # answers EURUSD's request
-    assert out.metrics["scope"] == {"key": str(SET_KEY), "champion": champ, "symbols": list(PAIR)}
-    # both series fetched (each its own train + hold-out), scored on its own hold-out
-    data = out.metrics["data"]["series"]
+    assert out.metrics["scope"] == {
+        "key": str(SET_KEY),
+        "champion": champ,
+        "symbols": list(PAIR),
+        "series_embedding": 0,
+    }
+    # both series fetched (each its own train + hold-out), scored on its own hold-out; the
+    # per-series parts are in the registry row (the outcome's size must not grow with the set)
+    v = reg.get(out.version)  # type: ignore[arg-type]
+    assert out.metrics["data"]["series"] == 2 and "challenger_series" not in out.metrics
+    data = v.metrics["data_series"]
     assert set(data) == set(PAIR) and all(d["candles"] == 2400 + 240 for d in data.values())
-    ch, cs = out.metrics["challenger_series"], out.metrics["champion_series"]
+    # one cut: every series trains on candles before the earliest hold-out start
+    cut = out.metrics["data"]["train_before_ms"]
+    assert cut == min(d["holdout_first_open_ms"] for d in data.values())
+    assert all(d["train_candles"] <= 2400 for d in data.values())
+    ch, cs = v.metrics["holdout_series"], v.metrics["champion_holdout_series"]
     assert set(ch) == set(cs) == set(PAIR) and all(ch[s]["n"] >= 50 for s in PAIR)
     # the decision's scores are the pooled relative ones of the series' own
     pooled = pool_scores({s: HoldoutScores.from_dict(ch[s]) for s in PAIR})
@@ -135,9 +147,7 @@ def test_a_series_served_by_a_global_model_retrains_the_global_key(
     assert out.metrics["challenger"]["rw_crps"] == 1.0 and out.metrics["challenger"]["n"] == pooled.n
     assert out.metrics["champion_version"] == champ
     # registered and promoted under the set's key; the set serves both symbols
-    v = reg.get(out.version)  # type: ignore[arg-type]
     assert v.key == SET_KEY and v.metrics["symbols"] == list(PAIR) and reg.symbols_of(v) == frozenset(PAIR)
-    assert v.metrics["holdout_series"] == ch
     assert reg.champion(SET_KEY).version == out.version == out.champion  # type: ignore[union-attr]
     assert reg.champion(OWN) is None
     book = ModelBook(engine, horizon=HORIZON, model_dir=models)
@@ -175,7 +185,7 @@ def test_a_global_challenger_shadows_on_the_series_that_asked(
     # and under the key of the series it runs on (which has no version of its own)
     res = CliRunner().invoke(app, ["models", "shadow", "GBPUSD/1d/12", "--db", db, "--model-dir", str(models)])
     assert res.exit_code == 0, res.output
-    assert f"shadow {v.version} (of {SET_KEY}, on GBPUSD)  state waiting" in res.stdout, res.stdout
+    assert f"shadow {v.version} (of {SET_KEY})  on GBPUSD  state waiting" in res.stdout, res.stdout
     assert f"champion now {champ} ({SET_KEY})" in res.stdout, res.stdout
     res = CliRunner().invoke(app, ["models", "shadow", "EURUSD/1d/12", "--db", db, "--model-dir", str(models)])
     assert res.exit_code == 2 and "unknown key EURUSD/1d/12" in res.stderr, res.output
@@ -294,3 +304,68 @@ def test_the_global_shadow_is_found_before_the_series_was_served(
     book = ModelBook(engine, horizon=HORIZON, model_dir=models)
     assert book.shadow("EURUSD", "1d").version == out.version
     assert book.shadow_versions() == {("EURUSD", "1d"): out.version}
+
+
+def test_a_series_a_little_behind_moves_the_cut_for_every_series(
+    tmp_path: Path, stored: dict[str, list[Candle]]
+) -> None:
+    """GBPUSD's newest 30 candles are missing (a feed a month behind): every series trains on
+    candles before GBPUSD's hold-out start, the earliest of the set, so no candle of EURUSD's
+    training lies in GBPUSD's hold-out span; each series is still scored on its own newest
+    candles."""
+    url = f"sqlite:///{tmp_path / 'behind.db'}"
+    engine = make_engine(url)
+    upsert_candles(engine, stored["EURUSD"])
+    upsert_candles(engine, stored["GBPUSD"][:-30])
+    models = tmp_path / "models"
+    champion_of_set(engine, models, stored, tmp_path)
+    out = run_retrain(request("b1", symbol="EURUSD", timeframe="1d"), engine=engine, model_dir=models, config=job())
+    assert out.status == "promoted", (out.reason, out.error)
+    data = ModelRegistry(engine, models).get(out.version).metrics["data_series"]  # type: ignore[arg-type]
+    cut = out.metrics["data"]["train_before_ms"]
+    assert cut == data["GBPUSD"]["holdout_first_open_ms"] < data["EURUSD"]["holdout_first_open_ms"]
+    assert data["GBPUSD"]["train_candles"] == 2400 and data["EURUSD"]["train_candles"] == 2400 - 30
+    eur = [c.open_ms for c in stored["EURUSD"]][-2640:]
+    assert eur[data["EURUSD"]["train_candles"] - 1] < cut <= eur[data["EURUSD"]["train_candles"]]
+
+
+def test_a_set_whose_series_stopped_before_the_others_hold_out_fails_naming_it(
+    tmp_path: Path, stored: dict[str, list[Candle]]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'stale.db'}"
+    engine = make_engine(url)
+    upsert_candles(engine, stored["EURUSD"])
+    upsert_candles(engine, stored["GBPUSD"][:-400])
+    models = tmp_path / "models"
+    champ = champion_of_set(engine, models, stored, tmp_path)
+    out = run_retrain(request("s9", symbol="EURUSD", timeframe="1d"), engine=engine, model_dir=models, config=job())
+    assert out.status == "failed" and out.reason == "model: ModelError", out.reason
+    assert "series GBPUSD" in (out.error or "") and "stale" in (out.error or ""), out.error
+    assert [v.version for v in ModelRegistry(engine, models).list(SET_KEY)] == [champ]
+
+
+@pytest.mark.parametrize("forged", [10**15, True, "9999999999999", 1.7e12])
+def test_a_hand_written_fetch_time_never_stops_the_set_from_retraining(
+    db: str, tmp_path: Path, stored: dict[str, list[Candle]], forged: object
+) -> None:
+    """A version's ``fetched_ms`` answers later requests of the set (coalescing): one written
+    by hand far in the future, or no integer, would answer every request for ever. It is
+    not believed: the request trains."""
+    from sqlalchemy import update
+
+    from forex_diffusion.storage.model_registry import model_versions
+
+    engine = make_engine(db)
+    models = tmp_path / "models"
+    champ = champion_of_set(engine, models, stored, tmp_path)
+    reg = ModelRegistry(engine, models)
+    with engine.begin() as conn:
+        metrics = {**reg.get(champ).metrics, "fetched_ms": forged}
+        conn.execute(update(model_versions).where(model_versions.c.version == champ).values(metrics=metrics))
+    out = run_retrain(request("f1", symbol="EURUSD", timeframe="1d"), engine=engine, model_dir=models, config=job())
+    assert out.status == "promoted" and out.version != champ and not out.reason.startswith("coalesced"), out.reason
+    # and that version (read after the request) answers the next request of the set
+    again = run_retrain(request("f2", symbol="GBPUSD", timeframe="1d"), engine=engine, model_dir=models, config=job())
+    assert again.version == out.version and again.reason.startswith("coalesced: version"), again.reason
+    assert again.status == "promoted" and again.symbol == "GBPUSD"
+    assert [v.version for v in reg.list(SET_KEY)] == [champ, out.version]
