@@ -411,10 +411,20 @@ def _int(value: Any, name: str, *, lo: int = _INT64[0], hi: int = _INT64[1]) -> 
     return value
 
 
-def _float(value: Any) -> float:
+def _float(value: Any, *, text: bool = False) -> float:
     """A raw value of a REAL column as a float; NaN when it is none (text, NULL, bytes: a
     score is stored as a number; SQLite keeps a number written as text as a REAL, so text read
-    back is none, and a blob ``b'0'`` read as 0 let a hand-written row promote a shadow)."""
+    back is none, and a blob ``b'0'`` read as 0 let a hand-written row promote a shadow).
+
+    ``text``: the value is the column's text (PostgreSQL, where :func:`_raw_columns` casts
+    every column to text and a ``double precision`` column holds numbers only): a decimal
+    number's text is read (``NaN`` and ``Infinity`` read as such, then refused by the
+    caller's bounds). Before, every score read back from PostgreSQL was NaN, and every shadow
+    there was rejected ``shadow_invalid``."""
+    if text and isinstance(value, str):
+        if not _REAL_TEXT.fullmatch(value):
+            return math.nan
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return math.nan
     try:
@@ -1070,11 +1080,16 @@ _SHADOW_CRPS = ("crps", "champion_crps", "rw_crps")
 _SHADOW_COVER = ("cover90", "champion_cover90")
 
 
-def _shadow_row(r: Any) -> tuple[dict[str, Any], list[str]]:
+#: PostgreSQL's text of a ``double precision`` value (``float8out``).
+_REAL_TEXT = re.compile(r"-?(?:\d+(?:\.\d*)?(?:e[-+]?\d+)?|Infinity)|NaN")
+
+
+def _shadow_row(r: Any, *, text: bool = False) -> tuple[dict[str, Any], list[str]]:
     """A raw ``shadow_scores`` row: its scores as floats, each one that is no score of its kind
     (text, NULL, a negative CRPS, a coverage outside 0..1, a non-finite value) as NaN, so the
     shadow rule, which refuses non-finite scores, rejects rather than promotes on it; its
-    other columns as read (None when unreadable). Returns the row and the columns made NaN."""
+    other columns as read (None when unreadable). Returns the row and the columns made NaN.
+    ``text``: the scores come as their text (PostgreSQL, :func:`_float`)."""
     m = r._mapping
     out: dict[str, Any] = {
         "version": _text_or_none(m["version"]),
@@ -1086,7 +1101,7 @@ def _shadow_row(r: Any) -> tuple[dict[str, Any], list[str]]:
     }
     bad = []
     for name in (*_SHADOW_CRPS, *_SHADOW_COVER):
-        x = _float(m[name])
+        x = _float(m[name], text=text)
         ok = math.isfinite(x) and (x >= 0 if name in _SHADOW_CRPS else 0 <= x <= 1)
         out[name] = x if ok else math.nan
         if not ok:
@@ -1107,9 +1122,9 @@ def read_shadow_scores(engine: Engine, version: str, *, limit: int | None = None
         q = select(*_raw_columns(conn, s)).where(s.c.version == version).order_by(s.c.as_of_ms)
         if limit is not None:
             q = q.limit(limit)
-        out = []
+        out, text = [], conn.dialect.name == "postgresql"  # the scores' text (_raw_columns)
         for r in conn.execute(q):
-            row, bad = _shadow_row(r)
+            row, bad = _shadow_row(r, text=text)
             if bad and _said_once(conn, "shadow_scores", version, _row_id(r, "as_of_ms"), *bad):
                 logger.warning(
                     "registry.shadow_score_unreadable version=%s as_of_ms=%s columns=%s: read as NaN",

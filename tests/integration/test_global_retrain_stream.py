@@ -15,23 +15,32 @@ the set's key; the registry's champion of the set's key is the new version, over
 symbols; the candle worker accepted the outcome (``models.refreshed``, no ``models.refused``,
 no dead letter of ``fx.models``); EURUSD's next candle (held back from the database) is then
 forecast by the new global version. Waits follow records and log lines, not the clock.
+
+The second test runs the same retrain with a live shadow (``shadow_forecasts`` 3): the last
+20 candles of both series are held back, the challenger enters shadow on EURUSD only, the
+held-back candles are streamed, and the worker's shadow lane decides and announces on
+``fx.models``; the decision then serves both series.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from sqlalchemy.engine import Engine
 
 from forex_diffusion.diffusion import TrainConfig, train
 from forex_diffusion.domain import Candle
 from forex_diffusion.ingest.readers import read_candle_series
 from forex_diffusion.quality.trigger import RetrainRequest
 from forex_diffusion.storage import make_engine, upsert_candles
-from forex_diffusion.storage.model_registry import ModelKey
+from forex_diffusion.storage.model_registry import ModelKey, get_aliases, read_shadow_scores
+from forex_diffusion.storage.repository import fetch_forecasts
 from forex_diffusion.timeframes import Timeframe
 from forex_diffusion.wire import encode_candle
 from retraining.jobs import JobConfig, encode_request
@@ -127,19 +136,33 @@ def promote_global_champion(reg: ModelRegistry, stored: dict[str, list[Candle]],
     return reg.promote(v.version, "first champion").version
 
 
-def test_a_drift_request_of_a_series_served_by_a_global_model_retrains_the_global_key_through_the_worker(
+@dataclass(frozen=True)
+class GlobalWorker:
+    """A worker serving :data:`PAIR` by the global champion, and what the test reads it by."""
+
+    worker: Any
+    prefix: str
+    engine: Engine
+    reg: ModelRegistry
+    champion: str
+
+
+def start_global_worker(
     worker_env: dict[str, str],
     spawn_worker: Any,
     kafka_bootstrap: str,
     pg_url: str,
     tmp_path: Path,
-    wait_until: Any,
-) -> None:
+    stored: dict[str, list[Candle]],
+    history: list[Candle],
+    job: JobConfig,
+) -> GlobalWorker:
+    """Store ``history`` in PostgreSQL, promote the tiny global champion of :data:`PAIR` (the
+    set's key serves EURUSD, which has no key of its own) and start a ``forexd worker --role
+    all`` serving both symbols at 1d with retrain job ``job``."""
     models = tmp_path / "models"
-    stored = {s: daily_candles(s) for s in PAIR}
     engine = make_engine(pg_url)
-    last = stored["EURUSD"][-1]  # published on fx.candles after the outcome
-    upsert_candles(engine, stored["EURUSD"][:-1] + stored["GBPUSD"])
+    upsert_candles(engine, history)
     reg = ModelRegistry(engine, models)
     champion = promote_global_champion(reg, stored, tmp_path / "global-train")
     assert reg.resolve_champion("EURUSD", "1d", H).version == champion  # type: ignore[union-attr]
@@ -153,15 +176,54 @@ def test_a_drift_request_of_a_series_served_by_a_global_model_retrains_the_globa
         FOREXD_HORIZON=str(H),
         FOREXD_DATABASE_URL=pg_url,
         FOREXD_MODEL_DIR=str(models),
-        FOREXD_RETRAIN_JOB_CONFIG=json.dumps(JOB.to_dict()),
+        FOREXD_RETRAIN_JOB_CONFIG=json.dumps(job.to_dict()),
     )
     prefix = env["FOREXD_TOPIC_PREFIX"]
     create_topics(kafka_bootstrap, [f"{prefix}fx.{t}" for t in TOPICS], 2)
-    w = spawn_worker(env, role="all")
+    return GlobalWorker(spawn_worker(env, role="all"), prefix, engine, reg, champion)
+
+
+def request_retrain(kafka_bootstrap: str, prefix: str, symbol: str) -> RetrainRequest:
+    """A drift request for ``symbol``, as the candle worker's trigger sends it (keyed by its symbol)."""
+    req = RetrainRequest.create(symbol, "1d", H, "drift", 1_700_000_000_000, detail="test")
+    publish(kafka_bootstrap, f"{prefix}fx.retrain.requests", [(symbol.encode(), encode_request(req))])
+    return req
+
+
+def assert_models_accepted(w: Any, kafka_bootstrap: str, prefix: str) -> None:
+    """The candle worker's ``fx.models`` agent refused nothing: no ``models.refused`` line, no
+    dead letter of ``fx.models`` (an outcome it refuses is dead-lettered and refreshes nothing)."""
+    log = w.log()
+    assert "models.refused" not in log, log[-4000:]
+    dead = read_all(kafka_bootstrap, f"{prefix}fx.deadletter", timeout_s=5)
+    from_models = [m for m in dead if dict(m.headers).get("x-orig-topic") == f"{prefix}fx.models".encode()]
+    assert not from_models, [(dict(m.headers), m.value[:300]) for m in from_models]
+
+
+def test_a_drift_request_of_a_series_served_by_a_global_model_retrains_the_global_key_through_the_worker(
+    worker_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
+    pg_url: str,
+    tmp_path: Path,
+    wait_until: Any,
+) -> None:
+    stored = {s: daily_candles(s) for s in PAIR}
+    last = stored["EURUSD"][-1]  # published on fx.candles after the outcome
+    g = start_global_worker(
+        worker_env,
+        spawn_worker,
+        kafka_bootstrap,
+        pg_url,
+        tmp_path,
+        stored,
+        stored["EURUSD"][:-1] + stored["GBPUSD"],
+        JOB,
+    )
+    w, prefix, reg, champion = g.worker, g.prefix, g.reg, g.champion
 
     # a drift request for EURUSD, as the candle worker's trigger sends it (keyed by its symbol)
-    req = RetrainRequest.create("EURUSD", "1d", H, "drift", 1_700_000_000_000, detail="test")
-    publish(kafka_bootstrap, f"{prefix}fx.retrain.requests", [(b"EURUSD", encode_request(req))])
+    req = request_retrain(kafka_bootstrap, prefix, "EURUSD")
 
     outs = read_all(kafka_bootstrap, f"{prefix}fx.models", expect=1, timeout_s=300)
     assert len(outs) == 1, (len(outs), w.log()[-4000:])
@@ -187,11 +249,7 @@ def test_a_drift_request_of_a_series_served_by_a_global_model_retrains_the_globa
     # the candle worker's fx.models agent accepted it: its book refreshed on the record (an
     # outcome it refuses is dead-lettered and refreshes nothing), nothing refused
     wait_until(lambda: "models.refreshed" in w.log(), 120, what="the model book refreshed on the outcome")
-    log = w.log()
-    assert "models.refused" not in log, log[-4000:]
-    dead = read_all(kafka_bootstrap, f"{prefix}fx.deadletter", timeout_s=5)
-    from_models = [m for m in dead if dict(m.headers).get("x-orig-topic") == f"{prefix}fx.models".encode()]
-    assert not from_models, [(dict(m.headers), m.value[:300]) for m in from_models]
+    assert_models_accepted(w, kafka_bootstrap, prefix)
 
     # the next EURUSD candle is forecast by the new global version (the book resolves the
     # series to its set's champion)
@@ -202,3 +260,162 @@ def test_a_drift_request_of_a_series_served_by_a_global_model_retrains_the_globa
     assert served == {(b"EURUSD", last.close_ms): new}, served
     assert w.alive()
     print(f"outcome={outcome['status']} reason={outcome['reason']} job_s={outcome['duration_s']:.1f}")
+
+
+#: Live shadow of a global retrain: the last candles of both series are held back from the
+#: database and streamed after the challenger entered shadow; it needs ``SHADOW_N`` realised
+#: forecasts, which the first ``SHADOW_N + H`` held-back candles realise exactly (the origin of
+#: the k-th is realised by the (k + H)-th), so no forecast of those can come after a decision.
+SHADOW_N = 3
+HELD = 20
+SHADOW_JOB = replace(
+    JOB,
+    shadow_forecasts=SHADOW_N,
+    # any valid challenger beats the champion offline, pooled and on each series
+    policy=replace(JOB.policy, max_series_loss=100.0),
+)
+
+
+def test_a_global_retrain_in_shadow_runs_on_the_requesting_series_and_its_live_decision_serves_both(
+    worker_env: dict[str, str],
+    spawn_worker: Any,
+    kafka_bootstrap: str,
+    pg_url: str,
+    tmp_path: Path,
+    wait_until: Any,
+) -> None:
+    """A drift request for EURUSD retrains the set's key; the challenger beats the champion
+    offline and enters shadow **on EURUSD only** (``metrics.shadow.symbol``). The held-back
+    candles of both series are then streamed: the worker's shadow lane scores the challenger
+    beside the champion on EURUSD, publishes only the champion's forecasts, decides after
+    ``SHADOW_N`` realised forecasts and announces on ``fx.models`` (keyed by the set's
+    symbol); the decision then serves both series (promoted: the new version; rejected: the
+    old champion). With the tiny training both versions calibrate onto the EWMA random walk
+    (``rw_weight`` 1 at every step), so their live CRPS tie and the rule (no worse) promotes, in
+    every run so far; either branch is checked against the rows for what it must do. Waits
+    follow records and rows, not the clock."""
+    stored = {s: daily_candles(s) for s in PAIR}
+    held = {s: stored[s][-HELD:] for s in PAIR}
+    assert [c.open_ms for c in held["EURUSD"]] == [c.open_ms for c in held["GBPUSD"]]
+    g = start_global_worker(
+        worker_env,
+        spawn_worker,
+        kafka_bootstrap,
+        pg_url,
+        tmp_path,
+        stored,
+        [c for s in PAIR for c in stored[s][:-HELD]],
+        SHADOW_JOB,
+    )
+    w, prefix, engine, reg, champion = g.worker, g.prefix, g.engine, g.reg, g.champion
+
+    req = request_retrain(kafka_bootstrap, prefix, "EURUSD")
+    outs = read_all(kafka_bootstrap, f"{prefix}fx.models", expect=1, timeout_s=300)
+    assert len(outs) == 1, (len(outs), w.log()[-4000:])
+    msg = outs[0]
+    outcome = json.loads(msg.value)
+    assert outcome["request_id"] == req.request_id and msg.key == b"EURUSD", (msg.key, outcome)
+    assert outcome["key"] == str(SET_KEY) and outcome["symbol"] == "EURUSD", outcome
+    assert outcome["status"] == "shadow", (outcome["status"], outcome["reason"], outcome.get("error"))
+    new = outcome["version"]
+    assert new and new != champion and outcome["champion"] == champion, outcome
+
+    # the registry: the version is the set key's shadow, running on the series that asked;
+    # the old champion still serves both
+    v = reg.get(new)
+    assert v.key == SET_KEY and v.status == "shadow", (v.key, v.status, v.reason)
+    assert v.metrics["shadow"]["symbol"] == "EURUSD" and v.metrics["shadow"]["required"] == SHADOW_N, v.metrics
+    assert reg.shadow_runs_on(v) == "EURUSD"
+    assert get_aliases(engine, SET_KEY) == {"champion": champion, "challenger": new, "shadow": new}
+    for s in PAIR:
+        assert reg.resolve_champion(s, "1d", H).version == champion  # type: ignore[union-attr]
+    wait_until(lambda: "models.refreshed" in w.log(), 120, what="the model book refreshed on the outcome")
+
+    # the held-back candles, in time order, keyed by symbol: first those that realise exactly
+    # SHADOW_N shadow forecasts of EURUSD (its first origins), then the decision
+    def stream(n0: int, n1: int) -> list[tuple[str, int]]:
+        batch = sorted((c for s in PAIR for c in held[s][n0:n1]), key=lambda c: (c.open_ms, c.symbol))
+        publish(kafka_bootstrap, f"{prefix}fx.candles", [(c.symbol.encode(), encode_candle(c)) for c in batch])
+        return [(c.symbol, c.close_ms) for c in batch]
+
+    live = stream(0, SHADOW_N + H)
+
+    def progress() -> tuple[int, int]:  # the worker's checkpoints: forecast rows, then shadow rows
+        return sum(len(fetch_forecasts(engine, s, "1d")) for s in PAIR), len(read_shadow_scores(engine, new))
+
+    wait_until(
+        lambda: reg.get(new).status != "shadow", 240, interval=0.5, what="the shadow decision", progress=progress
+    )
+    v = reg.get(new)
+    assert v.status in ("promoted", "rejected"), (v.status, v.reason)
+
+    # announced on fx.models like a job's outcome, keyed by the set's symbol (accepted by the
+    # candle worker's fx.models agent)
+    outs = read_all(kafka_bootstrap, f"{prefix}fx.models", expect=2, timeout_s=120)
+    decisions = [(m.key, json.loads(m.value)) for m in outs if json.loads(m.value)["status"] != "shadow"]
+    assert len(decisions) == 1 and len(outs) == 2, ([m.value[:300] for m in outs], w.log()[-4000:])
+    key, d = decisions[0]
+    assert key == SET_KEY.symbol.encode() and d["key"] == str(SET_KEY) and d["symbol"] == SET_KEY.symbol, (key, d)
+    assert (d["version"], d["status"], d["reason"]) == (new, v.status, v.reason), (d, v.reason)
+    assert d["reason"].startswith("shadow_") and d["request_id"] == req.request_id, d
+    assert d["metrics"]["required"] == SHADOW_N, d["metrics"]
+    serving = new if v.status == "promoted" else champion
+    assert d["champion"] == serving, d
+    # each fx.models record the agent accepts ends in one "models.refreshed" line, one it
+    # refuses in "models.refused" (and a dead letter)
+    taken = lambda: w.log().count("models.refreshed") >= 2 or "models.refused" in w.log()  # noqa: E731
+    wait_until(taken, 120, what="the candle worker took the decision's record")
+    assert_models_accepted(w, kafka_bootstrap, prefix)
+
+    # the shadow ran on EURUSD only, its rows scored beside the champion that served them,
+    # and the decision is the rule's on the first SHADOW_N of them
+    rows = read_shadow_scores(engine, new)
+    assert len(rows) >= SHADOW_N, rows
+    assert all(r["model_key"].startswith("EURUSD/") for r in rows), {r["model_key"] for r in rows}
+    assert {r["champion_version"] for r in rows} == {champion}, rows
+    # the worker stored finite scores (both forecasts realised); read back from PostgreSQL they
+    # must stay scores, or every shadow there ends shadow_invalid whatever it forecast
+    scores = ("crps", "champion_crps", "rw_crps", "cover90", "champion_cover90")
+    assert all(math.isfinite(r[c]) for r in rows for c in scores), (v.reason, rows[:1])
+    first = read_shadow_scores(engine, new, limit=SHADOW_N)
+    assert [r["as_of_ms"] for r in first] == [t for s, t in live if s == "EURUSD"][:SHADOW_N], first
+    shadow_crps = math.fsum(r["crps"] for r in first) / SHADOW_N
+    champion_crps = math.fsum(r["champion_crps"] for r in first) / SHADOW_N
+    if v.status == "promoted":
+        assert v.reason.startswith("shadow_not_worse") and shadow_crps <= champion_crps, (v.reason, first)
+    else:
+        assert v.reason.startswith("shadow_worse") and shadow_crps > champion_crps, (v.reason, first)
+
+    # before the decision only the champion was published, for both series (fx.forecasts and
+    # the forecasts table): the shadow forecasts of EURUSD never were
+    by_series = lambda m: (m.key, json.loads(m.value)["as_of_ms"])  # noqa: E731
+    fc = read_all(kafka_bootstrap, f"{prefix}fx.forecasts", expect=len(live), timeout_s=120, distinct=by_series)
+    before = {(m.key.decode(), json.loads(m.value)["as_of_ms"]): json.loads(m.value)["model_version"] for m in fc}
+    assert set(before) == set(live), (sorted(set(live) - set(before))[:3], w.log()[-3000:])
+    assert {m.key.decode() for m in fc} == set(PAIR) and set(before.values()) == {champion}, before
+    for s in PAIR:
+        assert {r["model_version"] for r in fetch_forecasts(engine, s, "1d")} == {champion}, s
+
+    # the decision serves the set's key: both series resolve to it, the shadow alias is gone
+    aliases = get_aliases(engine, SET_KEY)
+    assert "shadow" not in aliases and aliases["champion"] == serving, aliases
+    assert reg.champion(SET_KEY).version == serving  # type: ignore[union-attr]
+    assert reg.champion(ModelKey(symbol="EURUSD", timeframe="1d", horizon=H)) is None  # no own key made
+    for s in PAIR:
+        assert reg.resolve_champion(s, "1d", H).version == serving  # type: ignore[union-attr]
+    if v.status == "rejected":
+        assert reg.get(champion).status == "promoted"
+
+    # the rest of the held-back candles: both series forecast by the serving version
+    after = stream(SHADOW_N + H, HELD)
+    assert after
+    fc = read_all(kafka_bootstrap, f"{prefix}fx.forecasts", expect=2 * HELD, timeout_s=120, distinct=by_series)
+    later = {(m.key.decode(), json.loads(m.value)["as_of_ms"]): json.loads(m.value)["model_version"] for m in fc}
+    assert set(after) <= set(later), (sorted(set(after) - set(later))[:3], w.log()[-3000:])
+    assert {later[k] for k in after} == {serving}, {k: later[k] for k in after}
+    assert {s for s, _ in after} == set(PAIR)
+    assert w.alive()
+    print(
+        f"offline {outcome['reason']}; live shadow {shadow_crps:.4g} vs champion {champion_crps:.4g} "
+        f"-> {v.status} ({v.reason}); job_s={outcome['duration_s']:.1f}"
+    )
