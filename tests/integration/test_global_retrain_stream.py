@@ -148,6 +148,7 @@ class GlobalWorker:
 
 
 def start_global_worker(
+    request: pytest.FixtureRequest,
     worker_env: dict[str, str],
     spawn_worker: Any,
     kafka_bootstrap: str,
@@ -162,6 +163,7 @@ def start_global_worker(
     all`` serving both symbols at 1d with retrain job ``job``."""
     models = tmp_path / "models"
     engine = make_engine(pg_url)
+    request.addfinalizer(engine.dispose)  # its pool closed with the test (PostgreSQL's clients are few)
     upsert_candles(engine, history)
     reg = ModelRegistry(engine, models)
     champion = promote_global_champion(reg, stored, tmp_path / "global-train")
@@ -201,6 +203,7 @@ def assert_models_accepted(w: Any, kafka_bootstrap: str, prefix: str) -> None:
 
 
 def test_a_drift_request_of_a_series_served_by_a_global_model_retrains_the_global_key_through_the_worker(
+    request: pytest.FixtureRequest,
     worker_env: dict[str, str],
     spawn_worker: Any,
     kafka_bootstrap: str,
@@ -211,6 +214,7 @@ def test_a_drift_request_of_a_series_served_by_a_global_model_retrains_the_globa
     stored = {s: daily_candles(s) for s in PAIR}
     last = stored["EURUSD"][-1]  # published on fx.candles after the outcome
     g = start_global_worker(
+        request,
         worker_env,
         spawn_worker,
         kafka_bootstrap,
@@ -277,6 +281,7 @@ SHADOW_JOB = replace(
 
 
 def test_a_global_retrain_in_shadow_runs_on_the_requesting_series_and_its_live_decision_serves_both(
+    request: pytest.FixtureRequest,
     worker_env: dict[str, str],
     spawn_worker: Any,
     kafka_bootstrap: str,
@@ -298,6 +303,7 @@ def test_a_global_retrain_in_shadow_runs_on_the_requesting_series_and_its_live_d
     held = {s: stored[s][-HELD:] for s in PAIR}
     assert [c.open_ms for c in held["EURUSD"]] == [c.open_ms for c in held["GBPUSD"]]
     g = start_global_worker(
+        request,
         worker_env,
         spawn_worker,
         kafka_bootstrap,

@@ -72,3 +72,4 @@ def _reads_as_nan(url: str, bad: float, caplog: pytest.LogCaptureFixture) -> Non
     (row,) = read_shadow_scores(engine, "v-shadow")
     assert math.isnan(row["crps"]) and row["champion_crps"] == 0.01 and row["cover90"] == 0.9
     assert "registry.shadow_score_unreadable" in caplog.text
+    engine.dispose()
