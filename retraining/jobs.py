@@ -414,7 +414,7 @@ class _Job:
     embedding: int = 0
     #: The canonical symbol the request names (the outcome answers it).
     symbol: str = ""
-    #: Wall-clock ms when the candles were read (stored with the version: :func:`_coalesced`).
+    #: Wall-clock ms when the candles were read (stored with the version, for people).
     fetched_ms: int = 0
 
     def __post_init__(self) -> None:
@@ -771,29 +771,46 @@ def _embedding_of(reg: ModelRegistry, champion: ModelVersion) -> int:
     return width
 
 
+#: Versions whose decision may answer a later request of their set (:func:`_coalesced`): not
+#: one left ``registered`` by a killed job (its request is redelivered and must be decided).
+_ANSWERING: dict[str, JobStatus] = {
+    "promoted": "promoted",
+    "shadow": "shadow",
+    "rejected": "rejected",
+    "rolled_back": "rejected",
+}
+
+
 def _coalesced(job: _Job) -> JobOutcome | None:
-    """A global key retrained on candles read after this request was made answers it: two
-    series of one set drifting together (a market move) ask twice, and the set is trained
-    once. The newest such version names the outcome (its status: promoted, in shadow, else
-    rejected), which trains nothing and leaves its shadow running. Run under the key's claim."""
-    now = int(time.time() * 1000)
-    made = [
-        v
-        for v in job.reg.list(job.key, include_deleted=False)
-        if isinstance(v.metrics, Mapping)
-        and isinstance(f := v.metrics.get("fetched_ms"), int)
-        and not isinstance(f, bool)
-        and job.request.requested_at_ms <= f <= now + _CLOCK_SKEW_MS  # a row from the future: not trusted
-    ]
+    """A global key already retrained on the candle this request is about answers it: two
+    series of one set drifting on one market move ask twice, and the set is trained once.
+
+    A request's ``requested_at_ms`` is the close of the candle that drifted (a manual or
+    scheduled request: its wall-clock time); a version answers when the candles it read of
+    the request's symbol reached that close (``data_series[symbol].last_open_ms``, event
+    time, never a clock: a stream behind, or a replay, compares like a live one). The newest
+    decided such version names the outcome (its status: promoted, in shadow, else rejected),
+    which trains nothing and leaves its shadow running. A stored time past this machine's
+    clock is not believed. Run under the key's claim."""
+    tf = Timeframe.parse(job.key.timeframe)
+    horizon_ok = int(time.time() * 1000) + _CLOCK_SKEW_MS
+    made = []
+    for v in job.reg.list(job.key, include_deleted=False):
+        series = v.metrics.get("data_series") if isinstance(v.metrics, Mapping) else None
+        data = series.get(job.symbol) if isinstance(series, Mapping) else None
+        last = data.get("last_open_ms") if isinstance(data, Mapping) else None
+        if v.status not in _ANSWERING or isinstance(last, bool) or not isinstance(last, int):
+            continue
+        if 0 <= last <= horizon_ok and tf.end_of(last) >= job.request.requested_at_ms:
+            made.append(v)
     if not made:
         return None
     v = max(made, key=lambda v: (v.created_ms, v.version))
     job.version = v
-    status: JobStatus = "promoted" if v.status == "promoted" else "shadow" if v.status == "shadow" else "rejected"
     return job.outcome(
-        status,
-        f"coalesced: version {v.version} of {job.key} was trained on candles read after this request "
-        f"(request {v.request_id}); it is {v.status}",
+        _ANSWERING[v.status],
+        f"coalesced: version {v.version} of {job.key} was trained on {job.symbol}'s candles up to this "
+        f"request's (request {v.request_id}); it is {v.status}",
     )
 
 
@@ -808,7 +825,7 @@ def _train_and_decide(job: _Job, claim: Claim | None) -> JobOutcome:
     if job.series and (answered := _coalesced(job)) is not None:
         return answered
     tc = job.cfg.train_config(key.symbol, key.timeframe, key.horizon, job.series, job.embedding)
-    job.fetched_ms = int(time.time() * 1000)  # when the candles were read (_coalesced)
+    job.fetched_ms = int(time.time() * 1000)  # when the candles were read (shown; never compared)
     if job.series:
         frames = _fetch_set_stage(job, tc)
     else:

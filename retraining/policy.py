@@ -95,26 +95,31 @@ class HoldoutScores:
         )
 
 
-def pool_scores(by_series: Mapping[str, HoldoutScores]) -> HoldoutScores:
+def pool_scores(by_series: Mapping[str, HoldoutScores], *, weights: Mapping[str, int] | None = None) -> HoldoutScores:
     """One global model's hold-out scores over its series, in random-walk units; pure.
 
     Price units differ between pairs (a USD/JPY CRPS is ~100 times a EUR/USD one), so each
-    series' CRPS is divided by its own random walk's before the origins are pooled:
-    ``crps`` is the origin-weighted mean of ``crps_i / rw_crps_i`` and ``rw_crps`` is 1, so
-    ``skill`` and a comparison of two pooled scores over the same series are the
-    origin-weighted relative ones. Coverages are origin-weighted; ``n`` is the total. A
-    series with no origin adds nothing; one whose random walk scored no valid CRPS, or
-    whose CRPS is negative or not finite, makes the pooled ``crps`` NaN (the rule refuses it).
+    series' CRPS is divided by its own random walk's before the series are pooled: ``crps``
+    is the weighted mean of ``crps_i / rw_crps_i`` and ``rw_crps`` is 1, so ``skill`` and a
+    comparison of two pooled scores over the same series and weights are relative ones.
+    Weights are each series' origins, or ``weights`` (two models compared with the same
+    ones: :func:`decide_global`); coverages are weighted alike; ``n`` is the total of
+    origins. A series with no origin adds nothing; one whose random walk scored no valid
+    CRPS, or whose CRPS is negative or not finite, makes the pooled ``crps`` NaN (the rule
+    refuses it).
 
     >>> a = HoldoutScores(crps=0.9, rw_crps=1.0, cover90=0.9, cover50=0.5, n=30)
     >>> b = HoldoutScores(crps=95.0, rw_crps=100.0, cover90=0.8, cover50=0.4, n=10)
     >>> p = pool_scores({"EURUSD": a, "USDJPY": b})
     >>> round(p.crps, 4), p.rw_crps, round(p.cover90, 3), p.n
     (0.9125, 1.0, 0.875, 40)
+    >>> round(pool_scores({"EURUSD": a, "USDJPY": b}, weights={"EURUSD": 1, "USDJPY": 1}).crps, 4)
+    0.925
     """
-    scored = [s for s in by_series.values() if s.n > 0]
-    n = sum(s.n for s in scored)
-    if n == 0:
+    scored = [(s, s.n if weights is None else weights.get(name, 0)) for name, s in by_series.items() if s.n > 0]
+    scored = [(s, w) for s, w in scored if w > 0]
+    total = sum(w for _, w in scored)
+    if total == 0:
         return HoldoutScores(crps=math.nan, rw_crps=math.nan, cover90=math.nan, cover50=math.nan, n=0)
 
     def rel(s: HoldoutScores) -> float:
@@ -122,11 +127,11 @@ def pool_scores(by_series: Mapping[str, HoldoutScores]) -> HoldoutScores:
         return s.crps / s.rw_crps if ok else math.nan
 
     return HoldoutScores(
-        crps=sum(s.n * rel(s) for s in scored) / n,
+        crps=sum(w * rel(s) for s, w in scored) / total,
         rw_crps=1.0,
-        cover90=sum(s.n * s.cover90 for s in scored) / n,
-        cover50=sum(s.n * s.cover50 for s in scored) / n,
-        n=n,
+        cover90=sum(w * s.cover90 for s, w in scored) / total,
+        cover50=sum(w * s.cover50 for s, w in scored) / total,
+        n=sum(s.n for s, _ in scored),
     )
 
 
@@ -249,13 +254,18 @@ def decide_global(
 ) -> PromotionDecision:
     """The promotion rule of a global model's challenger, given each series' scores; pure.
 
-    :func:`decide_promotion` on the scores pooled over the series (:func:`pool_scores`): the
-    CRPS compared with the champion's over the series the champion scored validly, the
-    validity, origin count and coverage over every series (a champion scored on none is no
-    champion: the random-walk rule decides). Then, for a promotion over a champion, each of
-    those series on its own: one where the challenger's CRPS exceeds the champion's by more
-    than ``max_series_loss`` refuses it (``series_worse``), so a gain on some pairs never
-    buys a loss on another.
+    1. :func:`decide_promotion` on the scores pooled over the series (:func:`pool_scores`):
+       the CRPS compared with the champion's over the series the champion scored validly,
+       both pooled with the challenger's origins as weights (so neither gains from the
+       weighting alone); validity, origins and coverage over every series. A champion scored
+       validly on none is no champion: the pooled random-walk rule decides.
+    2. Each series the champion did not score validly (all of them for a set's first model)
+       must pass the random-walk rule on its own, as a per-series model of it would
+       (``series_refused: GBPUSD: no_champion_worse_than_rw …``): a pool never hides a
+       series the model serves worse than the random walk.
+    3. Each series both scored: the challenger's CRPS may not exceed the champion's by more
+       than ``max_series_loss`` (``series_worse``), so a gain on some pairs never buys a loss
+       on another.
 
     >>> a = HoldoutScores(crps=0.8, rw_crps=1.0, cover90=0.9, cover50=0.5, n=50)
     >>> b = HoldoutScores(crps=1.0, rw_crps=1.0, cover90=0.9, cover50=0.5, n=50)
@@ -267,12 +277,18 @@ def decide_global(
     pooled = pool_scores(challenger)
     valid = {n: s for n, s in (champion or {}).items() if n in challenger and _scored(s)}
     if not valid or not math.isfinite(pooled.crps):
-        return decide_promotion(pooled, None, policy)  # an invalid challenger is refused there
-    common = pool_scores({n: challenger[n] for n in valid})
-    head = HoldoutScores(crps=common.crps, rw_crps=1.0, cover90=pooled.cover90, cover50=pooled.cover50, n=pooled.n)
-    decision = decide_promotion(head, pool_scores(valid), policy)
+        decision = decide_promotion(pooled, None, policy)  # an invalid challenger is refused there
+    else:
+        weights = {n: challenger[n].n for n in valid}
+        common = pool_scores({n: challenger[n] for n in valid})
+        head = HoldoutScores(crps=common.crps, rw_crps=1.0, cover90=pooled.cover90, cover50=pooled.cover50, n=pooled.n)
+        decision = decide_promotion(head, pool_scores(valid, weights=weights), policy)
     if not decision.promote:
         return decision
+    for name in sorted(set(challenger) - set(valid)):
+        alone = decide_promotion(challenger[name], None, policy)
+        if not alone.promote:
+            return PromotionDecision(False, f"series_refused: {name}: {alone.reason}; pooled {decision.reason}")
     for name in sorted(valid):
         c, ch = challenger[name], valid[name]
         loss = c.crps / ch.crps - 1.0 if c.n > 0 else math.nan

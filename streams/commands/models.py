@@ -309,7 +309,7 @@ def shadow_command(
     shadow.
     """
     from forex_diffusion.errors import RegistryError
-    from retraining.registry import serving_champion, shadow_series
+    from retraining.registry import serving_champion
     from retraining.shadow_verdict import shadow_state
 
     k = _key(key)  # a usage error before the database is touched
@@ -329,11 +329,9 @@ def shadow_command(
         )
     st = shadow_state(reg, chosen.version)
     # a global model's shadow is scored on one series of its set (issue 16)
-    runs_on = (
-        (reg.shadow_runs_on(chosen) if st.state == "waiting" else shadow_series(chosen))
-        if chosen.key.is_symbol_set
-        else None
-    )
+    runs_on: str | None = None
+    if chosen.key.is_symbol_set:  # where it runs now; a decided one, where it ran
+        runs_on = reg.shadow_runs_on(chosen) if st.state == "waiting" else ",".join(_ran_on(reg, chosen)) or None
     if as_json:
         typer.echo(
             _json_line(
@@ -372,10 +370,8 @@ def shadow_command(
 
 def _shadow_of(reg: Any, key: Any, versions: list[Any], *, symbol: str | None = None) -> Any:
     """``key``'s version in shadow, else its latest version that was in shadow, or None; with
-    ``symbol``, only a global key's shadow that runs on that symbol."""
-    from retraining.registry import shadow_series
-
-    current = reg.shadow(key)  # runs where the registry says now; a decided one, where it was recorded
+    ``symbol``, only a global key's shadow that runs on that symbol (a decided one: that ran)."""
+    current = reg.shadow(key)
     if current is not None and (symbol is None or reg.shadow_runs_on(current) == symbol):
         return current
     skip = None if current is None else current.version  # running elsewhere: not "was" here
@@ -384,9 +380,22 @@ def _shadow_of(reg: Any, key: Any, versions: list[Any], *, symbol: str | None = 
         for v in versions
         if isinstance(v.metrics.get("shadow"), dict)
         and v.version != skip
-        and (symbol is None or shadow_series(v) == symbol)
+        and (symbol is None or symbol in _ran_on(reg, v))
     ]
     return max(been, key=lambda v: (v.updated_ms, v.version)) if been else None
+
+
+def _ran_on(reg: Any, version: Any) -> list[str]:
+    """The series a global model's decided shadow was scored on: those of its score rows (it
+    moves when its series gets a model of its own), else the one recorded."""
+    from forex_diffusion.storage.model_registry import read_shadow_scores
+    from retraining.registry import shadow_series
+    from retraining.shadow_verdict import REQUIRED_MAX
+
+    rows = read_shadow_scores(reg.engine, version.version, limit=REQUIRED_MAX)
+    ran = sorted({str(r["model_key"]).split("/")[0] for r in rows if r["model_key"]})
+    recorded = shadow_series(version)
+    return ran or ([recorded] if recorded else [])
 
 
 def register(app: typer.Typer) -> None:

@@ -344,13 +344,14 @@ def test_a_set_whose_series_stopped_before_the_others_hold_out_fails_naming_it(
     assert [v.version for v in ModelRegistry(engine, models).list(SET_KEY)] == [champ]
 
 
-@pytest.mark.parametrize("forged", [10**15, True, "9999999999999", 1.7e12])
-def test_a_hand_written_fetch_time_never_stops_the_set_from_retraining(
+@pytest.mark.parametrize("forged", [10**15, True, "9999999999999", 1.7e12, -1])
+def test_a_hand_written_data_time_never_stops_the_set_from_retraining(
     db: str, tmp_path: Path, stored: dict[str, list[Candle]], forged: object
 ) -> None:
-    """A version's ``fetched_ms`` answers later requests of the set (coalescing): one written
-    by hand far in the future, or no integer, would answer every request for ever. It is
-    not believed: the request trains."""
+    """A version's ``data_series[symbol].last_open_ms`` (how far its candles reached) answers
+    later requests of the set about candles before it (coalescing): one written by hand far
+    in the future, or no integer, would answer every request for ever. It is not believed:
+    the request trains; the version trained then answers a request about its candles."""
     from sqlalchemy import update
 
     from forex_diffusion.storage.model_registry import model_versions
@@ -360,12 +361,32 @@ def test_a_hand_written_fetch_time_never_stops_the_set_from_retraining(
     champ = champion_of_set(engine, models, stored, tmp_path)
     reg = ModelRegistry(engine, models)
     with engine.begin() as conn:
-        metrics = {**reg.get(champ).metrics, "fetched_ms": forged}
+        forged_series = {s: {"last_open_ms": forged} for s in PAIR}
+        metrics = {**reg.get(champ).metrics, "data_series": forged_series}
         conn.execute(update(model_versions).where(model_versions.c.version == champ).values(metrics=metrics))
-    out = run_retrain(request("f1", symbol="EURUSD", timeframe="1d"), engine=engine, model_dir=models, config=job())
+    last = stored["EURUSD"][-1]
+    out = run_retrain(
+        request("f1", symbol="EURUSD", timeframe="1d", requested_at_ms=last.close_ms),
+        engine=engine,
+        model_dir=models,
+        config=job(),
+    )
     assert out.status == "promoted" and out.version != champ and not out.reason.startswith("coalesced"), out.reason
-    # and that version (read after the request) answers the next request of the set
-    again = run_retrain(request("f2", symbol="GBPUSD", timeframe="1d"), engine=engine, model_dir=models, config=job())
+    # that version read GBPUSD's candles up to the last: it answers a request about that candle
+    again = run_retrain(
+        request("f2", symbol="GBPUSD", timeframe="1d", requested_at_ms=stored["GBPUSD"][-1].close_ms),
+        engine=engine,
+        model_dir=models,
+        config=job(),
+    )
     assert again.version == out.version and again.reason.startswith("coalesced: version"), again.reason
     assert again.status == "promoted" and again.symbol == "GBPUSD"
     assert [v.version for v in reg.list(SET_KEY)] == [champ, out.version]
+    # a request about a later candle (or a manual one, stamped now) trains
+    later = run_retrain(
+        request("f3", symbol="GBPUSD", timeframe="1d", requested_at_ms=stored["GBPUSD"][-1].close_ms + 86_400_000),
+        engine=engine,
+        model_dir=models,
+        config=job(),
+    )
+    assert not later.reason.startswith("coalesced") and later.version not in (None, out.version), later.reason
