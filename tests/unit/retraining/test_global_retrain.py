@@ -390,3 +390,30 @@ def test_a_hand_written_data_time_never_stops_the_set_from_retraining(
         config=job(),
     )
     assert not later.reason.startswith("coalesced") and later.version not in (None, out.version), later.reason
+
+
+def test_forexd_retrain_local_retrains_the_set_or_with_scope_series_the_symbols_key(
+    db: str, tmp_path: Path, stored: dict[str, list[Candle]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command a user runs: ``forexd retrain --local`` on a symbol a global model serves
+    retrains the set's key (its JSON line names it and answers the symbol); ``--scope series``
+    trains the symbol's own key instead."""
+    import json
+
+    engine = make_engine(db)
+    models = tmp_path / "models"
+    champion_of_set(engine, models, stored, tmp_path)
+    config = tmp_path / "job.json"
+    config.write_text(json.dumps(job().to_dict()))
+    monkeypatch.setenv("FOREXD_SHADOW_FORECASTS", "0")
+    base = ["retrain", "--local", "--symbol", "EUR/USD", "--timeframe", "1D", "--horizon", str(HORIZON)]
+    where = ["--db", db, "--model-dir", str(models), "--config", str(config), "--threads", "1"]
+    res = CliRunner().invoke(app, [*base, *where])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["key"] == str(SET_KEY) and out["symbol"] == "EURUSD" and out["status"] == "promoted", out
+    assert res.stdout.startswith(f"promoted key={SET_KEY} ")
+    res = CliRunner().invoke(app, [*base, *where, "--scope", "series"])
+    assert res.exit_code == 0, res.output
+    own = json.loads(res.stdout.strip().splitlines()[-1])
+    assert own["key"] == str(OWN) and own["metrics"]["champion_version"] == out["version"], own
