@@ -741,6 +741,7 @@ def _scope_stage(job: _Job) -> None:
     if key.symbol not in symbols:  # resolve_champion picked it for this symbol: a set read anew since
         raise RegistryError(f"global model {champ.version} of {champ.key} no longer names {key.symbol}")
     job.key, job.series = champ.key, symbols
+    job.note("scope", str(champ.key))  # the runner's parent names a killed job by it
     job.embedding = _embedding_of(job.reg, champ) if len(symbols) > 1 else 0
     job.metrics["scope"] = {
         "key": str(champ.key),
@@ -871,8 +872,9 @@ def run_retrain(
     registry
         A registry to use (default: one on ``engine`` and ``model_dir``).
     progress
-        Called with ``(stage, detail)``: ``fetch``, ``train`` (a
-        :class:`~forex_diffusion.diffusion.TrainProgress`), ``evaluate``, ``decide``.
+        Called with ``(stage, detail)``: ``scope`` (a global key the job retrains, as text),
+        ``fetch``, ``train`` (a :class:`~forex_diffusion.diffusion.TrainProgress`),
+        ``evaluate``, ``decide``.
     claims
         Where the job claims its model key first (issue 15: one trainer per key across
         retrain workers, :mod:`retraining.claims`): ``"database"`` (default) a

@@ -28,7 +28,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec
 
-from forex_diffusion.errors import ConfigError
+from forex_diffusion.errors import ConfigError, ForexDiffusionError
 from forex_diffusion.quality.trigger import RetrainRequest
 
 from .jobs import JobConfig, JobOutcome
@@ -90,7 +90,7 @@ def _outcome(spec: Mapping[str, Any], rc: int | None, stdout: bytes, stderr: byt
     logger.error("retrain job process failed request=%s reason=%s stderr=%s", request.request_id, reason, tail)
     return JobOutcome(
         request_id=request.request_id,
-        key=f"{request.symbol}/{request.timeframe}/{horizon}",
+        key=_scoped(lines) or f"{request.symbol}/{request.timeframe}/{horizon}",
         symbol=request.symbol,
         timeframe=request.timeframe,
         horizon=horizon,
@@ -100,6 +100,21 @@ def _outcome(spec: Mapping[str, Any], rc: int | None, stdout: bytes, stderr: byt
         duration_s=seconds,
         finished_at_ms=int(time.time() * 1000),
     )
+
+
+def _scoped(lines: Sequence[str]) -> str | None:
+    """The global key a child said it retrains (its ``{"scope": KEY}`` line), or None."""
+    from forex_diffusion.storage.model_registry import ModelKey
+
+    for line in lines:
+        try:
+            said = json.loads(line)
+            if isinstance(said, dict) and isinstance(said.get("scope"), str):
+                key = ModelKey.parse(said["scope"])
+                return str(key) if key.is_symbol_set else None
+        except (ValueError, RecursionError, ForexDiffusionError):
+            continue
+    return None
 
 
 async def run_job_async(
@@ -177,9 +192,19 @@ def main() -> int:
     torch.set_num_threads(int(spec.get("threads", 1)))
     request = RetrainRequest.from_dict(spec["request"])
     engine = make_engine(spec["db_url"])
+
+    def progress(stage: str, detail: Any) -> None:
+        if stage == "scope":  # at once: a child killed later is reported under the key it trained
+            sys.stdout.write(json.dumps({"scope": str(detail)}) + "\n")
+            sys.stdout.flush()
+
     try:
         outcome = run_retrain(
-            request, engine=engine, model_dir=spec["model_dir"], config=JobConfig.from_dict(spec.get("config", {}))
+            request,
+            engine=engine,
+            model_dir=spec["model_dir"],
+            config=JobConfig.from_dict(spec.get("config", {})),
+            progress=progress,
         )
     finally:
         engine.dispose()

@@ -417,3 +417,32 @@ def test_forexd_retrain_local_retrains_the_set_or_with_scope_series_the_symbols_
     assert res.exit_code == 0, res.output
     own = json.loads(res.stdout.strip().splitlines()[-1])
     assert own["key"] == str(OWN) and own["metrics"]["champion_version"] == out["version"], own
+
+
+def test_a_killed_child_job_of_a_set_is_reported_under_the_sets_key(
+    db: str, tmp_path: Path, stored: dict[str, list[Candle]]
+) -> None:
+    """The retrain agent runs a job in a child process; a child killed mid-training (a
+    failpoint exits it as SIGKILL would) was reported under the requested symbol's own key,
+    though it claimed and trained the set's: it says the key it retrains as soon as it knows."""
+    import os
+
+    from retraining.runner import run_job
+
+    engine = make_engine(db)
+    models = tmp_path / "models"
+    champ = champion_of_set(engine, models, stored, tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "FOREXD_FAILPOINT"}
+    env.update(FOREXD_FAILPOINT="retrain.training", FOREXD_LOG_LEVEL="WARNING")
+    out = run_job(
+        request("k1", symbol="GBPUSD", timeframe="1d"),
+        db_url=db,
+        model_dir=models,
+        config=job(),
+        threads=1,
+        timeout_s=300,
+        env=env,
+    )
+    assert out.status == "failed" and "status 137" in out.reason, out.reason
+    assert out.key == str(SET_KEY) and out.symbol == "GBPUSD" and out.version is None
+    assert [v.version for v in ModelRegistry(engine, models).list(SET_KEY)] == [champ]
