@@ -100,11 +100,18 @@ def model_symbols(value: object, what: str) -> tuple[str, ...]:
         raise ArtifactError(f"{what}: symbols must be a list of currency pairs, got {shown}")
     out = set()
     for x in value:
-        if not (isinstance(x, str) and x.isascii() and _SYMBOL.fullmatch(x.upper())):
+        if (pair := _pair(x)) is None:
             shown = repr(x[:40]) if isinstance(x, str) else f"a {type(x).__name__}"
             raise ArtifactError(f"{what}: symbols must be currency pairs such as EURUSD, not {shown}")
-        out.add(x.upper())
+        out.add(pair)
     return tuple(sorted(out))
+
+
+def _pair(value: object) -> str | None:
+    """``value`` as a canonical currency pair (six ASCII letters, lower case read as upper), or None."""
+    if isinstance(value, str) and value.isascii() and _SYMBOL.fullmatch(value.upper()):
+        return value.upper()
+    return None
 
 
 def _inside(root: Path, path: Path) -> Path:
@@ -736,10 +743,7 @@ def shadow_series(version: ModelVersion) -> str | None:
     retrain job that asked for it), canonical (lower case read as upper case, as every symbol
     field of the registry); None for a per-series shadow, or a row holding no pair there."""
     shadow = version.metrics.get("shadow") if isinstance(version.metrics, Mapping) else None
-    symbol = shadow.get("symbol") if isinstance(shadow, Mapping) else None
-    if not (isinstance(symbol, str) and symbol.isascii() and _SYMBOL.fullmatch(symbol.upper())):
-        return None
-    return symbol.upper()
+    return _pair(shadow.get("symbol")) if isinstance(shadow, Mapping) else None
 
 
 def serving_champion(reg: ModelRegistry, key: ModelKey) -> ModelVersion | None:
