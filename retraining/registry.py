@@ -492,12 +492,19 @@ class ModelRegistry:
         """The champion serving a series, the most specific first: its own key's, else that
         of a global model whose symbol set holds ``symbol`` (the smallest set; of equal
         sizes the newest champion), else the ``*`` key's."""
+        return self._resolve(symbol, timeframe, horizon, None)
+
+    def _resolve(
+        self, symbol: str, timeframe: str, horizon: int, globs: builtins.list[ModelVersion] | None
+    ) -> ModelVersion | None:
+        """:meth:`resolve_champion`, given the :meth:`global_champions` when known already
+        (one registry scan for many symbols, not one each)."""
         own = self.champion(ModelKey(symbol=symbol, timeframe=timeframe, horizon=horizon))
         if own is not None:
             return own
         covering = [
             (len(syms), -v.created_ms, v.version, v)
-            for v in self.global_champions(timeframe, horizon)
+            for v in (self.global_champions(timeframe, horizon) if globs is None else globs)
             if symbol.upper() in (syms := self.symbols_of(v))
         ]
         if covering:
@@ -598,8 +605,9 @@ class ModelRegistry:
         recorded = shadow_series(version)
         symbols = sorted(self.symbols_of(version))
         tf, h = version.key.timeframe, version.key.horizon
+        globs = self.global_champions(tf, h)  # once: a set may hold thousands of symbols
         for symbol in ([recorded] if recorded in symbols else []) + [s for s in symbols if s != recorded]:
-            champ = self.resolve_champion(symbol, tf, h)
+            champ = self._resolve(symbol, tf, h, globs)
             if champ is not None and champ.key == version.key:
                 return symbol
         return None
