@@ -20,7 +20,9 @@ Decoding never trusts its input. It refuses, with a
 **Extra fields** are ignored (dropped from the decoded record): a version-1 producer may add
 optional fields without breaking older consumers; a change of meaning bumps ``"v"``. They
 still count towards ``max_bytes``. The generated JSON Schemas say so
-(``additionalProperties: true``).
+(``additionalProperties: true``). Ignored is not unseen (B2): decoding within
+``with UnknownFields() as unknown:`` notes them -- how many, and the first few names -- for
+the worker to count and report; the decoded record is the same.
 
 **Encoding** cannot fail on anything :func:`decode` or the core produced: non-finite floats of
 computed fields (statistics, forecasts, metrics) are written as ``null``, free text is clipped
@@ -52,8 +54,10 @@ import math
 import re
 import sys
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -88,8 +92,10 @@ __all__ = [
     "jsonable",
     "TS_MAX",
     "UNCHECKED",
+    "UNKNOWN_NAMES_KEPT",
     "Field",
     "RecordSchema",
+    "UnknownFields",
     "candle_to_wire",
     "canonical_symbol",
     "decode_candle",
@@ -238,7 +244,65 @@ def _check_fields(fields: Sequence[Field], obj: Mapping[str, Any], prefix: str) 
                 raise _fail(RejectReason.SCHEMA, path, "missing field")
             continue
         out[f.name] = _check(f, obj[f.name], path)
+    if len(obj) > len(out) + (not prefix and "v" in obj):  # a key no field names ("v": the record's version)
+        _note_unknown(fields, obj, prefix)
     return out
+
+
+UNKNOWN_NAMES_KEPT: Final = 3
+"""Most names of unknown fields an :class:`UnknownFields` keeps (it counts them all)."""
+_UNKNOWN_NAME_MAX = 64  # characters of each name kept: a key may be as long as the record
+_NOTING: ContextVar[UnknownFields | None] = ContextVar("forex_diffusion.wire.noting", default=None)
+
+
+class UnknownFields:
+    """Note the fields no schema names of the records decoded within ``with`` (B2).
+
+    Decoding ignores them (the decoded record is the same with or without them); within
+    ``with UnknownFields() as unknown:`` (in this thread or task) it also notes them here:
+    ``count``, how many, and ``names``, the paths of the first :data:`UNKNOWN_NAMES_KEPT`
+    (``bidd``; in a nested record ``touch.x``, ``learner[0].x``), each clipped to 64
+    characters. Names are the producer's text: show them escaped. A record refused before all
+    its fields were checked may leave some of its extras unnoted.
+
+    >>> with UnknownFields() as unknown:
+    ...     t = decode_tick(b'{"v":1,"symbol":"EURUSD","ts":1399000000000,"bid":1.1,"ask":1.2,"bidd":1.1}')
+    >>> (unknown.count, unknown.names, t == decode_tick(encode_tick(t)))
+    (1, ['bidd'], True)
+    """
+
+    __slots__ = ("_token", "count", "names")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.names: list[str] = []
+        self._token: Token[UnknownFields | None] | None = None
+
+    def __enter__(self) -> UnknownFields:
+        self._token = _NOTING.set(self)
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._token is not None:
+            _NOTING.reset(self._token)
+            self._token = None
+
+    def note(self, path: str) -> None:
+        """Count one unknown field at ``path``; keep its name if fewer are kept."""
+        self.count += 1
+        if len(self.names) < UNKNOWN_NAMES_KEPT:
+            self.names.append(path[:_UNKNOWN_NAME_MAX])
+
+
+def _note_unknown(fields: Sequence[Field], obj: Mapping[str, Any], prefix: str) -> None:
+    """Note the keys of ``obj`` that ``fields`` do not name where an :class:`UnknownFields` is open."""
+    noting = _NOTING.get()
+    if noting is None:
+        return
+    known = {f.name for f in fields}
+    for name in obj:
+        if name not in known and (prefix or name != "v"):
+            noting.note(f"{prefix}{name}")
 
 
 def _check(f: Field, x: Any, path: str) -> Any:  # noqa: C901 - one branch per kind, read top to bottom

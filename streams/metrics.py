@@ -11,7 +11,9 @@ Every label has a bounded domain fixed at construction:
   value; the event is counted by the label-free ``forexd_unconfigured_symbol_events_total``.
 - ``timeframe`` only the configured timeframes, ``horizon`` only the quality monitor's
   horizon-group labels, ``partition`` only ``0 .. partitions - 1``, ``topic`` only the
-  configured topic names.
+  configured topic names. No label ever takes a record's field name (the producer's text):
+  ``forexd_unknown_fields_total`` counts unknown fields by topic only, and the warning that
+  names a few of them is logged escaped, at most once a minute per topic.
 - ``reason`` on dead letters only :class:`~forex_diffusion.errors.RejectReason` values;
   the other enumerated labels (source, detector, retrain reason and outcome, dependency,
   quote flag) only their fixed sets below.
@@ -74,6 +76,7 @@ __all__ = [
     "SHADOW_ROLES",
     "SOURCE_KINDS",
     "STANDARD_TOPICS",
+    "UNKNOWN_FIELDS_WARN_INTERVAL_S",
     "Metrics",
 ]
 
@@ -121,6 +124,11 @@ STANDARD_TOPICS: tuple[str, ...] = (
     "fx.models",
     "fx.deadletter",
 )
+
+#: Seconds between two ``wire.unknown_fields`` warnings of one topic (the first is logged at once).
+UNKNOWN_FIELDS_WARN_INTERVAL_S = 60.0
+_UNKNOWN_SHOWN = 3  # names of unknown fields one warning shows
+_UNKNOWN_SHOWN_CHARS = 32  # characters of each
 
 _HORIZON_LABELS: tuple[str, ...] = tuple(group.label for group in DEFAULT_HORIZON_GROUPS)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -177,6 +185,8 @@ class Metrics:
         Horizon-group labels of forecast quality (the monitor's ``horizon_labels``).
     clock
         Wall clock in epoch seconds, for feed staleness (injectable for tests).
+    monotonic
+        Monotonic clock in seconds, for the pace of rate-limited warnings (injectable for tests).
 
     Examples
     --------
@@ -198,6 +208,7 @@ class Metrics:
         topics: Iterable[str] = STANDARD_TOPICS,
         horizon_labels: Iterable[str] = _HORIZON_LABELS,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1, got {partitions}")
@@ -207,6 +218,7 @@ class Metrics:
         self.topics = frozenset(topics)
         self.horizon_labels = frozenset(horizon_labels)
         self.clock = clock
+        self.monotonic = monotonic
         self.registry = CollectorRegistry(auto_describe=True)
         self._server: _Server | None = None
         self._last_arrival: dict[str, float] = {}
@@ -214,6 +226,8 @@ class Metrics:
         self._feed_last_of: dict[str, Gauge] = {}  # symbol -> its feed_last_event_timestamp_seconds child
         self._serving: dict[str, str] = {}  # key -> version label currently exported
         self._shadowing: dict[str, str] = {}  # key -> version label in shadow (issue 16)
+        self._unknown_warned: dict[str, float] = {}  # topic -> monotonic time of its last unknown-fields warning
+        self._unknown_quiet: dict[str, int] = {}  # topic -> records with unknown fields not warned about since
         self._define()
 
     # ------------------------------------------------------------------ definitions
@@ -294,6 +308,14 @@ class Metrics:
             "Accepted quotes that were crossed (within tolerance) or locked.",
             ["symbol", "flag"],
         )
+        self.unknown_fields_in = self._counter(
+            "unknown_fields_total",
+            "Fields no schema names in records decoded from an input topic: ignored, the record "
+            "processed (B2). By topic only, never by field name.",
+            ["topic"],
+        )
+        for topic in sorted(self.topics):
+            self.unknown_fields_in.labels(topic)  # exported at 0 from the start: rates and alerts see it
 
     def _define_forecasts(self) -> None:
         """Forecasts emitted: latency, counts, and the sampling budget they used."""
@@ -704,6 +726,39 @@ class Metrics:
             gauge.remove(*labels)
         except KeyError:
             pass
+
+    def unknown_fields(self, topic: str, n: int, names: Sequence[str] = ()) -> None:
+        """Count the ``n`` unknown fields of one record decoded from ``topic`` (B2) and warn.
+
+        The warning ``wire.unknown_fields`` names the topic and the first ``names`` (escaped,
+        clipped: a producer's text); it is logged for a topic's first such record, then at
+        most once per :data:`UNKNOWN_FIELDS_WARN_INTERVAL_S`, saying how many records it
+        stood for, so a flood of them cannot flood the log.
+        """
+        if n <= 0:
+            return
+        if topic not in self.topics:
+            self._invalid("topic", topic)
+            return
+        self.unknown_fields_in.labels(topic).inc(n)
+        now, last = self.monotonic(), self._unknown_warned.get(topic)
+        quiet = self._unknown_quiet.get(topic, 0)
+        if last is not None and now - last < UNKNOWN_FIELDS_WARN_INTERVAL_S:
+            self._unknown_quiet[topic] = quiet + 1
+            return
+        self._unknown_warned[topic], self._unknown_quiet[topic] = now, 0
+        shown = [repr(name[:_UNKNOWN_SHOWN_CHARS]) for name in names[:_UNKNOWN_SHOWN]]
+        logger.warning(
+            "wire.unknown_fields topic=%s fields=%s more=%d records=%d: fields no schema names, ignored (the "
+            "records are processed): a producer on a newer schema, or a misspelt field? Counted in "
+            "forexd_unknown_fields_total; logged at most every %.0f s per topic (records: those with "
+            "unknown fields since the last line)",
+            topic,
+            ",".join(shown) or "-",
+            n - len(shown),
+            quiet + 1,
+            UNKNOWN_FIELDS_WARN_INTERVAL_S,
+        )
 
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
         """Set the consumer lag of one partition of a configured topic."""

@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from forex_diffusion.domain import Candle
 from forex_diffusion.forecast.forecaster import CandleOutcome, SymbolForecaster
-from forex_diffusion.wire import decode_candle, encode_candle, encode_drift, encode_indicators, encode_retrain_request
+from forex_diffusion.wire import (
+    UnknownFields,
+    decode_candle,
+    encode_candle,
+    encode_drift,
+    encode_indicators,
+    encode_retrain_request,
+)
 
 from ..deadletter import refuse_held
 
@@ -35,8 +42,12 @@ def decode(agent: CandleAgent, msg: Any) -> Candle:
 
 def process(agent: CandleAgent, msg: Any, rec: RecordScope) -> list[CandleOutcome]:
     """The outcomes one message's candle releases (none: not final, or held), their effects
-    queued; ``rec`` names the stage a failure happens at."""
-    candle = decode(agent, msg)
+    queued; ``rec`` names the stage a failure happens at. The unknown fields of a candle that
+    decodes are counted here (B2; not by :func:`decode`, which the warm start calls too)."""
+    with UnknownFields() as unknown:
+        candle = decode(agent, msg)
+    if unknown.count and (m := agent.rt.metrics) is not None:
+        m.unknown_fields(msg.topic, unknown.count, unknown.names)
     rec.symbol = candle.symbol
     agent.consumer.progress.touch(msg.partition, candle.symbol)  # issue 15: in the next checkpoint
     if not candle.final:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from forex_diffusion.errors import StorageError, ValidationError
 from forex_diffusion.timeframes import Timeframe
-from forex_diffusion.wire import decode_model_outcome
+from forex_diffusion.wire import UnknownFields, decode_model_outcome
 from retraining.records import check_outcome
 
 from ..consumer import Outbox
@@ -79,9 +79,13 @@ class OutcomeInbox:
 
     async def handle(self, msg: Any) -> bool:
         """Finish the request ``msg`` answers (True), or dead-letter ``msg`` (False; never
-        raises for bad input): a dead letter is acknowledged before this returns."""
+        raises for bad input): a dead letter is acknowledged before this returns. The unknown
+        fields of an outcome that passes :meth:`check` are counted (B2)."""
         with self.contain.record(msg) as rec:
-            data = self.check(msg)
+            with UnknownFields() as unknown:
+                data = self.check(msg)
+            if unknown.count and (m := self.agent.rt.metrics) is not None:
+                m.unknown_fields(msg.topic, unknown.count, unknown.names)
             rec.stage, rec.symbol = "process", data["symbol"]
             finish_request(self.agent, data)
         await self.outbox.deliver()

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from forex_diffusion.errors import RejectReason, ValidationError
 from forex_diffusion.instruments import InstrumentRegistry
 from forex_diffusion.quality.trigger import RetrainRequest
-from forex_diffusion.wire import UNCHECKED, canonical_symbol
+from forex_diffusion.wire import UNCHECKED, UnknownFields, canonical_symbol
 from retraining.job_queue import RetrainQueue
 from retraining.jobs import JobOutcome, check_key, decode_request, encode_outcome
 from retraining.runner import run_job_async
@@ -68,9 +68,13 @@ class RetrainAgent:
 
     async def handle(self, msg: Any) -> None:
         """Check a request message and queue its job, or dead-letter it (never raises for bad
-        input); a dead letter is acknowledged before this returns."""
+        input); a dead letter is acknowledged before this returns. The unknown fields of a
+        request that decodes are counted (B2), the request checked as any other."""
         with self.outbox.contain.record(msg) as rec:
-            request = decode_request(msg.value)
+            with UnknownFields() as unknown:
+                request = decode_request(msg.value)
+            if unknown.count and (m := self.rt.metrics) is not None:
+                m.unknown_fields(msg.topic, unknown.count, unknown.names)
             rec.stage, rec.symbol = "validate", request.symbol
             self.submit(request, key=msg.key)
         await self.outbox.deliver()

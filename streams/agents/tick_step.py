@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from forex_diffusion.domain import Candle
 from forex_diffusion.errors import ValidationError
-from forex_diffusion.wire import decode_tick, encode_candle, encode_tick
+from forex_diffusion.wire import UnknownFields, decode_tick, encode_candle, encode_tick
 
 from ..broker_facts import broker_facts
 from ..deadletter import refuse_held
@@ -31,9 +31,13 @@ __all__ = ["close_idle", "count_emitted", "count_late", "dead_letter_quarantined
 
 
 def process(agent: TickAgent, msg: Any, rec: RecordScope) -> None:
-    """Decode → the pipeline → the candles it closed queued; ``rec`` names the failing stage."""
+    """Decode → the pipeline → the candles it closed queued; ``rec`` names the failing stage.
+    The unknown fields of a tick that decodes are counted (B2), the tick processed."""
     limit, p = agent.rt.settings.max_message_bytes, msg.partition
-    tick = decode_tick(msg.value, key=msg.key, instruments=agent.rt.instruments, max_bytes=limit)
+    with UnknownFields() as unknown:
+        tick = decode_tick(msg.value, key=msg.key, instruments=agent.rt.instruments, max_bytes=limit)
+    if unknown.count and (m := agent.rt.metrics) is not None:
+        m.unknown_fields(msg.topic, unknown.count, unknown.names)
     rec.symbol, rec.stage = tick.symbol, "process"
     agent.consumer.progress.touch(p, tick.symbol)  # its series goes in the next checkpoint
     closed = agent.pipeline.process(tick, now_ms=int(time.time() * 1000), ref=[p, msg.offset])
