@@ -448,7 +448,7 @@ def test_prometheus_sends_alerts_to_the_compose_alertmanager(compose: dict[str, 
 def test_alertmanager_routes_every_rule_by_severity_to_a_documented_receiver(compose: dict[str, Any]) -> None:
     cfg = yaml.safe_load(ALERTMANAGER.read_text())
     rules = _rules()
-    assert len(rules) == 8
+    assert len(rules) == 9
     severities = {r["labels"]["severity"] for r in rules.values()}
     assert severities == {"critical", "warning"}
     receivers = {r["name"]: r for r in cfg["receivers"]}
