@@ -1,0 +1,191 @@
+"""Global model against per-series models over several seeds: issue 16's first acceptance test.
+
+Run: ``.venv/bin/python bench/study_global.py daily --seeds 0-4 --out /tmp/study`` (and
+``hourly``). Not a ``bench_*`` script (``make bench`` does not run it): one seed is a few
+minutes (daily) to tens of minutes (hourly) of 1-thread training per model.
+
+For every seed it trains, with ``forexd train`` itself (the protocol of
+``docs/diffusion.md``, "Per-series against global"), one per-series model for each series
+and one global model over all of them, then compares the global model's
+``metrics.test_series[name]`` with the per-series model's ``metrics.test``: the same evenly
+spaced test windows and the same sample noise per window. A run whose manifest is already
+under ``--out`` is not trained again, so an interrupted study resumes where it stopped.
+
+Prints, per series and step group, the per-series CRPS and skill, the global model's skill,
+ΔCRPS (global / per-series - 1; minus is better) for every seed, and over the seeds: the
+ΔCRPS of the seed-averaged CRPS (the test windows are the same for every seed, so this is
+the ΔCRPS of the per-window CRPS averaged over seeds) with a t interval from the seeds'
+spread, and how many seeds leave the global model worse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+ROOT = Path(__file__).resolve().parents[1]
+LEAN = ROOT / "tests" / "data" / "lean"
+SHARED = ROOT.parent / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One data set of the comparison: files, the per-series runs and the global run."""
+
+    timeframe: str
+    horizon: int
+    split: str
+    groups: tuple[tuple[int, int], ...]  # 1-based inclusive step ranges
+    files: tuple[Path, ...]
+    symbols: tuple[str, ...]  # daily: the symbols of one file; hourly: one symbol, several files
+
+    def per_series(self) -> list[tuple[str, list[str]]]:
+        """(series name the global model reports, the forexd train arguments selecting it)."""
+        if len(self.files) == 1:
+            return [(s, [str(self.files[0]), "--symbol", s]) for s in self.symbols]
+        (sym,) = self.symbols
+        return [(f"{sym}@{f.name.split('.')[0]}", [str(f), "--symbol", sym]) for f in self.files]
+
+    def global_args(self) -> list[str]:
+        return [*map(str, self.files), "--symbol", ",".join(self.symbols) if len(self.files) == 1 else self.symbols[0]]
+
+
+PROTOCOLS = {
+    "daily": Protocol(
+        "1d",
+        10,
+        "2015-01-01,2017-01-01",
+        ((1, 1), (2, 5), (6, 10)),
+        (LEAN / "lean_oanda_d1_4pairs.csv.gz",),
+        ("EURGBP", "EURUSD", "GBPUSD", "NZDUSD"),
+    ),
+    "hourly": Protocol(
+        "1h",
+        24,
+        "2016-01-01,2017-01-01",
+        ((1, 1), (2, 6), (7, 12), (13, 24)),
+        (LEAN / "lean_oanda_eurusd_h1_2007_2017.csv.gz", SHARED / "lean_fxcm_eurusd_h1_2007_2017.csv.gz"),
+        ("EURUSD",),
+    ),
+}
+
+
+def _seeds(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    if not out or min(out) < 0:
+        raise argparse.ArgumentTypeError(f"bad seeds {text!r}")
+    return out
+
+
+def _manifest(run_dir: Path) -> dict[str, object] | None:
+    found = sorted(run_dir.glob("*/*.json"))
+    return json.loads(found[-1].read_text()) if found else None
+
+
+def _train(p: Protocol, args: list[str], run_dir: Path, seed: int, max_steps: int, threads: int) -> dict[str, object]:
+    """The run's manifest, training it first with ``forexd train`` unless it exists."""
+    if (m := _manifest(run_dir)) is not None:
+        return m
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        str(Path(sys.executable).with_name("forexd")),
+        "train",
+        *args,
+        "--timeframe",
+        p.timeframe,
+        "--horizon",
+        str(p.horizon),
+        "--split",
+        p.split,
+        "--max-steps",
+        str(max_steps),
+        "--max-minutes",
+        "60",
+        "--threads",
+        str(threads),
+        "--seed",
+        str(seed),
+        "--device",
+        "cpu",
+        "--model-dir",
+        str(run_dir),
+    ]
+    print(f"# training {run_dir.name} seed {seed}", file=sys.stderr, flush=True)
+    with (run_dir / "train.log").open("w") as log:
+        subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=True)
+    m = _manifest(run_dir)
+    assert m is not None, f"forexd train wrote no manifest under {run_dir}"
+    return m
+
+
+def _group(values: list[float], g: tuple[int, int]) -> float:
+    return float(np.mean(values[g[0] - 1 : g[1]]))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("data", choices=sorted(PROTOCOLS))
+    ap.add_argument("--seeds", type=_seeds, default=[0, 1, 2])
+    ap.add_argument("--out", type=Path, required=True, help="folder of the runs (resumed if present)")
+    ap.add_argument("--max-steps", type=int, default=3000)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", action="store_true", help="also print the table as one JSON line")
+    a = ap.parse_args()
+    p = PROTOCOLS[a.data]
+    # crps[(series, seed)] = (per-series per-step CRPS, global per-step CRPS, per-series rw CRPS)
+    per: dict[tuple[str, int], tuple[list[float], list[float], list[float]]] = {}
+    for seed in a.seeds:
+        base = a.out / a.data / f"seed{seed}"
+        gm = _train(p, p.global_args(), base / "global", seed, a.max_steps, a.threads)
+        for name, args in p.per_series():
+            m = _train(p, args, base / name.replace("@", "_"), seed, a.max_steps, a.threads)
+            ps, gs = m["metrics"]["test"], gm["metrics"]["test_series"][name]  # type: ignore[index]
+            if ps["n"] != gs["n"]:
+                raise SystemExit(f"{name} seed {seed}: {ps['n']} per-series test windows, {gs['n']} global")
+            per[(name, seed)] = (ps["crps"], gs["crps"], ps["rw_crps"])
+    rows = []
+    print(
+        "| series | steps | per-series CRPS | skill | global skill | "
+        + " | ".join(f"ΔCRPS seed {s}" for s in a.seeds)
+        + " | ΔCRPS seed mean [90 % t] | seeds worse |"
+    )
+    print("|---|---|---|---|---|" + "---|" * len(a.seeds) + "---|---|")
+    for name, _ in p.per_series():
+        for g in p.groups:
+            ps = np.array([_group(per[(name, s)][0], g) for s in a.seeds])
+            gs = np.array([_group(per[(name, s)][1], g) for s in a.seeds])
+            rw = _group(per[(name, a.seeds[0])][2], g)
+            deltas = gs / ps - 1.0
+            mean = float(gs.mean() / ps.mean() - 1.0)
+            half = (
+                float(stats.t.ppf(0.95, len(deltas) - 1) * deltas.std(ddof=1) / math.sqrt(len(deltas)))
+                if len(deltas) > 1
+                else float("nan")
+            )
+            steps = f"{g[0]}" if g[0] == g[1] else f"{g[0]}–{g[1]}"
+            worse = int((deltas > 0).sum())
+            rows.append({"series": name, "steps": steps, "delta": deltas.tolist(), "mean": mean, "half": half})
+            cells = " | ".join(f"{d * 100:+.2f} %" for d in deltas)
+            print(
+                f"| {name} | {steps} | {ps.mean():.3e} | {1 - ps.mean() / rw:+.4f} | {1 - gs.mean() / rw:+.4f} | "
+                f"{cells} | {mean * 100:+.2f} % [{(mean - half) * 100:+.2f}, {(mean + half) * 100:+.2f}] | "
+                f"{worse} of {len(deltas)} |"
+            )
+    if a.json:
+        print(json.dumps({"data": a.data, "seeds": a.seeds, "rows": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
