@@ -244,8 +244,9 @@ def _check_fields(fields: Sequence[Field], obj: Mapping[str, Any], prefix: str) 
                 raise _fail(RejectReason.SCHEMA, path, "missing field")
             continue
         out[f.name] = _check(f, obj[f.name], path)
-    if len(obj) > len(out) + (not prefix and "v" in obj):  # a key no field names ("v": the record's version)
-        _note_unknown(fields, obj, prefix)
+    extra = len(obj) - len(out) - (not prefix and "v" in obj)  # keys no field names ("v": the record's version)
+    if extra > 0:
+        _note_unknown(fields, obj, prefix, extra)
     return out
 
 
@@ -263,7 +264,11 @@ class UnknownFields:
     ``count``, how many, and ``names``, the paths of the first :data:`UNKNOWN_NAMES_KEPT`
     (``bidd``; in a nested record ``touch.x``, ``learner[0].x``), each clipped to 64
     characters. Names are the producer's text: show them escaped. A record refused before all
-    its fields were checked may leave some of its extras unnoted.
+    its fields were checked may leave some of its extras unnoted; one refused after them (an
+    unknown symbol, a bar off its grid) leaves them noted: open a scope per record and report
+    it once the record decoded, as the agents do. A scope may be re-entered; it ends with its
+    outermost ``with``, and an asyncio task created within it notes nothing in it after that.
+    Counting costs nothing per extra field: only the names kept are looked for.
 
     >>> with UnknownFields() as unknown:
     ...     t = decode_tick(b'{"v":1,"symbol":"EURUSD","ts":1399000000000,"bid":1.1,"ask":1.2,"bidd":1.1}')
@@ -271,21 +276,20 @@ class UnknownFields:
     (1, ['bidd'], True)
     """
 
-    __slots__ = ("_token", "count", "names")
+    __slots__ = ("_tokens", "count", "names")
 
     def __init__(self) -> None:
         self.count = 0
         self.names: list[str] = []
-        self._token: Token[UnknownFields | None] | None = None
+        self._tokens: list[Token[UnknownFields | None]] = []  # one per ``with`` open: a scope may be re-entered
 
     def __enter__(self) -> UnknownFields:
-        self._token = _NOTING.set(self)
+        self._tokens.append(_NOTING.set(self))
         return self
 
     def __exit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if self._token is not None:
-            _NOTING.reset(self._token)
-            self._token = None
+        if self._tokens:
+            _NOTING.reset(self._tokens.pop())
 
     def note(self, path: str) -> None:
         """Count one unknown field at ``path``; keep its name if fewer are kept."""
@@ -294,15 +298,23 @@ class UnknownFields:
             self.names.append(path[:_UNKNOWN_NAME_MAX])
 
 
-def _note_unknown(fields: Sequence[Field], obj: Mapping[str, Any], prefix: str) -> None:
-    """Note the keys of ``obj`` that ``fields`` do not name where an :class:`UnknownFields` is open."""
+def _note_unknown(fields: Sequence[Field], obj: Mapping[str, Any], prefix: str, extra: int) -> None:
+    """Note the ``extra`` keys of ``obj`` that ``fields`` do not name where an :class:`UnknownFields`
+    is open: counted at once, only the names kept looked for (a record may hold 100,000 of them)."""
     noting = _NOTING.get()
-    if noting is None:
+    if noting is None or not noting._tokens:  # none, or ended (a task created within it holds it still)
+        return
+    noting.count += extra
+    room = UNKNOWN_NAMES_KEPT - len(noting.names)
+    if room <= 0:
         return
     known = {f.name for f in fields}
     for name in obj:
         if name not in known and (prefix or name != "v"):
-            noting.note(f"{prefix}{name}")
+            noting.names.append(f"{prefix}{name[:_UNKNOWN_NAME_MAX]}"[:_UNKNOWN_NAME_MAX])
+            room -= 1
+            if room == 0:
+                return
 
 
 def _check(f: Field, x: Any, path: str) -> Any:  # noqa: C901 - one branch per kind, read top to bottom
