@@ -15,7 +15,8 @@ Prints, per series and step group, the per-series CRPS and skill, the global mod
 ΔCRPS (global / per-series - 1; minus is better) for every seed, and over the seeds: the
 ΔCRPS of the seed-averaged CRPS (the test windows are the same for every seed, so this is
 the ΔCRPS of the per-window CRPS averaged over seeds) with a t interval from the seeds'
-spread, and how many seeds leave the global model worse.
+spread, and how many seeds leave the global model worse. ``--series-embedding D`` gives the
+global model a learnt series embedding (its runs apart, the per-series runs shared).
 """
 
 from __future__ import annotations
@@ -140,6 +141,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True, help="folder of the runs (resumed if present)")
     ap.add_argument("--max-steps", type=int, default=3000)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--series-embedding", type=int, default=0, help="the global model's (forexd train --series-embedding)"
+    )
     ap.add_argument("--json", action="store_true", help="also print the table as one JSON line")
     a = ap.parse_args()
     p = PROTOCOLS[a.data]
@@ -147,7 +151,9 @@ def main() -> int:
     per: dict[tuple[str, int], tuple[list[float], list[float], list[float]]] = {}
     for seed in a.seeds:
         base = a.out / a.data / f"seed{seed}"
-        gm = _train(p, p.global_args(), base / "global", seed, a.max_steps, a.threads)
+        emb = ["--series-embedding", str(a.series_embedding)] if a.series_embedding else []
+        gdir = base / (f"global-emb{a.series_embedding}" if a.series_embedding else "global")
+        gm = _train(p, [*p.global_args(), *emb], gdir, seed, a.max_steps, a.threads)
         for name, args in p.per_series():
             m = _train(p, args, base / name.replace("@", "_"), seed, a.max_steps, a.threads)
             ps, gs = m["metrics"]["test"], gm["metrics"]["test_series"][name]  # type: ignore[index]
