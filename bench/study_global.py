@@ -124,7 +124,9 @@ def _train(p: Protocol, args: list[str], run_dir: Path, seed: int, max_steps: in
     ]
     print(f"# training {run_dir.name} seed {seed}", file=sys.stderr, flush=True)
     with (run_dir / "train.log").open("w") as log:
-        subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=True)
+        done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if done.returncode:
+        raise SystemExit(f"forexd train failed (exit {done.returncode}): see {run_dir / 'train.log'}")
     m = _manifest(run_dir)
     assert m is not None, f"forexd train wrote no manifest under {run_dir}"
     return m
@@ -147,6 +149,8 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="also print the table as one JSON line")
     a = ap.parse_args()
     p = PROTOCOLS[a.data]
+    if missing := [str(f) for f in p.files if not f.is_file()]:
+        raise SystemExit(f"candle file not found: {', '.join(missing)} (the hourly study needs ../shared/data)")
     # crps[(series, seed)] = (per-series per-step CRPS, global per-step CRPS, per-series rw CRPS)
     per: dict[tuple[str, int], tuple[list[float], list[float], list[float]]] = {}
     for seed in a.seeds:
