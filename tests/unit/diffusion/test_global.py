@@ -243,3 +243,60 @@ def test_cli_symbol_list_on_a_file_without_a_symbol_column_is_refused(tmp_path: 
     res = CliRunner().invoke(app, daily(str(DAILY), str(DAILY), "--symbol", "EURUSD", tmp=tmp_path / "m"))
     assert res.exit_code == 2 and "given twice" in res.output, res.output
     assert not (tmp_path / "m").exists()
+
+
+def test_worst_series_ratio_is_the_largest_series_crps_over_its_random_walk() -> None:
+    from forex_diffusion.diffusion.training import _Windows, _worst_series_ratio
+    from forex_diffusion.quality.evaluation import crps_quantiles, random_walk_log_quantiles
+
+    rng = np.random.default_rng(3)
+    n, h = 40, 4
+    sigma = np.full(n, 1e-3)
+    cum = rng.normal(0.0, 1e-3, (n, h)).cumsum(axis=1)
+    series = np.repeat([0, 1], n // 2)
+    z = np.zeros(n)
+    w = _Windows(np.zeros((n, 1)), cum, cum, sigma, z, z, z, series)
+    rw = random_walk_log_quantiles(sigma, h)
+    q = rw.copy()
+    q[series == 1] *= 3.0  # series 1 served far worse than its random walk, series 0 exactly as it
+    ratio = [
+        crps_quantiles(q[series == s], cum[series == s]).mean()
+        / crps_quantiles(rw[series == s], cum[series == s]).mean()
+        for s in (0, 1)
+    ]
+    assert ratio[0] == pytest.approx(1.0) and ratio[1] > 1.2
+    assert _worst_series_ratio(q, w) == pytest.approx(ratio[1])
+    q[series == 0] *= 5.0  # now series 0 is the worst served
+    assert _worst_series_ratio(q, w) > _worst_series_ratio(rw, w) and _worst_series_ratio(q, w) > ratio[1]
+
+
+def test_early_stop_worst_is_a_global_models_choice_recorded_in_its_manifest(
+    hourly: pd.DataFrame, tmp_path: Path
+) -> None:
+    with pytest.raises(Exception, match="early_stop must be one of pool, worst"):
+        global_config(early_stop="best")
+    torch.set_num_threads(2)
+    config = global_config(split=(ms(2016, 1, 4), ms(2016, 1, 25)), max_steps=30, eval_every=10, early_stop="worst")
+    result = train(config, two_series(hourly), tmp_path)
+    assert result.manifest["train_config"]["early_stop"] == "worst"
+    assert TrainConfig.from_dict(result.manifest["train_config"]) == config
+    # the early-stopping score is the worst series' CRPS over its random walk (a ratio, ~1), kept
+    # beside the pooled validation CRPS of the same weights (~1e-3 on hourly EUR/USD)
+    m = result.manifest["metrics"]
+    assert 0.5 < m["best_val_worst_ratio"] < 5.0 and 0.0 < m["best_val_crps"] < 1e-2
+    plain = train(replace(config, early_stop="pool"), two_series(hourly), tmp_path / "pool")
+    assert "best_val_worst_ratio" not in plain.manifest["metrics"]
+
+
+def test_cli_early_stop_errors_are_one_line(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, daily(str(DAILY), "--symbol", "EURUSD", "--early-stop", "worst", tmp=tmp_path / "m"))
+    assert res.exit_code == 2 and "--early-stop worst needs a global model" in res.output, res.output
+    res = CliRunner().invoke(app, daily(str(DAILY), "--symbol", "all", "--early-stop", "best", tmp=tmp_path / "m"))
+    assert res.exit_code == 2 and "--early-stop takes pool or worst, not 'best'" in res.output, res.output
+    assert "Traceback" not in res.output and not (tmp_path / "m").exists()
+    res = CliRunner().invoke(
+        app, daily(str(DAILY), "--symbol", "EURUSD,GBPUSD", "--early-stop", "worst", tmp=tmp_path / "m")
+    )
+    assert res.exit_code == 0, res.output
+    manifest = json.loads(Path(res.output.strip().splitlines()[-1]).with_suffix(".json").read_text())
+    assert manifest["train_config"]["early_stop"] == "worst"
