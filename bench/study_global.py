@@ -146,9 +146,6 @@ def main() -> int:
     ap.add_argument(
         "--series-embedding", type=int, default=0, help="the global model's (forexd train --series-embedding)"
     )
-    ap.add_argument(
-        "--early-stop", choices=("pool", "worst"), default="pool", help="the global model's (forexd train --early-stop)"
-    )
     ap.add_argument("--json", action="store_true", help="also print the table as one JSON line")
     a = ap.parse_args()
     p = PROTOCOLS[a.data]
@@ -159,9 +156,7 @@ def main() -> int:
     for seed in a.seeds:
         base = a.out / a.data / f"seed{seed}"
         emb = ["--series-embedding", str(a.series_embedding)] if a.series_embedding else []
-        emb += ["--early-stop", a.early_stop] if a.early_stop != "pool" else []
-        gname = "global" + (f"-emb{a.series_embedding}" if a.series_embedding else "")
-        gdir = base / (gname + (f"-stop{a.early_stop}" if a.early_stop != "pool" else ""))
+        gdir = base / (f"global-emb{a.series_embedding}" if a.series_embedding else "global")
         gm = _train(p, [*p.global_args(), *emb], gdir, seed, a.max_steps, a.threads)
         for name, args in p.per_series():
             m = _train(p, args, base / name.replace("@", "_"), seed, a.max_steps, a.threads)

@@ -71,7 +71,6 @@ _SAMPLE_BATCH = 64  # windows sampled at once after training
 #: Calibration and test windows a time budget never cuts below: per set, and per series
 #: for a global model's per-series test scores (a smaller set or configuration keeps its size).
 BUDGET_MIN_WINDOWS = 64
-EARLY_STOP = ("pool", "worst")  # TrainConfig.early_stop
 #: Margin on the measured sampling cost when the remaining budget is shared out (the
 #: calibration fits and the scores also take time, and the rate varies with the load).
 _BUDGET_MARGIN = 1.2
@@ -122,11 +121,6 @@ class TrainConfig:
         symbol set (:func:`~forex_diffusion.instruments.symbol_set_key`).
     series_embedding
         Width of the learnt series embedding of a global model (0: none).
-    early_stop
-        What a global model's early stopping scores: ``pool``, the validation CRPS of all
-        its windows, or ``worst``, the largest over its series of the validation CRPS
-        relative to that series' random walk (the checkpoint best for its worst-served
-        series). A per-series model has one series: both are the same.
     inputs
         Named model inputs (``indicators``, ``mtf[:TF,..]``, ``cross:SYM,..``; see
         :mod:`.inputs`); the ``extra`` given to :func:`train` must be their features.
@@ -163,7 +157,6 @@ class TrainConfig:
     keep: int = 3
     series: tuple[str, ...] = ()
     series_embedding: int = 0
-    early_stop: str = "pool"
     inputs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -174,8 +167,6 @@ class TrainConfig:
             raise ConfigError(f"series names repeat: {list(self.series)}")
         if self.series_embedding < 0 or (self.series_embedding and not self.series):
             raise ConfigError("series_embedding must be >= 0 and needs several series")
-        if self.early_stop not in EARLY_STOP:
-            raise ConfigError(f"early_stop must be one of {', '.join(EARLY_STOP)}, not {self.early_stop!r}")
         if self.series and self.symbol != symbol_set_key(series_symbol(n) for n in self.series):
             raise ConfigError(
                 f"a global model's symbol is its symbol set's key "
@@ -540,14 +531,6 @@ def _fit_scales(q: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _SCALE_GRID[best], losses[best, np.arange(q.shape[1])]
 
 
-def _worst_series_ratio(q: np.ndarray, w: _Windows) -> float:
-    """The largest over ``w``'s series of CRPS / random-walk CRPS (``q``: ``[N, H, Q]``)."""
-    assert w.series is not None
-    crps = crps_quantiles(q, w.cum).mean(axis=1)  # [N]
-    rw = crps_quantiles(random_walk_log_quantiles(w.sigma, w.cum.shape[1]), w.cum).mean(axis=1)
-    return max(float(crps[w.series == s].mean() / rw[w.series == s].mean()) for s in np.unique(w.series))
-
-
 def _fit_quantile_scales(q: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Per (step, level) factor minimising that level's pinball loss; ``[H, Q]``."""
     tau = np.asarray(QUANTILE_LEVELS)
@@ -702,7 +685,6 @@ def train(
         "steps": fit.steps,
         "stop_reason": fit.stop_reason,
         "best_val_crps": fit.best_val,
-        **({"best_val_worst_ratio": fit.best_score} if config.early_stop == "worst" and config.series else {}),
         "train_seconds": budget.elapsed(),
         **_calibrate(model, config, val_w, device, post),
         **ks,
@@ -803,8 +785,7 @@ class _Fit:
 
     steps: int
     stop_reason: str
-    best_val: float  # the pooled validation CRPS of the kept weights
-    best_score: float  # their early-stopping score (config.early_stop)
+    best_val: float
     best_state: dict[str, Any]
 
 
@@ -837,7 +818,7 @@ def _fit(
     ema_params = list(ema.parameters())
     params = list(model.parameters())
     best_state = copy.deepcopy(model.state_dict())
-    best_val, best_score, bad_evals, step, last_loss = math.inf, math.inf, 0, 0, math.nan
+    best_val, bad_evals, step, last_loss = math.inf, 0, 0, math.nan
     running = 0.0
     # time kept for calibration and scoring: at least min(25 %, 60 s), and, once an
     # evaluation has been timed, that time scaled by the sampling work still to do, up to
@@ -878,13 +859,10 @@ def _fit(
             # the fastest evaluation so far (the first pays one-off set-up costs) times the work left
             eval_s = min(eval_s, budget.now() - t_eval)
             reserve = max(reserve, min(1.2 * work_ratio * eval_s, 0.5 * budget_s))
-            scales, crps_h = _fit_scales(_quantiles(cum), vw.cum)
+            _, crps_h = _fit_scales(_quantiles(cum), vw.cum)
             val_crps = float(crps_h.mean())
-            score = val_crps
-            if config.early_stop == "worst" and vw.series is not None:
-                score = _worst_series_ratio(_quantiles(cum) * scales[None, :, None], vw)
-            if score < best_score:
-                best_score, best_val, bad_evals = score, val_crps, 0
+            if val_crps < best_val:
+                best_val, bad_evals = val_crps, 0
                 best_state = copy.deepcopy(ema.state_dict())
             else:
                 bad_evals += 1
@@ -899,7 +877,7 @@ def _fit(
             if out_of_time:
                 stop_reason = "time_budget"
                 break
-    return _Fit(steps=step, stop_reason=stop_reason, best_val=best_val, best_score=best_score, best_state=best_state)
+    return _Fit(steps=step, stop_reason=stop_reason, best_val=best_val, best_state=best_state)
 
 
 def _coarse_to_fine(n: int) -> np.ndarray:

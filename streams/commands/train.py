@@ -96,11 +96,6 @@ def train_command(
     series_embedding: int = typer.Option(
         0, "--series-embedding", help="Global model: width of a learnt series embedding (0: none)."
     ),
-    early_stop: str = typer.Option(
-        "pool",
-        "--early-stop",
-        help="Global model: early stopping on the pooled validation CRPS (pool) or on its worst series' CRPS relative to that series' random walk (worst).",
-    ),
     inputs: str | None = typer.Option(
         None,
         "--inputs",
@@ -125,7 +120,7 @@ def train_command(
     """
     from forex_diffusion.diffusion.context import CONTEXT_MAX, ContextSpec
     from forex_diffusion.diffusion.denoiser import BLOCKS_MAX, HORIZON_MAX, WIDTH_MAX
-    from forex_diffusion.diffusion.training import EARLY_STOP, TrainConfig
+    from forex_diffusion.diffusion.training import TrainConfig
     from forex_diffusion.reports.backtest import parse_utc_date
     from forex_diffusion.wire import INT64_MAX
 
@@ -162,10 +157,6 @@ def train_command(
     is_global = every or len(syms) > 1 or len(files) > 1
     if series_embedding and not is_global:
         raise typer.BadParameter("--series-embedding needs a global model: several symbols or files")
-    if early_stop not in EARLY_STOP:
-        raise typer.BadParameter(f"--early-stop takes {' or '.join(EARLY_STOP)}, not {early_stop!r}")
-    if early_stop != "pool" and not is_global:
-        raise typer.BadParameter("--early-stop worst needs a global model: several symbols or files")
     sym = syms[0] if syms else "ALL"
     timeframe = Timeframe.parse(timeframe).name  # 1H, 60m: the 1h of the file's column and the model key
     check_given(("inputs",), until=until, split=split, inputs=inputs)
@@ -212,9 +203,7 @@ def train_command(
         from forex_diffusion.instruments import series_symbol, symbol_set_key
 
         sym = symbol_set_key(series_symbol(n) for n in series)
-        config = dataclasses.replace(
-            config, symbol=sym, series=tuple(series), series_embedding=series_embedding, early_stop=early_stop
-        )
+        config = dataclasses.replace(config, symbol=sym, series=tuple(series), series_embedding=series_embedding)
 
     import torch
 
