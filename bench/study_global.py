@@ -83,6 +83,8 @@ def _seeds(text: str) -> list[int]:
     out: list[int] = []
     for part in text.split(","):
         lo, _, hi = part.partition("-")
+        if int(hi or lo) < int(lo):  # 5-3 was no seed at all, silently
+            raise argparse.ArgumentTypeError(f"bad seeds {text!r}: {part} runs backwards")
         out.extend(range(int(lo), int(hi or lo) + 1))
     if not out or min(out) < 0:
         raise argparse.ArgumentTypeError(f"bad seeds {text!r}")

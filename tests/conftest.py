@@ -31,10 +31,14 @@ settings.register_profile("forexd", deadline=None, suppress_health_check=[Health
 settings.load_profile("forexd")
 
 
+SOAK_TIMEOUT_S = 1800  # a soak marked without a timeout of its own
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """``@pytest.mark.soak`` tests (the long forms, minutes to an hour each) run only when
     asked for with ``-m soak``: here, not in ``tests/faults/conftest.py``, so that
-    ``pytest tests/unit/wire`` does not start the 100,000-example fuzz soaks either.
+    ``pytest tests/unit/wire`` does not start the 100,000-example fuzz soaks either. A soak
+    without a ``timeout`` mark of its own gets :data:`SOAK_TIMEOUT_S`.
 
     The ``broker`` tests (worker processes through a broker: 10-80 s each, a third of a core
     each, the rest waiting on them) are spread evenly over the first three quarters of the
@@ -48,6 +52,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if soak:
             config.hook.pytest_deselected(items=soak)
             items[:] = [i for i in items if i.get_closest_marker("soak") is None]
+    for item in items:
+        # a soak without its own timeout gets SOAK_TIMEOUT_S, not pytest's 600 s: the fuzz
+        # decoder soaks take about 3 minutes each on an idle 2-core machine, and 600 s stopped
+        # one on a machine 3.5x busier. A soak fails on what it finds, not on the clock
+        if item.get_closest_marker("soak") is not None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(SOAK_TIMEOUT_S))
     items[:] = _spread(
         [i for i in items if i.get_closest_marker("broker") is not None],
         [i for i in items if i.get_closest_marker("broker") is None],

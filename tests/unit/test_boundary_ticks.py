@@ -242,9 +242,6 @@ def test_generated_hostile_rows_change_no_candle_and_are_each_refused_once(
 
 
 @pytest.mark.soak
-# minutes on an idle 2-core machine (the decoder soaks about 3 each); pytest's 600 s stopped the
-# retrain.requests decoder soak on a machine 3.5x busier: a soak fails on what it finds, not on the clock
-@pytest.mark.timeout(1800)
 @settings(max_examples=2_000, **_SETTINGS)  # type: ignore[arg-type]
 @given(hostile=hostile_file(len(REAL)))
 def test_soak_generated_hostile_rows_change_no_candle_and_are_each_refused_once(

@@ -339,9 +339,6 @@ def test_topic_decoder_lets_nothing_but_validation_errors_escape(kind: str) -> N
 
 
 @pytest.mark.soak
-# minutes on an idle 2-core machine (the decoder soaks about 3 each); pytest's 600 s stopped the
-# retrain.requests decoder soak on a machine 3.5x busier: a soak fails on what it finds, not on the clock
-@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("kind", sorted(wire.SCHEMAS))
 def test_topic_decoder_soak(kind: str) -> None:
     before = SEEN[kind]
@@ -516,9 +513,6 @@ def test_agent_path_refuses_bad_records_once_and_keeps_the_clean_state(
 
 
 @pytest.mark.soak
-# minutes on an idle 2-core machine (the decoder soaks about 3 each); pytest's 600 s stopped the
-# retrain.requests decoder soak on a machine 3.5x busier: a soak fails on what it finds, not on the clock
-@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("kind", ["ticks", "candles"])
 def test_agent_path_soak(kind: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     before = SEEN[f"agent:{kind}"]
