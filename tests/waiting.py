@@ -112,7 +112,7 @@ class Logging(Protocol):
 
 
 # The longest a working worker's log stays still: its start-up (imports, two or three seconds
-# on an idle machine), a group join held for half the 8 s session timeout, a killed member's
+# on an idle machine), a group join held for half the 6 s session timeout, a killed member's
 # session running out; every other phase logs a status line every 5 s. Far above all of them,
 # and no bound on the whole wait, which the work's length and the machine's speed set.
 WORKER_STALL_S = 120.0

@@ -711,6 +711,12 @@ class SqliteLockHolder:
         self.proc.wait(10)
 
 
+def past_session_s(env: Mapping[str, str]) -> float:
+    """How long a fault that must outlast the workers' group session (a paused worker or
+    broker) lasts: the session timeout of ``env`` and 2 s more."""
+    return float(env["FOREXD_BROKER_SESSION_TIMEOUT_S"]) + 2.0
+
+
 def pause(pid_group: int, seconds: float) -> None:
     """SIGSTOP a process group for ``seconds``, then SIGCONT it."""
     os.killpg(pid_group, signal.SIGSTOP)

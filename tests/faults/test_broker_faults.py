@@ -30,6 +30,7 @@ from .harness import (
     hour_bursts,
     interleave,
     make_topics,
+    past_session_s,
     resumed_after,
     settle,
     sqlite_url,
@@ -107,8 +108,8 @@ def test_broker_paused_then_resumed_worker_drains_to_oracle(
     spawn_worker: Any,
     own_broker: EmbeddedBroker,
 ) -> None:
-    """Broker SIGSTOPped for 10 s mid-burst, then SIGCONT: the worker does not crash and the
-    final DB and fx.candles equal the oracle (F3: I1, I2, I5, L1)."""
+    """Broker SIGSTOPped mid-burst for 2 s longer than the session timeout, then SIGCONT: the
+    worker does not crash and the final DB and fx.candles equal the oracle (F3: I1, I2, I5, L1)."""
     env = dict(fault_env, FOREXD_BROKER_URL=own_broker.url)
     boot = own_broker.bootstrap
     make_topics(boot, env)
@@ -117,7 +118,7 @@ def test_broker_paused_then_resumed_worker_drains_to_oracle(
     wait_for_workers(lambda: _count(sqlite_url(env)) > 0, w, what="first checkpoint", interval=0.1)
     own_broker.signal(signal.SIGSTOP)
     try:
-        time.sleep(10)
+        time.sleep(past_session_s(env))  # the fault's length: the broker is frozen
     finally:
         own_broker.signal(signal.SIGCONT)
     report, converged = settle(boot, env, workers=[w])

@@ -132,7 +132,7 @@ def test_slow_postgres_200ms_per_chunk_keeps_worker_in_group_and_checkpointing(
     assert not report.violations, report.summary() + "\n" + log[-3000:]
 
 
-F16_PARTITION_S = 12.0  # longer than the test workers' 8 s session timeout
+F16_PARTITION_S = 12.0  # twice the test workers' 6 s session timeout (tests/conftest.py)
 RESUME_BUDGET_S = 30.0  # as for a broker restart (F1): consuming again within 30 s
 
 
@@ -142,7 +142,7 @@ def test_broker_partition_longer_than_session_timeout_worker_reconnects_to_oracl
     tmp_path: Path,
 ) -> None:
     """F16: the worker reaches the broker only through the proxy; mid-burst the proxy
-    forwards nothing for 12 s (> the 8 s session timeout) while ticks keep arriving directly,
+    forwards nothing for 12 s (> the 6 s session timeout) while ticks keep arriving directly,
     then resets the held connections and heals. The same worker process (never restarted)
     reconnects and checkpoints again within 30 s, and the final DB (each candle once) and
     fx.candles equal the oracle (I1, I2, I5, I11)."""

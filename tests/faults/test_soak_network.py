@@ -117,7 +117,7 @@ def test_soak_twenty_broker_partitions_of_30_to_90_s_end_equal_to_oracle(
 ) -> None:
     """F16 long form: 20 bursts; after the first third of each is published and partly
     checkpointed, the proxy between the worker and the broker forwards nothing for 30-90 s
-    (RELIABILITY's range; the session timeout is 8 s) while the rest is published directly,
+    (RELIABILITY's range; the session timeout is 6 s) while the rest is published directly,
     then heals; every other heal first resets the held
     connections. The same worker reconnects every time; recovery = heal to the first
     checkpoint past the offsets checkpointed at the heal. The final DB (each candle once) and

@@ -23,6 +23,7 @@ from .harness import (
     db_count,
     interleave,
     make_topics,
+    past_session_s,
     settle,
     sqlite_url,
     tick_records,
@@ -93,7 +94,7 @@ def test_worker_signal_mid_burst_ends_equal_to_oracle(
         assert checkpoint_offsets(sqlite_url(fault_env), topic) == ast.literal_eval(stopped[-1])
     else:
         assert w.proc is not None
-        os_pause(w.proc.pid, float(fault_env["FOREXD_BROKER_SESSION_TIMEOUT_S"]) + 2.0)
+        os_pause(w.proc.pid, past_session_s(fault_env))
     t_restart = time.monotonic()
     if fault != "sigstop":
         w = spawn_worker(fault_env, role="ticks", name="second")
