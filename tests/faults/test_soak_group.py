@@ -205,4 +205,6 @@ def test_soak_twenty_rebalance_cycles_two_workers_end_equal_to_oracle(
     )
     assert a.alive(), a.log()[-3000:]
     assert not report.violations, report.summary() + "\n" + a.log()[-3000:]
-    assert max(g.seconds for g in watch.gaps.values()) <= 2 * session_s, gaps
+    # a killed owner's partitions wait out its session, then the join the broker holds for half
+    # of it, then the new owner's restore: 4 s for the last (as with the 8 s session, 16 s in all)
+    assert max(g.seconds for g in watch.gaps.values()) <= 1.5 * session_s + 4.0, gaps
