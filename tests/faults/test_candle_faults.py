@@ -477,7 +477,7 @@ def test_candle_broker_paused_then_resumed_same_worker_ends_equal_to_the_oracle(
     summary = c.verify(w)
     assert w.alive() and w.proc.pid == pid, w.log()[-3000:]
     print(
-        f"candles broker pause 10s: checkpoint at the pause {at_fault}, at SIGCONT {at_resume}; "
+        f"candles broker pause {past_session_s(c.env):.0f}s: checkpoint at the pause {at_fault}, at SIGCONT {at_resume}; "
         f"checkpoint.failed {w.log().count('checkpoint.failed')}; " + summary
     )
     w.stop()  # while the broker is up

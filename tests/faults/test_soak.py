@@ -128,7 +128,8 @@ def test_soak_twenty_broker_pauses_end_equal_to_oracle(
     spawn_worker: Any,
     own_broker: EmbeddedBroker,
 ) -> None:
-    """F3 long form: 20 cycles of a burst published, then the broker SIGSTOPped for 3-6 s
+    """F3 long form: 20 cycles of a burst published, then the broker SIGSTOPped for 0.4-0.75
+    times the session timeout (3-6 s at 8 s, 2.4-4.5 s at 6 s: shorter than the session)
     under the running worker; recovery = time from SIGCONT to the next checkpointed candle.
     The final DB and fx.candles equal the oracle."""
     rnd = random.Random(11)
@@ -142,7 +143,7 @@ def test_soak_twenty_broker_pauses_end_equal_to_oracle(
         published += publish(boot, f"{env['FOREXD_TOPIC_PREFIX']}fx.ticks", bursts[cycle])
         before = _count(url)
         assert own_broker.proc is not None
-        pause(own_broker.proc.pid, rnd.uniform(3.0, 6.0))
+        pause(own_broker.proc.pid, rnd.uniform(0.4, 0.75) * float(env["FOREXD_BROKER_SESSION_TIMEOUT_S"]))
         t0 = time.monotonic()
         try:
             wait_for(
