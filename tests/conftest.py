@@ -295,7 +295,7 @@ def worker_env(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> dict[
             "FOREXD_FORECAST_TIMEFRAMES": "1m",
             "FOREXD_IDLE_CLOSE_S": "3",
             "FOREXD_STATUS_INTERVAL_S": "5",
-            # short, so restarts are (TEST_SESSION_TIMEOUT_S)
+            # short, so that a restarted worker soon gets its partitions: see TEST_SESSION_TIMEOUT_S
             "FOREXD_BROKER_SESSION_TIMEOUT_S": str(TEST_SESSION_TIMEOUT_S),
             "FOREXD_METRICS_PORT": "-1",
             # One state-signing key for every worker of a test, as a multi-worker deployment shares

@@ -711,10 +711,15 @@ class SqliteLockHolder:
         self.proc.wait(10)
 
 
+def session_s(env: Mapping[str, str]) -> float:
+    """The consumer-group session timeout of the workers ``env`` starts (tests/conftest.py)."""
+    return float(env["FOREXD_BROKER_SESSION_TIMEOUT_S"])
+
+
 def past_session_s(env: Mapping[str, str]) -> float:
     """How long a fault that must outlast the workers' group session (a paused worker or
     broker) lasts: the session timeout of ``env`` and 2 s more."""
-    return float(env["FOREXD_BROKER_SESSION_TIMEOUT_S"]) + 2.0
+    return session_s(env) + 2.0
 
 
 def pause(pid_group: int, seconds: float) -> None:

@@ -466,9 +466,10 @@ def test_candle_broker_paused_then_resumed_same_worker_ends_equal_to_the_oracle(
     c.wait_first_checkpoint(w)
     c.publish(second)
     at_fault = c.checkpoint()
+    pause_s = past_session_s(c.env)
     own_broker.signal(signal.SIGSTOP)
     try:
-        time.sleep(past_session_s(c.env))  # the fault's length: the broker is frozen, no progress to follow
+        time.sleep(pause_s)  # the fault's length: the broker is frozen, no progress to follow
         at_resume = c.checkpoint()  # read while frozen: a fast worker may catch up at once after SIGCONT
     finally:
         own_broker.signal(signal.SIGCONT)
@@ -477,7 +478,7 @@ def test_candle_broker_paused_then_resumed_same_worker_ends_equal_to_the_oracle(
     summary = c.verify(w)
     assert w.alive() and w.proc.pid == pid, w.log()[-3000:]
     print(
-        f"candles broker pause {past_session_s(c.env):.0f}s: checkpoint at the pause {at_fault}, at SIGCONT {at_resume}; "
+        f"candles broker pause {pause_s:.0f}s: checkpoint at the pause {at_fault}, at SIGCONT {at_resume}; "
         f"checkpoint.failed {w.log().count('checkpoint.failed')}; " + summary
     )
     w.stop()  # while the broker is up

@@ -132,7 +132,7 @@ def test_slow_postgres_200ms_per_chunk_keeps_worker_in_group_and_checkpointing(
     assert not report.violations, report.summary() + "\n" + log[-3000:]
 
 
-F16_PARTITION_S = 12.0  # twice the test workers' 6 s session timeout (tests/conftest.py)
+F16_PARTITION_S = 12.0  # longer than the test workers' session timeout (TEST_SESSION_TIMEOUT_S, 6 s)
 RESUME_BUDGET_S = 30.0  # as for a broker restart (F1): consuming again within 30 s
 
 

@@ -31,6 +31,7 @@ from .harness import (
     pg_ctl,
     pg_restart_safely,
     resumed_after,
+    session_s,
     settle,
     sqlite_url,
     unexpected_errors,
@@ -143,7 +144,7 @@ def test_soak_twenty_broker_pauses_end_equal_to_oracle(
         published += publish(boot, f"{env['FOREXD_TOPIC_PREFIX']}fx.ticks", bursts[cycle])
         before = _count(url)
         assert own_broker.proc is not None
-        pause(own_broker.proc.pid, rnd.uniform(0.4, 0.75) * float(env["FOREXD_BROKER_SESSION_TIMEOUT_S"]))
+        pause(own_broker.proc.pid, rnd.uniform(0.4, 0.75) * session_s(env))
         t0 = time.monotonic()
         try:
             wait_for(

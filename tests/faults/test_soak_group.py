@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from .group_drivers import CheckpointWatch, Feed, shifted, spread
-from .harness import bad_records, hour_bursts, interleave, make_topics, settle, wait_for
+from .harness import bad_records, hour_bursts, interleave, make_topics, session_s, settle, wait_for
 from .test_kill_storm import first_ts, kill_storm
 
 pytestmark = [pytest.mark.broker, pytest.mark.soak]
@@ -93,7 +93,7 @@ def test_soak_twenty_rebalance_cycles_two_workers_end_equal_to_oracle(
         fault_env, FOREXD_DATABASE_URL=f"sqlite:///{tmp_path / 'shared.db'}", FOREXD_DATA_DIR=str(tmp_path / "var-a")
     )
     env_b = dict(env_a, FOREXD_DATA_DIR=str(tmp_path / "var-b"))
-    session_s = float(env_a["FOREXD_BROKER_SESSION_TIMEOUT_S"])
+    session = session_s(env_a)
     make_topics(kafka_bootstrap, env_a)
     url, topic = env_a["FOREXD_DATABASE_URL"], f"{env_a['FOREXD_TOPIC_PREFIX']}fx.ticks"
     base = hour_bursts(71)  # every whole hour of the sample; then the same hours a week later
@@ -207,4 +207,4 @@ def test_soak_twenty_rebalance_cycles_two_workers_end_equal_to_oracle(
     assert not report.violations, report.summary() + "\n" + a.log()[-3000:]
     # a killed owner's partitions wait out its session, then the join the broker holds for half
     # of it, then the new owner's restore: 4 s for the last (as with the 8 s session, 16 s in all)
-    assert max(g.seconds for g in watch.gaps.values()) <= 1.5 * session_s + 4.0, gaps
+    assert max(g.seconds for g in watch.gaps.values()) <= 1.5 * session + 4.0, gaps
