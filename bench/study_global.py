@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -79,16 +80,26 @@ PROTOCOLS = {
 }
 
 
+MAX_SEEDS = 1000
+
+
 def _seeds(text: str) -> list[int]:
     out: list[int] = []
     for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        if int(hi or lo) < int(lo):  # 5-3 was no seed at all, silently
+        m = re.fullmatch(r"(\d{1,6})(?:-(\d{1,6}))?", part.strip())
+        if m is None:  # "1-", "1--2", "x", "": not a seed or a range of seeds
+            raise argparse.ArgumentTypeError(f"bad seeds {text!r}: {part!r} is not N or N-M")
+        lo, hi = int(m[1]), int(m[2] or m[1])
+        if hi < lo:  # 5-3 was no seed at all, silently
             raise argparse.ArgumentTypeError(f"bad seeds {text!r}: {part} runs backwards")
-        out.extend(range(int(lo), int(hi or lo) + 1))
-    if not out or min(out) < 0:
-        raise argparse.ArgumentTypeError(f"bad seeds {text!r}")
-    return out
+        if len(out) + hi - lo + 1 > MAX_SEEDS:  # each seed is minutes of training: 0-999999999 is a typo
+            raise argparse.ArgumentTypeError(f"bad seeds {text!r}: more than {MAX_SEEDS} seeds")
+        out.extend(range(lo, hi + 1))
+    return list(dict.fromkeys(out))  # 0-2,1: seed 1 once, not counted twice in the means
+
+
+def _interval(mean: float, half: float | None) -> str:
+    return "[—]" if half is None else f"[{(mean - half) * 100:+.2f}, {(mean + half) * 100:+.2f}]"
 
 
 def _manifest(run_dir: Path) -> dict[str, object] | None:
@@ -180,10 +191,10 @@ def main() -> int:
             rw = _group(per[(name, a.seeds[0])][2], g)
             deltas = gs / ps - 1.0
             mean = float(gs.mean() / ps.mean() - 1.0)
-            half = (
+            half = (  # no interval from one seed (None: JSON has no NaN)
                 float(stats.t.ppf(0.95, len(deltas) - 1) * deltas.std(ddof=1) / math.sqrt(len(deltas)))
                 if len(deltas) > 1
-                else float("nan")
+                else None
             )
             steps = f"{g[0]}" if g[0] == g[1] else f"{g[0]}–{g[1]}"
             worse = int((deltas > 0).sum())
@@ -191,7 +202,7 @@ def main() -> int:
             cells = " | ".join(f"{d * 100:+.2f} %" for d in deltas)
             print(
                 f"| {name} | {steps} | {ps.mean():.3e} | {1 - ps.mean() / rw:+.4f} | {1 - gs.mean() / rw:+.4f} | "
-                f"{cells} | {mean * 100:+.2f} % [{(mean - half) * 100:+.2f}, {(mean + half) * 100:+.2f}] | "
+                f"{cells} | {mean * 100:+.2f} % {_interval(mean, half)} | "
                 f"{worse} of {len(deltas)} |"
             )
     if a.json:
