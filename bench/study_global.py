@@ -24,11 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -84,32 +87,68 @@ MAX_SEEDS = 1000
 
 
 def _seeds(text: str) -> list[int]:
-    out: list[int] = []
+    out: dict[int, None] = {}  # each seed once, in order: 0-2,1 does not count seed 1 twice in the means
     for part in text.split(","):
-        m = re.fullmatch(r"(\d{1,6})(?:-(\d{1,6}))?", part.strip())
-        if m is None:  # "1-", "1--2", "x", "": not a seed or a range of seeds
-            raise argparse.ArgumentTypeError(f"bad seeds {text!r}: {part!r} is not N or N-M")
+        m = re.fullmatch(r"([0-9]{1,6})(?:-([0-9]{1,6}))?", part.strip())
+        if m is None:  # "1-", "1--2", "x", "", a digit of another script: not a seed or a range of seeds
+            raise argparse.ArgumentTypeError(f"bad seeds {text!r:.40}: {part!r:.20} is not N or N-M")
         lo, hi = int(m[1]), int(m[2] or m[1])
         if hi < lo:  # 5-3 was no seed at all, silently
-            raise argparse.ArgumentTypeError(f"bad seeds {text!r}: {part} runs backwards")
-        if len(out) + hi - lo + 1 > MAX_SEEDS:  # each seed is minutes of training: 0-999999999 is a typo
-            raise argparse.ArgumentTypeError(f"bad seeds {text!r}: more than {MAX_SEEDS} seeds")
-        out.extend(range(lo, hi + 1))
-    return list(dict.fromkeys(out))  # 0-2,1: seed 1 once, not counted twice in the means
+            raise argparse.ArgumentTypeError(f"bad seeds {text!r:.40}: {part} runs backwards")
+        if hi - lo >= MAX_SEEDS:  # each seed is minutes of training: 0-999999 is a typo
+            raise argparse.ArgumentTypeError(f"bad seeds {text!r:.40}: more than {MAX_SEEDS} seeds")
+        out.update(dict.fromkeys(range(lo, hi + 1)))
+        if len(out) > MAX_SEEDS:
+            raise argparse.ArgumentTypeError(f"bad seeds {text!r:.40}: more than {MAX_SEEDS} seeds")
+    return list(out)
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high`` (forexd train's own bounds)."""
+
+    def parse(text: str) -> int:
+        if not re.fullmatch(r"-?[0-9]{1,19}", text.strip()) or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"{text!r:.40} is not an integer from {low} to {high}")
+        return int(text)
+
+    return parse
+
+
+def _folder(text: str) -> Path:
+    if not text.strip():  # Path("") is the current folder: the runs would land wherever it was started
+        raise argparse.ArgumentTypeError("an empty folder name")
+    return Path(text)
 
 
 def _interval(mean: float, half: float | None) -> str:
     return "[—]" if half is None else f"[{(mean - half) * 100:+.2f}, {(mean + half) * 100:+.2f}]"
 
 
-def _manifest(run_dir: Path) -> dict[str, object] | None:
-    found = sorted(run_dir.glob("*/*.json"))
-    return json.loads(found[-1].read_text()) if found else None
+def _manifest(run_dir: Path, seed: int, max_steps: int) -> dict[str, Any] | None:
+    """The manifest of the run in ``run_dir`` (``KEY/VERSION.json`` beside its ``.pt``), or
+    None; one line (SystemExit) for a manifest that cannot be read or is another run's."""
+    found = sorted(f for f in run_dir.glob("*/*.json") if f.with_suffix(".pt").is_file())
+    if not found:
+        return None
+    try:
+        m = json.loads(found[-1].read_text())
+        cfg, metrics = m["train_config"], m["metrics"]
+        ran = (cfg["seed"], cfg["max_steps"])
+        if type(metrics) is not dict:
+            raise TypeError("metrics is not a mapping")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"bad manifest {found[-1]}: {type(exc).__name__}: {exc}"[:300]) from None
+    if ran != (seed, max_steps):
+        raise SystemExit(
+            f"{run_dir} holds a run of seed {ran[0]}, --max-steps {ran[1]}, not seed {seed}, --max-steps {max_steps}:"
+            " give another --out"
+        )
+    return m
 
 
-def _train(p: Protocol, args: list[str], run_dir: Path, seed: int, max_steps: int, threads: int) -> dict[str, object]:
+def _train(p: Protocol, args: list[str], run_dir: Path, seed: int, max_steps: int, threads: int) -> dict[str, Any]:
     """The run's manifest, training it first with ``forexd train`` unless it exists."""
-    if (m := _manifest(run_dir)) is not None:
+    if (m := _manifest(run_dir, seed, max_steps)) is not None:
         return m
     run_dir.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -140,7 +179,7 @@ def _train(p: Protocol, args: list[str], run_dir: Path, seed: int, max_steps: in
         done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False)
     if done.returncode:
         raise SystemExit(f"forexd train failed (exit {done.returncode}): see {run_dir / 'train.log'}")
-    m = _manifest(run_dir)
+    m = _manifest(run_dir, seed, max_steps)
     assert m is not None, f"forexd train wrote no manifest under {run_dir}"
     return m
 
@@ -153,17 +192,21 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", choices=sorted(PROTOCOLS))
     ap.add_argument("--seeds", type=_seeds, default=[0, 1, 2])
-    ap.add_argument("--out", type=Path, required=True, help="folder of the runs (resumed if present)")
-    ap.add_argument("--max-steps", type=int, default=3000)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=_folder, required=True, help="folder of the runs (resumed if present)")
+    ap.add_argument("--max-steps", type=_int_in(1, 10**9), default=3000)
+    ap.add_argument("--threads", type=_int_in(1, 256), default=1)
     ap.add_argument(
-        "--series-embedding", type=int, default=0, help="the global model's (forexd train --series-embedding)"
+        "--series-embedding",
+        type=_int_in(0, 1024),
+        default=0,
+        help="the global model's (forexd train --series-embedding)",
     )
     ap.add_argument("--json", action="store_true", help="also print the table as one JSON line")
     a = ap.parse_args()
     p = PROTOCOLS[a.data]
     if missing := [str(f) for f in p.files if not f.is_file()]:
-        raise SystemExit(f"candle file not found: {', '.join(missing)} (the hourly study needs ../shared/data)")
+        hint = " (the hourly study needs ../shared/data)" if any(SHARED in Path(f).parents for f in missing) else ""
+        raise SystemExit(f"candle file not found: {', '.join(missing)}{hint}")
     # crps[(series, seed)] = (per-series per-step CRPS, global per-step CRPS, per-series rw CRPS)
     per: dict[tuple[str, int], tuple[list[float], list[float], list[float]]] = {}
     for seed in a.seeds:
@@ -176,7 +219,10 @@ def main() -> int:
             ps, gs = m["metrics"]["test"], gm["metrics"]["test_series"][name]  # type: ignore[index]
             if ps["n"] != gs["n"]:
                 raise SystemExit(f"{name} seed {seed}: {ps['n']} per-series test windows, {gs['n']} global")
-            per[(name, seed)] = (ps["crps"], gs["crps"], ps["rw_crps"])
+            crps = (ps["crps"], gs["crps"], ps["rw_crps"])
+            if not all(len(c) == p.horizon and all(math.isfinite(x) and x > 0 for x in c) for c in crps):
+                raise SystemExit(f"{name} seed {seed}: a CRPS that is not {p.horizon} positive numbers in {base}")
+            per[(name, seed)] = crps
     rows = []
     print(
         "| series | steps | per-series CRPS | skill | global skill | "
@@ -211,4 +257,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except BrokenPipeError:  # the table piped into head: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
+    except OSError as exc:  # --out a file, unwritable, a name too long: one line
+        raise SystemExit(f"study_global.py: {exc}") from None
